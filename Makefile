@@ -1,0 +1,27 @@
+# Two entry points: `make demo` (set up + main job on the embedded data) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel of torch; set TORCH_SPEC/PIP_EXTRA to use another build.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.mmgene-installed
+
+.PHONY: demo test setup clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[all,dev]" "$(TORCH_SPEC)"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mmgene demo --out mmgene-demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) mmgene-demo

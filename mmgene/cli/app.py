@@ -1,0 +1,57 @@
+"""The root ``mmgene`` command, global options and error handling.
+
+Command modules import only typer at the top and the heavy stack inside each command, so
+``mmgene --help`` answers quickly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from mmgene.errors import MMGeneError
+from mmgene.settings import settings
+
+app = typer.Typer(
+    name="mmgene",
+    help="Single-cell transcriptomes and text in one embedding space.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+#: modules under mmgene.cli that register commands on ``app`` when imported.
+COMMAND_MODULES = ("info",)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mmgene import __version__
+
+        typer.echo(f"mmgene {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or informational messages."),
+) -> None:
+    """Single-cell transcriptomes and text in one embedding space."""
+    settings.quiet = settings.quiet or quiet
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"mmgene.cli.{_name}")
+
+
+def main() -> None:
+    """Console entry point: an :class:`MMGeneError` becomes one line on stderr and exit status 2."""
+    try:
+        app()
+    except MMGeneError as exc:
+        print(f"mmgene: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,40 @@
+"""``mmgene info FILE``: what mmgene sees in an AnnData."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mmgene.cli.app import app
+
+
+@app.command()
+def info(
+    file: Path = typer.Argument(..., help="An .h5ad file or .zarr store."),
+    backed: bool = typer.Option(False, help="Open the .h5ad on disk instead of loading it."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Cells, genes, counts found, gene ids and mapping rate, label-like obs columns, obsm keys."""
+    from mmgene.io import read
+    from mmgene.io.describe import describe
+
+    summary = describe(read(file, backed=backed))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    labels = ", ".join(f"{k} ({v})" for k, v in summary["label_columns"].items()) or "none"
+    obsm = ", ".join(f"{k} {v}" for k, v in summary["obsm"].items()) or "none"
+    lines = [
+        f"file:           {summary['file']}",
+        f"cells:          {summary['n_obs']:,}",
+        f"genes:          {summary['n_vars']:,}",
+        f"expression:     {summary['matrix']} ({'raw counts' if summary['kind'] == 'counts' else 'log1p-normalised'})",
+        f"gene symbols:   from {summary['symbol_source']}, {summary['genes_with_symbol']:,} genes ({summary['symbol_rate']:.1%})",
+        f"Ensembl ids:    from {summary['ensembl_source']}, {summary['genes_with_ensembl']:,} genes ({summary['ensembl_rate']:.1%})",
+        f"gene table:     {summary['gene_table']}",
+        f"label columns:  {labels}",
+        f"obsm:           {obsm}",
+    ]
+    typer.echo("\n".join(lines))

@@ -1,0 +1,129 @@
+"""Errors mmgene raises for bad input.
+
+Every error says *what* is wrong, *where* (file, column, gene, cell) and *what to do*. The CLI
+prints the message as one line and exits with status 2; Python callers can catch
+:class:`MMGeneError` or one of its subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+def _preview(items: Iterable[object], limit: int = 5) -> str:
+    """Show at most ``limit`` items, then how many more there are."""
+    items = list(items)
+    shown = ", ".join(repr(str(i)) for i in items[:limit])
+    more = len(items) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+class MMGeneError(Exception):
+    """Base class: a problem with the user's input or setup, explained for a human."""
+
+    def __init__(self, what: str, where: str | None = None, fix: str | None = None) -> None:
+        self.what, self.where, self.fix = what, where, fix
+        parts = [what.rstrip(".") + "."]
+        if where:
+            parts.append(f"Where: {where}.")
+        if fix:
+            parts.append(f"What to do: {fix.rstrip('.')}.")
+        super().__init__(" ".join(parts))
+
+
+class InputFileError(MMGeneError):
+    """A file is missing, unreadable or not an AnnData."""
+
+
+class DataError(MMGeneError):
+    """The expression matrix has values mmgene cannot use."""
+
+
+class EmptyMatrixError(DataError):
+    """The matrix has no cells, no genes or no non-zero value."""
+
+
+class NonFiniteError(DataError):
+    """The matrix contains NaN or infinite values."""
+
+
+class NegativeValuesError(DataError):
+    """Counts or expression values are negative."""
+
+
+class NotCountsError(DataError):
+    """Raw integer counts are required but the matrix holds other values."""
+
+
+class GeneIdError(MMGeneError):
+    """Gene identifiers are duplicated, missing or unrecognisable."""
+
+
+class DuplicateGenesError(GeneIdError):
+    """The same gene name appears more than once."""
+
+
+class NoGeneIdsError(GeneIdError):
+    """No column of the gene table holds recognisable symbols or Ensembl ids."""
+
+
+class MissingColumnError(MMGeneError):
+    """A requested obs/var column or obsm key does not exist."""
+
+    def __init__(self, column: str, table: str, available: Sequence[str], source: str = "") -> None:
+        where = f"{table} of {source}" if source else table
+        super().__init__(
+            f"column {column!r} does not exist in {table}",
+            where,
+            f"choose one of: {_preview(available, 12)}" if len(available) else f"{table} has no columns",
+        )
+        self.column = column
+
+
+class ParameterError(MMGeneError):
+    """An argument has a value mmgene cannot use."""
+
+
+class DependencyError(MMGeneError):
+    """An optional dependency needed for this feature is not installed."""
+
+
+class RemoteError(MMGeneError):
+    """A remote service (NCBI, OpenAI, the Hub, a share server) failed after retries."""
+
+
+class IntegrityError(MMGeneError):
+    """A downloaded or stored file does not match its recorded checksum."""
+
+
+def require(module: str, extra: str, feature: str):
+    """Import ``module`` or raise :class:`DependencyError` naming the extra that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise DependencyError(
+            f"{feature} needs the package {module!r}, which is not installed ({exc})",
+            fix=f"pip install 'mmgene[{extra}]'",
+        ) from exc
+
+
+__all__ = [
+    "MMGeneError",
+    "InputFileError",
+    "DataError",
+    "EmptyMatrixError",
+    "NonFiniteError",
+    "NegativeValuesError",
+    "NotCountsError",
+    "GeneIdError",
+    "DuplicateGenesError",
+    "NoGeneIdsError",
+    "MissingColumnError",
+    "ParameterError",
+    "DependencyError",
+    "RemoteError",
+    "IntegrityError",
+    "require",
+]

@@ -1,0 +1,178 @@
+"""Human gene symbol <-> Ensembl id resolution.
+
+The mapping table is GENCODE's (release 44), as shipped in the PyPI package ``celltypist``
+(``celltypist/data/samples/GENCODEv44_Gene_id2name.csv``); a well-kept, versioned source that needs no
+network. The package is located without importing it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmgene.errors import DependencyError, DuplicateGenesError, NoGeneIdsError, _preview
+
+GENE_TABLE_VERSION = "GENCODE v44 (celltypist GENCODEv44_Gene_id2name.csv)"
+ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{11}(\.\d+)?$")
+#: var columns searched for identifiers, besides the index, in order of preference.
+ID_COLUMNS = ("gene_symbol", "feature_name", "gene_name", "gene_symbols", "symbol", "ensembl_id", "gene_ids", "gene_id", "ensembl")
+#: a column counts as symbols when at least this fraction of its values is a known symbol.
+MIN_SYMBOL_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class GeneTable:
+    """Upper-cased symbol -> Ensembl id and Ensembl id -> symbol, with the table's version."""
+
+    symbol_to_ensembl: dict[str, str]
+    ensembl_to_symbol: dict[str, str]
+    version: str
+
+
+def _table_path() -> Path:
+    spec = importlib.util.find_spec("celltypist")
+    if spec is None or not spec.submodule_search_locations:
+        raise DependencyError(
+            "the human gene table (GENCODE v44) comes from the package 'celltypist', which is not installed",
+            fix="pip install celltypist (it is a core dependency of mmgene; reinstall mmgene)",
+        )
+    return Path(spec.submodule_search_locations[0]) / "data" / "samples" / "GENCODEv44_Gene_id2name.csv"
+
+
+@lru_cache(maxsize=1)
+def gene_table() -> GeneTable:
+    """Load the GENCODE table once per process."""
+    frame = pd.read_csv(_table_path(), header=None, names=["ensembl", "symbol"], dtype=str).dropna()
+    ens = frame["ensembl"].str.split(".").str[0].to_numpy()
+    sym = frame["symbol"].str.upper().to_numpy()
+    # First occurrence wins for symbols present on several ids (PAR copies, readthroughs).
+    symbol_to_ensembl = dict(zip(sym[::-1], ens[::-1]))
+    ensembl_to_symbol = dict(zip(ens, frame["symbol"].to_numpy()))
+    return GeneTable(symbol_to_ensembl, ensembl_to_symbol, GENE_TABLE_VERSION)
+
+
+def strip_version(ids: np.ndarray) -> np.ndarray:
+    """``ENSG00000141510.18`` -> ``ENSG00000141510`` (upper-cased)."""
+    return np.array([str(i).split(".")[0].upper() for i in ids], dtype=object)
+
+
+def id_kind(values: pd.Index | pd.Series | np.ndarray) -> str | None:
+    """Classify identifiers as ``'ensembl'``, ``'symbol'`` or ``None`` (unrecognisable)."""
+    vals = pd.Series(np.asarray(values, dtype=object)).dropna().astype(str)
+    if vals.empty:
+        return None
+    sample = vals.iloc[:: max(1, len(vals) // 2000)]
+    if sample.map(lambda v: bool(ENSEMBL_RE.match(v.upper()))).mean() >= 0.5:
+        return "ensembl"
+    known = gene_table().symbol_to_ensembl
+    if sample.str.upper().isin(known.keys()).mean() >= MIN_SYMBOL_FRACTION:
+        return "symbol"
+    return None
+
+
+@dataclass
+class GeneIds:
+    """Symbols and Ensembl ids for every gene of a matrix, and where they came from.
+
+    Unknown entries are empty strings. ``symbol_source``/``ensembl_source`` name the var column
+    (``'index'`` for ``var_names``) or ``'gene table'`` when filled from GENCODE.
+    """
+
+    symbols: np.ndarray
+    ensembl: np.ndarray
+    symbol_source: str
+    ensembl_source: str
+    table_version: str = GENE_TABLE_VERSION
+    columns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def n_with_symbol(self) -> int:
+        return int((self.symbols != "").sum())
+
+    @property
+    def n_with_ensembl(self) -> int:
+        return int((self.ensembl != "").sum())
+
+    def summary(self) -> dict[str, object]:
+        """Plain-data summary for ``uns['mmgene']`` and ``mmgene info``."""
+        n = max(self.n_genes, 1)
+        return {
+            "symbol_source": self.symbol_source,
+            "ensembl_source": self.ensembl_source,
+            "id_columns": self.columns,
+            "genes": self.n_genes,
+            "genes_with_symbol": self.n_with_symbol,
+            "genes_with_ensembl": self.n_with_ensembl,
+            "symbol_rate": round(self.n_with_symbol / n, 4),
+            "ensembl_rate": round(self.n_with_ensembl / n, 4),
+            "gene_table": self.table_version,
+        }
+
+
+def _candidates(var: pd.DataFrame) -> list[tuple[str, pd.Index | pd.Series]]:
+    found: list[tuple[str, pd.Index | pd.Series]] = [("index", var.index)]
+    lower = {str(c).lower(): c for c in var.columns}
+    for name in ID_COLUMNS:
+        if name in lower:
+            found.append((str(lower[name]), var[lower[name]]))
+    return found
+
+
+def resolve_gene_ids(var: pd.DataFrame, *, source: str = "the AnnData") -> GeneIds:
+    """Find symbols and Ensembl ids in ``var`` (index or usual columns) and fill gaps from GENCODE.
+
+    Raises :class:`DuplicateGenesError` when ``var_names`` repeat and :class:`NoGeneIdsError`
+    when neither the index nor any usual column holds recognisable human gene identifiers.
+    """
+    if var.index.has_duplicates:
+        dup = var.index[var.index.duplicated()].unique()
+        raise DuplicateGenesError(
+            f"{len(dup)} gene names appear more than once in var_names ({_preview(dup)})",
+            f"var_names of {source}",
+            "make them unique, e.g. adata.var_names_make_unique(), or index var by Ensembl id",
+        )
+    table = gene_table()
+    columns: dict[str, str] = {}
+    sym_col = ens_col = None
+    for name, values in _candidates(var):
+        kind = id_kind(values)
+        if kind:
+            columns[name] = kind
+        if kind == "symbol" and sym_col is None:
+            sym_col = (name, values)
+        elif kind == "ensembl" and ens_col is None:
+            ens_col = (name, values)
+    if sym_col is None and ens_col is None:
+        raise NoGeneIdsError(
+            "no recognisable human gene symbols or Ensembl ids in var_names or in the columns "
+            f"{', '.join(ID_COLUMNS)} (first names: {_preview(var.index[:5])})",
+            f"var of {source}",
+            "put gene symbols or Ensembl ids in var_names or in var['gene_symbol'] / var['ensembl_id']",
+        )
+    n = len(var)
+    if ens_col is not None:
+        ensembl = strip_version(np.asarray(ens_col[1], dtype=object))
+        ensembl = np.where(pd.isna(np.asarray(ens_col[1], dtype=object)), "", ensembl).astype(object)
+        ens_source = ens_col[0]
+    else:
+        up = pd.Series(np.asarray(sym_col[1], dtype=object)).astype(str).str.upper()  # type: ignore[index]
+        ensembl = up.map(table.symbol_to_ensembl).fillna("").to_numpy(dtype=object)
+        ens_source = "gene table"
+    if sym_col is not None:
+        symbols = pd.Series(np.asarray(sym_col[1], dtype=object)).fillna("").astype(str).to_numpy(dtype=object)
+        sym_source = sym_col[0]
+    else:
+        symbols = pd.Series(ensembl).map(table.ensembl_to_symbol).fillna("").to_numpy(dtype=object)
+        sym_source = "gene table"
+    assert len(symbols) == len(ensembl) == n
+    return GeneIds(symbols, ensembl, sym_source, ens_source, table.version, columns)

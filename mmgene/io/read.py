@@ -1,0 +1,94 @@
+"""Read an AnnData from .h5ad or .zarr, find its expression matrix and gene identifiers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mmgene.errors import InputFileError, MissingColumnError
+from mmgene.genes.ids import resolve_gene_ids
+from mmgene.io.expression import Kind, expression
+from mmgene.provenance import record
+
+
+def _load(path: Path, backed: bool) -> Any:
+    import anndata as ad
+
+    if not path.exists():
+        raise InputFileError(f"file not found: {path}", str(path), "check the path (relative paths start from the current folder)")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".zarr" or (path.is_dir() and (path / ".zattrs").exists() or (path / "zarr.json").exists()):
+            return ad.read_zarr(path)
+        if suffix in (".h5ad", ".h5", ".hdf5") or path.is_file():
+            return ad.read_h5ad(path, backed="r" if backed else None)
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise InputFileError(
+            f"not an AnnData file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            str(path),
+            "pass an .h5ad or .zarr written by anndata (convert 10x/loom/csv with scanpy first)",
+        ) from exc
+    raise InputFileError(f"cannot read a folder that is not a .zarr store: {path}", str(path), "pass an .h5ad file or a .zarr folder")
+
+
+def read(
+    path_or_adata: str | os.PathLike[str] | Any,
+    backed: bool = False,
+    *,
+    require: Kind | None = None,
+) -> Any:
+    """Read an AnnData and record what mmgene will use from it.
+
+    Parameters
+    ----------
+    path_or_adata
+        An ``.h5ad`` file, a ``.zarr`` store, or an AnnData already in memory.
+    backed
+        Open an ``.h5ad`` read-only on disk (for files larger than memory); rows are then streamed.
+    require
+        ``'counts'`` to insist on raw integer counts (Geneformer), ``None`` to accept log1p data.
+
+    Returns
+    -------
+    The AnnData. ``var['gene_symbol']`` and ``var['ensembl_id']`` of the expression matrix's gene table
+    are filled where missing, and ``uns['mmgene']['input']`` records the file, the matrix used
+    (``X``, ``layers['counts']`` or ``raw.X``), what it holds, and how many genes mapped.
+    """
+    if isinstance(path_or_adata, (str, os.PathLike)):
+        path = Path(path_or_adata)
+        adata = _load(path, backed)
+        origin = str(path)
+    else:
+        adata = path_or_adata
+        if not hasattr(adata, "obs") or not hasattr(adata, "var"):
+            raise InputFileError(
+                f"expected an AnnData or a path, got {type(adata).__name__}", "argument path_or_adata", "pass an AnnData or an .h5ad/.zarr path"
+            )
+        origin = str(adata.uns.get("mmgene", {}).get("input", {}).get("file", "the AnnData in memory"))
+    view = expression(adata, require=require, origin=origin)
+    ids = resolve_gene_ids(view.var, source=f"{origin} ({view.source})")
+    if "gene_symbol" not in view.var.columns:
+        view.var["gene_symbol"] = ids.symbols
+    if "ensembl_id" not in view.var.columns:
+        view.var["ensembl_id"] = ids.ensembl
+    record(
+        adata,
+        "input",
+        file=origin,
+        backed=bool(backed and origin.endswith((".h5ad", ".h5", ".hdf5"))),
+        matrix=view.source,
+        kind=view.kind,
+        n_obs=int(adata.n_obs),
+        n_vars=int(view.shape[1]),
+        **ids.summary(),
+    )
+    return adata
+
+
+def obs_column(adata: Any, column: str) -> Any:
+    """``adata.obs[column]``, or a :class:`MissingColumnError` listing the columns that exist."""
+    if column not in adata.obs.columns:
+        origin = str(adata.uns.get("mmgene", {}).get("input", {}).get("file", ""))
+        raise MissingColumnError(column, "obs", list(adata.obs.columns), origin)
+    return adata.obs[column]

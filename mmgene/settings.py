@@ -1,0 +1,28 @@
+"""Process-wide settings: quiet mode and the torch thread count.
+
+Kept tiny and import-free so that ``import mmgene`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass
+class Settings:
+    """Mutable settings shared by the API and the CLI (``mmgene.settings``)."""
+
+    quiet: bool = bool(os.environ.get("MMGENE_QUIET"))
+    """Silence progress bars and informational messages."""
+
+    torch_threads: int = int(os.environ.get("MMGENE_TORCH_THREADS", "1"))
+    """Threads torch may use; one is often fastest on small machines."""
+
+    cache_dir: str = os.environ.get(
+        "MMGENE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "mmgene")
+    )
+    """Where downloads, gene text and embedding caches live."""
+
+
+settings = Settings()
