@@ -96,6 +96,10 @@ class IntegrityError(MMGeneError):
     """A downloaded or stored file does not match its recorded checksum."""
 
 
+class ModelError(MMGeneError):
+    """A model checkpoint is missing, unreadable, of the wrong kind or does not match its vocabulary."""
+
+
 def require(module: str, extra: str, feature: str):
     """Import ``module`` or raise :class:`DependencyError` naming the extra that provides it."""
     import importlib

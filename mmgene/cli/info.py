@@ -33,7 +33,7 @@ def info(
         f"expression:     {summary['matrix']} ({'raw counts' if summary['kind'] == 'counts' else 'log1p-normalised'})",
         f"gene symbols:   from {summary['symbol_source']}, {summary['genes_with_symbol']:,} genes ({summary['symbol_rate']:.1%})",
         f"Ensembl ids:    from {summary['ensembl_source']}, {summary['genes_with_ensembl']:,} genes ({summary['ensembl_rate']:.1%})",
-        f"gene table:     {summary['gene_table']}",
+        f"gene table:     {summary['gene_table']}: {summary['genes_in_gene_table']:,} genes known ({summary['gene_table_rate']:.1%})",
         f"label columns:  {labels}",
         f"obsm:           {obsm}",
     ]

@@ -90,6 +90,8 @@ class GeneIds:
     ensembl_source: str
     table_version: str = GENE_TABLE_VERSION
     columns: dict[str, str] = field(default_factory=dict)
+    n_in_table: int = 0
+    """Genes whose Ensembl id is in the GENCODE table (a current, known human gene)."""
 
     @property
     def n_genes(self) -> int:
@@ -115,6 +117,8 @@ class GeneIds:
             "genes_with_ensembl": self.n_with_ensembl,
             "symbol_rate": round(self.n_with_symbol / n, 4),
             "ensembl_rate": round(self.n_with_ensembl / n, 4),
+            "genes_in_gene_table": self.n_in_table,
+            "gene_table_rate": round(self.n_in_table / n, 4),
             "gene_table": self.table_version,
         }
 
@@ -174,5 +178,5 @@ def resolve_gene_ids(var: pd.DataFrame, *, source: str = "the AnnData") -> GeneI
     else:
         symbols = pd.Series(ensembl).map(table.ensembl_to_symbol).fillna("").to_numpy(dtype=object)
         sym_source = "gene table"
-    assert len(symbols) == len(ensembl) == n
-    return GeneIds(symbols, ensembl, sym_source, ens_source, table.version, columns)
+    in_table = int(pd.Series(ensembl).isin(table.ensembl_to_symbol.keys()).sum())
+    return GeneIds(symbols, ensembl, sym_source, ens_source, table.version, columns, in_table)

@@ -179,8 +179,8 @@ def expression(adata: Any, *, require: Kind | None = None, origin: str | None = 
         if kind in chosen:
             name, matrix, var = chosen[kind]
             return Expression(matrix, name, kind, var, adata.obs_names, origin)
-    if "nonfinite" in chosen or "negative" in chosen:
-        # Let the per-chunk check name the exact cell and gene.
+    if set(chosen) <= {"nonfinite", "negative", "zero"} and set(chosen) - {"zero"}:
+        # Only broken matrices: let the per-chunk check name the exact cell and gene.
         key = "nonfinite" if "nonfinite" in chosen else "negative"
         name, matrix, var = chosen[key]
         view = Expression(matrix, name, "log1p", var, adata.obs_names, origin)

@@ -1,0 +1,135 @@
+"""mmgene.io.read: files, backed mode, zarr, where counts live, gene identifiers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import mmgene.io
+from mmgene.genes.ids import gene_table, id_kind, resolve_gene_ids
+
+GENES = ["CD3E", "MS4A1", "NKG7", "LYZ", "GNLY"]
+ENSEMBL = {"CD3E": "ENSG00000198851", "MS4A1": "ENSG00000156738", "NKG7": "ENSG00000105374", "LYZ": "ENSG00000090382", "GNLY": "ENSG00000115523"}
+
+
+def make(X, var=None, **kw):
+    import anndata as ad
+
+    obs = pd.DataFrame(index=[f"cell{i}" for i in range(X.shape[0])])
+    var = var if var is not None else pd.DataFrame(index=GENES)
+    return ad.AnnData(X=X, obs=obs, var=var, **kw)
+
+
+COUNTS = sp.csr_matrix(np.array([[0, 3, 1, 0, 7], [2, 0, 0, 5, 1], [1, 1, 1, 1, 1]], dtype=np.float32))
+
+
+def test_counts_in_X():
+    adata = mmgene.io.read(make(COUNTS.copy()))
+    rec = adata.uns["mmgene"]["input"]
+    assert (rec["matrix"], rec["kind"], rec["n_obs"], rec["n_vars"]) == ("X", "counts", 3, 5)
+    assert list(adata.var["ensembl_id"]) == [ENSEMBL[g] for g in GENES]
+    assert list(adata.var["gene_symbol"]) == GENES
+    assert (rec["symbol_source"], rec["ensembl_source"]) == ("index", "gene table")
+    assert rec["genes_with_ensembl"] == 5 and rec["genes_in_gene_table"] == 5
+    assert rec["gene_table"].startswith("GENCODE v44")
+
+
+def test_counts_in_layer_when_X_is_normalised():
+    logged = COUNTS.copy()
+    logged.data = np.log1p(logged.data)
+    adata = mmgene.io.read(make(logged, layers={"counts": COUNTS.copy()}))
+    assert adata.uns["mmgene"]["input"]["matrix"] == "layers['counts']"
+    assert adata.uns["mmgene"]["input"]["kind"] == "counts"
+
+
+def test_counts_in_raw_when_X_is_scaled():
+    import anndata as ad
+
+    base = make(COUNTS.copy())
+    scaled = ad.AnnData(X=np.array(COUNTS.toarray()) - 2.0, obs=base.obs, var=base.var)
+    scaled.raw = base
+    adata = mmgene.io.read(scaled)
+    assert adata.uns["mmgene"]["input"]["matrix"] == "raw.X"
+    view = mmgene.io.expression(adata, require="counts")
+    assert view.source == "raw.X" and view.kind == "counts"
+    np.testing.assert_array_equal(next(view.chunks())[2].toarray(), COUNTS.toarray())
+
+
+def test_log1p_accepted_unless_counts_required(pbmc68k):
+    rec = pbmc68k.uns["mmgene"]["input"]
+    assert (rec["matrix"], rec["kind"], rec["n_vars"]) == ("raw.X", "log1p", 765)
+    assert rec["genes_with_symbol"] == 765
+    from mmgene.errors import NotCountsError
+
+    with pytest.raises(NotCountsError, match=r"found X: negative; raw.X: log1p"):
+        mmgene.io.expression(pbmc68k, require="counts")
+
+
+@pytest.mark.parametrize("column", ["gene_ids", "ensembl_id", "gene_id"])
+def test_ensembl_index_with_symbol_column(column):
+    var = pd.DataFrame({"feature_name": GENES}, index=[ENSEMBL[g] + ".7" for g in GENES])
+    ids = resolve_gene_ids(var)
+    assert (ids.symbol_source, ids.ensembl_source) == ("feature_name", "index")
+    assert list(ids.ensembl) == [ENSEMBL[g] for g in GENES]  # version suffix stripped
+    var2 = pd.DataFrame({column: [ENSEMBL[g] for g in GENES]}, index=[f"x{i}" for i in range(5)])
+    ids2 = resolve_gene_ids(var2)
+    assert (ids2.symbol_source, ids2.ensembl_source) == ("gene table", column)
+    assert list(ids2.symbols) == GENES
+
+
+def test_unknown_genes_left_empty():
+    var = pd.DataFrame(index=["CD3E", "MS4A1", "NOT_A_GENE_1", "LYZ"])
+    ids = resolve_gene_ids(var)
+    assert list(ids.ensembl) == [ENSEMBL["CD3E"], ENSEMBL["MS4A1"], "", ENSEMBL["LYZ"]]
+    assert ids.summary()["ensembl_rate"] == 0.75
+
+
+def test_id_kind():
+    assert id_kind(pd.Index(["ENSG00000198851", "ENSG00000156738.3"])) == "ensembl"
+    assert id_kind(pd.Index(["cd3e", "Ms4a1", "xyz"])) == "symbol"
+    assert id_kind(pd.Index(["a", "b", "c"])) is None
+    table = gene_table()
+    assert table.symbol_to_ensembl["TP53"] == "ENSG00000141510"
+    assert table.ensembl_to_symbol["ENSG00000141510"] == "TP53"
+
+
+def test_h5ad_backed_and_zarr_give_identical_chunks(tmp_path):
+    adata = make(COUNTS.copy())
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    adata.write_zarr(tmp_path / "a.zarr")
+    mem = mmgene.io.read(tmp_path / "a.h5ad")
+    backed = mmgene.io.read(tmp_path / "a.h5ad", backed=True)
+    zarr = mmgene.io.read(tmp_path / "a.zarr")
+    dense = mmgene.io.read(make(COUNTS.toarray()))
+    assert backed.isbacked and backed.uns["mmgene"]["input"]["backed"] is True
+    assert mem.uns["mmgene"]["input"]["file"].endswith("a.h5ad")
+    blocks = {}
+    for name, a in [("mem", mem), ("backed", backed), ("zarr", zarr), ("dense", dense)]:
+        parts = [c.toarray() for _, _, c in mmgene.io.expression(a).chunks(2)]
+        blocks[name] = np.vstack(parts)
+    for name, arr in blocks.items():
+        np.testing.assert_array_equal(arr, COUNTS.toarray(), err_msg=name)
+
+
+def test_chunks_cover_rows_exactly():
+    view = mmgene.io.expression(make(COUNTS.copy()))
+    assert [(a, b) for a, b, _ in view.chunks(2)] == [(0, 2), (2, 3)]
+
+
+def test_pbmc3k(pbmc3k):
+    rec = pbmc3k.uns["mmgene"]["input"]
+    assert (rec["n_obs"], rec["n_vars"], rec["matrix"], rec["kind"]) == (2638, 32738, "X", "counts")
+    assert (rec["symbol_source"], rec["ensembl_source"]) == ("index", "ensembl_id")
+    assert rec["genes_with_ensembl"] == 32738
+    # hg19-era ids: most, not all, are still current GENCODE v44 genes.
+    assert 0.9 < rec["gene_table_rate"] < 1.0
+
+
+def test_describe_pbmc3k(pbmc3k):
+    from mmgene.io.describe import describe
+
+    info = describe(pbmc3k)
+    assert info["label_columns"] == {"cell_type": 8, "cell_type_cl_name": 8, "cell_type_ontology_term_id": 8}
+    assert info["obsm"] == {} and info["has_raw"] is False
