@@ -1,0 +1,69 @@
+"""``mmgene embed genept-w FILE`` and ``mmgene embed genept-s FILE``: GenePT cell embeddings into obsm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mmgene.cli.embed import embed_app
+
+
+def _write(adata, out: Path) -> None:
+    """Write ``.h5ad`` or ``.zarr`` atomically."""
+    from mmgene.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        if out.suffix == ".zarr":
+            adata.write_zarr(tmp)
+        else:
+            adata.write_h5ad(tmp)
+
+
+def _summary(adata, key: str, target: Path) -> str:
+    entry = adata.uns["mmgene"][key]
+    genes = f", {entry['genes_matched']:,} of {entry['genes_total']:,} genes matched" if "genes_matched" in entry else ""
+    empty = f"; {entry['n_empty_cells']:,} cells with nothing to embed (NaN rows, obs[{entry['obs_n_genes']!r}] == 0)" if entry["n_empty_cells"] else ""
+    return f"wrote obsm[{key!r}] ({adata.n_obs:,} x {entry['dimension']}; {entry['encoder']}{genes}{empty}) to {target}"
+
+
+@embed_app.command("genept-w")
+def genept_w_command(
+    file: Path = typer.Argument(..., help="An .h5ad file or .zarr store (raw counts, or log1p data)."),
+    gene_vectors: Optional[Path] = typer.Option(None, "--gene-vectors", "-g", help="From `mmgene genes embed` (default: offline text + MiniLM)."),
+    encoder: str = typer.Option("minilm", help="Encoder for the default gene vectors."),
+    key: str = typer.Option("X_genept_w", help="obsm key to write."),
+    on_empty: str = typer.Option("nan", help="Cells without a matched gene: nan, zero or raise."),
+    chunk_size: int = typer.Option(2048, help="Cells per chunk."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the AnnData (default: FILE, replaced atomically)."),
+) -> None:
+    """GenePT-w: expression-weighted average of gene vectors per cell into obsm['X_genept_w']."""
+    from mmgene.embed.genept import genept_w
+    from mmgene.io import read
+
+    adata = read(file)
+    genept_w(adata, gene_vectors, encoder=encoder, key=key, on_empty=on_empty, chunk_size=chunk_size)  # type: ignore[arg-type]
+    target = out or file
+    _write(adata, target)
+    typer.echo(_summary(adata, key, target))
+
+
+@embed_app.command("genept-s")
+def genept_s_command(
+    file: Path = typer.Argument(..., help="An .h5ad file or .zarr store (raw counts, or log1p data)."),
+    encoder: str = typer.Option("minilm", help="minilm (offline), a hub id, a model folder, or openai:<model>."),
+    top_k: int = typer.Option(100, help="Genes per sentence (0: all expressed genes)."),
+    key: str = typer.Option("X_genept_s", help="obsm key to write."),
+    on_empty: str = typer.Option("nan", help="Cells without an expressed gene: nan, zero or raise."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the AnnData (default: FILE, replaced atomically)."),
+) -> None:
+    """GenePT-s: embed each cell's ranked-gene sentence into obsm['X_genept_s']."""
+    from mmgene.embed.genept import genept_s
+    from mmgene.io import read
+
+    adata = read(file)
+    genept_s(adata, encoder, top_k=top_k or None, key=key, on_empty=on_empty)  # type: ignore[arg-type]
+    target = out or file
+    _write(adata, target)
+    typer.echo(_summary(adata, key, target))

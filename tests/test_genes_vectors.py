@@ -1,0 +1,84 @@
+"""GeneVectors files (Parquet, safetensors) and the default offline gene vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from mmgene.errors import InputFileError, ParameterError
+from mmgene.genes import GeneVectors, default_gene_vectors
+from mmgene.genes.offline_text import OfflineGeneText
+
+
+def table() -> GeneVectors:
+    rng = np.random.default_rng(0)
+    return GeneVectors(np.array(["cd3e", "LYZ", "MS4A1"], dtype=object), rng.normal(size=(3, 5)), {"encoder": "e", "text_source": "t"})
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".safetensors"])
+def test_round_trip_is_exact(tmp_path, suffix):
+    gv = table()
+    path = gv.save(tmp_path / f"genes{suffix}")
+    back = GeneVectors.load(path)
+    assert list(back.symbols) == ["CD3E", "LYZ", "MS4A1"]
+    assert back.vectors.dtype == np.float32 and np.array_equal(back.vectors, gv.vectors)
+    assert back.meta == {"encoder": "e", "text_source": "t", "dimension": 5, "n_genes": 3}
+    assert list(back.lookup(["ms4a1", "nope", "CD3E"])) == [2, -1, 0]
+
+
+def test_parquet_is_readable_by_pyarrow(tmp_path):
+    path = table().save(tmp_path / "g.parquet")
+    t = pq.read_table(path)
+    assert t.column_names == ["symbol", "vector"] and b"mmgene" in t.schema.metadata
+
+
+def test_subset_and_errors(tmp_path):
+    gv = table()
+    assert list(gv.subset(["LYZ", "X"]).symbols) == ["LYZ"]
+    with pytest.raises(ParameterError, match="repeat"):
+        GeneVectors(np.array(["A", "a"], dtype=object), np.zeros((2, 2)))
+    with pytest.raises(ParameterError, match="shape"):
+        GeneVectors(np.array(["A"], dtype=object), np.zeros((2, 2)))
+    with pytest.raises(ParameterError, match="NaN"):
+        GeneVectors(np.array(["A"], dtype=object), np.full((1, 2), np.nan))
+    with pytest.raises(ParameterError, match="not '.npy'"):
+        gv.save(tmp_path / "g.npy")
+    with pytest.raises(InputFileError, match="not found"):
+        GeneVectors.load(tmp_path / "none.parquet")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(InputFileError, match="not a gene vectors file"):
+        GeneVectors.load(bad)
+
+
+class CountingEncoder:
+    """Wraps a real encoder and counts calls (to prove the on-disk table is reused)."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+        self.name, self.cache_key = inner.name, inner.cache_key
+
+    def encode(self, texts):
+        self.calls += 1
+        return self.inner.encode(texts)
+
+
+def test_default_gene_vectors_offline_minilm(tmp_path):
+    from mmgene.embed.text import TextEncoder, text_encoder
+
+    enc = text_encoder("minilm")
+    genes = ["CD3E", "LYZ", "MS4A1", "P53", "NOT-A-GENE"]
+    gv = default_gene_vectors(enc, genes=genes)
+    assert list(gv.symbols) == ["CD3E", "LYZ", "MS4A1", "P53"]
+    assert gv.dim == 384 and np.allclose(np.linalg.norm(gv.vectors, axis=1), 1, atol=1e-5)
+    assert gv.meta["encoder"].startswith("sentence-transformers/all-MiniLM-L6-v2")
+    assert gv.meta["text_source"] == "ncbi-gene-table (goatools)" and "2016-01-05" in gv.meta["text_source_version"]
+    # the vectors are the encoder's vectors of the offline text
+    texts = OfflineGeneText().texts(["LYZ"])
+    assert np.array_equal(gv.vectors[1], enc.encode([texts["LYZ"]])[0])
+    # second call: read from the cached table, nothing encoded
+    counting = CountingEncoder(enc)
+    again = default_gene_vectors(counting, genes=genes)  # type: ignore[arg-type]
+    assert counting.calls == 0 and np.array_equal(again.vectors, gv.vectors)
+    assert isinstance(enc, TextEncoder)
