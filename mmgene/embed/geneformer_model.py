@@ -1,0 +1,276 @@
+"""Load a Geneformer checkpoint (a BERT encoder) from a local folder or the Hugging Face Hub.
+
+Geneformer checkpoints are ``BertForMaskedLM`` (pretrained) or ``BertFor...Classification``
+(fine-tuned) folders. Embeddings only need the BERT encoder, so the weights are loaded into a
+``BertModel`` without pooler; the masked-LM head, if any, is ignored. Remote code is never run.
+
+Layers above the one whose output is pooled are dropped after loading: the output of encoder layer
+``k`` does not depend on the layers after it (BERT has no final norm), so this gives the same
+numbers as ``output_hidden_states=True`` and skips work that Geneformer's own extractor throws away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmgene.errors import ModelError, ParameterError, RemoteError
+
+#: vocabulary sizes of the published dictionaries, used to guess the version when none is given.
+KNOWN_VOCAB_SIZES = {25_426: "V1", 20_275: "V2"}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(/[\w.-]+)*$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+@dataclass
+class GeneformerModel:
+    """A loaded encoder ready to embed, and where it came from."""
+
+    module: Any
+    """``transformers.BertModel`` in eval mode, truncated after the pooled layer."""
+    name: str
+    """What the user asked for: a folder path or a hub id (``owner/repo[/subfolder]``)."""
+    source: str
+    """``'local'`` or ``'hub'``."""
+    revision: str
+    """Hub commit hash; for a local folder the sha256 of its weights file(s)."""
+    path: Path
+    """Folder the weights were read from."""
+    n_layers: int
+    """Encoder layers of the checkpoint (before truncation)."""
+    layer: int
+    """Geneformer's ``emb_layer``: 0 = last layer, -1 = second-to-last, ..."""
+    hidden_index: int
+    """Index into ``hidden_states`` (``n_layers + 1`` entries, 0 = embeddings): ``n_layers + layer``."""
+    hidden_size: int
+    vocab_size: int
+    max_positions: int
+    pad_id: int
+    architecture: str
+
+
+def hidden_states_index(layer: int, n_layers: int) -> int:
+    """Map Geneformer's ``emb_layer`` (``0`` last, ``-1`` second-to-last, ...) to a ``hidden_states`` index.
+
+    ``hidden_states`` has ``n_layers + 1`` entries (the embedding output first), so ``layer = -1``
+    is ``hidden_states[n_layers - 1]``, the output of the second-to-last encoder layer.
+    """
+    if isinstance(layer, bool) or not isinstance(layer, int) or not -n_layers <= layer <= 0:
+        raise ParameterError(
+            f"layer={layer!r} is not a layer of this {n_layers}-layer model",
+            "argument layer",
+            f"use an integer from {-n_layers} (embedding output) to 0 (last layer); -1, the second-to-last "
+            "layer, is Geneformer's default",
+        )
+    return n_layers + layer
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report and weight-loading bar (the ignored MLM head is expected)."""
+    from transformers.utils import logging as tlog
+
+    verbosity, bar = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(verbosity)
+        if bar:
+            tlog.enable_progress_bar()
+
+
+def _sha256_weights(folder: Path) -> str:
+    """sha256 over the weight files of a local checkpoint (names and bytes), the local 'revision'."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.iterdir() if p.suffix in {".safetensors", ".bin"} and p.is_file())
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _has_weights(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in _WEIGHT_FILES) or any(folder.glob("model-*-of-*.safetensors"))
+
+
+def resolve(spec: str | Path, revision: str | None = None) -> tuple[Path, str]:
+    """Find the checkpoint folder for ``spec``: ``(folder, source)`` with source ``local`` or ``hub``.
+
+    A path that exists is used as is. Otherwise ``spec`` must be a hub id ``owner/repo`` or
+    ``owner/repo/sub/folder`` (Geneformer's repo keeps several models in subfolders); only the
+    config and the weights of that folder are downloaded, into the Hugging Face cache, so a second
+    call (or ``HF_HUB_OFFLINE=1``) reads them from disk.
+    """
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(
+                f"{str(spec)!r} is a file, not a checkpoint folder",
+                f"argument model={str(spec)!r}",
+                "pass the folder that holds config.json and the weights (model.safetensors or pytorch_model.bin)",
+            )
+        if revision:
+            raise ParameterError(
+                f"revision={revision!r} only applies to hub ids, but {str(spec)!r} is a local folder",
+                "argument revision",
+                "drop revision, or pass a hub id",
+            )
+        return path.resolve(), "local"
+    spec = str(spec)
+    if not _HUB_ID.match(spec):
+        raise ModelError(
+            f"no folder {spec!r} exists and it is not a hub id",
+            f"argument model={spec!r}",
+            "pass a checkpoint folder, or a hub id such as 'ctheodoris/Geneformer/gf-6L-30M-i2048'",
+        )
+    parts = spec.split("/")
+    repo_id, subfolder = "/".join(parts[:2]), "/".join(parts[2:])
+    return _download(repo_id, subfolder, revision), "hub"
+
+
+def _download(repo_id: str, subfolder: str, revision: str | None) -> Path:
+    """snapshot_download the config and weights of one folder of a hub repo (safetensors first)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    prefix = f"{subfolder}/" if subfolder else ""
+    where = f"hub repo {repo_id!r}" + (f", folder {subfolder!r}" if subfolder else "") + f", revision {revision or 'main'!r}"
+    rounds = (
+        ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"],
+        ["config.json", "pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin"],
+    )
+    try:
+        for patterns in rounds:
+            root = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[prefix + p for p in patterns]))
+            folder = root / subfolder if subfolder else root
+            if _has_weights(folder):
+                return folder
+    except (RepositoryNotFoundError, GatedRepoError) as exc:
+        raise ModelError(
+            f"the hub repo {repo_id!r} does not exist or needs access ({type(exc).__name__})",
+            where,
+            "check the id, or log in with `hf auth login` if the repo is gated",
+        ) from exc
+    except RevisionNotFoundError as exc:
+        raise ModelError(f"revision {revision!r} does not exist", where, "pass an existing branch, tag or commit") from exc
+    except LocalEntryNotFoundError as exc:
+        raise RemoteError(
+            "the checkpoint is not in the local cache and the hub cannot be reached (offline, or no network)",
+            where,
+            "connect once to download it, unset HF_HUB_OFFLINE, or pass a local checkpoint folder",
+        ) from exc
+    except HfHubHTTPError as exc:
+        raise RemoteError(f"the hub answered {exc}", where, "try again later, or pass a local checkpoint folder") from exc
+    raise ModelError(
+        "no weights (model.safetensors or pytorch_model.bin) in this folder of the repo",
+        where,
+        "pass the subfolder that holds the model, e.g. 'ctheodoris/Geneformer/gf-6L-30M-i2048'",
+    )
+
+
+def _commit_of(folder: Path) -> str:
+    """The commit hash of a hub snapshot folder (``.../snapshots/<commit>/[subfolder]``)."""
+    for part in reversed(folder.parts):
+        if _COMMIT.match(part):
+            return part
+    return ""
+
+
+def load_config(folder: Path, where: str) -> Any:
+    """Read and check ``config.json``: a BERT encoder (Geneformer's architecture), no remote code."""
+    from transformers import BertConfig
+
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ModelError("the checkpoint folder has no config.json", where, "pass a folder saved with save_pretrained")
+    try:
+        config = BertConfig.from_json_file(str(config_file))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"config.json cannot be read ({exc})", where, "pass a valid transformers checkpoint") from exc
+    if getattr(config, "model_type", "bert") != "bert":
+        raise ModelError(
+            f"the checkpoint is a {config.model_type!r} model, not BERT (Geneformer's architecture)",
+            where,
+            "pass a Geneformer checkpoint (BertForMaskedLM or BertModel)",
+        )
+    if not _has_weights(folder):
+        raise ModelError(
+            "the checkpoint folder has no weights (model.safetensors or pytorch_model.bin)",
+            where,
+            "pass a folder saved with save_pretrained",
+        )
+    return config
+
+
+def load_model(spec: str | Path, *, layer: int = -1, revision: str | None = None) -> GeneformerModel:
+    """Load the encoder of a Geneformer checkpoint, truncated after layer ``layer`` (see module doc)."""
+    folder, source = resolve(spec, revision)
+    where = f"model {str(spec)!r}" + (f" ({folder})" if source == "hub" else "")
+    config = load_config(folder, where)
+    n_layers = int(config.num_hidden_layers)
+    index = hidden_states_index(layer, n_layers)
+    from transformers import BertModel
+
+    try:
+        with _quiet_transformers():
+            module = BertModel.from_pretrained(str(folder), add_pooling_layer=False, trust_remote_code=False)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"the weights cannot be loaded ({exc})", where, "pass a complete Geneformer checkpoint") from exc
+    module.eval()
+    module.encoder.layer = module.encoder.layer[:index]
+    module.config.num_hidden_layers = index
+    pad = config.pad_token_id
+    return GeneformerModel(
+        module=module,
+        name=str(spec),
+        source=source,
+        revision=_commit_of(folder) if source == "hub" else _sha256_weights(folder),
+        path=folder,
+        n_layers=n_layers,
+        layer=layer,
+        hidden_index=index,
+        hidden_size=int(config.hidden_size),
+        vocab_size=int(module.get_input_embeddings().num_embeddings),
+        max_positions=int(config.max_position_embeddings),
+        pad_id=0 if pad is None else int(pad),
+        architecture=",".join(config.architectures or ["BertModel"]),
+    )
+
+
+def check_vocabulary(model: GeneformerModel, dictionaries: Any) -> None:
+    """Refuse a checkpoint whose vocabulary or pad id differs from the token dictionary."""
+    n_tokens = len(dictionaries.token_ids)
+    where = f"model {model.name!r} with the Geneformer {dictionaries.version} token dictionary"
+    if model.vocab_size != n_tokens:
+        known = KNOWN_VOCAB_SIZES.get(model.vocab_size)
+        hint = f"this model looks like a Geneformer {known} model: pass version={known!r}" if known else (
+            "pass the dictionaries the model was trained with (dictionaries=FOLDER)"
+        )
+        raise ModelError(
+            f"the model's vocabulary has {model.vocab_size:,} tokens but the token dictionary has {n_tokens:,}",
+            where,
+            hint,
+        )
+    if model.pad_id != dictionaries.pad_id:
+        raise ModelError(
+            f"the model's pad token id is {model.pad_id} but the dictionary's <pad> is {dictionaries.pad_id}",
+            where,
+            "pass the dictionaries the model was trained with",
+        )
