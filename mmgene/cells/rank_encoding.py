@@ -1,0 +1,293 @@
+"""Geneformer's rank-value encoding (``TranscriptomeTokenizer``), exact and streamed.
+
+Per cell, as Geneformer defines it:
+
+1. Ensembl ids are upper-cased (versions stripped), mapped through the Ensembl mapping dictionary
+   when there is one, and genes mapping to the same id have their counts **summed**; genes without a
+   token or a median are dropped.
+2. Each count is normalised as ``x / n_counts * 10_000 / median[gene]`` (``n_counts``: the cell's
+   total over all genes, from ``obs['n_counts']`` or computed), evaluated in the same floating-point
+   order as Geneformer's SciPy expression (reciprocal multiplications, float64 where SciPy uses it),
+   so values match bit for bit.
+3. Non-zero genes are ordered by descending normalised value. Geneformer's ``np.argsort(-x)`` leaves
+   ties in arbitrary order; mmgene puts **equal values in ascending token id** order.
+4. V1 keeps the first 2,048 tokens; V2 keeps 4,094 and wraps them as ``<cls> ... <eos>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from mmgene.cells import _kernels as k
+from mmgene.cells.ranking import canonical
+from mmgene.cells.dictionaries import SPECIAL, GeneformerDictionaries, load_dictionaries
+from mmgene.errors import DataError, GeneIdError, NoGeneIdsError, ParameterError, _preview
+
+TARGET_SUM = 10_000
+DEFAULT_CHUNK = 4096
+TIE_BREAK = "equal normalised values: lower token id first"
+
+
+@dataclass
+class RankEncoding:
+    """Token ids per cell (original cell order), their lengths, and cells with no known gene."""
+
+    input_ids: list[np.ndarray]
+    length: np.ndarray
+    obs_names: np.ndarray
+    version: str
+    empty_cells: np.ndarray
+    flat: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int32))
+    offsets: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.length)
+
+    @classmethod
+    def from_flat(cls, flat: np.ndarray, offsets: np.ndarray, obs_names: Any, version: str, empty_cells: np.ndarray) -> RankEncoding:
+        input_ids = np.split(flat, offsets[1:-1]) if len(offsets) > 1 else []
+        return cls(input_ids, np.diff(offsets).astype(np.int64), np.asarray(obs_names, dtype=object).astype(str), version, empty_cells, flat, offsets)
+
+    def to_dataset(self, obs: pd.DataFrame | None = None) -> Any:
+        """A ``datasets.Dataset`` with ``input_ids``, ``length``, ``cell_id`` (plus ``obs``'s columns)."""
+        import pyarrow as pa
+        from datasets import Dataset
+        from datasets.table import InMemoryTable
+
+        offsets = pa.array(self.offsets, type=pa.int64())
+        ids = pa.LargeListArray.from_arrays(offsets, pa.array(self.flat, type=pa.int32()))
+        if self.offsets[-1] < 2**31 - 1:
+            ids = pa.ListArray.from_arrays(pa.array(self.offsets.astype(np.int32), type=pa.int32()), pa.array(self.flat, type=pa.int32()))
+        columns: dict[str, Any] = {"input_ids": ids, "length": pa.array(self.length, type=pa.int64()), "cell_id": pa.array(self.obs_names.tolist(), type=pa.string())}
+        if obs is not None:
+            if len(obs) != len(self):
+                raise ParameterError(f"obs has {len(obs)} rows for {len(self)} cells", "argument obs", "pass adata.obs of the encoded AnnData")
+            for name in obs.columns:
+                if name in columns:
+                    raise ParameterError(f"obs column {name!r} clashes with a dataset column", "argument obs", "rename the column")
+                col = obs[name]
+                if isinstance(col.dtype, pd.CategoricalDtype):
+                    col = col.astype(str)
+                columns[str(name)] = pa.array(col.to_numpy(), from_pandas=True)
+        return Dataset(InMemoryTable(pa.table(columns)))
+
+
+@dataclass(frozen=True)
+class TokenPlan:
+    """How input columns become Geneformer genes: target gene (or -1), token and 1/median per target."""
+
+    col_target: np.ndarray
+    tokens: np.ndarray
+    recip_median: np.ndarray
+    has_duplicates: bool
+    n_input: int
+    id_source: str
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.tokens)
+
+
+def _ensembl_ids(var: pd.DataFrame, dicts: GeneformerDictionaries, origin: str) -> tuple[np.ndarray, str]:
+    """Upper-cased, unversioned Ensembl ids per gene ('' where unknown) and where they came from."""
+    names = pd.Series(np.asarray(var.index, dtype=object), dtype=object).astype(str)
+    if "ensembl_id" in var.columns:
+        ids = pd.Series(np.asarray(var["ensembl_id"], dtype=object), dtype=object)
+        source = "var['ensembl_id']"
+    else:
+        from mmgene.genes.ids import resolve_gene_ids
+
+        try:
+            ids = pd.Series(resolve_gene_ids(var, source=origin).ensembl, dtype=object)
+            source = "resolved from var (GENCODE v44)"
+        except GeneIdError:
+            ids = pd.Series([""] * len(var), dtype=object)
+            source = "none"
+    ids = ids.fillna("").astype(str).str.strip().str.split(".").str[0].str.upper()
+    missing = (ids == "").to_numpy()
+    if missing.any() and dicts.name_to_id:
+        symbols = var["gene_symbol"].astype(str) if "gene_symbol" in var.columns else names
+        symbols = pd.Series(np.asarray(symbols, dtype=object), dtype=object)
+        upper = {k.upper(): v for k, v in dicts.name_to_id.items()}
+        filled = symbols[missing].map(dicts.name_to_id).fillna(symbols[missing].str.upper().map(upper)).fillna("")
+        ids = ids.copy()
+        ids[missing] = filled.str.upper().to_numpy()
+        if (filled != "").any():
+            source += " + Geneformer gene_name_id_dict for symbols"
+    if not (ids != "").any():
+        raise NoGeneIdsError(
+            "no gene has an Ensembl id, which Geneformer needs "
+            f"(first gene names: {_preview(names[:5])})",
+            f"var of {origin}",
+            "put Ensembl ids in var['ensembl_id'] (or human symbols in var_names so mmgene can map them)",
+        )
+    return ids.to_numpy(dtype=object), source
+
+
+def plan_tokens(var: pd.DataFrame, dicts: GeneformerDictionaries, origin: str = "the AnnData") -> TokenPlan:
+    """Map the columns of ``var`` to Geneformer genes ordered by token id (collapsing duplicates)."""
+    ids, source = _ensembl_ids(var, dicts, origin)
+    series = pd.Series(ids, dtype=object)
+    if dicts.ensembl_mapping is not None:
+        series = series.map(dicts.ensembl_mapping).fillna("").astype(str).str.upper()
+    special = set(SPECIAL)
+    token = series.map(lambda g: dicts.token_ids.get(g, -1) if g and g not in special and g in dicts.medians else -1).to_numpy(np.int64)
+    known = token >= 0
+    if not known.any():
+        raise GeneIdError(
+            f"none of the {len(var)} genes is in Geneformer's {dicts.version} vocabulary "
+            f"(first Ensembl ids: {_preview([i for i in ids if i][:5])})",
+            f"var of {origin}",
+            "Geneformer covers human genes: check the species and that var['ensembl_id'] holds Ensembl gene ids",
+        )
+    targets = np.unique(token[known])
+    col_target = np.full(len(var), -1, np.int64)
+    col_target[known] = np.searchsorted(targets, token[known])
+    medians = np.array([dicts.medians[g] for g in series.to_numpy()[known][np.unique(col_target[known], return_index=True)[1]]])
+    recip = np.true_divide(1.0, medians)
+    return TokenPlan(col_target, targets.astype(np.int32), recip, bool(known.sum() > len(targets)), len(var), source)
+
+
+def _n_counts(adata: Any, n_obs: int, origin: str) -> np.ndarray | None:
+    if "n_counts" not in adata.obs.columns:
+        return None
+    values = np.asarray(adata.obs["n_counts"].to_numpy())
+    if values.dtype.kind not in "iuf":
+        raise DataError(f"obs['n_counts'] holds {values.dtype} values, not numbers", f"obs['n_counts'] of {origin}", "store each cell's total count, or delete the column so mmgene computes it")
+    if values.dtype.kind in "iu":
+        values = values.astype(np.float64)
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        cell = adata.obs_names[int(np.flatnonzero(bad)[0])]
+        raise DataError(f"{int(bad.sum())} cells have a negative or non-finite n_counts", f"obs['n_counts'] of {origin}, first at cell {cell!r}", "fix the column or delete it so mmgene computes it")
+    return values
+
+
+def _encode_chunk(block: sp.csr_matrix, n_counts: np.ndarray, plan: TokenPlan, limit: int, prefix: int, suffix: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of one chunk of cells (CSR layout)."""
+    block = canonical(block)
+    indptr, indices, data = block.indptr.astype(np.int64), block.indices, block.data
+    col_target = plan.col_target
+    if plan.has_duplicates:  # sum the counts of genes that map to one Ensembl id, as Geneformer does
+        target = col_target[indices]
+        keep = target >= 0
+        cum = np.zeros(len(keep) + 1, np.int64)
+        np.cumsum(keep, out=cum[1:])
+        merged = sp.csr_matrix((data[keep], target[keep], cum[indptr]), shape=(block.shape[0], plan.n_genes))
+        merged.sum_duplicates()
+        indptr, indices, data = merged.indptr.astype(np.int64), merged.indices, merged.data
+        col_target = np.arange(plan.n_genes, dtype=np.int64)
+    # Geneformer computes X / n_counts * 10_000 / median; SciPy evaluates it as x * (1/n) * 10_000 * (1/median)
+    with np.errstate(divide="ignore"):
+        recip_n = np.true_divide(1.0, n_counts)
+    target_sum = recip_n.dtype.type(TARGET_SUM)
+    tie_bits, _ = k.key_layout(plan.n_genes)
+    ptr, keys, targets, values = k.geneformer_keys(indptr, indices, data, col_target, recip_n, target_sum, plan.recip_median, tie_bits)
+    keys.sort()
+    return k.geneformer_tokens(ptr, keys, targets, values, plan.tokens, tie_bits, limit, prefix, suffix)
+
+
+def rank_encode(
+    adata: Any,
+    dictionaries: GeneformerDictionaries | str | None = None,
+    version: str = "V1",
+    chunk_size: int = DEFAULT_CHUNK,
+    output: Literal["arrays", "dataset"] = "arrays",
+) -> Any:
+    """Geneformer token ids for every cell, exactly as Geneformer's tokenizer makes them.
+
+    Parameters
+    ----------
+    adata
+        AnnData with raw counts (``X``, ``layers['counts']`` or ``.raw``; in memory or backed),
+        Ensembl ids in ``var['ensembl_id']`` (or symbols mmgene can map), optionally
+        ``obs['n_counts']`` (computed over all genes when missing).
+    dictionaries
+        :class:`GeneformerDictionaries`, a folder/hub id for :func:`load_dictionaries`, or ``None``
+        to download them from the Geneformer hub repository.
+    version
+        ``'V1'`` or ``'V2'`` (used when ``dictionaries`` is not already loaded).
+    chunk_size
+        Cells per streamed chunk.
+    output
+        ``'arrays'`` for a :class:`RankEncoding`, ``'dataset'`` for a ``datasets.Dataset``.
+
+    Returns
+    -------
+    :class:`RankEncoding` (``input_ids``, ``length``, ``obs_names``, ``empty_cells``), or its
+    ``to_dataset()``. Provenance goes to ``adata.uns['mmgene']['rank_encoding']``.
+    """
+    from mmgene.io import expression
+    from mmgene.progress import info, progress
+    from mmgene.provenance import record
+
+    if output not in ("arrays", "dataset"):
+        raise ParameterError(f"unknown output {output!r}", "argument output", "pass 'arrays' or 'dataset'")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}", "argument chunk_size", "pass e.g. 4096")
+    dicts = dictionaries if isinstance(dictionaries, GeneformerDictionaries) else load_dictionaries(dictionaries, version)
+    view = expression(adata, require="counts")
+    plan = plan_tokens(view.var, dicts, view.origin)
+    given = _n_counts(adata, view.shape[0], view.origin)
+    limit = dicts.max_genes
+    chunk_size = min(int(chunk_size), k.key_layout(plan.n_genes)[1])
+    prefix = dicts.cls_id if dicts.version == "V2" else None
+    suffix = dicts.eos_id if dicts.version == "V2" else None
+    flats, lengths = [], []
+    total = -(-view.shape[0] // chunk_size)
+    for start, stop, block in progress(view.chunks(chunk_size), total=total, desc="rank encoding", unit="chunk"):
+        rows = np.repeat(np.arange(stop - start), np.diff(block.indptr))
+        computed = np.bincount(rows, weights=block.data.astype(np.float64), minlength=stop - start)
+        n_counts = computed if given is None else given[start:stop]
+        if given is not None:
+            bad = (n_counts <= 0) & (computed > 0)
+            if bad.any():
+                cell = view.obs_names[start + int(np.flatnonzero(bad)[0])]
+                raise DataError(
+                    f"{int(bad.sum())} cells have counts but obs['n_counts'] <= 0",
+                    f"obs['n_counts'] of {view.origin}, first at cell {cell!r}",
+                    "store each cell's total count over all genes, or delete the column so mmgene computes it",
+                )
+        indptr, ids = _encode_chunk(block, n_counts, plan, limit, -1 if prefix is None else prefix, -1 if suffix is None else suffix)
+        flats.append(ids)
+        lengths.append(np.diff(indptr))
+    length = np.concatenate(lengths)
+    offsets = np.zeros(len(length) + 1, np.int64)
+    np.cumsum(length, out=offsets[1:])
+    flat = np.concatenate(flats) if flats else np.zeros(0, np.int32)
+    n_special = 2 if prefix is not None else 0
+    empty = np.flatnonzero(length == n_special)
+    if len(empty) == len(length):
+        raise DataError(
+            f"none of the {len(length)} cells has a non-zero count in a gene of Geneformer's {dicts.version} vocabulary "
+            f"({plan.n_genes} of {plan.n_input} genes are in it)",
+            f"{view.origin} ({view.source})",
+            "check that the matrix holds raw counts of human genes with Ensembl ids",
+        )
+    if len(empty):
+        info(f"rank_encode: {len(empty)} cells have no gene in the {dicts.version} vocabulary (see RankEncoding.empty_cells)")
+    record(
+        adata,
+        "rank_encoding",
+        packages=("numba",),
+        method="Geneformer rank-value encoding (TranscriptomeTokenizer)",
+        dictionaries=dicts.summary(),
+        matrix=view.source,
+        gene_ids=plan.id_source,
+        n_counts="obs['n_counts']" if given is not None else "computed: total counts over all genes",
+        genes_in_vocabulary=int((plan.col_target >= 0).sum()),
+        genes_after_collapsing=plan.n_genes,
+        genes_input=plan.n_input,
+        max_genes=limit,
+        special_tokens=["<cls>", "<eos>"] if prefix is not None else [],
+        tie_break=TIE_BREAK,
+        empty_cells=int(len(empty)),
+        mean_length=float(length.mean()),
+    )
+    enc = RankEncoding.from_flat(flat, offsets, view.obs_names, dicts.version, empty)
+    return enc.to_dataset() if output == "dataset" else enc

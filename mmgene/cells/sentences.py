@@ -1,0 +1,137 @@
+"""Cell sentences (Cell2Sentence): each cell as its expressed genes' symbols, most expressed first.
+
+Definition (Levine et al., Cell2Sentence): rank the genes of a cell by expression, descending, keep
+the non-zero ones, upper-case their symbols and join them with single spaces. mmgene adds:
+
+- **Ties** (many genes share a count of 1) are broken deterministically: by default alphabetically
+  by symbol (``ties='symbol'``); ``'position'`` keeps the matrix's gene order; ``'random'`` draws one
+  gene order per call from ``seed``. The order never depends on the chunking or storage.
+- **Normalisation** (``normalize_total`` per cell, then ``log1p``) is a monotone per-cell transform,
+  so it cannot change the order within a cell: ranks are computed on the stored values directly
+  (counts or log1p data), which is exactly the order of the normalised values.
+- **Exclusion** by exact symbol (``'MALAT1'``) or prefix (``'MT-'``, ``'RPL*'``), never by substring.
+- **Duplicated symbols** (two Ensembl ids, one symbol) give one word, at the better of their ranks.
+- Cells with no expressed gene give ``""``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from mmgene.cells import _kernels as k
+from mmgene.cells.ranking import sentence_ids
+from mmgene.cells.vocabulary import Vocabulary, build_vocabulary
+from mmgene.errors import ParameterError
+
+DEFAULT_CHUNK = 8192
+NO_LIMIT = np.iinfo(np.int32).max
+
+
+def _limit(top_k: int | None) -> int:
+    if top_k is None:
+        return NO_LIMIT
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ParameterError(f"top_k must be a positive integer or None, got {top_k!r}", "argument top_k", "pass e.g. top_k=100, or None for all expressed genes")
+    return int(top_k)
+
+
+def iter_sentences(
+    view: Any, vocab: Vocabulary, top_k: int | None = None, chunk_size: int = DEFAULT_CHUNK, desc: str = "sentences"
+) -> Iterator[tuple[int, int, list[str], np.ndarray]]:
+    """Yield ``(start, stop, sentences, n_words)`` for consecutive chunks of cells of an :class:`Expression`."""
+    from mmgene.progress import progress
+
+    limit = _limit(top_k)
+    n = view.shape[0]
+    total = -(-n // chunk_size) if chunk_size > 0 else None
+    for start, stop, block in progress(view.chunks(chunk_size), total=total, desc=desc, unit="chunk"):
+        indptr, ids = sentence_ids(block, vocab.tie_rank, vocab.word_of_rank, vocab.keep, limit, len(vocab.words))
+        yield start, stop, k.join_sentences(indptr, ids, vocab.word_bytes, vocab.word_offsets), np.diff(indptr)
+
+
+def sentences(
+    adata: Any,
+    top_k: int | None = None,
+    normalize: bool = True,
+    exclude: str | Iterable[str] = (),
+    seed: int = 0,
+    key: str = "cell_sentence",
+    inplace: bool = True,
+    copy: bool = False,
+    *,
+    ties: str = "symbol",
+    chunk_size: int = DEFAULT_CHUNK,
+) -> Any:
+    """Cell sentences: upper-cased symbols of each cell's expressed genes, most expressed first.
+
+    Parameters
+    ----------
+    adata
+        AnnData with counts or log1p data (in memory CSR or dense, or backed); the matrix is chosen by
+        :func:`mmgene.io.expression` and streamed in chunks of ``chunk_size`` cells.
+    top_k
+        Keep the first ``top_k`` genes of each cell (``None``: all expressed genes).
+    normalize
+        Rank on ``normalize_total`` + ``log1p`` values. Per-cell scaling never changes the order
+        within a cell, so this only documents the intent (it is recorded in provenance); sentences
+        are identical either way.
+    exclude
+        Gene symbols to leave out: exact names (``'MALAT1'``) or prefixes ending in ``*`` or ``-``
+        (``'MT-'``, ``'RPL*'``, ``'RPS*'``); case-insensitive; never substrings.
+    seed
+        Seed of the random gene order when ``ties='random'``.
+    key
+        ``obs`` column written when ``inplace``.
+    inplace
+        Write ``adata.obs[key]`` (and provenance in ``uns['mmgene'][key]``); otherwise return the list.
+    copy
+        Work on and return a copy of ``adata``.
+    ties
+        How equal values are ordered: ``'symbol'`` (alphabetical), ``'position'`` (matrix order) or
+        ``'random'`` (one seeded gene order per call).
+
+    Returns
+    -------
+    ``list[str]`` when ``inplace=False``; the copy when ``copy=True``; otherwise ``None``.
+    """
+    from mmgene.io import expression
+    from mmgene.provenance import record
+
+    if copy:
+        if getattr(adata, "isbacked", False):
+            raise ParameterError("copy=True is not possible for a backed AnnData", "argument copy", "use inplace=False to get the sentences as a list")
+        adata = adata.copy()
+        inplace = True
+    limit = _limit(top_k)
+    view = expression(adata)
+    vocab = build_vocabulary(view.var, exclude, ties, seed)
+    out: list[str] = []
+    counts = []
+    for _, _, chunk, n_words in iter_sentences(view, vocab, top_k, chunk_size):
+        out.extend(chunk)
+        counts.append(n_words)
+    if not inplace:
+        return out
+    adata.obs[key] = out
+    n_words = np.concatenate(counts)
+    record(
+        adata,
+        key,
+        packages=("numba",),
+        method="cell sentences (Cell2Sentence): non-zero genes, descending expression, upper-cased symbols",
+        matrix=view.source,
+        kind=view.kind,
+        top_k=None if limit == NO_LIMIT else limit,
+        normalize=bool(normalize),
+        exclude=[exclude] if isinstance(exclude, str) else list(exclude),
+        genes_excluded=vocab.n_excluded,
+        vocabulary_size=int(len(vocab.words)),
+        ties=ties,
+        seed=int(seed),
+        empty_cells=int((n_words == 0).sum()),
+        mean_words=float(n_words.mean()) if len(n_words) else 0.0,
+    )
+    return adata if copy else None

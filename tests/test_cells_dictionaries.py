@@ -1,0 +1,98 @@
+"""Geneformer dictionaries: the real V1 files, the restricted unpickler, folder layouts and bad sources."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+from mmgene.cells import load_dictionaries
+from mmgene.cells.dictionaries import UnsafePickleError, safe_load_pickle
+from mmgene.errors import InputFileError, MMGeneError, ParameterError
+
+V1_SHA = {
+    "token_dictionary.pkl": "ab9dc40973fa5224d77b793e2fd114cacf3d08423ed9c4c49caf0ba9c7f218f1",
+    "gene_median_dictionary.pkl": "b3b589bb5ec75040d05fc44dd6bf0184cf87f3c362cf158d196a6ed3b7fe5f39",
+    "gene_name_id_dict.pkl": "55e67962e79c0039a6c32d43c5c99f38e51964bbcfa32f736150ee1e285c438c",
+}
+
+
+def test_real_v1(geneformer_v1_dir):
+    d = load_dictionaries(geneformer_v1_dir, "V1")
+    assert d.version == "V1" and d.vocab_size == 25426 and len(d.medians) == 25424 and len(d.name_to_id) == 40248
+    assert (d.pad_id, d.mask_id, d.cls_id, d.eos_id) == (0, 1, None, None)
+    assert d.max_length == 2048 and d.max_genes == 2048 and d.ensembl_mapping is None
+    assert d.token_ids["ENSG00000000003"] == 2 and type(d.token_ids["ENSG00000000003"]) is int
+    assert d.medians["ENSG00000000003"] == pytest.approx(2.001186019549122) and type(d.medians["ENSG00000000003"]) is float
+    assert d.name_to_id["MT-TF"] == "ENSG00000210049"
+    assert d.sha256 == V1_SHA
+
+
+def test_repository_layout_and_new_names(geneformer_v1_dir, tmp_path):
+    sub = tmp_path / "Geneformer" / "geneformer" / "gene_dictionaries_30m"
+    sub.mkdir(parents=True)
+    for old, new in [("token_dictionary", "token_dictionary_gc30M"), ("gene_median_dictionary", "gene_median_dictionary_gc30M")]:
+        shutil.copy(geneformer_v1_dir / f"{old}.pkl", sub / f"{new}.pkl")
+    d = load_dictionaries(tmp_path / "Geneformer")
+    assert d.vocab_size == 25426 and d.name_to_id == {}
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/mmgene-pwned",))
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    marker = "/tmp/mmgene-pwned"
+    if os.path.exists(marker):
+        os.remove(marker)
+    bad = tmp_path / "token_dictionary.pkl"
+    bad.write_bytes(pickle.dumps({"<pad>": 0, "ENSG00000000003": _Exploit()}))
+    with pytest.raises(UnsafePickleError, match="system") as info:
+        safe_load_pickle(bad)
+    assert isinstance(info.value, MMGeneError)
+    assert not os.path.exists(marker)
+    shutil.copy(bad, tmp_path / "gene_median_dictionary.pkl")
+    with pytest.raises(UnsafePickleError):
+        load_dictionaries(tmp_path)
+    assert not os.path.exists(marker)
+    # object-dtype numpy scalars and other globals are refused too
+    obj = tmp_path / "obj.pkl"
+    obj.write_bytes(pickle.dumps({"a": np.array([1], dtype=object)}))
+    with pytest.raises(UnsafePickleError):
+        safe_load_pickle(obj)
+
+
+def test_plain_data_and_numpy_scalars_load(tmp_path):
+    path = tmp_path / "ok.pkl"
+    for protocol in (2, 4, 5):
+        path.write_bytes(pickle.dumps({"a": np.int16(3), "b": np.float64(2.5), "c": [1, "x", None, True]}, protocol=protocol))
+        out = safe_load_pickle(path)
+        assert out == {"a": 3, "b": 2.5, "c": [1, "x", None, True]} and out["a"].dtype == np.int16
+
+
+def test_bad_sources(geneformer_v1_dir, tmp_path):
+    with pytest.raises(InputFileError, match="token dictionary"):
+        load_dictionaries(tmp_path)
+    with pytest.raises(InputFileError):
+        load_dictionaries("not a folder or repo!")
+    with pytest.raises(ParameterError, match="V1 dictionaries"):
+        load_dictionaries(geneformer_v1_dir, "V2")
+    with pytest.raises(ParameterError):
+        load_dictionaries(geneformer_v1_dir, "V3")
+    (tmp_path / "token_dictionary.pkl").write_bytes(b"not a pickle")
+    shutil.copy(geneformer_v1_dir / "gene_median_dictionary.pkl", tmp_path)
+    with pytest.raises(InputFileError, match="not a valid"):
+        load_dictionaries(tmp_path)
+    (tmp_path / "token_dictionary.pkl").write_bytes(pickle.dumps({"<pad>": 0, "ENSG1": "one"}))
+    with pytest.raises(InputFileError, match="not an integer"):
+        load_dictionaries(tmp_path)
+
+
+def test_sha_is_of_file_bytes(geneformer_v1_dir):
+    raw = (geneformer_v1_dir / "token_dictionary.pkl").read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == V1_SHA["token_dictionary.pkl"]

@@ -1,0 +1,148 @@
+"""Geneformer rank-value encoding: hand-computed values, ties, collapsing, V2, real PBMC 3k vs Geneformer's procedure."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import mmgene.io
+from mmgene.cells import GeneformerDictionaries, load_dictionaries, rank_encode
+from mmgene.errors import DataError, GeneIdError, NoGeneIdsError, NotCountsError
+
+# B2M, ENSG00000264844 and ENSG00000207632 (same gene median: a guaranteed tie), CD3D, an id outside
+# the vocabulary, and CD3D again (its counts are summed with the first CD3D column).
+IDS = ["ENSG00000166710", "ENSG00000264844", "ENSG00000207632", "ENSG00000167286", "ENSG00000999999", "ENSG00000167286"]
+COUNTS = np.array(
+    [
+        [100, 2, 2, 3, 7, 1],
+        [0, 0, 0, 0, 5, 0],  # only a gene outside the vocabulary
+        [1, 0, 0, 1, 0, 0],
+    ],
+    dtype=np.float32,
+)
+
+
+@pytest.fixture(scope="module")
+def v1(geneformer_v1_dir) -> GeneformerDictionaries:
+    return load_dictionaries(geneformer_v1_dir)
+
+
+def tiny(matrix=COUNTS) -> ad.AnnData:
+    var = pd.DataFrame({"ensembl_id": IDS}, index=[f"g{i}" for i in range(len(IDS))])
+    return ad.AnnData(sp.csr_matrix(matrix), obs=pd.DataFrame(index=["a", "b", "c"][: len(matrix)]), var=var)
+
+
+def test_hand_computed_tokens(v1):
+    tok = v1.token_ids
+    assert v1.medians["ENSG00000264844"] == v1.medians["ENSG00000207632"]
+    enc = rank_encode(tiny(), v1)
+    # cell a: n=115; both tied genes 2/115*1e4/1.448 = 120.07 (lower token id first), B2M 100/115*1e4/81.9 = 106.2,
+    # CD3D (3+1)/115*1e4/7.86 = 44.2
+    expect_a = [tok["ENSG00000207632"], tok["ENSG00000264844"], tok["ENSG00000166710"], tok["ENSG00000167286"]]
+    assert expect_a == [18121, 22219, 11842, 11987]
+    assert enc.input_ids[0].tolist() == expect_a
+    assert enc.input_ids[1].tolist() == []
+    assert enc.input_ids[2].tolist() == [11987, 11842]  # CD3D 1/2*1e4/7.86 = 636 > B2M 61
+    assert enc.length.tolist() == [4, 0, 2]
+    assert enc.empty_cells.tolist() == [1]
+    assert enc.input_ids[0].dtype == np.int32
+    assert list(enc.obs_names) == ["a", "b", "c"]
+    ds = enc.to_dataset()
+    assert ds.column_names == ["input_ids", "length", "cell_id"]
+    assert ds[0] == {"input_ids": expect_a, "length": 4, "cell_id": "a"}
+
+
+def test_n_counts_column_changes_values_not_just_order(v1):
+    a = tiny()
+    a.obs["n_counts"] = [115.0, 5.0, 2.0]
+    assert rank_encode(a, v1).input_ids[0].tolist() == [18121, 22219, 11842, 11987]
+    a.obs["n_counts"] = [0.0, 5.0, 2.0]
+    with pytest.raises(DataError, match="n_counts"):
+        rank_encode(a, v1)
+
+
+def test_v2_wraps_in_cls_eos_and_truncates(v1):
+    tokens = dict(v1.token_ids) | {"<cls>": 25426, "<eos>": 25427}
+    v2 = GeneformerDictionaries(tokens, v1.medians, v1.name_to_id, None, "V2")
+    enc = rank_encode(tiny(), v2)
+    assert enc.input_ids[0].tolist() == [25426, 18121, 22219, 11842, 11987, 25427]
+    assert enc.input_ids[1].tolist() == [25426, 25427] and enc.empty_cells.tolist() == [1]
+    # truncation: 5,000 vocabulary genes with distinct counts
+    genes = [g for g in v1.token_ids if g.startswith("ENSG")][:5000]
+    counts = np.arange(5000, 0, -1, dtype=np.float32)[None, :]
+    big = ad.AnnData(sp.csr_matrix(counts), var=pd.DataFrame({"ensembl_id": genes}, index=genes))
+    e1 = rank_encode(big, v1)
+    assert e1.length.tolist() == [2048]
+    norm = counts[0].astype(np.float64) * (1 / counts.sum(dtype=np.float64)) * 1e4 * (1 / np.array([v1.medians[g] for g in genes]))
+    expect = [v1.token_ids[genes[j]] for j in np.lexsort(([v1.token_ids[g] for g in genes], -norm))]
+    assert e1.input_ids[0].tolist() == expect[:2048]
+    e2 = rank_encode(big, v2)
+    assert e2.length.tolist() == [4096]
+    assert e2.input_ids[0].tolist() == [25426, *expect[:4094], 25427]
+
+
+def test_bad_input(v1):
+    logged = tiny()
+    logged.X = logged.X.multiply(0.5).tocsr() + sp.csr_matrix(np.full(COUNTS.shape, 0.25, np.float32))
+    with pytest.raises(NotCountsError):
+        rank_encode(logged, v1)
+    noids = ad.AnnData(sp.csr_matrix(COUNTS), var=pd.DataFrame(index=[f"gene{i}" for i in range(6)]))
+    with pytest.raises(NoGeneIdsError):
+        rank_encode(noids, v1)
+    mouse = ad.AnnData(sp.csr_matrix(COUNTS), var=pd.DataFrame({"ensembl_id": [f"ENSMUSG0000000{i:04d}" for i in range(6)]}, index=list("abcdef")))
+    with pytest.raises(GeneIdError, match="vocabulary"):
+        rank_encode(mouse, v1)
+    empty = tiny(np.array([[0, 0, 0, 0, 3, 0], [0, 0, 0, 0, 1, 0]], np.float32))
+    with pytest.raises(DataError, match="none of the 2 cells"):
+        rank_encode(empty, v1)
+
+
+def reference_geneformer(X: sp.csr_matrix, ensembl: pd.Series, dicts: GeneformerDictionaries, n_counts: np.ndarray) -> list[np.ndarray]:
+    """Geneformer's tokenize_anndata + rank_genes over chunks of 512 cells, ties by token id."""
+    ens = ensembl.str.upper()
+    loc = np.where([g in dicts.token_ids and g in dicts.medians for g in ens])[0]
+    norm = np.array([dicts.medians[g] for g in ens.iloc[loc]])
+    tokens = np.array([dicts.token_ids[g] for g in ens.iloc[loc]])
+    out = []
+    for s in range(0, X.shape[0], 512):
+        nc = n_counts[s : s + 512][:, None]
+        Xn = sp.csr_matrix(X[s : s + 512][:, loc] / nc * 10_000 / norm)
+        for i in range(Xn.shape[0]):
+            row = Xn[i]
+            t = tokens[row.indices]
+            out.append(t[np.lexsort((t, -row.data))][:2048])
+    return out
+
+
+def test_pbmc3k_matches_geneformer_procedure(pbmc3k, pbmc3k_path, v1):
+    n_counts = np.asarray(pbmc3k.X.sum(axis=1)).ravel()  # float32, as users usually store it
+    pbmc3k.obs["n_counts"] = n_counts
+    enc = rank_encode(pbmc3k, v1, chunk_size=1000)
+    idx = np.r_[0:200, 2400:2638]
+    ref = reference_geneformer(pbmc3k.X[idx], pbmc3k.var["ensembl_id"].iloc[:], v1, n_counts[idx])
+    assert all(np.array_equal(enc.input_ids[i], r) for i, r in zip(idx, ref))
+    assert len(enc.empty_cells) == 0
+    del pbmc3k.obs["n_counts"]
+    computed = rank_encode(pbmc3k, v1, chunk_size=333)
+    ref64 = reference_geneformer(pbmc3k.X[:100], pbmc3k.var["ensembl_id"], v1, n_counts[:100].astype(np.float64))
+    assert all(np.array_equal(computed.input_ids[i], r) for i, r in enumerate(ref64))
+    assert pbmc3k.uns["mmgene"]["rank_encoding"]["n_counts"].startswith("computed")
+    backed = mmgene.io.read(pbmc3k_path, backed=True)
+    from_disk = rank_encode(backed, v1, chunk_size=800)
+    dense = ad.AnnData(pbmc3k.X[:250].toarray(), var=pbmc3k.var.copy())
+    from_dense = rank_encode(dense, v1)
+    assert np.array_equal(from_disk.flat, computed.flat) and np.array_equal(from_disk.offsets, computed.offsets)
+    assert np.array_equal(from_dense.flat, computed.flat[: computed.offsets[250]])
+
+
+def test_collapsing_sums_counts(v1):
+    a = tiny()
+    merged = ad.AnnData(
+        sp.csr_matrix(np.c_[COUNTS[:, :3], COUNTS[:, 3] + COUNTS[:, 5], COUNTS[:, 4]]),
+        var=pd.DataFrame({"ensembl_id": IDS[:5]}, index=[f"g{i}" for i in range(5)]),
+    )
+    assert np.array_equal(rank_encode(a, v1).flat, rank_encode(merged, v1).flat)
+    assert a.uns["mmgene"]["rank_encoding"]["genes_after_collapsing"] == 4

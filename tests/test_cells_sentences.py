@@ -1,0 +1,122 @@
+"""Cell sentences: exact values on a hand-made matrix, storage independence, real PBMC 3k vs a reference."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import mmgene.io
+from mmgene.cells import sentences
+from mmgene.errors import GeneIdError, NegativeValuesError, ParameterError
+
+GENES = ["CD3E", "MT-CO1", "MTOR", "B2M", "ACTB"]
+COUNTS = np.array(
+    [
+        [0, 5, 1, 3, 1],  # tie between MTOR and ACTB (1 count each)
+        [2, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0],  # no expressed gene
+    ],
+    dtype=np.float32,
+)
+
+
+def tiny(matrix=COUNTS, genes=GENES) -> ad.AnnData:
+    a = ad.AnnData(sp.csr_matrix(matrix), obs=pd.DataFrame(index=[f"c{i}" for i in range(len(matrix))]), var=pd.DataFrame(index=genes))
+    return a
+
+
+def test_exact_sentences_with_tie_and_empty_cell():
+    a = tiny()
+    sentences(a)
+    assert a.obs["cell_sentence"].tolist() == ["MT-CO1 B2M ACTB MTOR", "CD3E", ""]
+    prov = a.uns["mmgene"]["cell_sentence"]
+    assert prov["ties"] == "symbol" and prov["empty_cells"] == 1 and prov["matrix"] == "X"
+
+
+def test_ties_position_and_random_are_deterministic():
+    assert sentences(tiny(), inplace=False, ties="position")[0] == "MT-CO1 B2M MTOR ACTB"
+    r1 = sentences(tiny(), inplace=False, ties="random", seed=3)
+    assert r1 == sentences(tiny(), inplace=False, ties="random", seed=3)
+    assert r1[0].split()[:2] == ["MT-CO1", "B2M"] and sorted(r1[0].split()[2:]) == ["ACTB", "MTOR"]
+    seen = {sentences(tiny(), inplace=False, ties="random", seed=s)[0] for s in range(12)}
+    assert seen == {"MT-CO1 B2M ACTB MTOR", "MT-CO1 B2M MTOR ACTB"}
+
+
+def test_top_k_exclusion_by_prefix_and_exact_name_never_substring():
+    assert sentences(tiny(), inplace=False, top_k=2) == ["MT-CO1 B2M", "CD3E", ""]
+    assert sentences(tiny(), inplace=False, exclude="MT-")[0] == "B2M ACTB MTOR"  # MTOR stays
+    assert sentences(tiny(), inplace=False, exclude=["mt-*", "b2m"])[0] == "ACTB MTOR"
+    assert sentences(tiny(), inplace=False, exclude=["MT"])[0] == "MT-CO1 B2M ACTB MTOR"  # exact, no gene 'MT'
+
+
+def test_log1p_data_dense_and_copy():
+    logged = np.log1p(COUNTS / np.maximum(COUNTS.sum(1, keepdims=True), 1) * 1e4).astype(np.float64)
+    a = ad.AnnData(logged, var=pd.DataFrame(index=GENES))
+    out = sentences(a, copy=True)
+    assert out is not a and "cell_sentence" not in a.obs
+    assert out.obs["cell_sentence"].tolist() == ["MT-CO1 B2M ACTB MTOR", "CD3E", ""]
+
+
+def test_duplicate_symbols_give_one_word_at_best_rank():
+    a = tiny(np.array([[1, 4, 2]], np.float32), ["X1", "X2", "X3"])
+    a.var["gene_symbol"] = ["GAPDH", "CD3E", "gapdh"]
+    assert sentences(a, inplace=False) == ["CD3E GAPDH"]
+
+
+def test_bad_input():
+    with pytest.raises(ParameterError):
+        sentences(tiny(), top_k=0)
+    with pytest.raises(ParameterError):
+        sentences(tiny(), exclude=["*"])
+    with pytest.raises(ParameterError):
+        sentences(tiny(), ties="alphabet")
+    neg = tiny(COUNTS - 1)
+    with pytest.raises(NegativeValuesError):
+        sentences(neg)
+    spaced = tiny()
+    spaced.var["gene_symbol"] = ["CD3E", "MT CO1", "MTOR", "B2M", "ACTB"]
+    with pytest.raises(GeneIdError, match="whitespace"):
+        sentences(spaced)
+
+
+def reference_sentences(X: sp.csr_matrix, symbols: np.ndarray) -> list[str]:
+    """Cell2Sentence's per-cell procedure, with ties ordered alphabetically (mmgene's documented tie-break)."""
+    out = []
+    for i in range(X.shape[0]):
+        cols = X.indices[X.indptr[i] : X.indptr[i + 1]]
+        vals = X.data[X.indptr[i] : X.indptr[i + 1]]
+        cols, vals = cols[vals > 0], vals[vals > 0]
+        order = np.lexsort((cols, symbols[cols], -vals))
+        words = list(dict.fromkeys(symbols[cols[order]]))
+        out.append(" ".join(words))
+    return out
+
+
+def test_pbmc3k_matches_reference_and_storage(pbmc3k, pbmc3k_path):
+    got = sentences(pbmc3k, inplace=False, chunk_size=1000)
+    symbols = np.array([s.upper() for s in pbmc3k.var["gene_symbol"]], dtype=object).astype(str)
+    idx = np.r_[0:150, 2500:2638]
+    X = pbmc3k.X[idx]
+    assert [got[i] for i in idx] == reference_sentences(X, symbols)
+    assert sentences(pbmc3k, inplace=False, chunk_size=97) == got  # chunking does not matter
+    backed = mmgene.io.read(pbmc3k_path, backed=True)
+    assert sentences(backed, inplace=False, chunk_size=700) == got
+    dense = ad.AnnData(pbmc3k.X[:300].toarray(), var=pbmc3k.var.copy())
+    assert sentences(dense, inplace=False) == got[:300]
+    logged = ad.AnnData(pbmc3k.X[:300].copy(), var=pbmc3k.var.copy())
+    totals = np.asarray(logged.X.sum(1)).ravel()
+    logged.X = sp.csr_matrix(sp.diags(1e4 / totals) @ logged.X)
+    logged.X.data = np.log1p(logged.X.data).astype(np.float64)
+    assert sentences(logged, inplace=False) == got[:300]
+
+
+def test_pbmc3k_exclusion_counts(pbmc3k):
+    sentences(pbmc3k, exclude=["MT-", "RPL*", "RPS*"], top_k=50)
+    words = " ".join(pbmc3k.obs["cell_sentence"]).split()
+    assert not any(w.startswith(("MT-", "RPL", "RPS")) for w in words)
+    assert max(len(s.split()) for s in pbmc3k.obs["cell_sentence"]) == 50
+    prov = pbmc3k.uns["mmgene"]["cell_sentence"]
+    assert prov["genes_excluded"] == int(pd.Series(pbmc3k.var["gene_symbol"]).str.upper().str.startswith(("MT-", "RPL", "RPS")).sum())
