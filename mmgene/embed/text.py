@@ -196,6 +196,19 @@ def _stamp(folder: Path) -> tuple:
     return tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()))
 
 
+@lru_cache(maxsize=2)
+def _load_sentence_transformer(path: str, device: str, trust_remote_code: bool, key: str = "") -> Any:
+    """Load a model once per process (loading MiniLM takes seconds; encoders are cheap to recreate).
+
+    ``key`` (the cache key, with a hash of a local folder's weights) makes a retrained folder load anew.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code)
+    model.eval()
+    return model
+
+
 class SentenceTransformerEncoder(TextEncoder):
     """A sentence-transformers model: the offline MiniLM, a hub id, or a local folder.
 
@@ -249,12 +262,11 @@ class SentenceTransformerEncoder(TextEncoder):
         if self._model is None:
             require("sentence_transformers", "ml", "sentence-transformers text encoders")
             import torch
-            from sentence_transformers import SentenceTransformer
 
             torch.set_num_threads(settings.torch_threads)
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
             try:
-                self._model = SentenceTransformer(self.path, device=device, trust_remote_code=self.trust_remote_code)
+                self._model = _load_sentence_transformer(self.path, device, self.trust_remote_code, self._key)
             except (OSError, ValueError) as exc:
                 raise ParameterError(
                     f"cannot load the sentence-transformers model {self.path!r} ({type(exc).__name__}: {str(exc)[:200]})",

@@ -1,0 +1,71 @@
+"""`mmgene genes fetch|embed` and `mmgene embed genept-w|genept-s` end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from typer.testing import CliRunner
+
+from mmgene.cli.app import app
+from mmgene.genes import GeneVectors
+
+runner = CliRunner()
+
+
+def small_h5ad(path):
+    X = sp.csr_matrix(np.array([[1, 0, 3, 5], [0, 2, 0, 0], [4, 1, 0, 0]], dtype=np.float32))
+    ad.AnnData(X, obs=pd.DataFrame(index=["c1", "c2", "c3"]), var=pd.DataFrame(index=["CD3E", "LYZ", "MS4A1", "NKG7"])).write_h5ad(path)
+    return path
+
+
+def test_fetch_offline_to_genept_json(tmp_path):
+    out = tmp_path / "texts.json"
+    genes = tmp_path / "genes.txt"
+    genes.write_text("LYZ\nnot-a-gene\n")
+    res = runner.invoke(app, ["genes", "fetch", "TP53", "cd3e", "--genes-from", str(genes), "--source", "offline", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    texts = json.loads(out.read_text())
+    assert sorted(texts) == ["CD3E", "LYZ", "TP53"] and texts["LYZ"].startswith("Gene symbol LYZ. Full name: lysozyme.")
+    assert "wrote text for 3 genes of 4 asked (ncbi-gene-table (goatools)" in res.output
+
+
+def test_embed_texts_then_genept_w_and_s(tmp_path):
+    texts = tmp_path / "t.json"
+    texts.write_text(json.dumps({"CD3E": "T-cell receptor CD3 epsilon", "LYZ": "lysozyme", "MS4A1": "B-cell antigen CD20"}))
+    vec = tmp_path / "v.safetensors"
+    res = runner.invoke(app, ["genes", "embed", str(texts), "--out", str(vec)])
+    assert res.exit_code == 0, res.output
+    gv = GeneVectors.load(vec)
+    assert list(gv.symbols) == ["CD3E", "LYZ", "MS4A1"] and gv.dim == 384 and gv.meta["text_source"] == "file:t.json"
+
+    h5 = small_h5ad(tmp_path / "cells.h5ad")
+    out = tmp_path / "out.h5ad"
+    res = runner.invoke(app, ["embed", "genept-w", str(h5), "--gene-vectors", str(vec), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "3 of 4 genes matched" in res.output
+    back = ad.read_h5ad(out)
+    assert back.obsm["X_genept_w"].shape == (3, 384) and back.uns["mmgene"]["X_genept_w"]["genes_matched"] == 3
+    assert list(back.obs["genept_w_n_genes"]) == [2, 1, 2]
+    assert "X_genept_w" not in ad.read_h5ad(h5).obsm  # --out leaves the input alone
+
+    res = runner.invoke(app, ["embed", "genept-s", str(h5), "--top-k", "2"])  # in place
+    assert res.exit_code == 0, res.output
+    inplace = ad.read_h5ad(h5)
+    assert inplace.obsm["X_genept_s"].shape == (3, 384) and inplace.uns["mmgene"]["X_genept_s"]["top_k"] == 2
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path):
+    h5 = small_h5ad(tmp_path / "cells.h5ad")
+    res = subprocess.run(
+        [sys.executable, "-m", "mmgene", "embed", "genept-w", str(h5), "--gene-vectors", str(tmp_path / "v.npy")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip().startswith("mmgene: error: gene vectors are saved as .parquet or .safetensors")
+    assert "Traceback" not in res.stderr
