@@ -1,0 +1,133 @@
+"""``mmgene index build``, ``mmgene index info``, ``mmgene query`` and ``mmgene annotate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mmgene.cli.app import app
+
+index_app = typer.Typer(help="Build and inspect FAISS indexes over cell embeddings.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("build")
+def index_build(
+    file: Path = typer.Argument(..., help="An .h5ad file or .zarr store with the embedding in obsm."),
+    embedding: str = typer.Option(..., "--embedding", "-e", help="obsm key of the vectors, e.g. X_genept_s."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write (index.faiss, cells.parquet, meta.json)."),
+    obs: Optional[list[str]] = typer.Option(None, "--obs", help="obs column to keep beside the cell ids (repeat; default: all)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Joint space of the vectors, used by text queries: an aligned model folder, genept-s or genept-w."),
+    kind: str = typer.Option("auto", help="auto, flat (exact), ivf, ivfpq or hnsw."),
+    nlist: Optional[int] = typer.Option(None, help="Inverted lists (ivf, ivfpq); default ~2*sqrt(cells)."),
+    nprobe: Optional[int] = typer.Option(None, help="Lists searched per query (ivf, ivfpq); default calibrated."),
+    pq_m: Optional[int] = typer.Option(None, "--pq-m", help="PQ sub-quantisers (ivfpq); default dim/8."),
+    hnsw_m: int = typer.Option(32, "--hnsw-m", help="Graph degree (hnsw)."),
+    ef_search: Optional[int] = typer.Option(None, "--ef-search", help="Search breadth (hnsw); default calibrated."),
+    target_recall: float = typer.Option(0.95, help="Recall@10 the calibration of nprobe / ef-search aims for."),
+    seed: int = typer.Option(0, help="Seed for training samples and calibration queries."),
+) -> None:
+    """Build a FAISS index over obsm[EMBEDDING] of FILE and write it to OUT."""
+    from mmgene.index import CellIndex
+    from mmgene.io import read
+
+    adata = read(file)
+    index = CellIndex.build(
+        adata, embedding, obs_columns=obs, model=model, kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m,
+        M=hnsw_m, ef_search=ef_search, target_recall=target_recall, seed=seed,
+    )
+    index.save(out)
+    typer.echo(_describe(index, out))
+
+
+def _describe(index, path) -> str:
+    cal = index.params.calibrated
+    lines = [
+        f"index:      {path}",
+        f"cells:      {index.ntotal:,}",
+        f"dimension:  {index.dim}",
+        f"kind:       {index.kind} ({index.meta.get('factory')}, cosine)",
+        f"embedding:  {index.embedding_key}",
+        f"model:      {index.model or 'none (only cell -> cell queries)'}",
+        f"columns:    {', '.join(index.meta.get('obs_columns', [])) or 'none'}",
+    ]
+    if cal:
+        lines.append(f"search:     {cal['parameter']}={cal['value']}, recall@{cal['k']} {cal['recall']:.3f} on {cal['queries']} indexed cells")
+    return "\n".join(lines)
+
+
+@index_app.command("info")
+def index_info(path: Path = typer.Argument(..., help="An index folder.")) -> None:
+    """Describe an index folder."""
+    from mmgene.index import CellIndex
+
+    typer.echo(_describe(CellIndex.load(path), path))
+
+
+@app.command("query")
+def query(
+    index_dir: Path = typer.Argument(..., help="An index folder written by `mmgene index build`."),
+    texts: Optional[list[str]] = typer.Argument(None, help="Text queries, e.g. \"cytotoxic T cells\"."),
+    k: int = typer.Option(20, "-k", "--k", help="Cells per query."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Joint space for the text (default: the index's)."),
+    cell: Optional[list[str]] = typer.Option(None, "--cell", help="Find cells like this indexed cell id instead (repeat)."),
+    genes: Optional[Path] = typer.Option(None, "--genes", help="AnnData of the indexed cells: add each hit's top contributing genes (GenePT-w indexes)."),
+    top_genes: int = typer.Option(5, help="Genes listed per hit with --genes."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON records instead of a table."),
+) -> None:
+    """Find the K cells most similar to each text (or to each --cell)."""
+    from mmgene.errors import ParameterError
+    from mmgene.index import CellIndex
+    from mmgene.query import cells_to_cells, text_to_cells
+
+    if not texts and not cell:
+        raise ParameterError("nothing to search for", "mmgene query", "give a text after the index folder, or --cell CELL_ID")
+    index = CellIndex.load(index_dir)
+    if cell:
+        table = cells_to_cells(index, cell, k=k)
+    else:
+        table = text_to_cells(index, texts, model=model, k=k)
+        if genes is not None:
+            from mmgene.io import read
+            from mmgene.query.genes import explain_hits
+            from mmgene.query.space import load_space
+
+            table = explain_hits(table, read(genes), load_space(model or index.model), top_n=top_genes)
+    table = table.drop(columns=["position"])
+    if as_json:
+        typer.echo(json.dumps(table.to_dict(orient="records"), indent=1, default=str))
+    else:
+        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+@app.command("annotate")
+def annotate(
+    file: Path = typer.Argument(..., help="An .h5ad file (comes first; labels follow --labels)."),
+    more_labels: Optional[list[str]] = typer.Argument(None, hidden=True),
+    model: str = typer.Option(..., "--model", "-m", help="Joint space: an aligned model folder, genept-s or genept-w."),
+    labels: list[str] = typer.Option(..., "--labels", "-l", help="Label names: --labels \"B cell\" \"NK cell\" ..."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the annotated .h5ad (default: FILE, replaced)."),
+    prompt: Optional[list[str]] = typer.Option(None, "--prompt", help="Prompt template with {label} (repeat; default: mmgene's ensemble)."),
+    temperature: float = typer.Option(1.0, help="Softmax temperature over standardised similarities."),
+    min_prob: float = typer.Option(0.5, help="At or below this winning probability the cell is 'unknown'."),
+    min_z: float = typer.Option(0.0, help="Below this standardised similarity to the winning label the cell is 'unknown'."),
+    key: str = typer.Option("mmgene", help="Writes obs['<key>_label'] and obs['<key>_score']."),
+) -> None:
+    """Zero-shot labels for every cell of FILE, with 'unknown' when no label is clearly best."""
+    from mmgene.atomic import atomic_path
+    from mmgene.io import read
+    from mmgene.query.labelling import PROMPTS
+    from mmgene.query.labelling import annotate as run
+
+    adata = read(file)
+    all_labels = [*labels, *(more_labels or [])]
+    run(adata, all_labels, model, prompts=prompt or PROMPTS, temperature=temperature, min_prob=min_prob, min_z=min_z, key_added=key)
+    target = out or file
+    with atomic_path(target) as tmp:
+        adata.write_h5ad(tmp)
+    counts = adata.obs[f"{key}_label"].value_counts()
+    typer.echo(f"wrote obs['{key}_label'], obs['{key}_score'] to {target}")
+    typer.echo(counts.to_string())

@@ -1,0 +1,526 @@
+"""``CellIndex``: a FAISS index over cell vectors, with cell ids and obs columns in a Parquet sidecar.
+
+On disk an index is a folder of three plain files that FAISS, pandas and any JSON reader open::
+
+    index.faiss    the FAISS index (faiss.read_index); row i of the index is row i of cells.parquet
+    cells.parquet  column ``cell_id`` plus the obs columns chosen at build time
+    meta.json      embedding key, model, index kind and parameters, calibration, versions
+
+Vectors are L2-normalised before they enter the index, so inner product is cosine similarity and
+scores lie in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmgene.errors import InputFileError, IntegrityError, MissingColumnError, ParameterError
+from mmgene.index.params import IndexParams, factory_string, resolve
+from mmgene.index.vectors import as_unit_vectors
+
+FORMAT = "mmgene-cell-index"
+FORMAT_VERSION = 1
+INDEX_FILE, CELLS_FILE, META_FILE = "index.faiss", "cells.parquet", "meta.json"
+CELL_ID = "cell_id"
+
+
+def _faiss():
+    from mmgene.errors import require
+
+    return require("faiss", "index", "The cell index")
+
+
+def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
+    """Remove each query's own id from its (k+1)-long result row (or the last hit when absent)."""
+    mask = ids == self_ids[:, None]
+    mask[~mask.any(axis=1), -1] = True
+    mask &= np.cumsum(mask, axis=1) == 1  # drop one entry per row only
+    return ids[~mask].reshape(len(ids), k)
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean fraction of each row of ``truth`` that appears in the same row of ``found``."""
+    hits = (found[:, :, None] == truth[:, None, :]).any(axis=1)
+    return float(hits.mean())
+
+
+class CellIndex:
+    """Nearest-neighbour search over cell vectors by cosine similarity.
+
+    Build one with :meth:`build` (from an AnnData ``obsm`` key) or :meth:`from_vectors`; search with
+    :meth:`search` (arrays) or :meth:`hits` (a table with cell ids, scores and obs columns); grow it
+    with :meth:`add`; persist it with :meth:`save` and :meth:`load`.
+
+    Examples
+    --------
+    >>> idx = CellIndex.build(adata, "X_pca", obs_columns=["cell_type"])      # doctest: +SKIP
+    >>> idx.hits(adata.obsm["X_pca"][:2], k=5)                                # doctest: +SKIP
+    >>> idx.save("pbmc.index"); CellIndex.load("pbmc.index")                  # doctest: +SKIP
+    """
+
+    def __init__(self, index: Any, cells: pd.DataFrame, params: IndexParams, meta: dict[str, Any], *, mmapped: bool = False, path: Path | None = None) -> None:
+        self._index = index
+        self.cells = cells.reset_index(drop=True)
+        self.params = params
+        self.meta = meta
+        self._mmapped = mmapped
+        self._path = path
+        self._gpu: Any = None
+        self._positions: pd.Index | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_vectors(
+        cls,
+        vectors: Any,
+        cell_ids: Sequence[str] | None = None,
+        obs: pd.DataFrame | None = None,
+        *,
+        kind: str = "auto",
+        embedding_key: str | None = None,
+        model: str | None = None,
+        source: str | None = None,
+        **params: Any,
+    ) -> CellIndex:
+        """Index ``vectors`` (n, d); ``cell_ids`` default to ``'0'..'n-1'``; ``obs`` rows align with them.
+
+        Extra keyword arguments are :class:`~mmgene.index.params.IndexParams` fields (``nlist``,
+        ``nprobe``, ``pq_m``, ``M``, ``ef_search``, ``target_recall``, ``seed`` ...).
+        """
+        unknown = set(params) - set(IndexParams.__dataclass_fields__)
+        if unknown:
+            raise ParameterError(f"unknown index parameters: {', '.join(sorted(unknown))}", "CellIndex.from_vectors", f"use fields of IndexParams: {', '.join(IndexParams.__dataclass_fields__)}")
+        n = len(vectors) if not hasattr(vectors, "shape") else vectors.shape[0]
+        ids = _check_ids(cell_ids, n)
+        x = as_unit_vectors(vectors, ids, f"obsm[{embedding_key!r}]" if embedding_key else "the vectors")
+        p = resolve(IndexParams(kind=kind, **params), x.shape[0], x.shape[1])
+        cells = _cells_table(ids, obs)
+        faiss = _faiss()
+        t0 = time.perf_counter()
+        index = faiss.index_factory(x.shape[1], factory_string(p), faiss.METRIC_INNER_PRODUCT)
+        if p.kind in ("ivf", "ivfpq"):
+            ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+            if p.kind == "ivfpq":
+                ivf.do_polysemous_training = False  # index_factory turns it on; slow and unused by IP search
+            ivf.cp.niter = p.kmeans_iter
+            ivf.cp.seed = p.seed
+            ivf.cp.max_points_per_centroid = max(1, -(-p.train_size // p.nlist))
+            rng = np.random.default_rng(p.seed)
+            sample = x if p.train_size >= len(x) else x[np.sort(rng.choice(len(x), p.train_size, replace=False))]
+            index.train(sample)
+            ivf.set_direct_map_type(faiss.DirectMap.Array)  # lets cell -> cells reconstruct stored vectors
+        elif p.kind == "hnsw":
+            index.hnsw.efConstruction = p.ef_construction
+        index.add(x)
+        build_s = time.perf_counter() - t0
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "embedding_key": embedding_key,
+            "model": model,
+            "source": source,
+            "dim": int(x.shape[1]),
+            "metric": "inner product of L2-normalised vectors (cosine)",
+            "factory": factory_string(p),
+            "obs_columns": [c for c in cells.columns if c != CELL_ID],
+            "build_seconds": round(build_s, 3),
+        }
+        self = cls(index, cells, p, meta)
+        if p.kind != "flat":
+            self._calibrate(x)
+        self._apply_search_params()
+        return self
+
+    @classmethod
+    def build(
+        cls,
+        adata: Any,
+        embedding: str,
+        *,
+        obs_columns: Sequence[str] | None = None,
+        kind: str = "auto",
+        model: str | None = None,
+        **params: Any,
+    ) -> CellIndex:
+        """Index ``adata.obsm[embedding]``; keep ``obs_columns`` (default: all obs columns) beside the ids.
+
+        ``model`` names the joint space the vectors live in (an aligned model folder, ``'genept-s'``,
+        ``'genept-w'``); text queries use it to encode text. When not given it is taken from
+        ``adata.uns['mmgene'][embedding]['model']`` where present.
+        """
+        if embedding not in adata.obsm:
+            raise MissingColumnError(embedding, "obsm", list(adata.obsm.keys()))
+        obs = adata.obs
+        if obs_columns is None:
+            obs_columns = list(obs.columns)
+        for col in obs_columns:
+            if col not in obs.columns:
+                raise MissingColumnError(col, "obs", list(obs.columns))
+        if model is None:
+            model = _model_hint(adata, embedding)
+        source = adata.uns.get("mmgene", {}).get("input", {}).get("file") if hasattr(adata, "uns") else None
+        return cls.from_vectors(
+            adata.obsm[embedding], list(map(str, adata.obs_names)), obs[list(obs_columns)], kind=kind,
+            embedding_key=embedding, model=model, source=str(source) if source else None, **params,
+        )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def faiss_index(self) -> Any:
+        """The underlying FAISS index (CPU)."""
+        return self._index
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal)
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    @property
+    def dim(self) -> int:
+        return int(self._index.d)
+
+    @property
+    def kind(self) -> str:
+        return self.params.kind
+
+    @property
+    def cell_ids(self) -> np.ndarray:
+        return self.cells[CELL_ID].to_numpy(dtype=str)
+
+    @property
+    def embedding_key(self) -> str | None:
+        return self.meta.get("embedding_key")
+
+    @property
+    def model(self) -> str | None:
+        return self.meta.get("model")
+
+    def __repr__(self) -> str:
+        return f"CellIndex({self.ntotal:,} cells, dim={self.dim}, {self.meta.get('factory')}, embedding={self.embedding_key!r}, model={self.model!r})"
+
+    # ------------------------------------------------------------------ search
+    def set_search(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Change the speed/recall trade-off of later searches (IVF: ``nprobe``; HNSW: ``ef_search``)."""
+        if nprobe is not None:
+            if self.kind not in ("ivf", "ivfpq"):
+                raise ParameterError(f"nprobe applies to IVF indexes, this one is {self.kind!r}", "CellIndex.set_search", "use ef_search for hnsw; flat needs nothing")
+            if not 1 <= nprobe <= self.params.nlist:
+                raise ParameterError(f"nprobe={nprobe} must be between 1 and nlist={self.params.nlist}", "CellIndex.set_search", "lower nprobe")
+            self.params.nprobe = int(nprobe)
+        if ef_search is not None:
+            if self.kind != "hnsw":
+                raise ParameterError(f"ef_search applies to HNSW indexes, this one is {self.kind!r}", "CellIndex.set_search", "use nprobe for IVF; flat needs nothing")
+            if ef_search < 1:
+                raise ParameterError(f"ef_search must be positive, got {ef_search}", "CellIndex.set_search", "use e.g. 64")
+            self.params.ef_search = int(ef_search)
+        self._apply_search_params()
+
+    def _apply_search_params(self) -> None:
+        faiss = _faiss()
+        if self.kind in ("ivf", "ivfpq"):
+            faiss.extract_index_ivf(self._index).nprobe = int(self.params.nprobe or max(1, self.params.nlist // 16))
+        elif self.kind == "hnsw":
+            self._index.hnsw.efSearch = int(self.params.ef_search or 64)
+        self._gpu = None
+
+    def _searcher(self) -> Any:
+        """The index searches run on: a GPU copy when faiss-gpu sees a GPU (not for HNSW), else the CPU index."""
+        if self.kind == "hnsw":
+            return self._index
+        if self._gpu is None:
+            faiss = _faiss()
+            n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+            if n_gpus > 0 and os.environ.get("MMGENE_FAISS_GPU", "1") != "0":  # pragma: no cover - needs a GPU
+                self._gpu = faiss.index_cpu_to_all_gpus(self._index)
+            else:
+                self._gpu = False
+        return self._gpu if self._gpu is not False else self._index
+
+    @property
+    def device(self) -> str:
+        """``'gpu'`` when searches run on faiss-gpu, else ``'cpu'``."""
+        return "cpu" if self._searcher() is self._index else "gpu"
+
+    def search(self, queries: Any, k: int = 10, *, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` cosine similarities and row positions for each query, best first.
+
+        Returns ``(scores, positions)``, both (n_queries, k'); ``k' = min(k, ntotal)``. An approximate
+        index may find fewer than k' cells for a query; missing slots hold position -1 and score -inf.
+        """
+        if k < 1:
+            raise ParameterError(f"k must be at least 1, got {k}", "CellIndex.search", "ask for k >= 1 neighbours")
+        q = as_unit_vectors(queries, where="the query vectors") if normalize else np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ParameterError(
+                f"query vectors have dimension {q.shape[-1]}, the index has {self.dim}", "CellIndex.search",
+                f"encode queries with the index's model ({self.model or self.embedding_key or 'the same embedding'})",
+            )
+        k = min(int(k), self.ntotal)
+        if q.shape[0] == 0 or k == 0:
+            return np.zeros((q.shape[0], k), np.float32), np.zeros((q.shape[0], k), np.int64)
+        scores, ids = self._searcher().search(q, k)
+        scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
+        return scores, ids.astype(np.int64)
+
+    def hits(self, queries: Any, k: int = 10, *, query_names: Sequence[str] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Search and return a long table: ``query``, ``rank`` (1-based), ``cell_id``, ``score`` and obs columns."""
+        scores, ids = self.search(queries, k)
+        return self.table(scores, ids, query_names=query_names, columns=columns)
+
+    def table(self, scores: np.ndarray, ids: np.ndarray, *, query_names: Sequence[str] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Turn ``search`` output into the long table of :meth:`hits` (positions -1 are left out)."""
+        nq, kk = ids.shape
+        names = list(query_names) if query_names is not None else [str(i) for i in range(nq)]
+        if len(names) != nq:
+            raise ParameterError(f"{len(names)} query names for {nq} queries", "CellIndex.hits", "pass one name per query")
+        flat = ids.ravel()
+        keep = flat >= 0
+        table = pd.DataFrame({
+            "query": np.repeat(np.asarray(names, dtype=object), kk)[keep],
+            "rank": np.tile(np.arange(1, kk + 1), nq)[keep],
+            "position": flat[keep],
+            "score": scores.ravel()[keep],
+        })
+        cols = [c for c in self.cells.columns if c != CELL_ID] if columns is None else list(columns)
+        for col in cols:
+            if col not in self.cells.columns:
+                raise MissingColumnError(col, "the index's cell table", [c for c in self.cells.columns if c != CELL_ID])
+        extra = self.cells.iloc[table["position"].to_numpy()][[CELL_ID, *cols]].reset_index(drop=True)
+        return pd.concat([table[["query", "rank"]], extra[[CELL_ID]], table[["score"]], extra[cols], table[["position"]]], axis=1)
+
+    # ------------------------------------------------------------------ cells
+    def positions(self, cell_ids: Sequence[str]) -> np.ndarray:
+        """Row positions of ``cell_ids`` in the index; unknown ids raise."""
+        if self._positions is None:
+            self._positions = pd.Index(self.cell_ids)
+        ids = [str(c) for c in (cell_ids if not isinstance(cell_ids, str) else [cell_ids])]
+        pos = self._positions.get_indexer(ids)
+        if (pos < 0).any():
+            missing = [c for c, p in zip(ids, pos) if p < 0]
+            raise MissingColumnError(missing[0], "the index's cell ids", list(self.cell_ids[:12]))
+        return pos.astype(np.int64)
+
+    def vectors(self, cell_ids: Sequence[str] | None = None, positions: Sequence[int] | None = None) -> np.ndarray:
+        """Stored unit vectors of cells (approximate for ``ivfpq``, which keeps only compressed codes)."""
+        pos = self.positions(cell_ids) if cell_ids is not None else np.asarray(positions, dtype=np.int64)
+        if pos.size and (pos.min() < 0 or pos.max() >= self.ntotal):
+            raise ParameterError(f"positions must be in [0, {self.ntotal})", "CellIndex.vectors", "pass row positions of indexed cells")
+        if pos.size == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return np.vstack([self._index.reconstruct(int(i)) for i in pos]).astype(np.float32)
+
+    def add(self, vectors: Any, cell_ids: Sequence[str], obs: pd.DataFrame | None = None) -> None:
+        """Append cells; their ids must be new. Obs columns missing in ``obs`` are filled with NA."""
+        ids = _check_ids(cell_ids, len(vectors) if not hasattr(vectors, "shape") else vectors.shape[0])
+        x = as_unit_vectors(vectors, ids, "the vectors to add")
+        if x.shape[1] != self.dim:
+            raise ParameterError(f"vectors to add have dimension {x.shape[1]}, the index has {self.dim}", "CellIndex.add", "embed the new cells with the same model")
+        clash = pd.Index(ids).intersection(pd.Index(self.cell_ids))
+        if len(clash):
+            raise ParameterError(
+                f"{len(clash)} cell ids are already in the index (e.g. {clash[0]!r})", "CellIndex.add",
+                "give the new cells unique ids, e.g. prefix them with their dataset name",
+            )
+        new = _cells_table(ids, obs)
+        known = [c for c in self.cells.columns if c != CELL_ID]
+        extra = [c for c in new.columns if c not in self.cells.columns]
+        if extra:
+            raise ParameterError(f"obs columns {extra} are not in the index's cell table", "CellIndex.add", f"pass only columns among {known}")
+        if self._mmapped:  # memory-mapped data is read-only: load it into memory before it grows
+            self._index = _faiss().read_index(str(self._path / INDEX_FILE))
+            self._mmapped = False
+            self._apply_search_params()
+        self._index.add(x)
+        categorical = [c for c in known if isinstance(self.cells[c].dtype, pd.CategoricalDtype)]
+        self.cells = pd.concat([self.cells, new.reindex(columns=self.cells.columns)], ignore_index=True)
+        for col in categorical:  # concat of differing categories gives object: keep them categorical
+            self.cells[col] = self.cells[col].astype("category")
+        self._positions = None
+        self._gpu = None
+
+    def add_adata(self, adata: Any, embedding: str | None = None) -> None:
+        """Append the cells of ``adata`` using ``obsm[embedding]`` (default: the key the index was built on)."""
+        key = embedding or self.embedding_key
+        if key is None or key not in adata.obsm:
+            raise MissingColumnError(str(key), "obsm", list(adata.obsm.keys()))
+        cols = [c for c in self.cells.columns if c != CELL_ID and c in adata.obs.columns]
+        self.add(adata.obsm[key], list(map(str, adata.obs_names)), adata.obs[cols])
+
+    # ------------------------------------------------------------------ calibration
+    def _calibrate(self, x: np.ndarray) -> None:
+        """Pick the smallest nprobe / efSearch whose recall@k against exact search reaches the target.
+
+        The queries are ``calibration_queries`` indexed cells drawn with ``seed``; each query's own cell
+        is removed from both result lists, so the estimate matches queries by unseen cells.
+        """
+        p = self.params
+        faiss = _faiss()
+        n = x.shape[0]
+        k = min(p.calibration_k, n - 2)
+        user_value = p.nprobe if p.kind in ("ivf", "ivfpq") else p.ef_search
+        if k < 1:
+            return
+        rng = np.random.default_rng(p.seed)
+        qi = np.sort(rng.choice(n, min(p.calibration_queries, n), replace=False))
+        q = x[qi]
+        _, truth = faiss.knn(q, x, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+        truth = _drop_self(truth, qi, k)
+        if p.kind in ("ivf", "ivfpq"):
+            name = "nprobe"
+            grid = sorted({min(2**i, p.nlist) for i in range(0, int(np.ceil(np.log2(p.nlist))) + 1)})
+        else:
+            name = "ef_search"
+            grid = [max(16, k), 32, 64, 128, 256, 512, 1024]
+            grid = sorted({g for g in grid if g >= k})
+        if user_value is not None:
+            grid = [user_value]
+        curve: list[tuple[int, float]] = []
+        chosen, reached = grid[-1], None
+        for value in grid:
+            if name == "nprobe":
+                faiss.extract_index_ivf(self._index).nprobe = int(value)
+            else:
+                self._index.hnsw.efSearch = int(value)
+            _, found = self._index.search(q, k + 1)
+            r = recall_at_k(_drop_self(found, qi, k), truth)
+            curve.append((int(value), round(r, 4)))
+            chosen, reached = value, r
+            if r >= p.target_recall:
+                break
+            if p.kind == "ivfpq" and len(curve) >= 3 and r - curve[-3][1] < 0.005:
+                break  # compressed codes saturate below the target: stop where more probes stop helping
+        setattr(p, name, int(chosen))
+        p.calibrated = {
+            "parameter": name, "value": int(chosen), "recall": round(float(reached), 4), "k": int(k),
+            "queries": int(len(qi)), "target_recall": p.target_recall, "curve": curve,
+            "given_by_user": user_value is not None,
+        }
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``index.faiss``, ``cells.parquet`` and ``meta.json`` into the folder ``path`` (atomically)."""
+        from mmgene.atomic import atomic_path
+        from mmgene.provenance import package_versions
+
+        faiss = _faiss()
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise InputFileError(f"{path} exists and is not a folder", str(path), "choose a folder path for the index")
+        meta = dict(self.meta)
+        meta.update(
+            kind=self.kind, params=self.params.to_dict(), ntotal=self.ntotal, dim=self.dim,
+            versions=package_versions("faiss-cpu", "faiss-gpu", "numpy", "pandas", "pyarrow"),
+            saved=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        with atomic_path(path) as tmp:
+            tmp.mkdir()
+            faiss.write_index(self._index, str(tmp / INDEX_FILE))
+            _parquet_safe(self.cells).to_parquet(tmp / CELLS_FILE, index=False)
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        self.meta = meta
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = True) -> CellIndex:
+        """Open an index folder; with ``mmap`` the vectors stay on disk and are paged in on demand."""
+        faiss = _faiss()
+        path = Path(path)
+        meta_file = path / META_FILE
+        if not meta_file.is_file():
+            raise InputFileError(f"no {META_FILE} in {path}", str(path), "pass a folder written by `mmgene index build` or CellIndex.save")
+        try:
+            meta = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputFileError(f"{META_FILE} is not valid JSON ({exc})", str(meta_file), "rebuild the index") from exc
+        if meta.get("format") != FORMAT or int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise InputFileError(
+                f"not a {FORMAT} folder of version <= {FORMAT_VERSION} (format={meta.get('format')!r}, version={meta.get('format_version')!r})",
+                str(meta_file), "rebuild the index with this version of mmgene",
+            )
+        params = IndexParams.from_dict(meta.get("params", {}))
+        index_file = str(path / INDEX_FILE)
+        mmapped = False
+        index = None
+        if mmap:
+            flag = faiss.IO_FLAG_MMAP if params.kind in ("ivf", "ivfpq") else getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)
+            try:
+                index = faiss.read_index(index_file, flag)
+                mmapped = True
+            except RuntimeError:
+                index = None  # this index type cannot be mapped: read it into memory below
+        if index is None:
+            try:
+                index = faiss.read_index(index_file)
+            except RuntimeError as exc:
+                raise InputFileError(f"cannot read the FAISS index ({str(exc).splitlines()[-1][:200]})", index_file, "rebuild the index") from exc
+        try:
+            cells = pd.read_parquet(path / CELLS_FILE)
+        except (OSError, ValueError) as exc:
+            raise InputFileError(f"cannot read the cell table ({exc})", str(path / CELLS_FILE), "rebuild the index") from exc
+        if len(cells) != index.ntotal or CELL_ID not in cells.columns:
+            raise IntegrityError(
+                f"the cell table has {len(cells)} rows but the index holds {index.ntotal} vectors", str(path),
+                "rebuild the index; the folder was changed after it was written",
+            )
+        self = cls(index, cells, params, meta, mmapped=mmapped, path=path)
+        self._apply_search_params()
+        return self
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_ids(cell_ids: Sequence[str] | None, n: int) -> list[str]:
+    if cell_ids is None:
+        return [str(i) for i in range(n)]
+    ids = [str(c) for c in cell_ids]
+    if len(ids) != n:
+        raise ParameterError(f"{len(ids)} cell ids for {n} vectors", "CellIndex", "pass one id per vector")
+    index = pd.Index(ids)
+    if not index.is_unique:
+        dup = index[index.duplicated()][0]
+        raise ParameterError(f"cell ids are not unique (e.g. {dup!r})", "CellIndex", "make them unique first (AnnData.obs_names_make_unique())")
+    return ids
+
+
+def _cells_table(ids: list[str], obs: pd.DataFrame | None) -> pd.DataFrame:
+    cells = pd.DataFrame({CELL_ID: pd.Series(ids, dtype=object)})
+    if obs is None:
+        return cells
+    if len(obs) != len(ids):
+        raise ParameterError(f"obs has {len(obs)} rows for {len(ids)} cells", "CellIndex", "pass obs rows aligned with the vectors")
+    if CELL_ID in obs.columns:
+        raise ParameterError(f"obs column name {CELL_ID!r} is reserved for the cell ids", "CellIndex", "rename that column")
+    obs = obs.reset_index(drop=True)
+    return pd.concat([cells, obs], axis=1)
+
+
+def _parquet_safe(cells: pd.DataFrame) -> pd.DataFrame:
+    """Object columns holding mixed types become strings so that pyarrow can store them."""
+    out = cells.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            values = out[col]
+            if not values.map(lambda v: isinstance(v, str) or v is None or (isinstance(v, float) and np.isnan(v))).all():
+                out[col] = values.astype(str)
+    out.columns = [str(c) for c in out.columns]
+    return out
+
+
+def _model_hint(adata: Any, embedding: str) -> str | None:
+    """The joint space an obsm key belongs to, from provenance or the key's conventional name."""
+    conventional = {"X_genept_s": "genept-s", "X_genept_w": "genept-w"}
+    if embedding in conventional:
+        return conventional[embedding]
+    entry = adata.uns.get("mmgene", {}).get(embedding, {}) if hasattr(adata, "uns") else {}
+    if isinstance(entry, dict) and entry.get("model"):
+        return str(entry["model"])
+    return None

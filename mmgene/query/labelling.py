@@ -1,0 +1,254 @@
+"""Label every cell from a list of names, with an "unknown" answer when no label is clearly best.
+
+The rule
+--------
+Given similarities ``S`` (cells x labels; cosine between a cell and a label's vector):
+
+1. **Zero-shot scores.** A label's vector is the mean of its prompt-ensemble embeddings ("B cell",
+   "a B cell.", "a cell of type B cell." ...), re-normalised (CLIP's prompt ensembling). Text
+   encoders give some labels a higher similarity to *every* cell, so each label's column is
+   standardised over the cells of the dataset (``z = (s - mean) / std``): a cell scores high for a
+   label when it is more similar to it than the dataset's other cells are. This is the calibration
+   on the data; it needs at least ``MIN_CELLS_TO_STANDARDISE`` cells.
+2. **Probabilities.** ``p = softmax(z / temperature)`` over the labels.
+3. **Decision.** The label with the largest ``p`` wins unless ``p_max <= min_prob`` (no label is
+   clearly best; scBERT's novel-type rule, cut-off 0.5; an exact tie of two labels, 0.5 each, is
+   rejected) or its standardised score is below ``min_z`` (the cell is not more like the label than
+   an average cell is); then the answer is ``"unknown"``.
+   ``mmgene_score`` is ``p_max``.
+
+With labelled cells (a reference), :func:`calibrate` fits both knobs from data instead: the
+temperature by minimising the negative log-likelihood of the true labels (temperature scaling,
+Guo et al. 2017), and one threshold per label at the ``alpha`` quantile of the scores that cells of
+that label get for it (a split-conformal bound: about ``alpha`` of a known type's cells fall below
+it, while a type absent from the label list falls below every label's threshold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmgene.errors import ParameterError
+
+UNKNOWN = "unknown"
+MIN_CELLS_TO_STANDARDISE = 30
+
+#: prompt templates averaged per label (CLIP-style prompt ensemble).
+PROMPTS: tuple[str, ...] = (
+    "{label}",
+    "a {label}.",
+    "a cell of type {label}.",
+    "a single-cell transcriptome of a {label}.",
+    "this cell is a {label}.",
+)
+
+
+def _check_labels(labels: Sequence[str]) -> list[str]:
+    labels = [labels] if isinstance(labels, str) else list(labels)
+    if len(labels) < 1:
+        raise ParameterError("no labels given", "annotate(labels=...)", "pass at least one label, e.g. 'B cell' 'NK cell'")
+    clean = [str(x).strip() for x in labels]
+    if any(not x for x in clean):
+        raise ParameterError("a label is empty", "annotate(labels=...)", "remove empty labels")
+    dup = pd.Index(clean)[pd.Index(clean).duplicated()]
+    if len(dup):
+        raise ParameterError(f"label {dup[0]!r} is given twice", "annotate(labels=...)", "list each label once")
+    if UNKNOWN in clean:
+        raise ParameterError(f"{UNKNOWN!r} is the answer for unrecognised cells, not a label", "annotate(labels=...)", "remove it from the labels")
+    return clean
+
+
+def label_vectors(space: Any, labels: Sequence[str], prompts: Sequence[str] = PROMPTS) -> np.ndarray:
+    """One unit vector per label: the mean of its prompts' text embeddings, re-normalised."""
+    from mmgene.index.vectors import as_unit_vectors
+
+    labels = _check_labels(labels)
+    prompts = list(prompts) or ["{label}"]
+    bad = [p for p in prompts if "{label}" not in p]
+    if bad:
+        raise ParameterError(f"prompt {bad[0]!r} has no '{{label}}' placeholder", "annotate(prompts=...)", "write prompts like 'a {label}.'")
+    texts = [p.format(label=lab) for lab in labels for p in prompts]
+    vecs = as_unit_vectors(space.encode_text(texts), texts, "prompt embeddings")
+    mean = vecs.reshape(len(labels), len(prompts), -1).mean(axis=1)
+    return as_unit_vectors(mean, labels, "label vectors")
+
+
+def standardise(scores: np.ndarray) -> np.ndarray:
+    """Z-score each label's column over cells (columns with no spread become 0)."""
+    mean = scores.mean(axis=0, keepdims=True)
+    std = scores.std(axis=0, keepdims=True)
+    return np.divide(scores - mean, std, out=np.zeros_like(scores, dtype=np.float64), where=std > 0)
+
+
+def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
+    if not temperature > 0:
+        raise ParameterError(f"temperature must be positive, got {temperature}", "annotate(temperature=...)", "use e.g. 1.0 for standardised scores")
+    z = np.asarray(scores, dtype=np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class Assignment:
+    """Per-cell answer: ``label`` (or ``'unknown'``), ``score`` (p_max), ``best`` (the top label even when rejected), ``probs``."""
+
+    label: np.ndarray
+    score: np.ndarray
+    best: np.ndarray
+    probs: np.ndarray
+    labels: list[str]
+
+    def frame(self, index: Sequence[str] | None = None) -> pd.DataFrame:
+        return pd.DataFrame({"label": self.label, "score": self.score, "best": self.best}, index=index)
+
+
+def assign_labels(
+    scores: np.ndarray,
+    labels: Sequence[str],
+    *,
+    temperature: float = 1.0,
+    min_prob: float = 0.5,
+    thresholds: float | Sequence[float] | np.ndarray | None = None,
+    unknown: str = UNKNOWN,
+) -> Assignment:
+    """Apply the decision rule to a (cells x labels) score matrix (see the module docstring).
+
+    ``thresholds`` is one minimum score for all labels or one per label; cells whose best label
+    scores below it, or whose ``p_max <= min_prob`` (``min_prob > 0``), are ``unknown``.
+    """
+    labels = _check_labels(labels)
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2 or s.shape[1] != len(labels):
+        raise ParameterError(f"scores have shape {s.shape} for {len(labels)} labels", "assign_labels", "pass a (cells x labels) matrix")
+    if not 0 <= min_prob <= 1:
+        raise ParameterError(f"min_prob must be in [0, 1], got {min_prob}", "annotate(min_prob=...)", "use e.g. 0.5")
+    probs = softmax(s, temperature) if s.shape[0] else np.zeros_like(s)
+    top = probs.argmax(axis=1) if s.shape[0] else np.zeros(0, int)
+    p_max = probs[np.arange(len(top)), top]
+    reject = p_max <= min_prob if min_prob > 0 else np.zeros(len(top), bool)
+    if thresholds is not None:
+        thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(labels),))
+        reject |= s[np.arange(len(top)), top] < thr[top]
+    names = np.asarray(labels, dtype=object)
+    best = names[top]
+    label = np.where(reject, unknown, best).astype(object)
+    return Assignment(label=label, score=p_max.astype(np.float32), best=best, probs=probs.astype(np.float32), labels=labels)
+
+
+@dataclass
+class Calibration:
+    """Temperature and per-label thresholds fitted on labelled cells (see :func:`calibrate`)."""
+
+    temperature: float
+    thresholds: np.ndarray
+    alpha: float
+    labels: list[str]
+    n_cells: int
+
+
+def calibrate(scores: np.ndarray, true_labels: Sequence[str], labels: Sequence[str], *, alpha: float = 0.05) -> Calibration:
+    """Fit the softmax temperature (NLL) and per-label ``alpha``-quantile thresholds on labelled cells.
+
+    Cells whose true label is not in ``labels`` are ignored; every label needs at least one cell.
+    """
+    from scipy.optimize import minimize_scalar
+
+    labels = _check_labels(labels)
+    if not 0 < alpha < 1:
+        raise ParameterError(f"alpha must be in (0, 1), got {alpha}", "calibrate(alpha=...)", "use e.g. 0.05")
+    s = np.asarray(scores, dtype=np.float64)
+    truth = pd.Categorical(np.asarray(true_labels, dtype=object), categories=labels)
+    codes = np.asarray(truth.codes)
+    if s.shape != (len(codes), len(labels)):
+        raise ParameterError(f"scores have shape {s.shape}, expected ({len(codes)}, {len(labels)})", "calibrate", "pass one row per labelled cell")
+    keep = codes >= 0
+    missing = [lab for i, lab in enumerate(labels) if not (codes == i).any()]
+    if missing:
+        raise ParameterError(f"no labelled cell of {missing[0]!r} to calibrate on", "calibrate", "give calibration cells of every label, or drop the label")
+    s, codes = s[keep], codes[keep]
+
+    def nll(log_t: float) -> float:
+        z = s / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(z[np.arange(len(codes)), codes] - np.log(np.exp(z).sum(axis=1))).mean())
+
+    res = minimize_scalar(nll, bounds=(np.log(1e-4), np.log(1e3)), method="bounded", options={"xatol": 1e-4})
+    own = s[np.arange(len(codes)), codes]
+    thresholds = np.array([np.quantile(own[codes == i], alpha, method="lower") for i in range(len(labels))])
+    return Calibration(float(np.exp(res.x)), thresholds, alpha, labels, int(len(codes)))
+
+
+def centroid_scores(vectors: np.ndarray, ref_vectors: np.ndarray, ref_labels: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """Cosine similarity of each cell to each label's reference centroid (mean of unit vectors, re-normalised)."""
+    from mmgene.index.vectors import as_unit_vectors
+
+    labels = _check_labels(labels)
+    ref = as_unit_vectors(ref_vectors, where="reference vectors")
+    codes = np.asarray(pd.Categorical(np.asarray(ref_labels, dtype=object), categories=labels).codes)
+    if len(codes) != len(ref):
+        raise ParameterError(f"{len(codes)} reference labels for {len(ref)} reference vectors", "centroid_scores", "pass one label per reference cell")
+    sums = np.zeros((len(labels), ref.shape[1]), np.float64)
+    np.add.at(sums, codes[codes >= 0], ref[codes >= 0])
+    empty = [labels[i] for i in range(len(labels)) if not sums[i].any()]
+    if empty:
+        raise ParameterError(f"no reference cell is labelled {empty[0]!r}", "centroid_scores", "drop the label or add reference cells")
+    centroids = as_unit_vectors(sums, labels, "label centroids")
+    return as_unit_vectors(vectors, where="cell vectors") @ centroids.T
+
+
+def annotate(
+    adata: Any,
+    labels: Sequence[str],
+    model: Any,
+    *,
+    prompts: Sequence[str] = PROMPTS,
+    temperature: float = 1.0,
+    min_prob: float = 0.5,
+    min_z: float | None = 0.0,
+    standardize: bool | None = None,
+    key_added: str = "mmgene",
+    unknown: str = UNKNOWN,
+    copy: bool = False,
+) -> Any:
+    """Zero-shot annotation of every cell against ``labels`` in a joint space.
+
+    Writes ``obs['<key_added>_label']`` (categorical, with ``unknown``), ``obs['<key_added>_score']``
+    (the winning label's probability) and ``obsm['<key_added>_probs']`` (a cells x labels table), and
+    records the labels, prompts and rule in ``uns['mmgene']['<key_added>_label']``.
+
+    ``standardize`` (default: when there are at least 30 cells) z-scores each label's similarities
+    over the dataset before the softmax; ``min_z`` applies to those z-scores (or to raw cosine
+    similarities when not standardised). See the module docstring for the rule.
+    """
+    from mmgene.provenance import record
+    from mmgene.query.space import load_space, space_name
+
+    adata = adata.copy() if copy else adata
+    labels = _check_labels(labels)
+    space = load_space(model)
+    cells = space.encode_cells(adata)
+    label_vecs = label_vectors(space, labels, prompts)
+    if cells.shape[1] != label_vecs.shape[1]:
+        raise ParameterError(f"cell vectors have dimension {cells.shape[1]} but text vectors {label_vecs.shape[1]}", "annotate", "use one joint space for both")
+    sims = cells @ label_vecs.T
+    std = len(cells) >= MIN_CELLS_TO_STANDARDISE if standardize is None else bool(standardize)
+    scores = standardise(sims) if std else sims.astype(np.float64)
+    result = assign_labels(scores, labels, temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
+    adata.obs[f"{key_added}_label"] = pd.Categorical(result.label, categories=[*labels, unknown])
+    adata.obs[f"{key_added}_score"] = result.score
+    adata.obsm[f"{key_added}_probs"] = pd.DataFrame(result.probs, index=adata.obs_names, columns=labels)
+    counts = pd.Series(result.label).value_counts()
+    record(
+        adata, f"{key_added}_label", packages=("numpy",), model=space_name(space, model), labels=labels,
+        prompts=list(prompts), rule="softmax(z/T) over per-label standardised cosine similarities; unknown if p_max <= min_prob or z_max < min_z"
+        if std else "softmax(s/T) over cosine similarities; unknown if p_max <= min_prob or s_max < min_z",
+        standardized=std, temperature=temperature, min_prob=min_prob, min_z=min_z, unknown=unknown,
+        counts={str(k): int(v) for k, v in counts.items()},
+    )
+    return adata if copy else None

@@ -1,0 +1,66 @@
+"""Text -> cells and cell -> cells over a :class:`~mmgene.index.CellIndex`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmgene.errors import MissingColumnError, ParameterError
+from mmgene.query.space import _check_texts, load_space
+
+
+def text_to_cells(index: Any, texts: str | Sequence[str], *, model: Any = None, k: int = 20) -> pd.DataFrame:
+    """The ``k`` cells most similar to each text, best first.
+
+    ``model`` is the joint space the index's vectors live in (default: the one recorded in the
+    index). Returns a table with ``query``, ``rank``, ``cell_id``, ``score`` (cosine similarity),
+    the index's obs columns and ``position`` (row in the index).
+    """
+    texts = _check_texts(texts)
+    space = load_space(model if model is not None else index.model)
+    queries = space.encode_text(texts)
+    return index.hits(queries, k, query_names=texts)
+
+
+def cells_to_cells(index: Any, cells: Any, *, k: int = 20, exclude_self: bool = True, model: Any = None) -> pd.DataFrame:
+    """The ``k`` indexed cells most similar to each given cell.
+
+    ``cells`` is a list of cell ids already in the index (their stored vectors are the queries;
+    ``exclude_self`` drops each cell from its own result), an (n, d) array, or an AnnData whose
+    ``obsm[index.embedding_key]`` holds the vectors (or which ``model`` embeds).
+    """
+    if hasattr(cells, "obsm"):
+        key = index.embedding_key
+        if key is not None and key in cells.obsm:
+            vectors = cells.obsm[key]
+        elif model is not None or index.model is not None:
+            vectors = load_space(model if model is not None else index.model).encode_cells(cells)
+        else:
+            raise MissingColumnError(str(key), "obsm", list(cells.obsm.keys()))
+        names = list(map(str, cells.obs_names))
+        return index.hits(vectors, k, query_names=names)
+    if isinstance(cells, np.ndarray) and cells.dtype.kind == "f":
+        return index.hits(cells, k)
+    ids = [str(c) for c in ([cells] if isinstance(cells, str) else cells)]
+    if not ids:
+        raise ParameterError("no cells given", "cells_to_cells", "pass cell ids, vectors or an AnnData")
+    pos = index.positions(ids)
+    scores, found = index.search(index.vectors(positions=pos), k + int(exclude_self))
+    if exclude_self:
+        scores, found = _drop_own(scores, found, pos, min(k, max(index.ntotal - 1, 0)))
+    return index.table(scores, found, query_names=ids)
+
+
+def _drop_own(scores: np.ndarray, found: np.ndarray, own: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each query's own position from its row (or the last hit when it was not found)."""
+    mask = found == own[:, None]
+    mask[~mask.any(axis=1), -1] = True
+    mask &= np.cumsum(mask, axis=1) == 1
+    n, width = found.shape
+    keep = ~mask
+    scores = scores[keep].reshape(n, width - 1)[:, :k]
+    found = found[keep].reshape(n, width - 1)[:, :k]
+    return scores, found

@@ -1,0 +1,141 @@
+"""Joint spaces: where text and cells become comparable vectors.
+
+A joint space is anything with two methods that return L2-normalised float32 arrays::
+
+    encode_text(texts: list[str]) -> (n_texts, d)
+    encode_cells(adata) -> (n_cells, d)
+
+Two kinds exist in mmgene:
+
+* an aligned model trained by :mod:`mmgene.align` (``mmgene.align.load(folder)``), and
+* the GenePT spaces, which need no training: GenePT-s embeds a cell's gene sentence with a text
+  encoder and GenePT-w averages the text-encoder vectors of a cell's genes, so a text embedded by
+  the *same* encoder lands in the same space (``'genept-s'``, ``'genept-w'``, optionally
+  ``'genept-s:<encoder spec>'``, where the spec is what :func:`mmgene.embed.text.text_encoder` takes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from mmgene.errors import MissingColumnError, ParameterError
+from mmgene.index.vectors import as_unit_vectors
+
+
+@runtime_checkable
+class JointSpace(Protocol):
+    """What text queries and zero-shot annotation need from a model."""
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def encode_cells(self, adata: Any) -> np.ndarray: ...
+
+
+class GenePTSpace:
+    """The GenePT text space: no training, cells and text embedded by one sentence encoder.
+
+    Parameters
+    ----------
+    variant
+        ``'s'``: cells are ``obsm['X_genept_s']`` (embedded gene sentences); ``'w'``: cells are
+        ``obsm['X_genept_w']`` (expression-weighted averages of gene vectors).
+    encoder
+        A text encoder (anything with ``.encode(list[str]) -> array``) or a spec for
+        :func:`mmgene.embed.text.text_encoder`; ``None`` is mmgene's offline default (MiniLM).
+    key
+        The obsm key holding the cells' vectors (default ``X_genept_<variant>``). Cells without it
+        are embedded on the fly with :func:`mmgene.embed.genept_s` / :func:`mmgene.embed.genept_w`.
+    """
+
+    def __init__(self, variant: str = "s", encoder: Any = None, key: str | None = None) -> None:
+        if variant not in ("s", "w"):
+            raise ParameterError(f"unknown GenePT variant {variant!r}", "GenePTSpace", "use 's' (gene sentences) or 'w' (weighted gene vectors)")
+        self.variant = variant
+        self.key = key or f"X_genept_{variant}"
+        self._encoder_spec = encoder if isinstance(encoder, str) or encoder is None else None
+        self._encoder = None if isinstance(encoder, str) or encoder is None else encoder
+
+    @property
+    def name(self) -> str:
+        return f"genept-{self.variant}" + (f":{self._encoder_spec}" if self._encoder_spec else "")
+
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from mmgene.embed.text import text_encoder
+
+            self._encoder = text_encoder(self._encoder_spec) if self._encoder_spec else text_encoder()
+        return self._encoder
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        texts = _check_texts(texts)
+        return as_unit_vectors(self.encoder.encode(texts), texts, f"text embedded by {self.name}")
+
+    def encode_cells(self, adata: Any) -> np.ndarray:
+        if self.key not in adata.obsm:
+            from mmgene import embed
+
+            if self.variant == "s":
+                embed.genept_s(adata, encoder=self.encoder)
+            else:
+                embed.genept_w(adata, encoder=self.encoder)
+            if self.key not in adata.obsm:
+                raise MissingColumnError(self.key, "obsm", list(adata.obsm.keys()))
+        return as_unit_vectors(adata.obsm[self.key], list(map(str, adata.obs_names)), f"obsm[{self.key!r}]")
+
+    def __repr__(self) -> str:
+        return f"GenePTSpace({self.name!r}, key={self.key!r})"
+
+
+def _check_texts(texts: Sequence[str] | str) -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts:
+        raise ParameterError("no text given", "the text query", "pass at least one non-empty text")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise ParameterError(f"text {bad[0]} is empty or not a string", "the text query", "pass non-empty strings")
+    return texts
+
+
+def space_name(space: Any, spec: Any = None) -> str:
+    """A short name for provenance: the spec string, the space's ``name``, or its class."""
+    if isinstance(spec, (str, Path)):
+        return str(spec)
+    return str(getattr(space, "name", None) or type(space).__name__)
+
+
+def load_space(spec: Any) -> Any:
+    """Turn a model spec into a joint space.
+
+    ``spec`` is a joint space object (returned as is), ``'genept-s'`` / ``'genept-w'`` (optionally
+    ``':<encoder spec>'``), or the folder of a model written by :mod:`mmgene.align`.
+    """
+    if spec is None:
+        raise ParameterError(
+            "no model given for text queries", "the query",
+            "pass --model / model= (an aligned model folder, 'genept-s' or 'genept-w'), or build the index with one",
+        )
+    if not isinstance(spec, (str, Path)):
+        if isinstance(spec, JointSpace):
+            return spec
+        raise ParameterError(f"{type(spec).__name__} is not a joint space", "model=", "pass an object with encode_text() and encode_cells(), a folder or 'genept-s'")
+    text = str(spec)
+    head, _, tail = text.partition(":")
+    if head.lower() in ("genept-s", "genept-w"):
+        return GenePTSpace(head[-1].lower(), tail or None)
+    path = Path(text).expanduser()
+    if path.exists():
+        from mmgene.errors import require
+
+        align = require("mmgene.align", "ml", "Loading an aligned model")
+        return align.load(path)
+    raise ParameterError(
+        f"unknown model {text!r}: not 'genept-s', 'genept-w', nor an existing folder", "model=",
+        "pass the folder of a model trained with `mmgene align`, or 'genept-s' / 'genept-w'",
+    )

@@ -1,0 +1,130 @@
+"""kNN label transfer from a labelled reference index to query cells (scGPT-style reference mapping).
+
+Each query cell takes the labels of its ``k`` nearest reference cells (cosine). ``weighting``:
+
+* ``'uniform'``: majority vote;
+* ``'distance'``: each neighbour votes with ``1 / (1 - cos + 1e-6)`` (inverse cosine distance).
+
+``confidence`` is the winning label's share of the vote. A cell becomes ``unknown`` when the
+confidence is below ``min_confidence``, or, with ``novelty_alpha``, when its mean similarity to its
+neighbours is lower than that of all but ``novelty_alpha`` of reference cells to *their* neighbours
+(the threshold is calibrated on up to ``calibration_cells`` reference cells, each searched without
+itself), i.e. the cell lies off the reference: a type the reference does not have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmgene.errors import MissingColumnError, ParameterError
+from mmgene.query.labelling import UNKNOWN
+
+WEIGHTINGS = ("uniform", "distance")
+
+
+def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, list[str]]:
+    if hasattr(query, "obsm"):
+        key = reference.embedding_key
+        names = list(map(str, query.obs_names))
+        if key is not None and key in query.obsm:
+            return np.asarray(query.obsm[key]), names
+        if model is not None or reference.model is not None:
+            from mmgene.query.space import load_space
+
+            return load_space(model if model is not None else reference.model).encode_cells(query), names
+        raise MissingColumnError(str(key), "obsm", list(query.obsm.keys()))
+    arr = np.asarray(query)
+    return arr, [str(i) for i in range(len(arr))]
+
+
+def novelty_threshold(reference: Any, k: int, alpha: float, *, calibration_cells: int = 2000, seed: int = 0) -> float:
+    """The ``alpha`` quantile of reference cells' mean similarity to their k nearest other reference cells."""
+    from mmgene.query.search import _drop_own
+
+    rng = np.random.default_rng(seed)
+    n = reference.ntotal
+    pos = np.sort(rng.choice(n, min(calibration_cells, n), replace=False))
+    scores, found = reference.search(reference.vectors(positions=pos), min(k + 1, n))
+    scores, _ = _drop_own(scores, found, pos, min(k, n - 1))
+    return float(np.quantile(np.nanmean(np.where(np.isfinite(scores), scores, np.nan), axis=1), alpha))
+
+
+def transfer_labels(
+    reference: Any,
+    query: Any,
+    label_column: str,
+    *,
+    k: int = 15,
+    weighting: str = "distance",
+    min_confidence: float = 0.0,
+    novelty_alpha: float | None = None,
+    calibration_cells: int = 2000,
+    seed: int = 0,
+    model: Any = None,
+    key_added: str | None = None,
+    unknown: str = UNKNOWN,
+) -> pd.DataFrame:
+    """Predict ``label_column`` of the reference's cell table for each query cell.
+
+    ``query`` is an AnnData (vectors from ``obsm[reference.embedding_key]``, or embedded by
+    ``model``) or an (n, d) array. Returns a table indexed by query cell with ``label``,
+    ``confidence``, ``best`` (the vote winner even when rejected) and ``similarity`` (mean cosine to
+    the neighbours). With an AnnData and ``key_added``, also writes ``obs[key_added]`` and
+    ``obs[key_added + '_confidence']``.
+    """
+    if weighting not in WEIGHTINGS:
+        raise ParameterError(f"unknown weighting {weighting!r}", "transfer_labels(weighting=...)", f"use one of {WEIGHTINGS}")
+    if k < 1:
+        raise ParameterError(f"k must be at least 1, got {k}", "transfer_labels(k=...)", "use e.g. 15")
+    if not 0 <= min_confidence <= 1:
+        raise ParameterError(f"min_confidence must be in [0, 1], got {min_confidence}", "transfer_labels", "use e.g. 0.5")
+    if novelty_alpha is not None and not 0 < novelty_alpha < 1:
+        raise ParameterError(f"novelty_alpha must be in (0, 1), got {novelty_alpha}", "transfer_labels", "use e.g. 0.01, or None to switch it off")
+    if label_column not in reference.cells.columns:
+        raise MissingColumnError(label_column, "the reference index's cell table", [c for c in reference.cells.columns if c != "cell_id"])
+    vectors, names = _query_vectors(reference, query, model)
+    scores, pos = reference.search(vectors, k)
+    ref_labels = reference.cells[label_column]
+    cats = pd.Categorical(ref_labels)  # missing labels get code -1
+    codes = np.asarray(cats.codes)
+    categories = [str(c) for c in cats.categories]
+    if not categories:
+        raise ParameterError(f"the reference has no labels in {label_column!r}", "transfer_labels", "choose a labelled column")
+    valid = pos >= 0
+    nb_codes = np.where(valid, codes[np.where(valid, pos, 0)], -1)
+    if weighting == "uniform":
+        w = valid.astype(np.float64)
+    else:
+        w = np.where(valid, 1.0 / (1.0 - np.where(valid, scores, 0.0).astype(np.float64) + 1e-6), 0.0)
+    w = np.where(nb_codes >= 0, w, 0.0)  # unlabelled neighbours do not vote
+    n = len(pos)
+    votes = np.zeros((n, len(categories)), np.float64)
+    rows = np.repeat(np.arange(n), pos.shape[1])
+    use = nb_codes.ravel() >= 0
+    np.add.at(votes, (rows[use], nb_codes.ravel()[use]), w.ravel()[use])
+    total = votes.sum(axis=1)
+    top = votes.argmax(axis=1)
+    confidence = np.divide(votes[np.arange(n), top], total, out=np.zeros(n), where=total > 0)
+    similarity = np.nanmean(np.where(valid, scores, np.nan), axis=1) if n else np.zeros(0)
+    best = np.asarray(categories, dtype=object)[top]
+    reject = (confidence < min_confidence) | (total == 0)
+    threshold = None
+    if novelty_alpha is not None:
+        threshold = novelty_threshold(reference, k, novelty_alpha, calibration_cells=calibration_cells, seed=seed)
+        reject |= similarity < threshold
+    label = np.where(reject, unknown, best).astype(object)
+    out = pd.DataFrame({"label": label, "confidence": confidence.astype(np.float32), "best": best, "similarity": similarity.astype(np.float32)}, index=pd.Index(names, name="cell_id"))
+    out.attrs.update(k=k, weighting=weighting, novelty_threshold=threshold, labels=categories)
+    if key_added and hasattr(query, "obs"):
+        from mmgene.provenance import record
+
+        query.obs[key_added] = pd.Categorical(label, categories=[*categories, unknown] if unknown not in categories else categories)
+        query.obs[f"{key_added}_confidence"] = confidence.astype(np.float32)
+        record(
+            query, key_added, packages=("faiss-cpu",), reference=str(reference.meta.get("source") or reference), label_column=label_column,
+            k=k, weighting=weighting, min_confidence=min_confidence, novelty_alpha=novelty_alpha, novelty_threshold=threshold,
+        )
+    return out

@@ -1,0 +1,267 @@
+"""CellIndex on real vectors: PCA of log-normalised PBMC 3k (computed once per session)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmgene.errors import (
+    DataError,
+    InputFileError,
+    IntegrityError,
+    MissingColumnError,
+    MMGeneError,
+    NonFiniteError,
+    ParameterError,
+)
+
+_PCA: dict[str, SimpleNamespace] = {}
+
+
+def pbmc3k_pca(adata, n_components: int = 50) -> SimpleNamespace:
+    """PCA of normalise-total + log1p PBMC 3k counts over the 2,000 most variable genes (sklearn, exact SVD)."""
+    if "pca" in _PCA:
+        return _PCA["pca"]
+    import scipy.sparse as sp
+    from sklearn.decomposition import PCA
+
+    x = sp.csr_matrix(adata.X, dtype=np.float32)
+    x = sp.csr_matrix(sp.diags(1e4 / np.asarray(x.sum(axis=1)).ravel()) @ x)
+    x.data = np.log1p(x.data)
+    mean = np.asarray(x.mean(axis=0)).ravel()
+    var = np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean**2
+    top = np.sort(np.argsort(-var, kind="stable")[:2000])
+    pcs = PCA(n_components, svd_solver="full").fit_transform(x[:, top].toarray()).astype(np.float32)
+    _PCA["pca"] = SimpleNamespace(
+        X=pcs, names=np.asarray(adata.obs_names, dtype=str), labels=adata.obs["cell_type"].astype(str).to_numpy(),
+        obs=adata.obs[["cell_type"]].reset_index(drop=True),
+    )
+    return _PCA["pca"]
+
+
+@pytest.fixture(scope="session")
+def pca(_pbmc3k_cached):
+    return pbmc3k_pca(_pbmc3k_cached)
+
+
+def unit(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_force(db, queries, k):
+    """NumPy exact cosine top-k (what an index must reproduce)."""
+    sims = unit(queries) @ unit(db).T
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(sims, order, axis=1), order
+
+
+@pytest.fixture
+def flat(pca):
+    from mmgene.index import CellIndex
+
+    return CellIndex.from_vectors(pca.X, pca.names, pca.obs, embedding_key="X_pca")
+
+
+def test_flat_top_k_equals_numpy_brute_force(pca, flat):
+    assert flat.kind == "flat" and flat.ntotal == 2638 and flat.dim == 50
+    queries = pca.X[::97]
+    scores, pos = flat.search(queries, k=15)
+    ref_scores, ref_pos = brute_force(pca.X, queries, 15)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+    # identical neighbours wherever the next score is not a near-tie
+    gaps = np.abs(np.diff(ref_scores, axis=1)) > 1e-5
+    same = pos == ref_pos
+    assert same[:, 0].all()
+    assert (same[:, 1:] | ~gaps).all()
+    assert (pos[:, 0] == np.arange(0, 2638, 97)).all()  # each cell finds itself first
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+
+
+def test_hits_table_has_ids_scores_and_obs(pca, flat):
+    table = flat.hits(pca.X[:2], k=3, query_names=["a", "b"])
+    assert list(table.columns) == ["query", "rank", "cell_id", "score", "cell_type", "position"]
+    assert table["query"].tolist() == ["a"] * 3 + ["b"] * 3
+    assert table["rank"].tolist() == [1, 2, 3, 1, 2, 3]
+    assert table["cell_id"].iloc[0] == pca.names[0] and table["cell_id"].iloc[3] == pca.names[1]
+    assert table["cell_type"].tolist() == pca.labels[table["position"]].tolist()
+    assert (np.diff(table["score"].to_numpy().reshape(2, 3), axis=1) <= 0).all()
+
+
+def test_save_load_round_trip_is_identical(tmp_path, pca, flat):
+    queries = pca.X[5:40]
+    before = flat.search(queries, k=10)
+    path = flat.save(tmp_path / "idx")
+    assert sorted(p.name for p in path.iterdir()) == ["cells.parquet", "index.faiss", "meta.json"]
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["embedding_key"] == "X_pca" and meta["ntotal"] == 2638 and meta["kind"] == "flat"
+    assert meta["obs_columns"] == ["cell_type"] and "faiss-cpu" in meta["versions"]
+    for mmap in (True, False):
+        loaded = type(flat).load(path, mmap=mmap)
+        after = loaded.search(queries, k=10)
+        np.testing.assert_array_equal(before[0], after[0])
+        np.testing.assert_array_equal(before[1], after[1])
+        pd.testing.assert_frame_equal(loaded.cells, flat.cells, check_dtype=False)
+        assert loaded.meta["embedding_key"] == "X_pca"
+    assert not list(tmp_path.glob(".idx.*"))  # no temporary folder left behind
+
+
+def test_add_cells_matches_building_at_once(tmp_path, pca, flat):
+    from mmgene.index import CellIndex
+
+    part = CellIndex.from_vectors(pca.X[:2000], pca.names[:2000], pca.obs.iloc[:2000])
+    part.save(tmp_path / "part")
+    grown = CellIndex.load(tmp_path / "part", mmap=True)  # memory-mapped: add must reload it first
+    grown.add(pca.X[2000:], pca.names[2000:], pca.obs.iloc[2000:])
+    assert grown.ntotal == 2638 and grown.cells["cell_id"].tolist() == pca.names.tolist()
+    assert grown.cells["cell_type"].tolist() == pca.labels.tolist()
+    queries = pca.X[::131]
+    np.testing.assert_array_equal(grown.search(queries, 10)[1], flat.search(queries, 10)[1])
+    # the file on disk is untouched until saved again
+    assert CellIndex.load(tmp_path / "part").ntotal == 2000
+    grown.save(tmp_path / "part")
+    assert CellIndex.load(tmp_path / "part").ntotal == 2638
+    with pytest.raises(ParameterError, match="already in the index"):
+        grown.add(pca.X[:1], pca.names[:1])
+    with pytest.raises(ParameterError, match="dimension"):
+        grown.add(np.ones((1, 3)), ["new"])
+    with pytest.raises(ParameterError, match="not in the index's cell table"):
+        grown.add(pca.X[:1], ["new"], pd.DataFrame({"other": [1]}))
+
+
+@pytest.mark.parametrize("kind, extra", [("ivf", {"nlist": 32}), ("hnsw", {"M": 16}), ("ivfpq", {"nlist": 16, "pq_m": 25, "pq_nbits": 6})])
+def test_approximate_kinds_are_calibrated_against_exact_search(tmp_path, pca, flat, kind, extra):
+    from mmgene.index import CellIndex
+    from mmgene.index.faiss_index import recall_at_k
+
+    idx = CellIndex.from_vectors(pca.X, pca.names, pca.obs, kind=kind, **extra)
+    cal = idx.params.calibrated
+    assert idx.kind == kind and cal["parameter"] == ("ef_search" if kind == "hnsw" else "nprobe")
+    queries = pca.X[1::23] + np.random.default_rng(0).normal(0, 0.5, (115, 50)).astype(np.float32)  # unseen cells
+    truth = flat.search(queries, 10)[1]
+    found = idx.search(queries, 10)[1]
+    if kind == "ivfpq":  # compressed codes: the calibration stops where more probes stop helping
+        assert cal["recall"] >= 0.5 and recall_at_k(found, truth) >= 0.5
+    else:
+        assert cal["recall"] >= 0.95 and recall_at_k(found, truth) >= 0.9
+    # the chosen parameter survives save/load and gives the same results
+    idx.save(tmp_path / kind)
+    again = CellIndex.load(tmp_path / kind)
+    np.testing.assert_array_equal(again.search(queries, 10)[1], found)
+
+
+def test_user_parameters_override_calibration(pca):
+    from mmgene.index import CellIndex
+
+    idx = CellIndex.from_vectors(pca.X, pca.names, kind="ivf", nlist=64, nprobe=3)
+    assert idx.params.nprobe == 3 and idx.params.calibrated["given_by_user"] is True
+    assert [v for v, _ in idx.params.calibrated["curve"]] == [3]
+    idx.set_search(nprobe=64)  # all lists: exact
+    np.testing.assert_array_equal(idx.search(pca.X[:20], 5)[1][:, 0], np.arange(20))
+    with pytest.raises(ParameterError, match="nprobe"):
+        idx.set_search(nprobe=65)
+    with pytest.raises(ParameterError, match="ef_search applies to HNSW"):
+        idx.set_search(ef_search=10)
+
+
+def test_auto_kind_by_size():
+    from mmgene.index.params import IndexParams, resolve
+
+    assert resolve(IndexParams(), 99_999, 64).kind == "flat"
+    big = resolve(IndexParams(), 1_000_000, 256)
+    assert (big.kind, big.nlist, big.train_size) == ("ivf", 2048, 81920)
+    huge = resolve(IndexParams(), 30_000_000, 256)
+    assert (huge.kind, huge.pq_m, huge.nlist) == ("ivfpq", 32, 8192)
+    assert resolve(IndexParams(kind="ivfpq"), 10_000, 50).pq_m == 5  # divisor of 50 nearest 50/8
+    with pytest.raises(ParameterError, match="unknown index kind"):
+        resolve(IndexParams(kind="lsh"), 10, 4)
+    with pytest.raises(ParameterError, match="nlist=50"):
+        resolve(IndexParams(kind="ivf", nlist=50), 10, 4)
+    with pytest.raises(ParameterError, match="does not divide"):
+        resolve(IndexParams(kind="ivfpq", pq_m=7), 10_000, 50)
+
+
+def test_cells_to_cells_excludes_the_cell_itself(pca, flat):
+    from mmgene.query import cells_to_cells
+
+    ids = list(pca.names[[0, 10, 10]])  # a repeated cell is answered twice
+    table = cells_to_cells(flat, ids, k=5)
+    assert len(table) == 15 and table["rank"].tolist() == [1, 2, 3, 4, 5] * 3
+    assert not (table["cell_id"].to_numpy() == np.repeat(ids, 5)).any()
+    _, ref = brute_force(pca.X, pca.X[[0]], 6)
+    assert table["cell_id"].iloc[:5].tolist() == pca.names[ref[0, 1:]].tolist()
+    with pytest.raises(MissingColumnError, match="nope"):
+        cells_to_cells(flat, ["nope"], k=3)
+
+
+def test_build_from_anndata_records_key_model_and_columns(pbmc3k, pca, tmp_path):
+    from mmgene.index import build, load
+
+    pbmc3k.obsm["X_pca"] = pca.X
+    idx = build(pbmc3k, "X_pca", obs_columns=["cell_type"], model="genept-s")
+    assert idx.embedding_key == "X_pca" and idx.model == "genept-s"
+    assert idx.meta["source"].endswith("pbmc3k.h5ad")
+    assert repr(idx).startswith("CellIndex(2,638 cells, dim=50, Flat")
+    idx.save(tmp_path / "i")
+    assert load(tmp_path / "i").model == "genept-s"
+    with pytest.raises(MissingColumnError, match="X_umap"):
+        build(pbmc3k, "X_umap")
+    with pytest.raises(MissingColumnError, match="louvain"):
+        build(pbmc3k, "X_pca", obs_columns=["louvain"])
+    pbmc3k.obsm["X_genept_s"] = pca.X
+    assert build(pbmc3k, "X_genept_s", obs_columns=[]).model == "genept-s"
+
+
+def test_bad_vectors_and_arguments(pca, flat):
+    from mmgene.index import CellIndex
+
+    bad = pca.X[:10].copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(NonFiniteError, match=pca.names[3]):
+        CellIndex.from_vectors(bad, pca.names[:10])
+    bad[3] = 0
+    with pytest.raises(DataError, match="all zeros"):
+        CellIndex.from_vectors(bad, pca.names[:10])
+    with pytest.raises(ParameterError, match="not unique"):
+        CellIndex.from_vectors(pca.X[:3], ["a", "b", "a"])
+    with pytest.raises(ParameterError, match="2 cell ids for 3"):
+        CellIndex.from_vectors(pca.X[:3], ["a", "b"])
+    with pytest.raises(ParameterError, match="unknown index parameters: nprobes"):
+        CellIndex.from_vectors(pca.X[:3], nprobes=3)
+    with pytest.raises(ParameterError, match="reserved"):
+        CellIndex.from_vectors(pca.X[:3], obs=pd.DataFrame({"cell_id": [1, 2, 3]}))
+    with pytest.raises(ParameterError, match="dimension 3, the index has 50"):
+        flat.search(np.ones((1, 3)), 5)
+    with pytest.raises(ParameterError, match="k must be at least 1"):
+        flat.search(pca.X[:1], 0)
+    scores, pos = flat.search(pca.X[:1], 10_000)  # k larger than the index: every cell, once
+    assert pos.shape == (1, 2638) and len(set(pos[0])) == 2638
+    assert isinstance(NonFiniteError("x"), MMGeneError)
+
+
+def test_load_refuses_broken_folders(tmp_path, flat):
+    from mmgene.index import CellIndex
+
+    with pytest.raises(InputFileError, match="no meta.json"):
+        CellIndex.load(tmp_path)
+    path = flat.save(tmp_path / "idx")
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "format": "other"}))
+    with pytest.raises(InputFileError, match="not a mmgene-cell-index"):
+        CellIndex.load(path)
+    (path / "meta.json").write_text(json.dumps(meta))
+    flat.cells.iloc[:5].to_parquet(path / "cells.parquet")
+    with pytest.raises(IntegrityError, match="5 rows but the index holds 2638"):
+        CellIndex.load(path)
+    (path / "index.faiss").write_bytes(b"not an index")
+    with pytest.raises(InputFileError, match="cannot read the FAISS index"):
+        CellIndex.load(path, mmap=False)
+    shutil.rmtree(path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputFileError, match="not a folder"):
+        flat.save(tmp_path / "file")

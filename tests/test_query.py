@@ -1,0 +1,277 @@
+"""Queries: the labelling rule, unknown rejection and kNN transfer on PBMC 3k, text queries in GenePT spaces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_index import brute_force, pbmc3k_pca
+
+from mmgene.errors import MissingColumnError, ParameterError
+
+LEFT_OUT = "B cells"
+
+
+@pytest.fixture(scope="session")
+def pca(_pbmc3k_cached):
+    return pbmc3k_pca(_pbmc3k_cached)
+
+
+@pytest.fixture(scope="session")
+def split(pca):
+    """A seeded 50/50 split of PBMC 3k into reference and query cells."""
+    rng = np.random.default_rng(0)
+    ref = np.zeros(len(pca.names), bool)
+    ref[rng.permutation(len(pca.names))[: len(pca.names) // 2]] = True
+    return ref
+
+
+# ---------------------------------------------------------------------------------------- the rule
+def test_assign_labels_rule_on_a_hand_made_matrix():
+    from mmgene.query import assign_labels
+
+    scores = np.array([[3.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.2, 0.1, 0.0], [-1.0, -2.0, -3.0]])
+    res = assign_labels(scores, ["a", "b", "c"], temperature=1.0, min_prob=0.5, thresholds=0.0)
+    p0 = np.exp(3) / (np.exp(3) + 2)
+    np.testing.assert_allclose(res.score[0], p0, rtol=1e-6)
+    np.testing.assert_allclose(res.probs.sum(axis=1), 1.0, rtol=1e-6)
+    # row 1: a tie (p = 0.42) -> unknown; row 2: p_max < 0.5 -> unknown; row 3: best score below 0
+    assert res.label.tolist() == ["a", "unknown", "unknown", "unknown"]
+    assert res.best.tolist() == ["a", "a", "a", "a"]
+    sharp = assign_labels(scores, ["a", "b", "c"], temperature=0.01, min_prob=0.5, thresholds=[0.0, 0.0, 0.0])
+    assert sharp.label.tolist() == ["a", "unknown", "a", "unknown"]  # row 1 is an exact tie: p = 0.5 each
+    per_label = assign_labels(scores, ["a", "b", "c"], temperature=0.01, min_prob=0.0, thresholds=[0.5, -9, -9])
+    assert per_label.label.tolist() == ["a", "a", "unknown", "unknown"]
+    with pytest.raises(ParameterError, match="shape"):
+        assign_labels(scores, ["a", "b"])
+    with pytest.raises(ParameterError, match="given twice"):
+        assign_labels(scores, ["a", "b", "a"])
+    with pytest.raises(ParameterError, match="'unknown' is the answer"):
+        assign_labels(scores, ["a", "b", "unknown"])
+    with pytest.raises(ParameterError, match="temperature"):
+        assign_labels(scores, ["a", "b", "c"], temperature=0)
+
+
+def test_calibrate_recovers_temperature_and_sets_quantile_thresholds():
+    from mmgene.query import calibrate
+    from mmgene.query.labelling import softmax
+
+    rng = np.random.default_rng(1)
+    scores = rng.normal(0, 1, (20000, 4))
+    probs = softmax(scores, 0.5)
+    truth = np.array(["w", "x", "y", "z"])[(probs.cumsum(axis=1) > rng.random((20000, 1))).argmax(axis=1)]
+    cal = calibrate(scores, truth, ["w", "x", "y", "z"], alpha=0.1)
+    assert abs(cal.temperature - 0.5) < 0.03
+    own = scores[np.arange(20000), pd.Categorical(truth, categories=["w", "x", "y", "z"]).codes]
+    for i, lab in enumerate("wxyz"):
+        mine = own[truth == lab]
+        assert cal.thresholds[i] == np.sort(mine)[int(np.floor(0.1 * (len(mine) - 1)))]
+    with pytest.raises(ParameterError, match="no labelled cell of 'v'"):
+        calibrate(scores[:, :3], truth, ["v", "x", "y"])
+    with pytest.raises(ParameterError, match="alpha"):
+        calibrate(scores, truth, ["w", "x", "y", "z"], alpha=1.5)
+
+
+def test_left_out_type_comes_back_unknown(pca, split):
+    """Reference without B cells: calibrated centroid scores send held-out B cells to 'unknown', not the rest."""
+    from mmgene.query import assign_labels, calibrate, centroid_scores
+
+    y = pca.labels
+    ref = split & (y != LEFT_OUT)
+    labels = [lab for lab in pd.unique(y) if lab != LEFT_OUT]
+    cal = calibrate(centroid_scores(pca.X[ref], pca.X[ref], y[ref], labels), y[ref], labels, alpha=0.05)
+    query = ~split
+    res = assign_labels(centroid_scores(pca.X[query], pca.X[ref], y[ref], labels), labels,
+                        temperature=cal.temperature, min_prob=0.5, thresholds=cal.thresholds)
+    novel = y[query] == LEFT_OUT
+    unknown = res.label == "unknown"
+    known_ok = (res.label == y[query])[~novel & ~unknown].mean()
+    print(f"\nleft-out {LEFT_OUT}: {unknown[novel].mean():.3f} unknown; known types: {unknown[~novel].mean():.3f} unknown, "
+          f"accuracy of the rest {known_ok:.3f} (T={cal.temperature:.4f})")
+    assert novel.sum() > 100
+    assert unknown[novel].mean() >= 0.9
+    assert unknown[~novel].mean() <= 0.12
+    assert known_ok >= 0.88
+
+
+# ------------------------------------------------------------------------------------ kNN transfer
+@pytest.fixture(scope="session")
+def reference_index(pca, split):
+    from mmgene.index import CellIndex
+
+    return CellIndex.from_vectors(pca.X[split], pca.names[split], pca.obs[split], embedding_key="X_pca")
+
+
+def test_knn_transfer_to_held_out_cells(pca, split, reference_index):
+    from mmgene.query import transfer_labels
+
+    truth = pca.labels[~split]
+    accs = {}
+    for weighting in ("uniform", "distance"):
+        out = transfer_labels(reference_index, pca.X[~split], "cell_type", k=15, weighting=weighting)
+        accs[weighting] = float((out["label"].to_numpy() == truth).mean())
+        assert out["confidence"].between(0, 1).all() and (out["label"] != "unknown").all()
+    print(f"\nkNN transfer PBMC 3k -> held-out PBMC 3k (k=15): accuracy {accs}")
+    assert accs["uniform"] >= 0.9 and accs["distance"] >= 0.9
+    # confidence is informative: confident calls are more often right
+    out = transfer_labels(reference_index, pca.X[~split], "cell_type", k=15, min_confidence=0.9)
+    sure = out["label"].to_numpy() != "unknown"
+    assert (out["label"].to_numpy() == truth)[sure].mean() > accs["distance"]
+    assert (out["best"].to_numpy() == truth)[~sure].mean() < accs["distance"]
+
+
+def test_knn_transfer_flags_cells_off_the_reference(pca, split):
+    from mmgene.index import CellIndex
+    from mmgene.query import transfer_labels
+
+    ref = split & (pca.labels != LEFT_OUT)
+    index = CellIndex.from_vectors(pca.X[ref], pca.names[ref], pca.obs[ref])
+    out = transfer_labels(index, pca.X[~split], "cell_type", k=15, novelty_alpha=0.05)
+    novel = pca.labels[~split] == LEFT_OUT
+    unknown = out["label"].to_numpy() == "unknown"
+    assert out.attrs["novelty_threshold"] is not None
+    assert unknown[novel].mean() >= 0.9 and unknown[~novel].mean() <= 0.1
+
+
+def test_knn_transfer_writes_obs_and_checks_arguments(pbmc3k, pca, split, reference_index):
+    from mmgene.query import transfer_labels
+
+    query = pbmc3k[~split].copy()
+    query.obsm["X_pca"] = pca.X[~split]
+    out = transfer_labels(reference_index, query, "cell_type", k=5, key_added="transferred")
+    assert out.index.tolist() == list(query.obs_names)
+    assert query.obs["transferred"].astype(str).tolist() == out["label"].tolist()
+    assert "unknown" in query.obs["transferred"].cat.categories
+    assert query.uns["mmgene"]["transferred"]["k"] == 5
+    with pytest.raises(MissingColumnError, match="louvain"):
+        transfer_labels(reference_index, query, "louvain")
+    with pytest.raises(ParameterError, match="weighting"):
+        transfer_labels(reference_index, query, "cell_type", weighting="gaussian")
+    del query.obsm["X_pca"]
+    with pytest.raises(MissingColumnError, match="X_pca"):
+        transfer_labels(reference_index, query, "cell_type")
+
+
+# --------------------------------------------------------------------------- text in GenePT spaces
+@pytest.fixture(scope="session")
+def encoder():
+    from mmgene.embed.text import text_encoder
+
+    return text_encoder("minilm")
+
+
+@pytest.fixture(scope="session")
+def small(_pbmc3k_cached, encoder):
+    """120 PBMC 3k cells (15 of each of the 8 types, fewer where rarer) with GenePT-s (32 genes a sentence)."""
+    import mmgene.embed
+
+    obs = _pbmc3k_cached.obs
+    take = np.sort(np.concatenate([np.flatnonzero(obs["cell_type"].to_numpy() == t)[:15] for t in obs["cell_type"].cat.categories]))
+    adata = _pbmc3k_cached[take].copy()
+    mmgene.embed.genept_s(adata, encoder, top_k=32)
+    return adata
+
+
+def test_text_to_cells_is_exact_in_the_genept_s_space(small, encoder, tmp_path):
+    from mmgene.index import build, load
+    from mmgene.query import GenePTSpace, text_to_cells
+    from mmgene.query.space import JointSpace
+
+    space = GenePTSpace("s", encoder=encoder)
+    assert isinstance(space, JointSpace)
+    index = build(small, "X_genept_s", obs_columns=["cell_type"])
+    assert index.model == "genept-s"
+    texts = ["cytotoxic natural killer cell", "B lymphocyte expressing CD79A and MS4A1"]
+    hits = text_to_cells(index, texts, model=space, k=7)
+    assert hits["query"].tolist() == [texts[0]] * 7 + [texts[1]] * 7
+    ref_scores, ref_pos = brute_force(small.obsm["X_genept_s"], encoder.encode(texts), 7)
+    np.testing.assert_allclose(hits["score"].to_numpy().reshape(2, 7), ref_scores, atol=1e-5)
+    assert hits["cell_id"].tolist() == list(small.obs_names[ref_pos.ravel()])
+    # a cell's own sentence finds that cell first
+    from mmgene.cells import sentences
+    from mmgene.embed.genept import SENTENCE_PREFIX
+
+    own = SENTENCE_PREFIX + sentences(small[[5]], top_k=32, inplace=False)[0]
+    first = text_to_cells(index, own, model=space, k=1)
+    assert first["cell_id"].tolist() == [small.obs_names[5]] and first["score"].iloc[0] > 0.999
+    # the model recorded in the saved index is used when none is given (here: the default MiniLM)
+    index.save(tmp_path / "s")
+    again = text_to_cells(load(tmp_path / "s"), texts, k=7)
+    assert again["cell_id"].tolist() == hits["cell_id"].tolist()
+    with pytest.raises(ParameterError, match="empty"):
+        text_to_cells(index, ["  "], model=space)
+
+
+def test_zero_shot_annotation_writes_labels_scores_and_provenance(small, encoder):
+    from mmgene.query import GenePTSpace, annotate
+
+    labels = ["B cell", "T cell", "natural killer cell", "monocyte"]
+    adata = annotate(small, labels, GenePTSpace("s", encoder=encoder), copy=True)
+    assert "mmgene_label" not in small.obs
+    lab = adata.obs["mmgene_label"]
+    assert list(lab.cat.categories) == [*labels, "unknown"] and lab.notna().all()
+    probs = adata.obsm["mmgene_probs"]
+    assert list(probs.columns) == labels
+    np.testing.assert_allclose(probs.to_numpy().sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(adata.obs["mmgene_score"], probs.to_numpy().max(axis=1), rtol=1e-6)
+    called = lab.astype(str) != "unknown"
+    assert (adata.obs["mmgene_score"][called] >= 0.5).all()
+    assert (probs.to_numpy()[called.to_numpy()].argmax(axis=1) == pd.Categorical(lab[called], categories=labels).codes).all()
+    rec = adata.uns["mmgene"]["mmgene_label"]
+    assert rec["labels"] == labels and rec["standardized"] is True and rec["min_prob"] == 0.5
+    assert sum(rec["counts"].values()) == small.n_obs
+    # a stricter rule can only add unknowns
+    strict = annotate(small, labels, GenePTSpace("s", encoder=encoder), min_prob=0.9, min_z=1.0, copy=True)
+    assert (strict.obs["mmgene_label"].astype(str) == "unknown").sum() >= (~called).sum()
+    with pytest.raises(ParameterError, match="placeholder"):
+        annotate(small, labels, GenePTSpace("s", encoder=encoder), prompts=["a cell"], copy=True)
+    with pytest.raises(ParameterError, match="no labels"):
+        annotate(small, [], GenePTSpace("s", encoder=encoder), copy=True)
+
+
+def test_gene_contributions_add_up_to_the_genept_w_score(small, encoder):
+    import mmgene.embed
+    from mmgene.genes.default import default_gene_vectors
+    from mmgene.index import build
+    from mmgene.query import GenePTSpace, explain_hits, gene_contributions, text_to_cells
+
+    counts = np.asarray(small.X.sum(axis=0)).ravel()
+    genes = list(small.var["gene_symbol"].to_numpy()[np.argsort(-counts, kind="stable")[:60]])
+    gene_vectors = default_gene_vectors(encoder, genes=genes)
+    adata = small.copy()
+    mmgene.embed.genept_w(adata, gene_vectors)
+    space = GenePTSpace("w", encoder=encoder)
+    index = build(adata, "X_genept_w", obs_columns=["cell_type"])
+    hits = text_to_cells(index, "antigen presentation by MHC class II", model=space, k=5)
+    q = space.encode_text(["antigen presentation by MHC class II"])[0]
+    table = gene_contributions(adata, hits["cell_id"].tolist(), q, gene_vectors, top_n=500)
+    totals = table.groupby("cell_id", sort=False)["contribution"].sum()
+    np.testing.assert_allclose(totals[hits["cell_id"]].to_numpy(), hits["score"].to_numpy(), atol=2e-5)
+    np.testing.assert_allclose(table.groupby("cell_id", sort=False)["score"].first()[hits["cell_id"]], hits["score"], atol=2e-5)
+    top = gene_contributions(adata, hits["cell_id"].tolist()[:1], q, gene_vectors, top_n=3)
+    assert top["rank"].tolist() == [1, 2, 3] and top["contribution"].is_monotonic_decreasing
+    assert set(top["gene"]) <= set(gene_vectors.symbols)
+    explained = explain_hits(hits, adata, space, gene_vectors=gene_vectors, top_n=3)
+    assert explained["top_genes"].str.split().map(len).tolist() == [3] * 5
+    assert explained["top_genes"].iloc[0].split()[0].split(":")[0] == top["gene"].iloc[0]
+    with pytest.raises(ParameterError, match="GenePT-w"):
+        explain_hits(hits, adata, GenePTSpace("s", encoder=encoder), gene_vectors=gene_vectors)
+    with pytest.raises(ParameterError, match="dimension"):
+        gene_contributions(adata, hits["cell_id"].tolist(), q[:10], gene_vectors)
+
+
+def test_load_space_specs(encoder):
+    from mmgene.query import GenePTSpace, load_space
+
+    assert load_space("genept-s").name == "genept-s"
+    assert load_space("genept-w:openai:text-embedding-3-small").name == "genept-w:openai:text-embedding-3-small"
+    space = GenePTSpace("s", encoder=encoder)
+    assert load_space(space) is space
+    with pytest.raises(ParameterError, match="unknown model 'nonsense'"):
+        load_space("nonsense")
+    with pytest.raises(ParameterError, match="no model given"):
+        load_space(None)
+    with pytest.raises(ParameterError, match="not a joint space"):
+        load_space(3)
+    with pytest.raises(ParameterError, match="variant"):
+        GenePTSpace("x")
