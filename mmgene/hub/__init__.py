@@ -1,0 +1,53 @@
+"""Publish AnnData as a Hugging Face dataset: layouts, chunk files with sha256, share links, cards.
+
+Everything is looked up lazily so that ``import mmgene.hub`` loads neither ``datasets`` nor
+``huggingface_hub``.
+
+Typical use::
+
+    import mmgene.hub
+    result = mmgene.hub.publish("pbmc.h5ad", "me/pbmc-cells", layout="pairs", label_key="cell_type",
+                                share="hub", dry_run=True, out="pbmc-dataset")
+    adata = mmgene.hub.fetch_anndata(result.dataset["train"][0])
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> module that defines it
+_EXPORTS = {
+    "publish": "mmgene.hub.publish",
+    "PublishResult": "mmgene.hub.publish",
+    "build_dataset": "mmgene.hub.layouts",
+    "assign_splits": "mmgene.hub.layouts",
+    "LAYOUTS": "mmgene.hub.layouts",
+    "write_chunks": "mmgene.hub.chunks",
+    "read_chunk": "mmgene.hub.chunks",
+    "ChunkFile": "mmgene.hub.chunks",
+    "sha256_file": "mmgene.hub.chunks",
+    "fetch": "mmgene.hub.download",
+    "fetch_anndata": "mmgene.hub.download",
+    "ShareBackend": "mmgene.hub.share",
+    "SharedFile": "mmgene.hub.share",
+    "HubShare": "mmgene.hub.share",
+    "WebDavShare": "mmgene.hub.share",
+    "NextcloudShare": "mmgene.hub.share",
+    "HttpFolderShare": "mmgene.hub.share",
+    "make_share": "mmgene.hub.share",
+    "render_dataset_card": "mmgene.hub.card",
+    "render_model_card": "mmgene.hub.card",
+    "render_template": "mmgene.hub.card",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mmgene.hub' has no attribute {name!r}")
+
+
+__all__ = list(_EXPORTS)

@@ -1,0 +1,141 @@
+"""Render dataset and model cards from the templates in ``cards/`` with real values.
+
+Templates are Jinja2 text. Rendering is strict: every placeholder a template uses must be given a
+value that is not ``None``, or :class:`~mmgene.errors.ParameterError` lists the missing ones; and the
+result must contain no leftover ``{{``/``{%``. The YAML metadata block (license, tags, task
+categories, size category, configs) is made by huggingface_hub's ``DatasetCardData``/``ModelCardData``
+so the Hub reads it; the final text is checked to hold no registered secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mmgene.errors import InputFileError, ParameterError
+from mmgene.hub.credentials import _SECRETS
+
+#: ``cards/`` beside the package (a source checkout or editable install)
+CARDS_DIR = Path(os.environ.get("MMGENE_CARDS_DIR") or Path(__file__).resolve().parents[2] / "cards")
+_LEFTOVER = re.compile(r"\{\{|\{%|\{#|%\}|\}\}")
+SIZE_CATEGORIES = [
+    (1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
+]
+
+
+def size_category(n_rows: int) -> str:
+    """The Hub's ``size_categories`` value for a dataset of ``n_rows`` rows."""
+    for limit, name in SIZE_CATEGORIES:
+        if n_rows < limit:
+            return name
+    return "1B<n<10B"
+
+
+def template_path(name: str) -> Path:
+    path = CARDS_DIR / name
+    if not path.is_file():
+        raise InputFileError(f"card template {name} not found", str(CARDS_DIR), "run from a source checkout or set MMGENE_CARDS_DIR")
+    return path
+
+
+def render_template(template: str | os.PathLike[str], values: Mapping[str, Any]) -> str:
+    """Render a Jinja2 template file strictly (see the module docstring)."""
+    import jinja2
+    from jinja2 import meta
+
+    path = Path(template)
+    if not path.is_file():
+        raise InputFileError(f"card template not found: {path}", str(path), "pass an existing template file")
+    source = path.read_text()
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    try:
+        wanted = meta.find_undeclared_variables(env.parse(source))
+    except jinja2.TemplateSyntaxError as exc:
+        raise ParameterError(f"card template has a syntax error: {exc.message}", f"{path}:{exc.lineno}", "fix the template") from None
+    missing = sorted(v for v in wanted if values.get(v) is None)
+    if missing:
+        raise ParameterError(
+            f"card template {path.name} has unfilled placeholders: {', '.join(missing)}",
+            str(path),
+            "pass a value for each of them",
+        )
+    try:
+        text = env.from_string(source).render(**values)
+    except jinja2.UndefinedError as exc:
+        raise ParameterError(f"card template {path.name} uses a missing value ({exc.message})", str(path), "pass it") from None
+    leftover = _LEFTOVER.search(text)
+    if leftover:
+        line = text.count("\n", 0, leftover.start()) + 1
+        raise ParameterError(f"rendered card still holds template syntax {leftover.group()!r}", f"{path.name} line {line}", "fill every placeholder")
+    _refuse_secrets(text, path.name)
+    return text
+
+
+def _refuse_secrets(text: str, where: str) -> None:
+    if any(secret in text for secret in _SECRETS):
+        raise ParameterError("a token or password would appear in the card", where, "remove credentials from the values passed to the card")
+
+
+def render_dataset_card(
+    values: Mapping[str, Any],
+    *,
+    license: str = "cc-by-4.0",
+    tags: list[str] | None = None,
+    task_categories: list[str] | None = None,
+    n_rows: int,
+    configs: list[dict[str, Any]],
+    pretty_name: str | None = None,
+    template: str | os.PathLike[str] | None = None,
+) -> Any:
+    """The multimodal paired-dataset card (``cards/dataset_card.md``) as a ``huggingface_hub.DatasetCard``."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    data = DatasetCardData(
+        license=license,
+        language=["en"],
+        pretty_name=pretty_name,
+        tags=tags if tags is not None else ["biology", "single-cell", "transcriptomics", "multimodal", "cell-sentences", "anndata", "mmgene"],
+        task_categories=task_categories if task_categories is not None else ["feature-extraction", "sentence-similarity", "zero-shot-classification"],
+        size_categories=[size_category(n_rows)],
+        configs=configs,
+    )
+    body = render_template(template or template_path("dataset_card.md"), values)
+    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    _refuse_secrets(str(card), "dataset card")
+    return card
+
+
+def render_model_card(
+    values: Mapping[str, Any],
+    *,
+    license: str = "apache-2.0",
+    tags: list[str] | None = None,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
+    pipeline_tag: str = "sentence-similarity",
+    template: str | os.PathLike[str] | None = None,
+) -> Any:
+    """The alignment-model card (``cards/model_card.md``) as a ``huggingface_hub.ModelCard``."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(
+        license=license,
+        library_name="sentence-transformers",
+        pipeline_tag=pipeline_tag,
+        base_model=base_model,
+        datasets=datasets,
+        tags=tags if tags is not None else ["sentence-transformers", "biology", "single-cell", "multimodal", "contrastive", "mmgene"],
+    )
+    body = render_template(template or template_path("model_card.md"), values)
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    _refuse_secrets(str(card), "model card")
+    return card
+
+
+def code_blocks(card_text: str, language: str = "python") -> list[str]:
+    """The fenced code blocks of ``language`` in a rendered card, in order."""
+    return [m.group(1) for m in re.finditer(rf"```{language}\n(.*?)```", card_text, flags=re.S)]

@@ -1,0 +1,428 @@
+"""Share links for chunk files behind one interface, with three backends.
+
+- :class:`HubShare`: the chunk files go into the dataset repository itself (``chunks/``) and are
+  linked by their ``resolve`` URL.
+- :class:`WebDavShare` / :class:`NextcloudShare`: WebDAV ``PUT`` (Nextcloud: chunked upload v2 above
+  ``chunk_limit``), then a public link (Nextcloud: the OCS share API; the link is ``<share url>/download``).
+- :class:`HttpFolderShare`: files are copied into a local folder that a web server publishes at
+  ``base_url``.
+
+Every backend skips files already present with the same sha256 (the Hub from its LFS metadata,
+WebDAV and HTTP folders from a ``<file>.sha256`` sidecar written after the file), so an interrupted
+share resumes where it stopped; Nextcloud chunked uploads also keep chunks already sent. Passwords
+and tokens come from the environment (:mod:`mmgene.hub.credentials`) and never appear in links or
+messages.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import xml.etree.ElementTree as ET
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from mmgene.errors import ParameterError, RemoteError
+from mmgene.hub.chunks import ChunkFile, sha256_file
+from mmgene.hub.credentials import clean_url, hub_token, redact, share_credentials
+from mmgene.progress import info, progress
+
+SHARE_KINDS = ("hub", "webdav", "nextcloud", "http")
+GB = 1024**3
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """A shared chunk file: its public link and whether this call uploaded it (``False``: already there)."""
+
+    name: str
+    sha256: str
+    size: int
+    link: str
+    uploaded: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ShareBackend(ABC):
+    """Upload files once (same name and sha256 are skipped) and give each a link anyone can download."""
+
+    kind: str = ""
+
+    def share(self, files: Sequence[ChunkFile]) -> list[SharedFile]:
+        """Upload what is missing and return one :class:`SharedFile` per file, in order."""
+        out = []
+        for f in progress(files, total=len(files), desc=f"share ({self.kind})", unit="file"):
+            present = self.has(f.name, f.sha256, f.size)
+            if not present:
+                self.put(Path(f.path), f.name, f.sha256, f.size)
+            info(f"mmgene: {f.name} {'already shared' if present else 'uploaded'} ({self.kind})")
+            out.append(SharedFile(f.name, f.sha256, f.size, self.link(f.name), not present))
+        return out
+
+    @abstractmethod
+    def has(self, name: str, sha256: str, size: int) -> bool:
+        """Whether ``name`` is already there with this content."""
+
+    @abstractmethod
+    def put(self, path: Path, name: str, sha256: str, size: int) -> None:
+        """Upload one file."""
+
+    @abstractmethod
+    def link(self, name: str) -> str:
+        """The public download link of ``name`` (no credentials in it)."""
+
+
+# ---------------------------------------------------------------------------------------------
+class HubShare(ShareBackend):
+    """Chunk files in the Hub dataset repository, linked by ``<endpoint>/datasets/<repo>/resolve/<rev>/chunks/<name>``.
+
+    The repository is created (private by default) when missing. Files already in the repository
+    with the same sha256 (LFS) are not uploaded again; all missing files go in one commit.
+    """
+
+    kind = "hub"
+
+    def __init__(self, repo_id: str, *, folder: str = "chunks", revision: str = "main", private: bool = True,
+                 token: str | None = None, repo_type: str = "dataset") -> None:
+        if "/" not in repo_id:
+            raise ParameterError(f"repo id {repo_id!r} has no namespace", "repo_id", "pass it as 'user/name'")
+        self.repo_id, self.folder, self.revision = repo_id, folder.strip("/"), revision
+        self.private, self.repo_type = private, repo_type
+        self._token = token
+
+    def _api(self) -> Any:
+        from huggingface_hub import HfApi
+
+        return HfApi(token=hub_token(self._token))
+
+    def _path(self, name: str) -> str:
+        return f"{self.folder}/{name}" if self.folder else name
+
+    def _remote(self, names: Sequence[str]) -> dict[str, tuple[str | None, int]]:
+        from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+        try:
+            infos = self._api().get_paths_info(
+                self.repo_id, [self._path(n) for n in names], repo_type=self.repo_type, revision=self.revision
+            )
+        except RepositoryNotFoundError:
+            return {}
+        except HfHubHTTPError as exc:
+            raise RemoteError(f"the Hub refused to list {self.repo_id}: {redact(exc)}", self.repo_id, "check HF_TOKEN and the repo id") from None
+        return {i.path: (i.lfs.sha256 if getattr(i, "lfs", None) else None, getattr(i, "size", -1)) for i in infos}
+
+    def has(self, name: str, sha256: str, size: int) -> bool:
+        return self._remote([name]).get(self._path(name), (None, -1)) == (sha256, size)
+
+    def put(self, path: Path, name: str, sha256: str, size: int) -> None:
+        self._commit([(path, name)])
+
+    def _commit(self, items: Sequence[tuple[Path, str]]) -> None:
+        from huggingface_hub import CommitOperationAdd
+        from huggingface_hub.errors import HfHubHTTPError
+
+        api = self._api()
+        try:
+            api.create_repo(self.repo_id, repo_type=self.repo_type, private=self.private, exist_ok=True)
+            ops = [CommitOperationAdd(path_in_repo=self._path(n), path_or_fileobj=str(p)) for p, n in items]
+            api.create_commit(self.repo_id, ops, commit_message=f"mmgene: add {len(ops)} chunk file(s)",
+                              repo_type=self.repo_type, revision=self.revision)
+        except HfHubHTTPError as exc:
+            raise RemoteError(f"upload to the Hub failed: {redact(exc)}", self.repo_id, "check HF_TOKEN (write access) and the repo id") from None
+
+    def share(self, files: Sequence[ChunkFile]) -> list[SharedFile]:
+        remote = self._remote([f.name for f in files])
+        missing = [f for f in files if remote.get(self._path(f.name)) != (f.sha256, f.size)]
+        if missing:
+            self._commit([(Path(f.path), f.name) for f in missing])
+        info(f"mmgene: {len(missing)} chunk file(s) uploaded to {self.repo_id}, {len(files) - len(missing)} already there")
+        missing_names = {f.name for f in missing}
+        return [SharedFile(f.name, f.sha256, f.size, self.link(f.name), f.name in missing_names) for f in files]
+
+    def link(self, name: str) -> str:
+        from huggingface_hub import constants
+
+        prefix = {"dataset": "datasets/", "space": "spaces/"}.get(self.repo_type, "")
+        return f"{constants.ENDPOINT}/{prefix}{self.repo_id}/resolve/{quote(self.revision, safe='')}/{quote(self._path(name))}"
+
+
+# ---------------------------------------------------------------------------------------------
+class WebDavShare(ShareBackend):
+    """Files uploaded to a WebDAV folder; links are ``<public_url or url>/<folder>/<name>``.
+
+    Parameters
+    ----------
+    url
+        The WebDAV root of the account, e.g. ``https://cloud.example.org/remote.php/dav/files/alice``.
+    folder
+        Folder under ``url`` for the files (created with ``MKCOL``).
+    public_url
+        Where the same folder is readable without credentials (a web server over it); defaults to ``url``.
+    user
+        Account name (default ``$MMGENE_SHARE_USER``); the password comes only from ``$MMGENE_SHARE_PASSWORD``.
+    """
+
+    kind = "webdav"
+
+    def __init__(self, url: str, *, folder: str = "mmgene", public_url: str | None = None, user: str | None = None,
+                 timeout: float = 60.0, retries: int = 3, backoff: float = 0.5) -> None:
+        self.url = clean_url(url, "share URL")
+        self.public_url = clean_url(public_url, "public URL") if public_url else None
+        self.folder = folder.strip("/")
+        self.auth = share_credentials(user)
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self._session = None
+        self._made: set[str] = set()
+
+    # -- HTTP plumbing -------------------------------------------------------------------------
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+            if self.auth:
+                self._session.auth = self.auth
+        return self._session
+
+    def _request(self, method: str, url: str, ok: Sequence[int], **kwargs: Any) -> Any:
+        """One request with bounded retries on network errors and 429/5xx (honouring ``Retry-After``)."""
+        import requests
+
+        last = ""
+        data = kwargs.get("data")
+        position = data.tell() if hasattr(data, "seek") else None
+        for attempt in range(self.retries + 1):
+            try:
+                if position is not None:
+                    data.seek(position)  # a retry sends the whole body again
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                last = type(exc).__name__
+                time.sleep(self.backoff * 2**attempt)
+                continue
+            if response.status_code in ok:
+                return response
+            if response.status_code in (429, 500, 502, 503, 504):
+                last = f"HTTP {response.status_code}"
+                retry_after = response.headers.get("Retry-After", "")
+                time.sleep(min(float(retry_after), 60.0) if retry_after.replace(".", "", 1).isdigit() else self.backoff * 2**attempt)
+                continue
+            hint = "check MMGENE_SHARE_USER / MMGENE_SHARE_PASSWORD" if response.status_code in (401, 403) else "check the share URL"
+            raise RemoteError(f"{method} answered HTTP {response.status_code}", redact(url), hint)
+        raise RemoteError(f"{method} failed after {self.retries + 1} attempts ({last})", redact(url), "try again later")
+
+    def _dav(self, *parts: str) -> str:
+        path = "/".join(p.strip("/") for p in (self.folder, *parts) if p)
+        return f"{self.url}/{quote(path)}"
+
+    def _mkcols(self, base: str, rel: str) -> None:
+        """``MKCOL`` every level of ``rel`` under ``base`` (405: it exists already)."""
+        acc = ""
+        for part in [p for p in rel.strip("/").split("/") if p]:
+            acc = f"{acc}/{quote(part)}"
+            if base + acc in self._made:
+                continue
+            self._request("MKCOL", base + acc, ok=(201, 405, 301))
+            self._made.add(base + acc)
+
+    # -- the interface -----------------------------------------------------------------------
+    def has(self, name: str, sha256: str, size: int) -> bool:
+        head = self._request("HEAD", self._dav(name), ok=(200, 404))
+        if head.status_code != 200 or int(head.headers.get("Content-Length", -1)) != size:
+            return False
+        sidecar = self._request("GET", self._dav(name + ".sha256"), ok=(200, 404))
+        return sidecar.status_code == 200 and sidecar.text.split()[:1] == [sha256]
+
+    def put(self, path: Path, name: str, sha256: str, size: int) -> None:
+        self._mkcols(self.url, self.folder)
+        self._upload(path, name, sha256, size)
+        self._request("PUT", self._dav(name + ".sha256"), ok=(200, 201, 204), data=f"{sha256}  {name}\n".encode())
+
+    def _upload(self, path: Path, name: str, sha256: str, size: int) -> None:
+        with open(path, "rb") as fh:
+            self._request("PUT", self._dav(name), ok=(200, 201, 204), data=fh, headers={"Content-Length": str(size)})
+
+    def link(self, name: str) -> str:
+        base = self.public_url or self.url
+        return f"{base}/{quote('/'.join(p for p in (self.folder, name) if p))}"
+
+
+class _Slice:
+    """A read-only window ``[start, start+length)`` of a file, for streaming one upload chunk."""
+
+    def __init__(self, path: Path, start: int, length: int) -> None:
+        self.path, self.start, self.length = path, start, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        with open(self.path, "rb") as fh:
+            fh.seek(self.start)
+            left = self.length
+            while left > 0:
+                data = fh.read(min(left, 1 << 20))
+                if not data:
+                    break
+                left -= len(data)
+                yield data
+
+
+class NextcloudShare(WebDavShare):
+    """Nextcloud: WebDAV upload (chunked above ``chunk_limit``) and an OCS public link ending in ``/download``.
+
+    ``url`` is the account's WebDAV root (``https://host/remote.php/dav/files/<user>``). Files of
+    ``chunk_limit`` bytes or more are sent with chunked upload v2 (``MKCOL`` an upload folder under
+    ``/remote.php/dav/uploads/<user>/``, ``PUT`` numbered chunks of ``chunk_bytes``, ``MOVE .file``);
+    chunks already in the upload folder with the right size are not sent again. The public link is
+    made once per file (an existing link for the path is reused).
+    """
+
+    kind = "nextcloud"
+
+    def __init__(self, url: str, *, folder: str = "mmgene", user: str | None = None, chunk_limit: int = GB,
+                 chunk_bytes: int = 100 * 1024**2, **kwargs: Any) -> None:
+        super().__init__(url, folder=folder, user=user, **kwargs)
+        marker = "/remote.php/dav/files/"
+        if marker not in self.url:
+            raise ParameterError(
+                "a Nextcloud share URL must be the account's WebDAV root", "share URL",
+                "pass https://<host>/remote.php/dav/files/<user>",
+            )
+        if chunk_bytes < 1 or chunk_limit < 1:
+            raise ParameterError("chunk_limit and chunk_bytes must be positive", "chunk_limit", "pass byte counts")
+        self.base, rest = self.url.split(marker, 1)
+        self.account = unquote(rest.split("/")[0])
+        self.chunk_limit, self.chunk_bytes = chunk_limit, chunk_bytes
+        self._links: dict[str, str] = {}
+
+    def _upload(self, path: Path, name: str, sha256: str, size: int) -> None:
+        if size < self.chunk_limit:
+            return super()._upload(path, name, sha256, size)
+        uploads = f"{self.base}/remote.php/dav/uploads/{quote(self.account)}"
+        folder = f"{uploads}/mmgene-{sha256[:32]}"  # same file -> same folder, so a retry resumes
+        destination = self._dav(name)
+        self._request("MKCOL", folder, ok=(201, 405), headers={"Destination": destination})
+        present = self._chunks_present(folder)
+        n_chunks = -(-size // self.chunk_bytes)
+        for i in range(n_chunks):
+            start = i * self.chunk_bytes
+            length = min(self.chunk_bytes, size - start)
+            chunk = f"{i + 1:05d}"
+            if present.get(chunk) == length:
+                continue
+            self._request("PUT", f"{folder}/{chunk}", ok=(200, 201, 204), data=_Slice(path, start, length),
+                          headers={"Destination": destination, "OC-Total-Length": str(size)})
+        self._request("MOVE", f"{folder}/.file", ok=(200, 201, 204),
+                      headers={"Destination": destination, "OC-Total-Length": str(size), "Overwrite": "T"})
+
+    def _chunks_present(self, folder: str) -> dict[str, int]:
+        body = ('<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:getcontentlength/></d:prop></d:propfind>')
+        response = self._request("PROPFIND", folder + "/", ok=(207, 404), data=body.encode(),
+                                 headers={"Depth": "1", "Content-Type": "application/xml"})
+        if response.status_code != 207:
+            return {}
+        out = {}
+        for resp in ET.fromstring(response.content).iter("{DAV:}response"):
+            href = unquote(resp.findtext("{DAV:}href", "")).rstrip("/").rsplit("/", 1)[-1]
+            length = resp.findtext(".//{DAV:}getcontentlength")
+            if length and length.isdigit():
+                out[href] = int(length)
+        return out
+
+    def _ocs(self, method: str, **kwargs: Any) -> Any:
+        url = f"{self.base}/ocs/v2.php/apps/files_sharing/api/v1/shares"
+        response = self._request(method, url, ok=(200,), headers={"OCS-APIRequest": "true", "Accept": "application/json"}, **kwargs)
+        try:
+            payload = response.json()["ocs"]
+            if payload["meta"]["statuscode"] not in (100, 200):
+                raise KeyError(payload["meta"].get("message", "failure"))
+            return payload["data"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RemoteError(f"unexpected answer from the Nextcloud share API ({redact(exc)})", redact(url), "check the server is Nextcloud") from None
+
+    def link(self, name: str) -> str:
+        if name in self._links:
+            return self._links[name]
+        path = "/" + "/".join(p for p in (self.folder, name) if p)
+        existing = self._ocs("GET", params={"path": path, "format": "json"})
+        public = [s for s in existing or [] if int(s.get("share_type", -1)) == 3 and s.get("url")]
+        share = public[0] if public else self._ocs("POST", params={"format": "json"}, data={"path": path, "shareType": 3, "permissions": 1})
+        link = share["url"].rstrip("/") + "/download"
+        self._links[name] = link
+        return link
+
+
+# ---------------------------------------------------------------------------------------------
+class HttpFolderShare(ShareBackend):
+    """Files copied into ``root``, a folder a web server publishes at ``base_url``; links ``<base_url>/<name>``.
+
+    A copy goes to ``<name>.part`` and is renamed when complete; a ``<name>.sha256`` sidecar is
+    written beside it. Files already there with the same sha256 are skipped.
+    """
+
+    kind = "http"
+
+    def __init__(self, root: str | os.PathLike[str], base_url: str) -> None:
+        self.root = Path(root)
+        self.base_url = clean_url(base_url, "base URL")
+
+    def has(self, name: str, sha256: str, size: int) -> bool:
+        target = self.root / name
+        if not target.is_file() or target.stat().st_size != size:
+            return False
+        sidecar = self.root / (name + ".sha256")
+        if sidecar.is_file() and sidecar.read_text().split()[:1] == [sha256]:
+            return True
+        return sha256_file(target) == sha256
+
+    def put(self, path: Path, name: str, sha256: str, size: int) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        part = self.root / (name + ".part")
+        with open(path, "rb") as src, open(part, "ab") as dst:  # resume a partial copy
+            done = dst.tell()
+            if done > size:
+                dst.truncate(0)
+                done = 0
+            src.seek(done)
+            shutil.copyfileobj(src, dst, 1 << 20)
+        if sha256_file(part) != sha256:
+            part.unlink()
+            with open(path, "rb") as src, open(part, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(part, self.root / name)
+        (self.root / (name + ".sha256")).write_text(f"{sha256}  {name}\n")
+
+    def link(self, name: str) -> str:
+        return f"{self.base_url}/{quote(name)}"
+
+
+def make_share(kind: str, *, repo_id: str | None = None, url: str | None = None, folder: str | None = None,
+               public_url: str | None = None, root: str | os.PathLike[str] | None = None, user: str | None = None,
+               private: bool = True, **kwargs: Any) -> ShareBackend:
+    """Build a backend by name: ``'hub'``, ``'webdav'``, ``'nextcloud'`` or ``'http'``."""
+    if kind == "hub":
+        if not repo_id:
+            raise ParameterError("the hub share needs the repo id", "repo_id", "pass repo_id='user/name'")
+        return HubShare(repo_id, folder=folder or "chunks", private=private, **kwargs)
+    if kind in ("webdav", "nextcloud"):
+        if not url:
+            raise ParameterError(f"the {kind} share needs its WebDAV URL", "share URL",
+                                 "pass --share-url https://<host>/remote.php/dav/files/<user>")
+        cls = NextcloudShare if kind == "nextcloud" else WebDavShare
+        extra = {"public_url": public_url} if kind == "webdav" else {}
+        return cls(url, folder=folder if folder is not None else "mmgene", user=user, **extra, **kwargs)
+    if kind == "http":
+        if not url or root is None:
+            raise ParameterError("the http share needs a local folder and the URL it is served at", "share",
+                                 "pass --share-root DIR and --share-url https://host/path")
+        return HttpFolderShare(root, url)
+    raise ParameterError(f"unknown share backend {kind!r}", "share", f"use one of {', '.join(SHARE_KINDS)}")
