@@ -323,3 +323,43 @@ def test_cli_error_is_one_line_and_status_2(model_dir, tmp_path, monkeypatch, ca
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mmgene: error:") and "\n" not in err and "Traceback" not in err
+
+
+def test_hub_id_downloads_one_folder_then_works_offline(cells40, model_dir, dicts, tmp_path, monkeypatch):
+    """A hub id ``owner/repo/subfolder`` against the loopback Hub: only that folder's config and
+    weights are fetched, the commit is recorded, and the cached copy is used offline."""
+    from huggingface_hub import HfApi, constants
+    from servers.hub_server import HubServer
+
+    from mmgene.embed import geneformer
+
+    small = cells40[:4].copy()
+    geneformer(small, model_dir, dictionaries=dicts, device="cpu")
+    local = small.obsm["X_geneformer"].copy()
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    with HubServer(tmp_path / "hub") as server:
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        api = HfApi(endpoint=server.url, token=server.token)
+        repo = api.create_repo("gf-tiny").repo_id
+        api.upload_folder(repo_id=repo, folder_path=str(model_dir), path_in_repo="gf-3L-64h")
+        (tmp_path / "other").mkdir()
+        (tmp_path / "other" / "model.safetensors").write_bytes(b"\0" * 1024)
+        api.upload_folder(repo_id=repo, folder_path=str(tmp_path / "other"), path_in_repo="gf-other")
+        commit = api.model_info(repo).sha
+
+        geneformer(small, f"{repo}/gf-3L-64h", dictionaries=dicts, device="cpu")
+        fetched = {raw.split("/resolve/", 1)[1].split("/", 1)[1] for method, raw, _ in server.app.log if "/resolve/" in raw and method == "GET"}
+        assert fetched == {"gf-3L-64h/config.json", "gf-3L-64h/model.safetensors"}
+    entry = small.uns["mmgene"]["X_geneformer"]
+    assert (entry["model"], entry["model_source"], entry["revision"]) == (f"{repo}/gf-3L-64h", "hub", commit)
+    np.testing.assert_array_equal(small.obsm["X_geneformer"], local)
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # server gone: the cached snapshot is enough
+    again = geneformer(small, f"{repo}/gf-3L-64h", dictionaries=dicts, device="cpu", copy=True)
+    assert again.uns["mmgene"]["X_geneformer"]["revision"] == commit
+    np.testing.assert_array_equal(again.obsm["X_geneformer"], local)
+    with pytest.raises(ModelError, match="no weights"):
+        geneformer(small, f"{repo}/no-such-folder", dictionaries=dicts, device="cpu")
