@@ -1,0 +1,104 @@
+"""Card rendering (strict placeholders, YAML metadata, no secrets) and ``mmgene publish --dry-run``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mmgene.errors import ParameterError
+from mmgene.hub.card import code_blocks, render_model_card, render_template, size_category
+from mmgene.hub.credentials import redact, register_secret
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MODEL_VALUES = {
+    "model_name": "mmgene-pbmc-align", "description": "Aligns PBMC cells and text.",
+    "text_model": "sentence-transformers/all-MiniLM-L6-v2", "omics_inputs": "obsm['X_genept_w']",
+    "omics_tower": "a 2-layer MLP", "embedding_dim": 384, "loss": "MultipleNegativesRankingLoss",
+    "training_data": "me/pbmc-pairs", "n_train_pairs": 1000, "n_eval_pairs": 100, "epochs": 2, "batch_size": 64,
+    "learning_rate": 2e-4, "seed": 0, "metrics": [{"name": "zero-shot accuracy", "split": "test", "value": 0.71}],
+    "load_path": "me/mmgene-pbmc-align", "example_caption": "a CD14+ monocyte", "mmgene_version": "0.1.0",
+    "created": "2026-11-21",
+}
+
+
+def test_render_template_lists_every_unfilled_placeholder(tmp_path):
+    template = tmp_path / "t.md"
+    template.write_text("# {{ title }}\n{{ body }} {% for x in items %}{{ x }}{% endfor %}\n")
+    assert render_template(template, {"title": "T", "body": "B", "items": [1, 2]}) == "# T\nB 12\n"
+    with pytest.raises(ParameterError, match="unfilled placeholders: body, items"):
+        render_template(template, {"title": "T"})
+    with pytest.raises(ParameterError, match="body"):
+        render_template(template, {"title": "T", "body": None, "items": []})
+    with pytest.raises(ParameterError, match="template syntax"):
+        render_template(template, {"title": "{{ oops }}", "body": "B", "items": []})
+    broken = tmp_path / "broken.md"
+    broken.write_text("{{ title ")
+    with pytest.raises(ParameterError, match="syntax error"):
+        render_template(broken, {})
+
+
+def test_secrets_never_reach_a_card(tmp_path):
+    register_secret("hf_card_secret_42424242")
+    template = tmp_path / "t.md"
+    template.write_text("link: {{ link }}\n")
+    with pytest.raises(ParameterError, match="token or password") as err:
+        render_template(template, {"link": "https://x.org/file?token=hf_card_secret_42424242"})
+    assert "hf_card_secret_42424242" not in str(err.value)
+    assert redact("Bearer hf_card_secret_42424242 failed") == "Bearer *** failed"
+
+
+def test_size_categories():
+    assert [size_category(n) for n in (0, 999, 1000, 9999, 10_000, 700_000, 5_000_000)] == [
+        "n<1K", "n<1K", "1K<n<10K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M"]
+
+
+def test_model_card_template_renders_with_metadata():
+    card = render_model_card(MODEL_VALUES, base_model="sentence-transformers/all-MiniLM-L6-v2", datasets=["me/pbmc-pairs"])
+    assert card.data.library_name == "sentence-transformers" and card.data.license == "apache-2.0"
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    text = str(card)
+    assert "| zero-shot accuracy | test | 0.71 |" in text and 'mmgene.align.load("me/mmgene-pbmc-align")' in text
+    assert "{{" not in text and "{#" not in text
+    with pytest.raises(ParameterError, match="unfilled placeholders: loss"):
+        render_model_card({k: v for k, v in MODEL_VALUES.items() if k != "loss"})
+
+
+def test_cli_dry_run_writes_everything_locally(pbmc68k, tmp_path):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    import mmgene.hub
+    from mmgene.cli.app import app
+
+    src = tmp_path / "pbmc.h5ad"
+    pbmc68k[:200].copy().write_h5ad(src)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["publish", str(src), "--repo-id", "me/pbmc-small", "--layout", "pairs",
+                                      "--label-key", "bulk_labels", "--dry-run", "--out", str(out), "--chunk-size", "80",
+                                      "--top-k", "25", "--negatives", "2"])
+    assert result.exit_code == 0, result.output
+    assert "dry run me/pbmc-small (pairs; train: 480, validation: 60, test: 60; 3 chunk file(s))" in result.output
+    assert sorted(p.name for p in (out / "chunks").iterdir()) == [f"chunk-0000{i}.h5ad" for i in range(3)]
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.license == "cc-by-4.0" and card.data.size_categories == ["n<1K"]
+    assert card.data.configs[0]["data_files"][0] == {"split": "train", "path": "data/train-*.parquet"}
+    assert "Sentences keep at most **25** genes" in card.text and "dry run" in card.text
+    assert 'load_dataset("me/pbmc-small")' in code_blocks(card.text)[0]
+    ds = datasets.load_dataset("parquet", data_files={"test": str(out / "data/test-00000-of-00001.parquet")})["test"]
+    row = ds[0]
+    assert row["share_link"].startswith("file://") and len(row["cell_sentence"].split()) == 25
+    chunk = mmgene.hub.fetch_anndata(row)
+    np.testing.assert_array_equal(chunk[row["cell_id"]].raw.X.toarray(), pbmc68k[row["cell_id"]].raw.X.toarray())
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path):
+    proc = subprocess.run([str(Path(sys.executable).with_name("mmgene")), "publish", str(tmp_path / "missing.h5ad"),
+                           "--repo-id", "me/x", "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("mmgene: error: file not found")
+    assert len(proc.stderr.strip().splitlines()) == 1
