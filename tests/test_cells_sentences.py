@@ -31,13 +31,13 @@ def tiny(matrix=COUNTS, genes=GENES) -> ad.AnnData:
 def test_exact_sentences_with_tie_and_empty_cell():
     a = tiny()
     sentences(a)
-    assert a.obs["cell_sentence"].tolist() == ["MT-CO1 B2M ACTB MTOR", "CD3E", ""]
+    assert a.obs["cell_sentence"].tolist() == ["MT-CO1 B2M MTOR ACTB", "CD3E", ""]
     prov = a.uns["mmgene"]["cell_sentence"]
-    assert prov["ties"] == "symbol" and prov["empty_cells"] == 1 and prov["matrix"] == "X"
+    assert prov["ties"] == "position" and prov["empty_cells"] == 1 and prov["matrix"] == "X"
 
 
-def test_ties_position_and_random_are_deterministic():
-    assert sentences(tiny(), inplace=False, ties="position")[0] == "MT-CO1 B2M MTOR ACTB"
+def test_ties_symbol_and_random_are_deterministic():
+    assert sentences(tiny(), inplace=False, ties="symbol")[0] == "MT-CO1 B2M ACTB MTOR"
     r1 = sentences(tiny(), inplace=False, ties="random", seed=3)
     assert r1 == sentences(tiny(), inplace=False, ties="random", seed=3)
     assert r1[0].split()[:2] == ["MT-CO1", "B2M"] and sorted(r1[0].split()[2:]) == ["ACTB", "MTOR"]
@@ -47,9 +47,9 @@ def test_ties_position_and_random_are_deterministic():
 
 def test_top_k_exclusion_by_prefix_and_exact_name_never_substring():
     assert sentences(tiny(), inplace=False, top_k=2) == ["MT-CO1 B2M", "CD3E", ""]
-    assert sentences(tiny(), inplace=False, exclude="MT-")[0] == "B2M ACTB MTOR"  # MTOR stays
-    assert sentences(tiny(), inplace=False, exclude=["mt-*", "b2m"])[0] == "ACTB MTOR"
-    assert sentences(tiny(), inplace=False, exclude=["MT"])[0] == "MT-CO1 B2M ACTB MTOR"  # exact, no gene 'MT'
+    assert sentences(tiny(), inplace=False, exclude="MT-")[0] == "B2M MTOR ACTB"  # MTOR stays
+    assert sentences(tiny(), inplace=False, exclude=["mt-*", "b2m"], ties="symbol")[0] == "ACTB MTOR"
+    assert sentences(tiny(), inplace=False, exclude=["MT"])[0] == "MT-CO1 B2M MTOR ACTB"  # exact, no gene 'MT'
 
 
 def test_log1p_data_dense_and_copy():
@@ -57,7 +57,8 @@ def test_log1p_data_dense_and_copy():
     a = ad.AnnData(logged, var=pd.DataFrame(index=GENES))
     out = sentences(a, copy=True)
     assert out is not a and "cell_sentence" not in a.obs
-    assert out.obs["cell_sentence"].tolist() == ["MT-CO1 B2M ACTB MTOR", "CD3E", ""]
+    assert out.obs["cell_sentence"].tolist() == ["MT-CO1 B2M MTOR ACTB", "CD3E", ""]
+    assert sentences(a, inplace=False, ties="symbol") == ["MT-CO1 B2M ACTB MTOR", "CD3E", ""]
 
 
 def test_duplicate_symbols_give_one_word_at_best_rank():
@@ -82,14 +83,14 @@ def test_bad_input():
         sentences(spaced)
 
 
-def reference_sentences(X: sp.csr_matrix, symbols: np.ndarray) -> list[str]:
-    """Cell2Sentence's per-cell procedure, with ties ordered alphabetically (mmgene's documented tie-break)."""
+def reference_sentences(X: sp.csr_matrix, symbols: np.ndarray, ties: str = "position") -> list[str]:
+    """Cell2Sentence's per-cell procedure (stable argsort of the row's non-zeros), ties as mmgene documents them."""
     out = []
     for i in range(X.shape[0]):
         cols = X.indices[X.indptr[i] : X.indptr[i + 1]]
         vals = X.data[X.indptr[i] : X.indptr[i + 1]]
         cols, vals = cols[vals > 0], vals[vals > 0]
-        order = np.lexsort((cols, symbols[cols], -vals))
+        order = np.argsort(-vals, kind="stable") if ties == "position" else np.lexsort((cols, symbols[cols], -vals))
         words = list(dict.fromkeys(symbols[cols[order]]))
         out.append(" ".join(words))
     return out
@@ -101,6 +102,9 @@ def test_pbmc3k_matches_reference_and_storage(pbmc3k, pbmc3k_path):
     idx = np.r_[0:150, 2500:2638]
     X = pbmc3k.X[idx]
     assert [got[i] for i in idx] == reference_sentences(X, symbols)
+    by_symbol = sentences(pbmc3k, inplace=False, ties="symbol", chunk_size=1000)
+    assert [by_symbol[i] for i in idx] == reference_sentences(X, symbols, "symbol")
+    assert sentences(mmgene.io.read(pbmc3k_path, backed=True), inplace=False, ties="symbol", chunk_size=333) == by_symbol
     assert sentences(pbmc3k, inplace=False, chunk_size=97) == got  # chunking does not matter
     backed = mmgene.io.read(pbmc3k_path, backed=True)
     assert sentences(backed, inplace=False, chunk_size=700) == got

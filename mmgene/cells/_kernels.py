@@ -125,36 +125,6 @@ def take_rows(
 
 
 @nb.njit(cache=True, nogil=True)
-def join_rows(
-    indptr: np.ndarray, ids: np.ndarray, word_bytes: np.ndarray, word_offsets: np.ndarray
-) -> np.ndarray:  # pragma: no cover - numba
-    """UTF-8 bytes of every row's words joined by spaces, each row ended by a newline."""
-    total = 0
-    for p in range(ids.shape[0]):
-        g = ids[p]
-        total += word_offsets[g + 1] - word_offsets[g] + 1
-    n = indptr.shape[0] - 1
-    for i in range(n):
-        if indptr[i + 1] == indptr[i]:
-            total += 1
-    buf = np.empty(total, np.uint8)
-    w = 0
-    for i in range(n):
-        a, b = indptr[i], indptr[i + 1]
-        for p in range(a, b):
-            g = ids[p]
-            for q in range(word_offsets[g], word_offsets[g + 1]):
-                buf[w] = word_bytes[q]
-                w += 1
-            buf[w] = 32 if p + 1 < b else 10
-            w += 1
-        if a == b:
-            buf[w] = 10
-            w += 1
-    return buf
-
-
-@nb.njit(cache=True, nogil=True)
 def row_positions(indptr: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     """0-based position of every entry within its row."""
     out = np.empty(indptr[-1] - indptr[0], np.int64)
@@ -165,10 +135,10 @@ def row_positions(indptr: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     return out
 
 
-def join_sentences(indptr: np.ndarray, ids: np.ndarray, word_bytes: np.ndarray, word_offsets: np.ndarray) -> list[str]:
+def join_sentences(indptr: np.ndarray, ids: np.ndarray, vocab, encoding: str = "utf-8") -> list[str]:
     """One string per row: its words separated by single spaces (empty rows give ``""``)."""
-    buf = join_rows(indptr, ids, word_bytes, word_offsets)
-    return str(memoryview(buf), "utf-8").split("\n")[:-1]
+    buf = join_words(indptr, ids, vocab.packed, vocab.word_bytes, vocab.word_offsets)
+    return str(memoryview(buf), encoding).split("\n")[:-1]
 
 
 
@@ -179,23 +149,20 @@ def join_sentences(indptr: np.ndarray, ids: np.ndarray, word_bytes: np.ndarray, 
 def sentence_keys(
     indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, tie_rank: np.ndarray, keep: np.ndarray, tie_bits: int
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
-    """Keys (row, value desc, tie rank) of the non-zero, kept entries; values must be float32-exact."""
+    """Keys (row, value desc, tie rank) of the non-zero, kept entries of float32 ``data``."""
     n = indptr.shape[0] - 1
     out_ptr = np.zeros(n + 1, np.int64)
     keys = np.empty(indptr[n] - indptr[0], np.uint64)
     shift = np.uint64(tie_bits + VALUE_BITS)
     tshift = np.uint64(tie_bits)
     w = 0
-    one = np.empty(1, np.float32)
-    as_bits = one.view(np.uint32)
+    bits = data.view(np.uint32)
     for i in range(n):
         hi = np.uint64(i) << shift
         for p in range(indptr[i], indptr[i + 1]):
-            v = data[p]
             c = indices[p]
-            if v > 0 and keep[c]:
-                one[0] = v
-                keys[w] = hi | ((np.uint64(0x7FFFFFFF) - np.uint64(as_bits[0])) << tshift) | np.uint64(tie_rank[c])
+            if data[p] > 0 and keep[c]:
+                keys[w] = hi | ((np.uint64(0x7FFFFFFF) - np.uint64(bits[p])) << tshift) | np.uint64(tie_rank[c])
                 w += 1
         out_ptr[i + 1] = w
     return out_ptr, keys[:w]
@@ -232,7 +199,136 @@ def sentence_words(
 
 
 @nb.njit(cache=True, nogil=True)
-def geneformer_keys(
+def sentence_counts_by_position(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, keep: np.ndarray, col_word: np.ndarray, limit: int, n_words: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    """Sentences of whole-number data with ties in column order, in linear time.
+
+    Rows must have sorted column indices. Each row is stably counting-sorted by value (descending),
+    so equal values keep their column order; rows whose largest value is far above their length use a
+    stable merge sort instead. Then the first occurrence of each word is kept, ``limit`` per row.
+    """
+    n = indptr.shape[0] - 1
+    out_ptr = np.zeros(n + 1, np.int64)
+    out = np.empty(indptr[n] - indptr[0], np.int32)
+    seen = np.zeros(n_words, np.bool_)
+    cap = 1 << 16
+    counts = np.zeros(cap + 2, np.int64)
+    vals = np.empty(0, np.int64)
+    words = np.empty(0, np.int32)
+    order = np.empty(0, np.int32)
+    w = 0
+    for i in range(n):
+        a, b = indptr[i], indptr[i + 1]
+        if vals.shape[0] < b - a:
+            size = max(b - a, 2 * vals.shape[0])
+            vals = np.empty(size, np.int64)
+            words = np.empty(size, np.int32)
+            order = np.empty(size, np.int32)
+        m = 0
+        top = 0
+        for p in range(a, b):
+            c = indices[p]
+            x = data[p]
+            if x > 0 and keep[c]:
+                v = np.int64(x)
+                vals[m] = v
+                words[m] = col_word[c]
+                if v > top:
+                    top = v
+                m += 1
+        if m > 0 and top <= cap and top <= 8 * m + 1024:
+            for q in range(m):
+                counts[top - vals[q] + 1] += 1
+            for v in range(top + 1):
+                counts[v + 1] += counts[v]
+            for q in range(m):
+                d = top - vals[q]
+                order[counts[d]] = q
+                counts[d] += 1
+            for v in range(top + 2):
+                counts[v] = 0
+        elif m > 0:
+            o = np.argsort(-vals[:m], kind="mergesort")
+            for q in range(m):
+                order[q] = o[q]
+        body = w
+        c = 0
+        for q in range(m):
+            if c >= limit:
+                break
+            g = words[order[q]]
+            if seen[g]:
+                continue
+            seen[g] = True
+            out[w] = g
+            w += 1
+            c += 1
+        for p in range(body, w):
+            seen[out[p]] = False
+        out_ptr[i + 1] = w
+    return out_ptr, out[:w]
+
+
+@nb.njit(cache=True, nogil=True)
+def join_words(indptr: np.ndarray, ids: np.ndarray, packed: np.ndarray, word_bytes: np.ndarray, offsets: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """UTF-8 bytes of every row's words joined by spaces, each row ended by a newline.
+
+    ``word_bytes[offsets[g]:offsets[g + 1]]`` is word ``g`` followed by a space; words of up to 16
+    such bytes are also ``packed`` into two little-endian ``uint64`` and copied as whole words.
+    """
+    n = indptr.shape[0] - 1
+    total = n
+    for p in range(ids.shape[0]):
+        total += offsets[ids[p] + 1] - offsets[ids[p]]
+    buf = np.empty(total + 16, np.uint8)
+    w = 0
+    for i in range(n):
+        a, b = indptr[i], indptr[i + 1]
+        for p in range(a, b):
+            g = ids[p]
+            length = offsets[g + 1] - offsets[g]
+            if length <= 16:
+                x0 = packed[2 * g]
+                for q in range(8):
+                    buf[w + q] = np.uint8((x0 >> np.uint64(8 * q)) & np.uint64(255))
+                if length > 8:
+                    x1 = packed[2 * g + 1]
+                    for q in range(8):
+                        buf[w + 8 + q] = np.uint8((x1 >> np.uint64(8 * q)) & np.uint64(255))
+                w += length
+            else:
+                for q in range(offsets[g], offsets[g + 1]):
+                    buf[w] = word_bytes[q]
+                    w += 1
+        if b > a:
+            buf[w - 1] = 10
+        else:
+            buf[w] = 10
+            w += 1
+    return buf[:w]
+
+
+@nb.njit(cache=True, nogil=True)
+def values_ok(data: np.ndarray, whole: bool) -> bool:  # pragma: no cover - numba
+    """One pass: every value finite and >= 0 (and a whole number when ``whole``)."""
+    for p in range(data.shape[0]):
+        x = data[p]
+        if not (x >= 0) or x == np.inf:
+            return False
+        if whole and x != np.floor(x):
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def _before(va: float, ta: int, vb: float, tb: int) -> bool:  # pragma: no cover - numba
+    """Order of two entries: larger value first, then smaller tie key."""
+    return va > vb or (va == vb and ta < tb)
+
+
+@nb.njit(cache=True, nogil=True)
+def geneformer_rank(
     indptr: np.ndarray,
     indices: np.ndarray,
     data: np.ndarray,
@@ -240,102 +336,110 @@ def geneformer_keys(
     recip_n: np.ndarray,
     target_sum: float,
     recip_median: np.ndarray,
-    tie_bits: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - numba
-    """Normalise kept entries as Geneformer does and build keys (row, float32 value desc, position).
-
-    The value is ``x * (1/n) * target_sum * (1/median)`` in that order, with the dtypes of the inputs
-    (numpy promotion rules, as SciPy applies them), then float64. Returns ``(indptr, keys, targets,
-    values)`` over the kept entries in input order.
-    """
-    n = indptr.shape[0] - 1
-    out_ptr = np.zeros(n + 1, np.int64)
-    m = indptr[n] - indptr[0]
-    keys = np.empty(m, np.uint64)
-    targets = np.empty(m, np.int64)
-    values = np.empty(m, np.float64)
-    shift = np.uint64(tie_bits + VALUE_BITS)
-    tshift = np.uint64(tie_bits)
-    one = np.empty(1, np.float32)
-    as_bits = one.view(np.uint32)
-    w = 0
-    for i in range(n):
-        hi = np.uint64(i) << shift
-        r = recip_n[i]
-        start = w
-        for p in range(indptr[i], indptr[i + 1]):
-            t = col_target[indices[p]]
-            x = data[p]
-            if t < 0 or x == 0:
-                continue
-            v = np.float64((x * r) * target_sum) * recip_median[t]
-            one[0] = np.float32(v)
-            keys[w] = hi | ((np.uint64(0x7FFFFFFF) - np.uint64(as_bits[0])) << tshift) | np.uint64(w - start)
-            targets[w] = t
-            values[w] = v
-            w += 1
-        out_ptr[i + 1] = w
-    return out_ptr, keys[:w], targets[:w], values[:w]
-
-
-@nb.njit(cache=True, nogil=True)
-def geneformer_tokens(
-    indptr: np.ndarray,
-    keys: np.ndarray,
-    targets: np.ndarray,
-    values: np.ndarray,
     tokens: np.ndarray,
-    tie_bits: int,
+    compute_totals: bool,
     limit: int,
     prefix: int,
     suffix: int,
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
-    """Token ids per row from sorted :func:`geneformer_keys`: exact order, truncated, optionally wrapped.
+    """Geneformer token ids per row, in one pass per row without a comparison sort of the chunk.
 
-    Runs of equal float32 keys are re-sorted on the exact float64 values, ties by ascending target
-    (= ascending token id).
+    Each kept entry is normalised as ``x * (1/n) * target_sum * (1/median)`` (input dtypes, numpy
+    promotion, then float64; ``n`` is the row's float64 total when ``compute_totals``). Entries are
+    bucketed by the top bits of their float64 value (a monotone, log-like key) into about one bucket
+    per entry, and each bucket is insertion-sorted exactly by (value descending, target ascending), so
+    the result equals a full sort with ties by token id. The first ``limit`` tokens are kept,
+    optionally wrapped in ``prefix``/``suffix`` (``-1`` for none).
     """
     n = indptr.shape[0] - 1
-    mask = np.uint64((1 << tie_bits) - 1)
-    tshift = np.uint64(tie_bits)
     extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
     out_ptr = np.zeros(n + 1, np.int64)
-    out = np.empty(keys.shape[0] + extra * n, np.int32)
-    perm = np.empty(0, np.int64)
+    out = np.empty(indptr[n] - indptr[0] + extra * n, np.int32)
+    size = 16
+    vals = np.empty(size, np.float64)
+    tgts = np.empty(size, np.int64)
+    keys = np.empty(size, np.int64)
+    sv = np.empty(size, np.float64)
+    st = np.empty(size, np.int64)
+    heads = np.zeros(4097, np.int64)
+    vbits = vals.view(np.uint64)
     w = 0
     for i in range(n):
         a, b = indptr[i], indptr[i + 1]
-        m = b - a
-        if perm.shape[0] < m:
-            perm = np.empty(max(m, 2 * perm.shape[0]), np.int64)
-        for p in range(m):
-            perm[p] = a + np.int64(keys[a + p] & mask)
-        j = 0
-        while j < m:
-            e = j + 1
-            vb = keys[a + j] >> tshift
-            while e < m and (keys[a + e] >> tshift) == vb:
-                e += 1
-            if e - j > 1:
-                for p in range(j + 1, e):
-                    cur = perm[p]
-                    q = p - 1
-                    while q >= j and (
-                        values[perm[q]] < values[cur] or (values[perm[q]] == values[cur] and targets[perm[q]] > targets[cur])
-                    ):
-                        perm[q + 1] = perm[q]
-                        q -= 1
-                    perm[q + 1] = cur
-            j = e
+        if b - a > size:
+            size = max(b - a, 2 * size)
+            vals = np.empty(size, np.float64)
+            tgts = np.empty(size, np.int64)
+            keys = np.empty(size, np.int64)
+            sv = np.empty(size, np.float64)
+            st = np.empty(size, np.int64)
+            vbits = vals.view(np.uint64)
+        if compute_totals:
+            total = 0.0
+            for p in range(a, b):
+                total += np.float64(data[p])
+            recip_n[i] = 1.0 / total if b > a else 0.0
+        r = recip_n[i]
+        m = 0
+        kmin = np.int64(1) << 40
+        kmax = np.int64(-1)
+        for p in range(a, b):
+            t = col_target[indices[p]]
+            x = data[p]
+            if t < 0 or x == 0:
+                continue
+            vals[m] = np.float64((x * r) * target_sum) * recip_median[t]
+            tgts[m] = t
+            key = np.int64(0x7FFFFFFF) - np.int64(vbits[m] >> np.uint64(32))
+            keys[m] = key
+            if key < kmin:
+                kmin = key
+            if key > kmax:
+                kmax = key
+            m += 1
         if prefix >= 0:
             out[w] = prefix
             w += 1
-        for p in range(min(m, limit)):
-            out[w] = tokens[targets[perm[p]]]
-            w += 1
+        if m > 0:
+            n_buckets = 16
+            while n_buckets < m and n_buckets < 4096:
+                n_buckets *= 2
+            span = kmax - kmin
+            shift = 0
+            while (span >> shift) >= n_buckets:
+                shift += 1
+            for q in range(n_buckets + 1):
+                heads[q] = 0
+            for q in range(m):
+                heads[((keys[q] - kmin) >> shift) + 1] += 1
+            for q in range(n_buckets):
+                heads[q + 1] += heads[q]
+            for q in range(m):
+                d = (keys[q] - kmin) >> shift
+                pos = heads[d]
+                heads[d] = pos + 1
+                sv[pos] = vals[q]
+                st[pos] = tgts[q]
+            # heads[d] is now the end of bucket d; insertion-sort each bucket exactly
+            prev = 0
+            for d in range(n_buckets):
+                end = heads[d]
+                for p in range(prev + 1, end):
+                    cv = sv[p]
+                    ct = st[p]
+                    q = p - 1
+                    while q >= prev and _before(cv, ct, sv[q], st[q]):
+                        sv[q + 1] = sv[q]
+                        st[q + 1] = st[q]
+                        q -= 1
+                    sv[q + 1] = cv
+                    st[q + 1] = ct
+                prev = end
+            for q in range(min(m, limit)):
+                out[w] = tokens[st[q]]
+                w += 1
         if suffix >= 0:
             out[w] = suffix
             w += 1
         out_ptr[i + 1] = w
     return out_ptr, out[:w]
-

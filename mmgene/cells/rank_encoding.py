@@ -24,6 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mmgene.cells import _kernels as k
+from mmgene.cells._chunks import iter_chunks
 from mmgene.cells.ranking import canonical
 from mmgene.cells.dictionaries import SPECIAL, GeneformerDictionaries, load_dictionaries
 from mmgene.errors import DataError, GeneIdError, NoGeneIdsError, ParameterError, _preview
@@ -50,7 +51,7 @@ class RankEncoding:
 
     @classmethod
     def from_flat(cls, flat: np.ndarray, offsets: np.ndarray, obs_names: Any, version: str, empty_cells: np.ndarray) -> RankEncoding:
-        input_ids = np.split(flat, offsets[1:-1]) if len(offsets) > 1 else []
+        input_ids = [flat[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
         return cls(input_ids, np.diff(offsets).astype(np.int64), np.asarray(obs_names, dtype=object).astype(str), version, empty_cells, flat, offsets)
 
     def to_dataset(self, obs: pd.DataFrame | None = None) -> Any:
@@ -113,7 +114,7 @@ def _ensembl_ids(var: pd.DataFrame, dicts: GeneformerDictionaries, origin: str) 
     if missing.any() and dicts.name_to_id:
         symbols = var["gene_symbol"].astype(str) if "gene_symbol" in var.columns else names
         symbols = pd.Series(np.asarray(symbols, dtype=object), dtype=object)
-        upper = {k.upper(): v for k, v in dicts.name_to_id.items()}
+        upper = {name.upper(): gid for name, gid in dicts.name_to_id.items()}
         filled = symbols[missing].map(dicts.name_to_id).fillna(symbols[missing].str.upper().map(upper)).fillna("")
         ids = ids.copy()
         ids[missing] = filled.str.upper().to_numpy()
@@ -168,12 +169,21 @@ def _n_counts(adata: Any, n_obs: int, origin: str) -> np.ndarray | None:
     return values
 
 
-def _encode_chunk(block: sp.csr_matrix, n_counts: np.ndarray, plan: TokenPlan, limit: int, prefix: int, suffix: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids of one chunk of cells (CSR layout)."""
+def _encode_chunk(block: sp.csr_matrix, n_counts: np.ndarray | None, plan: TokenPlan, limit: int, prefix: int, suffix: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of one chunk of cells (CSR layout); ``n_counts=None`` sums each cell over all genes."""
     block = canonical(block)
     indptr, indices, data = block.indptr.astype(np.int64), block.indices, block.data
     col_target = plan.col_target
+    # Geneformer computes X / n_counts * 10_000 / median; SciPy evaluates it as x * (1/n) * 10_000 * (1/median)
+    if n_counts is None:
+        recip_n = np.zeros(block.shape[0], np.float64)
+    else:
+        with np.errstate(divide="ignore"):
+            recip_n = np.true_divide(1.0, n_counts)
     if plan.has_duplicates:  # sum the counts of genes that map to one Ensembl id, as Geneformer does
+        if n_counts is None:
+            recip_n = _recip_totals(block)
+            n_counts = recip_n  # totals are now given
         target = col_target[indices]
         keep = target >= 0
         cum = np.zeros(len(keep) + 1, np.int64)
@@ -182,14 +192,18 @@ def _encode_chunk(block: sp.csr_matrix, n_counts: np.ndarray, plan: TokenPlan, l
         merged.sum_duplicates()
         indptr, indices, data = merged.indptr.astype(np.int64), merged.indices, merged.data
         col_target = np.arange(plan.n_genes, dtype=np.int64)
-    # Geneformer computes X / n_counts * 10_000 / median; SciPy evaluates it as x * (1/n) * 10_000 * (1/median)
-    with np.errstate(divide="ignore"):
-        recip_n = np.true_divide(1.0, n_counts)
     target_sum = recip_n.dtype.type(TARGET_SUM)
-    tie_bits, _ = k.key_layout(plan.n_genes)
-    ptr, keys, targets, values = k.geneformer_keys(indptr, indices, data, col_target, recip_n, target_sum, plan.recip_median, tie_bits)
-    keys.sort()
-    return k.geneformer_tokens(ptr, keys, targets, values, plan.tokens, tie_bits, limit, prefix, suffix)
+    return k.geneformer_rank(
+        indptr, indices, data, col_target, recip_n, target_sum, plan.recip_median, plan.tokens, n_counts is None, limit, prefix, suffix
+    )
+
+
+def _recip_totals(block: sp.csr_matrix) -> np.ndarray:
+    """1 / (each row's float64 total over all genes)."""
+    rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    totals = np.bincount(rows, weights=block.data.astype(np.float64), minlength=block.shape[0])
+    with np.errstate(divide="ignore"):
+        return np.true_divide(1.0, totals)
 
 
 def rank_encode(
@@ -235,17 +249,14 @@ def rank_encode(
     plan = plan_tokens(view.var, dicts, view.origin)
     given = _n_counts(adata, view.shape[0], view.origin)
     limit = dicts.max_genes
-    chunk_size = min(int(chunk_size), k.key_layout(plan.n_genes)[1])
     prefix = dicts.cls_id if dicts.version == "V2" else None
     suffix = dicts.eos_id if dicts.version == "V2" else None
     flats, lengths = [], []
     total = -(-view.shape[0] // chunk_size)
-    for start, stop, block in progress(view.chunks(chunk_size), total=total, desc="rank encoding", unit="chunk"):
-        rows = np.repeat(np.arange(stop - start), np.diff(block.indptr))
-        computed = np.bincount(rows, weights=block.data.astype(np.float64), minlength=stop - start)
-        n_counts = computed if given is None else given[start:stop]
-        if given is not None:
-            bad = (n_counts <= 0) & (computed > 0)
+    for start, stop, block in progress(iter_chunks(view, chunk_size), total=total, desc="rank encoding", unit="chunk"):
+        n_counts = None if given is None else given[start:stop]
+        if n_counts is not None:
+            bad = (n_counts <= 0) & (np.diff(block.indptr) > 0)
             if bad.any():
                 cell = view.obs_names[start + int(np.flatnonzero(bad)[0])]
                 raise DataError(

@@ -3,9 +3,11 @@
 Definition (Levine et al., Cell2Sentence): rank the genes of a cell by expression, descending, keep
 the non-zero ones, upper-case their symbols and join them with single spaces. mmgene adds:
 
-- **Ties** (many genes share a count of 1) are broken deterministically: by default alphabetically
-  by symbol (``ties='symbol'``); ``'position'`` keeps the matrix's gene order; ``'random'`` draws one
-  gene order per call from ``seed``. The order never depends on the chunking or storage.
+- **Ties** (many genes share a count of 1) are broken deterministically: by default equal values
+  keep the matrix's gene order (``ties='position'``, what Cell2Sentence's stable argsort does before
+  its shuffle; linear time on counts); ``'symbol'`` orders them alphabetically (independent of the
+  gene order in the file); ``'random'`` draws one gene order per call from ``seed``. The order never
+  depends on the chunking or storage.
 - **Normalisation** (``normalize_total`` per cell, then ``log1p``) is a monotone per-cell transform,
   so it cannot change the order within a cell: ranks are computed on the stored values directly
   (counts or log1p data), which is exactly the order of the normalised values.
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.cells import _kernels as k
+from mmgene.cells._chunks import iter_chunks
 from mmgene.cells.ranking import sentence_ids
 from mmgene.cells.vocabulary import Vocabulary, build_vocabulary
 from mmgene.errors import ParameterError
@@ -47,9 +50,9 @@ def iter_sentences(
     limit = _limit(top_k)
     n = view.shape[0]
     total = -(-n // chunk_size) if chunk_size > 0 else None
-    for start, stop, block in progress(view.chunks(chunk_size), total=total, desc=desc, unit="chunk"):
-        indptr, ids = sentence_ids(block, vocab.tie_rank, vocab.word_of_rank, vocab.keep, limit, len(vocab.words))
-        yield start, stop, k.join_sentences(indptr, ids, vocab.word_bytes, vocab.word_offsets), np.diff(indptr)
+    for start, stop, block in progress(iter_chunks(view, chunk_size), total=total, desc=desc, unit="chunk"):
+        indptr, ids = sentence_ids(block, vocab, limit)
+        yield start, stop, k.join_sentences(indptr, ids, vocab, vocab.encoding), np.diff(indptr)
 
 
 def sentences(
@@ -62,7 +65,7 @@ def sentences(
     inplace: bool = True,
     copy: bool = False,
     *,
-    ties: str = "symbol",
+    ties: str = "position",
     chunk_size: int = DEFAULT_CHUNK,
 ) -> Any:
     """Cell sentences: upper-cased symbols of each cell's expressed genes, most expressed first.
@@ -90,8 +93,8 @@ def sentences(
     copy
         Work on and return a copy of ``adata``.
     ties
-        How equal values are ordered: ``'symbol'`` (alphabetical), ``'position'`` (matrix order) or
-        ``'random'`` (one seeded gene order per call).
+        How equal values are ordered: ``'position'`` (matrix gene order, default), ``'symbol'``
+        (alphabetical) or ``'random'`` (one seeded gene order per call).
 
     Returns
     -------

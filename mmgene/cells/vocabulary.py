@@ -31,8 +31,10 @@ class Vocabulary:
     tie_rank: np.ndarray
     word_of_rank: np.ndarray
     keep: np.ndarray
+    packed: np.ndarray
     word_bytes: np.ndarray
     word_offsets: np.ndarray
+    encoding: str
     ties: str
 
     @property
@@ -126,8 +128,17 @@ def build_vocabulary(var: pd.DataFrame, exclude=(), ties: str = "symbol", seed: 
         order = np.lexsort((cols, word_rank[col_word]))
     tie_rank = np.empty(len(symbols), np.int64)
     tie_rank[order] = cols
-    encoded = [w.encode("utf-8") for w in words]
-    offsets = np.zeros(len(words) + 1, np.int64)
+    packed, word_bytes, offsets = word_table(words)
+    encoding = "ascii" if word_bytes.size == sum(len(w) + 1 for w in words) else "utf-8"
+    return Vocabulary(words, col_word, tie_rank, col_word[order], keep, packed, word_bytes, offsets, encoding, ties)
+
+
+def word_table(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each word's UTF-8 bytes plus a space: concatenated with offsets, and packed in 16 bytes (2 x uint64)."""
+    encoded = [w.encode("utf-8") + b" " for w in words]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
     offsets[1:] = np.cumsum([len(b) for b in encoded])
     word_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
-    return Vocabulary(words, col_word, tie_rank, col_word[order], keep, word_bytes, offsets, ties)
+    padded = b"".join(b[:16].ljust(16, b"\0") for b in encoded)
+    packed = np.frombuffer(padded, dtype="<u8").astype(np.uint64)
+    return packed, word_bytes, offsets

@@ -1,0 +1,194 @@
+"""Benchmark: mmgene cell sentences and Geneformer rank-value encoding against straightforward references.
+
+PBMC 3k (real 10x counts) is stacked to ``--cells`` cells (CSR ``vstack``); in the same run:
+
+- sentences: mmgene ``sentences`` vs Cell2Sentence's per-cell procedure (argsort of the row's non-zero
+  values, stable, then a list comprehension over the symbols, as ``generate_sentences`` does; mmgene
+  is run with ``ties='position'`` for the exact comparison, since the reference orders ties by
+  position instead of shuffling them, and with its default ``ties='symbol'`` for timing too);
+- tokens: mmgene ``rank_encode`` vs Geneformer's ``tokenize_anndata`` procedure (chunks of 512 cells,
+  ``X[:, genes] / n_counts * 10_000 / medians``, then ``np.argsort(-x)`` per cell, first 2,048).
+  Geneformer's unstable argsort leaves ties arbitrary; cells that differ are re-checked with ties by
+  token id (mmgene's rule) and must then be identical.
+
+Prints cells/s, the speed ratio, and mmgene's peak traced memory (tracemalloc, output included)
+against the size of the input matrix. Run: ``python benchmarks/bench_cells.py --cells 200000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MMGENE_QUIET", "1")
+
+import anndata as ad  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+import mmgene.io  # noqa: E402
+from mmgene.cells import load_dictionaries, rank_encode, sentences  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "pbmc3k.h5ad"
+DEFAULT_DICTS = ROOT.parent / "shared" / "data" / "geneformer_v1"
+
+
+def replicate(path: Path, n_cells: int) -> ad.AnnData:
+    """PBMC 3k stacked to ``n_cells`` cells (CSR), genes keyed by their unique var_names."""
+    base = mmgene.io.read(path)
+    reps = -(-n_cells // base.n_obs)
+    X = sp.vstack([base.X] * reps, format="csr")[:n_cells]
+    X.sort_indices()
+    var = pd.DataFrame({"gene_symbol": base.var_names.to_numpy(), "ensembl_id": base.var["ensembl_id"].to_numpy()}, index=base.var_names)
+    obs = pd.DataFrame(index=[f"cell{i}" for i in range(n_cells)])
+    return ad.AnnData(X, obs=obs, var=var)
+
+
+def matrix_bytes(X: sp.csr_matrix) -> int:
+    return X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+
+
+# --- references --------------------------------------------------------------------------------
+
+
+def reference_sentences(X: sp.csr_matrix, vocab: list[str]) -> list[str]:
+    """Cell2Sentence's generate_sentences without the shuffle (ties therefore in gene position order)."""
+    out = []
+    for i in range(X.shape[0]):
+        cols = X.indices[X.indptr[i] : X.indptr[i + 1]]
+        vals = X.data[X.indptr[i] : X.indptr[i + 1]]
+        out.append(" ".join([vocab[x] for x in cols[np.argsort(-vals, kind="stable")]]))
+    return out
+
+
+def geneformer_setup(var: pd.DataFrame, dicts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ens = var["ensembl_id"].astype(str).str.upper()
+    loc = np.where([g in dicts.token_ids and g in dicts.medians for g in ens])[0]
+    norm = np.array([dicts.medians[g] for g in ens.iloc[loc]])
+    tokens = np.array([dicts.token_ids[g] for g in ens.iloc[loc]])
+    return loc, norm, tokens
+
+
+def reference_tokens(X: sp.csr_matrix, n_counts: np.ndarray, loc, norm, tokens, chunk: int = 512) -> list[np.ndarray]:
+    """Geneformer's TranscriptomeTokenizer.tokenize_anndata + rank_genes + truncation to 2,048."""
+    out = []
+    for s in range(0, X.shape[0], chunk):
+        nc = n_counts[s : s + chunk][:, None]
+        X_view = X[s : s + chunk][:, loc]
+        X_norm = sp.csr_matrix(X_view / nc * 10_000 / norm)
+        out += [tokens[X_norm[i].indices][np.argsort(-X_norm[i].data)][:2048] for i in range(X_norm.shape[0])]
+    return out
+
+
+def ties_only(X: sp.csr_matrix, n_counts, loc, norm, tokens, rows: np.ndarray) -> list[np.ndarray]:
+    """The reference for ``rows`` with equal values ordered by token id (mmgene's documented rule)."""
+    sub = sp.csr_matrix(X[rows][:, loc] / n_counts[rows][:, None] * 10_000 / norm)
+    res = []
+    for i in range(sub.shape[0]):
+        t = tokens[sub[i].indices]
+        res.append(t[np.lexsort((t, -sub[i].data))][:2048])
+    return res
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+
+class Clock:
+    """Wall-clock and CPU seconds of one call (CPU time is steadier on a shared machine)."""
+
+    def __init__(self, wall: float, cpu: float) -> None:
+        self.wall, self.cpu = wall, cpu
+
+
+def timed(fn, *args, **kwargs):
+    t, c = time.perf_counter(), time.process_time()
+    out = fn(*args, **kwargs)
+    return out, Clock(time.perf_counter() - t, time.process_time() - c)
+
+
+def line(label: str, n: int, clock: Clock, ref: tuple[int, Clock] | None = None) -> str:
+    text = f"  {label:<24}{n / clock.wall:>10,.0f} cells/s wall ({clock.wall:6.1f} s) {n / clock.cpu:>10,.0f} cells/s CPU ({clock.cpu:6.1f} s)"
+    if ref is not None:
+        rn, rc = ref
+        text += f"   x{(n / clock.wall) / (rn / rc.wall):.1f} wall, x{(n / clock.cpu) / (rn / rc.cpu):.1f} CPU"
+    return text
+
+
+def traced(fn, *args, **kwargs) -> int:
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    out = fn(*args, **kwargs)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    del out
+    return peak
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cells", type=int, default=200_000, help="cells after replication (default 200,000)")
+    p.add_argument("--ref-cells", type=int, default=None, help="time the references on the first N cells only (default: all)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--dicts", type=Path, default=DEFAULT_DICTS)
+    p.add_argument("--skip-memory", action="store_true", help="skip the tracemalloc runs")
+    args = p.parse_args(argv)
+
+    adata = replicate(args.data, args.cells)
+    X = adata.X
+    n = adata.n_obs
+    n_ref = min(args.ref_cells or n, n)
+    mb = matrix_bytes(X) / 2**20
+    print(f"input: {n:,} cells x {adata.n_vars:,} genes, {X.nnz:,} non-zeros, CSR {mb:,.0f} MiB; references on {n_ref:,} cells")
+    dicts = load_dictionaries(args.dicts, "V1")
+    sentences(adata[:64].copy(), inplace=False)  # compile / load the numba kernels once
+    rank_encode(adata[:64].copy(), dicts)
+
+    # sentences
+    vocab = [s.upper() for s in adata.var["gene_symbol"]]
+    got_pos, t_pos = timed(sentences, adata, inplace=False, ties="position")
+    got_sym, t_sym = timed(sentences, adata, inplace=False, ties="symbol")
+    ref, t_ref = timed(reference_sentences, X[:n_ref], vocab)
+    same = sum(a == b for a, b in zip(ref, got_pos))
+    print("\n[sentences]  Cell2Sentence reference vs mmgene")
+    print(line("reference", n_ref, t_ref))
+    print(line("mmgene ties='position'", n, t_pos, (n_ref, t_ref)))
+    print(line("mmgene ties='symbol'", n, t_sym, (n_ref, t_ref)))
+    print(f"  identical to the reference: {same:,} / {n_ref:,} cells")
+    words_equal = sum(sorted(a.split()) == sorted(b.split()) for a, b in zip(got_sym[:n_ref], ref))
+    print(f"  symbol tie-break: same words as the reference in {words_equal:,} / {n_ref:,} cells")
+    del ref, got_pos, got_sym
+
+    # tokens
+    n_counts = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    adata.obs["n_counts"] = n_counts
+    loc, norm, tokens = geneformer_setup(adata.var, dicts)
+    enc, t_mm = timed(rank_encode, adata, dicts)
+    ref_tok, t_gf = timed(reference_tokens, X[:n_ref], n_counts[:n_ref], loc, norm, tokens)
+    differ = np.array([i for i in range(n_ref) if not np.array_equal(ref_tok[i], enc.input_ids[i])], dtype=np.int64)
+    fixed = ties_only(X, n_counts, loc, norm, tokens, differ) if len(differ) else []
+    still = sum(not np.array_equal(r, enc.input_ids[i]) for i, r in zip(differ, fixed))
+    print("\n[tokens]  Geneformer tokenize_anndata reference vs mmgene rank_encode (V1)")
+    print(line("reference", n_ref, t_gf))
+    print(line("mmgene", n, t_mm, (n_ref, t_gf)))
+    print(f"  identical: {n_ref - len(differ):,} / {n_ref:,} cells; {len(differ):,} differ only in the order of tied values; "
+          f"mismatches after ordering ties by token id: {still}")
+    del ref_tok, enc
+
+    if not args.skip_memory:
+        peak_s = traced(sentences, adata, inplace=False)
+        peak_t = traced(rank_encode, adata, dicts)
+        print(f"\n[memory]  input CSR matrix {mb:,.0f} MiB; peak traced allocation during the call (output included)")
+        print(f"  sentences   {peak_s / 2**20:>8,.0f} MiB = {peak_s / 2**20 / mb:.2f}x the input")
+        print(f"  rank_encode {peak_t / 2**20:>8,.0f} MiB = {peak_t / 2**20 / mb:.2f}x the input")
+    return 0 if still == 0 and same == n_ref else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
