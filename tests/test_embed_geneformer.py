@@ -363,3 +363,51 @@ def test_hub_id_downloads_one_folder_then_works_offline(cells40, model_dir, dict
     np.testing.assert_array_equal(again.obsm["X_geneformer"], local)
     with pytest.raises(ModelError, match="no weights"):
         geneformer(small, f"{repo}/no-such-folder", dictionaries=dicts, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def v2_like(tmp_path_factory, dicts):
+    """V2-style dictionaries (``<cls>``=2, ``<eos>``=3, genes after them) built from the real V1 genes,
+    and a matching tiny model: exercises V2 pooling without the V2 files."""
+    from mmgene.cells import GeneformerDictionaries
+
+    genes = {g: i + 2 for g, i in dicts.token_ids.items() if not g.startswith("<")}
+    tokens = {"<pad>": 0, "<mask>": 1, "<cls>": 2, "<eos>": 3, **genes}
+    v2 = GeneformerDictionaries(tokens, dicts.medians, dicts.name_to_id, None, "V2")
+    folder = tmp_path_factory.mktemp("gf_v2_tiny")
+    model = _save_model(folder, seed=1, vocab_size=len(tokens), max_position_embeddings=4096)
+    return v2, folder, model
+
+
+def test_v2_pooling_leaves_out_cls_and_eos(cells40, v2_like):
+    from mmgene.embed import geneformer
+
+    v2, folder, model = v2_like
+    few = cells40[:5].copy()
+    ids = _tokens(few, v2).input_ids
+    assert all(s[0] == v2.cls_id and s[-1] == v2.eos_id for s in ids)
+    geneformer(few, folder, dictionaries=v2, device="cpu", batch_size=2)
+    mean = few.obsm["X_geneformer"].copy()
+    geneformer(few, folder, dictionaries=v2, device="cpu", batch_size=2, pooling="cls")
+    cls = few.obsm["X_geneformer"]
+    assert few.uns["mmgene"]["X_geneformer"]["dictionary_version"] == "V2"
+    for i, seq in enumerate(ids):
+        with torch.no_grad():
+            hidden = model(input_ids=torch.as_tensor(seq.astype(np.int64))[None], output_hidden_states=True).hidden_states
+        layer = hidden[N_LAYERS - 1][0].numpy()
+        np.testing.assert_allclose(mean[i], layer[1:-1].mean(axis=0), rtol=1e-5, atol=2e-5)
+        np.testing.assert_allclose(cls[i], layer[0], rtol=1e-5, atol=2e-5)
+        assert np.abs(mean[i] - layer.mean(axis=0)).max() > 1e-4  # <cls>/<eos> really are left out
+
+
+def test_bfloat16_runs_and_pools_in_float32(cells40, model_dir, dicts):
+    from mmgene.embed import geneformer
+
+    few = cells40[:4].copy()
+    geneformer(few, model_dir, dictionaries=dicts, device="cpu")
+    full = few.obsm["X_geneformer"].copy()
+    geneformer(few, model_dir, dictionaries=dicts, device="cpu", dtype="bf16")
+    half = few.obsm["X_geneformer"]
+    assert half.dtype == np.float32 and few.uns["mmgene"]["X_geneformer"]["dtype"] == "bfloat16"
+    assert np.abs(half - full).max() < 0.05 * np.abs(full).max()
+    assert np.abs(half - full).max() > 0  # really ran in bfloat16
