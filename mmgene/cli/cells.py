@@ -1,0 +1,109 @@
+"""``mmgene sentences FILE OUT`` and ``mmgene tokenize FILE OUT``: cells as text or Geneformer tokens.
+
+Both write a Hugging Face ``datasets.Dataset`` folder (``save_to_disk``; ``OUT`` ending in
+``.parquet`` writes one Parquet file instead), atomically, with one row per cell.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mmgene.cli.app import app
+
+
+def _obs_columns(adata, names: list[str]):
+    """The requested obs columns (checked), or None."""
+    if not names:
+        return None
+    from mmgene.io import obs_column
+
+    import pandas as pd
+
+    return pd.DataFrame({name: obs_column(adata, name).to_numpy() for name in names}, index=adata.obs_names)
+
+
+def _write_table(table, out: Path) -> None:
+    """A pyarrow table as a datasets folder (or a .parquet file), written atomically."""
+    from mmgene.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        if out.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp)
+        else:
+            from datasets import Dataset
+            from datasets.table import InMemoryTable
+
+            Dataset(InMemoryTable(table)).save_to_disk(str(tmp))
+
+
+@app.command("sentences")
+def sentences_command(
+    file: Path = typer.Argument(..., help="An .h5ad file or .zarr store (counts or log1p data)."),
+    out: Path = typer.Argument(..., help="Output: a datasets folder (save_to_disk), or a .parquet file."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", "-k", help="Keep the first K genes of each cell (default: all expressed genes)."),
+    exclude: list[str] = typer.Option([], "--exclude", "-x", help="Gene to leave out: exact symbol, or prefix ending in '*' or '-' (MT-, RPL*). Repeatable."),
+    ties: str = typer.Option("position", help="Order of equal values: position (matrix order), symbol (alphabetical) or random."),
+    seed: int = typer.Option(0, help="Seed of the gene order when --ties random."),
+    obs: list[str] = typer.Option([], "--obs", help="obs column to copy into the dataset (repeatable), e.g. --obs cell_type."),
+    backed: bool = typer.Option(False, help="Open an .h5ad on disk and stream it (for files larger than memory)."),
+    chunk_size: int = typer.Option(8192, help="Cells per streamed chunk."),
+) -> None:
+    """Write cell sentences: expressed genes' symbols, most expressed first (Cell2Sentence)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from mmgene.cells.sentences import iter_sentences
+    from mmgene.cells.vocabulary import build_vocabulary
+    from mmgene.io import expression, read
+
+    adata = read(file, backed=backed)
+    extra = _obs_columns(adata, obs)
+    view = expression(adata)
+    vocab = build_vocabulary(view.var, exclude, ties, seed)
+    texts: list[str] = []
+    words = []
+    for _, _, chunk, n_words in iter_sentences(view, vocab, top_k, chunk_size):
+        texts.extend(chunk)
+        words.append(n_words)
+    n_words = np.concatenate(words)
+    columns = {"cell_id": pa.array(view.obs_names.astype(str).tolist()), "cell_sentence": pa.array(texts, type=pa.large_string()), "n_genes": pa.array(n_words)}
+    if extra is not None:
+        for name in extra.columns:
+            columns.setdefault(name, pa.array(extra[name].astype(str).to_numpy() if extra[name].dtype == "category" else extra[name].to_numpy(), from_pandas=True))
+    _write_table(pa.table(columns), out)
+    typer.echo(
+        f"wrote {len(texts):,} cell sentences ({float(n_words.mean()):.0f} genes on average, "
+        f"{int((n_words == 0).sum()):,} empty; {vocab.n_excluded:,} genes excluded; ties by {ties}) to {out}"
+    )
+
+
+@app.command("tokenize")
+def tokenize_command(
+    file: Path = typer.Argument(..., help="An .h5ad file or .zarr store with raw counts and Ensembl ids (or symbols)."),
+    out: Path = typer.Argument(..., help="Output: a datasets folder (save_to_disk) with input_ids, length, cell_id, or a .parquet file."),
+    dictionaries: Optional[str] = typer.Option(None, help="Folder with Geneformer's .pkl dictionaries, or a hub repo id (default: ctheodoris/Geneformer)."),
+    version: str = typer.Option("V1", help="V1 (2,048 genes) or V2 (<cls> + 4,094 genes + <eos>)."),
+    obs: list[str] = typer.Option([], "--obs", help="obs column to copy into the dataset (repeatable), e.g. --obs cell_type."),
+    backed: bool = typer.Option(False, help="Open an .h5ad on disk and stream it (for files larger than memory)."),
+    chunk_size: int = typer.Option(4096, help="Cells per streamed chunk."),
+) -> None:
+    """Write Geneformer rank-value encodings (TranscriptomeTokenizer's input_ids and length)."""
+    from mmgene.cells.dictionaries import load_dictionaries
+    from mmgene.cells.rank_encoding import rank_encode
+    from mmgene.io import read
+
+    adata = read(file, backed=backed, require="counts")
+    extra = _obs_columns(adata, obs)
+    dicts = load_dictionaries(dictionaries, version)
+    enc = rank_encode(adata, dicts, chunk_size=chunk_size)
+    ds = enc.to_dataset(extra)
+    _write_table(ds.data.table, out)
+    typer.echo(
+        f"wrote {len(enc):,} cells ({dicts.version}, mean length {float(enc.length.mean()):.0f}, "
+        f"{len(enc.empty_cells):,} cells without vocabulary genes) to {out}"
+    )
