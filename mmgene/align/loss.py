@@ -1,0 +1,68 @@
+"""Symmetric InfoNCE (CLIP) loss with a learnable temperature, for sentence-transformers training.
+
+Columns: ``cell`` (anchor), ``caption`` (its positive), then optional hard-negative captions; an
+optional ``label`` column holds each row's class id. Cells of the same class are not negatives of each
+other's captions (with 8 cell types a batch of 128 has many), so those pairs are masked out of the
+softmax instead of being pushed apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class SymmetricInfoNCELoss(nn.Module):
+    """CLIP loss: cross-entropy over cell->text and text->cell similarities, ``logit_scale`` learned.
+
+    Parameters
+    ----------
+    model
+        The :class:`~sentence_transformers.SentenceTransformer` with a ``cell`` and a ``text`` route.
+    temperature
+        Initial temperature (CLIP starts at 0.07).
+    learn_temperature
+        Learn ``log(1/temperature)``, clamped to at most ``log(100)`` as in CLIP.
+    mask_same_label
+        Drop same-class pairs from the negatives when a ``label`` column is given.
+    """
+
+    def __init__(self, model: Any, temperature: float = 0.07, learn_temperature: bool = True, mask_same_label: bool = True):
+        super().__init__()
+        self.model = model
+        scale = torch.tensor(math.log(1.0 / temperature), dtype=torch.float32)
+        self.logit_scale = nn.Parameter(scale, requires_grad=learn_temperature)
+        self.mask_same_label = mask_same_label
+
+    @property
+    def temperature(self) -> float:
+        return float(1.0 / self.logit_scale.detach().clamp(max=math.log(100.0)).exp())
+
+    def forward(self, sentence_features: Iterable[dict[str, Any]], labels: Tensor | None = None) -> Tensor:
+        feats = list(sentence_features)
+        emb = [self.model(f)["sentence_embedding"] for f in feats]
+        cells, texts = emb[0], emb[1]
+        negatives = emb[2:]
+        scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
+        logits = scale * cells @ texts.T  # (B, B)
+        n = cells.shape[0]
+        if self.mask_same_label and labels is not None and labels.numel() == n:
+            labels = labels.to(logits.device)
+            same = (labels[:, None] == labels[None, :]) & ~torch.eye(n, dtype=torch.bool, device=logits.device)
+            logits = logits.masked_fill(same, torch.finfo(logits.dtype).min / 2)
+        target = torch.arange(n, device=logits.device)
+        text_to_cell = F.cross_entropy(logits.T, target)
+        if negatives:
+            extra = scale * cells @ torch.cat(negatives).T
+            logits = torch.cat([logits, extra], dim=1)
+        cell_to_text = F.cross_entropy(logits, target)
+        return (cell_to_text + text_to_cell) / 2
+
+    @property
+    def citation(self) -> str:
+        return "Radford et al. 2021, Learning Transferable Visual Models From Natural Language Supervision (CLIP)."

@@ -1,0 +1,224 @@
+"""Contrastive training of the text-cell model with ``SentenceTransformerTrainer``.
+
+``train(adata, label_cols=...)`` builds pairs (:func:`mmgene.pairs.make_pairs`), a fresh two-tower
+model (:func:`mmgene.align.model.build_model`), and trains it with the symmetric InfoNCE loss (or
+sentence-transformers' MultipleNegativesSymmetricRankingLoss), seeded, with a progress bar and
+zero-shot evaluation on the held-out cells during training.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
+from mmgene.errors import ParameterError
+from mmgene.progress import info, progress_enabled
+
+
+class ZeroShotEvaluator(BaseEvaluator):
+    """Zero-shot balanced accuracy and macro AUROC on held-out cells, run during training."""
+
+    def __init__(self, cells: Sequence[Any], labels: Sequence[str], classes: Sequence[str], name: str = "zero_shot"):
+        super().__init__()
+        self.cells, self.labels, self.classes, self.name = list(cells), list(labels), list(classes), name
+        self.greater_is_better = True
+        self.primary_metric = f"{name}_balanced_accuracy"
+        self.history: list[dict[str, float]] = []
+
+    def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
+        from mmgene.evaluate.zero_shot import zero_shot
+
+        was_training = model.training
+        model.eval()
+        cells = np.asarray(model.encode(self.cells, task="cell", batch_size=256, convert_to_numpy=True, show_progress_bar=False))
+        res = zero_shot(
+            cells,
+            self.labels,
+            lambda t: np.asarray(model.encode(t, task="text", batch_size=256, convert_to_numpy=True, show_progress_bar=False)),
+            classes=self.classes,
+        )
+        model.train(was_training)
+        metrics = {
+            f"{self.name}_balanced_accuracy": res["balanced_accuracy"],
+            f"{self.name}_macro_auroc": res["macro_auroc"],
+        }
+        self.history.append({"steps": steps, **metrics})
+        info(f"step {steps}: zero-shot balanced accuracy {metrics[self.primary_metric]:.3f}, macro AUROC {res['macro_auroc']:.3f}")
+        return metrics
+
+    def store_metrics_in_model_card_data(self, model: Any, metrics: dict[str, Any], epoch: int = 0, step: int = 0) -> None:
+        return None
+
+
+
+def train(
+    adata: Any,
+    label_cols: str | Sequence[str] = "cell_type",
+    *,
+    ontology_col: str | None = None,
+    inputs: Sequence[str] = ("genes",),
+    out: str | os.PathLike[str] | None = None,
+    text_model: str | None = None,
+    train_text: bool = False,
+    loss: str = "clip",
+    temperature: float = 0.07,
+    epochs: float = 4.0,
+    max_steps: int = -1,
+    batch_size: int = 128,
+    learning_rate: float = 2e-3,
+    captions_per_cell: int = 3,
+    marker_share: float = 0.4,
+    negatives: bool = False,
+    test_size: float = 0.2,
+    group_col: str | None = None,
+    exclude_labels: Sequence[str] = (),
+    max_genes: int = 512,
+    gene_dim: int = 256,
+    dim: int = 256,
+    gene_dropout: float = 0.5,
+    eval_steps: int = 0,
+    seed: int = 0,
+) -> Any:
+    """Train an aligned text-cell model on ``adata`` and return it as :class:`~mmgene.align.model.AlignedModel`.
+
+    Parameters
+    ----------
+    label_cols
+        obs column(s) with cell-type names (the first defines classes).
+    ontology_col
+        obs column of Cell Ontology ids; adds ontology names, synonyms and definitions to captions.
+    inputs
+        ``"genes"`` (expression of gene symbols; transfers across gene sets) and/or obsm keys.
+    out
+        Save the model directory here (atomically).
+    train_text
+        Fine-tune the text transformer too (slow on CPU); by default it is frozen and its embeddings cached.
+    loss
+        ``"clip"`` (symmetric InfoNCE, learnable temperature, same-class pairs masked) or ``"mnrl"``
+        (sentence-transformers' MultipleNegativesSymmetricRankingLoss, fixed scale ``1/temperature``).
+    eval_steps
+        Zero-shot evaluation on the test cells every this many steps (0: once per epoch; needs test_size > 0).
+    """
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from mmgene.align.inputs import GENES
+    from mmgene.align.loss import SymmetricInfoNCELoss
+    from mmgene.align.model import AlignedModel, build_model
+    from mmgene.pairs import make_pairs
+    from mmgene.settings import settings
+
+    if loss not in ("clip", "mnrl"):
+        raise ParameterError(f"loss must be 'clip' or 'mnrl', got {loss!r}", "argument loss")
+    if batch_size < 2:
+        raise ParameterError(f"batch_size must be at least 2, got {batch_size}", "argument batch_size")
+    torch.set_num_threads(max(1, settings.torch_threads))
+    t0 = time.perf_counter()
+    pairs = make_pairs(
+        adata,
+        label_cols,
+        ontology_col=ontology_col,
+        inputs=inputs,
+        captions_per_cell=captions_per_cell,
+        marker_share=marker_share,
+        negatives=negatives,
+        test_size=test_size,
+        group_col=group_col,
+        exclude_labels=exclude_labels,
+        max_genes=max_genes,
+        seed=seed,
+    )
+    classes = pairs.classes
+    vocab: list[str] = []
+    if GENES in inputs:
+        seen: dict[str, None] = {}
+        for cell in pairs["train"]["cell"]:
+            seen.update(dict.fromkeys(cell[GENES]))
+        vocab = sorted(seen)
+    obsm_keys = [k for k in inputs if k != GENES]
+    obsm_dims = [int(np.asarray(adata.obsm[k]).shape[1]) for k in obsm_keys]
+    model = build_model(
+        vocab,
+        obsm_keys=obsm_keys,
+        obsm_dims=obsm_dims,
+        text_model=text_model,
+        train_text=train_text,
+        gene_dim=gene_dim,
+        dim=dim,
+        max_genes=max_genes,
+        gene_dropout=gene_dropout,
+        seed=seed,
+    )
+    if loss == "clip":
+        loss_fn = SymmetricInfoNCELoss(model, temperature=temperature)
+    else:
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesSymmetricRankingLoss
+
+        loss_fn = MultipleNegativesSymmetricRankingLoss(model, scale=1.0 / temperature)
+    columns = ["cell", "caption"] + (["negative"] if negatives else []) + (["label"] if loss == "clip" else [])
+    train_ds = pairs["train"].select_columns(columns)
+    evaluator = None
+    if "test" in pairs and len(pairs["test"]):
+        test = pairs["test"]
+        evaluator = ZeroShotEvaluator(test["cell"], [classes[i] for i in test["label"]], classes)
+    steps_per_epoch = max(1, len(train_ds) // batch_size)
+    total = max_steps if max_steps > 0 else int(np.ceil(epochs * steps_per_epoch))
+    with tempfile.TemporaryDirectory() as tmp:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=tmp,
+            per_device_train_batch_size=batch_size,
+            num_train_epochs=epochs,
+            max_steps=max_steps,
+            learning_rate=learning_rate,
+            warmup_steps=max(1, int(0.05 * total)),
+            weight_decay=0.01,
+            lr_scheduler_type="cosine",
+            seed=seed,
+            data_seed=seed,
+            dataloader_drop_last=True,
+            eval_strategy="steps" if evaluator is not None else "no",
+            eval_steps=(eval_steps or steps_per_epoch) if evaluator is not None else None,
+            save_strategy="no",
+            logging_steps=max(1, min(50, total // 10)),
+            report_to="none",
+            disable_tqdm=not progress_enabled(),
+            use_cpu=not torch.cuda.is_available(),
+            router_mapping={"cell": "cell", "caption": "text", "negative": "text"},
+            remove_unused_columns=False,
+        )
+        trainer = SentenceTransformerTrainer(
+            model=model, args=args, train_dataset=train_ds, loss=loss_fn, evaluator=evaluator
+        )
+        trainer.train()
+    model.eval()
+    seconds = time.perf_counter() - t0
+    meta = {
+        "classes": list(classes),
+        "label_cols": [label_cols] if isinstance(label_cols, str) else list(label_cols),
+        "ontology_col": ontology_col,
+        "excluded_labels": list(exclude_labels),
+        "train_cells": int(len(set(pairs["train"]["obs_name"]))),
+        "test_cells": int(len(pairs["test"])) if "test" in pairs else 0,
+        "params": {
+            "loss": loss, "temperature_init": temperature, "epochs": epochs, "max_steps": max_steps, "steps": total,
+            "batch_size": batch_size, "learning_rate": learning_rate, "captions_per_cell": captions_per_cell,
+            "marker_share": marker_share, "negatives": negatives, "test_size": test_size, "group_col": group_col,
+            "max_genes": max_genes, "gene_dim": gene_dim, "dim": dim, "gene_dropout": gene_dropout,
+            "train_text": train_text, "seed": seed, "vocab_size": len(vocab),
+        },
+        "temperature": getattr(loss_fn, "temperature", temperature),
+        "train_seconds": round(seconds, 1),
+        "eval_history": evaluator.history if evaluator is not None else [],
+    }
+    aligned = AlignedModel(model, list(inputs), meta)
+    aligned.test_obs_names = list(pairs["test"]["obs_name"]) if "test" in pairs else []
+    if out is not None:
+        aligned.save(out)
+    info(f"trained in {seconds:.0f} s")
+    return aligned

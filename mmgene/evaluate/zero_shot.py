@@ -1,0 +1,123 @@
+"""Zero-shot cell-type classification from text prompts, and its metrics.
+
+Each class gets a prompt ensemble (:mod:`mmgene.evaluate.prompts`); a cell's score for a class is the
+cosine between its joint-space vector and the class's mean prompt vector. Reported: accuracy,
+balanced accuracy, macro-F1, macro one-vs-rest AUROC, per-class recall/precision/F1/AUROC, and the same
+at cell-type-centroid level (the mean vector of each true class classified as one item).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from mmgene.errors import ParameterError
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norm > 0, norm, 1.0)
+
+
+def class_vectors(encode_text: Callable[[list[str]], np.ndarray], prompts: Sequence[Sequence[str]]) -> np.ndarray:
+    """Normalised mean joint-space vector of each class's prompts (one text-encoder call for all)."""
+    flat = [p for group in prompts for p in group]
+    if not flat or any(len(g) == 0 for g in prompts):
+        raise ParameterError("every class needs at least one prompt", "argument prompts")
+    emb = _l2(encode_text(flat))
+    bounds = np.cumsum([0] + [len(g) for g in prompts])
+    return _l2(np.stack([emb[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:])]))
+
+
+def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """Metrics of ``argmax(scores)`` against integer labels ``y_true`` (index into ``classes``)."""
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        f1_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    y_true = np.asarray(y_true)
+    pred = scores.argmax(1)
+    present = np.unique(y_true)
+    out: dict[str, Any] = {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, pred)),
+        "macro_f1": float(f1_score(y_true, pred, labels=present, average="macro", zero_division=0)),
+    }
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, pred, labels=np.arange(len(classes)), zero_division=0
+    )
+    per_class: dict[str, dict[str, float]] = {}
+    aucs = []
+    for k, name in enumerate(classes):
+        positive = y_true == k
+        entry = {
+            "n": int(support[k]),
+            "recall": float(recall[k]),
+            "precision": float(precision[k]),
+            "f1": float(f1[k]),
+        }
+        if positive.any() and (~positive).any():
+            entry["auroc"] = float(roc_auc_score(positive, scores[:, k]))
+            aucs.append(entry["auroc"])
+        per_class[str(name)] = entry
+    out["macro_auroc"] = float(np.mean(aucs)) if aucs else float("nan")
+    out["per_class"] = per_class
+    return out
+
+
+def centroid_metrics(cells: np.ndarray, y_true: np.ndarray, class_vecs: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """Classify each true class's mean cell vector: accuracy over classes and each class's prediction."""
+    present = np.unique(y_true)
+    cent = _l2(np.stack([cells[y_true == k].mean(0) for k in present]))
+    pred = (cent @ class_vecs.T).argmax(1)
+    return {
+        "accuracy": float((pred == present).mean()),
+        "predicted": {str(classes[k]): str(classes[p]) for k, p in zip(present, pred)},
+    }
+
+
+def zero_shot_scores(cells: np.ndarray, class_vecs: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every cell to every class vector."""
+    return _l2(cells) @ class_vecs.T
+
+
+def zero_shot(
+    cells: np.ndarray,
+    labels: Sequence[str],
+    encode_text: Callable[[list[str]], np.ndarray],
+    *,
+    classes: Sequence[str] | None = None,
+    prompts: Sequence[Sequence[str]] | None = None,
+    ontology: bool = True,
+) -> dict[str, Any]:
+    """Zero-shot metrics for cell vectors ``cells`` with true ``labels``, querying each class by text.
+
+    ``classes`` defaults to the sorted distinct labels; ``prompts`` to :func:`class_prompts` of them.
+    """
+    from mmgene.evaluate.prompts import class_prompts
+
+    labels = np.asarray([str(v) for v in labels], dtype=object)
+    if len(labels) != len(cells):
+        raise ParameterError(f"{len(cells)} cell vectors but {len(labels)} labels", "arguments cells/labels")
+    classes = list(classes) if classes is not None else sorted(set(labels.tolist()))
+    index = {c: i for i, c in enumerate(classes)}
+    missing = sorted(set(labels.tolist()) - set(index))
+    if missing:
+        raise ParameterError(f"labels not among the classes: {missing[:5]}", "argument classes")
+    prompts = list(prompts) if prompts is not None else class_prompts(classes, ontology=ontology)
+    y = np.array([index[v] for v in labels])
+    vecs = class_vectors(encode_text, prompts)
+    scores = zero_shot_scores(cells, vecs)
+    out = classification_metrics(y, scores, classes)
+    out["centroid"] = centroid_metrics(_l2(cells), y, vecs, classes)
+    out["classes"] = list(classes)
+    out["prompts"] = {c: list(p) for c, p in zip(classes, prompts)}
+    return out

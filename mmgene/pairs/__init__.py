@@ -1,0 +1,32 @@
+"""Training examples for text-cell alignment: captions, ontology text, negatives and leak-free splits.
+
+Functions are looked up lazily so that importing this package loads neither datasets nor the ontology.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> module that defines it
+_EXPORTS = {
+    "make_pairs": "mmgene.pairs.build",
+    "specific_genes": "mmgene.pairs.build",
+    "mine_hard_negatives": "mmgene.pairs.hard_negatives",
+    "split_cells": "mmgene.pairs.splits",
+    "clean_label": "mmgene.pairs.labels",
+    "class_text": "mmgene.pairs.captions",
+    "term_text": "mmgene.pairs.ontology",
+    "find_term": "mmgene.pairs.ontology",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mmgene.pairs' has no attribute {name!r}")
+
+
+__all__ = list(_EXPORTS)

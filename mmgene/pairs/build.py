@@ -1,0 +1,201 @@
+"""Build (cell, caption[, negative], label) training examples from an AnnData as a ``datasets.DatasetDict``.
+
+Columns, in the order the loss reads them:
+
+``cell``
+    the omics input (see :func:`mmgene.align.inputs.cell_inputs`): gene symbols and expression
+    values, and any obsm representations asked for;
+``caption``
+    text describing the cell (name, ontology text or marker genes, see :mod:`mmgene.pairs.captions`);
+``negative``
+    (``negatives=True``) a caption of a *different* class, drawn with the seed;
+``label``
+    the class id (index into ``DatasetDict.info['classes']``), used to keep same-class pairs out of
+    the contrastive negatives;
+``obs_name``
+    the cell's name in ``adata.obs_names`` (dropped before training).
+
+The split never leaks a group (see :func:`mmgene.pairs.splits.split_cells`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from mmgene.errors import ParameterError
+from mmgene.io import expression, obs_column
+from mmgene.pairs.captions import ClassText, class_text, marker_caption
+from mmgene.pairs.splits import split_cells
+from mmgene.progress import info
+
+#: columns of a pairs dataset that the model reads, in loss order.
+TRAIN_COLUMNS = ("cell", "caption", "negative", "label")
+
+
+def _classes(adata: Any, label_cols: Sequence[str], ontology_col: str | None) -> tuple[np.ndarray, list[ClassText]]:
+    """Per-cell class ids and per-class text (classes keyed by the first label column)."""
+    first = obs_column(adata, label_cols[0]).astype(str).to_numpy()
+    others = [obs_column(adata, c).astype(str).to_numpy() for c in label_cols[1:]]
+    onto = obs_column(adata, ontology_col).astype(str).to_numpy() if ontology_col else None
+    names, codes = np.unique(first, return_inverse=True)
+    texts = []
+    for k, name in enumerate(names):
+        i = int(np.flatnonzero(codes == k)[0])
+        values = [name] + [col[i] for col in others]
+        texts.append(class_text(values, onto[i] if onto is not None else None))
+    return codes, texts
+
+
+def specific_genes(adata: Any, rows: np.ndarray, reference: np.ndarray, k: int = 8) -> list[list[str]]:
+    """For each cell in ``rows``, the ``k`` genes most above their mean over ``reference`` cells.
+
+    log1p(CP10k) expression; only expressed genes with a positive excess count. Vectorised per chunk.
+    """
+    from mmgene.align.inputs import _log_normalise, _symbols, top_genes
+
+    view = expression(adata)
+    symbols = _symbols(view)
+    mean = np.zeros(view.shape[1], dtype=np.float64)
+    ref_set = np.zeros(view.shape[0], dtype=bool)
+    ref_set[reference] = True
+    for start, stop, block in view.chunks():
+        sel = ref_set[start:stop]
+        if sel.any():
+            mean += np.asarray(_log_normalise(block[sel], view.kind).sum(axis=0)).ravel()
+    mean /= max(1, int(ref_set.sum()))
+    want = np.zeros(view.shape[0], dtype=bool)
+    want[rows] = True
+    out: dict[int, list[str]] = {}
+    for start, stop, block in view.chunks():
+        sel = np.flatnonzero(want[start:stop])
+        if not sel.size:
+            continue
+        block = _log_normalise(block[sel], view.kind)
+        block.data = (block.data - mean[block.indices]).astype(np.float32)
+        block.data[block.data < 0] = 0
+        block.eliminate_zeros()
+        top = top_genes(sp.csr_matrix(block), k)
+        for j, r in enumerate(sel):
+            lo, hi = top.indptr[j], top.indptr[j + 1]
+            order = np.argsort(-top.data[lo:hi], kind="stable")
+            out[start + int(r)] = [str(symbols[g]) for g in top.indices[lo:hi][order] if symbols[g]]
+    return [out.get(int(r), []) for r in rows]
+
+
+def make_pairs(
+    adata: Any,
+    label_cols: str | Sequence[str] = "cell_type",
+    *,
+    ontology_col: str | None = None,
+    inputs: Sequence[str] = ("genes",),
+    captions_per_cell: int = 3,
+    marker_share: float = 0.4,
+    negatives: bool = False,
+    test_size: float = 0.2,
+    group_col: str | None = None,
+    exclude_labels: Sequence[str] = (),
+    max_genes: int = 1024,
+    seed: int = 0,
+) -> Any:
+    """Training and test examples as a ``datasets.DatasetDict`` (``train``, ``test`` when test_size > 0).
+
+    Parameters
+    ----------
+    label_cols
+        obs column(s) naming the cell type; the first defines the classes, all give names.
+    ontology_col
+        obs column of Cell Ontology ids (``CL:...``): adds the term's label, synonyms and definition.
+    inputs
+        What the omics tower reads: ``"genes"`` and/or obsm keys.
+    captions_per_cell
+        Training rows per cell, each with its own caption (test rows get one name caption).
+    marker_share
+        Share of training captions that name the cell's marker genes.
+    negatives
+        Add a ``negative`` column: a caption of another class, drawn with the seed.
+    test_size, group_col
+        Held-out share, by cell or by whole groups of ``group_col``.
+    exclude_labels
+        Classes (values of the first label column) left out of training; they stay in the test split.
+    """
+    import datasets
+
+    from mmgene.align.inputs import cell_inputs
+
+    label_cols = [label_cols] if isinstance(label_cols, str) else list(label_cols)
+    if not label_cols:
+        raise ParameterError("no label column given", "argument label_cols", "pass e.g. label_cols='cell_type'")
+    if captions_per_cell < 1:
+        raise ParameterError(f"captions_per_cell must be at least 1, got {captions_per_cell}", "argument captions_per_cell")
+    if not 0.0 <= marker_share <= 1.0:
+        raise ParameterError(f"marker_share must be in [0, 1], got {marker_share}", "argument marker_share")
+    codes, texts = _classes(adata, label_cols, ontology_col)
+    class_names = [t.label for t in texts]
+    unknown = sorted(set(map(str, exclude_labels)) - set(class_names))
+    if unknown:
+        raise ParameterError(
+            f"exclude_labels names classes that do not exist: {unknown}",
+            f"obs[{label_cols[0]!r}]",
+            f"choose from {class_names}",
+        )
+    train, test = split_cells(adata, test_size=test_size, seed=seed, group_col=group_col)
+    excluded = np.isin(np.asarray(class_names, dtype=object)[codes[train]], list(map(str, exclude_labels)))
+    train = train[~excluded]
+    if train.size == 0:
+        raise ParameterError("no cell is left for training", "arguments exclude_labels/test_size", "exclude fewer classes")
+    rng = np.random.default_rng(seed)
+    cells = cell_inputs(adata, inputs=inputs, max_genes=max_genes)
+    obs_names = np.asarray(adata.obs_names).astype(str)
+    markers = specific_genes(adata, train, train) if ("genes" in inputs and marker_share > 0) else None
+    caption_lists = [t.all_captions() for t in texts]
+    trained_classes = sorted(set(codes[train].tolist()))
+
+    def negative_for(code: int) -> str:
+        others = [c for c in trained_classes if c != code] or [c for c in range(len(texts)) if c != code]
+        if not others:
+            raise ParameterError("negatives need at least two classes", f"obs[{label_cols[0]!r}]")
+        other = others[int(rng.integers(len(others)))]
+        pool = caption_lists[other]
+        return pool[int(rng.integers(len(pool)))]
+
+    def rows_for(indices: np.ndarray, n_captions: int, with_markers: bool) -> dict[str, list]:
+        cols: dict[str, list] = {"cell": [], "caption": [], "label": [], "obs_name": []}
+        if negatives:
+            cols["negative"] = []
+        for pos, i in enumerate(indices):
+            code = int(codes[i])
+            for _ in range(n_captions):
+                genes = markers[pos] if (with_markers and markers is not None) else []
+                if genes and rng.random() < marker_share:
+                    k = int(rng.integers(1, min(3, len(genes)) + 1))
+                    picked = [genes[j] for j in sorted(rng.choice(len(genes), size=k, replace=False))]
+                    names = texts[code].names or [texts[code].label]
+                    caption = marker_caption(names[int(rng.integers(len(names)))], picked, rng)
+                elif with_markers:
+                    pool = caption_lists[code]
+                    caption = pool[int(rng.integers(len(pool)))]
+                else:
+                    caption = texts[code].name_captions()[0]
+                cols["cell"].append(cells[i])
+                cols["caption"].append(caption)
+                cols["label"].append(code)
+                cols["obs_name"].append(obs_names[i])
+                if negatives:
+                    cols["negative"].append(negative_for(code))
+        return cols
+
+    info(f"pairs: {train.size} training cells x {captions_per_cell} captions, {test.size} test cells")
+    order = ["cell", "caption"] + (["negative"] if negatives else []) + ["label", "obs_name"]
+    splits = {"train": datasets.Dataset.from_dict({k: v for k, v in rows_for(train, captions_per_cell, True).items()})}
+    if test.size:
+        splits["test"] = datasets.Dataset.from_dict(rows_for(test, 1, False))
+    result = datasets.DatasetDict({k: v.select_columns(order) for k, v in splits.items()})
+    result.classes = class_names  # type: ignore[attr-defined]
+    result.class_text = texts  # type: ignore[attr-defined]
+    for split in result.values():
+        split.info.description = "mmgene pairs; classes: " + "; ".join(class_names)
+    return result

@@ -1,0 +1,86 @@
+"""Captions for cells: cell-type names through varied templates, Cell Ontology text, marker genes.
+
+Three kinds of caption teach the text tower three things:
+
+* **names** ("a CD14+ monocyte", "single-cell profile of a natural killer cell"): every label column,
+  cleaned (:func:`mmgene.pairs.labels.clean_label`), plus the ontology label and synonyms when an
+  ontology id column is given, each through :data:`TEMPLATES`;
+* **definitions** (the Cell Ontology definition of the term), so descriptive queries work;
+* **markers** ("CD8 T cell expressing CCL5+ NKG7+", "a cell expressing GZMB"): genes this cell expresses
+  far above the training average. They tie gene names in text to expression, which is what lets a
+  prompt such as "CD19+ B cell" or "CD56+ NK cell" find cells the training labels never named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mmgene.pairs.labels import clean_label
+
+TEMPLATES = (
+    "{}",
+    "a {}",
+    "a {} from human blood",
+    "a cell of type {}",
+    "single-cell transcriptome of a {}",
+    "this is a {}",
+    "a peripheral blood {}",
+    "an example of a {}",
+)
+MARKER_TEMPLATES = (
+    "{name} expressing {genes}",
+    "{plus} {name}",
+    "a cell expressing {genes}",
+    "{plus} cell",
+    "a {name} with high {genes}",
+)
+
+
+@dataclass
+class ClassText:
+    """All text known for one class: names (cleaned labels, ontology label and synonyms) and definitions."""
+
+    label: str
+    names: list[str] = field(default_factory=list)
+    definitions: list[str] = field(default_factory=list)
+
+    def name_captions(self) -> list[str]:
+        out = [t.format(n) for n in self.names for t in TEMPLATES]
+        return list(dict.fromkeys(out))
+
+    def all_captions(self) -> list[str]:
+        defs = list(self.definitions)
+        if self.definitions and self.names:
+            defs += [f"{self.names[0]}: {d}" for d in self.definitions]
+        return list(dict.fromkeys(self.name_captions() + defs))
+
+
+def class_text(values: Sequence[str], term_id: str | None = None) -> ClassText:
+    """Names and definitions for one class, from its label values (one per label column) and ontology id."""
+    names: list[str] = []
+    for value in values:
+        for name in (clean_label(value), str(value)):
+            if name and name not in names:
+                names.append(name)
+    definitions: list[str] = []
+    if term_id:
+        from mmgene.pairs.ontology import term_text
+
+        term = term_text(term_id)  # raises ParameterError for a value that is not a known CL id
+        for name in term.names():
+            if name not in names:
+                names.append(name)
+        if term.description:
+            definitions.append(term.description)
+    return ClassText(label=str(values[0]), names=names, definitions=definitions)
+
+
+def marker_caption(name: str, genes: Sequence[str], rng: np.random.Generator) -> str:
+    """One caption naming ``genes`` (1-3 marker genes of this cell) with a random template."""
+    template = MARKER_TEMPLATES[int(rng.integers(len(MARKER_TEMPLATES)))]
+    listed = ", ".join(genes[:-1]) + (" and " if len(genes) > 1 else "") + genes[-1]
+    plus = " ".join(f"{g}+" for g in genes)
+    return template.format(name=name, genes=listed, plus=plus)

@@ -1,0 +1,47 @@
+"""Hard negatives: for each cell, a caption of another class that the current model finds close.
+
+Random negatives are mostly easy (a monocyte against "a B cell"); mining with the model being trained
+picks the other-class captions it confuses most, e.g. "CD8 T cell" for a CD4 T cell.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mmgene.errors import ParameterError
+
+
+def mine_hard_negatives(dataset: Any, model: Any, captions_by_label: dict[int, list[str]], top_k: int = 3, seed: int = 0) -> Any:
+    """Return ``dataset`` (a pairs split with ``cell``, ``caption``, ``label``) with a ``negative`` column.
+
+    Each row's negative is drawn (seeded) from the ``top_k`` captions of *other* labels most similar to
+    the row's cell under ``model`` (an :class:`~mmgene.align.AlignedModel`).
+    """
+    for column in ("cell", "caption", "label"):
+        if column not in dataset.column_names:
+            raise ParameterError(f"the dataset has no {column!r} column", "argument dataset", "pass a split made by make_pairs")
+    if top_k < 1:
+        raise ParameterError(f"top_k must be at least 1, got {top_k}", "argument top_k")
+    if len(captions_by_label) < 2:
+        raise ParameterError("hard negatives need captions of at least two labels", "argument captions_by_label")
+    pool = [(int(lab), cap) for lab, caps in captions_by_label.items() for cap in caps]
+    pool_labels = np.array([p[0] for p in pool])
+    text = model.encode_text([p[1] for p in pool])
+    cells = model.encode_inputs(dataset["cell"])
+    sim = cells @ text.T
+    labels = np.asarray(dataset["label"])
+    sim[labels[:, None] == pool_labels[None, :]] = -np.inf
+    k = min(top_k, int(np.isfinite(sim).sum(1).min()))
+    if k < 1:
+        raise ParameterError("some rows have no caption of another label", "argument captions_by_label")
+    top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    rng = np.random.default_rng(seed)
+    pick = top[np.arange(len(top)), rng.integers(0, k, size=len(top))]
+    negatives = [pool[j][1] for j in pick]
+    if "negative" in dataset.column_names:
+        dataset = dataset.remove_columns("negative")
+    dataset = dataset.add_column("negative", negatives)
+    order = ["cell", "caption", "negative"] + [c for c in dataset.column_names if c not in ("cell", "caption", "negative")]
+    return dataset.select_columns(order)

@@ -1,0 +1,88 @@
+"""Turn dataset label names into plain cell-type text ("CD14+ Monocytes" -> "CD14+ monocyte").
+
+Label columns are written for people scanning a plot legend, not for a text encoder: plurals, slashes
+between markers, abbreviations ("T Reg", "Mono", "DC") and bare adjectives ("Dendritic"). The rules
+here are generic and documented in :func:`clean_label`; the same cleaning is used for training
+captions and for zero-shot prompts so both sides speak the same way.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: abbreviation (lower-cased, whole words) -> text
+ABBREVIATIONS = {
+    "t reg": "regulatory T",
+    "treg": "regulatory T",
+    "tregs": "regulatory T",
+    "mono": "monocyte",
+    "monos": "monocyte",
+    "dc": "dendritic cell",
+    "dcs": "dendritic cell",
+    "pdc": "plasmacytoid dendritic cell",
+    "mdc": "myeloid dendritic cell",
+    "mk": "megakaryocyte",
+    "hsc": "hematopoietic stem cell",
+    "nkt": "NKT cell",
+}
+#: words that already name a kind of cell, so no "cell" is appended after them.
+_CELL_NOUNS = re.compile(r"(cell|cyte|blast|phil|phage|platelet|erythrocyte|progenitor|neuron)s?$", re.IGNORECASE)
+#: lineage letters written alone ("CD19+ B", "Naive T"): they need "cell" after them.
+_LINEAGE = {"T", "B", "NK", "NKT", "ILC", "MAIT"}
+#: markers that imply T cells in blood when no lineage is named ("CD4+/CD45RO+ Memory").
+_T_MARKERS = re.compile(r"^CD(3|4|8)[A-Z]?[+-]?$")
+
+
+def _singular(word: str) -> str:
+    if len(word) > 3 and word.lower().endswith("s") and not word.lower().endswith("ss") and word.isalpha():
+        return word[:-1]
+    return word
+
+
+def _case(word: str) -> str:
+    """Lower-case ordinary words; keep markers (CD14+), lineage letters (T, NK) and other capitals."""
+    if any(c.isdigit() for c in word) or "+" in word or word in _LINEAGE or (word.isupper() and len(word) <= 5):
+        return word
+    return word.lower()
+
+
+def clean_label(name: str) -> str:
+    """Readable singular cell-type text for a label.
+
+    Rules, in order: ``/`` and ``_`` become spaces; known abbreviations are expanded (``T Reg`` ->
+    ``regulatory T``); plurals become singular; ordinary words are lower-cased while markers, lineage
+    letters and acronyms keep their case; CD3/CD4/CD8 markers without a lineage word add ``T``; and
+    ``cell`` is appended unless the name already ends in a cell noun (``monocyte``, ``B cell``).
+
+    >>> clean_label("CD14+ Monocytes")
+    'CD14+ monocyte'
+    >>> clean_label("CD4+/CD45RO+ Memory")
+    'CD4+ CD45RO+ memory T cell'
+    """
+    text = re.sub(r"[/_]+", " ", str(name)).strip()
+    text = re.sub(r"\s+", " ", text)
+    if not text:
+        return text
+    lowered = f" {text.lower()} "
+    for abbr, full in sorted(ABBREVIATIONS.items(), key=lambda kv: -len(kv[0])):
+        pattern = re.compile(rf"(?<![\w+-]){re.escape(abbr)}(?![\w+-])", re.IGNORECASE)
+        if pattern.search(lowered):
+            text = pattern.sub(full, text)
+            lowered = f" {text.lower()} "
+    words = [_case(_singular(w)) for w in text.split()]
+    has_lineage = any(w in _LINEAGE or _CELL_NOUNS.search(w) for w in words) or "killer" in words
+    if not has_lineage and any(_T_MARKERS.match(w) for w in words):
+        words.append("T")
+    if not _CELL_NOUNS.search(words[-1]):
+        words.append("cell")
+    out = " ".join(words)
+    return re.sub(r"\bcell cell\b", "cell", out)
+
+
+def split_markers(name: str) -> tuple[list[str], str]:
+    """Leading marker words and the rest: ``"CD19+ B cell"`` -> ``(["CD19+"], "B cell")``."""
+    words = name.split()
+    markers = []
+    while words and (any(c.isdigit() for c in words[0]) and words[0][:1].isalpha()) and len(words) > 1:
+        markers.append(words.pop(0))
+    return markers, " ".join(words)

@@ -1,0 +1,106 @@
+"""Cell Ontology text (names, synonyms, definitions), offline through ``cellxgene-ontology-guide``.
+
+Used twice: to enrich training captions (a cell labelled ``CL:0000623`` is also captioned "NK cell" and
+"A lymphocyte that can spontaneously kill ...") and to enrich zero-shot prompts (a label such as
+"dendritic cell" is looked up by name and its synonyms join the prompt ensemble). The parser ships
+its ontology files inside the package, so nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from mmgene.errors import ParameterError, require
+
+_CL_ID = re.compile(r"^CL:\d{7}$")
+
+
+@dataclass(frozen=True)
+class TermText:
+    """The words the Cell Ontology has for one term."""
+
+    term_id: str
+    label: str
+    synonyms: tuple[str, ...] = field(default_factory=tuple)
+    description: str = ""
+
+    def names(self) -> list[str]:
+        """The label first, then the synonyms, without duplicates."""
+        out: list[str] = []
+        for name in (self.label, *self.synonyms):
+            if name and name not in out:
+                out.append(name)
+        return out
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Any:
+    module = require("cellxgene_ontology_guide.ontology_parser", "ontology", "Cell Ontology captions")
+    return module.OntologyParser()
+
+
+def is_term_id(value: object) -> bool:
+    """Whether ``value`` looks like a Cell Ontology id (``CL:0000623``)."""
+    return isinstance(value, str) and bool(_CL_ID.match(value))
+
+
+@lru_cache(maxsize=4096)
+def term_text(term_id: str) -> TermText:
+    """Label, synonyms and definition of a ``CL:`` term (raises :class:`ParameterError` for unknown ids)."""
+    if not is_term_id(term_id):
+        raise ParameterError(
+            f"{term_id!r} is not a Cell Ontology id",
+            "the ontology id column",
+            "give ids like 'CL:0000623', or leave out ontology enrichment (ontology_col=None)",
+        )
+    parser = _parser()
+    try:
+        label = parser.get_term_label(term_id)
+    except (ValueError, KeyError) as exc:
+        raise ParameterError(
+            f"Cell Ontology term {term_id!r} is unknown to cellxgene-ontology-guide ({exc})",
+            "the ontology id column",
+            "check the id, or update cellxgene-ontology-guide",
+        ) from exc
+    try:
+        synonyms = tuple(parser.get_term_synonyms(term_id) or ())
+    except (ValueError, KeyError):
+        synonyms = ()
+    try:
+        description = parser.get_term_description(term_id) or ""
+    except (ValueError, KeyError):
+        description = ""
+    return TermText(term_id=term_id, label=label or term_id, synonyms=synonyms, description=description)
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9+]+", " ", name.lower()).strip()
+
+
+@lru_cache(maxsize=1)
+def _name_index() -> dict[str, str]:
+    """Normalised label or synonym -> CL id, over all current ``CL:`` terms."""
+    parser = _parser()
+    index: dict[str, str] = {}
+    label_to_id = parser.get_term_label_to_id_map("CL")
+    for label, term in label_to_id.items():
+        if is_term_id(term) and not parser.is_term_deprecated(term):
+            index.setdefault(_norm(label), term)
+    terms = sorted({t for t in label_to_id.values() if is_term_id(t)})
+    for term, synonyms in parser.map_term_synonyms(terms).items():  # after labels: a label wins a clash
+        for syn in synonyms or ():
+            index.setdefault(_norm(syn), term)
+    return index
+
+
+def find_term(name: str) -> TermText | None:
+    """The Cell Ontology term whose label or synonym equals ``name`` (case and punctuation ignored)."""
+    key = _norm(name)
+    if not key:
+        return None
+    index = _name_index()
+    term = index.get(key) or (index.get(key[:-1]) if key.endswith("s") else None)
+    return term_text(term) if term else None

@@ -1,0 +1,198 @@
+"""The aligned text-cell model: routing, loss, a few training steps, save/load in a fresh process, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from mmgene.errors import InputFileError, ParameterError
+
+
+@pytest.fixture(scope="module")
+def small_pbmc(pbmc3k_path):
+    """300 PBMC 3k cells (seeded), enough for a few training steps."""
+    import mmgene.io
+
+    adata = mmgene.io.read(pbmc3k_path)
+    keep = np.sort(np.random.default_rng(0).choice(adata.n_obs, 300, replace=False))
+    return adata[keep].copy()
+
+
+@pytest.fixture(scope="module")
+def trained(small_pbmc, tmp_path_factory):
+    from mmgene.align import train
+
+    out = tmp_path_factory.mktemp("model") / "aligned"
+    model = train(
+        small_pbmc,
+        ["cell_type", "cell_type_cl_name"],
+        ontology_col="cell_type_ontology_term_id",
+        out=out,
+        max_steps=6,
+        batch_size=32,
+        max_genes=128,
+        gene_dim=32,
+        dim=32,
+        captions_per_cell=1,
+        eval_steps=3,
+        seed=0,
+    )
+    return model, out
+
+
+class _Fixed(torch.nn.Module):
+    """A stand-in model: the 'sentence_embedding' of a column is its given 'x'."""
+
+    def forward(self, features):
+        return {"sentence_embedding": torch.nn.functional.normalize(features["x"], dim=-1)}
+
+
+def _reference_loss(cells, texts, labels, scale):
+    cells = cells / np.linalg.norm(cells, axis=1, keepdims=True)
+    texts = texts / np.linalg.norm(texts, axis=1, keepdims=True)
+    logits = scale * cells @ texts.T
+    n = len(cells)
+    mask = (labels[:, None] == labels[None, :]) & ~np.eye(n, dtype=bool)
+    logits = np.where(mask, -np.inf, logits)
+
+    def ce(mat):
+        return float(np.mean([-(mat[i, i] - np.log(np.exp(mat[i][np.isfinite(mat[i])]).sum())) for i in range(n)]))
+
+    return (ce(logits) + ce(logits.T)) / 2
+
+
+def test_symmetric_infonce_matches_reference_and_masks_same_label():
+    from mmgene.align.loss import SymmetricInfoNCELoss
+
+    rng = np.random.default_rng(0)
+    cells = rng.normal(size=(5, 4)).astype(np.float32)
+    texts = rng.normal(size=(5, 4)).astype(np.float32)
+    labels = np.array([0, 0, 1, 2, 2])
+    loss = SymmetricInfoNCELoss(_Fixed(), temperature=0.1)
+    got = loss([{"x": torch.tensor(cells)}, {"x": torch.tensor(texts)}], torch.tensor(labels))
+    assert got.item() == pytest.approx(_reference_loss(cells, texts, labels, 10.0), rel=1e-5)
+    unmasked = SymmetricInfoNCELoss(_Fixed(), temperature=0.1, mask_same_label=False)
+    got2 = unmasked([{"x": torch.tensor(cells)}, {"x": torch.tensor(texts)}], torch.tensor(labels))
+    assert got2.item() == pytest.approx(_reference_loss(cells, texts, np.arange(5), 10.0), rel=1e-5)
+    # the temperature is a learnable parameter
+    got.backward()
+    assert loss.logit_scale.grad is not None
+    assert loss.temperature == pytest.approx(0.1)
+    assert SymmetricInfoNCELoss(_Fixed(), temperature=0.001).temperature == pytest.approx(0.01)  # CLIP clamp
+
+
+def test_training_saves_history_and_encodes_into_one_space(trained, small_pbmc):
+    model, out = trained
+    assert (out / "mmgene_align.json").exists() and (out / "modules.json").exists()
+    hist = model.meta["eval_history"]
+    assert [h["steps"] for h in hist] == [3, 6]
+    assert 0.0 <= hist[-1]["zero_shot_balanced_accuracy"] <= 1.0
+    text = model.encode_text(["a B cell", "CD14+ monocyte"])
+    cells = model.encode_cells(small_pbmc[:7])
+    assert text.shape == (2, 32) and cells.shape == (7, 32)
+    assert text.dtype == np.float32 and cells.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(cells, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, rtol=1e-5)
+    assert model.inputs == ["genes"]
+    assert model.meta["params"]["steps"] == 6
+    # routing by task: the same string embeds differently as text and as a cell sentence
+    as_text = model.st.encode(["CD3D IL7R LTB"], task="text")
+    as_cell = model.st.encode(["CD3D IL7R LTB"], task="cell")
+    assert not np.allclose(as_text, as_cell)
+
+
+def test_cells_transfer_to_a_smaller_gene_set(trained, small_pbmc):
+    model, _ = trained
+    fewer = small_pbmc[:5, small_pbmc.var_names[:2000]].copy()
+    emb = model.encode_cells(fewer, key="X_aligned")
+    assert emb.shape == (5, 32) and np.isfinite(emb).all()
+    assert fewer.uns["mmgene"]["X_aligned"]["inputs"] == ["genes"]
+
+
+def test_save_and_load_in_a_fresh_process_encode_identically(trained, small_pbmc, tmp_path):
+    model, out = trained
+    sub = small_pbmc[:9].copy()
+    h5 = tmp_path / "cells.h5ad"
+    sub.write_h5ad(h5)
+    before_cells = model.encode_cells(sub)
+    before_text = model.encode_text(["natural killer cell", "a cell expressing MS4A1"])
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, anndata as ad, mmgene.io
+        from mmgene.align import load
+        m = load({str(out)!r})
+        a = mmgene.io.read({str(h5)!r})
+        np.save({str(tmp_path / 'cells.npy')!r}, m.encode_cells(a))
+        np.save({str(tmp_path / 'text.npy')!r}, m.encode_text(["natural killer cell", "a cell expressing MS4A1"]))
+        """
+    )
+    env = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MMGENE_QUIET": "1", "PATH": ""}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
+    np.testing.assert_allclose(np.load(tmp_path / "cells.npy"), before_cells, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "text.npy"), before_text, rtol=1e-5, atol=1e-6)
+
+
+def test_load_refuses_bad_folders(tmp_path, trained):
+    from mmgene.align import load
+
+    with pytest.raises(InputFileError, match="no mmgene aligned model"):
+        load(tmp_path / "nothing")
+    _, out = trained
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    modules = json.loads((copy / "modules.json").read_text())
+    modules[0]["type"] = "evil.module.Class"
+    (copy / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(InputFileError, match="does not load"):
+        load(copy)
+
+
+def test_train_bad_input(small_pbmc):
+    from mmgene.align import train
+    from mmgene.errors import MissingColumnError
+
+    with pytest.raises(ParameterError, match="loss"):
+        train(small_pbmc, "cell_type", loss="triplet")
+    with pytest.raises(MissingColumnError):
+        train(small_pbmc, "celltype", max_steps=1)
+    with pytest.raises(MissingColumnError):
+        train(small_pbmc, "cell_type", inputs=["X_genept_w"], max_steps=1)
+
+
+def test_obsm_input_tower_trains_a_step(small_pbmc):
+    from mmgene.align import train
+
+    adata = small_pbmc[:120].copy()
+    adata.obsm["X_pca"] = np.random.default_rng(0).normal(size=(adata.n_obs, 8)).astype(np.float32)
+    model = train(adata, "cell_type", inputs=["X_pca"], max_steps=1, batch_size=16, dim=16, test_size=0.0)
+    assert model.inputs == ["X_pca"]
+    assert model.encode_cells(adata[:3]).shape == (3, 16)
+    assert not math.isnan(float(model.meta["temperature"]))
+
+
+def test_cli_train_and_evaluate(tmp_path, small_pbmc):
+    from typer.testing import CliRunner
+
+    from mmgene.cli.app import app
+
+    h5 = tmp_path / "small.h5ad"
+    small_pbmc[:160].copy().write_h5ad(h5)
+    out = tmp_path / "m"
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", str(h5), "--label-col", "cell_type", "--out", str(out), "--max-steps", "2", "--batch-size", "16"])
+    assert res.exit_code == 0, res.output
+    assert (out / "mmgene_align.json").exists()
+    res = runner.invoke(app, ["evaluate", str(out), str(h5), "--label-col", "cell_type", "--no-baseline", "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "rep.json").read_text())
+    assert report["n_cells"] == 160 and "macro_auroc" in report["zero_shot"]
+    assert "| mmgene aligned model |" in (tmp_path / "rep.md").read_text()

@@ -1,0 +1,201 @@
+"""Training pairs: label cleaning, ontology text, gene mentions, splits, captions, negatives."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from mmgene.errors import MissingColumnError, ParameterError
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("CD14+ Monocytes", "CD14+ monocyte"),
+        ("CD4+/CD45RO+ Memory", "CD4+ CD45RO+ memory T cell"),
+        ("CD4+/CD25 T Reg", "CD4+ CD25 regulatory T cell"),
+        ("CD19+ B", "CD19+ B cell"),
+        ("CD56+ NK", "CD56+ NK cell"),
+        ("CD34+", "CD34+ cell"),
+        ("Dendritic", "dendritic cell"),
+        ("Dendritic cells", "dendritic cell"),
+        ("Megakaryocytes", "megakaryocyte"),
+        ("CD8+/CD45RA+ Naive Cytotoxic", "CD8+ CD45RA+ naive cytotoxic T cell"),
+        ("NK cells", "NK cell"),
+        ("natural killer cell", "natural killer cell"),
+    ],
+)
+def test_clean_label(raw, clean):
+    from mmgene.pairs import clean_label
+
+    assert clean_label(raw) == clean
+
+
+def test_ontology_terms_offline():
+    from mmgene.pairs import find_term, term_text
+
+    nk = term_text("CL:0000623")
+    assert nk.label == "natural killer cell" and "NK cell" in nk.synonyms
+    assert nk.description.startswith("A lymphocyte that can spontaneously kill")
+    assert find_term("B cells").term_id == "CL:0000236"
+    assert find_term("Treg").term_id == "CL:0000815"
+    assert find_term("no such cell type at all") is None
+    with pytest.raises(ParameterError, match="not a Cell Ontology id"):
+        term_text("CL:12")
+    with pytest.raises(ParameterError, match="unknown"):
+        term_text("CL:9999999")
+
+
+def test_gene_mentions_symbols_aliases_and_negation():
+    from mmgene.align.mentions import build_mention_index, find_mentions
+
+    syms = ["CD19", "CD14", "NCAM1", "IL2RA", "PTPRC", "CD4", "CD8A", "CD34", "MS4A1", "HLA-DRA", "CD79A"]
+    ix = build_mention_index(syms)
+
+    def named(text):
+        return [syms[i] for i in find_mentions(text, ix)]
+
+    assert named("CD19+ B") == ["CD19"]
+    assert named("CD56+ NK") == ["NCAM1"]  # NCBI alias
+    assert named("CD4+/CD45RA+/CD25- Naive T") == ["CD4", "PTPRC"]  # isoform -> PTPRC, CD25- negated
+    assert named("A monocyte that expresses CD14 and is negative for the lineage markers CD3, CD19, and CD20.") == ["CD14"]
+    assert named("lineage negative (CD3-negative, CD19-negative)") == []
+    assert named("a cell expressing HLA-DRA, CD79A and MS4A1") == ["HLA-DRA", "CD79A", "MS4A1"]
+    assert named("T cell") == []
+    assert named("CD19+ CD19-positive B cell") == ["CD19"]  # no repeats
+
+
+def test_split_by_cell_is_seeded_and_disjoint():
+    from mmgene.pairs import split_cells
+
+    adata = ad.AnnData(np.zeros((10, 1), dtype=np.float32))
+    train, test = split_cells(adata, test_size=0.2, seed=0)
+    assert len(train) == 8 and len(test) == 2 and not set(train) & set(test)
+    expected = np.sort(np.random.default_rng(0).permutation(10)[8:])
+    assert test.tolist() == expected.tolist()
+    again = split_cells(adata, test_size=0.2, seed=0)
+    assert again[1].tolist() == test.tolist()
+    with pytest.raises(ParameterError, match="test_size"):
+        split_cells(adata, test_size=1.5)
+
+
+def test_split_by_group_never_leaks():
+    from mmgene.pairs import split_cells
+
+    groups = np.repeat(["d1", "d2", "d3", "d4", "d5"], [30, 10, 25, 20, 15])
+    adata = ad.AnnData(np.zeros((100, 1), dtype=np.float32), obs=pd.DataFrame({"donor": groups}, index=[f"c{i}" for i in range(100)]))
+    for seed in range(5):
+        train, test = split_cells(adata, test_size=0.2, seed=seed, group_col="donor")
+        assert set(groups[train]).isdisjoint(groups[test])
+        assert len(test) >= 20 and len(train) + len(test) == 100
+    with pytest.raises(MissingColumnError):
+        split_cells(adata, group_col="batch")
+    adata.obs["one"] = "x"
+    with pytest.raises(ParameterError, match="single group"):
+        split_cells(adata, group_col="one")
+
+
+def _tiny_counts():
+    # 6 cells x 5 genes; genes A..E; two classes
+    X = np.array(
+        [
+            [10, 0, 1, 0, 5],
+            [8, 1, 0, 0, 4],
+            [9, 0, 0, 1, 6],
+            [0, 12, 0, 3, 5],
+            [1, 9, 2, 0, 4],
+            [0, 11, 0, 2, 6],
+        ],
+        dtype=np.float32,
+    )
+    obs = pd.DataFrame(
+        {
+            "cell_type": ["B cells"] * 3 + ["NK cells"] * 3,
+            "cl": ["CL:0000236"] * 3 + ["CL:0000623"] * 3,
+            "donor": ["d1", "d2", "d3", "d1", "d2", "d3"],
+        },
+        index=[f"cell{i}" for i in range(6)],
+    )
+    var = pd.DataFrame({"gene_symbol": ["MS4A1", "NKG7", "CD3E", "GNLY", "ACTB"]}, index=["MS4A1", "NKG7", "CD3E", "GNLY", "ACTB"])
+    return ad.AnnData(sp.csr_matrix(X), obs=obs, var=var)
+
+
+def test_cell_inputs_values_and_order():
+    from mmgene.align.inputs import cell_inputs, top_genes
+
+    adata = _tiny_counts()
+    cells = cell_inputs(adata, max_genes=2)
+    total = 16.0
+    assert cells[0]["genes"] == ["MS4A1", "ACTB"]
+    np.testing.assert_allclose(cells[0]["values"], np.round(np.log1p(np.array([10, 5]) / total * 1e4), 4), rtol=1e-6)
+    m = top_genes(sp.csr_matrix(np.array([[1.0, 3.0, 3.0, 0.0]])), 2)
+    assert m.indices.tolist() == [1, 2]  # ties keep column order
+    with pytest.raises(MissingColumnError):
+        cell_inputs(adata, inputs=["X_missing"])
+    with pytest.raises(ParameterError):
+        cell_inputs(adata, inputs=[])
+
+
+def test_specific_genes_are_above_average():
+    from mmgene.pairs import specific_genes
+
+    adata = _tiny_counts()
+    genes = specific_genes(adata, np.array([0, 3]), np.arange(6), k=2)
+    X = adata.X.toarray()
+    logx = np.log1p(X / X.sum(1, keepdims=True) * 1e4)
+    excess = np.where(X > 0, logx - logx.mean(0), 0)
+    names = np.asarray(adata.var_names)
+    for got, row in zip(genes, [0, 3]):
+        order = [g for g in np.argsort(-excess[row], kind="stable") if excess[row, g] > 0][:2]
+        assert got == names[order].tolist()
+
+
+def test_make_pairs_columns_captions_negatives_and_exclusion():
+    from mmgene.pairs import make_pairs
+
+    adata = _tiny_counts()
+    pairs = make_pairs(adata, "cell_type", ontology_col="cl", negatives=True, test_size=0.34, captions_per_cell=4, seed=3)
+    assert list(pairs["train"].column_names) == ["cell", "caption", "negative", "label", "obs_name"]
+    assert pairs.classes == ["B cells", "NK cells"]
+    train = pairs["train"]
+    assert len(train) == 4 * len(set(train["obs_name"]))
+    captions = {0: set(), 1: set()}
+    for row in train:
+        captions[row["label"]].add(row["caption"])
+        # the negative is a caption of the other class
+        other = pairs.class_text[1 - row["label"]]
+        assert row["negative"] in other.all_captions()
+    texts = pairs.class_text[1]
+    assert "natural killer cell" in texts.names and "NK cell" in texts.names
+    assert any("spontaneously kill" in d for d in texts.definitions)
+    # same seed, same dataset
+    again = make_pairs(adata, "cell_type", ontology_col="cl", negatives=True, test_size=0.34, captions_per_cell=4, seed=3)
+    assert again["train"]["caption"] == train["caption"]
+    assert set(pairs["test"]["obs_name"]).isdisjoint(train["obs_name"])
+
+    unseen = make_pairs(adata, "cell_type", exclude_labels=["NK cells"], test_size=0.34, seed=0)
+    assert set(unseen["train"]["label"]) == {0}
+
+    grouped = make_pairs(adata, "cell_type", group_col="donor", test_size=0.3, seed=1)
+    train_donors = {adata.obs.loc[n, "donor"] for n in grouped["train"]["obs_name"]}
+    test_donors = {adata.obs.loc[n, "donor"] for n in grouped["test"]["obs_name"]}
+    assert train_donors.isdisjoint(test_donors)
+
+
+def test_make_pairs_bad_input():
+    from mmgene.pairs import make_pairs
+
+    adata = _tiny_counts()
+    with pytest.raises(MissingColumnError):
+        make_pairs(adata, "celltype")
+    with pytest.raises(ParameterError, match="do not exist"):
+        make_pairs(adata, "cell_type", exclude_labels=["T cells"])
+    with pytest.raises(ParameterError, match="no cell is left"):
+        make_pairs(adata, "cell_type", exclude_labels=["NK cells", "B cells"])
+    with pytest.raises(ParameterError, match="marker_share"):
+        make_pairs(adata, "cell_type", marker_share=2.0)
+    with pytest.raises(ParameterError, match="Cell Ontology"):
+        make_pairs(adata, "cell_type", ontology_col="donor")
