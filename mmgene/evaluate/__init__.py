@@ -12,6 +12,14 @@ from typing import Any
 _EXPORTS = {
     "knn_classify": "mmgene.evaluate.clustering",
     "kmeans_scores": "mmgene.evaluate.clustering",
+    "evaluate": "mmgene.evaluate.report",
+    "markdown_report": "mmgene.evaluate.report",
+    "genept_s_zero_shot": "mmgene.evaluate.report",
+    "zero_shot": "mmgene.evaluate.zero_shot",
+    "classification_metrics": "mmgene.evaluate.zero_shot",
+    "retrieval_metrics": "mmgene.evaluate.retrieval",
+    "class_prompts": "mmgene.evaluate.prompts",
+    "clean_label": "mmgene.pairs.labels",
 }
 
 
