@@ -96,3 +96,39 @@ def test_bad_sources(geneformer_v1_dir, tmp_path):
 def test_sha_is_of_file_bytes(geneformer_v1_dir):
     raw = (geneformer_v1_dir / "token_dictionary.pkl").read_bytes()
     assert hashlib.sha256(raw).hexdigest() == V1_SHA["token_dictionary.pkl"]
+
+
+def test_hub_download_cached_and_errors(geneformer_v1_dir, tmp_path, monkeypatch):
+    """Against the loopback Hub: the V1 files under their hub paths are downloaded, cached, and reused
+    offline; a missing optional file is skipped; offline without a cache gives a RemoteError."""
+    from huggingface_hub import HfApi, constants
+    from servers.hub_server import HubServer
+
+    from mmgene.errors import RemoteError
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    layout = tmp_path / "repo" / "geneformer" / "gene_dictionaries_30m"
+    layout.mkdir(parents=True)
+    for old, new in [("token_dictionary", "token_dictionary_gc30M"), ("gene_median_dictionary", "gene_median_dictionary_gc30M"), ("gene_name_id_dict", "gene_name_id_dict_gc30M")]:
+        shutil.copy(geneformer_v1_dir / f"{old}.pkl", layout / f"{new}.pkl")
+    with HubServer(tmp_path / "hub") as server:
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        api = HfApi(endpoint=server.url, token=server.token)
+        repo = api.create_repo("Geneformer").repo_id
+        api.upload_folder(repo_id=repo, folder_path=str(tmp_path / "repo"))
+        d = load_dictionaries(repo, "V1")
+        assert d.vocab_size == 25426 and len(d.name_to_id) == 40248 and d.ensembl_mapping is None
+        assert d.source == f"hub:{repo}@main"
+        assert d.sha256["token_dictionary_gc30M.pkl"] == V1_SHA["token_dictionary.pkl"]
+        fetched = {raw.split("/resolve/", 1)[1].split("/", 1)[1] for method, raw, _ in server.app.log if "/resolve/" in raw and method == "GET"}
+        assert fetched == {f"geneformer/gene_dictionaries_30m/{n}_gc30M.pkl" for n in ("token_dictionary", "gene_median_dictionary", "gene_name_id_dict")}
+        with pytest.raises(RemoteError, match="not in the hub repository"):
+            load_dictionaries(repo, "V2")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # server gone: the cache is enough
+    assert load_dictionaries(repo, "V1").medians == d.medians
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(RemoteError, match="not cached"):
+        load_dictionaries(repo, "V1")

@@ -241,15 +241,27 @@ def _hub_files(repo: str, version: str, revision: str | None) -> dict[str, Path 
     for role, (hub_path, _, required) in _FILES[version].items():
         try:
             found[role] = Path(hf_hub_download(repo, hub_path, revision=revision))
+        except LocalEntryNotFoundError as exc:  # offline or unreachable, and not in the cache
+            if not required:
+                from mmgene.progress import info
+
+                info(f"load_dictionaries: {hub_path} is neither reachable nor cached; going on without it")
+                found[role] = None
+                continue
+            raise RemoteError(
+                f"could not download {hub_path} from the hub repository {repo} and it is not cached ({str(exc).splitlines()[0][:200]})",
+                f"{repo}@{revision or 'main'}",
+                "check the network (HF_HUB_OFFLINE must be unset), or pass a local folder holding the .pkl files",
+            ) from exc
         except EntryNotFoundError:
             if required:
                 raise RemoteError(f"{hub_path} is not in the hub repository {repo}", f"{repo}@{revision or 'main'}", "check the repository and version") from None
             found[role] = None
-        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        except (HfHubHTTPError, OSError) as exc:
             raise RemoteError(
                 f"could not download {hub_path} from the hub repository {repo} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
                 f"{repo}@{revision or 'main'}",
-                "check the network (HF_HUB_OFFLINE must be unset), or pass a local folder holding the .pkl files",
+                "check the network and the repository id, or pass a local folder holding the .pkl files",
             ) from exc
     return found
 
