@@ -102,3 +102,21 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
                            "--repo-id", "me/x", "--dry-run"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith("mmgene: error: file not found")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_backed_publish_matches_in_memory(pbmc68k, tmp_path):
+    import mmgene.hub
+    from mmgene.hub.chunks import read_chunk
+
+    src = tmp_path / "pbmc.h5ad"
+    pbmc68k[:150].copy().write_h5ad(src)
+    kwargs = dict(layout="single", dry_run=True, chunk_size=100, top_k=15, split_by="louvain")
+    mem = mmgene.hub.publish(src, "me/mem", out=tmp_path / "mem", **kwargs)
+    disk = mmgene.hub.publish(src, "me/disk", out=tmp_path / "disk", backed=True, **kwargs)
+    for a, b in zip(mem.chunks, disk.chunks):  # same cells; only the recorded provenance (backed=True) differs
+        ca, cb = read_chunk(tmp_path / "mem" / "chunks" / a["name"]), read_chunk(tmp_path / "disk" / "chunks" / b["name"])
+        np.testing.assert_array_equal(ca.X, cb.X)
+        np.testing.assert_array_equal(ca.raw.X.toarray(), cb.raw.X.toarray())
+        assert ca.obs.equals(cb.obs) and disk.chunks and len(disk.chunks) == 2
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("share_link", "chunk_sha256")} for r in rows]  # noqa: E731
+    assert all(strip(mem.dataset[s].to_list()) == strip(disk.dataset[s].to_list()) for s in mem.dataset)

@@ -153,6 +153,10 @@ def test_chunks_roundtrip_checksums_and_vocabulary(toy, tmp_path, fmt):
         np.testing.assert_array_equal(back.X.toarray(), toy.X[c.start:c.stop].toarray())
         np.testing.assert_array_equal(back.obsm["X_emb"], toy.obsm["X_emb"][c.start:c.stop])
         assert "created" not in back.uns["mmgene"]["input"] and back.uns["mmgene"]["input"]["file"] == "toy"
+    # the format is told by content: a link (e.g. Nextcloud's .../download) may hide the file name
+    renamed = tmp_path / "token-without-suffix"
+    renamed.write_bytes(chunks[0].path.read_bytes())
+    assert list(read_chunk(renamed).obs_names) == list(toy.obs_names[:25])
 
 
 def test_chunks_from_backed_file_and_bad_input(toy, tmp_path):

@@ -35,12 +35,13 @@ def publish_command(
     seed: int = typer.Option(0, "--seed", help="Seed for splits and negatives."),
     public: bool = typer.Option(False, "--public", help="Make the repository public (default: private)."),
     license: str = typer.Option("cc-by-4.0", "--license", help="License id for the card."),
+    backed: bool = typer.Option(False, "--backed", help="Stream the .h5ad matrix from disk instead of loading it."),
 ) -> None:
     """Publish an AnnData as a Hugging Face dataset with a card and AnnData share links.
 
     Tokens come from HF_TOKEN or `hf auth login`; share passwords from MMGENE_SHARE_PASSWORD.
     """
-    from mmgene.hub.publish import publish
+    from mmgene.hub.publishing import publish
 
     options: dict = {}
     if share in ("webdav", "nextcloud", "http"):
@@ -59,7 +60,7 @@ def publish_command(
         file, repo_id, layout=layout, share=share, share_options=options, out=out, dry_run=dry_run,
         private=not public, chunk_size=chunk_size, chunk_format=chunk_format, top_k=top_k, label_key=label_key,
         caption_key=caption_key, caption_template=caption_template, split_by=split_by, n_negatives=negatives,
-        n_cell_negatives=cell_negatives, seed=seed, license=license,
+        n_cell_negatives=cell_negatives, seed=seed, license=license, backed=backed,
     )
     rows = ", ".join(f"{k}: {len(v)}" for k, v in result.dataset.items())
     typer.echo(f"{'dry run' if result.dry_run else 'published'} {result.repo_id} ({result.layout}; {rows}; "

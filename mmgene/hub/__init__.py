@@ -1,7 +1,8 @@
 """Publish AnnData as a Hugging Face dataset: layouts, chunk files with sha256, share links, cards.
 
 Everything is looked up lazily so that ``import mmgene.hub`` loads neither ``datasets`` nor
-``huggingface_hub``.
+``huggingface_hub``. (The flow lives in :mod:`mmgene.hub.publishing`, not ``publish.py``, so that the
+function ``mmgene.hub.publish`` is never shadowed by a submodule of the same name.)
 
 Typical use::
 
@@ -18,8 +19,8 @@ from typing import Any
 
 #: public name -> module that defines it
 _EXPORTS = {
-    "publish": "mmgene.hub.publish",
-    "PublishResult": "mmgene.hub.publish",
+    "publish": "mmgene.hub.publishing",
+    "PublishResult": "mmgene.hub.publishing",
     "build_dataset": "mmgene.hub.layouts",
     "assign_splits": "mmgene.hub.layouts",
     "LAYOUTS": "mmgene.hub.layouts",

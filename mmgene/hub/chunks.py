@@ -152,12 +152,14 @@ def write_chunks(
 
 
 def read_chunk(path: str | os.PathLike[str]) -> Any:
-    """Open a chunk file written by :func:`write_chunks` (.h5ad or .zarr.zip) as an in-memory AnnData."""
+    """Open a chunk file written by :func:`write_chunks` (.h5ad or .zarr.zip, told apart by content) in memory."""
     import anndata as ad
 
     path = Path(path)
     try:
-        if path.name.endswith(".zip"):
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        if magic == b"PK\x03\x04":  # a zipped zarr store (links may hide the file name)
             from zarr.storage import ZipStore
 
             store = ZipStore(path, mode="r")

@@ -163,6 +163,7 @@ def publish(
     description: str | None = None,
     source_citation: str | None = None,
     token: str | None = None,
+    backed: bool = False,
 ) -> PublishResult:
     """Publish an AnnData as a Hugging Face dataset (see the module docstring).
 
@@ -183,6 +184,8 @@ def publish(
         Embeddings to include as ``emb_<key>`` columns (default: those made by mmgene, per ``uns['mmgene']``).
     token
         Hub token; by default ``$HF_TOKEN`` or huggingface_hub's login. Never written anywhere.
+    backed
+        Open an .h5ad file backed (``'r'``): the matrix is streamed chunk by chunk instead of loaded.
     """
     import mmgene.cells
     import mmgene.io
@@ -195,7 +198,7 @@ def publish(
         raise ParameterError(f"top_k must be at least 1, got {top_k}", "top_k", "pass a positive number of genes")
     if hasattr(data, "obs") and not getattr(data, "isbacked", False):
         data = data.copy()  # read() annotates its input; keep the caller's object (and re-runs) unchanged
-    adata = mmgene.io.read(data)
+    adata = mmgene.io.read(data, backed=backed)
     backend: ShareBackend | None = None
     if not dry_run:
         hub_token(token)  # register the token as a secret before anything can print it
