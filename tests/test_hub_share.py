@@ -179,3 +179,15 @@ def test_hub_token_is_sent_only_to_the_hub_host(monkeypatch):
     assert _auth_headers("http://127.0.0.1:10/x.h5ad") == {}
     assert _auth_headers("https://cloud.example.org/index.php/s/abc/download") == {}
     assert os.environ["HF_TOKEN"] not in "https://cloud.example.org/index.php/s/abc/download"
+
+
+def test_uploads_retry_on_503_with_retry_after(dav, tmp_path):
+    f = _file(tmp_path, "r.h5ad", 2048, 9)
+    dav.app.put_faults = 2
+    (s,) = WebDavShare(dav.dav_url, folder="retry", public_url=dav.url + "/public", backoff=30).share([f])
+    puts = [p for m, p in dav.app.log if m == "PUT" and p.endswith("/r.h5ad")]
+    assert len(puts) == 3 and dav.app.put_faults == 0  # Retry-After: 0 was honoured (no 30 s backoff)
+    assert (dav.app.files / "retry" / "r.h5ad").read_bytes() == Path(f.path).read_bytes()
+    with pytest.raises(RemoteError, match="after 2 attempts"):
+        dav.app.put_faults = 5
+        WebDavShare(dav.dav_url, folder="retry2", retries=1, backoff=0).share([_file(tmp_path, "q.h5ad", 10, 10)])

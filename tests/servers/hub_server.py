@@ -37,19 +37,20 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
 
 @dataclass
 class Entry:
+    """One file of a commit: its content (sha256, size), whether it is LFS, and its git blob id if not."""
+
     sha256: str
     size: int
     lfs: bool
+    regular_oid: str = ""
 
     @property
     def git_oid(self) -> str:
-        return git_blob_oid(lfs_pointer(self.sha256, self.size)) if self.lfs else self._regular_oid
-
-    _regular_oid: str = ""
+        return git_blob_oid(lfs_pointer(self.sha256, self.size)) if self.lfs else self.regular_oid
 
     @property
     def etag(self) -> str:
-        return self.sha256 if self.lfs else self._regular_oid
+        return self.sha256 if self.lfs else self.regular_oid
 
 
 @dataclass

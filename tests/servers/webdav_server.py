@@ -13,7 +13,7 @@ Routes (the paths Nextcloud uses):
 
 ``faults`` injects failures into downloads: ``server.faults["chunk-00000.h5ad"] = ["truncate", "corrupt"]``
 makes the next two downloads of that file send half of it (then drop the connection), then a copy with
-one flipped byte.
+one flipped byte. ``put_faults = n`` answers the next ``n`` PUTs with ``503`` and ``Retry-After: 0``.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ class NextcloudApp:
         self.shares: dict[str, str] = {}  # token -> path relative to the user's files
         self.share_ids: dict[str, int] = {}
         self.faults: dict[str, list[str]] = {}
+        self.put_faults = 0  # answer this many PUTs with 503 + Retry-After: 0 before accepting any
         self.log: list[tuple[str, str]] = []
         self.base_url = ""
         self.lock = threading.Lock()
@@ -128,6 +129,12 @@ class NextcloudApp:
                 start_response("404 Not Found", [("Content-Length", "0")])
                 return [b""]
             return serve_file(target, environ, start_response, self._fault(target.name))
+        if method == "PUT" and self.put_faults > 0:
+            with self.lock:
+                self.put_faults -= 1
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            start_response("503 Service Unavailable", [("Retry-After", "0"), ("Content-Length", "0")])
+            return [b""]
         if method == "MOVE" and path.startswith(self.uploads_prefix + "/") and path.endswith("/.file"):
             return self.assemble(environ, start_response, path)
         return self.dav(environ, start_response)
