@@ -120,3 +120,18 @@ def test_backed_publish_matches_in_memory(pbmc68k, tmp_path):
         assert ca.obs.equals(cb.obs) and disk.chunks and len(disk.chunks) == 2
     strip = lambda rows: [{k: v for k, v in r.items() if k not in ("share_link", "chunk_sha256")} for r in rows]  # noqa: E731
     assert all(strip(mem.dataset[s].to_list()) == strip(disk.dataset[s].to_list()) for s in mem.dataset)
+
+
+def test_publish_without_token_says_what_to_do(pbmc68k, monkeypatch, tmp_path):
+    import mmgene.hub
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "no-login"))
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    with pytest.raises(ParameterError, match="no Hugging Face token") as err:
+        mmgene.hub.publish(pbmc68k[:20].copy(), "me/x", share="hub")
+    assert "hf auth login" in str(err.value)
+    with pytest.raises(ParameterError, match="namespace/name"):
+        mmgene.hub.publish(pbmc68k[:20].copy(), "no-namespace", dry_run=True, out=tmp_path / "o")
+    with pytest.raises(ParameterError, match="unknown layout"):
+        mmgene.hub.publish(pbmc68k[:20].copy(), "me/x", layout="bogus", dry_run=True, out=tmp_path / "o")

@@ -137,10 +137,12 @@ def fetch(
                     last_problem = "HTTP 416 on resume"
                     continue
                 if response.status_code not in (200, 206):
+                    denied = response.status_code in (401, 403)
                     raise RemoteError(
                         f"download failed with HTTP {response.status_code}",
                         redact(url),
-                        "check the link; private Hub datasets need HF_TOKEN or `hf auth login`",
+                        "the link needs credentials: for a private Hub dataset set HF_TOKEN or run `hf auth login`; "
+                        "WebDAV links must point at a public URL (publish with --public-url)" if denied else "check the link",
                     )
                 mode = "ab" if response.status_code == 206 and offset else "wb"
                 with open(part, mode) as fh:

@@ -201,7 +201,11 @@ def publish(
     adata = mmgene.io.read(data, backed=backed)
     backend: ShareBackend | None = None
     if not dry_run:
-        hub_token(token)  # register the token as a secret before anything can print it
+        if not hub_token(token):  # also registers the token as a secret before anything can print it
+            raise ParameterError(
+                "no Hugging Face token found", "HF_TOKEN / huggingface_hub login",
+                "export HF_TOKEN=... or run `hf auth login` (or use --dry-run to write everything locally)",
+            )
         backend = share if isinstance(share, ShareBackend) else make_share(
             share, repo_id=repo_id, private=private, **dict(share_options or {})
         )

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 from mmgene.errors import ParameterError, RemoteError
 from mmgene.hub.chunks import ChunkFile, sha256_file
