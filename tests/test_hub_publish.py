@@ -20,9 +20,9 @@ import pytest
 import requests
 
 from mmgene.hub.card import code_blocks
-from tests.servers.http_folder_server import FolderServer
-from tests.servers.hub_server import HubServer
-from tests.servers.webdav_server import WebDavServer
+from servers.http_folder_server import FolderServer
+from servers.hub_server import HubServer
+from servers.webdav_server import WebDavServer
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_e2e_secret_token_abcdef0123456789"

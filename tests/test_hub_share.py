@@ -12,8 +12,8 @@ from mmgene.errors import IntegrityError, ParameterError, RemoteError
 from mmgene.hub.chunks import ChunkFile, sha256_file
 from mmgene.hub.download import fetch
 from mmgene.hub.share import HttpFolderShare, NextcloudShare, WebDavShare, make_share
-from tests.servers.http_folder_server import FolderServer
-from tests.servers.webdav_server import WebDavServer
+from servers.http_folder_server import FolderServer
+from servers.webdav_server import WebDavServer
 
 PASSWORD = "nc-secret-pw-4711"
 

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote
 
-from tests.servers.webdav_server import serve_file
+from .webdav_server import serve_file
 
 
 class FolderApp:
