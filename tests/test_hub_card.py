@@ -111,7 +111,11 @@ def test_backed_publish_matches_in_memory(pbmc68k, tmp_path):
     src = tmp_path / "pbmc.h5ad"
     pbmc68k[:150].copy().write_h5ad(src)
     kwargs = dict(layout="single", dry_run=True, chunk_size=100, top_k=15, split_by="louvain")
+    stale = tmp_path / "mem" / "chunks" / "chunk-00007.h5ad"  # left by an earlier run with other settings
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
     mem = mmgene.hub.publish(src, "me/mem", out=tmp_path / "mem", **kwargs)
+    assert sorted(p.name for p in stale.parent.iterdir()) == ["chunk-00000.h5ad", "chunk-00001.h5ad"]
     disk = mmgene.hub.publish(src, "me/disk", out=tmp_path / "disk", backed=True, **kwargs)
     for a, b in zip(mem.chunks, disk.chunks):  # same cells; only the recorded provenance (backed=True) differs
         ca, cb = read_chunk(tmp_path / "mem" / "chunks" / a["name"]), read_chunk(tmp_path / "disk" / "chunks" / b["name"])

@@ -229,6 +229,8 @@ def publish(
         stage = Path(out)
         stage.mkdir(parents=True, exist_ok=True)
     try:
+        for stale in (stage / "chunks").glob("chunk-*"):  # a previous run may have made more or other chunks
+            stale.unlink()
         chunks = write_chunks(adata, stage / "chunks", chunk_size=chunk_size, format=chunk_format)
         if backend is None:
             shared = [SharedFile(c.name, c.sha256, c.size, _file_uri(Path(c.path)), False) for c in chunks]
