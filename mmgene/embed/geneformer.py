@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import EmptyMatrixError, ModelError, ParameterError
+from mmgene.errors import ModelError, ParameterError
 from mmgene.progress import info
 from mmgene.settings import settings
 
@@ -164,13 +164,7 @@ def geneformer(
         raise RuntimeError("rank_encode returned cells in a different order than adata.obs_names")  # contract broken
     empty = np.zeros(n_cells, dtype=bool)
     empty[np.asarray(enc.empty_cells, dtype=np.int64)] = True
-    encoded = np.flatnonzero(~empty)
-    if n_cells and not len(encoded):
-        raise EmptyMatrixError(
-            f"none of the {n_cells:,} cells has a gene in the Geneformer {dicts.version} vocabulary",
-            "var['ensembl_id'] and the expression matrix",
-            "check that var['ensembl_id'] holds human Ensembl gene ids and the matrix holds raw counts",
-        )
+    encoded = np.flatnonzero(~empty)  # rank_encode refuses data where no cell has a vocabulary gene
     longest = int(np.max(np.asarray(enc.length)[encoded])) if len(encoded) else 0
     if longest > gf.max_positions:
         raise ModelError(
@@ -206,6 +200,7 @@ def geneformer(
         method="Geneformer cell embedding (EmbExtractor semantics)",
         model=gf.name,
         model_source=gf.source,
+        model_path=str(gf.path),
         revision=gf.revision,
         revision_kind="hub commit" if gf.source == "hub" else "sha256 of the local weights",
         architecture=gf.architecture,
