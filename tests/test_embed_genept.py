@@ -81,7 +81,6 @@ def test_no_matching_gene_and_bad_vectors(tmp_path):
 def test_chunking_does_not_change_a_bit():
     rng = np.random.default_rng(1)
     X = sp.random(50, 4, density=0.6, random_state=2, format="csr", data_rvs=lambda n: rng.integers(1, 20, n)).astype(np.float32)
-    a, b = small(X.toarray()[:3]), None
     a = ad.AnnData(X, obs=pd.DataFrame(index=[f"c{i}" for i in range(50)]), var=pd.DataFrame(index=GENES))
     b = a.copy()
     genept_w(a, vectors(), chunk_size=7)

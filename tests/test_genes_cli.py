@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import anndata as ad
@@ -60,12 +59,16 @@ def test_embed_texts_then_genept_w_and_s(tmp_path):
     assert inplace.obsm["X_genept_s"].shape == (3, 384) and inplace.uns["mmgene"]["X_genept_s"]["top_k"] == 2
 
 
-def test_bad_input_exits_2_with_one_line(tmp_path):
+def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    from mmgene.cli.app import main
+
     h5 = small_h5ad(tmp_path / "cells.h5ad")
-    res = subprocess.run(
-        [sys.executable, "-m", "mmgene", "embed", "genept-w", str(h5), "--gene-vectors", str(tmp_path / "v.npy")],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert res.returncode == 2
-    assert res.stderr.strip().startswith("mmgene: error: gene vectors are saved as .parquet or .safetensors")
-    assert "Traceback" not in res.stderr
+    monkeypatch.setattr(sys, "argv", ["mmgene", "embed", "genept-w", str(h5), "--gene-vectors", str(tmp_path / "v.npy")])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mmgene: error: gene vectors are saved as .parquet or .safetensors") and err.count("\n") == 1
+    assert "Traceback" not in err

@@ -188,8 +188,9 @@ def test_killed_run_resumes_without_refetching(tmp_path):
         assert sorted(texts) == sorted(symbols) and texts["SYNG7"].startswith("Gene symbol SYNG7. Full name: synthetic gene 7.")
         assert "50 genes of 50 asked" in rerun.stdout and "6 requests" in rerun.stdout
         # a third run makes no request at all
-        third = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
-        assert third.returncode == 0 and len(server.requests) == before + 6 and "0 requests" in third.stdout
+        third = NCBIClient(base_url=server.url, email="t@e.st", cache_path=cache, search_batch=10)
+        assert set(third.fetch(symbols)) == set(symbols)
+        assert third.requests_made == 0 and len(server.requests) == before + 6
 
 
 def test_real_gene_docs_cover_fixture():
