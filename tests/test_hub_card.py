@@ -139,3 +139,21 @@ def test_publish_without_token_says_what_to_do(pbmc68k, monkeypatch, tmp_path):
         mmgene.hub.publish(pbmc68k[:20].copy(), "no-namespace", dry_run=True, out=tmp_path / "o")
     with pytest.raises(ParameterError, match="unknown layout"):
         mmgene.hub.publish(pbmc68k[:20].copy(), "me/x", layout="bogus", dry_run=True, out=tmp_path / "o")
+
+
+def test_card_says_how_recorded_embeddings_were_made(pbmc68k, tmp_path):
+    import mmgene.hub
+    from mmgene.provenance import record
+
+    adata = pbmc68k[:40].copy()
+    adata.obsm["X_geneformer"] = np.arange(40 * 3, dtype=np.float32).reshape(40, 3)
+    record(adata, "X_geneformer", method="Geneformer cell embedding (EmbExtractor semantics)",
+           model="ctheodoris/Geneformer/gf-6L-30M-i2048", layer=-1, pooling="mean over genes")
+    result = mmgene.hub.publish(adata, "me/emb", dry_run=True, out=tmp_path / "o", top_k=5, chunk_size=40,
+                                splits={"train": 0.5, "test": 0.5})
+    assert ("| `X_geneformer` | `emb_X_geneformer` column and `obsm` | 3 | Geneformer cell embedding (EmbExtractor "
+            "semantics) | ctheodoris/Geneformer/gf-6L-30M-i2048 | -1 | mean over genes |") in result.card
+    assert "| `X_pca` | `obsm` of the AnnData files | 50 | PCA (scanpy.pp.pca)" in result.card
+    row = result.dataset["train"][0]
+    np.testing.assert_array_equal(row["emb_X_geneformer"], adata.obsm["X_geneformer"][row["sample_idx"]])
+    assert "emb_X_pca" not in row  # only embeddings made by mmgene become columns by default

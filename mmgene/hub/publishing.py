@@ -355,16 +355,15 @@ def _card_values(*, adata, repo_id, layout, dd, chunks: list[ChunkFile], links, 
             + (f" ({n_labels} distinct labels)" if n_labels else "")
             + f", in the `{layout}` layout, with each cell's AnnData file linked."
         )
-    embeddings = _embedding_rows(adata, obsm_keys)
+    embeddings = _embedding_rows(adata, list(adata.obsm))
+    for row in embeddings:
+        row["where"] = f"`emb_{row['key']}` column and `obsm`" if row["key"] in obsm_keys else "`obsm` of the AnnData files"
+    how = ("Compute more with `mmgene embed genept-w|genept-s|geneformer`; mmgene records the model, layer and "
+           "pooling of each in `uns['mmgene']`.")
     if embeddings:
-        intro = "The dataset includes these per-cell embeddings as `emb_<key>` columns (they are also in each AnnData file's `obsm`):"
+        intro = "Per-cell embeddings that come with the data, and how each was made:\n\n" + how
     else:
-        made = [k for k in adata.obsm]
-        intro = (
-            "No initial embeddings are included as columns."
-            + (f" The AnnData files carry `obsm` entries {', '.join(f'`{k}`' for k in made)}." if made else "")
-            + " Compute them with `mmgene embed genept-w|genept-s|geneformer` (the model, layer and pooling are recorded in `uns['mmgene']`)."
-        )
+        intro = "The AnnData files carry no per-cell embeddings. " + how
     if dry_run:
         access = "This card comes from a dry run: links are `file://` paths on the machine that ran it."
     elif private:
