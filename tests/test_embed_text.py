@@ -91,14 +91,28 @@ def test_openai_dimensions_are_sent_and_keyed(tmp_path):
 
 
 def test_openai_retries_honour_retry_after(tmp_path):
-    with OpenAIServer(faults=[("429", 0.2), ("500", 0)]) as server:
-        enc = OpenAIEncoder("tiny-embed", api_key=server.api_key, base_url=server.base_url, max_retries=3, cache=False)
-        import time
+    import time
 
+    with OpenAIServer(faults=[("429", 1.2), ("500", 0)]) as server:
+        enc = OpenAIEncoder("tiny-embed", api_key=server.api_key, base_url=server.base_url, max_retries=3, cache=False)
         t = time.monotonic()
         vec = enc.encode(["lysozyme"])
-        assert time.monotonic() - t >= 0.2
+        assert time.monotonic() - t >= 1.2  # the client's own first backoff is under a second
         assert len(server.requests) == 3 and vec.shape == (1, 12)
+
+
+def test_openai_interrupted_run_keeps_finished_batches(tmp_path):
+    texts = [f"text {i}" for i in range(6)]
+    with OpenAIServer() as server:
+        enc = OpenAIEncoder("tiny-embed", api_key=server.api_key, base_url=server.base_url, batch_size=2, max_retries=0, cache=tmp_path / "r.sqlite")
+        server.faults = [("ok", 0), ("500", 0)]
+        with pytest.raises(RemoteError):
+            enc.encode(texts)  # batch 1 answered, batch 2 fails
+        assert len(server.requests) == 2
+        before = len(server.requests)
+        vecs = enc.encode(texts)
+        assert [len(r["input"]) for r in server.requests[before:]] == [2, 2]  # texts 2..5 only
+        assert vecs.shape == (6, 12)
 
 
 def test_openai_failures_are_remote_errors_without_the_key(tmp_path):

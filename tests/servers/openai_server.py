@@ -30,7 +30,7 @@ def expected_vector(model: str, text: str, dim: int) -> np.ndarray:
 @dataclass
 class OpenAIServer:
     api_key: str = "sk-test-secret"
-    faults: list[tuple[str, float]] = field(default_factory=list)  # ('429', retry_after) or ('500', 0)
+    faults: list[tuple[str, float]] = field(default_factory=list)  # ('429', retry_after), ('500', 0) or ('ok', 0)
     #: JSON bodies of every request received (faults included)
     requests: list[dict] = field(default_factory=list)
 
@@ -75,7 +75,7 @@ class OpenAIServer:
             return self._error(h, 404, f"unknown path {h.path}")
         if h.headers.get("Authorization") != f"Bearer {self.api_key}":
             return self._error(h, 401, "Incorrect API key provided", "invalid_api_key")
-        if fault is not None:
+        if fault is not None and fault[0] != "ok":
             kind, arg = fault
             if kind == "429":
                 return self._error(h, 429, "Rate limit reached", "rate_limit_exceeded", {"Retry-After": f"{arg:g}"})
