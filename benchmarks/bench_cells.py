@@ -2,10 +2,10 @@
 
 PBMC 3k (real 10x counts) is stacked to ``--cells`` cells (CSR ``vstack``); in the same run:
 
-- sentences: mmgene ``sentences`` vs Cell2Sentence's per-cell procedure (argsort of the row's non-zero
-  values, stable, then a list comprehension over the symbols, as ``generate_sentences`` does; mmgene
-  is run with ``ties='position'`` for the exact comparison, since the reference orders ties by
-  position instead of shuffling them, and with its default ``ties='symbol'`` for timing too);
+- sentences: mmgene ``sentences`` vs Cell2Sentence's ``generate_sentences`` per-cell procedure
+  (shuffle the row's non-zeros, stable argsort of the negated values, list comprehension over the
+  symbols, join). Outputs must be identical up to the order of equal values; the same procedure
+  without the shuffle must equal mmgene's default ``ties='position'`` exactly;
 - tokens: mmgene ``rank_encode`` vs Geneformer's ``tokenize_anndata`` procedure (chunks of 512 cells,
   ``X[:, genes] / n_counts * 10_000 / medians``, then ``np.argsort(-x)`` per cell, first 2,048).
   Geneformer's unstable argsort leaves ties arbitrary; cells that differ are re-checked with ties by
@@ -58,14 +58,33 @@ def matrix_bytes(X: sp.csr_matrix) -> int:
 # --- references --------------------------------------------------------------------------------
 
 
-def reference_sentences(X: sp.csr_matrix, vocab: list[str]) -> list[str]:
-    """Cell2Sentence's generate_sentences without the shuffle (ties therefore in gene position order)."""
+def reference_sentences(X: sp.csr_matrix, vocab: list[str], shuffled: bool = True, seed: int = 42) -> list[str]:
+    """Cell2Sentence's ``generate_sentences``: per cell, shuffle the row's non-zeros (sklearn), stable
+    argsort of the negated values, symbols joined by spaces. ``shuffled=False`` leaves ties in gene
+    position order (mmgene's default tie-break), for an exact comparison."""
+    from sklearn.utils import shuffle
+
+    np.random.seed(seed)
     out = []
     for i in range(X.shape[0]):
         cols = X.indices[X.indptr[i] : X.indptr[i + 1]]
         vals = X.data[X.indptr[i] : X.indptr[i + 1]]
+        if shuffled:
+            cols, vals = shuffle(cols, vals)
         out.append(" ".join([vocab[x] for x in cols[np.argsort(-vals, kind="stable")]]))
     return out
+
+
+def same_up_to_ties(X: sp.csr_matrix, vocab: list[str], got: list[str], ref: list[str]) -> int:
+    """Cells whose sentences have the same value at every position and the same words per value."""
+    same = 0
+    for i, (a, b) in enumerate(zip(got, ref)):
+        cols = X.indices[X.indptr[i] : X.indptr[i + 1]].tolist()
+        row = dict(zip([vocab[c] for c in cols], X.data[X.indptr[i] : X.indptr[i + 1]].tolist()))
+        va = [row[w] for w in a.split()]
+        vb = [row[w] for w in b.split()]
+        same += va == vb and sorted(zip(va, a.split())) == sorted(zip(vb, b.split()))
+    return same
 
 
 def geneformer_setup(var: pd.DataFrame, dicts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ref-cells", type=int, default=None, help="time the references on the first N cells only (default: all)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--dicts", type=Path, default=DEFAULT_DICTS)
+    p.add_argument("--check-cells", type=int, default=20_000, help="cells compared up to ties (a slow Python check)")
     p.add_argument("--skip-memory", action="store_true", help="skip the tracemalloc runs")
     args = p.parse_args(argv)
 
@@ -154,16 +174,23 @@ def main(argv: list[str] | None = None) -> int:
     vocab = [s.upper() for s in adata.var["gene_symbol"]]
     got_pos, t_pos = timed(sentences, adata, inplace=False, ties="position")
     got_sym, t_sym = timed(sentences, adata, inplace=False, ties="symbol")
-    ref, t_ref = timed(reference_sentences, X[:n_ref], vocab)
-    same = sum(a == b for a, b in zip(ref, got_pos))
-    print("\n[sentences]  Cell2Sentence reference vs mmgene")
-    print(line("reference", n_ref, t_ref))
+    ref, t_ref = timed(reference_sentences, X[:n_ref], vocab, True)
+    n_check = min(n_ref, args.check_cells)
+    tie_same = same_up_to_ties(X, vocab, got_pos[:n_check], ref[:n_check])
+    del ref
+    stable, t_stable = timed(reference_sentences, X[:n_ref], vocab, False)
+    same = sum(a == b for a, b in zip(stable, got_pos))
+    sym_same = same_up_to_ties(X, vocab, got_sym[:n_check], stable[:n_check])
+    print("\n[sentences]  Cell2Sentence generate_sentences (reference) vs mmgene sentences")
+    print(line("reference (shuffle)", n_ref, t_ref))
+    print(line("reference (no shuffle)", n_ref, t_stable))
     print(line("mmgene ties='position'", n, t_pos, (n_ref, t_ref)))
     print(line("mmgene ties='symbol'", n, t_sym, (n_ref, t_ref)))
-    print(f"  identical to the reference: {same:,} / {n_ref:,} cells")
-    words_equal = sum(sorted(a.split()) == sorted(b.split()) for a, b in zip(got_sym[:n_ref], ref))
-    print(f"  symbol tie-break: same words as the reference in {words_equal:,} / {n_ref:,} cells")
-    del ref, got_pos, got_sym
+    print(f"  vs the no-shuffle reference: x{(n / t_pos.wall) / (n_ref / t_stable.wall):.1f} wall, x{(n / t_pos.cpu) / (n_ref / t_stable.cpu):.1f} CPU (ties='position')")
+    print(f"  ties='position' identical to the no-shuffle reference: {same:,} / {n_ref:,} cells")
+    print(f"  identical up to the order of equal values: position vs shuffled reference {tie_same:,} / {n_check:,}; "
+          f"symbol vs reference {sym_same:,} / {n_check:,}")
+    del stable, got_pos, got_sym
 
     # tokens
     n_counts = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
@@ -187,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n[memory]  input CSR matrix {mb:,.0f} MiB; peak traced allocation during the call (output included)")
         print(f"  sentences   {peak_s / 2**20:>8,.0f} MiB = {peak_s / 2**20 / mb:.2f}x the input")
         print(f"  rank_encode {peak_t / 2**20:>8,.0f} MiB = {peak_t / 2**20 / mb:.2f}x the input")
-    return 0 if still == 0 and same == n_ref else 1
+    return 0 if still == 0 and same == n_ref and tie_same == sym_same == n_check else 1
 
 
 if __name__ == "__main__":

@@ -124,3 +124,10 @@ def test_pbmc3k_exclusion_counts(pbmc3k):
     assert max(len(s.split()) for s in pbmc3k.obs["cell_sentence"]) == 50
     prov = pbmc3k.uns["mmgene"]["cell_sentence"]
     assert prov["genes_excluded"] == int(pd.Series(pbmc3k.var["gene_symbol"]).str.upper().str.startswith(("MT-", "RPL", "RPS")).sum())
+
+
+def test_long_and_non_ascii_symbols_round_trip():
+    names = ["A" * 8, "B" * 9, "C" * 16, "D" * 17, "GÈNE-Ω", "X"]
+    counts = np.array([[6, 5, 4, 3, 2, 1], [1, 0, 0, 0, 0, 7], [0, 0, 0, 3, 0, 0]], np.float32)
+    out = sentences(tiny(counts, names), inplace=False)
+    assert out == [" ".join(n.upper() for n in names), "X AAAAAAAA", "D" * 17]

@@ -137,8 +137,11 @@ def row_positions(indptr: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
 
 def join_sentences(indptr: np.ndarray, ids: np.ndarray, vocab, encoding: str = "utf-8") -> list[str]:
     """One string per row: its words separated by single spaces (empty rows give ``""``)."""
-    buf = join_words(indptr, ids, vocab.packed, vocab.word_bytes, vocab.word_offsets)
-    return str(memoryview(buf), encoding).split("\n")[:-1]
+    buf, ends = join_words(indptr, ids, vocab.packed, vocab.word_bytes, vocab.word_offsets)
+    view = memoryview(buf)
+    stops = ends.tolist()
+    starts = [0, *(e + 1 for e in stops[:-1])]
+    return [str(view[a:b], encoding) for a, b in zip(starts, stops)]
 
 
 
@@ -268,45 +271,6 @@ def sentence_counts_by_position(
             seen[out[p]] = False
         out_ptr[i + 1] = w
     return out_ptr, out[:w]
-
-
-@nb.njit(cache=True, nogil=True)
-def join_words(indptr: np.ndarray, ids: np.ndarray, packed: np.ndarray, word_bytes: np.ndarray, offsets: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """UTF-8 bytes of every row's words joined by spaces, each row ended by a newline.
-
-    ``word_bytes[offsets[g]:offsets[g + 1]]`` is word ``g`` followed by a space; words of up to 16
-    such bytes are also ``packed`` into two little-endian ``uint64`` and copied as whole words.
-    """
-    n = indptr.shape[0] - 1
-    total = n
-    for p in range(ids.shape[0]):
-        total += offsets[ids[p] + 1] - offsets[ids[p]]
-    buf = np.empty(total + 16, np.uint8)
-    w = 0
-    for i in range(n):
-        a, b = indptr[i], indptr[i + 1]
-        for p in range(a, b):
-            g = ids[p]
-            length = offsets[g + 1] - offsets[g]
-            if length <= 16:
-                x0 = packed[2 * g]
-                for q in range(8):
-                    buf[w + q] = np.uint8((x0 >> np.uint64(8 * q)) & np.uint64(255))
-                if length > 8:
-                    x1 = packed[2 * g + 1]
-                    for q in range(8):
-                        buf[w + 8 + q] = np.uint8((x1 >> np.uint64(8 * q)) & np.uint64(255))
-                w += length
-            else:
-                for q in range(offsets[g], offsets[g + 1]):
-                    buf[w] = word_bytes[q]
-                    w += 1
-        if b > a:
-            buf[w - 1] = 10
-        else:
-            buf[w] = 10
-            w += 1
-    return buf[:w]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -443,3 +407,44 @@ def geneformer_rank(
             w += 1
         out_ptr[i + 1] = w
     return out_ptr, out[:w]
+
+
+@nb.njit(cache=True, nogil=True)
+def join_words(indptr: np.ndarray, ids: np.ndarray, packed: np.ndarray, word_bytes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """UTF-8 bytes of every row's words joined by spaces, each row ended by a newline; and the
+    offset of every row's newline.
+
+    ``word_bytes[offsets[g]:offsets[g + 1]]`` is word ``g`` followed by a space; words of up to 16
+    such bytes are also ``packed`` into two little-endian ``uint64`` and copied as whole words.
+    """
+    n = indptr.shape[0] - 1
+    total = n
+    for p in range(ids.shape[0]):
+        total += offsets[ids[p] + 1] - offsets[ids[p]]
+    buf = np.empty(total + 16, np.uint8)
+    ends = np.empty(n, np.int64)
+    w = 0
+    for i in range(n):
+        a, b = indptr[i], indptr[i + 1]
+        for p in range(a, b):
+            g = ids[p]
+            length = offsets[g + 1] - offsets[g]
+            if length <= 16:
+                x0 = packed[2 * g]
+                for q in range(8):
+                    buf[w + q] = np.uint8((x0 >> np.uint64(8 * q)) & np.uint64(255))
+                if length > 8:
+                    x1 = packed[2 * g + 1]
+                    for q in range(8):
+                        buf[w + 8 + q] = np.uint8((x1 >> np.uint64(8 * q)) & np.uint64(255))
+                w += length
+            else:
+                for q in range(offsets[g], offsets[g + 1]):
+                    buf[w] = word_bytes[q]
+                    w += 1
+        if b > a:
+            w -= 1
+        buf[w] = 10
+        ends[i] = w
+        w += 1
+    return buf[:w], ends
