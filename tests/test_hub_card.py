@@ -137,8 +137,12 @@ def test_publish_without_token_says_what_to_do(pbmc68k, monkeypatch, tmp_path):
     assert "hf auth login" in str(err.value)
     with pytest.raises(ParameterError, match="namespace/name"):
         mmgene.hub.publish(pbmc68k[:20].copy(), "no-namespace", dry_run=True, out=tmp_path / "o")
-    with pytest.raises(ParameterError, match="unknown layout"):
-        mmgene.hub.publish(pbmc68k[:20].copy(), "me/x", layout="bogus", dry_run=True, out=tmp_path / "o")
+    for bad, match in (({"layout": "bogus"}, "unknown layout"), ({"share": "ftp"}, "unknown share backend"),
+                       ({"chunk_format": "loom"}, "unknown chunk format"), ({"chunk_size": 0}, "chunk_size"),
+                       ({"top_k": 0}, "top_k")):
+        with pytest.raises(ParameterError, match=match):
+            mmgene.hub.publish(pbmc68k[:20].copy(), "me/x", dry_run=True, out=tmp_path / "o", **bad)
+    assert not (tmp_path / "o").exists()  # nothing is written before the arguments are checked
 
 
 def test_card_says_how_recorded_embeddings_were_made(pbmc68k, tmp_path):

@@ -26,10 +26,10 @@ from typing import Any
 
 from mmgene.errors import ParameterError, RemoteError
 from mmgene.hub.card import render_dataset_card
-from mmgene.hub.chunks import ChunkFile, write_chunks
+from mmgene.hub.chunks import FORMATS, ChunkFile, write_chunks
 from mmgene.hub.credentials import hub_token, redact
 from mmgene.hub.layouts import DEFAULT_SPLITS, LAYOUTS, build_dataset
-from mmgene.hub.share import ShareBackend, SharedFile, make_share
+from mmgene.hub.share import SHARE_KINDS, ShareBackend, SharedFile, make_share
 from mmgene.progress import info, progress_enabled
 from mmgene.provenance import package_versions
 
@@ -194,6 +194,12 @@ def publish(
         raise ParameterError(f"unknown layout {layout!r}", "layout", f"use one of {', '.join(LAYOUTS)}")
     if "/" not in repo_id or repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ParameterError(f"repo id {repo_id!r} is not 'namespace/name'", "repo_id", "pass e.g. 'me/pbmc-cells'")
+    if isinstance(share, str) and share not in SHARE_KINDS:
+        raise ParameterError(f"unknown share backend {share!r}", "share", f"use one of {', '.join(SHARE_KINDS)}")
+    if chunk_format not in FORMATS:
+        raise ParameterError(f"unknown chunk format {chunk_format!r}", "chunk_format", f"use one of {', '.join(FORMATS)}")
+    if chunk_size < 1:
+        raise ParameterError(f"chunk_size must be at least 1, got {chunk_size}", "chunk_size", "pass a positive number of cells")
     if top_k is not None and top_k < 1:
         raise ParameterError(f"top_k must be at least 1, got {top_k}", "top_k", "pass a positive number of genes")
     if hasattr(data, "obs") and not getattr(data, "isbacked", False):
