@@ -146,3 +146,17 @@ def test_collapsing_sums_counts(v1):
     )
     assert np.array_equal(rank_encode(a, v1).flat, rank_encode(merged, v1).flat)
     assert a.uns["mmgene"]["rank_encoding"]["genes_after_collapsing"] == 4
+
+
+def test_ensembl_mapping_collapses_and_drops(v1):
+    mapping = {"ENSG00000166710": "ENSG00000166710", "ENSG00000264844": "ENSG00000207632", "ENSG00000207632": "ENSG00000207632"}
+    mapped = GeneformerDictionaries(v1.token_ids, v1.medians, v1.name_to_id, mapping, "V1")
+    enc = rank_encode(tiny(), mapped)
+    # the two tied genes now count as one (2 + 2 counts); CD3D is not in the mapping and is dropped
+    assert enc.input_ids[0].tolist() == [18121, 11842]
+    assert enc.input_ids[2].tolist() == [11842]
+    bad_v2 = GeneformerDictionaries(v1.token_ids, v1.medians, v1.name_to_id, None, "V2")
+    from mmgene.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="<cls>"):
+        rank_encode(tiny(), bad_v2)

@@ -175,15 +175,15 @@ def _encode_chunk(block: sp.csr_matrix, n_counts: np.ndarray | None, plan: Token
     indptr, indices, data = block.indptr.astype(np.int64), block.indices, block.data
     col_target = plan.col_target
     # Geneformer computes X / n_counts * 10_000 / median; SciPy evaluates it as x * (1/n) * 10_000 * (1/median)
-    if n_counts is None:
-        recip_n = np.zeros(block.shape[0], np.float64)
+    compute_totals = n_counts is None
+    if compute_totals:
+        recip_n = np.zeros(block.shape[0], np.float64)  # filled by the kernel from each cell's total
     else:
         with np.errstate(divide="ignore"):
             recip_n = np.true_divide(1.0, n_counts)
     if plan.has_duplicates:  # sum the counts of genes that map to one Ensembl id, as Geneformer does
-        if n_counts is None:
-            recip_n = _recip_totals(block)
-            n_counts = recip_n  # totals are now given
+        if compute_totals:  # totals over all genes, before genes are dropped and merged
+            recip_n, compute_totals = _recip_totals(block), False
         target = col_target[indices]
         keep = target >= 0
         cum = np.zeros(len(keep) + 1, np.int64)
@@ -194,7 +194,7 @@ def _encode_chunk(block: sp.csr_matrix, n_counts: np.ndarray | None, plan: Token
         col_target = np.arange(plan.n_genes, dtype=np.int64)
     target_sum = recip_n.dtype.type(TARGET_SUM)
     return k.geneformer_rank(
-        indptr, indices, data, col_target, recip_n, target_sum, plan.recip_median, plan.tokens, n_counts is None, limit, prefix, suffix
+        indptr, indices, data, col_target, recip_n, target_sum, plan.recip_median, plan.tokens, compute_totals, limit, prefix, suffix
     )
 
 
@@ -245,6 +245,8 @@ def rank_encode(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}", "argument chunk_size", "pass e.g. 4096")
     dicts = dictionaries if isinstance(dictionaries, GeneformerDictionaries) else load_dictionaries(dictionaries, version)
+    if dicts.version == "V2" and (dicts.cls_id is None or dicts.eos_id is None):
+        raise ParameterError("V2 dictionaries need <cls> and <eos> tokens, and these have none", dicts.source or "argument dictionaries", "pass the V2 (gc104M) dictionaries, or version='V1'")
     view = expression(adata, require="counts")
     plan = plan_tokens(view.var, dicts, view.origin)
     given = _n_counts(adata, view.shape[0], view.origin)
