@@ -161,3 +161,10 @@ def test_card_says_how_recorded_embeddings_were_made(pbmc68k, tmp_path):
     row = result.dataset["train"][0]
     np.testing.assert_array_equal(row["emb_X_geneformer"], adata.obsm["X_geneformer"][row["sample_idx"]])
     assert "emb_X_pca" not in row  # only embeddings made by mmgene become columns by default
+
+
+def test_importing_mmgene_hub_stays_light():
+    code = ("import sys, mmgene.hub, mmgene.cli.publish; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'datasets', 'huggingface_hub', 'torch', 'scanpy', 'anndata'}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
