@@ -236,7 +236,7 @@ def test_gene_contributions_add_up_to_the_genept_w_score(small, encoder):
     from mmgene.query import GenePTSpace, explain_hits, gene_contributions, text_to_cells
 
     counts = np.asarray(small.X.sum(axis=0)).ravel()
-    genes = list(small.var["gene_symbol"].to_numpy()[np.argsort(-counts, kind="stable")[:60]])
+    genes = list(small.var["gene_symbol"].to_numpy()[np.argsort(-counts, kind="stable")[:30]])
     gene_vectors = default_gene_vectors(encoder, genes=genes)
     adata = small.copy()
     mmgene.embed.genept_w(adata, gene_vectors)
@@ -275,3 +275,28 @@ def test_load_space_specs(encoder):
         load_space(3)
     with pytest.raises(ParameterError, match="variant"):
         GenePTSpace("x")
+
+
+def test_aligned_model_folder_is_a_joint_space(small, tmp_path):
+    """An (untrained) mmgene.align model saved to a folder serves text queries and annotation by its path."""
+    pytest.importorskip("sentence_transformers")
+    from mmgene.align import AlignedModel, build_model
+    from mmgene.index import build
+    from mmgene.query import annotate, load_space, text_to_cells
+
+    adata = small.copy()
+    st = build_model([], obsm_keys=["X_genept_s"], obsm_dims=[adata.obsm["X_genept_s"].shape[1]], hidden=32, dim=16, seed=0)
+    folder = AlignedModel(st, ["X_genept_s"]).save(tmp_path / "model")
+    space = load_space(folder)
+    cells = space.encode_cells(adata)
+    assert cells.shape == (120, 16)
+    np.testing.assert_allclose(np.linalg.norm(cells, axis=1), 1.0, rtol=1e-5)
+    adata.obsm["X_joint"] = cells
+    index = build(adata, "X_joint", obs_columns=["cell_type"], model=str(folder))
+    hits = text_to_cells(index, "natural killer cell", k=4)  # the index's recorded model folder encodes the text
+    ref_scores, ref_pos = brute_force(cells, space.encode_text(["natural killer cell"]), 4)
+    assert hits["cell_id"].tolist() == list(adata.obs_names[ref_pos[0]])
+    np.testing.assert_allclose(hits["score"], ref_scores[0], atol=1e-5)
+    annotate(adata, ["B cell", "T cell"], str(folder))
+    assert adata.uns["mmgene"]["mmgene_label"]["model"] == str(folder)
+    assert set(adata.obs["mmgene_label"].astype(str)) <= {"B cell", "T cell", "unknown"}

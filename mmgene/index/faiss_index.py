@@ -317,7 +317,7 @@ class CellIndex:
             raise ParameterError(f"positions must be in [0, {self.ntotal})", "CellIndex.vectors", "pass row positions of indexed cells")
         if pos.size == 0:
             return np.zeros((0, self.dim), np.float32)
-        return np.vstack([self._index.reconstruct(int(i)) for i in pos]).astype(np.float32)
+        return np.asarray(self._index.reconstruct_batch(pos), dtype=np.float32)
 
     def add(self, vectors: Any, cell_ids: Sequence[str], obs: pd.DataFrame | None = None) -> None:
         """Append cells; their ids must be new. Obs columns missing in ``obs`` are filled with NA."""

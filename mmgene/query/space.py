@@ -17,6 +17,7 @@ Two kinds exist in mmgene:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -128,14 +129,24 @@ def load_space(spec: Any) -> Any:
     text = str(spec)
     head, _, tail = text.partition(":")
     if head.lower() in ("genept-s", "genept-w"):
-        return GenePTSpace(head[-1].lower(), tail or None)
+        return _cached_space(f"{head.lower()}:{tail}", 0.0)
     path = Path(text).expanduser()
     if path.exists():
-        from mmgene.errors import require
-
-        align = require("mmgene.align", "ml", "Loading an aligned model")
-        return align.load(path)
+        stamp = max((p.stat().st_mtime for p in path.iterdir()), default=0.0) if path.is_dir() else path.stat().st_mtime
+        return _cached_space(str(path.resolve()), stamp)
     raise ParameterError(
         f"unknown model {text!r}: not 'genept-s', 'genept-w', nor an existing folder", "model=",
         "pass the folder of a model trained with `mmgene align`, or 'genept-s' / 'genept-w'",
     )
+
+
+@lru_cache(maxsize=4)
+def _cached_space(key: str, stamp: float) -> Any:
+    """Load a space once per process (models are large); ``stamp`` changes when a model folder is rewritten."""
+    head, _, tail = key.partition(":")
+    if head in ("genept-s", "genept-w"):
+        return GenePTSpace(head[-1], tail or None)
+    from mmgene.errors import require
+
+    align = require("mmgene.align", "ml", "Loading an aligned model")
+    return align.load(key)

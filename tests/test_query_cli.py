@@ -1,0 +1,91 @@
+"""``mmgene index build|info``, ``mmgene query`` and ``mmgene annotate`` on a small real AnnData."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from test_query import encoder, small  # noqa: F401  (session fixtures: offline MiniLM, 120 PBMC 3k cells)
+from typer.testing import CliRunner
+
+from mmgene.errors import MissingColumnError, MMGeneError
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def h5ad(small, tmp_path_factory):  # noqa: F811
+    path = tmp_path_factory.mktemp("cli") / "small.h5ad"
+    small.write_h5ad(path)
+    return path
+
+
+def invoke(*args):
+    from mmgene.cli.app import app
+
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_build_info_and_query(h5ad, tmp_path, small, encoder):  # noqa: F811
+    out = tmp_path / "idx"
+    res = invoke("index", "build", h5ad, "--embedding", "X_genept_s", "--out", out, "--obs", "cell_type")
+    assert res.exit_code == 0, res.output
+    assert "cells:      120" in res.output and "model:      genept-s" in res.output and "kind:       flat" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["cells.parquet", "index.faiss", "meta.json"]
+    info = invoke("index", "info", out)
+    assert info.exit_code == 0 and "columns:    cell_type" in info.output
+
+    res = invoke("query", out, "natural killer cell", "-k", "3", "--json")
+    assert res.exit_code == 0, res.output
+    records = json.loads(res.stdout)
+    from mmgene.index import load
+    from mmgene.query import GenePTSpace, text_to_cells
+
+    expected = text_to_cells(load(out), "natural killer cell", model=GenePTSpace("s", encoder=encoder), k=3)
+    assert [r["cell_id"] for r in records] == expected["cell_id"].tolist()
+    assert [r["rank"] for r in records] == [1, 2, 3] and set(records[0]) == {"query", "rank", "cell_id", "score", "cell_type"}
+
+    cell = str(small.obs_names[0])
+    res = invoke("query", out, "--cell", cell, "-k", "2")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    assert lines[0].split() == ["query", "rank", "cell_id", "score", "cell_type"] and len(lines) == 3
+    assert all(line.split()[0] == cell and line.split()[2] != cell for line in lines[1:])
+
+    res = invoke("query", out)
+    assert isinstance(res.exception, MMGeneError) and "nothing to search for" in str(res.exception)
+    res = invoke("index", "build", h5ad, "--embedding", "X_nope", "--out", tmp_path / "other")
+    assert isinstance(res.exception, MissingColumnError)
+    assert not (tmp_path / "other").exists()
+
+
+def test_annotate_writes_label_and_score_columns(h5ad, tmp_path):
+    import anndata as ad
+
+    out = tmp_path / "annotated.h5ad"
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "monocyte", "--out", out)
+    assert res.exit_code == 0, res.output
+    adata = ad.read_h5ad(out)
+    assert list(adata.obs["mmgene_label"].cat.categories) == ["B cell", "T cell", "monocyte", "unknown"]
+    assert adata.obs["mmgene_score"].between(0, 1).all()
+    assert list(adata.uns["mmgene"]["mmgene_label"]["labels"]) == ["B cell", "T cell", "monocyte"]
+    assert "wrote obs['mmgene_label']" in res.output
+    # repeated --labels works too, and the input file is left alone when --out is given
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "--labels", "T cell", "--out", out, "--min-prob", "0.9")
+    assert res.exit_code == 0, res.output
+    assert list(ad.read_h5ad(out).obs["mmgene_label"].cat.categories) == ["B cell", "T cell", "unknown"]
+    assert "mmgene_label" not in ad.read_h5ad(h5ad).obs
+
+
+def test_errors_exit_2_with_one_line(h5ad, tmp_path):
+    env = {**os.environ, "MMGENE_QUIET": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmgene", "index", "build", str(h5ad), "-e", "X_nope", "-o", str(tmp_path / "x")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("mmgene: error: column 'X_nope' does not exist in obsm")
+    assert len(proc.stderr.strip().splitlines()) == 1
