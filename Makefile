@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/mmgene demo --out mmgene-demo
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --nbmake tests notebooks
 
 clean:
 	rm -rf $(VENV) mmgene-demo

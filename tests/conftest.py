@@ -10,6 +10,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MMGENE_QUIET", "1")
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+# One cache for the whole session, shared with subprocesses and notebook kernels, never the user's.
+_CACHE = tempfile.mkdtemp(prefix="mmgene-test-cache-")
+os.environ["MMGENE_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
+
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -23,11 +32,11 @@ needs_shared = pytest.mark.skipif(
 
 
 @pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path_factory, monkeypatch):
-    """Keep mmgene's caches out of the user's home during tests."""
+def _cache_in_tmp(monkeypatch):
+    """Keep mmgene's caches out of the user's home during tests (a test may point it elsewhere)."""
     from mmgene.settings import settings
 
-    monkeypatch.setattr(settings, "cache_dir", str(tmp_path_factory.getbasetemp() / "mmgene-cache"))
+    monkeypatch.setattr(settings, "cache_dir", _CACHE)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 #: modules under mmgene.cli that register commands on ``app`` when imported.
-COMMAND_MODULES = ("info", "embed", "embed_geneformer", "genes", "embed_genept", "index", "publish", "align", "cells")
+COMMAND_MODULES = ("info", "embed", "embed_geneformer", "genes", "embed_genept", "index", "publish", "align", "cells", "demo")
 
 
 def _version(value: bool) -> None:
