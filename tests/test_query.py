@@ -300,3 +300,24 @@ def test_aligned_model_folder_is_a_joint_space(small, tmp_path):
     annotate(adata, ["B cell", "T cell"], str(folder))
     assert adata.uns["mmgene"]["mmgene_label"]["model"] == str(folder)
     assert set(adata.obs["mmgene_label"].astype(str)) <= {"B cell", "T cell", "unknown"}
+
+
+def test_annotation_calibrated_on_a_labelled_reference(small, encoder):
+    from mmgene.query import GenePTSpace, annotate, calibrate, label_vectors
+
+    space = GenePTSpace("s", encoder=encoder)
+    labels = ["B cells", "CD14+ Monocytes", "NK cells"]
+    ref = small[small.obs["cell_type"].isin(labels).to_numpy()].copy()
+    adata = annotate(small, labels, space, reference=(ref, "cell_type"), alpha=0.2, copy=True)
+    rec = adata.uns["mmgene"]["mmgene_label"]
+    vecs = label_vectors(space, labels)
+    cal = calibrate(ref.obsm["X_genept_s"] @ vecs.T, ref.obs["cell_type"].astype(str), labels, alpha=0.2)
+    assert rec["calibrated_temperature"] == pytest.approx(cal.temperature)
+    assert list(rec["thresholds"].values()) == pytest.approx(cal.thresholds.tolist())
+    assert rec["reference_cells"] == len(ref) and rec["standardized"] is False
+    sims = small.obsm["X_genept_s"] @ vecs.T
+    best = sims.argmax(axis=1)
+    below = sims[np.arange(len(best)), best] < cal.thresholds[best]
+    assert (adata.obs["mmgene_label"].astype(str).to_numpy()[below] == "unknown").all()
+    with pytest.raises(MissingColumnError):
+        annotate(small, labels, space, reference=(ref, "nope"), copy=True)

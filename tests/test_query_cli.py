@@ -89,3 +89,17 @@ def test_errors_exit_2_with_one_line(h5ad, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("mmgene: error: column 'X_nope' does not exist in obsm")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_annotate_calibrated_on_a_reference_file(h5ad, small, tmp_path):  # noqa: F811
+    import anndata as ad
+
+    ref_path = tmp_path / "ref.h5ad"
+    small[small.obs["cell_type"].isin(["B cells", "NK cells"]).to_numpy()].copy().write_h5ad(ref_path)
+    out = tmp_path / "out.h5ad"
+    res = invoke("annotate", h5ad, "-m", "genept-s", "--labels", "B cells", "NK cells", "--reference", ref_path, "--alpha", "0.1", "-o", out)
+    assert res.exit_code == 0, res.output
+    rec = ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]
+    assert rec["reference_column"] == "cell_type" and rec["alpha"] == 0.1 and rec["calibrated_temperature"] > 0
+    res = invoke("annotate", h5ad, "-m", "genept-s", "--labels", "B cells", "T cells", "--reference", ref_path, "-o", out)
+    assert isinstance(res.exception, MMGeneError) and "no labelled cell of 'T cells'" in str(res.exception)

@@ -114,6 +114,9 @@ def annotate(
     temperature: float = typer.Option(1.0, help="Softmax temperature over standardised similarities."),
     min_prob: float = typer.Option(0.5, help="At or below this winning probability the cell is 'unknown'."),
     min_z: float = typer.Option(0.0, help="Below this standardised similarity to the winning label the cell is 'unknown'."),
+    reference: Optional[Path] = typer.Option(None, help="Labelled .h5ad to calibrate the temperature and per-label thresholds on."),
+    reference_column: str = typer.Option("cell_type", help="obs column of --reference holding the labels."),
+    alpha: float = typer.Option(0.05, help="With --reference: share of a known type's cells allowed below its threshold."),
     key: str = typer.Option("mmgene", help="Writes obs['<key>_label'] and obs['<key>_score']."),
 ) -> None:
     """Zero-shot labels for every cell of FILE, with 'unknown' when no label is clearly best."""
@@ -124,7 +127,9 @@ def annotate(
 
     adata = read(file)
     all_labels = [*labels, *(more_labels or [])]
-    run(adata, all_labels, model, prompts=prompt or PROMPTS, temperature=temperature, min_prob=min_prob, min_z=min_z, key_added=key)
+    ref = (read(reference), reference_column) if reference is not None else None
+    run(adata, all_labels, model, prompts=prompt or PROMPTS, temperature=temperature, min_prob=min_prob, min_z=min_z,
+        reference=ref, alpha=alpha, key_added=key)
     target = out or file
     with atomic_path(target) as tmp:
         adata.write_h5ad(tmp)

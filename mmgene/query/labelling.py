@@ -212,6 +212,8 @@ def annotate(
     min_prob: float = 0.5,
     min_z: float | None = 0.0,
     standardize: bool | None = None,
+    reference: tuple[Any, str] | None = None,
+    alpha: float = 0.05,
     key_added: str = "mmgene",
     unknown: str = UNKNOWN,
     copy: bool = False,
@@ -225,6 +227,11 @@ def annotate(
     ``standardize`` (default: when there are at least 30 cells) z-scores each label's similarities
     over the dataset before the softmax; ``min_z`` applies to those z-scores (or to raw cosine
     similarities when not standardised). See the module docstring for the rule.
+
+    ``reference=(labelled_adata, label_column)`` calibrates instead on labelled cells: raw cosine
+    similarities, the temperature fitted by :func:`calibrate` and per-label ``alpha``-quantile
+    thresholds (``temperature``, ``min_z`` and ``standardize`` are then not used). Reference cells
+    whose label is not among ``labels`` are ignored; every label needs reference cells.
     """
     from mmgene.provenance import record
     from mmgene.query.space import load_space, space_name
@@ -237,18 +244,33 @@ def annotate(
     if cells.shape[1] != label_vecs.shape[1]:
         raise ParameterError(f"cell vectors have dimension {cells.shape[1]} but text vectors {label_vecs.shape[1]}", "annotate", "use one joint space for both")
     sims = cells @ label_vecs.T
-    std = len(cells) >= MIN_CELLS_TO_STANDARDISE if standardize is None else bool(standardize)
-    scores = standardise(sims) if std else sims.astype(np.float64)
-    result = assign_labels(scores, labels, temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
+    extra: dict[str, Any] = {}
+    if reference is not None:
+        from mmgene.io import obs_column
+
+        ref_adata, column = reference
+        truth = obs_column(ref_adata, column).astype(str).to_numpy()
+        ref_sims = space.encode_cells(ref_adata) @ label_vecs.T
+        cal = calibrate(ref_sims, truth, labels, alpha=alpha)
+        std = False
+        result = assign_labels(sims, labels, temperature=cal.temperature, min_prob=min_prob, thresholds=cal.thresholds, unknown=unknown)
+        rule = "softmax(s/T) over cosine similarities, T fitted on the reference (NLL); unknown if p_max <= min_prob or s_max < the label's alpha-quantile threshold"
+        extra = {"reference_column": column, "reference_cells": cal.n_cells, "alpha": alpha,
+                 "calibrated_temperature": cal.temperature, "thresholds": dict(zip(labels, map(float, cal.thresholds)))}
+    else:
+        std = len(cells) >= MIN_CELLS_TO_STANDARDISE if standardize is None else bool(standardize)
+        scores = standardise(sims) if std else sims.astype(np.float64)
+        result = assign_labels(scores, labels, temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
+        rule = ("softmax(z/T) over per-label standardised cosine similarities; unknown if p_max <= min_prob or z_max < min_z"
+                if std else "softmax(s/T) over cosine similarities; unknown if p_max <= min_prob or s_max < min_z")
+        extra = {"temperature": temperature, "min_z": min_z}
     adata.obs[f"{key_added}_label"] = pd.Categorical(result.label, categories=[*labels, unknown])
     adata.obs[f"{key_added}_score"] = result.score
     adata.obsm[f"{key_added}_probs"] = pd.DataFrame(result.probs, index=adata.obs_names, columns=labels)
     counts = pd.Series(result.label).value_counts()
     record(
         adata, f"{key_added}_label", packages=("numpy",), model=space_name(space, model), labels=labels,
-        prompts=list(prompts), rule="softmax(z/T) over per-label standardised cosine similarities; unknown if p_max <= min_prob or z_max < min_z"
-        if std else "softmax(s/T) over cosine similarities; unknown if p_max <= min_prob or s_max < min_z",
-        standardized=std, temperature=temperature, min_prob=min_prob, min_z=min_z, unknown=unknown,
-        counts={str(k): int(v) for k, v in counts.items()},
+        prompts=list(prompts), rule=rule, standardized=std, min_prob=min_prob, unknown=unknown,
+        counts={str(k): int(v) for k, v in counts.items()}, **extra,
     )
     return adata if copy else None
