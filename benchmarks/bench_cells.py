@@ -6,8 +6,10 @@ PBMC 3k (real 10x counts) is stacked to ``--cells`` cells (CSR ``vstack``); in t
   (shuffle the row's non-zeros, stable argsort of the negated values, list comprehension over the
   symbols, join). Outputs must be identical up to the order of equal values; the same procedure
   without the shuffle must equal mmgene's default ``ties='position'`` exactly;
-- tokens: mmgene ``rank_encode`` vs Geneformer's ``tokenize_anndata`` procedure (chunks of 512 cells,
-  ``X[:, genes] / n_counts * 10_000 / medians``, then ``np.argsort(-x)`` per cell, first 2,048).
+- tokens: mmgene ``rank_encode`` vs Geneformer's ``tokenize_anndata`` procedure (chunks of 512 cells
+  as AnnData views, ``X[:, genes] / n_counts * 10_000 / medians``, then ``np.argsort(-x)`` per cell,
+  first 2,048), and end to end to a ``datasets.Dataset`` (Geneformer's ``create_dataset``:
+  ``Dataset.from_dict`` + a ``map`` that truncates and stores ``length``).
   Geneformer's unstable argsort leaves ties arbitrary; cells that differ are re-checked with ties by
   token id (mmgene's rule) and must then be identical.
 
@@ -95,15 +97,35 @@ def geneformer_setup(var: pd.DataFrame, dicts) -> tuple[np.ndarray, np.ndarray, 
     return loc, norm, tokens
 
 
-def reference_tokens(X: sp.csr_matrix, n_counts: np.ndarray, loc, norm, tokens, chunk: int = 512) -> list[np.ndarray]:
-    """Geneformer's TranscriptomeTokenizer.tokenize_anndata + rank_genes + truncation to 2,048."""
+def reference_tokens(adata: ad.AnnData, loc, norm, tokens, chunk: int = 512, truncate: bool = True) -> list[np.ndarray]:
+    """Geneformer's TranscriptomeTokenizer.tokenize_anndata + rank_genes (+ truncation to 2,048)."""
     out = []
-    for s in range(0, X.shape[0], chunk):
-        nc = n_counts[s : s + chunk][:, None]
-        X_view = X[s : s + chunk][:, loc]
-        X_norm = sp.csr_matrix(X_view / nc * 10_000 / norm)
-        out += [tokens[X_norm[i].indices][np.argsort(-X_norm[i].data)][:2048] for i in range(X_norm.shape[0])]
-    return out
+    cells = np.arange(adata.n_obs)
+    for s in range(0, adata.n_obs, chunk):
+        idx = cells[s : s + chunk]
+        n_counts = adata[idx].obs["n_counts"].values[:, None]
+        X_view0 = adata[idx, :].X
+        X_view = X_view0[:, loc]
+        X_norm = sp.csr_matrix(X_view / n_counts * 10_000 / norm)
+        out += [tokens[X_norm[i].indices][np.argsort(-X_norm[i].data)] for i in range(X_norm.shape[0])]
+    return [t[:2048] for t in out] if truncate else out
+
+
+def reference_dataset(adata: ad.AnnData, loc, norm, tokens):
+    """Geneformer's whole tokenizer output: tokenize_anndata, then create_dataset (Dataset.from_dict
+    and a map that truncates to 2,048 and stores the length)."""
+    from datasets import Dataset, disable_progress_bars
+
+    disable_progress_bars()
+    cells = reference_tokens(adata, loc, norm, tokens, truncate=False)
+    ds = Dataset.from_dict({"input_ids": cells, "cell_id": adata.obs_names.tolist()})
+
+    def format_cell_features(example):
+        example["input_ids"] = example["input_ids"][0:2048]
+        example["length"] = len(example["input_ids"])
+        return example
+
+    return ds.map(format_cell_features)
 
 
 def ties_only(X: sp.csr_matrix, n_counts, loc, norm, tokens, rows: np.ndarray) -> list[np.ndarray]:
@@ -157,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--dicts", type=Path, default=DEFAULT_DICTS)
     p.add_argument("--check-cells", type=int, default=20_000, help="cells compared up to ties (a slow Python check)")
+    p.add_argument("--dataset-cells", type=int, default=20_000, help="cells for the reference tokenizer's datasets step")
     p.add_argument("--skip-memory", action="store_true", help="skip the tracemalloc runs")
     args = p.parse_args(argv)
 
@@ -197,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     adata.obs["n_counts"] = n_counts
     loc, norm, tokens = geneformer_setup(adata.var, dicts)
     enc, t_mm = timed(rank_encode, adata, dicts)
-    ref_tok, t_gf = timed(reference_tokens, X[:n_ref], n_counts[:n_ref], loc, norm, tokens)
+    ref_tok, t_gf = timed(reference_tokens, adata[:n_ref], loc, norm, tokens)
     differ = np.array([i for i in range(n_ref) if not np.array_equal(ref_tok[i], enc.input_ids[i])], dtype=np.int64)
     fixed = ties_only(X, n_counts, loc, norm, tokens, differ) if len(differ) else []
     still = sum(not np.array_equal(r, enc.input_ids[i]) for i, r in zip(differ, fixed))
@@ -207,6 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  identical: {n_ref - len(differ):,} / {n_ref:,} cells; {len(differ):,} differ only in the order of tied values; "
           f"mismatches after ordering ties by token id: {still}")
     del ref_tok, enc
+    n_ds = min(n_ref, args.dataset_cells)
+    sub = adata[:n_ds].copy()
+    ref_ds, t_ref_ds = timed(reference_dataset, sub, loc, norm, tokens)
+    mm_ds, t_mm_ds = timed(lambda: rank_encode(adata, dicts).to_dataset())
+    ds_same = ref_ds["length"] == mm_ds["length"][:n_ds]
+    print(f"  to a datasets.Dataset (Geneformer: tokenize + create_dataset on {n_ds:,} cells; mmgene: rank_encode + to_dataset on all)")
+    print(line("reference", n_ds, t_ref_ds))
+    print(line("mmgene", n, t_mm_ds, (n_ds, t_ref_ds)))
+    print(f"  same lengths: {ds_same}")
+    del ref_ds, mm_ds, sub
 
     if not args.skip_memory:
         peak_s = traced(sentences, adata, inplace=False)

@@ -286,12 +286,6 @@ def values_ok(data: np.ndarray, whole: bool) -> bool:  # pragma: no cover - numb
 
 
 @nb.njit(cache=True, nogil=True)
-def _before(va: float, ta: int, vb: float, tb: int) -> bool:  # pragma: no cover - numba
-    """Order of two entries: larger value first, then smaller tie key."""
-    return va > vb or (va == vb and ta < tb)
-
-
-@nb.njit(cache=True, nogil=True)
 def geneformer_rank(
     indptr: np.ndarray,
     indices: np.ndarray,
@@ -306,12 +300,12 @@ def geneformer_rank(
     prefix: int,
     suffix: int,
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
-    """Geneformer token ids per row, in one pass per row without a comparison sort of the chunk.
+    """Geneformer token ids per row, sorted exactly, in linear time per row.
 
     Each kept entry is normalised as ``x * (1/n) * target_sum * (1/median)`` (input dtypes, numpy
-    promotion, then float64; ``n`` is the row's float64 total when ``compute_totals``). Entries are
-    bucketed by the top bits of their float64 value (a monotone, log-like key) into about one bucket
-    per entry, and each bucket is insertion-sorted exactly by (value descending, target ascending), so
+    promotion, then float64; ``n`` is the row's float64 total when ``compute_totals``). Rows are
+    ordered by an LSD radix sort (8-bit digits) on the top 31 bits of the float64 value, a monotone
+    key; runs of equal keys are then put in exact order by (value descending, target ascending), so
     the result equals a full sort with ties by token id. The first ``limit`` tokens are kept,
     optionally wrapped in ``prefix``/``suffix`` (``-1`` for none).
     """
@@ -322,10 +316,11 @@ def geneformer_rank(
     size = 16
     vals = np.empty(size, np.float64)
     tgts = np.empty(size, np.int64)
-    keys = np.empty(size, np.int64)
-    sv = np.empty(size, np.float64)
-    st = np.empty(size, np.int64)
-    heads = np.zeros(4097, np.int64)
+    ka = np.empty(size, np.int64)
+    kb = np.empty(size, np.int64)
+    ia = np.empty(size, np.int64)
+    ib = np.empty(size, np.int64)
+    hist = np.zeros(257, np.int64)
     vbits = vals.view(np.uint64)
     w = 0
     for i in range(n):
@@ -334,9 +329,10 @@ def geneformer_rank(
             size = max(b - a, 2 * size)
             vals = np.empty(size, np.float64)
             tgts = np.empty(size, np.int64)
-            keys = np.empty(size, np.int64)
-            sv = np.empty(size, np.float64)
-            st = np.empty(size, np.int64)
+            ka = np.empty(size, np.int64)
+            kb = np.empty(size, np.int64)
+            ia = np.empty(size, np.int64)
+            ib = np.empty(size, np.int64)
             vbits = vals.view(np.uint64)
         if compute_totals:
             total = 0.0
@@ -355,53 +351,53 @@ def geneformer_rank(
             vals[m] = np.float64((x * r) * target_sum) * recip_median[t]
             tgts[m] = t
             key = np.int64(0x7FFFFFFF) - np.int64(vbits[m] >> np.uint64(32))
-            keys[m] = key
+            ka[m] = key
+            ia[m] = m
             if key < kmin:
                 kmin = key
             if key > kmax:
                 kmax = key
             m += 1
+        for q in range(m):
+            ka[q] -= kmin
+        span = kmax - kmin
+        shift = 0
+        src_k, src_i, dst_k, dst_i = ka, ia, kb, ib
+        while m > 1 and (span >> shift) > 0:
+            for d in range(257):
+                hist[d] = 0
+            for q in range(m):
+                hist[((src_k[q] >> shift) & 255) + 1] += 1
+            for d in range(256):
+                hist[d + 1] += hist[d]
+            for q in range(m):
+                d = (src_k[q] >> shift) & 255
+                pos = hist[d]
+                hist[d] = pos + 1
+                dst_k[pos] = src_k[q]
+                dst_i[pos] = src_i[q]
+            src_k, dst_k = dst_k, src_k
+            src_i, dst_i = dst_i, src_i
+            shift += 8
+        j = 0
+        while j < m:  # equal keys: exact value, then target
+            e = j + 1
+            while e < m and src_k[e] == src_k[j]:
+                e += 1
+            for p in range(j + 1, e):
+                cur = src_i[p]
+                q = p - 1
+                while q >= j and (vals[cur] > vals[src_i[q]] or (vals[cur] == vals[src_i[q]] and tgts[cur] < tgts[src_i[q]])):
+                    src_i[q + 1] = src_i[q]
+                    q -= 1
+                src_i[q + 1] = cur
+            j = e
         if prefix >= 0:
             out[w] = prefix
             w += 1
-        if m > 0:
-            n_buckets = 16
-            while n_buckets < m and n_buckets < 4096:
-                n_buckets *= 2
-            span = kmax - kmin
-            shift = 0
-            while (span >> shift) >= n_buckets:
-                shift += 1
-            for q in range(n_buckets + 1):
-                heads[q] = 0
-            for q in range(m):
-                heads[((keys[q] - kmin) >> shift) + 1] += 1
-            for q in range(n_buckets):
-                heads[q + 1] += heads[q]
-            for q in range(m):
-                d = (keys[q] - kmin) >> shift
-                pos = heads[d]
-                heads[d] = pos + 1
-                sv[pos] = vals[q]
-                st[pos] = tgts[q]
-            # heads[d] is now the end of bucket d; insertion-sort each bucket exactly
-            prev = 0
-            for d in range(n_buckets):
-                end = heads[d]
-                for p in range(prev + 1, end):
-                    cv = sv[p]
-                    ct = st[p]
-                    q = p - 1
-                    while q >= prev and _before(cv, ct, sv[q], st[q]):
-                        sv[q + 1] = sv[q]
-                        st[q + 1] = st[q]
-                        q -= 1
-                    sv[q + 1] = cv
-                    st[q + 1] = ct
-                prev = end
-            for q in range(min(m, limit)):
-                out[w] = tokens[st[q]]
-                w += 1
+        for q in range(min(m, limit)):
+            out[w] = tokens[tgts[src_i[q]]]
+            w += 1
         if suffix >= 0:
             out[w] = suffix
             w += 1
