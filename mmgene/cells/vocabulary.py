@@ -92,7 +92,7 @@ def exclusion_mask(symbols: np.ndarray, exclude: str | Iterable[str] | None) -> 
     return mask
 
 
-def build_vocabulary(var: pd.DataFrame, exclude=(), ties: str = "symbol", seed: int = 0) -> Vocabulary:
+def build_vocabulary(var: pd.DataFrame, exclude=(), ties: str = "position", seed: int = 0) -> Vocabulary:
     """The vocabulary and tie order for the genes of ``var``.
 
     Ties: ``'symbol'`` orders equal values alphabetically by symbol (then by column); ``'position'``
