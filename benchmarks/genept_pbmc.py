@@ -8,6 +8,13 @@ scanpy defaults) scored the same way.
 
 The first run embeds the gene text of every gene expressed in PBMC 3k (~15k texts; about 15 minutes on
 a 2-core CPU); vectors are cached under $MMGENE_CACHE (default ~/.cache/mmgene), so later runs take seconds.
+
+Results (PBMC 3k, 2,638 cells, 8 types; 14,052 of 32,738 genes with offline text; 2026-11-21):
+
+    method     10-NN acc  macro-F1  k-means ARI  AMI
+    GenePT-w   0.8220     0.7427    0.3712       0.4910
+    GenePT-s   0.7936     0.6755    0.2431       0.3702   (top 100 genes per sentence)
+    PCA-50     0.9375     0.9318    0.5931       0.7361   (reference: scanpy normalize_total+log1p+PCA)
 """
 
 from __future__ import annotations

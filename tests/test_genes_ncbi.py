@@ -169,9 +169,12 @@ def test_killed_run_resumes_without_refetching(tmp_path):
     with NCBIServer(genes=genes) as server:
         cmd = [sys.executable, "-m", "mmgene", "genes", "fetch", *symbols, "--source", "ncbi", "--base-url", server.url,
                "--email", "t@e.st", "--cache", str(cache), "--batch-size", "10", "--rate", "1000", "--out", str(out)]
+        # batches are esearch+esummary (committed after the esummary answer); kill the process when
+        # the 3rd batch's esearch arrives, i.e. right after batch 2 was committed
+        pid: dict[str, int] = {}
+        server.on_request = lambda n: os.kill(pid["proc"], signal.SIGKILL) if n == 5 else None
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        # batches are esearch+esummary; kill the process when the 3rd batch's esearch arrives
-        server.on_request = lambda n: os.kill(proc.pid, signal.SIGKILL) if n == 5 else None
+        pid["proc"] = proc.pid
         proc.wait(timeout=60)
         assert proc.returncode == -signal.SIGKILL and not out.exists()
         server.on_request = None

@@ -201,6 +201,10 @@ class NCBIClient:
         self._sleep = sleep
         path = Path(cache_path) if cache_path else Path(settings.cache_dir) / "ncbi" / f"gene_{organism.replace(' ', '_')}.sqlite"
         self.cache = _Cache(path)
+        if not self.email:
+            from mmgene.progress import info
+
+            info("mmgene: NCBI asks clients to send an e-mail address with E-utilities requests; pass email= or set NCBI_EMAIL")
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"{tool} (mmgene; https://github.com/mmgene)"
         #: HTTP requests sent by this client (retries included).
