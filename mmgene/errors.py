@@ -129,5 +129,6 @@ __all__ = [
     "DependencyError",
     "RemoteError",
     "IntegrityError",
+    "ModelError",
     "require",
 ]
