@@ -67,6 +67,11 @@ def main() -> None:
     rec = adata.uns["mmgene"]["X_genept_w"]
     print(f"           genes matched {rec['genes_matched']:,} of {rec['genes_total']:,}; text: {rec['text_source_version']}; encoder: {rec['encoder']}")
     results["GenePT-w"]["genes_matched"] = rec["genes_matched"]
+    again = mmgene.io.read(args.data)
+    genept_w(again, chunk_size=997)
+    same = again.obsm["X_genept_w"].tobytes() == adata.obsm["X_genept_w"].tobytes()
+    results["GenePT-w"]["bit_identical_rerun"] = same
+    print(f"           rerun from the file (other chunk size) bit-identical: {same}")
 
     if args.genept_s:
         t = time.perf_counter()
