@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 #: bits of a non-negative float32 (its sign bit is always 0).
 VALUE_BITS = 31
@@ -203,13 +206,14 @@ def sentence_words(
 
 @nb.njit(cache=True, nogil=True)
 def sentence_counts_by_position(
-    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, keep: np.ndarray, col_word: np.ndarray, limit: int, n_words: int
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, keep: np.ndarray, col_word: np.ndarray, limit: int, n_words: int, dedupe: bool
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
     """Sentences of whole-number data with ties in column order, in linear time.
 
     Rows must have sorted column indices. Each row is stably counting-sorted by value (descending),
     so equal values keep their column order; rows whose largest value is far above their length use a
-    stable merge sort instead. Then the first occurrence of each word is kept, ``limit`` per row.
+    stable merge sort instead. Then the first occurrence of each word is kept (``dedupe``: only needed
+    when several columns share a word), ``limit`` per row.
     """
     n = indptr.shape[0] - 1
     out_ptr = np.zeros(n + 1, np.int64)
@@ -255,6 +259,12 @@ def sentence_counts_by_position(
             o = np.argsort(-vals[:m], kind="mergesort")
             for q in range(m):
                 order[q] = o[q]
+        if not dedupe:
+            for q in range(min(m, limit)):
+                out[w] = words[order[q]]
+                w += 1
+            out_ptr[i + 1] = w
+            continue
         body = w
         c = 0
         for q in range(m):
@@ -405,6 +415,21 @@ def geneformer_rank(
     return out_ptr, out[:w]
 
 
+@intrinsic
+def _store_u64(typingctx, arr, offset, value):  # pragma: no cover - compiled by numba
+    """Store ``value`` as 8 little-endian bytes at ``arr[offset:offset + 8]`` (any alignment)."""
+    sig = types.void(arr, types.intp, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        array, off, val = args
+        data = context.make_array(signature.args[0])(context, builder, array).data
+        ptr = builder.bitcast(builder.gep(data, [off]), ir.IntType(64).as_pointer())
+        builder.store(val, ptr).align = 1
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @nb.njit(cache=True, nogil=True)
 def join_words(indptr: np.ndarray, ids: np.ndarray, packed: np.ndarray, word_bytes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
     """UTF-8 bytes of every row's words joined by spaces, each row ended by a newline; and the
@@ -425,14 +450,10 @@ def join_words(indptr: np.ndarray, ids: np.ndarray, packed: np.ndarray, word_byt
         for p in range(a, b):
             g = ids[p]
             length = offsets[g + 1] - offsets[g]
-            if length <= 16:
-                x0 = packed[2 * g]
-                for q in range(8):
-                    buf[w + q] = np.uint8((x0 >> np.uint64(8 * q)) & np.uint64(255))
+            if length <= 16:  # one or two unaligned 8-byte stores (the buffer has 16 bytes of slack)
+                _store_u64(buf, w, packed[2 * g])
                 if length > 8:
-                    x1 = packed[2 * g + 1]
-                    for q in range(8):
-                        buf[w + 8 + q] = np.uint8((x1 >> np.uint64(8 * q)) & np.uint64(255))
+                    _store_u64(buf, w + 8, packed[2 * g + 1])
                 w += length
             else:
                 for q in range(offsets[g], offsets[g + 1]):

@@ -113,7 +113,8 @@ def sentence_ids(block: sp.csr_matrix, vocab, limit: int) -> tuple[np.ndarray, n
         if not block.has_sorted_indices:
             block = block.copy()
             block.sort_indices()
-        return k.sentence_counts_by_position(block.indptr.astype(np.int64), block.indices, block.data, vocab.keep, vocab.col_word, limit, n_words)
+        dedupe = n_words < len(vocab.col_word)  # some columns share a word
+        return k.sentence_counts_by_position(block.indptr.astype(np.int64), block.indices, block.data, vocab.keep, vocab.col_word, limit, n_words, dedupe)
     if not float32_exact(data):
         ranked = rank_chunk(block, vocab.tie_rank, vocab.keep)
         return k.take_rows(ranked.indptr, vocab.word_of_rank[ranked.ranks], limit, n_words, True, -1, -1)
