@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_index import brute_force, pbmc3k_pca
+try:
+    from test_index import brute_force, pbmc3k_pca
+except ImportError:  # tests collected as a package
+    from tests.test_index import brute_force, pbmc3k_pca
 
 from mmgene.errors import MissingColumnError, ParameterError
 

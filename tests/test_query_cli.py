@@ -8,7 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from test_query import encoder, small  # noqa: F401  (session fixtures: offline MiniLM, 120 PBMC 3k cells)
+try:
+    from test_query import encoder, small  # noqa: F401  (session fixtures: offline MiniLM, 120 PBMC 3k cells)
+except ImportError:  # tests collected as a package
+    from tests.test_query import encoder, small  # noqa: F401
 from typer.testing import CliRunner
 
 from mmgene.errors import MissingColumnError, MMGeneError
