@@ -53,6 +53,7 @@ def test_hand_computed_tokens(v1):
     ds = enc.to_dataset()
     assert ds.column_names == ["input_ids", "length", "cell_id"]
     assert ds[0] == {"input_ids": expect_a, "length": 4, "cell_id": "a"}
+    assert ds._fingerprint == enc.to_dataset()._fingerprint != rank_encode(tiny()[:2], v1).to_dataset()._fingerprint
 
 
 def test_n_counts_column_changes_values_not_just_order(v1):

@@ -16,6 +16,7 @@ Per cell, as Geneformer defines it:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -75,7 +76,13 @@ class RankEncoding:
                 if isinstance(col.dtype, pd.CategoricalDtype):
                     col = col.astype(str)
                 columns[str(name)] = pa.array(col.to_numpy(), from_pandas=True)
-        return Dataset(InMemoryTable(pa.table(columns)))
+        # datasets would hash the whole table for a fingerprint; the token arrays identify it already
+        digest = hashlib.blake2b(digest_size=8)
+        for part in (self.flat, self.offsets, np.asarray(self.obs_names.tolist(), dtype=str), np.asarray([self.version, *columns], dtype=str)):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        if obs is not None:
+            digest.update(pd.util.hash_pandas_object(obs, index=True).to_numpy().tobytes())
+        return Dataset(InMemoryTable(pa.table(columns)), fingerprint=digest.hexdigest())
 
 
 @dataclass(frozen=True)
