@@ -106,3 +106,19 @@ def test_annotate_calibrated_on_a_reference_file(h5ad, small, tmp_path):  # noqa
     assert rec["reference_column"] == "cell_type" and rec["alpha"] == 0.1 and rec["calibrated_temperature"] > 0
     res = invoke("annotate", h5ad, "-m", "genept-s", "--labels", "B cells", "T cells", "--reference", ref_path, "-o", out)
     assert isinstance(res.exception, MMGeneError) and "no labelled cell of 'T cells'" in str(res.exception)
+
+
+def test_transfer_labels_from_a_reference_index(h5ad, small, tmp_path):  # noqa: F811
+    import anndata as ad
+
+    ref = tmp_path / "ref"
+    assert invoke("index", "build", h5ad, "-e", "X_genept_s", "-o", ref, "--obs", "cell_type").exit_code == 0
+    out = tmp_path / "out.h5ad"
+    res = invoke("transfer", ref, h5ad, "--label-column", "cell_type", "-k", "1", "-o", out)
+    assert res.exit_code == 0, res.output
+    adata = ad.read_h5ad(out)
+    # k=1 against an index holding the same cells: each cell finds itself
+    assert (adata.obs["cell_type_transferred"].astype(str) == small.obs["cell_type"].astype(str).to_numpy()).all()
+    assert (adata.obs["cell_type_transferred_confidence"] == 1).all()
+    res = invoke("transfer", ref, h5ad, "--label-column", "nope", "-o", out)
+    assert isinstance(res.exception, MissingColumnError)

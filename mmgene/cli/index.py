@@ -136,3 +136,34 @@ def annotate(
     counts = adata.obs[f"{key}_label"].value_counts()
     typer.echo(f"wrote obs['{key}_label'], obs['{key}_score'] to {target}")
     typer.echo(counts.to_string())
+
+
+@app.command("transfer")
+def transfer(
+    index_dir: Path = typer.Argument(..., help="A labelled reference index (built with --obs LABEL_COLUMN)."),
+    file: Path = typer.Argument(..., help="The .h5ad whose cells get labels (needs the index's obsm key, or its model)."),
+    label_column: str = typer.Option(..., "--label-column", "-c", help="Column of the index's cell table to transfer."),
+    k: int = typer.Option(15, "-k", "--k", help="Reference neighbours per cell."),
+    weighting: str = typer.Option("distance", help="distance (inverse cosine distance) or uniform (majority vote)."),
+    min_confidence: float = typer.Option(0.0, help="Below this share of the vote the cell is 'unknown'."),
+    novelty_alpha: Optional[float] = typer.Option(None, help="Call cells 'unknown' when they lie farther from the reference than all but this share of reference cells."),
+    key: Optional[str] = typer.Option(None, help="obs column to write (default: the label column + '_transferred')."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the .h5ad (default: FILE, replaced)."),
+) -> None:
+    """kNN label transfer from a reference index to the cells of FILE, with a confidence per cell."""
+    from mmgene.atomic import atomic_path
+    from mmgene.index import CellIndex
+    from mmgene.io import read
+    from mmgene.query import transfer_labels
+
+    adata = read(file)
+    key = key or f"{label_column}_transferred"
+    table = transfer_labels(
+        CellIndex.load(index_dir), adata, label_column, k=k, weighting=weighting, min_confidence=min_confidence,
+        novelty_alpha=novelty_alpha, key_added=key,
+    )
+    target = out or file
+    with atomic_path(target) as tmp:
+        adata.write_h5ad(tmp)
+    typer.echo(f"wrote obs['{key}'], obs['{key}_confidence'] to {target} (mean confidence {table['confidence'].mean():.3f})")
+    typer.echo(table["label"].value_counts().to_string())

@@ -59,6 +59,10 @@ class CellIndex:
     :meth:`search` (arrays) or :meth:`hits` (a table with cell ids, scores and obs columns); grow it
     with :meth:`add`; persist it with :meth:`save` and :meth:`load`.
 
+    When faiss-gpu is installed and sees a GPU (``faiss.get_num_gpus() > 0``), flat and IVF indexes
+    are copied to the GPU(s) for searching (HNSW stays on the CPU; ``MMGENE_FAISS_GPU=0`` turns this
+    off); the CPU index remains the one saved.
+
     Examples
     --------
     >>> idx = CellIndex.build(adata, "X_pca", obs_columns=["cell_type"])      # doctest: +SKIP
