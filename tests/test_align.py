@@ -42,6 +42,7 @@ def trained(small_pbmc, tmp_path_factory):
         dim=32,
         captions_per_cell=1,
         eval_steps=3,
+        gene_bridge=False,
         seed=0,
     )
     return model, out
@@ -173,7 +174,7 @@ def test_obsm_input_tower_trains_a_step(small_pbmc):
 
     adata = small_pbmc[:120].copy()
     adata.obsm["X_pca"] = np.random.default_rng(0).normal(size=(adata.n_obs, 8)).astype(np.float32)
-    model = train(adata, "cell_type", inputs=["X_pca"], max_steps=1, batch_size=16, dim=16, test_size=0.0)
+    model = train(adata, "cell_type", inputs=["X_pca"], max_steps=1, batch_size=16, dim=16, test_size=0.0, gene_bridge=False)
     assert model.inputs == ["X_pca"]
     assert model.encode_cells(adata[:3]).shape == (3, 16)
     assert not math.isnan(float(model.meta["temperature"]))
@@ -188,7 +189,7 @@ def test_cli_train_and_evaluate(tmp_path, small_pbmc):
     small_pbmc[:160].copy().write_h5ad(h5)
     out = tmp_path / "m"
     runner = CliRunner()
-    res = runner.invoke(app, ["train", str(h5), "--label-col", "cell_type", "--out", str(out), "--max-steps", "2", "--batch-size", "16"])
+    res = runner.invoke(app, ["train", str(h5), "--label-col", "cell_type", "--out", str(out), "--max-steps", "2", "--batch-size", "16", "--no-gene-bridge"])
     assert res.exit_code == 0, res.output
     assert (out / "mmgene_align.json").exists()
     res = runner.invoke(app, ["evaluate", str(out), str(h5), "--label-col", "cell_type", "--no-baseline", "--out", str(tmp_path / "rep")])
@@ -196,3 +197,71 @@ def test_cli_train_and_evaluate(tmp_path, small_pbmc):
     report = json.loads((tmp_path / "rep.json").read_text())
     assert report["n_cells"] == 160 and "macro_auroc" in report["zero_shot"]
     assert "| mmgene aligned model |" in (tmp_path / "rep.md").read_text()
+
+
+def test_gene_text_bridge_finds_genes_by_their_names(tmp_path):
+    """A query that names no gene reaches the genes whose NCBI text resembles it; saved and reloaded."""
+    from sentence_transformers import SentenceTransformer
+
+    from mmgene.align.model import default_text_model, gene_text_bridge
+    from mmgene.align.modules import TextInput
+
+    vocab = ["NKG7", "MS4A1", "CD14", "LYZ", "GNLY", "PPBP", "HBB", "NOTAGENE1"]
+    encoder = SentenceTransformer(default_text_model(), device="cpu")
+    ids, vectors = gene_text_bridge(encoder, vocab, vocab)
+    assert ids == [0, 1, 2, 3, 4, 5, 6]  # the unknown symbol has no text and is left out
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    text_input = TextInput(encoder, {}, gene_text_ids=ids, gene_text_vectors=vectors, related_k=2)
+    got = text_input.preprocess(["natural killer cell", "hemoglobin"])
+    assert vocab[int(got["related_ids"][0, got["related_weights"][0].argmax()])] == "NKG7"
+    assert vocab[int(got["related_ids"][1, got["related_weights"][1].argmax()])] == "HBB"
+    np.testing.assert_allclose(got["related_weights"].sum(1).numpy(), 1.0, rtol=1e-5)
+    text_input.save(str(tmp_path))
+    again = TextInput.load(str(tmp_path))
+    assert again.gene_text_ids.tolist() == ids and again.related_k == 2
+    assert gene_text_bridge(encoder, vocab, []) == ([], None)
+
+
+def test_hard_negatives_come_from_other_classes(trained, small_pbmc):
+    from mmgene.pairs import make_pairs, mine_hard_negatives
+
+    model, _ = trained
+    pairs = make_pairs(small_pbmc[:60].copy(), "cell_type", test_size=0.0, captions_per_cell=1, max_genes=128, seed=0)
+    captions = {k: t.name_captions()[:3] for k, t in enumerate(pairs.class_text)}
+    mined = mine_hard_negatives(pairs["train"], model, captions, top_k=2, seed=0)
+    assert mined.column_names[:3] == ["cell", "caption", "negative"]
+    for row in mined:
+        assert row["negative"] not in captions[row["label"]]
+    again = mine_hard_negatives(pairs["train"], model, captions, top_k=2, seed=0)
+    assert again["negative"] == mined["negative"]
+    with pytest.raises(ParameterError, match="two labels"):
+        mine_hard_negatives(pairs["train"], model, {0: ["a"]})
+
+
+def test_push_to_hub_with_model_card_then_load_by_repo_id(trained, small_pbmc, tmp_path, monkeypatch):
+    """Against the loopback Hub: the folder and a rendered model card go up; load(repo_id) encodes the same."""
+    from huggingface_hub import HfApi, constants
+    from servers.hub_server import HubServer
+
+    from mmgene.align import load
+
+    model, _ = trained
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    with HubServer(tmp_path / "hub") as server:
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        url = model.push_to_hub(f"{server.user}/pbmc-aligned", token=server.token)
+        assert url.endswith("pbmc-aligned")
+        api = HfApi(endpoint=server.url, token=server.token)
+        files = set(api.list_repo_files(f"{server.user}/pbmc-aligned"))
+        assert {"README.md", "modules.json", "mmgene_align.json"} <= files
+        card = (tmp_path / "card.md")
+        card.write_bytes(open(api.hf_hub_download(f"{server.user}/pbmc-aligned", "README.md"), "rb").read())
+        text = card.read_text()
+        assert "# pbmc-aligned" in text and "library_name: sentence-transformers" in text
+        assert "balanced accuracy" in text and "{{" not in text
+        assert server.token not in text
+        again = load(f"{server.user}/pbmc-aligned")
+    np.testing.assert_allclose(again.encode_cells(small_pbmc[:4]), model.encode_cells(small_pbmc[:4]), rtol=1e-5, atol=1e-6)

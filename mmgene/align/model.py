@@ -26,6 +26,41 @@ def default_text_model() -> str:
     return str(package.get_model_path())
 
 
+def gene_text_bridge(encoder: Any, vocab: Sequence[str], genes: Sequence[str]) -> tuple[list[int], np.ndarray | None]:
+    """Vocabulary indices and text-encoder vectors of ``genes``' names and designations (NCBI, offline).
+
+    The text of a gene is its full name and other designations from the NCBI gene table shipped by
+    goatools (e.g. NKG7: "natural killer cell granule protein 7; granule membrane protein 12"), embedded
+    by the text tower's own encoder so that queries and genes compare in one space. Genes without text
+    are left out; without goatools the bridge is empty and the model works without it.
+    """
+    if not len(genes):
+        return [], None
+    try:
+        from mmgene.genes.offline_text import OfflineGeneText
+
+        records = OfflineGeneText().records(list(genes))
+    except Exception as exc:  # noqa: BLE001 - the bridge is optional: no table, no bridge
+        from mmgene.progress import info
+
+        info(f"gene-text bridge disabled: {exc}")
+        return [], None
+    index = {str(v).upper(): i for i, v in enumerate(vocab)}
+    ids, texts = [], []
+    for sym in genes:
+        rec = records.get(str(sym).upper())
+        i = index.get(str(sym).upper())
+        if rec is None or i is None or not rec.name or rec.name.startswith(("uncharacterized", "open reading frame")):
+            continue
+        designations = "; ".join(d for d in rec.designations.split("|")[:2] if d)
+        ids.append(i)
+        texts.append(f"{rec.name}; {designations}" if designations else rec.name)
+    if not ids:
+        return [], None
+    vectors = encoder.encode(texts, batch_size=128, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+    return ids, np.asarray(vectors, dtype=np.float32)
+
+
 def build_model(
     vocab: Sequence[str],
     *,
@@ -39,6 +74,8 @@ def build_model(
     max_genes: int = 1024,
     gene_dropout: float = 0.5,
     use_aliases: bool = True,
+    bridge_genes: Sequence[str] = (),
+    gene_text_init: bool = False,
     seed: int = 0,
 ) -> Any:
     """A fresh two-tower :class:`~sentence_transformers.SentenceTransformer` (see :mod:`mmgene.align.modules`)."""
@@ -53,9 +90,20 @@ def build_model(
         raise ParameterError("the omics tower has nothing to read", "arguments vocab/obsm_keys", "give genes and/or obsm keys")
     torch.manual_seed(seed)
     encoder = SentenceTransformer(str(text_model or default_text_model()), device="cpu")
-    table = GeneTable(len(vocab), gene_dim) if vocab else None
+    bridge_ids, bridge_vectors = gene_text_bridge(encoder, vocab, bridge_genes) if vocab else ([], None)
+    # gene_text_init: bridge genes' embeddings also carry a learned map of their text vector
+    text_dim = int(bridge_vectors.shape[1]) if (bridge_vectors is not None and gene_text_init) else 0
+    table = GeneTable(len(vocab), gene_dim, text_dim) if vocab else None
+    if table is not None and text_dim:
+        table.set_gene_text(bridge_ids, bridge_vectors)
     cell_route = [CellInput(vocab, obsm_keys, obsm_dims, max_genes=max_genes, gene_dropout=gene_dropout)]
-    text_input = TextInput(encoder, build_mention_index(vocab, use_aliases) if vocab else {}, trainable=train_text)
+    text_input = TextInput(
+        encoder,
+        build_mention_index(vocab, use_aliases) if vocab else {},
+        trainable=train_text,
+        gene_text_ids=bridge_ids,
+        gene_text_vectors=bridge_vectors,
+    )
     text_route: list[Any] = [text_input]
     if table is not None:
         cell_route.append(table)

@@ -157,31 +157,54 @@ class CellInput(InputModule):
 class GeneTable(Module):
     """Gene embeddings shared by the omics and the text route.
 
+    A gene's embedding is a learned vector plus, when the gene has text (its NCBI name and
+    designations, embedded by the text encoder: ``gene_text``), a learned linear map of that text
+    vector. The text part gives genes that training never saw expressed (markers of a left-out cell
+    type) a meaningful place from the start.
+
     Cells: ``gene_bag`` = mean of the embeddings of the cell's genes, weighted by expression times a
-    learned per-gene importance (softplus). Text: ``mention_bag`` = mean embedding of the genes it names.
+    learned per-gene importance (softplus). Text: ``mention_bag`` = mean embedding of the genes it names;
+    ``related_bag`` = softmax-weighted embedding of the genes whose text resembles it.
     """
 
-    config_keys = ["vocab_size", "dim"]
+    config_keys = ["vocab_size", "dim", "text_dim"]
     config_file_name = "gene_table_config.json"
 
-    def __init__(self, vocab_size: int, dim: int = 256) -> None:
+    def __init__(self, vocab_size: int, dim: int = 256, text_dim: int = 0) -> None:
         super().__init__()
-        self.vocab_size, self.dim = int(vocab_size), int(dim)
+        self.vocab_size, self.dim, self.text_dim = int(vocab_size), int(dim), int(text_dim)
         self.embedding = nn.Embedding(self.vocab_size, self.dim)
-        nn.init.normal_(self.embedding.weight, std=0.1)
+        nn.init.normal_(self.embedding.weight, std=0.02 if self.text_dim else 0.1)
         self.importance = nn.Embedding(self.vocab_size, 1)
         nn.init.zeros_(self.importance.weight)
+        if self.text_dim:
+            self.register_buffer("gene_text", torch.zeros(self.vocab_size, self.text_dim))
+            self.text_proj = nn.Linear(self.text_dim, self.dim, bias=False)
+
+    def set_gene_text(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Store the text vectors of genes ``ids`` (rows of ``vectors``); other genes keep zeros."""
+        if not self.text_dim:
+            raise ValueError("this gene table was built without text (text_dim=0)")
+        with torch.no_grad():
+            self.gene_text[torch.as_tensor(np.asarray(ids), dtype=torch.long)] = torch.as_tensor(vectors, dtype=torch.float32)
+
+    def _bag(self, ids: Tensor, weight: Tensor) -> Tensor:
+        """``sum_g w_g (E_g + P t_g)``, computed as ``sum w E + P(sum w t)`` (the map is linear)."""
+        bag = (weight.unsqueeze(-1) * self.embedding(ids)).sum(1)
+        if self.text_dim:
+            bag = bag + self.text_proj((weight.unsqueeze(-1) * self.gene_text[ids]).sum(1))
+        return bag
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         if "values" in features:
             ids, mask = features["input_ids"], features["attention_mask"]
             weight = features["values"] * F.softplus(self.importance(ids).squeeze(-1) + 1.0) * mask
-            bag = (weight.unsqueeze(-1) * self.embedding(ids)).sum(1)
-            features["gene_bag"] = bag / weight.sum(1, keepdim=True).clamp(min=1e-6)
+            features["gene_bag"] = self._bag(ids, weight / weight.sum(1, keepdim=True).clamp(min=1e-6))
         if "mention_ids" in features:
             mask = features["mention_mask"]
-            bag = (mask.unsqueeze(-1) * self.embedding(features["mention_ids"])).sum(1)
-            features["mention_bag"] = bag / mask.sum(1, keepdim=True).clamp(min=1.0)
+            features["mention_bag"] = self._bag(features["mention_ids"], mask / mask.sum(1, keepdim=True).clamp(min=1.0))
+        if "related_ids" in features:
+            features["related_bag"] = self._bag(features["related_ids"], features["related_weights"])
         return features
 
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
@@ -249,6 +272,7 @@ class TextHead(Module):
         self.mlp = _mlp(self.text_dim, self.hidden, self.out_dim, self.dropout)
         if self.gene_dim:
             self.mention = nn.Sequential(nn.LayerNorm(self.gene_dim), nn.Linear(self.gene_dim, self.out_dim))
+            self.related = nn.Sequential(nn.LayerNorm(self.gene_dim), nn.Linear(self.gene_dim, self.out_dim))
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         text = features["text_embedding"].to(self.mlp[0].weight.dtype)
@@ -256,6 +280,8 @@ class TextHead(Module):
         if self.gene_dim and "mention_bag" in features:
             named = (features["mention_mask"].sum(1, keepdim=True) > 0).to(out.dtype)
             out = out + named * self.mention(features["mention_bag"])
+        if self.gene_dim and "related_bag" in features:
+            out = out + self.related(features["related_bag"])
         features["sentence_embedding"] = out
         return features
 
@@ -283,8 +309,9 @@ class TextInput(InputModule):
     :mod:`mmgene.align.mentions`).
     """
 
-    config_keys = ["trainable", "cache_size"]
     config_file_name = "text_input_config.json"
+
+    config_keys = ["trainable", "cache_size", "related_k", "related_temperature"]
 
     def __init__(
         self,
@@ -292,10 +319,19 @@ class TextInput(InputModule):
         mention_index: dict[str, list[int]] | None = None,
         trainable: bool = False,
         cache_size: int = 100_000,
+        gene_text_ids: Sequence[int] = (),
+        gene_text_vectors: np.ndarray | None = None,
+        related_k: int = 8,
+        related_temperature: float = 0.05,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.mention_index = dict(mention_index or {})
+        self.gene_text_ids = np.asarray(gene_text_ids, dtype=np.int64)
+        self.gene_text_vectors = (
+            np.asarray(gene_text_vectors, dtype=np.float32) if gene_text_vectors is not None else np.zeros((0, 0), np.float32)
+        )
+        self.related_k, self.related_temperature = int(related_k), float(related_temperature)
         self.trainable = bool(trainable)
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -344,7 +380,29 @@ class TextInput(InputModule):
         if self.mention_index:
             ids, _, mask = _pad([find_mentions(t, self.mention_index) for t in texts])
             out.update(mention_ids=ids, mention_mask=mask)
+        if len(self.gene_text_ids):
+            out.update(self._related_genes(texts, out.get("sentence_embedding")))
         return out
+
+    def _related_genes(self, texts: Sequence[str], emb: Tensor | None) -> dict[str, Tensor]:
+        """The genes whose own text (name, designations) is closest to the text: the gene-text bridge.
+
+        A query such as "natural killer cell" names no gene, but its embedding is close to the text of
+        NKG7 ("natural killer cell granule protein 7") and KLRD1 ("killer cell lectin like receptor");
+        those genes' shared embeddings join the text vector, weighted by a softmax over the top ``related_k``.
+        """
+        q = (emb if emb is not None else self._embed_cached(texts)).numpy()
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        sims = q @ self.gene_text_vectors.T
+        k = min(self.related_k, sims.shape[1])
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top_sims = np.take_along_axis(sims, top, axis=1)
+        w = np.exp((top_sims - top_sims.max(1, keepdims=True)) / self.related_temperature)
+        w /= w.sum(1, keepdims=True)
+        return {
+            "related_ids": torch.from_numpy(self.gene_text_ids[top]),
+            "related_weights": torch.from_numpy(w.astype(np.float32)),
+        }
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         if self.trainable:
@@ -363,6 +421,9 @@ class TextInput(InputModule):
         self.encoder.save(os.path.join(output_path, "encoder"), safe_serialization=safe_serialization)
         with open(os.path.join(output_path, "mentions.json"), "w", encoding="utf-8") as fh:
             json.dump(self.mention_index, fh)
+        if len(self.gene_text_ids):
+            np.save(os.path.join(output_path, "gene_text_ids.npy"), self.gene_text_ids)
+            np.save(os.path.join(output_path, "gene_text_vectors.npy"), self.gene_text_vectors)
 
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> TextInput:
@@ -374,4 +435,11 @@ class TextInput(InputModule):
         encoder = SentenceTransformer(os.path.join(folder, "encoder"), device="cpu")
         mentions_path = os.path.join(folder, "mentions.json")
         mentions = json.load(open(mentions_path, encoding="utf-8")) if os.path.exists(mentions_path) else {}
-        return cls(encoder=encoder, mention_index=mentions, **config)
+        ids_path = os.path.join(folder, "gene_text_ids.npy")
+        bridge = {}
+        if os.path.exists(ids_path):
+            bridge = {
+                "gene_text_ids": np.load(ids_path, allow_pickle=False),
+                "gene_text_vectors": np.load(os.path.join(folder, "gene_text_vectors.npy"), allow_pickle=False),
+            }
+        return cls(encoder=encoder, mention_index=mentions, **bridge, **config)

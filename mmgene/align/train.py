@@ -32,7 +32,7 @@ class ZeroShotEvaluator(BaseEvaluator):
         self.history: list[dict[str, float]] = []
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
-        from mmgene.evaluate.zero_shot import zero_shot
+        from mmgene.evaluate.classify import zero_shot
 
         was_training = model.training
         model.eval()
@@ -83,6 +83,7 @@ def train(
     dim: int = 256,
     gene_dropout: float = 0.5,
     eval_steps: int = 0,
+    gene_bridge: bool = True,
     seed: int = 0,
 ) -> Any:
     """Train an aligned text-cell model on ``adata`` and return it as :class:`~mmgene.align.model.AlignedModel`.
@@ -102,6 +103,9 @@ def train(
     loss
         ``"clip"`` (symmetric InfoNCE, learnable temperature, same-class pairs masked) or ``"mnrl"``
         (sentence-transformers' MultipleNegativesSymmetricRankingLoss, fixed scale ``1/temperature``).
+    gene_bridge
+        Let text reach the genes whose NCBI names/designations resemble it (see
+        :func:`mmgene.align.model.gene_text_bridge`); how unseen cell types are found by name.
     eval_steps
         Zero-shot evaluation on the test cells every this many steps (0: once per epoch; needs test_size > 0).
     """
@@ -153,6 +157,7 @@ def train(
         dim=dim,
         max_genes=max_genes,
         gene_dropout=gene_dropout,
+        bridge_genes=pairs.marker_genes if gene_bridge else (),
         seed=seed,
     )
     if loss == "clip":
@@ -210,7 +215,8 @@ def train(
             "batch_size": batch_size, "learning_rate": learning_rate, "captions_per_cell": captions_per_cell,
             "marker_share": marker_share, "negatives": negatives, "test_size": test_size, "group_col": group_col,
             "max_genes": max_genes, "gene_dim": gene_dim, "dim": dim, "gene_dropout": gene_dropout,
-            "train_text": train_text, "seed": seed, "vocab_size": len(vocab),
+            "train_text": train_text, "seed": seed, "vocab_size": len(vocab), "gene_bridge": gene_bridge,
+            "bridge_genes": len(pairs.marker_genes) if gene_bridge else 0,
         },
         "temperature": getattr(loss_fn, "temperature", temperature),
         "train_seconds": round(seconds, 1),

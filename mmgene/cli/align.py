@@ -25,6 +25,7 @@ def train_command(
     loss: str = typer.Option("clip", help="'clip' (symmetric InfoNCE, learnable temperature) or 'mnrl'."),
     train_text: bool = typer.Option(False, "--train-text/--freeze-text", help="Fine-tune the text transformer (slow)."),
     text_model: str = typer.Option(None, help="Text model path or hub id (default: offline MiniLM)."),
+    gene_bridge: bool = typer.Option(True, "--gene-bridge/--no-gene-bridge", help="Let text reach genes whose NCBI names resemble it."),
     test_size: float = typer.Option(0.2, help="Held-out share of cells (or groups)."),
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
@@ -49,6 +50,7 @@ def train_command(
         test_size=test_size,
         group_col=group_col,
         exclude_labels=exclude,
+        gene_bridge=gene_bridge,
         seed=seed,
     )
     hist = model.meta.get("eval_history") or []

@@ -27,7 +27,7 @@ def genept_s_zero_shot(
     """The GenePT-s baseline: cell sentences and prompts embedded by the same text encoder, cosine argmax."""
     from mmgene.embed.genept import genept_s
     from mmgene.embed.text import text_encoder
-    from mmgene.evaluate.zero_shot import zero_shot
+    from mmgene.evaluate.classify import zero_shot
 
     enc = text_encoder(encoder)
     work = adata.copy()
@@ -91,7 +91,7 @@ def evaluate(
     from mmgene.evaluate.clustering import kmeans_scores
     from mmgene.evaluate.prompts import class_prompts
     from mmgene.evaluate.retrieval import retrieval_metrics
-    from mmgene.evaluate.zero_shot import zero_shot
+    from mmgene.evaluate.classify import zero_shot
 
     if isinstance(model, (str, os.PathLike)):
         from mmgene.align import load

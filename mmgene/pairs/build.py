@@ -196,6 +196,12 @@ def make_pairs(
     result = datasets.DatasetDict({k: v.select_columns(order) for k, v in splits.items()})
     result.classes = class_names  # type: ignore[attr-defined]
     result.class_text = texts  # type: ignore[attr-defined]
+    #: genes that mark training cells, most often first, at most 2,000 (for the text tower's gene-text bridge)
+    freq: dict[str, int] = {}
+    for genes in markers or []:
+        for g in genes:
+            freq[g] = freq.get(g, 0) + 1
+    result.marker_genes = sorted(freq, key=lambda g: (-freq[g], g))[:2000]  # type: ignore[attr-defined]
     for split in result.values():
         split.info.description = "mmgene pairs; classes: " + "; ".join(class_names)
     return result

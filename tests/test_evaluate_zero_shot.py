@@ -1,0 +1,119 @@
+"""Zero-shot metrics, prompts, retrieval and the report, with exact expected values."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mmgene.errors import ParameterError
+
+
+def test_classification_metrics_exact():
+    from mmgene.evaluate import classification_metrics
+
+    y = np.array([0, 0, 0, 1, 1, 2])
+    scores = np.array(
+        [[0.9, 0.1, 0.0], [0.8, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.9, 0.0], [0.3, 0.6, 0.1], [0.1, 0.2, 0.95]]
+    )
+    m = classification_metrics(y, scores, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(5 / 6)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1 + 1) / 3)
+    # F1: a = 2*1*(2/3)/(1+2/3) = 0.8; b: precision 2/3, recall 1 -> 0.8; c = 1
+    assert m["macro_f1"] == pytest.approx((0.8 + 0.8 + 1.0) / 3)
+    # a: positives {0.9, 0.8, 0.2} vs negatives {0.1, 0.3, 0.1} -> 8 of 9 pairs ordered
+    assert m["per_class"]["a"]["auroc"] == pytest.approx(8 / 9)
+    # b: positives {0.9, 0.6}, negatives {0.1, 0.3, 0.7, 0.2} -> 7 of 8 pairs ordered
+    assert m["per_class"]["b"]["auroc"] == pytest.approx(7 / 8)
+    assert m["macro_auroc"] == pytest.approx((8 / 9 + 7 / 8 + 1) / 3)
+    assert m["per_class"]["c"]["n"] == 1
+
+
+def test_zero_shot_with_a_perfect_text_encoder():
+    from mmgene.evaluate import zero_shot
+
+    classes = ["B cells", "NK cells"]
+    cells = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]], dtype=np.float32)
+
+    def encode(texts):
+        return np.array([[1.0, 0.0] if "B" in t else [0.0, 1.0] for t in texts], dtype=np.float32)
+
+    res = zero_shot(cells, ["B cells", "B cells", "NK cells"], encode, classes=classes)
+    assert res["balanced_accuracy"] == 1.0 and res["macro_auroc"] == 1.0
+    assert res["centroid"]["accuracy"] == 1.0
+    assert res["centroid"]["predicted"] == {"B cells": "B cells", "NK cells": "NK cells"}
+    assert "a B cell" in res["prompts"]["B cells"] and "a natural killer cell" in res["prompts"]["NK cells"]
+    with pytest.raises(ParameterError, match="labels"):
+        zero_shot(cells, ["B cells", "B cells"], encode)
+    with pytest.raises(ParameterError, match="not among the classes"):
+        zero_shot(cells, ["B cells", "B cells", "T cells"], encode, classes=classes)
+
+
+def test_prompts_clean_names_and_keep_markers():
+    from mmgene.evaluate import class_prompts
+    from mmgene.evaluate.prompts import class_names
+
+    assert class_names("CD56+ NK")[0] == "CD56+ NK cell"
+    assert "CD56+ natural killer cell" in class_names("CD56+ NK")
+    assert all(n.startswith("CD8") for n in class_names("CD8 T cells"))  # never a bare "T cell"
+    assert class_names("Dendritic", ontology=False) == ["dendritic cell"]
+    prompts = class_prompts(["Megakaryocytes"], templates=("{}", "a {}"), ontology=True)
+    assert prompts == [["megakaryocyte", "a megakaryocyte", "megacaryocyte", "a megacaryocyte", "megalocaryocyte", "a megalocaryocyte", "megalokaryocyte", "a megalokaryocyte"]]
+
+
+def test_retrieval_metrics_exact():
+    from mmgene.evaluate import retrieval_metrics
+
+    cells = np.array([[1, 0], [0.8, 0.6], [0, 1]], dtype=np.float32)
+    texts = np.array([[1, 0], [0, 1]], dtype=np.float32)
+    r = retrieval_metrics(cells, [0, 1, 1], texts, [0, 1])
+    # cell->text: cell0 rank1; cell1 sims (0.8 to class0, 0.6 to class1) -> rank 2; cell2 rank 1
+    assert r["cell->text"]["recall@1"] == pytest.approx(2 / 3)
+    assert r["cell->text"]["mrr"] == pytest.approx((1 + 0.5 + 1) / 3)
+    # text->cell: text0 relevant cell0 (1.0) vs negatives {0.8, 0} -> rank 1;
+    # text1 relevant cell1 (0.6) and cell2 (1.0) vs negative cell0 (0) -> rank 1 each
+    assert r["text->cell"]["recall@1"] == 1.0 and r["text->cell"]["mrr"] == 1.0
+    with pytest.raises(ParameterError):
+        retrieval_metrics(cells, [0, 1], texts, [0, 1])
+
+
+def test_markdown_report_lists_every_class():
+    from mmgene.evaluate import markdown_report
+
+    zs = {
+        "accuracy": 0.5, "balanced_accuracy": 0.5, "macro_f1": 0.4, "macro_auroc": 0.75,
+        "centroid": {"accuracy": 1.0},
+        "per_class": {"B cells": {"n": 2, "recall": 1.0, "precision": 0.5, "f1": 0.667, "auroc": 0.75}},
+    }
+    report = {
+        "dataset": "toy", "n_cells": 2, "label_col": "cell_type", "zero_shot": zs,
+        "baseline": {**zs, "encoder": "minilm", "per_class": {"B cells": {"auroc": 0.5}}},
+        "retrieval": {"cell->text": {"recall@1": 1.0, "recall@5": 1.0, "recall@10": 1.0, "mrr": 1.0}},
+        "clustering": {"ari": 0.25, "ami": 0.5, "n_clusters": 2},
+    }
+    md = markdown_report(report)
+    assert "| mmgene aligned model | 0.500 | 0.500 | 0.400 | 0.750 | 1.000 |" in md
+    assert "| B cells | 2 | 1.000 | 0.500 | 0.667 | 0.750 | 0.500 |" in md
+    assert "ARI 0.250, AMI 0.500" in md
+    json.dumps(report)
+
+
+def test_evaluate_writes_json_and_markdown_with_baseline(tmp_path, pbmc3k_path):
+    """A 3-step model on 80 cells: the report has every section and both files."""
+    import mmgene.io
+    from mmgene.align import train
+    from mmgene.evaluate import evaluate
+
+    adata = mmgene.io.read(pbmc3k_path)
+    adata = adata[np.sort(np.random.default_rng(1).choice(adata.n_obs, 80, replace=False))].copy()
+    model = train(adata, "cell_type", max_steps=2, batch_size=16, gene_dim=16, dim=16, max_genes=64, test_size=0.0, gene_bridge=False)
+    report = evaluate(model, adata, "cell_type", out=tmp_path / "rep", baseline=True, dataset_name="pbmc3k-80")
+    saved = json.loads((tmp_path / "rep.json").read_text())
+    assert saved["n_cells"] == 80 and saved["dataset"] == "pbmc3k-80"
+    assert set(saved["retrieval"]) == {"cell->text", "text->cell"}
+    assert 0.0 <= saved["baseline"]["macro_auroc"] <= 1.0
+    assert saved["clustering"]["n_clusters"] == len(set(adata.obs["cell_type"]))
+    md = (tmp_path / "rep.md").read_text()
+    assert "GenePT-s zero-shot" in md and "text->cell" in md
+    assert report["files"] == [str(tmp_path / "rep") + ".json", str(tmp_path / "rep") + ".md"]
