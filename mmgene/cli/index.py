@@ -74,7 +74,7 @@ def query(
     k: int = typer.Option(20, "-k", "--k", help="Cells per query."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Joint space for the text (default: the index's)."),
     cell: Optional[list[str]] = typer.Option(None, "--cell", help="Find cells like this indexed cell id instead (repeat)."),
-    genes: Optional[Path] = typer.Option(None, "--genes", help="AnnData of the indexed cells: add each hit's top contributing genes (GenePT-w indexes)."),
+    genes: Optional[Path] = typer.Option(None, "--genes", help="AnnData of the indexed cells: add each hit's top contributing genes (GenePT-w indexes; the first use embeds the offline text of the hits' genes, then it is cached)."),
     top_genes: int = typer.Option(5, help="Genes listed per hit with --genes."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON records instead of a table."),
 ) -> None:
