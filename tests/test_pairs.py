@@ -199,3 +199,20 @@ def test_make_pairs_bad_input():
         make_pairs(adata, "cell_type", marker_share=2.0)
     with pytest.raises(ParameterError, match="Cell Ontology"):
         make_pairs(adata, "cell_type", ontology_col="donor")
+
+
+def test_variable_genes_and_panel_augmentation():
+    from mmgene.pairs import make_pairs
+    from mmgene.pairs.build import variable_genes
+
+    adata = _tiny_counts()
+    X = adata.X.toarray()
+    logx = np.log1p(X / X.sum(1, keepdims=True) * 1e4)
+    expected = [adata.var_names[g] for g in np.argsort(-logx.var(0), kind="stable")]
+    assert variable_genes(adata, np.arange(6)) == expected
+    pairs = make_pairs(adata, "cell_type", panel_share=1.0, panel_sizes=(2,), captions_per_cell=2, test_size=0.34, seed=0)
+    panel = set(expected[:2])
+    assert all(set(c["genes"]) <= panel for c in pairs["train"]["cell"])
+    assert any(len(c["genes"]) > 2 for c in pairs["test"]["cell"])  # test rows keep every gene
+    with pytest.raises(ParameterError, match="panel_share"):
+        make_pairs(adata, "cell_type", panel_share=-0.1)

@@ -58,6 +58,7 @@ def cell_inputs(
     inputs: Sequence[str] = (GENES,),
     max_genes: int = 1024,
     chunk_size: int = 4096,
+    gene_panel: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """One input dict per cell, in ``adata.obs`` order.
 
@@ -69,6 +70,9 @@ def cell_inputs(
         ``"genes"`` for the expression of gene symbols, and any obsm keys (``"X_genept_w"``, ...).
     max_genes
         Highest-expressed genes kept per cell.
+    gene_panel
+        Keep only these symbols (after normalising over all genes, before choosing the top genes), as
+        if the data had been filtered to a panel of highly variable genes.
     """
     inputs = list(inputs)
     if not inputs:
@@ -95,8 +99,15 @@ def cell_inputs(
     if GENES in inputs:
         view = expression(adata)
         symbols = _symbols(view)
+        keep = None
+        if gene_panel is not None:
+            keep = np.isin(np.asarray([str(x).upper() for x in symbols]), [str(g).upper() for g in gene_panel])
         for start, stop, block in view.chunks(chunk_size):
-            block = top_genes(_log_normalise(block, view.kind), max_genes)
+            block = _log_normalise(block, view.kind)
+            if keep is not None:
+                block.data[~keep[block.indices]] = 0
+                block.eliminate_zeros()
+            block = top_genes(block, max_genes)
             for j in range(stop - start):
                 lo, hi = block.indptr[j], block.indptr[j + 1]
                 cells[start + j][GENES] = symbols[block.indices[lo:hi]].tolist()

@@ -78,12 +78,13 @@ def train(
     test_size: float = 0.2,
     group_col: str | None = None,
     exclude_labels: Sequence[str] = (),
-    max_genes: int = 512,
+    max_genes: int = 256,
     gene_dim: int = 256,
     dim: int = 256,
     gene_dropout: float = 0.5,
     eval_steps: int = 0,
     gene_bridge: bool = True,
+    panel_share: float = 0.3,
     seed: int = 0,
 ) -> Any:
     """Train an aligned text-cell model on ``adata`` and return it as :class:`~mmgene.align.model.AlignedModel`.
@@ -103,6 +104,8 @@ def train(
     loss
         ``"clip"`` (symmetric InfoNCE, learnable temperature, same-class pairs masked) or ``"mnrl"``
         (sentence-transformers' MultipleNegativesSymmetricRankingLoss, fixed scale ``1/temperature``).
+    panel_share
+        Share of training rows restricted to a highly-variable-gene panel (see :func:`mmgene.pairs.make_pairs`).
     gene_bridge
         Let text reach the genes whose NCBI names/designations resemble it (see
         :func:`mmgene.align.model.gene_text_bridge`); how unseen cell types are found by name.
@@ -136,6 +139,7 @@ def train(
         group_col=group_col,
         exclude_labels=exclude_labels,
         max_genes=max_genes,
+        panel_share=panel_share,
         seed=seed,
     )
     classes = pairs.classes
@@ -215,7 +219,7 @@ def train(
             "batch_size": batch_size, "learning_rate": learning_rate, "captions_per_cell": captions_per_cell,
             "marker_share": marker_share, "negatives": negatives, "test_size": test_size, "group_col": group_col,
             "max_genes": max_genes, "gene_dim": gene_dim, "dim": dim, "gene_dropout": gene_dropout,
-            "train_text": train_text, "seed": seed, "vocab_size": len(vocab), "gene_bridge": gene_bridge,
+            "train_text": train_text, "seed": seed, "vocab_size": len(vocab), "gene_bridge": gene_bridge, "panel_share": panel_share,
             "bridge_genes": len(pairs.marker_genes) if gene_bridge else 0,
         },
         "temperature": getattr(loss_fn, "temperature", temperature),

@@ -86,6 +86,28 @@ def specific_genes(adata: Any, rows: np.ndarray, reference: np.ndarray, k: int =
     return [out.get(int(r), []) for r in rows]
 
 
+def variable_genes(adata: Any, rows: np.ndarray) -> list[str]:
+    """Gene symbols by decreasing variance of log1p(CP10k) expression over ``rows`` (vectorised, sparse)."""
+    from mmgene.align.inputs import _log_normalise, _symbols
+
+    view = expression(adata)
+    symbols = _symbols(view)
+    total = np.zeros(view.shape[1])
+    total_sq = np.zeros(view.shape[1])
+    want = np.zeros(view.shape[0], dtype=bool)
+    want[rows] = True
+    for start, stop, block in view.chunks():
+        sel = want[start:stop]
+        if sel.any():
+            b = _log_normalise(block[sel], view.kind)
+            total += np.asarray(b.sum(axis=0)).ravel()
+            total_sq += np.asarray(b.multiply(b).sum(axis=0)).ravel()
+    n = max(1, int(want.sum()))
+    var = total_sq / n - (total / n) ** 2
+    order = np.argsort(-var, kind="stable")
+    return [str(symbols[g]) for g in order if var[g] > 0 and symbols[g]]
+
+
 def make_pairs(
     adata: Any,
     label_cols: str | Sequence[str] = "cell_type",
@@ -99,6 +121,8 @@ def make_pairs(
     group_col: str | None = None,
     exclude_labels: Sequence[str] = (),
     max_genes: int = 1024,
+    panel_share: float = 0.0,
+    panel_sizes: Sequence[int] = (500, 1000, 2000),
     seed: int = 0,
 ) -> Any:
     """Training and test examples as a ``datasets.DatasetDict`` (``train``, ``test`` when test_size > 0).
@@ -121,6 +145,10 @@ def make_pairs(
         Held-out share, by cell or by whole groups of ``group_col``.
     exclude_labels
         Classes (values of the first label column) left out of training; they stay in the test split.
+    panel_share, panel_sizes
+        Share of training rows whose cell input is restricted to the top-n most variable genes of the
+        training cells (n drawn from ``panel_sizes``), so the model also reads datasets that were
+        filtered to highly variable genes (scanpy's pbmc68k_reduced keeps 765).
     """
     import datasets
 
@@ -148,7 +176,13 @@ def make_pairs(
     if train.size == 0:
         raise ParameterError("no cell is left for training", "arguments exclude_labels/test_size", "exclude fewer classes")
     rng = np.random.default_rng(seed)
+    if not 0.0 <= panel_share <= 1.0:
+        raise ParameterError(f"panel_share must be in [0, 1], got {panel_share}", "argument panel_share")
     cells = cell_inputs(adata, inputs=inputs, max_genes=max_genes)
+    panels: list[list[dict[str, Any]]] = []
+    if panel_share > 0 and "genes" in inputs:
+        ranked = variable_genes(adata, train)
+        panels = [cell_inputs(adata, inputs=inputs, max_genes=max_genes, gene_panel=ranked[:n]) for n in panel_sizes]
     obs_names = np.asarray(adata.obs_names).astype(str)
     markers = specific_genes(adata, train, train) if ("genes" in inputs and marker_share > 0) else None
     caption_lists = [t.all_captions() for t in texts]
@@ -180,7 +214,10 @@ def make_pairs(
                     caption = pool[int(rng.integers(len(pool)))]
                 else:
                     caption = texts[code].name_captions()[0]
-                cols["cell"].append(cells[i])
+                if with_markers and panels and rng.random() < panel_share:
+                    cols["cell"].append(panels[int(rng.integers(len(panels)))][i])
+                else:
+                    cols["cell"].append(cells[i])
                 cols["caption"].append(caption)
                 cols["label"].append(code)
                 cols["obs_name"].append(obs_names[i])
