@@ -265,3 +265,18 @@ def test_push_to_hub_with_model_card_then_load_by_repo_id(trained, small_pbmc, t
         assert server.token not in text
         again = load(f"{server.user}/pbmc-aligned")
     np.testing.assert_allclose(again.encode_cells(small_pbmc[:4]), model.encode_cells(small_pbmc[:4]), rtol=1e-5, atol=1e-6)
+
+
+def test_obsm_model_refuses_inputs_without_the_obsm(small_pbmc):
+    from mmgene.align.modules import CellInput
+
+    cell_input = CellInput([], obsm_keys=["X_pca"], obsm_dims=[2])
+    got = cell_input.preprocess([{"X_pca": [1.0, 2.0]}])
+    assert got["obsm"].tolist() == [[1.0, 2.0]]
+    with pytest.raises(ParameterError, match="lacks"):
+        cell_input.preprocess(["CD3D LTB"])
+    genes = CellInput(["CD3D", "LTB", "LYZ"], max_genes=2)
+    out = genes.preprocess([{"genes": ["lyz", "CD3D", "XIST", "LTB"], "values": [1.0, 3.0, 9.0, 2.0]}, "LTB CD3D"])
+    assert out["input_ids"].tolist() == [[0, 1], [1, 0]]  # top 2 known genes; a sentence ranks by position
+    assert out["values"][0].tolist() == [3.0, 2.0]
+    assert out["values"][1].tolist() == pytest.approx([1.0, 1 / np.log2(3)])

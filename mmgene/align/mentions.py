@@ -98,7 +98,7 @@ def find_mentions(text: str, index: Mapping[str, list[int]]) -> list[int]:
             if negated_from is not None and tok.start() > negated_from:
                 continue
             up = raw.upper()
-            if any(up.endswith(s) for s in _NEG_SUFFIX if s != "-") or (up.endswith("-") and not up.endswith("--")):
+            if up.endswith(_NEG_SUFFIX):
                 continue
             core = up
             for suffix in _POS_SUFFIX:

@@ -119,8 +119,15 @@ class CellInput(InputModule):
         if self.obsm_keys:
             rows = []
             for c in inputs:
-                if isinstance(c, str):
-                    raise ValueError(f"this model reads obsm {self.obsm_keys}; a cell sentence alone is not enough")
+                missing = [k for k in self.obsm_keys if isinstance(c, str) or k not in c]
+                if missing:
+                    from mmgene.errors import ParameterError
+
+                    raise ParameterError(
+                        f"this model reads obsm {self.obsm_keys}, but a cell input lacks {missing}",
+                        "the cell inputs",
+                        "encode an AnnData with those obsm keys (AlignedModel.encode_cells) or pass dicts holding them",
+                    )
                 rows.append(np.concatenate([np.asarray(c[k], dtype=np.float32).ravel() for k in self.obsm_keys]))
             out["obsm"] = torch.from_numpy(np.stack(rows))
             if "input_ids" not in out:  # the trainer finds a column by its 'sentence_embedding' or 'input_ids'
