@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="pbmc3k.h5ad (default: ../shared/data/pbmc3k.h5ad)")
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gene-channel", type=float, default=0.0, help="weight of the explicit gene channel")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--markdown", default=None, help="write the Markdown table here")
     parser.add_argument("--save-model", default=None, help="save the full model here")
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs,
         seed=args.seed,
         test_size=0.2,
+        gene_channel=args.gene_channel,
     )
 
     t0 = time.perf_counter()

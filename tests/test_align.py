@@ -280,3 +280,29 @@ def test_obsm_model_refuses_inputs_without_the_obsm(small_pbmc):
     assert out["input_ids"].tolist() == [[0, 1], [1, 0]]  # top 2 known genes; a sentence ranks by position
     assert out["values"][0].tolist() == [3.0, 2.0]
     assert out["values"][1].tolist() == pytest.approx([1.0, 1 / np.log2(3)])
+
+
+def test_gene_channel_adds_an_exact_gene_cosine():
+    from mmgene.align.modules import GeneChannel
+
+    channel = GeneChannel(vocab_size=5, channel_ids=[3, 1], weight=0.25, learned_dim=2)
+    assert channel.get_embedding_dimension() == 4
+    cell = channel(
+        {
+            "sentence_embedding": torch.tensor([[3.0, 4.0]]),
+            "input_ids": torch.tensor([[1, 3, 4]]),
+            "values": torch.tensor([[2.0, 2.0, 9.0]]),
+            "attention_mask": torch.tensor([[1.0, 1.0, 1.0]]),
+        }
+    )["sentence_embedding"]
+    text = channel(
+        {
+            "sentence_embedding": torch.tensor([[3.0, 4.0]]),
+            "related_ids": torch.tensor([[3, 0]]),
+            "related_weights": torch.tensor([[0.7, 0.3]]),
+        }
+    )["sentence_embedding"]
+    # learned parts are equal unit vectors; cell genes (3, 1) -> (1, 1)/sqrt2; text genes -> (1, 0)
+    np.testing.assert_allclose(cell.numpy(), [[0.6 * 0.75**0.5, 0.8 * 0.75**0.5, 0.5**0.5 * 0.5, 0.5**0.5 * 0.5]], rtol=1e-6)
+    assert float(cell @ text.T) == pytest.approx(0.75 * 1.0 + 0.25 * 0.5**0.5, rel=1e-6)
+    assert float(cell.norm()) == pytest.approx(1.0)

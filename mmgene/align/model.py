@@ -76,6 +76,7 @@ def build_model(
     use_aliases: bool = True,
     bridge_genes: Sequence[str] = (),
     gene_text_init: bool = False,
+    gene_channel: float = 0.0,
     seed: int = 0,
 ) -> Any:
     """A fresh two-tower :class:`~sentence_transformers.SentenceTransformer` (see :mod:`mmgene.align.modules`)."""
@@ -84,7 +85,7 @@ def build_model(
     from sentence_transformers.base.modules import Normalize, Router
 
     from mmgene.align.mentions import build_mention_index
-    from mmgene.align.modules import CellHead, CellInput, GeneTable, TextHead, TextInput
+    from mmgene.align.modules import CellHead, CellInput, GeneChannel, GeneTable, TextHead, TextInput
 
     if not vocab and not obsm_keys:
         raise ParameterError("the omics tower has nothing to read", "arguments vocab/obsm_keys", "give genes and/or obsm keys")
@@ -110,6 +111,10 @@ def build_model(
         text_route.append(table)
     cell_route.append(CellHead(gene_dim if vocab else 0, int(sum(obsm_dims)), hidden, dim))
     text_route.append(TextHead(text_input.text_dim(), gene_dim if vocab else 0, hidden, dim))
+    if gene_channel > 0 and bridge_ids:
+        channel = GeneChannel(len(vocab), bridge_ids, weight=gene_channel, learned_dim=dim)
+        cell_route.append(channel)
+        text_route.append(channel)
     router = Router({"cell": cell_route, "text": text_route}, default_route="text")
     return SentenceTransformer(modules=[router, Normalize()], device="cpu")
 

@@ -450,3 +450,55 @@ class TextInput(InputModule):
                 "gene_text_vectors": np.load(os.path.join(folder, "gene_text_vectors.npy"), allow_pickle=False),
             }
         return cls(encoder=encoder, mention_index=mentions, **bridge, **config)
+
+
+class GeneChannel(Module):
+    """An explicit, untrained gene channel appended to the joint vector (optional).
+
+    Cells contribute their expression over the bridge genes, text the softmax weights of the genes its
+    words resemble (:meth:`TextInput._related_genes`). Both are L2-normalised and concatenated with the
+    learned vector as ``[sqrt(1 - w) * learned, sqrt(w) * genes]``, so a cosine in the joint space is
+    ``(1 - w) * learned cosine + w * gene cosine``: a query that names a cell type training never saw
+    still finds the cells that express the genes its words point to.
+    """
+
+    config_keys = ["vocab_size", "channel_ids", "weight", "learned_dim"]
+    config_file_name = "gene_channel_config.json"
+
+    def __init__(self, vocab_size: int, channel_ids: Sequence[int], weight: float = 0.3, learned_dim: int = 256) -> None:
+        super().__init__()
+        self.vocab_size, self.weight, self.learned_dim = int(vocab_size), float(weight), int(learned_dim)
+        self.channel_ids = [int(i) for i in channel_ids]
+        lookup = torch.full((self.vocab_size,), -1, dtype=torch.long)
+        lookup[torch.as_tensor(self.channel_ids, dtype=torch.long)] = torch.arange(len(self.channel_ids))
+        self.register_buffer("lookup", lookup, persistent=False)
+
+    def _scatter(self, ids: Tensor, weights: Tensor) -> Tensor:
+        pos = self.lookup.to(ids.device)[ids]
+        out = torch.zeros(ids.shape[0], len(self.channel_ids) + 1, device=ids.device, dtype=weights.dtype)
+        out.scatter_add_(1, torch.where(pos >= 0, pos, len(self.channel_ids)), weights)
+        return F.normalize(out[:, :-1], dim=-1)
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        learned = F.normalize(features["sentence_embedding"], dim=-1)
+        if "values" in features:
+            genes = self._scatter(features["input_ids"], features["values"] * features["attention_mask"])
+        elif "related_ids" in features:
+            genes = self._scatter(features["related_ids"], features["related_weights"])
+        else:
+            genes = torch.zeros(learned.shape[0], len(self.channel_ids), device=learned.device, dtype=learned.dtype)
+        features["sentence_embedding"] = torch.cat(
+            [learned * (1.0 - self.weight) ** 0.5, genes.to(learned.dtype) * self.weight**0.5], dim=-1
+        )
+        return features
+
+    def get_embedding_dimension(self) -> int:
+        return self.learned_dim + len(self.channel_ids)
+
+    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
+        self.save_config(output_path)
+
+    @classmethod
+    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> GeneChannel:
+        hub = {k: kwargs[k] for k in ("token", "cache_folder", "revision", "local_files_only") if k in kwargs}
+        return cls(**cls.load_config(model_name_or_path, subfolder=subfolder, **hub))

@@ -85,6 +85,7 @@ def train(
     eval_steps: int = 0,
     gene_bridge: bool = True,
     panel_share: float = 0.3,
+    gene_channel: float = 0.0,
     seed: int = 0,
 ) -> Any:
     """Train an aligned text-cell model on ``adata`` and return it as :class:`~mmgene.align.model.AlignedModel`.
@@ -106,6 +107,9 @@ def train(
         (sentence-transformers' MultipleNegativesSymmetricRankingLoss, fixed scale ``1/temperature``).
     panel_share
         Share of training rows restricted to a highly-variable-gene panel (see :func:`mmgene.pairs.make_pairs`).
+    gene_channel
+        Weight of the explicit gene channel in the joint space (0: off; see
+        :class:`mmgene.align.modules.GeneChannel`).
     gene_bridge
         Let text reach the genes whose NCBI names/designations resemble it (see
         :func:`mmgene.align.model.gene_text_bridge`); how unseen cell types are found by name.
@@ -162,6 +166,7 @@ def train(
         max_genes=max_genes,
         gene_dropout=gene_dropout,
         bridge_genes=pairs.marker_genes if gene_bridge else (),
+        gene_channel=gene_channel if gene_bridge else 0.0,
         seed=seed,
     )
     if loss == "clip":
@@ -219,7 +224,7 @@ def train(
             "batch_size": batch_size, "learning_rate": learning_rate, "captions_per_cell": captions_per_cell,
             "marker_share": marker_share, "negatives": negatives, "test_size": test_size, "group_col": group_col,
             "max_genes": max_genes, "gene_dim": gene_dim, "dim": dim, "gene_dropout": gene_dropout,
-            "train_text": train_text, "seed": seed, "vocab_size": len(vocab), "gene_bridge": gene_bridge, "panel_share": panel_share,
+            "train_text": train_text, "seed": seed, "vocab_size": len(vocab), "gene_bridge": gene_bridge, "panel_share": panel_share, "gene_channel": gene_channel,
             "bridge_genes": len(pairs.marker_genes) if gene_bridge else 0,
         },
         "temperature": getattr(loss_fn, "temperature", temperature),
