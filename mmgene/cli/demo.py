@@ -34,7 +34,10 @@ def demo(
     if base:
         lines.append(f"    GenePT-s   balanced accuracy {base['balanced_accuracy']:.3f}  macro AUROC {base['macro_auroc']:.3f}")
     ann = demo["annotation"]
-    lines.append(f"  annotation of all cells: accuracy {ann['accuracy']:.3f}, {ann['unknown']} cells 'unknown'")
+    lines.append(
+        f"  annotation with unknown rejection: held-out accuracy {ann['held_out_accuracy']:.3f}, "
+        f"all cells {ann['accuracy']:.3f}, {ann['unknown']} cells 'unknown'"
+    )
     for q, rows in list(demo["queries"].items())[:3]:
         top = ", ".join(str(r[demo["label_col"]]) for r in rows[:3])
         lines.append(f"  query {q!r}: {top}")
