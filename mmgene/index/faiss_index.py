@@ -404,6 +404,13 @@ class CellIndex:
             if p.kind == "ivfpq" and len(curve) >= 3 and r - curve[-3][1] < 0.005:
                 break  # compressed codes saturate below the target: stop where more probes stop helping
         setattr(p, name, int(chosen))
+        if reached is not None and reached < p.target_recall:
+            from mmgene.progress import info
+
+            info(
+                f"mmgene: the {p.kind} index reaches recall@{k} {reached:.3f} < target {p.target_recall} at {name}={chosen}; "
+                "use kind='flat' for exact search, or 'ivf' (exact at nprobe=nlist) when PQ codes limit recall"
+            )
         p.calibrated = {
             "parameter": name, "value": int(chosen), "recall": round(float(reached), 4), "k": int(k),
             "queries": int(len(qi)), "target_recall": p.target_recall, "curve": curve,
