@@ -7,6 +7,7 @@ Command modules import only typer at the top and the heavy stack inside each com
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -42,6 +43,11 @@ def _root(
 ) -> None:
     """Single-cell transcriptomes and text in one embedding space."""
     settings.quiet = settings.quiet or quiet
+    from mmgene.progress import progress_enabled
+
+    if not progress_enabled():
+        # Hugging Face libraries draw their own bars (model loading, uploads); silence them too.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 for _name in COMMAND_MODULES:
