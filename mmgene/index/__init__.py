@@ -5,8 +5,7 @@ Names are resolved lazily, so ``import mmgene.index`` does not import faiss.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmgene.lazy import lazy_exports
 
 #: public name -> module that defines it
 _EXPORTS = {
@@ -17,12 +16,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mmgene.index' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = list(_EXPORTS)
