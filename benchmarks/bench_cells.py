@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check-cells", type=int, default=20_000, help="cells compared up to ties (a slow Python check)")
     p.add_argument("--dataset-cells", type=int, default=20_000, help="cells for the reference tokenizer's datasets step")
     p.add_argument("--skip-memory", action="store_true", help="skip the tracemalloc runs")
+    p.add_argument("--jobs", type=int, default=1, help="rank_encode n_jobs for an extra threaded run (default 1: none)")
     args = p.parse_args(argv)
 
     adata = replicate(args.data, args.cells)
@@ -229,7 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     print(line("mmgene", n, t_mm, (n_ref, t_gf)))
     print(f"  identical: {n_ref - len(differ):,} / {n_ref:,} cells; {len(differ):,} differ only in the order of tied values; "
           f"mismatches after ordering ties by token id: {still}")
-    del ref_tok, enc
+    del ref_tok
+    if args.jobs != 1:
+        par, t_par = timed(rank_encode, adata, dicts, n_jobs=args.jobs)
+        same_par = np.array_equal(par.flat, enc.flat) and np.array_equal(par.offsets, enc.offsets)
+        print(line(f"mmgene n_jobs={args.jobs}", n, t_par, (n_ref, t_gf)) + f"   same tokens as n_jobs=1: {same_par}")
+        still += 0 if same_par else 1
+        del par
+    del enc
     n_ds = min(n_ref, args.dataset_cells)
     sub = adata[:n_ds].copy()
     ref_ds, t_ref_ds = timed(reference_dataset, sub, loc, norm, tokens)

@@ -161,3 +161,48 @@ def test_ensembl_mapping_collapses_and_drops(v1):
 
     with pytest.raises(ParameterError, match="<cls>"):
         rank_encode(tiny(), bad_v2)
+
+
+def kernel_reference(X: sp.csr_matrix, recip_n: np.ndarray, recip_median: np.ndarray, limit: int) -> list[np.ndarray]:
+    """Targets per row by (value descending, target ascending), values as the kernel computes them."""
+    out = []
+    for i in range(X.shape[0]):
+        a, b = X.indptr[i], X.indptr[i + 1]
+        t = X.indices[a:b].astype(np.int64)
+        v = (X.data[a:b].astype(np.float64) * recip_n[i]) * 10_000.0 * recip_median[t]
+        out.append(t[np.lexsort((t, -v))][:limit])
+    return out
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_kernel_exact_on_near_ties(parallel):
+    """Medians that are equal or one ulp apart and wide count ranges: every key run is re-sorted exactly."""
+    from mmgene.cells import _kernels as k
+
+    rng = np.random.default_rng(3)
+    n_genes = 3000
+    med = rng.choice(np.array([0.5, 1.0, 3.0, 7.0]), n_genes) * rng.choice([1.0, 1.0 + 2**-52, 1.0 - 2**-53, 1.0 + 2**-40], n_genes)
+    med[::7] = rng.lognormal(0, 4, len(med[::7]))  # 3 radix passes for some rows
+    recip = np.true_divide(1.0, med)
+    X = sp.random(300, n_genes, density=0.2, random_state=4, format="csr", data_rvs=lambda s: rng.integers(1, 5000, s) ** rng.integers(1, 3, s) % 9000 + 1).astype(np.float32)
+    X.sort_indices()
+    recip_n = 1.0 / np.asarray(X.sum(axis=1), np.float64).ravel()
+    args = (X.indptr.astype(np.int64), X.indices, X.data, np.arange(n_genes, dtype=np.int64), recip_n, 10_000.0, recip, np.arange(n_genes, dtype=np.int32), False, 400)
+    ref = kernel_reference(X, recip_n, recip, 400)
+    if parallel:
+        ptr, ids = k.geneformer_rank_parallel(*args, 7, 9, np.zeros(0, np.int32), 0, 3)
+        assert all(np.array_equal(ids[ptr[i] : ptr[i + 1]], np.r_[7, r, 9]) for i, r in enumerate(ref))
+    else:
+        ptr, ids = k.geneformer_rank(*args, -1, -1, np.zeros(0, np.int32), 0)
+        assert all(np.array_equal(ids[ptr[i] : ptr[i + 1]], r) for i, r in enumerate(ref))
+
+
+def test_threads_give_the_same_tokens(pbmc3k, v1):
+    from mmgene.errors import ParameterError
+
+    one = rank_encode(pbmc3k, v1, chunk_size=700)
+    two = rank_encode(pbmc3k, v1, chunk_size=700, n_jobs=2)
+    assert np.array_equal(one.flat, two.flat) and np.array_equal(one.offsets, two.offsets)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ParameterError, match="n_jobs"):
+            rank_encode(pbmc3k, v1, n_jobs=bad)

@@ -32,7 +32,9 @@ def iter_chunks(view: Any, chunk_size: int) -> Iterator[tuple[int, int, sp.csr_m
     for start in range(0, n, int(chunk_size)):
         stop = min(start + int(chunk_size), n)
         a, b = int(indptr[start]), int(indptr[stop])
-        block = sp.csr_matrix((matrix.data[a:b], matrix.indices[a:b], indptr[start : stop + 1] - a), shape=(stop - start, matrix.shape[1]), copy=False)
+        # set the arrays on an empty matrix: the constructor would copy views of a much larger array
+        block = sp.csr_matrix((stop - start, matrix.shape[1]), dtype=matrix.dtype)
+        block.data, block.indices, block.indptr = matrix.data[a:b], matrix.indices[a:b], indptr[start : stop + 1] - a
         block.has_sorted_indices = matrix.has_sorted_indices
         if block.dtype.kind != "f":
             block = block.astype(np.float32)

@@ -285,14 +285,151 @@ def sentence_counts_by_position(
 
 @nb.njit(cache=True, nogil=True)
 def values_ok(data: np.ndarray, whole: bool) -> bool:  # pragma: no cover - numba
-    """One pass: every value finite and >= 0 (and a whole number when ``whole``)."""
-    for p in range(data.shape[0]):
-        x = data[p]
-        if not (x >= 0) or x == np.inf:
-            return False
-        if whole and x != np.floor(x):
+    """One pass: every value finite and >= 0 (and a whole number when ``whole``).
+
+    Branch-free blocks (SIMD), stopping at the first block with a bad value."""
+    n = data.shape[0]
+    for a in range(0, n, 4096):
+        ok = True
+        if whole:
+            for p in range(a, min(a + 4096, n)):
+                x = data[p]
+                ok &= (x >= 0) & (x < np.inf) & (x == np.floor(x))
+        else:
+            for p in range(a, min(a + 4096, n)):
+                x = data[p]
+                ok &= (x >= 0) & (x < np.inf)
+        if not ok:
             return False
     return True
+
+
+#: bits dropped from a float64 value's pattern for its radix key: the key keeps the exponent and
+#: 12 mantissa bits, so a row needs at most two or three 8-bit passes; equal keys are re-sorted exactly.
+KEY_SHIFT = 40
+
+
+@nb.njit(cache=True, nogil=True)
+def _rank_rows(
+    lo: int,
+    hi: int,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    col_target: np.ndarray,
+    recip_n: np.ndarray,
+    target_sum: float,
+    recip_median: np.ndarray,
+    tokens: np.ndarray,
+    compute_totals: bool,
+    limit: int,
+    prefix: int,
+    suffix: int,
+    out: np.ndarray,
+    out_len: np.ndarray,
+    contiguous: bool,
+) -> None:  # pragma: no cover - numba
+    """Rows ``lo:hi`` of :func:`geneformer_rank`. Row ``i``'s tokens go to ``out`` right after row
+    ``i - 1``'s (``contiguous``, rows from 0 only) or at its upper-bound offset ``indptr[i] + extra * i``;
+    their count goes to ``out_len[i]``."""
+    extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
+    size = 16
+    vals = np.empty(size, np.float64)
+    tgts = np.empty(size, np.int64)
+    ka = np.empty(size, np.uint64)
+    kb = np.empty(size, np.uint64)
+    hist = np.zeros(257, np.int64)
+    vbits = vals.view(np.uint64)
+    vshift = np.uint64(KEY_SHIFT)
+    top = np.uint64(0x7FFFFFFFFFFFFFFF) >> vshift
+    low = np.uint64(0xFFFFFFFF)
+    thirty_two = np.uint64(32)
+    base = indptr[0]
+    w = 0
+    for i in range(lo, hi):
+        a, b = indptr[i], indptr[i + 1]
+        if b - a > size:
+            size = max(b - a, 2 * size)
+            vals = np.empty(size, np.float64)
+            tgts = np.empty(size, np.int64)
+            ka = np.empty(size, np.uint64)
+            kb = np.empty(size, np.uint64)
+            vbits = vals.view(np.uint64)
+        if compute_totals:
+            total = 0.0
+            for p in range(a, b):
+                total += np.float64(data[p])
+            recip_n[i] = 1.0 / total if b > a else 0.0
+        r = recip_n[i]
+        m = 0
+        kmin = top
+        kmax = np.uint64(0)
+        for p in range(a, b):
+            t = col_target[indices[p]]
+            x = data[p]
+            if t < 0 or x == 0:
+                continue
+            vals[m] = np.float64((x * r) * target_sum) * recip_median[t]
+            tgts[m] = t
+            key = top - (vbits[m] >> vshift)  # descending value = ascending key
+            ka[m] = (key << thirty_two) | np.uint64(m)  # key above, entry below: one array to sort
+            if key < kmin:
+                kmin = key
+            if key > kmax:
+                kmax = key
+            m += 1
+        # LSD radix sort on the key's low bytes up to the highest bit where keys can differ
+        differ = kmin ^ kmax
+        shift = np.uint64(0)
+        src, dst = ka, kb
+        while m > 1 and (differ >> shift) > 0:
+            for d in range(257):
+                hist[d] = 0
+            sh = shift + thirty_two
+            for q in range(m):
+                hist[np.int64((src[q] >> sh) & np.uint64(255)) + 1] += 1
+            for d in range(256):
+                hist[d + 1] += hist[d]
+            for q in range(m):
+                v = src[q]
+                d = np.int64((v >> sh) & np.uint64(255))
+                pos = hist[d]
+                hist[d] = pos + 1
+                dst[pos] = v
+            src, dst = dst, src
+            shift += np.uint64(8)
+        j = 0
+        while j < m:  # equal keys: exact value descending, then target (= token id) ascending
+            kj = src[j] >> thirty_two
+            e = j + 1
+            while e < m and (src[e] >> thirty_two) == kj:
+                e += 1
+            for p in range(j + 1, e):
+                cur = src[p]
+                ci = np.int64(cur & low)
+                q = p - 1
+                while q >= j:
+                    qi = np.int64(src[q] & low)
+                    if vals[ci] > vals[qi] or (vals[ci] == vals[qi] and tgts[ci] < tgts[qi]):
+                        src[q + 1] = src[q]
+                        q -= 1
+                    else:
+                        break
+                src[q + 1] = cur
+            j = e
+        if not contiguous:
+            w = (a - base) + extra * i
+        w0 = w
+        if prefix >= 0:
+            out[w] = prefix
+            w += 1
+        for q in range(min(m, limit)):
+            out[w] = tokens[tgts[np.int64(src[q] & low)]]
+            w += 1
+        if suffix >= 0:
+            out[w] = suffix
+            w += 1
+        out_len[i] = w - w0
 
 
 @nb.njit(cache=True, nogil=True)
@@ -309,108 +446,74 @@ def geneformer_rank(
     limit: int,
     prefix: int,
     suffix: int,
+    out: np.ndarray,
+    start: int,
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
     """Geneformer token ids per row, sorted exactly, in linear time per row.
 
     Each kept entry is normalised as ``x * (1/n) * target_sum * (1/median)`` (input dtypes, numpy
     promotion, then float64; ``n`` is the row's float64 total when ``compute_totals``). Rows are
-    ordered by an LSD radix sort (8-bit digits) on the top 31 bits of the float64 value, a monotone
-    key; runs of equal keys are then put in exact order by (value descending, target ascending), so
-    the result equals a full sort with ties by token id. The first ``limit`` tokens are kept,
-    optionally wrapped in ``prefix``/``suffix`` (``-1`` for none).
+    ordered by an LSD radix sort (8-bit digits) of one ``uint64`` per entry: a monotone key (the
+    float64 value's bits without the low :data:`KEY_SHIFT`) above the entry's index; runs of equal
+    keys are then put in exact order by (value descending, target ascending), so the result equals a
+    full sort with ties by token id. The first ``limit`` tokens are kept, optionally wrapped in
+    ``prefix``/``suffix`` (``-1`` for none). They are written to ``out[start:]`` (room for
+    ``nnz + extra * n_rows`` needed), or to a new array when ``out`` is empty; returns the row
+    pointers (from 0) and the written tokens.
     """
     n = indptr.shape[0] - 1
     extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
+    if out.shape[0] == 0:
+        out = np.empty(indptr[n] - indptr[0] + extra * n, np.int32)
+        start = 0
+    if out.shape[0] - start < indptr[n] - indptr[0] + extra * n:
+        raise ValueError("output buffer too small")
+    out = out[start:]
+    out_len = np.zeros(n, np.int64)
+    _rank_rows(0, n, indptr, indices, data, col_target, recip_n, target_sum, recip_median, tokens, compute_totals, limit, prefix, suffix, out, out_len, True)
     out_ptr = np.zeros(n + 1, np.int64)
-    out = np.empty(indptr[n] - indptr[0] + extra * n, np.int32)
-    size = 16
-    vals = np.empty(size, np.float64)
-    tgts = np.empty(size, np.int64)
-    ka = np.empty(size, np.int64)
-    kb = np.empty(size, np.int64)
-    ia = np.empty(size, np.int64)
-    ib = np.empty(size, np.int64)
-    hist = np.zeros(257, np.int64)
-    vbits = vals.view(np.uint64)
-    w = 0
     for i in range(n):
-        a, b = indptr[i], indptr[i + 1]
-        if b - a > size:
-            size = max(b - a, 2 * size)
-            vals = np.empty(size, np.float64)
-            tgts = np.empty(size, np.int64)
-            ka = np.empty(size, np.int64)
-            kb = np.empty(size, np.int64)
-            ia = np.empty(size, np.int64)
-            ib = np.empty(size, np.int64)
-            vbits = vals.view(np.uint64)
-        if compute_totals:
-            total = 0.0
-            for p in range(a, b):
-                total += np.float64(data[p])
-            recip_n[i] = 1.0 / total if b > a else 0.0
-        r = recip_n[i]
-        m = 0
-        kmin = np.int64(1) << 40
-        kmax = np.int64(-1)
-        for p in range(a, b):
-            t = col_target[indices[p]]
-            x = data[p]
-            if t < 0 or x == 0:
-                continue
-            vals[m] = np.float64((x * r) * target_sum) * recip_median[t]
-            tgts[m] = t
-            key = np.int64(0x7FFFFFFF) - np.int64(vbits[m] >> np.uint64(32))
-            ka[m] = key
-            ia[m] = m
-            if key < kmin:
-                kmin = key
-            if key > kmax:
-                kmax = key
-            m += 1
-        for q in range(m):
-            ka[q] -= kmin
-        span = kmax - kmin
-        shift = 0
-        src_k, src_i, dst_k, dst_i = ka, ia, kb, ib
-        while m > 1 and (span >> shift) > 0:
-            for d in range(257):
-                hist[d] = 0
-            for q in range(m):
-                hist[((src_k[q] >> shift) & 255) + 1] += 1
-            for d in range(256):
-                hist[d + 1] += hist[d]
-            for q in range(m):
-                d = (src_k[q] >> shift) & 255
-                pos = hist[d]
-                hist[d] = pos + 1
-                dst_k[pos] = src_k[q]
-                dst_i[pos] = src_i[q]
-            src_k, dst_k = dst_k, src_k
-            src_i, dst_i = dst_i, src_i
-            shift += 8
-        j = 0
-        while j < m:  # equal keys: exact value, then target
-            e = j + 1
-            while e < m and src_k[e] == src_k[j]:
-                e += 1
-            for p in range(j + 1, e):
-                cur = src_i[p]
-                q = p - 1
-                while q >= j and (vals[cur] > vals[src_i[q]] or (vals[cur] == vals[src_i[q]] and tgts[cur] < tgts[src_i[q]])):
-                    src_i[q + 1] = src_i[q]
-                    q -= 1
-                src_i[q + 1] = cur
-            j = e
-        if prefix >= 0:
-            out[w] = prefix
-            w += 1
-        for q in range(min(m, limit)):
-            out[w] = tokens[tgts[src_i[q]]]
-            w += 1
-        if suffix >= 0:
-            out[w] = suffix
-            w += 1
+        out_ptr[i + 1] = out_ptr[i] + out_len[i]
+    return out_ptr, out[: out_ptr[n]]
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def geneformer_rank_parallel(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    col_target: np.ndarray,
+    recip_n: np.ndarray,
+    target_sum: float,
+    recip_median: np.ndarray,
+    tokens: np.ndarray,
+    compute_totals: bool,
+    limit: int,
+    prefix: int,
+    suffix: int,
+    out: np.ndarray,
+    start: int,
+    n_parts: int,
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    """:func:`geneformer_rank` with the rows split into ``n_parts`` ranges run on numba's threads."""
+    n = indptr.shape[0] - 1
+    extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
+    if out.shape[0] == 0:
+        out = np.empty(indptr[n] - indptr[0] + extra * n, np.int32)
+        start = 0
+    if out.shape[0] - start < indptr[n] - indptr[0] + extra * n:
+        raise ValueError("output buffer too small")
+    out = out[start:]
+    out_len = np.zeros(n, np.int64)
+    for part in nb.prange(n_parts):
+        _rank_rows((n * part) // n_parts, (n * (part + 1)) // n_parts, indptr, indices, data, col_target, recip_n, target_sum, recip_median, tokens, compute_totals, limit, prefix, suffix, out, out_len, False)
+    out_ptr = np.zeros(n + 1, np.int64)
+    w = 0
+    for i in range(n):  # move each row from its upper-bound offset to right after the previous one
+        src = (indptr[i] - indptr[0]) + extra * i
+        for j in range(out_len[i]):
+            out[w + j] = out[src + j]
+        w += out_len[i]
         out_ptr[i + 1] = w
     return out_ptr, out[:w]
 
@@ -465,3 +568,4 @@ def join_words(indptr: np.ndarray, ids: np.ndarray, packed: np.ndarray, word_byt
         ends[i] = w
         w += 1
     return buf[:w], ends
+

@@ -116,7 +116,7 @@ def _ensembl_ids(var: pd.DataFrame, dicts: GeneformerDictionaries, origin: str) 
         except GeneIdError:
             ids = pd.Series([""] * len(var), dtype=object)
             source = "none"
-    ids = ids.fillna("").astype(str).str.strip().str.split(".").str[0].str.upper()
+    ids = pd.Series([g.strip().split(".")[0].upper() for g in ids.fillna("").astype(str)], dtype=object)
     missing = (ids == "").to_numpy()
     if missing.any() and dicts.name_to_id:
         symbols = var["gene_symbol"].astype(str) if "gene_symbol" in var.columns else names
@@ -144,7 +144,8 @@ def plan_tokens(var: pd.DataFrame, dicts: GeneformerDictionaries, origin: str = 
     if dicts.ensembl_mapping is not None:
         series = series.map(dicts.ensembl_mapping).fillna("").astype(str).str.upper()
     special = set(SPECIAL)
-    token = series.map(lambda g: dicts.token_ids.get(g, -1) if g and g not in special and g in dicts.medians else -1).to_numpy(np.int64)
+    tid, med = dicts.token_ids, dicts.medians
+    token = np.fromiter((tid.get(g, -1) if g and g not in special and g in med else -1 for g in series.to_numpy()), np.int64, len(series))
     known = token >= 0
     if not known.any():
         raise GeneIdError(
@@ -176,8 +177,13 @@ def _n_counts(adata: Any, n_obs: int, origin: str) -> np.ndarray | None:
     return values
 
 
-def _encode_chunk(block: sp.csr_matrix, n_counts: np.ndarray | None, plan: TokenPlan, limit: int, prefix: int, suffix: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids of one chunk of cells (CSR layout); ``n_counts=None`` sums each cell over all genes."""
+def _encode_chunk(
+    block: sp.csr_matrix, n_counts: np.ndarray | None, plan: TokenPlan, limit: int, prefix: int, suffix: int, threads: int = 1,
+    out: np.ndarray | None = None, start: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of one chunk of cells (CSR layout); ``n_counts=None`` sums each cell over all genes.
+
+    They go to ``out[start:]`` when given (room for the block's non-zeros plus 2 per cell needed)."""
     block = canonical(block)
     indptr, indices, data = block.indptr.astype(np.int64), block.indices, block.data
     col_target = plan.col_target
@@ -200,9 +206,11 @@ def _encode_chunk(block: sp.csr_matrix, n_counts: np.ndarray | None, plan: Token
         indptr, indices, data = merged.indptr.astype(np.int64), merged.indices, merged.data
         col_target = np.arange(plan.n_genes, dtype=np.int64)
     target_sum = recip_n.dtype.type(TARGET_SUM)
-    return k.geneformer_rank(
-        indptr, indices, data, col_target, recip_n, target_sum, plan.recip_median, plan.tokens, compute_totals, limit, prefix, suffix
-    )
+    args = (indptr, indices, data, col_target, recip_n, target_sum, plan.recip_median, plan.tokens, compute_totals, limit, prefix, suffix)
+    args += (np.zeros(0, np.int32) if out is None else out, start)
+    if threads > 1 and block.shape[0] >= 2 * threads:
+        return k.geneformer_rank_parallel(*args, threads)
+    return k.geneformer_rank(*args)
 
 
 def _recip_totals(block: sp.csr_matrix) -> np.ndarray:
@@ -213,12 +221,22 @@ def _recip_totals(block: sp.csr_matrix) -> np.ndarray:
         return np.true_divide(1.0, totals)
 
 
+def _threads(n_jobs: Any) -> int:
+    """Threads for ``n_jobs`` (``-1``: numba's thread count)."""
+    import numba
+
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or not (n_jobs >= 1 or n_jobs == -1):
+        raise ParameterError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}", "argument n_jobs", "pass e.g. 1, 4 or -1 (all threads)")
+    return int(numba.config.NUMBA_NUM_THREADS) if n_jobs == -1 else min(int(n_jobs), int(numba.config.NUMBA_NUM_THREADS))
+
+
 def rank_encode(
     adata: Any,
     dictionaries: GeneformerDictionaries | str | None = None,
     version: str = "V1",
     chunk_size: int = DEFAULT_CHUNK,
     output: Literal["arrays", "dataset"] = "arrays",
+    n_jobs: int = 1,
 ) -> Any:
     """Geneformer token ids for every cell, exactly as Geneformer's tokenizer makes them.
 
@@ -237,6 +255,9 @@ def rank_encode(
         Cells per streamed chunk.
     output
         ``'arrays'`` for a :class:`RankEncoding`, ``'dataset'`` for a ``datasets.Dataset``.
+    n_jobs
+        Threads that rank each chunk's cells (numba; ``-1``: all of numba's threads). The output is
+        the same for any value.
 
     Returns
     -------
@@ -251,6 +272,7 @@ def rank_encode(
         raise ParameterError(f"unknown output {output!r}", "argument output", "pass 'arrays' or 'dataset'")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}", "argument chunk_size", "pass e.g. 4096")
+    threads = _threads(n_jobs)
     dicts = dictionaries if isinstance(dictionaries, GeneformerDictionaries) else load_dictionaries(dictionaries, version)
     if dicts.version == "V2" and (dicts.cls_id is None or dicts.eos_id is None):
         raise ParameterError("V2 dictionaries need <cls> and <eos> tokens, and these have none", dicts.source or "argument dictionaries", "pass the V2 (gc104M) dictionaries, or version='V1'")
@@ -262,6 +284,10 @@ def rank_encode(
     suffix = dicts.eos_id if dicts.version == "V2" else None
     flats, lengths = [], []
     total = -(-view.shape[0] // chunk_size)
+    # in-memory CSR: one output buffer (an upper bound), written in place, no concatenation
+    matrix = view.matrix
+    buffer = np.empty(matrix.nnz + 2 * view.shape[0], np.int32) if sp.issparse(matrix) and matrix.format == "csr" else None
+    written = 0
     for start, stop, block in progress(iter_chunks(view, chunk_size), total=total, desc="rank encoding", unit="chunk"):
         n_counts = None if given is None else given[start:stop]
         if n_counts is not None:
@@ -273,13 +299,15 @@ def rank_encode(
                     f"obs['n_counts'] of {view.origin}, first at cell {cell!r}",
                     "store each cell's total count over all genes, or delete the column so mmgene computes it",
                 )
-        indptr, ids = _encode_chunk(block, n_counts, plan, limit, -1 if prefix is None else prefix, -1 if suffix is None else suffix)
-        flats.append(ids)
+        indptr, ids = _encode_chunk(block, n_counts, plan, limit, -1 if prefix is None else prefix, -1 if suffix is None else suffix, threads, buffer, written if buffer is not None else 0)
+        if buffer is None:
+            flats.append(ids)
+        written += len(ids)
         lengths.append(np.diff(indptr))
     length = np.concatenate(lengths)
     offsets = np.zeros(len(length) + 1, np.int64)
     np.cumsum(length, out=offsets[1:])
-    flat = np.concatenate(flats) if flats else np.zeros(0, np.int32)
+    flat = buffer[:written] if buffer is not None else np.concatenate(flats) if flats else np.zeros(0, np.int32)
     n_special = 2 if prefix is not None else 0
     empty = np.flatnonzero(length == n_special)
     if len(empty) == len(length):
