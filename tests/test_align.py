@@ -306,3 +306,25 @@ def test_gene_channel_adds_an_exact_gene_cosine():
     np.testing.assert_allclose(cell.numpy(), [[0.6 * 0.75**0.5, 0.8 * 0.75**0.5, 0.5**0.5 * 0.5, 0.5**0.5 * 0.5]], rtol=1e-6)
     assert float(cell @ text.T) == pytest.approx(0.75 * 1.0 + 0.25 * 0.5**0.5, rel=1e-6)
     assert float(cell.norm()) == pytest.approx(1.0)
+
+
+def test_gene_channel_counts_named_genes_only_when_asked():
+    from mmgene.align.modules import GeneChannel
+
+    text = {
+        "sentence_embedding": torch.tensor([[3.0, 4.0], [3.0, 4.0]]),
+        "related_ids": torch.tensor([[3, 0], [3, 0]]),
+        "related_weights": torch.tensor([[0.7, 0.3], [0.7, 0.3]]),
+        # the first text names genes 1 and 4 (4 is outside the channel), the second names nothing (padding)
+        "mention_ids": torch.tensor([[1, 4], [0, 0]]),
+        "mention_mask": torch.tensor([[1, 1], [0, 0]]),
+    }
+    on = GeneChannel(vocab_size=5, channel_ids=[3, 1], weight=1.0, learned_dim=2, use_mentions=True)
+    off = GeneChannel(vocab_size=5, channel_ids=[3, 1], weight=1.0, learned_dim=2)
+    genes_on = on({k: v.clone() for k, v in text.items()})["sentence_embedding"][:, 2:]
+    genes_off = off({k: v.clone() for k, v in text.items()})["sentence_embedding"][:, 2:]
+    # named: gene 3 gets 0.7, gene 1 gets 0.5 (half of the named share; gene 4 is dropped) -> normalised
+    np.testing.assert_allclose(genes_on[0].numpy(), np.array([0.7, 0.5]) / np.hypot(0.7, 0.5), rtol=1e-6)
+    np.testing.assert_allclose(genes_on[1].numpy(), [1.0, 0.0], atol=1e-7)  # nothing named: unchanged
+    np.testing.assert_allclose(genes_off.numpy(), [[1.0, 0.0], [1.0, 0.0]], atol=1e-7)
+    assert "use_mentions" in GeneChannel.config_keys

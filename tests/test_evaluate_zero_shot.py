@@ -58,8 +58,37 @@ def test_prompts_clean_names_and_keep_markers():
     assert "CD56+ natural killer cell" in class_names("CD56+ NK")
     assert all(n.startswith("CD8") for n in class_names("CD8 T cells"))  # never a bare "T cell"
     assert class_names("Dendritic", ontology=False) == ["dendritic cell"]
-    prompts = class_prompts(["Megakaryocytes"], templates=("{}", "a {}"), ontology=True)
+    prompts = class_prompts(["Megakaryocytes"], templates=("{}", "a {}"), ontology=True, markers=False)
     assert prompts == [["megakaryocyte", "a megakaryocyte", "megacaryocyte", "a megacaryocyte", "megalocaryocyte", "a megalocaryocyte", "megalokaryocyte", "a megalokaryocyte"]]
+
+
+def test_marker_gene_prompt_expansion():
+    from mmgene.evaluate import class_prompts
+    from mmgene.evaluate.markers import marker_genes, marker_names
+
+    assert class_prompts(["NK cells"], templates=("{}",), ontology=False, markers=True) == [
+        ["NK cell", "NK cell expressing GNLY and NKG7", "NK cell, marker genes GNLY and NKG7"]
+    ]
+    assert class_prompts(["Megakaryocytes"], templates=("a {}",), ontology=False, markers=True) == [
+        ["a megakaryocyte", "a megakaryocyte expressing PPBP", "a megakaryocyte, marker genes PPBP"]
+    ]
+    # the most specific entry wins: FCGR3A+ before other monocytes; T-cell subsets keep plain prompts
+    assert marker_genes(["CD8+ cytotoxic T cell"]) == () and marker_genes(["CD4 T cell"]) == ()
+    assert class_prompts(["CD8 T cells"], templates=("{}",), ontology=False, markers=True) == [["CD8 T cell"]]
+    assert marker_genes(["FCGR3A+ monocyte"]) == ("FCGR3A", "MS4A7")
+    assert marker_genes(["CD14+ monocyte"]) == ("CD14", "LYZ")
+    assert marker_genes(["CD19+ B cell"]) == ("MS4A1", "CD79A")
+    assert marker_genes(["CD56+ natural killer cell"]) == ("GNLY", "NKG7")
+    # whole words only: "NK" inside another word, or an unknown type, gets nothing
+    assert marker_genes(["hepatocyte"]) == () and marker_genes(["PINK1 neuron"]) == ()
+    assert marker_genes([]) == () and marker_names([]) == [] and marker_names(["hepatocyte"]) == []
+    assert class_prompts(["NK cells"], templates=("{}",), ontology=False) == [["NK cell"]]  # off by default
+    assert marker_names(["B cell"], phrases=("{name} with {genes}",)) == ["B cell with MS4A1 and CD79A"]
+    # the genes are named in a way the text tower's gene-mention route finds
+    from mmgene.align.mentions import build_mention_index, find_mentions
+
+    index = build_mention_index(["GNLY", "NKG7", "MS4A1"], use_aliases=False)
+    assert find_mentions("a NK cell expressing GNLY and NKG7", index) == [0, 1]
 
 
 def test_retrieval_metrics_exact():

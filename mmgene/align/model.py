@@ -112,7 +112,7 @@ def build_model(
     cell_route.append(CellHead(gene_dim if vocab else 0, int(sum(obsm_dims)), hidden, dim))
     text_route.append(TextHead(text_input.text_dim(), gene_dim if vocab else 0, hidden, dim))
     if gene_channel > 0 and bridge_ids:
-        channel = GeneChannel(len(vocab), bridge_ids, weight=gene_channel, learned_dim=dim)
+        channel = GeneChannel(len(vocab), bridge_ids, weight=gene_channel, learned_dim=dim, use_mentions=True)
         cell_route.append(channel)
         text_route.append(channel)
     router = Router({"cell": cell_route, "text": text_route}, default_route="text")

@@ -456,18 +456,23 @@ class GeneChannel(Module):
     """An explicit, untrained gene channel appended to the joint vector (optional).
 
     Cells contribute their expression over the bridge genes, text the softmax weights of the genes its
-    words resemble (:meth:`TextInput._related_genes`). Both are L2-normalised and concatenated with the
+    words resemble (:meth:`TextInput._related_genes`) plus, with ``use_mentions``, an equal share
+    spread over the genes it names ("NK cell expressing GNLY and NKG7"). Both are L2-normalised and concatenated with the
     learned vector as ``[sqrt(1 - w) * learned, sqrt(w) * genes]``, so a cosine in the joint space is
     ``(1 - w) * learned cosine + w * gene cosine``: a query that names a cell type training never saw
     still finds the cells that express the genes its words point to.
     """
 
-    config_keys = ["vocab_size", "channel_ids", "weight", "learned_dim"]
+    config_keys = ["vocab_size", "channel_ids", "weight", "learned_dim", "use_mentions"]
     config_file_name = "gene_channel_config.json"
 
-    def __init__(self, vocab_size: int, channel_ids: Sequence[int], weight: float = 0.3, learned_dim: int = 256) -> None:
+    def __init__(
+        self, vocab_size: int, channel_ids: Sequence[int], weight: float = 0.3, learned_dim: int = 256, use_mentions: bool = False
+    ) -> None:
         super().__init__()
         self.vocab_size, self.weight, self.learned_dim = int(vocab_size), float(weight), int(learned_dim)
+        # off for models saved before this option existed, so they encode exactly as before
+        self.use_mentions = bool(use_mentions)
         self.channel_ids = [int(i) for i in channel_ids]
         lookup = torch.full((self.vocab_size,), -1, dtype=torch.long)
         lookup[torch.as_tensor(self.channel_ids, dtype=torch.long)] = torch.arange(len(self.channel_ids))
@@ -484,7 +489,13 @@ class GeneChannel(Module):
         if "values" in features:
             genes = self._scatter(features["input_ids"], features["values"] * features["attention_mask"])
         elif "related_ids" in features:
-            genes = self._scatter(features["related_ids"], features["related_weights"])
+            ids, weights = features["related_ids"], features["related_weights"]
+            if self.use_mentions and "mention_ids" in features:
+                # genes the text names outright weigh as much as all the genes it resembles together
+                mask = features["mention_mask"].to(weights.dtype)
+                ids = torch.cat([ids, features["mention_ids"].to(ids.dtype)], dim=1)
+                weights = torch.cat([weights, mask / mask.sum(1, keepdim=True).clamp(min=1.0)], dim=1)
+            genes = self._scatter(ids, weights)
         else:
             genes = torch.zeros(learned.shape[0], len(self.channel_ids), device=learned.device, dtype=learned.dtype)
         features["sentence_embedding"] = torch.cat(

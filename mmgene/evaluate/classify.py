@@ -97,6 +97,7 @@ def zero_shot(
     classes: Sequence[str] | None = None,
     prompts: Sequence[Sequence[str]] | None = None,
     ontology: bool = True,
+    markers: bool = False,
 ) -> dict[str, Any]:
     """Zero-shot metrics for cell vectors ``cells`` with true ``labels``, querying each class by text.
 
@@ -112,7 +113,7 @@ def zero_shot(
     missing = sorted(set(labels.tolist()) - set(index))
     if missing:
         raise ParameterError(f"labels not among the classes: {missing[:5]}", "argument classes")
-    prompts = list(prompts) if prompts is not None else class_prompts(classes, ontology=ontology)
+    prompts = list(prompts) if prompts is not None else class_prompts(classes, ontology=ontology, markers=markers)
     y = np.array([index[v] for v in labels])
     vecs = class_vectors(encode_text, prompts)
     scores = zero_shot_scores(cells, vecs)

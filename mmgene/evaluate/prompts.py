@@ -2,7 +2,9 @@
 
 For a label such as ``"CD19+ B"`` the ensemble is every template applied to every name:
 ``"CD19+ B cell"`` (cleaned), the ontology label and synonyms of the core noun ("B cell", "B
-lymphocyte") with and without the markers. The class vector is the normalised mean of the prompts'
+lymphocyte") with and without the markers and, with ``markers=True`` (off by default, see :mod:`mmgene.evaluate.markers`), each name with the
+label's canonical marker genes spliced in ("a B cell expressing MS4A1 and CD79A", see
+:mod:`mmgene.evaluate.markers`; only common blood cell types are covered). The class vector is the normalised mean of the prompts'
 joint-space vectors (prompt ensembling as in CLIP).
 """
 
@@ -45,11 +47,25 @@ def class_names(label: str, ontology: bool = True, max_names: int = 6) -> list[s
 
 
 def class_prompts(
-    labels: Sequence[str], templates: Sequence[str] = PROMPT_TEMPLATES, ontology: bool = True
+    labels: Sequence[str],
+    templates: Sequence[str] = PROMPT_TEMPLATES,
+    ontology: bool = True,
+    markers: bool = False,
 ) -> list[list[str]]:
-    """One list of prompts per label (templates x names)."""
+    """One list of prompts per label (templates x names, plus templates x names with marker genes).
+
+    ``markers=True`` expands labels the marker table knows (:mod:`mmgene.evaluate.markers`) with
+    prompts naming their marker genes; the model's text tower reaches those genes by name.
+    """
+    from mmgene.evaluate.markers import MARKER_PHRASES, marker_genes
+
     out = []
     for label in labels:
         names = class_names(label, ontology=ontology)
+        if markers:
+            genes = marker_genes(names)
+            if genes:
+                joined = genes[0] if len(genes) == 1 else ", ".join(genes[:-1]) + " and " + genes[-1]
+                names = names + [p.format(name=n, genes=joined) for n in names for p in MARKER_PHRASES]
         out.append(list(dict.fromkeys(t.format(n) for n in names for t in templates)))
     return out

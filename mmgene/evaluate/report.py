@@ -78,6 +78,7 @@ def evaluate(
     baseline: bool = True,
     baseline_encoder: Any = "minilm",
     ontology: bool = True,
+    markers: bool = False,
     classes: Sequence[str] | None = None,
     dataset_name: str | None = None,
     seed: int = 0,
@@ -99,7 +100,7 @@ def evaluate(
         model = load(model)
     labels = obs_column(adata, label_col).astype(str).to_numpy()
     classes = list(classes) if classes is not None else sorted(set(labels.tolist()))
-    prompts = class_prompts(classes, ontology=ontology)
+    prompts = class_prompts(classes, ontology=ontology, markers=markers)
     cells = model.encode_cells(adata)
     zs = zero_shot(cells, labels, model.encode_text, classes=classes, prompts=prompts)
     index = {c: i for i, c in enumerate(classes)}
