@@ -58,6 +58,25 @@ def _pad(rows: Sequence[Sequence[int]], values: Sequence[Sequence[float]] | None
     return torch.from_numpy(ids), torch.from_numpy(vals), torch.from_numpy(mask)
 
 
+def _hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The Hub download options sentence-transformers passes to a module's ``load``."""
+    return {k: kwargs[k] for k in ("token", "cache_folder", "revision", "local_files_only") if k in kwargs}
+
+
+class _WeightedModule(Module):
+    """A module saved as its config JSON plus its weights (safetensors), and loaded back the same way."""
+
+    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
+        self.save_config(output_path)
+        self.save_torch_weights(output_path, safe_serialization=safe_serialization)
+
+    @classmethod
+    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> Any:
+        hub = _hub_kwargs(kwargs)
+        model = cls(**cls.load_config(model_name_or_path, subfolder=subfolder, **hub))
+        return cls.load_torch_weights(model_name_or_path, subfolder=subfolder, model=model, **hub)
+
+
 class CellInput(InputModule):
     """Preprocess cells for the omics tower.
 
@@ -154,14 +173,14 @@ class CellInput(InputModule):
 
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> CellInput:
-        hub = {k: kwargs[k] for k in ("token", "cache_folder", "revision", "local_files_only") if k in kwargs}
+        hub = _hub_kwargs(kwargs)
         config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
         vocab_path = cls.load_file_path(model_name_or_path, "vocab.txt", subfolder=subfolder, **hub)
         vocab = open(vocab_path, encoding="utf-8").read().split("\n") if vocab_path else []
         return cls(vocab=[v for v in vocab if v], **config)
 
 
-class GeneTable(Module):
+class GeneTable(_WeightedModule):
     """Gene embeddings shared by the omics and the text route.
 
     A gene's embedding is a learned vector plus, when the gene has text (its NCBI name and
@@ -214,22 +233,12 @@ class GeneTable(Module):
             features["related_bag"] = self._bag(features["related_ids"], features["related_weights"])
         return features
 
-    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
-        self.save_config(output_path)
-        self.save_torch_weights(output_path, safe_serialization=safe_serialization)
-
-    @classmethod
-    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> GeneTable:
-        hub = {k: kwargs[k] for k in ("token", "cache_folder", "revision", "local_files_only") if k in kwargs}
-        model = cls(**cls.load_config(model_name_or_path, subfolder=subfolder, **hub))
-        return cls.load_torch_weights(model_name_or_path, subfolder=subfolder, model=model, **hub)
-
 
 def _mlp(n_in: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_out))
 
 
-class CellHead(Module):
+class CellHead(_WeightedModule):
     """Project ``gene_bag`` and/or ``obsm`` into the joint space (LayerNorm + two-layer MLP)."""
 
     config_keys = ["gene_dim", "obsm_dim", "hidden", "out_dim", "dropout"]
@@ -255,18 +264,8 @@ class CellHead(Module):
     def get_embedding_dimension(self) -> int:
         return self.out_dim
 
-    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
-        self.save_config(output_path)
-        self.save_torch_weights(output_path, safe_serialization=safe_serialization)
 
-    @classmethod
-    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> CellHead:
-        hub = {k: kwargs[k] for k in ("token", "cache_folder", "revision", "local_files_only") if k in kwargs}
-        model = cls(**cls.load_config(model_name_or_path, subfolder=subfolder, **hub))
-        return cls.load_torch_weights(model_name_or_path, subfolder=subfolder, model=model, **hub)
-
-
-class TextHead(Module):
+class TextHead(_WeightedModule):
     """Project the text embedding (MLP) plus, when the text names genes, their pooled gene embedding."""
 
     config_keys = ["text_dim", "gene_dim", "hidden", "out_dim", "dropout"]
@@ -294,16 +293,6 @@ class TextHead(Module):
 
     def get_embedding_dimension(self) -> int:
         return self.out_dim
-
-    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
-        self.save_config(output_path)
-        self.save_torch_weights(output_path, safe_serialization=safe_serialization)
-
-    @classmethod
-    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> TextHead:
-        hub = {k: kwargs[k] for k in ("token", "cache_folder", "revision", "local_files_only") if k in kwargs}
-        model = cls(**cls.load_config(model_name_or_path, subfolder=subfolder, **hub))
-        return cls.load_torch_weights(model_name_or_path, subfolder=subfolder, model=model, **hub)
 
 
 class TextInput(InputModule):
@@ -436,7 +425,7 @@ class TextInput(InputModule):
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> TextInput:
         from sentence_transformers import SentenceTransformer
 
-        hub = {k: kwargs[k] for k in ("token", "cache_folder", "revision", "local_files_only") if k in kwargs}
+        hub = _hub_kwargs(kwargs)
         config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
         folder = cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub)
         encoder = SentenceTransformer(os.path.join(folder, "encoder"), device="cpu")
@@ -511,5 +500,5 @@ class GeneChannel(Module):
 
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> GeneChannel:
-        hub = {k: kwargs[k] for k in ("token", "cache_folder", "revision", "local_files_only") if k in kwargs}
+        hub = _hub_kwargs(kwargs)
         return cls(**cls.load_config(model_name_or_path, subfolder=subfolder, **hub))
