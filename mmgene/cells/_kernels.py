@@ -433,6 +433,18 @@ def _rank_rows(
 
 
 @nb.njit(cache=True, nogil=True)
+def _token_buffer(indptr: np.ndarray, extra: int, out: np.ndarray, start: int) -> np.ndarray:  # pragma: no cover - numba
+    """``out[start:]`` checked to hold every row's tokens plus ``extra`` per row (a new array when ``out`` is empty)."""
+    n = indptr.shape[0] - 1
+    need = indptr[n] - indptr[0] + extra * n
+    if out.shape[0] == 0:
+        return np.empty(need, np.int32)
+    if out.shape[0] - start < need:
+        raise ValueError("output buffer too small")
+    return out[start:]
+
+
+@nb.njit(cache=True, nogil=True)
 def geneformer_rank(
     indptr: np.ndarray,
     indices: np.ndarray,
@@ -463,12 +475,7 @@ def geneformer_rank(
     """
     n = indptr.shape[0] - 1
     extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
-    if out.shape[0] == 0:
-        out = np.empty(indptr[n] - indptr[0] + extra * n, np.int32)
-        start = 0
-    if out.shape[0] - start < indptr[n] - indptr[0] + extra * n:
-        raise ValueError("output buffer too small")
-    out = out[start:]
+    out = _token_buffer(indptr, extra, out, start)
     out_len = np.zeros(n, np.int64)
     _rank_rows(0, n, indptr, indices, data, col_target, recip_n, target_sum, recip_median, tokens, compute_totals, limit, prefix, suffix, out, out_len, True)
     out_ptr = np.zeros(n + 1, np.int64)
@@ -498,12 +505,7 @@ def geneformer_rank_parallel(
     """:func:`geneformer_rank` with the rows split into ``n_parts`` ranges run on numba's threads."""
     n = indptr.shape[0] - 1
     extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
-    if out.shape[0] == 0:
-        out = np.empty(indptr[n] - indptr[0] + extra * n, np.int32)
-        start = 0
-    if out.shape[0] - start < indptr[n] - indptr[0] + extra * n:
-        raise ValueError("output buffer too small")
-    out = out[start:]
+    out = _token_buffer(indptr, extra, out, start)
     out_len = np.zeros(n, np.int64)
     for part in nb.prange(n_parts):
         _rank_rows((n * part) // n_parts, (n * (part + 1)) // n_parts, indptr, indices, data, col_target, recip_n, target_sum, recip_median, tokens, compute_totals, limit, prefix, suffix, out, out_len, False)
