@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote
 
+from .loopback import CherootLoopback
 from .webdav_server import serve_file
 
 
@@ -36,7 +37,7 @@ class FolderApp:
         return serve_file(target, environ, start_response, fault)
 
 
-class FolderServer:
+class FolderServer(CherootLoopback):
     def __init__(self, root: Path) -> None:
         self.app = FolderApp(root)
         self.url = ""
@@ -46,22 +47,5 @@ class FolderServer:
     def faults(self) -> dict[str, list[str]]:
         return self.app.faults
 
-    def start(self) -> FolderServer:
-        from cheroot import wsgi
-
-        self._server = wsgi.Server(("127.0.0.1", 0), self.app, numthreads=4)
-        self._server.prepare()
-        self.url = f"http://127.0.0.1:{self._server.bind_addr[1]}"
-        threading.Thread(target=self._server.serve, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> FolderServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def _serving(self, base_url: str) -> None:
+        self.url = base_url

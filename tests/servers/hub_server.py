@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote
 
+from .loopback import CherootLoopback
+
 LFS_SUFFIXES = (".parquet", ".h5ad", ".zip", ".arrow", ".bin", ".safetensors", ".h5", ".npy", ".pt", ".pkl", ".gz")
 LFS_MIN_SIZE = 10 * 1024 * 1024
 TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -462,42 +464,25 @@ def _front_matter(text: str, strict: bool = False) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-class HubServer:
+class HubServer(CherootLoopback):
     """Start :class:`HubApp` with cheroot on a free port of 127.0.0.1 in a background thread."""
+
+    numthreads = 8
 
     def __init__(self, root: Path, token: str = "hf_mmgene_test_token_0123456789", user: str = "mmgene-tester") -> None:
         self.app = HubApp(root, token, user)
         self.token, self.user = token, user
         self._server = None
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return self.app.base_url
 
-    def start(self) -> HubServer:
-        from cheroot import wsgi
-
-        self._server = wsgi.Server(("127.0.0.1", 0), self.app, numthreads=8)
-        self._server.prepare()
-        self.app.base_url = f"http://127.0.0.1:{self._server.bind_addr[1]}"
-        self._thread = threading.Thread(target=self._server.serve, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> HubServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def _serving(self, base_url: str) -> None:
+        self.app.base_url = base_url
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use: python tests/servers/hub_server.py DIR
+if __name__ == "__main__":  # pragma: no cover - manual use, from tests/: python -m servers.hub_server DIR
     import sys
     import time
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from .loopback import serve_http, stop_http
+
 #: a few real genes (abridged NCBI summaries) used by the tests
 GENES = [
     {"uid": "7157", "name": "TP53", "description": "tumor protein p53", "otheraliases": "BCC7, LFS1, P53, TRP53",
@@ -101,15 +103,11 @@ class NCBIServer:
                 params.update(parse_qs(body))
                 server._handle(self, params, "POST")
 
-        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.httpd = serve_http(Handler, _QuietServer)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_http(self.httpd)
 
     @property
     def url(self) -> str:

@@ -26,6 +26,8 @@ import threading
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .loopback import CherootLoopback
+
 
 def serve_file(path: Path, environ, start_response, fault: str | None = None):
     """Answer GET/HEAD for one file with ``Range`` support and optional injected faults."""
@@ -200,8 +202,10 @@ class NextcloudApp:
                 "url": f"{self.base_url}/index.php/s/{token}", "permissions": 1, "item_type": "file"}
 
 
-class WebDavServer:
+class WebDavServer(CherootLoopback):
     """Start :class:`NextcloudApp` with cheroot on a free port of 127.0.0.1 in a background thread."""
+
+    numthreads = 8
 
     def __init__(self, root: Path, user: str = "alice", password: str = "nc-secret-pw-4711") -> None:
         self.app = NextcloudApp(root, user, password)
@@ -220,22 +224,6 @@ class WebDavServer:
     def faults(self) -> dict[str, list[str]]:
         return self.app.faults
 
-    def start(self) -> WebDavServer:
-        from cheroot import wsgi
 
-        self._server = wsgi.Server(("127.0.0.1", 0), self.app, numthreads=8)
-        self._server.prepare()
-        self.app.base_url = f"http://127.0.0.1:{self._server.bind_addr[1]}"
-        threading.Thread(target=self._server.serve, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> WebDavServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def _serving(self, base_url: str) -> None:
+        self.app.base_url = base_url
