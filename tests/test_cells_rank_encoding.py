@@ -187,7 +187,7 @@ def test_kernel_exact_on_near_ties(parallel):
     X = sp.random(300, n_genes, density=0.2, random_state=4, format="csr", data_rvs=lambda s: rng.integers(1, 5000, s) ** rng.integers(1, 3, s) % 9000 + 1).astype(np.float32)
     X.sort_indices()
     recip_n = 1.0 / np.asarray(X.sum(axis=1), np.float64).ravel()
-    args = (X.indptr.astype(np.int64), X.indices, X.data, np.arange(n_genes, dtype=np.int64), recip_n, 10_000.0, recip, np.arange(n_genes, dtype=np.int32), False, 400)
+    args = (X.indptr.astype(np.int64), X.indices, X.data, np.arange(n_genes, dtype=np.int32), recip_n, 10_000.0, recip, False, 400)
     ref = kernel_reference(X, recip_n, recip, 400)
     if parallel:
         ptr, ids = k.geneformer_rank_parallel(*args, 7, 9, np.zeros(0, np.int32), 0, 3)

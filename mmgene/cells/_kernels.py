@@ -316,11 +316,10 @@ def _rank_rows(
     indptr: np.ndarray,
     indices: np.ndarray,
     data: np.ndarray,
-    col_target: np.ndarray,
+    col_token: np.ndarray,
     recip_n: np.ndarray,
     target_sum: float,
-    recip_median: np.ndarray,
-    tokens: np.ndarray,
+    col_recip_median: np.ndarray,
     compute_totals: bool,
     limit: int,
     prefix: int,
@@ -335,10 +334,10 @@ def _rank_rows(
     extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
     size = 16
     vals = np.empty(size, np.float64)
-    tgts = np.empty(size, np.int64)
+    tgts = np.empty(size, np.int32)
     ka = np.empty(size, np.uint64)
     kb = np.empty(size, np.uint64)
-    hist = np.zeros(257, np.int64)
+    hist = np.zeros(514, np.int64)
     vbits = vals.view(np.uint64)
     vshift = np.uint64(KEY_SHIFT)
     top = np.uint64(0x7FFFFFFFFFFFFFFF) >> vshift
@@ -351,7 +350,7 @@ def _rank_rows(
         if b - a > size:
             size = max(b - a, 2 * size)
             vals = np.empty(size, np.float64)
-            tgts = np.empty(size, np.int64)
+            tgts = np.empty(size, np.int32)
             ka = np.empty(size, np.uint64)
             kb = np.empty(size, np.uint64)
             vbits = vals.view(np.uint64)
@@ -365,11 +364,12 @@ def _rank_rows(
         kmin = top
         kmax = np.uint64(0)
         for p in range(a, b):
-            t = col_target[indices[p]]
+            c = indices[p]
+            t = col_token[c]
             x = data[p]
             if t < 0 or x == 0:
                 continue
-            vals[m] = np.float64((x * r) * target_sum) * recip_median[t]
+            vals[m] = np.float64((x * r) * target_sum) * col_recip_median[c]
             tgts[m] = t
             key = top - (vbits[m] >> vshift)  # descending value = ascending key
             ka[m] = (key << thirty_two) | np.uint64(m)  # key above, entry below: one array to sort
@@ -378,31 +378,41 @@ def _rank_rows(
             if key > kmax:
                 kmax = key
             m += 1
-        # LSD radix sort on the key's low bytes up to the highest bit where keys can differ
-        differ = kmin ^ kmax
-        shift = np.uint64(0)
+        # LSD radix sort of the row's keys rebased to kmin and cut to 16 bits: one or two 8-bit passes,
+        # both histograms counted in one read; equal cut keys are put in exact order below
+        span = kmax - kmin
+        cut = np.uint64(0)
+        while (span >> cut) > np.uint64(0xFFFF):
+            cut += np.uint64(1)
+        passes = 0 if m < 2 or span == 0 else (1 if (span >> cut) < np.uint64(256) else 2)
         src, dst = ka, kb
-        while m > 1 and (differ >> shift) > 0:
-            for d in range(257):
+        base_key = kmin << thirty_two
+        sh = cut + thirty_two
+        if passes > 0:
+            for d in range(514):
                 hist[d] = 0
-            sh = shift + thirty_two
             for q in range(m):
-                hist[np.int64((src[q] >> sh) & np.uint64(255)) + 1] += 1
+                r = (src[q] - base_key) >> sh
+                hist[np.int64(r & np.uint64(255)) + 1] += 1
+                hist[np.int64((r >> np.uint64(8)) & np.uint64(255)) + 258] += 1
             for d in range(256):
                 hist[d + 1] += hist[d]
-            for q in range(m):
-                v = src[q]
-                d = np.int64((v >> sh) & np.uint64(255))
-                pos = hist[d]
-                hist[d] = pos + 1
-                dst[pos] = v
-            src, dst = dst, src
-            shift += np.uint64(8)
+                hist[d + 258] += hist[d + 257]
+            for ps in range(passes):
+                off = 257 * ps
+                dsh = np.uint64(8 * ps)
+                for q in range(m):
+                    v = src[q]
+                    d = np.int64((((v - base_key) >> sh) >> dsh) & np.uint64(255)) + off
+                    pos = hist[d]
+                    hist[d] = pos + 1
+                    dst[pos] = v
+                src, dst = dst, src
         j = 0
-        while j < m:  # equal keys: exact value descending, then target (= token id) ascending
-            kj = src[j] >> thirty_two
+        while j < m:  # equal keys: exact value descending, then token id ascending
+            kj = (src[j] - base_key) >> sh
             e = j + 1
-            while e < m and (src[e] >> thirty_two) == kj:
+            while e < m and ((src[e] - base_key) >> sh) == kj:
                 e += 1
             for p in range(j + 1, e):
                 cur = src[p]
@@ -424,7 +434,7 @@ def _rank_rows(
             out[w] = prefix
             w += 1
         for q in range(min(m, limit)):
-            out[w] = tokens[tgts[np.int64(src[q] & low)]]
+            out[w] = tgts[np.int64(src[q] & low)]
             w += 1
         if suffix >= 0:
             out[w] = suffix
@@ -449,11 +459,10 @@ def geneformer_rank(
     indptr: np.ndarray,
     indices: np.ndarray,
     data: np.ndarray,
-    col_target: np.ndarray,
+    col_token: np.ndarray,
     recip_n: np.ndarray,
     target_sum: float,
-    recip_median: np.ndarray,
-    tokens: np.ndarray,
+    col_recip_median: np.ndarray,
     compute_totals: bool,
     limit: int,
     prefix: int,
@@ -463,12 +472,14 @@ def geneformer_rank(
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
     """Geneformer token ids per row, sorted exactly, in linear time per row.
 
-    Each kept entry is normalised as ``x * (1/n) * target_sum * (1/median)`` (input dtypes, numpy
-    promotion, then float64; ``n`` is the row's float64 total when ``compute_totals``). Rows are
-    ordered by an LSD radix sort (8-bit digits) of one ``uint64`` per entry: a monotone key (the
-    float64 value's bits without the low :data:`KEY_SHIFT`) above the entry's index; runs of equal
-    keys are then put in exact order by (value descending, target ascending), so the result equals a
-    full sort with ties by token id. The first ``limit`` tokens are kept, optionally wrapped in
+    Column ``c`` holds token ``col_token[c]`` (``-1``: dropped) whose median's reciprocal is
+    ``col_recip_median[c]``. Each kept entry is normalised as ``x * (1/n) * target_sum * (1/median)``
+    (input dtypes, numpy promotion, then float64; ``n`` is the row's float64 total when
+    ``compute_totals``). Rows are ordered by an LSD radix sort of one ``uint64`` per entry: a monotone
+    key (the float64 value's bits without the low :data:`KEY_SHIFT`) above the entry's index; the
+    row's keys are rebased to their minimum and cut to 16 bits, so one or two 8-bit passes suffice.
+    Runs of equal cut keys are then put in exact order by (value descending, token id ascending), so
+    the result equals a full sort with ties by token id. The first ``limit`` tokens are kept, optionally wrapped in
     ``prefix``/``suffix`` (``-1`` for none). They are written to ``out[start:]`` (room for
     ``nnz + extra * n_rows`` needed), or to a new array when ``out`` is empty; returns the row
     pointers (from 0) and the written tokens.
@@ -477,7 +488,7 @@ def geneformer_rank(
     extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
     out = _token_buffer(indptr, extra, out, start)
     out_len = np.zeros(n, np.int64)
-    _rank_rows(0, n, indptr, indices, data, col_target, recip_n, target_sum, recip_median, tokens, compute_totals, limit, prefix, suffix, out, out_len, True)
+    _rank_rows(0, n, indptr, indices, data, col_token, recip_n, target_sum, col_recip_median, compute_totals, limit, prefix, suffix, out, out_len, True)
     out_ptr = np.zeros(n + 1, np.int64)
     for i in range(n):
         out_ptr[i + 1] = out_ptr[i] + out_len[i]
@@ -489,11 +500,10 @@ def geneformer_rank_parallel(
     indptr: np.ndarray,
     indices: np.ndarray,
     data: np.ndarray,
-    col_target: np.ndarray,
+    col_token: np.ndarray,
     recip_n: np.ndarray,
     target_sum: float,
-    recip_median: np.ndarray,
-    tokens: np.ndarray,
+    col_recip_median: np.ndarray,
     compute_totals: bool,
     limit: int,
     prefix: int,
@@ -508,7 +518,7 @@ def geneformer_rank_parallel(
     out = _token_buffer(indptr, extra, out, start)
     out_len = np.zeros(n, np.int64)
     for part in nb.prange(n_parts):
-        _rank_rows((n * part) // n_parts, (n * (part + 1)) // n_parts, indptr, indices, data, col_target, recip_n, target_sum, recip_median, tokens, compute_totals, limit, prefix, suffix, out, out_len, False)
+        _rank_rows((n * part) // n_parts, (n * (part + 1)) // n_parts, indptr, indices, data, col_token, recip_n, target_sum, col_recip_median, compute_totals, limit, prefix, suffix, out, out_len, False)
     out_ptr = np.zeros(n + 1, np.int64)
     w = 0
     for i in range(n):  # move each row from its upper-bound offset to right after the previous one

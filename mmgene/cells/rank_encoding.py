@@ -100,6 +100,18 @@ class TokenPlan:
     def n_genes(self) -> int:
         return len(self.tokens)
 
+    def columns(self, merged: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Per column: token id (``-1``: dropped) and 1/median, for the input columns or, when
+        ``merged``, for columns that are already the targets."""
+        if merged:
+            return self.tokens, self.recip_median
+        known = self.col_target >= 0
+        col_token = np.full(len(self.col_target), -1, np.int32)
+        col_token[known] = self.tokens[self.col_target[known]]
+        col_recip = np.zeros(len(self.col_target), np.float64)
+        col_recip[known] = self.recip_median[self.col_target[known]]
+        return col_token, col_recip
+
 
 def _ensembl_ids(var: pd.DataFrame, dicts: GeneformerDictionaries, origin: str) -> tuple[np.ndarray, str]:
     """Upper-cased, unversioned Ensembl ids per gene ('' where unknown) and where they came from."""
@@ -204,9 +216,9 @@ def _encode_chunk(
         merged = sp.csr_matrix((data[keep], target[keep], cum[indptr]), shape=(block.shape[0], plan.n_genes))
         merged.sum_duplicates()
         indptr, indices, data = merged.indptr.astype(np.int64), merged.indices, merged.data
-        col_target = np.arange(plan.n_genes, dtype=np.int64)
+    col_token, col_recip = plan.columns(merged=plan.has_duplicates)
     target_sum = recip_n.dtype.type(TARGET_SUM)
-    args = (indptr, indices, data, col_target, recip_n, target_sum, plan.recip_median, plan.tokens, compute_totals, limit, prefix, suffix)
+    args = (indptr, indices, data, col_token, recip_n, target_sum, col_recip, compute_totals, limit, prefix, suffix)
     args += (np.zeros(0, np.int32) if out is None else out, start)
     if threads > 1 and block.shape[0] >= 2 * threads:
         return k.geneformer_rank_parallel(*args, threads)
