@@ -54,3 +54,22 @@ def test_cli_errors_are_one_line(pbmc3k_path, tmp_path):
     assert not (tmp_path / "x").exists()
     res = CliRunner().invoke(app, ["sentences", str(pbmc3k_path), str(tmp_path / "y"), "--obs", "nope"])
     assert res.exit_code != 0 and not (tmp_path / "y").exists()
+
+
+def test_tokenize_honours_filter_pass(pbmc3k_path, geneformer_v1_dir, tmp_path):
+    import anndata as ad
+    from datasets import load_from_disk
+
+    small = ad.read_h5ad(pbmc3k_path)[:60].copy()
+    small.obs["filter_pass"] = np.arange(60) % 3 != 0  # cells 0, 3, 6, ... fail
+    path = tmp_path / "small.h5ad"
+    small.write_h5ad(path)
+    runner = CliRunner()
+    for flags, cells in (([], np.flatnonzero(np.arange(60) % 3 != 0)), (["--all-cells"], np.arange(60))):
+        out = tmp_path / f"tok{len(flags)}"
+        res = runner.invoke(app, ["tokenize", str(path), str(out), "--dictionaries", str(geneformer_v1_dir), "--obs", "cell_type", *flags])
+        assert res.exit_code == 0, res.output
+        ds = load_from_disk(str(out))
+        assert ds["cell_id"] == small.obs_names[cells].tolist()
+        assert ds["cell_type"] == small.obs["cell_type"].astype(str).iloc[cells].tolist()
+    assert f"wrote {len(cells)} cells" in res.output

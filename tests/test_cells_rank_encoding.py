@@ -206,3 +206,37 @@ def test_threads_give_the_same_tokens(pbmc3k, v1):
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ParameterError, match="n_jobs"):
             rank_encode(pbmc3k, v1, n_jobs=bad)
+
+
+def test_filter_pass_encodes_only_passing_cells_like_geneformer(v1):
+    a = tiny()
+    a.obs["filter_pass"] = [1, 1, 0]
+    enc = rank_encode(a, v1, chunk_size=2)
+    assert list(enc.obs_names) == ["a", "b"] and enc.cells.tolist() == [0, 1]
+    assert enc.input_ids[0].tolist() == [18121, 22219, 11842, 11987] and enc.length.tolist() == [4, 0]
+    assert enc.empty_cells.tolist() == [1]  # an index into the encoding, like input_ids
+    assert a.uns["mmgene"]["rank_encoding"]["cells"] == "obs['filter_pass'] == 1"
+    a.obs["filter_pass"] = [False, True, True]  # booleans work; the other chunk layout too
+    enc = rank_encode(a, v1, chunk_size=1)
+    assert enc.cells.tolist() == [1, 2] and enc.input_ids[1].tolist() == [11987, 11842]
+    ds = enc.to_dataset(a.obs.iloc[enc.cells][["filter_pass"]])
+    assert ds["cell_id"] == ["b", "c"] and ds["filter_pass"] == [True, True]
+    everything = rank_encode(a, v1, filter_pass=False)
+    assert everything.cells.tolist() == [0, 1, 2] and len(everything) == 3
+    # n_counts is taken for the passing cells only, and a bad one is named by its own cell name
+    a.obs["n_counts"] = [115.0, 5.0, 0.0]
+    with pytest.raises(DataError, match="'c'"):
+        rank_encode(a, v1)
+
+
+def test_filter_pass_bad_values(v1):
+    from mmgene.errors import MissingColumnError
+
+    a = tiny()
+    with pytest.raises(MissingColumnError, match="filter_pass"):
+        rank_encode(a, v1, filter_pass=True)
+    assert len(rank_encode(a, v1)) == 3  # no column: all cells, as Geneformer does
+    for values, match in (([1, 2, 0], "other than 0 or 1"), ([1.0, np.nan, 1.0], "other than 0 or 1"), (["1", "0", "1"], "not 0/1"), ([0, 0, 0], "no cell")):
+        a.obs["filter_pass"] = values
+        with pytest.raises(DataError, match=match):
+            rank_encode(a, v1)

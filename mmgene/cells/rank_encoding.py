@@ -37,7 +37,11 @@ TIE_BREAK = "equal normalised values: lower token id first"
 
 @dataclass
 class RankEncoding:
-    """Token ids per cell (original cell order), their lengths, and cells with no known gene."""
+    """Token ids per encoded cell (original cell order), their lengths, and cells with no known gene.
+
+    ``cells`` are the encoded cells' positions in the AnnData (all of them unless ``obs['filter_pass']``
+    left some out); ``empty_cells`` index the encoding, like ``input_ids``.
+    """
 
     input_ids: list[np.ndarray]
     length: np.ndarray
@@ -46,14 +50,18 @@ class RankEncoding:
     empty_cells: np.ndarray
     flat: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int32))
     offsets: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, np.int64))
+    cells: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return len(self.length)
 
     @classmethod
-    def from_flat(cls, flat: np.ndarray, offsets: np.ndarray, obs_names: Any, version: str, empty_cells: np.ndarray) -> RankEncoding:
+    def from_flat(
+        cls, flat: np.ndarray, offsets: np.ndarray, obs_names: Any, version: str, empty_cells: np.ndarray, cells: np.ndarray | None = None
+    ) -> RankEncoding:
         input_ids = [flat[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
-        return cls(input_ids, np.diff(offsets).astype(np.int64), np.asarray(obs_names, dtype=object).astype(str), version, empty_cells, flat, offsets)
+        cells = np.arange(len(input_ids), dtype=np.int64) if cells is None else np.asarray(cells, np.int64)
+        return cls(input_ids, np.diff(offsets).astype(np.int64), np.asarray(obs_names, dtype=object).astype(str), version, empty_cells, flat, offsets, cells)
 
     def to_dataset(self, obs: pd.DataFrame | None = None) -> Any:
         """A ``datasets.Dataset`` with ``input_ids``, ``length``, ``cell_id`` (plus ``obs``'s columns)."""
@@ -68,7 +76,7 @@ class RankEncoding:
         columns: dict[str, Any] = {"input_ids": ids, "length": pa.array(self.length, type=pa.int64()), "cell_id": pa.array(self.obs_names.tolist(), type=pa.string())}
         if obs is not None:
             if len(obs) != len(self):
-                raise ParameterError(f"obs has {len(obs)} rows for {len(self)} cells", "argument obs", "pass adata.obs of the encoded AnnData")
+                raise ParameterError(f"obs has {len(obs)} rows for {len(self)} cells", "argument obs", "pass adata.obs.iloc[encoding.cells] of the encoded AnnData")
             for name in obs.columns:
                 if name in columns:
                     raise ParameterError(f"obs column {name!r} clashes with a dataset column", "argument obs", "rename the column")
@@ -189,6 +197,29 @@ def _n_counts(adata: Any, n_obs: int, origin: str) -> np.ndarray | None:
     return values
 
 
+def _filter_pass(adata: Any, use: bool | None, origin: str) -> np.ndarray | None:
+    """Cells Geneformer tokenizes: ``obs['filter_pass'] == 1`` when the column is there (``use=None``)
+    or required (``use=True``); ``None`` means all cells."""
+    present = "filter_pass" in adata.obs.columns
+    if use is False or (use is None and not present):
+        return None
+    if not present:
+        from mmgene.errors import MissingColumnError
+
+        raise MissingColumnError("filter_pass", f"obs of {origin}", list(map(str, adata.obs.columns)))
+    values = adata.obs["filter_pass"].to_numpy()
+    if values.dtype.kind not in "biuf":
+        raise DataError(f"obs['filter_pass'] holds {values.dtype} values, not 0/1", f"obs['filter_pass'] of {origin}", "store 1 (or True) for cells to tokenize and 0 (or False) for the others")
+    bad = ~np.isin(values, (0, 1))
+    if bad.any():
+        cell = adata.obs_names[int(np.flatnonzero(bad)[0])]
+        raise DataError(f"{int(bad.sum())} cells have an obs['filter_pass'] other than 0 or 1", f"obs['filter_pass'] of {origin}, first at cell {cell!r}", "store 1 (or True) for cells to tokenize and 0 (or False) for the others")
+    keep = values == 1
+    if not keep.any():
+        raise DataError(f"no cell of {len(keep)} has obs['filter_pass'] == 1", f"obs['filter_pass'] of {origin}", "mark the cells to tokenize with 1, or pass filter_pass=False to tokenize all cells")
+    return keep
+
+
 def _encode_chunk(
     block: sp.csr_matrix, n_counts: np.ndarray | None, plan: TokenPlan, limit: int, prefix: int, suffix: int, threads: int = 1,
     out: np.ndarray | None = None, start: int = 0,
@@ -249,6 +280,7 @@ def rank_encode(
     chunk_size: int = DEFAULT_CHUNK,
     output: Literal["arrays", "dataset"] = "arrays",
     n_jobs: int = 1,
+    filter_pass: bool | None = None,
 ) -> Any:
     """Geneformer token ids for every cell, exactly as Geneformer's tokenizer makes them.
 
@@ -270,11 +302,14 @@ def rank_encode(
     n_jobs
         Threads that rank each chunk's cells (numba; ``-1``: all of numba's threads). The output is
         the same for any value.
+    filter_pass
+        ``None`` (default): like Geneformer, encode only cells with ``obs['filter_pass'] == 1`` when
+        that column exists, else all cells; ``True``: require the column; ``False``: encode all cells.
 
     Returns
     -------
-    :class:`RankEncoding` (``input_ids``, ``length``, ``obs_names``, ``empty_cells``), or its
-    ``to_dataset()``. Provenance goes to ``adata.uns['mmgene']['rank_encoding']``.
+    :class:`RankEncoding` (``input_ids``, ``length``, ``obs_names``, ``empty_cells``, ``cells``: the
+    encoded cells' positions), or its ``to_dataset()``. Provenance goes to ``adata.uns['mmgene']['rank_encoding']``.
     """
     from mmgene.io import expression
     from mmgene.progress import info, progress
@@ -291,6 +326,9 @@ def rank_encode(
     view = expression(adata, require="counts")
     plan = plan_tokens(view.var, dicts, view.origin)
     given = _n_counts(adata, view.shape[0], view.origin)
+    passing = _filter_pass(adata, filter_pass, view.origin)
+    if passing is not None and not passing.all():
+        info(f"rank_encode: encoding the {int(passing.sum()):,} of {len(passing):,} cells with obs['filter_pass'] == 1, as Geneformer does")
     limit = dicts.max_genes
     prefix = dicts.cls_id if dicts.version == "V2" else None
     suffix = dicts.eos_id if dicts.version == "V2" else None
@@ -302,10 +340,15 @@ def rank_encode(
     written = 0
     for start, stop, block in progress(iter_chunks(view, chunk_size), total=total, desc="rank encoding", unit="chunk"):
         n_counts = None if given is None else given[start:stop]
+        rows = np.arange(start, stop)
+        if passing is not None and not passing[start:stop].all():
+            rows = rows[passing[start:stop]]
+            block = block[passing[start:stop]]
+            n_counts = None if n_counts is None else n_counts[passing[start:stop]]
         if n_counts is not None:
             bad = (n_counts <= 0) & (np.diff(block.indptr) > 0)
             if bad.any():
-                cell = view.obs_names[start + int(np.flatnonzero(bad)[0])]
+                cell = view.obs_names[rows[int(np.flatnonzero(bad)[0])]]
                 raise DataError(
                     f"{int(bad.sum())} cells have counts but obs['n_counts'] <= 0",
                     f"obs['n_counts'] of {view.origin}, first at cell {cell!r}",
@@ -346,8 +389,11 @@ def rank_encode(
         max_genes=limit,
         special_tokens=["<cls>", "<eos>"] if prefix is not None else [],
         tie_break=TIE_BREAK,
+        cells="all" if passing is None else "obs['filter_pass'] == 1",
+        cells_encoded=int(len(length)),
         empty_cells=int(len(empty)),
         mean_length=float(length.mean()),
     )
-    enc = RankEncoding.from_flat(flat, offsets, view.obs_names, dicts.version, empty)
+    cells = np.arange(view.shape[0], dtype=np.int64) if passing is None else np.flatnonzero(passing)
+    enc = RankEncoding.from_flat(flat, offsets, np.asarray(view.obs_names)[cells], dicts.version, empty, cells)
     return enc.to_dataset() if output == "dataset" else enc

@@ -91,6 +91,7 @@ def tokenize_command(
     obs: list[str] = typer.Option([], "--obs", help="obs column to copy into the dataset (repeatable), e.g. --obs cell_type."),
     backed: bool = typer.Option(False, help="Open an .h5ad on disk and stream it (for files larger than memory)."),
     chunk_size: int = typer.Option(4096, help="Cells per streamed chunk."),
+    all_cells: bool = typer.Option(False, "--all-cells", help="Encode every cell even when obs['filter_pass'] exists (Geneformer encodes only filter_pass == 1)."),
 ) -> None:
     """Write Geneformer rank-value encodings (TranscriptomeTokenizer's input_ids and length)."""
     from mmgene.cells.dictionaries import load_dictionaries
@@ -100,8 +101,8 @@ def tokenize_command(
     adata = read(file, backed=backed, require="counts")
     extra = _obs_columns(adata, obs)
     dicts = load_dictionaries(dictionaries, version)
-    enc = rank_encode(adata, dicts, chunk_size=chunk_size)
-    ds = enc.to_dataset(extra)
+    enc = rank_encode(adata, dicts, chunk_size=chunk_size, filter_pass=False if all_cells else None)
+    ds = enc.to_dataset(None if extra is None else extra.iloc[enc.cells])
     _write_table(ds.data.table, out)
     typer.echo(
         f"wrote {len(enc):,} cells ({dicts.version}, mean length {float(enc.length.mean()):.0f}, "

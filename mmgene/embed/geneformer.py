@@ -158,7 +158,7 @@ def geneformer(
         )
 
     adata = adata.copy() if copy else adata
-    enc = rank_encode(adata, dictionaries=dicts)
+    enc = rank_encode(adata, dictionaries=dicts, filter_pass=False)  # one embedding per cell of adata
     n_cells = len(enc.input_ids)
     if list(enc.obs_names) != list(adata.obs_names):
         raise RuntimeError("rank_encode returned cells in a different order than adata.obs_names")  # contract broken
