@@ -197,6 +197,33 @@ def test_cli_train_and_evaluate(tmp_path, small_pbmc):
     report = json.loads((tmp_path / "rep.json").read_text())
     assert report["n_cells"] == 160 and "macro_auroc" in report["zero_shot"]
     assert "| mmgene aligned model |" in (tmp_path / "rep.md").read_text()
+    # --held-out scores exactly the test side of the split the model was trained with (20% of 160)
+    res = runner.invoke(app, ["evaluate", str(out), str(h5), "--label-col", "cell_type", "--no-baseline", "--held-out", "--markers", "--out", str(tmp_path / "held")])
+    assert res.exit_code == 0, res.output
+    held = json.loads((tmp_path / "held.json").read_text())
+    assert held["n_cells"] == 32 and "held-out 32 cells" in held["dataset"]
+    assert any("expressing" in p for group in held["zero_shot"]["prompts"].values() for p in group)
+    # another file than the training file: a one-line error, exit 2
+    h5b = tmp_path / "other.h5ad"
+    small_pbmc[:100].copy().write_h5ad(h5b)
+    res = runner.invoke(app, ["evaluate", str(out), str(h5b), "--label-col", "cell_type", "--no-baseline", "--held-out"])
+    assert res.exit_code != 0
+
+
+def test_held_out_matches_the_training_split(small_pbmc):
+    from mmgene.evaluate.heldout import held_out
+    from mmgene.pairs.splits import split_cells
+
+    adata = small_pbmc[:50].copy()
+    _, test = split_cells(adata, test_size=0.2, seed=3)
+    got = held_out(adata, {"split": {"n_obs": 50, "test_size": 0.2, "seed": 3, "group_col": None}})
+    assert list(got.obs_names) == list(adata.obs_names[test]) and got.n_obs == 10
+    with pytest.raises(ParameterError, match="does not record"):
+        held_out(adata, {})
+    with pytest.raises(ParameterError, match="test_size 0"):
+        held_out(adata, {"split": {"n_obs": 50, "test_size": 0.0, "seed": 0, "group_col": None}})
+    with pytest.raises(ParameterError, match="50 cells"):
+        held_out(adata, {"split": {"n_obs": 60, "test_size": 0.2, "seed": 0, "group_col": None}})
 
 
 def test_gene_text_bridge_finds_genes_by_their_names(tmp_path):

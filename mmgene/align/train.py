@@ -85,6 +85,7 @@ def train(
     eval_steps: int = 0,
     gene_bridge: bool = True,
     panel_share: float = 0.3,
+    panel_sizes: Sequence[int] = (500, 1000, 2000),
     gene_channel: float = 0.0,
     seed: int = 0,
 ) -> Any:
@@ -105,8 +106,9 @@ def train(
     loss
         ``"clip"`` (symmetric InfoNCE, learnable temperature, same-class pairs masked) or ``"mnrl"``
         (sentence-transformers' MultipleNegativesSymmetricRankingLoss, fixed scale ``1/temperature``).
-    panel_share
-        Share of training rows restricted to a highly-variable-gene panel (see :func:`mmgene.pairs.make_pairs`).
+    panel_share, panel_sizes
+        Share of training rows restricted to a panel of the top-n most variable genes, n drawn from
+        ``panel_sizes`` (see :func:`mmgene.pairs.make_pairs`).
     gene_channel
         Weight of the explicit gene channel in the joint space (0: off; see
         :class:`mmgene.align.modules.GeneChannel`).
@@ -144,6 +146,7 @@ def train(
         exclude_labels=exclude_labels,
         max_genes=max_genes,
         panel_share=panel_share,
+        panel_sizes=panel_sizes,
         seed=seed,
     )
     classes = pairs.classes
@@ -219,12 +222,14 @@ def train(
         "excluded_labels": list(exclude_labels),
         "train_cells": int(len(set(pairs["train"]["obs_name"]))),
         "test_cells": int(len(pairs["test"])) if "test" in pairs else 0,
+        # how the cells were split, so `mmgene evaluate --held-out` can score the same test cells
+        "split": {"n_obs": int(adata.n_obs), "test_size": test_size, "seed": seed, "group_col": group_col},
         "params": {
             "loss": loss, "temperature_init": temperature, "epochs": epochs, "max_steps": max_steps, "steps": total,
             "batch_size": batch_size, "learning_rate": learning_rate, "captions_per_cell": captions_per_cell,
             "marker_share": marker_share, "negatives": negatives, "test_size": test_size, "group_col": group_col,
             "max_genes": max_genes, "gene_dim": gene_dim, "dim": dim, "gene_dropout": gene_dropout,
-            "train_text": train_text, "seed": seed, "vocab_size": len(vocab), "gene_bridge": gene_bridge, "panel_share": panel_share, "gene_channel": gene_channel,
+            "train_text": train_text, "seed": seed, "vocab_size": len(vocab), "gene_bridge": gene_bridge, "panel_share": panel_share, "panel_sizes": list(panel_sizes), "gene_channel": gene_channel,
             "bridge_genes": len(pairs.marker_genes) if gene_bridge else 0,
         },
         "temperature": getattr(loss_fn, "temperature", temperature),

@@ -326,12 +326,10 @@ def _rank_rows(
     suffix: int,
     out: np.ndarray,
     out_len: np.ndarray,
-    contiguous: bool,
+    w_start: int,
 ) -> None:  # pragma: no cover - numba
-    """Rows ``lo:hi`` of :func:`geneformer_rank`. Row ``i``'s tokens go to ``out`` right after row
-    ``i - 1``'s (``contiguous``, rows from 0 only) or at its upper-bound offset ``indptr[i] + extra * i``;
-    their count goes to ``out_len[i]``."""
-    extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
+    """Rows ``lo:hi`` of :func:`geneformer_rank`, their tokens written one row after another from
+    ``out[w_start]``; row ``i``'s count goes to ``out_len[i]``."""
     size = 16
     vals = np.empty(size, np.float64)
     tgts = np.empty(size, np.int32)
@@ -343,8 +341,7 @@ def _rank_rows(
     top = np.uint64(0x7FFFFFFFFFFFFFFF) >> vshift
     low = np.uint64(0xFFFFFFFF)
     thirty_two = np.uint64(32)
-    base = indptr[0]
-    w = 0
+    w = w_start
     for i in range(lo, hi):
         a, b = indptr[i], indptr[i + 1]
         if b - a > size:
@@ -427,8 +424,6 @@ def _rank_rows(
                         break
                 src[q + 1] = cur
             j = e
-        if not contiguous:
-            w = (a - base) + extra * i
         w0 = w
         if prefix >= 0:
             out[w] = prefix
@@ -488,7 +483,7 @@ def geneformer_rank(
     extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
     out = _token_buffer(indptr, extra, out, start)
     out_len = np.zeros(n, np.int64)
-    _rank_rows(0, n, indptr, indices, data, col_token, recip_n, target_sum, col_recip_median, compute_totals, limit, prefix, suffix, out, out_len, True)
+    _rank_rows(0, n, indptr, indices, data, col_token, recip_n, target_sum, col_recip_median, compute_totals, limit, prefix, suffix, out, out_len, 0)
     out_ptr = np.zeros(n + 1, np.int64)
     for i in range(n):
         out_ptr[i + 1] = out_ptr[i] + out_len[i]
@@ -517,17 +512,19 @@ def geneformer_rank_parallel(
     extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
     out = _token_buffer(indptr, extra, out, start)
     out_len = np.zeros(n, np.int64)
-    for part in nb.prange(n_parts):
-        _rank_rows((n * part) // n_parts, (n * (part + 1)) // n_parts, indptr, indices, data, col_token, recip_n, target_sum, col_recip_median, compute_totals, limit, prefix, suffix, out, out_len, False)
+    for part in nb.prange(n_parts):  # each part writes its rows one after another from its upper bound
+        lo = (n * part) // n_parts
+        _rank_rows(lo, (n * (part + 1)) // n_parts, indptr, indices, data, col_token, recip_n, target_sum, col_recip_median, compute_totals, limit, prefix, suffix, out, out_len, (indptr[lo] - indptr[0]) + extra * lo)
     out_ptr = np.zeros(n + 1, np.int64)
-    w = 0
-    for i in range(n):  # move each row from its upper-bound offset to right after the previous one
-        src = (indptr[i] - indptr[0]) + extra * i
-        for j in range(out_len[i]):
-            out[w + j] = out[src + j]
-        w += out_len[i]
-        out_ptr[i + 1] = w
-    return out_ptr, out[:w]
+    for i in range(n):
+        out_ptr[i + 1] = out_ptr[i] + out_len[i]
+    for part in range(1, n_parts):  # move each part's block left, next to the previous part's
+        lo, hi = (n * part) // n_parts, (n * (part + 1)) // n_parts
+        src = (indptr[lo] - indptr[0]) + extra * lo
+        dst = out_ptr[lo]
+        for j in range(out_ptr[hi] - dst):
+            out[dst + j] = out[src + j]
+    return out_ptr, out[: out_ptr[n]]
 
 
 @intrinsic
