@@ -131,3 +131,12 @@ def test_long_and_non_ascii_symbols_round_trip():
     counts = np.array([[6, 5, 4, 3, 2, 1], [1, 0, 0, 0, 0, 7], [0, 0, 0, 3, 0, 0]], np.float32)
     out = sentences(tiny(counts, names), inplace=False)
     assert out == [" ".join(n.upper() for n in names), "X AAAAAAAA", "D" * 17]
+
+
+def test_whole_number_check():
+    from mmgene.cells.ranking import whole_numbers
+
+    assert whole_numbers(np.array([0.0, 3.0, 2.0**52], np.float64)) and whole_numbers(np.zeros(0, np.float32))
+    for bad in (1.5, np.nan, np.inf, -np.inf, 2.0**53):
+        assert not whole_numbers(np.r_[np.zeros(5000), bad])  # found in the second block too
+    assert whole_numbers(np.array([1, 2], np.int64))

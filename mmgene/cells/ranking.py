@@ -136,6 +136,4 @@ def whole_numbers(values: np.ndarray) -> bool:
     """Counts-like data: whole numbers below 2**53 (stored as int or float)."""
     if values.dtype.kind in "iu":
         return True
-    if values.size == 0:
-        return True
-    return bool(np.isfinite(values).all() and values.max() < 2**53 and np.array_equal(values, np.floor(values)))
+    return bool(k.whole_below(values, 2.0**53))
