@@ -1,4 +1,4 @@
-"""Process-wide settings: quiet mode and the torch thread count.
+"""Process-wide settings: quiet mode, thread counts and the cache folder.
 
 Kept tiny and import-free so that ``import mmgene`` stays fast.
 """
@@ -18,6 +18,10 @@ class Settings:
 
     torch_threads: int = int(os.environ.get("MMGENE_TORCH_THREADS", "1"))
     """Threads torch may use; one is often fastest on small machines."""
+
+    n_jobs: int = int(os.environ.get("MMGENE_N_JOBS", "-1"))
+    """Threads for cell sentences and rank encoding when a call leaves ``n_jobs=None``
+    (``-1``: every core this process may use). Results are the same for any value."""
 
     cache_dir: str = os.environ.get(
         "MMGENE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "mmgene")

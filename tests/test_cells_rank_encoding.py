@@ -200,12 +200,25 @@ def test_kernel_exact_on_near_ties(parallel):
 def test_threads_give_the_same_tokens(pbmc3k, v1):
     from mmgene.errors import ParameterError
 
-    one = rank_encode(pbmc3k, v1, chunk_size=700)
-    two = rank_encode(pbmc3k, v1, chunk_size=700, n_jobs=2)
-    assert np.array_equal(one.flat, two.flat) and np.array_equal(one.offsets, two.offsets)
-    for bad in (0, -2, 1.5, True):
+    from mmgene.cells._chunks import threads_for
+    from mmgene.settings import settings
+
+    one = rank_encode(pbmc3k, v1, chunk_size=700, n_jobs=1)
+    for jobs in (2, -1, None):
+        other = rank_encode(pbmc3k, v1, chunk_size=700, n_jobs=jobs)
+        assert np.array_equal(one.flat, other.flat) and np.array_equal(one.offsets, other.offsets)
+    for bad in (0, -2, 1.5, True, "2"):
         with pytest.raises(ParameterError, match="n_jobs"):
             rank_encode(pbmc3k, v1, n_jobs=bad)
+    old = settings.n_jobs
+    try:
+        settings.n_jobs = 1
+        assert threads_for(None) == 1 and threads_for(1) == 1 and threads_for(-1) >= 1
+        settings.n_jobs = 0
+        with pytest.raises(ParameterError, match="MMGENE_N_JOBS"):
+            threads_for(None)
+    finally:
+        settings.n_jobs = old
 
 
 def test_filter_pass_encodes_only_passing_cells_like_geneformer(v1):

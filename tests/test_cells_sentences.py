@@ -105,9 +105,10 @@ def test_pbmc3k_matches_reference_and_storage(pbmc3k, pbmc3k_path):
     by_symbol = sentences(pbmc3k, inplace=False, ties="symbol", chunk_size=1000)
     assert [by_symbol[i] for i in idx] == reference_sentences(X, symbols, "symbol")
     assert sentences(mmgene.io.read(pbmc3k_path, backed=True), inplace=False, ties="symbol", chunk_size=333) == by_symbol
-    assert sentences(pbmc3k, inplace=False, chunk_size=97) == got  # chunking does not matter
+    assert sentences(pbmc3k, inplace=False, chunk_size=97, n_jobs=1) == got  # chunking does not matter
+    assert sentences(pbmc3k, inplace=False, chunk_size=97, n_jobs=2) == got  # nor threads
     backed = mmgene.io.read(pbmc3k_path, backed=True)
-    assert sentences(backed, inplace=False, chunk_size=700) == got
+    assert sentences(backed, inplace=False, chunk_size=700, n_jobs=3) == got
     dense = ad.AnnData(pbmc3k.X[:300].toarray(), var=pbmc3k.var.copy())
     assert sentences(dense, inplace=False) == got[:300]
     logged = ad.AnnData(pbmc3k.X[:300].copy(), var=pbmc3k.var.copy())

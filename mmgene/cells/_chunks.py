@@ -1,4 +1,5 @@
-"""Row chunks of an :class:`mmgene.io.Expression` without copying in-memory CSR data.
+"""Row chunks of an :class:`mmgene.io.Expression` without copying in-memory CSR data, and the
+threads that work on them.
 
 ``Expression.chunks`` slices (copies) each block; for an in-memory CSR matrix the block can instead
 be a zero-copy view of the rows, checked in one numba pass; a block that fails goes to
@@ -8,8 +9,10 @@ Dense and backed matrices go through ``Expression.chunks`` unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,3 +44,43 @@ def iter_chunks(view: Any, chunk_size: int) -> Iterator[tuple[int, int, sp.csr_m
         if not values_ok(block.data, view.kind == "counts"):
             check_values(block, view, start)  # names the first bad cell and gene
         yield start, stop, block
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def threads_for(n_jobs: Any) -> int:
+    """Threads for ``n_jobs``: ``None`` takes ``mmgene.settings.n_jobs``; ``-1`` every core this process
+    may use (at most numba's thread count)."""
+    import numba
+
+    from mmgene.settings import settings
+
+    if n_jobs is None:
+        n_jobs = settings.n_jobs
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or not (n_jobs >= 1 or n_jobs == -1):
+        raise ParameterError(f"n_jobs must be a positive integer, -1 or None, got {n_jobs!r}", "argument n_jobs (or MMGENE_N_JOBS)", "pass e.g. 1, 4 or -1 (all cores)")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    most = min(cores, int(numba.config.NUMBA_NUM_THREADS))
+    return most if n_jobs == -1 else min(int(n_jobs), most)
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
+    """``map(fn, items)`` on ``threads`` threads, in order, with at most ``threads + 1`` items in flight.
+
+    Worth it when ``fn`` spends its time in code that releases the GIL (the numba kernels here), and
+    the next item (a chunk read from disk) is produced while the workers run."""
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="mmgene") as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -25,7 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mmgene.cells import _kernels as k
-from mmgene.cells._chunks import iter_chunks
+from mmgene.cells._chunks import iter_chunks, threads_for
 from mmgene.cells.ranking import canonical
 from mmgene.cells.dictionaries import SPECIAL, GeneformerDictionaries, load_dictionaries
 from mmgene.errors import DataError, GeneIdError, NoGeneIdsError, ParameterError, _preview
@@ -264,22 +264,13 @@ def _recip_totals(block: sp.csr_matrix) -> np.ndarray:
         return np.true_divide(1.0, totals)
 
 
-def _threads(n_jobs: Any) -> int:
-    """Threads for ``n_jobs`` (``-1``: numba's thread count)."""
-    import numba
-
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or not (n_jobs >= 1 or n_jobs == -1):
-        raise ParameterError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}", "argument n_jobs", "pass e.g. 1, 4 or -1 (all threads)")
-    return int(numba.config.NUMBA_NUM_THREADS) if n_jobs == -1 else min(int(n_jobs), int(numba.config.NUMBA_NUM_THREADS))
-
-
 def rank_encode(
     adata: Any,
     dictionaries: GeneformerDictionaries | str | None = None,
     version: str = "V1",
     chunk_size: int = DEFAULT_CHUNK,
     output: Literal["arrays", "dataset"] = "arrays",
-    n_jobs: int = 1,
+    n_jobs: int | None = None,
     filter_pass: bool | None = None,
 ) -> Any:
     """Geneformer token ids for every cell, exactly as Geneformer's tokenizer makes them.
@@ -300,8 +291,8 @@ def rank_encode(
     output
         ``'arrays'`` for a :class:`RankEncoding`, ``'dataset'`` for a ``datasets.Dataset``.
     n_jobs
-        Threads that rank each chunk's cells (numba; ``-1``: all of numba's threads). The output is
-        the same for any value.
+        Threads that rank each chunk's cells (numba); ``None``: ``mmgene.settings.n_jobs`` (default
+        every core), ``-1``: every core, ``1``: one thread. The output is the same for any value.
     filter_pass
         ``None`` (default): like Geneformer, encode only cells with ``obs['filter_pass'] == 1`` when
         that column exists, else all cells; ``True``: require the column; ``False``: encode all cells.
@@ -319,7 +310,7 @@ def rank_encode(
         raise ParameterError(f"unknown output {output!r}", "argument output", "pass 'arrays' or 'dataset'")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}", "argument chunk_size", "pass e.g. 4096")
-    threads = _threads(n_jobs)
+    threads = threads_for(n_jobs)
     dicts = dictionaries if isinstance(dictionaries, GeneformerDictionaries) else load_dictionaries(dictionaries, version)
     if dicts.version == "V2" and (dicts.cls_id is None or dicts.eos_id is None):
         raise ParameterError("V2 dictionaries need <cls> and <eos> tokens, and these have none", dicts.source or "argument dictionaries", "pass the V2 (gc104M) dictionaries, or version='V1'")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.cells import _kernels as k
-from mmgene.cells._chunks import iter_chunks
+from mmgene.cells._chunks import iter_chunks, ordered_map, threads_for
 from mmgene.cells.ranking import sentence_ids
 from mmgene.cells.vocabulary import Vocabulary, build_vocabulary
 from mmgene.errors import ParameterError
@@ -42,17 +42,23 @@ def _limit(top_k: int | None) -> int:
 
 
 def iter_sentences(
-    view: Any, vocab: Vocabulary, top_k: int | None = None, chunk_size: int = DEFAULT_CHUNK, desc: str = "sentences"
+    view: Any, vocab: Vocabulary, top_k: int | None = None, chunk_size: int = DEFAULT_CHUNK, desc: str = "sentences", n_jobs: int | None = None
 ) -> Iterator[tuple[int, int, list[str], np.ndarray]]:
-    """Yield ``(start, stop, sentences, n_words)`` for consecutive chunks of cells of an :class:`Expression`."""
+    """Yield ``(start, stop, sentences, n_words)`` for consecutive chunks of cells of an :class:`Expression`,
+    chunks worked on by ``n_jobs`` threads (see :func:`sentences`)."""
     from mmgene.progress import progress
 
     limit = _limit(top_k)
+    threads = threads_for(n_jobs)
     n = view.shape[0]
     total = -(-n // chunk_size) if chunk_size > 0 else None
-    for start, stop, block in progress(iter_chunks(view, chunk_size), total=total, desc=desc, unit="chunk"):
+
+    def work(chunk: tuple[int, int, Any]) -> tuple[int, int, list[str], np.ndarray]:
+        start, stop, block = chunk
         indptr, ids = sentence_ids(block, vocab, limit)
-        yield start, stop, k.join_sentences(indptr, ids, vocab, vocab.encoding), np.diff(indptr)
+        return start, stop, k.join_sentences(indptr, ids, vocab, vocab.encoding), np.diff(indptr)
+
+    yield from progress(ordered_map(work, iter_chunks(view, chunk_size), threads), total=total, desc=desc, unit="chunk")
 
 
 def sentences(
@@ -67,6 +73,7 @@ def sentences(
     *,
     ties: str = "position",
     chunk_size: int = DEFAULT_CHUNK,
+    n_jobs: int | None = None,
 ) -> Any:
     """Cell sentences: upper-cased symbols of each cell's expressed genes, most expressed first.
 
@@ -95,6 +102,11 @@ def sentences(
     ties
         How equal values are ordered: ``'position'`` (matrix gene order, default), ``'symbol'``
         (alphabetical) or ``'random'`` (one seeded gene order per call).
+    chunk_size
+        Cells per streamed chunk.
+    n_jobs
+        Threads working on chunks at once; ``None``: ``mmgene.settings.n_jobs`` (default every core),
+        ``1``: one thread. The sentences are the same for any value.
 
     Returns
     -------
@@ -113,7 +125,7 @@ def sentences(
     vocab = build_vocabulary(view.var, exclude, ties, seed)
     out: list[str] = []
     counts = []
-    for _, _, chunk, n_words in iter_sentences(view, vocab, top_k, chunk_size):
+    for _, _, chunk, n_words in iter_sentences(view, vocab, top_k, chunk_size, n_jobs=n_jobs):
         out.extend(chunk)
         counts.append(n_words)
     if not inplace:

@@ -52,6 +52,7 @@ def sentences_command(
     obs: list[str] = typer.Option([], "--obs", help="obs column to copy into the dataset (repeatable), e.g. --obs cell_type."),
     backed: bool = typer.Option(False, help="Open an .h5ad on disk and stream it (for files larger than memory)."),
     chunk_size: int = typer.Option(8192, help="Cells per streamed chunk."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Threads (default: every core, or MMGENE_N_JOBS); the output is the same for any value."),
 ) -> None:
     """Write cell sentences: expressed genes' symbols, most expressed first (Cell2Sentence)."""
     import numpy as np
@@ -67,7 +68,7 @@ def sentences_command(
     vocab = build_vocabulary(view.var, exclude, ties, seed)
     texts: list[str] = []
     words = []
-    for _, _, chunk, n_words in iter_sentences(view, vocab, top_k, chunk_size):
+    for _, _, chunk, n_words in iter_sentences(view, vocab, top_k, chunk_size, n_jobs=jobs):
         texts.extend(chunk)
         words.append(n_words)
     n_words = np.concatenate(words)
@@ -91,6 +92,7 @@ def tokenize_command(
     obs: list[str] = typer.Option([], "--obs", help="obs column to copy into the dataset (repeatable), e.g. --obs cell_type."),
     backed: bool = typer.Option(False, help="Open an .h5ad on disk and stream it (for files larger than memory)."),
     chunk_size: int = typer.Option(4096, help="Cells per streamed chunk."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Threads (default: every core, or MMGENE_N_JOBS); the output is the same for any value."),
     all_cells: bool = typer.Option(False, "--all-cells", help="Encode every cell even when obs['filter_pass'] exists (Geneformer encodes only filter_pass == 1)."),
 ) -> None:
     """Write Geneformer rank-value encodings (TranscriptomeTokenizer's input_ids and length)."""
@@ -101,7 +103,7 @@ def tokenize_command(
     adata = read(file, backed=backed, require="counts")
     extra = _obs_columns(adata, obs)
     dicts = load_dictionaries(dictionaries, version)
-    enc = rank_encode(adata, dicts, chunk_size=chunk_size, filter_pass=False if all_cells else None)
+    enc = rank_encode(adata, dicts, chunk_size=chunk_size, n_jobs=jobs, filter_pass=False if all_cells else None)
     ds = enc.to_dataset(None if extra is None else extra.iloc[enc.cells])
     _write_table(ds.data.table, out)
     typer.echo(
