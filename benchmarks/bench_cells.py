@@ -13,8 +13,10 @@ PBMC 3k (real 10x counts) is stacked to ``--cells`` cells (CSR ``vstack``); in t
   Geneformer's unstable argsort leaves ties arbitrary; cells that differ are re-checked with ties by
   token id (mmgene's rule) and must then be identical.
 
-Prints cells/s, the speed ratio, and mmgene's peak traced memory (tracemalloc, output included)
-against the size of the input matrix. Run: ``python benchmarks/bench_cells.py --cells 200000``.
+mmgene runs on one thread and on its default (every core; ``--jobs`` to change), the references on
+one (they are single-threaded Python). Prints cells/s (wall and CPU), the speed ratios, and mmgene's
+peak traced memory (tracemalloc, output included) against the size of the input matrix; the last
+line, ``SUMMARY bench-cells ...``, collects the ratios. Run: ``python benchmarks/bench_cells.py --cells 200000``.
 """
 
 from __future__ import annotations
@@ -173,6 +175,8 @@ def traced(fn, *args, **kwargs) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mmgene.cells._chunks import threads_for
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cells", type=int, default=200_000, help="cells after replication (default 200,000)")
     p.add_argument("--ref-cells", type=int, default=None, help="time the references on the first N cells only (default: all)")
@@ -181,81 +185,97 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check-cells", type=int, default=20_000, help="cells compared up to ties (a slow Python check)")
     p.add_argument("--dataset-cells", type=int, default=20_000, help="cells for the reference tokenizer's datasets step")
     p.add_argument("--skip-memory", action="store_true", help="skip the tracemalloc runs")
-    p.add_argument("--jobs", type=int, default=1, help="rank_encode n_jobs for an extra threaded run (default 1: none)")
+    p.add_argument("--jobs", type=int, default=None, help="threads of mmgene's default run (default: mmgene's default, every core)")
     args = p.parse_args(argv)
 
     adata = replicate(args.data, args.cells)
     X = adata.X
     n = adata.n_obs
     n_ref = min(args.ref_cells or n, n)
+    jobs = threads_for(args.jobs)
     mb = matrix_bytes(X) / 2**20
-    print(f"input: {n:,} cells x {adata.n_vars:,} genes, {X.nnz:,} non-zeros, CSR {mb:,.0f} MiB; references on {n_ref:,} cells")
+    print(f"input: {n:,} cells x {adata.n_vars:,} genes, {X.nnz:,} non-zeros, CSR {mb:,.0f} MiB; references on {n_ref:,} cells; "
+          f"mmgene on 1 thread and on {jobs} (its default: every core)")
     dicts = load_dictionaries(args.dicts, "V1")
     sentences(adata[:64].copy(), inplace=False)  # compile / load the numba kernels once
     rank_encode(adata[:64].copy(), dicts)
+    ratios = {}
 
     # sentences
     vocab = [s.upper() for s in adata.var["gene_symbol"]]
-    got_pos, t_pos = timed(sentences, adata, inplace=False, ties="position")
-    got_sym, t_sym = timed(sentences, adata, inplace=False, ties="symbol")
+    got_pos, t_pos = timed(sentences, adata, inplace=False, ties="position", n_jobs=1)
+    got_par, t_par = timed(sentences, adata, inplace=False, ties="position", n_jobs=jobs)
+    got_sym, t_sym = timed(sentences, adata, inplace=False, ties="symbol", n_jobs=jobs)
     ref, t_ref = timed(reference_sentences, X[:n_ref], vocab, True)
     n_check = min(n_ref, args.check_cells)
     tie_same = same_up_to_ties(X, vocab, got_pos[:n_check], ref[:n_check])
     del ref
     stable, t_stable = timed(reference_sentences, X[:n_ref], vocab, False)
     same = sum(a == b for a, b in zip(stable, got_pos))
+    par_same = got_par == got_pos
     sym_same = same_up_to_ties(X, vocab, got_sym[:n_check], stable[:n_check])
     print("\n[sentences]  Cell2Sentence generate_sentences (reference) vs mmgene sentences")
     print(line("reference (shuffle)", n_ref, t_ref))
     print(line("reference (no shuffle)", n_ref, t_stable))
-    print(line("mmgene ties='position'", n, t_pos, (n_ref, t_ref)))
-    print(line("mmgene ties='symbol'", n, t_sym, (n_ref, t_ref)))
-    print(f"  vs the no-shuffle reference: x{(n / t_pos.wall) / (n_ref / t_stable.wall):.1f} wall, x{(n / t_pos.cpu) / (n_ref / t_stable.cpu):.1f} CPU (ties='position')")
+    print(line("mmgene 1 thread", n, t_pos, (n_ref, t_ref)))
+    print(line(f"mmgene {jobs} threads", n, t_par, (n_ref, t_ref)) + f"   same as 1 thread: {par_same}")
+    print(line(f"mmgene ties='symbol'", n, t_sym, (n_ref, t_ref)))
+    for label, clock in (("1 thread", t_pos), (f"{jobs} threads", t_par)):
+        print(f"  {label} vs the no-shuffle reference: x{(n / clock.wall) / (n_ref / t_stable.wall):.1f} wall, x{(n / clock.cpu) / (n_ref / t_stable.cpu):.1f} CPU")
     print(f"  ties='position' identical to the no-shuffle reference: {same:,} / {n_ref:,} cells")
     print(f"  identical up to the order of equal values: position vs shuffled reference {tie_same:,} / {n_check:,}; "
           f"symbol vs reference {sym_same:,} / {n_check:,}")
-    del stable, got_pos, got_sym
+    ratios["sentences_vs_c2s"] = (n / t_par.wall) / (n_ref / t_ref.wall)
+    ratios["sentences_vs_c2s_1thread_cpu"] = (n / t_pos.cpu) / (n_ref / t_ref.cpu)
+    ratios["sentences_vs_argsort"] = (n / t_par.wall) / (n_ref / t_stable.wall)
+    ratios["sentences_vs_argsort_1thread_cpu"] = (n / t_pos.cpu) / (n_ref / t_stable.cpu)
+    del stable, got_pos, got_par, got_sym
 
     # tokens
     n_counts = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
     adata.obs["n_counts"] = n_counts
     loc, norm, tokens = geneformer_setup(adata.var, dicts)
-    enc, t_mm = timed(rank_encode, adata, dicts)
+    enc, t_mm = timed(rank_encode, adata, dicts, n_jobs=1)
+    par, t_mpar = timed(rank_encode, adata, dicts, n_jobs=jobs)
+    same_par = np.array_equal(par.flat, enc.flat) and np.array_equal(par.offsets, enc.offsets)
+    del par
     ref_tok, t_gf = timed(reference_tokens, adata[:n_ref], loc, norm, tokens)
     differ = np.array([i for i in range(n_ref) if not np.array_equal(ref_tok[i], enc.input_ids[i])], dtype=np.int64)
     fixed = ties_only(X, n_counts, loc, norm, tokens, differ) if len(differ) else []
     still = sum(not np.array_equal(r, enc.input_ids[i]) for i, r in zip(differ, fixed))
+    still += 0 if same_par else 1
     print("\n[tokens]  Geneformer tokenize_anndata reference vs mmgene rank_encode (V1)")
     print(line("reference", n_ref, t_gf))
-    print(line("mmgene", n, t_mm, (n_ref, t_gf)))
+    print(line("mmgene 1 thread", n, t_mm, (n_ref, t_gf)))
+    print(line(f"mmgene {jobs} threads", n, t_mpar, (n_ref, t_gf)) + f"   same tokens as 1 thread: {same_par}")
     print(f"  identical: {n_ref - len(differ):,} / {n_ref:,} cells; {len(differ):,} differ only in the order of tied values; "
           f"mismatches after ordering ties by token id: {still}")
-    del ref_tok
-    if args.jobs != 1:
-        par, t_par = timed(rank_encode, adata, dicts, n_jobs=args.jobs)
-        same_par = np.array_equal(par.flat, enc.flat) and np.array_equal(par.offsets, enc.offsets)
-        print(line(f"mmgene n_jobs={args.jobs}", n, t_par, (n_ref, t_gf)) + f"   same tokens as n_jobs=1: {same_par}")
-        still += 0 if same_par else 1
-        del par
-    del enc
+    ratios["tokens"] = (n / t_mpar.wall) / (n_ref / t_gf.wall)
+    ratios["tokens_1thread_cpu"] = (n / t_mm.cpu) / (n_ref / t_gf.cpu)
+    del ref_tok, enc
     n_ds = min(n_ref, args.dataset_cells)
     sub = adata[:n_ds].copy()
     ref_ds, t_ref_ds = timed(reference_dataset, sub, loc, norm, tokens)
-    mm_ds, t_mm_ds = timed(lambda: rank_encode(adata, dicts).to_dataset())
+    mm_ds, t_mm_ds = timed(lambda: rank_encode(adata, dicts, n_jobs=jobs).to_dataset())
     ds_same = ref_ds["length"] == mm_ds["length"][:n_ds]
     print(f"  to a datasets.Dataset (Geneformer: tokenize + create_dataset on {n_ds:,} cells; mmgene: rank_encode + to_dataset on all)")
     print(line("reference", n_ds, t_ref_ds))
-    print(line("mmgene", n, t_mm_ds, (n_ds, t_ref_ds)))
+    print(line(f"mmgene {jobs} threads", n, t_mm_ds, (n_ds, t_ref_ds)))
     print(f"  same lengths: {ds_same}")
+    ratios["tokens_to_dataset"] = (n / t_mm_ds.wall) / (n_ds / t_ref_ds.wall)
     del ref_ds, mm_ds, sub
 
     if not args.skip_memory:
-        peak_s = traced(sentences, adata, inplace=False)
-        peak_t = traced(rank_encode, adata, dicts)
+        peak_s = traced(sentences, adata, inplace=False, n_jobs=jobs)
+        peak_t = traced(rank_encode, adata, dicts, n_jobs=jobs)
         print(f"\n[memory]  input CSR matrix {mb:,.0f} MiB; peak traced allocation during the call (output included)")
         print(f"  sentences   {peak_s / 2**20:>8,.0f} MiB = {peak_s / 2**20 / mb:.2f}x the input")
         print(f"  rank_encode {peak_t / 2**20:>8,.0f} MiB = {peak_t / 2**20 / mb:.2f}x the input")
-    return 0 if still == 0 and same == n_ref and tie_same == sym_same == n_check else 1
+        ratios["memory_sentences"] = peak_s / 2**20 / mb
+        ratios["memory_tokens"] = peak_t / 2**20 / mb
+    print("\nSUMMARY bench-cells " + " ".join(f"{k}={v:.2f}" for k, v in ratios.items()))
+    ok = still == 0 and same == n_ref and par_same and tie_same == sym_same == n_check
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
