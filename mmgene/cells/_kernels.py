@@ -6,11 +6,15 @@ bounded by the chunk, never by the whole matrix.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba as nb
 import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
+
+_NO_BYTES = np.zeros(0, np.uint8)
 
 #: bits of a non-negative float32 (its sign bit is always 0).
 VALUE_BITS = 31
@@ -138,9 +142,15 @@ def row_positions(indptr: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     return out
 
 
-def join_sentences(indptr: np.ndarray, ids: np.ndarray, vocab, encoding: str = "utf-8") -> list[str]:
-    """One string per row: its words separated by single spaces (empty rows give ``""``)."""
-    buf, ends = join_words(indptr, ids, vocab.packed, vocab.word_bytes, vocab.word_offsets)
+def join_sentences(indptr: np.ndarray, ids: np.ndarray, vocab, encoding: str = "utf-8", scratch: Any = None) -> list[str]:
+    """One string per row: its words separated by single spaces (empty rows give ``""``).
+
+    ``scratch`` (e.g. a ``threading.local()``) keeps the byte buffer between calls of one thread, so
+    each chunk does not pay again for fresh pages of a buffer as large as its text."""
+    spare = getattr(scratch, "buffer", None)
+    buf, ends = join_words(indptr, ids, vocab.packed, vocab.word_bytes, vocab.word_offsets, _NO_BYTES if spare is None else spare)
+    if scratch is not None:
+        scratch.buffer = buf
     view = memoryview(buf)
     stops = ends.tolist()
     starts = [0, *(e + 1 for e in stops[:-1])]
@@ -559,9 +569,12 @@ def _store_u64(typingctx, arr, offset, value):  # pragma: no cover - compiled by
 
 
 @nb.njit(cache=True, nogil=True)
-def join_words(indptr: np.ndarray, ids: np.ndarray, packed: np.ndarray, word_bytes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+def join_words(
+    indptr: np.ndarray, ids: np.ndarray, packed: np.ndarray, word_bytes: np.ndarray, offsets: np.ndarray, spare: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
     """UTF-8 bytes of every row's words joined by spaces, each row ended by a newline; and the
-    offset of every row's newline.
+    offset of every row's newline. The bytes are written to the start of ``spare`` when it is large
+    enough (returned whole, for reuse), else to a new buffer.
 
     ``word_bytes[offsets[g]:offsets[g + 1]]`` is word ``g`` followed by a space; words of up to 16
     such bytes are also ``packed`` into two little-endian ``uint64`` and copied as whole words.
@@ -570,7 +583,7 @@ def join_words(indptr: np.ndarray, ids: np.ndarray, packed: np.ndarray, word_byt
     total = n
     for p in range(ids.shape[0]):
         total += offsets[ids[p] + 1] - offsets[ids[p]]
-    buf = np.empty(total + 16, np.uint8)
+    buf = spare if spare.shape[0] >= total + 16 else np.empty(total + total // 4 + 16, np.uint8)
     ends = np.empty(n, np.int64)
     w = 0
     for i in range(n):
@@ -592,5 +605,5 @@ def join_words(indptr: np.ndarray, ids: np.ndarray, packed: np.ndarray, word_byt
         buf[w] = 10
         ends[i] = w
         w += 1
-    return buf[:w], ends
+    return buf, ends
 

@@ -18,6 +18,7 @@ the non-zero ones, upper-case their symbols and join them with single spaces. mm
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -53,10 +54,12 @@ def iter_sentences(
     n = view.shape[0]
     total = -(-n // chunk_size) if chunk_size > 0 else None
 
+    scratch = threading.local()  # each thread's text buffer, reused from chunk to chunk
+
     def work(chunk: tuple[int, int, Any]) -> tuple[int, int, list[str], np.ndarray]:
         start, stop, block = chunk
         indptr, ids = sentence_ids(block, vocab, limit)
-        return start, stop, k.join_sentences(indptr, ids, vocab, vocab.encoding), np.diff(indptr)
+        return start, stop, k.join_sentences(indptr, ids, vocab, vocab.encoding, scratch), np.diff(indptr)
 
     yield from progress(ordered_map(work, iter_chunks(view, chunk_size), threads), total=total, desc=desc, unit="chunk")
 
