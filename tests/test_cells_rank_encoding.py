@@ -253,3 +253,14 @@ def test_filter_pass_bad_values(v1):
         a.obs["filter_pass"] = values
         with pytest.raises(DataError, match=match):
             rank_encode(a, v1)
+
+
+def test_more_genes_than_one_row_can_rank_is_refused():
+    from mmgene.errors import ParameterError
+
+    n = 65_536
+    ids = [f"ENSG{i:011d}" for i in range(n)]
+    big = GeneformerDictionaries({g: i + 1 for i, g in enumerate(ids)}, {g: 1.0 for g in ids}, {}, None, "V1")
+    a = ad.AnnData(sp.csr_matrix(np.ones((1, n), np.float32)), var=pd.DataFrame({"ensembl_id": ids}, index=ids))
+    with pytest.raises(ParameterError, match="65,535"):
+        rank_encode(a, big)

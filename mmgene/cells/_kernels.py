@@ -331,8 +331,11 @@ def whole_below(data: np.ndarray, bound: float) -> bool:  # pragma: no cover - n
 
 
 #: bits dropped from a float64 value's pattern for its radix key: the key keeps the exponent and
-#: 12 mantissa bits, so a row needs at most two or three 8-bit passes; equal keys are re-sorted exactly.
+#: 12 mantissa bits (23 bits); equal keys are re-sorted exactly.
 KEY_SHIFT = 40
+#: most entries of one row :func:`geneformer_rank` sorts (16-bit entry numbers); Geneformer's
+#: vocabularies have ~25,000 genes and a row holds each gene at most once.
+MAX_ROW_GENES = 65_535
 
 
 @nb.njit(cache=True, nogil=True)
@@ -359,14 +362,13 @@ def _rank_rows(
     size = 16
     vals = np.empty(size, np.float64)
     tgts = np.empty(size, np.int32)
-    ka = np.empty(size, np.uint64)
-    kb = np.empty(size, np.uint64)
+    ka = np.empty(size, np.uint32)
+    kb = np.empty(size, np.uint32)
+    rk = np.empty(size, np.uint32)
     hist = np.zeros(514, np.int64)
     vbits = vals.view(np.uint64)
     vshift = np.uint64(KEY_SHIFT)
     top = np.uint64(0x7FFFFFFFFFFFFFFF) >> vshift
-    low = np.uint64(0xFFFFFFFF)
-    thirty_two = np.uint64(32)
     w = w_start
     for i in range(lo, hi):
         a, b = indptr[i], indptr[i + 1]
@@ -374,8 +376,9 @@ def _rank_rows(
             size = max(b - a, 2 * size)
             vals = np.empty(size, np.float64)
             tgts = np.empty(size, np.int32)
-            ka = np.empty(size, np.uint64)
-            kb = np.empty(size, np.uint64)
+            ka = np.empty(size, np.uint32)
+            kb = np.empty(size, np.uint32)
+            rk = np.empty(size, np.uint32)
             vbits = vals.view(np.uint64)
         if compute_totals:
             total = 0.0
@@ -395,54 +398,58 @@ def _rank_rows(
             vals[m] = np.float64((x * r) * target_sum) * col_recip_median[c]
             tgts[m] = t
             key = top - (vbits[m] >> vshift)  # descending value = ascending key
-            ka[m] = (key << thirty_two) | np.uint64(m)  # key above, entry below: one array to sort
+            rk[m] = np.uint32(key)
             if key < kmin:
                 kmin = key
             if key > kmax:
                 kmax = key
             m += 1
-        # LSD radix sort of the row's keys rebased to kmin and cut to 16 bits: one or two 8-bit passes,
-        # both histograms counted in one read; equal cut keys are put in exact order below
+        # LSD radix sort of the row's keys rebased to kmin and cut to 16 bits (above the 16-bit entry
+        # number): one or two 8-bit passes, both histograms counted while packing; equal cut keys are
+        # put in exact order below
         span = kmax - kmin
         cut = np.uint64(0)
         while (span >> cut) > np.uint64(0xFFFF):
             cut += np.uint64(1)
         passes = 0 if m < 2 or span == 0 else (1 if (span >> cut) < np.uint64(256) else 2)
+        for d in range(514):
+            hist[d] = 0
+        k32 = np.uint32(kmin)
+        c32 = np.uint32(cut)
+        for q in range(m):
+            r = (rk[q] - k32) >> c32
+            ka[q] = (r << np.uint32(16)) | np.uint32(q)
+            hist[np.int64(r & np.uint32(255)) + 1] += 1
+            hist[np.int64((r >> np.uint32(8)) & np.uint32(255)) + 258] += 1
         src, dst = ka, kb
-        base_key = kmin << thirty_two
-        sh = cut + thirty_two
         if passes > 0:
-            for d in range(514):
-                hist[d] = 0
-            for q in range(m):
-                r = (src[q] - base_key) >> sh
-                hist[np.int64(r & np.uint64(255)) + 1] += 1
-                hist[np.int64((r >> np.uint64(8)) & np.uint64(255)) + 258] += 1
             for d in range(256):
                 hist[d + 1] += hist[d]
                 hist[d + 258] += hist[d + 257]
             for ps in range(passes):
                 off = 257 * ps
-                dsh = np.uint64(8 * ps)
+                dsh = np.uint32(16 + 8 * ps)
                 for q in range(m):
                     v = src[q]
-                    d = np.int64((((v - base_key) >> sh) >> dsh) & np.uint64(255)) + off
+                    d = np.int64((v >> dsh) & np.uint32(255)) + off
                     pos = hist[d]
                     hist[d] = pos + 1
                     dst[pos] = v
                 src, dst = dst, src
         j = 0
+        l16 = np.uint32(0xFFFF)
+        s16 = np.uint32(16)
         while j < m:  # equal keys: exact value descending, then token id ascending
-            kj = (src[j] - base_key) >> sh
+            kj = src[j] >> s16
             e = j + 1
-            while e < m and ((src[e] - base_key) >> sh) == kj:
+            while e < m and (src[e] >> s16) == kj:
                 e += 1
             for p in range(j + 1, e):
                 cur = src[p]
-                ci = np.int64(cur & low)
+                ci = np.int64(cur & l16)
                 q = p - 1
                 while q >= j:
-                    qi = np.int64(src[q] & low)
+                    qi = np.int64(src[q] & l16)
                     if vals[ci] > vals[qi] or (vals[ci] == vals[qi] and tgts[ci] < tgts[qi]):
                         src[q + 1] = src[q]
                         q -= 1
@@ -455,7 +462,7 @@ def _rank_rows(
             out[w] = prefix
             w += 1
         for q in range(min(m, limit)):
-            out[w] = tgts[np.int64(src[q] & low)]
+            out[w] = tgts[np.int64(src[q] & l16)]
             w += 1
         if suffix >= 0:
             out[w] = suffix
@@ -496,10 +503,10 @@ def geneformer_rank(
     Column ``c`` holds token ``col_token[c]`` (``-1``: dropped) whose median's reciprocal is
     ``col_recip_median[c]``. Each kept entry is normalised as ``x * (1/n) * target_sum * (1/median)``
     (input dtypes, numpy promotion, then float64; ``n`` is the row's float64 total when
-    ``compute_totals``). Rows are ordered by an LSD radix sort of one ``uint64`` per entry: a monotone
-    key (the float64 value's bits without the low :data:`KEY_SHIFT`) above the entry's index; the
-    row's keys are rebased to their minimum and cut to 16 bits, so one or two 8-bit passes suffice.
-    Runs of equal cut keys are then put in exact order by (value descending, token id ascending), so
+    ``compute_totals``). Rows are ordered by an LSD radix sort of one ``uint32`` per entry: a monotone
+    key (the float64 value's bits without the low :data:`KEY_SHIFT`), rebased to the row's minimum
+    and cut to 16 bits, above the entry's 16-bit index (at most :data:`MAX_ROW_GENES` entries per
+    row), so one or two 8-bit passes suffice. Runs of equal cut keys are then put in exact order by (value descending, token id ascending), so
     the result equals a full sort with ties by token id. The first ``limit`` tokens are kept, optionally wrapped in
     ``prefix``/``suffix`` (``-1`` for none). They are written to ``out[start:]`` (room for
     ``nnz + extra * n_rows`` needed), or to a new array when ``out`` is empty; returns the row

@@ -175,6 +175,12 @@ def plan_tokens(var: pd.DataFrame, dicts: GeneformerDictionaries, origin: str = 
             "Geneformer covers human genes: check the species and that var['ensembl_id'] holds Ensembl gene ids",
         )
     targets = np.unique(token[known])
+    if len(targets) > k.MAX_ROW_GENES:
+        raise ParameterError(
+            f"{len(targets):,} of the dictionaries' genes are in the data; mmgene ranks at most {k.MAX_ROW_GENES:,} per cell",
+            dicts.source or "argument dictionaries",
+            "use Geneformer's dictionaries (about 25,000 genes)",
+        )
     col_target = np.full(len(var), -1, np.int64)
     col_target[known] = np.searchsorted(targets, token[known])
     medians = np.array([dicts.medians[g] for g in series.to_numpy()[known][np.unique(col_target[known], return_index=True)[1]]])
