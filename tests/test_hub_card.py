@@ -168,3 +168,23 @@ def test_importing_mmgene_hub_stays_light():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'datasets', 'huggingface_hub', 'torch', 'scanpy', 'anndata'}))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_a_built_wheel_carries_the_card_templates(tmp_path):
+    """Cards come from ``mmgene/_cards`` (a link to ``cards/`` in a checkout), so a wheel install has them."""
+    import shutil
+    import zipfile
+
+    from mmgene.hub.card import CARDS_DIR
+
+    assert CARDS_DIR.resolve() == (ROOT / "cards").resolve()
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "mmgene", src / "mmgene", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "cards", src / "cards")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("mmgene-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        for card in ("dataset_card.md", "model_card.md"):
+            assert zf.read(f"mmgene/_cards/{card}") == (ROOT / "cards" / card).read_bytes()

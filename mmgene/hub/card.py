@@ -18,8 +18,9 @@ from typing import Any
 from mmgene.errors import InputFileError, ParameterError
 from mmgene.hub.credentials import _SECRETS
 
-#: ``cards/`` beside the package (a source checkout or editable install)
-CARDS_DIR = Path(os.environ.get("MMGENE_CARDS_DIR") or Path(__file__).resolve().parents[2] / "cards")
+#: the card templates: ``MMGENE_CARDS_DIR``, else ``mmgene/_cards`` (in a checkout a link to the
+#: top-level ``cards/``; a wheel holds copies of the files)
+CARDS_DIR = Path(os.environ.get("MMGENE_CARDS_DIR") or Path(__file__).resolve().parents[1] / "_cards")
 _LEFTOVER = re.compile(r"\{\{|\{%|\{#|%\}|\}\}")
 SIZE_CATEGORIES = [
     (1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
