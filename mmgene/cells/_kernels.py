@@ -294,8 +294,8 @@ def sentence_counts_by_position(
 
 
 @nb.njit(cache=True, nogil=True)
-def values_ok(data: np.ndarray, whole: bool) -> bool:  # pragma: no cover - numba
-    """One pass: every value finite and >= 0 (and a whole number when ``whole``).
+def all_within(data: np.ndarray, low: float, high: float, whole: bool) -> bool:  # pragma: no cover - numba
+    """One pass: every value in ``[low, high)`` (NaN fails), and a whole number when ``whole``.
 
     Branch-free blocks (SIMD), stopping at the first block with a bad value."""
     n = data.shape[0]
@@ -304,30 +304,20 @@ def values_ok(data: np.ndarray, whole: bool) -> bool:  # pragma: no cover - numb
         if whole:
             for p in range(a, min(a + 4096, n)):
                 x = data[p]
-                ok &= (x >= 0) & (x < np.inf) & (x == np.floor(x))
+                ok &= (x >= low) & (x < high) & (x == np.floor(x))
         else:
             for p in range(a, min(a + 4096, n)):
                 x = data[p]
-                ok &= (x >= 0) & (x < np.inf)
+                ok &= (x >= low) & (x < high)
         if not ok:
             return False
     return True
 
 
 @nb.njit(cache=True, nogil=True)
-def whole_below(data: np.ndarray, bound: float) -> bool:  # pragma: no cover - numba
-    """One pass: every value a whole number with ``|x| < bound`` (NaN and inf fail).
-
-    Branch-free blocks (SIMD), stopping at the first block with a bad value."""
-    n = data.shape[0]
-    for a in range(0, n, 4096):
-        ok = True
-        for p in range(a, min(a + 4096, n)):
-            x = data[p]
-            ok &= (x < bound) & (x > -bound) & (x == np.floor(x))
-        if not ok:
-            return False
-    return True
+def values_ok(data: np.ndarray, whole: bool) -> bool:  # pragma: no cover - numba
+    """Every value finite and >= 0 (and a whole number when ``whole``)."""
+    return all_within(data, 0.0, np.inf, whole)
 
 
 #: bits dropped from a float64 value's pattern for its radix key: the key keeps the exponent and

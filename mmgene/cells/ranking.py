@@ -136,4 +136,4 @@ def whole_numbers(values: np.ndarray) -> bool:
     """Counts-like data: whole numbers below 2**53 (stored as int or float)."""
     if values.dtype.kind in "iu":
         return True
-    return bool(k.whole_below(values, 2.0**53))
+    return bool(k.all_within(values, -(2.0**53) + 1, 2.0**53, True))
