@@ -355,8 +355,8 @@ def _rank_rows(
     ka = np.empty(size, np.uint32)
     kb = np.empty(size, np.uint32)
     rk = np.empty(size, np.uint32)
+    dup = np.empty(size, np.int64)
     hist = np.zeros(514, np.int64)
-    vbits = vals.view(np.uint64)
     vshift = np.uint64(KEY_SHIFT)
     top = np.uint64(0x7FFFFFFFFFFFFFFF) >> vshift
     w = w_start
@@ -369,7 +369,7 @@ def _rank_rows(
             ka = np.empty(size, np.uint32)
             kb = np.empty(size, np.uint32)
             rk = np.empty(size, np.uint32)
-            vbits = vals.view(np.uint64)
+            dup = np.empty(size, np.int64)
         if compute_totals:
             total = 0.0
             for p in range(a, b):
@@ -385,9 +385,10 @@ def _rank_rows(
             x = data[p]
             if t < 0 or x == 0:
                 continue
-            vals[m] = np.float64((x * r) * target_sum) * col_recip_median[c]
+            v = np.float64((x * r) * target_sum) * col_recip_median[c]
+            vals[m] = v
             tgts[m] = t
-            key = top - (vbits[m] >> vshift)  # descending value = ascending key
+            key = top - (_f64_bits(v) >> vshift)  # descending value = ascending key
             rk[m] = np.uint32(key)
             if key < kmin:
                 kmin = key
@@ -426,14 +427,22 @@ def _rank_rows(
                     hist[d] = pos + 1
                     dst[pos] = v
                 src, dst = dst, src
-        j = 0
         l16 = np.uint32(0xFFFF)
         s16 = np.uint32(16)
-        while j < m:  # equal keys: exact value descending, then token id ascending
-            kj = src[j] >> s16
-            e = j + 1
-            while e < m and (src[e] >> s16) == kj:
+        # equal cut keys: note (branch-free) every position whose key equals the previous one, then
+        # put each such run in exact order: value descending, then token id ascending
+        n_dup = 0
+        for q in range(1, m):
+            dup[n_dup] = q
+            n_dup += np.int64((src[q] >> s16) == (src[q - 1] >> s16))
+        t = 0
+        while t < n_dup:
+            j = dup[t] - 1
+            e = dup[t] + 1
+            t += 1
+            while t < n_dup and dup[t] == e:
                 e += 1
+                t += 1
             for p in range(j + 1, e):
                 cur = src[p]
                 ci = np.int64(cur & l16)
@@ -446,7 +455,6 @@ def _rank_rows(
                     else:
                         break
                 src[q + 1] = cur
-            j = e
         w0 = w
         if prefix >= 0:
             out[w] = prefix
@@ -548,6 +556,17 @@ def geneformer_rank_parallel(
         for j in range(out_ptr[hi] - dst):
             out[dst + j] = out[src + j]
     return out_ptr, out[: out_ptr[n]]
+
+
+@intrinsic
+def _f64_bits(typingctx, value):  # pragma: no cover - compiled by numba
+    """The IEEE bit pattern of a float64 as a uint64 (a register move, no memory)."""
+    sig = types.uint64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
 
 
 @intrinsic
