@@ -12,9 +12,10 @@ Every number is compared with GenePT-s (cell sentence and prompts embedded by Mi
     python benchmarks/quality_pbmc.py --seeds 0,1,2      # mean ± sd over seeds (the unseen types vary a lot)
 
 Defaults: 3 epochs, 256 genes per cell, gene-text bridge on, HVG-panel augmentation 0.3, explicit gene
-channel 0.3 (``mmgene train --gene-channel 0.3``), seed 0, one torch thread, plain prompts
-(``--markers`` expands them with canonical marker genes, ``mmgene.evaluate.markers``; every run also
-prints the figures of the other setting).
+channel 0.3 (``mmgene train --gene-channel 0.3``), seed 0, one torch thread, prompts expanded with
+canonical marker genes (``mmgene.evaluate.markers``; ``--no-markers``: names only), plain cosine argmax
+(``--standardize`` z-scores each class's scores over the query cells first; it uses no labels and
+leaves AUROC unchanged). Every run also prints ours with the other marker and standardize settings.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ BARS = {
 UNSEEN = ("NK cells", "B cells")
 
 
-def _zero_shot_pair(model, adata, label_col, markers=False):
-    """Ours and GenePT-s with the same prompts; also ours with the other marker-gene prompt setting."""
+def _zero_shot_pair(model, adata, label_col, markers=True, standardize=False):
+    """Ours and GenePT-s with the same prompts and scoring; also ours with the other marker-gene prompt setting."""
     from mmgene.evaluate import genept_s_zero_shot, zero_shot
     from mmgene.evaluate.prompts import class_prompts
 
@@ -49,10 +50,13 @@ def _zero_shot_pair(model, adata, label_col, markers=False):
     classes = sorted(set(labels.tolist()))
     prompts = class_prompts(classes, markers=markers)
     cells = model.encode_cells(adata)
-    ours = zero_shot(cells, labels, model.encode_text, classes=classes, prompts=prompts)
-    base = genept_s_zero_shot(adata, labels, classes, prompts)
-    plain = zero_shot(cells, labels, model.encode_text, classes=classes, prompts=class_prompts(classes, markers=not markers))
+    ours = zero_shot(cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=standardize)
+    base = genept_s_zero_shot(adata, labels, classes, prompts, standardize=standardize)
+    other = class_prompts(classes, markers=not markers)
+    plain = zero_shot(cells, labels, model.encode_text, classes=classes, prompts=other, standardize=standardize)
     ours["other_markers"] = {k: plain[k] for k in ("balanced_accuracy", "macro_auroc", "per_class")}
+    flip = zero_shot(cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=not standardize)
+    ours["other_standardize"] = {k: flip[k] for k in ("balanced_accuracy", "macro_auroc")}
     return ours, base
 
 
@@ -65,7 +69,8 @@ def _over_seeds(args: argparse.Namespace, seeds: list[int]) -> int:
         for seed in seeds:
             argv = ["--epochs", str(args.epochs), "--seed", str(seed), "--gene-channel", str(args.gene_channel)]
             argv += ["--json", os.path.join(tmp, f"{seed}.json")] + (["--data", args.data] if args.data else [])
-            argv += ["--markers"] if args.markers else []
+            argv += ["--panel-share", str(args.panel_share)]
+            argv += ["--markers" if args.markers else "--no-markers", "--standardize" if args.standardize else "--no-standardize"]
             main(argv)
             with open(os.path.join(tmp, f"{seed}.json"), encoding="utf-8") as fh:
                 runs.append(json.load(fh))
@@ -104,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (e.g. 0,1,2): run each, report mean ± sd")
     parser.add_argument("--gene-channel", type=float, default=0.3, help="weight of the explicit gene channel (0: off)")
-    parser.add_argument("--markers", action="store_true", help="expand prompts with marker genes (mmgene.evaluate.markers)")
+    parser.add_argument("--panel-share", type=float, default=0.3, help="share of training rows on an HVG panel")
+    parser.add_argument("--markers", action=argparse.BooleanOptionalAction, default=True,
+                        help="expand prompts with marker genes (mmgene.evaluate.markers; default on)")
+    parser.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=False,
+                        help="z-score each class's scores over the query cells before the argmax (no labels used)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--markdown", default=None, help="write the Markdown table here")
     parser.add_argument("--save-model", default=None, help="save the full model here")
@@ -133,25 +142,28 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         test_size=0.2,
         gene_channel=args.gene_channel,
+        panel_share=args.panel_share,
     )
 
     t0 = time.perf_counter()
     model = train(pbmc3k, **common, out=args.save_model)
     train_seconds = time.perf_counter() - t0
     test = pbmc3k[np.isin(pbmc3k.obs_names, model.test_obs_names)].copy()
-    ours3k, base3k = _zero_shot_pair(model, test, "cell_type", args.markers)
-    ours68k, base68k = _zero_shot_pair(model, pbmc68k, "bulk_labels", args.markers)
+    ours3k, base3k = _zero_shot_pair(model, test, "cell_type", args.markers, args.standardize)
+    ours68k, base68k = _zero_shot_pair(model, pbmc68k, "bulk_labels", args.markers, args.standardize)
 
     t1 = time.perf_counter()
     unseen_model = train(pbmc3k, **common, exclude_labels=list(UNSEEN))
     unseen_seconds = time.perf_counter() - t1
     test_u = pbmc3k[np.isin(pbmc3k.obs_names, unseen_model.test_obs_names)].copy()
-    ours_u, base_u = _zero_shot_pair(unseen_model, test_u, "cell_type", args.markers)
+    ours_u, base_u = _zero_shot_pair(unseen_model, test_u, "cell_type", args.markers, args.standardize)
 
     results = {
         "train_seconds": round(train_seconds, 1),
         "unseen_train_seconds": round(unseen_seconds, 1),
         "torch_threads": settings.torch_threads,
+        "markers": args.markers,
+        "standardize": args.standardize,
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "pbmc3k_test": {"n": ours3k["n"], "ours": ours3k, "genept_s": base3k},
         "pbmc68k": {"n": ours68k["n"], "ours": ours68k, "genept_s": base68k},
@@ -192,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {split}: balanced accuracy {w['balanced_accuracy']:.3f}, macro AUROC {w['macro_auroc']:.3f}")
     for t in UNSEEN:
         print(f"  unseen {t} AUROC {results['unseen'][t]['ours_auroc_other_markers']:.3f}")
+    print(f"mmgene {'without' if args.standardize else 'with'} standardised scores (balanced accuracy; AUROC does not change):")
+    for split in ("pbmc3k_test", "pbmc68k"):
+        print(f"  {split}: balanced accuracy {results[split]['ours']['other_standardize']['balanced_accuracy']:.3f}")
     for split in ("pbmc3k_test", "pbmc68k"):
         print(f"{split} per class (recall / AUROC):")
         for cls, m in results[split]["ours"]["per_class"].items():

@@ -222,7 +222,7 @@ def test_held_out_matches_the_training_split(small_pbmc):
         held_out(adata, {})
     with pytest.raises(ParameterError, match="test_size 0"):
         held_out(adata, {"split": {"n_obs": 50, "test_size": 0.0, "seed": 0, "group_col": None}})
-    with pytest.raises(ParameterError, match="50 cells"):
+    with pytest.raises(ParameterError, match="60 cells, this one has 50"):
         held_out(adata, {"split": {"n_obs": 60, "test_size": 0.2, "seed": 0, "group_col": None}})
 
 

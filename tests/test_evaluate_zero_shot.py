@@ -50,6 +50,29 @@ def test_zero_shot_with_a_perfect_text_encoder():
         zero_shot(cells, ["B cells", "B cells", "T cells"], encode, classes=classes)
 
 
+def test_standardized_scores_fix_a_class_that_is_near_every_cell():
+    from mmgene.evaluate import zero_shot
+    from mmgene.evaluate.classify import zero_shot_scores
+
+    classes = ["B cells", "NK cells"]
+    # every cell is closer to the NK prompt than to the B prompt, the B cells only less so
+    cells = np.array([[0.6, 0.8], [0.1, np.sqrt(0.99)], [0.5, np.sqrt(0.75)]], dtype=np.float32)
+
+    def encode(texts):
+        return np.array([[1.0, 0.0] if "B" in t else [0.0, 1.0] for t in texts], dtype=np.float32)
+
+    labels = ["B cells", "NK cells", "B cells"]
+    plain = zero_shot(cells, labels, encode, classes=classes)
+    std = zero_shot(cells, labels, encode, classes=classes, standardize=True)
+    assert plain["balanced_accuracy"] == 0.5 and std["balanced_accuracy"] == 1.0
+    assert std["macro_auroc"] == plain["macro_auroc"] == 1.0 and std["standardized"] and not plain["standardized"]
+    z = zero_shot_scores(cells, np.eye(2, dtype=np.float32), standardize=True)
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=1e-5)
+    with pytest.raises(ParameterError, match="two cells"):
+        zero_shot_scores(cells[:1], np.eye(2, dtype=np.float32), standardize=True)
+
+
 def test_prompts_clean_names_and_keep_markers():
     from mmgene.evaluate import class_prompts
     from mmgene.evaluate.prompts import class_names
@@ -72,9 +95,17 @@ def test_marker_gene_prompt_expansion():
     assert class_prompts(["Megakaryocytes"], templates=("a {}",), ontology=False, markers=True) == [
         ["a megakaryocyte", "a megakaryocyte expressing PPBP", "a megakaryocyte, marker genes PPBP"]
     ]
-    # the most specific entry wins: FCGR3A+ before other monocytes; T-cell subsets keep plain prompts
-    assert marker_genes(["CD8+ cytotoxic T cell"]) == () and marker_genes(["CD4 T cell"]) == ()
+    # the most specific entry wins: FCGR3A+ before other monocytes, naive before cytotoxic; plain CD4/CD8
+    # T cells and dendritic cells keep plain prompts
+    assert marker_genes(["CD4 T cell"]) == () and marker_genes(["dendritic cell"]) == ()
     assert class_prompts(["CD8 T cells"], templates=("{}",), ontology=False, markers=True) == [["CD8 T cell"]]
+    assert marker_genes(["CD8+ cytotoxic T cell"]) == ("CD8A",)
+    assert marker_genes(["CD8+ CD45RA+ naive cytotoxic T cell"]) == ("CCR7",)
+    assert marker_genes(["CD4+ CD45RA+ CD25- naive T cell"]) == ("CCR7",)
+    assert marker_genes(["CD4+ CD45RO+ memory T cell"]) == ("IL7R", "S100A4")
+    assert marker_genes(["CD4+ CD25 regulatory T cell"]) == ("FOXP3", "IL2RA") == marker_genes(["Treg"])
+    assert marker_genes(["CD34+ cell"]) == ("CD34",) and marker_genes(["CD34- cell"]) == ()
+    assert marker_genes(["memory B cell"]) == ("MS4A1", "CD79A")  # "memory" alone is not a T-cell subset
     assert marker_genes(["FCGR3A+ monocyte"]) == ("FCGR3A", "MS4A7")
     assert marker_genes(["CD14+ monocyte"]) == ("CD14", "LYZ")
     assert marker_genes(["CD19+ B cell"]) == ("MS4A1", "CD79A")
@@ -82,7 +113,10 @@ def test_marker_gene_prompt_expansion():
     # whole words only: "NK" inside another word, or an unknown type, gets nothing
     assert marker_genes(["hepatocyte"]) == () and marker_genes(["PINK1 neuron"]) == ()
     assert marker_genes([]) == () and marker_names([]) == [] and marker_names(["hepatocyte"]) == []
-    assert class_prompts(["NK cells"], templates=("{}",), ontology=False) == [["NK cell"]]  # off by default
+    assert class_prompts(["NK cells"], templates=("{}",), ontology=False, markers=False) == [["NK cell"]]
+    assert class_prompts(["NK cells"], templates=("{}",), ontology=False) == [  # on by default
+        ["NK cell", "NK cell expressing GNLY and NKG7", "NK cell, marker genes GNLY and NKG7"]
+    ]
     assert marker_names(["B cell"], phrases=("{name} with {genes}",)) == ["B cell with MS4A1 and CD79A"]
     # the genes are named in a way the text tower's gene-mention route finds
     from mmgene.align.mentions import build_mention_index, find_mentions

@@ -68,7 +68,8 @@ def evaluate_command(
     out: Path = typer.Option(None, "--out", help="Write <out>.json and <out>.md (default: beside FILE)."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also score the GenePT-s zero-shot baseline."),
     ontology: bool = typer.Option(True, "--ontology/--no-ontology", help="Add Cell Ontology names to the prompts."),
-    markers: bool = typer.Option(False, "--markers/--no-markers", help="Expand prompts with canonical marker genes (mmgene.evaluate.markers)."),
+    markers: bool = typer.Option(True, "--markers/--no-markers", help="Expand prompts with canonical marker genes (mmgene.evaluate.markers); --no-markers: names only."),
+    standardize: bool = typer.Option(False, "--standardize", help="Z-score each class's scores over the cells before the argmax (uses no labels)."),
     held_out: bool = typer.Option(False, "--held-out", help="Score only the cells the model held out (FILE must be its training file)."),
 ) -> None:
     """Zero-shot classification, retrieval and clustering of MODEL on FILE; prints the Markdown table."""
@@ -86,7 +87,8 @@ def evaluate_command(
         name = f"{file.name} (held-out {adata.n_obs} cells)"
     target = out if out is not None else file.with_name(file.stem + ".mmgene_eval")
     report = evaluate(
-        aligned, adata, label_col, out=target, baseline=baseline, ontology=ontology, markers=markers, dataset_name=name
+        aligned, adata, label_col, out=target, baseline=baseline, ontology=ontology, markers=markers,
+        standardize=standardize, dataset_name=name
     )
     typer.echo(markdown_report(report))
     typer.echo(f"wrote {', '.join(report['files'])}")

@@ -84,9 +84,20 @@ def centroid_metrics(cells: np.ndarray, y_true: np.ndarray, class_vecs: np.ndarr
     }
 
 
-def zero_shot_scores(cells: np.ndarray, class_vecs: np.ndarray) -> np.ndarray:
-    """Cosine similarity of every cell to every class vector."""
-    return _l2(cells) @ class_vecs.T
+def zero_shot_scores(cells: np.ndarray, class_vecs: np.ndarray, standardize: bool = False) -> np.ndarray:
+    """Cosine similarity of every cell to every class vector.
+
+    ``standardize=True`` z-scores each class's column over the given cells, so that a class whose
+    prompts sit closer to every cell (or farther from all) does not win (or lose) every argmax. It uses
+    the query cells but no labels (transductive); per-class AUROC does not change, since each column is
+    only shifted and scaled. It needs at least two cells.
+    """
+    scores = _l2(cells) @ class_vecs.T
+    if standardize:
+        if scores.shape[0] < 2:
+            raise ParameterError("standardize needs at least two cells", "argument cells", "score more cells or pass standardize=False")
+        scores = (scores - scores.mean(0)) / np.maximum(scores.std(0), 1e-6)
+    return scores
 
 
 def zero_shot(
@@ -97,11 +108,14 @@ def zero_shot(
     classes: Sequence[str] | None = None,
     prompts: Sequence[Sequence[str]] | None = None,
     ontology: bool = True,
-    markers: bool = False,
+    markers: bool = True,
+    standardize: bool = False,
 ) -> dict[str, Any]:
     """Zero-shot metrics for cell vectors ``cells`` with true ``labels``, querying each class by text.
 
-    ``classes`` defaults to the sorted distinct labels; ``prompts`` to :func:`class_prompts` of them.
+    ``classes`` defaults to the sorted distinct labels; ``prompts`` to :func:`class_prompts` of them
+    (with marker genes unless ``markers=False``). ``standardize`` z-scores each class's scores over the
+    cells before the argmax (see :func:`zero_shot_scores`).
     """
     from mmgene.evaluate.prompts import class_prompts
 
@@ -116,8 +130,9 @@ def zero_shot(
     prompts = list(prompts) if prompts is not None else class_prompts(classes, ontology=ontology, markers=markers)
     y = np.array([index[v] for v in labels])
     vecs = class_vectors(encode_text, prompts)
-    scores = zero_shot_scores(cells, vecs)
+    scores = zero_shot_scores(cells, vecs, standardize=standardize)
     out = classification_metrics(y, scores, classes)
+    out["standardized"] = bool(standardize)
     out["centroid"] = centroid_metrics(_l2(cells), y, vecs, classes)
     out["classes"] = list(classes)
     out["prompts"] = {c: list(p) for c, p in zip(classes, prompts)}

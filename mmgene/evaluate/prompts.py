@@ -2,10 +2,10 @@
 
 For a label such as ``"CD19+ B"`` the ensemble is every template applied to every name:
 ``"CD19+ B cell"`` (cleaned), the ontology label and synonyms of the core noun ("B cell", "B
-lymphocyte") with and without the markers and, with ``markers=True`` (off by default, see :mod:`mmgene.evaluate.markers`), each name with the
+lymphocyte") with and without the markers and, with ``markers=True`` (the default), each name with the
 label's canonical marker genes spliced in ("a B cell expressing MS4A1 and CD79A", see
-:mod:`mmgene.evaluate.markers`; only common blood cell types are covered). The class vector is the normalised mean of the prompts'
-joint-space vectors (prompt ensembling as in CLIP).
+:mod:`mmgene.evaluate.markers`; only common blood cell types are covered). The class vector is the
+normalised mean of the prompts' joint-space vectors (prompt ensembling as in CLIP).
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ def class_prompts(
     labels: Sequence[str],
     templates: Sequence[str] = PROMPT_TEMPLATES,
     ontology: bool = True,
-    markers: bool = False,
+    markers: bool = True,
 ) -> list[list[str]]:
     """One list of prompts per label (templates x names, plus templates x names with marker genes).
 
-    ``markers=True`` expands labels the marker table knows (:mod:`mmgene.evaluate.markers`) with
+    ``markers=True`` (default) expands labels the marker table knows (:mod:`mmgene.evaluate.markers`) with
     prompts naming their marker genes; the model's text tower reaches those genes by name.
     """
     from mmgene.evaluate.markers import MARKER_PHRASES, marker_genes

@@ -22,9 +22,15 @@ HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
 
 
 def genept_s_zero_shot(
-    adata: Any, labels: Sequence[str], classes: Sequence[str], prompts: Sequence[Sequence[str]], encoder: Any = "minilm"
+    adata: Any,
+    labels: Sequence[str],
+    classes: Sequence[str],
+    prompts: Sequence[Sequence[str]],
+    encoder: Any = "minilm",
+    standardize: bool = False,
 ) -> dict[str, Any]:
-    """The GenePT-s baseline: cell sentences and prompts embedded by the same text encoder, cosine argmax."""
+    """The GenePT-s baseline: cell sentences and prompts embedded by the same text encoder, cosine argmax
+    (of per-class standardised scores with ``standardize``, as in :func:`mmgene.evaluate.zero_shot`)."""
     from mmgene.embed.genept import genept_s
     from mmgene.embed.text import text_encoder
     from mmgene.evaluate.classify import zero_shot
@@ -32,7 +38,7 @@ def genept_s_zero_shot(
     enc = text_encoder(encoder)
     work = adata.copy()
     genept_s(work, encoder=enc, on_empty="zero")
-    res = zero_shot(np.asarray(work.obsm["X_genept_s"]), labels, enc.encode, classes=classes, prompts=prompts)
+    res = zero_shot(np.asarray(work.obsm["X_genept_s"]), labels, enc.encode, classes=classes, prompts=prompts, standardize=standardize)
     res["encoder"] = enc.name
     return res
 
@@ -78,7 +84,8 @@ def evaluate(
     baseline: bool = True,
     baseline_encoder: Any = "minilm",
     ontology: bool = True,
-    markers: bool = False,
+    markers: bool = True,
+    standardize: bool = False,
     classes: Sequence[str] | None = None,
     dataset_name: str | None = None,
     seed: int = 0,
@@ -87,6 +94,8 @@ def evaluate(
 
     Writes ``<out>.json`` and ``<out>.md`` when ``out`` is given (a path without suffix, or ending in
     ``.json``). Returns the report dict (``zero_shot``, ``retrieval``, ``clustering``, ``baseline``).
+    ``markers`` expands the prompts with marker genes (:mod:`mmgene.evaluate.markers`); ``standardize``
+    z-scores each class's scores over the cells before the argmax (:func:`mmgene.evaluate.zero_shot`).
     """
     from mmgene.atomic import atomic_path
     from mmgene.evaluate.clustering import kmeans_scores
@@ -102,7 +111,7 @@ def evaluate(
     classes = list(classes) if classes is not None else sorted(set(labels.tolist()))
     prompts = class_prompts(classes, ontology=ontology, markers=markers)
     cells = model.encode_cells(adata)
-    zs = zero_shot(cells, labels, model.encode_text, classes=classes, prompts=prompts)
+    zs = zero_shot(cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=standardize)
     index = {c: i for i, c in enumerate(classes)}
     flat = [p for group in prompts for p in group]
     text_labels = [k for k, group in enumerate(prompts) for _ in group]
@@ -117,7 +126,7 @@ def evaluate(
         "zero_shot": zs,
         "retrieval": retrieval,
         "clustering": clustering,
-        "baseline": genept_s_zero_shot(adata, labels, classes, prompts, baseline_encoder) if baseline else None,
+        "baseline": genept_s_zero_shot(adata, labels, classes, prompts, baseline_encoder, standardize) if baseline else None,
     }
     if out is not None:
         stem = Path(out)

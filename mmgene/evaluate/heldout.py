@@ -1,0 +1,47 @@
+"""The held-out cells of a trained model: the test side of the same seeded split ``mmgene train`` made.
+
+A model trained with ``test_size > 0`` records how it split its training file (``meta['split']``:
+number of cells, test share, seed, group column). Re-running :func:`mmgene.pairs.splits.split_cells`
+with those settings on the same file gives exactly the cells the model never saw, so an evaluation can
+be restricted to them (``mmgene evaluate MODEL FILE --held-out``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mmgene.errors import ParameterError
+
+
+def held_out(adata: Any, meta: dict[str, Any]) -> Any:
+    """The cells of ``adata`` (the model's training file) that the model's split held out, as a copy.
+
+    Raises :class:`~mmgene.errors.ParameterError` when the model records no split (trained before
+    splits were recorded, or with ``test_size=0``) or when ``adata`` has another number of cells than
+    the file it was trained on.
+    """
+    from mmgene.pairs.splits import split_cells
+
+    split = meta.get("split")
+    if not split:
+        raise ParameterError(
+            "the model does not record how its training cells were split",
+            "the model's mmgene_align.json",
+            "retrain it with this version of mmgene, or evaluate without --held-out",
+        )
+    if float(split.get("test_size", 0.0)) <= 0:
+        raise ParameterError(
+            "the model was trained on all cells (test_size 0), so none are held out",
+            "the model's mmgene_align.json",
+            "evaluate without --held-out, or retrain with test_size > 0",
+        )
+    if int(split["n_obs"]) != adata.n_obs:
+        raise ParameterError(
+            f"the model was trained on a file of {split['n_obs']} cells, this one has {adata.n_obs}",
+            "the evaluated file",
+            "give the file the model was trained on, or evaluate without --held-out",
+        )
+    _, test = split_cells(adata, test_size=float(split["test_size"]), seed=int(split["seed"]), group_col=split.get("group_col"))
+    return adata[np.asarray(test)].copy()
