@@ -469,6 +469,13 @@ def _rank_rows(
 
 
 @nb.njit(cache=True, nogil=True)
+def move_left(buf: np.ndarray, dst: int, src: int, n: int) -> None:  # pragma: no cover - numba
+    """``buf[dst:dst + n] = buf[src:src + n]`` for ``dst <= src``, in place (no temporary copy)."""
+    for j in range(n):
+        buf[dst + j] = buf[src + j]
+
+
+@nb.njit(cache=True, nogil=True)
 def _token_buffer(indptr: np.ndarray, extra: int, out: np.ndarray, start: int) -> np.ndarray:  # pragma: no cover - numba
     """``out[start:]`` checked to hold every row's tokens plus ``extra`` per row (a new array when ``out`` is empty)."""
     n = indptr.shape[0] - 1
@@ -518,43 +525,6 @@ def geneformer_rank(
     out_ptr = np.zeros(n + 1, np.int64)
     for i in range(n):
         out_ptr[i + 1] = out_ptr[i] + out_len[i]
-    return out_ptr, out[: out_ptr[n]]
-
-
-@nb.njit(cache=True, nogil=True, parallel=True)
-def geneformer_rank_parallel(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    data: np.ndarray,
-    col_token: np.ndarray,
-    recip_n: np.ndarray,
-    target_sum: float,
-    col_recip_median: np.ndarray,
-    compute_totals: bool,
-    limit: int,
-    prefix: int,
-    suffix: int,
-    out: np.ndarray,
-    start: int,
-    n_parts: int,
-) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
-    """:func:`geneformer_rank` with the rows split into ``n_parts`` ranges run on numba's threads."""
-    n = indptr.shape[0] - 1
-    extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
-    out = _token_buffer(indptr, extra, out, start)
-    out_len = np.zeros(n, np.int64)
-    for part in nb.prange(n_parts):  # each part writes its rows one after another from its upper bound
-        lo = (n * part) // n_parts
-        _rank_rows(lo, (n * (part + 1)) // n_parts, indptr, indices, data, col_token, recip_n, target_sum, col_recip_median, compute_totals, limit, prefix, suffix, out, out_len, (indptr[lo] - indptr[0]) + extra * lo)
-    out_ptr = np.zeros(n + 1, np.int64)
-    for i in range(n):
-        out_ptr[i + 1] = out_ptr[i] + out_len[i]
-    for part in range(1, n_parts):  # move each part's block left, next to the previous part's
-        lo, hi = (n * part) // n_parts, (n * (part + 1)) // n_parts
-        src = (indptr[lo] - indptr[0]) + extra * lo
-        dst = out_ptr[lo]
-        for j in range(out_ptr[hi] - dst):
-            out[dst + j] = out[src + j]
     return out_ptr, out[: out_ptr[n]]
 
 

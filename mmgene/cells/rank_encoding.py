@@ -25,7 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mmgene.cells import _kernels as k
-from mmgene.cells._chunks import iter_chunks, threads_for
+from mmgene.cells._chunks import iter_chunks, ordered_map, threads_for
 from mmgene.cells.ranking import canonical
 from mmgene.cells.dictionaries import SPECIAL, GeneformerDictionaries, load_dictionaries
 from mmgene.errors import DataError, GeneIdError, NoGeneIdsError, ParameterError, _preview
@@ -227,7 +227,7 @@ def _filter_pass(adata: Any, use: bool | None, origin: str) -> np.ndarray | None
 
 
 def _encode_chunk(
-    block: sp.csr_matrix, n_counts: np.ndarray | None, plan: TokenPlan, limit: int, prefix: int, suffix: int, threads: int = 1,
+    block: sp.csr_matrix, n_counts: np.ndarray | None, plan: TokenPlan, limit: int, prefix: int, suffix: int,
     out: np.ndarray | None = None, start: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token ids of one chunk of cells (CSR layout); ``n_counts=None`` sums each cell over all genes.
@@ -257,8 +257,6 @@ def _encode_chunk(
     target_sum = recip_n.dtype.type(TARGET_SUM)
     args = (indptr, indices, data, col_token, recip_n, target_sum, col_recip, compute_totals, limit, prefix, suffix)
     args += (np.zeros(0, np.int32) if out is None else out, start)
-    if threads > 1 and block.shape[0] >= 2 * threads:
-        return k.geneformer_rank_parallel(*args, threads)
     return k.geneformer_rank(*args)
 
 
@@ -297,8 +295,8 @@ def rank_encode(
     output
         ``'arrays'`` for a :class:`RankEncoding`, ``'dataset'`` for a ``datasets.Dataset``.
     n_jobs
-        Threads that rank each chunk's cells (numba); ``None``: ``mmgene.settings.n_jobs`` (default
-        every core), ``-1``: every core, ``1``: one thread. The output is the same for any value.
+        Threads working on chunks at once; ``None``: ``mmgene.settings.n_jobs`` (default every
+        core), ``-1``: every core, ``1``: one thread. The output is the same for any value.
     filter_pass
         ``None`` (default): like Geneformer, encode only cells with ``obs['filter_pass'] == 1`` when
         that column exists, else all cells; ``True``: require the column; ``False``: encode all cells.
@@ -331,29 +329,44 @@ def rank_encode(
     suffix = dicts.eos_id if dicts.version == "V2" else None
     flats, lengths = [], []
     total = -(-view.shape[0] // chunk_size)
-    # in-memory CSR: one output buffer (an upper bound), written in place, no concatenation
+    # in-memory CSR: one output buffer (an upper bound). One thread writes each chunk right after the
+    # previous one; several threads write each chunk at its upper-bound offset and the chunk is moved
+    # left once it is done, in order (it never overlaps a chunk still being written).
     matrix = view.matrix
-    buffer = np.empty(matrix.nnz + 2 * view.shape[0], np.int32) if sp.issparse(matrix) and matrix.format == "csr" else None
+    in_memory = sp.issparse(matrix) and matrix.format == "csr"
+    buffer = np.empty(matrix.nnz + 2 * view.shape[0], np.int32) if in_memory else None
     written = 0
-    for start, stop, block in progress(iter_chunks(view, chunk_size), total=total, desc="rank encoding", unit="chunk"):
-        n_counts = None if given is None else given[start:stop]
-        rows = np.arange(start, stop)
-        if passing is not None and not passing[start:stop].all():
-            rows = rows[passing[start:stop]]
-            block = block[passing[start:stop]]
-            n_counts = None if n_counts is None else n_counts[passing[start:stop]]
-        if n_counts is not None:
-            bad = (n_counts <= 0) & (np.diff(block.indptr) > 0)
-            if bad.any():
-                cell = view.obs_names[rows[int(np.flatnonzero(bad)[0])]]
-                raise DataError(
-                    f"{int(bad.sum())} cells have counts but obs['n_counts'] <= 0",
-                    f"obs['n_counts'] of {view.origin}, first at cell {cell!r}",
-                    "store each cell's total count over all genes, or delete the column so mmgene computes it",
-                )
-        indptr, ids = _encode_chunk(block, n_counts, plan, limit, -1 if prefix is None else prefix, -1 if suffix is None else suffix, threads, buffer, written if buffer is not None else 0)
+    pre, suf = -1 if prefix is None else prefix, -1 if suffix is None else suffix
+
+    def chunks() -> Any:
+        for start, stop, block in iter_chunks(view, chunk_size):
+            n_counts = None if given is None else given[start:stop]
+            rows = np.arange(start, stop)
+            if passing is not None and not passing[start:stop].all():
+                rows = rows[passing[start:stop]]
+                block = block[passing[start:stop]]
+                n_counts = None if n_counts is None else n_counts[passing[start:stop]]
+            if n_counts is not None:
+                bad = (n_counts <= 0) & (np.diff(block.indptr) > 0)
+                if bad.any():
+                    cell = view.obs_names[rows[int(np.flatnonzero(bad)[0])]]
+                    raise DataError(
+                        f"{int(bad.sum())} cells have counts but obs['n_counts'] <= 0",
+                        f"obs['n_counts'] of {view.origin}, first at cell {cell!r}",
+                        "store each cell's total count over all genes, or delete the column so mmgene computes it",
+                    )
+            offset = 0 if buffer is None else written if threads == 1 else int(matrix.indptr[start]) + 2 * start
+            yield block, n_counts, offset
+
+    def encode(item: tuple[sp.csr_matrix, np.ndarray | None, int]) -> tuple[np.ndarray, np.ndarray, int]:
+        block, n_counts, offset = item
+        return (*_encode_chunk(block, n_counts, plan, limit, pre, suf, buffer, offset), offset)
+
+    for indptr, ids, offset in progress(ordered_map(encode, chunks(), threads), total=total, desc="rank encoding", unit="chunk"):
         if buffer is None:
             flats.append(ids)
+        elif offset != written:
+            k.move_left(buffer, written, offset, len(ids))
         written += len(ids)
         lengths.append(np.diff(indptr))
     length = np.concatenate(lengths)
