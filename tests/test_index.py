@@ -265,3 +265,39 @@ def test_load_refuses_broken_folders(tmp_path, flat):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputFileError, match="not a folder"):
         flat.save(tmp_path / "file")
+
+
+def test_cells_without_an_embedding_stop_the_build_or_are_left_out(pca, tmp_path):
+    import anndata as ad
+    from typer.testing import CliRunner
+
+    from mmgene.cli.app import app
+    from mmgene.index import CellIndex, load
+
+    X = pca.X[:200].copy()
+    X[3] = np.nan  # GenePT-w gives NaN rows to cells with no known gene
+    X[7] = 0.0
+    names = list(pca.names[:200])
+    a = ad.AnnData(np.ones((200, 1), np.float32), obs=pd.DataFrame({"group": np.arange(200) % 4}, index=names), var=pd.DataFrame(index=["CD3E"]))
+    a.obsm["X_genept_w"] = X
+    with pytest.raises(NonFiniteError, match=names[3]):
+        CellIndex.build(a, "X_genept_w")
+    idx = CellIndex.build(a, "X_genept_w", skip_missing=True)
+    assert idx.ntotal == 198 and idx.meta["skipped_cells"] == 2
+    assert names[3] not in set(idx.cell_ids) and names[7] not in set(idx.cell_ids)
+    assert idx.cells["group"].tolist() == [g for i, g in enumerate(np.arange(200) % 4) if i not in (3, 7)]
+    hits = idx.hits(X[[10]], k=1)
+    assert hits["cell_id"].iloc[0] == names[10]
+    idx.save(tmp_path / "i")
+    assert load(tmp_path / "i").meta["skipped_cells"] == 2
+    a.obsm["X_genept_w"] = np.full_like(X, np.nan)
+    with pytest.raises(DataError, match="none of the 200 cells"):
+        CellIndex.build(a, "X_genept_w", skip_missing=True)
+    a.obsm["X_genept_w"] = X.copy()
+    a.write_h5ad(tmp_path / "a.h5ad")
+    runner = CliRunner()
+    res = runner.invoke(app, ["index", "build", str(tmp_path / "a.h5ad"), "-e", "X_genept_w", "-o", str(tmp_path / "j")])
+    assert isinstance(res.exception, NonFiniteError)  # the console entry point prints it in one line, exit 2
+    res = runner.invoke(app, ["index", "build", str(tmp_path / "a.h5ad"), "-e", "X_genept_w", "-o", str(tmp_path / "j"), "--skip-missing"])
+    assert res.exit_code == 0, res.output
+    assert "198 (2 without an embedding left out)" in res.output

@@ -29,6 +29,7 @@ def index_build(
     ef_search: Optional[int] = typer.Option(None, "--ef-search", help="Search breadth (hnsw); default calibrated."),
     target_recall: float = typer.Option(0.95, help="Recall@10 the calibration of nprobe / ef-search aims for."),
     seed: int = typer.Option(0, help="Seed for training samples and calibration queries."),
+    skip_missing: bool = typer.Option(False, "--skip-missing", help="Leave out cells without an embedding (NaN or all-zero rows) instead of stopping."),
 ) -> None:
     """Build a FAISS index over obsm[EMBEDDING] of FILE and write it to OUT."""
     from mmgene.index import CellIndex
@@ -37,7 +38,7 @@ def index_build(
     adata = read(file)
     index = CellIndex.build(
         adata, embedding, obs_columns=obs, model=model, kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m,
-        M=hnsw_m, ef_search=ef_search, target_recall=target_recall, seed=seed,
+        M=hnsw_m, ef_search=ef_search, target_recall=target_recall, seed=seed, skip_missing=skip_missing,
     )
     index.save(out)
     typer.echo(_describe(index, out))
@@ -47,7 +48,7 @@ def _describe(index, path) -> str:
     cal = index.params.calibrated
     lines = [
         f"index:      {path}",
-        f"cells:      {index.ntotal:,}",
+        f"cells:      {index.ntotal:,}" + (f" ({index.meta['skipped_cells']:,} without an embedding left out)" if index.meta.get("skipped_cells") else ""),
         f"dimension:  {index.dim}",
         f"kind:       {index.kind} ({index.meta.get('factory')}, cosine)",
         f"embedding:  {index.embedding_key}",

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import InputFileError, IntegrityError, MissingColumnError, ParameterError
+from mmgene.errors import DataError, InputFileError, IntegrityError, MissingColumnError, ParameterError
 from mmgene.index.params import IndexParams, factory_string, resolve
 from mmgene.index.vectors import as_unit_vectors
 
@@ -152,13 +152,16 @@ class CellIndex:
         obs_columns: Sequence[str] | None = None,
         kind: str = "auto",
         model: str | None = None,
+        skip_missing: bool = False,
         **params: Any,
     ) -> CellIndex:
         """Index ``adata.obsm[embedding]``; keep ``obs_columns`` (default: all obs columns) beside the ids.
 
         ``model`` names the joint space the vectors live in (an aligned model folder, ``'genept-s'``,
         ``'genept-w'``); text queries use it to encode text. When not given it is taken from
-        ``adata.uns['mmgene'][embedding]['model']`` where present.
+        ``adata.uns['mmgene'][embedding]['model']`` where present. Cells without an embedding (rows
+        with NaN/inf or all zeros, e.g. GenePT-w for cells with no known gene) are an error, or are
+        left out of the index with ``skip_missing=True`` (counted in ``meta['skipped_cells']``).
         """
         if embedding not in adata.obsm:
             raise MissingColumnError(embedding, "obsm", list(adata.obsm.keys()))
@@ -171,10 +174,24 @@ class CellIndex:
         if model is None:
             model = _model_hint(adata, embedding)
         source = adata.uns.get("mmgene", {}).get("input", {}).get("file") if hasattr(adata, "uns") else None
-        return cls.from_vectors(
-            adata.obsm[embedding], list(map(str, adata.obs_names)), obs[list(obs_columns)], kind=kind,
-            embedding_key=embedding, model=model, source=str(source) if source else None, **params,
+        vectors, ids, table = adata.obsm[embedding], list(map(str, adata.obs_names)), obs[list(obs_columns)]
+        skipped = 0
+        if skip_missing:
+            x = np.asarray(vectors.toarray() if hasattr(vectors, "toarray") else vectors, dtype=np.float32)
+            present = np.isfinite(x).all(axis=1) & (np.abs(x).sum(axis=1) > 0) if x.ndim == 2 else np.ones(len(ids), bool)
+            skipped = int((~present).sum())
+            if skipped:
+                if not present.any():
+                    raise DataError(f"none of the {len(ids)} cells has an embedding in obsm[{embedding!r}]", f"obsm[{embedding!r}]", "recompute the embedding")
+                from mmgene.progress import info
+
+                info(f"index: left out {skipped:,} cells without an embedding in obsm[{embedding!r}]")
+                vectors, ids, table = x[present], [i for i, keep in zip(ids, present) if keep], table[present]
+        index = cls.from_vectors(
+            vectors, ids, table, kind=kind, embedding_key=embedding, model=model, source=str(source) if source else None, **params,
         )
+        index.meta["skipped_cells"] = skipped
+        return index
 
     # ------------------------------------------------------------------ properties
     @property
