@@ -12,7 +12,7 @@ Every number is compared with GenePT-s (cell sentence and prompts embedded by Mi
     python benchmarks/quality_pbmc.py --seeds 0,1,2      # mean ± sd over seeds (the unseen types vary a lot)
 
 Defaults: 3 epochs, 256 genes per cell, gene-text bridge on, HVG-panel augmentation 0.3, explicit gene
-channel 0.3 (``mmgene train --gene-channel 0.3``), seed 0, one torch thread, prompts expanded with
+channel 0.3 in training and 0.5 when encoding (``mmgene train --gene-channel 0.3 --query-channel 0.5``), seed 0, one torch thread, prompts expanded with
 canonical marker genes (``mmgene.evaluate.markers``; ``--no-markers``: names only), plain cosine argmax
 (``--standardize`` z-scores each class's scores over the query cells first; it uses no labels and
 leaves AUROC unchanged). Every run also prints ours with the other marker and standardize settings.
@@ -69,7 +69,7 @@ def _over_seeds(args: argparse.Namespace, seeds: list[int]) -> int:
         for seed in seeds:
             argv = ["--epochs", str(args.epochs), "--seed", str(seed), "--gene-channel", str(args.gene_channel)]
             argv += ["--json", os.path.join(tmp, f"{seed}.json")] + (["--data", args.data] if args.data else [])
-            argv += ["--panel-share", str(args.panel_share)]
+            argv += ["--panel-share", str(args.panel_share), "--query-channel", str(args.query_channel)]
             argv += ["--markers" if args.markers else "--no-markers", "--standardize" if args.standardize else "--no-standardize"]
             main(argv)
             with open(os.path.join(tmp, f"{seed}.json"), encoding="utf-8") as fh:
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (e.g. 0,1,2): run each, report mean ± sd")
     parser.add_argument("--gene-channel", type=float, default=0.3, help="weight of the explicit gene channel (0: off)")
+    parser.add_argument("--query-channel", type=float, default=0.5, help="gene-channel weight when encoding (queries and cells)")
     parser.add_argument("--panel-share", type=float, default=0.3, help="share of training rows on an HVG panel")
     parser.add_argument("--markers", action=argparse.BooleanOptionalAction, default=True,
                         help="expand prompts with marker genes (mmgene.evaluate.markers; default on)")
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         test_size=0.2,
         gene_channel=args.gene_channel,
         panel_share=args.panel_share,
+        query_channel=args.query_channel,
     )
 
     t0 = time.perf_counter()

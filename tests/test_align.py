@@ -355,3 +355,41 @@ def test_gene_channel_counts_named_genes_only_when_asked():
     np.testing.assert_allclose(genes_on[1].numpy(), [1.0, 0.0], atol=1e-7)  # nothing named: unchanged
     np.testing.assert_allclose(genes_off.numpy(), [[1.0, 0.0], [1.0, 0.0]], atol=1e-7)
     assert "use_mentions" in GeneChannel.config_keys
+
+
+def test_gene_channel_query_weight_applies_when_encoding(tmp_path):
+    from mmgene.align.modules import GeneChannel
+
+    cell = {
+        "sentence_embedding": torch.tensor([[3.0, 4.0]]),
+        "input_ids": torch.tensor([[1, 3, 4]]),
+        "values": torch.tensor([[2.0, 2.0, 9.0]]),
+        "attention_mask": torch.tensor([[1.0, 1.0, 1.0]]),
+    }
+    text = {"sentence_embedding": torch.tensor([[3.0, 4.0]]), "related_ids": torch.tensor([[3, 0]]), "related_weights": torch.tensor([[0.7, 0.3]])}
+
+    def cosine(channel):
+        c = channel({k: v.clone() for k, v in cell.items()})["sentence_embedding"]
+        t = channel({k: v.clone() for k, v in text.items()})["sentence_embedding"]
+        return float(c @ t.T)
+
+    channel = GeneChannel(vocab_size=5, channel_ids=[3, 1], weight=0.25, learned_dim=2, query_weight=0.5)
+    assert cosine(channel) == pytest.approx(0.75 + 0.25 * 0.5**0.5, rel=1e-6)  # training: weight
+    channel.eval()
+    assert cosine(channel) == pytest.approx(0.5 + 0.5 * 0.5**0.5, rel=1e-6)  # encoding: query_weight
+    channel.save(str(tmp_path))
+    again = GeneChannel.load(str(tmp_path)).eval()
+    assert again.query_weight == 0.5 and cosine(again) == pytest.approx(cosine(channel), rel=1e-6)
+    old = GeneChannel(vocab_size=5, channel_ids=[3, 1], weight=0.25, learned_dim=2).eval()  # saved before the option
+    assert old.query_weight is None and cosine(old) == pytest.approx(0.75 + 0.25 * 0.5**0.5, rel=1e-6)
+    with pytest.raises(ParameterError, match="query_weight must be in"):
+        GeneChannel(vocab_size=5, channel_ids=[3, 1], weight=0.25, query_weight=1.5)
+    with pytest.raises(ParameterError, match="weight must be in"):
+        GeneChannel(vocab_size=5, channel_ids=[3, 1], weight=-0.1)
+
+
+def test_query_channel_needs_the_gene_channel(small_pbmc):
+    from mmgene.align import train
+
+    with pytest.raises(ParameterError, match="query_channel needs the gene channel"):
+        train(small_pbmc, "cell_type", query_channel=0.5, gene_channel=0.0, max_steps=1)

@@ -77,6 +77,7 @@ def build_model(
     bridge_genes: Sequence[str] = (),
     gene_text_init: bool = False,
     gene_channel: float = 0.0,
+    query_channel: float | None = None,
     seed: int = 0,
 ) -> Any:
     """A fresh two-tower :class:`~sentence_transformers.SentenceTransformer` (see :mod:`mmgene.align.modules`)."""
@@ -112,7 +113,9 @@ def build_model(
     cell_route.append(CellHead(gene_dim if vocab else 0, int(sum(obsm_dims)), hidden, dim))
     text_route.append(TextHead(text_input.text_dim(), gene_dim if vocab else 0, hidden, dim))
     if gene_channel > 0 and bridge_ids:
-        channel = GeneChannel(len(vocab), bridge_ids, weight=gene_channel, learned_dim=dim, use_mentions=True)
+        channel = GeneChannel(
+            len(vocab), bridge_ids, weight=gene_channel, learned_dim=dim, use_mentions=True, query_weight=query_channel
+        )
         cell_route.append(channel)
         text_route.append(channel)
     router = Router({"cell": cell_route, "text": text_route}, default_route="text")

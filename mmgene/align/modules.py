@@ -450,16 +450,34 @@ class GeneChannel(Module):
     learned vector as ``[sqrt(1 - w) * learned, sqrt(w) * genes]``, so a cosine in the joint space is
     ``(1 - w) * learned cosine + w * gene cosine``: a query that names a cell type training never saw
     still finds the cells that express the genes its words point to.
+
+    ``query_weight`` (default: ``weight``) is the ``w`` used outside training (``model.eval()``, i.e. when
+    encoding queries and cells): training with a small weight lets the learned part carry the known cell
+    types, querying with a larger one leans more on the genes a prompt names (cell types training never
+    saw). The channel has no parameters, so the two weights only change how the two cosines are mixed.
     """
 
-    config_keys = ["vocab_size", "channel_ids", "weight", "learned_dim", "use_mentions"]
+    config_keys = ["vocab_size", "channel_ids", "weight", "learned_dim", "use_mentions", "query_weight"]
     config_file_name = "gene_channel_config.json"
 
     def __init__(
-        self, vocab_size: int, channel_ids: Sequence[int], weight: float = 0.3, learned_dim: int = 256, use_mentions: bool = False
+        self,
+        vocab_size: int,
+        channel_ids: Sequence[int],
+        weight: float = 0.3,
+        learned_dim: int = 256,
+        use_mentions: bool = False,
+        query_weight: float | None = None,
     ) -> None:
         super().__init__()
         self.vocab_size, self.weight, self.learned_dim = int(vocab_size), float(weight), int(learned_dim)
+        for name, w in (("weight", self.weight), ("query_weight", query_weight)):
+            if w is not None and not 0.0 <= float(w) <= 1.0:
+                from mmgene.errors import ParameterError
+
+                raise ParameterError(f"the gene channel's {name} must be in [0, 1], got {w}", "GeneChannel", "use e.g. 0.3")
+        # None for models saved before this option existed, so they encode exactly as before
+        self.query_weight = None if query_weight is None else float(query_weight)
         # off for models saved before this option existed, so they encode exactly as before
         self.use_mentions = bool(use_mentions)
         self.channel_ids = [int(i) for i in channel_ids]
@@ -487,9 +505,8 @@ class GeneChannel(Module):
             genes = self._scatter(ids, weights)
         else:
             genes = torch.zeros(learned.shape[0], len(self.channel_ids), device=learned.device, dtype=learned.dtype)
-        features["sentence_embedding"] = torch.cat(
-            [learned * (1.0 - self.weight) ** 0.5, genes.to(learned.dtype) * self.weight**0.5], dim=-1
-        )
+        w = self.weight if (self.training or self.query_weight is None) else self.query_weight
+        features["sentence_embedding"] = torch.cat([learned * (1.0 - w) ** 0.5, genes.to(learned.dtype) * w**0.5], dim=-1)
         return features
 
     def get_embedding_dimension(self) -> int:

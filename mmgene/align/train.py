@@ -87,6 +87,7 @@ def train(
     panel_share: float = 0.3,
     panel_sizes: Sequence[int] = (500, 1000, 2000),
     gene_channel: float = 0.0,
+    query_channel: float | None = None,
     seed: int = 0,
 ) -> Any:
     """Train an aligned text-cell model on ``adata`` and return it as :class:`~mmgene.align.model.AlignedModel`.
@@ -112,6 +113,9 @@ def train(
     gene_channel
         Weight of the explicit gene channel in the joint space (0: off; see
         :class:`mmgene.align.modules.GeneChannel`).
+    query_channel
+        Weight of the gene channel when the trained model encodes (default: ``gene_channel``); a larger
+        one leans more on the genes a prompt names, which finds cell types training never saw.
     gene_bridge
         Let text reach the genes whose NCBI names/designations resemble it (see
         :func:`mmgene.align.model.gene_text_bridge`); how unseen cell types are found by name.
@@ -129,6 +133,10 @@ def train(
 
     if loss not in ("clip", "mnrl"):
         raise ParameterError(f"loss must be 'clip' or 'mnrl', got {loss!r}", "argument loss")
+    if query_channel is not None and not (gene_channel > 0 and gene_bridge):
+        raise ParameterError(
+            "query_channel needs the gene channel", "argument query_channel", "pass gene_channel > 0 (with gene_bridge=True)"
+        )
     if batch_size < 2:
         raise ParameterError(f"batch_size must be at least 2, got {batch_size}", "argument batch_size")
     torch.set_num_threads(max(1, settings.torch_threads))
@@ -170,6 +178,7 @@ def train(
         gene_dropout=gene_dropout,
         bridge_genes=pairs.marker_genes if gene_bridge else (),
         gene_channel=gene_channel if gene_bridge else 0.0,
+        query_channel=query_channel,
         seed=seed,
     )
     if loss == "clip":
@@ -229,7 +238,7 @@ def train(
             "batch_size": batch_size, "learning_rate": learning_rate, "captions_per_cell": captions_per_cell,
             "marker_share": marker_share, "negatives": negatives, "test_size": test_size, "group_col": group_col,
             "max_genes": max_genes, "gene_dim": gene_dim, "dim": dim, "gene_dropout": gene_dropout,
-            "train_text": train_text, "seed": seed, "vocab_size": len(vocab), "gene_bridge": gene_bridge, "panel_share": panel_share, "panel_sizes": list(panel_sizes), "gene_channel": gene_channel,
+            "train_text": train_text, "seed": seed, "vocab_size": len(vocab), "gene_bridge": gene_bridge, "panel_share": panel_share, "panel_sizes": list(panel_sizes), "gene_channel": gene_channel, "query_channel": query_channel,
             "bridge_genes": len(pairs.marker_genes) if gene_bridge else 0,
         },
         "temperature": getattr(loss_fn, "temperature", temperature),

@@ -27,6 +27,7 @@ def train_command(
     text_model: str = typer.Option(None, help="Text model path or hub id (default: offline MiniLM)."),
     gene_bridge: bool = typer.Option(True, "--gene-bridge/--no-gene-bridge", help="Let text reach genes whose NCBI names resemble it."),
     gene_channel: float = typer.Option(0.0, help="Weight of the explicit gene channel in the joint space (0: off; the PBMC benchmark uses 0.3)."),
+    query_channel: float = typer.Option(None, help="Gene-channel weight when encoding with the trained model (default: --gene-channel; the PBMC benchmark uses 0.5)."),
     test_size: float = typer.Option(0.2, help="Held-out share of cells (or groups)."),
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
@@ -53,6 +54,7 @@ def train_command(
         exclude_labels=exclude,
         gene_bridge=gene_bridge,
         gene_channel=gene_channel,
+        query_channel=query_channel,
         seed=seed,
     )
     hist = model.meta.get("eval_history") or []
