@@ -205,7 +205,7 @@ def test_text_to_cells_is_exact_in_the_genept_s_space(small, encoder, tmp_path):
         text_to_cells(index, ["  "], model=space)
 
 
-def test_zero_shot_annotation_writes_labels_scores_and_provenance(small, encoder):
+def test_zero_shot_annotation_writes_labels_scores_and_provenance(small, encoder, tmp_path):
     from mmgene.query import GenePTSpace, annotate
 
     labels = ["B cell", "T cell", "natural killer cell", "monocyte"]
@@ -222,12 +222,24 @@ def test_zero_shot_annotation_writes_labels_scores_and_provenance(small, encoder
     assert (probs.to_numpy()[called.to_numpy()].argmax(axis=1) == pd.Categorical(lab[called], categories=labels).codes).all()
     rec = adata.uns["mmgene"]["mmgene_label"]
     assert rec["labels"] == labels and rec["standardized"] is True and rec["min_prob"] == 0.5
-    assert sum(rec["counts"].values()) == small.n_obs
+    assert sum(rec["label_counts"]) + rec["unknown_cells"] == small.n_obs
+    assert rec["label_counts"] == [int((lab == name).sum()) for name in labels]
+    assert rec["prompts"] == "mmgene.evaluate.prompts.class_prompts" and rec["markers"] is True
+    assert len(rec["prompts_per_label"]) == 4 and min(rec["prompts_per_label"]) >= 5
     # a stricter rule can only add unknowns
     strict = annotate(small, labels, GenePTSpace("s", encoder=encoder), min_prob=0.9, min_z=1.0, copy=True)
     assert (strict.obs["mmgene_label"].astype(str) == "unknown").sum() >= (~called).sum()
     with pytest.raises(ParameterError, match="placeholder"):
         annotate(small, labels, GenePTSpace("s", encoder=encoder), prompts=["a cell"], copy=True)
+    # label names with '/' (pbmc68k's) survive a round trip through .h5ad; own templates are recorded
+    slashed = ["CD4+/CD45RO+ Memory", "CD19+ B"]
+    own = annotate(small, slashed, GenePTSpace("s", encoder=encoder), prompts=["a {label}."], copy=True)
+    own.write_h5ad(tmp_path / "a.h5ad")
+    import anndata as ad
+
+    back = ad.read_h5ad(tmp_path / "a.h5ad").uns["mmgene"]["mmgene_label"]
+    assert list(back["labels"]) == slashed and list(back["prompts"]) == ["a {label}."] and not back["markers"]
+    assert int(np.sum(back["label_counts"])) + int(back["unknown_cells"]) == small.n_obs
     with pytest.raises(ParameterError, match="no labels"):
         annotate(small, [], GenePTSpace("s", encoder=encoder), copy=True)
 
@@ -316,7 +328,7 @@ def test_annotation_calibrated_on_a_labelled_reference(small, encoder):
     vecs = label_vectors(space, labels)
     cal = calibrate(ref.obsm["X_genept_s"] @ vecs.T, ref.obs["cell_type"].astype(str), labels, alpha=0.2)
     assert rec["calibrated_temperature"] == pytest.approx(cal.temperature)
-    assert list(rec["thresholds"].values()) == pytest.approx(cal.thresholds.tolist())
+    assert rec["thresholds"] == pytest.approx(cal.thresholds.tolist())
     assert rec["reference_cells"] == len(ref) and rec["standardized"] is False
     sims = small.obsm["X_genept_s"] @ vecs.T
     best = sims.argmax(axis=1)

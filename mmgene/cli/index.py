@@ -111,7 +111,8 @@ def annotate(
     model: str = typer.Option(..., "--model", "-m", help="Joint space: an aligned model folder, genept-s or genept-w."),
     labels: list[str] = typer.Option(..., "--labels", "-l", help="Label names: --labels \"B cell\" \"NK cell\" ..."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the annotated .h5ad (default: FILE, replaced)."),
-    prompt: Optional[list[str]] = typer.Option(None, "--prompt", help="Prompt template with {label} (repeat; default: mmgene's ensemble)."),
+    prompt: Optional[list[str]] = typer.Option(None, "--prompt", help="Prompt template with {label} (repeat; default: mmgene's ensemble of names, Cell Ontology names and marker genes)."),
+    markers: bool = typer.Option(True, "--markers/--no-markers", help="Name canonical marker genes of common blood cell types in the default prompts."),
     temperature: float = typer.Option(1.0, help="Softmax temperature over standardised similarities."),
     min_prob: float = typer.Option(0.5, help="At or below this winning probability the cell is 'unknown'."),
     min_z: float = typer.Option(0.0, help="Below this standardised similarity to the winning label the cell is 'unknown'."),
@@ -123,13 +124,12 @@ def annotate(
     """Zero-shot labels for every cell of FILE, with 'unknown' when no label is clearly best."""
     from mmgene.atomic import atomic_path
     from mmgene.io import read
-    from mmgene.query.labelling import PROMPTS
     from mmgene.query.labelling import annotate as run
 
     adata = read(file)
     all_labels = [*labels, *(more_labels or [])]
     ref = (read(reference), reference_column) if reference is not None else None
-    run(adata, all_labels, model, prompts=prompt or PROMPTS, temperature=temperature, min_prob=min_prob, min_z=min_z,
+    run(adata, all_labels, model, prompts=prompt or None, markers=markers, temperature=temperature, min_prob=min_prob, min_z=min_z,
         reference=ref, alpha=alpha, key_added=key)
     target = out or file
     with atomic_path(target) as tmp:

@@ -4,8 +4,11 @@ The rule
 --------
 Given similarities ``S`` (cells x labels; cosine between a cell and a label's vector):
 
-1. **Zero-shot scores.** A label's vector is the mean of its prompt-ensemble embeddings ("B cell",
-   "a B cell.", "a cell of type B cell." ...), re-normalised (CLIP's prompt ensembling). Text
+1. **Zero-shot scores.** A label's vector is the mean of its prompt-ensemble embeddings, re-normalised
+   (CLIP's prompt ensembling). By default the ensemble is the one :mod:`mmgene.evaluate` measures:
+   the cleaned label, its Cell Ontology names, and for common blood cell types the label with its
+   marker genes ("a B cell expressing MS4A1 and CD79A"), each in several templates
+   (:func:`mmgene.evaluate.prompts.class_prompts`); ``prompts=[...'{label}'...]`` uses your templates. Text
    encoders give some labels a higher similarity to *every* cell, so each label's column is
    standardised over the cells of the dataset (``z = (s - mean) / std``): a cell scores high for a
    label when it is more similar to it than the dataset's other cells are. This is the calibration
@@ -38,7 +41,7 @@ from mmgene.errors import ParameterError
 UNKNOWN = "unknown"
 MIN_CELLS_TO_STANDARDISE = 30
 
-#: prompt templates averaged per label (CLIP-style prompt ensemble).
+#: simple templates (``annotate(prompts=PROMPTS)``); the default ensemble is evaluate's ``class_prompts``.
 PROMPTS: tuple[str, ...] = (
     "{label}",
     "a {label}.",
@@ -63,19 +66,33 @@ def _check_labels(labels: Sequence[str]) -> list[str]:
     return clean
 
 
-def label_vectors(space: Any, labels: Sequence[str], prompts: Sequence[str] = PROMPTS) -> np.ndarray:
-    """One unit vector per label: the mean of its prompts' text embeddings, re-normalised."""
+def label_vectors(space: Any, labels: Sequence[str], prompts: Sequence[str] | None = None, *, markers: bool = True) -> np.ndarray:
+    """One unit vector per label: the mean of its prompts' text embeddings, re-normalised.
+
+    ``prompts=None`` uses :func:`mmgene.evaluate.prompts.class_prompts` (names, Cell Ontology names,
+    and marker genes when ``markers``); otherwise each template's ``{label}`` is filled in."""
     from mmgene.index.vectors import as_unit_vectors
 
+    groups = label_prompts(labels, prompts, markers=markers)
+    texts = [t for group in groups for t in group]
+    vecs = as_unit_vectors(space.encode_text(texts), texts, "prompt embeddings")
+    ends = np.cumsum([len(g) for g in groups])
+    mean = np.stack([vecs[e - len(g) : e].mean(axis=0) for g, e in zip(groups, ends)])
+    return as_unit_vectors(mean, list(labels), "label vectors")
+
+
+def label_prompts(labels: Sequence[str], prompts: Sequence[str] | None = None, *, markers: bool = True) -> list[list[str]]:
+    """The prompt texts of every label (see :func:`label_vectors`)."""
     labels = _check_labels(labels)
+    if prompts is None:
+        from mmgene.evaluate.prompts import class_prompts
+
+        return class_prompts(labels, markers=markers)
     prompts = list(prompts) or ["{label}"]
     bad = [p for p in prompts if "{label}" not in p]
     if bad:
         raise ParameterError(f"prompt {bad[0]!r} has no '{{label}}' placeholder", "annotate(prompts=...)", "write prompts like 'a {label}.'")
-    texts = [p.format(label=lab) for lab in labels for p in prompts]
-    vecs = as_unit_vectors(space.encode_text(texts), texts, "prompt embeddings")
-    mean = vecs.reshape(len(labels), len(prompts), -1).mean(axis=1)
-    return as_unit_vectors(mean, labels, "label vectors")
+    return [[p.format(label=lab) for p in prompts] for lab in labels]
 
 
 def standardise(scores: np.ndarray) -> np.ndarray:
@@ -207,7 +224,8 @@ def annotate(
     labels: Sequence[str],
     model: Any,
     *,
-    prompts: Sequence[str] = PROMPTS,
+    prompts: Sequence[str] | None = None,
+    markers: bool = True,
     temperature: float = 1.0,
     min_prob: float = 0.5,
     min_z: float | None = 0.0,
@@ -223,6 +241,10 @@ def annotate(
     Writes ``obs['<key_added>_label']`` (categorical, with ``unknown``), ``obs['<key_added>_score']``
     (the winning label's probability) and ``obsm['<key_added>_probs']`` (a cells x labels table), and
     records the labels, prompts and rule in ``uns['mmgene']['<key_added>_label']``.
+
+    ``prompts=None`` uses the prompt ensemble that :mod:`mmgene.evaluate` measures (names, Cell
+    Ontology names, and marker genes for common blood cell types when ``markers``); pass templates
+    with ``{label}`` to use your own.
 
     ``standardize`` (default: when there are at least 30 cells) z-scores each label's similarities
     over the dataset before the softmax; ``min_z`` applies to those z-scores (or to raw cosine
@@ -240,7 +262,7 @@ def annotate(
     labels = _check_labels(labels)
     space = load_space(model)
     cells = space.encode_cells(adata)
-    label_vecs = label_vectors(space, labels, prompts)
+    label_vecs = label_vectors(space, labels, prompts, markers=markers)
     if cells.shape[1] != label_vecs.shape[1]:
         raise ParameterError(f"cell vectors have dimension {cells.shape[1]} but text vectors {label_vecs.shape[1]}", "annotate", "use one joint space for both")
     sims = cells @ label_vecs.T
@@ -256,7 +278,7 @@ def annotate(
         result = assign_labels(sims, labels, temperature=cal.temperature, min_prob=min_prob, thresholds=cal.thresholds, unknown=unknown)
         rule = "softmax(s/T) over cosine similarities, T fitted on the reference (NLL); unknown if p_max <= min_prob or s_max < the label's alpha-quantile threshold"
         extra = {"reference_column": column, "reference_cells": cal.n_cells, "alpha": alpha,
-                 "calibrated_temperature": cal.temperature, "thresholds": dict(zip(labels, map(float, cal.thresholds)))}
+                 "calibrated_temperature": cal.temperature, "thresholds": [float(t) for t in cal.thresholds]}
     else:
         std = len(cells) >= MIN_CELLS_TO_STANDARDISE if standardize is None else bool(standardize)
         scores = standardise(sims) if std else sims.astype(np.float64)
@@ -270,7 +292,9 @@ def annotate(
     counts = pd.Series(result.label).value_counts()
     record(
         adata, f"{key_added}_label", packages=("numpy",), model=space_name(space, model), labels=labels,
-        prompts=list(prompts), rule=rule, standardized=std, min_prob=min_prob, unknown=unknown,
-        counts={str(k): int(v) for k, v in counts.items()}, **extra,
+        prompts="mmgene.evaluate.prompts.class_prompts" if prompts is None else list(prompts), markers=bool(markers) if prompts is None else False,
+        prompts_per_label=[len(g) for g in label_prompts(labels, prompts, markers=markers)], rule=rule, standardized=std, min_prob=min_prob, unknown=unknown,
+        # per label, in the order of ``labels`` (label names may hold '/', which h5ad keys cannot)
+        label_counts=[int(counts.get(lab, 0)) for lab in labels], unknown_cells=int(counts.get(unknown, 0)), **extra,
     )
     return adata if copy else None
