@@ -263,3 +263,17 @@ def test_more_genes_than_one_row_can_rank_is_refused():
     a = ad.AnnData(sp.csr_matrix(np.ones((1, n), np.float32)), var=pd.DataFrame({"ensembl_id": ids}, index=ids))
     with pytest.raises(ParameterError, match="65,535"):
         rank_encode(a, big)
+
+
+def test_token_rows_behave_like_a_list_of_arrays(v1):
+    enc = rank_encode(tiny(), v1)
+    rows = enc.input_ids
+    as_list = [r.tolist() for r in rows]
+    assert len(rows) == 3 and as_list == [[18121, 22219, 11842, 11987], [], [11987, 11842]]
+    assert rows[-1].tolist() == [11987, 11842] and [r.tolist() for r in rows[1:]] == as_list[1:]
+    assert np.shares_memory(rows[0], enc.flat) and rows[np.int64(2)].tolist() == as_list[2]
+    with pytest.raises(IndexError):
+        rows[3]
+    with pytest.raises(TypeError):
+        rows[1.5]
+    assert repr(rows) == "TokenRows(3 cells, 6 tokens)"

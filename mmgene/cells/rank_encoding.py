@@ -17,7 +17,10 @@ Per cell, as Geneformer defines it:
 from __future__ import annotations
 
 import hashlib
+import operator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -35,6 +38,35 @@ DEFAULT_CHUNK = 4096
 TIE_BREAK = "equal normalised values: lower token id first"
 
 
+class TokenRows(Sequence):
+    """Each cell's token ids, as views of one flat array made when asked for (200,000 cells need no
+    200,000 array objects). Supports ``len``, iteration, indexing and slicing (a list)."""
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray) -> None:
+        self._flat, self._offsets = flat, offsets
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        j = operator.index(i)
+        j = j + n if j < 0 else j
+        if not 0 <= j < n:
+            raise IndexError(f"cell {i} of {n}")
+        return self._flat[self._offsets[j] : self._offsets[j + 1]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        flat, ends = self._flat, self._offsets.tolist()
+        for a, b in zip(ends[:-1], ends[1:]):
+            yield flat[a:b]
+
+    def __repr__(self) -> str:
+        return f"TokenRows({len(self):,} cells, {len(self._flat):,} tokens)"
+
+
 @dataclass
 class RankEncoding:
     """Token ids per encoded cell (original cell order), their lengths, and cells with no known gene.
@@ -43,7 +75,7 @@ class RankEncoding:
     left some out); ``empty_cells`` index the encoding, like ``input_ids``.
     """
 
-    input_ids: list[np.ndarray]
+    input_ids: Sequence[np.ndarray]
     length: np.ndarray
     obs_names: np.ndarray
     version: str
@@ -59,7 +91,7 @@ class RankEncoding:
     def from_flat(
         cls, flat: np.ndarray, offsets: np.ndarray, obs_names: Any, version: str, empty_cells: np.ndarray, cells: np.ndarray | None = None
     ) -> RankEncoding:
-        input_ids = [flat[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+        input_ids = TokenRows(flat, offsets)
         cells = np.arange(len(input_ids), dtype=np.int64) if cells is None else np.asarray(cells, np.int64)
         return cls(input_ids, np.diff(offsets).astype(np.int64), np.asarray(obs_names, dtype=object).astype(str), version, empty_cells, flat, offsets, cells)
 
@@ -111,8 +143,10 @@ class TokenPlan:
     def columns(self, merged: bool) -> tuple[np.ndarray, np.ndarray]:
         """Per column: token id (``-1``: dropped) and 1/median, for the input columns or, when
         ``merged``, for columns that are already the targets."""
-        if merged:
-            return self.tokens, self.recip_median
+        return (self.tokens, self.recip_median) if merged else self._input_columns
+
+    @cached_property
+    def _input_columns(self) -> tuple[np.ndarray, np.ndarray]:
         known = self.col_target >= 0
         col_token = np.full(len(self.col_target), -1, np.int32)
         col_token[known] = self.tokens[self.col_target[known]]
