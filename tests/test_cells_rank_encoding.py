@@ -188,10 +188,11 @@ def test_kernel_exact_on_near_ties():
     recip_n = 1.0 / np.asarray(X.sum(axis=1), np.float64).ravel()
     args = (X.indptr.astype(np.int64), X.indices, X.data, np.arange(n_genes, dtype=np.int32), recip_n, 10_000.0, recip, False, 400)
     ref = kernel_reference(X, recip_n, recip, 400)
-    ptr, ids = k.geneformer_rank(*args, -1, -1, np.zeros(0, np.int32), 0)
+    ptr, ids, flags = k.geneformer_rank(*args, -1, -1, np.zeros(0, np.int32), 0)
+    assert flags.tolist() == [False, False]
     assert all(np.array_equal(ids[ptr[i] : ptr[i + 1]], r) for i, r in enumerate(ref))
     out = np.full(len(X.data) + 2 * X.shape[0] + 5, -7, np.int32)  # wrapped, written from an offset
-    ptr, ids = k.geneformer_rank(*args, 7, 9, out, 5)
+    ptr, ids, _ = k.geneformer_rank(*args, 7, 9, out, 5)
     assert all(np.array_equal(ids[ptr[i] : ptr[i + 1]], np.r_[7, r, 9]) for i, r in enumerate(ref))
     assert (out[:5] == -7).all() and np.shares_memory(ids, out)
 
@@ -277,3 +278,26 @@ def test_token_rows_behave_like_a_list_of_arrays(v1):
     with pytest.raises(TypeError):
         rows[1.5]
     assert repr(rows) == "TokenRows(3 cells, 6 tokens)"
+
+
+def test_repeated_entries_and_bad_values_found_while_ranking(v1):
+    from mmgene.errors import NegativeValuesError, NonFiniteError, NotCountsError
+
+    # cell a's B2M count split over two entries, listed out of column order: summed as SciPy does
+    data = np.array([1, 60, 2, 2, 3, 7, 40, 5, 1, 1], np.float32)
+    indices = np.array([5, 0, 1, 2, 3, 4, 0, 4, 0, 3], np.int32)
+    messy = sp.csr_matrix((data, indices, np.array([0, 7, 8, 10])), shape=(3, 6))
+    assert not messy.has_canonical_format
+    a = tiny()
+    a.X = messy
+    assert rank_encode(a, v1).input_ids[0].tolist() == [18121, 22219, 11842, 11987]
+    from mmgene.io.expression import SAMPLE_ROWS
+
+    many = np.tile(COUNTS, (SAMPLE_ROWS // 3 + 2, 1))  # the bad value lies beyond read()'s first-rows sample
+    names = [f"cell{i}" for i in range(len(many))]
+    for value, error in ((-1.0, NegativeValuesError), (np.nan, NonFiniteError), (2.5, NotCountsError)):
+        bad = ad.AnnData(sp.csr_matrix(many), obs=pd.DataFrame(index=names), var=tiny().var)
+        bad.X.data[-1] = value
+        for jobs in (1, 2):
+            with pytest.raises(error, match=f"'{names[-1]}'"):
+                rank_encode(bad, v1, n_jobs=jobs, chunk_size=64)

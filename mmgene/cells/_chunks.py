@@ -22,8 +22,9 @@ from mmgene.errors import ParameterError
 from mmgene.io.expression import check_values
 
 
-def iter_chunks(view: Any, chunk_size: int) -> Iterator[tuple[int, int, sp.csr_matrix]]:
-    """Yield ``(start, stop, csr)`` blocks of at most ``chunk_size`` rows, checked like ``view.chunks``."""
+def iter_chunks(view: Any, chunk_size: int, check: bool = True) -> Iterator[tuple[int, int, sp.csr_matrix]]:
+    """Yield ``(start, stop, csr)`` blocks of at most ``chunk_size`` rows, checked like ``view.chunks``
+    (``check=False``: in-memory CSR blocks are not checked here; the caller checks them on the way)."""
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}", "argument chunk_size", "pass e.g. 4096")
     matrix = view.matrix
@@ -41,7 +42,7 @@ def iter_chunks(view: Any, chunk_size: int) -> Iterator[tuple[int, int, sp.csr_m
         block.has_sorted_indices = matrix.has_sorted_indices
         if block.dtype.kind != "f":
             block = block.astype(np.float32)
-        if not values_ok(block.data, view.kind == "counts"):
+        if check and not values_ok(block.data, view.kind == "counts"):
             check_values(block, view, start)  # names the first bad cell and gene
         yield start, stop, block
 

@@ -346,9 +346,11 @@ def _rank_rows(
     out: np.ndarray,
     out_len: np.ndarray,
     w_start: int,
+    flags: np.ndarray,
 ) -> None:  # pragma: no cover - numba
     """Rows ``lo:hi`` of :func:`geneformer_rank`, their tokens written one row after another from
-    ``out[w_start]``; row ``i``'s count goes to ``out_len[i]``."""
+    ``out[w_start]``; row ``i``'s count goes to ``out_len[i]``. ``flags[0]`` is set when a value is not
+    a finite whole number >= 0, ``flags[1]`` when a row's column indices do not strictly increase."""
     size = 16
     vals = np.empty(size, np.float64)
     tgts = np.empty(size, np.int32)
@@ -360,6 +362,8 @@ def _rank_rows(
     vshift = np.uint64(KEY_SHIFT)
     top = np.uint64(0x7FFFFFFFFFFFFFFF) >> vshift
     w = w_start
+    bad = False
+    unordered = False
     for i in range(lo, hi):
         a, b = indptr[i], indptr[i + 1]
         if b - a > size:
@@ -379,10 +383,14 @@ def _rank_rows(
         m = 0
         kmin = top
         kmax = np.uint64(0)
+        previous = -1
         for p in range(a, b):
             c = indices[p]
-            t = col_token[c]
             x = data[p]
+            bad |= not ((x >= 0) & (x < np.inf) & (x == np.floor(x)))
+            unordered |= c <= previous
+            previous = c
+            t = col_token[c]
             if t < 0 or x == 0:
                 continue
             v = np.float64((x * r) * target_sum) * col_recip_median[c]
@@ -466,6 +474,8 @@ def _rank_rows(
             out[w] = suffix
             w += 1
         out_len[i] = w - w0
+    flags[0] = bad
+    flags[1] = unordered
 
 
 @nb.njit(cache=True, nogil=True)
@@ -502,7 +512,7 @@ def geneformer_rank(
     suffix: int,
     out: np.ndarray,
     start: int,
-) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - numba
     """Geneformer token ids per row, sorted exactly, in linear time per row.
 
     Column ``c`` holds token ``col_token[c]`` (``-1``: dropped) whose median's reciprocal is
@@ -515,17 +525,20 @@ def geneformer_rank(
     the result equals a full sort with ties by token id. The first ``limit`` tokens are kept, optionally wrapped in
     ``prefix``/``suffix`` (``-1`` for none). They are written to ``out[start:]`` (room for
     ``nnz + extra * n_rows`` needed), or to a new array when ``out`` is empty; returns the row
-    pointers (from 0) and the written tokens.
+    pointers (from 0), the written tokens, and two flags found on the way: some value is not a
+    finite whole number >= 0; some row's column indices do not strictly increase (duplicates
+    possible). The tokens are only meaningful when neither is set.
     """
     n = indptr.shape[0] - 1
     extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
     out = _token_buffer(indptr, extra, out, start)
     out_len = np.zeros(n, np.int64)
-    _rank_rows(0, n, indptr, indices, data, col_token, recip_n, target_sum, col_recip_median, compute_totals, limit, prefix, suffix, out, out_len, 0)
+    flags = np.zeros(2, np.bool_)
+    _rank_rows(0, n, indptr, indices, data, col_token, recip_n, target_sum, col_recip_median, compute_totals, limit, prefix, suffix, out, out_len, 0, flags)
     out_ptr = np.zeros(n + 1, np.int64)
     for i in range(n):
         out_ptr[i + 1] = out_ptr[i] + out_len[i]
-    return out_ptr, out[: out_ptr[n]]
+    return out_ptr, out[: out_ptr[n]], flags
 
 
 @intrinsic

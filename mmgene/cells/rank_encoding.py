@@ -29,9 +29,10 @@ import scipy.sparse as sp
 
 from mmgene.cells import _kernels as k
 from mmgene.cells._chunks import iter_chunks, ordered_map, threads_for
-from mmgene.cells.ranking import canonical
 from mmgene.cells.dictionaries import SPECIAL, GeneformerDictionaries, load_dictionaries
+from mmgene.cells.ranking import canonical
 from mmgene.errors import DataError, GeneIdError, NoGeneIdsError, ParameterError, _preview
+from mmgene.io.expression import check_values
 
 TARGET_SUM = 10_000
 DEFAULT_CHUNK = 4096
@@ -263,11 +264,24 @@ def _filter_pass(adata: Any, use: bool | None, origin: str) -> np.ndarray | None
 def _encode_chunk(
     block: sp.csr_matrix, n_counts: np.ndarray | None, plan: TokenPlan, limit: int, prefix: int, suffix: int,
     out: np.ndarray | None = None, start: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """Token ids of one chunk of cells (CSR layout); ``n_counts=None`` sums each cell over all genes.
 
-    They go to ``out[start:]`` when given (room for the block's non-zeros plus 2 per cell needed)."""
-    block = canonical(block)
+    They go to ``out[start:]`` when given (room for the block's non-zeros plus 2 per cell needed).
+    The values are checked on the way: the third result is False when one is not a finite whole
+    number >= 0 (the tokens then mean nothing). Rows with unsorted or repeated columns are summed
+    into canonical form and encoded again."""
+    indptr, ids, flags = _encode_rows(block, n_counts, plan, limit, prefix, suffix, out, start)
+    if flags[1]:
+        indptr, ids, flags = _encode_rows(canonical(block), n_counts, plan, limit, prefix, suffix, out, start)
+    return indptr, ids, not flags[0]
+
+
+def _encode_rows(
+    block: sp.csr_matrix, n_counts: np.ndarray | None, plan: TokenPlan, limit: int, prefix: int, suffix: int,
+    out: np.ndarray | None, start: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_encode_chunk` without the canonical-form retry."""
     indptr, indices, data = block.indptr.astype(np.int64), block.indices, block.data
     col_target = plan.col_target
     # Geneformer computes X / n_counts * 10_000 / median; SciPy evaluates it as x * (1/n) * 10_000 * (1/median)
@@ -277,7 +291,11 @@ def _encode_chunk(
     else:
         with np.errstate(divide="ignore"):
             recip_n = np.true_divide(1.0, n_counts)
+    valid = True
     if plan.has_duplicates:  # sum the counts of genes that map to one Ensembl id, as Geneformer does
+        valid = bool(k.values_ok(data, True))  # before summing: a bad value could cancel out
+        block = canonical(block)
+        indptr, indices, data = block.indptr.astype(np.int64), block.indices, block.data
         if compute_totals:  # totals over all genes, before genes are dropped and merged
             recip_n, compute_totals = _recip_totals(block), False
         target = col_target[indices]
@@ -291,7 +309,9 @@ def _encode_chunk(
     target_sum = recip_n.dtype.type(TARGET_SUM)
     args = (indptr, indices, data, col_token, recip_n, target_sum, col_recip, compute_totals, limit, prefix, suffix)
     args += (np.zeros(0, np.int32) if out is None else out, start)
-    return k.geneformer_rank(*args)
+    indptr, ids, flags = k.geneformer_rank(*args)
+    flags[0] |= not valid
+    return indptr, ids, flags
 
 
 def _recip_totals(block: sp.csr_matrix) -> np.ndarray:
@@ -373,7 +393,8 @@ def rank_encode(
     pre, suf = -1 if prefix is None else prefix, -1 if suffix is None else suffix
 
     def chunks() -> Any:
-        for start, stop, block in iter_chunks(view, chunk_size):
+        for start, stop, block in iter_chunks(view, chunk_size, check=False):  # values checked by the kernel
+            full = block
             n_counts = None if given is None else given[start:stop]
             rows = np.arange(start, stop)
             if passing is not None and not passing[start:stop].all():
@@ -390,11 +411,15 @@ def rank_encode(
                         "store each cell's total count over all genes, or delete the column so mmgene computes it",
                     )
             offset = 0 if buffer is None else written if threads == 1 else int(matrix.indptr[start]) + 2 * start
-            yield block, n_counts, offset
+            yield block, n_counts, offset, full, start
 
-    def encode(item: tuple[sp.csr_matrix, np.ndarray | None, int]) -> tuple[np.ndarray, np.ndarray, int]:
-        block, n_counts, offset = item
-        return (*_encode_chunk(block, n_counts, plan, limit, pre, suf, buffer, offset), offset)
+    def encode(item: tuple[sp.csr_matrix, np.ndarray | None, int, sp.csr_matrix, int]) -> tuple[np.ndarray, np.ndarray, int]:
+        block, n_counts, offset, full, start = item
+        indptr, ids, valid = _encode_chunk(block, n_counts, plan, limit, pre, suf, buffer, offset)
+        if not valid:
+            check_values(full, view, start)  # raises, naming the first bad cell and gene
+            raise DataError("a count is not a finite whole number >= 0", f"{view.origin} ({view.source}), cells {start} onwards", "give raw counts")
+        return indptr, ids, offset
 
     for indptr, ids, offset in progress(ordered_map(encode, chunks(), threads), total=total, desc="rank encoding", unit="chunk"):
         if buffer is None:
