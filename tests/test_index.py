@@ -278,7 +278,8 @@ def test_cells_without_an_embedding_stop_the_build_or_are_left_out(pca, tmp_path
     X[3] = np.nan  # GenePT-w gives NaN rows to cells with no known gene
     X[7] = 0.0
     names = list(pca.names[:200])
-    a = ad.AnnData(np.ones((200, 1), np.float32), obs=pd.DataFrame({"group": np.arange(200) % 4}, index=names), var=pd.DataFrame(index=["CD3E"]))
+    # no expression and no gene ids: an index needs only obs and obsm
+    a = ad.AnnData(np.zeros((200, 1), np.float32), obs=pd.DataFrame({"group": np.arange(200) % 4}, index=names), var=pd.DataFrame(index=["g0"]))
     a.obsm["X_genept_w"] = X
     with pytest.raises(NonFiniteError, match=names[3]):
         CellIndex.build(a, "X_genept_w")
@@ -301,3 +302,4 @@ def test_cells_without_an_embedding_stop_the_build_or_are_left_out(pca, tmp_path
     res = runner.invoke(app, ["index", "build", str(tmp_path / "a.h5ad"), "-e", "X_genept_w", "-o", str(tmp_path / "j"), "--skip-missing"])
     assert res.exit_code == 0, res.output
     assert "198 (2 without an embedding left out)" in res.output
+    assert load(tmp_path / "j").meta["source"].endswith("a.h5ad")

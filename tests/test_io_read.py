@@ -133,3 +133,22 @@ def test_describe_pbmc3k(pbmc3k):
     info = describe(pbmc3k)
     assert info["label_columns"] == {"cell_type": 8, "cell_type_cl_name": 8, "cell_type_ontology_term_id": 8}
     assert info["obsm"] == {} and info["has_raw"] is False
+
+
+def test_read_without_expression_keeps_obs_and_obsm(tmp_path):
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    import mmgene.io
+    from mmgene.errors import MMGeneError
+
+    a = ad.AnnData(np.zeros((3, 2), np.float32), obs=pd.DataFrame({"t": ["x", "y", "z"]}, index=["a", "b", "c"]), var=pd.DataFrame(index=["g0", "g1"]))
+    a.obsm["X_e"] = np.eye(3, dtype=np.float32)
+    a.write_h5ad(tmp_path / "e.h5ad")
+    with pytest.raises(MMGeneError):
+        mmgene.io.read(tmp_path / "e.h5ad")  # no expression, no gene ids
+    b = mmgene.io.read(tmp_path / "e.h5ad", backed=True, expression_needed=False)
+    assert b.obs["t"].tolist() == ["x", "y", "z"] and np.array_equal(b.obsm["X_e"], np.eye(3))
+    rec = b.uns["mmgene"]["input"]
+    assert rec["matrix"] == "not read" and rec["backed"] is True and rec["n_obs"] == 3

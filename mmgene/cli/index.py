@@ -35,7 +35,7 @@ def index_build(
     from mmgene.index import CellIndex
     from mmgene.io import read
 
-    adata = read(file)
+    adata = read(file, backed=True, expression_needed=False)  # only obs and obsm are used
     index = CellIndex.build(
         adata, embedding, obs_columns=obs, model=model, kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m,
         M=hnsw_m, ef_search=ef_search, target_recall=target_recall, seed=seed, skip_missing=skip_missing,

@@ -37,6 +37,7 @@ def read(
     backed: bool = False,
     *,
     require: Kind | None = None,
+    expression_needed: bool = True,
 ) -> Any:
     """Read an AnnData and record what mmgene will use from it.
 
@@ -48,6 +49,9 @@ def read(
         Open an ``.h5ad`` read-only on disk (for files larger than memory); rows are then streamed.
     require
         ``'counts'`` to insist on raw integer counts (Geneformer), ``None`` to accept log1p data.
+    expression_needed
+        ``False`` when only ``obs``/``obsm`` will be used (e.g. to index an embedding): the matrix and
+        gene ids are then not looked at, and a file without them reads fine.
 
     Returns
     -------
@@ -66,6 +70,10 @@ def read(
                 f"expected an AnnData or a path, got {type(adata).__name__}", "argument path_or_adata", "pass an AnnData or an .h5ad/.zarr path"
             )
         origin = str(adata.uns.get("mmgene", {}).get("input", {}).get("file", "the AnnData in memory"))
+    is_backed = bool(backed and origin.endswith((".h5ad", ".h5", ".hdf5")))
+    if not expression_needed:
+        record(adata, "input", file=origin, backed=is_backed, matrix="not read", n_obs=int(adata.n_obs))
+        return adata
     view = expression(adata, require=require, origin=origin)
     ids = resolve_gene_ids(view.var, source=f"{origin} ({view.source})")
     if "gene_symbol" not in view.var.columns:
@@ -76,7 +84,7 @@ def read(
         adata,
         "input",
         file=origin,
-        backed=bool(backed and origin.endswith((".h5ad", ".h5", ".hdf5"))),
+        backed=is_backed,
         matrix=view.source,
         kind=view.kind,
         n_obs=int(adata.n_obs),
