@@ -31,7 +31,7 @@ from mmgene.cells import _kernels as k
 from mmgene.cells._chunks import iter_chunks, ordered_map, threads_for
 from mmgene.cells.dictionaries import SPECIAL, GeneformerDictionaries, load_dictionaries
 from mmgene.cells.ranking import canonical
-from mmgene.errors import DataError, GeneIdError, NoGeneIdsError, ParameterError, _preview
+from mmgene.errors import DataError, GeneIdError, MissingColumnError, NoGeneIdsError, ParameterError, _preview
 from mmgene.io.expression import check_values
 
 TARGET_SUM = 10_000
@@ -245,8 +245,6 @@ def _filter_pass(adata: Any, use: bool | None, origin: str) -> np.ndarray | None
     if use is False or (use is None and not present):
         return None
     if not present:
-        from mmgene.errors import MissingColumnError
-
         raise MissingColumnError("filter_pass", f"obs of {origin}", list(map(str, adata.obs.columns)))
     values = adata.obs["filter_pass"].to_numpy()
     if values.dtype.kind not in "biuf":
