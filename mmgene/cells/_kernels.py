@@ -329,9 +329,26 @@ MAX_ROW_GENES = 65_535
 
 
 @nb.njit(cache=True, nogil=True)
-def _rank_rows(
-    lo: int,
-    hi: int,
+def move_left(buf: np.ndarray, dst: int, src: int, n: int) -> None:  # pragma: no cover - numba
+    """``buf[dst:dst + n] = buf[src:src + n]`` for ``dst <= src``, in place (no temporary copy)."""
+    for j in range(n):
+        buf[dst + j] = buf[src + j]
+
+
+@nb.njit(cache=True, nogil=True)
+def _token_buffer(indptr: np.ndarray, extra: int, out: np.ndarray, start: int) -> np.ndarray:  # pragma: no cover - numba
+    """``out[start:]`` checked to hold every row's tokens plus ``extra`` per row (a new array when ``out`` is empty)."""
+    n = indptr.shape[0] - 1
+    need = indptr[n] - indptr[0] + extra * n
+    if out.shape[0] == 0:
+        return np.empty(need, np.int32)
+    if out.shape[0] - start < need:
+        raise ValueError("output buffer too small")
+    return out[start:]
+
+
+@nb.njit(cache=True, nogil=True)
+def geneformer_rank(
     indptr: np.ndarray,
     indices: np.ndarray,
     data: np.ndarray,
@@ -344,13 +361,28 @@ def _rank_rows(
     prefix: int,
     suffix: int,
     out: np.ndarray,
-    out_len: np.ndarray,
-    w_start: int,
-    flags: np.ndarray,
-) -> None:  # pragma: no cover - numba
-    """Rows ``lo:hi`` of :func:`geneformer_rank`, their tokens written one row after another from
-    ``out[w_start]``; row ``i``'s count goes to ``out_len[i]``. ``flags[0]`` is set when a value is not
-    a finite whole number >= 0, ``flags[1]`` when a row's column indices do not strictly increase."""
+    start: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    """Geneformer token ids per row, sorted exactly, in linear time per row.
+
+    Column ``c`` holds token ``col_token[c]`` (``-1``: dropped) whose median's reciprocal is
+    ``col_recip_median[c]``. Each kept entry is normalised as ``x * (1/n) * target_sum * (1/median)``
+    (input dtypes, numpy promotion, then float64; ``n`` is the row's float64 total when
+    ``compute_totals``). Rows are ordered by an LSD radix sort of one ``uint32`` per entry: a monotone
+    key (the float64 value's bits without the low :data:`KEY_SHIFT`), rebased to the row's minimum
+    and cut to 16 bits, above the entry's 16-bit index (at most :data:`MAX_ROW_GENES` entries per
+    row), so one or two 8-bit passes suffice. Runs of equal cut keys are then put in exact order by (value descending, token id ascending), so
+    the result equals a full sort with ties by token id. The first ``limit`` tokens are kept, optionally wrapped in
+    ``prefix``/``suffix`` (``-1`` for none). They are written to ``out[start:]`` (room for
+    ``nnz + extra * n_rows`` needed), or to a new array when ``out`` is empty; returns the row
+    pointers (from 0), the written tokens, and two flags found on the way: some value is not a
+    finite whole number >= 0; some row's column indices do not strictly increase (duplicates
+    possible). The tokens are only meaningful when neither is set.
+    """
+    n = indptr.shape[0] - 1
+    extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
+    out = _token_buffer(indptr, extra, out, start)
+    out_ptr = np.zeros(n + 1, np.int64)
     size = 16
     vals = np.empty(size, np.float64)
     tgts = np.empty(size, np.int32)
@@ -361,10 +393,10 @@ def _rank_rows(
     hist = np.zeros(514, np.int64)
     vshift = np.uint64(KEY_SHIFT)
     top = np.uint64(0x7FFFFFFFFFFFFFFF) >> vshift
-    w = w_start
+    w = 0
     bad = False
     unordered = False
-    for i in range(lo, hi):
+    for i in range(n):
         a, b = indptr[i], indptr[i + 1]
         if b - a > size:
             size = max(b - a, 2 * size)
@@ -463,7 +495,6 @@ def _rank_rows(
                     else:
                         break
                 src[q + 1] = cur
-        w0 = w
         if prefix >= 0:
             out[w] = prefix
             w += 1
@@ -473,71 +504,10 @@ def _rank_rows(
         if suffix >= 0:
             out[w] = suffix
             w += 1
-        out_len[i] = w - w0
+        out_ptr[i + 1] = w
+    flags = np.zeros(2, np.bool_)
     flags[0] = bad
     flags[1] = unordered
-
-
-@nb.njit(cache=True, nogil=True)
-def move_left(buf: np.ndarray, dst: int, src: int, n: int) -> None:  # pragma: no cover - numba
-    """``buf[dst:dst + n] = buf[src:src + n]`` for ``dst <= src``, in place (no temporary copy)."""
-    for j in range(n):
-        buf[dst + j] = buf[src + j]
-
-
-@nb.njit(cache=True, nogil=True)
-def _token_buffer(indptr: np.ndarray, extra: int, out: np.ndarray, start: int) -> np.ndarray:  # pragma: no cover - numba
-    """``out[start:]`` checked to hold every row's tokens plus ``extra`` per row (a new array when ``out`` is empty)."""
-    n = indptr.shape[0] - 1
-    need = indptr[n] - indptr[0] + extra * n
-    if out.shape[0] == 0:
-        return np.empty(need, np.int32)
-    if out.shape[0] - start < need:
-        raise ValueError("output buffer too small")
-    return out[start:]
-
-
-@nb.njit(cache=True, nogil=True)
-def geneformer_rank(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    data: np.ndarray,
-    col_token: np.ndarray,
-    recip_n: np.ndarray,
-    target_sum: float,
-    col_recip_median: np.ndarray,
-    compute_totals: bool,
-    limit: int,
-    prefix: int,
-    suffix: int,
-    out: np.ndarray,
-    start: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - numba
-    """Geneformer token ids per row, sorted exactly, in linear time per row.
-
-    Column ``c`` holds token ``col_token[c]`` (``-1``: dropped) whose median's reciprocal is
-    ``col_recip_median[c]``. Each kept entry is normalised as ``x * (1/n) * target_sum * (1/median)``
-    (input dtypes, numpy promotion, then float64; ``n`` is the row's float64 total when
-    ``compute_totals``). Rows are ordered by an LSD radix sort of one ``uint32`` per entry: a monotone
-    key (the float64 value's bits without the low :data:`KEY_SHIFT`), rebased to the row's minimum
-    and cut to 16 bits, above the entry's 16-bit index (at most :data:`MAX_ROW_GENES` entries per
-    row), so one or two 8-bit passes suffice. Runs of equal cut keys are then put in exact order by (value descending, token id ascending), so
-    the result equals a full sort with ties by token id. The first ``limit`` tokens are kept, optionally wrapped in
-    ``prefix``/``suffix`` (``-1`` for none). They are written to ``out[start:]`` (room for
-    ``nnz + extra * n_rows`` needed), or to a new array when ``out`` is empty; returns the row
-    pointers (from 0), the written tokens, and two flags found on the way: some value is not a
-    finite whole number >= 0; some row's column indices do not strictly increase (duplicates
-    possible). The tokens are only meaningful when neither is set.
-    """
-    n = indptr.shape[0] - 1
-    extra = (1 if prefix >= 0 else 0) + (1 if suffix >= 0 else 0)
-    out = _token_buffer(indptr, extra, out, start)
-    out_len = np.zeros(n, np.int64)
-    flags = np.zeros(2, np.bool_)
-    _rank_rows(0, n, indptr, indices, data, col_token, recip_n, target_sum, col_recip_median, compute_totals, limit, prefix, suffix, out, out_len, 0, flags)
-    out_ptr = np.zeros(n + 1, np.int64)
-    for i in range(n):
-        out_ptr[i + 1] = out_ptr[i] + out_len[i]
     return out_ptr, out[: out_ptr[n]], flags
 
 
