@@ -267,18 +267,13 @@ def test_hard_negatives_come_from_other_classes(trained, small_pbmc):
 
 def test_push_to_hub_with_model_card_then_load_by_repo_id(trained, small_pbmc, tmp_path, monkeypatch):
     """Against the loopback Hub: the folder and a rendered model card go up; load(repo_id) encodes the same."""
-    from huggingface_hub import HfApi, constants
-    from servers.hub_server import HubServer
+    from huggingface_hub import HfApi
+    from servers.hub_server import hub_for_this_process
 
     from mmgene.align import load
 
     model, _ = trained
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    with HubServer(tmp_path / "hub") as server:
-        monkeypatch.setattr(constants, "ENDPOINT", server.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    with hub_for_this_process(tmp_path / "hub", tmp_path / "hf-cache", monkeypatch) as server:
         url = model.push_to_hub(f"{server.user}/pbmc-aligned", token=server.token)
         assert url.endswith("pbmc-aligned")
         api = HfApi(endpoint=server.url, token=server.token)

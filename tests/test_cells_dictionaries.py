@@ -102,20 +102,15 @@ def test_hub_download_cached_and_errors(geneformer_v1_dir, tmp_path, monkeypatch
     """Against the loopback Hub: the V1 files under their hub paths are downloaded, cached, and reused
     offline; a missing optional file is skipped; offline without a cache gives a RemoteError."""
     from huggingface_hub import HfApi, constants
-    from servers.hub_server import HubServer
+    from servers.hub_server import hub_for_this_process
 
     from mmgene.errors import RemoteError
 
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     layout = tmp_path / "repo" / "geneformer" / "gene_dictionaries_30m"
     layout.mkdir(parents=True)
     for old, new in [("token_dictionary", "token_dictionary_gc30M"), ("gene_median_dictionary", "gene_median_dictionary_gc30M"), ("gene_name_id_dict", "gene_name_id_dict_gc30M")]:
         shutil.copy(geneformer_v1_dir / f"{old}.pkl", layout / f"{new}.pkl")
-    with HubServer(tmp_path / "hub") as server:
-        monkeypatch.setattr(constants, "ENDPOINT", server.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    with hub_for_this_process(tmp_path / "hub", tmp_path / "hf-cache", monkeypatch) as server:
         api = HfApi(endpoint=server.url, token=server.token)
         repo = api.create_repo("Geneformer").repo_id
         api.upload_folder(repo_id=repo, folder_path=str(tmp_path / "repo"))

@@ -329,19 +329,14 @@ def test_hub_id_downloads_one_folder_then_works_offline(cells40, model_dir, dict
     """A hub id ``owner/repo/subfolder`` against the loopback Hub: only that folder's config and
     weights are fetched, the commit is recorded, and the cached copy is used offline."""
     from huggingface_hub import HfApi, constants
-    from servers.hub_server import HubServer
+    from servers.hub_server import hub_for_this_process
 
     from mmgene.embed import geneformer
 
     small = cells40[:4].copy()
     geneformer(small, model_dir, dictionaries=dicts, device="cpu")
     local = small.obsm["X_geneformer"].copy()
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    with HubServer(tmp_path / "hub") as server:
-        monkeypatch.setattr(constants, "ENDPOINT", server.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    with hub_for_this_process(tmp_path / "hub", tmp_path / "hf-cache", monkeypatch) as server:
         api = HfApi(endpoint=server.url, token=server.token)
         repo = api.create_repo("gf-tiny").repo_id
         api.upload_folder(repo_id=repo, folder_path=str(model_dir), path_in_repo="gf-3L-64h")

@@ -17,7 +17,10 @@ import datetime as dt
 import hashlib
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote
 
@@ -490,3 +493,18 @@ if __name__ == "__main__":  # pragma: no cover - manual use, from tests/: python
     print(f"HF_ENDPOINT={server.url} HF_TOKEN={server.token}", flush=True)
     while True:
         time.sleep(3600)
+
+
+@contextmanager
+def hub_for_this_process(root: Path, cache: Path, monkeypatch: Any) -> Iterator[HubServer]:
+    """A loopback Hub that ``huggingface_hub`` in this process talks to: xet off, online, its own
+    cache; ``monkeypatch`` undoes the settings after the test."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    with HubServer(root) as server:
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        yield server
