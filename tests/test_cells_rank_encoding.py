@@ -301,3 +301,27 @@ def test_repeated_entries_and_bad_values_found_while_ranking(v1):
         for jobs in (1, 2):
             with pytest.raises(error, match=f"'{names[-1]}'"):
                 rank_encode(bad, v1, n_jobs=jobs, chunk_size=64)
+
+
+def test_columns_increase_matches_a_row_by_row_check():
+    """Random CSR layouts, with empty rows and pointers that start past 0 (a chunk of a bigger matrix)."""
+    from mmgene.cells._kernels import columns_increase
+
+    def row_by_row(indptr, indices):
+        return all(bool(np.all(np.diff(indices[indptr[i] : indptr[i + 1]]) > 0)) for i in range(len(indptr) - 1))
+
+    rng = np.random.default_rng(0)
+    outcomes = set()
+    for _ in range(2000):
+        lengths = rng.integers(0, 5, rng.integers(0, 6))
+        offset = int(rng.integers(0, 3))
+        indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64) + offset
+        indices = rng.integers(0, 6, indptr[-1]).astype(np.int32)
+        expected = row_by_row(indptr, indices)
+        assert columns_increase(indptr, indices) == expected, (indptr, indices)
+        outcomes.add(expected)
+    assert outcomes == {True, False}
+    # a row start below the previous row's end is fine; a repeat inside a row is not
+    assert columns_increase(np.array([0, 3, 5]), np.array([4, 7, 9, 1, 2], np.int32))
+    assert not columns_increase(np.array([0, 3, 5]), np.array([4, 7, 9, 2, 2], np.int32))
+    assert not columns_increase(np.array([0, 3, 3, 5]), np.array([4, 9, 7, 1, 2], np.int32))
