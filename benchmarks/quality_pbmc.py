@@ -16,6 +16,7 @@ channel 0.3 in training and 0.5 when encoding (``mmgene train --gene-channel 0.3
 canonical marker genes (``mmgene.evaluate.markers``; ``--no-markers``: names only), plain cosine argmax
 (``--standardize`` z-scores each class's scores over the query cells first; it uses no labels and
 leaves AUROC unchanged). Every run also prints ours with the other marker and standardize settings.
+``--hard-negatives K`` trains with negatives re-mined by the model after every epoch (off by default).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def _over_seeds(args: argparse.Namespace, seeds: list[int]) -> int:
             argv = ["--epochs", str(args.epochs), "--seed", str(seed), "--gene-channel", str(args.gene_channel)]
             argv += ["--json", os.path.join(tmp, f"{seed}.json")] + (["--data", args.data] if args.data else [])
             argv += ["--panel-share", str(args.panel_share), "--query-channel", str(args.query_channel)]
+            argv += ["--hard-negatives", str(args.hard_negatives)]
             argv += ["--markers" if args.markers else "--no-markers", "--standardize" if args.standardize else "--no-standardize"]
             main(argv)
             with open(os.path.join(tmp, f"{seed}.json"), encoding="utf-8") as fh:
@@ -111,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gene-channel", type=float, default=0.3, help="weight of the explicit gene channel (0: off)")
     parser.add_argument("--query-channel", type=float, default=0.5, help="gene-channel weight when encoding (queries and cells)")
     parser.add_argument("--panel-share", type=float, default=0.3, help="share of training rows on an HVG panel")
+    parser.add_argument("--hard-negatives", type=int, default=0,
+                        help="K > 0: re-mine each training row's negative caption after every epoch from the K "
+                        "other-class captions the model scores closest (mmgene train --hard-negatives; default 0: off)")
     parser.add_argument("--markers", action=argparse.BooleanOptionalAction, default=True,
                         help="expand prompts with marker genes (mmgene.evaluate.markers; default on)")
     parser.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=False,
@@ -145,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         gene_channel=args.gene_channel,
         panel_share=args.panel_share,
         query_channel=args.query_channel,
+        hard_negatives=args.hard_negatives,
     )
 
     t0 = time.perf_counter()
@@ -165,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "unseen_train_seconds": round(unseen_seconds, 1),
         "torch_threads": settings.torch_threads,
         "markers": args.markers,
+        "hard_negatives": args.hard_negatives,
         "standardize": args.standardize,
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "pbmc3k_test": {"n": ours3k["n"], "ours": ours3k, "genept_s": base3k},

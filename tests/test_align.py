@@ -388,3 +388,117 @@ def test_query_channel_needs_the_gene_channel(small_pbmc):
 
     with pytest.raises(ParameterError, match="query_channel needs the gene channel"):
         train(small_pbmc, "cell_type", query_channel=0.5, gene_channel=0.0, max_steps=1)
+
+
+def _direct_top(model, dataset, captions_by_label, k):
+    """The ``k`` other-class captions each row's cell scores highest, computed directly (ties: pool order)."""
+    pool = [(lab, cap) for lab, caps in captions_by_label.items() for cap in caps]
+    sim = model.encode_inputs(list(dataset["cell"])) @ model.encode_text([c for _, c in pool]).T
+    labels = np.asarray(dataset["label"])
+    same = labels[:, None] == np.array([lab for lab, _ in pool])[None, :]
+    sim[same] = -np.inf
+    order = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    return [[pool[j][1] for j in row] for row in order]
+
+
+def test_mined_negatives_are_the_other_class_captions_the_model_scores_highest(trained, small_pbmc):
+    from mmgene.pairs import make_pairs, mine_hard_negatives
+
+    model, _ = trained
+    pairs = make_pairs(small_pbmc[:60].copy(), "cell_type", test_size=0.0, captions_per_cell=1, max_genes=128, seed=0)
+    captions = {k: t.all_captions() for k, t in enumerate(pairs.class_text) if k in set(pairs["train"]["label"])}
+    top1 = mine_hard_negatives(pairs["train"], model, captions, top_k=1, seed=5)
+    assert top1["negative"] == [row[0] for row in _direct_top(model, pairs["train"], captions, 1)]
+    top3 = _direct_top(model, pairs["train"], captions, 3)
+    got = mine_hard_negatives(pairs["train"], model, captions, top_k=3, seed=0)["negative"]
+    assert all(neg in row for neg, row in zip(got, top3))
+    assert len({row.index(neg) for neg, row in zip(got, top3)}) > 1  # drawn among the 3, not always the first
+    with pytest.raises(ParameterError, match="top_k must be at least 1"):
+        mine_hard_negatives(pairs["train"], model, captions, top_k=0)
+
+
+def _train_capturing(monkeypatch, adata, **kwargs):
+    """Train while recording each round's training dataset and, at each mining, the direct top-1 negatives."""
+    import sentence_transformers
+
+    import mmgene.pairs.hard_negatives as hn
+    from mmgene.align import train
+
+    seen: dict[str, list] = {"datasets": [], "expected": [], "top_k": []}
+    real_trainer, real_mine = sentence_transformers.SentenceTransformerTrainer, hn.mine_hard_negatives
+
+    class Recording(real_trainer):
+        def __init__(self, *args, **kw):
+            seen["datasets"].append(kw["train_dataset"])
+            super().__init__(*args, **kw)
+
+    def mine(dataset, model, captions_by_label, top_k=3, seed=0):
+        seen["top_k"].append(top_k)
+        if top_k == 1:
+            seen["expected"].append([row[0] for row in _direct_top(model, dataset, captions_by_label, 1)])
+        return real_mine(dataset, model, captions_by_label, top_k=top_k, seed=seed)
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformerTrainer", Recording)
+    monkeypatch.setattr(hn, "mine_hard_negatives", mine)
+    small = dict(batch_size=32, max_genes=128, gene_dim=32, dim=32, captions_per_cell=1, gene_bridge=False)
+    return train(adata, "cell_type", **{**small, **kwargs}), seen
+
+
+def test_training_with_hard_negatives_mines_with_the_current_model_each_round(small_pbmc, monkeypatch):
+    model, seen = _train_capturing(monkeypatch, small_pbmc, hard_negatives=1, mine_every=2, max_steps=5, seed=0)
+    first, *later = seen["datasets"]
+    assert len(later) == 2 and seen["top_k"] == [1, 1]
+    assert first.column_names == ["cell", "caption", "label"]  # round 1: no negatives (negatives=False)
+    classes = model.meta["classes"]
+    for ds, expected in zip(later, seen["expected"]):
+        assert ds.column_names == ["cell", "caption", "negative", "label"]
+        assert ds["negative"] == expected  # the closest other-class caption under the model at that point
+        assert not any(neg.lower().startswith(classes[lab].lower()) for neg, lab in zip(ds["negative"], ds["label"]))
+    assert seen["expected"][0] != seen["expected"][1]  # re-mined: the model changed in between
+    params = model.meta["params"]
+    assert (params["hard_negatives"], params["mine_every"], params["rounds"], params["steps"]) == (1, 2, 3, 5)
+    assert [h["steps"] for h in model.meta["eval_history"]] == [2, 4, 5]  # one evaluation per round, global steps
+
+
+def test_hard_negative_training_is_deterministic_for_a_seed_with_mnrl(small_pbmc, monkeypatch):
+    cells = small_pbmc[:12]
+    runs = [_train_capturing(monkeypatch, small_pbmc, hard_negatives=2, mine_every=3, max_steps=6, loss="mnrl", negatives=True, seed=1) for _ in range(2)]
+    (a, seen_a), (b, seen_b) = runs
+    assert seen_a["datasets"][0].column_names == ["cell", "caption", "negative"]  # random negatives first; no label column for MNRL
+    assert seen_a["datasets"][1]["negative"] != seen_a["datasets"][0]["negative"]
+    assert seen_a["datasets"][1]["negative"] == seen_b["datasets"][1]["negative"]
+    np.testing.assert_array_equal(a.encode_cells(cells), b.encode_cells(cells))
+    np.testing.assert_array_equal(a.encode_text(["a B cell"]), b.encode_text(["a B cell"]))
+    assert a.meta["params"]["rounds"] == 2 and a.meta["params"]["loss"] == "mnrl"
+
+
+def test_hard_negatives_bad_values(small_pbmc):
+    from mmgene.align import train
+
+    with pytest.raises(ParameterError, match="hard_negatives must be a whole number >= 0, got -1"):
+        train(small_pbmc, "cell_type", hard_negatives=-1)
+    with pytest.raises(ParameterError, match="hard_negatives must be a whole number"):
+        train(small_pbmc, "cell_type", hard_negatives=2.5)
+    with pytest.raises(ParameterError, match="mine_every must be a whole number"):
+        train(small_pbmc, "cell_type", hard_negatives=2, mine_every=-3)
+    one_class = small_pbmc[small_pbmc.obs["cell_type"] == "B cells"].copy()
+    with pytest.raises(ParameterError, match="at least two classes in training, got \\['B cells'\\]"):
+        train(one_class, "cell_type", hard_negatives=2, max_steps=1, batch_size=4, test_size=0.0, gene_bridge=False)
+
+
+def test_cli_train_hard_negatives(tmp_path, small_pbmc):
+    from typer.testing import CliRunner
+
+    from mmgene.cli.app import app
+
+    h5 = tmp_path / "small.h5ad"
+    small_pbmc[:120].copy().write_h5ad(h5)
+    out = tmp_path / "m"
+    runner = CliRunner()
+    base = ["train", str(h5), "--label-col", "cell_type", "--out", str(out), "--max-steps", "2", "--batch-size", "16", "--no-gene-bridge"]
+    res = runner.invoke(app, base + ["--hard-negatives", "3", "--mine-every", "1"])
+    assert res.exit_code == 0, res.output
+    params = json.loads((out / "mmgene_align.json").read_text())["params"]
+    assert (params["hard_negatives"], params["mine_every"], params["rounds"]) == (3, 1, 2)
+    res = runner.invoke(app, base + ["--hard-negatives", "-1"])
+    assert res.exit_code == 2 and "Invalid value for '--hard-negatives'" in res.output

@@ -30,6 +30,8 @@ class ZeroShotEvaluator(BaseEvaluator):
         self.greater_is_better = True
         self.primary_metric = f"{name}_balanced_accuracy"
         self.history: list[dict[str, float]] = []
+        #: steps done before the current trainer started (training in rounds restarts the trainer's count)
+        self.step_offset = 0
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
         from mmgene.evaluate.classify import zero_shot
@@ -48,6 +50,7 @@ class ZeroShotEvaluator(BaseEvaluator):
             f"{self.name}_balanced_accuracy": res["balanced_accuracy"],
             f"{self.name}_macro_auroc": res["macro_auroc"],
         }
+        steps = steps + self.step_offset if steps >= 0 else steps
         self.history.append({"steps": steps, **metrics})
         info(f"step {steps}: zero-shot balanced accuracy {metrics[self.primary_metric]:.3f}, macro AUROC {res['macro_auroc']:.3f}")
         return metrics
@@ -75,6 +78,8 @@ def train(
     captions_per_cell: int = 3,
     marker_share: float = 0.4,
     negatives: bool = False,
+    hard_negatives: int = 0,
+    mine_every: int = 0,
     test_size: float = 0.2,
     group_col: str | None = None,
     exclude_labels: Sequence[str] = (),
@@ -107,6 +112,18 @@ def train(
     loss
         ``"clip"`` (symmetric InfoNCE, learnable temperature, same-class pairs masked) or ``"mnrl"``
         (sentence-transformers' MultipleNegativesSymmetricRankingLoss, fixed scale ``1/temperature``).
+    negatives
+        Add a random caption of another class to every training row (a third column for the loss).
+    hard_negatives
+        Train in rounds and mine hard negatives with the model as trained so far: ``K > 0`` gives each
+        training row, after every round, a caption of another trained class drawn (seeded) from the
+        ``K`` the current model scores closest to the row's cell (:func:`mmgene.pairs.mine_hard_negatives`;
+        ``K = 1`` is the closest). The first round trains as without the option (random negatives with
+        ``negatives=True``, none otherwise); one learning-rate schedule and optimizer run through all
+        rounds, and round ``r`` shuffles the data and draws its dropout with ``seed + r``, so runs are
+        deterministic for a seed. 0 (default): off.
+    mine_every
+        Steps per round with ``hard_negatives`` (0: one epoch, i.e. mine after every epoch).
     panel_share, panel_sizes
         Share of training rows restricted to a panel of the top-n most variable genes, n drawn from
         ``panel_sizes`` (see :func:`mmgene.pairs.make_pairs`).
@@ -121,6 +138,7 @@ def train(
         :func:`mmgene.align.model.gene_text_bridge`); how unseen cell types are found by name.
     eval_steps
         Zero-shot evaluation on the test cells every this many steps (0: once per epoch; needs test_size > 0).
+        With ``hard_negatives``: every this many steps within each round (0: at the end of each round).
     """
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -136,6 +154,16 @@ def train(
     if query_channel is not None and not (gene_channel > 0 and gene_bridge):
         raise ParameterError(
             "query_channel needs the gene channel", "argument query_channel", "pass gene_channel > 0 (with gene_bridge=True)"
+        )
+    if isinstance(hard_negatives, bool) or not isinstance(hard_negatives, (int, np.integer)) or hard_negatives < 0:
+        raise ParameterError(
+            f"hard_negatives must be a whole number >= 0, got {hard_negatives!r}",
+            "argument hard_negatives",
+            "pass 0 (off) or K >= 1: the number of closest other-class captions to draw each negative from",
+        )
+    if isinstance(mine_every, bool) or not isinstance(mine_every, (int, np.integer)) or mine_every < 0:
+        raise ParameterError(
+            f"mine_every must be a whole number >= 0, got {mine_every!r}", "argument mine_every", "pass 0 (every epoch) or a step count"
         )
     if batch_size < 2:
         raise ParameterError(f"batch_size must be at least 2, got {batch_size}", "argument batch_size")
@@ -187,29 +215,54 @@ def train(
         from sentence_transformers.sentence_transformer.losses import MultipleNegativesSymmetricRankingLoss
 
         loss_fn = MultipleNegativesSymmetricRankingLoss(model, scale=1.0 / temperature)
-    columns = ["cell", "caption"] + (["negative"] if negatives else []) + (["label"] if loss == "clip" else [])
-    train_ds = pairs["train"].select_columns(columns)
+    trained_classes = sorted(set(pairs["train"]["label"]))
+    if hard_negatives and len(trained_classes) < 2:
+        raise ParameterError(
+            f"hard negatives need at least two classes in training, got {[classes[i] for i in trained_classes]}",
+            "argument hard_negatives",
+            "train on cells of two or more classes (exclude fewer labels) or pass hard_negatives=0",
+        )
     evaluator = None
     if "test" in pairs and len(pairs["test"]):
         test = pairs["test"]
         evaluator = ZeroShotEvaluator(test["cell"], [classes[i] for i in test["label"]], classes)
-    steps_per_epoch = max(1, len(train_ds) // batch_size)
+    steps_per_epoch = max(1, len(pairs["train"]) // batch_size)
     total = max_steps if max_steps > 0 else int(np.ceil(epochs * steps_per_epoch))
-    with tempfile.TemporaryDirectory() as tmp:
+    # training in rounds (hard negatives): (first step, steps) of each; one round otherwise
+    round_steps = (mine_every or steps_per_epoch) if hard_negatives else total
+    rounds = [(start, min(round_steps, total - start)) for start in range(0, total, round_steps)]
+    captions_by_label = {k: pairs.class_text[k].all_captions() for k in trained_classes}
+
+    def round_dataset(r: int) -> Any:
+        """Round 0: the pairs as built; later rounds: negatives mined with the model as it is now."""
+        ds = pairs["train"]
+        if r > 0:
+            from mmgene.pairs.hard_negatives import mine_hard_negatives
+
+            ds = mine_hard_negatives(ds, AlignedModel(model, list(inputs)), captions_by_label, top_k=hard_negatives, seed=seed + r)
+            model.train()
+        with_negative = "negative" in ds.column_names
+        columns = ["cell", "caption"] + (["negative"] if with_negative else []) + (["label"] if loss == "clip" else [])
+        return ds.select_columns(columns)
+
+    def trainer_for(r: int, tmp: str, optimizers: tuple[Any, Any]) -> Any:
+        start, steps = rounds[r]
+        single = len(rounds) == 1
+        per_round_eval = eval_steps or (steps_per_epoch if single else steps)
         args = SentenceTransformerTrainingArguments(
             output_dir=tmp,
             per_device_train_batch_size=batch_size,
             num_train_epochs=epochs,
-            max_steps=max_steps,
+            max_steps=max_steps if single else steps,
             learning_rate=learning_rate,
             warmup_steps=max(1, int(0.05 * total)),
             weight_decay=0.01,
             lr_scheduler_type="cosine",
-            seed=seed,
-            data_seed=seed,
+            seed=seed + r,
+            data_seed=seed + r,
             dataloader_drop_last=True,
             eval_strategy="steps" if evaluator is not None else "no",
-            eval_steps=(eval_steps or steps_per_epoch) if evaluator is not None else None,
+            eval_steps=per_round_eval if evaluator is not None else None,
             save_strategy="no",
             logging_steps=max(1, min(50, total // 10)),
             report_to="none",
@@ -218,10 +271,28 @@ def train(
             router_mapping={"cell": "cell", "caption": "text", "negative": "text"},
             remove_unused_columns=False,
         )
-        trainer = SentenceTransformerTrainer(
-            model=model, args=args, train_dataset=train_ds, loss=loss_fn, evaluator=evaluator
+        if evaluator is not None:
+            evaluator.step_offset = start
+        return SentenceTransformerTrainer(
+            model=model, args=args, train_dataset=round_dataset(r), loss=loss_fn, evaluator=evaluator, optimizers=optimizers
         )
-        trainer.train()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = trainer_for(0, tmp, (None, None))
+        if len(rounds) > 1:
+            # one optimizer and one cosine schedule over all rounds (each round's trainer would start its own)
+            from transformers import get_scheduler
+
+            optimizer = trainer.create_optimizer()
+            schedule = get_scheduler(
+                "cosine", optimizer=optimizer, num_warmup_steps=max(1, int(0.05 * total)), num_training_steps=total
+            )
+            trainer.lr_scheduler = schedule
+        for r in range(len(rounds)):
+            if r > 0:
+                info(f"round {r + 1}/{len(rounds)}: hard negatives mined with the model after {rounds[r][0]} steps")
+                trainer = trainer_for(r, tmp, (optimizer, schedule))
+            trainer.train()
     model.eval()
     seconds = time.perf_counter() - t0
     meta = {
@@ -236,7 +307,8 @@ def train(
         "params": {
             "loss": loss, "temperature_init": temperature, "epochs": epochs, "max_steps": max_steps, "steps": total,
             "batch_size": batch_size, "learning_rate": learning_rate, "captions_per_cell": captions_per_cell,
-            "marker_share": marker_share, "negatives": negatives, "test_size": test_size, "group_col": group_col,
+            "marker_share": marker_share, "negatives": negatives,
+            "hard_negatives": hard_negatives, "mine_every": round_steps if hard_negatives else 0, "rounds": len(rounds), "test_size": test_size, "group_col": group_col,
             "max_genes": max_genes, "gene_dim": gene_dim, "dim": dim, "gene_dropout": gene_dropout,
             "train_text": train_text, "seed": seed, "vocab_size": len(vocab), "gene_bridge": gene_bridge, "panel_share": panel_share, "panel_sizes": list(panel_sizes), "gene_channel": gene_channel, "query_channel": query_channel,
             "bridge_genes": len(pairs.marker_genes) if gene_bridge else 0,
