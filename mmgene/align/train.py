@@ -118,7 +118,8 @@ def train(
         Train in rounds and mine hard negatives with the model as trained so far: ``K > 0`` gives each
         training row, after every round, a caption of another trained class drawn (seeded) from the
         ``K`` the current model scores closest to the row's cell (:func:`mmgene.pairs.mine_hard_negatives`;
-        ``K = 1`` is the closest). The first round trains as without the option (random negatives with
+        ``K = 1`` is the closest; scored as the model encodes, i.e. without gene dropout and with the gene
+        channel at ``query_channel``). The first round trains as without the option (random negatives with
         ``negatives=True``, none otherwise); one learning-rate schedule and optimizer run through all
         rounds, and round ``r`` shuffles the data and draws its dropout with ``seed + r``, so runs are
         deterministic for a seed. 0 (default): off.

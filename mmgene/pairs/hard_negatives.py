@@ -17,15 +17,20 @@ def mine_hard_negatives(dataset: Any, model: Any, captions_by_label: dict[int, l
     """Return ``dataset`` (a pairs split with ``cell``, ``caption``, ``label``) with a ``negative`` column.
 
     Each row's negative is drawn (seeded) from the ``top_k`` captions of *other* labels most similar to
-    the row's cell under ``model`` (an :class:`~mmgene.align.AlignedModel`).
+    the row's cell under ``model`` (an :class:`~mmgene.align.AlignedModel`, scoring as it encodes: eval
+    mode, no gene dropout). Ties go to the caption listed first. An existing ``negative`` column is replaced.
     """
     for column in ("cell", "caption", "label"):
         if column not in dataset.column_names:
             raise ParameterError(f"the dataset has no {column!r} column", "argument dataset", "pass a split made by make_pairs")
     if top_k < 1:
-        raise ParameterError(f"top_k must be at least 1, got {top_k}", "argument top_k")
+        raise ParameterError(f"top_k must be at least 1, got {top_k}", "argument top_k", "pass top_k=1 (the closest caption) or more")
     if len(captions_by_label) < 2:
-        raise ParameterError("hard negatives need captions of at least two labels", "argument captions_by_label")
+        raise ParameterError(
+            "hard negatives need captions of at least two labels",
+            "argument captions_by_label",
+            "pass {label id: [captions]} for two or more classes",
+        )
     pool = [(int(lab), cap) for lab, caps in captions_by_label.items() for cap in caps]
     pool_labels = np.array([p[0] for p in pool])
     text = model.encode_text([p[1] for p in pool])
@@ -35,7 +40,9 @@ def mine_hard_negatives(dataset: Any, model: Any, captions_by_label: dict[int, l
     sim[labels[:, None] == pool_labels[None, :]] = -np.inf
     k = min(top_k, int(np.isfinite(sim).sum(1).min()))
     if k < 1:
-        raise ParameterError("some rows have no caption of another label", "argument captions_by_label")
+        raise ParameterError(
+            "some rows have no caption of another label", "argument captions_by_label", "give every other class at least one caption"
+        )
     top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
     rng = np.random.default_rng(seed)
     pick = top[np.arange(len(top)), rng.integers(0, k, size=len(top))]
