@@ -462,9 +462,11 @@ def test_training_with_hard_negatives_mines_with_the_current_model_each_round(sm
 
 def test_hard_negative_training_is_deterministic_for_a_seed_with_mnrl(small_pbmc, monkeypatch):
     cells = small_pbmc[:12]
-    runs = [_train_capturing(monkeypatch, small_pbmc, hard_negatives=2, mine_every=3, max_steps=6, loss="mnrl", negatives=True, seed=1) for _ in range(2)]
+    options = dict(hard_negatives=2, mine_every=3, max_steps=6, loss="mnrl", negatives=True, seed=1)
+    runs = [_train_capturing(monkeypatch, small_pbmc, **options) for _ in range(2)]
     (a, seen_a), (b, seen_b) = runs
-    assert seen_a["datasets"][0].column_names == ["cell", "caption", "negative"]  # random negatives first; no label column for MNRL
+    # random negatives first; no label column for MNRL
+    assert seen_a["datasets"][0].column_names == ["cell", "caption", "negative"]
     assert seen_a["datasets"][1]["negative"] != seen_a["datasets"][0]["negative"]
     assert seen_a["datasets"][1]["negative"] == seen_b["datasets"][1]["negative"]
     np.testing.assert_array_equal(a.encode_cells(cells), b.encode_cells(cells))

@@ -164,7 +164,9 @@ def train(
         )
     if isinstance(mine_every, bool) or not isinstance(mine_every, (int, np.integer)) or mine_every < 0:
         raise ParameterError(
-            f"mine_every must be a whole number >= 0, got {mine_every!r}", "argument mine_every", "pass 0 (every epoch) or a step count"
+            f"mine_every must be a whole number >= 0, got {mine_every!r}",
+            "argument mine_every",
+            "pass 0 (every epoch) or a step count",
         )
     if batch_size < 2:
         raise ParameterError(f"batch_size must be at least 2, got {batch_size}", "argument batch_size")
@@ -240,7 +242,8 @@ def train(
         if r > 0:
             from mmgene.pairs.hard_negatives import mine_hard_negatives
 
-            ds = mine_hard_negatives(ds, AlignedModel(model, list(inputs)), captions_by_label, top_k=hard_negatives, seed=seed + r)
+            current = AlignedModel(model, list(inputs))
+            ds = mine_hard_negatives(ds, current, captions_by_label, top_k=hard_negatives, seed=seed + r)
             model.train()
         with_negative = "negative" in ds.column_names
         columns = ["cell", "caption"] + (["negative"] if with_negative else []) + (["label"] if loss == "clip" else [])
@@ -275,7 +278,12 @@ def train(
         if evaluator is not None:
             evaluator.step_offset = start
         return SentenceTransformerTrainer(
-            model=model, args=args, train_dataset=round_dataset(r), loss=loss_fn, evaluator=evaluator, optimizers=optimizers
+            model=model,
+            args=args,
+            train_dataset=round_dataset(r),
+            loss=loss_fn,
+            evaluator=evaluator,
+            optimizers=optimizers,
         )
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -309,7 +317,8 @@ def train(
             "loss": loss, "temperature_init": temperature, "epochs": epochs, "max_steps": max_steps, "steps": total,
             "batch_size": batch_size, "learning_rate": learning_rate, "captions_per_cell": captions_per_cell,
             "marker_share": marker_share, "negatives": negatives,
-            "hard_negatives": hard_negatives, "mine_every": round_steps if hard_negatives else 0, "rounds": len(rounds), "test_size": test_size, "group_col": group_col,
+            "hard_negatives": hard_negatives, "mine_every": round_steps if hard_negatives else 0, "rounds": len(rounds),
+            "test_size": test_size, "group_col": group_col,
             "max_genes": max_genes, "gene_dim": gene_dim, "dim": dim, "gene_dropout": gene_dropout,
             "train_text": train_text, "seed": seed, "vocab_size": len(vocab), "gene_bridge": gene_bridge, "panel_share": panel_share, "panel_sizes": list(panel_sizes), "gene_channel": gene_channel, "query_channel": query_channel,
             "bridge_genes": len(pairs.marker_genes) if gene_bridge else 0,
