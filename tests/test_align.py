@@ -89,6 +89,33 @@ def test_symmetric_infonce_matches_reference_and_masks_same_label():
     assert SymmetricInfoNCELoss(_Fixed(), temperature=0.001).temperature == pytest.approx(0.01)  # CLIP clamp
 
 
+def test_symmetric_infonce_masks_negatives_of_the_cells_own_class():
+    """Row j's negative caption describing cell i's class is not a negative of cell i."""
+    from mmgene.align.loss import SymmetricInfoNCELoss
+
+    rng = np.random.default_rng(1)
+    cells, texts, negs = (rng.normal(size=(4, 3)).astype(np.float32) for _ in range(3))
+    own = np.array([0, 1, 2, 2])
+    negative_of = np.array([1, 2, 0, 1])
+    unit = [m / np.linalg.norm(m, axis=1, keepdims=True) for m in (cells, texts, negs)]
+    logits = 10.0 * unit[0] @ np.concatenate([unit[1], unit[2]]).T  # (4, 8): captions, then negatives
+    same = (own[:, None] == own[None, :]) & ~np.eye(4, dtype=bool)
+    mask = np.concatenate([same, own[:, None] == negative_of[None, :]], axis=1)
+    assert mask[0, 6] and mask[1, 4] and mask[1, 7] and mask[2, 5] and mask[3, 5]
+    masked = np.where(mask, -np.inf, logits)
+
+    def ce(mat):
+        return float(np.mean([np.log(np.exp(row[np.isfinite(row)]).sum()) - row[i] for i, row in enumerate(mat)]))
+
+    expected = (ce(masked) + ce(masked[:, :4].T)) / 2
+    feats = [{"x": torch.tensor(m)} for m in (cells, texts, negs)]
+    loss = SymmetricInfoNCELoss(_Fixed(), temperature=0.1)
+    assert loss(feats, torch.tensor(np.stack([own, negative_of], 1))).item() == pytest.approx(expected, rel=1e-5)
+    # with class ids only, every negative stays in the softmax
+    plain = np.where(np.concatenate([same, np.zeros((4, 4), bool)], axis=1), -np.inf, logits)
+    assert loss(feats, torch.tensor(own)).item() == pytest.approx((ce(plain) + ce(plain[:, :4].T)) / 2, rel=1e-5)
+
+
 def test_training_saves_history_and_encodes_into_one_space(trained, small_pbmc):
     model, out = trained
     assert (out / "mmgene_align.json").exists() and (out / "modules.json").exists()
@@ -424,7 +451,7 @@ def _train_capturing(monkeypatch, adata, **kwargs):
     import mmgene.pairs.hard_negatives as hn
     from mmgene.align import train
 
-    seen: dict[str, list] = {"datasets": [], "expected": [], "top_k": []}
+    seen: dict[str, list] = {"datasets": [], "expected": [], "top_k": [], "captions": []}
     real_trainer, real_mine = sentence_transformers.SentenceTransformerTrainer, hn.mine_hard_negatives
 
     class Recording(real_trainer):
@@ -434,6 +461,7 @@ def _train_capturing(monkeypatch, adata, **kwargs):
 
     def mine(dataset, model, captions_by_label, top_k=3, seed=0):
         seen["top_k"].append(top_k)
+        seen["captions"].append(captions_by_label)
         if top_k == 1:
             seen["expected"].append([row[0] for row in _direct_top(model, dataset, captions_by_label, 1)])
         return real_mine(dataset, model, captions_by_label, top_k=top_k, seed=seed)
@@ -449,11 +477,13 @@ def test_training_with_hard_negatives_mines_with_the_current_model_each_round(sm
     first, *later = seen["datasets"]
     assert len(later) == 2 and seen["top_k"] == [1, 1]
     assert first.column_names == ["cell", "caption", "label"]  # round 1: no negatives (negatives=False)
-    classes = model.meta["classes"]
     for ds, expected in zip(later, seen["expected"]):
         assert ds.column_names == ["cell", "caption", "negative", "label"]
         assert ds["negative"] == expected  # the closest other-class caption under the model at that point
-        assert not any(neg.lower().startswith(classes[lab].lower()) for neg, lab in zip(ds["negative"], ds["label"]))
+        own, negative_of = np.asarray(ds["label"]).T  # clip gets (class, the negative's class) to mask by
+        assert (own != negative_of).all()
+        captions = seen["captions"][0]
+        assert all(neg in captions[lab] for neg, lab in zip(ds["negative"], negative_of))
     assert seen["expected"][0] != seen["expected"][1]  # re-mined: the model changed in between
     params = model.meta["params"]
     assert (params["hard_negatives"], params["mine_every"], params["rounds"], params["steps"]) == (1, 2, 3, 5)

@@ -158,7 +158,7 @@ def test_make_pairs_columns_captions_negatives_and_exclusion():
 
     adata = _tiny_counts()
     pairs = make_pairs(adata, "cell_type", ontology_col="cl", negatives=True, test_size=0.34, captions_per_cell=4, seed=3)
-    assert list(pairs["train"].column_names) == ["cell", "caption", "negative", "label", "obs_name"]
+    assert list(pairs["train"].column_names) == ["cell", "caption", "negative", "label", "negative_label", "obs_name"]
     assert pairs.classes == ["B cells", "NK cells"]
     train = pairs["train"]
     assert len(train) == 4 * len(set(train["obs_name"]))
@@ -166,7 +166,8 @@ def test_make_pairs_columns_captions_negatives_and_exclusion():
     for row in train:
         captions[row["label"]].add(row["caption"])
         # the negative is a caption of the other class
-        other = pairs.class_text[1 - row["label"]]
+        assert row["negative_label"] == 1 - row["label"]
+        other = pairs.class_text[row["negative_label"]]
         assert row["negative"] in other.all_captions()
     texts = pairs.class_text[1]
     assert "natural killer cell" in texts.names and "NK cell" in texts.names

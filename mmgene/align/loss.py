@@ -1,9 +1,10 @@
 """Symmetric InfoNCE (CLIP) loss with a learnable temperature, for sentence-transformers training.
 
-Columns: ``cell`` (anchor), ``caption`` (its positive), then optional hard-negative captions; an
-optional ``label`` column holds each row's class id. Cells of the same class are not negatives of each
-other's captions (with 8 cell types a batch of 128 has many), so those pairs are masked out of the
-softmax instead of being pushed apart.
+Columns: ``cell`` (anchor), ``caption`` (its positive), then an optional negative caption; an
+optional ``label`` column holds each row's class id, or the pair (class id, the negative's class id).
+Cells of the same class are not negatives of each other's captions (with 8 cell types a batch of 128
+has many), so those pairs are masked out of the softmax instead of being pushed apart; likewise
+another row's negative caption that describes a cell's own class.
 """
 
 from __future__ import annotations
@@ -51,14 +52,19 @@ class SymmetricInfoNCELoss(nn.Module):
         scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
         logits = scale * cells @ texts.T  # (B, B)
         n = cells.shape[0]
-        if self.mask_same_label and labels is not None and labels.numel() == n:
+        fill = torch.finfo(logits.dtype).min / 2
+        own = negative_of = None
+        if self.mask_same_label and labels is not None and labels.dim() in (1, 2) and labels.shape[0] == n:
             labels = labels.to(logits.device)
-            same = (labels[:, None] == labels[None, :]) & ~torch.eye(n, dtype=torch.bool, device=logits.device)
-            logits = logits.masked_fill(same, torch.finfo(logits.dtype).min / 2)
+            own, negative_of = (labels[:, 0], labels[:, 1]) if labels.dim() == 2 else (labels.reshape(-1), None)
+            same = (own[:, None] == own[None, :]) & ~torch.eye(n, dtype=torch.bool, device=logits.device)
+            logits = logits.masked_fill(same, fill)
         target = torch.arange(n, device=logits.device)
         text_to_cell = F.cross_entropy(logits.T, target)
         if negatives:
             extra = scale * cells @ torch.cat(negatives).T
+            if negative_of is not None and extra.shape[1] == n:  # row j's negative describes cell i's class
+                extra = extra.masked_fill(own[:, None] == negative_of[None, :], fill)
             logits = torch.cat([logits, extra], dim=1)
         cell_to_text = F.cross_entropy(logits, target)
         return (cell_to_text + text_to_cell) / 2

@@ -246,6 +246,9 @@ def train(
             ds = mine_hard_negatives(ds, current, captions_by_label, top_k=hard_negatives, seed=seed + r)
             model.train()
         with_negative = "negative" in ds.column_names
+        if with_negative and loss == "clip" and "negative_label" in ds.column_names:  # the loss masks by the negative's class
+            pair = np.stack([np.asarray(ds["label"]), np.asarray(ds["negative_label"])], axis=1).tolist()
+            ds = ds.remove_columns("label").add_column("label", pair)
         columns = ["cell", "caption"] + (["negative"] if with_negative else []) + (["label"] if loss == "clip" else [])
         return ds.select_columns(columns)
 

@@ -12,6 +12,9 @@ Columns, in the order the loss reads them:
 ``label``
     the class id (index into ``DatasetDict.info['classes']``), used to keep same-class pairs out of
     the contrastive negatives;
+``negative_label``
+    (``negatives=True``) the class id of ``negative``: another row's negative that describes a cell's
+    own class is kept out of that cell's negatives;
 ``obs_name``
     the cell's name in ``adata.obs_names`` (dropped before training).
 
@@ -188,18 +191,18 @@ def make_pairs(
     caption_lists = [t.all_captions() for t in texts]
     trained_classes = sorted(set(codes[train].tolist()))
 
-    def negative_for(code: int) -> str:
+    def negative_for(code: int) -> tuple[str, int]:
         others = [c for c in trained_classes if c != code] or [c for c in range(len(texts)) if c != code]
         if not others:
             raise ParameterError("negatives need at least two classes", f"obs[{label_cols[0]!r}]")
         other = others[int(rng.integers(len(others)))]
         pool = caption_lists[other]
-        return pool[int(rng.integers(len(pool)))]
+        return pool[int(rng.integers(len(pool)))], other
 
     def rows_for(indices: np.ndarray, n_captions: int, with_markers: bool) -> dict[str, list]:
         cols: dict[str, list] = {"cell": [], "caption": [], "label": [], "obs_name": []}
         if negatives:
-            cols["negative"] = []
+            cols["negative"], cols["negative_label"] = [], []
         for pos, i in enumerate(indices):
             code = int(codes[i])
             for _ in range(n_captions):
@@ -222,11 +225,13 @@ def make_pairs(
                 cols["label"].append(code)
                 cols["obs_name"].append(obs_names[i])
                 if negatives:
-                    cols["negative"].append(negative_for(code))
+                    negative, other = negative_for(code)
+                    cols["negative"].append(negative)
+                    cols["negative_label"].append(other)
         return cols
 
     info(f"pairs: {train.size} training cells x {captions_per_cell} captions, {test.size} test cells")
-    order = ["cell", "caption"] + (["negative"] if negatives else []) + ["label", "obs_name"]
+    order = ["cell", "caption"] + (["negative"] if negatives else []) + ["label"] + (["negative_label"] if negatives else []) + ["obs_name"]
     splits = {"train": datasets.Dataset.from_dict({k: v for k, v in rows_for(train, captions_per_cell, True).items()})}
     if test.size:
         splits["test"] = datasets.Dataset.from_dict(rows_for(test, 1, False))

@@ -14,11 +14,12 @@ from mmgene.errors import ParameterError
 
 
 def mine_hard_negatives(dataset: Any, model: Any, captions_by_label: dict[int, list[str]], top_k: int = 3, seed: int = 0) -> Any:
-    """Return ``dataset`` (a pairs split with ``cell``, ``caption``, ``label``) with a ``negative`` column.
+    """Return ``dataset`` (a pairs split with ``cell``, ``caption``, ``label``) with ``negative`` and
+    ``negative_label`` (its class) columns.
 
     Each row's negative is drawn (seeded) from the ``top_k`` captions of *other* labels most similar to
     the row's cell under ``model`` (an :class:`~mmgene.align.AlignedModel`, scoring as it encodes: eval
-    mode, no gene dropout). Ties go to the caption listed first. An existing ``negative`` column is replaced.
+    mode, no gene dropout). Ties go to the caption listed first. Existing ``negative`` columns are replaced.
     """
     for column in ("cell", "caption", "label"):
         if column not in dataset.column_names:
@@ -47,8 +48,7 @@ def mine_hard_negatives(dataset: Any, model: Any, captions_by_label: dict[int, l
     rng = np.random.default_rng(seed)
     pick = top[np.arange(len(top)), rng.integers(0, k, size=len(top))]
     negatives = [pool[j][1] for j in pick]
-    if "negative" in dataset.column_names:
-        dataset = dataset.remove_columns("negative")
-    dataset = dataset.add_column("negative", negatives)
+    dataset = dataset.remove_columns([c for c in ("negative", "negative_label") if c in dataset.column_names])
+    dataset = dataset.add_column("negative", negatives).add_column("negative_label", pool_labels[pick].tolist())
     order = ["cell", "caption", "negative"] + [c for c in dataset.column_names if c not in ("cell", "caption", "negative")]
     return dataset.select_columns(order)
