@@ -22,19 +22,25 @@ from mmgene.errors import ParameterError
 from mmgene.io.expression import check_values
 
 
-def iter_chunks(view: Any, chunk_size: int, check: bool = True) -> Iterator[tuple[int, int, sp.csr_matrix]]:
-    """Yield ``(start, stop, csr)`` blocks of at most ``chunk_size`` rows, checked like ``view.chunks``
-    (``check=False``: in-memory CSR blocks are not checked here; the caller checks them on the way)."""
+def check_chunk_size(chunk_size: Any) -> int:
+    """``chunk_size`` as an int, or a clear error when it is not a positive whole number."""
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}", "argument chunk_size", "pass e.g. 4096")
+    return int(chunk_size)
+
+
+def iter_chunks(view: Any, chunk_size: int, check: bool = True) -> Iterator[tuple[int, int, sp.csr_matrix]]:
+    """Yield ``(start, stop, csr)`` blocks of at most ``chunk_size`` rows, checked like ``view.chunks``
+    (``check=False``: in-memory CSR blocks are not checked here; the caller checks them)."""
+    chunk_size = check_chunk_size(chunk_size)
     matrix = view.matrix
     if not (sp.issparse(matrix) and matrix.format == "csr"):
-        yield from view.chunks(int(chunk_size))
+        yield from view.chunks(chunk_size)
         return
     n = view.shape[0]
     indptr = matrix.indptr
-    for start in range(0, n, int(chunk_size)):
-        stop = min(start + int(chunk_size), n)
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
         a, b = int(indptr[start]), int(indptr[stop])
         # set the arrays on an empty matrix: the constructor would copy views of a much larger array
         block = sp.csr_matrix((stop - start, matrix.shape[1]), dtype=matrix.dtype)

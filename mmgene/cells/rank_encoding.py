@@ -28,7 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mmgene.cells import _kernels as k
-from mmgene.cells._chunks import iter_chunks, ordered_map, threads_for
+from mmgene.cells._chunks import check_chunk_size, iter_chunks, ordered_map, threads_for
 from mmgene.cells.dictionaries import SPECIAL, GeneformerDictionaries, load_dictionaries
 from mmgene.cells.ranking import canonical
 from mmgene.errors import DataError, GeneIdError, MissingColumnError, NoGeneIdsError, ParameterError, _preview
@@ -266,7 +266,7 @@ def _encode_chunk(
     """Token ids of one chunk of cells (CSR layout); ``n_counts=None`` sums each cell over all genes.
 
     They go to ``out[start:]`` when given (room for the block's non-zeros plus 2 per cell needed).
-    The values are checked on the way: the third result is False when one is not a finite whole
+    The kernel checks the values too: the third result is False when one is not a finite whole
     number >= 0 (the tokens then mean nothing). Rows with unsorted or repeated columns are summed
     into canonical form and encoded again."""
     indptr, ids, flags = _encode_rows(block, n_counts, plan, limit, prefix, suffix, out, start)
@@ -364,8 +364,7 @@ def rank_encode(
 
     if output not in ("arrays", "dataset"):
         raise ParameterError(f"unknown output {output!r}", "argument output", "pass 'arrays' or 'dataset'")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}", "argument chunk_size", "pass e.g. 4096")
+    chunk_size = check_chunk_size(chunk_size)  # before the dictionaries load
     threads = threads_for(n_jobs)
     dicts = dictionaries if isinstance(dictionaries, GeneformerDictionaries) else load_dictionaries(dictionaries, version)
     if dicts.version == "V2" and (dicts.cls_id is None or dicts.eos_id is None):
