@@ -14,6 +14,7 @@ _EXPORTS = {
     "evaluate": "mmgene.evaluate.report",
     "markdown_report": "mmgene.evaluate.report",
     "genept_s_zero_shot": "mmgene.evaluate.report",
+    "marker_zero_shot": "mmgene.evaluate.marker_baseline",
     "zero_shot": "mmgene.evaluate.classify",
     "classification_metrics": "mmgene.evaluate.classify",
     "retrieval_metrics": "mmgene.evaluate.retrieval",
