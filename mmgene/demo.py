@@ -144,7 +144,7 @@ def run(
 
     test = adata[held_out].copy()
     report = evaluate.evaluate(model, test, label_col, dataset_name=f"{genes.get('file')}, held-out cells", seed=seed)
-    _step("zero-shot evaluation of held-out cells against the GenePT-s baseline", t0)
+    _step("zero-shot evaluation of held-out cells against the GenePT-s and marker baselines", t0)
 
     adata.obsm[JOINT_KEY] = model.encode_cells(adata)
     index = CellIndex.build(adata, JOINT_KEY, obs_columns=[label_col], model=str(out / "model"))

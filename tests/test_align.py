@@ -224,6 +224,11 @@ def test_cli_train_and_evaluate(tmp_path, small_pbmc):
     report = json.loads((tmp_path / "rep.json").read_text())
     assert report["n_cells"] == 160 and "macro_auroc" in report["zero_shot"]
     assert "| mmgene aligned model |" in (tmp_path / "rep.md").read_text()
+    assert report["marker_baseline"]["markers_found"]["B cells"] == ["MS4A1", "CD79A"]
+    res = runner.invoke(app, ["evaluate", str(out), str(h5), "--label-col", "cell_type", "--no-baseline", "--no-marker-baseline", "--out", str(tmp_path / "bare")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "bare.json").read_text())["marker_baseline"] is None
+    assert "textbook marker genes" not in (tmp_path / "bare.md").read_text()
     # --held-out scores exactly the test side of the split the model was trained with (20% of 160)
     res = runner.invoke(app, ["evaluate", str(out), str(h5), "--label-col", "cell_type", "--no-baseline", "--held-out", "--markers", "--out", str(tmp_path / "held")])
     assert res.exit_code == 0, res.output

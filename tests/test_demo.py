@@ -33,7 +33,7 @@ def test_every_output_exists(demo_out):
         assert (out / name).exists(), name
     for png in ("umap_true.png", "umap_predicted.png", "confusion.png", "query_umap.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
-    assert "mmgene demo finished" in stdout and "GenePT-s" in stdout
+    assert "mmgene demo finished" in stdout and "GenePT-s" in stdout and "textbook marker genes, no model" in stdout
 
 
 def test_report_beats_genept_s_baseline(demo_out):
@@ -42,8 +42,11 @@ def test_report_beats_genept_s_baseline(demo_out):
     model, base = report["zero_shot"], report["baseline"]
     assert model["balanced_accuracy"] > base["balanced_accuracy"]
     assert model["macro_auroc"] > base["macro_auroc"]
+    marker = report["marker_baseline"]  # no model: mean z-scored textbook markers (CD14, CD34 absent here)
+    assert marker["markers_found"]["CD34+"] == [] and marker["markers_found"]["CD14+ Monocyte"] == ["LYZ"]
+    assert model["macro_auroc"] > marker["macro_auroc"]
     md = (out / "report.md").read_text()
-    assert "GenePT-s" in md and "## Text queries" in md
+    assert "GenePT-s" in md and "## Text queries" in md and "textbook marker genes" in md
 
 
 def test_annotated_anndata_and_index(demo_out):

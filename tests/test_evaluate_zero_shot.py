@@ -154,10 +154,15 @@ def test_markdown_report_lists_every_class():
         "baseline": {**zs, "encoder": "minilm", "per_class": {"B cells": {"auroc": 0.5}}},
         "retrieval": {"cell->text": {"recall@1": 1.0, "recall@5": 1.0, "recall@10": 1.0, "mrr": 1.0}},
         "clustering": {"ari": 0.25, "ami": 0.5, "n_clusters": 2},
+        "marker_baseline": {
+            **zs, "macro_auroc": 0.625, "per_class": {"B cells": {"auroc": 0.625}},
+            "markers": {"B cells": ["MS4A1", "CD79A"]}, "markers_found": {"B cells": ["CD79A"]},
+        },
     }
     md = markdown_report(report)
     assert "| mmgene aligned model | 0.500 | 0.500 | 0.400 | 0.750 | 1.000 |" in md
-    assert "| B cells | 2 | 1.000 | 0.500 | 0.667 | 0.750 | 0.500 |" in md
+    assert "| textbook marker genes (mean z-score) | 0.500 | 0.500 | 0.400 | 0.625 | 1.000 |" in md
+    assert "| B cells | 2 | 1.000 | 0.500 | 0.667 | 0.750 | 0.500 | 0.625 | CD79A (of MS4A1, CD79A) |" in md
     assert "ARI 0.250, AMI 0.500" in md
     json.dumps(report)
 
@@ -178,5 +183,6 @@ def test_evaluate_writes_json_and_markdown_with_baseline(tmp_path, pbmc3k_path):
     assert 0.0 <= saved["baseline"]["macro_auroc"] <= 1.0
     assert saved["clustering"]["n_clusters"] == len(set(adata.obs["cell_type"]))
     md = (tmp_path / "rep.md").read_text()
-    assert "GenePT-s zero-shot" in md and "text->cell" in md
+    assert "GenePT-s zero-shot" in md and "text->cell" in md and "textbook marker genes" in md
+    assert saved["marker_baseline"]["markers_found"]["B cells"] == ["MS4A1", "CD79A"]
     assert report["files"] == [str(tmp_path / "rep") + ".json", str(tmp_path / "rep") + ".md"]

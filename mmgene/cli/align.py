@@ -75,6 +75,9 @@ def evaluate_command(
     label_col: str = typer.Option(..., "--label-col", help="obs column with the true cell types."),
     out: Path = typer.Option(None, "--out", help="Write <out>.json and <out>.md (default: beside FILE)."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also score the GenePT-s zero-shot baseline."),
+    marker_baseline: bool = typer.Option(
+        True, "--marker-baseline/--no-marker-baseline", help="Also score the textbook-marker baseline (mean z-scored marker expression)."
+    ),
     ontology: bool = typer.Option(True, "--ontology/--no-ontology", help="Add Cell Ontology names to the prompts."),
     markers: bool = typer.Option(True, "--markers/--no-markers", help="Expand prompts with canonical marker genes (mmgene.evaluate.markers); --no-markers: names only."),
     standardize: bool = typer.Option(False, "--standardize", help="Z-score each class's scores over the cells before the argmax (uses no labels)."),
@@ -95,7 +98,7 @@ def evaluate_command(
         name = f"{file.name} (held-out {adata.n_obs} cells)"
     target = out if out is not None else file.with_name(file.stem + ".mmgene_eval")
     report = evaluate(
-        aligned, adata, label_col, out=target, baseline=baseline, ontology=ontology, markers=markers,
+        aligned, adata, label_col, out=target, baseline=baseline, marker_baseline=marker_baseline, ontology=ontology, markers=markers,
         standardize=standardize, dataset_name=name
     )
     typer.echo(markdown_report(report))

@@ -33,6 +33,10 @@ def demo(
     ]
     if base:
         lines.append(f"    GenePT-s   balanced accuracy {base['balanced_accuracy']:.3f}  macro AUROC {base['macro_auroc']:.3f}")
+    marker = result.report.get("marker_baseline") or {}
+    if marker:
+        lines.append(f"    markers    balanced accuracy {marker['balanced_accuracy']:.3f}  macro AUROC {marker['macro_auroc']:.3f}"
+                     "  (textbook marker genes, no model)")
     ann = demo["annotation"]
     lines.append(
         f"  annotation with unknown rejection: held-out accuracy {ann['held_out_accuracy']:.3f}, "

@@ -1,9 +1,9 @@
 """One call that evaluates an aligned model on a labelled AnnData and writes JSON and Markdown reports.
 
 Sections: zero-shot classification from text prompts (overall, per class, centroid level), retrieval
-in both directions, k-means ARI/AMI of the joint space, and the GenePT-s zero-shot baseline with the
+in both directions, k-means ARI/AMI of the joint space, the GenePT-s zero-shot baseline with the
 same prompts (cell sentences and prompts both embedded by the baseline's text encoder, MiniLM by
-default).
+default) and the textbook-marker baseline (:mod:`mmgene.evaluate.marker_baseline`).
 """
 
 from __future__ import annotations
@@ -54,15 +54,26 @@ def markdown_report(report: dict[str, Any]) -> str:
     rows = [("mmgene aligned model", report["zero_shot"])]
     if report.get("baseline"):
         rows.append((f"GenePT-s zero-shot ({report['baseline'].get('encoder', '')})", report["baseline"]))
+    if report.get("marker_baseline"):
+        rows.append(("textbook marker genes (mean z-score)", report["marker_baseline"]))
     for name, res in rows:
         vals = " | ".join(_fmt(res[k]) for k in HEADLINE)
-        lines.append(f"| {name} | {vals} | {_fmt(res['centroid']['accuracy'])} |")
-    lines += ["", "| class | n | recall | precision | F1 | AUROC | baseline AUROC |", "|---|---|---|---|---|---|---|"]
+        centroid = res["centroid"]["accuracy"] if "centroid" in res else float("nan")
+        lines.append(f"| {name} | {vals} | {_fmt(centroid)} |")
+    lines += [
+        "",
+        "| class | n | recall | precision | F1 | AUROC | GenePT-s AUROC | marker AUROC | markers found |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     base = (report.get("baseline") or {}).get("per_class", {})
+    marker = report.get("marker_baseline") or {}
     for cls, m in report["zero_shot"]["per_class"].items():
+        table, found = marker.get("markers", {}).get(cls, []), marker.get("markers_found", {}).get(cls, [])
+        genes = (", ".join(found) + (f" (of {', '.join(table)})" if len(found) < len(table) else "")) if table else "–"
         lines.append(
             f"| {cls} | {m['n']} | {_fmt(m['recall'])} | {_fmt(m['precision'])} | {_fmt(m['f1'])} | "
-            f"{_fmt(m.get('auroc', float('nan')))} | {_fmt(base.get(cls, {}).get('auroc', float('nan')))} |"
+            f"{_fmt(m.get('auroc', float('nan')))} | {_fmt(base.get(cls, {}).get('auroc', float('nan')))} | "
+            f"{_fmt(marker.get('per_class', {}).get(cls, {}).get('auroc', float('nan')))} | {genes if marker else '–'} |"
         )
     ret = report.get("retrieval", {})
     if ret:
@@ -83,6 +94,7 @@ def evaluate(
     out: str | os.PathLike[str] | None = None,
     baseline: bool = True,
     baseline_encoder: Any = "minilm",
+    marker_baseline: bool = True,
     ontology: bool = True,
     markers: bool = True,
     standardize: bool = False,
@@ -93,7 +105,8 @@ def evaluate(
     """Evaluate ``model`` (an :class:`~mmgene.align.AlignedModel` or a model folder) on ``adata``.
 
     Writes ``<out>.json`` and ``<out>.md`` when ``out`` is given (a path without suffix, or ending in
-    ``.json``). Returns the report dict (``zero_shot``, ``retrieval``, ``clustering``, ``baseline``).
+    ``.json``). Returns the report dict (``zero_shot``, ``retrieval``, ``clustering``, ``baseline``: GenePT-s,
+    ``marker_baseline``: textbook marker genes, see :func:`mmgene.evaluate.marker_zero_shot`).
     ``markers`` expands the prompts with marker genes (:mod:`mmgene.evaluate.markers`); ``standardize``
     z-scores each class's scores over the cells before the argmax (:func:`mmgene.evaluate.zero_shot`).
     """
@@ -102,6 +115,7 @@ def evaluate(
     from mmgene.evaluate.prompts import class_prompts
     from mmgene.evaluate.retrieval import retrieval_metrics
     from mmgene.evaluate.classify import zero_shot
+    from mmgene.evaluate.marker_baseline import marker_zero_shot
 
     if isinstance(model, (str, os.PathLike)):
         from mmgene.align import load
@@ -127,6 +141,7 @@ def evaluate(
         "retrieval": retrieval,
         "clustering": clustering,
         "baseline": genept_s_zero_shot(adata, labels, classes, prompts, baseline_encoder, standardize) if baseline else None,
+        "marker_baseline": marker_zero_shot(adata, labels, classes, ontology=ontology) if marker_baseline else None,
     }
     if out is not None:
         stem = Path(out)
