@@ -47,6 +47,7 @@ def test_report_beats_genept_s_baseline(demo_out):
     assert model["macro_auroc"] > marker["macro_auroc"]
     md = (out / "report.md").read_text()
     assert "GenePT-s" in md and "## Text queries" in md and "textbook marker genes" in md
+    assert "| 0.500 | none (of FOXP3, IL2RA) |" in md  # the class's markers are not among the 765 genes
 
 
 def test_annotated_anndata_and_index(demo_out):

@@ -69,7 +69,7 @@ def markdown_report(report: dict[str, Any]) -> str:
     marker = report.get("marker_baseline") or {}
     for cls, m in report["zero_shot"]["per_class"].items():
         table, found = marker.get("markers", {}).get(cls, []), marker.get("markers_found", {}).get(cls, [])
-        genes = (", ".join(found) + (f" (of {', '.join(table)})" if len(found) < len(table) else "")) if table else "–"
+        genes = ((", ".join(found) or "none") + (f" (of {', '.join(table)})" if len(found) < len(table) else "")) if table else "–"
         lines.append(
             f"| {cls} | {m['n']} | {_fmt(m['recall'])} | {_fmt(m['precision'])} | {_fmt(m['f1'])} | "
             f"{_fmt(m.get('auroc', float('nan')))} | {_fmt(base.get(cls, {}).get('auroc', float('nan')))} | "
