@@ -68,19 +68,23 @@ def _zero_shot_pair(model, adata, label_col, markers=True, standardize=False):
 
 
 def best_single_genes(adata, label_col):
-    """Per class, the gene whose expression best separates it (AUROC), chosen with the labels: an oracle."""
-    from sklearn.metrics import roc_auc_score
+    """Per class, the gene whose expression best separates it (AUROC), chosen with the labels: an oracle.
+
+    Every gene's AUROC at once from the Mann-Whitney rank sums (ties get their average rank).
+    """
+    from scipy.stats import rankdata
 
     from mmgene.query.genes import gene_weights
 
     labels = adata.obs[label_col].astype(str).to_numpy()
     symbols = [str(s) for s in adata.var["gene_symbol"]] if "gene_symbol" in adata.var else list(adata.var_names)
     matrix, pos = gene_weights(adata, np.arange(adata.n_obs), symbols)
-    dense = np.asarray(matrix.todense())
+    ranks = rankdata(np.asarray(matrix.todense()), axis=0)
     out = {}
     for cls in sorted(set(labels.tolist())):
         positive = labels == cls
-        aucs = np.array([roc_auc_score(positive, dense[:, j]) for j in range(dense.shape[1])])
+        n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+        aucs = (ranks[positive].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
         j = int(aucs.argmax())
         out[cls] = {"gene": symbols[int(pos[j])], "auroc": float(aucs[j])}
     return out

@@ -84,6 +84,22 @@ def centroid_metrics(cells: np.ndarray, y_true: np.ndarray, class_vecs: np.ndarr
     }
 
 
+def label_codes(labels: Sequence[str], n_cells: int, classes: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """The classes (default: the sorted distinct labels) and each label's index among them.
+
+    Checks that there is one label per cell and that every label is a class.
+    """
+    labels = np.asarray([str(v) for v in labels], dtype=object)
+    if len(labels) != n_cells:
+        raise ParameterError(f"{n_cells} cells but {len(labels)} labels", "arguments cells/labels", "pass one label per cell")
+    classes = [str(c) for c in classes] if classes is not None else sorted(set(labels.tolist()))
+    index = {c: i for i, c in enumerate(classes)}
+    missing = sorted(set(labels.tolist()) - set(index))
+    if missing:
+        raise ParameterError(f"labels not among the classes: {missing[:5]}", "argument classes", "add them to classes")
+    return classes, np.array([index[v] for v in labels], dtype=np.int64)
+
+
 def zero_shot_scores(cells: np.ndarray, class_vecs: np.ndarray, standardize: bool = False) -> np.ndarray:
     """Cosine similarity of every cell to every class vector.
 
@@ -119,16 +135,8 @@ def zero_shot(
     """
     from mmgene.evaluate.prompts import class_prompts
 
-    labels = np.asarray([str(v) for v in labels], dtype=object)
-    if len(labels) != len(cells):
-        raise ParameterError(f"{len(cells)} cell vectors but {len(labels)} labels", "arguments cells/labels")
-    classes = list(classes) if classes is not None else sorted(set(labels.tolist()))
-    index = {c: i for i, c in enumerate(classes)}
-    missing = sorted(set(labels.tolist()) - set(index))
-    if missing:
-        raise ParameterError(f"labels not among the classes: {missing[:5]}", "argument classes")
+    classes, y = label_codes(labels, len(cells), classes)
     prompts = list(prompts) if prompts is not None else class_prompts(classes, ontology=ontology, markers=markers)
-    y = np.array([index[v] for v in labels])
     vecs = class_vectors(encode_text, prompts)
     scores = zero_shot_scores(cells, vecs, standardize=standardize)
     out = classification_metrics(y, scores, classes)

@@ -62,8 +62,8 @@ def marker_scores(adata: Any, markers: dict[str, list[str]]) -> tuple[np.ndarray
         else:
             empty.append(k)
     if empty:
-        floor = scores[:, [k for k in range(len(markers)) if k not in empty]].min() - 1.0 if len(empty) < len(markers) else 0.0
-        scores[:, empty] = floor
+        scored = np.delete(scores, empty, axis=1)
+        scores[:, empty] = scored.min() - 1.0 if scored.size else 0.0
     return scores, found
 
 
@@ -81,17 +81,9 @@ def marker_zero_shot(
     keys of :func:`mmgene.evaluate.classify.classification_metrics` plus ``markers`` (the table's genes
     per class) and ``markers_found`` (those among the data's genes).
     """
-    from mmgene.evaluate.classify import classification_metrics
+    from mmgene.evaluate.classify import classification_metrics, label_codes
 
-    labels = np.asarray([str(v) for v in labels], dtype=object)
-    if len(labels) != adata.n_obs:
-        raise ParameterError(
-            f"{adata.n_obs} cells but {len(labels)} labels", "arguments adata/labels", "pass one label per cell"
-        )
-    classes = [str(c) for c in classes] if classes is not None else sorted(set(labels.tolist()))
-    missing = sorted(set(labels.tolist()) - set(classes))
-    if missing:
-        raise ParameterError(f"labels not among the classes: {missing[:5]}", "argument classes", "add them to classes")
+    classes, y = label_codes(labels, adata.n_obs, classes)
     if markers is None:
         table = class_markers(classes, ontology=ontology)
     else:
@@ -100,8 +92,7 @@ def marker_zero_shot(
             raise ParameterError(f"markers given for classes that are not scored: {unknown[:5]}", "argument markers")
         table = {c: [str(g) for g in markers.get(c, ())] for c in classes}
     scores, found = marker_scores(adata, table)
-    index = {c: i for i, c in enumerate(classes)}
-    out = classification_metrics(np.array([index[v] for v in labels]), scores, classes)
+    out = classification_metrics(y, scores, classes)
     out["markers"] = table
     out["markers_found"] = found
     return out
