@@ -82,6 +82,9 @@ def test_counts_are_normalised_to_log1p_per_10000_first():
     logged = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)
     np.testing.assert_allclose(scores[:, 0], _z(logged[:, 0]), rtol=1e-6)
     np.testing.assert_allclose(scores[:, 1], _z(logged[:, 1]), rtol=1e-6)
+    # read two cells at a time: the same scores (z-scores are taken over all cells, after reading)
+    chunked, _ = marker_scores(adata, {"B": ["MS4A1"], "NK": ["GNLY"]}, chunk_size=2)
+    np.testing.assert_allclose(chunked, scores, rtol=1e-12)
 
 
 def test_given_markers_replace_the_table_and_no_marker_at_all_gives_chance():

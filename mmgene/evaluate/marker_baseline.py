@@ -29,25 +29,37 @@ def class_markers(classes: Sequence[str], ontology: bool = True) -> dict[str, li
     return {str(c): list(marker_genes(class_names(str(c), ontology=ontology))) for c in classes}
 
 
-def marker_scores(adata: Any, markers: dict[str, list[str]]) -> tuple[np.ndarray, dict[str, list[str]]]:
+def _marker_expression(adata: Any, genes: list[str], chunk_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """log1p expression (cells x found genes) of ``genes``, read ``chunk_size`` cells at a time so that
+    only those genes of the whole matrix are held; and each column's position in ``genes``."""
+    from mmgene.errors import GeneIdError
+    from mmgene.query.genes import gene_weights
+
+    parts, positions = [], None
+    for start in range(0, adata.n_obs, chunk_size):
+        try:
+            block, positions = gene_weights(adata, np.arange(start, min(start + chunk_size, adata.n_obs)), genes)
+        except GeneIdError:  # none of the genes is in the data
+            return None
+        parts.append(block.toarray().astype(np.float64))
+    return np.vstack(parts), positions
+
+
+def marker_scores(
+    adata: Any, markers: dict[str, list[str]], chunk_size: int = 65_536
+) -> tuple[np.ndarray, dict[str, list[str]]]:
     """Cells x classes: mean z-scored log1p expression of each class's markers found in ``adata``.
 
     Returns the scores and, per class, the markers found (matched by symbol, case-insensitive).
     Classes without a marker found get a constant below every other score.
     """
-    from mmgene.errors import GeneIdError
-    from mmgene.query.genes import gene_weights
-
     wanted = list(dict.fromkeys(g for genes in markers.values() for g in genes))
     n = adata.n_obs
     found_expr: dict[str, np.ndarray] = {}
     if wanted:
-        try:
-            matrix, positions = gene_weights(adata, np.arange(n), wanted)
-        except GeneIdError:
-            matrix, positions = None, np.array([], dtype=int)
-        if matrix is not None:
-            dense = np.asarray(matrix.todense(), dtype=np.float64)
+        read = _marker_expression(adata, wanted, chunk_size)
+        if read is not None:
+            dense, positions = read
             std = dense.std(0)
             z = (dense - dense.mean(0)) / np.where(std > 0, std, 1.0)
             for j, pos in enumerate(positions):

@@ -56,12 +56,13 @@ def gene_weights(adata: Any, rows: np.ndarray, genes: Sequence[str], *, target_s
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     block = block[inverse]
-    if expr.kind == "counts":
-        totals = np.asarray(block.sum(axis=1)).ravel()
+    totals = np.asarray(block.sum(axis=1)).ravel() if expr.kind == "counts" else None
+    block = block[:, matched].tocsr()  # normalise only the genes asked for (totals are over all genes)
+    if totals is not None:
         scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
         block = sp.csr_matrix(sp.diags(scale) @ block)
         block.data = np.log1p(block.data)
-    return block[:, matched].tocsr(), lookup_pos[col_pos[matched]]
+    return block, lookup_pos[col_pos[matched]]
 
 
 def gene_contributions(
