@@ -111,7 +111,9 @@ def train(
         Fine-tune the text transformer too (slow on CPU); by default it is frozen and its embeddings cached.
     loss
         ``"clip"`` (symmetric InfoNCE, learnable temperature, same-class pairs masked) or ``"mnrl"``
-        (sentence-transformers' MultipleNegativesSymmetricRankingLoss, fixed scale ``1/temperature``).
+        (sentence-transformers' MultipleNegativesSymmetricRankingLoss, fixed scale ``1/temperature``; it
+        masks nothing, so other cells' captions of the same class count as negatives: the weaker choice
+        when a batch holds many cells of each class).
     negatives
         Add a random caption of another class to every training row (a third column for the loss).
     hard_negatives
