@@ -60,6 +60,12 @@ class ZeroShotEvaluator(BaseEvaluator):
 
 
 
+def _check_whole(value: Any, name: str, fix: str) -> None:
+    """Raise a ParameterError unless ``value`` is a whole number >= 0 (a bool is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ParameterError(f"{name} must be a whole number >= 0, got {value!r}", f"argument {name}", fix)
+
+
 def train(
     adata: Any,
     label_cols: str | Sequence[str] = "cell_type",
@@ -158,18 +164,10 @@ def train(
         raise ParameterError(
             "query_channel needs the gene channel", "argument query_channel", "pass gene_channel > 0 (with gene_bridge=True)"
         )
-    if isinstance(hard_negatives, bool) or not isinstance(hard_negatives, (int, np.integer)) or hard_negatives < 0:
-        raise ParameterError(
-            f"hard_negatives must be a whole number >= 0, got {hard_negatives!r}",
-            "argument hard_negatives",
-            "pass 0 (off) or K >= 1: the number of closest other-class captions to draw each negative from",
-        )
-    if isinstance(mine_every, bool) or not isinstance(mine_every, (int, np.integer)) or mine_every < 0:
-        raise ParameterError(
-            f"mine_every must be a whole number >= 0, got {mine_every!r}",
-            "argument mine_every",
-            "pass 0 (every epoch) or a step count",
-        )
+    _check_whole(
+        hard_negatives, "hard_negatives", "pass 0 (off) or K >= 1: the number of closest other-class captions to draw each negative from"
+    )
+    _check_whole(mine_every, "mine_every", "pass 0 (every epoch) or a step count")
     if batch_size < 2:
         raise ParameterError(f"batch_size must be at least 2, got {batch_size}", "argument batch_size")
     torch.set_num_threads(max(1, settings.torch_threads))
