@@ -8,6 +8,13 @@ prints the message as one line and exits with status 2; Python callers can catch
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from numbers import Integral
+
+
+def is_whole_number(value: object, minimum: int = 0) -> bool:
+    """True for an integer (Python or numpy, not a bool) of at least ``minimum``: the check behind every
+    count-like argument (chunk sizes, batch sizes, top-k), each of which says its own error."""
+    return isinstance(value, Integral) and not isinstance(value, bool) and bool(value >= minimum)
 
 
 def _preview(items: Iterable[object], limit: int = 5) -> str:

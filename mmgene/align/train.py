@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
-from mmgene.errors import ParameterError
+from mmgene.errors import ParameterError, is_whole_number
 from mmgene.progress import info, progress_enabled
 
 
@@ -62,7 +62,7 @@ class ZeroShotEvaluator(BaseEvaluator):
 
 def _check_whole(value: Any, name: str, fix: str) -> None:
     """Raise a ParameterError unless ``value`` is a whole number >= 0 (a bool is not one)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+    if not is_whole_number(value):
         raise ParameterError(f"{name} must be a whole number >= 0, got {value!r}", f"argument {name}", fix)
 
 

@@ -18,13 +18,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from mmgene.cells._kernels import values_ok
-from mmgene.errors import ParameterError
+from mmgene.errors import ParameterError, is_whole_number
 from mmgene.io.expression import check_values
 
 
 def check_chunk_size(chunk_size: Any) -> int:
     """``chunk_size`` as an int, or a clear error when it is not a positive whole number."""
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+    if not is_whole_number(chunk_size, 1):
         raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}", "argument chunk_size", "pass e.g. 4096")
     return int(chunk_size)
 
@@ -66,7 +66,7 @@ def threads_for(n_jobs: Any) -> int:
 
     if n_jobs is None:
         n_jobs = settings.n_jobs
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or not (n_jobs >= 1 or n_jobs == -1):
+    if not is_whole_number(n_jobs, -1) or n_jobs == 0:  # a count of threads, or -1: every core
         raise ParameterError(f"n_jobs must be a positive integer, -1 or None, got {n_jobs!r}", "argument n_jobs (or MMGENE_N_JOBS)", "pass e.g. 1, 4 or -1 (all cores)")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     most = min(cores, int(numba.config.NUMBA_NUM_THREADS))

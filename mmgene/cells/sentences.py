@@ -28,7 +28,7 @@ from mmgene.cells import _kernels as k
 from mmgene.cells._chunks import iter_chunks, ordered_map, threads_for
 from mmgene.cells.ranking import sentence_ids
 from mmgene.cells.vocabulary import Vocabulary, build_vocabulary
-from mmgene.errors import ParameterError
+from mmgene.errors import ParameterError, is_whole_number
 
 DEFAULT_CHUNK = 8192
 NO_LIMIT = np.iinfo(np.int32).max
@@ -37,7 +37,7 @@ NO_LIMIT = np.iinfo(np.int32).max
 def _limit(top_k: int | None) -> int:
     if top_k is None:
         return NO_LIMIT
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+    if not is_whole_number(top_k, 1):
         raise ParameterError(f"top_k must be a positive integer or None, got {top_k!r}", "argument top_k", "pass e.g. top_k=100, or None for all expressed genes")
     return int(top_k)
 

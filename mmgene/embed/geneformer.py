@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import ModelError, ParameterError
+from mmgene.errors import ModelError, ParameterError, is_whole_number
 from mmgene.progress import info
 from mmgene.settings import settings
 
@@ -142,7 +142,7 @@ def geneformer(
 
     if pooling not in POOLINGS:
         raise ParameterError(f"pooling={pooling!r} is unknown", "argument pooling", f"use one of {POOLINGS}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if not is_whole_number(batch_size, 1):
         raise ParameterError(f"batch_size={batch_size!r} is not a positive integer", "argument batch_size", "use e.g. 16")
     dev, torch_dtype = resolve_device(device), resolve_dtype(dtype)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import ParameterError
+from mmgene.errors import ParameterError, is_whole_number
 from mmgene.progress import progress
 
 POOLINGS = ("mean", "cls")
@@ -24,7 +24,7 @@ POOLINGS = ("mean", "cls")
 
 def batch_plan(lengths: np.ndarray, batch_size: int, *, sort: bool = True) -> list[np.ndarray]:
     """Cell indices of each batch: longest cells first when ``sort`` (stable), else in cell order."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if not is_whole_number(batch_size, 1):
         raise ParameterError(f"batch_size={batch_size!r} is not a positive integer", "argument batch_size", "use e.g. 16")
     lengths = np.asarray(lengths)
     order = np.argsort(-lengths, kind="stable") if sort else np.arange(len(lengths))
