@@ -229,6 +229,12 @@ def test_cli_train_and_evaluate(tmp_path, small_pbmc):
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "bare.json").read_text())["marker_baseline"] is None
     assert "textbook marker genes" not in (tmp_path / "bare.md").read_text()
+    # --refine: the model's and the marker baseline's scores are refined on the file's own components
+    res = runner.invoke(app, ["evaluate", str(out), str(h5), "--label-col", "cell_type", "--no-baseline", "--refine", "--out", str(tmp_path / "ref")])
+    assert res.exit_code == 0, res.output
+    refined = json.loads((tmp_path / "ref.json").read_text())
+    assert refined["zero_shot"]["refined"] and refined["marker_baseline"]["refined"] and not report["zero_shot"]["refined"]
+    assert "Scores refined by self-training" in (tmp_path / "ref.md").read_text()
     # --held-out scores exactly the test side of the split the model was trained with (20% of 160)
     res = runner.invoke(app, ["evaluate", str(out), str(h5), "--label-col", "cell_type", "--no-baseline", "--held-out", "--markers", "--out", str(tmp_path / "held")])
     assert res.exit_code == 0, res.output

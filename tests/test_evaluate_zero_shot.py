@@ -186,3 +186,7 @@ def test_evaluate_writes_json_and_markdown_with_baseline(tmp_path, pbmc3k_path):
     assert "GenePT-s zero-shot" in md and "text->cell" in md and "textbook marker genes" in md
     assert saved["marker_baseline"]["markers_found"]["B cells"] == ["MS4A1", "CD79A"]
     assert report["files"] == [str(tmp_path / "rep") + ".json", str(tmp_path / "rep") + ".md"]
+    assert not saved["zero_shot"]["refined"]
+    refined = evaluate(model, adata, "cell_type", refine=True)
+    assert refined["zero_shot"]["refined"] and refined["baseline"]["refined"] and refined["marker_baseline"]["refined"]
+    assert refined["retrieval"] == report["retrieval"]  # refinement touches the zero-shot scores only

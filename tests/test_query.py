@@ -336,3 +336,19 @@ def test_annotation_calibrated_on_a_labelled_reference(small, encoder):
     assert (adata.obs["mmgene_label"].astype(str).to_numpy()[below] == "unknown").all()
     with pytest.raises(MissingColumnError):
         annotate(small, labels, space, reference=(ref, "nope"), copy=True)
+    with pytest.raises(ParameterError, match="refine and reference"):
+        annotate(small, labels, space, reference=(ref, "cell_type"), refine=True, copy=True)
+
+
+def test_refined_annotation_uses_the_refined_scores(small, encoder):
+    from mmgene.query import GenePTSpace, annotate, assign_labels, expression_pcs, label_vectors, refine_scores
+
+    space = GenePTSpace("s", encoder=encoder)
+    labels = ["B cell", "T cell", "natural killer cell", "monocyte"]
+    adata = annotate(small, labels, space, refine=True, copy=True)
+    rec = adata.uns["mmgene"]["mmgene_label"]
+    assert rec["refined"] is True and "refined by self-training" in rec["rule"]
+    scores = refine_scores(small.obsm["X_genept_s"] @ label_vectors(space, labels).T, expression_pcs(small))
+    expected = assign_labels(scores, labels, min_prob=0.5, thresholds=0.0)
+    assert adata.obs["mmgene_label"].astype(str).tolist() == list(expected.label)
+    np.testing.assert_allclose(adata.obs["mmgene_score"], expected.score, rtol=1e-5)  # float32 cell vectors

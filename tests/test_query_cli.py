@@ -81,6 +81,9 @@ def test_annotate_writes_label_and_score_columns(h5ad, tmp_path):
     assert res.exit_code == 0, res.output
     assert list(ad.read_h5ad(out).obs["mmgene_label"].cat.categories) == ["B cell", "T cell", "unknown"]
     assert "mmgene_label" not in ad.read_h5ad(h5ad).obs
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--refine", "--out", out)
+    assert res.exit_code == 0, res.output
+    assert ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]["refined"]
 
 
 def test_errors_exit_2_with_one_line(h5ad, tmp_path):

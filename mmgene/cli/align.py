@@ -81,6 +81,9 @@ def evaluate_command(
     ontology: bool = typer.Option(True, "--ontology/--no-ontology", help="Add Cell Ontology names to the prompts."),
     markers: bool = typer.Option(True, "--markers/--no-markers", help="Expand prompts with canonical marker genes (mmgene.evaluate.markers); --no-markers: names only."),
     standardize: bool = typer.Option(False, "--standardize", help="Z-score each class's scores over the cells before the argmax (uses no labels)."),
+    refine: bool = typer.Option(
+        False, "--refine", help="Refine every method's scores by self-training on FILE's own principal components (uses the cells, not their labels)."
+    ),
     held_out: bool = typer.Option(False, "--held-out", help="Score only the cells the model held out (FILE must be its training file)."),
 ) -> None:
     """Zero-shot classification, retrieval and clustering of MODEL on FILE; prints the Markdown table."""
@@ -99,7 +102,7 @@ def evaluate_command(
     target = out if out is not None else file.with_name(file.stem + ".mmgene_eval")
     report = evaluate(
         aligned, adata, label_col, out=target, baseline=baseline, marker_baseline=marker_baseline, ontology=ontology, markers=markers,
-        standardize=standardize, dataset_name=name
+        standardize=standardize, refine=refine, dataset_name=name
     )
     typer.echo(markdown_report(report))
     typer.echo(f"wrote {', '.join(report['files'])}")

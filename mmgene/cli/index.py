@@ -119,6 +119,7 @@ def annotate(
     reference: Optional[Path] = typer.Option(None, help="Labelled .h5ad to calibrate the temperature and per-label thresholds on."),
     reference_column: str = typer.Option("cell_type", help="obs column of --reference holding the labels."),
     alpha: float = typer.Option(0.05, help="With --reference: share of a known type's cells allowed below its threshold."),
+    refine: bool = typer.Option(False, "--refine", help="Refine the scores by self-training on FILE's own principal components (not with --reference)."),
     key: str = typer.Option("mmgene", help="Writes obs['<key>_label'] and obs['<key>_score']."),
 ) -> None:
     """Zero-shot labels for every cell of FILE, with 'unknown' when no label is clearly best."""
@@ -130,7 +131,7 @@ def annotate(
     all_labels = [*labels, *(more_labels or [])]
     ref = (read(reference), reference_column) if reference is not None else None
     run(adata, all_labels, model, prompts=prompt or None, markers=markers, temperature=temperature, min_prob=min_prob, min_z=min_z,
-        reference=ref, alpha=alpha, key_added=key)
+        refine=refine, reference=ref, alpha=alpha, key_added=key)
     target = out or file
     with atomic_path(target) as tmp:
         adata.write_h5ad(tmp)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.errors import ParameterError
+from mmgene.query.refine import refine_scores
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -126,21 +127,25 @@ def zero_shot(
     ontology: bool = True,
     markers: bool = True,
     standardize: bool = False,
+    refine: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Zero-shot metrics for cell vectors ``cells`` with true ``labels``, querying each class by text.
 
     ``classes`` defaults to the sorted distinct labels; ``prompts`` to :func:`class_prompts` of them
     (with marker genes unless ``markers=False``). ``standardize`` z-scores each class's scores over the
-    cells before the argmax (see :func:`zero_shot_scores`).
+    cells before the argmax (see :func:`zero_shot_scores`). ``refine``, the query's own features
+    (:func:`mmgene.query.refine.expression_pcs`), refines the scores by self-training on them
+    (:func:`mmgene.query.refine.refine_scores`; its scores are standardised, so ``standardize`` is moot).
     """
     from mmgene.evaluate.prompts import class_prompts
 
     classes, y = label_codes(labels, len(cells), classes)
     prompts = list(prompts) if prompts is not None else class_prompts(classes, ontology=ontology, markers=markers)
     vecs = class_vectors(encode_text, prompts)
-    scores = zero_shot_scores(cells, vecs, standardize=standardize)
+    scores = refine_scores(zero_shot_scores(cells, vecs), refine) if refine is not None else zero_shot_scores(cells, vecs, standardize=standardize)
     out = classification_metrics(y, scores, classes)
-    out["standardized"] = bool(standardize)
+    out["standardized"] = bool(standardize) or refine is not None
+    out["refined"] = refine is not None
     out["centroid"] = centroid_metrics(_l2(cells), y, vecs, classes)
     out["classes"] = list(classes)
     out["prompts"] = {c: list(p) for c, p in zip(classes, prompts)}

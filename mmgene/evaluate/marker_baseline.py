@@ -79,6 +79,19 @@ def marker_scores(
     return scores, found
 
 
+def _refine_scored(scores: np.ndarray, scored: list[bool], features: np.ndarray) -> np.ndarray:
+    """Refine the columns of classes with markers found; the rest stay a constant below all (never predicted)."""
+    from mmgene.query.refine import refine_scores
+
+    cols = np.flatnonzero(scored)
+    if len(cols) < 2:
+        return scores
+    refined = refine_scores(scores[:, cols], features)
+    out = np.full(scores.shape, refined.min() - 1.0)
+    out[:, cols] = refined
+    return out
+
+
 def marker_zero_shot(
     adata: Any,
     labels: Sequence[str],
@@ -86,10 +99,12 @@ def marker_zero_shot(
     *,
     ontology: bool = True,
     markers: dict[str, Sequence[str]] | None = None,
+    refine: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Zero-shot metrics of the textbook-marker baseline on ``adata`` with true ``labels``.
 
-    ``markers`` maps class -> genes and replaces the table (:func:`class_markers`). The result has the
+    ``markers`` maps class -> genes and replaces the table (:func:`class_markers`). ``refine`` refines
+    the scores on the query's own features, as in :func:`mmgene.evaluate.zero_shot`. The result has the
     keys of :func:`mmgene.evaluate.classify.classification_metrics` plus ``markers`` (the table's genes
     per class) and ``markers_found`` (those among the data's genes).
     """
@@ -104,7 +119,10 @@ def marker_zero_shot(
             raise ParameterError(f"markers given for classes that are not scored: {unknown[:5]}", "argument markers")
         table = {c: [str(g) for g in markers.get(c, ())] for c in classes}
     scores, found = marker_scores(adata, table)
+    if refine is not None:
+        scores = _refine_scored(scores, [bool(found[c]) for c in classes], refine)
     out = classification_metrics(y, scores, classes)
+    out["refined"] = refine is not None
     out["markers"] = table
     out["markers_found"] = found
     return out

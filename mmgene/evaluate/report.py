@@ -28,9 +28,11 @@ def genept_s_zero_shot(
     prompts: Sequence[Sequence[str]],
     encoder: Any = "minilm",
     standardize: bool = False,
+    refine: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The GenePT-s baseline: cell sentences and prompts embedded by the same text encoder, cosine argmax
-    (of per-class standardised scores with ``standardize``, as in :func:`mmgene.evaluate.zero_shot`)."""
+    (of per-class standardised or refined scores with ``standardize`` or ``refine``, as in
+    :func:`mmgene.evaluate.zero_shot`)."""
     from mmgene.embed.genept import genept_s
     from mmgene.embed.text import text_encoder
     from mmgene.evaluate.classify import zero_shot
@@ -38,7 +40,7 @@ def genept_s_zero_shot(
     enc = text_encoder(encoder)
     work = adata.copy()
     genept_s(work, encoder=enc, on_empty="zero")
-    res = zero_shot(np.asarray(work.obsm["X_genept_s"]), labels, enc.encode, classes=classes, prompts=prompts, standardize=standardize)
+    res = zero_shot(np.asarray(work.obsm["X_genept_s"]), labels, enc.encode, classes=classes, prompts=prompts, standardize=standardize, refine=refine)
     res["encoder"] = enc.name
     return res
 
@@ -50,6 +52,8 @@ def _fmt(x: Any) -> str:
 def markdown_report(report: dict[str, Any]) -> str:
     """A Markdown summary of :func:`evaluate`'s result."""
     lines = [f"## Zero-shot evaluation: {report['dataset']} ({report['n_cells']} cells, `{report['label_col']}`)", ""]
+    if report["zero_shot"].get("refined"):
+        lines += ["Scores refined by self-training on the data's own principal components (`refine=True`; every row).", ""]
     lines += ["| method | accuracy | balanced accuracy | macro-F1 | macro AUROC | centroid accuracy |", "|---|---|---|---|---|---|"]
     rows = [("mmgene aligned model", report["zero_shot"])]
     if report.get("baseline"):
@@ -98,6 +102,7 @@ def evaluate(
     ontology: bool = True,
     markers: bool = True,
     standardize: bool = False,
+    refine: bool = False,
     classes: Sequence[str] | None = None,
     dataset_name: str | None = None,
     seed: int = 0,
@@ -109,6 +114,8 @@ def evaluate(
     ``marker_baseline``: textbook marker genes, see :func:`mmgene.evaluate.marker_zero_shot`).
     ``markers`` expands the prompts with marker genes (:mod:`mmgene.evaluate.markers`); ``standardize``
     z-scores each class's scores over the cells before the argmax (:func:`mmgene.evaluate.zero_shot`).
+    ``refine`` refines the scores of the model and of both baselines by self-training on the data's
+    own principal components (:mod:`mmgene.query.refine`; it uses the cells, never their labels).
     """
     from mmgene.atomic import atomic_path
     from mmgene.evaluate.clustering import kmeans_scores
@@ -125,7 +132,12 @@ def evaluate(
     classes = list(classes) if classes is not None else sorted(set(labels.tolist()))
     prompts = class_prompts(classes, ontology=ontology, markers=markers)
     cells = model.encode_cells(adata)
-    zs = zero_shot(cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=standardize)
+    features = None
+    if refine:
+        from mmgene.query.refine import expression_pcs
+
+        features = expression_pcs(adata)
+    zs = zero_shot(cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=standardize, refine=features)
     index = {c: i for i, c in enumerate(classes)}
     flat = [p for group in prompts for p in group]
     text_labels = [k for k, group in enumerate(prompts) for _ in group]
@@ -140,8 +152,8 @@ def evaluate(
         "zero_shot": zs,
         "retrieval": retrieval,
         "clustering": clustering,
-        "baseline": genept_s_zero_shot(adata, labels, classes, prompts, baseline_encoder, standardize) if baseline else None,
-        "marker_baseline": marker_zero_shot(adata, labels, classes, ontology=ontology) if marker_baseline else None,
+        "baseline": genept_s_zero_shot(adata, labels, classes, prompts, baseline_encoder, standardize, features) if baseline else None,
+        "marker_baseline": marker_zero_shot(adata, labels, classes, ontology=ontology, refine=features) if marker_baseline else None,
     }
     if out is not None:
         stem = Path(out)

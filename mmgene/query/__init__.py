@@ -20,6 +20,8 @@ _EXPORTS = {
     "centroid_scores": "mmgene.query.labelling",
     "label_vectors": "mmgene.query.labelling",
     "PROMPTS": "mmgene.query.labelling",
+    "refine_scores": "mmgene.query.refine",
+    "expression_pcs": "mmgene.query.refine",
     "transfer_labels": "mmgene.query.transfer",
     "gene_contributions": "mmgene.query.genes",
     "explain_hits": "mmgene.query.genes",

@@ -230,6 +230,7 @@ def annotate(
     min_prob: float = 0.5,
     min_z: float | None = 0.0,
     standardize: bool | None = None,
+    refine: bool = False,
     reference: tuple[Any, str] | None = None,
     alpha: float = 0.05,
     key_added: str = "mmgene",
@@ -250,6 +251,10 @@ def annotate(
     over the dataset before the softmax; ``min_z`` applies to those z-scores (or to raw cosine
     similarities when not standardised). See the module docstring for the rule.
 
+    ``refine=True`` replaces the standardised similarities by scores refined with self-training on the
+    data's own principal components (:mod:`mmgene.query.refine`): better on data unlike the model's
+    training data, and each cell's label then depends on the other cells of ``adata``.
+
     ``reference=(labelled_adata, label_column)`` calibrates instead on labelled cells: raw cosine
     similarities, the temperature fitted by :func:`calibrate` and per-label ``alpha``-quantile
     thresholds (``temperature``, ``min_z`` and ``standardize`` are then not used). Reference cells
@@ -258,8 +263,10 @@ def annotate(
     from mmgene.provenance import record
     from mmgene.query.space import load_space, space_name
 
-    adata = adata.copy() if copy else adata
     labels = _check_labels(labels)
+    if refine and reference is not None:
+        raise ParameterError("refine and reference cannot be combined", "annotate(refine=..., reference=...)", "calibrate on a reference, or refine on the data, not both")
+    adata = adata.copy() if copy else adata
     space = load_space(model)
     cells = space.encode_cells(adata)
     label_vecs = label_vectors(space, labels, prompts, markers=markers)
@@ -279,6 +286,14 @@ def annotate(
         rule = "softmax(s/T) over cosine similarities, T fitted on the reference (NLL); unknown if p_max <= min_prob or s_max < the label's alpha-quantile threshold"
         extra = {"reference_column": column, "reference_cells": cal.n_cells, "alpha": alpha,
                  "calibrated_temperature": cal.temperature, "thresholds": [float(t) for t in cal.thresholds]}
+    elif refine:
+        from mmgene.query.refine import expression_pcs, refine_scores
+
+        std = True
+        result = assign_labels(refine_scores(sims, expression_pcs(adata)), labels, temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
+        rule = ("softmax(r/T) over scores refined by self-training on the data's principal components (mmgene.query.refine); "
+                "unknown if p_max <= min_prob or r_max < min_z")
+        extra = {"temperature": temperature, "min_z": min_z, "refined": True}
     else:
         std = len(cells) >= MIN_CELLS_TO_STANDARDISE if standardize is None else bool(standardize)
         scores = standardise(sims) if std else sims.astype(np.float64)
