@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.errors import ParameterError
+from mmgene.query.refine import refine_scores
 
 
 def class_markers(classes: Sequence[str], ontology: bool = True) -> dict[str, list[str]]:
@@ -81,8 +82,6 @@ def marker_scores(
 
 def _refine_scored(scores: np.ndarray, scored: list[bool], features: np.ndarray) -> np.ndarray:
     """Refine the columns of classes with markers found; the rest stay a constant below all (never predicted)."""
-    from mmgene.query.refine import refine_scores
-
     cols = np.flatnonzero(scored)
     if len(cols) < 2:
         return scores
