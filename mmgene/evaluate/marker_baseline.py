@@ -74,10 +74,15 @@ def marker_scores(
             scores[:, k] = np.mean([found_expr[g.upper()] for g in found[cls]], axis=0)
         else:
             empty.append(k)
-    if empty:
-        scored = np.delete(scores, empty, axis=1)
-        scores[:, empty] = scored.min() - 1.0 if scored.size else 0.0
-    return scores, found
+    return _below_the_rest(scores, empty), found
+
+
+def _below_the_rest(scores: np.ndarray, columns: Sequence[int]) -> np.ndarray:
+    """Set ``columns`` (classes without markers) to one constant below every other score, in place."""
+    if len(columns):
+        scored = np.delete(scores, columns, axis=1)
+        scores[:, columns] = scored.min() - 1.0 if scored.size else 0.0
+    return scores
 
 
 def _refine_scored(scores: np.ndarray, scored: list[bool], features: np.ndarray) -> np.ndarray:
@@ -85,10 +90,9 @@ def _refine_scored(scores: np.ndarray, scored: list[bool], features: np.ndarray)
     cols = np.flatnonzero(scored)
     if len(cols) < 2:
         return scores
-    refined = refine_scores(scores[:, cols], features)
-    out = np.full(scores.shape, refined.min() - 1.0)
-    out[:, cols] = refined
-    return out
+    out = scores.copy()
+    out[:, cols] = refine_scores(scores[:, cols], features)
+    return _below_the_rest(out, np.flatnonzero(~np.asarray(scored)))
 
 
 def marker_zero_shot(
