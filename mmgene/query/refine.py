@@ -33,7 +33,6 @@ from mmgene.errors import ParameterError
 DEFAULT_FRACTION = 0.1
 DEFAULT_C = 0.05
 DEFAULT_COMPONENTS = 50
-TARGET_SUM = 1e4
 
 
 def expression_pcs(adata: Any, n_comps: int = DEFAULT_COMPONENTS) -> np.ndarray:
@@ -51,6 +50,7 @@ def expression_pcs(adata: Any, n_comps: int = DEFAULT_COMPONENTS) -> np.ndarray:
 
     from mmgene.errors import is_whole_number
     from mmgene.io import expression
+    from mmgene.query.genes import TARGET_SUM
 
     if not is_whole_number(n_comps, 1):
         raise ParameterError(f"n_comps must be a whole number >= 1, got {n_comps!r}", "expression_pcs(n_comps=...)", "use e.g. 50")
