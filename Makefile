@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/mmgene demo --out mmgene-demo
+	$(VENV)/bin/mmgene demo --out mmgene-demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest --nbmake tests notebooks

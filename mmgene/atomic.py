@@ -1,33 +1,177 @@
-"""Write outputs to a temporary path and rename, so nothing is ever half-written."""
+"""Outputs that never destroy a user's files: checked before the work, written to a temporary path and renamed.
+
+The rules, shared by every command and ``save`` method that writes:
+
+- an output that already exists is replaced only when the caller asked (``overwrite=True``,
+  ``--overwrite``), and a *folder* only when mmgene wrote it (it carries :data:`MARKER`); an empty
+  folder counts as new;
+- an output may not be, contain or sit inside one of the command's inputs;
+- the location is checked for writability before any long work (:func:`check_output`);
+- the result is staged in ``.NAME.XXXX.tmp`` beside the target and renamed on success, so a kill
+  never leaves a half-written output; such leftovers of killed runs are removed by the next run that
+  writes the same output.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mmgene.errors import OutputError
+
+#: file inside every folder mmgene writes; only such folders may be replaced.
+MARKER = ".mmgene-output"
+PathLike = str | os.PathLike[str]
+
+
+def _resolved(path: PathLike) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+def _is_within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def is_mmgene_output(path: PathLike) -> bool:
+    """True for a folder that carries mmgene's marker file."""
+    path = Path(path)
+    return path.is_dir() and not path.is_symlink() and (path / MARKER).is_file()
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
+def _check_inputs(target: Path, inputs: Iterable[PathLike]) -> None:
+    for item in inputs:
+        if item is None or not isinstance(item, (str, os.PathLike)):
+            continue
+        source = _resolved(item)
+        if _is_within(source, target) or _is_within(target, source):
+            relation = "is" if source == target else ("contains" if _is_within(source, target) else "is inside")
+            raise OutputError(
+                f"the output {relation} the input {str(source)!r}",
+                str(target),
+                "choose an output path outside the input (mmgene never writes over its input)",
+            )
+
+
+def _check_existing(target: Path, overwrite: bool, in_place: bool = False) -> None:
+    if in_place or not (target.exists() or target.is_symlink()) or _is_empty_dir(target):
+        return
+    kind = "folder" if target.is_dir() and not target.is_symlink() else "file"
+    if not overwrite:
+        raise OutputError(f"the output {kind} already exists", str(target), "choose a new path, or pass --overwrite (overwrite=True) to replace it")
+    if kind == "folder" and not is_mmgene_output(target):
+        raise OutputError(
+            f"the output folder exists and was not written by mmgene (no {MARKER} in it), so it is not replaced",
+            str(target),
+            "choose a new path, or move that folder away yourself",
+        )
+
+
+def _writable_ancestor(target: Path) -> Path:
+    """The nearest existing folder above ``target``; an error when it is missing or not writable."""
+    parent = target.parent
+    while not parent.exists():
+        if parent.is_symlink():
+            break
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot create the output: {str(parent)!r} is not a folder", str(target), "choose an output inside a folder")
+    try:
+        probe = tempfile.mkdtemp(prefix=".mmgene-probe.", dir=parent)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {str(parent)!r} ({exc.strerror or exc})", str(target), "choose a writable location") from exc
+    return parent
+
+
+def stale_temporaries(target: PathLike) -> list[Path]:
+    """Leftovers of killed runs that wrote ``target``: ``.NAME.*.tmp`` beside it."""
+    target = _resolved(target)
+    if not target.parent.is_dir():
+        return []
+    prefix, name_len = f".{target.name}.", len(target.name) + 2
+    return sorted(
+        p for p in target.parent.iterdir()
+        if p.name.startswith(prefix) and p.name.endswith(".tmp") and len(p.name) > name_len + 4 and p.is_dir() and not p.is_symlink()
+    )
+
+
+def _remove_stale(target: Path) -> None:
+    from mmgene.progress import info
+
+    for stale in stale_temporaries(target):
+        shutil.rmtree(stale, ignore_errors=True)
+        info(f"removed {stale}, left by an earlier run that was stopped")
+
+
+def check_output(target: PathLike, *, overwrite: bool = False, inputs: Iterable[PathLike] = ()) -> Path:
+    """Refuse an output that would destroy something, before any long work; returns the absolute path.
+
+    Checks, in order: the output is not one of ``inputs`` (nor contains nor sits inside one); an
+    existing output may be replaced (``overwrite`` and, for a folder, mmgene's marker); the nearest
+    existing folder above it is writable. Nothing is created or changed.
+    """
+    resolved = _resolved(target)
+    _check_inputs(resolved, inputs)
+    _check_existing(resolved, overwrite)
+    _writable_ancestor(resolved)
+    return resolved
+
+
+def mark(folder: PathLike) -> None:
+    """Write mmgene's marker into ``folder``, which mmgene has written."""
+    from mmgene import __version__
+
+    Path(folder, MARKER).write_text(json.dumps({"written_by": "mmgene", "version": __version__}) + "\n", encoding="utf-8")
+
 
 @contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(
+    target: PathLike, *, overwrite: bool = False, inputs: Iterable[PathLike] = (), in_place: bool = False
+) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; move it onto ``target`` only on success.
 
-    Works for files and folders (an existing target is replaced). On error the temporary path is
+    Works for files and folders; a staged folder gets mmgene's marker. An existing target is replaced
+    only as :func:`check_output` allows (checked before and again at the rename), or when the caller
+    explicitly updates an input in place (``in_place``: ``--in-place``). On error the temporary path is
     removed and the old ``target``, if any, is left untouched.
     """
-    target = Path(target)
+    target = _resolved(target) if in_place else check_output(target, overwrite=overwrite, inputs=inputs)
+    if in_place:
+        _writable_ancestor(target)
+    _remove_stale(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     staged = tmp / target.name
     try:
         yield staged
+        if staged.is_dir() and not staged.is_symlink():
+            mark(staged)
+        _check_existing(target, overwrite, in_place)
         if target.is_dir() and not target.is_symlink():
-            backup = tmp / ".old"
-            os.replace(target, backup)
-            os.replace(staged, target)
-        else:
-            os.replace(staged, target)
+            os.replace(target, tmp / ".old")
+        os.replace(staged, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def start_output_folder(target: PathLike, *, overwrite: bool = False, inputs: Iterable[PathLike] = ()) -> Path:
+    """A folder that a long job fills in place (the demo): checked, emptied when replaced, marked first.
+
+    Use :func:`atomic_path` where the whole folder can be staged; this is for jobs whose parts name
+    each other by path (an index that names its model). Returns the absolute path.
+    """
+    target = check_output(target, overwrite=overwrite, inputs=inputs)
+    if is_mmgene_output(target):
+        shutil.rmtree(target)
+    target.mkdir(parents=True, exist_ok=True)
+    mark(target)
+    return target

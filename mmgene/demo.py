@@ -6,7 +6,6 @@ file. Each step uses the public API, so the demo doubles as a worked example of 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.atomic import atomic_path
+from mmgene.atomic import atomic_path, check_output, start_output_folder
 from mmgene.errors import MMGeneError, ParameterError
 from mmgene.progress import info
 
@@ -55,7 +54,7 @@ def _pick_label_col(adata: Any, label_col: str | None) -> str:
 
 def _write_report(report: dict[str, Any], out: Path, label_col: str) -> None:
     """report.json (everything) and report.md (evaluation tables, queries, annotation, plots)."""
-    from mmgene.evaluate.report import markdown_report
+    from mmgene.evaluate.report import markdown_report, report_json
 
     demo = report["demo"]
     lines = [f"# mmgene demo: {demo['input']}", "",
@@ -74,7 +73,7 @@ def _write_report(report: dict[str, Any], out: Path, label_col: str) -> None:
               "![joint space, true labels](umap_true.png) ![joint space, predicted](umap_predicted.png)", "",
               "![confusion matrix](confusion.png) ![query score](query_umap.png)", ""]
     with atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2, default=float))
+        tmp.write_text(report_json(report))  # strict JSON: NaN metrics as null
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines))
 
@@ -91,6 +90,7 @@ def run(
     queries: Sequence[str] = DEFAULT_QUERIES,
     epochs: float | None = None,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> DemoResult:
     """Run the whole pipeline and write model, index, annotated AnnData, report and plots to ``out``.
 
@@ -101,7 +101,7 @@ def run(
     label_col
         obs column with cell types (default: ``bulk_labels`` or the first label-like column).
     out
-        Output folder (created; existing files are replaced).
+        Output folder (created; an existing one is replaced only with ``overwrite`` and only if mmgene wrote it).
     queries
         Text queries answered against the index.
     epochs
@@ -113,16 +113,21 @@ def run(
     from mmgene.genes.default import default_gene_vectors
     from mmgene.index import CellIndex
     from mmgene.io import expression, read
+    from mmgene.io.labels import usable_labels
     from mmgene.pairs.labels import clean_label
 
     t0 = time.perf_counter()
+    inputs = [file] if isinstance(file, (str, os.PathLike)) else []
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output(out, overwrite=overwrite, inputs=inputs)
     result = DemoResult(out)
 
     adata = read(mmgene.data.pbmc68k() if file is None else file)
     label_col = _pick_label_col(adata, label_col)
-    labels = adata.obs[label_col].astype(str).to_numpy()
+    keep, labels, _ = usable_labels(adata.obs[label_col], f"obs[{label_col!r}]", "the demo")
+    if not keep.all():
+        adata = adata[keep].copy()
+    start_output_folder(out, overwrite=overwrite, inputs=inputs)
     _step(f"read {adata.n_obs:,} cells x {adata.n_vars:,} genes, labels from obs[{label_col!r}]", t0)
 
     cells.sentences(adata, top_k=200)

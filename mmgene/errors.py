@@ -107,6 +107,10 @@ class ModelError(MMGeneError):
     """A model checkpoint is missing, unreadable, of the wrong kind or does not match its vocabulary."""
 
 
+class OutputError(MMGeneError):
+    """An output would replace something mmgene did not write, or cannot be written where asked."""
+
+
 def require(module: str, extra: str, feature: str):
     """Import ``module`` or raise :class:`DependencyError` naming the extra that provides it."""
     import importlib
@@ -137,5 +141,48 @@ __all__ = [
     "RemoteError",
     "IntegrityError",
     "ModelError",
+    "OutputError",
     "require",
 ]
+
+
+class MetadataError(InputFileError):
+    """A metadata file (an index's meta.json) lacks a field, or a field has the wrong type or range."""
+
+
+__all__ += ["MetadataError"]
+
+
+class UnsafeModelError(ModelError):
+    """A model folder names code mmgene does not run: a class outside its allow-list, or remote code."""
+
+
+__all__ += ["UnsafeModelError"]
+
+
+class MatrixStructureError(DataError):
+    """A sparse matrix's index arrays (indptr, indices) do not describe a valid matrix: the file is corrupt."""
+
+
+class LabelError(DataError, ParameterError):
+    """A label column leaves too few classes once cells without a label are dropped (a problem of the
+    data and of the column chosen: callers catching either class see it)."""
+
+
+__all__ += ["MatrixStructureError", "LabelError"]
+
+
+class CorpusError(InputFileError):
+    """A corpus manifest or source is malformed: a missing or unknown column, a blank field, an unknown
+    species, a duplicate dataset id, an orthology table or Census query mmgene cannot use."""
+
+
+__all__ += ["CorpusError"]
+
+
+class MappingError(ParameterError):
+    """A label mapping table (the reviewable CSV of ``mmgene labels harmonise``) is malformed, names an
+    unknown or obsolete Cell Ontology id, or lacks a label the data has."""
+
+
+__all__ += ["MappingError"]

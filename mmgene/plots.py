@@ -32,15 +32,15 @@ def umap_coords(X: np.ndarray, *, seed: int = 0, n_neighbors: int = 15, metric: 
     return np.asarray(reducer.fit_transform(X), dtype=np.float32)
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path: str | Path, overwrite: bool) -> Path:
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     _pyplot().close(fig)
     return path
 
 
-def umap_by_label(coords: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str = "") -> Path:
+def umap_by_label(coords: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str = "", overwrite: bool = False) -> Path:
     """Scatter ``coords`` coloured by a categorical label, legend outside the axes."""
     plt = _pyplot()
     labels = np.asarray([str(x) for x in labels])
@@ -52,10 +52,12 @@ def umap_by_label(coords: np.ndarray, labels: Sequence[str], path: str | Path, *
         ax.scatter(coords[sel, 0], coords[sel, 1], s=6, color=cmap(i), label=f"{cat} ({sel.sum()})", linewidths=0)
     ax.set(title=title, xticks=[], yticks=[], xlabel="UMAP 1", ylabel="UMAP 2")
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, markerscale=2, frameon=False)
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
-def umap_by_score(coords: np.ndarray, scores: np.ndarray, path: str | Path, *, title: str = "", label: str = "score") -> Path:
+def umap_by_score(
+    coords: np.ndarray, scores: np.ndarray, path: str | Path, *, title: str = "", label: str = "score", overwrite: bool = False
+) -> Path:
     """Scatter ``coords`` coloured by a continuous score (highest drawn on top)."""
     plt = _pyplot()
     scores = np.asarray(scores, dtype=float)
@@ -64,10 +66,10 @@ def umap_by_score(coords: np.ndarray, scores: np.ndarray, path: str | Path, *, t
     sc = ax.scatter(coords[order, 0], coords[order, 1], c=scores[order], s=6, cmap="viridis", linewidths=0)
     fig.colorbar(sc, ax=ax, label=label)
     ax.set(title=title, xticks=[], yticks=[], xlabel="UMAP 1", ylabel="UMAP 2")
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
-def confusion(y_true: Sequence[str], y_pred: Sequence[str], path: str | Path, *, title: str = "") -> Path:
+def confusion(y_true: Sequence[str], y_pred: Sequence[str], path: str | Path, *, title: str = "", overwrite: bool = False) -> Path:
     """Row-normalised confusion matrix (true label rows, predicted label columns) with counts."""
     plt = _pyplot()
     true = [str(x) for x in y_true]
@@ -89,4 +91,4 @@ def confusion(y_true: Sequence[str], y_pred: Sequence[str], path: str | Path, *,
     ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    return _save(fig, path)
+    return _save(fig, path, overwrite)

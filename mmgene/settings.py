@@ -28,5 +28,9 @@ class Settings:
     )
     """Where downloads, gene text and embedding caches live."""
 
+    http_deadline: float | None = float(os.environ["MMGENE_HTTP_DEADLINE"]) if os.environ.get("MMGENE_HTTP_DEADLINE") else None
+    """Seconds one HTTP attempt (connect and all reads) may take before it is abandoned, for the
+    downloader, the share backends and NCBI; ``None``: each client's own default."""
+
 
 settings = Settings()

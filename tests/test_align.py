@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmgene.errors import InputFileError, ParameterError
+from mmgene.errors import InputFileError, ModelError, ParameterError
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +170,11 @@ def test_save_and_load_in_a_fresh_process_encode_identically(trained, small_pbmc
 def test_load_refuses_bad_folders(tmp_path, trained):
     from mmgene.align import load
 
-    with pytest.raises(InputFileError, match="no mmgene aligned model"):
+    with pytest.raises(ModelError, match="no model folder at"):
         load(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputFileError, match="no mmgene aligned model"):
+        load(tmp_path / "empty")
     _, out = trained
     import shutil
 
@@ -180,7 +183,7 @@ def test_load_refuses_bad_folders(tmp_path, trained):
     modules = json.loads((copy / "modules.json").read_text())
     modules[0]["type"] = "evil.module.Class"
     (copy / "modules.json").write_text(json.dumps(modules))
-    with pytest.raises(InputFileError, match="does not load"):
+    with pytest.raises(ModelError, match="does not load"):
         load(copy)
 
 
@@ -304,7 +307,7 @@ def test_hard_negatives_come_from_other_classes(trained, small_pbmc):
 
 
 def test_push_to_hub_with_model_card_then_load_by_repo_id(trained, small_pbmc, tmp_path, monkeypatch):
-    """Against the loopback Hub: the folder and a rendered model card go up; load(repo_id) encodes the same."""
+    """Against the loopback Hub: the folder and a rendered model card go up; load('hf://' + repo_id) encodes the same."""
     from huggingface_hub import HfApi
     from servers.hub_server import hub_for_this_process
 
@@ -323,7 +326,7 @@ def test_push_to_hub_with_model_card_then_load_by_repo_id(trained, small_pbmc, t
         assert "# pbmc-aligned" in text and "library_name: sentence-transformers" in text
         assert "balanced accuracy" in text and "{{" not in text
         assert server.token not in text
-        again = load(f"{server.user}/pbmc-aligned")
+        again = load(f"hf://{server.user}/pbmc-aligned")
     np.testing.assert_allclose(again.encode_cells(small_pbmc[:4]), model.encode_cells(small_pbmc[:4]), rtol=1e-5, atol=1e-6)
 
 

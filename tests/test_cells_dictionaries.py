@@ -80,6 +80,8 @@ def test_bad_sources(geneformer_v1_dir, tmp_path):
         load_dictionaries(tmp_path)
     with pytest.raises(InputFileError):
         load_dictionaries("not a folder or repo!")
+    with pytest.raises(InputFileError, match="no dictionary folder at 'ctheodoris/Geneformr'.*hf://"):
+        load_dictionaries("ctheodoris/Geneformr")  # a typo is never a Hub lookup
     with pytest.raises(ParameterError, match="V1 dictionaries"):
         load_dictionaries(geneformer_v1_dir, "V2")
     with pytest.raises(ParameterError):
@@ -114,16 +116,19 @@ def test_hub_download_cached_and_errors(geneformer_v1_dir, tmp_path, monkeypatch
         api = HfApi(endpoint=server.url, token=server.token)
         repo = api.create_repo("Geneformer").repo_id
         api.upload_folder(repo_id=repo, folder_path=str(tmp_path / "repo"))
-        d = load_dictionaries(repo, "V1")
+        with pytest.raises(InputFileError, match="no dictionary folder"):
+            load_dictionaries(repo, "V1")  # a bare id is a local path
+        assert not any("/resolve/" in raw for _, raw, _ in server.app.log)
+        d = load_dictionaries(f"hf://{repo}", "V1")
         assert d.vocab_size == 25426 and len(d.name_to_id) == 40248 and d.ensembl_mapping is None
         assert d.source == f"hub:{repo}@main"
         assert d.sha256["token_dictionary_gc30M.pkl"] == V1_SHA["token_dictionary.pkl"]
         fetched = {raw.split("/resolve/", 1)[1].split("/", 1)[1] for method, raw, _ in server.app.log if "/resolve/" in raw and method == "GET"}
         assert fetched == {f"geneformer/gene_dictionaries_30m/{n}_gc30M.pkl" for n in ("token_dictionary", "gene_median_dictionary", "gene_name_id_dict")}
         with pytest.raises(RemoteError, match="not in the hub repository"):
-            load_dictionaries(repo, "V2")
+            load_dictionaries(f"hf://{repo}", "V2")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # server gone: the cache is enough
-    assert load_dictionaries(repo, "V1").medians == d.medians
+    assert load_dictionaries(f"hf://{repo}", "V1").medians == d.medians
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(RemoteError, match="not cached"):
-        load_dictionaries(repo, "V1")
+        load_dictionaries(f"hf://{repo}", "V1")

@@ -255,7 +255,7 @@ def test_bad_checkpoints(cells40, model_dir, tmp_path, dicts):
     from mmgene.embed import geneformer
 
     small = cells40[:2].copy()
-    with pytest.raises(ModelError, match="not a hub id"):
+    with pytest.raises(ModelError, match="no model folder at"):
         geneformer(small, str(tmp_path / "missing" / "model"), dictionaries=dicts)
     with pytest.raises(ModelError, match="is a file"):
         geneformer(small, model_dir / "config.json", dictionaries=dicts)
@@ -286,7 +286,7 @@ def test_hub_id_offline_without_cache(cells40, dicts, tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(RemoteError, match="not in the local cache"):
-        geneformer(cells40[:2].copy(), "ctheodoris/Geneformer/gf-6L-30M-i2048", dictionaries=dicts)
+        geneformer(cells40[:2].copy(), "hf://ctheodoris/Geneformer/gf-6L-30M-i2048", dictionaries=dicts)
 
 
 def test_cli(cells40, model_dir, geneformer_v1_dir, tmp_path):
@@ -310,7 +310,7 @@ def test_cli(cells40, model_dir, geneformer_v1_dir, tmp_path):
     np.testing.assert_allclose(back.obsm["X_geneformer"], small.obsm["X_geneformer"], atol=1e-6)
     assert "X_geneformer" not in ad.read_h5ad(src).obsm  # --out leaves the input file alone
 
-    bad = CliRunner().invoke(app, args[:5] + ["--layer", "4"])
+    bad = CliRunner().invoke(app, args[:5] + ["--layer", "4", "--out", str(tmp_path / "other.h5ad")])
     assert isinstance(bad.exception, ParameterError) and "layer=4" in str(bad.exception)
 
 
@@ -326,7 +326,7 @@ def test_cli_error_is_one_line_and_status_2(model_dir, tmp_path, monkeypatch, ca
 
 
 def test_hub_id_downloads_one_folder_then_works_offline(cells40, model_dir, dicts, tmp_path, monkeypatch):
-    """A hub id ``owner/repo/subfolder`` against the loopback Hub: only that folder's config and
+    """A hub id ``hf://owner/repo/subfolder`` against the loopback Hub: only that folder's config and
     weights are fetched, the commit is recorded, and the cached copy is used offline."""
     from huggingface_hub import HfApi, constants
     from servers.hub_server import hub_for_this_process
@@ -345,19 +345,19 @@ def test_hub_id_downloads_one_folder_then_works_offline(cells40, model_dir, dict
         api.upload_folder(repo_id=repo, folder_path=str(tmp_path / "other"), path_in_repo="gf-other")
         commit = api.model_info(repo).sha
 
-        geneformer(small, f"{repo}/gf-3L-64h", dictionaries=dicts, device="cpu")
+        geneformer(small, f"hf://{repo}/gf-3L-64h", dictionaries=dicts, device="cpu")
         fetched = {raw.split("/resolve/", 1)[1].split("/", 1)[1] for method, raw, _ in server.app.log if "/resolve/" in raw and method == "GET"}
         assert fetched == {"gf-3L-64h/config.json", "gf-3L-64h/model.safetensors"}
     entry = small.uns["mmgene"]["X_geneformer"]
-    assert (entry["model"], entry["model_source"], entry["revision"]) == (f"{repo}/gf-3L-64h", "hub", commit)
+    assert (entry["model"], entry["model_source"], entry["revision"]) == (f"hf://{repo}/gf-3L-64h", "hub", commit)
     np.testing.assert_array_equal(small.obsm["X_geneformer"], local)
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # server gone: the cached snapshot is enough
-    again = geneformer(small, f"{repo}/gf-3L-64h", dictionaries=dicts, device="cpu", copy=True)
+    again = geneformer(small, f"hf://{repo}/gf-3L-64h", dictionaries=dicts, device="cpu", copy=True)
     assert again.uns["mmgene"]["X_geneformer"]["revision"] == commit
     np.testing.assert_array_equal(again.obsm["X_geneformer"], local)
     with pytest.raises(ModelError, match="no weights"):
-        geneformer(small, f"{repo}/no-such-folder", dictionaries=dicts, device="cpu")
+        geneformer(small, f"hf://{repo}/no-such-folder", dictionaries=dicts, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,7 @@ def test_local_folder_key_follows_the_weights(tmp_path):
     _weights_fingerprint.cache_clear()
     b = SentenceTransformerEncoder(folder).cache_key
     assert a.startswith("st:local:") and a != b
-    assert SentenceTransformerEncoder("org/model").cache_key == "st:org/model"
+    assert SentenceTransformerEncoder("hf://org/model").cache_key == "st:org/model"
 
 
 def test_openai_encoder_batches_and_normalises(tmp_path):

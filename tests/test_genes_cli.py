@@ -53,7 +53,7 @@ def test_embed_texts_then_genept_w_and_s(tmp_path):
     assert list(back.obs["genept_w_n_genes"]) == [2, 1, 2]
     assert "X_genept_w" not in ad.read_h5ad(h5).obsm  # --out leaves the input alone
 
-    res = runner.invoke(app, ["embed", "genept-s", str(h5), "--top-k", "2"])  # in place
+    res = runner.invoke(app, ["embed", "genept-s", str(h5), "--top-k", "2", "--in-place"])
     assert res.exit_code == 0, res.output
     inplace = ad.read_h5ad(h5)
     assert inplace.obsm["X_genept_s"].shape == (3, 384) and inplace.uns["mmgene"]["X_genept_s"]["top_k"] == 2
@@ -65,7 +65,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     from mmgene.cli.app import main
 
     h5 = small_h5ad(tmp_path / "cells.h5ad")
-    monkeypatch.setattr(sys, "argv", ["mmgene", "embed", "genept-w", str(h5), "--gene-vectors", str(tmp_path / "v.npy")])
+    monkeypatch.setattr(sys, "argv", ["mmgene", "embed", "genept-w", str(h5), "--gene-vectors", str(tmp_path / "v.npy"), "--in-place"])
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mmgene.errors import ParameterError
+from mmgene.errors import MMGeneError, ParameterError
 from mmgene.hub.card import code_blocks, render_model_card, render_template, size_category
 from mmgene.hub.credentials import redact, register_secret
 
@@ -93,7 +93,10 @@ def test_cli_dry_run_writes_everything_locally(pbmc68k, tmp_path):
     ds = datasets.load_dataset("parquet", data_files={"test": str(out / "data/test-00000-of-00001.parquet")})["test"]
     row = ds[0]
     assert row["share_link"].startswith("file://") and len(row["cell_sentence"].split()) == 25
-    chunk = mmgene.hub.fetch_anndata(row)
+    with pytest.raises(MMGeneError, match="file://"):
+        mmgene.hub.fetch_anndata(row)  # a local file is read only when asked
+    chunk = mmgene.hub.fetch_anndata(row, allow_file=True)
+    assert "allow_file=True" in card.text
     np.testing.assert_array_equal(chunk[row["cell_id"]].raw.X.toarray(), pbmc68k[row["cell_id"]].raw.X.toarray())
 
 
@@ -111,11 +114,9 @@ def test_backed_publish_matches_in_memory(pbmc68k, tmp_path):
     src = tmp_path / "pbmc.h5ad"
     pbmc68k[:150].copy().write_h5ad(src)
     kwargs = dict(layout="single", dry_run=True, chunk_size=100, top_k=15, split_by="louvain")
-    stale = tmp_path / "mem" / "chunks" / "chunk-00007.h5ad"  # left by an earlier run with other settings
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"old")
-    mem = mmgene.hub.publish(src, "me/mem", out=tmp_path / "mem", **kwargs)
-    assert sorted(p.name for p in stale.parent.iterdir()) == ["chunk-00000.h5ad", "chunk-00001.h5ad"]
+    mmgene.hub.publish(src, "me/mem", out=tmp_path / "mem", **{**kwargs, "chunk_size": 50})  # an earlier run: 3 chunks
+    mem = mmgene.hub.publish(src, "me/mem", out=tmp_path / "mem", overwrite=True, **kwargs)
+    assert sorted(p.name for p in (tmp_path / "mem" / "chunks").iterdir()) == ["chunk-00000.h5ad", "chunk-00001.h5ad"]
     disk = mmgene.hub.publish(src, "me/disk", out=tmp_path / "disk", backed=True, **kwargs)
     for a, b in zip(mem.chunks, disk.chunks):  # same cells; only the recorded provenance (backed=True) differs
         ca, cb = read_chunk(tmp_path / "mem" / "chunks" / a["name"]), read_chunk(tmp_path / "disk" / "chunks" / b["name"])

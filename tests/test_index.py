@@ -97,7 +97,7 @@ def test_save_load_round_trip_is_identical(tmp_path, pca, flat):
     queries = pca.X[5:40]
     before = flat.search(queries, k=10)
     path = flat.save(tmp_path / "idx")
-    assert sorted(p.name for p in path.iterdir()) == ["cells.parquet", "index.faiss", "meta.json"]
+    assert sorted(p.name for p in path.iterdir()) == [".mmgene-output", "cells.parquet", "index.faiss", "meta.json"]
     meta = json.loads((path / "meta.json").read_text())
     assert meta["embedding_key"] == "X_pca" and meta["ntotal"] == 2638 and meta["kind"] == "flat"
     assert meta["obs_columns"] == ["cell_type"] and "faiss-cpu" in meta["versions"]
@@ -124,7 +124,7 @@ def test_add_cells_matches_building_at_once(tmp_path, pca, flat):
     np.testing.assert_array_equal(grown.search(queries, 10)[1], flat.search(queries, 10)[1])
     # the file on disk is untouched until saved again
     assert CellIndex.load(tmp_path / "part").ntotal == 2000
-    grown.save(tmp_path / "part")
+    grown.save(tmp_path / "part", overwrite=True)
     assert CellIndex.load(tmp_path / "part").ntotal == 2638
     with pytest.raises(ParameterError, match="already in the index"):
         grown.add(pca.X[:1], pca.names[:1])

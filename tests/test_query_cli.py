@@ -37,7 +37,7 @@ def test_build_info_and_query(h5ad, tmp_path, small, encoder):  # noqa: F811
     res = invoke("index", "build", h5ad, "--embedding", "X_genept_s", "--out", out, "--obs", "cell_type")
     assert res.exit_code == 0, res.output
     assert "cells:      120" in res.output and "model:      genept-s" in res.output and "kind:       flat" in res.output
-    assert sorted(p.name for p in out.iterdir()) == ["cells.parquet", "index.faiss", "meta.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".mmgene-output", "cells.parquet", "index.faiss", "meta.json"]
     info = invoke("index", "info", out)
     assert info.exit_code == 0 and "columns:    cell_type" in info.output
 
@@ -77,11 +77,11 @@ def test_annotate_writes_label_and_score_columns(h5ad, tmp_path):
     assert list(adata.uns["mmgene"]["mmgene_label"]["labels"]) == ["B cell", "T cell", "monocyte"]
     assert "wrote obs['mmgene_label']" in res.output
     # repeated --labels works too, and the input file is left alone when --out is given
-    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "--labels", "T cell", "--out", out, "--min-prob", "0.9")
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "--labels", "T cell", "--out", out, "--min-prob", "0.9", "--overwrite")
     assert res.exit_code == 0, res.output
     assert list(ad.read_h5ad(out).obs["mmgene_label"].cat.categories) == ["B cell", "T cell", "unknown"]
     assert "mmgene_label" not in ad.read_h5ad(h5ad).obs
-    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--refine", "--out", out)
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--refine", "--out", out, "--overwrite")
     assert res.exit_code == 0, res.output
     assert ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]["refined"]
 
@@ -107,7 +107,7 @@ def test_annotate_calibrated_on_a_reference_file(h5ad, small, tmp_path):  # noqa
     assert res.exit_code == 0, res.output
     rec = ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]
     assert rec["reference_column"] == "cell_type" and rec["alpha"] == 0.1 and rec["calibrated_temperature"] > 0
-    res = invoke("annotate", h5ad, "-m", "genept-s", "--labels", "B cells", "T cells", "--reference", ref_path, "-o", out)
+    res = invoke("annotate", h5ad, "-m", "genept-s", "--labels", "B cells", "T cells", "--reference", ref_path, "-o", out, "--overwrite")
     assert isinstance(res.exception, MMGeneError) and "no labelled cell of 'T cells'" in str(res.exception)
 
 
@@ -123,5 +123,5 @@ def test_transfer_labels_from_a_reference_index(h5ad, small, tmp_path):  # noqa:
     # k=1 against an index holding the same cells: each cell finds itself
     assert (adata.obs["cell_type_transferred"].astype(str) == small.obs["cell_type"].astype(str).to_numpy()).all()
     assert (adata.obs["cell_type_transferred_confidence"] == 1).all()
-    res = invoke("transfer", ref, h5ad, "--label-column", "nope", "-o", out)
+    res = invoke("transfer", ref, h5ad, "--label-column", "nope", "-o", out, "--overwrite")
     assert isinstance(res.exception, MissingColumnError)

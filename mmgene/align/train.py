@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
+from mmgene.atomic import check_output
 from mmgene.errors import ParameterError, is_whole_number
 from mmgene.progress import info, progress_enabled
 
@@ -60,6 +61,28 @@ class ZeroShotEvaluator(BaseEvaluator):
 
 
 
+def _check_classes(adata: Any, label_cols: str | Sequence[str]) -> None:
+    """Refuse, before any work, a first label column with fewer than two classes once cells without
+    a label (None, NaN, empty or blank) are left out: contrastive training needs another class."""
+    from mmgene.errors import LabelError
+    from mmgene.io import obs_column
+    from mmgene.io.labels import MIN_CLASSES, label_text
+
+    first = [label_cols] if isinstance(label_cols, str) else list(label_cols)
+    if not first:
+        return  # make_pairs says that no column was given
+    text = label_text(obs_column(adata, first[0]))
+    classes = sorted(set(text[text != ""].tolist()))
+    if len(classes) < MIN_CLASSES:
+        n_dropped = int((text == "").sum())
+        dropped = f" (after leaving out {n_dropped:,} cells with no label)" if n_dropped else ""
+        raise LabelError(
+            f"the model needs at least two classes in training, got {classes}{dropped}",
+            f"obs[{first[0]!r}]",
+            "choose a label column with two or more cell types, or label more cells",
+        )
+
+
 def _check_whole(value: Any, name: str, fix: str) -> None:
     """Raise a ParameterError unless ``value`` is a whole number >= 0 (a bool is not one)."""
     if not is_whole_number(value):
@@ -73,6 +96,7 @@ def train(
     ontology_col: str | None = None,
     inputs: Sequence[str] = ("genes",),
     out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     text_model: str | None = None,
     train_text: bool = False,
     loss: str = "clip",
@@ -112,7 +136,9 @@ def train(
     inputs
         ``"genes"`` (expression of gene symbols; transfers across gene sets) and/or obsm keys.
     out
-        Save the model directory here (atomically).
+        Save the model directory here (atomically); checked for writability before training.
+    overwrite
+        Replace an existing ``out`` (only a folder mmgene wrote).
     train_text
         Fine-tune the text transformer too (slow on CPU); by default it is frozen and its embeddings cached.
     loss
@@ -170,6 +196,9 @@ def train(
     _check_whole(mine_every, "mine_every", "pass 0 (every epoch) or a step count")
     if batch_size < 2:
         raise ParameterError(f"batch_size must be at least 2, got {batch_size}", "argument batch_size")
+    if out is not None:
+        check_output(out, overwrite=overwrite)
+    _check_classes(adata, label_cols)
     torch.set_num_threads(max(1, settings.torch_threads))
     t0 = time.perf_counter()
     pairs = make_pairs(
@@ -312,6 +341,7 @@ def train(
         "label_cols": [label_cols] if isinstance(label_cols, str) else list(label_cols),
         "ontology_col": ontology_col,
         "excluded_labels": list(exclude_labels),
+        "unlabelled_cells": int(getattr(pairs, "unlabelled_cells", 0)),  # left out: no label in label_cols[0]
         "train_cells": int(len(set(pairs["train"]["obs_name"]))),
         "test_cells": int(len(pairs["test"])) if "test" in pairs else 0,
         # how the cells were split, so `mmgene evaluate --held-out` can score the same test cells
@@ -333,6 +363,6 @@ def train(
     aligned = AlignedModel(model, list(inputs), meta)
     aligned.test_obs_names = list(pairs["test"]["obs_name"]) if "test" in pairs else []
     if out is not None:
-        aligned.save(out)
+        aligned.save(out, overwrite=overwrite)
     info(f"trained in {seconds:.0f} s")
     return aligned

@@ -2,9 +2,11 @@
 threads that work on them.
 
 ``Expression.chunks`` slices (copies) each block; for an in-memory CSR matrix the block can instead
-be a zero-copy view of the rows, checked in one numba pass; a block that fails goes to
-:func:`mmgene.io.expression.check_values`, which raises the error naming the cell and gene.
-Dense and backed matrices go through ``Expression.chunks`` unchanged.
+be a zero-copy view of the rows (whose index arrays :func:`mmgene.io.expression` has checked), its
+values checked in one numba pass; a block that fails goes to
+:func:`mmgene.io.expression.check_values`, which raises the error naming the cell and gene. Blocks
+come out in canonical form (sorted column indices, repeated entries summed: on a copy, only when
+needed). Dense and backed matrices go through ``Expression.chunks`` unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import scipy.sparse as sp
 from mmgene.cells._kernels import values_ok
 from mmgene.errors import ParameterError, is_whole_number
 from mmgene.io.expression import check_values
+from mmgene.io.structure import canonical
 
 
 def check_chunk_size(chunk_size: Any) -> int:
@@ -30,8 +33,9 @@ def check_chunk_size(chunk_size: Any) -> int:
 
 
 def iter_chunks(view: Any, chunk_size: int, check: bool = True) -> Iterator[tuple[int, int, sp.csr_matrix]]:
-    """Yield ``(start, stop, csr)`` blocks of at most ``chunk_size`` rows, checked like ``view.chunks``
-    (``check=False``: in-memory CSR blocks are not checked here; the caller checks them)."""
+    """Yield ``(start, stop, csr)`` blocks of at most ``chunk_size`` rows, checked and in canonical
+    form like ``view.chunks`` (``check=False``: the values of in-memory CSR blocks are left to the
+    caller, except in blocks whose repeated entries are summed here: those are checked first)."""
     chunk_size = check_chunk_size(chunk_size)
     matrix = view.matrix
     if not (sp.issparse(matrix) and matrix.format == "csr"):
@@ -45,12 +49,13 @@ def iter_chunks(view: Any, chunk_size: int, check: bool = True) -> Iterator[tupl
         # set the arrays on an empty matrix: the constructor would copy views of a much larger array
         block = sp.csr_matrix((stop - start, matrix.shape[1]), dtype=matrix.dtype)
         block.data, block.indices, block.indptr = matrix.data[a:b], matrix.indices[a:b], indptr[start : stop + 1] - a
-        block.has_sorted_indices = matrix.has_sorted_indices
         if block.dtype.kind != "f":
             block = block.astype(np.float32)
-        if check and not values_ok(block.data, view.kind == "counts"):
+        tidy = canonical(block)
+        # before repeated entries are summed: bad values could cancel out
+        if not view.checked and (check or tidy is not block) and not values_ok(block.data, view.kind == "counts"):
             check_values(block, view, start)  # names the first bad cell and gene
-        yield start, stop, block
+        yield start, stop, tidy
 
 
 T = TypeVar("T")

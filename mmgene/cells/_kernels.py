@@ -2,6 +2,10 @@
 
 Every kernel works on one chunk of rows given as ``indptr`` plus flat per-entry arrays, so memory is
 bounded by the chunk, never by the whole matrix.
+
+The kernels trust their index arrays (numba does not check bounds): chunks reach them only through
+:mod:`mmgene.io.expression` and :func:`mmgene.cells._chunks.iter_chunks`, which check ``indptr`` and
+every column index first (:mod:`mmgene.io.structure`) and hand over rows in canonical form.
 """
 
 from __future__ import annotations

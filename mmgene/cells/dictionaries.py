@@ -14,7 +14,6 @@ import io
 import math
 import os
 import pickle
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,29 +276,35 @@ def load_dictionaries(source: str | os.PathLike[str] | None = None, version: str
     ----------
     source
         A local folder with the ``.pkl`` files (new ``*_gc30M``/``*_gc104M`` names or the older V1
-        names; the Geneformer repository's layout works too), a hub repository id, or ``None`` for
-        ``ctheodoris/Geneformer`` on the hub (cached by ``huggingface_hub``).
+        names; the Geneformer repository's layout works too), an explicit Hub id ``hf://owner/name``
+        (a missing local path is an error, never a Hub lookup), or ``None`` for ``ctheodoris/Geneformer``
+        on the hub (cached by ``huggingface_hub``).
     version
         ``'V1'`` (30M corpus: 2,048 genes, no special tokens) or ``'V2'`` (104M: ``<cls>``/``<eos>``,
         4,096 tokens).
     revision
         Hub revision (branch, tag or commit) when downloading.
     """
+    from mmgene.model_files import parse_hub_id
+
     version = _check_version(version)
-    if isinstance(source, (str, os.PathLike)) and Path(source).exists():
-        folder = Path(source)
+    hub = None if source is None else parse_hub_id(source)
+    if source is not None and hub is None:
+        folder = Path(source).expanduser()
+        if not folder.exists():
+            raise InputFileError(
+                f"no dictionary folder at {str(source)!r}",
+                "argument source",
+                "check the path; dictionaries on the Hub are written hf://owner/name (e.g. hf://ctheodoris/Geneformer), "
+                "and None uses that repository",
+            )
         if not folder.is_dir():
             raise InputFileError(f"{folder} is a file, not a folder", str(folder), "pass the folder that holds the .pkl dictionaries")
         files, origin = _local_files(folder, version), str(folder)
-    elif source is None or (isinstance(source, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", source)):
-        repo = source or HUB_REPO
-        files, origin = _hub_files(repo, version, revision), f"hub:{repo}@{revision or 'main'}"
     else:
-        raise InputFileError(
-            f"dictionary source {str(source)!r} is neither an existing folder nor a hub repository id",
-            "argument source",
-            "pass a folder with Geneformer's .pkl files, a repository id like 'ctheodoris/Geneformer', or None",
-        )
+        repo = hub.repo_id if hub is not None else HUB_REPO
+        revision = revision or (hub.revision if hub is not None else None)
+        files, origin = _hub_files(repo, version, revision), f"hub:{repo}@{revision or 'main'}"
     kinds = {"token_ids": "int", "medians": "float", "name_to_id": "str", "ensembl_mapping": "str"}
     loaded: dict[str, dict | None] = {}
     for role, path in files.items():

@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mmgene.cells import _kernels as k
+from mmgene.io.structure import canonical  # sorted rows, repeated entries summed (as SciPy defines them)
 
 #: rows sorted together: the keys of a few hundred cells stay in cache.
 SORT_ROWS = 256
@@ -29,14 +30,6 @@ class RankedChunk:
     def positions(self) -> np.ndarray:
         """0-based rank of every entry inside its cell."""
         return k.row_positions(self.indptr)
-
-
-def canonical(block: sp.csr_matrix) -> sp.csr_matrix:
-    """``block`` without duplicate entries (summed, as SciPy defines them)."""
-    if not block.has_canonical_format:
-        block = block.copy()
-        block.sum_duplicates()
-    return block
 
 
 def float32_exact(values: np.ndarray) -> bool:

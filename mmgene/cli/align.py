@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmgene.cli.app import app
+from mmgene.cli.app import app, overwrite_option
 
 
 @app.command("train")
@@ -24,7 +24,7 @@ def train_command(
     learning_rate: float = typer.Option(2e-3, help="AdamW learning rate."),
     loss: str = typer.Option("clip", help="'clip' (symmetric InfoNCE, learnable temperature) or 'mnrl'."),
     train_text: bool = typer.Option(False, "--train-text/--freeze-text", help="Fine-tune the text transformer (slow)."),
-    text_model: str = typer.Option(None, help="Text model path or hub id (default: offline MiniLM)."),
+    text_model: str = typer.Option(None, help="Text model folder, or a Hub id hf://owner/name[@revision] (default: offline MiniLM)."),
     gene_bridge: bool = typer.Option(True, "--gene-bridge/--no-gene-bridge", help="Let text reach genes whose NCBI names resemble it."),
     gene_channel: float = typer.Option(0.0, help="Weight of the explicit gene channel in the joint space (0: off; the PBMC benchmark uses 0.3)."),
     query_channel: float = typer.Option(None, help="Gene-channel weight when encoding with the trained model (default: --gene-channel; the PBMC benchmark uses 0.5)."),
@@ -33,11 +33,14 @@ def train_command(
     mine_every: int = typer.Option(0, "--mine-every", min=0, help="With --hard-negatives: steps between minings (0: one epoch)."),
     test_size: float = typer.Option(0.2, help="Held-out share of cells (or groups)."),
     seed: int = typer.Option(0, help="Random seed."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Train a contrastive text-cell model and save it to --out."""
     import mmgene.io
     from mmgene.align import train
+    from mmgene.atomic import check_output
 
+    check_output(out, overwrite=overwrite, inputs=[file])
     adata = mmgene.io.read(file)
     model = train(
         adata,
@@ -45,6 +48,7 @@ def train_command(
         ontology_col=ontology_col,
         inputs=input_,
         out=out,
+        overwrite=overwrite,
         text_model=text_model,
         train_text=train_text,
         loss=loss,
@@ -70,7 +74,7 @@ def train_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    model: Path = typer.Argument(..., help="Model directory written by `mmgene train`."),
+    model: str = typer.Argument(..., help="Model folder written by `mmgene train`, or a Hub id hf://owner/name[@revision]."),
     file: Path = typer.Argument(..., help="Labelled AnnData (.h5ad) to evaluate on."),
     label_col: str = typer.Option(..., "--label-col", help="obs column with the true cell types."),
     out: Path = typer.Option(None, "--out", help="Write <out>.json and <out>.md (default: beside FILE)."),
@@ -85,12 +89,19 @@ def evaluate_command(
         False, "--refine", help="Refine every method's scores by self-training on FILE's own principal components (uses the cells, not their labels)."
     ),
     held_out: bool = typer.Option(False, "--held-out", help="Score only the cells the model held out (FILE must be its training file)."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Zero-shot classification, retrieval and clustering of MODEL on FILE; prints the Markdown table."""
     import mmgene.io
     from mmgene.align import load
     from mmgene.evaluate import evaluate, markdown_report
 
+    from mmgene.atomic import check_output
+    from mmgene.evaluate.report import report_files
+
+    target = out if out is not None else file.with_name(file.stem + ".mmgene_eval")
+    for path in report_files(target):
+        check_output(path, overwrite=overwrite, inputs=[file, model])
     aligned = load(model)
     adata = mmgene.io.read(file)
     name = file.name
@@ -99,9 +110,8 @@ def evaluate_command(
 
         adata = held_out_cells(adata, aligned.meta)
         name = f"{file.name} (held-out {adata.n_obs} cells)"
-    target = out if out is not None else file.with_name(file.stem + ".mmgene_eval")
     report = evaluate(
-        aligned, adata, label_col, out=target, baseline=baseline, marker_baseline=marker_baseline, ontology=ontology, markers=markers,
+        aligned, adata, label_col, out=target, overwrite=overwrite, baseline=baseline, marker_baseline=marker_baseline, ontology=ontology, markers=markers,
         standardize=standardize, refine=refine, dataset_name=name
     )
     typer.echo(markdown_report(report))

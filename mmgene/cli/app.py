@@ -24,6 +24,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+def overwrite_option() -> bool:
+    """The ``--overwrite`` flag every command that writes an output shares."""
+    return typer.Option(False, "--overwrite", help="Replace an existing output (only one that mmgene wrote).")
+
+
 #: modules under mmgene.cli that register commands on ``app`` when imported.
 COMMAND_MODULES = ("info", "embed", "embed_geneformer", "genes", "embed_genept", "index", "publish", "align", "cells", "demo")
 

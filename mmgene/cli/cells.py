@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from mmgene.cli.app import app
+from mmgene.cli.app import app, overwrite_option
 
 
 def _obs_columns(adata, names: list[str]):
@@ -25,11 +25,11 @@ def _obs_columns(adata, names: list[str]):
     return pd.DataFrame({name: obs_column(adata, name).to_numpy() for name in names}, index=adata.obs_names)
 
 
-def _write_table(table, out: Path) -> None:
+def _write_table(table, out: Path, overwrite: bool) -> None:
     """A pyarrow table as a datasets folder (or a .parquet file), written atomically."""
     from mmgene.atomic import atomic_path
 
-    with atomic_path(out) as tmp:
+    with atomic_path(out, overwrite=overwrite) as tmp:
         if out.suffix == ".parquet":
             import pyarrow.parquet as pq
 
@@ -53,15 +53,18 @@ def sentences_command(
     backed: bool = typer.Option(False, help="Open an .h5ad on disk and stream it (for files larger than memory)."),
     chunk_size: int = typer.Option(8192, help="Cells per streamed chunk."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Threads (default: every core, or MMGENE_N_JOBS); the output is the same for any value."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Write cell sentences: expressed genes' symbols, most expressed first (Cell2Sentence)."""
     import numpy as np
     import pyarrow as pa
 
+    from mmgene.atomic import check_output
     from mmgene.cells.sentences import iter_sentences
     from mmgene.cells.vocabulary import build_vocabulary
     from mmgene.io import expression, read
 
+    check_output(out, overwrite=overwrite, inputs=[file])
     adata = read(file, backed=backed)
     extra = _obs_columns(adata, obs)
     view = expression(adata)
@@ -76,7 +79,7 @@ def sentences_command(
     if extra is not None:
         for name in extra.columns:
             columns.setdefault(name, pa.array(extra[name].astype(str).to_numpy() if extra[name].dtype == "category" else extra[name].to_numpy(), from_pandas=True))
-    _write_table(pa.table(columns), out)
+    _write_table(pa.table(columns), out, overwrite)
     typer.echo(
         f"wrote {len(texts):,} cell sentences ({float(n_words.mean()):.0f} genes on average, "
         f"{int((n_words == 0).sum()):,} empty; {vocab.n_excluded:,} genes excluded; ties by {ties}) to {out}"
@@ -87,25 +90,28 @@ def sentences_command(
 def tokenize_command(
     file: Path = typer.Argument(..., help="An .h5ad file or .zarr store with raw counts and Ensembl ids (or symbols)."),
     out: Path = typer.Argument(..., help="Output: a datasets folder (save_to_disk) with input_ids, length, cell_id, or a .parquet file."),
-    dictionaries: Optional[str] = typer.Option(None, help="Folder with Geneformer's .pkl dictionaries, or a hub repo id (default: ctheodoris/Geneformer)."),
+    dictionaries: Optional[str] = typer.Option(None, help="Folder with Geneformer's .pkl dictionaries, or hf://owner/name on the Hub (default: hf://ctheodoris/Geneformer)."),
     version: str = typer.Option("V1", help="V1 (2,048 genes) or V2 (<cls> + 4,094 genes + <eos>)."),
     obs: list[str] = typer.Option([], "--obs", help="obs column to copy into the dataset (repeatable), e.g. --obs cell_type."),
     backed: bool = typer.Option(False, help="Open an .h5ad on disk and stream it (for files larger than memory)."),
     chunk_size: int = typer.Option(4096, help="Cells per streamed chunk."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Threads (default: every core, or MMGENE_N_JOBS); the output is the same for any value."),
     all_cells: bool = typer.Option(False, "--all-cells", help="Encode every cell even when obs['filter_pass'] exists (Geneformer encodes only filter_pass == 1)."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Write Geneformer rank-value encodings (TranscriptomeTokenizer's input_ids and length)."""
+    from mmgene.atomic import check_output
     from mmgene.cells.dictionaries import load_dictionaries
     from mmgene.cells.rank_encoding import rank_encode
     from mmgene.io import read
 
+    check_output(out, overwrite=overwrite, inputs=[file])
     adata = read(file, backed=backed, require="counts")
     extra = _obs_columns(adata, obs)
     dicts = load_dictionaries(dictionaries, version)
     enc = rank_encode(adata, dicts, chunk_size=chunk_size, n_jobs=jobs, filter_pass=False if all_cells else None)
     ds = enc.to_dataset(None if extra is None else extra.iloc[enc.cells])
-    _write_table(ds.data.table, out)
+    _write_table(ds.data.table, out, overwrite)
     typer.echo(
         f"wrote {len(enc):,} cells ({dicts.version}, mean length {float(enc.length.mean()):.0f}, "
         f"{len(enc.empty_cells):,} cells without vocabulary genes) to {out}"

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mmgene.cli.app import app
+from mmgene.cli.app import app, overwrite_option
 
 
 @app.command()
@@ -17,11 +17,12 @@ def demo(
     out: Path = typer.Option(Path("mmgene-demo"), "--out", "-o", help="Output folder."),
     epochs: Optional[float] = typer.Option(None, help="Training epochs of the alignment model."),
     seed: int = typer.Option(0, help="Seed for the split, training and plots."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Sentences, GenePT, alignment training, FAISS index, text queries, annotation, report and plots."""
     from mmgene.demo import run
 
-    result = run(file, label_col=label_col, out=out, epochs=epochs, seed=seed)
+    result = run(file, label_col=label_col, out=out, epochs=epochs, seed=seed, overwrite=overwrite)
     zs = result.report["zero_shot"]
     base = result.report.get("baseline") or {}
     demo = result.report["demo"]

@@ -1,4 +1,4 @@
-"""``mmgene embed geneformer FILE --model PATH_OR_HUB_ID``: Geneformer cell embeddings into obsm."""
+"""``mmgene embed geneformer FILE --model FOLDER_OR_HF_ID``: Geneformer cell embeddings into obsm."""
 
 from __future__ import annotations
 
@@ -7,24 +7,15 @@ from typing import Optional
 
 import typer
 
+from mmgene.cli.app import overwrite_option
 from mmgene.cli.embed import embed_app
-
-
-def write_anndata(adata, out: Path) -> None:
-    """Write ``.h5ad`` or ``.zarr`` atomically (a temp path renamed on success)."""
-    from mmgene.atomic import atomic_path
-
-    with atomic_path(out) as tmp:
-        if out.suffix == ".zarr":
-            adata.write_zarr(tmp)
-        else:
-            adata.write_h5ad(tmp)
+from mmgene.cli.outputs import anndata_target, in_place_option, write_anndata
 
 
 @embed_app.command("geneformer")
 def embed_geneformer(
     file: Path = typer.Argument(..., help="An .h5ad file or .zarr store with raw counts and Ensembl ids."),
-    model: str = typer.Option(..., "--model", "-m", help="Checkpoint folder or hub id owner/repo[/subfolder]."),
+    model: str = typer.Option(..., "--model", "-m", help="Checkpoint folder, or a Hub id hf://owner/repo[/subfolder][@revision]."),
     layer: int = typer.Option(-1, help="Geneformer emb_layer: -1 second-to-last encoder layer (default), 0 last."),
     pooling: str = typer.Option("mean", help="mean (gene tokens) or cls (<cls> token, V2 models only)."),
     batch_size: int = typer.Option(16, help="Cells per forward pass (sorted by length, padded per batch)."),
@@ -34,12 +25,15 @@ def embed_geneformer(
     dictionary_version: Optional[str] = typer.Option(None, help="V1 or V2 (default: from the model's vocabulary)."),
     revision: Optional[str] = typer.Option(None, help="Branch, tag or commit of a hub model."),
     key: str = typer.Option("X_geneformer", help="obsm key to write."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the AnnData (default: FILE, replaced atomically)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the AnnData (.h5ad or .zarr)."),
+    in_place: bool = in_place_option(),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Embed cells with a Geneformer checkpoint into obsm['X_geneformer'] (EmbExtractor semantics)."""
     from mmgene.embed.geneformer import OK_COLUMN, geneformer
     from mmgene.io import read
 
+    target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)
     geneformer(
         adata,
@@ -54,8 +48,7 @@ def embed_geneformer(
         revision=revision,
         key_added=key,
     )
-    target = out or file
-    write_anndata(adata, target)
+    write_anndata(adata, target, file=file, overwrite=overwrite)
     entry = adata.uns["mmgene"][key]
     typer.echo(
         f"wrote obsm[{key!r}] ({adata.n_obs:,} x {entry['hidden_size']}; model {entry['model']}, layer {layer}, "

@@ -7,18 +7,9 @@ from typing import Optional
 
 import typer
 
+from mmgene.cli.app import overwrite_option
 from mmgene.cli.embed import embed_app
-
-
-def _write(adata, out: Path) -> None:
-    """Write ``.h5ad`` or ``.zarr`` atomically."""
-    from mmgene.atomic import atomic_path
-
-    with atomic_path(out) as tmp:
-        if out.suffix == ".zarr":
-            adata.write_zarr(tmp)
-        else:
-            adata.write_h5ad(tmp)
+from mmgene.cli.outputs import anndata_target, in_place_option, write_anndata
 
 
 def _summary(adata, key: str, target: Path) -> str:
@@ -36,34 +27,38 @@ def genept_w_command(
     key: str = typer.Option("X_genept_w", help="obsm key to write."),
     on_empty: str = typer.Option("nan", help="Cells without a matched gene: nan, zero or raise."),
     chunk_size: int = typer.Option(2048, help="Cells per chunk."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the AnnData (default: FILE, replaced atomically)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the AnnData (.h5ad or .zarr)."),
+    in_place: bool = in_place_option(),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """GenePT-w: expression-weighted average of gene vectors per cell into obsm['X_genept_w']."""
     from mmgene.embed.genept import genept_w
     from mmgene.io import read
 
+    target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)
     genept_w(adata, gene_vectors, encoder=encoder, key=key, on_empty=on_empty, chunk_size=chunk_size)  # type: ignore[arg-type]
-    target = out or file
-    _write(adata, target)
+    write_anndata(adata, target, file=file, overwrite=overwrite)
     typer.echo(_summary(adata, key, target))
 
 
 @embed_app.command("genept-s")
 def genept_s_command(
     file: Path = typer.Argument(..., help="An .h5ad file or .zarr store (raw counts, or log1p data)."),
-    encoder: str = typer.Option("minilm", help="minilm (offline), a hub id, a model folder, or openai:<model>."),
+    encoder: str = typer.Option("minilm", help="minilm (offline), a model folder, hf://owner/name[@revision], or openai:<model>."),
     top_k: int = typer.Option(100, help="Genes per sentence (0: all expressed genes)."),
     key: str = typer.Option("X_genept_s", help="obsm key to write."),
     on_empty: str = typer.Option("nan", help="Cells without an expressed gene: nan, zero or raise."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the AnnData (default: FILE, replaced atomically)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the AnnData (.h5ad or .zarr)."),
+    in_place: bool = in_place_option(),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """GenePT-s: embed each cell's ranked-gene sentence into obsm['X_genept_s']."""
     from mmgene.embed.genept import genept_s
     from mmgene.io import read
 
+    target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)
     genept_s(adata, encoder, top_k=top_k or None, key=key, on_empty=on_empty)  # type: ignore[arg-type]
-    target = out or file
-    _write(adata, target)
+    write_anndata(adata, target, file=file, overwrite=overwrite)
     typer.echo(_summary(adata, key, target))

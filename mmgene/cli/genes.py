@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mmgene.cli.app import app
+from mmgene.cli.app import app, overwrite_option
 
 genes_app = typer.Typer(help="Gene text (NCBI, offline table, file) and GenePT gene vectors.", no_args_is_help=True)
 app.add_typer(genes_app, name="genes")
@@ -46,13 +46,15 @@ def fetch(
     rate: Optional[float] = typer.Option(None, help="Requests per second (default 3, or 10 with an API key)."),
     retries: int = typer.Option(5, help="Retries per request (429/5xx/timeouts)."),
     timeout: float = typer.Option(60.0, help="Read timeout per request, seconds."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Fetch gene text into a JSON file; NCBI answers are cached, so reruns make no request."""
     import json
 
-    from mmgene.atomic import atomic_path
+    from mmgene.atomic import atomic_path, check_output
     from mmgene.genes.text_sources import gene_text_source
 
+    check_output(out, overwrite=overwrite, inputs=[p for p in (genes_from, cache) if p is not None])
     wanted = _symbols(symbols or [], genes_from)
     kwargs = {}
     if source == "ncbi":
@@ -62,7 +64,7 @@ def fetch(
         )
     src = gene_text_source(source, **kwargs)
     texts = src.texts(wanted)
-    with atomic_path(out) as tmp:
+    with atomic_path(out, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(texts, indent=1, sort_keys=True, ensure_ascii=False), encoding="utf-8")
     asked = f" of {len(set(s.upper() for s in wanted))} asked" if wanted else ""
     made = f"; {src.client.requests_made} requests" if hasattr(src, "client") else ""
@@ -73,15 +75,19 @@ def fetch(
 def embed(
     texts: str = typer.Argument("offline", help="A JSON/TSV gene text file, or 'offline' for goatools' NCBI table."),
     out: Path = typer.Option(..., "--out", "-o", help="Gene vectors file: .parquet or .safetensors."),
-    encoder: str = typer.Option("minilm", help="minilm (offline), a hub id, a model folder, or openai:<model>."),
+    encoder: str = typer.Option("minilm", help="minilm (offline), a model folder, hf://owner/name[@revision], or openai:<model>."),
     genes_from: Optional[Path] = typer.Option(None, "--genes-from", help="Only these genes: an .h5ad/.zarr or a text file."),
     dimensions: Optional[int] = typer.Option(None, help="OpenAI text-embedding-3 output dimensions."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible API root (default $OPENAI_BASE_URL)."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Embed gene text with a text encoder into a GenePT gene vectors table."""
+    from mmgene.atomic import check_output
     from mmgene.embed.text import text_encoder
     from mmgene.genes.text_sources import gene_text_source
     from mmgene.genes.vectors import GeneVectors
+
+    check_output(out, overwrite=overwrite, inputs=[p for p in (Path(texts), genes_from) if p is not None])
 
     src = gene_text_source(texts)
     kwargs = {}
@@ -89,5 +95,5 @@ def embed(
         kwargs = {"dimensions": dimensions, "base_url": base_url}
     enc = text_encoder(encoder, **kwargs)
     vectors = GeneVectors.from_texts(src.texts(_symbols([], genes_from)), enc, source=src)
-    vectors.save(out)
+    vectors.save(out, overwrite=overwrite)
     typer.echo(f"wrote {len(vectors):,} gene vectors ({vectors.dim} dims, {enc.name}, text {src.name}) to {out}")

@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from mmgene.cli.app import app
+from mmgene.cli.app import app, overwrite_option
+from mmgene.cli.outputs import anndata_target, in_place_option, write_anndata
 
 index_app = typer.Typer(help="Build and inspect FAISS indexes over cell embeddings.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -20,7 +21,7 @@ def index_build(
     embedding: str = typer.Option(..., "--embedding", "-e", help="obsm key of the vectors, e.g. X_genept_s."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write (index.faiss, cells.parquet, meta.json)."),
     obs: Optional[list[str]] = typer.Option(None, "--obs", help="obs column to keep beside the cell ids (repeat; default: all)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Joint space of the vectors, used by text queries: an aligned model folder, genept-s or genept-w."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Joint space of the vectors, used by text queries: an aligned model folder, hf://owner/name, genept-s or genept-w."),
     kind: str = typer.Option("auto", help="auto, flat (exact), ivf, ivfpq or hnsw."),
     nlist: Optional[int] = typer.Option(None, help="Inverted lists (ivf, ivfpq); default ~2*sqrt(cells)."),
     nprobe: Optional[int] = typer.Option(None, help="Lists searched per query (ivf, ivfpq); default calibrated."),
@@ -30,17 +31,20 @@ def index_build(
     target_recall: float = typer.Option(0.95, help="Recall@10 the calibration of nprobe / ef-search aims for."),
     seed: int = typer.Option(0, help="Seed for training samples and calibration queries."),
     skip_missing: bool = typer.Option(False, "--skip-missing", help="Leave out cells without an embedding (NaN or all-zero rows) instead of stopping."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Build a FAISS index over obsm[EMBEDDING] of FILE and write it to OUT."""
+    from mmgene.atomic import check_output
     from mmgene.index import CellIndex
     from mmgene.io import read
 
+    check_output(out, overwrite=overwrite, inputs=[file])
     adata = read(file, backed=True, expression_needed=False)  # only obs and obsm are used
     index = CellIndex.build(
         adata, embedding, obs_columns=obs, model=model, kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m,
         M=hnsw_m, ef_search=ef_search, target_recall=target_recall, seed=seed, skip_missing=skip_missing,
     )
-    index.save(out)
+    index.save(out, overwrite=overwrite)
     typer.echo(_describe(index, out))
 
 
@@ -108,9 +112,11 @@ def query(
 def annotate(
     file: Path = typer.Argument(..., help="An .h5ad file (comes first; labels follow --labels)."),
     more_labels: Optional[list[str]] = typer.Argument(None, hidden=True),
-    model: str = typer.Option(..., "--model", "-m", help="Joint space: an aligned model folder, genept-s or genept-w."),
+    model: str = typer.Option(..., "--model", "-m", help="Joint space: an aligned model folder, hf://owner/name, genept-s or genept-w."),
     labels: list[str] = typer.Option(..., "--labels", "-l", help="Label names: --labels \"B cell\" \"NK cell\" ..."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the annotated .h5ad (default: FILE, replaced)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the annotated .h5ad."),
+    in_place: bool = in_place_option(),
+    overwrite: bool = overwrite_option(),
     prompt: Optional[list[str]] = typer.Option(None, "--prompt", help="Prompt template with {label} (repeat; default: mmgene's ensemble of names, Cell Ontology names and marker genes)."),
     markers: bool = typer.Option(True, "--markers/--no-markers", help="Name canonical marker genes of common blood cell types in the default prompts."),
     temperature: float = typer.Option(1.0, help="Softmax temperature over standardised similarities."),
@@ -123,18 +129,16 @@ def annotate(
     key: str = typer.Option("mmgene", help="Writes obs['<key>_label'] and obs['<key>_score']."),
 ) -> None:
     """Zero-shot labels for every cell of FILE, with 'unknown' when no label is clearly best."""
-    from mmgene.atomic import atomic_path
     from mmgene.io import read
     from mmgene.query.labelling import annotate as run
 
+    target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)
     all_labels = [*labels, *(more_labels or [])]
     ref = (read(reference), reference_column) if reference is not None else None
     run(adata, all_labels, model, prompts=prompt or None, markers=markers, temperature=temperature, min_prob=min_prob, min_z=min_z,
         refine=refine, reference=ref, alpha=alpha, key_added=key)
-    target = out or file
-    with atomic_path(target) as tmp:
-        adata.write_h5ad(tmp)
+    write_anndata(adata, target, file=file, overwrite=overwrite)
     counts = adata.obs[f"{key}_label"].value_counts()
     typer.echo(f"wrote obs['{key}_label'], obs['{key}_score'] to {target}")
     typer.echo(counts.to_string())
@@ -150,22 +154,22 @@ def transfer(
     min_confidence: float = typer.Option(0.0, help="Below this share of the vote the cell is 'unknown'."),
     novelty_alpha: Optional[float] = typer.Option(None, help="Call cells 'unknown' when they lie farther from the reference than all but this share of reference cells."),
     key: Optional[str] = typer.Option(None, help="obs column to write (default: the label column + '_transferred')."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the .h5ad (default: FILE, replaced)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the .h5ad."),
+    in_place: bool = in_place_option(),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """kNN label transfer from a reference index to the cells of FILE, with a confidence per cell."""
-    from mmgene.atomic import atomic_path
     from mmgene.index import CellIndex
     from mmgene.io import read
     from mmgene.query import transfer_labels
 
+    target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)
     key = key or f"{label_column}_transferred"
     table = transfer_labels(
         CellIndex.load(index_dir), adata, label_column, k=k, weighting=weighting, min_confidence=min_confidence,
         novelty_alpha=novelty_alpha, key_added=key,
     )
-    target = out or file
-    with atomic_path(target) as tmp:
-        adata.write_h5ad(tmp)
+    write_anndata(adata, target, file=file, overwrite=overwrite)
     typer.echo(f"wrote obs['{key}'], obs['{key}_confidence'] to {target} (mean confidence {table['confidence'].mean():.3f})")
     typer.echo(table["label"].value_counts().to_string())

@@ -24,7 +24,10 @@ def info(
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
-    labels = ", ".join(f"{k} ({v})" for k, v in summary["label_columns"].items()) or "none"
+    unlabelled = summary.get("unlabelled_cells", {})
+    labels = ", ".join(
+        f"{k} ({v}" + (f"; {unlabelled[k]:,} cells unlabelled" if k in unlabelled else "") + ")" for k, v in summary["label_columns"].items()
+    ) or "none"
     obsm = ", ".join(f"{k} {v}" for k, v in summary["obsm"].items()) or "none"
     lines = [
         f"file:           {summary['file']}",

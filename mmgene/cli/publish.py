@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmgene.cli.app import app
+from mmgene.cli.app import app, overwrite_option
 
 
 @app.command("publish")
@@ -36,6 +36,7 @@ def publish_command(
     public: bool = typer.Option(False, "--public", help="Make the repository public (default: private)."),
     license: str = typer.Option("cc-by-4.0", "--license", help="License id for the card."),
     backed: bool = typer.Option(False, "--backed", help="Stream the .h5ad matrix from disk instead of loading it."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Publish an AnnData as a Hugging Face dataset with a card and AnnData share links.
 
@@ -57,7 +58,7 @@ def publish_command(
     if share == "nextcloud" and chunk_limit is not None:
         options["chunk_limit"] = chunk_limit
     result = publish(
-        file, repo_id, layout=layout, share=share, share_options=options, out=out, dry_run=dry_run,
+        file, repo_id, layout=layout, share=share, share_options=options, out=out, overwrite=overwrite, dry_run=dry_run,
         private=not public, chunk_size=chunk_size, chunk_format=chunk_format, top_k=top_k, label_key=label_key,
         caption_key=caption_key, caption_template=caption_template, split_by=split_by, n_negatives=negatives,
         n_cell_negatives=cell_negatives, seed=seed, license=license, backed=backed,

@@ -98,9 +98,11 @@ def geneformer(
     adata
         Cells with raw counts and Ensembl ids (``var['ensembl_id']``, filled by :func:`mmgene.io.read`).
     model
-        A checkpoint folder (``BertForMaskedLM``/``BertModel``, ``config.json`` + weights) or a hub id
-        ``owner/repo[/subfolder]``, e.g. ``'ctheodoris/Geneformer/gf-6L-30M-i2048'``; downloaded once
-        into the Hugging Face cache. Remote code is never run.
+        A checkpoint folder (``BertForMaskedLM``/``BertModel``, ``config.json`` + weights), which must
+        exist, or an explicit hub id ``hf://owner/repo[/subfolder][@revision]``, e.g.
+        ``'hf://ctheodoris/Geneformer/gf-6L-30M-i2048'``; downloaded once into the Hugging Face cache. A
+        missing folder is an error, never a Hub lookup. Remote code is never run (a ``config.json`` with
+        ``auto_map`` or a non-BERT ``model_type`` is refused).
     layer
         Geneformer's ``emb_layer``: ``-1`` (default) pools ``hidden_states[L-1]``, the output of the
         second-to-last of the model's ``L`` encoder layers; ``0`` the last layer; ``-L`` the embedding output.
@@ -120,7 +122,8 @@ def geneformer(
         ``'V1'`` or ``'V2'``; ``None`` takes it from the dictionaries given, else from the model's
         vocabulary size (25,426 = V1, 20,275 = V2).
     revision
-        Branch, tag or commit of a hub model (default ``main``); recorded as the resolved commit.
+        Branch, tag or commit of a hub model (default ``main``, or the id's ``@revision``); recorded as
+        the resolved commit.
     key_added
         ``obsm`` key to write.
     copy

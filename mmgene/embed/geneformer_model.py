@@ -2,7 +2,10 @@
 
 Geneformer checkpoints are ``BertForMaskedLM`` (pretrained) or ``BertFor...Classification``
 (fine-tuned) folders. Embeddings only need the BERT encoder, so the weights are loaded into a
-``BertModel`` without pooler; the masked-LM head, if any, is ignored. Remote code is never run.
+``BertModel`` without pooler; the masked-LM head, if any, is ignored. Remote code is never run: a
+``config.json`` with ``auto_map`` or a ``model_type`` other than ``bert`` is refused, and loading
+uses ``trust_remote_code=False``. A Hub checkpoint is named explicitly (``hf://owner/repo[/subfolder]``);
+a local path that does not exist is an error, never a Hub lookup.
 
 Layers above the one whose output is pooled are dropped after loading: the output of encoder layer
 ``k`` does not depend on the layers after it (BERT has no final norm), so this gives the same
@@ -19,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmgene.errors import ModelError, ParameterError, RemoteError
+from mmgene.errors import ModelError, ParameterError
 
 #: vocabulary sizes of the published dictionaries, used to guess the version when none is given.
 KNOWN_VOCAB_SIZES = {25_426: "V1", 20_275: "V2"}
+#: how a Hub checkpoint is written (the example in error messages).
+HUB_EXAMPLE = "hf://ctheodoris/Geneformer/gf-6L-30M-i2048"
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(/[\w.-]+)*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -36,7 +40,7 @@ class GeneformerModel:
     module: Any
     """``transformers.BertModel`` in eval mode, truncated after the pooled layer."""
     name: str
-    """What the user asked for: a folder path or a hub id (``owner/repo[/subfolder]``)."""
+    """What the user asked for: a folder path or a hub id (``hf://owner/repo[/subfolder][@revision]``)."""
     source: str
     """``'local'`` or ``'hub'``."""
     revision: str
@@ -107,81 +111,50 @@ def _has_weights(folder: Path) -> bool:
 def resolve(spec: str | Path, revision: str | None = None) -> tuple[Path, str]:
     """Find the checkpoint folder for ``spec``: ``(folder, source)`` with source ``local`` or ``hub``.
 
-    A path that exists is used as is. Otherwise ``spec`` must be a hub id ``owner/repo`` or
-    ``owner/repo/sub/folder`` (Geneformer's repo keeps several models in subfolders); only the
-    config and the weights of that folder are downloaded, into the Hugging Face cache, so a second
-    call (or ``HF_HUB_OFFLINE=1``) reads them from disk.
+    ``hf://owner/repo`` or ``hf://owner/repo/sub/folder`` (Geneformer's repo keeps several models in
+    subfolders), optionally ``@revision``, is a Hub checkpoint: only the config and the weights of that
+    folder are downloaded, into the Hugging Face cache, so a second call (or ``HF_HUB_OFFLINE=1``) reads
+    them from disk. Anything else is a local folder, which must exist: it is never looked up on the Hub.
     """
-    path = Path(spec).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ModelError(
-                f"{str(spec)!r} is a file, not a checkpoint folder",
-                f"argument model={str(spec)!r}",
-                "pass the folder that holds config.json and the weights (model.safetensors or pytorch_model.bin)",
-            )
+    from mmgene.model_files import local_model_folder, parse_hub_id
+
+    ref = parse_hub_id(spec, subfolders=True)
+    if ref is None:
         if revision:
             raise ParameterError(
                 f"revision={revision!r} only applies to hub ids, but {str(spec)!r} is a local folder",
                 "argument revision",
-                "drop revision, or pass a hub id",
+                f"drop revision, or pass a hub id such as {HUB_EXAMPLE!r}",
             )
-        return path.resolve(), "local"
-    spec = str(spec)
-    if not _HUB_ID.match(spec):
-        raise ModelError(
-            f"no folder {spec!r} exists and it is not a hub id",
-            f"argument model={spec!r}",
-            "pass a checkpoint folder, or a hub id such as 'ctheodoris/Geneformer/gf-6L-30M-i2048'",
+        return local_model_folder(spec, example=HUB_EXAMPLE), "local"
+    if revision and ref.revision and revision != ref.revision:
+        raise ParameterError(
+            f"two revisions given: {ref.revision!r} in the id and revision={revision!r}",
+            "arguments model and revision",
+            "give the revision once",
         )
-    parts = spec.split("/")
-    repo_id, subfolder = "/".join(parts[:2]), "/".join(parts[2:])
-    return _download(repo_id, subfolder, revision), "hub"
+    return _download(ref.repo_id, ref.subfolder, revision or ref.revision), "hub"
 
 
 def _download(repo_id: str, subfolder: str, revision: str | None) -> Path:
     """snapshot_download the config and weights of one folder of a hub repo (safetensors first)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from mmgene.model_files import HubModel, download
 
-    prefix = f"{subfolder}/" if subfolder else ""
-    where = f"hub repo {repo_id!r}" + (f", folder {subfolder!r}" if subfolder else "") + f", revision {revision or 'main'!r}"
+    ref = HubModel(repo_id, subfolder, revision)
     rounds = (
         ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"],
         ["config.json", "pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin"],
     )
-    try:
-        for patterns in rounds:
-            root = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[prefix + p for p in patterns]))
-            folder = root / subfolder if subfolder else root
-            if _has_weights(folder):
-                return folder
-    except (RepositoryNotFoundError, GatedRepoError) as exc:
-        raise ModelError(
-            f"the hub repo {repo_id!r} does not exist or needs access ({type(exc).__name__})",
-            where,
-            "check the id, or log in with `hf auth login` if the repo is gated",
-        ) from exc
-    except RevisionNotFoundError as exc:
-        raise ModelError(f"revision {revision!r} does not exist", where, "pass an existing branch, tag or commit") from exc
-    except LocalEntryNotFoundError as exc:
-        raise RemoteError(
-            "the checkpoint is not in the local cache and the hub cannot be reached (offline, or no network)",
-            where,
-            "connect once to download it, unset HF_HUB_OFFLINE, or pass a local checkpoint folder",
-        ) from exc
-    except HfHubHTTPError as exc:
-        raise RemoteError(f"the hub answered {exc}", where, "try again later, or pass a local checkpoint folder") from exc
+    prefix = f"{subfolder}/" if subfolder else ""
+    for patterns in rounds:
+        folder = download(ref, allow_patterns=[prefix + p for p in patterns])
+        if _has_weights(folder):
+            return folder
+    where = f"hub repo {repo_id!r}" + (f", folder {subfolder!r}" if subfolder else "") + f", revision {revision or 'main'!r}"
     raise ModelError(
         "no weights (model.safetensors or pytorch_model.bin) in this folder of the repo",
         where,
-        "pass the subfolder that holds the model, e.g. 'ctheodoris/Geneformer/gf-6L-30M-i2048'",
+        f"pass the subfolder that holds the model, e.g. {HUB_EXAMPLE!r}",
     )
 
 
@@ -194,22 +167,31 @@ def _commit_of(folder: Path) -> str:
 
 
 def load_config(folder: Path, where: str) -> Any:
-    """Read and check ``config.json``: a BERT encoder (Geneformer's architecture), no remote code."""
+    """Read and check ``config.json``: a BERT encoder (Geneformer's architecture), no remote code.
+
+    A config file with ``auto_map`` (code shipped with the checkpoint) is refused before transformers
+    reads it; so is a ``model_type`` other than ``bert``.
+    """
     from transformers import BertConfig
+
+    from mmgene.model_files import check_no_auto_map, read_json
 
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise ModelError("the checkpoint folder has no config.json", where, "pass a folder saved with save_pretrained")
+    check_no_auto_map(folder, recursive=False)
+    raw = read_json(config_file)
+    model_type = raw.get("model_type", "bert") if isinstance(raw, dict) else None
+    if model_type != "bert":
+        raise ModelError(
+            f"the checkpoint is a {model_type!r} model, not BERT (Geneformer's architecture)",
+            where,
+            "pass a Geneformer checkpoint (BertForMaskedLM or BertModel)",
+        )
     try:
         config = BertConfig.from_json_file(str(config_file))
     except (OSError, ValueError) as exc:
         raise ModelError(f"config.json cannot be read ({exc})", where, "pass a valid transformers checkpoint") from exc
-    if getattr(config, "model_type", "bert") != "bert":
-        raise ModelError(
-            f"the checkpoint is a {config.model_type!r} model, not BERT (Geneformer's architecture)",
-            where,
-            "pass a Geneformer checkpoint (BertForMaskedLM or BertModel)",
-        )
     if not _has_weights(folder):
         raise ModelError(
             "the checkpoint folder has no weights (model.safetensors or pytorch_model.bin)",
@@ -230,7 +212,9 @@ def load_model(spec: str | Path, *, layer: int = -1, revision: str | None = None
 
     try:
         with _quiet_transformers():
-            module = BertModel.from_pretrained(str(folder), add_pooling_layer=False, trust_remote_code=False)
+            module = BertModel.from_pretrained(
+                str(folder), add_pooling_layer=False, trust_remote_code=False, local_files_only=True
+            )
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(f"the weights cannot be loaded ({exc})", where, "pass a complete Geneformer checkpoint") from exc
     module.eval()

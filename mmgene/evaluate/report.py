@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.io import obs_column
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
 
@@ -43,6 +42,27 @@ def genept_s_zero_shot(
     res = zero_shot(np.asarray(work.obsm["X_genept_s"]), labels, enc.encode, classes=classes, prompts=prompts, standardize=standardize, refine=refine)
     res["encoder"] = enc.name
     return res
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain JSON data: numpy scalars and arrays as Python ones, NaN and infinities as
+    ``None`` (JSON has no NaN; a bare ``NaN`` token breaks strict parsers), paths as text."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def report_json(report: dict[str, Any]) -> str:
+    """A report as strict JSON text: undefined metrics (NaN) become ``null``, never a bare ``NaN``."""
+    return json.dumps(_plain(report), indent=2, allow_nan=False)
 
 
 def _fmt(x: Any) -> str:
@@ -90,12 +110,20 @@ def markdown_report(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report_files(out: str | os.PathLike[str]) -> list[Path]:
+    """``<out>.json`` and ``<out>.md`` (``out`` may end in either suffix)."""
+    stem = Path(out)
+    stem = stem.with_suffix("") if stem.suffix in (".json", ".md") else stem
+    return [stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")]
+
+
 def evaluate(
     model: Any,
     adata: Any,
     label_col: str,
     *,
     out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     baseline: bool = True,
     baseline_encoder: Any = "minilm",
     marker_baseline: bool = True,
@@ -110,25 +138,28 @@ def evaluate(
     """Evaluate ``model`` (an :class:`~mmgene.align.AlignedModel` or a model folder) on ``adata``.
 
     Writes ``<out>.json`` and ``<out>.md`` when ``out`` is given (a path without suffix, or ending in
-    ``.json``). Returns the report dict (``zero_shot``, ``retrieval``, ``clustering``, ``baseline``: GenePT-s,
+    ``.json``; existing files are replaced only with ``overwrite=True``). Returns the report dict (``zero_shot``, ``retrieval``, ``clustering``, ``baseline``: GenePT-s,
     ``marker_baseline``: textbook marker genes, see :func:`mmgene.evaluate.marker_zero_shot`).
     ``markers`` expands the prompts with marker genes (:mod:`mmgene.evaluate.markers`); ``standardize``
     z-scores each class's scores over the cells before the argmax (:func:`mmgene.evaluate.zero_shot`).
     ``refine`` refines the scores of the model and of both baselines by self-training on the data's
     own principal components (:mod:`mmgene.query.refine`; it uses the cells, never their labels).
     """
-    from mmgene.atomic import atomic_path
+    from mmgene.atomic import atomic_path, check_output
     from mmgene.evaluate.clustering import kmeans_scores
     from mmgene.evaluate.prompts import class_prompts
     from mmgene.evaluate.retrieval import retrieval_metrics
-    from mmgene.evaluate.classify import zero_shot
+    from mmgene.evaluate.classify import labelled_cells, zero_shot
     from mmgene.evaluate.marker_baseline import marker_zero_shot
 
+    files = report_files(out) if out is not None else []
+    for path in files:
+        check_output(path, overwrite=overwrite)
     if isinstance(model, (str, os.PathLike)):
         from mmgene.align import load
 
         model = load(model)
-    labels = obs_column(adata, label_col).astype(str).to_numpy()
+    adata, labels, unlabelled = labelled_cells(adata, label_col, min_classes=classes is None)
     classes = list(classes) if classes is not None else sorted(set(labels.tolist()))
     prompts = class_prompts(classes, ontology=ontology, markers=markers)
     cells = model.encode_cells(adata)
@@ -147,6 +178,7 @@ def evaluate(
         "dataset": dataset_name or str(adata.uns.get("mmgene", {}).get("input", {}).get("file", "AnnData")),
         "n_cells": int(adata.n_obs),
         "label_col": label_col,
+        "unlabelled_cells": unlabelled,
         "model": str(model.meta.get("path", "")),
         "inputs": list(model.inputs),
         "zero_shot": zs,
@@ -155,12 +187,10 @@ def evaluate(
         "baseline": genept_s_zero_shot(adata, labels, classes, prompts, baseline_encoder, standardize, features) if baseline else None,
         "marker_baseline": marker_zero_shot(adata, labels, classes, ontology=ontology, refine=features) if marker_baseline else None,
     }
-    if out is not None:
-        stem = Path(out)
-        stem = stem.with_suffix("") if stem.suffix in (".json", ".md") else stem
-        with atomic_path(stem.with_name(stem.name + ".json")) as tmp:
-            tmp.write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
-        with atomic_path(stem.with_name(stem.name + ".md")) as tmp:
+    if files:
+        with atomic_path(files[0], overwrite=overwrite) as tmp:
+            tmp.write_text(report_json(report), encoding="utf-8")
+        with atomic_path(files[1], overwrite=overwrite) as tmp:
             tmp.write_text(markdown_report(report), encoding="utf-8")
-        report["files"] = [str(stem) + ".json", str(stem) + ".md"]
+        report["files"] = [str(f) for f in files]
     return report

@@ -40,5 +40,5 @@ def default_gene_vectors(encoder: Any = None, genes: Iterable[str] | None = None
     if path.is_file():
         return GeneVectors.load(path)
     vectors = GeneVectors.from_texts(source.texts(wanted), enc, source=source)
-    vectors.save(path)
+    vectors.save(path, overwrite=True)  # mmgene's own cache
     return vectors

@@ -4,9 +4,14 @@ Polite and resumable by construction:
 
 * sends ``tool``/``email`` (and ``api_key`` when given), and spaces requests to 3 per second, or 10 per
   second with a key, as NCBI asks;
-* every request has a connect/read timeout; 429, 5xx, timeouts, dropped connections and truncated or
-  unparsable bodies are retried with exponential backoff, waiting what ``Retry-After`` says when the
-  server says it; other 4xx answers fail at once;
+* every request has a connect/read timeout and a total deadline per attempt (connect and all reads,
+  :mod:`mmgene.hub.deadline`), so a server that trickles bytes cannot hold it; 429, 5xx, timeouts,
+  deadline overruns, dropped connections and truncated or unparsable bodies are retried with
+  exponential backoff, waiting what ``Retry-After`` says when the server says it, and never after the
+  last attempt; other 4xx answers and redirects fail at once;
+* the API key goes only to an https ``base_url`` (or plain http on this machine, for tests and local
+  mirrors), never follows a redirect, and is redacted from every message in any encoding (raw,
+  percent-encoded, base64);
 * answers go to a sqlite cache (one transaction per batch of symbols), so a second run makes no request
   and a run that is killed resumes at the first batch it had not finished.
 
@@ -30,6 +35,7 @@ from typing import Any
 
 from mmgene.errors import ParameterError, RemoteError
 from mmgene.genes.text_sources import GeneRecord, GeneTextSource, normalise_symbols
+from mmgene.hub.credentials import redact, register_secret, require_secure_origin
 from mmgene.progress import progress
 from mmgene.settings import settings
 
@@ -38,6 +44,8 @@ EUTILS = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
 MAX_SUMMARY_BATCH = 200
 SEARCH_BATCH = 100
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+#: seconds one request may take in all (connect and every read); E-utilities answers are small
+DEFAULT_DEADLINE = 60.0
 
 
 class RateLimiter:
@@ -156,7 +164,9 @@ class NCBIClient:
     rate
         Requests per second (default 3, or 10 with a key).
     timeout
-        ``(connect, read)`` seconds per request.
+        ``(connect, read)`` seconds any one connect or read may wait.
+    deadline
+        Seconds one attempt may take in all (default ``$MMGENE_HTTP_DEADLINE`` or 60).
     max_retries, backoff, max_backoff
         A failed request is tried again up to ``max_retries`` times, waiting ``backoff * 2**attempt``
         seconds (at most ``max_backoff``) or what ``Retry-After`` says.
@@ -174,6 +184,7 @@ class NCBIClient:
         organism: str = "human",
         rate: float | None = None,
         timeout: tuple[float, float] | float = (10.0, 60.0),
+        deadline: float | None = None,
         max_retries: int = 5,
         backoff: float = 1.0,
         max_backoff: float = 120.0,
@@ -182,7 +193,7 @@ class NCBIClient:
         summary_batch: int = MAX_SUMMARY_BATCH,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        import requests
+        from mmgene.hub.deadline import deadline_session, resolve_deadline
 
         if not 1 <= summary_batch <= MAX_SUMMARY_BATCH:
             raise ParameterError(
@@ -190,12 +201,18 @@ class NCBIClient:
             )
         if search_batch < 1 or max_retries < 0:
             raise ParameterError(f"search_batch must be >= 1 and max_retries >= 0 (got {search_batch}, {max_retries})", "NCBIClient")
+        if not base_url.lower().startswith(("https://", "http://")):
+            raise ParameterError(f"NCBI base_url must be an http(s):// URL, got {redact(base_url)!r}", "base_url", f"e.g. {EUTILS}")
         self.base_url = base_url.rstrip("/")
         self.tool, self.email = tool, email or os.environ.get("NCBI_EMAIL")
         self.api_key = api_key if api_key is not None else os.environ.get("NCBI_API_KEY")
+        register_secret(self.api_key)
+        if self.api_key:
+            require_secure_origin(self.base_url, "NCBI base_url", "the NCBI API key")
         self.organism = organism
         self.limiter = RateLimiter(rate or (10.0 if self.api_key else 3.0), sleep)
         self.timeout = timeout
+        self.deadline = resolve_deadline(deadline, DEFAULT_DEADLINE)
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
         self.search_batch, self.summary_batch = search_batch, summary_batch
         self._sleep = sleep
@@ -205,7 +222,7 @@ class NCBIClient:
             from mmgene.progress import info
 
             info("mmgene: NCBI asks clients to send an e-mail address with E-utilities requests; pass email= or set NCBI_EMAIL")
-        self.session = requests.Session()
+        self.session = deadline_session()
         self.session.headers["User-Agent"] = f"{tool} (mmgene; https://github.com/mmgene)"
         #: HTTP requests sent by this client (retries included).
         self.requests_made = 0
@@ -219,54 +236,80 @@ class NCBIClient:
             params["api_key"] = self.api_key
         return params
 
+    def _post(self, url: str, params: dict[str, str]) -> tuple[Any, str]:
+        """One POST within the deadline: ``(response, "")``, or ``(None, problem)`` after a network
+        error or a deadline overrun. Redirects are not followed (they would carry the key elsewhere)."""
+        from mmgene.hub.deadline import NETWORK_ERRORS, Attempt
+
+        connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout, self.timeout)
+        with Attempt(self.deadline) as clock:
+            try:
+                resp = self.session.post(url, data=self._params(params), timeout=clock.timeout(connect, read), allow_redirects=False)
+            except NETWORK_ERRORS as exc:
+                if clock.expired:
+                    return None, clock.problem(exc)
+                return None, f"{type(exc).__name__}: {self._redact(str(exc))[:200]}"
+            if clock.expired:  # the body may have been cut short when the deadline passed
+                return None, clock.problem()
+        return resp, ""
+
     def request(self, endpoint: str, params: dict[str, str]) -> dict[str, Any]:
         """POST ``params`` to ``<base_url>/<endpoint>`` and return the parsed JSON, retrying as documented."""
-        import requests
-
         url = f"{self.base_url}/{endpoint}"
         last = ""
         for attempt in range(self.max_retries + 1):
             self.limiter.wait()
             wait = min(self.max_backoff, self.backoff * 2**attempt)
             self.requests_made += 1
-            try:
-                resp = self.session.post(url, data=self._params(params), timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                last = f"{type(exc).__name__}: {self._redact(str(exc))[:200]}"
+            resp, problem = self._post(url, params)
+            if resp is None:
+                last = problem
             else:
                 if resp.status_code in RETRY_STATUS:
                     last = f"HTTP {resp.status_code}"
                     told = retry_after_seconds(resp.headers.get("Retry-After"))
                     if told is not None:
                         wait = min(self.max_backoff, told)
+                elif 300 <= resp.status_code < 400:
+                    raise RemoteError(
+                        f"NCBI E-utilities answered HTTP {resp.status_code} (a redirect, not followed so the API key stays with base_url)",
+                        redact(url),
+                        f"point base_url at the final address{self._location(resp)}",
+                    )
                 elif resp.status_code >= 400:
                     raise RemoteError(
                         f"NCBI E-utilities answered HTTP {resp.status_code}: {self._redact(resp.text)[:300]}",
-                        f"{url}",
+                        redact(url),
                         "check the parameters (tool, email, api_key) and the symbols; see https://www.ncbi.nlm.nih.gov/books/NBK25497/",
                     )
                 else:
                     try:
                         body = resp.json()
                     except ValueError as exc:
-                        last = f"unparsable or truncated JSON ({exc})"
+                        last = f"unparsable or truncated JSON ({self._redact(str(exc))[:200]})"
                     else:
                         error = body.get("error") if isinstance(body, dict) else "not a JSON object"
                         if not error:
                             return body
                         last = f"E-utilities error: {self._redact(str(error))[:200]}"
                         if "rate limit" not in str(error).lower():
-                            raise RemoteError(last, url, "check the request; NCBI refused it")
+                            raise RemoteError(last, redact(url), "check the request; NCBI refused it")
             if attempt < self.max_retries:
                 self._sleep(wait)
-        raise RemoteError(
-            f"NCBI E-utilities failed {self.max_retries + 1} times (last: {last})",
-            url,
-            "try again later; finished batches are cached and will not be fetched again",
-        )
+        fix = "try again later; finished batches are cached and will not be fetched again"
+        if "deadline" in last:
+            fix = (f"the server is too slow or stalls: try again later, or allow more time per request with deadline= "
+                   f"(now {self.deadline:g} s) or MMGENE_HTTP_DEADLINE; finished batches are cached and will not be fetched again")
+        raise RemoteError(f"NCBI E-utilities failed {self.max_retries + 1} times (last: {last})", redact(url), fix)
+
+    @staticmethod
+    def _location(resp: Any) -> str:
+        location = resp.headers.get("Location")
+        return f" ({redact(location)[:200]})" if location else ""
 
     def _redact(self, text: str) -> str:
-        return text.replace(self.api_key, "***") if self.api_key else text
+        """``text`` without the API key (or any other registered secret), raw or encoded."""
+        return redact(text)
 
     # -- E-utilities --------------------------------------------------------------------------------
     def esearch(self, symbols: Sequence[str]) -> list[str]:

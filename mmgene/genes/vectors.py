@@ -88,11 +88,11 @@ class GeneVectors:
         return GeneVectors(self.symbols[rows], self.vectors[rows], dict(self.meta))
 
     # -- files --------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write to ``.parquet`` or ``.safetensors`` (atomically)."""
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write to ``.parquet`` or ``.safetensors`` (atomically; an existing file only with ``overwrite``)."""
         path = Path(path)
         suffix = _suffix(path)
-        with atomic_path(path) as tmp:
+        with atomic_path(path, overwrite=overwrite) as tmp:
             if suffix == ".parquet":
                 import pyarrow as pa
                 import pyarrow.parquet as pq

@@ -16,6 +16,10 @@ Layouts (every row also carries ``sample_idx``, ``chunk``, ``cell_id``, ``share_
     caption), ``negative_1..k`` (different captions) and ``negative_cell_1..m`` (sentences of other
     cells with a different caption, with their ``negative_cell_idx_*``). ``sample_idx`` is the cell index.
 
+A cell with no label (or caption): None, NaN, empty or blank, has ``caption`` None in ``single`` and
+no row in ``pairs``/``multiplets`` (how many is said on stderr); those two layouts need at least two
+distinct captions among the other cells.
+
 ``sample_idx`` is unique across the whole DatasetDict and all chunks; ``chunk`` says which chunk file
 holds the cell. Splits are drawn per group (``split_by``: donor, sample, batch ...), so no group
 appears in two splits; negatives are drawn within the row's own split, so no split sees another's
@@ -30,8 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import DataError, ParameterError
+from mmgene.errors import DataError, LabelError, ParameterError, _preview
 from mmgene.io import obs_column
+from mmgene.io.labels import MIN_CLASSES, label_text, report_dropped
 
 LAYOUTS = ("single", "pairs", "multiplets")
 DEFAULT_SPLITS: dict[str, float] = {"train": 0.8, "validation": 0.1, "test": 0.1}
@@ -113,23 +118,39 @@ def assign_splits(
 
 
 def _captions(adata: Any, label_key: str | None, caption_key: str | None, template: str) -> np.ndarray | None:
+    """One caption per cell (``None`` where the cell has no label or caption: None, NaN, empty or
+    blank), from ``obs[caption_key]`` or from ``obs[label_key]`` through ``template``."""
+    key = caption_key if caption_key is not None else label_key
+    if key is None:
+        return None
+    text = label_text(obs_column(adata, key))
+    has = text != ""
+    out = np.full(len(text), None, dtype=object)
     if caption_key is not None:
-        col = obs_column(adata, caption_key)
-        if col.isna().any():
-            raise DataError(f"{int(col.isna().sum())} cells have no caption", f"obs[{caption_key!r}]", "fill the captions or drop those cells")
-        return col.astype(str).to_numpy(dtype=object)
-    if label_key is not None:
-        col = obs_column(adata, label_key)
-        if col.isna().any():
-            raise DataError(f"{int(col.isna().sum())} cells have no label", f"obs[{label_key!r}]", "fill the labels or drop those cells")
-        labels = col.astype(str)
-        uniq = pd.unique(labels)
-        try:
-            mapping = {u: template.format(label=u) for u in uniq}
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ParameterError(f"bad caption template {template!r} ({exc})", "caption_template", "use {label} as the only placeholder") from exc
-        return labels.map(mapping).to_numpy(dtype=object)
-    return None
+        out[has] = text[has]
+        return out
+    uniq, inverse = np.unique(text[has].astype(str), return_inverse=True)
+    try:
+        captions = np.array([template.format(label=u) for u in uniq], dtype=object)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ParameterError(f"bad caption template {template!r} ({exc})", "caption_template", "use {label} as the only placeholder") from exc
+    out[has] = captions[inverse]
+    return out
+
+
+def _require_two_captions(captions: np.ndarray, n_dropped: int, where: str, layout: str) -> None:
+    """Report the cells dropped for having no caption; fewer than two distinct captions left is a
+    :class:`LabelError` (no negative could be drawn)."""
+    report_dropped(n_dropped, len(captions) + n_dropped, where, f"the {layout!r} layout")
+    distinct = pd.unique(captions)
+    if len(distinct) < MIN_CLASSES:
+        dropped = f" (after dropping {n_dropped:,} cells with no label)" if n_dropped else ""
+        raise LabelError(
+            f"the {layout!r} layout needs at least {MIN_CLASSES} classes, but the cells{dropped} have "
+            + (f"a single caption ({_preview(distinct)})" if len(distinct) else "no caption"),
+            where,
+            "choose a label column with two or more cell types, or use the 'single' layout",
+        )
 
 
 def _metadata(adata: Any, keys: Sequence[str] | None) -> dict[str, Any]:
@@ -226,6 +247,10 @@ def build_dataset(
         raise ParameterError(
             f"the {layout!r} layout needs captions", "label_key / caption_key", "pass label_key (e.g. 'cell_type') or caption_key"
         )
+    captioned = np.ones(n, dtype=bool) if captions is None else pd.notna(captions)
+    if layout != "single":  # a cell without a label has no positive caption: it gets no row
+        where = f"obs[{caption_key if caption_key is not None else label_key!r}]"
+        _require_two_captions(captions[captioned], int((~captioned).sum()), where, layout)
 
     starts = np.array([c.start for c in chunks])
     chunk_of = np.searchsorted(starts, np.arange(n), side="right") - 1
@@ -244,7 +269,7 @@ def build_dataset(
 
     out = {}
     for s_index, split in enumerate(dict.fromkeys(_check_splits(splits))):
-        rows = np.flatnonzero(split_of == split)
+        rows = np.flatnonzero((split_of == split) & (captioned | (layout == "single")))
         rng = np.random.default_rng([seed, s_index])
         common = {"chunk": chunk_of[rows], "cell_id": cell_ids[rows]}
         tail = {"share_link": link_of[chunk_of[rows]], "chunk_sha256": sha_of[chunk_of[rows]]}

@@ -20,13 +20,15 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmgene.errors import ParameterError, RemoteError
 from mmgene.hub.card import render_dataset_card
-from mmgene.hub.chunks import FORMATS, ChunkFile, write_chunks
+from mmgene.atomic import atomic_path, check_output
+from mmgene.hub.chunks import FORMATS, ChunkFile, chunk_name, write_chunks
 from mmgene.hub.credentials import hub_token, redact
 from mmgene.hub.layouts import DEFAULT_SPLITS, LAYOUTS, build_dataset
 from mmgene.hub.share import SHARE_KINDS, ShareBackend, SharedFile, make_share
@@ -143,6 +145,7 @@ def publish(
     share: str | ShareBackend = "hub",
     share_options: Mapping[str, Any] | None = None,
     out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     dry_run: bool = False,
     private: bool = True,
     chunk_size: int = 10_000,
@@ -179,7 +182,8 @@ def publish(
         ``'hub'``, ``'webdav'``, ``'nextcloud'``, ``'http'`` (options go to :func:`~mmgene.hub.share.make_share`)
         or a ready :class:`~mmgene.hub.share.ShareBackend`.
     out
-        Staging folder (kept); with ``dry_run`` the default is ``./<name>-dataset``.
+        Staging folder (kept); with ``dry_run`` the default is ``./<name>-dataset``. It is written
+        atomically, and an existing one is replaced only with ``overwrite`` and only if mmgene wrote it.
     obsm_keys
         Embeddings to include as ``emb_<key>`` columns (default: those made by mmgene, per ``uns['mmgene']``).
     token
@@ -202,20 +206,27 @@ def publish(
         raise ParameterError(f"chunk_size must be at least 1, got {chunk_size}", "chunk_size", "pass a positive number of cells")
     if top_k is not None and top_k < 1:
         raise ParameterError(f"top_k must be at least 1, got {top_k}", "top_k", "pass a positive number of genes")
+    if "{label}" not in caption_template:
+        raise ParameterError(
+            f"the caption template {caption_template!r} has no {{label}} placeholder, so every caption would be the same",
+            "caption_template", "pass e.g. 'A {label} cell.'",
+        )
+    name = repo_id.split("/")[1]
+    if out is None and dry_run:
+        out = Path(f"{name}-dataset")
+    if out is not None:
+        check_output(out, overwrite=overwrite, inputs=[data] if isinstance(data, (str, os.PathLike)) else [])
+    if not dry_run and not hub_token(token):  # also registers the token as a secret before anything can print it
+        raise ParameterError(
+            "no Hugging Face token found", "HF_TOKEN / huggingface_hub login",
+            "export HF_TOKEN=... or run `hf auth login` (or use --dry-run to write everything locally)",
+        )
+    # the share settings are checked even in a dry run; nothing connects until share() is called
+    backend = share if isinstance(share, ShareBackend) else make_share(share, repo_id=repo_id, private=private, **dict(share_options or {}))
+    share_kind = backend.kind
     if hasattr(data, "obs") and not getattr(data, "isbacked", False):
         data = data.copy()  # read() annotates its input; keep the caller's object (and re-runs) unchanged
     adata = mmgene.io.read(data, backed=backed)
-    backend: ShareBackend | None = None
-    if not dry_run:
-        if not hub_token(token):  # also registers the token as a secret before anything can print it
-            raise ParameterError(
-                "no Hugging Face token found", "HF_TOKEN / huggingface_hub login",
-                "export HF_TOKEN=... or run `hf auth login` (or use --dry-run to write everything locally)",
-            )
-        backend = share if isinstance(share, ShareBackend) else make_share(
-            share, repo_id=repo_id, private=private, **dict(share_options or {})
-        )
-    share_kind = share.kind if isinstance(share, ShareBackend) else str(share)
 
     if obsm_keys is None:
         made = adata.uns.get("mmgene", {})
@@ -223,75 +234,81 @@ def publish(
     view = mmgene.io.expression(adata)
     sentences = mmgene.cells.sentences(adata, top_k=top_k, inplace=False)
     lengths = [len(s.split()) if s else 0 for s in sentences]
+    dataset_options = dict(
+        sentences=sentences, label_key=label_key, caption_key=caption_key, caption_template=caption_template,
+        split_by=split_by, splits=splits, n_negatives=n_negatives, n_cell_negatives=n_cell_negatives,
+        obs_keys=obs_keys, obsm_keys=obsm_keys, seed=seed,
+    )
+    _rehearse(adata, layout, chunk_size, chunk_format, dataset_options)
 
-    name = repo_id.split("/")[1]
-    if out is None and dry_run:
-        out = Path(f"{name}-dataset")
-    tmp = None
-    if out is None:
-        tmp = tempfile.TemporaryDirectory(prefix="mmgene-publish-")
-        stage = Path(tmp.name)
-    else:
-        stage = Path(out)
-        stage.mkdir(parents=True, exist_ok=True)
-    try:
-        for stale in (stage / "chunks").glob("chunk-*"):  # a previous run may have made more or other chunks
-            stale.unlink()
+    with ExitStack() as stack:
+        if out is None:
+            stage = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mmgene-publish-")))
+        else:
+            stage = stack.enter_context(atomic_path(out, overwrite=overwrite))
+            stage.mkdir()
+        final = stage if out is None else Path(out).resolve()
         chunks = write_chunks(adata, stage / "chunks", chunk_size=chunk_size, format=chunk_format)
-        if backend is None:
-            shared = [SharedFile(c.name, c.sha256, c.size, _file_uri(Path(c.path)), False) for c in chunks]
+        if dry_run:
+            shared = [SharedFile(c.name, c.sha256, c.size, _file_uri(final / "chunks" / c.name), False) for c in chunks]
         else:
             shared = backend.share(chunks)
-        links = {s.name: s.link for s in shared}
-        dd = build_dataset(
-            adata, layout, sentences=sentences, chunks=chunks, links=links, label_key=label_key, caption_key=caption_key,
-            caption_template=caption_template, split_by=split_by, splits=splits, n_negatives=n_negatives,
-            n_cell_negatives=n_cell_negatives, obs_keys=obs_keys, obsm_keys=obsm_keys, seed=seed,
-        )
-        files = _write_data(dd, stage)
-        manifest = {
-            "repo_id": repo_id, "layout": layout, "share": share_kind, "n_cells": int(adata.n_obs),
-            "n_genes": int(adata.n_vars), "var_sha256": chunks[0].var_sha256,
-            "chunks": [dict(c.to_dict(), link=links[c.name]) for c in chunks],
-        }
-        (stage / "chunks.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        example_split = next(iter(dd))
-        values = _card_values(
-            adata=adata, repo_id=repo_id, layout=layout, dd=dd, chunks=chunks, links=links, share_kind=share_kind,
-            view=view, top_k=top_k, lengths=lengths, split_by=split_by, seed=seed, n_negatives=n_negatives,
-            n_cell_negatives=n_cell_negatives, obsm_keys=obsm_keys, chunk_size=chunk_size, chunk_format=chunk_format,
-            private=private, dry_run=dry_run, license=license, pretty_name=pretty_name or name,
-            description=description, source_name=_source_name(adata, data), source_citation=source_citation,
-            label_key=label_key, caption_key=caption_key, example_split=example_split,
-            versions=package_versions("anndata"),
-        )
-        card = render_dataset_card(
-            values, license=license, n_rows=sum(len(d) for d in dd.values()), pretty_name=pretty_name or name,
-            configs=[{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in dd]}],
-        )
-        card_text = str(card)
-        (stage / "README.md").write_text(card_text)
-        commit_url = None
-        if not dry_run:
-            commit_url = _push(stage, repo_id, private, token, layout)
-            info(f"mmgene: published {repo_id} ({'private' if private else 'public'}): {commit_url}")
-        else:
-            info(f"mmgene: dry run; everything is in {stage}")
-        return PublishResult(
-            repo_id=repo_id, layout=layout, dataset=dd, card=card_text,
-            chunks=manifest["chunks"], shared=shared, out=None if tmp else stage, dry_run=dry_run,
-            commit_url=commit_url, files=["README.md", "chunks.json", *files],
-        )
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+        try:
+            links = {s.name: s.link for s in shared}
+            dd = build_dataset(adata, layout, chunks=chunks, links=links, **dataset_options)
+            files = _write_data(dd, stage)
+            manifest = {
+                "repo_id": repo_id, "layout": layout, "share": share_kind, "n_cells": int(adata.n_obs),
+                "n_genes": int(adata.n_vars), "var_sha256": chunks[0].var_sha256,
+                "chunks": [dict(c.to_dict(), link=links[c.name]) for c in chunks],
+            }
+            (stage / "chunks.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            example_split = next(iter(dd))
+            values = _card_values(
+                adata=adata, repo_id=repo_id, layout=layout, dd=dd, chunks=chunks, links=links, share_kind=share_kind,
+                view=view, top_k=top_k, lengths=lengths, split_by=split_by, seed=seed, n_negatives=n_negatives,
+                n_cell_negatives=n_cell_negatives, obsm_keys=obsm_keys, chunk_size=chunk_size, chunk_format=chunk_format,
+                private=private, dry_run=dry_run, license=license, pretty_name=pretty_name or name,
+                description=description, source_name=_source_name(adata, data), source_citation=source_citation,
+                label_key=label_key, caption_key=caption_key, example_split=example_split,
+                versions=package_versions("anndata"),
+            )
+            card = render_dataset_card(
+                values, license=license, n_rows=sum(len(d) for d in dd.values()), pretty_name=pretty_name or name,
+                configs=[{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in dd]}],
+            )
+            card_text = str(card)
+            (stage / "README.md").write_text(card_text)
+            commit_url = None
+            if not dry_run:
+                commit_url = _push(stage, repo_id, private, token, layout)
+                info(f"mmgene: published {repo_id} ({'private' if private else 'public'}): {commit_url}")
+            else:
+                info(f"mmgene: dry run; everything is in {final}")
+        except BaseException:
+            if not dry_run:  # a failed run leaves no new chunk file on the share
+                backend.withdraw([s.name for s in shared if s.uploaded])
+            raise
+    return PublishResult(
+        repo_id=repo_id, layout=layout, dataset=dd, card=card_text,
+        chunks=manifest["chunks"], shared=shared, out=None if out is None else final, dry_run=dry_run,
+        commit_url=commit_url, files=["README.md", "chunks.json", *files],
+    )
+
+
+def _rehearse(adata: Any, layout: str, chunk_size: int, chunk_format: str, options: Mapping[str, Any]) -> None:
+    """Build the dataset once with stand-in chunk files, so every layout argument is checked before
+    anything is written or uploaded."""
+    stand_ins = [
+        ChunkFile(i, chunk_name(i, chunk_format), Path(), start, min(start + chunk_size, adata.n_obs), "", 0, chunk_format, "")
+        for i, start in enumerate(range(0, adata.n_obs, chunk_size))
+    ]
+    build_dataset(adata, layout, chunks=stand_ins, links={c.name: "" for c in stand_ins}, **options)
 
 
 def _write_data(dd: Any, stage: Path) -> list[str]:
     data_dir = stage / "data"
     data_dir.mkdir(exist_ok=True)
-    for old in data_dir.glob("*.parquet"):
-        old.unlink()
     import datasets
 
     if not progress_enabled():
@@ -328,6 +345,7 @@ def _card_values(*, adata, repo_id, layout, dd, chunks: list[ChunkFile], links, 
     import numpy as np
 
     from mmgene.io import obs_column
+    from mmgene.io.labels import label_text
 
     split_table = []
     for split, ds in dd.items():
@@ -354,7 +372,7 @@ def _card_values(*, adata, repo_id, layout, dd, chunks: list[ChunkFile], links, 
         caption_origin = f"captions from the labels in `obs['{label_key}']`"
     else:
         caption_origin = "no captions"
-    n_labels = len(obs_column(adata, label_key).unique()) if label_key else 0
+    n_labels = len(set(label_text(obs_column(adata, label_key))) - {""}) if label_key else 0
     if description is None:
         description = (
             f"{adata.n_obs} cells of {source_name} as cell sentences with {caption_origin}"
@@ -371,7 +389,8 @@ def _card_values(*, adata, repo_id, layout, dd, chunks: list[ChunkFile], links, 
     else:
         intro = "The AnnData files carry no per-cell embeddings. " + how
     if dry_run:
-        access = "This card comes from a dry run: links are `file://` paths on the machine that ran it."
+        access = ("This card comes from a dry run: links are `file://` paths on the machine that ran it; there, "
+                  "`mmgene.hub.fetch_anndata(row, allow_file=True)` reads them (local files are never read otherwise).")
     elif private:
         access = ("The dataset is private: `load_dataset` and `fetch_anndata` read the token from `HF_TOKEN` or "
                   "`hf auth login` (it is sent to the Hub only, never put in a link).")

@@ -11,7 +11,12 @@ Every backend skips files already present with the same sha256 (the Hub from its
 WebDAV and HTTP folders from a ``<file>.sha256`` sidecar written after the file), so an interrupted
 share resumes where it stopped; Nextcloud chunked uploads also keep chunks already sent. Passwords
 and tokens come from the environment (:mod:`mmgene.hub.credentials`) and never appear in links or
-messages.
+messages (raw, percent-encoded or base64).
+
+The WebDAV/Nextcloud password is sent only to the share URL's own origin (scheme, host and port), and
+only over https or to a server on this machine (see :func:`mmgene.hub.credentials.may_receive_secret`).
+Every request has a total deadline per attempt (:mod:`mmgene.hub.deadline`): ``deadline`` seconds,
+plus one second per ``UPLOAD_FLOOR`` bytes it uploads; retries wait only between attempts.
 """
 
 from __future__ import annotations
@@ -29,11 +34,24 @@ from urllib.parse import quote, unquote
 
 from mmgene.errors import ParameterError, RemoteError
 from mmgene.hub.chunks import ChunkFile, sha256_file
-from mmgene.hub.credentials import clean_url, hub_token, redact, share_credentials
+from mmgene.hub.credentials import (
+    clean_url,
+    hub_token,
+    may_receive_secret,
+    redact,
+    require_secure_origin,
+    share_credentials,
+)
+from mmgene.hub.download import is_plain_name
 from mmgene.progress import info, progress
 
 SHARE_KINDS = ("hub", "webdav", "nextcloud", "http")
 GB = 1024**3
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+#: seconds one WebDAV/Nextcloud request may take in all (connect, upload, answer), before upload time
+DEFAULT_DEADLINE = 600.0
+#: the slowest upload rate (bytes/s) the deadline allows for: an upload of n bytes gets n / UPLOAD_FLOOR more seconds
+UPLOAD_FLOOR = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,21 +68,52 @@ class SharedFile:
         return asdict(self)
 
 
+def check_name(name: str, where: str) -> str:
+    """``name`` if it is one plain file name; a name with ``..``, ``/``, ``\\`` or ``:`` could land
+    outside the share's folder, so it is refused."""
+    if not is_plain_name(name):
+        raise ParameterError(f"refusing to share a file named {name!r}: the name could leave the share folder", where,
+                             "give chunk files plain names (no '..', '/', '\\', ':' or control characters)")
+    return name
+
+
 class ShareBackend(ABC):
     """Upload files once (same name and sha256 are skipped) and give each a link anyone can download."""
 
     kind: str = ""
 
     def share(self, files: Sequence[ChunkFile]) -> list[SharedFile]:
-        """Upload what is missing and return one :class:`SharedFile` per file, in order."""
-        out = []
-        for f in progress(files, total=len(files), desc=f"share ({self.kind})", unit="file"):
-            present = self.has(f.name, f.sha256, f.size)
-            if not present:
-                self.put(Path(f.path), f.name, f.sha256, f.size)
-            info(f"mmgene: {f.name} {'already shared' if present else 'uploaded'} ({self.kind})")
-            out.append(SharedFile(f.name, f.sha256, f.size, self.link(f.name), not present))
+        """Upload what is missing and return one :class:`SharedFile` per file, in order.
+
+        When an upload fails, the files this call already uploaded are withdrawn before the error
+        is raised, so a failed run leaves nothing new on the share.
+        """
+        for f in files:
+            check_name(f.name, f"{self.kind} share")
+        out: list[SharedFile] = []
+        try:
+            for f in progress(files, total=len(files), desc=f"share ({self.kind})", unit="file"):
+                present = self.has(f.name, f.sha256, f.size)
+                if not present:
+                    self.put(Path(f.path), f.name, f.sha256, f.size)
+                info(f"mmgene: {f.name} {'already shared' if present else 'uploaded'} ({self.kind})")
+                out.append(SharedFile(f.name, f.sha256, f.size, self.link(f.name), not present))
+        except BaseException:
+            self.withdraw([s.name for s in out if s.uploaded])
+            raise
         return out
+
+    def withdraw(self, names: Sequence[str]) -> None:
+        """Remove files this run uploaded, after a failure; a file that cannot be removed is reported."""
+        for name in names:
+            try:
+                self.remove(name)
+            except Exception as exc:  # noqa: BLE001 - keep the original error; say what is left behind
+                info(f"mmgene: could not remove {name} from the {self.kind} share: {redact(exc)}")
+
+    @abstractmethod
+    def remove(self, name: str) -> None:
+        """Delete one shared file (and its checksum sidecar, where there is one)."""
 
     @abstractmethod
     def has(self, name: str, sha256: str, size: int) -> bool:
@@ -137,8 +186,25 @@ class HubShare(ShareBackend):
         except HfHubHTTPError as exc:
             raise RemoteError(f"upload to the Hub failed: {redact(exc)}", self.repo_id, "check HF_TOKEN (write access) and the repo id") from None
 
+    def remove(self, name: str) -> None:
+        self.withdraw([name])
+
+    def withdraw(self, names: Sequence[str]) -> None:
+        """Delete the files in one commit."""
+        from huggingface_hub import CommitOperationDelete
+        from huggingface_hub.errors import HfHubHTTPError
+
+        if not names:
+            return
+        try:
+            ops = [CommitOperationDelete(path_in_repo=self._path(check_name(n, self.repo_id))) for n in names]
+            self._api().create_commit(self.repo_id, ops, commit_message=f"mmgene: withdraw {len(ops)} chunk file(s) of a failed publish",
+                                      repo_type=self.repo_type, revision=self.revision)
+        except HfHubHTTPError as exc:
+            info(f"mmgene: could not remove {len(names)} chunk file(s) from {self.repo_id}: {redact(exc)}")
+
     def share(self, files: Sequence[ChunkFile]) -> list[SharedFile]:
-        remote = self._remote([f.name for f in files])
+        remote = self._remote([check_name(f.name, self.repo_id) for f in files])
         missing = [f for f in files if remote.get(self._path(f.name)) != (f.sha256, f.size)]
         if missing:
             self._commit([(Path(f.path), f.name) for f in missing])
@@ -166,18 +232,29 @@ class WebDavShare(ShareBackend):
     public_url
         Where the same folder is readable without credentials (a web server over it); defaults to ``url``.
     user
-        Account name (default ``$MMGENE_SHARE_USER``); the password comes only from ``$MMGENE_SHARE_PASSWORD``.
+        Account name (default ``$MMGENE_SHARE_USER``); the password comes only from ``$MMGENE_SHARE_PASSWORD``
+        and is sent only to ``url``'s origin over https (or plain http to a server on this machine).
+    timeout, deadline
+        Seconds any one connect or read may wait, and one attempt may take in all (default
+        ``$MMGENE_HTTP_DEADLINE`` or 600, plus upload time at ``UPLOAD_FLOOR`` bytes/s).
+    retries, backoff
+        Further attempts after the first, and the base of the exponential wait between them.
     """
 
     kind = "webdav"
 
     def __init__(self, url: str, *, folder: str = "mmgene", public_url: str | None = None, user: str | None = None,
-                 timeout: float = 60.0, retries: int = 3, backoff: float = 0.5) -> None:
+                 timeout: float = 60.0, retries: int = 3, backoff: float = 0.5, deadline: float | None = None) -> None:
+        from mmgene.hub.deadline import resolve_deadline
+
         self.url = clean_url(url, "share URL")
         self.public_url = clean_url(public_url, "public URL") if public_url else None
         self.folder = folder.strip("/")
         self.auth = share_credentials(user)
+        if self.auth:
+            require_secure_origin(self.url, "share URL", "the share password")
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.deadline = resolve_deadline(deadline, DEFAULT_DEADLINE)
         self._session = None
         self._made: set[str] = set()
 
@@ -185,39 +262,58 @@ class WebDavShare(ShareBackend):
     @property
     def session(self) -> Any:
         if self._session is None:
-            import requests
+            from mmgene.hub.deadline import deadline_session
 
-            self._session = requests.Session()
-            if self.auth:
-                self._session.auth = self.auth
+            self._session = deadline_session()
         return self._session
 
-    def _request(self, method: str, url: str, ok: Sequence[int], **kwargs: Any) -> Any:
-        """One request with bounded retries on network errors and 429/5xx (honouring ``Retry-After``)."""
-        import requests
+    def _auth_for(self, url: str) -> tuple[str, str] | None:
+        """The credentials, only for a request to the share URL's own origin (https or loopback)."""
+        return self.auth if self.auth and may_receive_secret(url, self.url) else None
 
-        last = ""
+    def _request(self, method: str, url: str, ok: Sequence[int], *, upload: int = 0, **kwargs: Any) -> Any:
+        """One request with bounded retries on network errors, deadline overruns and 429/5xx (honouring
+        ``Retry-After``); ``upload`` is the body size in bytes, which lengthens the deadline."""
         data = kwargs.get("data")
         position = data.tell() if hasattr(data, "seek") else None
+        seconds = self.deadline + upload / UPLOAD_FLOOR
+        last, wait = "", 0.0
         for attempt in range(self.retries + 1):
-            try:
-                if position is not None:
-                    data.seek(position)  # a retry sends the whole body again
-                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-            except requests.RequestException as exc:
-                last = type(exc).__name__
-                time.sleep(self.backoff * 2**attempt)
+            if attempt and wait:
+                time.sleep(wait)  # only between attempts: none after the last one
+            if position is not None:
+                data.seek(position)  # a retry sends the whole body again
+            response, last, told = self._attempt(method, url, seconds, **kwargs)
+            wait = self.backoff * 2**attempt if told is None else told
+            if response is None:
                 continue
             if response.status_code in ok:
                 return response
-            if response.status_code in (429, 500, 502, 503, 504):
-                last = f"HTTP {response.status_code}"
-                retry_after = response.headers.get("Retry-After", "")
-                time.sleep(min(float(retry_after), 60.0) if retry_after.replace(".", "", 1).isdigit() else self.backoff * 2**attempt)
-                continue
             hint = "check MMGENE_SHARE_USER / MMGENE_SHARE_PASSWORD" if response.status_code in (401, 403) else "check the share URL"
             raise RemoteError(f"{method} answered HTTP {response.status_code}", redact(url), hint)
-        raise RemoteError(f"{method} failed after {self.retries + 1} attempts ({last})", redact(url), "try again later")
+        fix = "try again later"
+        if "deadline" in last:
+            fix = f"the server is too slow or stalls: try again later, or allow more time with deadline= (now {self.deadline:g} s) or MMGENE_HTTP_DEADLINE"
+        raise RemoteError(f"{method} failed after {self.retries + 1} attempts ({last})", redact(url), fix)
+
+    def _attempt(self, method: str, url: str, seconds: float, **kwargs: Any) -> tuple[Any, str, float | None]:
+        """One try within its deadline: ``(response, "", 0)``, or ``(None, problem, wait)`` to retry
+        (``wait``: the server's ``Retry-After``, or ``None`` for exponential backoff)."""
+        from mmgene.hub.deadline import NETWORK_ERRORS, Attempt
+
+        with Attempt(seconds) as clock:
+            try:
+                response = self.session.request(method, url, timeout=clock.timeout(self.timeout, self.timeout),
+                                                auth=self._auth_for(url), **kwargs)
+            except NETWORK_ERRORS as exc:
+                return None, clock.problem(exc), None
+            if clock.expired:  # the answer may have been cut short when the deadline passed
+                return None, clock.problem(), None
+        if response.status_code in RETRY_STATUS:
+            retry_after = response.headers.get("Retry-After", "")
+            told = min(float(retry_after), 60.0) if retry_after.replace(".", "", 1).isdigit() else None
+            return None, f"HTTP {response.status_code}", told
+        return response, "", 0.0
 
     def _dav(self, *parts: str) -> str:
         path = "/".join(p.strip("/") for p in (self.folder, *parts) if p)
@@ -242,13 +338,18 @@ class WebDavShare(ShareBackend):
         return sidecar.status_code == 200 and sidecar.text.split()[:1] == [sha256]
 
     def put(self, path: Path, name: str, sha256: str, size: int) -> None:
+        check_name(name, redact(self.url))
         self._mkcols(self.url, self.folder)
         self._upload(path, name, sha256, size)
         self._request("PUT", self._dav(name + ".sha256"), ok=(200, 201, 204), data=f"{sha256}  {name}\n".encode())
 
+    def remove(self, name: str) -> None:
+        for target in (name, name + ".sha256"):
+            self._request("DELETE", self._dav(check_name(target, redact(self.url))), ok=(200, 204, 404))
+
     def _upload(self, path: Path, name: str, sha256: str, size: int) -> None:
         with open(path, "rb") as fh:
-            self._request("PUT", self._dav(name), ok=(200, 201, 204), data=fh, headers={"Content-Length": str(size)})
+            self._request("PUT", self._dav(name), ok=(200, 201, 204), upload=size, data=fh, headers={"Content-Length": str(size)})
 
     def link(self, name: str) -> str:
         base = self.public_url or self.url
@@ -319,7 +420,7 @@ class NextcloudShare(WebDavShare):
             chunk = f"{i + 1:05d}"
             if present.get(chunk) == length:
                 continue
-            self._request("PUT", f"{folder}/{chunk}", ok=(200, 201, 204), data=_Slice(path, start, length),
+            self._request("PUT", f"{folder}/{chunk}", ok=(200, 201, 204), upload=length, data=_Slice(path, start, length),
                           headers={"Destination": destination, "OC-Total-Length": str(size)})
         self._request("MOVE", f"{folder}/.file", ok=(200, 201, 204),
                       headers={"Destination": destination, "OC-Total-Length": str(size), "Overwrite": "T"})
@@ -376,7 +477,7 @@ class HttpFolderShare(ShareBackend):
         self.base_url = clean_url(base_url, "base URL")
 
     def has(self, name: str, sha256: str, size: int) -> bool:
-        target = self.root / name
+        target = self.root / check_name(name, str(self.root))
         if not target.is_file() or target.stat().st_size != size:
             return False
         sidecar = self.root / (name + ".sha256")
@@ -385,6 +486,7 @@ class HttpFolderShare(ShareBackend):
         return sha256_file(target) == sha256
 
     def put(self, path: Path, name: str, sha256: str, size: int) -> None:
+        check_name(name, str(self.root))
         self.root.mkdir(parents=True, exist_ok=True)
         part = self.root / (name + ".part")
         with open(path, "rb") as src, open(part, "ab") as dst:  # resume a partial copy
@@ -400,6 +502,10 @@ class HttpFolderShare(ShareBackend):
                 shutil.copyfileobj(src, dst, 1 << 20)
         os.replace(part, self.root / name)
         (self.root / (name + ".sha256")).write_text(f"{sha256}  {name}\n")
+
+    def remove(self, name: str) -> None:
+        for target in (name, name + ".sha256"):
+            (self.root / check_name(target, str(self.root))).unlink(missing_ok=True)
 
     def link(self, name: str) -> str:
         return f"{self.base_url}/{quote(name)}"

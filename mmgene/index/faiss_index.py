@@ -8,10 +8,19 @@ On disk an index is a folder of three plain files that FAISS, pandas and any JSO
 
 Vectors are L2-normalised before they enter the index, so inner product is cosine similarity and
 scores lie in [-1, 1].
+
+Loading checks the folder before any search can mislabel a hit: ``meta.json`` against
+:data:`META_RULES` (and ``params`` against :data:`~mmgene.index.params.PARAM_RULES`: types, ranges,
+no unknown parameter), the FAISS file's size, dimension, metric and kind against ``meta.json``, and
+``cells.parquet`` against ``meta.json['cells_checksum']``: the row count and the sha256 of the ordered
+cell ids (:func:`cell_ids_sha256`), so a shuffled, truncated, duplicated or renamed sidecar is refused.
+Folders of format version 1 (before the checksum) are refused with a request to rebuild them: their
+sidecar cannot be verified, and no shipped test or notebook carries one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -22,14 +31,45 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import DataError, InputFileError, IntegrityError, MissingColumnError, ParameterError
-from mmgene.index.params import IndexParams, factory_string, resolve
+from mmgene.errors import DataError, InputFileError, IntegrityError, MetadataError, MissingColumnError, ParameterError, is_whole_number
+from mmgene.index.params import RESOLVED_KINDS, IndexParams, Rule, factory_string, first_problem, resolve, stored_params_problem
 from mmgene.index.vectors import as_unit_vectors
 
 FORMAT = "mmgene-cell-index"
-FORMAT_VERSION = 1
+#: 2: meta.json carries ``cells_checksum``; version 1 folders are refused (rebuild them).
+FORMAT_VERSION = 2
 INDEX_FILE, CELLS_FILE, META_FILE = "index.faiss", "cells.parquet", "meta.json"
 CELL_ID = "cell_id"
+METRIC = "inner product of L2-normalised vectors (cosine)"
+CHECKSUM_ALGORITHM = "sha256 of cell ids (count, lengths, utf-8 text)"
+REBUILD = "rebuild the index with `mmgene index build` (or CellIndex.save); do not edit the files of an index folder"
+
+#: the schema of meta.json: field -> rule. Other top-level fields are allowed (free provenance).
+META_RULES: dict[str, Rule] = {
+    "format": Rule(str, choices=(FORMAT,)),
+    "format_version": Rule(int, low=1, high=FORMAT_VERSION),
+    "kind": Rule(str, choices=RESOLVED_KINDS),
+    "params": Rule(dict),
+    "factory": Rule(str),
+    "metric": Rule(str, choices=(METRIC,)),
+    "dim": Rule(int, low=1),
+    "ntotal": Rule(int, low=1),
+    "obs_columns": Rule(list, items=str),
+    "cells_checksum": Rule(dict),
+    "embedding_key": Rule(str, nullable=True),
+    "model": Rule(str, nullable=True),
+    "source": Rule(str, nullable=True, required=False),
+    "build_seconds": Rule(float, low=0, required=False),
+    "skipped_cells": Rule(int, low=0, required=False),
+    "versions": Rule(dict, required=False),
+    "saved": Rule(str, required=False),
+}
+#: the schema of meta.json['cells_checksum'], which binds cells.parquet to the index.
+CHECKSUM_RULES: dict[str, Rule] = {
+    "algorithm": Rule(str, choices=(CHECKSUM_ALGORITHM,)),
+    "rows": Rule(int, low=1),
+    "sha256": Rule(str, pattern="[0-9a-f]{64}"),
+}
 
 
 def _faiss():
@@ -132,9 +172,9 @@ class CellIndex:
             "model": model,
             "source": source,
             "dim": int(x.shape[1]),
-            "metric": "inner product of L2-normalised vectors (cosine)",
+            "metric": METRIC,
             "factory": factory_string(p),
-            "obs_columns": [c for c in cells.columns if c != CELL_ID],
+            "obs_columns": [str(c) for c in cells.columns if c != CELL_ID],
             "build_seconds": round(build_s, 3),
         }
         self = cls(index, cells, p, meta)
@@ -435,8 +475,11 @@ class CellIndex:
         }
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``index.faiss``, ``cells.parquet`` and ``meta.json`` into the folder ``path`` (atomically)."""
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write ``index.faiss``, ``cells.parquet`` and ``meta.json`` into the folder ``path`` (atomically).
+
+        An existing ``path`` is replaced only with ``overwrite=True`` and only if mmgene wrote it.
+        """
         from mmgene.atomic import atomic_path
         from mmgene.provenance import package_versions
 
@@ -446,11 +489,14 @@ class CellIndex:
             raise InputFileError(f"{path} exists and is not a folder", str(path), "choose a folder path for the index")
         meta = dict(self.meta)
         meta.update(
+            format=FORMAT, format_version=FORMAT_VERSION,
             kind=self.kind, params=self.params.to_dict(), ntotal=self.ntotal, dim=self.dim,
+            cells_checksum=cells_checksum(self.cells[CELL_ID].tolist()),
             versions=package_versions("faiss-cpu", "faiss-gpu", "numpy", "pandas", "pyarrow"),
             saved=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
-        with atomic_path(path) as tmp:
+        meta = _meta_to_write(meta)
+        with atomic_path(path, overwrite=overwrite) as tmp:
             tmp.mkdir()
             faiss.write_index(self._index, str(tmp / INDEX_FILE))
             _parquet_safe(self.cells).to_parquet(tmp / CELLS_FILE, index=False)
@@ -460,49 +506,178 @@ class CellIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, mmap: bool = True) -> CellIndex:
-        """Open an index folder; with ``mmap`` the vectors stay on disk and are paged in on demand."""
-        faiss = _faiss()
+        """Open an index folder; with ``mmap`` the vectors stay on disk and are paged in on demand.
+
+        The folder is checked first (see the module docstring): a meta.json that breaks the schema
+        raises :class:`~mmgene.errors.MetadataError`; an index.faiss or cells.parquet that disagrees
+        with it raises :class:`~mmgene.errors.IntegrityError`.
+        """
         path = Path(path)
-        meta_file = path / META_FILE
-        if not meta_file.is_file():
-            raise InputFileError(f"no {META_FILE} in {path}", str(path), "pass a folder written by `mmgene index build` or CellIndex.save")
-        try:
-            meta = json.loads(meta_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputFileError(f"{META_FILE} is not valid JSON ({exc})", str(meta_file), "rebuild the index") from exc
-        if meta.get("format") != FORMAT or int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise InputFileError(
-                f"not a {FORMAT} folder of version <= {FORMAT_VERSION} (format={meta.get('format')!r}, version={meta.get('format_version')!r})",
-                str(meta_file), "rebuild the index with this version of mmgene",
-            )
-        params = IndexParams.from_dict(meta.get("params", {}))
-        index_file = str(path / INDEX_FILE)
-        mmapped = False
-        index = None
-        if mmap:
-            flag = faiss.IO_FLAG_MMAP if params.kind in ("ivf", "ivfpq") else getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)
-            try:
-                index = faiss.read_index(index_file, flag)
-                mmapped = True
-            except RuntimeError:
-                index = None  # this index type cannot be mapped: read it into memory below
-        if index is None:
-            try:
-                index = faiss.read_index(index_file)
-            except RuntimeError as exc:
-                raise InputFileError(f"cannot read the FAISS index ({str(exc).splitlines()[-1][:200]})", index_file, "rebuild the index") from exc
-        try:
-            cells = pd.read_parquet(path / CELLS_FILE)
-        except (OSError, ValueError) as exc:
-            raise InputFileError(f"cannot read the cell table ({exc})", str(path / CELLS_FILE), "rebuild the index") from exc
-        if len(cells) != index.ntotal or CELL_ID not in cells.columns:
-            raise IntegrityError(
-                f"the cell table has {len(cells)} rows but the index holds {index.ntotal} vectors", str(path),
-                "rebuild the index; the folder was changed after it was written",
-            )
+        meta = _read_meta(path)
+        params = IndexParams.from_dict(meta["params"])
+        index, mmapped = _read_faiss(path / INDEX_FILE, params, mmap)
+        _check_faiss(index, meta, path / INDEX_FILE)
+        cells = _read_cells(path / CELLS_FILE, meta)
         self = cls(index, cells, params, meta, mmapped=mmapped, path=path)
         self._apply_search_params()
         return self
+
+
+# ---------------------------------------------------------------------- folder checks
+def cell_ids_sha256(ids: Sequence[object]) -> str:
+    """sha256 over the ordered cell ids: their count and lengths (int64, little-endian), then their UTF-8 text.
+
+    The lengths make the digest unambiguous (no separator that an id could contain); a reordered,
+    truncated, duplicated or renamed list of ids gives another digest.
+    """
+    ids = [str(i) for i in ids]
+    digest = hashlib.sha256(np.array([len(ids)], dtype="<i8").tobytes())
+    digest.update(np.fromiter(map(len, ids), dtype="<i8", count=len(ids)).tobytes())
+    digest.update("".join(ids).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def cells_checksum(ids: Sequence[object]) -> dict[str, Any]:
+    """The ``meta.json['cells_checksum']`` entry that binds a cell table to its FAISS index."""
+    return {"algorithm": CHECKSUM_ALGORITHM, "rows": len(ids), "sha256": cell_ids_sha256(ids)}
+
+
+def meta_problem(meta: Any) -> tuple[str, str] | None:
+    """The first field of index metadata that breaks :data:`META_RULES` or disagrees with another field,
+    as ``(field, problem)``; None when the metadata is sound."""
+    if not isinstance(meta, dict):
+        return "(top level)", f"must be a JSON object, got {type(meta).__name__}"
+    found = (
+        first_problem(meta, META_RULES)
+        or stored_params_problem(meta["params"])
+        or first_problem(meta["cells_checksum"], CHECKSUM_RULES, prefix="cells_checksum.", strict=True)
+    )
+    if found:
+        return found
+    params = meta["params"]
+    if params["kind"] != meta["kind"]:
+        return "params.kind", f"is {params['kind']!r} but field 'kind' is {meta['kind']!r}"
+    factory = factory_string(IndexParams.from_dict(params))
+    if meta["factory"] != factory:
+        return "factory", f"is {meta['factory']!r} but params describe {factory!r}"
+    if meta["cells_checksum"]["rows"] != meta["ntotal"]:
+        return "cells_checksum.rows", f"is {meta['cells_checksum']['rows']} but field 'ntotal' is {meta['ntotal']}"
+    return None
+
+
+def _meta_to_write(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` as it will read back from JSON, checked so that ``save`` never writes a folder ``load`` refuses."""
+    meta = json.loads(json.dumps(meta, default=str))
+    found = meta_problem(meta)
+    if found:
+        raise ParameterError(f"CellIndex.meta field {found[0]!r} {found[1]}", "CellIndex.save", "correct CellIndex.meta before saving")
+    return meta
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """Read ``meta.json`` of an index folder and check it against the schema."""
+    meta_file = path / META_FILE
+    if not meta_file.is_file():
+        raise InputFileError(f"no {META_FILE} in {path}", str(path), "pass a folder written by `mmgene index build` or CellIndex.save")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MetadataError(f"{META_FILE} is not valid JSON ({exc})", str(meta_file), REBUILD) from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise InputFileError(
+            f"not a {FORMAT} folder ({META_FILE} field 'format' is {found!r})", str(meta_file),
+            "pass a folder written by `mmgene index build` or CellIndex.save",
+        )
+    version = meta.get("format_version")
+    if is_whole_number(version, FORMAT_VERSION + 1):
+        raise MetadataError(
+            f"{META_FILE} field 'format_version' is {version}: written by a newer mmgene (this one reads up to {FORMAT_VERSION})",
+            str(meta_file), "upgrade mmgene, or rebuild the index with `mmgene index build`",
+        )
+    if is_whole_number(version) and version == 1:
+        raise MetadataError(
+            f"{META_FILE} field 'cells_checksum' is missing: format_version 1 was written before cells.parquet was bound to "
+            "the index by a checksum, so its cell ids cannot be verified", str(meta_file), REBUILD,
+        )
+    found = meta_problem(meta)
+    if found:
+        raise MetadataError(f"{META_FILE} field {found[0]!r} {found[1]}", str(meta_file), REBUILD)
+    return meta
+
+
+def _read_faiss(index_file: Path, params: IndexParams, mmap: bool) -> tuple[Any, bool]:
+    """Read ``index.faiss``, memory-mapped where FAISS can; returns ``(index, mmapped)``."""
+    faiss = _faiss()
+    if mmap:
+        flag = faiss.IO_FLAG_MMAP if params.kind in ("ivf", "ivfpq") else getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)
+        try:
+            return faiss.read_index(str(index_file), flag), True
+        except RuntimeError:
+            pass  # this index type cannot be mapped: read it into memory below
+    try:
+        return faiss.read_index(str(index_file)), False
+    except RuntimeError as exc:
+        raise InputFileError(f"cannot read the FAISS index ({str(exc).splitlines()[-1][:200]})", str(index_file), REBUILD) from exc
+
+
+def _faiss_kind(index: Any) -> tuple[str, int | None]:
+    """The mmgene kind of a FAISS index, and its number of inverted lists (IVF kinds)."""
+    faiss = _faiss()
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        return ("ivfpq" if isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQ) else "ivf"), int(ivf.nlist)
+    if isinstance(index, faiss.IndexHNSW):
+        return "hnsw", None
+    if isinstance(index, faiss.IndexFlat):
+        return "flat", None
+    return type(index).__name__, None
+
+
+def _check_faiss(index: Any, meta: dict[str, Any], index_file: Path) -> None:
+    """Refuse a FAISS index whose size, dimension, metric or kind disagrees with ``meta.json``."""
+    faiss = _faiss()
+    kind, nlist = _faiss_kind(index)
+    found = [
+        ("ntotal", int(index.ntotal), meta["ntotal"]),
+        ("dim", int(index.d), meta["dim"]),
+        ("metric", "inner product" if index.metric_type == faiss.METRIC_INNER_PRODUCT else f"FAISS metric {index.metric_type}", "inner product"),
+        ("kind", kind, meta["kind"]),
+        ("params.nlist", nlist, meta["params"]["nlist"] if kind in ("ivf", "ivfpq") else None),
+    ]
+    for field, actual, recorded in found:
+        if actual != recorded:
+            raise IntegrityError(
+                f"{INDEX_FILE} has {field}={actual} but {META_FILE} field {field!r} records {recorded}", str(index_file), REBUILD,
+            )
+
+
+def _read_cells(cells_file: Path, meta: dict[str, Any]) -> pd.DataFrame:
+    """Read ``cells.parquet`` and refuse it unless its rows, columns and cell ids are those ``meta.json`` records."""
+    try:
+        cells = pd.read_parquet(cells_file)
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"cannot read the cell table ({exc})", str(cells_file), REBUILD) from exc
+    if CELL_ID not in cells.columns:
+        raise IntegrityError(f"{CELLS_FILE} has no column {CELL_ID!r}", str(cells_file), REBUILD)
+    if len(cells) != meta["ntotal"]:
+        raise IntegrityError(
+            f"{CELLS_FILE} has {len(cells)} rows but the index holds {meta['ntotal']} vectors ({META_FILE} field 'cells_checksum.rows')",
+            str(cells_file), REBUILD,
+        )
+    columns, recorded = [str(c) for c in cells.columns], [CELL_ID, *meta["obs_columns"]]
+    if columns != recorded:
+        raise IntegrityError(f"{CELLS_FILE} has columns {columns} but {META_FILE} field 'obs_columns' records {recorded[1:]}", str(cells_file), REBUILD)
+    ids = cells[CELL_ID].tolist()
+    if cell_ids_sha256(ids) != meta["cells_checksum"]["sha256"]:
+        dup = pd.Index([str(i) for i in ids])
+        dup = dup[dup.duplicated()]
+        detail = f"cell id {dup[0]!r} appears more than once" if len(dup) else "rows were reordered, replaced or renamed"
+        raise IntegrityError(
+            f"the cell ids of {CELLS_FILE} do not match {META_FILE} field 'cells_checksum' ({detail}), so hits would get wrong labels",
+            str(cells_file), REBUILD,
+        )
+    return cells
 
 
 # ---------------------------------------------------------------------- helpers

@@ -17,12 +17,17 @@ build, more memory and no GPU support. Every parameter can be given explicitly.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from numbers import Integral, Real
 from typing import Any
 
 from mmgene.errors import ParameterError
 
 KINDS = ("auto", "flat", "ivf", "ivfpq", "hnsw")
+#: the kinds a built (resolved) index has; ``auto`` is only a request.
+RESOLVED_KINDS = KINDS[1:]
 #: below this many cells ``auto`` builds an exact index.
 FLAT_MAX = 100_000
 #: from this many cells on ``auto`` compresses vectors with product quantisation.
@@ -65,6 +70,150 @@ class IndexParams:
         return cls(**known)
 
 
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "an object", list: "a list"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one stored or given value may be: its type, null or not, and a range, choices or pattern.
+
+    Rules are data, so one table serves both the checks of user arguments (:func:`resolve`) and the
+    schema of saved metadata (``meta.json`` of an index folder): every range is written once.
+    """
+
+    type: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[Any, ...] = ()
+    pattern: str | None = None
+    items: type | None = None
+    """Type of every element (lists only)."""
+    nullable: bool = False
+    required: bool = True
+    """Must be present in a stored mapping (a nullable field may still hold null)."""
+
+    def describe(self) -> str:
+        """The rule in words, e.g. ``'an integer >= 1 or null'``."""
+        if self.choices:
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        else:
+            text = _TYPE_NAMES.get(self.type, self.type.__name__)
+            if self.items is not None:
+                text += f" of {self.items.__name__} values"
+            if self.low is not None and self.high is not None:
+                text += f" in {'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}]"
+            elif self.low is not None:
+                text += f" {'>' if self.low_open else '>='} {_number(self.low)}"
+            elif self.high is not None:
+                text += f" <= {_number(self.high)}"
+            if self.pattern:
+                text += f" matching {self.pattern}"
+        return text + (" or null" if self.nullable else "")
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` breaks the rule, as ``'must be ..., got ...'``; None when it does not."""
+        if value is None:
+            return None if self.nullable else f"must be {self.describe()}, got null"
+        return None if self._holds(value) else f"must be {self.describe()}, got {_show(value)}"
+
+    def _holds(self, value: Any) -> bool:
+        """True when a non-null ``value`` has the type and lies in the range, choices or pattern."""
+        if not _has_type(value, self.type) or (self.items is not None and not all(_has_type(v, self.items) for v in value)):
+            return False
+        if self.choices and value not in self.choices:
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        if self.high is not None and value > self.high:
+            return False
+        return not self.pattern or re.fullmatch(self.pattern, value) is not None
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    """Type test where bools are not numbers, any integer is an int and any finite real a float."""
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind is int:
+        return isinstance(value, Integral)
+    if kind is float:
+        return isinstance(value, Real) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def _number(x: float) -> str:
+    """A bound as written: ``1``, ``0.5``, ``2147483647`` (not ``2.14748e+09``)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A short one-line repr of a bad value for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def first_problem(values: Mapping[str, Any], rules: Mapping[str, Rule], *, prefix: str = "", strict: bool = False) -> tuple[str, str] | None:
+    """The first field of ``values`` that breaks ``rules``, as ``(field, problem)``; None when all hold.
+
+    Missing required fields come first, in rule order; ``strict`` also refuses fields without a rule
+    (a typo such as ``nprobes`` would otherwise be ignored silently).
+    """
+    for name, rule in rules.items():
+        if name not in values:
+            if rule.required:
+                return prefix + name, f"is missing (expected {rule.describe()})"
+            continue
+        problem = rule.problem(values[name])
+        if problem:
+            return prefix + name, problem
+    if strict:
+        unknown = [str(k) for k in values if k not in rules]
+        if unknown:
+            return prefix + unknown[0], f"is not a known field (known: {', '.join(rules)})"
+    return None
+
+
+#: type and range of every :class:`IndexParams` field: the one place these ranges are written.
+PARAM_RULES: dict[str, Rule] = {
+    "kind": Rule(str, choices=KINDS),
+    "nlist": Rule(int, low=1, nullable=True),
+    "nprobe": Rule(int, low=1, nullable=True),
+    "pq_m": Rule(int, low=1, nullable=True),
+    "pq_nbits": Rule(int, low=1, high=16),
+    "M": Rule(int, low=2),
+    "ef_construction": Rule(int, low=1),
+    "ef_search": Rule(int, low=1, nullable=True),
+    "target_recall": Rule(float, low=0, high=1, low_open=True),
+    "calibration_k": Rule(int, low=1),
+    "calibration_queries": Rule(int, low=1),
+    "train_size": Rule(int, low=1, nullable=True),
+    "kmeans_iter": Rule(int, low=1),
+    "seed": Rule(int, low=0, high=2**31 - 1),
+    "calibrated": Rule(dict),
+}
+assert set(PARAM_RULES) == set(IndexParams.__dataclass_fields__), "every IndexParams field needs a rule"
+
+
+def stored_params_problem(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first problem of saved parameters (``meta.json['params']``): types, ranges, and consistency
+    of a built index (a resolved kind, nprobe within nlist, the sizes its FAISS factory string needs)."""
+    found = first_problem(data, PARAM_RULES, prefix="params.", strict=True)
+    if found:
+        return found
+    kind = data["kind"]
+    if kind not in RESOLVED_KINDS:
+        return "params.kind", f"must be one of {', '.join(map(repr, RESOLVED_KINDS))} in a built index, got {kind!r}"
+    needed = {"ivf": ("nlist",), "ivfpq": ("nlist", "pq_m")}.get(kind, ())
+    for name in needed:
+        if data[name] is None:
+            return f"params.{name}", f"must be set for a {kind} index, got null"
+    if kind in ("ivf", "ivfpq") and data["nprobe"] is not None and data["nprobe"] > data["nlist"]:
+        return "params.nprobe", f"must be at most params.nlist={data['nlist']}, got {data['nprobe']}"
+    return None
+
+
 def _power_of_two_near(x: float) -> int:
     return int(2 ** round(math.log2(max(x, 1.0))))
 
@@ -79,10 +228,12 @@ def resolve(params: IndexParams, n: int, d: int) -> IndexParams:
     """Fill every ``None`` for ``n`` vectors of dimension ``d`` and check the values."""
     if params.kind not in KINDS:
         raise ParameterError(f"unknown index kind {params.kind!r}", "CellIndex(kind=...)", f"use one of {', '.join(KINDS)}")
+    found = first_problem(params.to_dict(), PARAM_RULES)
+    if found:
+        name, problem = found
+        raise ParameterError(f"{name} {problem}", f"CellIndex({name}=...)", f"pass {PARAM_RULES[name].describe()}")
     if n < 1:
         raise ParameterError("no vectors to index", "CellIndex.build", "pass at least one cell")
-    if not 0 < params.target_recall <= 1:
-        raise ParameterError(f"target_recall must be in (0, 1], got {params.target_recall}", "CellIndex(target_recall=...)", "use e.g. 0.95")
     p = IndexParams.from_dict(params.to_dict())
     if p.kind == "auto":
         p.kind = "flat" if n < FLAT_MAX else ("ivf" if n < PQ_MIN else "ivfpq")
@@ -109,8 +260,6 @@ def resolve(params: IndexParams, n: int, d: int) -> IndexParams:
                 f"product quantisation with {p.pq_nbits} bits needs at least {2 ** p.pq_nbits} vectors, got {n}",
                 "CellIndex(kind='ivfpq')", "use kind='flat' or 'ivf' for so few cells, or lower pq_nbits",
             )
-    if p.kind == "hnsw" and p.M < 2:
-        raise ParameterError(f"M={p.M} is too small", "CellIndex(M=...)", "use M between 8 and 64")
     return p
 
 

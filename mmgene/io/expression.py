@@ -2,6 +2,13 @@
 
 Every later stage asks :func:`expression` for its input instead of reading ``adata.X`` directly, so
 counts in ``layers['counts']`` or ``.raw``, backed files and dense matrices are all handled once, here.
+
+Every row that is read is checked, never a sample: a sparse matrix's index arrays before anything
+slices it (:mod:`mmgene.io.structure`), the values (finite, >= 0, whole numbers when the matrix holds
+counts) chunk by chunk as rows are read. :meth:`Expression.validate` checks every row at once: in
+one vectorised pass for a matrix in memory (what :func:`mmgene.io.read` does), chunk by chunk for a
+backed one (what ``mmgene info`` does), so a big file is not read once more by every command.
+Chunks come out with sorted column indices and repeated entries summed.
 """
 
 from __future__ import annotations
@@ -21,10 +28,15 @@ from mmgene.errors import (
     NotCountsError,
     ParameterError,
 )
+from mmgene.io.structure import canonical, check_block, check_structure
 
 Kind = Literal["counts", "log1p"]
-#: rows inspected to decide what a matrix holds.
+#: rows inspected to decide what a matrix holds (the first ones that hold any value).
 SAMPLE_ROWS = 1000
+#: values tested at once for being whole numbers (bounds the temporary arrays).
+VALUE_SLICE = 1 << 20
+#: share of whole numbers among the sampled values above which a matrix holds counts.
+MOSTLY_WHOLE = 0.5
 #: largest value a log1p-normalised matrix plausibly holds (log1p(1e6) ~ 13.8).
 MAX_LOG_VALUE = 20.0
 DEFAULT_CHUNK = 2048
@@ -40,6 +52,8 @@ class Expression:
     var: pd.DataFrame
     obs_names: pd.Index
     origin: str = "the AnnData"
+    #: every index and value of ``matrix`` has been checked (chunks then skip the checks).
+    checked: bool = False
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -49,14 +63,23 @@ class Expression:
     def var_names(self) -> pd.Index:
         return self.var.index
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether the matrix is in memory (SciPy sparse or NumPy), not read from disk as it is used:
+        then checking it whole costs one vectorised pass, not a read of the file."""
+        return sp.issparse(self.matrix) or isinstance(self.matrix, np.ndarray)
+
     def chunk(self, start: int, stop: int) -> sp.csr_matrix:
-        """Rows ``start:stop`` as a checked float CSR matrix (never the whole matrix at once)."""
+        """Rows ``start:stop`` as a checked float CSR matrix in canonical form (sorted column indices,
+        repeated entries summed, on a copy), never the whole matrix at once."""
         block = self.matrix[start:stop]
         block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
         if block.dtype.kind not in "f":
             block = block.astype(np.float32)
-        check_values(block, self, start)
-        return block
+        if not self.checked:
+            check_block(block, self, start)
+            check_values(block, self, start)  # before repeated entries are summed: bad values could cancel out
+        return canonical(block)
 
     def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[int, int, sp.csr_matrix]]:
         """Yield ``(start, stop, csr)`` blocks of at most ``chunk_size`` rows."""
@@ -67,47 +90,85 @@ class Expression:
             stop = min(start + chunk_size, n)
             yield start, stop, self.chunk(start, stop)
 
+    def validate(self) -> Expression:
+        """Check every index and value now, so a bad row anywhere is reported before any work: one
+        vectorised pass for a sparse matrix in memory, chunk by chunk (bounded memory) otherwise."""
+        if not self.checked:
+            check_structure(self)
+            self._check_all_values()
+        return self
+
+    def _check_all_values(self) -> None:
+        """Check every value (the index arrays must be checked already); marks the view checked."""
+        if sp.issparse(self.matrix) and self.matrix.format in ("csr", "csc"):
+            check_values(self.matrix, self, 0)
+        else:
+            for _ in self.chunks():
+                pass
+        self.checked = True
+
     def describe(self) -> dict[str, object]:
         return {"source": self.source, "kind": self.kind, "n_obs": self.shape[0], "n_vars": self.shape[1]}
 
 
-def _first_bad_cell(mask_rows: np.ndarray, block: sp.csr_matrix, view: Expression, offset: int) -> tuple[str, str]:
-    """Name the first cell and gene where ``mask_rows`` (over ``block.data``) is true."""
-    idx = int(np.flatnonzero(mask_rows)[0])
-    row = int(np.searchsorted(block.indptr, idx, side="right") - 1)
-    col = int(block.indices[idx])
-    return str(view.obs_names[offset + row]), str(view.var_names[col])
+def _first_bad_cell(mask: np.ndarray, block: Any, view: Expression, offset: int) -> str:
+    """Name the first cell (lowest row, then column) and its gene where ``mask`` (over ``block.data``)
+    is true; ``block`` is CSR or CSC, its rows numbered from ``offset``."""
+    pos = np.flatnonzero(mask)
+    major = np.searchsorted(block.indptr, pos, side="right") - 1
+    minor = np.asarray(block.indices)[pos]
+    rows, cols = (minor, major) if block.format == "csc" else (major, minor)
+    k = int(np.lexsort((cols, rows))[0])
+    row, col = offset + int(rows[k]), int(cols[k])
+    return f"first at row {row}: cell {str(view.obs_names[row])!r}, gene {str(view.var_names[col])!r}"
 
 
-def check_values(block: sp.csr_matrix, view: Expression, offset: int) -> None:
-    """Raise on NaN/inf, negative values, or non-integers where counts are expected."""
+def _values_ok(data: np.ndarray, whole: bool) -> bool:
+    """Every value finite and >= 0 (and a whole number when ``whole``), by reductions: no temporary
+    array as large as ``data``. NaN fails both comparisons of the minimum and maximum."""
+    if data.size == 0 or data.dtype.kind in "bu":
+        return True
+    if data.dtype.kind == "i":
+        return bool(data.min() >= 0)
+    if not (data.min() >= 0 and np.isfinite(data.max())):
+        return False
+    if whole:
+        for a in range(0, data.size, VALUE_SLICE):
+            part = data[a : a + VALUE_SLICE]
+            if not np.array_equal(np.floor(part), part):
+                return False
+    return True
+
+
+def check_values(block: Any, view: Expression, offset: int) -> None:
+    """Raise on NaN/inf, negative values, or non-integers where counts are expected, naming the first
+    bad cell and gene. ``block`` is a CSR chunk of rows ``offset ..`` or a whole CSR/CSC matrix."""
     data = block.data
+    if _values_ok(data, view.kind == "counts"):
+        return
+    where = f"{view.origin}, {view.source}"
     bad = ~np.isfinite(data)
     if bad.any():
-        cell, gene = _first_bad_cell(bad, block, view, offset)
         raise NonFiniteError(
             f"{int(bad.sum())} NaN or infinite values in {view.source}",
-            f"{view.origin}, {view.source}, first at cell {cell!r}, gene {gene!r}",
+            f"{where}, {_first_bad_cell(bad, block, view, offset)}",
             "remove or repair those cells (e.g. replace NaN by 0 only if it truly means no expression)",
         )
     neg = data < 0
     if neg.any():
-        cell, gene = _first_bad_cell(neg, block, view, offset)
         raise NegativeValuesError(
             f"{int(neg.sum())} negative values in {view.source}; expression must be non-negative "
             "(a scaled or centred matrix cannot be ranked)",
-            f"{view.origin}, {view.source}, first at cell {cell!r}, gene {gene!r}",
+            f"{where}, {_first_bad_cell(neg, block, view, offset)}",
             "give mmgene raw counts (X, layers['counts'] or .raw) instead of scaled data",
         )
-    if view.kind == "counts":
-        frac = data != np.floor(data)
-        if frac.any():
-            cell, gene = _first_bad_cell(frac, block, view, offset)
-            raise NotCountsError(
-                f"{int(frac.sum())} non-integer values in {view.source}, where raw counts are required",
-                f"{view.origin}, {view.source}, first at cell {cell!r}, gene {gene!r}",
-                "pass raw UMI/read counts (e.g. in layers['counts']), not normalised values",
-            )
+    frac = data != np.floor(data) if view.kind == "counts" else np.zeros(0, bool)
+    if frac.any():
+        raise NotCountsError(
+            f"{int(frac.sum())} non-integer values in {view.source}, where raw counts are required",
+            f"{where}, {_first_bad_cell(frac, block, view, offset)}",
+            "pass raw UMI/read counts (e.g. in layers['counts']), not normalised values",
+        )
 
 
 def _candidates(adata: Any) -> list[tuple[str, Any, pd.DataFrame]]:
@@ -122,23 +183,29 @@ def _candidates(adata: Any) -> list[tuple[str, Any, pd.DataFrame]]:
 
 
 def _sample(matrix: Any, n_obs: int) -> np.ndarray:
-    """Non-zero values of the first rows (dense or sparse, backed or in memory)."""
-    block = matrix[: min(SAMPLE_ROWS, n_obs)]
-    if sp.issparse(block):
-        return np.asarray(block.data)
-    arr = np.asarray(block).ravel()
-    return arr[arr != 0]
+    """Non-zero values of the first ``SAMPLE_ROWS`` rows that hold any (a file may begin with empty
+    cells); empty only when the whole matrix is zero. Dense or sparse, backed or in memory."""
+    for start in range(0, n_obs, SAMPLE_ROWS):
+        block = matrix[start : start + SAMPLE_ROWS]
+        values = np.asarray(block.data) if sp.issparse(block) else np.asarray(block).ravel()
+        values = values[values != 0]
+        if values.size:
+            return values
+    return np.zeros(0, np.float32)
 
 
 def _classify(values: np.ndarray) -> str:
-    """``'counts'``, ``'log1p'``, ``'negative'``, ``'nonfinite'``, ``'other'`` or ``'zero'``."""
+    """``'counts'``, ``'log1p'``, ``'negative'``, ``'nonfinite'``, ``'other'`` or ``'zero'``.
+
+    Mostly whole numbers mean counts: log-normalised values are practically never whole, so a few
+    fractions among counts are errors, reported with their cell when the matrix is checked."""
     if values.size == 0:
         return "zero"
     if not np.isfinite(values).all():
         return "nonfinite"
     if (values < 0).any():
         return "negative"
-    if (values == np.floor(values)).all():
+    if (values == np.floor(values)).mean() >= MOSTLY_WHOLE:
         return "counts"
     if values.max() <= MAX_LOG_VALUE:
         return "log1p"
@@ -169,26 +236,27 @@ def expression(adata: Any, *, require: Kind | None = None, origin: str | None = 
             f"the matrix is empty ({n_obs} cells x {n_vars} genes)", origin, "pass an AnnData with cells and genes"
         )
     seen: list[str] = []
-    chosen: dict[str, tuple[str, Any, pd.DataFrame]] = {}
+    chosen: dict[str, Expression] = {}
     for name, matrix, var in _candidates(adata):
+        view = Expression(matrix, name, "counts", var, adata.obs_names, origin)
+        check_structure(view)  # before anything slices the matrix
         kind = _classify(_sample(matrix, n_obs))
         seen.append(f"{name}: {kind}")
-        chosen.setdefault(kind, (name, matrix, var))
+        chosen.setdefault(kind, view)
     order: list[Kind] = ["counts"] if require == "counts" else ["counts", "log1p"]
     for kind in order:
         if kind in chosen:
-            name, matrix, var = chosen[kind]
-            return Expression(matrix, name, kind, var, adata.obs_names, origin)
+            view = chosen[kind]
+            view.kind = kind
+            return view
     if set(chosen) <= {"nonfinite", "negative", "zero"} and set(chosen) - {"zero"}:
-        # Only broken matrices: let the per-chunk check name the exact cell and gene.
-        key = "nonfinite" if "nonfinite" in chosen else "negative"
-        name, matrix, var = chosen[key]
-        view = Expression(matrix, name, "log1p", var, adata.obs_names, origin)
-        for _ in view.chunks():
-            pass
+        # Only broken matrices: let the value check name the exact cell and gene.
+        view = chosen["nonfinite" if "nonfinite" in chosen else "negative"]
+        view.kind = "log1p"
+        view._check_all_values()
     if set(chosen) == {"zero"}:
         raise EmptyMatrixError(
-            f"every value in the first {min(SAMPLE_ROWS, n_obs)} cells is zero ({'; '.join(seen)})",
+            f"every value in the first {n_obs:,} cells is zero, which are all the cells ({'; '.join(seen)})",
             origin,
             "check that the matrix was read correctly and holds expression",
         )

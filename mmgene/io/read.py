@@ -53,6 +53,10 @@ def read(
         ``False`` when only ``obs``/``obsm`` will be used (e.g. to index an embedding): the matrix and
         gene ids are then not looked at, and a file without them reads fine.
 
+    A matrix in memory is checked whole (index arrays, then every value); a bad value anywhere raises
+    the error naming its cell. A backed matrix is checked chunk by chunk as it is used
+    (:meth:`mmgene.io.Expression.validate` checks it whole).
+
     Returns
     -------
     The AnnData. ``var['gene_symbol']`` and ``var['ensembl_id']`` of the expression matrix's gene table
@@ -75,6 +79,8 @@ def read(
         record(adata, "input", file=origin, backed=is_backed, matrix="not read", n_obs=int(adata.n_obs))
         return adata
     view = expression(adata, require=require, origin=origin)
+    if view.in_memory:  # every row now, in one vectorised pass; a backed file is checked as it is read
+        view.validate()
     ids = resolve_gene_ids(view.var, source=f"{origin} ({view.source})")
     if "gene_symbol" not in view.var.columns:
         view.var["gene_symbol"] = ids.symbols

@@ -31,6 +31,7 @@ import scipy.sparse as sp
 
 from mmgene.errors import ParameterError
 from mmgene.io import expression, obs_column
+from mmgene.io.labels import label_text, usable_labels
 from mmgene.pairs.captions import ClassText, class_text, marker_caption
 from mmgene.pairs.splits import split_cells
 from mmgene.progress import info
@@ -39,18 +40,27 @@ from mmgene.progress import info
 TRAIN_COLUMNS = ("cell", "caption", "negative", "label")
 
 
-def _classes(adata: Any, label_cols: Sequence[str], ontology_col: str | None) -> tuple[np.ndarray, list[ClassText]]:
-    """Per-cell class ids and per-class text (classes keyed by the first label column)."""
-    first = obs_column(adata, label_cols[0]).astype(str).to_numpy()
-    others = [obs_column(adata, c).astype(str).to_numpy() for c in label_cols[1:]]
-    onto = obs_column(adata, ontology_col).astype(str).to_numpy() if ontology_col else None
-    names, codes = np.unique(first, return_inverse=True)
+def _classes(adata: Any, label_cols: Sequence[str], ontology_col: str | None) -> tuple[np.ndarray, list[ClassText], int]:
+    """Per-cell class ids (classes keyed by the first label column), per-class text, and how many
+    cells have no label there (class id -1: left out of both splits, never a class "nan").
+
+    Fewer than two classes is a :class:`~mmgene.errors.LabelError`: contrastive pairs need another
+    class to contrast with. Missing values in the other columns just give no name.
+    """
+    where = f"obs[{label_cols[0]!r}]"
+    keep, first, n_dropped = usable_labels(obs_column(adata, label_cols[0]), where, "making training pairs")
+    others = [label_text(obs_column(adata, c)) for c in label_cols[1:]]
+    onto = label_text(obs_column(adata, ontology_col)) if ontology_col else None
+    names, first_pos, kept_codes = np.unique(first, return_index=True, return_inverse=True)
+    rows = np.flatnonzero(keep)
+    codes = np.full(len(keep), -1, np.int64)
+    codes[rows] = kept_codes
     texts = []
-    for k, name in enumerate(names):
-        i = int(np.flatnonzero(codes == k)[0])
+    for name, pos in zip(names, first_pos):
+        i = int(rows[pos])
         values = [name] + [col[i] for col in others]
-        texts.append(class_text(values, onto[i] if onto is not None else None))
-    return codes, texts
+        texts.append(class_text(values, (onto[i] or None) if onto is not None else None))
+    return codes, texts, n_dropped
 
 
 def specific_genes(adata: Any, rows: np.ndarray, reference: np.ndarray, k: int = 8) -> list[list[str]]:
@@ -133,7 +143,9 @@ def make_pairs(
     Parameters
     ----------
     label_cols
-        obs column(s) naming the cell type; the first defines the classes, all give names.
+        obs column(s) naming the cell type; the first defines the classes, all give names. Cells with
+        no label in the first (None, NaN, empty or blank) are left out; the result's
+        ``unlabelled_cells`` counts them. Fewer than two classes left is a ``LabelError``.
     ontology_col
         obs column of Cell Ontology ids (``CL:...``): adds the term's label, synonyms and definition.
     inputs
@@ -164,7 +176,7 @@ def make_pairs(
         raise ParameterError(f"captions_per_cell must be at least 1, got {captions_per_cell}", "argument captions_per_cell")
     if not 0.0 <= marker_share <= 1.0:
         raise ParameterError(f"marker_share must be in [0, 1], got {marker_share}", "argument marker_share")
-    codes, texts = _classes(adata, label_cols, ontology_col)
+    codes, texts, unlabelled = _classes(adata, label_cols, ontology_col)
     class_names = [t.label for t in texts]
     unknown = sorted(set(map(str, exclude_labels)) - set(class_names))
     if unknown:
@@ -174,6 +186,7 @@ def make_pairs(
             f"choose from {class_names}",
         )
     train, test = split_cells(adata, test_size=test_size, seed=seed, group_col=group_col)
+    train, test = train[codes[train] >= 0], test[codes[test] >= 0]  # cells without a label take no part
     excluded = np.isin(np.asarray(class_names, dtype=object)[codes[train]], list(map(str, exclude_labels)))
     train = train[~excluded]
     if train.size == 0:
@@ -237,6 +250,7 @@ def make_pairs(
         splits["test"] = datasets.Dataset.from_dict(rows_for(test, 1, False))
     result = datasets.DatasetDict({k: v.select_columns(order) for k, v in splits.items()})
     result.classes = class_names  # type: ignore[attr-defined]
+    result.unlabelled_cells = unlabelled  # type: ignore[attr-defined]
     result.class_text = texts  # type: ignore[attr-defined]
     #: genes that mark training cells, most often first, at most 2,000 (for the text tower's gene-text bridge)
     freq: dict[str, int] = {}

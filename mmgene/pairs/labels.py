@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from mmgene.io.labels import missing_labels
+
 #: abbreviation (lower-cased, whole words) -> text
 ABBREVIATIONS = {
     "t reg": "regulatory T",
@@ -58,7 +60,11 @@ def clean_label(name: str) -> str:
     'CD14+ monocyte'
     >>> clean_label("CD4+/CD45RO+ Memory")
     'CD4+ CD45RO+ memory T cell'
+
+    A missing label (None, NaN, empty or blank, see :mod:`mmgene.io.labels`) gives ``""``, never "nan cell".
     """
+    if missing_labels([name])[0]:
+        return ""
     text = re.sub(r"[/_]+", " ", str(name)).strip()
     text = re.sub(r"\s+", " ", text)
     if not text:

@@ -276,9 +276,10 @@ def annotate(
     extra: dict[str, Any] = {}
     if reference is not None:
         from mmgene.io import obs_column
+        from mmgene.io.labels import label_text
 
         ref_adata, column = reference
-        truth = obs_column(ref_adata, column).astype(str).to_numpy()
+        truth = label_text(obs_column(ref_adata, column))  # a missing label is "", which is no class
         ref_sims = space.encode_cells(ref_adata) @ label_vecs.T
         cal = calibrate(ref_sims, truth, labels, alpha=alpha)
         std = False

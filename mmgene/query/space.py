@@ -115,7 +115,8 @@ def load_space(spec: Any) -> Any:
     """Turn a model spec into a joint space.
 
     ``spec`` is a joint space object (returned as is), ``'genept-s'`` / ``'genept-w'`` (optionally
-    ``':<encoder spec>'``), or the folder of a model written by :mod:`mmgene.align`.
+    ``':<encoder spec>'``), the folder of a model written by :mod:`mmgene.align` (which must exist), or
+    such a model on the Hub, named explicitly ``hf://owner/name[@revision]``.
     """
     if spec is None:
         raise ParameterError(
@@ -130,13 +131,15 @@ def load_space(spec: Any) -> Any:
     head, _, tail = text.partition(":")
     if head.lower() in ("genept-s", "genept-w"):
         return _cached_space(f"{head.lower()}:{tail}", 0.0)
+    if text.startswith("hf://"):  # an explicit Hub model; a bare 'owner/name' is never looked up
+        return _cached_space(text, 0.0)
     path = Path(text).expanduser()
     if path.exists():
         stamp = max((p.stat().st_mtime for p in path.iterdir()), default=0.0) if path.is_dir() else path.stat().st_mtime
         return _cached_space(str(path.resolve()), stamp)
     raise ParameterError(
-        f"unknown model {text!r}: not 'genept-s', 'genept-w', nor an existing folder", "model=",
-        "pass the folder of a model trained with `mmgene align`, or 'genept-s' / 'genept-w'",
+        f"unknown model {text!r}: not 'genept-s', 'genept-w', nor an existing folder (no model folder at that path)", "model=",
+        "pass the folder of a model trained with `mmgene align`, a Hub model hf://owner/name, or 'genept-s' / 'genept-w'",
     )
 
 

@@ -4,11 +4,14 @@ Speaks the JSON of ``esearch.fcgi`` (``db=gene``, ``term=(A[sym] OR B[sym]) AND 
 ``esummary.fcgi`` (``id=1,2,3``; GET or POST form), refuses requests without ``tool``/``email`` or with
 more than 200 ids (HTTP 400, like NCBI asks clients not to), and can be told to misbehave on the next
 requests: ``429`` (with ``Retry-After``), ``500``, ``timeout`` (answers late), ``truncated`` (promises more
-bytes than it sends and hangs up) and ``badjson`` (a cut JSON body with a correct length).
+bytes than it sends and hangs up), ``badjson`` (a cut JSON body with a correct length), and, like servers
+that quote a bad request back, ``echo`` (HTTP 400) and ``echo-rate`` (a retryable rate-limit error) whose
+message repeats the ``api_key`` as received (form-encoded), decoded, ``quote``-d and in base64.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -16,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from .loopback import serve_http, stop_http
 
@@ -63,7 +66,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 @dataclass
 class Fault:
-    kind: str  # '429', '500', 'timeout', 'truncated', 'badjson'
+    kind: str  # '429', '500', 'timeout', 'truncated', 'badjson', 'echo', 'echo-rate'
     endpoint: str = ""  # '' = any endpoint
     arg: float = 0.0  # Retry-After seconds for 429, delay for timeout
 
@@ -99,6 +102,7 @@ class NCBIServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length).decode()
+                self.raw_body = body
                 params = parse_qs(urlsplit(self.path).query)
                 params.update(parse_qs(body))
                 server._handle(self, params, "POST")
@@ -144,6 +148,11 @@ class NCBIServer:
             return self._send(h, 500, {"error": "internal server error"})
         if fault is not None and fault.kind == "timeout":
             time.sleep(fault.arg)
+        if fault is not None and fault.kind in ("echo", "echo-rate"):
+            message = self._echo(getattr(h, "raw_body", "") or urlsplit(h.path).query, params.get("api_key", ""))
+            if fault.kind == "echo":
+                return self._send(h, 400, {"error": f"invalid request: {message}"})
+            return self._send(h, 200, {"error": f"API rate limit exceeded; {message}"})
         if params.get("db") != "gene" or params.get("retmode") != "json":
             return self._send(h, 400, {"error": "db=gene and retmode=json are required"})
         if not params.get("tool") or not params.get("email"):
@@ -170,6 +179,13 @@ class NCBIServer:
             h.close_connection = True
             return None
         return self._send(h, 200, body)
+
+    @staticmethod
+    def _echo(raw: str, key: str) -> str:
+        """The api_key as a careless server quotes it: as sent (form-encoded), decoded, quoted, base64."""
+        sent = re.search(r"(?:^|&)api_key=([^&]*)", raw)
+        token = base64.b64encode(f"api_key={key}".encode()).decode()
+        return f"key {sent.group(1) if sent else ''} | {key} | {quote(key, safe='')} | {token}"
 
     def _esearch(self, params: dict[str, str]) -> dict:
         term = params.get("term", "")

@@ -1,0 +1,43 @@
+"""Where a command that adds to an AnnData writes it: a new file (``--out``) or the input itself (``--in-place``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from mmgene.errors import ParameterError
+
+
+def in_place_option() -> bool:
+    """The ``--in-place`` flag: write the result into FILE itself, replaced atomically."""
+    return typer.Option(False, "--in-place", help="Write the result into FILE itself (replaced atomically) instead of --out.")
+
+
+def anndata_target(file: Path, out: Optional[Path], *, in_place: bool, overwrite: bool) -> Path:
+    """The checked output path: ``out`` (new, or replaced with ``overwrite``) or ``file`` with ``in_place``."""
+    from mmgene.atomic import check_output
+
+    if in_place and out is not None:
+        raise ParameterError("--in-place and --out were both given", "options --in-place/--out", "pass one of them")
+    if in_place:
+        return file
+    if out is None:
+        raise ParameterError(
+            "no output given", "option --out", f"pass --out NEW.h5ad, or --in-place to write the result into {file}"
+        )
+    check_output(out, overwrite=overwrite, inputs=[file])
+    return out
+
+
+def write_anndata(adata: Any, target: Path, *, file: Path, overwrite: bool) -> None:
+    """Write ``.h5ad`` or ``.zarr`` atomically; ``target == file`` means the user asked for ``--in-place``."""
+    from mmgene.atomic import atomic_path
+
+    in_place = Path(target).resolve() == Path(file).resolve()
+    with atomic_path(target, overwrite=overwrite, inputs=() if in_place else [file], in_place=in_place) as tmp:
+        if Path(target).suffix == ".zarr":
+            adata.write_zarr(tmp)
+        else:
+            adata.write_h5ad(tmp)
