@@ -1,0 +1,82 @@
+"""``mmgene corpus info``: what a corpus (a manifest, or files and folders) holds, dataset by dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from mmgene.cli.app import app
+
+corpus_app = typer.Typer(
+    help="Corpora: several AnnData sources (a manifest CSV, files, folders) read as one.", no_args_is_help=True
+)
+app.add_typer(corpus_app, name="corpus")
+
+COLUMNS = ("dataset", "species", "tissue", "cells", "genes", "matched", "label column", "classes")
+
+
+def _rows(summary: Any) -> list[tuple[str, ...]]:
+    return [
+        (
+            r.dataset,
+            r.species,
+            r.tissue or "-",
+            f"{r.n_cells:,}" + (f" (+{r.n_unlabelled:,} unlabelled)" if r.n_unlabelled else ""),
+            f"{r.n_genes:,}",
+            f"{r.n_matched:,} ({r.share_matched:.1%})",
+            r.label_col,
+            str(r.n_classes),
+        )
+        for r in summary.itertuples()
+    ]
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(COLUMNS)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(COLUMNS, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@corpus_app.command("info")
+def info(
+    sources: list[Path] = typer.Argument(..., help="A manifest CSV, or .h5ad/.zarr files and folders of them."),
+    label_col: Optional[str] = typer.Option(
+        None, "--label-col", help="obs column of cell-type labels (files and folders only)."
+    ),
+    ontology_col: Optional[str] = typer.Option(
+        None, "--ontology-col", help="obs column of Cell Ontology ids (files and folders only)."
+    ),
+    species: Optional[str] = typer.Option(
+        None, help="Species of the files: human (default) or mouse (files and folders only)."
+    ),
+    tissue: Optional[str] = typer.Option(None, help="Tissue of the files (files and folders only)."),
+    orthology: Optional[Path] = typer.Option(
+        None,
+        help="Mouse -> human orthology table (CSV with mouse and human symbol columns, or MGI's HOM_MouseHumanSequence.rpt).",
+    ),
+    backed: bool = typer.Option(False, help="Open .h5ad files on disk instead of loading them."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Per dataset: species, tissue, cells, genes, share of genes matched to human symbols, label column, classes."""
+    from mmgene.corpus import CorpusOptions, read_corpus
+
+    corpus = read_corpus(
+        sources,
+        CorpusOptions(orthology=orthology, backed=backed),
+        label_col=label_col,
+        ontology_col=ontology_col,
+        species=species,
+        tissue=tissue,
+    )
+    summary = corpus.summary()
+    if as_json:
+        records = json.loads(summary.to_json(orient="records"))
+        typer.echo(json.dumps({"orthology": corpus.orthology.describe(), "datasets": records}, indent=2))
+        return
+    typer.echo(_table(_rows(summary)))
+    n_cells = int(summary["n_cells"].sum())
+    typer.echo(f"{len(corpus)} datasets, {n_cells:,} cells; mouse genes matched by {corpus.orthology.source}")

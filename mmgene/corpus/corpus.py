@@ -1,0 +1,304 @@
+"""Many AnnData sources read as one corpus, each dataset keeping its own genes, labels and metadata.
+
+No matrices are concatenated: every dataset keeps its AnnData (read through :func:`mmgene.io.read`,
+which checks the matrix and fills ``var['gene_symbol']``) and its own gene set. What makes datasets
+comparable is one human gene symbol per gene (``CorpusDataset.symbols``, also written to
+``var['human_symbol']`` of the expression matrix's gene table): the upper-cased symbol for human data,
+the ortholog's symbol for mouse data (:mod:`mmgene.corpus.orthology`), ``""`` when none matches. When
+two genes of a dataset get the same human symbol, the first (in var order) keeps it and the others
+are left unmatched, so symbols stay unique within a dataset.
+
+Cells without a label (see :mod:`mmgene.io.labels`) are left out of the corpus and counted; a dataset
+with fewer than two labelled classes is an error. Several datasets are small fixed-size subsets, so a
+sampler should weigh datasets, not cells: :meth:`Corpus.sizes` and ``CorpusDataset.class_counts``
+give what it needs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmgene.corpus.orthology import OrthologyMap, upper_symbols
+from mmgene.corpus.sources import DatasetSpec, located, specs_from
+from mmgene.errors import MMGeneError, ParameterError
+from mmgene.io.labels import label_text, usable_labels
+
+TASK = "corpus"
+
+
+@dataclass(frozen=True)
+class CorpusOptions:
+    """How a corpus is read (shared by all its datasets)."""
+
+    #: mouse -> human orthology table (CSV/TSV or MGI report); ``None``: case-insensitive symbol match.
+    orthology: str | os.PathLike[str] | None = None
+    #: open ``.h5ad`` files read-only on disk instead of loading them.
+    backed: bool = False
+    #: ``'counts'`` to insist on raw integer counts in every dataset (Geneformer); ``None`` accepts log1p.
+    require: str | None = None
+    #: an open CELLxGENE Census handle for Census datasets without a local ``uri``.
+    census: Any = None
+
+
+@dataclass
+class CorpusDataset:
+    """One dataset: its spec, AnnData, human symbol per gene, and labels of the cells kept."""
+
+    spec: DatasetSpec
+    adata: Any
+    #: human symbol per gene of the expression matrix (``mmgene.io.expression(adata).var``), ``""`` if none.
+    symbols: np.ndarray
+    #: per cell of ``adata``: True where the cell has a usable label (the cells the corpus holds).
+    keep: np.ndarray
+    #: label of each kept cell, as text.
+    labels: np.ndarray
+    #: Cell Ontology id of each kept cell (``""`` when missing or when the dataset has no ontology column).
+    ontology_ids: np.ndarray
+    #: cells left out for having no label.
+    n_dropped: int
+
+    @property
+    def name(self) -> str:
+        return self.spec.dataset
+
+    @property
+    def species(self) -> str:
+        return self.spec.species
+
+    @property
+    def n_cells(self) -> int:
+        """Cells in the corpus (labelled ones)."""
+        return int(self.keep.sum())
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def n_matched(self) -> int:
+        """Genes with a human symbol."""
+        return int((self.symbols != "").sum())
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.labels.tolist()))
+
+    @property
+    def class_counts(self) -> pd.Series:
+        """Cells per class, largest first (ties by name)."""
+        counts = pd.Series(self.labels).value_counts()
+        return counts.sort_index().sort_values(ascending=False, kind="stable")
+
+    def tissue(self) -> np.ndarray:
+        """Tissue of each kept cell: the spec's, else ``obs['tissue_general']`` (Census), else ``""``."""
+        if self.spec.tissue or "tissue_general" not in self.adata.obs.columns:
+            return np.full(self.n_cells, self.spec.tissue, dtype=object)
+        return label_text(self.adata.obs["tissue_general"])[self.keep]
+
+
+class Corpus:
+    """Datasets in the order given, each with its own genes and labels (see the module docstring)."""
+
+    def __init__(self, datasets: Sequence[CorpusDataset], orthology: OrthologyMap) -> None:
+        self.datasets = list(datasets)
+        self.orthology = orthology
+
+    def __iter__(self) -> Iterator[CorpusDataset]:
+        return iter(self.datasets)
+
+    def __len__(self) -> int:
+        return len(self.datasets)
+
+    def __getitem__(self, key: str | int) -> CorpusDataset:
+        if isinstance(key, int):
+            return self.datasets[key]
+        for ds in self.datasets:
+            if ds.name == key:
+                return ds
+        raise ParameterError(
+            f"no dataset {key!r} in the corpus", "argument dataset", f"choose one of {', '.join(self.names)}"
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return [ds.name for ds in self.datasets]
+
+    def labels(self, dataset: str | int) -> np.ndarray:
+        """Labels of the kept cells of one dataset, in its obs order."""
+        return self[dataset].labels
+
+    def sizes(self) -> dict[str, int]:
+        """Cells per dataset (for samplers that weigh datasets, not cells)."""
+        return {ds.name: ds.n_cells for ds in self.datasets}
+
+    def gene_report(self) -> pd.DataFrame:
+        """One row per dataset: dataset, species, n_genes, n_matched, share_matched, matched_by."""
+        rows = [
+            {
+                "dataset": ds.name,
+                "species": ds.species,
+                "n_genes": ds.n_genes,
+                "n_matched": ds.n_matched,
+                "share_matched": ds.n_matched / ds.n_genes if ds.n_genes else 0.0,
+                "matched_by": "human symbol" if ds.species == "human" else self.orthology.source,
+            }
+            for ds in self.datasets
+        ]
+        return pd.DataFrame(rows)
+
+    def summary(self) -> pd.DataFrame:
+        """The gene report plus tissue, cells kept and dropped, label column and classes per dataset."""
+        extra = pd.DataFrame(
+            [
+                {
+                    "tissue": ds.spec.tissue,
+                    "n_cells": ds.n_cells,
+                    "n_unlabelled": ds.n_dropped,
+                    "label_col": ds.spec.label_col,
+                    "ontology_col": ds.spec.ontology_col or "",
+                    "n_classes": len(ds.classes),
+                    "classes": ds.classes,
+                    "source": ds.spec.source,
+                }
+                for ds in self.datasets
+            ]
+        )
+        report = self.gene_report()
+        return pd.concat([report[["dataset", "species"]], extra, report.drop(columns=["dataset", "species"])], axis=1)
+
+    def concat_obs(self) -> pd.DataFrame:
+        """One row per kept cell of every dataset (no matrices): dataset, species, tissue, label,
+        ontology_id, cell (its obs name) and row (its position in the dataset's AnnData). Indexed by
+        ``"<dataset>:<cell>"``."""
+        parts = []
+        for ds in self.datasets:
+            cells = ds.adata.obs_names[ds.keep].astype(str)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "dataset": ds.name,
+                        "species": ds.species,
+                        "tissue": ds.tissue(),
+                        "label": ds.labels,
+                        "ontology_id": ds.ontology_ids,
+                        "cell": cells,
+                        "row": np.flatnonzero(ds.keep),
+                    },
+                    index=ds.name + ":" + cells,
+                )
+            )
+        obs = pd.concat(parts)
+        for column in ("dataset", "species", "tissue"):
+            order = list(dict.fromkeys(obs[column]))
+            obs[column] = pd.Categorical(obs[column], categories=order)
+        return obs
+
+
+def _read(spec: DatasetSpec, options: CorpusOptions) -> Any:
+    from mmgene.io import read
+
+    if spec.census is not None:
+        from mmgene.corpus.census import census_anndata
+
+        return read(census_anndata(spec.census, options.census), require=options.require)  # type: ignore[arg-type]
+    return read(spec.path, backed=options.backed, require=options.require)  # type: ignore[arg-type]
+
+
+def _labelled(spec: DatasetSpec, adata: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    from mmgene.io import obs_column
+
+    values = obs_column(adata, spec.label_col)
+    keep, labels, n_dropped = usable_labels(
+        values, f"obs[{spec.label_col!r}] of {spec.source}", f"{TASK} dataset {spec.dataset!r}"
+    )
+    if spec.ontology_col:
+        ontology = label_text(obs_column(adata, spec.ontology_col))[keep]
+    else:
+        ontology = np.full(int(keep.sum()), "", dtype=object)
+    return keep, labels, ontology, n_dropped
+
+
+def _raw_symbols(adata: Any, options: CorpusOptions) -> tuple[pd.DataFrame, pd.Series]:
+    """The expression matrix's gene table and its symbols (as :func:`mmgene.io.read` filled them)."""
+    from mmgene.io import expression
+
+    var = expression(adata, require=options.require).var  # type: ignore[arg-type]
+    return var, upper_symbols(var["gene_symbol"])
+
+
+def _first_only(symbols: np.ndarray) -> np.ndarray:
+    """Blank every repeat of a symbol after its first occurrence."""
+    out = np.asarray(symbols, dtype=object).copy()
+    out[pd.Series(out).duplicated().to_numpy() & (out != "")] = ""
+    return out
+
+
+def _symbol_match(loaded: list[tuple[DatasetSpec, Any, pd.DataFrame, pd.Series]]) -> OrthologyMap:
+    """The default mouse -> human map: GENCODE's human symbols and the corpus's own human symbols."""
+    from mmgene.genes.ids import GENE_TABLE_VERSION, gene_table
+
+    human = [s for spec, _, _, syms in loaded if spec.species == "human" for s in syms if s]
+    reference = set(gene_table().symbol_to_ensembl) | set(human)
+    return OrthologyMap.symbol_match(
+        reference, f" against {GENE_TABLE_VERSION.split(' (')[0]} and the corpus's human symbols"
+    )
+
+
+def read_corpus(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Sequence[DatasetSpec],
+    options: CorpusOptions | None = None,
+    *,
+    label_col: str | None = None,
+    ontology_col: str | None = None,
+    species: str | None = None,
+    tissue: str | None = None,
+) -> Corpus:
+    """Read a corpus from a manifest CSV, from ``.h5ad``/``.zarr`` files and folders (then
+    ``label_col`` is required; ``ontology_col``, ``species`` (default human) and ``tissue`` apply to
+    every file), or from :class:`DatasetSpec` objects (Census queries among them).
+
+    Every dataset is read and checked before the corpus is returned; an error names the manifest
+    line (or file) and what to fix.
+    """
+    from mmgene.progress import progress
+    from mmgene.provenance import record
+
+    options = options or CorpusOptions()
+    specs = specs_from(sources, label_col=label_col, ontology_col=ontology_col, species=species, tissue=tissue)
+    table = OrthologyMap.from_file(options.orthology) if options.orthology is not None else None  # before reading data
+    loaded = []
+    for spec in progress(specs, desc="reading corpus", unit="dataset"):
+        try:
+            adata = _read(spec, options)
+            keep, labels, ontology, n_dropped = _labelled(spec, adata)
+            var, symbols = _raw_symbols(adata, options)
+        except MMGeneError as exc:
+            raise located(exc, spec.location) from exc
+        loaded.append((spec, adata, var, symbols, (keep, labels, ontology, n_dropped)))
+    orthology = table or _symbol_match([item[:4] for item in loaded])
+    datasets = []
+    for spec, adata, var, symbols, (keep, labels, ontology, n_dropped) in loaded:
+        human = symbols.to_numpy(dtype=object) if spec.species == "human" else orthology.to_human(symbols)
+        human = _first_only(human)
+        var["human_symbol"] = human
+        ds = CorpusDataset(spec, adata, human, keep, labels, ontology, n_dropped)
+        record(
+            adata,
+            "corpus",
+            dataset=spec.dataset,
+            species=spec.species,
+            label_col=spec.label_col,
+            n_cells=ds.n_cells,
+            n_unlabelled=n_dropped,
+            n_genes=ds.n_genes,
+            n_matched=ds.n_matched,
+            matched_by="human symbol" if spec.species == "human" else orthology.source,
+        )
+        datasets.append(ds)
+    return Corpus(datasets, orthology)

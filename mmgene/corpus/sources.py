@@ -1,0 +1,321 @@
+"""Where a corpus's datasets come from: a manifest CSV, files and folders, or Census queries.
+
+A manifest (``corpus.csv``) has one row per dataset and these columns (a header row is required):
+
+============== ======== ===================================================================
+column         required meaning
+============== ======== ===================================================================
+path           yes      an ``.h5ad``/``.zarr`` file, relative to the manifest's folder
+dataset        yes      a unique dataset id
+label_col      yes      the ``obs`` column holding this dataset's cell-type labels
+species        yes      ``human`` or ``mouse`` (``Homo sapiens``/``Mus musculus`` also read)
+ontology_col   no       the ``obs`` column of Cell Ontology ids (blank: none)
+tissue         no       free text (blank: none)
+============== ======== ===================================================================
+
+A row with a non-blank ``obs_value_filter`` (optional column) is a Census query instead of a file:
+``path`` is then ``census`` (CELLxGENE Census, stable release), ``census:VERSION``, or a local SOMA
+experiment folder; the optional columns ``max_cells_per_dataset``, ``max_cells_per_type``,
+``max_cells`` and ``seed`` cap it (see :class:`mmgene.corpus.census.CensusQuery`). Any other column
+is refused, so a misspelt column name is not silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+
+from mmgene.corpus.census import ORGANISMS, CensusQuery
+from mmgene.errors import CorpusError, InputFileError, MMGeneError, ParameterError, _preview
+
+REQUIRED_COLUMNS = ("path", "dataset", "label_col", "species")
+OPTIONAL_COLUMNS = ("ontology_col", "tissue")
+CENSUS_COLUMNS = ("obs_value_filter", "max_cells_per_dataset", "max_cells_per_type", "max_cells", "seed")
+#: accepted spellings of each species (lower-cased) -> the name mmgene uses.
+SPECIES = {
+    "human": "human",
+    "homo sapiens": "human",
+    "homo_sapiens": "human",
+    "mouse": "mouse",
+    "mus musculus": "mouse",
+    "mus_musculus": "mouse",
+}
+#: file suffixes read from a folder.
+DATA_SUFFIXES = (".h5ad", ".zarr")
+
+
+def species_name(value: str, where: str) -> str:
+    """``'human'`` or ``'mouse'`` for any accepted spelling; a :class:`CorpusError` otherwise."""
+    name = SPECIES.get(str(value).strip().lower())
+    if name is None:
+        raise CorpusError(f"unknown species {value!r}", where, "use human or mouse (or Homo sapiens / Mus musculus)")
+    return name
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of a corpus: a file (``path``) or a Census query (``census``), and how to read it."""
+
+    dataset: str
+    label_col: str
+    species: str = "human"
+    path: Path | None = None
+    census: CensusQuery | None = None
+    ontology_col: str | None = None
+    tissue: str = ""
+    #: where the spec was written (e.g. ``line 3 of corpus.csv``), for error messages.
+    where: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        where = self.where or f"dataset {self.dataset!r}"
+        if (self.path is None) == (self.census is None):
+            raise CorpusError(
+                "a dataset needs exactly one of a file path and a Census query",
+                where,
+                "pass path=... or census=CensusQuery(...)",
+            )
+        if not str(self.dataset).strip() or not str(self.label_col).strip():
+            raise CorpusError("a dataset needs a dataset id and a label column", where, "fill in dataset and label_col")
+        object.__setattr__(self, "species", species_name(self.species, where))
+        if self.path is not None:
+            object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "ontology_col", self.ontology_col or None)
+
+    @property
+    def source(self) -> str:
+        """The file, or the Census query, in words."""
+        return str(self.path) if self.path is not None else self.census.describe()  # type: ignore[union-attr]
+
+    @property
+    def location(self) -> str:
+        """Where to point a user who must fix this dataset."""
+        return self.where or f"dataset {self.dataset!r} ({self.source})"
+
+
+def located(exc: MMGeneError, context: str) -> MMGeneError:
+    """A copy of ``exc`` (same class and attributes) whose *where* starts with ``context``, so an error
+    raised while reading one dataset names the manifest line as well as the file."""
+    new = type(exc).__new__(type(exc))
+    new.__dict__.update(exc.__dict__)
+    MMGeneError.__init__(new, exc.what, f"{context}; {exc.where}" if exc.where else context, exc.fix)
+    return new
+
+
+def _int_field(row: pd.Series, column: str, where: str) -> int | None:
+    text = str(row.get(column, "")).strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise CorpusError(
+            f"{column} must be a whole number, got {text!r}", where, f"write an integer in {column} or leave it blank"
+        ) from None
+
+
+def _census_query(row: pd.Series, base: Path, species: str, where: str) -> CensusQuery:
+    path = str(row["path"]).strip()
+    version = path.split(":", 1)[1] if path.startswith("census:") else "stable"
+    uri = None if path == "census" or path.startswith("census:") else str(base / path)
+    caps = {c: _int_field(row, c, where) for c in ("max_cells_per_dataset", "max_cells_per_type", "max_cells")}
+    seed = _int_field(row, "seed", where)
+    try:
+        return CensusQuery(
+            obs_value_filter=str(row["obs_value_filter"]).strip(),
+            organism=ORGANISMS[species],
+            uri=uri,
+            census_version=version,
+            seed=0 if seed is None else seed,
+            **caps,
+        )
+    except MMGeneError as exc:
+        raise located(exc, where) from exc
+
+
+def read_manifest(manifest: str | os.PathLike[str]) -> list[DatasetSpec]:
+    """The datasets a manifest CSV lists (format in the module docstring), paths resolved against its
+    folder. Every file must exist; errors name the manifest line."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise InputFileError(
+            f"manifest not found: {manifest}", str(manifest), "pass a CSV with columns " + ", ".join(REQUIRED_COLUMNS)
+        )
+    try:
+        table = pd.read_csv(manifest, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise CorpusError(
+            f"cannot read the manifest as CSV ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            str(manifest),
+            "write a comma-separated file with a header row",
+        ) from exc
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise CorpusError(
+            f"the manifest has no column {', '.join(map(repr, missing))} (it has {_preview(table.columns, 10)})",
+            str(manifest),
+            f"add a header row with the columns {', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS + CENSUS_COLUMNS)})",
+        )
+    unknown = [c for c in table.columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS + CENSUS_COLUMNS]
+    if unknown:
+        raise CorpusError(
+            f"the manifest has unknown column {', '.join(map(repr, unknown))}",
+            str(manifest),
+            f"use only {', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS + CENSUS_COLUMNS)} (check the spelling)",
+        )
+    if table.empty:
+        raise CorpusError("the manifest lists no dataset", str(manifest), "add one row per dataset below the header")
+    base = manifest.parent
+    specs = []
+    for i, row in table.iterrows():  # one row per dataset: a handful, not per cell
+        where = f"line {int(i) + 2} of {manifest}"
+        row = row.map(lambda v: str(v).strip())
+        blank = [c for c in REQUIRED_COLUMNS if not row[c]]
+        if blank:
+            raise CorpusError(
+                f"{', '.join(blank)} is blank",
+                where,
+                f"fill in {', '.join(blank)} for dataset {row['dataset'] or '(no id)'!r}",
+            )
+        species = species_name(row["species"], f"{where}, column 'species'")
+        census = _census_query(row, base, species, where) if row.get("obs_value_filter", "") else None
+        path = None
+        if census is None:
+            path = base / row["path"]
+            if not path.exists():
+                raise InputFileError(
+                    f"file not found: {path}",
+                    f"{where} (dataset {row['dataset']!r})",
+                    "fix the path; paths are relative to the manifest's folder",
+                )
+        specs.append(
+            DatasetSpec(
+                dataset=row["dataset"],
+                label_col=row["label_col"],
+                species=species,
+                path=path,
+                census=census,
+                ontology_col=row.get("ontology_col", "") or None,
+                tissue=row.get("tissue", ""),
+                where=where,
+            )
+        )
+    check_unique(specs)
+    return specs
+
+
+def check_unique(specs: Sequence[DatasetSpec]) -> None:
+    """A :class:`CorpusError` when two datasets share an id (every cell is traced back by it)."""
+    seen: dict[str, DatasetSpec] = {}
+    for spec in specs:
+        if spec.dataset in seen:
+            raise CorpusError(
+                f"dataset id {spec.dataset!r} is used twice",
+                f"{seen[spec.dataset].location} and {spec.location}",
+                "give every dataset its own id",
+            )
+        seen[spec.dataset] = spec
+
+
+def _data_files(folder: Path) -> list[Path]:
+    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in DATA_SUFFIXES and not p.name.startswith("."))
+    if not found:
+        raise CorpusError(
+            f"no .h5ad or .zarr file in the folder {folder}",
+            str(folder),
+            "pass a folder that holds AnnData files, or the files themselves",
+        )
+    return found
+
+
+def specs_from_paths(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    label_col: str,
+    ontology_col: str | None = None,
+    species: str = "human",
+    tissue: str = "",
+) -> list[DatasetSpec]:
+    """One dataset per file; a folder (not a ``.zarr`` store) stands for its ``.h5ad``/``.zarr`` files,
+    sorted by name. Dataset ids are the file names without suffix; every file shares the columns,
+    species and tissue given."""
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not items:
+        raise ParameterError("no file or folder given", "argument paths", "pass .h5ad/.zarr files or a folder of them")
+    files: list[Path] = []
+    for item in map(Path, items):
+        if not item.exists():
+            raise InputFileError(
+                f"file not found: {item}", str(item), "check the path (relative paths start from the current folder)"
+            )
+        files.extend(_data_files(item) if item.is_dir() and item.suffix.lower() != ".zarr" else [item])
+    specs = [
+        DatasetSpec(
+            dataset=f.stem,
+            label_col=label_col,
+            species=species,
+            path=f,
+            ontology_col=ontology_col,
+            tissue=tissue,
+            where=str(f),
+        )
+        for f in files
+    ]
+    check_unique(specs)
+    return specs
+
+
+def specs_from(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Sequence[DatasetSpec],
+    *,
+    label_col: str | None = None,
+    ontology_col: str | None = None,
+    species: str | None = None,
+    tissue: str | None = None,
+) -> list[DatasetSpec]:
+    """Specs from what a user names: one ``.csv`` manifest, ``.h5ad``/``.zarr`` files and folders (then
+    ``label_col`` is required; species defaults to human), or specs already built (returned as they
+    are). The keyword arguments apply to files only: a manifest names them per dataset."""
+    items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    if items and all(isinstance(s, DatasetSpec) for s in items):
+        check_unique(items)  # type: ignore[arg-type]
+        return [replace(s) for s in items]  # type: ignore[misc]
+    paths = [Path(s) for s in items]  # type: ignore[arg-type]
+    manifests = [p for p in paths if p.suffix.lower() in (".csv", ".tsv")]
+    if manifests:
+        if len(paths) > 1:
+            raise ParameterError(
+                "a manifest cannot be mixed with other sources",
+                ", ".join(map(str, paths)),
+                "pass one manifest CSV, or only data files and folders",
+            )
+        given = [
+            k
+            for k, v in (
+                ("label_col", label_col),
+                ("ontology_col", ontology_col),
+                ("species", species),
+                ("tissue", tissue),
+            )
+            if v is not None
+        ]
+        if given:
+            raise ParameterError(
+                f"{', '.join(given)} apply to data files, not to a manifest",
+                str(manifests[0]),
+                "set them per dataset in the manifest's columns of the same names",
+            )
+        return read_manifest(manifests[0])
+    if label_col is None:
+        raise ParameterError(
+            "data files need a label column",
+            ", ".join(map(str, paths)) or "no sources",
+            "pass --label-col (label_col=) naming the obs column of cell types",
+        )
+    return specs_from_paths(
+        paths, label_col=label_col, ontology_col=ontology_col, species=species or "human", tissue=tissue or ""
+    )

@@ -1,0 +1,438 @@
+"""mmgene.corpus: the shared manifest, gene matching across species, orthology tables, bad manifests,
+Census queries against a local SOMA experiment, and `mmgene corpus info`.
+
+Expected numbers are computed here from the files themselves (anndata, csv, set intersections), not
+taken from mmgene.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from mmgene.corpus import (
+    CensusQuery,
+    CorpusOptions,
+    DatasetSpec,
+    OrthologyMap,
+    census_anndata,
+    read_corpus,
+    read_manifest,
+    specs_from_paths,
+)
+from mmgene.errors import CorpusError, InputFileError, LabelError, MissingColumnError, MMGeneError, ParameterError
+from tests.hostile import assert_refused, run_cli
+
+HEADER = "path,dataset,label_col,ontology_col,species,tissue\n"
+
+
+@pytest.fixture(scope="module")
+def manifest(shared_dir) -> Path:
+    return shared_dir / "corpus" / "corpus.csv"
+
+
+@pytest.fixture(scope="module")
+def rows(manifest) -> list[dict[str, str]]:
+    with open(manifest, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def files(manifest, rows) -> dict[str, ad.AnnData]:
+    """Each dataset's file, read by anndata alone (backed: obs and var only)."""
+    return {r["dataset"]: ad.read_h5ad(manifest.parent / r["path"], backed="r") for r in rows}
+
+
+@pytest.fixture(scope="module")
+def corpus(manifest):
+    return read_corpus(manifest)
+
+
+def gencode_symbols() -> set[str]:
+    """Upper-cased human symbols of the GENCODE v44 table shipped by celltypist, read directly."""
+    root = Path(importlib.util.find_spec("celltypist").submodule_search_locations[0])
+    table = pd.read_csv(root / "data" / "samples" / "GENCODEv44_Gene_id2name.csv", header=None, dtype=str).dropna()
+    return set(table[1].str.upper())
+
+
+def upper(values) -> pd.Series:
+    return pd.Series(np.asarray(values, dtype=object)).astype(str).str.upper()
+
+
+# -- the shared manifest -------------------------------------------------------------------------
+
+
+def test_manifest_lists_eight_datasets_with_their_columns(manifest, rows):
+    specs = read_manifest(manifest)
+    assert [s.dataset for s in specs] == [r["dataset"] for r in rows] and len(specs) == 8
+    for spec, row in zip(specs, rows):
+        assert (spec.label_col, spec.ontology_col, spec.species, spec.tissue) == (
+            row["label_col"],
+            row["ontology_col"],
+            row["species"],
+            row["tissue"],
+        )
+        assert spec.path.resolve() == (manifest.parent / row["path"]).resolve() and spec.census is None
+    assert specs[0].label_col == "cell_type_cl_name" and specs[0].path.name == "pbmc3k.h5ad"
+    assert {s.species for s in specs} == {"human", "mouse"}
+
+
+def test_corpus_cells_genes_labels_per_dataset(corpus, rows, files):
+    assert corpus.names == [r["dataset"] for r in rows]
+    for row, ds in zip(rows, corpus):
+        f = files[row["dataset"]]
+        labels = f.obs[row["label_col"]].astype(object)
+        labelled = labels.notna() & (labels.astype(str).str.strip() != "")
+        assert ds.n_cells == int(labelled.sum()) and ds.adata.n_obs == f.n_obs
+        assert ds.n_genes == f.n_vars == ds.adata.n_vars
+        assert ds.classes == sorted(set(labels[labelled].astype(str)))
+        assert list(corpus.labels(row["dataset"])) == list(labels[labelled].astype(str))
+        assert list(ds.ontology_ids) == list(f.obs[row["ontology_col"]].astype(str)[labelled])
+        assert ds.class_counts.sum() == ds.n_cells
+        assert list(ds.adata.var["human_symbol"]) == list(ds.symbols)
+    assert corpus.sizes() == {r["dataset"]: int(files[r["dataset"]].n_obs) for r in rows}
+
+
+def test_gene_report_matches_set_intersections(corpus, rows, files):
+    human = set().union(*(set(upper(files[r["dataset"]].var["gene_symbol"])) for r in rows if r["species"] == "human"))
+    reference = gencode_symbols() | human
+    report = corpus.gene_report().set_index("dataset")
+    assert list(report.columns) == ["species", "n_genes", "n_matched", "share_matched", "matched_by"]
+    for r in rows:
+        symbols = upper(files[r["dataset"]].var["gene_symbol"])
+        if r["species"] == "human":  # every distinct symbol once (repeats after the first stay unmatched)
+            expected = symbols[symbols != ""].nunique()
+        else:
+            expected = len(set(symbols) & reference)
+            assert 0 < expected < len(symbols)
+        got = report.loc[r["dataset"]]
+        assert (got["species"], got["n_genes"], got["n_matched"]) == (r["species"], len(symbols), expected), r[
+            "dataset"
+        ]
+        assert got["share_matched"] == pytest.approx(expected / len(symbols))
+    assert report.loc["pbmc3k", "n_matched"] < report.loc["pbmc3k", "n_genes"]  # PBMC 3k repeats some symbols
+    mouse = corpus["tabula_muris_kidney"]
+    var_names = list(mouse.adata.var_names)
+    assert mouse.symbols[var_names.index("Cd3e")] == "CD3E" and mouse.symbols[var_names.index("0610005C13Rik")] == ""
+    assert "case-insensitive" in report.loc["tabula_muris_kidney", "matched_by"]
+
+
+def test_concat_obs_has_one_row_per_cell_and_no_matrix(corpus):
+    obs = corpus.concat_obs()
+    assert list(obs.columns) == ["dataset", "species", "tissue", "label", "ontology_id", "cell", "row"]
+    assert len(obs) == sum(corpus.sizes().values()) and obs.index.is_unique
+    assert list(obs["dataset"].cat.categories) == corpus.names
+    kidney = obs[obs["dataset"] == "tabula_muris_kidney"]
+    assert set(kidney["species"]) == {"mouse"} and set(kidney["tissue"]) == {"kidney"}
+    assert (kidney["label"].to_numpy() == corpus.labels("tabula_muris_kidney")).all()
+    assert kidney["ontology_id"].str.startswith("CL:").all()
+
+
+# -- orthology tables ----------------------------------------------------------------------------
+
+
+def mouse_specs(manifest):
+    return [s for s in read_manifest(manifest) if s.species == "mouse"]
+
+
+def test_orthology_table_replaces_symbol_match_and_drops_ambiguous_rows(manifest, tmp_path):
+    table = tmp_path / "orthologs.csv"
+    table.write_text(
+        "human_symbol,mouse_symbol\n"  # columns found by name, in either order
+        "CD3E,Cd3e\n"
+        "PTPRC,Ptprc\n"
+        "PTPRC,ptprc\n"  # the same pair again (case-insensitive): one pair
+        "CD8A,Cd8a\nCD8A,Cd8b1\n"  # many-to-one: both mouse genes dropped
+        "HLA-A,H2-K1\nHLA-B,H2-K1\n"  # one-to-many: dropped
+        ",Lyz2\n"  # blank: ignored
+    )
+    corpus = read_corpus(mouse_specs(manifest), CorpusOptions(orthology=table))
+    assert corpus.orthology.dropped == {"pairs_kept": 2, "one_to_many": 1, "many_to_one": 2}
+    for ds in corpus:  # tabula muris writes Cd3e, zilionis CD3E: both match the table
+        matched = {str(g).upper(): s for g, s in zip(ds.adata.var_names, ds.symbols) if s}
+        assert matched == {"CD3E": "CD3E", "PTPRC": "PTPRC"}, ds.name
+    report = corpus.gene_report()
+    assert list(report["n_matched"]) == [2, 2] and set(report["matched_by"]) == {"orthology table orthologs.csv"}
+
+
+def test_orthology_from_mgi_report_and_two_unnamed_columns(tmp_path):
+    mgi = tmp_path / "HOM_MouseHumanSequence.rpt"
+    mgi.write_text(
+        "DB Class Key\tCommon Organism Name\tNCBI Taxon ID\tSymbol\n"
+        "1\tmouse, laboratory\t10090\tCd3e\n1\thuman\t9606\tCD3E\n"
+        "2\tmouse, laboratory\t10090\tCd8b1\n2\tmouse, laboratory\t10090\tCd8b2\n2\thuman\t9606\tCD8B\n"
+        "3\tmouse, laboratory\t10090\tXist\n"  # no human member
+    )
+    orth = OrthologyMap.from_file(mgi)
+    assert orth.table == {"CD3E": "CD3E"} and orth.dropped == {"pairs_kept": 1, "one_to_many": 0, "many_to_one": 2}
+    assert list(orth.to_human(["cd3e", "Cd8b1", "Xist", None])) == ["CD3E", "", "", ""]
+    plain = tmp_path / "pairs.tsv"
+    plain.write_text("a\tb\nTrp53\tTP53\n")
+    assert OrthologyMap.from_file(plain).table == {"TRP53": "TP53"}
+    three = tmp_path / "three.csv"
+    three.write_text("a,b,c\nx,y,z\n")
+    with pytest.raises(CorpusError, match="mouse and the human symbol column"):
+        OrthologyMap.from_file(three)
+
+
+# -- files and folders ---------------------------------------------------------------------------
+
+
+def test_folder_of_files_with_a_label_column(shared_dir, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("camp_fetal_neocortex", "baron_pancreas_human"):
+        (folder / f"{name}.h5ad").symlink_to(shared_dir / "corpus" / f"{name}.h5ad")
+    (folder / "notes.txt").write_text("not data")
+    specs = specs_from_paths(folder, label_col="cell_type", tissue="mixed")
+    assert [s.dataset for s in specs] == ["baron_pancreas_human", "camp_fetal_neocortex"]
+    corpus = read_corpus(folder, label_col="cell_type")
+    baron = ad.read_h5ad(folder / "baron_pancreas_human.h5ad", backed="r")
+    assert corpus["baron_pancreas_human"].classes == sorted(baron.obs["cell_type"].astype(str).unique())
+    assert corpus.sizes() == {"baron_pancreas_human": 175, "camp_fetal_neocortex": 220}
+    out = run_cli("corpus", "info", folder, "--label-col", "cell_type", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)["datasets"]
+    assert [(d["dataset"], d["n_cells"], d["label_col"]) for d in data] == [
+        ("baron_pancreas_human", 175, "cell_type"),
+        ("camp_fetal_neocortex", 220, "cell_type"),
+    ]
+    with pytest.raises(ParameterError, match="label column"):
+        read_corpus(folder)
+
+
+# -- bad manifests -------------------------------------------------------------------------------
+
+
+def write_manifest(tmp_path: Path, shared_dir: Path, body: str, header: str = HEADER) -> Path:
+    path = tmp_path / "bad.csv"
+    path.write_text(header + body.replace("{corpus}", str(shared_dir / "corpus")))
+    return path
+
+
+B = "{corpus}/baron_pancreas_human.h5ad"
+C = "{corpus}/camp_fetal_neocortex.h5ad"
+#: case -> (header, rows, error, text in the message, line named or None)
+BAD = {
+    "missing column": ("path,dataset,species\n", f"{B},b,human\n", CorpusError, "no column 'label_col'", None),
+    "unknown column": (
+        HEADER.strip() + ",weight\n",
+        f"{B},b,cell_type,,human,,2\n",
+        CorpusError,
+        "unknown column 'weight'",
+        None,
+    ),
+    "missing file": (
+        HEADER,
+        f"{B},b,cell_type,,human,\n{{corpus}}/nope.h5ad,n,cell_type,,human,\n",
+        InputFileError,
+        "nope.h5ad",
+        3,
+    ),
+    "unknown species": (HEADER, f"{B},b,cell_type,,zebrafish,\n", CorpusError, "zebrafish", 2),
+    "blank label column": (HEADER, f"{B},b,,,human,\n", CorpusError, "label_col is blank", 2),
+    "duplicate id": (HEADER, f"{B},b,cell_type,,human,\n{C},b,cell_type,,human,\n", CorpusError, "used twice", 3),
+    "label column absent": (
+        HEADER,
+        f"{C},c,cell_type,,human,\n{B},b,celltype,,human,\n",
+        MissingColumnError,
+        "'celltype'",
+        3,
+    ),
+    "ontology column absent": (HEADER, f"{B},b,cell_type,cl_id,human,\n", MissingColumnError, "'cl_id'", 2),
+    "one class": (HEADER, f"{B},b,dataset,,human,\n", LabelError, "at least 2 classes", 2),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_manifests_raise_errors_naming_the_file_and_line(case, shared_dir, tmp_path):
+    header, body, error, text, line = BAD[case]
+    path = write_manifest(tmp_path, shared_dir, body, header)
+    with pytest.raises(error) as info:
+        read_corpus(path)
+    message = str(info.value)
+    assert text in message and str(path) in message, message
+    if line is not None:
+        assert f"line {line} of {path}" in message, message
+
+
+def test_cli_refuses_a_bad_manifest_with_one_line(shared_dir, tmp_path):
+    path = write_manifest(tmp_path, shared_dir, "{corpus}/baron_pancreas_human.h5ad,b,celltype,,human,\n")
+    line = assert_refused(["corpus", "info", path], [tmp_path], contains="line 2")
+    assert "'celltype'" in line
+    assert_refused(["corpus", "info", path, "--label-col", "cell_type"], [tmp_path], contains="not to a manifest")
+
+
+# -- Census / SOMA -------------------------------------------------------------------------------
+
+CENSUS_FILES = ("kang_ifnb_pbmc", "symphony_pbmc_3chem")
+
+
+@pytest.fixture(scope="module")
+def soma_source(shared_dir, tmp_path_factory):
+    """Two shared files as one AnnData with Census's obs/var columns, written as a local SOMA
+    experiment and as a Census-shaped collection (census_data/homo_sapiens)."""
+    soma = pytest.importorskip("tiledbsoma")
+    import tiledbsoma.io
+
+    parts = []
+    for name in CENSUS_FILES:
+        a = ad.read_h5ad(shared_dir / "corpus" / f"{name}.h5ad")
+        a.obs = pd.DataFrame(
+            {
+                "dataset_id": name,
+                "assay": "10x" if "kang" in name else a.obs["chemistry"].astype(str).to_numpy(),
+                "cell_type": a.obs["cell_type_name"].astype(str).to_numpy(),
+                "cell_type_ontology_term_id": a.obs["cell_type_ontology_term_id"].astype(str).to_numpy(),
+                "tissue_general": "blood",
+                "donor_id": a.obs["sample_id"].astype(str).to_numpy() if "sample_id" in a.obs else "unknown",
+            },
+            index=[f"{name}:{c}" for c in a.obs_names],
+        )
+        parts.append(a)
+    full = ad.concat(parts, join="outer", fill_value=0)
+    full.X = sp.csr_matrix(full.X, dtype=np.float32)
+    full.var = pd.DataFrame({"feature_name": full.var_names.to_numpy()}, index=full.var_names)
+    root = tmp_path_factory.mktemp("soma")
+    exp_uri = str(root / "experiment")
+    tiledbsoma.io.from_anndata(exp_uri, full, measurement_name="RNA")
+    with soma.Collection.create(str(root / "census")) as census:
+        census.add_new_collection("census_data")
+    tiledbsoma.io.from_anndata(str(root / "census" / "census_data" / "homo_sapiens"), full, measurement_name="RNA")
+    with (
+        soma.Collection.open(str(root / "census"), "w") as census,
+        soma.Experiment.open(str(root / "census" / "census_data" / "homo_sapiens")) as exp,
+    ):
+        census["census_data"].set("homo_sapiens", exp)
+    return full, exp_uri, str(root / "census")
+
+
+TYPES = ["B cell", "natural killer cell", "CD14-low, CD16-positive monocyte", "dendritic cell"]
+FILTER = f"cell_type in {TYPES!r} and tissue_general == 'blood'"
+
+
+def same_cells(got: ad.AnnData, full: ad.AnnData, names) -> None:
+    """``got`` holds exactly the cells ``names`` of ``full`` (in file order), all genes, same values."""
+    assert list(got.obs_names) == list(names)
+    assert list(got.var["gene_symbol"]) == list(full.var_names)
+    assert (got.X != full[list(names)].X).nnz == 0
+    assert list(got.obs.columns) == [
+        "soma_joinid",
+        "dataset_id",
+        "assay",
+        "cell_type",
+        "cell_type_ontology_term_id",
+        "tissue_general",
+        "donor_id",
+    ]
+    assert list(got.obs["cell_type"]) == list(full.obs.loc[list(names), "cell_type"])
+
+
+def test_census_query_matches_an_in_memory_filter(soma_source):
+    full, exp_uri, _ = soma_source
+    wanted = full.obs_names[full.obs["cell_type"].isin(TYPES)]
+    got = census_anndata(CensusQuery(FILTER, uri=exp_uri))
+    same_cells(got, full, wanted)
+    assert got.uns["mmgene"]["census"]["n_obs"] == len(wanted)
+
+
+def test_census_caps_are_exact_seeded_and_keep_values(soma_source):
+    full, exp_uri, _ = soma_source
+    matching = full.obs[full.obs["cell_type"].isin(TYPES)]
+    per_type = census_anndata(CensusQuery(FILTER, uri=exp_uri, max_cells_per_type=40, seed=1))
+    expected = matching["cell_type"].value_counts().clip(upper=40)
+    assert per_type.obs["cell_type"].value_counts().sort_index().to_dict() == expected.sort_index().to_dict()
+    order = [n for n in full.obs_names if n in set(per_type.obs_names)]
+    same_cells(per_type, full, order)
+    per_dataset = census_anndata(CensusQuery(FILTER, uri=exp_uri, max_cells_per_dataset=100, seed=1))
+    assert (
+        per_dataset.obs["dataset_id"].value_counts().to_dict()
+        == matching["dataset_id"].value_counts().clip(upper=100).to_dict()
+    )
+    again = census_anndata(CensusQuery(FILTER, uri=exp_uri, max_cells_per_type=40, seed=1))
+    other = census_anndata(CensusQuery(FILTER, uri=exp_uri, max_cells_per_type=40, seed=2))
+    assert list(again.obs_names) == list(per_type.obs_names) and list(other.obs_names) != list(per_type.obs_names)
+    both = census_anndata(
+        CensusQuery(FILTER, uri=exp_uri, max_cells_per_dataset=150, max_cells_per_type=30, max_cells=100)
+    )
+    assert both.n_obs == 100 and both.obs["cell_type"].value_counts().max() <= 30
+
+
+def test_census_handle_path_gives_the_same_anndata(soma_source):
+    pytest.importorskip("cellxgene_census")
+    import tiledbsoma
+
+    _, exp_uri, census_uri = soma_source
+    query = CensusQuery(FILTER, organism="Homo sapiens", x_name="data", max_cells_per_type=25, seed=3)
+    with tiledbsoma.open(census_uri) as census:
+        online_like = census_anndata(query, census)
+    local = census_anndata(CensusQuery(FILTER, uri=exp_uri, max_cells_per_type=25, seed=3))
+    assert list(online_like.obs_names) == list(local.obs_names)
+    pd.testing.assert_frame_equal(online_like.obs, local.obs)
+    assert (online_like.X != local.X).nnz == 0
+
+
+def test_census_dataset_in_a_corpus_and_a_manifest(soma_source, tmp_path):
+    full, exp_uri, _ = soma_source
+    spec = DatasetSpec(
+        "census_blood", "cell_type", ontology_col="cell_type_ontology_term_id", census=CensusQuery(FILTER, uri=exp_uri)
+    )
+    corpus = read_corpus([spec])
+    ds = corpus["census_blood"]
+    assert ds.classes == sorted(TYPES) and ds.n_genes == full.n_vars == ds.n_matched
+    assert set(corpus.concat_obs()["tissue"]) == {"blood"}
+    manifest = tmp_path / "census.csv"
+    manifest.write_text(
+        "path,dataset,label_col,ontology_col,species,tissue,obs_value_filter,max_cells_per_type\n"
+        f'{exp_uri},blood,cell_type,cell_type_ontology_term_id,human,blood,"{FILTER}",20\n'
+    )
+    capped = read_corpus(manifest)["blood"]
+    assert capped.class_counts.to_dict() == {t: 20 for t in sorted(TYPES)}
+
+
+def test_census_errors_name_the_query(soma_source, tmp_path):
+    _, exp_uri, _ = soma_source
+    with pytest.raises(CorpusError, match="query failed") as info:
+        census_anndata(CensusQuery("celltype == 'B cell'", uri=exp_uri))
+    assert exp_uri in str(info.value)
+    with pytest.raises(CorpusError, match="no cell matches"):
+        census_anndata(CensusQuery("cell_type == 'b cell'", uri=exp_uri))
+    with pytest.raises(CorpusError, match="no column 'tissue'"):
+        census_anndata(CensusQuery(FILTER, uri=exp_uri, obs_columns=("cell_type", "tissue")))
+    with pytest.raises(CorpusError, match="cannot open a SOMA experiment"):
+        census_anndata(CensusQuery(FILTER, uri=str(tmp_path / "none")))
+    with pytest.raises(CorpusError, match="max_cells_per_type"):
+        CensusQuery(FILTER, uri=exp_uri, max_cells_per_type=0)
+    with pytest.raises(CorpusError, match="obs_value_filter"):
+        CensusQuery("")  # the whole Census: refused
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+
+
+def test_cli_corpus_info_table_and_json(manifest, corpus):
+    out = run_cli("corpus", "info", manifest)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:4] == ["dataset", "species", "tissue", "cells"] and len(lines) == 10
+    report = corpus.gene_report().set_index("dataset")
+    kidney = next(line for line in lines if line.startswith("tabula_muris_kidney"))
+    n, share = report.loc["tabula_muris_kidney", ["n_matched", "share_matched"]]
+    assert f"{n:,} ({share:.1%})" in kidney and "cell_type_name" in kidney
+    assert lines[-1].startswith("8 datasets, 7,504 cells")
+    data = json.loads(run_cli("corpus", "info", manifest, "--json").stdout)
+    got = {d["dataset"]: (d["n_cells"], d["n_genes"], d["n_matched"], d["n_classes"]) for d in data["datasets"]}
+    assert got == {ds.name: (ds.n_cells, ds.n_genes, ds.n_matched, len(ds.classes)) for ds in corpus}
+    assert data["orthology"]["source"].startswith("case-insensitive")
+
+
+def test_errors_are_mmgene_errors():
+    assert issubclass(CorpusError, MMGeneError)
