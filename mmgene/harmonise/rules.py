@@ -1,0 +1,161 @@
+"""Rewrite rules from an author label to Cell Ontology words, and the variants of a label they give.
+
+The shorthand tables and where they come from are in :mod:`mmgene.harmonise.shorthand`. The rules here
+are general conventions:
+
+- "+"/"-"/"hi"/"lo"/"bright"/"dim" are the ontology's "-positive"/"-negative"/"-high"/"-low"/"-bright"/
+  "-dim" (done by :mod:`mmgene.harmonise.text`), and a bare marker before a cell noun ("CD8 T") means
+  positive;
+- the monocyte nomenclature of Ziegler-Heitbrock et al. (Blood 2010): classical CD14++CD16-,
+  intermediate CD14++CD16+, non-classical CD14+CD16++, so "CD16 monocytes" are non-classical;
+- CD4 and CD8 T cells in single-cell papers are alpha-beta T cells (the Cell Ontology names them
+  "CD4-positive, alpha-beta T cell"), unless the label says gamma-delta;
+- cluster numbers ("Mono 2", "0_CD4 T") are not part of a name, except after "type", "group", "layer" ...;
+- the Cell Ontology's own naming patterns: tissue-qualified names ("pancreatic A cell", "delta cell of
+  pancreatic islet"), so a bare label plus a tissue hint is tried as "<tissue adjective> <label>" and
+  "<label> <tissue noun>" (word order and "of" are ignored when matching).
+
+:func:`variants` lists the rewritten forms of one label, most faithful first, each with the confidence
+an exact ontology hit would earn.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mmgene.harmonise.shorthand import ABBREVIATIONS, GENE_TO_CD, NOT_A_CELL_TYPE, STATE_WORDS, TISSUE_ABBREVIATIONS
+from mmgene.harmonise.tissue import Tissue
+
+__all__ = ["NOT_A_CELL_TYPE", "Variant", "conventions", "expand", "markers", "strip_noise", "variants"]
+
+#: words before which a trailing number is part of a name ("type 2", "group 3", "layer 5").
+_NUMBERED = frozenset({"type", "group", "layer", "segment", "stage", "grade", "l", "th", "ilc"})
+_MARKER = re.compile(r"^cd\d+[a-z]{0,2}$")
+_SIGN = re.compile(r"(\+|-|\^[a-z]+)$")
+
+#: confidence of an exact ontology hit reached through each kind of rewrite.
+ABBREVIATION = 0.9
+TISSUE_QUALIFIED = 0.85
+STATE_DROPPED = 0.75
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One rewritten form of a label: its words, the confidence an exact hit earns, and what was done."""
+
+    words: tuple[str, ...]
+    confidence: float
+    note: str
+    #: the tissue's words were added (they come from the hint, not the label)
+    tissue: bool = False
+
+
+def _split_sign(word: str) -> tuple[str, str]:
+    match = _SIGN.search(word)
+    return (word[: match.start()], match.group(1)) if match else (word, "")
+
+
+def _is_marker(word: str) -> bool:
+    return bool(_MARKER.match(_split_sign(word)[0]))
+
+
+def strip_noise(words: list[str]) -> list[str]:
+    """Drop cluster numbers: a leading number, a trailing one (not after "type"/"group"/...), "cluster N"."""
+    out = [w for w in words if w not in ("cluster", "subcluster", "subset", "population", "like")]
+    while out and out[0].isdigit():
+        out = out[1:]
+    while len(out) > 1 and out[-1].isdigit() and out[-2] not in _NUMBERED:
+        out = out[:-1]
+    return out
+
+
+def markers(words: list[str]) -> list[str]:
+    """Gene symbols as CD names, and a bare CD marker followed by other words as positive ("CD8 T")."""
+    out: list[str] = []
+    for word in words:
+        base, sign = _split_sign(word)
+        out.append(GENE_TO_CD.get(base, base) + sign)
+    has_noun = any(not _is_marker(w) for w in out)
+    return [w + "+" if has_noun and _MARKER.match(w) else w for w in out]
+
+
+def expand(words: list[str], tissue: Tissue | None) -> list[str]:
+    """Replace shorthand by ontology words (tissue-specific shorthand first, then the general table)."""
+    table = dict(ABBREVIATIONS)
+    if tissue is not None:
+        for name in tissue.names:
+            table.update(TISSUE_ABBREVIATIONS.get(name, {}))
+    out: list[str] = []
+    for word in words:
+        base, sign = _split_sign(word)
+        if base not in table and base.endswith("s") and base[:-1] in table:  # "Tcells", "DCs"
+            base = base[:-1]
+        th = re.fullmatch(r"th(\d+)", base)
+        if th:
+            out += ["t", "helper", th.group(1)]
+        elif base in table and not sign:
+            out += table[base].split()
+        else:
+            out.append(word)
+    return out
+
+
+def conventions(words: list[str]) -> list[list[str]]:
+    """Single-cell naming conventions the ontology does not spell out: the rewrites they call for, if any.
+
+    - "CD16 monocyte" (CD16+ without CD14+) is a non-classical monocyte, in the ontology's words
+      "CD14-low, CD16-positive monocyte" (human) or "non-classical monocyte"; CD14+CD16+ is
+      "CD14-positive, CD16-positive monocyte" (intermediate);
+    - a CD4+ or CD8+ T cell is an alpha-beta T cell unless gamma-delta is named.
+    """
+    s = set(words)
+    cd16 = s & {"cd16+", "cd16^high", "cd16^bright"}
+    if "monocyte" in s and cd16 and "classical" not in s:
+        rest = [w for w in words if w not in cd16 and not w.startswith("cd14") and w != "monocyte"]
+        if "cd14+" in s:
+            return [[*rest, "cd14+", "cd16+", "monocyte"], [*rest, "intermediate", "monocyte"]]
+        return [[*rest, "cd14^low", "cd16+", "monocyte"], [*rest, "non", "classical", "monocyte"]]
+    if "t" in s and s & {"cd4+", "cd8+"} and not s & {"gamma", "delta", "alpha", "nk", "natural"}:
+        return [[*words, "alpha", "beta"]]
+    return []
+
+
+def variants(label_words: list[str], tissue: Tissue | None) -> tuple[list[Variant], bool]:
+    """Rewritten forms of a label (most faithful first) and whether a naming convention applied."""
+    core = markers(strip_noise(label_words))
+    expanded = expand(core, tissue)
+    ruled = conventions(expanded)
+    out: list[Variant] = []
+    seen: set[tuple[str, ...]] = set()
+
+    def add(words: list[str], confidence: float, note: str, qualified: bool = False) -> None:
+        key = tuple(sorted(set(words)))
+        if words and key not in seen:
+            seen.add(key)
+            out.append(Variant(tuple(words), confidence, note, qualified))
+
+    bases = [(words, "naming convention") for words in ruled] + [(expanded, "abbreviations expanded")]
+    if tissue is not None:
+        bases.append((expand(core, None), "general abbreviations"))
+    bases.append((core, "markers"))
+    for words, note in bases:
+        add(words, ABBREVIATION, note)
+    if tissue is not None:
+        for words, note in bases[: len(ruled) + 1]:
+            for extra in tissue.qualifiers:
+                add(
+                    [*words, *extra.split()], TISSUE_QUALIFIED, f"{note}, qualified by tissue {extra!r}", qualified=True
+                )
+    for words, note in bases[: len(ruled) + 1]:
+        stateless = [w for w in words if w not in STATE_WORDS]
+        if stateless != words:
+            add(stateless, STATE_DROPPED, f"{note}, cell state left out")
+            for extra in tissue.qualifiers if tissue is not None else ():
+                add(
+                    [*stateless, *extra.split()],
+                    STATE_DROPPED,
+                    f"{note}, cell state left out, qualified by tissue {extra!r}",
+                    qualified=True,
+                )
+    return out, bool(ruled)

@@ -1,0 +1,245 @@
+"""The reviewable mapping table: written as CSV, edited by a person, read back checked, applied to ``obs``.
+
+A reviewer changes ``term_id`` (or clears it to leave a label unmapped); :func:`read_mapping` checks
+every id against the Cell Ontology, re-fills ``term_name``, and marks rows whose id no longer matches
+the name that was written as ``method = "user"`` with confidence 1.0. Errors name the CSV line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmgene.errors import InputFileError, MappingError, MissingColumnError, _preview
+
+#: columns of a mapping table, in order (``dataset`` comes first when a table covers several datasets).
+COLUMNS = ("author_label", "term_id", "term_name", "confidence", "method", "alternatives", "n_cells", "note")
+REQUIRED = ("author_label", "term_id")
+_CL_ID = re.compile(r"^CL:\d{7}$")
+
+
+def format_alternatives(alternatives: list[tuple[str, float]], labels: dict[str, str]) -> str:
+    """``"CL:0000576 monocyte (0.62) | ..."``: readable in a spreadsheet, one cell per label."""
+    return " | ".join(f"{t} {labels.get(t, '')} ({s:.2f})" for t, s in alternatives)
+
+
+def write_mapping(table: pd.DataFrame, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write ``table`` as CSV for review (atomically; an existing file only with ``overwrite``)."""
+    from mmgene.atomic import atomic_path
+
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.3f")
+    return Path(path)
+
+
+def read_mapping(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a (reviewed) mapping CSV and check it (see :func:`validate_mapping`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(
+            f"mapping file not found: {path}",
+            str(path),
+            "pass the CSV written by harmonise (mmgene labels harmonise --out)",
+        )
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise MappingError(
+            f"cannot read the mapping as CSV ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            str(path),
+            "save the edited table as comma-separated CSV (UTF-8) with its header row",
+        ) from exc
+    return validate_mapping(table, str(path), csv_lines=True)
+
+
+def _row_where(source: str, i: int, label: str, csv_lines: bool) -> str:
+    row = f"line {i + 2}" if csv_lines else f"row {i}"
+    return f"{row} of {source} (author label {label!r})"
+
+
+def _check_id(term_id: str, where: str) -> None:
+    from mmgene.harmonise.vocabulary import parser, vocabulary
+
+    if not _CL_ID.match(term_id):
+        raise MappingError(
+            f"term_id {term_id!r} is not a Cell Ontology id",
+            where,
+            "write ids like CL:0000623, or leave term_id empty to leave the label unmapped",
+        )
+    if term_id in vocabulary().labels:
+        return
+    onto = parser()
+    try:
+        obsolete = onto.is_term_deprecated(term_id)
+        replacement = onto.get_term_replacement(term_id) if obsolete else None
+    except (ValueError, KeyError):
+        raise MappingError(
+            f"term_id {term_id!r} is not in the Cell Ontology (version {vocabulary().version})",
+            where,
+            "check the id (search https://www.ebi.ac.uk/ols4/ontologies/cl), or leave term_id empty",
+        ) from None
+    fix = (
+        f"use {replacement} instead"
+        if replacement
+        else "choose a current term (the alternatives column lists candidates)"
+    )
+    raise MappingError(f"term_id {term_id!r} is obsolete in the Cell Ontology", where, fix)
+
+
+def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = False) -> pd.DataFrame:
+    """A checked copy of a mapping table: ids exist and are current, names re-filled, edits marked ``user``.
+
+    Raises :class:`~mmgene.errors.MappingError` naming the row for a missing column, a blank or repeated
+    author label, or an id that is malformed, unknown or obsolete.
+    """
+    from mmgene.harmonise.vocabulary import vocabulary
+
+    table = table.copy()
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in REQUIRED if c not in table.columns]
+    if missing:
+        raise MappingError(
+            f"the mapping has no column {', '.join(map(repr, missing))} (it has {_preview(table.columns, 10)})",
+            source,
+            "keep the header row written by harmonise; author_label and term_id are required",
+        )
+    for column in COLUMNS:
+        if column not in table.columns:
+            table[column] = ""
+    table["confidence"] = table["confidence"].astype(object)
+    text_columns = ["author_label", "term_id", "term_name", "method", "alternatives", "note"] + (
+        ["dataset"] if "dataset" in table.columns else []
+    )
+    for column in text_columns:
+        table[column] = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in table[column]]
+    labels = vocabulary().labels
+    seen: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(table.to_dict(orient="records")):
+        where = _row_where(source, i, row["author_label"], csv_lines)
+        if not row["author_label"].strip():
+            raise MappingError(
+                "author_label is blank", where, "fill in the label as it appears in the data, or delete the row"
+            )
+        ident = (row.get("dataset", ""), row["author_label"])
+        if ident in seen:
+            first = f"line {seen[ident] + 2}" if csv_lines else f"row {seen[ident]}"
+            raise MappingError(
+                f"author label {row['author_label']!r} is listed twice (also on {first})",
+                where,
+                "keep one row per label",
+            )
+        seen[ident] = i
+        term = row["term_id"].strip()
+        if term:
+            _check_id(term, where)
+        blank_confidence = str(row["confidence"]).strip() in ("", "nan")
+        edited = (
+            blank_confidence
+            or (term != "" and row["term_name"].strip() != labels.get(term))
+            or (term == "" and row["method"] not in ("unmapped", "user"))
+        )
+        table.at[table.index[i], "term_id"] = term
+        table.at[table.index[i], "term_name"] = labels.get(term, "")
+        if edited:
+            table.at[table.index[i], "method"] = "user"
+            table.at[table.index[i], "confidence"] = 1.0
+    confidence = pd.to_numeric(table["confidence"], errors="coerce")
+    bad = np.flatnonzero(confidence.isna() | ~confidence.between(0.0, 1.0))
+    if len(bad):
+        i = int(bad[0])
+        raise MappingError(
+            f"confidence {table['confidence'].iloc[i]!r} is not a number from 0 to 1",
+            _row_where(source, i, table["author_label"].iloc[i], csv_lines),
+            "keep the confidence written by harmonise (an edited term_id sets it to 1.0 by itself)",
+        )
+    table["confidence"] = confidence.astype(float)
+    table["n_cells"] = pd.to_numeric(table["n_cells"].replace("", 0), errors="coerce").fillna(0).astype(int)
+    ordered = (["dataset"] if "dataset" in table.columns else []) + list(COLUMNS)
+    return table[ordered + [c for c in table.columns if c not in ordered]].reset_index(drop=True)
+
+
+def _name_key(key_added: str) -> str:
+    suffix = "_ontology_term_id"
+    return key_added[: -len(suffix)] + "_name" if key_added.endswith(suffix) else f"{key_added}_name"
+
+
+def apply_mapping(
+    adata: Any,
+    label_col: str,
+    table: pd.DataFrame | str | os.PathLike[str],
+    *,
+    key_added: str = "cell_type_ontology_term_id",
+    name_key: str | None = None,
+    dataset: str | None = None,
+    copy: bool = False,
+) -> Any:
+    """Write each cell's Cell Ontology id and name into ``obs`` from a mapping table.
+
+    ``obs[key_added]`` gets the id and ``obs[name_key]`` (default: ``cell_type_name`` for the default
+    key, else ``<key_added>_name``) the term's name; cells whose label is missing or mapped to nothing
+    get a missing value. A label of the data that the table lacks is an error (harmonise again, or add
+    the row). A table covering several datasets (a ``dataset`` column) needs ``dataset=``. Provenance
+    goes to ``uns['mmgene'][key_added]``. Returns the AnnData with ``copy=True``, else ``None``.
+    """
+    from mmgene.harmonise.vocabulary import vocabulary
+    from mmgene.io.labels import label_text
+    from mmgene.provenance import record
+
+    source = str(table) if not isinstance(table, pd.DataFrame) else "the mapping table"
+    table = read_mapping(table) if not isinstance(table, pd.DataFrame) else validate_mapping(table, source)
+    if label_col not in adata.obs.columns:
+        raise MissingColumnError(label_col, "obs", list(map(str, adata.obs.columns)))
+    if "dataset" in table.columns:
+        datasets = sorted(set(table["dataset"]))
+        if dataset is None and len(datasets) > 1:
+            raise MappingError(
+                f"the mapping covers {len(datasets)} datasets ({_preview(datasets)})",
+                source,
+                "say which one applies (dataset=..., --dataset)",
+            )
+        if dataset is not None:
+            if dataset not in datasets:
+                raise MappingError(
+                    f"the mapping has no rows for dataset {dataset!r} (it has {_preview(datasets)})",
+                    source,
+                    "pass one of its datasets",
+                )
+            table = table[table["dataset"] == dataset]
+    codes, distinct = pd.factorize(label_text(adata.obs[label_col]))
+    ids = dict(zip(table["author_label"], table["term_id"]))
+    absent = sorted(str(v) for v in distinct if v != "" and v not in ids)
+    if absent:
+        raise MappingError(
+            f"{len(absent)} label(s) of obs[{label_col!r}] are not in the mapping: {_preview(absent)}",
+            source,
+            "harmonise this data again (mmgene labels harmonise), or add a row per missing label",
+        )
+    adata = adata.copy() if copy else adata
+    names = vocabulary().labels
+    per_label = np.array([ids.get(v, "") or None for v in distinct], dtype=object)  # one entry per distinct label
+    cell_ids = per_label[codes]
+    name_key = name_key or _name_key(key_added)
+    adata.obs[key_added] = pd.Categorical(cell_ids)
+    adata.obs[name_key] = pd.Categorical(
+        np.array([names.get(t) if t else None for t in per_label], dtype=object)[codes]
+    )
+    mapped = int(pd.notna(cell_ids).sum())
+    record(
+        adata,
+        key_added,
+        packages=("cellxgene-ontology-guide",),
+        label_col=label_col,
+        name_key=name_key,
+        ontology="CL",
+        ontology_version=vocabulary().version,
+        n_cells=int(adata.n_obs),
+        n_mapped=mapped,
+        n_unmapped=int(adata.n_obs) - mapped,
+        mapping={str(k): str(v) for k, v in ids.items()},
+    )
+    return adata if copy else None

@@ -1,0 +1,260 @@
+"""Label harmonisation: author labels -> Cell Ontology terms, the reviewable CSV, the CLI, corpus accuracy."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("cellxgene_ontology_guide")
+
+from hostile import assert_refused, run_cli  # noqa: E402
+
+from mmgene.errors import MappingError, MissingColumnError, OutputError, ParameterError  # noqa: E402
+from mmgene.harmonise import HarmoniseConfig, apply_mapping, harmonise_labels, read_mapping, write_mapping  # noqa: E402
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "harmonise_corpus.py"
+
+
+def one(label: str, **config) -> dict:
+    return harmonise_labels([label], config=HarmoniseConfig(**config)).iloc[0].to_dict()
+
+
+def small_adata(labels: list[object]):
+    import anndata as ad
+    from scipy import sparse
+
+    n = len(labels)
+    obs = pd.DataFrame({"cell_type": np.array(labels, dtype=object)}, index=[f"c{i}" for i in range(n)])
+    var = pd.DataFrame(index=["CD3E", "MS4A1", "LYZ"])
+    return ad.AnnData(X=sparse.csr_matrix(np.ones((n, 3), dtype=np.float32)), obs=obs, var=var)
+
+
+@pytest.mark.parametrize(
+    ("label", "term", "method"),
+    [
+        ("B cell", "CL:0000236", "exact-name"),
+        ("natural killer cells", "CL:0000623", "exact-name"),
+        ("Monocyte", "CL:0000576", "exact-name"),
+        ("NK cell", "CL:0000623", "synonym"),
+        ("B lymphocytes", "CL:0000236", "synonym"),
+        ("Clara cell", "CL:0000158", "synonym"),
+    ],
+)
+def test_names_and_synonyms_map_with_full_confidence(label, term, method):
+    row = one(label)
+    assert (row["term_id"], row["method"], row["confidence"]) == (term, method, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("label", "config", "term"),
+    [
+        ("CD14+ Monocytes", {}, "CL:0001054"),  # CD14-positive monocyte (an exact name once "+" is read)
+        ("T_CD8", {}, "CL:0000625"),  # CD8-positive, alpha-beta T cell
+        ("Mono_CD16", {"species": "human"}, "CL:0002396"),  # CD14-low, CD16-positive monocyte
+        ("Mono_CD16", {"species": "mouse"}, "CL:0000875"),  # non-classical monocyte (the CD14-low term is human)
+        ("alpha", {"tissue": "pancreas"}, "CL:0000171"),  # pancreatic A cell
+        ("NK cells", {}, "CL:0000623"),  # natural killer cell
+        ("Treg", {}, "CL:0000815"),
+        ("pDC", {}, "CL:0000784"),
+        ("MK", {}, "CL:0000556"),
+        ("HSC", {}, "CL:0000037"),
+        ("HSC", {"tissue": "liver"}, "CL:0000632"),  # hepatic stellate cell in liver
+        ("FCGR3A+ Monocytes", {"species": "human"}, "CL:0002396"),
+        ("acinar", {"tissue": "pancreas"}, "CL:0002064"),  # the tissue's kind of "acinar cell"
+        ("B cells", {"tissue": "pancreas"}, "CL:0000236"),  # not "pancreatic B cell" (a beta cell)
+    ],
+)
+def test_author_labels_map_to_the_right_terms(label, config, term):
+    row = one(label, **config)
+    assert row["term_id"] == term, row
+    assert 0.0 < row["confidence"] <= 1.0
+
+
+def test_rewrites_have_lower_confidence_than_exact_names():
+    table = harmonise_labels(["T_CD8", "alpha", "NK cells"], config=HarmoniseConfig(tissue="pancreas"))
+    conf = dict(zip(table["author_label"], table["confidence"]))
+    methods = dict(zip(table["author_label"], table["method"]))
+    assert methods == {"T_CD8": "abbreviation", "alpha": "abbreviation", "NK cells": "synonym"}
+    assert conf["NK cells"] == 1.0 and conf["T_CD8"] == 0.9 and conf["alpha"] < 0.9
+
+
+@pytest.mark.parametrize("label", ["xyzzy", "foo bar baz", "Unknown", "cluster 7", "Doublets", "C12"])
+def test_nonsense_labels_get_low_confidence_and_no_term(label):
+    row = one(label)
+    assert row["confidence"] < 0.3 and row["term_id"] == "" and row["method"] == "unmapped"
+
+
+def test_alternatives_and_similarity_rows_are_well_formed():
+    table = harmonise_labels(["CD56+ NK", "monocytic cells"])
+    assert set(table["method"]) <= {"similarity", "ancestor", "abbreviation", "synonym", "exact-name"}
+    for row in table.itertuples():
+        assert 0.0 <= row.confidence <= 1.0
+        ids = [part.split()[0] for part in row.alternatives.split(" | ") if part]
+        assert 0 < len(ids) <= 3 and row.term_id not in ids and all(i.startswith("CL:") for i in ids)
+
+
+def test_low_confidence_falls_back_to_the_shared_ancestor():
+    from mmgene.harmonise.vocabulary import vocabulary
+
+    row = one("naive lymphocytes CD45RA+")  # as close to naive T cell as to naive B cell
+    assert row["method"] == "ancestor" and row["confidence"] < HarmoniseConfig().ancestor_below
+    assert row["term_id"] == "CL:0000542"  # lymphocyte
+    closest = [part.split()[0] for part in row["alternatives"].split(" | ")][:2]
+    assert all(row["term_id"] in vocabulary().ancestors(t) for t in closest)
+
+
+def test_missing_labels_are_skipped_and_cells_counted():
+    labels = pd.Series(["B cells", None, np.nan, "", "   ", "B cells", pd.NA, "NK cells"], dtype=object)
+    table = harmonise_labels(labels)
+    assert table["author_label"].tolist() == ["B cells", "NK cells"]
+    assert table["n_cells"].tolist() == [2, 1]
+
+
+def test_config_is_checked():
+    with pytest.raises(ParameterError, match="min_confidence"):
+        HarmoniseConfig(min_confidence=2)
+    with pytest.raises(ParameterError, match="candidates"):
+        HarmoniseConfig(candidates=0)
+    assert HarmoniseConfig(species="Homo sapiens").species == "human"
+
+
+def test_csv_round_trip_with_a_user_edit(tmp_path):
+    adata = small_adata(["B cells", "NK cells", "NK cells", "xyzzy", None])
+    table = harmonise_labels(adata.obs["cell_type"])
+    path = write_mapping(table, tmp_path / "mapping.csv")
+    with pytest.raises(OutputError):
+        write_mapping(table, path)  # exists, no overwrite
+    edited = pd.read_csv(path, dtype=str, keep_default_na=False)
+    edited.loc[edited["author_label"] == "NK cells", "term_id"] = "CL:0000814"  # a reviewer's choice: mature NK T cell
+    edited.to_csv(path, index=False)
+    back = read_mapping(path)
+    row = back.set_index("author_label").loc["NK cells"]
+    assert (row["term_id"], row["term_name"], row["method"], row["confidence"]) == (
+        "CL:0000814",
+        "mature NK T cell",
+        "user",
+        1.0,
+    )
+    assert back.set_index("author_label").loc["B cells", "method"] == "exact-name"
+    apply_mapping(adata, "cell_type", back)
+    ids = adata.obs["cell_type_ontology_term_id"].astype(object).tolist()
+    assert ids[:3] == ["CL:0000236", "CL:0000814", "CL:0000814"] and pd.isna(ids[3]) and pd.isna(ids[4])
+    assert adata.obs["cell_type_name"].astype(object).tolist()[0] == "B cell"
+    assert adata.uns["mmgene"]["cell_type_ontology_term_id"]["n_mapped"] == 3
+    # the reviewed table passed back to harmonise_labels keeps the reviewer's choice
+    again = harmonise_labels(adata.obs["cell_type"], mapping=path)
+    assert again.set_index("author_label").loc["NK cells", "method"] == "user"
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [("CL:123", "not a Cell Ontology id"), ("CL:9999999", "not in the Cell Ontology"), ("CL:0000493", "obsolete")],
+)
+def test_invalid_ids_are_refused_naming_the_row(tmp_path, bad, message):
+    path = write_mapping(harmonise_labels(["B cells", "NK cells"]), tmp_path / "m.csv")
+    edited = pd.read_csv(path, dtype=str, keep_default_na=False)
+    edited.loc[1, "term_id"] = bad
+    edited.to_csv(path, index=False)
+    with pytest.raises(MappingError, match=message) as info:
+        read_mapping(path)
+    assert "line 3" in str(info.value) and "NK cells" in str(info.value)
+
+
+def test_malformed_tables_are_refused(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("author_label,term_id\nB cells,CL:0000236\nB cells,CL:0000623\n")
+    with pytest.raises(MappingError, match="listed twice"):
+        read_mapping(path)
+    path.write_text("label,id\nB cells,CL:0000236\n")
+    with pytest.raises(MappingError, match="no column"):
+        read_mapping(path)
+    path.write_text("author_label,term_id\nB cells,CL:0000236\n")
+    adata = small_adata(["B cells", "T cells"])
+    with pytest.raises(MappingError, match="not in the mapping"):
+        apply_mapping(adata, "cell_type", path)
+    with pytest.raises(MissingColumnError):
+        apply_mapping(adata, "no_such_column", path)
+    assert "cell_type_ontology_term_id" not in adata.obs
+
+
+def test_import_stays_light():
+    heavy = ("sklearn", "cellxgene_ontology_guide", "torch")
+    code = f"import sys, mmgene.harmonise, mmgene.cli.app; print(any(m in sys.modules for m in {heavy!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_cli_harmonise_then_apply(tmp_path):
+    data = tmp_path / "cells.h5ad"
+    small_adata(["CD14+ Monocytes", "T_CD8", "alpha", "alpha", None]).write_h5ad(data)
+    mapping, out = tmp_path / "mapping.csv", tmp_path / "labelled.h5ad"
+    done = run_cli("labels", "harmonise", data, "--label-col", "cell_type", "--tissue", "pancreas", "--out", mapping)
+    assert done.returncode == 0, done.stderr
+    table = read_mapping(mapping).set_index("author_label")
+    assert table.loc["alpha", "term_id"] == "CL:0000171" and table.loc["T_CD8", "term_id"] == "CL:0000625"
+    done = run_cli("labels", "apply", data, "--mapping", mapping, "--label-col", "cell_type", "--out", out)
+    assert done.returncode == 0, done.stderr
+    import anndata as ad
+
+    obs = ad.read_h5ad(out).obs
+    assert obs["cell_type_ontology_term_id"].astype(object).tolist()[:3] == ["CL:0001054", "CL:0000625", "CL:0000171"]
+    assert obs["cell_type_name"].astype(object).tolist()[2] == "pancreatic A cell"
+
+
+def test_cli_refuses_bad_mapping_and_existing_output(tmp_path):
+    data = tmp_path / "cells.h5ad"
+    small_adata(["B cells", "NK cells"]).write_h5ad(data)
+    mapping = tmp_path / "mapping.csv"
+    mapping.write_text("author_label,term_id\nB cells,CL:0000236\nNK cells,CL:9999999\n")
+    assert_refused(
+        ["labels", "apply", data, "--mapping", mapping, "--label-col", "cell_type", "--out", tmp_path / "new.h5ad"],
+        [tmp_path],
+        contains="CL:9999999",
+    )
+    assert_refused(
+        ["labels", "harmonise", data, "--label-col", "cell_type", "--out", mapping],
+        [tmp_path],
+        contains="already exists",
+    )
+    assert_refused(
+        ["labels", "harmonise", data, "--label-col", "no_such", "--out", tmp_path / "m2.csv"],
+        [tmp_path],
+        contains="no_such",
+    )
+
+
+@pytest.mark.shared
+def test_accuracy_on_the_shared_corpus(shared_dir):
+    """Measured (ontology v2026-03-26): exact-or-parent 0.725 of distinct labels (37/51), 0.928 of cells.
+
+    The per-label figure is below the issue's 0.90 bar: the fetal neocortex dataset's codes (N1-N3,
+    AP1/2, BP1/2) are left unmapped, and pbmc68k_reduced's marker-named labels map to terms more
+    specific than the curated ones. These floors guard against regressions; they are not the bar.
+    """
+    spec = importlib.util.spec_from_file_location("harmonise_corpus", BENCHMARK)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = bench.evaluate(shared_dir / "corpus" / "corpus.csv")
+    overall = bench.summary(results).set_index("dataset").loc["ALL"]
+    assert overall["labels"] == 51
+    assert overall["exact_or_parent_cells"] >= 0.92
+    assert overall["exact_or_parent"] >= 0.72
+    blood = results[results["dataset"].isin(["pbmc3k", "kang_ifnb_pbmc", "symphony_pbmc_3chem"])]
+    assert (blood["outcome"] == "exact").all()
+
+
+def test_a_hand_written_table_is_read_as_user_choices(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("\ufeffauthor_label,term_id\nB cells,CL:0000236\njunk,\n", encoding="utf-8")  # BOM as Excel writes
+    table = read_mapping(path).set_index("author_label")
+    assert table.loc["B cells", ["term_name", "method", "confidence"]].tolist() == ["B cell", "user", 1.0]
+    assert table.loc["junk", ["term_id", "method"]].tolist() == ["", "user"]
+    bad = harmonise_labels(["B cells"]).assign(confidence="high")
+    with pytest.raises(MappingError, match="confidence"):
+        harmonise_labels(["B cells"], mapping=bad)
