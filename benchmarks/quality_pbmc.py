@@ -19,9 +19,11 @@ where the dataset's labels and textbook markers disagree.
     python benchmarks/quality_pbmc.py --json quality.json --markdown quality.md
     python benchmarks/quality_pbmc.py --seeds 0,1,2      # mean ± sd over seeds (the unseen types vary a lot)
 
-Defaults: 3 epochs, 256 genes per cell, gene-text bridge on, HVG-panel augmentation 0.3, explicit gene
-channel 0.3 in training and 0.5 when encoding (``mmgene train --gene-channel 0.3 --query-channel 0.5``), seed 0, one torch thread, prompts expanded with
-canonical marker genes (``mmgene.evaluate.markers``; ``--no-markers``: names only), plain cosine argmax
+Trains with the library's defaults (``mmgene.align.config``, the same as ``mmgene train``: 3 epochs,
+256 genes per cell, gene-text bridge on, HVG-panel augmentation 0.3, explicit gene channel 0.3 in
+training and 0.5 when encoding); ``--epochs``, ``--gene-channel``, ``--query-channel``,
+``--panel-share``, ``--hard-negatives`` and ``--seed`` override one setting each. Seed 0, one torch thread, prompts expanded with
+canonical marker genes (``mmgene.text.markers``; ``--no-markers``: names only), plain cosine argmax
 then refinement (``--standardize`` without refinement z-scores each class's scores over the query
 cells instead; it uses no labels and leaves AUROC unchanged). Every run also prints ours with the other marker and standardize settings.
 ``--hard-negatives K`` trains with negatives re-mined by the model after every epoch (off by default).
@@ -39,7 +41,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from dataclasses import replace  # noqa: E402
+
 import numpy as np  # noqa: E402
+
+from mmgene.align.config import ModelConfig, TrainingConfig  # noqa: E402
+from mmgene.config import field_help, overrides  # noqa: E402
+from mmgene.pairs.config import PairsConfig  # noqa: E402
 
 BARS = {
     "pbmc3k_test": {"balanced_accuracy": 0.93, "macro_auroc": 0.99},
@@ -48,6 +56,15 @@ BARS = {
     "train_seconds": 300.0,
 }
 UNSEEN = ("NK cells", "B cells")
+#: the training settings this script can override, by config field (unset: the library default)
+SETTINGS = {
+    "epochs": (TrainingConfig, float),
+    "seed": (TrainingConfig, int),
+    "gene_channel": (ModelConfig, float),
+    "query_channel": (ModelConfig, float),
+    "panel_share": (PairsConfig, float),
+    "hard_negatives": (TrainingConfig, int),
+}
 
 
 def _zero_shot_pair(model, adata, label_col, markers=True, standardize=False, refine=True):
@@ -55,7 +72,7 @@ def _zero_shot_pair(model, adata, label_col, markers=True, standardize=False, re
     components with ``refine``); also ours with the other marker-gene prompt setting, ours with the
     other standardize and refine settings, and the textbook-marker baseline (``ours["marker_baseline"]``)."""
     from mmgene.evaluate import genept_s_zero_shot, marker_zero_shot, zero_shot
-    from mmgene.evaluate.prompts import class_prompts
+    from mmgene.text.prompts import class_prompts
     from mmgene.query.refine import expression_pcs
 
     labels = adata.obs[label_col].astype(str).to_numpy()
@@ -111,10 +128,10 @@ def _over_seeds(args: argparse.Namespace, seeds: list[int]) -> int:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            argv = ["--epochs", str(args.epochs), "--seed", str(seed), "--gene-channel", str(args.gene_channel)]
-            argv += ["--json", os.path.join(tmp, f"{seed}.json")] + (["--data", args.data] if args.data else [])
-            argv += ["--panel-share", str(args.panel_share), "--query-channel", str(args.query_channel)]
-            argv += ["--hard-negatives", str(args.hard_negatives)]
+            argv = ["--seed", str(seed), "--json", os.path.join(tmp, f"{seed}.json")] + (["--data", args.data] if args.data else [])
+            for name in SETTINGS:
+                if name != "seed" and getattr(args, name) is not None:
+                    argv += ["--" + name.replace("_", "-"), str(getattr(args, name))]
             argv += ["--markers" if args.markers else "--no-markers", "--standardize" if args.standardize else "--no-standardize"]
             argv += ["--refine" if args.refine else "--no-refine"]
             main(argv)
@@ -164,17 +181,11 @@ def _print_other(results: dict, setting: str, title: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="pbmc3k.h5ad (default: ../shared/data/pbmc3k.h5ad)")
-    parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--seed", type=int, default=0)
+    for name, (config, kind) in SETTINGS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=field_help(config, name))
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (e.g. 0,1,2): run each, report mean ± sd")
-    parser.add_argument("--gene-channel", type=float, default=0.3, help="weight of the explicit gene channel (0: off)")
-    parser.add_argument("--query-channel", type=float, default=0.5, help="gene-channel weight when encoding (queries and cells)")
-    parser.add_argument("--panel-share", type=float, default=0.3, help="share of training rows on an HVG panel")
-    parser.add_argument("--hard-negatives", type=int, default=0,
-                        help="K > 0: re-mine each training row's negative caption after every epoch from the K "
-                        "other-class captions the model scores closest (mmgene train --hard-negatives; default 0: off)")
     parser.add_argument("--markers", action=argparse.BooleanOptionalAction, default=True,
-                        help="expand prompts with marker genes (mmgene.evaluate.markers; default on)")
+                        help="expand prompts with marker genes (mmgene.text.markers; default on)")
     parser.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=False,
                         help="z-score each class's scores over the query cells before the argmax (no labels used)")
     parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
@@ -201,27 +212,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pbmc3k = mmgene.io.read(data)
     pbmc68k = mmgene.io.read(mmgene.data.pbmc68k())
+    given = {name: getattr(args, name) for name in SETTINGS}
+    pairs = overrides(PairsConfig, given)
     common = dict(
         label_cols=["cell_type", "cell_type_cl_name"],
         ontology_col="cell_type_ontology_term_id",
-        epochs=args.epochs,
-        seed=args.seed,
-        test_size=0.2,
-        gene_channel=args.gene_channel,
-        panel_share=args.panel_share,
-        query_channel=args.query_channel,
-        hard_negatives=args.hard_negatives,
+        model=overrides(ModelConfig, given),
+        training=overrides(TrainingConfig, given),
     )
 
     t0 = time.perf_counter()
-    model = train(pbmc3k, **common, out=args.save_model)
+    model = train(pbmc3k, **common, pairs=pairs, out=args.save_model)
     train_seconds = time.perf_counter() - t0
     test = pbmc3k[np.isin(pbmc3k.obs_names, model.test_obs_names)].copy()
     ours3k, base3k = _zero_shot_pair(model, test, "cell_type", args.markers, args.standardize, args.refine)
     ours68k, base68k = _zero_shot_pair(model, pbmc68k, "bulk_labels", args.markers, args.standardize, args.refine)
 
     t1 = time.perf_counter()
-    unseen_model = train(pbmc3k, **common, exclude_labels=list(UNSEEN))
+    unseen_model = train(pbmc3k, **common, pairs=replace(pairs, exclude_labels=UNSEEN))
     unseen_seconds = time.perf_counter() - t1
     test_u = pbmc3k[np.isin(pbmc3k.obs_names, unseen_model.test_obs_names)].copy()
     ours_u, base_u = _zero_shot_pair(unseen_model, test_u, "cell_type", args.markers, args.standardize, args.refine)
@@ -231,7 +239,6 @@ def main(argv: list[str] | None = None) -> int:
         "unseen_train_seconds": round(unseen_seconds, 1),
         "torch_threads": settings.torch_threads,
         "markers": args.markers,
-        "hard_negatives": args.hard_negatives,
         "standardize": args.standardize,
         "refine": args.refine,
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -246,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             for t in UNSEEN
         },
-        "params": model.meta["params"],
+        "config": model.config.to_dict(),
+        "run": model.meta["run"],
         "temperature": model.meta["temperature"],
     }
     results["unseen_markers"] = {t: ours_u["marker_baseline"]["per_class"][t]["auroc"] for t in UNSEEN}

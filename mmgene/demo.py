@@ -105,16 +105,18 @@ def run(
     queries
         Text queries answered against the index.
     epochs
-        Training epochs for the alignment model (default: the trainer's).
+        Training epochs for the alignment model (default: :class:`~mmgene.align.config.TrainingConfig`'s).
     """
     import mmgene.data
     from mmgene import align, cells, evaluate, plots, query
+    from mmgene.align.config import TrainingConfig
+    from mmgene.config import overrides
     from mmgene.embed.genept import genept_w
     from mmgene.genes.default import default_gene_vectors
     from mmgene.index import CellIndex
     from mmgene.io import expression, read
     from mmgene.io.labels import usable_labels
-    from mmgene.pairs.labels import clean_label
+    from mmgene.text.labels import clean_label
 
     t0 = time.perf_counter()
     inputs = [file] if isinstance(file, (str, os.PathLike)) else []
@@ -139,10 +141,8 @@ def run(
     genept_w(adata, gene_vectors=vectors)
     _step(f"GenePT-w from offline gene text ({vectors.dim}-d) -> obsm['X_genept_w']", t0)
 
-    train_kw: dict[str, Any] = {"seed": seed, "test_size": 0.2}
-    if epochs is not None:
-        train_kw["epochs"] = epochs
-    model = align.train(adata, label_col, out=out / "model", **train_kw)
+    training = overrides(TrainingConfig, {"seed": seed, "epochs": epochs})  # the library's defaults otherwise
+    model = align.train(adata, label_col, training=training, out=out / "model")
     result.files["model"] = out / "model"
     held_out = np.isin(adata.obs_names, model.test_obs_names)
     _step(f"trained the alignment model on {int((~held_out).sum())} cells -> {out / 'model'}", t0)

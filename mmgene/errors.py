@@ -74,8 +74,9 @@ class NoGeneIdsError(GeneIdError):
     """No column of the gene table holds recognisable symbols or Ensembl ids."""
 
 
-class MissingColumnError(MMGeneError):
-    """A requested obs/var column or obsm key does not exist."""
+class MissingColumnError(MMGeneError, KeyError):
+    """A requested obs/var column or obsm key does not exist (a ``KeyError``, as a missing key of a
+    DataFrame or mapping is, so ``except KeyError`` catches it)."""
 
     def __init__(self, column: str, table: str, available: Sequence[str], source: str = "") -> None:
         where = f"{table} of {source}" if source else table
@@ -86,9 +87,13 @@ class MissingColumnError(MMGeneError):
         )
         self.column = column
 
+    def __str__(self) -> str:
+        # KeyError's str() is the repr of its argument (quoted); the message prints as written
+        return Exception.__str__(self)
 
-class ParameterError(MMGeneError):
-    """An argument has a value mmgene cannot use."""
+
+class ParameterError(MMGeneError, ValueError):
+    """An argument has a value mmgene cannot use (a ``ValueError``, so ``except ValueError`` catches it)."""
 
 
 class DependencyError(MMGeneError):

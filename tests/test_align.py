@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from mmgene.align.config import AlignConfig, ModelConfig, TrainingConfig
 from mmgene.errors import InputFileError, ModelError, ParameterError
+from mmgene.pairs.config import PairsConfig
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +37,9 @@ def trained(small_pbmc, tmp_path_factory):
         ["cell_type", "cell_type_cl_name"],
         ontology_col="cell_type_ontology_term_id",
         out=out,
-        max_steps=6,
-        batch_size=32,
-        max_genes=128,
-        gene_dim=32,
-        dim=32,
-        captions_per_cell=1,
-        eval_steps=3,
-        gene_bridge=False,
-        seed=0,
+        pairs=PairsConfig(max_genes=128, captions_per_cell=1),
+        model=ModelConfig(gene_dim=32, dim=32, gene_bridge=False),
+        training=TrainingConfig(max_steps=6, batch_size=32, eval_steps=3, seed=0),
     )
     return model, out
 
@@ -129,17 +125,78 @@ def test_training_saves_history_and_encodes_into_one_space(trained, small_pbmc):
     np.testing.assert_allclose(np.linalg.norm(cells, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, rtol=1e-5)
     assert model.inputs == ["genes"]
-    assert model.meta["params"]["steps"] == 6
+    assert model.meta["run"]["steps"] == 6
     # routing by task: the same string embeds differently as text and as a cell sentence
     as_text = model.st.encode(["CD3D IL7R LTB"], task="text")
     as_cell = model.st.encode(["CD3D IL7R LTB"], task="cell")
     assert not np.allclose(as_text, as_cell)
 
 
+def test_the_training_config_is_saved_loaded_and_shown_in_the_card(trained, tmp_path):
+    from mmgene.align import load
+    from mmgene.align.card import card_values, render_model_card
+
+    model, out = trained
+    config = model.config
+    assert config.pairs == PairsConfig(max_genes=128, captions_per_cell=1)
+    assert config.model == ModelConfig(gene_dim=32, dim=32, gene_bridge=False)
+    assert config.training == TrainingConfig(max_steps=6, batch_size=32, eval_steps=3, seed=0)
+    saved = json.loads((out / "mmgene_align.json").read_text())
+    assert saved["config"] == json.loads(json.dumps(config.to_dict())) and saved["config"]["training"]["epochs"] == 3.0
+    again = load(out)
+    assert again.config == config and "config" not in again.meta
+    assert AlignConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config  # tuples come back from JSON lists
+    card = render_model_card(model, "me/pbmc")
+    assert "| ModelConfig | `gene_bridge` | off |" in card and "| PairsConfig | `panel_sizes` | 500, 1000, 2000 |" in card
+    assert "| TrainingConfig | `max_steps` | 6 |" in card
+    assert card_values(model, "me/pbmc")["n_train_pairs"] == model.meta["train_cells"]
+    # a folder whose mmgene_align.json records flat 'params' and no config loads; its card says so
+    legacy = tmp_path / "legacy"
+    import shutil
+
+    shutil.copytree(out, legacy)
+    meta = {k: v for k, v in saved.items() if k != "config"}
+    meta["params"] = {"loss": "clip", "epochs": 4.0, "batch_size": 32, "learning_rate": 0.002, "seed": 0, "captions_per_cell": 1}
+    (legacy / "mmgene_align.json").write_text(json.dumps(meta))
+    old = load(legacy)
+    assert old.config is None and old.meta["params"]["epochs"] == 4.0
+    text = render_model_card(old, "me/old")
+    assert "| epochs | 4.0 |" in text and "not recorded" in text
+    meta["config"] = {"pairs": {}, "model": {}, "training": {}}
+    (legacy / "mmgene_align.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="training config mmgene cannot read"):
+        load(legacy)
+
+
+def test_config_defaults_are_the_benchmarked_configuration():
+    """One set of defaults for the library, the CLI, the demo and benchmarks/quality_pbmc.py."""
+    from dataclasses import fields
+
+    config = AlignConfig()
+    assert (config.training.epochs, config.model.gene_channel, config.model.query_channel) == (3.0, 0.3, 0.5)
+    assert (config.pairs.max_genes, config.pairs.panel_share, config.model.gene_bridge) == (256, 0.3, True)
+    names = [f.name for section in fields(config) for f in fields(getattr(config, section.name))]
+    assert len(names) == len(set(names))  # the CLI routes each option to its config by field name
+
+
+def test_cli_train_has_one_option_per_config_field_with_the_field_default_in_its_help():
+    import inspect
+    from dataclasses import fields
+
+    from mmgene.cli.align import train_command
+
+    parameters = inspect.signature(train_command).parameters
+    for section in fields(AlignConfig):
+        for f in fields(getattr(AlignConfig(), section.name)):
+            option = parameters[f.name].default
+            assert option.default is None, f.name  # unset: the config's default applies
+            assert option.help.startswith(f.metadata["help"]) and "(default: " in option.help
+
+
 def test_cells_transfer_to_a_smaller_gene_set(trained, small_pbmc):
     model, _ = trained
     fewer = small_pbmc[:5, small_pbmc.var_names[:2000]].copy()
-    emb = model.encode_cells(fewer, key="X_aligned")
+    emb = model.encode_cells(fewer, key_added="X_aligned")
     assert emb.shape == (5, 32) and np.isfinite(emb).all()
     assert fewer.uns["mmgene"]["X_aligned"]["inputs"] == ["genes"]
 
@@ -192,11 +249,11 @@ def test_train_bad_input(small_pbmc):
     from mmgene.errors import MissingColumnError
 
     with pytest.raises(ParameterError, match="loss"):
-        train(small_pbmc, "cell_type", loss="triplet")
+        TrainingConfig(loss="triplet")
     with pytest.raises(MissingColumnError):
-        train(small_pbmc, "celltype", max_steps=1)
+        train(small_pbmc, "celltype", training=TrainingConfig(max_steps=1))
     with pytest.raises(MissingColumnError):
-        train(small_pbmc, "cell_type", inputs=["X_genept_w"], max_steps=1)
+        train(small_pbmc, "cell_type", inputs=["X_genept_w"], training=TrainingConfig(max_steps=1))
 
 
 def test_obsm_input_tower_trains_a_step(small_pbmc):
@@ -204,7 +261,14 @@ def test_obsm_input_tower_trains_a_step(small_pbmc):
 
     adata = small_pbmc[:120].copy()
     adata.obsm["X_pca"] = np.random.default_rng(0).normal(size=(adata.n_obs, 8)).astype(np.float32)
-    model = train(adata, "cell_type", inputs=["X_pca"], max_steps=1, batch_size=16, dim=16, test_size=0.0, gene_bridge=False)
+    model = train(
+        adata,
+        "cell_type",
+        inputs=["X_pca"],
+        pairs=PairsConfig(test_size=0.0),
+        model=ModelConfig(dim=16, gene_bridge=False),
+        training=TrainingConfig(max_steps=1, batch_size=16),
+    )
     assert model.inputs == ["X_pca"]
     assert model.encode_cells(adata[:3]).shape == (3, 16)
     assert not math.isnan(float(model.meta["temperature"]))
@@ -221,7 +285,10 @@ def test_cli_train_and_evaluate(tmp_path, small_pbmc):
     runner = CliRunner()
     res = runner.invoke(app, ["train", str(h5), "--label-col", "cell_type", "--out", str(out), "--max-steps", "2", "--batch-size", "16", "--no-gene-bridge"])
     assert res.exit_code == 0, res.output
-    assert (out / "mmgene_align.json").exists()
+    saved = json.loads((out / "mmgene_align.json").read_text())["config"]
+    # the options given override their fields; every other field keeps the config's default
+    expected = AlignConfig(model=ModelConfig(gene_bridge=False), training=TrainingConfig(max_steps=2, batch_size=16))
+    assert saved == json.loads(json.dumps(expected.to_dict()))
     res = runner.invoke(app, ["evaluate", str(out), str(h5), "--label-col", "cell_type", "--no-baseline", "--out", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "rep.json").read_text())
@@ -272,7 +339,7 @@ def test_gene_text_bridge_finds_genes_by_their_names(tmp_path):
     from sentence_transformers import SentenceTransformer
 
     from mmgene.align.model import default_text_model, gene_text_bridge
-    from mmgene.align.modules import TextInput
+    from mmgene.align.modules.text_input import TextInput
 
     vocab = ["NKG7", "MS4A1", "CD14", "LYZ", "GNLY", "PPBP", "HBB", "NOTAGENE1"]
     encoder = SentenceTransformer(default_text_model(), device="cpu")
@@ -294,7 +361,7 @@ def test_hard_negatives_come_from_other_classes(trained, small_pbmc):
     from mmgene.pairs import make_pairs, mine_hard_negatives
 
     model, _ = trained
-    pairs = make_pairs(small_pbmc[:60].copy(), "cell_type", test_size=0.0, captions_per_cell=1, max_genes=128, seed=0)
+    pairs = make_pairs(small_pbmc[:60].copy(), "cell_type", config=PairsConfig(test_size=0.0, captions_per_cell=1, max_genes=128), seed=0)
     captions = {k: t.name_captions()[:3] for k, t in enumerate(pairs.class_text)}
     mined = mine_hard_negatives(pairs["train"], model, captions, top_k=2, seed=0)
     assert mined.column_names[:3] == ["cell", "caption", "negative"]
@@ -331,14 +398,14 @@ def test_push_to_hub_with_model_card_then_load_by_repo_id(trained, small_pbmc, t
 
 
 def test_obsm_model_refuses_inputs_without_the_obsm(small_pbmc):
-    from mmgene.align.modules import CellInput
+    from mmgene.align.modules.cell_input import CellInput
 
-    cell_input = CellInput([], obsm_keys=["X_pca"], obsm_dims=[2])
+    cell_input = CellInput([], obsm_keys=["X_pca"], obsm_dims=[2], max_genes=8, gene_dropout=0.5)
     got = cell_input.preprocess([{"X_pca": [1.0, 2.0]}])
     assert got["obsm"].tolist() == [[1.0, 2.0]]
     with pytest.raises(ParameterError, match="lacks"):
         cell_input.preprocess(["CD3D LTB"])
-    genes = CellInput(["CD3D", "LTB", "LYZ"], max_genes=2)
+    genes = CellInput(["CD3D", "LTB", "LYZ"], max_genes=2, gene_dropout=0.5)
     out = genes.preprocess([{"genes": ["lyz", "CD3D", "XIST", "LTB"], "values": [1.0, 3.0, 9.0, 2.0]}, "LTB CD3D"])
     assert out["input_ids"].tolist() == [[0, 1], [1, 0]]  # top 2 known genes; a sentence ranks by position
     assert out["values"][0].tolist() == [3.0, 2.0]
@@ -346,7 +413,7 @@ def test_obsm_model_refuses_inputs_without_the_obsm(small_pbmc):
 
 
 def test_gene_channel_adds_an_exact_gene_cosine():
-    from mmgene.align.modules import GeneChannel
+    from mmgene.align.modules.gene_channel import GeneChannel
 
     channel = GeneChannel(vocab_size=5, channel_ids=[3, 1], weight=0.25, learned_dim=2)
     assert channel.get_embedding_dimension() == 4
@@ -372,7 +439,7 @@ def test_gene_channel_adds_an_exact_gene_cosine():
 
 
 def test_gene_channel_counts_named_genes_only_when_asked():
-    from mmgene.align.modules import GeneChannel
+    from mmgene.align.modules.gene_channel import GeneChannel
 
     text = {
         "sentence_embedding": torch.tensor([[3.0, 4.0], [3.0, 4.0]]),
@@ -394,7 +461,7 @@ def test_gene_channel_counts_named_genes_only_when_asked():
 
 
 def test_gene_channel_query_weight_applies_when_encoding(tmp_path):
-    from mmgene.align.modules import GeneChannel
+    from mmgene.align.modules.gene_channel import GeneChannel
 
     cell = {
         "sentence_embedding": torch.tensor([[3.0, 4.0]]),
@@ -419,16 +486,28 @@ def test_gene_channel_query_weight_applies_when_encoding(tmp_path):
     old = GeneChannel(vocab_size=5, channel_ids=[3, 1], weight=0.25, learned_dim=2).eval()  # saved before the option
     assert old.query_weight is None and cosine(old) == pytest.approx(0.75 + 0.25 * 0.5**0.5, rel=1e-6)
     with pytest.raises(ParameterError, match="query_weight must be in"):
-        GeneChannel(vocab_size=5, channel_ids=[3, 1], weight=0.25, query_weight=1.5)
+        GeneChannel(vocab_size=5, channel_ids=[3, 1], weight=0.25, learned_dim=2, query_weight=1.5)
     with pytest.raises(ParameterError, match="weight must be in"):
-        GeneChannel(vocab_size=5, channel_ids=[3, 1], weight=-0.1)
+        GeneChannel(vocab_size=5, channel_ids=[3, 1], weight=-0.1, learned_dim=2)
 
 
-def test_query_channel_needs_the_gene_channel(small_pbmc):
-    from mmgene.align import train
+def test_query_channel_acts_only_through_the_gene_channel():
+    """The channel is on by default (weight 0.3, 0.5 when encoding); gene_channel=0 or no bridge turns it off."""
+    from mmgene.align.model import build_model
 
-    with pytest.raises(ParameterError, match="query_channel needs the gene channel"):
-        train(small_pbmc, "cell_type", query_channel=0.5, gene_channel=0.0, max_steps=1)
+    genes = ["NKG7", "MS4A1", "CD14", "LYZ", "GNLY"]
+
+    def channels(config):
+        st = build_model(genes, config, bridge_genes=genes, seed=0)
+        return [m for m in st[0].sub_modules["text"] if type(m).__name__ == "GeneChannel"]
+
+    small = dict(gene_dim=8, hidden=16, dim=8)
+    (channel,) = channels(ModelConfig(**small))
+    assert (channel.weight, channel.query_weight) == (0.3, 0.5)
+    assert channels(ModelConfig(**small, gene_channel=0.0)) == []
+    assert channels(ModelConfig(**small, gene_bridge=False)) == []
+    with pytest.raises(ParameterError, match="query_channel must be in"):
+        ModelConfig(query_channel=1.5)
 
 
 def _direct_top(model, dataset, captions_by_label, k):
@@ -446,7 +525,7 @@ def test_mined_negatives_are_the_other_class_captions_the_model_scores_highest(t
     from mmgene.pairs import make_pairs, mine_hard_negatives
 
     model, _ = trained
-    pairs = make_pairs(small_pbmc[:60].copy(), "cell_type", test_size=0.0, captions_per_cell=1, max_genes=128, seed=0)
+    pairs = make_pairs(small_pbmc[:60].copy(), "cell_type", config=PairsConfig(test_size=0.0, captions_per_cell=1, max_genes=128), seed=0)
     captions = {k: t.all_captions() for k, t in enumerate(pairs.class_text) if k in set(pairs["train"]["label"])}
     top1 = mine_hard_negatives(pairs["train"], model, captions, top_k=1, seed=5)
     assert top1["negative"] == [row[0] for row in _direct_top(model, pairs["train"], captions, 1)]
@@ -458,7 +537,7 @@ def test_mined_negatives_are_the_other_class_captions_the_model_scores_highest(t
         mine_hard_negatives(pairs["train"], model, captions, top_k=0)
 
 
-def _train_capturing(monkeypatch, adata, **kwargs):
+def _train_capturing(monkeypatch, adata, training, negatives=False):
     """Train while recording each round's training dataset and, at each mining, the direct top-1 negatives."""
     import sentence_transformers
 
@@ -482,12 +561,13 @@ def _train_capturing(monkeypatch, adata, **kwargs):
 
     monkeypatch.setattr(sentence_transformers, "SentenceTransformerTrainer", Recording)
     monkeypatch.setattr(hn, "mine_hard_negatives", mine)
-    small = dict(batch_size=32, max_genes=128, gene_dim=32, dim=32, captions_per_cell=1, gene_bridge=False)
-    return train(adata, "cell_type", **{**small, **kwargs}), seen
+    pairs = PairsConfig(max_genes=128, captions_per_cell=1, negatives=negatives)
+    model = ModelConfig(gene_dim=32, dim=32, gene_bridge=False)
+    return train(adata, "cell_type", pairs=pairs, model=model, training=TrainingConfig(batch_size=32, **training)), seen
 
 
 def test_training_with_hard_negatives_mines_with_the_current_model_each_round(small_pbmc, monkeypatch):
-    model, seen = _train_capturing(monkeypatch, small_pbmc, hard_negatives=1, mine_every=2, max_steps=5, seed=0)
+    model, seen = _train_capturing(monkeypatch, small_pbmc, dict(hard_negatives=1, mine_every=2, max_steps=5, seed=0))
     first, *later = seen["datasets"]
     assert len(later) == 2 and seen["top_k"] == [1, 1]
     assert first.column_names == ["cell", "caption", "label"]  # round 1: no negatives (negatives=False)
@@ -499,15 +579,16 @@ def test_training_with_hard_negatives_mines_with_the_current_model_each_round(sm
         captions = seen["captions"][0]
         assert all(neg in captions[lab] for neg, lab in zip(ds["negative"], negative_of))
     assert seen["expected"][0] != seen["expected"][1]  # re-mined: the model changed in between
-    params = model.meta["params"]
-    assert (params["hard_negatives"], params["mine_every"], params["rounds"], params["steps"]) == (1, 2, 3, 5)
+    training, run = model.config.training, model.meta["run"]
+    assert (training.hard_negatives, training.mine_every, run["rounds"], run["steps"]) == (1, 2, 3, 5)
+    assert run["round_steps"] == 2
     assert [h["steps"] for h in model.meta["eval_history"]] == [2, 4, 5]  # one evaluation per round, global steps
 
 
 def test_hard_negative_training_is_deterministic_for_a_seed_with_mnrl(small_pbmc, monkeypatch):
     cells = small_pbmc[:12]
-    options = dict(hard_negatives=2, mine_every=3, max_steps=6, loss="mnrl", negatives=True, seed=1)
-    runs = [_train_capturing(monkeypatch, small_pbmc, **options) for _ in range(2)]
+    options = dict(hard_negatives=2, mine_every=3, max_steps=6, loss="mnrl", seed=1)
+    runs = [_train_capturing(monkeypatch, small_pbmc, options, negatives=True) for _ in range(2)]
     (a, seen_a), (b, seen_b) = runs
     # random negatives first; no label column for MNRL
     assert seen_a["datasets"][0].column_names == ["cell", "caption", "negative"]
@@ -515,21 +596,27 @@ def test_hard_negative_training_is_deterministic_for_a_seed_with_mnrl(small_pbmc
     assert seen_a["datasets"][1]["negative"] == seen_b["datasets"][1]["negative"]
     np.testing.assert_array_equal(a.encode_cells(cells), b.encode_cells(cells))
     np.testing.assert_array_equal(a.encode_text(["a B cell"]), b.encode_text(["a B cell"]))
-    assert a.meta["params"]["rounds"] == 2 and a.meta["params"]["loss"] == "mnrl"
+    assert a.meta["run"]["rounds"] == 2 and a.config.training.loss == "mnrl"
 
 
 def test_hard_negatives_bad_values(small_pbmc):
     from mmgene.align import train
 
     with pytest.raises(ParameterError, match="hard_negatives must be a whole number >= 0, got -1"):
-        train(small_pbmc, "cell_type", hard_negatives=-1)
+        TrainingConfig(hard_negatives=-1)
     with pytest.raises(ParameterError, match="hard_negatives must be a whole number"):
-        train(small_pbmc, "cell_type", hard_negatives=2.5)
+        TrainingConfig(hard_negatives=2.5)
     with pytest.raises(ParameterError, match="mine_every must be a whole number"):
-        train(small_pbmc, "cell_type", hard_negatives=2, mine_every=-3)
+        TrainingConfig(hard_negatives=2, mine_every=-3)
     one_class = small_pbmc[small_pbmc.obs["cell_type"] == "B cells"].copy()
     with pytest.raises(ParameterError, match="at least two classes in training, got \\['B cells'\\]"):
-        train(one_class, "cell_type", hard_negatives=2, max_steps=1, batch_size=4, test_size=0.0, gene_bridge=False)
+        train(
+            one_class,
+            "cell_type",
+            pairs=PairsConfig(test_size=0.0),
+            model=ModelConfig(gene_bridge=False),
+            training=TrainingConfig(hard_negatives=2, max_steps=1, batch_size=4),
+        )
 
 
 def test_cli_train_hard_negatives(tmp_path, small_pbmc):
@@ -544,7 +631,8 @@ def test_cli_train_hard_negatives(tmp_path, small_pbmc):
     base = ["train", str(h5), "--label-col", "cell_type", "--out", str(out), "--max-steps", "2", "--batch-size", "16", "--no-gene-bridge"]
     res = runner.invoke(app, base + ["--hard-negatives", "3", "--mine-every", "1"])
     assert res.exit_code == 0, res.output
-    params = json.loads((out / "mmgene_align.json").read_text())["params"]
-    assert (params["hard_negatives"], params["mine_every"], params["rounds"]) == (3, 1, 2)
+    saved = json.loads((out / "mmgene_align.json").read_text())
+    training = saved["config"]["training"]
+    assert (training["hard_negatives"], training["mine_every"], saved["run"]["rounds"]) == (3, 1, 2)
     res = runner.invoke(app, base + ["--hard-negatives", "-1"])
     assert res.exit_code == 2 and "Invalid value for '--hard-negatives'" in res.output

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from mmgene.cells import fit_rank_expression, reconstruct, sentences
 from mmgene.cells.inverse import RankExpressionFit, reconstruction_pearson
-from mmgene.cells.vocabulary import gene_symbols
+from mmgene.cells.vocabulary import gene_words
 
 
 def test_exact_line_on_log_data():
@@ -40,7 +40,7 @@ def test_reconstruct_unknown_repeated_and_empty():
 def test_pbmc3k_reconstruction_correlation(pbmc3k):
     fit = fit_rank_expression(pbmc3k)
     sents = sentences(pbmc3k, inplace=False)
-    rec = reconstruct(sents, fit, gene_symbols(pbmc3k.var))
+    rec = reconstruct(sents, fit, gene_words(pbmc3k.var))
     X = pbmc3k.X
     totals = np.asarray(X.sum(axis=1)).ravel()
     truth = sp.csr_matrix(sp.diags(1e4 / totals) @ X)

@@ -164,14 +164,15 @@ def test_ensembl_mapping_collapses_and_drops(v1):
 
 
 def kernel_reference(X: sp.csr_matrix, recip_n: np.ndarray, recip_median: np.ndarray, limit: int) -> list[np.ndarray]:
-    """Targets per row by (value descending, target ascending), values as the kernel computes them."""
-    out = []
-    for i in range(X.shape[0]):
-        a, b = X.indptr[i], X.indptr[i + 1]
-        t = X.indices[a:b].astype(np.int64)
-        v = (X.data[a:b].astype(np.float64) * recip_n[i]) * 10_000.0 * recip_median[t]
-        out.append(t[np.lexsort((t, -v))][:limit])
-    return out
+    """Targets per row by (value descending, target ascending), values as the kernel computes them,
+    ordered by the NumPy reference (mmgene.cells.ranking.lexsort_rows)."""
+    from mmgene.cells.ranking import lexsort_rows
+
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    t = X.indices.astype(np.int64)
+    v = (X.data.astype(np.float64) * recip_n[rows]) * 10_000.0 * recip_median[t]
+    ordered = t[lexsort_rows(X.indptr, v, t)]
+    return [ordered[X.indptr[i] : X.indptr[i + 1]][:limit] for i in range(X.shape[0])]
 
 
 def test_kernel_exact_on_near_ties():

@@ -141,3 +141,44 @@ def test_whole_number_check():
     for bad in (1.5, np.nan, np.inf, -np.inf, 2.0**53):
         assert not whole_numbers(np.r_[np.zeros(5000), bad])  # found in the second block too
     assert whole_numbers(np.array([1, 2], np.int64))
+
+
+def _oracle_rows(block: sp.csr_matrix, tie_rank: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, tie ranks, values) of each row's kept non-zero entries in the order of the NumPy reference."""
+    from mmgene.cells.ranking import lexsort_rows
+
+    mask = (block.data > 0) & keep[block.indices]
+    cum = np.zeros(len(mask) + 1, np.int64)
+    np.cumsum(mask, out=cum[1:])
+    indptr, values, ranks = cum[block.indptr], block.data[mask], tie_rank[block.indices[mask]]
+    perm = lexsort_rows(indptr, values, ranks)
+    return indptr, ranks[perm], values[perm]
+
+
+@pytest.mark.parametrize("kind", ["counts32", "counts64", "float32", "near_ties64"])
+@pytest.mark.parametrize("ties", ["position", "symbol", "random"])
+def test_every_ordering_kernel_matches_the_numpy_reference(kind, ties):
+    """The keyed sort (with its exact re-sort of float64 near-ties) and the counting sort give exactly
+    the order of one NumPy lexsort: value descending, ties by the vocabulary's tie rank."""
+    from mmgene.cells.ranking import rank_chunk, sentence_ids
+    from mmgene.cells.vocabulary import build_vocabulary
+
+    rng = np.random.default_rng(7)
+    n_genes = 400
+    X = sp.random(120, n_genes, density=0.3, random_state=8, format="csr", data_rvs=lambda s: rng.integers(1, 6, s)).astype(np.float64)
+    if kind == "float32":
+        X.data = np.log1p(X.data * rng.uniform(0.5, 2.0, X.nnz)).astype(np.float32).astype(np.float64)
+    elif kind == "near_ties64":  # many values one float64 ulp apart: equal in float32, different here
+        X.data = X.data * (1.0 + rng.choice([0.0, 2**-52, 2**-50, -(2**-52)], X.nnz))
+    X = X.astype(np.float32) if kind in ("counts32", "float32") else X
+    symbols = np.array([f"G{j % 350}" for j in range(n_genes)])  # some columns share a word
+    vocab = build_vocabulary(pd.DataFrame(index=[f"c{j}" for j in range(n_genes)], data={"gene_symbol": symbols}), exclude=["G7"], ties=ties, seed=2)
+    indptr, ranks, values = _oracle_rows(X, vocab.tie_rank, vocab.keep)
+    got = rank_chunk(X, vocab.tie_rank, vocab.keep)
+    assert np.array_equal(got.indptr, indptr) and np.array_equal(got.ranks, ranks)
+    assert np.array_equal(got.values.astype(np.float64), values.astype(np.float64))
+    ptr, ids = sentence_ids(X, vocab, 25)
+    words = vocab.word_of_rank[ranks]
+    for i in range(X.shape[0]):
+        expect = list(dict.fromkeys(words[indptr[i] : indptr[i + 1]].tolist()))[:25]
+        assert ids[ptr[i] : ptr[i + 1]].tolist() == expect

@@ -27,7 +27,7 @@ def vectors() -> GeneVectors:
 
 def test_genept_w_matches_hand_computation():
     adata = small()
-    genept_w(adata, vectors())
+    genept_w(adata, gene_vectors=vectors())
     emb = adata.obsm["X_genept_w"]
     # c1: counts CD3E 1, MS4A1 3, NKG7 5 (total 9, NKG7 counts in the total but has no vector)
     w_cd3e, w_ms4a1 = np.log1p(1 / 9 * 1e4), np.log1p(3 / 9 * 1e4)
@@ -47,7 +47,7 @@ def test_genept_w_matches_hand_computation():
 def test_genept_w_log1p_input_used_as_is():
     logged = np.log1p(np.array([[1, 0, 3, 0], [0, 2, 0, 0], [0.5, 0, 0, 0]], dtype=np.float32) * 1.5).astype(np.float32)
     adata = small(logged)
-    genept_w(adata, vectors())
+    genept_w(adata, gene_vectors=vectors())
     assert adata.uns["mmgene"]["X_genept_w"]["normalization"] == "none (log1p input used as is)"
     a, b = logged[0, 0], logged[0, 2]
     np.testing.assert_allclose(adata.obsm["X_genept_w"][0], np.array([a, b]) / np.hypot(a, b), rtol=1e-6)
@@ -55,26 +55,26 @@ def test_genept_w_log1p_input_used_as_is():
 
 
 def test_on_empty_options_and_copy():
-    out = genept_w(small(), vectors(), on_empty="zero", copy=True)
+    out = genept_w(small(), gene_vectors=vectors(), on_empty="zero", copy=True)
     assert (out.obsm["X_genept_w"][2] == 0).all()
     original = small()
-    genept_w(original, vectors(), copy=True)
+    genept_w(original, gene_vectors=vectors(), copy=True)
     assert "X_genept_w" not in original.obsm
     with pytest.raises(DataError, match="1 cells have no expressed gene with a gene vector.*c3"):
-        genept_w(small(), vectors(), on_empty="raise")
+        genept_w(small(), gene_vectors=vectors(), on_empty="raise")
     with pytest.raises(ParameterError, match="on_empty"):
-        genept_w(small(), vectors(), on_empty="skip")  # type: ignore[arg-type]
+        genept_w(small(), gene_vectors=vectors(), on_empty="skip")  # type: ignore[arg-type]
 
 
 def test_no_matching_gene_and_bad_vectors(tmp_path):
     other = GeneVectors(np.array(["TP53"], dtype=object), np.ones((1, 2)))
     with pytest.raises(GeneIdError, match="none of the 4 genes has a gene vector"):
-        genept_w(small(), other)
+        genept_w(small(), gene_vectors=other)
     with pytest.raises(ParameterError, match="gene_vectors must be"):
-        genept_w(small(), {"CD3E": [1, 0]})
+        genept_w(small(), gene_vectors={"CD3E": [1, 0]})
     path = vectors().save(tmp_path / "v.safetensors")
     adata = small()
-    genept_w(adata, path)
+    genept_w(adata, gene_vectors=path)
     np.testing.assert_allclose(adata.obsm["X_genept_w"][1], [0.6, 0.8], rtol=1e-6)
 
 
@@ -83,18 +83,18 @@ def test_chunking_does_not_change_a_bit():
     X = sp.random(50, 4, density=0.6, random_state=2, format="csr", data_rvs=lambda n: rng.integers(1, 20, n)).astype(np.float32)
     a = ad.AnnData(X, obs=pd.DataFrame(index=[f"c{i}" for i in range(50)]), var=pd.DataFrame(index=GENES))
     b = a.copy()
-    genept_w(a, vectors(), chunk_size=7)
-    genept_w(b, vectors(), chunk_size=2048)
+    genept_w(a, gene_vectors=vectors(), chunk_size=7)
+    genept_w(b, gene_vectors=vectors(), chunk_size=2048)
     assert np.array_equal(a.obsm["X_genept_w"], b.obsm["X_genept_w"], equal_nan=True)
 
 
 def test_genept_s_sentences_and_empty_cells(tmp_path):
     from mmgene.cells import sentences
-    from mmgene.embed.text import text_encoder
+    from mmgene.text.encoders import text_encoder
 
     adata = small()
     enc = text_encoder("minilm", cache=tmp_path / "s.sqlite")
-    genept_s(adata, enc, top_k=2)
+    genept_s(adata, encoder=enc, top_k=2)
     sent = sentences(small(), top_k=2, inplace=False)
     assert sent == ["NKG7 MS4A1", "LYZ", "NKG7"]
     expected = enc.encode([SENTENCE_PREFIX + s for s in sent])
@@ -103,10 +103,10 @@ def test_genept_s_sentences_and_empty_cells(tmp_path):
     rec = adata.uns["mmgene"]["X_genept_s"]
     assert rec["top_k"] == 2 and rec["prefix"] == SENTENCE_PREFIX and rec["encoder"].startswith("sentence-transformers/all-MiniLM")
     empty = small(np.array([[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 2, 0]], dtype=np.float32))
-    genept_s(empty, enc, top_k=2)
+    genept_s(empty, encoder=enc, top_k=2)
     assert np.isnan(empty.obsm["X_genept_s"][1]).all() and empty.uns["mmgene"]["X_genept_s"]["empty_cells"] == ["c2"]
     with pytest.raises(ParameterError, match="top_k"):
-        genept_s(small(), enc, top_k=0)
+        genept_s(small(), encoder=enc, top_k=0)
 
 
 @pytest.fixture(scope="module")
@@ -120,9 +120,9 @@ def pbmc_gene_vectors(_pbmc3k_cached):
 
 
 def test_genept_w_pbmc3k_bit_reproducible(pbmc3k, _pbmc3k_cached, pbmc_gene_vectors, tmp_path):
-    genept_w(pbmc3k, pbmc_gene_vectors)
+    genept_w(pbmc3k, gene_vectors=pbmc_gene_vectors)
     second = _pbmc3k_cached.copy()
-    genept_w(second, GeneVectors.load(pbmc_gene_vectors.save(tmp_path / "g.parquet")), chunk_size=500)
+    genept_w(second, gene_vectors=GeneVectors.load(pbmc_gene_vectors.save(tmp_path / "g.parquet")), chunk_size=500)
     first = pbmc3k.obsm["X_genept_w"]
     assert first.shape == (2638, 384) and np.isfinite(first).all()
     assert first.tobytes() == second.obsm["X_genept_w"].tobytes()
@@ -136,12 +136,12 @@ def test_genept_w_pbmc3k_bit_reproducible(pbmc3k, _pbmc3k_cached, pbmc_gene_vect
 
 def test_genept_s_pbmc3k_bit_reproducible(_pbmc3k_cached):
     """GenePT-s twice without the embedding cache (so the model really runs twice): identical bits."""
-    from mmgene.embed.text import SentenceTransformerEncoder
+    from mmgene.text.encoders import SentenceTransformerEncoder
 
     cells = _pbmc3k_cached[:24].copy()  # 24 cells: MiniLM on a 2-core CPU is slow
     runs = []
     for _ in range(2):
         adata = cells.copy()
-        genept_s(adata, SentenceTransformerEncoder("minilm", cache=False), top_k=25)
+        genept_s(adata, encoder=SentenceTransformerEncoder("minilm", cache=False), top_k=25)
         runs.append(adata.obsm["X_genept_s"])
     assert runs[0].shape == (24, 384) and runs[0].tobytes() == runs[1].tobytes()

@@ -7,11 +7,13 @@ import json
 import numpy as np
 import pytest
 
+from mmgene.align.config import ModelConfig, TrainingConfig
 from mmgene.errors import ParameterError
+from mmgene.pairs.config import PairsConfig
 
 
 def test_classification_metrics_exact():
-    from mmgene.evaluate import classification_metrics
+    from mmgene.metrics import classification_metrics
 
     y = np.array([0, 0, 0, 1, 1, 2])
     scores = np.array(
@@ -52,7 +54,7 @@ def test_zero_shot_with_a_perfect_text_encoder():
 
 def test_standardized_scores_fix_a_class_that_is_near_every_cell():
     from mmgene.evaluate import zero_shot
-    from mmgene.evaluate.classify import zero_shot_scores
+    from mmgene.text.classes import zero_shot_scores
 
     classes = ["B cells", "NK cells"]
     # every cell is closer to the NK prompt than to the B prompt, the B cells only less so
@@ -74,31 +76,30 @@ def test_standardized_scores_fix_a_class_that_is_near_every_cell():
 
 
 def test_prompts_clean_names_and_keep_markers():
-    from mmgene.evaluate import class_prompts
-    from mmgene.evaluate.prompts import class_names
+    from mmgene.text.prompts import class_names, class_prompts
 
     assert class_names("CD56+ NK")[0] == "CD56+ NK cell"
     assert "CD56+ natural killer cell" in class_names("CD56+ NK")
     assert all(n.startswith("CD8") for n in class_names("CD8 T cells"))  # never a bare "T cell"
     assert class_names("Dendritic", ontology=False) == ["dendritic cell"]
-    prompts = class_prompts(["Megakaryocytes"], templates=("{}", "a {}"), ontology=True, markers=False)
+    prompts = class_prompts(["Megakaryocytes"], templates=("{label}", "a {label}"), ontology=True, markers=False)
     assert prompts == [["megakaryocyte", "a megakaryocyte", "megacaryocyte", "a megacaryocyte", "megalocaryocyte", "a megalocaryocyte", "megalokaryocyte", "a megalokaryocyte"]]
 
 
 def test_marker_gene_prompt_expansion():
-    from mmgene.evaluate import class_prompts
-    from mmgene.evaluate.markers import marker_genes, marker_names
+    from mmgene.text.markers import marker_genes, marker_names
+    from mmgene.text.prompts import class_prompts
 
-    assert class_prompts(["NK cells"], templates=("{}",), ontology=False, markers=True) == [
+    assert class_prompts(["NK cells"], templates=("{label}",), ontology=False, markers=True) == [
         ["NK cell", "NK cell expressing GNLY and NKG7", "NK cell, marker genes GNLY and NKG7"]
     ]
-    assert class_prompts(["Megakaryocytes"], templates=("a {}",), ontology=False, markers=True) == [
+    assert class_prompts(["Megakaryocytes"], templates=("a {label}",), ontology=False, markers=True) == [
         ["a megakaryocyte", "a megakaryocyte expressing PPBP", "a megakaryocyte, marker genes PPBP"]
     ]
     # the most specific entry wins: FCGR3A+ before other monocytes, naive before cytotoxic; plain CD4/CD8
     # T cells and dendritic cells keep plain prompts
     assert marker_genes(["CD4 T cell"]) == () and marker_genes(["dendritic cell"]) == ()
-    assert class_prompts(["CD8 T cells"], templates=("{}",), ontology=False, markers=True) == [["CD8 T cell"]]
+    assert class_prompts(["CD8 T cells"], templates=("{label}",), ontology=False, markers=True) == [["CD8 T cell"]]
     assert marker_genes(["CD8+ cytotoxic T cell"]) == ("CD8A",)
     assert marker_genes(["CD8+ CD45RA+ naive cytotoxic T cell"]) == ("CCR7",)
     assert marker_genes(["CD4+ CD45RA+ CD25- naive T cell"]) == ("CCR7",)
@@ -113,8 +114,8 @@ def test_marker_gene_prompt_expansion():
     # whole words only: "NK" inside another word, or an unknown type, gets nothing
     assert marker_genes(["hepatocyte"]) == () and marker_genes(["PINK1 neuron"]) == ()
     assert marker_genes([]) == () and marker_names([]) == [] and marker_names(["hepatocyte"]) == []
-    assert class_prompts(["NK cells"], templates=("{}",), ontology=False, markers=False) == [["NK cell"]]
-    assert class_prompts(["NK cells"], templates=("{}",), ontology=False) == [  # on by default
+    assert class_prompts(["NK cells"], templates=("{label}",), ontology=False, markers=False) == [["NK cell"]]
+    assert class_prompts(["NK cells"], templates=("{label}",), ontology=False) == [  # on by default
         ["NK cell", "NK cell expressing GNLY and NKG7", "NK cell, marker genes GNLY and NKG7"]
     ]
     assert marker_names(["B cell"], phrases=("{name} with {genes}",)) == ["B cell with MS4A1 and CD79A"]
@@ -175,7 +176,13 @@ def test_evaluate_writes_json_and_markdown_with_baseline(tmp_path, pbmc3k_path):
 
     adata = mmgene.io.read(pbmc3k_path)
     adata = adata[np.sort(np.random.default_rng(1).choice(adata.n_obs, 80, replace=False))].copy()
-    model = train(adata, "cell_type", max_steps=2, batch_size=16, gene_dim=16, dim=16, max_genes=64, test_size=0.0, gene_bridge=False)
+    model = train(
+        adata,
+        "cell_type",
+        pairs=PairsConfig(max_genes=64, test_size=0.0),
+        model=ModelConfig(gene_dim=16, dim=16, gene_bridge=False),
+        training=TrainingConfig(max_steps=2, batch_size=16),
+    )
     report = evaluate(model, adata, "cell_type", out=tmp_path / "rep", baseline=True, dataset_name="pbmc3k-80")
     saved = json.loads((tmp_path / "rep.json").read_text())
     assert saved["n_cells"] == 80 and saved["dataset"] == "pbmc3k-80"

@@ -18,7 +18,7 @@ from servers.ncbi_server import GENES, Fault, NCBIServer, synthetic_genes
 
 from mmgene.errors import ParameterError, RemoteError
 from mmgene.genes.ncbi import NCBIClient, NCBIGeneText, RateLimiter, retry_after_seconds
-from mmgene.genes.text_sources import gene_text_source
+from mmgene.genes.sources import gene_text_source
 
 
 def client(server: NCBIServer, tmp_path: Path, **kw) -> tuple[NCBIClient, list[float]]:

@@ -8,7 +8,8 @@ import pytest
 
 from mmgene.errors import InputFileError, ParameterError
 from mmgene.genes.offline_text import OfflineGeneText
-from mmgene.genes.text_sources import GeneRecord, gene_text_source, normalise_symbols
+from mmgene.genes.sources import gene_text_source
+from mmgene.genes.text_sources import GeneRecord, normalise_symbols
 from mmgene.genes.user_text import UserGeneText
 
 

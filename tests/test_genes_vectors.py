@@ -65,7 +65,7 @@ class CountingEncoder:
 
 
 def test_default_gene_vectors_offline_minilm(tmp_path):
-    from mmgene.embed.text import TextEncoder, text_encoder
+    from mmgene.text.encoders import TextEncoder, text_encoder
 
     enc = text_encoder("minilm")
     genes = ["CD3E", "LYZ", "MS4A1", "P53", "NOT-A-GENE"]

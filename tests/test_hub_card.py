@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mmgene.errors import MMGeneError, ParameterError
-from mmgene.hub.card import code_blocks, render_model_card, render_template, size_category
-from mmgene.hub.credentials import redact, register_secret
+from mmgene.cards import code_blocks, render_model_card, render_template, size_category
+from mmgene.net.credentials import redact, register_secret
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ MODEL_VALUES = {
     "text_model": "sentence-transformers/all-MiniLM-L6-v2", "omics_inputs": "obsm['X_genept_w']",
     "omics_tower": "a 2-layer MLP", "embedding_dim": 384, "loss": "MultipleNegativesRankingLoss",
     "training_data": "me/pbmc-pairs", "n_train_pairs": 1000, "n_eval_pairs": 100, "epochs": 2, "batch_size": 64,
-    "learning_rate": 2e-4, "seed": 0, "metrics": [{"name": "zero-shot accuracy", "split": "test", "value": 0.71}],
+    "learning_rate": 2e-4, "seed": 0, "settings": [{"config": "TrainingConfig", "name": "epochs", "value": "2"}], "metrics": [{"name": "zero-shot accuracy", "split": "test", "value": 0.71}],
     "load_path": "me/mmgene-pbmc-align", "example_caption": "a CD14+ monocyte", "mmgene_version": "0.1.0",
     "created": "2026-11-21",
 }
@@ -63,6 +63,7 @@ def test_model_card_template_renders_with_metadata():
     assert card.data.library_name == "sentence-transformers" and card.data.license == "apache-2.0"
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
     text = str(card)
+    assert "| TrainingConfig | `epochs` | 2 |" in text
     assert "| zero-shot accuracy | test | 0.71 |" in text and 'mmgene.align.load("me/mmgene-pbmc-align")' in text
     assert "{{" not in text and "{#" not in text
     with pytest.raises(ParameterError, match="unfilled placeholders: loss"):
@@ -172,20 +173,20 @@ def test_importing_mmgene_hub_stays_light():
 
 
 def test_a_built_wheel_carries_the_card_templates(tmp_path):
-    """Cards come from ``mmgene/_cards`` (a link to ``cards/`` in a checkout), so a wheel install has them."""
+    """Cards come from ``mmgene/_cards`` (package data, their one home), so a wheel install has them."""
     import shutil
     import zipfile
 
-    from mmgene.hub.card import CARDS_DIR
+    from mmgene.cards import CARDS_DIR
 
-    assert CARDS_DIR.resolve() == (ROOT / "cards").resolve()
+    assert CARDS_DIR.resolve() == (ROOT / "mmgene" / "_cards").resolve()
+    assert not (ROOT / "cards").exists()  # no second copy
     src = tmp_path / "src"
     shutil.copytree(ROOT / "mmgene", src / "mmgene", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "cards", src / "cards")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")], check=True, capture_output=True)
     (wheel,) = (tmp_path / "dist").glob("mmgene-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         for card in ("dataset_card.md", "model_card.md"):
-            assert zf.read(f"mmgene/_cards/{card}") == (ROOT / "cards" / card).read_bytes()
+            assert zf.read(f"mmgene/_cards/{card}") == (CARDS_DIR / card).read_bytes()

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import requests
 
-from mmgene.hub.card import code_blocks
+from mmgene.cards import code_blocks
 from servers.http_folder_server import FolderServer
 from servers.hub_server import HubServer
 from servers.webdav_server import WebDavServer

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from hostile import assert_refused, run_cli
 
 import mmgene.io
+from mmgene.align.config import TrainingConfig
 from mmgene.cells import sentences
 from mmgene.errors import (
     LabelError,
@@ -28,6 +29,7 @@ from mmgene.errors import (
     NotCountsError,
 )
 from mmgene.io.describe import describe
+from mmgene.pairs.config import PairsConfig
 
 GENES = ["CD3E", "MS4A1", "NKG7", "LYZ", "GNLY"]
 # cell0: MS4A1 3, LYZ 1; cell1: CD3E 2, GNLY 5; cell2: NKG7 4
@@ -244,7 +246,7 @@ def test_a_bad_value_in_row_1100_is_reported_by_the_api(name, empty_head, tmp_pa
     assert err.value.what.startswith(what) and err.value.where == f"{path}, X, {WHERE_BAD}"
     with pytest.raises(error, match=WHERE_BAD):
         sentences(mmgene.io.read(path, backed=True), inplace=False)
-    with pytest.raises(error, match="'cell1100'"):  # what genept, pairs and the align inputs read
+    with pytest.raises(error, match="'cell1100'"):  # what genept, pairs and the cell inputs read
         for _ in mmgene.io.expression(mmgene.io.read(path, backed=True)).chunks(64):
             pass
     dense = anndata(counts(empty_head, value))  # a dense X is checked row by row too
@@ -305,7 +307,7 @@ def test_pairs_leave_out_cells_without_a_label(monkeypatch, capsys):
 
     monkeypatch.setattr(settings, "quiet", False)
     a = labelled_data()
-    pairs = make_pairs(a, "cell_type", captions_per_cell=1, marker_share=0.0, test_size=0.25, seed=0)
+    pairs = make_pairs(a, "cell_type", config=PairsConfig(captions_per_cell=1, marker_share=0.0, test_size=0.25), seed=0)
     assert pairs.classes == ["B cells", "NK cells"] and pairs.unlabelled_cells == 20
     assert "making training pairs: dropped 20 of 40 cells with no label in obs['cell_type']" in capsys.readouterr().err
     unlabelled = {f"cell{i}" for i, v in enumerate(RAW_LABELS) if v is None or (isinstance(v, float)) or not str(v).strip()}
@@ -326,7 +328,7 @@ def test_one_class_after_dropping_is_refused_by_pairs_and_train():
     from mmgene.align import train
 
     with pytest.raises(LabelError) as err:
-        train(labelled_data(ONE_CLASS), "cell_type", max_steps=1)
+        train(labelled_data(ONE_CLASS), "cell_type", training=TrainingConfig(max_steps=1))
     assert err.value.what == "the model needs at least two classes in training, got ['B cells'] (after leaving out 12 cells with no label)"
     assert err.value.where == "obs['cell_type']"
 
@@ -334,8 +336,8 @@ def test_one_class_after_dropping_is_refused_by_pairs_and_train():
 class FakeModel:
     """Stands in for an aligned model: B cells near [1, 0], NK cells near [0, 1], as are their prompts."""
 
-    meta = {"path": "fake"}
-    inputs = ["genes"]
+    def describe(self):
+        return {"model": "fake", "inputs": ["genes"]}
 
     def encode_cells(self, adata):
         b = adata.obs["cell_type"].astype(str).str.startswith("B").to_numpy()

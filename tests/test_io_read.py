@@ -152,3 +152,32 @@ def test_read_without_expression_keeps_obs_and_obsm(tmp_path):
     assert b.obs["t"].tolist() == ["x", "y", "z"] and np.array_equal(b.obsm["X_e"], np.eye(3))
     rec = b.uns["mmgene"]["input"]
     assert rec["matrix"] == "not read" and rec["backed"] is True and rec["n_obs"] == 3
+
+
+def test_log_normalised_chunks_and_symbols():
+    """One log-normalisation (log1p of counts per TARGET_SUM, in the caller's dtype; log1p data as is)
+    and one symbol per gene (case kept, '' where unknown, resolved when var has no gene_symbol)."""
+    from mmgene.errors import NoGeneIdsError
+    from mmgene.io.expression import TARGET_SUM, gene_symbols, log_normalise
+
+    view = mmgene.io.expression(make(COUNTS.copy()))
+    dense = COUNTS.toarray().astype(np.float64)
+    expect = np.log1p(dense * (TARGET_SUM / dense.sum(1, keepdims=True)))
+    for dtype in (np.float32, np.float64):
+        blocks = [(a, b, m) for a, b, m in view.log_chunks(2, dtype=dtype)]
+        assert [(a, b) for a, b, _ in blocks] == [(0, 2), (2, 3)] and all(m.dtype == dtype for _, _, m in blocks)
+        got = sp.vstack([m for _, _, m in blocks]).toarray()
+        np.testing.assert_allclose(got, expect, rtol=1e-6 if dtype == np.float32 else 1e-15)
+        assert np.array_equal(view.log_normalise(COUNTS[1:], dtype=dtype).toarray(), got[1:])  # rows are independent
+    stored_zero = sp.csr_matrix((np.array([0.0, 2.5], np.float32), np.array([0, 1]), np.array([0, 2])), shape=(1, 5))
+    logged = log_normalise(stored_zero, "log1p", dtype=np.float64)
+    assert logged.nnz == 1 and logged.dtype == np.float64 and logged[0, 1] == 2.5 and stored_zero.nnz == 2
+    var = pd.DataFrame({"gene_symbol": ["Cd3e", None, "NKG7", "", "GNLY"]}, index=GENES)
+    assert gene_symbols(var).tolist() == ["Cd3e", "", "NKG7", "", "GNLY"]
+    assert mmgene.io.expression(make(COUNTS.copy(), var=var)).symbols().tolist() == ["Cd3e", "", "NKG7", "", "GNLY"]
+    by_ensembl = pd.DataFrame(index=[ENSEMBL[g] for g in GENES])
+    assert gene_symbols(by_ensembl).tolist() == GENES
+    unknown = pd.DataFrame(index=[f"g{i}" for i in range(5)])
+    with pytest.raises(NoGeneIdsError):
+        gene_symbols(unknown)
+    assert gene_symbols(unknown, or_names=True).tolist() == [f"g{i}" for i in range(5)]

@@ -50,7 +50,7 @@ def test_scores_are_mean_z_scores_of_the_table_markers_and_a_class_without_marke
     np.testing.assert_allclose(scores[:, 1], min(b.min(), nk.min()) - 1.0, rtol=1e-6)
     assert found == table
 
-    res = marker_zero_shot(adata, LABELS)  # the table of mmgene.evaluate.markers
+    res = marker_zero_shot(adata, LABELS)  # the table of mmgene.text.markers
     assert res["markers"] == {"B cells": ["MS4A1", "CD79A"], "Dendritic cells": [], "NK cells": ["GNLY", "NKG7"]}
     # B: cells 0,1 top; NK: cells 2,3 top; the dendritic cell goes to NK (nk = -0.751 > b = -0.859)
     np.testing.assert_allclose([b[4], nk[4]], [-0.85904, -0.75125], atol=1e-5)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from hostile import assert_refused
 
+from mmgene.align.config import ModelConfig
 from mmgene.errors import MMGeneError, ModelError, ParameterError, UnsafeModelError
 
 EVIL = "evil_head.EvilHead"
@@ -54,7 +55,7 @@ def saved(tmp_path_factory):
     from mmgene.align.model import AlignedModel, build_model
 
     torch.set_num_threads(1)
-    st = build_model(["CD3D", "LTB", "LYZ", "NKG7", "MS4A1"], gene_dim=8, hidden=16, dim=8, max_genes=16, seed=0)
+    st = build_model(["CD3D", "LTB", "LYZ", "NKG7", "MS4A1"], ModelConfig(gene_dim=8, hidden=16, dim=8), max_genes=16, seed=0)
     st.eval()
     model = AlignedModel(st, ["genes"], {"classes": ["B cell", "T cell"]})
     folder = tmp_path_factory.mktemp("saved") / "model"
@@ -98,6 +99,30 @@ def test_a_model_folder_saved_by_mmgene_loads_and_encodes_the_same(saved):
     assert again.meta["classes"] == ["B cell", "T cell"] and again.meta["path"] == str(folder.resolve())
     route_types = {type(m).__name__ for route in again.st[0].sub_modules.values() for m in route}
     assert route_types == {"CellInput", "GeneTable", "CellHead", "TextInput", "TextHead"}
+
+
+def test_a_a_folder_naming_the_classes_of_the_former_single_modules_file_loads(saved, hostile):
+    """Folders written while the modules were one file name them ``mmgene.align.modules.<Class>`` (and
+    record GeneTable's ``text_dim: 0``); they load and encode the same. Only those exact names are added."""
+    from mmgene.align import load
+    from mmgene.align.model import model_classes
+
+    (folder, model), (old, sentinel) = saved, hostile
+    config = json.loads((old / "router_config.json").read_text())
+    assert config["types"]["cell_0_CellInput"] == "mmgene.align.modules.cell_input.CellInput"
+    config["types"] = {name: "mmgene.align.modules." + t.rsplit(".", 1)[1] for name, t in config["types"].items()}
+    _rewrite(old / "router_config.json", config)
+    table = old / "cell_1_GeneTable" / "gene_table_config.json"
+    _rewrite(table, {**json.loads(table.read_text()), "text_dim": 0})
+    again = load(old)
+    texts, cells = ["natural killer cell"], [{"genes": ["CD3D", "LYZ"], "values": [2.0, 1.0]}]
+    np.testing.assert_allclose(again.encode_text(texts), model.encode_text(texts), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(again.encode_inputs(cells), model.encode_inputs(cells))
+    _, route_types = model_classes()
+    assert len(route_types) == 12 and all(t.startswith("mmgene.align.modules.") for t in route_types)
+    config["types"]["cell_1_GeneTable"] = "mmgene.align.modules.cell_input.GeneTable"  # a class under another file's name
+    _rewrite(old / "router_config.json", config)
+    _refused(old, sentinel, "router_config.json", "mmgene.align.modules.cell_input.GeneTable")
 
 
 # (b) the root router_config.json -----------------------------------------------------------------
@@ -193,7 +218,7 @@ def test_d_text_encoder_of_an_unknown_model_type_or_module_class_is_refused(host
 
 
 def test_d_text_encoders_from_mmgene_embed_are_checked_too(saved, tmp_path):
-    from mmgene.embed.text import SentenceTransformerEncoder, _load_sentence_transformer
+    from mmgene.text.encoders import SentenceTransformerEncoder, _load_sentence_transformer
 
     encoder = _copy(_encoder(saved[0]), tmp_path / "encoder")
     config = json.loads((encoder / "config.json").read_text())
@@ -216,7 +241,7 @@ def test_d_train_refuses_a_hostile_text_model(saved, tmp_path):
     _rewrite(encoder / "modules.json", modules)
     _evil_code(encoder, "evil_head", tmp_path / "SENTINEL")
     with pytest.raises(UnsafeModelError, match=EVIL):
-        build_model(["CD3D"], text_model=str(encoder))
+        build_model(["CD3D"], ModelConfig(text_model=str(encoder)))
     assert not (tmp_path / "SENTINEL").exists()
 
 
@@ -278,7 +303,7 @@ def test_f_a_missing_path_is_an_error_and_no_request_reaches_the_hub(tmp_path, m
     from mmgene.align import load
     from mmgene.align.model import build_model
     from mmgene.embed.geneformer_model import load_model
-    from mmgene.embed.text import text_encoder
+    from mmgene.text.encoders import text_encoder
     from mmgene.query.space import load_space
 
     calls = []
@@ -289,7 +314,7 @@ def test_f_a_missing_path_is_an_error_and_no_request_reaches_the_hub(tmp_path, m
             with pytest.raises(ModelError, match="no model folder at 'owner/name'.*hf://"):
                 loader("owner/name")
         with pytest.raises(ModelError, match="no model folder at 'owner/name'"):
-            build_model(["CD3D"], text_model="owner/name")
+            build_model(["CD3D"], ModelConfig(text_model="owner/name"))
         with pytest.raises(ModelError, match="as a string, not as a path"):
             load(Path("hf://owner/name"))
         with pytest.raises(ParameterError, match="unknown model 'owner/name'"):

@@ -23,7 +23,7 @@ from servers.trickle_server import TrickleServer
 
 from mmgene.errors import MMGeneError, ParameterError, RemoteError
 from mmgene.hub.chunks import ChunkFile, sha256_file
-from mmgene.hub.credentials import may_receive_secret, redact, register_secret, secret_forms
+from mmgene.net.credentials import may_receive_secret, redact, register_secret, secret_forms
 from mmgene.hub.download import _auth_headers, fetch
 from mmgene.hub.share import HttpFolderShare, WebDavShare
 
@@ -133,7 +133,7 @@ def test_share_password_only_to_its_origin(monkeypatch):
 
 
 def test_api_keys_refused_over_remote_http():
-    from mmgene.embed.text import OpenAIEncoder
+    from mmgene.text.encoders import OpenAIEncoder
     from mmgene.genes.ncbi import NCBIClient
 
     with pytest.raises(ParameterError, match="https") as err:
@@ -163,7 +163,7 @@ def test_redact_every_encoding():
 def test_openai_key_redacted_in_every_form():
     from servers.openai_server import OpenAIServer
 
-    from mmgene.embed.text import OpenAIEncoder
+    from mmgene.text.encoders import OpenAIEncoder
 
     key = "sk-open+ai/key=42 z"
     with OpenAIServer(api_key=key) as server:
@@ -297,7 +297,7 @@ def test_share_deadline_on_a_trickling_server(server, tmp_path, monkeypatch):
 
 
 def test_deadline_setting_and_validation(monkeypatch):
-    from mmgene.hub.deadline import resolve_deadline
+    from mmgene.net.deadline import resolve_deadline
     from mmgene.settings import settings
 
     assert resolve_deadline(None, 60.0) == 60.0 and resolve_deadline(2, 60.0) == 2.0

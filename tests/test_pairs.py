@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from mmgene.errors import MissingColumnError, ParameterError
+from mmgene.pairs.config import PairsConfig
 
 
 @pytest.mark.parametrize(
@@ -29,13 +30,13 @@ from mmgene.errors import MissingColumnError, ParameterError
     ],
 )
 def test_clean_label(raw, clean):
-    from mmgene.pairs import clean_label
+    from mmgene.text.labels import clean_label
 
     assert clean_label(raw) == clean
 
 
 def test_ontology_terms_offline():
-    from mmgene.pairs import find_term, term_text
+    from mmgene.text.ontology import find_term, term_text
 
     nk = term_text("CL:0000623")
     assert nk.label == "natural killer cell" and "NK cell" in nk.synonyms
@@ -124,7 +125,7 @@ def _tiny_counts():
 
 
 def test_cell_inputs_values_and_order():
-    from mmgene.align.inputs import cell_inputs, top_genes
+    from mmgene.cells.inputs import cell_inputs, top_genes
 
     adata = _tiny_counts()
     cells = cell_inputs(adata, max_genes=2)
@@ -157,7 +158,8 @@ def test_make_pairs_columns_captions_negatives_and_exclusion():
     from mmgene.pairs import make_pairs
 
     adata = _tiny_counts()
-    pairs = make_pairs(adata, "cell_type", ontology_col="cl", negatives=True, test_size=0.34, captions_per_cell=4, seed=3)
+    config = PairsConfig(negatives=True, test_size=0.34, captions_per_cell=4)
+    pairs = make_pairs(adata, "cell_type", ontology_col="cl", config=config, seed=3)
     assert list(pairs["train"].column_names) == ["cell", "caption", "negative", "label", "negative_label", "obs_name"]
     assert pairs.classes == ["B cells", "NK cells"]
     train = pairs["train"]
@@ -173,14 +175,14 @@ def test_make_pairs_columns_captions_negatives_and_exclusion():
     assert "natural killer cell" in texts.names and "NK cell" in texts.names
     assert any("spontaneously kill" in d for d in texts.definitions)
     # same seed, same dataset
-    again = make_pairs(adata, "cell_type", ontology_col="cl", negatives=True, test_size=0.34, captions_per_cell=4, seed=3)
+    again = make_pairs(adata, "cell_type", ontology_col="cl", config=config, seed=3)
     assert again["train"]["caption"] == train["caption"]
     assert set(pairs["test"]["obs_name"]).isdisjoint(train["obs_name"])
 
-    unseen = make_pairs(adata, "cell_type", exclude_labels=["NK cells"], test_size=0.34, seed=0)
+    unseen = make_pairs(adata, "cell_type", config=PairsConfig(exclude_labels=["NK cells"], test_size=0.34), seed=0)
     assert set(unseen["train"]["label"]) == {0}
 
-    grouped = make_pairs(adata, "cell_type", group_col="donor", test_size=0.3, seed=1)
+    grouped = make_pairs(adata, "cell_type", config=PairsConfig(group_col="donor", test_size=0.3), seed=1)
     train_donors = {adata.obs.loc[n, "donor"] for n in grouped["train"]["obs_name"]}
     test_donors = {adata.obs.loc[n, "donor"] for n in grouped["test"]["obs_name"]}
     assert train_donors.isdisjoint(test_donors)
@@ -193,11 +195,11 @@ def test_make_pairs_bad_input():
     with pytest.raises(MissingColumnError):
         make_pairs(adata, "celltype")
     with pytest.raises(ParameterError, match="do not exist"):
-        make_pairs(adata, "cell_type", exclude_labels=["T cells"])
+        make_pairs(adata, "cell_type", config=PairsConfig(exclude_labels=["T cells"]))
     with pytest.raises(ParameterError, match="no cell is left"):
-        make_pairs(adata, "cell_type", exclude_labels=["NK cells", "B cells"])
+        make_pairs(adata, "cell_type", config=PairsConfig(exclude_labels=["NK cells", "B cells"]))
     with pytest.raises(ParameterError, match="marker_share"):
-        make_pairs(adata, "cell_type", marker_share=2.0)
+        PairsConfig(marker_share=2.0)
     with pytest.raises(ParameterError, match="Cell Ontology"):
         make_pairs(adata, "cell_type", ontology_col="donor")
 
@@ -211,9 +213,10 @@ def test_variable_genes_and_panel_augmentation():
     logx = np.log1p(X / X.sum(1, keepdims=True) * 1e4)
     expected = [adata.var_names[g] for g in np.argsort(-logx.var(0), kind="stable")]
     assert variable_genes(adata, np.arange(6)) == expected
-    pairs = make_pairs(adata, "cell_type", panel_share=1.0, panel_sizes=(2,), captions_per_cell=2, test_size=0.34, seed=0)
+    config = PairsConfig(panel_share=1.0, panel_sizes=(2,), captions_per_cell=2, test_size=0.34)
+    pairs = make_pairs(adata, "cell_type", config=config, seed=0)
     panel = set(expected[:2])
     assert all(set(c["genes"]) <= panel for c in pairs["train"]["cell"])
     assert any(len(c["genes"]) > 2 for c in pairs["test"]["cell"])  # test rows keep every gene
     with pytest.raises(ParameterError, match="panel_share"):
-        make_pairs(adata, "cell_type", panel_share=-0.1)
+        PairsConfig(panel_share=-0.1)

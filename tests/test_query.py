@@ -10,6 +10,7 @@ try:
 except ImportError:  # tests collected as a package
     from tests.test_index import brute_force, pbmc3k_pca
 
+from mmgene.align.config import ModelConfig
 from mmgene.errors import MissingColumnError, ParameterError
 
 LEFT_OUT = "B cells"
@@ -155,10 +156,28 @@ def test_knn_transfer_writes_obs_and_checks_arguments(pbmc3k, pca, split, refere
         transfer_labels(reference_index, query, "cell_type")
 
 
+def test_knn_transfer_writes_by_default_and_copy_returns_a_new_anndata(pbmc3k, pca, split, reference_index):
+    from mmgene.query import transfer_labels
+
+    query = pbmc3k[~split].copy()
+    query.obsm["X_pca"] = pca.X[~split]
+    out = transfer_labels(reference_index, query, "cell_type", k=5)
+    assert out.attrs["key_added"] == "cell_type_transferred"
+    assert query.obs["cell_type_transferred"].astype(str).tolist() == out["label"].tolist()
+    assert "cell_type_transferred_confidence" in query.obs
+    fresh = pbmc3k[~split].copy()
+    fresh.obsm["X_pca"] = pca.X[~split]
+    copied = transfer_labels(reference_index, fresh, "cell_type", k=5, key_added="knn", copy=True)
+    assert "knn" not in fresh.obs and copied.obs["knn"].astype(str).tolist() == out["label"].tolist()
+    assert transfer_labels(reference_index, pca.X[~split], "cell_type", k=5).attrs["key_added"] is None
+    with pytest.raises(ParameterError, match="copy=True needs an AnnData"):
+        transfer_labels(reference_index, pca.X[~split], "cell_type", copy=True)
+
+
 # --------------------------------------------------------------------------- text in GenePT spaces
 @pytest.fixture(scope="session")
 def encoder():
-    from mmgene.embed.text import text_encoder
+    from mmgene.text.encoders import text_encoder
 
     return text_encoder("minilm")
 
@@ -171,7 +190,7 @@ def small(_pbmc3k_cached, encoder):
     obs = _pbmc3k_cached.obs
     take = np.sort(np.concatenate([np.flatnonzero(obs["cell_type"].to_numpy() == t)[:15] for t in obs["cell_type"].cat.categories]))
     adata = _pbmc3k_cached[take].copy()
-    mmgene.embed.genept_s(adata, encoder, top_k=32)
+    mmgene.embed.genept_s(adata, encoder=encoder, top_k=32)
     return adata
 
 
@@ -224,7 +243,7 @@ def test_zero_shot_annotation_writes_labels_scores_and_provenance(small, encoder
     assert rec["labels"] == labels and rec["standardized"] is True and rec["min_prob"] == 0.5
     assert sum(rec["label_counts"]) + rec["unknown_cells"] == small.n_obs
     assert rec["label_counts"] == [int((lab == name).sum()) for name in labels]
-    assert rec["prompts"] == "mmgene.evaluate.prompts.class_prompts" and rec["markers"] is True
+    assert rec["prompts"] == "mmgene.text.prompts.class_prompts" and rec["markers"] is True
     assert len(rec["prompts_per_label"]) == 4 and min(rec["prompts_per_label"]) >= 5
     # a stricter rule can only add unknowns
     strict = annotate(small, labels, GenePTSpace("s", encoder=encoder), min_prob=0.9, min_z=1.0, copy=True)
@@ -254,7 +273,7 @@ def test_gene_contributions_add_up_to_the_genept_w_score(small, encoder):
     genes = list(small.var["gene_symbol"].to_numpy()[np.argsort(-counts, kind="stable")[:30]])
     gene_vectors = default_gene_vectors(encoder, genes=genes)
     adata = small.copy()
-    mmgene.embed.genept_w(adata, gene_vectors)
+    mmgene.embed.genept_w(adata, gene_vectors=gene_vectors)
     space = GenePTSpace("w", encoder=encoder)
     index = build(adata, "X_genept_w", obs_columns=["cell_type"])
     hits = text_to_cells(index, "antigen presentation by MHC class II", model=space, k=5)
@@ -282,6 +301,7 @@ def test_load_space_specs(encoder):
     assert load_space("genept-w:openai:text-embedding-3-small").name == "genept-w:openai:text-embedding-3-small"
     space = GenePTSpace("s", encoder=encoder)
     assert load_space(space) is space
+    assert load_space("genept-w").describe() == {"model": "genept-w", "inputs": ["X_genept_w"]}
     with pytest.raises(ParameterError, match="unknown model 'nonsense'"):
         load_space("nonsense")
     with pytest.raises(ParameterError, match="no model given"):
@@ -300,7 +320,9 @@ def test_aligned_model_folder_is_a_joint_space(small, tmp_path):
     from mmgene.query import annotate, load_space, text_to_cells
 
     adata = small.copy()
-    st = build_model([], obsm_keys=["X_genept_s"], obsm_dims=[adata.obsm["X_genept_s"].shape[1]], hidden=32, dim=16, seed=0)
+    st = build_model(
+        [], ModelConfig(hidden=32, dim=16), obsm_keys=["X_genept_s"], obsm_dims=[adata.obsm["X_genept_s"].shape[1]], seed=0
+    )
     folder = AlignedModel(st, ["X_genept_s"]).save(tmp_path / "model")
     space = load_space(folder)
     cells = space.encode_cells(adata)
@@ -318,14 +340,16 @@ def test_aligned_model_folder_is_a_joint_space(small, tmp_path):
 
 
 def test_annotation_calibrated_on_a_labelled_reference(small, encoder):
-    from mmgene.query import GenePTSpace, annotate, calibrate, label_vectors
+    from mmgene.query import GenePTSpace, annotate, calibrate
+    from mmgene.query.labelling import label_prompts
+    from mmgene.text.classes import class_vectors
 
     space = GenePTSpace("s", encoder=encoder)
     labels = ["B cells", "CD14+ Monocytes", "NK cells"]
     ref = small[small.obs["cell_type"].isin(labels).to_numpy()].copy()
     adata = annotate(small, labels, space, reference=(ref, "cell_type"), alpha=0.2, copy=True)
     rec = adata.uns["mmgene"]["mmgene_label"]
-    vecs = label_vectors(space, labels)
+    vecs = class_vectors(space.encode_text, label_prompts(labels))
     cal = calibrate(ref.obsm["X_genept_s"] @ vecs.T, ref.obs["cell_type"].astype(str), labels, alpha=0.2)
     assert rec["calibrated_temperature"] == pytest.approx(cal.temperature)
     assert rec["thresholds"] == pytest.approx(cal.thresholds.tolist())
@@ -341,14 +365,16 @@ def test_annotation_calibrated_on_a_labelled_reference(small, encoder):
 
 
 def test_refined_annotation_uses_the_refined_scores(small, encoder):
-    from mmgene.query import GenePTSpace, annotate, assign_labels, expression_pcs, label_vectors, refine_scores
+    from mmgene.query import GenePTSpace, annotate, assign_labels, expression_pcs, refine_scores
+    from mmgene.query.labelling import label_prompts
+    from mmgene.text.classes import class_vectors
 
     space = GenePTSpace("s", encoder=encoder)
     labels = ["B cell", "T cell", "natural killer cell", "monocyte"]
     adata = annotate(small, labels, space, refine=True, copy=True)
     rec = adata.uns["mmgene"]["mmgene_label"]
     assert rec["refined"] is True and "refined by self-training" in rec["rule"]
-    scores = refine_scores(small.obsm["X_genept_s"] @ label_vectors(space, labels).T, expression_pcs(small))
+    scores = refine_scores(small.obsm["X_genept_s"] @ class_vectors(space.encode_text, label_prompts(labels)).T, expression_pcs(small))
     expected = assign_labels(scores, labels, min_prob=0.5, thresholds=0.0)
     assert adata.obs["mmgene_label"].astype(str).tolist() == list(expected.label)
     np.testing.assert_allclose(adata.obs["mmgene_score"], expected.score, rtol=1e-5)  # float32 cell vectors

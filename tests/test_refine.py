@@ -47,7 +47,7 @@ def test_pseudo_labels_keep_the_widest_margins_of_each_class():
 
 
 def test_refinement_recovers_the_groups_the_features_hold():
-    from mmgene.query.labelling import standardise
+    from mmgene.text.classes import standardise
     from mmgene.query.refine import refine_scores
 
     y, features, scores = _blobs()
@@ -64,7 +64,7 @@ def test_refinement_recovers_the_groups_the_features_hold():
 
 
 def test_one_winning_class_leaves_nothing_to_fit():
-    from mmgene.query.labelling import standardise
+    from mmgene.text.classes import standardise
     from mmgene.query.refine import refine_scores
 
     scores = np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])  # two equal columns: the first class wins every tie

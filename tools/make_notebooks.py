@@ -25,7 +25,7 @@ adata.uns["mmgene"]["input"]["matrix"], adata.n_obs, adata.n_vars""",
 """mmgene.cells.sentences(adata, top_k=20)
 adata.obs["cell_sentence"].head(3).tolist()""",
 "md:## Train the joint space\n\n80% of the cells (seed 0) train the model; the rest are held out. Captions come from `bulk_labels` through varied templates, enriched with Cell Ontology names and definitions.",
-"""model = mmgene.align.train(adata, "bulk_labels", epochs=2, test_size=0.2, seed=0)
+"""model = mmgene.align.train(adata, "bulk_labels", training=mmgene.align.TrainingConfig(epochs=2, seed=0))
 held_out = adata.obs_names.isin(model.test_obs_names)
 held_out.sum()""",
 "md:## Zero-shot classification of held-out cells, against two baselines\n\nGenePT-s embeds each cell's gene sentence and the prompts with the same text model; the textbook-marker baseline needs no model: it scores each class by the mean z-scored expression of its marker genes (and says which of them the data lacks).",
@@ -42,7 +42,7 @@ pd.DataFrame({name: {k: round(r[k], 3) for k in ("balanced_accuracy", "macro_aur
               for name, r in [("mmgene", report["zero_shot"]), ("mmgene, refined", refined["zero_shot"]),
                               ("GenePT-s, refined", refined["baseline"]), ("markers, refined", refined["marker_baseline"])]})""",
 "md:## Annotate every cell, with an *unknown* answer\n\nLabels are given as plain text. Cells whose best label is not clearly better than the rest are called `unknown`.",
-"""from mmgene.pairs.labels import clean_label
+"""from mmgene.text.labels import clean_label
 labels = sorted({clean_label(x) for x in adata.obs["bulk_labels"].astype(str)})
 mmgene.query.annotate(adata, labels, model)
 pd.crosstab(adata.obs["bulk_labels"], adata.obs["mmgene_label"]).iloc[:, :6]""",

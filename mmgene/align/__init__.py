@@ -1,7 +1,8 @@
 """Contrastive text-cell alignment: one sentence-transformers model with an omics and a text tower.
 
-``train`` fits it, ``load`` reads a saved model directory, ``AlignedModel`` encodes text and cells into
-the joint space. Looked up lazily so that ``import mmgene.align`` loads no torch.
+``train`` fits it with the settings of ``PairsConfig``, ``ModelConfig`` and ``TrainingConfig`` (see
+:mod:`mmgene.align.config`), ``load`` reads a saved model directory, ``AlignedModel`` encodes text and
+cells into the joint space. Looked up lazily so that ``import mmgene.align`` loads no torch.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ _EXPORTS = {
     "AlignedModel": "mmgene.align.model",
     "build_model": "mmgene.align.model",
     "train": "mmgene.align.train",
-    "cell_inputs": "mmgene.align.inputs",
+    "PairsConfig": "mmgene.pairs.config",
+    "ModelConfig": "mmgene.align.config",
+    "TrainingConfig": "mmgene.align.config",
+    "AlignConfig": "mmgene.align.config",
 }
 
 

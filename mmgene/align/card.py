@@ -1,4 +1,4 @@
-"""Fill ``cards/model_card.md`` with an aligned model's real values (rendered by :mod:`mmgene.hub.card`)."""
+"""Fill ``mmgene/_cards/model_card.md`` with an aligned model's real values (rendered by :mod:`mmgene.cards`)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Any
 
 
 def card_values(model: Any, repo_id: str) -> dict[str, Any]:
-    """The template values of ``cards/model_card.md`` for ``model`` (an :class:`~mmgene.align.AlignedModel`)."""
+    """The template values of ``mmgene/_cards/model_card.md`` for ``model`` (an :class:`~mmgene.align.AlignedModel`)."""
     from mmgene import __version__
 
     meta = model.meta
-    params = meta.get("params", {})
+    params = _settings(model)
     classes = meta.get("classes", [])
     metrics = [
         {"name": name.removeprefix("zero_shot_").replace("_", " "), "value": f"{value:.3f}", "split": "held-out cells"}
@@ -47,6 +47,7 @@ def card_values(model: Any, repo_id: str) -> dict[str, Any]:
         "batch_size": params.get("batch_size", "–"),
         "learning_rate": params.get("learning_rate", "–"),
         "seed": params.get("seed", 0),
+        "settings": settings_rows(model),
         "metrics": metrics,
         "load_path": repo_id,
         "example_caption": f"a {classes[0]}" if classes else "a T cell",
@@ -55,8 +56,32 @@ def card_values(model: Any, repo_id: str) -> dict[str, Any]:
     }
 
 
+def _settings(model: Any) -> dict[str, Any]:
+    """The training settings by name: the model's config, or for a model that records none the flat
+    ``meta['params']`` that mmgene wrote before configs were saved."""
+    if model.config is None:
+        return dict(model.meta.get("params") or {})
+    return {name: value for section in model.config.to_dict().values() for name, value in section.items()}
+
+
+def settings_rows(model: Any) -> list[dict[str, str]]:
+    """One ``{config, name, value}`` row per field of the model's configs (none when it records none)."""
+    from dataclasses import fields
+
+    from mmgene.config import show_value
+
+    if model.config is None:
+        return []
+    rows = []
+    for section in fields(model.config):
+        config = getattr(model.config, section.name)
+        for f in fields(config):
+            rows.append({"config": type(config).__name__, "name": f.name, "value": show_value(getattr(config, f.name))})
+    return rows
+
+
 def render_model_card(model: Any, repo_id: str) -> str:
     """The model card text (YAML header + body) for ``model`` published as ``repo_id``."""
-    from mmgene.hub.card import render_model_card as render
+    from mmgene.cards import render_model_card as render
 
     return str(render(card_values(model, repo_id), datasets=None, base_model=None))

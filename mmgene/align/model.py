@@ -10,12 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import InputFileError, ModelError, ParameterError
+from mmgene.align.config import AlignConfig, ModelConfig
+from mmgene.errors import InputFileError, MMGeneError, ModelError, ParameterError
 
-#: written beside the sentence-transformers files; says what the omics tower reads.
+#: written beside the sentence-transformers files; says what the omics tower reads and how it was trained.
 MMGENE_CONFIG = "mmgene_align.json"
-#: the classes of :mod:`mmgene.align.modules` a saved model's Router may name (exactly what build_model uses).
-ROUTE_CLASSES = ("CellInput", "GeneTable", "CellHead", "TextInput", "TextHead", "GeneChannel")
+#: the package of the Router's module classes; folders written while it was one file name them
+#: ``mmgene.align.modules.<Class>``, which stays on the allow-list
+MODULES_PACKAGE = "mmgene.align.modules"
 
 
 def default_text_model() -> str:
@@ -70,46 +72,48 @@ def gene_text_bridge(encoder: Any, vocab: Sequence[str], genes: Sequence[str]) -
 
 def build_model(
     vocab: Sequence[str],
+    config: ModelConfig | None = None,
     *,
     obsm_keys: Sequence[str] = (),
     obsm_dims: Sequence[int] = (),
-    text_model: str | None = None,
-    train_text: bool = False,
-    gene_dim: int = 256,
-    hidden: int = 512,
-    dim: int = 256,
-    max_genes: int = 1024,
-    gene_dropout: float = 0.5,
-    use_aliases: bool = True,
+    max_genes: int | None = None,
     bridge_genes: Sequence[str] = (),
-    gene_text_init: bool = False,
-    gene_channel: float = 0.0,
-    query_channel: float | None = None,
     seed: int = 0,
 ) -> Any:
-    """A fresh two-tower :class:`~sentence_transformers.SentenceTransformer` (see :mod:`mmgene.align.modules`)."""
+    """A fresh two-tower :class:`~sentence_transformers.SentenceTransformer` (see :mod:`mmgene.align.modules`).
+
+    ``vocab`` (gene symbols) and ``obsm_keys``/``obsm_dims`` say what the omics tower reads,
+    ``max_genes`` how many genes of a cell (default: :class:`~mmgene.pairs.config.PairsConfig`'s, as the
+    pairs are built with it), ``bridge_genes`` which genes' NCBI text the text tower may reach (with
+    ``config.gene_bridge``); the rest is ``config``.
+    """
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Router
 
     from mmgene.align.mentions import build_mention_index
-    from mmgene.align.modules import CellHead, CellInput, GeneChannel, GeneTable, TextHead, TextInput
+    from mmgene.align.modules.cell_head import CellHead
+    from mmgene.align.modules.cell_input import CellInput
+    from mmgene.align.modules.gene_channel import GeneChannel
+    from mmgene.align.modules.gene_table import GeneTable
+    from mmgene.align.modules.text_head import TextHead
+    from mmgene.align.modules.text_input import TextInput
+    from mmgene.pairs.config import PairsConfig
 
+    config = config or ModelConfig()
+    max_genes = PairsConfig().max_genes if max_genes is None else max_genes
     if not vocab and not obsm_keys:
         raise ParameterError("the omics tower has nothing to read", "arguments vocab/obsm_keys", "give genes and/or obsm keys")
     torch.manual_seed(seed)
-    encoder = load_text_model(text_model)
-    bridge_ids, bridge_vectors = gene_text_bridge(encoder, vocab, bridge_genes) if vocab else ([], None)
-    # gene_text_init: bridge genes' embeddings also carry a learned map of their text vector
-    text_dim = int(bridge_vectors.shape[1]) if (bridge_vectors is not None and gene_text_init) else 0
-    table = GeneTable(len(vocab), gene_dim, text_dim) if vocab else None
-    if table is not None and text_dim:
-        table.set_gene_text(bridge_ids, bridge_vectors)
-    cell_route = [CellInput(vocab, obsm_keys, obsm_dims, max_genes=max_genes, gene_dropout=gene_dropout)]
+    encoder = load_text_model(config.text_model)
+    genes = bridge_genes if config.gene_bridge else ()
+    bridge_ids, bridge_vectors = gene_text_bridge(encoder, vocab, genes) if vocab else ([], None)
+    table = GeneTable(len(vocab), config.gene_dim) if vocab else None
+    cell_route = [CellInput(vocab, obsm_keys, obsm_dims, max_genes=max_genes, gene_dropout=config.gene_dropout)]
     text_input = TextInput(
         encoder,
-        build_mention_index(vocab, use_aliases) if vocab else {},
-        trainable=train_text,
+        build_mention_index(vocab, config.use_aliases) if vocab else {},
+        trainable=config.train_text,
         gene_text_ids=bridge_ids,
         gene_text_vectors=bridge_vectors,
     )
@@ -117,11 +121,17 @@ def build_model(
     if table is not None:
         cell_route.append(table)
         text_route.append(table)
-    cell_route.append(CellHead(gene_dim if vocab else 0, int(sum(obsm_dims)), hidden, dim))
-    text_route.append(TextHead(text_input.text_dim(), gene_dim if vocab else 0, hidden, dim))
-    if gene_channel > 0 and bridge_ids:
+    gene_dim = config.gene_dim if vocab else 0
+    cell_route.append(CellHead(gene_dim, int(sum(obsm_dims)), config.hidden, config.dim))
+    text_route.append(TextHead(text_input.text_dim(), gene_dim, config.hidden, config.dim))
+    if config.channel_on and bridge_ids:
         channel = GeneChannel(
-            len(vocab), bridge_ids, weight=gene_channel, learned_dim=dim, use_mentions=True, query_weight=query_channel
+            len(vocab),
+            bridge_ids,
+            weight=config.gene_channel,
+            learned_dim=config.dim,
+            use_mentions=True,
+            query_weight=config.query_channel,
         )
         cell_route.append(channel)
         text_route.append(channel)
@@ -139,13 +149,20 @@ class AlignedModel:
     inputs
         What the omics tower reads: ``"genes"`` and/or obsm keys.
     meta
-        Training metadata (classes, parameters, metrics) stored in ``mmgene_align.json``.
+        Training metadata (classes, split, metrics) stored in ``mmgene_align.json``.
+    config
+        The :class:`~mmgene.align.config.AlignConfig` the model was trained with (stored in
+        ``mmgene_align.json['config']``); None for a model built without :func:`~mmgene.align.train`
+        or saved before configs were recorded (its settings are in ``meta['params']``).
     """
 
-    def __init__(self, st: Any, inputs: Sequence[str], meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, st: Any, inputs: Sequence[str], meta: dict[str, Any] | None = None, config: AlignConfig | None = None
+    ) -> None:
         self.st = st
         self.inputs = list(inputs)
         self.meta = dict(meta or {})
+        self.config = config
 
     @property
     def dim(self) -> int:
@@ -154,6 +171,11 @@ class AlignedModel:
     @property
     def max_genes(self) -> int:
         return int(self.st[0].sub_modules["cell"][0].max_genes)
+
+    def describe(self) -> dict[str, Any]:
+        """Where the model was loaded from or saved to (``model``) and what its omics tower reads
+        (``inputs``): the :class:`~mmgene.query.space.JointSpace` description used by reports."""
+        return {"model": str(self.meta.get("path", "")), "inputs": list(self.inputs)}
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """L2-normalised float32 joint-space vectors of ``texts``."""
@@ -166,7 +188,7 @@ class AlignedModel:
         return np.asarray(out, dtype=np.float32)
 
     def encode_inputs(self, cells: Sequence[Any], batch_size: int = 256) -> np.ndarray:
-        """Joint-space vectors of ready-made cell inputs (dicts from :func:`mmgene.align.inputs.cell_inputs`)."""
+        """Joint-space vectors of ready-made cell inputs (dicts from :func:`mmgene.cells.inputs.cell_inputs`)."""
         if not len(cells):
             return np.zeros((0, self.dim), dtype=np.float32)
         from mmgene.progress import progress_enabled
@@ -176,20 +198,26 @@ class AlignedModel:
         )
         return np.asarray(out, dtype=np.float32)
 
-    def encode_cells(self, adata: Any, batch_size: int = 256, key: str | None = None) -> np.ndarray:
+    def encode_cells(self, adata: Any, *, batch_size: int = 256, key_added: str | None = None, copy: bool = False) -> Any:
         """L2-normalised float32 joint-space vectors of the cells of ``adata`` (obs order).
 
-        With ``key``, also writes them to ``adata.obsm[key]`` and records how in ``uns['mmgene'][key]``.
+        With ``key_added``, also writes them to ``adata.obsm[key_added]`` and records how in
+        ``uns['mmgene'][key_added]``; with ``copy=True`` as well, writes into a copy of ``adata`` and
+        returns that copy instead of the vectors.
         """
-        from mmgene.align.inputs import cell_inputs
+        if copy:
+            if not key_added:
+                raise ParameterError("copy=True needs key_added (the obsm key to write)", "encode_cells(copy=True)", "pass e.g. key_added='X_mmgene'")
+            adata = adata.copy()
+        from mmgene.cells.inputs import cell_inputs
 
         emb = self.encode_inputs(cell_inputs(adata, self.inputs, max_genes=self.max_genes), batch_size)
-        if key:
+        if key_added:
             from mmgene.provenance import record
 
-            adata.obsm[key] = emb
-            record(adata, key, packages=("sentence-transformers", "torch"), model=self.meta.get("path", ""), inputs=self.inputs)
-        return emb
+            adata.obsm[key_added] = emb
+            record(adata, key_added, packages=("sentence-transformers", "torch"), model=self.meta.get("path", ""), inputs=self.inputs)
+        return adata if copy else emb
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the model directory atomically (sentence-transformers layout + ``mmgene_align.json``).
@@ -202,13 +230,15 @@ class AlignedModel:
         with atomic_path(target, overwrite=overwrite) as tmp:
             self.st.save(str(tmp))
             meta = {**self.meta, "inputs": self.inputs}
+            if self.config is not None:
+                meta["config"] = self.config.to_dict()
             meta.pop("path", None)
             (tmp / MMGENE_CONFIG).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
         self.meta["path"] = str(target)
         return target
 
     def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool = False, commit_message: str = "Upload mmgene aligned model") -> str:
-        """Upload the model folder with a model card rendered from ``cards/model_card.md``; returns the repo URL."""
+        """Upload the model folder with a model card rendered from ``mmgene/_cards/model_card.md``; returns the repo URL."""
         import tempfile
 
         from huggingface_hub import HfApi
@@ -233,17 +263,22 @@ def model_classes() -> tuple[dict[str, type], dict[str, type]]:
     """The exact allow-list of an aligned model folder, as ``{type string: class}``.
 
     ``modules.json`` may name only sentence-transformers' Router and Normalize; a Router's
-    ``router_config.json`` only the :data:`ROUTE_CLASSES` of :mod:`mmgene.align.modules`. Each class is
-    accepted under the name sentence-transformers writes for it (and, for its own classes, the legacy
-    ``sentence_transformers.models.*`` alias); the text encoder nested in TextInput is checked by
+    ``router_config.json`` only the classes of :func:`mmgene.align.modules.route_classes`. Each class is
+    accepted under the name sentence-transformers writes for it (``mmgene.align.modules.cell_input.CellInput``;
+    for sentence-transformers' own classes also the ``sentence_transformers.models.*`` alias) and, for
+    mmgene's, under the name in folders written while the modules were one file
+    (``mmgene.align.modules.CellInput``). The text encoder nested in TextInput is checked by
     :func:`mmgene.model_files.check_text_encoder`.
     """
     from sentence_transformers.base.modules import Normalize, Router
 
-    from mmgene.align import modules
+    from mmgene.align.modules import route_classes
     from mmgene.model_files import module_type_names
 
-    return module_type_names([Router, Normalize]), module_type_names(getattr(modules, n) for n in ROUTE_CLASSES)
+    classes = route_classes()
+    route_types = module_type_names(classes)
+    route_types.update({f"{MODULES_PACKAGE}.{cls.__name__}": cls for cls in classes})
+    return module_type_names([Router, Normalize]), route_types
 
 
 def _check_router(folder: Path, route_types: dict[str, type]) -> dict[str, Any]:
@@ -374,6 +409,8 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> AlignedModel:
     torch.set_num_threads(max(1, settings.torch_threads))
     try:
         st = _build_sentence_transformer(folder, device)
+    except MMGeneError:
+        raise  # already says what is wrong (ParameterError is a ValueError, MissingColumnError a KeyError)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise ModelError(
             f"the aligned model cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})",
@@ -386,6 +423,21 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> AlignedModel:
             f"{MMGENE_CONFIG} is not a JSON object", str(config), "give an unmodified folder written by `mmgene train`"
         )
     inputs = meta.pop("inputs", ["genes"])
+    trained_with = _saved_config(meta.pop("config", None), config)
     meta["path"] = str(hub) if hub is not None else str(folder)
     st.eval()
-    return AlignedModel(st, inputs, meta)
+    return AlignedModel(st, inputs, meta, trained_with)
+
+
+def _saved_config(data: Any, path: Path) -> AlignConfig | None:
+    """The :class:`AlignConfig` stored in ``mmgene_align.json`` (None when the folder records none)."""
+    if data is None:
+        return None
+    try:
+        return AlignConfig.from_dict(data, f"{MMGENE_CONFIG}['config']")
+    except (MMGeneError, TypeError) as exc:
+        raise ModelError(
+            f"{MMGENE_CONFIG} holds a training config mmgene cannot read ({exc})",
+            str(path),
+            "give an unmodified folder written by `mmgene train` with this version of mmgene",
+        ) from exc

@@ -1,5 +1,5 @@
-"""Cells as text and tokens: cell sentences (Cell2Sentence), their inverse, and Geneformer's
-rank-value encoding.
+"""Cells as text, tokens and model inputs: cell sentences (Cell2Sentence), their inverse, Geneformer's
+rank-value encoding, and the cell inputs of the omics tower.
 
 Functions are looked up lazily so that ``import mmgene.cells`` stays cheap.
 """
@@ -20,6 +20,7 @@ _EXPORTS = {
     "fit_rank_expression": "mmgene.cells.inverse",
     "reconstruct": "mmgene.cells.inverse",
     "RankExpressionFit": "mmgene.cells.inverse",
+    "cell_inputs": "mmgene.cells.inputs",
 }
 
 

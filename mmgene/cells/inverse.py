@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from mmgene.cells._chunks import iter_chunks
 from mmgene.cells.ranking import rank_chunk
 from mmgene.errors import EmptyMatrixError, ParameterError
+from mmgene.io.expression import TARGET_SUM
 
 DEFAULT_CHUNK = 4096
 
@@ -86,7 +87,7 @@ def _ranked_log_expression(view: Any, normalize: bool, target_sum: float, chunk_
 
 
 def fit_rank_expression(
-    adata: Any, *, normalize: bool = True, target_sum: float = 1e4, chunk_size: int = DEFAULT_CHUNK, key: str | None = "rank_expression_fit"
+    adata: Any, *, normalize: bool = True, target_sum: float = TARGET_SUM, chunk_size: int = DEFAULT_CHUNK, key: str | None = "rank_expression_fit"
 ) -> RankExpressionFit:
     """Fit log-expression against ``log10(1 + rank)`` over all expressed entries of ``adata``.
 

@@ -34,6 +34,8 @@ from mmgene.cells.ranking import canonical
 from mmgene.errors import DataError, GeneIdError, MissingColumnError, NoGeneIdsError, ParameterError, _preview
 from mmgene.io.expression import check_values
 
+#: Geneformer's own normalisation target (part of its tokenizer's definition, so it stays apart from
+#: :data:`mmgene.io.expression.TARGET_SUM`).
 TARGET_SUM = 10_000
 DEFAULT_CHUNK = 4096
 TIE_BREAK = "equal normalised values: lower token id first"

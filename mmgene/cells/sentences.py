@@ -8,9 +8,9 @@ the non-zero ones, upper-case their symbols and join them with single spaces. mm
   its shuffle; linear time on counts); ``'symbol'`` orders them alphabetically (independent of the
   gene order in the file); ``'random'`` draws one gene order per call from ``seed``. The order never
   depends on the chunking or storage.
-- **Normalisation** (``normalize_total`` per cell, then ``log1p``) is a monotone per-cell transform,
-  so it cannot change the order within a cell: ranks are computed on the stored values directly
-  (counts or log1p data), which is exactly the order of the normalised values.
+- **No normalisation step**: ``normalize_total`` per cell, then ``log1p``, is a monotone per-cell
+  transform, so it cannot change the order within a cell; ranks are computed on the stored values
+  directly (counts or log1p data), which is exactly the order of the normalised values.
 - **Exclusion** by exact symbol (``'MALAT1'``) or prefix (``'MT-'``, ``'RPL*'``), never by substring.
 - **Duplicated symbols** (two Ensembl ids, one symbol) give one word, at the better of their ranks.
 - Cells with no expressed gene give ``""``.
@@ -66,14 +66,13 @@ def iter_sentences(
 
 def sentences(
     adata: Any,
+    *,
     top_k: int | None = None,
-    normalize: bool = True,
     exclude: str | Iterable[str] = (),
     seed: int = 0,
-    key: str = "cell_sentence",
+    key_added: str = "cell_sentence",
     inplace: bool = True,
     copy: bool = False,
-    *,
     ties: str = "position",
     chunk_size: int = DEFAULT_CHUNK,
     n_jobs: int | None = None,
@@ -87,19 +86,16 @@ def sentences(
         :func:`mmgene.io.expression` and streamed in chunks of ``chunk_size`` cells.
     top_k
         Keep the first ``top_k`` genes of each cell (``None``: all expressed genes).
-    normalize
-        Rank on ``normalize_total`` + ``log1p`` values. Per-cell scaling never changes the order
-        within a cell, so this only documents the intent (it is recorded in provenance); sentences
-        are identical either way.
     exclude
         Gene symbols to leave out: exact names (``'MALAT1'``) or prefixes ending in ``*`` or ``-``
         (``'MT-'``, ``'RPL*'``, ``'RPS*'``); case-insensitive; never substrings.
     seed
         Seed of the random gene order when ``ties='random'``.
-    key
+    key_added
         ``obs`` column written when ``inplace``.
     inplace
-        Write ``adata.obs[key]`` (and provenance in ``uns['mmgene'][key]``); otherwise return the list.
+        Write ``adata.obs[key_added]`` (and provenance in ``uns['mmgene'][key_added]``); otherwise
+        return the list.
     copy
         Work on and return a copy of ``adata``.
     ties
@@ -133,17 +129,16 @@ def sentences(
         counts.append(n_words)
     if not inplace:
         return out
-    adata.obs[key] = out
+    adata.obs[key_added] = out
     n_words = np.concatenate(counts)
     record(
         adata,
-        key,
+        key_added,
         packages=("numba",),
         method="cell sentences (Cell2Sentence): non-zero genes, descending expression, upper-cased symbols",
         matrix=view.source,
         kind=view.kind,
         top_k=None if limit == NO_LIMIT else limit,
-        normalize=bool(normalize),
         exclude=[exclude] if isinstance(exclude, str) else list(exclude),
         genes_excluded=vocab.n_excluded,
         vocabulary_size=int(len(vocab.words)),

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mmgene.errors import GeneIdError, ParameterError, _preview
+from mmgene.io.expression import gene_symbols
 
 #: how equal values inside a cell are ordered.
 TIES = ("symbol", "position", "random")
@@ -42,19 +43,12 @@ class Vocabulary:
         return int((~self.keep).sum())
 
 
-def gene_symbols(var: pd.DataFrame) -> np.ndarray:
-    """Upper-cased gene symbols of ``var`` (``var['gene_symbol']``, else resolved, else ``var_names``)."""
+def gene_words(var: pd.DataFrame) -> np.ndarray:
+    """The words of ``var``'s genes: their symbols (:func:`mmgene.io.expression.gene_symbols`)
+    upper-cased, as Cell2Sentence writes them; ``var_names`` where a gene has no symbol or none is
+    recognisable (a sentence needs a word for every expressed gene)."""
     names = pd.Series(np.asarray(var.index, dtype=object), dtype=object).astype(str)
-    if "gene_symbol" in var.columns:
-        sym = pd.Series(np.asarray(var["gene_symbol"], dtype=object), dtype=object)
-    else:
-        try:
-            from mmgene.genes.ids import resolve_gene_ids
-
-            sym = pd.Series(resolve_gene_ids(var).symbols, dtype=object)
-        except GeneIdError:
-            sym = names
-    sym = sym.fillna("").astype(str).str.strip()
+    sym = pd.Series(gene_symbols(var, or_names=True), dtype=object).astype(str).str.strip()
     sym = sym.where(sym != "", names)
     return sym.str.upper().to_numpy(dtype=object)
 
@@ -101,7 +95,7 @@ def build_vocabulary(var: pd.DataFrame, exclude=(), ties: str = "position", seed
     """
     if ties not in TIES:
         raise ParameterError(f"unknown tie-break {ties!r}", "argument ties", f"choose one of {', '.join(TIES)}")
-    symbols = gene_symbols(var)
+    symbols = gene_words(var)
     bad = symbols[pd.Series(symbols, dtype=object).str.contains(r"\s", regex=True).to_numpy(dtype=bool)]
     if len(bad):
         raise GeneIdError(

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from mmgene.align.config import ModelConfig, TrainingConfig
 from mmgene.cli.app import app, overwrite_option
+from mmgene.config import field_help, overrides
+from mmgene.pairs.config import PairsConfig
+
+
+def _setting(cls: type, name: str, *flags: str, **kwargs: Any) -> Any:
+    """An option for field ``name`` of config ``cls``: unset is None (the field's default applies), the
+    help and the default shown are read from the field."""
+    return typer.Option(None, *flags, help=field_help(cls, name), show_default=False, **kwargs)
 
 
 @app.command("train")
@@ -16,26 +26,43 @@ def train_command(
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     input_: list[str] = typer.Option(["genes"], "--input", help="What the omics tower reads: 'genes' and/or obsm keys (X_genept_w, X_pca, ...)."),
     ontology_col: str = typer.Option(None, "--ontology-col", help="obs column of Cell Ontology ids (CL:...) to enrich captions."),
-    group_col: str = typer.Option(None, "--group-col", help="Split by this obs column (donor, batch) instead of by cell."),
-    exclude: list[str] = typer.Option([], "--exclude", help="Leave this class out of training (repeatable)."),
-    epochs: float = typer.Option(4.0, help="Training epochs."),
-    max_steps: int = typer.Option(-1, help="Stop after this many steps (overrides epochs)."),
-    batch_size: int = typer.Option(128, help="Pairs per batch."),
-    learning_rate: float = typer.Option(2e-3, help="AdamW learning rate."),
-    loss: str = typer.Option("clip", help="'clip' (symmetric InfoNCE, learnable temperature) or 'mnrl'."),
-    train_text: bool = typer.Option(False, "--train-text/--freeze-text", help="Fine-tune the text transformer (slow)."),
-    text_model: str = typer.Option(None, help="Text model folder, or a Hub id hf://owner/name[@revision] (default: offline MiniLM)."),
-    gene_bridge: bool = typer.Option(True, "--gene-bridge/--no-gene-bridge", help="Let text reach genes whose NCBI names resemble it."),
-    gene_channel: float = typer.Option(0.0, help="Weight of the explicit gene channel in the joint space (0: off; the PBMC benchmark uses 0.3)."),
-    query_channel: float = typer.Option(None, help="Gene-channel weight when encoding with the trained model (default: --gene-channel; the PBMC benchmark uses 0.5)."),
-    negatives: bool = typer.Option(False, "--negatives/--no-negatives", help="Add a random caption of another class to each training row."),
-    hard_negatives: int = typer.Option(0, "--hard-negatives", min=0, help="K > 0: after each epoch, give each training row a caption of another class drawn from the K the model as trained so far scores closest (0: off)."),
-    mine_every: int = typer.Option(0, "--mine-every", min=0, help="With --hard-negatives: steps between minings (0: one epoch)."),
-    test_size: float = typer.Option(0.2, help="Held-out share of cells (or groups)."),
-    seed: int = typer.Option(0, help="Random seed."),
+    # PairsConfig
+    captions_per_cell: int | None = _setting(PairsConfig, "captions_per_cell"),
+    marker_share: float | None = _setting(PairsConfig, "marker_share"),
+    negatives: bool | None = _setting(PairsConfig, "negatives", "--negatives/--no-negatives"),
+    test_size: float | None = _setting(PairsConfig, "test_size"),
+    group_col: str | None = _setting(PairsConfig, "group_col"),
+    exclude_labels: list[str] | None = _setting(PairsConfig, "exclude_labels", "--exclude"),
+    max_genes: int | None = _setting(PairsConfig, "max_genes"),
+    panel_share: float | None = _setting(PairsConfig, "panel_share"),
+    panel_sizes: list[int] | None = _setting(PairsConfig, "panel_sizes", "--panel-size"),
+    # ModelConfig
+    text_model: str | None = _setting(ModelConfig, "text_model"),
+    train_text: bool | None = _setting(ModelConfig, "train_text", "--train-text/--freeze-text"),
+    gene_dim: int | None = _setting(ModelConfig, "gene_dim"),
+    hidden: int | None = _setting(ModelConfig, "hidden"),
+    dim: int | None = _setting(ModelConfig, "dim"),
+    gene_dropout: float | None = _setting(ModelConfig, "gene_dropout"),
+    use_aliases: bool | None = _setting(ModelConfig, "use_aliases", "--use-aliases/--no-aliases"),
+    gene_bridge: bool | None = _setting(ModelConfig, "gene_bridge", "--gene-bridge/--no-gene-bridge"),
+    gene_channel: float | None = _setting(ModelConfig, "gene_channel"),
+    query_channel: float | None = _setting(ModelConfig, "query_channel"),
+    # TrainingConfig
+    loss: str | None = _setting(TrainingConfig, "loss"),
+    temperature: float | None = _setting(TrainingConfig, "temperature"),
+    epochs: float | None = _setting(TrainingConfig, "epochs"),
+    max_steps: int | None = _setting(TrainingConfig, "max_steps"),
+    batch_size: int | None = _setting(TrainingConfig, "batch_size"),
+    learning_rate: float | None = _setting(TrainingConfig, "learning_rate"),
+    hard_negatives: int | None = _setting(TrainingConfig, "hard_negatives", "--hard-negatives", min=0),
+    mine_every: int | None = _setting(TrainingConfig, "mine_every", "--mine-every", min=0),
+    eval_steps: int | None = _setting(TrainingConfig, "eval_steps", min=0),
+    seed: int | None = _setting(TrainingConfig, "seed"),
     overwrite: bool = overwrite_option(),
 ) -> None:
-    """Train a contrastive text-cell model and save it to --out."""
+    """Train a contrastive text-cell model and save it to --out (settings: mmgene.align.config)."""
+    # every option named after a config field; the ones given override that config's defaults
+    given = {k: v for k, v in locals().items() if v is not None and v != []}
     import mmgene.io
     from mmgene.align import train
     from mmgene.atomic import check_output
@@ -47,25 +74,11 @@ def train_command(
         label_col,
         ontology_col=ontology_col,
         inputs=input_,
+        pairs=overrides(PairsConfig, given),
+        model=overrides(ModelConfig, given),
+        training=overrides(TrainingConfig, given),
         out=out,
         overwrite=overwrite,
-        text_model=text_model,
-        train_text=train_text,
-        loss=loss,
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        negatives=negatives,
-        hard_negatives=hard_negatives,
-        mine_every=mine_every,
-        test_size=test_size,
-        group_col=group_col,
-        exclude_labels=exclude,
-        gene_bridge=gene_bridge,
-        gene_channel=gene_channel,
-        query_channel=query_channel,
-        seed=seed,
     )
     hist = model.meta.get("eval_history") or []
     last = f"; held-out zero-shot balanced accuracy {hist[-1]['zero_shot_balanced_accuracy']:.3f}" if hist else ""
@@ -83,7 +96,7 @@ def evaluate_command(
         True, "--marker-baseline/--no-marker-baseline", help="Also score the textbook-marker baseline (mean z-scored marker expression)."
     ),
     ontology: bool = typer.Option(True, "--ontology/--no-ontology", help="Add Cell Ontology names to the prompts."),
-    markers: bool = typer.Option(True, "--markers/--no-markers", help="Expand prompts with canonical marker genes (mmgene.evaluate.markers); --no-markers: names only."),
+    markers: bool = typer.Option(True, "--markers/--no-markers", help="Expand prompts with canonical marker genes (mmgene.text.markers); --no-markers: names only."),
     standardize: bool = typer.Option(False, "--standardize", help="Z-score each class's scores over the cells before the argmax (uses no labels)."),
     refine: bool = typer.Option(
         False, "--refine", help="Refine every method's scores by self-training on FILE's own principal components (uses the cells, not their labels)."

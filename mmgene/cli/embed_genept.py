@@ -37,7 +37,7 @@ def genept_w_command(
 
     target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)
-    genept_w(adata, gene_vectors, encoder=encoder, key=key, on_empty=on_empty, chunk_size=chunk_size)  # type: ignore[arg-type]
+    genept_w(adata, gene_vectors=gene_vectors, encoder=encoder, key_added=key, on_empty=on_empty, chunk_size=chunk_size)  # type: ignore[arg-type]
     write_anndata(adata, target, file=file, overwrite=overwrite)
     typer.echo(_summary(adata, key, target))
 
@@ -59,6 +59,6 @@ def genept_s_command(
 
     target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)
-    genept_s(adata, encoder, top_k=top_k or None, key=key, on_empty=on_empty)  # type: ignore[arg-type]
+    genept_s(adata, encoder=encoder, top_k=top_k or None, key_added=key, on_empty=on_empty)  # type: ignore[arg-type]
     write_anndata(adata, target, file=file, overwrite=overwrite)
     typer.echo(_summary(adata, key, target))

@@ -52,7 +52,7 @@ def fetch(
     import json
 
     from mmgene.atomic import atomic_path, check_output
-    from mmgene.genes.text_sources import gene_text_source
+    from mmgene.genes.sources import gene_text_source
 
     check_output(out, overwrite=overwrite, inputs=[p for p in (genes_from, cache) if p is not None])
     wanted = _symbols(symbols or [], genes_from)
@@ -83,8 +83,8 @@ def embed(
 ) -> None:
     """Embed gene text with a text encoder into a GenePT gene vectors table."""
     from mmgene.atomic import check_output
-    from mmgene.embed.text import text_encoder
-    from mmgene.genes.text_sources import gene_text_source
+    from mmgene.text.encoders import text_encoder
+    from mmgene.genes.sources import gene_text_source
     from mmgene.genes.vectors import GeneVectors
 
     check_output(out, overwrite=overwrite, inputs=[p for p in (Path(texts), genes_from) if p is not None])

@@ -165,11 +165,11 @@ def transfer(
 
     target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)
-    key = key or f"{label_column}_transferred"
     table = transfer_labels(
         CellIndex.load(index_dir), adata, label_column, k=k, weighting=weighting, min_confidence=min_confidence,
         novelty_alpha=novelty_alpha, key_added=key,
     )
+    key = table.attrs["key_added"]
     write_anndata(adata, target, file=file, overwrite=overwrite)
     typer.echo(f"wrote obs['{key}'], obs['{key}_confidence'] to {target} (mean confidence {table['confidence'].mean():.3f})")
     typer.echo(table["label"].value_counts().to_string())

@@ -1,20 +1,26 @@
-"""``mmgene publish FILE --repo-id ... --layout ... --share ...``: AnnData -> Hugging Face dataset."""
+"""``mmgene publish FILE --repo-id ... --layout ... --share ...``: AnnData -> Hugging Face dataset.
+
+Every setting option defaults to ``None`` (not given), so the library's default applies; its help
+and shown default come from :mod:`mmgene.hub.config`, so the CLI holds no second copy of either.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
 from mmgene.cli.app import app, overwrite_option
+from mmgene.hub.config import default, setting_help
 
 
 @app.command("publish")
 def publish_command(
     file: Path = typer.Argument(..., help="AnnData file (.h5ad or .zarr)."),
     repo_id: str = typer.Option(..., "--repo-id", help="Dataset repository, 'namespace/name'."),
-    layout: str = typer.Option("single", "--layout", help="single | pairs | multiplets."),
-    share: str = typer.Option("hub", "--share", help="Where the AnnData chunk files go: hub | webdav | nextcloud | http."),
+    layout: Optional[str] = typer.Option(None, "--layout", help=setting_help("layout")),
+    share: Optional[str] = typer.Option(None, "--share", help=setting_help("share")),
     dry_run: bool = typer.Option(False, "--dry-run", help="Write everything to --out instead of uploading."),
     out: Path = typer.Option(None, "--out", help="Staging folder (default for --dry-run: ./<name>-dataset)."),
     share_url: str = typer.Option(None, "--share-url", help="webdav/nextcloud: the account's WebDAV root; http: the public base URL."),
@@ -23,19 +29,21 @@ def publish_command(
     public_url: str = typer.Option(None, "--public-url", help="webdav: where the folder is readable without credentials."),
     share_user: str = typer.Option(None, "--share-user", help="webdav/nextcloud user (default $MMGENE_SHARE_USER; password only from $MMGENE_SHARE_PASSWORD)."),
     chunk_limit: int = typer.Option(None, "--chunk-limit", help="nextcloud: files of this many bytes or more use chunked upload (default 1 GiB)."),
-    label_key: str = typer.Option(None, "--label-key", help="obs column with labels; captions are made from it."),
-    caption_key: str = typer.Option(None, "--caption-key", help="obs column with free-text captions."),
-    caption_template: str = typer.Option("{label}", "--caption-template", help="Caption made from a label, e.g. 'A {label} cell.'"),
-    split_by: str = typer.Option(None, "--split-by", help="obs column whose groups never straddle splits (donor, sample ...)."),
-    top_k: int = typer.Option(100, "--top-k", help="Genes per cell sentence."),
-    chunk_size: int = typer.Option(10_000, "--chunk-size", help="Cells per AnnData chunk file."),
-    chunk_format: str = typer.Option("h5ad", "--format", help="Chunk file format: h5ad | zarr."),
-    negatives: int = typer.Option(1, "--negatives", help="pairs/multiplets: negative captions per cell."),
-    cell_negatives: int = typer.Option(1, "--cell-negatives", help="multiplets: negative cells per row."),
-    seed: int = typer.Option(0, "--seed", help="Seed for splits and negatives."),
-    public: bool = typer.Option(False, "--public", help="Make the repository public (default: private)."),
-    license: str = typer.Option("cc-by-4.0", "--license", help="License id for the card."),
-    backed: bool = typer.Option(False, "--backed", help="Stream the .h5ad matrix from disk instead of loading it."),
+    label_key: Optional[str] = typer.Option(None, "--label-key", help=setting_help("label_key")),
+    caption_key: Optional[str] = typer.Option(None, "--caption-key", help=setting_help("caption_key")),
+    caption_template: Optional[str] = typer.Option(None, "--caption-template", help=setting_help("caption_template")),
+    split_by: Optional[str] = typer.Option(None, "--split-by", help=setting_help("split_by")),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help=setting_help("top_k")),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help=setting_help("chunk_size")),
+    chunk_format: Optional[str] = typer.Option(None, "--format", help=setting_help("chunk_format")),
+    negatives: Optional[int] = typer.Option(None, "--negatives", help=setting_help("n_negatives")),
+    cell_negatives: Optional[int] = typer.Option(None, "--cell-negatives", help=setting_help("n_cell_negatives")),
+    seed: Optional[int] = typer.Option(None, "--seed", help=setting_help("seed")),
+    public: Optional[bool] = typer.Option(
+        None, "--public", help=f"Make the repository public (default: {'private' if default('private') else 'public'})."
+    ),
+    license: Optional[str] = typer.Option(None, "--license", help=setting_help("license")),
+    backed: Optional[bool] = typer.Option(None, "--backed", help=setting_help("backed")),
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Publish an AnnData as a Hugging Face dataset with a card and AnnData share links.
@@ -44,25 +52,28 @@ def publish_command(
     """
     from mmgene.hub.publishing import publish
 
-    options: dict = {}
-    if share in ("webdav", "nextcloud", "http"):
+    kind = share or default("share")
+    options: dict[str, Any] = {}
+    if kind in ("webdav", "nextcloud", "http"):
         options["url"] = share_url
     if share_folder is not None:
         options["folder"] = share_folder
-    if share == "http":
+    if kind == "http":
         options["root"] = share_root
-    if share == "webdav" and public_url:
+    if kind == "webdav" and public_url:
         options["public_url"] = public_url
-    if share in ("webdav", "nextcloud") and share_user:
+    if kind in ("webdav", "nextcloud") and share_user:
         options["user"] = share_user
-    if share == "nextcloud" and chunk_limit is not None:
+    if kind == "nextcloud" and chunk_limit is not None:
         options["chunk_limit"] = chunk_limit
-    result = publish(
-        file, repo_id, layout=layout, share=share, share_options=options, out=out, overwrite=overwrite, dry_run=dry_run,
-        private=not public, chunk_size=chunk_size, chunk_format=chunk_format, top_k=top_k, label_key=label_key,
-        caption_key=caption_key, caption_template=caption_template, split_by=split_by, n_negatives=negatives,
-        n_cell_negatives=cell_negatives, seed=seed, license=license, backed=backed,
-    )
+    given = {
+        "layout": layout, "share": share, "label_key": label_key, "caption_key": caption_key,
+        "caption_template": caption_template, "split_by": split_by, "top_k": top_k, "chunk_size": chunk_size,
+        "chunk_format": chunk_format, "n_negatives": negatives, "n_cell_negatives": cell_negatives, "seed": seed,
+        "private": None if public is None else not public, "license": license, "backed": backed,
+    }
+    settings = {name: value for name, value in given.items() if value is not None}
+    result = publish(file, repo_id, out=out, overwrite=overwrite, dry_run=dry_run, share_options=options, **settings)
     rows = ", ".join(f"{k}: {len(v)}" for k, v in result.dataset.items())
     typer.echo(f"{'dry run' if result.dry_run else 'published'} {result.repo_id} ({result.layout}; {rows}; "
                f"{len(result.chunks)} chunk file(s))")

@@ -27,7 +27,8 @@ import pandas as pd
 from mmgene.corpus.orthology import OrthologyMap, upper_symbols
 from mmgene.corpus.sources import DatasetSpec, located, specs_from
 from mmgene.errors import MMGeneError, ParameterError
-from mmgene.io.labels import label_text, usable_labels
+from mmgene.io.labels import usable_labels
+from mmgene.text.labels import label_text
 
 TASK = "corpus"
 

@@ -1,4 +1,4 @@
-"""Cell embeddings written to ``adata.obsm``: GenePT-w, GenePT-s, Geneformer; and text encoders.
+"""Cell embeddings written to ``adata.obsm``: GenePT-w, GenePT-s, Geneformer (text encoders: :mod:`mmgene.text`).
 
 Functions are looked up lazily so that importing this package loads no model code.
 """
@@ -12,7 +12,6 @@ _EXPORTS = {
     "genept_w": "mmgene.embed.genept",
     "genept_s": "mmgene.embed.genept",
     "geneformer": "mmgene.embed.geneformer",
-    "text_encoder": "mmgene.embed.text",
 }
 
 

@@ -10,7 +10,7 @@ GenePT-s
 
 Cells with nothing to embed (no expressed gene that has a vector, or an empty sentence) are never
 silently zero: by default their row is NaN, ``obs['<name>_n_genes']`` is 0 for them, and
-``uns['mmgene'][key]`` lists them (``on_empty='zero'`` writes zeros instead, ``'raise'`` refuses).
+``uns['mmgene'][key_added]`` lists them (``on_empty='zero'`` writes zeros instead, ``'raise'`` refuses).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from mmgene.errors import DataError, GeneIdError, ParameterError
 from mmgene.io import expression
@@ -28,31 +27,9 @@ from mmgene.progress import info, progress
 from mmgene.provenance import record
 
 SENTENCE_PREFIX = "A cell with genes ranked by expression: "
-TARGET_SUM = 1e4
 #: cell names listed in ``uns`` (the full flag is in obs).
 MAX_LISTED = 1000
 OnEmpty = Literal["nan", "zero", "raise"]
-
-
-def _symbols(view: Any) -> np.ndarray:
-    """Gene symbols of the expression matrix (var['gene_symbol'] after mmgene.io.read, else resolved)."""
-    if "gene_symbol" in view.var.columns:
-        col = view.var["gene_symbol"].astype(object)
-        return col.where(col.notna(), "").astype(str).to_numpy(dtype=object)
-    from mmgene.genes.ids import resolve_gene_ids
-
-    return resolve_gene_ids(view.var, source=view.origin).symbols
-
-
-def _normalise_block(block: sp.csr_matrix, kind: str) -> sp.csr_matrix:
-    """normalize_total(1e4) + log1p on counts, in place on a float64 copy; log1p input unchanged."""
-    block = block.astype(np.float64)
-    if kind == "counts":
-        totals = np.asarray(block.sum(axis=1)).ravel()
-        scale = np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
-        block.data *= np.repeat(scale, np.diff(block.indptr))
-        np.log1p(block.data, out=block.data)
-    return block
 
 
 def _check_on_empty(on_empty: str) -> None:
@@ -101,10 +78,10 @@ def _expressed_genes(view: Any, chunk_size: int) -> np.ndarray:
 
 def genept_w(
     adata: Any,
-    gene_vectors: Any = None,
     *,
+    gene_vectors: Any = None,
     encoder: Any = None,
-    key: str = "X_genept_w",
+    key_added: str = "X_genept_w",
     chunk_size: int = 2048,
     on_empty: OnEmpty = "nan",
     copy: bool = False,
@@ -119,9 +96,9 @@ def genept_w(
         A :class:`~mmgene.genes.GeneVectors`, a ``.parquet``/``.safetensors`` file, or ``None`` for
         :func:`~mmgene.genes.default_gene_vectors` over the genes expressed in ``adata`` (offline text,
         ``encoder`` or the offline MiniLM).
-    key
-        ``obsm`` key of the result (float32, cells x dimension); ``obs['<key without X_>_n_genes']`` gets
-        the number of expressed genes with a vector per cell.
+    key_added
+        ``obsm`` key of the result (float32, cells x dimension); ``obs['<key_added without X_>_n_genes']``
+        gets the number of expressed genes with a vector per cell.
     on_empty
         Cells with no expressed gene that has a vector: ``'nan'`` rows (default), ``'zero'`` rows, or ``'raise'``.
     copy
@@ -129,13 +106,13 @@ def genept_w(
 
     Returns
     -------
-    The AnnData when ``copy=True``, else ``None``. ``uns['mmgene'][key]`` records the encoder, the text
+    The AnnData when ``copy=True``, else ``None``. ``uns['mmgene'][key_added]`` records the encoder, the text
     source, the genes matched and the cells with no matched gene.
     """
     _check_on_empty(on_empty)
     adata = adata.copy() if copy else adata
     view = expression(adata)
-    symbols = _symbols(view)
+    symbols = view.symbols()
     expressed = _expressed_genes(view, chunk_size) if gene_vectors is None else np.ones(len(symbols), dtype=bool)
     gv = _resolve_vectors(gene_vectors, encoder, symbols, expressed)
     rows = gv.lookup(symbols)
@@ -150,9 +127,10 @@ def genept_w(
     n = view.shape[0]
     emb = np.empty((n, gv.dim), dtype=np.float32)
     n_genes = np.zeros(n, dtype=np.int32)
-    for start, stop, block in progress(view.chunks(chunk_size), total=-(-n // chunk_size), desc="GenePT-w", unit="chunk"):
-        sub = _normalise_block(block, view.kind)[:, matched]
-        sub.eliminate_zeros()
+    # float64: each cell's weights are summed over thousands of genes
+    chunks = view.log_chunks(chunk_size, dtype=np.float64)
+    for start, stop, block in progress(chunks, total=-(-n // chunk_size), desc="GenePT-w", unit="chunk"):
+        sub = block[:, matched]  # stored zeros are already gone
         weight = np.asarray(sub.sum(axis=1)).ravel()
         mean = sub @ V
         np.divide(mean, weight[:, None], out=mean, where=weight[:, None] > 0)
@@ -162,12 +140,12 @@ def genept_w(
         n_genes[start:stop] = np.diff(sub.indptr)
     empty = n_genes == 0
     _handle_empty(emb, empty, adata.obs_names, on_empty, "GenePT-w", "no expressed gene with a gene vector")
-    adata.obsm[key] = emb
-    adata.obs[f"{key.removeprefix('X_')}_n_genes"] = n_genes
+    adata.obsm[key_added] = emb
+    adata.obs[f"{key_added.removeprefix('X_')}_n_genes"] = n_genes
     meta = gv.meta
     record(
         adata,
-        key,
+        key_added,
         packages=("numpy", "scipy"),
         method="GenePT-w",
         encoder=meta.get("encoder", "unknown"),
@@ -183,17 +161,17 @@ def genept_w(
         n_empty_cells=int(empty.sum()),
         empty_cells=[str(c) for c in adata.obs_names[empty][:MAX_LISTED]],
         on_empty=on_empty,
-        obs_n_genes=f"{key.removeprefix('X_')}_n_genes",
+        obs_n_genes=f"{key_added.removeprefix('X_')}_n_genes",
     )
     return adata if copy else None
 
 
 def genept_s(
     adata: Any,
-    encoder: Any = None,
     *,
+    encoder: Any = None,
     top_k: int | None = 100,
-    key: str = "X_genept_s",
+    key_added: str = "X_genept_s",
     prefix: str = SENTENCE_PREFIX,
     on_empty: OnEmpty = "nan",
     copy: bool = False,
@@ -203,18 +181,18 @@ def genept_s(
     Parameters
     ----------
     encoder
-        A :class:`~mmgene.embed.text.TextEncoder` or spec (default the offline MiniLM); use the one that
+        A :class:`~mmgene.text.encoders.TextEncoder` or spec (default the offline MiniLM); use the one that
         made your gene vectors.
     top_k
         Genes per sentence (``None``: every expressed gene; a model truncates what exceeds its input).
-    key, on_empty, copy
-        As for :func:`genept_w`; ``obs['<key without X_>_n_genes']`` is the number of genes in each sentence.
+    key_added, on_empty, copy
+        As for :func:`genept_w`; ``obs['<key_added without X_>_n_genes']`` is the number of genes in each sentence.
     """
     _check_on_empty(on_empty)
     if top_k is not None and top_k < 1:
         raise ParameterError(f"top_k must be at least 1 or None, got {top_k}", "argument top_k")
     from mmgene.cells import sentences as cell_sentences
-    from mmgene.embed.text import text_encoder
+    from mmgene.text.encoders import text_encoder
 
     adata = adata.copy() if copy else adata
     enc = text_encoder(encoder)
@@ -226,11 +204,11 @@ def genept_s(
     emb = np.zeros((len(sentences), vecs.shape[1]), dtype=np.float32)
     emb[~empty] = vecs
     _handle_empty(emb, empty, adata.obs_names, on_empty, "GenePT-s", "no expressed gene (an empty sentence)")
-    adata.obsm[key] = emb
-    adata.obs[f"{key.removeprefix('X_')}_n_genes"] = n_genes
+    adata.obsm[key_added] = emb
+    adata.obs[f"{key_added.removeprefix('X_')}_n_genes"] = n_genes
     record(
         adata,
-        key,
+        key_added,
         packages=("sentence-transformers", "torch", "openai"),
         method="GenePT-s",
         encoder=enc.name,
@@ -243,6 +221,6 @@ def genept_s(
         n_empty_cells=int(empty.sum()),
         empty_cells=[str(c) for c in adata.obs_names[empty][:MAX_LISTED]],
         on_empty=on_empty,
-        obs_n_genes=f"{key.removeprefix('X_')}_n_genes",
+        obs_n_genes=f"{key_added.removeprefix('X_')}_n_genes",
     )
     return adata if copy else None

@@ -16,10 +16,7 @@ _EXPORTS = {
     "genept_s_zero_shot": "mmgene.evaluate.report",
     "marker_zero_shot": "mmgene.evaluate.marker_baseline",
     "zero_shot": "mmgene.evaluate.classify",
-    "classification_metrics": "mmgene.evaluate.classify",
     "retrieval_metrics": "mmgene.evaluate.retrieval",
-    "class_prompts": "mmgene.evaluate.prompts",
-    "clean_label": "mmgene.pairs.labels",
 }
 
 

@@ -1,9 +1,10 @@
-"""Zero-shot cell-type classification from text prompts, and its metrics.
+"""Zero-shot cell-type classification from text prompts, as an evaluation report.
 
-Each class gets a prompt ensemble (:mod:`mmgene.evaluate.prompts`); a cell's score for a class is the
-cosine between its joint-space vector and the class's mean prompt vector. Reported: accuracy,
-balanced accuracy, macro-F1, macro one-vs-rest AUROC, per-class recall/precision/F1/AUROC, and the same
-at cell-type-centroid level (the mean vector of each true class classified as one item).
+Each class gets a prompt ensemble (:mod:`mmgene.text.prompts`); a cell's score for a class is the
+cosine between its joint-space vector and the class's mean prompt vector (:mod:`mmgene.text.classes`).
+Reported (:mod:`mmgene.metrics`): accuracy, balanced accuracy, macro-F1, macro one-vs-rest AUROC,
+per-class recall/precision/F1/AUROC, and the same at cell-type-centroid level (the mean vector of each
+true class classified as one item). Cells without a label are left out and counted.
 """
 
 from __future__ import annotations
@@ -14,71 +15,17 @@ from typing import Any
 import numpy as np
 
 from mmgene.errors import LabelError, ParameterError
-from mmgene.io.labels import MIN_CLASSES, label_text, missing_labels, require_classes, usable_labels
+from mmgene.io.labels import MIN_CLASSES, require_classes, usable_labels
+from mmgene.metrics import classification_metrics
 from mmgene.query.refine import refine_scores
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0)
-
-
-def class_vectors(encode_text: Callable[[list[str]], np.ndarray], prompts: Sequence[Sequence[str]]) -> np.ndarray:
-    """Normalised mean joint-space vector of each class's prompts (one text-encoder call for all)."""
-    flat = [p for group in prompts for p in group]
-    if not flat or any(len(g) == 0 for g in prompts):
-        raise ParameterError("every class needs at least one prompt", "argument prompts")
-    emb = _l2(encode_text(flat))
-    bounds = np.cumsum([0] + [len(g) for g in prompts])
-    return _l2(np.stack([emb[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:])]))
-
-
-def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
-    """Metrics of ``argmax(scores)`` against integer labels ``y_true`` (index into ``classes``)."""
-    from sklearn.metrics import (
-        accuracy_score,
-        balanced_accuracy_score,
-        f1_score,
-        precision_recall_fscore_support,
-        roc_auc_score,
-    )
-
-    y_true = np.asarray(y_true)
-    pred = scores.argmax(1)
-    present = np.unique(y_true)
-    out: dict[str, Any] = {
-        "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, pred)),
-        "macro_f1": float(f1_score(y_true, pred, labels=present, average="macro", zero_division=0)),
-    }
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, pred, labels=np.arange(len(classes)), zero_division=0
-    )
-    per_class: dict[str, dict[str, float]] = {}
-    aucs = []
-    for k, name in enumerate(classes):
-        positive = y_true == k
-        entry = {
-            "n": int(support[k]),
-            "recall": float(recall[k]),
-            "precision": float(precision[k]),
-            "f1": float(f1[k]),
-        }
-        if positive.any() and (~positive).any():
-            entry["auroc"] = float(roc_auc_score(positive, scores[:, k]))
-            aucs.append(entry["auroc"])
-        per_class[str(name)] = entry
-    out["macro_auroc"] = float(np.mean(aucs)) if aucs else float("nan")
-    out["per_class"] = per_class
-    return out
+from mmgene.text.classes import class_vectors, unit_rows, zero_shot_scores
+from mmgene.text.labels import label_text, missing_labels
 
 
 def centroid_metrics(cells: np.ndarray, y_true: np.ndarray, class_vecs: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
     """Classify each true class's mean cell vector: accuracy over classes and each class's prediction."""
     present = np.unique(y_true)
-    cent = _l2(np.stack([cells[y_true == k].mean(0) for k in present]))
+    cent = unit_rows(np.stack([cells[y_true == k].mean(0) for k in present]))
     pred = (cent @ class_vecs.T).argmax(1)
     return {
         "accuracy": float((pred == present).mean()),
@@ -135,22 +82,6 @@ def labelled_cells(adata: Any, label_col: str, task: str = "evaluate", min_class
     return adata, labels, n_dropped
 
 
-def zero_shot_scores(cells: np.ndarray, class_vecs: np.ndarray, standardize: bool = False) -> np.ndarray:
-    """Cosine similarity of every cell to every class vector.
-
-    ``standardize=True`` z-scores each class's column over the given cells, so that a class whose
-    prompts sit closer to every cell (or farther from all) does not win (or lose) every argmax. It uses
-    the query cells but no labels (transductive); per-class AUROC does not change, since each column is
-    only shifted and scaled. It needs at least two cells.
-    """
-    scores = _l2(cells) @ class_vecs.T
-    if standardize:
-        if scores.shape[0] < 2:
-            raise ParameterError("standardize needs at least two cells", "argument cells", "score more cells or pass standardize=False")
-        scores = (scores - scores.mean(0)) / np.maximum(scores.std(0), 1e-6)
-    return scores
-
-
 def zero_shot(
     cells: np.ndarray,
     labels: Sequence[str],
@@ -165,14 +96,15 @@ def zero_shot(
 ) -> dict[str, Any]:
     """Zero-shot metrics for cell vectors ``cells`` with true ``labels``, querying each class by text.
 
-    ``classes`` defaults to the sorted distinct labels; ``prompts`` to :func:`class_prompts` of them
-    (with marker genes unless ``markers=False``). ``standardize`` z-scores each class's scores over the
-    cells before the argmax (see :func:`zero_shot_scores`). ``refine``, the query's own features
+    ``classes`` defaults to the sorted distinct labels; ``prompts`` to
+    :func:`mmgene.text.prompts.class_prompts` of them (with marker genes unless ``markers=False``).
+    ``standardize`` z-scores each class's scores over the cells before the argmax
+    (:func:`mmgene.text.classes.zero_shot_scores`). ``refine``, the query's own features
     (:func:`mmgene.query.refine.expression_pcs`), refines the scores by self-training on them
     (:func:`mmgene.query.refine.refine_scores`; its scores are standardised, so ``standardize`` is moot).
     Cells without a label (None, NaN, empty or blank) are left out; ``unlabelled_cells`` counts them.
     """
-    from mmgene.evaluate.prompts import class_prompts
+    from mmgene.text.prompts import class_prompts
 
     keep = np.ones(len(cells), bool)
     if len(labels) == len(cells):
@@ -188,7 +120,7 @@ def zero_shot(
     out["unlabelled_cells"] = int((~keep).sum())
     out["standardized"] = bool(standardize) or refine is not None
     out["refined"] = refine is not None
-    out["centroid"] = centroid_metrics(_l2(cells), y, vecs, classes)
+    out["centroid"] = centroid_metrics(unit_rows(cells), y, vecs, classes)
     out["classes"] = list(classes)
     out["prompts"] = {c: list(p) for c, p in zip(classes, prompts)}
     return out

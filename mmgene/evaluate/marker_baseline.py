@@ -1,7 +1,7 @@
 """The textbook-marker baseline: score each class by the expression of its canonical marker genes.
 
 A zero-shot model should beat what a biologist does by hand: take the marker genes of each cell
-type (the same table the prompts use, :mod:`mmgene.evaluate.markers`), z-score their log expression
+type (the same table the prompts use, :mod:`mmgene.text.markers`), z-score their log expression
 over the cells, and call a cell by the class whose markers it expresses most (the way a marker dot
 plot is read). It also shows which of a label's markers a dataset
 lacks: a panel of 765 variable genes, as in scanpy's ``pbmc68k_reduced``, has no CD14, CD34, FOXP3 or
@@ -19,13 +19,15 @@ from typing import Any
 import numpy as np
 
 from mmgene.errors import ParameterError
+from mmgene.metrics import classification_metrics
 from mmgene.query.refine import refine_scores
+from mmgene.text.classes import standardise
 
 
 def class_markers(classes: Sequence[str], ontology: bool = True) -> dict[str, list[str]]:
     """Each class's textbook marker genes (empty when the table knows none), matched as prompts match them."""
-    from mmgene.evaluate.markers import marker_genes
-    from mmgene.evaluate.prompts import class_names
+    from mmgene.text.markers import marker_genes
+    from mmgene.text.prompts import class_names
 
     return {str(c): list(marker_genes(class_names(str(c), ontology=ontology))) for c in classes}
 
@@ -49,7 +51,8 @@ def _marker_expression(adata: Any, genes: list[str], chunk_size: int) -> tuple[n
 def marker_scores(
     adata: Any, markers: dict[str, list[str]], chunk_size: int = 65_536
 ) -> tuple[np.ndarray, dict[str, list[str]]]:
-    """Cells x classes: mean z-scored log1p expression of each class's markers found in ``adata``.
+    """Cells x classes: mean z-scored log1p expression of each class's markers found in ``adata``
+    (z-scored by :func:`mmgene.text.classes.standardise`: a gene without spread scores 0).
 
     Returns the scores and, per class, the markers found (matched by symbol, case-insensitive).
     Classes without a marker found get a constant below every other score.
@@ -61,8 +64,7 @@ def marker_scores(
         read = _marker_expression(adata, wanted, chunk_size)
         if read is not None:
             dense, positions = read
-            std = dense.std(0)
-            z = (dense - dense.mean(0)) / np.where(std > 0, std, 1.0)
+            z = standardise(dense)
             for j, pos in enumerate(positions):
                 found_expr[wanted[int(pos)].upper()] = z[:, j]
     scores = np.zeros((n, len(markers)), dtype=np.float64)
@@ -108,10 +110,10 @@ def marker_zero_shot(
 
     ``markers`` maps class -> genes and replaces the table (:func:`class_markers`). ``refine`` refines
     the scores on the query's own features, as in :func:`mmgene.evaluate.zero_shot`. The result has the
-    keys of :func:`mmgene.evaluate.classify.classification_metrics` plus ``markers`` (the table's genes
+    keys of :func:`mmgene.metrics.classification_metrics` plus ``markers`` (the table's genes
     per class) and ``markers_found`` (those among the data's genes).
     """
-    from mmgene.evaluate.classify import classification_metrics, label_codes
+    from mmgene.evaluate.classify import label_codes
 
     classes, y = label_codes(labels, adata.n_obs, classes)
     if markers is None:

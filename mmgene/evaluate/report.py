@@ -1,4 +1,5 @@
-"""One call that evaluates an aligned model on a labelled AnnData and writes JSON and Markdown reports.
+"""One call that evaluates a joint space (an aligned model, or any :class:`~mmgene.query.space.JointSpace`)
+on a labelled AnnData and writes JSON and Markdown reports.
 
 Sections: zero-shot classification from text prompts (overall, per class, centroid level), retrieval
 in both directions, k-means ARI/AMI of the joint space, the GenePT-s zero-shot baseline with the
@@ -33,8 +34,8 @@ def genept_s_zero_shot(
     (of per-class standardised or refined scores with ``standardize`` or ``refine``, as in
     :func:`mmgene.evaluate.zero_shot`)."""
     from mmgene.embed.genept import genept_s
-    from mmgene.embed.text import text_encoder
     from mmgene.evaluate.classify import zero_shot
+    from mmgene.text.encoders import text_encoder
 
     enc = text_encoder(encoder)
     work = adata.copy()
@@ -135,30 +136,30 @@ def evaluate(
     dataset_name: str | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` (an :class:`~mmgene.align.AlignedModel` or a model folder) on ``adata``.
+    """Evaluate ``model`` on ``adata``: a joint space (:class:`~mmgene.query.space.JointSpace`, such as
+    an aligned model) or anything :func:`mmgene.query.load_space` takes (a model folder, ``hf://...``,
+    ``'genept-s'``).
 
     Writes ``<out>.json`` and ``<out>.md`` when ``out`` is given (a path without suffix, or ending in
     ``.json``; existing files are replaced only with ``overwrite=True``). Returns the report dict (``zero_shot``, ``retrieval``, ``clustering``, ``baseline``: GenePT-s,
     ``marker_baseline``: textbook marker genes, see :func:`mmgene.evaluate.marker_zero_shot`).
-    ``markers`` expands the prompts with marker genes (:mod:`mmgene.evaluate.markers`); ``standardize``
+    ``markers`` expands the prompts with marker genes (:mod:`mmgene.text.markers`); ``standardize``
     z-scores each class's scores over the cells before the argmax (:func:`mmgene.evaluate.zero_shot`).
     ``refine`` refines the scores of the model and of both baselines by self-training on the data's
     own principal components (:mod:`mmgene.query.refine`; it uses the cells, never their labels).
     """
     from mmgene.atomic import atomic_path, check_output
-    from mmgene.evaluate.clustering import kmeans_scores
-    from mmgene.evaluate.prompts import class_prompts
-    from mmgene.evaluate.retrieval import retrieval_metrics
     from mmgene.evaluate.classify import labelled_cells, zero_shot
+    from mmgene.evaluate.clustering import kmeans_scores
     from mmgene.evaluate.marker_baseline import marker_zero_shot
+    from mmgene.evaluate.retrieval import retrieval_metrics
+    from mmgene.query.space import load_space
+    from mmgene.text.prompts import class_prompts
 
     files = report_files(out) if out is not None else []
     for path in files:
         check_output(path, overwrite=overwrite)
-    if isinstance(model, (str, os.PathLike)):
-        from mmgene.align import load
-
-        model = load(model)
+    model = load_space(model)
     adata, labels, unlabelled = labelled_cells(adata, label_col, min_classes=classes is None)
     classes = list(classes) if classes is not None else sorted(set(labels.tolist()))
     prompts = class_prompts(classes, ontology=ontology, markers=markers)
@@ -168,6 +169,7 @@ def evaluate(
         from mmgene.query.refine import expression_pcs
 
         features = expression_pcs(adata)
+    about = model.describe()
     zs = zero_shot(cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=standardize, refine=features)
     index = {c: i for i, c in enumerate(classes)}
     flat = [p for group in prompts for p in group]
@@ -179,8 +181,8 @@ def evaluate(
         "n_cells": int(adata.n_obs),
         "label_col": label_col,
         "unlabelled_cells": unlabelled,
-        "model": str(model.meta.get("path", "")),
-        "inputs": list(model.inputs),
+        "model": str(about.get("model", "")),
+        "inputs": list(about.get("inputs", [])),
         "zero_shot": zs,
         "retrieval": retrieval,
         "clustering": clustering,

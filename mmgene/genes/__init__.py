@@ -16,7 +16,7 @@ _LAZY = {
     "default_gene_vectors": "mmgene.genes.default",
     "GeneTextSource": "mmgene.genes.text_sources",
     "GeneRecord": "mmgene.genes.text_sources",
-    "gene_text_source": "mmgene.genes.text_sources",
+    "gene_text_source": "mmgene.genes.sources",
     "OfflineGeneText": "mmgene.genes.offline_text",
     "UserGeneText": "mmgene.genes.user_text",
     "NCBIGeneText": "mmgene.genes.ncbi",

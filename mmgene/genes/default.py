@@ -23,12 +23,12 @@ def default_gene_vectors(encoder: Any = None, genes: Iterable[str] | None = None
     Parameters
     ----------
     encoder
-        A :class:`~mmgene.embed.text.TextEncoder` or a spec for :func:`~mmgene.embed.text.text_encoder`.
+        A :class:`~mmgene.text.encoders.TextEncoder` or a spec for :func:`~mmgene.text.encoders.text_encoder`.
     genes
         Only these symbols (aliases resolved, keys as given, upper-cased); ``None`` embeds the whole
         table (~59,500 genes; slow on a CPU the first time, then cached).
     """
-    from mmgene.embed.text import text_encoder
+    from mmgene.text.encoders import text_encoder
     from mmgene.genes.offline_text import OfflineGeneText
 
     enc = text_encoder(encoder)

@@ -5,7 +5,7 @@ Polite and resumable by construction:
 * sends ``tool``/``email`` (and ``api_key`` when given), and spaces requests to 3 per second, or 10 per
   second with a key, as NCBI asks;
 * every request has a connect/read timeout and a total deadline per attempt (connect and all reads,
-  :mod:`mmgene.hub.deadline`), so a server that trickles bytes cannot hold it; 429, 5xx, timeouts,
+  :mod:`mmgene.net.deadline`), so a server that trickles bytes cannot hold it; 429, 5xx, timeouts,
   deadline overruns, dropped connections and truncated or unparsable bodies are retried with
   exponential backoff, waiting what ``Retry-After`` says when the server says it, and never after the
   last attempt; other 4xx answers and redirects fail at once;
@@ -35,7 +35,7 @@ from typing import Any
 
 from mmgene.errors import ParameterError, RemoteError
 from mmgene.genes.text_sources import GeneRecord, GeneTextSource, normalise_symbols
-from mmgene.hub.credentials import redact, register_secret, require_secure_origin
+from mmgene.net.credentials import redact, register_secret, require_secure_origin
 from mmgene.progress import progress
 from mmgene.settings import settings
 
@@ -193,7 +193,7 @@ class NCBIClient:
         summary_batch: int = MAX_SUMMARY_BATCH,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        from mmgene.hub.deadline import deadline_session, resolve_deadline
+        from mmgene.net.deadline import deadline_session, resolve_deadline
 
         if not 1 <= summary_batch <= MAX_SUMMARY_BATCH:
             raise ParameterError(
@@ -239,7 +239,7 @@ class NCBIClient:
     def _post(self, url: str, params: dict[str, str]) -> tuple[Any, str]:
         """One POST within the deadline: ``(response, "")``, or ``(None, problem)`` after a network
         error or a deadline overrun. Redirects are not followed (they would carry the key elsewhere)."""
-        from mmgene.hub.deadline import NETWORK_ERRORS, Attempt
+        from mmgene.net.deadline import NETWORK_ERRORS, Attempt
 
         connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout, self.timeout)
         with Attempt(self.deadline) as clock:

@@ -1,17 +1,16 @@
-"""Gene text sources behind one interface: NCBI E-utilities, an offline table, or a user file.
+"""The interface every gene text source implements (NCBI E-utilities, an offline table, a user file).
 
 Every source answers ``texts(symbols)`` with ``{SYMBOL: text}`` (upper-cased symbols, genes without text
 left out: GenePT gives such genes no vector rather than an invented one) and says what it is
-(``name``, ``version``) so gene vectors can record where their text came from.
+(``name``, ``version``) so gene vectors can record where their text came from. The sources live in
+their own modules; :func:`mmgene.genes.sources.gene_text_source` picks one by name.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from mmgene.errors import ParameterError
 
@@ -70,30 +69,3 @@ class GeneTextSource(ABC):
 
     def describe(self) -> dict[str, str]:
         return {"text_source": self.name, "text_source_version": self.version}
-
-
-def gene_text_source(spec: str | os.PathLike[str] | GeneTextSource = "offline", **kwargs) -> GeneTextSource:
-    """Pick a source: ``'offline'`` (goatools' NCBI gene table), ``'ncbi'`` (E-utilities), or a JSON/TSV file.
-
-    Keyword arguments go to the source (e.g. ``email=``, ``api_key=`` for NCBI).
-    """
-    if isinstance(spec, GeneTextSource):
-        return spec
-    text = str(spec)
-    if text == "offline":
-        from mmgene.genes.offline_text import OfflineGeneText
-
-        return OfflineGeneText(**kwargs)
-    if text == "ncbi":
-        from mmgene.genes.ncbi import NCBIGeneText
-
-        return NCBIGeneText(**kwargs)
-    if Path(text).suffix.lower() in (".json", ".tsv", ".txt", ".csv") or Path(text).exists():
-        from mmgene.genes.user_text import UserGeneText
-
-        return UserGeneText(text, **kwargs)
-    raise ParameterError(
-        f"unknown gene text source {text!r}",
-        "argument source",
-        "use 'offline', 'ncbi', or the path of a JSON ({symbol: text}) or TSV (symbol<TAB>text) file",
-    )

@@ -66,7 +66,7 @@ class GeneVectors:
     # -- building -----------------------------------------------------------------------------------
     @classmethod
     def from_texts(cls, texts: dict[str, str], encoder: Any, *, source: Any = None, **meta: Any) -> GeneVectors:
-        """Embed ``{symbol: text}`` with ``encoder`` (a :class:`~mmgene.embed.text.TextEncoder`).
+        """Embed ``{symbol: text}`` with ``encoder`` (a :class:`~mmgene.text.encoders.TextEncoder`).
 
         Genes are sorted by symbol so the table does not depend on the order of ``texts``.
         """

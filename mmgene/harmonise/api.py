@@ -12,7 +12,7 @@ import pandas as pd
 from mmgene.harmonise.config import HarmoniseConfig
 from mmgene.harmonise.matching import Matcher
 from mmgene.harmonise.table import COLUMNS, format_alternatives, read_mapping, validate_mapping
-from mmgene.io.labels import label_text
+from mmgene.text.labels import label_text
 
 
 def _distinct(labels: Any) -> tuple[list[str], dict[str, int]]:

@@ -10,7 +10,7 @@ Two scores, vectorised over all names at once, and the larger one counts:
 
 Optionally (``use_text_model``) the offline MiniLM sentence model adds a paraphrase score
 (:data:`TEXT_MODEL_FLOOR`..1 cosine mapped to 0..1, scaled by :data:`TEXT_MODEL_WEIGHT`); its vectors
-of the ontology names are cached on disk by :mod:`mmgene.embed.text`.
+of the ontology names are cached on disk by :mod:`mmgene.text.encoders`.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def similarity_index(vocab: Vocabulary) -> SimilarityIndex:
 
 def text_model_scores(vocab: Vocabulary, texts: list[str]) -> np.ndarray:
     """MiniLM paraphrase score of the best of ``texts`` against every name, mapped to 0..1."""
-    from mmgene.embed.text import text_encoder
+    from mmgene.text.encoders import text_encoder
 
     encoder = text_encoder("minilm")
     names = encoder.encode(similarity_index(vocab).texts)

@@ -187,7 +187,7 @@ def apply_mapping(
     goes to ``uns['mmgene'][key_added]``. Returns the AnnData with ``copy=True``, else ``None``.
     """
     from mmgene.harmonise.vocabulary import vocabulary
-    from mmgene.io.labels import label_text
+    from mmgene.text.labels import label_text
     from mmgene.provenance import record
 
     source = str(table) if not isinstance(table, pd.DataFrame) else "the mapping table"

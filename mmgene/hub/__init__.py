@@ -22,7 +22,12 @@ _EXPORTS = {
     "PublishResult": "mmgene.hub.publishing",
     "build_dataset": "mmgene.hub.layouts",
     "assign_splits": "mmgene.hub.layouts",
-    "LAYOUTS": "mmgene.hub.layouts",
+    "LAYOUTS": "mmgene.hub.config",
+    "PublishConfig": "mmgene.hub.config",
+    "LayoutConfig": "mmgene.hub.config",
+    "ChunkConfig": "mmgene.hub.config",
+    "CardConfig": "mmgene.hub.config",
+    "ShareConfig": "mmgene.hub.config",
     "write_chunks": "mmgene.hub.chunks",
     "read_chunk": "mmgene.hub.chunks",
     "ChunkFile": "mmgene.hub.chunks",
@@ -36,9 +41,9 @@ _EXPORTS = {
     "NextcloudShare": "mmgene.hub.share",
     "HttpFolderShare": "mmgene.hub.share",
     "make_share": "mmgene.hub.share",
-    "render_dataset_card": "mmgene.hub.card",
-    "render_model_card": "mmgene.hub.card",
-    "render_template": "mmgene.hub.card",
+    "render_dataset_card": "mmgene.cards",
+    "render_model_card": "mmgene.cards",
+    "render_template": "mmgene.cards",
 }
 
 

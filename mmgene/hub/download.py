@@ -14,12 +14,12 @@ Written on ``requests`` rather than pooch because pooch neither resumes a partia
 - a download goes to ``<file>.part``; a broken connection or short body resumes from the bytes
   already there with a ``Range`` request; a complete file whose sha256 differs is deleted and fetched
   again from scratch; only a file that matches is renamed into place;
-- each attempt has a total deadline (connect and every read, see :mod:`mmgene.hub.deadline`), so a
+- each attempt has a total deadline (connect and every read, see :mod:`mmgene.net.deadline`), so a
   server that trickles bytes cannot hold it; what arrived is kept and the next attempt resumes;
 - 429/5xx answers and network errors are retried with exponential backoff, honouring ``Retry-After``;
   there is no wait after the last attempt;
 - the Hugging Face token is sent only to the Hub's own origin (``$HF_ENDPOINT``: same scheme, host and
-  port, over https; see :func:`mmgene.hub.credentials.may_receive_secret`), never put in a link.
+  port, over https; see :func:`mmgene.net.credentials.may_receive_secret`), never put in a link.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 from mmgene.errors import IntegrityError, ParameterError, RemoteError
 from mmgene.hub.chunks import read_chunk, sha256_file
-from mmgene.hub.credentials import hub_token, may_receive_secret, redact
+from mmgene.net.credentials import hub_token, may_receive_secret, redact
 from mmgene.progress import info
 from mmgene.settings import settings
 
@@ -162,7 +162,7 @@ def fetch(
         Allow ``file://`` links, which read a local file (refused by default: a dataset row must not
         make mmgene read arbitrary local files).
     """
-    from mmgene.hub.deadline import resolve_deadline
+    from mmgene.net.deadline import resolve_deadline
 
     sha256 = _check_sha256(sha256)
     scheme = _check_scheme(url, allow_file)
@@ -196,7 +196,7 @@ def _copy_local(url: str, part: Path, target: Path, sha256: str) -> Path:
 def _download(url: str, part: Path, target: Path, sha256: str, *, retries: int, timeout: float, seconds: float,
               backoff: float, block: int) -> Path:
     """The retry loop: one :func:`_attempt` per try, a wait only before the next one."""
-    from mmgene.hub.deadline import deadline_session
+    from mmgene.net.deadline import deadline_session
 
     headers = _auth_headers(url)
     last_problem, wait = "no attempt made", 0.0
@@ -220,7 +220,7 @@ def _attempt(session: Any, url: str, part: Path, headers: dict[str, str], *, tim
              block: int) -> tuple[str, float | None]:
     """One GET (resuming ``part``): ``("", 0)`` when a complete body arrived, else ``(problem, wait)``
     where ``wait`` is what the server asked for, ``0`` to retry at once, ``None`` to back off."""
-    from mmgene.hub.deadline import NETWORK_ERRORS, Attempt
+    from mmgene.net.deadline import NETWORK_ERRORS, Attempt
 
     offset = part.stat().st_size if part.exists() else 0
     request_headers = dict(headers, **({"Range": f"bytes={offset}-"} if offset else {}))

@@ -29,38 +29,23 @@ cells. All random choices come from ``seed``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mmgene.errors import DataError, LabelError, ParameterError, _preview
+from mmgene.hub.config import DEFAULT_SPLITS, LayoutConfig, check_splits
 from mmgene.io import obs_column
-from mmgene.io.labels import MIN_CLASSES, label_text, report_dropped
+from mmgene.io.labels import MIN_CLASSES, report_dropped
+from mmgene.text.labels import label_text
 
-LAYOUTS = ("single", "pairs", "multiplets")
-DEFAULT_SPLITS: dict[str, float] = {"train": 0.8, "validation": 0.1, "test": 0.1}
 #: columns mmgene writes itself; obs columns with these names are stored as ``obs_<name>``
 RESERVED = {
     "sample_idx", "cell_idx", "chunk", "cell_id", "cell_sentence", "caption", "label", "share_link",
     "chunk_sha256", "anchor", "positive",
 }
-
-
-def _check_splits(splits: Mapping[str, float]) -> dict[str, float]:
-    import re
-
-    splits = {str(k): float(v) for k, v in splits.items()}
-    if not splits:
-        raise ParameterError("no splits given", "splits", "pass e.g. {'train': 0.8, 'test': 0.2}")
-    bad = [k for k in splits if not re.fullmatch(r"\w+(?:\.\w+)*", k)]
-    if bad:
-        raise ParameterError(f"invalid split names {bad}", "splits", "use letters, digits and underscores")
-    if any(v <= 0 for v in splits.values()) or abs(sum(splits.values()) - 1.0) > 1e-6:
-        raise ParameterError(
-            f"split fractions must be positive and sum to 1, got {splits}", "splits", "e.g. train=0.8, validation=0.1, test=0.1"
-        )
-    return splits
 
 
 def assign_splits(
@@ -77,7 +62,7 @@ def assign_splits(
     goes to the split furthest below its target number of cells. Raises if there are fewer groups
     than splits.
     """
-    splits = _check_splits(splits)
+    splits = check_splits(splits)
     names = np.array(list(splits), dtype=object)
     fractions = np.array(list(splits.values()))
     rng = np.random.default_rng(seed)
@@ -195,42 +180,37 @@ def _negative_cells(codes: np.ndarray, m: int, rng: np.random.Generator) -> np.n
 
 def build_dataset(
     adata: Any,
-    layout: str = "single",
+    layout: str | LayoutConfig = "single",
     *,
     sentences: Sequence[str],
     chunks: Sequence[Any],
     links: Mapping[str, str],
-    label_key: str | None = None,
-    caption_key: str | None = None,
-    caption_template: str = "{label}",
-    split_by: str | None = None,
-    splits: Mapping[str, float] = DEFAULT_SPLITS,
-    n_negatives: int = 1,
-    n_cell_negatives: int = 1,
-    obs_keys: Sequence[str] | None = None,
-    obsm_keys: Sequence[str] = (),
-    seed: int = 0,
+    **settings: Any,
 ) -> Any:
-    """Build the ``datasets.DatasetDict`` of ``layout`` (see the module docstring).
+    """Build the ``datasets.DatasetDict`` of a layout (see the module docstring).
 
     Parameters
     ----------
+    layout
+        A layout name with its settings as keywords (``label_key``, ``caption_key``,
+        ``caption_template``, ``split_by``, ``splits``, ``n_negatives``, ``n_cell_negatives``,
+        ``obs_keys``, ``obsm_keys``, ``seed``: :class:`~mmgene.hub.config.LayoutConfig`, whose defaults
+        apply), or a ready ``LayoutConfig``.
     sentences
         One cell sentence per cell, in cell order (:func:`mmgene.cells.sentences` with ``inplace=False``).
     chunks, links
         The :class:`~mmgene.hub.chunks.ChunkFile` list and ``{chunk name: share link}``.
-    label_key, caption_key, caption_template
-        Captions come from ``obs[caption_key]`` (free text), or from ``obs[label_key]`` through
-        ``caption_template`` (``'{label}'`` by default). ``pairs``/``multiplets`` need one of them.
-    split_by
-        ``obs`` column whose groups never straddle two splits (``None``: split cells individually).
-    obs_keys, obsm_keys
-        Metadata columns (``None``: all of ``obs``; ``single`` layout only) and embeddings to include.
+
+    Captions come from ``obs[caption_key]`` (free text), or from ``obs[label_key]`` through
+    ``caption_template``; ``pairs``/``multiplets`` need one of them. ``split_by`` names the ``obs``
+    column whose groups never straddle two splits. ``obs_keys=None`` keeps all of ``obs`` (``single``
+    layout only); ``obsm_keys=None`` includes no embedding here.
     """
     import datasets
 
-    if layout not in LAYOUTS:
-        raise ParameterError(f"unknown layout {layout!r}", "layout", f"use one of {', '.join(LAYOUTS)}")
+    config = replace(layout, **settings) if isinstance(layout, LayoutConfig) else LayoutConfig(layout, **settings)
+    layout, label_key, caption_key, split_by, seed = config.layout, config.label_key, config.caption_key, config.split_by, config.seed
+    n_negatives, n_cell_negatives = config.n_negatives, config.n_cell_negatives
     n = adata.n_obs
     if len(sentences) != n:
         raise ParameterError(f"{len(sentences)} sentences for {n} cells", "sentences", "pass one sentence per cell")
@@ -242,7 +222,7 @@ def build_dataset(
     for name, value in (("n_negatives", n_negatives), ("n_cell_negatives", n_cell_negatives)):
         if value < (1 if layout == "pairs" and name == "n_negatives" else 0):
             raise ParameterError(f"{name} must be positive, got {value}", name, "pass 1 or more")
-    captions = _captions(adata, label_key, caption_key, caption_template)
+    captions = _captions(adata, label_key, caption_key, config.caption_template)
     if layout != "single" and captions is None:
         raise ParameterError(
             f"the {layout!r} layout needs captions", "label_key / caption_key", "pass label_key (e.g. 'cell_type') or caption_key"
@@ -259,16 +239,16 @@ def build_dataset(
     cell_ids = np.asarray(adata.obs_names.astype(str), dtype=object)
     sentences = np.asarray(sentences, dtype=object)
     groups = None if split_by is None else obs_column(adata, split_by).to_numpy()
-    split_of = assign_splits(groups, n, splits, seed, where=f"obs[{split_by!r}]" if split_by else "cells")
-    meta = _metadata(adata, obs_keys) if layout == "single" else {}
+    split_of = assign_splits(groups, n, config.splits, seed, where=f"obs[{split_by!r}]" if split_by else "cells")
+    meta = _metadata(adata, config.obs_keys) if layout == "single" else {}
     embeddings = {}
-    for key in obsm_keys:
+    for key in config.obsm_keys or ():
         if key not in adata.obsm:
             raise ParameterError(f"obsm[{key!r}] does not exist", "obsm_keys", f"choose from {list(adata.obsm)}")
         embeddings[f"emb_{key}"] = np.asarray(adata.obsm[key], dtype=np.float32)
 
     out = {}
-    for s_index, split in enumerate(dict.fromkeys(_check_splits(splits))):
+    for s_index, split in enumerate(config.splits):
         rows = np.flatnonzero((split_of == split) & (captioned | (layout == "single")))
         rng = np.random.default_rng([seed, s_index])
         common = {"chunk": chunk_of[rows], "cell_id": cell_ids[rows]}

@@ -10,12 +10,12 @@
 Every backend skips files already present with the same sha256 (the Hub from its LFS metadata,
 WebDAV and HTTP folders from a ``<file>.sha256`` sidecar written after the file), so an interrupted
 share resumes where it stopped; Nextcloud chunked uploads also keep chunks already sent. Passwords
-and tokens come from the environment (:mod:`mmgene.hub.credentials`) and never appear in links or
+and tokens come from the environment (:mod:`mmgene.net.credentials`) and never appear in links or
 messages (raw, percent-encoded or base64).
 
 The WebDAV/Nextcloud password is sent only to the share URL's own origin (scheme, host and port), and
-only over https or to a server on this machine (see :func:`mmgene.hub.credentials.may_receive_secret`).
-Every request has a total deadline per attempt (:mod:`mmgene.hub.deadline`): ``deadline`` seconds,
+only over https or to a server on this machine (see :func:`mmgene.net.credentials.may_receive_secret`).
+Every request has a total deadline per attempt (:mod:`mmgene.net.deadline`): ``deadline`` seconds,
 plus one second per ``UPLOAD_FLOOR`` bytes it uploads; retries wait only between attempts.
 """
 
@@ -34,7 +34,7 @@ from urllib.parse import quote, unquote
 
 from mmgene.errors import ParameterError, RemoteError
 from mmgene.hub.chunks import ChunkFile, sha256_file
-from mmgene.hub.credentials import (
+from mmgene.net.credentials import (
     clean_url,
     hub_token,
     may_receive_secret,
@@ -245,7 +245,7 @@ class WebDavShare(ShareBackend):
 
     def __init__(self, url: str, *, folder: str = "mmgene", public_url: str | None = None, user: str | None = None,
                  timeout: float = 60.0, retries: int = 3, backoff: float = 0.5, deadline: float | None = None) -> None:
-        from mmgene.hub.deadline import resolve_deadline
+        from mmgene.net.deadline import resolve_deadline
 
         self.url = clean_url(url, "share URL")
         self.public_url = clean_url(public_url, "public URL") if public_url else None
@@ -262,7 +262,7 @@ class WebDavShare(ShareBackend):
     @property
     def session(self) -> Any:
         if self._session is None:
-            from mmgene.hub.deadline import deadline_session
+            from mmgene.net.deadline import deadline_session
 
             self._session = deadline_session()
         return self._session
@@ -299,7 +299,7 @@ class WebDavShare(ShareBackend):
     def _attempt(self, method: str, url: str, seconds: float, **kwargs: Any) -> tuple[Any, str, float | None]:
         """One try within its deadline: ``(response, "", 0)``, or ``(None, problem, wait)`` to retry
         (``wait``: the server's ``Retry-After``, or ``None`` for exponential backoff)."""
-        from mmgene.hub.deadline import NETWORK_ERRORS, Attempt
+        from mmgene.net.deadline import NETWORK_ERRORS, Attempt
 
         with Attempt(seconds) as clock:
             try:

@@ -6,7 +6,8 @@ from typing import Any
 
 import pandas as pd
 
-from mmgene.io.labels import MIN_CLASSES, label_text, missing_labels
+from mmgene.io.labels import MIN_CLASSES
+from mmgene.text.labels import label_text, missing_labels
 
 #: a label column has at least 2 and at most this many distinct values.
 MAX_LABELS = 500

@@ -9,6 +9,11 @@ counts) chunk by chunk as rows are read. :meth:`Expression.validate` checks ever
 one vectorised pass for a matrix in memory (what :func:`mmgene.io.read` does), chunk by chunk for a
 backed one (what ``mmgene info`` does), so a big file is not read once more by every command.
 Chunks come out with sorted column indices and repeated entries summed.
+
+The view also says what every stage needs to know about the matrix besides its values: each gene's
+symbol (:func:`gene_symbols`) and the expression log-normalised one way, ``log1p`` of counts per
+:data:`TARGET_SUM` (:func:`log_normalise`), so that cell inputs, GenePT-w, training captions and gene
+contributions read the same numbers for the same cell.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import DTypeLike
 
 from mmgene.errors import (
     EmptyMatrixError,
+    GeneIdError,
     NegativeValuesError,
     NonFiniteError,
     NotCountsError,
@@ -40,6 +47,9 @@ MOSTLY_WHOLE = 0.5
 #: largest value a log1p-normalised matrix plausibly holds (log1p(1e6) ~ 13.8).
 MAX_LOG_VALUE = 20.0
 DEFAULT_CHUNK = 2048
+#: counts per cell after normalisation (scanpy's ``normalize_total(target_sum=1e4)``, as GenePT and
+#: Cell2Sentence use it).
+TARGET_SUM = 1e4
 
 
 @dataclass
@@ -109,6 +119,62 @@ class Expression:
 
     def describe(self) -> dict[str, object]:
         return {"source": self.source, "kind": self.kind, "n_obs": self.shape[0], "n_vars": self.shape[1]}
+
+    def symbols(self, *, or_names: bool = False) -> np.ndarray:
+        """Each gene's symbol, as :func:`gene_symbols` reads it from this matrix's gene table."""
+        return gene_symbols(self.var, origin=f"{self.origin} ({self.source})", or_names=or_names)
+
+    def log_normalise(self, block: sp.csr_matrix, *, dtype: DTypeLike = np.float32) -> sp.csr_matrix:
+        """:func:`log_normalise` of rows read from this matrix (counts normalised, log1p data as is)."""
+        return log_normalise(block, self.kind, dtype=dtype)
+
+    def log_chunks(self, chunk_size: int = DEFAULT_CHUNK, *, dtype: DTypeLike = np.float32) -> Iterator[tuple[int, int, sp.csr_matrix]]:
+        """:meth:`chunks`, each block log-normalised (:func:`log_normalise`)."""
+        for start, stop, block in self.chunks(chunk_size):
+            yield start, stop, self.log_normalise(block, dtype=dtype)
+
+
+def gene_symbols(var: pd.DataFrame, *, origin: str = "the AnnData", or_names: bool = False) -> np.ndarray:
+    """Each gene's symbol as the data spells it (object array, ``''`` where a gene has none).
+
+    ``var['gene_symbol']`` when present (what :func:`mmgene.io.read` fills), else symbols found in
+    ``var_names`` or the usual id columns, or mapped from Ensembl ids
+    (:func:`mmgene.genes.ids.resolve_gene_ids`). When ``var`` holds nothing recognisable (or its
+    names repeat) that is a ``GeneIdError``, or with ``or_names=True`` the ``var_names`` as they are:
+    for callers that match symbols against a list, where an unknown name simply matches nothing.
+    Case is kept, because symbols are shown to people and written into captions and model
+    vocabularies; code that matches symbols compares them upper-cased.
+    """
+    if "gene_symbol" in var.columns:
+        col = var["gene_symbol"].astype(object)
+        return col.where(col.notna(), "").astype(str).to_numpy(dtype=object)
+    from mmgene.genes.ids import resolve_gene_ids
+
+    try:
+        return np.asarray(resolve_gene_ids(var, source=origin).symbols, dtype=object)
+    except GeneIdError:
+        if not or_names:
+            raise
+        return pd.Series(np.asarray(var.index, dtype=object), dtype=object).fillna("").astype(str).to_numpy(dtype=object)
+
+
+def log_normalise(block: sp.csr_matrix, kind: Kind, *, dtype: DTypeLike = np.float32, target_sum: float = TARGET_SUM) -> sp.csr_matrix:
+    """``log1p`` of each row's counts scaled to ``target_sum`` (scanpy's ``normalize_total`` +
+    ``log1p``); ``kind='log1p'`` data is already normalised and only converted.
+
+    Works on a CSR copy of ``dtype`` (stored zeros dropped), so the caller's block is untouched. The
+    precision is the caller's: float32 for the omics tower's inputs, float64 where values are summed
+    over thousands of genes (GenePT-w, gene contributions). Rows are independent: normalising a subset
+    of rows gives the same values as normalising all of them and taking that subset.
+    """
+    block = sp.csr_matrix(block, dtype=dtype, copy=True)
+    block.eliminate_zeros()
+    if kind == "counts":
+        totals = np.asarray(block.sum(axis=1)).ravel()
+        scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
+        block.data *= np.repeat(scale, np.diff(block.indptr))
+        np.log1p(block.data, out=block.data)
+    return block
 
 
 def _first_bad_cell(mask: np.ndarray, block: Any, view: Expression, offset: int) -> str:

@@ -1,9 +1,8 @@
 """Label columns: which cells have a usable label, and whether enough classes are left.
 
-A label is **missing** when it is ``None``, NaN (also pandas' ``NA``/``NaT``), or a string that is empty
-or only whitespace. Cells with a missing label are dropped, and how many is reported, rather than
-becoming a class called ``"nan"`` or ``""``. Any other value is a label, compared as text (a literal
-``"nan"`` string is a label, since someone wrote it).
+Which label is missing is defined once, in :mod:`mmgene.text.labels` (None, NaN, empty or blank).
+Cells with a missing label are dropped, and how many is reported, rather than becoming a class called
+``"nan"`` or ``""``.
 """
 
 from __future__ import annotations
@@ -12,35 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from mmgene.errors import LabelError, _preview
+from mmgene.text.labels import label_text, missing_labels
 
 #: fewest classes a classifier, a contrastive objective or a negative draw can use.
 MIN_CLASSES = 2
-
-
-def _factorized(values: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(codes, text)``: each cell's code into ``text``, the distinct labels as ``str`` with ``""``
-    for missing ones; code ``-1`` for None/NaN/NA. Work is per distinct label, not per cell."""
-    codes, uniques = pd.factorize(pd.Series(values, dtype=object) if not isinstance(values, pd.Series) else values.astype(object))
-    text = np.array([str(u) for u in uniques], dtype=object)
-    blank = np.array([isinstance(u, (str, bytes)) and not u.strip() for u in uniques], dtype=bool)
-    text[blank] = ""
-    return codes, text
-
-
-def missing_labels(values: Any) -> np.ndarray:
-    """Boolean mask: True where a label is missing (None, NaN, NA, empty or whitespace-only text)."""
-    codes, text = _factorized(values)
-    return (codes < 0) | (text[np.maximum(codes, 0)] == "") if len(text) else np.ones(len(codes), bool)
-
-
-def label_text(values: Any) -> np.ndarray:
-    """Labels as ``str`` (object array), with ``""`` where a label is missing."""
-    codes, text = _factorized(values)
-    out = np.append(text, "").astype(object)[codes]  # code -1 picks the appended ""
-    return out
 
 
 def report_dropped(n_dropped: int, n_total: int, where: str, task: str) -> None:

@@ -1,6 +1,7 @@
-"""Training examples for text-cell alignment: captions, ontology text, negatives and leak-free splits.
+"""Training examples for text-cell alignment: cell <-> caption pairs, negatives and leak-free splits.
 
-Functions are looked up lazily so that importing this package loads neither datasets nor the ontology.
+Captions, label cleaning and ontology text come from :mod:`mmgene.text`. Functions are looked up
+lazily so that importing this package loads neither datasets nor the ontology.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ _EXPORTS = {
     "specific_genes": "mmgene.pairs.build",
     "mine_hard_negatives": "mmgene.pairs.hard_negatives",
     "split_cells": "mmgene.pairs.splits",
-    "clean_label": "mmgene.pairs.labels",
-    "class_text": "mmgene.pairs.captions",
-    "term_text": "mmgene.pairs.ontology",
-    "find_term": "mmgene.pairs.ontology",
+    "TrainingPairs": "mmgene.pairs.result",
 }
 
 

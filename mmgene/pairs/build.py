@@ -1,17 +1,17 @@
-"""Build (cell, caption[, negative], label) training examples from an AnnData as a ``datasets.DatasetDict``.
+"""Build (cell, caption[, negative], label) training examples from an AnnData: ``datasets`` splits plus their classes.
 
 Columns, in the order the loss reads them:
 
 ``cell``
-    the omics input (see :func:`mmgene.align.inputs.cell_inputs`): gene symbols and expression
+    the omics input (see :func:`mmgene.cells.inputs.cell_inputs`): gene symbols and expression
     values, and any obsm representations asked for;
 ``caption``
-    text describing the cell (name, ontology text or marker genes, see :mod:`mmgene.pairs.captions`);
+    text describing the cell (name, ontology text or marker genes, see :mod:`mmgene.text.captions`);
 ``negative``
     (``negatives=True``) a caption of a *different* class, drawn with the seed;
 ``label``
-    the class id (index into ``DatasetDict.info['classes']``), used to keep same-class pairs out of
-    the contrastive negatives;
+    the class id (index into the result's ``classes``), used to keep same-class pairs out of the
+    contrastive negatives;
 ``negative_label``
     (``negatives=True``) the class id of ``negative``: another row's negative that describes a cell's
     own class is kept out of that cell's negatives;
@@ -31,14 +31,13 @@ import scipy.sparse as sp
 
 from mmgene.errors import ParameterError
 from mmgene.io import expression, obs_column
-from mmgene.io.labels import label_text, usable_labels
-from mmgene.pairs.captions import ClassText, class_text, marker_caption
+from mmgene.io.labels import usable_labels
+from mmgene.text.labels import label_text
+from mmgene.text.captions import ClassText, class_text, marker_caption
+from mmgene.pairs.config import PairsConfig
+from mmgene.pairs.result import TrainingPairs
 from mmgene.pairs.splits import split_cells
 from mmgene.progress import info
-
-#: columns of a pairs dataset that the model reads, in loss order.
-TRAIN_COLUMNS = ("cell", "caption", "negative", "label")
-
 
 def _classes(adata: Any, label_cols: Sequence[str], ontology_col: str | None) -> tuple[np.ndarray, list[ClassText], int]:
     """Per-cell class ids (classes keyed by the first label column), per-class text, and how many
@@ -68,17 +67,17 @@ def specific_genes(adata: Any, rows: np.ndarray, reference: np.ndarray, k: int =
 
     log1p(CP10k) expression; only expressed genes with a positive excess count. Vectorised per chunk.
     """
-    from mmgene.align.inputs import _log_normalise, _symbols, top_genes
+    from mmgene.cells.inputs import top_genes
 
     view = expression(adata)
-    symbols = _symbols(view)
+    symbols = view.symbols()
     mean = np.zeros(view.shape[1], dtype=np.float64)
     ref_set = np.zeros(view.shape[0], dtype=bool)
     ref_set[reference] = True
     for start, stop, block in view.chunks():
         sel = ref_set[start:stop]
         if sel.any():
-            mean += np.asarray(_log_normalise(block[sel], view.kind).sum(axis=0)).ravel()
+            mean += np.asarray(view.log_normalise(block[sel], dtype=np.float32).sum(axis=0)).ravel()
     mean /= max(1, int(ref_set.sum()))
     want = np.zeros(view.shape[0], dtype=bool)
     want[rows] = True
@@ -87,7 +86,7 @@ def specific_genes(adata: Any, rows: np.ndarray, reference: np.ndarray, k: int =
         sel = np.flatnonzero(want[start:stop])
         if not sel.size:
             continue
-        block = _log_normalise(block[sel], view.kind)
+        block = view.log_normalise(block[sel], dtype=np.float32)
         block.data = (block.data - mean[block.indices]).astype(np.float32)
         block.data[block.data < 0] = 0
         block.eliminate_zeros()
@@ -101,10 +100,8 @@ def specific_genes(adata: Any, rows: np.ndarray, reference: np.ndarray, k: int =
 
 def variable_genes(adata: Any, rows: np.ndarray) -> list[str]:
     """Gene symbols by decreasing variance of log1p(CP10k) expression over ``rows`` (vectorised, sparse)."""
-    from mmgene.align.inputs import _log_normalise, _symbols
-
     view = expression(adata)
-    symbols = _symbols(view)
+    symbols = view.symbols()
     total = np.zeros(view.shape[1])
     total_sq = np.zeros(view.shape[1])
     want = np.zeros(view.shape[0], dtype=bool)
@@ -112,7 +109,7 @@ def variable_genes(adata: Any, rows: np.ndarray) -> list[str]:
     for start, stop, block in view.chunks():
         sel = want[start:stop]
         if sel.any():
-            b = _log_normalise(block[sel], view.kind)
+            b = view.log_normalise(block[sel], dtype=np.float32)
             total += np.asarray(b.sum(axis=0)).ravel()
             total_sq += np.asarray(b.multiply(b).sum(axis=0)).ravel()
     n = max(1, int(want.sum()))
@@ -127,18 +124,11 @@ def make_pairs(
     *,
     ontology_col: str | None = None,
     inputs: Sequence[str] = ("genes",),
-    captions_per_cell: int = 3,
-    marker_share: float = 0.4,
-    negatives: bool = False,
-    test_size: float = 0.2,
-    group_col: str | None = None,
-    exclude_labels: Sequence[str] = (),
-    max_genes: int = 1024,
-    panel_share: float = 0.0,
-    panel_sizes: Sequence[int] = (500, 1000, 2000),
+    config: PairsConfig | None = None,
     seed: int = 0,
-) -> Any:
-    """Training and test examples as a ``datasets.DatasetDict`` (``train``, ``test`` when test_size > 0).
+) -> TrainingPairs:
+    """Training and test examples (``train``, ``test`` when test_size > 0) with their classes, as
+    :class:`~mmgene.pairs.result.TrainingPairs`.
 
     Parameters
     ----------
@@ -150,32 +140,24 @@ def make_pairs(
         obs column of Cell Ontology ids (``CL:...``): adds the term's label, synonyms and definition.
     inputs
         What the omics tower reads: ``"genes"`` and/or obsm keys.
-    captions_per_cell
-        Training rows per cell, each with its own caption (test rows get one name caption).
-    marker_share
-        Share of training captions that name the cell's marker genes.
-    negatives
-        Add a ``negative`` column: a caption of another class, drawn with the seed.
-    test_size, group_col
-        Held-out share, by cell or by whole groups of ``group_col``.
-    exclude_labels
-        Classes (values of the first label column) left out of training; they stay in the test split.
-    panel_share, panel_sizes
-        Share of training rows whose cell input is restricted to the top-n most variable genes of the
-        training cells (n drawn from ``panel_sizes``), so the model also reads datasets that were
-        filtered to highly variable genes (scanpy's pbmc68k_reduced keeps 765).
+    config
+        Captions, negatives, the split and the cells' gene inputs (:class:`~mmgene.pairs.config.PairsConfig`;
+        default: its defaults). With ``panel_share``, a share of training rows read only the top-n most
+        variable genes of the training cells (n drawn from ``panel_sizes``), so the model also reads
+        datasets that were filtered to highly variable genes (scanpy's pbmc68k_reduced keeps 765).
+    seed
+        Seeds the split, the captions, the negatives and the panels.
     """
     import datasets
 
-    from mmgene.align.inputs import cell_inputs
+    from mmgene.cells.inputs import cell_inputs
 
+    config = config or PairsConfig()
+    captions_per_cell, marker_share, negatives = config.captions_per_cell, config.marker_share, config.negatives
+    exclude_labels, max_genes, panel_share = config.exclude_labels, config.max_genes, config.panel_share
     label_cols = [label_cols] if isinstance(label_cols, str) else list(label_cols)
     if not label_cols:
         raise ParameterError("no label column given", "argument label_cols", "pass e.g. label_cols='cell_type'")
-    if captions_per_cell < 1:
-        raise ParameterError(f"captions_per_cell must be at least 1, got {captions_per_cell}", "argument captions_per_cell")
-    if not 0.0 <= marker_share <= 1.0:
-        raise ParameterError(f"marker_share must be in [0, 1], got {marker_share}", "argument marker_share")
     codes, texts, unlabelled = _classes(adata, label_cols, ontology_col)
     class_names = [t.label for t in texts]
     unknown = sorted(set(map(str, exclude_labels)) - set(class_names))
@@ -185,20 +167,18 @@ def make_pairs(
             f"obs[{label_cols[0]!r}]",
             f"choose from {class_names}",
         )
-    train, test = split_cells(adata, test_size=test_size, seed=seed, group_col=group_col)
+    train, test = split_cells(adata, test_size=config.test_size, seed=seed, group_col=config.group_col)
     train, test = train[codes[train] >= 0], test[codes[test] >= 0]  # cells without a label take no part
     excluded = np.isin(np.asarray(class_names, dtype=object)[codes[train]], list(map(str, exclude_labels)))
     train = train[~excluded]
     if train.size == 0:
         raise ParameterError("no cell is left for training", "arguments exclude_labels/test_size", "exclude fewer classes")
     rng = np.random.default_rng(seed)
-    if not 0.0 <= panel_share <= 1.0:
-        raise ParameterError(f"panel_share must be in [0, 1], got {panel_share}", "argument panel_share")
     cells = cell_inputs(adata, inputs=inputs, max_genes=max_genes)
     panels: list[list[dict[str, Any]]] = []
     if panel_share > 0 and "genes" in inputs:
         ranked = variable_genes(adata, train)
-        panels = [cell_inputs(adata, inputs=inputs, max_genes=max_genes, gene_panel=ranked[:n]) for n in panel_sizes]
+        panels = [cell_inputs(adata, inputs=inputs, max_genes=max_genes, gene_panel=ranked[:n]) for n in config.panel_sizes]
     obs_names = np.asarray(adata.obs_names).astype(str)
     markers = specific_genes(adata, train, train) if ("genes" in inputs and marker_share > 0) else None
     caption_lists = [t.all_captions() for t in texts]
@@ -248,16 +228,12 @@ def make_pairs(
     splits = {"train": datasets.Dataset.from_dict({k: v for k, v in rows_for(train, captions_per_cell, True).items()})}
     if test.size:
         splits["test"] = datasets.Dataset.from_dict(rows_for(test, 1, False))
-    result = datasets.DatasetDict({k: v.select_columns(order) for k, v in splits.items()})
-    result.classes = class_names  # type: ignore[attr-defined]
-    result.unlabelled_cells = unlabelled  # type: ignore[attr-defined]
-    result.class_text = texts  # type: ignore[attr-defined]
-    #: genes that mark training cells, most often first, at most 2,000 (for the text tower's gene-text bridge)
+    dataset = datasets.DatasetDict({k: v.select_columns(order) for k, v in splits.items()})
+    for split in dataset.values():
+        split.info.description = "mmgene pairs; classes: " + "; ".join(class_names)
     freq: dict[str, int] = {}
     for genes in markers or []:
         for g in genes:
             freq[g] = freq.get(g, 0) + 1
-    result.marker_genes = sorted(freq, key=lambda g: (-freq[g], g))[:2000]  # type: ignore[attr-defined]
-    for split in result.values():
-        split.info.description = "mmgene pairs; classes: " + "; ".join(class_names)
-    return result
+    marker_genes = sorted(freq, key=lambda g: (-freq[g], g))[:2000]
+    return TrainingPairs(dataset, class_names, texts, unlabelled, marker_genes)

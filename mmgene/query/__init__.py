@@ -18,8 +18,6 @@ _EXPORTS = {
     "assign_labels": "mmgene.query.labelling",
     "calibrate": "mmgene.query.labelling",
     "centroid_scores": "mmgene.query.labelling",
-    "label_vectors": "mmgene.query.labelling",
-    "PROMPTS": "mmgene.query.labelling",
     "refine_scores": "mmgene.query.refine",
     "expression_pcs": "mmgene.query.refine",
     "transfer_labels": "mmgene.query.transfer",

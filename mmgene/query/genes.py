@@ -20,26 +20,26 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mmgene.errors import GeneIdError, MissingColumnError, ParameterError
+from mmgene.io.expression import TARGET_SUM, log_normalise
 
-TARGET_SUM = 1e4
 
-
-def _symbols(var: pd.DataFrame) -> np.ndarray:
-    col = var["gene_symbol"] if "gene_symbol" in var.columns else pd.Series(var.index, index=var.index)
-    return col.astype("string").fillna("").str.upper().to_numpy(dtype=object)
+def _upper(symbols: np.ndarray) -> np.ndarray:
+    """Symbols as they are matched: upper-cased."""
+    return np.asarray([s.upper() for s in symbols], dtype=object)
 
 
 def gene_weights(adata: Any, rows: np.ndarray, genes: Sequence[str], *, target_sum: float = TARGET_SUM) -> tuple[sp.csr_matrix, np.ndarray]:
     """GenePT-w weights of cells ``rows`` for the genes of ``genes`` found in ``adata``.
 
     Returns ``(W, gene_index)``: W is (len(rows) x matched genes) and ``gene_index[j]`` is the
-    position in ``genes`` of W's column j. Counts are normalised to ``target_sum`` per cell over all
-    genes and log1p-transformed; log1p data is used as it is.
+    position in ``genes`` of W's column j. Expression as GenePT-w weighs it
+    (:func:`mmgene.io.expression.log_normalise` in float64: counts normalised to ``target_sum`` per
+    cell over all genes, then log1p; log1p data as it is). Symbols match case-insensitively.
     """
     from mmgene.io import expression
 
     expr = expression(adata)
-    symbols = _symbols(expr.var)
+    symbols = _upper(expr.symbols(or_names=True))
     upper = pd.Index([str(g).upper() for g in genes])
     first = ~upper.duplicated(keep="first")
     lookup, lookup_pos = upper[first], np.flatnonzero(first)
@@ -51,18 +51,11 @@ def gene_weights(adata: Any, rows: np.ndarray, genes: Sequence[str], *, target_s
             "read the data with mmgene.io.read so that gene symbols are filled, or use gene vectors for these genes",
         )
     order = np.argsort(rows, kind="stable")
-    block = expr.matrix[np.asarray(rows)[order]]
-    block = sp.csr_matrix(block, dtype=np.float64) if not sp.issparse(block) else block.tocsr().astype(np.float64)
+    block = sp.csr_matrix(expr.matrix[np.asarray(rows)[order]])  # increasing rows, as a backed file is read
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
-    block = block[inverse]
-    totals = np.asarray(block.sum(axis=1)).ravel() if expr.kind == "counts" else None
-    block = block[:, matched].tocsr()  # normalise only the genes asked for (totals are over all genes)
-    if totals is not None:
-        scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-        block = sp.csr_matrix(sp.diags(scale) @ block)
-        block.data = np.log1p(block.data)
-    return block, lookup_pos[col_pos[matched]]
+    block = log_normalise(block[inverse], expr.kind, dtype=np.float64, target_sum=target_sum)
+    return block[:, matched].tocsr(), lookup_pos[col_pos[matched]]
 
 
 def gene_contributions(
@@ -126,7 +119,7 @@ def _expressed_symbols(adata: Any, cells: Sequence[str]) -> list[str]:
     rows = rows[rows >= 0]
     block = expr.matrix[rows]
     cols = np.unique(sp.csr_matrix(block).indices) if rows.size else np.zeros(0, int)
-    symbols = _symbols(expr.var)[cols]
+    symbols = _upper(expr.symbols(or_names=True)[cols])
     return sorted({s for s in symbols if s})
 
 

@@ -5,14 +5,16 @@ The rule
 Given similarities ``S`` (cells x labels; cosine between a cell and a label's vector):
 
 1. **Zero-shot scores.** A label's vector is the mean of its prompt-ensemble embeddings, re-normalised
-   (CLIP's prompt ensembling). By default the ensemble is the one :mod:`mmgene.evaluate` measures:
-   the cleaned label, its Cell Ontology names, and for common blood cell types the label with its
-   marker genes ("a B cell expressing MS4A1 and CD79A"), each in several templates
-   (:func:`mmgene.evaluate.prompts.class_prompts`); ``prompts=[...'{label}'...]`` uses your templates. Text
-   encoders give some labels a higher similarity to *every* cell, so each label's column is
-   standardised over the cells of the dataset (``z = (s - mean) / std``): a cell scores high for a
-   label when it is more similar to it than the dataset's other cells are. This is the calibration
-   on the data; it needs at least ``MIN_CELLS_TO_STANDARDISE`` cells.
+   (CLIP's prompt ensembling, :func:`mmgene.text.classes.class_vectors`). By default the ensemble is
+   the one :mod:`mmgene.evaluate` measures: the cleaned label, its Cell Ontology names, and for common
+   blood cell types the label with its marker genes ("a B cell expressing MS4A1 and CD79A"), each in
+   several templates (:func:`mmgene.text.prompts.class_prompts`); ``prompts=[...'{label}'...]`` uses
+   your templates (:data:`mmgene.text.prompts.PROMPTS` are simple ones). Text encoders give some
+   labels a higher similarity to *every* cell, so each label's column is standardised over the cells
+   of the dataset (``z = (s - mean) / std``, :func:`mmgene.text.classes.standardise`; a label with no
+   spread scores 0): a cell scores high for a label when it is more similar to it than the dataset's
+   other cells are. This is the calibration on the data; it needs at least
+   ``MIN_CELLS_TO_STANDARDISE`` cells.
 2. **Probabilities.** ``p = softmax(z / temperature)`` over the labels.
 3. **Decision.** The label with the largest ``p`` wins unless ``p_max <= min_prob`` (no label is
    clearly best; scBERT's novel-type rule, cut-off 0.5; an exact tie of two labels, 0.5 each, is
@@ -37,18 +39,10 @@ import numpy as np
 import pandas as pd
 
 from mmgene.errors import ParameterError
+from mmgene.text.classes import class_vectors, standardise
 
 UNKNOWN = "unknown"
 MIN_CELLS_TO_STANDARDISE = 30
-
-#: simple templates (``annotate(prompts=PROMPTS)``); the default ensemble is evaluate's ``class_prompts``.
-PROMPTS: tuple[str, ...] = (
-    "{label}",
-    "a {label}.",
-    "a cell of type {label}.",
-    "a single-cell transcriptome of a {label}.",
-    "this cell is a {label}.",
-)
 
 
 def _check_labels(labels: Sequence[str]) -> list[str]:
@@ -66,40 +60,18 @@ def _check_labels(labels: Sequence[str]) -> list[str]:
     return clean
 
 
-def label_vectors(space: Any, labels: Sequence[str], prompts: Sequence[str] | None = None, *, markers: bool = True) -> np.ndarray:
-    """One unit vector per label: the mean of its prompts' text embeddings, re-normalised.
-
-    ``prompts=None`` uses :func:`mmgene.evaluate.prompts.class_prompts` (names, Cell Ontology names,
-    and marker genes when ``markers``); otherwise each template's ``{label}`` is filled in."""
-    from mmgene.index.vectors import as_unit_vectors
-
-    groups = label_prompts(labels, prompts, markers=markers)
-    texts = [t for group in groups for t in group]
-    vecs = as_unit_vectors(space.encode_text(texts), texts, "prompt embeddings")
-    ends = np.cumsum([len(g) for g in groups])
-    mean = np.stack([vecs[e - len(g) : e].mean(axis=0) for g, e in zip(groups, ends)])
-    return as_unit_vectors(mean, list(labels), "label vectors")
-
-
 def label_prompts(labels: Sequence[str], prompts: Sequence[str] | None = None, *, markers: bool = True) -> list[list[str]]:
-    """The prompt texts of every label (see :func:`label_vectors`)."""
+    """The prompt texts of every label: :func:`mmgene.text.prompts.class_prompts` (names, Cell Ontology
+    names, and marker genes when ``markers``) when ``prompts`` is ``None``, else each template with the
+    label, as written, in its ``{label}``. :func:`mmgene.text.classes.class_vectors` turns them into
+    label vectors."""
+    from mmgene.text.prompts import check_templates, class_prompts
+
     labels = _check_labels(labels)
     if prompts is None:
-        from mmgene.evaluate.prompts import class_prompts
-
         return class_prompts(labels, markers=markers)
-    prompts = list(prompts) or ["{label}"]
-    bad = [p for p in prompts if "{label}" not in p]
-    if bad:
-        raise ParameterError(f"prompt {bad[0]!r} has no '{{label}}' placeholder", "annotate(prompts=...)", "write prompts like 'a {label}.'")
-    return [[p.format(label=lab) for p in prompts] for lab in labels]
-
-
-def standardise(scores: np.ndarray) -> np.ndarray:
-    """Z-score each label's column over cells (columns with no spread become 0)."""
-    mean = scores.mean(axis=0, keepdims=True)
-    std = scores.std(axis=0, keepdims=True)
-    return np.divide(scores - mean, std, out=np.zeros_like(scores, dtype=np.float64), where=std > 0)
+    templates = check_templates(prompts, "annotate(prompts=...)")
+    return [[t.format(label=lab) for t in templates] for lab in labels]
 
 
 def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -269,14 +241,15 @@ def annotate(
     adata = adata.copy() if copy else adata
     space = load_space(model)
     cells = space.encode_cells(adata)
-    label_vecs = label_vectors(space, labels, prompts, markers=markers)
+    groups = label_prompts(labels, prompts, markers=markers)
+    label_vecs = class_vectors(space.encode_text, groups)
     if cells.shape[1] != label_vecs.shape[1]:
         raise ParameterError(f"cell vectors have dimension {cells.shape[1]} but text vectors {label_vecs.shape[1]}", "annotate", "use one joint space for both")
     sims = cells @ label_vecs.T
     extra: dict[str, Any] = {}
     if reference is not None:
         from mmgene.io import obs_column
-        from mmgene.io.labels import label_text
+        from mmgene.text.labels import label_text
 
         ref_adata, column = reference
         truth = label_text(obs_column(ref_adata, column))  # a missing label is "", which is no class
@@ -308,8 +281,8 @@ def annotate(
     counts = pd.Series(result.label).value_counts()
     record(
         adata, f"{key_added}_label", packages=("numpy",), model=space_name(space, model), labels=labels,
-        prompts="mmgene.evaluate.prompts.class_prompts" if prompts is None else list(prompts), markers=bool(markers) if prompts is None else False,
-        prompts_per_label=[len(g) for g in label_prompts(labels, prompts, markers=markers)], rule=rule, standardized=std, min_prob=min_prob, unknown=unknown,
+        prompts="mmgene.text.prompts.class_prompts" if prompts is None else list(prompts), markers=bool(markers) if prompts is None else False,
+        prompts_per_label=[len(g) for g in groups], rule=rule, standardized=std, min_prob=min_prob, unknown=unknown,
         # per label, in the order of ``labels`` (label names may hold '/', which h5ad keys cannot)
         label_counts=[int(counts.get(lab, 0)) for lab in labels], unknown_cells=int(counts.get(unknown, 0)), **extra,
     )

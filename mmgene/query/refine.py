@@ -5,7 +5,8 @@ on one gene panel and one lab's cells. The query data has its own structure, whi
 blur (a foreign panel of 765 genes, other depths). :func:`refine_scores` lets that structure sharpen
 the text's answer, without labels:
 
-1. Standardise each class's zero-shot scores over the query cells (as ``standardize=True`` does).
+1. Standardise each class's zero-shot scores over the query cells (as ``standardize=True`` does,
+   :func:`mmgene.text.classes.standardise`).
 2. **Pseudo-labels.** Each cell's best class; keep the ``fraction`` of each class's cells with the
    largest margin over their second-best class (at least one cell per class that wins any cell).
 3. **Fit.** A multinomial logistic regression (L2, inverse strength ``C``) from the query's own
@@ -39,7 +40,9 @@ def expression_pcs(adata: Any, n_comps: int = DEFAULT_COMPONENTS) -> np.ndarray:
     """Principal components of ``adata``'s expression with scanpy's defaults (cells x ``n_comps``).
 
     The matrix is the one :func:`mmgene.io.expression` picks; counts are normalised to log1p per
-    10,000 and log-normalised data is used as it is. Then ``highly_variable_genes`` (Seurat flavour), ``scale``
+    :data:`~mmgene.io.expression.TARGET_SUM` by scanpy itself (whose float32 rounding differs from
+    :func:`~mmgene.io.expression.log_normalise` in the last bit, and these are scanpy's components),
+    and log-normalised data is used as it is. Then ``highly_variable_genes`` (Seurat flavour), ``scale``
     (``max_value=10``) and ``pca`` (``random_state=0``). With fewer than two highly variable genes
     all genes are used. Fewer components are returned when the data cannot have ``n_comps``.
     Memory: the scaled matrix is dense, cells x highly variable genes.
@@ -50,7 +53,7 @@ def expression_pcs(adata: Any, n_comps: int = DEFAULT_COMPONENTS) -> np.ndarray:
 
     from mmgene.errors import is_whole_number
     from mmgene.io import expression
-    from mmgene.query.genes import TARGET_SUM
+    from mmgene.io.expression import TARGET_SUM
 
     if not is_whole_number(n_comps, 1):
         raise ParameterError(f"n_comps must be a whole number >= 1, got {n_comps!r}", "expression_pcs(n_comps=...)", "use e.g. 50")
@@ -120,7 +123,7 @@ def refine_scores(
     """
     from sklearn.linear_model import LogisticRegression
 
-    from mmgene.query.labelling import standardise
+    from mmgene.text.classes import standardise
 
     scores = np.asarray(scores, dtype=np.float64)
     features = np.asarray(features, dtype=np.float64)

@@ -1,9 +1,11 @@
 """Joint spaces: where text and cells become comparable vectors.
 
-A joint space is anything with two methods that return L2-normalised float32 arrays::
+A joint space is anything with two methods that return L2-normalised float32 arrays, and one that
+says what it is (for reports and provenance)::
 
     encode_text(texts: list[str]) -> (n_texts, d)
     encode_cells(adata) -> (n_cells, d)
+    describe() -> {"model": <name or path>, "inputs": [<what it reads of a cell>], ...}
 
 Two kinds exist in mmgene:
 
@@ -11,11 +13,12 @@ Two kinds exist in mmgene:
 * the GenePT spaces, which need no training: GenePT-s embeds a cell's gene sentence with a text
   encoder and GenePT-w averages the text-encoder vectors of a cell's genes, so a text embedded by
   the *same* encoder lands in the same space (``'genept-s'``, ``'genept-w'``, optionally
-  ``'genept-s:<encoder spec>'``, where the spec is what :func:`mmgene.embed.text.text_encoder` takes).
+  ``'genept-s:<encoder spec>'``, where the spec is what :func:`mmgene.text.encoders.text_encoder` takes).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -29,11 +32,15 @@ from mmgene.index.vectors import as_unit_vectors
 
 @runtime_checkable
 class JointSpace(Protocol):
-    """What text queries and zero-shot annotation need from a model."""
+    """What text queries, zero-shot annotation and evaluation need from a model."""
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def encode_cells(self, adata: Any) -> np.ndarray: ...
+
+    def describe(self) -> dict[str, Any]:
+        """``{"model": name or path, "inputs": [what the space reads of a cell]}``, and more keys where known."""
+        ...
 
 
 class GenePTSpace:
@@ -46,7 +53,7 @@ class GenePTSpace:
         ``obsm['X_genept_w']`` (expression-weighted averages of gene vectors).
     encoder
         A text encoder (anything with ``.encode(list[str]) -> array``) or a spec for
-        :func:`mmgene.embed.text.text_encoder`; ``None`` is mmgene's offline default (MiniLM).
+        :func:`mmgene.text.encoders.text_encoder`; ``None`` is mmgene's offline default (MiniLM).
     key
         The obsm key holding the cells' vectors (default ``X_genept_<variant>``). Cells without it
         are embedded on the fly with :func:`mmgene.embed.genept_s` / :func:`mmgene.embed.genept_w`.
@@ -67,7 +74,7 @@ class GenePTSpace:
     @property
     def encoder(self) -> Any:
         if self._encoder is None:
-            from mmgene.embed.text import text_encoder
+            from mmgene.text.encoders import text_encoder
 
             self._encoder = text_encoder(self._encoder_spec) if self._encoder_spec else text_encoder()
         return self._encoder
@@ -88,6 +95,10 @@ class GenePTSpace:
                 raise MissingColumnError(self.key, "obsm", list(adata.obsm.keys()))
         return as_unit_vectors(adata.obsm[self.key], list(map(str, adata.obs_names)), f"obsm[{self.key!r}]")
 
+    def describe(self) -> dict[str, Any]:
+        """The space's name (``genept-s[:<encoder>]``) and the obsm key its cells come from."""
+        return {"model": self.name, "inputs": [self.key]}
+
     def __repr__(self) -> str:
         return f"GenePTSpace({self.name!r}, key={self.key!r})"
 
@@ -106,8 +117,8 @@ def _check_texts(texts: Sequence[str] | str) -> list[str]:
 
 def space_name(space: Any, spec: Any = None) -> str:
     """A short name for provenance: the spec string, the space's ``name``, or its class."""
-    if isinstance(spec, (str, Path)):
-        return str(spec)
+    if isinstance(spec, (str, os.PathLike)):
+        return os.fspath(spec)
     return str(getattr(space, "name", None) or type(space).__name__)
 
 
@@ -123,11 +134,12 @@ def load_space(spec: Any) -> Any:
             "no model given for text queries", "the query",
             "pass --model / model= (an aligned model folder, 'genept-s' or 'genept-w'), or build the index with one",
         )
-    if not isinstance(spec, (str, Path)):
+    if not isinstance(spec, (str, os.PathLike)):
         if isinstance(spec, JointSpace):
             return spec
-        raise ParameterError(f"{type(spec).__name__} is not a joint space", "model=", "pass an object with encode_text() and encode_cells(), a folder or 'genept-s'")
-    text = str(spec)
+        raise ParameterError(f"{type(spec).__name__} is not a joint space", "model=",
+                             "pass an object with encode_text(), encode_cells() and describe(), a folder or 'genept-s'")
+    text = os.fspath(spec)
     head, _, tail = text.partition(":")
     if head.lower() in ("genept-s", "genept-w"):
         return _cached_space(f"{head.lower()}:{tail}", 0.0)

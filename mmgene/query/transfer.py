@@ -66,14 +66,19 @@ def transfer_labels(
     model: Any = None,
     key_added: str | None = None,
     unknown: str = UNKNOWN,
-) -> pd.DataFrame:
+    copy: bool = False,
+) -> Any:
     """Predict ``label_column`` of the reference's cell table for each query cell.
 
     ``query`` is an AnnData (vectors from ``obsm[reference.embedding_key]``, or embedded by
     ``model``) or an (n, d) array. Returns a table indexed by query cell with ``label``,
     ``confidence``, ``best`` (the vote winner even when rejected) and ``similarity`` (mean cosine to
-    the neighbours). With an AnnData and ``key_added``, also writes ``obs[key_added]`` and
-    ``obs[key_added + '_confidence']``.
+    the neighbours); ``table.attrs['key_added']`` names the obs column written (``None`` for an array).
+
+    With an AnnData, like every mmgene function that annotates one, it writes the result:
+    ``obs[key_added]`` (categorical, with ``unknown``), ``obs[key_added + '_confidence']`` and
+    provenance in ``uns['mmgene'][key_added]``; ``key_added`` defaults to ``<label_column>_transferred``.
+    ``copy=True`` writes into a copy of ``query`` and returns that copy instead of the table.
     """
     if weighting not in WEIGHTINGS:
         raise ParameterError(f"unknown weighting {weighting!r}", "transfer_labels(weighting=...)", f"use one of {WEIGHTINGS}")
@@ -85,6 +90,10 @@ def transfer_labels(
         raise ParameterError(f"novelty_alpha must be in (0, 1), got {novelty_alpha}", "transfer_labels", "use e.g. 0.01, or None to switch it off")
     if label_column not in reference.cells.columns:
         raise MissingColumnError(label_column, "the reference index's cell table", [c for c in reference.cells.columns if c != "cell_id"])
+    is_anndata = hasattr(query, "obs")
+    if copy and not is_anndata:
+        raise ParameterError("copy=True needs an AnnData query", "transfer_labels(copy=True)", "pass an AnnData, or leave copy off for an array")
+    key_added = (key_added or f"{label_column}_transferred") if is_anndata else None
     vectors, names = _query_vectors(reference, query, model)
     scores, pos = reference.search(vectors, k)
     ref_labels = reference.cells[label_column]
@@ -117,14 +126,15 @@ def transfer_labels(
         reject |= similarity < threshold
     label = np.where(reject, unknown, best).astype(object)
     out = pd.DataFrame({"label": label, "confidence": confidence.astype(np.float32), "best": best, "similarity": similarity.astype(np.float32)}, index=pd.Index(names, name="cell_id"))
-    out.attrs.update(k=k, weighting=weighting, novelty_threshold=threshold, labels=categories)
-    if key_added and hasattr(query, "obs"):
+    out.attrs.update(k=k, weighting=weighting, novelty_threshold=threshold, labels=categories, key_added=key_added)
+    if key_added is not None:
         from mmgene.provenance import record
 
+        query = query.copy() if copy else query
         query.obs[key_added] = pd.Categorical(label, categories=[*categories, unknown] if unknown not in categories else categories)
         query.obs[f"{key_added}_confidence"] = confidence.astype(np.float32)
         record(
             query, key_added, packages=("faiss-cpu",), reference=str(reference.meta.get("source") or reference), label_column=label_column,
             k=k, weighting=weighting, min_confidence=min_confidence, novelty_alpha=novelty_alpha, novelty_threshold=threshold,
         )
-    return out
+    return query if copy else out

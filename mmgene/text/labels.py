@@ -1,16 +1,48 @@
-"""Turn dataset label names into plain cell-type text ("CD14+ Monocytes" -> "CD14+ monocyte").
+"""Label text: which labels are missing, and plain cell-type text for the others.
+
+A label is **missing** when it is ``None``, NaN (also pandas' ``NA``/``NaT``), or a string that is empty
+or only whitespace (:func:`missing_labels`). Such cells are dropped and counted by the label-column
+checks of :mod:`mmgene.io.labels`, never turned into a class called ``"nan"`` or ``""``. Any other value
+is a label, compared as text (a literal ``"nan"`` string is a label, since someone wrote it).
 
 Label columns are written for people scanning a plot legend, not for a text encoder: plurals, slashes
-between markers, abbreviations ("T Reg", "Mono", "DC") and bare adjectives ("Dendritic"). The rules
-here are generic and documented in :func:`clean_label`; the same cleaning is used for training
-captions and for zero-shot prompts so both sides speak the same way.
+between markers, abbreviations ("T Reg", "Mono", "DC") and bare adjectives ("Dendritic").
+:func:`clean_label` turns them into plain cell-type text ("CD14+ Monocytes" -> "CD14+ monocyte") with
+generic rules; the same cleaning is used for training captions and for zero-shot prompts so both
+sides speak the same way.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from mmgene.io.labels import missing_labels
+import numpy as np
+import pandas as pd
+
+
+def _factorized(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, text)``: each cell's code into ``text``, the distinct labels as ``str`` with ``""``
+    for missing ones; code ``-1`` for None/NaN/NA. Work is per distinct label, not per cell."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object) if not isinstance(values, pd.Series) else values.astype(object))
+    text = np.array([str(u) for u in uniques], dtype=object)
+    blank = np.array([isinstance(u, (str, bytes)) and not u.strip() for u in uniques], dtype=bool)
+    text[blank] = ""
+    return codes, text
+
+
+def missing_labels(values: Any) -> np.ndarray:
+    """Boolean mask: True where a label is missing (None, NaN, NA, empty or whitespace-only text)."""
+    codes, text = _factorized(values)
+    return (codes < 0) | (text[np.maximum(codes, 0)] == "") if len(text) else np.ones(len(codes), bool)
+
+
+def label_text(values: Any) -> np.ndarray:
+    """Labels as ``str`` (object array), with ``""`` where a label is missing."""
+    codes, text = _factorized(values)
+    out = np.append(text, "").astype(object)[codes]  # code -1 picks the appended ""
+    return out
+
 
 #: abbreviation (lower-cased, whole words) -> text
 ABBREVIATIONS = {
@@ -61,7 +93,7 @@ def clean_label(name: str) -> str:
     >>> clean_label("CD4+/CD45RO+ Memory")
     'CD4+ CD45RO+ memory T cell'
 
-    A missing label (None, NaN, empty or blank, see :mod:`mmgene.io.labels`) gives ``""``, never "nan cell".
+    A missing label (None, NaN, empty or blank, see :func:`missing_labels`) gives ``""``, never "nan cell".
     """
     if missing_labels([name])[0]:
         return ""

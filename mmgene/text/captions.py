@@ -3,7 +3,7 @@
 Three kinds of caption teach the text tower three things:
 
 * **names** ("a CD14+ monocyte", "single-cell profile of a natural killer cell"): every label column,
-  cleaned (:func:`mmgene.pairs.labels.clean_label`), plus the ontology label and synonyms when an
+  cleaned (:func:`mmgene.text.labels.clean_label`), plus the ontology label and synonyms when an
   ontology id column is given, each through :data:`TEMPLATES`;
 * **definitions** (the Cell Ontology definition of the term), so descriptive queries work;
 * **markers** ("CD8 T cell expressing CCL5+ NKG7+", "a cell expressing GZMB"): genes this cell expresses
@@ -18,17 +18,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mmgene.pairs.labels import clean_label
+from mmgene.text.labels import clean_label
 
+#: name-caption templates; ``{label}`` takes each name of the class
 TEMPLATES = (
-    "{}",
-    "a {}",
-    "a {} from human blood",
-    "a cell of type {}",
-    "single-cell transcriptome of a {}",
-    "this is a {}",
-    "a peripheral blood {}",
-    "an example of a {}",
+    "{label}",
+    "a {label}",
+    "a {label} from human blood",
+    "a cell of type {label}",
+    "single-cell transcriptome of a {label}",
+    "this is a {label}",
+    "a peripheral blood {label}",
+    "an example of a {label}",
 )
 MARKER_TEMPLATES = (
     "{name} expressing {genes}",
@@ -48,7 +49,7 @@ class ClassText:
     definitions: list[str] = field(default_factory=list)
 
     def name_captions(self) -> list[str]:
-        out = [t.format(n) for n in self.names for t in TEMPLATES]
+        out = [t.format(label=n) for n in self.names for t in TEMPLATES]
         return list(dict.fromkeys(out))
 
     def all_captions(self) -> list[str]:
@@ -67,7 +68,7 @@ def class_text(values: Sequence[str], term_id: str | None = None) -> ClassText:
                 names.append(name)
     definitions: list[str] = []
     if term_id:
-        from mmgene.pairs.ontology import term_text
+        from mmgene.text.ontology import term_text
 
         term = term_text(term_id)  # raises ParameterError for a value that is not a known CL id
         for name in term.names():

@@ -348,7 +348,7 @@ class OpenAIEncoder(TextEncoder):
         if dimensions is not None and dimensions < 1:
             raise ParameterError(f"dimensions must be positive, got {dimensions}", "OpenAIEncoder")
         self.model_name, self.dimensions, self.batch_size = model, dimensions, batch_size
-        from mmgene.hub.credentials import register_secret, require_secure_origin
+        from mmgene.net.credentials import register_secret, require_secure_origin
 
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
@@ -423,7 +423,7 @@ class OpenAIEncoder(TextEncoder):
 
     def _redact(self, text: str) -> str:
         """``text`` without the API key (or any other registered secret), raw or encoded."""
-        from mmgene.hub.credentials import redact
+        from mmgene.net.credentials import redact
 
         return redact(text)
 

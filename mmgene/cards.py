@@ -1,4 +1,6 @@
-"""Render dataset and model cards from the templates in ``cards/`` with real values.
+"""Render dataset and model cards from the templates in ``mmgene/_cards/`` with real values.
+
+A base module: ``align`` (model cards) and ``hub`` (dataset cards) both render through it.
 
 Templates are Jinja2 text. Rendering is strict: every placeholder a template uses must be given a
 value that is not ``None``, or :class:`~mmgene.errors.ParameterError` lists the missing ones; and the
@@ -16,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from mmgene.errors import InputFileError, ParameterError
-from mmgene.hub.credentials import _SECRETS
+from mmgene.net.credentials import _SECRETS
 
-#: the card templates: ``MMGENE_CARDS_DIR``, else ``mmgene/_cards`` (in a checkout a link to the
-#: top-level ``cards/``; a wheel holds copies of the files)
-CARDS_DIR = Path(os.environ.get("MMGENE_CARDS_DIR") or Path(__file__).resolve().parents[1] / "_cards")
+#: the card templates: ``MMGENE_CARDS_DIR``, else ``mmgene/_cards`` (package data, so a wheel install has them)
+CARDS_DIR = Path(os.environ.get("MMGENE_CARDS_DIR") or Path(__file__).resolve().parent / "_cards")
 _LEFTOVER = re.compile(r"\{\{|\{%|\{#|%\}|\}\}")
 SIZE_CATEGORIES = [
     (1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
@@ -39,7 +40,7 @@ def size_category(n_rows: int) -> str:
 def template_path(name: str) -> Path:
     path = CARDS_DIR / name
     if not path.is_file():
-        raise InputFileError(f"card template {name} not found", str(CARDS_DIR), "run from a source checkout or set MMGENE_CARDS_DIR")
+        raise InputFileError(f"card template {name} not found", str(CARDS_DIR), "reinstall mmgene, or set MMGENE_CARDS_DIR to a folder holding it")
     return path
 
 
@@ -84,7 +85,7 @@ def _refuse_secrets(text: str, where: str) -> None:
 def render_dataset_card(
     values: Mapping[str, Any],
     *,
-    license: str = "cc-by-4.0",
+    license: str,
     tags: list[str] | None = None,
     task_categories: list[str] | None = None,
     n_rows: int,
@@ -92,7 +93,7 @@ def render_dataset_card(
     pretty_name: str | None = None,
     template: str | os.PathLike[str] | None = None,
 ) -> Any:
-    """The multimodal paired-dataset card (``cards/dataset_card.md``) as a ``huggingface_hub.DatasetCard``."""
+    """The multimodal paired-dataset card (``mmgene/_cards/dataset_card.md``) as a ``huggingface_hub.DatasetCard``."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
     data = DatasetCardData(
@@ -120,7 +121,7 @@ def render_model_card(
     pipeline_tag: str = "sentence-similarity",
     template: str | os.PathLike[str] | None = None,
 ) -> Any:
-    """The alignment-model card (``cards/model_card.md``) as a ``huggingface_hub.ModelCard``."""
+    """The alignment-model card (``mmgene/_cards/model_card.md``) as a ``huggingface_hub.ModelCard``."""
     from huggingface_hub import ModelCard, ModelCardData
 
     data = ModelCardData(

@@ -1,9 +1,10 @@
 """Turn an AnnData into the cell inputs the omics tower reads.
 
 A cell input is a dict: ``"genes"`` (symbols of its expressed genes, highest first), ``"values"``
-(``log1p`` of counts per 10,000, or the log1p values as stored), and one list of floats per obsm
-representation the model reads (e.g. ``"X_genept_w"``). Gene symbols make the input portable: a model
-trained on 33,000 genes reads a 765-gene dataset (the genes it does not have are simply absent).
+(the log-normalised expression of :func:`mmgene.io.expression.log_normalise`, float32), and one list
+of floats per obsm representation the model reads (e.g. ``"X_genept_w"``). Gene symbols make the
+input portable: a model trained on 33,000 genes reads a 765-gene dataset (the genes it does not have
+are simply absent).
 """
 
 from __future__ import annotations
@@ -14,38 +15,18 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from mmgene.cells.ranking import lexsort_rows
 from mmgene.errors import MissingColumnError, ParameterError
 from mmgene.io import expression
 
-TARGET_SUM = 1e4
 GENES = "genes"
-
-
-def _symbols(view: Any) -> np.ndarray:
-    if "gene_symbol" in view.var.columns:
-        col = view.var["gene_symbol"].astype(object)
-        return col.where(col.notna(), "").astype(str).to_numpy(dtype=object)
-    from mmgene.genes.ids import resolve_gene_ids
-
-    return np.asarray(resolve_gene_ids(view.var, source=view.origin).symbols, dtype=object)
-
-
-def _log_normalise(block: sp.csr_matrix, kind: str) -> sp.csr_matrix:
-    block = block.astype(np.float32)
-    block.eliminate_zeros()
-    if kind == "counts":
-        totals = np.asarray(block.sum(axis=1)).ravel()
-        scale = np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
-        block.data *= np.repeat(scale, np.diff(block.indptr)).astype(np.float32)
-        np.log1p(block.data, out=block.data)
-    return block
 
 
 def top_genes(block: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Keep each row's ``k`` largest entries (ties broken by column order), vectorised over the rows."""
     block = block.tocsr()
     rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
-    order = np.lexsort((block.indices, -block.data, rows))
+    order = lexsort_rows(block.indptr, block.data, block.indices)
     rank = np.arange(order.size) - np.repeat(block.indptr[:-1], np.diff(block.indptr))
     keep = order[rank < k]
     counts = np.bincount(rows[keep], minlength=block.shape[0])
@@ -98,12 +79,11 @@ def cell_inputs(
             cell[key] = row
     if GENES in inputs:
         view = expression(adata)
-        symbols = _symbols(view)
+        symbols = view.symbols()
         keep = None
         if gene_panel is not None:
             keep = np.isin(np.asarray([str(x).upper() for x in symbols]), [str(g).upper() for g in gene_panel])
-        for start, stop, block in view.chunks(chunk_size):
-            block = _log_normalise(block, view.kind)
+        for start, stop, block in view.log_chunks(chunk_size, dtype=np.float32):
             if keep is not None:
                 block.data[~keep[block.indices]] = 0
                 block.eliminate_zeros()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from servers.openai_server import OpenAIServer, expected_vector
 
-from mmgene.embed.text import EmbeddingCache, OpenAIEncoder, SentenceTransformerEncoder, _weights_fingerprint, text_encoder
+from mmgene.text.encoders import EmbeddingCache, OpenAIEncoder, SentenceTransformerEncoder, _weights_fingerprint, text_encoder
 from mmgene.errors import ParameterError, RemoteError
 
 TEXTS = ["T-cell receptor CD3 epsilon chain", "lysozyme, an antibacterial enzyme", "B-lymphocyte antigen CD20"]

@@ -67,7 +67,8 @@ def marker_genes(names: Sequence[str]) -> tuple[str, ...]:
     return ()
 
 
-def _join(genes: Sequence[str]) -> str:
+def join_genes(genes: Sequence[str]) -> str:
+    """``"A"``, ``"A and B"``, ``"A, B and C"``: genes as a prompt names them."""
     genes = list(genes)
     return genes[0] if len(genes) == 1 else ", ".join(genes[:-1]) + " and " + genes[-1]
 
@@ -79,4 +80,4 @@ def marker_names(names: Sequence[str], phrases: Sequence[str] = MARKER_PHRASES) 
     genes = marker_genes(names)
     if not genes:
         return []
-    return [p.format(name=names[0], genes=_join(genes)) for p in phrases]
+    return [p.format(name=names[0], genes=join_genes(genes)) for p in phrases]

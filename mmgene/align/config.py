@@ -1,0 +1,115 @@
+"""The settings of an aligned model and of its training, one default each.
+
+The defaults are the best configuration measured (``benchmarks/quality_pbmc.py``): the library, the
+CLI, the demo and the benchmark all train with them. A trained model stores its three configs in
+``mmgene_align.json`` (``dataclasses.asdict``) and :func:`mmgene.align.load` reads them back as
+:attr:`mmgene.align.AlignedModel.config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mmgene.config import check_share, check_whole, from_dict, setting
+from mmgene.errors import ParameterError
+from mmgene.pairs.config import PairsConfig
+
+LOSSES = ("clip", "mnrl")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Settings of the two-tower model (:func:`mmgene.align.model.build_model`)."""
+
+    text_model: str | None = setting(
+        None, "Text model folder, or a Hub id hf://owner/name[@revision]; none: the offline all-MiniLM-L6-v2"
+    )
+    train_text: bool = setting(False, "Fine-tune the text transformer too (slow on CPU); otherwise it is frozen and its embeddings cached")
+    gene_dim: int = setting(256, "Size of the gene embeddings shared by both towers")
+    hidden: int = setting(512, "Hidden width of the projection heads")
+    dim: int = setting(256, "Size of the learned part of the joint space")
+    gene_dropout: float = setting(0.5, "Largest share of a training cell's genes hidden at random, so the tower reads partial gene panels")
+    use_aliases: bool = setting(True, "Let text name genes by their aliases as well as their symbols")
+    gene_bridge: bool = setting(
+        True, "Let text reach the genes whose NCBI names and designations resemble it; how unseen cell types are found by name"
+    )
+    gene_channel: float = setting(
+        0.3, "Weight of the explicit gene channel in the joint space during training (0: off; needs gene_bridge)"
+    )
+    query_channel: float | None = setting(
+        0.5, "Weight of the gene channel when the trained model encodes (none: gene_channel); larger leans on the genes a prompt names"
+    )
+
+    def __post_init__(self) -> None:
+        check_share(self.gene_channel, "gene_channel", "ModelConfig.gene_channel")
+        if self.query_channel is not None:
+            check_share(self.query_channel, "query_channel", "ModelConfig.query_channel")
+
+    @property
+    def channel_on(self) -> bool:
+        """Whether the model has a gene channel (query_channel applies only then)."""
+        return self.gene_bridge and self.gene_channel > 0
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Settings of the optimisation (:func:`mmgene.align.train`)."""
+
+    loss: str = setting(
+        "clip",
+        "'clip': symmetric InfoNCE, learnable temperature, same-class pairs masked; 'mnrl': sentence-transformers' "
+        "MultipleNegativesSymmetricRankingLoss, fixed scale 1/temperature, masks nothing",
+    )
+    temperature: float = setting(0.07, "Initial temperature of the loss (fixed with 'mnrl')")
+    epochs: float = setting(3.0, "Training epochs")
+    max_steps: int = setting(-1, "Stop after this many steps (overrides epochs; -1: off)")
+    batch_size: int = setting(128, "Training rows per batch")
+    learning_rate: float = setting(2e-3, "AdamW learning rate (cosine schedule, 5% warm-up)")
+    hard_negatives: int = setting(
+        0,
+        "K > 0: train in rounds; after each, give every training row a caption of another class drawn from the K "
+        "the model as trained so far scores closest (0: off)",
+    )
+    mine_every: int = setting(0, "With hard_negatives: steps per round (0: one epoch)")
+    eval_steps: int = setting(
+        0, "Zero-shot evaluation of the test cells every this many steps (0: once per epoch, or per round with hard_negatives)"
+    )
+    seed: int = setting(0, "Random seed of the split, the pairs, the initial weights and the training order")
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ParameterError(f"loss must be 'clip' or 'mnrl', got {self.loss!r}", "TrainingConfig.loss")
+        check_whole(
+            self.hard_negatives,
+            "hard_negatives",
+            "TrainingConfig.hard_negatives",
+            "pass 0 (off) or K >= 1: the number of closest other-class captions to draw each negative from",
+        )
+        check_whole(self.mine_every, "mine_every", "TrainingConfig.mine_every", "pass 0 (every epoch) or a step count")
+        if self.batch_size < 2:
+            raise ParameterError(f"batch_size must be at least 2, got {self.batch_size}", "TrainingConfig.batch_size")
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """The three configs a model was trained with, as saved in ``mmgene_align.json['config']``."""
+
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "config") -> AlignConfig:
+        """Read back :meth:`to_dict`; a missing or unknown section or field is a ParameterError."""
+        if not isinstance(data, dict) or set(data) != {"pairs", "model", "training"}:
+            got = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise ParameterError(f"{where} must have the sections ['model', 'pairs', 'training'], got {got}", where)
+        return cls(
+            pairs=from_dict(PairsConfig, data["pairs"], f"{where}.pairs"),
+            model=from_dict(ModelConfig, data["model"], f"{where}.model"),
+            training=from_dict(TrainingConfig, data["training"], f"{where}.training"),
+        )

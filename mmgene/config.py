@@ -1,0 +1,74 @@
+"""Configuration dataclasses: each field has one default and one line of help.
+
+A config class declares its fields with :func:`setting`; the CLI reads each field's help and default
+from it (:func:`field_help`) instead of repeating them, a saved model stores ``dataclasses.asdict``
+of its configs and reads them back with :func:`from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from mmgene.errors import ParameterError, is_whole_number
+
+C = TypeVar("C")
+
+
+def setting(default: Any, help: str) -> Any:  # noqa: A002 - the name argparse and typer use
+    """A dataclass field with its default and its one-line ``help`` (what it does, in words)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def _fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def field_help(cls: type, name: str) -> str:
+    """Help text of field ``name`` of ``cls`` with its default, e.g. ``'Training epochs (default: 3.0).'``."""
+    field = _fields(cls)[name]
+    return f"{field.metadata['help']} (default: {show_value(field.default)})."
+
+
+def show_value(value: Any) -> str:
+    """A default as the CLI shows it: ``none``, ``on``, ``500, 1000, 2000``, ``0.3``."""
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def overrides(cls: type[C], given: Mapping[str, Any]) -> C:
+    """``cls`` with the values of ``given`` that are not None (options left unset keep the class default)."""
+    names = _fields(cls)
+    return cls(**{k: v for k, v in given.items() if k in names and v is not None})
+
+
+def from_dict(cls: type[C], data: Any, where: str) -> C:
+    """A config read back from its saved ``asdict`` form; any other shape is a ParameterError at ``where``."""
+    names = set(_fields(cls))
+    if not isinstance(data, Mapping) or set(data) != names:
+        got = sorted(data) if isinstance(data, Mapping) else type(data).__name__
+        raise ParameterError(f"{cls.__name__} must have the fields {sorted(names)}, got {got}", where)
+    return cls(**data)
+
+
+def check_whole(value: Any, name: str, where: str, fix: str | None = None, minimum: int = 0) -> None:
+    """Raise a ParameterError unless ``value`` is a whole number >= ``minimum`` (a bool is not one)."""
+    if not is_whole_number(value, minimum):
+        raise ParameterError(f"{name} must be a whole number >= {minimum}, got {value!r}", where, fix)
+
+
+def check_share(value: Any, name: str, where: str) -> None:
+    """Raise a ParameterError unless ``value`` is a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ParameterError(f"{name} must be in [0, 1], got {value}", where)
+
+
+def freeze(config: Any, name: str, value: Any) -> None:
+    """Set a field of a frozen dataclass during ``__post_init__`` (normalising, e.g. a list to a tuple)."""
+    object.__setattr__(config, name, value)

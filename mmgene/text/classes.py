@@ -1,0 +1,94 @@
+"""Classes as vectors in a joint space, and each cell's scores for them.
+
+* :func:`class_vectors`: a class is the mean of its prompts' unit text vectors, re-normalised (prompt
+  ensembling as in CLIP); the prompts come from :func:`mmgene.text.prompts.class_prompts` or your own.
+* :func:`zero_shot_scores`: cosine of every cell to every class vector (cells x classes).
+* :func:`standardise`: each class's column z-scored over the cells, so that a class whose prompts sit
+  closer to every cell (or farther from all) does not win (or lose) every argmax.
+
+The zero-spread rule of :func:`standardise`, the one rule for every z-score of scores in mmgene: a column
+whose standard deviation over the cells is at most :data:`MIN_SPREAD` cannot tell the cells apart
+(its differences are rounding, not signal), so it becomes 0 for every cell, neither helping nor hurting
+any cell's argmax. Scores here are cosines, log-probabilities or z-scored expression, on a scale of
+about 1, where a spread of 1e-6 is rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from mmgene.errors import DataError, NonFiniteError, ParameterError
+
+#: a score column with a standard deviation at most this has no spread (see the module docstring)
+MIN_SPREAD = 1e-6
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """``x`` as float32 rows of unit length; an all-zero row stays zero (it has no direction, so it
+    scores 0 against every class)."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norm > 0, norm, 1.0)
+
+
+def class_vectors(encode_text: Callable[[list[str]], np.ndarray], prompts: Sequence[Sequence[str]]) -> np.ndarray:
+    """One float32 unit vector per class: the mean of its prompts' unit vectors, re-normalised.
+
+    ``encode_text`` maps a list of texts to one row each (a joint space's ``encode_text``, or a text
+    encoder's ``encode``); it is called once, for all prompts. ``prompts`` holds one non-empty list of
+    texts per class (:func:`mmgene.text.prompts.class_prompts`). A class vector that is zero, NaN or
+    infinite (the encoder gave its prompts no usable direction) is an error.
+    """
+    groups = [list(g) for g in prompts]
+    flat = [p for group in groups for p in group]
+    if not flat or any(len(g) == 0 for g in groups):
+        raise ParameterError("every class needs at least one prompt", "argument prompts", "pass one non-empty list of prompts per class")
+    emb = unit_rows(encode_text(flat))
+    if emb.ndim != 2 or len(emb) != len(flat):
+        raise ParameterError(f"the text encoder returned shape {emb.shape} for {len(flat)} prompts", "argument encode_text",
+                             "pass a function that returns one vector per text")
+    bounds = np.cumsum([0] + [len(g) for g in groups])
+    vecs = unit_rows(np.stack([emb[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:])]))
+    finite = np.isfinite(vecs).all(axis=1)
+    if not finite.all():
+        first = groups[int(np.flatnonzero(~finite)[0])][0]
+        raise NonFiniteError(f"{int((~finite).sum())} class vectors contain NaN or infinite values", f"the prompts of {first!r}",
+                             "check the text encoder (a model that returns NaN is broken)")
+    empty = ~vecs.any(axis=1)
+    if empty.any():
+        first = groups[int(np.flatnonzero(empty)[0])][0]
+        raise DataError(f"{int(empty.sum())} class vectors are all zeros and have no direction for cosine similarity",
+                        f"the prompts of {first!r}", "check the text encoder, or give the class other prompts")
+    return vecs
+
+
+def standardise(scores: np.ndarray) -> np.ndarray:
+    """Z-score each column (class) of ``scores`` (cells x classes) over the cells, as float64.
+
+    The arithmetic is done in the precision of ``scores`` (float32 cosines stay float32 until the
+    result). A column with a standard deviation at most :data:`MIN_SPREAD` becomes 0 (see the module
+    docstring). One cell has no spread: its row is all zeros.
+    """
+    scores = np.asarray(scores)
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
+    mean = scores.mean(axis=0, keepdims=True)
+    std = scores.std(axis=0, keepdims=True)
+    return np.divide(scores - mean, std, out=np.zeros(scores.shape, dtype=np.float64), where=std > MIN_SPREAD)
+
+
+def zero_shot_scores(cells: np.ndarray, class_vecs: np.ndarray, standardize: bool = False) -> np.ndarray:
+    """Cosine similarity of every cell to every class vector (cells x classes).
+
+    ``standardize=True`` returns :func:`standardise` of them: it uses the scored cells but no labels
+    (transductive), and per-class AUROC does not change, since each column is only shifted and scaled.
+    It needs at least two cells.
+    """
+    scores = unit_rows(cells) @ np.asarray(class_vecs).T
+    if standardize:
+        if scores.shape[0] < 2:
+            raise ParameterError("standardize needs at least two cells", "argument cells", "score more cells or pass standardize=False")
+        return standardise(scores)
+    return scores

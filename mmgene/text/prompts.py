@@ -1,0 +1,104 @@
+"""Zero-shot prompts for class names: cleaned names, Cell Ontology names, template ensembles.
+
+For a label such as ``"CD19+ B"`` the ensemble is every template applied to every name:
+``"CD19+ B cell"`` (cleaned), the ontology label and synonyms of the core noun ("B cell", "B
+lymphocyte") with and without the markers and, with ``markers=True`` (the default), each name with the
+label's canonical marker genes spliced in ("a B cell expressing MS4A1 and CD79A", see
+:mod:`mmgene.text.markers`; only common blood cell types are covered). The class vector is the
+normalised mean of the prompts' joint-space vectors (prompt ensembling as in CLIP,
+:func:`mmgene.text.classes.class_vectors`).
+
+Every template names its slot :data:`PLACEHOLDER` (``{label}``), the same slot the hub's caption
+templates and the training captions (:mod:`mmgene.text.captions`) use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mmgene.errors import ParameterError
+from mmgene.text.labels import clean_label, split_markers
+
+#: where a template takes the class name
+PLACEHOLDER = "{label}"
+
+#: the templates of the default ensemble (:func:`class_prompts`), applied to every name of a class
+PROMPT_TEMPLATES: tuple[str, ...] = (
+    "{label}",
+    "a {label}",
+    "a cell of type {label}",
+    "single-cell transcriptome of a {label}",
+    "a {label} from human blood",
+)
+
+#: simple templates for a label list taken as written (``mmgene.query.annotate(prompts=PROMPTS)``)
+PROMPTS: tuple[str, ...] = (
+    "{label}",
+    "a {label}.",
+    "a cell of type {label}.",
+    "a single-cell transcriptome of a {label}.",
+    "this cell is a {label}.",
+)
+
+
+def check_templates(templates: Sequence[str], where: str = "prompts") -> list[str]:
+    """``templates`` as a list (``[PLACEHOLDER]`` when empty); a template without the placeholder is a
+    :class:`~mmgene.errors.ParameterError`, since it would give every class the same prompt."""
+    templates = [templates] if isinstance(templates, str) else list(templates) or [PLACEHOLDER]
+    bad = [t for t in templates if PLACEHOLDER not in str(t)]
+    if bad:
+        raise ParameterError(f"prompt {bad[0]!r} has no '{PLACEHOLDER}' placeholder", where, f"write prompts like 'a {PLACEHOLDER}.'")
+    return templates
+
+
+def fill_templates(templates: Sequence[str], names: Sequence[str]) -> list[str]:
+    """Every template applied to every name (names outer, templates inner), each prompt once."""
+    return list(dict.fromkeys(t.format(label=n) for n in names for t in templates))
+
+
+def class_names(label: str, ontology: bool = True, max_names: int = 6) -> list[str]:
+    """Names for one label: the cleaned label, then Cell Ontology label/synonyms (with the label's markers)."""
+    cleaned = clean_label(label)
+    names = [cleaned]
+    if ontology:
+        from mmgene.text.ontology import find_term
+
+        markers, core = split_markers(cleaned)
+        prefix = " ".join(markers)
+        for query in dict.fromkeys([cleaned, core]):
+            if not query or query == "cell":
+                continue
+            term = find_term(query)
+            if term is None:
+                continue
+            for name in term.names():
+                # keep the markers: a bare "T cell" would blur CD4 and CD8 T cells together
+                candidate = f"{prefix} {name}" if prefix and not name.startswith(prefix) else name
+                if candidate not in names:
+                    names.append(candidate)
+    return names[:max_names]
+
+
+def class_prompts(
+    labels: Sequence[str],
+    templates: Sequence[str] = PROMPT_TEMPLATES,
+    ontology: bool = True,
+    markers: bool = True,
+) -> list[list[str]]:
+    """One list of prompts per label (templates x names, plus templates x names with marker genes).
+
+    ``markers=True`` (default) expands labels the marker table knows (:mod:`mmgene.text.markers`) with
+    prompts naming their marker genes; the model's text tower reaches those genes by name.
+    """
+    from mmgene.text.markers import MARKER_PHRASES, join_genes, marker_genes
+
+    templates = check_templates(templates, "class_prompts(templates=...)")
+    out = []
+    for label in labels:
+        names = class_names(label, ontology=ontology)
+        if markers:
+            genes = marker_genes(names)
+            if genes:
+                names = names + [p.format(name=n, genes=join_genes(genes)) for n in names for p in MARKER_PHRASES]
+        out.append(fill_templates(templates, names))
+    return out

@@ -1,0 +1,65 @@
+"""Classes as vectors (mmgene.text.classes): prompt ensembling, the one standardisation, zero-shot scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmgene.errors import DataError, NonFiniteError, ParameterError
+from mmgene.text.classes import MIN_SPREAD, class_vectors, standardise, zero_shot_scores
+
+
+def test_class_vectors_are_renormalised_means_of_unit_prompt_vectors():
+    table = {"a": [3.0, 0.0], "a cell": [0.0, 2.0], "b": [1.0, 1.0]}
+    calls = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return np.array([table[t] for t in texts], np.float32)
+
+    vecs = class_vectors(encode, [["a", "a cell"], ["b"]])
+    assert calls == [["a", "a cell", "b"]]  # one encoder call for every prompt
+    assert vecs.dtype == np.float32
+    np.testing.assert_allclose(vecs, [[np.sqrt(0.5), np.sqrt(0.5)], [np.sqrt(0.5), np.sqrt(0.5)]], rtol=1e-6)
+    with pytest.raises(ParameterError, match="at least one prompt"):
+        class_vectors(encode, [["a"], []])
+    with pytest.raises(DataError, match="all zeros"):
+        class_vectors(lambda t: np.zeros((len(t), 2), np.float32), [["a"], ["b"]])
+    with pytest.raises(NonFiniteError, match="NaN"):
+        class_vectors(lambda t: np.full((len(t), 2), np.nan, np.float32), [["a"], ["b"]])
+    with pytest.raises(ParameterError, match="one vector per text"):
+        class_vectors(lambda t: np.ones((1, 2), np.float32), [["a"], ["b"]])
+
+
+def test_standardise_has_one_rule_at_zero_spread():
+    scores = np.array([[1.0, 0.5, 0.3], [2.0, 0.5, 0.3], [3.0, 0.5, 0.3]], np.float32)
+    z = standardise(scores)
+    assert z.dtype == np.float64
+    np.testing.assert_allclose(z[:, 0], [-np.sqrt(1.5), 0.0, np.sqrt(1.5)], rtol=1e-6)
+    # constant columns (whose float32 mean need not equal the value) and rounding-sized spreads are 0
+    assert (z[:, 1:] == 0).all()
+    rounding = np.array([[0.0], [MIN_SPREAD / 2], [MIN_SPREAD]])
+    assert (standardise(rounding) == 0).all()
+    assert (standardise(np.array([[0.2, 0.9]])) == 0).all()  # one cell has no spread
+    # the arithmetic stays in the input's precision: float32 scores give float32 z-scores, widened
+    f32 = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    expected = ((f32 - f32.mean(0)) / f32.std(0)).astype(np.float64)
+    np.testing.assert_array_equal(standardise(f32), expected)
+
+
+def test_zero_shot_scores_are_cosines_of_unit_cells():
+    cells = np.array([[2.0, 0.0], [0.0, 0.0], [1.0, 1.0]], np.float32)  # a zero cell scores 0
+    vecs = np.eye(2, dtype=np.float32)
+    np.testing.assert_allclose(zero_shot_scores(cells, vecs), [[1, 0], [0, 0], [np.sqrt(0.5), np.sqrt(0.5)]], rtol=1e-6)
+    np.testing.assert_array_equal(zero_shot_scores(cells, vecs, standardize=True), standardise(zero_shot_scores(cells, vecs)))
+    with pytest.raises(ParameterError, match="two cells"):
+        zero_shot_scores(cells[:1], vecs, standardize=True)
+
+
+def test_prompt_templates_share_one_placeholder():
+    from mmgene.text.prompts import PLACEHOLDER, PROMPT_TEMPLATES, PROMPTS, check_templates, class_prompts
+
+    assert PLACEHOLDER == "{label}" and all(PLACEHOLDER in t for t in (*PROMPT_TEMPLATES, *PROMPTS))
+    assert check_templates([]) == [PLACEHOLDER] and check_templates("a {label}") == ["a {label}"]
+    with pytest.raises(ParameterError, match="placeholder"):
+        class_prompts(["B cells"], templates=("a {}",), ontology=False, markers=False)
