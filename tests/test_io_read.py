@@ -181,3 +181,27 @@ def test_log_normalised_chunks_and_symbols():
     with pytest.raises(NoGeneIdsError):
         gene_symbols(unknown)
     assert gene_symbols(unknown, or_names=True).tolist() == [f"g{i}" for i in range(5)]
+
+
+def test_layer_picks_the_matrix_to_read():
+    """``layer=`` reads exactly the named matrix, everywhere the expression is read."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+    import pytest
+    import scipy.sparse as sp
+
+    import mmgene.cells
+    from mmgene.errors import MissingColumnError
+    from mmgene.io import expression
+
+    counts = sp.csr_matrix(np.array([[5, 0, 1], [0, 2, 7]], dtype=np.float32))
+    other = sp.csr_matrix(np.array([[0, 3, 9], [4, 0, 0]], dtype=np.float32))
+    adata = ad.AnnData(counts, var=pd.DataFrame(index=["CD3E", "LYZ", "MS4A1"]), obs=pd.DataFrame(index=["a", "b"]))
+    adata.layers["spliced"] = other
+    assert expression(adata).source == "X"
+    assert expression(adata, layer="spliced").source == "layers['spliced']"
+    assert mmgene.cells.sentences(adata, inplace=False) == ["CD3E MS4A1", "MS4A1 LYZ"]
+    assert mmgene.cells.sentences(adata, layer="spliced", inplace=False) == ["MS4A1 LYZ", "CD3E"]
+    with pytest.raises(MissingColumnError, match="'nope'.*choose one of: 'X', 'spliced'"):
+        expression(adata, layer="nope")

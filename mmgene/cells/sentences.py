@@ -71,6 +71,7 @@ def sentences(
     exclude: str | Iterable[str] = (),
     seed: int = 0,
     key_added: str = "cell_sentence",
+    layer: str | None = None,
     inplace: bool = True,
     copy: bool = False,
     ties: str = "position",
@@ -93,6 +94,9 @@ def sentences(
         Seed of the random gene order when ``ties='random'``.
     key_added
         ``obs`` column written when ``inplace``.
+    layer
+        Read this matrix (``'X'``, ``'raw'`` or a key of ``adata.layers``) instead of the one
+        :func:`mmgene.io.expression` picks.
     inplace
         Write ``adata.obs[key_added]`` (and provenance in ``uns['mmgene'][key_added]``); otherwise
         return the list.
@@ -120,7 +124,7 @@ def sentences(
         adata = adata.copy()
         inplace = True
     limit = _limit(top_k)
-    view = expression(adata)
+    view = expression(adata, layer=layer)
     vocab = build_vocabulary(view.var, exclude, ties, seed)
     out: list[str] = []
     counts = []

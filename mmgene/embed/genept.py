@@ -82,6 +82,7 @@ def genept_w(
     gene_vectors: Any = None,
     encoder: Any = None,
     key_added: str = "X_genept_w",
+    layer: str | None = None,
     chunk_size: int = 2048,
     on_empty: OnEmpty = "nan",
     copy: bool = False,
@@ -99,6 +100,9 @@ def genept_w(
     key_added
         ``obsm`` key of the result (float32, cells x dimension); ``obs['<key_added without X_>_n_genes']``
         gets the number of expressed genes with a vector per cell.
+    layer
+        Read this matrix (``'X'``, ``'raw'`` or a key of ``adata.layers``) instead of the one
+        :func:`mmgene.io.expression` picks.
     on_empty
         Cells with no expressed gene that has a vector: ``'nan'`` rows (default), ``'zero'`` rows, or ``'raise'``.
     copy
@@ -111,7 +115,7 @@ def genept_w(
     """
     _check_on_empty(on_empty)
     adata = adata.copy() if copy else adata
-    view = expression(adata)
+    view = expression(adata, layer=layer)
     symbols = view.symbols()
     expressed = _expressed_genes(view, chunk_size) if gene_vectors is None else np.ones(len(symbols), dtype=bool)
     gv = _resolve_vectors(gene_vectors, encoder, symbols, expressed)
@@ -172,6 +176,7 @@ def genept_s(
     encoder: Any = None,
     top_k: int | None = 100,
     key_added: str = "X_genept_s",
+    layer: str | None = None,
     prefix: str = SENTENCE_PREFIX,
     on_empty: OnEmpty = "nan",
     copy: bool = False,
@@ -185,7 +190,7 @@ def genept_s(
         made your gene vectors.
     top_k
         Genes per sentence (``None``: every expressed gene; a model truncates what exceeds its input).
-    key_added, on_empty, copy
+    key_added, layer, on_empty, copy
         As for :func:`genept_w`; ``obs['<key_added without X_>_n_genes']`` is the number of genes in each sentence.
     """
     _check_on_empty(on_empty)
@@ -196,7 +201,7 @@ def genept_s(
 
     adata = adata.copy() if copy else adata
     enc = text_encoder(encoder)
-    sentences = list(cell_sentences(adata, top_k=top_k, inplace=False))
+    sentences = list(cell_sentences(adata, top_k=top_k, layer=layer, inplace=False))
     n_genes = np.fromiter((len(s.split()) for s in sentences), dtype=np.int32, count=len(sentences))
     empty = n_genes == 0
     texts = [prefix + s for s, e in zip(sentences, empty) if not e]

@@ -237,7 +237,11 @@ def check_values(block: Any, view: Expression, offset: int) -> None:
         )
 
 
-def _candidates(adata: Any) -> list[tuple[str, Any, pd.DataFrame]]:
+def _candidates(adata: Any, layer: str | None = None) -> list[tuple[str, Any, pd.DataFrame]]:
+    """The matrices that may hold expression, in order of preference; only ``layer`` when one is named
+    (``'X'``, ``'raw'`` or a key of ``adata.layers``)."""
+    if layer is not None:
+        return [_named_layer(adata, layer)]
     found = []
     if adata.X is not None:
         found.append(("X", adata.X, adata.var))
@@ -246,6 +250,20 @@ def _candidates(adata: Any) -> list[tuple[str, Any, pd.DataFrame]]:
     if getattr(adata, "raw", None) is not None:
         found.append(("raw.X", adata.raw.X, adata.raw.var))
     return found
+
+
+def _named_layer(adata: Any, layer: str) -> tuple[str, Any, pd.DataFrame]:
+    from mmgene.errors import MissingColumnError
+
+    if layer == "X" and adata.X is not None:
+        return "X", adata.X, adata.var
+    if layer == "raw" and getattr(adata, "raw", None) is not None:
+        return "raw.X", adata.raw.X, adata.raw.var
+    layers = list(getattr(adata, "layers", {}))
+    if layer in layers:
+        return f"layers[{layer!r}]", adata.layers[layer], adata.var
+    available = [*(["X"] if adata.X is not None else []), *(["raw"] if getattr(adata, "raw", None) is not None else []), *layers]
+    raise MissingColumnError(layer, "layers", available)
 
 
 def _sample(matrix: Any, n_obs: int) -> np.ndarray:
@@ -278,7 +296,7 @@ def _classify(values: np.ndarray) -> str:
     return "other"
 
 
-def expression(adata: Any, *, require: Kind | None = None, origin: str | None = None) -> Expression:
+def expression(adata: Any, *, layer: str | None = None, require: Kind | None = None, origin: str | None = None) -> Expression:
     """Pick the expression matrix of ``adata``.
 
     Raw counts are preferred, looked for in ``X``, then ``layers['counts']``, then ``.raw.X``. When no
@@ -289,6 +307,9 @@ def expression(adata: Any, *, require: Kind | None = None, origin: str | None = 
     ----------
     adata
         An AnnData (in memory or backed).
+    layer
+        Read only this matrix: ``'X'``, ``'raw'`` (``.raw.X``) or a key of ``adata.layers``; it must
+        still hold counts (or log1p data unless ``require='counts'``).
     require
         ``'counts'`` to refuse anything but integer counts; ``None`` to accept log1p data too.
     origin
@@ -303,7 +324,7 @@ def expression(adata: Any, *, require: Kind | None = None, origin: str | None = 
         )
     seen: list[str] = []
     chosen: dict[str, Expression] = {}
-    for name, matrix, var in _candidates(adata):
+    for name, matrix, var in _candidates(adata, layer):
         view = Expression(matrix, name, "counts", var, adata.obs_names, origin)
         check_structure(view)  # before anything slices the matrix
         kind = _classify(_sample(matrix, n_obs))
