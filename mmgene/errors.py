@@ -17,6 +17,13 @@ def is_whole_number(value: object, minimum: int = 0) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool) and bool(value >= minimum)
 
 
+def cause(exc: BaseException, limit: int = 200) -> str:
+    """``'TypeName: first line of the message'`` (at most ``limit`` characters): the library error
+    behind an :class:`MMGeneError`, short enough for a one-line message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:limit]}" if lines else type(exc).__name__
+
+
 def _preview(items: Iterable[object], limit: int = 5) -> str:
     """Show at most ``limit`` items, then how many more there are."""
     items = list(items)
@@ -130,6 +137,7 @@ def require(module: str, extra: str, feature: str):
 
 
 __all__ = [
+    "cause",
     "MMGeneError",
     "InputFileError",
     "DataError",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmgene.errors import ModelError, ParameterError, RemoteError, UnsafeModelError
+from mmgene.errors import ModelError, ParameterError, RemoteError, UnsafeModelError, cause
 
 HUB_PREFIX = "hf://"
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -311,7 +311,7 @@ def load_text_encoder(folder: Path, device: str = "cpu") -> Any:
         return SentenceTransformer(str(folder), device=device, trust_remote_code=False, local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(
-            f"the text model cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})",
+            f"the text model cannot be loaded ({cause(exc)})",
             str(folder),
             "pass a complete sentence-transformers model folder",
         ) from exc

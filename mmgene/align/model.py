@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.align.config import AlignConfig, ModelConfig
-from mmgene.errors import InputFileError, MMGeneError, ModelError, ParameterError
+from mmgene.errors import InputFileError, MMGeneError, ModelError, ParameterError, cause
 
 #: written beside the sentence-transformers files; says what the omics tower reads and how it was trained.
 MMGENE_CONFIG = "mmgene_align.json"
@@ -413,7 +413,7 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> AlignedModel:
         raise  # already says what is wrong (ParameterError is a ValueError, MissingColumnError a KeyError)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise ModelError(
-            f"the aligned model cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})",
+            f"the aligned model cannot be loaded ({cause(exc)})",
             str(folder),
             "give a complete folder written by `mmgene train` or AlignedModel.save",
         ) from exc

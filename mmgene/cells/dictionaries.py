@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import InputFileError, ParameterError, RemoteError
+from mmgene.errors import InputFileError, ParameterError, RemoteError, cause
 
 HUB_REPO = "ctheodoris/Geneformer"
 VERSIONS = ("V1", "V2")
@@ -258,7 +258,7 @@ def _hub_files(repo: str, version: str, revision: str | None) -> dict[str, Path 
             found[role] = None
         except (HfHubHTTPError, OSError) as exc:
             raise RemoteError(
-                f"could not download {hub_path} from the hub repository {repo} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                f"could not download {hub_path} from the hub repository {repo} ({cause(exc)})",
                 f"{repo}@{revision or 'main'}",
                 "check the network and the repository id, or pass a local folder holding the .pkl files",
             ) from exc

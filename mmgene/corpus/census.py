@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import CorpusError, is_whole_number, require
+from mmgene.errors import CorpusError, cause, is_whole_number, require
 
 #: obs columns every Census experiment has (and a local test experiment must write).
 CENSUS_OBS_COLUMNS = ("dataset_id", "assay", "cell_type", "cell_type_ontology_term_id", "tissue_general", "donor_id")
@@ -136,9 +136,8 @@ def _read_obs(read: Callable[[], pd.DataFrame], query: CensusQuery) -> pd.DataFr
 
 
 def _query_error(exc: Exception, query: CensusQuery) -> CorpusError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return CorpusError(
-        f"the query failed ({type(exc).__name__}: {first[:200]})",
+        f"the query failed ({cause(exc)})",
         query.describe(),
         "check the value filter's column names and quoting (SOMA value_filter syntax, e.g. \"cell_type == 'B cell'\")",
     )

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import CorpusError, InputFileError, _preview
+from mmgene.errors import CorpusError, InputFileError, _preview, cause
 
 #: header words that mark the mouse and the human column of a two-column table (lower-cased).
 MOUSE_WORDS = ("mouse", "musculus", "mmusculus")
@@ -94,7 +94,7 @@ class OrthologyMap:
             frame = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
             raise CorpusError(
-                f"cannot read the orthology table ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                f"cannot read the orthology table ({cause(exc)})",
                 str(path),
                 "write a CSV with a header row",
             ) from exc

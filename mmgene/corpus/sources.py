@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmgene.corpus.census import ORGANISMS, CensusQuery
-from mmgene.errors import CorpusError, InputFileError, MMGeneError, ParameterError, _preview
+from mmgene.errors import CorpusError, InputFileError, MMGeneError, ParameterError, _preview, cause
 
 REQUIRED_COLUMNS = ("path", "dataset", "label_col", "species")
 OPTIONAL_COLUMNS = ("ontology_col", "tissue")
@@ -148,7 +148,7 @@ def read_manifest(manifest: str | os.PathLike[str]) -> list[DatasetSpec]:
         table = pd.read_csv(manifest, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise CorpusError(
-            f"cannot read the manifest as CSV ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            f"cannot read the manifest as CSV ({cause(exc)})",
             str(manifest),
             "write a comma-separated file with a header row",
         ) from exc

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.atomic import atomic_path
-from mmgene.errors import InputFileError, ParameterError, require
+from mmgene.errors import InputFileError, ParameterError, cause, require
 
 SUFFIXES = (".parquet", ".safetensors")
 
@@ -142,7 +142,7 @@ class GeneVectors:
                 meta = json.loads(header.get("mmgene", "{}"))
         except (OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
             raise InputFileError(
-                f"not a gene vectors file ({type(exc).__name__}: {str(exc)[:200]})",
+                f"not a gene vectors file ({cause(exc)})",
                 str(path),
                 "pass a .parquet or .safetensors file written by mmgene (GeneVectors.save / `mmgene genes embed`)",
             ) from exc

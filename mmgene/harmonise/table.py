@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import InputFileError, MappingError, MissingColumnError, _preview
+from mmgene.errors import InputFileError, MappingError, MissingColumnError, _preview, cause
 
 #: columns of a mapping table, in order (``dataset`` comes first when a table covers several datasets).
 COLUMNS = ("author_label", "term_id", "term_name", "confidence", "method", "alternatives", "n_cells", "note")
@@ -50,7 +50,7 @@ def read_mapping(path: str | os.PathLike[str]) -> pd.DataFrame:
         table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise MappingError(
-            f"cannot read the mapping as CSV ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            f"cannot read the mapping as CSV ({cause(exc)})",
             str(path),
             "save the edited table as comma-separated CSV (UTF-8) with its header row",
         ) from exc

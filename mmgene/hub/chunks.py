@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgene.atomic import atomic_path
-from mmgene.errors import DataError, InputFileError, ParameterError
+from mmgene.errors import DataError, InputFileError, ParameterError, cause
 from mmgene.progress import progress
 
 FORMATS = ("h5ad", "zarr")
@@ -170,7 +170,7 @@ def read_chunk(path: str | os.PathLike[str]) -> Any:
         return ad.read_h5ad(path)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise InputFileError(
-            f"cannot open the chunk file ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",
+            f"cannot open the chunk file ({cause(exc)})",
             str(path),
             "delete it and download it again (mmgene.hub.fetch verifies the sha256)",
         ) from exc

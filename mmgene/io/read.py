@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mmgene.errors import InputFileError, MissingColumnError
+from mmgene.errors import InputFileError, MissingColumnError, cause
 from mmgene.genes.ids import resolve_gene_ids
 from mmgene.io.expression import Kind, expression
 from mmgene.provenance import record
@@ -25,7 +25,7 @@ def _load(path: Path, backed: bool) -> Any:
             return ad.read_h5ad(path, backed="r" if backed else None)
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise InputFileError(
-            f"not an AnnData file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            f"not an AnnData file ({cause(exc)})",
             str(path),
             "pass an .h5ad or .zarr written by anndata (convert 10x/loom/csv with scanpy first)",
         ) from exc

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import DependencyError, ParameterError, RemoteError, require
+from mmgene.errors import DependencyError, ParameterError, RemoteError, cause, require
 from mmgene.progress import progress
 from mmgene.settings import settings
 
@@ -283,7 +283,7 @@ class SentenceTransformerEncoder(TextEncoder):
                 self._model = _load_sentence_transformer(self.path, device, self._key)
             except (OSError, ValueError) as exc:
                 raise ParameterError(
-                    f"cannot load the sentence-transformers model {self.name!r} ({type(exc).__name__}: {str(exc)[:200]})",
+                    f"cannot load the sentence-transformers model {self.name!r} ({cause(exc)})",
                     "argument encoder",
                     "pass a local model folder, an hf://owner/name model available offline, or 'minilm'",
                 ) from exc
