@@ -15,6 +15,8 @@ _EXPORTS = {
     "AlignedModel": "mmgene.align.model",
     "build_model": "mmgene.align.model",
     "train": "mmgene.align.train",
+    "train_corpus": "mmgene.align.corpus_train",
+    "CorpusTrainingConfig": "mmgene.align.config",
     "PairsConfig": "mmgene.pairs.config",
     "ModelConfig": "mmgene.align.config",
     "TrainingConfig": "mmgene.align.config",

@@ -92,6 +92,28 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class CorpusTrainingConfig:
+    """How :func:`mmgene.align.train_corpus` combines the datasets of a corpus into one training set."""
+
+    rows_per_dataset: int = setting(
+        0,
+        "Training rows drawn from each dataset, spread evenly over its classes (seeded; rows repeat when a class has "
+        "fewer); 0: the median of the datasets' training rows",
+    )
+    mask_related: bool = setting(
+        True, "Keep pairs of classes whose Cell Ontology terms are ancestor and descendant out of the loss's negatives"
+    )
+
+    def __post_init__(self) -> None:
+        check_whole(
+            self.rows_per_dataset,
+            "rows_per_dataset",
+            "CorpusTrainingConfig.rows_per_dataset",
+            "pass 0 (the median dataset) or a row count",
+        )
+
+
+@dataclass(frozen=True)
 class AlignConfig:
     """The three configs a model was trained with, as saved in ``mmgene_align.json['config']``."""
 

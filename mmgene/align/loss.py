@@ -4,7 +4,10 @@ Columns: ``cell`` (anchor), ``caption`` (its positive), then an optional negativ
 optional ``label`` column holds each row's class id, or the pair (class id, the negative's class id).
 Cells of the same class are not negatives of each other's captions (with 8 cell types a batch of 128
 has many), so those pairs are masked out of the softmax instead of being pushed apart; likewise
-another row's negative caption that describes a cell's own class.
+another row's negative caption that describes a cell's own class. With a class x class ``related``
+matrix (training across datasets: classes whose Cell Ontology terms are ancestor and descendant,
+see :func:`mmgene.text.ontology.related_terms`) pairs of related classes are masked the same way,
+so a "T cell" caption is not a negative of a "CD8-positive, alpha-beta T cell" cell.
 """
 
 from __future__ import annotations
@@ -31,10 +34,24 @@ class SymmetricInfoNCELoss(nn.Module):
         Learn ``log(1/temperature)``, clamped to at most ``log(100)`` as in CLIP.
     mask_same_label
         Drop same-class pairs from the negatives when a ``label`` column is given.
+    related
+        Optional (classes x classes) booleans: also drop pairs whose classes are related (its
+        diagonal is taken as True). Used only with ``mask_same_label`` and a ``label`` column.
     """
 
-    def __init__(self, model: Any, temperature: float = 0.07, learn_temperature: bool = True, mask_same_label: bool = True):
+    def __init__(
+        self,
+        model: Any,
+        temperature: float = 0.07,
+        learn_temperature: bool = True,
+        mask_same_label: bool = True,
+        related: Any = None,
+    ):
         super().__init__()
+        self.related: Tensor | None = None
+        if related is not None:
+            rel = torch.as_tensor(related, dtype=torch.bool)
+            self.related = rel | torch.eye(rel.shape[0], dtype=torch.bool)
         self.model = model
         scale = torch.tensor(math.log(1.0 / temperature), dtype=torch.float32)
         self.logit_scale = nn.Parameter(scale, requires_grad=learn_temperature)
@@ -57,14 +74,22 @@ class SymmetricInfoNCELoss(nn.Module):
         if self.mask_same_label and labels is not None and labels.dim() in (1, 2) and labels.shape[0] == n:
             labels = labels.to(logits.device)
             own, negative_of = (labels[:, 0], labels[:, 1]) if labels.dim() == 2 else (labels.reshape(-1), None)
-            same = (own[:, None] == own[None, :]) & ~torch.eye(n, dtype=torch.bool, device=logits.device)
+            if self.related is not None:
+                related = self.related.to(logits.device)
+                same = related[own][:, own] & ~torch.eye(n, dtype=torch.bool, device=logits.device)
+            else:
+                same = (own[:, None] == own[None, :]) & ~torch.eye(n, dtype=torch.bool, device=logits.device)
             logits = logits.masked_fill(same, fill)
         target = torch.arange(n, device=logits.device)
         text_to_cell = F.cross_entropy(logits.T, target)
         if negatives:
             extra = scale * cells @ torch.cat(negatives).T
             if negative_of is not None and extra.shape[1] == n:  # row j's negative describes cell i's class
-                extra = extra.masked_fill(own[:, None] == negative_of[None, :], fill)
+                if self.related is not None:
+                    hit = self.related.to(logits.device)[own][:, negative_of]
+                else:
+                    hit = own[:, None] == negative_of[None, :]
+                extra = extra.masked_fill(hit, fill)
             logits = torch.cat([logits, extra], dim=1)
         cell_to_text = F.cross_entropy(logits, target)
         return (cell_to_text + text_to_cell) / 2

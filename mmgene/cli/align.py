@@ -7,9 +7,10 @@ from typing import Any
 
 import typer
 
-from mmgene.align.config import ModelConfig, TrainingConfig
+from mmgene.align.config import CorpusTrainingConfig, ModelConfig, TrainingConfig
 from mmgene.cli.app import app, overwrite_option
 from mmgene.config import field_help, overrides
+from mmgene.errors import ParameterError
 from mmgene.pairs.config import PairsConfig
 
 
@@ -21,9 +22,17 @@ def _setting(cls: type, name: str, *flags: str, **kwargs: Any) -> Any:
 
 @app.command("train")
 def train_command(
-    file: Path = typer.Argument(..., help="AnnData (.h5ad) with expression and cell-type labels."),
-    label_col: list[str] = typer.Option(..., "--label-col", help="obs column(s) with cell-type names; repeat for more."),
+    file: Path = typer.Argument(None, help="AnnData (.h5ad) with expression and cell-type labels (or use --corpus)."),
+    label_col: list[str] = typer.Option(
+        [], "--label-col", help="obs column(s) with cell-type names; repeat for more (one, for a --corpus folder or file)."
+    ),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    corpus: Path = typer.Option(
+        None,
+        "--corpus",
+        help="Train one model on every dataset of a corpus: a manifest CSV (path,dataset,label_col,ontology_col,species,tissue), "
+        "or a folder/file with --label-col. Instead of FILE.",
+    ),
     input_: list[str] = typer.Option(["genes"], "--input", help="What the omics tower reads: 'genes' and/or obsm keys (X_genept_w, X_pca, ...)."),
     ontology_col: str = typer.Option(None, "--ontology-col", help="obs column of Cell Ontology ids (CL:...) to enrich captions."),
     # PairsConfig
@@ -58,31 +67,71 @@ def train_command(
     mine_every: int | None = _setting(TrainingConfig, "mine_every", "--mine-every", min=0),
     eval_steps: int | None = _setting(TrainingConfig, "eval_steps", min=0),
     seed: int | None = _setting(TrainingConfig, "seed"),
+    # CorpusTrainingConfig (--corpus only)
+    rows_per_dataset: int | None = _setting(CorpusTrainingConfig, "rows_per_dataset", min=0),
+    mask_related: bool | None = _setting(CorpusTrainingConfig, "mask_related", "--mask-related/--no-mask-related"),
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Train a contrastive text-cell model and save it to --out (settings: mmgene.align.config)."""
     # every option named after a config field; the ones given override that config's defaults
     given = {k: v for k, v in locals().items() if v is not None and v != []}
-    import mmgene.io
-    from mmgene.align import train
     from mmgene.atomic import check_output
 
-    check_output(out, overwrite=overwrite, inputs=[file])
-    adata = mmgene.io.read(file)
-    model = train(
-        adata,
-        label_col,
-        ontology_col=ontology_col,
-        inputs=input_,
-        pairs=overrides(PairsConfig, given),
-        model=overrides(ModelConfig, given),
-        training=overrides(TrainingConfig, given),
-        out=out,
-        overwrite=overwrite,
-    )
+    if (file is None) == (corpus is None):
+        raise ParameterError(
+            "give exactly one of FILE and --corpus" + (f", got both ({file} and {corpus})" if file else ", got neither"),
+            "mmgene train",
+            "pass an AnnData FILE with --label-col, or --corpus MANIFEST",
+        )
+    configs = {
+        "pairs": overrides(PairsConfig, given),
+        "model": overrides(ModelConfig, given),
+        "training": overrides(TrainingConfig, given),
+    }
+    if corpus is not None:
+        model = _train_corpus(corpus, label_col, ontology_col, input_, configs, overrides(CorpusTrainingConfig, given), out, overwrite)
+    else:
+        import mmgene.io
+        from mmgene.align import train
+
+        if rows_per_dataset is not None or mask_related is not None:
+            raise ParameterError(
+                "--rows-per-dataset and --mask-related apply to --corpus training only",
+                "mmgene train FILE",
+                "leave them out, or train on a corpus with --corpus",
+            )
+        if not label_col:
+            raise ParameterError("no label column given", "option --label-col", "pass --label-col COLUMN (the obs column of cell types)")
+        check_output(out, overwrite=overwrite, inputs=[file])
+        adata = mmgene.io.read(file)
+        model = train(adata, label_col, ontology_col=ontology_col, inputs=input_, **configs, out=out, overwrite=overwrite)
     hist = model.meta.get("eval_history") or []
     last = f"; held-out zero-shot balanced accuracy {hist[-1]['zero_shot_balanced_accuracy']:.3f}" if hist else ""
     typer.echo(f"wrote {out} ({model.meta['train_seconds']} s{last})")
+
+
+def _train_corpus(
+    corpus: Path,
+    label_col: list[str],
+    ontology_col: str | None,
+    inputs: list[str],
+    configs: dict[str, Any],
+    balance: CorpusTrainingConfig,
+    out: Path,
+    overwrite: bool,
+) -> Any:
+    """``mmgene train --corpus``: read the corpus (a manifest, or files with one --label-col) and train on all of it."""
+    from mmgene.align import train_corpus
+    from mmgene.atomic import check_output
+    from mmgene.corpus import read_corpus
+
+    if len(label_col) > 1:
+        raise ParameterError(
+            f"--corpus takes at most one --label-col, got {label_col}", "option --label-col", "pass one column (a manifest names its own)"
+        )
+    check_output(out, overwrite=overwrite, inputs=[corpus])
+    data = read_corpus(corpus, label_col=label_col[0] if label_col else None, ontology_col=ontology_col)
+    return train_corpus(data, inputs=inputs, **configs, balance=balance, out=out, overwrite=overwrite)
 
 
 @app.command("evaluate")

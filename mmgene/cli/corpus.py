@@ -80,3 +80,36 @@ def info(
     typer.echo(_table(_rows(summary)))
     n_cells = int(summary["n_cells"].sum())
     typer.echo(f"{len(corpus)} datasets, {n_cells:,} cells; mouse genes matched by {corpus.orthology.source}")
+
+
+@corpus_app.command("cross-dataset")
+def cross_dataset_command(
+    manifest: Path = typer.Argument(..., help="A corpus manifest CSV (path, dataset, label_col, ontology_col, species, tissue)."),
+    hold_out: list[str] = typer.Option([], "--hold-out", help="Dataset to hold out (repeatable; default: each in turn)."),
+    reference: Optional[str] = typer.Option(None, help="Dataset of the single-dataset baseline model (default: pbmc3k)."),
+    mapper: bool = typer.Option(True, "--mapper/--no-mapper", help="Also fit the supervised reference mapper."),
+    max_steps: Optional[int] = typer.Option(None, help="Training steps per model (default: the training config's epochs)."),
+    seed: Optional[int] = typer.Option(None, help="Training seed (default: the training config's)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
+) -> None:
+    """Leave-one-dataset-out zero-shot evaluation, with a single-dataset model and a reference mapper beside it."""
+    from mmgene.align import TrainingConfig
+    from mmgene.atomic import atomic_path, check_output
+    from mmgene.config import overrides
+    from mmgene.corpus import read_corpus
+    from mmgene.evaluate.cross_dataset import CrossDatasetConfig, cross_dataset, markdown
+    from mmgene.evaluate.report import report_json
+
+    if out is not None:
+        check_output(out, overwrite=overwrite, inputs=[manifest])
+    config = overrides(CrossDatasetConfig, {"datasets": tuple(hold_out) or None, "reference": reference, "mapper": mapper})
+    report = cross_dataset(
+        read_corpus([manifest]), config=config, training=overrides(TrainingConfig, {"max_steps": max_steps, "seed": seed})
+    )
+    text = report_json(report)
+    if out is not None:
+        with atomic_path(out, overwrite=overwrite) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
+    typer.echo(text if as_json else markdown(report))

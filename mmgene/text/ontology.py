@@ -9,6 +9,7 @@ its ontology files inside the package, so nothing touches the network.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -104,3 +105,36 @@ def find_term(name: str) -> TermText | None:
     index = _name_index()
     term = index.get(key) or (index.get(key[:-1]) if key.endswith("s") else None)
     return term_text(term) if term else None
+
+
+@lru_cache(maxsize=4096)
+def term_ancestors(term_id: str) -> frozenset[str]:
+    """The ``CL:`` ancestors of a Cell Ontology term (cellxgene-ontology-guide's ``get_term_ancestors``);
+    empty for a value that is not a known ``CL:`` id, so such a class is related to no other."""
+    if not is_term_id(term_id):
+        return frozenset()
+    try:
+        found = _parser().get_term_ancestors(term_id)
+    except (ValueError, KeyError):
+        return frozenset()
+    return frozenset(t for t in found or () if is_term_id(t) and t != term_id)
+
+
+def related_terms(term_ids: Sequence[str]) -> Any:
+    """Class x class booleans: True where two classes are the same class (the diagonal), have the
+    same term, or one's term is an ancestor of the other's. Why: a cell of a "CD8-positive,
+    alpha-beta T cell" is also a "T cell", so training must not push it away from that caption.
+    Entries that are not ``CL:`` ids ('' for a class without one) are related only to themselves."""
+    import numpy as np
+
+    ids = [str(t) for t in term_ids]
+    n = len(ids)
+    out = np.eye(n, dtype=bool)
+    ancestors = [term_ancestors(t) for t in ids]
+    for i in range(n):
+        if not is_term_id(ids[i]):
+            continue
+        for j in range(n):
+            if i != j and (ids[i] == ids[j] or ids[j] in ancestors[i] or ids[i] in ancestors[j]):
+                out[i, j] = out[j, i] = True
+    return out

@@ -1,0 +1,61 @@
+"""Balanced resampling of training rows across datasets and classes (training on a corpus).
+
+A corpus mixes a 175-cell dataset with a 2,638-cell one, and within a dataset a class of 20 cells
+with one of 1,000. Drawn by cell, the big dataset and its big classes would decide the model. So
+every dataset contributes the same number of rows, and within a dataset every class the same share
+of them:
+
+- dataset ``d`` gives ``rows`` rows; its ``K`` classes (those in its training split, in class-id
+  order) get ``rows // K`` each, and the first ``rows % K`` of them one more;
+- a class with ``n`` rows that must give ``m``: ``m // n`` full seeded permutations of its rows,
+  then the first ``m % n`` of one more (so no row repeats before every row was used once).
+
+Seeded with ``(seed, dataset position)``: the same inputs give the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mmgene.errors import ParameterError
+
+
+def class_quota(classes: Sequence[int], rows: int) -> dict[int, int]:
+    """Rows per class when ``rows`` are spread evenly over ``classes`` (earlier classes take the remainder)."""
+    ordered = sorted(set(int(c) for c in classes))
+    base, extra = divmod(rows, len(ordered))
+    return {c: base + (1 if k < extra else 0) for k, c in enumerate(ordered)}
+
+
+def _draw(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """``m`` positions out of ``n``: whole permutations, then part of one more."""
+    parts = [rng.permutation(n) for _ in range(m // n)]
+    if m % n:
+        parts.append(rng.permutation(n)[: m % n])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def balanced_rows(labels: Sequence[np.ndarray], rows: int, seed: int = 0) -> list[np.ndarray]:
+    """For each dataset's row labels, the row positions to train on (``rows`` per dataset, classes
+    evenly; see the module docstring). Rows repeat where a dataset or class has fewer."""
+    if rows < 1:
+        raise ParameterError(
+            f"rows per dataset must be at least 1, got {rows}", "CorpusTrainingConfig.rows_per_dataset", "pass 0 or a row count"
+        )
+    out = []
+    for d, lab in enumerate(labels):
+        lab = np.asarray(lab, dtype=np.int64)
+        rng = np.random.default_rng([seed, d])
+        picked = []
+        for cls, m in class_quota(lab.tolist(), rows).items():
+            where = np.flatnonzero(lab == cls)
+            picked.append(where[_draw(len(where), m, rng)])
+        out.append(np.concatenate(picked))
+    return out
+
+
+def default_rows(sizes: Sequence[int]) -> int:
+    """Rows per dataset when none is asked for: the median of the datasets' training rows."""
+    return max(1, int(np.median(np.asarray(sizes, dtype=np.float64))))

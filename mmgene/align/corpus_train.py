@@ -1,0 +1,244 @@
+"""Train one aligned model on all datasets of a corpus (:func:`train_corpus`).
+
+Per dataset, pairs are made as for one AnnData (:func:`mmgene.pairs.make_pairs`, its own label and
+ontology columns, its own held-out cells), from a copy of the data whose genes are the dataset's
+*human* symbols (``CorpusDataset.symbols``; genes without one are dropped, so a mouse cell reads
+"CD3E", not "Cd3e", and is normalised over the genes it shares with human data). The datasets'
+training rows are then resampled so that datasets, and classes within a dataset, weigh equally
+(:mod:`mmgene.align.balance`). Classes are global: two datasets' classes are one class when they
+have the same Cell Ontology id (else the same cleaned label). The loss keeps a cell's ancestor and
+descendant classes out of its negatives (:func:`mmgene.text.ontology.related_terms`). Everything
+after the pairs is :func:`mmgene.align.fit.fit_pairs`, shared with :func:`mmgene.align.train`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmgene.align.balance import balanced_rows, default_rows
+from mmgene.align.config import AlignConfig, CorpusTrainingConfig, ModelConfig, TrainingConfig
+from mmgene.atomic import check_output
+from mmgene.errors import ParameterError
+from mmgene.pairs.config import PairsConfig
+from mmgene.pairs.result import TrainingPairs
+from mmgene.progress import info
+from mmgene.text.labels import clean_label
+from mmgene.text.ontology import is_term_id
+
+
+def human_view(ds: Any) -> Any:
+    """A new AnnData of ``ds``'s expression matrix restricted to genes with a human symbol, whose
+    ``var['gene_symbol']`` is that symbol (obs and obsm shared); the corpus's AnnData is untouched."""
+    import anndata
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from mmgene.io import expression
+
+    view = expression(ds.adata)
+    keep = np.asarray(ds.symbols != "")
+    if not keep.any():
+        raise ParameterError(
+            "no gene of the dataset has a human symbol", f"dataset {ds.name!r}", "check its species and gene symbols"
+        )
+    matrix = view.matrix[:, np.flatnonzero(keep)]
+    if not sp.issparse(matrix):
+        matrix = sp.csr_matrix(np.asarray(matrix))
+    symbols = np.asarray(ds.symbols[keep], dtype=object)
+    var = pd.DataFrame({"gene_symbol": symbols}, index=pd.Index(symbols.astype(str)))
+    obsm = {k: np.asarray(v) for k, v in ds.adata.obsm.items()}
+    uns = {"mmgene": {"input": dict(ds.adata.uns.get("mmgene", {}).get("input", {}))}}  # error messages name the file
+    return anndata.AnnData(X=sp.csr_matrix(matrix), obs=ds.adata.obs.copy(), var=var, obsm=obsm, uns=uns)
+
+
+@dataclass
+class GlobalClasses:
+    """Classes across datasets: key (CL id, or ``label:<cleaned label>``), shown name, and text."""
+
+    keys: list[str]
+    names: list[str]
+    texts: list[Any]
+
+    def add(self, key: str, name: str, text: Any) -> int:
+        """The global id of ``key`` (a new class when unseen; a clashing name gets the key appended)."""
+        if key in self.keys:
+            return self.keys.index(key)
+        shown = name if name not in self.names else f"{name} ({key})"
+        self.keys.append(key)
+        self.names.append(shown)
+        self.texts.append(text)
+        return len(self.keys) - 1
+
+    @property
+    def term_ids(self) -> list[str]:
+        return [k if is_term_id(k) else "" for k in self.keys]
+
+
+def class_key(label: str, term_id: str) -> str:
+    """A class's identity across datasets: its Cell Ontology id, else its cleaned label."""
+    return term_id if is_term_id(term_id) else "label:" + clean_label(label).lower()
+
+
+def _term_of(ds: Any, label: str) -> str:
+    """The most common ontology id of the dataset's cells labelled ``label`` ('' if none)."""
+    ids = [t for t in ds.ontology_ids[ds.labels == label].tolist() if t]
+    return Counter(ids).most_common(1)[0][0] if ids else ""
+
+
+def _relabel(split: Any, mapping: np.ndarray, prefix: str) -> Any:
+    """``split`` with class ids mapped to global ids and obs names prefixed by the dataset."""
+    for column in ("label", "negative_label"):
+        if column in split.column_names:
+            values = mapping[np.asarray(split[column], dtype=np.int64)].tolist()
+            split = split.remove_columns(column).add_column(column, values)
+    names = [f"{prefix}:{n}" for n in split["obs_name"]]
+    return split.remove_columns("obs_name").add_column("obs_name", names)
+
+
+def _merge_markers(lists: Sequence[Sequence[str]], limit: int = 2000) -> list[str]:
+    """Marker genes of all datasets, taken in turn from each list, without repeats."""
+    out: dict[str, None] = {}
+    for rank in range(max((len(x) for x in lists), default=0)):
+        for genes in lists:
+            if rank < len(genes):
+                out.setdefault(genes[rank], None)
+    return list(out)[:limit]
+
+
+def corpus_pairs(
+    corpus: Any, *, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig
+) -> tuple[TrainingPairs, dict[str, Any]]:
+    """The balanced training pairs of all datasets (global class ids) and what to record about them."""
+    import datasets
+
+    from mmgene.pairs import make_pairs
+
+    seed = config.training.seed
+    classes = GlobalClasses([], [], [])
+    trains, tests, per_dataset, markers, unlabelled, cells = [], [], {}, [], 0, 0
+    for ds in corpus:
+        info(f"pairs of dataset {ds.name!r}")
+        pairs = make_pairs(
+            human_view(ds), [ds.spec.label_col], ontology_col=ds.spec.ontology_col, inputs=inputs, config=config.pairs, seed=seed
+        )
+        terms = [_term_of(ds, name) for name in pairs.classes]
+        mapping = np.array(
+            [classes.add(class_key(n, t), _shown(n, t), text) for n, t, text in zip(pairs.classes, terms, pairs.class_text)],
+            dtype=np.int64,
+        )
+        train = _relabel(pairs["train"], mapping, ds.name)
+        trains.append(train)
+        if "test" in pairs and len(pairs["test"]):
+            tests.append(_relabel(pairs["test"], mapping, ds.name))
+        per_dataset[ds.name] = [classes.names[int(g)] for g in sorted(set(np.asarray(train["label"]).tolist()))]
+        markers.append(pairs.marker_genes)
+        unlabelled += pairs.unlabelled_cells
+        cells += len(set(train["obs_name"]))
+    sizes = [len(t) for t in trains]
+    rows = balance.rows_per_dataset or default_rows(sizes)
+    picked = balanced_rows([np.asarray(t["label"]) for t in trains], rows, seed)
+    train = datasets.concatenate_datasets([t.select(p.tolist()) for t, p in zip(trains, picked)])
+    splits = {"train": train}
+    if tests:
+        splits["test"] = datasets.concatenate_datasets(tests)
+    pairs = TrainingPairs(datasets.DatasetDict(splits), classes.names, classes.texts, unlabelled, _merge_markers(markers))
+    record = {
+        "datasets": corpus.names,
+        "dataset_classes": per_dataset,
+        "class_ids": classes.keys,
+        "train_cells": cells,
+        "balance": {"rows_per_dataset": rows, "dataset_rows": dict(zip(corpus.names, sizes)), "mask_related": balance.mask_related},
+    }
+    return pairs, record
+
+
+def _shown(label: str, term_id: str) -> str:
+    """A global class's name: the ontology term's label, else the author label."""
+    if is_term_id(term_id):
+        from mmgene.text.ontology import term_text
+
+        return term_text(term_id).label
+    return label
+
+
+def _obsm_dims(corpus: Any, inputs: Sequence[str]) -> list[int]:
+    """Width of each obsm input, the same in every dataset (else a ParameterError)."""
+    dims = []
+    for key in (k for k in inputs if k != "genes"):
+        widths = {ds.name: int(np.asarray(ds.adata.obsm[key]).shape[1]) for ds in corpus if key in ds.adata.obsm}
+        if len(widths) != len(corpus) or len(set(widths.values())) != 1:
+            raise ParameterError(
+                f"obsm[{key!r}] must exist with one width in every dataset, got {widths}",
+                "argument inputs",
+                "compute the representation for every dataset the same way, or train on 'genes'",
+            )
+        dims.append(next(iter(widths.values())))
+    return dims
+
+
+def train_corpus(
+    corpus: Any,
+    *,
+    inputs: Sequence[str] = ("genes",),
+    pairs: PairsConfig | None = None,
+    model: ModelConfig | None = None,
+    training: TrainingConfig | None = None,
+    balance: CorpusTrainingConfig | None = None,
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> Any:
+    """Train one aligned text-cell model on every dataset of ``corpus`` (:func:`mmgene.corpus.read_corpus`)
+    and return it as :class:`~mmgene.align.model.AlignedModel`.
+
+    ``pairs``, ``model`` and ``training`` are as for :func:`mmgene.align.train`; ``balance``
+    (:class:`~mmgene.align.config.CorpusTrainingConfig`) sets the rows per dataset and the ontology
+    mask. The zero-shot evaluator during training scores the held-out cells of all datasets
+    together, against all classes. The metadata names the datasets and each one's classes.
+    """
+    import torch
+
+    from mmgene.align.model import AlignedModel
+    from mmgene.align.fit import fit_pairs
+    from mmgene.settings import settings
+    from mmgene.text.ontology import related_terms
+
+    config = AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig())
+    balance = balance or CorpusTrainingConfig()
+    if out is not None:
+        check_output(out, overwrite=overwrite)
+    if len(corpus) == 0:
+        raise ParameterError("the corpus has no dataset", "argument corpus", "list at least one dataset")
+    obsm_dims = _obsm_dims(corpus, inputs)
+    torch.set_num_threads(max(1, settings.torch_threads))
+    t0 = time.perf_counter()
+    examples, record = corpus_pairs(corpus, inputs=inputs, config=config, balance=balance)
+    related = related_terms(GlobalClasses(record["class_ids"], [], []).term_ids) if balance.mask_related else None
+    run = fit_pairs(examples, inputs=inputs, config=config, obsm_dims=obsm_dims, related=related)
+    seconds = time.perf_counter() - t0
+    related_pairs = int((related.sum() - len(related)) // 2) if related is not None else 0
+    meta = {
+        "classes": list(examples.classes),
+        **{k: record[k] for k in ("datasets", "dataset_classes", "class_ids")},
+        "label_cols": {ds.name: ds.spec.label_col for ds in corpus},
+        "ontology_col": {ds.name: ds.spec.ontology_col for ds in corpus},
+        "unlabelled_cells": int(examples.unlabelled_cells),
+        "train_cells": int(record["train_cells"]),
+        "test_cells": int(len(examples["test"])) if "test" in examples else 0,
+        "balance": {**record["balance"], "related_class_pairs": related_pairs},
+        "run": run.summary,
+        "temperature": run.temperature,
+        "train_seconds": round(seconds, 1),
+        "eval_history": run.evaluator.history if run.evaluator is not None else [],
+    }
+    aligned = AlignedModel(run.st, list(inputs), meta, config)
+    if out is not None:
+        aligned.save(out, overwrite=overwrite)
+    info(f"trained on {len(corpus)} datasets in {seconds:.0f} s")
+    return aligned

@@ -1,0 +1,215 @@
+"""The training loop shared by :func:`mmgene.align.train` (one AnnData) and
+:func:`mmgene.align.train_corpus` (a corpus): from built pairs to a trained sentence-transformer.
+
+Vocabulary, model, loss (optionally with a related-class mask), the zero-shot evaluator on the
+held-out rows and the training rounds (hard negatives) live here, so both paths train identically
+once their pairs exist. Kept apart from :mod:`mmgene.align.train` so that importing it does not bind
+the submodule ``train`` over the lazily exported function ``mmgene.align.train``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
+from mmgene.align.config import AlignConfig
+from mmgene.errors import ParameterError
+from mmgene.pairs.result import TrainingPairs
+from mmgene.progress import info, progress_enabled
+
+
+class ZeroShotEvaluator(BaseEvaluator):
+    """Zero-shot balanced accuracy and macro AUROC on held-out cells, run during training."""
+
+    def __init__(self, cells: Sequence[Any], labels: Sequence[str], classes: Sequence[str], name: str = "zero_shot"):
+        super().__init__()
+        self.cells, self.labels, self.classes, self.name = list(cells), list(labels), list(classes), name
+        self.greater_is_better = True
+        self.primary_metric = f"{name}_balanced_accuracy"
+        self.history: list[dict[str, float]] = []
+        #: steps done before the current trainer started (training in rounds restarts the trainer's count)
+        self.step_offset = 0
+
+    def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
+        from mmgene.metrics import classification_metrics
+        from mmgene.text.classes import class_vectors, zero_shot_scores
+        from mmgene.text.prompts import class_prompts
+
+        was_training = model.training
+        model.eval()
+        cells = np.asarray(model.encode(self.cells, task="cell", batch_size=256, convert_to_numpy=True, show_progress_bar=False))
+        vecs = class_vectors(
+            lambda t: np.asarray(model.encode(t, task="text", batch_size=256, convert_to_numpy=True, show_progress_bar=False)),
+            class_prompts(self.classes),
+        )
+        index = {c: k for k, c in enumerate(self.classes)}
+        res = classification_metrics(np.array([index[v] for v in self.labels]), zero_shot_scores(cells, vecs), self.classes)
+        model.train(was_training)
+        metrics = {
+            f"{self.name}_balanced_accuracy": res["balanced_accuracy"],
+            f"{self.name}_macro_auroc": res["macro_auroc"],
+        }
+        steps = steps + self.step_offset if steps >= 0 else steps
+        self.history.append({"steps": steps, **metrics})
+        info(f"step {steps}: zero-shot balanced accuracy {metrics[self.primary_metric]:.3f}, macro AUROC {res['macro_auroc']:.3f}")
+        return metrics
+
+    def store_metrics_in_model_card_data(self, model: Any, metrics: dict[str, Any], epoch: int = 0, step: int = 0) -> None:
+        return None
+
+
+
+@dataclass
+class _Run:
+    """What :func:`fit_pairs` made: the trained sentence-transformer, its evaluator, and figures for the metadata."""
+
+    st: Any
+    evaluator: ZeroShotEvaluator | None
+    summary: dict[str, int]
+    temperature: float
+
+
+def fit_pairs(
+    examples: TrainingPairs,
+    *,
+    inputs: Sequence[str],
+    config: AlignConfig,
+    obsm_dims: Sequence[int],
+    related: Any = None,
+) -> _Run:
+    """Everything after the pairs are built, shared by :func:`train` and
+    :func:`mmgene.align.corpus_train.train_corpus`: vocabulary, model, loss, evaluator and the
+    training rounds. ``related`` (class x class booleans, optional) keeps related classes' pairs out
+    of the contrastive negatives (see :class:`~mmgene.align.loss.SymmetricInfoNCELoss`)."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from mmgene.align.loss import SymmetricInfoNCELoss
+    from mmgene.align.model import AlignedModel, build_model
+    from mmgene.cells.inputs import GENES
+
+    opt = config.training
+    classes = examples.classes
+    vocab: list[str] = []
+    if GENES in inputs:
+        seen: dict[str, None] = {}
+        for cell in examples["train"]["cell"]:
+            seen.update(dict.fromkeys(cell[GENES]))
+        vocab = sorted(seen)
+    obsm_keys = [k for k in inputs if k != GENES]
+    st = build_model(
+        vocab,
+        config.model,
+        obsm_keys=obsm_keys,
+        obsm_dims=obsm_dims,
+        max_genes=config.pairs.max_genes,
+        bridge_genes=examples.marker_genes,
+        seed=opt.seed,
+    )
+    if opt.loss == "clip":
+        loss_fn = SymmetricInfoNCELoss(st, temperature=opt.temperature, related=related)
+    else:
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesSymmetricRankingLoss
+
+        loss_fn = MultipleNegativesSymmetricRankingLoss(st, scale=1.0 / opt.temperature)
+    trained_classes = sorted(set(examples["train"]["label"]))
+    if opt.hard_negatives and len(trained_classes) < 2:
+        raise ParameterError(
+            f"hard negatives need at least two classes in training, got {[classes[i] for i in trained_classes]}",
+            "TrainingConfig.hard_negatives",
+            "train on cells of two or more classes (exclude fewer labels) or pass hard_negatives=0",
+        )
+    evaluator = None
+    if "test" in examples and len(examples["test"]):
+        test = examples["test"]
+        evaluator = ZeroShotEvaluator(test["cell"], [classes[i] for i in test["label"]], classes)
+    steps_per_epoch = max(1, len(examples["train"]) // opt.batch_size)
+    total = opt.max_steps if opt.max_steps > 0 else int(np.ceil(opt.epochs * steps_per_epoch))
+    # training in rounds (hard negatives): (first step, steps) of each; one round otherwise
+    round_steps = (opt.mine_every or steps_per_epoch) if opt.hard_negatives else total
+    rounds = [(start, min(round_steps, total - start)) for start in range(0, total, round_steps)]
+    captions_by_label = {k: examples.class_text[k].all_captions() for k in trained_classes}
+
+    def round_dataset(r: int) -> Any:
+        """Round 0: the pairs as built; later rounds: negatives mined with the model as it is now."""
+        ds = examples["train"]
+        if r > 0:
+            from mmgene.pairs.hard_negatives import mine_hard_negatives
+
+            current = AlignedModel(st, list(inputs))
+            ds = mine_hard_negatives(ds, current, captions_by_label, top_k=opt.hard_negatives, seed=opt.seed + r)
+            st.train()
+        with_negative = "negative" in ds.column_names
+        if with_negative and opt.loss == "clip" and "negative_label" in ds.column_names:  # the loss masks by the negative's class
+            pair = np.stack([np.asarray(ds["label"]), np.asarray(ds["negative_label"])], axis=1).tolist()
+            ds = ds.remove_columns("label").add_column("label", pair)
+        columns = ["cell", "caption"] + (["negative"] if with_negative else []) + (["label"] if opt.loss == "clip" else [])
+        return ds.select_columns(columns)
+
+    def trainer_for(r: int, tmp: str, optimizers: tuple[Any, Any]) -> Any:
+        start, steps = rounds[r]
+        single = len(rounds) == 1
+        per_round_eval = opt.eval_steps or (steps_per_epoch if single else steps)
+        args = SentenceTransformerTrainingArguments(
+            output_dir=tmp,
+            per_device_train_batch_size=opt.batch_size,
+            num_train_epochs=opt.epochs,
+            max_steps=opt.max_steps if single else steps,
+            learning_rate=opt.learning_rate,
+            warmup_steps=max(1, int(0.05 * total)),
+            weight_decay=0.01,
+            lr_scheduler_type="cosine",
+            seed=opt.seed + r,
+            data_seed=opt.seed + r,
+            dataloader_drop_last=True,
+            eval_strategy="steps" if evaluator is not None else "no",
+            eval_steps=per_round_eval if evaluator is not None else None,
+            save_strategy="no",
+            logging_steps=max(1, min(50, total // 10)),
+            report_to="none",
+            disable_tqdm=not progress_enabled(),
+            use_cpu=not torch.cuda.is_available(),
+            router_mapping={"cell": "cell", "caption": "text", "negative": "text"},
+            remove_unused_columns=False,
+        )
+        if evaluator is not None:
+            evaluator.step_offset = start
+        return SentenceTransformerTrainer(
+            model=st,
+            args=args,
+            train_dataset=round_dataset(r),
+            loss=loss_fn,
+            evaluator=evaluator,
+            optimizers=optimizers,
+        )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = trainer_for(0, tmp, (None, None))
+        if len(rounds) > 1:
+            # one optimizer and one cosine schedule over all rounds (each round's trainer would start its own)
+            from transformers import get_scheduler
+
+            optimizer = trainer.create_optimizer()
+            schedule = get_scheduler(
+                "cosine", optimizer=optimizer, num_warmup_steps=max(1, int(0.05 * total)), num_training_steps=total
+            )
+            trainer.lr_scheduler = schedule
+        for r in range(len(rounds)):
+            if r > 0:
+                info(f"round {r + 1}/{len(rounds)}: hard negatives mined with the model after {rounds[r][0]} steps")
+                trainer = trainer_for(r, tmp, (optimizer, schedule))
+            trainer.train()
+    st.eval()
+    summary = {
+        "steps": total,
+        "rounds": len(rounds),
+        "round_steps": round_steps if opt.hard_negatives else 0,
+        "vocab_size": len(vocab),
+        "bridge_genes": len(examples.marker_genes) if config.model.gene_bridge else 0,
+    }
+    return _Run(st, evaluator, summary, getattr(loss_fn, "temperature", opt.temperature))

@@ -1,0 +1,267 @@
+"""Leave-one-dataset-out evaluation across a corpus: does zero-shot transfer to a dataset never seen?
+
+For each held-out dataset, a model is trained on the other datasets (:func:`mmgene.align.train_corpus`)
+and the held-out cells are scored zero-shot with text prompts made from the dataset's own class
+names, once with the Cell Ontology names of its curated ids and once with the authors' labels. Every
+figure has context beside it:
+
+- ``single``: a model trained on one reference dataset only (PBMC 3k by default), scored the same way;
+- ``mapper``: a supervised reference mapper, a logistic regression on the other datasets' cells
+  (log-normalised expression over the genes the held-out dataset shares with them), whose classes are
+  matched to the held-out dataset's through Cell Ontology ids. It can only name classes it was
+  trained on.
+
+Classes of the held-out dataset that no training dataset has, nor an ancestor or descendant of (by
+Cell Ontology id and is_a), are *unseen*:
+they are reported separately, with the share of their cells the model calls ``unknown`` when it is
+offered only the seen classes (annotate's rule: softmax over standardised similarities, unknown at or
+below ``min_prob``), next to the share of seen-class cells wrongly called ``unknown``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from mmgene.config import check_share, setting
+from mmgene.errors import ParameterError
+from mmgene.progress import info
+
+PROMPT_SETS = ("ontology", "author")
+
+
+@dataclass(frozen=True)
+class CrossDatasetConfig:
+    """What :func:`cross_dataset` holds out and which baselines it fits."""
+
+    datasets: tuple[str, ...] = setting((), "Datasets to hold out, one at a time (empty: every dataset)")
+    reference: str | None = setting("pbmc3k", "Dataset the single-dataset baseline model trains on (None: no such baseline)")
+    mapper: bool = setting(True, "Also fit the supervised reference mapper (logistic regression on the other datasets)")
+    min_prob: float = setting(0.5, "Unknown at or below this winning probability, for the unseen-class rejection rate")
+    author_col: str = setting("cell_type", "obs column of the authors' own labels for the 'author' prompts (else the dataset's label column)")
+
+    def __post_init__(self) -> None:
+        check_share(self.min_prob, "min_prob", "CrossDatasetConfig")
+
+
+def seen_terms(held: Sequence[str], trained: Sequence[str]) -> set[str]:
+    """The ids of ``held`` that training covers: the same term, an ancestor or a descendant of one
+    of ``trained`` (a "T cell" class is seen when training had CD8-positive T cells, and vice versa)."""
+    from mmgene.text.ontology import is_term_id, term_ancestors
+
+    trained = {t for t in trained if is_term_id(t)}
+    below = set().union(*(term_ancestors(t) for t in trained)) if trained else set()
+    return {h for h in held if is_term_id(h) and (h in trained or h in below or term_ancestors(h) & trained)}
+
+
+def _subset(corpus: Any, names: Sequence[str]) -> Any:
+    from mmgene.corpus.corpus import Corpus
+
+    return Corpus([corpus[n] for n in names], corpus.orthology)
+
+
+def _class_names(ds: Any, prompt_set: str, author_col: str = "cell_type") -> tuple[np.ndarray, list[str], list[str]]:
+    """``(truth per cell, class keys, class names for prompts)`` of one prompt set: the Cell Ontology
+    names of the curated ids, or the authors' labels (``author_col`` when the data has it)."""
+    from mmgene.text.labels import label_text
+    from mmgene.text.ontology import term_text
+
+    if prompt_set == "author":
+        truth = ds.labels
+        if author_col in ds.adata.obs.columns:
+            truth = label_text(ds.adata.obs[author_col])[ds.keep]
+            truth = np.where(truth != "", truth, ds.labels)
+        classes = sorted(set(truth.tolist()))
+        return truth, classes, classes
+    truth = np.where(ds.ontology_ids != "", ds.ontology_ids, ds.labels)
+    classes = sorted(set(truth.tolist()))
+    names = [term_text(c).label if c.startswith("CL:") else c for c in classes]
+    return truth, classes, names
+
+
+def _zero_shot(model: Any, cells: np.ndarray, ds: Any, prompt_set: str, author_col: str) -> dict[str, Any]:
+    from mmgene.metrics import classification_metrics
+    from mmgene.text.classes import class_vectors, zero_shot_scores
+    from mmgene.text.prompts import class_prompts
+
+    truth, classes, names = _class_names(ds, prompt_set, author_col)
+    vectors = class_vectors(model.encode_text, class_prompts(names))
+    y = np.array([classes.index(t) for t in truth])
+    return classification_metrics(y, zero_shot_scores(cells, vectors), names)
+
+
+def _rejection(model: Any, cells: np.ndarray, ds: Any, seen: set[str], min_prob: float) -> dict[str, Any] | None:
+    """Share of unseen-class cells called ``unknown`` when only the seen classes are offered."""
+    from mmgene.query.labelling import assign_labels
+    from mmgene.text.classes import class_vectors, standardise
+    from mmgene.text.prompts import class_prompts
+
+    truth, classes, names = _class_names(ds, "ontology")
+    unseen = np.array([t not in seen for t in truth])
+    offered = [n for c, n in zip(classes, names) if c in seen]
+    if not unseen.any() or len(offered) < 2:
+        return None
+    vectors = class_vectors(model.encode_text, class_prompts(offered))
+    called = assign_labels(standardise(cells @ vectors.T), offered, min_prob=min_prob).label
+    unknown = np.asarray(called) == "unknown"
+    return {
+        "unseen_classes": sorted({n for c, n in zip(classes, names) if c not in seen}),
+        "unseen_cells": int(unseen.sum()),
+        "unseen_called_unknown": float(unknown[unseen].mean()),
+        "seen_called_unknown": float(unknown[~unseen].mean()) if (~unseen).any() else None,
+    }
+
+
+def _log_expression(ds: Any, genes: Sequence[str]) -> Any:
+    """Cells x ``genes`` log-normalised expression of ``ds`` (genes it lacks are zero), sparse."""
+    import scipy.sparse as sp
+
+    from mmgene.io import expression
+
+    view = expression(ds.adata)
+    block = view.log_normalise(sp.csr_matrix(view.matrix[np.flatnonzero(ds.keep)]), dtype=np.float32)
+    where = {g: i for i, g in enumerate(ds.symbols) if g}
+    cols = np.array([where.get(g, -1) for g in genes])
+    present = np.flatnonzero(cols >= 0)
+    pick = sp.csr_matrix((np.ones(len(present), np.float32), (cols[present], present)), shape=(block.shape[1], len(genes)))
+    return (block @ pick).tocsr()
+
+
+def covering_class(term: str, held: Sequence[str]) -> str | None:
+    """The class of ``held`` a training class ``term`` answers for: the same term, else the most
+    specific held class it descends from (a "CD8-positive T cell" prediction answers "T cell")."""
+    from mmgene.text.ontology import term_ancestors
+
+    if term in held:
+        return term
+    above = [h for h in held if h in term_ancestors(term)]
+    return max(above, key=lambda h: (len(term_ancestors(h)), h)) if above else None
+
+
+def _mapper(train: Sequence[Any], held: Any) -> dict[str, Any] | None:
+    """The supervised reference mapper's metrics on ``held``'s seen classes (matched by Cell Ontology id
+    and is_a: the probabilities of training classes that answer for one held class are summed)."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+
+    from mmgene.metrics import classification_metrics
+
+    genes = sorted(set(held.symbols.tolist()) & set().union(*(set(d.symbols.tolist()) for d in train)) - {""})
+    labels = np.concatenate([d.ontology_ids for d in train])
+    if len(genes) < 2 or len(set(labels.tolist()) - {""}) < 2:
+        return None
+    X = sp.vstack([_log_expression(d, genes) for d in train]).tocsr()
+    weights = np.concatenate([np.full(d.n_cells, 1.0 / d.n_cells) for d in train])  # datasets weigh equally
+    fit = labels != ""
+    clf = LogisticRegression(max_iter=300, class_weight="balanced")
+    clf.fit(X[fit], labels[fit], sample_weight=weights[fit] * fit.sum() / weights[fit].sum())
+    held_classes = sorted(set(held.ontology_ids.tolist()) - {""})
+    answers = [covering_class(str(c), held_classes) for c in clf.classes_]
+    seen = [h for h in held_classes if h in answers]
+    if len(seen) < 2:
+        return None
+    cells = np.isin(held.ontology_ids, seen)
+    proba = clf.predict_proba(_log_expression(held, genes)[np.flatnonzero(cells)])
+    scores = np.stack([proba[:, [k for k, a in enumerate(answers) if a == h]].sum(axis=1) for h in seen], axis=1)
+    y = np.array([seen.index(t) for t in held.ontology_ids[cells]])
+    out = classification_metrics(y, scores, seen)
+    out["cells_scored"] = int(cells.sum())
+    out["genes"] = len(genes)
+    return out
+
+
+def _evaluate_model(model: Any, ds: Any, seen: set[str], config: CrossDatasetConfig) -> dict[str, Any]:
+    from mmgene.align.corpus_train import human_view
+
+    cells = model.encode_cells(human_view(ds)[np.flatnonzero(ds.keep)])
+    out: dict[str, Any] = {p: _zero_shot(model, cells, ds, p, config.author_col) for p in PROMPT_SETS}
+    out["rejection"] = _rejection(model, cells, ds, seen, config.min_prob)
+    return out
+
+
+def cross_dataset(
+    corpus: Any,
+    *,
+    config: CrossDatasetConfig | None = None,
+    pairs: Any = None,
+    model: Any = None,
+    training: Any = None,
+) -> dict[str, Any]:
+    """Leave-one-dataset-out zero-shot figures of ``corpus`` (see the module docstring).
+
+    ``pairs``, ``model`` and ``training`` are the training configs of :func:`mmgene.align.train_corpus`
+    (defaults when ``None``). Returns ``{"config", "datasets": {name: {...}}, "summary": {...}}``.
+    """
+    from mmgene.align import train_corpus
+
+    config = config or CrossDatasetConfig()
+    names = list(config.datasets) or corpus.names
+    unknown = sorted(set(names) - set(corpus.names))
+    if unknown or len(corpus) < 2:
+        raise ParameterError(
+            f"cannot hold out {unknown or names} from a corpus of {corpus.names}", "CrossDatasetConfig.datasets",
+            "name datasets of a corpus that has at least two",
+        )
+    train_kw = {"pairs": pairs, "model": model, "training": training}
+    single = None
+    if config.reference is not None and config.reference in corpus.names:
+        single = train_corpus(_subset(corpus, [config.reference]), **train_kw)
+    results: dict[str, Any] = {}
+    for name in names:
+        rest = [n for n in corpus.names if n != name]
+        info(f"leave-one-dataset-out: {name} held out, training on {len(rest)} datasets")
+        held = corpus[name]
+        held_ids = sorted(set(held.ontology_ids.tolist()))
+        seen = seen_terms(held_ids, sorted(set().union(*(set(corpus[n].ontology_ids.tolist()) for n in rest))))
+        aligned = train_corpus(_subset(corpus, rest), **train_kw)
+        entry: dict[str, Any] = {
+            "cells": held.n_cells, "classes": len(held.classes), "train_seconds": aligned.meta.get("train_seconds"),
+            "mmgene": _evaluate_model(aligned, held, seen, config),
+        }
+        if single is not None and name != config.reference:
+            reference_ids = sorted(set(corpus[config.reference].ontology_ids.tolist()))
+            entry["single"] = _evaluate_model(single, held, seen_terms(held_ids, reference_ids), config)
+        if config.mapper:
+            entry["mapper"] = _mapper([corpus[n] for n in rest], held)
+        results[name] = entry
+    return {"config": asdict(config), "datasets": results, "summary": summarise(results)}
+
+
+def _mean(values: Sequence[float]) -> float:
+    """Mean of the finite values (NaN when there is none: e.g. no AUROC could be computed)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """Mean balanced accuracy, macro-F1 and macro AUROC over datasets, per method and prompt set."""
+    out: dict[str, Any] = {}
+    for method, sets in (("mmgene", PROMPT_SETS), ("single", PROMPT_SETS), ("mapper", (None,))):
+        for prompt_set in sets:
+            rows = [r[method] if prompt_set is None else r[method][prompt_set] for r in results.values() if r.get(method)]
+            if rows:
+                key = method if prompt_set is None else f"{method}/{prompt_set}"
+                out[key] = {m: _mean([r[m] for r in rows]) for m in ("balanced_accuracy", "macro_f1", "macro_auroc")}
+                out[key]["datasets"] = len(rows)
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The per-dataset table of a :func:`cross_dataset` report (Cell Ontology prompts)."""
+    lines = ["| held-out dataset | cells | mmgene bal. acc. / AUROC | single-dataset model | reference mapper | unseen cells called unknown |",
+             "|---|---|---|---|---|---|"]
+
+    def pair(m: dict[str, Any] | None) -> str:
+        return f"{m['balanced_accuracy']:.3f} / {m['macro_auroc']:.3f}" if m else "n/a"
+
+    for name, r in report["datasets"].items():
+        rej = r["mmgene"]["rejection"]
+        unseen = f"{rej['unseen_called_unknown']:.2f} of {rej['unseen_cells']}" if rej else "none unseen"
+        lines.append(
+            f"| {name} | {r['cells']:,} | {pair(r['mmgene']['ontology'])} | {pair((r.get('single') or {}).get('ontology'))} "
+            f"| {pair(r.get('mapper'))} | {unseen} |"
+        )
+    return "\n".join(lines) + "\n"

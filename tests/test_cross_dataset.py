@@ -1,0 +1,108 @@
+"""Leave-one-dataset-out evaluation (mmgene.evaluate.cross_dataset) and `mmgene corpus cross-dataset`."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from hostile import assert_refused
+
+from mmgene.evaluate.cross_dataset import CrossDatasetConfig, _class_names, markdown, seen_terms, summarise
+
+T_CELL, CD8_AB_T, B_CELL, NK, NEUTROPHIL = "CL:0000084", "CL:0000625", "CL:0000236", "CL:0000623", "CL:0000775"
+
+
+def test_seen_terms_follow_is_a_both_ways():
+    assert seen_terms([T_CELL, NK, B_CELL], [CD8_AB_T, B_CELL]) == {T_CELL, B_CELL}  # a descendant was trained
+    assert seen_terms([CD8_AB_T, NEUTROPHIL], [T_CELL]) == {CD8_AB_T}  # an ancestor was trained
+    assert seen_terms(["", "not an id"], [T_CELL]) == set()
+
+
+def test_prompt_sets_use_ontology_names_and_the_authors_labels():
+    obs = pd.DataFrame({"cell_type": ["T_CD8", "B", None, "B"]})
+    ds = SimpleNamespace(
+        adata=SimpleNamespace(obs=obs), keep=np.array([True, True, True, True]),
+        labels=np.array(["CD8 T", "B cell", "CD8 T", "B cell"], dtype=object),
+        ontology_ids=np.array([CD8_AB_T, B_CELL, CD8_AB_T, ""], dtype=object),
+    )
+    truth, classes, names = _class_names(ds, "ontology")
+    assert list(truth) == [CD8_AB_T, B_CELL, CD8_AB_T, "B cell"]
+    assert classes == ["B cell", B_CELL, CD8_AB_T] and names == ["B cell", "B cell", "CD8-positive, alpha-beta T cell"]
+    truth, classes, names = _class_names(ds, "author")
+    assert list(truth) == ["T_CD8", "B", "CD8 T", "B"] and classes == names == ["B", "CD8 T", "T_CD8"]
+    truth, _, _ = _class_names(ds, "author", author_col="absent")
+    assert list(truth) == list(ds.labels)
+
+
+def _metrics(bal: float, auc: float) -> dict[str, float]:
+    return {"balanced_accuracy": bal, "macro_f1": bal - 0.1, "macro_auroc": auc}
+
+
+def test_summary_and_table():
+    results = {
+        "a": {"cells": 10, "mmgene": {"ontology": _metrics(0.8, 0.9), "author": _metrics(0.6, 0.8), "rejection": None},
+              "single": {"ontology": _metrics(0.5, 0.7), "author": _metrics(0.5, 0.7)}, "mapper": _metrics(0.7, float("nan"))},
+        "b": {"cells": 1200, "mmgene": {"ontology": _metrics(0.6, 0.7), "author": _metrics(0.4, 0.6),
+              "rejection": {"unseen_called_unknown": 0.25, "unseen_cells": 8}}, "mapper": None},
+    }
+    summary = summarise(results)
+    assert summary["mmgene/ontology"] == pytest.approx({"balanced_accuracy": 0.7, "macro_f1": 0.6, "macro_auroc": 0.8, "datasets": 2})
+    assert summary["single/ontology"]["datasets"] == 1 and summary["mapper"]["datasets"] == 1
+    table = markdown({"datasets": results}).splitlines()
+    assert table[2] == "| a | 10 | 0.800 / 0.900 | 0.500 / 0.700 | 0.700 / nan | none unseen |"
+    assert table[3] == "| b | 1,200 | 0.600 / 0.700 | n/a | n/a | 0.25 of 8 |"
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError, match="min_prob"):
+        CrossDatasetConfig(min_prob=1.5)
+
+
+@pytest.fixture(scope="module")
+def two_datasets(shared_dir):
+    from mmgene.corpus import read_corpus
+    from mmgene.corpus.sources import read_manifest
+
+    specs = [s for s in read_manifest(shared_dir / "corpus" / "corpus.csv") if s.dataset in ("kang_ifnb_pbmc", "zilionis_mouse_lung")]
+    return read_corpus(specs)
+
+
+def test_leave_one_dataset_out_on_real_data(two_datasets):
+    """Hold out the mouse lung dataset, train on human PBMC (a few steps): NK cells and neutrophils
+    are unseen, T cells are seen through CD4/CD8 T cells; the mapper scores only the seen classes."""
+    from mmgene.align import TrainingConfig
+    from mmgene.evaluate.cross_dataset import cross_dataset
+
+    report = cross_dataset(
+        two_datasets, config=CrossDatasetConfig(datasets=("zilionis_mouse_lung",), reference=None),
+        training=TrainingConfig(max_steps=3, eval_steps=0),
+    )
+    entry = report["datasets"]["zilionis_mouse_lung"]
+    assert entry["cells"] == 800 and entry["classes"] == 4 and "single" not in entry
+    for prompt_set in ("ontology", "author"):
+        metrics = entry["mmgene"][prompt_set]
+        assert metrics["n"] == 800 and 0.0 <= metrics["balanced_accuracy"] <= 1.0 and 0.0 <= metrics["macro_auroc"] <= 1.0
+    rejection = entry["mmgene"]["rejection"]
+    assert rejection["unseen_classes"] == ["natural killer cell", "neutrophil"] and rejection["unseen_cells"] == 400
+    assert 0.0 <= rejection["unseen_called_unknown"] <= 1.0
+    assert entry["mapper"]["cells_scored"] == 400 and entry["mapper"]["n"] == 400  # B and T cells: the seen classes
+    assert report["summary"]["mmgene/ontology"]["datasets"] == 1
+
+
+def test_cli_refuses_a_corpus_of_one_dataset(tmp_path, shared_dir):
+    manifest = tmp_path / "one.csv"
+    manifest.write_text(
+        "path,dataset,label_col,ontology_col,species,tissue\n"
+        f"{shared_dir / 'corpus' / 'kang_ifnb_pbmc.h5ad'},kang,cell_type_name,cell_type_ontology_term_id,human,blood\n"
+    )
+    assert_refused(["corpus", "cross-dataset", manifest, "--max-steps", "2", "--out", tmp_path / "r.json"], [tmp_path], contains="at least two")
+
+
+def test_a_training_class_answers_for_the_held_out_class_it_descends_from():
+    from mmgene.evaluate.cross_dataset import covering_class
+
+    assert covering_class(CD8_AB_T, [T_CELL, B_CELL]) == T_CELL
+    assert covering_class(CD8_AB_T, [T_CELL, CD8_AB_T]) == CD8_AB_T
+    assert covering_class(NEUTROPHIL, [T_CELL, B_CELL]) is None
