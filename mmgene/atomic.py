@@ -7,7 +7,7 @@ The rules, shared by every command and ``save`` method that writes:
   folder counts as new;
 - an output may not be, contain or sit inside one of the command's inputs;
 - the location is checked for writability before any long work (:func:`check_output`);
-- the result is staged in ``.NAME.XXXX.tmp`` beside the target and renamed on success, so a kill
+- the result is staged in ``.NAME.<random>.tmp`` beside the target and renamed on success, so a kill
   never leaves a half-written output; such leftovers of killed runs are removed by the next run that
   writes the same output.
 """
