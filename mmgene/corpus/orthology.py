@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import CorpusError, InputFileError, _preview, cause
+from mmgene.errors import CorpusError, _preview
 
 #: header words that mark the mouse and the human column of a two-column table (lower-cased).
 MOUSE_WORDS = ("mouse", "musculus", "mmusculus")
@@ -85,20 +85,13 @@ class OrthologyMap:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> OrthologyMap:
         """Read a two-column table or MGI's HOM_MouseHumanSequence report (module docstring)."""
+        from mmgene.io.tables import read_text_table
+
         path = Path(path)
-        if not path.is_file():
-            raise InputFileError(
-                f"orthology table not found: {path}", str(path), "pass a CSV with a mouse and a human symbol column"
-            )
-        try:
-            frame = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-            raise CorpusError(
-                f"cannot read the orthology table ({cause(exc)})",
-                str(path),
-                "write a CSV with a header row",
-            ) from exc
-        frame.columns = [str(c).strip() for c in frame.columns]
+        frame = read_text_table(
+            path, what="orthology table", error=CorpusError, missing_fix="pass a CSV with a mouse and a human symbol column",
+            unreadable_fix="write a CSV with a header row", sep=None, engine="python",
+        )
         source = f"orthology table {path.name}"
         if all(c in frame.columns for c in MGI_COLUMNS):
             return cls._from_mgi(frame, source)

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmgene.corpus.census import ORGANISMS, CensusQuery
-from mmgene.errors import CorpusError, InputFileError, MMGeneError, ParameterError, _preview, cause
+from mmgene.errors import CorpusError, InputFileError, MMGeneError, ParameterError, _preview
 
 REQUIRED_COLUMNS = ("path", "dataset", "label_col", "species")
 OPTIONAL_COLUMNS = ("ontology_col", "tissue")
@@ -139,20 +139,13 @@ def _census_query(row: pd.Series, base: Path, species: str, where: str) -> Censu
 def read_manifest(manifest: str | os.PathLike[str]) -> list[DatasetSpec]:
     """The datasets a manifest CSV lists (format in the module docstring), paths resolved against its
     folder. Every file must exist; errors name the manifest line."""
+    from mmgene.io.tables import read_text_table
+
     manifest = Path(manifest)
-    if not manifest.is_file():
-        raise InputFileError(
-            f"manifest not found: {manifest}", str(manifest), "pass a CSV with columns " + ", ".join(REQUIRED_COLUMNS)
-        )
-    try:
-        table = pd.read_csv(manifest, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise CorpusError(
-            f"cannot read the manifest as CSV ({cause(exc)})",
-            str(manifest),
-            "write a comma-separated file with a header row",
-        ) from exc
-    table.columns = [str(c).strip() for c in table.columns]
+    table = read_text_table(
+        manifest, what="manifest", error=CorpusError, missing_fix="pass a CSV with columns " + ", ".join(REQUIRED_COLUMNS),
+        unreadable_fix="write a comma-separated file with a header row", skipinitialspace=True,
+    )
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise CorpusError(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import InputFileError, MappingError, MissingColumnError, _preview, cause
+from mmgene.errors import MappingError, MissingColumnError, _preview
 
 #: columns of a mapping table, in order (``dataset`` comes first when a table covers several datasets).
 COLUMNS = ("author_label", "term_id", "term_name", "confidence", "method", "alternatives", "n_cells", "note")
@@ -39,21 +39,12 @@ def write_mapping(table: pd.DataFrame, path: str | os.PathLike[str], *, overwrit
 
 def read_mapping(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a (reviewed) mapping CSV and check it (see :func:`validate_mapping`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(
-            f"mapping file not found: {path}",
-            str(path),
-            "pass the CSV written by harmonise (mmgene labels harmonise --out)",
-        )
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise MappingError(
-            f"cannot read the mapping as CSV ({cause(exc)})",
-            str(path),
-            "save the edited table as comma-separated CSV (UTF-8) with its header row",
-        ) from exc
+    from mmgene.io.tables import read_text_table
+
+    table = read_text_table(
+        path, what="mapping file", error=MappingError, missing_fix="pass the CSV written by harmonise (mmgene labels harmonise --out)",
+        unreadable_fix="save the edited table as comma-separated CSV (UTF-8) with its header row", na_filter=False, encoding="utf-8-sig",
+    )
     return validate_mapping(table, str(path), csv_lines=True)
 
 
