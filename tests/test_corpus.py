@@ -8,7 +8,6 @@ taken from mmgene.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -57,10 +56,10 @@ def corpus(manifest):
 
 
 def gencode_symbols() -> set[str]:
-    """Upper-cased human symbols of the GENCODE v44 table shipped by celltypist, read directly."""
-    root = Path(importlib.util.find_spec("celltypist").submodule_search_locations[0])
-    table = pd.read_csv(root / "data" / "samples" / "GENCODEv44_Gene_id2name.csv", header=None, dtype=str).dropna()
-    return set(table[1].str.upper())
+    """Upper-cased human symbols of the GENCODE v44 table mmgene ships, read directly."""
+    path = Path(__file__).resolve().parents[1] / "mmgene" / "_data" / "gene_ids_human.tsv.gz"
+    table = pd.read_csv(path, sep="\t", comment="#", dtype=str, keep_default_na=False)
+    return set(table["symbol"].str.upper())
 
 
 def upper(values) -> pd.Series:

@@ -3,14 +3,13 @@
 Text such as "CD56+ NK" or "CD4+/CD25 T Reg" names genes by symbol or by their CD alias (CD56 is
 NCAM1, CD25 is IL2RA). The text tower adds the shared gene embedding of every gene a caption names
 *positively*, so a prompt can point at cells that express that gene even for a cell type never seen
-in training. Aliases come from the NCBI gene table that ships with ``goatools`` (offline); without it
-only exact symbols are recognised. Negated mentions ("CD19-negative", "negative for CD3, CD19 and
+in training. Aliases come from the NCBI human gene table that ships with mmgene
+(:mod:`mmgene.genes.tables`, offline). Negated mentions ("CD19-negative", "negative for CD3, CD19 and
 CD20", "CD25-") are skipped.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -33,26 +32,15 @@ def _plausible_symbol(token: str) -> bool:
 
 @lru_cache(maxsize=1)
 def ncbi_aliases() -> dict[str, tuple[str, ...]]:
-    """Upper-cased alias -> official symbols, from the NCBI human gene table in ``goatools`` (empty if absent)."""
-    try:
-        import importlib.util
+    """Upper-cased alias -> official symbols (every gene that lists it), from NCBI's human gene table."""
+    from mmgene.genes.tables import NCBI_GENES, shipped_table
 
-        spec = importlib.util.find_spec("goatools")
-    except (ImportError, ValueError):
-        return {}
-    if spec is None or not spec.submodule_search_locations:
-        return {}
-    path = os.path.join(list(spec.submodule_search_locations)[0], "test_data", "genes_NCBI_9606_All.py")
-    if not os.path.exists(path):
-        return {}
+    frame = shipped_table(NCBI_GENES["human"]).frame
     aliases: dict[str, list[str]] = {}
-    # The file is Python source of namedtuples; read the two fields as text instead of executing it.
-    pattern = re.compile(r"Symbol='([^']*)', Aliases='([^']*)'")
-    with open(path, encoding="utf-8") as handle:
-        for symbol, alias_list in pattern.findall(handle.read()):
-            for alias in alias_list.split(", "):
-                if alias:
-                    aliases.setdefault(alias.upper(), []).append(symbol)
+    for symbol, alias_list in zip(frame["symbol"], frame["aliases"]):
+        for alias in alias_list.split(", "):
+            if alias:
+                aliases.setdefault(alias.upper(), []).append(symbol)
     return {k: tuple(v) for k, v in aliases.items()}
 
 

@@ -38,10 +38,10 @@ def load_text_model(spec: str | os.PathLike[str] | None = None) -> Any:
 def gene_text_bridge(encoder: Any, vocab: Sequence[str], genes: Sequence[str]) -> tuple[list[int], np.ndarray | None]:
     """Vocabulary indices and text-encoder vectors of ``genes``' names and designations (NCBI, offline).
 
-    The text of a gene is its full name and other designations from the NCBI gene table shipped by
-    goatools (e.g. NKG7: "natural killer cell granule protein 7; granule membrane protein 12"), embedded
+    The text of a gene is its full name and other designations from the NCBI gene table shipped with
+    mmgene (e.g. NKG7: "natural killer cell granule protein 7; granule membrane protein 12"), embedded
     by the text tower's own encoder so that queries and genes compare in one space. Genes without text
-    are left out; without goatools the bridge is empty and the model works without it.
+    are left out; without the table the bridge is empty and the model works without it.
     """
     if not len(genes):
         return [], None

@@ -35,7 +35,7 @@ def _symbols(symbols: list[str], genes_from: Optional[Path]) -> list[str] | None
 def fetch(
     symbols: list[str] = typer.Argument(None, help="Gene symbols (or use --genes-from)."),
     genes_from: Optional[Path] = typer.Option(None, "--genes-from", help="An .h5ad/.zarr (its genes) or a text file, one symbol per line."),
-    source: str = typer.Option("ncbi", help="ncbi (E-utilities), offline (goatools' NCBI table) or a JSON/TSV file."),
+    source: str = typer.Option("ncbi", help="ncbi (E-utilities), offline (NCBI's gene table, shipped) or a JSON/TSV file."),
     out: Path = typer.Option(..., "--out", "-o", help="JSON file {SYMBOL: text} (GenePT's format)."),
     email: Optional[str] = typer.Option(None, envvar="NCBI_EMAIL", help="Your e-mail, sent to NCBI as it asks."),
     api_key: Optional[str] = typer.Option(None, envvar="NCBI_API_KEY", help="NCBI API key (10 requests/s instead of 3)."),
@@ -73,7 +73,7 @@ def fetch(
 
 @genes_app.command("embed")
 def embed(
-    texts: str = typer.Argument("offline", help="A JSON/TSV gene text file, or 'offline' for goatools' NCBI table."),
+    texts: str = typer.Argument("offline", help="A JSON/TSV gene text file, or 'offline' for NCBI's gene table (shipped)."),
     out: Path = typer.Option(..., "--out", "-o", help="Gene vectors file: .parquet or .safetensors."),
     encoder: str = typer.Option("minilm", help="minilm (offline), a model folder, hf://owner/name[@revision], or openai:<model>."),
     genes_from: Optional[Path] = typer.Option(None, "--genes-from", help="Only these genes: an .h5ad/.zarr or a text file."),

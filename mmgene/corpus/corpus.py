@@ -242,13 +242,12 @@ def _first_only(symbols: np.ndarray) -> np.ndarray:
 
 def _symbol_match(loaded: list[tuple[DatasetSpec, Any, pd.DataFrame, pd.Series]]) -> OrthologyMap:
     """The default mouse -> human map: GENCODE's human symbols and the corpus's own human symbols."""
-    from mmgene.genes.ids import GENE_TABLE_VERSION, gene_table
+    from mmgene.genes.ids import gene_table
 
     human = [s for spec, _, _, syms in loaded if spec.species == "human" for s in syms if s]
-    reference = set(gene_table().symbol_to_ensembl) | set(human)
-    return OrthologyMap.symbol_match(
-        reference, f" against {GENE_TABLE_VERSION.split(' (')[0]} and the corpus's human symbols"
-    )
+    table = gene_table()
+    reference = set(table.symbol_to_ensembl) | set(human)
+    return OrthologyMap.symbol_match(reference, f" against {table.version} and the corpus's human symbols")
 
 
 def read_corpus(

@@ -1,4 +1,4 @@
-"""The default GenePT gene vectors: offline gene text (goatools' NCBI table) + offline MiniLM.
+"""The default GenePT gene vectors: offline gene text (NCBI's gene table, shipped with mmgene) + offline MiniLM.
 
 Nothing here needs the network. Vectors are cached twice: every text's vector in the embedding cache,
 and whole tables as Parquet files under ``<settings.cache_dir>/gene_vectors/`` keyed by encoder and the

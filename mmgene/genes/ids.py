@@ -1,24 +1,21 @@
 """Human gene symbol <-> Ensembl id resolution.
 
-The mapping table is GENCODE's (release 44), as shipped in the PyPI package ``celltypist``
-(``celltypist/data/samples/GENCODEv44_Gene_id2name.csv``); a well-kept, versioned source that needs no
-network. The package is located without importing it.
+The mapping table is GENCODE's (release 44), shipped with mmgene as ``mmgene/_data/gene_ids_human.tsv.gz``
+(see :mod:`mmgene.genes.tables`; its header names the source file). It needs no network.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import DependencyError, DuplicateGenesError, NoGeneIdsError, _preview
+from mmgene.errors import DuplicateGenesError, NoGeneIdsError, _preview
+from mmgene.genes.tables import GENE_IDS_HUMAN, shipped_table
 
-GENE_TABLE_VERSION = "GENCODE v44 (celltypist GENCODEv44_Gene_id2name.csv)"
 ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{11}(\.\d+)?$")
 #: var columns searched for identifiers, besides the index, in order of preference.
 ID_COLUMNS = ("gene_symbol", "feature_name", "gene_name", "gene_symbols", "symbol", "ensembl_id", "gene_ids", "gene_id", "ensembl")
@@ -35,26 +32,17 @@ class GeneTable:
     version: str
 
 
-def _table_path() -> Path:
-    spec = importlib.util.find_spec("celltypist")
-    if spec is None or not spec.submodule_search_locations:
-        raise DependencyError(
-            "the human gene table (GENCODE v44) comes from the package 'celltypist', which is not installed",
-            fix="pip install celltypist (it is a core dependency of mmgene; reinstall mmgene)",
-        )
-    return Path(spec.submodule_search_locations[0]) / "data" / "samples" / "GENCODEv44_Gene_id2name.csv"
-
-
 @lru_cache(maxsize=1)
 def gene_table() -> GeneTable:
-    """Load the GENCODE table once per process."""
-    frame = pd.read_csv(_table_path(), header=None, names=["ensembl", "symbol"], dtype=str).dropna()
-    ens = frame["ensembl"].str.split(".").str[0].to_numpy()
+    """Load the GENCODE table once per process (``version`` from its header, e.g. ``'GENCODE v44'``)."""
+    shipped = shipped_table(GENE_IDS_HUMAN)
+    frame = shipped.frame
+    ens = frame["ensembl_id"].to_numpy()
     sym = frame["symbol"].str.upper().to_numpy()
     # First occurrence wins for symbols present on several ids (PAR copies, readthroughs).
     symbol_to_ensembl = dict(zip(sym[::-1], ens[::-1]))
     ensembl_to_symbol = dict(zip(ens, frame["symbol"].to_numpy()))
-    return GeneTable(symbol_to_ensembl, ensembl_to_symbol, GENE_TABLE_VERSION)
+    return GeneTable(symbol_to_ensembl, ensembl_to_symbol, shipped.meta["version"])
 
 
 def strip_version(ids: np.ndarray) -> np.ndarray:
@@ -88,7 +76,8 @@ class GeneIds:
     ensembl: np.ndarray
     symbol_source: str
     ensembl_source: str
-    table_version: str = GENE_TABLE_VERSION
+    table_version: str = ""
+    """The gene table's version (:attr:`GeneTable.version`)."""
     columns: dict[str, str] = field(default_factory=dict)
     n_in_table: int = 0
     """Genes whose Ensembl id is in the GENCODE table (a current, known human gene)."""

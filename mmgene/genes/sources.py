@@ -14,7 +14,7 @@ from mmgene.genes.text_sources import GeneTextSource
 
 
 def gene_text_source(spec: str | os.PathLike[str] | GeneTextSource = "offline", **kwargs) -> GeneTextSource:
-    """Pick a source: ``'offline'`` (goatools' NCBI gene table), ``'ncbi'`` (E-utilities), or a JSON/TSV file.
+    """Pick a source: ``'offline'`` (the NCBI gene table shipped with mmgene), ``'ncbi'`` (E-utilities), or a JSON/TSV file.
 
     Keyword arguments go to the source (e.g. ``email=``, ``api_key=`` for NCBI).
     """
