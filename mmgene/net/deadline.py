@@ -7,8 +7,8 @@ when the attempt's deadline passes, a timer shuts those sockets down, so the blo
 once (whatever phase it is in: status line, headers or body). The caller then asks
 :attr:`Attempt.expired` to tell a deadline overrun from any other network error.
 
-Each client (downloader, share backends, NCBI) keeps its own retry loop; this module only enforces
-the deadline of one attempt. Import it lazily: it imports requests.
+Retries live in :mod:`mmgene.net.http`, which opens one :class:`Attempt` per try; this module only
+enforces the deadline of one attempt. Import it lazily: it imports requests.
 """
 
 from __future__ import annotations
@@ -73,6 +73,11 @@ class Attempt:
         _current.attempt = self._previous
         with self._lock:
             self._connections.clear()
+
+    @staticmethod
+    def current() -> Attempt | None:
+        """The attempt active in this thread (``None`` outside one), e.g. for code that reads a body."""
+        return getattr(_current, "attempt", None)
 
     @property
     def expired(self) -> bool:
@@ -169,9 +174,10 @@ class _DeadlineAdapter(HTTPAdapter):
         return manager
 
 
-def deadline_session() -> requests.Session:
-    """A ``requests.Session`` whose requests honour the :class:`Attempt` active in their thread."""
-    session = requests.Session()
+def deadline_session(session: requests.Session | None = None) -> requests.Session:
+    """``session`` (default: a new ``requests.Session``) with adapters whose connections honour the
+    :class:`Attempt` active in their thread."""
+    session = session if session is not None else requests.Session()
     adapter = _DeadlineAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -5,6 +5,9 @@ trickles answers one byte at a time.
 Routes (any method):
 
 - ``/files/<name>``: ``files[name]`` (bytes) with ``extra_headers.get(name, {})``; 404 if unknown.
+  ``answers[name]`` queues answers to give first, one per request: ``(status, headers)`` with an
+  empty body (e.g. ``(503, {"Retry-After": "7"})``); ``redirects[name]`` answers ``302`` with that
+  ``Location`` instead.
 - ``/trickle-body/...``: a 200 with ``Content-Length`` of ``trickle_size`` answered at once, then
   one body byte every ``interval`` seconds.
 - ``/trickle-headers/...``: the status line and headers themselves, one byte every ``interval``.
@@ -28,6 +31,8 @@ class TrickleServer:
     trickle_size: int = 10_000
     files: dict[str, bytes] = field(default_factory=dict)
     extra_headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    answers: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)
     #: (method, path, headers) of every request received
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
 
@@ -86,6 +91,17 @@ class TrickleServer:
             head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
             return self._trickle(h, head.encode())
         name = h.path.split("?", 1)[0][len("/files/"):] if h.path.startswith("/files/") else None
+        with self._lock:
+            queued = self.answers.get(name or "")
+            answer = queued.pop(0) if queued else None
+        if answer is None and name in self.redirects:
+            answer = (302, {"Location": self.redirects[name]})
+        if answer is not None:
+            h.send_response(answer[0])
+            for key, value in {"Content-Length": "0", **answer[1]}.items():
+                h.send_header(key, value)
+            h.end_headers()
+            return None
         if name is None or name not in self.files:
             h.send_response(404)
             h.send_header("Content-Length", "0")
