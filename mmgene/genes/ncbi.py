@@ -4,11 +4,12 @@ Polite and resumable by construction:
 
 * sends ``tool``/``email`` (and ``api_key`` when given), and spaces requests to 3 per second, or 10 per
   second with a key, as NCBI asks;
-* every request has a connect/read timeout and a total deadline per attempt (connect and all reads,
-  :mod:`mmgene.net.deadline`), so a server that trickles bytes cannot hold it; 429, 5xx, timeouts,
-  deadline overruns, dropped connections and truncated or unparsable bodies are retried with
-  exponential backoff, waiting what ``Retry-After`` says when the server says it, and never after the
-  last attempt; other 4xx answers and redirects fail at once;
+* requests go through :class:`mmgene.net.http.HttpClient`: a connect/read timeout and a total deadline
+  per attempt (connect and all reads), so a server that trickles bytes cannot hold it; 429, 5xx,
+  timeouts, deadline overruns, dropped connections and truncated or unparsable bodies are retried with
+  exponential backoff, waiting what ``Retry-After`` says (seconds or an HTTP date) when the server says
+  it, never longer than ``max_backoff`` and never after the last attempt; other 4xx answers and
+  redirects fail at once;
 * the API key goes only to an https ``base_url`` (or plain http on this machine, for tests and local
   mirrors), never follows a redirect, and is redacted from every message in any encoding (raw,
   percent-encoded, base64);
@@ -23,7 +24,6 @@ back to the requested symbol by its official symbol, else by a unique alias.
 from __future__ import annotations
 
 import datetime as _dt
-import email.utils
 import json
 import os
 import sqlite3
@@ -43,7 +43,6 @@ EUTILS = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
 #: NCBI asks for POST beyond ~200 ids; we never send more than this many ids per esummary call.
 MAX_SUMMARY_BATCH = 200
 SEARCH_BATCH = 100
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 #: seconds one request may take in all (connect and every read); E-utilities answers are small
 DEFAULT_DEADLINE = 60.0
 
@@ -66,24 +65,6 @@ class RateLimiter:
             self._next = max(now, self._next) + self.interval
         if delay > 0:
             self._sleep(delay)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date), else ``None``."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=_dt.timezone.utc)
-    return max(0.0, (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
 
 
 class _Cache:
@@ -169,7 +150,7 @@ class NCBIClient:
         Seconds one attempt may take in all (default ``$MMGENE_HTTP_DEADLINE`` or 60).
     max_retries, backoff, max_backoff
         A failed request is tried again up to ``max_retries`` times, waiting ``backoff * 2**attempt``
-        seconds (at most ``max_backoff``) or what ``Retry-After`` says.
+        seconds or what ``Retry-After`` says (seconds or an HTTP date), at most ``max_backoff``.
     cache_path
         The sqlite file; default ``<settings.cache_dir>/ncbi/gene_<organism>.sqlite``.
     """
@@ -193,7 +174,7 @@ class NCBIClient:
         summary_batch: int = MAX_SUMMARY_BATCH,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        from mmgene.net.deadline import deadline_session, resolve_deadline
+        from mmgene.net.http import HttpClient, RetryPolicy
 
         if not 1 <= summary_batch <= MAX_SUMMARY_BATCH:
             raise ParameterError(
@@ -211,19 +192,20 @@ class NCBIClient:
             require_secure_origin(self.base_url, "NCBI base_url", "the NCBI API key")
         self.organism = organism
         self.limiter = RateLimiter(rate or (10.0 if self.api_key else 3.0), sleep)
-        self.timeout = timeout
-        self.deadline = resolve_deadline(deadline, DEFAULT_DEADLINE)
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
         self.search_batch, self.summary_batch = search_batch, summary_batch
-        self._sleep = sleep
+        self.http = HttpClient(
+            policy=RetryPolicy(retries=max_retries, backoff=backoff, max_wait=max_backoff), timeout=timeout,
+            deadline=deadline, default_deadline=DEFAULT_DEADLINE, sleep=sleep,
+            headers={"User-Agent": f"{tool} (mmgene; https://github.com/mmgene)"},
+        )
+        self.deadline = self.http.deadline
         path = Path(cache_path) if cache_path else Path(settings.cache_dir) / "ncbi" / f"gene_{organism.replace(' ', '_')}.sqlite"
         self.cache = _Cache(path)
         if not self.email:
             from mmgene.progress import info
 
             info("mmgene: NCBI asks clients to send an e-mail address with E-utilities requests; pass email= or set NCBI_EMAIL")
-        self.session = deadline_session()
-        self.session.headers["User-Agent"] = f"{tool} (mmgene; https://github.com/mmgene)"
         #: HTTP requests sent by this client (retries included).
         self.requests_made = 0
 
@@ -236,80 +218,54 @@ class NCBIClient:
             params["api_key"] = self.api_key
         return params
 
-    def _post(self, url: str, params: dict[str, str]) -> tuple[Any, str]:
-        """One POST within the deadline: ``(response, "")``, or ``(None, problem)`` after a network
-        error or a deadline overrun. Redirects are not followed (they would carry the key elsewhere)."""
-        from mmgene.net.deadline import NETWORK_ERRORS, Attempt
-
-        connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout, self.timeout)
-        with Attempt(self.deadline) as clock:
-            try:
-                resp = self.session.post(url, data=self._params(params), timeout=clock.timeout(connect, read), allow_redirects=False)
-            except NETWORK_ERRORS as exc:
-                if clock.expired:
-                    return None, clock.problem(exc)
-                return None, f"{type(exc).__name__}: {self._redact(str(exc))[:200]}"
-            if clock.expired:  # the body may have been cut short when the deadline passed
-                return None, clock.problem()
-        return resp, ""
-
     def request(self, endpoint: str, params: dict[str, str]) -> dict[str, Any]:
-        """POST ``params`` to ``<base_url>/<endpoint>`` and return the parsed JSON, retrying as documented."""
+        """POST ``params`` to ``<base_url>/<endpoint>`` and return the parsed JSON, retrying as documented.
+
+        Redirects are not followed: the API key travels in the body and stays with ``base_url``.
+        """
+        from mmgene.net.http import TryAgain
+
         url = f"{self.base_url}/{endpoint}"
-        last = ""
-        for attempt in range(self.max_retries + 1):
+
+        def prepare() -> dict[str, Any]:
             self.limiter.wait()
-            wait = min(self.max_backoff, self.backoff * 2**attempt)
             self.requests_made += 1
-            resp, problem = self._post(url, params)
-            if resp is None:
-                last = problem
-            else:
-                if resp.status_code in RETRY_STATUS:
-                    last = f"HTTP {resp.status_code}"
-                    told = retry_after_seconds(resp.headers.get("Retry-After"))
-                    if told is not None:
-                        wait = min(self.max_backoff, told)
-                elif 300 <= resp.status_code < 400:
-                    raise RemoteError(
-                        f"NCBI E-utilities answered HTTP {resp.status_code} (a redirect, not followed so the API key stays with base_url)",
-                        redact(url),
-                        f"point base_url at the final address{self._location(resp)}",
-                    )
-                elif resp.status_code >= 400:
-                    raise RemoteError(
-                        f"NCBI E-utilities answered HTTP {resp.status_code}: {self._redact(resp.text)[:300]}",
-                        redact(url),
-                        "check the parameters (tool, email, api_key) and the symbols; see https://www.ncbi.nlm.nih.gov/books/NBK25497/",
-                    )
-                else:
-                    try:
-                        body = resp.json()
-                    except ValueError as exc:
-                        last = f"unparsable or truncated JSON ({self._redact(str(exc))[:200]})"
-                    else:
-                        error = body.get("error") if isinstance(body, dict) else "not a JSON object"
-                        if not error:
-                            return body
-                        last = f"E-utilities error: {self._redact(str(error))[:200]}"
-                        if "rate limit" not in str(error).lower():
-                            raise RemoteError(last, redact(url), "check the request; NCBI refused it")
-            if attempt < self.max_retries:
-                self._sleep(wait)
-        fix = "try again later; finished batches are cached and will not be fetched again"
-        if "deadline" in last:
-            fix = (f"the server is too slow or stalls: try again later, or allow more time per request with deadline= "
-                   f"(now {self.deadline:g} s) or MMGENE_HTTP_DEADLINE; finished batches are cached and will not be fetched again")
-        raise RemoteError(f"NCBI E-utilities failed {self.max_retries + 1} times (last: {last})", redact(url), fix)
+            return {}
+
+        def accept(resp: Any) -> dict[str, Any]:
+            if 300 <= resp.status_code < 400:
+                raise RemoteError(
+                    f"NCBI E-utilities answered HTTP {resp.status_code} (a redirect, not followed so the API key stays with base_url)",
+                    redact(url),
+                    f"point base_url at the final address{self._location(resp)}",
+                )
+            if resp.status_code >= 400:
+                raise RemoteError(
+                    f"NCBI E-utilities answered HTTP {resp.status_code}: {redact(resp.text)[:300]}",
+                    redact(url),
+                    "check the parameters (tool, email, api_key) and the symbols; see https://www.ncbi.nlm.nih.gov/books/NBK25497/",
+                )
+            try:
+                body = resp.json()
+            except ValueError as exc:
+                raise TryAgain(f"unparsable or truncated JSON ({redact(exc)[:200]})") from None
+            error = body.get("error") if isinstance(body, dict) else "not a JSON object"
+            if not error:
+                return body
+            problem = f"E-utilities error: {redact(error)[:200]}"
+            if "rate limit" in str(error).lower():
+                raise TryAgain(problem)
+            raise RemoteError(problem, redact(url), "check the request; NCBI refused it")
+
+        return self.http.request(
+            "POST", url, data=self._params(params), allow_redirects=False, prepare=prepare, accept=accept,
+            what="NCBI E-utilities", hint="try again later; finished batches are cached and will not be fetched again",
+        )
 
     @staticmethod
     def _location(resp: Any) -> str:
         location = resp.headers.get("Location")
         return f" ({redact(location)[:200]})" if location else ""
-
-    def _redact(self, text: str) -> str:
-        """``text`` without the API key (or any other registered secret), raw or encoded."""
-        return redact(text)
 
     # -- E-utilities --------------------------------------------------------------------------------
     def esearch(self, symbols: Sequence[str]) -> list[str]:
@@ -375,7 +331,7 @@ class NCBIClient:
         return out
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
         self.cache.close()
 
 
