@@ -14,16 +14,16 @@ and tokens come from the environment (:mod:`mmgene.net.credentials`) and never a
 messages (raw, percent-encoded or base64).
 
 The WebDAV/Nextcloud password is sent only to the share URL's own origin (scheme, host and port), and
-only over https or to a server on this machine (see :func:`mmgene.net.credentials.may_receive_secret`).
-Every request has a total deadline per attempt (:mod:`mmgene.net.deadline`): ``deadline`` seconds,
-plus one second per ``UPLOAD_FLOOR`` bytes it uploads; retries wait only between attempts.
+only over https or to a server on this machine, redirects included (:class:`mmgene.net.http.ScopedAuth`).
+Requests go through :class:`mmgene.net.http.HttpClient`: bounded retries on network errors, deadline
+overruns and 429/5xx (honouring ``Retry-After``), waits only between attempts, and a total deadline per
+attempt of ``deadline`` seconds plus one second per ``UPLOAD_FLOOR`` bytes it uploads.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import time
 import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -34,20 +34,12 @@ from urllib.parse import quote, unquote
 
 from mmgene.errors import ParameterError, RemoteError
 from mmgene.hub.chunks import ChunkFile, sha256_file
-from mmgene.net.credentials import (
-    clean_url,
-    hub_token,
-    may_receive_secret,
-    redact,
-    require_secure_origin,
-    share_credentials,
-)
+from mmgene.net.credentials import clean_url, hub_token, redact, require_secure_origin, share_credentials
 from mmgene.hub.download import is_plain_name
 from mmgene.progress import info, progress
 
 SHARE_KINDS = ("hub", "webdav", "nextcloud", "http")
 GB = 1024**3
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 #: seconds one WebDAV/Nextcloud request may take in all (connect, upload, answer), before upload time
 DEFAULT_DEADLINE = 600.0
 #: the slowest upload rate (bytes/s) the deadline allows for: an upload of n bytes gets n / UPLOAD_FLOOR more seconds
@@ -245,7 +237,7 @@ class WebDavShare(ShareBackend):
 
     def __init__(self, url: str, *, folder: str = "mmgene", public_url: str | None = None, user: str | None = None,
                  timeout: float = 60.0, retries: int = 3, backoff: float = 0.5, deadline: float | None = None) -> None:
-        from mmgene.net.deadline import resolve_deadline
+        from mmgene.net.http import HttpClient, RetryPolicy, ScopedAuth
 
         self.url = clean_url(url, "share URL")
         self.public_url = clean_url(public_url, "public URL") if public_url else None
@@ -254,66 +246,36 @@ class WebDavShare(ShareBackend):
         if self.auth:
             require_secure_origin(self.url, "share URL", "the share password")
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
-        self.deadline = resolve_deadline(deadline, DEFAULT_DEADLINE)
-        self._session = None
+        self._scope = ScopedAuth(self.url, basic=self.auth) if self.auth else None
+        self.http = HttpClient(policy=RetryPolicy(retries=retries, backoff=backoff), timeout=timeout, deadline=deadline,
+                               default_deadline=DEFAULT_DEADLINE, auth=self._scope)
+        self.deadline = self.http.deadline
         self._made: set[str] = set()
 
     # -- HTTP plumbing -------------------------------------------------------------------------
-    @property
-    def session(self) -> Any:
-        if self._session is None:
-            from mmgene.net.deadline import deadline_session
-
-            self._session = deadline_session()
-        return self._session
-
     def _auth_for(self, url: str) -> tuple[str, str] | None:
         """The credentials, only for a request to the share URL's own origin (https or loopback)."""
-        return self.auth if self.auth and may_receive_secret(url, self.url) else None
+        return self.auth if self._scope is not None and self._scope.allows(url) else None
 
     def _request(self, method: str, url: str, ok: Sequence[int], *, upload: int = 0, **kwargs: Any) -> Any:
-        """One request with bounded retries on network errors, deadline overruns and 429/5xx (honouring
-        ``Retry-After``); ``upload`` is the body size in bytes, which lengthens the deadline."""
+        """One request (retried as the module docstring says) whose answer must have a status in ``ok``;
+        ``upload`` is the body size in bytes, which lengthens the deadline."""
         data = kwargs.get("data")
         position = data.tell() if hasattr(data, "seek") else None
-        seconds = self.deadline + upload / UPLOAD_FLOOR
-        last, wait = "", 0.0
-        for attempt in range(self.retries + 1):
-            if attempt and wait:
-                time.sleep(wait)  # only between attempts: none after the last one
+
+        def prepare() -> dict[str, Any]:
             if position is not None:
                 data.seek(position)  # a retry sends the whole body again
-            response, last, told = self._attempt(method, url, seconds, **kwargs)
-            wait = self.backoff * 2**attempt if told is None else told
-            if response is None:
-                continue
+            return {}
+
+        def accept(response: Any) -> Any:
             if response.status_code in ok:
                 return response
             hint = "check MMGENE_SHARE_USER / MMGENE_SHARE_PASSWORD" if response.status_code in (401, 403) else "check the share URL"
             raise RemoteError(f"{method} answered HTTP {response.status_code}", redact(url), hint)
-        fix = "try again later"
-        if "deadline" in last:
-            fix = f"the server is too slow or stalls: try again later, or allow more time with deadline= (now {self.deadline:g} s) or MMGENE_HTTP_DEADLINE"
-        raise RemoteError(f"{method} failed after {self.retries + 1} attempts ({last})", redact(url), fix)
 
-    def _attempt(self, method: str, url: str, seconds: float, **kwargs: Any) -> tuple[Any, str, float | None]:
-        """One try within its deadline: ``(response, "", 0)``, or ``(None, problem, wait)`` to retry
-        (``wait``: the server's ``Retry-After``, or ``None`` for exponential backoff)."""
-        from mmgene.net.deadline import NETWORK_ERRORS, Attempt
-
-        with Attempt(seconds) as clock:
-            try:
-                response = self.session.request(method, url, timeout=clock.timeout(self.timeout, self.timeout),
-                                                auth=self._auth_for(url), **kwargs)
-            except NETWORK_ERRORS as exc:
-                return None, clock.problem(exc), None
-            if clock.expired:  # the answer may have been cut short when the deadline passed
-                return None, clock.problem(), None
-        if response.status_code in RETRY_STATUS:
-            retry_after = response.headers.get("Retry-After", "")
-            told = min(float(retry_after), 60.0) if retry_after.replace(".", "", 1).isdigit() else None
-            return None, f"HTTP {response.status_code}", told
-        return response, "", 0.0
+        return self.http.request(method, url, what=method, deadline=self.deadline + upload / UPLOAD_FLOOR,
+                                 prepare=prepare, accept=accept, **kwargs)
 
     def _dav(self, *parts: str) -> str:
         path = "/".join(p.strip("/") for p in (self.folder, *parts) if p)
