@@ -191,3 +191,125 @@ def test_uploads_retry_on_503_with_retry_after(dav, tmp_path):
     with pytest.raises(RemoteError, match="after 2 attempts"):
         dav.app.put_faults = 5
         WebDavShare(dav.dav_url, folder="retry2", retries=1, backoff=0).share([_file(tmp_path, "q.h5ad", 10, 10)])
+
+
+# -- chunks stored on the Hub: hf_hub_download, verified once -------------------------------------
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A loopback Hub that this process's huggingface_hub and mmgene's downloader both talk to."""
+    from servers.hub_server import hub_for_this_process
+
+    with hub_for_this_process(tmp_path / "hub", tmp_path / "hf-cache", monkeypatch) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_TOKEN", server.token)
+        yield server
+
+
+def _hub_chunk(hub, tmp_path: Path, size: int = 30_000) -> tuple[ChunkFile, str]:
+    """A chunk file shared into a private dataset repository of the loopback Hub, and its link."""
+    from mmgene.hub.share import HubShare
+
+    f = _file(tmp_path, "chunk-00000.h5ad", size, 11)
+    (shared,) = HubShare(f"{hub.user}/cells").share([f])
+    return f, shared.link
+
+
+def _count_hashing(monkeypatch) -> list[Path]:
+    import mmgene.hub.hub_files as hub_files
+
+    hashed: list[Path] = []
+    real = hub_files.sha256_file
+
+    def counting(path, *args, **kwargs):
+        hashed.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(hub_files, "sha256_file", counting)
+    return hashed
+
+
+def _resolve_gets(hub) -> list[str]:
+    return [raw for method, raw, _ in hub.app.log if method == "GET" and "/resolve/" in raw]
+
+
+def test_hub_chunks_download_through_hf_hub_download_and_are_hashed_once(hub, tmp_path, monkeypatch):
+    import json
+
+    f, link = _hub_chunk(hub, tmp_path)
+    assert link == f"{hub.url}/datasets/{hub.user}/cells/resolve/main/chunks/chunk-00000.h5ad"
+    hashed = _count_hashing(monkeypatch)
+    cache = tmp_path / "cache"
+    path = fetch(link, f.sha256, cache_dir=cache)
+    assert path == cache / f.sha256 / "chunks" / "chunk-00000.h5ad"
+    assert path.read_bytes() == Path(f.path).read_bytes()
+    assert hashed == [path] and len(_resolve_gets(hub)) == 1
+    stamp = json.loads(path.with_name(path.name + ".verified").read_text())
+    commit = hub.app.repos[("dataset", f"{hub.user}/cells")].branches["main"]
+    assert stamp["sha256"] == f.sha256 and stamp["etag"] == f.sha256 and stamp["commit"] == commit  # LFS: the etag is the sha256
+    assert (cache / f.sha256 / ".cache" / "huggingface").is_dir()  # huggingface_hub's own record (etag, commit, resume)
+    # a second use: no request at all, and the verified file is not hashed again
+    n = len(hub.app.log)
+    assert fetch(link, f.sha256, cache_dir=cache) == path
+    assert hashed == [path] and len(hub.app.log) == n
+    # a file that changed is hashed again; one that no longer matches is fetched again
+    with open(path, "ab") as fh:
+        fh.write(b"x")
+    assert fetch(link, f.sha256, cache_dir=cache) == path
+    assert sha256_file(path) == f.sha256 and len(hashed) == 3 and len(_resolve_gets(hub)) == 2
+
+
+
+def test_hub_chunk_with_another_sha256_is_refused_before_downloading(hub, tmp_path, monkeypatch):
+    from mmgene.hub.hub_files import STAMP_SUFFIX
+
+    f, link = _hub_chunk(hub, tmp_path)
+    wrong = "ab" * 32
+    with pytest.raises(IntegrityError, match=f"has sha256 {f.sha256}, not {wrong}"):
+        fetch(link, wrong, cache_dir=tmp_path / "cache")
+    assert _resolve_gets(hub) == [] and not list((tmp_path / "cache").rglob("chunk-00000.h5ad*"))
+    # offline, a cached file that lost its stamp is hashed once and used; one that is not cached is an error
+    path = fetch(link, f.sha256, cache_dir=tmp_path / "cache")
+    path.with_name(path.name + STAMP_SUFFIX).unlink()
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    n, hashed = len(hub.app.log), _count_hashing(monkeypatch)
+    assert fetch(link, f.sha256, cache_dir=tmp_path / "cache") == path and hashed == [path] and len(hub.app.log) == n
+    assert path.with_name(path.name + STAMP_SUFFIX).is_file()
+    with pytest.raises(RemoteError, match="not cached") as err:
+        fetch(link, f.sha256, cache_dir=tmp_path / "other-cache")
+    assert "HF_HUB_OFFLINE" in str(err.value)
+
+
+def test_hub_chunk_errors_name_no_token(hub, tmp_path, monkeypatch):
+    f, link = _hub_chunk(hub, tmp_path)
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong_token_for_this_hub_31337")
+    with pytest.raises(RemoteError, match="not found or is private") as err:
+        fetch(link, f.sha256, cache_dir=tmp_path / "cache")
+    assert "HF_TOKEN" in str(err.value) and "hf_wrong_token" not in str(err.value) and hub.token not in str(err.value)
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    missing = link.replace("chunk-00000", "chunk-00009")
+    with pytest.raises(RemoteError, match="not in the Hub repository"):
+        fetch(missing, f.sha256, cache_dir=tmp_path / "cache")
+    with pytest.raises(ParameterError, match="keeps its path"):
+        fetch(link, f.sha256, cache_dir=tmp_path / "cache", filename="mine.h5ad")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_hub_links_are_parsed_and_unsafe_paths_refused(tmp_path, monkeypatch):
+    from mmgene.hub.hub_files import HubFile, hub_file
+
+    end = "https://hub.example.org"
+    url = f"{end}/datasets/me/cells/resolve/refs%2Fpr%2F1/chunks/chunk%2000.h5ad"
+    assert hub_file(url, end) == HubFile(url, end, "dataset", "me/cells", "refs/pr/1", "chunks/chunk 00.h5ad")
+    assert hub_file(f"{end}/me/model/resolve/main/w.bin", end).repo_type == "model"
+    assert hub_file(f"{end}/spaces/me/app/resolve/main/x.h5ad", end).repo_type == "space"
+    for other in (f"{end}/datasets/me/cells/blob/main/x.h5ad", "https://other.example.org/datasets/me/cells/resolve/main/x.h5ad",
+                  "http://hub.example.org/datasets/me/cells/resolve/main/x.h5ad", f"{end}:8443/datasets/me/cells/resolve/main/x.h5ad",
+                  f"{end}/files/x.h5ad"):
+        assert hub_file(other, end) is None, other
+    monkeypatch.setenv("HF_ENDPOINT", end)
+    for bad in ("chunks/%2E%2E/%2E%2E/evil", "..%2F..%2Fevil", "chunks/..%5Cevil", "a/b%3Aevil", "../../evil", "x%00y"):
+        with pytest.raises(ParameterError, match="could leave the cache folder"):
+            fetch(f"{end}/datasets/me/cells/resolve/main/{bad}", "0" * 64, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()

@@ -117,6 +117,21 @@ def test_hub_token_only_to_its_exact_origin(server, tmp_path, monkeypatch):
     assert _auth_headers("http://hub.example.org/datasets/a/b/resolve/main/x.h5ad") == {}
 
 
+def test_hub_token_does_not_follow_a_redirect_to_another_origin(server, tmp_path, monkeypatch):
+    """A link on the Hub's origin that redirects elsewhere (as the Hub does to its CDN): the file comes
+    from the other origin, the token does not go there."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    data = b"chunk stored elsewhere"
+    with TrickleServer() as cdn:
+        cdn.files["c.h5ad"] = data
+        server.redirects["c.h5ad"] = f"{cdn.url}/files/c.h5ad"
+        got = fetch(f"{server.url}/files/c.h5ad", hashlib.sha256(data).hexdigest(), cache_dir=tmp_path / "cache")
+        assert got.read_bytes() == data
+        assert server.requests[-1][2]["Authorization"] == f"Bearer {TOKEN}"
+        assert [h.get("Authorization") for _, _, h in cdn.requests] == [None]
+
+
 def test_share_password_only_to_its_origin(monkeypatch):
     monkeypatch.setenv("MMGENE_SHARE_USER", "alice")
     monkeypatch.setenv("MMGENE_SHARE_PASSWORD", "dav-pass+/=word 9")
@@ -185,7 +200,7 @@ def test_ncbi_key_redacted_in_every_form(tmp_path, fault):
             c.fetch(["TP53"])
         assert server.requests[0][1]["api_key"] == NCBI_KEY  # the key did go to its own server
         message = str(err.value)
-        assert "***" in message and ("HTTP 400" if fault == "echo" else "failed 2 times") in message
+        assert "***" in message and ("HTTP 400" if fault == "echo" else "failed after 2 attempts") in message
         _assert_no_secret(message, NCBI_KEY)
         assert err.value.__cause__ is None or NCBI_KEY not in str(err.value.__cause__)
 

@@ -1,10 +1,15 @@
 """Fetch a dataset row's AnnData by its share link: verified by sha256, cached, retried, resumed.
 
-Written on ``requests`` rather than pooch because pooch neither resumes a partial download with
-``Range`` nor honours ``Retry-After``. The rules:
+A link to a file of a Hub repository (``<HF_ENDPOINT>/[datasets/]<repo>/resolve/<revision>/<path>``)
+is fetched by ``huggingface_hub.hf_hub_download`` (:mod:`mmgene.hub.hub_files`: its resume, etag
+check and token handling; verified once, then used without hashing it again). Every other link
+(WebDAV, Nextcloud, any web server) goes through mmgene's own downloader on
+:class:`mmgene.net.http.HttpClient`, written on ``requests`` rather than pooch because pooch neither
+resumes a partial download with ``Range`` nor honours ``Retry-After``. The rules:
 
-- the cache is content-addressed (``<cache>/hub/<sha256>/<file name>``); a cached file is re-hashed
-  before every use and fetched again if it no longer matches, so a damaged cache is never loaded;
+- the cache is content-addressed (``<cache>/hub/<sha256>/<file name>``); a file fetched by mmgene's
+  own downloader is re-hashed before every use and fetched again if it no longer matches, so a
+  damaged cache is never loaded;
 - the file name comes from ``filename=`` or the link's last path segment, never from the server
   (``Content-Disposition`` is ignored); a name that could leave its folder (``..``, ``/``, ``\\``,
   an encoded ``%2F``, a drive letter, control characters) is refused, so nothing is written outside
@@ -16,10 +21,10 @@ Written on ``requests`` rather than pooch because pooch neither resumes a partia
   again from scratch; only a file that matches is renamed into place;
 - each attempt has a total deadline (connect and every read, see :mod:`mmgene.net.deadline`), so a
   server that trickles bytes cannot hold it; what arrived is kept and the next attempt resumes;
-- 429/5xx answers and network errors are retried with exponential backoff, honouring ``Retry-After``;
-  there is no wait after the last attempt;
+- 429/5xx answers and network errors are retried with exponential backoff, honouring ``Retry-After``
+  (seconds or an HTTP date); there is no wait after the last attempt;
 - the Hugging Face token is sent only to the Hub's own origin (``$HF_ENDPOINT``: same scheme, host and
-  port, over https; see :func:`mmgene.net.credentials.may_receive_secret`), never put in a link.
+  port, over https), redirects included (:class:`mmgene.net.http.ScopedAuth`), never put in a link.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,11 +39,10 @@ from urllib.parse import unquote, urlsplit
 
 from mmgene.errors import IntegrityError, ParameterError, RemoteError
 from mmgene.hub.chunks import read_chunk, sha256_file
-from mmgene.net.credentials import hub_token, may_receive_secret, redact
+from mmgene.net.credentials import hub_token, redact
 from mmgene.progress import info
 from mmgene.settings import settings
 
-RETRY_STATUS = {429, 500, 502, 503, 504}
 DEFAULT_ENDPOINT = "https://huggingface.co"
 #: seconds one download attempt may take (connect and all reads); a slower transfer resumes in the next
 DEFAULT_DEADLINE = 600.0
@@ -84,22 +87,21 @@ def _safe_target(folder: Path, name: str, url: str) -> Path:
     return target
 
 
+def hub_endpoint() -> str:
+    """The Hub's origin: ``$HF_ENDPOINT``, else https://huggingface.co (read at each call)."""
+    return os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/")
+
+
+def _hub_auth() -> Any:
+    """The Hub token as a credential scoped to the Hub's origin (read only when a request may carry it)."""
+    from mmgene.net.http import ScopedAuth
+
+    return ScopedAuth(hub_endpoint(), bearer=hub_token)
+
+
 def _auth_headers(url: str) -> dict[str, str]:
     """The Hub token, only for URLs on the Hub's own origin (scheme, host and port; https or loopback)."""
-    endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT)
-    if not may_receive_secret(url, endpoint):
-        return {}
-    token = hub_token()
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def _retry_after(response: Any) -> float | None:
-    """Seconds the server's ``Retry-After`` asks for (at most 60), or ``None`` when it says nothing usable."""
-    header = response.headers.get("Retry-After")
-    try:
-        return min(max(float(header), 0.0), 60.0) if header is not None else None
-    except ValueError:
-        return None
+    return _hub_auth().headers(url)
 
 
 def _check(path: Path, sha256: str) -> bool:
@@ -149,15 +151,17 @@ def fetch(
     sha256
         The expected hex sha256 (from the dataset's ``chunk_sha256`` column or its card).
     filename
-        The cached file's name (default: the link's last segment); a plain name, no folders.
-    retries
+        The cached file's name (default: the link's last segment); a plain name, no folders. A file
+        of a Hub repository keeps its path in the repository, so a Hub link takes no ``filename``.
+    retries, backoff
         Further attempts after the first, for network errors, 429/5xx answers, deadline overruns,
-        truncated and corrupted downloads.
+        truncated and corrupted downloads, and the first wait between them (doubled each time).
     timeout
         Seconds any one connect or read may wait.
     deadline
         Seconds one attempt may take in all (default ``$MMGENE_HTTP_DEADLINE`` or 600); the next
-        attempt resumes from the bytes received.
+        attempt resumes from the bytes received. (``retries``, ``backoff``, ``timeout`` and ``deadline``
+        apply to mmgene's own downloader; a Hub link uses huggingface_hub's.)
     allow_file
         Allow ``file://`` links, which read a local file (refused by default: a dataset row must not
         make mmgene read arbitrary local files).
@@ -167,6 +171,15 @@ def fetch(
     sha256 = _check_sha256(sha256)
     scheme = _check_scheme(url, allow_file)
     seconds = resolve_deadline(deadline, DEFAULT_DEADLINE)
+    if scheme != "file":
+        from mmgene.hub.hub_files import fetch_hub_file, hub_file
+
+        located = hub_file(url, hub_endpoint())
+        if located is not None:
+            if filename is not None:
+                raise ParameterError("a file of a Hub repository keeps its path in the repository", redact(url),
+                                     "leave filename out for Hub links")
+            return fetch_hub_file(located, sha256, _cache_root(cache_dir) / sha256)
     target = _safe_target(_cache_root(cache_dir) / sha256, filename if filename is not None else _file_name(url), url)
     if target.exists():
         if _check(target, sha256):
@@ -195,57 +208,52 @@ def _copy_local(url: str, part: Path, target: Path, sha256: str) -> Path:
 
 def _download(url: str, part: Path, target: Path, sha256: str, *, retries: int, timeout: float, seconds: float,
               backoff: float, block: int) -> Path:
-    """The retry loop: one :func:`_attempt` per try, a wait only before the next one."""
-    from mmgene.net.deadline import deadline_session
+    """GET ``url`` into ``part`` (resuming what is there), verify it, rename it to ``target``.
 
-    headers = _auth_headers(url)
-    last_problem, wait = "no attempt made", 0.0
-    with deadline_session() as session:
-        for attempt in range(retries + 1):
-            if attempt and wait:
-                time.sleep(wait)  # only between attempts: the loop ends right after the last one
-            last_problem, told = _attempt(session, url, part, headers, timeout=timeout, seconds=seconds, block=block)
-            wait = backoff * (2**attempt) if told is None else told
-            if last_problem == "":
-                if sha256_file(part) == sha256:
-                    os.replace(part, target)
-                    return target
-                part.unlink()
-                last_problem, wait = "sha256 mismatch", 0.0
-                info(f"mmgene: {target.name} did not match its sha256; fetching it again")
-    raise _final_error(target.name, url, last_problem, retries + 1, seconds)
+    Retries, waits and deadlines are :class:`mmgene.net.http.HttpClient`'s; each try resumes, and a
+    truncated body, a refused resume or a sha256 mismatch is tried again at once.
+    """
+    from mmgene.net.deadline import Attempt
+    from mmgene.net.http import GaveUp, HttpClient, RetryPolicy, TryAgain
 
+    def prepare() -> dict[str, Any]:
+        offset = part.stat().st_size if part.exists() else 0
+        return {"headers": {"Range": f"bytes={offset}-"}} if offset else {}
 
-def _attempt(session: Any, url: str, part: Path, headers: dict[str, str], *, timeout: float, seconds: float,
-             block: int) -> tuple[str, float | None]:
-    """One GET (resuming ``part``): ``("", 0)`` when a complete body arrived, else ``(problem, wait)``
-    where ``wait`` is what the server asked for, ``0`` to retry at once, ``None`` to back off."""
-    from mmgene.net.deadline import NETWORK_ERRORS, Attempt
+    def accept(response: Any) -> Path:
+        offset = part.stat().st_size if part.exists() else 0
+        status = response.status_code
+        if status == 416 and offset:
+            part.unlink()  # the partial file is not a prefix of the remote one
+            raise TryAgain("HTTP 416 on resume", wait=0.0)
+        if status not in (200, 206):
+            raise _refused(status, url)
+        with open(part, "ab" if status == 206 and offset else "wb") as fh:
+            for data in response.iter_content(block):
+                fh.write(data)
+        clock = Attempt.current()
+        if clock is not None and clock.expired:  # the body was cut short: keep it, the next try resumes
+            raise TryAgain(clock.problem())
+        total = _total_size(response, offset)
+        if total is not None and part.stat().st_size < total:
+            raise TryAgain("truncated download", wait=0.0)  # resume from what arrived
+        if sha256_file(part) != sha256:
+            part.unlink()
+            info(f"mmgene: {target.name} did not match its sha256; fetching it again")
+            raise TryAgain("sha256 mismatch", wait=0.0)
+        os.replace(part, target)
+        return target
 
-    offset = part.stat().st_size if part.exists() else 0
-    request_headers = dict(headers, **({"Range": f"bytes={offset}-"} if offset else {}))
-    with Attempt(seconds) as clock:
+    policy = RetryPolicy(retries=retries, backoff=backoff)
+    with HttpClient(policy=policy, timeout=timeout, deadline=seconds, auth=_hub_auth()) as http:
         try:
-            with session.get(url, headers=request_headers, stream=True, timeout=clock.timeout(timeout, timeout)) as response:
-                status = response.status_code
-                if status in RETRY_STATUS:
-                    return f"HTTP {status}", _retry_after(response)
-                if status == 416 and offset:
-                    part.unlink()  # the partial file is not a prefix of the remote one
-                    return "HTTP 416 on resume", 0.0
-                if status not in (200, 206):
-                    raise _refused(status, url)
-                with open(part, "ab" if status == 206 and offset else "wb") as fh:
-                    for data in response.iter_content(block):
-                        fh.write(data)
-                total = _total_size(response, offset)
-        except NETWORK_ERRORS as exc:
-            return clock.problem(exc), None
-        if clock.expired:  # the watchdog cut the body short; keep what arrived for the next attempt
-            return clock.problem(), None
-    if total is not None and part.stat().st_size < total:
-        return "truncated download", 0.0  # resume from what arrived
-    return "", 0.0
+            return http.request("GET", url, stream=True, prepare=prepare, accept=accept, what=f"the download of {target.name}",
+                                hint="try again later (the next run resumes), or check that the link and its sha256 belong together")
+        except GaveUp as exc:
+            if exc.problem != "sha256 mismatch":
+                raise
+            raise IntegrityError(f"could not download {target.name} (sha256 mismatch) after {exc.attempts} attempts", redact(url),
+                                 "check that the link and its sha256 belong together") from None
 
 
 def _refused(status: int, url: str) -> RemoteError:
@@ -257,17 +265,6 @@ def _refused(status: int, url: str) -> RemoteError:
         "only to $HF_ENDPOINT over https); WebDAV links must point at a public URL (publish with --public-url)"
         if denied else "check the link",
     )
-
-
-def _final_error(name: str, url: str, problem: str, attempts: int, seconds: float) -> Exception:
-    if problem == "sha256 mismatch":
-        return IntegrityError(f"could not download {name} (sha256 mismatch) after {attempts} attempts", redact(url),
-                              "check that the link and its sha256 belong together")
-    fix = "try again later, or check that the link and its sha256 belong together"
-    if "deadline" in problem:
-        fix = (f"the server is too slow or stalls: try again later (the next run resumes), or allow more time per attempt "
-               f"with deadline= (now {seconds:g} s) or MMGENE_HTTP_DEADLINE")
-    return RemoteError(f"could not download {name} ({problem}) after {attempts} attempts", redact(url), fix)
 
 
 def _total_size(response: Any, offset: int) -> int | None:
