@@ -49,11 +49,13 @@ def overrides(cls: type[C], given: Mapping[str, Any]) -> C:
 
 
 def from_dict(cls: type[C], data: Any, where: str) -> C:
-    """A config read back from its saved ``asdict`` form; any other shape is a ParameterError at ``where``."""
+    """A config read back from its saved ``asdict`` form; a field added to ``cls`` after the config was
+    saved takes its default (older models keep loading), while an unknown field or any other shape is a
+    ParameterError at ``where``."""
     names = set(_fields(cls))
-    if not isinstance(data, Mapping) or set(data) != names:
+    if not isinstance(data, Mapping) or not set(data) <= names:
         got = sorted(data) if isinstance(data, Mapping) else type(data).__name__
-        raise ParameterError(f"{cls.__name__} must have the fields {sorted(names)}, got {got}", where)
+        raise ParameterError(f"{cls.__name__} has the fields {sorted(names)}, got {got}", where)
     return cls(**data)
 
 

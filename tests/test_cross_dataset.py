@@ -45,14 +45,16 @@ def test_summary_and_table():
         "a": {"cells": 10, "mmgene": {"ontology": _metrics(0.8, 0.9), "author": _metrics(0.6, 0.8), "rejection": None},
               "single": {"ontology": _metrics(0.5, 0.7), "author": _metrics(0.5, 0.7)}, "mapper": _metrics(0.7, float("nan"))},
         "b": {"cells": 1200, "mmgene": {"ontology": _metrics(0.6, 0.7), "author": _metrics(0.4, 0.6),
+              "mixed_levels": {"exact_balanced_accuracy": 0.5, "balanced_partial_credit": 0.75},
               "rejection": {"unseen_called_unknown": 0.25, "unseen_cells": 8}}, "mapper": None},
     }
     summary = summarise(results)
     assert summary["mmgene/ontology"] == pytest.approx({"balanced_accuracy": 0.7, "macro_f1": 0.6, "macro_auroc": 0.8, "datasets": 2})
     assert summary["single/ontology"]["datasets"] == 1 and summary["mapper"]["datasets"] == 1
     table = markdown({"datasets": results}).splitlines()
-    assert table[2] == "| a | 10 | 0.800 / 0.900 | 0.500 / 0.700 | 0.700 / nan | none unseen |"
-    assert table[3] == "| b | 1,200 | 0.600 / 0.700 | n/a | n/a | 0.25 of 8 |"
+    assert summary["mmgene/mixed_levels"] == {"exact_balanced_accuracy": 0.5, "balanced_partial_credit": 0.75, "datasets": 1}
+    assert table[2] == "| a | 10 | 0.800 / 0.900 | 0.500 / 0.700 | 0.700 / nan | n/a | none unseen |"
+    assert table[3] == "| b | 1,200 | 0.600 / 0.700 | n/a | n/a | 0.500 / 0.750 | 0.25 of 8 |"
 
 
 def test_config_is_checked():
@@ -87,6 +89,8 @@ def test_leave_one_dataset_out_on_real_data(two_datasets):
     rejection = entry["mmgene"]["rejection"]
     assert rejection["unseen_classes"] == ["natural killer cell", "neutrophil"] and rejection["unseen_cells"] == 400
     assert 0.0 <= rejection["unseen_called_unknown"] <= 1.0
+    mixed = entry["mmgene"]["mixed_levels"]  # B, T, NK, neutrophil and their direct parents
+    assert mixed["labels"] == 8 and 0.0 <= mixed["exact_balanced_accuracy"] <= mixed["balanced_partial_credit"] <= 1.0
     assert entry["mapper"]["cells_scored"] == 400 and entry["mapper"]["n"] == 400  # B and T cells: the seen classes
     assert report["summary"]["mmgene/ontology"]["datasets"] == 1
 

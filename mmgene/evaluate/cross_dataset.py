@@ -16,6 +16,15 @@ Cell Ontology id and is_a), are *unseen*:
 they are reported separately, with the share of their cells the model calls ``unknown`` when it is
 offered only the seen classes (annotate's rule: softmax over standardised similarities, unknown at or
 below ``min_prob``), next to the share of seen-class cells wrongly called ``unknown``.
+
+Scoring is annotate's default rule, per cell and without refinement: similarities from
+:func:`mmgene.query.scoring.label_similarities` (with ``hierarchy`` a class also answers for the
+model's training classes below it), each class's column z-scored over the held-out cells
+(``standardize``; the raw-cosine balanced accuracy and macro-F1 are reported beside as
+``cosine_*``; AUROC is the same for both). ``mixed_levels`` asks a question that mixes
+levels: the dataset's classes plus their direct is_a parents, answered with the deepest confident
+term, and reports exact balanced accuracy beside ``balanced_partial_credit``, which gives an answer
+that is an ancestor of the true term the share of the truth's path it covers.
 """
 
 from __future__ import annotations
@@ -42,6 +51,10 @@ class CrossDatasetConfig:
     mapper: bool = setting(True, "Also fit the supervised reference mapper (logistic regression on the other datasets)")
     min_prob: float = setting(0.5, "Unknown at or below this winning probability, for the unseen-class rejection rate")
     author_col: str = setting("cell_type", "obs column of the authors' own labels for the 'author' prompts (else the dataset's label column)")
+    standardize: bool = setting(
+        True, "Score as annotate does by default: each class's similarities z-scored over the held-out cells (raw cosines are kept beside)"
+    )
+    hierarchy: bool = setting(True, "Score as annotate does by default: a class also answers for the model's training classes below it")
 
     def __post_init__(self) -> None:
         check_share(self.min_prob, "min_prob", "CrossDatasetConfig")
@@ -82,30 +95,88 @@ def _class_names(ds: Any, prompt_set: str, author_col: str = "cell_type") -> tup
     return truth, classes, names
 
 
-def _zero_shot(model: Any, cells: np.ndarray, ds: Any, prompt_set: str, author_col: str) -> dict[str, Any]:
-    from mmgene.metrics import classification_metrics
-    from mmgene.text.classes import class_vectors, zero_shot_scores
+def _similarities(model: Any, cells: np.ndarray, names: Sequence[str], term_ids: Sequence[str] | None, hierarchy: bool) -> Any:
+    """The library's scoring of ``cells`` against class ``names`` (:func:`mmgene.query.scoring.label_similarities`)."""
+    from mmgene.query.scoring import label_similarities
+    from mmgene.text.classes import unit_rows
     from mmgene.text.prompts import class_prompts
 
-    truth, classes, names = _class_names(ds, prompt_set, author_col)
-    vectors = class_vectors(model.encode_text, class_prompts(names))
+    return label_similarities(
+        model, unit_rows(cells), class_prompts(names), names, prompts_of=class_prompts, term_ids=term_ids, hierarchy=hierarchy
+    )
+
+
+def _term_ids(classes: Sequence[str], prompt_set: str) -> list[str] | None:
+    """The classes' Cell Ontology ids for the ontology prompts; found by name for the authors' labels."""
+    from mmgene.text.ontology import is_term_id
+
+    return [c if is_term_id(c) else "" for c in classes] if prompt_set == "ontology" else None
+
+
+def _zero_shot(model: Any, cells: np.ndarray, ds: Any, prompt_set: str, config: CrossDatasetConfig) -> dict[str, Any]:
+    from mmgene.metrics import classification_metrics
+
+    from mmgene.query.labelling import MIN_CELLS_TO_STANDARDISE
+    from mmgene.text.classes import standardise
+
+    truth, classes, names = _class_names(ds, prompt_set, config.author_col)
+    scored = _similarities(model, cells, names, _term_ids(classes, prompt_set), config.hierarchy)
     y = np.array([classes.index(t) for t in truth])
-    return classification_metrics(y, zero_shot_scores(cells, vectors), names)
+    cosine = classification_metrics(y, scored.similarities, names)
+    if not config.standardize or len(y) < MIN_CELLS_TO_STANDARDISE:
+        return {**cosine, "standardized": False}
+    out = classification_metrics(y, standardise(scored.similarities), names)
+    return {**out, "standardized": True, "cosine_balanced_accuracy": cosine["balanced_accuracy"], "cosine_macro_f1": cosine["macro_f1"]}
 
 
-def _rejection(model: Any, cells: np.ndarray, ds: Any, seen: set[str], min_prob: float) -> dict[str, Any] | None:
+def _mixed_levels(model: Any, cells: np.ndarray, ds: Any, config: CrossDatasetConfig) -> dict[str, Any] | None:
+    """Annotate against the dataset's Cell Ontology classes plus their direct is_a parents, the deepest
+    confident term per cell (:func:`mmgene.query.labelling.assign_nested`); scored exactly and with
+    partial credit for an ancestor of the true term (:func:`mmgene.text.hierarchy.balanced_partial_credit`)."""
+    from mmgene.query.labelling import UNKNOWN, assign_nested
+    from mmgene.text.classes import standardise
+    from mmgene.text.hierarchy import balanced_partial_credit, is_below
+    from mmgene.text.ontology import is_term_id, term_parents, term_text
+
+    truth, classes, _ = _class_names(ds, "ontology")
+    held = [c for c in classes if is_term_id(c)]
+    if len(held) < 2:
+        return None
+    terms = held + sorted({p for c in held for p in term_parents(c)} - set(held))
+    names = [term_text(t).label for t in terms]
+    if len(set(names)) < len(names):  # two terms with one label cannot both be prompts
+        keep = [k for k, n in enumerate(names) if names.index(n) == k]
+        terms, names = [terms[k] for k in keep], [names[k] for k in keep]
+    scored = _similarities(model, cells, names, terms, True)
+    result = assign_nested(standardise(scored.similarities), scored.hierarchy, min_prob=config.min_prob)
+    answer = dict(zip(names, terms))
+    predicted = [answer.get(str(a), "") for a in result.label]
+    cells_held = np.isin(truth, held)
+    truth_held, predicted_held = truth[cells_held], [p for p, k in zip(predicted, cells_held) if k]
+    exact = np.array([t == p for t, p in zip(truth_held, predicted_held)])
+    ancestor = np.array([bool(p) and is_below(t, p) for t, p in zip(truth_held, predicted_held)])
+    per_class = lambda v: float(np.mean([v[truth_held == c].mean() for c in sorted(set(truth_held.tolist()))]))  # noqa: E731
+    return {
+        "labels": len(terms),
+        "exact_balanced_accuracy": per_class(exact.astype(float)),
+        "balanced_partial_credit": balanced_partial_credit(truth_held.tolist(), predicted_held),
+        "answered_with_ancestor": float(ancestor.mean()),
+        "unknown": float(np.mean(np.asarray(result.label)[cells_held] == UNKNOWN)),
+    }
+
+
+def _rejection(model: Any, cells: np.ndarray, ds: Any, seen: set[str], config: CrossDatasetConfig) -> dict[str, Any] | None:
     """Share of unseen-class cells called ``unknown`` when only the seen classes are offered."""
     from mmgene.query.labelling import assign_labels
-    from mmgene.text.classes import class_vectors, standardise
-    from mmgene.text.prompts import class_prompts
+    from mmgene.text.classes import standardise
 
     truth, classes, names = _class_names(ds, "ontology")
     unseen = np.array([t not in seen for t in truth])
-    offered = [n for c, n in zip(classes, names) if c in seen]
+    offered = [(c, n) for c, n in zip(classes, names) if c in seen]
     if not unseen.any() or len(offered) < 2:
         return None
-    vectors = class_vectors(model.encode_text, class_prompts(offered))
-    called = assign_labels(standardise(cells @ vectors.T), offered, min_prob=min_prob).label
+    scored = _similarities(model, cells, [n for _, n in offered], [c for c, _ in offered], config.hierarchy)
+    called = assign_labels(standardise(scored.similarities), [n for _, n in offered], min_prob=config.min_prob).label
     unknown = np.asarray(called) == "unknown"
     return {
         "unseen_classes": sorted({n for c, n in zip(classes, names) if c not in seen}),
@@ -177,8 +248,9 @@ def _evaluate_model(model: Any, ds: Any, seen: set[str], config: CrossDatasetCon
     from mmgene.align.corpus_train import human_view
 
     cells = model.encode_cells(human_view(ds)[np.flatnonzero(ds.keep)])
-    out: dict[str, Any] = {p: _zero_shot(model, cells, ds, p, config.author_col) for p in PROMPT_SETS}
-    out["rejection"] = _rejection(model, cells, ds, seen, config.min_prob)
+    out: dict[str, Any] = {p: _zero_shot(model, cells, ds, p, config) for p in PROMPT_SETS}
+    out["mixed_levels"] = _mixed_levels(model, cells, ds, config)
+    out["rejection"] = _rejection(model, cells, ds, seen, config)
     return out
 
 
@@ -232,7 +304,7 @@ def cross_dataset(
 
 def _mean(values: Sequence[float]) -> float:
     """Mean of the finite values (NaN when there is none: e.g. no AUROC could be computed)."""
-    finite = [v for v in values if np.isfinite(v)]
+    finite = [v for v in values if v is not None and np.isfinite(v)]  # a saved report writes NaN as null
     return float(np.mean(finite)) if finite else float("nan")
 
 
@@ -246,13 +318,18 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 key = method if prompt_set is None else f"{method}/{prompt_set}"
                 out[key] = {m: _mean([r[m] for r in rows]) for m in ("balanced_accuracy", "macro_f1", "macro_auroc")}
                 out[key]["datasets"] = len(rows)
+    mixed = [r["mmgene"]["mixed_levels"] for r in results.values() if r.get("mmgene", {}).get("mixed_levels")]
+    if mixed:
+        out["mmgene/mixed_levels"] = {m: _mean([r[m] for r in mixed]) for m in ("exact_balanced_accuracy", "balanced_partial_credit")}
+        out["mmgene/mixed_levels"]["datasets"] = len(mixed)
     return out
 
 
 def markdown(report: dict[str, Any]) -> str:
     """The per-dataset table of a :func:`cross_dataset` report (Cell Ontology prompts)."""
-    lines = ["| held-out dataset | cells | mmgene bal. acc. / AUROC | single-dataset model | reference mapper | unseen cells called unknown |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| held-out dataset | cells | mmgene bal. acc. / AUROC | single-dataset model | reference mapper "
+             "| mixed levels: exact / partial credit | unseen cells called unknown |",
+             "|---|---|---|---|---|---|---|"]
 
     def pair(m: dict[str, Any] | None) -> str:
         return f"{m['balanced_accuracy']:.3f} / {m['macro_auroc']:.3f}" if m else "n/a"
@@ -260,8 +337,10 @@ def markdown(report: dict[str, Any]) -> str:
     for name, r in report["datasets"].items():
         rej = r["mmgene"]["rejection"]
         unseen = f"{rej['unseen_called_unknown']:.2f} of {rej['unseen_cells']}" if rej else "none unseen"
+        mixed = r["mmgene"].get("mixed_levels")
+        levels = f"{mixed['exact_balanced_accuracy']:.3f} / {mixed['balanced_partial_credit']:.3f}" if mixed else "n/a"
         lines.append(
             f"| {name} | {r['cells']:,} | {pair(r['mmgene']['ontology'])} | {pair((r.get('single') or {}).get('ontology'))} "
-            f"| {pair(r.get('mapper'))} | {unseen} |"
+            f"| {pair(r.get('mapper'))} | {levels} | {unseen} |"
         )
     return "\n".join(lines) + "\n"

@@ -33,13 +33,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mmgene.errors import ParameterError
-from mmgene.text.classes import class_vectors, standardise
+from mmgene.query.scoring import label_similarities
+from mmgene.text.classes import standardise
 
 UNKNOWN = "unknown"
 MIN_CELLS_TO_STANDARDISE = 30
@@ -130,6 +132,32 @@ def assign_labels(
     return Assignment(label=label, score=p_max.astype(np.float32), best=best, probs=probs.astype(np.float32), labels=labels)
 
 
+def assign_nested(
+    scores: np.ndarray,
+    hierarchy: Any,
+    *,
+    temperature: float = 1.0,
+    min_prob: float = 0.5,
+    thresholds: float | Sequence[float] | np.ndarray | None = None,
+    unknown: str = UNKNOWN,
+) -> Assignment:
+    """The decision rule for a label set whose labels lie below one another (``hierarchy``, a
+    :class:`mmgene.text.hierarchy.LabelHierarchy`): the softmax as in :func:`assign_labels`, then each
+    label's probability includes the labels below it, and the answer is the deepest label whose
+    probability is above ``min_prob`` (``unknown`` if none; also when the best label's score is below
+    its threshold). ``probs`` are the inclusive probabilities, ``score`` the answer's."""
+    from mmgene.text.hierarchy import deepest_confident, inclusive
+
+    flat = assign_labels(scores, list(hierarchy.labels), temperature=temperature, min_prob=0.0, thresholds=thresholds, unknown=unknown)
+    probs = inclusive(flat.probs, hierarchy)
+    pick = deepest_confident(probs, hierarchy, min_prob) if len(probs) else np.zeros(0, int)
+    names = np.asarray(flat.labels, dtype=object)
+    reject = (pick < 0) | (flat.label == unknown)
+    label = np.where(reject, unknown, names[np.maximum(pick, 0)]).astype(object)
+    score = np.where(pick >= 0, probs[np.arange(len(pick)), np.maximum(pick, 0)], probs.max(axis=1) if len(probs) else 0.0)
+    return Assignment(label=label, score=score.astype(np.float32), best=flat.best, probs=probs.astype(np.float32), labels=flat.labels)
+
+
 @dataclass
 class Calibration:
     """Temperature and per-label thresholds fitted on labelled cells (see :func:`calibrate`)."""
@@ -202,6 +230,8 @@ def annotate(
     min_prob: float = 0.5,
     min_z: float | None = 0.0,
     standardize: bool | None = None,
+    hierarchy: bool = True,
+    term_ids: Sequence[str] | None = None,
     refine: bool = False,
     reference: tuple[Any, str] | None = None,
     alpha: float = 0.05,
@@ -223,6 +253,12 @@ def annotate(
     over the dataset before the softmax; ``min_z`` applies to those z-scores (or to raw cosine
     similarities when not standardised). See the module docstring for the rule.
 
+    ``hierarchy=True`` (default) reads the labels as Cell Ontology terms (``term_ids``, else found by
+    name; :mod:`mmgene.text.hierarchy`): a label also answers for the model's training classes below
+    it ("T cell" for the CD4- and CD8-positive T cells it learnt), and when labels lie below one another
+    a parent's probability covers its descendants and the answer is the deepest confident label
+    (:func:`assign_nested`). Labels without a term are scored as before.
+
     ``refine=True`` replaces the standardised similarities by scores refined with self-training on the
     data's own principal components (:mod:`mmgene.query.refine`): better on data unlike the model's
     training data, and each cell's label then depends on the other cells of ``adata``.
@@ -242,10 +278,12 @@ def annotate(
     space = load_space(model)
     cells = space.encode_cells(adata)
     groups = label_prompts(labels, prompts, markers=markers)
-    label_vecs = class_vectors(space.encode_text, groups)
-    if cells.shape[1] != label_vecs.shape[1]:
-        raise ParameterError(f"cell vectors have dimension {cells.shape[1]} but text vectors {label_vecs.shape[1]}", "annotate", "use one joint space for both")
-    sims = cells @ label_vecs.T
+    scored = label_similarities(
+        space, cells, groups, labels, prompts_of=lambda names: label_prompts(names, prompts, markers=markers),
+        term_ids=term_ids, hierarchy=hierarchy,
+    )
+    sims = scored.similarities
+    assign = partial(assign_nested, hierarchy=scored.hierarchy) if scored.hierarchy.nested else partial(assign_labels, labels=labels)
     extra: dict[str, Any] = {}
     if reference is not None:
         from mmgene.io import obs_column
@@ -253,10 +291,13 @@ def annotate(
 
         ref_adata, column = reference
         truth = label_text(obs_column(ref_adata, column))  # a missing label is "", which is no class
-        ref_sims = space.encode_cells(ref_adata) @ label_vecs.T
+        ref_sims = label_similarities(
+            space, space.encode_cells(ref_adata), groups, labels, prompts_of=lambda names: label_prompts(names, prompts, markers=markers),
+            term_ids=scored.hierarchy.term_ids if hierarchy else None, hierarchy=hierarchy,
+        ).similarities
         cal = calibrate(ref_sims, truth, labels, alpha=alpha)
         std = False
-        result = assign_labels(sims, labels, temperature=cal.temperature, min_prob=min_prob, thresholds=cal.thresholds, unknown=unknown)
+        result = assign(sims, temperature=cal.temperature, min_prob=min_prob, thresholds=cal.thresholds, unknown=unknown)
         rule = "softmax(s/T) over cosine similarities, T fitted on the reference (NLL); unknown if p_max <= min_prob or s_max < the label's alpha-quantile threshold"
         extra = {"reference_column": column, "reference_cells": cal.n_cells, "alpha": alpha,
                  "calibrated_temperature": cal.temperature, "thresholds": [float(t) for t in cal.thresholds]}
@@ -264,14 +305,14 @@ def annotate(
         from mmgene.query.refine import expression_pcs, refine_scores
 
         std = True
-        result = assign_labels(refine_scores(sims, expression_pcs(adata)), labels, temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
+        result = assign(refine_scores(sims, expression_pcs(adata)), temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
         rule = ("softmax(r/T) over scores refined by self-training on the data's principal components (mmgene.query.refine); "
                 "unknown if p_max <= min_prob or r_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z, "refined": True}
     else:
         std = len(cells) >= MIN_CELLS_TO_STANDARDISE if standardize is None else bool(standardize)
         scores = standardise(sims) if std else sims.astype(np.float64)
-        result = assign_labels(scores, labels, temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
+        result = assign(scores, temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
         rule = ("softmax(z/T) over per-label standardised cosine similarities; unknown if p_max <= min_prob or z_max < min_z"
                 if std else "softmax(s/T) over cosine similarities; unknown if p_max <= min_prob or s_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z}
@@ -284,6 +325,8 @@ def annotate(
         prompts="mmgene.text.prompts.class_prompts" if prompts is None else list(prompts), markers=bool(markers) if prompts is None else False,
         prompts_per_label=[len(g) for g in groups], rule=rule, standardized=std, min_prob=min_prob, unknown=unknown,
         # per label, in the order of ``labels`` (label names may hold '/', which h5ad keys cannot)
-        label_counts=[int(counts.get(lab, 0)) for lab in labels], unknown_cells=int(counts.get(unknown, 0)), **extra,
+        label_counts=[int(counts.get(lab, 0)) for lab in labels], unknown_cells=int(counts.get(unknown, 0)),
+        hierarchy=bool(hierarchy), term_ids=list(scored.hierarchy.term_ids), nested=scored.hierarchy.nested,
+        expanded=[", ".join(group) for group in scored.expanded], **extra,
     )
     return adata if copy else None

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from mmgene.errors import ParameterError, require
+from mmgene.errors import ParameterError
+from mmgene.lazy import require
 
 _CL_ID = re.compile(r"^CL:\d{7}$")
 
@@ -39,7 +40,7 @@ class TermText:
 
 @lru_cache(maxsize=1)
 def _parser() -> Any:
-    module = require("cellxgene_ontology_guide.ontology_parser", "ontology", "Cell Ontology captions")
+    module = require("cellxgene_ontology_guide.ontology_parser", "Cell Ontology captions")
     return module.OntologyParser()
 
 
@@ -118,6 +119,18 @@ def term_ancestors(term_id: str) -> frozenset[str]:
     except (ValueError, KeyError):
         return frozenset()
     return frozenset(t for t in found or () if is_term_id(t) and t != term_id)
+
+
+@lru_cache(maxsize=4096)
+def term_parents(term_id: str) -> tuple[str, ...]:
+    """The direct is_a parents of a Cell Ontology term (``CL:`` ids only; empty for an unknown id)."""
+    if not is_term_id(term_id):
+        return ()
+    try:
+        found = _parser().get_term_parents(term_id)
+    except (ValueError, KeyError):
+        return ()
+    return tuple(sorted(t for t in found or () if is_term_id(t)))
 
 
 def related_terms(term_ids: Sequence[str]) -> Any:

@@ -1,0 +1,83 @@
+"""Each cell's similarity to each label of a question, respecting the Cell Ontology.
+
+:func:`label_similarities` is the one scoring step behind :func:`mmgene.query.annotate` and the
+leave-one-dataset-out evaluation: a label's vector is its prompt ensemble
+(:func:`mmgene.text.classes.class_vectors`); with ``hierarchy=True`` a label whose Cell Ontology term
+lies above some of the model's training classes also answers for them (its similarity is the
+largest of its own and theirs, :func:`mmgene.text.hierarchy.expansions`), so "T cell" finds the
+cells the model learnt as CD4- and CD8-positive T cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmgene.errors import ParameterError
+from mmgene.text.classes import class_vectors
+from mmgene.text.hierarchy import LabelHierarchy, expansions, resolve_terms
+
+
+@dataclass
+class LabelSimilarities:
+    """Cosine similarities (cells x labels), the labels' ontology relations and what was expanded."""
+
+    similarities: np.ndarray
+    hierarchy: LabelHierarchy
+    expanded: list[list[str]]
+    prompts: list[list[str]]
+
+
+def space_vocabulary(space: Any) -> list[tuple[str, str]]:
+    """The ``(name, Cell Ontology id)`` of every training class a joint space knows (an aligned
+    model's ``meta['classes']``, with ``meta['class_ids']`` or ids found by name); [] for spaces
+    without classes, such as GenePT."""
+    meta = getattr(space, "meta", None)
+    if not isinstance(meta, dict) or not meta.get("classes"):
+        return []
+    names = [str(n) for n in meta["classes"]]
+    ids = meta.get("class_ids")
+    if not isinstance(ids, list) or len(ids) != len(names):
+        ids = resolve_terms(names)
+    return [(n, str(t)) for n, t in zip(names, ids) if str(t).startswith("CL:")]
+
+
+def label_similarities(
+    space: Any,
+    cells: np.ndarray,
+    groups: Sequence[Sequence[str]],
+    labels: Sequence[str],
+    *,
+    prompts_of: Any,
+    term_ids: Sequence[str] | None = None,
+    hierarchy: bool = True,
+) -> LabelSimilarities:
+    """Similarities of ``cells`` (the space's cell vectors; products with the unit label vectors, so
+    cosines when the cell vectors have unit length) to ``labels`` whose prompt lists are ``groups``.
+
+    ``prompts_of(names)`` gives the prompt lists of the expansion classes (the same rule as the labels').
+    ``term_ids`` are the labels' Cell Ontology ids ('' for none; default: found by name). With
+    ``hierarchy=False`` no label is expanded and the relations are left empty.
+    """
+    vecs = class_vectors(space.encode_text, groups)
+    cells = np.asarray(cells)
+    if cells.shape[1] != vecs.shape[1]:
+        raise ParameterError(
+            f"cell vectors have dimension {cells.shape[1]} but text vectors {vecs.shape[1]}", "annotate", "use one joint space for both"
+        )
+    sims = cells @ vecs.T
+    if not hierarchy:
+        return LabelSimilarities(sims, LabelHierarchy.of(labels, [""] * len(labels)), [[] for _ in labels], [list(g) for g in groups])
+    tree = LabelHierarchy.of(labels, resolve_terms(labels, term_ids))
+    expanded = expansions(tree, space_vocabulary(space))
+    names = sorted({n for group in expanded for n in group})
+    if names and len(cells):
+        extra = cells @ class_vectors(space.encode_text, prompts_of(names)).T
+        column = {n: k for k, n in enumerate(names)}
+        for i, group in enumerate(expanded):
+            if group:
+                sims[:, i] = np.maximum(sims[:, i], extra[:, [column[n] for n in group]].max(axis=1))
+    return LabelSimilarities(sims, tree, expanded, [list(g) for g in groups])

@@ -1,0 +1,141 @@
+"""Label sets that mix levels of the Cell Ontology: a parent's score covers its descendants.
+
+A question may name "T cell", "leukocyte" and "CD8-positive, alpha-beta T cell" together, and a
+model may know finer classes than a question names. Three rules, all from the ontology's is_a
+relation (:func:`mmgene.text.ontology.term_ancestors`):
+
+* **Expansion** (:func:`expansions`): a label also answers for the model's own training classes that
+  lie below it and below no more specific label of the set ("T cell" takes the model's "CD4-positive,
+  alpha-beta T cell" and "CD8-positive, alpha-beta T cell"); its similarity is the largest of its own
+  and theirs.
+* **Inclusive probabilities** (:func:`inclusive`): after the softmax over the labels, a label's
+  probability is its own plus that of every label of the set below it, so "T cell" covers "CD8 T cell".
+* **Deepest confident term** (:func:`deepest_confident`): the answer is the most specific label whose
+  inclusive probability is above ``min_prob`` (with ``min_prob >= 0.5`` these labels form one chain).
+
+:func:`partial_credit` scores an answer against the truth: 1 for the true term, for an ancestor the
+share of the truth's path from the root that it covers, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmgene.errors import ParameterError
+from mmgene.text.ontology import find_term, is_term_id, term_ancestors
+
+
+def resolve_terms(labels: Sequence[str], term_ids: Sequence[str] | None = None) -> list[str]:
+    """The Cell Ontology id of each label: ``term_ids`` when given ('' for none), else the term whose
+    name or synonym equals the label (:func:`mmgene.text.ontology.find_term`), else ''."""
+    if term_ids is not None:
+        ids = [str(t or "") for t in term_ids]
+        if len(ids) != len(labels):
+            raise ParameterError(f"{len(ids)} term ids for {len(labels)} labels", "argument term_ids", "pass one id (or '') per label")
+        bad = [t for t in ids if t and not is_term_id(t)]
+        if bad:
+            raise ParameterError(f"{bad[0]!r} is not a Cell Ontology id", "argument term_ids", "give ids like 'CL:0000084', or '' for none")
+        return ids
+    found = [find_term(str(label)) for label in labels]
+    return [t.term_id if t is not None else "" for t in found]
+
+
+def is_below(term: str, above: str) -> bool:
+    """Whether ``term`` is a strict descendant of ``above`` (both Cell Ontology ids)."""
+    return bool(term) and bool(above) and term != above and above in term_ancestors(term)
+
+
+def depth(term: str) -> int:
+    """How specific a term is: the number of its ancestors (0 for no term)."""
+    return len(term_ancestors(term)) if is_term_id(term) else 0
+
+
+@dataclass(frozen=True)
+class LabelHierarchy:
+    """The is_a relations among one label set (``below[i]``: the labels strictly below label ``i``)."""
+
+    labels: tuple[str, ...]
+    term_ids: tuple[str, ...]
+    below: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, labels: Sequence[str], term_ids: Sequence[str]) -> LabelHierarchy:
+        ids = [str(t) for t in term_ids]
+        below = tuple(tuple(j for j, tj in enumerate(ids) if is_below(tj, ti)) for ti in ids)
+        return cls(tuple(labels), tuple(ids), below)
+
+    @property
+    def nested(self) -> bool:
+        """Whether any label of the set lies below another."""
+        return any(self.below)
+
+
+def expansions(hierarchy: LabelHierarchy, vocabulary: Sequence[tuple[str, str]]) -> list[list[str]]:
+    """Per label, the names of the vocabulary's classes (``(name, term id)`` pairs, e.g. a model's
+    training classes) that lie strictly below it and neither are, nor lie below, another label of the
+    set that is itself below it; those classes stand for the label's unnamed descendants."""
+    ids = hierarchy.term_ids
+    out: list[list[str]] = []
+    for i, term in enumerate(ids):
+        names: list[str] = []
+        if term:
+            for name, vocab_term in vocabulary:
+                if not is_below(vocab_term, term) or vocab_term in ids:
+                    continue
+                if any(is_below(vocab_term, ids[j]) for j in hierarchy.below[i]):
+                    continue
+                if name not in names:
+                    names.append(name)
+        out.append(names)
+    return out
+
+
+def inclusive(probs: np.ndarray, hierarchy: LabelHierarchy) -> np.ndarray:
+    """Cells x labels probabilities where each label also holds those of the labels below it."""
+    probs = np.asarray(probs, dtype=np.float64)
+    out = probs.copy()
+    for i, below in enumerate(hierarchy.below):
+        if below:
+            out[:, i] += probs[:, list(below)].sum(axis=1)
+    return np.minimum(out, 1.0)
+
+
+def deepest_confident(probs_inclusive: np.ndarray, hierarchy: LabelHierarchy, min_prob: float) -> np.ndarray:
+    """Per cell, the index of the most specific label whose inclusive probability is above
+    ``min_prob`` (ties: the more probable, then the earlier label); -1 where none is."""
+    p = np.asarray(probs_inclusive, dtype=np.float64)
+    depths = np.array([depth(t) for t in hierarchy.term_ids], dtype=np.float64)
+    confident = p > min_prob
+    # rank by depth first, probability second; labels that are not confident never win
+    key = np.where(confident, depths[None, :] * 2.0 + p, -np.inf)
+    best = key.argmax(axis=1) if p.shape[1] else np.zeros(len(p), dtype=int)
+    return np.where(confident.any(axis=1), best, -1)
+
+
+def partial_credit(truth: Sequence[str], predicted: Sequence[str]) -> np.ndarray:
+    """Per cell: 1 when the predicted term is the true one; for an ancestor of the true term, the share
+    of the truth's terms (itself and its ancestors) that the prediction's terms cover; else 0
+    (a descendant, an unrelated term, ``unknown`` or '')."""
+    credit = np.zeros(len(truth), dtype=np.float64)
+    for k, (t, p) in enumerate(zip(truth, predicted)):
+        if not t or not p:
+            continue
+        if t == p:
+            credit[k] = 1.0
+        elif is_term_id(t) and is_term_id(p) and is_below(t, p):
+            credit[k] = (len(term_ancestors(p)) + 1) / (len(term_ancestors(t)) + 1)
+    return credit
+
+
+def balanced_partial_credit(truth: Sequence[str], predicted: Sequence[str]) -> float:
+    """Mean :func:`partial_credit` per true class, averaged over classes (like balanced accuracy,
+    which it equals when every prediction is a term of the set or wrong)."""
+    truth_arr = np.asarray(truth, dtype=object)
+    credit = partial_credit(truth, predicted)
+    classes = sorted(set(truth_arr.tolist()))
+    if not classes:
+        raise ParameterError("no cell to score", "balanced_partial_credit", "pass at least one cell")
+    return float(np.mean([credit[truth_arr == c].mean() for c in classes]))

@@ -1,0 +1,140 @@
+"""Hierarchy-aware answers: a parent's score covers its descendants (issue #18, item 4)."""
+
+from __future__ import annotations
+
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmgene.errors import ParameterError
+from mmgene.query import annotate
+from mmgene.text.hierarchy import (
+    LabelHierarchy,
+    balanced_partial_credit,
+    deepest_confident,
+    expansions,
+    inclusive,
+    partial_credit,
+    resolve_terms,
+)
+from mmgene.text.ontology import term_parents
+
+T_CELL, CD4, CD8, B_CELL, NK, MATURE_AB_T, LEUKOCYTE = (
+    "CL:0000084", "CL:0000624", "CL:0000625", "CL:0000236", "CL:0000623", "CL:0000791", "CL:0000738",
+)
+
+#: the fake space's text axes: a text is the unit vector of the name it equals (else the last axis)
+AXES = ["CD4-positive, alpha-beta T cell", "CD8-positive, alpha-beta T cell", "B cell", "T cell", "natural killer cell"]
+
+
+class FakeSpace:
+    """A joint space whose training classes are CD4 T, CD8 T and B cells, and whose cells lie on one axis each."""
+
+    name = "fake"
+    meta = {"classes": AXES[:3], "class_ids": [CD4, CD8, B_CELL]}
+
+    def encode_text(self, texts):
+        out = np.zeros((len(texts), len(AXES) + 1), np.float32)
+        for row, text in enumerate(texts):
+            out[row, AXES.index(text) if text in AXES else len(AXES)] = 1.0
+        return out
+
+    def encode_cells(self, adata):
+        return np.asarray(adata.obsm["fake"], np.float32)
+
+    def describe(self):
+        return {"name": self.name}
+
+
+@pytest.fixture
+def cells():
+    """40 cells, ten each on the CD4 T, CD8 T, B and NK axes."""
+    groups = [0, 1, 2, 4]
+    vectors = np.zeros((40, len(AXES) + 1), np.float32)
+    for k, axis in enumerate(groups):
+        vectors[k * 10 : (k + 1) * 10, axis] = 1.0
+    adata = anndata.AnnData(np.zeros((40, 1), np.float32), obs=pd.DataFrame(index=[f"c{i}" for i in range(40)]))
+    adata.obsm["fake"] = vectors
+    return adata
+
+
+def _answers(adata):
+    labels = adata.obs["mmgene_label"].astype(str).to_numpy()
+    return [sorted(set(labels[k * 10 : (k + 1) * 10])) for k in range(4)]
+
+
+def test_resolve_terms_by_name_and_given_ids():
+    assert resolve_terms(["T cell", "NK cells", "my cluster 3"]) == [T_CELL, NK, ""]
+    assert resolve_terms(["a", "b"], [CD8, ""]) == [CD8, ""]
+    with pytest.raises(ParameterError, match="not a Cell Ontology id"):
+        resolve_terms(["a"], ["T cell"])
+    with pytest.raises(ParameterError, match="1 term ids for 2 labels"):
+        resolve_terms(["a", "b"], [CD8])
+
+
+def test_label_hierarchy_finds_the_labels_below_each_label():
+    tree = LabelHierarchy.of(["leukocyte", "T cell", "CD8", "B cell"], [LEUKOCYTE, T_CELL, CD8, B_CELL])
+    assert tree.below == ((1, 2, 3), (2,), (), ())
+    assert tree.nested
+    assert not LabelHierarchy.of(["B", "NK"], [B_CELL, NK]).nested
+    assert not LabelHierarchy.of(["x", "y"], ["", ""]).nested
+
+
+def test_expansions_take_the_vocabulary_below_a_label_but_not_below_a_listed_descendant():
+    vocab = [("CD4 T", CD4), ("CD8 T", CD8), ("B", B_CELL), ("T", T_CELL)]
+    tree = LabelHierarchy.of(["leukocyte", "T cell", "CD8"], [LEUKOCYTE, T_CELL, CD8])
+    # leukocyte: B (not below a listed label); CD4 and CD8 sit below the listed "T cell"; "T" is listed
+    assert expansions(tree, vocab) == [["B"], ["CD4 T"], []]
+    assert expansions(LabelHierarchy.of(["x"], [""]), vocab) == [[]]
+
+
+def test_inclusive_probabilities_add_the_labels_below():
+    tree = LabelHierarchy.of(["leukocyte", "T cell", "CD8", "B cell"], [LEUKOCYTE, T_CELL, CD8, B_CELL])
+    probs = np.array([[0.1, 0.2, 0.6, 0.1], [0.05, 0.05, 0.1, 0.8]])
+    np.testing.assert_allclose(inclusive(probs, tree), [[1.0, 0.8, 0.6, 0.1], [1.0, 0.15, 0.1, 0.8]])
+    # the deepest label above 0.5: CD8 for the first cell, B cell for the second; none above 0.95 but leukocyte
+    assert deepest_confident(inclusive(probs, tree), tree, 0.5).tolist() == [2, 3]
+    assert deepest_confident(inclusive(probs, tree), tree, 0.95).tolist() == [0, 0]
+    assert deepest_confident(inclusive(probs, tree), tree, 1.0).tolist() == [-1, -1]
+
+
+def test_partial_credit_counts_an_ancestor_as_partly_right():
+    credit = partial_credit([CD8, CD8, CD8, CD8, T_CELL, CD8, CD8], [CD8, MATURE_AB_T, T_CELL, B_CELL, CD8, "unknown", ""])
+    assert credit[0] == 1.0
+    assert 0 < credit[2] < credit[1] < 1  # the nearer ancestor covers more of the truth's path
+    assert credit[3:].tolist() == [0.0, 0.0, 0.0, 0.0]  # unrelated, a descendant, unknown, nothing
+    assert MATURE_AB_T in term_parents(CD8)
+    # balanced: each true class weighs the same whatever its size
+    assert balanced_partial_credit([CD8, CD8, B_CELL], [CD8, CD8, NK]) == 0.5
+    assert balanced_partial_credit([CD8, B_CELL], [CD8, B_CELL]) == 1.0
+
+
+def test_annotate_lets_a_parent_answer_for_the_model_classes_below_it(cells):
+    annotate(cells, ["T cell", "B cell", "natural killer cell"], FakeSpace(), prompts=["{label}"])
+    assert _answers(cells) == [["T cell"], ["T cell"], ["B cell"], ["natural killer cell"]]
+    record = cells.uns["mmgene"]["mmgene_label"]
+    assert record["term_ids"] == [T_CELL, B_CELL, NK]
+    assert record["expanded"] == ["CD4-positive, alpha-beta T cell, CD8-positive, alpha-beta T cell", "", ""]
+    assert record["nested"] is False
+
+
+def test_annotate_without_hierarchy_scores_labels_only_by_their_own_text(cells):
+    annotate(cells, ["T cell", "B cell", "natural killer cell"], FakeSpace(), prompts=["{label}"], hierarchy=False)
+    answers = _answers(cells)
+    assert answers[2] == ["B cell"] and answers[3] == ["natural killer cell"]
+    assert "T cell" not in answers[0] + answers[1]  # no text is near "T cell" without the model's classes
+
+
+def test_annotate_returns_the_deepest_confident_term_of_a_mixed_level_question(cells):
+    labels = ["T cell", "CD8-positive, alpha-beta T cell", "B cell", "natural killer cell"]
+    annotate(cells, labels, FakeSpace(), prompts=["{label}"])
+    assert _answers(cells) == [["T cell"], ["CD8-positive, alpha-beta T cell"], ["B cell"], ["natural killer cell"]]
+    probs = cells.obsm["mmgene_probs"]
+    # a parent's probability covers its descendants: on CD8 cells "T cell" holds at least CD8's share
+    cd8 = probs.iloc[10:20]
+    assert (cd8["T cell"] >= cd8["CD8-positive, alpha-beta T cell"]).all()
+    np.testing.assert_allclose(probs.iloc[:, [0, 2, 3]].sum(axis=1), 1.0, rtol=1e-5)
+    assert cells.uns["mmgene"]["mmgene_label"]["nested"] is True
+    # the score is the answer's inclusive probability
+    np.testing.assert_allclose(cells.obs["mmgene_score"].iloc[10:20], cd8["CD8-positive, alpha-beta T cell"], rtol=1e-6)
