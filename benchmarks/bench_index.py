@@ -19,6 +19,20 @@ Recall@k of the index is measured against it.
 Run (takes a few minutes on 2 cores)::
 
     OMP_NUM_THREADS=2 python benchmarks/bench_index.py
+
+``--scale`` measures the atlas-scale path instead (:func:`mmgene.index.build_streamed`): 10,000,000
+synthetic vectors of dimension 256 written chunk by chunk to ``.npy`` shards under ``--dir`` (about
+10 GB; the free disk is checked first and the largest size that fits is used, and said, when it is
+short), an IVF-PQ index built from them in a stream (lists on disk), and queries with exact
+re-ranking from the memory-mapped shards. It prints the peak memory of the process, bytes per vector
+on disk, build time, queries/s and recall@10 against exact search (a chunked pass over the shards)
+on a sample of queries::
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_index.py --scale
+
+The vectors form a mixture of ``--clusters`` cell types, each a centre plus variation along 8
+directions of its own and a little isotropic noise (a low intrinsic dimension, as embeddings of cells
+have); queries are further draws, never indexed.
 """
 
 from __future__ import annotations
@@ -108,6 +122,129 @@ def numpy_brute_force(db: np.ndarray, queries: np.ndarray, k: int, batch: int = 
     return scores, ids
 
 
+class Mixture:
+    """Synthetic cells: ``clusters`` centres, each with 8 directions of its own spread, plus noise."""
+
+    def __init__(self, dim: int, clusters: int, seed: int, spread: float = 0.35, noise: float = 0.08) -> None:
+        rng = np.random.default_rng(seed)
+        self.centres = rng.standard_normal((clusters, dim), dtype=np.float32) / np.sqrt(dim)
+        self.bases = rng.standard_normal((clusters, 8, dim), dtype=np.float32) * (spread / np.sqrt(dim))
+        self.noise = noise / np.sqrt(dim)
+        self.seed = seed
+
+    def draw(self, n: int, stream: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, stream])
+        k = rng.integers(0, len(self.centres), n)
+        z = rng.standard_normal((n, 8), dtype=np.float32)
+        x = self.centres[k]
+        for j in range(8):  # one direction at a time: no (n, 8, dim) temporary
+            x += z[:, j : j + 1] * self.bases[k, j]
+        x += rng.standard_normal(x.shape, dtype=np.float32) * self.noise
+        return x
+
+
+def write_shards(folder: Path, n: int, dim: int, shards: int, mixture: Mixture, chunk: int = 50_000) -> list[Path]:
+    """``n`` vectors in ``shards`` .npy files, written chunk by chunk (header, then rows appended)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {"n": n, "dim": dim, "shards": shards, "seed": mixture.seed, "clusters": len(mixture.centres), "generator": 2}
+    paths = [folder / f"vectors_{i:03d}.npy" for i in range(shards)]
+    spec_file = folder / "spec.json"
+    if spec_file.exists() and json.loads(spec_file.read_text()) == spec and all(p.exists() for p in paths):
+        return paths
+    spec_file.unlink(missing_ok=True)
+    bounds = np.linspace(0, n, shards + 1).astype(np.int64)
+    stream = 0
+    for path, a, b in zip(paths, bounds[:-1], bounds[1:]):
+        with open(path, "wb") as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (int(b - a), dim)})
+            for start in range(a, b, chunk):
+                fh.write(mixture.draw(min(chunk, b - start), stream).astype("<f4").tobytes())
+                stream += 1
+    spec_file.write_text(json.dumps(spec))
+    return paths
+
+
+def exact_top_k(source, queries: np.ndarray, k: int, chunk: int) -> np.ndarray:
+    """Exact cosine top-k of unit ``queries`` over every vector of ``source``, chunk by chunk."""
+    import faiss
+
+    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    for start, x, _ in source.chunks(chunk):
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        d, i = faiss.knn(queries, x, k, metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(d, i + start)
+    heap.finalize()
+    return heap.I
+
+
+def scale(args: argparse.Namespace) -> dict:
+    """The ``--scale`` benchmark (see the module docstring)."""
+    import shutil
+
+    import faiss
+
+    from mmgene.index import NpyShards, StreamBuild, build_streamed
+    from mmgene.index.faiss_index import recall_at_k
+
+    faiss.omp_set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    folder = args.dir
+    folder.mkdir(parents=True, exist_ok=True)
+    n, dim = args.n, args.dim
+    free = shutil.disk_usage(folder).free
+    have = sum(p.stat().st_size for p in folder.glob("vectors_*.npy"))
+    per_vector = dim * 4 + args.pq_m + 8 + 40  # vectors, codes + id, cell table and block files (generous)
+    if n * per_vector > free + have:
+        fits = int((free + have) * 0.9 // per_vector) // 1_000_000 * 1_000_000
+        print(f"disk: {free / 1e9:.1f} GB free under {folder}, {n:,} vectors need {n * per_vector / 1e9:.1f} GB: "
+              f"running {fits:,} vectors instead (the largest round size that fits)")
+        n = fits
+    else:
+        print(f"disk: {free / 1e9:.1f} GB free under {folder}; {n:,} x {dim} float32 vectors need {n * dim * 4 / 1e9:.1f} GB")
+    t = time.perf_counter()
+    mixture = Mixture(dim, args.clusters, args.seed)
+    paths = write_shards(folder / "vectors", n, dim, args.shards, mixture)
+    print(f"vectors: {n:,} x {dim} in {len(paths)} .npy files ({time.perf_counter() - t:.0f} s to write or find)")
+    source = NpyShards(paths)
+    out = folder / "index"
+    t = time.perf_counter()
+    index = build_streamed(
+        source, out, kind="ivfpq", nlist=args.nlist, pq_m=args.pq_m, seed=args.seed, overwrite=True,
+        config=StreamBuild(chunk_size=args.chunk, rerank_candidates=args.candidates),
+    )
+    build_s = time.perf_counter() - t
+    peak_build = peak_rss_gb()
+    sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
+    index_bytes = sizes["index.ivfdata"] + sizes["index.faiss"]
+    print(f"build: {build_s:.0f} s ({index.meta['factory']}, {index.params.train_size:,} training vectors); "
+          f"peak memory so far {peak_build:.2f} GB; calibrated {index.params.calibrated.get('parameter')}="
+          f"{index.params.calibrated.get('value')} (recall@10 {index.params.calibrated.get('recall')} with re-ranking)")
+    print(f"disk: index.ivfdata {sizes['index.ivfdata'] / n:.1f} B/vector (codes {args.pq_m} B + id 8 B), index.faiss "
+          f"{sizes['index.faiss'] / 1e6:.1f} MB, so {index_bytes / n:.1f} B/vector; cell ids (cells.parquet) {sizes['cells.parquet'] / n:.1f} B/vector")
+    queries = mixture.draw(args.queries, 10**9)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    t = time.perf_counter()
+    truth = exact_top_k(source, queries[: args.recall_queries], args.k, args.chunk)
+    exact_s = time.perf_counter() - t
+    results = {"n": n, "dim": dim, "factory": index.meta["factory"], "nprobe": index.params.nprobe, "build_s": round(build_s, 1),
+               "index_bytes_per_vector": round(index_bytes / n, 2), "ids_bytes_per_vector": round(sizes["cells.parquet"] / n, 2),
+               "exact_search_s": round(exact_s, 1), "searches": []}
+    for rerank in (True, False):
+        index.search(queries[:10], args.k, rerank=rerank)  # warm up
+        t = time.perf_counter()
+        _, found = index.search(queries, args.k, rerank=rerank)
+        qps = len(queries) / (time.perf_counter() - t)
+        recall = recall_at_k(found[: args.recall_queries], truth)
+        label = f"re-ranked ({args.candidates}x{args.k} candidates)" if rerank else "PQ codes only"
+        results["searches"].append({"rerank": rerank, "qps": round(qps, 1), "recall_at_k": round(recall, 4)})
+        print(f"search, {label}: {qps:,.0f} queries/s (batch of {len(queries)}, nprobe={index.params.nprobe}), "
+              f"recall@{args.k} {recall:.3f} against exact search on {args.recall_queries} queries ({exact_s:.0f} s)")
+    results["peak_rss_gb"] = round(peak_rss_gb(), 2)
+    print(f"peak memory of the run (ru_maxrss): {results['peak_rss_gb']:.2f} GB")
+    if not args.keep:
+        shutil.rmtree(out)
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="indexed vectors")
@@ -119,7 +256,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=None, help="pbmc3k.h5ad (default: ../shared/data)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    scale_args = parser.add_argument_group("--scale: a streamed build at atlas scale")
+    scale_args.add_argument("--scale", action="store_true", help="run the streamed-build benchmark (default 10,000,000 vectors)")
+    scale_args.add_argument("--dir", type=Path, default=Path("/tmp/mmgene-bench-scale"), help="where vectors and index are written")
+    scale_args.add_argument("--shards", type=int, default=10, help=".npy files the vectors are split into")
+    scale_args.add_argument("--clusters", type=int, default=4096)
+    scale_args.add_argument("--nlist", type=int, default=1024, help="inverted lists (a flat coarse quantiser: fewer lists add faster on few cores)")
+    scale_args.add_argument("--pq-m", dest="pq_m", type=int, default=32, help="bytes of PQ code a vector")
+    scale_args.add_argument("--candidates", type=int, default=10, help="re-ranked candidates per neighbour asked for")
+    scale_args.add_argument("--chunk", type=int, default=100_000, help="vectors read at once")
+    scale_args.add_argument("--recall-queries", dest="recall_queries", type=int, default=200)
+    scale_args.add_argument("--keep", action="store_true", help="keep the index folder (the vectors are always kept for reruns)")
     args = parser.parse_args(argv)
+    if args.scale:
+        if "--n" not in (argv if argv is not None else sys.argv):
+            args.n = 10_000_000
+        results = scale(args)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return results
 
     import faiss
 

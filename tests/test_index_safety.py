@@ -124,7 +124,8 @@ META_CASES = {
     "checksum not hex": ("flat", _set("cells_checksum", "sha256", "xyz"), "'cells_checksum.sha256' must be a string matching"),
     "checksum rows": ("flat", _set("cells_checksum", "rows", N - 1), "'cells_checksum.rows' is 199 but field 'ntotal' is 200"),
     "old format": ("flat", _set("format_version", 1), "format_version 1 was written before"),
-    "newer format": ("flat", _set("format_version", 3), "written by a newer mmgene"),
+    "newer format": ("flat", _set("format_version", 4), "written by a newer mmgene"),
+    "on-disk version without on-disk fields": ("flat", _set("format_version", 3), "'format_version' must be 2 without 'storage' or 'rerank', got 3"),
     "null model is fine, number is not": ("flat", _set("model", 5), "'model' must be a string or null, got 5"),
 }
 

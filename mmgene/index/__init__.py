@@ -1,5 +1,9 @@
 """FAISS retrieval over cell vectors: :class:`CellIndex` with a Parquet cell table and JSON metadata.
 
+At atlas scale, :func:`build_streamed` indexes vectors read in chunks from disk (:class:`NpyShards`,
+:class:`AnnDataObsm`) with inverted lists on disk and exact re-ranking, and :class:`IndexShards`
+searches several index folders as one.
+
 Names are resolved lazily, so ``import mmgene.index`` does not import faiss.
 """
 
@@ -13,6 +17,11 @@ _EXPORTS = {
     "IndexParams": "mmgene.index.params",
     "build": "mmgene.index.api",
     "load": "mmgene.index.api",
+    "build_streamed": "mmgene.index.ondisk",
+    "StreamBuild": "mmgene.index.ondisk",
+    "IndexShards": "mmgene.index.shards",
+    "NpyShards": "mmgene.index.sources",
+    "AnnDataObsm": "mmgene.index.sources",
 }
 
 

@@ -16,6 +16,11 @@ no unknown parameter), the FAISS file's size, dimension, metric and kind against
 cell ids (:func:`cell_ids_sha256`), so a shuffled, truncated, duplicated or renamed sidecar is refused.
 Folders of format version 1 (before the checksum) are refused with a request to rebuild them: their
 sidecar cannot be verified, and no shipped test or notebook carries one.
+
+Folders built from a stream of vectors (:func:`mmgene.index.ondisk.build_streamed`, format version 3)
+add ``index.ivfdata``: the inverted lists on disk, memory-mapped when loaded (``meta.json['storage']``
+records its size, checked at load), and may re-rank candidates exactly from the full vectors they were
+built from (``meta.json['rerank']``: the files, their rows and a fingerprint of each, checked at load).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from mmgene.index.vectors import as_unit_vectors
 FORMAT = "mmgene-cell-index"
 #: 2: meta.json carries ``cells_checksum``; version 1 folders are refused (rebuild them).
 FORMAT_VERSION = 2
+#: 3: inverted lists on disk (``index.ivfdata``) and/or exact re-ranking from recorded vector files.
+ONDISK_FORMAT_VERSION = 3
 INDEX_FILE, CELLS_FILE, META_FILE = "index.faiss", "cells.parquet", "meta.json"
 CELL_ID = "cell_id"
 METRIC = "inner product of L2-normalised vectors (cosine)"
@@ -47,7 +54,7 @@ REBUILD = "rebuild the index with `mmgene index build` (or CellIndex.save); do n
 #: the schema of meta.json: field -> rule. Other top-level fields are allowed (free provenance).
 META_RULES: dict[str, Rule] = {
     "format": Rule(str, choices=(FORMAT,)),
-    "format_version": Rule(int, low=1, high=FORMAT_VERSION),
+    "format_version": Rule(int, low=1, high=ONDISK_FORMAT_VERSION),
     "kind": Rule(str, choices=RESOLVED_KINDS),
     "params": Rule(dict),
     "factory": Rule(str),
@@ -63,6 +70,30 @@ META_RULES: dict[str, Rule] = {
     "skipped_cells": Rule(int, low=0, required=False),
     "versions": Rule(dict, required=False),
     "saved": Rule(str, required=False),
+    "storage": Rule(dict, required=False),
+    "rerank": Rule(dict, required=False),
+}
+#: the schema of meta.json['storage']: inverted lists kept in a file of the folder (format version 3).
+STORAGE_RULES: dict[str, Rule] = {
+    "lists": Rule(str, choices=("ondisk",)),
+    "file": Rule(str, pattern=r"[A-Za-z0-9_.-]+\.ivfdata"),
+    "bytes": Rule(int, low=0),
+}
+#: the schema of meta.json['rerank']: candidates re-scored exactly from the recorded vector files.
+RERANK_RULES: dict[str, Rule] = {
+    "candidates": Rule(int, low=1),
+    "source": Rule(dict),
+}
+SOURCE_RULES: dict[str, Rule] = {
+    "format": Rule(str, choices=("npy", "anndata")),
+    "dim": Rule(int, low=1),
+    "key": Rule(str, nullable=True),
+    "files": Rule(list, items=dict),
+}
+SOURCE_FILE_RULES: dict[str, Rule] = {
+    "path": Rule(str),
+    "rows": Rule(int, low=1),
+    "fingerprint": Rule(str, pattern="[0-9a-f]{64}"),
 }
 #: the schema of meta.json['cells_checksum'], which binds cells.parquet to the index.
 CHECKSUM_RULES: dict[str, Rule] = {
@@ -73,9 +104,9 @@ CHECKSUM_RULES: dict[str, Rule] = {
 
 
 def _faiss():
-    from mmgene.errors import require
+    from mmgene.lazy import require
 
-    return require("faiss", "index", "The cell index")
+    return require("faiss", "The cell index")
 
 
 def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
@@ -84,6 +115,60 @@ def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
     mask[~mask.any(axis=1), -1] = True
     mask &= np.cumsum(mask, axis=1) == 1  # drop one entry per row only
     return ids[~mask].reshape(len(ids), k)
+
+
+def hits_table(
+    scores: np.ndarray, ids: np.ndarray, cells_at: Any, known: Sequence[str], *,
+    query_names: Sequence[str] | None = None, columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The long table of :meth:`CellIndex.hits` from search output: ``query``, ``rank``, ``cell_id``,
+    ``score``, the obs ``columns`` (default: all ``known``) and ``position`` (slots -1 left out);
+    ``cells_at(positions, columns)`` returns the cell table's rows at those positions."""
+    nq, kk = ids.shape
+    names = list(query_names) if query_names is not None else [str(i) for i in range(nq)]
+    if len(names) != nq:
+        raise ParameterError(f"{len(names)} query names for {nq} queries", "CellIndex.hits", "pass one name per query")
+    flat = ids.ravel()
+    keep = flat >= 0
+    table = pd.DataFrame({
+        "query": np.repeat(np.asarray(names, dtype=object), kk)[keep],
+        "rank": np.tile(np.arange(1, kk + 1), nq)[keep],
+        "position": flat[keep],
+        "score": scores.ravel()[keep],
+    })
+    cols = list(known) if columns is None else list(columns)
+    for col in cols:
+        if col not in known:
+            raise MissingColumnError(col, "the index's cell table", list(known))
+    extra = cells_at(table["position"].to_numpy(), cols).reset_index(drop=True)
+    return pd.concat([table[["query", "rank"]], extra[[CELL_ID]], table[["score"]], extra[cols], table[["position"]]], axis=1)
+
+
+def calibration_rows(p: IndexParams, n: int) -> np.ndarray:
+    """The sorted indexed cells (of ``n``) whose neighbours calibrate nprobe / ef_search."""
+    return np.sort(np.random.default_rng(p.seed).choice(n, min(p.calibration_queries, n), replace=False))
+
+
+def training_rows(p: IndexParams, n: int) -> np.ndarray:
+    """The sorted rows (of ``n``) an IVF index trains on: ``p.train_size`` drawn with ``p.seed``."""
+    return np.sort(np.random.default_rng(p.seed).choice(n, p.train_size, replace=False))
+
+
+def new_index(p: IndexParams, d: int, sample: np.ndarray | None) -> Any:
+    """An empty FAISS index for resolved ``p``, trained on the unit vectors ``sample`` (IVF kinds)."""
+    faiss = _faiss()
+    index = faiss.index_factory(d, factory_string(p), faiss.METRIC_INNER_PRODUCT)
+    if p.kind in ("ivf", "ivfpq"):
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        if p.kind == "ivfpq":
+            ivf.do_polysemous_training = False  # index_factory turns it on; slow and unused by IP search
+        ivf.cp.niter = p.kmeans_iter
+        ivf.cp.seed = p.seed
+        ivf.cp.max_points_per_centroid = max(1, -(-p.train_size // p.nlist))
+        index.train(sample)
+    elif p.kind == "hnsw":
+        index.hnsw.efConstruction = p.ef_construction
+    return index
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
@@ -110,7 +195,10 @@ class CellIndex:
     >>> idx.save("pbmc.index"); CellIndex.load("pbmc.index")                  # doctest: +SKIP
     """
 
-    def __init__(self, index: Any, cells: pd.DataFrame, params: IndexParams, meta: dict[str, Any], *, mmapped: bool = False, path: Path | None = None) -> None:
+    def __init__(
+        self, index: Any, cells: pd.DataFrame, params: IndexParams, meta: dict[str, Any], *, mmapped: bool = False,
+        path: Path | None = None, rerank: Any = None,
+    ) -> None:
         self._index = index
         self.cells = cells.reset_index(drop=True)
         self.params = params
@@ -119,6 +207,8 @@ class CellIndex:
         self._path = path
         self._gpu: Any = None
         self._positions: pd.Index | None = None
+        #: the full vectors (a :class:`~mmgene.index.sources.VectorSource`) candidates are re-scored from, if any
+        self.rerank_source = rerank
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -149,20 +239,12 @@ class CellIndex:
         cells = _cells_table(ids, obs)
         faiss = _faiss()
         t0 = time.perf_counter()
-        index = faiss.index_factory(x.shape[1], factory_string(p), faiss.METRIC_INNER_PRODUCT)
+        sample = None
         if p.kind in ("ivf", "ivfpq"):
-            ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
-            if p.kind == "ivfpq":
-                ivf.do_polysemous_training = False  # index_factory turns it on; slow and unused by IP search
-            ivf.cp.niter = p.kmeans_iter
-            ivf.cp.seed = p.seed
-            ivf.cp.max_points_per_centroid = max(1, -(-p.train_size // p.nlist))
-            rng = np.random.default_rng(p.seed)
-            sample = x if p.train_size >= len(x) else x[np.sort(rng.choice(len(x), p.train_size, replace=False))]
-            index.train(sample)
-            ivf.set_direct_map_type(faiss.DirectMap.Array)  # lets cell -> cells reconstruct stored vectors
-        elif p.kind == "hnsw":
-            index.hnsw.efConstruction = p.ef_construction
+            sample = x if p.train_size >= len(x) else x[training_rows(p, len(x))]
+        index = new_index(p, x.shape[1], sample)
+        if p.kind in ("ivf", "ivfpq"):
+            faiss.extract_index_ivf(index).set_direct_map_type(faiss.DirectMap.Array)  # lets cell -> cells reconstruct stored vectors
         index.add(x)
         build_s = time.perf_counter() - t0
         meta = {
@@ -295,8 +377,8 @@ class CellIndex:
         self._gpu = None
 
     def _searcher(self) -> Any:
-        """The index searches run on: a GPU copy when faiss-gpu sees a GPU (not for HNSW), else the CPU index."""
-        if self.kind == "hnsw":
+        """The index searches run on: a GPU copy when faiss-gpu sees a GPU (not for HNSW or lists on disk), else the CPU index."""
+        if self.kind == "hnsw" or self.on_disk:
             return self._index
         if self._gpu is None:
             faiss = _faiss()
@@ -312,12 +394,32 @@ class CellIndex:
         """``'gpu'`` when searches run on faiss-gpu, else ``'cpu'``."""
         return "cpu" if self._searcher() is self._index else "gpu"
 
-    def search(self, queries: Any, k: int = 10, *, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def on_disk(self) -> bool:
+        """Whether the inverted lists live in ``index.ivfdata`` (memory-mapped), not in memory."""
+        return self.meta.get("storage") is not None
+
+    def search(self, queries: Any, k: int = 10, *, normalize: bool = True, rerank: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` cosine similarities and row positions for each query, best first.
 
         Returns ``(scores, positions)``, both (n_queries, k'); ``k' = min(k, ntotal)``. An approximate
         index may find fewer than k' cells for a query; missing slots hold position -1 and score -inf.
+
+        With a re-ranking source (:attr:`rerank_source`, folders built by
+        :func:`~mmgene.index.ondisk.build_streamed`), ``meta['rerank']['candidates'] * k`` candidates
+        are re-scored exactly from the full vectors (``rerank=None`` or ``True``); ``rerank=False``
+        keeps the index's own (compressed) scores.
         """
+        if rerank and self.rerank_source is None:
+            raise ParameterError("this index has no vectors to re-rank from", "CellIndex.search(rerank=True)", "build it with build_streamed(..., rerank=True), or pass rerank=None")
+        if rerank is not False and self.rerank_source is not None:
+            from mmgene.index.ondisk import reranked_search
+
+            return reranked_search(self, queries, k, normalize=normalize)
+        return self._search(queries, k, normalize=normalize)
+
+    def _search(self, queries: Any, k: int, *, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` with the index's own scores."""
         if k < 1:
             raise ParameterError(f"k must be at least 1, got {k}", "CellIndex.search", "ask for k >= 1 neighbours")
         q = as_unit_vectors(queries, where="the query vectors") if normalize else np.ascontiguousarray(queries, dtype=np.float32)
@@ -340,24 +442,8 @@ class CellIndex:
 
     def table(self, scores: np.ndarray, ids: np.ndarray, *, query_names: Sequence[str] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Turn ``search`` output into the long table of :meth:`hits` (positions -1 are left out)."""
-        nq, kk = ids.shape
-        names = list(query_names) if query_names is not None else [str(i) for i in range(nq)]
-        if len(names) != nq:
-            raise ParameterError(f"{len(names)} query names for {nq} queries", "CellIndex.hits", "pass one name per query")
-        flat = ids.ravel()
-        keep = flat >= 0
-        table = pd.DataFrame({
-            "query": np.repeat(np.asarray(names, dtype=object), kk)[keep],
-            "rank": np.tile(np.arange(1, kk + 1), nq)[keep],
-            "position": flat[keep],
-            "score": scores.ravel()[keep],
-        })
-        cols = [c for c in self.cells.columns if c != CELL_ID] if columns is None else list(columns)
-        for col in cols:
-            if col not in self.cells.columns:
-                raise MissingColumnError(col, "the index's cell table", [c for c in self.cells.columns if c != CELL_ID])
-        extra = self.cells.iloc[table["position"].to_numpy()][[CELL_ID, *cols]].reset_index(drop=True)
-        return pd.concat([table[["query", "rank"]], extra[[CELL_ID]], table[["score"]], extra[cols], table[["position"]]], axis=1)
+        known = [c for c in self.cells.columns if c != CELL_ID]
+        return hits_table(scores, ids, lambda pos, cols: self.cells.iloc[pos][[CELL_ID, *cols]], known, query_names=query_names, columns=columns)
 
     # ------------------------------------------------------------------ cells
     def positions(self, cell_ids: Sequence[str]) -> np.ndarray:
@@ -378,10 +464,20 @@ class CellIndex:
             raise ParameterError(f"positions must be in [0, {self.ntotal})", "CellIndex.vectors", "pass row positions of indexed cells")
         if pos.size == 0:
             return np.zeros((0, self.dim), np.float32)
+        if self.rerank_source is not None:  # the exact vectors, not their codes
+            return as_unit_vectors(self.rerank_source.take(pos), where="the re-ranking vectors")
         return np.asarray(self._index.reconstruct_batch(pos), dtype=np.float32)
 
     def add(self, vectors: Any, cell_ids: Sequence[str], obs: pd.DataFrame | None = None) -> None:
-        """Append cells; their ids must be new. Obs columns missing in ``obs`` are filled with NA."""
+        """Append cells; their ids must be new. Obs columns missing in ``obs`` are filled with NA.
+
+        A folder built from a stream (lists on disk, re-ranking from files) does not grow: index the new
+        cells as another folder and search both with :class:`~mmgene.index.shards.IndexShards`."""
+        if self.on_disk or self.rerank_source is not None:
+            raise ParameterError(
+                "an index with inverted lists on disk or re-ranking files cannot grow in place", "CellIndex.add",
+                "build the new cells into their own index folder and search both with mmgene.index.IndexShards",
+            )
         ids = _check_ids(cell_ids, len(vectors) if not hasattr(vectors, "shape") else vectors.shape[0])
         x = as_unit_vectors(vectors, ids, "the vectors to add")
         if x.shape[1] != self.dim:
@@ -428,14 +524,20 @@ class CellIndex:
         faiss = _faiss()
         n = x.shape[0]
         k = min(p.calibration_k, n - 2)
-        user_value = p.nprobe if p.kind in ("ivf", "ivfpq") else p.ef_search
         if k < 1:
             return
-        rng = np.random.default_rng(p.seed)
-        qi = np.sort(rng.choice(n, min(p.calibration_queries, n), replace=False))
+        qi = calibration_rows(p, n)
         q = x[qi]
         _, truth = faiss.knn(q, x, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
-        truth = _drop_self(truth, qi, k)
+        self._calibrate_against(q, qi, _drop_self(truth, qi, k))
+
+    def _calibrate_against(self, q: np.ndarray, qi: np.ndarray, truth: np.ndarray) -> None:
+        """The search of :meth:`_calibrate` given the exact neighbours ``truth`` (own cell dropped) of
+        the indexed cells ``qi`` (unit vectors ``q``); searches re-rank when the index can."""
+        p = self.params
+        faiss = _faiss()
+        k = truth.shape[1]
+        user_value = p.nprobe if p.kind in ("ivf", "ivfpq") else p.ef_search
         if p.kind in ("ivf", "ivfpq"):
             name = "nprobe"
             grid = sorted({min(2**i, p.nlist) for i in range(0, int(np.ceil(np.log2(p.nlist))) + 1)})
@@ -447,12 +549,13 @@ class CellIndex:
             grid = [user_value]
         curve: list[tuple[int, float]] = []
         chosen, reached = grid[-1], None
+        self._gpu = False  # search the CPU index, whose parameters this loop changes (a GPU copy would not follow)
         for value in grid:
             if name == "nprobe":
                 faiss.extract_index_ivf(self._index).nprobe = int(value)
             else:
                 self._index.hnsw.efSearch = int(value)
-            _, found = self._index.search(q, k + 1)
+            _, found = self.search(q, k + 1, normalize=False)
             r = recall_at_k(_drop_self(found, qi, k), truth)
             curve.append((int(value), round(r, 4)))
             chosen, reached = value, r
@@ -480,45 +583,76 @@ class CellIndex:
 
         An existing ``path`` is replaced only with ``overwrite=True`` and only if mmgene wrote it.
         """
+        import shutil
+
         from mmgene.atomic import atomic_path
-        from mmgene.provenance import package_versions
 
         faiss = _faiss()
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise InputFileError(f"{path} exists and is not a folder", str(path), "choose a folder path for the index")
+        lists = None
+        if self.on_disk:  # the lists stay in their file: copy it beside the new index.faiss
+            lists = self._path / self.meta["storage"]["file"] if self._path is not None else None
+            if lists is None or not lists.is_file():
+                raise InputFileError("the inverted lists of this index are not in a folder it was loaded from", str(lists), "load the index from its folder before saving it elsewhere")
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            tmp.mkdir()
+            if lists is not None:
+                shutil.copyfile(lists, tmp / lists.name)
+            meta = self.write_folder(tmp, cells_checksum(self.cells[CELL_ID]))
+            _parquet_safe(self.cells).to_parquet(tmp / CELLS_FILE, index=False)
+        self.meta = meta
+        return path
+
+    def write_folder(self, folder: Path, checksum: dict[str, Any]) -> dict[str, Any]:
+        """Write ``index.faiss`` and ``meta.json`` into ``folder`` (which holds, or will hold, the cell
+        table ``checksum`` describes); returns the metadata written."""
+        from mmgene.provenance import package_versions
+
         meta = dict(self.meta)
+        if self.on_disk:
+            meta["storage"] = {**meta["storage"], "bytes": (folder / meta["storage"]["file"]).stat().st_size}
         meta.update(
-            format=FORMAT, format_version=FORMAT_VERSION,
-            kind=self.kind, params=self.params.to_dict(), ntotal=self.ntotal, dim=self.dim,
-            cells_checksum=cells_checksum(self.cells[CELL_ID].tolist()),
+            format=FORMAT,
+            format_version=ONDISK_FORMAT_VERSION if (meta.get("storage") or meta.get("rerank")) else FORMAT_VERSION,
+            kind=self.kind, params=self.params.to_dict(), ntotal=self.ntotal, dim=self.dim, cells_checksum=checksum,
             versions=package_versions("faiss-cpu", "faiss-gpu", "numpy", "pandas", "pyarrow"),
             saved=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         meta = _meta_to_write(meta)
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            tmp.mkdir()
-            faiss.write_index(self._index, str(tmp / INDEX_FILE))
-            _parquet_safe(self.cells).to_parquet(tmp / CELLS_FILE, index=False)
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        self.meta = meta
-        return path
+        _faiss().write_index(self._index, str(folder / INDEX_FILE))
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        return meta
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, mmap: bool = True) -> CellIndex:
-        """Open an index folder; with ``mmap`` the vectors stay on disk and are paged in on demand.
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = True, rerank: bool = True) -> CellIndex:
+        """Open an index folder; with ``mmap`` the vectors stay on disk and are paged in on demand
+        (inverted lists on disk, ``index.ivfdata``, always are).
 
         The folder is checked first (see the module docstring): a meta.json that breaks the schema
-        raises :class:`~mmgene.errors.MetadataError`; an index.faiss or cells.parquet that disagrees
-        with it raises :class:`~mmgene.errors.IntegrityError`.
+        raises :class:`~mmgene.errors.MetadataError`; an index.faiss, index.ivfdata or cells.parquet
+        that disagrees with it raises :class:`~mmgene.errors.IntegrityError`. A folder that re-ranks
+        from vector files opens them (refusing files that changed); ``rerank=False`` does not, and
+        searches use the compressed codes only.
         """
         path = Path(path)
         meta = _read_meta(path)
         params = IndexParams.from_dict(meta["params"])
-        index, mmapped = _read_faiss(path / INDEX_FILE, params, mmap)
+        if meta.get("storage") is not None:
+            from mmgene.index.ondisk import read_ondisk
+
+            index, mmapped = read_ondisk(path, meta), True
+        else:
+            index, mmapped = _read_faiss(path / INDEX_FILE, params, mmap)
         _check_faiss(index, meta, path / INDEX_FILE)
         cells = _read_cells(path / CELLS_FILE, meta)
-        self = cls(index, cells, params, meta, mmapped=mmapped, path=path)
+        source = None
+        if rerank and meta.get("rerank") is not None:
+            from mmgene.index.sources import open_recorded
+
+            source = open_recorded(meta["rerank"]["source"], f"{path / META_FILE} field 'rerank'")
+        self = cls(index, cells, params, meta, mmapped=mmapped, path=path, rerank=source)
         self._apply_search_params()
         return self
 
@@ -530,6 +664,17 @@ def cell_ids_sha256(ids: Sequence[object]) -> str:
     The lengths make the digest unambiguous (no separator that an id could contain); a reordered,
     truncated, duplicated or renamed list of ids gives another digest.
     """
+    import pyarrow as pa
+
+    if isinstance(ids, pd.Series):
+        try:
+            ids = pa.chunked_array([pa.array(ids, from_pandas=True)])
+        except (pa.ArrowException, UnicodeError):
+            ids = ids.tolist()  # mixed types or unpaired surrogates: the text path below
+    if isinstance(ids, (pa.Array, pa.ChunkedArray)):
+        if (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)) and not ids.null_count:
+            return _arrow_ids_sha256(ids if isinstance(ids, pa.ChunkedArray) else pa.chunked_array([ids]))
+        ids = ids.to_pylist()
     ids = [str(i) for i in ids]
     digest = hashlib.sha256(np.array([len(ids)], dtype="<i8").tobytes())
     digest.update(np.fromiter(map(len, ids), dtype="<i8", count=len(ids)).tobytes())
@@ -537,8 +682,26 @@ def cell_ids_sha256(ids: Sequence[object]) -> str:
     return digest.hexdigest()
 
 
-def cells_checksum(ids: Sequence[object]) -> dict[str, Any]:
-    """The ``meta.json['cells_checksum']`` entry that binds a cell table to its FAISS index."""
+def _arrow_ids_sha256(ids: Any) -> str:
+    """:func:`cell_ids_sha256` of an Arrow string column without making Python strings (for millions of
+    ids): Arrow keeps the UTF-8 text of all ids back to back, and ``utf8_length`` counts characters as
+    ``len`` does."""
+    import pyarrow.compute as pc
+
+    digest = hashlib.sha256(np.array([len(ids)], dtype="<i8").tobytes())
+    for chunk in ids.chunks:
+        digest.update(pc.utf8_length(chunk).to_numpy(zero_copy_only=False).astype("<i8").tobytes())
+    for chunk in ids.chunks:
+        if len(chunk):
+            offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64 if chunk.type == "large_string" else np.int32)
+            lo, hi = int(offsets[chunk.offset]), int(offsets[chunk.offset + len(chunk)])
+            digest.update(memoryview(chunk.buffers()[2])[lo:hi])
+    return digest.hexdigest()
+
+
+def cells_checksum(ids: Any) -> dict[str, Any]:
+    """The ``meta.json['cells_checksum']`` entry that binds a cell table to its FAISS index (``ids``: a
+    list, a pandas Series or an Arrow string column)."""
     return {"algorithm": CHECKSUM_ALGORITHM, "rows": len(ids), "sha256": cell_ids_sha256(ids)}
 
 
@@ -562,6 +725,35 @@ def meta_problem(meta: Any) -> tuple[str, str] | None:
         return "factory", f"is {meta['factory']!r} but params describe {factory!r}"
     if meta["cells_checksum"]["rows"] != meta["ntotal"]:
         return "cells_checksum.rows", f"is {meta['cells_checksum']['rows']} but field 'ntotal' is {meta['ntotal']}"
+    return _ondisk_problem(meta)
+
+
+def _ondisk_problem(meta: dict[str, Any]) -> tuple[str, str] | None:
+    """Problems of the format-3 fields (``storage``, ``rerank``): their schemas, and the version they need."""
+    storage, rerank = meta.get("storage"), meta.get("rerank")
+    found = (first_problem(storage, STORAGE_RULES, prefix="storage.", strict=True) if storage is not None else None) or (
+        first_problem(rerank, RERANK_RULES, prefix="rerank.", strict=True) if rerank is not None else None
+    )
+    if found:
+        return found
+    if rerank is not None:
+        source = rerank["source"]
+        found = first_problem(source, SOURCE_RULES, prefix="rerank.source.", strict=True)
+        for i, item in enumerate(source["files"] if not found else []):
+            found = found or first_problem(item, SOURCE_FILE_RULES, prefix=f"rerank.source.files[{i}].", strict=True)
+        if found:
+            return found
+        if not source["files"]:
+            return "rerank.source.files", "must list at least one file, got []"
+        if source["dim"] != meta["dim"]:
+            return "rerank.source.dim", f"is {source['dim']} but field 'dim' is {meta['dim']}"
+        if sum(f["rows"] for f in source["files"]) != meta["ntotal"]:
+            return "rerank.source.files", f"hold {sum(f['rows'] for f in source['files'])} rows but field 'ntotal' is {meta['ntotal']}"
+    if storage is not None and meta["kind"] not in ("ivf", "ivfpq"):
+        return "storage", f"inverted lists on disk need an IVF index, but field 'kind' is {meta['kind']!r}"
+    wanted = ONDISK_FORMAT_VERSION if (storage is not None or rerank is not None) else FORMAT_VERSION
+    if meta["format_version"] != wanted:
+        return "format_version", f"must be {wanted} {'with' if wanted == ONDISK_FORMAT_VERSION else 'without'} 'storage' or 'rerank', got {meta['format_version']}"
     return None
 
 
@@ -590,9 +782,9 @@ def _read_meta(path: Path) -> dict[str, Any]:
             "pass a folder written by `mmgene index build` or CellIndex.save",
         )
     version = meta.get("format_version")
-    if is_whole_number(version, FORMAT_VERSION + 1):
+    if is_whole_number(version, ONDISK_FORMAT_VERSION + 1):
         raise MetadataError(
-            f"{META_FILE} field 'format_version' is {version}: written by a newer mmgene (this one reads up to {FORMAT_VERSION})",
+            f"{META_FILE} field 'format_version' is {version}: written by a newer mmgene (this one reads up to {ONDISK_FORMAT_VERSION})",
             str(meta_file), "upgrade mmgene, or rebuild the index with `mmgene index build`",
         )
     if is_whole_number(version) and version == 1:
@@ -654,10 +846,14 @@ def _check_faiss(index: Any, meta: dict[str, Any], index_file: Path) -> None:
 
 def _read_cells(cells_file: Path, meta: dict[str, Any]) -> pd.DataFrame:
     """Read ``cells.parquet`` and refuse it unless its rows, columns and cell ids are those ``meta.json`` records."""
+    import pyarrow.parquet as pq
+
     try:
-        cells = pd.read_parquet(cells_file)
+        table = pq.read_table(cells_file)
     except (OSError, ValueError) as exc:
         raise InputFileError(f"cannot read the cell table ({exc})", str(cells_file), REBUILD) from exc
+    large = meta["format_version"] == ONDISK_FORMAT_VERSION  # millions of cells: keep strings in Arrow, not Python objects
+    cells = table.to_pandas(types_mapper=_arrow_strings if large else None)
     if CELL_ID not in cells.columns:
         raise IntegrityError(f"{CELLS_FILE} has no column {CELL_ID!r}", str(cells_file), REBUILD)
     if len(cells) != meta["ntotal"]:
@@ -668,9 +864,8 @@ def _read_cells(cells_file: Path, meta: dict[str, Any]) -> pd.DataFrame:
     columns, recorded = [str(c) for c in cells.columns], [CELL_ID, *meta["obs_columns"]]
     if columns != recorded:
         raise IntegrityError(f"{CELLS_FILE} has columns {columns} but {META_FILE} field 'obs_columns' records {recorded[1:]}", str(cells_file), REBUILD)
-    ids = cells[CELL_ID].tolist()
-    if cell_ids_sha256(ids) != meta["cells_checksum"]["sha256"]:
-        dup = pd.Index([str(i) for i in ids])
+    if cell_ids_sha256(table.column(CELL_ID)) != meta["cells_checksum"]["sha256"]:
+        dup = pd.Index([str(i) for i in cells[CELL_ID].tolist()])
         dup = dup[dup.duplicated()]
         detail = f"cell id {dup[0]!r} appears more than once" if len(dup) else "rows were reordered, replaced or renamed"
         raise IntegrityError(
@@ -681,6 +876,32 @@ def _read_cells(cells_file: Path, meta: dict[str, Any]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------- helpers
+def _arrow_strings(kind: Any) -> Any:
+    """pandas dtype for Arrow string columns of a large cell table (Arrow-backed, no Python objects)."""
+    import pyarrow as pa
+
+    return pd.StringDtype("pyarrow") if kind in (pa.string(), pa.large_string()) else None
+
+
+def first_repeat(ids: Any) -> tuple[int, int] | None:
+    """Rows ``(first, repeat)`` of the first id that repeats (in row order) among ``ids`` (an Arrow
+    string column or a sequence); None when all differ. Arrow's dictionary encoding numbers ids in
+    order of first appearance, so a row repeats exactly when its number is not new: millions of ids
+    are checked without a Python object per id."""
+    import pyarrow as pa
+
+    ids = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array([str(i) for i in ids], pa.string())
+    encoded = ids.dictionary_encode()
+    # one dictionary for all chunks, so that numbers agree across them
+    chunks = encoded.unify_dictionaries().chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
+    if not chunks or len(chunks[0].dictionary) == len(ids):
+        return None
+    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks]).astype(np.int64)
+    seen = np.maximum.accumulate(np.concatenate([[-1], codes[:-1]]))
+    repeat = int(np.argmax(codes <= seen))
+    return int(np.argmax(codes == codes[repeat])), repeat
+
+
 def _check_ids(cell_ids: Sequence[str] | None, n: int) -> list[str]:
     if cell_ids is None:
         return [str(i) for i in range(n)]
