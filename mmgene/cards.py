@@ -46,6 +46,9 @@ def template_path(name: str) -> Path:
 
 def render_template(template: str | os.PathLike[str], values: Mapping[str, Any]) -> str:
     """Render a Jinja2 template file strictly (see the module docstring)."""
+    from mmgene.lazy import require
+
+    require("jinja2", "rendering a card")
     import jinja2
     from jinja2 import meta
 
@@ -94,6 +97,9 @@ def render_dataset_card(
     template: str | os.PathLike[str] | None = None,
 ) -> Any:
     """The multimodal paired-dataset card (``mmgene/_cards/dataset_card.md``) as a ``huggingface_hub.DatasetCard``."""
+    from mmgene.lazy import require
+
+    require("huggingface_hub", "a dataset card")
     from huggingface_hub import DatasetCard, DatasetCardData
 
     data = DatasetCardData(
@@ -122,6 +128,9 @@ def render_model_card(
     template: str | os.PathLike[str] | None = None,
 ) -> Any:
     """The alignment-model card (``mmgene/_cards/model_card.md``) as a ``huggingface_hub.ModelCard``."""
+    from mmgene.lazy import require
+
+    require("huggingface_hub", "a model card")
     from huggingface_hub import ModelCard, ModelCardData
 
     data = ModelCardData(

@@ -123,19 +123,6 @@ class OutputError(MMGeneError):
     """An output would replace something mmgene did not write, or cannot be written where asked."""
 
 
-def require(module: str, extra: str, feature: str):
-    """Import ``module`` or raise :class:`DependencyError` naming the extra that provides it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise DependencyError(
-            f"{feature} needs the package {module!r}, which is not installed ({exc})",
-            fix=f"pip install 'mmgene[{extra}]'",
-        ) from exc
-
-
 __all__ = [
     "cause",
     "MMGeneError",
@@ -155,7 +142,6 @@ __all__ = [
     "IntegrityError",
     "ModelError",
     "OutputError",
-    "require",
 ]
 
 

@@ -85,6 +85,9 @@ def local_model_folder(spec: str | Any, *, example: str = "hf://owner/name") -> 
 @contextmanager
 def _hub_errors(ref: HubModel) -> Iterator[None]:
     """Turn huggingface_hub's download errors into mmgene errors that name the repo."""
+    from mmgene.lazy import require
+
+    require("huggingface_hub.errors", "a model from the Hub")
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -124,6 +127,9 @@ def download(
 
     Nothing in the download is trusted: callers check the folder as they check a local one.
     """
+    from mmgene.lazy import require
+
+    require("huggingface_hub", "a model from the Hub")
     from huggingface_hub import snapshot_download
 
     with _hub_errors(ref):
@@ -216,6 +222,9 @@ def check_transformers_config(folder: Path, *, model_types: Iterable[str] | None
         raise refuse(path, "custom code through auto_map", named)
     model_type = config.get("model_type")
     if model_types is None:
+        from mmgene.lazy import require
+
+        require("transformers", "checking a model's config")
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
         known = model_type in CONFIG_MAPPING_NAMES
@@ -239,6 +248,9 @@ def module_type_names(classes: Iterable[type]) -> dict[str, type]:
 
 def text_encoder_classes() -> dict[str, type]:
     """The sentence-transformers modules a text encoder may name (the standard text-embedding building blocks)."""
+    from mmgene.lazy import require
+
+    require("sentence_transformers.base.modules", "a sentence-transformers text model")
     from sentence_transformers.base.modules import Dense, Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import (
         Dropout,
@@ -304,6 +316,9 @@ def check_text_encoder(folder: Path) -> None:
 
 def load_text_encoder(folder: Path, device: str = "cpu") -> Any:
     """A checked sentence-transformers text model from a local folder (no remote code, no network)."""
+    from mmgene.lazy import require
+
+    require("sentence_transformers", "a sentence-transformers text model")
     from sentence_transformers import SentenceTransformer
 
     check_text_encoder(folder)

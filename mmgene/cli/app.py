@@ -66,3 +66,11 @@ def main() -> None:
     except MMGeneError as exc:
         print(f"mmgene: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except ImportError as exc:  # an optional package missing below the require() that guards a feature
+        from mmgene.lazy import missing_dependency
+
+        error = missing_dependency(exc, "this command")
+        if error is None:
+            raise
+        print(f"mmgene: error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import CorpusError, cause, is_whole_number, require
+from mmgene.errors import CorpusError, cause, is_whole_number
+from mmgene.lazy import require
 
 #: obs columns every Census experiment has (and a local test experiment must write).
 CENSUS_OBS_COLUMNS = ("dataset_id", "assay", "cell_type", "cell_type_ontology_term_id", "tissue_general", "donor_id")
@@ -211,7 +212,7 @@ def _plan(exp: Any, query: CensusQuery, default_x: str) -> _Plan:
 
 
 def _from_experiment(query: CensusQuery) -> Any:
-    soma = require("tiledbsoma", "corpus", "reading a local SOMA experiment")
+    soma = require("tiledbsoma", "reading a local SOMA experiment")
     try:
         exp = soma.Experiment.open(query.uri)
     except Exception as exc:  # DoesNotExistError, SOMAError, TileDBError: no common public base
@@ -240,7 +241,7 @@ def _from_experiment(query: CensusQuery) -> Any:
 
 
 def _from_census(query: CensusQuery, census: Any) -> Any:
-    cxg = require("cellxgene_census", "corpus", "reading CELLxGENE Census")
+    cxg = require("cellxgene_census", "reading CELLxGENE Census")
     if census is None:
         census = cxg.open_soma(census_version=query.census_version)
     try:

@@ -172,6 +172,9 @@ def load_config(folder: Path, where: str) -> Any:
     A config file with ``auto_map`` (code shipped with the checkpoint) is refused before transformers
     reads it; so is a ``model_type`` other than ``bert``.
     """
+    from mmgene.lazy import require
+
+    require("transformers", "Geneformer")
     from transformers import BertConfig
 
     from mmgene.model_files import check_no_auto_map, read_json
@@ -208,6 +211,9 @@ def load_model(spec: str | Path, *, layer: int = -1, revision: str | None = None
     config = load_config(folder, where)
     n_layers = int(config.num_hidden_layers)
     index = hidden_states_index(layer, n_layers)
+    from mmgene.lazy import require
+
+    require("transformers", "Geneformer")
     from transformers import BertModel
 
     try:

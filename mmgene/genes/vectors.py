@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from mmgene.atomic import atomic_path
-from mmgene.errors import InputFileError, ParameterError, cause, require
+from mmgene.errors import InputFileError, ParameterError, cause
+from mmgene.lazy import require
 
 SUFFIXES = (".parquet", ".safetensors")
 
@@ -103,7 +104,7 @@ class GeneVectors:
                 table = table.replace_schema_metadata({"mmgene": json.dumps(self.meta, sort_keys=True)})
                 pq.write_table(table, tmp)
             else:
-                require("safetensors", "ml", "saving gene vectors as .safetensors")
+                require("safetensors", "saving gene vectors as .safetensors")
                 from safetensors.numpy import save_file
 
                 save_file(
@@ -132,7 +133,7 @@ class GeneVectors:
                 symbols = np.asarray(table.column("symbol").to_pylist(), dtype=object)
                 meta = json.loads(raw) if raw else {}
             else:
-                require("safetensors", "ml", "reading .safetensors gene vectors")
+                require("safetensors", "reading .safetensors gene vectors")
                 from safetensors import safe_open
 
                 with safe_open(str(path), framework="numpy") as f:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from mmgene.errors import require
+from mmgene.lazy import require
 from mmgene.harmonise.text import key, singular, tokens
 
 _SPECIES_TAGS = (
@@ -93,7 +93,7 @@ def species_of(names: str) -> str:
 @lru_cache(maxsize=1)
 def parser() -> Any:
     """The shared :class:`OntologyParser` (raises :class:`~mmgene.errors.DependencyError` when missing)."""
-    module = require("cellxgene_ontology_guide.ontology_parser", "ontology", "Cell Ontology label harmonisation")
+    module = require("cellxgene_ontology_guide.ontology_parser", "Cell Ontology label harmonisation")
     return module.OntologyParser()
 
 

@@ -133,13 +133,9 @@ def fetch_hub_file(hub: HubFile, sha256: str, folder: Path) -> Path:
 
 
 def _hub_api() -> Any:
-    try:
-        import huggingface_hub
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        from mmgene.errors import DependencyError
+    from mmgene.lazy import require
 
-        raise DependencyError("fetching a file from the Hub needs huggingface_hub", fix="pip install 'mmgene[hub]'") from exc
-    return huggingface_hub
+    return require("huggingface_hub", "fetching a file from the Hub")
 
 
 def _remote_version(hub: HubFile) -> tuple[str | None, str | None]:

@@ -206,6 +206,9 @@ def build_dataset(
     column whose groups never straddle two splits. ``obs_keys=None`` keeps all of ``obs`` (``single``
     layout only); ``obsm_keys=None`` includes no embedding here.
     """
+    from mmgene.lazy import require
+
+    require("datasets", "a Hub dataset")
     import datasets
 
     config = replace(layout, **settings) if isinstance(layout, LayoutConfig) else LayoutConfig(layout, **settings)

@@ -192,6 +192,9 @@ def _rehearse(adata: Any, config: PublishConfig, sentences: list[str]) -> None:
 def _write_data(dd: Any, stage: Path) -> list[str]:
     data_dir = stage / "data"
     data_dir.mkdir(exist_ok=True)
+    from mmgene.lazy import require
+
+    require("datasets", "publishing a dataset")
     import datasets
 
     if not progress_enabled():
@@ -205,6 +208,9 @@ def _write_data(dd: Any, stage: Path) -> list[str]:
 
 
 def _push(stage: Path, repo_id: str, private: bool, token: str | None, layout: str) -> str:
+    from mmgene.lazy import require
+
+    require("huggingface_hub.errors", "publishing to the Hub")
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 

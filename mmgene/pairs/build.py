@@ -148,6 +148,9 @@ def make_pairs(
     seed
         Seeds the split, the captions, the negatives and the panels.
     """
+    from mmgene.lazy import require
+
+    require("datasets", "training pairs")
     import datasets
 
     from mmgene.cells.inputs import cell_inputs

