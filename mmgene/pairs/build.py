@@ -24,6 +24,7 @@ The split never leaks a group (see :func:`mmgene.pairs.splits.split_cells`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ import scipy.sparse as sp
 
 from mmgene.errors import ParameterError
 from mmgene.io import expression, obs_column
+from mmgene.io.expression import DEFAULT_CHUNK
 from mmgene.io.labels import usable_labels
 from mmgene.text.labels import label_text
 from mmgene.text.captions import ClassText, class_text, marker_caption
@@ -62,60 +64,222 @@ def _classes(adata: Any, label_cols: Sequence[str], ontology_col: str | None) ->
     return codes, texts, n_dropped
 
 
-def specific_genes(adata: Any, rows: np.ndarray, reference: np.ndarray, k: int = 8) -> list[list[str]]:
-    """For each cell in ``rows``, the ``k`` genes most above their mean over ``reference`` cells.
+class GeneMoments:
+    """Per-gene sum and sum of squares of log1p(CP10k) expression over chosen cells: the mean that a
+    cell's marker genes are measured against, and the variance that ranks variable genes.
 
-    log1p(CP10k) expression; only expressed genes with a positive excess count. Vectorised per chunk.
+    Rows are summed in float32 within each block of :data:`~mmgene.io.expression.DEFAULT_CHUNK` rows
+    (in row order, as SciPy sums a block) and blocks in float64, so the sums are the same, bit for bit,
+    whether a block's rows come at once or in smaller reads (streamed training reads its own chunks).
     """
+
+    def __init__(self, n_genes: int) -> None:
+        self.total = np.zeros(n_genes)
+        self.total_sq = np.zeros(n_genes)
+        self.n = 0
+        self._block = -1
+        self._part = np.zeros(n_genes, np.float32)
+        self._part_sq = np.zeros(n_genes, np.float32)
+
+    def add(self, rows: np.ndarray, block: sp.csr_matrix) -> None:
+        """Add log-normalised ``block`` whose rows are the dataset's rows ``rows`` (increasing, and
+        after every row added before)."""
+        blocks = np.asarray(rows, dtype=np.int64) // DEFAULT_CHUNK
+        for b in np.unique(blocks):
+            if b != self._block:
+                self._flush()
+                self._block = int(b)
+            part = block[np.flatnonzero(blocks == b)] if len(blocks) and blocks[0] != blocks[-1] else block
+            np.add.at(self._part, part.indices, part.data)
+            np.add.at(self._part_sq, part.indices, part.data * part.data)
+            self.n += part.shape[0]
+
+    def _flush(self) -> None:
+        self.total += self._part
+        self.total_sq += self._part_sq
+        self._part[:] = 0
+        self._part_sq[:] = 0
+
+    def finish(self) -> GeneMoments:
+        """Close the last block (call once every row is added)."""
+        self._flush()
+        self._block = -1
+        return self
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.total / max(1, self.n)
+
+    def ranked(self, symbols: np.ndarray) -> list[str]:
+        """Gene symbols by decreasing variance (genes without variance or symbol left out)."""
+        n = max(1, self.n)
+        var = self.total_sq / n - (self.total / n) ** 2
+        order = np.argsort(-var, kind="stable")
+        return [str(symbols[g]) for g in order if var[g] > 0 and symbols[g]]
+
+
+def gene_moments(adata: Any, rows: np.ndarray) -> GeneMoments:
+    """:class:`GeneMoments` of ``rows`` of ``adata`` (one chunked pass, vectorised and sparse)."""
+    view = expression(adata)
+    moments = GeneMoments(view.shape[1])
+    want = np.zeros(view.shape[0], dtype=bool)
+    want[rows] = True
+    for start, stop, block in view.chunks():
+        sel = np.flatnonzero(want[start:stop])
+        if sel.size:
+            moments.add(start + sel, view.log_normalise(block[sel], dtype=np.float32))
+    return moments.finish()
+
+
+def excess_genes(view: Any, block: sp.csr_matrix, mean: np.ndarray, symbols: np.ndarray, k: int = 8) -> list[list[str]]:
+    """For each row of ``block`` (raw rows of ``view``'s matrix), the ``k`` genes most above ``mean``
+    (log1p(CP10k) expression; only expressed genes with a positive excess and a symbol)."""
     from mmgene.cells.inputs import top_genes
 
+    block = view.log_normalise(block, dtype=np.float32)
+    block.data = (block.data - mean[block.indices]).astype(np.float32)
+    block.data[block.data < 0] = 0
+    block.eliminate_zeros()
+    top = top_genes(sp.csr_matrix(block), k)
+    out = []
+    for j in range(block.shape[0]):
+        lo, hi = top.indptr[j], top.indptr[j + 1]
+        order = np.argsort(-top.data[lo:hi], kind="stable")
+        out.append([str(symbols[g]) for g in top.indices[lo:hi][order] if symbols[g]])
+    return out
+
+
+def specific_genes(adata: Any, rows: np.ndarray, reference: np.ndarray, k: int = 8, *, mean: np.ndarray | None = None) -> list[list[str]]:
+    """For each cell in ``rows``, the ``k`` genes most above their mean over ``reference`` cells
+    (:func:`excess_genes`; ``mean``: that mean when already known). Vectorised per chunk."""
     view = expression(adata)
     symbols = view.symbols()
-    mean = np.zeros(view.shape[1], dtype=np.float64)
-    ref_set = np.zeros(view.shape[0], dtype=bool)
-    ref_set[reference] = True
-    for start, stop, block in view.chunks():
-        sel = ref_set[start:stop]
-        if sel.any():
-            mean += np.asarray(view.log_normalise(block[sel], dtype=np.float32).sum(axis=0)).ravel()
-    mean /= max(1, int(ref_set.sum()))
+    if mean is None:
+        mean = gene_moments(adata, reference).mean
     want = np.zeros(view.shape[0], dtype=bool)
     want[rows] = True
     out: dict[int, list[str]] = {}
     for start, stop, block in view.chunks():
         sel = np.flatnonzero(want[start:stop])
-        if not sel.size:
-            continue
-        block = view.log_normalise(block[sel], dtype=np.float32)
-        block.data = (block.data - mean[block.indices]).astype(np.float32)
-        block.data[block.data < 0] = 0
-        block.eliminate_zeros()
-        top = top_genes(sp.csr_matrix(block), k)
-        for j, r in enumerate(sel):
-            lo, hi = top.indptr[j], top.indptr[j + 1]
-            order = np.argsort(-top.data[lo:hi], kind="stable")
-            out[start + int(r)] = [str(symbols[g]) for g in top.indices[lo:hi][order] if symbols[g]]
+        if sel.size:
+            out.update(zip((start + sel).tolist(), excess_genes(view, block[sel], mean, symbols, k)))
     return [out.get(int(r), []) for r in rows]
 
 
 def variable_genes(adata: Any, rows: np.ndarray) -> list[str]:
     """Gene symbols by decreasing variance of log1p(CP10k) expression over ``rows`` (vectorised, sparse)."""
-    view = expression(adata)
-    symbols = view.symbols()
-    total = np.zeros(view.shape[1])
-    total_sq = np.zeros(view.shape[1])
-    want = np.zeros(view.shape[0], dtype=bool)
-    want[rows] = True
-    for start, stop, block in view.chunks():
-        sel = want[start:stop]
-        if sel.any():
-            b = view.log_normalise(block[sel], dtype=np.float32)
-            total += np.asarray(b.sum(axis=0)).ravel()
-            total_sq += np.asarray(b.multiply(b).sum(axis=0)).ravel()
-    n = max(1, int(want.sum()))
-    var = total_sq / n - (total / n) ** 2
-    order = np.argsort(-var, kind="stable")
-    return [str(symbols[g]) for g in order if var[g] > 0 and symbols[g]]
+    return gene_moments(adata, rows).ranked(expression(adata).symbols())
+
+
+@dataclass
+class PairPlan:
+    """What :func:`make_pairs` decides from ``obs`` alone: each cell's class, the classes' text and the split."""
+
+    #: class id of every cell (-1: no label); an index into ``texts``.
+    codes: np.ndarray
+    texts: list[ClassText]
+    unlabelled: int
+    #: sorted rows of the training and test cells.
+    train: np.ndarray
+    test: np.ndarray
+    label_col: str
+
+    @property
+    def class_names(self) -> list[str]:
+        return [t.label for t in self.texts]
+
+
+def plan_pairs(adata: Any, label_cols: str | Sequence[str], *, ontology_col: str | None, config: PairsConfig, seed: int) -> PairPlan:
+    """Classes and the split of :func:`make_pairs` (reads ``obs`` only, so a backed file costs no matrix read)."""
+    label_cols = [label_cols] if isinstance(label_cols, str) else list(label_cols)
+    if not label_cols:
+        raise ParameterError("no label column given", "argument label_cols", "pass e.g. label_cols='cell_type'")
+    codes, texts, unlabelled = _classes(adata, label_cols, ontology_col)
+    class_names = [t.label for t in texts]
+    unknown = sorted(set(map(str, config.exclude_labels)) - set(class_names))
+    if unknown:
+        raise ParameterError(
+            f"exclude_labels names classes that do not exist: {unknown}",
+            f"obs[{label_cols[0]!r}]",
+            f"choose from {class_names}",
+        )
+    train, test = split_cells(adata, test_size=config.test_size, seed=seed, group_col=config.group_col)
+    train, test = train[codes[train] >= 0], test[codes[test] >= 0]  # cells without a label take no part
+    excluded = np.isin(np.asarray(class_names, dtype=object)[codes[train]], list(map(str, config.exclude_labels)))
+    train = train[~excluded]
+    if train.size == 0:
+        raise ParameterError("no cell is left for training", "arguments exclude_labels/test_size", "exclude fewer classes")
+    return PairPlan(codes, texts, unlabelled, train, test, label_cols[0])
+
+
+class RowDrawer:
+    """Draws the rows of :func:`make_pairs` (captions, panel choice, negatives) cell after cell from one
+    generator seeded with ``seed``: the training cells in order, then the test cells. A row's ``cell``
+    is a variant number, -1 for the cell's own input or ``p`` for its input restricted to panel ``p``;
+    ``index`` is the cell's row. Streamed training replays it chunk by chunk from saved generator states."""
+
+    def __init__(self, plan: PairPlan, config: PairsConfig, seed: int, n_panels: int) -> None:
+        self.plan, self.config, self.n_panels = plan, config, n_panels
+        self.rng = np.random.default_rng(seed)
+        self.caption_lists = [t.all_captions() for t in plan.texts]
+        self.trained_classes = sorted(set(plan.codes[plan.train].tolist()))
+
+    def negative_for(self, code: int) -> tuple[str, int]:
+        rng, texts = self.rng, self.plan.texts
+        others = [c for c in self.trained_classes if c != code] or [c for c in range(len(texts)) if c != code]
+        if not others:
+            raise ParameterError("negatives need at least two classes", f"obs[{self.plan.label_col!r}]")
+        other = others[int(rng.integers(len(others)))]
+        pool = self.caption_lists[other]
+        return pool[int(rng.integers(len(pool)))], other
+
+    def rows(self, indices: np.ndarray, n_captions: int, with_markers: bool, markers: Sequence[list[str]] | None) -> dict[str, list]:
+        """Rows for the cells ``indices`` (``markers[pos]``: the marker genes of ``indices[pos]``)."""
+        rng, texts, codes = self.rng, self.plan.texts, self.plan.codes
+        marker_share, panel_share = self.config.marker_share, self.config.panel_share
+        cols: dict[str, list] = {"cell": [], "caption": [], "label": [], "index": []}
+        if self.config.negatives:
+            cols["negative"], cols["negative_label"] = [], []
+        for pos, i in enumerate(indices):
+            code = int(codes[i])
+            for _ in range(n_captions):
+                genes = markers[pos] if (with_markers and markers is not None) else []
+                if genes and rng.random() < marker_share:
+                    k = int(rng.integers(1, min(3, len(genes)) + 1))
+                    picked = [genes[j] for j in sorted(rng.choice(len(genes), size=k, replace=False))]
+                    names = texts[code].names or [texts[code].label]
+                    caption = marker_caption(names[int(rng.integers(len(names)))], picked, rng)
+                elif with_markers:
+                    pool = self.caption_lists[code]
+                    caption = pool[int(rng.integers(len(pool)))]
+                else:
+                    caption = texts[code].name_captions()[0]
+                if with_markers and self.n_panels and rng.random() < panel_share:
+                    cols["cell"].append(int(rng.integers(self.n_panels)))
+                else:
+                    cols["cell"].append(-1)
+                cols["caption"].append(caption)
+                cols["label"].append(code)
+                cols["index"].append(int(i))
+                if self.config.negatives:
+                    negative, other = self.negative_for(code)
+                    cols["negative"].append(negative)
+                    cols["negative_label"].append(other)
+        return cols
+
+
+def panel_count(config: PairsConfig, inputs: Sequence[str]) -> int:
+    """How many gene panels training rows are drawn from (0: none)."""
+    return len(config.panel_sizes) if config.panel_share > 0 and "genes" in inputs else 0
+
+
+def marker_list(markers: Sequence[list[str]] | None) -> list[str]:
+    """The genes that mark training cells, most often first, at most 2,000."""
+    freq: dict[str, int] = {}
+    for genes in markers or []:
+        for g in genes:
+            freq[g] = freq.get(g, 0) + 1
+    return sorted(freq, key=lambda g: (-freq[g], g))[:2000]
 
 
 def make_pairs(
@@ -156,87 +320,33 @@ def make_pairs(
     from mmgene.cells.inputs import cell_inputs
 
     config = config or PairsConfig()
-    captions_per_cell, marker_share, negatives = config.captions_per_cell, config.marker_share, config.negatives
-    exclude_labels, max_genes, panel_share = config.exclude_labels, config.max_genes, config.panel_share
-    label_cols = [label_cols] if isinstance(label_cols, str) else list(label_cols)
-    if not label_cols:
-        raise ParameterError("no label column given", "argument label_cols", "pass e.g. label_cols='cell_type'")
-    codes, texts, unlabelled = _classes(adata, label_cols, ontology_col)
-    class_names = [t.label for t in texts]
-    unknown = sorted(set(map(str, exclude_labels)) - set(class_names))
-    if unknown:
-        raise ParameterError(
-            f"exclude_labels names classes that do not exist: {unknown}",
-            f"obs[{label_cols[0]!r}]",
-            f"choose from {class_names}",
-        )
-    train, test = split_cells(adata, test_size=config.test_size, seed=seed, group_col=config.group_col)
-    train, test = train[codes[train] >= 0], test[codes[test] >= 0]  # cells without a label take no part
-    excluded = np.isin(np.asarray(class_names, dtype=object)[codes[train]], list(map(str, exclude_labels)))
-    train = train[~excluded]
-    if train.size == 0:
-        raise ParameterError("no cell is left for training", "arguments exclude_labels/test_size", "exclude fewer classes")
-    rng = np.random.default_rng(seed)
-    cells = cell_inputs(adata, inputs=inputs, max_genes=max_genes)
+    plan = plan_pairs(adata, label_cols, ontology_col=ontology_col, config=config, seed=seed)
+    train, test, class_names = plan.train, plan.test, plan.class_names
+    drawer = RowDrawer(plan, config, seed, panel_count(config, inputs))
+    cells = cell_inputs(adata, inputs=inputs, max_genes=config.max_genes)
+    want_markers = "genes" in inputs and config.marker_share > 0
+    moments = gene_moments(adata, train) if (drawer.n_panels or want_markers) else None
     panels: list[list[dict[str, Any]]] = []
-    if panel_share > 0 and "genes" in inputs:
-        ranked = variable_genes(adata, train)
-        panels = [cell_inputs(adata, inputs=inputs, max_genes=max_genes, gene_panel=ranked[:n]) for n in config.panel_sizes]
+    if drawer.n_panels:
+        ranked = moments.ranked(expression(adata).symbols())
+        panels = [cell_inputs(adata, inputs=inputs, max_genes=config.max_genes, gene_panel=ranked[:n]) for n in config.panel_sizes]
     obs_names = np.asarray(adata.obs_names).astype(str)
-    markers = specific_genes(adata, train, train) if ("genes" in inputs and marker_share > 0) else None
-    caption_lists = [t.all_captions() for t in texts]
-    trained_classes = sorted(set(codes[train].tolist()))
-
-    def negative_for(code: int) -> tuple[str, int]:
-        others = [c for c in trained_classes if c != code] or [c for c in range(len(texts)) if c != code]
-        if not others:
-            raise ParameterError("negatives need at least two classes", f"obs[{label_cols[0]!r}]")
-        other = others[int(rng.integers(len(others)))]
-        pool = caption_lists[other]
-        return pool[int(rng.integers(len(pool)))], other
+    markers = specific_genes(adata, train, train, mean=moments.mean) if want_markers else None
 
     def rows_for(indices: np.ndarray, n_captions: int, with_markers: bool) -> dict[str, list]:
-        cols: dict[str, list] = {"cell": [], "caption": [], "label": [], "obs_name": []}
-        if negatives:
-            cols["negative"], cols["negative_label"] = [], []
-        for pos, i in enumerate(indices):
-            code = int(codes[i])
-            for _ in range(n_captions):
-                genes = markers[pos] if (with_markers and markers is not None) else []
-                if genes and rng.random() < marker_share:
-                    k = int(rng.integers(1, min(3, len(genes)) + 1))
-                    picked = [genes[j] for j in sorted(rng.choice(len(genes), size=k, replace=False))]
-                    names = texts[code].names or [texts[code].label]
-                    caption = marker_caption(names[int(rng.integers(len(names)))], picked, rng)
-                elif with_markers:
-                    pool = caption_lists[code]
-                    caption = pool[int(rng.integers(len(pool)))]
-                else:
-                    caption = texts[code].name_captions()[0]
-                if with_markers and panels and rng.random() < panel_share:
-                    cols["cell"].append(panels[int(rng.integers(len(panels)))][i])
-                else:
-                    cols["cell"].append(cells[i])
-                cols["caption"].append(caption)
-                cols["label"].append(code)
-                cols["obs_name"].append(obs_names[i])
-                if negatives:
-                    negative, other = negative_for(code)
-                    cols["negative"].append(negative)
-                    cols["negative_label"].append(other)
+        cols = drawer.rows(indices, n_captions, with_markers, markers)
+        index = cols.pop("index")
+        cols["cell"] = [cells[i] if v < 0 else panels[v][i] for i, v in zip(index, cols["cell"])]
+        cols["obs_name"] = obs_names[index].tolist()
         return cols
 
-    info(f"pairs: {train.size} training cells x {captions_per_cell} captions, {test.size} test cells")
+    info(f"pairs: {train.size} training cells x {config.captions_per_cell} captions, {test.size} test cells")
+    negatives = config.negatives
     order = ["cell", "caption"] + (["negative"] if negatives else []) + ["label"] + (["negative_label"] if negatives else []) + ["obs_name"]
-    splits = {"train": datasets.Dataset.from_dict({k: v for k, v in rows_for(train, captions_per_cell, True).items()})}
+    splits = {"train": datasets.Dataset.from_dict(rows_for(train, config.captions_per_cell, True))}
     if test.size:
         splits["test"] = datasets.Dataset.from_dict(rows_for(test, 1, False))
     dataset = datasets.DatasetDict({k: v.select_columns(order) for k, v in splits.items()})
     for split in dataset.values():
         split.info.description = "mmgene pairs; classes: " + "; ".join(class_names)
-    freq: dict[str, int] = {}
-    for genes in markers or []:
-        for g in genes:
-            freq[g] = freq.get(g, 0) + 1
-    marker_genes = sorted(freq, key=lambda g: (-freq[g], g))[:2000]
-    return TrainingPairs(dataset, class_names, texts, unlabelled, marker_genes)
+    return TrainingPairs(dataset, class_names, plan.texts, plan.unlabelled, marker_list(markers))
