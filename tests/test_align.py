@@ -393,6 +393,7 @@ def test_push_to_hub_with_model_card_then_load_by_repo_id(trained, small_pbmc, t
         assert "# pbmc-aligned" in text and "library_name: sentence-transformers" in text
         assert "balanced accuracy" in text and "{{" not in text
         assert server.token not in text
+        monkeypatch.setenv("HF_TOKEN", server.token)  # the repo is private by default: reading it needs the token
         again = load(f"hf://{server.user}/pbmc-aligned")
     np.testing.assert_allclose(again.encode_cells(small_pbmc[:4]), model.encode_cells(small_pbmc[:4]), rtol=1e-5, atol=1e-6)
 

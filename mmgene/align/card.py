@@ -1,13 +1,36 @@
-"""Fill ``mmgene/_cards/model_card.md`` with an aligned model's real values (rendered by :mod:`mmgene.cards`)."""
+"""Fill ``mmgene/_cards/model_card.md`` with an aligned model's real values (rendered by :mod:`mmgene.cards`).
+
+The card is the ``README.md`` of every saved model folder and of every model pushed to the Hub. Its
+usage code loads the model from where it is: a folder path, or ``hf://owner/name`` for
+:func:`mmgene.align.load` (``owner/name`` for sentence-transformers); its YAML names the text model it
+was built on as ``base_model``.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
+from pathlib import Path
 from typing import Any
 
+#: the text tower when ModelConfig.text_model is None: the offline all-MiniLM-L6-v2
+DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
-def card_values(model: Any, repo_id: str) -> dict[str, Any]:
-    """The template values of ``mmgene/_cards/model_card.md`` for ``model`` (an :class:`~mmgene.align.AlignedModel`)."""
+
+def base_model(model: Any) -> str | None:
+    """The Hub id of the text model ``model`` was built on: the offline MiniLM's, or ``owner/name`` of an
+    ``hf://`` text model; None for a local text-model folder (it has no Hub id to name)."""
+    from mmgene.model_files import parse_hub_id
+
+    spec = model.config.model.text_model if model.config is not None else (model.meta.get("params") or {}).get("text_model")
+    if spec is None:
+        return DEFAULT_TEXT_MODEL
+    hub = parse_hub_id(spec)
+    return hub.repo_id if hub is not None else None
+
+
+def card_values(model: Any, location: str, *, hub: bool = False) -> dict[str, Any]:
+    """The template values of ``mmgene/_cards/model_card.md`` for ``model`` (an
+    :class:`~mmgene.align.AlignedModel`) at ``location``: a Hub repo id with ``hub``, else a folder path."""
     from mmgene import __version__
 
     meta = model.meta
@@ -22,15 +45,14 @@ def card_values(model: Any, repo_id: str) -> dict[str, Any]:
         metrics.append(entry)
     if not metrics:
         metrics = [{"name": "not evaluated", "value": "–", "split": "–"}]
-    text_input = model.st[0].sub_modules["text"][0]
-    text_model = str(getattr(text_input.encoder, "model_card_data", None) and text_input.encoder.model_card_data.base_model or "sentence-transformers/all-MiniLM-L6-v2")
+    text_model = base_model(model) or "a local text model folder"
     mode = "fine-tuned" if params.get("train_text") else "frozen, with a trained projection head"
     omics = (
         "an expression-weighted bag of learned gene-symbol embeddings (shared with the text tower for genes "
         "that text names) and/or obsm vectors, through a LayerNorm + two-layer MLP projection head"
     )
     return {
-        "model_name": repo_id.split("/")[-1],
+        "model_name": location.rstrip("/").split("/")[-1] if hub else Path(location).name,
         "description": (
             f"Aligns cells and text for {len(classes)} cell types ({', '.join(map(str, classes[:12]))}"
             f"{' ...' if len(classes) > 12 else ''}); query cells by free text, e.g. zero-shot cell-type annotation."
@@ -49,7 +71,7 @@ def card_values(model: Any, repo_id: str) -> dict[str, Any]:
         "seed": params.get("seed", 0),
         "settings": settings_rows(model),
         "metrics": metrics,
-        "load_path": repo_id,
+        "load_path": f"hf://{location}" if hub else location,
         "example_caption": f"a {classes[0]}" if classes else "a T cell",
         "mmgene_version": __version__,
         "created": _dt.date.today().isoformat(),
@@ -80,8 +102,9 @@ def settings_rows(model: Any) -> list[dict[str, str]]:
     return rows
 
 
-def render_model_card(model: Any, repo_id: str) -> str:
-    """The model card text (YAML header + body) for ``model`` published as ``repo_id``."""
+def render_model_card(model: Any, location: str, *, hub: bool = False) -> str:
+    """The model card text (YAML header + body) for ``model`` saved at ``location`` (a folder path) or,
+    with ``hub``, published as the repo id ``location``."""
     from mmgene.cards import render_model_card as render
 
-    return str(render(card_values(model, repo_id), datasets=None, base_model=None))
+    return str(render(card_values(model, location, hub=hub), datasets=None, base_model=base_model(model)))

@@ -179,7 +179,7 @@ def fit_pairs(
         )
         if evaluator is not None:
             evaluator.step_offset = start
-        return SentenceTransformerTrainer(
+        trainer = SentenceTransformerTrainer(
             model=st,
             args=args,
             train_dataset=round_dataset(r),
@@ -187,6 +187,9 @@ def fit_pairs(
             evaluator=evaluator,
             optimizers=optimizers,
         )
+        from mmgene.align.training_log import attach  # logs to the model's training_log.jsonl, not stdout
+
+        return attach(trainer, st)
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = trainer_for(0, tmp, (None, None))

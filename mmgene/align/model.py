@@ -223,25 +223,32 @@ class AlignedModel:
         return adata if copy else emb
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Write the model directory atomically (sentence-transformers layout + ``mmgene_align.json``).
+        """Write the model directory atomically: the sentence-transformers layout, ``mmgene_align.json``,
+        the training log (``training_log.jsonl``, when the model was trained in this process or loaded
+        with one) and mmgene's model card as ``README.md``, whose code loads the model from ``path``.
 
         An existing ``path`` is replaced only with ``overwrite=True`` and only if mmgene wrote it.
         """
+        from mmgene.align import training_log
+        from mmgene.align.card import render_model_card
         from mmgene.atomic import atomic_path
 
         target = Path(path)
         with atomic_path(target, overwrite=overwrite) as tmp:
-            self.st.save(str(tmp))
+            self.st.save(str(tmp), create_model_card=False)
             meta = {**self.meta, "inputs": self.inputs}
             if self.config is not None:
                 meta["config"] = self.config.to_dict()
             meta.pop("path", None)
             (tmp / MMGENE_CONFIG).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+            training_log.write(self.st, tmp)
+            (tmp / "README.md").write_text(render_model_card(self, str(target)), encoding="utf-8")
         self.meta["path"] = str(target)
         return target
 
-    def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool = False, commit_message: str = "Upload mmgene aligned model") -> str:
-        """Upload the model folder with a model card rendered from ``mmgene/_cards/model_card.md``; returns the repo URL."""
+    def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool = True, commit_message: str = "Upload mmgene aligned model") -> str:
+        """Upload the model folder with its model card (code that loads it from ``repo_id``) to a model
+        repository, created private unless ``private=False`` (as datasets are published); returns its URL."""
         import tempfile
 
         from huggingface_hub import HfApi
@@ -250,10 +257,15 @@ class AlignedModel:
 
         api = HfApi(token=token)
         url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        saved_at = self.meta.get("path")
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "model"
             self.save(folder)
-            (folder / "README.md").write_text(render_model_card(self, repo_id), encoding="utf-8")
+            if saved_at is None:  # where the model lives is unchanged by its upload
+                self.meta.pop("path", None)
+            else:
+                self.meta["path"] = saved_at
+            (folder / "README.md").write_text(render_model_card(self, repo_id, hub=True), encoding="utf-8")
             from mmgene.atomic import MARKER
 
             api.upload_folder(
@@ -396,10 +408,11 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> AlignedModel:
     A local path that does not exist is an error, never a Hub lookup. Nothing in the folder is run:
     :func:`check_model_folder` checks every config that names a class against mmgene's allow-list, then
     mmgene builds the modules itself from those classes (``trust_remote_code`` is never set). A Hub
-    model is downloaded with ``snapshot_download`` and checked the same way.
+    model is downloaded with ``snapshot_download`` and checked the same way. Loading leaves torch's
+    process-wide settings (its thread count) as they are.
     """
+    from mmgene.align import training_log
     from mmgene.model_files import read_json, resolve_model
-    from mmgene.settings import settings
 
     folder, hub = resolve_model(path)
     config = folder / MMGENE_CONFIG
@@ -410,9 +423,6 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> AlignedModel:
             "give the folder written by `mmgene train` or AlignedModel.save",
         )
     check_model_folder(folder)
-    import torch
-
-    torch.set_num_threads(max(1, settings.torch_threads))
     try:
         st = _build_sentence_transformer(folder, device)
     except MMGeneError:
@@ -431,6 +441,7 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> AlignedModel:
     inputs = meta.pop("inputs", ["genes"])
     trained_with = _saved_config(meta.pop("config", None), config)
     meta["path"] = str(hub) if hub is not None else str(folder)
+    training_log.read(folder, st)
     st.eval()
     return AlignedModel(st, inputs, meta, trained_with)
 
