@@ -1,4 +1,8 @@
-"""Progress bars that stay silent in quiet mode or when stderr is not a terminal."""
+"""Progress bars and informational lines, on stderr only: stdout carries nothing but a command's result.
+
+Bars are drawn only when stderr is a terminal and mmgene is not quiet (``-q``, ``settings.quiet``,
+``$MMGENE_QUIET``); informational lines are printed unless quiet.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "",
     """Wrap ``iterable`` in a tqdm bar unless progress is disabled."""
     from tqdm.auto import tqdm
 
-    return iter(tqdm(iterable, total=total, desc=desc, unit=unit, disable=not progress_enabled(), leave=False))
+    return iter(tqdm(iterable, total=total, desc=desc, unit=unit, disable=not progress_enabled(), leave=False, file=sys.stderr))
 
 
 def info(message: str) -> None:

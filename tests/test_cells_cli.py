@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from typer.testing import CliRunner
 
@@ -37,8 +39,18 @@ def test_sentences_and_tokenize_write_datasets(pbmc3k_path, geneformer_v1_dir, t
     assert ds["cell_id"][0] == "AAACATACAACCAC-1"
 
     pq = tmp_path / "tokens.parquet"
-    assert runner.invoke(app, ["tokenize", str(pbmc3k_path), str(pq), "--dictionaries", str(geneformer_v1_dir)]).exit_code == 0
+    res = runner.invoke(app, ["tokenize", str(pbmc3k_path), str(pq), "--dictionaries", str(geneformer_v1_dir), "--version", "v1", "--json"])
+    assert res.exit_code == 0, res.output
     assert pq.is_file()
+    assert json.loads(res.stdout) == {
+        "out": str(pq), "cells": 2638, "version": "V1", "mean_length": float(enc.length.mean()),
+        "cells_without_vocabulary_genes": len(enc.empty_cells),
+    }
+    res = runner.invoke(app, ["sentences", str(pbmc3k_path), str(tmp_path / "s.parquet"), "--top-k", "20", "--ties", "symbol", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert (got["out"], got["cells"], got["ties"], got["excluded_genes"]) == (str(tmp_path / "s.parquet"), 2638, "symbol", 0)
+    assert got["mean_genes"] == float(np.minimum(np.asarray((adata.X > 0).sum(axis=1)).ravel(), 20).mean())
 
 
 def test_cli_errors_are_one_line(pbmc3k_path, tmp_path):

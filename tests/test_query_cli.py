@@ -40,10 +40,22 @@ def test_build_info_and_query(h5ad, tmp_path, small, encoder):  # noqa: F811
     assert sorted(p.name for p in out.iterdir()) == [".mmgene-output", "cells.parquet", "index.faiss", "meta.json"]
     info = invoke("index", "info", out)
     assert info.exit_code == 0 and "columns:    cell_type" in info.output
+    info = invoke("index", "info", out, "--json")
+    assert info.exit_code == 0, info.output
+    assert json.loads(info.stdout) == {
+        "index": str(out), "cells": 120, "skipped_cells": 0, "dim": 384, "kind": "flat", "factory": "Flat",
+        "embedding": "X_genept_s", "model": "genept-s", "obs_columns": ["cell_type"], "search": None,
+    }
+    res = invoke("index", "build", h5ad, "--embedding", "X_genept_s", "--out", tmp_path / "hnsw", "--kind", "hnsw", "--json")
+    assert res.exit_code == 0, res.output
+    built = json.loads(res.stdout)
+    assert (built["kind"], built["cells"], built["search"]["parameter"]) == ("hnsw", 120, "ef_search")
 
     res = invoke("query", out, "natural killer cell", "-k", "3", "--json")
     assert res.exit_code == 0, res.output
-    records = json.loads(res.stdout)
+    result = json.loads(res.stdout)
+    assert (result["index"], result["k"], result["queries"]) == (str(out), 3, ["natural killer cell"])
+    records = result["hits"]
     from mmgene.index import load
     from mmgene.query import GenePTSpace, text_to_cells
 
@@ -77,9 +89,14 @@ def test_annotate_writes_label_and_score_columns(h5ad, tmp_path):
     assert list(adata.uns["mmgene"]["mmgene_label"]["labels"]) == ["B cell", "T cell", "monocyte"]
     assert "wrote obs['mmgene_label']" in res.output
     # repeated --labels works too, and the input file is left alone when --out is given
-    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "--labels", "T cell", "--out", out, "--min-prob", "0.9", "--overwrite")
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "--labels", "T cell", "--out", out, "--min-prob", "0.9", "--overwrite", "--json")
     assert res.exit_code == 0, res.output
-    assert list(ad.read_h5ad(out).obs["mmgene_label"].cat.categories) == ["B cell", "T cell", "unknown"]
+    labels = ad.read_h5ad(out).obs["mmgene_label"]
+    assert list(labels.cat.categories) == ["B cell", "T cell", "unknown"]
+    assert json.loads(res.stdout) == {
+        "out": str(out), "label_key": "mmgene_label", "score_key": "mmgene_score", "cells": 120,
+        "counts": {str(k): int(v) for k, v in labels.value_counts().items()},
+    }
     assert "mmgene_label" not in ad.read_h5ad(h5ad).obs
     res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--refine", "--out", out, "--overwrite")
     assert res.exit_code == 0, res.output
@@ -117,11 +134,23 @@ def test_transfer_labels_from_a_reference_index(h5ad, small, tmp_path):  # noqa:
     ref = tmp_path / "ref"
     assert invoke("index", "build", h5ad, "-e", "X_genept_s", "-o", ref, "--obs", "cell_type").exit_code == 0
     out = tmp_path / "out.h5ad"
-    res = invoke("transfer", ref, h5ad, "--label-column", "cell_type", "-k", "1", "-o", out)
+    res = invoke("transfer", ref, h5ad, "--label-col", "cell_type", "-k", "1", "-o", out, "--json")
     assert res.exit_code == 0, res.output
     adata = ad.read_h5ad(out)
     # k=1 against an index holding the same cells: each cell finds itself
     assert (adata.obs["cell_type_transferred"].astype(str) == small.obs["cell_type"].astype(str).to_numpy()).all()
     assert (adata.obs["cell_type_transferred_confidence"] == 1).all()
-    res = invoke("transfer", ref, h5ad, "--label-column", "nope", "-o", out, "--overwrite")
+    result = json.loads(res.stdout)
+    assert result == {
+        "out": str(out), "label_key": "cell_type_transferred", "confidence_key": "cell_type_transferred_confidence",
+        "cells": small.n_obs, "mean_confidence": 1.0, "counts": small.obs["cell_type"].astype(str).value_counts().to_dict(),
+    }
+    res = invoke("transfer", ref, h5ad, "--label-col", "nope", "-o", out, "--overwrite")
     assert isinstance(res.exception, MissingColumnError)
+    # the old spelling still works (hidden); with a different --label-col it is refused
+    res = invoke("transfer", ref, h5ad, "--label-column", "cell_type", "-k", "1", "-o", out, "--overwrite")
+    assert res.exit_code == 0, res.output
+    res = invoke("transfer", ref, h5ad, "--label-col", "cell_type", "--label-column", "other", "-o", out, "--overwrite")
+    assert isinstance(res.exception, MMGeneError) and "disagree" in str(res.exception)
+    res = invoke("transfer", ref, h5ad, "-o", out, "--overwrite")
+    assert isinstance(res.exception, MMGeneError) and "no label column given" in str(res.exception)

@@ -9,6 +9,8 @@ import typer
 
 from mmgene.align.config import CorpusTrainingConfig, ModelConfig, TrainingConfig
 from mmgene.cli.app import app, overwrite_option
+from mmgene.cli.options import Loss, json_option
+from mmgene.cli.results import emit
 from mmgene.config import field_help, overrides
 from mmgene.errors import ParameterError
 from mmgene.pairs.config import PairsConfig
@@ -57,7 +59,7 @@ def train_command(
     gene_channel: float | None = _setting(ModelConfig, "gene_channel"),
     query_channel: float | None = _setting(ModelConfig, "query_channel"),
     # TrainingConfig
-    loss: str | None = _setting(TrainingConfig, "loss"),
+    loss: Loss | None = _setting(TrainingConfig, "loss"),
     temperature: float | None = _setting(TrainingConfig, "temperature"),
     epochs: float | None = _setting(TrainingConfig, "epochs"),
     max_steps: int | None = _setting(TrainingConfig, "max_steps"),
@@ -71,8 +73,10 @@ def train_command(
     rows_per_dataset: int | None = _setting(CorpusTrainingConfig, "rows_per_dataset", min=0),
     mask_related: bool | None = _setting(CorpusTrainingConfig, "mask_related", "--mask-related/--no-mask-related"),
     overwrite: bool = overwrite_option(),
+    as_json: bool = json_option(),
 ) -> None:
-    """Train a contrastive text-cell model and save it to --out (settings: mmgene.align.config)."""
+    """Train a contrastive text-cell model and save it to --out (settings: mmgene.align.config; the
+    Trainer's log goes to OUT/training_log.jsonl)."""
     # every option named after a config field; the ones given override that config's defaults
     given = {k: v for k, v in locals().items() if v is not None and v != []}
     from mmgene.atomic import check_output
@@ -105,9 +109,14 @@ def train_command(
         check_output(out, overwrite=overwrite, inputs=[file])
         adata = mmgene.io.read(file)
         model = train(adata, label_col, ontology_col=ontology_col, inputs=input_, **configs, out=out, overwrite=overwrite)
+    from mmgene.align.training_log import FILE
+
     hist = model.meta.get("eval_history") or []
     last = f"; held-out zero-shot balanced accuracy {hist[-1]['zero_shot_balanced_accuracy']:.3f}" if hist else ""
-    typer.echo(f"wrote {out} ({model.meta['train_seconds']} s{last})")
+    log = out / FILE
+    result = {"model": str(out), "training_log": str(log) if log.is_file() else None, **model.meta}
+    result.pop("path", None)
+    emit(result, f"wrote {out} ({model.meta['train_seconds']} s{last})", as_json=as_json)
 
 
 def _train_corpus(
@@ -152,6 +161,7 @@ def evaluate_command(
     ),
     held_out: bool = typer.Option(False, "--held-out", help="Score only the cells the model held out (FILE must be its training file)."),
     overwrite: bool = overwrite_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Zero-shot classification, retrieval and clustering of MODEL on FILE; prints the Markdown table."""
     import mmgene.io
@@ -176,5 +186,4 @@ def evaluate_command(
         aligned, adata, label_col, out=target, overwrite=overwrite, baseline=baseline, marker_baseline=marker_baseline, ontology=ontology, markers=markers,
         standardize=standardize, refine=refine, dataset_name=name
     )
-    typer.echo(markdown_report(report))
-    typer.echo(f"wrote {', '.join(report['files'])}")
+    emit(report, lambda: f"{markdown_report(report)}\nwrote {', '.join(report['files'])}", as_json=as_json)

@@ -44,25 +44,39 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or informational messages."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bars or informational messages on stderr (also MMGENE_QUIET=1); stdout holds only the result."
+    ),
 ) -> None:
     """Single-cell transcriptomes and text in one embedding space."""
-    settings.quiet = settings.quiet or quiet
+    if quiet:
+        settings.quiet = True
     from mmgene.progress import progress_enabled
 
     if not progress_enabled():
-        # Hugging Face libraries draw their own bars (model loading, uploads); silence them too.
+        # libraries draw their own bars (Hugging Face model loading and uploads, sentence-transformers'
+        # training set-up, any tqdm bar); silence them too
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"mmgene.cli.{_name}")
 
 
+def _usage_line(exc: typer.TyperException) -> str:
+    """A command-line usage error (bad choice, unknown option, missing argument) as one line."""
+    message = " ".join(exc.format_message().replace("Value error, ", "").split())
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "mmgene"
+    return f"{message.rstrip('.')}. Where: {command}. What to do: see '{command} --help'."
+
+
 def main() -> None:
-    """Console entry point: an :class:`MMGeneError` becomes one line on stderr and exit status 2."""
+    """Console entry point: an :class:`MMGeneError` or a usage error becomes one line on stderr and exit
+    status 2; nothing but the command's result reaches stdout."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except MMGeneError as exc:
         print(f"mmgene: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -74,3 +88,13 @@ def main() -> None:
             raise
         print(f"mmgene: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `mmgene` or `mmgene index`: the help, as click shows it
+            exc.show()  # type: ignore[attr-defined]
+        else:
+            print(f"mmgene: error: {_usage_line(exc)}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("mmgene: aborted", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -12,6 +12,8 @@ from typing import Optional
 import typer
 
 from mmgene.cli.app import app, overwrite_option
+from mmgene.cli.options import Ties, Version, json_option
+from mmgene.cli.results import emit
 
 
 def _obs_columns(adata, names: list[str]):
@@ -47,13 +49,14 @@ def sentences_command(
     out: Path = typer.Argument(..., help="Output: a datasets folder (save_to_disk), or a .parquet file."),
     top_k: Optional[int] = typer.Option(None, "--top-k", "-k", help="Keep the first K genes of each cell (default: all expressed genes)."),
     exclude: list[str] = typer.Option([], "--exclude", "-x", help="Gene to leave out: exact symbol, or prefix ending in '*' or '-' (MT-, RPL*). Repeatable."),
-    ties: str = typer.Option("position", help="Order of equal values: position (matrix order), symbol (alphabetical) or random."),
+    ties: Ties = typer.Option("position", help="Order of equal values: position (matrix order), symbol (alphabetical) or random."),
     seed: int = typer.Option(0, help="Seed of the gene order when --ties random."),
     obs: list[str] = typer.Option([], "--obs", help="obs column to copy into the dataset (repeatable), e.g. --obs cell_type."),
     backed: bool = typer.Option(False, help="Open an .h5ad on disk and stream it (for files larger than memory)."),
     chunk_size: int = typer.Option(8192, help="Cells per streamed chunk."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Threads (default: every core, or MMGENE_N_JOBS); the output is the same for any value."),
     overwrite: bool = overwrite_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Write cell sentences: expressed genes' symbols, most expressed first (Cell2Sentence)."""
     import numpy as np
@@ -80,10 +83,14 @@ def sentences_command(
         for name in extra.columns:
             columns.setdefault(name, pa.array(extra[name].astype(str).to_numpy() if extra[name].dtype == "category" else extra[name].to_numpy(), from_pandas=True))
     _write_table(pa.table(columns), out, overwrite)
-    typer.echo(
-        f"wrote {len(texts):,} cell sentences ({float(n_words.mean()):.0f} genes on average, "
-        f"{int((n_words == 0).sum()):,} empty; {vocab.n_excluded:,} genes excluded; ties by {ties}) to {out}"
-    )
+    result = {
+        "out": str(out), "cells": len(texts), "mean_genes": float(n_words.mean()) if len(texts) else 0.0,
+        "empty_cells": int((n_words == 0).sum()), "excluded_genes": int(vocab.n_excluded), "ties": ties,
+    }
+    emit(result, lambda: (
+        f"wrote {result['cells']:,} cell sentences ({result['mean_genes']:.0f} genes on average, "
+        f"{result['empty_cells']:,} empty; {result['excluded_genes']:,} genes excluded; ties by {ties}) to {out}"
+    ), as_json=as_json)
 
 
 @app.command("tokenize")
@@ -91,13 +98,14 @@ def tokenize_command(
     file: Path = typer.Argument(..., help="An .h5ad file or .zarr store with raw counts and Ensembl ids (or symbols)."),
     out: Path = typer.Argument(..., help="Output: a datasets folder (save_to_disk) with input_ids, length, cell_id, or a .parquet file."),
     dictionaries: Optional[str] = typer.Option(None, help="Folder with Geneformer's .pkl dictionaries, or hf://owner/name on the Hub (default: hf://ctheodoris/Geneformer)."),
-    version: str = typer.Option("V1", help="V1 (2,048 genes) or V2 (<cls> + 4,094 genes + <eos>)."),
+    version: Version = typer.Option("V1", case_sensitive=False, help="V1 (2,048 genes) or V2 (<cls> + 4,094 genes + <eos>)."),
     obs: list[str] = typer.Option([], "--obs", help="obs column to copy into the dataset (repeatable), e.g. --obs cell_type."),
     backed: bool = typer.Option(False, help="Open an .h5ad on disk and stream it (for files larger than memory)."),
     chunk_size: int = typer.Option(4096, help="Cells per streamed chunk."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Threads (default: every core, or MMGENE_N_JOBS); the output is the same for any value."),
     all_cells: bool = typer.Option(False, "--all-cells", help="Encode every cell even when obs['filter_pass'] exists (Geneformer encodes only filter_pass == 1)."),
     overwrite: bool = overwrite_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Write Geneformer rank-value encodings (TranscriptomeTokenizer's input_ids and length)."""
     from mmgene.atomic import check_output
@@ -112,7 +120,11 @@ def tokenize_command(
     enc = rank_encode(adata, dicts, chunk_size=chunk_size, n_jobs=jobs, filter_pass=False if all_cells else None)
     ds = enc.to_dataset(None if extra is None else extra.iloc[enc.cells])
     _write_table(ds.data.table, out, overwrite)
-    typer.echo(
-        f"wrote {len(enc):,} cells ({dicts.version}, mean length {float(enc.length.mean()):.0f}, "
-        f"{len(enc.empty_cells):,} cells without vocabulary genes) to {out}"
-    )
+    result = {
+        "out": str(out), "cells": len(enc), "version": dicts.version,
+        "mean_length": float(enc.length.mean()) if len(enc) else 0.0, "cells_without_vocabulary_genes": len(enc.empty_cells),
+    }
+    emit(result, lambda: (
+        f"wrote {result['cells']:,} cells ({dicts.version}, mean length {result['mean_length']:.0f}, "
+        f"{result['cells_without_vocabulary_genes']:,} cells without vocabulary genes) to {out}"
+    ), as_json=as_json)

@@ -9,6 +9,8 @@ from typing import Any, Optional
 import typer
 
 from mmgene.cli.app import app
+from mmgene.cli.options import json_option
+from mmgene.cli.results import emit
 
 corpus_app = typer.Typer(
     help="Corpora: several AnnData sources (a manifest CSV, files, folders) read as one.", no_args_is_help=True
@@ -59,7 +61,7 @@ def info(
         help="Mouse -> human orthology table (CSV with mouse and human symbol columns, or MGI's HOM_MouseHumanSequence.rpt).",
     ),
     backed: bool = typer.Option(False, help="Open .h5ad files on disk instead of loading them."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = json_option(),
 ) -> None:
     """Per dataset: species, tissue, cells, genes, share of genes matched to human symbols, label column, classes."""
     from mmgene.corpus import CorpusOptions, read_corpus
@@ -73,13 +75,14 @@ def info(
         tissue=tissue,
     )
     summary = corpus.summary()
-    if as_json:
-        records = json.loads(summary.to_json(orient="records"))
-        typer.echo(json.dumps({"orthology": corpus.orthology.describe(), "datasets": records}, indent=2))
-        return
-    typer.echo(_table(_rows(summary)))
     n_cells = int(summary["n_cells"].sum())
-    typer.echo(f"{len(corpus)} datasets, {n_cells:,} cells; mouse genes matched by {corpus.orthology.source}")
+    result = {
+        "datasets": json.loads(summary.to_json(orient="records")), "cells": n_cells, "orthology": corpus.orthology.describe()
+    }
+    emit(result, lambda: (
+        _table(_rows(summary))
+        + f"\n{len(corpus)} datasets, {n_cells:,} cells; mouse genes matched by {corpus.orthology.source}"
+    ), as_json=as_json)
 
 
 @corpus_app.command("cross-dataset")
@@ -92,7 +95,7 @@ def cross_dataset_command(
     seed: Optional[int] = typer.Option(None, help="Training seed (default: the training config's)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
+    as_json: bool = json_option(),
 ) -> None:
     """Leave-one-dataset-out zero-shot evaluation, with a single-dataset model and a reference mapper beside it."""
     from mmgene.align import TrainingConfig
@@ -112,4 +115,4 @@ def cross_dataset_command(
     if out is not None:
         with atomic_path(out, overwrite=overwrite) as tmp:
             tmp.write_text(text + "\n", encoding="utf-8")
-    typer.echo(text if as_json else markdown(report))
+    emit(report, lambda: markdown(report), as_json=as_json)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from mmgene.cli.app import app, overwrite_option
+from mmgene.cli.options import json_option
+from mmgene.cli.results import emit
 
 
 @app.command()
@@ -18,11 +20,21 @@ def demo(
     epochs: Optional[float] = typer.Option(None, help="Training epochs of the alignment model."),
     seed: int = typer.Option(0, help="Seed for the split, training and plots."),
     overwrite: bool = overwrite_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Sentences, GenePT, alignment training, FAISS index, text queries, annotation, report and plots."""
     from mmgene.demo import run
 
     result = run(file, label_col=label_col, out=out, epochs=epochs, seed=seed, overwrite=overwrite)
+    summary = {
+        "out": str(result.out), "seconds": result.seconds, "files": {name: str(path) for name, path in result.files.items()},
+        "report": result.report,
+    }
+    emit(summary, lambda: _text(result, out), as_json=as_json)
+
+
+def _text(result: Any, out: Path) -> str:
+    """The demo's figures for people: zero-shot accuracy against the baselines, annotation, queries, files."""
     zs = result.report["zero_shot"]
     base = result.report.get("baseline") or {}
     demo = result.report["demo"]
@@ -47,4 +59,4 @@ def demo(
         top = ", ".join(str(r[demo["label_col"]]) for r in rows[:3])
         lines.append(f"  query {q!r}: {top}")
     lines.append("  wrote: " + ", ".join(sorted(p.name for p in result.files.values())) + f" in {out}/")
-    typer.echo("\n".join(lines))
+    return "\n".join(lines)

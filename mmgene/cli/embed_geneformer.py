@@ -9,6 +9,8 @@ import typer
 
 from mmgene.cli.app import overwrite_option
 from mmgene.cli.embed import embed_app
+from mmgene.cli.options import Dtype, Pooling, Version, device_option, json_option
+from mmgene.cli.results import emit
 from mmgene.cli.outputs import anndata_target, in_place_option, write_anndata
 
 
@@ -17,17 +19,18 @@ def embed_geneformer(
     file: Path = typer.Argument(..., help="An .h5ad file or .zarr store with raw counts and Ensembl ids."),
     model: str = typer.Option(..., "--model", "-m", help="Checkpoint folder, or a Hub id hf://owner/repo[/subfolder][@revision]."),
     layer: int = typer.Option(-1, help="Geneformer emb_layer: -1 second-to-last encoder layer (default), 0 last."),
-    pooling: str = typer.Option("mean", help="mean (gene tokens) or cls (<cls> token, V2 models only)."),
+    pooling: Pooling = typer.Option("mean", help="mean (gene tokens) or cls (<cls> token, V2 models only)."),
     batch_size: int = typer.Option(16, help="Cells per forward pass (sorted by length, padded per batch)."),
-    device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ..."),
-    dtype: Optional[str] = typer.Option(None, help="float32 (default), float16 or bfloat16."),
+    device: str = device_option(),
+    dtype: Optional[Dtype] = typer.Option(None, help="float32 (default), float16 or bfloat16 (fp32, fp16/half, bf16 also work)."),
     dictionaries: Optional[Path] = typer.Option(None, help="Folder with the Geneformer dictionary pickles."),
-    dictionary_version: Optional[str] = typer.Option(None, help="V1 or V2 (default: from the model's vocabulary)."),
+    dictionary_version: Optional[Version] = typer.Option(None, case_sensitive=False, help="V1 or V2 (default: from the model's vocabulary)."),
     revision: Optional[str] = typer.Option(None, help="Branch, tag or commit of a hub model."),
     key: str = typer.Option("X_geneformer", help="obsm key to write."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the AnnData (.h5ad or .zarr)."),
     in_place: bool = in_place_option(),
     overwrite: bool = overwrite_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Embed cells with a Geneformer checkpoint into obsm['X_geneformer'] (EmbExtractor semantics)."""
     from mmgene.embed.geneformer import OK_COLUMN, geneformer
@@ -50,8 +53,9 @@ def embed_geneformer(
     )
     write_anndata(adata, target, file=file, overwrite=overwrite)
     entry = adata.uns["mmgene"][key]
-    typer.echo(
+    result = {"out": str(target), "key": key, "cells": adata.n_obs, "ok_column": OK_COLUMN, "record": entry}
+    emit(result, lambda: (
         f"wrote obsm[{key!r}] ({adata.n_obs:,} x {entry['hidden_size']}; model {entry['model']}, layer {layer}, "
         f"{pooling} pooling, {entry['n_encoded']:,} cells encoded, {adata.n_obs - entry['n_encoded']:,} without "
         f"vocabulary genes in obs[{OK_COLUMN!r}]) to {target}"
-    )
+    ), as_json=as_json)

@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 
 from mmgene.cli.app import app, overwrite_option
+from mmgene.cli.options import json_option
+from mmgene.cli.results import emit
 
 genes_app = typer.Typer(help="Gene text (NCBI, offline table, file) and GenePT gene vectors.", no_args_is_help=True)
 app.add_typer(genes_app, name="genes")
@@ -47,6 +49,7 @@ def fetch(
     retries: int = typer.Option(5, help="Retries per request (429/5xx/timeouts)."),
     timeout: float = typer.Option(60.0, help="Read timeout per request, seconds."),
     overwrite: bool = overwrite_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Fetch gene text into a JSON file; NCBI answers are cached, so reruns make no request."""
     import json
@@ -66,9 +69,13 @@ def fetch(
     texts = src.texts(wanted)
     with atomic_path(out, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(texts, indent=1, sort_keys=True, ensure_ascii=False), encoding="utf-8")
-    asked = f" of {len(set(s.upper() for s in wanted))} asked" if wanted else ""
-    made = f"; {src.client.requests_made} requests" if hasattr(src, "client") else ""
-    typer.echo(f"wrote text for {len(texts):,} genes{asked} ({src.name}: {src.version}{made}) to {out}")
+    result = {
+        "out": str(out), "genes": len(texts), "asked": len({s.upper() for s in wanted}) if wanted else None,
+        "source": src.name, "version": src.version, "requests": src.client.requests_made if hasattr(src, "client") else None,
+    }
+    asked = f" of {result['asked']} asked" if wanted else ""
+    made = f"; {result['requests']} requests" if result["requests"] is not None else ""
+    emit(result, f"wrote text for {len(texts):,} genes{asked} ({src.name}: {src.version}{made}) to {out}", as_json=as_json)
 
 
 @genes_app.command("embed")
@@ -80,6 +87,7 @@ def embed(
     dimensions: Optional[int] = typer.Option(None, help="OpenAI text-embedding-3 output dimensions."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible API root (default $OPENAI_BASE_URL)."),
     overwrite: bool = overwrite_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Embed gene text with a text encoder into a GenePT gene vectors table."""
     from mmgene.atomic import check_output
@@ -96,4 +104,5 @@ def embed(
     enc = text_encoder(encoder, **kwargs)
     vectors = GeneVectors.from_texts(src.texts(_symbols([], genes_from)), enc, source=src)
     vectors.save(out, overwrite=overwrite)
-    typer.echo(f"wrote {len(vectors):,} gene vectors ({vectors.dim} dims, {enc.name}, text {src.name}) to {out}")
+    result = {"out": str(out), "genes": len(vectors), "dim": int(vectors.dim), "encoder": enc.name, "text_source": src.name}
+    emit(result, f"wrote {len(vectors):,} gene vectors ({vectors.dim} dims, {enc.name}, text {src.name}) to {out}", as_json=as_json)

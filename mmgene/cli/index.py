@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from mmgene.cli.app import app, overwrite_option
+from mmgene.cli.options import IndexKind, Weighting, json_option, label_col_given, old_spelling
 from mmgene.cli.outputs import anndata_target, in_place_option, write_anndata
+from mmgene.cli.results import emit
 
 index_app = typer.Typer(help="Build and inspect FAISS indexes over cell embeddings.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -22,7 +23,7 @@ def index_build(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write (index.faiss, cells.parquet, meta.json)."),
     obs: Optional[list[str]] = typer.Option(None, "--obs", help="obs column to keep beside the cell ids (repeat; default: all)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Joint space of the vectors, used by text queries: an aligned model folder, hf://owner/name, genept-s or genept-w."),
-    kind: str = typer.Option("auto", help="auto, flat (exact), ivf, ivfpq or hnsw."),
+    kind: IndexKind = typer.Option("auto", help="auto, flat (exact), ivf, ivfpq or hnsw."),
     nlist: Optional[int] = typer.Option(None, help="Inverted lists (ivf, ivfpq); default ~2*sqrt(cells)."),
     nprobe: Optional[int] = typer.Option(None, help="Lists searched per query (ivf, ivfpq); default calibrated."),
     pq_m: Optional[int] = typer.Option(None, "--pq-m", help="PQ sub-quantisers (ivfpq); default dim/8."),
@@ -32,6 +33,7 @@ def index_build(
     seed: int = typer.Option(0, help="Seed for training samples and calibration queries."),
     skip_missing: bool = typer.Option(False, "--skip-missing", help="Leave out cells without an embedding (NaN or all-zero rows) instead of stopping."),
     overwrite: bool = overwrite_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Build a FAISS index over obsm[EMBEDDING] of FILE and write it to OUT."""
     from mmgene.atomic import check_output
@@ -45,10 +47,20 @@ def index_build(
         M=hnsw_m, ef_search=ef_search, target_recall=target_recall, seed=seed, skip_missing=skip_missing,
     )
     index.save(out, overwrite=overwrite)
-    typer.echo(_describe(index, out))
+    _report(index, out, as_json)
 
 
-def _describe(index, path) -> str:
+def _report(index: Any, path: Path, as_json: bool) -> None:
+    """An index: its folder, cells, dimension, kind, embedding, model, columns and calibrated search."""
+    result = {
+        "index": str(path), "cells": int(index.ntotal), "skipped_cells": int(index.meta.get("skipped_cells") or 0),
+        "dim": int(index.dim), "kind": index.kind, "factory": index.meta.get("factory"), "embedding": index.embedding_key,
+        "model": index.model, "obs_columns": list(index.meta.get("obs_columns", [])), "search": index.params.calibrated or None,
+    }
+    emit(result, lambda: _describe(index, path), as_json=as_json)
+
+
+def _describe(index: Any, path: Path) -> str:
     cal = index.params.calibrated
     lines = [
         f"index:      {path}",
@@ -65,11 +77,11 @@ def _describe(index, path) -> str:
 
 
 @index_app.command("info")
-def index_info(path: Path = typer.Argument(..., help="An index folder.")) -> None:
+def index_info(path: Path = typer.Argument(..., help="An index folder."), as_json: bool = json_option()) -> None:
     """Describe an index folder."""
     from mmgene.index import CellIndex
 
-    typer.echo(_describe(CellIndex.load(path), path))
+    _report(CellIndex.load(path), path, as_json)
 
 
 @app.command("query")
@@ -81,7 +93,7 @@ def query(
     cell: Optional[list[str]] = typer.Option(None, "--cell", help="Find cells like this indexed cell id instead (repeat)."),
     genes: Optional[Path] = typer.Option(None, "--genes", help="AnnData of the indexed cells: add each hit's top contributing genes (GenePT-w indexes; the first use embeds the offline text of the hits' genes, then it is cached)."),
     top_genes: int = typer.Option(5, help="Genes listed per hit with --genes."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON records instead of a table."),
+    as_json: bool = json_option(),
 ) -> None:
     """Find the K cells most similar to each text (or to each --cell)."""
     from mmgene.errors import ParameterError
@@ -102,10 +114,8 @@ def query(
 
             table = explain_hits(table, read(genes), load_space(model or index.model), top_n=top_genes)
     table = table.drop(columns=["position"])
-    if as_json:
-        typer.echo(json.dumps(table.to_dict(orient="records"), indent=1, default=str))
-    else:
-        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    result = {"index": str(index_dir), "k": k, "queries": list(cell or texts), "hits": table.to_dict(orient="records")}
+    emit(result, lambda: table.to_string(index=False, float_format=lambda v: f"{v:.4f}"), as_json=as_json)
 
 
 @app.command("annotate")
@@ -127,6 +137,7 @@ def annotate(
     alpha: float = typer.Option(0.05, help="With --reference: share of a known type's cells allowed below its threshold."),
     refine: bool = typer.Option(False, "--refine", help="Refine the scores by self-training on FILE's own principal components (not with --reference)."),
     key: str = typer.Option("mmgene", help="Writes obs['<key>_label'] and obs['<key>_score']."),
+    as_json: bool = json_option(),
 ) -> None:
     """Zero-shot labels for every cell of FILE, with 'unknown' when no label is clearly best."""
     from mmgene.io import read
@@ -140,36 +151,52 @@ def annotate(
         refine=refine, reference=ref, alpha=alpha, key_added=key)
     write_anndata(adata, target, file=file, overwrite=overwrite)
     counts = adata.obs[f"{key}_label"].value_counts()
-    typer.echo(f"wrote obs['{key}_label'], obs['{key}_score'] to {target}")
-    typer.echo(counts.to_string())
+    result = {
+        "out": str(target), "label_key": f"{key}_label", "score_key": f"{key}_score", "cells": adata.n_obs,
+        "counts": {str(label): int(n) for label, n in counts.items()},
+    }
+    emit(result, lambda: f"wrote obs['{key}_label'], obs['{key}_score'] to {target}\n{counts.to_string()}", as_json=as_json)
 
 
 @app.command("transfer")
 def transfer(
     index_dir: Path = typer.Argument(..., help="A labelled reference index (built with --obs LABEL_COLUMN)."),
     file: Path = typer.Argument(..., help="The .h5ad whose cells get labels (needs the index's obsm key, or its model)."),
-    label_column: str = typer.Option(..., "--label-column", "-c", help="Column of the index's cell table to transfer."),
+    label_col: Optional[str] = typer.Option(None, "--label-col", "-c", help="Column of the index's cell table to transfer (required)."),
+    label_column: Optional[str] = old_spelling("--label-column"),
     k: int = typer.Option(15, "-k", "--k", help="Reference neighbours per cell."),
-    weighting: str = typer.Option("distance", help="distance (inverse cosine distance) or uniform (majority vote)."),
+    weighting: Weighting = typer.Option("distance", help="distance (inverse cosine distance) or uniform (majority vote)."),
     min_confidence: float = typer.Option(0.0, help="Below this share of the vote the cell is 'unknown'."),
     novelty_alpha: Optional[float] = typer.Option(None, help="Call cells 'unknown' when they lie farther from the reference than all but this share of reference cells."),
     key: Optional[str] = typer.Option(None, help="obs column to write (default: the label column + '_transferred')."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the .h5ad."),
     in_place: bool = in_place_option(),
     overwrite: bool = overwrite_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """kNN label transfer from a reference index to the cells of FILE, with a confidence per cell."""
+    from mmgene.errors import ParameterError
     from mmgene.index import CellIndex
     from mmgene.io import read
     from mmgene.query import transfer_labels
 
+    column = label_col_given(label_col, label_column, "--label-column")
+    if column is None:
+        raise ParameterError("no label column given", "option --label-col", "pass --label-col COLUMN (a column of the index's cell table)")
     target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)
     table = transfer_labels(
-        CellIndex.load(index_dir), adata, label_column, k=k, weighting=weighting, min_confidence=min_confidence,
+        CellIndex.load(index_dir), adata, column, k=k, weighting=weighting, min_confidence=min_confidence,
         novelty_alpha=novelty_alpha, key_added=key,
     )
     key = table.attrs["key_added"]
     write_anndata(adata, target, file=file, overwrite=overwrite)
-    typer.echo(f"wrote obs['{key}'], obs['{key}_confidence'] to {target} (mean confidence {table['confidence'].mean():.3f})")
-    typer.echo(table["label"].value_counts().to_string())
+    counts = table["label"].value_counts()
+    result = {
+        "out": str(target), "label_key": key, "confidence_key": f"{key}_confidence", "cells": adata.n_obs,
+        "mean_confidence": float(table["confidence"].mean()), "counts": {str(label): int(n) for label, n in counts.items()},
+    }
+    emit(result, lambda: (
+        f"wrote obs['{key}'], obs['{key}_confidence'] to {target} (mean confidence {result['mean_confidence']:.3f})\n"
+        + counts.to_string()
+    ), as_json=as_json)

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from mmgene.cli.app import app
+from mmgene.cli.options import json_option
+from mmgene.cli.results import emit
 
 
 @app.command()
 def info(
     file: Path = typer.Argument(..., help="An .h5ad file or .zarr store."),
     backed: bool = typer.Option(False, help="Open the .h5ad on disk instead of loading it."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    as_json: bool = json_option(),
 ) -> None:
     """Cells, genes, counts found, gene ids and mapping rate, label-like obs columns, obsm keys."""
     from mmgene.io import read
     from mmgene.io.describe import describe
 
     summary = describe(read(file, backed=backed))
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, default=str))
-        return
+    emit(summary, lambda: _text(summary), as_json=as_json)
+
+
+def _text(summary: dict) -> str:
+    """The summary as aligned lines for people."""
     unlabelled = summary.get("unlabelled_cells", {})
     labels = ", ".join(
         f"{k} ({v}" + (f"; {unlabelled[k]:,} cells unlabelled" if k in unlabelled else "") + ")" for k, v in summary["label_columns"].items()
@@ -40,4 +43,4 @@ def info(
         f"label columns:  {labels}",
         f"obsm:           {obsm}",
     ]
-    typer.echo("\n".join(lines))
+    return "\n".join(lines)

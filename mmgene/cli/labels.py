@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from mmgene.cli.app import app, overwrite_option
+from mmgene.cli.options import json_option
 from mmgene.cli.outputs import anndata_target, in_place_option, write_anndata
+from mmgene.cli.results import emit
 
 labels_app = typer.Typer(
     help="Author cell-type labels -> Cell Ontology terms, through a reviewable CSV.", no_args_is_help=True
@@ -91,8 +92,8 @@ def harmonise(
     text_model: bool = typer.Option(
         False, "--text-model", help="Also score similarity with the offline MiniLM model (slower)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the table as JSON records instead of text."),
     overwrite: bool = overwrite_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Map each distinct author label of SOURCE to a Cell Ontology term and write the mapping CSV."""
     from mmgene.atomic import check_output
@@ -104,15 +105,13 @@ def harmonise(
     )
     write_mapping(table, out, overwrite=overwrite)
     shown = [c for c in ("dataset", *SHOWN) if c in table.columns]
-    if as_json:
-        typer.echo(json.dumps(table.to_dict(orient="records"), indent=1, default=str))
-        return
-    typer.echo(table[shown].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     unmapped = int((table["term_id"] == "").sum())
-    typer.echo(
-        f"wrote {len(table)} labels to {out} ({unmapped} unmapped); "
+    result = {"out": str(out), "labels": len(table), "unmapped": unmapped, "mapping": table.to_dict(orient="records")}
+    emit(result, lambda: (
+        table[shown].to_string(index=False, float_format=lambda v: f"{v:.2f}")
+        + f"\nwrote {len(table)} labels to {out} ({unmapped} unmapped); "
         f"review term_id, then: mmgene labels apply FILE --mapping {out}"
-    )
+    ), as_json=as_json)
 
 
 @labels_app.command("apply")
@@ -127,6 +126,7 @@ def apply(
     ),
     dataset: Optional[str] = typer.Option(None, help="Which dataset's rows to use, for a mapping of a whole manifest."),
     overwrite: bool = overwrite_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Write each cell's Cell Ontology id and name into obs, from a reviewed mapping."""
     from mmgene.harmonise import apply_mapping, read_mapping
@@ -138,7 +138,11 @@ def apply(
     apply_mapping(adata, label_col, mapping, key_added=key, dataset=dataset)
     write_anndata(adata, target, file=file, overwrite=overwrite)
     entry = adata.uns["mmgene"][key]
-    typer.echo(
+    result = {
+        "out": str(target), "key": key, "name_key": entry["name_key"],
+        "mapped_cells": int(entry["n_mapped"]), "unmapped_cells": int(entry["n_unmapped"]),
+    }
+    emit(result, (
         f"wrote obs['{key}'] and obs['{entry['name_key']}'] to {target}: "
         f"{entry['n_mapped']:,} cells mapped, {entry['n_unmapped']:,} without a term"
-    )
+    ), as_json=as_json)

@@ -12,6 +12,8 @@ from typing import Any, Optional
 import typer
 
 from mmgene.cli.app import app, overwrite_option
+from mmgene.cli.options import ChunkFormat, Layout, ShareKind, json_option, label_col_given, old_spelling
+from mmgene.cli.results import emit
 from mmgene.hub.config import default, setting_help
 
 
@@ -19,8 +21,8 @@ from mmgene.hub.config import default, setting_help
 def publish_command(
     file: Path = typer.Argument(..., help="AnnData file (.h5ad or .zarr)."),
     repo_id: str = typer.Option(..., "--repo-id", help="Dataset repository, 'namespace/name'."),
-    layout: Optional[str] = typer.Option(None, "--layout", help=setting_help("layout")),
-    share: Optional[str] = typer.Option(None, "--share", help=setting_help("share")),
+    layout: Optional[Layout] = typer.Option(None, "--layout", help=setting_help("layout")),
+    share: Optional[ShareKind] = typer.Option(None, "--share", help=setting_help("share")),
     dry_run: bool = typer.Option(False, "--dry-run", help="Write everything to --out instead of uploading."),
     out: Path = typer.Option(None, "--out", help="Staging folder (default for --dry-run: ./<name>-dataset)."),
     share_url: str = typer.Option(None, "--share-url", help="webdav/nextcloud: the account's WebDAV root; http: the public base URL."),
@@ -29,13 +31,14 @@ def publish_command(
     public_url: str = typer.Option(None, "--public-url", help="webdav: where the folder is readable without credentials."),
     share_user: str = typer.Option(None, "--share-user", help="webdav/nextcloud user (default $MMGENE_SHARE_USER; password only from $MMGENE_SHARE_PASSWORD)."),
     chunk_limit: int = typer.Option(None, "--chunk-limit", help="nextcloud: files of this many bytes or more use chunked upload (default 1 GiB)."),
-    label_key: Optional[str] = typer.Option(None, "--label-key", help=setting_help("label_key")),
+    label_col: Optional[str] = typer.Option(None, "--label-col", help=setting_help("label_key")),
+    label_key: Optional[str] = old_spelling("--label-key"),
     caption_key: Optional[str] = typer.Option(None, "--caption-key", help=setting_help("caption_key")),
     caption_template: Optional[str] = typer.Option(None, "--caption-template", help=setting_help("caption_template")),
     split_by: Optional[str] = typer.Option(None, "--split-by", help=setting_help("split_by")),
     top_k: Optional[int] = typer.Option(None, "--top-k", help=setting_help("top_k")),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help=setting_help("chunk_size")),
-    chunk_format: Optional[str] = typer.Option(None, "--format", help=setting_help("chunk_format")),
+    chunk_format: Optional[ChunkFormat] = typer.Option(None, "--format", help=setting_help("chunk_format")),
     negatives: Optional[int] = typer.Option(None, "--negatives", help=setting_help("n_negatives")),
     cell_negatives: Optional[int] = typer.Option(None, "--cell-negatives", help=setting_help("n_cell_negatives")),
     seed: Optional[int] = typer.Option(None, "--seed", help=setting_help("seed")),
@@ -45,6 +48,7 @@ def publish_command(
     license: Optional[str] = typer.Option(None, "--license", help=setting_help("license")),
     backed: Optional[bool] = typer.Option(None, "--backed", help=setting_help("backed")),
     overwrite: bool = overwrite_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Publish an AnnData as a Hugging Face dataset with a card and AnnData share links.
 
@@ -67,18 +71,25 @@ def publish_command(
     if kind == "nextcloud" and chunk_limit is not None:
         options["chunk_limit"] = chunk_limit
     given = {
-        "layout": layout, "share": share, "label_key": label_key, "caption_key": caption_key,
+        "layout": layout, "share": share, "label_key": label_col_given(label_col, label_key, "--label-key"), "caption_key": caption_key,
         "caption_template": caption_template, "split_by": split_by, "top_k": top_k, "chunk_size": chunk_size,
         "chunk_format": chunk_format, "n_negatives": negatives, "n_cell_negatives": cell_negatives, "seed": seed,
         "private": None if public is None else not public, "license": license, "backed": backed,
     }
     settings = {name: value for name, value in given.items() if value is not None}
     result = publish(file, repo_id, out=out, overwrite=overwrite, dry_run=dry_run, share_options=options, **settings)
-    rows = ", ".join(f"{k}: {len(v)}" for k, v in result.dataset.items())
-    typer.echo(f"{'dry run' if result.dry_run else 'published'} {result.repo_id} ({result.layout}; {rows}; "
-               f"{len(result.chunks)} chunk file(s))")
+    rows = {str(k): len(v) for k, v in result.dataset.items()}
+    report = {
+        "repo_id": result.repo_id, "dry_run": result.dry_run, "layout": result.layout, "rows": rows,
+        "private": result.config.sharing.private if result.config is not None else None,
+        "out": str(result.out) if result.out is not None else None, "commit_url": result.commit_url,
+        "files": list(result.files), "chunks": result.chunks,
+    }
+    lines = [f"{'dry run' if result.dry_run else 'published'} {result.repo_id} ({result.layout}; "
+             + ", ".join(f"{k}: {n}" for k, n in rows.items()) + f"; {len(result.chunks)} chunk file(s))"]
     if result.out is not None:
-        typer.echo(f"files: {result.out}")
+        lines.append(f"files: {result.out}")
     if result.commit_url:
-        typer.echo(f"commit: {result.commit_url}")
-    typer.echo(f"example share link: {result.chunks[0]['link']}")
+        lines.append(f"commit: {result.commit_url}")
+    lines.append(f"example share link: {result.chunks[0]['link']}")
+    emit(report, "\n".join(lines), as_json=as_json)

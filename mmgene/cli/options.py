@@ -1,0 +1,87 @@
+"""Options several commands share: the choices of enumerated options, ``--device``, ``--json`` and the
+old spellings of ``--label-col``.
+
+Enumerated options are typed ``Literal[...]`` so that ``--help`` lists their values and a bad value
+stops before any work, as a one-line usage error with exit status 2 (:func:`mmgene.cli.app.main`).
+The values come from the library where it keeps them in a module that imports nothing heavy; the
+rest live in modules that import numpy or pandas, which ``mmgene --help`` must not load, so they are
+repeated here and ``tests/test_cli_options.py`` keeps each equal to the library's own list.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Optional
+
+import typer
+
+from mmgene.align.config import LOSSES
+from mmgene.errors import ParameterError
+from mmgene.hub.chunks import FORMATS
+from mmgene.hub.config import LAYOUTS
+from mmgene.hub.share import SHARE_KINDS
+from mmgene.index.params import KINDS
+
+#: mmgene.cells.vocabulary.TIES
+TIES = ("symbol", "position", "random")
+#: mmgene.cells.dictionaries.VERSIONS (matched case-insensitively)
+VERSIONS = ("V1", "V2")
+#: mmgene.embed.geneformer_pool.POOLINGS
+POOLINGS = ("mean", "cls")
+#: the names mmgene.embed.geneformer reads a dtype from (its _DTYPES)
+DTYPES = ("float32", "fp32", "float", "float16", "fp16", "half", "bfloat16", "bf16")
+#: mmgene.embed.genept.OnEmpty
+ON_EMPTY = ("nan", "zero", "raise")
+#: mmgene.query.transfer.WEIGHTINGS
+WEIGHTINGS = ("uniform", "distance")
+
+Loss = Literal[LOSSES]  # type: ignore[valid-type]
+Layout = Literal[LAYOUTS]  # type: ignore[valid-type]
+ShareKind = Literal[SHARE_KINDS]  # type: ignore[valid-type]
+ChunkFormat = Literal[FORMATS]  # type: ignore[valid-type]
+IndexKind = Literal[KINDS]  # type: ignore[valid-type]
+Ties = Literal[TIES]  # type: ignore[valid-type]
+Version = Literal[VERSIONS]  # type: ignore[valid-type]
+Pooling = Literal[POOLINGS]  # type: ignore[valid-type]
+Dtype = Literal[DTYPES]  # type: ignore[valid-type]
+OnEmpty = Literal[ON_EMPTY]  # type: ignore[valid-type]
+Weighting = Literal[WEIGHTINGS]  # type: ignore[valid-type]
+
+#: torch devices a command may run on: auto (CUDA when available), cpu, cuda, cuda:N, mps
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICE_METAVAR = "[auto|cpu|cuda|cuda:N|mps]"
+
+
+def parse_device(value: str) -> str:
+    """``--device``: one of :data:`DEVICE_METAVAR`; anything else is a usage error."""
+    if not DEVICE.fullmatch(str(value)):
+        raise typer.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N (N a GPU number) or mps")
+    return str(value)
+
+
+def device_option(default: str = "auto") -> Any:
+    """``--device``: where torch runs."""
+    return typer.Option(
+        default, "--device", parser=parse_device, metavar=DEVICE_METAVAR, help="auto (CUDA when available), cpu, cuda, cuda:N or mps."
+    )
+
+
+def json_option() -> Any:
+    """``--json``: the command's result as one JSON object on stdout instead of text."""
+    return typer.Option(False, "--json", help="Print the result as one JSON object on stdout instead of text.")
+
+
+def old_spelling(name: str) -> Any:
+    """A hidden option under an old name of ``--label-col`` (still accepted, no longer documented)."""
+    return typer.Option(None, name, hidden=True)
+
+
+def label_col_given(label_col: Optional[str], old: Optional[str], old_name: str) -> Optional[str]:
+    """``--label-col``, or the value given under its old spelling ``old_name``; both, differing: an error."""
+    if old is not None and label_col is not None and old != label_col:
+        raise ParameterError(
+            f"--label-col {label_col!r} and {old_name} {old!r} disagree",
+            f"options --label-col/{old_name}",
+            f"pass only --label-col ({old_name} is its old spelling)",
+        )
+    return label_col if label_col is not None else old

@@ -1,0 +1,20 @@
+"""What a command prints on stdout: its result, as text for people or, with ``--json``, as exactly one
+JSON object for scripts. Progress and informational lines go to stderr (:mod:`mmgene.progress`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import typer
+
+
+def emit(result: Mapping[str, Any], text: str | Callable[[], str], *, as_json: bool) -> None:
+    """Print ``result`` as strict JSON (NaN as ``null``, numpy values as plain ones) with ``as_json``,
+    else ``text`` (a string, or a function making it from nothing, so JSON runs skip the formatting)."""
+    if as_json:
+        from mmgene.evaluate.report import report_json
+
+        typer.echo(report_json(dict(result)))
+    else:
+        typer.echo(text if isinstance(text, str) else text())

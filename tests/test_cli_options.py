@@ -1,0 +1,93 @@
+"""Enumerated CLI options: the values the library accepts, listed in --help, checked before any work;
+--label-col everywhere."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from mmgene.cli import options
+from mmgene.cli.app import app
+
+runner = CliRunner()
+
+
+def test_choices_are_the_values_the_library_accepts():
+    from mmgene.cells.dictionaries import VERSIONS
+    from mmgene.cells.vocabulary import TIES
+    from mmgene.embed.geneformer import _DTYPES
+    from mmgene.embed.genept import OnEmpty
+    from mmgene.embed.geneformer_pool import POOLINGS
+    from mmgene.query.transfer import WEIGHTINGS
+    from typing import get_args
+
+    assert options.TIES == TIES and options.VERSIONS == VERSIONS and options.POOLINGS == POOLINGS
+    assert options.WEIGHTINGS == WEIGHTINGS and options.ON_EMPTY == get_args(OnEmpty) and options.DTYPES == tuple(_DTYPES)
+
+
+def _help(*command: str) -> str:
+    res = runner.invoke(app, [*command, "--help"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    return " ".join(res.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "command, option, values",
+    [
+        (["publish"], "--layout", "single|pairs|multiplets"),
+        (["publish"], "--share", "hub|webdav|nextcloud|http"),
+        (["publish"], "--format", "h5ad|zarr"),
+        (["train"], "--loss", "clip|mnrl"),
+        (["embed", "geneformer"], "--pooling", "mean|cls"),
+        (["embed", "geneformer"], "--device", "auto|cpu|cuda|cuda:N|mps"),
+        (["embed", "geneformer"], "--dtype", "float32|fp32|float|float16|fp16|half|bfloat16|bf16"),
+        (["embed", "geneformer"], "--dictionary-version", "v1|v2"),  # matched case-insensitively
+        (["embed", "genept-w"], "--on-empty", "nan|zero|raise"),
+        (["embed", "genept-s"], "--on-empty", "nan|zero|raise"),
+        (["sentences"], "--ties", "symbol|position|random"),
+        (["tokenize"], "--version", "v1|v2"),
+        (["index", "build"], "--kind", "auto|flat|ivf|ivfpq|hnsw"),
+        (["transfer"], "--weighting", "uniform|distance"),
+    ],
+)
+def test_help_lists_the_choices(command, option, values):
+    assert re.search(rf"{re.escape(option)} [<\[]{re.escape(values)}[>\]]", _help(*command)), (option, _help(*command))
+
+
+def test_device_values():
+    for good in ("auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"):
+        assert options.parse_device(good) == good
+    for bad in ("gpu", "cuda:", "cuda:x", "CPU", "cpu "):
+        with pytest.raises(Exception, match="is not one of auto, cpu, cuda, cuda:N"):
+            options.parse_device(bad)
+
+
+def test_the_label_column_is_label_col_everywhere():
+    """Every command with a label column calls it --label-col; old spellings are hidden."""
+    commands = [["train"], ["evaluate"], ["demo"], ["transfer"], ["publish"], ["corpus", "info"], ["labels", "harmonise"], ["labels", "apply"]]
+    for command in commands:
+        text = _help(*command)
+        assert "--label-col" in text, command
+        assert "--label-column" not in text and "--label-key" not in text, command
+
+
+def test_old_spellings_agree_or_are_refused():
+    from mmgene.errors import ParameterError
+
+    assert options.label_col_given("a", None, "--label-key") == "a"
+    assert options.label_col_given(None, "a", "--label-key") == "a"
+    assert options.label_col_given("a", "a", "--label-key") == "a"
+    assert options.label_col_given(None, None, "--label-key") is None
+    with pytest.raises(ParameterError, match="--label-col 'a' and --label-key 'b' disagree"):
+        options.label_col_given("a", "b", "--label-key")
+
+
+def test_a_bad_choice_stops_before_any_work(tmp_path):
+    """The value is checked by the parser: no file is read (FILE does not exist) and nothing is written."""
+    res = runner.invoke(app, ["sentences", str(tmp_path / "missing.h5ad"), str(tmp_path / "out"), "--ties", "alphabetical"])
+    assert res.exit_code == 2 and "'alphabetical' is not one of 'symbol', 'position', 'random'" in res.stderr
+    assert list(tmp_path.iterdir()) == []
+    res = runner.invoke(app, ["tokenize", str(tmp_path / "missing.h5ad"), str(tmp_path / "out"), "--version", "v2", "--help"])
+    assert res.exit_code == 0  # versions match case-insensitively, as the library reads them
