@@ -21,7 +21,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-_SUBMODULES = ("text", "io", "genes", "cells", "embed", "corpus", "pairs", "align", "evaluate", "index", "query", "hub", "data", "demo", "plots")
+_SUBMODULES = ("text", "io", "genes", "cells", "embed", "corpus", "pairs", "align", "evaluate", "index", "query", "hub", "data", "demo", "pl")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,72 @@
+"""A confusion matrix of predicted against true labels: rows true classes, columns predicted ones."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmgene.errors import ParameterError
+from mmgene.pl._figure import axes, check_ax, check_save, finish
+from mmgene.pl._inputs import class_order, label_values
+
+NORMALIZE = (None, "true", "pred", "all")
+
+
+def confusion_table(y_true: Sequence[str], y_pred: Sequence[str], *, normalize: str | None = None) -> pd.DataFrame:
+    """Counts (or fractions) of cells per true class (rows, sorted) and predicted class (columns: the true
+    classes, then classes only predicted, such as 'unknown'). ``normalize`` as in
+    :func:`sklearn.metrics.confusion_matrix`: ``'true'`` rows sum to 1, ``'pred'`` columns, ``'all'`` the table."""
+    from sklearn.metrics import confusion_matrix
+
+    if normalize not in NORMALIZE:
+        raise ParameterError(f"normalize={normalize!r} is not one of {NORMALIZE}", "argument normalize", "pass None (counts), 'true', 'pred' or 'all'")
+    y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+    rows, cols = class_order(y_true, y_pred)
+    counts = confusion_matrix(y_true, y_pred, labels=cols)[: len(rows)]
+    values = counts.astype(float)
+    if normalize is not None:
+        total = {"true": counts.sum(axis=1, keepdims=True), "pred": counts.sum(axis=0, keepdims=True), "all": counts.sum()}[normalize]
+        values = np.divide(counts, total, out=np.zeros_like(values), where=np.asarray(total) > 0)
+    table = pd.DataFrame(values if normalize else counts, index=pd.Index(rows, name="true"), columns=pd.Index(cols, name="predicted"))
+    return table
+
+
+def confusion(
+    adata: Any,
+    true: str | Sequence[Any] | np.ndarray | pd.Series,
+    predicted: str | Sequence[Any] | np.ndarray | pd.Series,
+    *,
+    normalize: str | None = "true",
+    cmap: str = "Blues",
+    title: str | None = None,
+    ax: Any = None,
+    show: bool | None = None,
+    save: bool | str | None = None,
+    return_fig: bool = False,
+) -> Any:
+    """Heat map of :func:`confusion_table` with each cell's value written in it.
+
+    ``true`` and ``predicted`` are obs column names or one label per cell (obs order). With
+    ``normalize`` (default ``'true'``: the fraction of each true class given each prediction) colours
+    run from 0 to 1; ``None`` shows counts. Returns the Axes, the Figure (``return_fig=True``) or
+    ``None`` (shown), as scanpy's plots do.
+    """
+    check_ax(ax)
+    check_save(save)
+    table = confusion_table(label_values(adata, true, "true"), label_values(adata, predicted, "predicted"), normalize=normalize)
+    values = table.to_numpy()
+    n_rows, n_cols = values.shape
+    fig, ax = axes(ax, figsize=(max(3.0, 1.6 + 0.5 * n_cols), max(2.5, 1.2 + 0.42 * n_rows)))
+    top = 1.0 if normalize else max(float(values.max()), 1.0)
+    ax.imshow(values, cmap=cmap, vmin=0, vmax=top, aspect="auto")
+    fmt = "{:.2f}" if normalize else "{:.0f}"
+    for i, j in zip(*np.nonzero(values)):
+        ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=7, color="white" if values[i, j] > top / 2 else "black")
+    ax.set_xticks(range(n_cols), list(table.columns), rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n_rows), list(table.index), fontsize=8)
+    ax.set(xlabel=f"predicted: {predicted}" if isinstance(predicted, str) else "predicted",
+           ylabel=f"true: {true}" if isinstance(true, str) else "true", title=title or "")
+    return finish(fig, ax, "mmgene_confusion", show=show, save=save, return_fig=return_fig)

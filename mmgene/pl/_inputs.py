@@ -1,0 +1,77 @@
+"""What the plots read from an AnnData: an embedding's coordinates, and labels given as an obs key or as values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmgene.errors import ParameterError
+
+
+def basis_key(adata: Any, basis: str) -> str:
+    """The obsm key holding ``basis`` (``'umap'`` finds ``obsm['X_umap']``, as in scanpy), checked to be 2-D."""
+    if not isinstance(basis, str) or not basis:
+        raise ParameterError(f"basis must be an obsm key such as 'umap', got {basis!r}", "argument basis", "pass e.g. basis='umap'")
+    key = next((k for k in (basis, f"X_{basis}") if k in adata.obsm), None)
+    if key is None:
+        found = ", ".join(repr(k) for k in adata.obsm.keys()) or "none"
+        raise ParameterError(
+            f"no embedding {basis!r} in obsm (obsm keys: {found})", "argument basis",
+            "pass one of those keys, or compute a UMAP first, e.g. sc.pp.neighbors(adata, use_rep='X_mmgene'); sc.tl.umap(adata)",
+        )
+    coords = np.asarray(adata.obsm[key])
+    if coords.ndim != 2 or coords.shape[1] < 2 or not np.isfinite(coords[:, :2]).all():
+        raise ParameterError(
+            f"obsm[{key!r}] must hold finite coordinates with at least 2 columns, got shape {coords.shape}", f"obsm[{key!r}]",
+            "pass the key of a 2-D embedding such as a UMAP",
+        )
+    return key
+
+
+def label_values(adata: Any, labels: str | Sequence[Any] | np.ndarray | pd.Series, name: str) -> np.ndarray:
+    """Labels of every cell as strings: ``obs[labels]`` for a column name, else one value per cell in obs order."""
+    if isinstance(labels, str):
+        from mmgene.io import obs_column
+
+        values = obs_column(adata, labels)
+        where = f"obs[{labels!r}]"
+    else:
+        values = labels.to_numpy() if isinstance(labels, pd.Series) else np.asarray(labels, dtype=object)
+        where = f"argument {name}"
+        if values.ndim != 1 or len(values) != adata.n_obs:
+            raise ParameterError(
+                f"{name} has shape {values.shape} for {adata.n_obs} cells", where, "pass an obs column name or one label per cell, in obs order"
+            )
+    missing = pd.isna(pd.Series(np.asarray(values, dtype=object))).to_numpy()
+    if missing.any():
+        raise ParameterError(
+            f"{int(missing.sum())} cells have no label, first at cell {str(adata.obs_names[np.flatnonzero(missing)[0]])!r}", where,
+            "fill the missing labels (e.g. 'unknown') or plot the labelled cells only",
+        )
+    return np.asarray([str(v) for v in values], dtype=object)
+
+
+def class_order(true: np.ndarray, predicted: np.ndarray) -> tuple[list[str], list[str]]:
+    """``(rows, columns)``: the true classes sorted, then the same followed by classes only predicted (such as 'unknown')."""
+    rows = sorted(set(true))
+    return rows, rows + sorted(set(predicted) - set(rows))
+
+
+def single_text(text: Any) -> str:
+    """One non-empty text query."""
+    if not isinstance(text, str) or not text.strip():
+        raise ParameterError(f"the query must be one non-empty text, got {text!r}", "argument text", "pass e.g. 'cytotoxic T cells'")
+    return text
+
+
+def light_anndata(adata: Any, key: str, obs: Mapping[str, Any]) -> tuple[Any, str]:
+    """A new AnnData with ``adata``'s cells, its ``obsm[key]`` and the given obs columns only (``adata`` is
+    left as it is), and the basis name to give scanpy (``'umap'`` for ``'X_umap'``, so axes read UMAP1, UMAP2)."""
+    import anndata as ad
+
+    frame = pd.DataFrame(dict(obs), index=pd.Index(list(map(str, adata.obs_names))))
+    light = ad.AnnData(obs=frame, obsm={key: np.asarray(adata.obsm[key])})
+    return light, key[2:] if key.startswith("X_") and len(key) > 2 else key

@@ -1,0 +1,77 @@
+"""Cells on an embedding, coloured by how well they match a text query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mmgene.errors import MissingColumnError, ParameterError
+from mmgene.pl._figure import axes, check_ax, check_save, finish
+from mmgene.pl._inputs import basis_key, light_anndata, single_text
+
+
+def text_scores(adata: Any, space: Any, text: str, *, use_rep: str | None = None) -> np.ndarray:
+    """Cosine similarity of every cell of ``adata`` to ``text`` in a joint space (float32, obs order).
+
+    ``space`` is a joint space or a spec for :func:`mmgene.query.load_space` (a model folder,
+    ``'genept-s'``, ``'genept-w'``). Cells are embedded by the space, or read from
+    ``obsm[use_rep]`` when they already are (e.g. ``'X_mmgene'``).
+    """
+    from mmgene.index.vectors import as_unit_vectors
+    from mmgene.query.space import load_space
+
+    text = single_text(text)
+    space = load_space(space)
+    if use_rep is None:
+        cells = space.encode_cells(adata)
+    elif use_rep not in adata.obsm:
+        raise MissingColumnError(use_rep, "obsm", list(adata.obsm.keys()))
+    else:
+        cells = as_unit_vectors(adata.obsm[use_rep], list(map(str, adata.obs_names)), f"obsm[{use_rep!r}]")
+    query = space.encode_text([text])[0]
+    if cells.shape[1] != query.size:
+        raise ParameterError(
+            f"cell vectors have dimension {cells.shape[1]} but the text vector {query.size}",
+            f"obsm[{use_rep!r}]" if use_rep else "the joint space", "use the cell vectors of the model that embeds the text",
+        )
+    return (cells @ query).astype(np.float32)
+
+
+def query(
+    adata: Any,
+    space: Any,
+    text: str,
+    *,
+    basis: str = "umap",
+    use_rep: str | None = None,
+    key_added: str | None = None,
+    title: str | None = None,
+    ax: Any = None,
+    show: bool | None = None,
+    save: bool | str | None = None,
+    return_fig: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """Cells on ``obsm['X_<basis>']`` coloured by their cosine similarity to ``text`` (best cells drawn on top).
+
+    ``space`` and ``use_rep`` as in :func:`text_scores`; ``key_added`` also writes the scores to
+    ``adata.obs[key_added]``. Other keyword arguments go to :func:`scanpy.pl.embedding` (``size``,
+    ``cmap``, ``vmin``, ``frameon``...). Returns the Axes (``show=False``), the Figure
+    (``return_fig=True``) or ``None`` (shown), as scanpy does.
+    """
+    import scanpy as sc
+
+    text = single_text(text)
+    check_ax(ax)
+    check_save(save)
+    key = basis_key(adata, basis)
+    if key_added is not None and (not isinstance(key_added, str) or not key_added):
+        raise ParameterError(f"key_added must be an obs column name, got {key_added!r}", "argument key_added", "pass e.g. key_added='query_score'")
+    scores = text_scores(adata, space, text, use_rep=use_rep)
+    fig, ax = axes(ax)
+    if key_added:
+        adata.obs[key_added] = scores
+    light, name = light_anndata(adata, key, {"score": scores})
+    sc.pl.embedding(light, name, color="score", title=text if title is None else title, ax=ax, show=False, **kwargs)
+    return finish(fig, ax, "mmgene_query", show=show, save=save, return_fig=return_fig)
