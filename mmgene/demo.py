@@ -82,6 +82,35 @@ def _step(name: str, t0: float) -> None:
     info(f"[{time.perf_counter() - t0:6.1f} s] {name}")
 
 
+def _plots(
+    adata: Any, labels: np.ndarray, predicted: np.ndarray, model: Any, text: str, out: Path, *, label_col: str, seen: str, seed: int
+) -> dict[str, Path]:
+    """The joint space's UMAP (``obsm['X_umap_mmgene']``, by scanpy) and the report's four PNGs, drawn by :mod:`mmgene.pl`."""
+    import matplotlib.pyplot as plt
+    import scanpy as sc
+
+    from mmgene import pl
+
+    sc.pp.neighbors(adata, use_rep=JOINT_KEY, metric="cosine", key_added="mmgene_neighbors", random_state=seed)
+    sc.tl.umap(adata, neighbors_key="mmgene_neighbors", key_added="X_umap_mmgene", random_state=seed)
+    panels = [plt.subplots(figsize=(6.5, 5))[1] for _ in range(2)]  # one file each
+    pl.labels(adata, labels, predicted, basis="umap_mmgene", ax=panels, show=False,
+              title=(f"joint space, true {label_col}", "joint space, zero-shot label"))
+    figures = {
+        "umap_true.png": panels[0].figure,
+        "umap_predicted.png": panels[1].figure,
+        "confusion.png": pl.confusion(adata, labels, predicted, return_fig=True,
+                                      title=f"annotation with unknown rejection, all cells ({seen} seen in training)"),
+        "query_umap.png": pl.query(adata, model, text, basis="umap_mmgene", use_rep=JOINT_KEY, return_fig=True,
+                                   title=f"cosine similarity to {text!r}"),
+    }
+    written = {}
+    for name, fig in figures.items():
+        written[name] = pl.savefig(fig, out / name, dpi=110)
+        plt.close(fig)
+    return written
+
+
 def run(
     file: str | os.PathLike[str] | Any | None = None,
     *,
@@ -108,7 +137,7 @@ def run(
         Training epochs for the alignment model (default: :class:`~mmgene.align.config.TrainingConfig`'s).
     """
     import mmgene.data
-    from mmgene import align, cells, evaluate, plots, query
+    from mmgene import align, cells, evaluate, query
     from mmgene.align.config import TrainingConfig
     from mmgene.config import overrides
     from mmgene.embed.genept import genept_w
@@ -170,14 +199,7 @@ def run(
     n_unknown = int((predicted == "unknown").sum())
     _step(f"zero-shot annotation: {n_unknown} cells 'unknown' -> obs['mmgene_label'], obs['mmgene_score']", t0)
 
-    coords = plots.umap_coords(adata.obsm[JOINT_KEY], seed=seed)
-    adata.obsm["X_umap_mmgene"] = coords
-    result.files["umap_true.png"] = plots.umap_by_label(coords, labels, out / "umap_true.png", title=f"joint space, true {label_col}")
-    result.files["umap_predicted.png"] = plots.umap_by_label(coords, predicted_orig, out / "umap_predicted.png", title="joint space, zero-shot label")
-    result.files["confusion.png"] = plots.confusion(labels, predicted_orig, out / "confusion.png", title="annotation with unknown rejection, all cells (80% seen in training)")
-    q0 = queries[0]
-    q_scores = adata.obsm[JOINT_KEY] @ model.encode_text([q0])[0]
-    result.files["query_umap.png"] = plots.umap_by_score(coords, q_scores, out / "query_umap.png", title=f"similarity to {q0!r}", label="cosine")
+    result.files.update(_plots(adata, labels, predicted_orig, model, queries[0], out, label_col=label_col, seen="80%", seed=seed))
     _step("plots", t0)
 
     annotated = out / "annotated.h5ad"

@@ -63,3 +63,38 @@ def test_annotated_anndata_and_index(demo_out):
 
     index = CellIndex.load(out / "index")
     assert index.ntotal == 700
+
+
+def test_demo_plots_step_writes_the_four_pngs_from_mmgene_pl(tmp_path, pbmc68k):
+    """The plotting step alone, on a stand-in joint space (PCA): scanpy's UMAP in obsm, four PNGs, no figure left open."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from mmgene.demo import JOINT_KEY, _plots
+
+    class PCASpace:
+        def encode_text(self, texts):
+            return np.eye(1, pbmc68k.obsm["X_pca"].shape[1], dtype=np.float32).repeat(len(texts), axis=0)
+
+        def encode_cells(self, adata):
+            return adata.obsm[JOINT_KEY]
+
+        def describe(self):
+            return {"model": "pca", "inputs": ["X_pca"]}
+
+    adata = pbmc68k
+    adata.obsm[JOINT_KEY] = adata.obsm["X_pca"] / np.linalg.norm(adata.obsm["X_pca"], axis=1, keepdims=True)
+    labels = adata.obs["bulk_labels"].astype(str).to_numpy()
+    predicted = labels.copy()
+    predicted[::7] = "unknown"
+    open_before = set(plt.get_fignums())
+    files = _plots(adata, labels, predicted, PCASpace(), "cytotoxic T cells", tmp_path, label_col="bulk_labels", seen="80%", seed=0)
+    assert sorted(files) == sorted(EXPECTED[5:]) and all(files[n] == tmp_path / n for n in files)
+    assert all((tmp_path / n).read_bytes()[:4] == b"\x89PNG" for n in files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(EXPECTED[5:])
+    assert adata.obsm["X_umap_mmgene"].shape == (700, 2)
+    assert adata.uns["mmgene_neighbors"]["params"]["metric"] == "cosine" and "params" not in adata.uns["mmgene"]  # not in provenance
+    assert set(plt.get_fignums()) == open_before  # every figure closed after saving
