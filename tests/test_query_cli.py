@@ -103,6 +103,20 @@ def test_annotate_writes_label_and_score_columns(h5ad, tmp_path):
     assert ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]["refined"]
 
 
+def test_annotate_reads_labels_as_cell_ontology_terms_unless_told_not_to(h5ad, tmp_path):
+    import anndata as ad
+
+    out = tmp_path / "annotated.h5ad"
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "leukocyte", "--out", out)
+    assert res.exit_code == 0, res.output
+    record = ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]
+    assert list(record["term_ids"]) == ["CL:0000236", "CL:0000084", "CL:0000738"] and record["nested"]
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "leukocyte", "--out", out, "--overwrite", "--no-hierarchy")
+    assert res.exit_code == 0, res.output
+    record = ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]
+    assert not record["hierarchy"] and not record["nested"] and list(record["term_ids"]) == ["", "", ""]
+
+
 def test_errors_exit_2_with_one_line(h5ad, tmp_path):
     env = {**os.environ, "MMGENE_QUIET": "1"}
     proc = subprocess.run(

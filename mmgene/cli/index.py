@@ -129,13 +129,17 @@ def annotate(
     overwrite: bool = overwrite_option(),
     prompt: Optional[list[str]] = typer.Option(None, "--prompt", help="Prompt template with {label} (repeat; default: mmgene's ensemble of names, Cell Ontology names and marker genes)."),
     markers: bool = typer.Option(True, "--markers/--no-markers", help="Name canonical marker genes of common blood cell types in the default prompts."),
-    temperature: float = typer.Option(1.0, help="Softmax temperature over standardised similarities."),
+    temperature: float = typer.Option(0.75, help="Softmax temperature over standardised similarities (mmgene.query.labelling.DEFAULT_TEMPERATURE)."),
     min_prob: float = typer.Option(0.5, help="At or below this winning probability the cell is 'unknown'."),
     min_z: float = typer.Option(0.0, help="Below this standardised similarity to the winning label the cell is 'unknown'."),
     reference: Optional[Path] = typer.Option(None, help="Labelled .h5ad to calibrate the temperature and per-label thresholds on."),
     reference_column: str = typer.Option("cell_type", help="obs column of --reference holding the labels."),
     alpha: float = typer.Option(0.05, help="With --reference: share of a known type's cells allowed below its threshold."),
     refine: bool = typer.Option(False, "--refine", help="Refine the scores by self-training on FILE's own principal components (not with --reference)."),
+    hierarchy: bool = typer.Option(
+        True, "--hierarchy/--no-hierarchy",
+        help="Read labels as Cell Ontology terms: a label covers the model's classes below it, and of labels that nest the deepest confident one wins.",
+    ),
     key: str = typer.Option("mmgene", help="Writes obs['<key>_label'] and obs['<key>_score']."),
     as_json: bool = json_option(),
 ) -> None:
@@ -148,7 +152,7 @@ def annotate(
     all_labels = [*labels, *(more_labels or [])]
     ref = (read(reference), reference_column) if reference is not None else None
     run(adata, all_labels, model, prompts=prompt or None, markers=markers, temperature=temperature, min_prob=min_prob, min_z=min_z,
-        refine=refine, reference=ref, alpha=alpha, key_added=key)
+        refine=refine, reference=ref, alpha=alpha, hierarchy=hierarchy, key_added=key)
     write_anndata(adata, target, file=file, overwrite=overwrite)
     counts = adata.obs[f"{key}_label"].value_counts()
     result = {
