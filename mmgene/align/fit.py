@@ -95,8 +95,12 @@ def fit_pairs(
 
     opt = config.training
     classes = examples.classes
+    # a streamed split (mmgene.align.stream_train) says what reading it whole would tell
+    facts = getattr(examples["train"], "stream_facts", None)
     vocab: list[str] = []
-    if GENES in inputs:
+    if GENES in inputs and facts is not None:
+        vocab = list(facts.vocabulary)
+    elif GENES in inputs:
         seen: dict[str, None] = {}
         for cell in examples["train"]["cell"]:
             seen.update(dict.fromkeys(cell[GENES]))
@@ -117,7 +121,7 @@ def fit_pairs(
         from sentence_transformers.sentence_transformer.losses import MultipleNegativesSymmetricRankingLoss
 
         loss_fn = MultipleNegativesSymmetricRankingLoss(st, scale=1.0 / opt.temperature)
-    trained_classes = sorted(set(examples["train"]["label"]))
+    trained_classes = list(facts.labels) if facts is not None else sorted(set(examples["train"]["label"]))
     if opt.hard_negatives and len(trained_classes) < 2:
         raise ParameterError(
             f"hard negatives need at least two classes in training, got {[classes[i] for i in trained_classes]}",
@@ -128,7 +132,7 @@ def fit_pairs(
     if "test" in examples and len(examples["test"]):
         test = examples["test"]
         evaluator = ZeroShotEvaluator(test["cell"], [classes[i] for i in test["label"]], classes)
-    steps_per_epoch = max(1, len(examples["train"]) // opt.batch_size)
+    steps_per_epoch = max(1, (facts.rows if facts is not None else len(examples["train"])) // opt.batch_size)
     total = opt.max_steps if opt.max_steps > 0 else int(np.ceil(opt.epochs * steps_per_epoch))
     # training in rounds (hard negatives): (first step, steps) of each; one round otherwise
     round_steps = (opt.mine_every or steps_per_epoch) if opt.hard_negatives else total
@@ -159,7 +163,7 @@ def fit_pairs(
             output_dir=tmp,
             per_device_train_batch_size=opt.batch_size,
             num_train_epochs=opt.epochs,
-            max_steps=opt.max_steps if single else steps,
+            max_steps=(total if facts is not None else opt.max_steps) if single else steps,  # a stream has no length
             learning_rate=opt.learning_rate,
             warmup_steps=max(1, int(0.05 * total)),
             weight_decay=0.01,

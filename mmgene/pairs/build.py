@@ -273,12 +273,18 @@ def panel_count(config: PairsConfig, inputs: Sequence[str]) -> int:
     return len(config.panel_sizes) if config.panel_share > 0 and "genes" in inputs else 0
 
 
-def marker_list(markers: Sequence[list[str]] | None) -> list[str]:
-    """The genes that mark training cells, most often first, at most 2,000."""
-    freq: dict[str, int] = {}
+def count_markers(markers: Sequence[list[str]] | None, freq: dict[str, int] | None = None) -> dict[str, int]:
+    """How many cells each marker gene marks, added to ``freq`` (a new count when not given)."""
+    freq = {} if freq is None else freq
     for genes in markers or []:
         for g in genes:
             freq[g] = freq.get(g, 0) + 1
+    return freq
+
+
+def marker_list(markers: Sequence[list[str]] | None = None, *, freq: dict[str, int] | None = None) -> list[str]:
+    """The genes that mark training cells (``markers``, or their counts ``freq``), most often first, at most 2,000."""
+    freq = count_markers(markers) if freq is None else freq
     return sorted(freq, key=lambda g: (-freq[g], g))[:2000]
 
 

@@ -1,0 +1,260 @@
+"""Train one aligned model on a corpus larger than memory: pairs made on the fly from backed files.
+
+:func:`train_stream` trains what :func:`mmgene.align.train_corpus` trains, on the same rows, without
+materialising them. Each dataset is a :class:`~mmgene.pairs.stream.DatasetStream` over its file
+(opened backed: ``read_corpus(..., CorpusOptions(backed=True))``), read ``StreamConfig.chunk_size``
+cells at a time as the corpus path sees them (human symbols only, :func:`human_view`). Classes are
+made global and rows balanced across datasets and classes exactly as :func:`corpus_pairs` does (the
+balance needs labels only), so an epoch holds the same multiset of (cell, caption) rows as the
+in-memory path.
+
+The rows reach sentence-transformers' trainer as a ``datasets.IterableDataset`` whose shards are
+(dataset, chunk) blocks: every epoch visits the blocks in a new seeded order across all files and
+shuffles the rows of ``StreamConfig.shuffle_chunks`` blocks together; the same seed gives the same
+order. Under ``torchrun`` the blocks are the unit that ranks share out. The zero-shot evaluator scores
+a seeded sample of at most ``StreamConfig.eval_cells`` held-out cells. Hard-negative mining, which
+rewrites every row between rounds, needs the in-memory path.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmgene.align.balance import balanced_rows, default_rows
+from mmgene.align.config import AlignConfig, CorpusTrainingConfig, ModelConfig, TrainingConfig
+from mmgene.align.corpus_train import GlobalClasses, _merge_markers, _obsm_dims, _shown, _term_of, class_key, human_view
+from mmgene.atomic import check_output
+from mmgene.cells.inputs import GENES
+from mmgene.errors import ParameterError
+from mmgene.pairs.config import PairsConfig
+from mmgene.pairs.stream import ChunkReader, DatasetStream, StreamConfig, typed_iterable
+from mmgene.progress import info
+
+
+@dataclass(frozen=True)
+class StreamFacts:
+    """What training needs to know about a streamed split without reading it (see :func:`mmgene.align.fit.fit_pairs`)."""
+
+    #: rows of one epoch.
+    rows: int
+    #: gene symbols of the rows' cell inputs, sorted (the model's vocabulary).
+    vocabulary: list[str]
+    #: global class ids with training rows.
+    labels: list[int]
+
+
+@dataclass
+class _HumanChunk:
+    """A chunk of a corpus dataset as :func:`human_view` reads a dataset."""
+
+    adata: Any
+    symbols: np.ndarray
+    name: str
+
+
+class CorpusStream:
+    """The balanced training rows of a corpus, made block by block (see the module docstring)."""
+
+    def __init__(self, corpus: Any, *, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig, stream: StreamConfig) -> None:
+        self.inputs, self.config, self.stream = list(inputs), config, stream
+        seed = self.seed = config.training.seed
+        self.names = list(corpus.names)
+        classes = GlobalClasses([], [], [])
+        self.datasets: list[DatasetStream] = []
+        self.mappings: list[np.ndarray] = []
+        self.readers: list[ChunkReader] = []
+        for ds in corpus:
+            reader = ChunkReader(ds.adata, stream.chunk_size, view=lambda chunk, ds=ds: human_view(_HumanChunk(chunk, ds.symbols, ds.name)))
+            d = DatasetStream(
+                ds.adata, [ds.spec.label_col], ontology_col=ds.spec.ontology_col, inputs=inputs, config=config.pairs,
+                seed=seed, chunk_size=stream.chunk_size, read=reader,
+            )
+            terms = [_term_of(ds, name) for name in d.plan.class_names]
+            self.mappings.append(np.array(
+                [classes.add(class_key(n, t), _shown(n, t), text) for n, t, text in zip(d.plan.class_names, terms, d.plan.texts)],
+                dtype=np.int64,
+            ))
+            self.datasets.append(d)
+            self.readers.append(reader)
+        self.classes = classes
+        sizes = [len(d.plan.train) * d.captions for d in self.datasets]
+        self.rows_per_dataset = balance.rows_per_dataset or default_rows(sizes)
+        self.dataset_rows = dict(zip(self.names, sizes))
+        self.picked = balanced_rows([m[d.row_labels] for m, d in zip(self.mappings, self.datasets)], self.rows_per_dataset, seed)
+        for name, d, picked in zip(self.names, self.datasets, self.picked):
+            info(f"streamed pairs of dataset {name!r}: {len(d.plan.train):,} training cells, {len(picked):,} rows an epoch")
+            d.prepare(picked)
+        self.blocks: list[tuple[int, int]] = []
+        self.picks: dict[tuple[int, int], np.ndarray] = {}
+        for i, (d, picked) in enumerate(zip(self.datasets, self.picked)):
+            chunks = d.row_chunks(picked)
+            for c in np.unique(chunks):
+                self.blocks.append((i, int(c)))
+                self.picks[(i, int(c))] = np.sort(picked[chunks == c])
+        labels = sorted({int(g) for m, d, p in zip(self.mappings, self.datasets, self.picked) for g in np.unique(m[d.row_labels[p]])})
+        vocabulary = sorted(set().union(*(d.vocabulary for d in self.datasets))) if GENES in self.inputs else []
+        self.facts = StreamFacts(int(sum(len(p) for p in self.picked)), vocabulary, labels)
+        self.marker_genes = _merge_markers([d.marker_genes for d in self.datasets])
+
+    # ------------------------------------------------------------------ rows
+    @property
+    def pair_labels(self) -> bool:
+        """Rows carry ``[label, negative_label]`` (negatives with the clip loss, which masks by both)."""
+        return self.config.pairs.negatives and self.config.training.loss == "clip"
+
+    def block_rows(self, i: int, chunk: int) -> dict[str, list]:
+        """The rows of one block: its picked rows (repeats included), classes global, names prefixed by the dataset."""
+        cols = self.datasets[i].rows(chunk, self.picks[(i, chunk)])
+        mapping = self.mappings[i]
+        label = mapping[np.asarray(cols["label"], dtype=np.int64)].tolist()
+        if self.config.pairs.negatives:
+            negative = mapping[np.asarray(cols.pop("negative_label"), dtype=np.int64)].tolist()
+            label = [list(pair) for pair in zip(label, negative)] if self.pair_labels else label
+        cols["label"] = label
+        cols["obs_name"] = [f"{self.names[i]}:{n}" for n in cols["obs_name"]]
+        return cols
+
+    def generate(self, blocks: list[tuple[int, int]], seed: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Rows of ``blocks`` in order, ``shuffle_chunks`` blocks at a time shuffled together with ``seed``."""
+        columns = ["cell", "caption"] + (["negative"] if self.config.pairs.negatives else []) + ["label", "obs_name"]
+        step = self.stream.shuffle_chunks
+        for w in range(0, len(blocks), step):
+            parts = [(b, self.block_rows(*b)) for b in blocks[w : w + step]]
+            keys = [f"{self.names[i]}:{c}:{r}" for (i, c), cols in parts for r in range(len(cols["caption"]))]
+            merged = {k: [v for _, cols in parts for v in cols[k]] for k in columns}
+            for j in np.random.default_rng([seed, w]).permutation(len(keys)):
+                yield keys[j], {k: merged[k][j] for k in columns}
+
+    def features(self, obsm_dims: Sequence[int]) -> Any:
+        import datasets
+
+        floats = datasets.List(datasets.Value("float32"))
+        cell: dict[str, Any] = {k: floats for k in self.inputs if k != GENES}
+        if GENES in self.inputs:
+            cell.update(genes=datasets.List(datasets.Value("string")), values=floats)
+        label = datasets.List(datasets.Value("int64")) if self.pair_labels else datasets.Value("int64")
+        spec = {"cell": cell, "caption": datasets.Value("string")}
+        if self.config.pairs.negatives:
+            spec["negative"] = datasets.Value("string")
+        spec.update(label=label, obs_name=datasets.Value("string"))
+        return datasets.Features(spec)
+
+    def train_split(self, obsm_dims: Sequence[int]) -> Any:
+        """The epoch as a ``datasets.IterableDataset`` (epoch 0 in a seeded block order; later epochs
+        reorder through ``set_epoch``), with :attr:`facts` as ``stream_facts``."""
+        order = np.random.default_rng([self.seed, 0]).permutation(len(self.blocks))
+        ds = typed_iterable(self.generate, {"blocks": [self.blocks[k] for k in order], "seed": self.seed}, self.features(obsm_dims))
+        ds.stream_facts = self.facts
+        return ds
+
+    def test_split(self) -> Any:
+        """A seeded sample of at most ``eval_cells`` held-out cells of all datasets (columns ``cell``, ``label``)."""
+        import datasets
+
+        where = [(i, int(c)) for i, d in enumerate(self.datasets) for c in d.plan.test]
+        if not where or not self.stream.eval_cells:
+            return None
+        rng = np.random.default_rng([self.seed, 1])
+        take = np.sort(rng.choice(len(where), min(self.stream.eval_cells, len(where)), replace=False))
+        cells, labels = [], []
+        for i, d in enumerate(self.datasets):
+            mine = np.array([where[t][1] for t in take if where[t][0] == i], dtype=np.int64)
+            if mine.size:
+                cells += d.test_cells(mine)
+                labels += self.mappings[i][d.plan.codes[mine]].tolist()
+        return datasets.Dataset.from_dict({"cell": cells, "label": labels})
+
+    @property
+    def largest_read(self) -> int:
+        """The most cells read from disk at once, over all datasets."""
+        return max(r.largest for r in self.readers)
+
+
+def train_stream(
+    corpus: Any,
+    *,
+    inputs: Sequence[str] = ("genes",),
+    pairs: PairsConfig | None = None,
+    model: ModelConfig | None = None,
+    training: TrainingConfig | None = None,
+    balance: CorpusTrainingConfig | None = None,
+    stream: StreamConfig | None = None,
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> Any:
+    """Train on ``corpus`` as :func:`mmgene.align.train_corpus` does, reading the datasets in chunks
+    (see the module docstring); ``stream`` (:class:`~mmgene.pairs.stream.StreamConfig`) sets the chunk
+    size, how many chunks are shuffled together and the evaluator's sample. Read the corpus backed
+    (``CorpusOptions(backed=True)``) so that no matrix is loaded."""
+    from mmgene.lazy import require
+
+    require("torch", "streamed training on a corpus")
+    import torch
+
+    from mmgene.align.fit import fit_pairs
+    from mmgene.align.model import AlignedModel
+    from mmgene.pairs.result import TrainingPairs
+    from mmgene.settings import settings
+    from mmgene.text.ontology import related_terms
+
+    config = AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig())
+    balance, stream = balance or CorpusTrainingConfig(), stream or StreamConfig()
+    if config.training.hard_negatives:
+        raise ParameterError(
+            "hard negatives rewrite every training row between rounds, which a streamed corpus does not hold",
+            "TrainingConfig.hard_negatives", "pass hard_negatives=0, or train in memory with train_corpus",
+        )
+    if out is not None:
+        check_output(out, overwrite=overwrite)
+    if len(corpus) == 0:
+        raise ParameterError("the corpus has no dataset", "argument corpus", "list at least one dataset")
+    obsm_dims = _obsm_dims(corpus, inputs)
+    torch.set_num_threads(max(1, settings.torch_threads))
+    t0 = time.perf_counter()
+    source = CorpusStream(corpus, inputs=inputs, config=config, balance=balance, stream=stream)
+    prepare_s = time.perf_counter() - t0
+    splits = {"train": source.train_split(obsm_dims)}
+    test = source.test_split()
+    if test is not None:
+        splits["test"] = test
+    classes = source.classes
+    examples = TrainingPairs(splits, classes.names, classes.texts, sum(d.plan.unlabelled for d in source.datasets), source.marker_genes)
+    related = related_terms(classes.term_ids) if balance.mask_related else None
+    run = fit_pairs(examples, inputs=inputs, config=config, obsm_dims=obsm_dims, related=related)
+    seconds = time.perf_counter() - t0
+    related_pairs = int((related.sum() - len(related)) // 2) if related is not None else 0
+    meta = {
+        "classes": list(classes.names),
+        "datasets": source.names,
+        "dataset_classes": {
+            name: [classes.names[int(g)] for g in sorted(set(m[d.row_labels].tolist()))]
+            for name, m, d in zip(source.names, source.mappings, source.datasets)
+        },
+        "class_ids": classes.keys,
+        "label_cols": {ds.name: ds.spec.label_col for ds in corpus},
+        "ontology_col": {ds.name: ds.spec.ontology_col for ds in corpus},
+        "unlabelled_cells": int(examples.unlabelled_cells),
+        "train_cells": int(sum(len(np.unique(d.plan.train[p // d.captions])) for d, p in zip(source.datasets, source.picked))),
+        "test_cells": int(len(test)) if test is not None else 0,
+        "balance": {
+            "rows_per_dataset": source.rows_per_dataset, "dataset_rows": source.dataset_rows,
+            "mask_related": balance.mask_related, "related_class_pairs": related_pairs,
+        },
+        "stream": {"chunk_size": stream.chunk_size, "shuffle_chunks": stream.shuffle_chunks, "eval_cells": stream.eval_cells,
+                   "prepare_seconds": round(prepare_s, 1)},
+        "run": run.summary,
+        "temperature": run.temperature,
+        "train_seconds": round(seconds, 1),
+        "eval_history": run.evaluator.history if run.evaluator is not None else [],
+    }
+    aligned = AlignedModel(run.st, list(inputs), meta, config)
+    if out is not None:
+        aligned.save(out, overwrite=overwrite)
+    info(f"trained on {len(corpus)} datasets, streamed, in {seconds:.0f} s ({prepare_s:.0f} s preparing the pairs)")
+    return aligned

@@ -1,0 +1,267 @@
+"""Streamed corpora: pairs made chunk by chunk from backed files equal the in-memory path's, are
+reshuffled every epoch with the seed, and never read more than a chunk of cells at once."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+HUMAN_GENES = ["CD3E", "CD3D", "CD8A", "MS4A1", "CD79A", "LYZ", "NKG7", "GNLY", "ACTB", "MALAT1", "IL7R", "CCR7"]
+MOUSE_GENES = ["Cd3e", "Cd3d", "Cd8a", "Ms4a1", "Cd79a", "Lyz2", "Nkg7", "Gm12345", "Actb", "Malat1", "Il7r", "Ccr7"]
+
+
+def _adata(genes, classes, per_class, seed):
+    """Counts with each class expressing its own marker genes, ontology ids, and one unlabelled cell."""
+    import anndata
+    import pandas as pd
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    rows, labels, ids = [], [], []
+    for name, term, markers in classes:
+        for _ in range(per_class):
+            counts = rng.poisson(1.0, len(genes)).astype(np.float32)
+            counts[markers] += rng.poisson(20.0, len(markers))
+            counts[-1] += 5
+            rows.append(counts)
+            labels.append(name)
+            ids.append(term)
+    rows.append(rng.poisson(2.0, len(genes)).astype(np.float32) + 1)
+    labels.append(None)
+    ids.append("")
+    obs = pd.DataFrame({"cell_type": labels, "cell_type_ontology_term_id": ids}, index=[f"c{i}" for i in range(len(rows))])
+    var = pd.DataFrame({"gene_symbol": genes}, index=genes)
+    return anndata.AnnData(X=sp.csr_matrix(np.vstack(rows)), obs=obs, var=var)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    """Two backed files: 61 human cells of 2 classes, 76 mouse cells of 3 (one unlabelled cell each)."""
+    root = tmp_path_factory.mktemp("corpus")
+    human = _adata(HUMAN_GENES, [("T", "CL:0000084", [0, 1, 10]), ("B", "CL:0000236", [3, 4])], 30, 0)
+    mouse = _adata(MOUSE_GENES, [("T cells", "CL:0000625", [0, 2, 11]), ("B cells", "CL:0000236", [3, 4]), ("NK", "CL:0000623", [6, 7])], 25, 1)
+    lines = ["path,dataset,label_col,ontology_col,species,tissue"]
+    for name, species, adata in (("human_pbmc", "human", human), ("mouse_pbmc", "mouse", mouse)):
+        adata.write_h5ad(root / f"{name}.h5ad")
+        lines.append(f"{name}.h5ad,{name},cell_type,cell_type_ontology_term_id,{species},blood")
+    (root / "corpus.csv").write_text("\n".join(lines) + "\n")
+    return root / "corpus.csv"
+
+
+def _config(**pairs):
+    from mmgene.align.config import AlignConfig
+    from mmgene.pairs.config import PairsConfig
+
+    return AlignConfig(pairs=PairsConfig(**{"panel_sizes": (4, 8), **pairs}))
+
+
+def _stream(manifest, config, *, chunk_size=16, shuffle_chunks=2, rows=0):
+    from mmgene.align.config import CorpusTrainingConfig
+    from mmgene.align.stream_train import CorpusStream
+    from mmgene.corpus import CorpusOptions, read_corpus
+    from mmgene.pairs.stream import StreamConfig
+
+    corpus = read_corpus(manifest, CorpusOptions(backed=True))
+    assert all(ds.adata.isbacked for ds in corpus)
+    return CorpusStream(
+        corpus, inputs=("genes",), config=config, balance=CorpusTrainingConfig(rows_per_dataset=rows),
+        stream=StreamConfig(chunk_size=chunk_size, shuffle_chunks=shuffle_chunks),
+    )
+
+
+def _key(row):
+    cell = row["cell"]
+    return row["obs_name"], row["caption"], tuple(cell["genes"]), tuple(np.round(cell["values"], 4)), str(row["label"]), row.get("negative")
+
+
+def _in_memory(manifest, config, rows=0):
+    from mmgene.align.config import CorpusTrainingConfig
+    from mmgene.align.corpus_train import corpus_pairs
+    from mmgene.corpus import read_corpus
+
+    pairs, _ = corpus_pairs(read_corpus(manifest), inputs=("genes",), config=config, balance=CorpusTrainingConfig(rows_per_dataset=rows))
+    return pairs
+
+
+def _rows_as_trained(train, config):
+    """The in-memory rows with the labels the loss reads ([label, negative's label] with negatives)."""
+    cols = train.to_dict()
+    out = []
+    for j in range(len(train)):
+        row = {k: cols[k][j] for k in ("obs_name", "caption", "cell", "label")}
+        if config.pairs.negatives:
+            row["negative"] = cols["negative"][j]
+            row["label"] = [cols["label"][j], cols["negative_label"][j]]
+        out.append(row)
+    return out
+
+
+CASES = {
+    "defaults": ({}, {}),
+    # negatives, 2 captions a cell, more rows than the human file has (rows repeat), odd chunks
+    "negatives, repeats": ({"negatives": True, "captions_per_cell": 2}, {"rows": 150, "chunk_size": 7, "shuffle_chunks": 3}),
+}
+_BUILT: dict[str, tuple] = {}
+
+
+def _built(manifest, case):
+    """(config, in-memory pairs, stream) of a case, made once per session."""
+    if case not in _BUILT:
+        pairs, reading = CASES[case]
+        config = _config(**pairs)
+        _BUILT[case] = (config, _in_memory(manifest, config, rows=reading.get("rows", 0)), _stream(manifest, config, **reading))
+    return _BUILT[case]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_epoch_streams_the_in_memory_rows_in_a_new_order(manifest, case):
+    config, memory, stream = _built(manifest, case)
+    expected = Counter(_key(r) for r in _rows_as_trained(memory["train"], config))
+    train = stream.train_split([])
+    orders = []
+    for epoch in range(3):
+        train.set_epoch(epoch)
+        rows = list(train)
+        assert Counter(_key(r) for r in rows) == expected
+        orders.append([_key(r) for r in rows])
+    assert len({tuple(o) for o in orders}) == 3  # three epochs, three orders
+    facts = stream.facts
+    assert facts.rows == len(memory["train"]) == sum(expected.values())
+    assert facts.vocabulary == sorted({g for cell in memory["train"]["cell"] for g in cell["genes"]})
+    assert facts.labels == sorted(set(memory["train"]["label"]))
+    assert stream.classes.names == memory.classes and stream.marker_genes == memory.marker_genes
+    negatives = config.pairs.negatives
+    assert train.column_names == ["cell", "caption"] + (["negative"] if negatives else []) + ["label", "obs_name"]
+    if negatives:
+        assert facts.rows == 300 and max(Counter(r[0] for r in orders[0]).values()) > 2  # rows repeat as balanced
+
+
+def test_the_order_is_fixed_by_the_seed(manifest):
+    from dataclasses import replace
+
+    config, _, stream = _built(manifest, "defaults")
+    first = [r["obs_name"] for r in stream.train_split([])]
+    again = [r["obs_name"] for r in _stream(manifest, config).train_split([])]
+    assert first == again
+    other = replace(config, training=replace(config.training, seed=1))
+    reseeded = [r["obs_name"] for r in _stream(manifest, other).train_split([])]
+    assert reseeded != first
+
+
+def test_reads_are_bounded_by_the_chunk_size(manifest, monkeypatch):
+    from anndata._core.sparse_dataset import BaseCompressedSparseDataset
+
+    from mmgene.align.config import CorpusTrainingConfig
+    from mmgene.align.stream_train import CorpusStream
+    from mmgene.corpus import CorpusOptions, read_corpus
+    from mmgene.pairs.stream import StreamConfig
+
+    corpus = read_corpus(manifest, CorpusOptions(backed=True))
+    read = BaseCompressedSparseDataset.__getitem__
+    spans: list[int] = []
+
+    def recording(self, key):
+        out = read(self, key)
+        spans.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(BaseCompressedSparseDataset, "__getitem__", recording)
+    stream = CorpusStream(corpus, inputs=("genes",), config=_config(), balance=CorpusTrainingConfig(), stream=StreamConfig(chunk_size=9))
+    rows = sum(1 for _ in stream.train_split([]))
+    assert rows == stream.facts.rows and stream.test_split() is not None
+    assert spans and max(spans) == 9  # every read of the matrix on disk: never more than a chunk
+    assert stream.largest_read == 9
+
+
+def test_a_single_anndata_streams_make_pairs_rows_in_order(manifest, tmp_path):
+    import mmgene.io
+    from mmgene.pairs import make_pairs
+    from mmgene.pairs.config import PairsConfig
+    from mmgene.pairs.stream import DatasetStream
+
+    path = manifest.parent / "human_pbmc.h5ad"
+    config = PairsConfig(negatives=True, panel_sizes=(4, 8))
+    expected = make_pairs(mmgene.io.read(path), "cell_type", ontology_col="cell_type_ontology_term_id", config=config, seed=5)
+    stream = DatasetStream(
+        mmgene.io.read(path, backed=True), "cell_type", ontology_col="cell_type_ontology_term_id", config=config, seed=5, chunk_size=8,
+    ).prepare()
+    got: dict[str, list] = {}
+    for c in range(stream.n_chunks):
+        for k, v in stream.rows(c).items():
+            got.setdefault(k, []).extend(v)
+    train = expected["train"].to_dict()
+    for column in ("cell", "caption", "negative", "label", "negative_label", "obs_name"):
+        assert got[column] == train[column], column
+    assert got["row"] == list(range(len(train["caption"])))
+    assert stream.marker_genes == expected.marker_genes
+    assert stream.read.largest == 8 and stream.read.reads == 2 * stream.n_chunks + stream.n_chunks
+    again = stream.rows(3, np.array([0, 0]) + stream._train_in(3)[0] * 3)  # a chunk out of order, one row twice
+    assert again["caption"] == [train["caption"][stream._train_in(3)[0] * 3]] * 2
+
+
+def test_gene_moments_do_not_depend_on_how_rows_are_read():
+    import scipy.sparse as sp
+
+    from mmgene.io.expression import DEFAULT_CHUNK
+    from mmgene.pairs.build import GeneMoments
+
+    rng = np.random.default_rng(0)
+    n = DEFAULT_CHUNK + 700
+    block = sp.random(n, 50, density=0.3, format="csr", dtype=np.float32, random_state=1)
+    block.data = rng.random(block.data.size, dtype=np.float32) * 7
+    rows = np.sort(rng.choice(n, 1500, replace=False))
+    whole = GeneMoments(50)
+    for lo, hi in ((0, DEFAULT_CHUNK), (DEFAULT_CHUNK, n)):  # as make_pairs reads: one block at a time
+        sel = rows[(rows >= lo) & (rows < hi)]
+        whole.add(sel, block[sel])
+    whole.finish()
+    pieces = GeneMoments(50)
+    for lo in range(0, n, 37):  # as a stream reads: small chunks, across the block boundary
+        sel = rows[(rows >= lo) & (rows < lo + 37)]
+        if sel.size:
+            pieces.add(sel, block[sel])
+    pieces.finish()
+    assert np.array_equal(whole.total, pieces.total) and np.array_equal(whole.total_sq, pieces.total_sq)
+    scipy_sum = np.asarray(block[rows[rows < DEFAULT_CHUNK]].sum(axis=0), dtype=np.float64).ravel()
+    scipy_sum += np.asarray(block[rows[rows >= DEFAULT_CHUNK]].sum(axis=0), dtype=np.float64).ravel()
+    assert np.array_equal(whole.total, scipy_sum) and whole.n == 1500
+
+
+def test_train_stream_trains_and_saves_a_model(manifest, tmp_path):
+    from mmgene.align import ModelConfig, TrainingConfig, load
+    from mmgene.align.stream_train import train_stream
+    from mmgene.corpus import CorpusOptions, read_corpus
+    from mmgene.pairs.stream import StreamConfig
+
+    corpus = read_corpus(manifest, CorpusOptions(backed=True))
+    out = tmp_path / "model"
+    model = train_stream(
+        corpus, model=ModelConfig(gene_bridge=False, gene_dim=16, dim=16, hidden=32), training=TrainingConfig(max_steps=3, batch_size=8),
+        stream=StreamConfig(chunk_size=16, eval_cells=10), out=out,
+    )
+    assert model.meta["datasets"] == ["human_pbmc", "mouse_pbmc"] and model.meta["run"]["steps"] == 3
+    assert model.meta["stream"]["chunk_size"] == 16 and model.meta["test_cells"] == 10
+    assert model.meta["train_cells"] == 48 + 60 and model.meta["unlabelled_cells"] == 2
+    loaded = load(out)
+    assert loaded.meta["dataset_classes"] == model.meta["dataset_classes"]
+    vectors = loaded.encode_cells(read_corpus(manifest)["human_pbmc"].adata[:4].copy())
+    assert vectors.shape[0] == 4 and np.isfinite(vectors).all()
+
+
+def test_bad_settings_are_refused(manifest, tmp_path):
+    from mmgene.align import TrainingConfig
+    from mmgene.align.stream_train import train_stream
+    from mmgene.corpus import CorpusOptions, read_corpus
+    from mmgene.errors import ParameterError
+    from mmgene.pairs.stream import StreamConfig
+
+    with pytest.raises(ParameterError, match="chunk_size must be a whole number >= 1, got 0"):
+        StreamConfig(chunk_size=0)
+    with pytest.raises(ParameterError, match="eval_cells must be a whole number >= 0"):
+        StreamConfig(eval_cells=-1)
+    corpus = read_corpus(manifest, CorpusOptions(backed=True))
+    with pytest.raises(ParameterError, match="hard negatives rewrite every training row"):
+        train_stream(corpus, training=TrainingConfig(hard_negatives=2), out=tmp_path / "m")
+    assert not (tmp_path / "m").exists()
