@@ -201,6 +201,26 @@ def test_a_single_anndata_streams_make_pairs_rows_in_order(manifest, tmp_path):
     assert again["caption"] == [train["caption"][stream._train_in(3)[0] * 3]] * 2
 
 
+@pytest.mark.filterwarnings("ignore:Writing zarr v2 data")
+def test_a_zarr_store_is_read_lazily_and_streams_the_same_rows(manifest, tmp_path):
+    import anndata as ad
+
+    import mmgene.io
+    from mmgene.pairs.stream import DatasetStream
+
+    store = tmp_path / "human.zarr"
+    ad.read_h5ad(manifest.parent / "human_pbmc.h5ad").write_zarr(store)
+    lazy = mmgene.io.read(store, backed=True)
+    assert type(lazy.X).__name__ == "_CSRDataset" and lazy.uns["mmgene"]["input"]["backed"] is True
+    streams = [
+        DatasetStream(data, "cell_type", chunk_size=10).prepare()
+        for data in (lazy, mmgene.io.read(manifest.parent / "human_pbmc.h5ad", backed=True))
+    ]
+    assert streams[0].read.largest == 10
+    for c in range(streams[0].n_chunks):
+        assert streams[0].rows(c) == streams[1].rows(c)
+
+
 def test_gene_moments_do_not_depend_on_how_rows_are_read():
     import scipy.sparse as sp
 

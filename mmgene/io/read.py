@@ -20,6 +20,10 @@ def _load(path: Path, backed: bool) -> Any:
     suffix = path.suffix.lower()
     try:
         if suffix == ".zarr" or (path.is_dir() and (path / ".zattrs").exists() or (path / "zarr.json").exists()):
+            if backed:  # matrices stay on disk, as a backed .h5ad's X does
+                from mmgene.io.lazy_zarr import read_zarr_lazy
+
+                return read_zarr_lazy(path)
             return ad.read_zarr(path)
         if suffix in (".h5ad", ".h5", ".hdf5") or path.is_file():
             return ad.read_h5ad(path, backed="r" if backed else None)
@@ -46,7 +50,8 @@ def read(
     path_or_adata
         An ``.h5ad`` file, a ``.zarr`` store, or an AnnData already in memory.
     backed
-        Open an ``.h5ad`` read-only on disk (for files larger than memory); rows are then streamed.
+        Open an ``.h5ad`` read-only on disk, or a ``.zarr`` with its sparse matrices left on disk
+        (:mod:`mmgene.io.lazy_zarr`), for files larger than memory; rows are then streamed.
     require
         ``'counts'`` to insist on raw integer counts (Geneformer), ``None`` to accept log1p data.
     expression_needed
@@ -74,7 +79,7 @@ def read(
                 f"expected an AnnData or a path, got {type(adata).__name__}", "argument path_or_adata", "pass an AnnData or an .h5ad/.zarr path"
             )
         origin = str(adata.uns.get("mmgene", {}).get("input", {}).get("file", "the AnnData in memory"))
-    is_backed = bool(backed and origin.endswith((".h5ad", ".h5", ".hdf5")))
+    is_backed = bool(backed and origin.endswith((".h5ad", ".h5", ".hdf5", ".zarr")))
     if not expression_needed:
         record(adata, "input", file=origin, backed=is_backed, matrix="not read", n_obs=int(adata.n_obs))
         return adata
