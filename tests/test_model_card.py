@@ -4,15 +4,19 @@ leaves torch's thread count alone."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 import yaml
 
 from mmgene.align.config import AlignConfig, ModelConfig, TrainingConfig
+from mmgene.align.training_log import records
 from mmgene.cards import code_blocks
 
 CAPTION = "a T cell"
+LOG = [{"run": 0, "step": 1, "epoch": 0.5, "loss": 2.5}, {"run": 0, "step": 2, "epoch": 1.0, "loss": None}]
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +27,7 @@ def model():
     config = ModelConfig(gene_dim=16, hidden=32, dim=16, gene_bridge=False)
     st = build_model(["CD3E", "CD79A", "LYZ", "MS4A1", "NKG7", "GNLY"], config, seed=0)
     st.eval()
+    records(st).extend(LOG)  # as if a Trainer had logged two steps
     meta = {"classes": ["T cell", "B cell"], "label_cols": ["cell_type"], "train_cells": 40, "test_cells": 10}
     return AlignedModel(st, ["genes"], meta, AlignConfig(model=config, training=TrainingConfig(max_steps=1)))
 
@@ -78,38 +83,58 @@ def test_base_model_follows_the_text_model(model):
     assert base_model(legacy) == "a/b"
 
 
-def test_loading_leaves_torch_threads_alone(saved):
+def test_loading_leaves_torch_threads_alone_and_reads_the_training_log(saved):
     from mmgene.align import load
 
+    assert [json.loads(line) for line in (saved / "training_log.jsonl").read_text().splitlines()] == LOG
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        load(saved)
+        loaded = load(saved)
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+    assert records(loaded.st) == LOG  # saved again, the model keeps its log
 
 
 def test_push_to_hub_is_private_by_default(model, tmp_path, monkeypatch):
-    """Against the loopback Hub: private unless asked; the card loads from the repo; saving elsewhere is unchanged."""
+    """Against the loopback Hub: private unless asked; the card's lines load the model from the repo (with
+    the token, as a private repo needs); where the model lives is unchanged by the upload."""
     from huggingface_hub import HfApi
     from servers.hub_server import hub_for_this_process
 
     path_before = model.meta.get("path")
     with hub_for_this_process(tmp_path / "hub", tmp_path / "hf-cache", monkeypatch) as server:
+        repo = f"{server.user}/pbmc-model"
         api = HfApi(endpoint=server.url, token=server.token)
-        model.push_to_hub(f"{server.user}/private-model", token=server.token)
-        model.push_to_hub(f"{server.user}/public-model", token=server.token, private=False)
-        assert api.repo_info(f"{server.user}/private-model").private is True
-        assert api.repo_info(f"{server.user}/public-model").private is False
-        card = open(api.hf_hub_download(f"{server.user}/public-model", "README.md")).read()
+        model.push_to_hub(repo, token=server.token)
+        assert api.repo_info(repo).private is True
+        card = open(api.hf_hub_download(repo, "README.md")).read()
         mmgene_block, st_block = code_blocks(card)
-        assert f'mmgene.align.load("hf://{server.user}/public-model")' in mmgene_block
-        assert f'SentenceTransformer("{server.user}/public-model", trust_remote_code=True)' in st_block
+        assert f'mmgene.align.load("hf://{repo}")' in mmgene_block
+        assert f'SentenceTransformer("{repo}", trust_remote_code=True)' in st_block
         assert _front_matter(card)["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
         assert server.token not in card
+        monkeypatch.setenv("HF_TOKEN", server.token)
         for block in (mmgene_block, st_block):  # the card's lines, as written, load the model from the Hub
             scope: dict = {}
             exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - the card's own code
             np.testing.assert_allclose(np.asarray(scope["text"]), model.encode_text([CAPTION]), rtol=1e-5, atol=1e-6)
     assert model.meta.get("path") == path_before  # the temporary upload folder is not where the model lives
+
+
+def test_push_to_hub_public_when_asked(model, monkeypatch):
+    """``private=False`` reaches the Hub's create_repo (stopped there: nothing is uploaded)."""
+    from huggingface_hub import HfApi
+
+    asked = []
+
+    def create_repo(self, repo_id, **kwargs):
+        asked.append((repo_id, kwargs["private"], kwargs["repo_type"]))
+        raise RuntimeError("stop before uploading")
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    for private in (False, True):
+        with pytest.raises(RuntimeError, match="stop before uploading"):
+            model.push_to_hub("me/model", token="hf_not_a_real_token_000", private=private)
+    assert asked == [("me/model", False, "model"), ("me/model", True, "model")]
