@@ -59,8 +59,9 @@ def _write_report(report: dict[str, Any], out: Path, label_col: str) -> None:
     demo = report["demo"]
     lines = [f"# mmgene demo: {demo['input']}", "",
              f"{demo['cells']:,} cells x {demo['genes']:,} genes; labels from `obs['{label_col}']`; "
-             f"alignment model trained on {demo['train_cells']} cells in {demo['train_seconds']} s, "
-             f"evaluated on {demo['held_out_cells']} held-out cells with text prompts only.", "",
+             + (f"alignment model trained on {demo['train_cells']} cells in {demo['train_seconds']} s, " if demo["train_cells"]
+                else f"alignment model `{demo['model']}` (trained on other data), ")
+             + f"evaluated on {demo['held_out_cells']} held-out cells with text prompts only.", "",
              markdown_report(report), "## Text queries (top 5 cells)", ""]
     for q, rows in demo["queries"].items():
         found = ", ".join(f"{r[label_col]} ({r['score']:.2f})" for r in rows)
@@ -119,6 +120,7 @@ def run(
     queries: Sequence[str] = DEFAULT_QUERIES,
     epochs: float | None = None,
     seed: int = 0,
+    model: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
 ) -> DemoResult:
     """Run the whole pipeline and write model, index, annotated AnnData, report and plots to ``out``.
@@ -135,6 +137,10 @@ def run(
         Text queries answered against the index.
     epochs
         Training epochs for the alignment model (default: :class:`~mmgene.align.config.TrainingConfig`'s).
+    model
+        A trained model (folder or ``hf://owner/name``, e.g. from ``mmgene pretrain``) to use instead of
+        training one: every cell is then scored as unseen and annotation uses the default rule (no
+        calibration on training cells).
     """
     import mmgene.data
     from mmgene import align, cells, evaluate, query
@@ -150,7 +156,11 @@ def run(
     t0 = time.perf_counter()
     inputs = [file] if isinstance(file, (str, os.PathLike)) else []
     out = Path(out)
-    check_output(out, overwrite=overwrite, inputs=inputs)
+    if model is not None and epochs is not None:
+        raise ParameterError(
+            "epochs apply to training, and a given model is not trained", "argument epochs", "leave out --epochs or --model"
+        )
+    check_output(out, overwrite=overwrite, inputs=[*inputs, *([model] if model is not None and Path(model).exists() else [])])
     result = DemoResult(out)
 
     adata = read(mmgene.data.pbmc68k() if file is None else file)
@@ -170,18 +180,24 @@ def run(
     genept_w(adata, gene_vectors=vectors)
     _step(f"GenePT-w from offline gene text ({vectors.dim}-d) -> obsm['X_genept_w']", t0)
 
-    training = overrides(TrainingConfig, {"seed": seed, "epochs": epochs})  # the library's defaults otherwise
-    model = align.train(adata, label_col, training=training, out=out / "model")
-    result.files["model"] = out / "model"
-    held_out = np.isin(adata.obs_names, model.test_obs_names)
-    _step(f"trained the alignment model on {int((~held_out).sum())} cells -> {out / 'model'}", t0)
+    if model is None:
+        training = overrides(TrainingConfig, {"seed": seed, "epochs": epochs})  # the library's defaults otherwise
+        model_path = out / "model"
+        model = align.train(adata, label_col, training=training, out=model_path)
+        result.files["model"] = model_path
+        held_out = np.isin(adata.obs_names, model.test_obs_names)
+        _step(f"trained the alignment model on {int((~held_out).sum())} cells -> {model_path}", t0)
+    else:
+        model_path, model = model, align.load(model)
+        held_out = np.ones(adata.n_obs, dtype=bool)  # trained elsewhere: every cell is new to it
+        _step(f"loaded the alignment model {model_path}", t0)
 
     test = adata[held_out].copy()
     report = evaluate.evaluate(model, test, label_col, dataset_name=f"{genes.get('file')}, held-out cells", seed=seed)
     _step("zero-shot evaluation of held-out cells against the GenePT-s and marker baselines", t0)
 
     adata.obsm[JOINT_KEY] = model.encode_cells(adata)
-    index = CellIndex.build(adata, JOINT_KEY, obs_columns=[label_col], model=str(out / "model"))
+    index = CellIndex.build(adata, JOINT_KEY, obs_columns=[label_col], model=str(model_path))
     index.save(out / "index")
     result.files["index"] = out / "index"
     hits = query.text_to_cells(index, list(queries), model=model, k=10)
@@ -189,17 +205,22 @@ def run(
 
     names = sorted(set(labels))
     cleaned = {n: clean_label(n) for n in names}
-    reference = adata[~held_out].copy()
-    reference.obs["_label_text"] = [cleaned[x] for x in labels[~held_out]]
-    # Temperature and per-label thresholds calibrated on the training cells (see mmgene.query.labelling).
-    query.annotate(adata, list(cleaned.values()), model, reference=(reference, "_label_text"))
+    reference = None
+    if not held_out.all():
+        reference = adata[~held_out].copy()
+        reference.obs["_label_text"] = [cleaned[x] for x in labels[~held_out]]
+    # Temperature and per-label thresholds calibrated on the training cells, when the model was trained
+    # here (see mmgene.query.labelling); a given model has none of this data's cells to calibrate on.
+    ref = (reference, "_label_text") if reference is not None else None
+    query.annotate(adata, list(cleaned.values()), model, reference=ref)
     predicted = adata.obs["mmgene_label"].astype(str).to_numpy()
     back = {v: k for k, v in cleaned.items()}
     predicted_orig = np.array([back.get(p, p) for p in predicted])
     n_unknown = int((predicted == "unknown").sum())
     _step(f"zero-shot annotation: {n_unknown} cells 'unknown' -> obs['mmgene_label'], obs['mmgene_score']", t0)
 
-    result.files.update(_plots(adata, labels, predicted_orig, model, queries[0], out, label_col=label_col, seen="80%", seed=seed))
+    seen = "none" if held_out.all() else "80%"
+    result.files.update(_plots(adata, labels, predicted_orig, model, queries[0], out, label_col=label_col, seen=seen, seed=seed))
     _step("plots", t0)
 
     annotated = out / "annotated.h5ad"
@@ -218,8 +239,12 @@ def run(
         "train_cells": int((~held_out).sum()),
         "held_out_cells": int(held_out.sum()),
         "train_seconds": model.meta.get("train_seconds"),
+        "model": str(model_path),
         "annotation": {
-            "rule": "softmax over label similarities, temperature and per-label thresholds calibrated on the training cells",
+            "rule": "softmax over label similarities, " + (
+                "standardised over the cells, default temperature and thresholds" if reference is None
+                else "temperature and per-label thresholds calibrated on the training cells"
+            ),
             "held_out_accuracy": round(float((predicted_orig[held_out] == labels[held_out]).mean()), 4),
             "accuracy": round(accuracy, 4),
             "unknown": n_unknown,

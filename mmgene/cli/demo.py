@@ -19,13 +19,16 @@ def demo(
     out: Path = typer.Option(Path("mmgene-demo"), "--out", "-o", help="Output folder."),
     epochs: Optional[float] = typer.Option(None, help="Training epochs of the alignment model."),
     seed: int = typer.Option(0, help="Seed for the split, training and plots."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="A trained model (folder or hf://owner/name, e.g. from `mmgene pretrain`) to use instead of training one."
+    ),
     overwrite: bool = overwrite_option(),
     as_json: bool = json_option(),
 ) -> None:
     """Sentences, GenePT, alignment training, FAISS index, text queries, annotation, report and plots."""
     from mmgene.demo import run
 
-    result = run(file, label_col=label_col, out=out, epochs=epochs, seed=seed, overwrite=overwrite)
+    result = run(file, label_col=label_col, out=out, epochs=epochs, seed=seed, model=model, overwrite=overwrite)
     summary = {
         "out": str(result.out), "seconds": result.seconds, "files": {name: str(path) for name, path in result.files.items()},
         "report": result.report,
