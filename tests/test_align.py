@@ -162,7 +162,11 @@ def test_the_training_config_is_saved_loaded_and_shown_in_the_card(trained, tmp_
     assert old.config is None and old.meta["params"]["epochs"] == 4.0
     text = render_model_card(old, "me/old")
     assert "| epochs | 4.0 |" in text and "not recorded" in text
+    # fields added to a config after a model was saved take their defaults; an unknown field is refused
     meta["config"] = {"pairs": {}, "model": {}, "training": {}}
+    (legacy / "mmgene_align.json").write_text(json.dumps(meta))
+    assert load(legacy).config == AlignConfig()
+    meta["config"] = {"pairs": {}, "model": {}, "training": {"no_such_field": 1}}
     (legacy / "mmgene_align.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="training config mmgene cannot read"):
         load(legacy)
