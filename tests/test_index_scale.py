@@ -367,3 +367,27 @@ def test_arrow_checksum_equals_the_text_checksum():
     assert cell_ids_sha256(pd.Series(ids, dtype="string[pyarrow]")) == expected
     assert cell_ids_sha256(pa.array(["ab", "cd"]).slice(1)) == cell_ids_sha256(["cd"])
     assert cell_ids_sha256(pd.Series([1, "a"], dtype=object)) == cell_ids_sha256(["1", "a"])
+
+
+# ---------------------------------------------------------------------- command line
+def test_cli_builds_a_streamed_index_and_refuses_what_it_cannot_do(tmp_path):
+    import anndata as ad
+    from hostile import assert_refused, run_cli
+
+    obs = pd.DataFrame({"cell_type": [f"t{i % 3}" for i in range(400)]}, index=[f"cell{i}" for i in range(400)])
+    ad.AnnData(obs=obs, obsm={"X_emb": clustered(400, 7)}).write_h5ad(tmp_path / "a.h5ad")
+    out = tmp_path / "idx"
+    res = run_cli("index", "build", str(tmp_path / "a.h5ad"), "-e", "X_emb", "--out", str(out), "--stream", "--kind", "ivf",
+                  "--nlist", "4", "--nprobe", "4", "--chunk-size", "64", "--json")
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    assert result["cells"] == 400 and result["factory"] == "IVF4,Flat" and result["obs_columns"] == ["cell_type"]
+    from mmgene.index import CellIndex
+
+    idx = CellIndex.load(out)
+    assert idx.on_disk and idx.rerank_source is not None and idx.cells["cell_id"].tolist()[:2] == ["cell0", "cell1"]
+    table = json.loads(run_cli("query", str(out), "--cell", "cell5", "-k", "3", "--json").stdout)["hits"]
+    assert [h["cell_id"] for h in table][0] != "cell5" and len(table) == 3
+    assert_refused(["index", "build", tmp_path / "a.h5ad", "-e", "X_emb", "--out", tmp_path / "flat", "--stream", "--kind", "flat"],
+                   [tmp_path], contains="--stream builds an IVF index")
+    assert_refused(["query", out, "--cell", "cell5", "--shard", out], [tmp_path], contains="--shard searches text queries only")

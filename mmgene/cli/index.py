@@ -32,6 +32,9 @@ def index_build(
     target_recall: float = typer.Option(0.95, help="Recall@10 the calibration of nprobe / ef-search aims for."),
     seed: int = typer.Option(0, help="Seed for training samples and calibration queries."),
     skip_missing: bool = typer.Option(False, "--skip-missing", help="Leave out cells without an embedding (NaN or all-zero rows) instead of stopping."),
+    stream: bool = typer.Option(False, "--stream", help="Read the vectors from FILE in chunks and keep the inverted lists on disk (IVF-PQ unless --kind ivf): for more cells than memory holds."),
+    chunk_size: int = typer.Option(65536, "--chunk-size", help="With --stream: vectors read at once."),
+    rerank: bool = typer.Option(True, "--rerank/--no-rerank", help="With --stream: re-score candidates exactly from FILE's vectors (FILE must stay where it is)."),
     overwrite: bool = overwrite_option(),
     as_json: bool = json_option(),
 ) -> None:
@@ -41,6 +44,22 @@ def index_build(
     from mmgene.io import read
 
     check_output(out, overwrite=overwrite, inputs=[file])
+    if stream:
+        from mmgene.errors import ParameterError
+        from mmgene.index import AnnDataObsm, StreamBuild, build_streamed
+
+        if skip_missing or kind in ("flat", "hnsw"):
+            raise ParameterError(
+                "--stream builds an IVF index from every cell", "mmgene index build --stream",
+                "drop --skip-missing, and use --kind ivfpq, ivf or auto (flat and hnsw indexes are built in memory, without --stream)",
+            )
+        index = build_streamed(
+            AnnDataObsm([file], embedding, obs_columns=obs), out, kind="ivfpq" if kind == "auto" else kind, embedding_key=embedding,
+            model=model, nlist=nlist, nprobe=nprobe, pq_m=pq_m, target_recall=target_recall, seed=seed, overwrite=overwrite,
+            config=StreamBuild(chunk_size=chunk_size, rerank=rerank),
+        )
+        _report(index, out, as_json)
+        return
     adata = read(file, backed=True, expression_needed=False)  # only obs and obsm are used
     index = CellIndex.build(
         adata, embedding, obs_columns=obs, model=model, kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m,
@@ -93,16 +112,19 @@ def query(
     cell: Optional[list[str]] = typer.Option(None, "--cell", help="Find cells like this indexed cell id instead (repeat)."),
     genes: Optional[Path] = typer.Option(None, "--genes", help="AnnData of the indexed cells: add each hit's top contributing genes (GenePT-w indexes; the first use embeds the offline text of the hits' genes, then it is cached)."),
     top_genes: int = typer.Option(5, help="Genes listed per hit with --genes."),
+    shard: Optional[list[Path]] = typer.Option(None, "--shard", help="Another index folder searched with INDEX_DIR as one index (repeat; text queries only)."),
     as_json: bool = json_option(),
 ) -> None:
     """Find the K cells most similar to each text (or to each --cell)."""
     from mmgene.errors import ParameterError
-    from mmgene.index import CellIndex
+    from mmgene.index import CellIndex, IndexShards
     from mmgene.query import cells_to_cells, text_to_cells
 
     if not texts and not cell:
         raise ParameterError("nothing to search for", "mmgene query", "give a text after the index folder, or --cell CELL_ID")
-    index = CellIndex.load(index_dir)
+    if shard and (cell or genes is not None):
+        raise ParameterError("--shard searches text queries only", "mmgene query --shard", "drop --cell and --genes, or query one index folder")
+    index = IndexShards.load([index_dir, *shard]) if shard else CellIndex.load(index_dir)
     if cell:
         table = cells_to_cells(index, cell, k=k)
     else:

@@ -210,15 +210,15 @@ def _read_id_file(path: Path, part: _Part) -> list[str]:
 # ---------------------------------------------------------------------- AnnData obsm on disk
 class AnnDataObsm(VectorSource):
     """``obsm[key]`` of ``.h5ad`` files or ``.zarr`` stores (concatenated in the order given), read
-    row by row from disk; ids are the obs names. ``obs_columns`` are read whole (obs-sized)."""
+    row by row from disk; ids are the obs names. ``obs_columns`` are read whole (obs-sized); ``None``
+    means every column of the first file."""
 
     kind = "anndata"
 
-    def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], key: str, obs_columns: Sequence[str] = ()) -> None:
+    def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], key: str, obs_columns: Sequence[str] | None = ()) -> None:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         self.key = key
-        self.obs_columns = list(obs_columns)
         self._groups: list[Any] = []
         self._names: list[Any] = []
         self.parts = []
@@ -241,6 +241,9 @@ class AnnDataObsm(VectorSource):
         if len(dims) != 1:
             raise ParameterError(f"obsm[{key!r}] has different widths {sorted(dims)} in these files", ", ".join(map(str, paths)), "pass files of one embedding")
         self.dim = dims.pop()
+        if obs_columns is None:
+            obs_columns = [str(c) for c in _open_group(self.parts[0].path)["obs"].attrs.get("column-order", [])]
+        self.obs_columns = list(obs_columns)
 
     def _array(self, part: int) -> Any:
         return self._groups[part]
