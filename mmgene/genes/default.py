@@ -8,6 +8,7 @@ requested genes, so the second call for the same genes reads one file.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from mmgene.genes.vectors import GeneVectors
 from mmgene.settings import settings
 
 
-def default_gene_vectors(encoder: Any = None, genes: Iterable[str] | None = None) -> GeneVectors:
+def default_gene_vectors(encoder: Any = None, genes: Iterable[str] | None = None, *, backend: str = "auto") -> GeneVectors:
     """GenePT gene vectors from the offline gene text, embedded by ``encoder`` (default offline MiniLM).
 
     Parameters
@@ -27,11 +28,21 @@ def default_gene_vectors(encoder: Any = None, genes: Iterable[str] | None = None
     genes
         Only these symbols (aliases resolved, keys as given, upper-cased); ``None`` embeds the whole
         table (~59,500 genes; slow on a CPU the first time, then cached).
+    backend
+        How a sentence-transformers ``encoder`` given as a spec runs
+        (:data:`~mmgene.text.encoders.BACKENDS`): ``'auto'`` runs a first embedding of a thousand texts
+        or more with ONNX Runtime (faster on a CPU, the same vectors up to float rounding; docs/benchmarks.md),
+        ``'torch'`` with sentence-transformers' torch model. An encoder object keeps its own backend.
     """
-    from mmgene.text.encoders import text_encoder
+    from mmgene.errors import ParameterError
+    from mmgene.text.encoders import BACKENDS, text_encoder
+
+    if backend not in BACKENDS:
+        raise ParameterError(f"unknown text encoder backend {backend!r}", "argument backend", f"use one of: {', '.join(BACKENDS)}")
     from mmgene.genes.offline_text import OfflineGeneText
 
-    enc = text_encoder(encoder)
+    spec = encoder is None or isinstance(encoder, (str, os.PathLike))
+    enc = text_encoder(encoder, backend=backend) if spec and not str(encoder or "minilm").startswith("openai:") else text_encoder(encoder)
     source = OfflineGeneText()
     wanted = None if genes is None else normalise_symbols(genes, "argument genes")
     digest = hashlib.sha256("\n".join(wanted if wanted is not None else ["<all>"]).encode()).hexdigest()[:16]
