@@ -16,6 +16,8 @@ _EXPORTS = {
     "build_model": "mmgene.align.model",
     "train": "mmgene.align.train",
     "train_corpus": "mmgene.align.corpus_train",
+    "train_stream": "mmgene.align.stream_train",
+    "StreamConfig": "mmgene.pairs.stream",
     "CorpusTrainingConfig": "mmgene.align.config",
     "PairsConfig": "mmgene.pairs.config",
     "ModelConfig": "mmgene.align.config",
