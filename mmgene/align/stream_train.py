@@ -11,7 +11,9 @@ in-memory path.
 The rows reach sentence-transformers' trainer as a ``datasets.IterableDataset`` whose shards are
 (dataset, chunk) blocks: every epoch visits the blocks in a new seeded order across all files and
 shuffles the rows of ``StreamConfig.shuffle_chunks`` blocks together; the same seed gives the same
-order. Under ``torchrun`` the blocks are the unit that ranks share out. The zero-shot evaluator scores
+order. Under ``torchrun``, accelerate's default for an iterable dataset lets the first rank read the
+stream and deal every batch out; the blocks are also the shards that
+``datasets.distributed.split_dataset_by_node`` would give each rank. The zero-shot evaluator scores
 a seeded sample of at most ``StreamConfig.eval_cells`` held-out cells. Hard-negative mining, which
 rewrites every row between rounds, needs the in-memory path.
 """
