@@ -221,6 +221,44 @@ def test_a_zarr_store_is_read_lazily_and_streams_the_same_rows(manifest, tmp_pat
         assert streams[0].rows(c) == streams[1].rows(c)
 
 
+def test_a_census_query_streams_from_a_soma_experiment(tmp_path):
+    soma = pytest.importorskip("tiledbsoma")
+    import pandas as pd
+    import tiledbsoma.io
+
+    from mmgene.align.config import CorpusTrainingConfig
+    from mmgene.align.corpus_train import corpus_pairs
+    from mmgene.align.stream_train import CorpusStream
+    from mmgene.corpus import CensusQuery, CorpusOptions, DatasetSpec, read_corpus
+    from mmgene.corpus.soma_rows import SomaRows
+    from mmgene.pairs.stream import StreamConfig
+
+    adata = _adata(HUMAN_GENES, [("T", "CL:0000084", [0, 1, 10]), ("B", "CL:0000236", [3, 4]), ("NK", "CL:0000623", [6, 7])], 14, 3)[:-1]
+    adata.obs = pd.DataFrame(
+        {"dataset_id": "d1", "assay": "10x", "cell_type": adata.obs["cell_type"].astype(str).to_numpy(),
+         "cell_type_ontology_term_id": adata.obs["cell_type_ontology_term_id"].astype(str).to_numpy(),
+         "tissue_general": "blood", "donor_id": "x"},
+        index=adata.obs_names,
+    )
+    adata.var = pd.DataFrame({"feature_name": HUMAN_GENES}, index=HUMAN_GENES)
+    uri = str(tmp_path / "experiment")
+    tiledbsoma.io.from_anndata(uri, adata, measurement_name="RNA")
+    spec = DatasetSpec(
+        "census_blood", "cell_type", ontology_col="cell_type_ontology_term_id",
+        census=CensusQuery("cell_type in ['T', 'B', 'NK']", uri=uri, max_cells_per_type=12, seed=2),
+    )
+    backed = read_corpus([spec], CorpusOptions(backed=True))
+    rows = backed["census_blood"].adata
+    assert isinstance(rows, SomaRows) and rows.n_obs == 36
+    config = _config()
+    memory, _ = corpus_pairs(read_corpus([spec]), inputs=("genes",), config=config, balance=CorpusTrainingConfig())
+    stream = CorpusStream(backed, inputs=("genes",), config=config, balance=CorpusTrainingConfig(), stream=StreamConfig(chunk_size=10))
+    got = Counter(_key(r) for r in stream.train_split([]))
+    assert got == Counter(_key(r) for r in _rows_as_trained(memory["train"], config))
+    assert stream.largest_read == 10
+    assert soma is not None
+
+
 def test_gene_moments_do_not_depend_on_how_rows_are_read():
     import scipy.sparse as sp
 

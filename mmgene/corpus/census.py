@@ -211,47 +211,63 @@ def _plan(exp: Any, query: CensusQuery, default_x: str) -> _Plan:
     )
 
 
-def _from_experiment(query: CensusQuery) -> Any:
+def _open_local(query: CensusQuery) -> Any:
+    """The local SOMA experiment at ``query.uri``, opened for reading."""
     soma = require("tiledbsoma", "reading a local SOMA experiment")
     try:
-        exp = soma.Experiment.open(query.uri)
+        return soma.Experiment.open(query.uri)
     except Exception as exc:  # DoesNotExistError, SOMAError, TileDBError: no common public base
         raise CorpusError(
             f"cannot open a SOMA experiment at {query.uri} ({type(exc).__name__})",
             query.describe(),
             "pass the folder written by tiledbsoma.io.from_anndata (or a Census-like experiment URI)",
         ) from exc
-    with exp:
+
+
+def _axis_rows(exp: Any, query: CensusQuery, plan: _Plan, joinids: np.ndarray) -> Any:
+    """The cells ``joinids`` of ``exp`` with every gene the query keeps, as a tidied in-memory AnnData."""
+    import tiledbsoma as soma
+
+    with (
+        exp.axis_query(
+            query.measurement,
+            obs_query=soma.AxisQuery(coords=(joinids,)),
+            var_query=soma.AxisQuery(value_filter=query.var_value_filter),
+        ) as axq,
+        _quiet(),
+    ):
+        adata = axq.to_anndata(X_name=plan.x_name, column_names={"obs": plan.obs_columns, "var": plan.var_columns})
+    return _tidy(adata, plan.has_obs_id)
+
+
+def _from_experiment(query: CensusQuery) -> Any:
+    with _open_local(query) as exp:
         plan = _plan(exp, query, "data")
         value_filter = query.obs_value_filter.strip() or None
         obs = _read_obs(
             lambda: exp.obs.read(value_filter=value_filter, column_names=plan.obs_columns).concat().to_pandas(), query
         )
-        joinids = _selected(obs, query)
-        with (
-            exp.axis_query(
-                query.measurement,
-                obs_query=soma.AxisQuery(coords=(joinids,)),
-                var_query=soma.AxisQuery(value_filter=query.var_value_filter),
-            ) as axq,
-            _quiet(),
-        ):
-            adata = axq.to_anndata(X_name=plan.x_name, column_names={"obs": plan.obs_columns, "var": plan.var_columns})
-    return _tidy(adata, plan.has_obs_id)
+        return _axis_rows(exp, query, plan, _selected(obs, query))
 
 
-def _from_census(query: CensusQuery, census: Any) -> Any:
+def _census_experiment(query: CensusQuery, census: Any) -> tuple[Any, Any]:
+    """The open Census handle (``census``, or the release ``query`` names) and its experiment for the query's organism."""
     cxg = require("cellxgene_census", "reading CELLxGENE Census")
     if census is None:
         census = cxg.open_soma(census_version=query.census_version)
     try:
-        exp = census["census_data"][query.organism.lower().replace(" ", "_")]
+        return census, census["census_data"][query.organism.lower().replace(" ", "_")]
     except (KeyError, ValueError) as exc:
         raise CorpusError(
             f"the Census has no experiment for organism {query.organism!r}",
             query.describe(),
             "use 'Homo sapiens' or 'Mus musculus'",
         ) from exc
+
+
+def _from_census(query: CensusQuery, census: Any) -> Any:
+    cxg = require("cellxgene_census", "reading CELLxGENE Census")
+    census, exp = _census_experiment(query, census)
     plan = _plan(exp, query, "raw")
     value_filter = query.obs_value_filter.strip() or None
     obs = _read_obs(
@@ -288,9 +304,14 @@ def census_anndata(query: CensusQuery, census: Any = None) -> Any:
     out like it); without one, and without ``query.uri``, the Census release is opened (network).
     ``uns['mmgene']['census']`` records the query and the cells taken.
     """
+    adata = _from_experiment(query) if query.uri is not None else _from_census(query, census)
+    return record_query(adata, query)
+
+
+def record_query(adata: Any, query: CensusQuery) -> Any:
+    """Name the query as ``adata``'s input and record it under ``uns['mmgene']['census']``; returns ``adata``."""
     from mmgene.provenance import record
 
-    adata = _from_experiment(query) if query.uri is not None else _from_census(query, census)
     adata.uns.setdefault("mmgene", {})["input"] = {"file": query.describe()}
     record(
         adata,

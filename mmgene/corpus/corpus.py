@@ -39,7 +39,8 @@ class CorpusOptions:
 
     #: mouse -> human orthology table (CSV/TSV or MGI report); ``None``: case-insensitive symbol match.
     orthology: str | os.PathLike[str] | None = None
-    #: open ``.h5ad`` files read-only on disk instead of loading them.
+    #: open ``.h5ad`` files read-only on disk (``.zarr`` with sparse matrices on disk, Census queries as
+    #: :class:`~mmgene.corpus.soma_rows.SomaRows`) instead of loading them: for streamed training.
     backed: bool = False
     #: ``'counts'`` to insist on raw integer counts in every dataset (Geneformer); ``None`` accepts log1p.
     require: str | None = None
@@ -204,6 +205,10 @@ class Corpus:
 def _read(spec: DatasetSpec, options: CorpusOptions) -> Any:
     from mmgene.io import read
 
+    if spec.census is not None and options.backed:  # rows read when sliced, as a backed file's
+        from mmgene.corpus.soma_rows import SomaRows
+
+        return read(SomaRows(spec.census, options.census), require=options.require)
     if spec.census is not None:
         from mmgene.corpus.census import census_anndata
 

@@ -1,0 +1,105 @@
+"""A Census query's cells read on demand: what a backed ``.h5ad`` is to a file, for a SOMA experiment.
+
+:func:`mmgene.corpus.census.census_anndata` reads the selected cells' matrix at once. With
+``CorpusOptions(backed=True)`` a Census row of a corpus becomes a :class:`SomaRows` instead: the same
+two steps choose the cells (``obs`` read with the value filter, caps applied by
+:func:`~mmgene.corpus.census.select_cells`), ``obs`` and ``var`` stay in memory, and rows of ``X`` are
+read when sliced (``rows[a:b]`` is the in-memory AnnData ``census_anndata`` would give for those
+cells), so streamed training reads a Census corpus chunk by chunk. It offers what mmgene's readers
+use of an AnnData: ``obs``, ``var``, ``X[a:b]``, ``uns``, ``obsm``, ``shape``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmgene.corpus.census import CensusQuery, _axis_rows, _census_experiment, _open_local, _plan, _read_obs, _selected, record_query
+from mmgene.errors import ParameterError
+
+
+class _Rows:
+    """``X`` of :class:`SomaRows`: slicing rows reads them from the experiment."""
+
+    def __init__(self, owner: SomaRows) -> None:
+        self.owner = owner
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.owner.shape
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.owner[key].X
+
+
+class SomaRows:
+    """The cells of ``query`` (see the module docstring); ``census`` as for ``census_anndata``."""
+
+    isbacked = False
+
+    def __init__(self, query: CensusQuery, census: Any = None) -> None:
+        self.query = query
+        if query.uri is not None:
+            self._exp = _open_local(query)
+            default_x = "data"
+        else:
+            _, self._exp = _census_experiment(query, census)
+            default_x = "raw"
+        self._plan = _plan(self._exp, query, default_x)
+        value_filter = query.obs_value_filter.strip() or None
+        obs = _read_obs(
+            lambda: self._exp.obs.read(value_filter=value_filter, column_names=self._plan.obs_columns).concat().to_pandas(), query
+        )
+        self.joinids = _selected(obs, query)
+        obs = obs.set_index("soma_joinid", drop=False).loc[self.joinids].reset_index(drop=True)
+        names = obs.pop("obs_id") if "obs_id" in obs.columns else obs["soma_joinid"]
+        obs.index = pd.Index(names.astype(str).to_numpy())
+        self.obs = obs
+        first = _axis_rows(self._exp, query, self._plan, self.joinids[:1])
+        self.var = first.var.copy()
+        self.obsm: dict[str, Any] = {}
+        self.layers: dict[str, Any] = {}
+        self.raw = None
+        self.uns: dict[str, Any] = {}
+        self.X = _Rows(self)
+        record_query(self, query)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.obs), len(self.var))
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.obs)
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.var)
+
+    @property
+    def obs_names(self) -> pd.Index:
+        return self.obs.index
+
+    @property
+    def var_names(self) -> pd.Index:
+        return self.var.index
+
+    def __getitem__(self, key: Any) -> Any:
+        """Rows ``key`` (a slice of consecutive cells) as an in-memory AnnData, read from the experiment."""
+        if isinstance(key, tuple):
+            key = key[0]
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise ParameterError("a SOMA source reads consecutive rows", "SomaRows[...]", "slice it as rows[start:stop]")
+        start, stop, _ = key.indices(self.n_obs)
+        adata = _axis_rows(self._exp, self.query, self._plan, self.joinids[start:stop] if stop > start else np.zeros(0, np.int64))
+        adata.var = self.var.copy()  # the gene table read once (read() filled gene_symbol and ids into it)
+        adata.uns["mmgene"] = {"input": dict(self.uns.get("mmgene", {}).get("input", {}))}
+        return adata
+
+    def __len__(self) -> int:
+        return self.n_obs
+
+    def __repr__(self) -> str:
+        return f"SomaRows({self.n_obs:,} cells x {self.n_vars:,} genes of {self.query.describe()})"
