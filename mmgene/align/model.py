@@ -206,15 +206,24 @@ class AlignedModel:
 
         With ``key_added``, also writes them to ``adata.obsm[key_added]`` and records how in
         ``uns['mmgene'][key_added]``; with ``copy=True`` as well, writes into a copy of ``adata`` and
-        returns that copy instead of the vectors.
+        returns that copy instead of the vectors. Cells are encoded in chunks of
+        :data:`mmgene.distributed.CHUNK_SIZE`; under ``torchrun`` call it on every rank: each encodes its
+        share of the chunks and rank 0 gets all vectors, the same bits as one process (the other ranks
+        get None and leave ``adata`` as it was).
         """
         if copy:
             if not key_added:
                 raise ParameterError("copy=True needs key_added (the obsm key to write)", "encode_cells(copy=True)", "pass e.g. key_added='X_mmgene'")
             adata = adata.copy()
         from mmgene.cells.inputs import cell_inputs
+        from mmgene.distributed import map_rows
 
-        emb = self.encode_inputs(cell_inputs(adata, self.inputs, max_genes=self.max_genes), batch_size)
+        def encode(start: int, stop: int) -> np.ndarray:
+            return self.encode_inputs(cell_inputs(adata[start:stop], self.inputs, max_genes=self.max_genes), batch_size)
+
+        emb = map_rows(adata.n_obs, encode)
+        if emb is None:  # another rank of a launcher's job: rank 0 holds the vectors
+            return None
         if key_added:
             from mmgene.provenance import record
 
@@ -233,7 +242,12 @@ class AlignedModel:
         from mmgene.align.card import render_model_card
         from mmgene.atomic import atomic_path
 
+        from mmgene.distributed import is_main
+
         target = Path(path)
+        if not is_main():  # under a launcher only rank 0 writes (every rank holds the same model)
+            self.meta["path"] = str(target)
+            return target
         with atomic_path(target, overwrite=overwrite) as tmp:
             self.st.save(str(tmp), create_model_card=False)
             meta = {**self.meta, "inputs": self.inputs}

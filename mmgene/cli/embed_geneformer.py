@@ -51,6 +51,10 @@ def embed_geneformer(
         revision=revision,
         key_added=key,
     )
+    from mmgene.distributed import is_main
+
+    if not is_main():  # another rank of a torchrun job: rank 0 gathered the vectors and writes
+        return
     write_anndata(adata, target, file=file, overwrite=overwrite)
     entry = adata.uns["mmgene"][key]
     result = {"out": str(target), "key": key, "cells": adata.n_obs, "ok_column": OK_COLUMN, "record": entry}

@@ -69,5 +69,9 @@ def genept_s_command(
     target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)
     genept_s(adata, encoder=encoder, top_k=top_k or None, key_added=key, on_empty=on_empty)
+    from mmgene.distributed import is_main
+
+    if not is_main():  # another rank of a torchrun job: rank 0 gathered the vectors and writes
+        return
     write_anndata(adata, target, file=file, overwrite=overwrite)
     _report(adata, key, target, as_json)

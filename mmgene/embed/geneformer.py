@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mmgene.distributed import resolve_device  # noqa: F401 (one home for devices; re-exported, as before)
 from mmgene.errors import ModelError, ParameterError, is_whole_number
 from mmgene.progress import info
 from mmgene.settings import settings
@@ -26,21 +27,6 @@ _DTYPES = {
     "float16": "float16", "fp16": "float16", "half": "float16",
     "bfloat16": "bfloat16", "bf16": "bfloat16",
 }
-
-
-def resolve_device(device: str | Any = "auto") -> Any:
-    """``'auto'`` -> CUDA when available, else CPU; any other torch device string is checked."""
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ParameterError(f"device={device!r} is not a torch device", "argument device", "use 'auto', 'cpu', 'cuda' or 'cuda:0'") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("device='cuda' was asked for but torch sees no CUDA GPU", "argument device", "use device='auto' or 'cpu'")
-    return dev
 
 
 def resolve_dtype(dtype: str | Any | None) -> Any:
@@ -129,6 +115,11 @@ def geneformer(
     copy
         Return a new AnnData instead of writing into ``adata``.
 
+    Under ``torchrun``, call it on every rank: each rank embeds its share of the cells (in chunks of
+    :data:`mmgene.distributed.CHUNK_SIZE`, on its own GPU with ``device='auto'``/``'cuda'``) and rank 0
+    gathers the vectors in cell order, the same bits as one process; the other ranks return None and
+    leave ``adata`` as it was.
+
     Returns
     -------
     ``None``, or the new AnnData with ``copy=True``. Writes ``obsm[key_added]`` (float32, cells x hidden
@@ -139,6 +130,7 @@ def geneformer(
     import torch
 
     from mmgene.cells import rank_encode
+    from mmgene.distributed import map_rows
     from mmgene.embed.geneformer_model import check_vocabulary, load_model
     from mmgene.embed.geneformer_pool import POOLINGS, embed_sequences
     from mmgene.provenance import record
@@ -179,17 +171,18 @@ def geneformer(
     if dev.type == "cpu":
         torch.set_num_threads(settings.torch_threads)
     gf.module.to(device=dev, dtype=torch_dtype)
-    vectors = np.full((n_cells, gf.hidden_size), np.nan, dtype=np.float32)
-    if len(encoded):
-        vectors[encoded] = embed_sequences(
-            gf.module,
-            [enc.input_ids[i] for i in encoded],
-            pooling=pooling,
-            special_ids=special,
-            pad_id=dicts.pad_id,
-            batch_size=int(batch_size),
-            device=dev,
+    sequences = [enc.input_ids[i] for i in encoded]
+
+    def embed(start: int, stop: int) -> np.ndarray:
+        return embed_sequences(
+            gf.module, sequences[start:stop], pooling=pooling, special_ids=special, pad_id=dicts.pad_id, batch_size=int(batch_size), device=dev
         )
+
+    pooled = map_rows(len(sequences), embed)  # under a launcher: each rank its share, rank 0 all
+    if pooled is None:  # another rank: rank 0 writes the result
+        return None
+    vectors = np.full((n_cells, gf.hidden_size), np.nan, dtype=np.float32)
+    vectors[encoded] = pooled
     empty_names = [str(n) for n in np.asarray(adata.obs_names)[empty]]
     if empty_names:
         info(f"Geneformer: {len(empty_names):,} of {n_cells:,} cells have no gene in the vocabulary; their rows are NaN "

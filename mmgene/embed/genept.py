@@ -192,11 +192,16 @@ def genept_s(
         Genes per sentence (``None``: every expressed gene; a model truncates what exceeds its input).
     key_added, layer, on_empty, copy
         As for :func:`genept_w`; ``obs['<key_added without X_>_n_genes']`` is the number of genes in each sentence.
+
+    Sentences are embedded in chunks of :data:`mmgene.distributed.CHUNK_SIZE`; under ``torchrun`` call it
+    on every rank: each embeds its share and rank 0 gets every vector (the others return None and
+    leave ``adata`` as it was).
     """
     _check_on_empty(on_empty)
     if top_k is not None and top_k < 1:
         raise ParameterError(f"top_k must be at least 1 or None, got {top_k}", "argument top_k")
     from mmgene.cells import sentences as cell_sentences
+    from mmgene.distributed import map_rows
     from mmgene.text.encoders import text_encoder
 
     adata = adata.copy() if copy else adata
@@ -205,7 +210,10 @@ def genept_s(
     n_genes = np.fromiter((len(s.split()) for s in sentences), dtype=np.int32, count=len(sentences))
     empty = n_genes == 0
     texts = [prefix + s for s, e in zip(sentences, empty) if not e]
-    vecs = enc.encode(texts) if texts else np.zeros((0, enc.dim), dtype=np.float32)
+    # under a launcher each rank embeds its share of the sentences and rank 0 gets all (the others None)
+    vecs = map_rows(len(texts), lambda a, b: enc.encode(texts[a:b]) if b > a else np.zeros((0, enc.dim), dtype=np.float32))
+    if vecs is None:
+        return None
     emb = np.zeros((len(sentences), vecs.shape[1]), dtype=np.float32)
     emb[~empty] = vecs
     _handle_empty(emb, empty, adata.obs_names, on_empty, "GenePT-s", "no expressed gene (an empty sentence)")
