@@ -16,6 +16,8 @@ from mmgene.errors import ParameterError
 from mmgene.pairs.config import PairsConfig
 
 LOSSES = ("clip", "mnrl")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,9 @@ class TrainingConfig:
     temperature: float = setting(0.07, "Initial temperature of the loss (fixed with 'mnrl')")
     epochs: float = setting(3.0, "Training epochs")
     max_steps: int = setting(-1, "Stop after this many steps (overrides epochs; -1: off)")
-    batch_size: int = setting(128, "Training rows per batch")
+    batch_size: int = setting(
+        128, "Training rows per batch (the global batch: under torchrun each of N processes takes batch_size / N rows)"
+    )
     learning_rate: float = setting(2e-3, "AdamW learning rate (cosine schedule, 5% warm-up)")
     hard_negatives: int = setting(
         0,
@@ -76,10 +80,20 @@ class TrainingConfig:
         0, "Zero-shot evaluation of the test cells every this many steps (0: once per epoch, or per round with hard_negatives)"
     )
     seed: int = setting(0, "Random seed of the split, the pairs, the initial weights and the training order")
+    device: str = setting("auto", "Where to train: 'auto' (a CUDA GPU when there is one, else the CPU), 'cpu' or 'cuda'")
+    precision: str = setting("fp32", "'fp32', or autocast in 'bf16' or 'fp16' (CUDA only)")
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ParameterError(f"loss must be 'clip' or 'mnrl', got {self.loss!r}", "TrainingConfig.loss")
+        if self.device not in DEVICES:
+            raise ParameterError(
+                f"device must be one of {DEVICES}, got {self.device!r}",
+                "TrainingConfig.device",
+                "pass 'cuda' (torchrun gives each process its own GPU) or 'cpu'",
+            )
+        if self.precision not in PRECISIONS:
+            raise ParameterError(f"precision must be one of {PRECISIONS}, got {self.precision!r}", "TrainingConfig.precision")
         check_whole(
             self.hard_negatives,
             "hard_negatives",

@@ -5,6 +5,14 @@ Vocabulary, model, loss (optionally with a related-class mask), the zero-shot ev
 held-out rows and the training rounds (hard negatives) live here, so both paths train identically
 once their pairs exist. Kept apart from :mod:`mmgene.align.train` so that importing it does not bind
 the submodule ``train`` over the lazily exported function ``mmgene.align.train``.
+
+Under ``torchrun`` / ``accelerate launch`` the same code trains one model with DistributedDataParallel
+(gloo on CPU): every rank builds the same pairs (seeded), the trainer deals each global batch of
+``batch_size`` rows out as ``batch_size / N`` rows per rank, the loss sees the whole global batch
+(:mod:`mmgene.align.loss`), hard negatives are mined with each rank encoding its share of the cells
+(:func:`mmgene.distributed.map_rows`), the evaluator runs on rank 0 (sentence-transformers shares its
+encoding out) and only rank 0 saves. DDP runs with a static graph: the gene table serves both towers,
+which run in separate forward calls, and some heads take no part without a gene bridge.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from typing import Any
 import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
-from mmgene.align.config import AlignConfig
+from mmgene.align.config import AlignConfig, TrainingConfig
 from mmgene.errors import ParameterError
 from mmgene.pairs.result import TrainingPairs
 from mmgene.progress import info, progress_enabled
@@ -64,6 +72,59 @@ class ZeroShotEvaluator(BaseEvaluator):
 
 
 
+class _SharedEncoding:
+    """An aligned model as hard-negative mining sees it: under a launcher each rank encodes its share of
+    the cells and every rank gets all vectors (the same bits whatever the number of ranks)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model.encode_text(texts)
+
+    def encode_inputs(self, cells: Sequence[Any]) -> np.ndarray:
+        from mmgene.distributed import map_rows
+
+        cells = list(cells)
+        return map_rows(len(cells), lambda a, b: self.model.encode_inputs(cells[a:b]), to="all")
+
+
+def device_arguments(opt: TrainingConfig) -> dict[str, Any]:
+    """The training arguments for ``opt.device``, ``opt.precision`` and the processes of a launcher
+    (started here if needed): the global batch split evenly over the ranks, DDP over gloo on CPU."""
+    import torch
+
+    from mmgene import distributed
+
+    ranks = distributed.world_size() if distributed.init() else 1
+    if opt.batch_size % ranks:
+        raise ParameterError(
+            f"batch_size={opt.batch_size} does not split evenly over {ranks} processes",
+            "TrainingConfig.batch_size",
+            f"use a multiple of {ranks}: each process takes batch_size / {ranks} rows of every batch",
+        )
+    device = distributed.resolve_device(opt.device)
+    if opt.precision != "fp32" and device.type != "cuda":
+        raise ParameterError(
+            f"precision={opt.precision!r} (autocast) needs a CUDA GPU, but this run trains on the {device.type.upper()}",
+            "TrainingConfig.precision",
+            "pass precision='fp32' on the CPU, or device='cuda' on a machine with a GPU",
+        )
+    if opt.precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ParameterError(
+            "precision='bf16' needs a GPU with bfloat16 support, which this one lacks", "TrainingConfig.precision", "pass 'fp16' or 'fp32'"
+        )
+    return {
+        "per_device_train_batch_size": opt.batch_size // ranks,
+        "use_cpu": device.type == "cpu",
+        "bf16": opt.precision == "bf16",
+        "fp16": opt.precision == "fp16",
+        "ddp_backend": "gloo" if ranks > 1 and device.type == "cpu" else None,  # a backend makes accelerate go distributed
+        "ddp_find_unused_parameters": False,
+        "ddp_static_graph": True,
+    }
+
+
 @dataclass
 class _Run:
     """What :func:`fit_pairs` made: the trained sentence-transformer, its evaluator, and figures for the metadata."""
@@ -86,7 +147,6 @@ def fit_pairs(
     :func:`mmgene.align.corpus_train.train_corpus`: vocabulary, model, loss, evaluator and the
     training rounds. ``related`` (class x class booleans, optional) keeps related classes' pairs out
     of the contrastive negatives (see :class:`~mmgene.align.loss.SymmetricInfoNCELoss`)."""
-    import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
     from mmgene.align.loss import SymmetricInfoNCELoss
@@ -94,6 +154,7 @@ def fit_pairs(
     from mmgene.cells.inputs import GENES
 
     opt = config.training
+    placement = device_arguments(opt)  # checked before the model is built; starts the process group under a launcher
     classes = examples.classes
     # a streamed split (mmgene.align.stream_train) says what reading it whole would tell
     facts = getattr(examples["train"], "stream_facts", None)
@@ -120,7 +181,9 @@ def fit_pairs(
     else:
         from sentence_transformers.sentence_transformer.losses import MultipleNegativesSymmetricRankingLoss
 
-        loss_fn = MultipleNegativesSymmetricRankingLoss(st, scale=1.0 / opt.temperature)
+        from mmgene.distributed import world_size
+
+        loss_fn = MultipleNegativesSymmetricRankingLoss(st, scale=1.0 / opt.temperature, gather_across_devices=world_size() > 1)
     trained_classes = list(facts.labels) if facts is not None else sorted(set(examples["train"]["label"]))
     if opt.hard_negatives and len(trained_classes) < 2:
         raise ParameterError(
@@ -145,7 +208,7 @@ def fit_pairs(
         if r > 0:
             from mmgene.pairs.hard_negatives import mine_hard_negatives
 
-            current = AlignedModel(st, list(inputs))
+            current = _SharedEncoding(AlignedModel(st, list(inputs)))
             ds = mine_hard_negatives(ds, current, captions_by_label, top_k=opt.hard_negatives, seed=opt.seed + r)
             st.train()
         with_negative = "negative" in ds.column_names
@@ -161,7 +224,6 @@ def fit_pairs(
         per_round_eval = opt.eval_steps or (steps_per_epoch if single else steps)
         args = SentenceTransformerTrainingArguments(
             output_dir=tmp,
-            per_device_train_batch_size=opt.batch_size,
             num_train_epochs=opt.epochs,
             max_steps=(total if facts is not None else opt.max_steps) if single else steps,  # a stream has no length
             learning_rate=opt.learning_rate,
@@ -177,9 +239,9 @@ def fit_pairs(
             logging_steps=max(1, min(50, total // 10)),
             report_to="none",
             disable_tqdm=not progress_enabled(),
-            use_cpu=not torch.cuda.is_available(),
             router_mapping={"cell": "cell", "caption": "text", "negative": "text"},
             remove_unused_columns=False,
+            **placement,
         )
         if evaluator is not None:
             evaluator.step_offset = start

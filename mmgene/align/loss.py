@@ -8,6 +8,14 @@ another row's negative caption that describes a cell's own class. With a class x
 matrix (training across datasets: classes whose Cell Ontology terms are ancestor and descendant,
 see :func:`mmgene.text.ontology.related_terms`) pairs of related classes are masked the same way,
 so a "T cell" caption is not a negative of a "CD8-positive, alpha-beta T cell" cell.
+
+Under ``torchrun`` (DistributedDataParallel) every rank gathers both towers' embeddings and the
+labels of all ranks, with gradients (:func:`mmgene.distributed.gather_with_grad`, as CLIP does), and
+computes the loss of the *global* batch: every cell sees every rank's captions and negative captions
+as negatives, so N ranks x batch B train as one process with batch N x B. Each rank's loss is the
+global loss, so the learnable temperature gets the same gradient on every rank; a rank's own rows
+receive the gradient of all N copies of the loss, and DDP's average over ranks divides it by N again,
+which leaves exactly the single-process gradient.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mmgene.distributed import gather_tensor, gather_with_grad, world_size
 
 
 class SymmetricInfoNCELoss(nn.Module):
@@ -37,6 +47,9 @@ class SymmetricInfoNCELoss(nn.Module):
     related
         Optional (classes x classes) booleans: also drop pairs whose classes are related (its
         diagonal is taken as True). Used only with ``mask_same_label`` and a ``label`` column.
+    gather_across_ranks
+        Under torch.distributed, compute the loss over all ranks' rows (see the module docstring).
+        Every rank must then call the loss for every batch, as DDP training does.
     """
 
     def __init__(
@@ -46,6 +59,7 @@ class SymmetricInfoNCELoss(nn.Module):
         learn_temperature: bool = True,
         mask_same_label: bool = True,
         related: Any = None,
+        gather_across_ranks: bool = True,
     ):
         super().__init__()
         self.related: Tensor | None = None
@@ -56,6 +70,7 @@ class SymmetricInfoNCELoss(nn.Module):
         scale = torch.tensor(math.log(1.0 / temperature), dtype=torch.float32)
         self.logit_scale = nn.Parameter(scale, requires_grad=learn_temperature)
         self.mask_same_label = mask_same_label
+        self.gather_across_ranks = gather_across_ranks
 
     @property
     def temperature(self) -> float:
@@ -64,6 +79,9 @@ class SymmetricInfoNCELoss(nn.Module):
     def forward(self, sentence_features: Iterable[dict[str, Any]], labels: Tensor | None = None) -> Tensor:
         feats = list(sentence_features)
         emb = [self.model(f)["sentence_embedding"] for f in feats]
+        if self.gather_across_ranks and world_size() > 1:  # the global batch: every rank's rows, in rank order
+            emb = list(gather_with_grad(torch.stack(emb, dim=1)).unbind(1))
+            labels = gather_tensor(labels) if labels is not None else None
         cells, texts = emb[0], emb[1]
         negatives = emb[2:]
         scale = self.logit_scale.clamp(max=math.log(100.0)).exp()

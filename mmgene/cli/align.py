@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
-from mmgene.align.config import CorpusTrainingConfig, ModelConfig, TrainingConfig
+from mmgene.align.config import DEVICES, PRECISIONS, CorpusTrainingConfig, ModelConfig, TrainingConfig
 from mmgene.cli.app import app, overwrite_option
 from mmgene.cli.options import Loss, json_option
 from mmgene.cli.results import emit
@@ -69,6 +69,8 @@ def train_command(
     mine_every: int | None = _setting(TrainingConfig, "mine_every", "--mine-every", min=0),
     eval_steps: int | None = _setting(TrainingConfig, "eval_steps", min=0),
     seed: int | None = _setting(TrainingConfig, "seed"),
+    device: Literal[DEVICES] | None = _setting(TrainingConfig, "device"),  # type: ignore[valid-type]
+    precision: Literal[PRECISIONS] | None = _setting(TrainingConfig, "precision"),  # type: ignore[valid-type]
     # CorpusTrainingConfig (--corpus only)
     rows_per_dataset: int | None = _setting(CorpusTrainingConfig, "rows_per_dataset", min=0),
     mask_related: bool | None = _setting(CorpusTrainingConfig, "mask_related", "--mask-related/--no-mask-related"),
@@ -110,7 +112,10 @@ def train_command(
         adata = mmgene.io.read(file)
         model = train(adata, label_col, ontology_col=ontology_col, inputs=input_, **configs, out=out, overwrite=overwrite)
     from mmgene.align.training_log import FILE
+    from mmgene.distributed import is_main
 
+    if not is_main():  # under torchrun only rank 0 saved the model and reports
+        return
     hist = model.meta.get("eval_history") or []
     last = f"; held-out zero-shot balanced accuracy {hist[-1]['zero_shot_balanced_accuracy']:.3f}" if hist else ""
     log = out / FILE
