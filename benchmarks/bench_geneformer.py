@@ -12,6 +12,15 @@ the cost. ``--small`` uses 3 layers of width 64 instead; ``--model`` takes a rea
     python benchmarks/bench_geneformer.py --device cpu --cells 200            # CPU: a subset
     python benchmarks/bench_geneformer.py --device cpu --small --repeats 2    # CPU: all cells, 3-layer model
     python benchmarks/bench_geneformer.py --device cuda            # all 2,638 cells
+
+``--parallel`` measures data-parallel inference instead (:func:`mmgene.distributed.map_rows`, as
+``mmgene embed geneformer`` runs under torchrun): every process embeds every N-th chunk of cells on its
+own device and rank 0 gathers them in cell order. Rank 0 first embeds all cells alone for the
+reference; the script prints cells/s in all and per device, the speed-up over one device, and whether
+the gathered vectors are the same bits as the single run.
+
+    torchrun --standalone --nproc_per_node 4 benchmarks/bench_geneformer.py --device cuda --parallel
+    torchrun --standalone --nproc_per_node 2 benchmarks/bench_geneformer.py --device cpu --small --cells 400 --parallel
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=1, help="alternate sorted/unsorted runs this many times; best time of each")
     p.add_argument("--data", default=None, help="PBMC 3k .h5ad (default: ../shared/data/pbmc3k.h5ad)")
+    p.add_argument("--parallel", action="store_true", help="data-parallel mode (run under torchrun; see above)")
+    p.add_argument("--chunk-size", type=int, default=256, help="--parallel: cells per chunk dealt to a process")
     return p.parse_args()
 
 
@@ -64,6 +75,55 @@ def _run(module, seqs, *, batch_size, device, sort):
     return X, time.perf_counter() - t0
 
 
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _parallel(module, seqs, *, args, device, dtype, shape) -> None:
+    """Data-parallel inference: the same chunks embedded by one process (rank 0), then by all ranks."""
+    import numpy as np
+
+    from mmgene import distributed
+    from mmgene.embed.geneformer_pool import embed_sequences
+
+    distributed.init()
+    ranks, n = distributed.world_size(), len(seqs)
+
+    def embed(start, stop):
+        return embed_sequences(module, seqs[start:stop], batch_size=args.batch_size, device=device)
+
+    reference, t_one = None, float("nan")
+    if distributed.is_main():
+        with distributed.local():  # one device alone, the same chunks
+            _sync(device)
+            t0 = time.perf_counter()
+            reference = distributed.map_rows(n, embed, chunk_size=args.chunk_size)
+            _sync(device)
+            t_one = time.perf_counter() - t0
+    distributed.barrier()
+    t0 = time.perf_counter()
+    vectors = distributed.map_rows(n, embed, chunk_size=args.chunk_size)
+    _sync(device)
+    distributed.barrier()
+    t_all = time.perf_counter() - t0
+    if not distributed.is_main():
+        return
+    same = bool(np.array_equal(vectors, reference, equal_nan=True))
+    print(f"one device: {t_one:8.2f} s  {n / t_one:9.1f} cells/s")
+    print(f"{ranks} devices: {t_all:8.2f} s  {n / t_all:9.1f} cells/s in all, {n / t_all / ranks:9.1f} per device")
+    print(
+        f"SUMMARY geneformer-parallel device={device.type} ranks={ranks} dtype={str(dtype).removeprefix('torch.')} "
+        f"model={shape} cells={n} batch={args.batch_size} chunk={args.chunk_size} threads={args.threads} "
+        f"one={n / t_one:.1f} cells/s all={n / t_all:.1f} cells/s per_device={n / t_all / ranks:.1f} cells/s "
+        f"speedup={t_one / t_all:.2f}x same={'yes' if same else 'NO'}"
+    )
+    if not same:
+        raise SystemExit("the gathered vectors differ from one process's")
+
+
 def _padded_cost(lengths, batch_size, sort):
     """Positions computed (batch x longest) and attention pairs (batch x longest^2) over all batches."""
     from mmgene.embed.geneformer_pool import batch_plan
@@ -81,7 +141,8 @@ def main() -> None:
     import mmgene.io
     from mmgene.cells import load_dictionaries, rank_encode
     from mmgene.data import shared_data_dir
-    from mmgene.embed.geneformer import resolve_device, resolve_dtype
+    from mmgene.distributed import resolve_device
+    from mmgene.embed.geneformer import resolve_dtype
     from mmgene.embed.geneformer_model import check_vocabulary, load_model
 
     from transformers.utils import logging as tlog
@@ -113,6 +174,9 @@ def main() -> None:
         check_vocabulary(gf, dicts)
     module = gf.module.to(device=device, dtype=dtype)
     shape = f"{gf.n_layers}L/{gf.hidden_size}h"
+    if args.parallel:
+        _parallel(module, seqs, args=args, device=device, dtype=dtype, shape=shape)
+        return
 
     _run(module, seqs[:2], batch_size=2, device=device, sort=True)  # warm-up (kernels, allocator)
     t_sorted = t_unsorted = float("inf")
@@ -138,7 +202,7 @@ def main() -> None:
     ok = diff <= tol * max(1.0, scale)
     print(
         f"SUMMARY geneformer-bench device={device} dtype={str(dtype).removeprefix('torch.')} model={shape} "
-        f"cells={n} batch={args.batch_size} threads={args.threads} sorted={n / t_sorted:.1f} cells/s "
+        f"cells={n} batch={args.batch_size} threads={args.threads} sorted={n / t_sorted:.1f} cells/s (one device) "
         f"unsorted={n / t_unsorted:.1f} cells/s speedup={t_unsorted / t_sorted:.2f}x "
         f"max|diff|={diff:.2e} same={'yes' if ok else 'NO'}"
     )

@@ -10,7 +10,10 @@ of them:
 - a class with ``n`` rows that must give ``m``: ``m // n`` full seeded permutations of its rows,
   then the first ``m % n`` of one more (so no row repeats before every row was used once).
 
-Seeded with ``(seed, dataset position)``: the same inputs give the same rows.
+Seeded with ``(seed, dataset position)``: the same inputs give the same rows. Under ``torchrun`` every
+rank therefore draws the same rows, in the same order, without talking to the others, and the
+trainer's sampler deals each global batch out in shares (:mod:`mmgene.align.fit`): the ranks never
+need to agree on a draw, and a run is the same for a seed and a number of ranks.
 """
 
 from __future__ import annotations
