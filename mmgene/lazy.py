@@ -14,6 +14,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
+import types
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
@@ -94,7 +95,11 @@ def require(module: str, feature: str) -> ModuleType:
 
 def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """Module-level ``__getattr__`` and ``__dir__`` for ``package``, exporting ``name -> module``."""
-    namespace = sys.modules[package].__dict__
+    module = sys.modules[package]
+    namespace = module.__dict__
+    if type(module) is types.ModuleType:
+        module.__class__ = _ExportingModule
+    module.__dict__["_mmgene_exports"] = dict(exports)
 
     def __getattr__(name: str) -> Any:
         if name in exports:
@@ -107,3 +112,15 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[st
         return sorted({*namespace, *exports})
 
     return __getattr__, __dir__
+
+
+class _ExportingModule(types.ModuleType):
+    """A package whose exported function keeps its name when the submodule of the same name is imported
+    (``mmgene.embed.geneformer`` the function, not the module ``mmgene/embed/geneformer.py``): Python
+    binds an imported submodule on its package, which would otherwise shadow the function."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        exports = self.__dict__.get("_mmgene_exports", {})
+        if isinstance(value, types.ModuleType) and exports.get(name) == value.__name__ == f"{self.__name__}.{name}" and hasattr(value, name):
+            value = getattr(value, name)
+        super().__setattr__(name, value)

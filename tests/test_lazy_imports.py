@@ -195,3 +195,17 @@ def test_cli_missing_package_is_one_line_exit_2(tiny_h5ad, tmp_path, hide, args,
     assert out.returncode == 2, out.stderr
     assert lines == [f"mmgene: error: {message}"], out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.h5ad"]  # nothing written
+
+
+def test_importing_a_submodule_does_not_shadow_the_function_of_the_same_name():
+    """``mmgene.embed.geneformer`` is the function even after ``mmgene/embed/geneformer.py`` was imported
+    (Python binds an imported submodule on its package)."""
+    import importlib
+
+    import mmgene.embed
+
+    module = importlib.import_module("mmgene.embed.geneformer")
+    from mmgene.embed import geneformer
+
+    assert callable(geneformer) and geneformer is module.geneformer
+    assert mmgene.embed.geneformer is module.geneformer
