@@ -129,8 +129,8 @@ class VectorSource:
 # ---------------------------------------------------------------------- .npy shards
 class NpyShards(VectorSource):
     """Vectors in ``.npy`` files (one 2-D float array each, concatenated in the order given). Chunks
-    are read from the file (a memory map would keep every page read resident and counted in the
-    process's memory); chosen rows are read through a memory map. Ids are the global row numbers
+    and chosen rows are read from the file (a memory map would keep every page read resident and
+    counted in the process's memory). Ids are the global row numbers
     ``'0'..'n-1'`` unless ``ids`` (one text file per shard, one id a line) are given."""
 
     kind = "npy"
@@ -175,6 +175,24 @@ class NpyShards(VectorSource):
             fh.seek(array.offset + start * row)
             block = np.fromfile(fh, dtype=array.dtype, count=(stop - start) * array.shape[1])
         return block.reshape(stop - start, array.shape[1]).astype(np.float32, copy=False)
+
+    def _read_rows(self, part: int, rows: np.ndarray) -> np.ndarray:
+        """Sorted, distinct rows read with ``pread``, one read per run of consecutive rows: touching
+        them through the memory map would keep (with read-ahead) far more of the file resident."""
+        array = self._arrays[part]
+        if not isinstance(array, np.memmap) or not array.flags.c_contiguous:
+            return super()._read_rows(part, rows)
+        width = array.shape[1] * array.dtype.itemsize
+        out = np.empty((len(rows), width), np.uint8)
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(rows) != 1) + 1, [len(rows)]])
+        fd = os.open(array.filename, os.O_RDONLY)
+        try:
+            for a, b in zip(starts[:-1], starts[1:]):
+                data = os.pread(fd, int(b - a) * width, array.offset + int(rows[a]) * width)
+                out[a:b] = np.frombuffer(data, np.uint8).reshape(int(b - a), width)
+        finally:
+            os.close(fd)
+        return out.view(array.dtype).reshape(len(rows), array.shape[1]).astype(np.float32, copy=False)
 
     def _ids(self, part: int, start: int, stop: int) -> list[str]:
         if self._id_files is not None:
