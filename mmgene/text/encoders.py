@@ -46,6 +46,9 @@ BACKENDS = {
 }
 #: from this many texts to embed, ``backend='auto'`` runs ONNX Runtime (its one-time export takes ~20 s of CPU)
 ONNX_FROM = 1000
+#: texts per ONNX Runtime call: small batches of similar token length carry little padding (0.98 of the
+#: tokens are text for the PBMC 3k gene texts, against 0.75 in sentence-transformers' batches of 64)
+ONNX_BATCH = 16
 OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
@@ -384,7 +387,7 @@ class SentenceTransformerEncoder(TextEncoder):
         if self._use_onnx and (runner := self._onnx_runner()) is not None:
             from mmgene.text.onnx_backend import tokenize
 
-            return runner.run(tokenize(self.model, texts), self.batch_size)
+            return runner.run(tokenize(self.model, texts), min(self.batch_size, ONNX_BATCH))
         return np.asarray(
             self.model.encode(
                 texts,
