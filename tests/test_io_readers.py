@@ -1,0 +1,108 @@
+"""mmgene.io.read takes what users have: Cell Ranger .h5 and matrix folders, and .loom files."""
+
+from __future__ import annotations
+
+import gzip
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+import scipy.sparse as sp
+
+from mmgene.errors import InputFileError
+from mmgene.io import read
+
+COUNTS = np.array([[0, 3, 1, 0], [2, 0, 0, 5], [1, 1, 4, 0]], dtype=np.int32)  # cells x genes
+GENES = ["CD3E", "MS4A1", "LYZ", "NKG7"]
+IDS = ["ENSG00000198851", "ENSG00000156738", "ENSG00000090382", "ENSG00000105374"]
+BARCODES = ["AAAC-1", "AAAG-1", "AAAT-1"]
+
+
+def _write_cellranger_h5(path):
+    """Cell Ranger 3's layout: genes x cells CSC in /matrix, one antibody feature to leave out."""
+    genes_by_cells = sp.csc_matrix(np.vstack([COUNTS.T, [[7, 7, 7]]]))
+    with h5py.File(path, "w") as f:
+        m = f.create_group("matrix")
+        m["data"], m["indices"], m["indptr"] = genes_by_cells.data, genes_by_cells.indices, genes_by_cells.indptr
+        m["shape"] = np.array(genes_by_cells.shape, dtype=np.int32)
+        m["barcodes"] = np.array(BARCODES, dtype="S")
+        feats = m.create_group("features")
+        feats["id"] = np.array(IDS + ["CD3_TotalSeqB"], dtype="S")
+        feats["name"] = np.array(GENES + ["CD3"], dtype="S")
+        feats["feature_type"] = np.array(["Gene Expression"] * 4 + ["Antibody Capture"], dtype="S")
+        feats["genome"] = np.array(["GRCh38"] * 5, dtype="S")
+        feats["_all_tag_keys"] = np.array([b"genome"])
+
+
+def _write_mtx_folder(folder):
+    folder.mkdir()
+    scipy.io.mmwrite(folder / "matrix.mtx", sp.coo_matrix(COUNTS.T))
+    for name in ("matrix.mtx",):
+        (folder / f"{name}.gz").write_bytes(gzip.compress((folder / name).read_bytes()))
+        (folder / name).unlink()
+    rows = "".join(f"{i}\t{g}\tGene Expression\n" for i, g in zip(IDS, GENES))
+    (folder / "features.tsv.gz").write_bytes(gzip.compress(rows.encode()))
+    (folder / "barcodes.tsv.gz").write_bytes(gzip.compress("".join(b + "\n" for b in BARCODES).encode()))
+
+
+def _check(adata):
+    assert list(adata.obs_names) == BARCODES
+    assert list(adata.var_names) == GENES
+    X = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+    np.testing.assert_array_equal(X, COUNTS)
+    assert adata.uns["mmgene"]["input"]
+
+
+def test_cell_ranger_h5_keeps_gene_expression_only(tmp_path):
+    path = tmp_path / "filtered_feature_bc_matrix.h5"
+    _write_cellranger_h5(path)
+    adata = read(path)
+    _check(adata)
+    assert list(adata.var["ensembl_id"]) == IDS
+
+
+def test_cell_ranger_matrix_folder(tmp_path):
+    folder = tmp_path / "filtered_feature_bc_matrix"
+    _write_mtx_folder(folder)
+    adata = read(folder)
+    _check(adata)
+    assert list(adata.var["ensembl_id"]) == IDS
+
+
+def test_loom(tmp_path):
+    pytest.importorskip("loompy")
+    path = tmp_path / "cells.loom"
+    source = ad.AnnData(sp.csr_matrix(COUNTS.astype(np.float32)), obs=pd.DataFrame(index=BARCODES), var=pd.DataFrame(index=GENES))
+    source.write_loom(path)
+    _check(read(path))
+
+
+def test_foreign_formats_are_refused_clearly(tmp_path):
+    path = tmp_path / "filtered_feature_bc_matrix.h5"
+    _write_cellranger_h5(path)
+    with pytest.raises(InputFileError, match="cannot be opened backed"):
+        read(path, backed=True)
+    broken = tmp_path / "broken"
+    _write_mtx_folder(broken)
+    (broken / "barcodes.tsv.gz").write_bytes(gzip.compress(b"only-one\n"))
+    with pytest.raises(InputFileError, match="not a readable Cell Ranger"):
+        read(broken)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputFileError, match="Cell Ranger matrix folder"):
+        read(empty)
+
+
+def test_the_cli_reads_a_cell_ranger_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from mmgene.cli.app import app
+
+    folder = tmp_path / "filtered_feature_bc_matrix"
+    _write_mtx_folder(folder)
+    res = CliRunner().invoke(app, ["info", str(folder)])
+    assert res.exit_code == 0, res.output
+    assert "3" in res.output and "4" in res.output
