@@ -241,7 +241,6 @@ class AlignedModel:
         from mmgene.align import training_log
         from mmgene.align.card import render_model_card
         from mmgene.atomic import atomic_path
-
         from mmgene.distributed import is_main
 
         target = Path(path)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.distributed import resolve_device  # noqa: F401 (one home for devices; re-exported, as before)
+from mmgene.distributed import resolve_device  # one home for devices; importable from here, as before
 from mmgene.errors import ModelError, ParameterError, is_whole_number
 from mmgene.progress import info
 from mmgene.settings import settings
