@@ -301,8 +301,9 @@ def write_rows(
     """Write ``fn(start, stop)`` over ``n`` rows as ``.npy`` shards, for results that do not fit in memory.
 
     ``folder`` gets ``part-00000.npy`` ... (one per chunk, row order) and ``shards.json`` (rows, width,
-    dtype, and each part's rows). Every rank writes its own chunks; rank 0 stages the folder beside the
-    target and renames it when all are written (:func:`mmgene.atomic.atomic_path`). Read it back with
+    dtype, and each part's rows). Every rank writes its own chunks (so the folder must be one every rank
+    reaches: one machine, or a shared file system); rank 0 stages the folder beside the target and
+    renames it when all are written (:func:`mmgene.atomic.atomic_path`). Read it back with
     :func:`read_rows` or :func:`iter_rows`. Returns the folder.
     """
     from mmgene.atomic import atomic_path, check_output
@@ -315,7 +316,6 @@ def write_rows(
             described = [_write_part(tmp, k, _run(fn, a, b)) for k, (a, b) in enumerate(parts)]
             _write_manifest(tmp, n, parts, described)
         return target
-    staged: Path | None = None
     manager = atomic_path(target, overwrite=overwrite, inputs=inputs) if is_main() else contextlib.nullcontext(None)
     with manager as tmp:
         if tmp is not None:
