@@ -61,7 +61,7 @@ def _stream(manifest, config, *, chunk_size=16, shuffle_chunks=2, rows=0):
     from mmgene.align.config import CorpusTrainingConfig
     from mmgene.align.stream_train import CorpusStream
     from mmgene.corpus import CorpusOptions, read_corpus
-    from mmgene.pairs.stream import StreamConfig
+    from mmgene.pairs.stream_config import StreamConfig
 
     corpus = read_corpus(manifest, CorpusOptions(backed=True))
     assert all(ds.adata.isbacked for ds in corpus)
@@ -156,7 +156,7 @@ def test_reads_are_bounded_by_the_chunk_size(manifest, monkeypatch):
     from mmgene.align.config import CorpusTrainingConfig
     from mmgene.align.stream_train import CorpusStream
     from mmgene.corpus import CorpusOptions, read_corpus
-    from mmgene.pairs.stream import StreamConfig
+    from mmgene.pairs.stream_config import StreamConfig
 
     corpus = read_corpus(manifest, CorpusOptions(backed=True))
     read = BaseCompressedSparseDataset.__getitem__
@@ -231,7 +231,7 @@ def test_a_census_query_streams_from_a_soma_experiment(tmp_path):
     from mmgene.align.stream_train import CorpusStream
     from mmgene.corpus import CensusQuery, CorpusOptions, DatasetSpec, read_corpus
     from mmgene.corpus.soma_rows import SomaRows
-    from mmgene.pairs.stream import StreamConfig
+    from mmgene.pairs.stream_config import StreamConfig
 
     adata = _adata(HUMAN_GENES, [("T", "CL:0000084", [0, 1, 10]), ("B", "CL:0000236", [3, 4]), ("NK", "CL:0000623", [6, 7])], 14, 3)[:-1]
     adata.obs = pd.DataFrame(
@@ -291,7 +291,7 @@ def test_train_stream_trains_and_saves_a_model(manifest, tmp_path):
     from mmgene.align import ModelConfig, TrainingConfig, load
     from mmgene.align.stream_train import train_stream
     from mmgene.corpus import CorpusOptions, read_corpus
-    from mmgene.pairs.stream import StreamConfig
+    from mmgene.pairs.stream_config import StreamConfig
 
     corpus = read_corpus(manifest, CorpusOptions(backed=True))
     out = tmp_path / "model"
@@ -313,7 +313,7 @@ def test_bad_settings_are_refused(manifest, tmp_path):
     from mmgene.align.stream_train import train_stream
     from mmgene.corpus import CorpusOptions, read_corpus
     from mmgene.errors import ParameterError
-    from mmgene.pairs.stream import StreamConfig
+    from mmgene.pairs.stream_config import StreamConfig
 
     with pytest.raises(ParameterError, match="chunk_size must be a whole number >= 1, got 0"):
         StreamConfig(chunk_size=0)
@@ -323,3 +323,21 @@ def test_bad_settings_are_refused(manifest, tmp_path):
     with pytest.raises(ParameterError, match="hard negatives rewrite every training row"):
         train_stream(corpus, training=TrainingConfig(hard_negatives=2), out=tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def test_cli_trains_on_a_streamed_corpus_and_refuses_stream_options_alone(manifest, tmp_path):
+    import json
+
+    from hostile import assert_refused, run_cli
+
+    out = tmp_path / "model"
+    res = run_cli(
+        "train", "--corpus", str(manifest), "--stream", "--chunk-size", "16", "--eval-cells", "8", "--out", str(out),
+        "--max-steps", "2", "--batch-size", "8", "--no-gene-bridge", "--gene-dim", "16", "--dim", "16", "--hidden", "32", "--json",
+    )
+    assert res.returncode == 0, res.stderr
+    meta = json.loads(res.stdout)
+    assert meta["stream"]["chunk_size"] == 16 and meta["test_cells"] == 8 and meta["datasets"] == ["human_pbmc", "mouse_pbmc"]
+    assert_refused(["train", "--corpus", manifest, "--chunk-size", "8", "--out", tmp_path / "m"], [tmp_path], contains="apply to --stream only")
+    h5ad = manifest.parent / "human_pbmc.h5ad"
+    assert_refused(["train", h5ad, "--label-col", "cell_type", "--stream", "--out", tmp_path / "m"], [tmp_path], contains="--corpus training only")

@@ -17,7 +17,7 @@ _EXPORTS = {
     "train": "mmgene.align.train",
     "train_corpus": "mmgene.align.corpus_train",
     "train_stream": "mmgene.align.stream_train",
-    "StreamConfig": "mmgene.pairs.stream",
+    "StreamConfig": "mmgene.pairs.stream_config",
     "CorpusTrainingConfig": "mmgene.align.config",
     "PairsConfig": "mmgene.pairs.config",
     "ModelConfig": "mmgene.align.config",

@@ -35,7 +35,8 @@ from mmgene.atomic import check_output
 from mmgene.cells.inputs import GENES
 from mmgene.errors import ParameterError
 from mmgene.pairs.config import PairsConfig
-from mmgene.pairs.stream import ChunkReader, DatasetStream, StreamConfig, typed_iterable
+from mmgene.pairs.stream import ChunkReader, DatasetStream, typed_iterable
+from mmgene.pairs.stream_config import StreamConfig
 from mmgene.progress import info
 
 
@@ -191,7 +192,7 @@ def train_stream(
     overwrite: bool = False,
 ) -> Any:
     """Train on ``corpus`` as :func:`mmgene.align.train_corpus` does, reading the datasets in chunks
-    (see the module docstring); ``stream`` (:class:`~mmgene.pairs.stream.StreamConfig`) sets the chunk
+    (see the module docstring); ``stream`` (:class:`~mmgene.pairs.stream_config.StreamConfig`) sets the chunk
     size, how many chunks are shuffled together and the evaluator's sample. Read the corpus backed
     (``CorpusOptions(backed=True)``) so that no matrix is loaded."""
     from mmgene.lazy import require

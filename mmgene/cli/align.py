@@ -14,6 +14,7 @@ from mmgene.cli.results import emit
 from mmgene.config import field_help, overrides
 from mmgene.errors import ParameterError
 from mmgene.pairs.config import PairsConfig
+from mmgene.pairs.stream_config import StreamConfig
 
 
 def _setting(cls: type, name: str, *flags: str, **kwargs: Any) -> Any:
@@ -74,6 +75,13 @@ def train_command(
     # CorpusTrainingConfig (--corpus only)
     rows_per_dataset: int | None = _setting(CorpusTrainingConfig, "rows_per_dataset", min=0),
     mask_related: bool | None = _setting(CorpusTrainingConfig, "mask_related", "--mask-related/--no-mask-related"),
+    # StreamConfig (--corpus --stream only)
+    stream: bool = typer.Option(
+        False, "--stream", help="With --corpus: read the datasets from disk in chunks, pairs made on the fly (mmgene.align.train_stream), for corpora larger than memory."
+    ),
+    chunk_size: int | None = _setting(StreamConfig, "chunk_size", min=1),
+    shuffle_chunks: int | None = _setting(StreamConfig, "shuffle_chunks", min=1),
+    eval_cells: int | None = _setting(StreamConfig, "eval_cells", min=0),
     overwrite: bool = overwrite_option(),
     as_json: bool = json_option(),
 ) -> None:
@@ -94,15 +102,18 @@ def train_command(
         "model": overrides(ModelConfig, given),
         "training": overrides(TrainingConfig, given),
     }
+    streamed = overrides(StreamConfig, given) if stream else None
+    if streamed is None and (chunk_size, shuffle_chunks, eval_cells) != (None, None, None):
+        raise ParameterError("--chunk-size, --shuffle-chunks and --eval-cells apply to --stream only", "mmgene train", "add --stream (with --corpus), or leave them out")
     if corpus is not None:
-        model = _train_corpus(corpus, label_col, ontology_col, input_, configs, overrides(CorpusTrainingConfig, given), out, overwrite)
+        model = _train_corpus(corpus, label_col, ontology_col, input_, configs, overrides(CorpusTrainingConfig, given), out, overwrite, streamed)
     else:
         import mmgene.io
         from mmgene.align import train
 
-        if rows_per_dataset is not None or mask_related is not None:
+        if rows_per_dataset is not None or mask_related is not None or stream:
             raise ParameterError(
-                "--rows-per-dataset and --mask-related apply to --corpus training only",
+                "--rows-per-dataset, --mask-related and --stream apply to --corpus training only",
                 "mmgene train FILE",
                 "leave them out, or train on a corpus with --corpus",
             )
@@ -133,18 +144,22 @@ def _train_corpus(
     balance: CorpusTrainingConfig,
     out: Path,
     overwrite: bool,
+    stream: StreamConfig | None = None,
 ) -> Any:
-    """``mmgene train --corpus``: read the corpus (a manifest, or files with one --label-col) and train on all of it."""
-    from mmgene.align import train_corpus
+    """``mmgene train --corpus``: read the corpus (a manifest, or files with one --label-col) and train on
+    all of it; with ``stream``, read it backed and train on pairs made chunk by chunk."""
+    from mmgene.align import train_corpus, train_stream
     from mmgene.atomic import check_output
-    from mmgene.corpus import read_corpus
+    from mmgene.corpus import CorpusOptions, read_corpus
 
     if len(label_col) > 1:
         raise ParameterError(
             f"--corpus takes at most one --label-col, got {label_col}", "option --label-col", "pass one column (a manifest names its own)"
         )
     check_output(out, overwrite=overwrite, inputs=[corpus])
-    data = read_corpus(corpus, label_col=label_col[0] if label_col else None, ontology_col=ontology_col)
+    data = read_corpus(corpus, CorpusOptions(backed=stream is not None), label_col=label_col[0] if label_col else None, ontology_col=ontology_col)
+    if stream is not None:
+        return train_stream(data, inputs=inputs, **configs, balance=balance, stream=stream, out=out, overwrite=overwrite)
     return train_corpus(data, inputs=inputs, **configs, balance=balance, out=out, overwrite=overwrite)
 
 

@@ -25,31 +25,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from mmgene.config import check_whole, setting
+from mmgene.config import check_whole
 from mmgene.errors import ParameterError
 from mmgene.io import expression
 from mmgene.io.expression import DEFAULT_CHUNK
 from mmgene.pairs.build import GeneMoments, RowDrawer, count_markers, excess_genes, marker_list, panel_count, plan_pairs
 from mmgene.pairs.config import PairsConfig
-
-
-@dataclass(frozen=True)
-class StreamConfig:
-    """How streamed training reads a corpus (:func:`mmgene.align.stream_train.train_stream`)."""
-
-    chunk_size: int = setting(DEFAULT_CHUNK, "Cells read from disk at once (bounds the memory of reading)")
-    shuffle_chunks: int = setting(4, "Chunks whose rows are shuffled together (drawn from any of the files)")
-    eval_cells: int = setting(2000, "Held-out cells (a seeded sample of all datasets') scored by the zero-shot evaluator")
-
-    def __post_init__(self) -> None:
-        for name in ("chunk_size", "shuffle_chunks"):
-            check_whole(getattr(self, name), name, f"StreamConfig.{name}", "pass a whole number >= 1", minimum=1)
-        check_whole(self.eval_cells, "eval_cells", "StreamConfig.eval_cells", "pass 0 (no evaluation) or a cell count")
+from mmgene.pairs.stream_config import StreamConfig  # noqa: F401 (its home is stream_config, light enough for the CLI)
 
 
 class ChunkReader:
