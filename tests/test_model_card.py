@@ -49,7 +49,7 @@ def test_readme_is_the_mmgene_card_with_base_model(saved):
     meta = _front_matter(text)
     assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert meta["library_name"] == "sentence-transformers" and "mmgene" in meta["tags"]
-    assert "# pbmc-model" in text and "Supported Modality" not in text and "{{" not in text
+    assert "# pbmc-model" in text and "Supported Modality" not in text and "{{" not in text and "## Training corpus" not in text
     mmgene_block, st_block = code_blocks(text)
     assert f'model = mmgene.align.load("{saved}")' in mmgene_block
     assert f'model = SentenceTransformer("{saved}", trust_remote_code=True)' in st_block

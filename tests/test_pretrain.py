@@ -280,3 +280,26 @@ def test_push_to_hub_keeps_the_recipe(seed0, tmp_path, monkeypatch):
         monkeypatch.setenv("HF_TOKEN", server.token)  # private by default: reading it back needs the token
         again = load(f"hf://{server.user}/general-cells")
     assert again.meta["recipe"] == seed0.recipe
+
+
+def test_model_card_names_the_training_corpus_and_the_command_that_rebuilds_it(seed0, corpus_dir):
+    card = (corpus_dir / "lib0" / "README.md").read_text()
+    section = card.split("## Training corpus", 1)[1].split("## Evaluation", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| dataset")]
+    assert [row.split(" | ")[:6] for row in rows] == [
+        ["| human", "human", "blood", "120", "100.0%", "ontology column"],
+        ["| mouse", "mouse", "blood", "90", "80.0%", "harmonisation"],
+        ["| census_3p", "human", "blood", "30", "100.0%", "ontology column"],
+        ["| census_all", "human", "blood", "15", "100.0%", "ontology column"],
+    ]
+    assert f"CELLxGENE Census `{CENSUS_FILTER}`" in rows[2]
+    assert f"mmgene pretrain {corpus_dir / 'corpus.csv'} --seed 0\n" in section
+    assert "SHA-256" not in section  # no mapping file was used
+
+
+def test_a_model_trained_without_pretrain_has_no_corpus_section():
+    from mmgene.align.card import recipe_values
+
+    assert recipe_values(None) == {} and recipe_values({}) == {}
+    values = recipe_values({"sources": ["c.csv"], "seed": 3, "mapping": {"file": "m.csv", "sha256": "ab"}, "datasets": []})
+    assert values == {"datasets": [], "command": "mmgene pretrain c.csv --seed 3 --mapping m.csv", "mapping_sha256": "ab", "version": None}

@@ -75,6 +75,33 @@ def card_values(model: Any, location: str, *, hub: bool = False) -> dict[str, An
         "example_caption": f"a {classes[0]}" if classes else "a T cell",
         "mmgene_version": __version__,
         "created": _dt.date.today().isoformat(),
+        "recipe": recipe_values(meta.get("recipe")),
+    }
+
+
+def recipe_values(recipe: dict[str, Any] | None) -> dict[str, Any]:
+    """The card's "Training corpus" section from a :func:`mmgene.pretrain.pretrain` recipe: one row per
+    dataset and the command that rebuilds the model (empty for a model trained otherwise: no section)."""
+    if not recipe:
+        return {}
+    rows = []
+    for d in recipe.get("datasets", []):
+        census = d.get("census")
+        source = f"CELLxGENE Census `{census.get('obs_value_filter')}`" if census else f"`{d.get('source')}`"
+        rows.append({
+            "dataset": d.get("dataset"), "species": d.get("species"), "tissue": d.get("tissue") or "–",
+            "cells": f"{d.get('n_cells', 0):,}", "share_matched": f"{float(d.get('share_matched', 0.0)):.1%}",
+            "labels_from": d.get("labels_from"), "source": source,
+        })
+    mapping = recipe.get("mapping")
+    command = ["mmgene pretrain", *recipe.get("sources", []), "--seed", str(recipe.get("seed", 0))]
+    if mapping:
+        command += ["--mapping", str(mapping.get("file"))]
+    return {
+        "datasets": rows,
+        "command": " ".join(command),
+        "mapping_sha256": mapping.get("sha256") if mapping else None,
+        "version": recipe.get("mmgene_version"),
     }
 
 
