@@ -21,7 +21,10 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-_SUBMODULES = ("text", "io", "genes", "cells", "embed", "corpus", "pairs", "align", "evaluate", "index", "query", "hub", "data", "demo", "pl")
+_SUBMODULES = (
+    "text", "io", "genes", "cells", "embed", "corpus", "harmonise", "pairs", "align", "pretrain", "evaluate", "index", "query",
+    "hub", "data", "demo", "pl", "distributed",
+)
 
 
 def __getattr__(name: str) -> Any:
