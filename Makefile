@@ -20,8 +20,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mmgene demo --out mmgene-demo --overwrite
 
+# two workers (one per core of a small machine), whole files per worker so module fixtures are built once
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest --nbmake tests notebooks
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --nbmake tests notebooks
 
 clean:
 	rm -rf $(VENV) mmgene-demo

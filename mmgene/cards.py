@@ -127,7 +127,8 @@ def render_model_card(
     pipeline_tag: str = "sentence-similarity",
     template: str | os.PathLike[str] | None = None,
 ) -> Any:
-    """The alignment-model card (``mmgene/_cards/model_card.md``) as a ``huggingface_hub.ModelCard``."""
+    """The alignment-model card (``mmgene/_cards/model_card.md``) as a ``huggingface_hub.ModelCard``;
+    ``recipe`` is optional (a model not made by ``mmgene pretrain`` has no training-corpus section)."""
     from mmgene.lazy import require
 
     require("huggingface_hub", "a model card")
@@ -141,7 +142,7 @@ def render_model_card(
         datasets=datasets,
         tags=tags if tags is not None else ["sentence-transformers", "biology", "single-cell", "multimodal", "contrastive", "mmgene"],
     )
-    body = render_template(template or template_path("model_card.md"), values)
+    body = render_template(template or template_path("model_card.md"), {"recipe": {}, **values})
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
     _refuse_secrets(str(card), "model card")
     return card

@@ -9,6 +9,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MMGENE_QUIET", "1")
+# the suite runs in two worker processes on two cores: one OpenMP/BLAS thread each (also in subprocesses)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import atexit  # noqa: E402
 import shutil  # noqa: E402

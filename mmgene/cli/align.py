@@ -108,9 +108,6 @@ def train_command(
     if corpus is not None:
         model = _train_corpus(corpus, label_col, ontology_col, input_, configs, overrides(CorpusTrainingConfig, given), out, overwrite, streamed)
     else:
-        import mmgene.io
-        from mmgene.align import train
-
         if rows_per_dataset is not None or mask_related is not None or stream:
             raise ParameterError(
                 "--rows-per-dataset, --mask-related and --stream apply to --corpus training only",
@@ -120,6 +117,9 @@ def train_command(
         if not label_col:
             raise ParameterError("no label column given", "option --label-col", "pass --label-col COLUMN (the obs column of cell types)")
         check_output(out, overwrite=overwrite, inputs=[file])
+        import mmgene.io
+        from mmgene.align import train  # imports torch and sentence-transformers: after the cheap checks
+
         adata = mmgene.io.read(file)
         model = train(adata, label_col, ontology_col=ontology_col, inputs=input_, **configs, out=out, overwrite=overwrite)
     from mmgene.align.training_log import FILE
