@@ -391,3 +391,20 @@ def test_cli_builds_a_streamed_index_and_refuses_what_it_cannot_do(tmp_path):
     assert_refused(["index", "build", tmp_path / "a.h5ad", "-e", "X_emb", "--out", tmp_path / "flat", "--stream", "--kind", "flat"],
                    [tmp_path], contains="--stream builds an IVF index")
     assert_refused(["query", out, "--cell", "cell5", "--shard", out], [tmp_path], contains="--shard searches text queries only")
+
+
+def test_first_repeat_finds_the_earliest_repeat_and_confirms_hash_matches_on_the_text(monkeypatch):
+    import pyarrow as pa
+
+    from mmgene.index.faiss_index import first_repeat
+
+    assert first_repeat([]) is None and first_repeat(["a"]) is None and first_repeat(["a", "b", "c"]) is None
+    assert first_repeat(["x", "b", "c", "b", "x"]) == (1, 3)  # 'b' repeats first (row 3), before 'x' (row 4)
+    assert first_repeat(pa.chunked_array([["a", "b"], ["c", "d", "b"]])) == (1, 4)  # across Arrow chunks
+    ids = [f"c{i}" for i in range(1000)]
+    ids[700], ids[900] = "c3", "c5"
+    assert first_repeat(ids) == (3, 700)
+    # every id given the same hash: only the text decides, so distinct ids are never called repeats
+    monkeypatch.setattr(pd.util, "hash_array", lambda values, categorize=False: np.zeros(len(values), np.uint64))
+    assert first_repeat(["a", "b", "c"]) is None
+    assert first_repeat(["a", "b", "c", "b", "a"]) == (1, 3)

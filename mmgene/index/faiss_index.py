@@ -883,23 +883,49 @@ def _arrow_strings(kind: Any) -> Any:
     return pd.StringDtype("pyarrow") if kind in (pa.string(), pa.large_string()) else None
 
 
+#: ids turned into Python strings at once while hashing (bounds the memory of the uniqueness check)
+_HASH_SLICE = 1 << 18
+
+
 def first_repeat(ids: Any) -> tuple[int, int] | None:
     """Rows ``(first, repeat)`` of the first id that repeats (in row order) among ``ids`` (an Arrow
-    string column or a sequence); None when all differ. Arrow's dictionary encoding numbers ids in
-    order of first appearance, so a row repeats exactly when its number is not new: millions of ids
-    are checked without a Python object per id."""
+    string column or a sequence); None when all differ.
+
+    Every id is hashed to 64 bits (``pandas.util.hash_array``, a slice of ids at a time), the hashes are
+    sorted, and only rows whose hashes meet are compared as text, so millions of ids cost 24 bytes a row
+    (hash, order, sorted copy) rather than a dictionary of all of them.
+    """
     import pyarrow as pa
 
     ids = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array([str(i) for i in ids], pa.string())
-    encoded = ids.dictionary_encode()
-    # one dictionary for all chunks, so that numbers agree across them
-    chunks = encoded.unify_dictionaries().chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
-    if not chunks or len(chunks[0].dictionary) == len(ids):
+    if len(ids) < 2:
         return None
-    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks]).astype(np.int64)
-    seen = np.maximum.accumulate(np.concatenate([[-1], codes[:-1]]))
-    repeat = int(np.argmax(codes <= seen))
-    return int(np.argmax(codes == codes[repeat])), repeat
+    chunks = ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]
+    hashes = np.concatenate([
+        pd.util.hash_array(np.asarray(chunk.slice(a, _HASH_SLICE).to_numpy(zero_copy_only=False), dtype=object), categorize=False)
+        for chunk in chunks for a in range(0, len(chunk), _HASH_SLICE)
+    ])
+    order = np.argsort(hashes, kind="stable")  # rows of equal hashes stay in row order
+    sorted_hashes = hashes[order]
+    del hashes
+    starts = np.flatnonzero(np.concatenate([[True], sorted_hashes[1:] != sorted_hashes[:-1]]))
+    sizes = np.diff(np.append(starts, len(order)))
+    shared = starts[sizes > 1]  # groups of rows whose hashes meet
+    if not len(shared):
+        return None
+    found: tuple[int, int] | None = None
+    for start in shared[np.argsort(order[shared + 1], kind="stable")]:  # by the row of each group's second member
+        if found is not None and order[start + 1] > found[1]:
+            break  # no later group can repeat earlier
+        rows = order[start : start + sizes[np.searchsorted(starts, start)]]
+        first_row: dict[str, int] = {}
+        for row, text in zip(rows.tolist(), ids.take(pa.array(rows)).to_pylist()):
+            if text in first_row:
+                if found is None or row < found[1]:
+                    found = (first_row[text], row)
+                break
+            first_row[text] = row
+    return found
 
 
 def _check_ids(cell_ids: Sequence[str] | None, n: int) -> list[str]:
