@@ -25,6 +25,9 @@ def test_choices_are_the_values_the_library_accepts():
 
     assert options.TIES == TIES and options.VERSIONS == VERSIONS and options.POOLINGS == POOLINGS
     assert options.WEIGHTINGS == WEIGHTINGS and options.ON_EMPTY == get_args(OnEmpty) and options.DTYPES == tuple(_DTYPES)
+    from mmgene.text.encoders import BACKENDS
+
+    assert options.TEXT_BACKENDS == tuple(BACKENDS)
 
 
 def _help(*command: str) -> str:

@@ -88,3 +88,25 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("mmgene: error: gene vectors are saved as .parquet or .safetensors") and err.count("\n") == 1
     assert "Traceback" not in err
+
+
+def test_embed_backend_choice(tmp_path):
+    """--backend picks how the local encoder runs (torch gives auto's vectors for a small job: auto runs
+    torch below 1,000 texts); a bad value or a backend for an OpenAI encoder is refused with exit 2."""
+    from hostile import assert_refused
+
+    texts = tmp_path / "t.json"
+    texts.write_text(json.dumps({"CD3E": "T-cell receptor CD3 epsilon", "LYZ": "lysozyme"}))
+    vectors = {}
+    for backend in ("auto", "torch"):
+        out = tmp_path / f"{backend}.parquet"
+        res = runner.invoke(app, ["genes", "embed", str(texts), "--out", str(out), "--backend", backend])
+        assert res.exit_code == 0, res.output
+        vectors[backend] = GeneVectors.load(out).vectors
+    np.testing.assert_array_equal(vectors["auto"], vectors["torch"])
+    assert "onnx-int8" in assert_refused(["genes", "embed", texts, "--out", tmp_path / "x.parquet", "--backend", "fast"], [tmp_path])
+    line = assert_refused(
+        ["genes", "embed", texts, "--out", tmp_path / "x.parquet", "--encoder", "openai:text-embedding-3-small", "--backend", "onnx"],
+        [tmp_path], contains="leave --backend out",
+    )
+    assert "OpenAI API" in line

@@ -34,6 +34,8 @@ DTYPES = ("float32", "fp32", "float", "float16", "fp16", "half", "bfloat16", "bf
 ON_EMPTY = ("nan", "zero", "raise")
 #: mmgene.query.transfer.WEIGHTINGS
 WEIGHTINGS = ("uniform", "distance")
+#: mmgene.text.encoders.BACKENDS
+TEXT_BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
 Loss = Literal[LOSSES]  # type: ignore[valid-type]
 Layout = Literal[LAYOUTS]  # type: ignore[valid-type]
@@ -46,6 +48,7 @@ Pooling = Literal[POOLINGS]  # type: ignore[valid-type]
 Dtype = Literal[DTYPES]  # type: ignore[valid-type]
 OnEmpty = Literal[ON_EMPTY]  # type: ignore[valid-type]
 Weighting = Literal[WEIGHTINGS]  # type: ignore[valid-type]
+TextBackend = Literal[TEXT_BACKENDS]  # type: ignore[valid-type]
 
 #: torch devices a command may run on: auto (CUDA when available), cpu, cuda, cuda:N, mps
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
