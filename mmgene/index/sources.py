@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ class _Part:
     rows: int
 
 
-class VectorSource:
+class VectorSource(ABC):
     """Vectors on disk, read in chunks of rows (see the module docstring); subclasses open the files."""
 
     kind: str = ""
@@ -59,13 +60,13 @@ class VectorSource:
         return f"{self.n:,} vectors of dimension {self.dim} in {len(self.parts)} {self.kind} file(s) ({names})"
 
     # ---------------------------------------------------------------- reading
+    @abstractmethod
     def _array(self, part: int) -> Any:
         """The 2-D array of one file (memory-mapped or an h5py/zarr dataset): slicing reads rows."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _ids(self, part: int, start: int, stop: int) -> list[str]:
         """Ids of rows ``start:stop`` of one file."""
-        raise NotImplementedError
 
     def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[int, np.ndarray, list[str]]]:
         """Yield ``(first_row, vectors, ids)`` for consecutive rows, at most ``chunk_size`` at a time
