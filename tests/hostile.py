@@ -7,8 +7,8 @@ command may legitimately create are not allowed either: a refused command writes
 
 A refusal runs the CLI's entry point (:func:`mmgene.cli.main`) in the test's own process, with its own
 ``sys.argv``, environment, settings and captured stdout/stderr: a new interpreter would spend seconds
-importing torch and sentence-transformers per refusal. ``fresh_process=True`` runs ``python -m mmgene``
-instead; :func:`run_cli` always does (the commands that do real work).
+importing torch and sentence-transformers per refusal. :func:`run_cli` runs ``python -m mmgene`` (the
+commands that do real work).
 """
 
 from __future__ import annotations
@@ -90,12 +90,11 @@ def assert_refused(
     *,
     contains: str = "",
     env: dict[str, str] | None = None,
-    fresh_process: bool = False,
 ) -> str:
     """Run the CLI, check it refused cleanly and left ``roots`` exactly as they were; return the message."""
     roots = [Path(r) for r in roots]
     before = snapshot(roots)
-    out = (run_cli if fresh_process else run_cli_here)(*map(str, args), env=env)
+    out = run_cli_here(*map(str, args), env=env)
     after = snapshot(roots)
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert out.returncode == 2, f"exit {out.returncode}\nstdout: {out.stdout}\nstderr: {out.stderr}"

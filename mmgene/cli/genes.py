@@ -100,7 +100,8 @@ def embed(
     from mmgene.genes.sources import gene_text_source
     from mmgene.genes.vectors import GeneVectors
 
-    if encoder.startswith("openai:") and backend != "auto":
+    openai = encoder.startswith("openai:")
+    if openai and backend != "auto":
         raise ParameterError(
             f"--backend {backend} runs a local model; {encoder} is embedded by the OpenAI API", "option --backend",
             "leave --backend out for openai: encoders",
@@ -108,7 +109,7 @@ def embed(
     check_output(out, overwrite=overwrite, inputs=[p for p in (Path(texts), genes_from) if p is not None])
 
     src = gene_text_source(texts)
-    kwargs: dict = {"dimensions": dimensions, "base_url": base_url} if encoder.startswith("openai:") else {"backend": backend}
+    kwargs: dict = {"dimensions": dimensions, "base_url": base_url} if openai else {"backend": backend}
     enc = text_encoder(encoder, **kwargs)
     vectors = GeneVectors.from_texts(src.texts(_symbols([], genes_from)), enc, source=src)
     vectors.save(out, overwrite=overwrite)

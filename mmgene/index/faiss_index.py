@@ -910,14 +910,15 @@ def first_repeat(ids: Any) -> tuple[int, int] | None:
     del hashes
     starts = np.flatnonzero(np.concatenate([[True], sorted_hashes[1:] != sorted_hashes[:-1]]))
     sizes = np.diff(np.append(starts, len(order)))
-    shared = starts[sizes > 1]  # groups of rows whose hashes meet
-    if not len(shared):
+    shared = sizes > 1  # groups of rows whose hashes meet
+    if not shared.any():
         return None
+    starts, sizes = starts[shared], sizes[shared]
     found: tuple[int, int] | None = None
-    for start in shared[np.argsort(order[shared + 1], kind="stable")]:  # by the row of each group's second member
-        if found is not None and order[start + 1] > found[1]:
+    for g in np.argsort(order[starts + 1], kind="stable"):  # by the row of each group's second member
+        if found is not None and order[starts[g] + 1] > found[1]:
             break  # no later group can repeat earlier
-        rows = order[start : start + sizes[np.searchsorted(starts, start)]]
+        rows = order[starts[g] : starts[g] + sizes[g]]
         first_row: dict[str, int] = {}
         for row, text in zip(rows.tolist(), ids.take(pa.array(rows)).to_pylist()):
             if text in first_row:
