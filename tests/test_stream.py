@@ -138,6 +138,42 @@ def test_each_epoch_streams_the_in_memory_rows_in_a_new_order(manifest, case):
         assert facts.rows == 300 and max(Counter(r[0] for r in orders[0]).values()) > 2  # rows repeat as balanced
 
 
+def test_two_ranks_read_disjoint_blocks_and_take_equal_rows_every_epoch(manifest, monkeypatch):
+    """``world=2``: two shards (lanes), one per rank as accelerate shards them; each epoch deals the
+    blocks anew, no block is read by both ranks, and both yield ``rows // 2`` rows of the epoch."""
+    from mmgene.errors import ParameterError
+
+    config, memory, stream = _built(manifest, "defaults")
+    expected = Counter(_key(r) for r in _rows_as_trained(memory["train"], config))
+    reads: list[tuple[int, int]] = []
+    block_rows = stream.block_rows
+    monkeypatch.setattr(stream, "block_rows", lambda i, c: reads.append((i, c)) or block_rows(i, c))
+    train = stream.train_split([], world=2)
+    assert train.n_shards == 2
+    ranks = [train.shard(num_shards=2, index=r) for r in range(2)]
+    quota = stream.facts.rows // 2
+    deals = []
+    for epoch in range(2):
+        read, rows = [], []
+        for rank in ranks:
+            rank.set_epoch(epoch)
+            reads.clear()
+            rows.append([_key(r) for r in rank])
+            read.append(set(reads))
+        assert [len(r) for r in rows] == [quota, quota]
+        assert not read[0] & read[1] and read[0] | read[1] == set(stream.blocks)
+        assert set(rows[0] + rows[1]) <= set(expected)
+        deals.append(read)
+    assert deals[0] != deals[1]  # a new deal each epoch
+    for seed in (0, 1, 2):
+        lanes = stream.deal(seed, 2)
+        load = [sum(len(stream.picks[b]) for b in lane) for lane in lanes]
+        assert sorted(b for lane in lanes for b in lane) == sorted(stream.blocks)
+        assert abs(load[0] - load[1]) <= max(len(p) for p in stream.picks.values())
+    with pytest.raises(ParameterError, match=f"{len(stream.blocks)} blocks of cells, fewer than the 64 processes"):
+        stream.train_split([], world=64)
+
+
 def test_the_order_is_fixed_by_the_seed(manifest):
     from dataclasses import replace
 
@@ -341,3 +377,61 @@ def test_cli_trains_on_a_streamed_corpus_and_refuses_stream_options_alone(manife
     assert_refused(["train", "--corpus", manifest, "--chunk-size", "8", "--out", tmp_path / "m"], [tmp_path], contains="apply to --stream only")
     h5ad = manifest.parent / "human_pbmc.h5ad"
     assert_refused(["train", h5ad, "--label-col", "cell_type", "--stream", "--out", tmp_path / "m"], [tmp_path], contains="--corpus training only")
+
+
+#: ``mmgene`` as ``python -m mmgene`` runs it, logging which lanes and blocks this rank reads
+LOGGING_MMGENE = """
+import json, os, sys
+
+from mmgene.align.stream_train import CorpusStream
+
+log = open(f"{os.environ['READ_LOG']}.{os.environ['RANK']}", "w")
+block_rows, generate_lanes = CorpusStream.block_rows, CorpusStream.generate_lanes
+
+
+def logged_rows(self, i, chunk):
+    print(json.dumps({"block": [i, chunk]}), file=log, flush=True)
+    return block_rows(self, i, chunk)
+
+
+def logged_lanes(self, lanes, seed, world):
+    print(json.dumps({"lanes": lanes, "world": world}), file=log, flush=True)
+    yield from generate_lanes(self, lanes, seed, world)
+
+
+CorpusStream.block_rows, CorpusStream.generate_lanes = logged_rows, logged_lanes
+from mmgene.cli import main
+
+main()
+"""
+
+
+@pytest.mark.slow  # two fresh interpreters import torch, transformers and sentence-transformers
+def test_torchrun_ranks_each_read_their_own_lane_of_a_streamed_corpus(manifest, tmp_path):
+    """``torchrun --nproc_per_node 2 mmgene train --corpus M --stream``: rank r reads lane r's blocks
+    only (none is read by both: nothing is read once and sent out), and rank 0 alone writes the model,
+    which loads with the steps asked for."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from mmgene.align import load
+
+    (tmp_path / "mmgene_logging.py").write_text(LOGGING_MMGENE)
+    out = tmp_path / "model"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MMGENE_QUIET": "1", "READ_LOG": str(tmp_path / "reads")}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(tmp_path / "mmgene_logging.py")]
+    command += ["train", "--corpus", str(manifest), "--stream", "--chunk-size", "8", "--eval-cells", "0", "--out", str(out), "--max-steps", "4"]
+    command += ["--batch-size", "8", "--no-gene-bridge", "--gene-dim", "16", "--dim", "16", "--hidden", "32", "--device", "cpu"]
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = [[json.loads(line) for line in (tmp_path / f"reads.{r}").read_text().splitlines()] for r in range(2)]
+    lanes = [[e["lanes"] for e in log if "lanes" in e] for log in logs]
+    assert lanes[0][0] == [0] and lanes[1][0] == [1] and all(e.get("world", 2) == 2 for log in logs for e in log)
+    blocks = [{tuple(e["block"]) for e in log if "block" in e} for log in logs]
+    assert blocks[0] and blocks[1] and not blocks[0] & blocks[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mmgene_logging.py", "model", "reads.0", "reads.1"]
+    model = load(out)
+    assert model.meta["run"]["steps"] == 4 and model.meta["datasets"] == ["human_pbmc", "mouse_pbmc"]
+    assert model.config.training.batch_size == 8

@@ -8,7 +8,8 @@ the submodule ``train`` over the lazily exported function ``mmgene.align.train``
 
 Under ``torchrun`` / ``accelerate launch`` the same code trains one model with DistributedDataParallel
 (gloo on CPU): every rank builds the same pairs (seeded), the trainer deals each global batch of
-``batch_size`` rows out as ``batch_size / N`` rows per rank, the loss sees the whole global batch
+``batch_size`` rows out as ``batch_size / N`` rows per rank (a streamed corpus: each rank reads
+``batch_size / N`` rows of its own lane, :mod:`mmgene.align.stream_train`), the loss sees the whole global batch
 (:mod:`mmgene.align.loss`), hard negatives are mined with each rank encoding its share of the cells
 (:func:`mmgene.distributed.map_rows`), the evaluator runs on rank 0 (sentence-transformers shares its
 encoding out) and only rank 0 saves. DDP runs with a static graph: the gene table serves both towers,
@@ -241,6 +242,8 @@ def fit_pairs(
             disable_tqdm=not progress_enabled(),
             router_mapping={"cell": "cell", "caption": "text", "negative": "text"},
             remove_unused_columns=False,
+            # a stream's shards are one lane per rank (stream_train): each rank reads its own
+            accelerator_config={"dispatch_batches": False} if facts is not None else None,
             **placement,
         )
         if evaluator is not None:

@@ -11,9 +11,12 @@ in-memory path.
 The rows reach sentence-transformers' trainer as a ``datasets.IterableDataset`` whose shards are
 (dataset, chunk) blocks: every epoch visits the blocks in a new seeded order across all files and
 shuffles the rows of ``StreamConfig.shuffle_chunks`` blocks together; the same seed gives the same
-order. Under ``torchrun``, accelerate's default for an iterable dataset lets the first rank read the
-stream and deal every batch out; the blocks are also the shards that
-``datasets.distributed.split_dataset_by_node`` would give each rank. The zero-shot evaluator scores
+order. Under ``torchrun`` each rank reads only its own blocks: every epoch the blocks are dealt, in that
+epoch's seeded order, to one lane per rank (each block to the lane with the fewest rows so far), and
+each lane yields exactly ``rows // world_size`` rows (re-reading its own blocks from the start when its
+share falls short). The lanes are the dataset's shards, so accelerate gives rank ``r`` lane ``r``
+(:meth:`datasets.IterableDataset.shard`) instead of reading every batch on the first rank and sending
+it out; all ranks run the same number of steps per epoch. The zero-shot evaluator scores
 a seeded sample of at most ``StreamConfig.eval_cells`` held-out cells. Hard-negative mining, which
 rewrites every row between rounds, needs the in-memory path.
 """
@@ -134,6 +137,32 @@ class CorpusStream:
             for j in np.random.default_rng([seed, w]).permutation(len(keys)):
                 yield keys[j], {k: merged[k][j] for k in columns}
 
+    def deal(self, seed: int, world: int) -> list[list[tuple[int, int]]]:
+        """The blocks in a seeded order, dealt to ``world`` lanes: each block to the lane with the fewest
+        rows so far (the lanes' rows then differ by at most one block's)."""
+        lanes: list[list[tuple[int, int]]] = [[] for _ in range(world)]
+        load = np.zeros(world, dtype=np.int64)
+        for k in np.random.default_rng([seed, 2]).permutation(len(self.blocks)):
+            lane = int(np.argmin(load))
+            lanes[lane].append(self.blocks[k])
+            load[lane] += len(self.picks[self.blocks[k]])
+        return lanes
+
+    def generate_lanes(self, lanes: list[int], seed: int, world: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The rows of ``lanes`` of the epoch's deal (``seed``): ``rows // world`` rows each, its blocks
+        read again from the start (in a new order within windows) while it is short."""
+        quota = self.facts.rows // world
+        dealt = self.deal(seed, world)
+        for lane in lanes:
+            made, again = 0, 0
+            while made < quota:
+                for key, row in self.generate(dealt[lane], seed + again):
+                    yield f"{lane}:{again}:{key}", row
+                    made += 1
+                    if made == quota:
+                        break
+                again += 1
+
     def features(self, obsm_dims: Sequence[int]) -> Any:
         import datasets
 
@@ -148,11 +177,23 @@ class CorpusStream:
         spec.update(label=label, obs_name=datasets.Value("string"))
         return datasets.Features(spec)
 
-    def train_split(self, obsm_dims: Sequence[int]) -> Any:
+    def train_split(self, obsm_dims: Sequence[int], world: int = 1) -> Any:
         """The epoch as a ``datasets.IterableDataset`` (epoch 0 in a seeded block order; later epochs
-        reorder through ``set_epoch``), with :attr:`facts` as ``stream_facts``."""
+        reorder through ``set_epoch``), with :attr:`facts` as ``stream_facts``. With ``world`` > 1 its
+        shards are the ``world`` lanes of the module docstring, one for each rank."""
+        features = self.features(obsm_dims)
+        if world > 1:
+            if len(self.blocks) < world:
+                raise ParameterError(
+                    f"the corpus streams as {len(self.blocks)} blocks of cells, fewer than the {world} processes that each read their own",
+                    "StreamConfig.chunk_size",
+                    f"lower chunk_size (now {self.stream.chunk_size}) so that there are at least {world} blocks, or use fewer processes",
+                )
+            ds = typed_iterable(self.generate_lanes, {"lanes": list(range(world)), "seed": self.seed, "world": world}, features)
+            ds.stream_facts = self.facts
+            return ds
         order = np.random.default_rng([self.seed, 0]).permutation(len(self.blocks))
-        ds = typed_iterable(self.generate, {"blocks": [self.blocks[k] for k in order], "seed": self.seed}, self.features(obsm_dims))
+        ds = typed_iterable(self.generate, {"blocks": [self.blocks[k] for k in order], "seed": self.seed}, features)
         ds.stream_facts = self.facts
         return ds
 
@@ -200,6 +241,7 @@ def train_stream(
     require("torch", "streamed training on a corpus")
     import torch
 
+    from mmgene import distributed
     from mmgene.align.fit import fit_pairs
     from mmgene.align.model import AlignedModel
     from mmgene.pairs.result import TrainingPairs
@@ -222,7 +264,7 @@ def train_stream(
     t0 = time.perf_counter()
     source = CorpusStream(corpus, inputs=inputs, config=config, balance=balance, stream=stream)
     prepare_s = time.perf_counter() - t0
-    splits = {"train": source.train_split(obsm_dims)}
+    splits = {"train": source.train_split(obsm_dims, world=distributed.world_size())}
     test = source.test_split()
     if test is not None:
         splits["test"] = test
