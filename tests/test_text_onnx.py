@@ -6,6 +6,8 @@ slow) into a folder of its own; the other tests need no export (a failing one is
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -87,11 +89,31 @@ def test_int8_is_a_separate_opt_in_with_its_own_cache_key(in_onnx_cache, gene_te
     enc = SentenceTransformerEncoder("minilm", cache=False, backend="onnx-int8")
     vecs = enc.encode(gene_texts)
     cos = np.sum(torch_vecs * vecs, axis=1)
-    # measured: 0.98-0.999 on gene texts; below the 0.99 bar for some, which is why it is not the default
-    assert 0.97 < cos.min() < 0.9999 and cos.mean() > 0.99
+    # the residual stream's writers stay float: within the 0.99 bar, yet not torch's vectors
+    assert 0.99 < cos.min() < 0.9999 and cos.mean() > 0.995
     assert enc.cache_key.endswith("|onnx-int8") and enc.name.endswith("[onnx-int8]")
     sizes = sorted(p.stat().st_size for p in in_onnx_cache.glob("onnx/*/model.onnx"))
-    assert len(sizes) == 2 and sizes[0] < sizes[1] / 3  # int8 weights beside the float32 export
+    assert len(sizes) == 2 and sizes[0] < sizes[1] / 2  # int8 weights beside the float32 export
+
+
+@pytest.mark.slow  # reads the module's export of MiniLM
+def test_int8_keeps_the_residual_writers_in_float(in_onnx_cache):
+    """The 12 weight MatMuls left in float32 are each block's attention output (384 x 384) and second
+    feed-forward layer (1536 x 384), each feeding a bias Add and then the residual Add."""
+    import onnx
+
+    (path,) = [p for p in in_onnx_cache.glob("onnx/*/model.onnx") if p.stat().st_size > 80e6]
+    writers = onnx_backend.residual_writers(path)
+    graph = onnx.load(str(path)).graph
+    shapes = {i.name: tuple(i.dims) for i in graph.initializer}
+    nodes = {n.name: n for n in graph.node}
+    consumers = lambda t: [n.op_type for n in graph.node if t in n.input]  # noqa: E731
+    assert Counter(shapes[nodes[w].input[1]] for w in writers) == {(384, 384): 6, (1536, 384): 6}
+    for w in writers:
+        (bias,) = [n for n in graph.node if nodes[w].output[0] in n.input]
+        assert bias.op_type == "Add" and consumers(bias.output[0]) == ["Add"]
+    queries = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in shapes and n.name not in writers]
+    assert len(queries) == 24  # Q, K, V and the first feed-forward layer of six blocks are quantised
 
 
 def test_auto_runs_onnx_for_big_jobs_on_the_cpu_only():

@@ -11,8 +11,11 @@ and the variant. Nothing from the model folder is executed: the ONNX file is dat
 Runtime. A fresh export is checked against the torch model on probe texts before it is kept.
 
 Variants: ``fp32`` (the same vectors as torch up to float rounding, cosine > 0.9999) and ``int8``
-(weights quantised per channel, activations dynamically; faster, but MiniLM's vectors then drift to
-cosine ~0.985 of float32 for the worst gene texts, so it is opt-in).
+(weights quantised per channel, activations dynamically). int8 keeps in float32 the projections that
+write into the residual stream (each block's attention output and second feed-forward layer, found
+in the graph: :func:`residual_writers`): their rounding errors add up along the stream. Quantising
+them too was barely faster and left MiniLM's worst gene texts at cosine 0.985 of float32; without
+them the least cosine stays above 0.99 (``docs/benchmarks.md``). Its own cache key, opt-in.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from mmgene.settings import settings
 
 #: bump when the exported graph changes (inputs, outputs, exporter options): old exports are not reused
 EXPORT_VERSION = 1
+#: bump when the int8 quantisation changes (which layers, how)
+QUANTISE_VERSION = 2
 #: the tokenizer outputs an exported model may take
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 VARIANTS = ("fp32", "int8")
@@ -45,7 +50,8 @@ EXPORT_TOLERANCE = 0.9999
 
 def onnx_path(weights_key: str, variant: str) -> Path:
     """Where the export of the model with ``weights_key`` (a hash of its weights) is cached."""
-    key = hashlib.sha256(f"{EXPORT_VERSION}|{variant}|{weights_key}".encode()).hexdigest()[:20]
+    version = f"{EXPORT_VERSION}.{QUANTISE_VERSION}" if variant == "int8" else str(EXPORT_VERSION)
+    key = hashlib.sha256(f"{version}|{variant}|{weights_key}".encode()).hexdigest()[:20]
     return Path(settings.cache_dir) / "onnx" / key / "model.onnx"
 
 
@@ -62,7 +68,7 @@ def onnx_model(st_model: Any, weights_key: str, variant: str = "fp32") -> Path:
 
         with atomic_path(path, overwrite=True) as tmp:  # mmgene's own cache
             try:
-                quantize_dynamic(source, tmp, per_channel=True, weight_type=QuantType.QInt8)
+                quantize_dynamic(source, tmp, per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=residual_writers(source))
             except Exception as exc:  # noqa: BLE001 - any failure of the quantiser means: use float32
                 raise ModelError(f"the ONNX model cannot be quantised ({cause(exc)})", str(source), "use backend='onnx' or 'torch'") from exc
         return path
@@ -70,6 +76,34 @@ def onnx_model(st_model: Any, weights_key: str, variant: str = "fp32") -> Path:
         export(st_model, tmp)
         check_export(st_model, tmp)
     return path
+
+
+def residual_writers(path: Path) -> list[str]:
+    """Names of the weight MatMuls whose output (after at most one bias Add) is added to a computed
+    tensor: the projections that write into a transformer's residual stream."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    constants = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def adds(tensor: str) -> list[Any]:
+        return [n for n in consumers.get(tensor, []) if n.op_type == "Add"]
+
+    def residual(tensor: str, bias_allowed: bool) -> bool:
+        for add in adds(tensor):
+            other = [i for i in add.input if i != tensor]
+            if other and all(o in constants for o in other):
+                if bias_allowed and residual(add.output[0], False):
+                    return True
+            elif other:
+                return True
+        return False
+
+    return [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants and residual(n.output[0], True)]
 
 
 def tokenize(st_model: Any, texts: list[str]) -> dict[str, Any]:
