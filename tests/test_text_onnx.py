@@ -89,7 +89,8 @@ def test_int8_is_a_separate_opt_in_with_its_own_cache_key(in_onnx_cache, gene_te
     enc = SentenceTransformerEncoder("minilm", cache=False, backend="onnx-int8")
     vecs = enc.encode(gene_texts)
     cos = np.sum(torch_vecs * vecs, axis=1)
-    # the residual stream's writers stay float: within the 0.99 bar, yet not torch's vectors
+    # the residual stream's writers stay float: these 40 texts stay above 0.99 (the worst of PBMC 3k's
+    # 13,971 reach 0.988), yet they are not torch's vectors
     assert 0.99 < cos.min() < 0.9999 and cos.mean() > 0.995
     assert enc.cache_key.endswith("|onnx-int8") and enc.name.endswith("[onnx-int8]")
     sizes = sorted(p.stat().st_size for p in in_onnx_cache.glob("onnx/*/model.onnx"))
