@@ -190,10 +190,9 @@ class CorpusStream:
                     f"lower chunk_size (now {self.stream.chunk_size}) so that there are at least {world} blocks, or use fewer processes",
                 )
             ds = typed_iterable(self.generate_lanes, {"lanes": list(range(world)), "seed": self.seed, "world": world}, features)
-            ds.stream_facts = self.facts
-            return ds
-        order = np.random.default_rng([self.seed, 0]).permutation(len(self.blocks))
-        ds = typed_iterable(self.generate, {"blocks": [self.blocks[k] for k in order], "seed": self.seed}, features)
+        else:
+            order = np.random.default_rng([self.seed, 0]).permutation(len(self.blocks))
+            ds = typed_iterable(self.generate, {"blocks": [self.blocks[k] for k in order], "seed": self.seed}, features)
         ds.stream_facts = self.facts
         return ds
 
