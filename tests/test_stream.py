@@ -406,11 +406,20 @@ main()
 """
 
 
+#: the two launchers a user may start ``mmgene train`` with, two CPU processes each
+LAUNCHERS = {
+    "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+    "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no"],
+}
+
+
 @pytest.mark.slow  # two fresh interpreters import torch, transformers and sentence-transformers
-def test_torchrun_ranks_each_read_their_own_lane_of_a_streamed_corpus(manifest, tmp_path):
-    """``torchrun --nproc_per_node 2 mmgene train --corpus M --stream``: rank r reads lane r's blocks
-    only (none is read by both: nothing is read once and sent out), and rank 0 alone writes the model,
-    which loads with the steps asked for."""
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_launched_ranks_each_read_their_own_lane_of_a_streamed_corpus(manifest, tmp_path, launcher):
+    """``torchrun --nproc_per_node 2`` / ``accelerate launch --num_processes 2`` of ``mmgene train
+    --corpus M --stream``: rank r reads lane r's blocks only (none is read by both: nothing is read
+    once and sent out), and rank 0 alone writes the model, which loads with the steps asked for."""
     import json
     import os
     import subprocess
@@ -421,7 +430,7 @@ def test_torchrun_ranks_each_read_their_own_lane_of_a_streamed_corpus(manifest, 
     (tmp_path / "mmgene_logging.py").write_text(LOGGING_MMGENE)
     out = tmp_path / "model"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MMGENE_QUIET": "1", "READ_LOG": str(tmp_path / "reads")}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(tmp_path / "mmgene_logging.py")]
+    command = [sys.executable, *LAUNCHERS[launcher], str(tmp_path / "mmgene_logging.py")]
     command += ["train", "--corpus", str(manifest), "--stream", "--chunk-size", "8", "--eval-cells", "0", "--out", str(out), "--max-steps", "4"]
     command += ["--batch-size", "8", "--no-gene-bridge", "--gene-dim", "16", "--dim", "16", "--hidden", "32", "--device", "cpu"]
     done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=600)
