@@ -381,7 +381,7 @@ def test_cli_trains_on_a_streamed_corpus_and_refuses_stream_options_alone(manife
 
 #: ``mmgene`` as ``python -m mmgene`` runs it, logging which lanes and blocks this rank reads
 LOGGING_MMGENE = """
-import json, os, sys
+import json, os
 
 from mmgene.align.stream_train import CorpusStream
 

@@ -94,17 +94,15 @@ def residual_writers(path: Path) -> list[str]:
     def adds(tensor: str) -> list[Any]:
         return [n for n in consumers.get(tensor, []) if n.op_type == "Add"]
 
-    def residual(tensor: str, bias_allowed: bool) -> bool:
-        for add in adds(tensor):
-            other = [i for i in add.input if i != tensor]
-            if other and all(o in constants for o in other):
-                if bias_allowed and residual(add.output[0], False):
-                    return True
-            elif other:
-                return True
-        return False
+    def added_to_computed(tensor: str) -> bool:
+        return any(i != tensor and i not in constants for add in adds(tensor) for i in add.input)
 
-    return [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants and residual(n.output[0], True)]
+    def after_bias(tensor: str) -> str:
+        bias = [add for add in adds(tensor) if all(i == tensor or i in constants for i in add.input)]
+        return bias[0].output[0] if bias else tensor
+
+    weights = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
+    return [n.name for n in weights if added_to_computed(n.output[0]) or added_to_computed(after_bias(n.output[0]))]
 
 
 def tokenize(st_model: Any, texts: list[str]) -> dict[str, Any]:
