@@ -139,3 +139,32 @@ def test_openai_configuration_errors(monkeypatch):
         OpenAIEncoder(batch_size=5000)
     with pytest.raises(ParameterError, match="needs a model name"):
         text_encoder("openai:")
+
+
+def _open_cache(path: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        cache = EmbeddingCache(path)
+        cache.put("m", ["h"], np.ones((1, 2), dtype=np.float32))
+        results.put("ok")
+    except Exception as exc:  # reported to the parent, which asserts on it
+        results.put(repr(exc))
+
+
+def test_processes_opening_a_new_cache_together_wait_for_each_other(tmp_path):
+    # every rank of a torchrun job opens the same fresh cache at once; sqlite refuses concurrent WAL
+    # switches without waiting, which once failed a rank with 'database is locked'
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for trial in range(8):
+        path = str(tmp_path / f"emb{trial}.sqlite")
+        barrier, results = ctx.Barrier(8), ctx.Queue()
+        procs = [ctx.Process(target=_open_cache, args=(path, barrier, results)) for _ in range(8)]
+        for proc in procs:
+            proc.start()
+        outcomes = [results.get(timeout=120) for _ in procs]
+        for proc in procs:
+            proc.join()
+        assert outcomes == ["ok"] * 8
+        assert EmbeddingCache(path).count("m") == 1

@@ -23,6 +23,7 @@ import hashlib
 import os
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import lru_cache
@@ -49,6 +50,8 @@ ONNX_FROM = 1000
 #: texts per ONNX Runtime call: small batches of similar token length carry little padding (0.98 of the
 #: tokens are text for the PBMC 3k gene texts, against 0.75 in sentence-transformers' batches of 64)
 ONNX_BATCH = 16
+#: seconds a process waits for another one holding the embedding cache
+OPEN_TIMEOUT = 60
 OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
@@ -63,13 +66,30 @@ class EmbeddingCache:
         self.path = Path(path) if path else Path(settings.cache_dir) / "embeddings.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self.db = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, sha TEXT NOT NULL, dim INTEGER NOT NULL, "
-            "vec BLOB NOT NULL, PRIMARY KEY (model, sha))"
-        )
-        self.db.commit()
+        self.db = sqlite3.connect(str(self.path), timeout=OPEN_TIMEOUT, check_same_thread=False)
+        self._create()
+
+    def _create(self) -> None:
+        """Switch to WAL and create the table, waiting out other processes doing the same.
+
+        sqlite answers 'database is locked' at once, without waiting, when two connections change
+        the journal mode of a new file together (e.g. every rank of a torchrun job on a fresh cache).
+        """
+        deadline = time.monotonic() + OPEN_TIMEOUT
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute(
+                    "CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, sha TEXT NOT NULL, "
+                    "dim INTEGER NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (model, sha))"
+                )
+                self.db.commit()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                self.db.rollback()
+                time.sleep(0.02)
 
     def get(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
