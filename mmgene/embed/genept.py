@@ -226,6 +226,7 @@ def genept_s(
         method="GenePT-s",
         encoder=enc.name,
         encoder_key=enc.cache_key,
+        encoder_backend=getattr(enc, "backend", "n/a"),
         text_source="cell sentences (gene symbols ranked by expression)",
         dimension=int(emb.shape[1]),
         prefix=prefix,

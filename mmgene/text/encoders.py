@@ -40,12 +40,13 @@ from mmgene.settings import settings
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 #: how a sentence-transformers model runs (``SentenceTransformerEncoder(backend=...)``)
 BACKENDS = {
-    "auto": "ONNX Runtime (float32) for jobs of at least ONNX_FROM texts when onnxruntime is installed and the model runs on the CPU, torch otherwise",
+    "auto": "'onnx-int8' for jobs of at least ONNX_FROM texts when onnxruntime is installed and the model runs on the CPU, torch otherwise; reuses cached float32 vectors first",
     "torch": "sentence-transformers' torch forward pass",
     "onnx": "ONNX Runtime, float32: the torch vectors up to float rounding (cosine > 0.9999), on every core",
-    "onnx-int8": "ONNX Runtime with int8 weights (the layers that write the residual stream stay float32): ~1.3x faster than 'onnx'; least cosine 0.988 to float32 over 13,971 gene texts (own cache key)",
+    "onnx-int8": "ONNX Runtime with int8 query/key/value projections: ~1.15x faster than 'onnx'; least cosine 0.998 to torch over 13,971 gene texts (cached under its own key)",
 }
-#: from this many texts to embed, ``backend='auto'`` runs ONNX Runtime (its one-time export takes ~20 s of CPU)
+#: from this many texts to embed, ``backend='auto'`` runs ONNX Runtime (its one-time export and
+#: quantisation take ~15 s of CPU)
 ONNX_FROM = 1000
 #: texts per ONNX Runtime call: small batches of similar token length carry little padding (0.98 of the
 #: tokens are text for the PBMC 3k gene texts, against 0.75 in sentence-transformers' batches of 64)
@@ -170,6 +171,16 @@ class TextEncoder(ABC):
         """Called before ``n`` cache misses are embedded: an encoder may choose how to run them."""
 
     @property
+    def lookup_keys(self) -> tuple[str, ...]:
+        """Cache keys whose vectors this encoder reuses, the preferred first."""
+        return (self.cache_key,)
+
+    @property
+    def store_key(self) -> str:
+        """Cache key of the vectors the model computes now (after :meth:`_start` chose how to run)."""
+        return self.cache_key
+
+    @property
     def cache(self) -> EmbeddingCache | None:
         if self._cache_setting is False:
             return None
@@ -191,7 +202,9 @@ class TextEncoder(ABC):
         hashes = [text_hash(t) for t in texts]
         unique = dict(zip(hashes, texts))
         cache = self.cache
-        found = cache.get(self.cache_key, list(unique)) if cache is not None else {}
+        found: dict[str, np.ndarray] = {}
+        for key in self.lookup_keys if cache is not None else ():
+            found.update(cache.get(key, [h for h in unique if h not in found]))
         missing = [h for h in unique if h not in found]
         # Cache misses go to the model in slices of ``cache_every`` texts, each stored at once, so an
         # interrupted run keeps what it computed.
@@ -205,7 +218,7 @@ class TextEncoder(ABC):
             vecs = _l2(self._encode([unique[h] for h in part]))
             self.n_encoded += len(part)
             if cache is not None:
-                cache.put(self.cache_key, part, vecs)
+                cache.put(self.store_key, part, vecs)
             found.update(zip(part, vecs))
             if report:
                 done = len(found) - (len(unique) - len(missing))
@@ -341,6 +354,21 @@ class SentenceTransformerEncoder(TextEncoder):
         return self._key + ("|onnx-int8" if self.backend == "onnx-int8" else "")
 
     @property
+    def lookup_keys(self) -> tuple[str, ...]:
+        # 'auto' reuses float32 vectors where it has them, its own int8 ones otherwise
+        return (self._key, self._key + "|onnx-int8") if self.backend == "auto" else (self.cache_key,)
+
+    @property
+    def store_key(self) -> str:
+        return self._key + "|onnx-int8" if self._variant() == "int8" else self._key
+
+    def _variant(self) -> str | None:
+        """The ONNX variant this encoder runs now (None: torch)."""
+        if not self._use_onnx:
+            return None
+        return "fp32" if self.backend == "onnx" else "int8"
+
+    @property
     def model(self) -> Any:
         if self._model is None:
             require("sentence_transformers", "sentence-transformers text encoders")
@@ -389,9 +417,8 @@ class SentenceTransformerEncoder(TextEncoder):
             from mmgene.text.onnx_backend import OnnxRunner, onnx_model
 
             model = self.model
-            variant = "int8" if self.backend == "onnx-int8" else "fp32"
             try:
-                path = onnx_model(model, _weights_fingerprint(self.path, _stamp(Path(self.path))), variant)
+                path = onnx_model(model, _weights_fingerprint(self.path, _stamp(Path(self.path))), self._variant() or "fp32")
             except ModelError as exc:
                 if self.backend != "auto":
                     raise

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from mmgene.settings import settings
 #: bump when the exported graph changes (inputs, outputs, exporter options): old exports are not reused
 EXPORT_VERSION = 1
 #: bump when the int8 quantisation changes (which layers, how)
-QUANTISE_VERSION = 2
+QUANTISE_VERSION = 3
 #: the tokenizer outputs an exported model may take
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 VARIANTS = ("fp32", "int8")
@@ -69,7 +70,7 @@ def onnx_model(st_model: Any, weights_key: str, variant: str = "fp32") -> Path:
 
         with atomic_path(path, overwrite=True) as tmp:  # mmgene's own cache
             try:
-                quantize_dynamic(source, tmp, per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=residual_writers(source))
+                quantize_dynamic(source, tmp, per_channel=True, weight_type=QuantType.QInt8, nodes_to_quantize=attention_projections(source))
             except Exception as exc:  # noqa: BLE001 - any failure of the quantiser means: use float32
                 raise ModelError(f"the ONNX model cannot be quantised ({cause(exc)})", str(source), "use backend='onnx' or 'torch'") from exc
         return path
@@ -79,30 +80,16 @@ def onnx_model(st_model: Any, weights_key: str, variant: str = "fp32") -> Path:
     return path
 
 
-def residual_writers(path: Path) -> list[str]:
-    """Names of the weight MatMuls whose output (after at most one bias Add) is added to a computed
-    tensor: the projections that write into a transformer's residual stream."""
+def attention_projections(path: Path) -> list[str]:
+    """Names of the weight MatMuls that read the same tensor as another weight MatMul: each block's
+    query, key and value projections (the feed-forward and output projections each read their own)."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
     constants = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-
-    def adds(tensor: str) -> list[Any]:
-        return [n for n in consumers.get(tensor, []) if n.op_type == "Add"]
-
-    def added_to_computed(tensor: str) -> bool:
-        return any(i != tensor and i not in constants for add in adds(tensor) for i in add.input)
-
-    def after_bias(tensor: str) -> str:
-        bias = [add for add in adds(tensor) if all(i == tensor or i in constants for i in add.input)]
-        return bias[0].output[0] if bias else tensor
-
     weights = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
-    return [n.name for n in weights if added_to_computed(n.output[0]) or added_to_computed(after_bias(n.output[0]))]
+    readers = Counter(n.input[0] for n in weights)
+    return [n.name for n in weights if readers[n.input[0]] > 1]
 
 
 def tokenize(st_model: Any, texts: list[str]) -> dict[str, Any]:
