@@ -88,8 +88,8 @@ def embed(
     dimensions: Optional[int] = typer.Option(None, help="OpenAI text-embedding-3 output dimensions."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible API root (default $OPENAI_BASE_URL)."),
     backend: TextBackend = typer.Option(
-        "auto", help="How a sentence-transformers encoder runs: auto (ONNX Runtime for 1,000 texts or more), torch, onnx, "
-        "or onnx-int8 (~1.3x faster; least cosine 0.988 to float32 on gene texts, cached apart)."
+        "auto", help="How a sentence-transformers encoder runs: auto (onnx-int8 for 1,000 texts or more), torch, onnx "
+        "(float32, torch's vectors), or onnx-int8 (int8 Q/K/V; least cosine 0.998 to torch on gene texts, cached apart)."
     ),
     overwrite: bool = overwrite_option(),
     as_json: bool = json_option(),

@@ -11,12 +11,11 @@ and the variant. Nothing from the model folder is executed: the ONNX file is dat
 Runtime. A fresh export is checked against the torch model on probe texts before it is kept.
 
 Variants: ``fp32`` (the same vectors as torch up to float rounding, cosine > 0.9999) and ``int8``
-(weights quantised per channel, activations dynamically). int8 keeps in float32 the projections that
-write into the residual stream (each block's attention output and second feed-forward layer, found
-in the graph: :func:`residual_writers`): their rounding errors add up along the stream. Over PBMC
-3k's 13,971 gene texts that lifts the least cosine to float32 from 0.985 to 0.988 at about the same
-speed, still short of 0.99 for the worst texts, so int8 stays opt-in with its own cache key
-(``docs/benchmarks.md``).
+(weights quantised per channel, activations dynamically) for each block's query, key and value
+projections only (:func:`attention_projections`); the output and feed-forward projections stay
+float32. Over PBMC 3k's 13,971 gene texts int8 is 1.15x faster than float32 with a least cosine of
+0.998 to torch; quantising more layers was faster but fell below 0.99 for the worst texts
+(``docs/benchmarks.md``). int8 vectors have their own cache key.
 """
 
 from __future__ import annotations
