@@ -57,7 +57,7 @@ class CountingEncoder:
 
     def __init__(self, inner):
         self.inner, self.calls = inner, 0
-        self.name, self.cache_key = inner.name, inner.cache_key
+        self.name, self.cache_key, self.backend = inner.name, inner.cache_key, inner.backend  # the table is keyed by both
 
     def encode(self, texts):
         self.calls += 1
