@@ -351,16 +351,20 @@ class SentenceTransformerEncoder(TextEncoder):
     @property
     def cache_key(self) -> str:
         # float32 ONNX gives torch's vectors up to float rounding, so they share the cache; int8 does not
-        return self._key + ("|onnx-int8" if self.backend == "onnx-int8" else "")
+        return self._int8_key if self.backend == "onnx-int8" else self._key
+
+    @property
+    def _int8_key(self) -> str:
+        return self._key + "|onnx-int8"
 
     @property
     def lookup_keys(self) -> tuple[str, ...]:
         # 'auto' reuses float32 vectors where it has them, its own int8 ones otherwise
-        return (self._key, self._key + "|onnx-int8") if self.backend == "auto" else (self.cache_key,)
+        return (self._key, self._int8_key) if self.backend == "auto" else (self.cache_key,)
 
     @property
     def store_key(self) -> str:
-        return self._key + "|onnx-int8" if self._variant() == "int8" else self._key
+        return self._int8_key if self._variant() == "int8" else self._key
 
     def _variant(self) -> str | None:
         """The ONNX variant this encoder runs now (None: torch)."""
