@@ -3,11 +3,12 @@
 Embeds the same texts (the offline gene text of every gene expressed in PBMC 3k, ~14,000, as
 ``default_gene_vectors`` would for that dataset) with each backend of
 :class:`~mmgene.text.encoders.SentenceTransformerEncoder`, in one process, without the embedding
-cache, and prints texts/s (wall clock and per CPU second), the ratio to the torch path, and the
-least cosine between each backend's vectors and torch's. The ONNX timings include the one-time export
-(and quantisation) into a fresh cache folder, as a first run would; ``--warm`` times a second run too.
+cache, each backend in a fresh mmgene cache folder, and prints texts/s (wall clock and per CPU
+second), the ratio to the torch path, and the least cosine between each backend's vectors and torch's.
+The ONNX timings include the one-time export (and quantisation), as a first run would; ``--warm``
+times a second run too.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_gene_vectors.py [--n 2000] [--backends torch,onnx,onnx-int8] [--threads 2]
+    OMP_NUM_THREADS=1 python benchmarks/bench_gene_vectors.py [--n 2000] [--backends torch,onnx,auto] [--threads 2]
 
 torch runs with ``settings.torch_threads`` (default 1, as ``mmgene`` does); ONNX Runtime with
 ``--threads`` (default: every core this process may use, as ``mmgene`` does).
@@ -61,7 +62,7 @@ def run(backend: str, texts: list[str], threads: int | None) -> tuple[np.ndarray
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=None, help="a random subset of this many texts (default: all)")
-    parser.add_argument("--backends", default="torch,onnx,onnx-int8")
+    parser.add_argument("--backends", default="torch,onnx,auto", help="auto: mmgene's default (onnx-int8 for this many texts)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: every core)")
     parser.add_argument("--warm", action="store_true", help="also time a second ONNX run (export cached)")
     parser.add_argument("--json", type=Path, default=None)
@@ -70,15 +71,18 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from mmgene.settings import settings
 
-    settings.cache_dir = tempfile.mkdtemp(prefix="bench-gene-vectors-")  # a first run: nothing exported yet
     texts = gene_texts(args.n)
     print(f"{len(texts):,} gene texts; {len(os.sched_getaffinity(0))} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
     results: dict[str, dict[str, float]] = {}
     reference: np.ndarray | None = None
     runs = [(b, "first") for b in args.backends.split(",")]
     if args.warm:
-        runs += [(b, "warm") for b in args.backends.split(",") if b.startswith("onnx")]
+        runs += [(b, "warm") for b in args.backends.split(",") if b != "torch"]
+    folders: dict[str, str] = {}
     for backend, which in runs:
+        if which == "first":  # a cache folder of its own: nothing exported yet, as on a first run
+            folders[backend] = tempfile.mkdtemp(prefix=f"bench-gene-vectors-{backend}-")
+        settings.cache_dir = folders[backend]
         vecs, wall, cpu = run(backend, texts, args.threads)
         if reference is None:
             reference = vecs
