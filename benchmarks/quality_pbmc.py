@@ -21,12 +21,12 @@ where the dataset's labels and textbook markers disagree.
 
 Trains with the library's defaults (``mmgene.align.config``, the same as ``mmgene train``: 3 epochs,
 256 genes per cell, gene-text bridge on, HVG-panel augmentation 0.3, explicit gene channel 0.3 in
-training and 0.5 when encoding); ``--epochs``, ``--gene-channel``, ``--query-channel``,
+training and 0.5 when encoding, the defaults for one AnnData); ``--epochs``, ``--gene-channel``, ``--query-channel``,
 ``--panel-share``, ``--hard-negatives`` and ``--seed`` override one setting each. Seed 0, one torch thread, prompts expanded with
 canonical marker genes (``mmgene.text.markers``; ``--no-markers``: names only), plain cosine argmax
 then refinement (``--standardize`` without refinement z-scores each class's scores over the query
 cells instead; it uses no labels and leaves AUROC unchanged). Every run also prints ours with the other marker and standardize settings.
-``--hard-negatives K`` trains with negatives re-mined by the model after every epoch (off by default).
+``--hard-negatives K`` trains with negatives re-mined by the model after every epoch (off by default for one AnnData).
 """
 
 from __future__ import annotations

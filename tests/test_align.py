@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmgene.align.config import AlignConfig, ModelConfig, TrainingConfig
+from mmgene.align.config import CORPUS_DEFAULTS, AlignConfig, ModelConfig, TrainingConfig
 from mmgene.errors import InputFileError, ModelError, ParameterError
 from mmgene.pairs.config import PairsConfig
 
@@ -139,8 +139,9 @@ def test_the_training_config_is_saved_loaded_and_shown_in_the_card(trained, tmp_
     model, out = trained
     config = model.config
     assert config.pairs == PairsConfig(max_genes=128, captions_per_cell=1)
-    assert config.model == ModelConfig(gene_dim=32, dim=32, gene_bridge=False)
-    assert config.training == TrainingConfig(max_steps=6, batch_size=32, eval_steps=3, seed=0)
+    assert config.model == ModelConfig(gene_dim=32, dim=32, gene_bridge=False, query_channel=0.5)
+    # the saved config says what ran: one AnnData trains without hard negatives and encodes at 0.5 when none is given
+    assert config.training == TrainingConfig(max_steps=6, batch_size=32, eval_steps=3, seed=0, hard_negatives=0)
     saved = json.loads((out / "mmgene_align.json").read_text())
     assert saved["config"] == json.loads(json.dumps(config.to_dict())) and saved["config"]["training"]["epochs"] == 3.0
     again = load(out)
@@ -177,7 +178,9 @@ def test_config_defaults_are_the_benchmarked_configuration():
     from dataclasses import fields
 
     config = AlignConfig()
-    assert (config.training.epochs, config.model.gene_channel, config.model.query_channel) == (3.0, 0.3, 0.5)
+    assert (config.training.epochs, config.model.gene_channel) == (3.0, 0.3)
+    # left to the trainer: hard negatives 5 for a corpus in memory, else 0; encoding weight 0.7 for a corpus, else 0.5
+    assert (config.training.hard_negatives, config.model.query_channel) == (None, None)
     assert (config.pairs.max_genes, config.pairs.panel_share, config.model.gene_bridge) == (256, 0.3, True)
     names = [f.name for section in fields(config) for f in fields(getattr(config, section.name))]
     assert len(names) == len(set(names))  # the CLI routes each option to its config by field name
@@ -291,7 +294,10 @@ def test_cli_train_and_evaluate(tmp_path, small_pbmc):
     assert res.exit_code == 0, res.output
     saved = json.loads((out / "mmgene_align.json").read_text())["config"]
     # the options given override their fields; every other field keeps the config's default
-    expected = AlignConfig(model=ModelConfig(gene_bridge=False), training=TrainingConfig(max_steps=2, batch_size=16))
+    # (settings left to the trainer are recorded as run: one AnnData's defaults)
+    expected = AlignConfig(
+        model=ModelConfig(gene_bridge=False, query_channel=0.5), training=TrainingConfig(max_steps=2, batch_size=16, hard_negatives=0)
+    )
     assert saved == json.loads(json.dumps(expected.to_dict()))
     res = runner.invoke(app, ["evaluate", str(out), str(h5), "--label-col", "cell_type", "--no-baseline", "--out", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
@@ -497,7 +503,7 @@ def test_gene_channel_query_weight_applies_when_encoding(tmp_path):
 
 
 def test_query_channel_acts_only_through_the_gene_channel():
-    """The channel is on by default (weight 0.3, 0.5 when encoding); gene_channel=0 or no bridge turns it off."""
+    """The channel is on by default (weight 0.3; when encoding 0.5 unless a corpus trainer set 0.7); gene_channel=0 or no bridge turns it off."""
     from mmgene.align.model import build_model
 
     genes = ["NKG7", "MS4A1", "CD14", "LYZ", "GNLY"]
@@ -509,6 +515,8 @@ def test_query_channel_acts_only_through_the_gene_channel():
     small = dict(gene_dim=8, hidden=16, dim=8)
     (channel,) = channels(ModelConfig(**small))
     assert (channel.weight, channel.query_weight) == (0.3, 0.5)
+    (channel,) = channels(AlignConfig(model=ModelConfig(**small)).resolved(CORPUS_DEFAULTS).model)
+    assert (channel.weight, channel.query_weight) == (0.3, 0.7)
     assert channels(ModelConfig(**small, gene_channel=0.0)) == []
     assert channels(ModelConfig(**small, gene_bridge=False)) == []
     with pytest.raises(ParameterError, match="query_channel must be in"):
@@ -602,6 +610,19 @@ def test_hard_negative_training_is_deterministic_for_a_seed_with_mnrl(small_pbmc
     np.testing.assert_array_equal(a.encode_cells(cells), b.encode_cells(cells))
     np.testing.assert_array_equal(a.encode_text(["a B cell"]), b.encode_text(["a B cell"]))
     assert a.meta["run"]["rounds"] == 2 and a.config.training.loss == "mnrl"
+
+
+def test_settings_left_to_the_trainer_resolve_to_its_defaults():
+    from mmgene.align.config import ANNDATA_DEFAULTS, STREAMED_DEFAULTS
+
+    assert (CORPUS_DEFAULTS.hard_negatives, CORPUS_DEFAULTS.query_channel) == (5, 0.7)
+    assert (ANNDATA_DEFAULTS.hard_negatives, ANNDATA_DEFAULTS.query_channel) == (0, 0.5)
+    assert (STREAMED_DEFAULTS.hard_negatives, STREAMED_DEFAULTS.query_channel) == (0, 0.7)
+    corpus = AlignConfig(training=TrainingConfig(seed=3)).resolved(CORPUS_DEFAULTS)
+    assert corpus == AlignConfig(model=ModelConfig(query_channel=0.7), training=TrainingConfig(seed=3, hard_negatives=5))
+    given = AlignConfig(model=ModelConfig(query_channel=0.2), training=TrainingConfig(hard_negatives=0))
+    assert given.resolved(CORPUS_DEFAULTS) == given  # values the user gave are kept
+    assert ModelConfig().encoding_weight == 0.5 and ModelConfig(query_channel=0.9).encoding_weight == 0.9
 
 
 def test_hard_negatives_bad_values(small_pbmc):

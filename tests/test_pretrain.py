@@ -130,10 +130,10 @@ def test_recipe_records_datasets_census_query_labels_and_config(seed0, corpus_di
         "T cells": "CL:0000084", "B cells": "CL:0000236", "NK": "CL:0000623", "doublets": ""
     }
     assert sorted(saved["classes"]) == ["B cell", "T cell", "natural killer cell"]
-    from mmgene.align.config import AlignConfig, TrainingConfig
+    from mmgene.align.config import CORPUS_DEFAULTS, AlignConfig, TrainingConfig
 
     # every training setting but the seed and the step limit is the library's default, from the dataclasses
-    assert AlignConfig.from_dict(saved["config"]) == AlignConfig(training=TrainingConfig(seed=0, max_steps=2))
+    assert AlignConfig.from_dict(saved["config"]) == AlignConfig(training=TrainingConfig(seed=0, max_steps=2)).resolved(CORPUS_DEFAULTS)
 
 
 @pytest.mark.slow

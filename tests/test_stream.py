@@ -338,6 +338,8 @@ def test_train_stream_trains_and_saves_a_model(manifest, tmp_path):
     assert model.meta["datasets"] == ["human_pbmc", "mouse_pbmc"] and model.meta["run"]["steps"] == 3
     assert model.meta["stream"]["chunk_size"] == 16 and model.meta["test_cells"] == 10
     assert model.meta["train_cells"] == 48 + 60 and model.meta["unlabelled_cells"] == 2
+    # a streamed corpus cannot mine hard negatives (none by default) and encodes as a corpus does
+    assert (model.config.training.hard_negatives, model.config.model.query_channel) == (0, 0.7)
     loaded = load(out)
     assert loaded.meta["dataset_classes"] == model.meta["dataset_classes"]
     vectors = loaded.encode_cells(read_corpus(manifest)["human_pbmc"].adata[:4].copy())

@@ -167,6 +167,8 @@ def test_train_corpus_on_shared_datasets_saves_a_model_that_reads_mouse_cells(sh
     assert model.meta["datasets"] == ["baron", "zilionis"]
     assert sorted(model.meta["dataset_classes"]["zilionis"]) == ["B cell", "T cell", "natural killer cell", "neutrophil"]
     assert model.meta["balance"]["rows_per_dataset"] == 160
+    # a corpus in memory trains with hard negatives by default: 320 rows / 32 = 10 steps a round, so 2 rounds
+    assert (model.config.training.hard_negatives, model.meta["run"]["rounds"]) == (5, 2)
     loaded = load(out)
     assert loaded.meta["dataset_classes"] == model.meta["dataset_classes"]
     mouse = corpus["zilionis"].adata[:16].copy()  # its own (mouse) symbols: the vocabulary matches case-insensitively
@@ -184,6 +186,8 @@ def test_cli_train_corpus(tiny_manifest, tmp_path):
     meta = json.loads((out / "mmgene_align.json").read_text())
     assert meta["datasets"] == ["human_pbmc", "mouse_pbmc"]
     assert set(meta["dataset_classes"]) == {"human_pbmc", "mouse_pbmc"}
+    assert meta["config"]["training"]["hard_negatives"] == 5  # the corpus default, recorded as run
+    assert meta["config"]["model"]["query_channel"] == 0.7
 
 
 def test_cli_train_corpus_refuses_bad_input(tiny_manifest, tmp_path):

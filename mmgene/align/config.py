@@ -1,14 +1,17 @@
 """The settings of an aligned model and of its training, one default each.
 
-The defaults are the best configuration measured (``benchmarks/quality_pbmc.py``): the library, the
-CLI, the demo and the benchmark all train with them. A trained model stores its three configs in
-``mmgene_align.json`` (``dataclasses.asdict``) and :func:`mmgene.align.load` reads them back as
-:attr:`mmgene.align.AlignedModel.config`.
+The defaults are the best configuration measured: the library, the CLI, the demo and the benchmarks
+all train with them. Two settings depend on what a model learns from and are left to the trainer
+(``None``): hard negatives and the gene channel's encoding weight, chosen by leaving datasets out for a
+corpus (``benchmarks/cross_dataset.py``) and on PBMC 3k for one AnnData (``benchmarks/quality_pbmc.py``);
+see :class:`TrainerDefaults`. A trained model stores its three configs as they ran (those settings
+filled in) in ``mmgene_align.json`` (``dataclasses.asdict``) and :func:`mmgene.align.load` reads them
+back as :attr:`mmgene.align.AlignedModel.config`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mmgene.config import check_share, check_whole, from_dict, setting
@@ -17,7 +20,24 @@ from mmgene.pairs.config import PairsConfig
 
 LOSSES = ("clip", "mnrl")
 DEVICES = ("auto", "cpu", "cuda")
+
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainerDefaults:
+    """The settings a config leaves to the trainer (``None``), by what the trainer learns from."""
+
+    hard_negatives: int
+    query_channel: float
+
+
+#: one AnnData (:func:`mmgene.align.train`): chosen on PBMC 3k (docs/benchmarks.md, first section)
+ANNDATA_DEFAULTS = TrainerDefaults(hard_negatives=0, query_channel=0.5)
+#: a corpus in memory (:func:`mmgene.align.train_corpus`, ``pretrain``): chosen by leaving datasets out
+CORPUS_DEFAULTS = TrainerDefaults(hard_negatives=5, query_channel=0.7)
+#: a streamed corpus: as in memory, but it cannot mine hard negatives (every row is rewritten between rounds)
+STREAMED_DEFAULTS = TrainerDefaults(hard_negatives=0, query_channel=0.7)
 
 
 @dataclass(frozen=True)
@@ -40,13 +60,20 @@ class ModelConfig:
         0.3, "Weight of the explicit gene channel in the joint space during training (0: off; needs gene_bridge)"
     )
     query_channel: float | None = setting(
-        0.5, "Weight of the gene channel when the trained model encodes (none: gene_channel); larger leans on the genes a prompt names"
+        None,
+        "Weight of the gene channel when the trained model encodes; larger leans on the genes a prompt names "
+        "(none: 0.7 for a corpus, 0.5 for one AnnData)",
     )
 
     def __post_init__(self) -> None:
         check_share(self.gene_channel, "gene_channel", "ModelConfig.gene_channel")
         if self.query_channel is not None:
             check_share(self.query_channel, "query_channel", "ModelConfig.query_channel")
+
+    @property
+    def encoding_weight(self) -> float:
+        """The gene channel's weight when encoding: ``query_channel``, else the one-AnnData default."""
+        return ANNDATA_DEFAULTS.query_channel if self.query_channel is None else self.query_channel
 
     @property
     def channel_on(self) -> bool:
@@ -70,10 +97,11 @@ class TrainingConfig:
         128, "Training rows per batch (the global batch: under torchrun each of N processes takes batch_size / N rows)"
     )
     learning_rate: float = setting(2e-3, "AdamW learning rate (cosine schedule, 5% warm-up)")
-    hard_negatives: int = setting(
-        0,
+    hard_negatives: int | None = setting(
+        None,
         "K > 0: train in rounds; after each, give every training row a caption of another class drawn from the K "
-        "the model as trained so far scores closest (0: off)",
+        "the model as trained so far scores closest (0: off; none: 5 for a corpus in memory, 0 for one AnnData "
+        "and for a streamed corpus)",
     )
     mine_every: int = setting(0, "With hard_negatives: steps per round (0: one epoch)")
     eval_steps: int = setting(
@@ -94,15 +122,17 @@ class TrainingConfig:
             )
         if self.precision not in PRECISIONS:
             raise ParameterError(f"precision must be one of {PRECISIONS}, got {self.precision!r}", "TrainingConfig.precision")
-        check_whole(
-            self.hard_negatives,
-            "hard_negatives",
-            "TrainingConfig.hard_negatives",
-            "pass 0 (off) or K >= 1: the number of closest other-class captions to draw each negative from",
-        )
+        if self.hard_negatives is not None:
+            check_whole(
+                self.hard_negatives,
+                "hard_negatives",
+                "TrainingConfig.hard_negatives",
+                "pass 0 (off) or K >= 1: the number of closest other-class captions to draw each negative from",
+            )
         check_whole(self.mine_every, "mine_every", "TrainingConfig.mine_every", "pass 0 (every epoch) or a step count")
         if self.batch_size < 2:
             raise ParameterError(f"batch_size must be at least 2, got {self.batch_size}", "TrainingConfig.batch_size")
+
 
 
 @dataclass(frozen=True)
@@ -137,6 +167,15 @@ class AlignConfig:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return asdict(self)
+
+    def resolved(self, defaults: TrainerDefaults) -> AlignConfig:
+        """This config with the settings left to the trainer (``None``) set to ``defaults``, as a model records them."""
+        model, training = self.model, self.training
+        if model.query_channel is None:
+            model = replace(model, query_channel=defaults.query_channel)
+        if training.hard_negatives is None:
+            training = replace(training, hard_negatives=defaults.hard_negatives)
+        return AlignConfig(self.pairs, model, training)
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "config") -> AlignConfig:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.align.balance import balanced_rows, default_rows
-from mmgene.align.config import AlignConfig, CorpusTrainingConfig, ModelConfig, TrainingConfig
+from mmgene.align.config import CORPUS_DEFAULTS, AlignConfig, CorpusTrainingConfig, ModelConfig, TrainingConfig, TrainerDefaults
 from mmgene.atomic import check_output
 from mmgene.errors import ParameterError
 from mmgene.pairs.config import PairsConfig
@@ -186,6 +186,48 @@ def _obsm_dims(corpus: Any, inputs: Sequence[str]) -> list[int]:
     return dims
 
 
+def start_training(
+    corpus: Any, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig | None,
+    defaults: TrainerDefaults, out: str | os.PathLike[str] | None, overwrite: bool,
+) -> tuple[AlignConfig, CorpusTrainingConfig, list[int]]:
+    """The checks and settings both corpus trainers start with: ``config`` with the settings left to the
+    trainer set to ``defaults``, the balance config, and the obsm inputs' widths (one per dataset, else
+    a ParameterError); ``out`` must be writable and the corpus not empty. Sets torch's threads."""
+    import torch
+
+    from mmgene.settings import settings
+
+    config = config.resolved(defaults)
+    if out is not None:
+        check_output(out, overwrite=overwrite)
+    if len(corpus) == 0:
+        raise ParameterError("the corpus has no dataset", "argument corpus", "list at least one dataset")
+    obsm_dims = _obsm_dims(corpus, inputs)
+    torch.set_num_threads(max(1, settings.torch_threads))
+    return config, balance or CorpusTrainingConfig(), obsm_dims
+
+
+def corpus_meta(corpus: Any, examples: TrainingPairs, record: dict[str, Any], related: Any, run: Any, seconds: float) -> dict[str, Any]:
+    """What a model trained on a corpus records: its classes, datasets and each one's classes and
+    label columns, the cells trained and held out, how rows were balanced, and the run. ``record``
+    holds ``datasets``, ``dataset_classes``, ``class_ids``, ``train_cells`` and ``balance``."""
+    related_pairs = int((related.sum() - len(related)) // 2) if related is not None else 0
+    return {
+        "classes": list(examples.classes),
+        **{k: record[k] for k in ("datasets", "dataset_classes", "class_ids")},
+        "label_cols": {ds.name: ds.spec.label_col for ds in corpus},
+        "ontology_col": {ds.name: ds.spec.ontology_col for ds in corpus},
+        "unlabelled_cells": int(examples.unlabelled_cells),
+        "train_cells": int(record["train_cells"]),
+        "test_cells": int(len(examples["test"])) if "test" in examples else 0,
+        "balance": {**record["balance"], "related_class_pairs": related_pairs},
+        "run": run.summary,
+        "temperature": run.temperature,
+        "train_seconds": round(seconds, 1),
+        "eval_history": run.evaluator.history if run.evaluator is not None else [],
+    }
+
+
 def train_corpus(
     corpus: Any,
     *,
@@ -208,42 +250,20 @@ def train_corpus(
     from mmgene.lazy import require
 
     require("torch", "training on a corpus")
-    import torch
-
     from mmgene.align.model import AlignedModel
     from mmgene.align.fit import fit_pairs
-    from mmgene.settings import settings
     from mmgene.text.ontology import related_terms
 
-    config = AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig())
-    balance = balance or CorpusTrainingConfig()
-    if out is not None:
-        check_output(out, overwrite=overwrite)
-    if len(corpus) == 0:
-        raise ParameterError("the corpus has no dataset", "argument corpus", "list at least one dataset")
-    obsm_dims = _obsm_dims(corpus, inputs)
-    torch.set_num_threads(max(1, settings.torch_threads))
+    config, balance, obsm_dims = start_training(
+        corpus, inputs, AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig()),
+        balance, CORPUS_DEFAULTS, out, overwrite,
+    )
     t0 = time.perf_counter()
     examples, record = corpus_pairs(corpus, inputs=inputs, config=config, balance=balance)
     related = related_terms(GlobalClasses(record["class_ids"], [], []).term_ids) if balance.mask_related else None
     run = fit_pairs(examples, inputs=inputs, config=config, obsm_dims=obsm_dims, related=related)
     seconds = time.perf_counter() - t0
-    related_pairs = int((related.sum() - len(related)) // 2) if related is not None else 0
-    meta = {
-        "classes": list(examples.classes),
-        **{k: record[k] for k in ("datasets", "dataset_classes", "class_ids")},
-        "label_cols": {ds.name: ds.spec.label_col for ds in corpus},
-        "ontology_col": {ds.name: ds.spec.ontology_col for ds in corpus},
-        "unlabelled_cells": int(examples.unlabelled_cells),
-        "train_cells": int(record["train_cells"]),
-        "test_cells": int(len(examples["test"])) if "test" in examples else 0,
-        "balance": {**record["balance"], "related_class_pairs": related_pairs},
-        "run": run.summary,
-        "temperature": run.temperature,
-        "train_seconds": round(seconds, 1),
-        "eval_history": run.evaluator.history if run.evaluator is not None else [],
-    }
-    aligned = AlignedModel(run.st, list(inputs), meta, config)
+    aligned = AlignedModel(run.st, list(inputs), corpus_meta(corpus, examples, record, related, run, seconds), config)
     if out is not None:
         aligned.save(out, overwrite=overwrite)
     info(f"trained on {len(corpus)} datasets in {seconds:.0f} s")

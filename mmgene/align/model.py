@@ -134,7 +134,7 @@ def build_model(
             weight=config.gene_channel,
             learned_dim=config.dim,
             use_mentions=True,
-            query_weight=config.query_channel,
+            query_weight=config.encoding_weight,
         )
         cell_route.append(channel)
         text_route.append(channel)

@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 
 from mmgene.align.balance import balanced_rows, default_rows
-from mmgene.align.config import AlignConfig, CorpusTrainingConfig, ModelConfig, TrainingConfig
-from mmgene.align.corpus_train import GlobalClasses, _merge_markers, _obsm_dims, _shown, _term_of, class_key, human_view
-from mmgene.atomic import check_output
+from mmgene.align.config import STREAMED_DEFAULTS, AlignConfig, CorpusTrainingConfig, ModelConfig, TrainingConfig
+from mmgene.align.corpus_train import (
+    GlobalClasses, _merge_markers, _shown, _term_of, class_key, corpus_meta, human_view, start_training,
+)
 from mmgene.cells.inputs import GENES
 from mmgene.errors import ParameterError
 from mmgene.pairs.config import PairsConfig
@@ -238,28 +239,20 @@ def train_stream(
     from mmgene.lazy import require
 
     require("torch", "streamed training on a corpus")
-    import torch
-
     from mmgene import distributed
     from mmgene.align.fit import fit_pairs
     from mmgene.align.model import AlignedModel
     from mmgene.pairs.result import TrainingPairs
-    from mmgene.settings import settings
     from mmgene.text.ontology import related_terms
 
-    config = AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig())
-    balance, stream = balance or CorpusTrainingConfig(), stream or StreamConfig()
-    if config.training.hard_negatives:
+    given = AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig())
+    if given.training.hard_negatives:
         raise ParameterError(
             "hard negatives rewrite every training row between rounds, which a streamed corpus does not hold",
             "TrainingConfig.hard_negatives", "pass hard_negatives=0, or train in memory with train_corpus",
         )
-    if out is not None:
-        check_output(out, overwrite=overwrite)
-    if len(corpus) == 0:
-        raise ParameterError("the corpus has no dataset", "argument corpus", "list at least one dataset")
-    obsm_dims = _obsm_dims(corpus, inputs)
-    torch.set_num_threads(max(1, settings.torch_threads))
+    config, balance, obsm_dims = start_training(corpus, inputs, given, balance, STREAMED_DEFAULTS, out, overwrite)
+    stream = stream or StreamConfig()
     t0 = time.perf_counter()
     source = CorpusStream(corpus, inputs=inputs, config=config, balance=balance, stream=stream)
     prepare_s = time.perf_counter() - t0
@@ -272,30 +265,20 @@ def train_stream(
     related = related_terms(classes.term_ids) if balance.mask_related else None
     run = fit_pairs(examples, inputs=inputs, config=config, obsm_dims=obsm_dims, related=related)
     seconds = time.perf_counter() - t0
-    related_pairs = int((related.sum() - len(related)) // 2) if related is not None else 0
-    meta = {
-        "classes": list(classes.names),
+    record = {
         "datasets": source.names,
         "dataset_classes": {
             name: [classes.names[int(g)] for g in sorted(set(m[d.row_labels].tolist()))]
             for name, m, d in zip(source.names, source.mappings, source.datasets)
         },
         "class_ids": classes.keys,
-        "label_cols": {ds.name: ds.spec.label_col for ds in corpus},
-        "ontology_col": {ds.name: ds.spec.ontology_col for ds in corpus},
-        "unlabelled_cells": int(examples.unlabelled_cells),
-        "train_cells": int(sum(len(np.unique(d.plan.train[p // d.captions])) for d, p in zip(source.datasets, source.picked))),
-        "test_cells": int(len(test)) if test is not None else 0,
-        "balance": {
-            "rows_per_dataset": source.rows_per_dataset, "dataset_rows": source.dataset_rows,
-            "mask_related": balance.mask_related, "related_class_pairs": related_pairs,
-        },
-        "stream": {"chunk_size": stream.chunk_size, "shuffle_chunks": stream.shuffle_chunks, "eval_cells": stream.eval_cells,
-                   "prepare_seconds": round(prepare_s, 1)},
-        "run": run.summary,
-        "temperature": run.temperature,
-        "train_seconds": round(seconds, 1),
-        "eval_history": run.evaluator.history if run.evaluator is not None else [],
+        "train_cells": sum(len(np.unique(d.plan.train[p // d.captions])) for d, p in zip(source.datasets, source.picked)),
+        "balance": {"rows_per_dataset": source.rows_per_dataset, "dataset_rows": source.dataset_rows, "mask_related": balance.mask_related},
+    }
+    meta = corpus_meta(corpus, examples, record, related, run, seconds)
+    meta["stream"] = {
+        "chunk_size": stream.chunk_size, "shuffle_chunks": stream.shuffle_chunks, "eval_cells": stream.eval_cells,
+        "prepare_seconds": round(prepare_s, 1),
     }
     aligned = AlignedModel(run.st, list(inputs), meta, config)
     if out is not None:

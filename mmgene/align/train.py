@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.align.config import AlignConfig, ModelConfig, TrainingConfig
+from mmgene.align.config import ANNDATA_DEFAULTS, AlignConfig, ModelConfig, TrainingConfig
 from mmgene.align.fit import ZeroShotEvaluator, fit_pairs  # noqa: F401 (ZeroShotEvaluator: re-exported)
 from mmgene.atomic import check_output
 from mmgene.pairs.config import PairsConfig
@@ -94,7 +94,7 @@ def train(
     from mmgene.pairs import make_pairs
     from mmgene.settings import settings
 
-    config = AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig())
+    config = AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig()).resolved(ANNDATA_DEFAULTS)
     opt = config.training
     if out is not None:
         check_output(out, overwrite=overwrite)
