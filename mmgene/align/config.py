@@ -20,7 +20,6 @@ from mmgene.pairs.config import PairsConfig
 
 LOSSES = ("clip", "mnrl")
 DEVICES = ("auto", "cpu", "cuda")
-
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -132,7 +131,6 @@ class TrainingConfig:
         check_whole(self.mine_every, "mine_every", "TrainingConfig.mine_every", "pass 0 (every epoch) or a step count")
         if self.batch_size < 2:
             raise ParameterError(f"batch_size must be at least 2, got {self.batch_size}", "TrainingConfig.batch_size")
-
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 
 from mmgene.align.balance import balanced_rows, default_rows
-from mmgene.align.config import CORPUS_DEFAULTS, AlignConfig, CorpusTrainingConfig, ModelConfig, TrainingConfig, TrainerDefaults
+from mmgene.align.config import (
+    CORPUS_DEFAULTS, AlignConfig, CorpusTrainingConfig, ModelConfig, TrainerDefaults, TrainingConfig,
+)
 from mmgene.atomic import check_output
 from mmgene.errors import ParameterError
 from mmgene.pairs.config import PairsConfig
