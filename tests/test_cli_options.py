@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from typing import get_args
 
 import pytest
 from typer.testing import CliRunner
@@ -14,20 +15,19 @@ from mmgene.cli.app import app
 runner = CliRunner()
 
 
-def test_choices_are_the_values_the_library_accepts():
+def test_choices_have_one_home():
+    """The library and the CLI read each list of values from mmgene.choices (no copies to keep equal)."""
+    from mmgene import choices
     from mmgene.cells.dictionaries import VERSIONS
     from mmgene.cells.vocabulary import TIES
-    from mmgene.embed.geneformer import _DTYPES
-    from mmgene.embed.genept import OnEmpty
     from mmgene.embed.geneformer_pool import POOLINGS
     from mmgene.query.transfer import WEIGHTINGS
-    from typing import get_args
-
-    assert options.TIES == TIES and options.VERSIONS == VERSIONS and options.POOLINGS == POOLINGS
-    assert options.WEIGHTINGS == WEIGHTINGS and options.ON_EMPTY == get_args(OnEmpty) and options.DTYPES == tuple(_DTYPES)
     from mmgene.text.encoders import BACKENDS
 
-    assert options.TEXT_BACKENDS == tuple(BACKENDS)
+    assert TIES is choices.TIES and VERSIONS is choices.VERSIONS and POOLINGS is choices.POOLINGS
+    assert WEIGHTINGS is choices.WEIGHTINGS and BACKENDS is choices.TEXT_BACKENDS
+    assert get_args(options.Dtype) == ("float32", "fp32", "float", "float16", "fp16", "half", "bfloat16", "bf16")
+    assert get_args(options.OnEmpty) == ("nan", "zero", "raise") and get_args(options.TextBackend) == ("auto", "torch", "onnx", "onnx-int8")
 
 
 def _help(*command: str) -> str:

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from mmgene.choices import VERSIONS
 from mmgene.errors import InputFileError, ParameterError, RemoteError, cause
 
 HUB_REPO = "ctheodoris/Geneformer"
-VERSIONS = ("V1", "V2")
 #: genes a cell keeps (V1: no special tokens; V2: 4,094 genes wrapped in <cls> ... <eos>).
 MAX_GENES = {"V1": 2048, "V2": 4094}
 MAX_LENGTH = {"V1": 2048, "V2": 4096}

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mmgene.choices import TIES
 from mmgene.errors import GeneIdError, ParameterError, _preview
 from mmgene.io.expression import gene_symbols
 
 #: how equal values inside a cell are ordered.
-TIES = ("symbol", "position", "random")
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,8 @@ old spellings of ``--label-col``.
 
 Enumerated options are typed ``Literal[...]`` so that ``--help`` lists their values and a bad value
 stops before any work, as a one-line usage error with exit status 2 (:func:`mmgene.cli.app.main`).
-The values come from the library where it keeps them in a module that imports nothing heavy; the
-rest live in modules that import numpy or pandas, which ``mmgene --help`` must not load, so they are
-repeated here and ``tests/test_cli_options.py`` keeps each equal to the library's own list.
+The values come from the library's light modules (:mod:`mmgene.choices` and the packages' config
+modules), so ``mmgene --help`` lists them without loading numpy or torch.
 """
 
 from __future__ import annotations
@@ -16,26 +15,12 @@ from typing import Any, Literal, Optional
 import typer
 
 from mmgene.align.config import LOSSES
+from mmgene.choices import DTYPE_NAMES, POOLINGS, TEXT_BACKENDS, TIES, VERSIONS, WEIGHTINGS, OnEmpty
 from mmgene.errors import ParameterError
 from mmgene.hub.chunks import FORMATS
 from mmgene.hub.config import LAYOUTS
 from mmgene.hub.share import SHARE_KINDS
 from mmgene.index.params import KINDS
-
-#: mmgene.cells.vocabulary.TIES
-TIES = ("symbol", "position", "random")
-#: mmgene.cells.dictionaries.VERSIONS (matched case-insensitively)
-VERSIONS = ("V1", "V2")
-#: mmgene.embed.geneformer_pool.POOLINGS
-POOLINGS = ("mean", "cls")
-#: the names mmgene.embed.geneformer reads a dtype from (its _DTYPES)
-DTYPES = ("float32", "fp32", "float", "float16", "fp16", "half", "bfloat16", "bf16")
-#: mmgene.embed.genept.OnEmpty
-ON_EMPTY = ("nan", "zero", "raise")
-#: mmgene.query.transfer.WEIGHTINGS
-WEIGHTINGS = ("uniform", "distance")
-#: mmgene.text.encoders.BACKENDS
-TEXT_BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
 Loss = Literal[LOSSES]  # type: ignore[valid-type]
 Layout = Literal[LAYOUTS]  # type: ignore[valid-type]
@@ -45,10 +30,9 @@ IndexKind = Literal[KINDS]  # type: ignore[valid-type]
 Ties = Literal[TIES]  # type: ignore[valid-type]
 Version = Literal[VERSIONS]  # type: ignore[valid-type]
 Pooling = Literal[POOLINGS]  # type: ignore[valid-type]
-Dtype = Literal[DTYPES]  # type: ignore[valid-type]
-OnEmpty = Literal[ON_EMPTY]  # type: ignore[valid-type]
+Dtype = Literal[tuple(DTYPE_NAMES)]  # type: ignore[valid-type]
 Weighting = Literal[WEIGHTINGS]  # type: ignore[valid-type]
-TextBackend = Literal[TEXT_BACKENDS]  # type: ignore[valid-type]
+TextBackend = Literal[tuple(TEXT_BACKENDS)]  # type: ignore[valid-type]
 
 #: torch devices a command may run on: auto (CUDA when available), cpu, cuda, cuda:N, mps
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")

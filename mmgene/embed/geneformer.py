@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mmgene.choices import DTYPE_NAMES
 from mmgene.distributed import resolve_device  # one home for devices; importable from here, as before
 from mmgene.errors import ModelError, ParameterError, is_whole_number
 from mmgene.progress import info
@@ -22,11 +23,6 @@ from mmgene.settings import settings
 KEY = "X_geneformer"
 OK_COLUMN = "mmgene_geneformer_ok"
 
-_DTYPES = {
-    "float32": "float32", "fp32": "float32", "float": "float32",
-    "float16": "float16", "fp16": "float16", "half": "float16",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-}
 
 
 def resolve_dtype(dtype: str | Any | None) -> Any:
@@ -39,7 +35,7 @@ def resolve_dtype(dtype: str | Any | None) -> Any:
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ParameterError(f"dtype={dtype} is not a floating type torch can run BERT in", "argument dtype", "use float32, float16 or bfloat16")
         return dtype
-    name = _DTYPES.get(str(dtype).lower())
+    name = DTYPE_NAMES.get(str(dtype).lower())
     if name is None:
         raise ParameterError(f"dtype={dtype!r} is unknown", "argument dtype", "use 'float32', 'float16' or 'bfloat16'")
     return getattr(torch, name)

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from mmgene.choices import POOLINGS
 from mmgene.errors import ParameterError, is_whole_number
 from mmgene.progress import progress
 
-POOLINGS = ("mean", "cls")
 
 
 def batch_plan(lengths: np.ndarray, batch_size: int, *, sort: bool = True) -> list[np.ndarray]:

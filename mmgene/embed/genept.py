@@ -16,11 +16,12 @@ silently zero: by default their row is NaN, ``obs['<name>_n_genes']`` is 0 for t
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mmgene.choices import OnEmpty
 from mmgene.errors import DataError, GeneIdError, ParameterError
 from mmgene.io import expression
 from mmgene.progress import info, progress
@@ -29,7 +30,6 @@ from mmgene.provenance import record
 SENTENCE_PREFIX = "A cell with genes ranked by expression: "
 #: cell names listed in ``uns`` (the full flag is in obs).
 MAX_LISTED = 1000
-OnEmpty = Literal["nan", "zero", "raise"]
 
 
 def _check_on_empty(on_empty: str) -> None:

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmgene.choices import WEIGHTINGS
 from mmgene.errors import MissingColumnError, ParameterError
 from mmgene.query.labelling import UNKNOWN
 
-WEIGHTINGS = ("uniform", "distance")
 
 
 def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, list[str]]:

@@ -32,19 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from mmgene.choices import TEXT_BACKENDS as BACKENDS  # how a sentence-transformers model runs
 from mmgene.errors import DependencyError, ParameterError, RemoteError, cause
 from mmgene.lazy import require
 from mmgene.progress import info, progress, progress_enabled
 from mmgene.settings import settings
 
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-#: how a sentence-transformers model runs (``SentenceTransformerEncoder(backend=...)``)
-BACKENDS = {
-    "auto": "'onnx-int8' for jobs of at least ONNX_FROM texts when onnxruntime is installed and the model runs on the CPU, torch otherwise; reuses cached float32 vectors first",
-    "torch": "sentence-transformers' torch forward pass",
-    "onnx": "ONNX Runtime, float32: the torch vectors up to float rounding (cosine > 0.9999), on every core",
-    "onnx-int8": "ONNX Runtime with int8 query/key/value projections: ~1.15x faster than 'onnx'; least cosine 0.998 to torch over 13,971 gene texts (cached under its own key)",
-}
 #: from this many texts to embed, ``backend='auto'`` runs ONNX Runtime (its one-time export and
 #: quantisation take ~15 s of CPU)
 ONNX_FROM = 1000
