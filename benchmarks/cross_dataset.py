@@ -63,6 +63,13 @@ def _print(report: dict) -> None:
         if immune:
             print(f"mean balanced accuracy over {len(immune)} immune datasets (Cell Ontology prompts, {label}): "
                   f"{sum(immune) / len(immune):.3f} (bar: >= 0.80)")
+    left = [report["datasets"][n]["mmgene"].get("left_out_label") for n in IMMUNE if n in report["datasets"]]
+    left = [v for v in left if v]
+    for key in ("others", "without_others") if left else ():
+        cells = sum(v[key]["left_out_called_unknown"] for v in left) / len(left)
+        rest = sum(v[key]["rest_called_unknown"] for v in left) / len(left)
+        print(f"a left-out label over {len(left)} immune datasets ({key.replace('_', ' ')}): "
+              f"{cells:.3f} of its cells and {rest:.3f} of the rest called unknown")
     print(json.dumps(report["summary"], indent=1))
 
 

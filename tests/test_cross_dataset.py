@@ -46,20 +46,30 @@ def test_summary_and_table():
               "single": {"ontology": _metrics(0.5, 0.7), "author": _metrics(0.5, 0.7)}, "mapper": _metrics(0.7, float("nan"))},
         "b": {"cells": 1200, "mmgene": {"ontology": _metrics(0.6, 0.7), "author": _metrics(0.4, 0.6),
               "mixed_levels": {"exact_balanced_accuracy": 0.5, "balanced_partial_credit": 0.75},
-              "rejection": {"unseen_called_unknown": 0.25, "unseen_cells": 8}}, "mapper": None},
+              "rejection": {"unseen_called_unknown": 0.25, "unseen_cells": 8},
+              "left_out_label": {"classes_left_out": 3, "others": {"left_out_called_unknown": 0.8, "rest_called_unknown": 0.1},
+                                 "without_others": {"left_out_called_unknown": 0.5, "rest_called_unknown": 0.2}}}, "mapper": None},
     }
     summary = summarise(results)
     assert summary["mmgene/ontology"] == pytest.approx({"balanced_accuracy": 0.7, "macro_f1": 0.6, "macro_auroc": 0.8, "datasets": 2})
     assert summary["single/ontology"]["datasets"] == 1 and summary["mapper"]["datasets"] == 1
     table = markdown({"datasets": results}).splitlines()
     assert summary["mmgene/mixed_levels"] == {"exact_balanced_accuracy": 0.5, "balanced_partial_credit": 0.75, "datasets": 1}
-    assert table[2] == "| a | 10 | 0.800 / 0.900 | 0.500 / 0.700 | 0.700 / nan | n/a | none unseen |"
-    assert table[3] == "| b | 1,200 | 0.600 / 0.700 | n/a | n/a | 0.500 / 0.750 | 0.25 of 8 |"
+    assert table[2] == "| a | 10 | 0.800 / 0.900 | 0.500 / 0.700 | 0.700 / nan | n/a | none unseen | n/a |"
+    assert table[3] == "| b | 1,200 | 0.600 / 0.700 | n/a | n/a | 0.500 / 0.750 | 0.25 of 8 | 0.80 / 0.10 (0.50 / 0.20) |"
+    assert summary["mmgene/left_out_label"] == {
+        "others": {"left_out_called_unknown": 0.8, "rest_called_unknown": 0.1},
+        "without_others": {"left_out_called_unknown": 0.5, "rest_called_unknown": 0.2}, "datasets": 1,
+    }
 
 
 def test_config_is_checked():
     with pytest.raises(ValueError, match="min_prob"):
         CrossDatasetConfig(min_prob=1.5)
+    with pytest.raises(ValueError, match="others_margin"):
+        CrossDatasetConfig(others_margin=-0.1)
+    with pytest.raises(ValueError, match="min_left_out_cells"):
+        CrossDatasetConfig(min_left_out_cells=0)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +99,13 @@ def test_leave_one_dataset_out_on_real_data(two_datasets):
     rejection = entry["mmgene"]["rejection"]
     assert rejection["unseen_classes"] == ["natural killer cell", "neutrophil"] and rejection["unseen_cells"] == 400
     assert 0.0 <= rejection["unseen_called_unknown"] <= 1.0
+    left = entry["mmgene"]["left_out_label"]  # B, T, NK, neutrophil: none lies below another
+    assert left["classes_left_out"] == 4
+    for key in ("others", "without_others"):
+        assert 0.0 <= left[key]["left_out_called_unknown"] <= 1.0 and 0.0 <= left[key]["rest_called_unknown"] <= 1.0
+    # the others rule only adds unknown answers to annotate's rule
+    assert left["others"]["left_out_called_unknown"] >= left["without_others"]["left_out_called_unknown"]
+    assert left["others"]["rest_called_unknown"] >= left["without_others"]["rest_called_unknown"]
     mixed = entry["mmgene"]["mixed_levels"]  # B, T, NK, neutrophil and their direct parents
     assert mixed["labels"] == 8 and 0.0 <= mixed["exact_balanced_accuracy"] <= mixed["balanced_partial_credit"] <= 1.0
     assert entry["mapper"]["cells_scored"] == 400 and entry["mapper"]["n"] == 400  # B and T cells: the seen classes

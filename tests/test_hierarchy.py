@@ -149,11 +149,60 @@ def test_annotate_returns_the_deepest_confident_term_of_a_mixed_level_question(c
 
 
 def test_the_cli_annotates_with_the_library_temperature():
-    """The CLI keeps the default as a literal (its module must import fast); it must equal the library's."""
+    """The CLI keeps the defaults as literals (its module must import fast); they must equal the library's."""
     import typer.main
 
     from mmgene.cli.app import app
     from mmgene.query.labelling import DEFAULT_TEMPERATURE
+    from mmgene.query.others import OTHERS_MARGIN
 
     command = typer.main.get_command(app).commands["annotate"]
-    assert {p.name: p.default for p in command.params}["temperature"] == DEFAULT_TEMPERATURE
+    defaults = {p.name: p.default for p in command.params}
+    assert defaults["temperature"] == DEFAULT_TEMPERATURE and defaults["others_margin"] == OTHERS_MARGIN and defaults["others"] is True
+
+
+def test_annotate_calls_cells_of_a_trained_class_outside_the_question_unknown(cells):
+    """B cells asked about T and NK cells: the model knows B cells, which fit them better than any label."""
+    # the other rules off (min_z, min_prob): the B cells are rejected by the nearer B cell class alone
+    annotate(cells, ["T cell", "natural killer cell"], FakeSpace(), prompts=["{label}"], min_z=None, min_prob=0.0)
+    assert _answers(cells) == [["T cell"], ["T cell"], ["unknown"], ["natural killer cell"]]
+    nearest = cells.obs["mmgene_nearest_other"]
+    assert list(nearest.cat.categories) == ["B cell"]  # CD4 and CD8 T cells lie below "T cell": not others
+    assert nearest.iloc[20:30].tolist() == ["B cell"] * 10 and nearest.iloc[:20].isna().all() and nearest.iloc[30:].isna().all()
+    record = cells.uns["mmgene"]["mmgene_label"]
+    assert record["others"] == ["B cell"] and record["unknown_by_others"] == 10 and record["others_margin"] == 0.04
+    assert "others_margin" in record["rule"]
+    # without the rule the B cells get one of the asked labels
+    annotate(cells, ["T cell", "natural killer cell"], FakeSpace(), prompts=["{label}"], min_z=None, min_prob=0.0, others=False)
+    assert "unknown" not in _answers(cells)[2]
+    assert "others" not in cells.uns["mmgene"]["mmgene_label"]
+
+
+def test_other_classes_leave_out_the_labels_their_ancestors_and_descendants():
+    from mmgene.query.others import other_classes
+
+    vocab = [("CD4 T", CD4), ("CD8 T", CD8), ("B", B_CELL), ("leuko", LEUKOCYTE), ("NK", NK)]
+    assert other_classes(vocab, ["T cell"], [T_CELL]) == ["B", "NK"]
+    assert other_classes(vocab, ["CD8 T", "B cell"], [CD8, B_CELL]) == ["CD4 T", "NK"]  # leukocyte is above both
+    assert other_classes(vocab, ["my cluster"], []) == ["CD4 T", "CD8 T", "B", "leuko", "NK"]
+    # a class named as a label, cleaned ("CD19+ B" -> "CD19+ B cell"), is that label even without a term id
+    assert other_classes([("CD19+ B", ""), ("Dendritic", "")], ["CD19+ B cell", "dendritic cell"], []) == []
+
+
+def test_nearest_other_measures_how_far_the_best_label_trails():
+    from mmgene.query.others import nearest_other
+
+    cells = np.array([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.6, 0.0, 0.8, 0.0]], np.float32)
+    sims = np.array([[0.1, 0.3], [0.5, 0.2]])
+    found = nearest_other(FakeSpace(), cells, sims, ["CD4-positive, alpha-beta T cell", "B cell"], lambda names: [[n] for n in names])
+    np.testing.assert_allclose(found.lead, [0.7, 0.1], rtol=1e-6)
+    assert found.nearest.tolist() == ["CD4-positive, alpha-beta T cell", "B cell"]
+    assert found.rejects(0.04).tolist() == [True, True] and found.rejects(0.2).tolist() == [True, False]
+    none = nearest_other(FakeSpace(), cells, sims, [], lambda names: [[n] for n in names])
+    assert not none.rejects(0.0).any() and none.nearest.tolist() == ["", ""]
+
+
+@pytest.mark.parametrize("margin", [-0.1, 2.5, True, "0.1", float("nan")])
+def test_annotate_refuses_a_bad_others_margin(cells, margin):
+    with pytest.raises(ParameterError, match="others_margin"):
+        annotate(cells, ["T cell"], FakeSpace(), others_margin=margin)

@@ -162,10 +162,15 @@ def annotate(
         True, "--hierarchy/--no-hierarchy",
         help="Read labels as Cell Ontology terms: a label covers the model's classes below it, and of labels that nest the deepest confident one wins.",
     ),
+    others: bool = typer.Option(
+        True, "--others/--no-others",
+        help="Also 'unknown' when a class the model was trained on, outside the labels, fits the cell better (not with --reference).",
+    ),
+    others_margin: float = typer.Option(0.04, help="By how much (cosine) that class must beat every label (mmgene.query.others.OTHERS_MARGIN)."),
     key: str = typer.Option("mmgene", help="Writes obs['<key>_label'] and obs['<key>_score']."),
     as_json: bool = json_option(),
 ) -> None:
-    """Zero-shot labels for every cell of FILE, with 'unknown' when no label is clearly best."""
+    """Zero-shot labels for every cell of FILE, with 'unknown' when no label is clearly best or none fits."""
     from mmgene.io import read
     from mmgene.query.labelling import annotate as run
 
@@ -174,7 +179,7 @@ def annotate(
     all_labels = [*labels, *(more_labels or [])]
     ref = (read(reference), reference_column) if reference is not None else None
     run(adata, all_labels, model, prompts=prompt or None, markers=markers, temperature=temperature, min_prob=min_prob, min_z=min_z,
-        refine=refine, reference=ref, alpha=alpha, hierarchy=hierarchy, key_added=key)
+        refine=refine, reference=ref, alpha=alpha, hierarchy=hierarchy, others=others, others_margin=others_margin, key_added=key)
     write_anndata(adata, target, file=file, overwrite=overwrite)
     counts = adata.obs[f"{key}_label"].value_counts()
     result = {

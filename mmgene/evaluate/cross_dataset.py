@@ -14,8 +14,14 @@ figure has context beside it:
 Classes of the held-out dataset that no training dataset has, nor an ancestor or descendant of (by
 Cell Ontology id and is_a), are *unseen*:
 they are reported separately, with the share of their cells the model calls ``unknown`` when it is
-offered only the seen classes (annotate's rule: softmax over standardised similarities, unknown at or
-below ``min_prob``), next to the share of seen-class cells wrongly called ``unknown``.
+offered only the seen classes, next to the share of seen-class cells wrongly called ``unknown``.
+``left_out_label`` asks the same of every class in turn (``cells that are none of the known types``):
+each class of the held-out dataset with at least ``min_left_out_cells`` cells and no ancestor or
+descendant among the others is left out of the labels, and the shares of its cells and of the other
+cells called ``unknown`` are averaged over the classes; with ``others`` (annotate's default) and
+without. "Unknown" is annotate's rule: softmax over standardised similarities, unknown at or below
+``min_prob`` or below ``min_z``, and with ``others`` also when a trained class outside the labels is
+nearer by more than ``others_margin`` (:mod:`mmgene.query.others`).
 
 Scoring is annotate's default rule, per cell and without refinement: similarities from
 :func:`mmgene.query.scoring.label_similarities` (with ``hierarchy`` a class also answers for the
@@ -38,6 +44,7 @@ import numpy as np
 from mmgene.config import check_share, setting
 from mmgene.errors import ParameterError
 from mmgene.progress import info
+from mmgene.query.others import OTHERS_MARGIN
 
 PROMPT_SETS = ("ontology", "author")
 
@@ -49,7 +56,12 @@ class CrossDatasetConfig:
     datasets: tuple[str, ...] = setting((), "Datasets to hold out, one at a time (empty: every dataset)")
     reference: str | None = setting("pbmc3k", "Dataset the single-dataset baseline model trains on (None: no such baseline)")
     mapper: bool = setting(True, "Also fit the supervised reference mapper (logistic regression on the other datasets)")
-    min_prob: float = setting(0.5, "Unknown at or below this winning probability, for the unseen-class rejection rate")
+    min_prob: float = setting(0.5, "Unknown at or below this winning probability, for the rejection rates")
+    min_z: float = setting(0.0, "Unknown below this standardised similarity to the winning label, for the rejection rates")
+    others_margin: float = setting(
+        OTHERS_MARGIN, "Unknown when a trained class outside the labels beats them by more than this cosine (annotate's others rule)"
+    )
+    min_left_out_cells: int = setting(10, "Classes with fewer cells are not left out in the left-out-label rejection rates")
     author_col: str = setting("cell_type", "obs column of the authors' own labels for the 'author' prompts (else the dataset's label column)")
     standardize: bool = setting(
         True, "Score as annotate does by default: each class's similarities z-scored over the held-out cells (raw cosines are kept beside)"
@@ -57,7 +69,16 @@ class CrossDatasetConfig:
     hierarchy: bool = setting(True, "Score as annotate does by default: a class also answers for the model's training classes below it")
 
     def __post_init__(self) -> None:
+        from mmgene.errors import is_whole_number
+        from mmgene.query.others import check_margin
+
         check_share(self.min_prob, "min_prob", "CrossDatasetConfig")
+        check_margin(self.others_margin)
+        if not is_whole_number(self.min_left_out_cells, 1):
+            raise ParameterError(
+                f"min_left_out_cells must be a whole number of at least 1, got {self.min_left_out_cells!r}",
+                "CrossDatasetConfig.min_left_out_cells", "pass an integer >= 1",
+            )
 
 
 def seen_terms(held: Sequence[str], trained: Sequence[str]) -> set[str]:
@@ -165,25 +186,71 @@ def _mixed_levels(model: Any, cells: np.ndarray, ds: Any, config: CrossDatasetCo
     }
 
 
+def _called_unknown(model: Any, cells: np.ndarray, offered: Sequence[tuple[str, str]], config: CrossDatasetConfig, others: bool) -> np.ndarray:
+    """Which cells annotate's rule calls ``unknown`` when offered the ``(term id, name)`` classes."""
+    from mmgene.query.labelling import UNKNOWN, assign_labels, assign_nested
+    from mmgene.query.others import nearest_other, other_classes
+    from mmgene.query.scoring import space_vocabulary
+    from mmgene.text.classes import standardise
+    from mmgene.text.prompts import class_prompts
+
+    ids, names = [c for c, _ in offered], [n for _, n in offered]
+    scored = _similarities(model, cells, names, ids, config.hierarchy)
+    z = standardise(scored.similarities)
+    if scored.hierarchy.nested:
+        called = assign_nested(z, scored.hierarchy, min_prob=config.min_prob, thresholds=config.min_z).label
+    else:
+        called = assign_labels(z, names, min_prob=config.min_prob, thresholds=config.min_z).label
+    unknown = np.asarray(called) == UNKNOWN
+    if others:
+        classes = other_classes(space_vocabulary(model), names, ids)
+        unknown |= nearest_other(model, cells, scored.similarities, classes, class_prompts).rejects(config.others_margin)
+    return unknown
+
+
 def _rejection(model: Any, cells: np.ndarray, ds: Any, seen: set[str], config: CrossDatasetConfig) -> dict[str, Any] | None:
     """Share of unseen-class cells called ``unknown`` when only the seen classes are offered."""
-    from mmgene.query.labelling import assign_labels
-    from mmgene.text.classes import standardise
-
     truth, classes, names = _class_names(ds, "ontology")
     unseen = np.array([t not in seen for t in truth])
     offered = [(c, n) for c, n in zip(classes, names) if c in seen]
     if not unseen.any() or len(offered) < 2:
         return None
-    scored = _similarities(model, cells, [n for _, n in offered], [c for c, _ in offered], config.hierarchy)
-    called = assign_labels(standardise(scored.similarities), [n for _, n in offered], min_prob=config.min_prob).label
-    unknown = np.asarray(called) == "unknown"
+    unknown = _called_unknown(model, cells, offered, config, others=True)
     return {
         "unseen_classes": sorted({n for c, n in zip(classes, names) if c not in seen}),
         "unseen_cells": int(unseen.sum()),
         "unseen_called_unknown": float(unknown[unseen].mean()),
         "seen_called_unknown": float(unknown[~unseen].mean()) if (~unseen).any() else None,
     }
+
+
+def _left_out_label(model: Any, cells: np.ndarray, ds: Any, config: CrossDatasetConfig) -> dict[str, Any] | None:
+    """Each class left out of the labels in turn: shares of its cells and of the rest called ``unknown``."""
+    from mmgene.text.ontology import term_ancestors
+
+    truth, classes, names = _class_names(ds, "ontology")
+
+    def related(a: str, b: str) -> bool:
+        return a in term_ancestors(b) or b in term_ancestors(a)
+
+    left_out = [
+        c for c in classes
+        if (truth == c).sum() >= config.min_left_out_cells and not any(related(c, o) for o in classes if o != c)
+    ]
+    if len(classes) < 3 or not left_out:
+        return None
+    rates: dict[str, dict[str, list[float]]] = {"others": {"left": [], "rest": []}, "without_others": {"left": [], "rest": []}}
+    for c in left_out:
+        offered = [(o, n) for o, n in zip(classes, names) if o != c]
+        mine = truth == c
+        for key, others in (("others", True), ("without_others", False)):
+            unknown = _called_unknown(model, cells, offered, config, others)
+            rates[key]["left"].append(float(unknown[mine].mean()))
+            rates[key]["rest"].append(float(unknown[~mine].mean()))
+    out: dict[str, Any] = {"classes_left_out": len(left_out)}
+    for key, r in rates.items():
+        out[key] = {"left_out_called_unknown": float(np.mean(r["left"])), "rest_called_unknown": float(np.mean(r["rest"]))}
+    return out
 
 
 def _log_expression(ds: Any, genes: Sequence[str]) -> Any:
@@ -251,6 +318,7 @@ def _evaluate_model(model: Any, ds: Any, seen: set[str], config: CrossDatasetCon
     out: dict[str, Any] = {p: _zero_shot(model, cells, ds, p, config) for p in PROMPT_SETS}
     out["mixed_levels"] = _mixed_levels(model, cells, ds, config)
     out["rejection"] = _rejection(model, cells, ds, seen, config)
+    out["left_out_label"] = _left_out_label(model, cells, ds, config)
     return out
 
 
@@ -322,14 +390,22 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     if mixed:
         out["mmgene/mixed_levels"] = {m: _mean([r[m] for r in mixed]) for m in ("exact_balanced_accuracy", "balanced_partial_credit")}
         out["mmgene/mixed_levels"]["datasets"] = len(mixed)
+    left = [r["mmgene"]["left_out_label"] for r in results.values() if r.get("mmgene", {}).get("left_out_label")]
+    if left:
+        out["mmgene/left_out_label"] = {
+            key: {m: _mean([r[key][m] for r in left]) for m in ("left_out_called_unknown", "rest_called_unknown")}
+            for key in ("others", "without_others")
+        }
+        out["mmgene/left_out_label"]["datasets"] = len(left)
     return out
 
 
 def markdown(report: dict[str, Any]) -> str:
     """The per-dataset table of a :func:`cross_dataset` report (Cell Ontology prompts)."""
     lines = ["| held-out dataset | cells | mmgene bal. acc. / AUROC | single-dataset model | reference mapper "
-             "| mixed levels: exact / partial credit | unseen cells called unknown |",
-             "|---|---|---|---|---|---|---|"]
+             "| mixed levels: exact / partial credit | unseen cells called unknown "
+             "| a left-out label's cells / the rest called unknown (without others) |",
+             "|---|---|---|---|---|---|---|---|"]
 
     def pair(m: dict[str, Any] | None) -> str:
         return f"{m['balanced_accuracy']:.3f} / {m['macro_auroc']:.3f}" if m else "n/a"
@@ -339,8 +415,14 @@ def markdown(report: dict[str, Any]) -> str:
         unseen = f"{rej['unseen_called_unknown']:.2f} of {rej['unseen_cells']}" if rej else "none unseen"
         mixed = r["mmgene"].get("mixed_levels")
         levels = f"{mixed['exact_balanced_accuracy']:.3f} / {mixed['balanced_partial_credit']:.3f}" if mixed else "n/a"
+        left = r["mmgene"].get("left_out_label")
+        left_text = (
+            f"{left['others']['left_out_called_unknown']:.2f} / {left['others']['rest_called_unknown']:.2f} "
+            f"({left['without_others']['left_out_called_unknown']:.2f} / {left['without_others']['rest_called_unknown']:.2f})"
+            if left else "n/a"
+        )
         lines.append(
             f"| {name} | {r['cells']:,} | {pair(r['mmgene']['ontology'])} | {pair((r.get('single') or {}).get('ontology'))} "
-            f"| {pair(r.get('mapper'))} | {levels} | {unseen} |"
+            f"| {pair(r.get('mapper'))} | {levels} | {unseen} | {left_text} |"
         )
     return "\n".join(lines) + "\n"

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from mmgene.errors import ParameterError
+from mmgene.query.others import OTHERS_MARGIN
 from mmgene.query.scoring import label_similarities
 from mmgene.text.classes import standardise
 
@@ -241,6 +242,8 @@ def annotate(
     refine: bool = False,
     reference: tuple[Any, str] | None = None,
     alpha: float = 0.05,
+    others: bool = True,
+    others_margin: float = OTHERS_MARGIN,
     key_added: str = "mmgene",
     unknown: str = UNKNOWN,
     copy: bool = False,
@@ -273,11 +276,20 @@ def annotate(
     similarities, the temperature fitted by :func:`calibrate` and per-label ``alpha``-quantile
     thresholds (``temperature``, ``min_z`` and ``standardize`` are then not used). Reference cells
     whose label is not among ``labels`` are ignored; every label needs reference cells.
+
+    ``others=True`` (default; not with ``reference``) also calls a cell ``unknown`` when a class the
+    model was trained on (with a Cell Ontology id) that is not asked, nor above or below an asked
+    label, is more similar to it than every label by more than ``others_margin``
+    (:mod:`mmgene.query.others`): the B cells of a question about T and NK cells. That class is written
+    to ``obs['<key_added>_nearest_other']``.
     """
     from mmgene.provenance import record
     from mmgene.query.space import load_space, space_name
 
+    from mmgene.query.others import check_margin
+
     labels = _check_labels(labels)
+    others_margin = check_margin(others_margin)
     if refine and reference is not None:
         raise ParameterError("refine and reference cannot be combined", "annotate(refine=..., reference=...)", "calibrate on a reference, or refine on the data, not both")
     adata = adata.copy() if copy else adata
@@ -322,6 +334,9 @@ def annotate(
         rule = ("softmax(z/T) over per-label standardised cosine similarities; unknown if p_max <= min_prob or z_max < min_z"
                 if std else "softmax(s/T) over cosine similarities; unknown if p_max <= min_prob or s_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z}
+    if others and reference is None:
+        extra.update(_reject_others(adata, space, cells, scored, result, others_margin, labels, prompts, markers, key_added, unknown))
+        rule += "; unknown if a trained class outside the labels beats every label's cosine by more than others_margin"
     adata.obs[f"{key_added}_label"] = pd.Categorical(result.label, categories=[*labels, unknown])
     adata.obs[f"{key_added}_score"] = result.score
     adata.obsm[f"{key_added}_probs"] = pd.DataFrame(result.probs, index=adata.obs_names, columns=labels)
@@ -336,3 +351,22 @@ def annotate(
         expanded=[", ".join(group) for group in scored.expanded], **extra,
     )
     return adata if copy else None
+
+
+def _reject_others(
+    adata: Any, space: Any, cells: np.ndarray, scored: Any, result: Assignment, margin: float,
+    labels: list[str], prompts: Sequence[str] | None, markers: bool, key_added: str, unknown: str,
+) -> dict[str, Any]:
+    """Call ``unknown`` the cells a class outside the question fits better (:mod:`mmgene.query.others`);
+    writes ``obs['<key_added>_nearest_other']`` and returns what the record keeps."""
+    from mmgene.query.others import nearest_other, other_classes
+    from mmgene.query.scoring import space_vocabulary
+    from mmgene.text.hierarchy import resolve_terms
+
+    term_ids = [t for t in scored.hierarchy.term_ids if t] or resolve_terms(labels)
+    classes = other_classes(space_vocabulary(space), labels, term_ids)
+    found = nearest_other(space, cells, scored.similarities, classes, lambda names: label_prompts(names, prompts, markers=markers))
+    rejected = found.rejects(margin)
+    result.label = np.where(rejected, unknown, result.label).astype(object)
+    adata.obs[f"{key_added}_nearest_other"] = pd.Categorical(np.where(rejected, found.nearest, None), categories=classes)
+    return {"others": classes, "others_margin": margin, "unknown_by_others": int(rejected.sum())}
