@@ -148,17 +148,47 @@ def test_annotate_returns_the_deepest_confident_term_of_a_mixed_level_question(c
     np.testing.assert_allclose(cells.obs["mmgene_score"].iloc[10:20], cd8["CD8-positive, alpha-beta T cell"], rtol=1e-6)
 
 
-def test_the_cli_annotates_with_the_library_temperature():
-    """The CLI keeps the defaults as literals (its module must import fast); they must equal the library's."""
+def test_the_cli_annotates_with_the_library_defaults():
+    """The CLI reads its defaults and help from AnnotateConfig (a light module), so they cannot drift."""
     import typer.main
 
     from mmgene.cli.app import app
-    from mmgene.query.labelling import DEFAULT_TEMPERATURE
-    from mmgene.query.others import OTHERS_MARGIN
 
     command = typer.main.get_command(app).commands["annotate"]
-    defaults = {p.name: p.default for p in command.params}
-    assert defaults["temperature"] == DEFAULT_TEMPERATURE and defaults["others_margin"] == OTHERS_MARGIN and defaults["others"] is True
+    params = {p.name: p for p in command.params}
+    # unset options are None, so AnnotateConfig's own defaults apply; the help shows them
+    assert all(params[name].default is None for name in ("temperature", "min_prob", "min_z", "others", "others_margin", "refine"))
+    assert params["temperature"].help == "Softmax temperature over the standardised similarities (default: 0.75)."
+    assert params["others_margin"].help == "By how much (cosine) that class must beat every label (default: 0.04)."
+
+
+def test_annotate_takes_a_config_and_single_settings_on_top(cells):
+    from mmgene.query.config import AnnotateConfig
+
+    strict = AnnotateConfig(prompts="{label}", min_prob=0.99, others=False)
+    assert strict.prompts == ("{label}",)
+    annotate(cells, ["T cell", "B cell", "natural killer cell"], FakeSpace(), strict)
+    record = cells.uns["mmgene"]["mmgene_label"]
+    assert record["min_prob"] == 0.99 and "others" not in record and list(record["prompts"]) == ["{label}"]
+    annotate(cells, ["T cell", "B cell", "natural killer cell"], FakeSpace(), strict, min_prob=0.2, unknown="none of these")
+    record = cells.uns["mmgene"]["mmgene_label"]
+    assert record["min_prob"] == 0.2 and record["unknown"] == "none of these"
+    assert "none of these" in list(cells.obs["mmgene_label"].cat.categories)
+    with pytest.raises(ParameterError, match=r"unknown annotate settings \['min_probability'\]"):
+        annotate(cells, ["T cell"], FakeSpace(), min_probability=0.2)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [({"temperature": 0}, "temperature must be a number above 0"), ({"min_prob": 1.5}, "min_prob must be a number from 0.0 to 1.0"),
+     ({"alpha": 1.0}, "alpha must be a number from 0.0 to 1.0 \\(both excluded\\)"), ({"unknown": " "}, "unknown must be a non-empty name"),
+     ({"min_prob": True}, "min_prob must be a number")],
+)
+def test_annotate_config_refuses_bad_settings(settings, message):
+    from mmgene.query.config import AnnotateConfig
+
+    with pytest.raises(ParameterError, match=message):
+        AnnotateConfig(**settings)
 
 
 def test_annotate_calls_cells_of_a_trained_class_outside_the_question_unknown(cells):

@@ -9,18 +9,12 @@ import typer
 
 from mmgene.align.config import DEVICES, PRECISIONS, CorpusTrainingConfig, ModelConfig, TrainingConfig
 from mmgene.cli.app import app, overwrite_option
-from mmgene.cli.options import Loss, json_option
+from mmgene.cli.options import Loss, config_option, json_option
 from mmgene.cli.results import emit
-from mmgene.config import field_help, overrides
+from mmgene.config import overrides
 from mmgene.errors import ParameterError
 from mmgene.pairs.config import PairsConfig
 from mmgene.pairs.stream_config import StreamConfig
-
-
-def _setting(cls: type, name: str, *flags: str, **kwargs: Any) -> Any:
-    """An option for field ``name`` of config ``cls``: unset is None (the field's default applies), the
-    help and the default shown are read from the field."""
-    return typer.Option(None, *flags, help=field_help(cls, name), show_default=False, **kwargs)
 
 
 @app.command("train")
@@ -39,49 +33,49 @@ def train_command(
     input_: list[str] = typer.Option(["genes"], "--input", help="What the omics tower reads: 'genes' and/or obsm keys (X_genept_w, X_pca, ...)."),
     ontology_col: str = typer.Option(None, "--ontology-col", help="obs column of Cell Ontology ids (CL:...) to enrich captions."),
     # PairsConfig
-    captions_per_cell: int | None = _setting(PairsConfig, "captions_per_cell"),
-    marker_share: float | None = _setting(PairsConfig, "marker_share"),
-    negatives: bool | None = _setting(PairsConfig, "negatives", "--negatives/--no-negatives"),
-    test_size: float | None = _setting(PairsConfig, "test_size"),
-    group_col: str | None = _setting(PairsConfig, "group_col"),
-    exclude_labels: list[str] | None = _setting(PairsConfig, "exclude_labels", "--exclude"),
-    max_genes: int | None = _setting(PairsConfig, "max_genes"),
-    panel_share: float | None = _setting(PairsConfig, "panel_share"),
-    panel_sizes: list[int] | None = _setting(PairsConfig, "panel_sizes", "--panel-size"),
+    captions_per_cell: int | None = config_option(PairsConfig, "captions_per_cell"),
+    marker_share: float | None = config_option(PairsConfig, "marker_share"),
+    negatives: bool | None = config_option(PairsConfig, "negatives", "--negatives/--no-negatives"),
+    test_size: float | None = config_option(PairsConfig, "test_size"),
+    group_col: str | None = config_option(PairsConfig, "group_col"),
+    exclude_labels: list[str] | None = config_option(PairsConfig, "exclude_labels", "--exclude"),
+    max_genes: int | None = config_option(PairsConfig, "max_genes"),
+    panel_share: float | None = config_option(PairsConfig, "panel_share"),
+    panel_sizes: list[int] | None = config_option(PairsConfig, "panel_sizes", "--panel-size"),
     # ModelConfig
-    text_model: str | None = _setting(ModelConfig, "text_model"),
-    train_text: bool | None = _setting(ModelConfig, "train_text", "--train-text/--freeze-text"),
-    gene_dim: int | None = _setting(ModelConfig, "gene_dim"),
-    hidden: int | None = _setting(ModelConfig, "hidden"),
-    dim: int | None = _setting(ModelConfig, "dim"),
-    gene_dropout: float | None = _setting(ModelConfig, "gene_dropout"),
-    use_aliases: bool | None = _setting(ModelConfig, "use_aliases", "--use-aliases/--no-aliases"),
-    gene_bridge: bool | None = _setting(ModelConfig, "gene_bridge", "--gene-bridge/--no-gene-bridge"),
-    gene_channel: float | None = _setting(ModelConfig, "gene_channel"),
-    query_channel: float | None = _setting(ModelConfig, "query_channel"),
+    text_model: str | None = config_option(ModelConfig, "text_model"),
+    train_text: bool | None = config_option(ModelConfig, "train_text", "--train-text/--freeze-text"),
+    gene_dim: int | None = config_option(ModelConfig, "gene_dim"),
+    hidden: int | None = config_option(ModelConfig, "hidden"),
+    dim: int | None = config_option(ModelConfig, "dim"),
+    gene_dropout: float | None = config_option(ModelConfig, "gene_dropout"),
+    use_aliases: bool | None = config_option(ModelConfig, "use_aliases", "--use-aliases/--no-aliases"),
+    gene_bridge: bool | None = config_option(ModelConfig, "gene_bridge", "--gene-bridge/--no-gene-bridge"),
+    gene_channel: float | None = config_option(ModelConfig, "gene_channel"),
+    query_channel: float | None = config_option(ModelConfig, "query_channel"),
     # TrainingConfig
-    loss: Loss | None = _setting(TrainingConfig, "loss"),
-    temperature: float | None = _setting(TrainingConfig, "temperature"),
-    epochs: float | None = _setting(TrainingConfig, "epochs"),
-    max_steps: int | None = _setting(TrainingConfig, "max_steps"),
-    batch_size: int | None = _setting(TrainingConfig, "batch_size"),
-    learning_rate: float | None = _setting(TrainingConfig, "learning_rate"),
-    hard_negatives: int | None = _setting(TrainingConfig, "hard_negatives", "--hard-negatives", min=0),
-    mine_every: int | None = _setting(TrainingConfig, "mine_every", "--mine-every", min=0),
-    eval_steps: int | None = _setting(TrainingConfig, "eval_steps", min=0),
-    seed: int | None = _setting(TrainingConfig, "seed"),
-    device: Literal[DEVICES] | None = _setting(TrainingConfig, "device"),  # type: ignore[valid-type]
-    precision: Literal[PRECISIONS] | None = _setting(TrainingConfig, "precision"),  # type: ignore[valid-type]
+    loss: Loss | None = config_option(TrainingConfig, "loss"),
+    temperature: float | None = config_option(TrainingConfig, "temperature"),
+    epochs: float | None = config_option(TrainingConfig, "epochs"),
+    max_steps: int | None = config_option(TrainingConfig, "max_steps"),
+    batch_size: int | None = config_option(TrainingConfig, "batch_size"),
+    learning_rate: float | None = config_option(TrainingConfig, "learning_rate"),
+    hard_negatives: int | None = config_option(TrainingConfig, "hard_negatives", "--hard-negatives", min=0),
+    mine_every: int | None = config_option(TrainingConfig, "mine_every", "--mine-every", min=0),
+    eval_steps: int | None = config_option(TrainingConfig, "eval_steps", min=0),
+    seed: int | None = config_option(TrainingConfig, "seed"),
+    device: Literal[DEVICES] | None = config_option(TrainingConfig, "device"),  # type: ignore[valid-type]
+    precision: Literal[PRECISIONS] | None = config_option(TrainingConfig, "precision"),  # type: ignore[valid-type]
     # CorpusTrainingConfig (--corpus only)
-    rows_per_dataset: int | None = _setting(CorpusTrainingConfig, "rows_per_dataset", min=0),
-    mask_related: bool | None = _setting(CorpusTrainingConfig, "mask_related", "--mask-related/--no-mask-related"),
+    rows_per_dataset: int | None = config_option(CorpusTrainingConfig, "rows_per_dataset", min=0),
+    mask_related: bool | None = config_option(CorpusTrainingConfig, "mask_related", "--mask-related/--no-mask-related"),
     # StreamConfig (--corpus --stream only)
     stream: bool = typer.Option(
         False, "--stream", help="With --corpus: read the datasets from disk in chunks, pairs made on the fly (mmgene.align.train_stream), for corpora larger than memory."
     ),
-    chunk_size: int | None = _setting(StreamConfig, "chunk_size", min=1),
-    shuffle_chunks: int | None = _setting(StreamConfig, "shuffle_chunks", min=1),
-    eval_cells: int | None = _setting(StreamConfig, "eval_cells", min=0),
+    chunk_size: int | None = config_option(StreamConfig, "chunk_size", min=1),
+    shuffle_chunks: int | None = config_option(StreamConfig, "shuffle_chunks", min=1),
+    eval_cells: int | None = config_option(StreamConfig, "eval_cells", min=0),
     overwrite: bool = overwrite_option(),
     as_json: bool = json_option(),
 ) -> None:

@@ -8,9 +8,16 @@ from typing import Any, Optional
 import typer
 
 from mmgene.cli.app import app, overwrite_option
-from mmgene.cli.options import IndexKind, Weighting, json_option, label_col_given, old_spelling
+from mmgene.cli.options import IndexKind, Weighting, config_option, json_option, label_col_given, old_spelling
 from mmgene.cli.outputs import anndata_target, in_place_option, write_anndata
 from mmgene.cli.results import emit
+from mmgene.config import overrides
+from mmgene.query.config import AnnotateConfig
+
+
+def _rule(name: str, *flags: str, **kwargs: Any) -> Any:
+    """An option for one setting of annotate's rule (default and help from :class:`AnnotateConfig`)."""
+    return config_option(AnnotateConfig, name, *flags, **kwargs)
 
 index_app = typer.Typer(help="Build and inspect FAISS indexes over cell embeddings.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -149,24 +156,18 @@ def annotate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the annotated .h5ad."),
     in_place: bool = in_place_option(),
     overwrite: bool = overwrite_option(),
-    prompt: Optional[list[str]] = typer.Option(None, "--prompt", help="Prompt template with {label} (repeat; default: mmgene's ensemble of names, Cell Ontology names and marker genes)."),
-    markers: bool = typer.Option(True, "--markers/--no-markers", help="Name canonical marker genes of common blood cell types in the default prompts."),
-    temperature: float = typer.Option(0.75, help="Softmax temperature over standardised similarities (mmgene.query.labelling.DEFAULT_TEMPERATURE)."),
-    min_prob: float = typer.Option(0.5, help="At or below this winning probability the cell is 'unknown'."),
-    min_z: float = typer.Option(0.0, help="Below this standardised similarity to the winning label the cell is 'unknown'."),
+    prompt: Optional[list[str]] = _rule("prompts", "--prompt", metavar="TEMPLATE"),
+    markers: Optional[bool] = _rule("markers", "--markers/--no-markers"),
+    temperature: Optional[float] = _rule("temperature"),
+    min_prob: Optional[float] = _rule("min_prob"),
+    min_z: Optional[float] = _rule("min_z"),
     reference: Optional[Path] = typer.Option(None, help="Labelled .h5ad to calibrate the temperature and per-label thresholds on."),
     reference_column: str = typer.Option("cell_type", help="obs column of --reference holding the labels."),
-    alpha: float = typer.Option(0.05, help="With --reference: share of a known type's cells allowed below its threshold."),
-    refine: bool = typer.Option(False, "--refine", help="Refine the scores by self-training on FILE's own principal components (not with --reference)."),
-    hierarchy: bool = typer.Option(
-        True, "--hierarchy/--no-hierarchy",
-        help="Read labels as Cell Ontology terms: a label covers the model's classes below it, and of labels that nest the deepest confident one wins.",
-    ),
-    others: bool = typer.Option(
-        True, "--others/--no-others",
-        help="Also 'unknown' when a class the model was trained on, outside the labels, fits the cell better (not with --reference).",
-    ),
-    others_margin: float = typer.Option(0.04, help="By how much (cosine) that class must beat every label (mmgene.query.others.OTHERS_MARGIN)."),
+    alpha: Optional[float] = _rule("alpha"),
+    refine: Optional[bool] = _rule("refine", "--refine/--no-refine"),
+    hierarchy: Optional[bool] = _rule("hierarchy", "--hierarchy/--no-hierarchy"),
+    others: Optional[bool] = _rule("others", "--others/--no-others"),
+    others_margin: Optional[float] = _rule("others_margin"),
     key: str = typer.Option("mmgene", help="Writes obs['<key>_label'] and obs['<key>_score']."),
     as_json: bool = json_option(),
 ) -> None:
@@ -178,8 +179,11 @@ def annotate(
     adata = read(file)
     all_labels = [*labels, *(more_labels or [])]
     ref = (read(reference), reference_column) if reference is not None else None
-    run(adata, all_labels, model, prompts=prompt or None, markers=markers, temperature=temperature, min_prob=min_prob, min_z=min_z,
-        refine=refine, reference=ref, alpha=alpha, hierarchy=hierarchy, others=others, others_margin=others_margin, key_added=key)
+    rule = overrides(AnnotateConfig, {
+        "prompts": tuple(prompt) if prompt else None, "markers": markers, "temperature": temperature, "min_prob": min_prob,
+        "min_z": min_z, "alpha": alpha, "refine": refine, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
+    })
+    run(adata, all_labels, model, rule, reference=ref, key_added=key)
     write_anndata(adata, target, file=file, overwrite=overwrite)
     counts = adata.obs[f"{key}_label"].value_counts()
     result = {

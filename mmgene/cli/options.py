@@ -16,6 +16,7 @@ import typer
 
 from mmgene.align.config import LOSSES
 from mmgene.choices import DTYPE_NAMES, POOLINGS, TEXT_BACKENDS, TIES, VERSIONS, WEIGHTINGS, OnEmpty
+from mmgene.config import field_help
 from mmgene.errors import ParameterError
 from mmgene.hub.chunks import FORMATS
 from mmgene.hub.config import LAYOUTS
@@ -44,6 +45,12 @@ def parse_device(value: str) -> str:
     if not DEVICE.fullmatch(str(value)):
         raise typer.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N (N a GPU number) or mps")
     return str(value)
+
+
+def config_option(cls: type, name: str, *flags: str, **kwargs: Any) -> Any:
+    """An option for field ``name`` of config ``cls``: unset is None (the field's default applies), the
+    help and the default shown are read from the field."""
+    return typer.Option(None, *flags, help=field_help(cls, name), show_default=False, **kwargs)
 
 
 def device_option(default: str = "auto") -> Any:

@@ -44,7 +44,7 @@ import numpy as np
 from mmgene.config import check_share, setting
 from mmgene.errors import ParameterError
 from mmgene.progress import info
-from mmgene.query.others import OTHERS_MARGIN
+from mmgene.query.config import OTHERS_MARGIN
 
 PROMPT_SETS = ("ontology", "author")
 
@@ -70,10 +70,10 @@ class CrossDatasetConfig:
 
     def __post_init__(self) -> None:
         from mmgene.errors import is_whole_number
-        from mmgene.query.others import check_margin
+        from mmgene.query.config import check_margin
 
         check_share(self.min_prob, "min_prob", "CrossDatasetConfig")
-        check_margin(self.others_margin)
+        check_margin(self.others_margin, "CrossDatasetConfig.others_margin")
         if not is_whole_number(self.min_left_out_cells, 1):
             raise ParameterError(
                 f"min_left_out_cells must be a whole number of at least 1, got {self.min_left_out_cells!r}",

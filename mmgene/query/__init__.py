@@ -15,6 +15,7 @@ _EXPORTS = {
     "text_to_cells": "mmgene.query.search",
     "cells_to_cells": "mmgene.query.search",
     "annotate": "mmgene.query.labelling",
+    "AnnotateConfig": "mmgene.query.config",
     "assign_labels": "mmgene.query.labelling",
     "calibrate": "mmgene.query.labelling",
     "centroid_scores": "mmgene.query.labelling",

@@ -41,17 +41,11 @@ import numpy as np
 import pandas as pd
 
 from mmgene.errors import ParameterError
-from mmgene.query.others import OTHERS_MARGIN
+from mmgene.query.config import DEFAULT_TEMPERATURE, UNKNOWN, AnnotateConfig
 from mmgene.query.scoring import label_similarities
 from mmgene.text.classes import standardise
 
-UNKNOWN = "unknown"
 MIN_CELLS_TO_STANDARDISE = 30
-#: softmax temperature over standardised similarities: the value that minimises the negative
-#: log-likelihood of the true labels pooled over the leave-one-dataset-out folds of the shared corpus
-#: (0.735, datasets weighing equally; 0.65-0.83 when each dataset is also left out of the choice),
-#: see docs/benchmarks.md. It was 1.0, which left most cells of another dataset "unknown".
-DEFAULT_TEMPERATURE = 0.75
 
 
 def _check_labels(labels: Sequence[str]) -> list[str]:
@@ -230,29 +224,24 @@ def annotate(
     adata: Any,
     labels: Sequence[str],
     model: Any,
+    config: AnnotateConfig | None = None,
     *,
-    prompts: Sequence[str] | None = None,
-    markers: bool = True,
-    temperature: float = DEFAULT_TEMPERATURE,
-    min_prob: float = 0.5,
-    min_z: float | None = 0.0,
-    standardize: bool | None = None,
-    hierarchy: bool = True,
     term_ids: Sequence[str] | None = None,
-    refine: bool = False,
     reference: tuple[Any, str] | None = None,
-    alpha: float = 0.05,
-    others: bool = True,
-    others_margin: float = OTHERS_MARGIN,
     key_added: str = "mmgene",
-    unknown: str = UNKNOWN,
     copy: bool = False,
+    **settings: Any,
 ) -> Any:
     """Zero-shot annotation of every cell against ``labels`` in a joint space.
 
     Writes ``obs['<key_added>_label']`` (categorical, with ``unknown``), ``obs['<key_added>_score']``
     (the winning label's probability) and ``obsm['<key_added>_probs']`` (a cells x labels table), and
     records the labels, prompts and rule in ``uns['mmgene']['<key_added>_label']``.
+
+    The rule's settings are an :class:`~mmgene.query.config.AnnotateConfig` (``config``), or single
+    settings by name on top of it (``min_prob=0.9``): ``prompts``, ``markers``, ``temperature``,
+    ``min_prob``, ``min_z``, ``standardize``, ``hierarchy``, ``others``, ``others_margin``, ``refine``,
+    ``alpha``, ``unknown``.
 
     ``prompts=None`` uses the prompt ensemble that :mod:`mmgene.evaluate` measures (names, Cell
     Ontology names, and marker genes for common blood cell types when ``markers``); pass templates
@@ -286,10 +275,10 @@ def annotate(
     from mmgene.provenance import record
     from mmgene.query.space import load_space, space_name
 
-    from mmgene.query.others import check_margin
-
+    config = (config or AnnotateConfig()).replace(**settings)
+    prompts, markers, temperature, min_prob, min_z = config.prompts, config.markers, config.temperature, config.min_prob, config.min_z
+    refine, unknown = config.refine, config.unknown
     labels = _check_labels(labels)
-    others_margin = check_margin(others_margin)
     if refine and reference is not None:
         raise ParameterError("refine and reference cannot be combined", "annotate(refine=..., reference=...)", "calibrate on a reference, or refine on the data, not both")
     adata = adata.copy() if copy else adata
@@ -298,7 +287,7 @@ def annotate(
     groups = label_prompts(labels, prompts, markers=markers)
     scored = label_similarities(
         space, cells, groups, labels, prompts_of=lambda names: label_prompts(names, prompts, markers=markers),
-        term_ids=term_ids, hierarchy=hierarchy,
+        term_ids=term_ids, hierarchy=config.hierarchy,
     )
     sims = scored.similarities
     assign = partial(assign_nested, hierarchy=scored.hierarchy) if scored.hierarchy.nested else partial(assign_labels, labels=labels)
@@ -311,13 +300,13 @@ def annotate(
         truth = label_text(obs_column(ref_adata, column))  # a missing label is "", which is no class
         ref_sims = label_similarities(
             space, space.encode_cells(ref_adata), groups, labels, prompts_of=lambda names: label_prompts(names, prompts, markers=markers),
-            term_ids=scored.hierarchy.term_ids if hierarchy else None, hierarchy=hierarchy,
+            term_ids=scored.hierarchy.term_ids if config.hierarchy else None, hierarchy=config.hierarchy,
         ).similarities
-        cal = calibrate(ref_sims, truth, labels, alpha=alpha)
+        cal = calibrate(ref_sims, truth, labels, alpha=config.alpha)
         std = False
         result = assign(sims, temperature=cal.temperature, min_prob=min_prob, thresholds=cal.thresholds, unknown=unknown)
         rule = "softmax(s/T) over cosine similarities, T fitted on the reference (NLL); unknown if p_max <= min_prob or s_max < the label's alpha-quantile threshold"
-        extra = {"reference_column": column, "reference_cells": cal.n_cells, "alpha": alpha,
+        extra = {"reference_column": column, "reference_cells": cal.n_cells, "alpha": config.alpha,
                  "calibrated_temperature": cal.temperature, "thresholds": [float(t) for t in cal.thresholds]}
     elif refine:
         from mmgene.query.refine import expression_pcs, refine_scores
@@ -328,14 +317,14 @@ def annotate(
                 "unknown if p_max <= min_prob or r_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z, "refined": True}
     else:
-        std = len(cells) >= MIN_CELLS_TO_STANDARDISE if standardize is None else bool(standardize)
+        std = len(cells) >= MIN_CELLS_TO_STANDARDISE if config.standardize is None else bool(config.standardize)
         scores = standardise(sims) if std else sims.astype(np.float64)
         result = assign(scores, temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
         rule = ("softmax(z/T) over per-label standardised cosine similarities; unknown if p_max <= min_prob or z_max < min_z"
                 if std else "softmax(s/T) over cosine similarities; unknown if p_max <= min_prob or s_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z}
-    if others and reference is None:
-        extra.update(_reject_others(adata, space, cells, scored, result, others_margin, labels, prompts, markers, key_added, unknown))
+    if config.others and reference is None:
+        extra.update(_reject_others(adata, space, cells, scored, result, config, labels, key_added))
         rule += "; unknown if a trained class outside the labels beats every label's cosine by more than others_margin"
     adata.obs[f"{key_added}_label"] = pd.Categorical(result.label, categories=[*labels, unknown])
     adata.obs[f"{key_added}_score"] = result.score
@@ -347,16 +336,14 @@ def annotate(
         prompts_per_label=[len(g) for g in groups], rule=rule, standardized=std, min_prob=min_prob, unknown=unknown,
         # per label, in the order of ``labels`` (label names may hold '/', which h5ad keys cannot)
         label_counts=[int(counts.get(lab, 0)) for lab in labels], unknown_cells=int(counts.get(unknown, 0)),
-        hierarchy=bool(hierarchy), term_ids=list(scored.hierarchy.term_ids), nested=scored.hierarchy.nested,
+        hierarchy=bool(config.hierarchy), term_ids=list(scored.hierarchy.term_ids), nested=scored.hierarchy.nested,
         expanded=[", ".join(group) for group in scored.expanded], **extra,
     )
     return adata if copy else None
 
 
-def _reject_others(
-    adata: Any, space: Any, cells: np.ndarray, scored: Any, result: Assignment, margin: float,
-    labels: list[str], prompts: Sequence[str] | None, markers: bool, key_added: str, unknown: str,
-) -> dict[str, Any]:
+def _reject_others(adata: Any, space: Any, cells: np.ndarray, scored: Any, result: Assignment, config: AnnotateConfig,
+                   labels: list[str], key_added: str) -> dict[str, Any]:
     """Call ``unknown`` the cells a class outside the question fits better (:mod:`mmgene.query.others`);
     writes ``obs['<key_added>_nearest_other']`` and returns what the record keeps."""
     from mmgene.query.others import nearest_other, other_classes
@@ -365,8 +352,9 @@ def _reject_others(
 
     term_ids = [t for t in scored.hierarchy.term_ids if t] or resolve_terms(labels)
     classes = other_classes(space_vocabulary(space), labels, term_ids)
-    found = nearest_other(space, cells, scored.similarities, classes, lambda names: label_prompts(names, prompts, markers=markers))
-    rejected = found.rejects(margin)
-    result.label = np.where(rejected, unknown, result.label).astype(object)
+    prompts_of = partial(label_prompts, prompts=config.prompts, markers=config.markers)
+    found = nearest_other(space, cells, scored.similarities, classes, prompts_of)
+    rejected = found.rejects(config.others_margin)
+    result.label = np.where(rejected, config.unknown, result.label).astype(object)
     adata.obs[f"{key_added}_nearest_other"] = pd.Categorical(np.where(rejected, found.nearest, None), categories=classes)
-    return {"others": classes, "others_margin": margin, "unknown_by_others": int(rejected.sum())}
+    return {"others": classes, "others_margin": config.others_margin, "unknown_by_others": int(rejected.sum())}

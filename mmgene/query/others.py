@@ -15,13 +15,14 @@ label's term (by is_a):
 - a class above a label ("leukocyte") would beat every label.
 
 A class without an id is never an other class, because nothing says whether it lies below an asked
-label. A model without such classes (GenePT, or one trained on labels no id was found for) has no
-other classes, and then the rule does nothing: train with ``ontology_col`` to give it ids.
+label. Corpus models save their classes' ids; a model trained on one AnnData has ids only for class
+names that are Cell Ontology names or synonyms ("B cell", not "CD19+ B"). A model without such classes
+(GenePT, for one) has no other classes, and then the rule does nothing.
 
-The margin :data:`OTHERS_MARGIN` was chosen by leaving datasets out (docs/benchmarks.md, "Cells of no
-asked type"). It maximised the mean over the eight shared datasets of (share of a left-out class's
-cells rejected) - (share of the other cells rejected), when each dataset's classes were offered all
-but one. Six of the eight folds choose it when their own dataset is left out of the choice (the other
+The margin :data:`mmgene.query.config.OTHERS_MARGIN` was chosen by leaving datasets out
+(docs/benchmarks.md, "Cells of no asked type"). It maximised the mean over the eight shared datasets
+of (share of a left-out class's cells rejected) - (share of the other cells rejected), when each
+dataset's classes were offered all but one. Six of the eight folds choose it when their own dataset is left out of the choice (the other
 two choose 0.01).
 """
 
@@ -33,10 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import ParameterError
-
-#: a cell is none of the asked labels when another known class is more similar by more than this (cosine)
-OTHERS_MARGIN = 0.04
+from mmgene.query.config import OTHERS_MARGIN
 
 
 @dataclass
@@ -50,18 +48,6 @@ class NearestOther:
     def rejects(self, margin: float = OTHERS_MARGIN) -> np.ndarray:
         """Cells whose nearest other class beats every asked label by more than ``margin``."""
         return self.lead > margin
-
-
-def check_margin(margin: float) -> float:
-    """``margin`` as a float from 0 to 2 (cosine similarities differ by at most 2)."""
-    ok = isinstance(margin, (int, float)) and not isinstance(margin, bool) and 0.0 <= float(margin) <= 2.0
-    if not ok:
-        raise ParameterError(
-            f"others_margin must be a number from 0 to 2, got {margin!r}",
-            "annotate(others_margin=...)",
-            f"use a cosine margin such as {OTHERS_MARGIN}",
-        )
-    return float(margin)
 
 
 def other_classes(vocabulary: Sequence[tuple[str, str]], labels: Sequence[str], term_ids: Sequence[str]) -> list[str]:

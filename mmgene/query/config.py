@@ -1,0 +1,84 @@
+"""Settings of zero-shot annotation (:func:`mmgene.query.annotate`), in one light module.
+
+``mmgene annotate`` reads each default and help line from :class:`AnnotateConfig`, so the CLI imports
+this module without numpy or torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from mmgene.config import freeze, setting
+from mmgene.errors import ParameterError
+
+#: the answer for a cell that no label fits
+UNKNOWN = "unknown"
+#: softmax temperature over standardised similarities: the value that minimises the negative
+#: log-likelihood of the true labels pooled over the leave-one-dataset-out folds of the shared corpus
+#: (0.735, datasets weighing equally; 0.65-0.83 when each dataset is also left out of the choice),
+#: see docs/benchmarks.md. It was 1.0, which left most cells of another dataset "unknown".
+DEFAULT_TEMPERATURE = 0.75
+#: a cell is none of the asked labels when another class the model knows is more similar by more than
+#: this cosine (:mod:`mmgene.query.others`; chosen on the leave-one-dataset-out folds)
+OTHERS_MARGIN = 0.04
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    """How :func:`mmgene.query.annotate` scores cells and decides their labels (see its module docstring)."""
+
+    prompts: tuple[str, ...] | None = setting(
+        None, "Prompt templates with {label} (none: names, Cell Ontology names and marker genes, mmgene.text.prompts)"
+    )
+    markers: bool = setting(True, "Name canonical marker genes of common blood cell types in the default prompts")
+    temperature: float = setting(DEFAULT_TEMPERATURE, "Softmax temperature over the standardised similarities")
+    min_prob: float = setting(0.5, "At or below this winning probability the cell is unknown")
+    min_z: float | None = setting(0.0, "Below this standardised similarity to the winning label the cell is unknown (none: no such rule)")
+    standardize: bool | None = setting(None, "Z-score each label's similarities over the cells (none: when there are at least 30 cells)")
+    hierarchy: bool = setting(
+        True, "Read labels as Cell Ontology terms: a label covers the model's classes below it, and the deepest confident label wins"
+    )
+    others: bool = setting(
+        True, "Also unknown when a class the model was trained on, outside the labels, fits the cell better (not with a reference)"
+    )
+    others_margin: float = setting(OTHERS_MARGIN, "By how much (cosine) that class must beat every label")
+    refine: bool = setting(False, "Refine the scores by self-training on the data's own principal components (not with a reference)")
+    alpha: float = setting(0.05, "With a reference: share of a known type's cells allowed below its threshold")
+    unknown: str = setting(UNKNOWN, "The answer for cells no label fits")
+
+    def __post_init__(self) -> None:
+        if self.prompts is not None:
+            freeze(self, "prompts", (self.prompts,) if isinstance(self.prompts, str) else tuple(self.prompts))
+        check_range(self.temperature, "temperature", "AnnotateConfig.temperature", 0.0, None, strict=True)
+        check_range(self.min_prob, "min_prob", "AnnotateConfig.min_prob", 0.0, 1.0)
+        check_range(self.alpha, "alpha", "AnnotateConfig.alpha", 0.0, 1.0, strict=True)
+        check_margin(self.others_margin, "AnnotateConfig.others_margin")
+        if not isinstance(self.unknown, str) or not self.unknown.strip():
+            raise ParameterError(f"unknown must be a non-empty name, got {self.unknown!r}", "AnnotateConfig.unknown", f"use the default, {UNKNOWN!r}")
+
+    def replace(self, **settings: Any) -> AnnotateConfig:
+        """A copy with some settings changed by name (checked again)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        wrong = sorted(set(settings) - names)
+        if wrong:
+            raise ParameterError(f"unknown annotate settings {wrong}", "annotate(...)", f"use one of: {', '.join(sorted(names))}")
+        return dataclasses.replace(self, **settings)
+
+
+def check_range(value: Any, name: str, where: str, low: float, high: float | None, *, strict: bool = False) -> float:
+    """``value`` as a float within ``low``..``high`` (exclusive when ``strict``; no upper bound when ``high`` is None)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    inside = number and (value > low if strict else value >= low) and (high is None or (value < high if strict else value <= high))
+    if not inside:
+        bounds = f"above {low}" if high is None else f"from {low} to {high}" + (" (both excluded)" if strict else "")
+        default = {f.name: f.default for f in dataclasses.fields(AnnotateConfig)}.get(name)
+        fix = f"use e.g. {default}" if default is not None else "pass a number in range"
+        raise ParameterError(f"{name} must be a number {bounds}, got {value!r}", where, fix)
+    return float(value)
+
+
+def check_margin(value: Any, where: str) -> float:
+    """An others margin: a cosine difference from 0 to 2."""
+    return check_range(value, "others_margin", where, 0.0, 2.0)
