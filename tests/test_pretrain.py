@@ -250,6 +250,15 @@ def test_readme_commands_annotate_demo_query_with_the_model(seed0, corpus_dir, t
     assert res.returncode == 0, res.stderr[-3000:]
     labels = ad.read_h5ad(tmp_path / "a.h5ad").obs["mmgene_label"].astype(str)
     assert set(labels) <= {"T cell", "B cell", "natural killer cell", "unknown"} and len(labels) == 120
+    # asked without B cells, the general model's own B cell class is the other class a cell may fit better
+    res = run_cli("annotate", human, "--model", model, "--labels", "T cell", "natural killer cell", "--out", tmp_path / "b.h5ad")
+    assert res.returncode == 0, res.stderr[-3000:]
+    annotated = ad.read_h5ad(tmp_path / "b.h5ad")
+    record = annotated.uns["mmgene"]["mmgene_label"]
+    assert list(record["others"]) == ["B cell"] and record["others_margin"] == 0.04
+    nearest = annotated.obs["mmgene_nearest_other"]
+    assert int(nearest.notna().sum()) == record["unknown_by_others"] and set(nearest.dropna()) <= {"B cell"}
+    assert (annotated.obs["mmgene_label"][nearest.notna()] == "unknown").all()
 
     demo = tmp_path / "demo"
     res = run_cli("demo", human, "--label-col", "cell_type", "--model", model, "--out", demo)
