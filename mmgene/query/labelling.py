@@ -326,6 +326,9 @@ def annotate(
     if config.others and reference is None:
         extra.update(_reject_others(adata, space, cells, scored, result, config, labels, key_added))
         rule += "; unknown if a trained class outside the labels beats every label's cosine by more than others_margin"
+    elif "others" in adata.uns.get("mmgene", {}).get(f"{key_added}_label", {}):
+        # the nearest-other column of an earlier annotate under this key no longer matches the labels
+        adata.obs.drop(columns=[f"{key_added}_nearest_other"], errors="ignore", inplace=True)
     adata.obs[f"{key_added}_label"] = pd.Categorical(result.label, categories=[*labels, unknown])
     adata.obs[f"{key_added}_score"] = result.score
     adata.obsm[f"{key_added}_probs"] = pd.DataFrame(result.probs, index=adata.obs_names, columns=labels)
