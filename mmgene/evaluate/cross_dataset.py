@@ -186,11 +186,11 @@ def _mixed_levels(model: Any, cells: np.ndarray, ds: Any, config: CrossDatasetCo
     }
 
 
-def _called_unknown(model: Any, cells: np.ndarray, offered: Sequence[tuple[str, str]], config: CrossDatasetConfig, others: bool) -> np.ndarray:
-    """Which cells annotate's rule calls ``unknown`` when offered the ``(term id, name)`` classes."""
+def _unknown_calls(model: Any, cells: np.ndarray, offered: Sequence[tuple[str, str]], config: CrossDatasetConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Which cells annotate calls ``unknown`` when offered the ``(term id, name)`` classes: by its
+    p_max/z rule, and by the others rule (:mod:`mmgene.query.others`); annotate's default is either."""
     from mmgene.query.labelling import UNKNOWN, assign_labels, assign_nested
-    from mmgene.query.others import nearest_other, other_classes
-    from mmgene.query.scoring import space_vocabulary
+    from mmgene.query.others import nearest_other_for
     from mmgene.text.classes import standardise
     from mmgene.text.prompts import class_prompts
 
@@ -201,11 +201,8 @@ def _called_unknown(model: Any, cells: np.ndarray, offered: Sequence[tuple[str, 
         called = assign_nested(z, scored.hierarchy, min_prob=config.min_prob, thresholds=config.min_z).label
     else:
         called = assign_labels(z, names, min_prob=config.min_prob, thresholds=config.min_z).label
-    unknown = np.asarray(called) == UNKNOWN
-    if others:
-        classes = other_classes(space_vocabulary(model), names, ids)
-        unknown |= nearest_other(model, cells, scored.similarities, classes, class_prompts).rejects(config.others_margin)
-    return unknown
+    others = nearest_other_for(model, cells, scored.similarities, names, ids, class_prompts).rejects(config.others_margin)
+    return np.asarray(called) == UNKNOWN, others
 
 
 def _rejection(model: Any, cells: np.ndarray, ds: Any, seen: set[str], config: CrossDatasetConfig) -> dict[str, Any] | None:
@@ -215,7 +212,8 @@ def _rejection(model: Any, cells: np.ndarray, ds: Any, seen: set[str], config: C
     offered = [(c, n) for c, n in zip(classes, names) if c in seen]
     if not unseen.any() or len(offered) < 2:
         return None
-    unknown = _called_unknown(model, cells, offered, config, others=True)
+    by_rule, by_others = _unknown_calls(model, cells, offered, config)
+    unknown = by_rule | by_others
     return {
         "unseen_classes": sorted({n for c, n in zip(classes, names) if c not in seen}),
         "unseen_cells": int(unseen.sum()),
@@ -226,25 +224,20 @@ def _rejection(model: Any, cells: np.ndarray, ds: Any, seen: set[str], config: C
 
 def _left_out_label(model: Any, cells: np.ndarray, ds: Any, config: CrossDatasetConfig) -> dict[str, Any] | None:
     """Each class left out of the labels in turn: shares of its cells and of the rest called ``unknown``."""
-    from mmgene.text.ontology import term_ancestors
+    from mmgene.text.hierarchy import is_below
 
     truth, classes, names = _class_names(ds, "ontology")
-
-    def related(a: str, b: str) -> bool:
-        return a in term_ancestors(b) or b in term_ancestors(a)
-
     left_out = [
         c for c in classes
-        if (truth == c).sum() >= config.min_left_out_cells and not any(related(c, o) for o in classes if o != c)
+        if (truth == c).sum() >= config.min_left_out_cells and not any(is_below(c, o) or is_below(o, c) for o in classes if o != c)
     ]
     if len(classes) < 3 or not left_out:
         return None
     rates: dict[str, dict[str, list[float]]] = {"others": {"left": [], "rest": []}, "without_others": {"left": [], "rest": []}}
     for c in left_out:
-        offered = [(o, n) for o, n in zip(classes, names) if o != c]
+        by_rule, by_others = _unknown_calls(model, cells, [(o, n) for o, n in zip(classes, names) if o != c], config)
         mine = truth == c
-        for key, others in (("others", True), ("without_others", False)):
-            unknown = _called_unknown(model, cells, offered, config, others)
+        for key, unknown in (("others", by_rule | by_others), ("without_others", by_rule)):
             rates[key]["left"].append(float(unknown[mine].mean()))
             rates[key]["rest"].append(float(unknown[~mine].mean()))
     out: dict[str, Any] = {"classes_left_out": len(left_out)}

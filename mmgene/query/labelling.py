@@ -349,15 +349,13 @@ def _reject_others(adata: Any, space: Any, cells: np.ndarray, scored: Any, resul
                    labels: list[str], key_added: str) -> dict[str, Any]:
     """Call ``unknown`` the cells a class outside the question fits better (:mod:`mmgene.query.others`);
     writes ``obs['<key_added>_nearest_other']`` and returns what the record keeps."""
-    from mmgene.query.others import nearest_other, other_classes
-    from mmgene.query.scoring import space_vocabulary
+    from mmgene.query.others import nearest_other_for
     from mmgene.text.hierarchy import resolve_terms
 
     term_ids = [t for t in scored.hierarchy.term_ids if t] or resolve_terms(labels)
-    classes = other_classes(space_vocabulary(space), labels, term_ids)
     prompts_of = partial(label_prompts, prompts=config.prompts, markers=config.markers)
-    found = nearest_other(space, cells, scored.similarities, classes, prompts_of)
+    found = nearest_other_for(space, cells, scored.similarities, labels, term_ids, prompts_of)
     rejected = found.rejects(config.others_margin)
     result.label = np.where(rejected, config.unknown, result.label).astype(object)
-    adata.obs[f"{key_added}_nearest_other"] = pd.Categorical(np.where(rejected, found.nearest, None), categories=classes)
-    return {"others": classes, "others_margin": config.others_margin, "unknown_by_others": int(rejected.sum())}
+    adata.obs[f"{key_added}_nearest_other"] = pd.Categorical(np.where(rejected, found.nearest, None), categories=found.classes)
+    return {"others": found.classes, "others_margin": config.others_margin, "unknown_by_others": int(rejected.sum())}

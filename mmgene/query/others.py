@@ -86,3 +86,19 @@ def nearest_other(
     best = other.argmax(axis=1)
     lead = other[np.arange(n), best] - np.asarray(similarities).max(axis=1)
     return NearestOther(list(classes), lead.astype(np.float64), np.asarray(classes, dtype=object)[best])
+
+
+def nearest_other_for(
+    space: Any,
+    cells: np.ndarray,
+    similarities: np.ndarray,
+    labels: Sequence[str],
+    term_ids: Sequence[str],
+    prompts_of: Callable[[Sequence[str]], list[list[str]]],
+) -> NearestOther:
+    """:func:`nearest_other` over the space's training classes that are others to ``labels`` (with
+    Cell Ontology ids ``term_ids``; see :func:`other_classes`)."""
+    from mmgene.query.scoring import space_vocabulary
+
+    classes = other_classes(space_vocabulary(space), labels, term_ids)
+    return nearest_other(space, cells, similarities, classes, prompts_of)
