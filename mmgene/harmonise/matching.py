@@ -8,10 +8,12 @@ Stages, first hit wins:
 2. ``synonym`` (1.0): the label is one of the term's synonyms ("NK cells" -> natural killer cell);
 3. ``abbreviation`` (0.9, 0.85 with the tissue's words added, 0.75 with a cell state left out): a
    rewrite of :mod:`mmgene.harmonise.rules` is a name or synonym ("T_CD8" -> "CD8-positive,
-   alpha-beta T cell"). A single-cell naming convention outranks a synonym (stage 2) that reads the
-   same words otherwise;
+   alpha-beta T cell"). A single-cell naming convention, or the tissue's own shorthand ("IPC" in
+   brain), outranks a synonym (stage 2) that reads the same words otherwise;
 4. ``similarity`` (0..0.8): the best word/character overlap with any name (:mod:`.similarity`), plus
-   a bonus for terms that mention the tissue;
+   a bonus for terms that mention the tissue; a name that states a CD marker the label does not state,
+   or the opposite sign of one it does, is not a candidate ("CD56+ NK" is not the "CD16-positive,
+   CD56-dim" kind: the label says nothing about CD16);
 5. ``ancestor``: when the similarity confidence is below ``ancestor_below`` and the top candidates
    share a specific enough ancestor, that ancestor, at the same confidence.
 
@@ -49,6 +51,11 @@ class Match:
     method: str
     note: str = ""
     alternatives: list[tuple[str, float]] = field(default_factory=list)
+
+
+def _consistent(claimed: dict[str, str], stated: dict[str, str]) -> bool:
+    """Whether a name's markers are all stated by the label, none with the opposite sign (+ against -)."""
+    return all(m in stated and {sign, stated[m]} != {"+", "-"} for m, sign in claimed.items())
 
 
 class Matcher:
@@ -98,7 +105,8 @@ class Matcher:
 
     # -- similarity ----------------------------------------------------------------------------------
     def _similar(self, queries: list[tuple[str, ...]]) -> list[tuple[str, float]]:
-        """``(term_id, score)`` best first: best name per term, tissue bonus added, disallowed terms left out."""
+        """``(term_id, score)`` best first: best name per term, tissue bonus added, disallowed terms and
+        names that claim markers the label does not state left out."""
         index = similarity_index(self.vocab)
         scores = index.scores(queries)
         if self.config.use_text_model:
@@ -106,12 +114,14 @@ class Matcher:
             from mmgene.harmonise.similarity import TEXT_MODEL_WEIGHT
 
             np.maximum(scores, TEXT_MODEL_WEIGHT * text_model_scores(self.vocab, texts), out=scores)
+        stated = {marker: sign for words in queries for marker, sign in rules.marker_signs(words).items()}
         best: dict[str, float] = {}
-        for i in np.argsort(-scores, kind="stable")[: self.config.candidates * 4]:
+        for i in np.argsort(-scores, kind="stable")[: self.config.candidates * 8]:
             if scores[i] <= 0:
                 break
-            term = self.vocab.names[i].term_id
-            if term not in best and self.allowed(term):
+            name = self.vocab.names[i]
+            term = name.term_id
+            if term not in best and self.allowed(term) and _consistent(rules.marker_signs(name.words), stated):
                 best[term] = float(scores[i])
             if len(best) >= self.config.candidates:
                 break

@@ -10,7 +10,10 @@ are general conventions:
   intermediate CD14++CD16+, non-classical CD14+CD16++, so "CD16 monocytes" are non-classical;
 - CD4 and CD8 T cells in single-cell papers are alpha-beta T cells (the Cell Ontology names them
   "CD4-positive, alpha-beta T cell"), unless the label says gamma-delta;
-- cluster numbers ("Mono 2", "0_CD4 T") are not part of a name, except after "type", "group", "layer" ...;
+- cluster numbers ("Mono 2", "0_CD4 T", and "Mono2", "AP1" when the letters are known shorthand) are not
+  part of a name, except after "type", "group", "layer" ...;
+- CD4 or CD8 with only T-cell qualifiers and no cell noun ("CD8+ Naive", "CD4+/CD45RO+ Memory") is a T
+  cell;
 - the Cell Ontology's own naming patterns: tissue-qualified names ("pancreatic A cell", "delta cell of
   pancreatic islet"), so a bare label plus a tissue hint is tried as "<tissue adjective> <label>" and
   "<label> <tissue noun>" (word order and "of" are ignored when matching).
@@ -24,15 +27,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mmgene.harmonise.shorthand import ABBREVIATIONS, GENE_TO_CD, NOT_A_CELL_TYPE, STATE_WORDS, TISSUE_ABBREVIATIONS
+from mmgene.harmonise.shorthand import (
+    ABBREVIATIONS,
+    GENE_TO_CD,
+    NOT_A_CELL_TYPE,
+    STATE_WORDS,
+    T_QUALIFIERS,
+    TISSUE_ABBREVIATIONS,
+)
 from mmgene.harmonise.tissue import Tissue
 
-__all__ = ["NOT_A_CELL_TYPE", "Variant", "conventions", "expand", "markers", "strip_noise", "variants"]
+__all__ = ["NOT_A_CELL_TYPE", "Variant", "conventions", "expand", "marker_signs", "markers", "strip_noise", "variants"]
 
 #: words before which a trailing number is part of a name ("type 2", "group 3", "layer 5").
 _NUMBERED = frozenset({"type", "group", "layer", "segment", "stage", "grade", "l", "th", "ilc"})
 _MARKER = re.compile(r"^cd\d+[a-z]{0,2}$")
 _SIGN = re.compile(r"(\+|-|\^[a-z]+)$")
+_NUMBERED_SHORTHAND = re.compile(r"([a-z]+?)(\d+)")
 
 #: confidence of an exact ontology hit reached through each kind of rewrite.
 ABBREVIATION = 0.9
@@ -58,6 +69,11 @@ def _split_sign(word: str) -> tuple[str, str]:
 
 def _is_marker(word: str) -> bool:
     return bool(_MARKER.match(_split_sign(word)[0]))
+
+
+def marker_signs(words: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``{marker: sign}`` of the CD markers among ``words`` (``"cd16+"`` -> ``{"cd16": "+"}``)."""
+    return dict(_split_sign(w) for w in words if _is_marker(w))
 
 
 def strip_noise(words: list[str]) -> list[str]:
@@ -92,6 +108,9 @@ def expand(words: list[str], tissue: Tissue | None) -> list[str]:
         if base not in table and base.endswith("s") and base[:-1] in table:  # "Tcells", "DCs"
             base = base[:-1]
         th = re.fullmatch(r"th(\d+)", base)
+        numbered = _NUMBERED_SHORTHAND.fullmatch(base) if base not in table else None
+        if numbered and numbered.group(1) in table and not th:  # "Mono2", "AP1": a cluster number
+            base = numbered.group(1)
         if th:
             out += ["t", "helper", th.group(1)]
         elif base in table and not sign:
@@ -107,9 +126,12 @@ def conventions(words: list[str]) -> list[list[str]]:
     - "CD16 monocyte" (CD16+ without CD14+) is a non-classical monocyte, in the ontology's words
       "CD14-low, CD16-positive monocyte" (human) or "non-classical monocyte"; CD14+CD16+ is
       "CD14-positive, CD16-positive monocyte" (intermediate);
-    - a CD4+ or CD8+ T cell is an alpha-beta T cell unless gamma-delta is named.
+    - a CD4+ or CD8+ T cell is an alpha-beta T cell unless gamma-delta is named; CD4+ or CD8+ with only
+      T-cell qualifiers ("CD8+/CD45RA+ Naive Cytotoxic") names a T cell.
     """
     s = set(words)
+    if "t" not in s and s & {"cd4+", "cd8+"} and all(_is_marker(w) or w in T_QUALIFIERS for w in words):
+        words, s = [*words, "t"], s | {"t"}
     cd16 = s & {"cd16+", "cd16^high", "cd16^bright"}
     if "monocyte" in s and cd16 and "classical" not in s:
         rest = [w for w in words if w not in cd16 and not w.startswith("cd14") and w != "monocyte"]
@@ -122,9 +144,12 @@ def conventions(words: list[str]) -> list[list[str]]:
 
 
 def variants(label_words: list[str], tissue: Tissue | None) -> tuple[list[Variant], bool]:
-    """Rewritten forms of a label (most faithful first) and whether a naming convention applied."""
+    """Rewritten forms of a label (most faithful first) and whether a naming convention or the tissue's
+    own shorthand applied (either outranks a synonym that reads the label's words otherwise: "IPC" in
+    brain is an intermediate progenitor, not the plasmacytoid dendritic cell synonym)."""
     core = markers(strip_noise(label_words))
     expanded = expand(core, tissue)
+    tissue_shorthand = tissue is not None and expanded != expand(core, None)
     ruled = conventions(expanded)
     out: list[Variant] = []
     seen: set[tuple[str, ...]] = set()
@@ -158,4 +183,4 @@ def variants(label_words: list[str], tissue: Tissue | None) -> tuple[list[Varian
                     f"{note}, cell state left out, qualified by tissue {extra!r}",
                     qualified=True,
                 )
-    return out, bool(ruled)
+    return out, bool(ruled) or tissue_shorthand

@@ -16,9 +16,14 @@ labels of any dataset mmgene is measured on. In particular
 - labels that name no cell type (Unknown, Doublets, low quality) and cell states the ontology rarely
   encodes (activated, cycling, stimulated).
 
-Added after looking at the shared corpus's failures (so not independent of it, and the only such entry):
-``"reg"`` -> "regulatory" ("T Reg" had matched the synonym "T(reg)" of a CD8 regulatory T cell). It
-changed which child of "regulatory T cell" is chosen, not the measured accuracy.
+Added after looking at the shared corpus's failures (so not independent of it):
+
+- ``"reg"`` -> "regulatory" ("T Reg" had matched the synonym "T(reg)" of a CD8 regulatory T cell). It
+  changed which child of "regulatory T cell" is chosen, not the measured accuracy;
+- the brain table (cortical-development shorthand: AP/BP apical and basal progenitors, aRG/vRG/oRG/bRG
+  radial glia, IPC, N for neurons, ...), written after seeing that the fetal neocortex dataset's labels
+  (N1-N3, AP1/2, BP1/2) stayed unmapped. The conventions are the field's, but the choice to write them
+  down came from that dataset.
 
 Keys are normalised tokens (lower case, see :mod:`mmgene.harmonise.text`); values are ontology words.
 """
@@ -72,6 +77,16 @@ TISSUE_ABBREVIATIONS: dict[str, dict[str, str]] = {
         "cnt": "connecting tubule", "loh": "loop henle epithelial", "tal": "loop henle thick ascending limb epithelial",
         "pc": "principal", "ic": "intercalated", "podo": "podocyte",
     },
+    # developing and adult cortex (Florio & Huttner 2014 and later atlases): apical progenitors are
+    # ventricular radial glia; basal progenitors (intermediate progenitors and basal radial glia) have no
+    # term of their own, so "neural progenitor"; "N" a neuron
+    "brain": {
+        "ap": "radial glial", "arg": "radial glial", "vrg": "radial glial", "org": "radial glial",
+        "brg": "radial glial", "trg": "radial glial", "bp": "neural progenitor", "ip": "neural progenitor",
+        "ipc": "neural progenitor", "nsc": "neural stem", "nb": "neuroblast", "n": "neuron", "neu": "neuron",
+        "exc": "glutamatergic neuron", "inh": "gabaergic neuron", "cr": "cajal retzius",
+        "ast": "astrocyte", "mg": "microglial", "ol": "oligodendrocyte", "vlmc": "vascular leptomeningeal",
+    },
     "pancreas": {"gamma": "pp", "pp": "pp"},  # islet cell types: alpha, beta, delta, gamma (= PP), epsilon
     "liver": {"hsc": "hepatic stellate", "kc": "kupffer", "lsec": "hepatic sinusoidal endothelial"},
     "skin": {"kc": "keratinocyte", "mel": "melanocyte"},
@@ -84,6 +99,12 @@ GENE_TO_CD: dict[str, str] = {
     "thbd": "cd141", "sell": "cd62l", "kit": "cd117", "pecam1": "cd31", "cd3e": "cd3", "cd3d": "cd3",
     "b3gat1": "cd57", "klrb1": "cd161",
 }
+
+#: words that qualify a T cell; a CD4/CD8 label made only of these and markers is a T cell ("CD8+ Naive").
+T_QUALIFIERS = frozenset({
+    "naive", "memory", "effector", "cytotoxic", "helper", "regulatory", "central", "exhausted", "resident",
+    "activated", "terminally", "differentiated",
+})
 
 #: labels that name no cell type (a cluster left unannotated, a QC category).
 NOT_A_CELL_TYPE = frozenset({
