@@ -132,6 +132,24 @@ def test_training_saves_history_and_encodes_into_one_space(trained, small_pbmc):
     assert not np.allclose(as_text, as_cell)
 
 
+def test_a_model_trained_with_an_ontology_column_saves_each_class_id(trained, small_pbmc):
+    from mmgene.align import load
+    from mmgene.query.scoring import space_vocabulary
+
+    model, out = trained
+    curated = {
+        "B cells": "CL:0000236", "CD14+ Monocytes": "CL:0001054", "CD4 T cells": "CL:0000624",
+        "CD8 T cells": "CL:0000625", "Dendritic cells": "CL:0000451", "FCGR3A+ Monocytes": "CL:0002396",
+        "Megakaryocytes": "CL:0000556", "NK cells": "CL:0000623",
+    }
+    classes = sorted(set(small_pbmc.obs["cell_type"].astype(str)))
+    expected = [curated[c] for c in classes]
+    assert model.meta["classes"] == classes and model.meta["class_ids"] == expected
+    assert load(out).meta["class_ids"] == expected
+    # annotate's hierarchy and others rule now see every class, not only those named like a term
+    assert space_vocabulary(model) == list(zip(classes, expected))
+
+
 def test_the_training_config_is_saved_loaded_and_shown_in_the_card(trained, tmp_path):
     from mmgene.align import load
     from mmgene.align.card import card_values, render_model_card

@@ -223,6 +223,23 @@ def test_other_classes_leave_out_the_labels_their_ancestors_and_descendants():
     assert other_classes([("CD19+ B", ""), ("Dendritic", "")], ["CD19+ B cell", "dendritic cell"], []) == []
 
 
+def test_space_vocabulary_reads_saved_ids_and_finds_missing_ones_by_name():
+    from mmgene.query.scoring import space_vocabulary
+
+    class Meta:
+        def __init__(self, meta):
+            self.meta = meta
+
+    # a saved id wins over the name; an empty one is found by name; neither: the class has no id
+    saved = Meta({"classes": ["B cells", "CD8 T cells", "my cluster"], "class_ids": [CD8, "", ""]})
+    assert space_vocabulary(saved) == [("B cells", CD8)]
+    assert space_vocabulary(Meta({"classes": ["B cells", "NK cells"]})) == [("B cells", B_CELL), ("NK cells", NK)]
+    # a corpus model's key of a class without an id is not an id, and is not looked up by name
+    assert space_vocabulary(Meta({"classes": ["B cells"], "class_ids": ["label:b cell"]})) == []
+    assert space_vocabulary(Meta({"classes": ["B cells"], "class_ids": ["CL:0000236", "extra"]})) == [("B cells", B_CELL)]
+    assert space_vocabulary(object()) == []
+
+
 def test_nearest_other_measures_how_far_the_best_label_trails():
     from mmgene.query.others import nearest_other
 

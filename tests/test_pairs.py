@@ -220,3 +220,13 @@ def test_variable_genes_and_panel_augmentation():
     assert any(len(c["genes"]) > 2 for c in pairs["test"]["cell"])  # test rows keep every gene
     with pytest.raises(ParameterError, match="panel_share"):
         PairsConfig(panel_share=-0.1)
+
+
+def test_a_class_takes_the_ontology_id_most_of_its_cells_carry():
+    from mmgene.pairs.build import majority_terms
+
+    labels = np.array(["a", "a", "a", "b", "b", "c", "d", "d"], dtype=object)
+    ids = np.array(["CL:2", "CL:1", "CL:2", "", "CL:3", "", "CL:5", "CL:4"], dtype=object)
+    # cells without an id do not vote; a tie goes to the first id in sorted order; "c" has none
+    assert majority_terms(labels, ids) == {"a": "CL:2", "b": "CL:3", "d": "CL:4"}
+    assert majority_terms(np.array([], dtype=object), np.array([], dtype=object)) == {}

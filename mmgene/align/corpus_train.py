@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,10 +87,13 @@ def class_key(label: str, term_id: str) -> str:
     return term_id if is_term_id(term_id) else "label:" + clean_label(label).lower()
 
 
-def _term_of(ds: Any, label: str) -> str:
-    """The most common ontology id of the dataset's cells labelled ``label`` ('' if none)."""
-    ids = [t for t in ds.ontology_ids[ds.labels == label].tolist() if t]
-    return Counter(ids).most_common(1)[0][0] if ids else ""
+def terms_of(ds: Any, labels: Sequence[str]) -> list[str]:
+    """The Cell Ontology id most of the dataset's cells with each label carry ('' if none), curated
+    or harmonised (:func:`mmgene.pairs.build.majority_terms`)."""
+    from mmgene.pairs.build import majority_terms
+
+    majority = majority_terms(ds.labels, ds.ontology_ids)
+    return [majority.get(str(label), "") for label in labels]
 
 
 def _relabel(split: Any, mapping: np.ndarray, prefix: str) -> Any:
@@ -133,7 +135,7 @@ def corpus_pairs(
         pairs = make_pairs(
             human_view(ds), [ds.spec.label_col], ontology_col=ds.spec.ontology_col, inputs=inputs, config=config.pairs, seed=seed
         )
-        terms = [_term_of(ds, name) for name in pairs.classes]
+        terms = terms_of(ds, pairs.classes)
         mapping = np.array(
             [classes.add(class_key(n, t), _shown(n, t), text) for n, t, text in zip(pairs.classes, terms, pairs.class_text)],
             dtype=np.int64,

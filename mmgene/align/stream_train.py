@@ -34,7 +34,7 @@ import numpy as np
 from mmgene.align.balance import balanced_rows, default_rows
 from mmgene.align.config import STREAMED_DEFAULTS, AlignConfig, CorpusTrainingConfig, ModelConfig, TrainingConfig
 from mmgene.align.corpus_train import (
-    GlobalClasses, _merge_markers, _shown, _term_of, class_key, corpus_meta, human_view, start_training,
+    GlobalClasses, _merge_markers, _shown, class_key, corpus_meta, human_view, start_training, terms_of,
 )
 from mmgene.cells.inputs import GENES
 from mmgene.errors import ParameterError
@@ -82,7 +82,7 @@ class CorpusStream:
                 ds.adata, [ds.spec.label_col], ontology_col=ds.spec.ontology_col, inputs=inputs, config=config.pairs,
                 seed=seed, chunk_size=stream.chunk_size, read=reader,
             )
-            terms = [_term_of(ds, name) for name in d.plan.class_names]
+            terms = terms_of(ds, d.plan.class_names)
             self.mappings.append(np.array(
                 [classes.add(class_key(n, t), _shown(n, t), text) for n, t, text in zip(d.plan.class_names, terms, d.plan.texts)],
                 dtype=np.int64,

@@ -112,6 +112,9 @@ def train(
         "classes": list(classes),
         "label_cols": [label_cols] if isinstance(label_cols, str) else list(label_cols),
         "ontology_col": ontology_col,
+        # each class's Cell Ontology id (most of its cells'; "" for none): the hierarchy and the others
+        # rule of annotate read them, as they read a corpus model's
+        **({"class_ids": [t.term_id for t in examples.class_text]} if ontology_col else {}),
         "unlabelled_cells": int(examples.unlabelled_cells),  # left out: no label in label_cols[0]
         "train_cells": int(len(set(examples["train"]["obs_name"]))),
         "test_cells": int(len(examples["test"])) if "test" in examples else 0,

@@ -45,6 +45,9 @@ def _classes(adata: Any, label_cols: Sequence[str], ontology_col: str | None) ->
     """Per-cell class ids (classes keyed by the first label column), per-class text, and how many
     cells have no label there (class id -1: left out of both splits, never a class "nan").
 
+    A class's Cell Ontology id (``ontology_col``) is the one most of its cells carry (ties: the first
+    in sorted order); cells without an id do not vote.
+
     Fewer than two classes is a :class:`~mmgene.errors.LabelError`: contrastive pairs need another
     class to contrast with. Missing values in the other columns just give no name.
     """
@@ -56,12 +59,25 @@ def _classes(adata: Any, label_cols: Sequence[str], ontology_col: str | None) ->
     rows = np.flatnonzero(keep)
     codes = np.full(len(keep), -1, np.int64)
     codes[rows] = kept_codes
+    majority = majority_terms(first[rows], onto[rows]) if onto is not None else {}
+    ids = [majority.get(name, "") for name in names]
     texts = []
-    for name, pos in zip(names, first_pos):
+    for name, pos, term_id in zip(names, first_pos, ids):
         i = int(rows[pos])
         values = [name] + [col[i] for col in others]
-        texts.append(class_text(values, (onto[i] or None) if onto is not None else None))
+        texts.append(class_text(values, term_id or None))
     return codes, texts, n_dropped
+
+
+def majority_terms(labels: np.ndarray, ids: np.ndarray) -> dict[str, str]:
+    """Per label, the Cell Ontology id most of its cells carry (ties: the first in sorted order);
+    cells without an id ("") do not vote, and a label none of whose cells has one is left out."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"label": np.asarray(labels, dtype=object), "id": np.asarray(ids, dtype=object)})
+    counts = frame[frame["id"] != ""].groupby(["label", "id"]).size().reset_index(name="n")
+    counts = counts.sort_values(["label", "n", "id"], ascending=[True, False, True], kind="stable")
+    return {str(k): str(v) for k, v in counts.drop_duplicates("label").set_index("label")["id"].items()}
 
 
 class GeneMoments:

@@ -15,9 +15,10 @@ label's term (by is_a):
 - a class above a label ("leukocyte") would beat every label.
 
 A class without an id is never an other class, because nothing says whether it lies below an asked
-label. Corpus models save their classes' ids; a model trained on one AnnData has ids only for class
-names that are Cell Ontology names or synonyms ("B cell", not "CD19+ B"). A model without such classes
-(GenePT, for one) has no other classes, and then the rule does nothing.
+label. Corpus models, and models trained on one AnnData with an ``ontology_col``, save their classes'
+ids; otherwise a class has an id only when its name is a Cell Ontology name or synonym ("B cell", not
+"CD19+ B"). A model without such classes (GenePT, for one) has no other classes, and then the rule does
+nothing.
 
 The margin :data:`mmgene.query.config.OTHERS_MARGIN` was chosen by leaving datasets out
 (docs/benchmarks.md, "Cells of no asked type"). It maximised the mean over the eight shared datasets

@@ -33,16 +33,18 @@ class LabelSimilarities:
 
 def space_vocabulary(space: Any) -> list[tuple[str, str]]:
     """The ``(name, Cell Ontology id)`` of every training class a joint space knows (an aligned
-    model's ``meta['classes']``, with ``meta['class_ids']`` or ids found by name); [] for spaces
-    without classes, such as GenePT."""
+    model's ``meta['classes']``, with ``meta['class_ids']``, and ids found by name where none was
+    saved); [] for spaces without classes, such as GenePT."""
     meta = getattr(space, "meta", None)
     if not isinstance(meta, dict) or not meta.get("classes"):
         return []
     names = [str(n) for n in meta["classes"]]
-    ids = meta.get("class_ids")
-    if not isinstance(ids, list) or len(ids) != len(names):
-        ids = resolve_terms(names)
-    return [(n, str(t)) for n, t in zip(names, ids) if str(t).startswith("CL:")]
+    saved = meta.get("class_ids")
+    ids = [str(t) for t in saved] if isinstance(saved, list) and len(saved) == len(names) else [""] * len(names)
+    missing = [i for i, t in enumerate(ids) if not t]
+    for i, found in zip(missing, resolve_terms([names[i] for i in missing])):
+        ids[i] = found
+    return [(n, t) for n, t in zip(names, ids) if t.startswith("CL:")]
 
 
 def label_similarities(

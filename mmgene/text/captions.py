@@ -47,6 +47,8 @@ class ClassText:
     label: str
     names: list[str] = field(default_factory=list)
     definitions: list[str] = field(default_factory=list)
+    #: the class's Cell Ontology id ("" when it has none)
+    term_id: str = ""
 
     def name_captions(self) -> list[str]:
         out = [t.format(label=n) for n in self.names for t in TEMPLATES]
@@ -76,7 +78,7 @@ def class_text(values: Sequence[str], term_id: str | None = None) -> ClassText:
                 names.append(name)
         if term.description:
             definitions.append(term.description)
-    return ClassText(label=str(values[0]), names=names, definitions=definitions)
+    return ClassText(label=str(values[0]), names=names, definitions=definitions, term_id=term_id or "")
 
 
 def marker_caption(name: str, genes: Sequence[str], rng: np.random.Generator) -> str:
