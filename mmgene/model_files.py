@@ -205,6 +205,36 @@ def check_no_auto_map(folder: Path, *, recursive: bool = True) -> None:
             raise refuse(path, "custom code through auto_map", named)
 
 
+#: packages whose classes a model folder may name at all: a class from anywhere else is refused before
+#: sentence-transformers (and torch) is imported to build the exact allow-list.
+ALLOWED_PACKAGES = ("sentence_transformers.", "mmgene.align.modules.")
+
+
+def listed_types(folder: Path) -> list[tuple[Path, str]]:
+    """``(file, type string)`` for every class that a ``modules.json`` or ``router_config.json`` anywhere
+    under ``folder`` names (a malformed listing is named as a whole, so it is refused too)."""
+    out: list[tuple[Path, str]] = []
+    for path in sorted([*folder.rglob("modules.json"), *folder.rglob("router_config.json")]):
+        if not path.is_file():
+            continue
+        data = read_json(path)
+        if path.name == "modules.json":
+            listed = isinstance(data, list) and all(isinstance(e, dict) for e in data)
+            named = [e.get("type") for e in data] if listed else [data]
+        else:
+            named = list((data.get("types") or {}).values()) if isinstance(data, dict) else [data]
+        out += [(path, str(type_name)) for type_name in named]
+    return out
+
+
+def prescreen_types(folder: Path) -> None:
+    """Refuse, without importing anything, a folder whose listings name a class outside
+    :data:`ALLOWED_PACKAGES`; the exact allow-list is checked after this."""
+    for path, type_name in listed_types(folder):
+        if not type_name.startswith(ALLOWED_PACKAGES):
+            raise refuse(path, "the module class", type_name)
+
+
 def check_transformers_config(folder: Path, *, model_types: Iterable[str] | None = None) -> dict[str, Any]:
     """Check a transformers ``config.json``: no ``auto_map`` and a ``model_type`` transformers itself implements.
 
@@ -299,6 +329,7 @@ def check_text_encoder(folder: Path) -> None:
     if not (folder / "modules.json").is_file():  # a plain transformers model: mean pooling on top
         check_transformers_config(folder)
         return
+    prescreen_types(folder)
     allowed = text_encoder_classes()
     listing = folder / "modules.json"
     for entry in modules_json(folder):

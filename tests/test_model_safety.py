@@ -147,6 +147,39 @@ def test_b_a_sentence_transformers_class_outside_the_allow_list_is_refused_in_a_
     _refused(folder, sentinel, "router_config.json", "sentence_transformers.base.modules.transformer.Transformer")
 
 
+def test_b_foreign_code_is_refused_before_sentence_transformers_or_torch_is_imported(hostile):
+    """A class from outside sentence-transformers and mmgene's modules is refused by a JSON scan alone."""
+    import subprocess
+
+    folder, sentinel = hostile
+    config = json.loads((folder / "router_config.json").read_text())
+    config["types"]["text_2_TextHead"] = EVIL
+    _rewrite(folder / "router_config.json", config)
+    _evil_code(folder, "evil_head", sentinel)
+    script = (
+        "import sys\n"
+        "from mmgene.align import load\n"
+        "from mmgene.errors import UnsafeModelError\n"
+        "try:\n"
+        f"    load({str(folder)!r})\n"
+        "except UnsafeModelError as exc:\n"
+        "    print('refused', 'evil_head.EvilHead' in str(exc))\n"
+        "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers', 'evil_head') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["refused True", "[]"], out
+    assert not sentinel.exists()
+
+
+def test_the_prescreen_lets_every_allowed_class_through():
+    from mmgene.align.model import model_classes
+    from mmgene.model_files import ALLOWED_PACKAGES, text_encoder_classes
+
+    root_types, route_types = model_classes()
+    names = [*root_types, *route_types, *text_encoder_classes()]
+    assert names and all(name.startswith(ALLOWED_PACKAGES) for name in names)
+
+
 # (c) modules.json and nested router configs ------------------------------------------------------
 
 

@@ -330,18 +330,11 @@ def _check_router(folder: Path, route_types: dict[str, type]) -> dict[str, Any]:
 
 def _check_stray_listings(folder: Path, allowed: set[str]) -> None:
     """Every other ``modules.json`` / ``router_config.json`` in the folder may name only allowed classes."""
-    from mmgene.model_files import read_json, refuse
+    from mmgene.model_files import listed_types, refuse
 
-    for path in sorted([*folder.rglob("modules.json"), *folder.rglob("router_config.json")]):
-        data = read_json(path)
-        if path.name == "modules.json":
-            listed = isinstance(data, list) and all(isinstance(e, dict) for e in data)
-            named = [e.get("type") for e in data] if listed else [data]
-        else:
-            named = list((data.get("types") or {}).values()) if isinstance(data, dict) else [data]
-        for type_name in named:
-            if str(type_name) not in allowed:
-                raise refuse(path, "the module class", str(type_name))
+    for path, type_name in listed_types(folder):
+        if type_name not in allowed:
+            raise refuse(path, "the module class", type_name)
 
 
 def check_model_folder(folder: Path) -> None:
@@ -352,7 +345,7 @@ def check_model_folder(folder: Path) -> None:
     ``config.json``); every other ``modules.json``/``router_config.json`` anywhere in the folder; and no
     config file may carry ``auto_map``. Nothing is imported from the folder: loading it would run code.
     """
-    from mmgene.model_files import check_no_auto_map, module_folder, modules_json, refuse, text_encoder_classes
+    from mmgene.model_files import check_no_auto_map, module_folder, modules_json, prescreen_types, refuse, text_encoder_classes
 
     listing = folder / "modules.json"
     if not listing.is_file():
@@ -362,6 +355,7 @@ def check_model_folder(folder: Path) -> None:
             "give the folder written by mmgene train / AlignedModel.save",
         )
     check_no_auto_map(folder)
+    prescreen_types(folder)  # before model_classes() imports sentence-transformers and torch
     root_types, route_types = model_classes()
     for entry in modules_json(folder):
         cls = root_types.get(entry["type"])
@@ -424,7 +418,6 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> AlignedModel:
     model is downloaded with ``snapshot_download`` and checked the same way. Loading leaves torch's
     process-wide settings (its thread count) as they are.
     """
-    from mmgene.align import training_log
     from mmgene.model_files import read_json, resolve_model
 
     folder, hub = resolve_model(path)
@@ -436,6 +429,8 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> AlignedModel:
             "give the folder written by `mmgene train` or AlignedModel.save",
         )
     check_model_folder(folder)
+    from mmgene.align import training_log  # imports transformers (and torch): only for a folder that passed
+
     try:
         st = _build_sentence_transformer(folder, device)
     except MMGeneError:
