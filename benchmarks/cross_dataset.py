@@ -53,6 +53,10 @@ def main() -> None:
         args.json.write_text(report_json(report) + "\n")
 
 
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _print(report: dict) -> None:
     from mmgene.evaluate.cross_dataset import markdown
 
@@ -63,6 +67,14 @@ def _print(report: dict) -> None:
         if immune:
             print(f"mean balanced accuracy over {len(immune)} immune datasets (Cell Ontology prompts, {label}): "
                   f"{sum(immune) / len(immune):.3f} (bar: >= 0.80)")
+    for name in [n for n in IMMUNE if n in report["datasets"]]:
+        entry = report["datasets"][name]
+        ours = entry["mmgene"]["ontology"]["balanced_accuracy"]
+        single = (entry.get("single") or {}).get("ontology", {}).get("balanced_accuracy")
+        mapper = (entry.get("mapper") or {}).get("balanced_accuracy")
+        like = (entry["mmgene"].get("mapper_classes") or {}).get("balanced_accuracy")
+        print(f"{name}: mmgene {ours:.3f}; single-dataset model {_num(single)}; mapper {_num(mapper)} "
+              f"against mmgene on the mapper's classes and cells {_num(like)}")
     left = [report["datasets"][n]["mmgene"].get("left_out_label") for n in IMMUNE if n in report["datasets"]]
     left = [v for v in left if v]
     for key in ("others", "without_others") if left else ():

@@ -42,7 +42,8 @@ def _metrics(bal: float, auc: float) -> dict[str, float]:
 
 def test_summary_and_table():
     results = {
-        "a": {"cells": 10, "mmgene": {"ontology": _metrics(0.8, 0.9), "author": _metrics(0.6, 0.8), "rejection": None},
+        "a": {"cells": 10, "mmgene": {"ontology": _metrics(0.8, 0.9), "author": _metrics(0.6, 0.8), "rejection": None,
+                                       "mapper_classes": _metrics(0.9, 0.95)},
               "single": {"ontology": _metrics(0.5, 0.7), "author": _metrics(0.5, 0.7)}, "mapper": _metrics(0.7, float("nan"))},
         "b": {"cells": 1200, "mmgene": {"ontology": _metrics(0.6, 0.7), "author": _metrics(0.4, 0.6),
               "mixed_levels": {"exact_balanced_accuracy": 0.5, "balanced_partial_credit": 0.75},
@@ -55,7 +56,8 @@ def test_summary_and_table():
     assert summary["single/ontology"]["datasets"] == 1 and summary["mapper"]["datasets"] == 1
     table = markdown({"datasets": results}).splitlines()
     assert summary["mmgene/mixed_levels"] == {"exact_balanced_accuracy": 0.5, "balanced_partial_credit": 0.75, "datasets": 1}
-    assert table[2] == "| a | 10 | 0.800 / 0.900 | 0.500 / 0.700 | 0.700 / nan | n/a | none unseen | n/a |"
+    assert table[2] == "| a | 10 | 0.800 / 0.900 | 0.500 / 0.700 | 0.700 / nan (0.900 / 0.950) | n/a | none unseen | n/a |"
+    assert summary["mmgene/mapper_classes"] == pytest.approx({"balanced_accuracy": 0.9, "macro_f1": 0.8, "macro_auroc": 0.95, "datasets": 1})
     assert table[3] == "| b | 1,200 | 0.600 / 0.700 | n/a | n/a | 0.500 / 0.750 | 0.25 of 8 | 0.80 / 0.10 (0.50 / 0.20) |"
     assert summary["mmgene/left_out_label"] == {
         "others": {"left_out_called_unknown": 0.8, "rest_called_unknown": 0.1},
@@ -109,6 +111,9 @@ def test_leave_one_dataset_out_on_real_data(two_datasets):
     mixed = entry["mmgene"]["mixed_levels"]  # B, T, NK, neutrophil and their direct parents
     assert mixed["labels"] == 8 and 0.0 <= mixed["exact_balanced_accuracy"] <= mixed["balanced_partial_credit"] <= 1.0
     assert entry["mapper"]["cells_scored"] == 400 and entry["mapper"]["n"] == 400  # B and T cells: the seen classes
+    assert entry["mapper"]["classes_scored"] == ["CL:0000084", "CL:0000236"]
+    like = entry["mmgene"]["mapper_classes"]  # mmgene asked the same two classes of the same cells
+    assert like["n"] == 400 and list(like["per_class"]) == ["T cell", "B cell"] and 0.0 <= like["balanced_accuracy"] <= 1.0
     assert report["summary"]["mmgene/ontology"]["datasets"] == 1
 
 

@@ -9,7 +9,8 @@ figure has context beside it:
 - ``mapper``: a supervised reference mapper, a logistic regression on the other datasets' cells
   (log-normalised expression over the genes the held-out dataset shares with them), whose classes are
   matched to the held-out dataset's through Cell Ontology ids. It can only name classes it was
-  trained on.
+  trained on, so it is scored on those classes' cells only; ``mapper_classes`` scores mmgene on the
+  same cells with the same classes as labels, the like-for-like comparison.
 
 Classes of the held-out dataset that no training dataset has, nor an ancestor or descendant of (by
 Cell Ontology id and is_a), are *unseen*:
@@ -134,19 +135,28 @@ def _term_ids(classes: Sequence[str], prompt_set: str) -> list[str] | None:
     return [c if is_term_id(c) else "" for c in classes] if prompt_set == "ontology" else None
 
 
-def _zero_shot(model: Any, cells: np.ndarray, ds: Any, prompt_set: str, config: CrossDatasetConfig) -> dict[str, Any]:
+def _zero_shot(
+    model: Any, cells: np.ndarray, ds: Any, prompt_set: str, config: CrossDatasetConfig, only: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Metrics of annotate's rule with the dataset's classes as labels; with ``only``, just those
+    classes are the labels and just their cells are scored (standardised over all held-out cells, as
+    annotate asked those labels of the whole dataset would)."""
     from mmgene.metrics import classification_metrics
 
     from mmgene.query.labelling import MIN_CELLS_TO_STANDARDISE
     from mmgene.text.classes import standardise
 
     truth, classes, names = _class_names(ds, prompt_set, config.author_col)
+    if only is not None:
+        names = [n for c, n in zip(classes, names) if c in only]
+        classes = [c for c in classes if c in only]
     scored = _similarities(model, cells, names, _term_ids(classes, prompt_set), config.hierarchy)
-    y = np.array([classes.index(t) for t in truth])
-    cosine = classification_metrics(y, scored.similarities, names)
-    if not config.standardize or len(y) < MIN_CELLS_TO_STANDARDISE:
+    asked = np.isin(truth, classes)
+    y = np.array([classes.index(t) for t in truth[asked]])
+    cosine = classification_metrics(y, scored.similarities[asked], names)
+    if not config.standardize or len(truth) < MIN_CELLS_TO_STANDARDISE:
         return {**cosine, "standardized": False}
-    out = classification_metrics(y, standardise(scored.similarities), names)
+    out = classification_metrics(y, standardise(scored.similarities)[asked], names)
     return {**out, "standardized": True, "cosine_balanced_accuracy": cosine["balanced_accuracy"], "cosine_macro_f1": cosine["macro_f1"]}
 
 
@@ -299,16 +309,21 @@ def _mapper(train: Sequence[Any], held: Any) -> dict[str, Any] | None:
     scores = np.stack([proba[:, [k for k, a in enumerate(answers) if a == h]].sum(axis=1) for h in seen], axis=1)
     y = np.array([seen.index(t) for t in held.ontology_ids[cells]])
     out = classification_metrics(y, scores, seen)
+    out["classes_scored"] = seen
     out["cells_scored"] = int(cells.sum())
     out["genes"] = len(genes)
     return out
 
 
-def _evaluate_model(model: Any, ds: Any, seen: set[str], config: CrossDatasetConfig) -> dict[str, Any]:
+def _evaluate_model(
+    model: Any, ds: Any, seen: set[str], config: CrossDatasetConfig, mapper_classes: Sequence[str] | None = None
+) -> dict[str, Any]:
     from mmgene.align.corpus_train import human_view
 
     cells = model.encode_cells(human_view(ds)[np.flatnonzero(ds.keep)])
     out: dict[str, Any] = {p: _zero_shot(model, cells, ds, p, config) for p in PROMPT_SETS}
+    if mapper_classes:
+        out["mapper_classes"] = _zero_shot(model, cells, ds, "ontology", config, only=mapper_classes)
     out["mixed_levels"] = _mixed_levels(model, cells, ds, config)
     out["rejection"] = _rejection(model, cells, ds, seen, config)
     out["left_out_label"] = _left_out_label(model, cells, ds, config)
@@ -350,15 +365,16 @@ def cross_dataset(
         held_ids = sorted(set(held.ontology_ids.tolist()))
         seen = seen_terms(held_ids, sorted(set().union(*(set(corpus[n].ontology_ids.tolist()) for n in rest))))
         aligned = train_corpus(_subset(corpus, rest), **train_kw)
+        mapper = _mapper([corpus[n] for n in rest], held) if config.mapper else None
         entry: dict[str, Any] = {
             "cells": held.n_cells, "classes": len(held.classes), "train_seconds": aligned.meta.get("train_seconds"),
-            "mmgene": _evaluate_model(aligned, held, seen, config),
+            "mmgene": _evaluate_model(aligned, held, seen, config, mapper["classes_scored"] if mapper else None),
         }
         if single is not None and name != config.reference:
             reference_ids = sorted(set(corpus[config.reference].ontology_ids.tolist()))
             entry["single"] = _evaluate_model(single, held, seen_terms(held_ids, reference_ids), config)
         if config.mapper:
-            entry["mapper"] = _mapper([corpus[n] for n in rest], held)
+            entry["mapper"] = mapper
         results[name] = entry
     return {"config": asdict(config), "datasets": results, "summary": summarise(results)}
 
@@ -379,6 +395,10 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 key = method if prompt_set is None else f"{method}/{prompt_set}"
                 out[key] = {m: _mean([r[m] for r in rows]) for m in ("balanced_accuracy", "macro_f1", "macro_auroc")}
                 out[key]["datasets"] = len(rows)
+    like = [r["mmgene"]["mapper_classes"] for r in results.values() if r.get("mmgene", {}).get("mapper_classes")]
+    if like:
+        out["mmgene/mapper_classes"] = {m: _mean([r[m] for r in like]) for m in ("balanced_accuracy", "macro_f1", "macro_auroc")}
+        out["mmgene/mapper_classes"]["datasets"] = len(like)
     mixed = [r["mmgene"]["mixed_levels"] for r in results.values() if r.get("mmgene", {}).get("mixed_levels")]
     if mixed:
         out["mmgene/mixed_levels"] = {m: _mean([r[m] for r in mixed]) for m in ("exact_balanced_accuracy", "balanced_partial_credit")}
@@ -395,7 +415,8 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     """The per-dataset table of a :func:`cross_dataset` report (Cell Ontology prompts)."""
-    lines = ["| held-out dataset | cells | mmgene bal. acc. / AUROC | single-dataset model | reference mapper "
+    lines = ["| held-out dataset | cells | mmgene bal. acc. / AUROC | single-dataset model "
+             "| reference mapper (mmgene on its classes and cells) "
              "| mixed levels: exact / partial credit | unseen cells called unknown "
              "| a left-out label's cells / the rest called unknown (without others) |",
              "|---|---|---|---|---|---|---|---|"]
@@ -408,6 +429,8 @@ def markdown(report: dict[str, Any]) -> str:
         unseen = f"{rej['unseen_called_unknown']:.2f} of {rej['unseen_cells']}" if rej else "none unseen"
         mixed = r["mmgene"].get("mixed_levels")
         levels = f"{mixed['exact_balanced_accuracy']:.3f} / {mixed['balanced_partial_credit']:.3f}" if mixed else "n/a"
+        like = r["mmgene"].get("mapper_classes")
+        mapper_text = pair(r.get("mapper")) + (f" ({pair(like)})" if like and r.get("mapper") else "")
         left = r["mmgene"].get("left_out_label")
         left_text = (
             f"{left['others']['left_out_called_unknown']:.2f} / {left['others']['rest_called_unknown']:.2f} "
@@ -416,6 +439,6 @@ def markdown(report: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {name} | {r['cells']:,} | {pair(r['mmgene']['ontology'])} | {pair((r.get('single') or {}).get('ontology'))} "
-            f"| {pair(r.get('mapper'))} | {levels} | {unseen} | {left_text} |"
+            f"| {mapper_text} | {levels} | {unseen} | {left_text} |"
         )
     return "\n".join(lines) + "\n"
