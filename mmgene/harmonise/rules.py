@@ -36,6 +36,7 @@ from mmgene.harmonise.shorthand import (
     TISSUE_ABBREVIATIONS,
 )
 from mmgene.harmonise.tissue import Tissue
+from mmgene.text.labels import T_CELL_MARKERS
 
 __all__ = ["NOT_A_CELL_TYPE", "Variant", "conventions", "expand", "marker_signs", "markers", "strip_noise", "variants"]
 
@@ -44,6 +45,7 @@ _NUMBERED = frozenset({"type", "group", "layer", "segment", "stage", "grade", "l
 _MARKER = re.compile(r"^cd\d+[a-z]{0,2}$")
 _SIGN = re.compile(r"(\+|-|\^[a-z]+)$")
 _NUMBERED_SHORTHAND = re.compile(r"([a-z]+?)(\d+)")
+_T_POSITIVE = frozenset(m.lower() + "+" for m in T_CELL_MARKERS)
 
 #: confidence of an exact ontology hit reached through each kind of rewrite.
 ABBREVIATION = 0.9
@@ -130,7 +132,7 @@ def conventions(words: list[str]) -> list[list[str]]:
       T-cell qualifiers ("CD8+/CD45RA+ Naive Cytotoxic") names a T cell.
     """
     s = set(words)
-    if "t" not in s and s & {"cd4+", "cd8+"} and all(_is_marker(w) or w in T_QUALIFIERS for w in words):
+    if "t" not in s and s & _T_POSITIVE and all(_is_marker(w) or w in T_QUALIFIERS for w in words):
         words, s = [*words, "t"], s | {"t"}
     cd16 = s & {"cd16+", "cd16^high", "cd16^bright"}
     if "monocyte" in s and cd16 and "classical" not in s:

@@ -63,8 +63,10 @@ ABBREVIATIONS = {
 _CELL_NOUNS = re.compile(r"(cell|cyte|blast|phil|phage|platelet|erythrocyte|progenitor|neuron)s?$", re.IGNORECASE)
 #: lineage letters written alone ("CD19+ B", "Naive T"): they need "cell" after them.
 _LINEAGE = {"T", "B", "NK", "NKT", "ILC", "MAIT"}
-#: markers that imply T cells in blood when no lineage is named ("CD4+/CD45RO+ Memory").
-_T_MARKERS = re.compile(r"^CD(3|4|8)[A-Z]?[+-]?$")
+#: CD markers that make a label with no lineage named a T cell ("CD4+/CD45RO+ Memory", "CD8+ Naive");
+#: also read by the label harmoniser (:mod:`mmgene.harmonise.rules`).
+T_CELL_MARKERS = ("CD3", "CD4", "CD8")
+_T_MARKERS = re.compile(rf"^CD({'|'.join(m[2:] for m in T_CELL_MARKERS)})[A-Z]?[+-]?$")
 
 
 def _singular(word: str) -> str:
