@@ -78,6 +78,13 @@ def test_names_and_synonyms_map_with_full_confidence(label, term, method):
         ("Neu", {"tissue": "brain"}, "CL:0000540"),  # neuron
         ("CD56+ NK", {}, "CL:0000623"),  # not the CD16-positive, CD56-dim kind: CD16 is not stated
         ("CD8+ Naive", {}, "CL:0000900"),  # CD8 with only T-cell words: naive CD8 alpha-beta T cell
+        ("Paneth", {"tissue": "gut"}, "CL:0000510"),  # a plain gut hint names no part: not the colon's kind
+        ("Paneth", {"tissue": "colon"}, "CL:0009009"),  # paneth cell of colon
+        ("Enterocytes", {"tissue": "ileum"}, "CL:0000584"),
+        ("TA", {"tissue": "intestine"}, "CL:0009010"),  # transit amplifying cell
+        ("EEC", {"tissue": "gut"}, "CL:1001516"),  # intestinal enteroendocrine cell
+        ("vCM", {"tissue": "heart"}, "CL:0002131"),  # regular ventricular cardiac myocyte
+        ("B intermediate", {}, "CL:0000236"),  # a label naming B matches no name without it
     ],
 )
 def test_author_labels_map_to_the_right_terms(label, config, term):

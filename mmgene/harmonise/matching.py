@@ -13,7 +13,8 @@ Stages, first hit wins:
 4. ``similarity`` (0..0.8): the best word/character overlap with any name (:mod:`.similarity`), plus
    a bonus for terms that mention the tissue; a name that states a CD marker the label does not state,
    or the opposite sign of one it does, is not a candidate ("CD56+ NK" is not the "CD16-positive,
-   CD56-dim" kind: the label says nothing about CD16);
+   CD56-dim" kind: the label says nothing about CD16), nor is one without the B or T a label names
+   ("B intermediate" is no intermediate monocyte);
 5. ``ancestor``: when the similarity confidence is below ``ancestor_below`` and the top candidates
    share a specific enough ancestor, that ancestor, at the same confidence.
 
@@ -51,6 +52,10 @@ class Match:
     method: str
     note: str = ""
     alternatives: list[tuple[str, float]] = field(default_factory=list)
+
+
+#: lineage letters: a label that names one ("B intermediate") is matched only to names that say it too.
+_LINEAGE_LETTERS = frozenset({"b", "t"})
 
 
 def _consistent(claimed: dict[str, str], stated: dict[str, str]) -> bool:
@@ -115,13 +120,19 @@ class Matcher:
 
             np.maximum(scores, TEXT_MODEL_WEIGHT * text_model_scores(self.vocab, texts), out=scores)
         stated = {marker: sign for words in queries for marker, sign in rules.marker_signs(words).items()}
+        lineage = set(queries[0]) & _LINEAGE_LETTERS if queries else set()
         best: dict[str, float] = {}
         for i in np.argsort(-scores, kind="stable")[: self.config.candidates * 8]:
             if scores[i] <= 0:
                 break
             name = self.vocab.names[i]
             term = name.term_id
-            if term not in best and self.allowed(term) and _consistent(rules.marker_signs(name.words), stated):
+            if (
+                term not in best
+                and self.allowed(term)
+                and _consistent(rules.marker_signs(name.words), stated)
+                and lineage <= set(name.words)
+            ):
                 best[term] = float(scores[i])
             if len(best) >= self.config.candidates:
                 break

@@ -12,7 +12,9 @@ labels of any dataset mmgene is measured on. In particular
   IL2RA = CD25, ...);
 - common histology shorthand (Endo/EC, Fib, SMC, Peri, Epi, Hep, AT1/AT2, OPC, Oligo, Astro, RG, NPC)
   and tissue-specific shorthand that only applies with that tissue hint (kidney PT/DCT/CD/PC/IC/LOH,
-  liver HSC = hepatic stellate cell and KC = Kupffer cell, skin KC = keratinocyte, islet gamma = PP cell);
+  liver HSC = hepatic stellate cell and KC = Kupffer cell, skin KC = keratinocyte, islet gamma = PP cell,
+  gut TA = transit amplifying and EEC = enteroendocrine cell, heart vCM/aCM = ventricular/atrial
+  cardiomyocyte);
 - labels that name no cell type (Unknown, Doublets, low quality) and cell states the ontology rarely
   encodes (activated, cycling, stimulated).
 
@@ -84,10 +86,15 @@ TISSUE_ABBREVIATIONS: dict[str, dict[str, str]] = {
         "ap": "radial glial", "arg": "radial glial", "vrg": "radial glial", "org": "radial glial",
         "brg": "radial glial", "trg": "radial glial", "bp": "neural progenitor", "ip": "neural progenitor",
         "ipc": "neural progenitor", "nsc": "neural stem", "nb": "neuroblast", "n": "neuron", "neu": "neuron",
-        "exc": "glutamatergic neuron", "inh": "gabaergic neuron", "cr": "cajal retzius",
+        "ex": "glutamatergic neuron", "exc": "glutamatergic neuron", "inh": "gabaergic neuron", "cr": "cajal retzius",
         "ast": "astrocyte", "mg": "microglial", "ol": "oligodendrocyte", "vlmc": "vascular leptomeningeal",
     },
-    "pancreas": {"gamma": "pp", "pp": "pp"},  # islet cell types: alpha, beta, delta, gamma (= PP), epsilon
+    "pancreas": {"gamma": "pp", "pp": "pp"},
+    "intestine": {"ta": "transit amplifying", "eec": "enteroendocrine"},
+    "small intestine": {"ta": "transit amplifying", "eec": "enteroendocrine"},
+    "colon": {"ta": "transit amplifying", "eec": "enteroendocrine"},
+    "stomach": {"eec": "enteroendocrine"},
+    "heart": {"vcm": "regular ventricular cardiac myocyte", "acm": "regular atrial cardiac myocyte"},  # islet cell types: alpha, beta, delta, gamma (= PP), epsilon
     "liver": {"hsc": "hepatic stellate", "kc": "kupffer", "lsec": "hepatic sinusoidal endothelial"},
     "skin": {"kc": "keratinocyte", "mel": "melanocyte"},
 }

@@ -46,10 +46,17 @@ TISSUES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
         ("skin", "epidermal", "dermal"),
         ("skin", "epiderm", "derm", "cutaneous"),
     ),
-    "intestine": (
-        ("intestine", "gut", "colon", "ileum", "jejunum", "duodenum", "small intestine", "large intestine"),
-        ("intestinal", "intestine", "colon"),
-        ("intestin", "colon", "enter", "crypt", "villus"),
+    # the plain hint names no part, so it adds no part's words ("Paneth" in gut is not the colon's kind)
+    "intestine": (("intestine", "intestinal", "gut"), ("intestinal", "intestine"), ("intestin", "enter", "crypt", "villus")),
+    "small intestine": (
+        ("small intestine", "ileum", "ileal", "jejunum", "duodenum"),
+        ("small intestine", "intestinal"),
+        ("small intestin", "ileum", "jejun", "duoden", "villus"),
+    ),
+    "colon": (
+        ("colon", "colonic", "large intestine", "rectum", "rectal"),
+        ("colon", "large intestine", "colonic"),
+        ("colon", "large intestin", "rect"),
     ),
     "stomach": (("stomach", "gastric"), ("gastric", "stomach"), ("stomach", "gastric")),
     "spleen": (("spleen", "splenic"), ("splenic", "spleen"), ("spleen", "splenic")),
