@@ -128,11 +128,16 @@ def test_a_a_folder_naming_the_classes_of_the_former_single_modules_file_loads(s
 # (b) the root router_config.json -----------------------------------------------------------------
 
 
+def _route_names(folder: Path, module: str, type_name: str) -> None:
+    """Make the root ``router_config.json`` name ``type_name`` as the class of ``module``."""
+    config = json.loads((folder / "router_config.json").read_text())
+    config["types"][module] = type_name
+    _rewrite(folder / "router_config.json", config)
+
+
 def test_b_root_router_config_naming_foreign_code_is_refused_before_import(hostile):
     folder, sentinel = hostile
-    config = json.loads((folder / "router_config.json").read_text())
-    config["types"]["text_2_TextHead"] = EVIL
-    _rewrite(folder / "router_config.json", config)
+    _route_names(folder, "text_2_TextHead", EVIL)
     _evil_code(folder, "evil_head", sentinel)
     message = _refused(folder, sentinel, "router_config.json", EVIL)
     assert "does not load" in message
@@ -141,9 +146,7 @@ def test_b_root_router_config_naming_foreign_code_is_refused_before_import(hosti
 def test_b_a_sentence_transformers_class_outside_the_allow_list_is_refused_in_a_route(hostile):
     """The allow-list is exact: not every sentence_transformers class, only the ones mmgene writes there."""
     folder, sentinel = hostile
-    config = json.loads((folder / "router_config.json").read_text())
-    config["types"]["cell_2_CellHead"] = "sentence_transformers.base.modules.transformer.Transformer"
-    _rewrite(folder / "router_config.json", config)
+    _route_names(folder, "cell_2_CellHead", "sentence_transformers.base.modules.transformer.Transformer")
     _refused(folder, sentinel, "router_config.json", "sentence_transformers.base.modules.transformer.Transformer")
 
 
@@ -152,9 +155,7 @@ def test_b_foreign_code_is_refused_before_sentence_transformers_or_torch_is_impo
     import subprocess
 
     folder, sentinel = hostile
-    config = json.loads((folder / "router_config.json").read_text())
-    config["types"]["text_2_TextHead"] = EVIL
-    _rewrite(folder / "router_config.json", config)
+    _route_names(folder, "text_2_TextHead", EVIL)
     _evil_code(folder, "evil_head", sentinel)
     script = (
         "import sys\n"
@@ -370,9 +371,7 @@ def test_g_hub_id_is_downloaded_then_checked_like_a_local_folder(hostile, tmp_pa
 
     folder, sentinel = hostile
     shutil.rmtree(folder / "text_0_TextInput" / "encoder")  # keep the upload small: refused before any weights
-    config = json.loads((folder / "router_config.json").read_text())
-    config["types"]["text_2_TextHead"] = EVIL
-    _rewrite(folder / "router_config.json", config)
+    _route_names(folder, "text_2_TextHead", EVIL)
     _evil_code(folder, "evil_head", sentinel)
     with hub_for_this_process(tmp_path / "hub", tmp_path / "hf-cache", monkeypatch) as server:
         api = HfApi(endpoint=server.url, token=server.token)
@@ -416,9 +415,7 @@ def cli_files(hostile, tmp_path):
     from mmgene.index import CellIndex
 
     folder, sentinel = hostile
-    config = json.loads((folder / "router_config.json").read_text())
-    config["types"]["text_2_TextHead"] = EVIL
-    _rewrite(folder / "router_config.json", config)
+    _route_names(folder, "text_2_TextHead", EVIL)
     _evil_code(folder, "evil_head", sentinel)
     rng = np.random.default_rng(0)
     counts = sp.csr_matrix(rng.poisson(2.0, size=(12, 5)).astype(np.float32))
