@@ -85,6 +85,7 @@ def test_names_and_synonyms_map_with_full_confidence(label, term, method):
         ("EEC", {"tissue": "gut"}, "CL:1001516"),  # intestinal enteroendocrine cell
         ("vCM", {"tissue": "heart"}, "CL:0002131"),  # regular ventricular cardiac myocyte
         ("B intermediate", {}, "CL:0000236"),  # a label naming B matches no name without it
+        ("NKT", {}, "CL:0000814"),  # mature NK T cell, the general term (iNKT would be type I)
     ],
 )
 def test_author_labels_map_to_the_right_terms(label, config, term):

@@ -47,7 +47,7 @@ ABBREVIATIONS: dict[str, str] = {
     "mk": "megakaryocyte", "mega": "megakaryocyte", "megak": "megakaryocyte", "megakaryo": "megakaryocyte",
     "plt": "platelet", "ery": "erythrocyte", "eryth": "erythrocyte", "erythro": "erythrocyte",
     # lymphoid
-    "nk": "natural killer", "nkt": "nk t", "ilc": "innate lymphoid", "ilc1": "group 1 innate lymphoid",
+    "nk": "natural killer", "nkt": "mature nk t", "ilc": "innate lymphoid", "ilc1": "group 1 innate lymphoid",
     "ilc2": "group 2 innate lymphoid", "ilc3": "group 3 innate lymphoid",
     "treg": "regulatory t", "reg": "regulatory", "tfh": "t follicular helper", "th": "helper t",
     "tcm": "central memory t", "tem": "effector memory t",
