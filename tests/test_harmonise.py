@@ -86,12 +86,27 @@ def test_names_and_synonyms_map_with_full_confidence(label, term, method):
         ("vCM", {"tissue": "heart"}, "CL:0002131"),  # regular ventricular cardiac myocyte
         ("B intermediate", {}, "CL:0000236"),  # a label naming B matches no name without it
         ("NKT", {}, "CL:0000814"),  # mature NK T cell, the general term (iNKT would be type I)
+        ("NK_CD56bright", {"species": "human"}, "CL:0000938"),  # "_" separates words like a space
+        ("Tumor cells", {}, "CL:0001064"),  # malignant cell
+        ("Immune", {}, "CL:0000738"),  # leukocyte
+        ("Mono/Mac", {}, "CL:0000113"),  # alternatives: their common ancestor, mononuclear phagocyte
+        ("T/NK", {}, "CL:0000542"),  # lymphocyte
     ],
 )
 def test_author_labels_map_to_the_right_terms(label, config, term):
     row = one(label, **config)
     assert row["term_id"] == term, row
     assert 0.0 < row["confidence"] <= 1.0
+
+
+def test_alternatives_are_matched_part_by_part_and_markers_are_no_alternative():
+    table = harmonise_labels(["T/NK", "NK cells/NK cell", "CD4+/CD45RO+ Memory", "foo/bar"])
+    rows = table.set_index("author_label")
+    assert rows.loc["T/NK", "method"] == "ancestor" and rows.loc["T/NK", "confidence"] == 0.9  # both parts exact: 1.0 x 0.9
+    assert "T -> CL:0000084" in rows.loc["T/NK", "note"] and "NK -> CL:0000623" in rows.loc["T/NK", "note"]
+    assert rows.loc["NK cells/NK cell", "term_id"] == "CL:0000623"  # the parts agree: their term
+    assert rows.loc["CD4+/CD45RO+ Memory", "term_id"] == "CL:0001204"  # "CD4+" alone names no cell: one label
+    assert rows.loc["foo/bar", "method"] == "unmapped"
 
 
 def test_rewrites_have_lower_confidence_than_exact_names():

@@ -18,6 +18,11 @@ Stages, first hit wins:
 5. ``ancestor``: when the similarity confidence is below ``ancestor_below`` and the top candidates
    share a specific enough ancestor, that ancestor, at the same confidence.
 
+A label of alternatives ("Mono/Mac", "T/NK", "HSC/MPP": every part has a word that is not a marker, so
+"CD4+/CD25 T Reg" is one label) is first matched part by part; when every part maps, the answer is
+their shared term, or their nearest specific enough common ancestor (method ``ancestor``, the
+weakest part's confidence x 0.9); otherwise the whole label goes through the stages above.
+
 Terms the ontology marks as specific to a species ("..., human", "(Mmus)") are left out for another
 species; with no species configured they are used only when no general term matches.
 
@@ -153,6 +158,9 @@ class Matcher:
     # -- the stages ----------------------------------------------------------------------------------
     def match(self, label: str) -> Match:
         """The best term for one (non-empty) author label."""
+        either = self._alternatives(label)
+        if either is not None:
+            return either
         words = self.vocab.words_of(label)
         cleaned = rules.strip_noise(words)
         if (
@@ -189,6 +197,24 @@ class Matcher:
                 (guess + chosen.alternatives)[: self.config.alternatives],
             )
         return chosen
+
+    def _alternatives(self, label: str) -> Match | None:
+        """The match of a label of alternatives ("Mono/Mac"): the parts' shared term or common ancestor."""
+        parts = [p for p in (part.strip() for part in str(label).split("/")) if p]
+        if len(parts) < 2 or any(not rules.has_cell_word(self.vocab.words_of(p)) for p in parts):
+            return None
+        found = [self.match(p) for p in parts]
+        if any(not f.term_id for f in found):
+            return None
+        terms = sorted({f.term_id for f in found})
+        confidence = min(f.confidence for f in found)
+        if len(terms) == 1:
+            return Match(terms[0], confidence, found[0].method, f"every alternative of the label maps to it ({' / '.join(parts)})")
+        ancestor = self._common_ancestor(terms)
+        if ancestor is None:
+            return None
+        note = f"nearest common ancestor of the label's alternatives: {', '.join(f'{p} -> {t}' for p, t in zip(parts, (f.term_id for f in found)))}"
+        return Match(ancestor, round(confidence * rules.ABBREVIATION, 3), "ancestor", note, [(t, confidence) for t in terms])
 
     def _exact(self, words: list[str], variants: list[rules.Variant], convention: bool) -> Match | None:
         hits = self._lookup(words)

@@ -38,7 +38,7 @@ from mmgene.harmonise.shorthand import (
 from mmgene.harmonise.tissue import Tissue
 from mmgene.text.labels import T_CELL_MARKERS
 
-__all__ = ["NOT_A_CELL_TYPE", "Variant", "conventions", "expand", "marker_signs", "markers", "strip_noise", "variants"]
+__all__ = ["NOT_A_CELL_TYPE", "Variant", "conventions", "expand", "has_cell_word", "marker_signs", "markers", "strip_noise", "variants"]
 
 #: words before which a trailing number is part of a name ("type 2", "group 3", "layer 5").
 _NUMBERED = frozenset({"type", "group", "layer", "segment", "stage", "grade", "l", "th", "ilc"})
@@ -71,6 +71,11 @@ def _split_sign(word: str) -> tuple[str, str]:
 
 def _is_marker(word: str) -> bool:
     return bool(_MARKER.match(_split_sign(word)[0]))
+
+
+def has_cell_word(words: list[str] | tuple[str, ...]) -> bool:
+    """Whether ``words`` hold a word that is not a CD marker (so they can name a cell on their own)."""
+    return any(not _is_marker(w) for w in words)
 
 
 def marker_signs(words: list[str] | tuple[str, ...]) -> dict[str, str]:

@@ -63,6 +63,7 @@ ABBREVIATIONS: dict[str, str] = {
     "endo": "endothelial", "ec": "endothelial", "endothelium": "endothelial", "lec": "lymphatic endothelial",
     "fib": "fibroblast", "fibro": "fibroblast", "myofib": "myofibroblast",
     "smc": "smooth muscle", "vsmc": "vascular smooth muscle", "peri": "pericyte",
+    "tumor": "malignant", "tumour": "malignant", "cancer": "malignant", "immune": "leukocyte",
     "epi": "epithelial", "epith": "epithelial", "hep": "hepatocyte", "chol": "cholangiocyte",
     "at1": "pulmonary alveolar type 1", "at2": "pulmonary alveolar type 2",
     "ati": "pulmonary alveolar type 1", "atii": "pulmonary alveolar type 2",

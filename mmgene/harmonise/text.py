@@ -57,7 +57,7 @@ def tokens(text: str) -> list[str]:
     ``"CD14+ Monocytes"`` -> ``["cd14+", "monocytes"]``; ``"CD16-negative, CD56-bright NK cell"`` ->
     ``["cd16-", "cd56^bright", "nk", "cell"]``; ``"T_CD8"`` -> ``["t", "cd8"]``.
     """
-    text = _ATTACHED.sub(r"\1 \2", _fold(str(text)))
+    text = _ATTACHED.sub(r"\1 \2", _fold(str(text)).replace("_", " "))  # "_" is a word character to regex
     text = _PLUS.sub(" positive ", text)
     text = _MINUS.sub(" negative ", text)
     words = [w for w in _SPLIT.split(text) if w]
