@@ -91,6 +91,8 @@ def test_names_and_synonyms_map_with_full_confidence(label, term, method):
         ("Immune", {}, "CL:0000738"),  # leukocyte
         ("Mono/Mac", {}, "CL:0000113"),  # alternatives: their common ancestor, mononuclear phagocyte
         ("T/NK", {}, "CL:0000542"),  # lymphocyte
+        ("DC2", {}, "CL:0002399"),  # cDC2 as atlases write it, over the ontology's older pDC synonym
+        ("DC1", {}, "CL:0002394"),  # CD141-positive myeloid dendritic cell
     ],
 )
 def test_author_labels_map_to_the_right_terms(label, config, term):

@@ -8,8 +8,8 @@ Stages, first hit wins:
 2. ``synonym`` (1.0): the label is one of the term's synonyms ("NK cells" -> natural killer cell);
 3. ``abbreviation`` (0.9, 0.85 with the tissue's words added, 0.75 with a cell state left out): a
    rewrite of :mod:`mmgene.harmonise.rules` is a name or synonym ("T_CD8" -> "CD8-positive,
-   alpha-beta T cell"). A single-cell naming convention, or the tissue's own shorthand ("IPC" in
-   brain), outranks a synonym (stage 2) that reads the same words otherwise;
+   alpha-beta T cell"). A single-cell naming convention or shorthand ("IPC" in brain, "DC2")
+   outranks a synonym (stage 2) that reads the same words as another term;
 4. ``similarity`` (0..0.8): the best word/character overlap with any name (:mod:`.similarity`), plus
    a bonus for terms that mention the tissue; a name that states a CD marker the label does not state,
    or the opposite sign of one it does, is not a candidate ("CD56+ NK" is not the "CD16-positive,
@@ -236,6 +236,10 @@ class Matcher:
             found = self._lookup(variant.words)
             if found:
                 best = self._tissue_child(list(variant.words), found[0].term_id) or found[0]
+                if hits and best.term_id == hits[0].term_id:  # the rewrite agrees with the synonym
+                    return Match(
+                        hits[0].term_id, 1.0, "synonym", f"the label is a synonym: {hits[0].text!r}", self._rest(hits, hits[0])
+                    )
                 kind = "the name" if found[0].is_label else "a synonym"
                 note = f"{' '.join(variant.words)!r} ({variant.note}) is {kind} {found[0].text!r}"
                 if best is not found[0]:

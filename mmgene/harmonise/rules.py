@@ -151,12 +151,13 @@ def conventions(words: list[str]) -> list[list[str]]:
 
 
 def variants(label_words: list[str], tissue: Tissue | None) -> tuple[list[Variant], bool]:
-    """Rewritten forms of a label (most faithful first) and whether a naming convention or the tissue's
-    own shorthand applied (either outranks a synonym that reads the label's words otherwise: "IPC" in
-    brain is an intermediate progenitor, not the plasmacytoid dendritic cell synonym)."""
+    """Rewritten forms of a label (most faithful first) and whether a naming convention or shorthand
+    applied (either outranks a synonym that reads the label's words as another term: "IPC" in brain is
+    an intermediate progenitor, not the plasmacytoid dendritic cell synonym; "DC2" is a cDC2 as
+    single-cell atlases write it, not the older pDC synonym)."""
     core = markers(strip_noise(label_words))
     expanded = expand(core, tissue)
-    tissue_shorthand = tissue is not None and expanded != expand(core, None)
+    shorthand = expanded != core
     ruled = conventions(expanded)
     out: list[Variant] = []
     seen: set[tuple[str, ...]] = set()
@@ -190,4 +191,4 @@ def variants(label_words: list[str], tissue: Tissue | None) -> tuple[list[Varian
                     f"{note}, cell state left out, qualified by tissue {extra!r}",
                     qualified=True,
                 )
-    return out, bool(ruled) or tissue_shorthand
+    return out, bool(ruled) or shorthand

@@ -7,7 +7,8 @@ labels of any dataset mmgene is measured on. In particular
   (Seurat/Azimuth PBMC and bone-marrow references, CellTypist's immune models, the Human Cell Atlas and
   Tabula Sapiens annotations): Mono, NK, DC/pDC/cDC/mDC, MK, HSC/HSPC/MPP/CMP/GMP/CLP, Treg, Tfh,
   Th1/2/17, TCM/TEM/TEMRA/TRM, MAIT, gdT, ILC, Eryth, Plt; human cDC1 = CD141+ (BDCA-3) and cDC2 = CD1c+
-  (BDCA-1) myeloid dendritic cells;
+  (BDCA-1) myeloid dendritic cells, also written DC1/DC2 (Villani et al., Science 2017), which the
+  table reads so over the ontology's older synonym "DC2" for plasmacytoid dendritic cells;
 - marker genes written for their CD antigen (HGNC symbols: FCGR3A = CD16, MS4A1 = CD20, NCAM1 = CD56,
   IL2RA = CD25, ...);
 - common histology shorthand (Endo/EC, Fib, SMC, Peri, Epi, Hep, AT1/AT2, OPC, Oligo, Astro, RG, NPC)
@@ -44,6 +45,7 @@ ABBREVIATIONS: dict[str, str] = {
     "eos": "eosinophil", "eosino": "eosinophil", "baso": "basophil", "gran": "granulocyte", "granulo": "granulocyte",
     "dc": "dendritic", "pdc": "plasmacytoid dendritic", "cdc": "conventional dendritic", "mdc": "myeloid dendritic",
     "modc": "monocyte derived dendritic", "cdc1": "cd141+ myeloid dendritic", "cdc2": "cd1c+ myeloid dendritic",
+    "dc1": "cd141+ myeloid dendritic", "dc2": "cd1c+ myeloid dendritic",  # Villani et al. 2017, CellTypist
     "mk": "megakaryocyte", "mega": "megakaryocyte", "megak": "megakaryocyte", "megakaryo": "megakaryocyte",
     "plt": "platelet", "ery": "erythrocyte", "eryth": "erythrocyte", "erythro": "erythrocyte",
     # lymphoid
