@@ -93,6 +93,10 @@ def test_names_and_synonyms_map_with_full_confidence(label, term, method):
         ("T/NK", {}, "CL:0000542"),  # lymphocyte
         ("DC2", {}, "CL:0002399"),  # cDC2 as atlases write it, over the ontology's older pDC synonym
         ("DC1", {}, "CL:0002394"),  # CD141-positive myeloid dendritic cell
+        ("Ly6Chi monocytes", {"species": "mouse"}, "CL:0000860"),  # mouse Ly6C-high: classical monocyte
+        ("Ly6C-lo monocytes", {"species": "mouse"}, "CL:0000875"),  # Ly6C-low: non-classical monocyte
+        ("AM", {"tissue": "lung"}, "CL:0000583"),  # alveolar macrophage
+        ("MZ B", {"tissue": "spleen"}, "CL:0000845"),  # marginal zone B cell of spleen
     ],
 )
 def test_author_labels_map_to_the_right_terms(label, config, term):

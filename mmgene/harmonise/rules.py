@@ -7,7 +7,8 @@ are general conventions:
   "-dim" (done by :mod:`mmgene.harmonise.text`), and a bare marker before a cell noun ("CD8 T") means
   positive;
 - the monocyte nomenclature of Ziegler-Heitbrock et al. (Blood 2010): classical CD14++CD16-,
-  intermediate CD14++CD16+, non-classical CD14+CD16++, so "CD16 monocytes" are non-classical;
+  intermediate CD14++CD16+, non-classical CD14+CD16++, so "CD16 monocytes" are non-classical; in mouse
+  Ly6C-high monocytes are the classical and Ly6C-low the non-classical ones;
 - CD4 and CD8 T cells in single-cell papers are alpha-beta T cells (the Cell Ontology names them
   "CD4-positive, alpha-beta T cell"), unless the label says gamma-delta;
 - cluster numbers ("Mono 2", "0_CD4 T", and "Mono2", "AP1" when the letters are known shorthand) are not
@@ -133,12 +134,17 @@ def conventions(words: list[str]) -> list[list[str]]:
     - "CD16 monocyte" (CD16+ without CD14+) is a non-classical monocyte, in the ontology's words
       "CD14-low, CD16-positive monocyte" (human) or "non-classical monocyte"; CD14+CD16+ is
       "CD14-positive, CD16-positive monocyte" (intermediate);
+    - a Ly6C-high (mouse) monocyte is a classical monocyte, a Ly6C-low one non-classical;
     - a CD4+ or CD8+ T cell is an alpha-beta T cell unless gamma-delta is named; CD4+ or CD8+ with only
       T-cell qualifiers ("CD8+/CD45RA+ Naive Cytotoxic") names a T cell.
     """
     s = set(words)
     if "t" not in s and s & _T_POSITIVE and all(_is_marker(w) or w in T_QUALIFIERS for w in words):
         words, s = [*words, "t"], s | {"t"}
+    if "monocyte" in s and "classical" not in s and s & {"ly6c^high", "ly6c+", "ly6c^low", "ly6c-"}:
+        rest = [w for w in words if not w.startswith("ly6c") and w != "monocyte"]
+        high = bool(s & {"ly6c^high", "ly6c+"})
+        return [[*rest, "classical", "monocyte"] if high else [*rest, "non", "classical", "monocyte"]]
     cd16 = s & {"cd16+", "cd16^high", "cd16^bright"}
     if "monocyte" in s and cd16 and "classical" not in s:
         rest = [w for w in words if w not in cd16 and not w.startswith("cd14") and w != "monocyte"]

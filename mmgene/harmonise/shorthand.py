@@ -15,7 +15,7 @@ labels of any dataset mmgene is measured on. In particular
   and tissue-specific shorthand that only applies with that tissue hint (kidney PT/DCT/CD/PC/IC/LOH,
   liver HSC = hepatic stellate cell and KC = Kupffer cell, skin KC = keratinocyte, islet gamma = PP cell,
   gut TA = transit amplifying and EEC = enteroendocrine cell, heart vCM/aCM = ventricular/atrial
-  cardiomyocyte);
+  cardiomyocyte, lung AM/IM = alveolar/interstitial macrophage);
 - labels that name no cell type (Unknown, Doublets, low quality) and cell states the ontology rarely
   encodes (activated, cycling, stimulated).
 
@@ -56,7 +56,7 @@ ABBREVIATIONS: dict[str, str] = {
     "temra": "effector memory cd45ra+ t terminally differentiated",
     "trm": "tissue resident memory t", "mait": "mucosal associated invariant t", "ctl": "cytotoxic t",
     "gdt": "gamma delta t", "tgd": "gamma delta t", "gd": "gamma delta", "gammadelta": "gamma delta",
-    "mem": "memory", "eff": "effector", "cyto": "cytotoxic", "tox": "cytotoxic", "prolif": "proliferating",
+    "mz": "marginal zone", "mem": "memory", "eff": "effector", "cyto": "cytotoxic", "tox": "cytotoxic", "prolif": "proliferating",
     "bcell": "b", "tcell": "t", "nkcell": "natural killer", "gc": "germinal center",
     "hsc": "hematopoietic stem", "hspc": "hematopoietic precursor", "mpp": "hematopoietic multipotent progenitor",
     "lmpp": "lymphoid primed multipotent progenitor", "cmp": "common myeloid progenitor",
@@ -99,6 +99,7 @@ TISSUE_ABBREVIATIONS: dict[str, dict[str, str]] = {
     "stomach": {"eec": "enteroendocrine"},
     "heart": {"vcm": "regular ventricular cardiac myocyte", "acm": "regular atrial cardiac myocyte"},  # islet cell types: alpha, beta, delta, gamma (= PP), epsilon
     "liver": {"hsc": "hepatic stellate", "kc": "kupffer", "lsec": "hepatic sinusoidal endothelial"},
+    "lung": {"am": "alveolar macrophage", "im": "lung interstitial macrophage"},
     "skin": {"kc": "keratinocyte", "mel": "melanocyte"},
 }
 

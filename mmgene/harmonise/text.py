@@ -39,7 +39,7 @@ _GREEK = {
     "ø": "phi",
 }
 _ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4"}
-_ATTACHED = re.compile(r"\b(cd\d+[a-z]?)(hi|high|lo|low|bright|dim|neg|pos)\b")
+_ATTACHED = re.compile(r"\b(cd\d+[a-z]?|ly6c)(hi|high|lo|low|bright|dim|neg|pos)\b")
 _PLUS = re.compile(r"\+")
 _MINUS = re.compile(r"(?<=[a-z0-9])-(?=$|[\s/,;_)\]])")
 _SPLIT = re.compile(r"[^a-z0-9]+")
