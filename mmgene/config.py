@@ -71,6 +71,19 @@ def check_share(value: Any, name: str, where: str) -> None:
         raise ParameterError(f"{name} must be in [0, 1], got {value}", where)
 
 
+def check_range(
+    value: Any, name: str, where: str, low: float, high: float | None, *, strict: bool = False, fix: str | None = None
+) -> float:
+    """``value`` as a float within ``low``..``high`` (exclusive when ``strict``; no upper bound when
+    ``high`` is None), else a ParameterError (``fix`` says what to pass instead)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    inside = number and (value > low if strict else value >= low) and (high is None or (value < high if strict else value <= high))
+    if not inside:
+        bounds = f"above {low}" if high is None else f"from {low} to {high}" + (" (both excluded)" if strict else "")
+        raise ParameterError(f"{name} must be a number {bounds}, got {value!r}", where, fix or "pass a number in range")
+    return float(value)
+
+
 def freeze(config: Any, name: str, value: Any) -> None:
     """Set a field of a frozen dataclass during ``__post_init__`` (normalising, e.g. a list to a tuple)."""
     object.__setattr__(config, name, value)

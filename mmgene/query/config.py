@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from mmgene.config import freeze, setting
+from mmgene.config import check_range, freeze, setting
 from mmgene.errors import ParameterError
 
 #: the answer for a cell that no label fits
@@ -51,9 +51,9 @@ class AnnotateConfig:
     def __post_init__(self) -> None:
         if self.prompts is not None:
             freeze(self, "prompts", (self.prompts,) if isinstance(self.prompts, str) else tuple(self.prompts))
-        check_range(self.temperature, "temperature", "AnnotateConfig.temperature", 0.0, None, strict=True)
-        check_range(self.min_prob, "min_prob", "AnnotateConfig.min_prob", 0.0, 1.0)
-        check_range(self.alpha, "alpha", "AnnotateConfig.alpha", 0.0, 1.0, strict=True)
+        _check_setting(self.temperature, "temperature", "AnnotateConfig.temperature", 0.0, None, strict=True)
+        _check_setting(self.min_prob, "min_prob", "AnnotateConfig.min_prob", 0.0, 1.0)
+        _check_setting(self.alpha, "alpha", "AnnotateConfig.alpha", 0.0, 1.0, strict=True)
         check_margin(self.others_margin, "AnnotateConfig.others_margin")
         if not isinstance(self.unknown, str) or not self.unknown.strip():
             raise ParameterError(f"unknown must be a non-empty name, got {self.unknown!r}", "AnnotateConfig.unknown", f"use the default, {UNKNOWN!r}")
@@ -67,18 +67,13 @@ class AnnotateConfig:
         return dataclasses.replace(self, **settings)
 
 
-def check_range(value: Any, name: str, where: str, low: float, high: float | None, *, strict: bool = False) -> float:
-    """``value`` as a float within ``low``..``high`` (exclusive when ``strict``; no upper bound when ``high`` is None)."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    inside = number and (value > low if strict else value >= low) and (high is None or (value < high if strict else value <= high))
-    if not inside:
-        bounds = f"above {low}" if high is None else f"from {low} to {high}" + (" (both excluded)" if strict else "")
-        default = {f.name: f.default for f in dataclasses.fields(AnnotateConfig)}.get(name)
-        fix = f"use e.g. {default}" if default is not None else "pass a number in range"
-        raise ParameterError(f"{name} must be a number {bounds}, got {value!r}", where, fix)
-    return float(value)
+def _check_setting(value: Any, name: str, where: str, low: float, high: float | None, *, strict: bool = False) -> float:
+    """:func:`mmgene.config.check_range` for an annotate setting, suggesting its default as the fix."""
+    default = {f.name: f.default for f in dataclasses.fields(AnnotateConfig)}.get(name)
+    fix = f"use e.g. {default}" if default is not None else None
+    return check_range(value, name, where, low, high, strict=strict, fix=fix)
 
 
 def check_margin(value: Any, where: str) -> float:
     """An others margin: a cosine difference from 0 to 2."""
-    return check_range(value, "others_margin", where, 0.0, 2.0)
+    return _check_setting(value, "others_margin", where, 0.0, 2.0)

@@ -32,7 +32,7 @@ it, while a type absent from the label list falls below every label's threshold)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -284,10 +284,10 @@ def annotate(
     adata = adata.copy() if copy else adata
     space = load_space(model)
     cells = space.encode_cells(adata)
-    groups = label_prompts(labels, prompts, markers=markers)
+    prompts_of = partial(label_prompts, prompts=prompts, markers=markers)  # the labels' rule, for any class names
+    groups = prompts_of(labels)
     scored = label_similarities(
-        space, cells, groups, labels, prompts_of=lambda names: label_prompts(names, prompts, markers=markers),
-        term_ids=term_ids, hierarchy=config.hierarchy,
+        space, cells, groups, labels, prompts_of=prompts_of, term_ids=term_ids, hierarchy=config.hierarchy,
     )
     sims = scored.similarities
     assign = partial(assign_nested, hierarchy=scored.hierarchy) if scored.hierarchy.nested else partial(assign_labels, labels=labels)
@@ -299,7 +299,7 @@ def annotate(
         ref_adata, column = reference
         truth = label_text(obs_column(ref_adata, column))  # a missing label is "", which is no class
         ref_sims = label_similarities(
-            space, space.encode_cells(ref_adata), groups, labels, prompts_of=lambda names: label_prompts(names, prompts, markers=markers),
+            space, space.encode_cells(ref_adata), groups, labels, prompts_of=prompts_of,
             term_ids=scored.hierarchy.term_ids if config.hierarchy else None, hierarchy=config.hierarchy,
         ).similarities
         cal = calibrate(ref_sims, truth, labels, alpha=config.alpha)
@@ -324,7 +324,7 @@ def annotate(
                 if std else "softmax(s/T) over cosine similarities; unknown if p_max <= min_prob or s_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z}
     if config.others and reference is None:
-        extra.update(_reject_others(adata, space, cells, scored, result, config, labels, key_added))
+        extra.update(_reject_others(adata, space, cells, scored, result, config, labels, key_added, prompts_of))
         rule += "; unknown if a trained class outside the labels beats every label's cosine by more than others_margin"
     elif "others" in adata.uns.get("mmgene", {}).get(f"{key_added}_label", {}):
         # the nearest-other column of an earlier annotate under this key no longer matches the labels
@@ -346,14 +346,13 @@ def annotate(
 
 
 def _reject_others(adata: Any, space: Any, cells: np.ndarray, scored: Any, result: Assignment, config: AnnotateConfig,
-                   labels: list[str], key_added: str) -> dict[str, Any]:
+                   labels: list[str], key_added: str, prompts_of: Callable[[Sequence[str]], list[list[str]]]) -> dict[str, Any]:
     """Call ``unknown`` the cells a class outside the question fits better (:mod:`mmgene.query.others`);
     writes ``obs['<key_added>_nearest_other']`` and returns what the record keeps."""
     from mmgene.query.others import nearest_other_for
     from mmgene.text.hierarchy import resolve_terms
 
     term_ids = [t for t in scored.hierarchy.term_ids if t] or resolve_terms(labels)
-    prompts_of = partial(label_prompts, prompts=config.prompts, markers=config.markers)
     found = nearest_other_for(space, cells, scored.similarities, labels, term_ids, prompts_of)
     rejected = found.rejects(config.others_margin)
     result.label = np.where(rejected, config.unknown, result.label).astype(object)
