@@ -7,7 +7,7 @@ model trained on PBMC 3k alone and a supervised reference mapper (logistic regre
 datasets' cells). No refinement. Bars: mean balanced accuracy over the five immune datasets >= 0.80,
 each above both baselines; training on all eight datasets under 10 minutes.
 
-    python benchmarks/cross_dataset.py [--max-steps N] [--hold-out NAME ...] [--json report.json]
+    python benchmarks/cross_dataset.py [--max-steps N] [--seed S] [--hold-out NAME ...] [--json report.json]
     python benchmarks/cross_dataset.py --merge part1.json part2.json   # one table from runs of disjoint hold-outs
 """
 
@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="training steps per model (default: the config's epochs)")
     parser.add_argument("--hold-out", nargs="*", default=(), help="datasets to hold out (default: all)")
     parser.add_argument("--json", type=Path, default=None, help="write the whole report here")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of every model (TrainingConfig.seed)")
     parser.add_argument("--skip-full-training", action="store_true", help="do not time training on every dataset")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, help="print one table from the reports of earlier runs")
     args = parser.parse_args()
@@ -42,7 +43,7 @@ def main() -> None:
     from mmgene.evaluate.report import report_json
 
     corpus = read_corpus([args.manifest])
-    training = overrides(TrainingConfig, {"max_steps": args.max_steps})
+    training = overrides(TrainingConfig, {"max_steps": args.max_steps, "seed": args.seed})
     if not args.skip_full_training:
         start = time.perf_counter()
         train_corpus(corpus, training=training)
