@@ -92,12 +92,12 @@ TISSUE_ABBREVIATIONS: dict[str, dict[str, str]] = {
         "ex": "glutamatergic neuron", "exc": "glutamatergic neuron", "inh": "gabaergic neuron", "cr": "cajal retzius",
         "ast": "astrocyte", "mg": "microglial", "ol": "oligodendrocyte", "vlmc": "vascular leptomeningeal",
     },
-    "pancreas": {"gamma": "pp", "pp": "pp"},
+    "pancreas": {"gamma": "pp", "pp": "pp"},  # islet cell types: alpha, beta, delta, gamma (= PP), epsilon
     "intestine": {"ta": "transit amplifying", "eec": "enteroendocrine"},
     "small intestine": {"ta": "transit amplifying", "eec": "enteroendocrine"},
     "colon": {"ta": "transit amplifying", "eec": "enteroendocrine"},
     "stomach": {"eec": "enteroendocrine"},
-    "heart": {"vcm": "regular ventricular cardiac myocyte", "acm": "regular atrial cardiac myocyte"},  # islet cell types: alpha, beta, delta, gamma (= PP), epsilon
+    "heart": {"vcm": "regular ventricular cardiac myocyte", "acm": "regular atrial cardiac myocyte"},
     "liver": {"hsc": "hepatic stellate", "kc": "kupffer", "lsec": "hepatic sinusoidal endothelial"},
     "lung": {"am": "alveolar macrophage", "im": "lung interstitial macrophage"},
     "skin": {"kc": "keratinocyte", "mel": "melanocyte"},
