@@ -27,6 +27,17 @@ from mmgene.pairs.config import PairsConfig
         ("CD8+/CD45RA+ Naive Cytotoxic", "CD8+ CD45RA+ naive cytotoxic T cell"),
         ("NK cells", "NK cell"),
         ("natural killer cell", "natural killer cell"),
+        # shorthand read from mmgene.text.shorthand: plurals, "T Reg"/"T-reg"/"Tregs", mid-label
+        ("Tregs", "regulatory T cell"),
+        ("T-reg", "regulatory T cell"),
+        ("pDCs", "plasmacytoid dendritic cell"),
+        ("CD1c+ mDC", "CD1c+ myeloid dendritic cell"),
+        ("HSC", "hematopoietic stem cell"),
+        ("Mono 2", "monocyte 2 cell"),
+        ("MK", "megakaryocyte"),
+        ("DC activated", "dendritic cell activated cell"),
+        ("NKT", "NKT cell"),
+        ("Monocyte-derived", "monocyte-derived cell"),
     ],
 )
 def test_clean_label(raw, clean):

@@ -1,6 +1,6 @@
 """Rewrite rules from an author label to Cell Ontology words, and the variants of a label they give.
 
-The shorthand tables and where they come from are in :mod:`mmgene.harmonise.shorthand`. The rules here
+The shorthand tables and where they come from are in :mod:`mmgene.text.shorthand`. The rules here
 are general conventions:
 
 - "+"/"-"/"hi"/"lo"/"bright"/"dim" are the ontology's "-positive"/"-negative"/"-high"/"-low"/"-bright"/
@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mmgene.harmonise.shorthand import (
+from mmgene.text.shorthand import (
     ABBREVIATIONS,
     GENE_TO_CD,
     NOT_A_CELL_TYPE,

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmgene.text.shorthand import ABBREVIATIONS
+
 
 def _factorized(values: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(codes, text)``: each cell's code into ``text``, the distinct labels as ``str`` with ``""``
@@ -44,21 +46,9 @@ def label_text(values: Any) -> np.ndarray:
     return out
 
 
-#: abbreviation (lower-cased, whole words) -> text
-ABBREVIATIONS = {
-    "t reg": "regulatory T",
-    "treg": "regulatory T",
-    "tregs": "regulatory T",
-    "mono": "monocyte",
-    "monos": "monocyte",
-    "dc": "dendritic cell",
-    "dcs": "dendritic cell",
-    "pdc": "plasmacytoid dendritic cell",
-    "mdc": "myeloid dendritic cell",
-    "mk": "megakaryocyte",
-    "hsc": "hematopoietic stem cell",
-    "nkt": "NKT cell",
-}
+#: the shorthand a caption spells out, as :data:`mmgene.text.shorthand.ABBREVIATIONS` reads it; the rest
+#: (NK, CD4 T, ...) stays as the author wrote it.
+SPELLED_OUT = ("treg", "mono", "dc", "pdc", "mdc", "mk", "hsc")
 #: words that already name a kind of cell, so no "cell" is appended after them.
 _CELL_NOUNS = re.compile(r"(cell|cyte|blast|phil|phage|platelet|erythrocyte|progenitor|neuron)s?$", re.IGNORECASE)
 #: lineage letters written alone ("CD19+ B", "Naive T"): they need "cell" after them.
@@ -67,6 +57,21 @@ _LINEAGE = {"T", "B", "NK", "NKT", "ILC", "MAIT"}
 #: also read by the label harmoniser (:mod:`mmgene.harmonise.rules`).
 T_CELL_MARKERS = ("CD3", "CD4", "CD8")
 _T_MARKERS = re.compile(rf"^CD({'|'.join(m[2:] for m in T_CELL_MARKERS)})[A-Z]?[+-]?$")
+
+
+def _shorthand_pattern(key: str) -> re.Pattern[str]:
+    """``key`` as a whole word in any case, also plural; "treg" also as "T Reg" and "T-reg"."""
+    body = r"t[ -]?reg" if key == "treg" else re.escape(key)
+    return re.compile(rf"(?<![\w+-]){body}s?(?![\w+-])", re.IGNORECASE)
+
+
+def _spelled_out(key: str) -> str:
+    """The cell type ``key`` stands for, as caption words ("treg" -> "regulatory T cell")."""
+    words = [w.upper() if w.upper() in _LINEAGE else w for w in ABBREVIATIONS[key].split()]
+    return " ".join(words if _CELL_NOUNS.search(words[-1]) else [*words, "cell"])
+
+
+_SPELLED_OUT_PATTERNS = [(_shorthand_pattern(key), _spelled_out(key)) for key in SPELLED_OUT]
 
 
 def _singular(word: str) -> str:
@@ -103,12 +108,8 @@ def clean_label(name: str) -> str:
     text = re.sub(r"\s+", " ", text)
     if not text:
         return text
-    lowered = f" {text.lower()} "
-    for abbr, full in sorted(ABBREVIATIONS.items(), key=lambda kv: -len(kv[0])):
-        pattern = re.compile(rf"(?<![\w+-]){re.escape(abbr)}(?![\w+-])", re.IGNORECASE)
-        if pattern.search(lowered):
-            text = pattern.sub(full, text)
-            lowered = f" {text.lower()} "
+    for pattern, words in _SPELLED_OUT_PATTERNS:
+        text = pattern.sub(words, text)
     words = [_case(_singular(w)) for w in text.split()]
     has_lineage = any(w in _LINEAGE or _CELL_NOUNS.search(w) for w in words) or "killer" in words
     if not has_lineage and any(_T_MARKERS.match(w) for w in words):

@@ -1,4 +1,5 @@
-"""How single-cell authors write cell types: the shorthand tables behind :mod:`mmgene.harmonise.rules`.
+"""How single-cell authors write cell types: the shorthand tables behind the label harmoniser
+(:mod:`mmgene.harmonise.rules`) and the caption cleaner (:func:`mmgene.text.labels.clean_label`).
 
 Where the entries come from: general usage, written down from knowledge of the field, not from the
 labels of any dataset mmgene is measured on. In particular
