@@ -112,6 +112,24 @@ def test_labels_harmonise_and_apply_json(tmp_path):
     }
 
 
+def test_printed_table_cuts_long_labels_but_json_and_csv_keep_them(tmp_path):
+    from test_harmonise import small_adata
+
+    from mmgene.harmonise import read_mapping
+
+    long_label = "CD14+ Monocytes " + "x" * 100
+    data = tmp_path / "cells.h5ad"
+    small_adata([long_label, "alpha"]).write_h5ad(data)
+    res = invoke("labels", "harmonise", data, "--label-col", "cell_type", "--out", tmp_path / "m.csv")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert any(line.lstrip().startswith(long_label[:57] + "...") for line in lines)
+    assert not [line for line in lines if long_label in line], res.stdout
+    assert long_label in read_mapping(tmp_path / "m.csv")["author_label"].tolist()
+    res = invoke("labels", "harmonise", data, "--label-col", "cell_type", "--out", tmp_path / "m2.csv", "--json")
+    assert long_label in [r["author_label"] for r in json.loads(res.stdout)["mapping"]]
+
+
 @pytest.mark.shared
 def test_embed_geneformer_json(pbmc3k, geneformer_v1_dir, tmp_path):
     from test_embed_geneformer import _save_model

@@ -10,7 +10,7 @@ import typer
 from mmgene.cli.app import app, overwrite_option
 from mmgene.cli.options import IndexKind, Weighting, config_option, json_option, label_col_given, old_spelling
 from mmgene.cli.outputs import anndata_target, in_place_option, write_anndata
-from mmgene.cli.results import emit
+from mmgene.cli.results import emit, table_text
 from mmgene.config import overrides
 from mmgene.query.config import AnnotateConfig
 
@@ -144,7 +144,7 @@ def query(
             table = explain_hits(table, read(genes), load_space(model or index.model), top_n=top_genes)
     table = table.drop(columns=["position"])
     result = {"index": str(index_dir), "k": k, "queries": list(cell or texts), "hits": table.to_dict(orient="records")}
-    emit(result, lambda: table.to_string(index=False, float_format=lambda v: f"{v:.4f}"), as_json=as_json)
+    emit(result, lambda: table_text(table, 4), as_json=as_json)
 
 
 @app.command("annotate")

@@ -10,7 +10,7 @@ import typer
 from mmgene.cli.app import app, overwrite_option
 from mmgene.cli.options import json_option
 from mmgene.cli.outputs import anndata_target, in_place_option, write_anndata
-from mmgene.cli.results import emit
+from mmgene.cli.results import emit, table_text
 
 labels_app = typer.Typer(
     help="Author cell-type labels -> Cell Ontology terms, through a reviewable CSV.", no_args_is_help=True
@@ -108,7 +108,7 @@ def harmonise(
     unmapped = int((table["term_id"] == "").sum())
     result = {"out": str(out), "labels": len(table), "unmapped": unmapped, "mapping": table.to_dict(orient="records")}
     emit(result, lambda: (
-        table[shown].to_string(index=False, float_format=lambda v: f"{v:.2f}")
+        table_text(table[shown], 2)
         + f"\nwrote {len(table)} labels to {out} ({unmapped} unmapped); "
         f"review term_id, then: mmgene labels apply FILE --mapping {out}"
     ), as_json=as_json)

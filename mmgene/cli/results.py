@@ -18,3 +18,12 @@ def emit(result: Mapping[str, Any], text: str | Callable[[], str], *, as_json: b
         typer.echo(report_json(dict(result)))
     else:
         typer.echo(text if isinstance(text, str) else text())
+
+
+#: the widest a text cell of a printed table gets; longer values end in "..." (``--json`` keeps them whole)
+TABLE_TEXT_WIDTH = 60
+
+
+def table_text(table: Any, digits: int) -> str:
+    """A pandas table as aligned text for the terminal: no index, floats to ``digits``, long text cut."""
+    return str(table.to_string(index=False, float_format=lambda v: f"{v:.{digits}f}", max_colwidth=TABLE_TEXT_WIDTH))
