@@ -88,6 +88,18 @@ def test_annotate_writes_label_and_score_columns(h5ad, tmp_path):
     assert adata.obs["mmgene_score"].between(0, 1).all()
     assert list(adata.uns["mmgene"]["mmgene_label"]["labels"]) == ["B cell", "T cell", "monocyte"]
     assert "wrote obs['mmgene_label']" in res.output
+    counts = adata.obs["mmgene_label"].value_counts()
+    lines = res.stdout.splitlines()
+    assert lines[1].split() == ["label", "cells"]
+    assert sorted(tuple(line.strip().rsplit(None, 1)) for line in lines[2:]) == sorted(
+        (str(label), str(n)) for label, n in counts.items()
+    )
+    # a long label is cut in the printed counts, kept whole in the data
+    long_label = "B cell " + "x" * 100
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", long_label, "T cell", "--out", out, "--overwrite", "--min-prob", "0")
+    assert res.exit_code == 0, res.output
+    assert long_label not in res.stdout and long_label[:57] + "..." in res.stdout
+    assert long_label in ad.read_h5ad(out).obs["mmgene_label"].cat.categories
     # repeated --labels works too, and the input file is left alone when --out is given
     res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "--labels", "T cell", "--out", out, "--min-prob", "0.9", "--overwrite", "--json")
     assert res.exit_code == 0, res.output
