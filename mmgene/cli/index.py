@@ -10,7 +10,7 @@ import typer
 from mmgene.cli.app import app, overwrite_option
 from mmgene.cli.options import IndexKind, Weighting, config_option, json_option, label_col_given, old_spelling
 from mmgene.cli.outputs import anndata_target, in_place_option, write_anndata
-from mmgene.cli.results import emit, table_text
+from mmgene.cli.results import counts_text, emit, table_text
 from mmgene.config import overrides
 from mmgene.query.config import AnnotateConfig
 
@@ -147,11 +147,6 @@ def query(
     emit(result, lambda: table_text(table, 4), as_json=as_json)
 
 
-def _count_table(counts: Any) -> Any:
-    """``value_counts()`` of labels as a two-column table (label, cells) for :func:`table_text`."""
-    return counts.rename("cells").rename_axis("label").reset_index()
-
-
 @app.command("annotate")
 def annotate(
     file: Path = typer.Argument(..., help="An .h5ad file (comes first; labels follow --labels)."),
@@ -195,7 +190,7 @@ def annotate(
         "out": str(target), "label_key": f"{key}_label", "score_key": f"{key}_score", "cells": adata.n_obs,
         "counts": {str(label): int(n) for label, n in counts.items()},
     }
-    emit(result, lambda: f"wrote obs['{key}_label'], obs['{key}_score'] to {target}\n{table_text(_count_table(counts), 0)}", as_json=as_json)
+    emit(result, lambda: f"wrote obs['{key}_label'], obs['{key}_score'] to {target}\n{counts_text(counts)}", as_json=as_json)
 
 
 @app.command("transfer")
@@ -238,5 +233,5 @@ def transfer(
     }
     emit(result, lambda: (
         f"wrote obs['{key}'], obs['{key}_confidence'] to {target} (mean confidence {result['mean_confidence']:.3f})\n"
-        + table_text(_count_table(counts), 0)
+        + counts_text(counts)
     ), as_json=as_json)

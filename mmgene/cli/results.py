@@ -27,3 +27,8 @@ TABLE_TEXT_WIDTH = 60
 def table_text(table: Any, digits: int) -> str:
     """A pandas table as aligned text for the terminal: no index, floats to ``digits``, long text cut."""
     return str(table.to_string(index=False, float_format=lambda v: f"{v:.{digits}f}", max_colwidth=TABLE_TEXT_WIDTH))
+
+
+def counts_text(counts: Any) -> str:
+    """Label counts (``value_counts()``) as a label/cells table for the terminal (:func:`table_text`)."""
+    return table_text(counts.rename("cells").rename_axis("label").reset_index(), 0)

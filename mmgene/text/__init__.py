@@ -1,9 +1,10 @@
 """The shared vocabulary of text, below every package that speaks it.
 
 Text encoders (:mod:`~mmgene.text.encoders`), which labels are missing and label cleaning
-(:mod:`~mmgene.text.labels`), how authors abbreviate cell types (:mod:`~mmgene.text.shorthand`), training captions (:mod:`~mmgene.text.captions`), Cell Ontology names
-(:mod:`~mmgene.text.ontology`), zero-shot prompts and marker genes (:mod:`~mmgene.text.prompts`,
-:mod:`~mmgene.text.markers`), and classes as vectors with their scores (:mod:`~mmgene.text.classes`).
+(:mod:`~mmgene.text.labels`), how authors abbreviate cell types (:mod:`~mmgene.text.shorthand`),
+training captions (:mod:`~mmgene.text.captions`), Cell Ontology names (:mod:`~mmgene.text.ontology`),
+zero-shot prompts and marker genes (:mod:`~mmgene.text.prompts`, :mod:`~mmgene.text.markers`), and
+classes as vectors with their scores (:mod:`~mmgene.text.classes`).
 
 Names are resolved lazily, so importing this package loads no model.
 """
