@@ -97,6 +97,19 @@ def test_names_and_synonyms_map_with_full_confidence(label, term, method):
         ("Ly6C-lo monocytes", {"species": "mouse"}, "CL:0000875"),  # Ly6C-low: non-classical monocyte
         ("AM", {"tissue": "lung"}, "CL:0000583"),  # alveolar macrophage
         ("MZ B", {"tissue": "spleen"}, "CL:0000845"),  # marginal zone B cell of spleen
+        # Azimuth's and CellTypist's PBMC names, and marker phrases, as other atlases write them
+        ("CD4 TCM", {}, "CL:0000904"),  # central memory CD4-positive, alpha-beta T cell
+        ("CD8 TEM", {}, "CL:0000913"),  # effector memory CD8-positive, alpha-beta T cell
+        ("CD4 CTL", {}, "CL:0000934"),  # CD4-positive, alpha-beta cytotoxic T cell
+        ("MAIT", {}, "CL:0000940"),  # mucosal-associated invariant T cell
+        ("gdT", {}, "CL:0000798"),  # gamma-delta T cell
+        ("cDC1", {}, "CL:0002394"),
+        ("HSPC", {}, "CL:0008001"),  # hematopoietic precursor cell
+        ("NK Proliferating", {}, "CL:4033071"),  # cycling natural killer cell
+        ("Non-classical monocytes", {}, "CL:0000875"),
+        ("CD14+ CD16+ monocytes", {"species": "human"}, "CL:0002397"),  # the intermediate kind
+        ("CD34+ CD38- stem", {}, "CL:0001024"),  # CD34-positive, CD38-negative hematopoietic stem cell
+        ("CD8+ CD45RO+ memory", {}, "CL:0001203"),  # CD8-positive, alpha-beta memory T cell, CD45RO-positive
     ],
 )
 def test_author_labels_map_to_the_right_terms(label, config, term):
