@@ -110,6 +110,13 @@ def test_names_and_synonyms_map_with_full_confidence(label, term, method):
         ("CD14+ CD16+ monocytes", {"species": "human"}, "CL:0002397"),  # the intermediate kind
         ("CD34+ CD38- stem", {}, "CL:0001024"),  # CD34-positive, CD38-negative hematopoietic stem cell
         ("CD8+ CD45RO+ memory", {}, "CL:0001203"),  # CD8-positive, alpha-beta memory T cell, CD45RO-positive
+        # a role word without CD4/CD8: helper T cells are CD4, cytotoxic T cells CD8; a term's own name first
+        ("Naive helper T cells", {}, "CL:0000895"),  # naive thymus-derived CD4-positive, alpha-beta T cell
+        ("Effector cytotoxic T cells", {}, "CL:0001050"),  # effector CD8-positive, alpha-beta T cell
+        ("Tem cytotoxic T cells", {}, "CL:0000913"),  # effector memory CD8-positive, alpha-beta T cell
+        ("Cytotoxic T cells", {}, "CL:0000910"),  # cytotoxic T cell: the name itself
+        ("Helper T cells", {}, "CL:0000912"),  # helper T cell: the name itself
+        ("CD4 helper T", {}, "CL:0000492"),  # CD4-positive helper T cell: the marker is named
     ],
 )
 def test_author_labels_map_to_the_right_terms(label, config, term):
@@ -126,6 +133,20 @@ def test_alternatives_are_matched_part_by_part_and_markers_are_no_alternative():
     assert rows.loc["NK cells/NK cell", "term_id"] == "CL:0000623"  # the parts agree: their term
     assert rows.loc["CD4+/CD45RO+ Memory", "term_id"] == "CL:0001204"  # "CD4+" alone names no cell: one label
     assert rows.loc["foo/bar", "method"] == "unmapped"
+
+
+def test_one_word_alternatives_share_the_rest_of_the_label():
+    from mmgene.harmonise.matching import shared_tail
+
+    assert shared_tail(["Tcm", "Naive helper T cells"]) == ["Tcm helper T cells", "Naive helper T cells"]
+    assert shared_tail(["T", "NK", "proliferating"]) == ["T", "NK", "proliferating"]  # the last part is one word
+    assert shared_tail(["B cell", "plasma cell"]) == ["B cell", "plasma cell"]  # every part written in full
+    rows = harmonise_labels(["Tcm/Naive helper T cells", "Tem/Effector cytotoxic T cells"]).set_index("author_label")
+    # central memory / naive CD4 T cells: their common ancestor; effector memory / effector CD8 T cells likewise
+    assert rows.loc["Tcm/Naive helper T cells", "term_id"] == "CL:0000624"  # CD4-positive, alpha-beta T cell
+    assert "Tcm helper T cells -> CL:0000904" in rows.loc["Tcm/Naive helper T cells", "note"]
+    assert rows.loc["Tem/Effector cytotoxic T cells", "term_id"] == "CL:0000625"  # CD8-positive, alpha-beta T cell
+    assert rows.loc["Tem/Effector cytotoxic T cells", "method"] == "ancestor"
 
 
 def test_rewrites_have_lower_confidence_than_exact_names():

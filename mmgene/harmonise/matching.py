@@ -19,7 +19,8 @@ Stages, first hit wins:
    share a specific enough ancestor, that ancestor, at the same confidence.
 
 A label of alternatives ("Mono/Mac", "T/NK", "HSC/MPP": every part has a word that is not a marker, so
-"CD4+/CD25 T Reg" is one label) is first matched part by part; when every part maps, the answer is
+"CD4+/CD25 T Reg" is one label) is first matched part by part, one-word parts sharing the last part's
+rest ("Tcm/Naive helper T cells" is "Tcm helper T cells" or "Naive helper T cells"); when every part maps, the answer is
 their shared term, or their nearest specific enough common ancestor (method ``ancestor``, the
 weakest part's confidence x 0.9); otherwise the whole label goes through the stages above.
 
@@ -66,6 +67,16 @@ _LINEAGE_LETTERS = frozenset({"b", "t"})
 def _consistent(claimed: dict[str, str], stated: dict[str, str]) -> bool:
     """Whether a name's markers are all stated by the label, none with the opposite sign (+ against -)."""
     return all(m in stated and {sign, stated[m]} != {"+", "-"} for m, sign in claimed.items())
+
+
+def shared_tail(parts: list[str]) -> list[str]:
+    """Alternatives written once for a shared rest ("Tcm/Naive helper T cells") spelled out in full:
+    one-word parts before a longer last part take its words after the first ("Tcm helper T cells")."""
+    *first, last = parts
+    head, _, tail = last.partition(" ")
+    if not tail.strip() or any(len(p.split()) > 1 for p in first):
+        return parts
+    return [f"{p} {tail.strip()}" for p in first] + [last]
 
 
 class Matcher:
@@ -203,6 +214,7 @@ class Matcher:
         parts = [p for p in (part.strip() for part in str(label).split("/")) if p]
         if len(parts) < 2 or any(not rules.has_cell_word(self.vocab.words_of(p)) for p in parts):
             return None
+        parts = shared_tail(parts)
         found = [self.match(p) for p in parts]
         if any(not f.term_id for f in found):
             return None

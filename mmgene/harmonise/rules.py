@@ -15,6 +15,9 @@ are general conventions:
   part of a name, except after "type", "group", "layer" ...;
 - CD4 or CD8 with only T-cell qualifiers and no cell noun ("CD8+ Naive", "CD4+/CD45RO+ Memory") is a T
   cell;
+- a T-cell label that names no CD4/CD8 but one role word means the atlases' lineage of it: helper T cells
+  are CD4, cytotoxic T cells CD8 ("Tem cytotoxic T cells" -> effector memory CD8-positive, alpha-beta T
+  cell); a label that is itself a term's name ("cytotoxic T cell") still matches that term first;
 - the Cell Ontology's own naming patterns: tissue-qualified names ("pancreatic A cell", "delta cell of
   pancreatic islet"), so a bare label plus a tissue hint is tried as "<tissue adjective> <label>" and
   "<label> <tissue noun>" (word order and "of" are ignored when matching).
@@ -34,6 +37,7 @@ from mmgene.text.shorthand import (
     NOT_A_CELL_TYPE,
     STATE_WORDS,
     T_QUALIFIERS,
+    T_ROLE_LINEAGE,
     TISSUE_ABBREVIATIONS,
 )
 from mmgene.harmonise.tissue import Tissue
@@ -47,6 +51,8 @@ _MARKER = re.compile(r"^cd\d+[a-z]{0,2}$")
 _SIGN = re.compile(r"(\+|-|\^[a-z]+)$")
 _NUMBERED_SHORTHAND = re.compile(r"([a-z]+?)(\d+)")
 _T_POSITIVE = frozenset(m.lower() + "+" for m in T_CELL_MARKERS)
+#: words after which a CD4/CD8 T cell is not (or already named) an alpha-beta T cell
+_NOT_ALPHA_BETA = frozenset({"gamma", "delta", "alpha", "nk", "natural"})
 
 #: confidence of an exact ontology hit reached through each kind of rewrite.
 ABBREVIATION = 0.9
@@ -136,7 +142,9 @@ def conventions(words: list[str]) -> list[list[str]]:
       "CD14-positive, CD16-positive monocyte" (intermediate);
     - a Ly6C-high (mouse) monocyte is a classical monocyte, a Ly6C-low one non-classical;
     - a CD4+ or CD8+ T cell is an alpha-beta T cell unless gamma-delta is named; CD4+ or CD8+ with only
-      T-cell qualifiers ("CD8+/CD45RA+ Naive Cytotoxic") names a T cell.
+      T-cell qualifiers ("CD8+/CD45RA+ Naive Cytotoxic") names a T cell;
+    - a helper T cell without CD4/CD8 is a CD4-positive, a cytotoxic one a CD8-positive alpha-beta T cell
+      (the role word kept, then dropped: "naive CD8-positive, alpha-beta T cell" does not say "cytotoxic").
     """
     s = set(words)
     if "t" not in s and s & _T_POSITIVE and all(_is_marker(w) or w in T_QUALIFIERS for w in words):
@@ -151,8 +159,15 @@ def conventions(words: list[str]) -> list[list[str]]:
         if "cd14+" in s:
             return [[*rest, "cd14+", "cd16+", "monocyte"], [*rest, "intermediate", "monocyte"]]
         return [[*rest, "cd14^low", "cd16+", "monocyte"], [*rest, "non", "classical", "monocyte"]]
-    if "t" in s and s & {"cd4+", "cd8+"} and not s & {"gamma", "delta", "alpha", "nk", "natural"}:
+    if "t" not in s or s & _NOT_ALPHA_BETA:
+        return []
+    if s & {"cd4+", "cd8+"}:
         return [[*words, "alpha", "beta"]]
+    lineages = {T_ROLE_LINEAGE[w] for w in s & T_ROLE_LINEAGE.keys()}
+    if len(lineages) == 1 and not s & {"cd4-", "cd8-"}:
+        lineage = lineages.pop()
+        kept = [*words, lineage, "alpha", "beta"]
+        return [kept, [w for w in kept if w not in T_ROLE_LINEAGE]]
     return []
 
 

@@ -118,6 +118,11 @@ T_QUALIFIERS = frozenset({
     "activated", "terminally", "differentiated",
 })
 
+#: the T-cell lineage that atlases mean by a role word when the label names no CD4/CD8 (CellTypist's
+#: "Tcm/Naive helper T cells" are CD4, its "Tem/Temra cytotoxic T cells" CD8; Azimuth writes "CD4 CTL"
+#: for the exception, which names its marker).
+T_ROLE_LINEAGE: dict[str, str] = {"helper": "cd4+", "cytotoxic": "cd8+"}
+
 #: labels that name no cell type (a cluster left unannotated, a QC category).
 NOT_A_CELL_TYPE = frozenset({
     "unknown", "unassigned", "undetermined", "unclassified", "unidentified", "doublet", "doublets", "multiplet",
