@@ -20,9 +20,10 @@ Stages, first hit wins:
 
 A label of alternatives ("Mono/Mac", "T/NK", "HSC/MPP": every part has a word that is not a marker, so
 "CD4+/CD25 T Reg" is one label) is first matched part by part, one-word parts sharing the last part's
-rest ("Tcm/Naive helper T cells" is "Tcm helper T cells" or "Naive helper T cells"); when every part maps, the answer is
-their shared term, or their nearest specific enough common ancestor (method ``ancestor``, the
-weakest part's confidence x 0.9); otherwise the whole label goes through the stages above.
+rest ("Tcm/Naive helper T cells" is "Tcm helper T cells" or "Naive helper T cells"); when every part
+maps, the answer is their shared term, or their nearest specific enough common ancestor (method
+``ancestor``, the weakest part's confidence x 0.9); otherwise the whole label goes through the stages
+above.
 
 Terms the ontology marks as specific to a species ("..., human", "(Mmus)") are left out for another
 species; with no species configured they are used only when no general term matches.
@@ -73,10 +74,10 @@ def shared_tail(parts: list[str]) -> list[str]:
     """Alternatives written once for a shared rest ("Tcm/Naive helper T cells") spelled out in full:
     one-word parts before a longer last part take its words after the first ("Tcm helper T cells")."""
     *first, last = parts
-    head, _, tail = last.partition(" ")
-    if not tail.strip() or any(len(p.split()) > 1 for p in first):
+    rest = last.split(None, 1)[1:]
+    if not rest or any(len(p.split()) > 1 for p in first):
         return parts
-    return [f"{p} {tail.strip()}" for p in first] + [last]
+    return [f"{p} {rest[0]}" for p in first] + [last]
 
 
 class Matcher:

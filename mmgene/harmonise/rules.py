@@ -51,7 +51,7 @@ _MARKER = re.compile(r"^cd\d+[a-z]{0,2}$")
 _SIGN = re.compile(r"(\+|-|\^[a-z]+)$")
 _NUMBERED_SHORTHAND = re.compile(r"([a-z]+?)(\d+)")
 _T_POSITIVE = frozenset(m.lower() + "+" for m in T_CELL_MARKERS)
-#: words after which a CD4/CD8 T cell is not (or already named) an alpha-beta T cell
+#: words that make a T-cell label no alpha-beta T cell, or one that already says so
 _NOT_ALPHA_BETA = frozenset({"gamma", "delta", "alpha", "nk", "natural"})
 
 #: confidence of an exact ontology hit reached through each kind of rewrite.
