@@ -13,8 +13,8 @@ Stages, first hit wins:
 4. ``similarity`` (0..0.8): the best word/character overlap with any name (:mod:`.similarity`), plus
    a bonus for terms that mention the tissue; a name that states a CD marker the label does not state,
    or the opposite sign of one it does, is not a candidate ("CD56+ NK" is not the "CD16-positive,
-   CD56-dim" kind: the label says nothing about CD16), nor is one without the B or T a label names
-   ("B intermediate" is no intermediate monocyte);
+   CD56-dim" kind: the label says nothing about CD16), nor is one without a lineage word the label
+   names ("B intermediate" is no intermediate monocyte, "Transitional DC" no transitional stage B cell);
 5. ``ancestor``: when the similarity confidence is below ``ancestor_below`` and the top candidates
    share a specific enough ancestor, that ancestor, at the same confidence.
 
@@ -61,8 +61,13 @@ class Match:
     alternatives: list[tuple[str, float]] = field(default_factory=list)
 
 
-#: lineage letters: a label that names one ("B intermediate") is matched only to names that say it too.
-_LINEAGE_LETTERS = frozenset({"b", "t"})
+#: lineage words: a label that names one ("B intermediate", "Transitional DC") is matched by similarity
+#: only to names that say one of its lineage words too (no intermediate monocyte, no transitional stage
+#: B cell; "Mono-mac" may be either).
+_LINEAGE_WORDS = frozenset({
+    "b", "t", "dendritic", "killer", "monocyte", "macrophage", "neutrophil", "eosinophil", "basophil", "mast",
+    "megakaryocyte", "erythrocyte", "plasma",
+})
 
 
 def _consistent(claimed: dict[str, str], stated: dict[str, str]) -> bool:
@@ -137,7 +142,7 @@ class Matcher:
 
             np.maximum(scores, TEXT_MODEL_WEIGHT * text_model_scores(self.vocab, texts), out=scores)
         stated = {marker: sign for words in queries for marker, sign in rules.marker_signs(words).items()}
-        lineage = set(queries[0]) & _LINEAGE_LETTERS if queries else set()
+        lineage = set(rules.expand(list(queries[0]), self.tissue)) & _LINEAGE_WORDS if queries else set()
         best: dict[str, float] = {}
         for i in np.argsort(-scores, kind="stable")[: self.config.candidates * 8]:
             if scores[i] <= 0:
@@ -148,7 +153,7 @@ class Matcher:
                 term not in best
                 and self.allowed(term)
                 and _consistent(rules.marker_signs(name.words), stated)
-                and lineage <= set(name.words)
+                and (not lineage or lineage & set(name.words))
             ):
                 best[term] = float(scores[i])
             if len(best) >= self.config.candidates:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from mmgene.text.shorthand import (
     ABBREVIATIONS,
     GENE_TO_CD,
+    MARKER_POPULATIONS,
     NOT_A_CELL_TYPE,
     STATE_WORDS,
     T_QUALIFIERS,
@@ -43,7 +44,19 @@ from mmgene.text.shorthand import (
 from mmgene.harmonise.tissue import Tissue
 from mmgene.text.labels import T_CELL_MARKERS
 
-__all__ = ["NOT_A_CELL_TYPE", "Variant", "conventions", "expand", "has_cell_word", "marker_signs", "markers", "strip_noise", "variants"]
+__all__ = [
+    "NOT_A_CELL_TYPE",
+    "Variant",
+    "conventions",
+    "expand",
+    "has_cell_word",
+    "marker_population",
+    "marker_signs",
+    "markers",
+    "restated_roles",
+    "strip_noise",
+    "variants",
+]
 
 #: words before which a trailing number is part of a name ("type 2", "group 3", "layer 5").
 _NUMBERED = frozenset({"type", "group", "layer", "segment", "stage", "grade", "l", "th", "ilc"})
@@ -58,6 +71,8 @@ _NOT_ALPHA_BETA = frozenset({"gamma", "delta", "alpha", "nk", "natural"})
 ABBREVIATION = 0.9
 TISSUE_QUALIFIED = 0.85
 STATE_DROPPED = 0.75
+#: a label of one marker names a population by convention only
+MARKER_ONLY = 0.75
 
 
 @dataclass(frozen=True)
@@ -134,6 +149,25 @@ def expand(words: list[str], tissue: Tissue | None) -> list[str]:
     return out
 
 
+def marker_population(words: list[str]) -> list[str] | None:
+    """Ontology words for a label that is one positive marker and nothing else ("CD34+" -> "hematopoietic
+    precursor"), or None."""
+    if len(words) != 1:
+        return None
+    base, sign = _split_sign(words[0])
+    population = MARKER_POPULATIONS.get(base)
+    return population.split() if population and sign in ("", "+", "^high", "^bright") else None
+
+
+def restated_roles(words: list[str]) -> list[str]:
+    """Role words of a T-cell label that only restate the CD4/CD8 it names ("cytotoxic" beside CD8+)
+    when the label also names a state: then the role is the lineage, not a function ("CD8+ Naive
+    Cytotoxic" is a naive CD8 T cell, not an effector), and the ontology names the state on the marker."""
+    restated = [w for w in words if T_ROLE_LINEAGE.get(w) in words]
+    states = [w for w in words if w in T_QUALIFIERS and w not in T_ROLE_LINEAGE]
+    return restated if states else []
+
+
 def conventions(words: list[str]) -> list[list[str]]:
     """Single-cell naming conventions the ontology does not spell out: the rewrites they call for, if any.
 
@@ -145,6 +179,9 @@ def conventions(words: list[str]) -> list[list[str]]:
       T-cell qualifiers ("CD8+/CD45RA+ Naive Cytotoxic") names a T cell;
     - a helper T cell without CD4/CD8 is a CD4-positive, a cytotoxic one a CD8-positive alpha-beta T cell
       (the role word kept, then dropped: "naive CD8-positive, alpha-beta T cell" does not say "cytotoxic").
+
+    A role word beside the marker it stands for ("CD8+ Naive Cytotoxic") is left out only in a last
+    variant (:func:`variants`), so that a name which says both ("CD4-positive helper T cell") comes first.
     """
     s = set(words)
     if "t" not in s and s & _T_POSITIVE and all(_is_marker(w) or w in T_QUALIFIERS for w in words):
@@ -178,7 +215,8 @@ def variants(label_words: list[str], tissue: Tissue | None) -> tuple[list[Varian
     single-cell atlases write it, not the older pDC synonym)."""
     core = markers(strip_noise(label_words))
     expanded = expand(core, tissue)
-    shorthand = expanded != core
+    population = marker_population(core)
+    shorthand = expanded != core or population is not None
     ruled = conventions(expanded)
     out: list[Variant] = []
     seen: set[tuple[str, ...]] = set()
@@ -188,6 +226,9 @@ def variants(label_words: list[str], tissue: Tissue | None) -> tuple[list[Varian
         if words and key not in seen:
             seen.add(key)
             out.append(Variant(tuple(words), confidence, note, qualified))
+
+    if population is not None:
+        add(population, MARKER_ONLY, "one marker alone: the population sorted by it")
 
     bases = [(words, "naming convention") for words in ruled] + [(expanded, "abbreviations expanded")]
     if tissue is not None:
@@ -212,4 +253,8 @@ def variants(label_words: list[str], tissue: Tissue | None) -> tuple[list[Varian
                     f"{note}, cell state left out, qualified by tissue {extra!r}",
                     qualified=True,
                 )
+    for words, note in bases[: len(ruled) + 1]:
+        restated = restated_roles(words)
+        if restated:
+            add([w for w in words if w not in restated], ABBREVIATION, f"{note}, {' '.join(restated)} left out (the marker says it)")
     return out, bool(ruled) or shorthand

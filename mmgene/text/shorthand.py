@@ -22,6 +22,9 @@ labels of any dataset mmgene is measured on. In particular
 
 Added after looking at the shared corpus's failures (so not independent of it):
 
+- the table of one-marker labels (``MARKER_POPULATIONS``), written after pbmc68k_reduced's "CD34+" had
+  matched "common myeloid progenitor, CD34-positive" by spelling alone;
+
 - ``"reg"`` -> "regulatory" ("T Reg" had matched the synonym "T(reg)" of a CD8 regulatory T cell). It
   changed which child of "regulatory T cell" is chosen, not the measured accuracy;
 - the brain table (cortical-development shorthand: AP/BP apical and basal progenitors, aRG/vRG/oRG/bRG
@@ -122,6 +125,17 @@ T_QUALIFIERS = frozenset({
 #: "Tcm/Naive helper T cells" are CD4, its "Tem/Temra cytotoxic T cells" CD8; Azimuth writes "CD4 CTL"
 #: for the exception, which names its marker).
 T_ROLE_LINEAGE: dict[str, str] = {"helper": "cd4+", "cytotoxic": "cd8+"}
+
+#: the population a label of one positive marker names: the cells sorted or gated by it in flow
+#: cytometry (10x's purified PBMC fractions "CD14+", "CD19+", "CD34+", "CD56+", Zheng et al. 2017).
+#: CD34 marks hematopoietic stem and progenitor cells together, hence the ontology's "hematopoietic
+#: precursor cell". Markers shared by several lineages (CD16, CD11b, CD11c, CD123) are left out.
+MARKER_POPULATIONS: dict[str, str] = {
+    "cd3": "t", "cd19": "cd19+ b", "cd20": "b", "cd14": "cd14+ monocyte", "cd56": "natural killer",
+    "cd34": "hematopoietic precursor", "cd15": "granulocyte", "cd235a": "erythrocyte", "cd138": "plasma",
+    "cd45": "leukocyte", "cd31": "endothelial", "cd68": "macrophage", "cd1c": "cd1c+ myeloid dendritic",
+    "cd141": "cd141+ myeloid dendritic", "cd303": "plasmacytoid dendritic", "cd326": "epithelial",
+}
 
 #: labels that name no cell type (a cluster left unannotated, a QC category).
 NOT_A_CELL_TYPE = frozenset({
