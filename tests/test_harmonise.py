@@ -110,6 +110,8 @@ def test_names_and_synonyms_map_with_full_confidence(label, term, method):
         ("cDC1", {}, "CL:0002394"),
         ("HSPC", {}, "CL:0008001"),  # hematopoietic precursor cell
         ("NK Proliferating", {}, "CL:4033071"),  # cycling natural killer cell
+        ("CD4 Proliferating", {}, "CL:4033075"),  # cycling CD4-positive, alpha-beta T cell
+        ("CD8 Proliferating", {}, "CL:4033074"),  # cycling CD8-positive, alpha-beta T cell
         ("Non-classical monocytes", {}, "CL:0000875"),
         ("CD14+ CD16+ monocytes", {"species": "human"}, "CL:0002397"),  # the intermediate kind
         ("CD34+ CD38- stem", {}, "CL:0001024"),  # CD34-positive, CD38-negative hematopoietic stem cell

@@ -118,7 +118,7 @@ GENE_TO_CD: dict[str, str] = {
 #: words that qualify a T cell; a CD4/CD8 label made only of these and markers is a T cell ("CD8+ Naive").
 T_QUALIFIERS = frozenset({
     "naive", "memory", "effector", "cytotoxic", "helper", "regulatory", "central", "exhausted", "resident",
-    "activated", "terminally", "differentiated",
+    "activated", "terminally", "differentiated", "proliferating", "cycling",
 })
 
 #: the T-cell lineage that atlases mean by a role word when the label names no CD4/CD8 (CellTypist's
