@@ -155,6 +155,17 @@ def test_one_marker_names_a_population_at_lower_confidence():
     assert one("CD16+")["term_id"] not in ("CL:0000623", "CL:0000576", "CL:0000775")  # no population guessed
 
 
+def test_every_one_marker_population_is_a_term():
+    from mmgene.harmonise.rules import MARKER_ONLY
+    from mmgene.text.shorthand import MARKER_POPULATIONS
+
+    rows = harmonise_labels([f"{marker.upper()}+" for marker in MARKER_POPULATIONS])
+    assert len(rows) == len(MARKER_POPULATIONS)
+    assert (rows["method"] == "abbreviation").all(), rows[["author_label", "method", "note"]]
+    assert (rows["confidence"] == MARKER_ONLY).all()
+    assert rows["term_id"].str.startswith("CL:").all()
+
+
 def test_a_role_word_restating_the_marker_is_dropped_only_beside_a_state():
     from mmgene.harmonise.rules import restated_roles
 

@@ -18,6 +18,11 @@ are general conventions:
 - a T-cell label that names no CD4/CD8 but one role word means the atlases' lineage of it: helper T cells
   are CD4, cytotoxic T cells CD8 ("Tem cytotoxic T cells" -> effector memory CD8-positive, alpha-beta T
   cell); a label that is itself a term's name ("cytotoxic T cell") still matches that term first;
+- a role word beside the marker it stands for, in a label that also names a state, is that lineage and
+  no function ("CD8+/CD45RA+ Naive Cytotoxic" is a naive CD8 T cell; written after seeing that label of
+  the shared corpus fail);
+- one positive marker alone names the population sorted by it ("CD34+" -> hematopoietic precursor
+  cell; the table is ``MARKER_POPULATIONS``);
 - the Cell Ontology's own naming patterns: tissue-qualified names ("pancreatic A cell", "delta cell of
   pancreatic islet"), so a bare label plus a tissue hint is tried as "<tissue adjective> <label>" and
   "<label> <tissue noun>" (word order and "of" are ignored when matching).

@@ -24,7 +24,6 @@ Added after looking at the shared corpus's failures (so not independent of it):
 
 - the table of one-marker labels (``MARKER_POPULATIONS``), written after pbmc68k_reduced's "CD34+" had
   matched "common myeloid progenitor, CD34-positive" by spelling alone;
-
 - ``"reg"`` -> "regulatory" ("T Reg" had matched the synonym "T(reg)" of a CD8 regulatory T cell). It
   changed which child of "regulatory T cell" is chosen, not the measured accuracy;
 - the brain table (cortical-development shorthand: AP/BP apical and basal progenitors, aRG/vRG/oRG/bRG
