@@ -6,10 +6,10 @@ Stages, first hit wins:
    and the word "cell" ("B cells" -> "B cell"); with a tissue hint, a term *below* it named by the
    label plus the tissue's words wins at 0.9 ("acinar" in pancreas -> "pancreatic acinar cell");
 2. ``synonym`` (1.0): the label is one of the term's synonyms ("NK cells" -> natural killer cell);
-3. ``abbreviation`` (0.9, 0.85 with the tissue's words added, 0.75 with a cell state left out): a
-   rewrite of :mod:`mmgene.harmonise.rules` is a name or synonym ("T_CD8" -> "CD8-positive,
-   alpha-beta T cell"). A single-cell naming convention or shorthand ("IPC" in brain, "DC2")
-   outranks a synonym (stage 2) that reads the same words as another term;
+3. ``abbreviation`` (0.9, 0.85 with the tissue's words added, 0.75 with a cell state left out or for
+   one marker alone, "CD34+"): a rewrite of :mod:`mmgene.harmonise.rules` is a name or synonym
+   ("T_CD8" -> "CD8-positive, alpha-beta T cell"). A single-cell naming convention or shorthand ("IPC"
+   in brain, "DC2") outranks a synonym (stage 2) that reads the same words as another term;
 4. ``similarity`` (0..0.8): the best word/character overlap with any name (:mod:`.similarity`), plus
    a bonus for terms that mention the tissue; a name that states a CD marker the label does not state,
    or the opposite sign of one it does, is not a candidate ("CD56+ NK" is not the "CD16-positive,
