@@ -168,9 +168,9 @@ def restated_roles(words: list[str]) -> list[str]:
     """Role words of a T-cell label that only restate the CD4/CD8 it names ("cytotoxic" beside CD8+)
     when the label also names a state: then the role is the lineage, not a function ("CD8+ Naive
     Cytotoxic" is a naive CD8 T cell, not an effector), and the ontology names the state on the marker."""
-    restated = [w for w in words if T_ROLE_LINEAGE.get(w) in words]
-    states = [w for w in words if w in T_QUALIFIERS and w not in T_ROLE_LINEAGE]
-    return restated if states else []
+    restated = [w for w in words if w in T_ROLE_LINEAGE and T_ROLE_LINEAGE[w] in words]
+    has_state = any(w in T_QUALIFIERS and w not in T_ROLE_LINEAGE for w in words)
+    return restated if has_state else []
 
 
 def conventions(words: list[str]) -> list[list[str]]:
@@ -241,13 +241,14 @@ def variants(label_words: list[str], tissue: Tissue | None) -> tuple[list[Varian
     bases.append((core, "markers"))
     for words, note in bases:
         add(words, ABBREVIATION, note)
+    faithful = bases[: len(ruled) + 1]  # the conventions' rewrites and the expanded label
     if tissue is not None:
-        for words, note in bases[: len(ruled) + 1]:
+        for words, note in faithful:
             for extra in tissue.qualifiers:
                 add(
                     [*words, *extra.split()], TISSUE_QUALIFIED, f"{note}, qualified by tissue {extra!r}", qualified=True
                 )
-    for words, note in bases[: len(ruled) + 1]:
+    for words, note in faithful:
         stateless = [w for w in words if w not in STATE_WORDS]
         if stateless != words:
             add(stateless, STATE_DROPPED, f"{note}, cell state left out")
@@ -258,7 +259,7 @@ def variants(label_words: list[str], tissue: Tissue | None) -> tuple[list[Varian
                     f"{note}, cell state left out, qualified by tissue {extra!r}",
                     qualified=True,
                 )
-    for words, note in bases[: len(ruled) + 1]:
+    for words, note in faithful:
         restated = restated_roles(words)
         if restated:
             add([w for w in words if w not in restated], ABBREVIATION, f"{note}, {' '.join(restated)} left out (the marker says it)")
