@@ -23,7 +23,8 @@ Trains with the library's defaults (``mmgene.align.config``, the same as ``mmgen
 256 genes per cell, gene-text bridge on, HVG-panel augmentation 0.3, explicit gene channel 0.3 in
 training and 0.5 when encoding, the defaults for one AnnData); ``--epochs``, ``--gene-channel``, ``--query-channel``,
 ``--panel-share``, ``--hard-negatives`` and ``--seed`` override one setting each. Seed 0, one torch thread, prompts expanded with
-canonical marker genes (``mmgene.text.markers``; ``--no-markers``: names only), plain cosine argmax
+canonical marker genes (``mmgene.text.markers``; ``--no-markers``: names only), captions and prompts
+that say the cells come from human blood (``mmgene.text.origin``), plain cosine argmax
 then refinement (``--standardize`` without refinement z-scores each class's scores over the query
 cells instead; it uses no labels and leaves AUROC unchanged). Every run also prints ours with the other marker and standardize settings.
 ``--hard-negatives K`` trains with negatives re-mined by the model after every epoch (off by default for one AnnData).
@@ -56,6 +57,8 @@ BARS = {
     "train_seconds": 300.0,
 }
 UNSEEN = ("NK cells", "B cells")
+#: both datasets are human PBMC: the captions and prompts say so (mmgene.text.origin)
+SPECIES, TISSUE = "human", "blood"
 #: the training settings this script can override, by config field (unset: the library default)
 SETTINGS = {
     "epochs": (TrainingConfig, float),
@@ -72,12 +75,14 @@ def _zero_shot_pair(model, adata, label_col, markers=True, standardize=False, re
     components with ``refine``); also ours with the other marker-gene prompt setting, ours with the
     other standardize and refine settings, and the textbook-marker baseline (``ours["marker_baseline"]``)."""
     from mmgene.evaluate import genept_s_zero_shot, marker_zero_shot, zero_shot
+    from mmgene.text.origin import Origin
     from mmgene.text.prompts import class_prompts
     from mmgene.query.refine import expression_pcs
 
     labels = adata.obs[label_col].astype(str).to_numpy()
     classes = sorted(set(labels.tolist()))
-    prompts = class_prompts(classes, markers=markers)
+    origin = Origin(SPECIES, TISSUE)
+    prompts = class_prompts(classes, markers=markers, origin=origin)
     cells = model.encode_cells(adata)
     pcs = expression_pcs(adata)
     features = pcs if refine else None
@@ -88,7 +93,7 @@ def _zero_shot_pair(model, adata, label_col, markers=True, standardize=False, re
     keep = ("balanced_accuracy", "macro_auroc", "per_class")
     ours = ours_with()
     base = genept_s_zero_shot(adata, labels, classes, prompts, standardize=standardize, refine=features)
-    plain = ours_with(prompts=class_prompts(classes, markers=not markers))
+    plain = ours_with(prompts=class_prompts(classes, markers=not markers, origin=origin))
     ours["other_markers"] = {k: plain[k] for k in keep}
     flip = ours_with(standardize=not standardize, features=None)
     ours["other_standardize"] = {k: flip[k] for k in keep}
@@ -213,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     pbmc3k = mmgene.io.read(data)
     pbmc68k = mmgene.io.read(mmgene.data.pbmc68k())
     given = {name: getattr(args, name) for name in SETTINGS}
-    pairs = overrides(PairsConfig, given)
+    pairs = overrides(PairsConfig, {**given, "species": SPECIES, "tissue": TISSUE})
     common = dict(
         label_cols=["cell_type", "cell_type_cl_name"],
         ontology_col="cell_type_ontology_term_id",

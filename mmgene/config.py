@@ -32,8 +32,8 @@ def field_help(cls: type, name: str) -> str:
 
 
 def show_value(value: Any) -> str:
-    """A default as the CLI shows it: ``none``, ``on``, ``500, 1000, 2000``, ``0.3``."""
-    if value is None or value == ():
+    """A default as the CLI shows it: ``none`` (also for an empty text), ``on``, ``500, 1000, 2000``, ``0.3``."""
+    if value is None or value == () or value == "":
         return "none"
     if isinstance(value, bool):
         return "on" if value else "off"

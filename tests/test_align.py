@@ -308,13 +308,17 @@ def test_cli_train_and_evaluate(tmp_path, small_pbmc):
     small_pbmc[:160].copy().write_h5ad(h5)
     out = tmp_path / "m"
     runner = CliRunner()
-    res = runner.invoke(app, ["train", str(h5), "--label-col", "cell_type", "--out", str(out), "--max-steps", "2", "--batch-size", "16", "--no-gene-bridge"])
+    res = runner.invoke(app, [
+        "train", str(h5), "--label-col", "cell_type", "--out", str(out), "--max-steps", "2", "--batch-size", "16", "--no-gene-bridge",
+        "--species", "human", "--tissue", "blood",
+    ])
     assert res.exit_code == 0, res.output
     saved = json.loads((out / "mmgene_align.json").read_text())["config"]
     # the options given override their fields; every other field keeps the config's default
     # (settings left to the trainer are recorded as run: one AnnData's defaults)
     expected = AlignConfig(
-        model=ModelConfig(gene_bridge=False, query_channel=0.5), training=TrainingConfig(max_steps=2, batch_size=16, hard_negatives=0)
+        pairs=PairsConfig(species="human", tissue="blood"),
+        model=ModelConfig(gene_bridge=False, query_channel=0.5), training=TrainingConfig(max_steps=2, batch_size=16, hard_negatives=0),
     )
     assert saved == json.loads(json.dumps(expected.to_dict()))
     res = runner.invoke(app, ["evaluate", str(out), str(h5), "--label-col", "cell_type", "--no-baseline", "--out", str(tmp_path / "rep")])

@@ -36,6 +36,18 @@ def test_prompt_sets_use_ontology_names_and_the_authors_labels():
     assert list(truth) == list(ds.labels)
 
 
+def test_prompts_say_the_held_out_datasets_species_and_tissue_only_when_told_to():
+    from mmgene.evaluate.cross_dataset import CrossDatasetConfig, prompts_for
+
+    lung = SimpleNamespace(species="mouse", spec=SimpleNamespace(tissue="lung"))
+    said = prompts_for(lung, CrossDatasetConfig(origin_prompts=True))(["B cell"])[0]
+    assert "a B cell from mouse lung" in said and not any("blood" in p for p in said)
+    plain = prompts_for(lung, CrossDatasetConfig())(["B cell"])[0]  # annotate's default: no origin
+    assert [p for p in said if "mouse lung" not in p] == plain
+    no_tissue = SimpleNamespace(species="human", spec=SimpleNamespace(tissue=""))
+    assert prompts_for(no_tissue, CrossDatasetConfig(origin_prompts=True))(["B cell"])[0] == plain
+
+
 def _metrics(bal: float, auc: float) -> dict[str, float]:
     return {"balanced_accuracy": bal, "macro_f1": bal - 0.1, "macro_auroc": auc}
 

@@ -241,3 +241,15 @@ def test_a_class_takes_the_ontology_id_most_of_its_cells_carry():
     # cells without an id do not vote; a tie goes to the first id in sorted order; "c" has none
     assert majority_terms(labels, ids) == {"a": "CL:2", "b": "CL:3", "d": "CL:4"}
     assert majority_terms(np.array([], dtype=object), np.array([], dtype=object)) == {}
+
+
+def test_pairs_config_origin_reaches_the_captions():
+    from mmgene.pairs.build import plan_pairs
+
+    adata = _tiny_counts()
+    plan = plan_pairs(adata, "cell_type", ontology_col=None, config=PairsConfig(species=" mouse", tissue="lung "), seed=0)
+    assert PairsConfig(species=" mouse", tissue="lung ").origin.phrase == "mouse lung"
+    for text in plan.texts:
+        assert f"a {text.names[0]} from mouse lung" in text.name_captions() and f"a lung {text.names[0]}" in text.name_captions()
+    plain = plan_pairs(adata, "cell_type", ontology_col=None, config=PairsConfig(), seed=0)
+    assert not any(" from " in c for t in plain.texts for c in t.name_captions())

@@ -245,6 +245,12 @@ def test_zero_shot_annotation_writes_labels_scores_and_provenance(small, encoder
     assert rec["label_counts"] == [int((lab == name).sum()) for name in labels]
     assert rec["prompts"] == "mmgene.text.prompts.class_prompts" and rec["markers"] is True
     assert len(rec["prompts_per_label"]) == 4 and min(rec["prompts_per_label"]) >= 5
+    assert rec["origin"] == ""
+    # told where the cells come from, every name of a label gets one more prompt that says it
+    lung = annotate(small, labels, GenePTSpace("s", encoder=encoder), species="mouse", tissue="lung", copy=True)
+    said = lung.uns["mmgene"]["mmgene_label"]
+    assert said["origin"] == "mouse lung"
+    assert all(b > a for a, b in zip(rec["prompts_per_label"], said["prompts_per_label"]))
     # a stricter rule can only add unknowns
     strict = annotate(small, labels, GenePTSpace("s", encoder=encoder), min_prob=0.9, min_z=1.0, copy=True)
     assert (strict.obs["mmgene_label"].astype(str) == "unknown").sum() >= (~called).sum()

@@ -110,9 +110,13 @@ def test_annotate_writes_label_and_score_columns(h5ad, tmp_path):
         "counts": {str(k): int(v) for k, v in labels.value_counts().items()},
     }
     assert "mmgene_label" not in ad.read_h5ad(h5ad).obs
-    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--refine", "--out", out, "--overwrite")
+    res = invoke(
+        "annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--refine", "--out", out, "--overwrite",
+        "--species", "human", "--tissue", "blood",
+    )
     assert res.exit_code == 0, res.output
-    assert ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]["refined"]
+    record = ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]
+    assert record["refined"] and record["origin"] == "human blood"
 
 
 def test_annotate_reads_labels_as_cell_ontology_terms_unless_told_not_to(h5ad, tmp_path):

@@ -63,3 +63,33 @@ def test_prompt_templates_share_one_placeholder():
     assert check_templates([]) == [PLACEHOLDER] and check_templates("a {label}") == ["a {label}"]
     with pytest.raises(ParameterError, match="placeholder"):
         class_prompts(["B cells"], templates=("a {}",), ontology=False, markers=False)
+
+
+def test_captions_say_where_cells_come_from_only_when_the_tissue_is_known():
+    from mmgene.text.captions import class_text
+    from mmgene.text.origin import Origin
+
+    names = ["NK cell", "a NK cell", "a cell of type NK cell", "single-cell transcriptome of a NK cell", "this is a NK cell"]
+    assert class_text(["NK"], None, Origin("mouse", " lung ")).name_captions()[:8] == [
+        names[0], names[1], "a NK cell from mouse lung", names[2], names[3], names[4], "a lung NK cell", "an example of a NK cell",
+    ]
+    # blood is said as the PBMC captions always said it
+    blood = class_text(["NK"], None, Origin("human", "blood")).name_captions()
+    assert "a NK cell from human blood" in blood and "a peripheral blood NK cell" in blood
+    # no tissue: no caption names a species or tissue (a species alone is not enough)
+    for origin in (None, Origin(), Origin("human", "")):
+        captions = class_text(["NK"], None, origin).name_captions()
+        assert captions[:6] == [*names, "an example of a NK cell"] and len(captions) == 12
+        assert not any("human" in c or "blood" in c or " from " in c for c in captions)
+
+
+def test_prompts_say_the_origin_only_when_given():
+    from mmgene.text.origin import Origin
+    from mmgene.text.prompts import class_prompts
+
+    plain = class_prompts(["B cells"], ontology=False, markers=False)
+    assert plain == [["B cell", "a B cell", "a cell of type B cell", "single-cell transcriptome of a B cell"]]
+    lung = class_prompts(["B cells"], ontology=False, markers=False, origin=Origin("mouse", "lung"))
+    assert lung == [[*plain[0], "a B cell from mouse lung"]]
+    # a template with the origin slot is skipped, not filled with nothing, when the tissue is unknown
+    assert class_prompts(["B cells"], templates=("a {label} from {origin}", "{label}"), ontology=False, markers=False) == [["B cell"]]

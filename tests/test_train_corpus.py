@@ -34,12 +34,12 @@ def _adata(genes: list[str], classes: list[tuple[str, str, list[int]]], per_clas
     return anndata.AnnData(X=sp.csr_matrix(np.vstack(rows)), obs=obs, var=var)
 
 
-def _manifest(tmp_path, entries: list[tuple[str, str, object]]):
+def _manifest(tmp_path, entries: list[tuple[str, str, object]], tissues: tuple[str, ...] = ()):
     lines = ["path,dataset,label_col,ontology_col,species,tissue"]
-    for name, species, adata in entries:
+    for k, (name, species, adata) in enumerate(entries):
         path = tmp_path / f"{name}.h5ad"
         adata.write_h5ad(path)
-        lines.append(f"{path.name},{name},cell_type,cell_type_ontology_term_id,{species},blood")
+        lines.append(f"{path.name},{name},cell_type,cell_type_ontology_term_id,{species},{tissues[k] if tissues else 'blood'}")
     manifest = tmp_path / "corpus.csv"
     manifest.write_text("\n".join(lines) + "\n")
     return manifest
@@ -100,6 +100,29 @@ def test_corpus_pairs_balanced_human_symbols_and_global_classes(tiny_manifest):
     assert "LYZ2" not in mouse_genes and "GM12345" not in mouse_genes
     assert corpus["mouse_pbmc"].adata.var.equals(before)  # the corpus's AnnData is untouched
     assert "test" in pairs and len(pairs["test"]) > 0
+
+
+def test_corpus_captions_say_each_datasets_own_species_and_tissue(tmp_path):
+    from mmgene.align.config import AlignConfig, CorpusTrainingConfig
+    from mmgene.align.corpus_train import corpus_pairs
+    from mmgene.corpus import read_corpus
+    from mmgene.pairs.config import PairsConfig
+
+    classes = [("T", "CL:0000084", [0, 1, 2]), ("B", "CL:0000236", [3, 4])]
+    entries = [(f"d{k}", species, _adata(genes, classes, 8, k)) for k, (species, genes) in enumerate(
+        [("human", HUMAN_GENES), ("mouse", MOUSE_GENES), ("human", HUMAN_GENES)]
+    )]
+    corpus = read_corpus(_manifest(tmp_path, entries, tissues=("blood", "lung", "")))
+    config = AlignConfig(pairs=PairsConfig(marker_share=0.0, panel_share=0.0))
+    pairs, _ = corpus_pairs(corpus, inputs=("genes",), config=config, balance=CorpusTrainingConfig(rows_per_dataset=60))
+    train = pairs["train"]
+    by_dataset: dict[str, list[str]] = {}
+    for name, caption in zip(train["obs_name"], train["caption"]):
+        by_dataset.setdefault(name.split(":")[0], []).append(caption)
+    said = {d: {c for c in captions if "blood" in c or "lung" in c or "human" in c or "mouse" in c} for d, captions in by_dataset.items()}
+    assert said["d0"] and all(c.endswith("from human blood") or c.startswith("a peripheral blood ") for c in said["d0"])
+    assert said["d1"] and all(c.endswith("from mouse lung") or c.startswith("a lung ") for c in said["d1"])
+    assert said["d2"] == set()  # no tissue in the manifest: the captions do not guess one
 
 
 def test_related_terms_from_the_ontology():

@@ -13,6 +13,7 @@ after the pairs is :func:`mmgene.align.fit.fit_pairs`, shared with :func:`mmgene
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -96,6 +97,12 @@ def terms_of(ds: Any, labels: Sequence[str]) -> list[str]:
     return [majority.get(str(label), "") for label in labels]
 
 
+def dataset_pairs(ds: Any, pairs: PairsConfig) -> PairsConfig:
+    """``pairs`` for one dataset: its captions say the dataset's species and tissue (the config's tissue
+    when the dataset names none)."""
+    return dataclasses.replace(pairs, species=ds.species, tissue=ds.spec.tissue or pairs.tissue)
+
+
 def _relabel(split: Any, mapping: np.ndarray, prefix: str) -> Any:
     """``split`` with class ids mapped to global ids and obs names prefixed by the dataset."""
     for column in ("label", "negative_label"):
@@ -133,7 +140,8 @@ def corpus_pairs(
     for ds in corpus:
         info(f"pairs of dataset {ds.name!r}")
         pairs = make_pairs(
-            human_view(ds), [ds.spec.label_col], ontology_col=ds.spec.ontology_col, inputs=inputs, config=config.pairs, seed=seed
+            human_view(ds), [ds.spec.label_col], ontology_col=ds.spec.ontology_col, inputs=inputs,
+            config=dataset_pairs(ds, config.pairs), seed=seed,
         )
         terms = terms_of(ds, pairs.classes)
         mapping = np.array(

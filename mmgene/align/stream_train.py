@@ -34,7 +34,7 @@ import numpy as np
 from mmgene.align.balance import balanced_rows, default_rows
 from mmgene.align.config import STREAMED_DEFAULTS, AlignConfig, CorpusTrainingConfig, ModelConfig, TrainingConfig
 from mmgene.align.corpus_train import (
-    GlobalClasses, _merge_markers, _shown, class_key, corpus_meta, human_view, start_training, terms_of,
+    GlobalClasses, _merge_markers, _shown, class_key, corpus_meta, dataset_pairs, human_view, start_training, terms_of,
 )
 from mmgene.cells.inputs import GENES
 from mmgene.errors import ParameterError
@@ -79,7 +79,7 @@ class CorpusStream:
         for ds in corpus:
             reader = ChunkReader(ds.adata, stream.chunk_size, view=lambda chunk, ds=ds: human_view(_HumanChunk(chunk, ds.symbols, ds.name)))
             d = DatasetStream(
-                ds.adata, [ds.spec.label_col], ontology_col=ds.spec.ontology_col, inputs=inputs, config=config.pairs,
+                ds.adata, [ds.spec.label_col], ontology_col=ds.spec.ontology_col, inputs=inputs, config=dataset_pairs(ds, config.pairs),
                 seed=seed, chunk_size=stream.chunk_size, read=reader,
             )
             terms = terms_of(ds, d.plan.class_names)

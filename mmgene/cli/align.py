@@ -42,6 +42,8 @@ def train_command(
     max_genes: int | None = config_option(PairsConfig, "max_genes"),
     panel_share: float | None = config_option(PairsConfig, "panel_share"),
     panel_sizes: list[int] | None = config_option(PairsConfig, "panel_sizes", "--panel-size"),
+    species: str | None = config_option(PairsConfig, "species"),
+    tissue: str | None = config_option(PairsConfig, "tissue"),
     # ModelConfig
     text_model: str | None = config_option(ModelConfig, "text_model"),
     train_text: bool | None = config_option(ModelConfig, "train_text", "--train-text/--freeze-text"),

@@ -158,6 +158,8 @@ def annotate(
     overwrite: bool = overwrite_option(),
     prompt: Optional[list[str]] = _rule("prompts", "--prompt", metavar="TEMPLATE"),
     markers: Optional[bool] = _rule("markers", "--markers/--no-markers"),
+    species: Optional[str] = _rule("species"),
+    tissue: Optional[str] = _rule("tissue"),
     temperature: Optional[float] = _rule("temperature"),
     min_prob: Optional[float] = _rule("min_prob"),
     min_z: Optional[float] = _rule("min_z"),
@@ -180,7 +182,8 @@ def annotate(
     all_labels = [*labels, *(more_labels or [])]
     ref = (read(reference), reference_column) if reference is not None else None
     rule = overrides(AnnotateConfig, {
-        "prompts": tuple(prompt) if prompt else None, "markers": markers, "temperature": temperature, "min_prob": min_prob,
+        "prompts": tuple(prompt) if prompt else None, "markers": markers, "species": species, "tissue": tissue,
+        "temperature": temperature, "min_prob": min_prob,
         "min_z": min_z, "alpha": alpha, "refine": refine, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
     })
     run(adata, all_labels, model, rule, reference=ref, key_added=key)

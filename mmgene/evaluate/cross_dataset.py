@@ -2,7 +2,8 @@
 
 For each held-out dataset, a model is trained on the other datasets (:func:`mmgene.align.train_corpus`)
 and the held-out cells are scored zero-shot with text prompts made from the dataset's own class
-names, once with the Cell Ontology names of its curated ids and once with the authors' labels. Every
+names, once with the Cell Ontology names of its curated ids and once with the authors' labels (by
+default, like annotate's, the prompts do not say the dataset's species and tissue; ``origin_prompts``). Every
 figure has context beside it:
 
 - ``single``: a model trained on one reference dataset only (PBMC 3k by default), scored the same way;
@@ -36,8 +37,9 @@ that is an ancestor of the true term the share of the truth's path it covers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -68,6 +70,9 @@ class CrossDatasetConfig:
         True, "Score as annotate does by default: each class's similarities z-scored over the held-out cells (raw cosines are kept beside)"
     )
     hierarchy: bool = setting(True, "Score as annotate does by default: a class also answers for the model's training classes below it")
+    origin_prompts: bool = setting(
+        False, "Prompts also say the held-out dataset's species and tissue ('a T cell from mouse lung'), as annotate does when told them"
+    )
 
     def __post_init__(self) -> None:
         from mmgene.errors import is_whole_number
@@ -117,14 +122,25 @@ def _class_names(ds: Any, prompt_set: str, author_col: str = "cell_type") -> tup
     return truth, classes, names
 
 
-def _similarities(model: Any, cells: np.ndarray, names: Sequence[str], term_ids: Sequence[str] | None, hierarchy: bool) -> Any:
+def prompts_for(ds: Any, config: CrossDatasetConfig) -> Callable[[Sequence[str]], list[list[str]]]:
+    """The default prompts (:func:`mmgene.text.prompts.class_prompts`) for class names of ``ds``; with
+    ``config.origin_prompts`` they also say the dataset's species and tissue."""
+    from mmgene.text.origin import Origin
+    from mmgene.text.prompts import class_prompts
+
+    return partial(class_prompts, origin=Origin(ds.species, ds.spec.tissue) if config.origin_prompts else None)
+
+
+def _similarities(
+    model: Any, cells: np.ndarray, names: Sequence[str], term_ids: Sequence[str] | None, hierarchy: bool,
+    prompts_of: Callable[[Sequence[str]], list[list[str]]],
+) -> Any:
     """The library's scoring of ``cells`` against class ``names`` (:func:`mmgene.query.scoring.label_similarities`)."""
     from mmgene.query.scoring import label_similarities
     from mmgene.text.classes import unit_rows
-    from mmgene.text.prompts import class_prompts
 
     return label_similarities(
-        model, unit_rows(cells), class_prompts(names), names, prompts_of=class_prompts, term_ids=term_ids, hierarchy=hierarchy
+        model, unit_rows(cells), prompts_of(names), names, prompts_of=prompts_of, term_ids=term_ids, hierarchy=hierarchy
     )
 
 
@@ -150,7 +166,7 @@ def _zero_shot(
     if only is not None:
         names = [n for c, n in zip(classes, names) if c in only]
         classes = [c for c in classes if c in only]
-    scored = _similarities(model, cells, names, _term_ids(classes, prompt_set), config.hierarchy)
+    scored = _similarities(model, cells, names, _term_ids(classes, prompt_set), config.hierarchy, prompts_for(ds, config))
     asked = np.isin(truth, classes)
     y = np.array([classes.index(t) for t in truth[asked]])
     cosine = classification_metrics(y, scored.similarities[asked], names)
@@ -178,7 +194,7 @@ def _mixed_levels(model: Any, cells: np.ndarray, ds: Any, config: CrossDatasetCo
     if len(set(names)) < len(names):  # two terms with one label cannot both be prompts
         keep = [k for k, n in enumerate(names) if names.index(n) == k]
         terms, names = [terms[k] for k in keep], [names[k] for k in keep]
-    scored = _similarities(model, cells, names, terms, True)
+    scored = _similarities(model, cells, names, terms, True, prompts_for(ds, config))
     result = assign_nested(standardise(scored.similarities), scored.hierarchy, min_prob=config.min_prob)
     answer = dict(zip(names, terms))
     predicted = [answer.get(str(a), "") for a in result.label]
@@ -196,22 +212,24 @@ def _mixed_levels(model: Any, cells: np.ndarray, ds: Any, config: CrossDatasetCo
     }
 
 
-def _unknown_calls(model: Any, cells: np.ndarray, offered: Sequence[tuple[str, str]], config: CrossDatasetConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Which cells annotate calls ``unknown`` when offered the ``(term id, name)`` classes: by its
-    p_max/z rule, and by the others rule (:mod:`mmgene.query.others`); annotate's default is either."""
+def _unknown_calls(
+    model: Any, cells: np.ndarray, ds: Any, offered: Sequence[tuple[str, str]], config: CrossDatasetConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which cells of ``ds`` annotate calls ``unknown`` when offered the ``(term id, name)`` classes: by
+    its p_max/z rule, and by the others rule (:mod:`mmgene.query.others`); annotate's default is either."""
     from mmgene.query.labelling import UNKNOWN, assign_labels, assign_nested
     from mmgene.query.others import nearest_other_for
     from mmgene.text.classes import standardise
-    from mmgene.text.prompts import class_prompts
 
     ids, names = [c for c, _ in offered], [n for _, n in offered]
-    scored = _similarities(model, cells, names, ids, config.hierarchy)
+    prompts_of = prompts_for(ds, config)
+    scored = _similarities(model, cells, names, ids, config.hierarchy, prompts_of)
     z = standardise(scored.similarities)
     if scored.hierarchy.nested:
         called = assign_nested(z, scored.hierarchy, min_prob=config.min_prob, thresholds=config.min_z).label
     else:
         called = assign_labels(z, names, min_prob=config.min_prob, thresholds=config.min_z).label
-    others = nearest_other_for(model, cells, scored.similarities, names, ids, class_prompts).rejects(config.others_margin)
+    others = nearest_other_for(model, cells, scored.similarities, names, ids, prompts_of).rejects(config.others_margin)
     return np.asarray(called) == UNKNOWN, others
 
 
@@ -222,7 +240,7 @@ def _rejection(model: Any, cells: np.ndarray, ds: Any, seen: set[str], config: C
     offered = [(c, n) for c, n in zip(classes, names) if c in seen]
     if not unseen.any() or len(offered) < 2:
         return None
-    by_rule, by_others = _unknown_calls(model, cells, offered, config)
+    by_rule, by_others = _unknown_calls(model, cells, ds, offered, config)
     unknown = by_rule | by_others
     return {
         "unseen_classes": sorted({n for c, n in zip(classes, names) if c not in seen}),
@@ -245,7 +263,7 @@ def _left_out_label(model: Any, cells: np.ndarray, ds: Any, config: CrossDataset
         return None
     rates: dict[str, dict[str, list[float]]] = {"others": {"left": [], "rest": []}, "without_others": {"left": [], "rest": []}}
     for c in left_out:
-        by_rule, by_others = _unknown_calls(model, cells, [(o, n) for o, n in zip(classes, names) if o != c], config)
+        by_rule, by_others = _unknown_calls(model, cells, ds, [(o, n) for o, n in zip(classes, names) if o != c], config)
         mine = truth == c
         for key, unknown in (("others", by_rule | by_others), ("without_others", by_rule)):
             rates[key]["left"].append(float(unknown[mine].mean()))

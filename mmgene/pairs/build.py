@@ -36,12 +36,15 @@ from mmgene.io.expression import DEFAULT_CHUNK
 from mmgene.io.labels import usable_labels
 from mmgene.text.labels import label_text
 from mmgene.text.captions import ClassText, class_text, marker_caption
+from mmgene.text.origin import Origin
 from mmgene.pairs.config import PairsConfig
 from mmgene.pairs.result import TrainingPairs
 from mmgene.pairs.splits import split_cells
 from mmgene.progress import info
 
-def _classes(adata: Any, label_cols: Sequence[str], ontology_col: str | None) -> tuple[np.ndarray, list[ClassText], int]:
+def _classes(
+    adata: Any, label_cols: Sequence[str], ontology_col: str | None, origin: Origin
+) -> tuple[np.ndarray, list[ClassText], int]:
     """Per-cell class ids (classes keyed by the first label column), per-class text, and how many
     cells have no label there (class id -1: left out of both splits, never a class "nan").
 
@@ -65,7 +68,7 @@ def _classes(adata: Any, label_cols: Sequence[str], ontology_col: str | None) ->
     for name, pos, term_id in zip(names, first_pos, ids):
         i = int(rows[pos])
         values = [name] + [col[i] for col in others]
-        texts.append(class_text(values, term_id or None))
+        texts.append(class_text(values, term_id or None, origin))
     return codes, texts, n_dropped
 
 
@@ -210,7 +213,7 @@ def plan_pairs(adata: Any, label_cols: str | Sequence[str], *, ontology_col: str
     label_cols = [label_cols] if isinstance(label_cols, str) else list(label_cols)
     if not label_cols:
         raise ParameterError("no label column given", "argument label_cols", "pass e.g. label_cols='cell_type'")
-    codes, texts, unlabelled = _classes(adata, label_cols, ontology_col)
+    codes, texts, unlabelled = _classes(adata, label_cols, ontology_col, config.origin)
     class_names = [t.label for t in texts]
     unknown = sorted(set(map(str, config.exclude_labels)) - set(class_names))
     if unknown:

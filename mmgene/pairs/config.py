@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from mmgene.config import check_share, freeze, setting
 from mmgene.errors import ParameterError
+from mmgene.text.origin import Origin
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class PairsConfig:
         0.3, "Share of training rows restricted to a panel of the top-n most variable genes, so the model also reads HVG-filtered data"
     )
     panel_sizes: tuple[int, ...] = setting((500, 1000, 2000), "Panel sizes n drawn from for panel_share")
+    species: str = setting("", "Species of the cells, said in captions with the tissue ('a T cell from mouse lung'); a corpus dataset's own wins")
+    tissue: str = setting("", "Tissue of the cells (none: captions do not say where the cells come from); a corpus dataset's own wins")
 
     def __post_init__(self) -> None:
         if self.captions_per_cell < 1:
@@ -34,3 +37,10 @@ class PairsConfig:
         labels = [self.exclude_labels] if isinstance(self.exclude_labels, str) else self.exclude_labels
         freeze(self, "exclude_labels", tuple(map(str, labels)))
         freeze(self, "panel_sizes", tuple(int(n) for n in self.panel_sizes))
+        freeze(self, "species", str(self.species or "").strip())
+        freeze(self, "tissue", str(self.tissue or "").strip())
+
+    @property
+    def origin(self) -> Origin:
+        """Where the cells come from, as captions say it."""
+        return Origin(self.species, self.tissue)

@@ -12,6 +12,7 @@ from typing import Any
 
 from mmgene.config import check_range, freeze, setting
 from mmgene.errors import ParameterError
+from mmgene.text.origin import Origin
 
 #: the answer for a cell that no label fits
 UNKNOWN = "unknown"
@@ -33,6 +34,8 @@ class AnnotateConfig:
         None, "Prompt templates with {label} (none: names, Cell Ontology names and marker genes, mmgene.text.prompts)"
     )
     markers: bool = setting(True, "Name canonical marker genes of common blood cell types in the default prompts")
+    species: str = setting("", "Species of the cells, said in the default prompts with the tissue ('a T cell from mouse lung')")
+    tissue: str = setting("", "Tissue of the cells (none: the default prompts do not say where the cells come from)")
     temperature: float = setting(DEFAULT_TEMPERATURE, "Softmax temperature over the standardised similarities")
     min_prob: float = setting(0.5, "At or below this winning probability the cell is unknown")
     min_z: float | None = setting(0.0, "Below this standardised similarity to the winning label the cell is unknown (none: no such rule)")
@@ -57,6 +60,11 @@ class AnnotateConfig:
         check_margin(self.others_margin, "AnnotateConfig.others_margin")
         if not isinstance(self.unknown, str) or not self.unknown.strip():
             raise ParameterError(f"unknown must be a non-empty name, got {self.unknown!r}", "AnnotateConfig.unknown", f"use the default, {UNKNOWN!r}")
+
+    @property
+    def origin(self) -> Origin:
+        """Where the cells come from, as the default prompts say it."""
+        return Origin(self.species, self.tissue)
 
     def replace(self, **settings: Any) -> AnnotateConfig:
         """A copy with some settings changed by name (checked again)."""

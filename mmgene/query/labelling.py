@@ -44,6 +44,7 @@ from mmgene.errors import ParameterError
 from mmgene.query.config import DEFAULT_TEMPERATURE, UNKNOWN, AnnotateConfig
 from mmgene.query.scoring import label_similarities
 from mmgene.text.classes import standardise
+from mmgene.text.origin import Origin
 
 MIN_CELLS_TO_STANDARDISE = 30
 
@@ -63,16 +64,18 @@ def _check_labels(labels: Sequence[str]) -> list[str]:
     return clean
 
 
-def label_prompts(labels: Sequence[str], prompts: Sequence[str] | None = None, *, markers: bool = True) -> list[list[str]]:
+def label_prompts(
+    labels: Sequence[str], prompts: Sequence[str] | None = None, *, markers: bool = True, origin: Origin | None = None
+) -> list[list[str]]:
     """The prompt texts of every label: :func:`mmgene.text.prompts.class_prompts` (names, Cell Ontology
-    names, and marker genes when ``markers``) when ``prompts`` is ``None``, else each template with the
-    label, as written, in its ``{label}``. :func:`mmgene.text.classes.class_vectors` turns them into
-    label vectors."""
+    names, marker genes when ``markers``, the cells' ``origin`` when known) when ``prompts`` is
+    ``None``, else each template with the label, as written, in its ``{label}``.
+    :func:`mmgene.text.classes.class_vectors` turns them into label vectors."""
     from mmgene.text.prompts import check_templates, class_prompts
 
     labels = _check_labels(labels)
     if prompts is None:
-        return class_prompts(labels, markers=markers)
+        return class_prompts(labels, markers=markers, origin=origin)
     templates = check_templates(prompts, "annotate(prompts=...)")
     return [[t.format(label=lab) for t in templates] for lab in labels]
 
@@ -239,13 +242,14 @@ def annotate(
     records the labels, prompts and rule in ``uns['mmgene']['<key_added>_label']``.
 
     The rule's settings are an :class:`~mmgene.query.config.AnnotateConfig` (``config``), or single
-    settings by name on top of it (``min_prob=0.9``): ``prompts``, ``markers``, ``temperature``,
+    settings by name on top of it (``min_prob=0.9``): ``prompts``, ``markers``, ``species``, ``tissue``, ``temperature``,
     ``min_prob``, ``min_z``, ``standardize``, ``hierarchy``, ``others``, ``others_margin``, ``refine``,
     ``alpha``, ``unknown``.
 
     ``prompts=None`` uses the prompt ensemble that :mod:`mmgene.evaluate` measures (names, Cell
-    Ontology names, and marker genes for common blood cell types when ``markers``); pass templates
-    with ``{label}`` to use your own.
+    Ontology names, and marker genes for common blood cell types when ``markers``; with ``tissue``
+    (and ``species``) also "a <label> from <species> <tissue>"); pass templates with ``{label}`` to
+    use your own.
 
     ``standardize`` (default: when there are at least 30 cells) z-scores each label's similarities
     over the dataset before the softmax; ``min_z`` applies to those z-scores (or to raw cosine
@@ -284,7 +288,7 @@ def annotate(
     adata = adata.copy() if copy else adata
     space = load_space(model)
     cells = space.encode_cells(adata)
-    prompts_of = partial(label_prompts, prompts=prompts, markers=markers)  # the labels' rule, for any class names
+    prompts_of = partial(label_prompts, prompts=prompts, markers=markers, origin=config.origin)  # the labels' rule, for any class names
     groups = prompts_of(labels)
     scored = label_similarities(
         space, cells, groups, labels, prompts_of=prompts_of, term_ids=term_ids, hierarchy=config.hierarchy,
@@ -336,6 +340,7 @@ def annotate(
     record(
         adata, f"{key_added}_label", packages=("numpy",), model=space_name(space, model), labels=labels,
         prompts="mmgene.text.prompts.class_prompts" if prompts is None else list(prompts), markers=bool(markers) if prompts is None else False,
+        origin=config.origin.phrase if prompts is None else "",
         prompts_per_label=[len(g) for g in groups], rule=rule, standardized=std, min_prob=min_prob, unknown=unknown,
         # per label, in the order of ``labels`` (label names may hold '/', which h5ad keys cannot)
         label_counts=[int(counts.get(lab, 0)) for lab in labels], unknown_cells=int(counts.get(unknown, 0)),

@@ -4,7 +4,8 @@ Three kinds of caption teach the text tower three things:
 
 * **names** ("a CD14+ monocyte", "single-cell profile of a natural killer cell"): every label column,
   cleaned (:func:`mmgene.text.labels.clean_label`), plus the ontology label and synonyms when an
-  ontology id column is given, each through :data:`TEMPLATES`;
+  ontology id column is given, each through :data:`TEMPLATES` (those that say where the cells come
+  from, "a T cell from mouse lung", only when the class's :class:`~mmgene.text.origin.Origin` knows it);
 * **definitions** (the Cell Ontology definition of the term), so descriptive queries work;
 * **markers** ("CD8 T cell expressing CCL5+ NKG7+", "a cell expressing GZMB"): genes this cell expresses
   far above the training average. They tie gene names in text to expression, which is what lets a
@@ -19,16 +20,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mmgene.text.labels import clean_label
+from mmgene.text.origin import Origin
 
-#: name-caption templates; ``{label}`` takes each name of the class
+#: name-caption templates; ``{label}`` takes each name of the class, ``{origin}`` ("human blood") and
+#: ``{place}`` ("peripheral blood") the cells' origin (a template whose words are unknown is skipped)
 TEMPLATES = (
     "{label}",
     "a {label}",
-    "a {label} from human blood",
+    "a {label} from {origin}",
     "a cell of type {label}",
     "single-cell transcriptome of a {label}",
     "this is a {label}",
-    "a peripheral blood {label}",
+    "a {place} {label}",
     "an example of a {label}",
 )
 MARKER_TEMPLATES = (
@@ -49,10 +52,12 @@ class ClassText:
     definitions: list[str] = field(default_factory=list)
     #: the class's Cell Ontology id ("" when it has none)
     term_id: str = ""
+    #: where this class's cells come from (unknown: captions do not say)
+    origin: Origin = field(default_factory=Origin)
 
     def name_captions(self) -> list[str]:
-        out = [t.format(label=n) for n in self.names for t in TEMPLATES]
-        return list(dict.fromkeys(out))
+        out = (self.origin.fill(t, n) for n in self.names for t in TEMPLATES)
+        return list(dict.fromkeys(c for c in out if c is not None))
 
     def all_captions(self) -> list[str]:
         defs = list(self.definitions)
@@ -61,8 +66,9 @@ class ClassText:
         return list(dict.fromkeys(self.name_captions() + defs))
 
 
-def class_text(values: Sequence[str], term_id: str | None = None) -> ClassText:
-    """Names and definitions for one class, from its label values (one per label column) and ontology id."""
+def class_text(values: Sequence[str], term_id: str | None = None, origin: Origin | None = None) -> ClassText:
+    """Names and definitions for one class, from its label values (one per label column), ontology id
+    and the origin of its cells."""
     names: list[str] = []
     for value in values:
         for name in (clean_label(value), str(value)):
@@ -78,7 +84,7 @@ def class_text(values: Sequence[str], term_id: str | None = None) -> ClassText:
                 names.append(name)
         if term.description:
             definitions.append(term.description)
-    return ClassText(label=str(values[0]), names=names, definitions=definitions, term_id=term_id or "")
+    return ClassText(label=str(values[0]), names=names, definitions=definitions, term_id=term_id or "", origin=origin or Origin())
 
 
 def marker_caption(name: str, genes: Sequence[str], rng: np.random.Generator) -> str:

@@ -9,7 +9,9 @@ normalised mean of the prompts' joint-space vectors (prompt ensembling as in CLI
 :func:`mmgene.text.classes.class_vectors`).
 
 Every template names its slot :data:`PLACEHOLDER` (``{label}``), the same slot the hub's caption
-templates and the training captions (:mod:`mmgene.text.captions`) use.
+templates and the training captions (:mod:`mmgene.text.captions`) use. Given where the cells come from
+(:class:`~mmgene.text.origin.Origin`), the default ensemble also says it ("a T cell from mouse lung"),
+as the training captions of data with a known tissue do; without it no prompt names a species or tissue.
 """
 
 from __future__ import annotations
@@ -18,17 +20,19 @@ from collections.abc import Sequence
 
 from mmgene.errors import ParameterError
 from mmgene.text.labels import clean_label, split_markers
+from mmgene.text.origin import Origin
 
 #: where a template takes the class name
 PLACEHOLDER = "{label}"
 
-#: the templates of the default ensemble (:func:`class_prompts`), applied to every name of a class
+#: the templates of the default ensemble (:func:`class_prompts`), applied to every name of a class;
+#: the last says where the cells come from and is used only when that is known
 PROMPT_TEMPLATES: tuple[str, ...] = (
     "{label}",
     "a {label}",
     "a cell of type {label}",
     "single-cell transcriptome of a {label}",
-    "a {label} from human blood",
+    "a {label} from {origin}",
 )
 
 #: simple templates for a label list taken as written (``mmgene.query.annotate(prompts=PROMPTS)``)
@@ -51,9 +55,12 @@ def check_templates(templates: Sequence[str], where: str = "prompts") -> list[st
     return templates
 
 
-def fill_templates(templates: Sequence[str], names: Sequence[str]) -> list[str]:
-    """Every template applied to every name (names outer, templates inner), each prompt once."""
-    return list(dict.fromkeys(t.format(label=n) for n in names for t in templates))
+def fill_templates(templates: Sequence[str], names: Sequence[str], origin: Origin | None = None) -> list[str]:
+    """Every template applied to every name (names outer, templates inner), each prompt once; a
+    template that says an origin ``{origin}``/``{place}`` is skipped unless ``origin`` knows it."""
+    origin = origin or Origin()
+    filled = (origin.fill(t, n) for n in names for t in templates)
+    return list(dict.fromkeys(p for p in filled if p is not None))
 
 
 def class_names(label: str, ontology: bool = True, max_names: int = 6) -> list[str]:
@@ -84,11 +91,13 @@ def class_prompts(
     templates: Sequence[str] = PROMPT_TEMPLATES,
     ontology: bool = True,
     markers: bool = True,
+    origin: Origin | None = None,
 ) -> list[list[str]]:
     """One list of prompts per label (templates x names, plus templates x names with marker genes).
 
     ``markers=True`` (default) expands labels the marker table knows (:mod:`mmgene.text.markers`) with
-    prompts naming their marker genes; the model's text tower reaches those genes by name.
+    prompts naming their marker genes; the model's text tower reaches those genes by name. ``origin``
+    fills the templates that say where the cells come from (left out without it).
     """
     from mmgene.text.markers import MARKER_PHRASES, join_genes, marker_genes
 
@@ -100,5 +109,5 @@ def class_prompts(
             genes = marker_genes(names)
             if genes:
                 names = names + [p.format(name=n, genes=join_genes(genes)) for n in names for p in MARKER_PHRASES]
-        out.append(fill_templates(templates, names))
+        out.append(fill_templates(templates, names, origin))
     return out
