@@ -46,8 +46,9 @@ SETUP,
 adata.uns["mmgene"]["input"]["matrix"], adata.n_obs, adata.n_vars""",
 """mmgene.cells.sentences(adata, top_k=20)
 adata.obs["cell_sentence"].head(3).tolist()""",
-"md:## Train the joint space\n\n80% of the cells (seed 0) train the model; the rest are held out. Captions come from `bulk_labels` through varied templates, enriched with Cell Ontology names and definitions.",
-"""model = mmgene.align.train(adata, "bulk_labels", training=mmgene.align.TrainingConfig(epochs=2, seed=0))
+"md:## Train the joint space\n\n80% of the cells (seed 0) train the model; the rest are held out. Captions come from `bulk_labels` through varied templates, enriched with Cell Ontology names and definitions; the data are human PBMC, so the captions also say the cells come from human blood (left out unless you say so).",
+"""pbmc = dict(species="human", tissue="blood")  # where the cells come from, said in captions and prompts
+model = mmgene.align.train(adata, "bulk_labels", pairs=mmgene.align.PairsConfig(**pbmc), training=mmgene.align.TrainingConfig(epochs=2, seed=0))
 held_out = adata.obs_names.isin(model.test_obs_names)
 held_out.sum()""",
 "md:## Zero-shot classification of held-out cells, against two baselines\n\nGenePT-s embeds each cell's gene sentence and the prompts with the same text model; the textbook-marker baseline needs no model: it scores each class by the mean z-scored expression of its marker genes (and says which of them the data lacks).",
@@ -66,7 +67,7 @@ pd.DataFrame({name: {k: round(r[k], 3) for k in ("balanced_accuracy", "macro_aur
 "md:## Annotate every cell, with an *unknown* answer\n\nLabels are given as plain text (the `bulk_labels` names, made readable). Cells whose best label is not clearly better than the rest are called `unknown`. Left the labels the data came with, right mmgene's answers, on the dataset's UMAP (`mmgene.pl.labels`):",
 """from mmgene.text.labels import clean_label
 adata.obs["cell_type"] = adata.obs["bulk_labels"].astype(str).map(clean_label)
-mmgene.query.annotate(adata, sorted(set(adata.obs["cell_type"])), model)
+mmgene.query.annotate(adata, sorted(set(adata.obs["cell_type"])), model, **pbmc)
 mmgene.pl.labels(adata, "cell_type", "mmgene_label", basis="umap")""",
 """mmgene.pl.confusion(adata, "cell_type", "mmgene_label", title="share of each true type per answer (80% of cells seen in training)")""",
 "md:## Which cells are *cytotoxic T cells*?\n\nEvery cell coloured by its cosine similarity to the question in the joint space (`mmgene.pl.query`), and the labels of the 20 best cells.",
