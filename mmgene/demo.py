@@ -19,9 +19,9 @@ from mmgene.atomic import atomic_path, check_output, start_output_folder
 from mmgene.errors import MMGeneError, ParameterError
 from mmgene.progress import info
 
+#: species and tissue of the embedded default (scanpy's pbmc68k_reduced: human PBMC), said in its captions and prompts
+DEFAULT_ORIGIN = ("human", "blood")
 #: questions asked of every dataset (plain language, as a biologist would type them).
-#: where the embedded default's cells come from (scanpy's pbmc68k_reduced: human PBMC), said in its captions and prompts
-DEFAULT_ORIGIN_WORDS = ("human", "blood")
 DEFAULT_QUERIES = ("cytotoxic T cells", "B cells", "monocytes", "natural killer cells", "dendritic cells")
 DEFAULT_LABEL_COL = "bulk_labels"
 JOINT_KEY = "X_mmgene"
@@ -155,7 +155,6 @@ def run(
     from mmgene.io.labels import usable_labels
     from mmgene.pairs.config import PairsConfig
     from mmgene.text.labels import clean_label
-    from mmgene.text.origin import Origin
 
     t0 = time.perf_counter()
     inputs = [file] if isinstance(file, (str, os.PathLike)) else []
@@ -168,7 +167,7 @@ def run(
     result = DemoResult(out)
 
     adata = read(mmgene.data.pbmc68k() if file is None else file)
-    origin = Origin(*DEFAULT_ORIGIN_WORDS) if file is None else Origin()  # a user's file: captions and prompts do not guess
+    species, tissue = DEFAULT_ORIGIN if file is None else ("", "")  # a user's file: captions and prompts do not guess
     label_col = _pick_label_col(adata, label_col)
     keep, labels, _ = usable_labels(adata.obs[label_col], f"obs[{label_col!r}]", "the demo")
     if not keep.all():
@@ -188,7 +187,7 @@ def run(
     if model is None:
         training = overrides(TrainingConfig, {"seed": seed, "epochs": epochs})  # the library's defaults otherwise
         model_path = out / "model"
-        model = align.train(adata, label_col, pairs=PairsConfig(species=origin.species, tissue=origin.tissue), training=training, out=model_path)
+        model = align.train(adata, label_col, pairs=PairsConfig(species=species, tissue=tissue), training=training, out=model_path)
         result.files["model"] = model_path
         held_out = np.isin(adata.obs_names, model.test_obs_names)
         _step(f"trained the alignment model on {int((~held_out).sum())} cells -> {model_path}", t0)
@@ -217,7 +216,7 @@ def run(
     # Temperature and per-label thresholds calibrated on the training cells, when the model was trained
     # here (see mmgene.query.labelling); a given model has none of this data's cells to calibrate on.
     ref = (reference, "_label_text") if reference is not None else None
-    query.annotate(adata, list(cleaned.values()), model, reference=ref, species=origin.species, tissue=origin.tissue)
+    query.annotate(adata, list(cleaned.values()), model, reference=ref, species=species, tissue=tissue)
     predicted = adata.obs["mmgene_label"].astype(str).to_numpy()
     back = {v: k for k, v in cleaned.items()}
     predicted_orig = np.array([back.get(p, p) for p in predicted])

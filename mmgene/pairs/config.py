@@ -37,8 +37,6 @@ class PairsConfig:
         labels = [self.exclude_labels] if isinstance(self.exclude_labels, str) else self.exclude_labels
         freeze(self, "exclude_labels", tuple(map(str, labels)))
         freeze(self, "panel_sizes", tuple(int(n) for n in self.panel_sizes))
-        freeze(self, "species", str(self.species or "").strip())
-        freeze(self, "tissue", str(self.tissue or "").strip())
 
     @property
     def origin(self) -> Origin:

@@ -21,6 +21,7 @@ import numpy as np
 
 from mmgene.text.labels import clean_label
 from mmgene.text.origin import Origin
+from mmgene.text.prompts import fill_templates
 
 #: name-caption templates; ``{label}`` takes each name of the class, ``{origin}`` ("human blood") and
 #: ``{place}`` ("peripheral blood") the cells' origin (a template whose words are unknown is skipped)
@@ -56,8 +57,7 @@ class ClassText:
     origin: Origin = field(default_factory=Origin)
 
     def name_captions(self) -> list[str]:
-        out = (self.origin.fill(t, n) for n in self.names for t in TEMPLATES)
-        return list(dict.fromkeys(c for c in out if c is not None))
+        return fill_templates(TEMPLATES, self.names, self.origin)
 
     def all_captions(self) -> list[str]:
         defs = list(self.definitions)
