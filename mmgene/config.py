@@ -48,6 +48,17 @@ def overrides(cls: type[C], given: Mapping[str, Any]) -> C:
     return cls(**{k: v for k, v in given.items() if k in names and v is not None})
 
 
+def with_settings(config: C, settings: Mapping[str, Any], where: str) -> C:
+    """A copy of the frozen dataclass ``config`` with some settings changed by name (checked again by
+    its ``__post_init__``); a name it lacks is a ParameterError at ``where``, e.g. ``'annotate(...)'``."""
+    names = _fields(type(config))
+    wrong = sorted(set(settings) - set(names))
+    if wrong:
+        what = where.split("(")[0]
+        raise ParameterError(f"unknown {what} settings {wrong}", where, f"use one of: {', '.join(sorted(names))}")
+    return dataclasses.replace(config, **settings)  # type: ignore[type-var]
+
+
 def from_dict(cls: type[C], data: Any, where: str) -> C:
     """A config read back from its saved ``asdict`` form; a field added to ``cls`` after the config was
     saved takes its default (older models keep loading), while an unknown field or any other shape is a

@@ -80,6 +80,12 @@ def test_evaluate_json_is_the_report(trained, cells, tmp_path):
     written = json.loads((tmp_path / "rep.json").read_text())
     assert got["zero_shot"] == written["zero_shot"] and got["n_cells"] == written["n_cells"] == 160
     assert got["files"] == [str(tmp_path / "rep.json"), str(tmp_path / "rep.md")]
+    assert got["origin"] == ""
+    res = invoke("evaluate", out, cells, "--label-col", "bulk_labels", "--no-baseline", "--no-marker-baseline", "--out", tmp_path / "told",
+                 "--species", "human", "--tissue", "blood", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["origin"] == "human blood"
+    assert 'Prompts say where the cells come from: "a <label> from human blood"' in (tmp_path / "told.md").read_text()
 
 
 def test_publish_dry_run_json(cells, tmp_path):

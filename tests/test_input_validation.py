@@ -27,6 +27,7 @@ from mmgene.errors import (
     NegativeValuesError,
     NonFiniteError,
     NotCountsError,
+    ParameterError,
 )
 from mmgene.io.describe import describe
 from mmgene.pairs.config import PairsConfig
@@ -364,6 +365,35 @@ def test_evaluate_drops_unlabelled_cells_and_refuses_one_class(tmp_path):
         label_codes(["B cells", np.nan], 2)
     with pytest.raises(LabelError, match="needs at least 2 classes"):
         label_codes(["B cells", "B cells"], 2)
+
+
+class RecordingModel(FakeModel):
+    """FakeModel that keeps every text it was asked to encode."""
+
+    def __init__(self):
+        self.texts = []
+
+    def encode_text(self, texts):
+        self.texts += list(texts)
+        return super().encode_text(texts)
+
+
+def test_evaluate_says_the_origin_only_when_given_and_refuses_unknown_settings():
+    from mmgene.evaluate import EvaluateConfig, evaluate, markdown_report
+
+    plain = ["B cell", "a B cell", "a cell of type B cell", "single-cell transcriptome of a B cell"]
+    config = EvaluateConfig(baseline=False, marker_baseline=False, ontology=False, markers=False)
+    neutral, told = RecordingModel(), RecordingModel()
+    report = evaluate(neutral, labelled_data(), "cell_type", config)
+    assert neutral.texts[:4] == plain and not any("blood" in t for t in neutral.texts)
+    assert report["origin"] == "" and "Prompts say where" not in markdown_report(report)
+    report = evaluate(told, labelled_data(), "cell_type", config, species="human", tissue="blood")
+    assert told.texts[:5] == [*plain, "a B cell from human blood"]
+    assert report["origin"] == "human blood" and report["zero_shot"]["accuracy"] == 1.0
+    assert 'Prompts say where the cells come from: "a <label> from human blood" among them.' in markdown_report(report)
+    with pytest.raises(ParameterError) as err:
+        evaluate(FakeModel(), labelled_data(), "cell_type", config, species="human", tisue="blood")
+    assert err.value.what == "unknown evaluate settings ['tisue']" and err.value.where == "evaluate(...)"
 
 
 @pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")

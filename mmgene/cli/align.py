@@ -13,6 +13,7 @@ from mmgene.cli.options import Loss, config_option, json_option
 from mmgene.cli.results import emit
 from mmgene.config import overrides
 from mmgene.errors import ParameterError
+from mmgene.evaluate.config import EvaluateConfig
 from mmgene.pairs.config import PairsConfig
 from mmgene.pairs.stream_config import StreamConfig
 
@@ -165,16 +166,14 @@ def evaluate_command(
     file: Path = typer.Argument(..., help="Labelled AnnData (.h5ad) to evaluate on."),
     label_col: str = typer.Option(..., "--label-col", help="obs column with the true cell types."),
     out: Path = typer.Option(None, "--out", help="Write <out>.json and <out>.md (default: beside FILE)."),
-    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also score the GenePT-s zero-shot baseline."),
-    marker_baseline: bool = typer.Option(
-        True, "--marker-baseline/--no-marker-baseline", help="Also score the textbook-marker baseline (mean z-scored marker expression)."
-    ),
-    ontology: bool = typer.Option(True, "--ontology/--no-ontology", help="Add Cell Ontology names to the prompts."),
-    markers: bool = typer.Option(True, "--markers/--no-markers", help="Expand prompts with canonical marker genes (mmgene.text.markers); --no-markers: names only."),
-    standardize: bool = typer.Option(False, "--standardize", help="Z-score each class's scores over the cells before the argmax (uses no labels)."),
-    refine: bool = typer.Option(
-        False, "--refine", help="Refine every method's scores by self-training on FILE's own principal components (uses the cells, not their labels)."
-    ),
+    baseline: bool | None = config_option(EvaluateConfig, "baseline", "--baseline/--no-baseline"),
+    marker_baseline: bool | None = config_option(EvaluateConfig, "marker_baseline", "--marker-baseline/--no-marker-baseline"),
+    ontology: bool | None = config_option(EvaluateConfig, "ontology", "--ontology/--no-ontology"),
+    markers: bool | None = config_option(EvaluateConfig, "markers", "--markers/--no-markers"),
+    species: str | None = config_option(EvaluateConfig, "species"),
+    tissue: str | None = config_option(EvaluateConfig, "tissue"),
+    standardize: bool | None = config_option(EvaluateConfig, "standardize", "--standardize/--no-standardize"),
+    refine: bool | None = config_option(EvaluateConfig, "refine", "--refine/--no-refine"),
     held_out: bool = typer.Option(False, "--held-out", help="Score only the cells the model held out (FILE must be its training file)."),
     overwrite: bool = overwrite_option(),
     as_json: bool = json_option(),
@@ -198,8 +197,9 @@ def evaluate_command(
 
         adata = held_out_cells(adata, aligned.meta)
         name = f"{file.name} (held-out {adata.n_obs} cells)"
-    report = evaluate(
-        aligned, adata, label_col, out=target, overwrite=overwrite, baseline=baseline, marker_baseline=marker_baseline, ontology=ontology, markers=markers,
-        standardize=standardize, refine=refine, dataset_name=name
-    )
+    config = overrides(EvaluateConfig, {
+        "baseline": baseline, "marker_baseline": marker_baseline, "ontology": ontology, "markers": markers,
+        "species": species, "tissue": tissue, "standardize": standardize, "refine": refine,
+    })
+    report = evaluate(aligned, adata, label_col, config, out=target, overwrite=overwrite, dataset_name=name)
     emit(report, lambda: f"{markdown_report(report)}\nwrote {', '.join(report['files'])}", as_json=as_json)

@@ -12,6 +12,7 @@ _EXPORTS = {
     "knn_classify": "mmgene.evaluate.clustering",
     "kmeans_scores": "mmgene.evaluate.clustering",
     "evaluate": "mmgene.evaluate.report",
+    "EvaluateConfig": "mmgene.evaluate.config",
     "markdown_report": "mmgene.evaluate.report",
     "genept_s_zero_shot": "mmgene.evaluate.report",
     "marker_zero_shot": "mmgene.evaluate.marker_baseline",

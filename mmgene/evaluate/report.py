@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from mmgene.evaluate.config import EvaluateConfig
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
 
@@ -73,6 +74,8 @@ def _fmt(x: Any) -> str:
 def markdown_report(report: dict[str, Any]) -> str:
     """A Markdown summary of :func:`evaluate`'s result."""
     lines = [f"## Zero-shot evaluation: {report['dataset']} ({report['n_cells']} cells, `{report['label_col']}`)", ""]
+    if report.get("origin"):
+        lines += [f"Prompts say where the cells come from: \"a <label> from {report['origin']}\" among them.", ""]
     if report["zero_shot"].get("refined"):
         lines += ["Scores refined by self-training on the data's own principal components (`refine=True`; every row).", ""]
     lines += ["| method | accuracy | balanced accuracy | macro-F1 | macro AUROC | centroid accuracy |", "|---|---|---|---|---|---|"]
@@ -122,19 +125,14 @@ def evaluate(
     model: Any,
     adata: Any,
     label_col: str,
+    config: EvaluateConfig | None = None,
     *,
     out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
-    baseline: bool = True,
-    baseline_encoder: Any = "minilm",
-    marker_baseline: bool = True,
-    ontology: bool = True,
-    markers: bool = True,
-    standardize: bool = False,
-    refine: bool = False,
     classes: Sequence[str] | None = None,
     dataset_name: str | None = None,
-    seed: int = 0,
+    baseline_encoder: Any = "minilm",
+    **settings: Any,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``adata``: a joint space (:class:`~mmgene.query.space.JointSpace`, such as
     an aligned model) or anything :func:`mmgene.query.load_space` takes (a model folder, ``hf://...``,
@@ -143,10 +141,15 @@ def evaluate(
     Writes ``<out>.json`` and ``<out>.md`` when ``out`` is given (a path without suffix, or ending in
     ``.json``; existing files are replaced only with ``overwrite=True``). Returns the report dict (``zero_shot``, ``retrieval``, ``clustering``, ``baseline``: GenePT-s,
     ``marker_baseline``: textbook marker genes, see :func:`mmgene.evaluate.marker_zero_shot`).
-    ``markers`` expands the prompts with marker genes (:mod:`mmgene.text.markers`); ``standardize``
-    z-scores each class's scores over the cells before the argmax (:func:`mmgene.evaluate.zero_shot`).
-    ``refine`` refines the scores of the model and of both baselines by self-training on the data's
-    own principal components (:mod:`mmgene.query.refine`; it uses the cells, never their labels).
+
+    The settings are an :class:`~mmgene.evaluate.config.EvaluateConfig` (``config``), or single settings
+    by name on top of it (``refine=True``): ``baseline``, ``marker_baseline``, ``ontology``, ``markers``,
+    ``species``, ``tissue``, ``standardize``, ``refine``, ``seed``. ``markers`` expands the prompts with
+    marker genes (:mod:`mmgene.text.markers`); ``species`` and ``tissue`` add "a <label> from <species>
+    <tissue>" to them, as annotate's do; ``standardize`` z-scores each class's scores over the cells
+    before the argmax (:func:`mmgene.evaluate.zero_shot`). ``refine`` refines the scores of the model
+    and of both baselines by self-training on the data's own principal components
+    (:mod:`mmgene.query.refine`; it uses the cells, never their labels).
     """
     from mmgene.atomic import atomic_path, check_output
     from mmgene.evaluate.classify import labelled_cells, zero_shot
@@ -156,26 +159,28 @@ def evaluate(
     from mmgene.query.space import load_space
     from mmgene.text.prompts import class_prompts
 
+    config = (config or EvaluateConfig()).replace(**settings)
     files = report_files(out) if out is not None else []
     for path in files:
         check_output(path, overwrite=overwrite)
     model = load_space(model)
     adata, labels, unlabelled = labelled_cells(adata, label_col, min_classes=classes is None)
     classes = list(classes) if classes is not None else sorted(set(labels.tolist()))
-    prompts = class_prompts(classes, ontology=ontology, markers=markers)
+    prompts = class_prompts(classes, ontology=config.ontology, markers=config.markers, origin=config.origin)
     cells = model.encode_cells(adata)
     features = None
-    if refine:
+    if config.refine:
         from mmgene.query.refine import expression_pcs
 
         features = expression_pcs(adata)
     about = model.describe()
+    standardize = config.standardize
     zs = zero_shot(cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=standardize, refine=features)
     index = {c: i for i, c in enumerate(classes)}
     flat = [p for group in prompts for p in group]
     text_labels = [k for k, group in enumerate(prompts) for _ in group]
     retrieval = retrieval_metrics(cells, [index[v] for v in labels], model.encode_text(flat), text_labels)
-    clustering = kmeans_scores(cells, labels, seed=seed) if len(set(labels.tolist())) > 1 else None
+    clustering = kmeans_scores(cells, labels, seed=config.seed) if len(set(labels.tolist())) > 1 else None
     report: dict[str, Any] = {
         "dataset": dataset_name or str(adata.uns.get("mmgene", {}).get("input", {}).get("file", "AnnData")),
         "n_cells": int(adata.n_obs),
@@ -183,11 +188,12 @@ def evaluate(
         "unlabelled_cells": unlabelled,
         "model": str(about.get("model", "")),
         "inputs": list(about.get("inputs", [])),
+        "origin": config.origin.phrase,
         "zero_shot": zs,
         "retrieval": retrieval,
         "clustering": clustering,
-        "baseline": genept_s_zero_shot(adata, labels, classes, prompts, baseline_encoder, standardize, features) if baseline else None,
-        "marker_baseline": marker_zero_shot(adata, labels, classes, ontology=ontology, refine=features) if marker_baseline else None,
+        "baseline": genept_s_zero_shot(adata, labels, classes, prompts, baseline_encoder, standardize, features) if config.baseline else None,
+        "marker_baseline": marker_zero_shot(adata, labels, classes, ontology=config.ontology, refine=features) if config.marker_baseline else None,
     }
     if files:
         with atomic_path(files[0], overwrite=overwrite) as tmp:

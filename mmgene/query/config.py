@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from mmgene.config import check_range, freeze, setting
+from mmgene.config import check_range, freeze, setting, with_settings
 from mmgene.errors import ParameterError
 from mmgene.text.origin import Origin
 
@@ -68,11 +68,7 @@ class AnnotateConfig:
 
     def replace(self, **settings: Any) -> AnnotateConfig:
         """A copy with some settings changed by name (checked again)."""
-        names = {f.name for f in dataclasses.fields(self)}
-        wrong = sorted(set(settings) - names)
-        if wrong:
-            raise ParameterError(f"unknown annotate settings {wrong}", "annotate(...)", f"use one of: {', '.join(sorted(names))}")
-        return dataclasses.replace(self, **settings)
+        return with_settings(self, settings, "annotate(...)")
 
 
 def _check_setting(value: Any, name: str, where: str, low: float, high: float | None, *, strict: bool = False) -> float:
