@@ -158,7 +158,7 @@ def test_the_cli_annotates_with_the_library_defaults():
     params = {p.name: p for p in command.params}
     # unset options are None, so AnnotateConfig's own defaults apply; the help shows them
     assert all(params[name].default is None for name in ("temperature", "min_prob", "min_z", "others", "others_margin", "refine"))
-    assert params["temperature"].help == "Softmax temperature over the standardised similarities (default: 0.75)."
+    assert params["temperature"].help == "Softmax temperature over the standardised similarities (default: 0.5)."
     assert params["others_margin"].help == "By how much (cosine) that class must beat every label (default: 0.04)."
 
 
