@@ -197,7 +197,9 @@ def run(
         _step(f"loaded the alignment model {model_path}", t0)
 
     test = adata[held_out].copy()
-    report = evaluate.evaluate(model, test, label_col, dataset_name=f"{genes.get('file')}, held-out cells", seed=seed)
+    report = evaluate.evaluate(
+        model, test, label_col, dataset_name=f"{genes.get('file')}, held-out cells", seed=seed, species=species, tissue=tissue
+    )
     _step("zero-shot evaluation of held-out cells against the GenePT-s and marker baselines", t0)
 
     adata.obsm[JOINT_KEY] = model.encode_cells(adata)

@@ -80,7 +80,13 @@ def test_evaluate_json_is_the_report(trained, cells, tmp_path):
     written = json.loads((tmp_path / "rep.json").read_text())
     assert got["zero_shot"] == written["zero_shot"] and got["n_cells"] == written["n_cells"] == 160
     assert got["files"] == [str(tmp_path / "rep.json"), str(tmp_path / "rep.md")]
-    assert got["origin"] == ""
+    assert got["origin"] == "" and got["zero_shot"]["standardized"] is True and got["zero_shot"]["hierarchy"] is True
+    res = invoke("evaluate", out, cells, "--label-col", "bulk_labels", "--no-baseline", "--no-marker-baseline", "--out", tmp_path / "raw",
+                 "--no-standardize", "--no-hierarchy", "--json")
+    assert res.exit_code == 0, res.output
+    raw = json.loads(res.stdout)["zero_shot"]
+    assert raw["standardized"] is False and raw["hierarchy"] is False and raw["answers_for"] == {}
+    assert "Raw cosine similarities, not z-scored" in (tmp_path / "raw.md").read_text()
     res = invoke("evaluate", out, cells, "--label-col", "bulk_labels", "--no-baseline", "--no-marker-baseline", "--out", tmp_path / "told",
                  "--species", "human", "--tissue", "blood", "--json")
     assert res.exit_code == 0, res.output

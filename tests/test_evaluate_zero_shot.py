@@ -73,6 +73,28 @@ def test_standardized_scores_fix_a_class_that_is_near_every_cell():
     np.testing.assert_allclose(z.std(0), 1.0, atol=1e-5)
     with pytest.raises(ParameterError, match="two cells"):
         zero_shot_scores(cells[:1], np.eye(2, dtype=np.float32), standardize=True)
+    with pytest.raises(ParameterError, match="two cells"):
+        zero_shot(cells[:1], labels[:1], encode, classes=classes, standardize=True)
+
+
+def test_zero_shot_takes_given_similarities_and_annotates_default_rule():
+    """Given similarities replace the cosines; the default z-scores from 30 cells on (annotate's rule)."""
+    from mmgene.evaluate import zero_shot
+
+    classes = ["B cells", "NK cells"]
+    labels = ["B cells", "NK cells"] * 15
+    cells = np.tile(np.eye(2, dtype=np.float32), (15, 1))
+
+    def encode(texts):
+        return np.array([[1.0, 0.0] if "B" in t else [0.0, 1.0] for t in texts], dtype=np.float32)
+
+    assert zero_shot(cells[:4], labels[:4], encode, classes=classes)["standardized"] is False
+    assert zero_shot(cells, labels, encode, classes=classes)["standardized"] is True
+    flipped = zero_shot(cells, labels, encode, classes=classes, similarities=cells[:, ::-1])
+    assert flipped["accuracy"] == 0.0 and flipped["centroid"]["accuracy"] == 1.0  # the centroid level keeps the prompt vectors
+    with pytest.raises(ParameterError) as err:
+        zero_shot(cells, labels, encode, classes=classes, similarities=cells[:3])
+    assert err.value.what == "similarities have shape (3, 2), expected (30, 2) (cells x classes)"
 
 
 def test_prompts_clean_names_and_keep_markers():

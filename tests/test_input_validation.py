@@ -396,6 +396,40 @@ def test_evaluate_says_the_origin_only_when_given_and_refuses_unknown_settings()
     assert err.value.what == "unknown evaluate settings ['tisue']" and err.value.where == "evaluate(...)"
 
 
+class LineageModel(FakeModel):
+    """A model trained on "B cell" and "CD8-positive, alpha-beta T cell": its T cells lie near the CD8 T
+    prompts ([0, 1, 0]) and far from a plain "T cell" prompt ([0, 0, 1])."""
+
+    meta = {"classes": ["B cell", "CD8-positive, alpha-beta T cell"], "class_ids": ["CL:0000236", "CL:0000625"]}
+
+    def encode_text(self, texts):
+        return np.array([[1.0, 0, 0] if " B" in f" {t}" else [0, 1.0, 0] if "CD8" in t else [0, 0, 1.0] for t in texts], np.float32)
+
+    def encode_cells(self, adata):
+        b = adata.obs["cell_type"].astype(str).str.startswith("B").to_numpy()
+        return np.where(b[:, None], [[1.0, 0.1, 0]], [[0.1, 1.0, 0]]).astype(np.float32)
+
+
+def test_evaluate_scores_with_annotates_rule_hierarchy_and_z_scores():
+    """A "T cell" label answers for the model's CD8 T-cell class (hierarchy on, the default); off, every
+    T cell goes to "B cell". Z-scores apply from 30 cells on, as in annotate."""
+    from mmgene.evaluate import evaluate, markdown_report
+
+    t_or_b = ["B cell" if i % 2 else "T cell" for i in range(20)]
+    kwargs = dict(baseline=False, marker_baseline=False, ontology=False, markers=False)
+    report = evaluate(LineageModel(), labelled_data(t_or_b), "cell_type", **kwargs)
+    zs = report["zero_shot"]
+    assert zs["accuracy"] == 1.0 and zs["hierarchy"] is True and zs["standardized"] is False
+    assert zs["answers_for"] == {"T cell": ["CD8-positive, alpha-beta T cell"]}
+    md = markdown_report(report)
+    assert '"T cell" also answers for the model\'s training classes below it in the Cell Ontology: CD8-positive, alpha-beta T cell.' in md
+    assert "Raw cosine similarities, not z-scored (`standardize` off, or fewer than 30 cells; mmgene and GenePT-s)." in md
+    flat = evaluate(LineageModel(), labelled_data(t_or_b), "cell_type", hierarchy=False, **kwargs)["zero_shot"]
+    assert flat["accuracy"] == 0.5 and flat["per_class"]["T cell"]["recall"] == 0.0 and flat["answers_for"] == {}
+    assert evaluate(LineageModel(), labelled_data(t_or_b * 2), "cell_type", **kwargs)["zero_shot"]["standardized"] is True
+    assert evaluate(LineageModel(), labelled_data(t_or_b * 2), "cell_type", standardize=False, **kwargs)["zero_shot"]["standardized"] is False
+
+
 @pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")
 def test_report_json_writes_nan_metrics_as_null(tmp_path):
     from mmgene.evaluate import evaluate

@@ -33,7 +33,8 @@ from mmgene.progress import info, progress_enabled
 
 
 class ZeroShotEvaluator(BaseEvaluator):
-    """Zero-shot balanced accuracy and macro AUROC on held-out cells, run during training."""
+    """Zero-shot balanced accuracy and macro AUROC on held-out cells, run during training; scored with
+    annotate's default z-scores (:func:`mmgene.text.classes.standardises`), the model's classes as labels."""
 
     def __init__(self, cells: Sequence[Any], labels: Sequence[str], classes: Sequence[str], name: str = "zero_shot"):
         super().__init__()
@@ -46,7 +47,7 @@ class ZeroShotEvaluator(BaseEvaluator):
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
         from mmgene.metrics import classification_metrics
-        from mmgene.text.classes import class_vectors, zero_shot_scores
+        from mmgene.text.classes import class_vectors, standardises, zero_shot_scores
         from mmgene.text.prompts import class_prompts
 
         was_training = model.training
@@ -57,7 +58,8 @@ class ZeroShotEvaluator(BaseEvaluator):
             class_prompts(self.classes),
         )
         index = {c: k for k, c in enumerate(self.classes)}
-        res = classification_metrics(np.array([index[v] for v in self.labels]), zero_shot_scores(cells, vecs), self.classes)
+        scores = zero_shot_scores(cells, vecs, standardize=standardises(len(cells), None))
+        res = classification_metrics(np.array([index[v] for v in self.labels]), scores, self.classes)
         model.train(was_training)
         metrics = {
             f"{self.name}_balanced_accuracy": res["balanced_accuracy"],

@@ -18,7 +18,7 @@ from mmgene.errors import LabelError, ParameterError
 from mmgene.io.labels import MIN_CLASSES, require_classes, usable_labels
 from mmgene.metrics import classification_metrics
 from mmgene.query.refine import refine_scores
-from mmgene.text.classes import class_vectors, unit_rows, zero_shot_scores
+from mmgene.text.classes import class_vectors, standardised_cells, standardises, unit_rows, zero_shot_scores
 from mmgene.text.labels import label_text, missing_labels
 
 
@@ -82,6 +82,18 @@ def labelled_cells(adata: Any, label_col: str, task: str = "evaluate", min_class
     return adata, labels, n_dropped
 
 
+def _checked(similarities: np.ndarray, n_cells: int, n_classes: int) -> np.ndarray:
+    """Given similarities, as a float array of one row per cell and one column per class."""
+    sims = np.asarray(similarities)
+    if sims.shape != (n_cells, n_classes):
+        raise ParameterError(
+            f"similarities have shape {sims.shape}, expected {(n_cells, n_classes)} (cells x classes)",
+            "argument similarities",
+            "pass one row per cell and one column per class, in the order of classes",
+        )
+    return sims
+
+
 def zero_shot(
     cells: np.ndarray,
     labels: Sequence[str],
@@ -91,15 +103,18 @@ def zero_shot(
     prompts: Sequence[Sequence[str]] | None = None,
     ontology: bool = True,
     markers: bool = True,
-    standardize: bool = False,
+    standardize: bool | None = None,
     refine: np.ndarray | None = None,
+    similarities: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Zero-shot metrics for cell vectors ``cells`` with true ``labels``, querying each class by text.
 
     ``classes`` defaults to the sorted distinct labels; ``prompts`` to
     :func:`mmgene.text.prompts.class_prompts` of them (with marker genes unless ``markers=False``).
-    ``standardize`` z-scores each class's scores over the cells before the argmax
-    (:func:`mmgene.text.classes.zero_shot_scores`). ``refine``, the query's own features
+    A cell's score for a class is its cosine to the class's prompt vector, or ``similarities`` (cells x
+    classes) when given, such as :func:`mmgene.query.scoring.label_similarities` with the hierarchy.
+    ``standardize`` z-scores each class's scores over the cells before the argmax (``None``: when there
+    are at least 30 cells, annotate's rule, :func:`mmgene.text.classes.standardises`). ``refine``, the query's own features
     (:func:`mmgene.query.refine.expression_pcs`), refines the scores by self-training on them
     (:func:`mmgene.query.refine.refine_scores`; its scores are standardised, so ``standardize`` is moot).
     Cells without a label (None, NaN, empty or blank) are left out; ``unlabelled_cells`` counts them.
@@ -112,13 +127,16 @@ def zero_shot(
         if not keep.all():
             cells, labels = np.asarray(cells)[keep], np.asarray(labels, dtype=object)[keep]
             refine = refine[keep] if refine is not None else None
+            similarities = np.asarray(similarities)[keep] if similarities is not None else None
     classes, y = label_codes(labels, len(cells), classes)
     prompts = list(prompts) if prompts is not None else class_prompts(classes, ontology=ontology, markers=markers)
     vecs = class_vectors(encode_text, prompts)
-    scores = refine_scores(zero_shot_scores(cells, vecs), refine) if refine is not None else zero_shot_scores(cells, vecs, standardize=standardize)
+    sims = zero_shot_scores(cells, vecs) if similarities is None else _checked(similarities, len(cells), len(classes))
+    std = refine is None and standardises(len(cells), standardize)
+    scores = refine_scores(sims, refine) if refine is not None else (standardised_cells(sims) if std else sims)
     out = classification_metrics(y, scores, classes)
     out["unlabelled_cells"] = int((~keep).sum())
-    out["standardized"] = bool(standardize) or refine is not None
+    out["standardized"] = std or refine is not None
     out["refined"] = refine is not None
     out["centroid"] = centroid_metrics(unit_rows(cells), y, vecs, classes)
     out["classes"] = list(classes)

@@ -15,7 +15,9 @@ from mmgene.text.origin import Origin
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """What :func:`mmgene.evaluate.evaluate` scores beside the model, and how it words the prompts."""
+    """What :func:`mmgene.evaluate.evaluate` scores beside the model, how it words the prompts, and how
+    it scores them: by default annotate's rule (hierarchy on, z-scored over 30 cells or more), so the
+    figures measure what ``mmgene annotate`` answers."""
 
     baseline: bool = setting(True, "Also score the GenePT-s zero-shot baseline with the same prompts")
     marker_baseline: bool = setting(True, "Also score the textbook-marker baseline (mean z-scored marker expression)")
@@ -23,7 +25,12 @@ class EvaluateConfig:
     markers: bool = setting(True, "Name canonical marker genes of common blood cell types in the prompts (mmgene.text.markers)")
     species: str = setting("", "Species of the cells, said in the prompts with the tissue ('a T cell from mouse lung')")
     tissue: str = setting("", "Tissue of the cells (none: the prompts do not say where the cells come from)")
-    standardize: bool = setting(False, "Z-score each class's scores over the cells before the argmax (uses no labels)")
+    standardize: bool | None = setting(
+        None, "Z-score each class's scores over the cells before the argmax, as annotate does (uses no labels; none: when there are at least 30 cells)"
+    )
+    hierarchy: bool = setting(
+        True, "A class whose Cell Ontology term lies above some of the model's training classes also answers for them, as in annotate"
+    )
     refine: bool = setting(False, "Refine every method's scores by self-training on the data's own principal components (uses no labels)")
     seed: int = setting(0, "Seed of the k-means clustering of the joint space")
 

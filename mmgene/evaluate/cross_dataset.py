@@ -159,8 +159,7 @@ def _zero_shot(
     annotate asked those labels of the whole dataset would)."""
     from mmgene.metrics import classification_metrics
 
-    from mmgene.query.labelling import MIN_CELLS_TO_STANDARDISE
-    from mmgene.text.classes import standardise
+    from mmgene.text.classes import MIN_CELLS_TO_STANDARDISE, standardise
 
     truth, classes, names = _class_names(ds, prompt_set, config.author_col)
     if only is not None:

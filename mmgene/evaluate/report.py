@@ -28,7 +28,7 @@ def genept_s_zero_shot(
     classes: Sequence[str],
     prompts: Sequence[Sequence[str]],
     encoder: Any = "minilm",
-    standardize: bool = False,
+    standardize: bool | None = None,
     refine: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The GenePT-s baseline: cell sentences and prompts embedded by the same text encoder, cosine argmax
@@ -76,10 +76,17 @@ def markdown_report(report: dict[str, Any]) -> str:
     lines = [f"## Zero-shot evaluation: {report['dataset']} ({report['n_cells']} cells, `{report['label_col']}`)", ""]
     if report.get("origin"):
         lines += [f"Prompts say where the cells come from: \"a <label> from {report['origin']}\" among them.", ""]
-    if report["zero_shot"].get("refined"):
+    zs = report["zero_shot"]
+    if zs.get("refined"):
         lines += ["Scores refined by self-training on the data's own principal components (`refine=True`; every row).", ""]
+    elif zs.get("standardized"):
+        lines += ["Each class's similarities z-scored over the cells before the argmax (annotate's rule; mmgene and GenePT-s).", ""]
+    else:
+        lines += ["Raw cosine similarities, not z-scored (`standardize` off, or fewer than 30 cells; mmgene and GenePT-s).", ""]
+    for cls, names in (zs.get("answers_for") or {}).items():
+        lines += [f"\"{cls}\" also answers for the model's training classes below it in the Cell Ontology: {', '.join(names)}.", ""]
     lines += ["| method | accuracy | balanced accuracy | macro-F1 | macro AUROC | centroid accuracy |", "|---|---|---|---|---|---|"]
-    rows = [("mmgene aligned model", report["zero_shot"])]
+    rows = [("mmgene aligned model", zs)]
     if report.get("baseline"):
         rows.append((f"GenePT-s zero-shot ({report['baseline'].get('encoder', '')})", report["baseline"]))
     if report.get("marker_baseline"):
@@ -95,7 +102,7 @@ def markdown_report(report: dict[str, Any]) -> str:
     ]
     base = (report.get("baseline") or {}).get("per_class", {})
     marker = report.get("marker_baseline") or {}
-    for cls, m in report["zero_shot"]["per_class"].items():
+    for cls, m in zs["per_class"].items():
         table, found = marker.get("markers", {}).get(cls, []), marker.get("markers_found", {}).get(cls, [])
         genes = ((", ".join(found) or "none") + (f" (of {', '.join(table)})" if len(found) < len(table) else "")) if table else "–"
         lines.append(
@@ -144,10 +151,13 @@ def evaluate(
 
     The settings are an :class:`~mmgene.evaluate.config.EvaluateConfig` (``config``), or single settings
     by name on top of it (``refine=True``): ``baseline``, ``marker_baseline``, ``ontology``, ``markers``,
-    ``species``, ``tissue``, ``standardize``, ``refine``, ``seed``. ``markers`` expands the prompts with
-    marker genes (:mod:`mmgene.text.markers`); ``species`` and ``tissue`` add "a <label> from <species>
-    <tissue>" to them, as annotate's do; ``standardize`` z-scores each class's scores over the cells
-    before the argmax (:func:`mmgene.evaluate.zero_shot`). ``refine`` refines the scores of the model
+    ``species``, ``tissue``, ``standardize``, ``hierarchy``, ``refine``, ``seed``. ``markers`` expands the
+    prompts with marker genes (:mod:`mmgene.text.markers`); ``species`` and ``tissue`` add "a <label> from
+    <species> <tissue>" to them, as annotate's do. The model's scores are annotate's
+    (:func:`mmgene.query.scoring.label_similarities`): with ``hierarchy`` a class whose Cell Ontology term
+    lies above some of the model's training classes also answers for them (the report's ``answers_for``),
+    and ``standardize`` (default: at 30 cells or more) z-scores each class's scores over the cells before
+    the argmax, for the baselines too. ``refine`` refines the scores of the model
     and of both baselines by self-training on the data's own principal components
     (:mod:`mmgene.query.refine`; it uses the cells, never their labels).
     """
@@ -156,7 +166,9 @@ def evaluate(
     from mmgene.evaluate.clustering import kmeans_scores
     from mmgene.evaluate.marker_baseline import marker_zero_shot
     from mmgene.evaluate.retrieval import retrieval_metrics
+    from mmgene.query.scoring import label_similarities
     from mmgene.query.space import load_space
+    from mmgene.text.classes import unit_rows
     from mmgene.text.prompts import class_prompts
 
     config = (config or EvaluateConfig()).replace(**settings)
@@ -175,7 +187,16 @@ def evaluate(
         features = expression_pcs(adata)
     about = model.describe()
     standardize = config.standardize
-    zs = zero_shot(cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=standardize, refine=features)
+    scored = label_similarities(
+        model, unit_rows(cells), prompts, classes, hierarchy=config.hierarchy,
+        prompts_of=lambda names: class_prompts(names, ontology=config.ontology, markers=config.markers, origin=config.origin),
+    )
+    zs = zero_shot(
+        cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=standardize, refine=features,
+        similarities=scored.similarities,
+    )
+    zs["hierarchy"] = config.hierarchy
+    zs["answers_for"] = {c: names for c, names in zip(classes, scored.expanded) if names}
     index = {c: i for i, c in enumerate(classes)}
     flat = [p for group in prompts for p in group]
     text_labels = [k for k, group in enumerate(prompts) for _ in group]

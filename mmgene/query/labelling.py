@@ -14,7 +14,7 @@ Given similarities ``S`` (cells x labels; cosine between a cell and a label's ve
    of the dataset (``z = (s - mean) / std``, :func:`mmgene.text.classes.standardise`; a label with no
    spread scores 0): a cell scores high for a label when it is more similar to it than the dataset's
    other cells are. This is the calibration on the data; it needs at least
-   ``MIN_CELLS_TO_STANDARDISE`` cells.
+   :data:`mmgene.text.classes.MIN_CELLS_TO_STANDARDISE` cells.
 2. **Probabilities.** ``p = softmax(z / temperature)`` over the labels (``temperature`` defaults to
    :data:`DEFAULT_TEMPERATURE`, fitted on datasets left out of training).
 3. **Decision.** The label with the largest ``p`` wins unless ``p_max <= min_prob`` (no label is
@@ -43,10 +43,8 @@ import pandas as pd
 from mmgene.errors import ParameterError
 from mmgene.query.config import DEFAULT_TEMPERATURE, UNKNOWN, AnnotateConfig
 from mmgene.query.scoring import label_similarities
-from mmgene.text.classes import standardise
+from mmgene.text.classes import standardise, standardises
 from mmgene.text.origin import Origin
-
-MIN_CELLS_TO_STANDARDISE = 30
 
 
 def _check_labels(labels: Sequence[str]) -> list[str]:
@@ -321,7 +319,7 @@ def annotate(
                 "unknown if p_max <= min_prob or r_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z, "refined": True}
     else:
-        std = len(cells) >= MIN_CELLS_TO_STANDARDISE if config.standardize is None else bool(config.standardize)
+        std = standardises(len(cells), config.standardize)
         scores = standardise(sims) if std else sims.astype(np.float64)
         result = assign(scores, temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
         rule = ("softmax(z/T) over per-label standardised cosine similarities; unknown if p_max <= min_prob or z_max < min_z"

@@ -4,7 +4,8 @@
   ensembling as in CLIP); the prompts come from :func:`mmgene.text.prompts.class_prompts` or your own.
 * :func:`zero_shot_scores`: cosine of every cell to every class vector (cells x classes).
 * :func:`standardise`: each class's column z-scored over the cells, so that a class whose prompts sit
-  closer to every cell (or farther from all) does not win (or lose) every argmax.
+  closer to every cell (or farther from all) does not win (or lose) every argmax; :func:`standardises`
+  says whether a default setting does so for a number of cells.
 
 The zero-spread rule of :func:`standardise`, the one rule for every z-score of scores in mmgene: a column
 whose standard deviation over the cells is at most :data:`MIN_SPREAD` cannot tell the cells apart
@@ -23,6 +24,14 @@ from mmgene.errors import DataError, NonFiniteError, ParameterError
 
 #: a score column with a standard deviation at most this has no spread (see the module docstring)
 MIN_SPREAD = 1e-6
+#: fewer cells than this are scored by their raw similarities: a z-score over a handful of cells is noise
+MIN_CELLS_TO_STANDARDISE = 30
+
+
+def standardises(n_cells: int, setting: bool | None) -> bool:
+    """Whether the scores of ``n_cells`` cells are z-scored: ``setting`` when given, else (``None``,
+    the default of annotate and evaluate) when there are at least :data:`MIN_CELLS_TO_STANDARDISE`."""
+    return n_cells >= MIN_CELLS_TO_STANDARDISE if setting is None else bool(setting)
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -87,8 +96,11 @@ def zero_shot_scores(cells: np.ndarray, class_vecs: np.ndarray, standardize: boo
     It needs at least two cells.
     """
     scores = unit_rows(cells) @ np.asarray(class_vecs).T
-    if standardize:
-        if scores.shape[0] < 2:
-            raise ParameterError("standardize needs at least two cells", "argument cells", "score more cells or pass standardize=False")
-        return standardise(scores)
-    return scores
+    return standardised_cells(scores) if standardize else scores
+
+
+def standardised_cells(scores: np.ndarray) -> np.ndarray:
+    """:func:`standardise` of scores that a caller asked to z-score: one cell cannot be, which is an error."""
+    if np.shape(scores)[0] < 2:
+        raise ParameterError("standardize needs at least two cells", "argument cells", "score more cells or pass standardize=False")
+    return standardise(scores)
