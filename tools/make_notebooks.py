@@ -51,15 +51,15 @@ adata.obs["cell_sentence"].head(3).tolist()""",
 model = mmgene.align.train(adata, "bulk_labels", pairs=mmgene.align.PairsConfig(**pbmc), training=mmgene.align.TrainingConfig(epochs=2, seed=0))
 held_out = adata.obs_names.isin(model.test_obs_names)
 held_out.sum()""",
-"md:## Zero-shot classification of held-out cells, against two baselines\n\nGenePT-s embeds each cell's gene sentence and the prompts with the same text model; the textbook-marker baseline needs no model: it scores each class by the mean z-scored expression of its marker genes (and says which of them the data lacks).",
-"""report = mmgene.evaluate.evaluate(model, adata[held_out].copy(), "bulk_labels")
+"md:## Zero-shot classification of held-out cells, against two baselines\n\nThe prompts are scored as `annotate` scores them: each class's similarities z-scored over the cells, and a class whose Cell Ontology term lies above some of the model's training classes also answering for them. GenePT-s embeds each cell's gene sentence and the prompts with the same text model; the textbook-marker baseline needs no model: it scores each class by the mean z-scored expression of its marker genes (and says which of them the data lacks).",
+"""report = mmgene.evaluate.evaluate(model, adata[held_out].copy(), "bulk_labels", **pbmc)
 from mmgene.evaluate.report import markdown_report
 print(markdown_report(report).split("| class |")[0])
 assert report["zero_shot"]["macro_auroc"] > report["baseline"]["macro_auroc"]
 assert report["zero_shot"]["macro_auroc"] > report["marker_baseline"]["macro_auroc"]
 report["marker_baseline"]["markers_found"]""",
 "md:## Let the data's own structure sharpen the answer\n\n`refine=True` refines every method's scores by self-training on the query cells' own principal components, starting from the text's most confident answers (no labels are used). It helps most on data unlike the training data; a cell's answer then depends on the other cells scored with it.",
-"""refined = mmgene.evaluate.evaluate(model, adata[held_out].copy(), "bulk_labels", refine=True)
+"""refined = mmgene.evaluate.evaluate(model, adata[held_out].copy(), "bulk_labels", refine=True, **pbmc)
 assert refined["zero_shot"]["macro_auroc"] > refined["baseline"]["macro_auroc"]
 pd.DataFrame({name: {k: round(r[k], 3) for k in ("balanced_accuracy", "macro_auroc")}
               for name, r in [("mmgene", report["zero_shot"]), ("mmgene, refined", refined["zero_shot"]),
