@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,8 @@ def evaluate(
     model = load_space(model)
     adata, labels, unlabelled = labelled_cells(adata, label_col, min_classes=classes is None)
     classes = list(classes) if classes is not None else sorted(set(labels.tolist()))
-    prompts = class_prompts(classes, ontology=config.ontology, markers=config.markers, origin=config.origin)
+    prompts_of = partial(class_prompts, ontology=config.ontology, markers=config.markers, origin=config.origin)
+    prompts = prompts_of(classes)
     cells = model.encode_cells(adata)
     features = None
     if config.refine:
@@ -186,13 +188,9 @@ def evaluate(
 
         features = expression_pcs(adata)
     about = model.describe()
-    standardize = config.standardize
-    scored = label_similarities(
-        model, unit_rows(cells), prompts, classes, hierarchy=config.hierarchy,
-        prompts_of=lambda names: class_prompts(names, ontology=config.ontology, markers=config.markers, origin=config.origin),
-    )
+    scored = label_similarities(model, unit_rows(cells), prompts, classes, hierarchy=config.hierarchy, prompts_of=prompts_of)
     zs = zero_shot(
-        cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=standardize, refine=features,
+        cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=config.standardize, refine=features,
         similarities=scored.similarities,
     )
     zs["hierarchy"] = config.hierarchy
@@ -213,7 +211,7 @@ def evaluate(
         "zero_shot": zs,
         "retrieval": retrieval,
         "clustering": clustering,
-        "baseline": genept_s_zero_shot(adata, labels, classes, prompts, baseline_encoder, standardize, features) if config.baseline else None,
+        "baseline": genept_s_zero_shot(adata, labels, classes, prompts, baseline_encoder, config.standardize, features) if config.baseline else None,
         "marker_baseline": marker_zero_shot(adata, labels, classes, ontology=config.ontology, refine=features) if config.marker_baseline else None,
     }
     if files:
