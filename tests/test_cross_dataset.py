@@ -107,6 +107,7 @@ def test_leave_one_dataset_out_on_real_data(two_datasets):
     )
     entry = report["datasets"]["zilionis_mouse_lung"]
     assert entry["cells"] == 800 and entry["classes"] == 4 and "single" not in entry
+    assert entry["mmgene"]["recentred"] is True  # annotate's default: 800 cells and a model that stores its training mean
     for prompt_set in ("ontology", "author"):
         metrics = entry["mmgene"][prompt_set]
         assert metrics["n"] == 800 and 0.0 <= metrics["balanced_accuracy"] <= 1.0 and 0.0 <= metrics["macro_auroc"] <= 1.0

@@ -156,6 +156,7 @@ def _inference_worker(rank: int, port: int, paths: dict) -> None:
     adata = mmgene.io.read(paths["cells"])
     model = load(paths["model"])
     cells = model.encode_cells(adata, key_added="X_mmgene")
+    recentred = model.encode_cells(adata, recentre=True)  # the cells' mean is taken over every rank's chunks
     distributed.write_rows(adata.n_obs, lambda a, b: model.encode_cells(adata[a:b]), out / "shards")
     genept_s(adata, top_k=10)
     result = {"rank": rank, "encode_cells": cells is None, "obsm": sorted(adata.obsm)}
@@ -177,6 +178,7 @@ def _inference_worker(rank: int, port: int, paths: dict) -> None:
             np.save(out / "geneformer.npy", counts.obsm["X_geneformer"])
     if rank == 0:
         np.save(out / "encode_cells.npy", cells)
+        np.save(out / "recentred.npy", recentred)
         np.save(out / "genept_s.npy", adata.obsm["X_genept_s"])
     (out / f"rank{rank}.json").write_text(json.dumps(result))
 
@@ -191,7 +193,7 @@ def small_pbmc68k(tmp_path_factory, _pbmc68k_cached):
     adata = _pbmc68k_cached[np.linspace(0, _pbmc68k_cached.n_obs - 1, 120).astype(int)].copy()
     adata.write_h5ad(folder / "cells.h5ad")
     st = build_model(list(adata.var_names), ModelConfig(gene_dim=16, dim=16, hidden=32, gene_bridge=False), max_genes=64)
-    AlignedModel(st, ["genes"]).save(folder / "model")
+    AlignedModel(st, ["genes"], {"learned_mean": np.linspace(-0.5, 0.5, 16).tolist()}).save(folder / "model")
     return folder
 
 
@@ -213,6 +215,7 @@ def test_two_processes_encode_exactly_what_one_process_does(small_pbmc68k, tmp_p
     torch.set_num_threads(1)
     adata = mmgene.io.read(small_pbmc68k / "cells.h5ad")
     one = load(small_pbmc68k / "model").encode_cells(adata)
+    one_recentred = load(small_pbmc68k / "model").encode_cells(adata, recentre=True)
     genept_s(adata, top_k=10)
     paths = {"cells": str(small_pbmc68k / "cells.h5ad"), "model": str(small_pbmc68k / "model"), "chunk": 25}
     paths.update(out=str(tmp_path / "two"), cache=str(tmp_path / "cache-two"))
@@ -247,6 +250,8 @@ def test_two_processes_encode_exactly_what_one_process_does(small_pbmc68k, tmp_p
     two = np.load(tmp_path / "two" / "encode_cells.npy")
     assert two.shape == (120, 16) and two.dtype == np.float32
     np.testing.assert_array_equal(two, one)
+    np.testing.assert_array_equal(np.load(tmp_path / "two" / "recentred.npy"), one_recentred)
+    assert np.abs(one_recentred - one).max() > 0.05
     np.testing.assert_array_equal(distributed.read_rows(tmp_path / "two" / "shards"), one)
     parts = [(a, b) for a, b, _ in distributed.iter_rows(tmp_path / "two" / "shards")]
     assert parts == [(0, 25), (25, 50), (50, 75), (75, 100), (100, 120)]
@@ -320,6 +325,7 @@ def test_torchrun_trains_one_model_with_the_loss_curve_of_one_process(pbmc68k, t
     np.testing.assert_allclose([c[2] for c in curve_two], [c[2] for c in curve_one], rtol=1e-4)
     cells = mmgene.io.read(data)[:50]
     np.testing.assert_allclose(two.encode_cells(cells), one.encode_cells(cells), atol=1e-4)
+    np.testing.assert_allclose(two.training_mean, one.training_mean, atol=1e-4)  # every rank took the mean of all training cells
 
 
 # --- the helpers alone ---------------------------------------------------------------------------

@@ -342,6 +342,18 @@ def test_train_stream_trains_and_saves_a_model(manifest, tmp_path):
     assert (model.config.training.hard_negatives, model.config.model.query_channel) == (0, 0.7)
     loaded = load(out)
     assert loaded.meta["dataset_classes"] == model.meta["dataset_classes"]
+    # the training mean, read a chunk at a time, is the in-memory mean of each dataset's training cells
+    from mmgene.align.corpus_train import human_view
+    from mmgene.align.recentre import training_mean
+    from mmgene.pairs.build import plan_pairs
+
+    in_memory = read_corpus(manifest)
+    whole = []
+    for ds in in_memory:
+        plan = plan_pairs(ds.adata, [ds.spec.label_col], ontology_col=ds.spec.ontology_col, config=model.config.pairs, seed=0)
+        whole.append(human_view(ds)[plan.train])
+    assert [w.n_obs for w in whole] == [49, 60]  # the training split (balancing drew rows of 48 of the 49)
+    np.testing.assert_allclose(loaded.training_mean, training_mean(loaded, whole), rtol=1e-5, atol=1e-6)
     vectors = loaded.encode_cells(read_corpus(manifest)["human_pbmc"].adata[:4].copy())
     assert vectors.shape[0] == 4 and np.isfinite(vectors).all()
 

@@ -136,7 +136,7 @@ def corpus_pairs(
 
     seed = config.training.seed
     classes = GlobalClasses([], [], [])
-    trains, tests, per_dataset, markers, unlabelled, cells = [], [], {}, [], 0, 0
+    trains, tests, per_dataset, trained_cells, markers, unlabelled, cells = [], [], {}, {}, [], 0, 0
     for ds in corpus:
         info(f"pairs of dataset {ds.name!r}")
         pairs = make_pairs(
@@ -153,6 +153,7 @@ def corpus_pairs(
         if "test" in pairs and len(pairs["test"]):
             tests.append(_relabel(pairs["test"], mapping, ds.name))
         per_dataset[ds.name] = [classes.names[int(g)] for g in sorted(set(np.asarray(train["label"]).tolist()))]
+        trained_cells[ds.name] = set(pairs["train"]["obs_name"])
         markers.append(pairs.marker_genes)
         unlabelled += pairs.unlabelled_cells
         cells += len(set(train["obs_name"]))
@@ -169,6 +170,7 @@ def corpus_pairs(
         "dataset_classes": per_dataset,
         "class_ids": classes.keys,
         "train_cells": cells,
+        "trained_cells": trained_cells,
         "balance": {"rows_per_dataset": rows, "dataset_rows": dict(zip(corpus.names, sizes)), "mask_related": balance.mask_related},
     }
     return pairs, record
@@ -219,6 +221,11 @@ def start_training(
     return config, balance or CorpusTrainingConfig(), obsm_dims
 
 
+def _cells(adata: Any, names: set[str]) -> Any:
+    """The cells of ``adata`` named in ``names``, in obs order."""
+    return adata[adata.obs_names.isin(names)]
+
+
 def corpus_meta(corpus: Any, examples: TrainingPairs, record: dict[str, Any], related: Any, run: Any, seconds: float) -> dict[str, Any]:
     """What a model trained on a corpus records: its classes, datasets and each one's classes and
     label columns, the cells trained and held out, how rows were balanced, and the run. ``record``
@@ -264,6 +271,7 @@ def train_corpus(
     require("torch", "training on a corpus")
     from mmgene.align.model import AlignedModel
     from mmgene.align.fit import fit_pairs
+    from mmgene.align.recentre import MEAN_KEY, training_mean
     from mmgene.text.ontology import related_terms
 
     config, balance, obsm_dims = start_training(
@@ -276,6 +284,7 @@ def train_corpus(
     run = fit_pairs(examples, inputs=inputs, config=config, obsm_dims=obsm_dims, related=related)
     seconds = time.perf_counter() - t0
     aligned = AlignedModel(run.st, list(inputs), corpus_meta(corpus, examples, record, related, run, seconds), config)
+    aligned.meta[MEAN_KEY] = training_mean(aligned, [_cells(human_view(ds), record["trained_cells"][ds.name]) for ds in corpus])
     if out is not None:
         aligned.save(out, overwrite=overwrite)
     info(f"trained on {len(corpus)} datasets in {seconds:.0f} s")

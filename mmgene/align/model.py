@@ -175,6 +175,19 @@ class AlignedModel:
     def max_genes(self) -> int:
         return int(self.st[0].sub_modules["cell"][0].max_genes)
 
+    @property
+    def training_mean(self) -> np.ndarray | None:
+        """The mean learned vector of the training data that recentring moves cells onto
+        (:mod:`mmgene.align.recentre`); None for a model saved without one."""
+        from mmgene.align.recentre import stored_mean
+
+        return stored_mean(self.meta)
+
+    def _cell_head(self) -> Any:
+        from mmgene.align.modules.cell_head import CellHead
+
+        return next(m for m in self.st[0].sub_modules["cell"] if isinstance(m, CellHead))
+
     def describe(self) -> dict[str, Any]:
         """Where the model was loaded from or saved to (``model``) and what its omics tower reads
         (``inputs``): the :class:`~mmgene.query.space.JointSpace` description used by reports."""
@@ -201,10 +214,29 @@ class AlignedModel:
         )
         return np.asarray(out, dtype=np.float32)
 
-    def encode_cells(self, adata: Any, *, batch_size: int = 256, key_added: str | None = None, copy: bool = False) -> Any:
+    def learned_vectors(self, adata: Any, *, batch_size: int = 256) -> np.ndarray:
+        """The omics tower's learned vectors of the cells of ``adata`` (float32, before the gene channel
+        and the normalisation; obs order), on every rank under ``torchrun``."""
+        from mmgene.cells.inputs import cell_inputs
+        from mmgene.distributed import map_rows
+
+        def learned(start: int, stop: int) -> np.ndarray:
+            cells = cell_inputs(adata[start:stop], self.inputs, max_genes=self.max_genes)
+            if not cells:
+                return np.zeros((0, self._cell_head().out_dim), dtype=np.float32)
+            rows = self.st.encode(cells, task="cell", batch_size=batch_size, output_value="learned_embedding", show_progress_bar=False)
+            return np.stack([r.detach().cpu().float().numpy() for r in rows])
+
+        return map_rows(adata.n_obs, learned, to="all")
+
+    def encode_cells(
+        self, adata: Any, *, batch_size: int = 256, key_added: str | None = None, copy: bool = False, recentre: bool = False
+    ) -> Any:
         """L2-normalised float32 joint-space vectors of the cells of ``adata`` (obs order).
 
-        With ``key_added``, also writes them to ``adata.obsm[key_added]`` and records how in
+        With ``recentre=True`` the cells' mean learned vector is first moved onto the model's training
+        mean (:mod:`mmgene.align.recentre`; each cell's vector then depends on the other cells of
+        ``adata``). With ``key_added``, also writes them to ``adata.obsm[key_added]`` and records how in
         ``uns['mmgene'][key_added]``; with ``copy=True`` as well, writes into a copy of ``adata`` and
         returns that copy instead of the vectors. Cells are encoded in chunks of
         :data:`mmgene.distributed.CHUNK_SIZE`; under ``torchrun`` call it on every rank: each encodes its
@@ -215,20 +247,28 @@ class AlignedModel:
             if not key_added:
                 raise ParameterError("copy=True needs key_added (the obsm key to write)", "encode_cells(copy=True)", "pass e.g. key_added='X_mmgene'")
             adata = adata.copy()
+        from contextlib import nullcontext
+
+        from mmgene.align import recentre as recentring
         from mmgene.cells.inputs import cell_inputs
         from mmgene.distributed import map_rows
 
         def encode(start: int, stop: int) -> np.ndarray:
             return self.encode_inputs(cell_inputs(adata[start:stop], self.inputs, max_genes=self.max_genes), batch_size)
 
-        emb = map_rows(adata.n_obs, encode)
+        moved = recentring.shifted(self._cell_head(), recentring.offset(self, adata)) if recentre else nullcontext()
+        with moved:
+            emb = map_rows(adata.n_obs, encode)
         if emb is None:  # another rank of a launcher's job: rank 0 holds the vectors
             return None
         if key_added:
             from mmgene.provenance import record
 
             adata.obsm[key_added] = emb
-            record(adata, key_added, packages=("sentence-transformers", "torch"), model=self.meta.get("path", ""), inputs=self.inputs)
+            record(
+                adata, key_added, packages=("sentence-transformers", "torch"), model=self.meta.get("path", ""), inputs=self.inputs,
+                **({"recentred": True} if recentre else {}),
+            )
         return adata if copy else emb
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:

@@ -214,6 +214,15 @@ class CorpusStream:
                 labels += self.mappings[i][d.plan.codes[mine]].tolist()
         return datasets.Dataset.from_dict({"cell": cells, "label": labels})
 
+    def training_cells(self, i: int) -> Iterator[Any]:
+        """Dataset ``i``'s training cells, read a chunk at a time (in-memory AnnData pieces)."""
+        d, reader = self.datasets[i], self.readers[i]
+        for start in range(0, d.n_cells, d.chunk_size):
+            stop = min(start + d.chunk_size, d.n_cells)
+            rows = d.plan.train[(d.plan.train >= start) & (d.plan.train < stop)]
+            if rows.size:
+                yield reader(start, stop)[rows - start]
+
     @property
     def largest_read(self) -> int:
         """The most cells read from disk at once, over all datasets."""
@@ -242,6 +251,7 @@ def train_stream(
     from mmgene import distributed
     from mmgene.align.fit import fit_pairs
     from mmgene.align.model import AlignedModel
+    from mmgene.align.recentre import MEAN_KEY, training_mean
     from mmgene.pairs.result import TrainingPairs
     from mmgene.text.ontology import related_terms
 
@@ -281,6 +291,7 @@ def train_stream(
         "prepare_seconds": round(prepare_s, 1),
     }
     aligned = AlignedModel(run.st, list(inputs), meta, config)
+    aligned.meta[MEAN_KEY] = training_mean(aligned, [source.training_cells(k) for k in range(len(source.datasets))])
     if out is not None:
         aligned.save(out, overwrite=overwrite)
     info(f"trained on {len(corpus)} datasets, streamed, in {seconds:.0f} s ({prepare_s:.0f} s preparing the pairs)")

@@ -173,6 +173,7 @@ def evaluate_command(
     species: str | None = config_option(EvaluateConfig, "species"),
     tissue: str | None = config_option(EvaluateConfig, "tissue"),
     standardize: bool | None = config_option(EvaluateConfig, "standardize", "--standardize/--no-standardize"),
+    recentre: bool | None = config_option(EvaluateConfig, "recentre", "--recentre/--no-recentre"),
     hierarchy: bool | None = config_option(EvaluateConfig, "hierarchy", "--hierarchy/--no-hierarchy"),
     refine: bool | None = config_option(EvaluateConfig, "refine", "--refine/--no-refine"),
     held_out: bool = typer.Option(False, "--held-out", help="Score only the cells the model held out (FILE must be its training file)."),
@@ -200,7 +201,7 @@ def evaluate_command(
         name = f"{file.name} (held-out {adata.n_obs} cells)"
     config = overrides(EvaluateConfig, {
         "baseline": baseline, "marker_baseline": marker_baseline, "ontology": ontology, "markers": markers,
-        "species": species, "tissue": tissue, "standardize": standardize, "hierarchy": hierarchy, "refine": refine,
+        "species": species, "tissue": tissue, "standardize": standardize, "recentre": recentre, "hierarchy": hierarchy, "refine": refine,
     })
     report = evaluate(aligned, adata, label_col, config, out=target, overwrite=overwrite, dataset_name=name)
     emit(report, lambda: f"{markdown_report(report)}\nwrote {', '.join(report['files'])}", as_json=as_json)

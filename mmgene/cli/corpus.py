@@ -9,8 +9,9 @@ from typing import Any, Optional
 import typer
 
 from mmgene.cli.app import app
-from mmgene.cli.options import json_option
+from mmgene.cli.options import config_option, json_option
 from mmgene.cli.results import emit
+from mmgene.evaluate.config import CrossDatasetConfig
 
 corpus_app = typer.Typer(
     help="Corpora: several AnnData sources (a manifest CSV, files, folders) read as one.", no_args_is_help=True
@@ -91,6 +92,7 @@ def cross_dataset_command(
     hold_out: list[str] = typer.Option([], "--hold-out", help="Dataset to hold out (repeatable; default: each in turn)."),
     reference: Optional[str] = typer.Option(None, help="Dataset of the single-dataset baseline model (default: pbmc3k)."),
     mapper: bool = typer.Option(True, "--mapper/--no-mapper", help="Also fit the supervised reference mapper."),
+    recentre: Optional[bool] = config_option(CrossDatasetConfig, "recentre", "--recentre/--no-recentre"),
     max_steps: Optional[int] = typer.Option(None, help="Training steps per model (default: the training config's epochs)."),
     seed: Optional[int] = typer.Option(None, help="Training seed (default: the training config's)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
@@ -102,12 +104,12 @@ def cross_dataset_command(
     from mmgene.atomic import atomic_path, check_output
     from mmgene.config import overrides
     from mmgene.corpus import read_corpus
-    from mmgene.evaluate.cross_dataset import CrossDatasetConfig, cross_dataset, markdown
+    from mmgene.evaluate.cross_dataset import cross_dataset, markdown
     from mmgene.evaluate.report import report_json
 
     if out is not None:
         check_output(out, overwrite=overwrite, inputs=[manifest])
-    config = overrides(CrossDatasetConfig, {"datasets": tuple(hold_out) or None, "reference": reference, "mapper": mapper})
+    config = overrides(CrossDatasetConfig, {"datasets": tuple(hold_out) or None, "reference": reference, "mapper": mapper, "recentre": recentre})
     report = cross_dataset(
         read_corpus([manifest]), config=config, training=overrides(TrainingConfig, {"max_steps": max_steps, "seed": seed})
     )

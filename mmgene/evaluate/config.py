@@ -1,7 +1,8 @@
-"""Settings of one evaluation (:func:`mmgene.evaluate.evaluate`), in one light module.
+"""Settings of one evaluation (:func:`mmgene.evaluate.evaluate`) and of the leave-one-dataset-out
+evaluation (:func:`mmgene.evaluate.cross_dataset.cross_dataset`), in one light module.
 
-``mmgene evaluate`` reads each default and help line from :class:`EvaluateConfig`, so the CLI imports
-this module without numpy or torch.
+``mmgene evaluate`` and ``mmgene transfer`` read their defaults and help lines from these configs, so
+the CLI imports this module without numpy or torch.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mmgene.config import setting, with_settings
+from mmgene.config import check_share, setting, with_settings
+from mmgene.errors import ParameterError
+from mmgene.query.config import OTHERS_MARGIN
 from mmgene.text.origin import Origin
 
 
@@ -28,6 +31,9 @@ class EvaluateConfig:
     standardize: bool | None = setting(
         None, "Z-score each class's scores over the cells before the argmax, as annotate does (uses no labels; none: when there are at least 30 cells)"
     )
+    recentre: bool | None = setting(
+        None, "Move the cells' mean learned vector onto the model's training mean first, as annotate does (none: when the model stores one and there are at least 30 cells)"
+    )
     hierarchy: bool = setting(
         True, "A class whose Cell Ontology term lies above some of the model's training classes also answers for them, as in annotate"
     )
@@ -42,3 +48,42 @@ class EvaluateConfig:
     def replace(self, **settings: Any) -> EvaluateConfig:
         """A copy with some settings changed by name."""
         return with_settings(self, settings, "evaluate(...)")
+
+
+@dataclass(frozen=True)
+class CrossDatasetConfig:
+    """What :func:`mmgene.evaluate.cross_dataset.cross_dataset` holds out, which baselines it fits and
+    how it scores (annotate's default rule)."""
+
+    datasets: tuple[str, ...] = setting((), "Datasets to hold out, one at a time (empty: every dataset)")
+    reference: str | None = setting("pbmc3k", "Dataset the single-dataset baseline model trains on (None: no such baseline)")
+    mapper: bool = setting(True, "Also fit the supervised reference mapper (logistic regression on the other datasets)")
+    min_prob: float = setting(0.5, "Unknown at or below this winning probability, for the rejection rates")
+    min_z: float = setting(0.0, "Unknown below this standardised similarity to the winning label, for the rejection rates")
+    others_margin: float = setting(
+        OTHERS_MARGIN, "Unknown when a trained class outside the labels beats them by more than this cosine (annotate's others rule)"
+    )
+    min_left_out_cells: int = setting(10, "Classes with fewer cells are not left out in the left-out-label rejection rates")
+    author_col: str = setting("cell_type", "obs column of the authors' own labels for the 'author' prompts (else the dataset's label column)")
+    standardize: bool = setting(
+        True, "Score as annotate does by default: each class's similarities z-scored over the held-out cells (raw cosines are kept beside)"
+    )
+    recentre: bool | None = setting(
+        None, "Score as annotate does by default: the held-out cells' mean learned vector moved onto the training mean (none: from 30 cells on)"
+    )
+    hierarchy: bool = setting(True, "Score as annotate does by default: a class also answers for the model's training classes below it")
+    origin_prompts: bool = setting(
+        False, "Prompts also say the held-out dataset's species and tissue ('a T cell from mouse lung'), as annotate does when told them"
+    )
+
+    def __post_init__(self) -> None:
+        from mmgene.errors import is_whole_number
+        from mmgene.query.config import check_margin
+
+        check_share(self.min_prob, "min_prob", "CrossDatasetConfig")
+        check_margin(self.others_margin, "CrossDatasetConfig.others_margin")
+        if not is_whole_number(self.min_left_out_cells, 1):
+            raise ParameterError(
+                f"min_left_out_cells must be a whole number of at least 1, got {self.min_left_out_cells!r}",
+                "CrossDatasetConfig.min_left_out_cells", "pass an integer >= 1",
+            )

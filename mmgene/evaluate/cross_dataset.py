@@ -25,7 +25,9 @@ without. "Unknown" is annotate's rule: softmax over standardised similarities, u
 ``min_prob`` or below ``min_z``, and with ``others`` also when a trained class outside the labels is
 nearer by more than ``others_margin`` (:mod:`mmgene.query.others`).
 
-Scoring is annotate's default rule, per cell and without refinement: similarities from
+Scoring is annotate's default rule, per cell and without refinement: the held-out cells recentred on
+the model's training mean (``recentre``, :mod:`mmgene.align.recentre`; each entry's ``recentred`` says
+whether they were), similarities from
 :func:`mmgene.query.scoring.label_similarities` (with ``hierarchy`` a class also answers for the
 model's training classes below it), each class's column z-scored over the held-out cells
 (``standardize``; the raw-cosine balanced accuracy and macro-F1 are reported beside as
@@ -38,53 +40,17 @@ that is an ancestor of the true term the share of the truth's path it covers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
 from typing import Any
 
 import numpy as np
 
-from mmgene.config import check_share, setting
 from mmgene.errors import ParameterError
+from mmgene.evaluate.config import CrossDatasetConfig
 from mmgene.progress import info
-from mmgene.query.config import OTHERS_MARGIN
 
 PROMPT_SETS = ("ontology", "author")
-
-
-@dataclass(frozen=True)
-class CrossDatasetConfig:
-    """What :func:`cross_dataset` holds out and which baselines it fits."""
-
-    datasets: tuple[str, ...] = setting((), "Datasets to hold out, one at a time (empty: every dataset)")
-    reference: str | None = setting("pbmc3k", "Dataset the single-dataset baseline model trains on (None: no such baseline)")
-    mapper: bool = setting(True, "Also fit the supervised reference mapper (logistic regression on the other datasets)")
-    min_prob: float = setting(0.5, "Unknown at or below this winning probability, for the rejection rates")
-    min_z: float = setting(0.0, "Unknown below this standardised similarity to the winning label, for the rejection rates")
-    others_margin: float = setting(
-        OTHERS_MARGIN, "Unknown when a trained class outside the labels beats them by more than this cosine (annotate's others rule)"
-    )
-    min_left_out_cells: int = setting(10, "Classes with fewer cells are not left out in the left-out-label rejection rates")
-    author_col: str = setting("cell_type", "obs column of the authors' own labels for the 'author' prompts (else the dataset's label column)")
-    standardize: bool = setting(
-        True, "Score as annotate does by default: each class's similarities z-scored over the held-out cells (raw cosines are kept beside)"
-    )
-    hierarchy: bool = setting(True, "Score as annotate does by default: a class also answers for the model's training classes below it")
-    origin_prompts: bool = setting(
-        False, "Prompts also say the held-out dataset's species and tissue ('a T cell from mouse lung'), as annotate does when told them"
-    )
-
-    def __post_init__(self) -> None:
-        from mmgene.errors import is_whole_number
-        from mmgene.query.config import check_margin
-
-        check_share(self.min_prob, "min_prob", "CrossDatasetConfig")
-        check_margin(self.others_margin, "CrossDatasetConfig.others_margin")
-        if not is_whole_number(self.min_left_out_cells, 1):
-            raise ParameterError(
-                f"min_left_out_cells must be a whole number of at least 1, got {self.min_left_out_cells!r}",
-                "CrossDatasetConfig.min_left_out_cells", "pass an integer >= 1",
-            )
 
 
 def seen_terms(held: Sequence[str], trained: Sequence[str]) -> set[str]:
@@ -336,9 +302,11 @@ def _evaluate_model(
     model: Any, ds: Any, seen: set[str], config: CrossDatasetConfig, mapper_classes: Sequence[str] | None = None
 ) -> dict[str, Any]:
     from mmgene.align.corpus_train import human_view
+    from mmgene.query.space import cells_for_labels
 
-    cells = model.encode_cells(human_view(ds)[np.flatnonzero(ds.keep)])
+    cells, recentred = cells_for_labels(model, human_view(ds)[np.flatnonzero(ds.keep)], config.recentre)
     out: dict[str, Any] = {p: _zero_shot(model, cells, ds, p, config) for p in PROMPT_SETS}
+    out["recentred"] = recentred
     if mapper_classes:
         out["mapper_classes"] = _zero_shot(model, cells, ds, "ontology", config, only=mapper_classes)
     out["mixed_levels"] = _mixed_levels(model, cells, ds, config)

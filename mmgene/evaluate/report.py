@@ -84,6 +84,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         lines += ["Each class's similarities z-scored over the cells before the argmax (annotate's rule; mmgene and GenePT-s).", ""]
     else:
         lines += ["Raw cosine similarities, not z-scored (`standardize` off, or fewer than 30 cells; mmgene and GenePT-s).", ""]
+    if zs.get("recentred"):
+        lines += ["The model's cell vectors recentred on its training mean first (annotate's rule, `recentre`; its rows and the retrieval).", ""]
     for cls, names in (zs.get("answers_for") or {}).items():
         lines += [f"\"{cls}\" also answers for the model's training classes below it in the Cell Ontology: {', '.join(names)}.", ""]
     lines += ["| method | accuracy | balanced accuracy | macro-F1 | macro AUROC | centroid accuracy |", "|---|---|---|---|---|---|"]
@@ -152,13 +154,15 @@ def evaluate(
 
     The settings are an :class:`~mmgene.evaluate.config.EvaluateConfig` (``config``), or single settings
     by name on top of it (``refine=True``): ``baseline``, ``marker_baseline``, ``ontology``, ``markers``,
-    ``species``, ``tissue``, ``standardize``, ``hierarchy``, ``refine``, ``seed``. ``markers`` expands the
+    ``species``, ``tissue``, ``standardize``, ``recentre``, ``hierarchy``, ``refine``, ``seed``. ``markers`` expands the
     prompts with marker genes (:mod:`mmgene.text.markers`); ``species`` and ``tissue`` add "a <label> from
     <species> <tissue>" to them, as annotate's do. The model's scores are annotate's
     (:func:`mmgene.query.scoring.label_similarities`): with ``hierarchy`` a class whose Cell Ontology term
     lies above some of the model's training classes also answers for them (the report's ``answers_for``),
     and ``standardize`` (default: at 30 cells or more) z-scores each class's scores over the cells before
-    the argmax, for the baselines too. ``refine`` refines the scores of the model
+    the argmax, for the baselines too; ``recentre`` (default: at 30 cells or more, with a model that stores
+    a training mean) first moves the cells onto the model's training mean (:mod:`mmgene.align.recentre`;
+    the report's ``recentred``). ``refine`` refines the scores of the model
     and of both baselines by self-training on the data's own principal components
     (:mod:`mmgene.query.refine`; it uses the cells, never their labels).
     """
@@ -168,7 +172,7 @@ def evaluate(
     from mmgene.evaluate.marker_baseline import marker_zero_shot
     from mmgene.evaluate.retrieval import retrieval_metrics
     from mmgene.query.scoring import label_similarities
-    from mmgene.query.space import load_space
+    from mmgene.query.space import cells_for_labels, load_space
     from mmgene.text.classes import unit_rows
     from mmgene.text.prompts import class_prompts
 
@@ -181,7 +185,7 @@ def evaluate(
     classes = list(classes) if classes is not None else sorted(set(labels.tolist()))
     prompts_of = partial(class_prompts, ontology=config.ontology, markers=config.markers, origin=config.origin)
     prompts = prompts_of(classes)
-    cells = model.encode_cells(adata)
+    cells, recentred = cells_for_labels(model, adata, config.recentre)
     features = None
     if config.refine:
         from mmgene.query.refine import expression_pcs
@@ -194,6 +198,7 @@ def evaluate(
         similarities=scored.similarities,
     )
     zs["hierarchy"] = config.hierarchy
+    zs["recentred"] = recentred
     zs["answers_for"] = {c: names for c, names in zip(classes, scored.expanded) if names}
     index = {c: i for i, c in enumerate(classes)}
     flat = [p for group in prompts for p in group]

@@ -43,6 +43,10 @@ class AnnotateConfig:
     min_prob: float = setting(0.5, "At or below this winning probability the cell is unknown")
     min_z: float | None = setting(0.0, "Below this standardised similarity to the winning label the cell is unknown (none: no such rule)")
     standardize: bool | None = setting(None, "Z-score each label's similarities over the cells (none: when there are at least 30 cells)")
+    recentre: bool | None = setting(
+        None,
+        "Move the cells' mean learned vector onto the model's training mean first (none: when the model stores one and there are at least 30 cells; off for a sorted population)",
+    )
     hierarchy: bool = setting(
         True, "Read labels as Cell Ontology terms: a label covers the model's classes below it, and the deepest confident label wins"
     )

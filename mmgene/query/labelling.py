@@ -241,7 +241,7 @@ def annotate(
 
     The rule's settings are an :class:`~mmgene.query.config.AnnotateConfig` (``config``), or single
     settings by name on top of it (``min_prob=0.9``): ``prompts``, ``markers``, ``species``, ``tissue``, ``temperature``,
-    ``min_prob``, ``min_z``, ``standardize``, ``hierarchy``, ``others``, ``others_margin``, ``refine``,
+    ``min_prob``, ``min_z``, ``standardize``, ``recentre``, ``hierarchy``, ``others``, ``others_margin``, ``refine``,
     ``alpha``, ``unknown``.
 
     ``prompts=None`` uses the prompt ensemble that :mod:`mmgene.evaluate` measures (names, Cell
@@ -252,6 +252,11 @@ def annotate(
     ``standardize`` (default: when there are at least 30 cells) z-scores each label's similarities
     over the dataset before the softmax; ``min_z`` applies to those z-scores (or to raw cosine
     similarities when not standardised). See the module docstring for the rule.
+
+    ``recentre`` (default: when the model stores a training mean and there are at least 30 cells) first
+    moves the cells' mean learned vector onto the model's training mean (:mod:`mmgene.align.recentre`),
+    which removes an offset that a new lab, chemistry or species puts on all cells alike; each cell's
+    vector then depends on the other cells of ``adata``. Pass ``recentre=False`` for a sorted population.
 
     ``hierarchy=True`` (default) reads the labels as Cell Ontology terms (``term_ids``, else found by
     name; :mod:`mmgene.text.hierarchy`): a label also answers for the model's training classes below
@@ -275,7 +280,7 @@ def annotate(
     to ``obs['<key_added>_nearest_other']``.
     """
     from mmgene.provenance import record
-    from mmgene.query.space import load_space, space_name
+    from mmgene.query.space import cells_for_labels, load_space, space_name
 
     config = (config or AnnotateConfig()).replace(**settings)
     prompts, markers, temperature, min_prob, min_z = config.prompts, config.markers, config.temperature, config.min_prob, config.min_z
@@ -285,7 +290,7 @@ def annotate(
         raise ParameterError("refine and reference cannot be combined", "annotate(refine=..., reference=...)", "calibrate on a reference, or refine on the data, not both")
     adata = adata.copy() if copy else adata
     space = load_space(model)
-    cells = space.encode_cells(adata)
+    cells, recentred = cells_for_labels(space, adata, config.recentre)
     prompts_of = partial(label_prompts, prompts=prompts, markers=markers, origin=config.origin)  # the labels' rule, for any class names
     groups = prompts_of(labels)
     scored = label_similarities(
@@ -301,7 +306,7 @@ def annotate(
         ref_adata, column = reference
         truth = label_text(obs_column(ref_adata, column))  # a missing label is "", which is no class
         ref_sims = label_similarities(
-            space, space.encode_cells(ref_adata), groups, labels, prompts_of=prompts_of,
+            space, cells_for_labels(space, ref_adata, config.recentre)[0], groups, labels, prompts_of=prompts_of,
             term_ids=scored.hierarchy.term_ids if config.hierarchy else None, hierarchy=config.hierarchy,
         ).similarities
         cal = calibrate(ref_sims, truth, labels, alpha=config.alpha)
@@ -339,7 +344,7 @@ def annotate(
         adata, f"{key_added}_label", packages=("numpy",), model=space_name(space, model), labels=labels,
         prompts="mmgene.text.prompts.class_prompts" if prompts is None else list(prompts), markers=bool(markers) if prompts is None else False,
         origin=config.origin.phrase if prompts is None else "",
-        prompts_per_label=[len(g) for g in groups], rule=rule, standardized=std, min_prob=min_prob, unknown=unknown,
+        prompts_per_label=[len(g) for g in groups], rule=rule, standardized=std, recentred=recentred, min_prob=min_prob, unknown=unknown,
         # per label, in the order of ``labels`` (label names may hold '/', which h5ad keys cannot)
         label_counts=[int(counts.get(lab, 0)) for lab in labels], unknown_cells=int(counts.get(unknown, 0)),
         hierarchy=bool(config.hierarchy), term_ids=list(scored.hierarchy.term_ids), nested=scored.hierarchy.nested,

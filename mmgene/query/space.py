@@ -103,6 +103,30 @@ class GenePTSpace:
         return f"GenePTSpace({self.name!r}, key={self.key!r})"
 
 
+def recentres(space: Any, n_cells: int, setting: bool | None) -> bool:
+    """Whether the cells are recentred before labels score them (:mod:`mmgene.align.recentre`):
+    ``setting`` when given, else (``None``) when the space stores a training mean and there are at
+    least :data:`~mmgene.text.classes.MIN_CELLS_TO_STANDARDISE` cells (a mean over fewer is noise)."""
+    from mmgene.text.classes import MIN_CELLS_TO_STANDARDISE
+
+    can = getattr(space, "training_mean", None) is not None
+    if setting is None:
+        return can and n_cells >= MIN_CELLS_TO_STANDARDISE
+    if setting and not hasattr(space, "training_mean"):
+        raise ParameterError(
+            f"{space_name(space)} has no learned space to recentre cells in", "recentre=True",
+            "recentre only with an aligned model, or pass recentre=False (--no-recentre)",
+        )
+    return bool(setting)
+
+
+def cells_for_labels(space: Any, adata: Any, recentre: bool | None) -> tuple[np.ndarray, bool]:
+    """The joint-space vectors of ``adata``'s cells that labels are scored against, and whether they
+    were recentred (:func:`recentres`)."""
+    moved = recentres(space, adata.n_obs, recentre)
+    return (space.encode_cells(adata, recentre=True) if moved else space.encode_cells(adata)), moved
+
+
 def _check_texts(texts: Sequence[str] | str) -> list[str]:
     if isinstance(texts, str):
         texts = [texts]

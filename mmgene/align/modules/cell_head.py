@@ -12,7 +12,12 @@ from mmgene.align.modules.weighted import WeightedModule
 
 
 class CellHead(WeightedModule):
-    """Project ``gene_bag`` and/or ``obsm`` into the joint space (LayerNorm + two-layer MLP)."""
+    """Project ``gene_bag`` and/or ``obsm`` into the joint space (LayerNorm + two-layer MLP).
+
+    The projection is also kept as ``learned_embedding`` (before ``offset``, the gene channel and the
+    final normalisation). ``offset`` (None, or one vector of ``out_dim``) is added to every projection:
+    :mod:`mmgene.align.recentre` sets it for one encoding; it is never saved.
+    """
 
     config_keys = ["gene_dim", "obsm_dim", "hidden", "out_dim", "dropout"]
     config_file_name = "cell_head_config.json"
@@ -24,6 +29,7 @@ class CellHead(WeightedModule):
         self.gene_norm = nn.LayerNorm(self.gene_dim) if self.gene_dim else None
         self.obsm_norm = nn.LayerNorm(self.obsm_dim) if self.obsm_dim else None
         self.mlp = mlp(self.gene_dim + self.obsm_dim, self.hidden, self.out_dim, self.dropout)
+        self.offset: torch.Tensor | None = None
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         parts = []
@@ -31,7 +37,9 @@ class CellHead(WeightedModule):
             parts.append(self.gene_norm(features["gene_bag"]))
         if self.obsm_norm is not None:
             parts.append(self.obsm_norm(features["obsm"].to(self.mlp[0].weight.dtype)))
-        features["sentence_embedding"] = self.mlp(torch.cat(parts, dim=-1))
+        learned = self.mlp(torch.cat(parts, dim=-1))
+        features["learned_embedding"] = learned
+        features["sentence_embedding"] = learned if self.offset is None else learned + self.offset.to(learned)
         return features
 
     def get_embedding_dimension(self) -> int:
