@@ -51,7 +51,7 @@ adata.obs["cell_sentence"].head(3).tolist()""",
 model = mmgene.align.train(adata, "bulk_labels", pairs=mmgene.align.PairsConfig(**pbmc), training=mmgene.align.TrainingConfig(epochs=2, seed=0))
 held_out = adata.obs_names.isin(model.test_obs_names)
 held_out.sum()""",
-"md:## Zero-shot classification of held-out cells, against two baselines\n\nThe prompts are scored as `annotate` scores them: each class's similarities z-scored over the cells, and a class whose Cell Ontology term lies above some of the model's training classes also answering for them. GenePT-s embeds each cell's gene sentence and the prompts with the same text model; the textbook-marker baseline needs no model: it scores each class by the mean z-scored expression of its marker genes (and says which of them the data lacks).",
+"md:## Zero-shot classification of held-out cells, against two baselines\n\nThe prompts are scored as `annotate` scores them: the cells first recentred on the model's training mean, each class's similarities z-scored over the cells, and a class whose Cell Ontology term lies above some of the model's training classes also answering for them. Recentring is for data from another lab or chemistry; these held-out cells come from the training data itself, where it gains nothing (`recentre=False` scores them a little higher). GenePT-s embeds each cell's gene sentence and the prompts with the same text model; the textbook-marker baseline needs no model: it scores each class by the mean z-scored expression of its marker genes (and says which of them the data lacks).",
 """report = mmgene.evaluate.evaluate(model, adata[held_out].copy(), "bulk_labels", **pbmc)
 from mmgene.evaluate.report import markdown_report
 print(markdown_report(report).split("| class |")[0])
