@@ -133,6 +133,29 @@ def test_annotate_reads_labels_as_cell_ontology_terms_unless_told_not_to(h5ad, t
     assert not record["hierarchy"] and not record["nested"] and list(record["term_ids"]) == ["", "", ""]
 
 
+def test_annotate_standardize_and_recentre_flags(h5ad, tmp_path):
+    """z-scores from 30 cells by default, raw cosines with --no-standardize; a GenePT space cannot be
+    recentred, which --recentre is told clearly (exit 2, nothing written) and the default skips."""
+    import anndata as ad
+
+    from hostile import assert_refused
+
+    out = tmp_path / "annotated.h5ad"
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--out", out)
+    assert res.exit_code == 0, res.output
+    record = ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]
+    assert record["standardized"] and not record["recentred"] and record["rule"].startswith("softmax(z/T)")
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--out", out, "--overwrite", "--no-standardize")
+    assert res.exit_code == 0, res.output
+    record = ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]
+    assert not record["standardized"] and record["rule"].startswith("softmax(s/T)")
+    assert_refused(
+        ["annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--out", tmp_path / "new.h5ad", "--recentre"],
+        [tmp_path, h5ad.parent], contains="no learned space to recentre",
+    )
+    assert not (tmp_path / "new.h5ad").exists()
+
+
 def test_errors_exit_2_with_one_line(h5ad, tmp_path):
     env = {**os.environ, "MMGENE_QUIET": "1"}
     proc = subprocess.run(

@@ -167,6 +167,7 @@ def annotate(
     reference_column: str = typer.Option("cell_type", help="obs column of --reference holding the labels."),
     alpha: Optional[float] = _rule("alpha"),
     refine: Optional[bool] = _rule("refine", "--refine/--no-refine"),
+    standardize: Optional[bool] = _rule("standardize", "--standardize/--no-standardize"),
     recentre: Optional[bool] = _rule("recentre", "--recentre/--no-recentre"),
     hierarchy: Optional[bool] = _rule("hierarchy", "--hierarchy/--no-hierarchy"),
     others: Optional[bool] = _rule("others", "--others/--no-others"),
@@ -185,7 +186,7 @@ def annotate(
     rule = overrides(AnnotateConfig, {
         "prompts": tuple(prompt) if prompt else None, "markers": markers, "species": species, "tissue": tissue,
         "temperature": temperature, "min_prob": min_prob,
-        "min_z": min_z, "alpha": alpha, "refine": refine, "recentre": recentre, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
+        "min_z": min_z, "alpha": alpha, "refine": refine, "standardize": standardize, "recentre": recentre, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
     })
     run(adata, all_labels, model, rule, reference=ref, key_added=key)
     write_anndata(adata, target, file=file, overwrite=overwrite)
