@@ -221,11 +221,6 @@ def start_training(
     return config, balance or CorpusTrainingConfig(), obsm_dims
 
 
-def _cells(adata: Any, names: set[str]) -> Any:
-    """The cells of ``adata`` named in ``names``, in obs order."""
-    return adata[adata.obs_names.isin(names)]
-
-
 def corpus_meta(corpus: Any, examples: TrainingPairs, record: dict[str, Any], related: Any, run: Any, seconds: float) -> dict[str, Any]:
     """What a model trained on a corpus records: its classes, datasets and each one's classes and
     label columns, the cells trained and held out, how rows were balanced, and the run. ``record``
@@ -271,7 +266,7 @@ def train_corpus(
     require("torch", "training on a corpus")
     from mmgene.align.model import AlignedModel
     from mmgene.align.fit import fit_pairs
-    from mmgene.align.recentre import MEAN_KEY, training_mean
+    from mmgene.align.recentre import MEAN_KEY, training_cells, training_mean
     from mmgene.text.ontology import related_terms
 
     config, balance, obsm_dims = start_training(
@@ -284,7 +279,7 @@ def train_corpus(
     run = fit_pairs(examples, inputs=inputs, config=config, obsm_dims=obsm_dims, related=related)
     seconds = time.perf_counter() - t0
     aligned = AlignedModel(run.st, list(inputs), corpus_meta(corpus, examples, record, related, run, seconds), config)
-    aligned.meta[MEAN_KEY] = training_mean(aligned, [_cells(human_view(ds), record["trained_cells"][ds.name]) for ds in corpus])
+    aligned.meta[MEAN_KEY] = training_mean(aligned, [training_cells(human_view(ds), record["trained_cells"][ds.name]) for ds in corpus])
     if out is not None:
         aligned.save(out, overwrite=overwrite)
     info(f"trained on {len(corpus)} datasets in {seconds:.0f} s")

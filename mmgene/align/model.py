@@ -217,6 +217,8 @@ class AlignedModel:
     def learned_vectors(self, adata: Any, *, batch_size: int = 256) -> np.ndarray:
         """The omics tower's learned vectors of the cells of ``adata`` (float32, before the gene channel
         and the normalisation; obs order), on every rank under ``torchrun``."""
+        import torch
+
         from mmgene.cells.inputs import cell_inputs
         from mmgene.distributed import map_rows
 
@@ -225,7 +227,7 @@ class AlignedModel:
             if not cells:
                 return np.zeros((0, self._cell_head().out_dim), dtype=np.float32)
             rows = self.st.encode(cells, task="cell", batch_size=batch_size, output_value="learned_embedding", show_progress_bar=False)
-            return np.stack([r.detach().cpu().float().numpy() for r in rows])
+            return torch.stack(rows).detach().float().cpu().numpy()  # one row tensor per cell: stacked in one call
 
         return map_rows(adata.n_obs, learned, to="all")
 

@@ -16,7 +16,7 @@ recentring would remove, so pass ``recentre=False`` for such data.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,6 +26,11 @@ from mmgene.errors import ParameterError
 
 #: where a model stores its training mean, in ``mmgene_align.json``
 MEAN_KEY = "learned_mean"
+
+
+def training_cells(adata: Any, names: Iterable[str]) -> Any:
+    """The cells of ``adata`` that a training split names (its ``obs_name`` column), in obs order."""
+    return adata[adata.obs_names.isin(set(names))]
 
 
 def dataset_mean(model: Any, cells: Any) -> np.ndarray:

@@ -91,7 +91,7 @@ def train(
 
     from mmgene.cells.inputs import GENES
     from mmgene.align.model import AlignedModel
-    from mmgene.align.recentre import MEAN_KEY, training_mean
+    from mmgene.align.recentre import MEAN_KEY, training_cells, training_mean
     from mmgene.pairs import make_pairs
     from mmgene.settings import settings
 
@@ -128,7 +128,7 @@ def train(
         "eval_history": evaluator.history if evaluator is not None else [],
     }
     aligned = AlignedModel(st, list(inputs), meta, config)
-    aligned.meta[MEAN_KEY] = training_mean(aligned, [adata[adata.obs_names.isin(set(examples["train"]["obs_name"]))]])
+    aligned.meta[MEAN_KEY] = training_mean(aligned, [training_cells(adata, examples["train"]["obs_name"])])
     aligned.test_obs_names = list(examples["test"]["obs_name"]) if "test" in examples else []
     if out is not None:
         aligned.save(out, overwrite=overwrite)
