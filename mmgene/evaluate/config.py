@@ -1,7 +1,7 @@
 """Settings of one evaluation (:func:`mmgene.evaluate.evaluate`) and of the leave-one-dataset-out
 evaluation (:func:`mmgene.evaluate.cross_dataset.cross_dataset`), in one light module.
 
-``mmgene evaluate`` and ``mmgene transfer`` read their defaults and help lines from these configs, so
+``mmgene evaluate`` and ``mmgene corpus cross-dataset`` read their defaults and help lines from these configs, so
 the CLI imports this module without numpy or torch.
 """
 
