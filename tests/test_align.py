@@ -445,6 +445,47 @@ def test_obsm_model_refuses_inputs_without_the_obsm(small_pbmc):
     assert out["values"][1].tolist() == pytest.approx([1.0, 1 / np.log2(3)])
 
 
+def test_cells_as_arrays_preprocess_exactly_as_lists():
+    from sentence_transformers.base.model import BaseModel
+
+    from mmgene.align.modules.cell_input import CellInput, for_encoding
+
+    genes = CellInput(["CD3D", "LTB", "LYZ", "NKG7"], max_genes=2, gene_dropout=0.5)
+    cells = [
+        # unknown gene, a zero value, lower case, a tie at the cut (the earlier gene stays)
+        {"genes": ["XIST", "lyz", "CD3D", "NKG7", "LTB"], "values": [9.0, 2.0, 0.0, 2.0, 1.5]},
+        {"genes": ["LTB", "CD3D"], "values": []},  # no values: they decay with rank
+        {"genes": [], "values": []},
+        "NKG7 XIST LYZ",
+    ]
+    arrays = for_encoding(cells)
+    assert isinstance(arrays[0]["genes"], np.ndarray) and arrays[3] == "NKG7 XIST LYZ"
+    assert cells[0]["genes"][0] == "XIST" and isinstance(cells[0]["genes"], list)  # the input is not changed
+    # sentence-transformers sizes an array at once instead of walking every element of a list
+    assert BaseModel._input_length(arrays[0]) == 10
+    as_lists, as_arrays = genes.preprocess(cells), genes.preprocess(arrays)
+    assert as_lists["input_ids"].tolist() == [[2, 3], [1, 0], [0, 0], [3, 2]]
+    np.testing.assert_allclose(as_lists["values"].numpy(), [[2.0, 2.0], [1.0, 1 / np.log2(3)], [0.0, 0.0], [1.0, 0.5]], rtol=1e-6)
+    assert as_lists["attention_mask"].tolist() == [[1, 1], [1, 1], [0, 0], [1, 1]]
+    for key in ("input_ids", "values", "attention_mask"):
+        assert torch.equal(as_lists[key], as_arrays[key])
+
+
+def test_gene_bag_equals_the_gathered_weighted_sum_and_its_gradients():
+    from mmgene.align.modules.gene_table import GeneTable
+
+    torch.manual_seed(0)
+    table = GeneTable(50, 8)
+    ids = torch.randint(0, 50, (4, 6))
+    weight = torch.rand(4, 6, requires_grad=True)
+    bag = table._bag(ids, weight)
+    reference = (weight.unsqueeze(-1) * table.embedding(ids)).sum(1)
+    torch.testing.assert_close(bag, reference, rtol=1e-6, atol=1e-6)
+    (grad_bag,) = torch.autograd.grad(bag.square().sum(), weight)
+    (grad_reference,) = torch.autograd.grad(reference.square().sum(), weight)
+    torch.testing.assert_close(grad_bag, grad_reference, rtol=1e-5, atol=1e-6)
+
+
 def test_gene_channel_adds_an_exact_gene_cosine():
     from mmgene.align.modules.gene_channel import GeneChannel
 

@@ -38,7 +38,9 @@ class ZeroShotEvaluator(BaseEvaluator):
 
     def __init__(self, cells: Sequence[Any], labels: Sequence[str], classes: Sequence[str], name: str = "zero_shot"):
         super().__init__()
-        self.cells, self.labels, self.classes, self.name = list(cells), list(labels), list(classes), name
+        from mmgene.align.modules.cell_input import for_encoding
+
+        self.cells, self.labels, self.classes, self.name = for_encoding(cells), list(labels), list(classes), name
         self.greater_is_better = True
         self.primary_metric = f"{name}_balanced_accuracy"
         self.history: list[dict[str, float]] = []

@@ -39,8 +39,8 @@ class GeneTable(WeightedModule):
         nn.init.zeros_(self.importance.weight)
 
     def _bag(self, ids: Tensor, weight: Tensor) -> Tensor:
-        """``sum_g w_g E_g``."""
-        return (weight.unsqueeze(-1) * self.embedding(ids)).sum(1)
+        """``sum_g w_g E_g``, without materialising the cells x genes x dim gather."""
+        return F.embedding_bag(ids, self.embedding.weight, per_sample_weights=weight.to(self.embedding.weight.dtype), mode="sum")
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         if "values" in features:
