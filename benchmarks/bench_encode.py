@@ -1,17 +1,18 @@
-"""Benchmark: encoding cells with an aligned model, mmgene's path against sentence-transformers' own.
+"""Benchmark: encoding an AnnData's cells with an aligned model, mmgene against its previous path.
 
 PBMC 3k (real 10x counts; scanpy's pbmc68k_reduced without ``../shared``) is stacked to ``--cells``
-cells and turned into the omics tower's inputs (``cell_inputs``, 256 genes a cell). A fresh two-tower
-model over its genes (random weights: the cost of encoding does not depend on them; no gene-text
-bridge, which only the text side reads) encodes them three ways in one process:
+cells. A fresh two-tower model over its genes (random weights: the cost of encoding does not depend on
+them; no gene-text bridge, which only the text side reads) encodes them three ways in one process,
+each from the AnnData to the vectors:
 
-- ``reference``: ``SentenceTransformer.encode(cells, task="cell")`` on the input dicts as they are
-  (lists), with the gene bag computed as a gather of every gene's embedding, weighted and summed, as
-  mmgene did before (``(w[..., None] * E[ids]).sum(1)``);
-- ``st.encode``: the same call with mmgene's gene bag (``F.embedding_bag``), i.e. what a user of the
-  plain sentence-transformers API gets from a model saved by mmgene;
-- ``mmgene``: ``AlignedModel.encode_inputs``, which also hands sentence-transformers arrays instead of
-  lists (its length estimate walks a list element by element).
+- ``reference``: mmgene's previous path: the omics tower's inputs as lists (``cell_inputs``) with each
+  cell's top 256 genes chosen by a lexsort of the chunk, then ``SentenceTransformer.encode(cells,
+  task="cell")`` with the gene bag computed as a gather of every gene's embedding, weighted and summed
+  (``(w[..., None] * E[ids]).sum(1)``);
+- ``st.encode``: the inputs as lists, then the plain sentence-transformers call, with this version's
+  top genes and gene bag (``F.embedding_bag``): what a user of the plain API gets;
+- ``mmgene``: ``AlignedModel.encode_cells``, which also builds the inputs as arrays and hands them on
+  as arrays (sentence-transformers' length estimate walks a list element by element).
 
 All three must agree to 1e-5. Prints cells/s (wall and CPU) and the ratios; the last line,
 ``SUMMARY bench-encode ...``, collects them. Run: ``python benchmarks/bench_encode.py --cells 50000``.
@@ -30,13 +31,16 @@ os.environ.setdefault("MMGENE_QUIET", "1")
 
 import anndata as ad  # noqa: E402
 import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
+import mmgene.cells.inputs  # noqa: E402
 import mmgene.data  # noqa: E402
 import mmgene.io  # noqa: E402
 from mmgene.align.model import AlignedModel, build_model  # noqa: E402
 from mmgene.align.modules.gene_table import GeneTable  # noqa: E402
 from mmgene.cells.inputs import cell_inputs  # noqa: E402
+from mmgene.cells.ranking import lexsort_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "pbmc3k.h5ad"
@@ -52,6 +56,17 @@ def data(path: Path, n_cells: int) -> ad.AnnData:
 def gathered_bag(self: GeneTable, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The reference gene bag: every gene's embedding gathered, weighted and summed."""
     return (weight.unsqueeze(-1) * self.embedding(ids)).sum(1)
+
+
+def lexsorted_top_genes(block: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """The reference choice of each row's ``k`` largest entries: one lexsort of the chunk."""
+    block = block.tocsr()
+    rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    order = lexsort_rows(block.indptr, block.data, block.indices)
+    rank = np.arange(order.size) - np.repeat(block.indptr[:-1], np.diff(block.indptr))
+    keep = order[rank < k]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=block.shape[0]))])
+    return sp.csr_matrix((block.data[keep], block.indices[keep], indptr), shape=block.shape)
 
 
 def timed(fn, repeats: int = 2) -> tuple[np.ndarray, float, float]:
@@ -76,26 +91,26 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     adata = data(args.data, args.cells)
-    cells = cell_inputs(adata, ["genes"], max_genes=256)
-    vocab = sorted({g for c in cells for g in c["genes"]})
+    vocab = sorted({g for c in cell_inputs(adata, ["genes"], max_genes=256) for g in c["genes"]})
     model = AlignedModel(build_model(vocab, max_genes=256), ["genes"])
-    print(f"{len(cells):,} cells, {len(vocab):,} genes in the vocabulary, {args.threads} thread(s)")
+    print(f"{adata.n_obs:,} cells, {len(vocab):,} genes in the vocabulary, {args.threads} thread(s)")
 
     def plain() -> np.ndarray:
+        cells = cell_inputs(adata, ["genes"], max_genes=256)
         return model.st.encode(cells, task="cell", batch_size=256, convert_to_numpy=True, show_progress_bar=False)
 
-    ours = GeneTable._bag
-    GeneTable._bag = gathered_bag
+    ours = GeneTable._bag, mmgene.cells.inputs.top_genes
+    GeneTable._bag, mmgene.cells.inputs.top_genes = gathered_bag, lexsorted_top_genes
     try:
         ref, ref_wall, ref_cpu = timed(plain)
     finally:
-        GeneTable._bag = ours
+        GeneTable._bag, mmgene.cells.inputs.top_genes = ours
     st_out, st_wall, st_cpu = timed(plain)
-    mm_out, mm_wall, mm_cpu = timed(lambda: model.encode_inputs(cells))
+    mm_out, mm_wall, mm_cpu = timed(lambda: model.encode_cells(adata))
     for name, out in (("st.encode", st_out), ("mmgene", mm_out)):
         diff = float(np.abs(out - ref).max())
         assert diff < 1e-5, f"{name} differs from the reference by {diff}"
-    n = len(cells)
+    n = adata.n_obs
     ratios = {}
     for name, wall, cpu in (("reference", ref_wall, ref_cpu), ("st.encode", st_wall, st_cpu), ("mmgene", mm_wall, mm_cpu)):
         ratios[name] = ref_wall / wall

@@ -135,6 +135,30 @@ def _tiny_counts():
     return ad.AnnData(sp.csr_matrix(X), obs=obs, var=var)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_genes_match_the_lexsort_definition(dtype):
+    """Each row's k largest positive entries, highest first, ties by column: as a lexsort of the chunk orders them."""
+    from mmgene.cells.inputs import top_genes
+    from mmgene.cells.ranking import lexsort_rows
+
+    rng = np.random.default_rng(0)
+    dense = rng.integers(0, 4, size=(60, 40)).astype(dtype) * dtype(0.5)  # many ties and zeros
+    dense[5] = 0  # an empty row
+    dense[7, :3] = [1e-3, 2.0 / 3.0, 2.0 / 3.0]  # values that are not halves
+    block = sp.csr_matrix(dense)
+    for k in (1, 3, 40):
+        got = top_genes(block, k)
+        order = lexsort_rows(block.indptr, block.data, block.indices)
+        rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))[order]
+        for r in range(block.shape[0]):
+            expected = order[rows == r][:k]
+            lo, hi = got.indptr[r], got.indptr[r + 1]
+            assert got.indices[lo:hi].tolist() == block.indices[expected].tolist()
+            np.testing.assert_array_equal(got.data[lo:hi], block.data[expected])
+    three = top_genes(block, 3)
+    assert three.shape == block.shape and three.indptr[6] == three.indptr[5]  # the empty row stays empty
+
+
 def test_cell_inputs_values_and_order():
     from mmgene.cells.inputs import cell_inputs, top_genes
 
@@ -142,6 +166,9 @@ def test_cell_inputs_values_and_order():
     cells = cell_inputs(adata, max_genes=2)
     total = 16.0
     assert cells[0]["genes"] == ["MS4A1", "ACTB"]
+    arrays = cell_inputs(adata, max_genes=2, as_arrays=True)
+    assert isinstance(arrays[0]["genes"], np.ndarray) and isinstance(arrays[0]["values"], np.ndarray)
+    assert [(c["genes"].tolist(), c["values"].tolist()) for c in arrays] == [(c["genes"], c["values"]) for c in cells]
     np.testing.assert_allclose(cells[0]["values"], np.round(np.log1p(np.array([10, 5]) / total * 1e4), 4), rtol=1e-6)
     m = top_genes(sp.csr_matrix(np.array([[1.0, 3.0, 3.0, 0.0]])), 2)
     assert m.indices.tolist() == [1, 2]  # ties keep column order

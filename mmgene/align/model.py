@@ -225,7 +225,7 @@ class AlignedModel:
         from mmgene.distributed import map_rows
 
         def learned(start: int, stop: int) -> np.ndarray:
-            cells = cell_inputs(adata[start:stop], self.inputs, max_genes=self.max_genes)
+            cells = cell_inputs(adata[start:stop], self.inputs, max_genes=self.max_genes, as_arrays=True)
             if not cells:
                 return np.zeros((0, self._cell_head().out_dim), dtype=np.float32)
             rows = self.st.encode(
@@ -260,7 +260,7 @@ class AlignedModel:
         from mmgene.distributed import map_rows
 
         def encode(start: int, stop: int) -> np.ndarray:
-            return self.encode_inputs(cell_inputs(adata[start:stop], self.inputs, max_genes=self.max_genes), batch_size)
+            return self.encode_inputs(cell_inputs(adata[start:stop], self.inputs, max_genes=self.max_genes, as_arrays=True), batch_size)
 
         moved = recentring.shifted(self._cell_head(), recentring.offset(self, adata)) if recentre else nullcontext()
         with moved:

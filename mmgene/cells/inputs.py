@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from mmgene.cells.ranking import lexsort_rows
+from mmgene.cells.ranking import rank_chunk
 from mmgene.errors import MissingColumnError, ParameterError
 from mmgene.io import expression
 
@@ -23,16 +23,16 @@ GENES = "genes"
 
 
 def top_genes(block: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Keep each row's ``k`` largest entries (ties broken by column order), vectorised over the rows."""
-    block = block.tocsr()
-    rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
-    order = lexsort_rows(block.indptr, block.data, block.indices)
-    rank = np.arange(order.size) - np.repeat(block.indptr[:-1], np.diff(block.indptr))
-    keep = order[rank < k]
-    counts = np.bincount(rows[keep], minlength=block.shape[0])
-    indptr = np.concatenate([[0], np.cumsum(counts)])
-    return sp.csr_matrix((block.data[keep], block.indices[keep], indptr), shape=block.shape)
+    """Keep each row's ``k`` largest positive entries, highest first (ties broken by column order).
 
+    The rows are ordered by the sort kernels of cell sentences (:func:`mmgene.cells.ranking.rank_chunk`,
+    one composite key per entry), an order of magnitude faster than a lexsort of the chunk."""
+    ranked = rank_chunk(block.tocsr(), np.arange(block.shape[1], dtype=np.int64))
+    keep = ranked.positions() < k
+    per_row = np.diff(ranked.indptr)
+    counts = np.bincount(np.repeat(np.arange(block.shape[0]), per_row)[keep], minlength=block.shape[0])
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    return sp.csr_matrix((ranked.values[keep], ranked.ranks[keep], indptr), shape=block.shape)
 
 def cell_inputs(
     adata: Any,
@@ -40,6 +40,8 @@ def cell_inputs(
     max_genes: int = 1024,
     chunk_size: int = 4096,
     gene_panel: Sequence[str] | None = None,
+    *,
+    as_arrays: bool = False,
 ) -> list[dict[str, Any]]:
     """One input dict per cell, in ``adata.obs`` order.
 
@@ -54,6 +56,10 @@ def cell_inputs(
     gene_panel
         Keep only these symbols (after normalising over all genes, before choosing the top genes), as
         if the data had been filtered to a panel of highly variable genes.
+    as_arrays
+        Each cell's genes and values (and obsm rows) as NumPy arrays instead of lists: the form the
+        model's encoders pass on (:func:`mmgene.align.modules.cell_input.for_encoding`), made without
+        a round trip through Python lists.
     """
     inputs = list(inputs)
     if not inputs:
@@ -75,7 +81,8 @@ def cell_inputs(
                 f"cell {adata.obs_names[bad]!r}",
                 "recompute the representation or drop cells without one",
             )
-        for cell, row in zip(cells, mat.astype(np.float32).tolist()):
+        mat = mat.astype(np.float32)
+        for cell, row in zip(cells, mat if as_arrays else mat.tolist()):
             cell[key] = row
     if GENES in inputs:
         view = expression(adata)
@@ -88,8 +95,9 @@ def cell_inputs(
                 block.data[~keep[block.indices]] = 0
                 block.eliminate_zeros()
             block = top_genes(block, max_genes)
+            names, values = symbols[block.indices], np.round(block.data, 4)
             for j in range(stop - start):
                 lo, hi = block.indptr[j], block.indptr[j + 1]
-                cells[start + j][GENES] = symbols[block.indices[lo:hi]].tolist()
-                cells[start + j]["values"] = np.round(block.data[lo:hi], 4).tolist()
+                cell = cells[start + j]
+                cell[GENES], cell["values"] = (names[lo:hi], values[lo:hi]) if as_arrays else (names[lo:hi].tolist(), values[lo:hi].tolist())
     return cells

@@ -38,8 +38,7 @@ class RankedChunk:
 
 def lexsort_rows(indptr: np.ndarray, values: np.ndarray, ties: np.ndarray) -> np.ndarray:
     """Entry permutation ordering each CSR row by (value descending, tie ascending): one NumPy
-    ``lexsort`` of the chunk. The plain reference the kernels are tested against, and fast enough
-    where the order is only needed to cut each row to its top genes (:func:`mmgene.cells.inputs.top_genes`)."""
+    ``lexsort`` of the chunk. The plain reference the kernels are tested against."""
     rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
     return np.lexsort((ties, -values, rows))
 

@@ -27,13 +27,19 @@ def for_encoding(cells: Sequence[Any]) -> list[Any]:
     return [{k: np.asarray(v) if isinstance(v, list) else v for k, v in c.items()} if isinstance(c, dict) else c for c in cells]
 
 
-def _listed(values: Any) -> list[Any]:
-    """A cell's genes or values as a list (none: empty)."""
-    if values is None:
-        return []
-    if isinstance(values, list):
-        return values
-    return values.tolist() if isinstance(values, np.ndarray) else list(values)
+def _genes_and_values(cell: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A cell's gene symbols (object array) and values (float64), as long as the shorter of the two;
+    without values (or for a cell sentence) the values decay with rank."""
+    if isinstance(cell, str):
+        genes, values = cell.split(), None
+    else:
+        genes, values = cell.get("genes"), cell.get("values")
+    genes = np.asarray([] if genes is None else genes, dtype=object)
+    if values is None or len(values) == 0:
+        values = 1.0 / np.log2(np.arange(len(genes)) + 2.0)
+    values = np.asarray(values, dtype=np.float64)
+    n = min(len(genes), len(values))
+    return genes[:n], values[:n]
 
 
 class CellInput(InputModule):
@@ -61,7 +67,11 @@ class CellInput(InputModule):
         super().__init__()
         self.vocab = [str(v) for v in vocab]
         self.index = {v.upper(): i for i, v in enumerate(self.vocab)}
+        import pandas as pd
+
+        #: every symbol met so far and its vocabulary index (-1: none), and a hash index over them
         self._known: dict[Any, int] = {}
+        self._seen, self._seen_ids = pd.Index([], dtype=object), np.zeros(0, np.int64)
         self.obsm_keys = list(obsm_keys)
         self.obsm_dims = [int(d) for d in obsm_dims]
         self.max_genes = int(max_genes)
@@ -71,34 +81,41 @@ class CellInput(InputModule):
     def modalities(self) -> list[str]:
         return ["text"]
 
-    def _ids_of(self, genes: Sequence[Any]) -> np.ndarray:
-        """Each symbol's vocabulary index, case-insensitive (-1: not in the vocabulary); every symbol
-        seen is remembered, so a cell costs one dictionary lookup per gene."""
-        known = self._known
-        for g in genes:
-            if g not in known:
-                known[g] = self.index.get(str(g).upper(), -1)
-        return np.fromiter((known[g] for g in genes), dtype=np.int64, count=len(genes))
+    def _ids_of(self, genes: np.ndarray) -> np.ndarray:
+        """Each symbol's vocabulary index, case-insensitive (-1: not in the vocabulary). Symbols seen
+        before are looked up together in a hash index; a new one is upper-cased once and remembered."""
+        import pandas as pd
 
-    def _genes_of(self, cell: Any) -> tuple[np.ndarray, np.ndarray]:
-        """The vocabulary ids and values of a cell's expressed genes, the ``max_genes`` highest."""
-        genes, values = (cell.split(), None) if isinstance(cell, str) else (_listed(cell.get("genes")), _listed(cell.get("values")))
-        if not values:
-            values = [1.0 / np.log2(r + 2.0) for r in range(len(genes))]
-        n = min(len(genes), len(values))
-        ids, vals = self._ids_of(genes[:n]), np.asarray(values[:n], dtype=np.float64)
-        keep = (ids >= 0) & (vals > 0)
-        ids, vals = ids[keep], vals[keep]
-        if len(ids) > self.max_genes:
-            top = np.argsort(-vals, kind="stable")[: self.max_genes]
-            ids, vals = ids[top], vals[top]
-        return ids, vals
+        pos = self._seen.get_indexer(genes)
+        if (pos < 0).any():
+            for g in pd.unique(genes[pos < 0]):
+                self._known[g] = self.index.get(str(g).upper(), -1)
+            self._seen = pd.Index(list(self._known), dtype=object)
+            self._seen_ids = np.fromiter(self._known.values(), dtype=np.int64, count=len(self._known))
+            pos = self._seen.get_indexer(genes)
+        return self._seen_ids[pos]
+
+    def _genes_of(self, cells: Sequence[Any]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per cell, the vocabulary ids and values of its expressed genes, the ``max_genes`` highest."""
+        parts = [_genes_and_values(c) for c in cells]
+        ends = np.cumsum([len(g) for g, _ in parts])
+        flat = self._ids_of(np.concatenate([g for g, _ in parts])) if len(cells) and ends[-1] else np.zeros(0, np.int64)
+        ids_of, values_of = [], []
+        for (_, vals), stop in zip(parts, ends):
+            ids = flat[stop - len(vals) : stop]
+            keep = (ids >= 0) & (vals > 0)
+            ids, vals = ids[keep], vals[keep]
+            if len(ids) > self.max_genes:
+                top = np.argsort(-vals, kind="stable")[: self.max_genes]
+                ids, vals = ids[top], vals[top]
+            ids_of.append(ids)
+            values_of.append(vals)
+        return ids_of, values_of
 
     def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.vocab:
-            pairs = [self._genes_of(c) for c in inputs]
-            ids, vals, mask = pad([p[0] for p in pairs], [p[1] for p in pairs])
+            ids, vals, mask = pad(*self._genes_of(inputs))
             out.update(input_ids=ids, values=vals, attention_mask=mask)
         if self.obsm_keys:
             rows = []
