@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from sentence_transformers.base.modules import InputModule
 
@@ -67,8 +68,6 @@ class CellInput(InputModule):
         super().__init__()
         self.vocab = [str(v) for v in vocab]
         self.index = {v.upper(): i for i, v in enumerate(self.vocab)}
-        import pandas as pd
-
         #: every symbol met so far and its vocabulary index (-1: none), and a hash index over them
         self._known: dict[Any, int] = {}
         self._seen, self._seen_ids = pd.Index([], dtype=object), np.zeros(0, np.int64)
@@ -84,8 +83,6 @@ class CellInput(InputModule):
     def _ids_of(self, genes: np.ndarray) -> np.ndarray:
         """Each symbol's vocabulary index, case-insensitive (-1: not in the vocabulary). Symbols seen
         before are looked up together in a hash index; a new one is upper-cased once and remembered."""
-        import pandas as pd
-
         pos = self._seen.get_indexer(genes)
         if (pos < 0).any():
             for g in pd.unique(genes[pos < 0]):
