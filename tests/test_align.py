@@ -469,6 +469,9 @@ def test_cells_as_arrays_preprocess_exactly_as_lists():
     assert as_lists["attention_mask"].tolist() == [[1, 1], [1, 1], [0, 0], [1, 1]]
     for key in ("input_ids", "values", "attention_mask"):
         assert torch.equal(as_lists[key], as_arrays[key])
+    # symbols met before and new ones (another case of a known gene among them) in one batch
+    later = genes.preprocess([{"genes": ["Nkg7", "LYZ", "GAPDH", "ltb"], "values": [1.0, 4.0, 9.0, 2.0]}])
+    assert later["input_ids"].tolist() == [[2, 1]] and later["values"].tolist() == [[4.0, 2.0]]
 
 
 def test_gene_bag_equals_the_gathered_weighted_sum_and_its_gradients():

@@ -68,9 +68,9 @@ class CellInput(InputModule):
         super().__init__()
         self.vocab = [str(v) for v in vocab]
         self.index = {v.upper(): i for i, v in enumerate(self.vocab)}
-        #: every symbol met so far and its vocabulary index (-1: none), and a hash index over them
-        self._known: dict[Any, int] = {}
-        self._seen, self._seen_ids = pd.Index([], dtype=object), np.zeros(0, np.int64)
+        #: every symbol met so far, a hash index over them and their vocabulary indices (-1: none);
+        #: replaced as one tuple, so a thread reading it never sees half an update
+        self._seen: tuple[pd.Index, np.ndarray] = (pd.Index([], dtype=object), np.zeros(0, np.int64))
         self.obsm_keys = list(obsm_keys)
         self.obsm_dims = [int(d) for d in obsm_dims]
         self.max_genes = int(max_genes)
@@ -83,14 +83,15 @@ class CellInput(InputModule):
     def _ids_of(self, genes: np.ndarray) -> np.ndarray:
         """Each symbol's vocabulary index, case-insensitive (-1: not in the vocabulary). Symbols seen
         before are looked up together in a hash index; a new one is upper-cased once and remembered."""
-        pos = self._seen.get_indexer(genes)
+        seen, ids = self._seen
+        pos = seen.get_indexer(genes)
         if (pos < 0).any():
-            for g in pd.unique(genes[pos < 0]):
-                self._known[g] = self.index.get(str(g).upper(), -1)
-            self._seen = pd.Index(list(self._known), dtype=object)
-            self._seen_ids = np.fromiter(self._known.values(), dtype=np.int64, count=len(self._known))
-            pos = self._seen.get_indexer(genes)
-        return self._seen_ids[pos]
+            new = pd.unique(genes[pos < 0])
+            seen = seen.append(pd.Index(new, dtype=object))
+            ids = np.concatenate([ids, np.fromiter((self.index.get(str(g).upper(), -1) for g in new), np.int64, len(new))])
+            self._seen = (seen, ids)
+            pos = seen.get_indexer(genes)
+        return ids[pos]
 
     def _genes_of(self, cells: Sequence[Any]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per cell, the vocabulary ids and values of its expressed genes, the ``max_genes`` highest."""
