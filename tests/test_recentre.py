@@ -66,6 +66,21 @@ def test_recentring_the_training_cells_barely_moves_them(model, cells):
     np.testing.assert_allclose(model.encode_cells(trained, recentre=True), model.encode_cells(trained), atol=1e-5)
 
 
+def test_a_large_dataset_has_its_mean_taken_over_a_seeded_sample(model, cells, monkeypatch):
+    from mmgene.align import recentre
+
+    learned = model.learned_vectors(cells).astype(np.float64)
+    np.testing.assert_allclose(recentre.dataset_mean(model, cells), learned.mean(axis=0), atol=1e-6)  # 700 cells: all
+    monkeypatch.setattr(recentre, "MEAN_CELLS", 100)
+    rows = np.sort(np.random.default_rng(0).choice(700, 100, replace=False))
+    sampled = recentre.dataset_mean(model, cells)
+    np.testing.assert_allclose(sampled, learned[rows].mean(axis=0), atol=1e-6)
+    np.testing.assert_array_equal(recentre.dataset_mean(model, cells), sampled)  # the same cells every time
+    assert np.abs(sampled - learned.mean(axis=0)).max() > 0  # a sample, not every cell
+    pieces = [cells[:350], cells[350:]]  # a dataset read in chunks is averaged over every cell
+    np.testing.assert_allclose(recentre.dataset_mean(model, pieces), learned.mean(axis=0), atol=1e-6)
+
+
 def test_the_shift_is_undone_after_an_error(model):
     from mmgene.align.recentre import shifted
 
