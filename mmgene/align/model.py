@@ -220,7 +220,6 @@ class AlignedModel:
         and the normalisation; obs order), on every rank under ``torchrun``."""
         import torch
 
-        from mmgene.align.modules.cell_input import for_encoding
         from mmgene.cells.inputs import cell_inputs
         from mmgene.distributed import map_rows
 
@@ -228,9 +227,7 @@ class AlignedModel:
             cells = cell_inputs(adata[start:stop], self.inputs, max_genes=self.max_genes, as_arrays=True)
             if not cells:
                 return np.zeros((0, self._cell_head().out_dim), dtype=np.float32)
-            rows = self.st.encode(
-                for_encoding(cells), task="cell", batch_size=batch_size, output_value="learned_embedding", show_progress_bar=False
-            )
+            rows = self.st.encode(cells, task="cell", batch_size=batch_size, output_value="learned_embedding", show_progress_bar=False)
             return torch.stack(rows).detach().float().cpu().numpy()  # one row tensor per cell: stacked in one call
 
         return map_rows(adata.n_obs, learned, to="all")

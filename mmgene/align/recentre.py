@@ -41,9 +41,10 @@ def dataset_mean(model: Any, cells: Any) -> np.ndarray:
     """The mean learned vector (float64) of ``cells``: an AnnData (over :data:`MEAN_CELLS` of its cells
     drawn with seed 0 when it has more), or an iterable of AnnData pieces of one dataset (a dataset
     read in chunks; every cell)."""
-    if hasattr(cells, "n_obs") and cells.n_obs > MEAN_CELLS:
-        cells = cells[np.sort(np.random.default_rng(0).choice(cells.n_obs, MEAN_CELLS, replace=False))]
-    pieces = [cells] if hasattr(cells, "n_obs") else cells
+    pieces = cells
+    if hasattr(cells, "n_obs"):
+        sample = np.sort(np.random.default_rng(0).choice(cells.n_obs, MEAN_CELLS, replace=False)) if cells.n_obs > MEAN_CELLS else None
+        pieces = [cells if sample is None else cells[sample]]
     total, count = None, 0
     for piece in pieces:
         if piece.n_obs:
