@@ -128,7 +128,8 @@ def render_model_card(
     template: str | os.PathLike[str] | None = None,
 ) -> Any:
     """The alignment-model card (``mmgene/_cards/model_card.md``) as a ``huggingface_hub.ModelCard``;
-    ``recipe`` is optional (a model not made by ``mmgene pretrain`` has no training-corpus section)."""
+    ``recipe`` is optional (a model not made by ``mmgene pretrain`` has no training-corpus section), and
+    ``members`` (an ensemble's member count; absent: one model)."""
     from mmgene.lazy import require
 
     require("huggingface_hub", "a model card")
@@ -142,7 +143,7 @@ def render_model_card(
         datasets=datasets,
         tags=tags if tags is not None else ["sentence-transformers", "biology", "single-cell", "multimodal", "contrastive", "mmgene"],
     )
-    body = render_template(template or template_path("model_card.md"), {"recipe": {}, **values})
+    body = render_template(template or template_path("model_card.md"), {"recipe": {}, "members": 0, **values})
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
     _refuse_secrets(str(card), "model card")
     return card

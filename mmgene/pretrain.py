@@ -4,9 +4,9 @@
 Census rows, ``.h5ad``/``.zarr`` files, folders, or :class:`~mmgene.corpus.DatasetSpec` objects),
 gives every dataset without an ontology column Cell Ontology ids for its author labels
 (:func:`harmonise_corpus`: the rows of a reviewed mapping CSV first, :func:`mmgene.harmonise.harmonise_labels`
-for the rest), and trains one model on all of it with :func:`mmgene.align.train_corpus` and the
-library's default configs (:mod:`mmgene.align.config`); only the seed and, for quick runs, a step
-limit are chosen here. Cells whose author label has no term are left out unless
+for the rest), and trains on all of it with :func:`mmgene.align.train_corpus` and the library's
+default configs (:mod:`mmgene.align.config`: an ensemble of four models); only the seed, the number of
+members and, for quick runs, a step limit are chosen here. Cells whose author label has no term are left out unless
 ``PretrainConfig.keep_unmapped`` (then they form classes of their own, named by the label).
 
 The same sources, mapping and seed give the same weights, byte for byte, on the same machine and
@@ -54,6 +54,9 @@ class PretrainConfig:
     keep_unmapped: bool = setting(
         False, "Train on cells whose author label has no Cell Ontology term, as classes of their own (else left out)"
     )
+    members: int | None = setting(
+        None, "Models trained with seeds seed, seed+1, ... and used as one ensemble (none: the corpus trainer's default, 4)"
+    )
 
     def __post_init__(self) -> None:
         check_whole(self.seed, "seed", "PretrainConfig.seed", "pass 0 or another whole number")
@@ -61,6 +64,7 @@ class PretrainConfig:
             check_whole(self.max_steps, "max_steps", "PretrainConfig.max_steps", "pass a step count >= 1, or none", 1)
         if self.min_confidence is not None:
             self.harmonise_config()  # HarmoniseConfig checks the value
+        self.corpus_config()  # CorpusTrainingConfig checks members
 
     def harmonise_config(self, tissue: str | None = None, species: str | None = None) -> Any:
         """The harmoniser's config for one dataset (its defaults, but for tissue, species and min_confidence)."""
@@ -75,6 +79,13 @@ class PretrainConfig:
         from mmgene.config import overrides
 
         return overrides(TrainingConfig, {"seed": self.seed, "max_steps": self.max_steps})
+
+    def corpus_config(self) -> Any:
+        """:class:`~mmgene.align.config.CorpusTrainingConfig` with its defaults but these members."""
+        from mmgene.align.config import CorpusTrainingConfig
+        from mmgene.config import overrides
+
+        return overrides(CorpusTrainingConfig, {"members": self.members})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (paths as text) for the recipe."""
@@ -299,7 +310,7 @@ def pretrain(
                 f"{name}: {len(labels['unmapped_labels'])} label(s) without a Cell Ontology term "
                 f"({_preview(labels['unmapped_labels'])}), {labels['cells_unmapped']:,} cells {what}"
             )
-    model = train_corpus(corpus, training=config.training_config())
+    model = train_corpus(corpus, training=config.training_config(), balance=config.corpus_config())
     recipe = _recipe(sources, corpus, reports, config)
     model.meta["recipe"] = recipe
     if out is not None:

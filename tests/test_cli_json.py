@@ -174,15 +174,15 @@ def test_corpus_cross_dataset_json(cells, tmp_path, monkeypatch):
     manifest.write_text("\n".join(rows) + "\n")
     seen = []
 
-    def fake_cross_dataset(corpus, *, config, training):
-        seen.append((sorted(corpus.sizes().items()), config.datasets, config.mapper, training.max_steps))
+    def fake_cross_dataset(corpus, *, config, training, balance):
+        seen.append((sorted(corpus.sizes().items()), config.datasets, config.mapper, training.max_steps, balance.members))
         return {"datasets": {"second": {"cells": 80, "mmgene": {"ontology": {"balanced_accuracy": 0.5, "macro_auroc": float("nan")}}}}}
 
     monkeypatch.setattr(module, "cross_dataset", fake_cross_dataset)
     report = tmp_path / "report.json"
-    res = invoke("corpus", "cross-dataset", manifest, "--hold-out", "second", "--no-mapper", "--max-steps", "1", "--out", report, "--json")
+    res = invoke("corpus", "cross-dataset", manifest, "--hold-out", "second", "--no-mapper", "--max-steps", "1", "--members", "2", "--out", report, "--json")
     assert res.exit_code == 0, res.output
-    assert seen == [([("first", 80), ("second", 80)], ("second",), False, 1)]
+    assert seen == [([("first", 80), ("second", 80)], ("second",), False, 1, 2)]
     got = json.loads(res.stdout)
     assert got == json.loads(report.read_text())
     assert got["datasets"]["second"]["mmgene"]["ontology"] == {"balanced_accuracy": 0.5, "macro_auroc": None}

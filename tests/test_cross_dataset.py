@@ -98,15 +98,16 @@ def two_datasets(shared_dir):
 def test_leave_one_dataset_out_on_real_data(two_datasets):
     """Hold out the mouse lung dataset, train on human PBMC (a few steps): NK cells and neutrophils
     are unseen, T cells are seen through CD4/CD8 T cells; the mapper scores only the seen classes."""
-    from mmgene.align import TrainingConfig
+    from mmgene.align import CorpusTrainingConfig, TrainingConfig
     from mmgene.evaluate.cross_dataset import cross_dataset
 
     report = cross_dataset(
         two_datasets, config=CrossDatasetConfig(datasets=("zilionis_mouse_lung",), reference=None),
-        training=TrainingConfig(max_steps=3, eval_steps=0),
+        training=TrainingConfig(max_steps=3, eval_steps=0), balance=CorpusTrainingConfig(members=2),
     )
     entry = report["datasets"]["zilionis_mouse_lung"]
     assert entry["cells"] == 800 and entry["classes"] == 4 and "single" not in entry
+    assert entry["train_seconds"] > 0  # both members' training time
     assert entry["mmgene"]["recentred"] is True  # annotate's default: 800 cells and a model that stores its training mean
     for prompt_set in ("ontology", "author"):
         metrics = entry["mmgene"][prompt_set]

@@ -106,12 +106,15 @@ def _weights(folder: Path) -> dict[str, bytes]:
 
 
 def test_recipe_records_datasets_census_query_labels_and_config(seed0, corpus_dir):
-    saved = json.loads((corpus_dir / "lib0" / "mmgene_align.json").read_text())
+    saved = json.loads((corpus_dir / "lib0" / "mmgene_ensemble.json").read_text())  # the default: an ensemble
+    assert saved["members"] == ["member-0", "member-1", "member-2", "member-3"]
+    saved = saved["meta"]
     recipe = saved["recipe"]
     assert recipe == seed0.recipe
     assert recipe["sources"] == [str(corpus_dir / "corpus.csv")] and recipe["seed"] == 0 and recipe["mapping"] is None
     assert recipe["config"] == {
-        "seed": 0, "max_steps": 2, "mapping": None, "orthology": None, "min_confidence": None, "keep_unmapped": False
+        "seed": 0, "max_steps": 2, "mapping": None, "orthology": None, "min_confidence": None, "keep_unmapped": False,
+        "members": None,
     }
     rows = {d["dataset"]: d for d in recipe["datasets"]}
     assert list(rows) == ["human", "mouse", "census_3p", "census_all"]
@@ -133,7 +136,9 @@ def test_recipe_records_datasets_census_query_labels_and_config(seed0, corpus_di
     from mmgene.align.config import CORPUS_DEFAULTS, AlignConfig, TrainingConfig
 
     # every training setting but the seed and the step limit is the library's default, from the dataclasses
-    assert AlignConfig.from_dict(saved["config"]) == AlignConfig(training=TrainingConfig(seed=0, max_steps=2)).resolved(CORPUS_DEFAULTS)
+    for i in range(4):
+        member = json.loads((corpus_dir / "lib0" / f"member-{i}" / "mmgene_align.json").read_text())
+        assert AlignConfig.from_dict(member["config"]) == AlignConfig(training=TrainingConfig(seed=i, max_steps=2)).resolved(CORPUS_DEFAULTS)
 
 
 @pytest.mark.slow
@@ -147,17 +152,17 @@ def test_cli_same_seed_gives_the_same_bytes_another_seed_other_weights(seed0, co
         ("human", 120, None, None), ("mouse", 90, ["doublets"], 30), ("census_3p", 30, None, None), ("census_all", 15, None, None)
     ]
     same = _weights(corpus_dir / "lib0")
-    assert len(same) >= 4 and _weights(out) == same  # byte-identical, across processes
-    assert json.loads((out / "mmgene_align.json").read_text())["recipe"] == seed0.recipe
+    assert len(same) >= 16 and _weights(out) == same  # byte-identical, across processes, every member
+    assert json.loads((out / "mmgene_ensemble.json").read_text())["meta"]["recipe"] == seed0.recipe
 
     from safetensors.numpy import load_file
 
     from mmgene.pretrain import PretrainConfig, pretrain
 
-    other = pretrain(corpus_dir / "corpus.csv", corpus_dir / "lib1", config=PretrainConfig(seed=1, max_steps=1))
-    assert other.recipe["seed"] == 1
+    other = pretrain(corpus_dir / "corpus.csv", corpus_dir / "lib1", config=PretrainConfig(seed=1, max_steps=1, members=1))
+    assert other.recipe["seed"] == 1 and other.recipe["config"]["members"] == 1
     head = "cell_2_CellHead/model.safetensors"
-    a, b = load_file(corpus_dir / "lib0" / head), load_file(corpus_dir / "lib1" / head)
+    a, b = load_file(corpus_dir / "lib0" / "member-0" / head), load_file(corpus_dir / "lib1" / head)  # one member: a model folder
     assert a.keys() == b.keys() and any(not np.array_equal(a[k], b[k]) for k in a)
 
 
@@ -285,7 +290,7 @@ def test_push_to_hub_keeps_the_recipe(seed0, tmp_path, monkeypatch):
     with hub_for_this_process(tmp_path / "hub", tmp_path / "hf-cache", monkeypatch) as server:
         load(seed0.out).push_to_hub(f"{server.user}/general-cells", token=server.token)
         files = set(HfApi(endpoint=server.url, token=server.token).list_repo_files(f"{server.user}/general-cells"))
-        assert {"README.md", "mmgene_align.json", "modules.json"} <= files
+        assert {"README.md", "mmgene_ensemble.json", "member-0/mmgene_align.json", "member-3/modules.json"} <= files
         monkeypatch.setenv("HF_TOKEN", server.token)  # private by default: reading it back needs the token
         again = load(f"hf://{server.user}/general-cells")
     assert again.meta["recipe"] == seed0.recipe

@@ -358,6 +358,24 @@ def test_train_stream_trains_and_saves_a_model(manifest, tmp_path):
     assert vectors.shape[0] == 4 and np.isfinite(vectors).all()
 
 
+def test_train_stream_trains_one_model_by_default_and_an_ensemble_on_request(manifest, tmp_path):
+    from mmgene.align import CorpusTrainingConfig, EnsembleModel, ModelConfig, TrainingConfig, load
+    from mmgene.align.stream_train import train_stream
+    from mmgene.corpus import CorpusOptions, read_corpus
+    from mmgene.pairs.stream_config import StreamConfig
+
+    corpus = read_corpus(manifest, CorpusOptions(backed=True))
+    settings = {
+        "model": ModelConfig(gene_bridge=False, gene_dim=16, dim=16, hidden=32), "training": TrainingConfig(max_steps=2, batch_size=8),
+        "stream": StreamConfig(chunk_size=16, eval_cells=10),
+    }
+    model = train_stream(corpus, **settings, balance=CorpusTrainingConfig(members=2), out=tmp_path / "model")
+    assert isinstance(model, EnsembleModel) and [m.config.training.seed for m in model.members] == [0, 1]
+    assert [m.meta["stream"]["chunk_size"] for m in model.members] == [16, 16]
+    cells = read_corpus(manifest)["human_pbmc"].adata[:6].copy()
+    assert np.array_equal(load(tmp_path / "model").encode_cells(cells), model.encode_cells(cells))
+
+
 def test_bad_settings_are_refused(manifest, tmp_path):
     from mmgene.align import TrainingConfig
     from mmgene.align.stream_train import train_stream

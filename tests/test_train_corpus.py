@@ -184,15 +184,17 @@ def test_train_corpus_on_shared_datasets_saves_a_model_that_reads_mouse_cells(sh
         corpus,
         model=ModelConfig(gene_bridge=False),
         training=TrainingConfig(max_steps=20, batch_size=32),
-        balance=CorpusTrainingConfig(rows_per_dataset=160),
+        balance=CorpusTrainingConfig(rows_per_dataset=160, members=2),
         out=out,
     )
     assert model.meta["datasets"] == ["baron", "zilionis"]
     assert sorted(model.meta["dataset_classes"]["zilionis"]) == ["B cell", "T cell", "natural killer cell", "neutrophil"]
     assert model.meta["balance"]["rows_per_dataset"] == 160
     # a corpus in memory trains with hard negatives by default: 320 rows / 32 = 10 steps a round, so 2 rounds
-    assert (model.config.training.hard_negatives, model.meta["run"]["rounds"]) == (5, 2)
+    for member in model.members:
+        assert (member.config.training.hard_negatives, member.meta["run"]["rounds"]) == (5, 2)
     loaded = load(out)
+    assert [m.config.training.seed for m in loaded.members] == [0, 1]
     assert loaded.meta["dataset_classes"] == model.meta["dataset_classes"]
     mouse = corpus["zilionis"].adata[:16].copy()  # its own (mouse) symbols: the vocabulary matches case-insensitively
     vecs = loaded.encode_cells(mouse)
@@ -206,7 +208,8 @@ def test_cli_train_corpus(tiny_manifest, tmp_path):
     assert res.returncode == 0, res.stderr
     import json
 
-    meta = json.loads((out / "mmgene_align.json").read_text())
+    assert json.loads((out / "mmgene_ensemble.json").read_text())["members"] == [f"member-{i}" for i in range(4)]  # the default
+    meta = json.loads((out / "member-0" / "mmgene_align.json").read_text())
     assert meta["datasets"] == ["human_pbmc", "mouse_pbmc"]
     assert set(meta["dataset_classes"]) == {"human_pbmc", "mouse_pbmc"}
     assert meta["config"]["training"]["hard_negatives"] == 5  # the corpus default, recorded as run

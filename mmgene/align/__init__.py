@@ -2,7 +2,8 @@
 
 ``train`` fits it with the settings of ``PairsConfig``, ``ModelConfig`` and ``TrainingConfig`` (see
 :mod:`mmgene.align.config`), ``load`` reads a saved model directory, ``AlignedModel`` encodes text and
-cells into the joint space. Looked up lazily so that ``import mmgene.align`` loads no torch.
+cells into the joint space; ``train_corpus`` trains on a corpus, by default an ``EnsembleModel`` of four
+models used as one space. Looked up lazily so that ``import mmgene.align`` loads no torch.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from mmgene.lazy import lazy_exports
 _EXPORTS = {
     "load": "mmgene.align.model",
     "AlignedModel": "mmgene.align.model",
+    "EnsembleModel": "mmgene.align.ensemble",
     "build_model": "mmgene.align.model",
     "train": "mmgene.align.train",
     "train_corpus": "mmgene.align.corpus_train",

@@ -30,15 +30,18 @@ def base_model(model: Any) -> str | None:
 
 def card_values(model: Any, location: str, *, hub: bool = False) -> dict[str, Any]:
     """The template values of ``mmgene/_cards/model_card.md`` for ``model`` (an
-    :class:`~mmgene.align.AlignedModel`) at ``location``: a Hub repo id with ``hub``, else a folder path."""
+    :class:`~mmgene.align.AlignedModel` or an ensemble of them) at ``location``: a Hub repo id with ``hub``, else a folder path."""
     from mmgene import __version__
 
     meta = model.meta
     params = _settings(model)
     classes = meta.get("classes", [])
+    members = meta.get("members") or []
+    runs = [(m.get("eval_history"), f"held-out cells of member {i} (seed {m.get('seed')})") for i, m in enumerate(members)]
     metrics = [
-        {"name": name.removeprefix("zero_shot_").replace("_", " "), "value": f"{value:.3f}", "split": "held-out cells"}
-        for name, value in (meta.get("eval_history") or [{}])[-1].items()
+        {"name": name.removeprefix("zero_shot_").replace("_", " "), "value": f"{value:.3f}", "split": split}
+        for history, split in (runs or [(meta.get("eval_history"), "held-out cells")])
+        for name, value in (history or [{}])[-1].items()
         if name != "steps" and isinstance(value, float)
     ]
     for entry in meta.get("reported_metrics", []):
@@ -56,6 +59,10 @@ def card_values(model: Any, location: str, *, hub: bool = False) -> dict[str, An
         "description": (
             f"Aligns cells and text for {len(classes)} cell types ({', '.join(map(str, classes[:12]))}"
             f"{' ...' if len(classes) > 12 else ''}); query cells by free text, e.g. zero-shot cell-type annotation."
+            + (
+                f" An ensemble of {len(members)} models trained alike with seeds {', '.join(str(m.get('seed')) for m in members)}: "
+                "its space holds theirs side by side, so a cosine in it is the mean of theirs." if members else ""
+            )
         ),
         "text_model": f"{text_model} ({mode})",
         "omics_inputs": ", ".join(f"`{i}`" for i in model.inputs),
@@ -76,6 +83,7 @@ def card_values(model: Any, location: str, *, hub: bool = False) -> dict[str, An
         "mmgene_version": __version__,
         "created": _dt.date.today().isoformat(),
         "recipe": recipe_values(meta.get("recipe")),
+        "members": len(members),
     }
 
 
@@ -97,6 +105,9 @@ def recipe_values(recipe: dict[str, Any] | None) -> dict[str, Any]:
     command = ["mmgene pretrain", *recipe.get("sources", []), "--seed", str(recipe.get("seed", 0))]
     if mapping:
         command += ["--mapping", str(mapping.get("file"))]
+    members = (recipe.get("config") or {}).get("members")
+    if members is not None:
+        command += ["--members", str(members)]
     return {
         "datasets": rows,
         "command": " ".join(command),

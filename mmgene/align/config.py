@@ -1,10 +1,10 @@
 """The settings of an aligned model and of its training, one default each.
 
 The defaults are the best configuration measured: the library, the CLI, the demo and the benchmarks
-all train with them. Two settings depend on what a model learns from and are left to the trainer
-(``None``): hard negatives and the gene channel's encoding weight, chosen by leaving datasets out for a
-corpus (``benchmarks/cross_dataset.py``) and on PBMC 3k for one AnnData (``benchmarks/quality_pbmc.py``);
-see :class:`TrainerDefaults`. A trained model stores its three configs as they ran (those settings
+all train with them. Three settings depend on what a model learns from and are left to the trainer
+(``None``): hard negatives, the gene channel's encoding weight and the number of ensemble members,
+chosen by leaving datasets out for a corpus (``benchmarks/cross_dataset.py``) and on PBMC 3k for one
+AnnData (``benchmarks/quality_pbmc.py``); see :class:`TrainerDefaults`. A trained model stores its three configs as they ran (those settings
 filled in) in ``mmgene_align.json`` (``dataclasses.asdict``) and :func:`mmgene.align.load` reads them
 back as :attr:`mmgene.align.AlignedModel.config`.
 """
@@ -29,13 +29,15 @@ class TrainerDefaults:
 
     hard_negatives: int
     query_channel: float
+    members: int = 1
 
 
 #: one AnnData (:func:`mmgene.align.train`): chosen on PBMC 3k (docs/benchmarks.md, first section)
 ANNDATA_DEFAULTS = TrainerDefaults(hard_negatives=0, query_channel=0.5)
 #: a corpus in memory (:func:`mmgene.align.train_corpus`, ``pretrain``): chosen by leaving datasets out
-CORPUS_DEFAULTS = TrainerDefaults(hard_negatives=5, query_channel=0.7)
-#: a streamed corpus: as in memory, but it cannot mine hard negatives (every row is rewritten between rounds)
+CORPUS_DEFAULTS = TrainerDefaults(hard_negatives=5, query_channel=0.7, members=4)
+#: a streamed corpus: as in memory, but it cannot mine hard negatives (every row is rewritten between
+#: rounds) and trains one model (a corpus streamed is one too large to read four times)
 STREAMED_DEFAULTS = TrainerDefaults(hard_negatives=0, query_channel=0.7)
 
 
@@ -145,6 +147,11 @@ class CorpusTrainingConfig:
     mask_related: bool = setting(
         True, "Keep pairs of classes whose Cell Ontology terms are ancestor and descendant out of the loss's negatives"
     )
+    members: int | None = setting(
+        None,
+        "Models trained alike with seeds seed, seed+1, ... and used as one (mmgene.align.ensemble: each recentred, "
+        "their cosines averaged); each costs one more training (none: 4 in memory, 1 streamed)",
+    )
 
     def __post_init__(self) -> None:
         check_whole(
@@ -153,6 +160,12 @@ class CorpusTrainingConfig:
             "CorpusTrainingConfig.rows_per_dataset",
             "pass 0 (the median dataset) or a row count",
         )
+        if self.members is not None:
+            check_whole(self.members, "members", "CorpusTrainingConfig.members", "pass 1 (one model) or more", 1)
+
+    def resolved(self, defaults: TrainerDefaults) -> CorpusTrainingConfig:
+        """This config with ``members`` set to the trainer's default when left to it (``None``)."""
+        return self if self.members is not None else replace(self, members=defaults.members)
 
 
 @dataclass(frozen=True)

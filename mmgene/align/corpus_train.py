@@ -218,7 +218,7 @@ def start_training(
         raise ParameterError("the corpus has no dataset", "argument corpus", "list at least one dataset")
     obsm_dims = _obsm_dims(corpus, inputs)
     torch.set_num_threads(max(1, settings.torch_threads))
-    return config, balance or CorpusTrainingConfig(), obsm_dims
+    return config, (balance or CorpusTrainingConfig()).resolved(defaults), obsm_dims
 
 
 def corpus_meta(corpus: Any, examples: TrainingPairs, record: dict[str, Any], related: Any, run: Any, seconds: float) -> dict[str, Any]:
@@ -253,26 +253,37 @@ def train_corpus(
     out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
 ) -> Any:
-    """Train one aligned text-cell model on every dataset of ``corpus`` (:func:`mmgene.corpus.read_corpus`)
-    and return it as :class:`~mmgene.align.model.AlignedModel`.
+    """Train aligned text-cell models on every dataset of ``corpus`` (:func:`mmgene.corpus.read_corpus`):
+    one :class:`~mmgene.align.model.AlignedModel`, or with ``balance.members`` > 1 (the default, 4) an
+    :class:`~mmgene.align.ensemble.EnsembleModel` of models trained with seeds ``seed``, ``seed + 1``, ...
 
     ``pairs``, ``model`` and ``training`` are as for :func:`mmgene.align.train`; ``balance``
-    (:class:`~mmgene.align.config.CorpusTrainingConfig`) sets the rows per dataset and the ontology
-    mask. The zero-shot evaluator during training scores the held-out cells of all datasets
-    together, against all classes. The metadata names the datasets and each one's classes.
+    (:class:`~mmgene.align.config.CorpusTrainingConfig`) sets the rows per dataset, the ontology
+    mask and the members. The zero-shot evaluator during training scores the held-out cells of all
+    datasets together, against all classes. The metadata names the datasets and each one's classes.
     """
     from mmgene.lazy import require
 
     require("torch", "training on a corpus")
-    from mmgene.align.model import AlignedModel
-    from mmgene.align.fit import fit_pairs
-    from mmgene.align.recentre import MEAN_KEY, training_cells, training_mean
-    from mmgene.text.ontology import related_terms
+    from mmgene.align.ensemble import train_members
 
     config, balance, obsm_dims = start_training(
         corpus, inputs, AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig()),
         balance, CORPUS_DEFAULTS, out, overwrite,
     )
+    aligned = train_members(lambda member: _train_model(corpus, inputs, member, balance, obsm_dims), config, balance.members)
+    if out is not None:
+        aligned.save(out, overwrite=overwrite)
+    return aligned
+
+
+def _train_model(corpus: Any, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig, obsm_dims: list[int]) -> Any:
+    """One model of :func:`train_corpus`, with its training mean, not saved."""
+    from mmgene.align.fit import fit_pairs
+    from mmgene.align.model import AlignedModel
+    from mmgene.align.recentre import MEAN_KEY, training_cells, training_mean
+    from mmgene.text.ontology import related_terms
+
     t0 = time.perf_counter()
     examples, record = corpus_pairs(corpus, inputs=inputs, config=config, balance=balance)
     related = related_terms(GlobalClasses(record["class_ids"], [], []).term_ids) if balance.mask_related else None
@@ -280,7 +291,5 @@ def train_corpus(
     seconds = time.perf_counter() - t0
     aligned = AlignedModel(run.st, list(inputs), corpus_meta(corpus, examples, record, related, run, seconds), config)
     aligned.meta[MEAN_KEY] = training_mean(aligned, [training_cells(human_view(ds), record["trained_cells"][ds.name]) for ds in corpus])
-    if out is not None:
-        aligned.save(out, overwrite=overwrite)
     info(f"trained on {len(corpus)} datasets in {seconds:.0f} s")
     return aligned

@@ -305,29 +305,9 @@ class AlignedModel:
     def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool = True, commit_message: str = "Upload mmgene aligned model") -> str:
         """Upload the model folder with its model card (code that loads it from ``repo_id``) to a model
         repository, created private unless ``private=False`` (as datasets are published); returns its URL."""
-        import tempfile
+        from mmgene.align.hub import push_model
 
-        from huggingface_hub import HfApi
-
-        from mmgene.align.card import render_model_card
-
-        api = HfApi(token=token)
-        url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        saved_at = self.meta.get("path")
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / "model"
-            self.save(folder)
-            if saved_at is None:  # where the model lives is unchanged by its upload
-                self.meta.pop("path", None)
-            else:
-                self.meta["path"] = saved_at
-            (folder / "README.md").write_text(render_model_card(self, repo_id, hub=True), encoding="utf-8")
-            from mmgene.atomic import MARKER
-
-            api.upload_folder(
-                folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message, ignore_patterns=[MARKER]
-            )
-        return str(url)
+        return push_model(self, repo_id, token=token, private=private, commit_message=commit_message)
 
 
 def model_classes() -> tuple[dict[str, type], dict[str, type]]:
@@ -352,8 +332,9 @@ def model_classes() -> tuple[dict[str, type], dict[str, type]]:
     return module_type_names([Router, Normalize]), route_types
 
 
-def _check_router(folder: Path, route_types: dict[str, type]) -> dict[str, Any]:
-    """Check one Router's ``router_config.json`` (and the text encoder of its TextInput); returns the config."""
+def _check_router(folder: Path, route_types: dict[str, type], shared_encoder: Path | None = None) -> dict[str, Any]:
+    """Check one Router's ``router_config.json`` and the text encoder of its TextInput (its own folder,
+    else ``shared_encoder``: the text model an ensemble's members share, checked by its loader); returns the config."""
     from mmgene.model_files import check_text_encoder, module_folder, read_json, refuse
 
     path = folder / "router_config.json"
@@ -367,7 +348,9 @@ def _check_router(folder: Path, route_types: dict[str, type]) -> dict[str, Any]:
         module_folder(folder, name, path)
     for name, type_name in types.items():
         if route_types[str(type_name)].__name__ == "TextInput":
-            check_text_encoder(module_folder(folder, name, path) / "encoder")
+            own = module_folder(folder, name, path) / "encoder"
+            if shared_encoder is None or own.exists():
+                check_text_encoder(own)
     return config
 
 
@@ -380,13 +363,14 @@ def _check_stray_listings(folder: Path, allowed: set[str]) -> None:
             raise refuse(path, "the module class", type_name)
 
 
-def check_model_folder(folder: Path) -> None:
+def check_model_folder(folder: Path, shared_encoder: Path | None = None) -> None:
     """Refuse an aligned model folder that names anything outside :func:`model_classes`, before it is loaded.
 
     Checked: the root ``modules.json``; the ``router_config.json`` of every Router it lists, root folder
     included; the text encoder nested in each TextInput (its ``modules.json``, its transformer's
-    ``config.json``); every other ``modules.json``/``router_config.json`` anywhere in the folder; and no
-    config file may carry ``auto_map``. Nothing is imported from the folder: loading it would run code.
+    ``config.json``; an ensemble member without one reads ``shared_encoder``, which its loader checks);
+    every other ``modules.json``/``router_config.json`` anywhere in the folder; and no config file may
+    carry ``auto_map``. Nothing is imported from the folder: loading it would run code.
     """
     from mmgene.model_files import check_no_auto_map, module_folder, modules_json, prescreen_types, refuse, text_encoder_classes
 
@@ -405,20 +389,26 @@ def check_model_folder(folder: Path) -> None:
         if cls is None:
             raise refuse(listing, "the module class", entry["type"])
         if cls.__name__ == "Router":
-            _check_router(module_folder(folder, entry.get("path"), listing), route_types)
+            _check_router(module_folder(folder, entry.get("path"), listing), route_types, shared_encoder)
     _check_stray_listings(folder, {*root_types, *route_types, *text_encoder_classes()})
 
 
-def _load_router(folder: Path, sub: str, route_types: dict[str, type]) -> Any:
-    """Build a Router from its checked config, each module by its allow-listed class (no import by name)."""
+def _load_router(folder: Path, sub: str, route_types: dict[str, type], shared: tuple[Path, Any] | None = None) -> Any:
+    """Build a Router from its checked config, each module by its allow-listed class (no import by name);
+    ``shared`` is an ensemble's shared text model (its folder and the loaded encoder) or None."""
     import ast
 
     from sentence_transformers.base.modules import Router
 
-    config = _check_router(folder / sub, route_types)
+    config = _check_router(folder / sub, route_types, shared[0] if shared else None)
+
+    def options(cls: type) -> dict[str, Any]:
+        return {"encoder": shared[1]} if shared is not None and cls.__name__ == "TextInput" else {}
+
     loaded = {
         name: route_types[str(t)].load(
-            str(folder), subfolder=Path(sub, name).as_posix(), local_files_only=True, trust_remote_code=False
+            str(folder), subfolder=Path(sub, name).as_posix(), local_files_only=True, trust_remote_code=False,
+            **options(route_types[str(t)]),
         )
         for name, t in config["types"].items()
     }
@@ -429,7 +419,7 @@ def _load_router(folder: Path, sub: str, route_types: dict[str, type]) -> Any:
     return Router(structure, **params)
 
 
-def _build_sentence_transformer(folder: Path, device: str) -> Any:
+def _build_sentence_transformer(folder: Path, device: str, shared: tuple[Path, Any] | None = None) -> Any:
     """The model's SentenceTransformer, built by mmgene from the checked folder (trust_remote_code stays off)."""
     from mmgene.lazy import require
 
@@ -443,7 +433,7 @@ def _build_sentence_transformer(folder: Path, device: str) -> Any:
     for entry in modules_json(folder):
         cls, sub = root_types[entry["type"]], str(entry.get("path") or "")
         if cls.__name__ == "Router":
-            modules.append(_load_router(folder, sub, route_types))
+            modules.append(_load_router(folder, sub, route_types, shared))
         else:
             modules.append(cls.load(str(folder), subfolder=sub, local_files_only=True, trust_remote_code=False))
     settings_file = folder / "config_sentence_transformers.json"
@@ -452,30 +442,60 @@ def _build_sentence_transformer(folder: Path, device: str) -> Any:
     return SentenceTransformer(modules=modules, device=device, **kwargs)
 
 
-def load(path: str | os.PathLike[str], device: str = "cpu") -> AlignedModel:
-    """Load a model folder written by :meth:`AlignedModel.save` (or ``mmgene train``), or ``hf://owner/name[@revision]``.
+def load(path: str | os.PathLike[str], device: str = "cpu") -> Any:
+    """Load a model folder written by :meth:`AlignedModel.save` (or ``mmgene train``), or ``hf://owner/name[@revision]``:
+    an :class:`AlignedModel`, or an :class:`~mmgene.align.ensemble.EnsembleModel` for a folder of members.
 
     A local path that does not exist is an error, never a Hub lookup. Nothing in the folder is run:
     :func:`check_model_folder` checks every config that names a class against mmgene's allow-list, then
     mmgene builds the modules itself from those classes (``trust_remote_code`` is never set). A Hub
-    model is downloaded with ``snapshot_download`` and checked the same way. Loading leaves torch's
-    process-wide settings (its thread count) as they are.
+    model is downloaded with ``snapshot_download`` and checked the same way; an ensemble's members each
+    so. Loading leaves torch's process-wide settings (its thread count) as they are.
     """
-    from mmgene.model_files import read_json, resolve_model
+    from mmgene.align.ensemble import ENSEMBLE_FILE, EnsembleModel, member_folders
+    from mmgene.model_files import resolve_model
 
     folder, hub = resolve_model(path)
-    config = folder / MMGENE_CONFIG
-    if not config.is_file():
+    if (folder / ENSEMBLE_FILE).is_file():
+        from mmgene.model_files import check_no_auto_map, check_text_encoder, load_text_encoder
+
+        folders, shared_folder, meta = member_folders(folder)
+        check_no_auto_map(folder)
+        if shared_folder is not None:
+            check_text_encoder(shared_folder)
+        for member in folders:  # every member passes before any is built
+            _check_folder(member, shared_encoder=shared_folder)
+        shared = (shared_folder, load_text_encoder(shared_folder, device=device)) if shared_folder is not None else None
+        members = [_load_folder(member, str(member), device, shared=shared) for member in folders]
+        if hub is not None:
+            for member, name in zip(members, folders):
+                member.meta["path"] = f"{hub}/{name.name}"
+        return EnsembleModel(members, {**meta, "path": str(hub) if hub is not None else str(folder)})
+    return _load_folder(folder, str(hub) if hub is not None else str(folder), device, given=path)
+
+
+def _check_folder(folder: Path, given: Any = None, shared_encoder: Path | None = None) -> None:
+    """Refuse a folder that is not an mmgene model (no :data:`MMGENE_CONFIG`) or names code (:func:`check_model_folder`)."""
+    if not (folder / MMGENE_CONFIG).is_file():
         raise InputFileError(
-            f"no mmgene aligned model at {str(path)!r} ({MMGENE_CONFIG} is missing)",
+            f"no mmgene aligned model at {str(given if given is not None else folder)!r} ({MMGENE_CONFIG} is missing)",
             str(folder),
             "give the folder written by `mmgene train` or AlignedModel.save",
         )
-    check_model_folder(folder)
+    check_model_folder(folder, shared_encoder)
+
+
+def _load_folder(folder: Path, location: str, device: str, given: Any = None, shared: tuple[Path, Any] | None = None) -> AlignedModel:
+    """One model folder, checked and built (see :func:`load`); ``location`` becomes ``meta['path']``;
+    ``shared`` is an ensemble's shared text model (its folder and the loaded encoder) or None."""
+    from mmgene.model_files import read_json
+
+    config = folder / MMGENE_CONFIG
+    _check_folder(folder, given, shared[0] if shared else None)
     from mmgene.align import training_log  # imports transformers (and torch): only for a folder that passed
 
     try:
-        st = _build_sentence_transformer(folder, device)
+        st = _build_sentence_transformer(folder, device, shared)
     except MMGeneError:
         raise  # already says what is wrong (ParameterError is a ValueError, MissingColumnError a KeyError)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
@@ -491,7 +511,7 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> AlignedModel:
         )
     inputs = meta.pop("inputs", ["genes"])
     trained_with = _saved_config(meta.pop("config", None), config)
-    meta["path"] = str(hub) if hub is not None else str(folder)
+    meta["path"] = location
     training_log.read(folder, st)
     st.eval()
     return AlignedModel(st, inputs, meta, trained_with)

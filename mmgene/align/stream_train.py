@@ -244,16 +244,12 @@ def train_stream(
     """Train on ``corpus`` as :func:`mmgene.align.train_corpus` does, reading the datasets in chunks
     (see the module docstring); ``stream`` (:class:`~mmgene.pairs.stream_config.StreamConfig`) sets the chunk
     size, how many chunks are shuffled together and the evaluator's sample. Read the corpus backed
-    (``CorpusOptions(backed=True)``) so that no matrix is loaded."""
+    (``CorpusOptions(backed=True)``) so that no matrix is loaded. One model by default; ``balance.members``
+    > 1 trains an :class:`~mmgene.align.ensemble.EnsembleModel`, reading the corpus once per member."""
     from mmgene.lazy import require
 
     require("torch", "streamed training on a corpus")
-    from mmgene import distributed
-    from mmgene.align.fit import fit_pairs
-    from mmgene.align.model import AlignedModel
-    from mmgene.align.recentre import MEAN_KEY, training_mean
-    from mmgene.pairs.result import TrainingPairs
-    from mmgene.text.ontology import related_terms
+    from mmgene.align.ensemble import train_members
 
     given = AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig())
     if given.training.hard_negatives:
@@ -263,6 +259,23 @@ def train_stream(
         )
     config, balance, obsm_dims = start_training(corpus, inputs, given, balance, STREAMED_DEFAULTS, out, overwrite)
     stream = stream or StreamConfig()
+    aligned = train_members(lambda member: _train_model(corpus, inputs, member, balance, stream, obsm_dims), config, balance.members)
+    if out is not None:
+        aligned.save(out, overwrite=overwrite)
+    return aligned
+
+
+def _train_model(
+    corpus: Any, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig, stream: StreamConfig, obsm_dims: list[int]
+) -> Any:
+    """One model of :func:`train_stream`, with its training mean, not saved."""
+    from mmgene import distributed
+    from mmgene.align.fit import fit_pairs
+    from mmgene.align.model import AlignedModel
+    from mmgene.align.recentre import MEAN_KEY, training_mean
+    from mmgene.pairs.result import TrainingPairs
+    from mmgene.text.ontology import related_terms
+
     t0 = time.perf_counter()
     source = CorpusStream(corpus, inputs=inputs, config=config, balance=balance, stream=stream)
     prepare_s = time.perf_counter() - t0
@@ -292,7 +305,5 @@ def train_stream(
     }
     aligned = AlignedModel(run.st, list(inputs), meta, config)
     aligned.meta[MEAN_KEY] = training_mean(aligned, [source.training_cells(k) for k in range(len(source.datasets))])
-    if out is not None:
-        aligned.save(out, overwrite=overwrite)
     info(f"trained on {len(corpus)} datasets, streamed, in {seconds:.0f} s ({prepare_s:.0f} s preparing the pairs)")
     return aligned

@@ -72,6 +72,7 @@ def train_command(
     # CorpusTrainingConfig (--corpus only)
     rows_per_dataset: int | None = config_option(CorpusTrainingConfig, "rows_per_dataset", min=0),
     mask_related: bool | None = config_option(CorpusTrainingConfig, "mask_related", "--mask-related/--no-mask-related"),
+    members: int | None = config_option(CorpusTrainingConfig, "members", min=1),
     # StreamConfig (--corpus --stream only)
     stream: bool = typer.Option(
         False, "--stream", help="With --corpus: read the datasets from disk in chunks, pairs made on the fly (mmgene.align.train_stream), for corpora larger than memory."
@@ -105,9 +106,9 @@ def train_command(
     if corpus is not None:
         model = _train_corpus(corpus, label_col, ontology_col, input_, configs, overrides(CorpusTrainingConfig, given), out, overwrite, streamed)
     else:
-        if rows_per_dataset is not None or mask_related is not None or stream:
+        if rows_per_dataset is not None or mask_related is not None or members is not None or stream:
             raise ParameterError(
-                "--rows-per-dataset, --mask-related and --stream apply to --corpus training only",
+                "--rows-per-dataset, --mask-related, --members and --stream apply to --corpus training only",
                 "mmgene train FILE",
                 "leave them out, or train on a corpus with --corpus",
             )
@@ -124,10 +125,11 @@ def train_command(
 
     if not is_main():  # under torchrun only rank 0 saved the model and reports
         return
-    hist = model.meta.get("eval_history") or []
-    last = f"; held-out zero-shot balanced accuracy {hist[-1]['zero_shot_balanced_accuracy']:.3f}" if hist else ""
-    log = out / FILE
-    result = {"model": str(out), "training_log": str(log) if log.is_file() else None, **model.meta}
+    runs = [m.get("eval_history") or [] for m in model.meta.get("members", [])] or [model.meta.get("eval_history") or []]
+    scores = [f"{h[-1]['zero_shot_balanced_accuracy']:.3f}" for h in runs if h]
+    last = f"; held-out zero-shot balanced accuracy {', '.join(scores)}" + (" (members)" if len(runs) > 1 else "") if scores else ""
+    logs = [str(p) for p in [out / FILE, *sorted(out.glob(f"member-*/{FILE}"))] if p.is_file()]
+    result = {"model": str(out), "training_log": (logs[0] if len(logs) == 1 else logs) if logs else None, **model.meta}
     result.pop("path", None)
     emit(result, f"wrote {out} ({model.meta['train_seconds']} s{last})", as_json=as_json)
 

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import typer
 
+from mmgene.align.config import CorpusTrainingConfig
 from mmgene.cli.app import app
 from mmgene.cli.options import config_option, json_option
 from mmgene.cli.results import emit
@@ -95,6 +96,7 @@ def cross_dataset_command(
     recentre: Optional[bool] = config_option(CrossDatasetConfig, "recentre", "--recentre/--no-recentre"),
     max_steps: Optional[int] = typer.Option(None, help="Training steps per model (default: the training config's epochs)."),
     seed: Optional[int] = typer.Option(None, help="Training seed (default: the training config's)."),
+    members: Optional[int] = config_option(CorpusTrainingConfig, "members", min=1),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report."),
     as_json: bool = json_option(),
@@ -111,7 +113,8 @@ def cross_dataset_command(
         check_output(out, overwrite=overwrite, inputs=[manifest])
     config = overrides(CrossDatasetConfig, {"datasets": tuple(hold_out) or None, "reference": reference, "mapper": mapper, "recentre": recentre})
     report = cross_dataset(
-        read_corpus([manifest]), config=config, training=overrides(TrainingConfig, {"max_steps": max_steps, "seed": seed})
+        read_corpus([manifest]), config=config, training=overrides(TrainingConfig, {"max_steps": max_steps, "seed": seed}),
+        balance=overrides(CorpusTrainingConfig, {"members": members}),
     )
     text = report_json(report)
     if out is not None:

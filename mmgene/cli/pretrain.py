@@ -48,6 +48,7 @@ def pretrain_command(
     orthology: Optional[Path] = _setting("orthology"),
     min_confidence: Optional[float] = _setting("min_confidence"),
     keep_unmapped: Optional[bool] = _setting("keep_unmapped", "--keep-unmapped/--drop-unmapped"),
+    members: Optional[int] = _setting("members", min=1),
     label_col: Optional[str] = typer.Option(None, "--label-col", help="obs column of cell-type labels (files and folders only)."),
     ontology_col: Optional[str] = typer.Option(
         None, "--ontology-col", help="obs column of Cell Ontology ids (files and folders only; without one labels are harmonised)."
@@ -70,6 +71,7 @@ def pretrain_command(
             "orthology": orthology,
             "min_confidence": min_confidence,
             "keep_unmapped": keep_unmapped,
+            "members": members,
         },
     )
     result = pretrain(

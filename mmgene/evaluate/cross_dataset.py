@@ -322,11 +322,12 @@ def cross_dataset(
     pairs: Any = None,
     model: Any = None,
     training: Any = None,
+    balance: Any = None,
 ) -> dict[str, Any]:
     """Leave-one-dataset-out zero-shot figures of ``corpus`` (see the module docstring).
 
-    ``pairs``, ``model`` and ``training`` are the training configs of :func:`mmgene.align.train_corpus`
-    (defaults when ``None``). Returns ``{"config", "datasets": {name: {...}}, "summary": {...}}``.
+    ``pairs``, ``model``, ``training`` and ``balance`` are the configs of :func:`mmgene.align.train_corpus`
+    (defaults when ``None``: an ensemble of four models per fold). Returns ``{"config", "datasets": {name: {...}}, "summary": {...}}``.
     """
     from mmgene.align import train_corpus
 
@@ -338,7 +339,7 @@ def cross_dataset(
             f"cannot hold out {unknown or names} from a corpus of {corpus.names}", "CrossDatasetConfig.datasets",
             "name datasets of a corpus that has at least two",
         )
-    train_kw = {"pairs": pairs, "model": model, "training": training}
+    train_kw = {"pairs": pairs, "model": model, "training": training, "balance": balance}
     single = None
     if config.reference is not None and config.reference in corpus.names:
         single = train_corpus(_subset(corpus, [config.reference]), **train_kw)

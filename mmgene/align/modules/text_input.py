@@ -151,13 +151,15 @@ class TextInput(InputModule):
             np.save(os.path.join(output_path, BRIDGE_VECTORS_FILE), self.gene_text_vectors)
 
     @classmethod
-    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> TextInput:
+    def load(cls, model_name_or_path: str, subfolder: str = "", encoder: Any = None, **kwargs: Any) -> TextInput:
         """:meth:`Module.load` with the files beside the config; the nested text encoder is checked and
-        loaded without remote code."""
+        loaded without remote code, unless ``encoder`` (an already loaded one, e.g. the text model an
+        ensemble's members share) is given and the folder has none of its own."""
         from mmgene.model_files import load_text_encoder
 
         folder = Path(cls.load_dir_path(model_name_or_path, subfolder=subfolder, **hub_options(kwargs)))
-        files: dict[str, Any] = {"encoder": load_text_encoder(folder / ENCODER_FOLDER, device="cpu")}
+        own = folder / ENCODER_FOLDER
+        files: dict[str, Any] = {"encoder": load_text_encoder(own, device="cpu") if encoder is None or own.exists() else encoder}
         if (folder / MENTIONS_FILE).exists():
             files["mention_index"] = json.loads((folder / MENTIONS_FILE).read_text(encoding="utf-8"))
         if (folder / BRIDGE_IDS_FILE).exists():
