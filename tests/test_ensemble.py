@@ -145,6 +145,14 @@ def test_an_ensemble_needs_two_members_reading_the_same_inputs(trained):
         EnsembleModel([model.members[0], other])
 
 
+def _name_evil_code(folder: Path, sentinel: Path) -> None:
+    """``folder/modules.json`` names ``evil_head.EvilHead``, a module beside it that writes ``sentinel`` when imported."""
+    (folder / "evil_head.py").write_text(f"open({str(sentinel)!r}, 'w').write('ran')\nclass EvilHead:\n    pass\n")
+    listing = json.loads((folder / "modules.json").read_text())
+    listing[-1]["type"] = "evil_head.EvilHead"
+    (folder / "modules.json").write_text(json.dumps(listing))
+
+
 def _ensemble_copy(out: Path, dst: Path) -> Path:
     shutil.copytree(out, dst)
     return dst
@@ -212,10 +220,7 @@ def test_a_shared_text_model_naming_code_is_refused_and_nothing_runs(trained, tm
     folder = _ensemble_copy(out, tmp_path / "copy")
     sentinel = tmp_path / "ran"
     text_model = folder / "text_encoder"
-    (text_model / "evil_head.py").write_text(f"open({str(sentinel)!r}, 'w').write('ran')\nclass EvilHead:\n    pass\n")
-    listing = json.loads((text_model / "modules.json").read_text())
-    listing[-1]["type"] = "evil_head.EvilHead"
-    (text_model / "modules.json").write_text(json.dumps(listing))
+    _name_evil_code(text_model, sentinel)
     with pytest.raises(UnsafeModelError, match="evil_head.EvilHead"):
         load(folder)
     (text_model / "modules.json").unlink()
@@ -249,11 +254,7 @@ def test_a_member_naming_code_is_refused_and_nothing_runs(trained, tmp_path):
     _, out, _, _ = trained
     folder = _ensemble_copy(out, tmp_path / "copy")
     sentinel = tmp_path / "ran"
-    member = folder / "member-1"
-    (member / "evil_head.py").write_text(f"open({str(sentinel)!r}, 'w').write('ran')\nclass EvilHead:\n    pass\n")
-    listing = json.loads((member / "modules.json").read_text())
-    listing[-1]["type"] = "evil_head.EvilHead"
-    (member / "modules.json").write_text(json.dumps(listing))
+    _name_evil_code(folder / "member-1", sentinel)
     with pytest.raises(UnsafeModelError, match="evil_head.EvilHead"):
         load(folder)
     assert not sentinel.exists()
