@@ -126,10 +126,13 @@ def render_model_card(
     datasets: list[str] | None = None,
     pipeline_tag: str = "sentence-similarity",
     template: str | os.PathLike[str] | None = None,
+    library_name: str = "sentence-transformers",
 ) -> Any:
     """The alignment-model card (``mmgene/_cards/model_card.md``) as a ``huggingface_hub.ModelCard``;
     ``recipe`` is optional (a model not made by ``mmgene pretrain`` has no training-corpus section), and
-    ``members`` (an ensemble's member count; absent: one model)."""
+    ``members`` (an ensemble's member count; absent: one model). ``library_name`` is what loads the
+    folder: sentence-transformers for one model, mmgene for an ensemble (its root is no
+    sentence-transformers folder)."""
     from mmgene.lazy import require
 
     require("huggingface_hub", "a model card")
@@ -137,7 +140,7 @@ def render_model_card(
 
     data = ModelCardData(
         license=license,
-        library_name="sentence-transformers",
+        library_name=library_name,
         pipeline_tag=pipeline_tag,
         base_model=base_model,
         datasets=datasets,

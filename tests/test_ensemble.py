@@ -102,6 +102,7 @@ def test_saved_folder_loads_back_the_same_space_with_a_card(trained):
     assert "An ensemble of 3 models trained alike with seeds 0, 1, 2" in card
     assert "held-out cells of member 2 (seed 2)" in card and "{{" not in card
     assert "This model is an ensemble of 3 models" in card and "trust_remote_code" not in card  # the root is no ST folder
+    assert "library_name: mmgene" in card and "library_name: mmgene" not in (out / "member-0" / "README.md").read_text()
 
 
 def test_save_replaces_only_what_mmgene_wrote(trained, tmp_path):

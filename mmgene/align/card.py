@@ -145,4 +145,6 @@ def render_model_card(model: Any, location: str, *, hub: bool = False) -> str:
     with ``hub``, published as the repo id ``location``."""
     from mmgene.cards import render_model_card as render
 
-    return str(render(card_values(model, location, hub=hub), datasets=None, base_model=base_model(model)))
+    values = card_values(model, location, hub=hub)
+    library = "mmgene" if values["members"] else "sentence-transformers"
+    return str(render(values, datasets=None, base_model=base_model(model), library_name=library))
