@@ -103,7 +103,8 @@ class PretrainResult:
     def summary(self) -> dict[str, Any]:
         """One JSON-ready object: the output, the seed, per dataset what was kept, and training figures."""
         meta = self.model.meta
-        history = meta.get("eval_history") or []
+        runs = [m.get("eval_history") or [] for m in meta.get("members", [])] or [meta.get("eval_history") or []]
+        held_out = [h[-1].get("zero_shot_balanced_accuracy") if h else None for h in runs]
         return {
             "out": str(self.out) if self.out is not None else None,
             "seed": self.recipe["seed"],
@@ -116,7 +117,7 @@ class PretrainResult:
             "train_cells": meta.get("train_cells"),
             "test_cells": meta.get("test_cells"),
             "train_seconds": meta.get("train_seconds"),
-            "held_out_balanced_accuracy": history[-1].get("zero_shot_balanced_accuracy") if history else None,
+            "held_out_balanced_accuracy": held_out if "members" in meta else held_out[0],  # an ensemble: each member's
         }
 
 

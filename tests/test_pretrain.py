@@ -148,6 +148,8 @@ def test_cli_same_seed_gives_the_same_bytes_another_seed_other_weights(seed0, co
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout)  # one JSON object, nothing else on stdout
     assert summary["out"] == str(out) and summary["seed"] == 0 and summary["classes"] == 3
+    held_out = summary["held_out_balanced_accuracy"]  # an ensemble: each member's held-out figure
+    assert len(held_out) == 4 and all(0.0 <= v <= 1.0 for v in held_out)
     assert [(d["dataset"], d["n_cells"], d.get("unmapped_labels"), d.get("cells_dropped")) for d in summary["datasets"]] == [
         ("human", 120, None, None), ("mouse", 90, ["doublets"], 30), ("census_3p", 30, None, None), ("census_all", 15, None, None)
     ]
@@ -317,3 +319,12 @@ def test_a_model_trained_without_pretrain_has_no_corpus_section():
     assert recipe_values(None) == {} and recipe_values({}) == {}
     values = recipe_values({"sources": ["c.csv"], "seed": 3, "mapping": {"file": "m.csv", "sha256": "ab"}, "datasets": []})
     assert values == {"datasets": [], "command": "mmgene pretrain c.csv --seed 3 --mapping m.csv", "mapping_sha256": "ab", "version": None}
+
+
+def test_summary_line_names_each_members_held_out_figure():
+    from mmgene.cli.pretrain import _lines
+
+    base = {"datasets": [], "out": "m", "classes": 3, "train_cells": 10, "seed": 0, "train_seconds": 1.0}
+    assert _lines({**base, "held_out_balanced_accuracy": [0.5, 0.25]})[-1].endswith("balanced accuracy 0.500, 0.250 (members)")
+    assert _lines({**base, "held_out_balanced_accuracy": 0.5})[-1].endswith("seed 0, 1.0 s; held-out zero-shot balanced accuracy 0.500")
+    assert _lines({**base, "held_out_balanced_accuracy": None})[-1].endswith("seed 0, 1.0 s")

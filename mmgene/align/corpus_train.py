@@ -1,4 +1,4 @@
-"""Train one aligned model on all datasets of a corpus (:func:`train_corpus`).
+"""Train aligned models on all datasets of a corpus (:func:`train_corpus`; four as one ensemble by default).
 
 Per dataset, pairs are made as for one AnnData (:func:`mmgene.pairs.make_pairs`, its own label and
 ontology columns, its own held-out cells), from a copy of the data whose genes are the dataset's

@@ -28,7 +28,9 @@ def _lines(summary: dict[str, Any]) -> list[str]:
             text += f"; unmapped: {', '.join(d['unmapped_labels'])} ({fate})"
         lines.append(text)
     held_out = summary["held_out_balanced_accuracy"]
-    score = f"; held-out zero-shot balanced accuracy {held_out:.3f}" if held_out is not None else ""
+    scores = [v for v in (held_out if isinstance(held_out, list) else [held_out]) if v is not None]
+    members = " (members)" if isinstance(held_out, list) else ""
+    score = f"; held-out zero-shot balanced accuracy {', '.join(f'{v:.3f}' for v in scores)}{members}" if scores else ""
     lines.append(
         f"wrote {summary['out']}: {len(summary['datasets'])} datasets, {summary['classes']} classes, "
         f"{summary['train_cells']:,} training cells, seed {summary['seed']}, {summary['train_seconds']} s{score}"
