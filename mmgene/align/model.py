@@ -449,8 +449,9 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> Any:
     A local path that does not exist is an error, never a Hub lookup. Nothing in the folder is run:
     :func:`check_model_folder` checks every config that names a class against mmgene's allow-list, then
     mmgene builds the modules itself from those classes (``trust_remote_code`` is never set). A Hub
-    model is downloaded with ``snapshot_download`` and checked the same way; an ensemble's members each
-    so. Loading leaves torch's process-wide settings (its thread count) as they are.
+    model is downloaded with ``snapshot_download`` and checked the same way, and so is every member of an
+    ensemble and the text model they share. Loading leaves torch's process-wide settings (its thread
+    count) as they are.
     """
     from mmgene.align.ensemble import ENSEMBLE_FILE, EnsembleModel, member_folders
     from mmgene.model_files import resolve_model
