@@ -6,8 +6,8 @@ gives every dataset without an ontology column Cell Ontology ids for its author 
 (:func:`harmonise_corpus`: the rows of a reviewed mapping CSV first, :func:`mmgene.harmonise.harmonise_labels`
 for the rest), and trains on all of it with :func:`mmgene.align.train_corpus` and the library's
 default configs (:mod:`mmgene.align.config`: an ensemble of four models); only the seed, the number of
-members and, for quick runs, a step limit are chosen here. Cells whose author label has no term are left out unless
-``PretrainConfig.keep_unmapped`` (then they form classes of their own, named by the label).
+members and, for quick runs, a step limit are chosen here. Cells whose author label has no term are
+left out unless ``PretrainConfig.keep_unmapped`` (then they form classes of their own, named by the label).
 
 The same sources, mapping and seed give the same weights, byte for byte, on the same machine and
 library versions (checked by ``tests/test_pretrain.py``). The model's ``mmgene_align.json`` records the
@@ -102,9 +102,10 @@ class PretrainResult:
 
     def summary(self) -> dict[str, Any]:
         """One JSON-ready object: the output, the seed, per dataset what was kept, and training figures."""
+        from mmgene.align.ensemble import eval_histories
+
         meta = self.model.meta
-        runs = [m.get("eval_history") or [] for m in meta.get("members", [])] or [meta.get("eval_history") or []]
-        held_out = [h[-1].get("zero_shot_balanced_accuracy") if h else None for h in runs]
+        held_out = [h[-1].get("zero_shot_balanced_accuracy") if h else None for h in eval_histories(meta)]
         return {
             "out": str(self.out) if self.out is not None else None,
             "seed": self.recipe["seed"],

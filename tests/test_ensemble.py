@@ -214,16 +214,12 @@ def test_a_shared_text_model_outside_its_folder_is_refused(trained, tmp_path, wh
         load(folder)
 
 
-def test_a_shared_text_model_naming_code_is_refused_and_nothing_runs(trained, tmp_path):
+def test_a_shared_text_model_with_auto_map_or_linked_is_refused(trained, tmp_path):
     from mmgene.align import load
 
     _, out, _, _ = trained
     folder = _ensemble_copy(out, tmp_path / "copy")
-    sentinel = tmp_path / "ran"
     text_model = folder / "text_encoder"
-    _name_evil_code(text_model, sentinel)
-    with pytest.raises(UnsafeModelError, match="evil_head.EvilHead"):
-        load(folder)
     (text_model / "modules.json").unlink()
     (text_model / "config.json").write_text(json.dumps({"auto_map": {"AutoModel": "evil_head.EvilHead"}, "model_type": "bert"}))
     with pytest.raises(UnsafeModelError, match="auto_map"):
@@ -232,7 +228,6 @@ def test_a_shared_text_model_naming_code_is_refused_and_nothing_runs(trained, tm
     os.symlink(folder / "member-0", text_model)
     with pytest.raises(ModelError, match="shared text model"):
         load(folder)
-    assert not sentinel.exists()
 
 
 def test_a_linked_member_and_unreadable_listing_are_refused(trained, tmp_path):
@@ -249,13 +244,15 @@ def test_a_linked_member_and_unreadable_listing_are_refused(trained, tmp_path):
         load(folder)
 
 
-def test_a_member_naming_code_is_refused_and_nothing_runs(trained, tmp_path):
+@pytest.mark.parametrize("where", ["member-1", "text_encoder"])
+def test_code_named_in_an_ensemble_is_refused_and_nothing_runs(trained, tmp_path, where):
+    """A member's modules.json, or the shared text model's, naming a class beside it: refused before import."""
     from mmgene.align import load
 
     _, out, _, _ = trained
     folder = _ensemble_copy(out, tmp_path / "copy")
     sentinel = tmp_path / "ran"
-    _name_evil_code(folder / "member-1", sentinel)
+    _name_evil_code(folder / where, sentinel)
     with pytest.raises(UnsafeModelError, match="evil_head.EvilHead"):
         load(folder)
     assert not sentinel.exists()
@@ -264,7 +261,6 @@ def test_a_member_naming_code_is_refused_and_nothing_runs(trained, tmp_path):
     assert_refused(["annotate", cells, "--model", folder, "--labels", "T cell", "B cell", "--out", tmp_path / "out.h5ad"], [tmp_path],
                    contains="evil_head")
     assert not sentinel.exists()
-
 
 def _human_file(trained) -> Path:
     return trained[3]

@@ -36,11 +36,13 @@ def card_values(model: Any, location: str, *, hub: bool = False) -> dict[str, An
     meta = model.meta
     params = _settings(model)
     classes = meta.get("classes", [])
+    from mmgene.align.ensemble import eval_histories
+
     members = meta.get("members") or []
-    runs = [(m.get("eval_history"), f"held-out cells of member {i} (seed {m.get('seed')})") for i, m in enumerate(members)]
+    splits = [f"held-out cells of member {i} (seed {m.get('seed')})" for i, m in enumerate(members)] or ["held-out cells"]
     metrics = [
         {"name": name.removeprefix("zero_shot_").replace("_", " "), "value": f"{value:.3f}", "split": split}
-        for history, split in (runs or [(meta.get("eval_history"), "held-out cells")])
+        for history, split in zip(eval_histories(meta), splits)
         for name, value in (history or [{}])[-1].items()
         if name != "steps" and isinstance(value, float)
     ]

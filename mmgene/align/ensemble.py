@@ -168,6 +168,15 @@ class EnsembleModel:
         return push_model(self, repo_id, token=token, private=private, commit_message=commit_message)
 
 
+def eval_histories(meta: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The held-out evaluation history of each member of an ensemble's metadata, or of one model's as
+    the only entry: what reports and cards show as training figures."""
+    members = meta.get("members")
+    if members:
+        return [list(m.get("eval_history") or []) for m in members]
+    return [list(meta.get("eval_history") or [])]
+
+
 def _text_model_folder(member: Path) -> Path | None:
     """The folder of a saved member's text model (``<TextInput module>/encoder``), None if it has not one."""
     from mmgene.align.modules.text_input import ENCODER_FOLDER, TextInput
@@ -176,8 +185,12 @@ def _text_model_folder(member: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def _files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+def _same_files(a: Path, b: Path) -> bool:
+    """Whether two folders hold the same files (relative paths and bytes), compared without loading them whole."""
+    import filecmp
+
+    files = [sorted(p.relative_to(f).as_posix() for p in f.rglob("*") if p.is_file()) for f in (a, b)]
+    return files[0] == files[1] and all(filecmp.cmp(a / name, b / name, shallow=False) for name in files[0])
 
 
 def share_text_model(folder: Path, names: Sequence[str]) -> bool:
@@ -189,8 +202,7 @@ def share_text_model(folder: Path, names: Sequence[str]) -> bool:
     folders = [_text_model_folder(folder / name) for name in names]
     if any(f is None for f in folders):
         return False
-    first = _files(folders[0])
-    if any(_files(f) != first for f in folders[1:]):
+    if not all(_same_files(folders[0], f) for f in folders[1:]):
         return False
     shutil.move(str(folders[0]), str(folder / SHARED_TEXT_MODEL))
     for other in folders[1:]:

@@ -467,7 +467,7 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> Any:
         for member in folders:  # every member passes before any is built
             _check_folder(member, shared_encoder=shared_folder)
         shared = (shared_folder, load_text_encoder(shared_folder, device=device)) if shared_folder is not None else None
-        members = [_load_folder(member, str(member), device, shared=shared) for member in folders]
+        members = [_load_folder(member, str(member), device, shared=shared, checked=True) for member in folders]
         if hub is not None:
             for member, name in zip(members, folders):
                 member.meta["path"] = f"{hub}/{name.name}"
@@ -486,13 +486,17 @@ def _check_folder(folder: Path, given: Any = None, shared_encoder: Path | None =
     check_model_folder(folder, shared_encoder)
 
 
-def _load_folder(folder: Path, location: str, device: str, given: Any = None, shared: tuple[Path, Any] | None = None) -> AlignedModel:
-    """One model folder, checked and built (see :func:`load`); ``location`` becomes ``meta['path']``;
-    ``shared`` is an ensemble's shared text model (its folder and the loaded encoder) or None."""
+def _load_folder(
+    folder: Path, location: str, device: str, given: Any = None, shared: tuple[Path, Any] | None = None, checked: bool = False
+) -> AlignedModel:
+    """One model folder, checked (unless ``checked``: :func:`load` checked it already) and built;
+    ``location`` becomes ``meta['path']``; ``shared`` is an ensemble's shared text model (its folder and
+    the loaded encoder) or None."""
     from mmgene.model_files import read_json
 
     config = folder / MMGENE_CONFIG
-    _check_folder(folder, given, shared[0] if shared else None)
+    if not checked:
+        _check_folder(folder, given, shared[0] if shared else None)
     from mmgene.align import training_log  # imports transformers (and torch): only for a folder that passed
 
     try:

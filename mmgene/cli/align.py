@@ -125,7 +125,9 @@ def train_command(
 
     if not is_main():  # under torchrun only rank 0 saved the model and reports
         return
-    runs = [m.get("eval_history") or [] for m in model.meta.get("members", [])] or [model.meta.get("eval_history") or []]
+    from mmgene.align.ensemble import eval_histories
+
+    runs = eval_histories(model.meta)
     scores = [f"{h[-1]['zero_shot_balanced_accuracy']:.3f}" for h in runs if h]
     last = f"; held-out zero-shot balanced accuracy {', '.join(scores)}" + (" (members)" if len(runs) > 1 else "") if scores else ""
     logs = [str(p) for p in [out / FILE, *sorted(out.glob(f"member-*/{FILE}"))] if p.is_file()]
