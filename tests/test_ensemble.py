@@ -78,6 +78,56 @@ def test_the_joint_space_is_the_members_side_by_side(trained):
     assert model.describe()["members"] == 3 and model.inputs == ["genes"]
 
 
+def test_labels_are_scored_member_by_member_and_their_z_scores_averaged(trained):
+    from mmgene.query.scoring import label_similarities
+    from mmgene.text.classes import standardise
+    from mmgene.text.prompts import class_prompts
+
+    model, _, cells, _ = trained
+    labels = ["T cell", "B cell", "natural killer cell"]
+    scored = label_similarities(model, model.encode_cells(cells), class_prompts(labels), labels, prompts_of=class_prompts)
+    assert scored.members.shape == (3, cells.n_obs, 3)
+    assert scored.expanded[0] == ["CD8-positive, alpha-beta T cell"]  # each member answers "T cell" for its subtype too
+    for member, sims in zip(model.members, scored.members):
+        own = label_similarities(member, member.encode_cells(cells), class_prompts(labels), labels, prompts_of=class_prompts)
+        assert own.members is None
+        np.testing.assert_allclose(sims, own.similarities, atol=1e-6)
+        assert np.array_equal(own.standardised(), standardise(own.similarities))
+    assert np.array_equal(scored.standardised(), standardise(np.mean([standardise(s) for s in scored.members], axis=0)))
+    assert not np.allclose(scored.standardised(), standardise(scored.similarities))
+
+
+def test_annotate_and_evaluate_take_an_ensembles_averaged_z_scores(trained):
+    from mmgene.evaluate import evaluate
+    from mmgene.query import annotate
+    from mmgene.query.labelling import DEFAULT_TEMPERATURE, label_prompts, softmax
+    from mmgene.query.scoring import label_similarities
+    from mmgene.text.classes import unit_rows
+    from mmgene.text.prompts import class_prompts
+
+    model, _, cells, _ = trained
+    labels = ["T cell", "B cell"]
+    annotated = annotate(cells, labels, model, standardize=True, recentre=False, others=False, copy=True)
+    scored = label_similarities(model, model.encode_cells(cells), label_prompts(labels), labels, prompts_of=label_prompts)
+    np.testing.assert_allclose(annotated.obsm["mmgene_probs"].to_numpy(), softmax(scored.standardised(), DEFAULT_TEMPERATURE), atol=1e-12)
+    assert "each ensemble member's z-scores averaged and z-scored again" in annotated.uns["mmgene"]["mmgene_label"]["rule"]
+    classes = sorted(set(cells.obs["cell_type"]))
+    report = evaluate(model, cells, "cell_type", standardize=True, recentre=False, baseline=False, marker_baseline=False)
+    prompts = class_prompts(classes)
+    z = label_similarities(model, unit_rows(model.encode_cells(cells)), prompts, classes, prompts_of=class_prompts).standardised()
+    truth = cells.obs["cell_type"].to_numpy()
+    assert report["zero_shot"]["accuracy"] == pytest.approx(float(np.mean(np.asarray(classes)[z.argmax(1)] == truth)))
+
+
+def test_member_vectors_undo_the_joining(trained):
+    model, _, cells, _ = trained
+    parts = model.member_vectors(model.encode_cells(cells))
+    for part, member in zip(parts, model.members):
+        np.testing.assert_allclose(part, member.encode_cells(cells), atol=1e-6)
+    with pytest.raises(ParameterError, match="not this ensemble's"):
+        model.member_vectors(parts[0])
+
+
 def test_saved_folder_loads_back_the_same_space_with_a_card(trained):
     from mmgene.align import EnsembleModel, load
 

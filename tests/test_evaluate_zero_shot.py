@@ -95,6 +95,14 @@ def test_zero_shot_takes_given_similarities_and_annotates_default_rule():
     with pytest.raises(ParameterError) as err:
         zero_shot(cells, labels, encode, classes=classes, similarities=cells[:3])
     assert err.value.what == "similarities have shape (3, 2), expected (30, 2) (cells x classes)"
+    # z-scores given by the caller (an ensemble's, member by member) replace z-scoring the similarities
+    given = zero_shot(cells, labels, encode, classes=classes, similarities=cells, standardised=-cells.astype(np.float64))
+    assert given["standardized"] is True and given["accuracy"] == 0.0
+    assert zero_shot(cells, labels, encode, classes=classes, similarities=cells, standardize=False, standardised=-cells)["accuracy"] == 1.0
+    with pytest.raises(ParameterError) as err:
+        zero_shot(cells, labels, encode, classes=classes, similarities=cells, standardised=cells[:3])
+    assert err.value.what == "standardised have shape (3, 2), expected (30, 2) (cells x classes)"
+    assert err.value.where == "argument standardised"
 
 
 def test_prompts_clean_names_and_keep_markers():

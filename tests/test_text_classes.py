@@ -47,6 +47,20 @@ def test_standardise_has_one_rule_at_zero_spread():
     np.testing.assert_array_equal(standardise(f32), expected)
 
 
+def test_standardise_of_a_stack_averages_each_models_z_scores():
+    # two models' scores of three cells for two classes; each column is z-scored within its model,
+    # the two models' z-scores are averaged and the average is z-scored again
+    stack = np.array([[[1.0, 0.0], [3.0, 0.0], [5.0, 1.0]], [[0.0, 2.0], [0.0, 4.0], [1.0, 6.0]]])
+    low, mid, high = -(np.sqrt(1.5) + np.sqrt(0.5)) / 2, -np.sqrt(0.5) / 2, (np.sqrt(1.5) + np.sqrt(2.0)) / 2
+    averaged = np.array([[low, low], [mid, mid], [high, high]])  # its columns' means are 0 already
+    expected = averaged / np.sqrt((low**2 + mid**2 + high**2) / 3)
+    np.testing.assert_allclose(standardise(stack), expected, rtol=1e-12)
+    assert standardise(stack).dtype == np.float64
+    # not the z-scores of the models' mean: a model with a wide spread would outweigh the other
+    assert not np.allclose(standardise(stack.mean(0)), expected)
+    np.testing.assert_allclose(standardise(stack[:1]), standardise(stack[0]), rtol=1e-12)
+
+
 def test_zero_shot_scores_are_cosines_of_unit_cells():
     cells = np.array([[2.0, 0.0], [0.0, 0.0], [1.0, 1.0]], np.float32)  # a zero cell scores 0
     vecs = np.eye(2, dtype=np.float32)

@@ -6,7 +6,9 @@ better or worse than the next (``docs/benchmarks.md``). An ensemble averages tha
 is the members' spaces side by side: a text or a cell is each member's unit vector scaled by
 ``1 / sqrt(members)`` and concatenated, so the vector has unit length and a cosine in it is the mean of
 the members' cosines. Everything that takes a joint space (FAISS indexes, queries, ``annotate``,
-``evaluate``) takes an ensemble unchanged. Recentring (:mod:`mmgene.align.recentre`) moves each
+``evaluate``) takes an ensemble unchanged. Label scores are z-scored member by member and averaged
+(:func:`mmgene.query.scoring.label_similarities`), so a member whose cosines spread little counts as much
+as one whose cosines spread widely. Recentring (:mod:`mmgene.align.recentre`) moves each
 member's cells onto that member's own training mean.
 
 A saved ensemble is a folder with :data:`ENSEMBLE_FILE` and one model folder per member (``member-0``,
@@ -106,6 +108,18 @@ class EnsembleModel:
 
     def _joined(self, parts: list[np.ndarray]) -> np.ndarray:
         return (np.concatenate(parts, axis=1) / np.float32(math.sqrt(len(parts)))).astype(np.float32)
+
+    def member_vectors(self, vectors: np.ndarray) -> list[np.ndarray]:
+        """Each member's unit vectors out of joint-space ``vectors`` (cells or texts), the joining undone:
+        what label scoring z-scores member by member (:func:`mmgene.query.scoring.label_similarities`)."""
+        from mmgene.text.classes import unit_rows
+
+        vectors = np.asarray(vectors)
+        bounds = np.cumsum([0] + [m.dim for m in self.members])
+        if vectors.ndim != 2 or vectors.shape[1] != bounds[-1]:
+            raise ParameterError(f"vectors of shape {vectors.shape} are not this ensemble's (dimension {bounds[-1]})",
+                                 "EnsembleModel.member_vectors", "pass vectors the ensemble encoded")
+        return [unit_rows(vectors[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """L2-normalised float32 vectors of ``texts``: each member's, scaled and concatenated."""

@@ -82,13 +82,13 @@ def labelled_cells(adata: Any, label_col: str, task: str = "evaluate", min_class
     return adata, labels, n_dropped
 
 
-def _checked(similarities: np.ndarray, n_cells: int, n_classes: int) -> np.ndarray:
-    """Given similarities, as a float array of one row per cell and one column per class."""
+def _checked(similarities: np.ndarray, n_cells: int, n_classes: int, name: str = "similarities") -> np.ndarray:
+    """Given scores (argument ``name``), as a float array of one row per cell and one column per class."""
     sims = np.asarray(similarities)
     if sims.shape != (n_cells, n_classes):
         raise ParameterError(
-            f"similarities have shape {sims.shape}, expected {(n_cells, n_classes)} (cells x classes)",
-            "argument similarities",
+            f"{name} have shape {sims.shape}, expected {(n_cells, n_classes)} (cells x classes)",
+            f"argument {name}",
             "pass one row per cell and one column per class, in the order of classes",
         )
     return sims
@@ -106,13 +106,16 @@ def zero_shot(
     standardize: bool | None = None,
     refine: np.ndarray | None = None,
     similarities: np.ndarray | None = None,
+    standardised: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Zero-shot metrics for cell vectors ``cells`` with true ``labels``, querying each class by text.
 
     ``classes`` defaults to the sorted distinct labels; ``prompts`` to
     :func:`mmgene.text.prompts.class_prompts` of them (with marker genes unless ``markers=False``).
     A cell's score for a class is its cosine to the class's prompt vector, or ``similarities`` (cells x
-    classes) when given, such as :func:`mmgene.query.scoring.label_similarities` with the hierarchy.
+    classes) when given, such as :func:`mmgene.query.scoring.label_similarities` with the hierarchy;
+    ``standardised``, their z-scores computed by the caller (an ensemble's, member by member:
+    :meth:`mmgene.query.scoring.LabelSimilarities.standardised`), replaces z-scoring them here.
     ``standardize`` z-scores each class's scores over the cells before the argmax (``None``: when there
     are at least 30 cells, annotate's rule, :func:`mmgene.text.classes.standardises`). ``refine``, the query's own features
     (:func:`mmgene.query.refine.expression_pcs`), refines the scores by self-training on them
@@ -128,12 +131,20 @@ def zero_shot(
             cells, labels = np.asarray(cells)[keep], np.asarray(labels, dtype=object)[keep]
             refine = refine[keep] if refine is not None else None
             similarities = np.asarray(similarities)[keep] if similarities is not None else None
+            standardised = np.asarray(standardised)[keep] if standardised is not None else None
     classes, y = label_codes(labels, len(cells), classes)
     prompts = list(prompts) if prompts is not None else class_prompts(classes, ontology=ontology, markers=markers)
     vecs = class_vectors(encode_text, prompts)
     sims = zero_shot_scores(cells, vecs) if similarities is None else _checked(similarities, len(cells), len(classes))
     std = refine is None and standardises(len(cells), standardize)
-    scores = refine_scores(sims, refine) if refine is not None else (standardised_cells(sims) if std else sims)
+    if refine is not None:  # refining starts from z-scores: the given ones, or the similarities'
+        scores = refine_scores(sims if standardised is None else _checked(standardised, len(cells), len(classes), "standardised"), refine)
+    elif std:
+        scores = standardised_cells(sims)  # also refuses too few cells to z-score
+        if standardised is not None:
+            scores = _checked(standardised, len(cells), len(classes), "standardised")
+    else:
+        scores = sims
     out = classification_metrics(y, scores, classes)
     out["unlabelled_cells"] = int((~keep).sum())
     out["standardized"] = std or refine is not None

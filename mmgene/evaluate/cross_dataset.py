@@ -125,7 +125,7 @@ def _zero_shot(
     annotate asked those labels of the whole dataset would)."""
     from mmgene.metrics import classification_metrics
 
-    from mmgene.text.classes import MIN_CELLS_TO_STANDARDISE, standardise
+    from mmgene.text.classes import MIN_CELLS_TO_STANDARDISE
 
     truth, classes, names = _class_names(ds, prompt_set, config.author_col)
     if only is not None:
@@ -137,7 +137,7 @@ def _zero_shot(
     cosine = classification_metrics(y, scored.similarities[asked], names)
     if not config.standardize or len(truth) < MIN_CELLS_TO_STANDARDISE:
         return {**cosine, "standardized": False}
-    out = classification_metrics(y, standardise(scored.similarities)[asked], names)
+    out = classification_metrics(y, scored.standardised()[asked], names)
     return {**out, "standardized": True, "cosine_balanced_accuracy": cosine["balanced_accuracy"], "cosine_macro_f1": cosine["macro_f1"]}
 
 
@@ -146,7 +146,6 @@ def _mixed_levels(model: Any, cells: np.ndarray, ds: Any, config: CrossDatasetCo
     confident term per cell (:func:`mmgene.query.labelling.assign_nested`); scored exactly and with
     partial credit for an ancestor of the true term (:func:`mmgene.text.hierarchy.balanced_partial_credit`)."""
     from mmgene.query.labelling import UNKNOWN, assign_nested
-    from mmgene.text.classes import standardise
     from mmgene.text.hierarchy import balanced_partial_credit, is_below
     from mmgene.text.ontology import is_term_id, term_parents, term_text
 
@@ -160,7 +159,7 @@ def _mixed_levels(model: Any, cells: np.ndarray, ds: Any, config: CrossDatasetCo
         keep = [k for k, n in enumerate(names) if names.index(n) == k]
         terms, names = [terms[k] for k in keep], [names[k] for k in keep]
     scored = _similarities(model, cells, names, terms, True, prompts_for(ds, config))
-    result = assign_nested(standardise(scored.similarities), scored.hierarchy, min_prob=config.min_prob)
+    result = assign_nested(scored.standardised(), scored.hierarchy, min_prob=config.min_prob)
     answer = dict(zip(names, terms))
     predicted = [answer.get(str(a), "") for a in result.label]
     cells_held = np.isin(truth, held)
@@ -184,12 +183,11 @@ def _unknown_calls(
     its p_max/z rule, and by the others rule (:mod:`mmgene.query.others`); annotate's default is either."""
     from mmgene.query.labelling import UNKNOWN, assign_labels, assign_nested
     from mmgene.query.others import nearest_other_for
-    from mmgene.text.classes import standardise
 
     ids, names = [c for c, _ in offered], [n for _, n in offered]
     prompts_of = prompts_for(ds, config)
     scored = _similarities(model, cells, names, ids, config.hierarchy, prompts_of)
-    z = standardise(scored.similarities)
+    z = scored.standardised()
     if scored.hierarchy.nested:
         called = assign_nested(z, scored.hierarchy, min_prob=config.min_prob, thresholds=config.min_z).label
     else:

@@ -195,7 +195,7 @@ def evaluate(
     scored = label_similarities(model, unit_rows(cells), prompts, classes, hierarchy=config.hierarchy, prompts_of=prompts_of)
     zs = zero_shot(
         cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=config.standardize, refine=features,
-        similarities=scored.similarities,
+        similarities=scored.similarities, standardised=scored.standardised(),
     )
     zs["hierarchy"] = config.hierarchy
     zs["recentred"] = recentred

@@ -13,7 +13,8 @@ Given similarities ``S`` (cells x labels; cosine between a cell and a label's ve
    labels a higher similarity to *every* cell, so each label's column is standardised over the cells
    of the dataset (``z = (s - mean) / std``, :func:`mmgene.text.classes.standardise`; a label with no
    spread scores 0): a cell scores high for a label when it is more similar to it than the dataset's
-   other cells are. This is the calibration on the data; it needs at least
+   other cells are; an ensemble's members are standardised each and their z-scores averaged
+   (:meth:`mmgene.query.scoring.LabelSimilarities.standardised`). This is the calibration on the data; it needs at least
    :data:`mmgene.text.classes.MIN_CELLS_TO_STANDARDISE` cells.
 2. **Probabilities.** ``p = softmax(z / temperature)`` over the labels (``temperature`` defaults to
    :data:`DEFAULT_TEMPERATURE`, fitted on datasets left out of training).
@@ -43,7 +44,7 @@ import pandas as pd
 from mmgene.errors import ParameterError
 from mmgene.query.config import DEFAULT_TEMPERATURE, UNKNOWN, AnnotateConfig
 from mmgene.query.scoring import label_similarities
-from mmgene.text.classes import standardise, standardises
+from mmgene.text.classes import standardises
 from mmgene.text.origin import Origin
 
 
@@ -319,15 +320,16 @@ def annotate(
         from mmgene.query.refine import expression_pcs, refine_scores
 
         std = True
-        result = assign(refine_scores(sims, expression_pcs(adata)), temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
+        result = assign(refine_scores(scored.standardised(), expression_pcs(adata)), temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
         rule = ("softmax(r/T) over scores refined by self-training on the data's principal components (mmgene.query.refine); "
                 "unknown if p_max <= min_prob or r_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z, "refined": True}
     else:
         std = standardises(len(cells), config.standardize)
-        scores = standardise(sims) if std else sims.astype(np.float64)
+        scores = scored.standardised() if std else sims.astype(np.float64)
         result = assign(scores, temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
-        rule = ("softmax(z/T) over per-label standardised cosine similarities; unknown if p_max <= min_prob or z_max < min_z"
+        z_of = "cosine similarities" if scored.members is None else "cosine similarities, each ensemble member's z-scores averaged and z-scored again"
+        rule = (f"softmax(z/T) over per-label standardised {z_of}; unknown if p_max <= min_prob or z_max < min_z"
                 if std else "softmax(s/T) over cosine similarities; unknown if p_max <= min_prob or s_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z}
     if config.others and reference is None:

@@ -6,6 +6,11 @@ leave-one-dataset-out evaluation: a label's vector is its prompt ensemble
 lies above some of the model's training classes also answers for them (its similarity is the
 largest of its own and theirs, :func:`mmgene.text.hierarchy.expansions`), so "T cell" finds the
 cells the model learnt as CD4- and CD8-positive T cells.
+
+An ensemble (:class:`mmgene.align.ensemble.EnsembleModel`) is also scored member by member, and
+:meth:`LabelSimilarities.standardised` averages the members' z-scores (and z-scores the average) rather than z-scoring the joint
+cosines: on the leave-one-dataset-out folds that scored higher at every ensemble size from two members
+on (``docs/benchmarks.md``, "how many members").
 """
 
 from __future__ import annotations
@@ -23,12 +28,21 @@ from mmgene.text.hierarchy import LabelHierarchy, expansions, resolve_terms
 
 @dataclass
 class LabelSimilarities:
-    """Cosine similarities (cells x labels), the labels' ontology relations and what was expanded."""
+    """Cosine similarities (cells x labels), the labels' ontology relations and what was expanded;
+    for an ensemble also each member's similarities (members x cells x labels)."""
 
     similarities: np.ndarray
     hierarchy: LabelHierarchy
     expanded: list[list[str]]
     prompts: list[list[str]]
+    members: np.ndarray | None = None
+
+    def standardised(self) -> np.ndarray:
+        """The per-label z-scores that annotate's rule takes (:func:`mmgene.text.classes.standardise`):
+        of the similarities, or the mean of the members' z-scores for an ensemble."""
+        from mmgene.text.classes import standardise
+
+        return standardise(self.similarities if self.members is None else self.members)
 
 
 def space_vocabulary(space: Any) -> list[tuple[str, str]]:
@@ -62,8 +76,26 @@ def label_similarities(
 
     ``prompts_of(names)`` gives the prompt lists of the expansion classes (the same rule as the labels').
     ``term_ids`` are the labels' Cell Ontology ids ('' for none; default: found by name). With
-    ``hierarchy=False`` no label is expanded and the relations are left empty.
+    ``hierarchy=False`` no label is expanded and the relations are left empty. An ensemble's members are
+    scored too, each on its own part of ``cells`` (``space.member_vectors``), into ``members``.
     """
+    scored = _one_space(space, cells, groups, labels, prompts_of=prompts_of, term_ids=term_ids, hierarchy=hierarchy)
+    split = getattr(space, "member_vectors", None)
+    if split is None or not len(scored.similarities):
+        return scored
+    ids = scored.hierarchy.term_ids if hierarchy else term_ids
+    scored.members = np.stack([
+        _one_space(member, part, groups, labels, prompts_of=prompts_of, term_ids=ids, hierarchy=hierarchy).similarities
+        for member, part in zip(space.members, split(cells))
+    ])
+    return scored
+
+
+def _one_space(
+    space: Any, cells: np.ndarray, groups: Sequence[Sequence[str]], labels: Sequence[str], *, prompts_of: Any,
+    term_ids: Sequence[str] | None, hierarchy: bool,
+) -> LabelSimilarities:
+    """:func:`label_similarities` in one joint space."""
     vecs = class_vectors(space.encode_text, groups)
     cells = np.asarray(cells)
     if cells.shape[1] != vecs.shape[1]:

@@ -78,11 +78,16 @@ def standardise(scores: np.ndarray) -> np.ndarray:
 
     The arithmetic is done in the precision of ``scores`` (float32 cosines stay float32 until the
     result). A column with a standard deviation at most :data:`MIN_SPREAD` becomes 0 (see the module
-    docstring). One cell has no spread: its row is all zeros.
+    docstring). One cell has no spread: its row is all zeros. A stack of several models' scores
+    (models x cells x classes, an ensemble's members) gives the z-scores of the mean of each model's
+    z-scores: every model counts alike, whatever the spread of its cosines, and the result is on the
+    scale of one model's z-scores (the scale ``min_z`` and the temperature were chosen on).
     """
     scores = np.asarray(scores)
     if not np.issubdtype(scores.dtype, np.floating):
         scores = scores.astype(np.float64)
+    if scores.ndim == 3:
+        return standardise(np.mean([standardise(member) for member in scores], axis=0))
     mean = scores.mean(axis=0, keepdims=True)
     std = scores.std(axis=0, keepdims=True)
     return np.divide(scores - mean, std, out=np.zeros(scores.shape, dtype=np.float64), where=std > MIN_SPREAD)
