@@ -29,9 +29,10 @@ Scoring is annotate's default rule, per cell and without refinement: the held-ou
 the model's training mean (``recentre``, :mod:`mmgene.align.recentre`; each entry's ``recentred`` says
 whether they were), similarities from
 :func:`mmgene.query.scoring.label_similarities` (with ``hierarchy`` a class also answers for the
-model's training classes below it), each class's column z-scored over the held-out cells
+model's training classes below it), each class's column z-scored over the held-out cells (an
+ensemble's member by member and averaged, :meth:`~mmgene.query.scoring.LabelSimilarities.standardised`)
 (``standardize``; the raw-cosine balanced accuracy and macro-F1 are reported beside as
-``cosine_*``; AUROC is the same for both). ``mixed_levels`` asks a question that mixes
+``cosine_*``; for one model AUROC is the same for both). ``mixed_levels`` asks a question that mixes
 levels: the dataset's classes plus their direct is_a parents, answered with the deepest confident
 term, and reports exact balanced accuracy beside ``balanced_partial_credit``, which gives an answer
 that is an ancestor of the true term the share of the truth's path it covers.
