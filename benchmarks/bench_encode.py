@@ -82,16 +82,21 @@ def timed(fn, repeats: int = 2) -> tuple[np.ndarray, float, float]:
     return np.asarray(out, dtype=np.float32), best[0], best[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def setup(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, ad.AnnData, list[str]]:
+    """The parsed arguments (with ``--cells``, ``--data`` and ``--threads`` added), the stacked cells
+    and the genes a fresh model over them reads (each cell's top 256)."""
     parser.add_argument("--cells", type=int, default=20_000)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-
     adata = data(args.data, args.cells)
     vocab = sorted({g for c in cell_inputs(adata, ["genes"], max_genes=256) for g in c["genes"]})
+    return args, adata, vocab
+
+
+def main() -> None:
+    args, adata, vocab = setup(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     model = AlignedModel(build_model(vocab, max_genes=256), ["genes"])
     print(f"{adata.n_obs:,} cells, {len(vocab):,} genes in the vocabulary, {args.threads} thread(s)")
 

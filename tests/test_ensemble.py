@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -194,6 +195,37 @@ def test_an_ensemble_needs_two_members_reading_the_same_inputs(trained):
     other = AlignedModel(model.members[1].st, ["genes", "X_pca"], model.members[1].meta, model.members[1].config)
     with pytest.raises(ParameterError, match="different cell inputs"):
         EnsembleModel([model.members[0], other])
+    fewer_genes = SimpleNamespace(inputs=["genes"], max_genes=model.members[0].max_genes // 2)
+    with pytest.raises(ParameterError, match=r"different cell inputs \(inputs, max_genes\)"):
+        EnsembleModel([model.members[0], fewer_genes])
+
+
+@pytest.mark.parametrize("recentre, made", [(False, 1), (True, 2)])
+def test_each_chunks_inputs_are_made_once_for_every_member(trained, monkeypatch, recentre, made):
+    """Three members read one set of inputs per pass (the recentring mean's, then the encoding's): not
+    one per member and pass; the vectors are the members' own, to the bit."""
+    import mmgene.cells.inputs
+
+    model, _, cells, _ = trained
+    expected = model._joined([m.encode_cells(cells, recentre=recentre) for m in model.members])
+    made_inputs = []
+    real = mmgene.cells.inputs.cell_inputs
+    monkeypatch.setattr(mmgene.cells.inputs, "cell_inputs", lambda adata, *a, **k: made_inputs.append(adata.n_obs) or real(adata, *a, **k))
+    assert np.array_equal(model.encode_cells(cells, recentre=recentre), expected)
+    assert made_inputs == [cells.n_obs] * made
+
+
+def test_dataset_means_of_several_members_are_each_ones_own(trained):
+    from mmgene.align.recentre import dataset_mean, dataset_means, offsets
+
+    model, _, cells, _ = trained
+    means = dataset_means(model.members, cells)
+    assert len(means) == 3 and all(m.dtype == np.float64 for m in means)
+    for mean, member in zip(means, model.members):
+        assert np.array_equal(mean, dataset_mean(member, cells))
+    moves = offsets(model.members, cells)
+    for move, mean, member in zip(moves, means, model.members):
+        assert np.array_equal(move, (member.training_mean - mean).astype(np.float32))
 
 
 def _name_evil_code(folder: Path, sentinel: Path) -> None:

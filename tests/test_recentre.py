@@ -43,13 +43,13 @@ def test_training_stores_the_mean_of_its_training_cells_and_saving_keeps_it(mode
 
 
 def test_recentred_cells_are_the_normalised_learned_vectors_moved_by_the_offset(model, cells):
-    from mmgene.align.recentre import offset
+    from mmgene.align.recentre import offsets
     from mmgene.text.classes import unit_rows
 
     t_cells = cells[cells.obs["bulk_labels"].str.contains("CD4")]  # a sorted population, far from the training mean
     assert t_cells.n_obs == 138
     learned = model.learned_vectors(t_cells)
-    moved_by = offset(model, t_cells)
+    [moved_by] = offsets([model], t_cells)
     np.testing.assert_allclose(moved_by, model.training_mean - learned.astype(np.float64).mean(axis=0), atol=1e-6)
     recentred = model.encode_cells(t_cells, recentre=True)
     np.testing.assert_allclose(recentred, unit_rows(learned + moved_by), atol=1e-5)

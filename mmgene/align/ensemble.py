@@ -76,9 +76,9 @@ class EnsembleModel:
         members = list(members)
         if len(members) < 2:
             raise ParameterError(f"an ensemble needs at least two members, got {len(members)}", "EnsembleModel", "use the model itself")
-        inputs = [list(m.inputs) for m in members]
-        if any(i != inputs[0] for i in inputs):
-            raise ParameterError(f"the members read different cell inputs: {inputs}", "EnsembleModel", "train every member on the same inputs")
+        from mmgene.align.cell_chunks import shared_inputs
+
+        shared_inputs(members)  # the members read each chunk's inputs made once
         self.members = members
         self.meta = dict(meta) if meta is not None else _shared_meta(members)
 
@@ -129,11 +129,14 @@ class EnsembleModel:
         self, adata: Any, *, batch_size: int = 256, key_added: str | None = None, copy: bool = False, recentre: bool = False
     ) -> Any:
         """As :meth:`~mmgene.align.model.AlignedModel.encode_cells`: each member encodes the cells (with
-        ``recentre``, onto its own training mean) and the vectors are joined (see the module docstring)."""
+        ``recentre``, onto its own training mean; each chunk's inputs made once for all members,
+        :mod:`mmgene.align.cell_chunks`) and the vectors are joined (see the module docstring)."""
         if copy and not key_added:
             raise ParameterError("copy=True needs key_added (the obsm key to write)", "encode_cells(copy=True)", "pass e.g. key_added='X_mmgene'")
-        parts = [m.encode_cells(adata, batch_size=batch_size, recentre=recentre) for m in self.members]
-        if any(p is None for p in parts):  # another rank of a launcher's job: rank 0 holds the vectors
+        from mmgene.align.encoding import encode_parts
+
+        parts = encode_parts(self.members, adata, batch_size=batch_size, recentre=recentre)
+        if parts is None:  # another rank of a launcher's job: rank 0 holds the vectors
             return None
         emb = self._joined(parts)
         if not key_added:

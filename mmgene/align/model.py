@@ -215,22 +215,22 @@ class AlignedModel:
         )
         return np.asarray(out, dtype=np.float32)
 
+    def learned_inputs(self, cells: Sequence[Any], batch_size: int = 256) -> np.ndarray:
+        """The omics tower's learned vectors (before the gene channel and the normalisation) of ready-made
+        cell inputs, float32."""
+        import torch
+
+        if not len(cells):
+            return np.zeros((0, self._cell_head().out_dim), dtype=np.float32)
+        rows = self.st.encode(cells, task="cell", batch_size=batch_size, output_value="learned_embedding", show_progress_bar=False)
+        return torch.stack(rows).detach().float().cpu().numpy()  # one row tensor per cell: stacked in one call
+
     def learned_vectors(self, adata: Any, *, batch_size: int = 256) -> np.ndarray:
         """The omics tower's learned vectors of the cells of ``adata`` (float32, before the gene channel
         and the normalisation; obs order), on every rank under ``torchrun``."""
-        import torch
+        from mmgene.align.cell_chunks import map_models
 
-        from mmgene.cells.inputs import cell_inputs
-        from mmgene.distributed import map_rows
-
-        def learned(start: int, stop: int) -> np.ndarray:
-            cells = cell_inputs(adata[start:stop], self.inputs, max_genes=self.max_genes, as_arrays=True)
-            if not cells:
-                return np.zeros((0, self._cell_head().out_dim), dtype=np.float32)
-            rows = self.st.encode(cells, task="cell", batch_size=batch_size, output_value="learned_embedding", show_progress_bar=False)
-            return torch.stack(rows).detach().float().cpu().numpy()  # one row tensor per cell: stacked in one call
-
-        return map_rows(adata.n_obs, learned, to="all")
+        return map_models([self], adata, lambda m, cells: m.learned_inputs(cells, batch_size), [self._cell_head().out_dim], to="all")[0]
 
     def encode_cells(
         self, adata: Any, *, batch_size: int = 256, key_added: str | None = None, copy: bool = False, recentre: bool = False
@@ -250,20 +250,12 @@ class AlignedModel:
             if not key_added:
                 raise ParameterError("copy=True needs key_added (the obsm key to write)", "encode_cells(copy=True)", "pass e.g. key_added='X_mmgene'")
             adata = adata.copy()
-        from contextlib import nullcontext
+        from mmgene.align.encoding import encode_parts
 
-        from mmgene.align import recentre as recentring
-        from mmgene.cells.inputs import cell_inputs
-        from mmgene.distributed import map_rows
-
-        def encode(start: int, stop: int) -> np.ndarray:
-            return self.encode_inputs(cell_inputs(adata[start:stop], self.inputs, max_genes=self.max_genes, as_arrays=True), batch_size)
-
-        moved = recentring.shifted(self._cell_head(), recentring.offset(self, adata)) if recentre else nullcontext()
-        with moved:
-            emb = map_rows(adata.n_obs, encode)
-        if emb is None:  # another rank of a launcher's job: rank 0 holds the vectors
+        parts = encode_parts([self], adata, batch_size=batch_size, recentre=recentre)
+        if parts is None:  # another rank of a launcher's job: rank 0 holds the vectors
             return None
+        emb = parts[0]
         if key_added:
             from mmgene.provenance import record
 

@@ -41,18 +41,29 @@ def dataset_mean(model: Any, cells: Any) -> np.ndarray:
     """The mean learned vector (float64) of ``cells``: an AnnData (over :data:`MEAN_CELLS` of its cells
     drawn with seed 0 when it has more), or an iterable of AnnData pieces of one dataset (a dataset
     read in chunks; every cell)."""
+    return dataset_means([model], cells)[0]
+
+
+def dataset_means(models: Sequence[Any], cells: Any) -> list[np.ndarray]:
+    """:func:`dataset_mean` of each of ``models`` that read the same inputs (an ensemble's members),
+    each chunk's inputs made once for all (:mod:`mmgene.align.cell_chunks`)."""
+    from mmgene.align.cell_chunks import map_models
+
     pieces = cells
     if hasattr(cells, "n_obs"):
         sample = np.sort(np.random.default_rng(0).choice(cells.n_obs, MEAN_CELLS, replace=False)) if cells.n_obs > MEAN_CELLS else None
         pieces = [cells if sample is None else cells[sample]]
-    total, count = None, 0
+    widths = [m._cell_head().out_dim for m in models]
+    totals, count = None, 0
     for piece in pieces:
         if piece.n_obs:
-            summed = np.asarray(model.learned_vectors(piece), dtype=np.float64).sum(axis=0)
-            total, count = (summed if total is None else total + summed), count + piece.n_obs
-    if total is None:
+            learned = map_models(models, piece, lambda m, inputs: m.learned_inputs(inputs), widths, to="all")
+            summed = [np.asarray(v, dtype=np.float64).sum(axis=0) for v in learned]
+            totals = summed if totals is None else [t + v for t, v in zip(totals, summed)]
+            count += piece.n_obs
+    if totals is None:
         raise ParameterError("no cells to take a mean of", "recentring", "give at least one cell")
-    return total / count
+    return [t / count for t in totals]
 
 
 def training_mean(model: Any, datasets: Sequence[Any]) -> list[float]:
@@ -69,16 +80,17 @@ def stored_mean(meta: dict[str, Any]) -> np.ndarray | None:
     return None if values is None else np.asarray(values, dtype=np.float32)
 
 
-def offset(model: Any, adata: Any) -> np.ndarray:
-    """What every learned vector of ``adata``'s cells moves by: the training mean minus their mean."""
-    centre = model.training_mean
-    if centre is None:
-        raise ParameterError(
-            "the model stores no training mean, so its cells cannot be recentred",
-            f"model {model.meta.get('path', '')!r}",
-            "retrain it with this version of mmgene, or pass recentre=False (--no-recentre)",
-        )
-    return (centre - dataset_mean(model, adata)).astype(np.float32)
+def offsets(models: Sequence[Any], adata: Any) -> list[np.ndarray]:
+    """What every learned vector of ``adata``'s cells moves by, in each of ``models`` (one model, or an
+    ensemble's members): its training mean minus their mean."""
+    for model in models:
+        if model.training_mean is None:
+            raise ParameterError(
+                "the model stores no training mean, so its cells cannot be recentred",
+                f"model {model.meta.get('path', '')!r}",
+                "retrain it with this version of mmgene, or pass recentre=False (--no-recentre)",
+            )
+    return [(m.training_mean - mean).astype(np.float32) for m, mean in zip(models, dataset_means(models, adata))]
 
 
 @contextmanager
