@@ -112,6 +112,11 @@ def test_annotate_and_evaluate_take_an_ensembles_averaged_z_scores(trained):
     scored = label_similarities(model, model.encode_cells(cells), label_prompts(labels), labels, prompts_of=label_prompts)
     np.testing.assert_allclose(annotated.obsm["mmgene_probs"].to_numpy(), softmax(scored.standardised(), DEFAULT_TEMPERATURE), atol=1e-12)
     assert "each ensemble member's z-scores averaged and z-scored again" in annotated.uns["mmgene"]["mmgene_label"]["rule"]
+    from mmgene.query.refine import expression_pcs, refine_scores
+
+    refined = annotate(cells, labels, model, refine=True, recentre=False, others=False, copy=True)  # starts from the averaged z-scores
+    expected = softmax(refine_scores(scored.standardised(), expression_pcs(cells)), DEFAULT_TEMPERATURE)
+    np.testing.assert_allclose(refined.obsm["mmgene_probs"].to_numpy(), expected, atol=1e-9)
     classes = sorted(set(cells.obs["cell_type"]))
     report = evaluate(model, cells, "cell_type", standardize=True, recentre=False, baseline=False, marker_baseline=False)
     prompts = class_prompts(classes)
