@@ -472,6 +472,10 @@ def test_cells_as_arrays_preprocess_exactly_as_lists():
     # symbols met before and new ones (another case of a known gene among them) in one batch
     later = genes.preprocess([{"genes": ["Nkg7", "LYZ", "GAPDH", "ltb"], "values": [1.0, 4.0, 9.0, 2.0]}])
     assert later["input_ids"].tolist() == [[2, 1]] and later["values"].tolist() == [[4.0, 2.0]]
+    # a batch with no known gene pads to one empty column, as a batch of empty cells does
+    for nothing in ([{"genes": ["XIST"], "values": [3.0]}, "GAPDH"], [{"genes": [], "values": []}]):
+        empty = genes.preprocess(nothing)
+        assert empty["input_ids"].tolist() == [[0]] * len(nothing) and empty["attention_mask"].tolist() == [[0.0]] * len(nothing)
 
 
 def test_gene_bag_equals_the_gathered_weighted_sum_and_its_gradients():
