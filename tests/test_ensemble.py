@@ -161,6 +161,32 @@ def test_saved_folder_loads_back_the_same_space_with_a_card(trained):
     assert "library_name: mmgene" in card and "library_name: mmgene" not in (out / "member-0" / "README.md").read_text()
 
 
+def test_a_loaded_ensemble_embeds_each_text_once_for_all_members(trained):
+    """Members loaded with their shared frozen text model share its text cache: the transformer runs
+    once per text, and every member gets what it would have embedded on its own, to the bit."""
+    from collections import OrderedDict
+
+    from mmgene.align import load
+    from mmgene.align.modules.text_input import TextInput
+
+    model, out, _, _ = trained
+    towers = lambda ensemble: [next(m for m in member.st.modules() if isinstance(m, TextInput)) for member in ensemble.members]  # noqa: E731
+    linked, separate = load(out), load(out)
+    assert all(t._cache is towers(linked)[0]._cache for t in towers(linked))
+    for tower in towers(separate):  # as before: each member with its own cache
+        tower._cache = OrderedDict()
+    calls = []
+    encoder = towers(linked)[0].encoder
+    real = encoder.encode
+    encoder.encode = lambda texts, **kw: calls.append(list(texts)) or real(texts, **kw)
+    texts = ["a T cell", "a B cell expressing MS4A1", "a natural killer cell"]
+    assert np.array_equal(linked.encode_text(texts), separate.encode_text(texts))
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(texts)  # three members, one pass through the transformer
+    # members trained in this process each built their own text model: nothing to share
+    assert len({id(t._cache) for t in towers(model)}) == 3
+    assert not towers(model)[1].share_cache(towers(model)[0])
+
+
 def test_save_replaces_only_what_mmgene_wrote(trained, tmp_path):
     model, _, _, _ = trained
     mine = tmp_path / "mine"

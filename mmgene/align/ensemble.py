@@ -13,8 +13,8 @@ member's cells onto that member's own training mean.
 
 A saved ensemble is a folder with :data:`ENSEMBLE_FILE` and one model folder per member (``member-0``,
 ``member-1``, ...); a frozen text model, the same in every member, is kept once beside them
-(:data:`SHARED_TEXT_MODEL`) and loaded once. :func:`mmgene.align.load` checks each member, and the
-shared text model, as it checks any model.
+(:data:`SHARED_TEXT_MODEL`), loaded once, and embeds each text once for all members.
+:func:`mmgene.align.load` checks each member, and the shared text model, as it checks any model.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class EnsembleModel:
         from mmgene.align.cell_chunks import shared_inputs
 
         shared_inputs(members)  # the members read each chunk's inputs made once
+        _share_text_caches(members)
         self.members = members
         self.meta = dict(meta) if meta is not None else _shared_meta(members)
 
@@ -183,6 +184,18 @@ class EnsembleModel:
         from mmgene.align.hub import push_model
 
         return push_model(self, repo_id, token=token, private=private, commit_message=commit_message)
+
+
+def _share_text_caches(members: Sequence[Any]) -> None:
+    """Members loaded with one shared frozen text model embed each text once for all of them (the
+    text cache of member 0, :meth:`~mmgene.align.modules.text_input.TextInput.share_cache`); members
+    with text models of their own keep their own caches."""
+    from mmgene.align.modules.text_input import TextInput
+
+    towers = [next((m for m in member.st.modules() if isinstance(m, TextInput)), None) for member in members]
+    if all(t is not None for t in towers):
+        for tower in towers[1:]:
+            tower.share_cache(towers[0])
 
 
 def eval_histories(meta: dict[str, Any]) -> list[list[dict[str, Any]]]:

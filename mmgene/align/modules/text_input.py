@@ -78,6 +78,16 @@ class TextInput(InputModule):
     def text_dim(self) -> int:
         return int(self.encoder.get_embedding_dimension())
 
+    def share_cache(self, other: TextInput) -> bool:
+        """Use ``other``'s text cache from now on when both are frozen and wrap the same encoder object
+        (an ensemble's members loaded with their shared text model): each text then runs through the
+        transformer once for all of them, and every one gets the embeddings it would have made itself.
+        Returns whether the cache is shared."""
+        if self.trainable or other.trainable or self.encoder is not other.encoder:
+            return False
+        self._cache = other._cache
+        return True
+
     def _embed_cached(self, texts: Sequence[str]) -> Tensor:
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         if missing:
