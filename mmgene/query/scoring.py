@@ -8,9 +8,9 @@ largest of its own and theirs, :func:`mmgene.text.hierarchy.expansions`), so "T 
 cells the model learnt as CD4- and CD8-positive T cells.
 
 An ensemble (:class:`mmgene.align.ensemble.EnsembleModel`) is also scored member by member, and
-:meth:`LabelSimilarities.standardised` averages the members' z-scores (and z-scores the average) rather than z-scoring the joint
-cosines: on the leave-one-dataset-out folds that scored higher at every ensemble size from two members
-on (``docs/benchmarks.md``, "how many members").
+:meth:`LabelSimilarities.standardised` averages the members' z-scores (and z-scores the average)
+rather than z-scoring the joint cosines: on the leave-one-dataset-out folds that scored higher at
+every ensemble size from two members on (``docs/benchmarks.md``, "how many members").
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class LabelSimilarities:
 
     def standardised(self) -> np.ndarray:
         """The per-label z-scores that annotate's rule takes (:func:`mmgene.text.classes.standardise`):
-        of the similarities, or the mean of the members' z-scores for an ensemble."""
+        of the similarities, or for an ensemble the z-scores of the mean of the members' z-scores."""
         from mmgene.text.classes import standardise
 
         return standardise(self.similarities if self.members is None else self.members)
