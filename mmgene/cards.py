@@ -130,7 +130,7 @@ def render_model_card(
 ) -> Any:
     """The alignment-model card (``mmgene/_cards/model_card.md``) as a ``huggingface_hub.ModelCard``;
     ``recipe`` is optional (a model not made by ``mmgene pretrain`` has no training-corpus section), and
-    ``members`` (an ensemble's member count; absent: one model). ``library_name`` is what loads the
+    so is ``members`` (an ensemble's member count; absent: one model). ``library_name`` is what loads the
     folder: sentence-transformers for one model, mmgene for an ensemble (its root is no
     sentence-transformers folder)."""
     from mmgene.lazy import require

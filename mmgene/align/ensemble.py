@@ -132,25 +132,16 @@ class EnsembleModel:
         """As :meth:`~mmgene.align.model.AlignedModel.encode_cells`: each member encodes the cells (with
         ``recentre``, onto its own training mean; each chunk's inputs made once for all members,
         :mod:`mmgene.align.cell_chunks`) and the vectors are joined (see the module docstring)."""
-        if copy and not key_added:
-            raise ParameterError("copy=True needs key_added (the obsm key to write)", "encode_cells(copy=True)", "pass e.g. key_added='X_mmgene'")
-        from mmgene.align.encoding import encode_parts
+        from mmgene.align.encoding import check_copy, encode_parts, keep_vectors
 
+        check_copy(copy, key_added)
         parts = encode_parts(self.members, adata, batch_size=batch_size, recentre=recentre)
         if parts is None:  # another rank of a launcher's job: rank 0 holds the vectors
             return None
-        emb = self._joined(parts)
-        if not key_added:
-            return emb
-        from mmgene.provenance import record
-
-        adata = adata.copy() if copy else adata
-        adata.obsm[key_added] = emb
-        record(
-            adata, key_added, packages=("sentence-transformers", "torch"), model=self.meta.get("path", ""), inputs=self.inputs,
-            members=len(self.members), **({"recentred": True} if recentre else {}),
+        return keep_vectors(
+            adata, self._joined(parts), key_added=key_added, copy=copy, recentre=recentre, model=self.meta.get("path", ""),
+            inputs=self.inputs, members=len(self.members),
         )
-        return adata if copy else emb
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the ensemble folder atomically: each member's model folder, :data:`ENSEMBLE_FILE` and the

@@ -246,25 +246,13 @@ class AlignedModel:
         share of the chunks and rank 0 gets all vectors, the same bits as one process (the other ranks
         get None and leave ``adata`` as it was).
         """
-        if copy:
-            if not key_added:
-                raise ParameterError("copy=True needs key_added (the obsm key to write)", "encode_cells(copy=True)", "pass e.g. key_added='X_mmgene'")
-            adata = adata.copy()
-        from mmgene.align.encoding import encode_parts
+        from mmgene.align.encoding import check_copy, encode_parts, keep_vectors
 
+        check_copy(copy, key_added)
         parts = encode_parts([self], adata, batch_size=batch_size, recentre=recentre)
         if parts is None:  # another rank of a launcher's job: rank 0 holds the vectors
             return None
-        emb = parts[0]
-        if key_added:
-            from mmgene.provenance import record
-
-            adata.obsm[key_added] = emb
-            record(
-                adata, key_added, packages=("sentence-transformers", "torch"), model=self.meta.get("path", ""), inputs=self.inputs,
-                **({"recentred": True} if recentre else {}),
-            )
-        return adata if copy else emb
+        return keep_vectors(adata, parts[0], key_added=key_added, copy=copy, recentre=recentre, model=self.meta.get("path", ""), inputs=self.inputs)
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the model directory atomically: the sentence-transformers layout, ``mmgene_align.json``,
