@@ -182,9 +182,64 @@ def test_a_loaded_ensemble_embeds_each_text_once_for_all_members(trained):
     texts = ["a T cell", "a B cell expressing MS4A1", "a natural killer cell"]
     assert np.array_equal(linked.encode_text(texts), separate.encode_text(texts))
     assert len(calls) == 1 and sorted(calls[0]) == sorted(texts)  # three members, one pass through the transformer
-    # members trained in this process each built their own text model: nothing to share
-    assert len({id(t._cache) for t in towers(model)}) == 3
-    assert not towers(model)[1].share_cache(towers(model)[0])
+    # members trained in this process share the text model they were trained with, and its cache
+    assert len({id(t._cache) for t in towers(model)}) == 1 and len({id(t.encoder) for t in towers(model)}) == 1
+
+
+def _train_counting(corpus_files, monkeypatch, members: int, **model):
+    """Members trained with the gene-text bridge while counting text-model loads and the texts embedded."""
+    from mmgene.align import CorpusTrainingConfig, ModelConfig, TrainingConfig, model as model_module, train_corpus
+    from mmgene.corpus import read_corpus
+
+    loads, embedded, real_load = [], [], model_module.load_text_model
+
+    def load(spec=None):
+        encoder = real_load(spec)
+        real = encoder.encode
+        encoder.encode = lambda texts, **kw: embedded.append(list(texts)) or real(texts, **kw)
+        loads.append(encoder)
+        return encoder
+
+    monkeypatch.setattr(model_module, "load_text_model", load)
+    trained = train_corpus(
+        read_corpus(corpus_files), model=ModelConfig(**model), training=TrainingConfig(max_steps=2, batch_size=8),
+        balance=CorpusTrainingConfig(members=members),
+    )
+    monkeypatch.undo()
+    return trained, loads, embedded
+
+
+def test_members_trained_in_turn_embed_each_text_once(corpus_files, monkeypatch, trained):
+    """One text model for all members: each caption and gene text goes through the transformer once,
+    member 0 is to the bit the model trained alone, and a gene's bridge vector is the same in every member."""
+    from mmgene.align.modules.cell_input import CellInput
+    from mmgene.align.modules.text_input import TextInput
+
+    cells = trained[2]
+    alone, alone_loads, alone_texts = _train_counting(corpus_files, monkeypatch, 1)
+    model, loads, embedded = _train_counting(corpus_files, monkeypatch, 3)
+    assert len(alone_loads) == 1 and len(loads) == 1
+    texts = [t for call in embedded for t in call]
+    assert len(texts) == len(set(texts)) and set(texts) > {t for call in alone_texts for t in call}  # later members add their own
+    assert np.array_equal(model.members[0].encode_cells(cells), alone.encode_cells(cells))
+    towers = [next(m for m in member.st.modules() if isinstance(m, TextInput)) for member in model.members]
+    alone_tower = next(m for m in alone.st.modules() if isinstance(m, TextInput))
+    assert len(towers[0].gene_text_ids) > 0 and np.array_equal(towers[0].gene_text_vectors, alone_tower.gene_text_vectors)
+    vocab = [np.asarray(next(m for m in member.st.modules() if isinstance(m, CellInput)).vocab) for member in model.members]
+    first = dict(zip(vocab[0][towers[0].gene_text_ids], towers[0].gene_text_vectors))
+    for tower, genes in zip(towers[1:], vocab[1:]):
+        assert tower.encoder is towers[0].encoder and tower._cache is towers[0]._cache
+        assert all(np.array_equal(v, first[g]) for g, v in zip(genes[tower.gene_text_ids], tower.gene_text_vectors) if g in first)
+    assert not np.array_equal(model.members[1].encode_cells(cells), model.members[0].encode_cells(cells))
+
+
+def test_members_with_a_trainable_text_tower_share_nothing(corpus_files, monkeypatch):
+    """A text tower that learns is each member's own: one load per member, no shared cache."""
+    from mmgene.align.modules.text_input import TextInput
+
+    model, loads, _ = _train_counting(corpus_files, monkeypatch, 2, gene_bridge=False, train_text=True)
+    towers = [next(m for m in member.st.modules() if isinstance(m, TextInput)) for member in model.members]
+    assert len(loads) == 2 and towers[0].encoder is not towers[1].encoder and towers[0]._cache is not towers[1]._cache
 
 
 def test_save_replaces_only_what_mmgene_wrote(trained, tmp_path):

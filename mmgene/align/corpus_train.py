@@ -271,14 +271,16 @@ def train_corpus(
         corpus, inputs, AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig()),
         balance, CORPUS_DEFAULTS, out, overwrite,
     )
-    aligned = train_members(lambda member: _train_model(corpus, inputs, member, balance, obsm_dims), config, balance.members)
+    aligned = train_members(lambda member, text: _train_model(corpus, inputs, member, balance, obsm_dims, text), config, balance.members)
     if out is not None:
         aligned.save(out, overwrite=overwrite)
     return aligned
 
 
-def _train_model(corpus: Any, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig, obsm_dims: list[int]) -> Any:
-    """One model of :func:`train_corpus`, with its training mean, not saved."""
+def _train_model(
+    corpus: Any, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig, obsm_dims: list[int], text: Any
+) -> Any:
+    """One model of :func:`train_corpus`, with its training mean, not saved; ``text`` is the members' shared text model."""
     from mmgene.align.fit import fit_pairs
     from mmgene.align.model import AlignedModel
     from mmgene.align.recentre import MEAN_KEY, training_cells, training_mean
@@ -287,7 +289,7 @@ def _train_model(corpus: Any, inputs: Sequence[str], config: AlignConfig, balanc
     t0 = time.perf_counter()
     examples, record = corpus_pairs(corpus, inputs=inputs, config=config, balance=balance)
     related = related_terms(GlobalClasses(record["class_ids"], [], []).term_ids) if balance.mask_related else None
-    run = fit_pairs(examples, inputs=inputs, config=config, obsm_dims=obsm_dims, related=related)
+    run = fit_pairs(examples, inputs=inputs, config=config, obsm_dims=obsm_dims, related=related, shared_text=text)
     seconds = time.perf_counter() - t0
     aligned = AlignedModel(run.st, list(inputs), corpus_meta(corpus, examples, record, related, run, seconds), config)
     aligned.meta[MEAN_KEY] = training_mean(aligned, [training_cells(human_view(ds), record["trained_cells"][ds.name]) for ds in corpus])

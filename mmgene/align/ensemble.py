@@ -47,16 +47,19 @@ def member_seeds(seed: int, members: int) -> list[int]:
     return [seed + i for i in range(members)]
 
 
-def train_members(train_one: Callable[[Any], Any], config: Any, members: int) -> Any:
-    """``train_one(config)`` once per member, the training seed stepped (:func:`member_seeds`); one member is
-    the model itself, more are an :class:`EnsembleModel`. ``config`` is an :class:`~mmgene.align.config.AlignConfig`."""
+def train_members(train_one: Callable[[Any, Any], Any], config: Any, members: int) -> Any:
+    """``train_one(config, shared_text)`` once per member, the training seed stepped (:func:`member_seeds`);
+    one member is the model itself, more are an :class:`EnsembleModel`. ``config`` is an
+    :class:`~mmgene.align.config.AlignConfig`; the members share one frozen text model
+    (:class:`~mmgene.align.shared_text.SharedText`), so each text is embedded once for all of them."""
+    from mmgene.align.shared_text import SharedText
     from mmgene.progress import info
 
-    models = []
+    models, text = [], SharedText()
     for i, seed in enumerate(member_seeds(config.training.seed, members)):
         if members > 1:
             info(f"ensemble member {i + 1} of {members} (seed {seed})")
-        models.append(train_one(replace(config, training=replace(config.training, seed=seed))))
+        models.append(train_one(replace(config, training=replace(config.training, seed=seed)), text))
     return models[0] if members == 1 else EnsembleModel(models)
 
 

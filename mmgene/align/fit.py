@@ -147,11 +147,13 @@ def fit_pairs(
     config: AlignConfig,
     obsm_dims: Sequence[int],
     related: Any = None,
+    shared_text: Any = None,
 ) -> _Run:
     """Everything after the pairs are built, shared by :func:`train` and
     :func:`mmgene.align.corpus_train.train_corpus`: vocabulary, model, loss, evaluator and the
     training rounds. ``related`` (class x class booleans, optional) keeps related classes' pairs out
-    of the contrastive negatives (see :class:`~mmgene.align.loss.SymmetricInfoNCELoss`)."""
+    of the contrastive negatives (see :class:`~mmgene.align.loss.SymmetricInfoNCELoss`);
+    ``shared_text`` (:class:`~mmgene.align.shared_text.SharedText`) is the text model of models trained before."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
     from mmgene.align.loss import SymmetricInfoNCELoss
@@ -180,6 +182,7 @@ def fit_pairs(
         max_genes=config.pairs.max_genes,
         bridge_genes=examples.marker_genes,
         seed=opt.seed,
+        shared_text=shared_text,
     )
     if opt.loss == "clip":
         loss_fn = SymmetricInfoNCELoss(st, temperature=opt.temperature, related=related)

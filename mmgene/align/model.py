@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.align.config import AlignConfig, ModelConfig
+from mmgene.align.shared_text import SharedText
 from mmgene.errors import InputFileError, MMGeneError, ModelError, ParameterError, cause
 
 #: written beside the sentence-transformers files; says what the omics tower reads and how it was trained.
@@ -35,13 +36,17 @@ def load_text_model(spec: str | os.PathLike[str] | None = None) -> Any:
     return load_text_encoder(text_model_folder(spec or default_text_model()), device="cpu")
 
 
-def gene_text_bridge(encoder: Any, vocab: Sequence[str], genes: Sequence[str]) -> tuple[list[int], np.ndarray | None]:
+def gene_text_bridge(
+    encoder: Any, vocab: Sequence[str], genes: Sequence[str], known: dict[str, np.ndarray] | None = None
+) -> tuple[list[int], np.ndarray | None]:
     """Vocabulary indices and text-encoder vectors of ``genes``' names and designations (NCBI, offline).
 
     The text of a gene is its full name and other designations from the NCBI gene table shipped with
     mmgene (e.g. NKG7: "natural killer cell granule protein 7; granule membrane protein 12"), embedded
     by the text tower's own encoder so that queries and genes compare in one space. Genes without text
-    are left out; without the table the bridge is empty and the model works without it.
+    are left out; without the table the bridge is empty and the model works without it. ``known``
+    (text -> vector, from models built before with this encoder) is read for texts it holds and
+    receives the new ones.
     """
     if not len(genes):
         return [], None
@@ -66,8 +71,17 @@ def gene_text_bridge(encoder: Any, vocab: Sequence[str], genes: Sequence[str]) -
         texts.append(f"{rec.name}; {designations}" if designations else rec.name)
     if not ids:
         return [], None
-    vectors = encoder.encode(texts, batch_size=128, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
-    return ids, np.asarray(vectors, dtype=np.float32)
+    known = {} if known is None else known
+    new = [i for i, text in enumerate(texts) if text not in known]
+    vectors = [known.get(text) for text in texts]
+    if new:
+        fresh = encoder.encode(
+            [texts[i] for i in new], batch_size=128, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+        )
+        for i, vector in zip(new, np.asarray(fresh, dtype=np.float32)):
+            known.setdefault(texts[i], vector)
+            vectors[i] = vector
+    return ids, np.stack(vectors).astype(np.float32, copy=False)
 
 
 def build_model(
@@ -79,13 +93,16 @@ def build_model(
     max_genes: int | None = None,
     bridge_genes: Sequence[str] = (),
     seed: int = 0,
+    shared_text: SharedText | None = None,
 ) -> Any:
     """A fresh two-tower :class:`~sentence_transformers.SentenceTransformer` (see :mod:`mmgene.align.modules`).
 
     ``vocab`` (gene symbols) and ``obsm_keys``/``obsm_dims`` say what the omics tower reads,
     ``max_genes`` how many genes of a cell (default: :class:`~mmgene.pairs.config.PairsConfig`'s, as the
     pairs are built with it), ``bridge_genes`` which genes' NCBI text the text tower may reach (with
-    ``config.gene_bridge``); the rest is ``config``.
+    ``config.gene_bridge``); the rest is ``config``. ``shared_text`` (models trained in turn, see
+    :mod:`mmgene.align.shared_text`) gives a frozen text tower the encoder, caption cache and gene-text
+    vectors of the models built with it before.
     """
     from mmgene.lazy import require
 
@@ -108,9 +125,11 @@ def build_model(
     if not vocab and not obsm_keys:
         raise ParameterError("the omics tower has nothing to read", "arguments vocab/obsm_keys", "give genes and/or obsm keys")
     torch.manual_seed(seed)
-    encoder = load_text_model(config.text_model)
+    shared = shared_text if shared_text is not None and not config.train_text else None
+    encoder = shared.encoder_for(config.text_model, load_text_model) if shared is not None else load_text_model(config.text_model)
     genes = bridge_genes if config.gene_bridge else ()
-    bridge_ids, bridge_vectors = gene_text_bridge(encoder, vocab, genes) if vocab else ([], None)
+    known = shared.bridge if shared is not None and encoder is shared.encoder else None
+    bridge_ids, bridge_vectors = gene_text_bridge(encoder, vocab, genes, known) if vocab else ([], None)
     table = GeneTable(len(vocab), config.gene_dim) if vocab else None
     cell_route = [CellInput(vocab, obsm_keys, obsm_dims, max_genes=max_genes, gene_dropout=config.gene_dropout)]
     text_input = TextInput(
@@ -120,6 +139,8 @@ def build_model(
         gene_text_ids=bridge_ids,
         gene_text_vectors=bridge_vectors,
     )
+    if shared is not None:
+        shared.join(text_input)
     text_route: list[Any] = [text_input]
     if table is not None:
         cell_route.append(table)

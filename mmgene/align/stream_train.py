@@ -259,16 +259,19 @@ def train_stream(
         )
     config, balance, obsm_dims = start_training(corpus, inputs, given, balance, STREAMED_DEFAULTS, out, overwrite)
     stream = stream or StreamConfig()
-    aligned = train_members(lambda member: _train_model(corpus, inputs, member, balance, stream, obsm_dims), config, balance.members)
+    aligned = train_members(
+        lambda member, text: _train_model(corpus, inputs, member, balance, stream, obsm_dims, text), config, balance.members
+    )
     if out is not None:
         aligned.save(out, overwrite=overwrite)
     return aligned
 
 
 def _train_model(
-    corpus: Any, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig, stream: StreamConfig, obsm_dims: list[int]
+    corpus: Any, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig, stream: StreamConfig,
+    obsm_dims: list[int], text: Any,
 ) -> Any:
-    """One model of :func:`train_stream`, with its training mean, not saved."""
+    """One model of :func:`train_stream`, with its training mean, not saved; ``text`` is the members' shared text model."""
     from mmgene import distributed
     from mmgene.align.fit import fit_pairs
     from mmgene.align.model import AlignedModel
@@ -286,7 +289,7 @@ def _train_model(
     classes = source.classes
     examples = TrainingPairs(splits, classes.names, classes.texts, sum(d.plan.unlabelled for d in source.datasets), source.marker_genes)
     related = related_terms(classes.term_ids) if balance.mask_related else None
-    run = fit_pairs(examples, inputs=inputs, config=config, obsm_dims=obsm_dims, related=related)
+    run = fit_pairs(examples, inputs=inputs, config=config, obsm_dims=obsm_dims, related=related, shared_text=text)
     seconds = time.perf_counter() - t0
     record = {
         "datasets": source.names,
