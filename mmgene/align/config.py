@@ -150,7 +150,8 @@ class CorpusTrainingConfig:
     members: int | None = setting(
         None,
         "Models trained alike with seeds seed, seed+1, ... and used as one (mmgene.align.ensemble: each recentred, "
-        "their cosines averaged); each costs one more training (none: 4 in memory, 1 streamed)",
+        "their cosines averaged); each costs one more training, less the frozen text model's work, which they "
+        "share (none: 4 in memory, 1 streamed)",
     )
 
     def __post_init__(self) -> None:
