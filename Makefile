@@ -20,10 +20,12 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mmgene demo --out mmgene-demo --overwrite
 
-# two workers (one per core of a small machine), whole files per worker so module fixtures are built once
+# two workers (one per core of a small machine), whole files per worker so module fixtures are built once;
+# a worker that crashes (a native library's segfault) fails the run at once, naming the test, instead of
+# being replaced (with --dist loadfile a replaced worker can leave the run waiting forever, pytest-xdist #784)
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --nbmake tests notebooks
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --max-worker-restart 0 --nbmake tests notebooks
 
 clean:
 	rm -rf $(VENV) mmgene-demo
