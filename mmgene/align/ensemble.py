@@ -185,11 +185,13 @@ def _share_text_caches(members: Sequence[Any]) -> None:
     text cache of member 0, :meth:`~mmgene.align.modules.text_input.TextInput.share_cache`); members
     with text models of their own keep their own caches."""
     from mmgene.align.modules.text_input import TextInput
+    from mmgene.align.shared_text import SharedText
 
     towers = [next((m for m in member.st.modules() if isinstance(m, TextInput)), None) for member in members]
     if all(t is not None for t in towers):
-        for tower in towers[1:]:
-            tower.share_cache(towers[0])
+        shared = SharedText()
+        for tower in towers:
+            shared.join(tower)
 
 
 def eval_histories(meta: dict[str, Any]) -> list[list[dict[str, Any]]]:

@@ -125,11 +125,10 @@ def build_model(
     if not vocab and not obsm_keys:
         raise ParameterError("the omics tower has nothing to read", "arguments vocab/obsm_keys", "give genes and/or obsm keys")
     torch.manual_seed(seed)
-    shared = shared_text if shared_text is not None and not config.train_text else None
-    encoder = shared.encoder_for(config.text_model, load_text_model) if shared is not None else load_text_model(config.text_model)
+    text = shared_text if shared_text is not None and not config.train_text else SharedText()  # a learning tower is its own
+    encoder = text.encoder_for(config.text_model, load_text_model)
     genes = bridge_genes if config.gene_bridge else ()
-    known = shared.bridge if shared is not None and encoder is shared.encoder else None
-    bridge_ids, bridge_vectors = gene_text_bridge(encoder, vocab, genes, known) if vocab else ([], None)
+    bridge_ids, bridge_vectors = gene_text_bridge(encoder, vocab, genes, text.bridge_of(encoder)) if vocab else ([], None)
     table = GeneTable(len(vocab), config.gene_dim) if vocab else None
     cell_route = [CellInput(vocab, obsm_keys, obsm_dims, max_genes=max_genes, gene_dropout=config.gene_dropout)]
     text_input = TextInput(
@@ -139,8 +138,7 @@ def build_model(
         gene_text_ids=bridge_ids,
         gene_text_vectors=bridge_vectors,
     )
-    if shared is not None:
-        shared.join(text_input)
+    text.join(text_input)
     text_route: list[Any] = [text_input]
     if table is not None:
         cell_route.append(table)

@@ -7,6 +7,8 @@ holds the encoder, the caption cache of the first member's text tower and the ge
 vectors, and :func:`mmgene.align.model.build_model` takes them from it. The first member embeds exactly
 as it would alone; later members read what it embedded (the same texts, the same vectors) and embed
 only what is new to them. A trainable text tower is never shared: each member fine-tunes its own.
+The members of a loaded ensemble, which wrap one text model, join their caches the same way
+(:meth:`SharedText.join`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class SharedText:
     encoder
         The loaded text model (``None`` until the first model is built), and ``spec`` what it was loaded from.
     tower
-        The first model's :class:`~mmgene.align.modules.text_input.TextInput`; later towers use its cache.
+        The first :class:`~mmgene.align.modules.text_input.TextInput` joined; later towers use its cache.
     bridge
         Unit vectors of the gene texts embedded so far (:func:`mmgene.align.model.gene_text_bridge`), by text.
     """
@@ -41,6 +43,10 @@ class SharedText:
         if self.encoder is None:
             self.encoder, self.spec = load(spec), spec
         return self.encoder if spec == self.spec else load(spec)
+
+    def bridge_of(self, encoder: Any) -> dict[str, np.ndarray] | None:
+        """The gene-text vectors embedded so far when ``encoder`` is the shared one (else None: not comparable)."""
+        return self.bridge if encoder is self.encoder else None
 
     def join(self, tower: Any) -> bool:
         """Let ``tower`` use the first tower's text cache (the first one becomes it); returns whether it shares."""
