@@ -1,7 +1,7 @@
 """Benchmark: encoding an AnnData's cells with an ensemble, mmgene against its members one by one.
 
 PBMC 3k (real 10x counts; scanpy's pbmc68k_reduced without ``../shared``) is stacked to ``--cells``
-cells. Four fresh two-tower models over its genes (random weights, seeds 0-3: the cost of encoding
+cells. ``--members`` fresh two-tower models over its genes (default: the corpus default; random weights, seeds 0, 1, ...: the cost of encoding
 does not depend on them; each with a training mean, so cells can be recentred) form an ensemble, which
 encodes them two ways in one process, with recentring (annotate's default) and without:
 
@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from bench_encode import setup  # noqa: E402
 
+from mmgene.align.config import CORPUS_DEFAULTS  # noqa: E402
 from mmgene.align.ensemble import EnsembleModel  # noqa: E402
 from mmgene.align.model import AlignedModel, build_model, load  # noqa: E402
 from mmgene.align.modules.text_input import TextInput  # noqa: E402
@@ -89,7 +90,7 @@ def best_of(fn, repeats: int = 2) -> tuple[np.ndarray, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=4)
+    parser.add_argument("--members", type=int, default=CORPUS_DEFAULTS.members, help="models in the ensemble (default: the corpus default)")
     args, adata, vocab = setup(parser)
     ensemble = EnsembleModel(members(vocab, args.members))
     n = adata.n_obs

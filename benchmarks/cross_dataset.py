@@ -1,7 +1,7 @@
 """Leave-one-dataset-out zero-shot figures over the shared corpus (issue #18's bars).
 
 For each of the eight datasets of ``../shared/data/corpus/corpus.csv``: train on the other seven
-(``mmgene.align.train_corpus``, the library's default configuration: an ensemble of four), score the
+(``mmgene.align.train_corpus``, the library's default configuration: an ensemble), score the
 held-out cells zero-shot with Cell Ontology names and with the authors' labels as prompts, and print
 them beside a model trained on PBMC 3k alone (the same recipe) and a supervised reference mapper
 (logistic regression on the other datasets' cells). No refinement. Bars: mean balanced accuracy over the five immune datasets >= 0.80,
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--hold-out", nargs="*", default=(), help="datasets to hold out (default: all)")
     parser.add_argument("--json", type=Path, default=None, help="write the whole report here")
     parser.add_argument("--seed", type=int, default=0, help="training seed of every model (TrainingConfig.seed)")
-    parser.add_argument("--members", type=int, default=None, help="models per ensemble (default: the library's, 4; 1: one model)")
+    parser.add_argument("--members", type=int, default=None, help="models per ensemble (default: the library's, mmgene.align.config.CORPUS_DEFAULTS; 1: one model)")
     parser.add_argument("--skip-full-training", action="store_true", help="do not time training on every dataset")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, help="print one table from the reports of earlier runs")
     args = parser.parse_args()

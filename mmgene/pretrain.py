@@ -5,7 +5,7 @@ Census rows, ``.h5ad``/``.zarr`` files, folders, or :class:`~mmgene.corpus.Datas
 gives every dataset without an ontology column Cell Ontology ids for its author labels
 (:func:`harmonise_corpus`: the rows of a reviewed mapping CSV first, :func:`mmgene.harmonise.harmonise_labels`
 for the rest), and trains on all of it with :func:`mmgene.align.train_corpus` and the library's
-default configs (:mod:`mmgene.align.config`: an ensemble of four models); only the seed, the number of
+default configs (:mod:`mmgene.align.config`: an ensemble of ``CORPUS_DEFAULTS.members`` models); only the seed, the number of
 members and, for quick runs, a step limit are chosen here. Cells whose author label has no term are
 left out unless ``PretrainConfig.keep_unmapped`` (then they form classes of their own, named by the label).
 
@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mmgene.align.config import CORPUS_DEFAULTS
 from mmgene.config import check_whole, setting
 from mmgene.errors import LabelError, MappingError, ParameterError, _preview
 
@@ -55,7 +56,9 @@ class PretrainConfig:
         False, "Train on cells whose author label has no Cell Ontology term, as classes of their own (else left out)"
     )
     members: int | None = setting(
-        None, "Models trained with seeds seed, seed+1, ... and used as one ensemble (none: the corpus trainer's default, 4)"
+        None,
+        "Models trained with seeds seed, seed+1, ... and used as one ensemble "
+        f"(none: the corpus trainer's default, {CORPUS_DEFAULTS.members})",
     )
 
     def __post_init__(self) -> None:

@@ -2,8 +2,9 @@
 
 ``train`` fits it with the settings of ``PairsConfig``, ``ModelConfig`` and ``TrainingConfig`` (see
 :mod:`mmgene.align.config`), ``load`` reads a saved model directory, ``AlignedModel`` encodes text and
-cells into the joint space; ``train_corpus`` trains on a corpus, by default an ``EnsembleModel`` of four
-models used as one space. Looked up lazily so that ``import mmgene.align`` loads no torch.
+cells into the joint space; ``train_corpus`` trains on a corpus, by default an ``EnsembleModel`` of
+several models used as one space (``config.CORPUS_DEFAULTS``). Looked up lazily so that
+``import mmgene.align`` loads no torch.
 """
 
 from __future__ import annotations

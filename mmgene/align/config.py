@@ -37,7 +37,7 @@ ANNDATA_DEFAULTS = TrainerDefaults(hard_negatives=0, query_channel=0.5)
 #: a corpus in memory (:func:`mmgene.align.train_corpus`, ``pretrain``): chosen by leaving datasets out
 CORPUS_DEFAULTS = TrainerDefaults(hard_negatives=5, query_channel=0.7, members=4)
 #: a streamed corpus: as in memory, but it cannot mine hard negatives (every row is rewritten between
-#: rounds) and trains one model (a corpus streamed is one too large to read four times)
+#: rounds) and trains one model (a corpus streamed is one too large to read once per member)
 STREAMED_DEFAULTS = TrainerDefaults(hard_negatives=0, query_channel=0.7)
 
 
@@ -151,7 +151,7 @@ class CorpusTrainingConfig:
         None,
         "Models trained alike with seeds seed, seed+1, ... and used as one (mmgene.align.ensemble: each recentred, "
         "their cosines averaged); each costs one more training, less the frozen text model's work, which they "
-        "share (none: 4 in memory, 1 streamed)",
+        f"share (none: {CORPUS_DEFAULTS.members} in memory, {STREAMED_DEFAULTS.members} streamed)",
     )
 
     def __post_init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Train aligned models on all datasets of a corpus (:func:`train_corpus`; four as one ensemble by default).
+"""Train aligned models on all datasets of a corpus (:func:`train_corpus`; by default several, as one ensemble).
 
 Per dataset, pairs are made as for one AnnData (:func:`mmgene.pairs.make_pairs`, its own label and
 ontology columns, its own held-out cells), from a copy of the data whose genes are the dataset's
@@ -254,8 +254,9 @@ def train_corpus(
     overwrite: bool = False,
 ) -> Any:
     """Train aligned text-cell models on every dataset of ``corpus`` (:func:`mmgene.corpus.read_corpus`):
-    one :class:`~mmgene.align.model.AlignedModel`, or with ``balance.members`` > 1 (the default, 4) an
-    :class:`~mmgene.align.ensemble.EnsembleModel` of models trained with seeds ``seed``, ``seed + 1``, ...
+    one :class:`~mmgene.align.model.AlignedModel`, or with ``balance.members`` > 1 (the default:
+    ``CORPUS_DEFAULTS.members``) an :class:`~mmgene.align.ensemble.EnsembleModel` of models trained with
+    seeds ``seed``, ``seed + 1``, ...
 
     ``pairs``, ``model`` and ``training`` are as for :func:`mmgene.align.train`; ``balance``
     (:class:`~mmgene.align.config.CorpusTrainingConfig`) sets the rows per dataset, the ontology

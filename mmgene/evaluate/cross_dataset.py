@@ -326,7 +326,8 @@ def cross_dataset(
     """Leave-one-dataset-out zero-shot figures of ``corpus`` (see the module docstring).
 
     ``pairs``, ``model``, ``training`` and ``balance`` are the configs of :func:`mmgene.align.train_corpus`
-    (defaults when ``None``: an ensemble of four models per fold). Returns ``{"config", "datasets": {name: {...}}, "summary": {...}}``.
+    (defaults when ``None``: an ensemble of ``CORPUS_DEFAULTS.members`` models per fold). Returns
+    ``{"config", "datasets": {name: {...}}, "summary": {...}}``.
     """
     from mmgene.align import train_corpus
 
