@@ -397,6 +397,34 @@ def test_census_dataset_in_a_corpus_and_a_manifest(soma_source, tmp_path):
     assert capped.class_counts.to_dict() == {t: 20 for t in sorted(TYPES)}
 
 
+def test_a_backed_corpus_closes_its_files_and_the_experiments_it_opened(soma_source, manifest):
+    """``with read_corpus(..., backed=True)`` closes the .h5ad file and the SOMA experiment on leaving;
+    rows read afterwards are refused; a Census handle the caller passed stays open."""
+    import tiledbsoma
+
+    from mmgene.corpus.soma_rows import SomaRows
+
+    _, exp_uri, census_uri = soma_source
+    census_spec = DatasetSpec("census_blood", "cell_type", ontology_col="cell_type_ontology_term_id", census=CensusQuery(FILTER, uri=exp_uri))
+    with read_corpus([read_manifest(manifest)[0], census_spec], CorpusOptions(backed=True)) as corpus:
+        backed, rows = corpus[0].adata, corpus[1].adata
+        assert backed.isbacked and backed.file.is_open and isinstance(rows, SomaRows)
+        experiment = rows._exp
+        assert not experiment.closed and rows[0:3].n_obs == 3
+    assert not backed.file.is_open and experiment.closed
+    with pytest.raises(CorpusError, match="the SOMA source was closed"):
+        rows[0:3]
+    corpus.close()  # a second close does nothing
+
+    query = CensusQuery(FILTER, organism="Homo sapiens", x_name="data", max_cells_per_type=5, seed=0)
+    with tiledbsoma.open(census_uri) as census:
+        theirs = SomaRows(query, census)
+        theirs.close()
+        assert not census.closed and census_anndata(query, census).n_obs == 20  # still the caller's to use
+    with pytest.raises(CorpusError, match="closed"):
+        theirs[0:1]
+
+
 def test_census_errors_name_the_query(soma_source, tmp_path):
     _, exp_uri, _ = soma_source
     with pytest.raises(CorpusError, match="query failed") as info:

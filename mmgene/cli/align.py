@@ -158,10 +158,11 @@ def _train_corpus(
             f"--corpus takes at most one --label-col, got {label_col}", "option --label-col", "pass one column (a manifest names its own)"
         )
     check_output(out, overwrite=overwrite, inputs=[corpus])
-    data = read_corpus(corpus, CorpusOptions(backed=stream is not None), label_col=label_col[0] if label_col else None, ontology_col=ontology_col)
-    if stream is not None:
-        return train_stream(data, inputs=inputs, **configs, balance=balance, stream=stream, out=out, overwrite=overwrite)
-    return train_corpus(data, inputs=inputs, **configs, balance=balance, out=out, overwrite=overwrite)
+    options = CorpusOptions(backed=stream is not None)
+    with read_corpus(corpus, options, label_col=label_col[0] if label_col else None, ontology_col=ontology_col) as data:
+        if stream is not None:
+            return train_stream(data, inputs=inputs, **configs, balance=balance, stream=stream, out=out, overwrite=overwrite)
+        return train_corpus(data, inputs=inputs, **configs, balance=balance, out=out, overwrite=overwrite)
 
 
 @app.command("evaluate")

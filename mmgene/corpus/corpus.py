@@ -131,6 +131,22 @@ class Corpus:
     def names(self) -> list[str]:
         return [ds.name for ds in self.datasets]
 
+    def close(self) -> None:
+        """Close what a backed corpus holds open: its ``.h5ad`` files and the SOMA experiments its Census
+        rows opened (``CorpusOptions(backed=True)``; datasets in memory need nothing). ``with
+        read_corpus(...) as corpus:`` closes them on leaving the block."""
+        for ds in self.datasets:
+            if getattr(ds.adata, "isbacked", False) and getattr(ds.adata, "file", None) is not None:
+                ds.adata.file.close()
+            elif callable(close := getattr(ds.adata, "close", None)):
+                close()
+
+    def __enter__(self) -> Corpus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def labels(self, dataset: str | int) -> np.ndarray:
         """Labels of the kept cells of one dataset, in its obs order."""
         return self[dataset].labels

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mmgene.corpus.census import CensusQuery, _axis_rows, _census_experiment, _open_local, _plan, _read_obs, _selected, record_query
-from mmgene.errors import ParameterError
+from mmgene.errors import CorpusError, ParameterError
 
 
 class _Rows:
@@ -41,11 +41,14 @@ class SomaRows:
 
     def __init__(self, query: CensusQuery, census: Any = None) -> None:
         self.query = query
+        self._closed = False
         if query.uri is not None:
             self._exp = _open_local(query)
+            self._owned: Any = self._exp
             default_x = "data"
         else:
-            _, self._exp = _census_experiment(query, census)
+            opened, self._exp = _census_experiment(query, census)
+            self._owned = opened if census is None else None  # a handle the caller passed stays theirs to close
             default_x = "raw"
         self._plan = _plan(self._exp, query, default_x)
         value_filter = query.obs_value_filter.strip() or None
@@ -92,11 +95,22 @@ class SomaRows:
             key = key[0]
         if not isinstance(key, slice) or key.step not in (None, 1):
             raise ParameterError("a SOMA source reads consecutive rows", "SomaRows[...]", "slice it as rows[start:stop]")
+        if self._closed:
+            raise CorpusError(
+                "the SOMA source was closed", self.query.describe(), "read the corpus again (mmgene.corpus.read_corpus)"
+            )
         start, stop, _ = key.indices(self.n_obs)
         adata = _axis_rows(self._exp, self.query, self._plan, self.joinids[start:stop] if stop > start else np.zeros(0, np.int64))
         adata.var = self.var.copy()  # the gene table read once (read() filled gene_symbol and ids into it)
         adata.uns["mmgene"] = {"input": dict(self.uns.get("mmgene", {}).get("input", {}))}
         return adata
+
+    def close(self) -> None:
+        """Close the experiment this object opened (the local one, or the Census release); a Census handle
+        passed in stays open. Reading rows afterwards is a :class:`~mmgene.errors.CorpusError`."""
+        if not self._closed and self._owned is not None:
+            self._owned.close()
+        self._closed = True
 
     def __len__(self) -> int:
         return self.n_obs
