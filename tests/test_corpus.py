@@ -425,6 +425,22 @@ def test_a_backed_corpus_closes_its_files_and_the_experiments_it_opened(soma_sou
         theirs[0:1]
 
 
+def test_a_refused_backed_corpus_leaves_no_file_open(manifest):
+    """A dataset refused while a backed corpus is read closes the files of the datasets read before it."""
+    import dataclasses
+
+    import h5py
+
+    def open_files() -> int:
+        return len(h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE))
+
+    good, other = read_manifest(manifest)[:2]
+    before = open_files()
+    with pytest.raises(MissingColumnError, match="no_such_column") as refused:
+        read_corpus([good, dataclasses.replace(other, label_col="no_such_column")], CorpusOptions(backed=True))
+    assert open_files() == before and refused.value is not None  # the traceback still holds the datasets read
+
+
 def test_census_errors_name_the_query(soma_source, tmp_path):
     _, exp_uri, _ = soma_source
     with pytest.raises(CorpusError, match="query failed") as info:

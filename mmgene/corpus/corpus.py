@@ -136,10 +136,7 @@ class Corpus:
         rows opened (``CorpusOptions(backed=True)``; datasets in memory need nothing). ``with
         read_corpus(...) as corpus:`` closes them on leaving the block."""
         for ds in self.datasets:
-            if getattr(ds.adata, "isbacked", False) and getattr(ds.adata, "file", None) is not None:
-                ds.adata.file.close()
-            elif callable(close := getattr(ds.adata, "close", None)):
-                close()
+            _close_source(ds.adata)
 
     def __enter__(self) -> Corpus:
         return self
@@ -218,6 +215,14 @@ class Corpus:
         return obs
 
 
+def _close_source(adata: Any) -> None:
+    """Close a backed AnnData's file or a :class:`~mmgene.corpus.soma_rows.SomaRows`'s experiment."""
+    if getattr(adata, "isbacked", False) and getattr(adata, "file", None) is not None:
+        adata.file.close()
+    elif callable(close := getattr(adata, "close", None)):
+        close()
+
+
 def _read(spec: DatasetSpec, options: CorpusOptions) -> Any:
     from mmgene.io import read
 
@@ -293,15 +298,21 @@ def read_corpus(
     options = options or CorpusOptions()
     specs = specs_from(sources, label_col=label_col, ontology_col=ontology_col, species=species, tissue=tissue)
     table = OrthologyMap.from_file(options.orthology) if options.orthology is not None else None  # before reading data
-    loaded = []
-    for spec in progress(specs, desc="reading corpus", unit="dataset"):
-        try:
-            adata = _read(spec, options)
-            keep, labels, ontology, n_dropped = _labelled(spec, adata)
-            var, symbols = _raw_symbols(adata, options)
-        except MMGeneError as exc:
-            raise located(exc, spec.location) from exc
-        loaded.append((spec, adata, var, symbols, (keep, labels, ontology, n_dropped)))
+    loaded, opened = [], []
+    try:
+        for spec in progress(specs, desc="reading corpus", unit="dataset"):
+            try:
+                adata = _read(spec, options)
+                opened.append(adata)
+                keep, labels, ontology, n_dropped = _labelled(spec, adata)
+                var, symbols = _raw_symbols(adata, options)
+            except MMGeneError as exc:
+                raise located(exc, spec.location) from exc
+            loaded.append((spec, adata, var, symbols, (keep, labels, ontology, n_dropped)))
+    except BaseException:  # a refused dataset: close what the datasets read so far hold open (backed)
+        for source in opened:
+            _close_source(source)
+        raise
     orthology = table or _symbol_match([item[:4] for item in loaded])
     datasets = []
     for spec, adata, var, symbols, (keep, labels, ontology, n_dropped) in loaded:
