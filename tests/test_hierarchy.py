@@ -73,6 +73,27 @@ def test_resolve_terms_by_name_and_given_ids():
         resolve_terms(["a", "b"], [CD8])
 
 
+def test_label_terms_read_what_users_type_through_the_harmonisers_rules_only():
+    from mmgene.query.terms import label_terms
+
+    typed = ["CD4 T cells", "CD14+ Monocytes", "T_CD8", "B cells", "proliferating cells", "my cluster 3", ""]
+    assert resolve_terms(typed) == ["", "", "", B_CELL, "", "", ""]  # names and synonyms alone
+    # rules (abbreviations, marker spellings) read the first three; a similarity guess ("proliferating
+    # cells" is closest to "cycling T cell") is not taken, nor is a label that names no cell type
+    assert label_terms(typed) == [CD4, "CL:0001054", CD8, B_CELL, "", "", ""]
+    assert label_terms(["CD4 T cells", "x"], ["", NK]) == ["", NK]  # given ids win, '' included
+
+
+def test_annotate_reads_a_typed_label_as_its_term_so_its_subtypes_are_not_others(cells):
+    """"CD4 T cells" is the model's CD4-positive, alpha-beta T cell: the model's CD8 T cells stay others,
+    and the label's term is recorded."""
+    annotate(cells, ["CD4 T cells", "B cells", "NK cells"], FakeSpace(), prompts=["{label}"], min_z=None, min_prob=0.0)
+    record = cells.uns["mmgene"]["mmgene_label"]
+    assert record["term_ids"] == [CD4, B_CELL, NK]
+    assert record["others"] == ["CD8-positive, alpha-beta T cell"]  # not the asked CD4 T cell class
+    assert _answers(cells)[1] == ["unknown"]  # the CD8 T cells: a trained class outside the question
+
+
 def test_label_hierarchy_finds_the_labels_below_each_label():
     tree = LabelHierarchy.of(["leukocyte", "T cell", "CD8", "B cell"], [LEUKOCYTE, T_CELL, CD8, B_CELL])
     assert tree.below == ((1, 2, 3), (2,), (), ())

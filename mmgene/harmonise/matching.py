@@ -50,6 +50,11 @@ SIMILARITY_CEILING = 0.8
 MAX_ANCESTOR_DESCENDANTS = 400
 
 
+#: methods by which a rule chose the term (the ontology's own name or synonym, or a rewrite of the label
+#: into one), not a similarity score: a match by one of them is the term the label spells out
+RULE_METHODS = frozenset({"exact-name", "synonym", "abbreviation"})
+
+
 @dataclass
 class Match:
     """The term chosen for one label, how, and the runners-up ``[(term_id, score), ...]``."""

@@ -260,7 +260,7 @@ def annotate(
     vector then depends on the other cells of ``adata``. Pass ``recentre=False`` for a sorted population.
 
     ``hierarchy=True`` (default) reads the labels as Cell Ontology terms (``term_ids``, else found by
-    name; :mod:`mmgene.text.hierarchy`): a label also answers for the model's training classes below
+    name or by the label harmoniser's rules, "CD4 T cells" included; :mod:`mmgene.query.terms`): a label also answers for the model's training classes below
     it ("T cell" for the CD4- and CD8-positive T cells it learnt), and when labels lie below one another
     a parent's probability covers its descendants and the answer is the deepest confident label
     (:func:`assign_nested`). Labels without a term are scored as before.
@@ -360,9 +360,9 @@ def _reject_others(adata: Any, space: Any, cells: np.ndarray, scored: Any, resul
     """Call ``unknown`` the cells a class outside the question fits better (:mod:`mmgene.query.others`);
     writes ``obs['<key_added>_nearest_other']`` and returns what the record keeps."""
     from mmgene.query.others import nearest_other_for
-    from mmgene.text.hierarchy import resolve_terms
+    from mmgene.query.terms import label_terms
 
-    term_ids = [t for t in scored.hierarchy.term_ids if t] or resolve_terms(labels)
+    term_ids = [t for t in scored.hierarchy.term_ids if t] or label_terms(labels)
     found = nearest_other_for(space, cells, scored.similarities, labels, term_ids, prompts_of)
     rejected = found.rejects(config.others_margin)
     result.label = np.where(rejected, config.unknown, result.label).astype(object)

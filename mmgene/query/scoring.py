@@ -23,6 +23,7 @@ import numpy as np
 
 from mmgene.errors import ParameterError
 from mmgene.text.classes import class_vectors
+from mmgene.query.terms import label_terms
 from mmgene.text.hierarchy import LabelHierarchy, expansions, resolve_terms
 
 
@@ -75,7 +76,7 @@ def label_similarities(
     cosines when the cell vectors have unit length) to ``labels`` whose prompt lists are ``groups``.
 
     ``prompts_of(names)`` gives the prompt lists of the expansion classes (the same rule as the labels').
-    ``term_ids`` are the labels' Cell Ontology ids ('' for none; default: found by name). With
+    ``term_ids`` are the labels' Cell Ontology ids ('' for none; default: :func:`mmgene.query.terms.label_terms`). With
     ``hierarchy=False`` no label is expanded and the relations are left empty. An ensemble's members are
     scored too, each on its own part of ``cells`` (``space.member_vectors``), into ``members``.
     """
@@ -105,7 +106,7 @@ def _one_space(
     sims = cells @ vecs.T
     if not hierarchy:
         return LabelSimilarities(sims, LabelHierarchy.of(labels, [""] * len(labels)), [[] for _ in labels], [list(g) for g in groups])
-    tree = LabelHierarchy.of(labels, resolve_terms(labels, term_ids))
+    tree = LabelHierarchy.of(labels, label_terms(labels, term_ids))
     expanded = expansions(tree, space_vocabulary(space))
     names = sorted({n for group in expanded for n in group})
     if names and len(cells):

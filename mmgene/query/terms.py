@@ -1,0 +1,44 @@
+"""The Cell Ontology term each label of a question stands for, so that the hierarchy and the others
+rule read "CD4 T cells" as the CD4-positive, alpha-beta T cell it names.
+
+A label is first looked up as a term's name or synonym (:func:`mmgene.text.hierarchy.resolve_terms`).
+What a user types often is neither ("CD4 T cells", "CD14+ Monocytes", "T_CD8"); for those the label
+harmoniser's rules are asked (:mod:`mmgene.harmonise`: abbreviations, marker spellings, plurals), and
+its answer is taken only when a rule chose it (:data:`~mmgene.harmonise.matching.RULE_METHODS`), never
+a similarity guess: a wrong term would make a label answer for classes it does not name. A label
+neither finds keeps no term and is scored by its prompts alone, as before. Pass ``term_ids`` to say
+the terms yourself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from mmgene.text.hierarchy import resolve_terms
+
+
+@lru_cache(maxsize=1)
+def _matcher() -> Any:
+    """The harmoniser with its default settings (no tissue or species hint), built once per process."""
+    from mmgene.harmonise.config import HarmoniseConfig
+    from mmgene.harmonise.matching import Matcher
+
+    return Matcher(HarmoniseConfig())
+
+
+def label_terms(labels: Sequence[str], term_ids: Sequence[str] | None = None) -> list[str]:
+    """The Cell Ontology id of each label ('' for none): ``term_ids`` when given, else the term whose
+    name or synonym the label is, else the term a harmoniser rule reads it as (see the module docstring)."""
+    ids = resolve_terms(labels, term_ids)
+    if term_ids is not None:
+        return ids
+    from mmgene.harmonise.matching import RULE_METHODS
+
+    for i, label in enumerate(labels):
+        if not ids[i] and str(label).strip():
+            found = _matcher().match(str(label))
+            if found.method in RULE_METHODS:
+                ids[i] = found.term_id
+    return ids
