@@ -112,7 +112,8 @@ def _similarities(
 
 
 def _term_ids(classes: Sequence[str], prompt_set: str) -> list[str] | None:
-    """The classes' Cell Ontology ids for the ontology prompts; found by name for the authors' labels."""
+    """The classes' Cell Ontology ids for the ontology prompts; for the authors' labels, read from the
+    labels as annotate reads them (:func:`mmgene.query.terms.label_terms`)."""
     from mmgene.text.ontology import is_term_id
 
     return [c if is_term_id(c) else "" for c in classes] if prompt_set == "ontology" else None
