@@ -108,6 +108,7 @@ def test_annotate_writes_label_and_score_columns(h5ad, tmp_path):
     assert json.loads(res.stdout) == {
         "out": str(out), "label_key": "mmgene_label", "score_key": "mmgene_score", "cells": 120,
         "counts": {str(k): int(v) for k, v in labels.value_counts().items()},
+        "terms": {"B cell": "CL:0000236", "T cell": "CL:0000084"},
     }
     assert "mmgene_label" not in ad.read_h5ad(h5ad).obs
     res = invoke(
@@ -119,14 +120,25 @@ def test_annotate_writes_label_and_score_columns(h5ad, tmp_path):
     assert record["refined"] and record["origin"] == "human blood"
 
 
-def test_annotate_reads_labels_as_cell_ontology_terms_unless_told_not_to(h5ad, tmp_path):
+def test_annotate_reads_labels_as_cell_ontology_terms_unless_told_not_to(h5ad, tmp_path, monkeypatch):
     import anndata as ad
+
+    from mmgene.settings import settings
+
+    monkeypatch.setattr(settings, "quiet", False)
 
     out = tmp_path / "annotated.h5ad"
     res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "leukocyte", "--out", out)
     assert res.exit_code == 0, res.output
     record = ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]
     assert list(record["term_ids"]) == ["CL:0000236", "CL:0000084", "CL:0000738"] and record["nested"]
+    # a typed label is read through the harmoniser's rules, and stderr says how each label was read
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "CD4 T cells", "my cluster", "--out", out, "--overwrite", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["terms"] == {"CD4 T cells": "CL:0000624", "my cluster": ""}
+    assert res.stderr.strip().splitlines()[-1] == (
+        "labels read as Cell Ontology terms: 'CD4 T cells' as CL:0000624 CD4-positive, alpha-beta T cell; 'my cluster' as no term"
+    )
     res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "leukocyte", "--out", out, "--overwrite", "--no-hierarchy")
     assert res.exit_code == 0, res.output
     record = ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]

@@ -147,6 +147,19 @@ def query(
     emit(result, lambda: table_text(table, 4), as_json=as_json)
 
 
+def _terms_read(labels: list[str], term_ids: Any) -> dict[str, str]:
+    """Each label's Cell Ontology id as annotate read it ('' for none; all '' without the hierarchy),
+    and one line on stderr saying so, so that a label read as another term than meant is seen."""
+    from mmgene.progress import info
+    from mmgene.text.ontology import term_text
+
+    terms = {str(label): str(t) for label, t in zip(labels, term_ids)}
+    if any(terms.values()):
+        read = [f"{label!r} as {t} {term_text(t).label}" if t else f"{label!r} as no term" for label, t in terms.items()]
+        info("labels read as Cell Ontology terms: " + "; ".join(read))
+    return terms
+
+
 @app.command("annotate")
 def annotate(
     file: Path = typer.Argument(..., help="An .h5ad file (comes first; labels follow --labels)."),
@@ -189,11 +202,12 @@ def annotate(
         "min_z": min_z, "alpha": alpha, "refine": refine, "standardize": standardize, "recentre": recentre, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
     })
     run(adata, all_labels, model, rule, reference=ref, key_added=key)
+    terms = _terms_read(all_labels, adata.uns["mmgene"][f"{key}_label"].get("term_ids", []))
     write_anndata(adata, target, file=file, overwrite=overwrite)
     counts = adata.obs[f"{key}_label"].value_counts()
     result = {
         "out": str(target), "label_key": f"{key}_label", "score_key": f"{key}_score", "cells": adata.n_obs,
-        "counts": {str(label): int(n) for label, n in counts.items()},
+        "counts": {str(label): int(n) for label, n in counts.items()}, "terms": terms,
     }
     emit(result, lambda: f"wrote obs['{key}_label'], obs['{key}_score'] to {target}\n{counts_text(counts)}", as_json=as_json)
 
