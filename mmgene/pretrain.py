@@ -5,8 +5,8 @@ Census rows, ``.h5ad``/``.zarr`` files, folders, or :class:`~mmgene.corpus.Datas
 gives every dataset without an ontology column Cell Ontology ids for its author labels
 (:func:`harmonise_corpus`: the rows of a reviewed mapping CSV first, :func:`mmgene.harmonise.harmonise_labels`
 for the rest), and trains on all of it with :func:`mmgene.align.train_corpus` and the library's
-default configs (:mod:`mmgene.align.config`: an ensemble of ``CORPUS_DEFAULTS.members`` models); only the seed, the number of
-members and, for quick runs, a step limit are chosen here. Cells whose author label has no term are
+default configs (:mod:`mmgene.align.config`: an ensemble of ``CORPUS_DEFAULTS.members`` models); only
+the seed, the number of members and, for quick runs, a step limit are chosen here. Cells whose author label has no term are
 left out unless ``PretrainConfig.keep_unmapped`` (then they form classes of their own, named by the label).
 
 The same sources, mapping and seed give the same weights, byte for byte, on the same machine and

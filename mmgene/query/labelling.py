@@ -260,10 +260,11 @@ def annotate(
     vector then depends on the other cells of ``adata``. Pass ``recentre=False`` for a sorted population.
 
     ``hierarchy=True`` (default) reads the labels as Cell Ontology terms (``term_ids``, else found by
-    name or by the label harmoniser's rules, "CD4 T cells" included; :mod:`mmgene.query.terms`): a label also answers for the model's training classes below
-    it ("T cell" for the CD4- and CD8-positive T cells it learnt), and when labels lie below one another
-    a parent's probability covers its descendants and the answer is the deepest confident label
-    (:func:`assign_nested`). Labels without a term are scored as before.
+    name or by the label harmoniser's rules, "CD4 T cells" included; :mod:`mmgene.query.terms`): a label
+    also answers for the model's training classes below it ("T cell" for the CD4- and CD8-positive T
+    cells it learnt), and when labels lie below one another a parent's probability covers its
+    descendants and the answer is the deepest confident label (:func:`assign_nested`). Labels without a
+    term are scored as before.
 
     ``refine=True`` replaces the standardised similarities by scores refined with self-training on the
     data's own principal components (:mod:`mmgene.query.refine`): better on data unlike the model's

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from mmgene.errors import ParameterError
-from mmgene.text.classes import class_vectors
 from mmgene.query.terms import label_terms
+from mmgene.text.classes import class_vectors
 from mmgene.text.hierarchy import LabelHierarchy, expansions, resolve_terms
 
 
@@ -76,9 +76,10 @@ def label_similarities(
     cosines when the cell vectors have unit length) to ``labels`` whose prompt lists are ``groups``.
 
     ``prompts_of(names)`` gives the prompt lists of the expansion classes (the same rule as the labels').
-    ``term_ids`` are the labels' Cell Ontology ids ('' for none; default: :func:`mmgene.query.terms.label_terms`). With
-    ``hierarchy=False`` no label is expanded and the relations are left empty. An ensemble's members are
-    scored too, each on its own part of ``cells`` (``space.member_vectors``), into ``members``.
+    ``term_ids`` are the labels' Cell Ontology ids ('' for none; default: read from the labels by
+    :func:`mmgene.query.terms.label_terms`). With ``hierarchy=False`` no label is expanded and the
+    relations are left empty. An ensemble's members are scored too, each on its own part of ``cells``
+    (``space.member_vectors``), into ``members``.
     """
     scored = _one_space(space, cells, groups, labels, prompts_of=prompts_of, term_ids=term_ids, hierarchy=hierarchy)
     split = getattr(space, "member_vectors", None)
