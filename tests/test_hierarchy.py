@@ -84,6 +84,22 @@ def test_label_terms_read_what_users_type_through_the_harmonisers_rules_only():
     assert label_terms(["CD4 T cells", "x"], ["", NK]) == ["", NK]  # given ids win, '' included
 
 
+def test_chosen_terms_override_some_labels_and_refuse_what_is_no_label_or_term():
+    from mmgene.query.terms import chosen_terms
+
+    labels = ["CD4 T cells", "alpha", "my cluster"]
+    # "alpha" alone is a synonym of a retinal ganglion cell; the user says it is the pancreatic A cell
+    assert chosen_terms(labels, {}) == [CD4, "CL:0004117", ""]
+    assert chosen_terms(labels, {"alpha": "CL:0000171", "CD4 T cells": ""}) == ["", "CL:0000171", ""]
+    with pytest.raises(ParameterError, match="'beta' is not one of the labels") as err:
+        chosen_terms(labels, {"beta": "CL:0000169"}, "option --term")
+    assert err.value.where == "option --term"
+    with pytest.raises(ParameterError, match="the term of 'alpha': .*unknown to cellxgene-ontology-guide"):
+        chosen_terms(labels, {"alpha": "CL:9999999"})
+    with pytest.raises(ParameterError, match="the term of 'alpha': 'pancreas' is not a Cell Ontology id"):
+        chosen_terms(labels, {"alpha": "pancreas"})
+
+
 def test_annotate_reads_a_typed_label_as_its_term_so_its_subtypes_are_not_others(cells):
     """"CD4 T cells" is the model's CD4-positive, alpha-beta T cell: the model's CD8 T cells stay others,
     and the label's term is recorded."""

@@ -14,7 +14,7 @@ except ImportError:  # tests collected as a package
     from tests.test_query import encoder, small  # noqa: F401
 from typer.testing import CliRunner
 
-from mmgene.errors import MissingColumnError, MMGeneError
+from mmgene.errors import MissingColumnError, MMGeneError, ParameterError
 
 runner = CliRunner()
 
@@ -123,6 +123,8 @@ def test_annotate_writes_label_and_score_columns(h5ad, tmp_path):
 def test_annotate_reads_labels_as_cell_ontology_terms_unless_told_not_to(h5ad, tmp_path, monkeypatch):
     import anndata as ad
 
+    from hostile import assert_refused
+
     from mmgene.settings import settings
 
     monkeypatch.setattr(settings, "quiet", False)
@@ -139,6 +141,19 @@ def test_annotate_reads_labels_as_cell_ontology_terms_unless_told_not_to(h5ad, t
     assert res.stderr.strip().splitlines()[-1] == (
         "labels read as Cell Ontology terms: 'CD4 T cells' as CL:0000624 CD4-positive, alpha-beta T cell; 'my cluster' as no term"
     )
+    # --term says a label's term (or none); the other labels are read as before
+    res = invoke(
+        "annotate", h5ad, "--model", "genept-s", "--labels", "CD4 T cells", "my cluster", "--term", "my cluster=CL:0000236",
+        "--term", "CD4 T cells=", "--out", out, "--overwrite", "--json",
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["terms"] == {"CD4 T cells": "", "my cluster": "CL:0000236"}
+    for bad, message in [("my cluster", "is not LABEL=CL:ID"), ("NK=CL:0000623", "'NK' is not one of the labels")]:
+        res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "CD4 T cells", "my cluster", "--term", bad, "--out", out, "--overwrite")
+        assert isinstance(res.exception, ParameterError) and message in str(res.exception), res.output
+        assert res.exception.where == "option --term"
+    args = ["annotate", h5ad, "--model", "genept-s", "--labels", "CD4 T cells", "my cluster", "--term", "my cluster=CL:0000000x", "--out", out, "--overwrite"]
+    assert_refused(args, [tmp_path], contains="the term of 'my cluster': 'CL:0000000x' is not a Cell Ontology id")
     res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "leukocyte", "--out", out, "--overwrite", "--no-hierarchy")
     assert res.exit_code == 0, res.output
     record = ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]

@@ -160,12 +160,32 @@ def _terms_read(labels: list[str], term_ids: Any) -> dict[str, str]:
     return terms
 
 
+def _chosen_terms(labels: list[str], given: Optional[list[str]]) -> Optional[list[str]]:
+    """Every label's Cell Ontology id with the ``--term LABEL=CL:ID`` choices applied; None without any."""
+    from mmgene.errors import ParameterError
+    from mmgene.query.terms import chosen_terms
+
+    if not given:
+        return None
+    chosen: dict[str, str] = {}
+    for item in given:
+        label, sep, term_id = item.rpartition("=")
+        if not sep or not label.strip():
+            raise ParameterError(f"--term {item!r} is not LABEL=CL:ID", "option --term", "write it as --term \"CD4 T cells=CL:0000624\" (or 'LABEL=' for no term)")
+        chosen[label.strip()] = term_id.strip()
+    return chosen_terms(labels, chosen, "option --term")
+
+
 @app.command("annotate")
 def annotate(
     file: Path = typer.Argument(..., help="An .h5ad file (comes first; labels follow --labels)."),
     more_labels: Optional[list[str]] = typer.Argument(None, hidden=True),
     model: str = typer.Option(..., "--model", "-m", help="Joint space: an aligned model folder, hf://owner/name, genept-s or genept-w."),
     labels: list[str] = typer.Option(..., "--labels", "-l", help="Label names: --labels \"B cell\" \"NK cell\" ..."),
+    term: Optional[list[str]] = typer.Option(
+        None, "--term", metavar="LABEL=CL:ID",
+        help="The Cell Ontology term a label stands for (repeat; 'LABEL=' for none). Other labels are read by name, synonym or the label harmoniser's rules.",
+    ),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the annotated .h5ad."),
     in_place: bool = in_place_option(),
     overwrite: bool = overwrite_option(),
@@ -201,7 +221,7 @@ def annotate(
         "temperature": temperature, "min_prob": min_prob,
         "min_z": min_z, "alpha": alpha, "refine": refine, "standardize": standardize, "recentre": recentre, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
     })
-    run(adata, all_labels, model, rule, reference=ref, key_added=key)
+    run(adata, all_labels, model, rule, term_ids=_chosen_terms(all_labels, term), reference=ref, key_added=key)
     terms = _terms_read(all_labels, adata.uns["mmgene"][f"{key}_label"].get("term_ids", []))
     write_anndata(adata, target, file=file, overwrite=overwrite)
     counts = adata.obs[f"{key}_label"].value_counts()

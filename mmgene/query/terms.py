@@ -12,10 +12,11 @@ the terms yourself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from mmgene.errors import MMGeneError, ParameterError
 from mmgene.text.hierarchy import resolve_terms
 
 
@@ -42,3 +43,22 @@ def label_terms(labels: Sequence[str], term_ids: Sequence[str] | None = None) ->
             if found.method in RULE_METHODS:
                 ids[i] = found.term_id
     return ids
+
+
+def chosen_terms(labels: Sequence[str], chosen: Mapping[str, str], where: str = "argument chosen") -> list[str]:
+    """:func:`label_terms` with the terms of some labels said by the user: ``chosen`` maps a label to
+    its Cell Ontology id ('' for no term, e.g. to stop a rule reading "alpha" as a retinal cell); the
+    other labels are read as usual. A key that is no label, or an id the ontology does not know, is a
+    :class:`~mmgene.errors.ParameterError` located at ``where``."""
+    from mmgene.text.ontology import term_text
+
+    stray = [label for label in chosen if label not in labels]
+    if stray:
+        raise ParameterError(f"{stray[0]!r} is not one of the labels {list(labels)}", where, "name a label exactly as given to --labels")
+    for label, term in chosen.items():
+        if term:
+            try:
+                term_text(term)
+            except MMGeneError as exc:
+                raise ParameterError(f"the term of {label!r}: {exc.what}", where, "give a Cell Ontology id like 'CL:0000624', or nothing for no term") from exc
+    return [chosen.get(label, read) for label, read in zip(labels, label_terms(labels))]
