@@ -110,6 +110,30 @@ def test_annotate_reads_a_typed_label_as_its_term_so_its_subtypes_are_not_others
     assert _answers(cells)[1] == ["unknown"]  # the CD8 T cells: a trained class outside the question
 
 
+def test_annotate_keeps_a_label_the_caller_gave_no_term_out_of_the_others_rule_with_or_without_hierarchy(cells):
+    """term_ids '' means no term: "T cells" is then not read as T cell again, so the model's CD4 and CD8
+    T cells are others; read (no term_ids), it covers them and there are none."""
+    for hierarchy in (True, False):
+        annotate(cells, ["T cells", "B cells", "NK cells"], FakeSpace(), term_ids=["", B_CELL, NK], hierarchy=hierarchy,
+                 prompts=["{label}"], min_z=None, min_prob=0.0)
+        assert cells.uns["mmgene"]["mmgene_label"]["others"] == AXES[:2]
+        annotate(cells, ["T cells", "B cells", "NK cells"], FakeSpace(), hierarchy=hierarchy, prompts=["{label}"], min_z=None, min_prob=0.0)
+        assert cells.uns["mmgene"]["mmgene_label"]["others"] == []
+
+
+def test_label_terms_take_the_cells_species_and_tissue_as_the_harmonisers_hint(cells):
+    from mmgene.query.terms import label_terms
+    from mmgene.text.origin import Origin
+
+    labels = ["alpha", "beta", "CD4 T cells"]
+    # without a hint "alpha" is a synonym of the mouse alpha retinal ganglion cell and "beta" only a guess
+    assert label_terms(labels) == ["CL:0004117", "", CD4]
+    assert label_terms(labels, origin=Origin("human")) == ["", "", CD4]  # no mouse-only term, no rule
+    assert label_terms(labels, origin=Origin("human", "pancreas")) == ["CL:0000171", "CL:0000169", CD4]
+    annotate(cells, labels, FakeSpace(), prompts=["{label}"], min_z=None, min_prob=0.0, species="human", tissue="pancreas")
+    assert cells.uns["mmgene"]["mmgene_label"]["term_ids"] == ["CL:0000171", "CL:0000169", CD4]
+
+
 def test_label_hierarchy_finds_the_labels_below_each_label():
     tree = LabelHierarchy.of(["leukocyte", "T cell", "CD8", "B cell"], [LEUKOCYTE, T_CELL, CD8, B_CELL])
     assert tree.below == ((1, 2, 3), (2,), (), ())

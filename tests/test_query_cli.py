@@ -148,6 +148,13 @@ def test_annotate_reads_labels_as_cell_ontology_terms_unless_told_not_to(h5ad, t
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["terms"] == {"CD4 T cells": "", "my cluster": "CL:0000236"}
+    # the cells' species and tissue are the reading's hint, with --term beside them
+    res = invoke(
+        "annotate", h5ad, "--model", "genept-s", "--labels", "alpha", "beta", "--term", "beta=", "--species", "human",
+        "--tissue", "pancreas", "--out", out, "--overwrite", "--json",
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["terms"] == {"alpha": "CL:0000171", "beta": ""}
     for bad, message in [("my cluster", "is not LABEL=CL:ID"), ("NK=CL:0000623", "'NK' is not one of the labels")]:
         res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "CD4 T cells", "my cluster", "--term", bad, "--out", out, "--overwrite")
         assert isinstance(res.exception, ParameterError) and message in str(res.exception), res.output

@@ -160,8 +160,9 @@ def _terms_read(labels: list[str], term_ids: Any) -> dict[str, str]:
     return terms
 
 
-def _chosen_terms(labels: list[str], given: Optional[list[str]]) -> Optional[list[str]]:
-    """Every label's Cell Ontology id with the ``--term LABEL=CL:ID`` choices applied; None without any."""
+def _chosen_terms(labels: list[str], given: Optional[list[str]], origin: Any) -> Optional[list[str]]:
+    """Every label's Cell Ontology id (read with the cells' ``origin``) with the ``--term LABEL=CL:ID``
+    choices applied; None without any."""
     from mmgene.errors import ParameterError
     from mmgene.query.terms import chosen_terms
 
@@ -173,7 +174,7 @@ def _chosen_terms(labels: list[str], given: Optional[list[str]]) -> Optional[lis
         if not sep or not label.strip():
             raise ParameterError(f"--term {item!r} is not LABEL=CL:ID", "option --term", "write it as --term \"CD4 T cells=CL:0000624\" (or 'LABEL=' for no term)")
         chosen[label.strip()] = term_id.strip()
-    return chosen_terms(labels, chosen, "option --term")
+    return chosen_terms(labels, chosen, "option --term", origin)
 
 
 @app.command("annotate")
@@ -221,7 +222,7 @@ def annotate(
         "temperature": temperature, "min_prob": min_prob,
         "min_z": min_z, "alpha": alpha, "refine": refine, "standardize": standardize, "recentre": recentre, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
     })
-    run(adata, all_labels, model, rule, term_ids=_chosen_terms(all_labels, term), reference=ref, key_added=key)
+    run(adata, all_labels, model, rule, term_ids=_chosen_terms(all_labels, term, rule.origin), reference=ref, key_added=key)
     terms = _terms_read(all_labels, adata.uns["mmgene"][f"{key}_label"].get("term_ids", []))
     write_anndata(adata, target, file=file, overwrite=overwrite)
     counts = adata.obs[f"{key}_label"].value_counts()

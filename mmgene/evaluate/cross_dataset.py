@@ -89,13 +89,19 @@ def _class_names(ds: Any, prompt_set: str, author_col: str = "cell_type") -> tup
     return truth, classes, names
 
 
+def _origin(ds: Any, config: CrossDatasetConfig) -> Any:
+    """The dataset's species and tissue with ``config.origin_prompts`` (as annotate is told them), else None."""
+    from mmgene.text.origin import Origin
+
+    return Origin(ds.species, ds.spec.tissue) if config.origin_prompts else None
+
+
 def prompts_for(ds: Any, config: CrossDatasetConfig) -> Callable[[Sequence[str]], list[list[str]]]:
     """The default prompts (:func:`mmgene.text.prompts.class_prompts`) for class names of ``ds``; with
     ``config.origin_prompts`` they also say the dataset's species and tissue."""
-    from mmgene.text.origin import Origin
     from mmgene.text.prompts import class_prompts
 
-    return partial(class_prompts, origin=Origin(ds.species, ds.spec.tissue) if config.origin_prompts else None)
+    return partial(class_prompts, origin=_origin(ds, config))
 
 
 def _similarities(
@@ -111,12 +117,13 @@ def _similarities(
     )
 
 
-def _term_ids(classes: Sequence[str], prompt_set: str) -> list[str] | None:
+def _term_ids(classes: Sequence[str], prompt_set: str, origin: Any) -> list[str]:
     """The classes' Cell Ontology ids for the ontology prompts; for the authors' labels, read from the
-    labels as annotate reads them (:func:`mmgene.query.terms.label_terms`)."""
+    labels as annotate reads them, told the cells' ``origin`` when it is (:func:`mmgene.query.terms.label_terms`)."""
+    from mmgene.query.terms import label_terms
     from mmgene.text.ontology import is_term_id
 
-    return [c if is_term_id(c) else "" for c in classes] if prompt_set == "ontology" else None
+    return [c if is_term_id(c) else "" for c in classes] if prompt_set == "ontology" else label_terms(classes, origin=origin)
 
 
 def _zero_shot(
@@ -133,7 +140,7 @@ def _zero_shot(
     if only is not None:
         names = [n for c, n in zip(classes, names) if c in only]
         classes = [c for c in classes if c in only]
-    scored = _similarities(model, cells, names, _term_ids(classes, prompt_set), config.hierarchy, prompts_for(ds, config))
+    scored = _similarities(model, cells, names, _term_ids(classes, prompt_set, _origin(ds, config)), config.hierarchy, prompts_for(ds, config))
     asked = np.isin(truth, classes)
     y = np.array([classes.index(t) for t in truth[asked]])
     cosine = classification_metrics(y, scored.similarities[asked], names)

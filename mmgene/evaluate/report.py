@@ -173,6 +173,7 @@ def evaluate(
     from mmgene.evaluate.retrieval import retrieval_metrics
     from mmgene.query.scoring import label_similarities
     from mmgene.query.space import cells_for_labels, load_space
+    from mmgene.query.terms import label_terms
     from mmgene.text.classes import unit_rows
     from mmgene.text.prompts import class_prompts
 
@@ -192,7 +193,10 @@ def evaluate(
 
         features = expression_pcs(adata)
     about = model.describe()
-    scored = label_similarities(model, unit_rows(cells), prompts, classes, hierarchy=config.hierarchy, prompts_of=prompts_of)
+    scored = label_similarities(
+        model, unit_rows(cells), prompts, classes, hierarchy=config.hierarchy, prompts_of=prompts_of,
+        term_ids=label_terms(classes, origin=config.origin),
+    )
     zs = zero_shot(
         cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=config.standardize, refine=features,
         similarities=scored.similarities, standardised=scored.standardised(),

@@ -44,6 +44,7 @@ import pandas as pd
 from mmgene.errors import ParameterError
 from mmgene.query.config import DEFAULT_TEMPERATURE, UNKNOWN, AnnotateConfig
 from mmgene.query.scoring import label_similarities
+from mmgene.query.terms import label_terms
 from mmgene.text.classes import standardises
 from mmgene.text.origin import Origin
 
@@ -260,7 +261,8 @@ def annotate(
     vector then depends on the other cells of ``adata``. Pass ``recentre=False`` for a sorted population.
 
     ``hierarchy=True`` (default) reads the labels as Cell Ontology terms (``term_ids``, else found by
-    name or by the label harmoniser's rules, "CD4 T cells" included; :mod:`mmgene.query.terms`): a label
+    name or by the label harmoniser's rules, "CD4 T cells" included, with ``species`` and ``tissue`` as
+    its hint, so "alpha" in pancreas is the pancreatic A cell; :mod:`mmgene.query.terms`): a label
     also answers for the model's training classes below it ("T cell" for the CD4- and CD8-positive T
     cells it learnt), and when labels lie below one another a parent's probability covers its
     descendants and the answer is the deepest confident label (:func:`assign_nested`). Labels without a
@@ -295,6 +297,7 @@ def annotate(
     cells, recentred = cells_for_labels(space, adata, config.recentre)
     prompts_of = partial(label_prompts, prompts=prompts, markers=markers, origin=config.origin)  # the labels' rule, for any class names
     groups = prompts_of(labels)
+    term_ids = label_terms(labels, term_ids, config.origin)  # '' where a label has no term, as the caller said or as read
     scored = label_similarities(
         space, cells, groups, labels, prompts_of=prompts_of, term_ids=term_ids, hierarchy=config.hierarchy,
     )
@@ -334,7 +337,7 @@ def annotate(
                 if std else "softmax(s/T) over cosine similarities; unknown if p_max <= min_prob or s_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z}
     if config.others and reference is None:
-        extra.update(_reject_others(adata, space, cells, scored, result, config, labels, key_added, prompts_of))
+        extra.update(_reject_others(adata, space, cells, scored, result, config, labels, term_ids, key_added, prompts_of))
         rule += "; unknown if a trained class outside the labels beats every label's cosine by more than others_margin"
     elif "others" in adata.uns.get("mmgene", {}).get(f"{key_added}_label", {}):
         # the nearest-other column of an earlier annotate under this key no longer matches the labels
@@ -357,14 +360,14 @@ def annotate(
 
 
 def _reject_others(adata: Any, space: Any, cells: np.ndarray, scored: Any, result: Assignment, config: AnnotateConfig,
-                   labels: list[str], key_added: str, prompts_of: Callable[[Sequence[str]], list[list[str]]]) -> dict[str, Any]:
-    """Call ``unknown`` the cells a class outside the question fits better (:mod:`mmgene.query.others`);
-    writes ``obs['<key_added>_nearest_other']`` and returns what the record keeps."""
+                   labels: list[str], term_ids: list[str], key_added: str,
+                   prompts_of: Callable[[Sequence[str]], list[list[str]]]) -> dict[str, Any]:
+    """Call ``unknown`` the cells a class outside the question fits better (:mod:`mmgene.query.others`;
+    the labels' terms ``term_ids``, with or without the hierarchy); writes ``obs['<key_added>_nearest_other']``
+    and returns what the record keeps."""
     from mmgene.query.others import nearest_other_for
-    from mmgene.query.terms import label_terms
 
-    term_ids = [t for t in scored.hierarchy.term_ids if t] or label_terms(labels)
-    found = nearest_other_for(space, cells, scored.similarities, labels, term_ids, prompts_of)
+    found = nearest_other_for(space, cells, scored.similarities, labels, [t for t in term_ids if t], prompts_of)
     rejected = found.rejects(config.others_margin)
     result.label = np.where(rejected, config.unknown, result.label).astype(object)
     adata.obs[f"{key_added}_nearest_other"] = pd.Categorical(np.where(rejected, found.nearest, None), categories=found.classes)
