@@ -150,6 +150,21 @@ def test_expansions_take_the_vocabulary_below_a_label_but_not_below_a_listed_des
     assert expansions(LabelHierarchy.of(["x"], [""]), vocab) == [[]]
 
 
+def test_expansions_leave_out_a_class_below_two_unrelated_labels():
+    """The ontology puts "CD14-low, CD16-positive monocyte" below both "CD14-positive monocyte" and
+    "non-classical monocyte": asked both, neither answers for it (else the CD14 label scores the CD16
+    monocytes too); asked one, or with their common parent, it is that label's."""
+    cd14, non_classical, cd16_class, monocyte = "CL:0001054", "CL:0000875", "CL:0002396", "CL:0000576"
+    vocab = [("CD16 monocytes", cd16_class), ("CD8 T", CD8)]
+    both = LabelHierarchy.of(["CD14 monocytes", "CD16 monocytes", "T cell"], [cd14, non_classical, T_CELL])
+    assert expansions(both, vocab) == [[], [], ["CD8 T"]]
+    assert expansions(LabelHierarchy.of(["CD14 monocytes", "T cell"], [cd14, T_CELL]), vocab) == [["CD16 monocytes"], ["CD8 T"]]
+    parent = LabelHierarchy.of(["monocyte", "non-classical"], [monocyte, non_classical])
+    assert expansions(parent, vocab) == [[], ["CD16 monocytes"]]
+    same = LabelHierarchy.of(["T cell", "T cells"], [T_CELL, T_CELL])  # one term twice: both answer for it
+    assert expansions(same, vocab) == [["CD8 T"], ["CD8 T"]]
+
+
 def test_inclusive_probabilities_add_the_labels_below():
     tree = LabelHierarchy.of(["leukocyte", "T cell", "CD8", "B cell"], [LEUKOCYTE, T_CELL, CD8, B_CELL])
     probs = np.array([[0.1, 0.2, 0.6, 0.1], [0.05, 0.05, 0.1, 0.8]])

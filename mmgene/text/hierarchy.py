@@ -76,16 +76,23 @@ class LabelHierarchy:
 def expansions(hierarchy: LabelHierarchy, vocabulary: Sequence[tuple[str, str]]) -> list[list[str]]:
     """Per label, the names of the vocabulary's classes (``(name, term id)`` pairs, e.g. a model's
     training classes) that lie strictly below it and neither are, nor lie below, another label of the
-    set that is itself below it; those classes stand for the label's unnamed descendants."""
+    set that is not above it; those classes stand for the label's unnamed descendants.
+
+    A class below another label that is below this one belongs to that label; a class below two
+    labels neither of which is above the other (the ontology's "CD14-low, CD16-positive monocyte" is
+    both a "CD14-positive monocyte" and a "non-classical monocyte") would make each label answer for
+    the other's cells, so it stands for neither."""
     ids = hierarchy.term_ids
     out: list[list[str]] = []
     for i, term in enumerate(ids):
         names: list[str] = []
         if term:
+            above = term_ancestors(term)
+            rivals = [t for t in ids if t and t != term and t not in above]
             for name, vocab_term in vocabulary:
                 if not is_below(vocab_term, term) or vocab_term in ids:
                     continue
-                if any(is_below(vocab_term, ids[j]) for j in hierarchy.below[i]):
+                if any(is_below(vocab_term, rival) for rival in rivals):
                     continue
                 if name not in names:
                     names.append(name)
