@@ -195,7 +195,7 @@ def evaluate(
     about = model.describe()
     scored = label_similarities(
         model, unit_rows(cells), prompts, classes, hierarchy=config.hierarchy, prompts_of=prompts_of,
-        term_ids=label_terms(classes, origin=config.origin),
+        term_ids=label_terms(classes, origin=config.origin) if config.hierarchy else None,  # only the hierarchy reads them
     )
     zs = zero_shot(
         cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=config.standardize, refine=features,
