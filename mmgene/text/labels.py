@@ -50,7 +50,10 @@ def label_text(values: Any) -> np.ndarray:
 #: (NK, CD4 T, ...) stays as the author wrote it.
 SPELLED_OUT = ("treg", "mono", "dc", "pdc", "mdc", "mk", "hsc")
 #: words that already name a kind of cell, so no "cell" is appended after them.
-_CELL_NOUNS = re.compile(r"(cell|cyte|blast|phil|phage|platelet|erythrocyte|progenitor|neuron)s?$", re.IGNORECASE)
+_CELL_NOUNS = re.compile(
+    r"(cell|cyte|blast|clast|phil|phage|platelet|erythrocyte|progenitor|neuron|troph|phore|gamete|zygote|spermatid|gonium|precursor|fiber|myotube)s?$",
+    re.IGNORECASE,
+)
 #: lineage letters written alone ("CD19+ B", "Naive T"): they need "cell" after them.
 _LINEAGE = {"T", "B", "NK", "NKT", "ILC", "MAIT"}
 #: CD markers that make a label with no lineage named a T cell ("CD4+/CD45RO+ Memory", "CD8+ Naive");
@@ -75,9 +78,34 @@ _SPELLED_OUT_PATTERNS = [(_shorthand_pattern(key), _spelled_out(key)) for key in
 
 
 def _singular(word: str) -> str:
-    if len(word) > 3 and word.lower().endswith("s") and not word.lower().endswith("ss") and word.isalpha():
+    """``word`` without a plural ``s`` ("cells" -> "cell"); "-ss", "-us" and "-is" words are not plurals."""
+    if len(word) > 3 and word.isalpha() and word.lower().endswith("s") and not word.lower().endswith(("ss", "us", "is")):
         return word[:-1]
     return word
+
+
+#: words that start a qualifier after the cell noun ("stromal cell of pancreas", "NK T cell secreting
+#: interleukin-4"); a comma after the cell noun does too ("dendritic cell, human").
+_QUALIFIER_WORDS = {"of", "in", "from", "secreting", "expressing", "producing"}
+
+
+def _head_and_qualifier(words: list[str]) -> tuple[list[str], list[str]]:
+    """The noun phrase that names the cell and what qualifies it: a trailing ``(...)`` group, and
+    ``of``/``in``/``from`` after a cell noun ("epithelial cell" + "of lung"); English puts the plural
+    and the cell noun in the head, so only the head is singularised and checked for a cell noun."""
+    tail: list[str] = []
+    if words[-1].endswith(")") and len(words) > 1:
+        start = max(i for i, w in enumerate(words) if w.startswith("("))
+        if start > 0:
+            words, tail = words[:start], words[start:]
+    for i in range(1, len(words) + 1):
+        before = words[i - 1]
+        after_noun = _CELL_NOUNS.search(_singular(before.rstrip(",")))
+        if after_noun and before.endswith(",") and i < len(words):
+            return [*words[: i - 1], before[:-1]], [",", *words[i:], *tail]
+        if after_noun and i < len(words) and words[i].lower() in _QUALIFIER_WORDS:
+            return words[:i], words[i:] + tail
+    return words, tail
 
 
 def _case(word: str) -> str:
@@ -91,14 +119,18 @@ def clean_label(name: str) -> str:
     """Readable singular cell-type text for a label.
 
     Rules, in order: ``/`` and ``_`` become spaces; known abbreviations are expanded (``T Reg`` ->
-    ``regulatory T``); plurals become singular; ordinary words are lower-cased while markers, lineage
-    letters and acronyms keep their case; CD3/CD4/CD8 markers without a lineage word add ``T``; and
-    ``cell`` is appended unless the name already ends in a cell noun (``monocyte``, ``B cell``).
+    ``regulatory T``); what qualifies the cell noun ("of pancreas", ", human", "(sensu ...)") is split
+    off and kept as written; in the rest, the last word and cell nouns become singular; ordinary words
+    are lower-cased while markers, lineage letters and acronyms keep their case; CD3/CD4/CD8 markers
+    without a lineage word add ``T``; and ``cell`` is appended unless the name already ends in a cell
+    noun (``monocyte``, ``B cell``). So Cell Ontology names come back as written, up to case.
 
     >>> clean_label("CD14+ Monocytes")
     'CD14+ monocyte'
     >>> clean_label("CD4+/CD45RO+ Memory")
     'CD4+ CD45RO+ memory T cell'
+    >>> clean_label("Stromal cells of pancreas")
+    'stromal cell of pancreas'
 
     A missing label (None, NaN, empty or blank, see :func:`missing_labels`) gives ``""``, never "nan cell".
     """
@@ -110,13 +142,15 @@ def clean_label(name: str) -> str:
         return text
     for pattern, words in _SPELLED_OUT_PATTERNS:
         text = pattern.sub(words, text)
-    words = [_case(_singular(w)) for w in text.split()]
+    head, qualifier = _head_and_qualifier(text.split())
+    last = len(head) - 1
+    words = [_case(_singular(w) if i == last or _CELL_NOUNS.search(_singular(w)) else w) for i, w in enumerate(head)]
     has_lineage = any(w in _LINEAGE or _CELL_NOUNS.search(w) for w in words) or "killer" in words
     if not has_lineage and any(_T_MARKERS.match(w) for w in words):
         words.append("T")
     if not _CELL_NOUNS.search(words[-1]):
         words.append("cell")
-    out = " ".join(words)
+    out = " ".join([*words, *(_case(w) for w in qualifier)]).replace(" , ", ", ")
     return re.sub(r"\bcell cell\b", "cell", out)
 
 
