@@ -87,6 +87,14 @@ def test_ontology_terms_offline():
     assert find_term("B cells").term_id == "CL:0000236"
     assert find_term("Treg").term_id == "CL:0000815"
     assert find_term("no such cell type at all") is None
+    # a marker's minus sign is part of the name: "CD16- monocyte" is the CD16-negative classical
+    # monocyte, and "CD16 monocyte" (Azimuth's "CD16 Mono") must not be read as it
+    assert find_term("CD16- monocyte").term_id == "CL:0002057"
+    assert find_term("CD16-negative monocyte").term_id == "CL:0002057"
+    assert find_term("CD16 monocyte") is None
+    from mmgene.text.prompts import class_names
+
+    assert class_names("CD16 Mono") == ["CD16 monocyte"]
     with pytest.raises(ParameterError, match="not a Cell Ontology id"):
         term_text("CL:12")
     with pytest.raises(ParameterError, match="unknown"):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from mmgene.text.labels import MINUS_SIGN
+
 #: words that qualify a preceding marker, and the one spelling each is written as.
 SIGNS = {
     "positive": "+",
@@ -41,7 +43,6 @@ _GREEK = {
 _ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4"}
 _ATTACHED = re.compile(r"\b(cd\d+[a-z]?|ly6c)(hi|high|lo|low|bright|dim|neg|pos)\b")
 _PLUS = re.compile(r"\+")
-_MINUS = re.compile(r"(?<=[a-z0-9])-(?=$|[\s/,;_)\]])")
 _SPLIT = re.compile(r"[^a-z0-9]+")
 
 
@@ -59,7 +60,7 @@ def tokens(text: str) -> list[str]:
     """
     text = _ATTACHED.sub(r"\1 \2", _fold(str(text)).replace("_", " "))  # "_" is a word character to regex
     text = _PLUS.sub(" positive ", text)
-    text = _MINUS.sub(" negative ", text)
+    text = MINUS_SIGN.sub(" negative ", text)
     words = [w for w in _SPLIT.split(text) if w]
     out: list[str] = []
     for word in words:

@@ -59,6 +59,9 @@ _LINEAGE = {"T", "B", "NK", "NKT", "ILC", "MAIT"}
 #: CD markers that make a label with no lineage named a T cell ("CD4+/CD45RO+ Memory", "CD8+ Naive");
 #: also read by the label harmoniser (:mod:`mmgene.harmonise.rules`).
 T_CELL_MARKERS = ("CD3", "CD4", "CD8")
+#: a hyphen that is a marker's minus sign ("CD16- monocyte", "CD25-/CD127-"), not a join ("T-cell"), in
+#: lower-cased text; read by :func:`mmgene.text.ontology.find_term` and the label harmoniser.
+MINUS_SIGN = re.compile(r"(?<=[a-z0-9])-(?=$|[\s/,;_)\]])")
 _T_MARKERS = re.compile(rf"^CD({'|'.join(m[2:] for m in T_CELL_MARKERS)})[A-Z]?[+-]?$")
 
 

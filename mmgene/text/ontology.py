@@ -16,6 +16,7 @@ from typing import Any
 
 from mmgene.errors import ParameterError
 from mmgene.lazy import require
+from mmgene.text.labels import MINUS_SIGN
 
 _CL_ID = re.compile(r"^CL:\d{7}$")
 
@@ -79,7 +80,9 @@ def term_text(term_id: str) -> TermText:
 
 
 def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9+]+", " ", name.lower()).strip()
+    """Lower case, punctuation to spaces; a marker's minus sign is kept as a word ("CD16- monocyte" is
+    "cd16 negative monocyte", not "CD16 monocyte")."""
+    return re.sub(r"[^a-z0-9+]+", " ", MINUS_SIGN.sub(" negative", name.lower())).strip()
 
 
 @lru_cache(maxsize=1)
