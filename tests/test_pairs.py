@@ -53,7 +53,17 @@ from mmgene.pairs.config import PairsConfig
         ("kidney loop of Henle thick ascending limb epithelial cell", "kidney loop of henle thick ascending limb epithelial cell"),
         ("Osteoclasts", "osteoclast"),
         ("Thyrotrophs", "thyrotroph"),
-        ("Mono_CD14", "monocyte CD14 cell"),
+        # markers after the cell noun or lineage letter go before it
+        ("Mono_CD14", "CD14 monocyte"),
+        ("T_CD8", "CD8 T cell"),
+        ("NK_CD56+", "CD56+ NK cell"),
+        ("Mono 2", "monocyte 2 cell"),
+        ("Memory_CD4", "memory CD4 T cell"),
+        ("B naive", "naive B cell"),
+        ("NK_CD56bright", "CD56bright NK cell"),
+        ("NK Proliferating", "proliferating NK cell"),
+        ("T_CD4_naive", "CD4 naive T cell"),
+        ("B 2", "B 2 cell"),
     ],
 )
 def test_clean_label(raw, clean):
@@ -94,7 +104,7 @@ def test_ontology_terms_offline():
     assert find_term("CD16 monocyte") is None
     from mmgene.text.prompts import class_names
 
-    assert class_names("CD16 Mono") == ["CD16 monocyte"]
+    assert class_names("CD16 Mono") == class_names("Mono_CD16") == ["CD16 monocyte"]
     with pytest.raises(ParameterError, match="not a Cell Ontology id"):
         term_text("CL:12")
     with pytest.raises(ParameterError, match="unknown"):

@@ -118,6 +118,26 @@ def _case(word: str) -> str:
     return word.lower()
 
 
+#: a marker gene or protein written as a word: letters, then digits ("CD14", "FCGR3A", "IL7R+").
+_MARKER_WORD = re.compile(r"^[A-Za-z]{2,}\d+[A-Za-z]?[+-]?$")
+
+
+def _noun_last(words: list[str]) -> list[str]:
+    """The cell noun last, as English has it, for labels written noun first: markers after the cell
+    noun or lineage letter go before it ("monocyte CD14" -> "CD14 monocyte", "T CD4" -> "CD4 T"), and
+    a leading lineage letter goes after its words ("B naive" -> "naive B", "NK CD56bright" ->
+    "CD56bright NK"); a number stays where it is ("monocyte 2")."""
+    end = len(words)
+    while end > 1 and _MARKER_WORD.match(words[end - 1]):
+        end -= 1
+    if end < len(words) and (words[end - 1] in _LINEAGE or _CELL_NOUNS.search(words[end - 1])):
+        return [*words[end:], *words[:end]]
+    rest = words[1:]
+    if words[0] in _LINEAGE and rest and all(re.search("[A-Za-z]", w) and w not in _LINEAGE and not _CELL_NOUNS.search(w) for w in rest):
+        return [*rest, words[0]]
+    return words
+
+
 def clean_label(name: str) -> str:
     """Readable singular cell-type text for a label.
 
@@ -126,7 +146,8 @@ def clean_label(name: str) -> str:
     off and kept as written; in the rest, the last word and cell nouns become singular; ordinary words
     are lower-cased while markers, lineage letters and acronyms keep their case; CD3/CD4/CD8 markers
     without a lineage word add ``T``; and ``cell`` is appended unless the name already ends in a cell
-    noun (``monocyte``, ``B cell``). So Cell Ontology names come back as written, up to case.
+    noun (``monocyte``, ``B cell``). A label written noun first is turned round ("Mono_CD14" -> "CD14
+    monocyte", "B naive" -> "naive B cell"). So Cell Ontology names come back as written, up to case.
 
     >>> clean_label("CD14+ Monocytes")
     'CD14+ monocyte'
@@ -148,6 +169,7 @@ def clean_label(name: str) -> str:
     head, qualifier = _head_and_qualifier(text.split())
     last = len(head) - 1
     words = [_case(_singular(w) if i == last or _CELL_NOUNS.search(_singular(w)) else w) for i, w in enumerate(head)]
+    words = _noun_last(words)
     has_lineage = any(w in _LINEAGE or _CELL_NOUNS.search(w) for w in words) or "killer" in words
     if not has_lineage and any(_T_MARKERS.match(w) for w in words):
         words.append("T")
