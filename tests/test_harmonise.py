@@ -166,6 +166,18 @@ def test_every_one_marker_population_is_a_term():
     assert rows["term_id"].str.startswith("CL:").all()
 
 
+@pytest.mark.parametrize(
+    ("label", "term"),
+    [("CD4 Naive", "CL:0000895"), ("Naive CD8 T", "CL:0000900"), ("naive CD4+ T cells", "CL:0000895"), ("T_CD8_naive", "CL:0000900")],
+)
+def test_a_naive_cd4_or_cd8_t_cell_is_the_ontologys_thymus_derived_one_by_rule(label, term):
+    """Azimuth's "CD4 Naive": the ontology names its naive CD4/CD8 alpha-beta T cells "naive thymus-derived
+    ...", which a similarity guess found (and annotate does not take) but no rule did."""
+    row = one(label)
+    assert (row["term_id"], row["method"], row["confidence"]) == (term, "abbreviation", 0.9)
+    assert one("naive T cells")["term_id"] == "CL:0000898"  # no CD4/CD8: the naive T cell itself
+
+
 def test_a_role_word_restating_the_marker_is_dropped_only_beside_a_state():
     from mmgene.harmonise.rules import restated_roles
 

@@ -82,6 +82,7 @@ def test_label_terms_read_what_users_type_through_the_harmonisers_rules_only():
     # cells" is closest to "cycling T cell") is not taken, nor is a label that names no cell type
     assert label_terms(typed) == [CD4, "CL:0001054", CD8, B_CELL, "", "", ""]
     assert label_terms(["CD4 T cells", "x"], ["", NK]) == ["", NK]  # given ids win, '' included
+    assert label_terms(["CD4 Naive", "CD8 Naive"]) == ["CL:0000895", "CL:0000900"]  # a rule, not a guess
 
 
 def test_chosen_terms_override_some_labels_and_refuse_what_is_no_label_or_term():

@@ -10,7 +10,8 @@ are general conventions:
   intermediate CD14++CD16+, non-classical CD14+CD16++, so "CD16 monocytes" are non-classical; in mouse
   Ly6C-high monocytes are the classical and Ly6C-low the non-classical ones;
 - CD4 and CD8 T cells in single-cell papers are alpha-beta T cells (the Cell Ontology names them
-  "CD4-positive, alpha-beta T cell"), unless the label says gamma-delta;
+  "CD4-positive, alpha-beta T cell"), unless the label says gamma-delta, and naive ones are the
+  ontology's "naive thymus-derived" CD4/CD8 T cells;
 - cluster numbers ("Mono 2", "0_CD4 T", and "Mono2", "AP1" when the letters are known shorthand) are not
   part of a name, except after "type", "group", "layer" ...;
 - CD4 or CD8 with only T-cell qualifiers and no cell noun ("CD8+ Naive", "CD4+/CD45RO+ Memory") is a T
@@ -180,8 +181,9 @@ def conventions(words: list[str]) -> list[list[str]]:
       "CD14-low, CD16-positive monocyte" (human) or "non-classical monocyte"; CD14+CD16+ is
       "CD14-positive, CD16-positive monocyte" (intermediate);
     - a Ly6C-high (mouse) monocyte is a classical monocyte, a Ly6C-low one non-classical;
-    - a CD4+ or CD8+ T cell is an alpha-beta T cell unless gamma-delta is named; CD4+ or CD8+ with only
-      T-cell qualifiers ("CD8+/CD45RA+ Naive Cytotoxic") names a T cell;
+    - a CD4+ or CD8+ T cell is an alpha-beta T cell unless gamma-delta is named, and a naive one is the
+      ontology's "naive thymus-derived" one (its only naive CD4/CD8 alpha-beta T cells); CD4+ or CD8+
+      with only T-cell qualifiers ("CD8+/CD45RA+ Naive Cytotoxic") names a T cell;
     - a helper T cell without CD4/CD8 is a CD4-positive, a cytotoxic one a CD8-positive alpha-beta T cell
       (the role word kept, then dropped: "naive CD8-positive, alpha-beta T cell" does not say "cytotoxic").
 
@@ -204,7 +206,8 @@ def conventions(words: list[str]) -> list[list[str]]:
     if "t" not in s or s & _NOT_ALPHA_BETA:
         return []
     if s & {"cd4+", "cd8+"}:
-        return [[*words, "alpha", "beta"]]
+        alpha_beta = [*words, "alpha", "beta"]
+        return [[*alpha_beta, "thymus", "derived"], alpha_beta] if "naive" in s else [alpha_beta]
     lineages = {T_ROLE_LINEAGE[w] for w in s & T_ROLE_LINEAGE.keys()}
     if len(lineages) == 1 and not s & {"cd4-", "cd8-"}:
         lineage = lineages.pop()
