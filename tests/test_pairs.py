@@ -47,6 +47,9 @@ from mmgene.pairs.config import PairsConfig
         ("B cell, CD19-positive", "B cell, CD19-positive"),
         ("type II NK T cell secreting interleukin-4", "type II NK T cell secreting interleukin-4"),
         ("neuroblast (sensu Vertebrata)", "neuroblast (sensu vertebrata)"),
+        ("B cells (activated)", "B cell (activated)"),
+        ("CD8+CD28- T(reg)", "CD8+CD28- t(reg) cell"),  # a ")" with no "(" word before it: no qualifier
+        ("x )", "x ) cell"),
         # only the head noun is plural: modifiers ending in s stay, "-us"/"-is" words are not plurals
         ("squamous epithelial cells", "squamous epithelial cell"),
         ("Langerhans cells", "langerhans cell"),

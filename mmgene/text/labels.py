@@ -97,10 +97,9 @@ def _head_and_qualifier(words: list[str]) -> tuple[list[str], list[str]]:
     ``of``/``in``/``from`` after a cell noun ("epithelial cell" + "of lung"); English puts the plural
     and the cell noun in the head, so only the head is singularised and checked for a cell noun."""
     tail: list[str] = []
-    if words[-1].endswith(")") and len(words) > 1:
-        start = max(i for i, w in enumerate(words) if w.startswith("("))
-        if start > 0:
-            words, tail = words[:start], words[start:]
+    opened = [i for i, w in enumerate(words) if w.startswith("(")]
+    if words[-1].endswith(")") and opened and opened[-1] > 0:
+        words, tail = words[: opened[-1]], words[opened[-1] :]
     for i in range(1, len(words) + 1):
         before = words[i - 1]
         after_noun = _CELL_NOUNS.search(_singular(before.rstrip(",")))
