@@ -93,8 +93,9 @@ _QUALIFIER_WORDS = {"of", "in", "from", "secreting", "expressing", "producing"}
 
 
 def _head_and_qualifier(words: list[str]) -> tuple[list[str], list[str]]:
-    """The noun phrase that names the cell and what qualifies it: a trailing ``(...)`` group, and
-    ``of``/``in``/``from`` after a cell noun ("epithelial cell" + "of lung"); English puts the plural
+    """The noun phrase that names the cell and what qualifies it: a trailing ``(...)`` group, and from
+    a :data:`_QUALIFIER_WORDS` word or a comma after a cell noun on ("epithelial cell" + "of lung";
+    "dendritic cell" + ", human", the comma as the qualifier's first word). English puts the plural
     and the cell noun in the head, so only the head is singularised and checked for a cell noun."""
     tail: list[str] = []
     opened = [i for i, w in enumerate(words) if w.startswith("(")]
