@@ -81,7 +81,7 @@ def test_the_joint_space_is_the_members_side_by_side(trained):
 
 def test_labels_are_scored_member_by_member_and_their_z_scores_averaged(trained):
     from mmgene.query.scoring import label_similarities
-    from mmgene.text.classes import standardise
+    from mmgene.text.classes import standardise, type_weights
     from mmgene.text.prompts import class_prompts
 
     model, _, cells, _ = trained
@@ -96,6 +96,8 @@ def test_labels_are_scored_member_by_member_and_their_z_scores_averaged(trained)
         assert np.array_equal(own.standardised(), standardise(own.similarities))
     assert np.array_equal(scored.standardised(), standardise(np.mean([standardise(s) for s in scored.members], axis=0)))
     assert not np.allclose(scored.standardised(), standardise(scored.similarities))
+    weighed = standardise(scored.members, type_weights(scored.standardised()))  # the first pass: the plain rule
+    assert np.array_equal(scored.standardised(weigh_types=True), weighed)
 
 
 def test_annotate_and_evaluate_take_an_ensembles_averaged_z_scores(trained):
@@ -112,6 +114,11 @@ def test_annotate_and_evaluate_take_an_ensembles_averaged_z_scores(trained):
     scored = label_similarities(model, model.encode_cells(cells), label_prompts(labels), labels, prompts_of=label_prompts)
     np.testing.assert_allclose(annotated.obsm["mmgene_probs"].to_numpy(), softmax(scored.standardised(), DEFAULT_TEMPERATURE), atol=1e-12)
     assert "each ensemble member's z-scores averaged and z-scored again" in annotated.uns["mmgene"]["mmgene_label"]["rule"]
+    assert annotated.uns["mmgene"]["mmgene_label"]["weigh_types"] is False
+    weighed = annotate(cells, labels, model, standardize=True, weigh_types=True, recentre=False, others=False, copy=True)
+    np.testing.assert_allclose(weighed.obsm["mmgene_probs"].to_numpy(), softmax(scored.standardised(True), DEFAULT_TEMPERATURE), atol=1e-12)
+    record = weighed.uns["mmgene"]["mmgene_label"]
+    assert record["weigh_types"] is True and "each label's winners of a first pass weighing alike" in record["rule"]
     from mmgene.query.refine import expression_pcs, refine_scores
 
     refined = annotate(cells, labels, model, refine=True, recentre=False, others=False, copy=True)  # starts from the averaged z-scores

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 try:
     from test_query import encoder, small  # noqa: F401  (session fixtures: offline MiniLM, 120 PBMC 3k cells)
@@ -179,10 +180,20 @@ def test_annotate_standardize_and_recentre_flags(h5ad, tmp_path):
     assert res.exit_code == 0, res.output
     record = ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]
     assert record["standardized"] and not record["recentred"] and record["rule"].startswith("softmax(z/T)")
-    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--out", out, "--overwrite", "--no-standardize")
+    assert not record["weigh_types"]
+    probs = []
+    labels = ("B cell", "T cell", "monocyte")  # three labels whose first-pass winners are not equally many
+    for extra, weigh in (((), False), (("--weigh-types",), True)):
+        res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", *labels, "--out", out, "--overwrite", *extra)
+        assert res.exit_code == 0, res.output
+        probs.append(ad.read_h5ad(out).obsm["mmgene_probs"].to_numpy())
+        assert ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]["weigh_types"] is weigh
+    assert np.abs(probs[0] - probs[1]).max() > 0.01
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--out", out, "--overwrite", "--no-standardize", "--weigh-types")
     assert res.exit_code == 0, res.output
     record = ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]
     assert not record["standardized"] and record["rule"].startswith("softmax(s/T)")
+    assert not record["weigh_types"]  # raw cosines have no z-scores to weigh
     assert_refused(
         ["annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--out", tmp_path / "new.h5ad", "--recentre"],
         [tmp_path, h5ad.parent], contains="no learned space to recentre",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmgene.errors import DataError, NonFiniteError, ParameterError
-from mmgene.text.classes import MIN_SPREAD, class_vectors, standardise, zero_shot_scores
+from mmgene.text.classes import MIN_SPREAD, class_vectors, standardise, type_weights, zero_shot_scores
 
 
 def test_class_vectors_are_renormalised_means_of_unit_prompt_vectors():
@@ -59,6 +59,42 @@ def test_standardise_of_a_stack_averages_each_models_z_scores():
     # not the z-scores of the models' mean: a model with a wide spread would outweigh the other
     assert not np.allclose(standardise(stack.mean(0)), expected)
     np.testing.assert_allclose(standardise(stack[:1]), standardise(stack[0]), rtol=1e-12)
+
+
+def test_type_weights_make_every_winning_class_weigh_alike():
+    # three cells of class 0 and one of class 1: plain z-scores give the one cell sqrt(3) for its class
+    # and the three only sqrt(1/3) for theirs (sqrt((1 - p) / p) for a class that is a share p of the cells)
+    scores = np.array([[0.0, 3.0], [0.0, 3.0], [0.0, 3.0], [3.0, 0.0]])
+    np.testing.assert_allclose(standardise(scores)[:, 1], [np.sqrt(1 / 3)] * 3 + [-np.sqrt(3)], rtol=1e-12)
+    np.testing.assert_allclose(standardise(scores)[3, 0], np.sqrt(3), rtol=1e-12)
+    weights = type_weights(standardise(scores))
+    np.testing.assert_allclose(weights, [1 / 3, 1 / 3, 1 / 3, 1.0], rtol=1e-12)
+    # weighed so, both groups count alike: each class's own cells score 1 and the others -1
+    np.testing.assert_allclose(standardise(scores, weights), [[-1, 1], [-1, 1], [-1, 1], [1, -1]], rtol=1e-12)
+    # a class that wins no cell takes no part in the weights; weights only scale each class's column
+    three = np.array([[0.0, 3.0, 0.1], [0.0, 3.0, 0.2], [0.0, 3.0, 0.3], [3.0, 0.0, 0.4]])
+    np.testing.assert_allclose(type_weights(three), [1 / 3, 1 / 3, 1 / 3, 1.0], rtol=1e-12)
+    assert type_weights(np.zeros((0, 2))).shape == (0,)
+
+
+def test_weighted_standardise_matches_the_plain_rule_at_equal_weights_and_checks_its_weights():
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(40, 3)).astype(np.float32)
+    np.testing.assert_allclose(standardise(scores, np.full(40, 2.5)), standardise(scores), rtol=1e-5, atol=1e-6)
+    weights = rng.uniform(0.1, 1.0, size=40)
+    share = weights / weights.sum()
+    mean = share @ scores.astype(np.float64)
+    expected = (scores - mean) / np.sqrt(share @ (scores - mean) ** 2)
+    np.testing.assert_allclose(standardise(scores, weights), expected, rtol=1e-12)
+    stack = rng.normal(size=(2, 40, 3))
+    np.testing.assert_allclose(
+        standardise(stack, weights), standardise(np.mean([standardise(m, weights) for m in stack], axis=0), weights), rtol=1e-12
+    )
+    flat = np.ones((40, 1))  # no spread under any weights: 0, the one zero-spread rule
+    assert (standardise(flat, weights) == 0).all()
+    for bad in (np.ones(39), -weights, np.zeros(40), np.where(np.arange(40) == 3, np.nan, weights)):
+        with pytest.raises(ParameterError, match="weights must be 40 finite, non-negative numbers"):
+            standardise(scores, bad)
 
 
 def test_zero_shot_scores_are_cosines_of_unit_cells():

@@ -202,6 +202,7 @@ def annotate(
     alpha: Optional[float] = _rule("alpha"),
     refine: Optional[bool] = _rule("refine", "--refine/--no-refine"),
     standardize: Optional[bool] = _rule("standardize", "--standardize/--no-standardize"),
+    weigh_types: Optional[bool] = _rule("weigh_types", "--weigh-types/--no-weigh-types"),
     recentre: Optional[bool] = _rule("recentre", "--recentre/--no-recentre"),
     hierarchy: Optional[bool] = _rule("hierarchy", "--hierarchy/--no-hierarchy"),
     others: Optional[bool] = _rule("others", "--others/--no-others"),
@@ -220,7 +221,8 @@ def annotate(
     rule = overrides(AnnotateConfig, {
         "prompts": tuple(prompt) if prompt else None, "markers": markers, "species": species, "tissue": tissue,
         "temperature": temperature, "min_prob": min_prob,
-        "min_z": min_z, "alpha": alpha, "refine": refine, "standardize": standardize, "recentre": recentre, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
+        "min_z": min_z, "alpha": alpha, "refine": refine, "standardize": standardize,
+        "weigh_types": weigh_types, "recentre": recentre, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
     })
     run(adata, all_labels, model, rule, term_ids=_chosen_terms(all_labels, term, rule.origin), reference=ref, key_added=key)
     terms = _terms_read(all_labels, adata.uns["mmgene"][f"{key}_label"].get("term_ids", []))

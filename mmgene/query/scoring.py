@@ -38,12 +38,17 @@ class LabelSimilarities:
     prompts: list[list[str]]
     members: np.ndarray | None = None
 
-    def standardised(self) -> np.ndarray:
+    def standardised(self, weigh_types: bool = False) -> np.ndarray:
         """The per-label z-scores that annotate's rule takes (:func:`mmgene.text.classes.standardise`):
-        of the similarities, or for an ensemble the z-scores of the mean of the members' z-scores."""
-        from mmgene.text.classes import standardise
+        of the similarities, or for an ensemble the z-scores of the mean of the members' z-scores.
+        With ``weigh_types`` the z-scores are taken again with each cell weighed by
+        :func:`mmgene.text.classes.type_weights` of the plain ones, so every label that wins cells
+        counts alike in the means and spreads."""
+        from mmgene.text.classes import standardise, type_weights
 
-        return standardise(self.similarities if self.members is None else self.members)
+        scores = self.similarities if self.members is None else self.members
+        plain = standardise(scores)
+        return standardise(scores, type_weights(plain)) if weigh_types and len(plain) else plain
 
 
 def space_vocabulary(space: Any) -> list[tuple[str, str]]:

@@ -6,6 +6,10 @@
 * :func:`standardise`: each class's column z-scored over the cells, so that a class whose prompts sit
   closer to every cell (or farther from all) does not win (or lose) every argmax; :func:`standardises`
   says whether a default setting does so for a number of cells.
+* :func:`type_weights`: cell weights that make the z-scores' means and spreads count the types a first
+  argmax finds alike. Plain z-scores give the cells of a type that is a fraction ``p`` of the data a
+  score near ``sqrt((1 - p) / p)`` for it: an abundant type is damped and a rare one lifted, which
+  helps rare types' recall and costs the abundant type cells (and skews cell-type proportions).
 
 The zero-spread rule of :func:`standardise`, the one rule for every z-score of scores in mmgene: a column
 whose standard deviation over the cells is at most :data:`MIN_SPREAD` cannot tell the cells apart
@@ -73,7 +77,7 @@ def class_vectors(encode_text: Callable[[list[str]], np.ndarray], prompts: Seque
     return vecs
 
 
-def standardise(scores: np.ndarray) -> np.ndarray:
+def standardise(scores: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Z-score each column (class) of ``scores`` (cells x classes) over the cells, as float64.
 
     The arithmetic is done in the precision of ``scores`` (float32 cosines stay float32 until the
@@ -82,15 +86,42 @@ def standardise(scores: np.ndarray) -> np.ndarray:
     (models x cells x classes, an ensemble's members) gives the z-scores of the mean of each model's
     z-scores: every model counts alike, whatever the spread of its cosines, and the result is on the
     scale of one model's z-scores (the scale ``min_z`` and the temperature were chosen on).
+    ``weights`` (one non-negative number per cell, e.g. :func:`type_weights`) weigh the cells in each
+    column's mean and standard deviation, in float64.
     """
     scores = np.asarray(scores)
     if not np.issubdtype(scores.dtype, np.floating):
         scores = scores.astype(np.float64)
     if scores.ndim == 3:
-        return standardise(np.mean([standardise(member) for member in scores], axis=0))
-    mean = scores.mean(axis=0, keepdims=True)
-    std = scores.std(axis=0, keepdims=True)
+        return standardise(np.mean([standardise(member, weights) for member in scores], axis=0), weights)
+    if weights is None:
+        mean = scores.mean(axis=0, keepdims=True)
+        std = scores.std(axis=0, keepdims=True)
+    else:
+        scores = scores.astype(np.float64)
+        share = _cell_shares(weights, len(scores))
+        mean = share @ scores
+        std = np.sqrt(share @ (scores - mean) ** 2)
     return np.divide(scores - mean, std, out=np.zeros(scores.shape, dtype=np.float64), where=std > MIN_SPREAD)
+
+
+def _cell_shares(weights: np.ndarray, n_cells: int) -> np.ndarray:
+    """``weights`` checked (one finite, non-negative number per cell, not all zero) and summing to 1."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (n_cells,) or not np.isfinite(weights).all() or (weights < 0).any() or not weights.sum() > 0:
+        raise ParameterError(
+            f"weights must be {n_cells} finite, non-negative numbers, not all zero (got shape {weights.shape})",
+            "standardise(weights=...)", "pass one weight per cell, e.g. type_weights(first_scores)",
+        )
+    return (weights / weights.sum())[None, :]
+
+
+def type_weights(scores: np.ndarray) -> np.ndarray:
+    """One weight per cell, ``1 / the number of cells whose argmax class is its own``: every class that
+    wins some cells weighs as much in total, whatever its share (see the module docstring). ``scores``
+    (cells x classes) are the first pass's, usually the plain z-scores."""
+    winner = np.asarray(scores).argmax(axis=1)
+    return 1.0 / np.bincount(winner)[winner]
 
 
 def zero_shot_scores(cells: np.ndarray, class_vecs: np.ndarray, standardize: bool = False) -> np.ndarray:
