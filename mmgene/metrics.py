@@ -1,5 +1,6 @@
 """Classification metrics of a score matrix against true classes: accuracy, balanced accuracy,
-macro-F1, macro one-vs-rest AUROC and per-class recall/precision/F1/AUROC.
+macro-F1, macro one-vs-rest AUROC and per-class recall/precision/F1/AUROC; and how far the predicted
+cell-type proportions are from the true ones (:func:`proportion_error`).
 
 A base module: zero-shot evaluation (:mod:`mmgene.evaluate`), the evaluator run during training
 (:mod:`mmgene.align.train`) and the marker baseline all report the same numbers from it.
@@ -52,3 +53,14 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequ
     out["macro_auroc"] = float(np.mean(aucs)) if aucs else float("nan")
     out["per_class"] = per_class
     return out
+
+
+def proportion_error(y_true: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """Total variation distance between the true and the predicted class proportions (0: the same
+    shares, 1: no overlap): half the summed absolute differences of each class's share of the cells."""
+    y_true, pred = np.asarray(y_true), np.asarray(pred)
+    if not len(y_true):
+        return float("nan")
+    true_share = np.bincount(y_true, minlength=n_classes) / len(y_true)
+    pred_share = np.bincount(pred, minlength=n_classes) / len(pred)
+    return float(0.5 * np.abs(true_share - pred_share).sum())

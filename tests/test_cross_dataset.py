@@ -77,6 +77,15 @@ def test_summary_and_table():
     }
 
 
+def test_proportion_error_is_the_total_variation_distance_of_the_class_shares():
+    from mmgene.metrics import proportion_error
+
+    assert proportion_error(np.array([0, 0, 0, 1]), np.array([0, 0, 1, 1]), 2) == 0.25
+    assert proportion_error(np.array([0, 1, 2]), np.array([2, 0, 1]), 3) == 0.0  # every call wrong, the shares right
+    assert proportion_error(np.array([0, 0]), np.array([1, 1]), 3) == 1.0
+    assert np.isnan(proportion_error(np.array([], int), np.array([], int), 2))
+
+
 def test_config_is_checked():
     with pytest.raises(ValueError, match="min_prob"):
         CrossDatasetConfig(min_prob=1.5)
@@ -112,6 +121,10 @@ def test_leave_one_dataset_out_on_real_data(two_datasets):
     for prompt_set in ("ontology", "author"):
         metrics = entry["mmgene"][prompt_set]
         assert metrics["n"] == 800 and 0.0 <= metrics["balanced_accuracy"] <= 1.0 and 0.0 <= metrics["macro_auroc"] <= 1.0
+        assert 0.0 <= metrics["proportion_error"] <= 1.0 and 0.0 <= metrics["called_unknown"] <= 1.0
+        weighed = metrics["weigh_types"]  # annotate's weigh_types rule beside the default
+        assert set(weighed) == {"accuracy", "balanced_accuracy", "macro_f1", "macro_auroc", "proportion_error", "called_unknown"}
+        assert all(0.0 <= v <= 1.0 for v in weighed.values())
     rejection = entry["mmgene"]["rejection"]
     assert rejection["unseen_classes"] == ["natural killer cell", "neutrophil"] and rejection["unseen_cells"] == 400
     assert 0.0 <= rejection["unseen_called_unknown"] <= 1.0

@@ -32,7 +32,9 @@ whether they were), similarities from
 model's training classes below it), each class's column z-scored over the held-out cells (an
 ensemble's member by member and averaged, :meth:`~mmgene.query.scoring.LabelSimilarities.standardised`)
 (``standardize``; the raw-cosine balanced accuracy and macro-F1 are reported beside as
-``cosine_*``; for one model AUROC is the same for both). ``mixed_levels`` asks a question that mixes
+``cosine_*``; for one model AUROC is the same for both), with ``proportion_error`` (how far the
+predicted cell-type proportions are from the true ones) and ``called_unknown`` (annotate's p_max/z rule);
+``weigh_types`` repeats those figures for annotate's ``weigh_types`` rule. ``mixed_levels`` asks a question that mixes
 levels: the dataset's classes plus their direct is_a parents, answered with the deepest confident
 term, and reports exact balanced accuracy beside ``balanced_partial_credit``, which gives an answer
 that is an ancestor of the true term the share of the truth's path it covers.
@@ -146,8 +148,41 @@ def _zero_shot(
     cosine = classification_metrics(y, scored.similarities[asked], names)
     if not config.standardize or len(truth) < MIN_CELLS_TO_STANDARDISE:
         return {**cosine, "standardized": False}
-    out = classification_metrics(y, scored.standardised()[asked], names)
-    return {**out, "standardized": True, "cosine_balanced_accuracy": cosine["balanced_accuracy"], "cosine_macro_f1": cosine["macro_f1"]}
+    z = scored.standardised()
+    out = classification_metrics(y, z[asked], names)
+    weighed = scored.standardised(weigh_types=True)
+    return {
+        **out, "standardized": True, "cosine_balanced_accuracy": cosine["balanced_accuracy"], "cosine_macro_f1": cosine["macro_f1"],
+        **_proportions_and_unknown(y, z[asked], scored, names, config),
+        "weigh_types": {
+            **{m: v for m, v in classification_metrics(y, weighed[asked], names).items() if m in _SUMMARY_METRICS},
+            **_proportions_and_unknown(y, weighed[asked], scored, names, config),
+        },
+    }
+
+
+#: what a prompt set's ``weigh_types`` entry repeats of :func:`mmgene.metrics.classification_metrics`
+_SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
+
+
+def _proportions_and_unknown(y: np.ndarray, z: np.ndarray, scored: Any, names: Sequence[str], config: CrossDatasetConfig) -> dict[str, float]:
+    """How far the argmax's cell-type proportions are from the truth (:func:`mmgene.metrics.proportion_error`)
+    and the share of cells annotate's p_max/z rule calls ``unknown`` (the others rule not applied)."""
+    from mmgene.metrics import proportion_error
+
+    return {"proportion_error": proportion_error(y, z.argmax(1), len(names)),
+            "called_unknown": float(np.mean(_called_unknown(z, scored, names, config)))}
+
+
+def _called_unknown(z: np.ndarray, scored: Any, names: Sequence[str], config: CrossDatasetConfig) -> np.ndarray:
+    """Which rows of the z-scores ``z`` annotate's p_max/z rule calls ``unknown`` (nested labels: the deepest confident one)."""
+    from mmgene.query.labelling import UNKNOWN, assign_labels, assign_nested
+
+    if scored.hierarchy.nested:
+        called = assign_nested(z, scored.hierarchy, min_prob=config.min_prob, thresholds=config.min_z).label
+    else:
+        called = assign_labels(z, list(names), min_prob=config.min_prob, thresholds=config.min_z).label
+    return np.asarray(called) == UNKNOWN
 
 
 def _mixed_levels(model: Any, cells: np.ndarray, ds: Any, config: CrossDatasetConfig) -> dict[str, Any] | None:
@@ -190,19 +225,13 @@ def _unknown_calls(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which cells of ``ds`` annotate calls ``unknown`` when offered the ``(term id, name)`` classes: by
     its p_max/z rule, and by the others rule (:mod:`mmgene.query.others`); annotate's default is either."""
-    from mmgene.query.labelling import UNKNOWN, assign_labels, assign_nested
     from mmgene.query.others import nearest_other_for
 
     ids, names = [c for c, _ in offered], [n for _, n in offered]
     prompts_of = prompts_for(ds, config)
     scored = _similarities(model, cells, names, ids, config.hierarchy, prompts_of)
-    z = scored.standardised()
-    if scored.hierarchy.nested:
-        called = assign_nested(z, scored.hierarchy, min_prob=config.min_prob, thresholds=config.min_z).label
-    else:
-        called = assign_labels(z, names, min_prob=config.min_prob, thresholds=config.min_z).label
     others = nearest_other_for(model, cells, scored.similarities, names, ids, prompts_of).rejects(config.others_margin)
-    return np.asarray(called) == UNKNOWN, others
+    return _called_unknown(scored.standardised(), scored, names, config), others
 
 
 def _rejection(model: Any, cells: np.ndarray, ds: Any, seen: set[str], config: CrossDatasetConfig) -> dict[str, Any] | None:
