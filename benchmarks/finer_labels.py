@@ -2,8 +2,8 @@
 
 A general model is trained on every dataset of the manifest but the held-out one (`mmgene pretrain`'s
 recipe, :func:`mmgene.pretrain.pretrain`, seed 0), or taken from ``--model``. The held-out cells are
-then annotated (:func:`mmgene.query.annotate` with its defaults, told the cells are human blood) once
-per label set. The sets are written as Azimuth and CellTypist write blood cell types (see ``LABEL_SETS``):
+then annotated (:func:`mmgene.query.annotate` with its defaults, told the cells are human blood; with
+``--weigh-types`` also its ``weigh_types`` rule) once per label set. The sets are written as Azimuth and CellTypist write blood cell types (see ``LABEL_SETS``):
 the level the shared corpus teaches, finer labels alone, finer labels with their parents, and a set
 rich in shorthand.
 
@@ -17,7 +17,7 @@ megakaryocytes, which is no is_a). A label read as no term is never right. Per s
 the types, and the share of all cells called unknown; for the CD4 T cells (the largest type of PBMC
 data, and the one finer labels split) the same three.
 
-    python benchmarks/finer_labels.py [--held-out pbmc3k] [--model FOLDER] [--json out.json]
+    python benchmarks/finer_labels.py [--held-out pbmc3k] [--model FOLDER] [--weigh-types] [--json out.json]
 """
 
 from __future__ import annotations
@@ -58,14 +58,14 @@ def _right(called: str, curated: str, types: list[str]) -> bool:
     return called in term_ancestors(curated) or curated in term_ancestors(called)
 
 
-def _score(adata, labels: list[str], model, origin) -> dict:
+def _score(adata, labels: list[str], model, origin, weigh_types: bool = False) -> dict:
     import numpy as np
 
     from mmgene.query import annotate
     from mmgene.query.terms import label_terms
 
     terms = dict(zip(labels, label_terms(labels, origin=origin)))
-    annotate(adata, labels, model, species=origin.species, tissue=origin.tissue)
+    annotate(adata, labels, model, species=origin.species, tissue=origin.tissue, weigh_types=weigh_types)
     called = adata.obs["mmgene_label"].astype(str).to_numpy()
     curated = adata.obs["cell_type_ontology_term_id"].astype(str).to_numpy()
     unknown = called == "unknown"
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="a general model trained without the held-out dataset (default: train one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--weigh-types", action="store_true", help="annotate with weigh_types=True (each label's z-scores with a first pass's winners weighing alike)")
     args = parser.parse_args()
 
     import mmgene.align
@@ -112,10 +113,10 @@ def main() -> None:
         model = mmgene.align.load(args.model)
     adata = read_corpus(held)[0].adata
     origin = Origin("human", "blood")
-    report = {"held_out": args.held_out, "cells": int(adata.n_obs), "sets": {}}
+    report = {"held_out": args.held_out, "cells": int(adata.n_obs), "weigh_types": args.weigh_types, "sets": {}}
     print("| label set | right | wrong | unknown | CD4 T cells: right / wrong / unknown |\n|---|---|---|---|---|")
     for name, labels in LABEL_SETS.items():
-        scored = _score(adata.copy(), labels, model, origin)
+        scored = _score(adata.copy(), labels, model, origin, args.weigh_types)
         report["sets"][name] = scored
         cd4 = scored["cd4_t_cells"]
         cd4_text = f"{cd4['right']:.2f} / {cd4['wrong']:.2f} / {cd4['unknown']:.2f}" if cd4 else "n/a"
