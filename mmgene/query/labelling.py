@@ -258,7 +258,7 @@ def annotate(
     (:func:`mmgene.text.classes.type_weights`): plain z-scores damp a label that fits much of the data
     (a type that is 43% of the cells scores about 1.2 for it, one that is 1% about 10), which helps rare
     types and costs the abundant one cells. On the leave-one-dataset-out folds it raised overall
-    accuracy (0.808 -> 0.828, five immune datasets) and halved PBMC 3k's error in cell-type
+    accuracy (0.808 -> 0.827, five immune datasets) and halved PBMC 3k's error in cell-type
     proportions, with fewer unknown cells, at 0.006 lower balanced accuracy (``docs/benchmarks.md``).
 
     ``recentre`` (default: when the model stores a training mean and there are at least 30 cells) first
