@@ -118,12 +118,18 @@ def test_annotate_and_evaluate_take_an_ensembles_averaged_z_scores(trained):
     weighed = annotate(cells, labels, model, standardize=True, weigh_types=True, recentre=False, others=False, copy=True)
     np.testing.assert_allclose(weighed.obsm["mmgene_probs"].to_numpy(), softmax(scored.standardised(True), DEFAULT_TEMPERATURE), atol=1e-12)
     record = weighed.uns["mmgene"]["mmgene_label"]
-    assert record["weigh_types"] is True and "each label's winners of a first pass weighing alike" in record["rule"]
+    assert record["weigh_types"] is True and "each label's winners of a first pass weighing alike in its z-scores" in record["rule"]
     from mmgene.query.refine import expression_pcs, refine_scores
 
     refined = annotate(cells, labels, model, refine=True, recentre=False, others=False, copy=True)  # starts from the averaged z-scores
     expected = softmax(refine_scores(scored.standardised(), expression_pcs(cells)), DEFAULT_TEMPERATURE)
     np.testing.assert_allclose(refined.obsm["mmgene_probs"].to_numpy(), expected, atol=1e-9)
+    refined = annotate(cells, labels, model, refine=True, weigh_types=True, recentre=False, others=False, copy=True)
+    expected = softmax(refine_scores(scored.standardised(True), expression_pcs(cells)), DEFAULT_TEMPERATURE)
+    np.testing.assert_allclose(refined.obsm["mmgene_probs"].to_numpy(), expected, atol=1e-9)
+    assert refined.uns["mmgene"]["mmgene_label"]["rule"].startswith(
+        "softmax(r/T) over scores refined by self-training on the data's principal components (mmgene.query.refine), each label's winners"
+    )
     classes = sorted(set(cells.obs["cell_type"]))
     report = evaluate(model, cells, "cell_type", standardize=True, recentre=False, baseline=False, marker_baseline=False)
     prompts = class_prompts(classes)

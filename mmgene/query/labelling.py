@@ -331,15 +331,15 @@ def annotate(
 
         std = True
         result = assign(refine_scores(scored.standardised(config.weigh_types), expression_pcs(adata)), temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
-        rule = ("softmax(r/T) over scores refined by self-training on the data's principal components (mmgene.query.refine); "
-                "unknown if p_max <= min_prob or r_max < min_z")
+        rule = ("softmax(r/T) over scores refined by self-training on the data's principal components (mmgene.query.refine)"
+                f"{_WEIGHED if config.weigh_types else ''}; unknown if p_max <= min_prob or r_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z, "refined": True}
     else:
         std = standardises(len(cells), config.standardize)
         scores = scored.standardised(config.weigh_types) if std else sims.astype(np.float64)
         result = assign(scores, temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
         z_of = "cosine similarities" if scored.members is None else "cosine similarities, each ensemble member's z-scores averaged and z-scored again"
-        weighed = ", each label's winners of a first pass weighing alike" if config.weigh_types else ""
+        weighed = _WEIGHED if config.weigh_types else ""
         rule = (f"softmax(z/T) over per-label standardised {z_of}{weighed}; unknown if p_max <= min_prob or z_max < min_z"
                 if std else "softmax(s/T) over cosine similarities; unknown if p_max <= min_prob or s_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z}
@@ -364,6 +364,10 @@ def annotate(
         expanded=[", ".join(group) for group in scored.expanded], **extra,
     )
     return adata if copy else None
+
+
+#: what annotate's recorded rule adds with ``weigh_types``
+_WEIGHED = ", each label's winners of a first pass weighing alike in its z-scores"
 
 
 def _reject_others(adata: Any, space: Any, cells: np.ndarray, scored: Any, result: Assignment, config: AnnotateConfig,
