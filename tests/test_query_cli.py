@@ -195,6 +195,10 @@ def test_annotate_standardize_and_recentre_flags(h5ad, tmp_path):
     assert not record["standardized"] and record["rule"].startswith("softmax(s/T)")
     assert not record["weigh_types"]  # raw cosines have no z-scores to weigh
     assert_refused(
+        ["annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--out", tmp_path / "new.h5ad", "--refine", "--weigh-types"],
+        [tmp_path, h5ad.parent], contains="refine and weigh_types cannot be combined",
+    )
+    assert_refused(
         ["annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "T cell", "--out", tmp_path / "new.h5ad", "--recentre"],
         [tmp_path, h5ad.parent], contains="no learned space to recentre",
     )

@@ -45,7 +45,7 @@ class AnnotateConfig:
     standardize: bool | None = setting(None, "Z-score each label's similarities over the cells (none: when there are at least 30 cells)")
     weigh_types: bool = setting(
         False,
-        "Take each label's z-scores with the labels a first pass finds weighing alike: better overall accuracy and proportions, fewer unknown cells, rare types recalled less",
+        "Take each label's z-scores with the labels a first pass finds weighing alike: better overall accuracy and proportions, fewer unknown cells, rare types recalled less (not with refine)",
     )
     recentre: bool | None = setting(
         None,

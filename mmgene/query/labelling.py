@@ -260,6 +260,7 @@ def annotate(
     types and costs the abundant one cells. On the leave-one-dataset-out folds it raised overall
     accuracy (0.808 -> 0.827, five immune datasets) and halved PBMC 3k's error in cell-type
     proportions, with fewer unknown cells, at 0.006 lower balanced accuracy (``docs/benchmarks.md``).
+    It cannot be combined with ``refine``, which z-scores its starting scores again, unweighted.
 
     ``recentre`` (default: when the model stores a training mean and there are at least 30 cells) first
     moves the cells' mean learned vector onto the model's training mean (:mod:`mmgene.align.recentre`),
@@ -298,6 +299,11 @@ def annotate(
     labels = _check_labels(labels)
     if refine and reference is not None:
         raise ParameterError("refine and reference cannot be combined", "annotate(refine=..., reference=...)", "calibrate on a reference, or refine on the data, not both")
+    if refine and config.weigh_types:
+        raise ParameterError(
+            "refine and weigh_types cannot be combined: refinement z-scores its starting scores again, unweighted",
+            "annotate(refine=..., weigh_types=...)", "refine, or weigh the labels' z-scores, not both",
+        )
     adata = adata.copy() if copy else adata
     space = load_space(model)
     cells, recentred = cells_for_labels(space, adata, config.recentre)
@@ -330,16 +336,16 @@ def annotate(
         from mmgene.query.refine import expression_pcs, refine_scores
 
         std = True
-        result = assign(refine_scores(scored.standardised(config.weigh_types), expression_pcs(adata)), temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
-        rule = ("softmax(r/T) over scores refined by self-training on the data's principal components (mmgene.query.refine)"
-                f"{_WEIGHED if config.weigh_types else ''}; unknown if p_max <= min_prob or r_max < min_z")
+        result = assign(refine_scores(scored.standardised(), expression_pcs(adata)), temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
+        rule = ("softmax(r/T) over scores refined by self-training on the data's principal components (mmgene.query.refine); "
+                "unknown if p_max <= min_prob or r_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z, "refined": True}
     else:
         std = standardises(len(cells), config.standardize)
         scores = scored.standardised(config.weigh_types) if std else sims.astype(np.float64)
         result = assign(scores, temperature=temperature, min_prob=min_prob, thresholds=min_z, unknown=unknown)
         z_of = "cosine similarities" if scored.members is None else "cosine similarities, each ensemble member's z-scores averaged and z-scored again"
-        weighed = _WEIGHED if config.weigh_types else ""
+        weighed = ", each label's winners of a first pass weighing alike in its z-scores" if config.weigh_types else ""
         rule = (f"softmax(z/T) over per-label standardised {z_of}{weighed}; unknown if p_max <= min_prob or z_max < min_z"
                 if std else "softmax(s/T) over cosine similarities; unknown if p_max <= min_prob or s_max < min_z")
         extra = {"temperature": temperature, "min_z": min_z}
@@ -364,10 +370,6 @@ def annotate(
         expanded=[", ".join(group) for group in scored.expanded], **extra,
     )
     return adata if copy else None
-
-
-#: what annotate's recorded rule adds with ``weigh_types``
-_WEIGHED = ", each label's winners of a first pass weighing alike in its z-scores"
 
 
 def _reject_others(adata: Any, space: Any, cells: np.ndarray, scored: Any, result: Assignment, config: AnnotateConfig,
