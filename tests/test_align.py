@@ -337,6 +337,17 @@ def test_cli_train_and_evaluate(tmp_path, small_pbmc):
     refined = json.loads((tmp_path / "ref.json").read_text())
     assert refined["zero_shot"]["refined"] and refined["marker_baseline"]["refined"] and not report["zero_shot"]["refined"]
     assert "Scores refined by self-training" in (tmp_path / "ref.md").read_text()
+    # --weigh-types: annotate's weigh_types z-scores; not with --refine (exit 2, nothing written)
+    res = runner.invoke(app, ["evaluate", str(out), str(h5), "--label-col", "cell_type", "--no-baseline", "--weigh-types", "--out", str(tmp_path / "weighed")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "weighed.json").read_text())["zero_shot"]["weigh_types"] and not report["zero_shot"]["weigh_types"]
+    assert "annotate's `weigh_types` rule" in (tmp_path / "weighed.md").read_text()
+    from hostile import assert_refused
+
+    assert_refused(
+        ["evaluate", out, h5, "--label-col", "cell_type", "--refine", "--weigh-types", "--out", tmp_path / "both"],
+        [tmp_path], contains="refine and weigh_types cannot be combined",
+    )
     # --held-out scores exactly the test side of the split the model was trained with (20% of 160)
     res = runner.invoke(app, ["evaluate", str(out), str(h5), "--label-col", "cell_type", "--no-baseline", "--held-out", "--markers", "--out", str(tmp_path / "held")])
     assert res.exit_code == 0, res.output

@@ -135,6 +135,11 @@ def test_annotate_and_evaluate_take_an_ensembles_averaged_z_scores(trained):
     z = label_similarities(model, unit_rows(model.encode_cells(cells)), prompts, classes, prompts_of=class_prompts).standardised()
     truth = cells.obs["cell_type"].to_numpy()
     assert report["zero_shot"]["accuracy"] == pytest.approx(float(np.mean(np.asarray(classes)[z.argmax(1)] == truth)))
+    weighed = evaluate(model, cells, "cell_type", standardize=True, weigh_types=True, recentre=False, baseline=False, marker_baseline=False)
+    scored = label_similarities(model, unit_rows(model.encode_cells(cells)), prompts, classes, prompts_of=class_prompts)
+    z = scored.standardised(weigh_types=True)
+    assert weighed["zero_shot"]["weigh_types"] is True
+    assert weighed["zero_shot"]["accuracy"] == pytest.approx(float(np.mean(np.asarray(classes)[z.argmax(1)] == truth)))
 
 
 def test_member_vectors_undo_the_joining(trained):

@@ -77,6 +77,29 @@ def test_standardized_scores_fix_a_class_that_is_near_every_cell():
         zero_shot(cells[:1], labels[:1], encode, classes=classes, standardize=True)
 
 
+def test_weigh_types_keeps_an_abundant_class_from_being_damped():
+    """Seven B cells and three NK cells: plain z-scores lift the rare class so far that a B cell nearer
+    the B prompt (0.7 against 0.5) is called NK; with the two classes weighing alike it is not."""
+    from mmgene.evaluate import zero_shot
+    from mmgene.evaluate.config import EvaluateConfig
+    from mmgene.query.config import AnnotateConfig
+
+    classes = ["B cells", "NK cells"]
+    sims = np.array([[0.9, 0.3]] * 6 + [[0.7, 0.5]] + [[0.3, 0.9]] * 2 + [[0.4, 0.8]])
+    labels = ["B cells"] * 7 + ["NK cells"] * 3
+
+    def encode(texts):
+        return np.array([[1.0, 0.0] if "B" in t else [0.0, 1.0] for t in texts], dtype=np.float32)
+
+    kw = {"classes": classes, "similarities": sims, "standardize": True}
+    plain, weighed = zero_shot(sims, labels, encode, **kw), zero_shot(sims, labels, encode, weigh_types=True, **kw)
+    assert plain["accuracy"] == 0.9 and plain["proportion_error"] == pytest.approx(0.1)
+    assert weighed["accuracy"] == 1.0 and weighed["proportion_error"] == 0.0
+    for config in (AnnotateConfig, EvaluateConfig):
+        with pytest.raises(ParameterError, match="refine and weigh_types cannot be combined"):
+            config(refine=True, weigh_types=True)
+
+
 def test_zero_shot_takes_given_similarities_and_annotates_default_rule():
     """Given similarities replace the cosines; the default z-scores from 30 cells on (annotate's rule)."""
     from mmgene.evaluate import zero_shot

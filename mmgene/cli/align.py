@@ -178,6 +178,7 @@ def evaluate_command(
     species: str | None = config_option(EvaluateConfig, "species"),
     tissue: str | None = config_option(EvaluateConfig, "tissue"),
     standardize: bool | None = config_option(EvaluateConfig, "standardize", "--standardize/--no-standardize"),
+    weigh_types: bool | None = config_option(EvaluateConfig, "weigh_types", "--weigh-types/--no-weigh-types"),
     recentre: bool | None = config_option(EvaluateConfig, "recentre", "--recentre/--no-recentre"),
     hierarchy: bool | None = config_option(EvaluateConfig, "hierarchy", "--hierarchy/--no-hierarchy"),
     refine: bool | None = config_option(EvaluateConfig, "refine", "--refine/--no-refine"),
@@ -193,6 +194,11 @@ def evaluate_command(
     from mmgene.atomic import check_output
     from mmgene.evaluate.report import report_files
 
+    config = overrides(EvaluateConfig, {
+        "baseline": baseline, "marker_baseline": marker_baseline, "ontology": ontology, "markers": markers,
+        "species": species, "tissue": tissue, "standardize": standardize, "recentre": recentre, "hierarchy": hierarchy, "refine": refine,
+        "weigh_types": weigh_types,
+    })
     target = out if out is not None else file.with_name(file.stem + ".mmgene_eval")
     for path in report_files(target):
         check_output(path, overwrite=overwrite, inputs=[file, model])
@@ -204,9 +210,5 @@ def evaluate_command(
 
         adata = held_out_cells(adata, aligned.meta)
         name = f"{file.name} (held-out {adata.n_obs} cells)"
-    config = overrides(EvaluateConfig, {
-        "baseline": baseline, "marker_baseline": marker_baseline, "ontology": ontology, "markers": markers,
-        "species": species, "tissue": tissue, "standardize": standardize, "recentre": recentre, "hierarchy": hierarchy, "refine": refine,
-    })
     report = evaluate(aligned, adata, label_col, config, out=target, overwrite=overwrite, dataset_name=name)
     emit(report, lambda: f"{markdown_report(report)}\nwrote {', '.join(report['files'])}", as_json=as_json)

@@ -214,16 +214,16 @@ def annotate(
     from mmgene.io import read
     from mmgene.query.labelling import annotate as run
 
-    target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
-    adata = read(file)
-    all_labels = [*labels, *(more_labels or [])]
-    ref = (read(reference), reference_column) if reference is not None else None
     rule = overrides(AnnotateConfig, {
         "prompts": tuple(prompt) if prompt else None, "markers": markers, "species": species, "tissue": tissue,
         "temperature": temperature, "min_prob": min_prob,
         "min_z": min_z, "alpha": alpha, "refine": refine, "standardize": standardize,
         "weigh_types": weigh_types, "recentre": recentre, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
     })
+    target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
+    adata = read(file)
+    all_labels = [*labels, *(more_labels or [])]
+    ref = (read(reference), reference_column) if reference is not None else None
     run(adata, all_labels, model, rule, term_ids=_chosen_terms(all_labels, term, rule.origin), reference=ref, key_added=key)
     terms = _terms_read(all_labels, adata.uns["mmgene"][f"{key}_label"].get("term_ids", []))
     write_anndata(adata, target, file=file, overwrite=overwrite)

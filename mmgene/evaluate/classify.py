@@ -16,9 +16,9 @@ import numpy as np
 
 from mmgene.errors import LabelError, ParameterError
 from mmgene.io.labels import MIN_CLASSES, require_classes, usable_labels
-from mmgene.metrics import classification_metrics
+from mmgene.metrics import classification_metrics, proportion_error
 from mmgene.query.refine import refine_scores
-from mmgene.text.classes import class_vectors, standardised_cells, standardises, unit_rows, zero_shot_scores
+from mmgene.text.classes import class_vectors, standardise, standardised_cells, standardises, type_weights, unit_rows, zero_shot_scores
 from mmgene.text.labels import label_text, missing_labels
 
 
@@ -107,6 +107,7 @@ def zero_shot(
     refine: np.ndarray | None = None,
     similarities: np.ndarray | None = None,
     standardised: np.ndarray | None = None,
+    weigh_types: bool = False,
 ) -> dict[str, Any]:
     """Zero-shot metrics for cell vectors ``cells`` with true ``labels``, querying each class by text.
 
@@ -120,6 +121,9 @@ def zero_shot(
     are at least 30 cells, annotate's rule, :func:`mmgene.text.classes.standardises`). ``refine``, the query's own features
     (:func:`mmgene.query.refine.expression_pcs`), refines the scores by self-training on them
     (:func:`mmgene.query.refine.refine_scores`; its scores are standardised, so ``standardize`` is moot).
+    ``weigh_types`` z-scores as ``annotate(weigh_types=True)`` does (:func:`mmgene.text.classes.type_weights`),
+    unless ``standardised`` is given. ``proportion_error`` is how far the argmax's class proportions are
+    from the labels' (:func:`mmgene.metrics.proportion_error`).
     Cells without a label (None, NaN, empty or blank) are left out; ``unlabelled_cells`` counts them.
     """
     from mmgene.text.prompts import class_prompts
@@ -143,9 +147,12 @@ def zero_shot(
         scores = standardised_cells(sims)  # also refuses too few cells to z-score
         if standardised is not None:
             scores = _checked(standardised, len(cells), len(classes), "standardised")
+        elif weigh_types:
+            scores = standardise(sims, type_weights(scores))
     else:
         scores = sims
     out = classification_metrics(y, scores, classes)
+    out["proportion_error"] = proportion_error(y, np.asarray(scores).argmax(axis=1), len(classes))
     out["unlabelled_cells"] = int((~keep).sum())
     out["standardized"] = std or refine is not None
     out["refined"] = refine is not None

@@ -38,7 +38,15 @@ class EvaluateConfig:
         True, "A class whose Cell Ontology term lies above some of the model's training classes also answers for them, as in annotate"
     )
     refine: bool = setting(False, "Refine every method's scores by self-training on the data's own principal components (uses no labels)")
+    weigh_types: bool = setting(
+        False, "Z-score as annotate(weigh_types=True) does, the labels a first pass finds weighing alike (mmgene and GenePT-s; not with refine)"
+    )
     seed: int = setting(0, "Seed of the k-means clustering of the joint space")
+
+    def __post_init__(self) -> None:
+        from mmgene.query.config import check_not_refined_and_weighed
+
+        check_not_refined_and_weighed(self.refine, self.weigh_types, "EvaluateConfig")
 
     @property
     def origin(self) -> Origin:

@@ -31,10 +31,11 @@ def genept_s_zero_shot(
     encoder: Any = "minilm",
     standardize: bool | None = None,
     refine: np.ndarray | None = None,
+    weigh_types: bool = False,
 ) -> dict[str, Any]:
     """The GenePT-s baseline: cell sentences and prompts embedded by the same text encoder, cosine argmax
-    (of per-class standardised or refined scores with ``standardize`` or ``refine``, as in
-    :func:`mmgene.evaluate.zero_shot`)."""
+    (of per-class standardised or refined scores with ``standardize``, ``weigh_types`` or ``refine``, as
+    in :func:`mmgene.evaluate.zero_shot`)."""
     from mmgene.embed.genept import genept_s
     from mmgene.evaluate.classify import zero_shot
     from mmgene.text.encoders import text_encoder
@@ -42,7 +43,7 @@ def genept_s_zero_shot(
     enc = text_encoder(encoder)
     work = adata.copy()
     genept_s(work, encoder=enc, on_empty="zero")
-    res = zero_shot(np.asarray(work.obsm["X_genept_s"]), labels, enc.encode, classes=classes, prompts=prompts, standardize=standardize, refine=refine)
+    res = zero_shot(np.asarray(work.obsm["X_genept_s"]), labels, enc.encode, classes=classes, prompts=prompts, standardize=standardize, refine=refine, weigh_types=weigh_types)
     res["encoder"] = enc.name
     return res
 
@@ -80,6 +81,9 @@ def markdown_report(report: dict[str, Any]) -> str:
     zs = report["zero_shot"]
     if zs.get("refined"):
         lines += ["Scores refined by self-training on the data's own principal components (`refine=True`; every row).", ""]
+    elif zs.get("standardized") and zs.get("weigh_types"):
+        lines += ["Each class's similarities z-scored over the cells, the classes a first pass finds weighing alike, before the argmax "
+                  "(annotate's `weigh_types` rule; mmgene and GenePT-s).", ""]
     elif zs.get("standardized"):
         lines += ["Each class's similarities z-scored over the cells before the argmax (annotate's rule; mmgene and GenePT-s).", ""]
     else:
@@ -154,7 +158,7 @@ def evaluate(
 
     The settings are an :class:`~mmgene.evaluate.config.EvaluateConfig` (``config``), or single settings
     by name on top of it (``refine=True``): ``baseline``, ``marker_baseline``, ``ontology``, ``markers``,
-    ``species``, ``tissue``, ``standardize``, ``recentre``, ``hierarchy``, ``refine``, ``seed``. ``markers`` expands the
+    ``species``, ``tissue``, ``standardize``, ``weigh_types``, ``recentre``, ``hierarchy``, ``refine``, ``seed``. ``markers`` expands the
     prompts with marker genes (:mod:`mmgene.text.markers`); ``species`` and ``tissue`` add "a <label> from
     <species> <tissue>" to them, as annotate's do. The model's scores are annotate's
     (:func:`mmgene.query.scoring.label_similarities`): with ``hierarchy`` a class whose Cell Ontology term
@@ -199,8 +203,9 @@ def evaluate(
     )
     zs = zero_shot(
         cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=config.standardize, refine=features,
-        similarities=scored.similarities, standardised=scored.standardised(),
+        similarities=scored.similarities, standardised=scored.standardised(config.weigh_types),
     )
+    zs["weigh_types"] = bool(config.weigh_types and zs["standardized"] and not zs["refined"])
     zs["hierarchy"] = config.hierarchy
     zs["recentred"] = recentred
     zs["answers_for"] = {c: names for c, names in zip(classes, scored.expanded) if names}
@@ -220,7 +225,7 @@ def evaluate(
         "zero_shot": zs,
         "retrieval": retrieval,
         "clustering": clustering,
-        "baseline": genept_s_zero_shot(adata, labels, classes, prompts, baseline_encoder, config.standardize, features) if config.baseline else None,
+        "baseline": genept_s_zero_shot(adata, labels, classes, prompts, baseline_encoder, config.standardize, features, config.weigh_types) if config.baseline else None,
         "marker_baseline": marker_zero_shot(adata, labels, classes, ontology=config.ontology, refine=features) if config.marker_baseline else None,
     }
     if files:

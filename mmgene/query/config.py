@@ -69,6 +69,7 @@ class AnnotateConfig:
         _check_setting(self.min_prob, "min_prob", "AnnotateConfig.min_prob", 0.0, 1.0)
         _check_setting(self.alpha, "alpha", "AnnotateConfig.alpha", 0.0, 1.0, strict=True)
         check_margin(self.others_margin, "AnnotateConfig.others_margin")
+        check_not_refined_and_weighed(self.refine, self.weigh_types, "AnnotateConfig")
         if not isinstance(self.unknown, str) or not self.unknown.strip():
             raise ParameterError(f"unknown must be a non-empty name, got {self.unknown!r}", "AnnotateConfig.unknown", f"use the default, {UNKNOWN!r}")
 
@@ -87,6 +88,16 @@ def _check_setting(value: Any, name: str, where: str, low: float, high: float | 
     default = {f.name: f.default for f in dataclasses.fields(AnnotateConfig)}.get(name)
     fix = f"use e.g. {default}" if default is not None else None
     return check_range(value, name, where, low, high, strict=strict, fix=fix)
+
+
+def check_not_refined_and_weighed(refine: bool, weigh_types: bool, where: str) -> None:
+    """Refinement z-scores its starting scores again, unweighted (:mod:`mmgene.query.refine`), which
+    would undo ``weigh_types``: the two are refused together."""
+    if refine and weigh_types:
+        raise ParameterError(
+            "refine and weigh_types cannot be combined: refinement z-scores its starting scores again, unweighted",
+            f"{where}(refine=..., weigh_types=...)", "refine, or weigh the labels' z-scores, not both",
+        )
 
 
 def check_margin(value: Any, where: str) -> float:

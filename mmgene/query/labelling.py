@@ -299,11 +299,6 @@ def annotate(
     labels = _check_labels(labels)
     if refine and reference is not None:
         raise ParameterError("refine and reference cannot be combined", "annotate(refine=..., reference=...)", "calibrate on a reference, or refine on the data, not both")
-    if refine and config.weigh_types:
-        raise ParameterError(
-            "refine and weigh_types cannot be combined: refinement z-scores its starting scores again, unweighted",
-            "annotate(refine=..., weigh_types=...)", "refine, or weigh the labels' z-scores, not both",
-        )
     adata = adata.copy() if copy else adata
     space = load_space(model)
     cells, recentred = cells_for_labels(space, adata, config.recentre)
