@@ -15,7 +15,8 @@ import numpy as np
 
 
 def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
-    """Metrics of ``argmax(scores)`` against integer labels ``y_true`` (index into ``classes``)."""
+    """Metrics of ``argmax(scores)`` against integer labels ``y_true`` (index into ``classes``), the
+    error of the predicted class proportions (:func:`proportion_error`) among them."""
     from sklearn.metrics import (
         accuracy_score,
         balanced_accuracy_score,
@@ -32,6 +33,7 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequ
         "accuracy": float(accuracy_score(y_true, pred)),
         "balanced_accuracy": float(balanced_accuracy_score(y_true, pred)),
         "macro_f1": float(f1_score(y_true, pred, labels=present, average="macro", zero_division=0)),
+        "proportion_error": proportion_error(y_true, pred, len(classes)),
     }
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, pred, labels=np.arange(len(classes)), zero_division=0

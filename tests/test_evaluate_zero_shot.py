@@ -199,7 +199,7 @@ def test_markdown_report_lists_every_class():
     from mmgene.evaluate import markdown_report
 
     zs = {
-        "accuracy": 0.5, "balanced_accuracy": 0.5, "macro_f1": 0.4, "macro_auroc": 0.75,
+        "accuracy": 0.5, "balanced_accuracy": 0.5, "macro_f1": 0.4, "macro_auroc": 0.75, "proportion_error": 0.25,
         "centroid": {"accuracy": 1.0},
         "per_class": {"B cells": {"n": 2, "recall": 1.0, "precision": 0.5, "f1": 0.667, "auroc": 0.75}},
     }
@@ -214,8 +214,10 @@ def test_markdown_report_lists_every_class():
         },
     }
     md = markdown_report(report)
-    assert "| mmgene aligned model | 0.500 | 0.500 | 0.400 | 0.750 | 1.000 |" in md
-    assert "| textbook marker genes (mean z-score) | 0.500 | 0.500 | 0.400 | 0.625 | 1.000 |" in md
+    assert "| mmgene aligned model | 0.500 | 0.500 | 0.400 | 0.750 | 0.250 | 1.000 |" in md
+    assert "| textbook marker genes (mean z-score) | 0.500 | 0.500 | 0.400 | 0.625 | 0.250 | 1.000 |" in md
+    older = {**report, "zero_shot": {k: v for k, v in zs.items() if k != "proportion_error"}}  # a report saved before it existed
+    assert "| mmgene aligned model | 0.500 | 0.500 | 0.400 | 0.750 | – | 1.000 |" in markdown_report(older)
     assert "| B cells | 2 | 1.000 | 0.500 | 0.667 | 0.750 | 0.500 | 0.625 | CD79A (of MS4A1, CD79A) |" in md
     assert "ARI 0.250, AMI 0.500" in md
     json.dumps(report)

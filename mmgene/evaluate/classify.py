@@ -16,7 +16,7 @@ import numpy as np
 
 from mmgene.errors import LabelError, ParameterError
 from mmgene.io.labels import MIN_CLASSES, require_classes, usable_labels
-from mmgene.metrics import classification_metrics, proportion_error
+from mmgene.metrics import classification_metrics
 from mmgene.query.refine import refine_scores
 from mmgene.text.classes import class_vectors, standardise, standardised_cells, standardises, type_weights, unit_rows, zero_shot_scores
 from mmgene.text.labels import label_text, missing_labels
@@ -122,8 +122,7 @@ def zero_shot(
     (:func:`mmgene.query.refine.expression_pcs`), refines the scores by self-training on them
     (:func:`mmgene.query.refine.refine_scores`; its scores are standardised, so ``standardize`` is moot).
     ``weigh_types`` z-scores as ``annotate(weigh_types=True)`` does (:func:`mmgene.text.classes.type_weights`),
-    unless ``standardised`` is given. ``proportion_error`` is how far the argmax's class proportions are
-    from the labels' (:func:`mmgene.metrics.proportion_error`).
+    unless ``standardised`` is given.
     Cells without a label (None, NaN, empty or blank) are left out; ``unlabelled_cells`` counts them.
     """
     from mmgene.text.prompts import class_prompts
@@ -152,7 +151,6 @@ def zero_shot(
     else:
         scores = sims
     out = classification_metrics(y, scores, classes)
-    out["proportion_error"] = proportion_error(y, np.asarray(scores).argmax(axis=1), len(classes))
     out["unlabelled_cells"] = int((~keep).sum())
     out["standardized"] = std or refine is not None
     out["refined"] = refine is not None

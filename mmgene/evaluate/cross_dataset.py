@@ -34,7 +34,7 @@ ensemble's member by member and averaged, :meth:`~mmgene.query.scoring.LabelSimi
 (``standardize``; the raw-cosine balanced accuracy and macro-F1 are reported beside as
 ``cosine_*``; for one model AUROC is the same for both), with ``proportion_error`` (how far the
 predicted cell-type proportions are from the true ones) and ``called_unknown`` (annotate's p_max/z rule);
-``weigh_types`` repeats those figures for annotate's ``weigh_types`` rule. ``mixed_levels`` asks a question that mixes
+``weigh_types`` repeats the headline figures for annotate's ``weigh_types`` rule. ``mixed_levels`` asks a question that mixes
 levels: the dataset's classes plus their direct is_a parents, answered with the deepest confident
 term, and reports exact balanced accuracy beside ``balanced_partial_credit``, which gives an answer
 that is an ancestor of the true term the share of the truth's path it covers.
@@ -153,25 +153,16 @@ def _zero_shot(
     weighed = scored.standardised(weigh_types=True)
     return {
         **out, "standardized": True, "cosine_balanced_accuracy": cosine["balanced_accuracy"], "cosine_macro_f1": cosine["macro_f1"],
-        **_proportions_and_unknown(y, z[asked], scored, names, config),
+        "called_unknown": float(np.mean(_called_unknown(z[asked], scored, names, config))),
         "weigh_types": {
             **{m: v for m, v in classification_metrics(y, weighed[asked], names).items() if m in _SUMMARY_METRICS},
-            **_proportions_and_unknown(y, weighed[asked], scored, names, config),
+            "called_unknown": float(np.mean(_called_unknown(weighed[asked], scored, names, config))),
         },
     }
 
 
 #: what a prompt set's ``weigh_types`` entry repeats of :func:`mmgene.metrics.classification_metrics`
-_SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
-
-
-def _proportions_and_unknown(y: np.ndarray, z: np.ndarray, scored: Any, names: Sequence[str], config: CrossDatasetConfig) -> dict[str, float]:
-    """How far the argmax's cell-type proportions are from the truth (:func:`mmgene.metrics.proportion_error`)
-    and the share of cells annotate's p_max/z rule calls ``unknown`` (the others rule not applied)."""
-    from mmgene.metrics import proportion_error
-
-    return {"proportion_error": proportion_error(y, z.argmax(1), len(names)),
-            "called_unknown": float(np.mean(_called_unknown(z, scored, names, config)))}
+_SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc", "proportion_error")
 
 
 def _called_unknown(z: np.ndarray, scored: Any, names: Sequence[str], config: CrossDatasetConfig) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 
 from mmgene.evaluate.config import EvaluateConfig
 
-HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc", "proportion_error")
 
 
 def genept_s_zero_shot(
@@ -92,14 +92,17 @@ def markdown_report(report: dict[str, Any]) -> str:
         lines += ["The model's cell vectors recentred on its training mean first (annotate's rule, `recentre`; its rows and the retrieval).", ""]
     for cls, names in (zs.get("answers_for") or {}).items():
         lines += [f"\"{cls}\" also answers for the model's training classes below it in the Cell Ontology: {', '.join(names)}.", ""]
-    lines += ["| method | accuracy | balanced accuracy | macro-F1 | macro AUROC | centroid accuracy |", "|---|---|---|---|---|---|"]
+    lines += [
+        "| method | accuracy | balanced accuracy | macro-F1 | macro AUROC | proportion error | centroid accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
     rows = [("mmgene aligned model", zs)]
     if report.get("baseline"):
         rows.append((f"GenePT-s zero-shot ({report['baseline'].get('encoder', '')})", report["baseline"]))
     if report.get("marker_baseline"):
         rows.append(("textbook marker genes (mean z-score)", report["marker_baseline"]))
     for name, res in rows:
-        vals = " | ".join(_fmt(res[k]) for k in HEADLINE)
+        vals = " | ".join(_fmt(res.get(k, float("nan"))) for k in HEADLINE)  # a report saved before a metric existed lacks it
         centroid = res["centroid"]["accuracy"] if "centroid" in res else float("nan")
         lines.append(f"| {name} | {vals} | {_fmt(centroid)} |")
     lines += [
