@@ -208,7 +208,7 @@ def evaluate(
         cells, labels, model.encode_text, classes=classes, prompts=prompts, standardize=config.standardize, refine=features,
         similarities=scored.similarities, standardised=scored.standardised(config.weigh_types),
     )
-    zs["weigh_types"] = bool(config.weigh_types and zs["standardized"] and not zs["refined"])
+    zs["weigh_types"] = bool(config.weigh_types and zs["standardized"])  # refine never weighs: EvaluateConfig refuses the pair
     zs["hierarchy"] = config.hierarchy
     zs["recentred"] = recentred
     zs["answers_for"] = {c: names for c, names in zip(classes, scored.expanded) if names}
