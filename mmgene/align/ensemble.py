@@ -125,6 +125,13 @@ class EnsembleModel:
                                  "EnsembleModel.member_vectors", "pass vectors the ensemble encoded")
         return [unit_rows(vectors[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
+    def with_channel_genes(self, genes: Sequence[str]) -> tuple[EnsembleModel, int]:
+        """The ensemble with ``genes`` added to every member's gene channel, and how many joined (summed
+        over the members; :mod:`mmgene.align.data_genes`)."""
+        from mmgene.align.data_genes import with_channel_genes
+
+        return with_channel_genes(self, genes)
+
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """L2-normalised float32 vectors of ``texts``: each member's, scaled and concatenated."""
         return self._joined([m.encode_text(texts, batch_size=batch_size) for m in self.members])

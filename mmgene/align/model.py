@@ -212,6 +212,12 @@ class AlignedModel:
         (``inputs``): the :class:`~mmgene.query.space.JointSpace` description used by reports."""
         return {"model": str(self.meta.get("path", "")), "inputs": list(self.inputs)}
 
+    def with_channel_genes(self, genes: Sequence[str]) -> tuple[AlignedModel, int]:
+        """This model with ``genes`` added to its gene channel, and how many joined (:mod:`mmgene.align.data_genes`)."""
+        from mmgene.align.data_genes import with_channel_genes
+
+        return with_channel_genes(self, genes)
+
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """L2-normalised float32 joint-space vectors of ``texts``."""
         if isinstance(texts, str):

@@ -204,6 +204,7 @@ def annotate(
     standardize: Optional[bool] = _rule("standardize", "--standardize/--no-standardize"),
     weigh_types: Optional[bool] = _rule("weigh_types", "--weigh-types/--no-weigh-types"),
     recentre: Optional[bool] = _rule("recentre", "--recentre/--no-recentre"),
+    data_markers: Optional[bool] = _rule("data_markers", "--data-markers/--no-data-markers"),
     hierarchy: Optional[bool] = _rule("hierarchy", "--hierarchy/--no-hierarchy"),
     others: Optional[bool] = _rule("others", "--others/--no-others"),
     others_margin: Optional[float] = _rule("others_margin"),
@@ -218,7 +219,7 @@ def annotate(
         "prompts": tuple(prompt) if prompt else None, "markers": markers, "species": species, "tissue": tissue,
         "temperature": temperature, "min_prob": min_prob,
         "min_z": min_z, "alpha": alpha, "refine": refine, "standardize": standardize,
-        "weigh_types": weigh_types, "recentre": recentre, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
+        "weigh_types": weigh_types, "recentre": recentre, "data_markers": data_markers, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
     })
     target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)

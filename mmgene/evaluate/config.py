@@ -34,6 +34,9 @@ class EvaluateConfig:
     recentre: bool | None = setting(
         None, "Move the cells' mean learned vector onto the model's training mean first, as annotate does (none: when the model stores one and there are at least 30 cells)"
     )
+    data_markers: bool | None = setting(
+        None, "Let the gene channel also reach the genes that mark the data's own cells, as annotate does (none: for a model trained on a corpus, from 30 cells)"
+    )
     hierarchy: bool = setting(
         True, "A class whose Cell Ontology term lies above some of the model's training classes also answers for them, as in annotate"
     )
@@ -78,6 +81,9 @@ class CrossDatasetConfig:
     )
     recentre: bool | None = setting(
         None, "Score as annotate does by default: the held-out cells' mean learned vector moved onto the training mean (none: from 30 cells on)"
+    )
+    data_markers: bool | None = setting(
+        None, "Score as annotate does by default: the gene channel also reaches the genes that mark the held-out cells (none: from 30 cells on)"
     )
     hierarchy: bool = setting(True, "Score as annotate does by default: a class also answers for the model's training classes below it")
     origin_prompts: bool = setting(

@@ -27,7 +27,9 @@ nearer by more than ``others_margin`` (:mod:`mmgene.query.others`).
 
 Scoring is annotate's default rule, per cell and without refinement: the held-out cells recentred on
 the model's training mean (``recentre``, :mod:`mmgene.align.recentre`; each entry's ``recentred`` says
-whether they were), similarities from
+whether they were), the model's gene channel widened by the genes that mark the held-out cells
+(``data_markers``, :mod:`mmgene.align.data_genes`; each entry's ``data_markers`` says how many joined),
+similarities from
 :func:`mmgene.query.scoring.label_similarities` (with ``hierarchy`` a class also answers for the
 model's training classes below it), each class's column z-scored over the held-out cells (an
 ensemble's member by member and averaged, :meth:`~mmgene.query.scoring.LabelSimilarities.standardised`)
@@ -329,11 +331,14 @@ def _evaluate_model(
     model: Any, ds: Any, seen: set[str], config: CrossDatasetConfig, mapper_classes: Sequence[str] | None = None
 ) -> dict[str, Any]:
     from mmgene.align.corpus_train import human_view
-    from mmgene.query.space import cells_for_labels
+    from mmgene.query.space import cells_for_labels, space_for_labels
 
-    cells, recentred = cells_for_labels(model, human_view(ds)[np.flatnonzero(ds.keep)], config.recentre)
+    held = human_view(ds)[np.flatnonzero(ds.keep)]
+    model, channel_added = space_for_labels(model, held, config.data_markers)
+    cells, recentred = cells_for_labels(model, held, config.recentre)
     out: dict[str, Any] = {p: _zero_shot(model, cells, ds, p, config) for p in PROMPT_SETS}
     out["recentred"] = recentred
+    out["data_markers"] = channel_added
     if mapper_classes:
         out["mapper_classes"] = _zero_shot(model, cells, ds, "ontology", config, only=mapper_classes)
     out["mixed_levels"] = _mixed_levels(model, cells, ds, config)

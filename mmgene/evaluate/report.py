@@ -90,6 +90,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         lines += ["Raw cosine similarities, not z-scored (`standardize` off, or fewer than 30 cells; mmgene and GenePT-s).", ""]
     if zs.get("recentred"):
         lines += ["The model's cell vectors recentred on its training mean first (annotate's rule, `recentre`; its rows and the retrieval).", ""]
+    if zs.get("data_markers"):
+        lines += [f"{zs['data_markers']} genes that mark these cells joined the model's gene channel (annotate's rule, `data_markers`; summed over an ensemble's members).", ""]
     for cls, names in (zs.get("answers_for") or {}).items():
         lines += [f"\"{cls}\" also answers for the model's training classes below it in the Cell Ontology: {', '.join(names)}.", ""]
     lines += [
@@ -179,7 +181,7 @@ def evaluate(
     from mmgene.evaluate.marker_baseline import marker_zero_shot
     from mmgene.evaluate.retrieval import retrieval_metrics
     from mmgene.query.scoring import label_similarities
-    from mmgene.query.space import cells_for_labels, load_space
+    from mmgene.query.space import cells_for_labels, load_space, space_for_labels
     from mmgene.query.terms import label_terms
     from mmgene.text.classes import unit_rows
     from mmgene.text.prompts import class_prompts
@@ -193,6 +195,7 @@ def evaluate(
     classes = list(classes) if classes is not None else sorted(set(labels.tolist()))
     prompts_of = partial(class_prompts, ontology=config.ontology, markers=config.markers, origin=config.origin)
     prompts = prompts_of(classes)
+    model, channel_added = space_for_labels(model, adata, config.data_markers)
     cells, recentred = cells_for_labels(model, adata, config.recentre)
     features = None
     if config.refine:
@@ -211,6 +214,7 @@ def evaluate(
     zs["weigh_types"] = bool(config.weigh_types and zs["standardized"])  # refine never weighs: EvaluateConfig refuses the pair
     zs["hierarchy"] = config.hierarchy
     zs["recentred"] = recentred
+    zs["data_markers"] = channel_added
     zs["answers_for"] = {c: names for c, names in zip(classes, scored.expanded) if names}
     index = {c: i for i, c in enumerate(classes)}
     flat = [p for group in prompts for p in group]

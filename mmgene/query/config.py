@@ -51,6 +51,10 @@ class AnnotateConfig:
         None,
         "Move the cells' mean learned vector onto the model's training mean first (none: when the model stores one and there are at least 30 cells; off for a sorted population)",
     )
+    data_markers: bool | None = setting(
+        None,
+        "Let the gene channel also reach the genes that mark the data's own cells, so prompts for cell types of a tissue the model never saw find their genes (none: for a model trained on a corpus, from 30 cells)",
+    )
     hierarchy: bool = setting(
         True, "Read labels as Cell Ontology terms: a label covers the model's classes below it, and the deepest confident label wins"
     )

@@ -267,6 +267,11 @@ def annotate(
     which removes an offset that a new lab, chemistry or species puts on all cells alike; each cell's
     vector then depends on the other cells of ``adata``. Pass ``recentre=False`` for a sorted population.
 
+    ``data_markers`` (default: for a model trained on a corpus, from 30 cells on) lets the model's gene
+    channel also reach the genes that mark ``adata``'s own cells (:mod:`mmgene.align.data_genes`; no
+    labels used): a model's channel covers only the genes that marked its training cells, so without it
+    a prompt for a cell type of a tissue the model never saw cannot reach that type's genes.
+
     ``hierarchy=True`` (default) reads the labels as Cell Ontology terms (``term_ids``, else found by
     name or by the label harmoniser's rules, "CD4 T cells" included, with ``species`` and ``tissue`` as
     its hint, so "alpha" in pancreas is the pancreatic A cell; :mod:`mmgene.query.terms`): a label
@@ -291,7 +296,7 @@ def annotate(
     to ``obs['<key_added>_nearest_other']``.
     """
     from mmgene.provenance import record
-    from mmgene.query.space import cells_for_labels, load_space, space_name
+    from mmgene.query.space import cells_for_labels, load_space, space_for_labels, space_name
 
     config = (config or AnnotateConfig()).replace(**settings)
     prompts, markers, temperature, min_prob, min_z = config.prompts, config.markers, config.temperature, config.min_prob, config.min_z
@@ -300,7 +305,7 @@ def annotate(
     if refine and reference is not None:
         raise ParameterError("refine and reference cannot be combined", "annotate(refine=..., reference=...)", "calibrate on a reference, or refine on the data, not both")
     adata = adata.copy() if copy else adata
-    space = load_space(model)
+    space, channel_added = space_for_labels(load_space(model), adata, config.data_markers)
     cells, recentred = cells_for_labels(space, adata, config.recentre)
     prompts_of = partial(label_prompts, prompts=prompts, markers=markers, origin=config.origin)  # the labels' rule, for any class names
     groups = prompts_of(labels)
@@ -358,7 +363,7 @@ def annotate(
         adata, f"{key_added}_label", packages=("numpy",), model=space_name(space, model), labels=labels,
         prompts="mmgene.text.prompts.class_prompts" if prompts is None else list(prompts), markers=bool(markers) if prompts is None else False,
         origin=config.origin.phrase if prompts is None else "",
-        prompts_per_label=[len(g) for g in groups], rule=rule, standardized=std, weigh_types=bool(config.weigh_types and std), recentred=recentred, min_prob=min_prob, unknown=unknown,
+        prompts_per_label=[len(g) for g in groups], rule=rule, standardized=std, weigh_types=bool(config.weigh_types and std), recentred=recentred, data_markers=channel_added, min_prob=min_prob, unknown=unknown,
         # per label, in the order of ``labels`` (label names may hold '/', which h5ad keys cannot)
         label_counts=[int(counts.get(lab, 0)) for lab in labels], unknown_cells=int(counts.get(unknown, 0)),
         hierarchy=bool(config.hierarchy), term_ids=list(scored.hierarchy.term_ids), nested=scored.hierarchy.nested,

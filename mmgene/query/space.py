@@ -120,6 +120,31 @@ def recentres(space: Any, n_cells: int, setting: bool | None) -> bool:
     return bool(setting)
 
 
+def space_for_labels(space: Any, adata: Any, setting: bool | None) -> tuple[Any, int]:
+    """The space ``adata``'s labels are scored in, and how many genes joined its gene channel.
+
+    With ``setting`` (``None``: for a model trained on a corpus, from
+    :data:`~mmgene.text.classes.MIN_CELLS_TO_STANDARDISE` cells on) that is the model whose gene channel
+    also covers the genes that mark ``adata``'s own cells (:mod:`mmgene.align.data_genes`; no labels
+    used), so a prompt for a cell type of a tissue the model never saw reaches its genes; else ``space``.
+    """
+    from mmgene.text.classes import MIN_CELLS_TO_STANDARDISE
+
+    widen = getattr(space, "with_channel_genes", None)
+    if setting is None:
+        setting = widen is not None and "datasets" in getattr(space, "meta", {}) and adata.n_obs >= MIN_CELLS_TO_STANDARDISE
+    elif setting and widen is None:
+        raise ParameterError(
+            f"{space_name(space)} has no gene channel to widen", "data_markers=True",
+            "use the data's marker genes only with an aligned model, or pass data_markers=False (--no-data-markers)",
+        )
+    if not setting:
+        return space, 0
+    from mmgene.align.data_genes import data_markers
+
+    return widen(data_markers(adata))
+
+
 def cells_for_labels(space: Any, adata: Any, recentre: bool | None) -> tuple[np.ndarray, bool]:
     """The joint-space vectors of ``adata``'s cells that labels are scored against, and whether they
     were recentred (:func:`recentres`)."""
