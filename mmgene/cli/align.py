@@ -181,6 +181,7 @@ def evaluate_command(
     weigh_types: bool | None = config_option(EvaluateConfig, "weigh_types", "--weigh-types/--no-weigh-types"),
     recentre: bool | None = config_option(EvaluateConfig, "recentre", "--recentre/--no-recentre"),
     data_markers: bool | None = config_option(EvaluateConfig, "data_markers", "--data-markers/--no-data-markers"),
+    definitions: bool | None = config_option(EvaluateConfig, "definitions", "--definitions/--no-definitions"),
     hierarchy: bool | None = config_option(EvaluateConfig, "hierarchy", "--hierarchy/--no-hierarchy"),
     refine: bool | None = config_option(EvaluateConfig, "refine", "--refine/--no-refine"),
     held_out: bool = typer.Option(False, "--held-out", help="Score only the cells the model held out (FILE must be its training file)."),
@@ -197,7 +198,7 @@ def evaluate_command(
 
     config = overrides(EvaluateConfig, {
         "baseline": baseline, "marker_baseline": marker_baseline, "ontology": ontology, "markers": markers,
-        "species": species, "tissue": tissue, "standardize": standardize, "recentre": recentre, "data_markers": data_markers, "hierarchy": hierarchy, "refine": refine,
+        "species": species, "tissue": tissue, "standardize": standardize, "recentre": recentre, "data_markers": data_markers, "definitions": definitions, "hierarchy": hierarchy, "refine": refine,
         "weigh_types": weigh_types,
     })
     target = out if out is not None else file.with_name(file.stem + ".mmgene_eval")

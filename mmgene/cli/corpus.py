@@ -95,6 +95,7 @@ def cross_dataset_command(
     mapper: bool = typer.Option(True, "--mapper/--no-mapper", help="Also fit the supervised reference mapper."),
     recentre: Optional[bool] = config_option(CrossDatasetConfig, "recentre", "--recentre/--no-recentre"),
     data_markers: Optional[bool] = config_option(CrossDatasetConfig, "data_markers", "--data-markers/--no-data-markers"),
+    definitions: Optional[bool] = config_option(CrossDatasetConfig, "definitions", "--definitions/--no-definitions"),
     max_steps: Optional[int] = typer.Option(None, help="Training steps per model (default: the training config's epochs)."),
     seed: Optional[int] = typer.Option(None, help="Training seed (default: the training config's)."),
     members: Optional[int] = config_option(CorpusTrainingConfig, "members", min=1),
@@ -112,7 +113,7 @@ def cross_dataset_command(
 
     if out is not None:
         check_output(out, overwrite=overwrite, inputs=[manifest])
-    config = overrides(CrossDatasetConfig, {"datasets": tuple(hold_out) or None, "reference": reference, "mapper": mapper, "recentre": recentre, "data_markers": data_markers})
+    config = overrides(CrossDatasetConfig, {"datasets": tuple(hold_out) or None, "reference": reference, "mapper": mapper, "recentre": recentre, "data_markers": data_markers, "definitions": definitions})
     report = cross_dataset(
         read_corpus([manifest]), config=config, training=overrides(TrainingConfig, {"max_steps": max_steps, "seed": seed}),
         balance=overrides(CorpusTrainingConfig, {"members": members}),

@@ -205,6 +205,7 @@ def annotate(
     weigh_types: Optional[bool] = _rule("weigh_types", "--weigh-types/--no-weigh-types"),
     recentre: Optional[bool] = _rule("recentre", "--recentre/--no-recentre"),
     data_markers: Optional[bool] = _rule("data_markers", "--data-markers/--no-data-markers"),
+    definitions: Optional[bool] = _rule("definitions", "--definitions/--no-definitions"),
     hierarchy: Optional[bool] = _rule("hierarchy", "--hierarchy/--no-hierarchy"),
     others: Optional[bool] = _rule("others", "--others/--no-others"),
     others_margin: Optional[float] = _rule("others_margin"),
@@ -219,7 +220,7 @@ def annotate(
         "prompts": tuple(prompt) if prompt else None, "markers": markers, "species": species, "tissue": tissue,
         "temperature": temperature, "min_prob": min_prob,
         "min_z": min_z, "alpha": alpha, "refine": refine, "standardize": standardize,
-        "weigh_types": weigh_types, "recentre": recentre, "data_markers": data_markers, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
+        "weigh_types": weigh_types, "recentre": recentre, "data_markers": data_markers, "definitions": definitions, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
     })
     target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)

@@ -34,6 +34,9 @@ class EvaluateConfig:
     recentre: bool | None = setting(
         None, "Move the cells' mean learned vector onto the model's training mean first, as annotate does (none: when the model stores one and there are at least 30 cells)"
     )
+    definitions: bool | None = setting(
+        None, "Add each class's Cell Ontology definition to its prompts, as annotate does (none: for a model trained on a corpus)"
+    )
     data_markers: bool | None = setting(
         None, "Let the gene channel also reach the genes that mark the data's own cells, as annotate does (none: for a model trained on a corpus, from 30 cells)"
     )
@@ -82,6 +85,7 @@ class CrossDatasetConfig:
     recentre: bool | None = setting(
         None, "Score as annotate does by default: the held-out cells' mean learned vector moved onto the training mean (none: from 30 cells on)"
     )
+    definitions: bool = setting(True, "Score as annotate does by default: each class's prompts also carry its Cell Ontology definition")
     data_markers: bool | None = setting(
         None, "Score as annotate does by default: the gene channel also reaches the genes that mark the held-out cells (none: from 30 cells on)"
     )

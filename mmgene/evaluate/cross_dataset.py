@@ -101,11 +101,12 @@ def _origin(ds: Any, config: CrossDatasetConfig) -> Any:
 
 
 def prompts_for(ds: Any, config: CrossDatasetConfig) -> Callable[[Sequence[str]], list[list[str]]]:
-    """The default prompts (:func:`mmgene.text.prompts.class_prompts`) for class names of ``ds``; with
-    ``config.origin_prompts`` they also say the dataset's species and tissue."""
+    """The default prompts (:func:`mmgene.text.prompts.class_prompts`) for class names of ``ds``, with
+    their Cell Ontology definitions (``config.definitions``); with ``config.origin_prompts`` they also
+    say the dataset's species and tissue."""
     from mmgene.text.prompts import class_prompts
 
-    return partial(class_prompts, origin=_origin(ds, config))
+    return partial(class_prompts, origin=_origin(ds, config), definitions=config.definitions)
 
 
 def _similarities(

@@ -181,7 +181,7 @@ def evaluate(
     from mmgene.evaluate.marker_baseline import marker_zero_shot
     from mmgene.evaluate.retrieval import retrieval_metrics
     from mmgene.query.scoring import label_similarities
-    from mmgene.query.space import cells_for_labels, load_space, space_for_labels
+    from mmgene.query.space import cells_for_labels, load_space, space_for_labels, uses_definitions
     from mmgene.query.terms import label_terms
     from mmgene.text.classes import unit_rows
     from mmgene.text.prompts import class_prompts
@@ -193,7 +193,8 @@ def evaluate(
     model = load_space(model)
     adata, labels, unlabelled = labelled_cells(adata, label_col, min_classes=classes is None)
     classes = list(classes) if classes is not None else sorted(set(labels.tolist()))
-    prompts_of = partial(class_prompts, ontology=config.ontology, markers=config.markers, origin=config.origin)
+    definitions = uses_definitions(model, config.definitions) and config.ontology
+    prompts_of = partial(class_prompts, ontology=config.ontology, markers=config.markers, origin=config.origin, definitions=definitions)
     prompts = prompts_of(classes)
     model, channel_added = space_for_labels(model, adata, config.data_markers)
     cells, recentred = cells_for_labels(model, adata, config.recentre)
@@ -215,6 +216,7 @@ def evaluate(
     zs["hierarchy"] = config.hierarchy
     zs["recentred"] = recentred
     zs["data_markers"] = channel_added
+    zs["definitions"] = definitions
     zs["answers_for"] = {c: names for c, names in zip(classes, scored.expanded) if names}
     index = {c: i for i, c in enumerate(classes)}
     flat = [p for group in prompts for p in group]

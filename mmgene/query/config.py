@@ -51,6 +51,9 @@ class AnnotateConfig:
         None,
         "Move the cells' mean learned vector onto the model's training mean first (none: when the model stores one and there are at least 30 cells; off for a sorted population)",
     )
+    definitions: bool | None = setting(
+        None, "Add each label's Cell Ontology definition to its default prompts (none: for a model trained on a corpus)"
+    )
     data_markers: bool | None = setting(
         None,
         "Let the gene channel also reach the genes that mark the data's own cells, so prompts for cell types of a tissue the model never saw find their genes (none: for a model trained on a corpus, from 30 cells)",

@@ -65,17 +65,19 @@ def _check_labels(labels: Sequence[str]) -> list[str]:
 
 
 def label_prompts(
-    labels: Sequence[str], prompts: Sequence[str] | None = None, *, markers: bool = True, origin: Origin | None = None
+    labels: Sequence[str], prompts: Sequence[str] | None = None, *, markers: bool = True, origin: Origin | None = None,
+    definitions: bool = False,
 ) -> list[list[str]]:
     """The prompt texts of every label: :func:`mmgene.text.prompts.class_prompts` (names, Cell Ontology
-    names, marker genes when ``markers``, the cells' ``origin`` when known) when ``prompts`` is
+    names, marker genes when ``markers``, the cells' ``origin`` when known, Cell Ontology definitions
+    when ``definitions``) when ``prompts`` is
     ``None``, else each template with the label, as written, in its ``{label}``.
     :func:`mmgene.text.classes.class_vectors` turns them into label vectors."""
     from mmgene.text.prompts import check_templates, class_prompts
 
     labels = _check_labels(labels)
     if prompts is None:
-        return class_prompts(labels, markers=markers, origin=origin)
+        return class_prompts(labels, markers=markers, origin=origin, definitions=definitions)
     templates = check_templates(prompts, "annotate(prompts=...)")
     return [[t.format(label=lab) for t in templates] for lab in labels]
 
@@ -296,7 +298,7 @@ def annotate(
     to ``obs['<key_added>_nearest_other']``.
     """
     from mmgene.provenance import record
-    from mmgene.query.space import cells_for_labels, load_space, space_for_labels, space_name
+    from mmgene.query.space import cells_for_labels, load_space, space_for_labels, space_name, uses_definitions
 
     config = (config or AnnotateConfig()).replace(**settings)
     prompts, markers, temperature, min_prob, min_z = config.prompts, config.markers, config.temperature, config.min_prob, config.min_z
@@ -305,9 +307,11 @@ def annotate(
     if refine and reference is not None:
         raise ParameterError("refine and reference cannot be combined", "annotate(refine=..., reference=...)", "calibrate on a reference, or refine on the data, not both")
     adata = adata.copy() if copy else adata
-    space, channel_added = space_for_labels(load_space(model), adata, config.data_markers)
+    space = load_space(model)
+    definitions = uses_definitions(space, config.definitions) and prompts is None
+    space, channel_added = space_for_labels(space, adata, config.data_markers)
     cells, recentred = cells_for_labels(space, adata, config.recentre)
-    prompts_of = partial(label_prompts, prompts=prompts, markers=markers, origin=config.origin)  # the labels' rule, for any class names
+    prompts_of = partial(label_prompts, prompts=prompts, markers=markers, origin=config.origin, definitions=definitions)  # the labels' rule, for any class names
     groups = prompts_of(labels)
     term_ids = label_terms(labels, term_ids, config.origin)  # '' where a label has no term, as the caller said or as read
     scored = label_similarities(
@@ -363,7 +367,7 @@ def annotate(
         adata, f"{key_added}_label", packages=("numpy",), model=space_name(space, model), labels=labels,
         prompts="mmgene.text.prompts.class_prompts" if prompts is None else list(prompts), markers=bool(markers) if prompts is None else False,
         origin=config.origin.phrase if prompts is None else "",
-        prompts_per_label=[len(g) for g in groups], rule=rule, standardized=std, weigh_types=bool(config.weigh_types and std), recentred=recentred, data_markers=channel_added, min_prob=min_prob, unknown=unknown,
+        prompts_per_label=[len(g) for g in groups], rule=rule, standardized=std, weigh_types=bool(config.weigh_types and std), recentred=recentred, data_markers=channel_added, definitions=definitions, min_prob=min_prob, unknown=unknown,
         # per label, in the order of ``labels`` (label names may hold '/', which h5ad keys cannot)
         label_counts=[int(counts.get(lab, 0)) for lab in labels], unknown_cells=int(counts.get(unknown, 0)),
         hierarchy=bool(config.hierarchy), term_ids=list(scored.hierarchy.term_ids), nested=scored.hierarchy.nested,

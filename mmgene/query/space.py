@@ -120,6 +120,18 @@ def recentres(space: Any, n_cells: int, setting: bool | None) -> bool:
     return bool(setting)
 
 
+def trained_on_corpus(space: Any) -> bool:
+    """Whether ``space`` is a model trained on a corpus of datasets (:func:`mmgene.align.train_corpus`,
+    ``mmgene pretrain``): the models whose label defaults were chosen by leaving datasets out."""
+    return "datasets" in getattr(space, "meta", {})
+
+
+def uses_definitions(space: Any, setting: bool | None) -> bool:
+    """Whether label prompts carry their Cell Ontology definitions (:func:`mmgene.text.prompts.definition_prompts`):
+    ``setting`` when given, else (``None``) for a model trained on a corpus, whose captions carried them."""
+    return trained_on_corpus(space) if setting is None else bool(setting)
+
+
 def space_for_labels(space: Any, adata: Any, setting: bool | None) -> tuple[Any, int]:
     """The space ``adata``'s labels are scored in, and how many genes joined its gene channel.
 
@@ -132,7 +144,7 @@ def space_for_labels(space: Any, adata: Any, setting: bool | None) -> tuple[Any,
 
     widen = getattr(space, "with_channel_genes", None)
     if setting is None:
-        setting = widen is not None and "datasets" in getattr(space, "meta", {}) and adata.n_obs >= MIN_CELLS_TO_STANDARDISE
+        setting = widen is not None and trained_on_corpus(space) and adata.n_obs >= MIN_CELLS_TO_STANDARDISE
     elif setting and widen is None:
         raise ParameterError(
             f"{space_name(space)} has no gene channel to widen", "data_markers=True",

@@ -86,18 +86,33 @@ def class_names(label: str, ontology: bool = True, max_names: int = 6) -> list[s
     return names[:max_names]
 
 
+def definition_prompts(label: str) -> list[str]:
+    """The Cell Ontology definition of the term ``label`` names (once as is, once after the term's
+    label, as training captions write it: "pancreatic A cell: A type A enteroendocrine cell ... that
+    secretes glucagon."); none when the cleaned label names no term or the term has no definition."""
+    from mmgene.text.ontology import find_term
+
+    term = find_term(clean_label(label))
+    if term is None or not term.description:
+        return []
+    return [f"{term.label}: {term.description}", term.description]
+
+
 def class_prompts(
     labels: Sequence[str],
     templates: Sequence[str] = PROMPT_TEMPLATES,
     ontology: bool = True,
     markers: bool = True,
     origin: Origin | None = None,
+    definitions: bool = False,
 ) -> list[list[str]]:
     """One list of prompts per label (templates x names, plus templates x names with marker genes).
 
     ``markers=True`` (default) expands labels the marker table knows (:mod:`mmgene.text.markers`) with
     prompts naming their marker genes; the model's text tower reaches those genes by name. ``origin``
-    fills the templates that say where the cells come from (left out without it).
+    fills the templates that say where the cells come from (left out without it). ``definitions``
+    (with ``ontology``) adds the label's Cell Ontology definition (:func:`definition_prompts`), whose
+    words ("secretes glucagon") reach the genes a name alone does not.
     """
     from mmgene.text.markers import MARKER_PHRASES, join_genes, marker_genes
 
@@ -109,5 +124,8 @@ def class_prompts(
             genes = marker_genes(names)
             if genes:
                 names = names + [p.format(name=n, genes=join_genes(genes)) for n in names for p in MARKER_PHRASES]
-        out.append(fill_templates(templates, names, origin))
+        prompts = fill_templates(templates, names, origin)
+        if definitions and ontology:
+            prompts += [p for p in definition_prompts(label) if p not in prompts]
+        out.append(prompts)
     return out
