@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from mmgene.align.config import ModelConfig, TrainingConfig
+from tiny_models import as_corpus_model, tiny_model
+
 from mmgene.errors import ParameterError
-from mmgene.pairs.config import PairsConfig
 
 MYELOID_AND_B = ["CD14+ Monocyte", "CD19+ B", "Dendritic"]
 
@@ -26,23 +26,14 @@ def cells(_pbmc68k_cached):
 @pytest.fixture(scope="module")
 def model(cells, tmp_path_factory):
     """A 4-step model with a gene channel, trained on the myeloid and B cells only (no T or NK cell marks its channel)."""
-    from mmgene.align import train
-
     some = cells[cells.obs["bulk_labels"].isin(MYELOID_AND_B)].copy()
-    return train(
-        some, "bulk_labels", out=tmp_path_factory.mktemp("data_genes") / "model",
-        pairs=PairsConfig(max_genes=64, captions_per_cell=1, test_size=0.25),
-        model=ModelConfig(gene_dim=16, dim=16, hidden=32),
-        training=TrainingConfig(max_steps=4, batch_size=32, seed=0),
-    )
+    return tiny_model(some, tmp_path_factory.mktemp("data_genes") / "model")
 
 
 @pytest.fixture(scope="module")
 def corpus_model(model):
     """The same model read as one trained on a corpus (what the default rule asks)."""
-    from mmgene.align.model import AlignedModel
-
-    return AlignedModel(model.st, model.inputs, {**model.meta, "datasets": ["a", "b"]}, model.config)
+    return as_corpus_model(model)
 
 
 def test_data_markers_counts_each_cells_genes_above_the_mean():

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmgene.align.config import ModelConfig, TrainingConfig
-from mmgene.pairs.config import PairsConfig
+from tiny_models import as_corpus_model, tiny_model
 
 ALPHA = "A type A enteroendocrine cell found in the periphery of the islets of Langerhans that secretes glucagon."
 
@@ -20,21 +19,12 @@ def cells(_pbmc68k_cached):
 @pytest.fixture(scope="module")
 def model(cells, tmp_path_factory):
     """A 4-step model of one AnnData (pbmc68k_reduced)."""
-    from mmgene.align import train
-
-    return train(
-        cells, "bulk_labels", out=tmp_path_factory.mktemp("definitions") / "model",
-        pairs=PairsConfig(max_genes=64, captions_per_cell=1, test_size=0.25),
-        model=ModelConfig(gene_dim=16, dim=16, hidden=32),
-        training=TrainingConfig(max_steps=4, batch_size=32, seed=0),
-    )
+    return tiny_model(cells, tmp_path_factory.mktemp("definitions") / "model")
 
 
 @pytest.fixture(scope="module")
 def corpus_model(model):
-    from mmgene.align.model import AlignedModel
-
-    return AlignedModel(model.st, model.inputs, {**model.meta, "datasets": ["a", "b"]}, model.config)
+    return as_corpus_model(model)
 
 
 def test_definition_prompts_as_training_captions_write_them():

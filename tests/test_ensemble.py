@@ -109,33 +109,33 @@ def test_annotate_and_evaluate_take_an_ensembles_averaged_z_scores(trained):
     from mmgene.text.prompts import class_prompts
 
     model, _, cells, _ = trained
-    labels = ["T cell", "B cell"]
-    annotated = annotate(cells, labels, model, standardize=True, recentre=False, others=False, copy=True)
+    labels = ["T cell", "B cell"]  # with a corpus model's names-only prompts (definitions=False)
+    annotated = annotate(cells, labels, model, standardize=True, recentre=False, others=False, definitions=False, copy=True)
     scored = label_similarities(model, model.encode_cells(cells), label_prompts(labels), labels, prompts_of=label_prompts)
     np.testing.assert_allclose(annotated.obsm["mmgene_probs"].to_numpy(), softmax(scored.standardised(), DEFAULT_TEMPERATURE), atol=1e-12)
     assert "each ensemble member's z-scores averaged and z-scored again" in annotated.uns["mmgene"]["mmgene_label"]["rule"]
     assert annotated.uns["mmgene"]["mmgene_label"]["weigh_types"] is False
-    weighed = annotate(cells, labels, model, standardize=True, weigh_types=True, recentre=False, others=False, copy=True)
+    weighed = annotate(cells, labels, model, standardize=True, weigh_types=True, recentre=False, others=False, definitions=False, copy=True)
     np.testing.assert_allclose(weighed.obsm["mmgene_probs"].to_numpy(), softmax(scored.standardised(True), DEFAULT_TEMPERATURE), atol=1e-12)
     record = weighed.uns["mmgene"]["mmgene_label"]
     assert record["weigh_types"] is True and "each label's winners of a first pass weighing alike in its z-scores" in record["rule"]
     from mmgene.query.refine import expression_pcs, refine_scores
 
-    refined = annotate(cells, labels, model, refine=True, recentre=False, others=False, copy=True)  # starts from the averaged z-scores
+    refined = annotate(cells, labels, model, refine=True, recentre=False, others=False, definitions=False, copy=True)  # starts from the averaged z-scores
     expected = softmax(refine_scores(scored.standardised(), expression_pcs(cells)), DEFAULT_TEMPERATURE)
     np.testing.assert_allclose(refined.obsm["mmgene_probs"].to_numpy(), expected, atol=1e-9)
     # refinement z-scores its start again, unweighted, which would undo the weighing: refused, nothing written
     before = cells.copy()
     with pytest.raises(ParameterError, match="refine and weigh_types cannot be combined"):
-        annotate(cells, labels, model, refine=True, weigh_types=True, recentre=False, others=False)
+        annotate(cells, labels, model, refine=True, weigh_types=True, recentre=False, others=False, definitions=False)
     assert list(cells.obs.columns) == list(before.obs.columns) and list(cells.obsm) == list(before.obsm)
     classes = sorted(set(cells.obs["cell_type"]))
-    report = evaluate(model, cells, "cell_type", standardize=True, recentre=False, baseline=False, marker_baseline=False)
+    report = evaluate(model, cells, "cell_type", standardize=True, recentre=False, definitions=False, baseline=False, marker_baseline=False)
     prompts = class_prompts(classes)
     z = label_similarities(model, unit_rows(model.encode_cells(cells)), prompts, classes, prompts_of=class_prompts).standardised()
     truth = cells.obs["cell_type"].to_numpy()
     assert report["zero_shot"]["accuracy"] == pytest.approx(float(np.mean(np.asarray(classes)[z.argmax(1)] == truth)))
-    weighed = evaluate(model, cells, "cell_type", standardize=True, weigh_types=True, recentre=False, baseline=False, marker_baseline=False)
+    weighed = evaluate(model, cells, "cell_type", standardize=True, weigh_types=True, recentre=False, definitions=False, baseline=False, marker_baseline=False)
     scored = label_similarities(model, unit_rows(model.encode_cells(cells)), prompts, classes, prompts_of=class_prompts)
     z = scored.standardised(weigh_types=True)
     assert weighed["zero_shot"]["weigh_types"] is True

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmgene.align.config import ModelConfig, TrainingConfig
+from tiny_models import tiny_model
+
 from mmgene.errors import ParameterError
-from mmgene.pairs.config import PairsConfig
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +21,7 @@ def cells(_pbmc68k_cached):
 @pytest.fixture(scope="module")
 def model(cells, tmp_path_factory):
     """A 4-step model on pbmc68k_reduced without a gene channel (its joint vector is its normalised learned vector)."""
-    from mmgene.align import train
-
-    return train(
-        cells, "bulk_labels", out=tmp_path_factory.mktemp("recentre") / "model",
-        pairs=PairsConfig(max_genes=64, captions_per_cell=1, test_size=0.25),
-        model=ModelConfig(gene_dim=16, dim=16, hidden=32, gene_bridge=False),
-        training=TrainingConfig(max_steps=4, batch_size=32, seed=0),
-    )
+    return tiny_model(cells, tmp_path_factory.mktemp("recentre") / "model", gene_bridge=False)
 
 
 def test_training_stores_the_mean_of_its_training_cells_and_saving_keeps_it(model, cells):
