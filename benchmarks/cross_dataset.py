@@ -26,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", type=Path, default=MANIFEST)
     parser.add_argument("--max-steps", type=int, default=None, help="training steps per model (default: the config's epochs)")
-    parser.add_argument("--hold-out", nargs="*", default=(), help="datasets to hold out (default: all)")
+    parser.add_argument("--hold-out", nargs="+", action="extend", default=[], help="datasets to hold out, after one flag or each after its own (default: all)")
     parser.add_argument("--json", type=Path, default=None, help="write the whole report here")
     parser.add_argument("--seed", type=int, default=0, help="training seed of every model (TrainingConfig.seed)")
     parser.add_argument("--members", type=int, default=None, help="models per ensemble (default: the library's, mmgene.align.config.CORPUS_DEFAULTS; 1: one model)")
