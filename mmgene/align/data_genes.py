@@ -39,26 +39,27 @@ def data_markers(adata: Any, limit: int = MAX_DATA_MARKERS) -> list[str]:
     return marker_list(specific_genes(adata, rows, rows))[:limit]
 
 
-def _gene_modules(st: Any) -> tuple[Any, Any]:
-    """The text tower's input and the gene channel of an aligned model's SentenceTransformer (None, None without a channel)."""
+def _gene_modules(st: Any) -> tuple[list[str], Any, Any]:
+    """The omics tower's vocabulary, the text tower's input and the gene channel of an aligned model's
+    SentenceTransformer, in one walk over its modules (no channel: ``([], None, None)``)."""
+    from mmgene.align.modules.cell_input import CellInput
     from mmgene.align.modules.gene_channel import GeneChannel
     from mmgene.align.modules.text_input import TextInput
 
-    modules = list(st.modules())
-    text = next((m for m in modules if isinstance(m, TextInput)), None)
-    channel = next((m for m in modules if isinstance(m, GeneChannel)), None)
-    return (text, channel) if text is not None and channel is not None else (None, None)
+    found: dict[type, Any] = {}
+    for module in st.modules():
+        for cls in (CellInput, TextInput, GeneChannel):
+            if isinstance(module, cls):
+                found.setdefault(cls, module)
+    if TextInput not in found or GeneChannel not in found:
+        return [], None, None
+    return found[CellInput].vocab, found[TextInput], found[GeneChannel]
 
 
 def channel_genes(model: Any) -> list[str]:
     """The genes an aligned model's gene channel covers, as its vocabulary spells them ([] without a channel)."""
-    from mmgene.align.modules.cell_input import CellInput
-
-    _, channel = _gene_modules(model.st)
-    if channel is None:
-        return []
-    vocab = next(m for m in model.st.modules() if isinstance(m, CellInput)).vocab
-    return [vocab[i] for i in channel.channel_ids]
+    vocab, _, channel = _gene_modules(model.st)
+    return [vocab[i] for i in channel.channel_ids] if channel is not None else []
 
 
 def with_channel_genes(model: Any, genes: Sequence[str]) -> tuple[Any, int]:
@@ -85,15 +86,13 @@ def _widened(model: Any, genes: Sequence[str]) -> tuple[Any, int]:
     from sentence_transformers.base.modules import Router
 
     from mmgene.align.model import AlignedModel, gene_text_bridge
-    from mmgene.align.modules.cell_input import CellInput
     from mmgene.align.modules.gene_channel import GeneChannel
     from mmgene.align.modules.text_input import TextInput
 
     st = model.st
-    text, channel = _gene_modules(st)
+    vocab, text, channel = _gene_modules(st)
     if channel is None:
         return model, 0
-    vocab = next(m for m in st.modules() if isinstance(m, CellInput)).vocab
     have = {vocab[i].upper() for i in channel.channel_ids}
     new = [g for g in dict.fromkeys(str(g) for g in genes) if g.upper() not in have]
     ids, vectors = gene_text_bridge(text.encoder, vocab, new, _EMBEDDED.setdefault(text.encoder, {}))
