@@ -365,6 +365,39 @@ def test_census_caps_are_exact_seeded_and_keep_values(soma_source):
     assert both.n_obs == 100 and both.obs["cell_type"].value_counts().max() <= 30
 
 
+def test_census_gene_filter_keeps_those_genes_in_experiment_order(soma_source):
+    """``var_value_filter`` keeps exactly the named genes (in the experiment's order) with their values;
+    a filter tiledbsoma rejects is a CorpusError naming the query."""
+    full, exp_uri, _ = soma_source
+    picked = [full.var_names[7], full.var_names[2], full.var_names[40]]
+    got = census_anndata(CensusQuery(FILTER, uri=exp_uri, var_value_filter=f"feature_name in {picked!r}", max_cells=30))
+    order = [g for g in full.var_names if g in picked]
+    assert list(got.var_names) == order and list(got.var["gene_symbol"]) == order
+    assert (got.X != full[list(got.obs_names), order].X).nnz == 0 and got.X.has_canonical_format
+    with pytest.raises(CorpusError, match="the query failed") as refused:
+        census_anndata(CensusQuery(FILTER, uri=exp_uri, var_value_filter="no_such_column == 'x'"))
+    assert exp_uri in str(refused.value)
+
+
+def test_soma_rows_slices_match_the_in_memory_read(soma_source):
+    """Rows read slice by slice equal the same cells read at once; an empty slice has no rows and every gene."""
+    from mmgene.corpus.soma_rows import SomaRows
+
+    full, exp_uri, _ = soma_source
+    query = CensusQuery(FILTER, uri=exp_uri, max_cells_per_type=10, seed=4)
+    whole = census_anndata(query)
+    rows = SomaRows(query)
+    try:
+        parts = [rows[a : a + 7] for a in range(0, rows.n_obs, 7)]
+        assert [list(p.obs_names) for p in parts] == [list(whole.obs_names[a : a + 7]) for a in range(0, whole.n_obs, 7)]
+        assert all((p.X != whole[p.obs_names].X).nnz == 0 for p in parts)
+        pd.testing.assert_frame_equal(parts[1].obs, whole.obs.iloc[7:14])
+        empty = rows[5:5]
+        assert empty.shape == (0, full.n_vars) and empty.X.nnz == 0
+    finally:
+        rows.close()
+
+
 def test_census_handle_path_gives_the_same_anndata(soma_source):
     pytest.importorskip("cellxgene_census")
     import tiledbsoma
@@ -409,7 +442,7 @@ def test_a_backed_corpus_closes_its_files_and_the_experiments_it_opened(soma_sou
     with read_corpus([read_manifest(manifest)[0], census_spec], CorpusOptions(backed=True)) as corpus:
         backed, rows = corpus[0].adata, corpus[1].adata
         assert backed.isbacked and backed.file.is_open and isinstance(rows, SomaRows)
-        experiment = rows._exp
+        experiment = rows._source.experiment
         assert not experiment.closed and rows[0:3].n_obs == 3
     assert not backed.file.is_open and experiment.closed
     with pytest.raises(CorpusError, match="the SOMA source was closed"):

@@ -283,13 +283,13 @@ def test_a_census_query_streams_from_a_soma_experiment(tmp_path):
         "census_blood", "cell_type", ontology_col="cell_type_ontology_term_id",
         census=CensusQuery("cell_type in ['T', 'B', 'NK']", uri=uri, max_cells_per_type=12, seed=2),
     )
-    backed = read_corpus([spec], CorpusOptions(backed=True))
-    rows = backed["census_blood"].adata
-    assert isinstance(rows, SomaRows) and rows.n_obs == 36
     config = _config()
     memory, _ = corpus_pairs(read_corpus([spec]), inputs=("genes",), config=config, balance=CorpusTrainingConfig())
-    stream = CorpusStream(backed, inputs=("genes",), config=config, balance=CorpusTrainingConfig(), stream=StreamConfig(chunk_size=10))
-    got = Counter(_key(r) for r in stream.train_split([]))
+    with read_corpus([spec], CorpusOptions(backed=True)) as backed:
+        rows = backed["census_blood"].adata
+        assert isinstance(rows, SomaRows) and rows.n_obs == 36
+        stream = CorpusStream(backed, inputs=("genes",), config=config, balance=CorpusTrainingConfig(), stream=StreamConfig(chunk_size=10))
+        got = Counter(_key(r) for r in stream.train_split([]))
     assert got == Counter(_key(r) for r in _rows_as_trained(memory["train"], config))
     assert stream.largest_read == 10
     assert soma is not None

@@ -1,10 +1,10 @@
 """CELLxGENE Census (or any SOMA experiment) as a corpus source: a value filter, caps, one AnnData.
 
-Online, :func:`census_anndata` reads through ``cellxgene_census`` (``get_obs`` then ``get_anndata``)
-from an open Census handle, or opens the Census release ``CensusQuery.census_version``. Offline it reads
-a local SOMA experiment (``CensusQuery.uri``, e.g. written by ``tiledbsoma.io.from_anndata``) through
-``tiledbsoma.Experiment.open`` and ``axis_query``. Both do the same two steps, so both return the same
-AnnData for the same cells:
+Online, :func:`census_anndata` reads from an open Census handle, or opens the Census release
+``CensusQuery.census_version`` through ``cellxgene_census.open_soma``. Offline it reads a local SOMA
+experiment (``CensusQuery.uri``, e.g. written by ``tiledbsoma.io.from_anndata``) through
+``tiledbsoma.Experiment.open``. Both then do the same two steps with the SOMA arrays' own ``read``,
+so both return the same AnnData for the same cells:
 
 1. read ``obs`` of the cells that pass ``obs_value_filter`` (metadata only, no matrix);
 2. choose cells under the caps (:func:`select_cells`), then read only those rows of ``X``.
@@ -120,8 +120,8 @@ def _check_columns(schema_names: list[str], wanted: tuple[str, ...], table: str,
         )
 
 
-def _read_obs(read: Callable[[], pd.DataFrame], query: CensusQuery) -> pd.DataFrame:
-    """Run ``read()`` (the obs read of either path), turning a rejected filter into a :class:`CorpusError`.
+def _read_table(read: Callable[[], pd.DataFrame], query: CensusQuery) -> pd.DataFrame:
+    """Run ``read()`` (an ``obs`` or ``var`` read), turning a rejected filter into a :class:`CorpusError`.
 
     tiledbsoma reports a bad filter as ``SOMAError`` (or ``ValueError``/``TypeError``), which share no
     public base besides ``Exception``: errors raised from tiledbsoma, somacore or tiledb are translated,
@@ -144,25 +144,6 @@ def _query_error(exc: Exception, query: CensusQuery) -> CorpusError:
     )
 
 
-def _tidy(adata: Any, has_obs_id: bool) -> Any:
-    """Index obs by ``obs_id`` (else ``soma_joinid``) and var by ``feature_id`` (else ``feature_name``)."""
-    obs = adata.obs
-    if "obs_id" in obs.columns:
-        adata.obs_names = obs.pop("obs_id").astype(str).to_numpy()
-    elif not has_obs_id:  # with obs_id among the columns read, tiledbsoma already indexes obs by it
-        adata.obs_names = obs["soma_joinid"].astype(str).to_numpy()
-    var = adata.var
-    if "feature_id" in var.columns and var["feature_id"].is_unique:
-        adata.var_names = var["feature_id"].astype(str).to_numpy()
-    elif "feature_name" in var.columns:
-        adata.var_names = var["feature_name"].astype(str).to_numpy()
-    else:
-        adata.var_names = var["soma_joinid"].astype(str).to_numpy()
-    if "feature_name" in var.columns:
-        adata.var["gene_symbol"] = var["feature_name"].astype(str).to_numpy()
-    return adata
-
-
 @contextmanager
 def _quiet() -> Iterator[None]:
     """Silence the FutureWarning/ImplicitModificationWarning that building the AnnData emits."""
@@ -181,7 +162,6 @@ class _Plan:
     obs_columns: list[str]
     var_columns: list[str]
     x_name: str
-    has_obs_id: bool
 
 
 def _plan(exp: Any, query: CensusQuery, default_x: str) -> _Plan:
@@ -202,12 +182,10 @@ def _plan(exp: Any, query: CensusQuery, default_x: str) -> _Plan:
             query.describe(),
             f"choose x_name among {', '.join(ms.X.keys())}",
         )
-    has_obs_id = "obs_id" in obs_names
     return _Plan(
-        ["soma_joinid", *query.obs_columns, *(["obs_id"] if has_obs_id else [])],
+        ["soma_joinid", *query.obs_columns, *(["obs_id"] if "obs_id" in obs_names else [])],
         ["soma_joinid", *(c for c in CENSUS_VAR_COLUMNS if c in ms.var.schema.names)],
         x_name,
-        has_obs_id,
     )
 
 
@@ -222,32 +200,6 @@ def _open_local(query: CensusQuery) -> Any:
             query.describe(),
             "pass the folder written by tiledbsoma.io.from_anndata (or a Census-like experiment URI)",
         ) from exc
-
-
-def _axis_rows(exp: Any, query: CensusQuery, plan: _Plan, joinids: np.ndarray) -> Any:
-    """The cells ``joinids`` of ``exp`` with every gene the query keeps, as a tidied in-memory AnnData."""
-    import tiledbsoma as soma
-
-    with (
-        exp.axis_query(
-            query.measurement,
-            obs_query=soma.AxisQuery(coords=(joinids,)),
-            var_query=soma.AxisQuery(value_filter=query.var_value_filter),
-        ) as axq,
-        _quiet(),
-    ):
-        adata = axq.to_anndata(X_name=plan.x_name, column_names={"obs": plan.obs_columns, "var": plan.var_columns})
-    return _tidy(adata, plan.has_obs_id)
-
-
-def _from_experiment(query: CensusQuery) -> Any:
-    with _open_local(query) as exp:
-        plan = _plan(exp, query, "data")
-        value_filter = query.obs_value_filter.strip() or None
-        obs = _read_obs(
-            lambda: exp.obs.read(value_filter=value_filter, column_names=plan.obs_columns).concat().to_pandas(), query
-        )
-        return _axis_rows(exp, query, plan, _selected(obs, query))
 
 
 def _census_experiment(query: CensusQuery, census: Any) -> tuple[Any, Any]:
@@ -265,27 +217,111 @@ def _census_experiment(query: CensusQuery, census: Any) -> tuple[Any, Any]:
         ) from exc
 
 
-def _from_census(query: CensusQuery, census: Any) -> Any:
-    cxg = require("cellxgene_census", "reading CELLxGENE Census")
-    census, exp = _census_experiment(query, census)
-    plan = _plan(exp, query, "raw")
+@dataclass(frozen=True)
+class SomaSource:
+    """An experiment opened for a query, the handle to close when done (``None``: the caller's), and its plan."""
+
+    experiment: Any
+    owned: Any
+    plan: _Plan
+
+    def close(self) -> None:
+        if self.owned is not None:
+            self.owned.close()
+
+
+def open_source(query: CensusQuery, census: Any = None) -> SomaSource:
+    """Open the experiment ``query`` reads (its ``uri``, or the Census) and check the query against it.
+
+    A Census handle passed as ``census`` stays the caller's to close; what this opens, the returned
+    source's ``close`` closes (also when the check fails)."""
+    if query.uri is not None:
+        experiment = owned = _open_local(query)
+        default_x = "data"
+    else:
+        handle, experiment = _census_experiment(query, census)
+        owned = handle if census is None else None
+        default_x = "raw"
+    try:
+        return SomaSource(experiment, owned, _plan(experiment, query, default_x))
+    except BaseException:
+        if owned is not None:
+            owned.close()
+        raise
+
+
+def matching_cells(source: SomaSource, query: CensusQuery) -> pd.DataFrame:
+    """``obs`` of the cells that pass ``query.obs_value_filter`` (metadata only, no matrix)."""
     value_filter = query.obs_value_filter.strip() or None
-    obs = _read_obs(
-        lambda: cxg.get_obs(census, query.organism, value_filter=value_filter, column_names=plan.obs_columns), query
+    columns = source.plan.obs_columns
+    return _read_table(
+        lambda: source.experiment.obs.read(value_filter=value_filter, column_names=columns).concat().to_pandas(), query
     )
-    joinids = _selected(obs, query)
+
+
+def cells_table(obs: pd.DataFrame, joinids: np.ndarray) -> pd.DataFrame:
+    """The rows of ``obs`` for ``joinids``, in that order, indexed by ``obs_id`` (else ``soma_joinid``)."""
+    cells = obs.set_index("soma_joinid", drop=False).loc[joinids].reset_index(drop=True)
+    names = cells.pop("obs_id") if "obs_id" in cells.columns else cells["soma_joinid"]
+    cells.index = pd.Index(names.astype(str).to_numpy())
+    return cells
+
+
+def genes_table(source: SomaSource, query: CensusQuery) -> pd.DataFrame:
+    """``var`` of the genes the query keeps, indexed by ``feature_id`` (Ensembl) when present and unique,
+    else ``feature_name``, else ``soma_joinid``; ``gene_symbol`` copies ``feature_name``."""
+    columns = source.plan.var_columns
+    ms = source.experiment.ms[query.measurement]
+    genes = _read_table(
+        lambda: ms.var.read(value_filter=query.var_value_filter, column_names=columns).concat().to_pandas(), query
+    )
+    if "feature_id" in genes.columns and genes["feature_id"].is_unique:
+        names = genes["feature_id"]
+    else:
+        names = genes["feature_name" if "feature_name" in genes.columns else "soma_joinid"]
+    genes.index = pd.Index(names.astype(str).to_numpy())
+    if "feature_name" in genes.columns:
+        genes["gene_symbol"] = genes["feature_name"].astype(str).to_numpy()
+    return genes
+
+
+def rows_matrix(source: SomaSource, query: CensusQuery, joinids: np.ndarray, genes: pd.DataFrame) -> Any:
+    """The ``X`` rows of the cells ``joinids`` (in that order) over ``genes``, as a CSR matrix.
+
+    Read on this thread through the array's own ``read`` and built with scipy. tiledbsoma's
+    ``axis_query().to_anndata`` reads in a thread pool and builds its matrix with the multi-threaded
+    ``fastercsx``; that path crashed this project's test process twice (a segfault, never reproduced
+    on demand; compare TileDB-SOMA #4437), and its speed matters only for matrices far larger than
+    one streamed chunk."""
+    import scipy.sparse as sp
+
+    gene_ids = genes["soma_joinid"].to_numpy()
+    wanted = gene_ids if query.var_value_filter else slice(None)
+    entries = source.experiment.ms[query.measurement].X[source.plan.x_name].read((joinids, wanted)).tables().concat()
+    rows = pd.Index(joinids).get_indexer(entries["soma_dim_0"].to_numpy())
+    columns = pd.Index(gene_ids).get_indexer(entries["soma_dim_1"].to_numpy())
+    values = entries["soma_data"].to_numpy()
+    # tocsr sums any repeated entry and sorts each row's genes
+    return sp.coo_matrix((values, (rows, columns)), shape=(len(joinids), len(gene_ids))).tocsr()
+
+
+def as_anndata(matrix: Any, cells: pd.DataFrame, genes: pd.DataFrame) -> Any:
+    """One AnnData of the three parts (copies of the tables, so the caller's stay unchanged)."""
+    import anndata
+
     with _quiet():
-        adata = cxg.get_anndata(
-            census,
-            query.organism,
-            measurement_name=query.measurement,
-            X_name=plan.x_name,
-            obs_coords=joinids,
-            var_value_filter=query.var_value_filter,
-            obs_column_names=plan.obs_columns,
-            var_column_names=plan.var_columns,
-        )
-    return _tidy(adata, plan.has_obs_id)
+        return anndata.AnnData(X=matrix, obs=cells.copy(), var=genes.copy())
+
+
+def _read_selected(query: CensusQuery, census: Any) -> Any:
+    source = open_source(query, census)
+    try:
+        obs = matching_cells(source, query)
+        joinids = _selected(obs, query)
+        genes = genes_table(source, query)
+        return as_anndata(rows_matrix(source, query, joinids, genes), cells_table(obs, joinids), genes)
+    finally:
+        source.close()
 
 
 def _selected(obs: pd.DataFrame, query: CensusQuery) -> np.ndarray:
@@ -304,8 +340,7 @@ def census_anndata(query: CensusQuery, census: Any = None) -> Any:
     out like it); without one, and without ``query.uri``, the Census release is opened (network).
     ``uns['mmgene']['census']`` records the query and the cells taken.
     """
-    adata = _from_experiment(query) if query.uri is not None else _from_census(query, census)
-    return record_query(adata, query)
+    return record_query(_read_selected(query, census), query)
 
 
 def record_query(adata: Any, query: CensusQuery) -> Any:

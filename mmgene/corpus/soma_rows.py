@@ -13,10 +13,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from mmgene.corpus.census import CensusQuery, _axis_rows, _census_experiment, _open_local, _plan, _read_obs, _selected, record_query
+from mmgene.corpus.census import (
+    CensusQuery,
+    _selected,
+    as_anndata,
+    cells_table,
+    genes_table,
+    matching_cells,
+    open_source,
+    record_query,
+    rows_matrix,
+)
 from mmgene.errors import CorpusError, ParameterError
 
 
@@ -42,26 +51,15 @@ class SomaRows:
     def __init__(self, query: CensusQuery, census: Any = None) -> None:
         self.query = query
         self._closed = False
-        if query.uri is not None:
-            self._exp = _open_local(query)
-            self._owned: Any = self._exp
-            default_x = "data"
-        else:
-            opened, self._exp = _census_experiment(query, census)
-            self._owned = opened if census is None else None  # a handle the caller passed stays theirs to close
-            default_x = "raw"
-        self._plan = _plan(self._exp, query, default_x)
-        value_filter = query.obs_value_filter.strip() or None
-        obs = _read_obs(
-            lambda: self._exp.obs.read(value_filter=value_filter, column_names=self._plan.obs_columns).concat().to_pandas(), query
-        )
-        self.joinids = _selected(obs, query)
-        obs = obs.set_index("soma_joinid", drop=False).loc[self.joinids].reset_index(drop=True)
-        names = obs.pop("obs_id") if "obs_id" in obs.columns else obs["soma_joinid"]
-        obs.index = pd.Index(names.astype(str).to_numpy())
-        self.obs = obs
-        first = _axis_rows(self._exp, query, self._plan, self.joinids[:1])
-        self.var = first.var.copy()
+        self._source = open_source(query, census)
+        try:
+            obs = matching_cells(self._source, query)
+            self.joinids = _selected(obs, query)
+            self.obs = cells_table(obs, self.joinids)
+            self.var = genes_table(self._source, query)
+        except BaseException:
+            self.close()
+            raise
         self.obsm: dict[str, Any] = {}
         self.layers: dict[str, Any] = {}
         self.raw = None
@@ -100,16 +98,17 @@ class SomaRows:
                 "the SOMA source was closed", self.query.describe(), "read the corpus again (mmgene.corpus.read_corpus)"
             )
         start, stop, _ = key.indices(self.n_obs)
-        adata = _axis_rows(self._exp, self.query, self._plan, self.joinids[start:stop] if stop > start else np.zeros(0, np.int64))
-        adata.var = self.var.copy()  # the gene table read once (read() filled gene_symbol and ids into it)
+        stop = max(start, stop)
+        matrix = rows_matrix(self._source, self.query, self.joinids[start:stop], self.var)
+        adata = as_anndata(matrix, self.obs.iloc[start:stop], self.var)
         adata.uns["mmgene"] = {"input": dict(self.uns.get("mmgene", {}).get("input", {}))}
         return adata
 
     def close(self) -> None:
         """Close the experiment this object opened (the local one, or the Census release); a Census handle
         passed in stays open. Reading rows afterwards is a :class:`~mmgene.errors.CorpusError`."""
-        if not self._closed and self._owned is not None:
-            self._owned.close()
+        if not self._closed:
+            self._source.close()
         self._closed = True
 
     def __len__(self) -> int:
