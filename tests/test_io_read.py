@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 import mmgene.io
-from mmgene.genes.ids import gene_table, id_kind, resolve_gene_ids
+from mmgene.genes.ids import gene_table, id_kind, resolve_gene_ids, split_joined
 
 GENES = ["CD3E", "MS4A1", "NKG7", "LYZ", "GNLY"]
 ENSEMBL = {"CD3E": "ENSG00000198851", "MS4A1": "ENSG00000156738", "NKG7": "ENSG00000105374", "LYZ": "ENSG00000090382", "GNLY": "ENSG00000115523"}
@@ -93,6 +93,29 @@ def test_id_kind():
     table = gene_table()
     assert table.symbol_to_ensembl["TP53"] == "ENSG00000141510"
     assert table.ensembl_to_symbol["ENSG00000141510"] == "TP53"
+
+
+def test_split_joined_reads_symbol_and_ensembl_either_way_round():
+    symbols, ensembl = split_joined(
+        ["PTPRC_ENSG00000081237", "ENSG00000105369|CD79A", "HLA-DRA_ENSG00000204287.3", "Ptprc:ENSMUSG00000026395",
+         "CD3E", None, "ENSG00000141510.5", "RP11-442N24__B.1", "A_B_ENSG00000204287"]
+    )
+    assert list(symbols) == ["PTPRC", "CD79A", "HLA-DRA", "Ptprc", "CD3E", None, "ENSG00000141510.5", "RP11-442N24__B.1", "A_B_ENSG00000204287"]
+    assert list(ensembl) == ["ENSG00000081237", "ENSG00000105369", "ENSG00000204287", "ENSMUSG00000026395", "", "", "", "", ""]
+
+
+def test_joined_symbol_and_ensembl_names_read_as_both():
+    """scater's uniquifyFeatureNames names (SYMBOL_ENSEMBL) count as the symbol, with the name's own Ensembl
+    id (not the gene table's); in var_names alone, or in a gene_symbol column the data brings."""
+    names = ["CD3E", "MS4A1_ENSG00000156738", "NKG7", "LYZ_ENSG00000999999", "GNLY"]
+    adata = mmgene.io.read(make(COUNTS.copy(), var=pd.DataFrame(index=names)))
+    assert list(adata.var["gene_symbol"]) == GENES
+    assert list(adata.var["ensembl_id"]) == [ENSEMBL["CD3E"], ENSEMBL["MS4A1"], ENSEMBL["NKG7"], "ENSG00000999999", ENSEMBL["GNLY"]]
+    assert adata.uns["mmgene"]["input"]["joined_names_split"] == 2
+    brought = mmgene.io.read(make(COUNTS.copy(), var=pd.DataFrame({"gene_symbol": names}, index=names)))
+    assert list(brought.var["gene_symbol"]) == GENES and list(brought.var_names) == names
+    everything_joined = pd.DataFrame(index=[f"{ENSEMBL[g]}_{g}" for g in GENES])
+    assert id_kind(everything_joined.index) == "symbol" and list(resolve_gene_ids(everything_joined).symbols) == GENES
 
 
 def test_h5ad_backed_and_zarr_give_identical_chunks(tmp_path):

@@ -17,6 +17,14 @@ from mmgene.errors import DuplicateGenesError, NoGeneIdsError, _preview
 from mmgene.genes.tables import GENE_IDS_HUMAN, shipped_table
 
 ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{11}(\.\d+)?$")
+#: one gene named by its symbol and its Ensembl id together, either way round, joined by ``_``, ``|``
+#: or ``:`` ("PTPRC_ENSG00000081237", as scater's ``uniquifyFeatureNames`` names genes whose symbol
+#: repeats, common in data converted from Bioconductor; "ENSG00000081237|PTPRC")
+JOINED_RE = re.compile(
+    r"^(?:(?P<symbol>[^_|:]+)[_|:](?P<ensembl>ENS[A-Z]*G\d{11})(?:\.\d+)?"
+    r"|(?P<ensembl2>ENS[A-Z]*G\d{11})(?:\.\d+)?[_|:](?P<symbol2>[^_|:]+))$",
+    re.IGNORECASE,
+)
 #: var columns searched for identifiers, besides the index, in order of preference.
 ID_COLUMNS = ("gene_symbol", "feature_name", "gene_name", "gene_symbols", "symbol", "ensembl_id", "gene_ids", "gene_id", "ensembl")
 #: a column counts as symbols when at least this fraction of its values is a known symbol.
@@ -50,12 +58,28 @@ def strip_version(ids: np.ndarray) -> np.ndarray:
     return np.array([str(i).split(".")[0].upper() for i in ids], dtype=object)
 
 
+def split_joined(names: pd.Index | pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each name's symbol and Ensembl id (upper-cased, no version) where it joins the two (:data:`JOINED_RE`);
+    other names are returned as they are, with ``''`` as their Ensembl id. Object arrays."""
+    values = np.asarray(names, dtype=object)
+    text = pd.Series(values, dtype=object).where(pd.notna(values), "").astype(str)
+    parts = text.str.extract(JOINED_RE)[["symbol", "ensembl", "symbol2", "ensembl2"]].to_numpy(dtype=object)
+    symbol_first = pd.notna(parts[:, 0])
+    symbols = np.where(symbol_first, parts[:, 0], parts[:, 2])
+    joined = pd.notna(symbols)
+    out = values.copy()
+    out[joined] = symbols[joined]
+    ensembl = np.full(len(values), "", dtype=object)
+    ensembl[joined] = [str(e).upper() for e in np.where(symbol_first, parts[:, 1], parts[:, 3])[joined]]
+    return out, ensembl
+
+
 def id_kind(values: pd.Index | pd.Series | np.ndarray) -> str | None:
     """Classify identifiers as ``'ensembl'``, ``'symbol'`` or ``None`` (unrecognisable)."""
     vals = pd.Series(np.asarray(values, dtype=object)).dropna().astype(str)
     if vals.empty:
         return None
-    sample = vals.iloc[:: max(1, len(vals) // 2000)]
+    sample = pd.Series(split_joined(vals.iloc[:: max(1, len(vals) // 2000)])[0], dtype=object).astype(str)
     if sample.map(lambda v: bool(ENSEMBL_RE.match(v.upper()))).mean() >= 0.5:
         return "ensembl"
     known = gene_table().symbol_to_ensembl
@@ -81,6 +105,8 @@ class GeneIds:
     columns: dict[str, str] = field(default_factory=dict)
     n_in_table: int = 0
     """Genes whose Ensembl id is in the GENCODE table (a current, known human gene)."""
+    n_joined: int = 0
+    """Names that joined a symbol and an Ensembl id (:data:`JOINED_RE`), read as the symbol."""
 
     @property
     def n_genes(self) -> int:
@@ -109,6 +135,7 @@ class GeneIds:
             "genes_in_gene_table": self.n_in_table,
             "gene_table_rate": round(self.n_in_table / n, 4),
             "gene_table": self.table_version,
+            "joined_names_split": self.n_joined,
         }
 
 
@@ -152,7 +179,10 @@ def resolve_gene_ids(var: pd.DataFrame, *, source: str = "the AnnData") -> GeneI
             f"var of {source}",
             "put gene symbols or Ensembl ids in var_names or in var['gene_symbol'] / var['ensembl_id']",
         )
-    n = len(var)
+    joined_ensembl = np.full(len(var), "", dtype=object)
+    if sym_col is not None:
+        split, joined_ensembl = split_joined(sym_col[1])
+        sym_col = (sym_col[0], split)
     if ens_col is not None:
         ensembl = strip_version(np.asarray(ens_col[1], dtype=object))
         ensembl = np.where(pd.isna(np.asarray(ens_col[1], dtype=object)), "", ensembl).astype(object)
@@ -160,6 +190,7 @@ def resolve_gene_ids(var: pd.DataFrame, *, source: str = "the AnnData") -> GeneI
     else:
         up = pd.Series(np.asarray(sym_col[1], dtype=object)).astype(str).str.upper()  # type: ignore[index]
         ensembl = up.map(table.symbol_to_ensembl).fillna("").to_numpy(dtype=object)
+        ensembl = np.where(joined_ensembl != "", joined_ensembl, ensembl).astype(object)  # the data's own id first
         ens_source = "gene table"
     if sym_col is not None:
         symbols = pd.Series(np.asarray(sym_col[1], dtype=object)).fillna("").astype(str).to_numpy(dtype=object)
@@ -168,4 +199,4 @@ def resolve_gene_ids(var: pd.DataFrame, *, source: str = "the AnnData") -> GeneI
         symbols = pd.Series(ensembl).map(table.ensembl_to_symbol).fillna("").to_numpy(dtype=object)
         sym_source = "gene table"
     in_table = int(pd.Series(ensembl).isin(table.ensembl_to_symbol.keys()).sum())
-    return GeneIds(symbols, ensembl, sym_source, ens_source, table.version, columns, in_table)
+    return GeneIds(symbols, ensembl, sym_source, ens_source, table.version, columns, in_table, int((joined_ensembl != "").sum()))
