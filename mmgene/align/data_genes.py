@@ -7,7 +7,7 @@ on blood and immune data has no glucagon to point "pancreatic A cell" to. :func:
 returns the same model (its weights, text model and text cache shared, nothing copied) whose channel
 also covers other genes of its vocabulary; :func:`data_markers` finds the genes that mark the cells
 of an AnnData the way training found its own (each cell's genes most above the data's mean,
-:func:`mmgene.pairs.build.specific_genes`; no labels). A cell's learned part is unchanged; a text's
+:func:`mmgene.pairs.build.marker_counts`; no labels). A cell's learned part is unchanged; a text's
 learned part reads the gene-table vectors of the genes its words resemble, which may now be new ones.
 A vector of the widened model is comparable only with another of the same widened model. Only genes
 of the model's vocabulary (the genes its training cells expressed) can join: a gene no training cell
@@ -33,10 +33,9 @@ _EMBEDDED: weakref.WeakKeyDictionary[Any, dict[str, np.ndarray]] = weakref.WeakK
 def data_markers(adata: Any, limit: int = MAX_DATA_MARKERS) -> list[str]:
     """The genes that mark ``adata``'s cells: each cell's 8 genes most above the data's mean expression,
     counted over the cells, most often first (at most ``limit``); the rule training uses for its own."""
-    from mmgene.pairs.build import marker_list, specific_genes
+    from mmgene.pairs.build import marker_counts, marker_list
 
-    rows = np.arange(adata.n_obs)
-    return marker_list(specific_genes(adata, rows, rows))[:limit]
+    return marker_list(freq=marker_counts(adata))[:limit]
 
 
 def _gene_modules(st: Any) -> tuple[list[str], Any, Any]:

@@ -150,16 +150,22 @@ def gene_moments(adata: Any, rows: np.ndarray) -> GeneMoments:
     return moments.finish()
 
 
-def excess_genes(view: Any, block: sp.csr_matrix, mean: np.ndarray, symbols: np.ndarray, k: int = 8) -> list[list[str]]:
-    """For each row of ``block`` (raw rows of ``view``'s matrix), the ``k`` genes most above ``mean``
-    (log1p(CP10k) expression; only expressed genes with a positive excess and a symbol)."""
+def excess_top(view: Any, block: sp.csr_matrix, mean: np.ndarray, k: int = 8) -> sp.csr_matrix:
+    """Each row of ``block`` (raw rows of ``view``'s matrix) kept to its ``k`` genes most above ``mean``
+    (log1p(CP10k) expression; positive excess only), highest first: :func:`mmgene.cells.inputs.top_genes`."""
     from mmgene.cells.inputs import top_genes
 
     block = view.log_normalise(block, dtype=np.float32)
     block.data = (block.data - mean[block.indices]).astype(np.float32)
     block.data[block.data < 0] = 0
     block.eliminate_zeros()
-    top = top_genes(sp.csr_matrix(block), k)
+    return top_genes(sp.csr_matrix(block), k)
+
+
+def excess_genes(view: Any, block: sp.csr_matrix, mean: np.ndarray, symbols: np.ndarray, k: int = 8) -> list[list[str]]:
+    """For each row of ``block`` (raw rows of ``view``'s matrix), the ``k`` genes most above ``mean``
+    (log1p(CP10k) expression; only expressed genes with a positive excess and a symbol)."""
+    top = excess_top(view, block, mean, k)
     out = []
     for j in range(block.shape[0]):
         lo, hi = top.indptr[j], top.indptr[j + 1]
@@ -183,6 +189,23 @@ def specific_genes(adata: Any, rows: np.ndarray, reference: np.ndarray, k: int =
         if sel.size:
             out.update(zip((start + sel).tolist(), excess_genes(view, block[sel], mean, symbols, k)))
     return [out.get(int(r), []) for r in rows]
+
+
+def marker_counts(adata: Any, k: int = 8) -> dict[str, int]:
+    """How many of ``adata``'s cells each gene symbol marks, a cell's markers being its ``k`` genes most
+    above the mean over all cells (:func:`excess_top`): ``count_markers(specific_genes(...))`` over every
+    cell, counted per chunk without a list per cell."""
+    view = expression(adata)
+    symbols = view.symbols()
+    mean = gene_moments(adata, np.arange(view.shape[0])).mean
+    per_gene = np.zeros(view.shape[1], dtype=np.int64)
+    for _, _, block in view.chunks():
+        per_gene += np.bincount(excess_top(view, block, mean, k).indices, minlength=view.shape[1])
+    freq: dict[str, int] = {}
+    for g in np.flatnonzero(per_gene):
+        if symbols[g]:
+            freq[str(symbols[g])] = freq.get(str(symbols[g]), 0) + int(per_gene[g])
+    return freq
 
 
 def variable_genes(adata: Any, rows: np.ndarray) -> list[str]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from mmgene.text.labels import clean_label
 from mmgene.text.origin import Origin
-from mmgene.text.prompts import fill_templates
+from mmgene.text.prompts import fill_templates, named_definition
 
 #: name-caption templates; ``{label}`` takes each name of the class, ``{origin}`` ("human blood") and
 #: ``{place}`` ("peripheral blood") the cells' origin (a template whose words are unknown is skipped)
@@ -62,7 +62,7 @@ class ClassText:
     def all_captions(self) -> list[str]:
         defs = list(self.definitions)
         if self.definitions and self.names:
-            defs += [f"{self.names[0]}: {d}" for d in self.definitions]
+            defs += [named_definition(self.names[0], d) for d in self.definitions]
         return list(dict.fromkeys(self.name_captions() + defs))
 
 

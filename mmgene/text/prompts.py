@@ -86,6 +86,11 @@ def class_names(label: str, ontology: bool = True, max_names: int = 6) -> list[s
     return names[:max_names]
 
 
+def named_definition(name: str, definition: str) -> str:
+    """A definition written after the name it defines, as captions and prompts both write it."""
+    return f"{name}: {definition}"
+
+
 def definition_prompts(label: str) -> list[str]:
     """The Cell Ontology definition of the term ``label`` names (once as is, once after the term's
     label, as training captions write it: "pancreatic A cell: A type A enteroendocrine cell ... that
@@ -95,7 +100,7 @@ def definition_prompts(label: str) -> list[str]:
     term = find_term(clean_label(label))
     if term is None or not term.description:
         return []
-    return [f"{term.label}: {term.description}", term.description]
+    return [named_definition(term.label, term.description), term.description]
 
 
 def class_prompts(
