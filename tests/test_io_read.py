@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 import mmgene.io
-from mmgene.genes.ids import gene_table, id_kind, resolve_gene_ids, split_joined
+from mmgene.genes.ids import gene_table, id_kind, resolve_gene_ids, settle_repeats, split_joined
 
 GENES = ["CD3E", "MS4A1", "NKG7", "LYZ", "GNLY"]
 ENSEMBL = {"CD3E": "ENSG00000198851", "MS4A1": "ENSG00000156738", "NKG7": "ENSG00000105374", "LYZ": "ENSG00000090382", "GNLY": "ENSG00000115523"}
@@ -118,6 +118,38 @@ def test_joined_symbol_and_ensembl_names_read_as_both():
     assert id_kind(everything_joined.index) == "symbol" and list(resolve_gene_ids(everything_joined).symbols) == GENES
 
 
+#: real pairs from 10x's hg19 genes.tsv (PBMC 3k): the first "PSMA2" and "TAP2" are novel genes GENCODE
+#: names by their ids; the expressed genes are the numbered copies
+REPEATS = ["PSMA2", "PSMA2-1", "CD3E", "EFNA3", "EFNA3-1", "TAP2", "TAP2", "NKX2", "NKX2-1"]
+REPEAT_IDS = ["ENSG00000256646", "ENSG00000106588", "ENSG00000198851", "ENSG00000143590", "ENSG00000251246",
+              "ENSG00000250264", "ENSG00000204267.9", "", "ENSG00000136352"]
+
+
+def test_settle_repeats_gives_a_repeated_symbol_to_the_gene_gencode_names_so():
+    symbols, changed = settle_repeats(REPEATS, REPEAT_IDS)
+    assert list(symbols) == ["ENSG00000256646", "PSMA2", "CD3E", "EFNA3", "EFNA4-EFNA3", "ENSG00000250264", "TAP2", "NKX2", "NKX2-1"]
+    assert changed == 4  # NKX2-1 is a symbol of its own, not a copy of NKX2
+    # a copy whose own symbol another gene has takes its id; without the data's ids nothing moves
+    assert list(settle_repeats(["EFNA3", "EFNA3-1", "EFNA4-EFNA3"], ["ENSG00000143590", "ENSG00000251246", ""])[0]) == [
+        "EFNA3", "ENSG00000251246", "EFNA4-EFNA3"]
+    assert settle_repeats(["PSMA2", "PSMA2-1", "TAP2", "TAP2"], ["", "", "", ""])[1] == 0
+    # mouse copies (Clcn4-2 is a gene of its own) have no human id to settle them
+    assert list(settle_repeats(["Clcn4", "Clcn4-2"], ["ENSMUSG00000000605", "ENSMUSG00000047545"])[0]) == ["Clcn4", "Clcn4-2"]
+    assert settle_repeats(["CD3E", "MS4A1"], ["", ""])[1] == 0
+
+
+def test_read_settles_repeated_symbols_by_the_data_ensembl_ids():
+    """As var_names_make_unique numbers them (the symbols in var_names) and as a data's gene_symbol column repeats them."""
+    X = sp.csr_matrix(np.arange(18, dtype=np.float32).reshape(2, 9))
+    numbered = make(X.copy(), var=pd.DataFrame({"ensembl_id": REPEAT_IDS}, index=REPEATS[:6] + ["TAP2-1", "NKX2", "NKX2-1"]))
+    adata = mmgene.io.read(numbered)
+    expected = ["ENSG00000256646", "PSMA2", "CD3E", "EFNA3", "EFNA4-EFNA3", "ENSG00000250264", "TAP2", "NKX2", "NKX2-1"]
+    assert list(adata.var["gene_symbol"]) == expected
+    assert adata.uns["mmgene"]["input"]["repeated_symbols_settled"] == 5  # "TAP2-1" became "TAP2" as well
+    brought = mmgene.io.read(make(X.copy(), var=pd.DataFrame({"gene_symbol": REPEATS, "ensembl_id": REPEAT_IDS}, index=[f"g{i}" for i in range(9)])))
+    assert list(brought.var["gene_symbol"]) == expected and list(brought.var["ensembl_id"]) == REPEAT_IDS
+
+
 def test_h5ad_backed_and_zarr_give_identical_chunks(tmp_path):
     adata = make(COUNTS.copy())
     adata.write_h5ad(tmp_path / "a.h5ad")
@@ -146,6 +178,9 @@ def test_pbmc3k(pbmc3k):
     assert (rec["n_obs"], rec["n_vars"], rec["matrix"], rec["kind"]) == (2638, 32738, "X", "counts")
     assert (rec["symbol_source"], rec["ensembl_source"]) == ("index", "ensembl_id")
     assert rec["genes_with_ensembl"] == 32738
+    # 10x's hg19 names 95 genes like another; the expressed PSMA2, UQCR11, NDUFB8 are numbered copies
+    assert rec["repeated_symbols_settled"] == 109
+    assert list(pbmc3k.var.loc[["PSMA2", "PSMA2-1", "UQCR11-1"], "gene_symbol"]) == ["ENSG00000256646", "PSMA2", "UQCR11"]
     # hg19-era ids: most, not all, are still current GENCODE v44 genes.
     assert 0.9 < rec["gene_table_rate"] < 1.0
 

@@ -25,6 +25,8 @@ JOINED_RE = re.compile(
     r"|(?P<ensembl2>ENS[A-Z]*G\d{11})(?:\.\d+)?[_|:](?P<symbol2>[^_|:]+))$",
     re.IGNORECASE,
 )
+#: a copy that ``var_names_make_unique`` numbered ("PSMA2-1" beside "PSMA2")
+UNIQUE_COPY_RE = re.compile(r"^(?P<base>.+)-\d+$")
 #: var columns searched for identifiers, besides the index, in order of preference.
 ID_COLUMNS = ("gene_symbol", "feature_name", "gene_name", "gene_symbols", "symbol", "ensembl_id", "gene_ids", "gene_id", "ensembl")
 #: a column counts as symbols when at least this fraction of its values is a known symbol.
@@ -74,6 +76,49 @@ def split_joined(names: pd.Index | pd.Series | np.ndarray) -> tuple[np.ndarray, 
     return out, ensembl
 
 
+def settle_repeats(symbols: pd.Index | pd.Series | np.ndarray, ensembl: np.ndarray) -> tuple[np.ndarray, int]:
+    """Give a symbol that several genes of one matrix carry to the gene whose Ensembl id GENCODE names so.
+
+    A reference annotation (10x's hg19 genes.tsv) may name several genes alike; the data then repeats
+    the symbol, or ``var_names_make_unique`` numbers the copies ("PSMA2", "PSMA2-1"; a numbered name
+    counts as a copy only when it is no known symbol itself, so NKX2-1 stays). In PBMC 3k the
+    expressed PSMA2 is "PSMA2-1", and a reader keeping the first "PSMA2" takes an unexpressed novel
+    gene instead. Within each such group the first gene whose Ensembl id (``ensembl``, from the data;
+    '' for none) the table names by the symbol bears it; every other copy takes the table's symbol
+    for its own id when no gene of the matrix has that symbol, else its Ensembl id, as the table names
+    genes without a symbol. A group without such an id is left as it is. Returns the symbols (object
+    array) and how many changed."""
+    values = np.asarray(symbols, dtype=object)
+    text = pd.Series(values, dtype=object).where(pd.notna(values), "").astype(str)
+    upper = text.str.upper()
+    table = gene_table()
+    bases = text.str.extract(UNIQUE_COPY_RE)["base"]
+    copies = bases.notna() & bases.str.upper().isin(set(upper)) & ~upper.isin(table.symbol_to_ensembl.keys())
+    key = upper.where(~copies, bases.str.upper())
+    repeated = key.duplicated(keep=False) & (key != "")
+    if not repeated.any():
+        return values, 0
+    ids = np.asarray([str(e or "").split(".")[0].upper() for e in ensembl], dtype=object)
+    named = pd.Series([str(table.ensembl_to_symbol.get(e, "")) for e in ids], dtype=object)
+    out = values.copy()
+    used = set(upper)
+    for group_key, members in key[repeated].groupby(key[repeated], sort=False).groups.items():
+        bearers = [i for i in members if named[i].upper() == group_key]
+        if not bearers:
+            continue
+        base = bases[bearers[0]] if copies[bearers[0]] else text[bearers[0]]
+        for i in members:
+            if i == bearers[0]:
+                out[i] = base
+            elif named[i] and named[i].upper() != group_key and named[i].upper() not in used:
+                out[i] = named[i]
+                used.add(named[i].upper())
+            elif ids[i]:
+                out[i] = ids[i]
+    changed = int((pd.Series(out, dtype=object).astype(str) != text).sum())
+    return out, changed
+
+
 def id_kind(values: pd.Index | pd.Series | np.ndarray) -> str | None:
     """Classify identifiers as ``'ensembl'``, ``'symbol'`` or ``None`` (unrecognisable)."""
     vals = pd.Series(np.asarray(values, dtype=object)).dropna().astype(str)
@@ -107,6 +152,8 @@ class GeneIds:
     """Genes whose Ensembl id is in the GENCODE table (a current, known human gene)."""
     n_joined: int = 0
     """Names that joined a symbol and an Ensembl id (:data:`JOINED_RE`), read as the symbol."""
+    n_settled: int = 0
+    """Genes whose repeated symbol was settled by their Ensembl id (:func:`settle_repeats`)."""
 
     @property
     def n_genes(self) -> int:
@@ -136,6 +183,7 @@ class GeneIds:
             "gene_table_rate": round(self.n_in_table / n, 4),
             "gene_table": self.table_version,
             "joined_names_split": self.n_joined,
+            "repeated_symbols_settled": self.n_settled,
         }
 
 
@@ -192,11 +240,13 @@ def resolve_gene_ids(var: pd.DataFrame, *, source: str = "the AnnData") -> GeneI
         ensembl = up.map(table.symbol_to_ensembl).fillna("").to_numpy(dtype=object)
         ensembl = np.where(joined_ensembl != "", joined_ensembl, ensembl).astype(object)  # the data's own id first
         ens_source = "gene table"
+    n_settled = 0
     if sym_col is not None:
         symbols = pd.Series(np.asarray(sym_col[1], dtype=object)).fillna("").astype(str).to_numpy(dtype=object)
+        symbols, n_settled = settle_repeats(symbols, ensembl if ens_col is not None else joined_ensembl)
         sym_source = sym_col[0]
     else:
         symbols = pd.Series(ensembl).map(table.ensembl_to_symbol).fillna("").to_numpy(dtype=object)
         sym_source = "gene table"
     in_table = int(pd.Series(ensembl).isin(table.ensembl_to_symbol.keys()).sum())
-    return GeneIds(symbols, ensembl, sym_source, ens_source, table.version, columns, in_table, int((joined_ensembl != "").sum()))
+    return GeneIds(symbols, ensembl, sym_source, ens_source, table.version, columns, in_table, int((joined_ensembl != "").sum()), n_settled)

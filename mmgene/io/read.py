@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgene.errors import InputFileError, MissingColumnError, cause
-from mmgene.genes.ids import resolve_gene_ids, split_joined
+from mmgene.genes.ids import resolve_gene_ids, settle_repeats, split_joined
 from mmgene.io.expression import Kind, expression
 from mmgene.lazy import require as require_package
 from mmgene.provenance import record
@@ -122,7 +122,8 @@ def read(
     -------
     The AnnData. ``var['gene_symbol']`` and ``var['ensembl_id']`` of the expression matrix's gene table
     are filled where missing (a name joining a symbol and an Ensembl id, ``PTPRC_ENSG00000081237``,
-    counts as both: :func:`mmgene.genes.ids.split_joined`), and ``uns['mmgene']['input']`` records the file, the matrix used
+    counts as both: :func:`mmgene.genes.ids.split_joined`; a symbol several genes carry goes to the one GENCODE
+    names so: :func:`mmgene.genes.ids.settle_repeats`), and ``uns['mmgene']['input']`` records the file, the matrix used
     (``X``, ``layers['counts']`` or ``raw.X``), what it holds, and how many genes mapped.
     """
     if isinstance(path_or_adata, (str, os.PathLike)):
@@ -146,10 +147,12 @@ def read(
     ids = resolve_gene_ids(view.var, source=f"{origin} ({view.source})")
     if "gene_symbol" not in view.var.columns:
         view.var["gene_symbol"] = ids.symbols
-    else:  # a name joining a symbol and an Ensembl id reads as the symbol
+    else:  # a name joining a symbol and an Ensembl id reads as the symbol; a repeated one goes to its gene
         split, joined_ids = split_joined(view.var["gene_symbol"])
-        if (joined_ids != "").any():
-            view.var["gene_symbol"] = split
+        data_ids = view.var["ensembl_id"].to_numpy(dtype=object) if "ensembl_id" in view.var.columns else joined_ids
+        settled, n_settled = settle_repeats(split, data_ids)
+        if (joined_ids != "").any() or n_settled:
+            view.var["gene_symbol"] = settled
     if "ensembl_id" not in view.var.columns:
         view.var["ensembl_id"] = ids.ensembl
     record(
