@@ -57,6 +57,7 @@ def test_info_pbmc3k(pbmc3k_path):
     assert "genes:          32,738" in text
     assert "expression:     X (raw counts)" in text
     assert "Ensembl ids:    from ensembl_id, 32,738 genes (100.0%)" in text
+    assert "gene names:     109 repeated symbols settled by Ensembl id\nlabel columns:" in text
     assert "cell_type (8)" in text
 
 

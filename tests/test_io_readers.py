@@ -37,13 +37,13 @@ def _write_cellranger_h5(path):
         feats["_all_tag_keys"] = np.array([b"genome"])
 
 
-def _write_mtx_folder(folder):
+def _write_mtx_folder(folder, genes=GENES, ids=IDS):
     folder.mkdir()
     scipy.io.mmwrite(folder / "matrix.mtx", sp.coo_matrix(COUNTS.T))
     for name in ("matrix.mtx",):
         (folder / f"{name}.gz").write_bytes(gzip.compress((folder / name).read_bytes()))
         (folder / name).unlink()
-    rows = "".join(f"{i}\t{g}\tGene Expression\n" for i, g in zip(IDS, GENES))
+    rows = "".join(f"{i}\t{g}\tGene Expression\n" for i, g in zip(ids, genes))
     (folder / "features.tsv.gz").write_bytes(gzip.compress(rows.encode()))
     (folder / "barcodes.tsv.gz").write_bytes(gzip.compress("".join(b + "\n" for b in BARCODES).encode()))
 
@@ -70,6 +70,18 @@ def test_cell_ranger_matrix_folder(tmp_path):
     adata = read(folder)
     _check(adata)
     assert list(adata.var["ensembl_id"]) == IDS
+
+
+def test_a_repeated_symbol_goes_to_the_gene_gencode_names_so(tmp_path):
+    """10x's hg19 reference names a novel gene PSMA2 before the real one; var_names_make_unique numbers the
+    second "PSMA2-1", and its symbol is PSMA2 while the first takes its Ensembl id."""
+    folder = tmp_path / "filtered_gene_bc_matrices"
+    ids = ["ENSG00000256646", "ENSG00000106588", IDS[2], IDS[3]]
+    _write_mtx_folder(folder, ["PSMA2", "PSMA2", "LYZ", "NKG7"], ids)
+    adata = read(folder)
+    assert list(adata.var_names) == ["PSMA2", "PSMA2-1", "LYZ", "NKG7"]
+    assert list(adata.var["gene_symbol"]) == ["ENSG00000256646", "PSMA2", "LYZ", "NKG7"]
+    assert list(adata.var["ensembl_id"]) == ids and adata.uns["mmgene"]["input"]["repeated_symbols_settled"] == 2
 
 
 def test_loom(tmp_path):

@@ -43,4 +43,14 @@ def _text(summary: dict) -> str:
         f"label columns:  {labels}",
         f"obsm:           {obsm}",
     ]
+    renamed = [
+        f"{n:,} {what}"
+        for n, what in (
+            (summary.get("joined_names_split", 0), "joined names read as a symbol and an Ensembl id"),
+            (summary.get("repeated_symbols_settled", 0), "repeated symbols settled by Ensembl id"),
+        )
+        if n
+    ]
+    if renamed:
+        lines.insert(7, f"gene names:     {'; '.join(renamed)}")
     return "\n".join(lines)
