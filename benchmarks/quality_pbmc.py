@@ -153,7 +153,9 @@ def _over_seeds(args: argparse.Namespace, seeds: list[int]) -> int:
                     argv += ["--" + name.replace("_", "-"), str(getattr(args, name))]
             argv += ["--markers" if args.markers else "--no-markers", "--standardize" if args.standardize else "--no-standardize"]
             argv += ["--refine" if args.refine else "--no-refine"]
-            main(argv)
+            code = main(argv)
+            if code:  # the run said why (e.g. no pbmc3k.h5ad); there is no figure to average
+                return code
             with open(os.path.join(tmp, f"{seed}.json"), encoding="utf-8") as fh:
                 runs.append(json.load(fh))
     names = [c["check"] for c in runs[0]["checks"]]
