@@ -148,6 +148,12 @@ def test_read_settles_repeated_symbols_by_the_data_ensembl_ids():
     assert adata.uns["mmgene"]["input"]["repeated_symbols_settled"] == 5  # "TAP2-1" became "TAP2" as well
     brought = mmgene.io.read(make(X.copy(), var=pd.DataFrame({"gene_symbol": REPEATS, "ensembl_id": REPEAT_IDS}, index=[f"g{i}" for i in range(9)])))
     assert list(brought.var["gene_symbol"]) == expected and list(brought.var["ensembl_id"]) == REPEAT_IDS
+    # the data's ids from any column or the index: Ensembl ids in var_names, as CELLxGENE writes them
+    indexed = [i or f"ENSG0000099999{k}" for k, i in enumerate(REPEAT_IDS)]
+    by_index = mmgene.io.read(make(X.copy(), var=pd.DataFrame({"gene_symbol": REPEATS}, index=indexed)))
+    assert list(by_index.var["gene_symbol"]) == expected
+    assert mmgene.io.read(make(X.copy(), var=pd.DataFrame({"gene_symbol": REPEATS, "gene_ids": indexed}, index=[f"g{i}" for i in range(9)]))).var[
+        "gene_symbol"].tolist() == expected
 
 
 def test_h5ad_backed_and_zarr_give_identical_chunks(tmp_path):

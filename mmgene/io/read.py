@@ -149,7 +149,7 @@ def read(
         view.var["gene_symbol"] = ids.symbols
     else:  # a name joining a symbol and an Ensembl id reads as the symbol; a repeated one goes to its gene
         split, joined_ids = split_joined(view.var["gene_symbol"])
-        data_ids = view.var["ensembl_id"].to_numpy(dtype=object) if "ensembl_id" in view.var.columns else joined_ids
+        data_ids = ids.ensembl if ids.ensembl_source != "gene table" else joined_ids  # never ids looked up by these symbols
         settled, n_settled = settle_repeats(split, data_ids)
         if (joined_ids != "").any() or n_settled:
             view.var["gene_symbol"] = settled
