@@ -56,8 +56,9 @@ def gene_table() -> GeneTable:
 
 
 def strip_version(ids: np.ndarray) -> np.ndarray:
-    """``ENSG00000141510.18`` -> ``ENSG00000141510`` (upper-cased)."""
-    return np.array([str(i).split(".")[0].upper() for i in ids], dtype=object)
+    """``ENSG00000141510.18`` -> ``ENSG00000141510`` (upper-cased; ``''`` for a missing id)."""
+    values = np.asarray(ids, dtype=object)
+    return np.array(["" if pd.isna(i) else str(i).split(".")[0].upper() for i in values], dtype=object)
 
 
 def split_joined(names: pd.Index | pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,8 +99,8 @@ def settle_repeats(symbols: pd.Index | pd.Series | np.ndarray, ensembl: np.ndarr
     repeated = key.duplicated(keep=False) & (key != "")
     if not repeated.any():
         return values, 0
-    ids = np.asarray([str(e or "").split(".")[0].upper() for e in ensembl], dtype=object)
-    named = pd.Series([str(table.ensembl_to_symbol.get(e, "")) for e in ids], dtype=object)
+    ids = pd.Series(strip_version(np.asarray(ensembl, dtype=object)[repeated.to_numpy()]), index=key.index[repeated])
+    named = ids.map(table.ensembl_to_symbol).fillna("").astype(str)
     out = values.copy()
     used = set(upper)
     for group_key, members in key[repeated].groupby(key[repeated], sort=False).groups.items():
@@ -233,7 +234,6 @@ def resolve_gene_ids(var: pd.DataFrame, *, source: str = "the AnnData") -> GeneI
         sym_col = (sym_col[0], split)
     if ens_col is not None:
         ensembl = strip_version(np.asarray(ens_col[1], dtype=object))
-        ensembl = np.where(pd.isna(np.asarray(ens_col[1], dtype=object)), "", ensembl).astype(object)
         ens_source = ens_col[0]
     else:
         up = pd.Series(np.asarray(sym_col[1], dtype=object)).astype(str).str.upper()  # type: ignore[index]
