@@ -133,6 +133,23 @@ def test_gene_mentions_symbols_aliases_and_negation():
     assert named("CD19+ CD19-positive B cell") == ["CD19"]  # no repeats
 
 
+def test_gene_mentions_take_words_as_words():
+    from mmgene.align.mentions import build_mention_index, find_mentions
+
+    # NCBI aliases: HAS for HAS1, KILLER for TNFRSF10B, DELTA for DLL1, VIA for SEMA6A, REG for REG1A
+    syms = ["HAS1", "TNFRSF10B", "DLL1", "SEMA6A", "REG1A", "CD8A", "MS4A1", "CD14"]
+    ix = build_mention_index(syms)
+
+    def named(text):
+        return [syms[i] for i in find_mentions(text, ix)]
+
+    assert named("natural killer cell") == []
+    assert named("A cell that has a nucleus with three to five lobes, via its granules") == []
+    assert named("pancreatic delta cell") == named("CD4+/CD25 T Reg") == []
+    assert named("a cell expressing KILLER and HAS") == ["TNFRSF10B", "HAS1"]  # written as symbols: still genes
+    assert named("cd8a+ cells expressing ms4a1, not cd14-") == ["CD8A", "MS4A1"]  # a digit: a symbol in any case
+
+
 def test_split_by_cell_is_seeded_and_disjoint():
     from mmgene.pairs import split_cells
 

@@ -26,7 +26,8 @@ _CD_ISOFORM = re.compile(r"^(CD\d+)R[ABCO]$")
 
 
 def _plausible_symbol(token: str) -> bool:
-    """Gene-like tokens only: at least 2 characters and a digit or all capitals (skips 'a', 'T', 'cell')."""
+    """Gene-like tokens only: at least 2 characters and a digit, or 3 and all capitals as written (skips
+    'a', 'T', 'cell', and words such as 'has' or 'killer' that are also genes' aliases)."""
     return len(token) >= 2 and (any(c.isdigit() for c in token) or (token.isupper() and len(token) >= 3))
 
 
@@ -88,12 +89,13 @@ def find_mentions(text: str, index: Mapping[str, list[int]]) -> list[int]:
             up = raw.upper()
             if up.endswith(_NEG_SUFFIX):
                 continue
-            core = up
+            core = raw
             for suffix in _POS_SUFFIX:
-                if core.endswith(suffix):
-                    core = core[: -len(suffix)]
+                if up.endswith(suffix):
+                    core = raw[: -len(suffix)]
                     break
-            # "CD4+/CD25" style lists are split by the tokenizer on "/"; "T-cell" is not a gene.
+            # "CD4+/CD25" style lists are split by the tokenizer on "/"; "T-cell" is not a gene. Judged as
+            # written: "has", "killer" and "delta" are words here, though HAS1, TNFRSF10B and DLL1 go by them.
             if not _plausible_symbol(core):
                 continue
             for i in _lookup(core, index):
