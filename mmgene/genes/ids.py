@@ -31,6 +31,8 @@ UNIQUE_COPY_RE = re.compile(r"^(?P<base>.+)-\d+$")
 ID_COLUMNS = ("gene_symbol", "feature_name", "gene_name", "gene_symbols", "symbol", "ensembl_id", "gene_ids", "gene_id", "ensembl")
 #: a column counts as symbols when at least this fraction of its values is a known symbol.
 MIN_SYMBOL_FRACTION = 0.2
+#: the source of symbols or ids that were looked up in the shipped gene table, not read from the data
+LOOKED_UP = "gene table"
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,7 @@ def resolve_gene_ids(var: pd.DataFrame, *, source: str = "the AnnData") -> GeneI
         up = pd.Series(np.asarray(sym_col[1], dtype=object)).astype(str).str.upper()  # type: ignore[index]
         ensembl = up.map(table.symbol_to_ensembl).fillna("").to_numpy(dtype=object)
         ensembl = np.where(joined_ensembl != "", joined_ensembl, ensembl).astype(object)  # the data's own id first
-        ens_source = "gene table"
+        ens_source = LOOKED_UP
     n_settled = 0
     if sym_col is not None:
         symbols = pd.Series(np.asarray(sym_col[1], dtype=object)).fillna("").astype(str).to_numpy(dtype=object)
@@ -247,6 +249,6 @@ def resolve_gene_ids(var: pd.DataFrame, *, source: str = "the AnnData") -> GeneI
         sym_source = sym_col[0]
     else:
         symbols = pd.Series(ensembl).map(table.ensembl_to_symbol).fillna("").to_numpy(dtype=object)
-        sym_source = "gene table"
+        sym_source = LOOKED_UP
     in_table = int(pd.Series(ensembl).isin(table.ensembl_to_symbol.keys()).sum())
     return GeneIds(symbols, ensembl, sym_source, ens_source, table.version, columns, in_table, int((joined_ensembl != "").sum()), n_settled)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgene.errors import InputFileError, MissingColumnError, cause
-from mmgene.genes.ids import resolve_gene_ids, settle_repeats, split_joined
+from mmgene.genes.ids import LOOKED_UP, resolve_gene_ids, settle_repeats, split_joined
 from mmgene.io.expression import Kind, expression
 from mmgene.lazy import require as require_package
 from mmgene.provenance import record
@@ -149,7 +149,7 @@ def read(
         view.var["gene_symbol"] = ids.symbols
     else:  # a name joining a symbol and an Ensembl id reads as the symbol; a repeated one goes to its gene
         split, joined_ids = split_joined(view.var["gene_symbol"])
-        data_ids = ids.ensembl if ids.ensembl_source != "gene table" else joined_ids  # never ids looked up by these symbols
+        data_ids = ids.ensembl if ids.ensembl_source != LOOKED_UP else joined_ids  # never ids looked up by these symbols
         settled, n_settled = settle_repeats(split, data_ids)
         if (joined_ids != "").any() or n_settled:
             view.var["gene_symbol"] = settled
