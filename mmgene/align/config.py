@@ -30,14 +30,16 @@ class TrainerDefaults:
     hard_negatives: int
     query_channel: float
     members: int = 1
+    drop_contradicted: bool = False
 
 
 #: one AnnData (:func:`mmgene.align.train`): chosen on PBMC 3k (docs/benchmarks.md, first section)
 ANNDATA_DEFAULTS = TrainerDefaults(hard_negatives=0, query_channel=0.5)
 #: a corpus in memory (:func:`mmgene.align.train_corpus`, ``pretrain``): chosen by leaving datasets out
-CORPUS_DEFAULTS = TrainerDefaults(hard_negatives=5, query_channel=0.7, members=4)
+CORPUS_DEFAULTS = TrainerDefaults(hard_negatives=5, query_channel=0.7, members=4, drop_contradicted=True)
 #: a streamed corpus: as in memory, but it cannot mine hard negatives (every row is rewritten between
-#: rounds) and trains one model (a corpus streamed is one too large to read once per member)
+#: rounds), trains one model (a corpus streamed is one too large to read once per member) and keeps the
+#: cells whose labels other datasets contradict (finding them reads every matrix)
 STREAMED_DEFAULTS = TrainerDefaults(hard_negatives=0, query_channel=0.7)
 
 
@@ -147,6 +149,13 @@ class CorpusTrainingConfig:
     mask_related: bool = setting(
         True, "Keep pairs of classes whose Cell Ontology terms are ancestor and descendant out of the loss's negatives"
     )
+    drop_contradicted: bool | None = setting(
+        None,
+        "Leave out of training the cells whose label the corpus's other datasets of the same species contradict "
+        "(mmgene.corpus.consensus: a logistic regression on them calls the cell another of its dataset's types); "
+        f"none: {CORPUS_DEFAULTS.drop_contradicted} in memory, {STREAMED_DEFAULTS.drop_contradicted} streamed "
+        "(a streamed corpus does not hold the matrices it needs)",
+    )
     members: int | None = setting(
         None,
         "Models trained alike with seeds seed, seed+1, ... and used as one (mmgene.align.ensemble: each recentred, "
@@ -165,8 +174,12 @@ class CorpusTrainingConfig:
             check_whole(self.members, "members", "CorpusTrainingConfig.members", "pass 1 (one model) or more", 1)
 
     def resolved(self, defaults: TrainerDefaults) -> CorpusTrainingConfig:
-        """This config with ``members`` set to the trainer's default when left to it (``None``)."""
-        return self if self.members is not None else replace(self, members=defaults.members)
+        """This config with ``members`` and ``drop_contradicted`` set to the trainer's defaults where left to it (``None``)."""
+        return replace(
+            self,
+            members=defaults.members if self.members is None else self.members,
+            drop_contradicted=defaults.drop_contradicted if self.drop_contradicted is None else self.drop_contradicted,
+        )
 
 
 @dataclass(frozen=True)

@@ -124,9 +124,11 @@ def _merge_markers(lists: Sequence[Sequence[str]], limit: int = 2000) -> list[st
 
 
 def corpus_pairs(
-    corpus: Any, *, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig
+    corpus: Any, *, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig,
+    left_out: dict[str, set[str]] | None = None,
 ) -> tuple[TrainingPairs, dict[str, Any]]:
-    """The balanced training pairs of all datasets (global class ids) and what to record about them."""
+    """The balanced training pairs of all datasets (global class ids) and what to record about them;
+    ``left_out`` names, per dataset, cells whose training rows are dropped (contradicted labels)."""
     from mmgene.lazy import require
 
     require("datasets", "training pairs of a corpus")
@@ -148,7 +150,11 @@ def corpus_pairs(
             [classes.add(class_key(n, t), _shown(n, t), text) for n, t, text in zip(pairs.classes, terms, pairs.class_text)],
             dtype=np.int64,
         )
-        train = _relabel(pairs["train"], mapping, ds.name)
+        train = pairs["train"]
+        if left_out and left_out.get(ds.name):
+            dropped = left_out[ds.name]
+            train = train.select([i for i, n in enumerate(train["obs_name"]) if n not in dropped])
+        train = _relabel(train, mapping, ds.name)
         trains.append(train)
         if "test" in pairs and len(pairs["test"]):
             tests.append(_relabel(pairs["test"], mapping, ds.name))
@@ -171,7 +177,11 @@ def corpus_pairs(
         "class_ids": classes.keys,
         "train_cells": cells,
         "trained_cells": trained_cells,
-        "balance": {"rows_per_dataset": rows, "dataset_rows": dict(zip(corpus.names, sizes)), "mask_related": balance.mask_related},
+        "balance": {
+            "rows_per_dataset": rows, "dataset_rows": dict(zip(corpus.names, sizes)), "mask_related": balance.mask_related,
+            "drop_contradicted": left_out is not None,
+            "contradicted_cells": {name: len(cells) for name, cells in (left_out or {}).items()},
+        },
     }
     return pairs, record
 
@@ -272,23 +282,37 @@ def train_corpus(
         corpus, inputs, AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig()),
         balance, CORPUS_DEFAULTS, out, overwrite,
     )
-    aligned = train_members(lambda member, text: _train_model(corpus, inputs, member, balance, obsm_dims, text), config, balance.members)
+    left_out = contradicted_obs(corpus) if balance.drop_contradicted else None
+    aligned = train_members(
+        lambda member, text: _train_model(corpus, inputs, member, balance, obsm_dims, text, left_out), config, balance.members
+    )
     if out is not None:
         aligned.save(out, overwrite=overwrite)
     return aligned
 
 
+def contradicted_obs(corpus: Any) -> dict[str, set[str]]:
+    """Per dataset, the obs names of the cells whose label the other datasets contradict
+    (:func:`mmgene.corpus.consensus.contradicted_cells`)."""
+    from mmgene.corpus.consensus import contradicted_cells
+
+    found = contradicted_cells(corpus)
+    return {ds.name: set(ds.adata.obs_names[ds.keep][found[ds.name]].astype(str)) for ds in corpus}
+
+
 def _train_model(
-    corpus: Any, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig, obsm_dims: list[int], text: Any
+    corpus: Any, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig, obsm_dims: list[int], text: Any,
+    left_out: dict[str, set[str]] | None = None,
 ) -> Any:
-    """One model of :func:`train_corpus`, with its training mean, not saved; ``text`` is the members' shared text model."""
+    """One model of :func:`train_corpus`, with its training mean, not saved; ``text`` is the members' shared
+    text model; ``left_out`` the cells not trained on, per dataset."""
     from mmgene.align.fit import fit_pairs
     from mmgene.align.model import AlignedModel
     from mmgene.align.recentre import MEAN_KEY, training_cells, training_mean
     from mmgene.text.ontology import related_terms
 
     t0 = time.perf_counter()
-    examples, record = corpus_pairs(corpus, inputs=inputs, config=config, balance=balance)
+    examples, record = corpus_pairs(corpus, inputs=inputs, config=config, balance=balance, left_out=left_out)
     related = related_terms(GlobalClasses(record["class_ids"], [], []).term_ids) if balance.mask_related else None
     run = fit_pairs(examples, inputs=inputs, config=config, obsm_dims=obsm_dims, related=related, shared_text=text)
     seconds = time.perf_counter() - t0

@@ -257,6 +257,11 @@ def train_stream(
             "hard negatives rewrite every training row between rounds, which a streamed corpus does not hold",
             "TrainingConfig.hard_negatives", "pass hard_negatives=0, or train in memory with train_corpus",
         )
+    if balance is not None and balance.drop_contradicted:
+        raise ParameterError(
+            "finding the cells whose label other datasets contradict reads every dataset's matrix, which a streamed corpus does not hold",
+            "CorpusTrainingConfig.drop_contradicted", "pass drop_contradicted=False, or train in memory with train_corpus",
+        )
     config, balance, obsm_dims = start_training(corpus, inputs, given, balance, STREAMED_DEFAULTS, out, overwrite)
     stream = stream or StreamConfig()
     aligned = train_members(

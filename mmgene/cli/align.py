@@ -73,6 +73,9 @@ def train_command(
     rows_per_dataset: int | None = config_option(CorpusTrainingConfig, "rows_per_dataset", min=0),
     mask_related: bool | None = config_option(CorpusTrainingConfig, "mask_related", "--mask-related/--no-mask-related"),
     members: int | None = config_option(CorpusTrainingConfig, "members", min=1),
+    drop_contradicted: bool | None = config_option(
+        CorpusTrainingConfig, "drop_contradicted", "--drop-contradicted/--keep-contradicted"
+    ),
     # StreamConfig (--corpus --stream only)
     stream: bool = typer.Option(
         False, "--stream", help="With --corpus: read the datasets from disk in chunks, pairs made on the fly (mmgene.align.train_stream), for corpora larger than memory."
@@ -106,9 +109,9 @@ def train_command(
     if corpus is not None:
         model = _train_corpus(corpus, label_col, ontology_col, input_, configs, overrides(CorpusTrainingConfig, given), out, overwrite, streamed)
     else:
-        if rows_per_dataset is not None or mask_related is not None or members is not None or stream:
+        if (rows_per_dataset, mask_related, members, drop_contradicted) != (None,) * 4 or stream:
             raise ParameterError(
-                "--rows-per-dataset, --mask-related, --members and --stream apply to --corpus training only",
+                "--rows-per-dataset, --mask-related, --members, --drop-contradicted and --stream apply to --corpus training only",
                 "mmgene train FILE",
                 "leave them out, or train on a corpus with --corpus",
             )

@@ -23,6 +23,7 @@ _EXPORTS = {
     "CensusQuery": "mmgene.corpus.census",
     "census_anndata": "mmgene.corpus.census",
     "select_cells": "mmgene.corpus.census",
+    "contradicted_cells": "mmgene.corpus.consensus",
 }
 
 

@@ -269,21 +269,6 @@ def _left_out_label(model: Any, cells: np.ndarray, ds: Any, config: CrossDataset
     return out
 
 
-def _log_expression(ds: Any, genes: Sequence[str]) -> Any:
-    """Cells x ``genes`` log-normalised expression of ``ds`` (genes it lacks are zero), sparse."""
-    import scipy.sparse as sp
-
-    from mmgene.io import expression
-
-    view = expression(ds.adata)
-    block = view.log_normalise(sp.csr_matrix(view.matrix[np.flatnonzero(ds.keep)]), dtype=np.float32)
-    where = {g: i for i, g in enumerate(ds.symbols) if g}
-    cols = np.array([where.get(g, -1) for g in genes])
-    present = np.flatnonzero(cols >= 0)
-    pick = sp.csr_matrix((np.ones(len(present), np.float32), (cols[present], present)), shape=(block.shape[1], len(genes)))
-    return (block @ pick).tocsr()
-
-
 def covering_class(term: str, held: Sequence[str]) -> str | None:
     """The class of ``held`` a training class ``term`` answers for: the same term, else the most
     specific held class it descends from (a "CD8-positive T cell" prediction answers "T cell")."""
@@ -301,13 +286,14 @@ def _mapper(train: Sequence[Any], held: Any) -> dict[str, Any] | None:
     import scipy.sparse as sp
     from sklearn.linear_model import LogisticRegression
 
+    from mmgene.corpus.expression import log_expression
     from mmgene.metrics import classification_metrics
 
     genes = sorted(set(held.symbols.tolist()) & set().union(*(set(d.symbols.tolist()) for d in train)) - {""})
     labels = np.concatenate([d.ontology_ids for d in train])
     if len(genes) < 2 or len(set(labels.tolist()) - {""}) < 2:
         return None
-    X = sp.vstack([_log_expression(d, genes) for d in train]).tocsr()
+    X = sp.vstack([log_expression(d, genes) for d in train]).tocsr()
     weights = np.concatenate([np.full(d.n_cells, 1.0 / d.n_cells) for d in train])  # datasets weigh equally
     fit = labels != ""
     clf = LogisticRegression(max_iter=300, class_weight="balanced")
@@ -318,7 +304,7 @@ def _mapper(train: Sequence[Any], held: Any) -> dict[str, Any] | None:
     if len(seen) < 2:
         return None
     cells = np.isin(held.ontology_ids, seen)
-    proba = clf.predict_proba(_log_expression(held, genes)[np.flatnonzero(cells)])
+    proba = clf.predict_proba(log_expression(held, genes)[np.flatnonzero(cells)])
     scores = np.stack([proba[:, [k for k, a in enumerate(answers) if a == h]].sum(axis=1) for h in seen], axis=1)
     y = np.array([seen.index(t) for t in held.ontology_ids[cells]])
     out = classification_metrics(y, scores, seen)

@@ -154,3 +154,29 @@ def related_terms(term_ids: Sequence[str]) -> Any:
             if i != j and (ids[i] == ids[j] or ids[j] in ancestors[i] or ids[i] in ancestors[j]):
                 out[i, j] = out[j, i] = True
     return out
+
+
+@lru_cache(maxsize=4096)
+def term_descendants(term_id: str) -> frozenset[str]:
+    """The ``CL:`` descendants of a Cell Ontology term and the term itself; empty for a value that is not
+    a known ``CL:`` id."""
+    if not is_term_id(term_id) or not _known(term_id):
+        return frozenset()
+    found = _parser().get_term_descendants(term_id, include_self=True)
+    return frozenset(t for t in found or () if is_term_id(t)) | {term_id}
+
+
+def _known(term_id: str) -> bool:
+    """Whether the ontology has ``term_id`` (its descendant lookup answers for any id)."""
+    try:
+        _parser().get_term_label(term_id)
+    except (ValueError, KeyError):
+        return False
+    return True
+
+
+def terms_overlap(a: str, b: str) -> bool:
+    """Whether one cell can be of both terms: the same term, one below the other, or a term below both
+    ("regulatory T cell" and "CD4-positive, alpha-beta T cell" share the CD4-positive regulatory T cells).
+    False when either is not a known ``CL:`` id."""
+    return bool(term_descendants(a) & term_descendants(b))

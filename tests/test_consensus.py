@@ -1,0 +1,109 @@
+"""Cells whose label the other datasets contradict (mmgene.corpus.consensus) and training without them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hostile import assert_refused, run_cli
+from test_train_corpus import HUMAN_GENES, MOUSE_GENES, _adata, _manifest
+
+T_CELL, CD8_T, B_CELL, NK, LEUKOCYTE, NEUTROPHIL = (
+    "CL:0000084", "CL:0000625", "CL:0000236", "CL:0000623", "CL:0000738", "CL:0000775",
+)
+
+
+def test_terms_overlap_when_one_cell_can_be_both():
+    from mmgene.text.ontology import term_descendants, terms_overlap
+
+    assert terms_overlap(T_CELL, CD8_T) and terms_overlap(CD8_T, T_CELL)  # ancestor and descendant
+    assert terms_overlap("CL:0000815", "CL:0000624")  # regulatory T and CD4 T share CD4+ regulatory T cells
+    assert not terms_overlap("CL:0000624", CD8_T)  # CD4 and CD8 alpha-beta T cells
+    assert not terms_overlap(B_CELL, T_CELL)
+    assert not terms_overlap("CD8 T", CD8_T) and not terms_overlap("CL:9999999", "CL:9999999")
+    assert CD8_T in term_descendants(T_CELL) and T_CELL in term_descendants(T_CELL)
+
+
+def test_a_label_is_judged_only_where_the_others_can_tell_it_from_its_datasets_other_labels():
+    from mmgene.corpus.consensus import _sides
+
+    can_be, only_rival = _sides(CD8_T, [CD8_T, B_CELL], [T_CELL, B_CELL, NK])
+    assert can_be.tolist() == [0] and only_rival.tolist() == [1]  # NK is neither: it is no label of the dataset
+    # the others know neutrophils only as leukocytes, which B cells are too: not judged
+    assert _sides(NEUTROPHIL, [NEUTROPHIL, B_CELL], [LEUKOCYTE, B_CELL]) is None
+    assert _sides(NEUTROPHIL, [NEUTROPHIL, B_CELL], [B_CELL]) is None  # nothing the others know can be it
+
+
+def _swapped(seed: int, swap: int):
+    """CD8 T cells (markers 0-2) and B cells (3-4); the first ``swap`` T-expressing cells labelled B."""
+    adata = _adata(HUMAN_GENES, [("CD8 T", CD8_T, [0, 1, 2]), ("B", B_CELL, [3, 4])], 12, seed)
+    for column, value in (("cell_type", "B"), ("cell_type_ontology_term_id", B_CELL)):
+        values = adata.obs[column].astype(str).to_numpy()
+        values[:swap] = value
+        adata.obs[column] = values
+    return adata
+
+
+@pytest.fixture()
+def judged_manifest(tmp_path):
+    first = _adata(HUMAN_GENES, [("T", T_CELL, [0, 1, 2]), ("B", B_CELL, [3, 4])], 12, 0)
+    second = _adata(HUMAN_GENES, [("T", T_CELL, [0, 1, 2]), ("B", B_CELL, [3, 4])], 12, 2)
+    mouse = _adata(MOUSE_GENES, [("T", T_CELL, [0, 1, 2]), ("B", B_CELL, [3, 4])], 12, 3)
+    mouse.obs["cell_type"] = np.where(np.arange(mouse.n_obs) < 3, "B", mouse.obs["cell_type"].astype(str))
+    mouse.obs["cell_type_ontology_term_id"] = np.where(
+        np.arange(mouse.n_obs) < 3, B_CELL, mouse.obs["cell_type_ontology_term_id"].astype(str)
+    )
+    entries = [("first", "human", first), ("second", "human", second), ("swapped", "human", _swapped(4, 3)), ("mouse", "mouse", mouse)]
+    return _manifest(tmp_path, entries)
+
+
+@pytest.fixture()
+def judged_corpus(judged_manifest):
+    from mmgene.corpus import read_corpus
+
+    return read_corpus(judged_manifest)
+
+
+def test_the_cells_other_datasets_call_another_of_their_datasets_types_are_contradicted(judged_corpus):
+    from mmgene.corpus.consensus import contradicted_cells
+
+    found = contradicted_cells(judged_corpus)
+    assert set(found) == {"first", "second", "swapped", "mouse"}
+    assert np.flatnonzero(found["swapped"]).tolist() == [0, 1, 2]  # T-cell expression, labelled B
+    assert not found["first"].any() and not found["second"].any()
+    assert not found["mouse"].any()  # its mislabelled cells have no other mouse dataset to judge them
+    assert [len(found[n]) for n in ("first", "second", "swapped", "mouse")] == [24, 24, 24, 24]
+
+
+def test_training_pairs_leave_out_the_contradicted_cells_and_record_how_many(judged_corpus):
+    from mmgene.align.config import AlignConfig, CorpusTrainingConfig
+    from mmgene.align.corpus_train import contradicted_obs, corpus_pairs
+
+    left_out = contradicted_obs(judged_corpus)
+    assert left_out == {"first": set(), "second": set(), "swapped": {"c0", "c1", "c2"}, "mouse": set()}
+    config = AlignConfig()
+    kept, record = corpus_pairs(judged_corpus, inputs=["genes"], config=config, balance=CorpusTrainingConfig(), left_out=left_out)
+    everything, unfiltered = corpus_pairs(judged_corpus, inputs=["genes"], config=config, balance=CorpusTrainingConfig())
+    dropped = {"swapped:c0", "swapped:c1", "swapped:c2"}
+    assert dropped & set(everything["train"]["obs_name"])  # some were training cells
+    assert not dropped & set(kept["train"]["obs_name"])
+    assert {"first", "second", "swapped", "mouse"} == {n.split(":")[0] for n in kept["train"]["obs_name"]}
+    assert record["balance"]["contradicted_cells"] == {"first": 0, "second": 0, "swapped": 3, "mouse": 0}
+    assert (record["balance"]["drop_contradicted"], unfiltered["balance"]["drop_contradicted"]) == (True, False)
+    assert unfiltered["balance"]["contradicted_cells"] == {}
+
+
+def test_cli_trains_without_the_contradicted_cells_on_request(judged_manifest, tmp_path):
+    import json
+
+    out = tmp_path / "model"
+    args = ["train", "--corpus", judged_manifest, "--out", out, "--max-steps", "2", "--batch-size", "8", "--members", "1", "--no-gene-bridge"]
+    res = run_cli(*args, "--drop-contradicted")
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((out / "mmgene_align.json").read_text())
+    assert meta["balance"]["contradicted_cells"] == {"first": 0, "second": 0, "swapped": 3, "mouse": 0}
+    assert meta["balance"]["drop_contradicted"] is True
+    h5ad = tmp_path / "first.h5ad"
+    assert_refused(
+        ["train", h5ad, "--label-col", "cell_type", "--drop-contradicted", "--out", tmp_path / "m"], [tmp_path], contains="--corpus"
+    )
