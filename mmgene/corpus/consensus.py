@@ -33,22 +33,22 @@ from mmgene.progress import info
 TOP_GENES = 2000
 
 
-def _standardised(ds: Any, genes: Sequence[str]) -> np.ndarray:
-    """Cells x genes log-normalised expression of ``ds``, each gene standardised over the dataset's cells
+def _standardised(block: Any, ds: Any, genes: Sequence[str]) -> np.ndarray:
+    """Cells x genes of ``ds``'s log-normalised ``block``, each gene standardised over the dataset's cells
     (0 for a gene the dataset lacks), clipped at 10 standard deviations."""
-    from mmgene.corpus.expression import log_expression
+    from mmgene.corpus.expression import pick_genes
 
-    block = log_expression(ds, genes).toarray()
-    block -= block.mean(axis=0)
-    block /= block.std(axis=0) + 1e-3
-    block[:, ~np.isin(np.asarray(genes), ds.symbols)] = 0.0
-    return np.clip(block, -10.0, 10.0, out=block)
+    dense = pick_genes(block, ds, genes).toarray()
+    dense -= dense.mean(axis=0)
+    dense /= dense.std(axis=0) + 1e-3
+    dense[:, ~np.isin(np.asarray(genes), ds.symbols)] = 0.0
+    return np.clip(dense, -10.0, 10.0, out=dense)
 
 
-def _shared_genes(ds: Any, others: Sequence[Any], limit: int = TOP_GENES) -> list[str]:
-    """The ``limit`` genes of ``ds`` most variable in it (log-normalised) among those that at least two of
-    ``others`` have (all of them when there are fewer)."""
-    from mmgene.corpus.expression import log_expression
+def _shared_genes(block: Any, ds: Any, others: Sequence[Any], limit: int = TOP_GENES) -> list[str]:
+    """The ``limit`` genes of ``ds`` most variable in it (its log-normalised ``block``) among those that at
+    least two of ``others`` have (all of them when there are fewer)."""
+    from mmgene.corpus.expression import pick_genes
 
     need = min(2, len(others))
     counts: dict[str, int] = {}
@@ -58,12 +58,12 @@ def _shared_genes(ds: Any, others: Sequence[Any], limit: int = TOP_GENES) -> lis
     shared = sorted(g for g in set(ds.symbols.tolist()) - {""} if counts.get(g, 0) >= need)
     if len(shared) <= limit:
         return shared
-    block = log_expression(ds, shared)
-    variance = np.asarray(block.power(2).mean(axis=0)).ravel() - np.asarray(block.mean(axis=0)).ravel() ** 2
+    picked = pick_genes(block, ds, shared)
+    variance = np.asarray(picked.power(2).mean(axis=0)).ravel() - np.asarray(picked.mean(axis=0)).ravel() ** 2
     return sorted(shared[i] for i in np.argsort(-variance, kind="stable")[:limit])
 
 
-def _judge(ds: Any, others: Sequence[Any]) -> np.ndarray:
+def _judge(ds: Any, others: Sequence[Any], blocks: _Blocks) -> np.ndarray:
     """Booleans over ``ds``'s kept cells: True where ``others`` contradict the cell's label."""
     from sklearn.linear_model import LogisticRegression
 
@@ -75,17 +75,35 @@ def _judge(ds: Any, others: Sequence[Any]) -> np.ndarray:
     classes = sorted(set(references[fit].tolist()))
     judged = {label: _sides(label, labels, classes) for label in labels}
     judged = {label: sides for label, sides in judged.items() if sides is not None}
-    genes = _shared_genes(ds, others) if judged and len(classes) >= 2 else []
+    genes = _shared_genes(blocks[ds], ds, others) if judged and len(classes) >= 2 else []
     if len(genes) < 2:
         return out
     weights = np.concatenate([np.full(o.n_cells, 1.0 / o.n_cells) for o in others])[fit]
+    stacked = np.vstack([_standardised(blocks[o], o, genes) for o in others])
+    if not fit.all():
+        stacked = stacked[fit]
     model = LogisticRegression(max_iter=200, class_weight="balanced")
-    model.fit(np.vstack([_standardised(o, genes) for o in others])[fit], references[fit], sample_weight=weights * len(weights) / weights.sum())
-    proba = model.predict_proba(_standardised(ds, genes))  # columns in sorted class order, as ``classes``
+    model.fit(stacked, references[fit], sample_weight=weights * len(weights) / weights.sum())
+    proba = model.predict_proba(_standardised(blocks[ds], ds, genes))  # columns in sorted class order, as ``classes``
     for label, (can_be, only_rival) in judged.items():
         cells = np.flatnonzero(own == label)
         out[cells] = proba[np.ix_(cells, only_rival)].sum(axis=1) > proba[np.ix_(cells, can_be)].sum(axis=1)
     return out
+
+
+class _Blocks:
+    """Each dataset's log-normalised matrix, made on first use and kept, so that a dataset that judges
+    several others is normalised once."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, Any] = {}
+
+    def __getitem__(self, ds: Any) -> Any:
+        from mmgene.corpus.expression import log_normalised
+
+        if ds.name not in self._made:
+            self._made[ds.name] = log_normalised(ds)
+        return self._made[ds.name]
 
 
 def _sides(label: str, labels: Sequence[str], classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -106,9 +124,10 @@ def contradicted_cells(corpus: Any) -> dict[str, np.ndarray]:
     species contradict the cell's Cell Ontology label (the module's rule). A dataset with no other of its
     species, or without ontology ids, has none."""
     out: dict[str, np.ndarray] = {}
+    blocks = _Blocks()
     for ds in corpus:
         others = [o for o in corpus if o.name != ds.name and o.species == ds.species]
-        out[ds.name] = _judge(ds, others) if others else np.zeros(ds.n_cells, dtype=bool)
+        out[ds.name] = _judge(ds, others, blocks) if others else np.zeros(ds.n_cells, dtype=bool)
         if out[ds.name].any():
             info(f"{int(out[ds.name].sum())} of {ds.n_cells} cells of {ds.name!r} contradicted by the other datasets")
     return out
