@@ -107,3 +107,109 @@ def test_cli_trains_without_the_contradicted_cells_on_request(judged_manifest, t
     assert_refused(
         ["train", h5ad, "--label-col", "cell_type", "--drop-contradicted", "--out", tmp_path / "m"], [tmp_path], contains="--corpus"
     )
+
+
+def test_a_reference_sample_keeps_every_class_and_fills_its_quota():
+    from mmgene.corpus.consensus import balanced_sample
+
+    labels = np.array(["a"] * 10 + ["b"] * 3 + ["c"])
+    taken = {}
+    for quota in (3, 5, 6, 8, 14, 20):
+        rows = balanced_sample(labels, quota, np.random.default_rng(0))
+        assert rows.tolist() == sorted(set(rows.tolist()))
+        taken[quota] = [int((labels[rows] == c).sum()) for c in "abc"]
+    # an equal share each, a small class's spare share to the others, what is left over to the largest first
+    assert taken == {3: [1, 1, 1], 5: [2, 2, 1], 6: [3, 2, 1], 8: [4, 3, 1], 14: [10, 3, 1], 20: [10, 3, 1]}
+    again = balanced_sample(labels, 8, np.random.default_rng(0))
+    assert again.tolist() == balanced_sample(labels, 8, np.random.default_rng(0)).tolist()
+
+
+def test_a_bounded_consensus_reads_fewer_cells_in_fewer_regressions_and_finds_the_same_cells(judged_corpus, monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+
+    from mmgene.corpus.consensus import ConsensusConfig, contradicted_cells
+
+    fitted: list[tuple[int, int]] = []
+    fit = LogisticRegression.fit
+
+    def counted(self, X, y, sample_weight=None):
+        fitted.append(X.shape)
+        return fit(self, X, y, sample_weight=sample_weight)
+
+    monkeypatch.setattr(LogisticRegression, "fit", counted)
+    whole = contradicted_cells(judged_corpus)
+    # one regression per human dataset, on every cell of the other two
+    assert [rows for rows, _ in fitted] == [48, 48, 48]
+    fitted.clear()
+    chunked = contradicted_cells(judged_corpus, ConsensusConfig(chunk_cells=5))
+    assert all(np.array_equal(whole[n], chunked[n]) for n in whole)
+    fitted.clear()
+    bounded = contradicted_cells(judged_corpus, ConsensusConfig(reference_cells=24, max_groups=2, chunk_cells=7))
+    # groups dealt by name: (first, swapped) judged by 12 of second's cells, second by 12 of first's and 12 of
+    # swapped's (one sample a dataset, sized for the regression that learns from two)
+    assert [rows for rows, _ in fitted] == [12, 24]
+    assert np.flatnonzero(bounded["swapped"]).tolist() == [0, 1, 2]
+    assert not bounded["first"].any() and not bounded["second"].any() and not bounded["mouse"].any()
+
+
+@pytest.mark.parametrize("field, value", [("max_groups", 1), ("reference_cells", 0), ("chunk_cells", 0), ("top_genes", 1.5)])
+def test_a_consensus_config_refuses_limits_it_cannot_keep(field, value):
+    from mmgene.corpus.consensus import ConsensusConfig
+    from mmgene.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=f"{field} must be a whole number"):
+        ConsensusConfig(**{field: value})
+
+
+def test_a_streamed_corpus_is_judged_alike_and_trains_without_the_same_rows(judged_manifest, tmp_path):
+    from collections import Counter
+
+    from test_stream import _key, _rows_as_trained
+
+    from mmgene.align.config import AlignConfig, CorpusTrainingConfig, TrainingConfig
+    from mmgene.align.corpus_train import contradicted_obs, corpus_pairs
+    from mmgene.align.stream_train import CorpusStream, train_stream
+    from mmgene.corpus import CorpusOptions, read_corpus
+    from mmgene.corpus.consensus import ConsensusConfig
+    from mmgene.pairs.stream_config import StreamConfig
+
+    left_out = contradicted_obs(read_corpus(judged_manifest))
+    backed = read_corpus(judged_manifest, CorpusOptions(backed=True))
+    assert all(ds.adata.isbacked for ds in backed)
+    assert contradicted_obs(backed, ConsensusConfig(chunk_cells=5)) == left_out  # read from disk 5 cells at a time
+    config = AlignConfig()
+    memory, _ = corpus_pairs(read_corpus(judged_manifest), inputs=["genes"], config=config, balance=CorpusTrainingConfig(), left_out=left_out)
+    stream = CorpusStream(
+        backed, inputs=["genes"], config=config, balance=CorpusTrainingConfig(), stream=StreamConfig(chunk_size=7), left_out=left_out
+    )
+    rows = list(stream.train_split([]))
+    assert Counter(_key(r) for r in rows) == Counter(_key(r) for r in _rows_as_trained(memory["train"], config))
+    assert not {"swapped:c0", "swapped:c1", "swapped:c2"} & {r["obs_name"] for r in rows}
+
+    model = train_stream(
+        backed, training=TrainingConfig(max_steps=2, batch_size=8), balance=CorpusTrainingConfig(drop_contradicted=True),
+        stream=StreamConfig(chunk_size=7), out=tmp_path / "streamed",
+    )
+    assert model.meta["balance"]["contradicted_cells"] == {"first": 0, "second": 0, "swapped": 3, "mouse": 0}
+    assert model.meta["balance"]["drop_contradicted"] is True
+
+
+def test_launched_ranks_train_a_streamed_corpus_without_the_cells_rank_0_finds_contradicted(judged_manifest, tmp_path):
+    """``torchrun --nproc_per_node 2 -m mmgene train --corpus M --stream --drop-contradicted``: rank 0 judges,
+    both ranks leave out the same cells (else their lanes would differ), and rank 0 writes the model."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "model"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MMGENE_QUIET": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mmgene"]
+    command += ["train", "--corpus", str(judged_manifest), "--stream", "--drop-contradicted", "--chunk-size", "7", "--eval-cells", "0"]
+    command += ["--out", str(out), "--max-steps", "2", "--batch-size", "8", "--no-gene-bridge", "--gene-dim", "16", "--dim", "16"]
+    command += ["--hidden", "32", "--device", "cpu"]
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    meta = json.loads((out / "mmgene_align.json").read_text())
+    assert meta["balance"]["contradicted_cells"] == {"first": 0, "second": 0, "swapped": 3, "mouse": 0}
+    assert meta["run"]["steps"] == 2

@@ -491,7 +491,7 @@ def test_members_setting_is_checked():
     assert CorpusTrainingConfig().resolved(STREAMED_DEFAULTS).members == 1
     assert CorpusTrainingConfig(members=2).resolved(CORPUS_DEFAULTS).members == 2
     assert CorpusTrainingConfig().resolved(CORPUS_DEFAULTS).drop_contradicted is True
-    assert CorpusTrainingConfig().resolved(STREAMED_DEFAULTS).drop_contradicted is False  # needs matrices in memory
+    assert CorpusTrainingConfig().resolved(STREAMED_DEFAULTS).drop_contradicted is False  # opt-in: three more reads of every file
     assert CorpusTrainingConfig(drop_contradicted=False).resolved(CORPUS_DEFAULTS).drop_contradicted is False
     assert CorpusTrainingConfig(drop_contradicted=True).resolved(STREAMED_DEFAULTS).drop_contradicted is True
     for bad in (0, -1, 1.5, True):

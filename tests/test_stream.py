@@ -378,7 +378,6 @@ def test_train_stream_trains_one_model_by_default_and_an_ensemble_on_request(man
 
 def test_bad_settings_are_refused(manifest, tmp_path):
     from mmgene.align import TrainingConfig
-    from mmgene.align.config import CorpusTrainingConfig
     from mmgene.align.stream_train import train_stream
     from mmgene.corpus import CorpusOptions, read_corpus
     from mmgene.errors import ParameterError
@@ -391,8 +390,6 @@ def test_bad_settings_are_refused(manifest, tmp_path):
     corpus = read_corpus(manifest, CorpusOptions(backed=True))
     with pytest.raises(ParameterError, match="hard negatives rewrite every training row"):
         train_stream(corpus, training=TrainingConfig(hard_negatives=2), out=tmp_path / "m")
-    with pytest.raises(ParameterError, match="label other datasets contradict reads every dataset's matrix"):
-        train_stream(corpus, balance=CorpusTrainingConfig(drop_contradicted=True), out=tmp_path / "m")
     assert not (tmp_path / "m").exists()
 
 

@@ -39,7 +39,7 @@ ANNDATA_DEFAULTS = TrainerDefaults(hard_negatives=0, query_channel=0.5)
 CORPUS_DEFAULTS = TrainerDefaults(hard_negatives=5, query_channel=0.7, members=4, drop_contradicted=True)
 #: a streamed corpus: as in memory, but it cannot mine hard negatives (every row is rewritten between
 #: rounds), trains one model (a corpus streamed is one too large to read once per member) and keeps the
-#: cells whose labels other datasets contradict (finding them reads every matrix)
+#: cells whose labels other datasets contradict unless asked (finding them reads every dataset three more times)
 STREAMED_DEFAULTS = TrainerDefaults(hard_negatives=0, query_channel=0.7)
 
 
@@ -154,7 +154,7 @@ class CorpusTrainingConfig:
         "Leave out of training the cells whose label the corpus's other datasets of the same species contradict "
         "(mmgene.corpus.consensus: a logistic regression on them calls the cell another of its dataset's types); "
         f"none: {CORPUS_DEFAULTS.drop_contradicted} in memory, {STREAMED_DEFAULTS.drop_contradicted} streamed "
-        "(a streamed corpus does not hold the matrices it needs)",
+        "(where it costs three more reads of every dataset)",
     )
     members: int | None = setting(
         None,

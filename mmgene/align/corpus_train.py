@@ -179,8 +179,7 @@ def corpus_pairs(
         "trained_cells": trained_cells,
         "balance": {
             "rows_per_dataset": rows, "dataset_rows": dict(zip(corpus.names, sizes)), "mask_related": balance.mask_related,
-            "drop_contradicted": left_out is not None,
-            "contradicted_cells": {name: len(cells) for name, cells in (left_out or {}).items()},
+            **contradicted_record(left_out),
         },
     }
     return pairs, record
@@ -291,13 +290,21 @@ def train_corpus(
     return aligned
 
 
-def contradicted_obs(corpus: Any) -> dict[str, set[str]]:
+def contradicted_obs(corpus: Any, config: Any = None) -> dict[str, set[str]]:
     """Per dataset, the obs names of the cells whose label the other datasets contradict
-    (:func:`mmgene.corpus.consensus.contradicted_cells`)."""
+    (:func:`mmgene.corpus.consensus.contradicted_cells`, with its ``ConsensusConfig``)."""
     from mmgene.corpus.consensus import contradicted_cells
 
-    found = contradicted_cells(corpus)
-    return {ds.name: set(ds.adata.obs_names[ds.keep][found[ds.name]].astype(str)) for ds in corpus}
+    found = contradicted_cells(corpus, config)
+    return {ds.name: set(np.asarray(ds.adata.obs_names)[ds.keep][found[ds.name]].astype(str)) for ds in corpus}
+
+
+def contradicted_record(left_out: dict[str, set[str]] | None) -> dict[str, Any]:
+    """What a model records of the cells left out for contradicted labels (``left_out`` None: none judged)."""
+    return {
+        "drop_contradicted": left_out is not None,
+        "contradicted_cells": {name: len(cells) for name, cells in (left_out or {}).items()},
+    }
 
 
 def _train_model(

@@ -18,7 +18,10 @@ share falls short). The lanes are the dataset's shards, so accelerate gives rank
 (:meth:`datasets.IterableDataset.shard`) instead of reading every batch on the first rank and sending
 it out; all ranks run the same number of steps per epoch. The zero-shot evaluator scores
 a seeded sample of at most ``StreamConfig.eval_cells`` held-out cells. Hard-negative mining, which
-rewrites every row between rounds, needs the in-memory path.
+rewrites every row between rounds, needs the in-memory path. Cells whose label the other datasets
+contradict (``CorpusTrainingConfig.drop_contradicted``, off by default here) are found first by
+:mod:`mmgene.corpus.consensus`, reading each file ``StreamConfig.chunk_size`` cells at a time, and their
+rows are left out before balancing, as in memory.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import numpy as np
 from mmgene.align.balance import balanced_rows, default_rows
 from mmgene.align.config import STREAMED_DEFAULTS, AlignConfig, CorpusTrainingConfig, ModelConfig, TrainingConfig
 from mmgene.align.corpus_train import (
-    GlobalClasses, _merge_markers, _shown, class_key, corpus_meta, dataset_pairs, human_view, start_training, terms_of,
+    GlobalClasses, _merge_markers, _shown, class_key, contradicted_obs, contradicted_record, corpus_meta, dataset_pairs, human_view,
+    start_training, terms_of,
 )
 from mmgene.cells.inputs import GENES
 from mmgene.errors import ParameterError
@@ -65,11 +69,25 @@ class _HumanChunk:
     name: str
 
 
+def _kept_rows(d: DatasetStream, obs_names: Any, left_out: set[str] | None) -> np.ndarray:
+    """The training rows of ``d`` whose cell is not named in ``left_out`` (all of them without it), in order,
+    as :func:`~mmgene.align.corpus_train.corpus_pairs` keeps them."""
+    rows = np.arange(len(d.plan.train) * d.captions)
+    if not left_out:
+        return rows
+    dropped = np.flatnonzero(np.isin(np.asarray(obs_names).astype(str), sorted(left_out)))
+    return rows[~np.isin(d.plan.train[rows // d.captions], dropped)]
+
+
 class CorpusStream:
     """The balanced training rows of a corpus, made block by block (see the module docstring)."""
 
-    def __init__(self, corpus: Any, *, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig, stream: StreamConfig) -> None:
+    def __init__(
+        self, corpus: Any, *, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig, stream: StreamConfig,
+        left_out: dict[str, set[str]] | None = None,
+    ) -> None:
         self.inputs, self.config, self.stream = list(inputs), config, stream
+        self.left_out = left_out
         seed = self.seed = config.training.seed
         self.names = list(corpus.names)
         classes = GlobalClasses([], [], [])
@@ -90,10 +108,12 @@ class CorpusStream:
             self.datasets.append(d)
             self.readers.append(reader)
         self.classes = classes
-        sizes = [len(d.plan.train) * d.captions for d in self.datasets]
+        kept = [_kept_rows(d, ds.adata.obs_names, (left_out or {}).get(ds.name)) for d, ds in zip(self.datasets, corpus)]
+        sizes = [len(k) for k in kept]
         self.rows_per_dataset = balance.rows_per_dataset or default_rows(sizes)
         self.dataset_rows = dict(zip(self.names, sizes))
-        self.picked = balanced_rows([m[d.row_labels] for m, d in zip(self.mappings, self.datasets)], self.rows_per_dataset, seed)
+        picked = balanced_rows([m[d.row_labels[k]] for m, d, k in zip(self.mappings, self.datasets, kept)], self.rows_per_dataset, seed)
+        self.picked = [k[p] for k, p in zip(kept, picked)]
         for name, d, picked in zip(self.names, self.datasets, self.picked):
             info(f"streamed pairs of dataset {name!r}: {len(d.plan.train):,} training cells, {len(picked):,} rows an epoch")
             d.prepare(picked)
@@ -257,26 +277,35 @@ def train_stream(
             "hard negatives rewrite every training row between rounds, which a streamed corpus does not hold",
             "TrainingConfig.hard_negatives", "pass hard_negatives=0, or train in memory with train_corpus",
         )
-    if balance is not None and balance.drop_contradicted:
-        raise ParameterError(
-            "finding the cells whose label other datasets contradict reads every dataset's matrix, which a streamed corpus does not hold",
-            "CorpusTrainingConfig.drop_contradicted", "pass drop_contradicted=False, or train in memory with train_corpus",
-        )
     config, balance, obsm_dims = start_training(corpus, inputs, given, balance, STREAMED_DEFAULTS, out, overwrite)
     stream = stream or StreamConfig()
+    left_out = _contradicted_once(corpus, stream.chunk_size) if balance.drop_contradicted else None
     aligned = train_members(
-        lambda member, text: _train_model(corpus, inputs, member, balance, stream, obsm_dims, text), config, balance.members
+        lambda member, text: _train_model(corpus, inputs, member, balance, stream, obsm_dims, text, left_out), config, balance.members
     )
     if out is not None:
         aligned.save(out, overwrite=overwrite)
     return aligned
 
 
+def _contradicted_once(corpus: Any, chunk_size: int) -> dict[str, set[str]]:
+    """:func:`~mmgene.align.corpus_train.contradicted_obs` on rank 0, read ``chunk_size`` cells at a time,
+    and sent to the other ranks: every rank must balance the same rows, and regressions fitted on several
+    machines need not agree to the last bit."""
+    from mmgene import distributed
+    from mmgene.corpus.consensus import ConsensusConfig
+
+    found = contradicted_obs(corpus, ConsensusConfig(chunk_cells=chunk_size)) if distributed.is_main() else None
+    sent = distributed.broadcast({name: sorted(cells) for name, cells in found.items()} if found is not None else None)
+    return {name: set(cells) for name, cells in sent.items()}
+
+
 def _train_model(
     corpus: Any, inputs: Sequence[str], config: AlignConfig, balance: CorpusTrainingConfig, stream: StreamConfig,
-    obsm_dims: list[int], text: Any,
+    obsm_dims: list[int], text: Any, left_out: dict[str, set[str]] | None = None,
 ) -> Any:
-    """One model of :func:`train_stream`, with its training mean, not saved; ``text`` is the members' shared text model."""
+    """One model of :func:`train_stream`, with its training mean, not saved; ``text`` is the members' shared text
+    model; ``left_out`` the cells not trained on, per dataset."""
     from mmgene import distributed
     from mmgene.align.fit import fit_pairs
     from mmgene.align.model import AlignedModel
@@ -285,7 +314,7 @@ def _train_model(
     from mmgene.text.ontology import related_terms
 
     t0 = time.perf_counter()
-    source = CorpusStream(corpus, inputs=inputs, config=config, balance=balance, stream=stream)
+    source = CorpusStream(corpus, inputs=inputs, config=config, balance=balance, stream=stream, left_out=left_out)
     prepare_s = time.perf_counter() - t0
     splits = {"train": source.train_split(obsm_dims, world=distributed.world_size())}
     test = source.test_split()
@@ -304,7 +333,10 @@ def _train_model(
         },
         "class_ids": classes.keys,
         "train_cells": sum(len(np.unique(d.plan.train[p // d.captions])) for d, p in zip(source.datasets, source.picked)),
-        "balance": {"rows_per_dataset": source.rows_per_dataset, "dataset_rows": source.dataset_rows, "mask_related": balance.mask_related},
+        "balance": {
+            "rows_per_dataset": source.rows_per_dataset, "dataset_rows": source.dataset_rows, "mask_related": balance.mask_related,
+            **contradicted_record(left_out),
+        },
     }
     meta = corpus_meta(corpus, examples, record, related, run, seconds)
     meta["stream"] = {

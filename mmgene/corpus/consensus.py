@@ -18,92 +18,179 @@ A label is judged only when some class of the others can be it and none of the d
 (a mouse lung's "neutrophil", which the others know only as "leukocyte", is not judged), and a dataset
 only by others of its species (a mouse NK cell looks more like a human T cell than like a human NK cell
 to a linear model over shared symbols).
+
+The cost is bounded for an atlas-sized corpus (:class:`ConsensusConfig`): one regression reads at most
+``reference_cells`` cells, split equally among the datasets it learns from (a larger dataset gives one
+seeded sample that keeps every class, the same for every regression); with more than ``max_groups`` (100)
+datasets of a species they are judged in that many groups, each by the datasets of the other groups (one
+regression per group, over each member's most variable genes in turn); and cells are read, normalised and judged
+``chunk_cells`` at a time, so no dataset is held normalised or dense as a whole and a corpus on disk
+(``CorpusOptions(backed=True)``, for streamed training) is read three times at most. Under these limits
+(the shared corpus is) every cell of every other dataset is read, one regression per dataset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from mmgene.progress import info
 
-#: genes the regression reads: the judged dataset's most variable shared genes (scanpy's customary count)
-TOP_GENES = 2000
+
+@dataclass(frozen=True)
+class ConsensusConfig:
+    """How much the consensus reads and holds at once; see the module docstring."""
+
+    #: genes one regression reads: its judged datasets' most variable shared genes (scanpy's customary count)
+    top_genes: int = 2000
+    #: training cells of one regression at most, split equally among the datasets it learns from
+    reference_cells: int = 20_000
+    #: regressions per species at most; more datasets are judged in this many groups (a group's regression
+    #: reads the union of its members' genes, so a member with fewer genes is judged on some it lacks)
+    max_groups: int = 100
+    #: cells normalised, standardised and judged at a time
+    chunk_cells: int = 10_000
+    #: seed of the reference samples
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from mmgene.config import check_whole
+
+        for name, minimum in (("top_genes", 2), ("reference_cells", 1), ("max_groups", 2), ("chunk_cells", 1), ("seed", 0)):
+            check_whole(getattr(self, name), name, f"ConsensusConfig.{name}", minimum=minimum)
 
 
-def _standardised(block: Any, ds: Any, genes: Sequence[str]) -> np.ndarray:
-    """Cells x genes of ``ds``'s log-normalised ``block``, each gene standardised over the dataset's cells
-    (0 for a gene the dataset lacks), clipped at 10 standard deviations."""
+@dataclass(frozen=True)
+class _GeneStats:
+    """A dataset's log-normalised mean and standard deviation per own gene, over all its kept cells."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    #: the dataset's human symbol per gene (``""`` for none; unique otherwise)
+    symbols: np.ndarray
+
+    def columns(self, genes: Sequence[str]) -> np.ndarray:
+        """Positions of ``genes`` among the dataset's genes, -1 for a gene it lacks."""
+        import pandas as pd
+
+        named = np.flatnonzero(self.symbols != "")
+        found = pd.Index(self.symbols[named]).get_indexer(list(genes))
+        return np.where(found >= 0, named[found], -1)
+
+
+def _chunks(n: int, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, n, size):
+        yield np.arange(start, min(start + size, n))
+
+
+def _gene_stats(ds: Any, chunk_cells: int) -> _GeneStats:
+    from mmgene.corpus.expression import log_normalised
+
+    total = np.zeros(len(ds.symbols))
+    squares = np.zeros(len(ds.symbols))
+    for cells in _chunks(ds.n_cells, chunk_cells):
+        block = log_normalised(ds, cells, chunk_cells).astype(np.float64)
+        total += np.asarray(block.sum(axis=0)).ravel()
+        squares += np.asarray(block.multiply(block).sum(axis=0)).ravel()
+    mean = total / max(ds.n_cells, 1)
+    std = np.sqrt(np.maximum(squares / max(ds.n_cells, 1) - mean**2, 0.0))
+    return _GeneStats(mean, std, np.asarray(ds.symbols, dtype=object))
+
+
+class _Reads:
+    """What the consensus reads of each dataset, made on first use and kept, so that each dataset is
+    read three times at most: its gene statistics (one pass), its reference sample (the positions of the
+    kept cells a regression learns from, and their log-normalised rows) and, when judged, its cells."""
+
+    def __init__(self, config: ConsensusConfig, quota: int) -> None:
+        self.config, self.quota = config, quota
+        self._stats: dict[str, _GeneStats] = {}
+        self._samples: dict[str, tuple[np.ndarray, Any]] = {}
+
+    def stats(self, ds: Any) -> _GeneStats:
+        if ds.name not in self._stats:
+            self._stats[ds.name] = _gene_stats(ds, self.config.chunk_cells)
+        return self._stats[ds.name]
+
+    def sample(self, ds: Any) -> tuple[np.ndarray, Any]:
+        from mmgene.corpus.expression import log_normalised
+
+        if ds.name not in self._samples:
+            rng = np.random.default_rng([self.config.seed, *ds.name.encode()])
+            rows = balanced_sample(np.asarray(ds.ontology_ids, dtype=object), self.quota, rng)
+            self._samples[ds.name] = rows, log_normalised(ds, rows, self.config.chunk_cells)
+        return self._samples[ds.name]
+
+
+def _standardised(block: Any, ds: Any, genes: Sequence[str], stats: _GeneStats) -> np.ndarray:
+    """Cells x genes of ``block`` (log-normalised rows of ``ds``), each gene standardised over all the
+    dataset's cells (0 for a gene the dataset lacks), clipped at 10 standard deviations."""
     from mmgene.corpus.expression import pick_genes
 
     dense = pick_genes(block, ds, genes).toarray()
-    dense -= dense.mean(axis=0)
-    dense /= dense.std(axis=0) + 1e-3
-    dense[:, ~np.isin(np.asarray(genes), ds.symbols)] = 0.0
+    cols = stats.columns(genes)
+    present = cols >= 0
+    dense[:, present] -= stats.mean[cols[present]].astype(np.float32)
+    dense[:, present] /= (stats.std[cols[present]] + 1e-3).astype(np.float32)
+    dense[:, ~present] = 0.0
     return np.clip(dense, -10.0, 10.0, out=dense)
 
 
-def _shared_genes(block: Any, ds: Any, others: Sequence[Any], limit: int = TOP_GENES) -> list[str]:
-    """The ``limit`` genes of ``ds`` most variable in it (its log-normalised ``block``) among those that at
-    least two of ``others`` have (all of them when there are fewer)."""
-    from mmgene.corpus.expression import pick_genes
+def balanced_sample(labels: np.ndarray, quota: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted positions of at most ``quota`` of ``labels``: all of them when they fit, else every label
+    keeps up to an equal share (water-filling: a label smaller than the share gives all its cells and its
+    spare share goes to the others; what the share leaves over goes to the largest labels first)."""
+    labels = np.asarray(labels, dtype=object)
+    if len(labels) <= quota:
+        return np.arange(len(labels))
+    names, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    low, high = 0, int(counts.max())  # the largest share whose takes fit the quota, by bisection
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if np.minimum(counts, mid).sum() <= quota else (low, mid - 1)
+    share = low
+    take = np.minimum(counts, share)
+    spare = quota - int(take.sum())
+    for i in np.argsort(-counts, kind="stable"):
+        if spare == 0:
+            break
+        if take[i] < counts[i]:
+            take[i] += 1
+            spare -= 1
+    picked = [rng.choice(np.flatnonzero(inverse == i), size=int(take[i]), replace=False) for i in range(len(names))]
+    return np.sort(np.concatenate(picked))
 
+
+def _shared_genes(group: Sequence[Any], others: Sequence[Any], reads: _Reads, limit: int) -> list[str]:
+    """Up to ``limit`` genes among those that at least two of ``others`` have (all when fewer): each
+    dataset of ``group``'s most variable genes, taken in turn (its first, then their second, ...), so that
+    each judged dataset is read on its own variable genes, not on a pancreas's beside a blood sample's."""
     need = min(2, len(others))
     counts: dict[str, int] = {}
     for other in others:
         for gene in set(other.symbols.tolist()) - {""}:
             counts[gene] = counts.get(gene, 0) + 1
-    shared = sorted(g for g in set(ds.symbols.tolist()) - {""} if counts.get(g, 0) >= need)
+    own = set().union(*(set(ds.symbols.tolist()) for ds in group)) - {""}
+    shared = sorted(g for g in own if counts.get(g, 0) >= need)
     if len(shared) <= limit:
         return shared
-    picked = pick_genes(block, ds, shared)
-    variance = np.asarray(picked.power(2).mean(axis=0)).ravel() - np.asarray(picked.mean(axis=0)).ravel() ** 2
-    return sorted(shared[i] for i in np.argsort(-variance, kind="stable")[:limit])
-
-
-def _judge(ds: Any, others: Sequence[Any], blocks: _Blocks) -> np.ndarray:
-    """Booleans over ``ds``'s kept cells: True where ``others`` contradict the cell's label."""
-    from sklearn.linear_model import LogisticRegression
-
-    out = np.zeros(ds.n_cells, dtype=bool)
-    own = np.asarray(ds.ontology_ids, dtype=object)
-    labels = sorted(set(own.tolist()) - {""})
-    references = np.concatenate([np.asarray(o.ontology_ids, dtype=object) for o in others])
-    fit = references != ""
-    classes = sorted(set(references[fit].tolist()))
-    judged = {label: _sides(label, labels, classes) for label in labels}
-    judged = {label: sides for label, sides in judged.items() if sides is not None}
-    genes = _shared_genes(blocks[ds], ds, others) if judged and len(classes) >= 2 else []
-    if len(genes) < 2:
-        return out
-    weights = np.concatenate([np.full(o.n_cells, 1.0 / o.n_cells) for o in others])[fit]
-    stacked = np.vstack([_standardised(blocks[o], o, genes) for o in others])
-    if not fit.all():
-        stacked = stacked[fit]
-    model = LogisticRegression(max_iter=200, class_weight="balanced")
-    model.fit(stacked, references[fit], sample_weight=weights * len(weights) / weights.sum())
-    proba = model.predict_proba(_standardised(blocks[ds], ds, genes))  # columns in sorted class order, as ``classes``
-    for label, (can_be, only_rival) in judged.items():
-        cells = np.flatnonzero(own == label)
-        out[cells] = proba[np.ix_(cells, only_rival)].sum(axis=1) > proba[np.ix_(cells, can_be)].sum(axis=1)
-    return out
-
-
-class _Blocks:
-    """Each dataset's log-normalised matrix, made on first use and kept, so that a dataset that judges
-    several others is normalised once."""
-
-    def __init__(self) -> None:
-        self._made: dict[str, Any] = {}
-
-    def __getitem__(self, ds: Any) -> Any:
-        from mmgene.corpus.expression import log_normalised
-
-        if ds.name not in self._made:
-            self._made[ds.name] = log_normalised(ds)
-        return self._made[ds.name]
+    rankings = []
+    for ds in group:
+        stats = reads.stats(ds)
+        cols = stats.columns(shared)
+        present = np.flatnonzero(cols >= 0)
+        rankings.append(present[np.argsort(-stats.std[cols[present]] ** 2, kind="stable")])
+    picked: dict[int, None] = {}
+    for rank in range(max(len(r) for r in rankings)):
+        if len(picked) >= limit:
+            break
+        for ranking in rankings:
+            if rank < len(ranking) and len(picked) < limit:
+                picked.setdefault(int(ranking[rank]), None)
+    return sorted(shared[i] for i in picked)
 
 
 def _sides(label: str, labels: Sequence[str], classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -119,15 +206,73 @@ def _sides(label: str, labels: Sequence[str], classes: Sequence[str]) -> tuple[n
     return np.flatnonzero(can_be), np.flatnonzero(can_be_rival & ~can_be)
 
 
-def contradicted_cells(corpus: Any) -> dict[str, np.ndarray]:
+def _judge_group(group: Sequence[Any], others: Sequence[Any], reads: _Reads) -> dict[str, np.ndarray]:
+    """Per dataset of ``group``, booleans over its kept cells: True where ``others`` contradict the label."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mmgene.corpus.expression import log_normalised
+
+    config = reads.config
+    out = {ds.name: np.zeros(ds.n_cells, dtype=bool) for ds in group}
+    rows = [reads.sample(o)[0] for o in others]
+    references = np.concatenate([np.asarray(o.ontology_ids, dtype=object)[r] for o, r in zip(others, rows)])
+    fit = references != ""
+    classes = sorted(set(references[fit].tolist()))
+    judged: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for ds in group:
+        labels = sorted(set(np.asarray(ds.ontology_ids, dtype=object).tolist()) - {""})
+        sides = {label: _sides(label, labels, classes) for label in labels}
+        judged[ds.name] = {label: s for label, s in sides.items() if s is not None}
+    if not any(judged.values()) or len(classes) < 2:
+        return out
+    genes = _shared_genes([ds for ds in group if judged[ds.name]], others, reads, config.top_genes)
+    if len(genes) < 2:
+        return out
+    weights = np.concatenate([np.full(len(r), 1.0 / len(r)) for r in rows])[fit]
+    stacked = np.vstack([_standardised(reads.sample(o)[1], o, genes, reads.stats(o)) for o in others])
+    if not fit.all():
+        stacked = stacked[fit]
+    model = LogisticRegression(max_iter=200, class_weight="balanced")
+    model.fit(stacked, references[fit], sample_weight=weights * len(weights) / weights.sum())
+    del stacked
+    for ds in group:
+        own = np.asarray(ds.ontology_ids, dtype=object)
+        for cells in _chunks(ds.n_cells, config.chunk_cells) if judged[ds.name] else ():
+            block = log_normalised(ds, cells, config.chunk_cells)
+            proba = model.predict_proba(_standardised(block, ds, genes, reads.stats(ds)))  # columns in sorted class order
+            for label, (can_be, only_rival) in judged[ds.name].items():
+                at = np.flatnonzero(own[cells] == label)
+                out[ds.name][cells[at]] = proba[np.ix_(at, only_rival)].sum(axis=1) > proba[np.ix_(at, can_be)].sum(axis=1)
+    return out
+
+
+def _groups(datasets: Sequence[Any], max_groups: int) -> list[list[Any]]:
+    """One group per dataset, or ``max_groups`` groups dealt round by name when there are more."""
+    ordered = sorted(datasets, key=lambda ds: ds.name)
+    if len(ordered) <= max_groups:
+        return [[ds] for ds in ordered]
+    return [ordered[i :: max_groups] for i in range(max_groups)]
+
+
+def contradicted_cells(corpus: Any, config: ConsensusConfig | None = None) -> dict[str, np.ndarray]:
     """For each dataset of ``corpus``, booleans over its kept cells: True where the other datasets of its
     species contradict the cell's Cell Ontology label (the module's rule). A dataset with no other of its
     species, or without ontology ids, has none."""
-    out: dict[str, np.ndarray] = {}
-    blocks = _Blocks()
+    config = config or ConsensusConfig()
+    found: dict[str, np.ndarray] = {}
+    for species in dict.fromkeys(ds.species for ds in corpus):
+        members = [ds for ds in corpus if ds.species == species]
+        if len(members) < 2:
+            found.update({ds.name: np.zeros(ds.n_cells, dtype=bool) for ds in members})
+            continue
+        groups = _groups(members, config.max_groups)
+        # one sample per dataset, sized for the regression that learns from the most datasets
+        reads = _Reads(config, max(config.reference_cells // (len(members) - min(len(g) for g in groups)), 1))
+        for group in groups:
+            names = {ds.name for ds in group}
+            found.update(_judge_group(group, [o for o in members if o.name not in names], reads))
+    out = {ds.name: found[ds.name] for ds in corpus}
     for ds in corpus:
-        others = [o for o in corpus if o.name != ds.name and o.species == ds.species]
-        out[ds.name] = _judge(ds, others, blocks) if others else np.zeros(ds.n_cells, dtype=bool)
         if out[ds.name].any():
             info(f"{int(out[ds.name].sum())} of {ds.n_cells} cells of {ds.name!r} contradicted by the other datasets")
     return out
