@@ -213,3 +213,38 @@ def test_launched_ranks_train_a_streamed_corpus_without_the_cells_rank_0_finds_c
     meta = json.loads((out / "mmgene_align.json").read_text())
     assert meta["balance"]["contradicted_cells"] == {"first": 0, "second": 0, "swapped": 3, "mouse": 0}
     assert meta["run"]["steps"] == 2
+
+
+def test_a_census_corpus_is_judged_alike_from_its_soma_experiments(tmp_path):
+    pytest.importorskip("tiledbsoma")
+    import pandas as pd
+    import tiledbsoma.io
+    from test_stream import HUMAN_GENES as STREAM_GENES
+    from test_stream import _adata as stream_adata
+
+    from mmgene.corpus import CensusQuery, CorpusOptions, DatasetSpec, read_corpus
+    from mmgene.corpus.consensus import ConsensusConfig, contradicted_cells
+    from mmgene.corpus.soma_rows import SomaRows
+
+    specs = []
+    for k in range(3):
+        adata = stream_adata(STREAM_GENES, [("T", T_CELL, [0, 1, 10]), ("B", B_CELL, [3, 4]), ("NK", NK, [6, 7])], 14, k)[:-1]
+        labels = adata.obs["cell_type"].astype(str).to_numpy()
+        ids = adata.obs["cell_type_ontology_term_id"].astype(str).to_numpy()
+        if k == 2:  # three T cells labelled B
+            labels[:3], ids[:3] = "B", B_CELL
+        adata.obs = pd.DataFrame(
+            {"dataset_id": f"d{k}", "assay": "10x", "cell_type": labels, "cell_type_ontology_term_id": ids,
+             "tissue_general": "blood", "donor_id": "x"},
+            index=adata.obs_names,
+        )
+        adata.var = pd.DataFrame({"feature_name": STREAM_GENES}, index=STREAM_GENES)
+        tiledbsoma.io.from_anndata(str(tmp_path / f"experiment{k}"), adata, measurement_name="RNA")
+        query = CensusQuery("cell_type in ['T', 'B', 'NK']", uri=str(tmp_path / f"experiment{k}"))
+        specs.append(DatasetSpec(f"census{k}", "cell_type", ontology_col="cell_type_ontology_term_id", census=query))
+    in_memory = contradicted_cells(read_corpus(specs))
+    with read_corpus(specs, CorpusOptions(backed=True)) as backed:
+        assert all(isinstance(ds.adata, SomaRows) for ds in backed)
+        from_disk = contradicted_cells(backed, ConsensusConfig(chunk_cells=10))
+    assert {n: np.flatnonzero(v).tolist() for n, v in from_disk.items()} == {n: np.flatnonzero(v).tolist() for n, v in in_memory.items()}
+    assert np.flatnonzero(from_disk["census2"]).tolist() == [0, 1, 2]  # the T cells labelled B, and no other
