@@ -87,7 +87,6 @@ class CorpusStream:
         left_out: dict[str, set[str]] | None = None,
     ) -> None:
         self.inputs, self.config, self.stream = list(inputs), config, stream
-        self.left_out = left_out
         seed = self.seed = config.training.seed
         self.names = list(corpus.names)
         classes = GlobalClasses([], [], [])
@@ -114,8 +113,10 @@ class CorpusStream:
         self.dataset_rows = dict(zip(self.names, sizes))
         picked = balanced_rows([m[d.row_labels[k]] for m, d, k in zip(self.mappings, self.datasets, kept)], self.rows_per_dataset, seed)
         self.picked = [k[p] for k, p in zip(kept, picked)]
-        for name, d, picked in zip(self.names, self.datasets, self.picked):
-            info(f"streamed pairs of dataset {name!r}: {len(d.plan.train):,} training cells, {len(picked):,} rows an epoch")
+        for name, d, k, picked in zip(self.names, self.datasets, kept, self.picked):
+            dropped = len(d.plan.train) - len(k) // d.captions
+            info(f"streamed pairs of dataset {name!r}: {len(d.plan.train) - dropped:,} training cells"
+                 + (f" ({dropped:,} left out as contradicted)" if dropped else "") + f", {len(picked):,} rows an epoch")
             d.prepare(picked)
         self.blocks: list[tuple[int, int]] = []
         self.picks: dict[tuple[int, int], np.ndarray] = {}
