@@ -31,6 +31,7 @@ regression per group, over each member's most variable genes in turn); and cells
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -164,17 +165,14 @@ def balanced_sample(labels: np.ndarray, quota: int, rng: np.random.Generator) ->
     return np.sort(np.concatenate(picked))
 
 
-def _shared_genes(group: Sequence[Any], others: Sequence[Any], reads: _Reads, limit: int) -> list[str]:
-    """Up to ``limit`` genes among those that at least two of ``others`` have (all when fewer): each
+def _shared_genes(group: Sequence[Any], others: Sequence[Any], reads: _Reads, limit: int, counts: Counter[str]) -> list[str]:
+    """Up to ``limit`` genes among those that at least two of ``others`` have (``counts``: how many of
+    them have each gene; all of them when fewer than two others): each
     dataset of ``group``'s most variable genes, taken in turn (its first, then their second, ...), so that
     each judged dataset is read on its own variable genes, not on a pancreas's beside a blood sample's."""
     need = min(2, len(others))
-    counts: dict[str, int] = {}
-    for other in others:
-        for gene in set(other.symbols.tolist()) - {""}:
-            counts[gene] = counts.get(gene, 0) + 1
-    own = set().union(*(set(ds.symbols.tolist()) for ds in group)) - {""}
-    shared = sorted(g for g in own if counts.get(g, 0) >= need)
+    own = set().union(*(_gene_set(ds) for ds in group))
+    shared = sorted(g for g in own if counts[g] >= need)
     if len(shared) <= limit:
         return shared
     rankings = []
@@ -206,7 +204,11 @@ def _sides(label: str, labels: Sequence[str], classes: Sequence[str]) -> tuple[n
     return np.flatnonzero(can_be), np.flatnonzero(can_be_rival & ~can_be)
 
 
-def _judge_group(group: Sequence[Any], others: Sequence[Any], reads: _Reads) -> dict[str, np.ndarray]:
+def _gene_set(ds: Any) -> set[str]:
+    return set(ds.symbols.tolist()) - {""}
+
+
+def _judge_group(group: Sequence[Any], others: Sequence[Any], reads: _Reads, having: Counter[str]) -> dict[str, np.ndarray]:
     """Per dataset of ``group``, booleans over its kept cells: True where ``others`` contradict the label."""
     from sklearn.linear_model import LogisticRegression
 
@@ -225,7 +227,9 @@ def _judge_group(group: Sequence[Any], others: Sequence[Any], reads: _Reads) -> 
         judged[ds.name] = {label: s for label, s in sides.items() if s is not None}
     if not any(judged.values()) or len(classes) < 2:
         return out
-    genes = _shared_genes([ds for ds in group if judged[ds.name]], others, reads, config.top_genes)
+    counts = having.copy()  # the datasets of the species that have each gene, less the group's own
+    counts.subtract(gene for ds in group for gene in _gene_set(ds))
+    genes = _shared_genes([ds for ds in group if judged[ds.name]], others, reads, config.top_genes, counts)
     if len(genes) < 2:
         return out
     weights = np.concatenate([np.full(len(r), 1.0 / len(r)) for r in rows])[fit]
@@ -268,9 +272,10 @@ def contradicted_cells(corpus: Any, config: ConsensusConfig | None = None) -> di
         groups = _groups(members, config.max_groups)
         # one sample per dataset, sized for the regression that learns from the most datasets
         reads = _Reads(config, max(config.reference_cells // (len(members) - min(len(g) for g in groups)), 1))
+        having = Counter(gene for ds in members for gene in _gene_set(ds))  # counted once, not once per group
         for group in groups:
             names = {ds.name for ds in group}
-            found.update(_judge_group(group, [o for o in members if o.name not in names], reads))
+            found.update(_judge_group(group, [o for o in members if o.name not in names], reads, having))
     out = {ds.name: found[ds.name] for ds in corpus}
     for ds in corpus:
         if out[ds.name].any():
