@@ -60,6 +60,11 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _difference(d: dict | None) -> str:
+    """A difference with its 95% interval over the held-out cells."""
+    return "n/a" if not d else f"{d['difference']:+.3f}, 95% interval over cells {d['low']:+.3f} to {d['high']:+.3f}"
+
+
 def _print(report: dict) -> None:
     from mmgene.evaluate.cross_dataset import markdown
 
@@ -77,8 +82,10 @@ def _print(report: dict) -> None:
         single = (entry.get("single") or {}).get("ontology", {}).get("balanced_accuracy")
         mapper = (entry.get("mapper") or {}).get("balanced_accuracy")
         like = (entry["mmgene"].get("mapper_classes") or {}).get("balanced_accuracy")
-        print(f"{name}: mmgene {ours:.3f}; single-dataset model {_num(single)}; mapper {_num(mapper)} "
-              f"against mmgene on the mapper's classes and cells {_num(like)}")
+        versus = entry.get("versus") or {}
+        print(f"{name}: mmgene {ours:.3f}; single-dataset model {_num(single)} (mmgene minus it {_difference(versus.get('single'))}); "
+              f"mapper {_num(mapper)} against mmgene on the mapper's classes and cells {_num(like)} "
+              f"(difference {_difference(versus.get('mapper'))})")
     left = [report["datasets"][n]["mmgene"].get("left_out_label") for n in IMMUNE if n in report["datasets"]]
     left = [v for v in left if v]
     for key in ("others", "without_others") if left else ():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -56,7 +57,8 @@ def test_summary_and_table():
     results = {
         "a": {"cells": 10, "mmgene": {"ontology": _metrics(0.8, 0.9), "author": _metrics(0.6, 0.8), "rejection": None,
                                        "mapper_classes": _metrics(0.9, 0.95)},
-              "single": {"ontology": _metrics(0.5, 0.7), "author": _metrics(0.5, 0.7)}, "mapper": _metrics(0.7, float("nan"))},
+              "single": {"ontology": _metrics(0.5, 0.7), "author": _metrics(0.5, 0.7)}, "mapper": _metrics(0.7, float("nan")),
+              "versus": {"single": {"difference": 0.3, "low": 0.1, "high": 0.5}, "mapper": {"difference": -0.0004, "low": -0.02, "high": 0.01}}},
         "b": {"cells": 1200, "mmgene": {"ontology": _metrics(0.6, 0.7), "author": _metrics(0.4, 0.6),
               "mixed_levels": {"exact_balanced_accuracy": 0.5, "balanced_partial_credit": 0.75},
               "rejection": {"unseen_called_unknown": 0.25, "unseen_cells": 8},
@@ -68,9 +70,12 @@ def test_summary_and_table():
     assert summary["single/ontology"]["datasets"] == 1 and summary["mapper"]["datasets"] == 1
     table = markdown({"datasets": results}).splitlines()
     assert summary["mmgene/mixed_levels"] == {"exact_balanced_accuracy": 0.5, "balanced_partial_credit": 0.75, "datasets": 1}
-    assert table[2] == "| a | 10 | 0.800 / 0.900 | 0.500 / 0.700 | 0.700 / nan (0.900 / 0.950) | n/a | none unseen | n/a |"
+    assert table[2] == (
+        "| a | 10 | 0.800 / 0.900 | 0.500 / 0.700 | 0.700 / nan (0.900 / 0.950) "
+        "| +0.300 (+0.100 to +0.500) / -0.000 (-0.020 to +0.010) | n/a | none unseen | n/a |"
+    )
     assert summary["mmgene/mapper_classes"] == pytest.approx({"balanced_accuracy": 0.9, "macro_f1": 0.8, "macro_auroc": 0.95, "datasets": 1})
-    assert table[3] == "| b | 1,200 | 0.600 / 0.700 | n/a | n/a | 0.500 / 0.750 | 0.25 of 8 | 0.80 / 0.10 (0.50 / 0.20) |"
+    assert table[3] == "| b | 1,200 | 0.600 / 0.700 | n/a | n/a | n/a / n/a | 0.500 / 0.750 | 0.25 of 8 | 0.80 / 0.10 (0.50 / 0.20) |"
     assert summary["mmgene/left_out_label"] == {
         "others": {"left_out_called_unknown": 0.8, "rest_called_unknown": 0.1},
         "without_others": {"left_out_called_unknown": 0.5, "rest_called_unknown": 0.2}, "datasets": 1,
@@ -141,6 +146,11 @@ def test_leave_one_dataset_out_on_real_data(two_datasets):
     assert entry["mapper"]["classes_scored"] == ["CL:0000084", "CL:0000236"]
     like = entry["mmgene"]["mapper_classes"]  # mmgene asked the same two classes of the same cells
     assert like["n"] == 400 and list(like["per_class"]) == ["T cell", "B cell"] and 0.0 <= like["balanced_accuracy"] <= 1.0
+    versus = entry["versus"]  # mmgene against the mapper on the same cells; no single-dataset model was asked for
+    assert versus["single"] is None
+    assert versus["mapper"]["difference"] == pytest.approx(like["balanced_accuracy"] - entry["mapper"]["balanced_accuracy"], abs=1e-12)
+    assert versus["mapper"]["low"] <= versus["mapper"]["difference"] <= versus["mapper"]["high"]
+    assert "_calls" not in json.dumps(report, default=str)  # the per-cell calls are not reported
     assert report["summary"]["mmgene/ontology"]["datasets"] == 1
 
 
@@ -159,3 +169,32 @@ def test_a_training_class_answers_for_the_held_out_class_it_descends_from():
     assert covering_class(CD8_AB_T, [T_CELL, B_CELL]) == T_CELL
     assert covering_class(CD8_AB_T, [T_CELL, CD8_AB_T]) == CD8_AB_T
     assert covering_class(NEUTROPHIL, [T_CELL, B_CELL]) is None
+
+
+def test_balanced_accuracy_difference_is_paired_and_stratified_by_class():
+    from mmgene.metrics import balanced_accuracy_difference
+
+    truth = ["a", "a", "b", "b"]
+    same = balanced_accuracy_difference(truth, ["a", "b", "b", "b"], ["a", "b", "b", "b"])
+    assert (same["difference"], same["low"], same["high"]) == (0.0, 0.0, 0.0)  # every resample pairs the same calls
+    assert same["level"] == 0.95 and same["resamples"] == 2000
+    right = balanced_accuracy_difference(truth, truth, ["b", "b", "a", "a"])
+    assert (right["difference"], right["low"], right["high"]) == (1.0, 1.0, 1.0)
+    # a: first right twice, second once (+0.5); b: first once, second twice (-0.5)
+    mixed = balanced_accuracy_difference(truth, ["a", "a", "b", "a"], ["a", "b", "b", "b"], resamples=500, seed=3)
+    assert mixed["difference"] == 0.0 and mixed["low"] < 0.0 < mixed["high"]
+    assert mixed == balanced_accuracy_difference(truth, ["a", "a", "b", "a"], ["a", "b", "b", "b"], resamples=500, seed=3)
+    # the exact multinomial draw agrees with resampling each class's cells one by one
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 4, 400)
+    first = np.where(rng.random(400) < 0.8, y, rng.integers(0, 4, 400))
+    second = np.where(rng.random(400) < 0.7, y, rng.integers(0, 4, 400))
+    got = balanced_accuracy_difference(y, first, second)
+    recall = lambda pred, cells: np.mean([np.mean(pred[c] == y[c]) for c in cells])  # noqa: E731
+    members = [np.flatnonzero(y == k) for k in range(4)]
+    assert got["difference"] == pytest.approx(recall(first, members) - recall(second, members), abs=1e-12)
+    naive = [recall(first, d) - recall(second, d) for d in ([rng.choice(m, len(m)) for m in members] for _ in range(2000))]
+    assert got["low"] == pytest.approx(np.quantile(naive, 0.025), abs=0.012)
+    assert got["high"] == pytest.approx(np.quantile(naive, 0.975), abs=0.012)
+    with pytest.raises(ValueError, match="same cells"):
+        balanced_accuracy_difference(["a"], ["a", "b"], ["a"])

@@ -13,6 +13,11 @@ figure has context beside it:
   trained on, so it is scored on those classes' cells only; ``mapper_classes`` scores mmgene on the
   same cells with the same classes as labels, the like-for-like comparison.
 
+``versus`` gives mmgene's balanced accuracy minus each baseline's on the same cells (Cell Ontology
+prompts; against the mapper, ``mapper_classes``), with a 95% paired bootstrap interval over the
+held-out cells (:func:`mmgene.metrics.balanced_accuracy_difference`): whether "above the baseline"
+outlasts the luck of which cells a dataset has. The training seed's share of the noise is not in it.
+
 Classes of the held-out dataset that no training dataset has, nor an ancestor or descendant of (by
 Cell Ontology id and is_a), are *unseen*:
 they are reported separately, with the share of their cells the model calls ``unknown`` when it is
@@ -150,12 +155,12 @@ def _zero_shot(
     y = np.array([classes.index(t) for t in truth[asked]])
     cosine = classification_metrics(y, scored.similarities[asked], names)
     if not config.standardize or len(truth) < MIN_CELLS_TO_STANDARDISE:
-        return {**cosine, "standardized": False}
+        return {**cosine, "standardized": False, CALLS: _calls(truth[asked], classes, scored.similarities[asked])}
     z = scored.standardised()
     out = classification_metrics(y, z[asked], names)
     weighed = scored.standardised(weigh_types=True)
     return {
-        **out, "standardized": True, "cosine_balanced_accuracy": cosine["balanced_accuracy"], "cosine_macro_f1": cosine["macro_f1"],
+        **out, "standardized": True, CALLS: _calls(truth[asked], classes, z[asked]), "cosine_balanced_accuracy": cosine["balanced_accuracy"], "cosine_macro_f1": cosine["macro_f1"],
         "called_unknown": float(np.mean(_called_unknown(z[asked], scored, names, config))),
         "weigh_types": {
             **{m: v for m, v in classification_metrics(y, weighed[asked], names).items() if m in _SUMMARY_METRICS},
@@ -166,6 +171,43 @@ def _zero_shot(
 
 #: what a prompt set's ``weigh_types`` entry repeats of :func:`mmgene.metrics.classification_metrics`
 _SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc", "proportion_error")
+#: the key under which a set of figures keeps its per-cell calls until the comparisons are made (not reported)
+CALLS = "_calls"
+
+
+def _calls(truth: np.ndarray, classes: Sequence[str], scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each scored cell's true class and the class it is given (the highest score), as class keys."""
+    return np.asarray(truth, dtype=object), np.asarray(classes, dtype=object)[np.asarray(scores).argmax(1)]
+
+
+def _versus(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> dict[str, float] | None:
+    """mmgene's balanced accuracy minus a baseline's on the same cells, with its bootstrap interval
+    over the cells (:func:`mmgene.metrics.balanced_accuracy_difference`); None without both."""
+    from mmgene.metrics import balanced_accuracy_difference
+
+    if not ours or not theirs or CALLS not in ours or CALLS not in theirs:
+        return None
+    (truth, first), (other_truth, second) = ours[CALLS], theirs[CALLS]
+    if len(truth) != len(other_truth) or not (truth == other_truth).all():
+        return None
+    return balanced_accuracy_difference(truth, first, second)
+
+
+def _comparisons(entry: dict[str, Any]) -> dict[str, Any]:
+    """mmgene against each baseline of a held-out dataset (Cell Ontology prompts; the mapper on its own
+    classes and cells); then drops the per-cell calls from ``entry``."""
+    ours = entry["mmgene"]
+    versus = {
+        "single": _versus(ours.get("ontology"), (entry.get("single") or {}).get("ontology")),
+        "mapper": _versus(ours.get("mapper_classes"), entry.get("mapper")),
+    }
+    for figures in (ours, entry.get("single") or {}):
+        for value in figures.values():
+            if isinstance(value, dict):
+                value.pop(CALLS, None)
+    if entry.get("mapper"):
+        entry["mapper"].pop(CALLS, None)
+    return versus
 
 
 def _called_unknown(z: np.ndarray, scored: Any, names: Sequence[str], config: CrossDatasetConfig) -> np.ndarray:
@@ -308,6 +350,7 @@ def _mapper(train: Sequence[Any], held: Any) -> dict[str, Any] | None:
     scores = np.stack([proba[:, [k for k, a in enumerate(answers) if a == h]].sum(axis=1) for h in seen], axis=1)
     y = np.array([seen.index(t) for t in held.ontology_ids[cells]])
     out = classification_metrics(y, scores, seen)
+    out[CALLS] = _calls(held.ontology_ids[cells], seen, scores)
     out["classes_scored"] = seen
     out["cells_scored"] = int(cells.sum())
     out["genes"] = len(genes)
@@ -381,6 +424,7 @@ def cross_dataset(
             entry["single"] = _evaluate_model(single, held, seen_terms(held_ids, reference_ids), config)
         if config.mapper:
             entry["mapper"] = mapper
+        entry["versus"] = _comparisons(entry)
         results[name] = entry
     return {"config": asdict(config), "datasets": results, "summary": summarise(results)}
 
@@ -423,12 +467,16 @@ def markdown(report: dict[str, Any]) -> str:
     """The per-dataset table of a :func:`cross_dataset` report (Cell Ontology prompts)."""
     lines = ["| held-out dataset | cells | mmgene bal. acc. / AUROC | single-dataset model "
              "| reference mapper (mmgene on its classes and cells) "
+             "| mmgene minus single / minus mapper (95% interval over cells) "
              "| mixed levels: exact / partial credit | unseen cells called unknown "
              "| a left-out label's cells / the rest called unknown (without others) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
 
     def pair(m: dict[str, Any] | None) -> str:
         return f"{m['balanced_accuracy']:.3f} / {m['macro_auroc']:.3f}" if m else "n/a"
+
+    def difference(d: dict[str, float] | None) -> str:
+        return f"{d['difference']:+.3f} ({d['low']:+.3f} to {d['high']:+.3f})" if d else "n/a"
 
     for name, r in report["datasets"].items():
         rej = r["mmgene"]["rejection"]
@@ -437,6 +485,7 @@ def markdown(report: dict[str, Any]) -> str:
         levels = f"{mixed['exact_balanced_accuracy']:.3f} / {mixed['balanced_partial_credit']:.3f}" if mixed else "n/a"
         like = r["mmgene"].get("mapper_classes")
         mapper_text = pair(r.get("mapper")) + (f" ({pair(like)})" if like and r.get("mapper") else "")
+        versus = r.get("versus") or {}
         left = r["mmgene"].get("left_out_label")
         left_text = (
             f"{left['others']['left_out_called_unknown']:.2f} / {left['others']['rest_called_unknown']:.2f} "
@@ -445,6 +494,7 @@ def markdown(report: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {name} | {r['cells']:,} | {pair(r['mmgene']['ontology'])} | {pair((r.get('single') or {}).get('ontology'))} "
-            f"| {mapper_text} | {levels} | {unseen} | {left_text} |"
+            f"| {mapper_text} | {difference(versus.get('single'))} / {difference(versus.get('mapper'))} "
+            f"| {levels} | {unseen} | {left_text} |"
         )
     return "\n".join(lines) + "\n"
