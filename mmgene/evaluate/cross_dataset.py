@@ -160,7 +160,8 @@ def _zero_shot(
     out = classification_metrics(y, z[asked], names)
     weighed = scored.standardised(weigh_types=True)
     return {
-        **out, "standardized": True, CALLS: _calls(truth[asked], classes, z[asked]), "cosine_balanced_accuracy": cosine["balanced_accuracy"], "cosine_macro_f1": cosine["macro_f1"],
+        **out, "standardized": True, CALLS: _calls(truth[asked], classes, z[asked]),
+        "cosine_balanced_accuracy": cosine["balanced_accuracy"], "cosine_macro_f1": cosine["macro_f1"],
         "called_unknown": float(np.mean(_called_unknown(z[asked], scored, names, config))),
         "weigh_types": {
             **{m: v for m, v in classification_metrics(y, weighed[asked], names).items() if m in _SUMMARY_METRICS},
