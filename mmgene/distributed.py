@@ -165,6 +165,12 @@ def shard(items: list[Any] | range, of_rank: int | None = None, size: int | None
     return list(items)[r::w]
 
 
+def my_share(items: list[Any]) -> list[Any]:
+    """The items this process works on: its :func:`shard` when the work is split across ranks now,
+    all of them alone or inside :func:`local`. Pair it with :func:`gather_objects`."""
+    return shard(items) if _active() else list(items)
+
+
 @contextlib.contextmanager
 def local() -> Iterator[None]:
     """Inside, :func:`map_rows` and :func:`write_rows` run in this process only (a chunk's function may call them)."""
@@ -323,7 +329,7 @@ def write_rows(
         staged = Path(broadcast(str(tmp) if tmp is not None else None))
         mine = [(k, a, b) for k, (a, b) in shard(list(enumerate(parts)))]
         described = [(k, _write_part(staged, k, _run(fn, a, b))) for k, a, b in mine]
-        everyone = _all_objects(described)
+        everyone = gather_objects(described)
         if tmp is not None:
             by_chunk = dict(pair for rank_parts in everyone for pair in rank_parts)
             _write_manifest(tmp, n, parts, [by_chunk[k] for k in range(len(parts))])
@@ -332,8 +338,10 @@ def write_rows(
     return target
 
 
-def _all_objects(value: Any) -> list[Any]:
-    """Every rank's small JSON-able ``value``, in rank order."""
+def gather_objects(value: Any) -> list[Any]:
+    """Every rank's JSON-able ``value``, in rank order, on every rank (``[value]`` alone)."""
+    if not _active():
+        return [value]
     import torch.distributed as dist
 
     box: list[Any] = [None] * dist.get_world_size()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -152,6 +154,59 @@ def test_a_bounded_consensus_reads_fewer_cells_in_fewer_regressions_and_finds_th
     assert not bounded["first"].any() and not bounded["second"].any() and not bounded["mouse"].any()
 
 
+def _judging_worker(rank: int, port: int, manifest: str, out: str) -> None:
+    """Rank ``rank`` of two: judge the corpus (whole, bounded to two groups, then inside
+    ``distributed.local()``) and write what it fitted and found."""
+    import contextlib
+    import json
+
+    from sklearn.linear_model import LogisticRegression
+    from test_distributed import _join
+
+    _join(rank, 2, port)
+    from mmgene.corpus import read_corpus
+    from mmgene.corpus.consensus import ConsensusConfig, contradicted_cells
+
+    fitted: list[int] = []
+    fit = LogisticRegression.fit
+    LogisticRegression.fit = lambda self, X, y, sample_weight=None: fitted.append(len(X)) or fit(self, X, y, sample_weight=sample_weight)
+    from mmgene import distributed
+
+    corpus = read_corpus(manifest)
+    report = {}
+    for name, config in (("whole", None), ("bounded", ConsensusConfig(reference_cells=24, max_groups=2, chunk_cells=7)), ("local", None)):
+        fitted.clear()
+        with distributed.local() if name == "local" else contextlib.nullcontext():
+            found = contradicted_cells(corpus, config)
+        report[name] = {"fitted": list(fitted), "found": {n: np.flatnonzero(v).tolist() for n, v in found.items()}}
+    Path(out, f"{rank}.json").write_text(json.dumps(report))
+
+
+def test_launched_ranks_share_the_regressions_out_and_all_get_every_verdict(judged_manifest, tmp_path):
+    """Two ranks (gloo): the groups are dealt one by one (rank 0: first and swapped, rank 1: second; bounded,
+    rank 0 the group (first, swapped), rank 1 second's), and both find what one process finds; inside
+    ``distributed.local()`` each rank judges everything itself."""
+    import json
+
+    pytest.importorskip("torch")
+    from test_distributed import _spawn
+
+    from mmgene.corpus import read_corpus
+    from mmgene.corpus.consensus import ConsensusConfig, contradicted_cells
+
+    _spawn(_judging_worker, str(judged_manifest), str(tmp_path))
+    ranks = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
+    assert [r["whole"]["fitted"] for r in ranks] == [[48, 48], [48]]
+    assert [r["bounded"]["fitted"] for r in ranks] == [[12], [24]]
+    assert [r["local"]["fitted"] for r in ranks] == [[48, 48, 48], [48, 48, 48]]
+    assert ranks[0]["local"]["found"] == ranks[1]["local"]["found"] == ranks[0]["whole"]["found"]
+    corpus = read_corpus(judged_manifest)
+    for name, config in (("whole", None), ("bounded", ConsensusConfig(reference_cells=24, max_groups=2, chunk_cells=7))):
+        alone = {n: np.flatnonzero(v).tolist() for n, v in contradicted_cells(corpus, config).items()}
+        assert alone == {"first": [], "second": [], "swapped": [0, 1, 2], "mouse": []}
+        assert ranks[0][name]["found"] == ranks[1][name]["found"] == alone
+
+
 @pytest.mark.parametrize("field, value", [("max_groups", 1), ("reference_cells", 0), ("chunk_cells", 0), ("top_genes", 1.5)])
 def test_a_consensus_config_refuses_limits_it_cannot_keep(field, value):
     from mmgene.corpus.consensus import ConsensusConfig
@@ -194,9 +249,9 @@ def test_a_streamed_corpus_is_judged_alike_and_trains_without_the_same_rows(judg
     assert model.meta["balance"]["drop_contradicted"] is True
 
 
-def test_launched_ranks_train_a_streamed_corpus_without_the_cells_rank_0_finds_contradicted(judged_manifest, tmp_path):
-    """``torchrun --nproc_per_node 2 -m mmgene train --corpus M --stream --drop-contradicted``: rank 0 judges,
-    both ranks leave out the same cells (else their lanes would differ), and rank 0 writes the model."""
+def test_launched_ranks_train_a_streamed_corpus_without_the_contradicted_cells(judged_manifest, tmp_path):
+    """``torchrun --nproc_per_node 2 -m mmgene train --corpus M --stream --drop-contradicted``: the ranks judge
+    their shares, both leave out the same cells (else their lanes would differ), and rank 0 writes the model."""
     import json
     import os
     import subprocess

@@ -339,6 +339,7 @@ def test_one_process_maps_rows_in_chunks_and_writes_shards_atomically(tmp_path, 
     assert (distributed.rank(), distributed.world_size(), distributed.is_main(), distributed.launched()) == (0, 1, True, False)
     assert distributed.chunks(10, 4) == [(0, 4), (4, 8), (8, 10)]
     assert distributed.shard(list(range(7)), 1, 3) == [1, 4]
+    assert distributed.my_share([3, 1, 2]) == [3, 1, 2] and distributed.gather_objects({"a": [1]}) == [{"a": [1]}]  # alone: all, one
     calls = []
 
     def rows(a, b):

@@ -20,8 +20,8 @@ it out; all ranks run the same number of steps per epoch. The zero-shot evaluato
 a seeded sample of at most ``StreamConfig.eval_cells`` held-out cells. Hard-negative mining, which
 rewrites every row between rounds, needs the in-memory path. Cells whose label the other datasets
 contradict (``CorpusTrainingConfig.drop_contradicted``, off by default here) are found first by
-:mod:`mmgene.corpus.consensus`, reading each file ``StreamConfig.chunk_size`` cells at a time, and their
-rows are left out before balancing, as in memory.
+:mod:`mmgene.corpus.consensus`, reading each file ``StreamConfig.chunk_size`` cells at a time (the
+ranks share the judging out), and their rows are left out before balancing, as in memory.
 """
 
 from __future__ import annotations
@@ -280,25 +280,17 @@ def train_stream(
         )
     config, balance, obsm_dims = start_training(corpus, inputs, given, balance, STREAMED_DEFAULTS, out, overwrite)
     stream = stream or StreamConfig()
-    left_out = _contradicted_once(corpus, stream.chunk_size) if balance.drop_contradicted else None
+    left_out = None
+    if balance.drop_contradicted:  # every rank judges its share and gets all verdicts
+        from mmgene.corpus.consensus import ConsensusConfig
+
+        left_out = contradicted_obs(corpus, ConsensusConfig(chunk_cells=stream.chunk_size))
     aligned = train_members(
         lambda member, text: _train_model(corpus, inputs, member, balance, stream, obsm_dims, text, left_out), config, balance.members
     )
     if out is not None:
         aligned.save(out, overwrite=overwrite)
     return aligned
-
-
-def _contradicted_once(corpus: Any, chunk_size: int) -> dict[str, set[str]]:
-    """:func:`~mmgene.align.corpus_train.contradicted_obs` on rank 0, read ``chunk_size`` cells at a time,
-    and sent to the other ranks: every rank must balance the same rows, and regressions fitted on several
-    machines need not agree to the last bit."""
-    from mmgene import distributed
-    from mmgene.corpus.consensus import ConsensusConfig
-
-    found = contradicted_obs(corpus, ConsensusConfig(chunk_cells=chunk_size)) if distributed.is_main() else None
-    sent = distributed.broadcast({name: sorted(cells) for name, cells in found.items()} if found is not None else None)
-    return {name: set(cells) for name, cells in sent.items()}
 
 
 def _train_model(

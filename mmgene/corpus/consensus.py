@@ -26,7 +26,8 @@ datasets of a species they are judged in that many groups, each by the datasets 
 regression per group, over each member's most variable genes in turn); and cells are read, normalised and judged
 ``chunk_cells`` at a time, so no dataset is held normalised or dense as a whole and a corpus on disk
 (``CorpusOptions(backed=True)``, for streamed training) is read three times at most. Under these limits
-(the shared corpus is) every cell of every other dataset is read, one regression per dataset.
+(the shared corpus is) every cell of every other dataset is read, one regression per dataset. Under a
+launcher the regressions are shared out among the ranks and every rank gets every verdict.
 """
 
 from __future__ import annotations
@@ -102,12 +103,13 @@ def _gene_stats(ds: Any, chunk_cells: int) -> _GeneStats:
 
 
 class _Reads:
-    """What the consensus reads of each dataset, made on first use and kept, so that each dataset is
-    read three times at most: its gene statistics (one pass), its reference sample (the positions of the
-    kept cells a regression learns from, and their log-normalised rows) and, when judged, its cells."""
+    """What the consensus reads of the datasets of one species, made on first use and kept, so that each
+    dataset is read three times at most: its gene statistics (one pass), its reference sample (the positions
+    of the kept cells a regression learns from, and their log-normalised rows) and, when judged, its cells;
+    ``having`` counts the species' datasets that have each gene."""
 
-    def __init__(self, config: ConsensusConfig, quota: int) -> None:
-        self.config, self.quota = config, quota
+    def __init__(self, config: ConsensusConfig, quota: int, having: Counter[str]) -> None:
+        self.config, self.quota, self.having = config, quota, having
         self._stats: dict[str, _GeneStats] = {}
         self._samples: dict[str, tuple[np.ndarray, Any]] = {}
 
@@ -208,7 +210,7 @@ def _gene_set(ds: Any) -> set[str]:
     return set(ds.symbols.tolist()) - {""}
 
 
-def _judge_group(group: Sequence[Any], others: Sequence[Any], reads: _Reads, having: Counter[str]) -> dict[str, np.ndarray]:
+def _judge_group(group: Sequence[Any], others: Sequence[Any], reads: _Reads) -> dict[str, np.ndarray]:
     """Per dataset of ``group``, booleans over its kept cells: True where ``others`` contradict the label."""
     from sklearn.linear_model import LogisticRegression
 
@@ -227,7 +229,7 @@ def _judge_group(group: Sequence[Any], others: Sequence[Any], reads: _Reads, hav
         judged[ds.name] = {label: s for label, s in sides.items() if s is not None}
     if not any(judged.values()) or len(classes) < 2:
         return out
-    counts = having.copy()  # the datasets of the species that have each gene, less the group's own
+    counts = reads.having.copy()  # the datasets of the species that have each gene, less the group's own
     counts.subtract(gene for ds in group for gene in _gene_set(ds))
     genes = _shared_genes([ds for ds in group if judged[ds.name]], others, reads, config.top_genes, counts)
     if len(genes) < 2:
@@ -261,21 +263,34 @@ def _groups(datasets: Sequence[Any], max_groups: int) -> list[list[Any]]:
 def contradicted_cells(corpus: Any, config: ConsensusConfig | None = None) -> dict[str, np.ndarray]:
     """For each dataset of ``corpus``, booleans over its kept cells: True where the other datasets of its
     species contradict the cell's Cell Ontology label (the module's rule). A dataset with no other of its
-    species, or without ontology ids, has none."""
+    species, or without ontology ids, has none.
+
+    Under a launcher (``torchrun``) call it on every rank: the groups are dealt out to the ranks
+    (:func:`mmgene.distributed.my_share`), each judges its own, and every rank gets all the verdicts, so the
+    ranks leave out the same cells without one rank judging while the others wait."""
+    from mmgene import distributed
+
     config = config or ConsensusConfig()
-    found: dict[str, np.ndarray] = {}
+    found: dict[str, np.ndarray] = {ds.name: np.zeros(ds.n_cells, dtype=bool) for ds in corpus}
+    jobs: list[tuple[str, list[Any], list[Any]]] = []  # (species, group, the species' datasets), every rank alike
     for species in dict.fromkeys(ds.species for ds in corpus):
         members = [ds for ds in corpus if ds.species == species]
-        if len(members) < 2:
-            found.update({ds.name: np.zeros(ds.n_cells, dtype=bool) for ds in members})
-            continue
-        groups = _groups(members, config.max_groups)
-        # one sample per dataset, sized for the regression that learns from the most datasets
-        reads = _Reads(config, max(config.reference_cells // (len(members) - min(len(g) for g in groups)), 1))
-        having = Counter(gene for ds in members for gene in _gene_set(ds))  # counted once, not once per group
-        for group in groups:
-            names = {ds.name for ds in group}
-            found.update(_judge_group(group, [o for o in members if o.name not in names], reads, having))
+        if len(members) >= 2:
+            jobs += [(species, group, members) for group in _groups(members, config.max_groups)]
+    reads: dict[str, _Reads] = {}  # per species, made on this rank's first group of it
+    mine: dict[str, list[int]] = {}
+    for species, group, members in distributed.my_share(jobs):
+        if species not in reads:
+            # one sample per dataset, sized for the regression that learns from the most datasets
+            smallest = min(len(g) for s, g, _ in jobs if s == species)
+            having = Counter(gene for ds in members for gene in _gene_set(ds))  # counted once, not once per group
+            reads[species] = _Reads(config, max(config.reference_cells // (len(members) - smallest), 1), having)
+        names = {ds.name for ds in group}
+        judged = _judge_group(group, [o for o in members if o.name not in names], reads[species])
+        mine.update({name: np.flatnonzero(cells).tolist() for name, cells in judged.items()})
+    for verdicts in distributed.gather_objects(mine):
+        for name, positions in verdicts.items():
+            found[name][positions] = True
     out = {ds.name: found[ds.name] for ds in corpus}
     for ds in corpus:
         if out[ds.name].any():
