@@ -14,6 +14,9 @@ its cells ``--scale`` times its size. With ``--parts 1 --scale 1`` the corpus is
 the bounds do not bind: the verdicts must then be equal. Run::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_consensus.py --manifest ../shared/data/corpus/corpus.csv --parts 4 --scale 3
+
+Under a launcher (``torchrun --nproc_per_node 2 benchmarks/bench_consensus.py ...``) it compares instead the
+bounded rule with its regressions shared out among the ranks against one rank judging everything.
 """
 
 from __future__ import annotations
@@ -77,6 +80,25 @@ def _run(corpus, config):
     return found, seconds, peak, fits
 
 
+def _launched(corpus, config) -> bool:
+    """Under a launcher: the rule with its regressions shared out among the ranks, and the same rule with
+    every rank judging everything (``distributed.local()``: one process's work), side by side in each rank;
+    rank 0 prints both and whether their verdicts agree. Returns whether it ran."""
+    from mmgene import distributed
+
+    if not distributed.init():
+        return False
+    shared, shared_s, _, shared_fits = _run(corpus, config)
+    with distributed.local():
+        alone, alone_s, _, alone_fits = _run(corpus, config)
+    if distributed.is_main():
+        same = all(np.array_equal(shared[n], alone[n]) for n in alone)
+        print(f"shared among {distributed.world_size()} ranks: {shared_s:7.1f} s, {len(shared_fits)} regressions on rank 0")
+        print(f"one rank judging all:  {alone_s:7.1f} s, {len(alone_fits)} regressions")
+        print(f"ratio (shared / one rank): time {shared_s / alone_s:.2f}; verdicts {'the same' if same else 'DIFFERENT'}")
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", type=Path, default=Path("../shared/data/corpus/corpus.csv"))
@@ -97,6 +119,8 @@ def main() -> None:
     everything = sum(ds.n_cells for ds in corpus)
     unbounded = ConsensusConfig(reference_cells=everything * len(corpus), max_groups=max(len(corpus), 2), chunk_cells=everything)
     bounded = ConsensusConfig(seed=args.seed) if args.max_groups is None else ConsensusConfig(seed=args.seed, max_groups=args.max_groups)
+    if _launched(corpus, bounded):
+        return
     ours, ours_s, ours_peak, ours_fits = _run(corpus, bounded)
     theirs, theirs_s, theirs_peak, theirs_fits = _run(corpus, unbounded)
     cells = sum(len(v) for v in theirs.values())
