@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import re
 import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
+from hostile import assert_refused
 
 from mmgene.align.config import CORPUS_DEFAULTS, AlignConfig, ModelConfig, TrainingConfig
 from mmgene.errors import InputFileError, ModelError, ParameterError
@@ -281,6 +283,34 @@ def test_train_bad_input(small_pbmc):
         train(small_pbmc, "cell_type", inputs=["X_genept_w"], training=TrainingConfig(max_steps=1))
 
 
+@pytest.mark.parametrize(
+    "setting, value, says",
+    [
+        ("epochs", 0, "epochs must be a number above 0.0, got 0"),
+        ("epochs", -1, "epochs must be a number above 0.0, got -1"),
+        ("epochs", float("nan"), "epochs must be a number above 0.0, got nan"),
+        ("epochs", float("inf"), "epochs must be finite, got inf"),
+        ("learning_rate", -1.0, "learning_rate must be a number above 0.0, got -1.0"),
+        ("temperature", 0.0, "temperature must be a number above 0.0, got 0.0"),
+        ("max_steps", 0, "max_steps must be a whole number >= 1, got 0"),
+        ("max_steps", -2, "max_steps must be a whole number >= 1, got -2"),
+        ("batch_size", 1, "batch_size must be a whole number >= 2, got 1"),
+        ("seed", -1, "seed must be a whole number >= 0, got -1"),
+        ("eval_steps", 1.5, "eval_steps must be a whole number >= 0, got 1.5"),
+    ],
+)
+def test_training_settings_that_would_train_nothing_or_crash_are_refused(setting, value, says):
+    with pytest.raises(ParameterError, match=re.escape(says)):
+        TrainingConfig(**{setting: value})
+    assert TrainingConfig(epochs=0.5, max_steps=-1).epochs == 0.5 and TrainingConfig(max_steps=1).max_steps == 1
+
+
+def test_cli_refuses_zero_epochs_before_writing_anything(tmp_path, small_pbmc):
+    h5ad = tmp_path / "small.h5ad"
+    small_pbmc.write_h5ad(h5ad)
+    assert_refused(["train", h5ad, "--label-col", "cell_type", "--epochs", "0", "--out", tmp_path / "model"], [tmp_path], contains="epochs")
+
+
 def test_obsm_input_tower_trains_a_step(small_pbmc):
     from mmgene.align import train
 
@@ -361,14 +391,30 @@ def test_cli_train_and_evaluate(tmp_path, small_pbmc):
     assert res.exit_code != 0
 
 
-def test_held_out_matches_the_training_split(small_pbmc):
+def test_held_out_matches_the_training_split(small_pbmc, trained):
     from mmgene.evaluate.heldout import held_out
-    from mmgene.pairs.splits import split_cells
+    from mmgene.pairs.splits import cell_ids_record, split_cells
 
     adata = small_pbmc[:50].copy()
     _, test = split_cells(adata, test_size=0.2, seed=3)
-    got = held_out(adata, {"split": {"n_obs": 50, "test_size": 0.2, "seed": 3, "group_col": None}})
-    assert list(got.obs_names) == list(adata.obs_names[test]) and got.n_obs == 10
+    old = {"split": {"n_obs": 50, "test_size": 0.2, "seed": 3, "group_col": None}}  # saved before fingerprints: count only
+    meta = {"split": {**old["split"], **cell_ids_record(adata.obs_names)}}
+    for recorded in (old, meta):
+        got = held_out(adata, recorded)
+        assert list(got.obs_names) == list(adata.obs_names[test]) and got.n_obs == 10
+    # training records the fingerprints of its file's cell ids
+    record = cell_ids_record(small_pbmc.obs_names)
+    assert {k: trained[0].meta["split"][k] for k in record} == record and len(record["obs_sha256"]) == 64
+    # the same cells in another order, or one cell renamed: refused, saying which
+    permuted = adata[np.random.default_rng(0).permutation(50)].copy()
+    assert list(held_out(permuted, old).obs_names) != list(got.obs_names)  # what the count check alone let through
+    with pytest.raises(ParameterError, match="the model's training cells in another order") as order:
+        held_out(permuted, meta)
+    assert "in the order it was trained on" in str(order.value)
+    renamed = adata.copy()
+    renamed.obs_names = [*adata.obs_names[:-1], "not-a-training-cell"]
+    with pytest.raises(ParameterError, match=r"other cells \(obs names\) than the model's training file"):
+        held_out(renamed, meta)
     with pytest.raises(ParameterError, match="does not record"):
         held_out(adata, {})
     with pytest.raises(ParameterError, match="test_size 0"):

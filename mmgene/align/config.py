@@ -11,10 +11,11 @@ back as :attr:`mmgene.align.AlignedModel.config`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from mmgene.config import check_share, check_whole, from_dict, setting
+from mmgene.config import check_range, check_share, check_whole, from_dict, setting
 from mmgene.errors import ParameterError
 from mmgene.pairs.config import PairsConfig
 
@@ -133,8 +134,17 @@ class TrainingConfig:
                 "pass 0 (off) or K >= 1: the number of closest other-class captions to draw each negative from",
             )
         check_whole(self.mine_every, "mine_every", "TrainingConfig.mine_every", "pass 0 (every epoch) or a step count")
-        if self.batch_size < 2:
-            raise ParameterError(f"batch_size must be at least 2, got {self.batch_size}", "TrainingConfig.batch_size")
+        check_whole(self.eval_steps, "eval_steps", "TrainingConfig.eval_steps", "pass 0 (every epoch) or a step count")
+        check_whole(self.seed, "seed", "TrainingConfig.seed", "pass e.g. 0")
+        check_whole(self.batch_size, "batch_size", "TrainingConfig.batch_size", "pass e.g. 128", 2)
+        if self.max_steps != -1:
+            check_whole(self.max_steps, "max_steps", "TrainingConfig.max_steps", "pass a step count >= 1, or -1 to let epochs decide", 1)
+        for name, fix in (("epochs", "pass e.g. 3 (a fraction trains part of an epoch)"), ("learning_rate", "pass e.g. 2e-3"),
+                          ("temperature", "pass e.g. 0.07")):
+            value = getattr(self, name)
+            check_range(value, name, f"TrainingConfig.{name}", 0.0, None, strict=True, fix=fix)
+            if not math.isfinite(value):
+                raise ParameterError(f"{name} must be finite, got {value!r}", f"TrainingConfig.{name}", fix)
 
 
 @dataclass(frozen=True)

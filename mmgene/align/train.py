@@ -93,6 +93,7 @@ def train(
     from mmgene.align.model import AlignedModel
     from mmgene.align.recentre import MEAN_KEY, training_cells, training_mean
     from mmgene.pairs import make_pairs
+    from mmgene.pairs.splits import cell_ids_record
     from mmgene.settings import settings
 
     config = AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig()).resolved(ANNDATA_DEFAULTS)
@@ -120,7 +121,9 @@ def train(
         "train_cells": int(len(set(examples["train"]["obs_name"]))),
         "test_cells": int(len(examples["test"])) if "test" in examples else 0,
         # how the cells were split, so `mmgene evaluate --held-out` can score the same test cells
-        "split": {"n_obs": int(adata.n_obs), "test_size": config.pairs.test_size, "seed": opt.seed, "group_col": config.pairs.group_col},
+        # and which cells in which order (the split is by position): held_out refuses any other file
+        "split": {"n_obs": int(adata.n_obs), "test_size": config.pairs.test_size, "seed": opt.seed, "group_col": config.pairs.group_col,
+                  **cell_ids_record(adata.obs_names)},
         # what this run made of the config and the data
         "run": run.summary,
         "temperature": run.temperature,

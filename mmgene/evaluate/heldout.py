@@ -1,9 +1,11 @@
 """The held-out cells of a trained model: the test side of the same seeded split ``mmgene train`` made.
 
 A model trained with ``test_size > 0`` records how it split its training file (``meta['split']``:
-number of cells, test share, seed, group column). Re-running :func:`mmgene.pairs.splits.split_cells`
-with those settings on the same file gives exactly the cells the model never saw, so an evaluation can
-be restricted to them (``mmgene evaluate MODEL FILE --held-out``).
+number of cells, test share, seed, group column, and fingerprints of the cell ids). Re-running
+:func:`mmgene.pairs.splits.split_cells` with those settings on the same file gives exactly the cells
+the model never saw, so an evaluation can be restricted to them (``mmgene evaluate MODEL FILE
+--held-out``). The split is drawn by position, so the file must hold the same cells in the same order:
+the fingerprints check that (models saved before they were recorded get the cell-count check only).
 """
 
 from __future__ import annotations
@@ -14,15 +16,15 @@ import numpy as np
 
 from mmgene.errors import ParameterError
 
-
 def held_out(adata: Any, meta: dict[str, Any]) -> Any:
     """The cells of ``adata`` (the model's training file) that the model's split held out, as a copy.
 
     Raises :class:`~mmgene.errors.ParameterError` when the model records no split (trained before
-    splits were recorded, or with ``test_size=0``) or when ``adata`` has another number of cells than
-    the file it was trained on.
+    splits were recorded, or with ``test_size=0``), when ``adata`` has another number of cells than
+    the file it was trained on, or (where the model records their fingerprint) other cell ids or the
+    same ones in another order: the split is drawn by position, so either would score training cells.
     """
-    from mmgene.pairs.splits import split_cells
+    from mmgene.pairs.splits import obs_fingerprint, split_cells
 
     split = meta.get("split")
     if not split:
@@ -42,6 +44,14 @@ def held_out(adata: Any, meta: dict[str, Any]) -> Any:
             f"the model was trained on a file of {split['n_obs']} cells, this one has {adata.n_obs}",
             "the evaluated file",
             "give the file the model was trained on, or evaluate without --held-out",
+        )
+    if "obs_sha256" in split and obs_fingerprint(adata.obs_names) != split["obs_sha256"]:
+        reordered = obs_fingerprint(sorted(str(n) for n in adata.obs_names)) == split.get("obs_set_sha256")
+        what = "the model's training cells in another order" if reordered else "other cells (obs names) than the model's training file"
+        raise ParameterError(
+            f"the file has {what}, so the recorded split would pick training cells as held out",
+            "the evaluated file's obs names",
+            "pass the model's training file, with its cells in the order it was trained on, or evaluate without --held-out",
         )
     _, test = split_cells(adata, test_size=float(split["test_size"]), seed=int(split["seed"]), group_col=split.get("group_col"))
     return adata[np.asarray(test)].copy()

@@ -1,17 +1,48 @@
 """Seeded train/test splits of cells, by cell or by a group column (donor, batch, dataset).
 
 A group split never puts one group's cells on both sides: groups are shuffled with the seed and given
-to the test side until it holds at least ``test_size`` of the cells.
+to the test side until it holds at least ``test_size`` of the cells. A split is drawn by position, so a
+model records fingerprints of its training file's cell ids (:func:`cell_ids_record`) for the held-out
+cells to be found again only in that file.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from mmgene.errors import ParameterError
 from mmgene.io import obs_column
+
+_CHUNK = 1 << 16  # names encoded per hash update: bounded memory, few update calls
+
+
+def obs_fingerprint(names: Iterable[Any]) -> str:
+    """SHA-256 hex digest of cell ids in order.
+
+    Each id is hashed as its UTF-8 bytes after their 8-byte length, so no two sequences of ids give the
+    same byte stream (no separator that an id could contain); fed in chunks, never as one giant string.
+    """
+    digest = hashlib.sha256()
+    chunk: list[bytes] = []
+    for name in names:
+        raw = str(name).encode("utf-8")
+        chunk.append(len(raw).to_bytes(8, "little") + raw)
+        if len(chunk) == _CHUNK:
+            digest.update(b"".join(chunk))
+            chunk.clear()
+    digest.update(b"".join(chunk))
+    return digest.hexdigest()
+
+
+def cell_ids_record(obs_names: Iterable[Any]) -> dict[str, str]:
+    """What ``meta['split']`` records of the training file's cell ids: their fingerprint in order, and
+    of them sorted (so a refusal can say whether the same cells are merely in another order)."""
+    names = [str(n) for n in obs_names]
+    return {"obs_sha256": obs_fingerprint(names), "obs_set_sha256": obs_fingerprint(sorted(names))}
 
 
 def split_cells(
