@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.atomic import atomic_path, check_output, start_output_folder
+from mmgene.atomic import atomic_path, check_output
 from mmgene.errors import MMGeneError, ParameterError
 from mmgene.progress import info
 
@@ -134,7 +134,8 @@ def run(
     label_col
         obs column with cell types (default: ``bulk_labels`` or the first label-like column).
     out
-        Output folder (created; an existing one is replaced only with ``overwrite`` and only if mmgene wrote it).
+        Output folder, built beside it and renamed into place only when the demo succeeds (a failed run
+        leaves nothing); an existing one is replaced only with ``overwrite`` and only if mmgene wrote it.
     queries
         Text queries answered against the index.
     epochs
@@ -145,25 +146,30 @@ def run(
         calibration on training cells).
     """
     import mmgene.data
-    from mmgene import align, cells, evaluate, query
+    from mmgene import align
     from mmgene.align.config import TrainingConfig
     from mmgene.config import overrides
-    from mmgene.embed.genept import genept_w
-    from mmgene.genes.default import default_gene_vectors
-    from mmgene.index import CellIndex
-    from mmgene.io import expression, read
+    from mmgene.io import read
     from mmgene.io.labels import usable_labels
-    from mmgene.pairs.config import PairsConfig
-    from mmgene.text.labels import clean_label
 
     t0 = time.perf_counter()
     inputs = [file] if isinstance(file, (str, os.PathLike)) else []
     out = Path(out)
+    # Every argument is checked before any work and before anything is written: the output folder, the
+    # training settings, the given model (loaded here). The folder is then built in a staging folder
+    # beside ``out`` and renamed onto it only when the whole demo has succeeded (mmgene.atomic), so a
+    # failed or stopped run leaves nothing behind (an output it was to replace stays as it was).
     if model is not None and epochs is not None:
         raise ParameterError(
             "epochs apply to training, and a given model is not trained", "argument epochs", "leave out --epochs or --model"
         )
-    check_output(out, overwrite=overwrite, inputs=[*inputs, *([model] if model is not None and Path(model).exists() else [])])
+    inputs += [model] if model is not None and Path(model).exists() else []
+    check_output(out, overwrite=overwrite, inputs=inputs)
+    # the library's defaults, but for the seed and epochs given
+    training = overrides(TrainingConfig, {"seed": seed, "epochs": epochs}) if model is None else None
+    model_path = out / "model" if model is None else model
+    if model is not None:
+        model = align.load(model)
     result = DemoResult(out)
 
     adata = read(mmgene.data.pbmc68k() if file is None else file)
@@ -172,9 +178,48 @@ def run(
     keep, labels, _ = usable_labels(adata.obs[label_col], f"obs[{label_col!r}]", "the demo")
     if not keep.all():
         adata = adata[keep].copy()
-    start_output_folder(out, overwrite=overwrite, inputs=inputs)
     _step(f"read {adata.n_obs:,} cells x {adata.n_vars:,} genes, labels from obs[{label_col!r}]", t0)
 
+    with atomic_path(out, overwrite=overwrite, inputs=inputs) as staged:
+        staged.mkdir()
+        plan = _Plan(label_col, model, model_path, training, tuple(queries), species, tissue, seed)
+        result.report = _pipeline(adata, labels, plan, staged, result.files, t0)
+    result.files = {name: out / path.relative_to(staged) for name, path in result.files.items()}
+    result.seconds = time.perf_counter() - t0
+    _step(f"done -> {out}", t0)
+    return result
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What :func:`run` settled before any work: the label column, the model given (loaded) or None and
+    where the model will be (the output folder's ``model``, or the one given), the training settings of
+    a model to train, the queries, the captions' species and tissue, and the seed."""
+
+    label_col: str
+    model: Any
+    model_path: Any
+    training: Any
+    queries: tuple[str, ...]
+    species: str
+    tissue: str
+    seed: int
+
+
+def _pipeline(adata: Any, labels: np.ndarray, plan: _Plan, staged: Path, files: dict[str, Path], t0: float) -> dict[str, Any]:
+    """The demo's steps, writing into ``staged`` (renamed to the output folder afterwards): the report,
+    with the written files added to ``files``. The paths the outputs record name where they will be
+    (``plan.model_path``)."""
+    from mmgene import align, cells, evaluate, query
+    from mmgene.align.card import render_model_card
+    from mmgene.embed.genept import genept_w
+    from mmgene.genes.default import default_gene_vectors
+    from mmgene.index import CellIndex
+    from mmgene.io import expression
+    from mmgene.pairs.config import PairsConfig
+    from mmgene.text.labels import clean_label
+
+    label_col, model, model_path, queries, seed = plan.label_col, plan.model, plan.model_path, plan.queries, plan.seed
     cells.sentences(adata, top_k=200)
     _step("cell sentences -> obs['cell_sentence']", t0)
 
@@ -185,27 +230,28 @@ def run(
     _step(f"GenePT-w from offline gene text ({vectors.dim}-d) -> obsm['X_genept_w']", t0)
 
     if model is None:
-        training = overrides(TrainingConfig, {"seed": seed, "epochs": epochs})  # the library's defaults otherwise
-        model_path = out / "model"
-        model = align.train(adata, label_col, pairs=PairsConfig(species=species, tissue=tissue), training=training, out=model_path)
-        result.files["model"] = model_path
+        pairs = PairsConfig(species=plan.species, tissue=plan.tissue)
+        model = align.train(adata, label_col, pairs=pairs, training=plan.training, out=staged / "model")
+        # the model lives at out/model once the folder is renamed: its path and its card's loading code say so
+        model.meta["path"] = str(model_path)
+        (staged / "model" / "README.md").write_text(render_model_card(model, str(model_path)), encoding="utf-8")
+        files["model"] = staged / "model"
         held_out = np.isin(adata.obs_names, model.test_obs_names)
         _step(f"trained the alignment model on {int((~held_out).sum())} cells -> {model_path}", t0)
     else:
-        model_path, model = model, align.load(model)
         held_out = np.ones(adata.n_obs, dtype=bool)  # trained elsewhere: every cell is new to it
         _step(f"loaded the alignment model {model_path}", t0)
 
     test = adata[held_out].copy()
     report = evaluate.evaluate(
-        model, test, label_col, dataset_name=f"{genes.get('file')}, held-out cells", seed=seed, species=species, tissue=tissue
+        model, test, label_col, dataset_name=f"{genes.get('file')}, held-out cells", seed=seed, species=plan.species, tissue=plan.tissue
     )
     _step("zero-shot evaluation of held-out cells against the GenePT-s and marker baselines", t0)
 
     adata.obsm[JOINT_KEY] = model.encode_cells(adata)
     index = CellIndex.build(adata, JOINT_KEY, obs_columns=[label_col], model=str(model_path))
-    index.save(out / "index")
-    result.files["index"] = out / "index"
+    index.save(staged / "index")
+    files["index"] = staged / "index"
     hits = query.text_to_cells(index, list(queries), model=model, k=10)
     _step(f"FAISS index ({index.kind}) and {len(queries)} text queries", t0)
 
@@ -218,7 +264,7 @@ def run(
     # Temperature and per-label thresholds calibrated on the training cells, when the model was trained
     # here (see mmgene.query.labelling); a given model has none of this data's cells to calibrate on.
     ref = (reference, "_label_text") if reference is not None else None
-    query.annotate(adata, list(cleaned.values()), model, reference=ref, species=species, tissue=tissue)
+    query.annotate(adata, list(cleaned.values()), model, reference=ref, species=plan.species, tissue=plan.tissue)
     predicted = adata.obs["mmgene_label"].astype(str).to_numpy()
     back = {v: k for k, v in cleaned.items()}
     predicted_orig = np.array([back.get(p, p) for p in predicted])
@@ -226,14 +272,13 @@ def run(
     _step(f"zero-shot annotation: {n_unknown} cells 'unknown' -> obs['mmgene_label'], obs['mmgene_score']", t0)
 
     seen = "none" if held_out.all() else "80%"
-    result.files.update(_plots(adata, labels, predicted_orig, model, queries[0], out, label_col=label_col, seen=seen, seed=seed))
+    files.update(_plots(adata, labels, predicted_orig, model, queries[0], staged, label_col=label_col, seen=seen, seed=seed))
     _step("plots", t0)
 
-    annotated = out / "annotated.h5ad"
     adata.obs = adata.obs.astype({c: str for c in adata.obs.columns if adata.obs[c].dtype == object})
-    with atomic_path(annotated) as tmp:
+    with atomic_path(staged / "annotated.h5ad") as tmp:
         adata.write_h5ad(tmp)
-    result.files["annotated.h5ad"] = annotated
+    files["annotated.h5ad"] = staged / "annotated.h5ad"
 
     accuracy = float((predicted_orig == labels).mean())
     known = predicted != "unknown"
@@ -260,13 +305,10 @@ def run(
             q: hits[hits["query"] == q].head(5)[["cell_id", label_col, "score"]].to_dict("records") for q in queries
         },
     }
-    _write_report(report, out, label_col)
-    result.files["report.json"] = out / "report.json"
-    result.files["report.md"] = out / "report.md"
-    result.report = report
-    result.seconds = time.perf_counter() - t0
-    _step("done", t0)
-    return result
+    _write_report(report, staged, label_col)
+    files["report.json"] = staged / "report.json"
+    files["report.md"] = staged / "report.md"
+    return report
 
 
 __all__ = ["DemoResult", "run", "DEFAULT_QUERIES", "MMGeneError"]

@@ -94,3 +94,59 @@ def test_a_bad_choice_stops_before_any_work(tmp_path):
     assert list(tmp_path.iterdir()) == []
     res = runner.invoke(app, ["tokenize", str(tmp_path / "missing.h5ad"), str(tmp_path / "out"), "--version", "v2", "--help"])
     assert res.exit_code == 0  # versions match case-insensitively, as the library reads them
+
+
+def test_overwrite_help_says_a_file_is_replaced_and_a_folder_only_if_mmgene_wrote_it():
+    """docs/safety.md's rule: --overwrite replaces a file output whatever wrote it, a folder only with mmgene's marker."""
+    for command in (["annotate"], ["demo"], ["sentences"]):
+        assert "--overwrite Replace an existing output: a file whatever wrote it, a folder only if mmgene wrote it." in _help(*command)
+
+
+def test_min_z_takes_a_finite_number_or_none(tmp_path):
+    """--min-z none switches the rule off, as its help says; NaN or infinity is refused (it would switch
+    the rule off silently), before any file is read or written."""
+    from hostile import assert_refused
+
+    from mmgene.errors import ParameterError
+    from mmgene.query.config import AnnotateConfig
+
+    assert "--min-z FLOAT|none Below this standardised similarity to the winning label the cell is unknown (none: no such rule)" in _help("annotate")
+    assert options.number_or_off("none") == options.OFF == options.number_or_off(" None ")
+    assert options.number_or_off("-1.5") == -1.5 and options.number_or_off("2") == 2.0
+    with pytest.raises(Exception, match="'abc' is neither a number nor 'none'"):
+        options.number_or_off("abc")
+    assert AnnotateConfig(min_z=None).min_z is None and AnnotateConfig(min_z=1).min_z == 1.0 and AnnotateConfig().min_z == 0.0
+    assert AnnotateConfig().replace(min_z=None).min_z is None
+    for bad in (float("nan"), float("inf"), -float("inf"), "0.5", True):
+        with pytest.raises(ParameterError, match="min_z must be a finite number, or none for no such rule"):
+            AnnotateConfig(min_z=bad)
+    args = ["annotate", tmp_path / "cells.h5ad", "-m", "genept-s", "-l", "B cell", "T cell", "--out", tmp_path / "out.h5ad", "--min-z"]
+    for bad in ("nan", "inf", "-inf"):
+        assert_refused([*args, bad], [tmp_path], contains="min_z must be a finite number")
+    assert_refused([*args, "abc"], [tmp_path], contains="neither a number nor 'none'")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_annotate_min_z_none_switches_the_rule_off(tmp_path, monkeypatch):
+    """The rule annotate runs: --min-z none is min_z=None, a number is that number, unset is the default."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+    from hostile import run_cli_here
+
+    import mmgene.query.labelling
+    from mmgene.errors import ParameterError
+
+    ad.AnnData(np.ones((4, 2), dtype=np.float32), var=pd.DataFrame(index=["CD3E", "MS4A1"])).write_h5ad(tmp_path / "cells.h5ad")
+    seen = []
+
+    def fake_annotate(adata, labels, model, rule, **kwargs):
+        seen.append(rule.min_z)
+        raise ParameterError("stop here", "the test")
+
+    monkeypatch.setattr(mmgene.query.labelling, "annotate", fake_annotate)
+    args = ["annotate", str(tmp_path / "cells.h5ad"), "-m", "genept-s", "-l", "B cell", "T cell", "--out", str(tmp_path / "out.h5ad")]
+    for extra in (["--min-z", "none"], ["--min-z", "-0.5"], []):
+        res = run_cli_here(*args, *extra)
+        assert res.returncode == 2 and "stop here" in res.stderr, res.stderr
+    assert seen == [None, -0.5, 0.0]

@@ -34,6 +34,22 @@ def test_every_output_exists(demo_out):
     for png in ("umap_true.png", "umap_predicted.png", "confusion.png", "query_umap.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert "mmgene demo finished" in stdout and "GenePT-s" in stdout and "textbook marker genes, no model" in stdout
+    assert [p.name for p in out.parent.iterdir()] == ["result"]  # built in a staging folder beside it, renamed: no leftover
+
+
+def test_outputs_name_the_folder_not_its_staging_folder(demo_out):
+    """The demo builds its folder as .result.*.tmp and renames it: the paths it records name result/."""
+    import anndata as ad
+
+    from mmgene.index import CellIndex
+
+    out, _ = demo_out
+    model = str(out / "model")
+    assert CellIndex.load(out / "index").model == model
+    assert json.loads((out / "report.json").read_text())["demo"]["model"] == model
+    card = (out / "model" / "README.md").read_text()
+    assert model in card and ".tmp" not in card  # the card's loading code points at the model's folder
+    assert ".tmp" not in str(ad.read_h5ad(out / "annotated.h5ad").uns)
 
 
 def test_report_beats_genept_s_baseline(demo_out):

@@ -26,7 +26,7 @@ app = typer.Typer(
 
 def overwrite_option() -> bool:
     """The ``--overwrite`` flag every command that writes an output shares."""
-    return typer.Option(False, "--overwrite", help="Replace an existing output (only one that mmgene wrote).")
+    return typer.Option(False, "--overwrite", help="Replace an existing output: a file whatever wrote it, a folder only if mmgene wrote it.")
 
 
 #: modules under mmgene.cli that register commands on ``app`` when imported.

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 
 from mmgene.cli.app import app, overwrite_option
-from mmgene.cli.options import IndexKind, Weighting, config_option, json_option, label_col_given, old_spelling
+from mmgene.cli.options import OFF, IndexKind, Weighting, config_option, json_option, label_col_given, number_or_off, old_spelling
 from mmgene.cli.outputs import anndata_target, in_place_option, write_anndata
 from mmgene.cli.results import counts_text, emit, table_text
 from mmgene.config import overrides
@@ -196,7 +196,7 @@ def annotate(
     tissue: Optional[str] = _rule("tissue"),
     temperature: Optional[float] = _rule("temperature"),
     min_prob: Optional[float] = _rule("min_prob"),
-    min_z: Optional[float] = _rule("min_z"),
+    min_z: Optional[str] = _rule("min_z", parser=number_or_off, metavar="FLOAT|none"),
     reference: Optional[Path] = typer.Option(None, help="Labelled .h5ad to calibrate the temperature and per-label thresholds on."),
     reference_column: str = typer.Option("cell_type", help="obs column of --reference holding the labels."),
     alpha: Optional[float] = _rule("alpha"),
@@ -219,9 +219,11 @@ def annotate(
     rule = overrides(AnnotateConfig, {
         "prompts": tuple(prompt) if prompt else None, "markers": markers, "species": species, "tissue": tissue,
         "temperature": temperature, "min_prob": min_prob,
-        "min_z": min_z, "alpha": alpha, "refine": refine, "standardize": standardize,
+        "min_z": None if min_z == OFF else min_z, "alpha": alpha, "refine": refine, "standardize": standardize,
         "weigh_types": weigh_types, "recentre": recentre, "data_markers": data_markers, "definitions": definitions, "hierarchy": hierarchy, "others": others, "others_margin": others_margin,
     })
+    if min_z == OFF:  # --min-z none: no such rule (an unset option keeps the default)
+        rule = rule.replace(min_z=None)
     target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)
     all_labels = [*labels, *(more_labels or [])]

@@ -47,6 +47,23 @@ def parse_device(value: str) -> str:
     return str(value)
 
 
+#: what an option of a setting that can be switched off takes for "off" (``--min-z none``)
+OFF = "none"
+
+
+def number_or_off(value: str) -> float | str:
+    """An option that takes a number, or :data:`OFF` to switch its rule off (returned as is, so that the
+    command tells it from an option left unset); anything else is a usage error. Whether the number is
+    allowed (finite, in range) is the setting's own check."""
+    text = str(value).strip()
+    if text.lower() == OFF:
+        return OFF
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither a number nor {OFF!r} (no such rule)") from None
+
+
 def config_option(cls: type, name: str, *flags: str, **kwargs: Any) -> Any:
     """An option for field ``name`` of config ``cls``: unset is None (the field's default applies), the
     help and the default shown are read from the field."""

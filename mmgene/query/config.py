@@ -7,6 +7,7 @@ this module without numpy or torch.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,14 @@ class AnnotateConfig:
             freeze(self, "prompts", (self.prompts,) if isinstance(self.prompts, str) else tuple(self.prompts))
         _check_setting(self.temperature, "temperature", "AnnotateConfig.temperature", 0.0, None, strict=True)
         _check_setting(self.min_prob, "min_prob", "AnnotateConfig.min_prob", 0.0, 1.0)
+        if self.min_z is not None:  # any finite z; None switches the rule off (NaN would, silently)
+            number = isinstance(self.min_z, (int, float)) and not isinstance(self.min_z, bool)
+            if not number or not math.isfinite(self.min_z):
+                raise ParameterError(
+                    f"min_z must be a finite number, or none for no such rule, got {self.min_z!r}", "AnnotateConfig.min_z",
+                    "pass a number such as 0.0 (the default), or none (--min-z none, min_z=None) to switch the rule off",
+                )
+            freeze(self, "min_z", float(self.min_z))
         _check_setting(self.alpha, "alpha", "AnnotateConfig.alpha", 0.0, 1.0, strict=True)
         check_margin(self.others_margin, "AnnotateConfig.others_margin")
         check_not_refined_and_weighed(self.refine, self.weigh_types, "AnnotateConfig")
