@@ -76,6 +76,17 @@ def check_whole(value: Any, name: str, where: str, fix: str | None = None, minim
         raise ParameterError(f"{name} must be a whole number >= {minimum}, got {value!r}", where, fix)
 
 
+def check_key(value: Any, where: str, example: str) -> str:
+    """``value`` if it can name an obs column or obsm entry that an .h5ad or .zarr file keeps: a non-empty
+    string without ``/`` (both formats store a key as a path, so "a/b" is written as a group ``a`` holding
+    ``b``, and an empty key corrupts the file), else a ParameterError."""
+    if not isinstance(value, str) or not value.strip() or "/" in value:
+        raise ParameterError(
+            f"{value!r} cannot name an AnnData key: it must be a non-empty name without '/'", where, f"pass e.g. {example!r}"
+        )
+    return value
+
+
 def check_share(value: Any, name: str, where: str) -> None:
     """Raise a ParameterError unless ``value`` is a number in [0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:

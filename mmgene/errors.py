@@ -99,6 +99,16 @@ class MissingColumnError(MMGeneError, KeyError):
         return Exception.__str__(self)
 
 
+class UnknownCellError(MissingColumnError):
+    """A cell id that a table or index does not hold (a :class:`MissingColumnError`, so a ``KeyError``)."""
+
+    def __init__(self, cell: str, table: str, known: Sequence[str]) -> None:
+        MMGeneError.__init__(
+            self, f"cell {cell!r} is not among {table}", table, f"pass cell ids it holds, e.g. {_preview(known, 5)}"
+        )
+        self.column = cell
+
+
 class ParameterError(MMGeneError, ValueError):
     """An argument has a value mmgene cannot use (a ``ValueError``, so ``except ValueError`` catches it)."""
 

@@ -284,7 +284,7 @@ def test_annotate_calls_cells_of_a_trained_class_outside_the_question_unknown(ce
     assert "unknown" not in _answers(cells)[2]
     assert "mmgene_nearest_other" not in cells.obs  # the earlier run's column, written by mmgene, is gone
     cells.obs["other_key_nearest_other"] = "mine"  # a column mmgene did not write stays
-    annotate(cells, ["T cell"], FakeSpace(), key_added="other_key", others=False)
+    annotate(cells, ["T cell", "B cell"], FakeSpace(), key_added="other_key", others=False)
     assert (cells.obs["other_key_nearest_other"] == "mine").all()
     assert "others" not in cells.uns["mmgene"]["mmgene_label"]
 

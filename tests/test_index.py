@@ -195,7 +195,7 @@ def test_cells_to_cells_excludes_the_cell_itself(pca, flat):
     assert not (table["cell_id"].to_numpy() == np.repeat(ids, 5)).any()
     _, ref = brute_force(pca.X, pca.X[[0]], 6)
     assert table["cell_id"].iloc[:5].tolist() == pca.names[ref[0, 1:]].tolist()
-    with pytest.raises(MissingColumnError, match="nope"):
+    with pytest.raises(MissingColumnError, match="cell 'nope' is not among the index's cell ids"):
         cells_to_cells(flat, ["nope"], k=3)
 
 

@@ -478,3 +478,41 @@ def toy_chunks():
     a = labelled_data()
     chunk = ChunkFile(index=0, name="chunk_0.h5ad", path=Path("chunk_0.h5ad"), start=0, stop=a.n_obs, sha256="0" * 64, size=0, format="h5ad", var_sha256="0" * 64)
     return a, dict(sentences=[""] * a.n_obs, chunks=[chunk], links={chunk.name: "file:///chunk_0.h5ad"})
+
+
+# --- keys that an .h5ad or .zarr file cannot keep --------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["", " ", "a/b", 3])
+def test_writers_refuse_a_key_a_file_cannot_keep_before_touching_the_data(key):
+    from mmgene.embed.genept import genept_s, genept_w
+    from mmgene.harmonise.table import apply_mapping
+    from mmgene.query import annotate
+
+    adata = anndata(csr(), labels=["a", "b", "a"])
+    calls = {
+        "sentences": lambda: sentences(adata, key_added=key),
+        "genept_w": lambda: genept_w(adata, key_added=key),
+        "genept_s": lambda: genept_s(adata, key_added=key),
+        "apply_mapping": lambda: apply_mapping(adata, "cell_type", "no-such-table.csv", key_added=key),
+        "annotate": lambda: annotate(adata, ["a", "b"], "no-such-model", key_added=key),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ParameterError, match="cannot name an AnnData key: it must be a non-empty name without '/'") as err:
+            call()
+        assert f"{name}(key_added=...)" in str(err.value)
+    assert list(adata.obs.columns) == ["cell_type"] and not adata.obsm and not adata.uns
+
+
+def test_an_empty_key_leaves_the_file_it_would_write_in_place_byte_identical(tmp_path):
+    path = tmp_path / "cells.h5ad"
+    anndata(csr()).write_h5ad(path)
+    assert_refused(["embed", "genept-w", path, "--in-place", "--key", ""], [tmp_path], contains="cannot name an AnnData key")
+
+
+def test_a_file_with_a_group_where_obsm_needs_an_array_is_refused_cleanly(tmp_path):
+    path = tmp_path / "nested.h5ad"
+    anndata(csr()).write_h5ad(path)
+    with h5py.File(path, "a") as handle:  # what a key "a/b" left in files written before keys were checked
+        handle["obsm"].create_group("a").create_dataset("b", data=np.zeros((3, 2)))
+    assert_refused(["info", path], [tmp_path], contains="not an AnnData file")

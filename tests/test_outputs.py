@@ -263,6 +263,43 @@ def test_demo_refuses_a_user_folder(tmp_path, h5ad):
     assert_refused(["demo", h5ad, "--label-col", "cell_type", "--out", mine, "--overwrite"], [tmp_path], contains="not written by mmgene")
 
 
+def test_a_failed_demo_leaves_nothing_behind_and_a_rerun_is_not_refused(tmp_path, h5ad, monkeypatch):
+    """The demo checks its arguments (model, epochs) before writing anything and builds its folder in a
+    staging folder renamed into place only on success: a failed run, early or half-way, leaves nothing
+    (an output it was to replace stays byte-identical), and a rerun into the same --out is not refused."""
+    import mmgene.demo
+    from mmgene.errors import ParameterError
+
+    out = tmp_path / "result"
+    (tmp_path / "some.json").write_text("{}")
+    demo = ["demo", h5ad, "--label-col", "cell_type", "--out", out]
+    assert_refused([*demo, "--model", tmp_path / "nomodel"], [tmp_path], contains="no model folder")
+    assert_refused([*demo, "-m", tmp_path / "some.json"], [tmp_path], contains="not a model folder")
+    assert_refused([*demo, "--epochs", "0"], [tmp_path], contains="epochs")
+    assert not out.exists()
+
+    def failing(adata, labels, plan, staged, files, t0):
+        (staged / "report.md").write_text("half")
+        raise ParameterError("stopped half-way", "the demo")
+
+    def succeeding(adata, labels, plan, staged, files, t0):
+        assert plan.model_path == out / "model" and staged != out  # outputs name where they will be, not the staging folder
+        (staged / "report.json").write_text("{}")
+        files["report.json"] = staged / "report.json"
+        return {"demo": {}}
+
+    monkeypatch.setattr(mmgene.demo, "_pipeline", failing)
+    assert_refused(demo, [tmp_path], contains="stopped half-way")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.h5ad", "some.json"]  # no folder, no staging leftover
+    monkeypatch.setattr(mmgene.demo, "_pipeline", succeeding)
+    result = mmgene.demo.run(h5ad, label_col="cell_type", out=out)
+    assert result.out == out and result.files == {"report.json": out / "report.json"} and result.report == {"demo": {}}
+    assert is_mmgene_output(out) and sorted(p.name for p in out.iterdir()) == [MARKER, "report.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.h5ad", "result", "some.json"]
+    monkeypatch.setattr(mmgene.demo, "_pipeline", failing)
+    assert_refused([*demo, "--overwrite"], [tmp_path], contains="stopped half-way")  # the earlier output is kept as it was
+
+
 def test_genes_outputs_refuse_to_overwrite(tmp_path):
     out = tmp_path / "texts.json"
     out.write_text("{}")
@@ -297,6 +334,19 @@ def test_publish_checks_every_argument_before_writing(tmp_path, h5ad, extra, mes
     out = tmp_path / "staged"
     assert_refused(["publish", h5ad, "--repo-id", "me/cells", "--dry-run", "--out", out, *extra], [tmp_path], contains=message)
     assert not out.exists()
+
+
+def test_publish_refuses_repeated_cell_ids_whose_rows_could_not_be_told_apart(tmp_path):
+    import warnings
+
+    source = small_h5ad(tmp_path / "cells.h5ad")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # anndata warns of the repeated names it is asked to write
+        adata = ad.read_h5ad(source)
+        adata.obs_names = ["c0", "c1", "c1"] + list(adata.obs_names[3:])
+        adata.write_h5ad(source)
+    args = ["publish", source, "--repo-id", "me/cells", "--dry-run", "--out", tmp_path / "staged", "--label-key", "cell_type"]
+    assert_refused(args, [tmp_path], contains="cell ids are not unique (e.g. 'c1')")
 
 
 def test_publish_dry_run_twice_with_overwrite_replaces_its_own_stage(tmp_path, h5ad):

@@ -174,6 +174,20 @@ def test_knn_transfer_writes_by_default_and_copy_returns_a_new_anndata(pbmc3k, p
         transfer_labels(reference_index, pca.X[~split], "cell_type", copy=True)
 
 
+def test_knn_transfer_calls_a_query_cell_without_a_vector_unknown_and_maps_the_rest_as_before(pca, split, reference_index):
+    from mmgene.query import transfer_labels
+
+    query = pca.X[~split][:50].astype(np.float32)
+    before = transfer_labels(reference_index, query, "cell_type", k=15)
+    holed = query.copy()
+    holed[[3, 7]] = np.nan  # a GenePT-w cell without a matched gene
+    after = transfer_labels(reference_index, holed, "cell_type", k=15)
+    assert after["label"].iloc[[3, 7]].tolist() == ["unknown", "unknown"]
+    assert (after["confidence"].iloc[[3, 7]] == 0).all() and after["similarity"].iloc[[3, 7]].isna().all()
+    rest = np.setdiff1d(np.arange(50), [3, 7])
+    pd.testing.assert_frame_equal(after.iloc[rest], before.iloc[rest])
+
+
 # --------------------------------------------------------------------------- text in GenePT spaces
 @pytest.fixture(scope="session")
 def encoder():
@@ -308,7 +322,7 @@ def test_load_space_specs(encoder):
     space = GenePTSpace("s", encoder=encoder)
     assert load_space(space) is space
     assert load_space("genept-w").describe() == {"model": "genept-w", "inputs": ["X_genept_w"]}
-    with pytest.raises(ParameterError, match="unknown model 'nonsense'"):
+    with pytest.raises(ParameterError, match="unknown model 'nonsense'.*a model trained with `mmgene train`"):
         load_space("nonsense")
     with pytest.raises(ParameterError, match="no model given"):
         load_space(None)
@@ -384,3 +398,39 @@ def test_refined_annotation_uses_the_refined_scores(small, encoder):
     expected = assign_labels(scores, labels, min_prob=0.5, thresholds=0.0)
     assert adata.obs["mmgene_label"].astype(str).tolist() == list(expected.label)
     np.testing.assert_allclose(adata.obs["mmgene_score"], expected.score, rtol=1e-5)  # float32 cell vectors
+
+
+# ------------------------------------------------------------------------ cells without any gene
+def test_a_cell_that_expresses_no_gene_is_unknown_with_nan_scores_not_a_confident_label(_pbmc68k_cached, tmp_path):
+    import anndata as ad
+    import scipy.sparse as sp
+    from tiny_models import tiny_model
+
+    from mmgene.query import annotate
+
+    source = _pbmc68k_cached
+    counts = sp.csr_matrix(source.raw.X, dtype=np.float32)
+    counts = sp.diags(np.where(np.isin(np.arange(counts.shape[0]), [5, 9]), 0.0, 1.0).astype(np.float32)) @ counts
+    cells = ad.AnnData(counts.tocsr(), obs=source.obs[["bulk_labels"]].copy(), var=source.raw.var.copy())
+    model = tiny_model(cells, tmp_path / "model", gene_bridge=False)
+    labels = ["B cell", "T cell", "monocyte"]
+    annotate(cells, labels, model, others=False, min_prob=0.0, min_z=None)
+    label, score = cells.obs["mmgene_label"].astype(str).to_numpy(), cells.obs["mmgene_score"].to_numpy()
+    assert label[[5, 9]].tolist() == ["unknown", "unknown"] and np.isnan(score[[5, 9]]).all()
+    assert np.isnan(cells.obsm["mmgene_probs"].to_numpy()[[5, 9]]).all()
+    rest = np.setdiff1d(np.arange(cells.n_obs), [5, 9])
+    assert (label[rest] != "unknown").all() and np.isfinite(score[rest]).all()  # no rule rejects the others here
+    record = cells.uns["mmgene"]["mmgene_label"]
+    assert record["cells_without_genes"] == 2 and "expresses no gene" in record["rule"]
+    # kNN transfer: encoded here by the model, or read from obsm where encode_cells recorded that it read genes
+    from mmgene.index import CellIndex
+    from mmgene.query import transfer_labels
+
+    reference = CellIndex.from_vectors(
+        model.encode_cells(_pbmc68k_cached), list(_pbmc68k_cached.obs_names), _pbmc68k_cached.obs[["bulk_labels"]], embedding_key="X_mmgene"
+    )
+    by_model = transfer_labels(reference, cells, "bulk_labels", model=model)
+    model.encode_cells(cells, key_added="X_mmgene")
+    from_obsm = transfer_labels(reference, cells, "bulk_labels")
+    for out in (by_model, from_obsm):
+        assert out["label"].iloc[[5, 9]].tolist() == ["unknown", "unknown"] and (out["label"].iloc[rest] != "unknown").all()

@@ -121,6 +121,13 @@ def test_annotate_writes_label_and_score_columns(h5ad, tmp_path):
     assert record["refined"] and record["origin"] == "human blood"
 
 
+def test_annotate_refuses_one_label_whose_probability_would_be_1_for_every_cell(h5ad, tmp_path):
+    from hostile import assert_refused
+
+    message = assert_refused(["annotate", h5ad, "--model", "genept-s", "--labels", "B cell", "--out", tmp_path / "a.h5ad"], [tmp_path])
+    assert "annotate chooses among labels, but only 'B cell' was given" in message and "mmgene query" in message
+
+
 def test_annotate_reads_labels_as_cell_ontology_terms_unless_told_not_to(h5ad, tmp_path, monkeypatch):
     import anndata as ad
 

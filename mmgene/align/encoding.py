@@ -18,6 +18,10 @@ from mmgene.errors import ParameterError
 
 def check_copy(copy: bool, key_added: str | None) -> None:
     """``copy=True`` writes into a copy of the AnnData, so it needs an obsm key to write."""
+    if key_added is not None:
+        from mmgene.config import check_key
+
+        check_key(key_added, "encode_cells(key_added=...)", "X_mmgene")
     if copy and not key_added:
         raise ParameterError("copy=True needs key_added (the obsm key to write)", "encode_cells(copy=True)", "pass e.g. key_added='X_mmgene'")
 

@@ -28,6 +28,7 @@ from mmgene.cells import _kernels as k
 from mmgene.cells._chunks import iter_chunks, ordered_map, threads_for
 from mmgene.cells.ranking import sentence_ids
 from mmgene.cells.vocabulary import Vocabulary, build_vocabulary
+from mmgene.config import check_key
 from mmgene.errors import ParameterError, is_whole_number
 
 DEFAULT_CHUNK = 8192
@@ -118,6 +119,7 @@ def sentences(
     from mmgene.io import expression
     from mmgene.provenance import record
 
+    check_key(key_added, "sentences(key_added=...)", "cell_sentence")
     if copy:
         if getattr(adata, "isbacked", False):
             raise ParameterError("copy=True is not possible for a backed AnnData", "argument copy", "use inplace=False to get the sentences as a list")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.choices import DTYPE_NAMES
+from mmgene.config import check_key
 from mmgene.distributed import resolve_device  # one home for devices; importable from here, as before
 from mmgene.errors import ModelError, ParameterError, is_whole_number
 from mmgene.progress import info
@@ -131,6 +132,7 @@ def geneformer(
     from mmgene.embed.geneformer_pool import POOLINGS, embed_sequences
     from mmgene.provenance import record
 
+    check_key(key_added, "geneformer(key_added=...)", KEY)
     if pooling not in POOLINGS:
         raise ParameterError(f"pooling={pooling!r} is unknown", "argument pooling", f"use one of {POOLINGS}")
     if not is_whole_number(batch_size, 1):

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mmgene.choices import OnEmpty
+from mmgene.config import check_key
 from mmgene.errors import DataError, GeneIdError, ParameterError
 from mmgene.io import expression
 from mmgene.progress import info, progress
@@ -113,6 +114,7 @@ def genept_w(
     The AnnData when ``copy=True``, else ``None``. ``uns['mmgene'][key_added]`` records the encoder, the text
     source, the genes matched and the cells with no matched gene.
     """
+    check_key(key_added, "genept_w(key_added=...)", "X_genept_w")
     _check_on_empty(on_empty)
     adata = adata.copy() if copy else adata
     view = expression(adata, layer=layer)
@@ -197,6 +199,7 @@ def genept_s(
     on every rank: each embeds its share and rank 0 gets every vector (the others return None and
     leave ``adata`` as it was).
     """
+    check_key(key_added, "genept_s(key_added=...)", "X_genept_s")
     _check_on_empty(on_empty)
     if top_k is not None and top_k < 1:
         raise ParameterError(f"top_k must be at least 1 or None, got {top_k}", "argument top_k")

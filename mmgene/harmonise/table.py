@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmgene.config import check_key
 from mmgene.errors import MappingError, MissingColumnError, _preview
 
 #: columns of a mapping table, in order (``dataset`` comes first when a table covers several datasets).
@@ -181,6 +182,9 @@ def apply_mapping(
     from mmgene.text.labels import label_text
     from mmgene.provenance import record
 
+    check_key(key_added, "apply_mapping(key_added=...)", "cell_type_ontology_term_id")
+    if name_key is not None:
+        check_key(name_key, "apply_mapping(name_key=...)", "cell_type_name")
     source = str(table) if not isinstance(table, pd.DataFrame) else "the mapping table"
     table = read_mapping(table) if not isinstance(table, pd.DataFrame) else validate_mapping(table, source)
     if label_col not in adata.obs.columns:

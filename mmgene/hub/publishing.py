@@ -103,6 +103,7 @@ def publish(
     """
     import mmgene.cells
     import mmgene.io
+    from mmgene.io.read import check_unique_cells
 
     config = (config or PublishConfig()).replace(**settings)
     if "/" not in repo_id or repo_id.count("/") != 1 or not all(repo_id.split("/")):
@@ -126,6 +127,7 @@ def publish(
     if hasattr(data, "obs") and not getattr(data, "isbacked", False):
         data = data.copy()  # read() annotates its input; keep the caller's object (and re-runs) unchanged
     adata = mmgene.io.read(data, backed=chunking.backed)
+    check_unique_cells(adata.obs_names, f"obs_names of {data if isinstance(data, (str, os.PathLike)) else 'the AnnData'}")
 
     if config.dataset.obsm_keys is None:
         made = adata.uns.get("mmgene", {})

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import DataError, InputFileError, IntegrityError, MetadataError, MissingColumnError, ParameterError, is_whole_number
+from mmgene.errors import DataError, InputFileError, IntegrityError, MetadataError, MissingColumnError, ParameterError, UnknownCellError, is_whole_number
 from mmgene.index.params import RESOLVED_KINDS, IndexParams, Rule, factory_string, first_problem, resolve, stored_params_problem
 from mmgene.index.vectors import as_unit_vectors
 
@@ -454,7 +454,7 @@ class CellIndex:
         pos = self._positions.get_indexer(ids)
         if (pos < 0).any():
             missing = [c for c, p in zip(ids, pos) if p < 0]
-            raise MissingColumnError(missing[0], "the index's cell ids", list(self.cell_ids[:12]))
+            raise UnknownCellError(missing[0], "the index's cell ids", list(self.cell_ids[:5]))
         return pos.astype(np.int64)
 
     def vectors(self, cell_ids: Sequence[str] | None = None, positions: Sequence[int] | None = None) -> np.ndarray:
@@ -935,10 +935,9 @@ def _check_ids(cell_ids: Sequence[str] | None, n: int) -> list[str]:
     ids = [str(c) for c in cell_ids]
     if len(ids) != n:
         raise ParameterError(f"{len(ids)} cell ids for {n} vectors", "CellIndex", "pass one id per vector")
-    index = pd.Index(ids)
-    if not index.is_unique:
-        dup = index[index.duplicated()][0]
-        raise ParameterError(f"cell ids are not unique (e.g. {dup!r})", "CellIndex", "make them unique first (AnnData.obs_names_make_unique())")
+    from mmgene.io.read import check_unique_cells
+
+    check_unique_cells(ids, "CellIndex")
     return ids
 
 

@@ -100,6 +100,13 @@ class Expression:
             stop = min(start + chunk_size, n)
             yield start, stop, self.chunk(start, stop)
 
+    def genes_per_cell(self, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
+        """How many genes each cell expresses (positive entries), read ``chunk_size`` cells at a time."""
+        counts = np.zeros(self.shape[0], dtype=np.int64)
+        for start, stop, block in self.chunks(chunk_size):
+            counts[start:stop] = np.diff((block > 0).tocsr().indptr)
+        return counts
+
     def validate(self) -> Expression:
         """Check every index and value now, so a bad row anywhere is reported before any work: one
         vectorised pass for a sparse matrix in memory, chunk by chunk (bounded memory) otherwise."""

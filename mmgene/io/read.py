@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmgene.errors import InputFileError, MissingColumnError, cause
+import pandas as pd
+
+from mmgene.errors import InputFileError, MissingColumnError, ParameterError, cause
 from mmgene.genes.ids import LOOKED_UP, resolve_gene_ids, settle_repeats, split_joined
 from mmgene.io.expression import Kind, expression
 from mmgene.lazy import require as require_package
@@ -30,7 +33,7 @@ def _load(path: Path, backed: bool) -> Any:
             return ad.read_zarr(path)
         if suffix in (".h5ad", ".h5", ".hdf5") or path.is_file():
             return ad.read_h5ad(path, backed="r" if backed else None)
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as exc:  # AttributeError: e.g. a group where obsm needs an array
         raise InputFileError(
             f"not an AnnData file ({cause(exc)})",
             str(path),
@@ -167,6 +170,17 @@ def read(
         **ids.summary(),
     )
     return adata
+
+
+def check_unique_cells(ids: Sequence[str] | pd.Index, where: str) -> None:
+    """Refuse cell ids that repeat: an output that names cells by them (an index, a published dataset)
+    could not tell two such cells apart."""
+    index = pd.Index(ids)
+    if not index.is_unique:
+        repeated = index[index.duplicated()][0]
+        raise ParameterError(
+            f"cell ids are not unique (e.g. {repeated!r})", where, "make them unique first (AnnData.obs_names_make_unique())"
+        )
 
 
 def obs_column(adata: Any, column: str) -> Any:

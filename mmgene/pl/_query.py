@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from mmgene.config import check_key
 from mmgene.errors import MissingColumnError, ParameterError
 from mmgene.pl._figure import axes, check_ax, check_save, finish
 from mmgene.pl._inputs import basis_key, light_anndata, single_text
@@ -66,8 +67,8 @@ def query(
     check_ax(ax)
     check_save(save)
     key = basis_key(adata, basis)
-    if key_added is not None and (not isinstance(key_added, str) or not key_added):
-        raise ParameterError(f"key_added must be an obs column name, got {key_added!r}", "argument key_added", "pass e.g. key_added='query_score'")
+    if key_added is not None:
+        check_key(key_added, "argument key_added", "query_score")
     scores = text_scores(adata, space, text, use_rep=use_rep)
     fig, ax = axes(ax)
     if key_added:

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmgene.config import check_key
 from mmgene.errors import ParameterError
 from mmgene.query.config import DEFAULT_TEMPERATURE, UNKNOWN, AnnotateConfig
 from mmgene.query.scoring import label_similarities
@@ -241,7 +242,9 @@ def annotate(
 
     Writes ``obs['<key_added>_label']`` (categorical, with ``unknown``), ``obs['<key_added>_score']``
     (the winning label's probability) and ``obsm['<key_added>_probs']`` (a cells x labels table), and
-    records the labels, prompts and rule in ``uns['mmgene']['<key_added>_label']``.
+    records the labels, prompts and rule in ``uns['mmgene']['<key_added>_label']``. With a model that
+    reads genes, a cell that expresses none is ``unknown`` with a NaN score and NaN probabilities: the
+    model has nothing of it to read, and its vector would be the same for every such cell.
 
     The rule's settings are an :class:`~mmgene.query.config.AnnotateConfig` (``config``), or single
     settings by name on top of it (``min_prob=0.9``): ``prompts``, ``markers``, ``species``, ``tissue``, ``temperature``,
@@ -297,17 +300,29 @@ def annotate(
     (:mod:`mmgene.query.others`): the B cells of a question about T and NK cells. That class is written
     to ``obs['<key_added>_nearest_other']``.
     """
+    from mmgene.progress import info
     from mmgene.provenance import record
-    from mmgene.query.space import cells_for_labels, load_space, space_for_labels, space_name, uses_definitions
+    from mmgene.query.space import (
+        cells_for_labels, cells_without_genes, load_space, reads_genes, space_for_labels, space_name, uses_definitions,
+    )
 
+    check_key(key_added, "annotate(key_added=...)", "mmgene")
     config = (config or AnnotateConfig()).replace(**settings)
     prompts, markers, temperature, min_prob, min_z = config.prompts, config.markers, config.temperature, config.min_prob, config.min_z
     refine, unknown = config.refine, config.unknown
     labels = _check_labels(labels)
+    if len(labels) < 2:  # one label's softmax is 1 for every cell: no probability could reject one
+        raise ParameterError(
+            f"annotate chooses among labels, but only {labels[0]!r} was given", "annotate(labels=...)",
+            "give two or more labels (e.g. 'B cell' 'T cell'); to rank cells by one description use `mmgene query` "
+            "on an index, or mmgene.pl.query to colour them by it",
+        )
     if refine and reference is not None:
         raise ParameterError("refine and reference cannot be combined", "annotate(refine=..., reference=...)", "calibrate on a reference, or refine on the data, not both")
     adata = adata.copy() if copy else adata
     space = load_space(model)
+    reading = reads_genes(space)
+    silent = cells_without_genes(adata, reading)
     definitions = uses_definitions(space, config.definitions) and prompts is None
     space, channel_added = space_for_labels(space, adata, config.data_markers)
     cells, recentred = cells_for_labels(space, adata, config.recentre)
@@ -359,6 +374,12 @@ def annotate(
     elif "others" in adata.uns.get("mmgene", {}).get(f"{key_added}_label", {}):
         # the nearest-other column of an earlier annotate under this key no longer matches the labels
         adata.obs.drop(columns=[f"{key_added}_nearest_other"], errors="ignore", inplace=True)
+    if reading:
+        result.label[silent], result.score[silent], result.probs[silent] = unknown, np.nan, np.nan
+        extra["cells_without_genes"] = int(silent.sum())
+        rule += "; unknown (score NaN) if the cell expresses no gene"
+        if silent.any():
+            info(f"{int(silent.sum())} of {adata.n_obs} cells express no gene: called {unknown!r}, score NaN")
     adata.obs[f"{key_added}_label"] = pd.Categorical(result.label, categories=[*labels, unknown])
     adata.obs[f"{key_added}_score"] = result.score
     adata.obsm[f"{key_added}_probs"] = pd.DataFrame(result.probs, index=adata.obs_names, columns=labels)

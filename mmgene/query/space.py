@@ -157,6 +157,25 @@ def space_for_labels(space: Any, adata: Any, setting: bool | None) -> tuple[Any,
     return widen(data_markers(adata))
 
 
+def cells_without_genes(adata: Any, reads_genes: bool) -> np.ndarray:
+    """Booleans over ``adata``'s cells: True for a cell that expresses no gene when the cells' vectors come
+    from a model that reads genes (``reads_genes``; all False otherwise). Such a model has nothing of the
+    cell to read, and gives every such cell one and the same vector, which no label fits."""
+    if not reads_genes:
+        return np.zeros(adata.n_obs, dtype=bool)
+    from mmgene.io import expression
+
+    return expression(adata).genes_per_cell() == 0
+
+
+def reads_genes(space: Any) -> bool:
+    """Whether a joint space's cell vectors are read from the cells' genes (an aligned model's ``genes``
+    input; a GenePT space marks a cell without genes itself, with a NaN vector)."""
+    from mmgene.cells.inputs import GENES
+
+    return GENES in getattr(space, "inputs", ())
+
+
 def cells_for_labels(space: Any, adata: Any, recentre: bool | None) -> tuple[np.ndarray, bool]:
     """The joint-space vectors of ``adata``'s cells that labels are scored against, and whether they
     were recentred (:func:`recentres`)."""
@@ -212,7 +231,7 @@ def load_space(spec: Any) -> Any:
         return _cached_space(str(path.resolve()), stamp)
     raise ParameterError(
         f"unknown model {text!r}: not 'genept-s', 'genept-w', nor an existing folder (no model folder at that path)", "model=",
-        "pass the folder of a model trained with `mmgene align`, a Hub model hf://owner/name, or 'genept-s' / 'genept-w'",
+        "pass the folder of a model trained with `mmgene train`, a Hub model hf://owner/name, or 'genept-s' / 'genept-w'",
     )
 
 

@@ -21,23 +21,37 @@ import pandas as pd
 
 from mmgene.choices import WEIGHTINGS
 from mmgene.errors import MissingColumnError, ParameterError
+from mmgene.progress import info
 from mmgene.query.labelling import UNKNOWN
 
 
 
-def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, list[str]]:
+def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The query cells' vectors, their names, and which cells they say nothing of: a NaN row (a GenePT or
+    Geneformer cell without genes), or a cell that expresses no gene when the vectors come from a model
+    that reads genes (:func:`mmgene.query.space.cells_without_genes`)."""
+    from mmgene.query.space import cells_without_genes, load_space, reads_genes
+
     if hasattr(query, "obsm"):
         key = reference.embedding_key
         names = list(map(str, query.obs_names))
         if key is not None and key in query.obsm:
-            return np.asarray(query.obsm[key]), names
-        if model is not None or reference.model is not None:
-            from mmgene.query.space import load_space
-
-            return load_space(model if model is not None else reference.model).encode_cells(query), names
-        raise MissingColumnError(str(key), "obsm", list(query.obsm.keys()))
+            vectors = np.asarray(query.obsm[key])
+            made_by = query.uns.get("mmgene", {}).get(key, {})
+            genes_read = "genes" in list(made_by.get("inputs", [])) if isinstance(made_by, dict) else False
+        elif model is not None or reference.model is not None:
+            space = load_space(model if model is not None else reference.model)
+            vectors, genes_read = space.encode_cells(query), reads_genes(space)
+        else:
+            raise MissingColumnError(str(key), "obsm", list(query.obsm.keys()))
+        return vectors, names, _no_vector(vectors) | cells_without_genes(query, genes_read)
     arr = np.asarray(query)
-    return arr, [str(i) for i in range(len(arr))]
+    return arr, [str(i) for i in range(len(arr))], _no_vector(arr)
+
+
+def _no_vector(vectors: np.ndarray) -> np.ndarray:
+    """Rows with a non-finite value (all False for a malformed array, which the search refuses)."""
+    return ~np.isfinite(vectors).all(axis=1) if vectors.ndim == 2 and vectors.dtype.kind in "fc" else np.zeros(len(vectors), bool)
 
 
 def novelty_threshold(reference: Any, k: int, alpha: float, *, calibration_cells: int = 2000, seed: int = 0) -> float:
@@ -94,8 +108,18 @@ def transfer_labels(
     if copy and not is_anndata:
         raise ParameterError("copy=True needs an AnnData query", "transfer_labels(copy=True)", "pass an AnnData, or leave copy off for an array")
     key_added = (key_added or f"{label_column}_transferred") if is_anndata else None
-    vectors, names = _query_vectors(reference, query, model)
-    scores, pos = reference.search(vectors, k)
+    if key_added is not None:
+        from mmgene.config import check_key
+
+        check_key(key_added, "transfer_labels(key_added=...)", f"{label_column}_transferred")
+    vectors, names, silent = _query_vectors(reference, query, model)
+    scores = np.full((len(vectors), k), np.nan, dtype=np.float32)
+    pos = np.full((len(vectors), k), -1, dtype=np.int64)
+    if (~silent).any() or not len(vectors):  # a silent cell has no neighbours, so no votes: unknown
+        found_scores, found = reference.search(vectors[~silent], k)
+        scores[~silent, : found.shape[1]], pos[~silent, : found.shape[1]] = found_scores, found
+    if silent.any():
+        info(f"{int(silent.sum())} of {len(vectors)} query cells have no vector or express no gene: called {unknown!r}")
     ref_labels = reference.cells[label_column]
     cats = pd.Categorical(ref_labels)  # missing labels get code -1
     codes = np.asarray(cats.codes)
@@ -117,7 +141,8 @@ def transfer_labels(
     total = votes.sum(axis=1)
     top = votes.argmax(axis=1)
     confidence = np.divide(votes[np.arange(n), top], total, out=np.zeros(n), where=total > 0)
-    similarity = np.nanmean(np.where(valid, scores, np.nan), axis=1) if n else np.zeros(0)
+    found_count = valid.sum(axis=1)
+    similarity = np.divide(np.where(valid, scores, 0.0).sum(axis=1), found_count, out=np.full(n, np.nan), where=found_count > 0)
     best = np.asarray(categories, dtype=object)[top]
     reject = (confidence < min_confidence) | (total == 0)
     threshold = None
