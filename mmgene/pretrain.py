@@ -6,7 +6,8 @@ gives every dataset without an ontology column Cell Ontology ids for its author 
 (:func:`harmonise_corpus`: the rows of a reviewed mapping CSV first, :func:`mmgene.harmonise.harmonise_labels`
 for the rest), and trains on all of it with :func:`mmgene.align.train_corpus` and the library's
 default configs (:mod:`mmgene.align.config`: an ensemble of ``CORPUS_DEFAULTS.members`` models); only
-the seed, the number of members and, for quick runs, a step limit are chosen here. Cells whose author label has no term are
+the seed, the number of members, whether cells of contradicted labels are left out
+(``drop_contradicted``) and, for quick runs, a step limit are chosen here. Cells whose author label has no term are
 left out unless ``PretrainConfig.keep_unmapped`` (then they form classes of their own, named by the label).
 
 The same sources, mapping and seed give the same weights, byte for byte, on the same machine and
@@ -60,6 +61,11 @@ class PretrainConfig:
         "Models trained with seeds seed, seed+1, ... and used as one ensemble "
         f"(none: the corpus trainer's default, {CORPUS_DEFAULTS.members})",
     )
+    drop_contradicted: bool | None = setting(
+        None,
+        "Leave out of training the cells whose label the corpus's other datasets of the same species contradict "
+        f"(mmgene.corpus.consensus; none: the corpus trainer's default, {CORPUS_DEFAULTS.drop_contradicted})",
+    )
 
     def __post_init__(self) -> None:
         check_whole(self.seed, "seed", "PretrainConfig.seed", "pass 0 or another whole number")
@@ -84,11 +90,12 @@ class PretrainConfig:
         return overrides(TrainingConfig, {"seed": self.seed, "max_steps": self.max_steps})
 
     def corpus_config(self) -> Any:
-        """:class:`~mmgene.align.config.CorpusTrainingConfig` with its defaults but these members."""
+        """:class:`~mmgene.align.config.CorpusTrainingConfig` with its defaults but these members and
+        ``drop_contradicted``."""
         from mmgene.align.config import CorpusTrainingConfig
         from mmgene.config import overrides
 
-        return overrides(CorpusTrainingConfig, {"members": self.members})
+        return overrides(CorpusTrainingConfig, {"members": self.members, "drop_contradicted": self.drop_contradicted})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (paths as text) for the recipe."""

@@ -189,6 +189,66 @@ def test_orthology_from_mgi_report_and_two_unnamed_columns(tmp_path):
         OrthologyMap.from_file(three)
 
 
+#: bad orthology table -> (its text, the message after "CorpusError: ", with {path} for the file)
+PAIR_FIX = (
+    "write a header row such as mouse_symbol,human_symbol and one mouse,human symbol pair per line "
+    "(comma, tab or semicolon separated)"
+)
+BAD_ORTHOLOGY = {
+    "empty": ("", f"the orthology table is empty. Where: {{path}}. What to do: {PAIR_FIX}."),
+    "blank lines only": ("\n \n", f"the orthology table is empty. Where: {{path}}. What to do: {PAIR_FIX}."),
+    "ragged first row": (  # pandas made the extra fields the index: {'EXTRA': 'EXTRA2'}
+        "mouse_symbol,human_symbol\nCd3e,CD3E,extra,extra2\nPtprc,PTPRC\n",
+        "a row of the orthology table has 4 fields but its header has 2 ('mouse_symbol', 'human_symbol'); the extra "
+        "fields are 'extra', 'extra2'. Where: line 2 of {path}. What to do: give every row the header's 2 fields "
+        "(comma-separated; put a field that contains a comma in double quotes).",
+    ),
+    "ragged later row, tab-separated": (
+        "mouse_symbol\thuman_symbol\n\nPtprc\tPTPRC\nCd3e\tCD3E\tCd3g\n",
+        "a row of the orthology table has 3 fields but its header has 2 ('mouse_symbol', 'human_symbol'); the extra "
+        "fields are 'Cd3g'. Where: line 4 of {path}. What to do: give every row the header's 2 fields "
+        "(tab-separated; put a field that contains a tab in double quotes).",
+    ),
+    "one column": (  # pandas' sniffer took the letter 's' for the separator
+        "mouse_symbol\nCd3e\n",
+        "the orthology table has one column ('mouse_symbol'); it needs a mouse and a human symbol column. "
+        f"Where: {{path}}. What to do: {PAIR_FIX}.",
+    ),
+    "header only": (
+        "mouse_symbol,human_symbol\n",
+        "the orthology table has a header row but no pairs. Where: {path}. "
+        "What to do: add one mouse,human symbol pair per line below the header.",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ORTHOLOGY))
+def test_bad_orthology_tables_are_refused_naming_the_file_and_line(case, manifest, tmp_path):
+    text, message = BAD_ORTHOLOGY[case]
+    table = tmp_path / "orthologs.csv"
+    table.write_text(text)
+    with pytest.raises(CorpusError) as info:
+        OrthologyMap.from_file(table)
+    assert str(info.value) == message.format(path=table)
+    # the CLI: one line, exit 2, before any data is read; nothing written
+    line = assert_refused(["corpus", "info", manifest, "--orthology", table], [tmp_path])
+    assert line == f"mmgene: error: {message.format(path=table)}"
+
+
+def test_separator_is_the_one_the_header_line_holds_most_of():
+    from mmgene.io.tables import pick_separator
+
+    assert [pick_separator(h) for h in ("a,b", "a\tb", "a;b", "mouse_symbol", "a;b\tc;d")] == [",", "\t", ";", ",", ";"]
+
+
+def test_orthology_table_rows_with_a_trailing_separator_or_quoted_fields_are_read(tmp_path):
+    """Blank fields past the header's (a trailing separator) are no columns; a quoted field keeps its separator."""
+    table = tmp_path / "pairs.csv"
+    table.write_text('\ufeffmouse_symbol;human_symbol\r\nCd3e;CD3E;\r\nPtprc;PTPRC;;\r\n"Cd8a;x";CD8A\r\n')
+    orth = OrthologyMap.from_file(table)
+    assert orth.table == {"CD3E": "CD3E", "PTPRC": "PTPRC", "CD8A;X": "CD8A"}
+
+
 # -- files and folders ---------------------------------------------------------------------------
 
 
@@ -255,6 +315,14 @@ BAD = {
     ),
     "ontology column absent": (HEADER, f"{B},b,cell_type,cl_id,human,\n", MissingColumnError, "'cl_id'", 2),
     "one class": (HEADER, f"{B},b,dataset,,human,\n", LabelError, "at least 2 classes", 2),
+    "extra field": (  # pandas made the first field the index: every column shifted by one
+        HEADER,
+        f"{C},c,cell_type,,human,\n{B},b,cell_type,,human,pancreas,2\n",
+        CorpusError,
+        "a row of the manifest has 7 fields but its header has 6",
+        3,
+    ),
+    "empty file": ("", "", CorpusError, "the manifest is empty", None),
 }
 
 

@@ -164,6 +164,72 @@ def test_cli_refuses_a_corpus_of_one_dataset(tmp_path, shared_dir):
     assert_refused(["corpus", "cross-dataset", manifest, "--max-steps", "2", "--out", tmp_path / "r.json"], [tmp_path], contains="at least two")
 
 
+def _two_dataset_manifest(tmp_path, shared_dir):
+    corpus = shared_dir / "corpus"
+    manifest = tmp_path / "two.csv"
+    manifest.write_text(
+        "path,dataset,label_col,ontology_col,species,tissue\n"
+        f"{corpus / 'kang_ifnb_pbmc.h5ad'},kang,cell_type_name,cell_type_ontology_term_id,human,blood\n"
+        f"{corpus / 'zilionis_mouse_lung.h5ad'},zilionis,cell_type_name,cell_type_ontology_term_id,mouse,lung\n"
+    )
+    return manifest
+
+
+def test_cli_refuses_unknown_dataset_names_before_training(tmp_path, shared_dir):
+    manifest = _two_dataset_manifest(tmp_path, shared_dir)
+    args = ["corpus", "cross-dataset", manifest, "--max-steps", "1", "--members", "1", "--out", tmp_path / "r.json"]
+    line = assert_refused([*args, "--reference", "nope"], [tmp_path])
+    assert line == (
+        "mmgene: error: cannot train the single-dataset baseline on 'nope': the corpus has no such dataset (it has 'kang', "
+        "'zilionis'). Where: option --reference. What to do: name datasets of the corpus (the dataset column of its manifest)."
+    )
+    line = assert_refused([*args, "--hold-out", "kang", "--hold-out", "nope"], [tmp_path])
+    assert line == (
+        "mmgene: error: cannot hold out 'nope': the corpus has no such dataset (it has 'kang', 'zilionis'). "
+        "Where: option --hold-out. What to do: name datasets of the corpus (the dataset column of its manifest)."
+    )
+
+
+def test_cli_refuses_a_data_file_and_says_it_takes_a_manifest(tmp_path, shared_dir):
+    data = shared_dir / "corpus" / "kang_ifnb_pbmc.h5ad"
+    line = assert_refused(["corpus", "cross-dataset", data, "--out", tmp_path / "r.json"], [tmp_path, data])
+    assert line == (
+        "mmgene: error: cross-dataset takes a corpus manifest CSV, not a data file or folder (it has no --label-col). "
+        f"Where: {data}. What to do: write a manifest CSV with the columns path, dataset, label_col, ontology_col, species, "
+        "tissue and one row per dataset (paths relative to its folder), and pass it."
+    )
+
+
+def test_library_refuses_a_reference_the_corpus_lacks_unless_it_is_the_default():
+    from mmgene.errors import ParameterError
+    from mmgene.evaluate.cross_dataset import DEFAULT_REFERENCE, check_dataset_names, cross_dataset
+
+    class Reached(Exception):
+        pass
+
+    class TwoDatasets:  # refused before any dataset is touched; touching one means the checks passed
+        names = ["kang", "zilionis"]
+
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, name: str):
+            raise Reached(name)
+
+    with pytest.raises(ParameterError) as info:
+        cross_dataset(TwoDatasets(), config=CrossDatasetConfig(reference="nope"))
+    assert str(info.value) == (
+        "cannot train the single-dataset baseline on 'nope': the corpus has no such dataset (it has 'kang', 'zilionis'). "
+        "Where: CrossDatasetConfig.reference. What to do: name datasets of the corpus (the dataset column of its manifest)."
+    )
+    with pytest.raises(ParameterError, match="^cannot hold out 'x', 'y': the corpus has no such dataset"):
+        cross_dataset(TwoDatasets(), config=CrossDatasetConfig(datasets=("x", "kang", "y", "x")))
+    assert DEFAULT_REFERENCE == CrossDatasetConfig().reference == "pbmc3k"
+    with pytest.raises(Reached, match="kang"):  # the default reference, absent: no baseline, and no refusal
+        cross_dataset(TwoDatasets(), config=CrossDatasetConfig(datasets=("kang",), mapper=False))
+    check_dataset_names(["kang", "zilionis"], TwoDatasets.names, "hold out", "here")  # known names pass
+
+
 def test_a_training_class_answers_for_the_held_out_class_it_descends_from():
     from mmgene.evaluate.cross_dataset import covering_class
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hostile import assert_refused, run_cli
+from hostile import assert_refused, run_cli, run_cli_here
 
 HUMAN_GENES = ["CD3E", "CD3D", "CD8A", "MS4A1", "CD79A", "LYZ", "NKG7", "GNLY", "ACTB", "MALAT1"]
 MOUSE_GENES = ["Cd3e", "Cd3d", "Cd8a", "Ms4a1", "Cd79a", "Lyz2", "Nkg7", "Gm12345", "Actb", "Malat1"]
@@ -114,7 +114,7 @@ def test_recipe_records_datasets_census_query_labels_and_config(seed0, corpus_di
     assert recipe["sources"] == [str(corpus_dir / "corpus.csv")] and recipe["seed"] == 0 and recipe["mapping"] is None
     assert recipe["config"] == {
         "seed": 0, "max_steps": 2, "mapping": None, "orthology": None, "min_confidence": None, "keep_unmapped": False,
-        "members": None,
+        "members": None, "drop_contradicted": None,
     }
     rows = {d["dataset"]: d for d in recipe["datasets"]}
     assert list(rows) == ["human", "mouse", "census_3p", "census_all"]
@@ -139,6 +139,7 @@ def test_recipe_records_datasets_census_query_labels_and_config(seed0, corpus_di
     for i in range(4):
         member = json.loads((corpus_dir / "lib0" / f"member-{i}" / "mmgene_align.json").read_text())
         assert AlignConfig.from_dict(member["config"]) == AlignConfig(training=TrainingConfig(seed=i, max_steps=2)).resolved(CORPUS_DEFAULTS)
+        assert member["balance"]["drop_contradicted"] is CORPUS_DEFAULTS.drop_contradicted is True  # judged by default
 
 
 @pytest.mark.slow
@@ -166,6 +167,25 @@ def test_cli_same_seed_gives_the_same_bytes_another_seed_other_weights(seed0, co
     head = "cell_2_CellHead/model.safetensors"
     a, b = load_file(corpus_dir / "lib0" / "member-0" / head), load_file(corpus_dir / "lib1" / head)  # one member: a model folder
     assert a.keys() == b.keys() and any(not np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_keep_contradicted_reaches_the_trained_model(tmp_path):
+    """`mmgene pretrain --keep-contradicted` (as `mmgene train --corpus`): every cell trained on, as the
+    model records; the default judges them (the fixture's models)."""
+    from mmgene.pretrain import PretrainConfig
+
+    assert PretrainConfig().corpus_config().drop_contradicted is None  # the corpus trainer's default
+    assert PretrainConfig(drop_contradicted=False).corpus_config().drop_contradicted is False
+    _adata(HUMAN_GENES, TYPES, 20, 0).write_h5ad(tmp_path / "human.h5ad")
+    out = tmp_path / "model"
+    res = run_cli_here(
+        "pretrain", tmp_path / "human.h5ad", "--label-col", "cell_type", "--ontology-col", "cell_type_ontology_term_id",
+        "--max-steps", "1", "--members", "1", "--keep-contradicted", "--out", out, "--json",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    saved = json.loads((out / "mmgene_align.json").read_text())
+    assert saved["balance"]["drop_contradicted"] is False and saved["balance"]["contradicted_cells"] == {}
+    assert saved["recipe"]["config"]["drop_contradicted"] is False
 
 
 def _mapping(path: Path, rows: list[tuple[str, str, str]]) -> Path:
@@ -238,6 +258,11 @@ def test_cli_refuses_bad_input_and_leaves_files(seed0, corpus_dir, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("author_label,term_id\nT cells,CL:123\n")
     assert_refused(["pretrain", manifest, "--out", tmp_path / "m", "--mapping", bad], roots, contains="CL:123")
+    ragged = tmp_path / "orthologs.csv"
+    ragged.write_text("mouse_symbol,human_symbol\nCd3e,CD3E,extra,extra2\nPtprc,PTPRC\n")
+    line = assert_refused(["pretrain", manifest, "--out", tmp_path / "m", "--orthology", ragged], roots)
+    assert line.startswith("mmgene: error: a row of the orthology table has 4 fields but its header has 2")
+    assert f"line 2 of {ragged}" in line
     human = corpus_dir / "human.h5ad"
     assert_refused(
         ["demo", human, "--label-col", "cell_type", "--model", corpus_dir / "lib0", "--epochs", "1", "--out", tmp_path / "d"],
@@ -309,7 +334,7 @@ def test_model_card_names_the_training_corpus_and_the_command_that_rebuilds_it(s
         ["| census_all", "human", "blood", "15", "100.0%", "ontology column"],
     ]
     assert f"CELLxGENE Census `{CENSUS_FILTER}`" in rows[2]
-    assert f"mmgene pretrain {corpus_dir / 'corpus.csv'} --seed 0\n" in section
+    assert f"mmgene pretrain {corpus_dir / 'corpus.csv'} --seed 0 --max-steps 2\n" in section  # the steps it was trained with
     assert "SHA-256" not in section  # no mapping file was used
 
 
@@ -319,6 +344,11 @@ def test_a_model_trained_without_pretrain_has_no_corpus_section():
     assert recipe_values(None) == {} and recipe_values({}) == {}
     values = recipe_values({"sources": ["c.csv"], "seed": 3, "mapping": {"file": "m.csv", "sha256": "ab"}, "datasets": []})
     assert values == {"datasets": [], "command": "mmgene pretrain c.csv --seed 3 --mapping m.csv", "mapping_sha256": "ab", "version": None}
+    config = {"max_steps": 5, "orthology": "o.csv", "min_confidence": 0.5, "keep_unmapped": True, "members": 2,
+              "drop_contradicted": False, "mapping": None, "seed": 3}
+    every = recipe_values({"sources": ["c.csv"], "seed": 3, "config": config, "datasets": []})["command"]
+    assert every == ("mmgene pretrain c.csv --seed 3 --max-steps 5 --orthology o.csv --min-confidence 0.5 --members 2 "
+                     "--keep-unmapped --keep-contradicted")
 
 
 def test_summary_line_names_each_members_held_out_figure():

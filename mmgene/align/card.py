@@ -107,9 +107,14 @@ def recipe_values(recipe: dict[str, Any] | None) -> dict[str, Any]:
     command = ["mmgene pretrain", *recipe.get("sources", []), "--seed", str(recipe.get("seed", 0))]
     if mapping:
         command += ["--mapping", str(mapping.get("file"))]
-    members = (recipe.get("config") or {}).get("members")
-    if members is not None:
-        command += ["--members", str(members)]
+    config = recipe.get("config") or {}
+    for name in ("max_steps", "orthology", "min_confidence", "members"):  # every setting given, so the command rebuilds it
+        if config.get(name) is not None:
+            command += [f"--{name.replace('_', '-')}", str(config[name])]
+    if config.get("keep_unmapped"):
+        command.append("--keep-unmapped")
+    if config.get("drop_contradicted") is not None:
+        command.append("--drop-contradicted" if config["drop_contradicted"] else "--keep-contradicted")
     return {
         "datasets": rows,
         "command": " ".join(command),

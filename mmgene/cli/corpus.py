@@ -108,14 +108,28 @@ def cross_dataset_command(
     from mmgene.atomic import atomic_path, check_output
     from mmgene.config import overrides
     from mmgene.corpus import read_corpus
-    from mmgene.evaluate.cross_dataset import cross_dataset, markdown
+    from mmgene.corpus.sources import read_manifest
+    from mmgene.errors import ParameterError
+    from mmgene.evaluate.cross_dataset import BASELINE, check_dataset_names, cross_dataset, markdown
     from mmgene.evaluate.report import report_json
 
+    if manifest.suffix.lower() != ".csv":
+        raise ParameterError(
+            "cross-dataset takes a corpus manifest CSV, not a data file or folder (it has no --label-col)",
+            str(manifest),
+            "write a manifest CSV with the columns path, dataset, label_col, ontology_col, species, tissue and one row per "
+            "dataset (paths relative to its folder), and pass it",
+        )
     if out is not None:
         check_output(out, overwrite=overwrite, inputs=[manifest])
+    specs = read_manifest(manifest)  # the datasets' names, checked before any data is read
+    names = [s.dataset for s in specs]
+    check_dataset_names(hold_out, names, "hold out", "option --hold-out")
+    if reference is not None:
+        check_dataset_names([reference], names, BASELINE, "option --reference")
     config = overrides(CrossDatasetConfig, {"datasets": tuple(hold_out) or None, "reference": reference, "mapper": mapper, "recentre": recentre, "data_markers": data_markers, "definitions": definitions})
     report = cross_dataset(
-        read_corpus([manifest]), config=config, training=overrides(TrainingConfig, {"max_steps": max_steps, "seed": seed}),
+        read_corpus(specs), config=config, training=overrides(TrainingConfig, {"max_steps": max_steps, "seed": seed}),
         balance=overrides(CorpusTrainingConfig, {"members": members}),
     )
     text = report_json(report)

@@ -51,6 +51,7 @@ def pretrain_command(
     min_confidence: Optional[float] = _setting("min_confidence"),
     keep_unmapped: Optional[bool] = _setting("keep_unmapped", "--keep-unmapped/--drop-unmapped"),
     members: Optional[int] = _setting("members", min=1),
+    drop_contradicted: Optional[bool] = _setting("drop_contradicted", "--drop-contradicted/--keep-contradicted"),
     label_col: Optional[str] = typer.Option(None, "--label-col", help="obs column of cell-type labels (files and folders only)."),
     ontology_col: Optional[str] = typer.Option(
         None, "--ontology-col", help="obs column of Cell Ontology ids (files and folders only; without one labels are harmonised)."
@@ -74,6 +75,7 @@ def pretrain_command(
             "min_confidence": min_confidence,
             "keep_unmapped": keep_unmapped,
             "members": members,
+            "drop_contradicted": drop_contradicted,
         },
     )
     result = pretrain(

@@ -41,6 +41,11 @@ MOUSE_WORDS = ("mouse", "musculus", "mmusculus")
 HUMAN_WORDS = ("human", "sapiens", "hsapiens")
 #: columns of MGI's HOM_MouseHumanSequence report.
 MGI_COLUMNS = ("DB Class Key", "Common Organism Name", "Symbol")
+#: what refusals of a table's shape suggest.
+TABLE_FIX = (
+    "write a header row such as mouse_symbol,human_symbol and one mouse,human symbol pair per line "
+    "(comma, tab or semicolon separated)"
+)
 
 
 def upper_symbols(symbols: Iterable[object]) -> pd.Series:
@@ -90,12 +95,17 @@ class OrthologyMap:
         path = Path(path)
         frame = read_text_table(
             path, what="orthology table", error=CorpusError, missing_fix="pass a CSV with a mouse and a human symbol column",
-            unreadable_fix="write a CSV with a header row", sep=None, engine="python",
+            unreadable_fix=TABLE_FIX, sep=None,
         )
         source = f"orthology table {path.name}"
         if all(c in frame.columns for c in MGI_COLUMNS):
             return cls._from_mgi(frame, source)
         mouse_col, human_col = _pick_columns(list(frame.columns), path)
+        if frame.empty:
+            raise CorpusError(
+                "the orthology table has a header row but no pairs", str(path),
+                "add one mouse,human symbol pair per line below the header",
+            )
         return cls.from_pairs(frame[mouse_col], frame[human_col], source)
 
     @classmethod
@@ -124,6 +134,12 @@ class OrthologyMap:
 
 
 def _pick_columns(columns: list[str], path: Path) -> tuple[str, str]:
+    if len(columns) < 2:
+        raise CorpusError(
+            f"the orthology table has one column ({_preview(columns)}); it needs a mouse and a human symbol column",
+            str(path),
+            TABLE_FIX,
+        )
     lower = [c.lower() for c in columns]
     mouse = [c for c, l in zip(columns, lower) if any(w in l for w in MOUSE_WORDS)]
     human = [c for c, l in zip(columns, lower) if any(w in l for w in HUMAN_WORDS)]

@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import ParameterError
+from mmgene.errors import ParameterError, _preview
 from mmgene.evaluate.config import CrossDatasetConfig
 from mmgene.progress import info
 
@@ -378,6 +378,23 @@ def _evaluate_model(
     return out
 
 
+#: the default single-dataset baseline, trained only when the corpus has it (any other reference must be in it).
+DEFAULT_REFERENCE = CrossDatasetConfig.reference
+#: what a reference dataset is for, in refusals.
+BASELINE = "train the single-dataset baseline on"
+
+
+def check_dataset_names(names: Sequence[str], datasets: Sequence[str], action: str, where: str) -> None:
+    """Refuse the ``names`` that are not among a corpus's ``datasets`` (before any training), listing those."""
+    unknown = [n for n in dict.fromkeys(names) if n not in datasets]
+    if unknown:
+        raise ParameterError(
+            f"cannot {action} {_preview(unknown)}: the corpus has no such dataset (it has {_preview(datasets, 20)})",
+            where,
+            "name datasets of the corpus (the dataset column of its manifest)",
+        )
+
+
 def cross_dataset(
     corpus: Any,
     *,
@@ -390,19 +407,23 @@ def cross_dataset(
     """Leave-one-dataset-out zero-shot figures of ``corpus`` (see the module docstring).
 
     ``pairs``, ``model``, ``training`` and ``balance`` are the configs of :func:`mmgene.align.train_corpus`
-    (defaults when ``None``: an ensemble of ``CORPUS_DEFAULTS.members`` models per fold). Returns
+    (defaults when ``None``: an ensemble of ``CORPUS_DEFAULTS.members`` models per fold). Datasets to
+    hold out and a ``reference`` other than the default (``'pbmc3k'``, skipped when the corpus lacks it)
+    must be datasets of ``corpus``: refused before any training otherwise. Returns
     ``{"config", "datasets": {name: {...}}, "summary": {...}}``.
     """
     from mmgene.align import train_corpus
 
     config = config or CrossDatasetConfig()
     names = list(config.datasets) or corpus.names
-    unknown = sorted(set(names) - set(corpus.names))
-    if unknown or len(corpus) < 2:
+    check_dataset_names(names, corpus.names, "hold out", "CrossDatasetConfig.datasets")
+    if len(corpus) < 2:
         raise ParameterError(
-            f"cannot hold out {unknown or names} from a corpus of {corpus.names}", "CrossDatasetConfig.datasets",
+            f"cannot hold out {names} from a corpus of {corpus.names}", "CrossDatasetConfig.datasets",
             "name datasets of a corpus that has at least two",
         )
+    if config.reference is not None and config.reference != DEFAULT_REFERENCE:  # the default: when the corpus has it
+        check_dataset_names([config.reference], corpus.names, BASELINE, "CrossDatasetConfig.reference")
     train_kw = {"pairs": pairs, "model": model, "training": training, "balance": balance}
     single = None
     if config.reference is not None and config.reference in corpus.names:
