@@ -320,6 +320,33 @@ def test_malformed_tables_are_refused(tmp_path):
     assert "cell_type_ontology_term_id" not in adata.obs
 
 
+def test_a_state_alone_names_no_cell_type_and_lymphoid_alone_is_a_lymphocyte():
+    table = harmonise_labels(["Proliferating", "Cycling cells", "Activated", "Lymphoid", "Lymphoid cells",
+                              "Cycling T cells", "Innate lymphoid cells", "CLP"]).set_index("author_label")
+    for label in ("Proliferating", "Cycling cells", "Activated"):  # were "cycling T cell" at 0.72
+        assert (table.loc[label, "term_id"], table.loc[label, "method"], table.loc[label, "confidence"]) == ("", "unmapped", 0.0)
+    for label in ("Lymphoid", "Lymphoid cells"):  # was "plasmacytoid dendritic cell" at 0.68
+        assert table.loc[label, "term_id"] == "CL:0000542" and table.loc[label, "confidence"] == 0.9
+    assert table.loc["Cycling T cells", "term_id"] == "CL:4033069"  # a state beside a cell type still counts
+    assert table.loc["Innate lymphoid cells", "term_id"] == "CL:0001065" and table.loc["CLP", "term_id"] == "CL:0000051"
+
+
+def test_apply_writes_over_no_author_labels_or_curated_ids_only_over_its_own_columns(tmp_path):
+    path = write_mapping(harmonise_labels(["B cells", "NK cells"]), tmp_path / "m.csv")
+    adata = small_adata(["B cells", "NK cells"])
+    with pytest.raises(MappingError, match="they must be three columns"):
+        apply_mapping(adata, "cell_type", path, key_added="cell_type")
+    adata.obs["cell_type_ontology_term_id"] = "CL:0000000"  # curated ids of the data's own
+    with pytest.raises(MappingError, match=r"obs\['cell_type_ontology_term_id'\] exists and was not written by `mmgene labels apply`"):
+        apply_mapping(adata, "cell_type", path)
+    assert (adata.obs["cell_type_ontology_term_id"] == "CL:0000000").all() and "cell_type_name" not in adata.obs
+    apply_mapping(adata, "cell_type", path, key_added="harmonised_term_id")
+    apply_mapping(adata, "cell_type", path, key_added="harmonised_term_id")  # its own columns: replaced again
+    assert adata.obs["harmonised_term_id"].astype(object).tolist()[:2] == ["CL:0000236", "CL:0000623"]
+    assert adata.obs["harmonised_term_id_name"].astype(object).tolist()[0] == "B cell"
+    assert (adata.obs["cell_type_ontology_term_id"] == "CL:0000000").all()
+
+
 def test_import_stays_light():
     heavy = ("sklearn", "cellxgene_ontology_guide", "torch")
     code = f"import sys, mmgene.harmonise, mmgene.cli.app; print(any(m in sys.modules for m in {heavy!r}))"

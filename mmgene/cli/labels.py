@@ -86,7 +86,7 @@ def harmonise(
         None, help="Tissue of the cells, e.g. pancreas, PBMC (a manifest's own tissue when left out)."
     ),
     species: Optional[str] = typer.Option(
-        None, help="human or mouse: leaves out terms specific to another species (a manifest's own when left out)."
+        None, help="human, mouse or another species: leaves out terms specific to another species (a manifest's own when left out)."
     ),
     min_confidence: float = typer.Option(0.3, help="Below this a label is left unmapped (empty term_id)."),
     text_model: bool = typer.Option(

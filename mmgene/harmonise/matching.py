@@ -192,6 +192,8 @@ class Matcher:
             or key(cleaned).isdigit()
         ):
             return Match("", 0.0, "unmapped", "names no cell type")
+        if all(w in rules.STATE_WORDS or w == "cell" for w in cleaned):  # "Proliferating", "Cycling cells"
+            return Match("", 0.0, "unmapped", "names a cell state, no cell type")
         variants, convention = rules.variants(words, self.tissue)
         # tissue words come from the hint, not the label: they re-rank (tissue_weight) but never score
         # (fixed after looking at the shared corpus's failures: "N3" + brain scored "brain pericyte" at 0.53)

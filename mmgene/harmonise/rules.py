@@ -185,12 +185,15 @@ def conventions(words: list[str]) -> list[list[str]]:
       ontology's "naive thymus-derived" one (its only naive CD4/CD8 alpha-beta T cells); CD4+ or CD8+
       with only T-cell qualifiers ("CD8+/CD45RA+ Naive Cytotoxic") names a T cell;
     - a helper T cell without CD4/CD8 is a CD4-positive, a cytotoxic one a CD8-positive alpha-beta T cell
-      (the role word kept, then dropped: "naive CD8-positive, alpha-beta T cell" does not say "cytotoxic").
+      (the role word kept, then dropped: "naive CD8-positive, alpha-beta T cell" does not say "cytotoxic");
+    - "Lymphoid" or "Lymphoid cells" alone means lymphocytes (the ontology has no "lymphoid cell").
 
     A role word beside the marker it stands for ("CD8+ Naive Cytotoxic") is left out only in a last
     variant (:func:`variants`), so that a name which says both ("CD4-positive helper T cell") comes first.
     """
     s = set(words)
+    if s <= {"lymphoid", "cell"} and "lymphoid" in s:  # the adjective alone: the lineage's cells
+        return [["lymphocyte"]]
     if "t" not in s and s & _T_POSITIVE and all(_is_marker(w) or w in T_QUALIFIERS for w in words):
         words, s = [*words, "t"], s | {"t"}
     if "monocyte" in s and "classical" not in s and s & {"ly6c^high", "ly6c+", "ly6c^low", "ly6c-"}:

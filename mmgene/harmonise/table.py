@@ -150,7 +150,7 @@ def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = Fals
             "keep the confidence written by harmonise (an edited term_id sets it to 1.0 by itself)",
         )
     table["confidence"] = confidence.astype(float)
-    table["n_cells"] = pd.to_numeric(table["n_cells"].replace("", 0), errors="coerce").fillna(0).astype(int)
+    table["n_cells"] = pd.to_numeric(table["n_cells"], errors="coerce").fillna(0).astype(int)  # "" (none given) is 0
     ordered = (["dataset"] if "dataset" in table.columns else []) + list(COLUMNS)
     return table[ordered + [c for c in table.columns if c not in ordered]].reset_index(drop=True)
 
@@ -158,6 +158,25 @@ def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = Fals
 def _name_key(key_added: str) -> str:
     suffix = "_ontology_term_id"
     return key_added[: -len(suffix)] + "_name" if key_added.endswith(suffix) else f"{key_added}_name"
+
+
+def _check_columns(adata: Any, label_col: str, key_added: str, name_key: str) -> None:
+    """Refuse to write the ids or names over the author labels, or over an obs column that an earlier
+    :func:`apply_mapping` did not write (curated ids, say): those would be lost from the output."""
+    if len({label_col, key_added, name_key}) < 3:
+        raise MappingError(
+            f"obs[{label_col!r}] holds the labels and obs[{key_added!r}] / obs[{name_key!r}] take the ids and names: "
+            "they must be three columns", "apply_mapping(key_added=..., name_key=...)", "pass other column names (--key)",
+        )
+    earlier = adata.uns.get("mmgene", {}).get(key_added, {})
+    ours = {key_added, str(earlier.get("name_key", ""))} if isinstance(earlier, dict) and "mapping" in earlier else set()
+    taken = [c for c in (key_added, name_key) if c in adata.obs.columns and c not in ours]
+    if taken:
+        raise MappingError(
+            f"obs[{taken[0]!r}] exists and was not written by `mmgene labels apply`, so it is not replaced",
+            "apply_mapping(key_added=..., name_key=...)",
+            "pass a new column name (--key, e.g. 'harmonised_term_id'), or drop that column yourself",
+        )
 
 
 def apply_mapping(
@@ -214,11 +233,12 @@ def apply_mapping(
             source,
             "harmonise this data again (mmgene labels harmonise), or add a row per missing label",
         )
+    name_key = name_key or _name_key(key_added)
+    _check_columns(adata, label_col, key_added, name_key)
     adata = adata.copy() if copy else adata
     names = vocabulary().labels
     per_label = np.array([ids.get(v, "") or None for v in distinct], dtype=object)  # one entry per distinct label
     cell_ids = per_label[codes]
-    name_key = name_key or _name_key(key_added)
     adata.obs[key_added] = pd.Categorical(cell_ids)
     adata.obs[name_key] = pd.Categorical(
         np.array([names.get(t) if t else None for t in per_label], dtype=object)[codes]
