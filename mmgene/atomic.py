@@ -4,7 +4,7 @@ The rules, shared by every command and ``save`` method that writes:
 
 - an output that already exists is replaced only when the caller asked (``overwrite=True``,
   ``--overwrite``), and a *folder* only when mmgene wrote it (it carries :data:`MARKER`); an empty
-  folder counts as new;
+  folder counts as new for a folder output, and is never replaced by a file;
 - an output may not be, contain or sit inside one of the command's inputs;
 - the location is checked for writability before any long work (:func:`check_output`);
 - the result is staged in ``.NAME.<random>.tmp`` beside the target and renamed on success, so a kill
@@ -157,6 +157,8 @@ def atomic_path(
             mark(staged)
         _check_existing(target, overwrite, in_place)
         if target.is_dir() and not target.is_symlink():
+            if not staged.is_dir():  # an (empty) folder of the user's is not replaced by a file
+                raise OutputError("the output is a file, but a folder of that name exists", str(target), "choose a file path, e.g. inside that folder")
             os.replace(target, tmp / ".old")
         os.replace(staged, target)
     finally:

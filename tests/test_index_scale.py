@@ -389,7 +389,9 @@ def test_cli_builds_a_streamed_index_and_refuses_what_it_cannot_do(tmp_path):
     table = json.loads(run_cli("query", str(out), "--cell", "cell5", "-k", "3", "--json").stdout)["hits"]
     assert [h["cell_id"] for h in table][0] != "cell5" and len(table) == 3
     assert_refused(["index", "build", tmp_path / "a.h5ad", "-e", "X_emb", "--out", tmp_path / "flat", "--stream", "--kind", "flat"],
-                   [tmp_path], contains="--stream builds an IVF index")
+                   [tmp_path], contains="--stream builds an IVF index, not --kind flat")
+    assert_refused(["index", "build", tmp_path / "a.h5ad", "-e", "X_emb", "--out", tmp_path / "skip", "--stream", "--skip-missing"],
+                   [tmp_path], contains="--skip-missing cannot apply")
     assert_refused(["query", out, "--cell", "cell5", "--shard", out], [tmp_path], contains="--shard searches text queries only")
 
 

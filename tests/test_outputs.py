@@ -84,11 +84,19 @@ def test_mmgene_folder_is_replaced_only_with_overwrite(tmp_path):
         check_output(target)
 
 
-def test_empty_folder_counts_as_new(tmp_path):
+def test_empty_folder_counts_as_new_for_a_folder_and_is_never_replaced_by_a_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with atomic_path(tmp_path / "empty") as tmp:
-        tmp.write_text("a file where an empty folder was")
-    assert (tmp_path / "empty").read_text() == "a file where an empty folder was"
+        tmp.mkdir()
+        (tmp / "part").write_text("a folder where an empty folder was")
+    assert (tmp_path / "empty" / "part").read_text() == "a folder where an empty folder was"
+    (tmp_path / "mine").mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="the output is a file, but a folder of that name exists"):
+            with atomic_path(tmp_path / "mine", overwrite=overwrite) as tmp:
+                tmp.write_text("a file")
+        assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "mine"]  # no staging leftover
 
 
 @pytest.mark.parametrize("relation", ["same", "output contains input", "output inside input"])

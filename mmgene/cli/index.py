@@ -55,10 +55,15 @@ def index_build(
         from mmgene.errors import ParameterError
         from mmgene.index import AnnDataObsm, StreamBuild, build_streamed
 
-        if skip_missing or kind in ("flat", "hnsw"):
+        if skip_missing:
             raise ParameterError(
-                "--stream builds an IVF index from every cell", "mmgene index build --stream",
-                "drop --skip-missing, and use --kind ivfpq, ivf or auto (flat and hnsw indexes are built in memory, without --stream)",
+                "--stream builds its index from every cell, so --skip-missing cannot apply", "mmgene index build --stream",
+                "drop --skip-missing, or build without --stream (in memory)",
+            )
+        if kind in ("flat", "hnsw"):
+            raise ParameterError(
+                f"--stream builds an IVF index, not --kind {kind}", "mmgene index build --stream",
+                "use --kind ivfpq, ivf or auto, or build a flat or hnsw index in memory, without --stream",
             )
         index = build_streamed(
             AnnDataObsm([file], embedding, obs_columns=obs), out, kind="ivfpq" if kind == "auto" else kind, embedding_key=embedding,
