@@ -8,6 +8,7 @@ seconds; the dictionaries are the real V1 ones and the cells are 40 real PBMC 3k
 from __future__ import annotations
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -274,6 +275,32 @@ def test_bad_checkpoints(cells40, model_dir, tmp_path, dicts):
         geneformer(small, noweights, dictionaries=dicts)
     with pytest.raises(ParameterError, match="revision"):
         geneformer(small, model_dir, dictionaries=dicts, revision="main")
+
+
+class _RunsCode:
+    """A pickled object that would run code when unpickled (here: write a file)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (pathlib.Path.write_text, (pathlib.Path(self.path), "ran"))
+
+
+def test_a_pickled_weights_file_with_objects_is_refused_and_never_run(cells40, model_dir, tmp_path, dicts):
+    import pickle
+
+    from mmgene.embed import geneformer
+    from mmgene.errors import UnsafeModelError
+
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "config.json").write_text((model_dir / "config.json").read_text())
+    witness = tmp_path / "witness.txt"
+    (evil / "pytorch_model.bin").write_bytes(pickle.dumps({"weight": _RunsCode(str(witness))}))
+    with pytest.raises(UnsafeModelError, match="holds Python objects besides tensors") as err:
+        geneformer(cells40[:2].copy(), evil, dictionaries=dicts)
+    assert not witness.exists() and "weights_only" not in str(err.value)
 
 
 def test_hub_id_offline_without_cache(cells40, dicts, tmp_path, monkeypatch):

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import pickle
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmgene.errors import ModelError, ParameterError
+from mmgene.errors import ModelError, ParameterError, UnsafeModelError, cause
 
 #: vocabulary sizes of the published dictionaries, used to guess the version when none is given.
 KNOWN_VOCAB_SIZES = {25_426: "V1", 20_275: "V2"}
@@ -221,8 +222,13 @@ def load_model(spec: str | Path, *, layer: int = -1, revision: str | None = None
             module = BertModel.from_pretrained(
                 str(folder), add_pooling_layer=False, trust_remote_code=False, local_files_only=True
             )
+    except pickle.UnpicklingError as exc:  # torch's weights-only loader met an object that is no tensor: never load it
+        raise UnsafeModelError(
+            "the weights file holds Python objects besides tensors, which could run code when loaded, so it is refused",
+            where, "use a checkpoint saved as safetensors, or one whose .bin holds tensors only",
+        ) from exc
     except (OSError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"the weights cannot be loaded ({exc})", where, "pass a complete Geneformer checkpoint") from exc
+        raise ModelError(f"the weights cannot be loaded ({cause(exc)})", where, "pass a complete Geneformer checkpoint") from exc
     module.eval()
     module.encoder.layer = module.encoder.layer[:index]
     module.config.num_hidden_layers = index
