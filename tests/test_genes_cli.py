@@ -110,3 +110,13 @@ def test_embed_backend_choice(tmp_path):
         [tmp_path], contains="leave --backend out",
     )
     assert "OpenAI API" in line
+
+
+def test_an_empty_or_binary_gene_list_is_refused_not_read_as_every_gene(tmp_path):
+    from hostile import assert_refused
+
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
+    for command in (["genes", "fetch", "--source", "offline", "-o", tmp_path / "g.json"], ["genes", "embed", "offline", "-o", tmp_path / "e.parquet"]):
+        assert_refused([*command, "--genes-from", tmp_path / "empty.txt"], [tmp_path], contains="the gene list is empty")
+        assert_refused([*command, "--genes-from", tmp_path / "binary.txt"], [tmp_path], contains="the gene list is not UTF-8 text")

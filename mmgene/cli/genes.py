@@ -30,7 +30,16 @@ def _symbols(symbols: list[str], genes_from: Optional[Path]) -> list[str] | None
 
             if not genes_from.is_file():
                 raise InputFileError(f"gene list not found: {genes_from}", str(genes_from), "pass a text file with one symbol per line or an .h5ad")
-            out.extend(line.strip() for line in genes_from.read_text(encoding="utf-8").splitlines() if line.strip())
+            try:
+                listed = [line.strip() for line in genes_from.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+            except UnicodeDecodeError as exc:
+                raise InputFileError(
+                    f"the gene list is not UTF-8 text ({exc.reason} at byte {exc.start})", str(genes_from),
+                    "pass a text file with one symbol per line or an .h5ad",
+                ) from None
+            if not listed:  # no genes asked is not all genes
+                raise InputFileError("the gene list is empty", str(genes_from), "write one gene symbol per line, or leave out --genes-from for every gene")
+            out.extend(listed)
     return out or None
 
 
