@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -31,6 +32,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def check_own_columns(adata: Any, columns: Sequence[str], key: str, where: str) -> None:
+    """Refuse to write ``columns`` of ``adata.obs`` over existing ones that mmgene did not write: one
+    that exists is replaced only when ``uns['mmgene'][key]`` records an earlier run of the same step
+    (the author labels passed as ``--key``, say, would otherwise be lost without a word)."""
+    taken = [c for c in columns if c in adata.obs.columns]
+    if taken and key not in adata.uns.get("mmgene", {}):
+        from mmgene.errors import ParameterError
+
+        raise ParameterError(
+            f"obs[{taken[0]!r}] exists and mmgene did not write it, so it is not replaced", where,
+            "pass another key (--key), or drop that column yourself",
+        )
 
 
 def record(adata: Any, key: str, *, packages: tuple[str, ...] = (), **params: Any) -> dict[str, Any]:

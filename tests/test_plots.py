@@ -77,6 +77,11 @@ def test_query_colours_every_cell_by_its_cosine_score(adata):
     np.testing.assert_allclose(adata.obs["ctl"], expected, atol=1e-6)
     assert ax.get_title() == "cytotoxic T cells"
     assert ax.get_xlabel() == "UMAP1"
+    pl.query(adata, ToySpace(), "x", key_added="ctl", show=False)  # its own column, written again
+    assert adata.uns["mmgene"]["ctl"]["text"] == "x"
+    with pytest.raises(ParameterError, match=r"obs\['cell_type'\] exists and mmgene did not write it"):
+        pl.query(adata, ToySpace(), "x", key_added="cell_type", show=False)
+    assert adata.obs["cell_type"].dtype != np.float32 and "cell_type" not in adata.uns["mmgene"]
 
 
 def test_query_draws_on_the_given_ax_and_returns_like_scanpy(adata, tmp_path):

@@ -180,12 +180,34 @@ def test_knn_transfer_calls_a_query_cell_without_a_vector_unknown_and_maps_the_r
     query = pca.X[~split][:50].astype(np.float32)
     before = transfer_labels(reference_index, query, "cell_type", k=15)
     holed = query.copy()
-    holed[[3, 7]] = np.nan  # a GenePT-w cell without a matched gene
+    holed[3] = np.nan  # a GenePT-w cell without a matched gene
+    holed[7] = 0.0  # the same written as zeros (on_empty='zero')
     after = transfer_labels(reference_index, holed, "cell_type", k=15)
     assert after["label"].iloc[[3, 7]].tolist() == ["unknown", "unknown"]
     assert (after["confidence"].iloc[[3, 7]] == 0).all() and after["similarity"].iloc[[3, 7]].isna().all()
     rest = np.setdiff1d(np.arange(50), [3, 7])
     pd.testing.assert_frame_equal(after.iloc[rest], before.iloc[rest])
+
+
+def test_transfer_writes_over_no_column_it_did_not_write(pca, split, reference_index):
+    import anndata as ad
+
+    from mmgene.query import transfer_labels
+
+    rows = np.flatnonzero(~split)[:20]
+    query = ad.AnnData(obs=pd.DataFrame({"cell_type": pca.labels[rows]}, index=pca.names[rows]))
+    query.obsm["X_pca"] = pca.X[rows].astype(np.float32)
+    truth = query.obs["cell_type"].copy()
+    with pytest.raises(ParameterError, match=r"obs\['cell_type'\] exists and mmgene did not write it"):
+        transfer_labels(reference_index, query, "cell_type", key_added="cell_type")
+    with pytest.raises(ParameterError, match="cannot name an AnnData key"):
+        transfer_labels(reference_index, query, "cell_type", key_added="")
+    pd.testing.assert_series_equal(query.obs["cell_type"], truth)
+    assert list(query.obs.columns) == ["cell_type"]
+    transfer_labels(reference_index, query, "cell_type")
+    transfer_labels(reference_index, query, "cell_type", k=5)  # its own columns: replaced
+    assert list(query.obs.columns) == ["cell_type", "cell_type_transferred", "cell_type_transferred_confidence"]
+    assert query.uns["mmgene"]["cell_type_transferred"]["k"] == 5
 
 
 # --------------------------------------------------------------------------- text in GenePT spaces

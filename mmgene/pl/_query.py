@@ -68,11 +68,17 @@ def query(
     check_save(save)
     key = basis_key(adata, basis)
     if key_added is not None:
+        from mmgene.provenance import check_own_columns
+
         check_key(key_added, "argument key_added", "query_score")
+        check_own_columns(adata, [key_added], key_added, "argument key_added")
     scores = text_scores(adata, space, text, use_rep=use_rep)
     fig, ax = axes(ax)
     if key_added:
+        from mmgene.provenance import record
+
         adata.obs[key_added] = scores
+        record(adata, key_added, text=text, use_rep=use_rep or "")
     light, name = light_anndata(adata, key, {"score": scores})
     sc.pl.embedding(light, name, color="score", title=text if title is None else title, ax=ax, show=False, **kwargs)
     return finish(fig, ax, "mmgene_query", show=show, save=save, return_fig=return_fig)

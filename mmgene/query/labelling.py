@@ -301,13 +301,15 @@ def annotate(
     to ``obs['<key_added>_nearest_other']``.
     """
     from mmgene.progress import info
-    from mmgene.provenance import record
+    from mmgene.provenance import check_own_columns, record
     from mmgene.query.space import (
         cells_for_labels, cells_without_genes, load_space, reads_genes, space_for_labels, space_name, uses_definitions,
     )
 
     check_key(key_added, "annotate(key_added=...)", "mmgene")
     config = (config or AnnotateConfig()).replace(**settings)
+    written = ("label", "score", "nearest_other") if config.others and reference is None else ("label", "score")
+    check_own_columns(adata, [f"{key_added}_{part}" for part in written], f"{key_added}_label", "annotate(key_added=...)")
     prompts, markers, temperature, min_prob, min_z = config.prompts, config.markers, config.temperature, config.min_prob, config.min_z
     refine, unknown = config.refine, config.unknown
     labels = _check_labels(labels)

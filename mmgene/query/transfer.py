@@ -27,8 +27,8 @@ from mmgene.query.labelling import UNKNOWN
 
 
 def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """The query cells' vectors, their names, and which cells they say nothing of: a NaN row (a GenePT or
-    Geneformer cell without genes), or a cell that expresses no gene when the vectors come from a model
+    """The query cells' vectors, their names, and which cells they say nothing of: a NaN or all-zero row (a
+    GenePT or Geneformer cell without genes), or a cell that expresses no gene when the vectors come from a model
     that reads genes (:func:`mmgene.query.space.cells_without_genes`)."""
     from mmgene.query.space import cells_without_genes, load_space, reads_genes
 
@@ -50,8 +50,11 @@ def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, 
 
 
 def _no_vector(vectors: np.ndarray) -> np.ndarray:
-    """Rows with a non-finite value (all False for a malformed array, which the search refuses)."""
-    return ~np.isfinite(vectors).all(axis=1) if vectors.ndim == 2 and vectors.dtype.kind in "fc" else np.zeros(len(vectors), bool)
+    """Rows with a non-finite value or only zeros, which name no direction (as ``index build
+    --skip-missing`` reads them); all False for a malformed array, which the search refuses."""
+    if vectors.ndim != 2 or vectors.dtype.kind not in "fc":
+        return np.zeros(len(vectors), bool)
+    return ~np.isfinite(vectors).all(axis=1) | ~vectors.any(axis=1)
 
 
 def novelty_threshold(reference: Any, k: int, alpha: float, *, calibration_cells: int = 2000, seed: int = 0) -> float:
@@ -107,11 +110,14 @@ def transfer_labels(
     is_anndata = hasattr(query, "obs")
     if copy and not is_anndata:
         raise ParameterError("copy=True needs an AnnData query", "transfer_labels(copy=True)", "pass an AnnData, or leave copy off for an array")
-    key_added = (key_added or f"{label_column}_transferred") if is_anndata else None
+    key_added = (f"{label_column}_transferred" if key_added is None else key_added) if is_anndata else None
     if key_added is not None:
         from mmgene.config import check_key
 
         check_key(key_added, "transfer_labels(key_added=...)", f"{label_column}_transferred")
+        from mmgene.provenance import check_own_columns
+
+        check_own_columns(query, [key_added, f"{key_added}_confidence"], key_added, "transfer_labels(key_added=...)")
     vectors, names, silent = _query_vectors(reference, query, model)
     scores = np.full((len(vectors), k), np.nan, dtype=np.float32)
     pos = np.full((len(vectors), k), -1, dtype=np.int64)
