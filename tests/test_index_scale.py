@@ -395,6 +395,22 @@ def test_cli_builds_a_streamed_index_and_refuses_what_it_cannot_do(tmp_path):
     assert_refused(["query", out, "--cell", "cell5", "--shard", out], [tmp_path], contains="--shard searches text queries only")
 
 
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_streamed_build_names_the_cell_of_a_bad_vector_in_its_samples(tmp_path, seed):
+    import anndata as ad
+
+    from mmgene.errors import NonFiniteError
+    from mmgene.index import AnnDataObsm, build_streamed
+
+    x = clustered(700, 7)
+    x[[600, 601, 602]] = np.nan
+    obs = pd.DataFrame(index=[f"cell{i}" for i in range(700)])
+    ad.AnnData(obs=obs, obsm={"X_emb": x}).write_h5ad(tmp_path / "a.h5ad")
+    with pytest.raises(NonFiniteError, match=r"first at cell 'cell60[0-2]'"):
+        build_streamed(AnnDataObsm([tmp_path / "a.h5ad"], "X_emb"), tmp_path / "idx", kind="ivf", nlist=4, seed=seed)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["a.h5ad"]
+
+
 def test_first_repeat_finds_the_earliest_repeat_and_confirms_hash_matches_on_the_text(monkeypatch):
     import pyarrow as pa
 

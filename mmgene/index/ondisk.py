@@ -190,12 +190,14 @@ def build_streamed(
     check_output(out, overwrite=overwrite, inputs=[part.path for part in source.parts])
     t0 = time.perf_counter()
     info(f"index: training {factory_string(p)} on {p.train_size:,} of {source.describe()}")
-    sample = as_unit_vectors(source.take(training_rows(p, n)), where=source.describe())
+    rows = training_rows(p, n)
+    sample = as_unit_vectors(source.take(rows), source.ids_of(rows), f"{source.describe()}, in the training sample of {len(rows):,}")
     trained = new_index(p, d, sample)
     del sample
     k = min(p.calibration_k, n - 2)
     qi = calibration_rows(p, n)
-    exact = _ExactNeighbours(as_unit_vectors(source.take(qi), where=source.describe()), k + 1) if k >= 1 else None
+    checked = as_unit_vectors(source.take(qi), source.ids_of(qi), f"{source.describe()}, in the calibration sample") if k >= 1 else None
+    exact = _ExactNeighbours(checked, k + 1) if checked is not None else None
     with atomic_path(Path(out), overwrite=overwrite) as tmp:
         tmp.mkdir()
         scratch = tmp / ".blocks"

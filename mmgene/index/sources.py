@@ -41,6 +41,22 @@ class _Part:
     rows: int
 
 
+class RowIds:
+    """Ids of some global rows of a :class:`VectorSource`, read one at a time when indexed."""
+
+    def __init__(self, source: VectorSource, rows: np.ndarray) -> None:
+        self.source, self.rows = source, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> str:
+        row = int(self.rows[i])
+        part = int(np.searchsorted([p.start for p in self.source.parts], row, side="right")) - 1
+        local = row - self.source.parts[part].start
+        return self.source._ids(part, local, local + 1)[0]
+
+
 class VectorSource(ABC):
     """Vectors on disk, read in chunks of rows (see the module docstring); subclasses open the files."""
 
@@ -100,6 +116,10 @@ class VectorSource(ABC):
             block = self._read_rows(i, uniq)
             out[sel[order]] = block[inverse]
         return out
+
+    def ids_of(self, rows: Sequence[int] | np.ndarray) -> RowIds:
+        """The ids of global ``rows``, each read when asked (an error names the one bad cell of a sample)."""
+        return RowIds(self, np.asarray(rows, dtype=np.int64))
 
     def _read_rows(self, part: int, rows: np.ndarray) -> np.ndarray:
         """Sorted, distinct local ``rows`` of one file."""
