@@ -19,7 +19,7 @@ from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from mmgene import pl  # noqa: E402
-from mmgene.errors import MissingColumnError, MMGeneError, OutputError, ParameterError  # noqa: E402
+from mmgene.errors import InputFileError, MissingColumnError, MMGeneError, OutputError, ParameterError  # noqa: E402
 
 ANGLES = np.array([0.0, 30.0, 60.0, 90.0, 120.0, 180.0])  # cell vectors at these angles to the text vector
 TRUE = ["a", "a", "b", "b", "c", "c"]
@@ -218,10 +218,16 @@ def test_bad_input_is_a_clear_error(adata, counts_adata):
         (lambda: pl.labels(adata, "cell_type", "guess", palette={"a": "red"}, show=False), ParameterError, "class 'b'"),
         (lambda: pl.labels(adata, "cell_type", "guess", palette=["red", "blue", "nocolour", "k"], show=False), ParameterError, "not a colour"),
         (lambda: pl.confusion(adata, "cell_type", "guess", normalize="rows", show=False), ParameterError, "normalize="),
+        (lambda: pl.confusion("cells.h5ad", "cell_type", "guess", show=False), ParameterError, "expected an AnnData, got str"),
+        (lambda: pl.confusion(adata[:0], "cell_type", "guess", show=False), ParameterError, "the AnnData has no cells to draw"),
+        (lambda: pl.labels(adata[:0], "cell_type", "guess", show=False), ParameterError, "the AnnData has no cells to draw"),
+        (lambda: pl.query(None, space, "t", show=False), ParameterError, "expected an AnnData, got NoneType"),
         (lambda: pl.confusion(adata, ["a", None, "b", "b", "c", "c"], "guess", show=False), ParameterError, "1 cells have no label"),
         (lambda: pl.top_genes(counts_adata, GenePTSpace("s", encoder=ToyEncoder()), "t", "t1", show=False), ParameterError, "GenePT-w"),
         (lambda: pl.top_genes(counts_adata, GenePTSpace("w", encoder=ToyEncoder()), "t", "zz", show=False), MissingColumnError, "'zz'"),
         (lambda: pl.top_genes(counts_adata, GenePTSpace("w", encoder=ToyEncoder()), "t", "t1", top_n=0, show=False), ParameterError, "top_n"),
+        (lambda: pl.top_genes(counts_adata, GenePTSpace("w", encoder=ToyEncoder()), "t", "t1", gene_vectors="nofile.parquet", show=False),
+         InputFileError, "gene vectors file not found"),
     ]
     for call, kind, words in cases:
         with pytest.raises(kind, match=words) as info:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,8 +12,20 @@ import pandas as pd
 from mmgene.errors import ParameterError
 
 
+def check_anndata(adata: Any) -> None:
+    """Refuse what is no AnnData with cells: a plot draws the cells of one in memory."""
+    if not all(hasattr(adata, name) for name in ("obs", "obsm", "n_obs")):
+        raise ParameterError(
+            f"expected an AnnData, got {type(adata).__name__}", "argument adata",
+            "read the file first, e.g. adata = mmgene.io.read(path)" if isinstance(adata, (str, os.PathLike)) else "pass an AnnData",
+        )
+    if adata.n_obs == 0:
+        raise ParameterError("the AnnData has no cells to draw", "argument adata", "pass an AnnData with cells")
+
+
 def basis_key(adata: Any, basis: str) -> str:
     """The obsm key holding ``basis`` (``'umap'`` finds ``obsm['X_umap']``, as in scanpy), checked to be 2-D."""
+    check_anndata(adata)
     if not isinstance(basis, str) or not basis:
         raise ParameterError(f"basis must be an obsm key such as 'umap', got {basis!r}", "argument basis", "pass e.g. basis='umap'")
     key = next((k for k in (basis, f"X_{basis}") if k in adata.obsm), None)
@@ -33,6 +46,7 @@ def basis_key(adata: Any, basis: str) -> str:
 
 def label_values(adata: Any, labels: str | Sequence[Any] | np.ndarray | pd.Series, name: str) -> np.ndarray:
     """Labels of every cell as strings: ``obs[labels]`` for a column name, else one value per cell in obs order."""
+    check_anndata(adata)
     if isinstance(labels, str):
         from mmgene.io import obs_column
 

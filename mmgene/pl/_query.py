@@ -9,7 +9,7 @@ import numpy as np
 from mmgene.config import check_key
 from mmgene.errors import MissingColumnError, ParameterError
 from mmgene.pl._figure import axes, check_ax, check_save, finish
-from mmgene.pl._inputs import basis_key, light_anndata, single_text
+from mmgene.pl._inputs import basis_key, check_anndata, light_anndata, single_text
 
 
 def text_scores(adata: Any, space: Any, text: str, *, use_rep: str | None = None) -> np.ndarray:
@@ -22,6 +22,7 @@ def text_scores(adata: Any, space: Any, text: str, *, use_rep: str | None = None
     from mmgene.index.vectors import as_unit_vectors
     from mmgene.query.space import load_space
 
+    check_anndata(adata)
     text = single_text(text)
     space = load_space(space)
     if use_rep is None:

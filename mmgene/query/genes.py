@@ -12,6 +12,7 @@ the contributions of all genes add up to the cosine score.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,13 +70,17 @@ def gene_contributions(
 ) -> pd.DataFrame:
     """The ``top_n`` genes contributing most to each cell's GenePT-w cosine score with ``query_vector``.
 
-    ``gene_vectors`` has ``.symbols`` and ``.vectors`` (a :class:`mmgene.genes.GeneVectors`), embedded
-    by the encoder that embedded the query. Returns ``cell_id``, ``rank``, ``gene``,
+    ``gene_vectors`` has ``.symbols`` and ``.vectors`` (a :class:`mmgene.genes.GeneVectors`, or the path
+    of a saved one), embedded by the encoder that embedded the query. Returns ``cell_id``, ``rank``, ``gene``,
     ``contribution``, ``weight`` (the cell's log-normalised expression) and ``similarity``
     (``<v_g, q>``), plus ``score``: the cell's total (the sum over *all* its genes).
     """
     if top_n < 1:
         raise ParameterError(f"top_n must be at least 1, got {top_n}", "gene_contributions", "use e.g. 10")
+    if isinstance(gene_vectors, (str, os.PathLike)):
+        from mmgene.genes.vectors import GeneVectors
+
+        gene_vectors = GeneVectors.load(gene_vectors)
     symbols = list(map(str, gene_vectors.symbols))
     vectors = np.asarray(gene_vectors.vectors, dtype=np.float64)
     q = np.asarray(query_vector, dtype=np.float64).ravel()
