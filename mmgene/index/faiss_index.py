@@ -38,7 +38,7 @@ import pandas as pd
 
 from mmgene.errors import DataError, InputFileError, IntegrityError, MetadataError, MissingColumnError, ParameterError, UnknownCellError, is_whole_number
 from mmgene.index.params import RESOLVED_KINDS, IndexParams, Rule, factory_string, first_problem, resolve, stored_params_problem
-from mmgene.index.vectors import as_unit_vectors
+from mmgene.index.vectors import as_unit_vectors, missing_rows
 
 FORMAT = "mmgene-cell-index"
 #: 2: meta.json carries ``cells_checksum``; version 1 folders are refused (rebuild them).
@@ -300,7 +300,7 @@ class CellIndex:
         skipped = 0
         if skip_missing:
             x = np.asarray(vectors.toarray() if hasattr(vectors, "toarray") else vectors, dtype=np.float32)
-            present = np.isfinite(x).all(axis=1) & (np.abs(x).sum(axis=1) > 0) if x.ndim == 2 else np.ones(len(ids), bool)
+            present = ~missing_rows(x)
             skipped = int((~present).sum())
             if skipped:
                 if not present.any():

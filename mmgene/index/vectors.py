@@ -9,6 +9,15 @@ import numpy as np
 from mmgene.errors import DataError, NonFiniteError, ParameterError
 
 
+def missing_rows(x: object) -> np.ndarray:
+    """Rows that hold no vector: a non-finite value or only zeros (no direction to compare by cosine).
+    All False for what is not a 2-D array of numbers, which :func:`as_unit_vectors` refuses."""
+    arr = np.asarray(x)
+    if arr.ndim != 2 or arr.dtype.kind not in "fc":
+        return np.zeros(len(arr) if arr.ndim else 0, bool)
+    return ~np.isfinite(arr).all(axis=1) | ~arr.any(axis=1)
+
+
 def as_unit_vectors(x: object, names: Sequence[str] | None = None, where: str = "the vectors") -> np.ndarray:
     """Return ``x`` as a C-contiguous float32 (n, d) array with rows of unit length.
 

@@ -25,11 +25,11 @@ from mmgene.progress import info
 from mmgene.query.labelling import UNKNOWN
 
 
-
 def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, list[str], np.ndarray]:
     """The query cells' vectors, their names, and which cells they say nothing of: a NaN or all-zero row (a
     GenePT or Geneformer cell without genes), or a cell that expresses no gene when the vectors come from a model
     that reads genes (:func:`mmgene.query.space.cells_without_genes`)."""
+    from mmgene.index.vectors import missing_rows
     from mmgene.query.space import cells_without_genes, load_space, reads_genes
 
     if hasattr(query, "obsm"):
@@ -44,17 +44,9 @@ def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, 
             vectors, genes_read = space.encode_cells(query), reads_genes(space)
         else:
             raise MissingColumnError(str(key), "obsm", list(query.obsm.keys()))
-        return vectors, names, _no_vector(vectors) | cells_without_genes(query, genes_read)
+        return vectors, names, missing_rows(vectors) | cells_without_genes(query, genes_read)
     arr = np.asarray(query)
-    return arr, [str(i) for i in range(len(arr))], _no_vector(arr)
-
-
-def _no_vector(vectors: np.ndarray) -> np.ndarray:
-    """Rows with a non-finite value or only zeros, which name no direction (as ``index build
-    --skip-missing`` reads them); all False for a malformed array, which the search refuses."""
-    if vectors.ndim != 2 or vectors.dtype.kind not in "fc":
-        return np.zeros(len(vectors), bool)
-    return ~np.isfinite(vectors).all(axis=1) | ~vectors.any(axis=1)
+    return arr, [str(i) for i in range(len(arr))], missing_rows(arr)
 
 
 def novelty_threshold(reference: Any, k: int, alpha: float, *, calibration_cells: int = 2000, seed: int = 0) -> float:
