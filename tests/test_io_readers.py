@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
+from hostile import assert_refused, snapshot
 
 from mmgene.errors import InputFileError
 from mmgene.io import read
@@ -118,3 +119,100 @@ def test_the_cli_reads_a_cell_ranger_folder(tmp_path):
     res = CliRunner().invoke(app, ["info", str(folder)])
     assert res.exit_code == 0, res.output
     assert "3" in res.output and "4" in res.output
+
+
+# -- an unpacked Cell Ranger folder (matrix.mtx, features.tsv, barcodes.tsv) reads as the gzipped one --
+FEATURES = "".join(f"{i}\t{g}\tGene Expression\n" for i, g in zip(IDS, GENES)) + "CD3_TotalSeqB\tCD3\tAntibody Capture\n"
+V3_COUNTS = np.hstack([COUNTS, [[7], [7], [7]]])  # cells x features; the antibody column is left out
+
+
+def _write_folder(folder, gzipped, legacy=False):
+    """A Cell Ranger 3 folder (features.tsv with an antibody feature), or a Cell Ranger 2 one (genes.tsv,
+    two columns, gene expression only); every file gzipped or none."""
+    folder.mkdir()
+    scipy.io.mmwrite(folder / "matrix.mtx", sp.coo_matrix((COUNTS if legacy else V3_COUNTS).T))
+    if legacy:
+        pd.DataFrame({"id": IDS, "name": GENES}).to_csv(folder / "genes.tsv", sep="\t", header=False, index=False)
+    else:
+        (folder / "features.tsv").write_text(FEATURES)
+    pd.Series(BARCODES).to_csv(folder / "barcodes.tsv", header=False, index=False)
+    if gzipped:
+        for path in list(folder.iterdir()):
+            path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+            path.unlink()
+    return folder
+
+
+def _assert_same(a, b):
+    """Equal AnnData: the same matrix (format, dtype, values), obs, var and uns, and nothing else."""
+    assert type(a.X) is type(b.X) and a.X.dtype == b.X.dtype and a.shape == b.shape
+    assert (a.X != b.X).nnz == 0
+    pd.testing.assert_frame_equal(a.obs, b.obs)
+    pd.testing.assert_frame_equal(a.var, b.var)
+    assert a.uns == b.uns
+    assert not a.layers and not b.layers and not a.obsm and not b.obsm and a.raw is None and b.raw is None
+
+
+def _without_record(adata):
+    """``adata`` with the parts of its input record that name the file or the time dropped."""
+    entry = adata.uns["mmgene"]["input"]
+    del entry["file"], entry["created"]
+    return adata
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["cellranger3", "cellranger2"])
+def test_an_unpacked_matrix_folder_reads_as_the_gzipped_one(tmp_path, legacy):
+    plain = _write_folder(tmp_path / "plain", gzipped=False, legacy=legacy)
+    packed = _write_folder(tmp_path / "packed", gzipped=True, legacy=legacy)
+    before = snapshot([tmp_path])
+    a, b = read(plain), read(packed)
+    assert snapshot([tmp_path]) == before  # reading writes nothing
+    assert a.uns["mmgene"]["input"]["file"] == str(plain) and b.uns["mmgene"]["input"]["file"] == str(packed)
+    _assert_same(_without_record(a), _without_record(b))
+    _check(a)
+    assert list(a.var["gene_ids"]) == IDS and list(a.var["ensembl_id"]) == IDS
+    assert ("feature_types" in a.var.columns) is not legacy
+    assert a.X.dtype == np.float32
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["cellranger3", "cellranger2"])
+def test_a_matrix_folder_reads_as_scanpys_reader_reads_it(tmp_path, legacy):
+    """Where scanpy 1.11 reads the folder (Cell Ranger 3 gzipped, Cell Ranger 2 plain), mmgene's reader
+    gives the same AnnData."""
+    import scanpy as sc
+
+    from mmgene.io.tenx import read_mtx_folder
+
+    folder = _write_folder(tmp_path / "f", gzipped=not legacy, legacy=legacy)
+    _assert_same(read_mtx_folder(folder), sc.read_10x_mtx(folder, var_names="gene_symbols", gex_only=True))
+
+
+def test_a_broken_matrix_folder_is_refused_clearly(tmp_path):
+    missing = _write_folder(tmp_path / "missing", gzipped=False)
+    (missing / "barcodes.tsv").unlink()
+    with pytest.raises(InputFileError) as err:
+        read(missing)
+    assert str(err.value) == (
+        f"the Cell Ranger matrix folder has no barcodes.tsv(.gz). Where: {missing}. "
+        "What to do: add barcodes.tsv(.gz) (Cell Ranger writes it beside matrix.mtx)."
+    )
+    doubled = _write_folder(tmp_path / "doubled", gzipped=False)
+    (doubled / "features.tsv.gz").write_bytes(gzip.compress((doubled / "features.tsv").read_bytes()))
+    with pytest.raises(InputFileError, match=r"holds both features\.tsv and features\.tsv\.gz; mmgene cannot tell"):
+        read(doubled)
+    short = _write_folder(tmp_path / "short", gzipped=False)
+    (short / "features.tsv").write_text(FEATURES.split("\n", 1)[1])
+    with pytest.raises(InputFileError) as err:
+        read(short)
+    assert err.value.what == "not a readable Cell Ranger matrix folder: features.tsv has 4 rows but matrix.mtx has 5 genes"
+    truncated = _write_folder(tmp_path / "truncated", gzipped=True)
+    (truncated / "matrix.mtx.gz").write_bytes((truncated / "matrix.mtx.gz").read_bytes()[:-12])
+    with pytest.raises(InputFileError, match="not a readable Cell Ranger or .loom file"):
+        read(truncated)
+
+
+def test_the_cli_refuses_a_broken_matrix_folder_with_status_2(tmp_path):
+    folder = _write_folder(tmp_path / "filtered_feature_bc_matrix", gzipped=False)
+    (folder / "barcodes.tsv").write_text("only-one\n")
+    message = assert_refused(["info", folder], [tmp_path], contains="barcodes.tsv has 1 rows but matrix.mtx has 3 cells")
+    assert str(folder) in message

@@ -12,6 +12,7 @@ import pandas as pd
 from mmgene.errors import InputFileError, MissingColumnError, ParameterError, cause
 from mmgene.genes.ids import LOOKED_UP, resolve_gene_ids, settle_repeats, split_joined
 from mmgene.io.expression import Kind, expression
+from mmgene.io.tenx import is_mtx_folder, read_mtx_folder
 from mmgene.lazy import require as require_package
 from mmgene.provenance import record
 
@@ -49,7 +50,7 @@ def _is_10x(path: Path) -> bool:
     """A Cell Ranger output: a ``filtered_feature_bc_matrix``-style folder, or an HDF5 file with its
     ``matrix`` group (Cell Ranger 3+) or a genome group holding ``barcodes`` (Cell Ranger 2)."""
     if path.is_dir():
-        return any((path / name).exists() for name in ("matrix.mtx.gz", "matrix.mtx"))
+        return is_mtx_folder(path)
     if path.suffix.lower() != ".h5":
         return False
     import h5py
@@ -64,8 +65,9 @@ def _is_10x(path: Path) -> bool:
 
 
 def _load_foreign(path: Path, backed: bool) -> Any:
-    """A Cell Ranger .h5 or matrix folder (scanpy's 10x readers, gene expression only) or a .loom file
-    (anndata's reader) as an AnnData with counts in X; gene symbols are the var names."""
+    """A Cell Ranger .h5 (scanpy's reader) or matrix folder (:mod:`mmgene.io.tenx`, each file gzipped or
+    not), gene expression only, or a .loom file (anndata's reader) as an AnnData with counts in X; gene
+    symbols are the var names."""
     import scanpy as sc
 
     if backed:
@@ -82,10 +84,10 @@ def _load_foreign(path: Path, backed: bool) -> Any:
                 if column in frame.columns:
                     frame.index = frame.pop(column).astype(str).to_numpy()
         elif path.is_dir():
-            adata = sc.read_10x_mtx(path, var_names="gene_symbols", gex_only=True)
+            adata = read_mtx_folder(path)
         else:
             adata = sc.read_10x_h5(path, gex_only=True)
-    except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
+    except (OSError, EOFError, KeyError, ValueError, TypeError, IndexError) as exc:  # EOFError: a truncated .gz
         raise InputFileError(f"not a readable Cell Ranger or .loom file ({cause(exc)})", str(path), "check that the file is complete") from exc
     adata.var_names_make_unique()
     if "gene_ids" in adata.var.columns and "ensembl_id" not in adata.var.columns:
@@ -106,7 +108,7 @@ def read(
     ----------
     path_or_adata
         An ``.h5ad`` file, a ``.zarr`` store, Cell Ranger output (a ``.h5`` file or a
-        ``filtered_feature_bc_matrix/`` folder; gene expression features only, scanpy's 10x readers),
+        ``filtered_feature_bc_matrix/`` folder, its files gzipped or not; gene expression features only),
         a ``.loom`` file (``pip install "mmgene[io]"``), or an AnnData already in memory.
     backed
         Open an ``.h5ad`` read-only on disk, or a ``.zarr`` with its sparse matrices left on disk
