@@ -254,6 +254,39 @@ def test_file_links_need_allow_file(tmp_path):
     assert got.read_bytes() == b"local bytes"
 
 
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [("fileserver.example.org", "fileserver.example.org"), ("127.0.0.1", "127.0.0.1"), ("localhost:8080", "localhost:8080"),
+     ("alice:pw-4711@nas", "nas")],
+)
+def test_file_links_naming_another_host_are_refused(tmp_path, host, shown):
+    """``file://host/path`` names a file on ``host``; urllib would read the local ``/path`` instead."""
+    local = tmp_path / "local" / "private.h5ad"
+    local.parent.mkdir()
+    local.write_bytes(b"local bytes")
+    sha = sha256_file(local)
+    before = snapshot([tmp_path])
+    for allow_file in (True, False):
+        with pytest.raises(ParameterError) as err:
+            fetch(f"file://{host}{local}", sha, cache_dir=tmp_path / "cache", allow_file=allow_file)
+        assert str(err.value) == (
+            f"a file:// link naming the host {shown!r} points at a file on another machine; mmgene reads file:// links "
+            f"on this machine only. Where: file://{shown}{local}. What to do: use file:///<absolute path> "
+            "(or file://localhost/<path>) for a file on this machine, or an http(s):// link for a remote one."
+        )
+        assert "pw-4711" not in str(err.value)
+    assert snapshot([tmp_path]) == before
+
+
+@pytest.mark.parametrize("host", ["", "localhost", "LocalHost"])
+def test_file_links_to_this_machine_read_the_local_file(tmp_path, host):
+    local = tmp_path / "local" / "private.h5ad"
+    local.parent.mkdir()
+    local.write_bytes(b"local bytes")
+    got = fetch(f"file://{host}{local}", sha256_file(local), cache_dir=tmp_path / "cache", allow_file=True)
+    assert got.read_bytes() == b"local bytes" and got.parent.parent == tmp_path / "cache"
+
+
 def test_share_backends_refuse_names_that_leave_the_folder(tmp_path):
     src = tmp_path / "src.h5ad"
     src.write_bytes(b"payload")

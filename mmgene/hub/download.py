@@ -15,7 +15,8 @@ resumes a partial download with ``Range`` nor honours ``Retry-After``. The rules
   an encoded ``%2F``, a drive letter, control characters) is refused, so nothing is written outside
   ``<cache>/<sha256>/``;
 - ``file://`` links read local files, so they are refused unless the caller passes ``allow_file=True``
-  (a dry run's own links);
+  (a dry run's own links); one naming another host (``file://server/...``) is always refused, since
+  its path would otherwise be read as a local one;
 - a download goes to ``<file>.part``; a broken connection or short body resumes from the bytes
   already there with a ``Range`` request; a complete file whose sha256 differs is deleted and fetched
   again from scratch; only a file that matches is renamed into place;
@@ -35,7 +36,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mmgene.errors import IntegrityError, ParameterError, RemoteError
 from mmgene.hub.chunks import read_chunk, sha256_file
@@ -116,7 +117,23 @@ def _check_sha256(sha256: str) -> str:
 
 
 def _check_scheme(url: str, allow_file: bool) -> str:
-    scheme = urlsplit(url).scheme.lower()
+    """The link's scheme, refusing anything but http(s) and (when allowed) a ``file://`` link to this machine.
+
+    A ``file://`` link with a host (``file://server/share/x.h5ad``) names a file on that machine, yet
+    its path alone would read a local file of the same name; only an empty host or ``localhost``
+    (RFC 8089) means this machine.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file" and parts.netloc.lower() not in ("", "localhost"):
+        host = parts.netloc.rpartition("@")[2]  # never a user name or password in a message
+        raise ParameterError(
+            f"a file:// link naming the host {host!r} points at a file on another machine; "
+            "mmgene reads file:// links on this machine only",
+            redact(urlunsplit((parts.scheme, host, parts.path, "", ""))),
+            "use file:///<absolute path> (or file://localhost/<path>) for a file on this machine, "
+            "or an http(s):// link for a remote one",
+        )
     if scheme == "file" and not allow_file:
         raise ParameterError(
             "refusing to read a local file through a file:// link",
