@@ -241,6 +241,59 @@ def test_bad_input_is_a_clear_error(adata, counts_adata):
         pl.query(adata, space, "t", use_rep="X_3d", show=False)
 
 
+
+class CountingSpace(ToySpace):
+    """ToySpace that counts the cells it embeds: a refused call must fail before scoring."""
+
+    calls = 0
+
+    def encode_cells(self, adata):
+        CountingSpace.calls += 1
+        return super().encode_cells(adata)
+
+
+def test_an_unknown_cmap_or_keyword_is_refused_before_anything_is_drawn(adata):
+    """A colormap is checked against matplotlib.colormaps and a pass-through keyword against what
+    scanpy.pl.embedding and matplotlib's scatter take, before any score is computed or figure made."""
+    space = CountingSpace()
+    figures = plt.get_fignums()
+    cases = [
+        (lambda: pl.query(adata, space, "t", cmap="Viridis", show=False),
+         "'Viridis' is not a matplotlib colormap. Where: argument cmap. What to do: pass one of the "
+         f"{len(list(matplotlib.colormaps))} names in matplotlib.colormaps, e.g. 'viridis', 'viridis_r', 'cividis', 'Reds', 'Blues'."),
+        (lambda: pl.query(adata, space, "t", color_map="zzzz", show=False),
+         "'zzzz' is not a matplotlib colormap. Where: argument color_map. What to do: pass one of the "
+         f"{len(list(matplotlib.colormaps))} names in matplotlib.colormaps, e.g. 'viridis', 'Reds', 'Blues', 'magma', 'coolwarm'."),
+        (lambda: pl.query(adata, space, "t", cmap=3, show=False), "cmap must be a colormap name or a matplotlib Colormap, got int"),
+        (lambda: pl.confusion(adata, "cell_type", "guess", cmap="blues", show=False), "'blues' is not a matplotlib colormap"),
+        (lambda: pl.labels(adata, "cell_type", "guess", cmap="Blue", show=False), "'Blue' is not a matplotlib colormap"),
+        (lambda: pl.query(adata, space, "t", sizee=3, show=False),
+         "unknown keyword argument 'sizee' for mmgene.pl.query. Where: keyword argument sizee (passed to scanpy.pl.embedding). "
+         "What to do: pass a parameter of scanpy.pl.embedding (size, frameon, vmin, vmax, legend_loc, ...) or a matplotlib "
+         "scatter property (alpha, edgecolor, linewidth, zorder, ...); close names: 'size', 'sizes'."),
+        (lambda: pl.labels(adata, "cell_type", "guess", bogus=1, show=False), "unknown keyword argument 'bogus' for mmgene.pl.labels"),
+        (lambda: pl.query(adata, space, "t", color="cell_type", show=False), "mmgene.pl.query sets 'color' itself"),
+        (lambda: pl.labels(adata, "cell_type", "guess", basis="umap", color="x", show=False), "mmgene.pl.labels sets 'color' itself"),
+        (lambda: pl.query(adata, space, "t", c="red", show=False), "'c' cannot be passed through mmgene.pl.query: scanpy sets it itself"),
+        (lambda: pl.query(adata, space, "t", layer="counts", show=False), "'layer' cannot be passed through mmgene.pl.query"),
+        (lambda: pl.query(adata, space, "t", ec="red", edgecolor="blue", show=False), "Got both 'ec' and 'edgecolor'"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ParameterError) as info:
+            call()
+        assert str(info.value).startswith(message), str(info.value)
+    assert CountingSpace.calls == 0 and plt.get_fignums() == figures
+    # what scanpy and the scatter do take still reaches them: a Colormap object, aliases, scatter properties
+    ax = pl.query(adata, space, "t", cmap="magma", size=40, frameon=False, alpha=0.5, ec="red", show=False)
+    coll = ax.collections[0]
+    assert coll.get_cmap().name == "magma" and coll.get_alpha() == 0.5 and to_hex(coll.get_edgecolor()[0]) == to_hex("red")
+    ax = pl.query(adata, space, "t", edgecolors="blue", show=False)  # scatter's own spelling, not overridden by scanpy's default
+    assert to_hex(ax.collections[0].get_edgecolor()[0]) == to_hex("blue")
+    ax = pl.confusion(adata, "cell_type", "guess", cmap=matplotlib.colormaps["Greens"], show=False)
+    assert ax.images[0].get_cmap().name == "Greens"
+    axs = pl.labels(adata, "cell_type", "guess", legend_loc="on data", lw=0.0, show=False)
+    assert axs[0].get_legend() is None
+
 def test_savefig_never_replaces_a_file_unless_asked(tmp_path):
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])

@@ -11,6 +11,7 @@ import pandas as pd
 from mmgene.errors import ParameterError
 from mmgene.pl._figure import axes, check_ax, check_save, finish
 from mmgene.pl._inputs import class_order, label_values
+from mmgene.pl._options import check_cmap
 
 NORMALIZE = (None, "true", "pred", "all")
 
@@ -51,11 +52,13 @@ def confusion(
 
     ``true`` and ``predicted`` are obs column names or one label per cell (obs order). With
     ``normalize`` (default ``'true'``: the fraction of each true class given each prediction) colours
-    run from 0 to 1; ``None`` shows counts. Returns the Axes, the Figure (``return_fig=True``) or
+    run from 0 to 1; ``None`` shows counts. ``cmap`` is a name in :data:`matplotlib.colormaps` or a
+    Colormap. Returns the Axes, the Figure (``return_fig=True``) or
     ``None`` (shown), as scanpy's plots do.
     """
     check_ax(ax)
     check_save(save)
+    check_cmap(cmap)
     table = confusion_table(label_values(adata, true, "true"), label_values(adata, predicted, "predicted"), normalize=normalize)
     values = table.to_numpy()
     n_rows, n_cols = values.shape

@@ -11,6 +11,7 @@ import pandas as pd
 from mmgene.errors import ParameterError
 from mmgene.pl._figure import check_axes_pair, check_save, finish, pyplot
 from mmgene.pl._inputs import basis_key, class_order, label_values, light_anndata
+from mmgene.pl._options import check_embedding_kwargs
 
 #: colour of cells answered 'unknown' (scanpy's colour for missing values)
 UNKNOWN_COLOR = "lightgray"
@@ -69,12 +70,14 @@ def labels(
     ``true`` and ``predicted`` are obs column names or one label per cell (obs order). Every class,
     including ones only predicted (such as 'unknown'), has one colour in both panels and in both
     legends. ``ax`` may be two Axes to draw the panels on (they may belong to different figures);
-    ``title`` two titles. Other keyword arguments go to :func:`scanpy.pl.embedding`. Returns the two
+    ``title`` two titles. Other keyword arguments go to :func:`scanpy.pl.embedding` (an unknown one or
+    an unknown colormap is a :class:`~mmgene.errors.ParameterError`). Returns the two
     Axes (``show=False``), the Figure of the first panel (``return_fig=True``) or ``None`` (shown).
     """
     import scanpy as sc
 
     check_save(save)
+    kwargs = check_embedding_kwargs(kwargs, "mmgene.pl.labels", ("adata", "basis", "color"))
     pair = check_axes_pair(ax)
     key = basis_key(adata, basis)
     y_true, y_pred = label_values(adata, true, "true"), label_values(adata, predicted, "predicted")

@@ -10,6 +10,11 @@ from mmgene.config import check_key
 from mmgene.errors import MissingColumnError, ParameterError
 from mmgene.pl._figure import axes, check_ax, check_save, finish
 from mmgene.pl._inputs import basis_key, check_anndata, light_anndata, single_text
+from mmgene.pl._options import check_embedding_kwargs
+
+
+#: scanpy.pl.embedding keywords that mmgene.pl.query sets itself.
+OWN = ("adata", "basis", "color")
 
 
 def text_scores(adata: Any, space: Any, text: str, *, use_rep: str | None = None) -> np.ndarray:
@@ -59,7 +64,8 @@ def query(
 
     ``space`` and ``use_rep`` as in :func:`text_scores`; ``key_added`` also writes the scores to
     ``adata.obs[key_added]``. Other keyword arguments go to :func:`scanpy.pl.embedding` (``size``,
-    ``cmap``, ``vmin``, ``frameon``...). Returns the Axes (``show=False``), the Figure
+    ``cmap``, ``vmin``, ``frameon``...), checked before anything is computed: an unknown keyword or
+    colormap is a :class:`~mmgene.errors.ParameterError`. Returns the Axes (``show=False``), the Figure
     (``return_fig=True``) or ``None`` (shown), as scanpy does.
     """
     import scanpy as sc
@@ -67,6 +73,7 @@ def query(
     text = single_text(text)
     check_ax(ax)
     check_save(save)
+    kwargs = check_embedding_kwargs(kwargs, "mmgene.pl.query", OWN)
     key = basis_key(adata, basis)
     if key_added is not None:
         from mmgene.provenance import check_own_columns
