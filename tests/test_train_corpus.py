@@ -228,3 +228,37 @@ def test_cli_train_corpus_refuses_bad_input(tiny_manifest, tmp_path):
     assert_refused(
         ["train", h5ad, "--label-col", "cell_type", "--rows-per-dataset", "4", "--out", tmp_path / "m"], [tmp_path], contains="--corpus"
     )
+
+
+def test_cli_train_corpus_maps_mouse_genes_through_an_orthology_table(tiny_manifest, tmp_path):
+    """--orthology reaches the corpus read as in `mmgene pretrain`: the model records the table used,
+    its ambiguous rows dropped; a bad table is refused before training, and one AnnData refuses it."""
+    import json
+
+    table = tmp_path / "orthologs.csv"
+    table.write_text("mouse_symbol,human_symbol\nLyz2,LYZ\nCd3e,CD3E\nGm12345,ACTB\nActb,ACTB\n")
+    out = tmp_path / "model"
+    res = run_cli(
+        "train", "--corpus", tiny_manifest, "--orthology", table, "--out", out, "--max-steps", "1", "--members", "1",
+        "--batch-size", "8", "--no-gene-bridge",
+    )
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((out / "mmgene_align.json").read_text())
+    assert meta["orthology"] == {"source": "orthology table orthologs.csv", "pairs_kept": 2, "one_to_many": 0, "many_to_one": 2}
+
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("mouse_symbol,human_symbol\nCd3e,CD3E,extra,more\n")
+    line = assert_refused(["train", "--corpus", tiny_manifest, "--orthology", ragged, "--out", tmp_path / "m2"], [tmp_path])
+    assert line.startswith("mmgene: error: a row of the orthology table has 4 fields but its header has 2") and str(ragged) in line
+    assert_refused(
+        ["train", "--corpus", tiny_manifest, "--orthology", tmp_path / "none.csv", "--out", tmp_path / "m2"], [tmp_path],
+        contains="none.csv",
+    )
+    line = assert_refused(
+        ["train", tmp_path / "human_pbmc.h5ad", "--label-col", "cell_type", "--orthology", table, "--out", tmp_path / "m2"], [tmp_path]
+    )
+    assert line == (
+        "mmgene: error: --orthology maps the genes of a corpus's mouse datasets to human symbols; one AnnData is trained on its "
+        "own genes. Where: option --orthology of mmgene train FILE. What to do: leave --orthology out, or train on a corpus "
+        "(--corpus MANIFEST, folder or file) to match mouse genes to human ones."
+    )

@@ -232,7 +232,8 @@ def start_training(
 
 def corpus_meta(corpus: Any, examples: TrainingPairs, record: dict[str, Any], related: Any, run: Any, seconds: float) -> dict[str, Any]:
     """What a model trained on a corpus records: its classes, datasets and each one's classes and
-    label columns, the cells trained and held out, how rows were balanced, and the run. ``record``
+    label columns, how mouse genes were matched (``orthology``), the cells trained and held out, how
+    rows were balanced, and the run. ``record``
     holds ``datasets``, ``dataset_classes``, ``class_ids``, ``train_cells`` and ``balance``."""
     related_pairs = int((related.sum() - len(related)) // 2) if related is not None else 0
     return {
@@ -240,6 +241,7 @@ def corpus_meta(corpus: Any, examples: TrainingPairs, record: dict[str, Any], re
         **{k: record[k] for k in ("datasets", "dataset_classes", "class_ids")},
         "label_cols": {ds.name: ds.spec.label_col for ds in corpus},
         "ontology_col": {ds.name: ds.spec.ontology_col for ds in corpus},
+        "orthology": corpus.orthology.describe(),
         "unlabelled_cells": int(examples.unlabelled_cells),
         "train_cells": int(record["train_cells"]),
         "test_cells": int(len(examples["test"])) if "test" in examples else 0,

@@ -33,6 +33,11 @@ def train_command(
     ),
     input_: list[str] = typer.Option(["genes"], "--input", help="What the omics tower reads: 'genes' and/or obsm keys (X_genept_w, X_pca, ...)."),
     ontology_col: str = typer.Option(None, "--ontology-col", help="obs column of Cell Ontology ids (CL:...) to enrich captions."),
+    orthology: Path = typer.Option(
+        None, "--orthology",
+        help="With --corpus: mouse -> human orthology table (CSV with mouse and human symbol columns, or MGI's "
+        "HOM_MouseHumanSequence.rpt) that maps the mouse datasets' genes; default: case-insensitive symbol match.",
+    ),
     # PairsConfig
     captions_per_cell: int | None = config_option(PairsConfig, "captions_per_cell"),
     marker_share: float | None = config_option(PairsConfig, "marker_share"),
@@ -107,8 +112,16 @@ def train_command(
     if streamed is None and (chunk_size, shuffle_chunks, eval_cells) != (None, None, None):
         raise ParameterError("--chunk-size, --shuffle-chunks and --eval-cells apply to --stream only", "mmgene train", "add --stream (with --corpus), or leave them out")
     if corpus is not None:
-        model = _train_corpus(corpus, label_col, ontology_col, input_, configs, overrides(CorpusTrainingConfig, given), out, overwrite, streamed)
+        model = _train_corpus(
+            corpus, label_col, ontology_col, input_, configs, overrides(CorpusTrainingConfig, given), out, overwrite, streamed, orthology
+        )
     else:
+        if orthology is not None:
+            raise ParameterError(
+                "--orthology maps the genes of a corpus's mouse datasets to human symbols; one AnnData is trained on its own genes",
+                "option --orthology of mmgene train FILE",
+                "leave --orthology out, or train on a corpus (--corpus MANIFEST, folder or file) to match mouse genes to human ones",
+            )
         if (rows_per_dataset, mask_related, members, drop_contradicted) != (None,) * 4 or stream:
             raise ParameterError(
                 "--rows-per-dataset, --mask-related, --members, --drop-contradicted and --stream apply to --corpus training only",
@@ -149,8 +162,10 @@ def _train_corpus(
     out: Path,
     overwrite: bool,
     stream: StreamConfig | None = None,
+    orthology: Path | None = None,
 ) -> Any:
-    """``mmgene train --corpus``: read the corpus (a manifest, or files with one --label-col) and train on
+    """``mmgene train --corpus``: read the corpus (a manifest, or files with one --label-col), its mouse
+    genes matched through ``orthology`` when given (as ``mmgene pretrain --orthology``), and train on
     all of it; with ``stream``, read it backed and train on pairs made chunk by chunk."""
     from mmgene.align import train_corpus, train_stream
     from mmgene.atomic import check_output
@@ -160,8 +175,8 @@ def _train_corpus(
         raise ParameterError(
             f"--corpus takes at most one --label-col, got {label_col}", "option --label-col", "pass one column (a manifest names its own)"
         )
-    check_output(out, overwrite=overwrite, inputs=[corpus])
-    options = CorpusOptions(backed=stream is not None)
+    check_output(out, overwrite=overwrite, inputs=[corpus, *([orthology] if orthology is not None else [])])
+    options = CorpusOptions(orthology=orthology, backed=stream is not None)
     with read_corpus(corpus, options, label_col=label_col[0] if label_col else None, ontology_col=ontology_col) as data:
         if stream is not None:
             return train_stream(data, inputs=inputs, **configs, balance=balance, stream=stream, out=out, overwrite=overwrite)
