@@ -345,6 +345,64 @@ def test_cli_refuses_a_bad_manifest_with_one_line(shared_dir, tmp_path):
     assert_refused(["corpus", "info", path, "--label-col", "cell_type"], [tmp_path], contains="not to a manifest")
 
 
+def _ids_dataset(path: Path, ids: list[str]) -> None:
+    """Four T cells and four B cells (counts), with ``ids`` as their Cell Ontology column."""
+    X = sp.csr_matrix(np.tile(np.array([[3, 0, 1], [0, 4, 2]], dtype=np.float32), (4, 1)))
+    obs = pd.DataFrame({"cell_type": ["T", "B"] * 4, "cl": ids}, index=[f"c{i}" for i in range(8)])
+    ad.AnnData(X, obs=obs, var=pd.DataFrame(index=["CD3E", "MS4A1", "ACTB"])).write_h5ad(path)
+
+
+def test_bad_ontology_ids_are_refused_when_the_corpus_is_read(tmp_path):
+    """Malformed ids and ids the shipped Cell Ontology lacks are refused as the corpus is read (corpus
+    info, pretrain: before any training), naming the dataset, the manifest line, the column, the values
+    with their cell counts and what to do; blank ids are no ids and are kept."""
+    from mmgene.text.ontology import ontology_version
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _ids_dataset(data / "good.h5ad", ["CL:0000084", "CL:0000236", "", "CL:0000236"] * 2)
+    _ids_dataset(data / "bad.h5ad", ["CL0000236", "CL:0000236", "foo", "CL:9999999", "CL0000236", "CL:0000236", "CL0000236", "CL:0000236"])
+    manifest = data / "corpus.csv"
+    manifest.write_text(HEADER + "good.h5ad,good,cell_type,cl,human,blood\nbad.h5ad,bad,cell_type,cl,human,blood\n")
+    with pytest.raises(CorpusError) as info:
+        read_corpus(manifest)
+    assert str(info.value) == (
+        "dataset 'bad' has 5 cells whose Cell Ontology id in obs['cl'] is malformed or unknown to the Cell Ontology "
+        f"{ontology_version()}: 'CL0000236' (3 cells, not of the form CL:0000000), 'foo' (1 cell, not of the form CL:0000000), "
+        "'CL:9999999' (1 cell, not in the Cell Ontology). "
+        f"Where: line 3 of {manifest}; obs['cl'] of {data / 'bad.h5ad'}. "
+        "What to do: correct the ids (e.g. CL:0000236), blank out the ones you do not know, or leave ontology_col blank for "
+        "this dataset and map its labels instead: `mmgene labels harmonise` writes a reviewable mapping, which "
+        "`mmgene pretrain --mapping` applies."
+    )
+    good = read_corpus(data / "good.h5ad", label_col="cell_type", ontology_col="cl")["good"]
+    assert list(good.ontology_ids) == ["CL:0000084", "CL:0000236", "", "CL:0000236"] * 2
+    assert read_corpus(data / "bad.h5ad", label_col="cell_type")["bad"].n_cells == 8  # no ontology column: labels only
+    line = assert_refused(["corpus", "info", manifest], [tmp_path], contains="line 3 of")
+    assert "dataset 'bad' has 5 cells" in line
+    line = assert_refused(["pretrain", manifest, "--out", tmp_path / "model", "--max-steps", "1"], [tmp_path])
+    assert "'CL:9999999' (1 cell, not in the Cell Ontology)" in line and "mmgene labels harmonise" in line
+    assert not (tmp_path / "model").exists()
+
+
+def test_cellxgene_unknown_id_marks_an_unlabelled_cell(tmp_path, capsys, monkeypatch):
+    """CELLxGENE writes the id ``unknown`` (label "unknown") for a cell its authors did not type: such a
+    cell is dropped as unlabelled and said so, not refused and not learned as a class named "unknown"."""
+    from mmgene.settings import settings
+
+    monkeypatch.setattr(settings, "quiet", False)
+    path = tmp_path / "census_like.h5ad"
+    _ids_dataset(path, ["CL:0000084", "unknown", "CL:0000236", "unknown", "CL:0000084", "CL:0000236", "", "CL:0000236"])
+    ds = read_corpus(path, label_col="cell_type", ontology_col="cl")["census_like"]
+    assert ds.n_cells == 6 and ds.n_dropped == 2
+    assert list(ds.ontology_ids) == ["CL:0000084", "CL:0000236", "CL:0000084", "CL:0000236", "", "CL:0000236"]
+    assert "dropped 2 of 8 cells whose obs['cl'] is 'unknown'" in capsys.readouterr().err
+    only_unknown = tmp_path / "untyped.h5ad"
+    _ids_dataset(only_unknown, ["CL:0000084", "unknown"] * 4)  # every B cell untyped: one class left
+    with pytest.raises(LabelError, match="after dropping 4 cells with no label"):
+        read_corpus(only_unknown, label_col="cell_type", ontology_col="cl")
+
+
 # -- Census / SOMA -------------------------------------------------------------------------------
 
 CENSUS_FILES = ("kang_ifnb_pbmc", "symphony_pbmc_3chem")

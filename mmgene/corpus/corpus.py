@@ -26,7 +26,7 @@ import pandas as pd
 
 from mmgene.corpus.orthology import OrthologyMap, upper_symbols
 from mmgene.corpus.sources import DatasetSpec, located, specs_from
-from mmgene.errors import MMGeneError, ParameterError
+from mmgene.errors import CorpusError, MMGeneError, ParameterError
 from mmgene.io.labels import usable_labels
 from mmgene.text.labels import label_text
 
@@ -238,17 +238,62 @@ def _read(spec: DatasetSpec, options: CorpusOptions) -> Any:
 
 
 def _labelled(spec: DatasetSpec, adata: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Which cells have a label, their labels and ontology ids, and how many have none (a blank label, or
+    CELLxGENE's id ``unknown``: both reported on stderr)."""
     from mmgene.io import obs_column
+    from mmgene.io.labels import require_classes
+    from mmgene.progress import info
 
+    where, task = f"obs[{spec.label_col!r}] of {spec.source}", f"{TASK} dataset {spec.dataset!r}"
     values = obs_column(adata, spec.label_col)
-    keep, labels, n_dropped = usable_labels(
-        values, f"obs[{spec.label_col!r}] of {spec.source}", f"{TASK} dataset {spec.dataset!r}"
-    )
+    keep, _, n_dropped = usable_labels(values, where, task, min_classes=False)
     if spec.ontology_col:
-        ontology = label_text(obs_column(adata, spec.ontology_col))[keep]
+        all_ids = label_text(obs_column(adata, spec.ontology_col))
+        unannotated = keep & (all_ids == UNANNOTATED_ID)
+        if unannotated.any():
+            info(
+                f"{task}: dropped {int(unannotated.sum()):,} of {len(keep):,} cells whose obs[{spec.ontology_col!r}] is "
+                f"{UNANNOTATED_ID!r} (CELLxGENE's id for a cell its authors did not type)"
+            )
+            keep = keep & ~unannotated
+            n_dropped += int(unannotated.sum())
+        ontology = all_ids[keep]
+        _check_ontology_ids(spec, ontology)
     else:
         ontology = np.full(int(keep.sum()), "", dtype=object)
+    labels = label_text(values)[keep]
+    require_classes(labels, where, task, n_dropped)
     return keep, labels, ontology, n_dropped
+
+
+#: the CELLxGENE schema's cell type id for a cell its authors did not type: such a cell has no label.
+UNANNOTATED_ID = "unknown"
+
+
+def _check_ontology_ids(spec: DatasetSpec, ids: np.ndarray) -> None:
+    """Refuse ids (of the labelled cells) that are malformed or not in the shipped Cell Ontology, before
+    any training reads them (as :func:`mmgene.text.ontology.term_text` would, late); a blank id means
+    "no id" and is kept (the class's other cells, or its label, name it)."""
+    from mmgene.text.ontology import is_known_term, is_term_id, ontology_version
+
+    counts = pd.Series(ids, dtype=object).value_counts(sort=False)
+    bad = counts[[v != "" and not is_known_term(v) for v in counts.index]]
+    if bad.empty:
+        return
+    bad = bad.sort_values(ascending=False, kind="stable")
+    shown = [
+        f"{v!r} ({n:,} cell{'s' if n != 1 else ''}, {'not in the Cell Ontology' if is_term_id(v) else 'not of the form CL:0000000'})"
+        for v, n in bad.iloc[:5].items()
+    ]
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    raise CorpusError(
+        f"dataset {spec.dataset!r} has {int(bad.sum()):,} cells whose Cell Ontology id in obs[{spec.ontology_col!r}] is malformed "
+        f"or unknown to the Cell Ontology {ontology_version()}: {', '.join(shown)}{more}",
+        f"obs[{spec.ontology_col!r}] of {spec.source}",
+        "correct the ids (e.g. CL:0000236), blank out the ones you do not know, or leave ontology_col blank for this "
+        "dataset and map its labels instead: `mmgene labels harmonise` writes a reviewable mapping, which "
+        "`mmgene pretrain --mapping` applies",
+    )
 
 
 def _raw_symbols(adata: Any, options: CorpusOptions) -> tuple[pd.DataFrame, pd.Series]:

@@ -50,6 +50,23 @@ def is_term_id(value: object) -> bool:
     return isinstance(value, str) and bool(_CL_ID.match(value))
 
 
+@lru_cache(maxsize=65536)
+def is_known_term(term_id: str) -> bool:
+    """Whether ``term_id`` is a well-formed ``CL:`` id that the shipped Cell Ontology holds (current or obsolete)."""
+    if not is_term_id(term_id):
+        return False
+    try:
+        _parser().get_term_label(term_id)
+    except (ValueError, KeyError):
+        return False
+    return True
+
+
+def ontology_version() -> str:
+    """The version of the Cell Ontology that ``cellxgene-ontology-guide`` ships (e.g. ``'v2026-03-26'``)."""
+    return str((_parser().cxg_schema.supported_ontologies.get("CL") or {}).get("version", "unknown"))
+
+
 @lru_cache(maxsize=4096)
 def term_text(term_id: str) -> TermText:
     """Label, synonyms and definition of a ``CL:`` term (raises :class:`ParameterError` for unknown ids)."""
