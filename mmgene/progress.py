@@ -1,7 +1,8 @@
 """Progress bars and informational lines, on stderr only: stdout carries nothing but a command's result.
 
 Bars are drawn only when stderr is a terminal and mmgene is not quiet (``-q``, ``settings.quiet``,
-``$MMGENE_QUIET``); informational lines are printed unless quiet.
+``$MMGENE_QUIET``); informational lines are printed unless quiet; warnings (a result that is usable
+but worse than asked for) are printed always.
 """
 
 from __future__ import annotations
@@ -31,3 +32,9 @@ def info(message: str) -> None:
     """Print an informational line to stderr unless quiet."""
     if not settings.quiet:
         print(message, file=sys.stderr)
+
+
+def warn(message: str) -> None:
+    """Print ``mmgene: warning: MESSAGE`` to stderr, even when quiet: the result is usable but falls short
+    of what was asked (e.g. a recall below its target), which ``-q`` must not hide."""
+    print(f"mmgene: warning: {message}", file=sys.stderr)

@@ -303,3 +303,72 @@ def test_cells_without_an_embedding_stop_the_build_or_are_left_out(pca, tmp_path
     assert res.exit_code == 0, res.output
     assert "198 (2 without an embedding left out)" in res.output
     assert load(tmp_path / "j").meta["source"].endswith("a.h5ad")
+
+
+# ---------------------------------------------------------------------- calibration warnings, tiny IVF builds
+def _tiny(n: int = 300, d: int = 16) -> np.ndarray:
+    """``n`` random vectors: too few for the k-means of a 64-list IVF or an 8-bit PQ (39 vectors a centroid)."""
+    return np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)
+
+
+def test_a_recall_below_target_is_a_warning_even_when_quiet(capfd, monkeypatch):
+    from mmgene.index import CellIndex
+    from mmgene.settings import settings
+
+    monkeypatch.setattr(settings, "quiet", True)
+    idx = CellIndex.from_vectors(_tiny(), kind="ivfpq")  # nlist 7, PQ2x8 trained on 300 vectors
+    cal = idx.params.calibrated
+    assert cal["recall"] < 0.95 and cal["value"] == idx.params.nlist == 7
+    out, err = capfd.readouterr()  # the process's stderr, so FAISS's C++ lines would show here too
+    assert out == ""
+    assert err == (
+        f"mmgene: warning: the ivfpq index reaches recall@10 {cal['recall']:.3f}, below the target 0.95, at nprobe=7; "
+        "its compressed codes limit recall: rebuild with --kind ivf (kind='ivf', exact at nprobe=nlist) or --kind flat "
+        "(kind='flat', exact), or with more bytes a vector (--pq-m, pq_m=); "
+        "or accept it with a lower --target-recall (target_recall=)\n"
+    )
+    CellIndex.from_vectors(_tiny(), kind="ivf", nlist=16, nprobe=1)  # a value the user chose
+    assert capfd.readouterr().err.endswith("at nprobe=1; raise --nprobe (nprobe=), or leave it out to calibrate it; "
+                                           "or accept it with a lower --target-recall (target_recall=)\n")
+    CellIndex.from_vectors(_tiny(), kind="ivfpq", target_recall=0.5)  # reached: nothing to say
+    assert capfd.readouterr().err == ""
+
+
+def test_a_tiny_ivf_build_says_its_training_is_small_once_and_faiss_says_nothing(capfd, monkeypatch):
+    from mmgene.index import CellIndex
+    from mmgene.settings import settings
+
+    monkeypatch.setattr(settings, "quiet", True)
+    idx = CellIndex.from_vectors(_tiny(), kind="ivf", nlist=64)
+    assert idx.params.calibrated["recall"] >= 0.95  # every list probed at worst: exact
+    assert capfd.readouterr().err == ""  # no "WARNING clustering 300 points to 64 centroids" from FAISS
+    monkeypatch.setattr(settings, "quiet", False)
+    CellIndex.from_vectors(_tiny(), kind="ivf", nlist=64)
+    assert capfd.readouterr().err == (
+        "index: k-means trains 64 inverted lists on 300 vectors, fewer than the 39 a centroid (2,496) FAISS asks for; "
+        "the calibration measures the recall this gives\n"
+    )
+    CellIndex.from_vectors(_tiny(), kind="ivfpq", target_recall=0.5)
+    assert capfd.readouterr().err == (
+        "index: k-means trains 256 product-quantisation centroids per sub-vector on 300 vectors, fewer than the 39 a centroid "
+        "(9,984) FAISS asks for; the calibration measures the recall this gives\n"
+    )
+    CellIndex.from_vectors(_tiny(1000), kind="ivf")  # the default nlist (1000 // 39 = 25 lists) trains well
+    assert capfd.readouterr().err == ""
+
+
+def test_cli_quiet_build_prints_only_the_recall_warning(tmp_path):
+    import anndata as ad
+    from hostile import run_cli
+
+    names = [f"cell{i}" for i in range(300)]
+    ad.AnnData(obs=pd.DataFrame(index=names), obsm={"X_emb": _tiny()}).write_h5ad(tmp_path / "a.h5ad")
+    res = run_cli("-q", "index", "build", tmp_path / "a.h5ad", "-e", "X_emb", "-o", tmp_path / "idx", "--kind", "ivfpq", "--json")
+    assert res.returncode == 0, res.stderr
+    recall = json.loads(res.stdout)["search"]["recall"]
+    assert res.stderr.splitlines() == [
+        f"mmgene: warning: the ivfpq index reaches recall@10 {recall:.3f}, below the target 0.95, at nprobe=7; "
+        "its compressed codes limit recall: rebuild with --kind ivf (kind='ivf', exact at nprobe=nlist) or --kind flat "
+        "(kind='flat', exact), or with more bytes a vector (--pq-m, pq_m=); "
+        "or accept it with a lower --target-recall (target_recall=)"
+    ]

@@ -426,3 +426,51 @@ def test_first_repeat_finds_the_earliest_repeat_and_confirms_hash_matches_on_the
     monkeypatch.setattr(pd.util, "hash_array", lambda values, categorize=False: np.zeros(len(values), np.uint64))
     assert first_repeat(["a", "b", "c"]) is None
     assert first_repeat(["a", "b", "c", "b", "a"]) == (1, 3)
+
+
+def test_a_streamed_index_whose_vectors_moved_is_searched_with_no_rerank(tmp_path):
+    import anndata as ad
+    from hostile import assert_refused, run_cli_here
+
+    from mmgene.index import AnnDataObsm, CellIndex, build_streamed
+
+    obs = pd.DataFrame({"cell_type": [f"t{i % 3}" for i in range(400)]}, index=[f"cell{i}" for i in range(400)])
+    ad.AnnData(obs=obs, obsm={"X_emb": clustered(400, 7)}).write_h5ad(tmp_path / "a.h5ad")
+    counts = np.random.default_rng(8).poisson(2.0, (20, 5)).astype(np.float32)  # transfer reads an AnnData with expression
+    ad.AnnData(counts, obs=obs.iloc[:20].rename(index=lambda c: f"q{c}"), var=pd.DataFrame(index=["CD3E", "MS4A1", "NKG7", "LYZ", "GNLY"]),
+               obsm={"X_emb": clustered(20, 8)}).write_h5ad(tmp_path / "q.h5ad")
+    out = tmp_path / "idx"
+    build_streamed(AnnDataObsm([tmp_path / "a.h5ad"], "X_emb", obs_columns=["cell_type"]), out, kind="ivf", nlist=4, nprobe=4, embedding_key="X_emb")
+    before = json.loads(run_cli_here("query", out, "--cell", "cell5", "-k", "3", "--json").stdout)["hits"]
+    recorded = json.loads((out / "meta.json").read_text())["rerank"]["source"]["files"][0]["path"]
+    (tmp_path / "a.h5ad").rename(tmp_path / "moved.h5ad")
+
+    expected = (
+        f"the vectors used for exact re-ranking are missing: {recorded}. Where: {out / 'meta.json'} field 'rerank'. "
+        "What to do: restore the files, or search with the index's compressed codes only: `mmgene query --no-rerank` "
+        "(or `mmgene transfer --no-rerank`); CellIndex.load(path, rerank=False) in Python."
+    )
+    assert assert_refused(["query", out, "--cell", "cell5"], [tmp_path]) == f"mmgene: error: {expected}"
+    assert_refused(["transfer", out, tmp_path / "q.h5ad", "-c", "cell_type", "-o", tmp_path / "t.h5ad"], [tmp_path], contains=expected)
+    # the option the advice names: the index's own codes (exact for IVF-Flat), so the same hits
+    res = run_cli_here("query", out, "--cell", "cell5", "-k", "3", "--json", "--no-rerank")
+    assert res.returncode == 0, res.stderr
+    assert [h["cell_id"] for h in json.loads(res.stdout)["hits"]] == [h["cell_id"] for h in before]
+    res = run_cli_here("transfer", out, tmp_path / "q.h5ad", "-c", "cell_type", "-o", tmp_path / "t.h5ad", "--no-rerank", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["cells"] == 20 and (tmp_path / "t.h5ad").is_file()
+    # index info describes the folder and says what is missing instead of failing
+    res = run_cli_here("index", "info", out, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["rerank"] == {"candidates": 10, "files": [recorded], "problem": expected}
+    res = run_cli_here("index", "info", out)
+    assert res.stdout.splitlines()[-1] == f"rerank:     10 candidates a hit re-scored exactly from 1 file(s) (a.h5ad); not available: {expected}"
+    (tmp_path / "moved.h5ad").rename(tmp_path / "a.h5ad")
+    assert json.loads(run_cli_here("index", "info", out, "--json").stdout)["rerank"]["problem"] is None
+    assert run_cli_here("index", "info", out).stdout.splitlines()[-1].endswith("(a.h5ad); available")
+    with pytest.raises(IntegrityError, match=r"or search with its compressed codes only: `mmgene query --no-rerank`.*rerank=False\) in Python"):
+        changed = ad.read_h5ad(tmp_path / "a.h5ad")
+        changed.obsm["X_emb"][0] += 1.0
+        changed.write_h5ad(tmp_path / "a.h5ad")
+        CellIndex.load(out)
+    assert CellIndex.load(out, rerank=False).vectors(["cell5"]).shape == (1, DIM)  # the codes' vector, looked up without the files

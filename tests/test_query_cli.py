@@ -45,7 +45,7 @@ def test_build_info_and_query(h5ad, tmp_path, small, encoder):  # noqa: F811
     assert info.exit_code == 0, info.output
     assert json.loads(info.stdout) == {
         "index": str(out), "cells": 120, "skipped_cells": 0, "dim": 384, "kind": "flat", "factory": "Flat",
-        "embedding": "X_genept_s", "model": "genept-s", "obs_columns": ["cell_type"], "search": None,
+        "embedding": "X_genept_s", "model": "genept-s", "obs_columns": ["cell_type"], "search": None, "rerank": None,
     }
     res = invoke("index", "build", h5ad, "--embedding", "X_genept_s", "--out", tmp_path / "hnsw", "--kind", "hnsw", "--json")
     assert res.exit_code == 0, res.output
@@ -263,3 +263,83 @@ def test_transfer_labels_from_a_reference_index(h5ad, small, tmp_path):  # noqa:
     assert isinstance(res.exception, MMGeneError) and "disagree" in str(res.exception)
     res = invoke("transfer", ref, h5ad, "-o", out, "--overwrite")
     assert isinstance(res.exception, MMGeneError) and "no label column given" in str(res.exception)
+
+
+def test_index_build_refuses_a_model_of_another_dimension(h5ad, small, tmp_path, encoder):  # noqa: F811
+    import anndata as ad
+    from hostile import assert_refused
+
+    from mmgene.index import load
+    from mmgene.query import GenePTSpace
+    from mmgene.query.space import check_model_dim
+
+    short = tmp_path / "short.h5ad"
+    ad.AnnData(obs=small.obs[["cell_type"]], obsm={"X_short": small.obsm["X_genept_s"][:, :50]}).write_h5ad(short)
+    for extra in ([], ["--stream", "--kind", "ivf"]):
+        line = assert_refused(["index", "build", short, "-e", "X_short", "-o", tmp_path / "idx", "-m", "genept-s", *extra], [tmp_path])
+        assert line == (
+            "mmgene: error: the vectors have dimension 50 but model 'genept-s' encodes text into dimension 384, so they are not in "
+            f"its joint space. Where: mmgene index build -m genept-s: obsm['X_short'] of {short}. What to do: name the model that "
+            "made these vectors (an aligned model folder for its cell vectors, genept-s / genept-w with the text encoder that "
+            "embedded them), or leave the model out for cell -> cell queries only."
+        )
+    # vectors of the model's dimension are indexed with it; without -m nothing is checked (cell -> cell queries only)
+    res = invoke("index", "build", h5ad, "-e", "X_genept_s", "-o", tmp_path / "ok", "-m", "genept-s", "--json")
+    assert res.exit_code == 0, res.output
+    assert load(tmp_path / "ok").model == "genept-s"
+    assert invoke("index", "build", short, "-e", "X_short", "-o", tmp_path / "plain").exit_code == 0
+    # the Python check, for a space object; and the text query an index with a wrong model would answer
+    check_model_dim(GenePTSpace("s", encoder=encoder), 384, "here")
+    with pytest.raises(ParameterError, match="the vectors have dimension 50 but model 'genept-s' encodes text into dimension 384"):
+        check_model_dim(GenePTSpace("s", encoder=encoder), 50, "here")
+    from mmgene.index import CellIndex
+    from mmgene.query import text_to_cells
+
+    wrong = CellIndex.build(ad.read_h5ad(short), "X_short", model="genept-s")
+    with pytest.raises(ParameterError, match=r"model 'genept-s' encodes text into dimension 384 but the index holds vectors of dimension 50 \(obsm\['X_short'\]\)"):
+        text_to_cells(wrong, "T cells", model=GenePTSpace("s", encoder=encoder))
+
+
+@pytest.fixture(scope="module")
+def genept_w_index(small, encoder, tmp_path_factory):  # noqa: F811
+    """A GenePT-w index (30 gene vectors) of the 120 cells, saved with model genept-w; the cells; the gene vectors."""
+    import mmgene.embed
+    from mmgene.genes.default import default_gene_vectors
+    from mmgene.index import build
+
+    counts = np.asarray(small.X.sum(axis=0)).ravel()
+    genes = list(small.var["gene_symbol"].to_numpy()[np.argsort(-counts, kind="stable")[:30]])
+    adata, gene_vectors = small.copy(), default_gene_vectors(encoder, genes=genes)
+    mmgene.embed.genept_w(adata, gene_vectors=gene_vectors)
+    root = tmp_path_factory.mktemp("genept_w")
+    return build(adata, "X_genept_w", obs_columns=["cell_type"]).save(root / "idx"), adata, gene_vectors
+
+
+def test_query_genes_refuses_an_anndata_of_other_cells(genept_w_index, pbmc68k, encoder, tmp_path):  # noqa: F811
+    from hostile import assert_refused
+
+    from mmgene.index import load
+    from mmgene.query import GenePTSpace, explain_hits, text_to_cells
+
+    folder, adata, gene_vectors = genept_w_index
+    source = load(folder).meta["source"]
+    assert source and source.endswith("pbmc3k.h5ad")
+    other = tmp_path / "other.h5ad"
+    pbmc68k.write_h5ad(other)
+    hits = text_to_cells(load(folder), "T cell", k=3)
+    line = assert_refused(["query", folder, "T cell", "-k", "3", "--genes", other], [tmp_path, folder])
+    assert line == (
+        f"mmgene: error: the AnnData's cells do not match the index's cells: 3 of the 3 cells the query found (e.g. "
+        f"{hits['cell_id'].iloc[0]!r}) are not among its 700 cells. Where: --genes {other}. What to do: pass the AnnData "
+        f"the index was built from ({source}), whose cells the index holds."
+    )
+    # some of the cells only: still not the index's AnnData
+    partial = tmp_path / "partial.h5ad"
+    adata[adata.obs_names != hits["cell_id"].iloc[1]].copy().write_h5ad(partial)
+    line = assert_refused(["query", folder, "T cell", "-k", "3", "--genes", partial], [tmp_path, folder])
+    assert f"1 of the 3 cells the query found (e.g. {hits['cell_id'].iloc[1]!r}) are not among its 119 cells. Where: --genes {partial}." in line
+    with pytest.raises(ParameterError, match=r"do not match the index's cells.*Where: explain_hits\(adata=...\). What to do: pass the AnnData the index was built from, whose"):
+        explain_hits(hits, pbmc68k, GenePTSpace("w"))
+    # the AnnData the index was built from explains every hit
+    explained = explain_hits(hits, adata, GenePTSpace("w", encoder=encoder), gene_vectors=gene_vectors, top_n=2)
+    assert explained["top_genes"].str.split().map(len).tolist() == [2, 2, 2]

@@ -19,6 +19,15 @@ def _rule(name: str, *flags: str, **kwargs: Any) -> Any:
     """An option for one setting of annotate's rule (default and help from :class:`AnnotateConfig`)."""
     return config_option(AnnotateConfig, name, *flags, **kwargs)
 
+
+def no_rerank_option() -> bool:
+    """``--no-rerank``: search a streamed index with its compressed codes, without the vector files it re-ranks from."""
+    return typer.Option(
+        False, "--no-rerank",
+        help="Search a streamed index (index build --stream) with its compressed codes only, without re-scoring from the vector files it was built from (faster; needed when those files moved).",
+    )
+
+
 index_app = typer.Typer(help="Build and inspect FAISS indexes over cell embeddings.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 
@@ -65,14 +74,19 @@ def index_build(
                 f"--stream builds an IVF index, not --kind {kind}", "mmgene index build --stream",
                 "use --kind ivfpq, ivf or auto, or build a flat or hnsw index in memory, without --stream",
             )
+        source = AnnDataObsm([file], embedding, obs_columns=obs)
+        if model is not None:
+            _check_model_dim(model, source.dim, file, embedding)
         index = build_streamed(
-            AnnDataObsm([file], embedding, obs_columns=obs), out, kind="ivfpq" if kind == "auto" else kind, embedding_key=embedding,
+            source, out, kind="ivfpq" if kind == "auto" else kind, embedding_key=embedding,
             model=model, nlist=nlist, nprobe=nprobe, pq_m=pq_m, target_recall=target_recall, seed=seed, overwrite=overwrite,
             config=StreamBuild(chunk_size=chunk_size, rerank=rerank),
         )
         _report(index, out, as_json)
         return
     adata = read(file, backed=True, expression_needed=False)  # only obs and obsm are used
+    if model is not None and embedding in adata.obsm:
+        _check_model_dim(model, adata.obsm[embedding].shape[1], file, embedding)
     index = CellIndex.build(
         adata, embedding, obs_columns=obs, model=model, kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m,
         M=hnsw_m, ef_search=ef_search, target_recall=target_recall, seed=seed, skip_missing=skip_missing,
@@ -81,17 +95,26 @@ def index_build(
     _report(index, out, as_json)
 
 
+def _check_model_dim(model: str, dim: int, file: Path, embedding: str) -> None:
+    """Refuse ``-m MODEL`` for vectors of another dimension than the model's joint space, before building."""
+    from mmgene.query.space import check_model_dim
+
+    check_model_dim(model, dim, f"mmgene index build -m {model}: obsm[{embedding!r}] of {file}")
+
+
 def _report(index: Any, path: Path, as_json: bool) -> None:
-    """An index: its folder, cells, dimension, kind, embedding, model, columns and calibrated search."""
+    """An index: its folder, cells, dimension, kind, embedding, model, columns, calibrated search and re-ranking."""
+    rerank = index.rerank_status()
     result = {
         "index": str(path), "cells": int(index.ntotal), "skipped_cells": int(index.meta.get("skipped_cells") or 0),
         "dim": int(index.dim), "kind": index.kind, "factory": index.meta.get("factory"), "embedding": index.embedding_key,
         "model": index.model, "obs_columns": list(index.meta.get("obs_columns", [])), "search": index.params.calibrated or None,
+        "rerank": rerank,
     }
-    emit(result, lambda: _describe(index, path), as_json=as_json)
+    emit(result, lambda: _describe(index, path, rerank), as_json=as_json)
 
 
-def _describe(index: Any, path: Path) -> str:
+def _describe(index: Any, path: Path, rerank: Optional[dict[str, Any]]) -> str:
     cal = index.params.calibrated
     lines = [
         f"index:      {path}",
@@ -104,15 +127,19 @@ def _describe(index: Any, path: Path) -> str:
     ]
     if cal:
         lines.append(f"search:     {cal['parameter']}={cal['value']}, recall@{cal['k']} {cal['recall']:.3f} on {cal['queries']} indexed cells")
+    if rerank is not None:
+        files = f"{len(rerank['files'])} file(s) ({', '.join(Path(f).name for f in rerank['files'][:3])}{', ...' if len(rerank['files']) > 3 else ''})"
+        state = f"not available: {rerank['problem']}" if rerank["problem"] else "available"
+        lines.append(f"rerank:     {rerank['candidates']} candidates a hit re-scored exactly from {files}; {state}")
     return "\n".join(lines)
 
 
 @index_app.command("info")
 def index_info(path: Path = typer.Argument(..., help="An index folder."), as_json: bool = json_option()) -> None:
-    """Describe an index folder."""
+    """Describe an index folder (and whether the vector files it re-ranks from are still in place)."""
     from mmgene.index import CellIndex
 
-    _report(CellIndex.load(path), path, as_json)
+    _report(CellIndex.load(path, rerank=False), path, as_json)
 
 
 @app.command("query")
@@ -125,6 +152,7 @@ def query(
     genes: Optional[Path] = typer.Option(None, "--genes", help="AnnData of the indexed cells: add each hit's top contributing genes (GenePT-w indexes; the first use embeds the offline text of the hits' genes, then it is cached)."),
     top_genes: int = typer.Option(5, help="Genes listed per hit with --genes."),
     shard: Optional[list[Path]] = typer.Option(None, "--shard", help="Another index folder searched with INDEX_DIR as one index (repeat; text queries only)."),
+    no_rerank: bool = no_rerank_option(),
     as_json: bool = json_option(),
 ) -> None:
     """Find the K cells most similar to each text (or to each --cell)."""
@@ -136,7 +164,7 @@ def query(
         raise ParameterError("nothing to search for", "mmgene query", "give a text after the index folder, or --cell CELL_ID")
     if shard and (cell or genes is not None):
         raise ParameterError("--shard searches text queries only", "mmgene query --shard", "drop --cell and --genes, or query one index folder")
-    index = IndexShards.load([index_dir, *shard]) if shard else CellIndex.load(index_dir)
+    index = IndexShards.load([index_dir, *shard], rerank=not no_rerank) if shard else CellIndex.load(index_dir, rerank=not no_rerank)
     if cell:
         table = cells_to_cells(index, cell, k=k)
     else:
@@ -146,7 +174,9 @@ def query(
             from mmgene.query.genes import explain_hits
             from mmgene.query.space import load_space
 
-            table = explain_hits(table, read(genes), load_space(model or index.model), top_n=top_genes)
+            table = explain_hits(
+                table, read(genes), load_space(model or index.model), top_n=top_genes, where=f"--genes {genes}", source=index.meta.get("source"),
+            )
     table = table.drop(columns=["position"])
     result = {"index": str(index_dir), "k": k, "queries": list(cell or texts), "hits": table.to_dict(orient="records")}
     emit(result, lambda: table_text(table, 4), as_json=as_json)
@@ -258,6 +288,7 @@ def transfer(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the .h5ad."),
     in_place: bool = in_place_option(),
     overwrite: bool = overwrite_option(),
+    no_rerank: bool = no_rerank_option(),
     as_json: bool = json_option(),
 ) -> None:
     """kNN label transfer from a reference index to the cells of FILE, with a confidence per cell."""
@@ -272,7 +303,7 @@ def transfer(
     target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
     adata = read(file)
     table = transfer_labels(
-        CellIndex.load(index_dir), adata, column, k=k, weighting=weighting, min_confidence=min_confidence,
+        CellIndex.load(index_dir, rerank=not no_rerank), adata, column, k=k, weighting=weighting, min_confidence=min_confidence,
         novelty_alpha=novelty_alpha, key_added=key,
     )
     key = table.attrs["key_added"]

@@ -154,21 +154,72 @@ def training_rows(p: IndexParams, n: int) -> np.ndarray:
     return np.sort(np.random.default_rng(p.seed).choice(n, p.train_size, replace=False))
 
 
+#: training vectors k-means wants per centroid; FAISS prints a warning of its own below this
+POINTS_PER_CENTROID = 39
+
+
+def small_training_note(p: IndexParams, n_train: int) -> str | None:
+    """What an IVF (-PQ) index trained on ``n_train`` vectors has more of than k-means can train well
+    (:data:`POINTS_PER_CENTROID` vectors a centroid), in words; None when the sample is large enough."""
+    short = [(p.nlist, f"{p.nlist} inverted lists")]
+    if p.kind == "ivfpq":
+        short.append((2**p.pq_nbits, f"{2 ** p.pq_nbits} product-quantisation centroids per sub-vector"))
+    short = [(k, text) for k, text in short if n_train < POINTS_PER_CENTROID * k]
+    if not short:
+        return None
+    needed = POINTS_PER_CENTROID * max(k for k, _ in short)
+    return (
+        f"index: k-means trains {' and '.join(text for _, text in short)} on {n_train:,} vectors, fewer than the "
+        f"{POINTS_PER_CENTROID} a centroid ({needed:,}) FAISS asks for; the calibration measures the recall this gives"
+    )
+
+
 def new_index(p: IndexParams, d: int, sample: np.ndarray | None) -> Any:
-    """An empty FAISS index for resolved ``p``, trained on the unit vectors ``sample`` (IVF kinds)."""
+    """An empty FAISS index for resolved ``p``, trained on the unit vectors ``sample`` (IVF kinds).
+
+    A sample smaller than k-means wants is said once by mmgene (:func:`small_training_note`, an
+    informational line) rather than by FAISS's C++ code, whose own warning per sub-quantiser would
+    reach stderr even under ``--quiet``; the recall it costs is measured by the calibration.
+    """
     faiss = _faiss()
     index = faiss.index_factory(d, factory_string(p), faiss.METRIC_INNER_PRODUCT)
     if p.kind in ("ivf", "ivfpq"):
         ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
         if p.kind == "ivfpq":
             ivf.do_polysemous_training = False  # index_factory turns it on; slow and unused by IP search
+            ivf.pq.cp.min_points_per_centroid = 1  # only FAISS's warning reads it (see the docstring)
         ivf.cp.niter = p.kmeans_iter
         ivf.cp.seed = p.seed
         ivf.cp.max_points_per_centroid = max(1, -(-p.train_size // p.nlist))
+        ivf.cp.min_points_per_centroid = 1
+        note = small_training_note(p, len(sample))
+        if note:
+            from mmgene.progress import info
+
+            info(note)
         index.train(sample)
     elif p.kind == "hnsw":
         index.hnsw.efConstruction = p.ef_construction
     return index
+
+
+def recall_shortfall(p: IndexParams, name: str, value: int, reached: float, k: int, *, given: bool) -> str:
+    """The warning for a calibration that stops below ``p.target_recall``: the recall reached, where,
+    and what would reach the target, as command-line options and the Python arguments they set."""
+    option = {"nprobe": "--nprobe", "ef_search": "--ef-search"}[name]
+    what = f"the {p.kind} index reaches recall@{k} {reached:.3f}, below the target {p.target_recall:g}, at {name}={value}"
+    if given:
+        fix = f"raise {option} ({name}=), or leave it out to calibrate it"
+    elif p.kind == "ivfpq":
+        fix = (
+            "its compressed codes limit recall: rebuild with --kind ivf (kind='ivf', exact at nprobe=nlist) or --kind flat "
+            "(kind='flat', exact), or with more bytes a vector (--pq-m, pq_m=)"
+        )
+    elif p.kind == "hnsw":
+        fix = "rebuild with a larger --hnsw-m (M=), or --kind flat (kind='flat') for exact search"
+    else:
+        fix = "rebuild with --kind flat (kind='flat') for exact search"
+    return f"{what}; {fix}; or accept it with a lower --target-recall (target_recall=)"
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
@@ -394,6 +445,23 @@ class CellIndex:
         """``'gpu'`` when searches run on faiss-gpu, else ``'cpu'``."""
         return "cpu" if self._searcher() is self._index else "gpu"
 
+    def rerank_status(self) -> dict[str, Any] | None:
+        """How searches of this folder re-rank: ``candidates`` per hit, the vector ``files`` and the
+        ``problem`` that keeps them from being opened (None when they open, or are open); None for a
+        folder that does not re-rank. Lets ``mmgene index info`` describe a folder whose files moved."""
+        record = self.meta.get("rerank")
+        if record is None:
+            return None
+        problem = None
+        if self.rerank_source is None:
+            from mmgene.index.sources import open_recorded
+
+            try:
+                open_recorded(record["source"], f"{(self._path or Path('.')) / META_FILE} field 'rerank'")
+            except (InputFileError, IntegrityError) as exc:
+                problem = str(exc)
+        return {"candidates": int(record["candidates"]), "files": [str(f["path"]) for f in record["source"]["files"]], "problem": problem}
+
     @property
     def on_disk(self) -> bool:
         """Whether the inverted lists live in ``index.ivfdata`` (memory-mapped), not in memory."""
@@ -466,7 +534,17 @@ class CellIndex:
             return np.zeros((0, self.dim), np.float32)
         if self.rerank_source is not None:  # the exact vectors, not their codes
             return as_unit_vectors(self.rerank_source.take(pos), where="the re-ranking vectors")
+        self._ensure_direct_map()
         return np.asarray(self._index.reconstruct_batch(pos), dtype=np.float32)
+
+    def _ensure_direct_map(self) -> None:
+        """Let FAISS look up stored vectors by position. A streamed folder that re-ranks keeps no such map
+        (its files give the exact vectors); loaded without them (``rerank=False``), the map is made here
+        from the inverted lists' ids, once (8 bytes a cell), and the vectors are those of the codes."""
+        faiss = _faiss()
+        ivf = faiss.try_extract_index_ivf(self._index)
+        if ivf is not None and int(ivf.direct_map.type) == int(faiss.DirectMap.NoMap):
+            ivf.make_direct_map(True)
 
     def add(self, vectors: Any, cell_ids: Sequence[str], obs: pd.DataFrame | None = None) -> None:
         """Append cells; their ids must be new. Obs columns missing in ``obs`` are filled with NA.
@@ -565,12 +643,9 @@ class CellIndex:
                 break  # compressed codes saturate below the target: stop where more probes stop helping
         setattr(p, name, int(chosen))
         if reached is not None and reached < p.target_recall:
-            from mmgene.progress import info
+            from mmgene.progress import warn
 
-            info(
-                f"mmgene: the {p.kind} index reaches recall@{k} {reached:.3f} < target {p.target_recall} at {name}={chosen}; "
-                "use kind='flat' for exact search, or 'ivf' (exact at nprobe=nlist) when PQ codes limit recall"
-            )
+            warn(recall_shortfall(p, name, int(chosen), reached, k, given=user_value is not None))
         p.calibrated = {
             "parameter": name, "value": int(chosen), "recall": round(float(reached), 4), "k": int(k),
             "queries": int(len(qi)), "target_recall": p.target_recall, "curve": curve,

@@ -243,7 +243,7 @@ def resolve(params: IndexParams, n: int, d: int) -> IndexParams:
         if p.nlist < 1 or p.nlist > n:
             raise ParameterError(
                 f"nlist={p.nlist} needs between 1 and {n} training vectors", "CellIndex(nlist=...)",
-                f"use nlist <= {n} (about 2*sqrt(n) = {int(2 * math.sqrt(n))}), or kind='flat' for few cells",
+                f"use --nlist {n} or less (nlist=; about 2*sqrt(n) = {int(2 * math.sqrt(n))}), or --kind flat (kind='flat') for few cells",
             )
         if p.nprobe is not None and not 1 <= p.nprobe <= p.nlist:
             raise ParameterError(f"nprobe={p.nprobe} must be between 1 and nlist={p.nlist}", "CellIndex(nprobe=...)", "lower nprobe")
@@ -258,7 +258,7 @@ def resolve(params: IndexParams, n: int, d: int) -> IndexParams:
         if n < 2**p.pq_nbits:
             raise ParameterError(
                 f"product quantisation with {p.pq_nbits} bits needs at least {2 ** p.pq_nbits} vectors, got {n}",
-                "CellIndex(kind='ivfpq')", "use kind='flat' or 'ivf' for so few cells, or lower pq_nbits",
+                "CellIndex(kind='ivfpq')", "use --kind ivf or flat (kind='ivf' / 'flat') for so few cells, or in Python a lower pq_nbits",
             )
     return p
 

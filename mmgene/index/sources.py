@@ -330,6 +330,10 @@ def _open_group(path: Path) -> Any:
 
 
 # ---------------------------------------------------------------------- reopening a recorded source
+#: how to search a folder without its re-ranking files, on the command line and in Python
+NO_RERANK = "`mmgene query --no-rerank` (or `mmgene transfer --no-rerank`); CellIndex.load(path, rerank=False) in Python"
+
+
 def open_recorded(record: dict[str, Any], where: str) -> VectorSource:
     """Reopen the source :meth:`VectorSource.record` described, refusing files that changed.
 
@@ -341,7 +345,7 @@ def open_recorded(record: dict[str, Any], where: str) -> VectorSource:
     if missing:
         raise InputFileError(
             f"the vectors used for exact re-ranking are missing: {missing[0]}", where,
-            "restore the files, or load the index with rerank=False to search with its compressed codes only",
+            f"restore the files, or search with the index's compressed codes only: {NO_RERANK}",
         )
     source: VectorSource = NpyShards(paths) if record["format"] == "npy" else AnnDataObsm(paths, record["key"])
     if source.dim != record["dim"]:
@@ -351,6 +355,6 @@ def open_recorded(record: dict[str, Any], where: str) -> VectorSource:
             raise IntegrityError(
                 f"the re-ranking vectors in {part.path} changed since the index was built ({part.rows:,} rows, "
                 f"recorded {rec['rows']:,}, or other values)", where,
-                "rebuild the index from the current files, or load it with rerank=False",
+                f"rebuild the index from the current files, or search with its compressed codes only: {NO_RERANK}",
             )
     return source

@@ -128,17 +128,37 @@ def _expressed_symbols(adata: Any, cells: Sequence[str]) -> list[str]:
     return sorted({s for s in symbols if s})
 
 
-def explain_hits(hits: pd.DataFrame, adata: Any, space: Any, *, gene_vectors: Any = None, top_n: int = 5) -> pd.DataFrame:
+def check_hit_cells(cell_ids: Sequence[str], adata: Any, *, where: str = "explain_hits(adata=...)", source: str | None = None) -> None:
+    """Refuse an AnnData that lacks some of the hits' cells: it is not the one the index holds, so
+    no hit could be explained from it. ``source`` names what the index was built from, for the advice."""
+    ids = pd.Index(pd.unique(np.asarray([str(c) for c in cell_ids], dtype=object)))
+    absent = ids[pd.Index(list(map(str, adata.obs_names))).get_indexer(ids) < 0]
+    if len(absent):
+        built_from = f" ({source})" if source else ""
+        raise ParameterError(
+            f"the AnnData's cells do not match the index's cells: {len(absent)} of the {len(ids)} cells the query found "
+            f"(e.g. {absent[0]!r}) are not among its {adata.n_obs:,} cells", where,
+            f"pass the AnnData the index was built from{built_from}, whose cells the index holds",
+        )
+
+
+def explain_hits(
+    hits: pd.DataFrame, adata: Any, space: Any, *, gene_vectors: Any = None, top_n: int = 5,
+    where: str = "explain_hits(adata=...)", source: str | None = None,
+) -> pd.DataFrame:
     """Add ``top_genes`` (``'GENE:contribution ...'``) to a :func:`~mmgene.query.text_to_cells` table.
 
     ``space`` must be a GenePT-w space (cells are expression-weighted gene vectors); ``gene_vectors``
-    default to :func:`mmgene.genes.default_gene_vectors` for the space's encoder.
+    default to :func:`mmgene.genes.default_gene_vectors` for the space's encoder. ``adata`` must hold
+    every hit's cell (:func:`check_hit_cells`; ``where`` and ``source``, what the index was built
+    from, go into its error).
     """
     if getattr(space, "variant", None) != "w":
         raise ParameterError(
             "gene contributions need cells embedded as GenePT-w (weighted gene vectors)", "explain_hits(space=...)",
             "query an index built on obsm['X_genept_w'] with model 'genept-w'",
         )
+    check_hit_cells(hits["cell_id"].tolist(), adata, where=where, source=source)
     if gene_vectors is None:
         from mmgene.genes.default import default_gene_vectors
 

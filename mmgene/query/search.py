@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from mmgene.errors import MissingColumnError, ParameterError
-from mmgene.query.space import _check_texts, load_space
+from mmgene.query.space import _check_texts, load_space, space_name
 
 
 def text_to_cells(index: Any, texts: str | Sequence[str], *, model: Any = None, k: int = 20) -> pd.DataFrame:
@@ -20,8 +20,15 @@ def text_to_cells(index: Any, texts: str | Sequence[str], *, model: Any = None, 
     the index's obs columns and ``position`` (row in the index).
     """
     texts = _check_texts(texts)
-    space = load_space(model if model is not None else index.model)
+    spec = model if model is not None else index.model
+    space = load_space(spec)
     queries = space.encode_text(texts)
+    if np.shape(queries)[-1] != index.dim:
+        raise ParameterError(
+            f"model {space_name(space, spec)!r} encodes text into dimension {np.shape(queries)[-1]} but the index holds vectors of "
+            f"dimension {index.dim} (obsm[{index.embedding_key!r}])", "text query",
+            "query with the model those vectors were made with (--model, model=), or rebuild the index from vectors of this model",
+        )
     return index.hits(queries, k, query_names=texts)
 
 

@@ -79,6 +79,11 @@ class GenePTSpace:
             self._encoder = text_encoder(self._encoder_spec) if self._encoder_spec else text_encoder()
         return self._encoder
 
+    @property
+    def dim(self) -> int:
+        """The dimension of the space: its text encoder's (cells and text share it)."""
+        return int(self.encoder.dim)
+
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         texts = _check_texts(texts)
         return as_unit_vectors(self.encoder.encode(texts), texts, f"text embedded by {self.name}")
@@ -200,6 +205,27 @@ def space_name(space: Any, spec: Any = None) -> str:
     if isinstance(spec, (str, os.PathLike)):
         return os.fspath(spec)
     return str(getattr(space, "name", None) or type(space).__name__)
+
+
+def space_dim(space: Any) -> int:
+    """The dimension of a joint space's vectors: its ``dim`` where it has one, else that of one encoded text."""
+    dim = getattr(space, "dim", None)
+    return int(dim) if dim is not None else int(np.asarray(space.encode_text(["cell"])).shape[1])
+
+
+def check_model_dim(model: Any, dim: int, where: str) -> None:
+    """Refuse vectors of dimension ``dim`` recorded as living in joint space ``model`` (a spec for
+    :func:`load_space`) when the space has another dimension: an index that records it could never
+    answer a text query, so this is said when the index is built, not when it is first queried."""
+    space = load_space(model)
+    expected = space_dim(space)
+    if expected != int(dim):
+        raise ParameterError(
+            f"the vectors have dimension {dim} but model {space_name(space, model)!r} encodes text into dimension {expected}, "
+            "so they are not in its joint space", where,
+            "name the model that made these vectors (an aligned model folder for its cell vectors, genept-s / genept-w "
+            "with the text encoder that embedded them), or leave the model out for cell -> cell queries only",
+        )
 
 
 def load_space(spec: Any) -> Any:
