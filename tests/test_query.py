@@ -154,6 +154,13 @@ def test_knn_transfer_writes_obs_and_checks_arguments(pbmc3k, pca, split, refere
     del query.obsm["X_pca"]
     with pytest.raises(MissingColumnError, match="X_pca"):
         transfer_labels(reference_index, query, "cell_type")
+    from mmgene.index import CellIndex
+
+    bare = CellIndex.from_vectors(pca.X[split], pca.names[split], pca.obs[split])  # no obsm key, no model
+    query.obsm["X_pca"] = pca.X[~split]
+    with pytest.raises(ParameterError, match="records neither an obsm key nor a model") as refused:
+        transfer_labels(bare, query, "cell_type")
+    assert "mmgene index build FILE --embedding KEY" in refused.value.fix
 
 
 def test_knn_transfer_writes_by_default_and_copy_returns_a_new_anndata(pbmc3k, pca, split, reference_index):

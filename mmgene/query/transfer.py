@@ -42,6 +42,13 @@ def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, 
         elif model is not None or reference.model is not None:
             space = load_space(model if model is not None else reference.model)
             vectors, genes_read = space.encode_cells(query), reads_genes(space)
+        elif key is None:  # an index of bare vectors (.npy) that names no model: nothing says where the query's are
+            raise ParameterError(
+                "the reference index was built from bare vectors and records neither an obsm key nor a model, so "
+                "nothing says which of the query AnnData's vectors to compare with it", "transfer_labels(query=...)",
+                "pass the query's vectors as an array in the index's space (in Python), or rebuild the index from an "
+                "AnnData's obsm key (mmgene index build FILE --embedding KEY) or with its model (-m MODEL)",
+            )
         else:
             raise MissingColumnError(str(key), "obsm", list(query.obsm.keys()))
         return vectors, names, missing_rows(vectors) | cells_without_genes(query, genes_read)
