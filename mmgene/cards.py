@@ -2,9 +2,12 @@
 
 A base module: ``align`` (model cards) and ``hub`` (dataset cards) both render through it.
 
-Templates are Jinja2 text. Rendering is strict: every placeholder a template uses must be given a
-value that is not ``None``, or :class:`~mmgene.errors.ParameterError` lists the missing ones; and the
-result must contain no leftover ``{{``/``{%``. The YAML metadata block (license, tags, task
+Templates are Jinja2 text, rendered in Jinja's sandbox (a template from ``MMGENE_CARDS_DIR`` may come
+from anyone: it can reach no Python internals, and oversized arithmetic is refused). Rendering is
+strict: every placeholder a template uses must be given a value that is not ``None``, or
+:class:`~mmgene.errors.ParameterError` lists the missing ones; and the template's own text (a raw
+block, say) must leave no ``{{``/``{%`` in the card. Values are data and may hold any text, braces
+included (a cell-type label such as ``{{x}}`` is shown as it is). The YAML metadata block (license, tags, task
 categories, size category, configs) is made by huggingface_hub's ``DatasetCardData``/``ModelCardData``
 so the Hub reads it; the final text is checked to hold no registered secret.
 """
@@ -56,11 +59,16 @@ def render_template(template: str | os.PathLike[str], values: Mapping[str, Any])
     if not path.is_file():
         raise InputFileError(f"card template not found: {path}", str(path), "pass an existing template file")
     source = path.read_text()
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env = _environment()
     try:
         wanted = meta.find_undeclared_variables(env.parse(source))
+        leftover = next(((line, m.group()) for line, kind, value in env.lex(source) if kind == "data"
+                         for m in [_LEFTOVER.search(value)] if m), None)
     except jinja2.TemplateSyntaxError as exc:
         raise ParameterError(f"card template has a syntax error: {exc.message}", f"{path}:{exc.lineno}", "fix the template") from None
+    if leftover is not None:
+        raise ParameterError(f"the card template would leave template syntax {leftover[1]!r} in the card", f"{path.name} line {leftover[0]}",
+                             "fill every placeholder (no raw block around template syntax)")
     missing = sorted(v for v in wanted if values.get(v) is None)
     if missing:
         raise ParameterError(
@@ -72,12 +80,39 @@ def render_template(template: str | os.PathLike[str], values: Mapping[str, Any])
         text = env.from_string(source).render(**values)
     except jinja2.UndefinedError as exc:
         raise ParameterError(f"card template {path.name} uses a missing value ({exc.message})", str(path), "pass it") from None
-    leftover = _LEFTOVER.search(text)
-    if leftover:
-        line = text.count("\n", 0, leftover.start()) + 1
-        raise ParameterError(f"rendered card still holds template syntax {leftover.group()!r}", f"{path.name} line {line}", "fill every placeholder")
+    except jinja2.exceptions.SecurityError as exc:
+        raise ParameterError(f"card template {path.name} tried something the sandbox forbids ({exc})", str(path),
+                             "use only the placeholders, loops and conditions of mmgene's own templates") from None
+    except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
+        raise ParameterError(f"card template {path.name} failed to render ({type(exc).__name__}: {exc})", str(path), "fix the template") from None
     _refuse_secrets(text, path.name)
     return text
+
+
+#: the largest string, list or number (in bits) a template's arithmetic may make
+_MAX_PRODUCT = 1_000_000
+
+
+def _environment() -> Any:
+    """Jinja's sandboxed environment with strict undefined values, and ``*``/``**`` bounded so that a
+    template cannot exhaust memory (``{{ 'x' * 10**12 }}``)."""
+    import jinja2
+    from jinja2 import sandbox
+    from jinja2.exceptions import SecurityError
+
+    class CardEnvironment(sandbox.SandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "*":
+                for seq, count in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > _MAX_PRODUCT:
+                        raise SecurityError(f"a repetition of {len(seq)} items {count} times is too large")
+            elif isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right * max(left.bit_length(), 1) > _MAX_PRODUCT:
+                raise SecurityError(f"{left} ** {right} is too large")
+            return super().call_binop(context, operator, left, right)
+
+    return CardEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
 def _refuse_secrets(text: str, where: str) -> None:
