@@ -35,8 +35,12 @@ def test_render_template_lists_every_unfilled_placeholder(tmp_path):
         render_template(template, {"title": "T"})
     with pytest.raises(ParameterError, match="body"):
         render_template(template, {"title": "T", "body": None, "items": []})
-    with pytest.raises(ParameterError, match="template syntax"):
-        render_template(template, {"title": "{{ oops }}", "body": "B", "items": []})
+    # values are data: braces in them are shown as they are (a label, or an obs value like "{'qc': {'pass': 1}}")
+    assert render_template(template, {"title": "{{ oops }}", "body": "}}", "items": []}) == "# {{ oops }}\n}} \n"
+    leftover = tmp_path / "leftover.md"
+    leftover.write_text("# {{ title }}\n{% raw %}{{ body }}{% endraw %}\n")
+    with pytest.raises(ParameterError, match="template syntax"):  # the template's own text may leave none
+        render_template(leftover, {"title": "T"})
     broken = tmp_path / "broken.md"
     broken.write_text("{{ title ")
     with pytest.raises(ParameterError, match="syntax error"):

@@ -14,7 +14,36 @@ import typer
 from mmgene.cli.app import app, overwrite_option
 from mmgene.cli.options import ChunkFormat, Layout, ShareKind, json_option, label_col_given, old_spelling
 from mmgene.cli.results import emit
+from mmgene.errors import ParameterError
 from mmgene.hub.config import default, setting_help
+
+
+#: share options -> the share backends that use them; given for another backend, one would be silently ignored
+SHARE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "--share-url": ("webdav", "nextcloud", "http"), "--share-folder": ("hub", "webdav", "nextcloud"),
+    "--share-root": ("http",), "--public-url": ("webdav",), "--share-user": ("webdav", "nextcloud"),
+    "--chunk-limit": ("nextcloud",),
+}
+#: layout options -> the layouts that use them
+LAYOUT_OPTIONS: dict[str, tuple[str, ...]] = {"--negatives": ("pairs", "multiplets"), "--cell-negatives": ("multiplets",)}
+
+
+def check_options_apply(kind: str, layout: str, given: dict[str, Any]) -> None:
+    """Refuse an option that the chosen share backend or layout does not use: ignoring it would, for one,
+    put the chunk files on the Hub although a --share-url was given."""
+    for option, kinds in (*SHARE_OPTIONS.items(), *LAYOUT_OPTIONS.items()):
+        chosen, what = (kind, "share") if option in SHARE_OPTIONS else (layout, "layout")
+        if given.get(option) is not None and chosen not in kinds:
+            default_note = " (the default)" if given.get(f"--{what}") is None else ""
+            raise ParameterError(
+                f"{option} does not apply to the {chosen!r} {what}{default_note}, so it would be ignored",
+                f"option {option}", f"choose --{what} {' or '.join(kinds)}, or leave {option} out",
+            )
+    if given.get("--caption-template") is not None and given.get("--caption-key") is not None:
+        raise ParameterError(
+            "--caption-template makes captions from --label-col, but --caption-key takes captions as they are, so it would be ignored",
+            "options --caption-template/--caption-key", "pass one of them",
+        )
 
 
 @app.command("publish")
@@ -57,6 +86,11 @@ def publish_command(
     from mmgene.hub.publishing import publish
 
     kind = share or default("share")
+    check_options_apply(kind, layout or default("layout"), {
+        "--share": share, "--layout": layout, "--share-url": share_url, "--share-folder": share_folder, "--share-root": share_root,
+        "--public-url": public_url, "--share-user": share_user, "--chunk-limit": chunk_limit, "--negatives": negatives,
+        "--cell-negatives": cell_negatives, "--caption-template": caption_template, "--caption-key": caption_key,
+    })
     options: dict[str, Any] = {}
     if kind in ("webdav", "nextcloud", "http"):
         options["url"] = share_url

@@ -148,7 +148,16 @@ def _column_meaning(col: str) -> str:
     return f"cell metadata from `obs['{col.removeprefix('obs_') if col.startswith('obs_') else col}']`"
 
 
-def _description(config: PublishConfig, adata: Any, source_name: str) -> str:
+def published_cells(dd: Any, layout: str) -> Any:
+    """Positions in the source AnnData of the cells that have rows (``pairs``/``multiplets`` leave out
+    cells without a caption), sorted."""
+    import numpy as np
+
+    column = "cell_idx" if layout == "pairs" else "sample_idx"
+    return np.unique(np.concatenate([np.asarray(ds[column], dtype=np.int64) for ds in dd.values()]))
+
+
+def _description(config: PublishConfig, adata: Any, source_name: str, n_published: int | None = None) -> str:
     from mmgene.io import obs_column
     from mmgene.text.labels import label_text
 
@@ -160,8 +169,11 @@ def _description(config: PublishConfig, adata: Any, source_name: str) -> str:
     else:
         caption_origin = "no captions"
     n_labels = len(set(label_text(obs_column(adata, layout.label_key))) - {""}) if layout.label_key else 0
+    n_published = adata.n_obs if n_published is None else n_published
+    cells = (f"{adata.n_obs} cells" if n_published == adata.n_obs
+             else f"{n_published} of the {adata.n_obs} cells (those without a caption have no row)")
     return (
-        f"{adata.n_obs} cells of {source_name} as cell sentences with {caption_origin}"
+        f"{cells} of {source_name} as cell sentences with {caption_origin}"
         + (f" ({n_labels} distinct labels)" if n_labels else "")
         + f", in the `{layout.layout}` layout, with each cell's AnnData file linked."
     )
@@ -201,13 +213,16 @@ def card_values(config: PublishConfig, adata: Any, staged: Staged, sentences: Se
         intro = "Per-cell embeddings that come with the data, and how each was made:\n\n" + how
     else:
         intro = "The AnnData files carry no per-cell embeddings. " + how
-    lengths = np.asarray(sentences.lengths)
+    published = published_cells(dd, layout.layout)
+    lengths = np.asarray(sentences.lengths)[published]  # the sentences the rows hold, not those of dropped cells
     view = sentences.view
     example = dict(dd[example_split][0])
     versions = package_versions("anndata")
     return {
         "pretty_name": card.pretty_name or staged.repo_id.split("/")[1],
-        "description": card.description if card.description is not None else _description(config, adata, staged.source_name),
+        "description": card.description if card.description is not None
+        else _description(config, adata, staged.source_name, len(published)),
+        "n_published": len(published),
         "source_name": staged.source_name,
         "n_cells": adata.n_obs,
         "n_genes": adata.n_vars,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgene.atomic import atomic_path, check_output
-from mmgene.errors import ParameterError, RemoteError
+from mmgene.errors import DataError, ParameterError, RemoteError
 from mmgene.hub.chunks import ChunkFile, chunk_name, write_chunks
 from mmgene.hub.config import PublishConfig
 from mmgene.hub.dataset_card import Sentences, Staged, dataset_card
@@ -106,8 +107,7 @@ def publish(
     from mmgene.io.read import check_unique_cells
 
     config = (config or PublishConfig()).replace(**settings)
-    if "/" not in repo_id or repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise ParameterError(f"repo id {repo_id!r} is not 'namespace/name'", "repo_id", "pass e.g. 'me/pbmc-cells'")
+    check_repo_id(repo_id)
     name = repo_id.split("/")[1]
     if out is None and dry_run:
         out = Path(f"{name}-dataset")
@@ -126,8 +126,11 @@ def publish(
     )
     if hasattr(data, "obs") and not getattr(data, "isbacked", False):
         data = data.copy()  # read() annotates its input; keep the caller's object (and re-runs) unchanged
+    given_genes = _gene_id_columns(data) if hasattr(data, "var") else None
     adata = mmgene.io.read(data, backed=chunking.backed)
-    check_unique_cells(adata.obs_names, f"obs_names of {data if isinstance(data, (str, os.PathLike)) else 'the AnnData'}")
+    where = data if isinstance(data, (str, os.PathLike)) else "the AnnData"
+    check_unique_cells(adata.obs_names, f"obs_names of {where}")
+    _check_keys(adata, str(where))
 
     if config.dataset.obsm_keys is None:
         made = adata.uns.get("mmgene", {})
@@ -137,6 +140,8 @@ def publish(
     sentences = mmgene.cells.sentences(adata, top_k=chunking.top_k, inplace=False)
     lengths = [len(s.split()) if s else 0 for s in sentences]
     _rehearse(adata, config, sentences)
+    # the chunk files carry the user's gene tables, not the ids mmgene.io.read filled in or settled
+    _restore_gene_id_columns(adata, given_genes if given_genes is not None else _gene_id_columns_on_disk(data, adata))
 
     with ExitStack() as stack:
         if out is None:
@@ -178,6 +183,106 @@ def publish(
         chunks=manifest["chunks"], shared=shared, out=None if out is None else final, dry_run=dry_run,
         commit_url=commit_url, files=["README.md", "chunks.json", *files], config=config,
     )
+
+
+#: Hub repository names: ASCII letters, digits, '-', '_' and '.', not starting or ending with '-' or '.'
+_REPO_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
+
+
+def check_repo_id(repo_id: str) -> None:
+    """Refuse a repo id the Hub would refuse (huggingface_hub's rules), before anything is read, written
+    or uploaded: a dry run's card must name a repository that can exist, and a real run must not fail
+    at the Hub after the chunk files were shared."""
+    parts = repo_id.split("/") if isinstance(repo_id, str) else []
+    problem = (
+        "is not 'namespace/name'" if len(parts) != 2 or not all(parts)
+        else "may hold only ASCII letters, digits, '-', '_' and '.', neither start nor end with '-' or '.', "
+        "and have at most 96 characters per part" if not all(_REPO_PART.fullmatch(p) for p in parts)
+        else "may not hold '--' or '..'" if "--" in repo_id or ".." in repo_id
+        else "may not end in '.git'" if repo_id.endswith(".git")
+        else None
+    )
+    if problem:
+        raise ParameterError(f"repo id {repo_id!r} {problem}", "repo_id", "pass e.g. 'me/pbmc-cells'")
+
+
+def _check_keys(adata: Any, where: str) -> None:
+    """Refuse column names that are not text (``obs[0]``): AnnData files cannot store them, so writing the
+    chunk files would fail half-way; say so before anything is written."""
+    frames = {"obs": adata.obs, "var": adata.var}
+    if adata.raw is not None:
+        frames["raw.var"] = adata.raw.var
+    for part, frame in frames.items():
+        bad = [c for c in frame.columns if not isinstance(c, str)]
+        if bad:
+            raise DataError(
+                f"{part} has column names that are not text: {', '.join(repr(c) for c in bad[:5])}",
+                f"{part} of {where}", f"rename them, e.g. adata.{part}.columns = adata.{part}.columns.astype(str)",
+            )
+    for part in ("obsm", "layers"):
+        bad = [k for k in getattr(adata, part).keys() if not isinstance(k, str)]
+        if bad:
+            raise DataError(f"{part} has keys that are not text: {', '.join(repr(k) for k in bad[:5])}", f"{part} of {where}",
+                            "rename them to strings")
+
+
+#: the gene-id columns :func:`mmgene.io.read` fills in (where missing) or settles (repeated symbols)
+_GENE_ID_COLUMNS = ("gene_symbol", "ensembl_id")
+
+
+def _gene_id_columns(adata: Any) -> dict[str, dict[str, Any]]:
+    """The gene-id columns of ``var`` and ``raw.var`` as the user gave them (copies), by frame."""
+    frames = {"var": adata.var, **({"raw.var": adata.raw.var} if adata.raw is not None else {})}
+    return {part: {c: frame[c].copy() for c in _GENE_ID_COLUMNS if c in frame.columns} for part, frame in frames.items()}
+
+
+def _gene_id_columns_on_disk(data: Any, adata: Any) -> dict[str, dict[str, Any]] | None:
+    """The gene-id columns of an .h5ad/.zarr file as stored, read without its matrices; ``None`` for
+    other formats (Cell Ranger, .loom), whose AnnData exists only as mmgene.io.read made it."""
+    import anndata as ad
+
+    path = Path(data)
+    try:
+        if path.suffix.lower() == ".zarr" or path.is_dir():
+            import zarr
+
+            store: Any = zarr.open_group(str(path), mode="r")
+            close = None
+        elif path.suffix.lower() in (".h5ad", ".h5", ".hdf5") or path.is_file():
+            import h5py
+
+            store = h5py.File(path, "r")
+            close = store.close
+        else:  # pragma: no cover - read() accepted nothing else
+            return None
+        try:
+            if "var" not in store or "X" not in store:
+                return None
+            read = ad.io.read_elem
+            frames = {"var": read(store["var"])}
+            if adata.raw is not None and "raw" in store and "var" in store["raw"]:
+                frames["raw.var"] = read(store["raw"]["var"])
+        finally:
+            if close is not None:
+                close()
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+    return {part: {c: frame[c] for c in _GENE_ID_COLUMNS if c in frame.columns} for part, frame in frames.items()}
+
+
+def _restore_gene_id_columns(adata: Any, given: dict[str, dict[str, Any]] | None) -> None:
+    """Put back the gene-id columns as the user gave them (dropping those mmgene.io.read added), so the
+    published AnnData files hold the user's ``var`` unchanged; ``None``: keep them as read."""
+    if given is None:
+        return
+    frames = {"var": adata.var, **({"raw.var": adata.raw.var} if adata.raw is not None else {})}
+    for part, frame in frames.items():
+        columns = given.get(part, {})
+        for column in _GENE_ID_COLUMNS:
+            if column in columns and len(columns[column]) == len(frame):
+                frame[column] = columns[column].values  # by position: var names may repeat; keeps a categorical
+            elif column in frame.columns and column not in columns:
+                del frame[column]
 
 
 def _rehearse(adata: Any, config: PublishConfig, sentences: list[str]) -> None:

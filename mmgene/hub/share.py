@@ -30,11 +30,19 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from mmgene.errors import ParameterError, RemoteError
 from mmgene.hub.chunks import ChunkFile, sha256_file
-from mmgene.net.credentials import clean_url, hub_token, redact, require_secure_origin, share_credentials
+from mmgene.net.credentials import (
+    PASSWORD_ENV,
+    USER_ENV,
+    clean_url,
+    hub_token,
+    redact,
+    require_secure_origin,
+    share_credentials,
+)
 from mmgene.hub.download import is_plain_name
 from mmgene.progress import info, progress
 
@@ -67,6 +75,33 @@ def check_name(name: str, where: str) -> str:
         raise ParameterError(f"refusing to share a file named {name!r}: the name could leave the share folder", where,
                              "give chunk files plain names (no '..', '/', '\\', ':' or control characters)")
     return name
+
+
+def share_url(url: str, what: str) -> str:
+    """``url`` as the base of share requests and links: http(s), no credentials (:func:`clean_url`), and no
+    query or fragment, since file names are appended to its path (a ``?token=...`` would end up, with the
+    file name after it, in every public link)."""
+    url = clean_url(url, what)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ParameterError(f"{what} must be an http:// or https:// URL with a host", what, "pass e.g. https://cloud.example.org/...")
+    if parts.query or parts.fragment:
+        bare = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        raise ParameterError(
+            f"{what} {bare} must not carry a query or fragment ('?...' or '#...'): file names are appended to its path",
+            what, f"pass the folder's URL without them; credentials go in {USER_ENV} and {PASSWORD_ENV}, never in a URL",
+        )
+    return url
+
+
+def check_folder(folder: str, where: str) -> str:
+    """``folder`` without outer slashes, if every part of it is a plain name: a ``..`` part would put the
+    files outside the share (``<share url>/../other-user``)."""
+    folder = folder.strip("/")
+    if folder and not all(is_plain_name(part) for part in folder.split("/")):
+        raise ParameterError(f"refusing the share folder {folder!r}: it could leave the share", where,
+                             "give a folder of plain names below the share URL, e.g. 'mmgene/pbmc' (no '..', '\\', ':' or empty parts)")
+    return folder
 
 
 class ShareBackend(ABC):
@@ -134,7 +169,7 @@ class HubShare(ShareBackend):
                  token: str | None = None, repo_type: str = "dataset") -> None:
         if "/" not in repo_id:
             raise ParameterError(f"repo id {repo_id!r} has no namespace", "repo_id", "pass it as 'user/name'")
-        self.repo_id, self.folder, self.revision = repo_id, folder.strip("/"), revision
+        self.repo_id, self.folder, self.revision = repo_id, check_folder(folder, "share folder"), revision
         self.private, self.repo_type = private, repo_type
         self._token = token
 
@@ -239,9 +274,9 @@ class WebDavShare(ShareBackend):
                  timeout: float = 60.0, retries: int = 3, backoff: float = 0.5, deadline: float | None = None) -> None:
         from mmgene.net.http import HttpClient, RetryPolicy, ScopedAuth
 
-        self.url = clean_url(url, "share URL")
-        self.public_url = clean_url(public_url, "public URL") if public_url else None
-        self.folder = folder.strip("/")
+        self.url = share_url(url, "share URL")
+        self.public_url = share_url(public_url, "public URL") if public_url else None
+        self.folder = check_folder(folder, "share folder")
         self.auth = share_credentials(user)
         if self.auth:
             require_secure_origin(self.url, "share URL", "the share password")
@@ -436,7 +471,7 @@ class HttpFolderShare(ShareBackend):
 
     def __init__(self, root: str | os.PathLike[str], base_url: str) -> None:
         self.root = Path(root)
-        self.base_url = clean_url(base_url, "base URL")
+        self.base_url = share_url(base_url, "base URL")
 
     def has(self, name: str, sha256: str, size: int) -> bool:
         target = self.root / check_name(name, str(self.root))
