@@ -48,8 +48,24 @@ def check_own_columns(adata: Any, columns: Sequence[str], key: str, where: str) 
         )
 
 
+def check_record_slot(adata: Any, where: str) -> None:
+    """Refuse an AnnData whose ``uns['mmgene']`` is not a mapping: something else put a value there, which
+    mmgene can neither read its records from nor write over."""
+    from collections.abc import Mapping
+
+    slot = adata.uns.get("mmgene") if hasattr(adata, "uns") else None
+    if slot is not None and not isinstance(slot, Mapping):
+        from mmgene.errors import DataError
+
+        raise DataError(
+            f"uns['mmgene'] holds a {type(slot).__name__}, not mmgene's records (a mapping)", where,
+            "rename or delete uns['mmgene'] (e.g. adata.uns['my_note'] = adata.uns.pop('mmgene')); mmgene keeps its records there",
+        )
+
+
 def record(adata: Any, key: str, *, packages: tuple[str, ...] = (), **params: Any) -> dict[str, Any]:
     """Store ``params`` plus versions and a timestamp under ``adata.uns['mmgene'][key]``."""
+    check_record_slot(adata, f"uns['mmgene'], recording {key!r}")
     entry = _plain(params)
     entry["versions"] = package_versions(*packages)
     entry["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

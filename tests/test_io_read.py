@@ -269,3 +269,23 @@ def test_layer_picks_the_matrix_to_read():
     assert mmgene.cells.sentences(adata, layer="spliced", inplace=False) == ["MS4A1 LYZ", "CD3E"]
     with pytest.raises(MissingColumnError, match="'nope'.*choose one of: 'X', 'spliced'"):
         expression(adata, layer="nope")
+
+
+def test_a_uns_mmgene_that_is_not_a_mapping_is_refused_clearly(tmp_path):
+    """Something else's value in uns['mmgene'] (a string, say) is neither read as mmgene's records nor
+    written over: reading refuses it with a DataError, and the CLI exits 2 leaving the file as it was."""
+    from mmgene.errors import DataError
+    from tests.hostile import assert_refused
+
+    adata = make(COUNTS.copy(), uns={"mmgene": "my own note"})
+    with pytest.raises(DataError) as refused:
+        mmgene.io.read(adata)
+    assert str(refused.value) == (
+        "uns['mmgene'] holds a str, not mmgene's records (a mapping). Where: the AnnData in memory. What to do: rename "
+        "or delete uns['mmgene'] (e.g. adata.uns['my_note'] = adata.uns.pop('mmgene')); mmgene keeps its records there."
+    )
+    assert adata.uns["mmgene"] == "my own note"
+    path = tmp_path / "noted.h5ad"
+    adata.write_h5ad(path)
+    line = assert_refused(["info", path], [tmp_path])
+    assert line == f"mmgene: error: uns['mmgene'] holds a str, not mmgene's records (a mapping). Where: {path}. What to do: " + refused.value.fix + "."

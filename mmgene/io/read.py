@@ -14,7 +14,7 @@ from mmgene.genes.ids import LOOKED_UP, resolve_gene_ids, settle_repeats, split_
 from mmgene.io.expression import Kind, expression
 from mmgene.io.tenx import is_mtx_folder, read_mtx_folder
 from mmgene.lazy import require as require_package
-from mmgene.provenance import record
+from mmgene.provenance import check_record_slot, record
 
 
 def _load(path: Path, backed: bool) -> Any:
@@ -135,12 +135,14 @@ def read(
         path = Path(path_or_adata)
         adata = _load(path, backed)
         origin = str(path)
+        check_record_slot(adata, origin)
     else:
         adata = path_or_adata
         if not hasattr(adata, "obs") or not hasattr(adata, "var"):
             raise InputFileError(
                 f"expected an AnnData or a path, got {type(adata).__name__}", "argument path_or_adata", "pass an AnnData or an .h5ad/.zarr path"
             )
+        check_record_slot(adata, "the AnnData in memory")
         origin = str(adata.uns.get("mmgene", {}).get("input", {}).get("file", "the AnnData in memory"))
     is_backed = bool(backed and origin.endswith((".h5ad", ".h5", ".hdf5", ".zarr")))
     if not expression_needed:
