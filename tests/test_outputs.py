@@ -257,6 +257,21 @@ def test_in_place_updates_the_input(tmp_path, h5ad):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.h5ad"]
 
 
+def test_in_place_refuses_a_read_only_file_and_keeps_a_files_mode(tmp_path, h5ad):
+    """A chmod a-w file was replaced all the same (a rename needs only the folder's permission), and an
+    in-place result came back with the default mode (a 0600 file became world-readable)."""
+    import os
+    import stat
+
+    h5ad.chmod(0o444)
+    message = assert_refused(["embed", "genept-s", h5ad, "--top-k", "3", "--in-place"], [tmp_path])
+    assert message.startswith("mmgene: error: the file is read-only, so --in-place does not replace it")
+    h5ad.chmod(0o600)
+    res = run_cli("embed", "genept-s", h5ad, "--top-k", "3", "--in-place")
+    assert res.returncode == 0, res.stderr
+    assert "X_genept_s" in ad.read_h5ad(h5ad).obsm and stat.S_IMODE(os.stat(h5ad).st_mode) == 0o600
+
+
 def test_evaluate_refuses_existing_report(tmp_path, h5ad):
     report = tmp_path / "cells.mmgene_eval.json"
     report.write_text("{}")

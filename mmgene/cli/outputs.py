@@ -15,6 +15,21 @@ def in_place_option() -> bool:
     return typer.Option(False, "--in-place", help="Write the result into FILE itself (replaced atomically) instead of --out.")
 
 
+def _check_replaceable(file: Path) -> None:
+    """Refuse ``--in-place`` on a file its owner made read-only: a rename would replace it all the same
+    (only the folder's permission counts), and someone who ran ``chmod a-w`` meant it to stay."""
+    import os
+    import stat
+
+    from mmgene.errors import OutputError
+
+    if file.exists() and (not os.access(file, os.W_OK) or not file.stat().st_mode & stat.S_IWUSR):
+        raise OutputError(
+            "the file is read-only, so --in-place does not replace it", str(file),
+            "pass --out NEW.h5ad to write a new file, or make this one writable (chmod u+w) if it may change",
+        )
+
+
 def anndata_target(file: Path, out: Optional[Path], *, in_place: bool, overwrite: bool) -> Path:
     """The checked output path: ``out`` (new, or replaced with ``overwrite``) or ``file`` with ``in_place``."""
     from mmgene.atomic import check_output
@@ -22,6 +37,7 @@ def anndata_target(file: Path, out: Optional[Path], *, in_place: bool, overwrite
     if in_place and out is not None:
         raise ParameterError("--in-place and --out were both given", "options --in-place/--out", "pass one of them")
     if in_place:
+        _check_replaceable(file)
         return file
     if out is None:
         raise ParameterError(
@@ -33,6 +49,8 @@ def anndata_target(file: Path, out: Optional[Path], *, in_place: bool, overwrite
 
 def write_anndata(adata: Any, target: Path, *, file: Path, overwrite: bool) -> None:
     """Write ``.h5ad`` or ``.zarr`` atomically; ``target == file`` means the user asked for ``--in-place``."""
+    import shutil
+
     from mmgene.atomic import atomic_path
 
     in_place = Path(target).resolve() == Path(file).resolve()
@@ -41,3 +59,5 @@ def write_anndata(adata: Any, target: Path, *, file: Path, overwrite: bool) -> N
             adata.write_zarr(tmp)
         else:
             adata.write_h5ad(tmp)
+        if in_place and Path(target).is_file():  # the file keeps its permissions (a 0600 file stays private)
+            shutil.copymode(target, tmp)
