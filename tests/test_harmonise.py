@@ -424,3 +424,70 @@ def test_a_hand_written_table_is_read_as_user_choices(tmp_path):
     bad = harmonise_labels(["B cells"]).assign(confidence="high")
     with pytest.raises(MappingError, match="confidence"):
         harmonise_labels(["B cells"], mapping=bad)
+
+
+def test_apply_records_labels_with_slashes_as_lists_that_h5ad_can_write(tmp_path):
+    """The mapping was a dict keyed by label: h5ad split "CD4+/CD25 T Reg" into nested groups, and "T"
+    beside "T/NK" could not be written at all (TypeError after all the work)."""
+    import anndata as ad
+
+    labels = ["T", "T/NK", "CD4+/CD25 T Reg", "T"]
+    adata = small_adata(labels)
+    table = pd.DataFrame({"author_label": ["T", "T/NK", "CD4+/CD25 T Reg"], "term_id": ["CL:0000084", "", "CL:0000792"]})
+    apply_mapping(adata, "cell_type", table)
+    adata.write_h5ad(tmp_path / "out.h5ad")
+    back = ad.read_h5ad(tmp_path / "out.h5ad")
+    entry = back.uns["mmgene"]["cell_type_ontology_term_id"]
+    assert list(entry["mapping_labels"]) == ["T", "T/NK", "CD4+/CD25 T Reg"]
+    assert list(entry["mapping_term_ids"]) == ["CL:0000084", "", "CL:0000792"]
+    assert (entry["n_mapped"], entry["n_unmapped"]) == (3, 1)
+    apply_mapping(back, "cell_type", table)  # its own columns, recognised in the file read back: replaced
+    assert back.obs["cell_type_ontology_term_id"].astype(object).tolist()[2] == "CL:0000792"
+
+
+def test_labels_that_are_cell_ontology_ids_map_to_their_terms():
+    table = harmonise_labels(["CL:0000236", " cl:0000623 ", "CL:9999999"]).set_index("author_label")
+    assert table.loc["CL:0000236", ["term_id", "term_name", "confidence", "method"]].tolist() == ["CL:0000236", "B cell", 1.0, "exact-name"]
+    assert table.loc[" cl:0000623 ", "term_id"] == "CL:0000623"
+    assert table.loc["CL:9999999", ["term_id", "method"]].tolist() == ["", "unmapped"]  # no such term
+
+
+def test_a_typographic_minus_keeps_the_markers_sign():
+    """"CD16− monocytes" (U+2212) lost its sign and became the CD16-positive monocyte at 0.9."""
+    table = harmonise_labels(
+        ["CD16- monocytes", "CD16\u2212 monocytes", "CD14+CD16- monocytes", "CD14\u207aCD16\u207b monocytes"]
+    )
+    assert table["term_id"].tolist() == ["CL:0002057"] * 4  # CD14-positive, CD16-negative classical monocyte
+
+
+def test_one_or_two_character_codes_are_not_guessed_by_spelling():
+    """A cell-cycle phase column (G1, S, G2M) was mapped to "G1 retinal ganglion cell" (0.66) and "S" to
+    "S cone cell" (0.68) or, with tissue blood, "choroid epiplexus macrophage" (0.72)."""
+    for config in (HarmoniseConfig(), HarmoniseConfig(species="human", tissue="blood")):
+        table = harmonise_labels(["G1", "S", "G2M", "B", "T", "DC"], config=config).set_index("author_label")
+        assert table.loc[["G1", "S", "G2M"], "term_id"].tolist() == ["", "", ""]
+        assert table.loc["S", "note"] == "a code of one or two characters that no rule reads"
+        assert table.loc[["B", "T", "DC"], "term_id"].tolist() == ["CL:0000236", "CL:0000084", "CL:0000451"]
+
+
+def test_apply_says_when_a_label_differs_from_the_mapping_only_by_blanks(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("author_label,term_id\nB cells ,CL:0000236\nNK cells,CL:0000623\n")  # a stray blank from a spreadsheet
+    with pytest.raises(MappingError) as info:
+        apply_mapping(small_adata(["B cells", "NK cells"]), "cell_type", path)
+    assert str(info.value).startswith(
+        "1 label(s) of obs['cell_type'] are not in the mapping: 'B cells' ('B cells' is written 'B cells ' in the mapping: "
+        "labels must match exactly)"
+    )
+
+
+@pytest.mark.parametrize(("values", "shown"), [([3, 1, 2, 1], "'1', '2', '3'"), ([True, False, True, True], "'False', 'True'")])
+def test_cli_harmonise_refuses_a_column_of_numbers_or_flags(tmp_path, values, shown):
+    data = tmp_path / "cells.h5ad"
+    adata = small_adata(["B cells"] * 4)
+    adata.obs["clusters"] = values
+    adata.write_h5ad(data)
+    message = assert_refused(
+        ["labels", "harmonise", data, "--label-col", "clusters", "--out", tmp_path / "m.csv"], [tmp_path]
+    )
+    assert f"label harmonisation reads cell-type names, but the labels are all numbers or true/false ({shown})" in message

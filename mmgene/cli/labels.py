@@ -28,10 +28,15 @@ def _obs(path: Path) -> Any:
 
 
 def _label_column(obs: Any, column: str, source: str) -> Any:
+    """``obs[column]``, refused when missing or when its labels are all numbers or true/false."""
     from mmgene.errors import MissingColumnError
+    from mmgene.io.labels import require_names
+    from mmgene.text.labels import label_text
 
     if column not in obs.columns:
         raise MissingColumnError(column, "obs", list(map(str, obs.columns)), source)
+    text = label_text(obs[column])
+    require_names(text[text != ""], f"obs[{column!r}] of {source}", "label harmonisation")
     return obs[column]
 
 

@@ -2,9 +2,10 @@
 
 Stages, first hit wins:
 
-1. ``exact-name`` (1.0): the label is a term's name, ignoring case, punctuation, plurals, word order
-   and the word "cell" ("B cells" -> "B cell"); with a tissue hint, a term *below* it named by the
-   label plus the tissue's words wins at 0.9 ("acinar" in pancreas -> "pancreatic acinar cell");
+1. ``exact-name`` (1.0): the label is a current term's id ("CL:0000236"), or a term's name, ignoring
+   case, punctuation, plurals, word order and the word "cell" ("B cells" -> "B cell"); with a tissue
+   hint, a term *below* it named by the label plus the tissue's words wins at 0.9 ("acinar" in
+   pancreas -> "pancreatic acinar cell");
 2. ``synonym`` (1.0): the label is one of the term's synonyms ("NK cells" -> natural killer cell);
 3. ``abbreviation`` (0.9, 0.85 with the tissue's words added, 0.75 with a cell state left out or for
    one marker alone, "CD34+"): a rewrite of :mod:`mmgene.harmonise.rules` is a name or synonym
@@ -180,6 +181,9 @@ class Matcher:
     # -- the stages ----------------------------------------------------------------------------------
     def match(self, label: str) -> Match:
         """The best term for one (non-empty) author label."""
+        as_id = str(label).strip().upper()
+        if as_id in self.vocab.labels:  # a label column of ids (cell_type_ontology_term_id) names its terms
+            return Match(as_id, 1.0, "exact-name", "the label is the term's id")
         either = self._alternatives(label)
         if either is not None:
             return either
@@ -208,6 +212,9 @@ class Matcher:
             finally:
                 self._tagged = False
         if chosen is None:
+            if max(len(w) for w in key(cleaned).split()) <= 2:  # "S", "G1": no rule read it, and a letter or two
+                # shares spellings with names at random ("S" scored "Kolmer's cell" at 0.72, "G1" a retinal cell)
+                return Match("", 0.0, "unmapped", "a code of one or two characters that no rule reads")
             chosen = self._by_similarity(similar)
         others = [(t, round(s * SIMILARITY_CEILING, 3)) for t, s in similar if t != chosen.term_id]
         chosen.alternatives = (chosen.alternatives + others)[: self.config.alternatives]

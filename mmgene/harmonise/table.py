@@ -169,7 +169,8 @@ def _check_columns(adata: Any, label_col: str, key_added: str, name_key: str) ->
             "they must be three columns", "apply_mapping(key_added=..., name_key=...)", "pass other column names (--key)",
         )
     earlier = adata.uns.get("mmgene", {}).get(key_added, {})
-    ours = {key_added, str(earlier.get("name_key", ""))} if isinstance(earlier, dict) and "mapping" in earlier else set()
+    by_apply = isinstance(earlier, dict) and ("mapping_labels" in earlier or "mapping" in earlier)  # "mapping": files of earlier versions
+    ours = {key_added, str(earlier.get("name_key", ""))} if by_apply else set()
     taken = [c for c in (key_added, name_key) if c in adata.obs.columns and c not in ours]
     if taken:
         raise MappingError(
@@ -195,7 +196,8 @@ def apply_mapping(
     key, else ``<key_added>_name``) the term's name; cells whose label is missing or mapped to nothing
     get a missing value. A label of the data that the table lacks is an error (harmonise again, or add
     the row). A table covering several datasets (a ``dataset`` column) needs ``dataset=``. Provenance
-    goes to ``uns['mmgene'][key_added]``. Returns the AnnData with ``copy=True``, else ``None``.
+    goes to ``uns['mmgene'][key_added]`` (the table as the lists ``mapping_labels`` and
+    ``mapping_term_ids``, since labels may hold '/'). Returns the AnnData with ``copy=True``, else ``None``.
     """
     from mmgene.harmonise.vocabulary import vocabulary
     from mmgene.text.labels import label_text
@@ -228,10 +230,17 @@ def apply_mapping(
     ids = dict(zip(table["author_label"], table["term_id"]))
     absent = sorted(str(v) for v in distinct if v != "" and v not in ids)
     if absent:
+        near = {" ".join(k.split()).casefold(): k for k in ids}  # a hand edit's stray blank or case change
+        close = [(a, near[" ".join(a.split()).casefold()]) for a in absent if " ".join(a.split()).casefold() in near]
+        hint = (
+            f" ({', '.join(f'{a!r} is written {b!r} in the mapping' for a, b in close[:3])}: labels must match exactly)"
+            if close else ""
+        )
         raise MappingError(
-            f"{len(absent)} label(s) of obs[{label_col!r}] are not in the mapping: {_preview(absent)}",
+            f"{len(absent)} label(s) of obs[{label_col!r}] are not in the mapping: {_preview(absent)}{hint}",
             source,
-            "harmonise this data again (mmgene labels harmonise), or add a row per missing label",
+            "harmonise this data again (mmgene labels harmonise), or add a row per missing label"
+            if not close else "write author_label exactly as the data has it, or harmonise this data again",
         )
     name_key = name_key or _name_key(key_added)
     _check_columns(adata, label_col, key_added, name_key)
@@ -255,6 +264,9 @@ def apply_mapping(
         n_cells=int(adata.n_obs),
         n_mapped=mapped,
         n_unmapped=int(adata.n_obs) - mapped,
-        mapping={str(k): str(v) for k, v in ids.items()},
+        # the mapping as two parallel lists, not a dict: label names hold '/', which h5ad and zarr read
+        # as nested keys ("CD4+/CD25 T Reg"), and "T" beside "T/NK" cannot be written at all
+        mapping_labels=[str(k) for k in ids],
+        mapping_term_ids=[str(v) for v in ids.values()],
     )
     return adata if copy else None

@@ -46,9 +46,14 @@ _PLUS = re.compile(r"\+")
 _SPLIT = re.compile(r"[^a-z0-9]+")
 
 
+#: typographic minus signs and hyphens (NFKD turns a superscript "⁻" into U+2212), written as "-" so
+#: that "CD16− monocytes" keeps its sign instead of reading as "CD16 monocytes" (the CD16-positive ones).
+_DASHES = str.maketrans({ch: "-" for ch in "\u2010\u2011\u2012\u2013\u2212\ufe63\uff0d"})
+
+
 def _fold(text: str) -> str:
     text = "".join(_GREEK.get(ch, ch) for ch in text.lower())
-    text = unicodedata.normalize("NFKD", text)
+    text = unicodedata.normalize("NFKD", text).translate(_DASHES)
     return "".join(ch for ch in text if not unicodedata.combining(ch))
 
 
