@@ -18,10 +18,13 @@ import numpy as np
 
 def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
     """Metrics of ``argmax(scores)`` against integer labels ``y_true`` (index into ``classes``), the
-    error of the predicted class proportions (:func:`proportion_error`) among them."""
+    error of the predicted class proportions (:func:`proportion_error`) among them.
+
+    A class that no cell has (a label asked of data without that type) has no recall and no F1 (NaN,
+    "–" in reports), and one that no cell is called has no precision: a 0.000 would read as a type
+    the model missed. Balanced accuracy is the mean recall over the classes the cells have."""
     from sklearn.metrics import (
         accuracy_score,
-        balanced_accuracy_score,
         f1_score,
         precision_recall_fscore_support,
         roc_auc_score,
@@ -33,7 +36,7 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequ
     out: dict[str, Any] = {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, pred)),
+        "balanced_accuracy": float(np.mean([(pred[y_true == k] == k).mean() for k in present])) if len(present) else float("nan"),
         "macro_f1": float(f1_score(y_true, pred, labels=present, average="macro", zero_division=0)),
         "proportion_error": proportion_error(y_true, pred, len(classes)),
     }
@@ -44,11 +47,12 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequ
     aucs = []
     for k, name in enumerate(classes):
         positive = y_true == k
+        called = bool((pred == k).any())
         entry = {
             "n": int(support[k]),
-            "recall": float(recall[k]),
-            "precision": float(precision[k]),
-            "f1": float(f1[k]),
+            "recall": float(recall[k]) if support[k] else float("nan"),
+            "precision": float(precision[k]) if called else float("nan"),
+            "f1": float(f1[k]) if support[k] else float("nan"),
         }
         if positive.any() and (~positive).any():
             entry["auroc"] = float(roc_auc_score(positive, scores[:, k]))

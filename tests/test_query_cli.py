@@ -234,7 +234,13 @@ def test_annotate_calibrated_on_a_reference_file(h5ad, small, tmp_path):  # noqa
     rec = ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]
     assert rec["reference_column"] == "cell_type" and rec["alpha"] == 0.1 and rec["calibrated_temperature"] > 0
     res = invoke("annotate", h5ad, "-m", "genept-s", "--labels", "B cells", "T cells", "--reference", ref_path, "-o", out, "--overwrite")
-    assert isinstance(res.exception, MMGeneError) and "no labelled cell of 'T cells'" in str(res.exception)
+    assert isinstance(res.exception, MMGeneError) and "the reference labels no cell 'T cells'" in str(res.exception)
+    # the message names the column and what it holds (it said "no labelled cell of 'B cell' ... Where: calibrate")
+    assert str(res.exception) == (
+        "the reference labels no cell 'T cells'; its labels are 'B cells', 'NK cells'. Where: obs['cell_type'] of the "
+        "reference (--reference-column). What to do: write the labels as the reference column does, or give reference "
+        "cells of every label."
+    )
 
 
 def test_transfer_labels_from_a_reference_index(h5ad, small, tmp_path):  # noqa: F811
@@ -343,3 +349,34 @@ def test_query_genes_refuses_an_anndata_of_other_cells(genept_w_index, pbmc68k, 
     # the AnnData the index was built from explains every hit
     explained = explain_hits(hits, adata, GenePTSpace("w", encoder=encoder), gene_vectors=gene_vectors, top_n=2)
     assert explained["top_genes"].str.split().map(len).tolist() == [2, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (["B cell", "b  cell "], "label 'B cell' is given twice ('B cell' and 'b  cell' differ only in case or blanks)"),
+        (["Unknown", "T cell"], "'Unknown' reads as 'unknown', the answer for unrecognised cells, not a label"),
+        (["B cell", "B lymphocyte", "T cell"], "labels 'B cell' and 'B lymphocyte' both stand for CL:0000236 B cell"),
+    ],
+)
+def test_annotate_refuses_labels_that_name_one_cell_type_twice(h5ad, tmp_path, labels, message):
+    """Such labels were accepted: two columns alike split the type's cells at about 0.5 each, so every
+    one of them became unknown (0 B cells of 95 in pbmc68k_reduced), or 'Unknown' beside 'unknown'."""
+    from hostile import assert_refused
+
+    got = assert_refused(["annotate", h5ad, "--model", "genept-s", "--labels", *labels, "--out", tmp_path / "a.h5ad"], [tmp_path])
+    assert message in got
+
+
+def test_annotate_reads_cell_ontology_ids_as_their_terms(h5ad, tmp_path):
+    """Ids were prompted as text ("a CL:0000236 cell") and read as no term."""
+    import anndata as ad
+
+    from mmgene.text.prompts import class_prompts
+
+    assert class_prompts(["CL:0000236"]) == class_prompts(["B cell"])
+    out = tmp_path / "annotated.h5ad"
+    res = invoke("annotate", h5ad, "--model", "genept-s", "--labels", "CL:0000236", "CL:0000084", "--out", out, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["terms"] == {"CL:0000236": "CL:0000236", "CL:0000084": "CL:0000084"}
+    assert list(ad.read_h5ad(out).uns["mmgene"]["mmgene_label"]["term_ids"]) == ["CL:0000236", "CL:0000084"]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.errors import LabelError, ParameterError
-from mmgene.io.labels import MIN_CLASSES, require_classes, usable_labels
+from mmgene.io.labels import MIN_CLASSES, require_classes, require_distinct_names, require_names, usable_labels
 from mmgene.metrics import classification_metrics
 from mmgene.query.refine import refine_scores
 from mmgene.text.classes import class_vectors, standardise, standardised_cells, standardises, type_weights, unit_rows, zero_shot_scores
@@ -72,10 +72,13 @@ def labelled_cells(adata: Any, label_col: str, task: str = "evaluate", min_class
     """``(cells, labels, n_dropped)``: the cells of ``adata`` with a label in ``obs[label_col]`` (a copy
     when some have none: those are dropped and counted, never scored as a class "nan"), their labels
     as ``str``, and how many were dropped. With ``min_classes``, fewer than two classes is a
-    :class:`~mmgene.errors.LabelError`."""
+    :class:`~mmgene.errors.LabelError`, as are labels that are all numbers or true/false
+    (:func:`mmgene.io.labels.require_names`) and two that differ only in case or blanks."""
     from mmgene.io import obs_column
 
     keep, labels, n_dropped = usable_labels(obs_column(adata, label_col), f"obs[{label_col!r}]", task, min_classes)
+    require_names(labels, f"obs[{label_col!r}]", task)
+    require_distinct_names(labels, f"obs[{label_col!r}]", task)
     if n_dropped:
         subset = adata[keep]
         adata = subset.to_memory() if getattr(adata, "isbacked", False) else subset.copy()

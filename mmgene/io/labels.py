@@ -7,6 +7,7 @@ Cells with a missing label are dropped, and how many is reported, rather than be
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +40,38 @@ def require_classes(labels: Sequence[str] | np.ndarray, where: str, task: str, n
             "choose a label column with two or more cell types, or label more cells",
         )
     return classes
+
+
+_NOT_A_NAME = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$|^(true|false)$", re.IGNORECASE)
+
+
+def require_names(labels: Sequence[str] | np.ndarray, where: str, task: str) -> None:
+    """A :class:`LabelError` when every label is a number or true/false (a count, a cluster id, a flag
+    column chosen by mistake): text prompts and the ontology read names, and a report on "a 3 cell"
+    would be a figure about nothing."""
+    distinct = sorted(set(map(str, labels)))
+    if distinct and all(_NOT_A_NAME.match(v.strip()) for v in distinct):
+        raise LabelError(
+            f"{task} reads cell-type names, but the labels are all numbers or true/false ({_preview(distinct)})",
+            where,
+            "choose the column of cell-type names (e.g. cell_type); name clusters first (mmgene annotate, or a mapping)",
+        )
+
+
+def require_distinct_names(labels: Sequence[str] | np.ndarray, where: str, task: str) -> None:
+    """A :class:`LabelError` when two classes differ only in case or blanks ("CD14+ Monocyte" and
+    " cd14+ monocyte"): their prompts are the same, so the cells of one would be scored against two
+    classes the model cannot tell apart, and the report would count the split as errors."""
+    seen: dict[str, str] = {}
+    for label in sorted(set(map(str, labels))):
+        same = " ".join(label.split()).casefold()
+        if same in seen:
+            raise LabelError(
+                f"{task} found {seen[same]!r} and {label!r} as two classes: they differ only in case or blanks",
+                where,
+                "write each cell type one way (e.g. strip and fix the case of the column) before evaluating",
+            )
+        seen[same] = label
 
 
 def usable_labels(values: Any, where: str, task: str, min_classes: bool = True) -> tuple[np.ndarray, np.ndarray, int]:

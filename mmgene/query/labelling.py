@@ -50,19 +50,47 @@ from mmgene.text.classes import standardises
 from mmgene.text.origin import Origin
 
 
-def _check_labels(labels: Sequence[str]) -> list[str]:
+def _same(label: str) -> str:
+    """A label as compared for repeats: case and runs of blanks ignored ("B cell", "b  cell")."""
+    return " ".join(label.split()).casefold()
+
+
+def _check_labels(labels: Sequence[str], unknown: str = UNKNOWN) -> list[str]:
+    """The labels stripped; none empty, none repeated (up to case and blanks), none the ``unknown`` answer."""
     labels = [labels] if isinstance(labels, str) else list(labels)
     if len(labels) < 1:
         raise ParameterError("no labels given", "annotate(labels=...)", "pass at least one label, e.g. 'B cell' 'NK cell'")
     clean = [str(x).strip() for x in labels]
     if any(not x for x in clean):
         raise ParameterError("a label is empty", "annotate(labels=...)", "remove empty labels")
-    dup = pd.Index(clean)[pd.Index(clean).duplicated()]
-    if len(dup):
-        raise ParameterError(f"label {dup[0]!r} is given twice", "annotate(labels=...)", "list each label once")
-    if UNKNOWN in clean:
-        raise ParameterError(f"{UNKNOWN!r} is the answer for unrecognised cells, not a label", "annotate(labels=...)", "remove it from the labels")
+    seen: dict[str, str] = {}
+    for label in clean:
+        if _same(label) in seen:
+            first = seen[_same(label)]
+            again = "twice" if first == label else f"twice ({first!r} and {label!r} differ only in case or blanks)"
+            raise ParameterError(f"label {first!r} is given {again}", "annotate(labels=...)", "list each label once")
+        seen[_same(label)] = label
+    if _same(unknown) in seen:
+        given = seen[_same(unknown)]
+        said = f"{given!r} is" if given == unknown else f"{given!r} reads as {unknown!r},"
+        raise ParameterError(f"{said} the answer for unrecognised cells, not a label", "annotate(labels=...)", "remove it from the labels")
     return clean
+
+
+def _check_terms(labels: Sequence[str], term_ids: Sequence[str]) -> None:
+    """Refuse two labels that stand for one Cell Ontology term ("B cell", "B lymphocyte"): their scores
+    are alike, so they would share that type's cells at about 0.5 each and lose them all to unknown."""
+    first: dict[str, str] = {}
+    for label, term in zip(labels, term_ids):
+        if term and term in first:
+            from mmgene.text.ontology import term_text
+
+            raise ParameterError(
+                f"labels {first[term]!r} and {label!r} both stand for {term} {term_text(term).label}: the model cannot "
+                "tell them apart, and cells of that type would be split between them and called unknown",
+                "annotate(labels=...)", "give each cell type once, or say what one of them means (--term LABEL=CL:ID)",
+            )
+        first.setdefault(term, label)
 
 
 def label_prompts(
@@ -312,7 +340,7 @@ def annotate(
     check_own_columns(adata, [f"{key_added}_{part}" for part in written], f"{key_added}_label", "annotate(key_added=...)")
     prompts, markers, temperature, min_prob, min_z = config.prompts, config.markers, config.temperature, config.min_prob, config.min_z
     refine, unknown = config.refine, config.unknown
-    labels = _check_labels(labels)
+    labels = _check_labels(labels, config.unknown)
     if len(labels) < 2:  # one label's softmax is 1 for every cell: no probability could reject one
         raise ParameterError(
             f"annotate chooses among labels, but only {labels[0]!r} was given", "annotate(labels=...)",
@@ -321,6 +349,8 @@ def annotate(
         )
     if refine and reference is not None:
         raise ParameterError("refine and reference cannot be combined", "annotate(refine=..., reference=...)", "calibrate on a reference, or refine on the data, not both")
+    term_ids = label_terms(labels, term_ids, config.origin)  # '' where a label has no term, as the caller said or as read
+    _check_terms(labels, term_ids)  # before the model and the cells are read
     adata = adata.copy() if copy else adata
     space = load_space(model)
     reading = reads_genes(space)
@@ -330,7 +360,6 @@ def annotate(
     cells, recentred = cells_for_labels(space, adata, config.recentre)
     prompts_of = partial(label_prompts, prompts=prompts, markers=markers, origin=config.origin, definitions=definitions)  # the labels' rule, for any class names
     groups = prompts_of(labels)
-    term_ids = label_terms(labels, term_ids, config.origin)  # '' where a label has no term, as the caller said or as read
     scored = label_similarities(
         space, cells, groups, labels, prompts_of=prompts_of, term_ids=term_ids, hierarchy=config.hierarchy,
     )
@@ -343,6 +372,18 @@ def annotate(
 
         ref_adata, column = reference
         truth = label_text(obs_column(ref_adata, column))  # a missing label is "", which is no class
+        held = set(truth.tolist()) - {""}
+        absent = [lab for lab in labels if lab not in held]
+        if absent:  # said here, where the column is known: calibrate only sees the labels
+            from mmgene.errors import _preview
+
+            raise ParameterError(
+                f"the reference labels no cell {absent[0]!r}"
+                + (f" (nor {_preview(absent[1:])})" if len(absent) > 1 else "")
+                + f"; its labels are {_preview(sorted(held))}",
+                f"obs[{column!r}] of the reference (--reference-column)",
+                "write the labels as the reference column does, or give reference cells of every label",
+            )
         ref_sims = label_similarities(
             space, cells_for_labels(space, ref_adata, config.recentre)[0], groups, labels, prompts_of=prompts_of,
             term_ids=scored.hierarchy.term_ids if config.hierarchy else None, hierarchy=config.hierarchy,

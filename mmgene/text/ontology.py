@@ -118,8 +118,20 @@ def _name_index() -> dict[str, str]:
     return index
 
 
+def term_of_id(value: object) -> TermText | None:
+    """The term a Cell Ontology id names (``"CL:0000236"``, any case, blanks around it ignored); ``None``
+    for anything else, an id the ontology does not hold included. A label column of ids
+    (``cell_type_ontology_term_id``) is read through it, never as the text "a CL:0000236 cell"."""
+    text = str(value).strip().upper()
+    return term_text(text) if is_known_term(text) else None
+
+
 def find_term(name: str) -> TermText | None:
-    """The Cell Ontology term whose label or synonym equals ``name`` (case and punctuation ignored)."""
+    """The Cell Ontology term whose label or synonym equals ``name`` (case and punctuation ignored), or
+    that ``name`` names by its id (:func:`term_of_id`)."""
+    named = term_of_id(name)
+    if named is not None:
+        return named
     key = _norm(name)
     if not key:
         return None

@@ -64,9 +64,18 @@ def fill_templates(templates: Sequence[str], names: Sequence[str], origin: Origi
 
 
 def class_names(label: str, ontology: bool = True, max_names: int = 6) -> list[str]:
-    """Names for one label: the cleaned label, then Cell Ontology label/synonyms (with the label's markers)."""
-    cleaned = clean_label(label)
+    """Names for one label: the cleaned label, then Cell Ontology label/synonyms (with the label's markers).
+
+    A label that is a Cell Ontology id ("CL:0000236") stands for its term's name ("B cell"): a text
+    encoder reads nothing in the id itself."""
+    from mmgene.text.ontology import term_of_id
+
+    named = term_of_id(label)
+    cleaned = clean_label(named.label if named is not None else label)
     names = [cleaned]
+    if named is not None:
+        names += [n for n in named.names() if n != cleaned] if ontology else []
+        return names[:max_names]
     if ontology:
         from mmgene.text.ontology import find_term
 
@@ -95,9 +104,9 @@ def definition_prompts(label: str) -> list[str]:
     """The Cell Ontology definition of the term ``label`` names (once as is, once after the term's
     label, as training captions write it: "pancreatic A cell: A type A enteroendocrine cell ... that
     secretes glucagon."); none when the cleaned label names no term or the term has no definition."""
-    from mmgene.text.ontology import find_term
+    from mmgene.text.ontology import find_term, term_of_id
 
-    term = find_term(clean_label(label))
+    term = term_of_id(label) or find_term(clean_label(label))
     if term is None or not term.description:
         return []
     return [named_definition(term.label, term.description), term.description]
