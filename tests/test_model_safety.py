@@ -452,5 +452,41 @@ def test_h_cli_geneformer_refuses_missing_and_hostile_models(cli_files):
                    contains="no model folder at 'owner/name'")
 
 
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("inputs", "genes", "field 'inputs' must list what the omics tower reads ('genes' and/or obsm keys), got 'genes'"),
+        ("inputs", [], "field 'inputs' must list what the omics tower reads ('genes' and/or obsm keys), got []"),
+        ("classes", 3, "field 'classes' must be a list of class names, got int"),
+        ("learned_mean", [0.0] * 3, "field 'learned_mean' must be 8 finite numbers (the omics tower's learned width)"),
+        ("learned_mean", ["a"] * 8, "field 'learned_mean' must be 8 finite numbers (the omics tower's learned width)"),
+    ],
+)
+def test_a_hand_edited_model_record_is_refused_at_load_naming_the_field(hostile, field, value, message):
+    """A field of mmgene_align.json that encoding or scoring reads, edited to something the model cannot use,
+    is a ModelError when the folder loads, not a traceback at the first cell (e.g. obsm 'g' for inputs 'genes')."""
+    from mmgene.align import load
+
+    folder, _ = hostile
+    meta = json.loads((folder / "mmgene_align.json").read_text())
+    _rewrite(folder / "mmgene_align.json", {**meta, field: value})
+    with pytest.raises(ModelError) as refused:
+        load(folder)
+    assert str(refused.value) == (
+        f"{message}. Where: {folder.resolve() / 'mmgene_align.json'}. "
+        "What to do: give an unmodified, complete folder written by `mmgene train`."
+    )
+
+
+def test_a_model_that_reads_genes_without_its_vocabulary_is_refused(hostile):
+    from mmgene.align import load
+
+    folder, _ = hostile
+    (vocab,) = folder.glob("**/vocab.txt")
+    vocab.unlink()
+    with pytest.raises(ModelError, match=r"the model reads genes but its gene vocabulary \(vocab.txt\) is missing or empty"):
+        load(folder)
+
+
 def test_errors_are_mmgene_errors():
     assert issubclass(UnsafeModelError, ModelError) and issubclass(ModelError, MMGeneError)

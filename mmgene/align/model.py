@@ -524,7 +524,32 @@ def _load_folder(
     meta["path"] = location
     training_log.read(folder, st)
     st.eval()
-    return AlignedModel(st, inputs, meta, trained_with)
+    return _checked(AlignedModel(st, inputs, meta, trained_with), inputs, folder)
+
+
+def _checked(model: AlignedModel, inputs: Any, folder: Path) -> AlignedModel:
+    """``model`` once the fields of its ``mmgene_align.json`` (``inputs`` as read) that encoding and scoring read agree with its
+    modules: a hand-edited or incomplete folder is a :class:`ModelError` naming the field here, not a
+    traceback at the first cell or class (an empty vocabulary failed with ``KeyError: 'gene_bag'``)."""
+    where, fix = str(folder / MMGENE_CONFIG), "give an unmodified, complete folder written by `mmgene train`"
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) and i for i in inputs):
+        raise ModelError(f"field 'inputs' must list what the omics tower reads ('genes' and/or obsm keys), got {inputs!r}", where, fix)
+    if "genes" in inputs and not model.st[0].sub_modules["cell"][0].vocab:
+        from mmgene.align.modules.cell_input import VOCAB_FILE
+
+        raise ModelError(f"the model reads genes but its gene vocabulary ({VOCAB_FILE}) is missing or empty", str(folder), fix)
+    classes = model.meta.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise ModelError(f"field 'classes' must be a list of class names, got {type(classes).__name__}", where, fix)
+    from mmgene.align.recentre import MEAN_KEY
+
+    mean, width = model.meta.get(MEAN_KEY), model._cell_head().out_dim
+    if mean is not None and not (
+        isinstance(mean, list) and len(mean) == width
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in mean)
+    ):
+        raise ModelError(f"field {MEAN_KEY!r} must be {width} finite numbers (the omics tower's learned width)", where, fix)
+    return model
 
 
 def _saved_config(data: Any, path: Path) -> AlignConfig | None:
