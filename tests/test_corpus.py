@@ -643,6 +643,9 @@ def test_cli_corpus_info_table_and_json(manifest, corpus):
     got = {d["dataset"]: (d["n_cells"], d["n_genes"], d["n_matched"], d["n_classes"]) for d in data["datasets"]}
     assert got == {ds.name: (ds.n_cells, ds.n_genes, ds.n_matched, len(ds.classes)) for ds in corpus}
     assert data["orthology"]["source"].startswith("case-insensitive")
+    one = run_cli("corpus", "info", manifest.parent / "kang_ifnb_pbmc.h5ad", "--label-col", "cell_type")
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.splitlines()[-1] == "1 dataset, 1,556 cells"  # no mouse dataset: no word on mouse genes
 
 
 def test_errors_are_mmgene_errors():

@@ -481,6 +481,19 @@ def test_apply_says_when_a_label_differs_from_the_mapping_only_by_blanks(tmp_pat
     )
 
 
+def test_apply_refuses_a_dataset_named_for_a_one_file_mapping(tmp_path):
+    """--dataset picks a manifest mapping's rows; given for a mapping of one file it would choose nothing,
+    so it is refused rather than ignored."""
+    path = tmp_path / "m.csv"
+    path.write_text("author_label,term_id\nB cells,CL:0000236\nNK cells,CL:0000623\n")
+    adata = small_adata(["B cells", "NK cells"])
+    with pytest.raises(MappingError, match="dataset='pbmc' was given, but the mapping has no dataset column"):
+        apply_mapping(adata, "cell_type", path, dataset="pbmc")
+    assert "cell_type_ontology_term_id" not in adata.obs
+    apply_mapping(adata, "cell_type", path)
+    assert adata.obs["cell_type_ontology_term_id"].astype(str).tolist() == ["CL:0000236", "CL:0000623"]
+
+
 @pytest.mark.parametrize(("values", "shown"), [([3, 1, 2, 1], "'1', '2', '3'"), ([True, False, True, True], "'False', 'True'")])
 def test_cli_harmonise_refuses_a_column_of_numbers_or_flags(tmp_path, values, shown):
     data = tmp_path / "cells.h5ad"

@@ -83,7 +83,8 @@ def info(
     }
     emit(result, lambda: (
         _table(_rows(summary))
-        + f"\n{len(corpus)} datasets, {n_cells:,} cells; mouse genes matched by {corpus.orthology.source}"
+        + f"\n{len(corpus)} dataset{'s' if len(corpus) != 1 else ''}, {n_cells:,} cells"
+        + (f"; mouse genes matched by {corpus.orthology.source}" if any(ds.species == "mouse" for ds in corpus) else "")
     ), as_json=as_json)
 
 

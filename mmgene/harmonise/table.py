@@ -226,6 +226,12 @@ def apply_mapping(
                     "pass one of its datasets",
                 )
             table = table[table["dataset"] == dataset]
+    elif dataset is not None:  # a one-file mapping: nothing to choose, and saying nothing would pretend it chose
+        raise MappingError(
+            f"dataset={dataset!r} was given, but the mapping has no dataset column (it maps one file's labels)",
+            source,
+            "leave --dataset out for a one-file mapping, or pass the mapping `mmgene labels harmonise MANIFEST` wrote",
+        )
     codes, distinct = pd.factorize(label_text(adata.obs[label_col]))
     ids = dict(zip(table["author_label"], table["term_id"]))
     absent = sorted(str(v) for v in distinct if v != "" and v not in ids)
