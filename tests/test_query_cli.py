@@ -368,6 +368,17 @@ def test_annotate_refuses_labels_that_name_one_cell_type_twice(h5ad, tmp_path, l
     assert message in got
 
 
+def test_annotate_checks_its_labels_before_reading_the_file(tmp_path):
+    """A mistake in --labels is said at once, not after a large file was read: here the file is not even
+    an AnnData, and the labels' error comes first."""
+    from hostile import assert_refused
+
+    data = tmp_path / "big.h5ad"
+    data.write_text("not an AnnData")
+    got = assert_refused(["annotate", data, "--model", "genept-s", "--labels", "B cell", "--out", tmp_path / "a.h5ad"], [tmp_path])
+    assert "annotate chooses among labels, but only 'B cell' was given" in got
+
+
 def test_annotate_reads_cell_ontology_ids_as_their_terms(h5ad, tmp_path):
     """Ids were prompted as text ("a CL:0000236 cell") and read as no term."""
     import anndata as ad

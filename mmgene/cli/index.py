@@ -250,6 +250,7 @@ def annotate(
     """Zero-shot labels for every cell of FILE, with 'unknown' when no label is clearly best or none fits."""
     from mmgene.io import read
     from mmgene.query.labelling import annotate as run
+    from mmgene.query.labelling import checked_labels
 
     rule = overrides(AnnotateConfig, {
         "prompts": tuple(prompt) if prompt else None, "markers": markers, "species": species, "tissue": tissue,
@@ -260,10 +261,12 @@ def annotate(
     if min_z == OFF:  # --min-z none: no such rule (an unset option keeps the default)
         rule = rule.replace(min_z=None)
     target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
-    adata = read(file)
     all_labels = [*labels, *(more_labels or [])]
+    chosen = _chosen_terms(all_labels, term, rule.origin)
+    checked_labels(all_labels, rule, chosen, calibrated=reference is not None)  # before a large file is read
+    adata = read(file)
     ref = (read(reference), reference_column) if reference is not None else None
-    run(adata, all_labels, model, rule, term_ids=_chosen_terms(all_labels, term, rule.origin), reference=ref, key_added=key)
+    run(adata, all_labels, model, rule, term_ids=chosen, reference=ref, key_added=key)
     terms = _terms_read(all_labels, adata.uns["mmgene"][f"{key}_label"].get("term_ids", []))
     write_anndata(adata, target, file=file, overwrite=overwrite)
     counts = adata.obs[f"{key}_label"].value_counts()

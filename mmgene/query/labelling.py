@@ -254,6 +254,26 @@ def centroid_scores(vectors: np.ndarray, ref_vectors: np.ndarray, ref_labels: Se
     return as_unit_vectors(vectors, where="cell vectors") @ centroids.T
 
 
+def checked_labels(
+    labels: Sequence[str], config: AnnotateConfig, term_ids: Sequence[str] | None = None, *, calibrated: bool = False
+) -> tuple[list[str], list[str]]:
+    """The labels :func:`annotate` chooses among and their Cell Ontology ids ('' for none), checked before
+    any model or cell is read (the CLI calls it before reading the file): at least two distinct labels,
+    none naming a type another names, and no refinement of a ``calibrated`` (reference) run."""
+    labels = _check_labels(labels, config.unknown)
+    if len(labels) < 2:  # one label's softmax is 1 for every cell: no probability could reject one
+        raise ParameterError(
+            f"annotate chooses among labels, but only {labels[0]!r} was given", "annotate(labels=...)",
+            "give two or more labels (e.g. 'B cell' 'T cell'); to rank cells by one description use `mmgene query` "
+            "on an index, or mmgene.pl.query to colour them by it",
+        )
+    if config.refine and calibrated:
+        raise ParameterError("refine and reference cannot be combined", "annotate(refine=..., reference=...)", "calibrate on a reference, or refine on the data, not both")
+    term_ids = label_terms(labels, term_ids, config.origin)  # '' where a label has no term, as the caller said or as read
+    _check_terms(labels, term_ids)
+    return labels, term_ids
+
+
 def annotate(
     adata: Any,
     labels: Sequence[str],
@@ -340,17 +360,7 @@ def annotate(
     check_own_columns(adata, [f"{key_added}_{part}" for part in written], f"{key_added}_label", "annotate(key_added=...)")
     prompts, markers, temperature, min_prob, min_z = config.prompts, config.markers, config.temperature, config.min_prob, config.min_z
     refine, unknown = config.refine, config.unknown
-    labels = _check_labels(labels, config.unknown)
-    if len(labels) < 2:  # one label's softmax is 1 for every cell: no probability could reject one
-        raise ParameterError(
-            f"annotate chooses among labels, but only {labels[0]!r} was given", "annotate(labels=...)",
-            "give two or more labels (e.g. 'B cell' 'T cell'); to rank cells by one description use `mmgene query` "
-            "on an index, or mmgene.pl.query to colour them by it",
-        )
-    if refine and reference is not None:
-        raise ParameterError("refine and reference cannot be combined", "annotate(refine=..., reference=...)", "calibrate on a reference, or refine on the data, not both")
-    term_ids = label_terms(labels, term_ids, config.origin)  # '' where a label has no term, as the caller said or as read
-    _check_terms(labels, term_ids)  # before the model and the cells are read
+    labels, term_ids = checked_labels(labels, config, term_ids, calibrated=reference is not None)
     adata = adata.copy() if copy else adata
     space = load_space(model)
     reading = reads_genes(space)
