@@ -272,6 +272,17 @@ def test_in_place_refuses_a_read_only_file_and_keeps_a_files_mode(tmp_path, h5ad
     assert "X_genept_s" in ad.read_h5ad(h5ad).obsm and stat.S_IMODE(os.stat(h5ad).st_mode) == 0o600
 
 
+def test_in_place_through_a_link_writes_the_file_it_points_to(tmp_path, h5ad):
+    """--in-place given a symbolic link replaced the link by a new file and left the data it pointed to
+    without the result; now the file behind the link is rewritten and the link stays."""
+    link = tmp_path / "link.h5ad"
+    link.symlink_to(h5ad)
+    res = run_cli("embed", "genept-s", link, "--top-k", "3", "--in-place")
+    assert res.returncode == 0, res.stderr
+    assert link.is_symlink() and link.resolve() == h5ad.resolve()
+    assert "X_genept_s" in ad.read_h5ad(h5ad).obsm
+
+
 def test_evaluate_refuses_existing_report(tmp_path, h5ad):
     report = tmp_path / "cells.mmgene_eval.json"
     report.write_text("{}")

@@ -54,6 +54,8 @@ def write_anndata(adata: Any, target: Path, *, file: Path, overwrite: bool) -> N
     from mmgene.atomic import atomic_path
 
     in_place = Path(target).resolve() == Path(file).resolve()
+    if in_place:  # through a symbolic link: the file it points to gets the result, and the link stays a link
+        target = Path(file).resolve()
     with atomic_path(target, overwrite=overwrite, inputs=() if in_place else [file], in_place=in_place) as tmp:
         if Path(target).suffix == ".zarr":
             adata.write_zarr(tmp)
