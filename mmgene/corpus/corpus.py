@@ -245,8 +245,7 @@ def _labelled(spec: DatasetSpec, adata: Any) -> tuple[np.ndarray, np.ndarray, np
     from mmgene.progress import info
 
     where, task = f"obs[{spec.label_col!r}] of {spec.source}", f"{TASK} dataset {spec.dataset!r}"
-    values = obs_column(adata, spec.label_col)
-    keep, _, n_dropped = usable_labels(values, where, task, min_classes=False)
+    keep, labels, n_dropped = usable_labels(obs_column(adata, spec.label_col), where, task, min_classes=False)
     if spec.ontology_col:
         all_ids = label_text(obs_column(adata, spec.ontology_col))
         unannotated = keep & (all_ids == UNANNOTATED_ID)
@@ -255,13 +254,13 @@ def _labelled(spec: DatasetSpec, adata: Any) -> tuple[np.ndarray, np.ndarray, np
                 f"{task}: dropped {int(unannotated.sum()):,} of {len(keep):,} cells whose obs[{spec.ontology_col!r}] is "
                 f"{UNANNOTATED_ID!r} (CELLxGENE's id for a cell its authors did not type)"
             )
+            labels = labels[~unannotated[keep]]
             keep = keep & ~unannotated
             n_dropped += int(unannotated.sum())
         ontology = all_ids[keep]
         _check_ontology_ids(spec, ontology)
     else:
         ontology = np.full(int(keep.sum()), "", dtype=object)
-    labels = label_text(values)[keep]
     require_classes(labels, where, task, n_dropped)
     return keep, labels, ontology, n_dropped
 

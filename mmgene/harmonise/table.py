@@ -200,7 +200,7 @@ def apply_mapping(
     ``mapping_term_ids``, since labels may hold '/'). Returns the AnnData with ``copy=True``, else ``None``.
     """
     from mmgene.harmonise.vocabulary import vocabulary
-    from mmgene.text.labels import label_text
+    from mmgene.text.labels import label_text, spelling_key
     from mmgene.provenance import record
 
     check_key(key_added, "apply_mapping(key_added=...)", "cell_type_ontology_term_id")
@@ -236,8 +236,8 @@ def apply_mapping(
     ids = dict(zip(table["author_label"], table["term_id"]))
     absent = sorted(str(v) for v in distinct if v != "" and v not in ids)
     if absent:
-        near = {" ".join(k.split()).casefold(): k for k in ids}  # a hand edit's stray blank or case change
-        close = [(a, near[" ".join(a.split()).casefold()]) for a in absent if " ".join(a.split()).casefold() in near]
+        near = {spelling_key(k): k for k in ids}  # a hand edit's stray blank or case change
+        close = [(a, near[spelling_key(a)]) for a in absent if spelling_key(a) in near]
         hint = (
             f" ({', '.join(f'{a!r} is written {b!r} in the mapping' for a, b in close[:3])}: labels must match exactly)"
             if close else ""

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.errors import LabelError, _preview
-from mmgene.text.labels import label_text, missing_labels
+from mmgene.text.labels import label_text, missing_labels, spelling_key
 
 #: fewest classes a classifier, a contrastive objective or a negative draw can use.
 MIN_CLASSES = 2
@@ -64,7 +64,7 @@ def require_distinct_names(labels: Sequence[str] | np.ndarray, where: str, task:
     classes the model cannot tell apart, and the report would count the split as errors."""
     seen: dict[str, str] = {}
     for label in sorted(set(map(str, labels))):
-        same = " ".join(label.split()).casefold()
+        same = spelling_key(label)
         if same in seen:
             raise LabelError(
                 f"{task} found {seen[same]!r} and {label!r} as two classes: they differ only in case or blanks",

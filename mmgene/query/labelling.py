@@ -47,12 +47,8 @@ from mmgene.query.config import DEFAULT_TEMPERATURE, UNKNOWN, AnnotateConfig
 from mmgene.query.scoring import label_similarities
 from mmgene.query.terms import label_terms
 from mmgene.text.classes import standardises
+from mmgene.text.labels import spelling_key
 from mmgene.text.origin import Origin
-
-
-def _same(label: str) -> str:
-    """A label as compared for repeats: case and runs of blanks ignored ("B cell", "b  cell")."""
-    return " ".join(label.split()).casefold()
 
 
 def _check_labels(labels: Sequence[str], unknown: str = UNKNOWN) -> list[str]:
@@ -65,13 +61,13 @@ def _check_labels(labels: Sequence[str], unknown: str = UNKNOWN) -> list[str]:
         raise ParameterError("a label is empty", "annotate(labels=...)", "remove empty labels")
     seen: dict[str, str] = {}
     for label in clean:
-        if _same(label) in seen:
-            first = seen[_same(label)]
+        if spelling_key(label) in seen:
+            first = seen[spelling_key(label)]
             again = "twice" if first == label else f"twice ({first!r} and {label!r} differ only in case or blanks)"
             raise ParameterError(f"label {first!r} is given {again}", "annotate(labels=...)", "list each label once")
-        seen[_same(label)] = label
-    if _same(unknown) in seen:
-        given = seen[_same(unknown)]
+        seen[spelling_key(label)] = label
+    if spelling_key(unknown) in seen:
+        given = seen[spelling_key(unknown)]
         said = f"{given!r} is" if given == unknown else f"{given!r} reads as {unknown!r},"
         raise ParameterError(f"{said} the answer for unrecognised cells, not a label", "annotate(labels=...)", "remove it from the labels")
     return clean

@@ -39,6 +39,11 @@ def missing_labels(values: Any) -> np.ndarray:
     return (codes < 0) | (text[np.maximum(codes, 0)] == "") if len(text) else np.ones(len(codes), bool)
 
 
+def spelling_key(label: str) -> str:
+    """A label as two spellings of one name compare: case and runs of blanks ignored ("B cell", " b  cell")."""
+    return " ".join(str(label).split()).casefold()
+
+
 def label_text(values: Any) -> np.ndarray:
     """Labels as ``str`` (object array), with ``""`` where a label is missing."""
     codes, text = _factorized(values)
