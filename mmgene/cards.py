@@ -7,7 +7,8 @@ from anyone: it can reach no Python internals, and oversized arithmetic is refus
 strict: every placeholder a template uses must be given a value that is not ``None``, or
 :class:`~mmgene.errors.ParameterError` lists the missing ones; and the template's own text (a raw
 block, say) must leave no ``{{``/``{%`` in the card. Values are data and may hold any text, braces
-included (a cell-type label such as ``{{x}}`` is shown as it is). The YAML metadata block (license, tags, task
+included (a cell-type label such as ``{{x}}`` is shown as it is); in a table, the filters ``cell`` and
+``code`` keep a value holding ``|``, backticks or line breaks inside its cell. The YAML metadata block (license, tags, task
 categories, size category, configs) is made by huggingface_hub's ``DatasetCardData``/``ModelCardData``
 so the Hub reads it; the final text is checked to hold no registered secret.
 """
@@ -112,7 +113,28 @@ def _environment() -> Any:
                 raise SecurityError(f"{left} ** {right} is too large")
             return super().call_binop(context, operator, left, right)
 
-    return CardEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env = CardEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters.update(cell=table_cell, code=table_code)
+    return env
+
+
+def _one_line(value: Any) -> str:
+    return " ".join(str(value).splitlines())
+
+
+def table_cell(value: Any) -> str:
+    """``value`` as the text of a Markdown table cell: one line, its ``|`` escaped (a column name
+    such as ``a|b`` would otherwise split the row)."""
+    return _one_line(value).replace("|", "\\|")
+
+
+def table_code(value: Any) -> str:
+    """``value`` as an inline code span in a Markdown table cell: fenced by one backtick more than its
+    longest run of backticks (CommonMark), on one line, ``|`` escaped."""
+    text = _one_line(value)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}".replace("|", "\\|")
 
 
 def _refuse_secrets(text: str, where: str) -> None:

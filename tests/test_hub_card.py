@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,7 +91,8 @@ def test_cli_dry_run_writes_everything_locally(pbmc68k, tmp_path):
                                       "--top-k", "25", "--negatives", "2"])
     assert result.exit_code == 0, result.output
     assert "dry run me/pbmc-small (pairs; train: 480, validation: 60, test: 60; 3 chunk file(s))" in result.output
-    assert sorted(p.name for p in (out / "chunks").iterdir()) == [f"chunk-0000{i}.h5ad" for i in range(3)]
+    assert sorted(p.name for p in (out / "chunks").iterdir()) == [c["name"] for c in json.loads((out / "chunks.json").read_text())["chunks"]]
+    assert all(re.fullmatch(rf"chunk-0000{i}-[0-9a-f]{{16}}\.h5ad", p.name) for i, p in enumerate(sorted((out / "chunks").iterdir())))
     card = DatasetCard.load(out / "README.md")
     assert card.data.license == "cc-by-4.0" and card.data.size_categories == ["n<1K"]
     assert card.data.configs[0]["data_files"][0] == {"split": "train", "path": "data/train-*.parquet"}
@@ -121,7 +124,8 @@ def test_backed_publish_matches_in_memory(pbmc68k, tmp_path):
     kwargs = dict(layout="single", dry_run=True, chunk_size=100, top_k=15, split_by="louvain")
     mmgene.hub.publish(src, "me/mem", out=tmp_path / "mem", **{**kwargs, "chunk_size": 50})  # an earlier run: 3 chunks
     mem = mmgene.hub.publish(src, "me/mem", out=tmp_path / "mem", overwrite=True, **kwargs)
-    assert sorted(p.name for p in (tmp_path / "mem" / "chunks").iterdir()) == ["chunk-00000.h5ad", "chunk-00001.h5ad"]
+    assert sorted(p.name for p in (tmp_path / "mem" / "chunks").iterdir()) == [c["name"] for c in mem.chunks]
+    assert [c["name"][:11] for c in mem.chunks] == ["chunk-00000", "chunk-00001"]
     disk = mmgene.hub.publish(src, "me/disk", out=tmp_path / "disk", backed=True, **kwargs)
     for a, b in zip(mem.chunks, disk.chunks):  # same cells; only the recorded provenance (backed=True) differs
         ca, cb = read_chunk(tmp_path / "mem" / "chunks" / a["name"]), read_chunk(tmp_path / "disk" / "chunks" / b["name"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -177,3 +179,28 @@ def test_chunks_from_backed_file_and_bad_input(toy, tmp_path):
     broken.write_bytes(path.read_bytes()[:500])
     with pytest.raises(InputFileError, match="download it again"):
         read_chunk(broken)
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("A {label:>999999999} cell", "has the placeholder {label:>999999999}"),
+        ("A {label.__class__} cell", "has the placeholder {label.__class__}"),
+        ("A {label!r} cell", "has the placeholder {label!r}"),
+        ("A {label} from {tissue}", "has the placeholder {tissue}"),
+        ("A {label cell", "bad caption template"),
+        ("A {{label}} cell", "has no {label} placeholder"),
+    ],
+)
+def test_caption_templates_name_only_the_label(template, message):
+    from mmgene.hub.config import LayoutConfig
+
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        LayoutConfig(caption_template=template)
+
+
+def test_caption_template_fills_every_label_and_keeps_literal_braces():
+    from mmgene.hub.config import fill_caption
+
+    assert fill_caption("A {label} cell ({{CL}}: {label})", "B cell") == "A B cell cell ({CL}: B cell)"
+    assert fill_caption("{label}", "{0} odd") == "{0} odd"

@@ -195,3 +195,69 @@ def test_cli_refuses_options_that_would_be_ignored(pbmc68k, tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith(f"mmgene: error: {message}") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_publishing_changed_cells_to_the_same_share_folder_keeps_the_earlier_files(pbmc68k, tmp_path, monkeypatch):
+    """Chunk files are named by their content: a second dataset published to the share folder of a first
+    adds files, so every link of the first still downloads the bytes its sha256 names."""
+    import json
+
+    import mmgene.hub.publishing as publishing
+    from mmgene.hub.chunks import sha256_file
+
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    monkeypatch.setattr(publishing, "_push", lambda *args, **kwargs: "https://hub.example/commit/1")
+    share_root = tmp_path / "www"
+    share_root.mkdir()
+    options = {"share": "http", "share_options": {"url": "https://example.org/cells", "root": share_root},
+               "label_key": "bulk_labels", "chunk_size": 50}
+    first = publishing.publish(pbmc68k[:100].copy(), "me/cells", out=tmp_path / "first", **options)
+    changed = pbmc68k[:100].copy()
+    changed.obs.iloc[:5, changed.obs.columns.get_loc("bulk_labels")] = "Dendritic"  # an existing category
+    second = publishing.publish(changed, "me/cells", out=tmp_path / "second", **options)
+    again = publishing.publish(pbmc68k[:100].copy(), "me/cells", out=tmp_path / "again", **options)
+
+    assert [c["name"] for c in again.chunks] == [c["name"] for c in first.chunks]  # same cells, same files
+    assert not any(s.uploaded for s in again.shared)
+    assert second.chunks[0]["name"] != first.chunks[0]["name"]  # changed cells: a new file
+    assert second.chunks[1]["name"] == first.chunks[1]["name"]  # unchanged cells: shared once
+    for result in (first, second):
+        for chunk in result.chunks:
+            name = chunk["link"].rsplit("/", 1)[1]
+            assert sha256_file(share_root / name) == chunk["sha256"]
+            assert name == f"chunk-{chunk['index']:05d}-{chunk['sha256'][:16]}.h5ad"
+    assert len(list(share_root.glob("*.h5ad"))) == 3
+    assert json.loads((tmp_path / "first" / "chunks.json").read_text())["chunks"] == first.chunks
+
+
+def test_card_tables_keep_names_with_pipes_backticks_and_line_breaks(pbmc68k, tmp_path):
+    """An obs column or obsm key holding '|', backticks or a line break stays inside its table cell."""
+    markdown_it = pytest.importorskip("markdown_it")
+    adata = pbmc68k[:60].copy()
+    odd_column, odd_key = "score|raw\nv2", "X_`pca`|2"
+    adata.obs[odd_column] = 1.0
+    adata.obsm[odd_key] = adata.obsm["X_pca"][:, :3]
+    result = _publish(adata, tmp_path, layout="single", obsm_keys=[odd_key], top_k=10)
+    tokens = markdown_it.MarkdownIt("commonmark").enable("table").parse(result.card)
+    tables, rows, row = [], None, None
+    for token in tokens:
+        if token.type == "table_open":
+            rows = []
+        elif token.type == "tr_open":
+            row = []
+        elif token.type == "inline" and row is not None:
+            row.append(token.children)
+        elif token.type == "tr_close":
+            rows.append(row)
+            row = None
+        elif token.type == "table_close":
+            tables.append(rows)
+
+    def text(children):
+        return "".join(child.content for child in children)
+
+    for rows in tables:
+        assert len({len(r) for r in rows}) == 1  # every row has the header's number of cells
+    cells = [text(r[0]) for rows in tables for r in rows]
+    assert "score|raw v2" in cells and "X_`pca`|2" in cells
+    assert [c.type for c in next(r[0] for rows in tables for r in rows if text(r[0]) == "X_`pca`|2")] == ["code_inline"]

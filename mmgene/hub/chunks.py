@@ -97,8 +97,15 @@ def _drop_timestamps(chunk: Any) -> None:
                                for k, v in prov.items()}
 
 
-def chunk_name(index: int, fmt: str, prefix: str = "chunk") -> str:
-    return f"{prefix}-{index:05d}." + ("h5ad" if fmt == "h5ad" else "zarr.zip")
+#: hex digits of a chunk's sha256 in its file name
+NAME_DIGEST = 16
+
+
+def chunk_name(index: int, fmt: str, prefix: str = "chunk", sha256: str = "") -> str:
+    """``chunk-00000-<sha256 prefix>.h5ad``: the content is in the name, so publishing changed cells
+    to the same share folder adds files instead of replacing ones an earlier dataset links to."""
+    tag = f"-{sha256[:NAME_DIGEST]}" if sha256 else ""
+    return f"{prefix}-{index:05d}{tag}." + ("h5ad" if fmt == "h5ad" else "zarr.zip")
 
 
 def write_chunks(
@@ -115,7 +122,8 @@ def write_chunks(
     adata
         In-memory or backed AnnData.
     out_dir
-        Folder for the files (``chunk-00000.h5ad``, ... or ``chunk-00000.zarr.zip``).
+        Folder for the files (``chunk-00000-<sha256 prefix>.h5ad``, ... or ``....zarr.zip``); the same
+        cells give the same bytes and so the same names.
     chunk_size
         Cells per file.
     format
@@ -144,10 +152,11 @@ def write_chunks(
         _drop_timestamps(chunk)
         if var_fingerprint(chunk.var_names) != fingerprint:  # pragma: no cover - slicing keeps var
             raise DataError("a chunk has a different gene vocabulary", f"cells {start}:{stop}", "report this as a bug")
-        name = chunk_name(index, format, prefix)
-        target = out / name
-        _write_one(chunk, target, format)
-        files.append(ChunkFile(index, name, target, start, stop, sha256_file(target), target.stat().st_size, format, fingerprint))
+        written = out / chunk_name(index, format, prefix)
+        _write_one(chunk, written, format)
+        digest = sha256_file(written)
+        target = written.rename(out / chunk_name(index, format, prefix, digest))
+        files.append(ChunkFile(index, target.name, target, start, stop, digest, target.stat().st_size, format, fingerprint))
     return files
 
 

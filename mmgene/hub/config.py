@@ -34,6 +34,31 @@ LAYOUTS = ("single", "pairs", "multiplets")
 DEFAULT_SPLITS: dict[str, float] = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 
+def fill_caption(template: str, label: str) -> str:
+    """``template`` with each ``{label}`` replaced by ``label`` (``{{``/``}}`` are literal braces).
+
+    Not ``str.format``: a template may name only ``{label}``, with no attribute, index, conversion or
+    format spec (``{label:>999999999}`` would fill memory), and breaking that rule is a
+    :class:`ParameterError`."""
+    import string
+
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ParameterError(f"bad caption template {template!r} ({exc})", "caption_template", "use {label} as the only placeholder; write {{ and }} for braces") from None
+    out = []
+    for literal, name, spec, conversion in parts:
+        out.append(literal)
+        if name is None:
+            continue
+        if name != "label" or spec or conversion:
+            field_text = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ParameterError(f"the caption template {template!r} has the placeholder {field_text}", "caption_template",
+                                 "use {label} as the only placeholder, without ! or :, and write {{ and }} for braces")
+        out.append(label)
+    return "".join(out)
+
+
 def check_splits(splits: Mapping[str, float]) -> dict[str, float]:
     """Split names (word characters, dots between) with positive fractions that sum to 1, as a dict."""
     splits = {str(k): float(v) for k, v in splits.items()}
@@ -72,7 +97,7 @@ class LayoutConfig:
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ParameterError(f"unknown layout {self.layout!r}", "layout", f"use one of {', '.join(LAYOUTS)}")
-        if "{label}" not in self.caption_template:
+        if fill_caption(self.caption_template, "\0") == fill_caption(self.caption_template, ""):
             raise ParameterError(
                 f"the caption template {self.caption_template!r} has no {{label}} placeholder, so every caption would be the same",
                 "caption_template", "pass e.g. 'A {label} cell.'",

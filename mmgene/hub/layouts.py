@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from mmgene.errors import DataError, LabelError, ParameterError, _preview
-from mmgene.hub.config import DEFAULT_SPLITS, LayoutConfig, check_splits
+from mmgene.hub.config import DEFAULT_SPLITS, LayoutConfig, check_splits, fill_caption
 from mmgene.io import obs_column
 from mmgene.io.labels import MIN_CLASSES, report_dropped
 from mmgene.text.labels import label_text
@@ -115,10 +115,7 @@ def _captions(adata: Any, label_key: str | None, caption_key: str | None, templa
         out[has] = text[has]
         return out
     uniq, inverse = np.unique(text[has].astype(str), return_inverse=True)
-    try:
-        captions = np.array([template.format(label=u) for u in uniq], dtype=object)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ParameterError(f"bad caption template {template!r} ({exc})", "caption_template", "use {label} as the only placeholder") from exc
+    captions = np.array([fill_caption(template, u) for u in uniq], dtype=object)
     out[has] = captions[inverse]
     return out
 

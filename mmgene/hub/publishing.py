@@ -5,7 +5,7 @@
     README.md                       the rendered dataset card (YAML metadata + text)
     chunks.json                     chunk files: cells, bytes, sha256, gene fingerprint, share link
     data/<split>-00000-of-00001.parquet
-    chunks/chunk-00000.h5ad ...     the AnnData chunk files
+    chunks/chunk-00000-<sha>.h5ad   the AnnData chunk files (named by their content)
 
 With ``dry_run=True`` it stops there (links are ``file://`` URIs of the staged chunks) and nothing
 leaves the machine. Otherwise the chunks are shared through the chosen backend, then README, manifest
