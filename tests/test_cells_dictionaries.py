@@ -132,3 +132,23 @@ def test_hub_download_cached_and_errors(geneformer_v1_dir, tmp_path, monkeypatch
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(RemoteError, match="not cached"):
         load_dictionaries(f"hf://{repo}", "V1")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"ENSG00000000005": 2}, "'ENSG00000000003' and 'ENSG00000000005' share id 2"),  # two genes, one token
+        ({"ENSG00000000005": 0}, "'<pad>' and 'ENSG00000000005' share id 0"),  # a gene on the pad token
+        ({"ENSG00000000005": -5}, r"outside 0\.\.25425 \('ENSG00000000005=-5'\)"),  # silently dropped before
+        ({"ENSG00000000005": 2**32 + 3}, "outside 0..25425"),  # wrapped to another token in int32 before
+    ],
+)
+def test_token_ids_must_be_distinct_and_in_range(geneformer_v1_dir, tmp_path, change, match):
+    tokens = safe_load_pickle(geneformer_v1_dir / "token_dictionary.pkl")
+    assert tokens["ENSG00000000003"] == 2 and "ENSG00000000005" in tokens
+    tokens.update(change)
+    (tmp_path / "token_dictionary.pkl").write_bytes(pickle.dumps(tokens))
+    shutil.copy(geneformer_v1_dir / "gene_median_dictionary.pkl", tmp_path)
+    with pytest.raises(InputFileError, match=match) as err:
+        load_dictionaries(tmp_path)
+    assert "token_dictionary.pkl" in str(err.value)

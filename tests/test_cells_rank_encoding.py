@@ -326,3 +326,12 @@ def test_columns_increase_matches_a_row_by_row_check():
     assert columns_increase(np.array([0, 3, 5]), np.array([4, 7, 9, 1, 2], np.int32))
     assert not columns_increase(np.array([0, 3, 5]), np.array([4, 7, 9, 2, 2], np.int32))
     assert not columns_increase(np.array([0, 3, 3, 5]), np.array([4, 9, 7, 1, 2], np.int32))
+
+
+def test_version_that_contradicts_the_dictionaries_is_refused(v1):
+    from mmgene.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="version='V2' but the dictionaries given are V1"):
+        rank_encode(tiny(), v1, version="V2")
+    assert rank_encode(tiny(), v1, version="v1").version == "V1"  # agreeing (any case) or left out is fine
+    assert rank_encode(tiny(), v1).version == "V1"

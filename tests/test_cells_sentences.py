@@ -182,3 +182,14 @@ def test_every_ordering_kernel_matches_the_numpy_reference(kind, ties):
     for i in range(X.shape[0]):
         expect = list(dict.fromkeys(words[indptr[i] : indptr[i + 1]].tolist()))[:25]
         assert ids[ptr[i] : ptr[i + 1]].tolist() == expect
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"ties": "random", "seed": "x"}, "seed must be a non-negative integer, got 'x'"),
+    ({"ties": "random", "seed": 1.5}, "seed must be a non-negative integer, got 1.5"),
+    ({"ties": "random", "seed": -1}, "seed must be a non-negative integer, got -1"),
+    ({"exclude": 5}, "exclude must be a pattern or a list of patterns, got int 5"),
+])
+def test_bad_seed_or_exclude_is_a_parameter_error(kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        sentences(tiny(), inplace=False, **kwargs)

@@ -145,3 +145,15 @@ def test_genept_s_pbmc3k_bit_reproducible(_pbmc3k_cached):
         genept_s(adata, encoder=SentenceTransformerEncoder("minilm", cache=False), top_k=25)
         runs.append(adata.obsm["X_genept_s"])
     assert runs[0].shape == (24, 384) and runs[0].tobytes() == runs[1].tobytes()
+
+
+@pytest.mark.parametrize(("call", "kwargs", "match"), [
+    (genept_w, {"chunk_size": 0}, "chunk_size must be a positive integer, got 0"),  # was ZeroDivisionError
+    (genept_w, {"chunk_size": "5"}, "chunk_size must be a positive integer, got '5'"),
+    (genept_s, {"top_k": "5"}, "top_k must be a positive integer or None, got '5'"),  # was a raw TypeError
+    (genept_s, {"prefix": 5}, "prefix must be text, got int"),
+])
+def test_bad_arguments_are_parameter_errors(call, kwargs, match):
+    extra = {"gene_vectors": vectors()} if call is genept_w else {}
+    with pytest.raises(ParameterError, match=match):
+        call(small(), **extra, **kwargs)

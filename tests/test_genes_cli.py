@@ -144,3 +144,18 @@ def test_embed_dimensions_is_applied_or_refused_never_ignored(tmp_path):
     res = runner.invoke(app, ["genes", "embed", str(texts), "--out", str(out), "--dimensions", "384"])
     assert res.exit_code == 0, res.output
     assert GeneVectors.load(out).dim == 384
+
+
+def test_fetch_refuses_ncbi_options_for_another_source(tmp_path):
+    """--cache, --rate, --batch-size ... were silently ignored with --source offline or a file."""
+    from hostile import assert_refused
+
+    out = tmp_path / "texts.json"
+    out.write_text("keep me")
+    for extra in (["--cache", tmp_path / "c.sqlite"], ["--rate", "5"], ["--batch-size", "10"], ["--timeout", "5"], ["--base-url", "http://127.0.0.1:9"]):
+        assert_refused(
+            ["genes", "fetch", "TP53", "--source", "offline", "--out", out, "--overwrite", *extra], [tmp_path],
+            contains=f"{extra[0]}: options of --source ncbi, which --source 'offline' does not use",
+        )
+    res = runner.invoke(app, ["genes", "fetch", "TP53", "--source", "offline", "--out", str(out), "--overwrite"])
+    assert res.exit_code == 0, res.output

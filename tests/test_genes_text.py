@@ -89,3 +89,26 @@ def test_source_dispatch_errors(tmp_path):
     with pytest.raises(ParameterError, match="unknown gene text source 'wikipedia'"):
         gene_text_source("wikipedia")
     assert isinstance(gene_text_source("offline"), OfflineGeneText)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("same.tsv", "TP53\tfirst text\nTP53\tsecond text\n"),  # the last one won silently
+        ("same.json", '{"TP53": "first text", "TP53": "second text"}'),
+    ],
+)
+def test_a_symbol_repeated_with_two_texts_is_refused(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(InputFileError, match="gene 'TP53' appears twice with different texts"):
+        UserGeneText(path)
+    path.write_text(content.replace("second", "first"))
+    assert UserGeneText(path).texts() == {"TP53": "first text"}
+
+
+@pytest.mark.parametrize(("name", "content"), [("h.tsv", "symbol\ttext\nTP53\tp53\n"), ("n.tsv", "TP53\tp53\n"), ("j.json", '{"TP53": "p53"}')])
+def test_byte_order_mark_is_not_part_of_the_first_symbol(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8-sig")  # as spreadsheet programs save "UTF-8" text
+    assert UserGeneText(path).texts() == {"TP53": "p53"}

@@ -93,3 +93,54 @@ def test_default_gene_vectors_backend(tmp_path):
     assert np.array_equal(default_gene_vectors("minilm", genes=genes).vectors, torch_gv.vectors)
     with pytest.raises(ParameterError, match="unknown text encoder backend 'cuda'.*use one of: auto, torch, onnx, onnx-int8"):
         default_gene_vectors(genes=genes, backend="cuda")
+
+
+def _parquet(path, symbols, rows, metadata=None):
+    import pyarrow as pa
+
+    flat = pa.array(np.asarray(rows, dtype=np.float32).reshape(-1), type=pa.float32())
+    table = pa.table({"symbol": pa.array(symbols, type=pa.string()), "vector": pa.FixedSizeListArray.from_arrays(flat, len(rows[0]))})
+    pq.write_table(table.replace_schema_metadata(metadata) if metadata else table, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("symbols", "rows", "metadata", "match"),
+    [
+        (["A", None], [[1, 0], [0, 1]], None, r"1 gene symbols are missing, empty or not text \(first: #1, None\)"),  # was gene 'NONE'
+        (["A", " "], [[1, 0], [0, 1]], None, "missing, empty or not text"),  # a blank symbol matched blank genes
+        (["A", "B"], [[1, 0], [np.nan, 1]], None, "NaN or infinite"),
+        (["A", "a"], [[1, 0], [0, 1]], None, r"repeat in the gene vectors \(A\)"),
+        (["A", "B"], [[1, 0], [0, 1]], {"mmgene": "[1, 2]"}, "metadata is a JSON list"),  # was a raw TypeError
+    ],
+)
+def test_bad_parquet_tables_name_the_file(tmp_path, symbols, rows, metadata, match):
+    path = _parquet(tmp_path / "g.parquet", symbols, rows, metadata)
+    with pytest.raises(InputFileError, match=match) as err:
+        GeneVectors.load(path)
+    assert str(path) in str(err.value)
+
+
+def test_bad_safetensors_tables_are_input_file_errors(tmp_path):
+    import json
+
+    from safetensors.numpy import save_file
+
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"garbage")  # was a raw SafetensorError
+    with pytest.raises(InputFileError, match="not a gene vectors file"):
+        GeneVectors.load(damaged)
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"vectors": np.ones((2, 3), np.float32)}, str(wrong), metadata={"symbols": json.dumps(["A"])})
+    with pytest.raises(InputFileError, match=r"shape \(2, 3\) for 1 symbols") as err:
+        GeneVectors.load(wrong)
+    assert str(wrong) in str(err.value)
+    mapping = tmp_path / "mapping.safetensors"
+    save_file({"vectors": np.ones((1, 3), np.float32)}, str(mapping), metadata={"symbols": json.dumps({"A": 0})})
+    with pytest.raises(InputFileError, match="gene symbols must be a list, got dict"):  # was a raw TypeError
+        GeneVectors.load(mapping)
+
+
+def test_non_numeric_vectors_are_refused():
+    with pytest.raises(ParameterError, match="hold <U1 values, not numbers"):  # was a raw ValueError
+        GeneVectors(np.array(["A"], dtype=object), np.array([["x", "y"]]))

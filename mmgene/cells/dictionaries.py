@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.choices import VERSIONS
-from mmgene.errors import InputFileError, ParameterError, RemoteError, cause
+from mmgene.errors import InputFileError, ParameterError, RemoteError, _preview, cause
 
 HUB_REPO = "ctheodoris/Geneformer"
 #: genes a cell keeps (V1: no special tokens; V2: 4,094 genes wrapped in <cls> ... <eos>).
@@ -206,6 +206,26 @@ def _as_str_dict(obj: Any, value: str, path: Path) -> dict:
     return out
 
 
+def _check_token_ids(tokens: dict[str, int], path: Path | None) -> None:
+    """Token ids must be distinct and in ``0 .. len(tokens) - 1`` (rows of the model's embedding table):
+    a repeated id would merge two genes, an id out of range would name no row (or wrap around)."""
+    ids = np.fromiter(tokens.values(), np.int64, len(tokens))
+    bad = (ids < 0) | (ids >= len(tokens))
+    if bad.any():
+        names = [name for name, i in tokens.items() if not 0 <= i < len(tokens)]
+        raise InputFileError(
+            f"{int(bad.sum())} token ids lie outside 0..{len(tokens) - 1} ({_preview(f'{n}={tokens[n]}' for n in names)})",
+            str(path),
+            "pass Geneformer's token dictionary (ids 0 .. number of tokens - 1)",
+        )
+    if len(np.unique(ids)) != len(ids):
+        seen: dict[int, str] = {}
+        clash = next((f"{seen[i]!r} and {name!r} share id {i}" for name, i in tokens.items() if seen.setdefault(i, name) != name), "")
+        raise InputFileError(
+            f"token ids repeat in the token dictionary ({clash})", str(path), "pass Geneformer's token dictionary (one id per token)"
+        )
+
+
 def _local_files(folder: Path, version: str) -> dict[str, Path | None]:
     found: dict[str, Path | None] = {}
     for role, (_, names, required) in _FILES[version].items():
@@ -311,6 +331,7 @@ def load_dictionaries(source: str | os.PathLike[str] | None = None, version: str
     tokens = loaded["token_ids"] or {}
     if "<pad>" not in tokens:
         raise InputFileError("the token dictionary has no '<pad>' token", str(files["token_ids"]), "pass Geneformer's token dictionary")
+    _check_token_ids(tokens, files["token_ids"])
     has_cls = "<cls>" in tokens and "<eos>" in tokens
     if version == "V2" and not has_cls:
         raise ParameterError("these are V1 dictionaries (no <cls>/<eos> tokens) but version='V2' was asked", origin, "pass version='V1' or the V2 (gc104M) files")

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mmgene.cells.ranking import rank_chunk
-from mmgene.errors import MissingColumnError, ParameterError
+from mmgene.errors import MissingColumnError, ParameterError, is_whole_number
 from mmgene.io import expression
 
 GENES = "genes"
@@ -62,11 +62,11 @@ def cell_inputs(
         model's encoders pass on (:func:`mmgene.align.modules.cell_input.for_encoding`), made without
         a round trip through Python lists.
     """
-    inputs = list(inputs)
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     if not inputs:
         raise ParameterError("no omics input chosen", "argument inputs", "pass 'genes' and/or obsm keys such as 'X_genept_w'")
-    if max_genes < 1:
-        raise ParameterError(f"max_genes must be at least 1, got {max_genes}", "argument max_genes")
+    if not is_whole_number(max_genes, 1):
+        raise ParameterError(f"max_genes must be a positive integer, got {max_genes!r}", "argument max_genes", "pass e.g. 1024")
     cells: list[dict[str, Any]] = [{} for _ in range(adata.n_obs)]
     for key in inputs:
         if key == GENES:
@@ -74,7 +74,13 @@ def cell_inputs(
         if key not in adata.obsm:
             raise MissingColumnError(key, "obsm", list(adata.obsm.keys()))
         mat = adata.obsm[key]
-        mat = mat.toarray() if sp.issparse(mat) else np.asarray(mat, dtype=np.float32)
+        mat = mat.toarray() if sp.issparse(mat) else np.asarray(mat)
+        if mat.ndim != 2 or mat.dtype.kind not in "biuf":
+            raise ParameterError(
+                f"obsm[{key!r}] holds {mat.dtype} values of shape {mat.shape}, not a numeric matrix (cells x dimensions)",
+                f"obsm[{key!r}]",
+                "store a representation with one row of numbers per cell",
+            )
         if not np.isfinite(mat).all():
             bad = int(np.flatnonzero(~np.isfinite(mat).all(axis=1))[0])
             raise ParameterError(

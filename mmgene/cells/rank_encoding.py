@@ -328,7 +328,7 @@ def _recip_totals(block: sp.csr_matrix) -> np.ndarray:
 def rank_encode(
     adata: Any,
     dictionaries: GeneformerDictionaries | str | None = None,
-    version: str = "V1",
+    version: str | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     output: Literal["arrays", "dataset"] = "arrays",
     n_jobs: int | None = None,
@@ -346,7 +346,8 @@ def rank_encode(
         :class:`GeneformerDictionaries`, a folder/hub id for :func:`load_dictionaries`, or ``None``
         to download them from the Geneformer hub repository.
     version
-        ``'V1'`` or ``'V2'`` (used when ``dictionaries`` is not already loaded).
+        ``'V1'`` or ``'V2'``; ``None``: the version of the dictionaries given, or ``'V1'`` when they
+        are loaded here. A version that differs from loaded dictionaries' is refused.
     chunk_size
         Cells per streamed chunk.
     output
@@ -371,7 +372,16 @@ def rank_encode(
         raise ParameterError(f"unknown output {output!r}", "argument output", "pass 'arrays' or 'dataset'")
     chunk_size = check_chunk_size(chunk_size)  # before the dictionaries load
     threads = threads_for(n_jobs)
-    dicts = dictionaries if isinstance(dictionaries, GeneformerDictionaries) else load_dictionaries(dictionaries, version)
+    if isinstance(dictionaries, GeneformerDictionaries):
+        dicts = dictionaries
+        if version is not None and str(version).upper() != dicts.version:
+            raise ParameterError(
+                f"version={version!r} but the dictionaries given are {dicts.version}",
+                "arguments version and dictionaries",
+                "drop version, or pass dictionaries of that version",
+            )
+    else:
+        dicts = load_dictionaries(dictionaries, "V1" if version is None else version)
     if dicts.version == "V2" and (dicts.cls_id is None or dicts.eos_id is None):
         raise ParameterError("V2 dictionaries need <cls> and <eos> tokens, and these have none", dicts.source or "argument dictionaries", "pass the V2 (gc104M) dictionaries, or version='V1'")
     view = expression(adata, require="counts")

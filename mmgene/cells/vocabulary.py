@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mmgene.choices import TIES
-from mmgene.errors import GeneIdError, ParameterError, _preview
+from mmgene.errors import GeneIdError, ParameterError, _preview, is_whole_number
 from mmgene.io.expression import gene_symbols
 
 #: how equal values inside a cell are ordered.
@@ -57,6 +57,12 @@ def _patterns(exclude: str | Iterable[str] | None) -> tuple[list[str], list[str]
     """Split exclusion patterns into exact names and prefixes (a trailing ``*`` or ``-`` marks a prefix)."""
     if exclude is None:
         return [], []
+    if not isinstance(exclude, (str, Iterable)):
+        raise ParameterError(
+            f"exclude must be a pattern or a list of patterns, got {type(exclude).__name__} {exclude!r}",
+            "argument exclude",
+            "pass gene symbols ('MALAT1') or prefixes ending in '*' or '-' ('RPL*', 'MT-')",
+        )
     items = [exclude] if isinstance(exclude, str) else list(exclude)
     exact, prefixes = [], []
     for item in items:
@@ -95,6 +101,8 @@ def build_vocabulary(var: pd.DataFrame, exclude=(), ties: str = "position", seed
     """
     if ties not in TIES:
         raise ParameterError(f"unknown tie-break {ties!r}", "argument ties", f"choose one of {', '.join(TIES)}")
+    if not is_whole_number(seed, 0):
+        raise ParameterError(f"seed must be a non-negative integer, got {seed!r}", "argument seed", "pass e.g. seed=0")
     symbols = gene_words(var)
     bad = symbols[pd.Series(symbols, dtype=object).str.contains(r"\s", regex=True).to_numpy(dtype=bool)]
     if len(bad):

@@ -51,13 +51,13 @@ def fetch(
     out: Path = typer.Option(..., "--out", "-o", help="JSON file {SYMBOL: text} (GenePT's format)."),
     email: Optional[str] = typer.Option(None, envvar="NCBI_EMAIL", help="Your e-mail, sent to NCBI as it asks."),
     api_key: Optional[str] = typer.Option(None, envvar="NCBI_API_KEY", help="NCBI API key (10 requests/s instead of 3)."),
-    tool: str = typer.Option("mmgene", help="Tool name sent to NCBI."),
-    base_url: str = typer.Option("https://eutils.ncbi.nlm.nih.gov/entrez/eutils", help="E-utilities root URL."),
+    tool: Optional[str] = typer.Option(None, help="Tool name sent to NCBI (default mmgene)."),
+    base_url: Optional[str] = typer.Option(None, help="E-utilities root URL (default NCBI's)."),
     cache: Optional[Path] = typer.Option(None, help="sqlite cache (default under the mmgene cache folder)."),
-    batch_size: int = typer.Option(100, help="Symbols per esearch request."),
+    batch_size: Optional[int] = typer.Option(None, help="Symbols per esearch request (default 100)."),
     rate: Optional[float] = typer.Option(None, help="Requests per second (default 3, or 10 with an API key)."),
-    retries: int = typer.Option(5, help="Retries per request (429/5xx/timeouts)."),
-    timeout: float = typer.Option(60.0, help="Read timeout per request, seconds."),
+    retries: Optional[int] = typer.Option(None, help="Retries per request on 429/5xx/timeouts (default 5)."),
+    timeout: Optional[float] = typer.Option(None, help="Read timeout per request, seconds (default 60)."),
     overwrite: bool = overwrite_option(),
     as_json: bool = json_option(),
 ) -> None:
@@ -67,14 +67,20 @@ def fetch(
     from mmgene.atomic import atomic_path, check_output
     from mmgene.genes.sources import gene_text_source
 
+    ncbi_options = {
+        "--base-url": ("base_url", base_url), "--tool": ("tool", tool), "--cache": ("cache_path", cache),
+        "--batch-size": ("search_batch", batch_size), "--rate": ("rate", rate), "--retries": ("max_retries", retries),
+        "--timeout": ("timeout", None if timeout is None else (10.0, timeout)),
+    }
+    given = {option: pair for option, pair in ncbi_options.items() if pair[1] is not None}
+    if source != "ncbi" and given:  # NCBI's options mean nothing to another source: refuse them rather than ignore them
+        raise ParameterError(
+            f"{', '.join(given)}: options of --source ncbi, which --source {source!r} does not use",
+            "options of mmgene genes fetch", "leave those options out, or pass --source ncbi",
+        )
     check_output(out, overwrite=overwrite, inputs=[p for p in (genes_from, cache) if p is not None])
     wanted = _symbols(symbols or [], genes_from)
-    kwargs = {}
-    if source == "ncbi":
-        kwargs = dict(
-            base_url=base_url, email=email, api_key=api_key, tool=tool, cache_path=cache, search_batch=batch_size,
-            rate=rate, max_retries=retries, timeout=(10.0, timeout),
-        )
+    kwargs = dict(given.values(), email=email, api_key=api_key) if source == "ncbi" else {}
     src = gene_text_source(source, **kwargs)
     texts = src.texts(wanted)
     with atomic_path(out, overwrite=overwrite) as tmp:

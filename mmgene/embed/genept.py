@@ -23,7 +23,7 @@ import pandas as pd
 
 from mmgene.choices import OnEmpty
 from mmgene.config import check_key
-from mmgene.errors import DataError, GeneIdError, ParameterError
+from mmgene.errors import DataError, GeneIdError, ParameterError, is_whole_number
 from mmgene.io import expression
 from mmgene.progress import info, progress
 from mmgene.provenance import record
@@ -116,6 +116,8 @@ def genept_w(
     """
     check_key(key_added, "genept_w(key_added=...)", "X_genept_w")
     _check_on_empty(on_empty)
+    if not is_whole_number(chunk_size, 1):
+        raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}", "argument chunk_size", "pass e.g. 2048")
     adata = adata.copy() if copy else adata
     view = expression(adata, layer=layer)
     symbols = view.symbols()
@@ -155,6 +157,7 @@ def genept_w(
         packages=("numpy", "scipy"),
         method="GenePT-w",
         encoder=meta.get("encoder", "unknown"),
+        encoder_key=meta.get("encoder_key", ""),
         text_source=meta.get("text_source", "unknown"),
         text_source_version=meta.get("text_source_version", ""),
         gene_vectors_created=meta.get("created", ""),
@@ -201,8 +204,10 @@ def genept_s(
     """
     check_key(key_added, "genept_s(key_added=...)", "X_genept_s")
     _check_on_empty(on_empty)
-    if top_k is not None and top_k < 1:
-        raise ParameterError(f"top_k must be at least 1 or None, got {top_k}", "argument top_k")
+    if top_k is not None and not is_whole_number(top_k, 1):
+        raise ParameterError(f"top_k must be a positive integer or None, got {top_k!r}", "argument top_k", "pass e.g. 100, or None for every expressed gene")
+    if not isinstance(prefix, str):
+        raise ParameterError(f"prefix must be text, got {type(prefix).__name__}", "argument prefix", f"pass e.g. {SENTENCE_PREFIX!r}")
     from mmgene.cells import sentences as cell_sentences
     from mmgene.distributed import map_rows
     from mmgene.text.encoders import text_encoder

@@ -18,33 +18,39 @@ from mmgene.genes.text_sources import GeneTextSource, normalise_symbols
 HEADER_NAMES = {"symbol", "gene", "gene_symbol", "gene_name", "genes"}
 
 
-def _from_json(path: Path) -> dict[str, str]:
+class _Object(list):
+    """A JSON object read as its ``(key, value)`` pairs, so that a repeated key is seen (a dict keeps the last)."""
+
+
+def _from_json(path: Path) -> list[tuple[str, str]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_Object)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputFileError(f"not valid JSON ({exc})", str(path), "write a JSON object {symbol: text}") from exc
-    if not isinstance(data, dict):
-        raise InputFileError(f"the JSON holds a {type(data).__name__}, not an object", str(path), "write a JSON object {symbol: text}")
-    out: dict[str, str] = {}
-    for key, value in data.items():
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+    if not isinstance(data, _Object):
+        kind = "list" if isinstance(data, list) else type(data).__name__
+        raise InputFileError(f"the JSON holds a {kind}, not an object", str(path), "write a JSON object {symbol: text}")
+    out: list[tuple[str, str]] = []
+    for key, value in data:
+        if isinstance(value, list) and not isinstance(value, _Object) and all(isinstance(v, str) for v in value):
             value = " ".join(value)
         if value is None:
             continue
         if not isinstance(value, str):
+            kind = "dict" if isinstance(value, _Object) else type(value).__name__
             raise InputFileError(
-                f"the text of gene {key!r} is a {type(value).__name__}, not a string", str(path), "give every gene a string (or leave the gene out)"
+                f"the text of gene {key!r} is a {kind}, not a string", str(path), "give every gene a string (or leave the gene out)"
             )
-        out[str(key)] = value
+        out.append((str(key), value))
     return out
 
 
-def _from_tsv(path: Path) -> dict[str, str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+def _from_tsv(path: Path) -> list[tuple[str, str]]:
+    try:  # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first symbol
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as exc:
         raise InputFileError(f"not UTF-8 text ({exc})", str(path), "save the file as UTF-8") from exc
-    out: dict[str, str] = {}
+    out: list[tuple[str, str]] = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -53,7 +59,7 @@ def _from_tsv(path: Path) -> dict[str, str]:
             raise InputFileError(f"line {n} has no tab between symbol and text", f"{path}, line {n}", "write one 'symbol<TAB>text' per line")
         if n == 1 and fields[0].strip().lower() in HEADER_NAMES:
             continue
-        out[fields[0]] = fields[1]
+        out.append((fields[0], fields[1]))
     return out
 
 
@@ -70,7 +76,7 @@ class UserGeneText(GeneTextSource):
             raise InputFileError(f"gene text file not found: {self.path}", str(self.path), "pass a JSON {symbol: text} or TSV symbol<TAB>text file")
         raw = _from_json(self.path) if self.path.suffix.lower() == ".json" else _from_tsv(self.path)
         self._texts: dict[str, str] = {}
-        for sym, text in raw.items():
+        for sym, text in raw:
             key, text = sym.strip().upper(), text.strip()
             if not key or not text:
                 continue

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mmgene.atomic import atomic_path
-from mmgene.errors import InputFileError, ParameterError, cause
+from mmgene.errors import InputFileError, MMGeneError, ParameterError, cause
 from mmgene.lazy import require
 
 SUFFIXES = (".parquet", ".safetensors")
@@ -37,8 +38,21 @@ class GeneVectors:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.symbols = np.asarray([str(s).upper() for s in self.symbols], dtype=object)
-        self.vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
+        if isinstance(self.symbols, (str, dict)) or np.ndim(self.symbols) != 1:
+            raise ParameterError(f"gene symbols must be a list, got {type(self.symbols).__name__}", "GeneVectors", "give one symbol per vector")
+        symbols = list(self.symbols)
+        blank = [i for i, s in enumerate(symbols) if not isinstance(s, str) or not s.strip()]
+        if blank:
+            raise ParameterError(
+                f"{len(blank)} gene symbols are missing, empty or not text (first: #{blank[0]}, {symbols[blank[0]]!r})",
+                "GeneVectors",
+                "give every vector a gene symbol",
+            )
+        self.symbols = np.asarray([s.strip().upper() for s in symbols], dtype=object)
+        vectors = np.asarray(self.vectors)
+        if vectors.dtype.kind not in "biuf":
+            raise ParameterError(f"gene vectors hold {vectors.dtype} values, not numbers", "GeneVectors", "pass a numeric matrix, one row per symbol")
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.symbols):
             raise ParameterError(
                 f"gene vectors have shape {self.vectors.shape} for {len(self.symbols)} symbols",
@@ -46,7 +60,8 @@ class GeneVectors:
                 "pass one row per symbol",
             )
         if len(set(self.symbols)) != len(self.symbols):
-            dup = sorted({s for s in self.symbols if list(self.symbols).count(s) > 1})[:5]
+            repeated = pd.Series(self.symbols, dtype=object)
+            dup = sorted(set(repeated[repeated.duplicated()]))[:5]
             raise ParameterError(f"gene symbols repeat in the gene vectors ({', '.join(dup)})", "GeneVectors", "keep one vector per gene")
         if not np.isfinite(self.vectors).all():
             raise ParameterError("gene vectors contain NaN or infinite values", "GeneVectors", "recompute the vectors")
@@ -79,6 +94,7 @@ class GeneVectors:
         info.update(meta)
         info.setdefault("text_source", "unknown")
         info["encoder"] = encoder.name
+        info["encoder_key"] = str(getattr(encoder, "cache_key", ""))
         info["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         return cls(np.asarray(symbols, dtype=object), vectors, info)
 
@@ -130,7 +146,7 @@ class GeneVectors:
                 vec = table.column("vector").combine_chunks()
                 dim = vec.type.list_size
                 vectors = vec.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
-                symbols = np.asarray(table.column("symbol").to_pylist(), dtype=object)
+                symbols = table.column("symbol").to_pylist()
                 meta = json.loads(raw) if raw else {}
             else:
                 require("safetensors", "reading .safetensors gene vectors")
@@ -139,15 +155,21 @@ class GeneVectors:
                 with safe_open(str(path), framework="numpy") as f:
                     header = f.metadata() or {}
                     vectors = f.get_tensor("vectors")
-                symbols = np.asarray(json.loads(header["symbols"]), dtype=object)
+                symbols = json.loads(header["symbols"])
                 meta = json.loads(header.get("mmgene", "{}"))
-        except (OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
+            if not isinstance(meta, dict):
+                raise TypeError(f"its metadata is a JSON {type(meta).__name__}, not an object")
+            return cls(symbols, vectors, meta)
+        except ParameterError as exc:  # the table's content: say which file
+            raise InputFileError(exc.what, str(path), "recompute the gene vectors (`mmgene genes embed`)") from exc
+        except MMGeneError:  # e.g. safetensors not installed
+            raise
+        except Exception as exc:  # pyarrow, safetensors (SafetensorError) and json say a damaged file in their own types
             raise InputFileError(
                 f"not a gene vectors file ({cause(exc)})",
                 str(path),
                 "pass a .parquet or .safetensors file written by mmgene (GeneVectors.save / `mmgene genes embed`)",
             ) from exc
-        return cls(symbols, vectors, meta)
 
 
 def _suffix(path: Path) -> str:
