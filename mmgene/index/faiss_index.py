@@ -1041,11 +1041,19 @@ def _parquet_safe(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def _model_hint(adata: Any, embedding: str) -> str | None:
-    """The joint space an obsm key belongs to, from provenance or the key's conventional name."""
-    conventional = {"X_genept_s": "genept-s", "X_genept_w": "genept-w"}
-    if embedding in conventional:
-        return conventional[embedding]
+    """The joint space an obsm key belongs to, from provenance or the key's conventional name.
+
+    GenePT vectors live in their text encoder's space, so the hint names the encoder the record
+    names (``genept-s:hf://owner/name``); none when the record cannot say which it was, and the
+    default encoder's space for a conventional key without a record."""
     entry = adata.uns.get("mmgene", {}).get(embedding, {}) if hasattr(adata, "uns") else {}
-    if isinstance(entry, dict) and entry.get("model"):
+    entry = entry if isinstance(entry, dict) else {}
+    variant = {"GenePT-s": "genept-s", "GenePT-w": "genept-w"}.get(str(entry.get("method", "")))
+    if variant is not None:
+        from mmgene.text.encoders import spec_of_record
+
+        spec = spec_of_record(entry)
+        return None if spec is None else variant if spec == "minilm" else f"{variant}:{spec}"
+    if entry.get("model"):
         return str(entry["model"])
-    return None
+    return {"X_genept_s": "genept-s", "X_genept_w": "genept-w"}.get(embedding)

@@ -561,6 +561,28 @@ class OpenAIEncoder(TextEncoder):
         return redact(text)
 
 
+def spec_of_record(record: Any) -> str | None:
+    """The spec that makes again the encoder a provenance record names (its ``encoder_key`` and
+    ``encoder``), or ``None`` when the record cannot say: an OpenAI model at a set dimension or
+    another endpoint, or a local folder that is gone or has changed since."""
+    if not hasattr(record, "get"):
+        return None
+    key, name = str(record.get("encoder_key") or ""), str(record.get("encoder") or "")
+    key = key.removesuffix("|onnx-int8")
+    if key == f"st:{MINILM_NAME}" or (not key and name.startswith(MINILM_NAME)):
+        return "minilm"
+    if key.startswith("st:local:"):
+        folder = Path(name.removesuffix(" [onnx-int8]"))
+        same = folder.is_dir() and key == f"st:local:{_weights_fingerprint(str(folder), _stamp(folder))}"
+        return str(folder) if same else None
+    if key.startswith("st:"):
+        return f"hf://{key[3:]}"
+    if key.startswith("openai:"):
+        model, _, rest = key[len("openai:"):].partition(":")
+        return f"openai:{model}" if rest == "full" else None
+    return None
+
+
 def text_encoder(spec: str | os.PathLike[str] | TextEncoder | None = "minilm", **kwargs: Any) -> TextEncoder:
     """A :class:`TextEncoder` from a spec: ``'minilm'``, a local folder, ``'hf://owner/name'``, or ``'openai:<model>'``.
 
