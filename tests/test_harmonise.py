@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -504,3 +505,22 @@ def test_cli_harmonise_refuses_a_column_of_numbers_or_flags(tmp_path, values, sh
         ["labels", "harmonise", data, "--label-col", "clusters", "--out", tmp_path / "m.csv"], [tmp_path]
     )
     assert f"label harmonisation reads cell-type names, but the labels are all numbers or true/false ({shown})" in message
+
+
+@pytest.mark.parametrize("count", ["ten", "-3", "2.5"])
+def test_a_cell_count_that_is_not_a_count_is_refused_naming_the_row(tmp_path, count):
+    path = tmp_path / "m.csv"
+    path.write_text(f"author_label,term_id,n_cells\nB cells,CL:0000236,12\nNK cells,CL:0000623,{count}\n")
+    with pytest.raises(MappingError, match=f"n_cells '{re.escape(count)}' is not a count of cells") as info:
+        read_mapping(path)
+    assert "line 3" in str(info.value) and "NK cells" in str(info.value)
+
+
+def test_blank_counts_are_zero_and_a_row_copied_twice_is_read_once(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("author_label,term_id,n_cells\nB cells,CL:0000236,12\nNK cells,CL:0000623,\nB cells,CL:0000236, 12\n")
+    table = read_mapping(path)
+    assert table["author_label"].tolist() == ["B cells", "NK cells"] and table["n_cells"].tolist() == [12, 0]
+    path.write_text("author_label,term_id,n_cells\nB cells,CL:0000236,12\nB cells,CL:0000236,13\n")
+    with pytest.raises(MappingError, match="listed twice"):  # the same label with two counts: which is meant?
+        read_mapping(path)

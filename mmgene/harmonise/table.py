@@ -83,6 +83,26 @@ def _check_id(term_id: str, where: str) -> None:
     raise MappingError(f"term_id {term_id!r} is obsolete in the Cell Ontology", where, fix)
 
 
+def _same_row(row: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether two rows of a mapping say the same thing (every column equal, blanks and spaces aside)."""
+    return all(str(row[c]).strip() == str(other[c]).strip() for c in row)
+
+
+def _cell_counts(table: pd.DataFrame, source: str, csv_lines: bool) -> pd.Series:
+    """The ``n_cells`` column as whole numbers: blank is 0 (none given); anything else that is not a
+    count is a :class:`MappingError` naming the row."""
+    text = table["n_cells"].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip())
+    counts = pd.to_numeric(text.replace("", "0"), errors="coerce")
+    bad = np.flatnonzero(counts.isna() | (counts < 0) | (counts % 1 != 0))
+    if len(bad):
+        i = int(bad[0])
+        raise MappingError(
+            f"n_cells {text.iloc[i]!r} is not a count of cells", _row_where(source, i, table["author_label"].iloc[i], csv_lines),
+            "write a whole number of cells, or leave n_cells empty",
+        )
+    return counts.astype(int)
+
+
 def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = False) -> pd.DataFrame:
     """A checked copy of a mapping table: ids exist and are current, names re-filled, edits marked ``user``.
 
@@ -111,21 +131,25 @@ def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = Fals
         table[column] = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in table[column]]
     labels = vocabulary().labels
     seen: dict[tuple[str, str], int] = {}
-    for i, row in enumerate(table.to_dict(orient="records")):
+    rows = table.to_dict(orient="records")
+    repeats: list[int] = []
+    for i, row in enumerate(rows):
         where = _row_where(source, i, row["author_label"], csv_lines)
         if not row["author_label"].strip():
             raise MappingError(
                 "author_label is blank", where, "fill in the label as it appears in the data, or delete the row"
             )
         ident = (row.get("dataset", ""), row["author_label"])
-        if ident in seen:
+        if ident in seen and _same_row(row, rows[seen[ident]]):
+            repeats.append(i)  # a row copied twice says one thing: checked like the others, then read once
+        elif ident in seen:
             first = f"line {seen[ident] + 2}" if csv_lines else f"row {seen[ident]}"
             raise MappingError(
                 f"author label {row['author_label']!r} is listed twice (also on {first})",
                 where,
                 "keep one row per label",
             )
-        seen[ident] = i
+        seen.setdefault(ident, i)
         term = row["term_id"].strip()
         if term:
             _check_id(term, where)
@@ -150,7 +174,12 @@ def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = Fals
             "keep the confidence written by harmonise (an edited term_id sets it to 1.0 by itself)",
         )
     table["confidence"] = confidence.astype(float)
-    table["n_cells"] = pd.to_numeric(table["n_cells"], errors="coerce").fillna(0).astype(int)  # "" (none given) is 0
+    table["n_cells"] = _cell_counts(table, source, csv_lines)
+    if repeats:
+        from mmgene.progress import info
+
+        info(f"mmgene: {source}: {len(repeats)} row(s) repeat an earlier row exactly and were read once")
+        table = table.drop(index=table.index[repeats])
     ordered = (["dataset"] if "dataset" in table.columns else []) + list(COLUMNS)
     return table[ordered + [c for c in table.columns if c not in ordered]].reset_index(drop=True)
 
