@@ -22,6 +22,7 @@ import mmgene.io
 from mmgene.align.config import TrainingConfig
 from mmgene.cells import sentences
 from mmgene.errors import (
+    DataError,
     LabelError,
     MatrixStructureError,
     NegativeValuesError,
@@ -516,3 +517,14 @@ def test_a_file_with_a_group_where_obsm_needs_an_array_is_refused_cleanly(tmp_pa
     with h5py.File(path, "a") as handle:  # what a key "a/b" left in files written before keys were checked
         handle["obsm"].create_group("a").create_dataset("b", data=np.zeros((3, 2)))
     assert_refused(["info", path], [tmp_path], contains="not an AnnData file")
+
+
+def test_a_matrix_of_text_is_refused_and_half_precision_is_read():
+    counts = np.array([[0, 3, 1, 0], [2, 0, 0, 5], [1, 1, 4, 0]], dtype=np.float32)
+    var = pd.DataFrame(index=["CD3E", "MS4A1", "NKG7", "LYZ"])
+    text = ad.AnnData(X=counts.astype(object), var=var)
+    with pytest.raises(DataError, match="X holds object values, not numbers"):
+        sentences(text, inplace=False)
+    half = ad.AnnData(X=counts.astype(np.float16), var=var)
+    assert sentences(half, inplace=False) == sentences(ad.AnnData(X=counts, var=var), inplace=False)
+    assert sentences(half, inplace=False)[1] == "LYZ CD3E"

@@ -83,7 +83,10 @@ class Expression:
         """Rows ``start:stop`` as a checked float CSR matrix in canonical form (sorted column indices,
         repeated entries summed, on a copy), never the whole matrix at once."""
         block = self.matrix[start:stop]
-        block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
+        if not sp.issparse(block):
+            block = np.asarray(block)
+            block = sp.csr_matrix(block if block.dtype.itemsize >= 4 else block.astype(np.float32))  # SciPy has no float16
+        block = block.tocsr()
         if block.dtype.kind not in "f":
             block = block.astype(np.float32)
         if not self.checked:

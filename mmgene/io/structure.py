@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from mmgene.errors import MatrixStructureError
+from mmgene.errors import DataError, MatrixStructureError
 
 FIX = (
     "the matrix is corrupt: write it again from its source (SciPy's "
@@ -132,6 +132,12 @@ def check_structure(view: Any) -> None:
     those of CSC matrices at once (AnnData reads a whole CSC matrix to slice its rows).
     """
     matrix = view.matrix
+    dtype = getattr(matrix, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind not in "biuf":
+        raise DataError(
+            f"{view.source} holds {np.dtype(dtype)} values, not numbers", view.origin,
+            f"convert it to numbers first, e.g. adata.X = adata.X.astype('float32') (for {view.source})",
+        )
     if sp.issparse(matrix):
         fmt = matrix.format
         if fmt in ("csr", "csc"):  # other SciPy formats keep no index pointers
