@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.atomic import atomic_path, check_output
+from mmgene.config import check_whole
 from mmgene.errors import MMGeneError, ParameterError
 from mmgene.progress import info
 
@@ -163,6 +164,8 @@ def run(
         raise ParameterError(
             "epochs apply to training, and a given model is not trained", "argument epochs", "leave out --epochs or --model"
         )
+    queries = _checked_queries(queries)
+    check_whole(seed, "seed", "argument seed", "pass e.g. 0")
     inputs += [model] if model is not None and Path(model).exists() else []
     check_output(out, overwrite=overwrite, inputs=inputs)
     # the library's defaults, but for the seed and epochs given
@@ -188,6 +191,20 @@ def run(
     result.seconds = time.perf_counter() - t0
     _step(f"done -> {out}", t0)
     return result
+
+
+def _checked_queries(queries: str | Sequence[str]) -> tuple[str, ...]:
+    """The text queries as a tuple (one text is one query, not one per character); none, or a blank or
+    non-text one, is a ParameterError, before any work."""
+    queries = (queries,) if isinstance(queries, str) else tuple(queries)
+    bad = [q for q in queries if not isinstance(q, str) or not q.strip()]
+    if not queries or bad:
+        raise ParameterError(
+            f"the demo needs one or more non-empty text queries, got {list(queries)!r}",
+            "argument queries",
+            f"pass texts such as {list(DEFAULT_QUERIES[:2])}",
+        )
+    return queries
 
 
 @dataclass(frozen=True)

@@ -789,3 +789,56 @@ def test_cli_train_hard_negatives(tmp_path, small_pbmc):
     assert (training["hard_negatives"], training["mine_every"], saved["run"]["rounds"]) == (3, 1, 2)
     res = runner.invoke(app, base + ["--hard-negatives", "-1"])
     assert res.exit_code == 2 and "Invalid value for '--hard-negatives'" in res.output
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"gene_dim": 0}, "gene_dim must be a whole number >= 1"),  # was torch.cat of no tensors mid-training
+        ({"dim": 0}, "dim must be a whole number >= 1"),  # trained, then "class vectors are all zeros"
+        ({"hidden": -4}, "hidden must be a whole number >= 1"),
+        ({"hidden": 32.5}, "hidden must be a whole number >= 1"),
+        ({"gene_dropout": 2.0}, "gene_dropout must be in \\[0, 1\\]"),  # silently hid no gene for most cells
+        ({"gene_dropout": -0.1}, "gene_dropout must be in \\[0, 1\\]"),
+    ],
+)
+def test_model_config_refuses_widths_and_dropout_out_of_range(settings, message):
+    with pytest.raises(ParameterError, match=message):
+        ModelConfig(**settings)
+
+
+def test_training_rows_are_checked_before_the_model_is_built(small_pbmc, monkeypatch):
+    """A batch larger than the training rows (transformers' raw "args.max_steps must be set"), one
+    class left after exclusion (the clip loss masks every negative: nothing learned) and mine_every
+    without hard negatives (ignored) are refused once the pairs exist, before any model is built."""
+    from mmgene.align import model as model_module, train
+    from mmgene.errors import LabelError
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(model_module, "build_model", no_model)
+    cells = small_pbmc[:100].copy()  # 80 training cells x 1 caption
+    pairs = PairsConfig(max_genes=32, captions_per_cell=1)
+    with pytest.raises(ParameterError, match="batch_size=128 is larger than the 80 training rows"):
+        train(cells, "cell_type", pairs=pairs, training=TrainingConfig(epochs=1))
+    kept = sorted(set(cells.obs["cell_type"].astype(str)))
+    with pytest.raises(LabelError, match="training rows hold only \\['B cells'\\]"):
+        train(cells, "cell_type", pairs=PairsConfig(max_genes=32, captions_per_cell=1, exclude_labels=[k for k in kept if k != "B cells"]),
+              training=TrainingConfig(max_steps=1, batch_size=4))
+    with pytest.raises(ParameterError, match="mine_every=3 sets the steps between hard-negative rounds"):
+        train(cells, "cell_type", pairs=pairs, training=TrainingConfig(max_steps=1, batch_size=4, mine_every=3))
+
+
+def test_cli_train_refuses_options_that_would_be_ignored(tmp_path, small_pbmc):
+    """--query-channel without a gene channel and --eval-steps without held-out cells were accepted and
+    did nothing; both are refused before the file is read."""
+    h5 = tmp_path / "small.h5ad"
+    small_pbmc[:20].copy().write_h5ad(h5)
+    base = ["train", h5, "--label-col", "cell_type", "--out", tmp_path / "m"]
+    for extra, message in [
+        (["--no-gene-bridge", "--query-channel", "0.9"], "--query-channel weighs the gene channel"),
+        (["--gene-channel", "0", "--query-channel", "0.9"], "--query-channel weighs the gene channel"),
+        (["--test-size", "0", "--eval-steps", "5"], "--test-size 0 holds none out"),
+    ]:
+        assert_refused(base + extra, [tmp_path], contains=message)

@@ -114,3 +114,24 @@ def test_demo_plots_step_writes_the_four_pngs_from_mmgene_pl(tmp_path, pbmc68k):
     assert adata.obsm["X_umap_mmgene"].shape == (700, 2)
     assert adata.uns["mmgene_neighbors"]["params"]["metric"] == "cosine" and "params" not in adata.uns["mmgene"]  # not in provenance
     assert set(plt.get_fignums()) == open_before  # every figure closed after saving
+
+
+@pytest.mark.parametrize("queries", [[], ["B cells", " "], [3]])
+def test_queries_and_seed_are_checked_before_any_work(tmp_path, queries):
+    """No query (the plots ask the first: an IndexError after training), a blank one or a negative seed
+    is a ParameterError before anything is read or written."""
+    from mmgene.demo import run
+    from mmgene.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="text queries"):
+        run(out=tmp_path / "out", queries=queries)
+    with pytest.raises(ParameterError, match="seed must be a whole number"):
+        run(out=tmp_path / "out", seed=-1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_query_text_is_one_query_not_one_per_character():
+    from mmgene.demo import _checked_queries
+
+    assert _checked_queries("B cells") == ("B cells",)
+    assert _checked_queries(["B cells", "monocytes"]) == ("B cells", "monocytes")

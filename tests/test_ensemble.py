@@ -521,3 +521,13 @@ def test_push_to_hub_then_load_the_ensemble_by_repo_id(trained, tmp_path, monkey
         again = load(f"hf://{server.user}/ensemble")
     assert isinstance(again, EnsembleModel) and again.meta["path"].startswith("hf://")
     assert np.array_equal(again.encode_cells(cells[:6]), model.encode_cells(cells[:6]))
+
+
+def test_member_cards_load_the_member_from_where_it_is_saved(trained):
+    """Each member's README loads it from its folder inside the ensemble (was the staging folder, gone
+    once the ensemble was renamed into place)."""
+    _, out, _, _ = trained
+    for i in range(3):
+        card = (out / f"member-{i}" / "README.md").read_text()
+        assert f'load("{out / f"member-{i}"}")' in card
+        assert ".tmp" not in card

@@ -350,3 +350,53 @@ def test_pairs_config_origin_reaches_the_captions():
         assert f"a {text.names[0]} from mouse lung" in text.name_captions() and f"a lung {text.names[0]}" in text.name_captions()
     plain = plan_pairs(adata, "cell_type", ontology_col=None, config=PairsConfig(), seed=0)
     assert not any(" from " in c for t in plain.texts for c in t.name_captions())
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"captions_per_cell": 1.5}, "captions_per_cell must be a whole number"),  # was a TypeError in make_pairs
+        ({"captions_per_cell": 0}, "captions_per_cell must be a whole number"),
+        ({"max_genes": 0}, "max_genes must be a whole number"),
+        ({"panel_sizes": (0,)}, "each panel size must be a whole number"),  # was "the omics tower has nothing to read"
+        ({"panel_sizes": (500, -1)}, "each panel size must be a whole number"),
+        ({"panel_sizes": (2.5,)}, "each panel size must be a whole number"),  # was truncated to 2
+        ({"panel_sizes": ()}, "needs at least one panel size"),  # panel_share 0.3 was silently ignored
+        ({"test_size": float("nan")}, "test_size must be a number"),
+        ({"test_size": 1.0}, "test_size must be below 1"),
+    ],
+)
+def test_pairs_config_refuses_settings_that_cannot_make_pairs(settings, message):
+    with pytest.raises(ParameterError, match=message):
+        PairsConfig(**settings)
+
+
+def test_pairs_config_keeps_valid_panels():
+    assert PairsConfig(panel_sizes=[np.int64(5), 7]).panel_sizes == (5, 7)
+    assert PairsConfig(panel_sizes=(), panel_share=0.0).panel_sizes == ()
+
+
+def test_make_pairs_leaves_out_cells_without_counts():
+    """A labelled cell with zero counts gives the omics tower nothing to read: it used to train as the
+    same empty input under every caption of its class. It is left out of both splits, as a cell without
+    a label is; no training cell with a gene left is a DataError."""
+    from mmgene.errors import DataError
+    from mmgene.pairs import make_pairs
+
+    adata = _tiny_counts()
+    X = adata.X.toarray()
+    X[[1, 4]] = 0
+    adata.X = sp.csr_matrix(X)
+    config = PairsConfig(test_size=0.34)
+    pairs = make_pairs(adata, "cell_type", config=config, seed=0)
+    used = set(pairs["train"]["obs_name"]) | set(pairs["test"]["obs_name"])
+    assert used == {"cell0", "cell2", "cell3", "cell5"}
+    assert all(len(c["genes"]) for c in pairs["train"]["cell"]) and all(len(c["genes"]) for c in pairs["test"]["cell"])
+    from mmgene.pairs.splits import split_cells
+
+    train, _ = split_cells(adata, test_size=0.34, seed=0)
+    X = _tiny_counts().X.toarray()
+    X[train] = 0  # only the test cells have counts
+    adata.X = sp.csr_matrix(X)
+    with pytest.raises(DataError, match="no training cell expresses a gene"):
+        make_pairs(adata, "cell_type", config=config, seed=0)

@@ -70,6 +70,9 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
+        for name in ("gene_dim", "hidden", "dim"):
+            check_whole(getattr(self, name), name, f"ModelConfig.{name}", f"pass a width >= 1, e.g. {getattr(ModelConfig, name)}", 1)
+        check_share(self.gene_dropout, "gene_dropout", "ModelConfig.gene_dropout")
         check_share(self.gene_channel, "gene_channel", "ModelConfig.gene_channel")
         if self.query_channel is not None:
             check_share(self.query_channel, "query_channel", "ModelConfig.query_channel")

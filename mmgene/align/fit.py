@@ -130,6 +130,40 @@ def device_arguments(opt: TrainingConfig) -> dict[str, Any]:
     }
 
 
+def _trained_classes(examples: TrainingPairs, facts: Any) -> list[int]:
+    """The class ids of the training rows; fewer than two is a LabelError: a contrastive loss needs
+    another class to contrast with (with one class, the clip loss masks every negative and learns nothing)."""
+    from mmgene.errors import LabelError
+
+    trained = list(facts.labels) if facts is not None else sorted(set(examples["train"]["label"]))
+    if len(trained) < 2:
+        raise LabelError(
+            f"training needs at least two classes, but the training rows hold only {[examples.classes[i] for i in trained]}",
+            "the training split (PairsConfig.exclude_labels, test_size, group_col)",
+            "exclude fewer labels, or train on cells of two or more classes",
+        )
+    return trained
+
+
+def _check_rows(examples: TrainingPairs, facts: Any, opt: TrainingConfig) -> None:
+    """Refuse, before the model is built, settings the training rows cannot serve: a batch larger than
+    all the rows (the trainer drops the last, incomplete batch, so no step would run), and ``mine_every``
+    without hard negatives (it would be ignored)."""
+    rows = facts.rows if facts is not None else len(examples["train"])
+    if rows < opt.batch_size:
+        raise ParameterError(
+            f"batch_size={opt.batch_size} is larger than the {rows:,} training rows, so no full batch can be made",
+            "TrainingConfig.batch_size",
+            f"pass batch_size <= {rows:,} (2 or more), or train on more cells (a smaller test_size, more captions_per_cell)",
+        )
+    if opt.mine_every and not opt.hard_negatives:
+        raise ParameterError(
+            f"mine_every={opt.mine_every} sets the steps between hard-negative rounds, but hard negatives are off",
+            "TrainingConfig.mine_every",
+            "pass hard_negatives=K >= 1 with it (--hard-negatives K), or leave mine_every out",
+        )
+
+
 @dataclass
 class _Run:
     """What :func:`fit_pairs` made: the trained sentence-transformer, its evaluator, and figures for the metadata."""
@@ -173,6 +207,8 @@ def fit_pairs(
         for cell in examples["train"]["cell"]:
             seen.update(dict.fromkeys(cell[GENES]))
         vocab = sorted(seen)
+    trained_classes = _trained_classes(examples, facts)
+    _check_rows(examples, facts, opt)
     obsm_keys = [k for k in inputs if k != GENES]
     st = build_model(
         vocab,
@@ -192,13 +228,6 @@ def fit_pairs(
         from mmgene.distributed import world_size
 
         loss_fn = MultipleNegativesSymmetricRankingLoss(st, scale=1.0 / opt.temperature, gather_across_devices=world_size() > 1)
-    trained_classes = list(facts.labels) if facts is not None else sorted(set(examples["train"]["label"]))
-    if opt.hard_negatives and len(trained_classes) < 2:
-        raise ParameterError(
-            f"hard negatives need at least two classes in training, got {[classes[i] for i in trained_classes]}",
-            "TrainingConfig.hard_negatives",
-            "train on cells of two or more classes (exclude fewer labels) or pass hard_negatives=0",
-        )
     evaluator = None
     if "test" in examples and len(examples["test"]):
         test = examples["test"]

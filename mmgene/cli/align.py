@@ -108,6 +108,18 @@ def train_command(
         "model": overrides(ModelConfig, given),
         "training": overrides(TrainingConfig, given),
     }
+    if query_channel is not None and not configs["model"].channel_on:
+        raise ParameterError(
+            "--query-channel weighs the gene channel, which this model does not have (--no-gene-bridge or --gene-channel 0)",
+            "option --query-channel",
+            "leave --query-channel out, or keep the gene bridge and a --gene-channel above 0",
+        )
+    if eval_steps and configs["pairs"].test_size == 0:
+        raise ParameterError(
+            "--eval-steps sets how often the held-out cells are scored, but --test-size 0 holds none out",
+            "option --eval-steps",
+            "leave --eval-steps out, or hold cells out with --test-size (e.g. 0.2)",
+        )
     streamed = overrides(StreamConfig, given) if stream else None
     if streamed is None and (chunk_size, shuffle_chunks, eval_cells) != (None, None, None):
         raise ParameterError("--chunk-size, --shuffle-chunks and --eval-cells apply to --stream only", "mmgene train", "add --stream (with --corpus), or leave them out")

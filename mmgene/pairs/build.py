@@ -330,6 +330,32 @@ def marker_list(markers: Sequence[list[str]] | None = None, *, freq: dict[str, i
     return sorted(freq, key=lambda g: (-freq[g], g))[:2000]
 
 
+def _expressed(adata: Any, cells: Sequence[dict[str, Any]], train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``train`` and ``test`` without the cells that express no gene with a symbol (zero counts, or only
+    unnamed genes): the omics tower reads nothing for them, so each would train as the same empty input
+    under its class's captions. They are left out, as cells without a label are; none left to train on
+    is a DataError."""
+    from mmgene.errors import DataError
+
+    def has_genes(rows: np.ndarray) -> np.ndarray:
+        return np.fromiter((any(cells[i]["genes"]) for i in rows), dtype=bool, count=len(rows))
+
+    keep_train, keep_test = has_genes(train), has_genes(test)
+    empty = np.sort(np.concatenate([train[~keep_train], test[~keep_test]]))
+    if not empty.size:
+        return train, test
+    view = expression(adata)
+    names = ", ".join(repr(str(adata.obs_names[i])) for i in empty[:3]) + (f" and {empty.size - 3:,} more" if empty.size > 3 else "")
+    if not keep_train.any():
+        raise DataError(
+            "no training cell expresses a gene with a symbol (all have zero counts), so the omics tower has nothing to read",
+            f"{view.origin}, {view.source}, cells {names}",
+            "give the matrix that holds the cells' counts (X, a layer or raw)",
+        )
+    info(f"{empty.size:,} labelled cells express no gene with a symbol (zero counts) and are left out of the pairs: {names}")
+    return train[keep_train], test[keep_test]
+
+
 def make_pairs(
     adata: Any,
     label_cols: str | Sequence[str] = "cell_type",
@@ -372,6 +398,8 @@ def make_pairs(
     train, test, class_names = plan.train, plan.test, plan.class_names
     drawer = RowDrawer(plan, config, seed, panel_count(config, inputs))
     cells = cell_inputs(adata, inputs=inputs, max_genes=config.max_genes)
+    if "genes" in inputs:
+        train, test = _expressed(adata, cells, train, test)
     want_markers = "genes" in inputs and config.marker_share > 0
     moments = gene_moments(adata, train) if (drawer.n_panels or want_markers) else None
     panels: list[list[dict[str, Any]]] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmgene.config import check_share, freeze, setting
+from mmgene.config import check_range, check_share, check_whole, freeze, setting
 from mmgene.errors import ParameterError
 from mmgene.text.origin import Origin
 
@@ -28,15 +28,25 @@ class PairsConfig:
     tissue: str = setting("", "Tissue of the cells (none: captions do not say where the cells come from); a corpus dataset's own wins")
 
     def __post_init__(self) -> None:
-        if self.captions_per_cell < 1:
-            raise ParameterError(
-                f"captions_per_cell must be at least 1, got {self.captions_per_cell}", "PairsConfig.captions_per_cell"
-            )
+        check_whole(self.captions_per_cell, "captions_per_cell", "PairsConfig.captions_per_cell", "pass e.g. 3", 1)
+        check_whole(self.max_genes, "max_genes", "PairsConfig.max_genes", "pass e.g. 256", 1)
         check_share(self.marker_share, "marker_share", "PairsConfig.marker_share")
         check_share(self.panel_share, "panel_share", "PairsConfig.panel_share")
+        check_range(self.test_size, "test_size", "PairsConfig.test_size", 0.0, 1.0, fix="pass e.g. 0.2 (0: no test split)")
+        if self.test_size == 1.0:
+            raise ParameterError("test_size must be below 1, got 1.0: no cell would be left for training", "PairsConfig.test_size", "pass e.g. 0.2")
         labels = [self.exclude_labels] if isinstance(self.exclude_labels, str) else self.exclude_labels
         freeze(self, "exclude_labels", tuple(map(str, labels)))
-        freeze(self, "panel_sizes", tuple(int(n) for n in self.panel_sizes))
+        sizes = (self.panel_sizes,) if isinstance(self.panel_sizes, int) else tuple(self.panel_sizes)
+        for n in sizes:
+            check_whole(n, "each panel size", "PairsConfig.panel_sizes", "pass gene counts >= 1, e.g. 500, 1000, 2000", 1)
+        if self.panel_share > 0 and not sizes:
+            raise ParameterError(
+                f"panel_share={self.panel_share} needs at least one panel size, got none",
+                "PairsConfig.panel_sizes",
+                "pass panel sizes (e.g. 500, 1000, 2000), or panel_share=0 to train without panels",
+            )
+        freeze(self, "panel_sizes", tuple(int(n) for n in sizes))
 
     @property
     def origin(self) -> Origin:
