@@ -8,6 +8,7 @@ of its configs and reads them back with :func:`from_dict`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -96,13 +97,14 @@ def check_share(value: Any, name: str, where: str) -> None:
 def check_range(
     value: Any, name: str, where: str, low: float, high: float | None, *, strict: bool = False, fix: str | None = None
 ) -> float:
-    """``value`` as a float within ``low``..``high`` (exclusive when ``strict``; no upper bound when
-    ``high`` is None), else a ParameterError (``fix`` says what to pass instead)."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    """``value`` as a finite float within ``low``..``high`` (exclusive when ``strict``; no upper bound
+    when ``high`` is None), else a ParameterError (``fix`` says what to pass instead)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     inside = number and (value > low if strict else value >= low) and (high is None or (value < high if strict else value <= high))
     if not inside:
         bounds = f"above {low}" if high is None else f"from {low} to {high}" + (" (both excluded)" if strict else "")
-        raise ParameterError(f"{name} must be a number {bounds}, got {value!r}", where, fix or "pass a number in range")
+        finite = "finite " if isinstance(value, float) and math.isinf(value) else ""
+        raise ParameterError(f"{name} must be a {finite}number {bounds}, got {value!r}", where, fix or "pass a number in range")
     return float(value)
 
 

@@ -289,7 +289,7 @@ def test_train_bad_input(small_pbmc):
         ("epochs", 0, "epochs must be a number above 0.0, got 0"),
         ("epochs", -1, "epochs must be a number above 0.0, got -1"),
         ("epochs", float("nan"), "epochs must be a number above 0.0, got nan"),
-        ("epochs", float("inf"), "epochs must be finite, got inf"),
+        ("epochs", float("inf"), "epochs must be a finite number above 0.0, got inf"),
         ("learning_rate", -1.0, "learning_rate must be a number above 0.0, got -1.0"),
         ("temperature", 0.0, "temperature must be a number above 0.0, got 0.0"),
         ("max_steps", 0, "max_steps must be a whole number >= 1, got 0"),

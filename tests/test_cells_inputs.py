@@ -35,3 +35,10 @@ def test_one_input_named_as_a_string():
     adata.obsm["X_e"] = np.ones((2, 3), dtype=np.float64)
     assert cell_inputs(adata, inputs="X_e") == cell_inputs(adata, inputs=["X_e"]) == [{"X_e": [1.0, 1.0, 1.0]}] * 2
     assert cell_inputs(adata, inputs="genes", max_genes=1) == cell_inputs(adata, inputs=["genes"], max_genes=1)
+
+
+def test_an_input_named_twice_is_refused():
+    adata = ad.AnnData(X=np.ones((3, 2), dtype=np.float32))
+    adata.obsm["X_e"] = np.ones((3, 4), dtype=np.float32)
+    with pytest.raises(ParameterError, match=r"omics inputs named twice: \['genes'\]"):
+        cell_inputs(adata, inputs=["genes", "X_e", "genes"])

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from mmgene.cells import fit_rank_expression, reconstruct, sentences
 from mmgene.cells.inverse import RankExpressionFit, reconstruction_pearson
 from mmgene.cells.vocabulary import gene_words
+from mmgene.errors import ParameterError
 
 
 def test_exact_line_on_log_data():
@@ -53,3 +54,10 @@ def test_pbmc3k_reconstruction_correlation(pbmc3k):
     assert fit.slope < 0 and r >= 0.85
     streamed = reconstruction_pearson(pbmc3k, fit)
     assert streamed["pearson"] == pytest.approx(r, abs=0.01)
+
+
+@pytest.mark.parametrize("target_sum", [0, -1.0, float("inf"), float("nan"), "1e4", True])
+def test_target_sum_must_be_a_finite_positive_number(target_sum):
+    adata = ad.AnnData(X=np.array([[1.0, 2.0, 0.0], [0.0, 3.0, 1.0]], dtype=np.float32))
+    with pytest.raises(ParameterError, match="target_sum must be a (finite )?number above 0.0"):
+        fit_rank_expression(adata, target_sum=target_sum)

@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from mmgene.errors import DataError, ModelError, ParameterError  # noqa: E402
+from mmgene.errors import DataError, ModelError, ParameterError, RemoteError  # noqa: E402
 
 N_LAYERS = 3
 V1_VOCAB = 25_426
@@ -433,3 +433,19 @@ def test_bfloat16_runs_and_pools_in_float32(cells40, model_dir, dicts):
     assert half.dtype == np.float32 and few.uns["mmgene"]["X_geneformer"]["dtype"] == "bfloat16"
     assert np.abs(half - full).max() < 0.05 * np.abs(full).max()
     assert np.abs(half - full).max() > 0  # really ran in bfloat16
+
+
+def test_cli_takes_a_hub_id_for_the_dictionaries(cells40, model_dir, tmp_path):
+    """``--dictionaries hf://owner/name`` reaches the loader as written (a path option made it 'hf:/owner/name')."""
+    from typer.testing import CliRunner
+
+    from mmgene.cli.app import app
+
+    src = tmp_path / "cells.h5ad"
+    cells40[:3].copy().write_h5ad(src)
+    out = tmp_path / "embedded.h5ad"
+    result = CliRunner().invoke(app, ["embed", "geneformer", str(src), "--model", str(model_dir), "--dictionaries",
+                                      "hf://owner/dicts", "--device", "cpu", "--out", str(out)])
+    assert result.exit_code != 0 and not out.exists()
+    assert isinstance(result.exception, RemoteError)  # offline in tests: it tried the Hub repository named
+    assert "from the hub repository owner/dicts" in str(result.exception)

@@ -11,7 +11,6 @@ back as :attr:`mmgene.align.AlignedModel.config`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -146,8 +145,6 @@ class TrainingConfig:
                           ("temperature", "pass e.g. 0.07")):
             value = getattr(self, name)
             check_range(value, name, f"TrainingConfig.{name}", 0.0, None, strict=True, fix=fix)
-            if not math.isfinite(value):
-                raise ParameterError(f"{name} must be finite, got {value!r}", f"TrainingConfig.{name}", fix)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,9 @@ def cell_inputs(
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     if not inputs:
         raise ParameterError("no omics input chosen", "argument inputs", "pass 'genes' and/or obsm keys such as 'X_genept_w'")
+    if len(set(inputs)) < len(inputs):
+        twice = sorted({k for k in inputs if inputs.count(k) > 1})
+        raise ParameterError(f"omics inputs named twice: {twice}", "argument inputs", "name each input once")
     if not is_whole_number(max_genes, 1):
         raise ParameterError(f"max_genes must be a positive integer, got {max_genes!r}", "argument max_genes", "pass e.g. 1024")
     cells: list[dict[str, Any]] = [{} for _ in range(adata.n_obs)]

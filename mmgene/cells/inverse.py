@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from mmgene.cells._chunks import iter_chunks
 from mmgene.cells.ranking import rank_chunk
+from mmgene.config import check_range
 from mmgene.errors import EmptyMatrixError, ParameterError
 from mmgene.io.expression import TARGET_SUM
 
@@ -97,8 +98,7 @@ def fit_rank_expression(
     from mmgene.io import expression
     from mmgene.provenance import record
 
-    if not target_sum > 0:
-        raise ParameterError(f"target_sum must be positive, got {target_sum!r}", "argument target_sum", "pass e.g. 1e4")
+    check_range(target_sum, "target_sum", "argument target_sum", 0.0, None, strict=True, fix="pass e.g. 1e4")
     view = expression(adata)
     moments = _Moments()
     for _, _, _, positions, values in _ranked_log_expression(view, normalize, target_sum, chunk_size):

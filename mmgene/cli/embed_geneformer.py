@@ -23,7 +23,7 @@ def embed_geneformer(
     batch_size: int = typer.Option(16, help="Cells per forward pass (sorted by length, padded per batch)."),
     device: str = device_option(),
     dtype: Optional[Dtype] = typer.Option(None, help="float32 (default), float16 or bfloat16 (fp32, fp16/half, bf16 also work)."),
-    dictionaries: Optional[Path] = typer.Option(None, help="Folder with the Geneformer dictionary pickles."),
+    dictionaries: Optional[str] = typer.Option(None, help="Folder with Geneformer's .pkl dictionaries, or hf://owner/name on the Hub (default: hf://ctheodoris/Geneformer)."),
     dictionary_version: Optional[Version] = typer.Option(None, case_sensitive=False, help="V1 or V2 (default: from the model's vocabulary)."),
     revision: Optional[str] = typer.Option(None, help="Branch, tag or commit of a hub model."),
     key: str = typer.Option("X_geneformer", help="obsm key to write."),
