@@ -237,3 +237,20 @@ def test_gave_up_message_is_redacted(server):
 def test_policy_validation(kwargs):
     with pytest.raises(ParameterError):
         RetryPolicy(**kwargs)
+
+
+def test_a_request_to_this_machine_never_goes_through_a_proxy(server, monkeypatch):
+    """A plain-http credential for a loopback server would travel in clear text to an HTTP proxy set in the
+    environment (and the proxy would reach its own machine): loopback requests, redirects too, bypass it."""
+    with TrickleServer() as proxy:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        server.files["z"] = b"at home"
+        server.redirects["again"] = f"{server.url}/files/z"
+        client, _ = _client(auth=ScopedAuth(server.url, bearer=lambda: TOKEN))
+        assert _get(client, f"{server.url}/files/z").content == b"at home"
+        assert _get(client, f"{server.url}/files/again").content == b"at home"
+        assert proxy.requests == []
+        assert [h.get("Authorization") for _, _, h in server.requests] == [f"Bearer {TOKEN}"] * 3

@@ -417,3 +417,25 @@ def test_a_local_encoder_folder_is_named_while_it_holds_the_same_weights(tmp_pat
     assert spec_of_record({"encoder": f"{folder} [onnx-int8]", "encoder_key": key + "|onnx-int8"}) == str(folder)
     (folder / "model.safetensors").write_bytes(b"other weights, longer")
     assert spec_of_record({"encoder": str(folder), "encoder_key": key}) is None
+
+
+def test_k_must_be_a_whole_number_and_one_column_name_is_one_column(pca, flat):
+    """k=2.5 was searched as 2 and k=True as 1 without a word, k='3' raised a raw TypeError; columns='cell_type'
+    was read letter by letter ('c', 'e', ...). Shard names that do not match the shards skipped their checks."""
+    from mmgene.index import CellIndex, IndexShards
+
+    for k in (2.5, True, "3", None):
+        with pytest.raises(ParameterError, match=r"k must be at least 1 \(a whole number\), got"):
+            flat.search(pca.X[:1], k)
+    assert flat.search(pca.X[:1], np.int64(3))[1].shape == (1, 3)
+    table = flat.hits(pca.X[:2], 3, columns="cell_type")
+    assert list(table.columns) == ["query", "rank", "cell_id", "score", "cell_type", "position"]
+    a = CellIndex.from_vectors(pca.X[:100], pca.names[:100], kind="flat")
+    b = CellIndex.from_vectors(pca.X[100:200, :20], pca.names[100:200], kind="flat")
+    with pytest.raises(ParameterError, match="1 names for 2 shards"):
+        IndexShards([a, b], names=["only one"])
+    with pytest.raises(ParameterError, match="disagree on their dimension"):
+        IndexShards([a, b])
+    shards = IndexShards([a, CellIndex.from_vectors(pca.X[100:200], pca.names[100:200], kind="flat")])
+    with pytest.raises(ParameterError, match="k must be at least 1"):
+        shards.search(pca.X[:1], 1.5)

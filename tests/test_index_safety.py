@@ -260,3 +260,58 @@ def test_cli_refuses_a_bad_meta_json_in_one_line(saved, tmp_path):
     edit_meta(path, _set("params", "nprobe", -3))
     line = assert_refused(["query", path, "--cell", "cell001"], [tmp_path], contains="meta.json")
     assert "params.nprobe" in line
+
+
+def test_cli_refuses_options_it_would_ignore(saved, tmp_path):
+    """`index build` took --nprobe for a flat index, --hnsw-m or --ef-search for an IVF one, and --chunk-size or
+    --no-rerank without --stream, and ignored them; `query` searched --cell and dropped the texts given with it,
+    and ignored --model with --cell, --top-genes without --genes, and answered -k 0 with no hits. Each is
+    refused now (exit 2, one line, nothing written)."""
+    import anndata as ad
+
+    obs = pd.DataFrame({"cell_type": [f"t{i % 3}" for i in range(N)]}, index=[f"cell{i:03d}" for i in range(N)])
+    ad.AnnData(obs=obs, obsm={"X_test": vectors()}).write_h5ad(tmp_path / "a.h5ad")
+    build_args = ["index", "build", tmp_path / "a.h5ad", "-e", "X_test", "--out", tmp_path / "idx"]
+    refusals = {
+        ("--kind", "flat", "--nprobe", "4"): "--nprobe does not apply to --kind flat",
+        ("--nlist", "4"): f"--nlist does not apply to --kind flat (--kind auto chose it for {N} cells)",
+        ("--kind", "ivf", "--nlist", "4", "--hnsw-m", "8"): "--hnsw-m does not apply to --kind ivf",
+        ("--kind", "ivf", "--pq-m", "4"): "--pq-m does not apply to --kind ivf",
+        ("--kind", "hnsw", "--ef-search", "20", "--nlist", "4"): "--nlist does not apply to --kind hnsw",
+        ("--stream", "--kind", "ivf", "--ef-search", "20"): "--ef-search does not apply to --kind ivf",
+        ("--stream", "--hnsw-m", "8"): "--hnsw-m does not apply to --kind ivfpq",
+        ("--chunk-size", "64",): "--chunk-size and --rerank/--no-rerank apply to --stream only",
+        ("--no-rerank",): "--chunk-size and --rerank/--no-rerank apply to --stream only",
+    }
+    for extra, expected in refusals.items():
+        assert_refused([*build_args, *extra], [tmp_path], contains=expected)
+    path = copy(saved, tmp_path)
+    for extra, expected in {
+        ("T cells", "--cell", "cell001"): "the texts would be ignored",
+        ("--cell", "cell001", "-m", "genept-s"): "--model encodes text queries",
+        ("--cell", "cell001", "--top-genes", "3"): "--top-genes sets how many genes --genes lists",
+        ("--cell", "cell001", "-k", "0"): "-k must be at least 1, got 0",
+    }.items():
+        assert_refused(["query", path, *extra], [tmp_path], contains=expected)
+
+
+@pytest.mark.parametrize("name", ["index.faiss", "cells.parquet", "meta.json"])
+def test_a_link_leading_out_of_the_folder_is_refused(saved, tmp_path, name):
+    """An index folder is read from itself: a file linked from elsewhere was followed without a word (a pipe in
+    its place blocked the load forever). A link inside the folder is still read."""
+    import os
+
+    path = copy(saved, tmp_path)
+    shutil.move(path / name, tmp_path / "elsewhere")
+    os.symlink(tmp_path / "elsewhere", path / name)
+    with pytest.raises(IntegrityError, match=f"{name} is a link to .*elsewhere, outside the index folder") as info:
+        load(path)
+    assert str(path / name) in str(info.value)
+    (path / name).unlink()
+    shutil.move(tmp_path / "elsewhere", path / "inside")
+    os.symlink("inside", path / name)
+    assert load(path).ntotal == N
+    (path / name).unlink()
+    os.mkfifo(path / name)
+    with pytest.raises(InputFileError, match=f"{name} is not a plain file"):
+        load(path)

@@ -474,3 +474,37 @@ def test_a_streamed_index_whose_vectors_moved_is_searched_with_no_rerank(tmp_pat
         changed.write_h5ad(tmp_path / "a.h5ad")
         CellIndex.load(out)
     assert CellIndex.load(out, rerank=False).vectors(["cell5"]).shape == (1, DIM)  # the codes' vector, looked up without the files
+
+
+def test_damaged_lists_on_disk_are_refused_not_read_past_their_end(streamed, tmp_path):
+    """FAISS memory-maps index.ivfdata where index.faiss says the lists are: a truncated file whose size
+    meta.json was edited to match crashed the process (SIGBUS), and lists with damaged ids gave positions of
+    no cell (a raw IndexError). Both are refused with the folder named (the load runs in a child process,
+    so that a crash fails this test rather than ending the run)."""
+    import subprocess
+    import sys
+
+    from mmgene.index import CellIndex
+
+    folder = Path(shutil.copytree(streamed._path, tmp_path / "cut"))
+    data = (folder / "index.ivfdata").read_bytes()
+    (folder / "index.ivfdata").write_bytes(data[: len(data) // 4])
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["storage"]["bytes"] = len(data) // 4
+    (folder / "meta.json").write_text(json.dumps(meta))
+    script = (
+        "import sys, numpy as np\nfrom mmgene.index import CellIndex\nfrom mmgene.errors import IntegrityError\n"
+        "try:\n    CellIndex.load(sys.argv[1], rerank=False).search(np.ones((2, 16), np.float32), 5)\n"
+        "except IntegrityError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"index.faiss expects {len(data):,} bytes of lists, but index.ivfdata has {len(data) // 4:,}" in done.stdout
+    assert str(folder / "index.ivfdata") in done.stdout
+
+    folder = Path(shutil.copytree(streamed._path, tmp_path / "garbled"))
+    noise = np.random.default_rng(1).integers(0, 255, len(data), dtype=np.uint8)
+    (folder / "index.ivfdata").write_bytes(noise.tobytes())
+    with pytest.raises(IntegrityError, match="outside its 900 cells, so its inverted lists are damaged") as info:
+        CellIndex.load(folder, rerank=False).hits(clustered(3, 86), 5)
+    assert str(folder) in str(info.value)

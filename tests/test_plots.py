@@ -149,6 +149,27 @@ def test_confusion_counts_equal_the_hand_computed_matrix(adata):
     assert ax.get_xlabel() == "predicted: guess" and ax.get_ylabel() == "true: cell_type"
 
 
+def test_confusion_table_refuses_labels_it_cannot_count():
+    """Empty, misaligned or missing labels went to sklearn and came back as a raw ValueError or TypeError."""
+    cases = [
+        (([], []), "y_true must hold one label per cell, got shape (0,)"),
+        ((TRUE, PRED[:4]), "6 true labels for 4 predicted ones"),
+        ((["a", np.nan, "b"], ["a", "b", "b"]), "1 cells have no label in y_true, first at position 1"),
+        ((TRUE, [["a"]] * 6), "y_pred must hold one label per cell, got shape (6, 1)"),
+    ]
+    for (y_true, y_pred), expected in cases:
+        with pytest.raises(ParameterError) as info:
+            pl.confusion_table(y_true, y_pred)
+        assert expected in str(info.value)
+    assert list(pl.confusion_table(pd.Series([1, 2]), [1, 1]).index) == ["1", "2"]
+
+
+def test_top_genes_refuses_what_is_no_anndata():
+    """top_genes read adata.obs_names first: a path gave a raw AttributeError."""
+    with pytest.raises(ParameterError, match="expected an AnnData, got str"):
+        pl.top_genes("cells.h5ad", "genept-w", "T cells", "cell1", show=False)
+
+
 def test_confusion_normalised_on_a_given_ax(adata):
     fig, ax = plt.subplots()
     assert pl.confusion(adata, TRUE, PRED, ax=ax, show=False) is ax  # default normalize='true'

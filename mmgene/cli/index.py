@@ -43,14 +43,14 @@ def index_build(
     nlist: Optional[int] = typer.Option(None, help="Inverted lists (ivf, ivfpq); default ~2*sqrt(cells)."),
     nprobe: Optional[int] = typer.Option(None, help="Lists searched per query (ivf, ivfpq); default calibrated."),
     pq_m: Optional[int] = typer.Option(None, "--pq-m", help="PQ sub-quantisers (ivfpq); default dim/8."),
-    hnsw_m: int = typer.Option(32, "--hnsw-m", help="Graph degree (hnsw)."),
+    hnsw_m: Optional[int] = typer.Option(None, "--hnsw-m", help="Graph degree (hnsw); default 32."),
     ef_search: Optional[int] = typer.Option(None, "--ef-search", help="Search breadth (hnsw); default calibrated."),
     target_recall: float = typer.Option(0.95, help="Recall@10 the calibration of nprobe / ef-search aims for."),
     seed: int = typer.Option(0, help="Seed for training samples and calibration queries."),
     skip_missing: bool = typer.Option(False, "--skip-missing", help="Leave out cells without an embedding (NaN or all-zero rows) instead of stopping."),
     stream: bool = typer.Option(False, "--stream", help="Read the vectors from FILE in chunks and keep the inverted lists on disk (IVF-PQ unless --kind ivf): for more cells than memory holds."),
-    chunk_size: int = typer.Option(65536, "--chunk-size", help="With --stream: vectors read at once."),
-    rerank: bool = typer.Option(True, "--rerank/--no-rerank", help="With --stream: re-score candidates exactly from FILE's vectors (FILE must stay where it is)."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="With --stream: vectors read at once (default 65536)."),
+    rerank: Optional[bool] = typer.Option(None, "--rerank/--no-rerank", help="With --stream: re-score candidates exactly from FILE's vectors (FILE must stay where it is; default on)."),
     overwrite: bool = overwrite_option(),
     as_json: bool = json_option(),
 ) -> None:
@@ -60,6 +60,15 @@ def index_build(
     from mmgene.io import read
 
     check_output(out, overwrite=overwrite, inputs=[file])
+    tuning = {"--nlist": nlist, "--nprobe": nprobe, "--pq-m": pq_m, "--hnsw-m": hnsw_m, "--ef-search": ef_search}
+    if kind != "auto" and not stream:
+        _check_kind_options(kind, tuning)
+    if not stream and (chunk_size is not None or rerank is not None):
+        from mmgene.errors import ParameterError
+
+        raise ParameterError(
+            "--chunk-size and --rerank/--no-rerank apply to --stream only", "mmgene index build", "add --stream, or leave them out",
+        )
     if stream:
         from mmgene.errors import ParameterError
         from mmgene.index import AnnDataObsm, StreamBuild, build_streamed
@@ -74,13 +83,16 @@ def index_build(
                 f"--stream builds an IVF index, not --kind {kind}", "mmgene index build --stream",
                 "use --kind ivfpq, ivf or auto, or build a flat or hnsw index in memory, without --stream",
             )
+        _check_kind_options("ivfpq" if kind == "auto" else kind, tuning)
         source = AnnDataObsm([file], embedding, obs_columns=obs)
         if model is not None:
             _check_model_dim(model, source.dim, file, embedding)
         index = build_streamed(
             source, out, kind="ivfpq" if kind == "auto" else kind, embedding_key=embedding,
             model=model, nlist=nlist, nprobe=nprobe, pq_m=pq_m, target_recall=target_recall, seed=seed, overwrite=overwrite,
-            config=StreamBuild(chunk_size=chunk_size, rerank=rerank),
+            config=StreamBuild(
+                **({"chunk_size": chunk_size} if chunk_size is not None else {}), **({"rerank": rerank} if rerank is not None else {}),
+            ),
         )
         _report(index, out, as_json)
         return
@@ -89,10 +101,31 @@ def index_build(
         _check_model_dim(model, adata.obsm[embedding].shape[1], file, embedding)
     index = CellIndex.build(
         adata, embedding, obs_columns=obs, model=model, kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m,
-        M=hnsw_m, ef_search=ef_search, target_recall=target_recall, seed=seed, skip_missing=skip_missing,
+        ef_search=ef_search, target_recall=target_recall, seed=seed, skip_missing=skip_missing,
+        **({"M": hnsw_m} if hnsw_m is not None else {}),
     )
+    if kind == "auto":  # the kind depends on the number of cells: checked before anything is written
+        _check_kind_options(index.kind, tuning, f" (--kind auto chose it for {index.ntotal:,} cells)")
     index.save(out, overwrite=overwrite)
     _report(index, out, as_json)
+
+
+#: options of `index build` that tune one kind of index -> the kinds they apply to
+KIND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "--nlist": ("ivf", "ivfpq"), "--nprobe": ("ivf", "ivfpq"), "--pq-m": ("ivfpq",), "--hnsw-m": ("hnsw",), "--ef-search": ("hnsw",),
+}
+
+
+def _check_kind_options(kind: str, given: dict[str, Any], note: str = "") -> None:
+    """Refuse a tuning option that the index kind built does not use: it would be ignored without a word."""
+    from mmgene.errors import ParameterError
+
+    for option, kinds in KIND_OPTIONS.items():
+        if given.get(option) is not None and kind not in kinds:
+            raise ParameterError(
+                f"{option} does not apply to --kind {kind}{note}, so it would be ignored", f"option {option}",
+                f"choose --kind {' or '.join(kinds)}, or leave {option} out",
+            )
 
 
 def _check_model_dim(model: str, dim: int, file: Path, embedding: str) -> None:
@@ -150,7 +183,7 @@ def query(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Joint space for the text (default: the index's)."),
     cell: Optional[list[str]] = typer.Option(None, "--cell", help="Find cells like this indexed cell id instead (repeat)."),
     genes: Optional[Path] = typer.Option(None, "--genes", help="AnnData of the indexed cells: add each hit's top contributing genes (GenePT-w indexes; the first use embeds the offline text of the hits' genes, then it is cached)."),
-    top_genes: int = typer.Option(5, help="Genes listed per hit with --genes."),
+    top_genes: Optional[int] = typer.Option(None, help="Genes listed per hit with --genes (default 5)."),
     shard: Optional[list[Path]] = typer.Option(None, "--shard", help="Another index folder searched with INDEX_DIR as one index (repeat; text queries only)."),
     no_rerank: bool = no_rerank_option(),
     as_json: bool = json_option(),
@@ -160,8 +193,19 @@ def query(
     from mmgene.index import CellIndex, IndexShards
     from mmgene.query import cells_to_cells, text_to_cells
 
+    from mmgene.errors import is_whole_number
+
     if not texts and not cell:
         raise ParameterError("nothing to search for", "mmgene query", "give a text after the index folder, or --cell CELL_ID")
+    if texts and cell:
+        raise ParameterError("both texts and --cell were given, but a query searches for one or the other, so the texts would be ignored", "mmgene query",
+            "search for the texts and for the cells in separate commands")
+    if cell and model is not None:
+        raise ParameterError("--model encodes text queries, so with --cell it would be ignored", "option --model", "leave --model out, or search for a text")
+    if top_genes is not None and genes is None:
+        raise ParameterError("--top-genes sets how many genes --genes lists, so without --genes it would be ignored", "option --top-genes", "add --genes FILE, or leave --top-genes out")
+    if not is_whole_number(k, 1):
+        raise ParameterError(f"-k must be at least 1, got {k}", "option -k", "ask for k >= 1 cells per query")
     if shard and (cell or genes is not None):
         raise ParameterError("--shard searches text queries only", "mmgene query --shard", "drop --cell and --genes, or query one index folder")
     index = IndexShards.load([index_dir, *shard], rerank=not no_rerank) if shard else CellIndex.load(index_dir, rerank=not no_rerank)
@@ -175,7 +219,8 @@ def query(
             from mmgene.query.space import load_space
 
             table = explain_hits(
-                table, read(genes), load_space(model or index.model), top_n=top_genes, where=f"--genes {genes}", source=index.meta.get("source"),
+                table, read(genes), load_space(model or index.model), top_n=5 if top_genes is None else top_genes, where=f"--genes {genes}",
+                source=index.meta.get("source"),
             )
     table = table.drop(columns=["position"])
     result = {"index": str(index_dir), "k": k, "queries": list(cell or texts), "hits": table.to_dict(orient="records")}

@@ -109,6 +109,12 @@ def _faiss():
     return require("faiss", "The cell index")
 
 
+def check_k(k: Any, where: str) -> None:
+    """Refuse a number of neighbours that is not a whole number >= 1 (``2.5``, ``'3'``, ``True``)."""
+    if not is_whole_number(k, 1):
+        raise ParameterError(f"k must be at least 1 (a whole number), got {k!r}", where, "ask for k >= 1 neighbours")
+
+
 def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
     """Remove each query's own id from its (k+1)-long result row (or the last hit when absent)."""
     mask = ids == self_ids[:, None]
@@ -136,7 +142,7 @@ def hits_table(
         "position": flat[keep],
         "score": scores.ravel()[keep],
     })
-    cols = list(known) if columns is None else list(columns)
+    cols = list(known) if columns is None else [columns] if isinstance(columns, str) else list(columns)  # one name, not its letters
     for col in cols:
         if col not in known:
             raise MissingColumnError(col, "the index's cell table", list(known))
@@ -488,8 +494,7 @@ class CellIndex:
 
     def _search(self, queries: Any, k: int, *, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`search` with the index's own scores."""
-        if k < 1:
-            raise ParameterError(f"k must be at least 1, got {k}", "CellIndex.search", "ask for k >= 1 neighbours")
+        check_k(k, "CellIndex.search")
         q = as_unit_vectors(queries, where="the query vectors") if normalize else np.ascontiguousarray(queries, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise ParameterError(
@@ -500,6 +505,12 @@ class CellIndex:
         if q.shape[0] == 0 or k == 0:
             return np.zeros((q.shape[0], k), np.float32), np.zeros((q.shape[0], k), np.int64)
         scores, ids = self._searcher().search(q, k)
+        if ids.size and (ids.min() < -1 or ids.max() >= self.ntotal):  # lists whose ids were damaged on disk
+            bad = int(ids[(ids < -1) | (ids >= self.ntotal)][0])
+            raise IntegrityError(
+                f"the FAISS index returned position {bad}, outside its {self.ntotal:,} cells, so its inverted lists are damaged",
+                str(self._path or "the index in memory"), REBUILD,
+            )
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
         return scores, ids.astype(np.int64)
 
@@ -713,6 +724,8 @@ class CellIndex:
         """
         path = Path(path)
         meta = _read_meta(path)
+        for name in (INDEX_FILE, CELLS_FILE, *([meta["storage"]["file"]] if meta.get("storage") else [])):
+            _check_inside(path, name)
         params = IndexParams.from_dict(meta["params"])
         if meta.get("storage") is not None:
             from mmgene.index.ondisk import read_ondisk
@@ -841,9 +854,22 @@ def _meta_to_write(meta: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def _check_inside(folder: Path, name: str) -> None:
+    """Refuse a file of an index folder that is a link leading out of the folder, or no plain file (a pipe
+    or device would block or feed FAISS endless bytes): an index folder is read from itself only."""
+    item = folder / name
+    if item.is_symlink() and not item.resolve().is_relative_to(folder.resolve()):
+        raise IntegrityError(
+            f"{name} is a link to {item.resolve()}, outside the index folder", str(item), f"copy the file into the folder, or {REBUILD}",
+        )
+    if item.exists() and not item.is_file():
+        raise InputFileError(f"{name} is not a plain file", str(item), REBUILD)
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
     """Read ``meta.json`` of an index folder and check it against the schema."""
     meta_file = path / META_FILE
+    _check_inside(path, META_FILE)
     if not meta_file.is_file():
         raise InputFileError(f"no {META_FILE} in {path}", str(path), "pass a folder written by `mmgene index build` or CellIndex.save")
     try:

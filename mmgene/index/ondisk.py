@@ -32,7 +32,7 @@ from mmgene.config import check_whole
 from mmgene.errors import IntegrityError, ParameterError
 from mmgene.index.faiss_index import (
     CELL_ID, CELLS_FILE, FORMAT, INDEX_FILE, METRIC, REBUILD, CellIndex, _drop_self, _faiss, _parquet_safe, calibration_rows,
-    cells_checksum, first_repeat, new_index, training_rows,
+    cells_checksum, check_k, first_repeat, new_index, training_rows,
 )
 from mmgene.index.params import IndexParams, factory_string, resolve
 from mmgene.index.sources import DEFAULT_CHUNK, VectorSource
@@ -92,17 +92,42 @@ def read_ondisk(path: Path, meta: dict[str, Any]) -> Any:
         )
     try:
         with _quiet_stdout():
-            return faiss.read_index(str(path / INDEX_FILE), faiss.IO_FLAG_ONDISK_SAME_DIR)
+            index = faiss.read_index(str(path / INDEX_FILE), faiss.IO_FLAG_ONDISK_SAME_DIR)
     except RuntimeError as exc:
         raise InputFileError(f"cannot read the FAISS index ({str(exc).splitlines()[-1][:200]})", str(path / INDEX_FILE), REBUILD) from exc
+    _check_lists(index, lists, meta)
+    return index
+
+
+def _check_lists(index: Any, lists: Path, meta: dict[str, Any]) -> None:
+    """Refuse on-disk lists that ``index.faiss`` places outside ``lists`` (another file, past its end) or
+    that hold another number of vectors than ``meta.json`` records: FAISS memory-maps the file and would
+    read past its end (a crash, SIGBUS) or return positions of no cell."""
+    faiss = _faiss()
+    ivf = faiss.try_extract_index_ivf(index)
+    invlists = faiss.downcast_InvertedLists(ivf.invlists) if ivf is not None else None
+    if not isinstance(invlists, faiss.OnDiskInvertedLists):
+        raise IntegrityError(f"{INDEX_FILE} keeps no inverted lists on disk, but meta.json field 'storage' says it does", str(lists.parent / INDEX_FILE), REBUILD)
+    size, entry = lists.stat().st_size, int(invlists.code_size) + 8  # a code and its int64 id
+    spans = [(one.size, one.capacity, one.offset) for one in map(invlists.lists.at, range(invlists.nlist))]
+    problem = None
+    if Path(invlists.filename).name != lists.name:
+        problem = f"names the lists file {Path(invlists.filename).name!r}, not {lists.name!r}"
+    elif int(invlists.totsize) != size:
+        problem = f"expects {int(invlists.totsize):,} bytes of lists, but {lists.name} has {size:,}"
+    elif any(n > cap or offset + cap * entry > size for n, cap, offset in spans):
+        problem = f"places inverted lists past the end of {lists.name} ({size:,} bytes)"
+    elif sum(n for n, _, _ in spans) != meta["ntotal"]:
+        problem = f"lists hold {sum(n for n, _, _ in spans):,} vectors but meta.json field 'ntotal' records {meta['ntotal']:,}"
+    if problem:
+        raise IntegrityError(f"{INDEX_FILE} {problem}", str(lists), REBUILD)
 
 
 def reranked_search(index: CellIndex, queries: Any, k: int, *, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """:meth:`CellIndex.search` re-scored exactly: the index's top ``candidates * k`` per query, their full
     vectors read from :attr:`CellIndex.rerank_source` (unit-normalised), ordered by cosine similarity
     (ties by position), the best ``k`` kept."""
-    if k < 1:
-        raise ParameterError(f"k must be at least 1, got {k}", "CellIndex.search", "ask for k >= 1 neighbours")
+    check_k(k, "CellIndex.search")
     q = as_unit_vectors(queries, where="the query vectors") if normalize else np.ascontiguousarray(queries, dtype=np.float32)
     k = min(int(k), index.ntotal)
     wide = min(index.ntotal, k * int(index.meta["rerank"]["candidates"]))

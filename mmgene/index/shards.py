@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mmgene.errors import ParameterError
-from mmgene.index.faiss_index import CELL_ID, CellIndex, first_repeat, hits_table
+from mmgene.index.faiss_index import CELL_ID, CellIndex, check_k, first_repeat, hits_table
 from mmgene.index.vectors import as_unit_vectors
 
 
@@ -30,6 +30,8 @@ class IndexShards:
         if not self.shards:
             raise ParameterError("no index shard given", "IndexShards", "pass one or more index folders")
         self.names = [str(n) for n in names] if names is not None else [f"shard {i}" for i in range(len(self.shards))]
+        if len(self.names) != len(self.shards):  # zip() below would leave the unnamed shards unchecked
+            raise ParameterError(f"{len(self.names)} names for {len(self.shards)} shards", "IndexShards(names=...)", "pass one name per shard, or none")
         first = self.shards[0]
         for name, shard in zip(self.names[1:], self.shards[1:]):
             for what, mine, theirs in (
@@ -100,8 +102,7 @@ class IndexShards:
     def search(self, queries: Any, k: int = 10, *, normalize: bool = True, rerank: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` cosine similarities and global positions for each query, best first, merged over
         the shards (see the module docstring); shapes and missing slots as :meth:`CellIndex.search`."""
-        if k < 1:
-            raise ParameterError(f"k must be at least 1, got {k}", "IndexShards.search", "ask for k >= 1 neighbours")
+        check_k(k, "IndexShards.search")
         q = as_unit_vectors(queries, where="the query vectors") if normalize else np.ascontiguousarray(queries, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise ParameterError(f"query vectors have dimension {q.shape[-1]}, the shards have {self.dim}", "IndexShards.search", "encode queries with the shards' model")

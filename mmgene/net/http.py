@@ -11,7 +11,8 @@ share backends and the share-link downloader.
 - :class:`ScopedAuth`: the one place that decides which request carries a credential: only requests
   to the credential's own origin (:func:`mmgene.net.credentials.may_receive_secret`: scheme, host and
   port; https, or plain http on loopback), decided again on every redirect, so a token never follows
-  a redirect to another origin. Every message goes through :func:`mmgene.net.credentials.redact`.
+  a redirect to another origin; a request to this machine never goes through a proxy (which would
+  read a plain-http credential). Every message goes through :func:`mmgene.net.credentials.redact`.
 
 Why the loop is here rather than in the adapter (``HTTPAdapter(max_retries=Retry(...))``): urllib3
 retries only what it sees inside one ``session.request`` call (connect errors, status codes). The
@@ -36,7 +37,7 @@ from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
 
 from mmgene.errors import ParameterError, RemoteError, cause, is_whole_number
-from mmgene.net.credentials import may_receive_secret, redact
+from mmgene.net.credentials import is_loopback, may_receive_secret, origin, redact
 from mmgene.net.deadline import NETWORK_ERRORS, Attempt, deadline_session, resolve_deadline
 
 #: answers worth another try (``Retry-After`` is honoured on them)
@@ -152,6 +153,14 @@ class _ScopedSession(requests.Session):
         prepared_request.headers.pop("Authorization", None)
         if isinstance(self.auth, ScopedAuth):
             self.auth(prepared_request)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        """Send ``request`` (redirects too), never through a proxy when it goes to this machine: a plain-http
+        request to a loopback origin may carry a credential in clear text (see :func:`may_receive_secret`),
+        and a proxy would read it, then reach its own machine rather than this one."""
+        if is_loopback(origin(str(request.url))[1]):
+            kwargs["proxies"] = {}
+        return super().send(request, **kwargs)
 
 
 def make_session(auth: ScopedAuth | None = None, headers: Mapping[str, str] | None = None) -> requests.Session:

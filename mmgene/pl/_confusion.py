@@ -24,7 +24,9 @@ def confusion_table(y_true: Sequence[str], y_pred: Sequence[str], *, normalize: 
 
     if normalize not in NORMALIZE:
         raise ParameterError(f"normalize={normalize!r} is not one of {NORMALIZE}", "argument normalize", "pass None (counts), 'true', 'pred' or 'all'")
-    y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+    y_true, y_pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    if len(y_true) != len(y_pred):
+        raise ParameterError(f"{len(y_true)} true labels for {len(y_pred)} predicted ones", "arguments y_true, y_pred", "pass one label of each per cell")
     rows, cols = class_order(y_true, y_pred)
     counts = confusion_matrix(y_true, y_pred, labels=cols)[: len(rows)]
     values = counts.astype(float)
@@ -33,6 +35,20 @@ def confusion_table(y_true: Sequence[str], y_pred: Sequence[str], *, normalize: 
         values = np.divide(counts, total, out=np.zeros_like(values), where=np.asarray(total) > 0)
     table = pd.DataFrame(values if normalize else counts, index=pd.Index(rows, name="true"), columns=pd.Index(cols, name="predicted"))
     return table
+
+
+def _labels(values: Sequence[str], name: str) -> np.ndarray:
+    """``values`` as a non-empty 1-D array of label texts; a missing label (None, NaN) is refused."""
+    arr = np.asarray(values.to_numpy() if isinstance(values, pd.Series) else values, dtype=object)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ParameterError(f"{name} must hold one label per cell, got shape {arr.shape}", f"argument {name}", "pass a non-empty list of labels")
+    missing = pd.isna(pd.Series(arr)).to_numpy()
+    if missing.any():
+        raise ParameterError(
+            f"{int(missing.sum())} cells have no label in {name}, first at position {int(np.flatnonzero(missing)[0])}", f"argument {name}",
+            "fill the missing labels (e.g. 'unknown') or leave those cells out",
+        )
+    return np.asarray([str(v) for v in arr], dtype=object)
 
 
 def confusion(

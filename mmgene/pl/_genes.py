@@ -8,7 +8,7 @@ import numpy as np
 
 from mmgene.errors import MissingColumnError, ParameterError
 from mmgene.pl._figure import axes, check_ax, check_save, finish
-from mmgene.pl._inputs import single_text
+from mmgene.pl._inputs import check_anndata, single_text
 
 POSITIVE, NEGATIVE = "#1f77b4", "#d62728"
 
@@ -38,6 +38,7 @@ def top_genes(
     from mmgene.query.genes import _expressed_symbols, gene_contributions
     from mmgene.query.space import load_space
 
+    check_anndata(adata)
     check_ax(ax)
     check_save(save)
     text = single_text(text)
