@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mmgene.errors import ParameterError, is_whole_number
+
 
 def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
     """Metrics of ``argmax(scores)`` against integer labels ``y_true`` (index into ``classes``), the
@@ -88,7 +90,18 @@ def balanced_accuracy_difference(
     Returns ``difference``, ``low``, ``high``, ``level`` and ``resamples``."""
     truth, first, second = (np.asarray(v, dtype=object) for v in (truth, first, second))
     if not (len(truth) == len(first) == len(second)) or not len(truth):
-        raise ValueError(f"need the same cells, at least one, in truth and both predictions; got {len(truth)}, {len(first)}, {len(second)}")
+        raise ParameterError(
+            f"need the same cells, at least one, in truth and both predictions; got {len(truth)}, {len(first)}, {len(second)}",
+            "balanced_accuracy_difference", "pass one true label and two predictions per cell",
+        )
+    if not is_whole_number(resamples, 1):
+        raise ParameterError(
+            f"resamples must be a whole number of at least 1, got {resamples!r}", "balanced_accuracy_difference", "pass e.g. resamples=2000"
+        )
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
+        raise ParameterError(
+            f"level must be a share between 0 and 1 (exclusive), got {level!r}", "balanced_accuracy_difference", "pass e.g. level=0.95"
+        )
     rng = np.random.default_rng(seed)
     outcome = (first == truth).astype(np.int8) - (second == truth).astype(np.int8)
     classes = sorted(set(truth.tolist()), key=str)

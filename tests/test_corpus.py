@@ -235,6 +235,33 @@ def test_bad_orthology_tables_are_refused_naming_the_file_and_line(case, manifes
     assert line == f"mmgene: error: {message.format(path=table)}"
 
 
+@pytest.mark.parametrize(
+    "text, columns",
+    [
+        ("mouse_symbol,human_symbol\nCd3e,CD3E\nCd3e,CD3D\n,PTPRC\n", "mouse symbols in 'mouse_symbol'"),  # all ambiguous or blank
+        ("DB Class Key\tCommon Organism Name\tSymbol\n1\thuman\tCD3E\n2\thuman\tCD4\n", "DB Class Key"),  # no mouse row
+    ],
+)
+def test_an_orthology_table_without_one_usable_pair_is_refused(text, columns, tmp_path):
+    """Such a table used to be accepted, leaving every mouse gene unmatched without a word."""
+    table = tmp_path / "orthologs.csv"
+    table.write_text(text)
+    with pytest.raises(CorpusError, match="gives no one-to-one mouse,human pair") as info:
+        OrthologyMap.from_file(table)
+    assert columns in str(info.value) and str(table) in str(info.value)
+
+
+def test_the_one_column_a_two_column_orthology_header_names_decides_the_other(tmp_path):
+    """``symbol,mouse_symbol`` used to be read by position, the human column taken for the mouse one."""
+    for header, row in (("symbol,mouse_symbol", "TP53,Trp53"), ("mouse,gene", "Trp53,TP53"), ("gene,human", "Trp53,TP53")):
+        table = tmp_path / "pairs.csv"
+        table.write_text(f"{header}\n{row}\n")
+        assert OrthologyMap.from_file(table).table == {"TRP53": "TP53"}, header
+    table.write_text("human,human_symbol\nTP53,TP53\n")  # neither column is mouse
+    with pytest.raises(CorpusError, match="cannot tell the mouse and the human symbol column apart"):
+        OrthologyMap.from_file(table)
+
+
 def test_separator_is_the_one_the_header_line_holds_most_of():
     from mmgene.io.tables import pick_separator
 
@@ -306,6 +333,13 @@ BAD = {
     "unknown species": (HEADER, f"{B},b,cell_type,,zebrafish,\n", CorpusError, "zebrafish", 2),
     "blank label column": (HEADER, f"{B},b,,,human,\n", CorpusError, "label_col is blank", 2),
     "duplicate id": (HEADER, f"{B},b,cell_type,,human,\n{C},b,cell_type,,human,\n", CorpusError, "used twice", 3),
+    "one file twice": (  # leaving one out would still train on its cells
+        HEADER,
+        f"{B},b,cell_type,,human,\n{C},c,cell_type,,human,\n{B.replace('/baron', '/./baron')},b2,cell_type,,human,\n",
+        CorpusError,
+        "datasets 'b' and 'b2' are the same file",
+        4,
+    ),
     "label column absent": (
         HEADER,
         f"{C},c,cell_type,,human,\n{B},b,celltype,,human,\n",
@@ -323,6 +357,20 @@ BAD = {
         3,
     ),
     "empty file": ("", "", CorpusError, "the manifest is empty", None),
+    "census cap on a file": (  # was silently ignored: the file was read whole
+        HEADER.strip() + ",max_cells\n",
+        f"{C},c,cell_type,,human,,\n{B},b,cell_type,,human,,10\n",
+        CorpusError,
+        "max_cells is set for dataset 'b', which has no obs_value_filter",
+        3,
+    ),
+    "blank lines above the bad row": (  # pandas skips them: the row's position alone named line 3
+        HEADER,
+        f"\n{B},b,cell_type,,human,\n \n{{corpus}}/nope.h5ad,n,cell_type,,human,\n",
+        InputFileError,
+        "nope.h5ad",
+        5,
+    ),
 }
 
 

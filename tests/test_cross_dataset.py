@@ -265,3 +265,52 @@ def test_balanced_accuracy_difference_is_paired_and_stratified_by_class():
     assert got["high"] == pytest.approx(np.quantile(naive, 0.975), abs=0.012)
     with pytest.raises(ValueError, match="same cells"):
         balanced_accuracy_difference(["a"], ["a", "b"], ["a"])
+
+
+@pytest.mark.parametrize("settings", [{"resamples": 0}, {"resamples": 2.5}, {"level": 0}, {"level": 1.5}, {"level": 95}])
+def test_balanced_accuracy_difference_refuses_an_interval_it_cannot_draw(settings):
+    """resamples=0 raised IndexError; level=0 gave a zero-width "interval"; level 1.5 numpy's own error."""
+    from mmgene.errors import ParameterError
+    from mmgene.metrics import balanced_accuracy_difference
+
+    name = next(iter(settings))
+    with pytest.raises(ParameterError, match=f"^{name} must be"):
+        balanced_accuracy_difference(["a", "b"], ["a", "b"], ["b", "b"], **settings)
+
+
+def test_a_dataset_that_shares_no_gene_with_the_others_is_refused_before_training():
+    """Such a dataset used to be scored (balanced accuracy 0.5, AUROC 0.5) by a model that read none of its genes."""
+    from mmgene.errors import CorpusError
+    from mmgene.evaluate.cross_dataset import cross_dataset
+
+    class ThreeDatasets:
+        names = ["pbmc", "lung", "odd"]
+        symbols = {"pbmc": ["CD3E", "MS4A1", ""], "lung": ["CD3E", "SFTPC"], "odd": ["FOO1", "", "BAR2"]}
+
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, name: str):
+            return SimpleNamespace(name=name, symbols=np.array(self.symbols[name], dtype=object))
+
+    with pytest.raises(CorpusError) as info:
+        cross_dataset(ThreeDatasets(), config=CrossDatasetConfig(datasets=("lung", "odd"), reference=None))
+    assert str(info.value).startswith(
+        "dataset 'odd' shares no gene with the other datasets of the corpus (2 genes with a human symbol, against 3 in the others)"
+    )
+
+
+def test_cli_refuses_to_write_the_report_over_a_dataset_of_the_corpus(tmp_path, shared_dir):
+    """Only the manifest was checked: with --overwrite the report replaced one of the datasets it read."""
+    for name in ("kang_ifnb_pbmc", "zilionis_mouse_lung"):
+        (tmp_path / f"{name}.h5ad").symlink_to(shared_dir / "corpus" / f"{name}.h5ad")
+    manifest = tmp_path / "two.csv"
+    manifest.write_text(
+        "path,dataset,label_col,ontology_col,species,tissue\n"
+        "kang_ifnb_pbmc.h5ad,kang,cell_type_name,cell_type_ontology_term_id,human,blood\n"
+        "zilionis_mouse_lung.h5ad,zilionis,cell_type_name,cell_type_ontology_term_id,mouse,lung\n"
+    )
+    target = tmp_path / "zilionis_mouse_lung.h5ad"
+    args = ["corpus", "cross-dataset", manifest, "--hold-out", "kang", "--max-steps", "1", "--members", "1", "--no-mapper"]
+    line = assert_refused([*args, "--out", target, "--overwrite"], [tmp_path])
+    assert "the output is the input" in line and target.is_symlink()

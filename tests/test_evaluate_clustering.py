@@ -74,3 +74,15 @@ def test_bad_input():
     labels[3] = None
     with pytest.raises(ParameterError, match="1 labels are missing"):
         knn_classify(X, labels)
+
+
+def test_a_cluster_count_or_k_that_is_no_whole_number_is_refused():
+    """n_clusters=0 used to mean "the number of classes" (silently), and k=2.5 reached scikit-learn's own error."""
+    X, y = blobs()
+    for n_clusters in (0, -1, 2.5):
+        with pytest.raises(ParameterError, match="n_clusters must be a whole number"):
+            kmeans_scores(X, y, n_clusters=n_clusters)
+    assert kmeans_scores(X, y, n_clusters=np.int64(2))["n_clusters"] == 2
+    with pytest.raises(ParameterError, match="k must be between 1"):
+        knn_classify(X, y, k=2.5)
+

@@ -124,6 +124,9 @@ def cross_dataset_command(
     if out is not None:
         check_output(out, overwrite=overwrite, inputs=[manifest])
     specs = read_manifest(manifest)  # the datasets' names, checked before any data is read
+    if out is not None:  # nor may the report replace (or sit inside) one of the datasets it reads
+        sources = [s.path if s.path is not None else s.census.uri for s in specs]  # type: ignore[union-attr]
+        check_output(out, overwrite=overwrite, inputs=[manifest, *(p for p in sources if p is not None)])
     names = [s.dataset for s in specs]
     check_dataset_names(hold_out, names, "hold out", "option --hold-out")
     if reference is not None:
@@ -135,6 +138,6 @@ def cross_dataset_command(
     )
     text = report_json(report)
     if out is not None:
-        with atomic_path(out, overwrite=overwrite) as tmp:
+        with atomic_path(out, overwrite=overwrite, inputs=[manifest, *(p for p in sources if p is not None)]) as tmp:
             tmp.write_text(text + "\n", encoding="utf-8")
     emit(report, lambda: markdown(report), as_json=as_json)

@@ -11,8 +11,8 @@ Two ways, one of which a corpus uses for all its mouse datasets:
 - **An orthology table** (:meth:`OrthologyMap.from_file`) replaces the default. Either a table with a
   header row and two columns, the mouse symbol first and the human symbol second, recognised by
   header names containing ``mouse``/``musculus`` and ``human``/``sapiens`` in any order (e.g.
-  ``mouse_symbol,human_symbol``) or, failing that, by position when the table has exactly two
-  columns; or MGI's ``HOM_MouseHumanSequence.rpt`` as downloaded (tab-separated; rows of one
+  ``mouse_symbol,human_symbol``) or, failing that, in a table of exactly two columns, by the one
+  column the header names (``symbol,mouse_symbol``) or by position when it names neither; or MGI's ``HOM_MouseHumanSequence.rpt`` as downloaded (tab-separated; rows of one
   ``DB Class Key`` are one homology class, organism in ``Common Organism Name``, symbol in
   ``Symbol``), whose classes become mouse x human pairs. Comma, tab or semicolon separated.
   Mouse symbols are looked up case-insensitively; human symbols are upper-cased.
@@ -99,14 +99,26 @@ class OrthologyMap:
         )
         source = f"orthology table {path.name}"
         if all(c in frame.columns for c in MGI_COLUMNS):
-            return cls._from_mgi(frame, source)
-        mouse_col, human_col = _pick_columns(list(frame.columns), path)
-        if frame.empty:
+            found = cls._from_mgi(frame, source)
+            columns = "the mouse and human rows of one DB Class Key"
+        else:
+            mouse_col, human_col = _pick_columns(list(frame.columns), path)
+            if frame.empty:
+                raise CorpusError(
+                    "the orthology table has a header row but no pairs", str(path),
+                    "add one mouse,human symbol pair per line below the header",
+                )
+            found = cls.from_pairs(frame[mouse_col], frame[human_col], source)
+            columns = f"mouse symbols in {mouse_col!r}, human symbols in {human_col!r}"
+        if not found.table:  # every mouse gene would be left unmatched
             raise CorpusError(
-                "the orthology table has a header row but no pairs", str(path),
-                "add one mouse,human symbol pair per line below the header",
+                f"the orthology table gives no one-to-one mouse,human pair ({columns}; {len(frame):,} rows read, blank "
+                f"symbols ignored; mouse symbols dropped as one-to-many: {found.dropped['one_to_many']:,}, as "
+                f"many-to-one: {found.dropped['many_to_one']:,})",
+                str(path),
+                "check that the table holds mouse and human symbols in the columns named, one pair per line",
             )
-        return cls.from_pairs(frame[mouse_col], frame[human_col], source)
+        return found
 
     @classmethod
     def _from_mgi(cls, frame: pd.DataFrame, source: str) -> OrthologyMap:
@@ -145,10 +157,15 @@ def _pick_columns(columns: list[str], path: Path) -> tuple[str, str]:
     human = [c for c, l in zip(columns, lower) if any(w in l for w in HUMAN_WORDS)]
     if len(mouse) == 1 and len(human) == 1 and mouse != human:
         return mouse[0], human[0]
-    if len(columns) == 2:
+    if len(columns) == 2 and not mouse and not human:
         return columns[0], columns[1]
+    if len(columns) == 2 and len(mouse) + len(human) == 1:  # one column named: the other is the other species
+        named = (mouse or human)[0]
+        other = columns[1 - columns.index(named)]
+        return (named, other) if mouse else (other, named)
     raise CorpusError(
         f"cannot tell the mouse and the human symbol column apart among {_preview(columns, 10)}",
         str(path),
-        "name them e.g. mouse_symbol and human_symbol, or keep only those two columns (mouse first)",
+        "name them e.g. mouse_symbol and human_symbol"
+        + (", or keep only those two columns (mouse first)" if len(columns) > 2 else " (one name each)"),
     )

@@ -16,8 +16,8 @@ tissue         no       free text (blank: none)
 A row with a non-blank ``obs_value_filter`` (optional column) is a Census query instead of a file:
 ``path`` is then ``census`` (CELLxGENE Census, stable release), ``census:VERSION``, or a local SOMA
 experiment folder; the optional columns ``max_cells_per_dataset``, ``max_cells_per_type``,
-``max_cells`` and ``seed`` cap it (see :class:`mmgene.corpus.census.CensusQuery`). Any other column
-is refused, so a misspelt column name is not silently ignored.
+``max_cells`` and ``seed`` cap it (see :class:`mmgene.corpus.census.CensusQuery`; on a file's row they
+are refused). Any other column is refused, so a misspelt column name is not silently ignored.
 """
 
 from __future__ import annotations
@@ -163,9 +163,10 @@ def read_manifest(manifest: str | os.PathLike[str]) -> list[DatasetSpec]:
     if table.empty:
         raise CorpusError("the manifest lists no dataset", str(manifest), "add one row per dataset below the header")
     base = manifest.parent
+    lines = _row_lines(manifest, len(table))
     specs = []
     for i, row in table.iterrows():  # one row per dataset: a handful, not per cell
-        where = f"line {int(i) + 2} of {manifest}"
+        where = f"line {lines[int(i)]} of {manifest}"
         row = row.map(lambda v: str(v).strip())
         blank = [c for c in REQUIRED_COLUMNS if not row[c]]
         if blank:
@@ -176,6 +177,14 @@ def read_manifest(manifest: str | os.PathLike[str]) -> list[DatasetSpec]:
             )
         species = species_name(row["species"], f"{where}, column 'species'")
         census = _census_query(row, base, species, where) if row.get("obs_value_filter", "") else None
+        caps = [c for c in CENSUS_COLUMNS[1:] if row.get(c, "")]
+        if census is None and caps:
+            raise CorpusError(
+                f"{', '.join(caps)} {'is' if len(caps) == 1 else 'are'} set for dataset {row['dataset']!r}, which has no "
+                "obs_value_filter: caps and seeds apply to Census queries only, not to a file",
+                where,
+                f"blank out {', '.join(caps)}, or fill in obs_value_filter to read the dataset as a Census query",
+            )
         path = None
         if census is None:
             path = base / row["path"]
@@ -201,9 +210,27 @@ def read_manifest(manifest: str | os.PathLike[str]) -> list[DatasetSpec]:
     return specs
 
 
+def _row_lines(manifest: Path, n_rows: int) -> list[int]:
+    """The line of the manifest on which each of its ``n_rows`` data rows starts, skipping blank lines as
+    pandas does (a row's position plus 2 when the file cannot be matched row for row)."""
+    import csv
+    import io
+
+    text = manifest.read_text(encoding="utf-8").lstrip("\ufeff")
+    reader = csv.reader(io.StringIO(text), skipinitialspace=True)
+    starts, line = [], 1
+    for row in reader:
+        start, line = line, reader.line_num + 1  # a quoted field may span lines: the row starts on ``start``
+        if len(row) > 1 or "".join(row).strip():  # pandas skips blank lines, the header's too
+            starts.append(start)
+    return starts[1:] if len(starts) == n_rows + 1 else [i + 2 for i in range(n_rows)]
+
+
 def check_unique(specs: Sequence[DatasetSpec]) -> None:
-    """A :class:`CorpusError` when two datasets share an id (every cell is traced back by it)."""
+    """A :class:`CorpusError` when two datasets share an id (every cell is traced back by it), or two
+    rows read the same file (leaving one out would then still train on its cells)."""
     seen: dict[str, DatasetSpec] = {}
+    files: dict[Path, DatasetSpec] = {}
     for spec in specs:
         if spec.dataset in seen:
             raise CorpusError(
@@ -212,6 +239,15 @@ def check_unique(specs: Sequence[DatasetSpec]) -> None:
                 "give every dataset its own id",
             )
         seen[spec.dataset] = spec
+        if spec.path is None:
+            continue
+        same = files.setdefault(Path(spec.path).resolve(), spec)
+        if same is not spec:
+            raise CorpusError(
+                f"datasets {same.dataset!r} and {spec.dataset!r} are the same file {Path(spec.path).resolve()}",
+                f"{same.location} and {spec.location}",
+                "list each file once",
+            )
 
 
 def _data_files(folder: Path) -> list[Path]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import ParameterError
+from mmgene.errors import ParameterError, is_whole_number
 
 
 def _check(X: Any, labels: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +55,7 @@ def knn_classify(X: Any, labels: Any, k: int = 10, test_size: float = 0.2, seed:
     if not 0 < test_size < 1:
         raise ParameterError(f"test_size must be between 0 and 1, got {test_size}", "knn_classify")
     n_test = int(np.ceil(test_size * len(y)))
-    if k < 1 or len(y) - n_test < k:
+    if not is_whole_number(k, 1) or len(y) - n_test < k:
         raise ParameterError(f"k must be between 1 and the {len(y) - n_test} training cells, got {k}", "knn_classify", "use a smaller k")
     _, counts = np.unique(y, return_counts=True)
     stratified = bool(counts.min() >= 2 and n_test >= len(counts))
@@ -85,7 +85,9 @@ def kmeans_scores(X: Any, labels: Any, seed: int = 0, n_clusters: int | None = N
     from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
     X, y = _check(X, labels, "kmeans_scores")
-    k = int(n_clusters or len(np.unique(y)))
+    if n_clusters is not None and not is_whole_number(n_clusters, 1):  # 0 must not mean "the number of classes"
+        raise ParameterError(f"n_clusters must be a whole number between 1 and {len(y)}, got {n_clusters!r}", "kmeans_scores")
+    k = int(n_clusters if n_clusters is not None else len(np.unique(y)))
     if not 1 <= k <= len(y):
         raise ParameterError(f"n_clusters must be between 1 and {len(y)}, got {k}", "kmeans_scores")
     clusters = KMeans(n_clusters=k, random_state=seed, n_init=n_init).fit_predict(X)

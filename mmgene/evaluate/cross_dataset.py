@@ -395,6 +395,24 @@ def check_dataset_names(names: Sequence[str], datasets: Sequence[str], action: s
         )
 
 
+def check_shared_genes(corpus: Any, names: Sequence[str]) -> None:
+    """Refuse to hold out a dataset that shares no human gene symbol with the rest of ``corpus``: a model
+    trained on the rest could read none of its genes, and its figures would measure nothing."""
+    from mmgene.errors import CorpusError
+
+    symbols = {n: set(np.asarray(corpus[n].symbols, dtype=object).tolist()) - {""} for n in corpus.names}
+    for name in names:
+        rest = set().union(*(genes for other, genes in symbols.items() if other != name))
+        if not symbols[name] & rest:
+            raise CorpusError(
+                f"dataset {name!r} shares no gene with the other datasets of the corpus ({len(symbols[name]):,} genes "
+                f"with a human symbol, against {len(rest):,} in the others), so a model trained on them reads none of its genes",
+                f"dataset {name!r}",
+                "check its species and gene symbols (mouse genes are matched through an orthology table or by symbol), "
+                "or leave it out of the datasets to hold out",
+            )
+
+
 def cross_dataset(
     corpus: Any,
     *,
@@ -409,7 +427,8 @@ def cross_dataset(
     ``pairs``, ``model``, ``training`` and ``balance`` are the configs of :func:`mmgene.align.train_corpus`
     (defaults when ``None``: an ensemble of ``CORPUS_DEFAULTS.members`` models per fold). Datasets to
     hold out and a ``reference`` other than the default (``'pbmc3k'``, skipped when the corpus lacks it)
-    must be datasets of ``corpus``: refused before any training otherwise. Returns
+    must be datasets of ``corpus``, and a dataset held out must share genes with the others: refused
+    before any training otherwise. Returns
     ``{"config", "datasets": {name: {...}}, "summary": {...}}``.
     """
     from mmgene.align import train_corpus
@@ -424,6 +443,7 @@ def cross_dataset(
         )
     if config.reference is not None and config.reference != DEFAULT_REFERENCE:  # the default: when the corpus has it
         check_dataset_names([config.reference], corpus.names, BASELINE, "CrossDatasetConfig.reference")
+    check_shared_genes(corpus, names)
     train_kw = {"pairs": pairs, "model": model, "training": training, "balance": balance}
     single = None
     if config.reference is not None and config.reference in corpus.names:
