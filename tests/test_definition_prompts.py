@@ -94,3 +94,37 @@ def test_cli_definitions_flag_reaches_annotate(model, cells, tmp_path):
         done = run_cli_here("annotate", path, "--model", model.meta["path"], "--labels", "B cell", "natural killer cell", "--out", out, flag)
         assert done.returncode == 0, done.stderr
         assert anndata.read_h5ad(out).uns["mmgene"]["mmgene_label"]["definitions"] is expected
+
+
+def test_a_label_of_only_punctuation_gets_no_cell_ontology_text():
+    """"..." cleans to "... cell", which was looked up as the root term "cell": its name and definition
+    ("A material entity of anatomical origin ...") became the label's prompts."""
+    from mmgene.text.prompts import class_names, definition_prompts
+
+    assert class_names("...") == ["... cell"] and class_names("()") == ["() cell"]
+    assert definition_prompts("...") == [] and definition_prompts("?") == []
+
+
+def test_greek_letters_and_ids_in_other_forms_find_their_terms():
+    """"γδ T cells" lost its Greek letters and got the prompts and definition of the plain T cell."""
+    from mmgene.text.ontology import find_term, normalise_term_id
+    from mmgene.text.prompts import class_names, definition_prompts
+
+    assert find_term("γδ T cells").term_id == "CL:0000798"
+    assert "gamma-delta T cell" in class_names("γδ T cells") and "T lymphocyte" not in class_names("γδ T cells")
+    assert definition_prompts("γδ T cells")[0].startswith("gamma-delta T cell: ")
+    for form in ("CL:0000236", " cl:0000236 ", "CL_0000236", "http://purl.obolibrary.org/obo/CL_0000236"):
+        assert normalise_term_id(form) == "CL:0000236"
+        assert class_names(form)[0] == "B cell"
+    assert [normalise_term_id(v) for v in ("CL:236", "B cell", None, 236)] == [None, None, None, None]
+    assert find_term(None) is None  # was an AttributeError
+
+
+def test_class_prompts_refuse_a_blank_label_and_take_one_label_as_a_string():
+    from mmgene.errors import ParameterError
+    from mmgene.text.prompts import class_prompts
+
+    for blank in ("", "  ", None):
+        with pytest.raises(ParameterError, match=r"label 1 \(.*\) is missing or blank"):
+            class_prompts(["B cell", blank])  # its prompts were the bare templates "a ", "a cell of type "
+    assert class_prompts("B cell") == class_prompts(["B cell"])  # was one class per character

@@ -524,3 +524,69 @@ def test_blank_counts_are_zero_and_a_row_copied_twice_is_read_once(tmp_path):
     path.write_text("author_label,term_id,n_cells\nB cells,CL:0000236,12\nB cells,CL:0000236,13\n")
     with pytest.raises(MappingError, match="listed twice"):  # the same label with two counts: which is meant?
         read_mapping(path)
+
+
+def test_a_label_of_only_punctuation_names_no_cell_type():
+    """"+" was read as the word "positive" and mapped to "Ly-76 high positive erythrocyte" at 0.53."""
+    table = harmonise_labels(["+", "?", "-/-", "***", "B cells"]).set_index("author_label")
+    assert table.loc[["+", "?", "-/-", "***"], "term_id"].tolist() == ["", "", "", ""]
+    assert table.loc["+", ["method", "note"]].tolist() == ["unmapped", "names no cell type"]
+    assert table.loc["B cells", "term_id"] == "CL:0000236"
+
+
+def test_labels_that_are_ids_in_other_usual_forms_map_to_their_terms():
+    """OBO's "CL_0000236" and the PURL were read as text (unmapped, or a guess at 0.13)."""
+    labels = ["CL_0000236", "http://purl.obolibrary.org/obo/CL_0000236", "https://purl.obolibrary.org/obo/cl_0000623"]
+    table = harmonise_labels(labels)
+    assert table["term_id"].tolist() == ["CL:0000236", "CL:0000236", "CL:0000623"]
+    assert set(table["method"]) == {"exact-name"}
+    row = harmonise_labels(["CL_9999999"]).iloc[0]
+    assert (row["term_id"], row["method"], row["note"]) == ("", "unmapped", "CL:9999999 is no current Cell Ontology term")
+
+
+def test_greek_letters_written_together_are_two_words():
+    """"αβ T cells" folded to the one word "alphabeta" and was only similar to alpha-beta T cell (0.45)."""
+    table = harmonise_labels(["αβ T cells", "γδ T cells", "γδ\u00a0T\u00a0cells"])
+    assert table["term_id"].tolist() == ["CL:0000789", "CL:0000798", "CL:0000798"]
+    assert table["confidence"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_numpy_settings_are_taken_and_a_table_of_labels_is_refused():
+    config = HarmoniseConfig(min_confidence=np.float32(0.5), tissue_weight=np.float16(0.1))
+    assert config.min_confidence == 0.5 and type(config.min_confidence) is float
+    with pytest.raises(ParameterError, match=r"one value per cell, got a table of shape \(2, 1\)"):
+        harmonise_labels(pd.DataFrame({"cell_type": ["B cells", "T cells"]}))
+    with pytest.raises(ParameterError, match="one value per cell"):
+        harmonise_labels(np.array([["B cells"], ["T cells"]], dtype=object))
+
+
+def test_a_reviewed_id_in_another_usual_form_is_read_as_the_id(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "author_label,term_id,comment\nB cells,cl:0000236,checked\nNK cells,CL_0000623,\n"
+        "gd T,http://purl.obolibrary.org/obo/CL_0000798,\n",
+        encoding="utf-8",
+    )
+    table = read_mapping(path)
+    assert table["term_id"].tolist() == ["CL:0000236", "CL:0000623", "CL:0000798"]
+    assert table["term_name"].tolist() == ["B cell", "natural killer cell", "gamma-delta T cell"]
+    assert table["comment"].tolist() == ["checked", "", ""]  # a reviewer's extra column is kept
+
+
+def test_cli_outputs_never_replace_a_file_of_another_kind(tmp_path):
+    """With --overwrite, `harmonise --out data.h5ad` replaced an AnnData by a CSV, and `apply --out
+    MAPPING.csv` replaced the reviewed mapping it had just read by an .h5ad."""
+    data, other = tmp_path / "cells.h5ad", tmp_path / "other.h5ad"
+    small_adata(["B cells", "NK cells"]).write_h5ad(data)
+    small_adata(["T cells"]).write_h5ad(other)
+    mapping = tmp_path / "mapping.csv"
+    mapping.write_text("author_label,term_id\nB cells,CL:0000236\nNK cells,CL:0000623\n")
+    assert_refused(
+        ["labels", "harmonise", data, "--label-col", "cell_type", "--out", other, "--overwrite"],
+        [tmp_path], contains="--out must end in .csv",
+    )
+    for out in (mapping, tmp_path / "new.csv"):
+        assert_refused(
+            ["labels", "apply", data, "--mapping", mapping, "--label-col", "cell_type", "--out", out, "--overwrite"],
+            [tmp_path], contains="--out must end in .h5ad or .zarr",
+        )

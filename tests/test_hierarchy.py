@@ -334,3 +334,21 @@ def test_nearest_other_measures_how_far_the_best_label_trails():
 def test_annotate_refuses_a_bad_others_margin(cells, margin):
     with pytest.raises(ParameterError, match="others_margin"):
         annotate(cells, ["T cell"], FakeSpace(), others_margin=margin)
+
+
+def test_given_ids_are_read_in_their_usual_forms_and_missing_or_unknown_ones_are_told_apart():
+    given = ["cl:0000084", "CL_0000624", "http://purl.obolibrary.org/obo/CL_0000625", float("nan"), None, " "]
+    assert resolve_terms(list("abcdef"), given) == [T_CELL, CD4, CD8, "", "", ""]
+    with pytest.raises(ParameterError, match="'CL:9999999' is not in the Cell Ontology"):
+        resolve_terms(["a"], ["CL:9999999"])  # was taken, and then related to no other label
+    with pytest.raises(ParameterError, match="got a string"):
+        resolve_terms("T cell")  # was read as six labels, one per character
+
+
+def test_partial_credit_refuses_lists_of_different_lengths_and_skips_cells_without_truth():
+    with pytest.raises(ParameterError, match="2 true terms for 1 predictions"):
+        partial_credit([CD8, T_CELL], [CD8])  # was scored as if the missing prediction were wrong
+    with pytest.raises(ParameterError, match="2 true terms for 3 predictions"):
+        balanced_partial_credit([CD8, T_CELL], [CD8, T_CELL, B_CELL])
+    # a cell without a true term (NaN from a pandas column) has no class: it was a TypeError
+    assert balanced_partial_credit([CD8, float("nan"), None, B_CELL], [CD8, CD8, CD8, B_CELL]) == 1.0

@@ -143,3 +143,13 @@ def test_prompts_say_the_origin_only_when_given():
     assert lung == [[*plain[0], "a B cell from mouse lung"]]
     # a template with the origin slot is skipped, not filled with nothing, when the tissue is unknown
     assert class_prompts(["B cells"], templates=("a {label} from {origin}", "{label}"), ontology=False, markers=False) == [["B cell"]]
+
+
+def test_class_text_reads_ids_in_their_usual_forms_and_refuses_no_values():
+    from mmgene.text.captions import class_text
+
+    for form in ("cl:0000236", "CL_0000236", "http://purl.obolibrary.org/obo/CL_0000236"):
+        text = class_text(["B"], form)  # was "not a Cell Ontology id"
+        assert text.term_id == "CL:0000236" and "B lymphocyte" in text.names
+    with pytest.raises(ParameterError, match="no label value"):
+        class_text([])  # was an IndexError

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmgene.errors import ParameterError
 from mmgene.harmonise.config import HarmoniseConfig
 from mmgene.harmonise.matching import Matcher
 from mmgene.harmonise.table import COLUMNS, format_alternatives, read_mapping, validate_mapping
@@ -17,6 +18,12 @@ from mmgene.text.labels import label_text
 
 def _distinct(labels: Any) -> tuple[list[str], dict[str, int]]:
     """Distinct non-missing labels in order of first appearance, and cells per label."""
+    if getattr(labels, "ndim", 1) != 1:  # a DataFrame or a 2-D array: which column holds the labels?
+        raise ParameterError(
+            f"labels must be one value per cell, got a table of shape {getattr(labels, 'shape', '?')}",
+            "harmonise_labels(labels=...)",
+            "pass one column, e.g. adata.obs['cell_type']",
+        )
     text = label_text(labels)
     text = text[text != ""]
     counts = pd.Series(text, dtype=object).value_counts(sort=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Real
 
 from mmgene.errors import ParameterError, is_whole_number
 
@@ -59,12 +60,13 @@ class HarmoniseConfig:
     def __post_init__(self) -> None:
         for name in ("min_confidence", "tissue_weight", "ancestor_below"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
+            if not isinstance(value, Real) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
                 raise ParameterError(
                     f"{name} must be a number from 0 to 1, got {value!r}",
                     f"HarmoniseConfig.{name}",
                     "pass a value such as 0.3",
                 )
+            object.__setattr__(self, name, float(value))  # a numpy number is written out as a plain one
         for name, low in (("candidates", 1), ("alternatives", 0), ("ancestor_pool", 2)):
             if not is_whole_number(getattr(self, name), low):
                 raise ParameterError(

@@ -44,6 +44,7 @@ from mmgene.harmonise.similarity import similarity_index, text_model_scores
 from mmgene.harmonise.text import key, plain
 from mmgene.harmonise.tissue import Tissue, parse_tissue
 from mmgene.harmonise.vocabulary import Name, Vocabulary, vocabulary
+from mmgene.text.ontology import normalise_term_id
 
 #: highest confidence a similarity match earns (an exact rewrite earns more).
 SIMILARITY_CEILING = 0.8
@@ -181,9 +182,13 @@ class Matcher:
     # -- the stages ----------------------------------------------------------------------------------
     def match(self, label: str) -> Match:
         """The best term for one (non-empty) author label."""
-        as_id = str(label).strip().upper()
+        as_id = normalise_term_id(str(label))  # "CL:0000236", "cl:0000236", "CL_0000236", the PURL
         if as_id in self.vocab.labels:  # a label column of ids (cell_type_ontology_term_id) names its terms
             return Match(as_id, 1.0, "exact-name", "the label is the term's id")
+        if as_id is not None:
+            return Match("", 0.0, "unmapped", f"{as_id} is no current Cell Ontology term")
+        if not any(ch.isalnum() for ch in str(label)):  # "+", "?", "***": "+" alone read as "positive"
+            return Match("", 0.0, "unmapped", "names no cell type")
         either = self._alternatives(label)
         if either is not None:
             return either

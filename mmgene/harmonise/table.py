@@ -1,7 +1,7 @@
 """The reviewable mapping table: written as CSV, edited by a person, read back checked, applied to ``obs``.
 
 A reviewer changes ``term_id`` (or clears it to leave a label unmapped); :func:`read_mapping` checks
-every id against the Cell Ontology, re-fills ``term_name``, and marks rows whose id no longer matches
+every id against the Cell Ontology (read in any usual form: ``cl:0000236``, ``CL_0000236``, the PURL), re-fills ``term_name``, and marks rows whose id no longer matches
 the name that was written as ``method = "user"`` with confidence 1.0. Errors name the CSV line.
 """
 
@@ -17,6 +17,7 @@ import pandas as pd
 
 from mmgene.config import check_key
 from mmgene.errors import MappingError, MissingColumnError, _preview
+from mmgene.text.ontology import normalise_term_id
 
 #: columns of a mapping table, in order (``dataset`` comes first when a table covers several datasets).
 COLUMNS = ("author_label", "term_id", "term_name", "confidence", "method", "alternatives", "n_cells", "note")
@@ -151,6 +152,7 @@ def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = Fals
             )
         seen.setdefault(ident, i)
         term = row["term_id"].strip()
+        term = normalise_term_id(term) or term  # "cl:0000236", "CL_0000236" or the PURL, as a spreadsheet has it
         if term:
             _check_id(term, where)
         blank_confidence = str(row["confidence"]).strip() in ("", "nan")

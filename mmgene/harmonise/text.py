@@ -9,9 +9,8 @@ stay different once word order is ignored: ``cd4+``, ``cd8-``, ``cd56^bright``.
 from __future__ import annotations
 
 import re
-import unicodedata
 
-from mmgene.text.labels import MINUS_SIGN
+from mmgene.text.labels import MINUS_SIGN, fold_text
 
 #: words that qualify a preceding marker, and the one spelling each is written as.
 SIGNS = {
@@ -28,33 +27,10 @@ SIGNS = {
 }
 #: words that carry no meaning in a cell-type name once order is ignored ("cell of the islet").
 FILLER = frozenset({"cell", "of", "the", "in", "and", "a", "an", "type"})
-_GREEK = {
-    "α": "alpha",
-    "β": "beta",
-    "γ": "gamma",
-    "δ": "delta",
-    "ε": "epsilon",
-    "κ": "kappa",
-    "λ": "lambda",
-    "μ": "mu",
-    "φ": "phi",
-    "ø": "phi",
-}
 _ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4"}
 _ATTACHED = re.compile(r"\b(cd\d+[a-z]?|ly6c)(hi|high|lo|low|bright|dim|neg|pos)\b")
 _PLUS = re.compile(r"\+")
 _SPLIT = re.compile(r"[^a-z0-9]+")
-
-
-#: typographic minus signs and hyphens (NFKD turns a superscript "⁻" into U+2212), written as "-" so
-#: that "CD16− monocytes" keeps its sign instead of reading as "CD16 monocytes" (the CD16-positive ones).
-_DASHES = str.maketrans({ch: "-" for ch in "\u2010\u2011\u2012\u2013\u2212\ufe63\uff0d"})
-
-
-def _fold(text: str) -> str:
-    text = "".join(_GREEK.get(ch, ch) for ch in text.lower())
-    text = unicodedata.normalize("NFKD", text).translate(_DASHES)
-    return "".join(ch for ch in text if not unicodedata.combining(ch))
 
 
 def tokens(text: str) -> list[str]:
@@ -63,7 +39,7 @@ def tokens(text: str) -> list[str]:
     ``"CD14+ Monocytes"`` -> ``["cd14+", "monocytes"]``; ``"CD16-negative, CD56-bright NK cell"`` ->
     ``["cd16-", "cd56^bright", "nk", "cell"]``; ``"T_CD8"`` -> ``["t", "cd8"]``.
     """
-    text = _ATTACHED.sub(r"\1 \2", _fold(str(text)).replace("_", " "))  # "_" is a word character to regex
+    text = _ATTACHED.sub(r"\1 \2", fold_text(str(text)).replace("_", " "))  # "_" is a word character to regex
     text = _PLUS.sub(" positive ", text)
     text = MINUS_SIGN.sub(" negative ", text)
     words = [w for w in _SPLIT.split(text) if w]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mmgene.errors import ParameterError
 from mmgene.text.labels import clean_label
 from mmgene.text.origin import Origin
 from mmgene.text.prompts import fill_templates, named_definition
@@ -69,6 +70,9 @@ class ClassText:
 def class_text(values: Sequence[str], term_id: str | None = None, origin: Origin | None = None) -> ClassText:
     """Names and definitions for one class, from its label values (one per label column), ontology id
     and the origin of its cells."""
+    values = [values] if isinstance(values, str) else list(values)
+    if not values:
+        raise ParameterError("a class has no label value", "class_text(values=...)", "pass one label value per label column")
     names: list[str] = []
     for value in values:
         for name in (clean_label(value), str(value)):
@@ -76,8 +80,9 @@ def class_text(values: Sequence[str], term_id: str | None = None, origin: Origin
                 names.append(name)
     definitions: list[str] = []
     if term_id:
-        from mmgene.text.ontology import term_text
+        from mmgene.text.ontology import normalise_term_id, term_text
 
+        term_id = normalise_term_id(term_id) or term_id  # "cl:0000236", "CL_0000236" or the PURL
         term = term_text(term_id)  # raises ParameterError for a value that is not a known CL id
         for name in term.names():
             if name not in names:

@@ -25,19 +25,30 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmgene.errors import ParameterError
-from mmgene.text.ontology import find_term, is_term_id, term_ancestors
+from mmgene.text.labels import missing_labels
+from mmgene.text.ontology import find_term, is_known_term, is_term_id, normalise_term_id, term_ancestors
 
 
 def resolve_terms(labels: Sequence[str], term_ids: Sequence[str] | None = None) -> list[str]:
     """The Cell Ontology id of each label: ``term_ids`` when given ('' for none), else the term whose
     name or synonym equals the label (:func:`mmgene.text.ontology.find_term`), else ''."""
+    if isinstance(labels, str) or (term_ids is not None and isinstance(term_ids, str)):
+        raise ParameterError(
+            "labels and term_ids must be lists, one entry per label, got a string", "resolve_terms", "wrap a single label in a list"
+        )
     if term_ids is not None:
-        ids = [str(t or "") for t in term_ids]
+        given = ["" if missing else str(t).strip() for t, missing in zip(term_ids, missing_labels(list(term_ids)))]
+        ids = [normalise_term_id(t) or t for t in given]  # "cl:0000084", "CL_0000084" or the PURL
         if len(ids) != len(labels):
             raise ParameterError(f"{len(ids)} term ids for {len(labels)} labels", "argument term_ids", "pass one id (or '') per label")
         bad = [t for t in ids if t and not is_term_id(t)]
         if bad:
             raise ParameterError(f"{bad[0]!r} is not a Cell Ontology id", "argument term_ids", "give ids like 'CL:0000084', or '' for none")
+        unknown = [t for t in ids if t and not is_known_term(t)]
+        if unknown:  # it would be related to no other label: a typo, not a term
+            raise ParameterError(
+                f"{unknown[0]!r} is not in the Cell Ontology", "argument term_ids", "check the id, or give '' for a label without a term"
+            )
         return ids
     found = [find_term(str(label)) for label in labels]
     return [t.term_id if t is not None else "" for t in found]
@@ -126,6 +137,10 @@ def partial_credit(truth: Sequence[str], predicted: Sequence[str]) -> np.ndarray
     """Per cell: 1 when the predicted term is the true one; for an ancestor of the true term, the share
     of the truth's terms (itself and its ancestors) that the prediction's terms cover; else 0
     (a descendant, an unrelated term, ``unknown`` or '')."""
+    if len(truth) != len(predicted):
+        raise ParameterError(
+            f"{len(truth)} true terms for {len(predicted)} predictions", "partial_credit", "pass one truth and one prediction per cell"
+        )
     credit = np.zeros(len(truth), dtype=np.float64)
     for k, (t, p) in enumerate(zip(truth, predicted)):
         if not t or not p:
@@ -139,10 +154,11 @@ def partial_credit(truth: Sequence[str], predicted: Sequence[str]) -> np.ndarray
 
 def balanced_partial_credit(truth: Sequence[str], predicted: Sequence[str]) -> float:
     """Mean :func:`partial_credit` per true class, averaged over classes (like balanced accuracy,
-    which it equals when every prediction is a term of the set or wrong)."""
-    truth_arr = np.asarray(truth, dtype=object)
-    credit = partial_credit(truth, predicted)
-    classes = sorted(set(truth_arr.tolist()))
+    which it equals when every prediction is a term of the set or wrong). Cells without a true term
+    ('', None, NaN) have no class and are left out."""
+    truth_arr = np.array(["" if missing else str(t) for t, missing in zip(truth, missing_labels(list(truth)))], dtype=object)
+    credit = partial_credit(truth_arr.tolist(), predicted)
+    classes = sorted(set(truth_arr.tolist()) - {""})
     if not classes:
         raise ParameterError("no cell to score", "balanced_partial_credit", "pass at least one cell")
     return float(np.mean([credit[truth_arr == c].mean() for c in classes]))

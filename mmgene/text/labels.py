@@ -15,6 +15,7 @@ sides speak the same way.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,34 @@ T_CELL_MARKERS = ("CD3", "CD4", "CD8")
 #: a hyphen that is a marker's minus sign ("CD16- monocyte", "CD25-/CD127-"), not a join ("T-cell"), in
 #: lower-cased text; read by :func:`mmgene.text.ontology.find_term` and the label harmoniser.
 MINUS_SIGN = re.compile(r"(?<=[a-z0-9])-(?=$|[\s/,;_)\]])")
+#: Greek letters as the Cell Ontology spells them ("γδ T cell" is a "gamma-delta T cell").
+GREEK_LETTERS = {
+    "α": "alpha",
+    "β": "beta",
+    "γ": "gamma",
+    "δ": "delta",
+    "ε": "epsilon",
+    "κ": "kappa",
+    "λ": "lambda",
+    "μ": "mu",
+    "φ": "phi",
+    "ø": "phi",
+}
+_GREEK_RUN = re.compile(f"[{''.join(GREEK_LETTERS)}]+")
+#: typographic minus signs and hyphens (NFKD turns a superscript "⁻" into U+2212), written as "-" so
+#: that "CD16− monocytes" keeps its sign instead of reading as "CD16 monocytes" (the CD16-positive ones).
+_DASHES = str.maketrans({ch: "-" for ch in "\u2010\u2011\u2012\u2013\u2212\ufe63\uff0d"})
+
+
+def fold_text(text: str) -> str:
+    """Lower-case ASCII-like text of a name: Greek letters spelled out (a run of them one word apiece,
+    "αβ" -> "alpha beta", so "αβ T cell" meets "alpha-beta T cell"), compatibility forms unfolded
+    (superscript "⁺" -> "+", a non-breaking space -> " "), typographic dashes as "-", accents dropped."""
+    text = _GREEK_RUN.sub(lambda m: " ".join(GREEK_LETTERS[ch] for ch in m.group()), text.lower())
+    text = unicodedata.normalize("NFKD", text).translate(_DASHES)
+    return "".join(ch for ch in text if not unicodedata.combining(ch))
+
+
 _T_MARKERS = re.compile(rf"^CD({'|'.join(m[2:] for m in T_CELL_MARKERS)})[A-Z]?[+-]?$")
 
 

@@ -16,9 +16,12 @@ from typing import Any
 
 from mmgene.errors import ParameterError
 from mmgene.lazy import require
-from mmgene.text.labels import MINUS_SIGN
+from mmgene.text.labels import MINUS_SIGN, fold_text
 
 _CL_ID = re.compile(r"^CL:\d{7}$")
+#: the ways a Cell Ontology id is written: ``CL:0000236``, any case, ``CL_0000236`` (OBO's own IRI
+#: form), and the PURL ``http://purl.obolibrary.org/obo/CL_0000236``
+_CL_ID_FORMS = re.compile(r"^(?:https?://purl\.obolibrary\.org/obo/)?CL[:_](\d{7})$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,16 @@ def _parser() -> Any:
 def is_term_id(value: object) -> bool:
     """Whether ``value`` looks like a Cell Ontology id (``CL:0000623``)."""
     return isinstance(value, str) and bool(_CL_ID.match(value))
+
+
+def normalise_term_id(value: object) -> str | None:
+    """``"CL:0000236"`` for a Cell Ontology id written in any of its usual forms (any case, blanks around
+    it, ``CL_0000236``, the PURL ``http://purl.obolibrary.org/obo/CL_0000236``); ``None`` for anything
+    else. Whether the ontology holds the term is not checked (:func:`is_known_term`)."""
+    if not isinstance(value, str):
+        return None
+    match = _CL_ID_FORMS.match(value.strip())
+    return f"CL:{match.group(1)}" if match else None
 
 
 @lru_cache(maxsize=65536)
@@ -97,9 +110,10 @@ def term_text(term_id: str) -> TermText:
 
 
 def _norm(name: str) -> str:
-    """Lower case, punctuation to spaces; a marker's minus sign is kept as a word ("CD16- monocyte" is
-    "cd16 negative monocyte", not "CD16 monocyte")."""
-    return re.sub(r"[^a-z0-9+]+", " ", MINUS_SIGN.sub(" negative", name.lower())).strip()
+    """Lower case (Greek letters spelled out, superscripts and accents folded: :func:`fold_text`),
+    punctuation to spaces; a marker's minus sign is kept as a word ("CD16- monocyte" is "cd16 negative
+    monocyte", not "CD16 monocyte")."""
+    return re.sub(r"[^a-z0-9+]+", " ", MINUS_SIGN.sub(" negative", fold_text(str(name)))).strip()
 
 
 @lru_cache(maxsize=1)
@@ -119,11 +133,12 @@ def _name_index() -> dict[str, str]:
 
 
 def term_of_id(value: object) -> TermText | None:
-    """The term a Cell Ontology id names (``"CL:0000236"``, any case, blanks around it ignored); ``None``
-    for anything else, an id the ontology does not hold included. A label column of ids
-    (``cell_type_ontology_term_id``) is read through it, never as the text "a CL:0000236 cell"."""
-    text = str(value).strip().upper()
-    return term_text(text) if is_known_term(text) else None
+    """The term a Cell Ontology id names (``"CL:0000236"`` in any of the forms of
+    :func:`normalise_term_id`); ``None`` for anything else, an id the ontology does not hold included.
+    A label column of ids (``cell_type_ontology_term_id``) is read through it, never as the text "a
+    CL:0000236 cell"."""
+    text = normalise_term_id(value)
+    return term_text(text) if text is not None and is_known_term(text) else None
 
 
 def find_term(name: str) -> TermText | None:

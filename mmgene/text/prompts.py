@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mmgene.errors import ParameterError
-from mmgene.text.labels import clean_label, split_markers
+from mmgene.text.labels import clean_label, missing_labels, split_markers
 from mmgene.text.origin import Origin
 
 #: where a template takes the class name
@@ -63,6 +63,11 @@ def fill_templates(templates: Sequence[str], names: Sequence[str], origin: Origi
     return list(dict.fromkeys(p for p in filled if p is not None))
 
 
+def _has_word(label: object) -> bool:
+    """Whether a label has a letter or digit: one of only punctuation names no term, not even "cell"."""
+    return any(ch.isalnum() for ch in str(label))
+
+
 def class_names(label: str, ontology: bool = True, max_names: int = 6) -> list[str]:
     """Names for one label: the cleaned label, then Cell Ontology label/synonyms (with the label's markers).
 
@@ -76,7 +81,7 @@ def class_names(label: str, ontology: bool = True, max_names: int = 6) -> list[s
     if named is not None:
         names += [n for n in named.names() if n != cleaned] if ontology else []
         return names[:max_names]
-    if ontology:
+    if ontology and _has_word(label):  # "..." cleans to "... cell", which is no reason to add the term "cell"
         from mmgene.text.ontology import find_term
 
         markers, core = split_markers(cleaned)
@@ -106,7 +111,7 @@ def definition_prompts(label: str) -> list[str]:
     secretes glucagon."); none when the cleaned label names no term or the term has no definition."""
     from mmgene.text.ontology import find_term, term_of_id
 
-    term = term_of_id(label) or find_term(clean_label(label))
+    term = term_of_id(label) or (find_term(clean_label(label)) if _has_word(label) else None)
     if term is None or not term.description:
         return []
     return [named_definition(term.label, term.description), term.description]
@@ -131,6 +136,13 @@ def class_prompts(
     from mmgene.text.markers import MARKER_PHRASES, join_genes, marker_genes
 
     templates = check_templates(templates, "class_prompts(templates=...)")
+    labels = [labels] if isinstance(labels, str) else list(labels)  # one label, not one per character
+    blank = [i for i, missing in enumerate(missing_labels(labels)) if missing]
+    if blank:  # its prompts would be the bare templates ("a ", "a cell of type "), the same for any class
+        raise ParameterError(
+            f"label {blank[0]} ({labels[blank[0]]!r}) is missing or blank", "class_prompts(labels=...)",
+            "drop cells without a label first, or name the class",
+        )
     out = []
     for label in labels:
         names = class_names(label, ontology=ontology)
