@@ -5,7 +5,10 @@ The rules, shared by every command and ``save`` method that writes:
 - an output that already exists is replaced only when the caller asked (``overwrite=True``,
   ``--overwrite``), and a *folder* only when mmgene wrote it (it carries :data:`MARKER`); an empty
   folder counts as new for a folder output, and is never replaced by a file;
-- an output may not be, contain or sit inside one of the command's inputs;
+- an output may not be, contain or sit inside one of the command's inputs, however either is spelled
+  (a relative path, a link, a hard link, another case on a case-insensitive disk);
+- a link is never written through: a link to a folder counts as a folder mmgene did not write, a link
+  to a file is replaced as a link (with overwrite) and the file it points to is left alone;
 - the location is checked for writability before any long work (:func:`check_output`);
 - the result is staged in ``.NAME.<random>.tmp`` beside the target and renamed on success, so a kill
   never leaves a half-written output; such leftovers of killed runs are removed by the next run that
@@ -14,6 +17,7 @@ The rules, shared by every command and ``save`` method that writes:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -47,13 +51,31 @@ def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file or folder on disk (a link, a hard link, a name spelled in
+    another case on a case-insensitive disk); False when either does not exist."""
+    try:
+        return os.path.samestat(os.stat(a), os.stat(b))
+    except OSError:
+        return False
+
+
+def _inside(inner: Path, outer: Path) -> bool:
+    """``inner`` is ``outer`` or lies inside it, however either is spelled: compared as written, with
+    links resolved, and by identity on disk of ``inner`` and each folder above it."""
+    if _is_within(inner, outer) or _is_within(Path(os.path.realpath(inner)), Path(os.path.realpath(outer))):
+        return True
+    return any(_same_file(p, outer) for p in (inner, *inner.parents))
+
+
 def _check_inputs(target: Path, inputs: Iterable[PathLike]) -> None:
     for item in inputs:
         if item is None or not isinstance(item, (str, os.PathLike)):
             continue
         source = _resolved(item)
-        if _is_within(source, target) or _is_within(target, source):
-            relation = "is" if source == target else ("contains" if _is_within(source, target) else "is inside")
+        inside, contains = _inside(target, source), _inside(source, target)
+        if inside or contains:
+            relation = "is" if inside and contains else ("contains" if contains else "is inside")
             raise OutputError(
                 f"the output {relation} the input {str(source)!r}",
                 str(target),
@@ -64,7 +86,7 @@ def _check_inputs(target: Path, inputs: Iterable[PathLike]) -> None:
 def _check_existing(target: Path, overwrite: bool, in_place: bool = False) -> None:
     if in_place or not (target.exists() or target.is_symlink()) or _is_empty_dir(target):
         return
-    kind = "folder" if target.is_dir() and not target.is_symlink() else "file"
+    kind = "folder" if target.is_dir() else "file"  # a link to a folder is a folder mmgene did not write
     if not overwrite:
         raise OutputError(f"the output {kind} already exists", str(target), "choose a new path, or pass --overwrite (overwrite=True) to replace it")
     if kind == "folder" and not is_mmgene_output(target):
@@ -151,16 +173,34 @@ def atomic_path(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     staged = tmp / target.name
+    old = tmp / ".old"
     try:
         yield staged
         if staged.is_dir() and not staged.is_symlink():
             mark(staged)
         _check_existing(target, overwrite, in_place)
+        if target.is_symlink() and staged.is_dir():  # a link to a file (allowed by overwrite): never written through
+            raise OutputError(
+                "the output is a folder, but a link to a file of that name exists", str(target), "choose another path, or remove the link yourself"
+            )
         if target.is_dir() and not target.is_symlink():
             if not staged.is_dir():  # an (empty) folder of the user's is not replaced by a file
                 raise OutputError("the output is a file, but a folder of that name exists", str(target), "choose a file path, e.g. inside that folder")
-            os.replace(target, tmp / ".old")
-        os.replace(staged, target)
+            os.replace(target, old)
+        try:
+            os.replace(staged, target)
+        except OSError:
+            if old.exists():  # put the old output back before the staging folder is removed
+                os.replace(old, target)
+            raise
+    except OSError as exc:  # a full disk, a folder made read-only meanwhile: the old output is left as it was
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)  # h5py gives no errno
+        if not full and exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG):
+            raise  # not the disk's answer to a write (an upload's error, say): as it was
+        raise OutputError(
+            f"writing the output failed ({os.strerror(errno.ENOSPC) if full else exc.strerror}); nothing was replaced", str(target),
+            "free some space or choose a writable location, then run the command again",
+        ) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -172,6 +212,8 @@ def start_output_folder(target: PathLike, *, overwrite: bool = False, inputs: It
     each other by path (an index that names its model). Returns the absolute path.
     """
     target = check_output(target, overwrite=overwrite, inputs=inputs)
+    if target.is_symlink():  # a link to a file, replaced as allowed: the file it points to is untouched
+        target.unlink()
     if is_mmgene_output(target):
         shutil.rmtree(target)
     target.mkdir(parents=True, exist_ok=True)

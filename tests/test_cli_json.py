@@ -210,3 +210,19 @@ def test_demo_json_carries_what_the_demo_returns(monkeypatch, tmp_path):
         "report": {"zero_shot": {"balanced_accuracy": 0.75, "macro_auroc": None}, "demo": {"cells": 700}},
     }
     assert calls[0][1]["seed"] == 3 and calls[0][1]["out"] == Path(tmp_path / "demo")
+
+
+@pytest.mark.parametrize("args", [["info", "missing.h5ad", "--json"], ["info", "--json", "--backed", "nan"], ["info", "cells.h5ad", "--json", "--bogus"]])
+def test_json_failure_is_one_json_object_on_stdout_and_the_error_line_on_stderr(tmp_path, monkeypatch, args):
+    """With --json a failed command left stdout empty, which a script's json.loads cannot read."""
+    from hostile import run_cli_here
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cells.h5ad").write_bytes(b"PK\x03\x04 a zip file, not an .h5ad")
+    (tmp_path / "nan").mkdir()
+    res = run_cli_here(*args)
+    assert res.returncode == 2 and res.stderr.startswith("mmgene: error:") and len(res.stderr.splitlines()) == 1
+    got = json.loads(res.stdout)
+    assert got["error"] == res.stderr.strip().removeprefix("mmgene: error: ") and got["type"]
+    plain = run_cli_here(*[a for a in args if a != "--json"])
+    assert plain.returncode == 2 and plain.stdout == ""

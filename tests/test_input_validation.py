@@ -528,3 +528,52 @@ def test_a_matrix_of_text_is_refused_and_half_precision_is_read():
     half = ad.AnnData(X=counts.astype(np.float16), var=var)
     assert sentences(half, inplace=False) == sentences(ad.AnnData(X=counts, var=var), inplace=False)
     assert sentences(half, inplace=False)[1] == "LYZ CD3E"
+
+
+def _damaged(path: Path, damage: str) -> Path:
+    anndata(csr()).write_h5ad(path)
+    with h5py.File(path, "r+") as f:
+        if damage == "no X":
+            del f["X"]
+        elif damage == "unknown encoding":
+            f["X"].attrs["encoding-type"] = "weird_matrix"
+        elif damage == "shape disagrees with obs":
+            f["X"].attrs["shape"] = np.array([2, 5])  # indptr still fits the 3 cells of obs
+        else:  # "no indices"
+            del f["X"]["indices"]
+    return path
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("no X", "no matrix holds|not an AnnData file"),
+        ("unknown encoding", "not an AnnData file"),
+        ("shape disagrees with obs", "the sparse matrix is 2 x 5, but the AnnData has 3 cells x 5 genes|not an AnnData file"),
+        ("no indices", "the sparse matrix on disk has no 'indices' array|not an AnnData file"),
+    ],
+)
+def test_a_damaged_h5ad_is_refused_cleanly_read_whole_or_backed(damage, message, tmp_path):
+    """Read backed, a file without X, with a matrix encoding anndata does not know, or with a matrix
+    whose shape disagrees with obs gave a raw KeyError/ValueError traceback (read whole, the unknown
+    encoding did too); a missing array was named by h5py's whole message."""
+    path = _damaged(tmp_path / "bad.h5ad", damage)
+    for args in (["info", path], ["info", path, "--backed"]):
+        line = assert_refused(args, [tmp_path])
+        assert __import__("re").search(message, line), line
+        assert f"Where: {path}" in line
+
+
+def test_a_cell_ranger_h5_missing_a_dataset_is_refused_cleanly(tmp_path):
+    """scanpy raises a bare Exception for a Cell Ranger .h5 that lacks a dataset: it came out as a traceback."""
+    counts = sp.csc_matrix(np.arange(15, dtype=np.int32).reshape(5, 3))  # genes x cells, as Cell Ranger stores it
+    path = tmp_path / "filtered_feature_bc_matrix.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("matrix")
+        g["data"], g["indices"], g["indptr"], g["shape"] = counts.data, counts.indices, counts.indptr, np.array(counts.shape)
+        g["barcodes"] = np.array([b"AAAC-1", b"AAAG-1", b"AAAT-1"])
+        features = g.create_group("features")
+        features["id"] = np.array([f"ENSG{i:011d}".encode() for i in range(5)])
+        features["feature_type"] = np.array([b"Gene Expression"] * 5)
+        features["genome"] = np.array([b"GRCh38"] * 5)  # no features/name
+    assert_refused(["info", path], [tmp_path], contains="not a readable Cell Ranger")

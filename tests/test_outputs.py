@@ -118,6 +118,105 @@ def test_output_may_not_be_contain_or_sit_inside_an_input(tmp_path, relation):
         check_output(target, overwrite=True, inputs=[source])
 
 
+@pytest.mark.parametrize("spelling", ["input is a link to the output", "output is a link to the input", "output through a linked folder into the input store", "hard link"])
+def test_the_input_under_another_name_is_still_the_input(tmp_path, spelling):
+    """Inputs were compared by spelling only: ``--out data.h5ad --overwrite`` with the input given as a
+    link to data.h5ad replaced the input, and a link into a .zarr store let an output replace a file of
+    the store. Now a link, a hard link or another spelling of the same file or folder is the input."""
+    data, store = tmp_path / "data.h5ad", tmp_path / "in.zarr"
+    data.write_bytes(b"the user's data")
+    store.mkdir()
+    (store / ".zattrs").write_text("{}")
+    if spelling == "input is a link to the output":
+        (tmp_path / "link.h5ad").symlink_to(data)
+        source, target = tmp_path / "link.h5ad", data
+    elif spelling == "output is a link to the input":
+        (tmp_path / "link.h5ad").symlink_to(data)
+        source, target = data, tmp_path / "link.h5ad"
+    elif spelling == "output through a linked folder into the input store":
+        (tmp_path / "store-link").symlink_to(store)
+        source, target = store, tmp_path / "store-link" / ".zattrs"
+    else:
+        (tmp_path / "hard.h5ad").hardlink_to(data)
+        source, target = data, tmp_path / "hard.h5ad"
+    before = snapshot([tmp_path])
+    with pytest.raises(OutputError, match="input"):
+        check_output(target, overwrite=True, inputs=[source])
+    with pytest.raises(OutputError, match="input"):
+        with atomic_path(target, overwrite=True, inputs=[source]) as tmp:
+            tmp.write_bytes(b"output")
+    assert snapshot([tmp_path]) == before
+
+
+def test_an_output_given_as_the_input_through_a_link_is_refused_by_the_cli(tmp_path, h5ad):
+    link = tmp_path / "link.h5ad"
+    link.symlink_to(h5ad)
+    assert_refused(["embed", "genept-s", link, "--top-k", "3", "--out", h5ad, "--overwrite"], [tmp_path], contains="input")
+    assert_refused(["embed", "genept-s", h5ad, "--top-k", "3", "--out", link, "--overwrite"], [tmp_path], contains="input")
+
+
+def test_a_link_to_a_folder_is_not_replaced_and_a_link_is_never_written_through(tmp_path):
+    """A link to someone's folder counted as a file: with --overwrite a folder output failed at the
+    rename with a raw NotADirectoryError, and start_output_folder (the demo) would fill the folder the
+    link points to. A link to a folder is now a folder mmgene did not write; a link to a file is
+    replaced as a link (the file it points to is never written)."""
+    mine = user_folder(tmp_path / "mine")
+    (tmp_path / "notes.txt").write_text("my notes")
+    (tmp_path / "to-folder").symlink_to(mine)
+    (tmp_path / "to-file").symlink_to(tmp_path / "notes.txt")
+    before = snapshot([tmp_path])
+    with pytest.raises(OutputError, match="not written by mmgene"):
+        check_output(tmp_path / "to-folder", overwrite=True)
+    with pytest.raises(OutputError, match="not written by mmgene"):
+        start_output_folder(tmp_path / "to-folder", overwrite=True)
+    with pytest.raises(OutputError, match="link"):
+        with atomic_path(tmp_path / "to-file", overwrite=True) as tmp:
+            tmp.mkdir()
+            (tmp / "x").write_text("x")
+    assert snapshot([tmp_path]) == before and (tmp_path / "to-file").is_symlink()
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    out = start_output_folder(tmp_path / "to-file", overwrite=True)
+    assert is_mmgene_output(out) and not out.is_symlink() and (tmp_path / "notes.txt").read_text() == "my notes"
+
+
+def test_a_failed_write_or_rename_leaves_the_old_output_and_says_so(tmp_path, monkeypatch):
+    """A full disk gave a raw OSError (a traceback from the CLI); and when the rename of the new folder
+    failed after the old one was moved aside, the old output was deleted with the staging folder."""
+    import errno
+    import os
+
+    target = tmp_path / "out"
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "v1").write_text("1")
+    (tmp_path / "f.txt").write_text("old")
+    before = snapshot([tmp_path])
+    h5py_says = "Can't close file (file write failed: errno = 28, error message = 'No space left on device')"  # no errno set
+    for error in (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), OSError(h5py_says)):
+        with pytest.raises(OutputError, match="writing the output failed \\(No space left on device\\); nothing was replaced"):
+            with atomic_path(tmp_path / "f.txt", overwrite=True) as tmp:
+                tmp.write_text("part")
+                raise error
+        assert snapshot([tmp_path]) == before
+    with pytest.raises(OSError, match="connection reset"):  # not the disk's: passes through as it was
+        with atomic_path(tmp_path / "f.txt", overwrite=True) as tmp:
+            raise OSError("connection reset")
+    real_replace, calls = os.replace, []
+
+    def second_rename_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", second_rename_fails)
+    with pytest.raises(OutputError, match="No space left on device"):
+        with atomic_path(target, overwrite=True) as tmp:
+            tmp.mkdir()
+            (tmp / "v2").write_text("2")
+    assert snapshot([tmp_path]) == before and stale_temporaries(target) == []
+
+
 def test_unwritable_or_impossible_location_is_refused(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")

@@ -72,13 +72,25 @@ def _usage_line(exc: typer.TyperException) -> str:
     return f"{message.rstrip('.')}. Where: {command}. What to do: see '{command} --help'."
 
 
+def _fail(message: object, error: BaseException) -> None:
+    """Print ``mmgene: error: MESSAGE`` on stderr and, when ``--json`` was asked for, the error as the
+    one JSON object on stdout (a script parsing stdout gets JSON on failure too)."""
+    print(f"mmgene: error: {message}", file=sys.stderr)
+    args = sys.argv[1:]
+    if "--json" in (args[: args.index("--")] if "--" in args else args):
+        import json
+
+        print(json.dumps({"error": str(message), "type": type(error).__name__}))
+
+
 def main() -> None:
-    """Console entry point: an :class:`MMGeneError` or a usage error becomes one line on stderr and exit
-    status 2; nothing but the command's result reaches stdout."""
+    """Console entry point: an :class:`MMGeneError` or a usage error becomes one line on stderr (and,
+    with ``--json``, ``{"error": ..., "type": ...}`` on stdout) and exit status 2; nothing but the
+    command's result reaches stdout."""
     try:
         code = app(standalone_mode=False)
     except MMGeneError as exc:
-        print(f"mmgene: error: {exc}", file=sys.stderr)
+        _fail(exc, exc)
         sys.exit(2)
     except ImportError as exc:  # an optional package missing below the require() that guards a feature
         from mmgene.lazy import missing_dependency
@@ -86,13 +98,13 @@ def main() -> None:
         error = missing_dependency(exc, "this command")
         if error is None:
             raise
-        print(f"mmgene: error: {error}", file=sys.stderr)
+        _fail(error, error)
         sys.exit(2)
     except typer.TyperException as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `mmgene` or `mmgene index`: the help, as click shows it
             exc.show()  # type: ignore[attr-defined]
         else:
-            print(f"mmgene: error: {_usage_line(exc)}", file=sys.stderr)
+            _fail(_usage_line(exc), exc)
         sys.exit(exc.exit_code)
     except typer.Abort:
         print("mmgene: aborted", file=sys.stderr)

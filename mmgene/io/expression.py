@@ -359,7 +359,7 @@ def expression(adata: Any, *, layer: str | None = None, require: Kind | None = N
         )
     wanted = "raw integer counts" if require == "counts" else "raw counts or log1p-normalised expression"
     raise NotCountsError(
-        f"no matrix holds {wanted} (found {'; '.join(seen)})",
+        f"no matrix holds {wanted} (found {'; '.join(seen) or 'no X, layers or raw'})",
         origin,
         "store raw counts in X or layers['counts'] (or keep them in .raw)",
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from mmgene.errors import InputFileError, MissingColumnError, ParameterError, cause
+from mmgene.errors import InputFileError, MissingColumnError, MMGeneError, ParameterError, cause
 from mmgene.genes.ids import LOOKED_UP, resolve_gene_ids, settle_repeats, split_joined
 from mmgene.io.expression import Kind, expression
 from mmgene.io.tenx import is_mtx_folder, read_mtx_folder
@@ -33,8 +33,16 @@ def _load(path: Path, backed: bool) -> Any:
                 return read_zarr_lazy(path)
             return ad.read_zarr(path)
         if suffix in (".h5ad", ".h5", ".hdf5") or path.is_file():
-            return ad.read_h5ad(path, backed="r" if backed else None)
-    except (OSError, KeyError, ValueError, TypeError, AttributeError) as exc:  # AttributeError: e.g. a group where obsm needs an array
+            adata = ad.read_h5ad(path, backed="r" if backed else None)
+            if backed:  # anndata opens a backed X only when it is used: a missing or unknown one fails here, not mid-command
+                if "X" not in adata.file:  # no matrix to leave on disk (anndata's backed mode needs X)
+                    adata.file.close()
+                    return ad.read_h5ad(path)
+                adata.X  # noqa: B018
+            return adata
+    except MemoryError:
+        raise
+    except Exception as exc:  # anything a library raises on a damaged file (AttributeError: a group where obsm needs an array; anndata's IORegistryError: an unknown encoding)
         raise InputFileError(
             f"not an AnnData file ({cause(exc)})",
             str(path),
@@ -87,7 +95,9 @@ def _load_foreign(path: Path, backed: bool) -> Any:
             adata = read_mtx_folder(path)
         else:
             adata = sc.read_10x_h5(path, gex_only=True)
-    except (OSError, EOFError, KeyError, ValueError, TypeError, IndexError) as exc:  # EOFError: a truncated .gz
+    except (MMGeneError, MemoryError):
+        raise
+    except Exception as exc:  # EOFError: a truncated .gz; scanpy raises a bare Exception for a .h5 missing a dataset
         raise InputFileError(f"not a readable Cell Ranger or .loom file ({cause(exc)})", str(path), "check that the file is complete") from exc
     adata.var_names_make_unique()
     if "gene_ids" in adata.var.columns and "ensembl_id" not in adata.var.columns:

@@ -108,15 +108,15 @@ def check_indices(indices: np.ndarray, indptr: np.ndarray, view: Any, fmt: str =
     )
 
 
-def _backed_arrays(matrix: Any) -> tuple[Any, Any, Any] | None:
+def _backed_arrays(matrix: Any, view: Any) -> tuple[Any, Any, Any] | None:
     """The ``indptr``, ``indices`` and ``data`` arrays (h5py/zarr) of a backed AnnData sparse matrix."""
     group = getattr(matrix, "group", None)
     if group is None or getattr(matrix, "format", None) not in ("csr", "csc"):
         return None
-    try:
-        return group["indptr"], group["indices"], group["data"]
-    except KeyError as exc:
-        raise MatrixStructureError(f"the sparse matrix on disk has no {exc.args[0]!r} array", str(getattr(group, "name", "")), FIX) from exc
+    for name in ("indptr", "indices", "data"):
+        if name not in group:
+            raise MatrixStructureError(f"the sparse matrix on disk has no {name!r} array", _where(view, matrix.format), FIX)
+    return group["indptr"], group["indices"], group["data"]
 
 
 def _check_on_disk_indices(indices: Any, indptr: np.ndarray, view: Any, fmt: str) -> None:
@@ -144,9 +144,14 @@ def check_structure(view: Any) -> None:
             check_indptr(np.asarray(matrix.indptr), len(matrix.indices), len(matrix.data), view, fmt)
             check_indices(np.asarray(matrix.indices), matrix.indptr, view, fmt)
         return
-    arrays = _backed_arrays(matrix)
+    arrays = _backed_arrays(matrix, view)
     if arrays is None:
         return
+    if tuple(matrix.shape) != tuple(view.shape):  # a backed matrix's shape is read from the file, not checked against obs/var
+        raise MatrixStructureError(
+            f"the sparse matrix is {matrix.shape[0]:,} x {matrix.shape[1]:,}, but the AnnData has "
+            f"{view.shape[0]:,} cells x {view.shape[1]:,} genes", _where(view, matrix.format), FIX,
+        )
     fmt = matrix.format
     indptr_arr, indices, data = arrays
     indptr = np.asarray(indptr_arr[...])
