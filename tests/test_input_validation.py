@@ -8,6 +8,7 @@ with h5py.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import anndata as ad
@@ -560,7 +561,7 @@ def test_a_damaged_h5ad_is_refused_cleanly_read_whole_or_backed(damage, message,
     path = _damaged(tmp_path / "bad.h5ad", damage)
     for args in (["info", path], ["info", path, "--backed"]):
         line = assert_refused(args, [tmp_path])
-        assert __import__("re").search(message, line), line
+        assert re.search(message, line), line
         assert f"Where: {path}" in line
 
 
@@ -577,3 +578,19 @@ def test_a_cell_ranger_h5_missing_a_dataset_is_refused_cleanly(tmp_path):
         features["feature_type"] = np.array([b"Gene Expression"] * 5)
         features["genome"] = np.array([b"GRCh38"] * 5)  # no features/name
     assert_refused(["info", path], [tmp_path], contains="not a readable Cell Ranger")
+
+
+def test_a_file_read_whole_though_asked_backed_is_recorded_as_read_whole(tmp_path):
+    """An .h5ad without X cannot stay on disk (anndata's backed mode needs X): it is read whole, and the
+    input record says so (it said backed)."""
+    counts = sp.csr_matrix(np.array([[0, 3, 1], [2, 0, 5]], dtype=np.float32))
+    adata = ad.AnnData(X=counts, var=pd.DataFrame(index=["CD3E", "MS4A1", "LYZ"]))
+    adata.raw = adata.copy()
+    path = tmp_path / "raw_only.h5ad"
+    adata.write_h5ad(path)
+    with h5py.File(path, "r+") as f:
+        del f["X"]
+    back = mmgene.io.read(path, backed=True)
+    assert not back.isbacked and back.uns["mmgene"]["input"]["backed"] is False
+    adata.write_h5ad(tmp_path / "whole.h5ad")
+    assert mmgene.io.read(tmp_path / "whole.h5ad", backed=True).uns["mmgene"]["input"]["backed"] is True

@@ -154,7 +154,8 @@ def read(
             )
         check_record_slot(adata, "the AnnData in memory")
         origin = str(adata.uns.get("mmgene", {}).get("input", {}).get("file", "the AnnData in memory"))
-    is_backed = bool(backed and origin.endswith((".h5ad", ".h5", ".hdf5", ".zarr")))
+    # an .h5ad without X is read whole even when asked for backed (anndata's backed mode needs X)
+    is_backed = bool(backed and (origin.endswith(".zarr") or (origin.endswith((".h5ad", ".h5", ".hdf5")) and getattr(adata, "isbacked", False))))
     if not expression_needed:
         record(adata, "input", file=origin, backed=is_backed, matrix="not read", n_obs=int(adata.n_obs))
         return adata
