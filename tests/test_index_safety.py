@@ -282,6 +282,7 @@ def test_cli_refuses_options_it_would_ignore(saved, tmp_path):
         ("--stream", "--hnsw-m", "8"): "--hnsw-m does not apply to --kind ivfpq",
         ("--chunk-size", "64",): "--chunk-size and --rerank/--no-rerank apply to --stream only",
         ("--no-rerank",): "--chunk-size and --rerank/--no-rerank apply to --stream only",
+        ("--kind", "flat", "--target-recall", "0.9"): "--target-recall does not apply to --kind flat",
     }
     for extra, expected in refusals.items():
         assert_refused([*build_args, *extra], [tmp_path], contains=expected)

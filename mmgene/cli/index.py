@@ -45,7 +45,9 @@ def index_build(
     pq_m: Optional[int] = typer.Option(None, "--pq-m", help="PQ sub-quantisers (ivfpq); default dim/8."),
     hnsw_m: Optional[int] = typer.Option(None, "--hnsw-m", help="Graph degree (hnsw); default 32."),
     ef_search: Optional[int] = typer.Option(None, "--ef-search", help="Search breadth (hnsw); default calibrated."),
-    target_recall: float = typer.Option(0.95, help="Recall@10 the calibration of nprobe / ef-search aims for."),
+    target_recall: Optional[float] = typer.Option(
+        None, help="Recall@10 the calibration of nprobe / ef-search aims for, and below which it warns (ivf, ivfpq, hnsw; default 0.95)."
+    ),
     seed: int = typer.Option(0, help="Seed for training samples and calibration queries."),
     skip_missing: bool = typer.Option(False, "--skip-missing", help="Leave out cells without an embedding (NaN or all-zero rows) instead of stopping."),
     stream: bool = typer.Option(False, "--stream", help="Read the vectors from FILE in chunks and keep the inverted lists on disk (IVF-PQ unless --kind ivf): for more cells than memory holds."),
@@ -60,7 +62,8 @@ def index_build(
     from mmgene.io import read
 
     check_output(out, overwrite=overwrite, inputs=[file])
-    tuning = {"--nlist": nlist, "--nprobe": nprobe, "--pq-m": pq_m, "--hnsw-m": hnsw_m, "--ef-search": ef_search}
+    tuning = {"--nlist": nlist, "--nprobe": nprobe, "--pq-m": pq_m, "--hnsw-m": hnsw_m, "--ef-search": ef_search, "--target-recall": target_recall}
+    recall = {"target_recall": target_recall} if target_recall is not None else {}
     if kind != "auto" and not stream:
         _check_kind_options(kind, tuning)
     if not stream and (chunk_size is not None or rerank is not None):
@@ -89,7 +92,7 @@ def index_build(
             _check_model_dim(model, source.dim, file, embedding)
         index = build_streamed(
             source, out, kind="ivfpq" if kind == "auto" else kind, embedding_key=embedding,
-            model=model, nlist=nlist, nprobe=nprobe, pq_m=pq_m, target_recall=target_recall, seed=seed, overwrite=overwrite,
+            model=model, nlist=nlist, nprobe=nprobe, pq_m=pq_m, seed=seed, overwrite=overwrite, **recall,
             config=StreamBuild(
                 **({"chunk_size": chunk_size} if chunk_size is not None else {}), **({"rerank": rerank} if rerank is not None else {}),
             ),
@@ -101,7 +104,7 @@ def index_build(
         _check_model_dim(model, adata.obsm[embedding].shape[1], file, embedding)
     index = CellIndex.build(
         adata, embedding, obs_columns=obs, model=model, kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m,
-        ef_search=ef_search, target_recall=target_recall, seed=seed, skip_missing=skip_missing,
+        ef_search=ef_search, seed=seed, skip_missing=skip_missing, **recall,
         **({"M": hnsw_m} if hnsw_m is not None else {}),
     )
     if kind == "auto":  # the kind depends on the number of cells: checked before anything is written
@@ -113,6 +116,7 @@ def index_build(
 #: options of `index build` that tune one kind of index -> the kinds they apply to
 KIND_OPTIONS: dict[str, tuple[str, ...]] = {
     "--nlist": ("ivf", "ivfpq"), "--nprobe": ("ivf", "ivfpq"), "--pq-m": ("ivfpq",), "--hnsw-m": ("hnsw",), "--ef-search": ("hnsw",),
+    "--target-recall": ("ivf", "ivfpq", "hnsw"),  # a flat index is exact: nothing to calibrate
 }
 
 
