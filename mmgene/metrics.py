@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mmgene.config import check_range
 from mmgene.errors import ParameterError, is_whole_number
 
 
@@ -98,10 +99,7 @@ def balanced_accuracy_difference(
         raise ParameterError(
             f"resamples must be a whole number of at least 1, got {resamples!r}", "balanced_accuracy_difference", "pass e.g. resamples=2000"
         )
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
-        raise ParameterError(
-            f"level must be a share between 0 and 1 (exclusive), got {level!r}", "balanced_accuracy_difference", "pass e.g. level=0.95"
-        )
+    check_range(level, "level", "balanced_accuracy_difference", 0.0, 1.0, strict=True, fix="pass e.g. level=0.95")
     rng = np.random.default_rng(seed)
     outcome = (first == truth).astype(np.int8) - (second == truth).astype(np.int8)
     classes = sorted(set(truth.tolist()), key=str)
