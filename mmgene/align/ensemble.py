@@ -168,9 +168,7 @@ class EnsembleModel:
         names = [f"member-{i}" for i in range(len(self.members))]
         with atomic_path(target, overwrite=overwrite) as tmp:
             for member, name in zip(self.members, names):
-                member.save(tmp / name)
-                # the member's card loads it from where it will be, not from the staging folder
-                (tmp / name / "README.md").write_text(render_model_card(member, str(target / name)), encoding="utf-8")
+                member.write_folder(tmp / name, target / name)  # its card loads it from where it will be
             listing: dict[str, Any] = {"members": names}
             if share_text_model(tmp, names):
                 listing["text_model"] = SHARED_TEXT_MODEL

@@ -286,8 +286,6 @@ class AlignedModel:
 
         An existing ``path`` is replaced only with ``overwrite=True`` and only if mmgene wrote it.
         """
-        from mmgene.align import training_log
-        from mmgene.align.card import render_model_card
         from mmgene.atomic import atomic_path
         from mmgene.distributed import is_main
 
@@ -296,16 +294,24 @@ class AlignedModel:
             self.meta["path"] = str(target)
             return target
         with atomic_path(target, overwrite=overwrite) as tmp:
-            self.st.save(str(tmp), create_model_card=False)
-            meta = {**self.meta, "inputs": self.inputs}
-            if self.config is not None:
-                meta["config"] = self.config.to_dict()
-            meta.pop("path", None)
-            (tmp / MMGENE_CONFIG).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-            training_log.write(self.st, tmp)
-            (tmp / "README.md").write_text(render_model_card(self, str(target)), encoding="utf-8")
+            self.write_folder(tmp, target)
         self.meta["path"] = str(target)
         return target
+
+    def write_folder(self, folder: Path, location: Path) -> None:
+        """Write the model's files into ``folder`` (being staged), with a card that loads it from
+        ``location``, where the folder will be (:meth:`save`; an ensemble stages its members)."""
+        from mmgene.align import training_log
+        from mmgene.align.card import render_model_card
+
+        self.st.save(str(folder), create_model_card=False)
+        meta = {**self.meta, "inputs": self.inputs}
+        if self.config is not None:
+            meta["config"] = self.config.to_dict()
+        meta.pop("path", None)
+        (folder / MMGENE_CONFIG).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        training_log.write(self.st, folder)
+        (folder / "README.md").write_text(render_model_card(self, str(location)), encoding="utf-8")
 
     def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool = True, commit_message: str = "Upload mmgene aligned model") -> str:
         """Upload the model folder with its model card (code that loads it from ``repo_id``) to a model

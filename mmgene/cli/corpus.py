@@ -121,12 +121,11 @@ def cross_dataset_command(
             "write a manifest CSV with the columns path, dataset, label_col, ontology_col, species, tissue and one row per "
             "dataset (paths relative to its folder), and pass it",
         )
-    if out is not None:
-        check_output(out, overwrite=overwrite, inputs=[manifest])
     specs = read_manifest(manifest)  # the datasets' names, checked before any data is read
-    if out is not None:  # nor may the report replace (or sit inside) one of the datasets it reads
-        sources = [s.path if s.path is not None else s.census.uri for s in specs]  # type: ignore[union-attr]
-        check_output(out, overwrite=overwrite, inputs=[manifest, *(p for p in sources if p is not None)])
+    # the report may not replace (or sit inside) the manifest or one of the datasets it reads
+    inputs = [manifest, *(p for p in (s.path if s.path is not None else s.census.uri for s in specs) if p is not None)]  # type: ignore[union-attr]
+    if out is not None:
+        check_output(out, overwrite=overwrite, inputs=inputs)
     names = [s.dataset for s in specs]
     check_dataset_names(hold_out, names, "hold out", "option --hold-out")
     if reference is not None:
@@ -138,6 +137,6 @@ def cross_dataset_command(
     )
     text = report_json(report)
     if out is not None:
-        with atomic_path(out, overwrite=overwrite, inputs=[manifest, *(p for p in sources if p is not None)]) as tmp:
+        with atomic_path(out, overwrite=overwrite, inputs=inputs) as tmp:
             tmp.write_text(text + "\n", encoding="utf-8")
     emit(report, lambda: markdown(report), as_json=as_json)

@@ -193,11 +193,9 @@ def query(
     as_json: bool = json_option(),
 ) -> None:
     """Find the K cells most similar to each text (or to each --cell)."""
-    from mmgene.errors import ParameterError
+    from mmgene.errors import ParameterError, is_whole_number
     from mmgene.index import CellIndex, IndexShards
     from mmgene.query import cells_to_cells, text_to_cells
-
-    from mmgene.errors import is_whole_number
 
     if not texts and not cell:
         raise ParameterError("nothing to search for", "mmgene query", "give a text after the index folder, or --cell CELL_ID")
@@ -223,8 +221,8 @@ def query(
             from mmgene.query.space import load_space
 
             table = explain_hits(
-                table, read(genes), load_space(model or index.model), top_n=5 if top_genes is None else top_genes, where=f"--genes {genes}",
-                source=index.meta.get("source"),
+                table, read(genes), load_space(model or index.model), where=f"--genes {genes}", source=index.meta.get("source"),
+                **({"top_n": top_genes} if top_genes is not None else {}),
             )
     table = table.drop(columns=["position"])
     result = {"index": str(index_dir), "k": k, "queries": list(cell or texts), "hits": table.to_dict(orient="records")}

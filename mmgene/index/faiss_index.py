@@ -502,7 +502,7 @@ class CellIndex:
                 f"encode queries with the index's model ({self.model or self.embedding_key or 'the same embedding'})",
             )
         k = min(int(k), self.ntotal)
-        if q.shape[0] == 0 or k == 0:
+        if q.shape[0] == 0:
             return np.zeros((q.shape[0], k), np.float32), np.zeros((q.shape[0], k), np.int64)
         scores, ids = self._searcher().search(q, k)
         if ids.size and (ids.min() < -1 or ids.max() >= self.ntotal):  # lists whose ids were damaged on disk
