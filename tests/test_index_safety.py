@@ -60,7 +60,7 @@ def load(path: Path):
 
 
 def test_a_saved_folder_round_trips_with_its_checksum(saved):
-    from mmgene.index.faiss_index import CHECKSUM_ALGORITHM, cell_ids_sha256
+    from mmgene.index.folder import CHECKSUM_ALGORITHM, cell_ids_sha256
 
     meta = json.loads((saved["flat"] / "meta.json").read_text())
     assert meta["format_version"] == 2
@@ -73,7 +73,7 @@ def test_a_saved_folder_round_trips_with_its_checksum(saved):
 
 
 def test_checksum_is_unambiguous_and_order_sensitive():
-    from mmgene.index.faiss_index import cell_ids_sha256
+    from mmgene.index.folder import cell_ids_sha256
 
     assert cell_ids_sha256(["ab", "c"]) != cell_ids_sha256(["a", "bc"])
     assert cell_ids_sha256(["a\nb"]) != cell_ids_sha256(["a", "b"])

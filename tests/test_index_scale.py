@@ -356,7 +356,7 @@ def test_shards_must_agree_and_not_share_cells(tmp_path):
 def test_arrow_checksum_equals_the_text_checksum():
     import pyarrow as pa
 
-    from mmgene.index.faiss_index import cell_ids_sha256
+    from mmgene.index.folder import cell_ids_sha256
 
     ids = ["a", "bc", "", "zellé", "细胞", "x" * 300]
     expected = cell_ids_sha256(list(ids))
@@ -414,7 +414,7 @@ def test_a_streamed_build_names_the_cell_of_a_bad_vector_in_its_samples(tmp_path
 def test_first_repeat_finds_the_earliest_repeat_and_confirms_hash_matches_on_the_text(monkeypatch):
     import pyarrow as pa
 
-    from mmgene.index.faiss_index import first_repeat
+    from mmgene.index.folder import first_repeat
 
     assert first_repeat([]) is None and first_repeat(["a"]) is None and first_repeat(["a", "b", "c"]) is None
     assert first_repeat(["x", "b", "c", "b", "x"]) == (1, 3)  # 'b' repeats first (row 3), before 'x' (row 4)

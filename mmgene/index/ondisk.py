@@ -30,9 +30,9 @@ import pandas as pd
 
 from mmgene.config import check_whole
 from mmgene.errors import IntegrityError, ParameterError
-from mmgene.index.faiss_index import (
-    CELL_ID, CELLS_FILE, FORMAT, INDEX_FILE, METRIC, REBUILD, CellIndex, _drop_self, _faiss, _parquet_safe, calibration_rows,
-    cells_checksum, check_k, first_repeat, new_index, training_rows,
+from mmgene.index.faiss_index import CellIndex, _drop_self, calibration_rows, check_k, new_index, training_rows
+from mmgene.index.folder import (
+    CELL_ID, CELLS_FILE, FORMAT, INDEX_FILE, METRIC, REBUILD, _faiss, _parquet_safe, cells_checksum, first_repeat,
 )
 from mmgene.index.params import IndexParams, factory_string, resolve
 from mmgene.index.sources import DEFAULT_CHUNK, VectorSource

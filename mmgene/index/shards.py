@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from mmgene.errors import ParameterError
-from mmgene.index.faiss_index import CELL_ID, CellIndex, check_k, first_repeat, hits_table
+from mmgene.index.faiss_index import CellIndex, check_k, hits_table
+from mmgene.index.folder import CELL_ID, first_repeat
 from mmgene.index.vectors import as_unit_vectors
 
 
