@@ -405,7 +405,7 @@ def geneformer_rank(
             total = 0.0
             for p in range(a, b):
                 total += np.float64(data[p])
-            recip_n[i] = 1.0 / total if b > a else 0.0
+            recip_n[i] = 1.0 / total if total > 0.0 else 0.0  # a row of stored zeros has no counts
         r = recip_n[i]
         m = 0
         kmin = top

@@ -317,6 +317,12 @@ def _encode_rows(
     return indptr, ids, flags
 
 
+def _has_counts(block: sp.csr_matrix) -> np.ndarray:
+    """Per row: whether it holds a non-zero value (explicitly stored zeros are no counts)."""
+    rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    return np.bincount(rows[block.data != 0], minlength=block.shape[0]) > 0
+
+
 def _recip_totals(block: sp.csr_matrix) -> np.ndarray:
     """1 / (each row's float64 total over all genes)."""
     rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
@@ -414,7 +420,7 @@ def rank_encode(
                 block = block[passing[start:stop]]
                 n_counts = None if n_counts is None else n_counts[passing[start:stop]]
             if n_counts is not None:
-                bad = (n_counts <= 0) & (np.diff(block.indptr) > 0)
+                bad = (n_counts <= 0) & _has_counts(block)
                 if bad.any():
                     cell = view.obs_names[rows[int(np.flatnonzero(bad)[0])]]
                     raise DataError(

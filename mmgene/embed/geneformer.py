@@ -9,6 +9,7 @@ Geneformer's default). See :mod:`mmgene.embed.geneformer_model` (loading, vocabu
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,67 @@ def _dictionaries(dictionaries: Any, version: str | None, vocab_size: int) -> An
         return dictionaries
     version = version or KNOWN_VOCAB_SIZES.get(vocab_size, "V1")
     return load_dictionaries(dictionaries, version=version)
+
+
+def _undo_record(adata: Any, key: str) -> Callable[[], None]:
+    """A function that puts ``adata.uns['mmgene'][key]`` back as it is now (absent included)."""
+    had_slot = "mmgene" in adata.uns
+    slot = adata.uns.get("mmgene")
+    had_key = isinstance(slot, Mapping) and key in slot
+    before = slot[key] if had_key else None
+
+    def undo() -> None:
+        current = adata.uns.get("mmgene")
+        if not isinstance(current, MutableMapping):
+            return
+        if had_key:
+            current[key] = before
+        else:
+            current.pop(key, None)
+            if not had_slot and not current:
+                del adata.uns["mmgene"]
+
+    return undo
+
+
+def _embed_cells(
+    adata: Any, gf: Any, dicts: Any, pooling: str, special: list[int], batch_size: int, dev: Any, torch_dtype: Any
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rank-encode every cell of ``adata`` and pool the encodable ones: ``(empty, pooled)``, ``empty``
+    flagging cells with no vocabulary gene, ``pooled`` the vectors of the others in cell order (None
+    on a rank other than 0 under a launcher)."""
+    import torch
+
+    from mmgene.cells import rank_encode
+    from mmgene.distributed import map_rows
+    from mmgene.embed.geneformer_pool import embed_sequences
+
+    enc = rank_encode(adata, dictionaries=dicts, filter_pass=False)  # one embedding per cell of adata
+    n_cells = len(enc.input_ids)
+    if list(enc.obs_names) != list(adata.obs_names):
+        raise RuntimeError("rank_encode returned cells in a different order than adata.obs_names")  # contract broken
+    empty = np.zeros(n_cells, dtype=bool)
+    empty[np.asarray(enc.empty_cells, dtype=np.int64)] = True
+    encoded = np.flatnonzero(~empty)  # rank_encode refuses data where no cell has a vocabulary gene
+    longest = int(np.max(np.asarray(enc.length)[encoded])) if len(encoded) else 0
+    if longest > gf.max_positions:
+        raise ModelError(
+            f"cells are encoded to {longest:,} tokens but the model takes at most {gf.max_positions:,}",
+            f"model {gf.name!r} with the Geneformer {dicts.version} dictionaries",
+            "use dictionaries of the model's version (V1 models take 2,048 tokens, V2 models 4,096)",
+        )
+
+    if dev.type == "cpu":
+        torch.set_num_threads(settings.torch_threads)
+    gf.module.to(device=dev, dtype=torch_dtype)
+    sequences = [enc.input_ids[i] for i in encoded]
+
+    def embed(start: int, stop: int) -> np.ndarray:
+        return embed_sequences(
+            gf.module, sequences[start:stop], pooling=pooling, special_ids=special, pad_id=dicts.pad_id, batch_size=batch_size, device=dev
+        )
+
+    return empty, map_rows(len(sequences), embed)  # under a launcher: each rank its share, rank 0 all
 
 
 def geneformer(
@@ -124,12 +186,8 @@ def geneformer(
     the vocabulary, whose rows are NaN, never zeros) and ``uns['mmgene'][key_added]`` (model, revision,
     layer, pooling, dictionary version, the cells that could not be encoded, versions).
     """
-    import torch
-
-    from mmgene.cells import rank_encode
-    from mmgene.distributed import map_rows
     from mmgene.embed.geneformer_model import check_vocabulary, load_model
-    from mmgene.embed.geneformer_pool import POOLINGS, embed_sequences
+    from mmgene.embed.geneformer_pool import POOLINGS
     from mmgene.provenance import record
 
     check_key(key_added, "geneformer(key_added=...)", KEY)
@@ -151,34 +209,17 @@ def geneformer(
         )
 
     adata = adata.copy() if copy else adata
-    enc = rank_encode(adata, dictionaries=dicts, filter_pass=False)  # one embedding per cell of adata
-    n_cells = len(enc.input_ids)
-    if list(enc.obs_names) != list(adata.obs_names):
-        raise RuntimeError("rank_encode returned cells in a different order than adata.obs_names")  # contract broken
-    empty = np.zeros(n_cells, dtype=bool)
-    empty[np.asarray(enc.empty_cells, dtype=np.int64)] = True
-    encoded = np.flatnonzero(~empty)  # rank_encode refuses data where no cell has a vocabulary gene
-    longest = int(np.max(np.asarray(enc.length)[encoded])) if len(encoded) else 0
-    if longest > gf.max_positions:
-        raise ModelError(
-            f"cells are encoded to {longest:,} tokens but the model takes at most {gf.max_positions:,}",
-            f"model {gf.name!r} with the Geneformer {dicts.version} dictionaries",
-            "use dictionaries of the model's version (V1 models take 2,048 tokens, V2 models 4,096)",
-        )
-
-    if dev.type == "cpu":
-        torch.set_num_threads(settings.torch_threads)
-    gf.module.to(device=dev, dtype=torch_dtype)
-    sequences = [enc.input_ids[i] for i in encoded]
-
-    def embed(start: int, stop: int) -> np.ndarray:
-        return embed_sequences(
-            gf.module, sequences[start:stop], pooling=pooling, special_ids=special, pad_id=dicts.pad_id, batch_size=int(batch_size), device=dev
-        )
-
-    pooled = map_rows(len(sequences), embed)  # under a launcher: each rank its share, rank 0 all
+    undo = _undo_record(adata, "rank_encoding")  # rank_encode records into adata; a refusal must not
+    try:
+        empty, pooled = _embed_cells(adata, gf, dicts, pooling, special, int(batch_size), dev, torch_dtype)
+    except BaseException:
+        undo()
+        raise
     if pooled is None:  # another rank: rank 0 writes the result
+        undo()
         return None
+    n_cells = len(empty)
+    encoded = np.flatnonzero(~empty)
     vectors = np.full((n_cells, gf.hidden_size), np.nan, dtype=np.float32)
     vectors[encoded] = pooled
     empty_names = [str(n) for n in np.asarray(adata.obs_names)[empty]]
