@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -99,7 +100,7 @@ def check_range(
 ) -> float:
     """``value`` as a finite float within ``low``..``high`` (exclusive when ``strict``; no upper bound
     when ``high`` is None), else a ParameterError (``fix`` says what to pass instead)."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)  # numpy numbers too
     inside = number and (value > low if strict else value >= low) and (high is None or (value < high if strict else value <= high))
     if not inside:
         bounds = f"above {low}" if high is None else f"from {low} to {high}" + (" (both excluded)" if strict else "")

@@ -34,17 +34,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def check_own_columns(adata: Any, columns: Sequence[str], key: str, where: str) -> None:
-    """Refuse to write ``columns`` of ``adata.obs`` over existing ones that mmgene did not write: one
-    that exists is replaced only when ``uns['mmgene'][key]`` records an earlier run of the same step
-    (the author labels passed as ``--key``, say, would otherwise be lost without a word)."""
-    taken = [c for c in columns if c in adata.obs.columns]
+def check_own_columns(adata: Any, columns: Sequence[str], key: str, where: str, slot: str = "obs") -> None:
+    """Refuse to write ``columns`` of ``adata.obs`` (or another ``slot``, e.g. ``'obsm'``) over existing
+    ones that mmgene did not write: one that exists is replaced only when ``uns['mmgene'][key]`` records
+    an earlier run of the same step (the author labels passed as ``--key``, say, would otherwise be lost
+    without a word)."""
+    table = getattr(adata, slot)
+    taken = [c for c in columns if c in (table.columns if slot == "obs" else table)]
     if taken and key not in adata.uns.get("mmgene", {}):
         from mmgene.errors import ParameterError
 
         raise ParameterError(
-            f"obs[{taken[0]!r}] exists and mmgene did not write it, so it is not replaced", where,
-            "pass another key (--key), or drop that column yourself",
+            f"{slot}[{taken[0]!r}] exists and mmgene did not write it, so it is not replaced", where,
+            f"pass another key (--key), or drop that {'column' if slot == 'obs' else 'entry'} yourself",
         )
 
 

@@ -33,7 +33,7 @@ it, while a type absent from the label list falls below every label's threshold)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -41,24 +41,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.config import check_key
-from mmgene.errors import ParameterError
+from mmgene.config import check_key, check_range
+from mmgene.errors import NonFiniteError, ParameterError
 from mmgene.query.config import DEFAULT_TEMPERATURE, UNKNOWN, AnnotateConfig
 from mmgene.query.scoring import label_similarities
 from mmgene.query.terms import label_terms
 from mmgene.text.classes import standardises
-from mmgene.text.labels import spelling_key
+from mmgene.text.labels import missing_labels, spelling_key
 from mmgene.text.origin import Origin
 
 
 def _check_labels(labels: Sequence[str], unknown: str = UNKNOWN) -> list[str]:
     """The labels stripped; none empty, none repeated (up to case and blanks), none the ``unknown`` answer."""
+    if labels is None or not isinstance(labels, (str, Iterable)):
+        raise ParameterError(
+            f"labels must be a list of names, got {type(labels).__name__}", "annotate(labels=...)", "pass e.g. ['B cell', 'NK cell']"
+        )
     labels = [labels] if isinstance(labels, str) else list(labels)
     if len(labels) < 1:
         raise ParameterError("no labels given", "annotate(labels=...)", "pass at least one label, e.g. 'B cell' 'NK cell'")
+    if missing_labels(labels).any():  # None or NaN would become the label 'None' or 'nan'
+        raise ParameterError("a label is empty or missing (None, NaN)", "annotate(labels=...)", "remove empty or missing labels")
     clean = [str(x).strip() for x in labels]
-    if any(not x for x in clean):
-        raise ParameterError("a label is empty", "annotate(labels=...)", "remove empty labels")
     seen: dict[str, str] = {}
     for label in clean:
         if spelling_key(label) in seen:
@@ -89,6 +93,21 @@ def _check_terms(labels: Sequence[str], term_ids: Sequence[str]) -> None:
         first.setdefault(term, label)
 
 
+def _check_prompts(labels: Sequence[str], groups: Sequence[Sequence[str]]) -> None:
+    """Refuse two labels whose prompts are the same ("Foo_cells" and "Foo cells" both read as "foo cell"):
+    their scores are identical, so cells of that type would be split between them and called unknown."""
+    first: dict[tuple[str, ...], str] = {}
+    for label, group in zip(labels, groups):
+        key = tuple(sorted(group))
+        if key in first:
+            raise ParameterError(
+                f"labels {first[key]!r} and {label!r} have the same prompts ({group[0]!r}, ...): the model cannot tell them "
+                "apart, and cells of that type would be split between them and called unknown", "annotate(labels=...)",
+                "give each cell type once, or pass your own templates (prompts=['a {label}']) that keep the labels as written",
+            )
+        first[key] = label
+
+
 def label_prompts(
     labels: Sequence[str], prompts: Sequence[str] | None = None, *, markers: bool = True, origin: Origin | None = None,
     definitions: bool = False,
@@ -107,9 +126,19 @@ def label_prompts(
     return [[t.format(label=lab) for t in templates] for lab in labels]
 
 
+def _check_scores(scores: np.ndarray, where: str) -> None:
+    """Refuse NaN or infinite scores (cells x labels): a NaN row has no winner, yet argmax would name the first label."""
+    finite = np.isfinite(scores).all(axis=1)
+    if not finite.all():
+        raise NonFiniteError(
+            f"{int((~finite).sum())} cells have NaN or infinite scores", f"{where}, first at row {int(np.flatnonzero(~finite)[0])}",
+            "score cells that have a vector (drop the others), or check the model",
+        )
+
+
 def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
-    if not temperature > 0:
-        raise ParameterError(f"temperature must be positive, got {temperature}", "annotate(temperature=...)", "use e.g. 1.0 for standardised scores")
+    fix = "use e.g. 1.0 for standardised scores"
+    check_range(temperature, "temperature", "annotate(temperature=...)", 0.0, None, strict=True, fix=fix)
     z = np.asarray(scores, dtype=np.float64) / temperature
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -148,19 +177,51 @@ def assign_labels(
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 2 or s.shape[1] != len(labels):
         raise ParameterError(f"scores have shape {s.shape} for {len(labels)} labels", "assign_labels", "pass a (cells x labels) matrix")
-    if not 0 <= min_prob <= 1:
-        raise ParameterError(f"min_prob must be in [0, 1], got {min_prob}", "annotate(min_prob=...)", "use e.g. 0.5")
+    min_prob = check_range(min_prob, "min_prob", "annotate(min_prob=...)", 0.0, 1.0, fix="use e.g. 0.5")
+    _check_scores(s, "assign_labels(scores=...)")
+    thr = None if thresholds is None else _check_thresholds(thresholds, len(labels))
     probs = softmax(s, temperature) if s.shape[0] else np.zeros_like(s)
     top = probs.argmax(axis=1) if s.shape[0] else np.zeros(0, int)
     p_max = probs[np.arange(len(top)), top]
     reject = p_max <= min_prob if min_prob > 0 else np.zeros(len(top), bool)
-    if thresholds is not None:
-        thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(labels),))
+    if thr is not None:
         reject |= s[np.arange(len(top)), top] < thr[top]
     names = np.asarray(labels, dtype=object)
     best = names[top]
     label = np.where(reject, unknown, best).astype(object)
     return Assignment(label=label, score=p_max.astype(np.float32), best=best, probs=probs.astype(np.float32), labels=labels)
+
+
+def _check_thresholds(thresholds: Any, n_labels: int) -> np.ndarray:
+    """One finite minimum score, or one per label, as ``n_labels`` floats (NaN would switch the rule off)."""
+    try:
+        thr = np.asarray(thresholds, dtype=np.float64)
+    except (TypeError, ValueError):
+        thr = np.full(0, np.nan)
+    if thr.ndim > 1 or thr.size not in (1, n_labels) or not np.isfinite(thr).all():
+        raise ParameterError(
+            f"thresholds must be one finite number or {n_labels} (one per label), got {thresholds!r}", "assign_labels(thresholds=...)",
+            "pass e.g. 0.0, a list with one number per label, or None for no threshold",
+        )
+    return np.broadcast_to(thr.reshape(-1), (n_labels,))
+
+
+def _on_likeliest_branch(probs: np.ndarray, hierarchy: Any, min_prob: float) -> np.ndarray:
+    """Inclusive ``probs`` with every label off the likeliest confident branch set to 0. Below ``min_prob``
+    0.5 the confident labels may lie on several branches, whose deepest is not the answer (a cell that is
+    75% B cell is not the CD8 T cell it is 21% like): the branch ends at the most probable confident label
+    with no confident label below it. From 0.5 on they form one chain, and ``probs`` are returned as they are."""
+    if min_prob >= 0.5 or not len(probs):
+        return probs
+    n = len(hierarchy.labels)
+    below = np.zeros((n, n), dtype=bool)
+    for i, under in enumerate(hierarchy.below):
+        below[i, list(under)] = True
+    confident = probs > min_prob
+    ends = confident & ~((confident.astype(np.int64) @ below.T.astype(np.int64)) > 0)
+    end = np.where(ends, probs, -np.inf).argmax(axis=1)
+    branch = below.T[end] | (np.arange(n)[None, :] == end[:, None])  # the end and the labels above it
+    return np.where(branch, probs, 0.0)
 
 
 def assign_nested(
@@ -175,13 +236,15 @@ def assign_nested(
     """The decision rule for a label set whose labels lie below one another (``hierarchy``, a
     :class:`mmgene.text.hierarchy.LabelHierarchy`): the softmax as in :func:`assign_labels`, then each
     label's probability includes the labels below it, and the answer is the deepest label whose
-    probability is above ``min_prob`` (``unknown`` if none; also when the best label's score is below
-    its threshold). ``probs`` are the inclusive probabilities, ``score`` the answer's."""
+    probability is above ``min_prob`` (below 0.5, on the likeliest branch: :func:`_on_likeliest_branch`;
+    ``unknown`` if none; also when the best label's score is below its threshold). ``probs`` are the
+    inclusive probabilities, ``score`` the answer's."""
     from mmgene.text.hierarchy import deepest_confident, inclusive
 
     flat = assign_labels(scores, list(hierarchy.labels), temperature=temperature, min_prob=0.0, thresholds=thresholds, unknown=unknown)
     probs = inclusive(flat.probs, hierarchy)
-    pick = deepest_confident(probs, hierarchy, min_prob) if len(probs) else np.zeros(0, int)
+    branch = _on_likeliest_branch(probs, hierarchy, min_prob)
+    pick = deepest_confident(branch, hierarchy, min_prob) if len(probs) else np.zeros(0, int)
     names = np.asarray(flat.labels, dtype=object)
     reject = (pick < 0) | (flat.label == unknown)
     label = np.where(reject, unknown, names[np.maximum(pick, 0)]).astype(object)
@@ -208,13 +271,13 @@ def calibrate(scores: np.ndarray, true_labels: Sequence[str], labels: Sequence[s
     from scipy.optimize import minimize_scalar
 
     labels = _check_labels(labels)
-    if not 0 < alpha < 1:
-        raise ParameterError(f"alpha must be in (0, 1), got {alpha}", "calibrate(alpha=...)", "use e.g. 0.05")
+    alpha = check_range(alpha, "alpha", "calibrate(alpha=...)", 0.0, 1.0, strict=True, fix="use e.g. 0.05")
     s = np.asarray(scores, dtype=np.float64)
     truth = pd.Categorical(np.asarray(true_labels, dtype=object), categories=labels)
     codes = np.asarray(truth.codes)
     if s.shape != (len(codes), len(labels)):
         raise ParameterError(f"scores have shape {s.shape}, expected ({len(codes)}, {len(labels)})", "calibrate", "pass one row per labelled cell")
+    _check_scores(s, "calibrate(scores=...)")
     keep = codes >= 0
     missing = [lab for i, lab in enumerate(labels) if not (codes == i).any()]
     if missing:
@@ -345,15 +408,18 @@ def annotate(
     to ``obs['<key_added>_nearest_other']``.
     """
     from mmgene.progress import info
-    from mmgene.provenance import check_own_columns, record
+    from mmgene.provenance import check_own_columns, check_record_slot, record
     from mmgene.query.space import (
         cells_for_labels, cells_without_genes, load_space, reads_genes, space_for_labels, space_name, uses_definitions,
     )
 
     check_key(key_added, "annotate(key_added=...)", "mmgene")
     config = (config or AnnotateConfig()).replace(**settings)
+    check_record_slot(adata, "annotate(adata=...)")
     written = ("label", "score", "nearest_other") if config.others and reference is None else ("label", "score")
     check_own_columns(adata, [f"{key_added}_{part}" for part in written], f"{key_added}_label", "annotate(key_added=...)")
+    check_own_columns(adata, [f"{key_added}_probs"], f"{key_added}_label", "annotate(key_added=...)", slot="obsm")
+    _check_enough_cells(adata.n_obs, config, reference is not None)
     prompts, markers, temperature, min_prob, min_z = config.prompts, config.markers, config.temperature, config.min_prob, config.min_z
     refine, unknown = config.refine, config.unknown
     labels, term_ids = checked_labels(labels, config, term_ids, calibrated=reference is not None)
@@ -362,10 +428,11 @@ def annotate(
     reading = reads_genes(space)
     silent = cells_without_genes(adata, reading)
     definitions = uses_definitions(space, config.definitions) and prompts is None
-    space, channel_added = space_for_labels(space, adata, config.data_markers)
-    cells, recentred = cells_for_labels(space, adata, config.recentre)
     prompts_of = partial(label_prompts, prompts=prompts, markers=markers, origin=config.origin, definitions=definitions)  # the labels' rule, for any class names
     groups = prompts_of(labels)
+    _check_prompts(labels, groups)
+    space, channel_added = space_for_labels(space, adata, config.data_markers)
+    cells, recentred = cells_for_labels(space, adata, config.recentre)
     scored = label_similarities(
         space, cells, groups, labels, prompts_of=prompts_of, term_ids=term_ids, hierarchy=config.hierarchy,
     )
@@ -444,6 +511,16 @@ def annotate(
         expanded=[", ".join(group) for group in scored.expanded], **extra,
     )
     return adata if copy else None
+
+
+def _check_enough_cells(n_cells: int, config: AnnotateConfig, calibrated: bool) -> None:
+    """Refuse ``standardize=True`` on fewer than two cells (:func:`mmgene.text.classes.standardised_cells`
+    says the same): a z-score over one cell is 0 for every label, so the cell would be unknown whatever it is."""
+    if config.standardize and not calibrated and not config.refine and n_cells < 2:
+        raise ParameterError(
+            f"standardize needs at least two cells, the data has {n_cells}", "annotate(standardize=True)",
+            "annotate more cells together, or pass standardize=False (raw cosine similarities)",
+        )
 
 
 def _reject_others(adata: Any, space: Any, cells: np.ndarray, scored: Any, result: Assignment, config: AnnotateConfig,

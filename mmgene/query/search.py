@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import MissingColumnError, ParameterError
+from mmgene.errors import MissingColumnError, ParameterError, is_whole_number
 from mmgene.query.space import _check_texts, load_space, space_name
 
 
@@ -52,6 +52,8 @@ def cells_to_cells(index: Any, cells: Any, *, k: int = 20, exclude_self: bool = 
     if isinstance(cells, np.ndarray) and cells.dtype.kind == "f":
         return index.hits(cells, k)
     ids = [str(c) for c in ([cells] if isinstance(cells, str) else cells)]
+    if not is_whole_number(k, 1):  # the search asks for k + 1 neighbours, so k = 0 would pass it and return nothing
+        raise ParameterError(f"k must be at least 1 (a whole number), got {k!r}", "cells_to_cells(k=...)", "ask for k >= 1 neighbours")
     if not ids:
         raise ParameterError("no cells given", "cells_to_cells", "pass cell ids, vectors or an AnnData")
     pos = index.positions(ids)

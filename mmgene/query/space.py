@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from mmgene.errors import MissingColumnError, ParameterError
+from mmgene.errors import MissingColumnError, NonFiniteError, ParameterError
 from mmgene.index.vectors import as_unit_vectors
 
 
@@ -92,10 +92,9 @@ class GenePTSpace:
         if self.key not in adata.obsm:
             from mmgene import embed
 
-            if self.variant == "s":
-                embed.genept_s(adata, encoder=self.encoder)
-            else:
-                embed.genept_w(adata, encoder=self.encoder)
+            embedder = embed.genept_s if self.variant == "s" else embed.genept_w
+            # a cell without genes would get a NaN vector, which as_unit_vectors refuses below: refused before anything is written
+            embedder(adata, encoder=self.encoder, on_empty="raise")
             if self.key not in adata.obsm:
                 raise MissingColumnError(self.key, "obsm", list(adata.obsm.keys()))
         return as_unit_vectors(adata.obsm[self.key], list(map(str, adata.obs_names)), f"obsm[{self.key!r}]")
@@ -185,7 +184,21 @@ def cells_for_labels(space: Any, adata: Any, recentre: bool | None) -> tuple[np.
     """The joint-space vectors of ``adata``'s cells that labels are scored against, and whether they
     were recentred (:func:`recentres`)."""
     moved = recentres(space, adata.n_obs, recentre)
-    return (space.encode_cells(adata, recentre=True) if moved else space.encode_cells(adata)), moved
+    cells = np.asarray(space.encode_cells(adata, recentre=True) if moved else space.encode_cells(adata))
+    _check_finite(cells, adata, space)
+    return cells, moved
+
+
+def _check_finite(cells: np.ndarray, adata: Any, space: Any) -> None:
+    """Refuse cell vectors with NaN or infinite values: one such cell makes every label's z-score NaN,
+    and every cell of the data would be called unknown."""
+    bad = ~np.isfinite(cells).all(axis=1) if cells.ndim == 2 else np.zeros(0, bool)
+    if bad.any():
+        raise NonFiniteError(
+            f"{int(bad.sum())} cell vectors from {space_name(space)} contain NaN or infinite values",
+            f"cell {str(adata.obs_names[int(np.flatnonzero(bad)[0])])!r}",
+            "drop those cells (cells without an embedding), or check the model",
+        )
 
 
 def _check_texts(texts: Sequence[str] | str) -> list[str]:

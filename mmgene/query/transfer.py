@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from mmgene.choices import WEIGHTINGS
-from mmgene.errors import MissingColumnError, ParameterError
+from mmgene.config import check_range
+from mmgene.errors import MissingColumnError, ParameterError, is_whole_number
 from mmgene.progress import info
 from mmgene.query.labelling import UNKNOWN
 
@@ -98,15 +99,22 @@ def transfer_labels(
     """
     if weighting not in WEIGHTINGS:
         raise ParameterError(f"unknown weighting {weighting!r}", "transfer_labels(weighting=...)", f"use one of {WEIGHTINGS}")
-    if k < 1:
-        raise ParameterError(f"k must be at least 1, got {k}", "transfer_labels(k=...)", "use e.g. 15")
-    if not 0 <= min_confidence <= 1:
-        raise ParameterError(f"min_confidence must be in [0, 1], got {min_confidence}", "transfer_labels", "use e.g. 0.5")
-    if novelty_alpha is not None and not 0 < novelty_alpha < 1:
-        raise ParameterError(f"novelty_alpha must be in (0, 1), got {novelty_alpha}", "transfer_labels", "use e.g. 0.01, or None to switch it off")
+    if not is_whole_number(k, 1):
+        raise ParameterError(f"k must be a whole number of at least 1, got {k!r}", "transfer_labels(k=...)", "use e.g. 15")
+    check_range(min_confidence, "min_confidence", "transfer_labels(min_confidence=...)", 0.0, 1.0, fix="use e.g. 0.5")
+    if novelty_alpha is not None:
+        check_range(novelty_alpha, "novelty_alpha", "transfer_labels(novelty_alpha=...)", 0.0, 1.0, strict=True,
+                    fix="use e.g. 0.01, or None to switch it off")
+        if not is_whole_number(calibration_cells, 1):
+            raise ParameterError(f"calibration_cells must be a whole number of at least 1, got {calibration_cells!r}",
+                                 "transfer_labels(calibration_cells=...)", "use e.g. 2000")
     if label_column not in reference.cells.columns:
         raise MissingColumnError(label_column, "the reference index's cell table", [c for c in reference.cells.columns if c != "cell_id"])
     is_anndata = hasattr(query, "obs")
+    if is_anndata:
+        from mmgene.provenance import check_record_slot
+
+        check_record_slot(query, "transfer_labels(query=...)")
     if copy and not is_anndata:
         raise ParameterError("copy=True needs an AnnData query", "transfer_labels(copy=True)", "pass an AnnData, or leave copy off for an array")
     key_added = (f"{label_column}_transferred" if key_added is None else key_added) if is_anndata else None
