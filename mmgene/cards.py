@@ -8,7 +8,8 @@ strict: every placeholder a template uses must be given a value that is not ``No
 :class:`~mmgene.errors.ParameterError` lists the missing ones; and the template's own text (a raw
 block, say) must leave no ``{{``/``{%`` in the card. Values are data and may hold any text, braces
 included (a cell-type label such as ``{{x}}`` is shown as it is); in a table, the filters ``cell`` and
-``code`` keep a value holding ``|``, backticks or line breaks inside its cell. The YAML metadata block (license, tags, task
+``code`` keep a value holding ``|``, backticks or line breaks inside its cell, and ``span`` writes a value
+as one code span in running text. The YAML metadata block (license, tags, task
 categories, size category, configs) is made by huggingface_hub's ``DatasetCardData``/``ModelCardData``
 so the Hub reads it; the final text is checked to hold no registered secret.
 """
@@ -114,7 +115,7 @@ def _environment() -> Any:
             return super().call_binop(context, operator, left, right)
 
     env = CardEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    env.filters.update(cell=table_cell, code=table_code)
+    env.filters.update(cell=table_cell, code=table_code, span=code_span)
     return env
 
 
@@ -128,13 +129,27 @@ def table_cell(value: Any) -> str:
     return _one_line(value).replace("|", "\\|")
 
 
-def table_code(value: Any) -> str:
-    """``value`` as an inline code span in a Markdown table cell: fenced by one backtick more than its
-    longest run of backticks (CommonMark), on one line, ``|`` escaped."""
+def code_span(value: Any) -> str:
+    """``value`` as one inline code span: on one line, fenced by one backtick more than its longest run
+    of backticks (CommonMark), so no backtick, line break or HTML in it can end the span."""
     text = _one_line(value)
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}".replace("|", "\\|")
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def table_code(value: Any) -> str:
+    """``value`` as an inline code span (:func:`code_span`) in a Markdown table cell, ``|`` escaped."""
+    return code_span(value).replace("|", "\\|")
+
+
+#: characters that Markdown or HTML would read as markup inside a line (``|`` is :func:`table_cell`'s)
+_MARKUP = re.compile(r"([\\`*_\[\]<>&!~])")
+
+
+def plain_text(value: Any) -> str:
+    """``value`` on one line with the characters Markdown or HTML would read as markup escaped."""
+    return _MARKUP.sub(r"\\\1", _one_line(value))
 
 
 def _refuse_secrets(text: str, where: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgene.atomic import atomic_path
-from mmgene.errors import DataError, InputFileError, ParameterError, cause
+from mmgene.errors import DataError, InputFileError, ParameterError, cause, is_whole_number
 from mmgene.progress import progress
 
 FORMATS = ("h5ad", "zarr")
@@ -135,8 +135,9 @@ def write_chunks(
     """
     if format not in FORMATS:
         raise ParameterError(f"unknown chunk format {format!r}", "format", f"use one of {', '.join(FORMATS)}")
-    if chunk_size < 1:
-        raise ParameterError(f"chunk_size must be at least 1, got {chunk_size}", "chunk_size", "pass a positive number")
+    if not is_whole_number(chunk_size, 1):
+        raise ParameterError(f"chunk_size must be a whole number of cells >= 1, got {chunk_size!r}", "chunk_size",
+                             "pass a positive number")
     n = adata.n_obs
     if n == 0:
         raise DataError("the AnnData has no cells", "adata", "publish an AnnData with at least one cell")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmgene.config import field_help, freeze, setting
-from mmgene.errors import ParameterError
+from mmgene.errors import ParameterError, is_whole_number
 from mmgene.hub.chunks import FORMATS
 from mmgene.hub.share import SHARE_KINDS, ShareBackend
 
@@ -117,8 +117,9 @@ class ChunkConfig:
     def __post_init__(self) -> None:
         if self.chunk_format not in FORMATS:
             raise ParameterError(f"unknown chunk format {self.chunk_format!r}", "chunk_format", f"use one of {', '.join(FORMATS)}")
-        if self.chunk_size < 1:
-            raise ParameterError(f"chunk_size must be at least 1, got {self.chunk_size}", "chunk_size", "pass a positive number of cells")
+        if not is_whole_number(self.chunk_size, 1):
+            raise ParameterError(f"chunk_size must be a whole number of cells >= 1, got {self.chunk_size!r}", "chunk_size",
+                                 "pass a positive number of cells")
         if self.top_k is not None and self.top_k < 1:
             raise ParameterError(f"top_k must be at least 1, got {self.top_k}", "top_k", "pass a positive number of genes")
 

@@ -3,6 +3,11 @@
 :func:`dataset_card` fills ``mmgene/_cards/dataset_card.md`` (through :mod:`mmgene.cards`) with
 the layout and its columns explained, the splits, how the cell sentences and embeddings were made,
 the chunk files with their checksums, and how to read the data back.
+
+Text that comes from the data (the source file's name, obs column names and obsm keys, the
+provenance of embeddings) is shown as it is but can add nothing to the card: names go in code spans
+(:func:`mmgene.cards.code_span`, on one line, fenced past any backticks they hold), and provenance text
+in table cells has its Markdown and HTML characters escaped (:func:`mmgene.cards.plain_text`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mmgene.cards import code_span, plain_text
 from mmgene.hub.chunks import ChunkFile
 from mmgene.hub.config import PublishConfig
 
@@ -116,7 +122,8 @@ def embedding_rows(adata: Any, keys: Sequence[str]) -> list[dict[str, Any]]:
             method, model, layer, pooling = "UMAP (scanpy.tl.umap)", "n/a", "n/a", "n/a"
         else:
             method, model, layer, pooling = "not recorded in the AnnData", "unknown", "unknown", "unknown"
-        rows.append({"key": key, "dims": dims, "method": method, "model": model, "layer": layer, "pooling": pooling})
+        described = {"method": method, "model": model, "layer": layer, "pooling": pooling}
+        rows.append({"key": key, "dims": dims, **{name: plain_text(text) for name, text in described.items()}})
     return rows
 
 
@@ -144,8 +151,13 @@ def _column_meaning(col: str) -> str:
     if col.startswith("negative_"):
         return "a caption of a different kind of cell"
     if col.startswith("emb_"):
-        return f"initial embedding `obsm['{col[4:]}']` (float32)"
-    return f"cell metadata from `obs['{col.removeprefix('obs_') if col.startswith('obs_') else col}']`"
+        return f"initial embedding {_obs_part('obsm', col[4:])} (float32)"
+    return f"cell metadata from {_obs_part('obs', col.removeprefix('obs_'))}"
+
+
+def _obs_part(part: str, key: str) -> str:
+    """``obs['key']`` (or ``obsm``) as one code span, whatever ``key`` holds."""
+    return code_span(f"{part}['{key}']")
 
 
 def published_cells(dd: Any, layout: str) -> Any:
@@ -163,9 +175,9 @@ def _description(config: PublishConfig, adata: Any, source_name: str, n_publishe
 
     layout = config.dataset
     if layout.caption_key:
-        caption_origin = f"free-text captions from `obs['{layout.caption_key}']`"
+        caption_origin = f"free-text captions from {_obs_part('obs', layout.caption_key)}"
     elif layout.label_key:
-        caption_origin = f"captions from the labels in `obs['{layout.label_key}']`"
+        caption_origin = f"captions from the labels in {_obs_part('obs', layout.label_key)}"
     else:
         caption_origin = "no captions"
     n_labels = len(set(label_text(obs_column(adata, layout.label_key))) - {""}) if layout.label_key else 0
@@ -173,7 +185,7 @@ def _description(config: PublishConfig, adata: Any, source_name: str, n_publishe
     cells = (f"{adata.n_obs} cells" if n_published == adata.n_obs
              else f"{n_published} of the {adata.n_obs} cells (those without a caption have no row)")
     return (
-        f"{cells} of {source_name} as cell sentences with {caption_origin}"
+        f"{cells} of {code_span(source_name)} as cell sentences with {caption_origin}"
         + (f" ({n_labels} distinct labels)" if n_labels else "")
         + f", in the `{layout.layout}` layout, with each cell's AnnData file linked."
     )
@@ -206,7 +218,8 @@ def card_values(config: PublishConfig, adata: Any, staged: Staged, sentences: Se
     obsm_keys = layout.obsm_keys or ()
     embeddings = embedding_rows(adata, list(adata.obsm))
     for row in embeddings:
-        row["where"] = f"`emb_{row['key']}` column and `obsm`" if row["key"] in obsm_keys else "`obsm` of the AnnData files"
+        in_rows = row["key"] in obsm_keys
+        row["where"] = f"{code_span('emb_' + row['key'])} column and `obsm`" if in_rows else "`obsm` of the AnnData files"
     how = ("Compute more with `mmgene embed genept-w|genept-s|geneformer`; mmgene records the model, layer and "
            "pooling of each in `uns['mmgene']`.")
     if embeddings:
@@ -223,7 +236,7 @@ def card_values(config: PublishConfig, adata: Any, staged: Staged, sentences: Se
         "description": card.description if card.description is not None
         else _description(config, adata, staged.source_name, len(published)),
         "n_published": len(published),
-        "source_name": staged.source_name,
+        "source_name": staged.source_name,  # the template writes it as a code span
         "n_cells": adata.n_obs,
         "n_genes": adata.n_vars,
         "layout": layout.layout,
@@ -231,7 +244,7 @@ def card_values(config: PublishConfig, adata: Any, staged: Staged, sentences: Se
             n_negatives=layout.n_negatives, n_cell_negatives=layout.n_cell_negatives
         ),
         "split_table": split_table,
-        "split_explanation": f"by the groups of `obs['{layout.split_by}']`" if layout.split_by else "per cell",
+        "split_explanation": f"by the groups of {_obs_part('obs', layout.split_by)}" if layout.split_by else "per cell",
         "seed": layout.seed,
         "columns": columns,
         "expression_source": view.source,
@@ -258,6 +271,6 @@ def card_values(config: PublishConfig, adata: Any, staged: Staged, sentences: Se
         "mmgene_version": versions["mmgene"],
         "anndata_version": versions["anndata"],
         "created": dt.date.today().isoformat(),
-        "source_citation": card.source_citation or f"cite the study that produced `{staged.source_name}`.",
+        "source_citation": card.source_citation or f"cite the study that produced {code_span(staged.source_name)}.",
         "license": card.license,
     }

@@ -6,7 +6,8 @@ A link on the Hub's own origin of the form
 :class:`mmgene.hub.share.HubShare` makes) names one file of one repository. It is downloaded by
 ``hf_hub_download`` into ``<cache>/hub/<sha256>/<path>`` (its ``local_dir`` mode: huggingface_hub
 resumes an interrupted download, records the file's etag and commit under ``.cache/huggingface/``
-there, and sends the token only to the Hub). Before any byte is fetched, the file's etag is asked
+there, and sends the token only to the Hub; mmgene gives it the token only when the Hub's endpoint is
+https or on this machine). Before any byte is fetched, the file's etag is asked
 for: on the Hub a large (LFS) file's etag is its sha256, so a link whose file changed is refused at
 once.
 
@@ -30,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 from mmgene.errors import IntegrityError, MMGeneError, ParameterError, RemoteError, cause
 from mmgene.hub.chunks import sha256_file
 from mmgene.hub.download import is_plain_name
-from mmgene.net.credentials import hub_token, origin, redact
+from mmgene.net.credentials import hub_token, may_receive_secret, origin, redact
 from mmgene.progress import info
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -138,6 +139,12 @@ def _hub_api() -> Any:
     return require("huggingface_hub", "fetching a file from the Hub")
 
 
+def _token(hub: HubFile) -> str | bool | None:
+    """The Hub token for ``hub``'s endpoint, or ``False`` (huggingface_hub then sends none) when that
+    endpoint is neither https nor this machine: the token never travels in clear text."""
+    return hub_token() if may_receive_secret(hub.endpoint, hub.endpoint) else False
+
+
 def _remote_version(hub: HubFile) -> tuple[str | None, str | None]:
     """``(etag, commit)`` of the file on the Hub now; ``(None, None)`` when huggingface_hub is offline."""
     hf = _hub_api()
@@ -145,7 +152,7 @@ def _remote_version(hub: HubFile) -> tuple[str | None, str | None]:
 
     url = hf.hf_hub_url(hub.repo_id, hub.path, repo_type=hub.repo_type, revision=hub.revision, endpoint=hub.endpoint)
     try:
-        meta = hf.get_hf_file_metadata(url, token=hub_token())
+        meta = hf.get_hf_file_metadata(url, token=_token(hub))
     except OfflineModeIsEnabled:
         return None, None
     except _BUGS:
@@ -159,7 +166,7 @@ def _download(hub: HubFile, revision: str, folder: Path, force: bool) -> Path:
     hf = _hub_api()
     try:
         return Path(hf.hf_hub_download(hub.repo_id, hub.path, repo_type=hub.repo_type, revision=revision, local_dir=folder,
-                                       endpoint=hub.endpoint, token=hub_token(), force_download=force))
+                                       endpoint=hub.endpoint, token=_token(hub), force_download=force))
     except _BUGS:
         raise
     except Exception as exc:  # noqa: BLE001 - huggingface_hub's HTTP and network errors, whatever its HTTP library
@@ -181,7 +188,8 @@ def _hub_error(hub: HubFile, exc: BaseException) -> MMGeneError:
                            "check the network (HF_HUB_OFFLINE must be unset) and try again")
     if isinstance(exc, RepositoryNotFoundError):
         return RemoteError(f"the Hub repository {hub.repo_id} was not found or is private", where,
-                           "for a private dataset set HF_TOKEN or run `hf auth login` (the token is sent only to $HF_ENDPOINT)")
+                           "for a private dataset set HF_TOKEN or run `hf auth login` (the token is sent only to $HF_ENDPOINT, "
+                           "and only over https or to this machine)")
     if isinstance(exc, RevisionNotFoundError):
         return RemoteError(f"the Hub repository {hub.repo_id} has no revision {hub.revision!r}", where, "check the link")
     if isinstance(exc, EntryNotFoundError):

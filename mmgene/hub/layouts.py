@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import DataError, LabelError, ParameterError, _preview
+from mmgene.errors import DataError, LabelError, ParameterError, _preview, is_whole_number
 from mmgene.hub.config import DEFAULT_SPLITS, LayoutConfig, check_splits, fill_caption
 from mmgene.io import obs_column
 from mmgene.io.labels import MIN_CLASSES, report_dropped
@@ -220,8 +220,9 @@ def build_dataset(
     if sum(c.n_obs for c in chunks) != n or any(a.stop != b.start for a, b in zip(chunks, chunks[1:])):
         raise ParameterError("the chunks do not cover the cells in order", "chunks", "write the chunks from this AnnData")
     for name, value in (("n_negatives", n_negatives), ("n_cell_negatives", n_cell_negatives)):
-        if value < (1 if layout == "pairs" and name == "n_negatives" else 0):
-            raise ParameterError(f"{name} must be positive, got {value}", name, "pass 1 or more")
+        least = 1 if layout == "pairs" and name == "n_negatives" else 0
+        if not is_whole_number(value, least):
+            raise ParameterError(f"{name} must be a whole number >= {least}, got {value!r}", name, f"pass {max(least, 1)} or more")
     captions = _captions(adata, label_key, caption_key, config.caption_template)
     if layout != "single" and captions is None:
         raise ParameterError(

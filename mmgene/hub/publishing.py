@@ -31,7 +31,7 @@ from mmgene.hub.chunks import ChunkFile, chunk_name, write_chunks
 from mmgene.hub.config import PublishConfig
 from mmgene.hub.dataset_card import Sentences, Staged, dataset_card
 from mmgene.hub.layouts import build_dataset
-from mmgene.hub.share import ShareBackend, SharedFile, make_share
+from mmgene.hub.share import ShareBackend, SharedFile, check_hub_endpoint, hub_api, make_share
 from mmgene.net.credentials import hub_token, redact
 from mmgene.progress import info, progress_enabled
 
@@ -118,6 +118,8 @@ def publish(
             "no Hugging Face token found", "HF_TOKEN / huggingface_hub login",
             "export HF_TOKEN=... or run `hf auth login` (or use --dry-run to write everything locally)",
         )
+    if not dry_run:
+        check_hub_endpoint()  # the token goes with every write: never over plain http to another machine
     sharing, chunking = config.sharing, config.chunks
     # the share settings are checked even in a dry run; nothing connects until share() is called
     backend = (
@@ -318,10 +320,9 @@ def _push(stage: Path, repo_id: str, private: bool, token: str | None, layout: s
     from mmgene.lazy import require
 
     require("huggingface_hub.errors", "publishing to the Hub")
-    from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    api = HfApi(token=hub_token(token))
+    api = hub_api(token)
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         commit = api.upload_folder(

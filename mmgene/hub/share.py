@@ -17,7 +17,11 @@ The WebDAV/Nextcloud password is sent only to the share URL's own origin (scheme
 only over https or to a server on this machine, redirects included (:class:`mmgene.net.http.ScopedAuth`).
 Requests go through :class:`mmgene.net.http.HttpClient`: bounded retries on network errors, deadline
 overruns and 429/5xx (honouring ``Retry-After``), waits only between attempts, and a total deadline per
-attempt of ``deadline`` seconds plus one second per ``UPLOAD_FLOOR`` bytes it uploads.
+attempt of ``deadline`` seconds plus one second per ``UPLOAD_FLOOR`` bytes it uploads. Only ``GET`` and
+``HEAD`` follow redirects (requests would re-send an upload to the new address without its body); the
+``MOVE`` that assembles a Nextcloud upload and the ``POST`` that makes a public link are never sent twice
+after a lost answer: what the server did is looked up instead. The Hub token goes only to an https
+``HF_ENDPOINT`` (or one on this machine).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from mmgene.errors import ParameterError, RemoteError
 from mmgene.hub.chunks import ChunkFile, sha256_file
@@ -155,6 +159,30 @@ class ShareBackend(ABC):
         """The public download link of ``name`` (no credentials in it)."""
 
 
+def check_hub_endpoint() -> str:
+    """The Hub's endpoint that writes go to (huggingface_hub's ``HF_ENDPOINT``), refused when it is neither
+    https nor this machine (the token sent with every write would travel in clear text), or when it
+    carries a user name or password (every share link of the dataset is made from it)."""
+    from mmgene.lazy import require
+
+    constants = require("huggingface_hub.constants", "writing to the Hub")
+    parts = urlsplit(constants.ENDPOINT)
+    if parts.username or parts.password:
+        raise ParameterError("HF_ENDPOINT must not contain a user name or password: the dataset's share links are "
+                             "made from it", "HF_ENDPOINT",
+                             "remove them from HF_ENDPOINT (the Hub's token comes from HF_TOKEN or `hf auth login`)")
+    require_secure_origin(constants.ENDPOINT, "HF_ENDPOINT", "the Hugging Face token")
+    return constants.ENDPOINT
+
+
+def hub_api(token: str | None = None) -> Any:
+    """``huggingface_hub.HfApi`` with the token, for an endpoint that may receive it (:func:`check_hub_endpoint`)."""
+    from huggingface_hub import HfApi
+
+    check_hub_endpoint()
+    return HfApi(token=hub_token(token))
+
+
 # ---------------------------------------------------------------------------------------------
 class HubShare(ShareBackend):
     """Chunk files in the Hub dataset repository, linked by ``<endpoint>/datasets/<repo>/resolve/<rev>/chunks/<name>``.
@@ -174,9 +202,7 @@ class HubShare(ShareBackend):
         self._token = token
 
     def _api(self) -> Any:
-        from huggingface_hub import HfApi
-
-        return HfApi(token=hub_token(self._token))
+        return hub_api(self._token)
 
     def _path(self, name: str) -> str:
         return f"{self.folder}/{name}" if self.folder else name
@@ -292,9 +318,12 @@ class WebDavShare(ShareBackend):
         """The credentials, only for a request to the share URL's own origin (https or loopback)."""
         return self.auth if self._scope is not None and self._scope.allows(url) else None
 
-    def _request(self, method: str, url: str, ok: Sequence[int], *, upload: int = 0, **kwargs: Any) -> Any:
+    def _request(self, method: str, url: str, ok: Sequence[int], *, upload: int = 0, idempotent: bool = True,
+                 **kwargs: Any) -> Any:
         """One request (retried as the module docstring says) whose answer must have a status in ``ok``;
-        ``upload`` is the body size in bytes, which lengthens the deadline."""
+        ``upload`` is the body size in bytes, which lengthens the deadline. Only ``GET`` and ``HEAD``
+        follow a redirect; any other request answered with one fails."""
+        kwargs.setdefault("allow_redirects", method in ("GET", "HEAD"))
         data = kwargs.get("data")
         position = data.tell() if hasattr(data, "seek") else None
 
@@ -306,11 +335,16 @@ class WebDavShare(ShareBackend):
         def accept(response: Any) -> Any:
             if response.status_code in ok:
                 return response
+            if response.is_redirect:  # requests would send an upload on without its body
+                target = redact(urljoin(url, response.headers["Location"]))
+                raise RemoteError(f"{method} answered HTTP {response.status_code}, a redirect to {target}, which mmgene "
+                                  "does not follow for a request that changes something", redact(url),
+                                  "pass the address the server redirects to as the share URL")
             hint = "check MMGENE_SHARE_USER / MMGENE_SHARE_PASSWORD" if response.status_code in (401, 403) else "check the share URL"
             raise RemoteError(f"{method} answered HTTP {response.status_code}", redact(url), hint)
 
         return self.http.request(method, url, what=method, deadline=self.deadline + upload / UPLOAD_FLOOR,
-                                 prepare=prepare, accept=accept, **kwargs)
+                                 prepare=prepare, accept=accept, idempotent=idempotent, **kwargs)
 
     def _dav(self, *parts: str) -> str:
         path = "/".join(p.strip("/") for p in (self.folder, *parts) if p)
@@ -419,8 +453,20 @@ class NextcloudShare(WebDavShare):
                 continue
             self._request("PUT", f"{folder}/{chunk}", ok=(200, 201, 204), upload=length, data=_Slice(path, start, length),
                           headers={"Destination": destination, "OC-Total-Length": str(size)})
-        self._request("MOVE", f"{folder}/.file", ok=(200, 201, 204),
-                      headers={"Destination": destination, "OC-Total-Length": str(size), "Overwrite": "T"})
+        try:
+            self._request("MOVE", f"{folder}/.file", ok=(200, 201, 204), idempotent=False,
+                          headers={"Destination": destination, "OC-Total-Length": str(size), "Overwrite": "T"})
+        except RemoteError:
+            if not self._assembled(folder, destination, size):
+                raise
+
+    def _assembled(self, folder: str, destination: str, size: int) -> bool:
+        """Whether a ``MOVE`` whose answer was lost did its work: the upload folder is gone and the
+        destination holds ``size`` bytes (a second ``MOVE`` could only fail)."""
+        if self._request("PROPFIND", folder + "/", ok=(207, 404), headers={"Depth": "0"}).status_code != 404:
+            return False
+        head = self._request("HEAD", destination, ok=(200, 404))
+        return head.status_code == 200 and head.headers.get("Content-Length") == str(size)
 
     def _chunks_present(self, folder: str) -> dict[str, int]:
         body = ('<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:getcontentlength/></d:prop></d:propfind>')
@@ -428,8 +474,13 @@ class NextcloudShare(WebDavShare):
                                  headers={"Depth": "1", "Content-Type": "application/xml"})
         if response.status_code != 207:
             return {}
+        try:
+            tree = ET.fromstring(response.content)
+        except ET.ParseError as exc:
+            raise RemoteError(f"the answer to PROPFIND is not WebDAV XML ({exc})", redact(folder),
+                              "check that the share URL is a Nextcloud WebDAV root") from None
         out = {}
-        for resp in ET.fromstring(response.content).iter("{DAV:}response"):
+        for resp in tree.iter("{DAV:}response"):
             href = unquote(resp.findtext("{DAV:}href", "")).rstrip("/").rsplit("/", 1)[-1]
             length = resp.findtext(".//{DAV:}getcontentlength")
             if length and length.isdigit():
@@ -447,13 +498,24 @@ class NextcloudShare(WebDavShare):
         except (ValueError, KeyError, TypeError) as exc:
             raise RemoteError(f"unexpected answer from the Nextcloud share API ({redact(exc)})", redact(url), "check the server is Nextcloud") from None
 
+    def _public_share(self, path: str) -> dict[str, Any] | None:
+        """The first public link (share type 3) of ``path``, if it has one."""
+        existing = self._ocs("GET", params={"path": path, "format": "json"})
+        return next((s for s in existing or [] if int(s.get("share_type", -1)) == 3 and s.get("url")), None)
+
     def link(self, name: str) -> str:
         if name in self._links:
             return self._links[name]
         path = "/" + "/".join(p for p in (self.folder, name) if p)
-        existing = self._ocs("GET", params={"path": path, "format": "json"})
-        public = [s for s in existing or [] if int(s.get("share_type", -1)) == 3 and s.get("url")]
-        share = public[0] if public else self._ocs("POST", params={"format": "json"}, data={"path": path, "shareType": 3, "permissions": 1})
+        share = self._public_share(path)
+        if share is None:
+            try:
+                share = self._ocs("POST", idempotent=False, params={"format": "json"},
+                                  data={"path": path, "shareType": 3, "permissions": 1})
+            except RemoteError:
+                share = self._public_share(path)  # made by a POST whose answer was lost
+                if share is None:
+                    raise
         link = share["url"].rstrip("/") + "/download"
         self._links[name] = link
         return link

@@ -13,6 +13,10 @@ share backends and the share-link downloader.
   port; https, or plain http on loopback), decided again on every redirect, so a token never follows
   a redirect to another origin; a request to this machine never goes through a proxy (which would
   read a plain-http credential). Every message goes through :func:`mmgene.net.credentials.redact`.
+- A request that is not idempotent (``idempotent=False``: a ``MOVE``, a ``POST`` that makes something)
+  is sent again only when the failed try certainly left the server unchanged: no connection was made,
+  or the server refused it (429, 503). After a lost answer (a gateway's 502/504, a dropped connection,
+  a deadline) the server may have carried it out, so the caller is told instead and checks.
 
 Why the loop is here rather than in the adapter (``HTTPAdapter(max_retries=Retry(...))``): urllib3
 retries only what it sees inside one ``session.request`` call (connect errors, status codes). The
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
-from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
 
 from mmgene.errors import ParameterError, RemoteError, cause, is_whole_number
@@ -42,6 +46,8 @@ from mmgene.net.deadline import NETWORK_ERRORS, Attempt, deadline_session, resol
 
 #: answers worth another try (``Retry-After`` is honoured on them)
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+#: answers saying the server did not act on the request (so one that is not idempotent may be sent again)
+REFUSED_STATUS = frozenset({429, 503})
 T = TypeVar("T")
 
 
@@ -70,7 +76,8 @@ class RetryPolicy:
     ``retries`` further tries after the first; the wait before retry ``k + 1`` is ``backoff * 2**k``
     seconds, or what the server's ``Retry-After`` says (seconds or an HTTP date); no wait is longer
     than ``max_wait``. Answers with a status in ``statuses`` are retried; any method may be retried
-    (mmgene's requests are queries and uploads of fixed bytes).
+    (queries and uploads of fixed bytes), except that a request marked not idempotent is repeated only
+    when the server certainly did not act on it (:meth:`HttpClient.request`).
     """
 
     retries: int = 4
@@ -214,7 +221,7 @@ class HttpClient:
     def request(self, method: str, url: str, *, what: str, hint: str = "try again later",
                 accept: Callable[[requests.Response], T] | None = None,
                 prepare: Callable[[], Mapping[str, Any]] | None = None, deadline: float | None = None,
-                **kwargs: Any) -> T:
+                idempotent: bool = True, **kwargs: Any) -> T:
         """Send ``method url`` until an answer is accepted or the policy's tries are spent.
 
         Each try: ``prepare()`` (if given) returns extra keyword arguments for that try (a ``Range``
@@ -223,6 +230,8 @@ class HttpClient:
         ``accept(response)``, whose result is returned (default: the response itself). ``accept`` may
         raise :class:`TryAgain` to retry, or any error to stop at once; it runs under the try's deadline,
         so it may stream the body (``stream=True``). The response is closed once ``accept`` returns.
+        With ``idempotent=False`` a try is repeated only when the server certainly did not act on it
+        (see the module docstring).
 
         Raises :class:`GaveUp` (a ``RemoteError`` naming ``what``, the URL, the attempts and the last
         problem, with ``hint`` as the fix) when every try failed.
@@ -237,6 +246,8 @@ class HttpClient:
             if done:
                 return outcome
             try:
+                if not (idempotent or _left_unchanged(outcome)):  # the server may have carried it out: never sent twice
+                    raise MaxRetryError(None, url)
                 retry = retry.increment(method, url, response=outcome.response, error=outcome.error)
             except MaxRetryError:
                 raise GaveUp(what, url, outcome.problem, attempts, hint, seconds if outcome.expired else None) from None
@@ -273,6 +284,18 @@ class HttpClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _left_unchanged(failure: _Failure) -> bool:
+    """Whether a failed try certainly did not reach or change the server: it refused the request
+    (429, 503), no connection was made, or ``accept`` asked for another try (:class:`TryAgain`)."""
+    if failure.response is not None:
+        return getattr(failure.response, "status", None) in REFUSED_STATUS
+    error = failure.error
+    if isinstance(error, (TryAgain, requests.ConnectTimeout)):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error is not None and error.args else None
+    return isinstance(reason, ConnectTimeoutError)  # urllib3's NewConnectionError (refused, no such host) is one
 
 
 def _broken(clock: Attempt, exc: BaseException) -> _Failure:
