@@ -16,7 +16,31 @@ from typing import Any
 import numpy as np
 
 from mmgene.config import check_range
-from mmgene.errors import ParameterError, is_whole_number
+from mmgene.errors import LabelError, NonFiniteError, ParameterError, _preview, is_whole_number
+
+
+def _checked_scores(y_true: Any, scores: Any, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``y_true`` and ``scores`` as arrays, refused unless there is one finite row of scores per cell (at
+    least one), one column per class, and every label is a class index."""
+    y_true, scores = np.asarray(y_true), np.asarray(scores)
+    where = "classification_metrics"
+    if not len(y_true) or scores.shape != (len(y_true), n_classes):
+        raise ParameterError(
+            f"scores of shape {scores.shape} for {len(y_true)} cells and {n_classes} classes",
+            where, "pass one row of scores per cell, at least one cell, and one column per class in the order of classes",
+        )
+    if not np.issubdtype(y_true.dtype, np.integer) or y_true.min() < 0 or y_true.max() >= n_classes:
+        raise ParameterError(
+            f"true labels must be class indices from 0 to {n_classes - 1}, got {_preview(dict.fromkeys(y_true.tolist()))}",
+            where, "pass each cell's index into classes",
+        )
+    bad = ~np.isfinite(scores).all(axis=1)
+    if bad.any():
+        raise NonFiniteError(
+            f"{int(bad.sum())} of {len(bad)} cells have NaN or infinite scores (first: row {int(np.flatnonzero(bad)[0])})",
+            where, "drop those cells, or check how the scores were made",
+        )
+    return y_true, scores
 
 
 def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
@@ -33,7 +57,7 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequ
         roc_auc_score,
     )
 
-    y_true = np.asarray(y_true)
+    y_true, scores = _checked_scores(y_true, scores, len(classes))
     pred = scores.argmax(1)
     present = np.unique(y_true)
     out: dict[str, Any] = {
@@ -70,11 +94,28 @@ def proportion_error(y_true: np.ndarray, pred: np.ndarray, n_classes: int) -> fl
     """Total variation distance between the true and the predicted class proportions (0: the same
     shares, 1: no overlap): half the summed absolute differences of each class's share of the cells."""
     y_true, pred = np.asarray(y_true), np.asarray(pred)
+    if len(y_true) != len(pred):
+        raise ParameterError(
+            f"{len(y_true)} true classes for {len(pred)} predictions", "proportion_error", "pass one true and one predicted class per cell"
+        )
     if not len(y_true):
         return float("nan")
     true_share = np.bincount(y_true, minlength=n_classes) / len(y_true)
     pred_share = np.bincount(pred, minlength=n_classes) / len(pred)
     return float(0.5 * np.abs(true_share - pred_share).sum())
+
+
+def _check_truth(truth: np.ndarray) -> None:
+    """Refuse cells without a true label (None, NaN, empty or blank): scored, they would make a class of
+    their own (None) or no interval at all (NaN)."""
+    from mmgene.text.labels import missing_labels
+
+    missing = missing_labels(truth)
+    if missing.any():
+        raise LabelError(
+            f"{int(missing.sum())} of {len(truth)} cells have no true label (None, NaN, empty or blank; first: cell {int(np.flatnonzero(missing)[0])})",
+            "balanced_accuracy_difference", "drop those cells from the truth and both predictions first",
+        )
 
 
 def balanced_accuracy_difference(
@@ -100,6 +141,7 @@ def balanced_accuracy_difference(
             f"resamples must be a whole number of at least 1, got {resamples!r}", "balanced_accuracy_difference", "pass e.g. resamples=2000"
         )
     check_range(level, "level", "balanced_accuracy_difference", 0.0, 1.0, strict=True, fix="pass e.g. level=0.95")
+    _check_truth(truth)
     rng = np.random.default_rng(seed)
     outcome = (first == truth).astype(np.int8) - (second == truth).astype(np.int8)
     classes = sorted(set(truth.tolist()), key=str)

@@ -45,7 +45,8 @@ def _check(X: Any, labels: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
 def knn_classify(X: Any, labels: Any, k: int = 10, test_size: float = 0.2, seed: int = 0) -> dict[str, Any]:
     """k-NN (cosine) accuracy and macro precision/recall/F1 on a seeded ``1 - test_size`` / ``test_size`` split.
 
-    The split is stratified by label when every class has at least two cells.
+    The split is stratified by label when every class has at least two cells and each side of the
+    split has room for one cell of every class.
     """
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
     from sklearn.model_selection import train_test_split
@@ -58,7 +59,7 @@ def knn_classify(X: Any, labels: Any, k: int = 10, test_size: float = 0.2, seed:
     if not is_whole_number(k, 1) or len(y) - n_test < k:
         raise ParameterError(f"k must be between 1 and the {len(y) - n_test} training cells, got {k}", "knn_classify", "use a smaller k")
     _, counts = np.unique(y, return_counts=True)
-    stratified = bool(counts.min() >= 2 and n_test >= len(counts))
+    stratified = bool(counts.min() >= 2 and min(n_test, len(y) - n_test) >= len(counts))
     idx = np.arange(len(y))
     train, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=y if stratified else None)
     clf = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute")

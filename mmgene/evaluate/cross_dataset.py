@@ -505,8 +505,14 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _float(value: float | None) -> float:
+    """A figure of a report, NaN where a saved one has ``null`` (JSON has no NaN)."""
+    return float("nan") if value is None else float(value)
+
+
 def markdown(report: dict[str, Any]) -> str:
-    """The per-dataset table of a :func:`cross_dataset` report (Cell Ontology prompts)."""
+    """The per-dataset table of a :func:`cross_dataset` report (Cell Ontology prompts), in memory or
+    read back from its JSON."""
     lines = ["| held-out dataset | cells | mmgene bal. acc. / AUROC | single-dataset model "
              "| reference mapper (mmgene on its classes and cells) "
              "| mmgene minus single / minus mapper (95% interval over cells) "
@@ -515,7 +521,7 @@ def markdown(report: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
 
     def pair(m: dict[str, Any] | None) -> str:
-        return f"{m['balanced_accuracy']:.3f} / {m['macro_auroc']:.3f}" if m else "n/a"
+        return f"{_float(m['balanced_accuracy']):.3f} / {_float(m['macro_auroc']):.3f}" if m else "n/a"
 
     def difference(d: dict[str, float] | None) -> str:
         return f"{d['difference']:+.3f} ({d['low']:+.3f} to {d['high']:+.3f})" if d else "n/a"
