@@ -16,6 +16,7 @@ silently zero: by default their row is NaN, ``obs['<name>_n_genes']`` is 0 for t
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -210,7 +211,7 @@ def genept_s(
         raise ParameterError(f"prefix must be text, got {type(prefix).__name__}", "argument prefix", f"pass e.g. {SENTENCE_PREFIX!r}")
     from mmgene.cells import sentences as cell_sentences
     from mmgene.distributed import map_rows
-    from mmgene.text.encoders import text_encoder
+    from mmgene.text.encoders import TextEncoder, text_encoder
 
     adata = adata.copy() if copy else adata
     enc = text_encoder(encoder)
@@ -219,7 +220,9 @@ def genept_s(
     empty = n_genes == 0
     texts = [prefix + s for s, e in zip(sentences, empty) if not e]
     # under a launcher each rank embeds its share of the sentences and rank 0 gets all (the others None)
-    vecs = map_rows(len(texts), lambda a, b: enc.encode(texts[a:b]) if b > a else np.zeros((0, enc.dim), dtype=np.float32))
+    # a model reads a sentence's first genes by design: no note about the rest (any encoder-like object is taken)
+    encode = partial(enc.encode, cut_expected=True) if isinstance(enc, TextEncoder) else enc.encode
+    vecs = map_rows(len(texts), lambda a, b: encode(texts[a:b]) if b > a else np.zeros((0, enc.dim), dtype=np.float32))
     if vecs is None:
         return None
     emb = np.zeros((len(sentences), vecs.shape[1]), dtype=np.float32)

@@ -18,7 +18,11 @@ Polite and resumable by construction:
 
 Symbols are looked up in batches: one esearch ``(A[sym] OR B[sym] ...) AND human[orgn]`` by POST, then
 esummary of the ids it returned by POST in batches of at most 200; each returned record is matched
-back to the requested symbol by its official symbol, else by a unique alias.
+back to the requested symbol by its official symbol, else by a unique alias. Only live records count
+(status 0: not replaced, not discontinued). A symbol is cached as having no gene only when its batch was
+answered in full: an esearch error (``esearchresult.ERROR``, sent with HTTP 200) fails the batch (a failed
+search backend is tried again, like a rate-limit error), and when esummary gives no document for an id that
+esearch found, the batch's unmatched symbols are asked again on the next run.
 """
 
 from __future__ import annotations
@@ -126,8 +130,19 @@ def record_from_doc(doc: dict[str, Any]) -> GeneRecord:
 
 
 def _is_current(doc: dict[str, Any]) -> bool:
+    """Whether an esummary gene document is a live record: status 0 (1 is replaced, 2 discontinued) and
+    no other current id."""
+    status = str(doc.get("status") or "").strip()
     current = str(doc.get("currentid") or "").strip()
-    return current in ("", "0", str(doc.get("uid", "")))
+    return status in ("", "0") and current in ("", "0", str(doc.get("uid", "")))
+
+
+def _error_of(body: Any) -> str | None:
+    """The error an E-utilities JSON answer carries: top-level ``error``, or ``esearchresult.ERROR`` (HTTP 200)."""
+    if not isinstance(body, dict):
+        return "not a JSON object"
+    search = body.get("esearchresult")
+    return body.get("error") or (search.get("ERROR") if isinstance(search, dict) else None)
 
 
 class NCBIClient:
@@ -249,11 +264,12 @@ class NCBIClient:
                 body = resp.json()
             except ValueError as exc:
                 raise TryAgain(f"unparsable or truncated JSON ({redact(exc)[:200]})") from None
-            error = body.get("error") if isinstance(body, dict) else "not a JSON object"
+            error = _error_of(body)
             if not error:
                 return body
             problem = f"E-utilities error: {redact(error)[:200]}"
-            if "rate limit" in str(error).lower():
+            # over the rate limit, or NCBI's "Search Backend failed": both pass with time
+            if any(word in str(error).lower() for word in ("rate limit", "backend")):
                 raise TryAgain(problem)
             raise RemoteError(problem, redact(url), "check the request; NCBI refused it")
 
@@ -304,6 +320,8 @@ class NCBIClient:
             cached = self.cache.summaries(ids)
             docs = self.esummary([i for i in ids if i not in cached])
             found = self._match(batch, {**cached, **docs})
+            if any(i not in cached and i not in docs for i in ids):  # some document failed: 'no gene' is not known
+                found = {s: g for s, g in found.items() if g is not None}
             self.cache.store(found, docs)
             known.update(found)
         docs = self.cache.summaries(sorted({g for g in known.values() if g}))

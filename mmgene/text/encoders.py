@@ -10,7 +10,11 @@ rows. Specs:
 
 Every vector is cached in ``<settings.cache_dir>/embeddings.sqlite`` keyed by (model key, sha256 of the
 text), so no text is embedded twice. The model key names the model and, for local folders, a hash of its
-weights, so a retrained model in the same folder does not reuse old vectors.
+weights, configs and tokenizer files, so a retrained (or re-configured) model in the same folder does not
+reuse old vectors.
+
+A sentence-transformers model reads at most ``max_seq_length`` tokens of a text and embeds only those: the
+texts it cut are counted (``TextEncoder.n_truncated``) and reported on stderr (unless quiet).
 
 Note on bit-reproducibility: a model pads texts per batch, so a text's vector can differ in the last
 bits depending on which other texts share its batch. The same list of texts with the same cache state
@@ -48,6 +52,11 @@ ONNX_BATCH = 16
 #: seconds a process waits for another one holding the embedding cache
 OPEN_TIMEOUT = 60
 OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+#: OpenAI models that give only their full size (``dimensions`` is for ``text-embedding-3`` models)
+OPENAI_FIXED_DIMS = frozenset({"text-embedding-ada-002"})
+#: files of a local model folder whose bytes decide its vectors: weights, and the configs, tokenizer files
+#: and vocabularies of its modules (input length, lower-casing, prompts, pooling)
+KEY_SUFFIXES = (".safetensors", ".bin", ".pt", ".json", ".txt", ".model")
 
 
 def text_hash(text: str) -> str:
@@ -146,6 +155,13 @@ class TextEncoder(ABC):
         self._cache_setting = cache
         #: texts actually sent to the model (cache misses), over this encoder's life
         self.n_encoded = 0
+        #: of those, texts longer than the model reads (:attr:`max_tokens`), which it embedded from their start
+        self.n_truncated = 0
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The most tokens of a text the model reads (``None``: no known limit, or the service refuses longer texts)."""
+        return None
 
     @property
     @abstractmethod
@@ -181,8 +197,10 @@ class TextEncoder(ABC):
         path = self._cache_setting if isinstance(self._cache_setting, (str, os.PathLike)) else Path(settings.cache_dir) / "embeddings.sqlite"
         return _cache_at(str(path))
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts``; float32 array (len(texts), dim), rows L2-normalised."""
+    def encode(self, texts: Sequence[str], *, cut_expected: bool = False) -> np.ndarray:
+        """Embed ``texts``; float32 array (len(texts), dim), rows L2-normalised. Texts longer than the
+        model reads are reported on stderr, unless ``cut_expected`` (GenePT-s's ranked sentences: the
+        model reads their first genes by design); they are counted in :attr:`n_truncated` either way."""
         if isinstance(texts, str):
             raise ParameterError("encode() takes a list of texts, got one string", "TextEncoder.encode", "wrap it in a list: encode([text])")
         texts = list(texts)
@@ -208,6 +226,7 @@ class TextEncoder(ABC):
         if missing:
             self._start(len(missing))
         report = big and not progress_enabled()
+        cut_before = self.n_truncated
         for part in progress(slices, total=len(slices), desc=f"embedding texts ({len(missing)})", unit="slice"):
             vecs = _l2(self._encode([unique[h] for h in part]))
             self.n_encoded += len(part)
@@ -217,6 +236,9 @@ class TextEncoder(ABC):
             if report:
                 done = len(found) - (len(unique) - len(missing))
                 info(f"mmgene: embedded {done:,} of {len(missing):,} texts ({100 * done // len(missing)}%) with {self.name}")
+        if (cut := self.n_truncated - cut_before) and not cut_expected:
+            info(f"mmgene: {cut:,} of {len(missing):,} texts are longer than the {self.max_tokens} tokens "
+                 f"{self.name} reads; only their start was embedded (shorten them, or use a model with a longer input)")
         dims = {v.size for v in found.values()}
         if len(dims) != 1:
             raise ParameterError(
@@ -244,7 +266,7 @@ def _weights_fingerprint(folder: str, stamp: tuple) -> str:
     h = hashlib.sha256()
     root = Path(folder)
     for p in sorted(root.rglob("*")):
-        if p.is_file() and (p.suffix in (".safetensors", ".bin", ".pt") or p.name in ("config.json", "modules.json", "tokenizer.json")):
+        if p.is_file() and p.suffix in KEY_SUFFIXES:
             h.update(str(p.relative_to(root)).encode())
             with open(p, "rb") as f:
                 for block in iter(lambda: f.read(1 << 22), b""):
@@ -426,9 +448,22 @@ class SentenceTransformerEncoder(TextEncoder):
             self._onnx = OnnxRunner(path, self.threads)
         return self._onnx
 
+    @property
+    def max_tokens(self) -> int | None:
+        return getattr(self.model, "max_seq_length", None)
+
+    def _count_truncated(self, texts: list[str]) -> int:
+        """How many of ``texts`` have more tokens (special tokens included) than the model reads."""
+        limit, tokenizer = self.max_tokens, getattr(self.model, "tokenizer", None)
+        if not limit or not callable(tokenizer):
+            return 0
+        ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        return sum(len(row) > limit for row in ids)
+
     def _encode(self, texts: list[str]) -> np.ndarray:
         from mmgene.progress import progress_enabled
 
+        self.n_truncated += self._count_truncated(texts)
         if self._use_onnx and (runner := self._onnx_runner()) is not None:
             from mmgene.text.onnx_backend import tokenize
 
@@ -453,10 +488,11 @@ class OpenAIEncoder(TextEncoder):
     model
         e.g. ``text-embedding-3-small`` (GenePT used ``text-embedding-ada-002``).
     dimensions
-        Shorter vectors (``text-embedding-3`` models only).
+        Shorter vectors (``text-embedding-3`` models only; at most the model's full size).
     api_key, base_url
         Default ``$OPENAI_API_KEY`` / ``$OPENAI_BASE_URL``. The key goes only to an https ``base_url`` (or
         plain http on this machine: 127.0.0.1, ::1, localhost) and never appears in errors, raw or encoded.
+        ``base_url`` may not hold a user name or password (it is part of the cache key and of provenance).
     batch_size
         Texts per request (the API takes at most 2,048).
     max_retries, timeout
@@ -475,17 +511,22 @@ class OpenAIEncoder(TextEncoder):
         timeout: float = 60.0,
         cache: bool | str | os.PathLike[str] = True,
     ) -> None:
+        from mmgene.errors import is_whole_number
+
         super().__init__(cache)
-        if not 1 <= batch_size <= 2048:
-            raise ParameterError(f"batch_size must be between 1 and 2048, got {batch_size}", "OpenAIEncoder", "use at most 2,048 texts per request")
-        if dimensions is not None and dimensions < 1:
-            raise ParameterError(f"dimensions must be positive, got {dimensions}", "OpenAIEncoder")
+        if not (is_whole_number(batch_size, 1) and batch_size <= 2048):
+            raise ParameterError(
+                f"batch_size must be between 1 and 2048, got {batch_size!r}", "OpenAIEncoder",
+                "use at most 2,048 texts per request",
+            )
+        _check_dimensions(model, dimensions)
         self.model_name, self.dimensions, self.batch_size = model, dimensions, batch_size
         from mmgene.net.credentials import register_secret, require_secure_origin
 
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         register_secret(self.api_key)
+        _check_no_credentials(self.base_url)
         if self.api_key and self.base_url:
             require_secure_origin(self.base_url, "OpenAI base_url", "the OpenAI API key")
         self.max_retries, self.timeout = max_retries, timeout
@@ -538,10 +579,7 @@ class OpenAIEncoder(TextEncoder):
                     self.base_url or "https://api.openai.com/v1",
                     "check base_url and the network, then try again (finished batches are cached)",
                 ) from None  # the client's exception may quote the key
-            data = sorted(resp.data, key=lambda d: d.index)
-            if len(data) != len(batch):
-                raise RemoteError(f"the embeddings API returned {len(data)} vectors for {len(batch)} texts", self.base_url or "OpenAI")
-            vecs = np.asarray([d.embedding for d in data], dtype=np.float32)
+            vecs = _in_request_order(resp.data, len(batch), self.base_url or "https://api.openai.com/v1")
             if self._dim is not None and vecs.shape[1] != self._dim:
                 raise RemoteError(
                     f"the embeddings API returned {vecs.shape[1]}-dim vectors, expected {self._dim}", self.base_url or "OpenAI", "check dimensions="
@@ -559,6 +597,59 @@ class OpenAIEncoder(TextEncoder):
         from mmgene.net.credentials import redact
 
         return redact(text)
+
+
+def _check_dimensions(model: str, dimensions: Any) -> None:
+    """Refuse a ``dimensions`` that is no whole number >= 1, or one a known OpenAI model cannot give."""
+    from mmgene.errors import is_whole_number
+
+    if dimensions is None:
+        return
+    if not is_whole_number(dimensions, 1):
+        raise ParameterError(
+            f"dimensions must be a whole number >= 1, got {dimensions!r}", "argument dimensions",
+            "pass e.g. dimensions=256, or leave it out",
+        )
+    full = OPENAI_DIMS.get(model)
+    if model in OPENAI_FIXED_DIMS or (full is not None and dimensions > full):
+        can = f"only its full {full} dimensions" if model in OPENAI_FIXED_DIMS else f"at most {full} dimensions"
+        raise ParameterError(
+            f"dimensions={dimensions}: {model} gives {can}", "argument dimensions",
+            "leave dimensions out, or use a text-embedding-3 model with dimensions up to its full size",
+        )
+
+
+def _check_no_credentials(base_url: str | None) -> None:
+    """Refuse a ``base_url`` holding a user name or password: it would reach the cache, provenance and errors."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(base_url or "")
+    if not (parts.username or parts.password):
+        return
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    raise ParameterError(
+        f"the OpenAI base_url {shown} must not contain a user name or password",
+        "argument base_url (or $OPENAI_BASE_URL)",
+        "remove them from the URL; the API key goes in api_key= or $OPENAI_API_KEY",
+    )
+
+
+def _in_request_order(data: Sequence[Any], n: int, where: str) -> np.ndarray:
+    """The vectors of an embeddings answer as rows in request order, by each item's ``index``; an answer
+    that does not give exactly one vector of one size for each of the ``n`` texts is a :class:`RemoteError`."""
+    by_index = {d.index: d.embedding for d in data if isinstance(d.index, int)}
+    if len(data) != n or sorted(by_index) != list(range(n)):
+        raise RemoteError(
+            f"the embeddings API returned {len(data)} vectors for {n} texts, with index values "
+            f"{sorted(by_index)[:10]} instead of each of 0..{n - 1} once",
+            where,
+            "check that base_url is an OpenAI-compatible embeddings API",
+        )
+    if len({len(by_index[i]) for i in range(n)}) != 1:
+        raise RemoteError(f"the embeddings API returned vectors of different sizes for a batch of {n} texts", where,
+                          "check the server")
+    return np.asarray([by_index[i] for i in range(n)], dtype=np.float32)
 
 
 def spec_of_record(record: Any) -> str | None:
