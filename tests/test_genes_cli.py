@@ -159,3 +159,21 @@ def test_fetch_refuses_ncbi_options_for_another_source(tmp_path):
         )
     res = runner.invoke(app, ["genes", "fetch", "TP53", "--source", "offline", "--out", str(out), "--overwrite"])
     assert res.exit_code == 0, res.output
+
+
+def test_the_ncbi_key_comes_from_the_environment_never_from_a_flag(tmp_path, monkeypatch):
+    """A key on the command line is visible to every user of the machine (ps, shell history): the flag is
+    gone, and $NCBI_API_KEY still reaches NCBI's own server."""
+    from servers.ncbi_server import NCBIServer
+
+    out = tmp_path / "texts.json"
+    res = runner.invoke(app, ["genes", "fetch", "TP53", "--api-key", "k", "--out", str(out)])
+    assert res.exit_code == 2 and "No such option: --api-key" in res.output
+    assert not out.exists()
+    monkeypatch.setenv("NCBI_API_KEY", "ENVKEY4242")
+    with NCBIServer() as server:
+        res = runner.invoke(app, ["genes", "fetch", "TP53", "--base-url", server.url, "--cache", str(tmp_path / "c.sqlite"),
+                                  "--email", "t@e.st", "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert {params.get("api_key") for _, params in server.requests} == {"ENVKEY4242"}
+    assert list(json.loads(out.read_text())) == ["TP53"]

@@ -50,12 +50,11 @@ def fetch(
     source: str = typer.Option("ncbi", help="ncbi (E-utilities), offline (NCBI's gene table, shipped) or a JSON/TSV file."),
     out: Path = typer.Option(..., "--out", "-o", help="JSON file {SYMBOL: text} (GenePT's format)."),
     email: Optional[str] = typer.Option(None, envvar="NCBI_EMAIL", help="Your e-mail, sent to NCBI as it asks."),
-    api_key: Optional[str] = typer.Option(None, envvar="NCBI_API_KEY", help="NCBI API key (10 requests/s instead of 3)."),
     tool: Optional[str] = typer.Option(None, help="Tool name sent to NCBI (default mmgene)."),
     base_url: Optional[str] = typer.Option(None, help="E-utilities root URL (default NCBI's)."),
     cache: Optional[Path] = typer.Option(None, help="sqlite cache (default under the mmgene cache folder)."),
     batch_size: Optional[int] = typer.Option(None, help="Symbols per esearch request (default 100)."),
-    rate: Optional[float] = typer.Option(None, help="Requests per second (default 3, or 10 with an API key)."),
+    rate: Optional[float] = typer.Option(None, help="Requests per second (default 3, or 10 with an API key in $NCBI_API_KEY, never a flag)."),
     retries: Optional[int] = typer.Option(None, help="Retries per request on 429/5xx/timeouts (default 5)."),
     timeout: Optional[float] = typer.Option(None, help="Read timeout per request, seconds (default 60)."),
     overwrite: bool = overwrite_option(),
@@ -80,7 +79,7 @@ def fetch(
         )
     check_output(out, overwrite=overwrite, inputs=[p for p in (genes_from, cache) if p is not None])
     wanted = _symbols(symbols or [], genes_from)
-    kwargs = dict(given.values(), email=email, api_key=api_key) if source == "ncbi" else {}
+    kwargs = dict(given.values(), email=email) if source == "ncbi" else {}  # the key: $NCBI_API_KEY only
     src = gene_text_source(source, **kwargs)
     texts = src.texts(wanted)
     with atomic_path(out, overwrite=overwrite) as tmp:
