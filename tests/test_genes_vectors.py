@@ -144,3 +144,15 @@ def test_bad_safetensors_tables_are_input_file_errors(tmp_path):
 def test_non_numeric_vectors_are_refused():
     with pytest.raises(ParameterError, match="hold <U1 values, not numbers"):  # was a raw ValueError
         GeneVectors(np.array(["A"], dtype=object), np.array([["x", "y"]]))
+
+
+def test_vectors_are_unit_rows_so_no_gene_weighs_more_in_genept_w():
+    """A table of unnormalised vectors (a user's own) is held as unit rows; unit rows are kept to the last bit;
+    a row of zeros (no direction) is refused."""
+    unit = np.array([[0.6, 0.8], [1.0, 0.0]], np.float32)
+    kept = GeneVectors(np.array(["A", "B"], dtype=object), unit.copy())
+    assert kept.vectors.tobytes() == unit.tobytes()
+    scaled = GeneVectors(np.array(["A", "B"], dtype=object), np.array([[3.0, 4.0], [10.0, 0.0]], np.float32))
+    np.testing.assert_array_equal(scaled.vectors, unit)
+    with pytest.raises(ParameterError, match=r"1 gene vectors are all zeros \(first: B\)"):
+        GeneVectors(np.array(["A", "B"], dtype=object), np.array([[3.0, 4.0], [0.0, 0.0]], np.float32))

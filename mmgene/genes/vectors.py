@@ -65,6 +65,7 @@ class GeneVectors:
             raise ParameterError(f"gene symbols repeat in the gene vectors ({', '.join(dup)})", "GeneVectors", "keep one vector per gene")
         if not np.isfinite(self.vectors).all():
             raise ParameterError("gene vectors contain NaN or infinite values", "GeneVectors", "recompute the vectors")
+        self.vectors = _unit_rows(self.vectors, self.symbols)
         self.meta = {**self.meta, "dimension": int(self.vectors.shape[1]), "n_genes": int(len(self.symbols))}
         self._index = {s: i for i, s in enumerate(self.symbols)}
 
@@ -181,3 +182,20 @@ def _suffix(path: Path) -> str:
             "name the file *.parquet or *.safetensors",
         )
     return suffix
+
+
+def _unit_rows(vectors: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    """``vectors`` with L2-normalised rows (as they are when already so, to the last bit): GenePT-w weighs
+    genes by expression only, so a longer vector must not weigh its gene more. A row of zeros has no
+    direction and is refused."""
+    norms = np.linalg.norm(vectors, axis=1)
+    if (norms == 0).any():
+        first = int(np.flatnonzero(norms == 0)[0])
+        raise ParameterError(
+            f"{int((norms == 0).sum())} gene vectors are all zeros (first: {symbols[first]})", "GeneVectors",
+            "leave those genes out (a gene without text gets no vector)",
+        )
+    if np.allclose(norms, 1.0, rtol=0, atol=1e-5):
+        return vectors
+    return np.ascontiguousarray(vectors / norms[:, None], dtype=np.float32)
+
