@@ -206,24 +206,6 @@ def _check_thresholds(thresholds: Any, n_labels: int) -> np.ndarray:
     return np.broadcast_to(thr.reshape(-1), (n_labels,))
 
 
-def _on_likeliest_branch(probs: np.ndarray, hierarchy: Any, min_prob: float) -> np.ndarray:
-    """Inclusive ``probs`` with every label off the likeliest confident branch set to 0. Below ``min_prob``
-    0.5 the confident labels may lie on several branches, whose deepest is not the answer (a cell that is
-    75% B cell is not the CD8 T cell it is 21% like): the branch ends at the most probable confident label
-    with no confident label below it. From 0.5 on they form one chain, and ``probs`` are returned as they are."""
-    if min_prob >= 0.5 or not len(probs):
-        return probs
-    n = len(hierarchy.labels)
-    below = np.zeros((n, n), dtype=bool)
-    for i, under in enumerate(hierarchy.below):
-        below[i, list(under)] = True
-    confident = probs > min_prob
-    ends = confident & ~((confident.astype(np.int64) @ below.T.astype(np.int64)) > 0)
-    end = np.where(ends, probs, -np.inf).argmax(axis=1)
-    branch = below.T[end] | (np.arange(n)[None, :] == end[:, None])  # the end and the labels above it
-    return np.where(branch, probs, 0.0)
-
-
 def assign_nested(
     scores: np.ndarray,
     hierarchy: Any,
@@ -236,15 +218,14 @@ def assign_nested(
     """The decision rule for a label set whose labels lie below one another (``hierarchy``, a
     :class:`mmgene.text.hierarchy.LabelHierarchy`): the softmax as in :func:`assign_labels`, then each
     label's probability includes the labels below it, and the answer is the deepest label whose
-    probability is above ``min_prob`` (below 0.5, on the likeliest branch: :func:`_on_likeliest_branch`;
+    probability is above ``min_prob`` (below 0.5, on the likeliest branch: :func:`~mmgene.text.hierarchy.deepest_confident`;
     ``unknown`` if none; also when the best label's score is below its threshold). ``probs`` are the
     inclusive probabilities, ``score`` the answer's."""
     from mmgene.text.hierarchy import deepest_confident, inclusive
 
     flat = assign_labels(scores, list(hierarchy.labels), temperature=temperature, min_prob=0.0, thresholds=thresholds, unknown=unknown)
     probs = inclusive(flat.probs, hierarchy)
-    branch = _on_likeliest_branch(probs, hierarchy, min_prob)
-    pick = deepest_confident(branch, hierarchy, min_prob) if len(probs) else np.zeros(0, int)
+    pick = deepest_confident(probs, hierarchy, min_prob) if len(probs) else np.zeros(0, int)
     names = np.asarray(flat.labels, dtype=object)
     reject = (pick < 0) | (flat.label == unknown)
     label = np.where(reject, unknown, names[np.maximum(pick, 0)]).astype(object)

@@ -453,11 +453,16 @@ class SentenceTransformerEncoder(TextEncoder):
         return getattr(self.model, "max_seq_length", None)
 
     def _count_truncated(self, texts: list[str]) -> int:
-        """How many of ``texts`` have more tokens (special tokens included) than the model reads."""
+        """How many of ``texts`` have more tokens (special tokens included) than the model reads. Only
+        texts of more UTF-8 bytes than the limit can have more tokens (a token, word piece or byte-level,
+        covers at least one byte), so short ones (prompts, captions) are not tokenised a second time."""
         limit, tokenizer = self.max_tokens, getattr(self.model, "tokenizer", None)
         if not limit or not callable(tokenizer):
             return 0
-        ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        long = [t for t in texts if len(t.encode()) > limit - 2]  # two special tokens at most
+        if not long:
+            return 0
+        ids = tokenizer(long, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         return sum(len(row) > limit for row in ids)
 
     def _encode(self, texts: list[str]) -> np.ndarray:

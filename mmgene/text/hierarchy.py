@@ -11,7 +11,8 @@ relation (:func:`mmgene.text.ontology.term_ancestors`):
 * **Inclusive probabilities** (:func:`inclusive`): after the softmax over the labels, a label's
   probability is its own plus that of every label of the set below it, so "T cell" covers "CD8 T cell".
 * **Deepest confident term** (:func:`deepest_confident`): the answer is the most specific label whose
-  inclusive probability is above ``min_prob`` (with ``min_prob >= 0.5`` these labels form one chain).
+  inclusive probability is above ``min_prob`` (with ``min_prob >= 0.5`` these labels form one chain;
+  below it, the answer stays on the branch of the most probable confident label).
 
 :func:`partial_credit` scores an answer against the truth: 1 for the true term, for an ancestor the
 share of the truth's path from the root that it covers, 0 otherwise.
@@ -121,12 +122,36 @@ def inclusive(probs: np.ndarray, hierarchy: LabelHierarchy) -> np.ndarray:
     return np.minimum(out, 1.0)
 
 
+def _below_matrix(hierarchy: LabelHierarchy) -> np.ndarray:
+    """Boolean labels x labels: ``[i, j]`` when label ``j`` lies below label ``i``."""
+    n = len(hierarchy.labels)
+    below = np.zeros((n, n), dtype=bool)
+    for i, under in enumerate(hierarchy.below):
+        below[i, list(under)] = True
+    return below
+
+
+def _on_likeliest_branch(confident: np.ndarray, p: np.ndarray, hierarchy: LabelHierarchy) -> np.ndarray:
+    """``confident`` kept only on each cell's likeliest branch: the one ending at the most probable
+    confident label with no confident label below it, and the labels above that end. Below ``min_prob``
+    0.5 the confident labels may lie on several branches, whose deepest is not the answer (a cell that
+    is 75% B cell is not the CD8 T cell it is 21% like)."""
+    below = _below_matrix(hierarchy)
+    ends = confident & ~((confident.astype(np.int64) @ below.T.astype(np.int64)) > 0)
+    end = np.where(ends, p, -np.inf).argmax(axis=1)
+    branch = below.T[end] | (np.arange(len(below))[None, :] == end[:, None])
+    return confident & branch
+
+
 def deepest_confident(probs_inclusive: np.ndarray, hierarchy: LabelHierarchy, min_prob: float) -> np.ndarray:
     """Per cell, the index of the most specific label whose inclusive probability is above
-    ``min_prob`` (ties: the more probable, then the earlier label); -1 where none is."""
+    ``min_prob`` (ties: the more probable, then the earlier label); -1 where none is. With ``min_prob``
+    below 0.5, only labels on the likeliest confident branch count (:func:`_on_likeliest_branch`)."""
     p = np.asarray(probs_inclusive, dtype=np.float64)
     depths = np.array([depth(t) for t in hierarchy.term_ids], dtype=np.float64)
     confident = p > min_prob
+    if min_prob < 0.5 and len(p) and p.shape[1]:
+        confident = _on_likeliest_branch(confident, p, hierarchy)
     # rank by depth first, probability second; labels that are not confident never win
     key = np.where(confident, depths[None, :] * 2.0 + p, -np.inf)
     best = key.argmax(axis=1) if p.shape[1] else np.zeros(len(p), dtype=int)
