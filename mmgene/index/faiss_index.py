@@ -28,7 +28,7 @@ from mmgene.index.folder import (
     _check_inside, _faiss, _meta_to_write, _parquet_safe, _read_cells, _read_faiss, _read_meta, cells_checksum,
 )
 from mmgene.index.params import IndexParams, factory_string, resolve
-from mmgene.index.vectors import as_unit_vectors, missing_rows
+from mmgene.vectors import as_unit_vectors, missing_rows
 
 
 def check_k(k: Any, where: str) -> None:

@@ -36,7 +36,7 @@ from mmgene.index.folder import (
 )
 from mmgene.index.params import IndexParams, factory_string, resolve
 from mmgene.index.sources import DEFAULT_CHUNK, VectorSource
-from mmgene.index.vectors import as_unit_vectors
+from mmgene.vectors import as_unit_vectors
 
 LISTS_FILE = "index.ivfdata"
 STREAM_KINDS = ("ivf", "ivfpq")

@@ -20,7 +20,7 @@ import pandas as pd
 from mmgene.errors import ParameterError
 from mmgene.index.faiss_index import CellIndex, check_k, hits_table
 from mmgene.index.folder import CELL_ID, first_repeat
-from mmgene.index.vectors import as_unit_vectors
+from mmgene.vectors import as_unit_vectors
 
 
 class IndexShards:

@@ -24,7 +24,7 @@ def text_scores(adata: Any, space: Any, text: str, *, use_rep: str | None = None
     ``'genept-s'``, ``'genept-w'``). Cells are embedded by the space, or read from
     ``obsm[use_rep]`` when they already are (e.g. ``'X_mmgene'``).
     """
-    from mmgene.index.vectors import as_unit_vectors
+    from mmgene.vectors import as_unit_vectors
     from mmgene.query.space import load_space
 
     check_anndata(adata)

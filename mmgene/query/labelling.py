@@ -278,7 +278,7 @@ def calibrate(scores: np.ndarray, true_labels: Sequence[str], labels: Sequence[s
 
 def centroid_scores(vectors: np.ndarray, ref_vectors: np.ndarray, ref_labels: Sequence[str], labels: Sequence[str]) -> np.ndarray:
     """Cosine similarity of each cell to each label's reference centroid (mean of unit vectors, re-normalised)."""
-    from mmgene.index.vectors import as_unit_vectors
+    from mmgene.vectors import as_unit_vectors
 
     labels = _check_labels(labels)
     ref = as_unit_vectors(ref_vectors, where="reference vectors")

@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from mmgene.errors import MissingColumnError, NonFiniteError, ParameterError
-from mmgene.index.vectors import as_unit_vectors
+from mmgene.vectors import as_unit_vectors
 
 
 @runtime_checkable

@@ -30,7 +30,7 @@ def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, 
     """The query cells' vectors, their names, and which cells they say nothing of: a NaN or all-zero row (a
     GenePT or Geneformer cell without genes), or a cell that expresses no gene when the vectors come from a model
     that reads genes (:func:`mmgene.query.space.cells_without_genes`)."""
-    from mmgene.index.vectors import missing_rows
+    from mmgene.vectors import missing_rows
     from mmgene.query.space import cells_without_genes, load_space, reads_genes
 
     if hasattr(query, "obsm"):
