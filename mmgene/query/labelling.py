@@ -70,11 +70,28 @@ def _check_labels(labels: Sequence[str], unknown: str = UNKNOWN) -> list[str]:
             again = "twice" if first == label else f"twice ({first!r} and {label!r} differ only in case or blanks)"
             raise ParameterError(f"label {first!r} is given {again}", "annotate(labels=...)", "list each label once")
         seen[spelling_key(label)] = label
-    if spelling_key(unknown) in seen:
-        given = seen[spelling_key(unknown)]
-        said = f"{given!r} is" if given == unknown else f"{given!r} reads as {unknown!r},"
-        raise ParameterError(f"{said} the answer for unrecognised cells, not a label", "annotate(labels=...)", "remove it from the labels")
+    check_unknown(unknown, clean, "annotate(labels=...)", "remove it from the labels")
     return clean
+
+
+def check_unknown(unknown: Any, labels: Iterable[str], where: str, fix: str, *, labels_of: str = "") -> None:
+    """Refuse an ``unknown`` answer that is no name, or that reads as one of ``labels`` (up to case and blanks):
+    the cells called unknown and that label's cells would be one class of the answer. ``labels_of`` says
+    whose labels they are (none: the caller's own choice of labels)."""
+    if not isinstance(unknown, str) or not unknown.strip():
+        raise ParameterError(
+            f"unknown must be a non-empty name, got {unknown!r}", where, f"use a name of its own, e.g. the default {UNKNOWN!r}"
+        )
+    given = {spelling_key(label): label for label in labels}.get(spelling_key(unknown))
+    if given is None:
+        return
+    said = f"{given!r} is" if given == unknown else f"{given!r} reads as {unknown!r},"
+    if not labels_of:
+        raise ParameterError(f"{said} the answer for unrecognised cells, not a label", where, fix)
+    raise ParameterError(
+        f"{said} both a label of {labels_of} and the answer for unrecognised cells (unknown={unknown!r}): the cells "
+        "called unknown and the cells of that class would be one class of the answer", where, fix,
+    )
 
 
 def _check_terms(labels: Sequence[str], term_ids: Sequence[str]) -> None:
@@ -173,7 +190,7 @@ def assign_labels(
     ``thresholds`` is one minimum score for all labels or one per label; cells whose best label
     scores below it, or whose ``p_max <= min_prob`` (``min_prob > 0``), are ``unknown``.
     """
-    labels = _check_labels(labels)
+    labels = _check_labels(labels, unknown)
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 2 or s.shape[1] != len(labels):
         raise ParameterError(f"scores have shape {s.shape} for {len(labels)} labels", "assign_labels", "pass a (cells x labels) matrix")

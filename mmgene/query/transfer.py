@@ -23,7 +23,7 @@ from mmgene.choices import WEIGHTINGS
 from mmgene.config import check_range
 from mmgene.errors import MissingColumnError, ParameterError, is_whole_number
 from mmgene.progress import info
-from mmgene.query.labelling import UNKNOWN
+from mmgene.query.labelling import UNKNOWN, check_unknown
 
 
 def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -55,6 +55,21 @@ def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, 
         return vectors, names, missing_rows(vectors) | cells_without_genes(query, genes_read)
     arr = np.asarray(query)
     return arr, [str(i) for i in range(len(arr))], missing_rows(arr)
+
+
+def _reference_labels(reference: Any, label_column: str, unknown: Any) -> tuple[np.ndarray, list[str]]:
+    """Each reference cell's code into the reference's labels (``-1``: none) and those labels as ``str``;
+    refuses a column with no label, and an ``unknown`` answer that reads as one of them (the rejected cells
+    would merge with that class)."""
+    cats = pd.Categorical(reference.cells[label_column])  # missing labels get code -1
+    categories = [str(c) for c in cats.categories]
+    if not categories:
+        raise ParameterError(
+            f"the reference has no labels in {label_column!r}", "transfer_labels", "choose a labelled column"
+        )
+    fix = f"pass another name for unrecognised cells (the default is {UNKNOWN!r})"
+    check_unknown(unknown, categories, "transfer_labels(unknown=...)", fix, labels_of=f"the reference's {label_column!r} column")
+    return np.asarray(cats.codes), categories
 
 
 def novelty_threshold(reference: Any, k: int, alpha: float, *, calibration_cells: int = 2000, seed: int = 0) -> float:
@@ -110,6 +125,7 @@ def transfer_labels(
                                  "transfer_labels(calibration_cells=...)", "use e.g. 2000")
     if label_column not in reference.cells.columns:
         raise MissingColumnError(label_column, "the reference index's cell table", [c for c in reference.cells.columns if c != "cell_id"])
+    codes, categories = _reference_labels(reference, label_column, unknown)
     is_anndata = hasattr(query, "obs")
     if is_anndata:
         from mmgene.provenance import check_record_slot
@@ -133,12 +149,6 @@ def transfer_labels(
         scores[~silent, : found.shape[1]], pos[~silent, : found.shape[1]] = found_scores, found
     if silent.any():
         info(f"{int(silent.sum())} of {len(vectors)} query cells have no vector or express no gene: called {unknown!r}")
-    ref_labels = reference.cells[label_column]
-    cats = pd.Categorical(ref_labels)  # missing labels get code -1
-    codes = np.asarray(cats.codes)
-    categories = [str(c) for c in cats.categories]
-    if not categories:
-        raise ParameterError(f"the reference has no labels in {label_column!r}", "transfer_labels", "choose a labelled column")
     valid = pos >= 0
     nb_codes = np.where(valid, codes[np.where(valid, pos, 0)], -1)
     if weighting == "uniform":
@@ -169,7 +179,7 @@ def transfer_labels(
         from mmgene.provenance import record
 
         query = query.copy() if copy else query
-        query.obs[key_added] = pd.Categorical(label, categories=[*categories, unknown] if unknown not in categories else categories)
+        query.obs[key_added] = pd.Categorical(label, categories=[*categories, unknown])
         query.obs[f"{key_added}_confidence"] = confidence.astype(np.float32)
         record(
             query, key_added, packages=("faiss-cpu",), reference=str(reference.meta.get("source") or reference), label_column=label_column,

@@ -24,14 +24,35 @@ import pandas as pd
 from mmgene.text.shorthand import ABBREVIATIONS
 
 
-def _factorized(values: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(codes, text)``: each cell's code into ``text``, the distinct labels as ``str`` with ``""``
-    for missing ones; code ``-1`` for None/NaN/NA. Work is per distinct label, not per cell."""
-    codes, uniques = pd.factorize(pd.Series(values, dtype=object) if not isinstance(values, pd.Series) else values.astype(object))
+def _as_objects(values: Any) -> pd.Series:
+    """``values`` as a Series of Python objects."""
+    return pd.Series(values, dtype=object) if not isinstance(values, pd.Series) else values.astype(object)
+
+
+def _texts(uniques: Any) -> np.ndarray:
+    """Distinct labels as ``str``, with ``""`` for empty or whitespace-only text."""
     text = np.array([str(u) for u in uniques], dtype=object)
     blank = np.array([isinstance(u, (str, bytes)) and not u.strip() for u in uniques], dtype=bool)
     text[blank] = ""
-    return codes, text
+    return text
+
+
+def _factorized(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, text)``: each cell's code into ``text``, the distinct labels as ``str`` with ``""``
+    for missing ones; code ``-1`` for None/NaN/NA. Work is per distinct label, not per cell.
+
+    Values that compare equal share a code although their text may differ (``1``, ``1.0``, ``True``;
+    ``0.0``, ``-0.0``): right for telling missing labels apart, not for a label's text (:func:`label_text`)."""
+    codes, uniques = pd.factorize(_as_objects(values))
+    return codes, _texts(uniques)
+
+
+def _prints_alike(values: Any) -> bool:
+    """Whether equal values of ``values`` always have the same text: a typed column (int, bool, str,
+    categorical, datetime) holds one kind of value; an object column may mix ``1`` and ``True``, and a
+    float one ``0.0`` and ``-0.0``."""
+    dtype = getattr(values, "dtype", None)
+    return dtype is not None and dtype != object and getattr(dtype, "kind", "") != "f"
 
 
 def missing_labels(values: Any) -> np.ndarray:
@@ -46,9 +67,17 @@ def spelling_key(label: str) -> str:
 
 
 def label_text(values: Any) -> np.ndarray:
-    """Labels as ``str`` (object array), with ``""`` where a label is missing."""
-    codes, text = _factorized(values)
-    out = np.append(text, "").astype(object)[codes]  # code -1 picks the appended ""
+    """Labels as ``str`` (object array), with ``""`` where a label is missing. Each label keeps its own
+    text, as users see it: ``1``, ``1.0`` and ``True`` stay ``"1"``, ``"1.0"`` and ``"True"``."""
+    series = _as_objects(values)
+    codes, uniques = pd.factorize(series)
+    out = np.append(_texts(uniques), "").astype(object)[codes]  # code -1 picks the appended ""
+    if _prints_alike(values):
+        return out
+    # a unique other than text may stand for equal values written differently: those cells by their own text
+    merged = np.append([not isinstance(u, (str, bytes)) for u in uniques], False).astype(bool)[codes]
+    if merged.any():
+        out[merged] = [str(v) for v in series.to_numpy()[merged]]
     return out
 
 
