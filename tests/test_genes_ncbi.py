@@ -51,7 +51,7 @@ def test_fetch_maps_symbols_aliases_and_unknowns(tmp_path):
         assert server.methods == ["POST", "POST"]
         search = server.requests[0][1]
         assert search["tool"] == "mmgene" and search["email"] == "test@example.org" and search["db"] == "gene"
-        assert search["term"] == "(TP53[sym] OR CD3E[sym] OR CD20[sym] OR NOTAGENE1[sym]) AND human[orgn]"
+        assert search["term"] == '("TP53"[sym] OR "CD3E"[sym] OR "CD20"[sym] OR "NOTAGENE1"[sym]) AND human[orgn]'
         assert server.requests[1][1]["id"] == "7157,916,931"
         assert c.requests_made == 2
 
@@ -68,7 +68,7 @@ def test_second_run_makes_zero_requests(tmp_path):
         # a superset only fetches the new symbol
         third = client(server, tmp_path)[0].fetch([*symbols, "MS4A1"])
         assert third["MS4A1"].gene_id == "931"
-        assert server.requests[n][1]["term"] == "(MS4A1[sym]) AND human[orgn]"
+        assert server.requests[n][1]["term"] == '("MS4A1"[sym]) AND human[orgn]'
 
 
 def test_batches_post_at_most_200_ids(tmp_path):
@@ -178,14 +178,14 @@ def test_killed_run_resumes_without_refetching(tmp_path):
         proc.wait(timeout=60)
         assert proc.returncode == -signal.SIGKILL and not out.exists()
         server.on_request = None
-        done = {s for e, p in server.requests[:4] if e == "esearch.fcgi" for s in re.findall(r"(\w+)\[sym\]", p["term"])}
+        done = {s for e, p in server.requests[:4] if e == "esearch.fcgi" for s in re.findall(r'"(\w+)"\[sym\]', p["term"])}
         assert len(done) == 20
         before = len(server.requests)
         rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
         assert rerun.returncode == 0, rerun.stderr
         new = server.requests[before:]
         assert len(new) == 2 * 3  # batches 3, 4, 5 only
-        asked_again = {s for e, p in new if e == "esearch.fcgi" for s in re.findall(r"(\w+)\[sym\]", p["term"])}
+        asked_again = {s for e, p in new if e == "esearch.fcgi" for s in re.findall(r'"(\w+)"\[sym\]', p["term"])}
         assert len(asked_again) == 30 and not asked_again & done
         texts = json.loads(out.read_text())
         assert sorted(texts) == sorted(symbols) and texts["SYNG7"].startswith("Gene symbol SYNG7. Full name: synthetic gene 7.")

@@ -87,16 +87,16 @@ def test_counts_are_normalised_to_log1p_per_10000_first():
     np.testing.assert_allclose(chunked, scores, rtol=1e-12)
 
 
-def test_given_markers_replace_the_table_and_no_marker_at_all_gives_chance():
+def test_given_markers_replace_the_table_and_no_marker_at_all_is_not_scored():
     from mmgene.evaluate import marker_zero_shot
+    from mmgene.evaluate.marker_baseline import NoMarkerGenesError
 
     adata = _adata(LOG)
     res = marker_zero_shot(adata, LABELS, markers={"B cells": ["ACTB"], "NK cells": ["NKG7"]})
     assert res["markers"] == {"B cells": ["ACTB"], "Dendritic cells": [], "NK cells": ["NKG7"]}
     assert res["per_class"]["B cells"]["auroc"] == 0.5  # ACTB is the same in every cell
-    none = marker_zero_shot(adata, LABELS, markers={"B cells": ["CD19"], "NK cells": ["NCAM1"]})
-    assert none["markers_found"] == {"B cells": [], "Dendritic cells": [], "NK cells": []}
-    assert none["macro_auroc"] == 0.5
+    with pytest.raises(NoMarkerGenesError, match="no marker gene of any class in the data"):
+        marker_zero_shot(adata, LABELS, markers={"B cells": ["CD19"], "NK cells": ["NCAM1"]})
 
 
 def test_bad_input_raises_clear_errors():

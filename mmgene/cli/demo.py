@@ -50,7 +50,9 @@ def _text(result: Any, out: Path) -> str:
     if base:
         lines.append(f"    GenePT-s   balanced accuracy {base['balanced_accuracy']:.3f}  macro AUROC {base['macro_auroc']:.3f}")
     marker = result.report.get("marker_baseline") or {}
-    if marker:
+    if marker and not marker.get("scored", True):
+        lines.append(f"    markers    not scored: {marker.get('reason', 'no marker gene found')}  (textbook marker genes, no model)")
+    elif marker:
         lines.append(f"    markers    balanced accuracy {marker['balanced_accuracy']:.3f}  macro AUROC {marker['macro_auroc']:.3f}"
                      "  (textbook marker genes, no model)")
     ann = demo["annotation"]

@@ -8,7 +8,10 @@ lacks: a panel of 765 variable genes, as in scanpy's ``pbmc68k_reduced``, has no
 IL2RA, so no method can reach those classes through those genes.
 
 A class with no marker in the table, or none of its markers among the data's genes, gets the same
-score for every cell, below every other score: AUROC 0.5, and it is never predicted.
+score for every cell, below every other score: AUROC 0.5, and it is never predicted (with markers for
+one class only, every cell is called that class; its AUROC still ranks the cells). When no class has a
+marker among the data's genes there is nothing to score: :func:`marker_zero_shot` raises
+:class:`NoMarkerGenesError`, and :func:`mmgene.evaluate.evaluate` reports the baseline as not scored.
 """
 
 from __future__ import annotations
@@ -18,10 +21,36 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import ParameterError
+from mmgene.errors import GeneIdError, ParameterError
 from mmgene.metrics import classification_metrics
 from mmgene.query.refine import refine_scores
 from mmgene.text.classes import standardise
+
+
+#: why a report's marker baseline has no figures (the ``reason`` of :func:`not_scored`)
+NO_MARKERS_FOUND = "no marker gene of any class in the data"
+
+
+class NoMarkerGenesError(GeneIdError):
+    """No class has a marker gene among the data's genes: every score would be the same constant, and the
+    argmax would call every cell the first class, so the baseline has no figures to give."""
+
+    def __init__(self, markers: dict[str, list[str]]) -> None:
+        wanted = list(dict.fromkeys(g for genes in markers.values() for g in genes))
+        more = " ..." if len(wanted) > 8 else ""
+        looked = f"looked for {', '.join(wanted[:8])}{more}" if wanted else "none known for these classes"
+        super().__init__(
+            f"the textbook-marker baseline cannot score these cells: {NO_MARKERS_FOUND} ({looked})",
+            "marker_zero_shot: each class's marker genes against the data's gene symbols",
+            "pass markers= with genes the data has, or leave the baseline out (marker_baseline=False, --no-marker-baseline)",
+        )
+        self.markers = markers
+
+
+def not_scored(error: NoMarkerGenesError) -> dict[str, Any]:
+    """The report entry of a marker baseline that could not be scored: no metric, the reason and the table."""
+    return {"scored": False, "reason": NO_MARKERS_FOUND, "markers": error.markers,
+            "markers_found": {c: [] for c in error.markers}}
 
 
 def class_markers(classes: Sequence[str], ontology: bool = True) -> dict[str, list[str]]:
@@ -55,7 +84,7 @@ def marker_scores(
     (z-scored by :func:`mmgene.text.classes.standardise`: a gene without spread scores 0).
 
     Returns the scores and, per class, the markers found (matched by symbol, case-insensitive).
-    Classes without a marker found get a constant below every other score.
+    Classes without a marker found get a constant below every other score (all zeros when no class has one).
     """
     wanted = list(dict.fromkeys(g for genes in markers.values() for g in genes))
     n = adata.n_obs
@@ -110,8 +139,10 @@ def marker_zero_shot(
 
     ``markers`` maps class -> genes and replaces the table (:func:`class_markers`). ``refine`` refines
     the scores on the query's own features, as in :func:`mmgene.evaluate.zero_shot`. The result has the
-    keys of :func:`mmgene.metrics.classification_metrics` plus ``markers`` (the table's genes
-    per class) and ``markers_found`` (those among the data's genes).
+    keys of :func:`mmgene.metrics.classification_metrics` plus ``scored`` (True), ``markers`` (the table's
+    genes per class) and ``markers_found`` (those among the data's genes).
+
+    Raises :class:`NoMarkerGenesError` when no class has a marker among the data's genes (nothing to score).
     """
     from mmgene.evaluate.classify import label_codes
 
@@ -124,9 +155,12 @@ def marker_zero_shot(
             raise ParameterError(f"markers given for classes that are not scored: {unknown[:5]}", "argument markers")
         table = {c: [str(g) for g in markers.get(c, ())] for c in classes}
     scores, found = marker_scores(adata, table)
+    if not any(found.values()):
+        raise NoMarkerGenesError(table)
     if refine is not None:
         scores = _refine_scored(scores, [bool(found[c]) for c in classes], refine)
     out = classification_metrics(y, scores, classes)
+    out["scored"] = True
     out["refined"] = refine is not None
     out["markers"] = table
     out["markers_found"] = found

@@ -48,6 +48,18 @@ def genept_s_zero_shot(
     return res
 
 
+def _marker_baseline(adata: Any, labels: Sequence[str], classes: Sequence[str], ontology: bool,
+                     refine: np.ndarray | None) -> dict[str, Any]:
+    """The textbook-marker baseline's metrics, or, when no class has a marker gene in the data, an entry
+    that says it was not scored (``scored`` False and the ``reason``), so that the report still finishes."""
+    from mmgene.evaluate.marker_baseline import NoMarkerGenesError, marker_zero_shot, not_scored
+
+    try:
+        return marker_zero_shot(adata, labels, classes, ontology=ontology, refine=refine)
+    except NoMarkerGenesError as exc:
+        return not_scored(exc)
+
+
 def _plain(value: Any) -> Any:
     """``value`` as plain JSON data: numpy scalars and arrays as Python ones, NaN and infinities as
     ``None`` (JSON has no NaN; a bare ``NaN`` token breaks strict parsers), paths as text."""
@@ -101,19 +113,22 @@ def markdown_report(report: dict[str, Any]) -> str:
     rows = [("mmgene aligned model", zs)]
     if report.get("baseline"):
         rows.append((f"GenePT-s zero-shot ({report['baseline'].get('encoder', '')})", report["baseline"]))
-    if report.get("marker_baseline"):
-        rows.append(("textbook marker genes (mean z-score)", report["marker_baseline"]))
+    marker = report.get("marker_baseline") or {}
+    scored = marker.get("scored", True)  # a report saved before 'scored' existed was scored
+    if marker and scored:
+        rows.append(("textbook marker genes (mean z-score)", marker))
     for name, res in rows:
         vals = " | ".join(_fmt(res.get(k, float("nan"))) for k in HEADLINE)  # a report saved before a metric existed lacks it
         centroid = res["centroid"]["accuracy"] if "centroid" in res else float("nan")
         lines.append(f"| {name} | {vals} | {_fmt(centroid)} |")
+    if not scored:
+        lines += ["", f"The textbook-marker baseline could not be scored ({marker.get('reason', 'no marker gene found')})."]
     lines += [
         "",
         "| class | n | recall | precision | F1 | AUROC | GenePT-s AUROC | marker AUROC | markers found |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     base = (report.get("baseline") or {}).get("per_class", {})
-    marker = report.get("marker_baseline") or {}
     for cls, m in zs["per_class"].items():
         table, found = marker.get("markers", {}).get(cls, []), marker.get("markers_found", {}).get(cls, [])
         genes = ((", ".join(found) or "none") + (f" (of {', '.join(table)})" if len(found) < len(table) else "")) if table else "–"
@@ -178,7 +193,6 @@ def evaluate(
     from mmgene.atomic import atomic_path, check_output
     from mmgene.evaluate.classify import labelled_cells, zero_shot
     from mmgene.evaluate.clustering import kmeans_scores
-    from mmgene.evaluate.marker_baseline import marker_zero_shot
     from mmgene.evaluate.retrieval import retrieval_metrics
     from mmgene.query.scoring import label_similarities
     from mmgene.query.space import cells_for_labels, load_space, space_for_labels, uses_definitions
@@ -235,7 +249,8 @@ def evaluate(
         "retrieval": retrieval,
         "clustering": clustering,
         "baseline": genept_s_zero_shot(adata, labels, classes, prompts, baseline_encoder, config.standardize, features, config.weigh_types) if config.baseline else None,
-        "marker_baseline": marker_zero_shot(adata, labels, classes, ontology=config.ontology, refine=features) if config.marker_baseline else None,
+        "marker_baseline": (_marker_baseline(adata, labels, classes, config.ontology, features)
+                            if config.marker_baseline else None),
     }
     if files:
         with atomic_path(files[0], overwrite=overwrite) as tmp:

@@ -16,13 +16,17 @@ Polite and resumable by construction:
 * answers go to a sqlite cache (one transaction per batch of symbols), so a second run makes no request
   and a run that is killed resumes at the first batch it had not finished.
 
-Symbols are looked up in batches: one esearch ``(A[sym] OR B[sym] ...) AND human[orgn]`` by POST, then
+Symbols are looked up in batches: one esearch ``("A"[sym] OR "B"[sym] ...) AND human[orgn]`` by POST, then
 esummary of the ids it returned by POST in batches of at most 200; each returned record is matched
 back to the requested symbol by its official symbol, else by a unique alias. Only live records count
 (status 0: not replaced, not discontinued). A symbol is cached as having no gene only when its batch was
 answered in full: an esearch error (``esearchresult.ERROR``, sent with HTTP 200) fails the batch (a failed
 search backend is tried again, like a rate-limit error), and when esummary gives no document for an id that
 esearch found, the batch's unmatched symbols are asked again on the next run.
+
+Each symbol is quoted, so that spaces, brackets, parentheses or a word like ``OR`` in a user's gene name
+stay one term. An Entrez query cannot hold a double quote: a symbol with one is never sent (no gene has
+one) and gets no record, as :func:`~mmgene.genes.text_sources.normalise_symbols` drops blank symbols.
 """
 
 from __future__ import annotations
@@ -49,6 +53,25 @@ MAX_SUMMARY_BATCH = 200
 SEARCH_BATCH = 100
 #: seconds one request may take in all (connect and every read); E-utilities answers are small
 DEFAULT_DEADLINE = 60.0
+
+
+def entrez_symbol(symbol: str) -> str:
+    """``symbol`` as one quoted Entrez gene-symbol term, ``"SYM"[sym]`` (it must hold no double quote)."""
+    return f'"{symbol}"[sym]'
+
+
+def searchable(symbols: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``symbols`` split into those an Entrez query can hold and those it cannot (with a double quote)."""
+    symbols = list(symbols)
+    return [s for s in symbols if '"' not in s], [s for s in symbols if '"' in s]
+
+
+def _say_unsearchable(symbols: Sequence[str]) -> None:
+    if symbols:
+        from mmgene.progress import info
+
+        shown = ", ".join(repr(s) for s in symbols[:5]) + (f" and {len(symbols) - 5} more" if len(symbols) > 5 else "")
+        info(f"mmgene: {len(symbols)} gene symbols hold a double quote, which an NCBI search cannot; they get no NCBI text: {shown}")
 
 
 class RateLimiter:
@@ -285,8 +308,13 @@ class NCBIClient:
 
     # -- E-utilities --------------------------------------------------------------------------------
     def esearch(self, symbols: Sequence[str]) -> list[str]:
-        """Gene ids whose symbol is one of ``symbols`` in the organism (one request)."""
-        terms = " OR ".join(f"{s}[sym]" for s in symbols)
+        """Gene ids whose symbol is one of ``symbols`` in the organism (one request; none when no symbol
+        can be searched: those with a double quote are left out)."""
+        symbols, dropped = searchable(symbols)
+        _say_unsearchable(dropped)
+        if not symbols:
+            return []
+        terms = " OR ".join(entrez_symbol(s) for s in symbols)
         body = self.request("esearch.fcgi", {"term": f"({terms}) AND {self.organism}[orgn]", "retmax": str(max(20, 10 * len(symbols)))})
         result = body.get("esearchresult")
         if not isinstance(result, dict):
@@ -313,7 +341,8 @@ class NCBIClient:
         """``{SYMBOL: record or None}`` for every symbol; cached batches cost no request."""
         wanted = normalise_symbols(symbols, "NCBIClient.fetch")
         known = self.cache.symbols(wanted)
-        todo = [s for s in wanted if s not in known]
+        todo, dropped = searchable(s for s in wanted if s not in known)
+        _say_unsearchable(dropped)
         batches = [todo[i : i + self.search_batch] for i in range(0, len(todo), self.search_batch)]
         for batch in progress(batches, total=len(batches), desc="NCBI gene text", unit="batch"):
             ids = self.esearch(batch)

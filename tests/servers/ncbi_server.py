@@ -1,6 +1,6 @@
 """An NCBI E-utilities stand-in on 127.0.0.1 for tests (no internet).
 
-Speaks the JSON of ``esearch.fcgi`` (``db=gene``, ``term=(A[sym] OR B[sym]) AND human[orgn]``) and
+Speaks the JSON of ``esearch.fcgi`` (``db=gene``, ``term=("A"[sym] OR B[sym]) AND human[orgn]``) and
 ``esummary.fcgi`` (``id=1,2,3``; GET or POST form), refuses requests without ``tool``/``email`` or with
 more than 200 ids (HTTP 400, like NCBI asks clients not to), and can be told to misbehave on the next
 requests: ``429`` (with ``Retry-After``), ``500``, ``timeout`` (answers late), ``truncated`` (promises more
@@ -189,7 +189,7 @@ class NCBIServer:
 
     def _esearch(self, params: dict[str, str]) -> dict:
         term = params.get("term", "")
-        symbols = re.findall(r"([^\s()]+)\[sym\]", term)
+        symbols = [q or bare for q, bare in re.findall(r'"([^"]*)"\[sym\]|([^\s()"]+)\[sym\]', term)]  # "A B"[sym] or A[sym]
         organism = re.findall(r"(\w+)\[orgn\]", term)
         ids: list[str] = []
         missing: list[str] = []
