@@ -11,6 +11,7 @@ GenePT-s
 Cells with nothing to embed (no expressed gene that has a vector, or an empty sentence) are never
 silently zero: by default their row is NaN, ``obs['<name>_n_genes']`` is 0 for them, and
 ``uns['mmgene'][key_added]`` lists them (``on_empty='zero'`` writes zeros instead, ``'raise'`` refuses).
+``inplace=False`` returns the vectors and writes nothing into the AnnData (what a joint space needs).
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ MAX_LISTED = 1000
 def _check_on_empty(on_empty: str) -> None:
     if on_empty not in ("nan", "zero", "raise"):
         raise ParameterError(f"on_empty must be 'nan', 'zero' or 'raise', got {on_empty!r}", "argument on_empty")
+
+
+def _check_returns(copy: bool, inplace: bool, where: str) -> None:
+    """Refuse ``copy=True`` with ``inplace=False``: one asks for the AnnData back, the other for the vectors."""
+    if copy and not inplace:
+        raise ParameterError(
+            "copy=True and inplace=False ask for two different results (a copy of the AnnData, the bare vectors)",
+            f"{where}(copy=..., inplace=...)", "pass copy=True for an annotated copy, or inplace=False for the vectors alone",
+        )
 
 
 def _handle_empty(emb: np.ndarray, empty: np.ndarray, obs_names: pd.Index, on_empty: str, method: str, reason: str) -> None:
@@ -88,6 +98,7 @@ def genept_w(
     chunk_size: int = 2048,
     on_empty: OnEmpty = "nan",
     copy: bool = False,
+    inplace: bool = True,
 ) -> Any:
     """GenePT-w: expression-weighted average of gene vectors per cell, L2-normalised.
 
@@ -109,14 +120,17 @@ def genept_w(
         Cells with no expressed gene that has a vector: ``'nan'`` rows (default), ``'zero'`` rows, or ``'raise'``.
     copy
         Return a new AnnData instead of writing into ``adata``.
+    inplace
+        ``False``: return the vectors (float32, cells x dimension) and write nothing into ``adata``.
 
     Returns
     -------
-    The AnnData when ``copy=True``, else ``None``. ``uns['mmgene'][key_added]`` records the encoder, the text
-    source, the genes matched and the cells with no matched gene.
+    The AnnData when ``copy=True``, the vectors when ``inplace=False``, else ``None``. ``uns['mmgene'][key_added]``
+    records the encoder, the text source, the genes matched and the cells with no matched gene.
     """
     check_key(key_added, "genept_w(key_added=...)", "X_genept_w")
     _check_on_empty(on_empty)
+    _check_returns(copy, inplace, "genept_w")
     if not is_whole_number(chunk_size, 1):
         raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}", "argument chunk_size", "pass e.g. 2048")
     adata = adata.copy() if copy else adata
@@ -149,6 +163,8 @@ def genept_w(
         n_genes[start:stop] = np.diff(sub.indptr)
     empty = n_genes == 0
     _handle_empty(emb, empty, adata.obs_names, on_empty, "GenePT-w", "no expressed gene with a gene vector")
+    if not inplace:
+        return emb
     adata.obsm[key_added] = emb
     adata.obs[f"{key_added.removeprefix('X_')}_n_genes"] = n_genes
     meta = gv.meta
@@ -186,6 +202,7 @@ def genept_s(
     prefix: str = SENTENCE_PREFIX,
     on_empty: OnEmpty = "nan",
     copy: bool = False,
+    inplace: bool = True,
 ) -> Any:
     """GenePT-s: embed each cell's sentence ``prefix + top genes by expression`` with a text encoder.
 
@@ -196,7 +213,7 @@ def genept_s(
         made your gene vectors.
     top_k
         Genes per sentence (``None``: every expressed gene; a model truncates what exceeds its input).
-    key_added, layer, on_empty, copy
+    key_added, layer, on_empty, copy, inplace
         As for :func:`genept_w`; ``obs['<key_added without X_>_n_genes']`` is the number of genes in each sentence.
 
     Sentences are embedded in chunks of :data:`mmgene.distributed.CHUNK_SIZE`; under ``torchrun`` call it
@@ -205,6 +222,7 @@ def genept_s(
     """
     check_key(key_added, "genept_s(key_added=...)", "X_genept_s")
     _check_on_empty(on_empty)
+    _check_returns(copy, inplace, "genept_s")
     if top_k is not None and not is_whole_number(top_k, 1):
         raise ParameterError(f"top_k must be a positive integer or None, got {top_k!r}", "argument top_k", "pass e.g. 100, or None for every expressed gene")
     if not isinstance(prefix, str):
@@ -228,6 +246,8 @@ def genept_s(
     emb = np.zeros((len(sentences), vecs.shape[1]), dtype=np.float32)
     emb[~empty] = vecs
     _handle_empty(emb, empty, adata.obs_names, on_empty, "GenePT-s", "no expressed gene (an empty sentence)")
+    if not inplace:
+        return emb
     adata.obsm[key_added] = emb
     adata.obs[f"{key_added.removeprefix('X_')}_n_genes"] = n_genes
     record(

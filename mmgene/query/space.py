@@ -56,7 +56,8 @@ class GenePTSpace:
         :func:`mmgene.text.encoders.text_encoder`; ``None`` is mmgene's offline default (MiniLM).
     key
         The obsm key holding the cells' vectors (default ``X_genept_<variant>``). Cells without it
-        are embedded on the fly with :func:`mmgene.embed.genept_s` / :func:`mmgene.embed.genept_w`.
+        are embedded on the fly with :func:`mmgene.embed.genept_s` / :func:`mmgene.embed.genept_w`,
+        which write nothing into the AnnData (run those to keep the vectors).
     """
 
     def __init__(self, variant: str = "s", encoder: Any = None, key: str | None = None) -> None:
@@ -89,15 +90,23 @@ class GenePTSpace:
         return as_unit_vectors(self.encoder.encode(texts), texts, f"text embedded by {self.name}")
 
     def encode_cells(self, adata: Any) -> np.ndarray:
-        if self.key not in adata.obsm:
-            from mmgene import embed
+        """The cells' vectors: ``obsm[key]`` where ``adata`` has it, else embedded here. Nothing is written
+        into ``adata``: a caller may still refuse the request, and the user's data must stay as it was."""
+        names = list(map(str, adata.obs_names))
+        if self.key in adata.obsm:
+            return as_unit_vectors(adata.obsm[self.key], names, f"obsm[{self.key!r}]")
+        return as_unit_vectors(self._embed(adata), names, f"the cells embedded by {self.name}")
 
-            embedder = embed.genept_s if self.variant == "s" else embed.genept_w
-            # a cell without genes would get a NaN vector, which as_unit_vectors refuses below: refused before anything is written
-            embedder(adata, encoder=self.encoder, on_empty="raise")
-            if self.key not in adata.obsm:
-                raise MissingColumnError(self.key, "obsm", list(adata.obsm.keys()))
-        return as_unit_vectors(adata.obsm[self.key], list(map(str, adata.obs_names)), f"obsm[{self.key!r}]")
+    def _embed(self, adata: Any) -> np.ndarray:
+        """GenePT vectors of ``adata``'s cells, returned and not written (``inplace=False``); a cell without genes
+        is refused (it would have a NaN vector)."""
+        from mmgene import embed
+
+        embedder = embed.genept_s if self.variant == "s" else embed.genept_w
+        vectors = embedder(adata, encoder=self.encoder, on_empty="raise", inplace=False)
+        if vectors is None:  # a rank other than the first under a launcher: the vectors went to rank 0
+            raise MissingColumnError(self.key, "obsm", list(adata.obsm.keys()))
+        return vectors
 
     def describe(self) -> dict[str, Any]:
         """The space's name (``genept-s[:<encoder>]``) and the obsm key its cells come from."""
