@@ -203,12 +203,13 @@ def test_build_from_anndata_records_key_model_and_columns(pbmc3k, pca, tmp_path)
     from mmgene.index import build, load
 
     pbmc3k.obsm["X_pca"] = pca.X
-    idx = build(pbmc3k, "X_pca", obs_columns=["cell_type"], model="genept-s")
-    assert idx.embedding_key == "X_pca" and idx.model == "genept-s"
+    model = str(tmp_path / "model")  # a model folder written after the index (as the demo does): recorded unchecked
+    idx = build(pbmc3k, "X_pca", obs_columns=["cell_type"], model=model)
+    assert idx.embedding_key == "X_pca" and idx.model == model
     assert idx.meta["source"].endswith("pbmc3k.h5ad")
     assert repr(idx).startswith("CellIndex(2,638 cells, dim=50, Flat")
     idx.save(tmp_path / "i")
-    assert load(tmp_path / "i").model == "genept-s"
+    assert load(tmp_path / "i").model == model
     with pytest.raises(MissingColumnError, match="X_umap"):
         build(pbmc3k, "X_umap")
     with pytest.raises(MissingColumnError, match="louvain"):

@@ -425,7 +425,9 @@ def cli_files(hostile, tmp_path):
     h5ad = tmp_path / "cells.h5ad"
     adata.write_h5ad(h5ad)
     CellIndex.build(adata, "X_emb", kind="flat").save(tmp_path / "index")
-    CellIndex.build(adata, "X_emb", kind="flat", model=str(folder)).save(tmp_path / "index_evil")
+    evil = CellIndex.build(adata, "X_emb", kind="flat")
+    evil.meta["model"] = str(folder)  # building with it refuses it (it is loaded to check its dimension): named after
+    evil.save(tmp_path / "index_evil")
     return folder, h5ad, tmp_path
 
 

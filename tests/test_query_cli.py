@@ -301,7 +301,10 @@ def test_index_build_refuses_a_model_of_another_dimension(h5ad, small, tmp_path,
     from mmgene.index import CellIndex
     from mmgene.query import text_to_cells
 
-    wrong = CellIndex.build(ad.read_h5ad(short), "X_short", model="genept-s")
+    with pytest.raises(ParameterError, match=r"Where: CellIndex.build\(model='genept-s'\): obsm\['X_short'\]"):
+        CellIndex.build(ad.read_h5ad(short), "X_short", model="genept-s")
+    wrong = CellIndex.build(ad.read_h5ad(short), "X_short")
+    wrong.meta["model"] = "genept-s"  # as an index folder whose meta.json was edited
     with pytest.raises(ParameterError, match=r"model 'genept-s' encodes text into dimension 384 but the index holds vectors of dimension 50 \(obsm\['X_short'\]\)"):
         text_to_cells(wrong, "T cells", model=GenePTSpace("s", encoder=encoder))
 

@@ -26,6 +26,7 @@ from mmgene.errors import DataError, InputFileError, IntegrityError, MissingColu
 from mmgene.index.folder import (
     CELL_ID, CELLS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, META_FILE, METRIC, ONDISK_FORMAT_VERSION, REBUILD, _check_faiss,
     _check_inside, _faiss, _meta_to_write, _parquet_safe, _read_cells, _read_faiss, _read_meta, cells_checksum,
+    check_lists, lists_checksum,
 )
 from mmgene.index.params import IndexParams, factory_string, resolve
 from mmgene.vectors import as_unit_vectors, missing_rows
@@ -35,6 +36,31 @@ def check_k(k: Any, where: str) -> None:
     """Refuse a number of neighbours that is not a whole number >= 1 (``2.5``, ``'3'``, ``True``)."""
     if not is_whole_number(k, 1):
         raise ParameterError(f"k must be at least 1 (a whole number), got {k!r}", where, "ask for k >= 1 neighbours")
+
+
+def check_model(model: Any, dim: int, embedding_key: str | None, where: str) -> None:
+    """Refuse ``model`` (the joint space an index records for text queries) when it encodes text into another
+    dimension than the ``dim`` of the vectors indexed: no text query could be answered, so this is said at
+    build time (:func:`mmgene.query.space.check_model_dim`), naming both dimensions, the key and the model.
+
+    A model folder that does not exist yet (written elsewhere and moved beside the index afterwards, as
+    ``mmgene demo`` does) cannot be loaded, so it is recorded unchecked; a text query loads it later.
+    """
+    from mmgene.query.space import check_model_dim, space_name
+
+    if _folder_not_written_yet(model):
+        return
+    vectors = f"obsm[{embedding_key!r}]" if embedding_key is not None else "the vectors"
+    check_model_dim(model, dim, f"{where}(model={space_name(model, model)!r}): {vectors}")
+
+
+def _folder_not_written_yet(model: Any) -> bool:
+    """Whether ``model`` names a model folder (not ``genept-s`` / ``genept-w``, not ``hf://``) that does not exist."""
+    if not isinstance(model, (str, os.PathLike)):
+        return False
+    text = os.fspath(model)
+    named = text.partition(":")[0].lower() in ("genept-s", "genept-w") or text.startswith("hf://")
+    return not named and not Path(text).expanduser().exists()
 
 
 def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
@@ -206,7 +232,8 @@ class CellIndex:
         """Index ``vectors`` (n, d); ``cell_ids`` default to ``'0'..'n-1'``; ``obs`` rows align with them.
 
         Extra keyword arguments are :class:`~mmgene.index.params.IndexParams` fields (``nlist``,
-        ``nprobe``, ``pq_m``, ``M``, ``ef_search``, ``target_recall``, ``seed`` ...).
+        ``nprobe``, ``pq_m``, ``M``, ``ef_search``, ``target_recall``, ``seed`` ...). A ``model`` whose
+        joint space has another dimension than the vectors is refused (:func:`check_model`).
         """
         unknown = set(params) - set(IndexParams.__dataclass_fields__)
         if unknown:
@@ -214,6 +241,8 @@ class CellIndex:
         n = len(vectors) if not hasattr(vectors, "shape") else vectors.shape[0]
         ids = _check_ids(cell_ids, n)
         x = as_unit_vectors(vectors, ids, f"obsm[{embedding_key!r}]" if embedding_key else "the vectors")
+        if model is not None:
+            check_model(model, x.shape[1], embedding_key, "CellIndex.from_vectors")
         p = resolve(IndexParams(kind=kind, **params), x.shape[0], x.shape[1])
         cells = _cells_table(ids, obs)
         faiss = _faiss()
@@ -263,9 +292,13 @@ class CellIndex:
         ``adata.uns['mmgene'][embedding]['model']`` where present. Cells without an embedding (rows
         with NaN/inf or all zeros, e.g. GenePT-w for cells with no known gene) are an error, or are
         left out of the index with ``skip_missing=True`` (counted in ``meta['skipped_cells']``).
+        A ``model`` given whose joint space has another dimension than ``obsm[embedding]`` is refused
+        before any vector is read (:func:`check_model`); a model taken from ``uns`` is not loaded to check.
         """
         if embedding not in adata.obsm:
             raise MissingColumnError(embedding, "obsm", list(adata.obsm.keys()))
+        if model is not None and len(np.shape(adata.obsm[embedding])) == 2:
+            check_model(model, int(np.shape(adata.obsm[embedding])[1]), embedding, "CellIndex.build")
         obs = adata.obs
         if obs_columns is None:
             obs_columns = list(obs.columns)
@@ -288,9 +321,10 @@ class CellIndex:
 
                 info(f"index: left out {skipped:,} cells without an embedding in obsm[{embedding!r}]")
                 vectors, ids, table = x[present], [i for i, keep in zip(ids, present) if keep], table[present]
-        index = cls.from_vectors(
-            vectors, ids, table, kind=kind, embedding_key=embedding, model=model, source=str(source) if source else None, **params,
+        index = cls.from_vectors(  # the model is checked above (given) or trusted (from uns): recorded after
+            vectors, ids, table, kind=kind, embedding_key=embedding, source=str(source) if source else None, **params,
         )
+        index.meta["model"] = model
         index.meta["skipped_cells"] = skipped
         return index
 
@@ -607,6 +641,7 @@ class CellIndex:
         with atomic_path(path, overwrite=overwrite) as tmp:
             tmp.mkdir()
             if lists is not None:
+                check_lists(lists, self.meta.get("lists_checksum"))  # the folder's file, named if it changed since
                 shutil.copyfile(lists, tmp / lists.name)
             meta = self.write_folder(tmp, cells_checksum(self.cells[CELL_ID]))
             _parquet_safe(self.cells).to_parquet(tmp / CELLS_FILE, index=False)
@@ -619,8 +654,10 @@ class CellIndex:
         from mmgene.provenance import package_versions
 
         meta = dict(self.meta)
-        if self.on_disk:
-            meta["storage"] = {**meta["storage"], "bytes": (folder / meta["storage"]["file"]).stat().st_size}
+        if self.on_disk:  # a copied lists file must still be the one recorded; a new one gets its checksum
+            lists = folder / meta["storage"]["file"]
+            meta["storage"] = {**meta["storage"], "bytes": lists.stat().st_size}
+            meta["lists_checksum"] = lists_checksum(lists, meta.get("lists_checksum"))
         meta.update(
             format=FORMAT,
             format_version=ONDISK_FORMAT_VERSION if (meta.get("storage") or meta.get("rerank")) else FORMAT_VERSION,
@@ -634,7 +671,9 @@ class CellIndex:
         return meta
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, mmap: bool = True, rerank: bool = True) -> CellIndex:
+    def load(
+        cls, path: str | os.PathLike[str], *, mmap: bool = True, rerank: bool = True, verify: bool = True,
+    ) -> CellIndex:
         """Open an index folder; with ``mmap`` the vectors stay on disk and are paged in on demand
         (inverted lists on disk, ``index.ivfdata``, always are).
 
@@ -642,7 +681,9 @@ class CellIndex:
         raises :class:`~mmgene.errors.MetadataError`; an index.faiss, index.ivfdata or cells.parquet
         that disagrees with it raises :class:`~mmgene.errors.IntegrityError`. A folder that re-ranks
         from vector files opens them (refusing files that changed); ``rerank=False`` does not, and
-        searches use the compressed codes only.
+        searches use the compressed codes only. Inverted lists on disk are read once to check their
+        crc32 (about 0.5 s a GiB); ``verify=False`` skips that pass (their size and layout are still
+        checked), e.g. for a large folder on slow storage that was just verified.
         """
         path = Path(path)
         meta = _read_meta(path)
@@ -652,7 +693,7 @@ class CellIndex:
         if meta.get("storage") is not None:
             from mmgene.index.ondisk import read_ondisk
 
-            index, mmapped = read_ondisk(path, meta), True
+            index, mmapped = read_ondisk(path, meta, verify=verify), True
         else:
             index, mmapped = _read_faiss(path / INDEX_FILE, params, mmap)
         _check_faiss(index, meta, path / INDEX_FILE)

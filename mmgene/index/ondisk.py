@@ -30,9 +30,12 @@ import pandas as pd
 
 from mmgene.config import check_whole
 from mmgene.errors import IntegrityError, ParameterError
-from mmgene.index.faiss_index import CellIndex, _drop_self, calibration_rows, check_k, new_index, training_rows
+from mmgene.index.faiss_index import (
+    CellIndex, _drop_self, calibration_rows, check_k, check_model, new_index, training_rows,
+)
 from mmgene.index.folder import (
-    CELL_ID, CELLS_FILE, FORMAT, INDEX_FILE, METRIC, REBUILD, _faiss, _parquet_safe, cells_checksum, first_repeat,
+    CELL_ID, CELLS_FILE, FORMAT, INDEX_FILE, METRIC, REBUILD, _faiss, _parquet_safe, cells_checksum, check_lists,
+    first_repeat,
 )
 from mmgene.index.params import IndexParams, factory_string, resolve
 from mmgene.index.sources import DEFAULT_CHUNK, VectorSource
@@ -76,9 +79,10 @@ def _quiet_stdout() -> Iterator[None]:
         os.close(saved)
 
 
-def read_ondisk(path: Path, meta: dict[str, Any]) -> Any:
+def read_ondisk(path: Path, meta: dict[str, Any], *, verify: bool = True) -> Any:
     """Open ``index.faiss`` whose lists are in ``index.ivfdata`` of the same folder (memory-mapped),
-    after checking that file's size against ``meta.json['storage']``."""
+    after checking that file's size against ``meta.json['storage']``, where ``index.faiss`` places the
+    lists in it, and (``verify``) its crc32 against ``meta.json['lists_checksum']`` where recorded."""
     from mmgene.errors import InputFileError
 
     faiss = _faiss()
@@ -96,6 +100,8 @@ def read_ondisk(path: Path, meta: dict[str, Any]) -> Any:
     except RuntimeError as exc:
         raise InputFileError(f"cannot read the FAISS index ({str(exc).splitlines()[-1][:200]})", str(path / INDEX_FILE), REBUILD) from exc
     _check_lists(index, lists, meta)
+    if verify:
+        check_lists(lists, meta.get("lists_checksum"))
     return index
 
 
@@ -187,7 +193,8 @@ def build_streamed(
     ``kind`` is ``'ivfpq'`` (compressed codes: ``pq_m`` bytes a vector) or ``'ivf'`` (full vectors in
     the lists); other keyword arguments are :class:`~mmgene.index.params.IndexParams` fields. ``obs``
     (one row per vector, in source order) is kept beside the ids; an
-    :class:`~mmgene.index.sources.AnnDataObsm` source gives its ``obs_columns`` itself.
+    :class:`~mmgene.index.sources.AnnDataObsm` source gives its ``obs_columns`` itself. A ``model``
+    whose joint space has another dimension than the vectors is refused before anything is written.
     """
     from mmgene.atomic import atomic_path, check_output
     from mmgene.progress import info, progress
@@ -203,6 +210,8 @@ def build_streamed(
     if unknown:
         raise ParameterError(f"unknown index parameters: {', '.join(sorted(unknown))}", "build_streamed", f"use fields of IndexParams: {', '.join(IndexParams.__dataclass_fields__)}")
     n, d = source.n, source.dim
+    if model is not None:  # before anything is written
+        check_model(model, d, embedding_key, "build_streamed")
     p = resolve(IndexParams(kind=kind, **params), n, d)
     if obs is None and hasattr(source, "obs"):
         obs = source.obs()

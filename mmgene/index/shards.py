@@ -50,11 +50,14 @@ class IndexShards:
         self._check_unique_ids()
 
     @classmethod
-    def load(cls, paths: Sequence[str | os.PathLike[str]], *, mmap: bool = True, rerank: bool = True) -> IndexShards:
+    def load(
+        cls, paths: Sequence[str | os.PathLike[str]], *, mmap: bool = True, rerank: bool = True, verify: bool = True,
+    ) -> IndexShards:
         """Open index folders (each checked by :meth:`CellIndex.load`) as shards, in the order given."""
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        return cls([CellIndex.load(p, mmap=mmap, rerank=rerank) for p in paths], names=[str(p) for p in paths])
+        shards = [CellIndex.load(p, mmap=mmap, rerank=rerank, verify=verify) for p in paths]
+        return cls(shards, names=[str(p) for p in paths])
 
     def _check_unique_ids(self) -> None:
         import pyarrow as pa
