@@ -21,7 +21,9 @@ a seeded sample of at most ``StreamConfig.eval_cells`` held-out cells. Hard-nega
 rewrites every row between rounds, needs the in-memory path. Cells whose label the other datasets
 contradict (``CorpusTrainingConfig.drop_contradicted``, off by default here) are found first by
 :mod:`mmgene.corpus.consensus`, reading each file ``StreamConfig.chunk_size`` cells at a time (the
-ranks share the judging out), and their rows are left out before balancing, as in memory.
+ranks share the judging out), and their rows are left out before balancing, as in memory. So are
+cells that express no gene (an empty input for the omics tower), found in a first pass over each file
+(:meth:`~mmgene.pairs.stream.DatasetStream.scan`) and reported as :func:`mmgene.pairs.make_pairs` reports them.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class CorpusStream:
                 ds.adata, [ds.spec.label_col], ontology_col=ds.spec.ontology_col, inputs=inputs, config=dataset_pairs(ds, config.pairs),
                 seed=seed, chunk_size=stream.chunk_size, read=reader,
             )
+            d.scan()  # cells expressing no gene leave the split before rows are balanced, as in corpus_pairs
             terms = terms_of(ds, d.plan.class_names)
             self.mappings.append(np.array(
                 [classes.add(class_key(n, t), _shown(n, t), text) for n, t, text in zip(d.plan.class_names, terms, d.plan.texts)],
@@ -115,8 +118,11 @@ class CorpusStream:
         self.picked = [k[p] for k, p in zip(kept, picked)]
         for name, d, k, picked in zip(self.names, self.datasets, kept, self.picked):
             dropped = len(d.plan.train) - len(k) // d.captions
+            notes = ([f"{dropped:,} left out as contradicted"] if dropped else []) + (
+                [f"{d.empty_cells:,} training or test cells left out for expressing no gene"] if d.empty_cells else []
+            )
             info(f"streamed pairs of dataset {name!r}: {len(d.plan.train) - dropped:,} training cells"
-                 + (f" ({dropped:,} left out as contradicted)" if dropped else "") + f", {len(picked):,} rows an epoch")
+                 + (f" ({'; '.join(notes)})" if notes else "") + f", {len(picked):,} rows an epoch")
             d.prepare(picked)
         self.blocks: list[tuple[int, int]] = []
         self.picks: dict[tuple[int, int], np.ndarray] = {}

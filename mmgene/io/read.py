@@ -27,9 +27,10 @@ def _load(path: Path, backed: bool) -> Any:
         return _load_foreign(path, backed)
     try:
         if suffix == ".zarr" or (path.is_dir() and (path / ".zattrs").exists() or (path / "zarr.json").exists()):
-            if backed:  # matrices stay on disk, as a backed .h5ad's X does
-                from mmgene.io.lazy_zarr import read_zarr_lazy
+            from mmgene.io.lazy_zarr import check_chunks, read_zarr_lazy
 
+            check_chunks(path)  # zarr reads a lost chunk file as zeros
+            if backed:  # matrices stay on disk, as a backed .h5ad's X does
                 return read_zarr_lazy(path)
             return ad.read_zarr(path)
         if suffix in (".h5ad", ".h5", ".hdf5") or path.is_file():
@@ -40,7 +41,7 @@ def _load(path: Path, backed: bool) -> Any:
                     return ad.read_h5ad(path)
                 adata.X  # noqa: B018
             return adata
-    except MemoryError:
+    except (MMGeneError, MemoryError):
         raise
     except Exception as exc:  # anything a library raises on a damaged file (AttributeError: a group where obsm needs an array; anndata's IORegistryError: an unknown encoding)
         raise InputFileError(

@@ -330,17 +330,14 @@ def marker_list(markers: Sequence[list[str]] | None = None, *, freq: dict[str, i
     return sorted(freq, key=lambda g: (-freq[g], g))[:2000]
 
 
-def _expressed(adata: Any, cells: Sequence[dict[str, Any]], train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``train`` and ``test`` without the cells that express no gene with a symbol (zero counts, or only
-    unnamed genes): the omics tower reads nothing for them, so each would train as the same empty input
-    under its class's captions. They are left out, as cells without a label are; none left to train on
-    is a DataError."""
+def expressed_split(adata: Any, names_a_gene: np.ndarray, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``train`` and ``test`` without the cells that express no gene with a symbol (``names_a_gene[i]``
+    false: zero counts, or only unnamed genes): the omics tower reads nothing for them, so each would
+    train as the same empty input under its class's captions. They are left out, as cells without a
+    label are; none left to train on is a DataError. (Also the streamed reader's rule.)"""
     from mmgene.errors import DataError
 
-    def has_genes(rows: np.ndarray) -> np.ndarray:
-        return np.fromiter((any(cells[i]["genes"]) for i in rows), dtype=bool, count=len(rows))
-
-    keep_train, keep_test = has_genes(train), has_genes(test)
+    keep_train, keep_test = names_a_gene[train], names_a_gene[test]
     empty = np.sort(np.concatenate([train[~keep_train], test[~keep_test]]))
     if not empty.size:
         return train, test
@@ -399,7 +396,8 @@ def make_pairs(
     drawer = RowDrawer(plan, config, seed, panel_count(config, inputs))
     cells = cell_inputs(adata, inputs=inputs, max_genes=config.max_genes)
     if "genes" in inputs:
-        train, test = _expressed(adata, cells, train, test)
+        names_a_gene = np.fromiter((any(cell["genes"]) for cell in cells), dtype=bool, count=len(cells))
+        train, test = expressed_split(adata, names_a_gene, train, test)
     want_markers = "genes" in inputs and config.marker_share > 0
     moments = gene_moments(adata, train) if (drawer.n_panels or want_markers) else None
     panels: list[list[dict[str, Any]]] = []

@@ -6,9 +6,11 @@ in-memory AnnData) and makes the same rows as ``make_pairs`` would for the whole
 steps (:mod:`mmgene.pairs.build`):
 
 1. the plan (classes, split) from ``obs`` alone (:func:`~mmgene.pairs.build.plan_pairs`);
-2. a pass summing each gene's expression over the training cells
-   (:class:`~mmgene.pairs.build.GeneMoments`, the same sums whatever the chunk size): the mean that
-   marker genes are measured against and the variable genes of the panels;
+2. a pass (:meth:`DatasetStream.scan`) that leaves out of both splits the cells that express no gene
+   with a symbol, as ``make_pairs`` does (the omics tower would read nothing for them), and sums each
+   gene's expression over the training cells left (:class:`~mmgene.pairs.build.GeneMoments`, the same
+   sums whatever the chunk size): the mean that marker genes are measured against and the variable
+   genes of the panels;
 3. a pass replaying the seeded row draws (:class:`~mmgene.pairs.build.RowDrawer`) in cell order,
    which saves the generator's state at the start of every chunk, counts marker genes and collects
    the vocabulary of the rows that will be trained on;
@@ -24,16 +26,20 @@ per chunk, whatever the number of cells. :func:`typed_iterable` wraps a row gene
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from mmgene.config import check_whole
-from mmgene.errors import ParameterError
+from mmgene.errors import EmptyMatrixError, ParameterError
 from mmgene.io import expression
 from mmgene.io.expression import DEFAULT_CHUNK
-from mmgene.pairs.build import GeneMoments, RowDrawer, count_markers, excess_genes, marker_list, panel_count, plan_pairs
+from mmgene.pairs.build import (
+    GeneMoments, RowDrawer, count_markers, expressed_split, excess_genes, marker_list, panel_count, plan_pairs,
+)
 from mmgene.pairs.config import PairsConfig
 from mmgene.pairs.stream_config import StreamConfig  # noqa: F401 (its home is stream_config, light enough for the CLI)
 
@@ -57,12 +63,26 @@ class ChunkReader:
         return self.view(chunk) if self.view is not None else chunk
 
 
+def _names_a_gene(view: Any, block: sp.csr_matrix, max_genes: int) -> np.ndarray:
+    """Per row of ``block`` (log-normalised rows of ``view``'s matrix): whether its input
+    (:func:`~mmgene.cells.inputs.cell_inputs`, its ``max_genes`` highest genes) names a gene."""
+    from mmgene.cells.inputs import top_genes
+
+    named = np.asarray(view.symbols() != "")
+    if not named.all():  # only then can a cell's highest genes all be unnamed while a lower one is named
+        block = top_genes(block, max_genes)
+    hit = (block.data > 0) & named[block.indices]
+    rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    return np.bincount(rows[hit], minlength=block.shape[0]) > 0
+
+
 class DatasetStream:
     """The training rows of ``make_pairs(adata, ...)`` made chunk by chunk (see the module docstring).
 
     ``read(start, stop)`` returns those cells as an in-memory AnnData (default: a :class:`ChunkReader`
     of ``adata``); the arguments are those of :func:`~mmgene.pairs.make_pairs`. Call :meth:`prepare`
-    once (the two passes) before :meth:`rows`.
+    once (the passes; :meth:`scan` first on its own when the training cells must be known before
+    choosing rows) before :meth:`rows`. ``empty_cells`` counts the cells left out for expressing no gene.
     """
 
     def __init__(
@@ -93,6 +113,9 @@ class DatasetStream:
         self.marker_genes: list[str] = []
         self.vocabulary: set[str] = set()
         self.picked: np.ndarray = np.zeros(0, np.int64)
+        self.adata = adata
+        self.empty_cells = 0
+        self.scanned = False
 
     # ------------------------------------------------------------------ what is known from obs
     @property
@@ -117,28 +140,53 @@ class DatasetStream:
         lo, hi = np.searchsorted(self.plan.train, [a, b])
         return int(lo), self.plan.train[lo:hi]
 
-    # ------------------------------------------------------------------ the two passes
-    def prepare(self, picked: np.ndarray | None = None) -> DatasetStream:
-        """Run the moments pass and the replay pass; ``picked`` are the training rows that will be
-        trained on (repeats allowed; default: every row), whose inputs give the vocabulary."""
+    # ------------------------------------------------------------------ the passes
+    def scan(self) -> DatasetStream:
+        """Leave out of the split the cells that express no gene with a symbol (counted in ``empty_cells``,
+        reported as ``make_pairs`` reports them) and sum the gene moments of the training cells left: one
+        pass over the chunks that hold split cells, when the omics tower reads genes. Runs once."""
+        if self.scanned or "genes" not in self.inputs:
+            self.scanned = True
+            return self
         from mmgene.progress import progress
 
-        self.picked = np.arange(len(self.plan.train) * self.captions) if picked is None else np.sort(np.asarray(picked, dtype=np.int64))
-        if self.drawer.n_panels or self.want_markers:
-            moments: GeneMoments | None = None
-            symbols = None
-            for c in progress(range(self.n_chunks), desc="gene means", unit="chunk"):
-                _, cells = self._train_in(c)
-                if not cells.size:
-                    continue
-                view = expression(self.read(*self.bounds(c)))
+        want_moments = bool(self.drawer.n_panels or self.want_markers)
+        split = np.union1d(self.plan.train, self.plan.test)
+        expressing = np.zeros(self.n_cells, dtype=bool)
+        moments: GeneMoments | None = None
+        symbols = None
+        for c in progress(np.unique(split // self.chunk_size).tolist(), desc="cells and gene means", unit="chunk"):
+            a, b = self.bounds(c)
+            cells = split[(split >= a) & (split < b)]
+            try:
+                view = expression(self.read(a, b))
+            except EmptyMatrixError:  # every value of the chunk is zero: none of its cells expresses a gene
+                continue
+            block = view.log_normalise(view.chunk(0, view.shape[0])[cells - a], dtype=np.float32)
+            expressing[cells] = _names_a_gene(view, block, self.config.max_genes)
+            train = np.isin(cells, self.plan.train) & expressing[cells]
+            if want_moments and train.any():
                 if moments is None:
                     moments, symbols = GeneMoments(view.shape[1]), view.symbols()
-                a = self.bounds(c)[0]
-                moments.add(cells, view.log_normalise(view.chunk(0, view.shape[0])[cells - a], dtype=np.float32))
+                moments.add(cells[train], block[np.flatnonzero(train)])
+        train, test = expressed_split(self.adata, expressing, self.plan.train, self.plan.test)
+        self.empty_cells = len(self.plan.train) + len(self.plan.test) - len(train) - len(test)
+        # the drawer keeps the classes of the split before, as make_pairs' does
+        self.plan = dataclasses.replace(self.plan, train=train, test=test)
+        if want_moments:
             moments = moments.finish()
             self.mean = moments.mean
             self.ranked = moments.ranked(symbols) if self.drawer.n_panels else []
+        self.scanned = True
+        return self
+
+    def prepare(self, picked: np.ndarray | None = None) -> DatasetStream:
+        """Run :meth:`scan` (unless run) and the replay pass; ``picked`` are the training rows that will be
+        trained on (repeats allowed; default: every row), whose inputs give the vocabulary."""
+        from mmgene.progress import progress
+
+        self.scan()
+        self.picked = np.arange(len(self.plan.train) * self.captions) if picked is None else np.sort(np.asarray(picked, dtype=np.int64))
         freq: dict[str, int] = {}
         wanted = self.row_chunks(self.picked)
         for c in progress(range(self.n_chunks), desc="pairs", unit="chunk"):
