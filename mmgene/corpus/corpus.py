@@ -26,7 +26,7 @@ import pandas as pd
 
 from mmgene.corpus.orthology import OrthologyMap, upper_symbols
 from mmgene.corpus.sources import DatasetSpec, located, specs_from
-from mmgene.errors import CorpusError, MMGeneError, ParameterError
+from mmgene.errors import CorpusError, MMGeneError, ParameterError, _preview
 from mmgene.io.labels import usable_labels
 from mmgene.text.labels import label_text
 
@@ -320,6 +320,48 @@ def _symbol_match(loaded: list[tuple[DatasetSpec, Any, pd.DataFrame, pd.Series]]
     return OrthologyMap.symbol_match(reference, f" against {table.version} and the corpus's human symbols")
 
 
+def _dataset(
+    spec: DatasetSpec,
+    adata: Any,
+    var: pd.DataFrame,
+    symbols: pd.Series,
+    cells: tuple[Any, ...],
+    orthology: OrthologyMap,
+) -> CorpusDataset:
+    """One read dataset with its human symbols (also written to ``var['human_symbol']``) and provenance;
+    a :class:`CorpusError` when none of its genes has one (it would add cells without expression)."""
+    from mmgene.provenance import record
+
+    keep, labels, ontology, n_dropped = cells
+    human = symbols.to_numpy(dtype=object) if spec.species == "human" else orthology.to_human(symbols)
+    human = _first_only(human)
+    matched_by = "human symbol" if spec.species == "human" else orthology.source
+    if not (human != "").any():
+        table = "; if you pass an orthology table, its mouse column must hold these symbols"
+        raise CorpusError(
+            f"none of the {len(human):,} genes of dataset {spec.dataset!r} ({spec.species}) matched a human gene "
+            f"symbol (matched by {matched_by}; genes {_preview(var.index, 3)})",
+            spec.location,
+            "check the dataset's species and give var a column of gene symbols (e.g. var['gene_symbol'])"
+            + (table if spec.species == "mouse" else ""),
+        )
+    var["human_symbol"] = human
+    ds = CorpusDataset(spec, adata, human, keep, labels, ontology, n_dropped)
+    record(
+        adata,
+        "corpus",
+        dataset=spec.dataset,
+        species=spec.species,
+        label_col=spec.label_col,
+        n_cells=ds.n_cells,
+        n_unlabelled=n_dropped,
+        n_genes=ds.n_genes,
+        n_matched=ds.n_matched,
+        matched_by=matched_by,
+    )
+    return ds
+
+
 def read_corpus(
     sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Sequence[DatasetSpec],
     options: CorpusOptions | None = None,
@@ -337,7 +379,6 @@ def read_corpus(
     line (or file) and what to fix.
     """
     from mmgene.progress import progress
-    from mmgene.provenance import record
 
     options = options or CorpusOptions()
     specs = specs_from(sources, label_col=label_col, ontology_col=ontology_col, species=species, tissue=tissue)
@@ -353,28 +394,10 @@ def read_corpus(
             except MMGeneError as exc:
                 raise located(exc, spec.location) from exc
             loaded.append((spec, adata, var, symbols, (keep, labels, ontology, n_dropped)))
+        orthology = table or _symbol_match([item[:4] for item in loaded])
+        datasets = [_dataset(*item, orthology) for item in loaded]
     except BaseException:  # a refused dataset: close what the datasets read so far hold open (backed)
         for source in opened:
             _close_source(source)
         raise
-    orthology = table or _symbol_match([item[:4] for item in loaded])
-    datasets = []
-    for spec, adata, var, symbols, (keep, labels, ontology, n_dropped) in loaded:
-        human = symbols.to_numpy(dtype=object) if spec.species == "human" else orthology.to_human(symbols)
-        human = _first_only(human)
-        var["human_symbol"] = human
-        ds = CorpusDataset(spec, adata, human, keep, labels, ontology, n_dropped)
-        record(
-            adata,
-            "corpus",
-            dataset=spec.dataset,
-            species=spec.species,
-            label_col=spec.label_col,
-            n_cells=ds.n_cells,
-            n_unlabelled=n_dropped,
-            n_genes=ds.n_genes,
-            n_matched=ds.n_matched,
-            matched_by="human symbol" if spec.species == "human" else orthology.source,
-        )
-        datasets.append(ds)
     return Corpus(datasets, orthology)

@@ -12,10 +12,12 @@ Two ways, one of which a corpus uses for all its mouse datasets:
   header row and two columns, the mouse symbol first and the human symbol second, recognised by
   header names containing ``mouse``/``musculus`` and ``human``/``sapiens`` in any order (e.g.
   ``mouse_symbol,human_symbol``) or, failing that, in a table of exactly two columns, by the one
-  column the header names (``symbol,mouse_symbol``) or by position when it names neither; or MGI's ``HOM_MouseHumanSequence.rpt`` as downloaded (tab-separated; rows of one
-  ``DB Class Key`` are one homology class, organism in ``Common Organism Name``, symbol in
-  ``Symbol``), whose classes become mouse x human pairs. Comma, tab or semicolon separated.
-  Mouse symbols are looked up case-insensitively; human symbols are upper-cased.
+  column the header names (``symbol,mouse_symbol``) or by position when it names neither; or a table
+  of two columns without a header row (mouse first), recognised by a first line that names no species
+  and holds a known human symbol (``Cd3e,CD3E``); or MGI's ``HOM_MouseHumanSequence.rpt`` as
+  downloaded (tab-separated; rows of one ``DB Class Key`` are one homology class, organism in
+  ``Common Organism Name``, symbol in ``Symbol``), whose classes become mouse x human pairs. Comma,
+  tab or semicolon separated. Mouse symbols are looked up case-insensitively; human symbols are upper-cased.
 
 **Ambiguity rule (tables):** only one-to-one pairs are kept. After blank and repeated pairs are
 removed, a mouse symbol paired with two or more human symbols (one-to-many) and a human symbol paired
@@ -30,6 +32,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -93,16 +96,20 @@ class OrthologyMap:
         from mmgene.io.tables import read_text_table
 
         path = Path(path)
-        frame = read_text_table(
-            path, what="orthology table", error=CorpusError, missing_fix="pass a CSV with a mouse and a human symbol column",
+        options: dict[str, Any] = dict(
+            what="orthology table", error=CorpusError, missing_fix="pass a CSV with a mouse and a human symbol column",
             unreadable_fix=TABLE_FIX, sep=None,
         )
+        frame = read_text_table(path, **options)
         source = f"orthology table {path.name}"
         if all(c in frame.columns for c in MGI_COLUMNS):
             found = cls._from_mgi(frame, source)
             columns = "the mouse and human rows of one DB Class Key"
         else:
             mouse_col, human_col = _pick_columns(list(frame.columns), path)
+            if _is_pair(list(frame.columns)):  # no header row: its first line is a pair like the others
+                frame = read_text_table(path, header=None, **options).set_axis(["column 1", "column 2"], axis=1)
+                mouse_col, human_col = "column 1", "column 2"
             if frame.empty:
                 raise CorpusError(
                     "the orthology table has a header row but no pairs", str(path),
@@ -143,6 +150,18 @@ class OrthologyMap:
         else:
             out.update(self.dropped)
         return out
+
+
+def _is_pair(header: list[str]) -> bool:
+    """Whether a two-column header names no species but holds a known human symbol (up to case): then it
+    is the table's first mouse,human pair, not a header (header words such as ``gene`` or ``symbol`` are
+    no human symbols)."""
+    from mmgene.genes.ids import gene_table
+
+    if len(header) != 2 or any(w in h.lower() for h in header for w in MOUSE_WORDS + HUMAN_WORDS):
+        return False
+    known = gene_table().symbol_to_ensembl
+    return any(h.strip().upper() in known for h in header)
 
 
 def _pick_columns(columns: list[str], path: Path) -> tuple[str, str]:

@@ -1,6 +1,7 @@
 """Where a corpus's datasets come from: a manifest CSV, files and folders, or Census queries.
 
-A manifest (``corpus.csv``) has one row per dataset and these columns (a header row is required):
+A manifest (``corpus.csv``: UTF-8, comma-separated; tab or semicolon also read) has one row per dataset
+and these columns (a header row is required, each name once):
 
 ============== ======== ===================================================================
 column         required meaning
@@ -144,8 +145,12 @@ def read_manifest(manifest: str | os.PathLike[str]) -> list[DatasetSpec]:
     manifest = Path(manifest)
     table = read_text_table(
         manifest, what="manifest", error=CorpusError, missing_fix="pass a CSV with columns " + ", ".join(REQUIRED_COLUMNS),
-        unreadable_fix="write a comma-separated file with a header row", skipinitialspace=True,
+        unreadable_fix="save it as UTF-8 text, comma-separated, with a header row",
+        skipinitialspace=True,
+        sep=None,
     )
+    rows = _csv_rows(manifest)
+    table = _named_columns(table, rows[0], manifest)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise CorpusError(
@@ -163,7 +168,8 @@ def read_manifest(manifest: str | os.PathLike[str]) -> list[DatasetSpec]:
     if table.empty:
         raise CorpusError("the manifest lists no dataset", str(manifest), "add one row per dataset below the header")
     base = manifest.parent
-    lines = _row_lines(manifest, len(table))
+    # the line each data row starts on (pandas skips blank lines); by position if the two readings disagree
+    lines = [start for start, _ in rows[1:]] if len(rows) == len(table) + 1 else [i + 2 for i in range(len(table))]
     specs = []
     for i, row in table.iterrows():  # one row per dataset: a handful, not per cell
         where = f"line {lines[int(i)]} of {manifest}"
@@ -210,20 +216,46 @@ def read_manifest(manifest: str | os.PathLike[str]) -> list[DatasetSpec]:
     return specs
 
 
-def _row_lines(manifest: Path, n_rows: int) -> list[int]:
-    """The line of the manifest on which each of its ``n_rows`` data rows starts, skipping blank lines as
-    pandas does (a row's position plus 2 when the file cannot be matched row for row)."""
+def _csv_rows(manifest: Path) -> list[tuple[int, list[str]]]:
+    """The manifest's non-blank rows (the header first) with the line each starts on, split on the
+    separator its header line holds most of, as :func:`~mmgene.io.tables.read_text_table` reads it."""
     import csv
     import io
 
+    from mmgene.io.tables import pick_separator
+
     text = manifest.read_text(encoding="utf-8").lstrip("\ufeff")
-    reader = csv.reader(io.StringIO(text), skipinitialspace=True)
-    starts, line = [], 1
+    header = next(line for line in text.splitlines() if line.strip())
+    reader = csv.reader(io.StringIO(text), delimiter=pick_separator(header), skipinitialspace=True)
+    rows, line = [], 1
     for row in reader:
         start, line = line, reader.line_num + 1  # a quoted field may span lines: the row starts on ``start``
         if len(row) > 1 or "".join(row).strip():  # pandas skips blank lines, the header's too
-            starts.append(start)
-    return starts[1:] if len(starts) == n_rows + 1 else [i + 2 for i in range(n_rows)]
+            rows.append((start, row))
+    return rows
+
+
+def _named_columns(table: pd.DataFrame, header: tuple[int, list[str]], manifest: Path) -> pd.DataFrame:
+    """``table`` without the columns a trailing separator adds (no name, no value); a name used twice or
+    a column with values but no name is a :class:`CorpusError` (pandas would rename them ``tissue.1``
+    and ``Unnamed: 6``)."""
+    line, names = header[0], [n.strip() for n in header[1]]
+    where = f"line {line} of {manifest} (the header row)"
+    repeated = list(dict.fromkeys(n for n in names if n and names.count(n) > 1))
+    if repeated:
+        what = f"the manifest names column {', '.join(map(repr, repeated))} more than once"
+        raise CorpusError(what, where, "keep one column of each name")
+    if len(names) != len(table.columns):  # cannot match them up: pandas' own names stand
+        return table
+    unnamed = [i for i, n in enumerate(names) if not n]
+    filled = [i + 1 for i in unnamed if (table.iloc[:, i].str.strip() != "").any()]
+    if filled:
+        raise CorpusError(
+            f"column {', '.join(map(str, filled))} of the manifest holds values but has no name",
+            where,
+            f"name it in the header row ({', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}) or delete its values",
+        )
+    return table.drop(columns=table.columns[unnamed])
 
 
 def check_unique(specs: Sequence[DatasetSpec]) -> None:
