@@ -154,9 +154,9 @@ def apply(
         _check_suffix(out, (".h5ad", ".zarr"), "pass --out NEW.h5ad or NEW.zarr")
         check_output(out, overwrite=overwrite, inputs=[file, mapping])  # never over the reviewed mapping
     target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
-    read_mapping(mapping)  # checked before the (possibly large) data is read
+    table = read_mapping(mapping)  # checked (once) before the (possibly large) data is read
     adata = read(file, expression_needed=False)
-    apply_mapping(adata, label_col, mapping, key_added=key, dataset=dataset)
+    apply_mapping(adata, label_col, table, key_added=key, dataset=dataset)
     write_anndata(adata, target, file=file, overwrite=overwrite)
     entry = adata.uns["mmgene"][key]
     result = {

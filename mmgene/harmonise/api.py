@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import ParameterError
+from mmgene.errors import MappingError, ParameterError, _preview
 from mmgene.harmonise.config import HarmoniseConfig
 from mmgene.harmonise.matching import Matcher
-from mmgene.harmonise.table import COLUMNS, format_alternatives, read_mapping, validate_mapping
+from mmgene.harmonise.table import COLUMNS, format_alternatives, read_mapping, spelled_alike, validate_mapping
 from mmgene.text.labels import label_text
 
 
@@ -31,6 +31,54 @@ def _distinct(labels: Any) -> tuple[list[str], dict[str, int]]:
     return order, {str(k): int(v) for k, v in counts.items()}
 
 
+def _config(config: Any) -> HarmoniseConfig:
+    if config is None:
+        return HarmoniseConfig()
+    if not isinstance(config, HarmoniseConfig):
+        raise ParameterError(
+            f"config must be a HarmoniseConfig, got {type(config).__name__}",
+            "harmonise_labels(config=...)",
+            "pass HarmoniseConfig(tissue=..., species=...)",
+        )
+    return config
+
+
+def _reviewed(mapping: Any, order: list[str]) -> dict[str, dict[str, Any]]:
+    """The checked rows of a reviewed mapping by author label. Refused: a table of several datasets (a label
+    may map differently in each), and a row whose label differs from one of the data only by case or blanks
+    (the reviewer's choice would be dropped without a word)."""
+    if isinstance(mapping, pd.DataFrame):
+        source = mapping.attrs.get("source", "the mapping table")
+        table = validate_mapping(mapping, source)
+    elif isinstance(mapping, (str, os.PathLike)):
+        source, table = str(mapping), read_mapping(mapping)
+    else:
+        raise ParameterError(
+            f"mapping must be a table or the path of its CSV, got {type(mapping).__name__}",
+            "harmonise_labels(mapping=...)",
+            "pass the CSV written by write_mapping, or a DataFrame with author_label and term_id columns",
+        )
+    datasets = sorted(set(table["dataset"])) if "dataset" in table.columns else []
+    if len(datasets) > 1:
+        raise MappingError(
+            f"the mapping covers {len(datasets)} datasets ({_preview(datasets)})",
+            source,
+            "pass the rows of one dataset: mapping[mapping['dataset'] == NAME]",
+        )
+    reviewed = {row["author_label"]: row for row in table.to_dict(orient="records")}
+    present = set(order)
+    close = [(a, b) for a, b in spelled_alike([x for x in order if x not in reviewed], reviewed) if b not in present]
+    if close:
+        raise MappingError(
+            f"{len(close)} label(s) of the data are written otherwise in the mapping: "
+            + ", ".join(f"{a!r} is written {b!r}" for a, b in close[:3]),
+            source,
+            "write author_label exactly as the data has it, or add a row for the data's spelling "
+            "(labels must match exactly)",
+        )
+    return reviewed
+
+
 def harmonise_labels(
     labels: Sequence[Any] | np.ndarray | pd.Series,
     *,
@@ -46,8 +94,9 @@ def harmonise_labels(
     config
         Tissue and species hints, thresholds (:class:`HarmoniseConfig`).
     mapping
-        A reviewed table (or the path of its CSV, see :func:`read_mapping`): its rows are used as they
-        are for the labels it lists; the others are matched.
+        A reviewed table (or the path of its CSV, see :func:`read_mapping`) of one dataset: its rows are
+        used as they are for the labels it lists; the others are matched. A row whose label differs from
+        the data's only by case or blanks is refused (:class:`~mmgene.errors.MappingError`), not skipped.
 
     Returns
     -------
@@ -57,16 +106,9 @@ def harmonise_labels(
     ``unmapped`` (then ``term_id`` is empty); ``alternatives`` lists up to ``config.alternatives`` other
     terms as ``"CL:... name (score) | ..."``. Write it with :func:`write_mapping` for review.
     """
-    config = config or HarmoniseConfig()
+    config = _config(config)
     order, counts = _distinct(labels)
-    reviewed: dict[str, dict[str, Any]] = {}
-    if mapping is not None:
-        table = (
-            read_mapping(mapping)
-            if not isinstance(mapping, pd.DataFrame)
-            else validate_mapping(mapping, "the mapping table")
-        )
-        reviewed = {row["author_label"]: row for row in table.to_dict(orient="records")}
+    reviewed = _reviewed(mapping, order) if mapping is not None else {}
     matcher = Matcher(config) if any(label not in reviewed for label in order) else None
     rows = []
     for label in order:

@@ -1,8 +1,11 @@
 """The reviewable mapping table: written as CSV, edited by a person, read back checked, applied to ``obs``.
 
-A reviewer changes ``term_id`` (or clears it to leave a label unmapped); :func:`read_mapping` checks
-every id against the Cell Ontology (read in any usual form: ``cl:0000236``, ``CL_0000236``, the PURL), re-fills ``term_name``, and marks rows whose id no longer matches
-the name that was written as ``method = "user"`` with confidence 1.0. Errors name the CSV line.
+A reviewer changes ``term_id`` (or clears it to leave a label unmapped); :func:`read_mapping` reads the
+CSV comma, semicolon or tab separated (a decimal comma in ``confidence`` too), checks every id against the
+Cell Ontology (read in any usual form: ``cl:0000236``, ``CL_0000236``, the PURL), re-fills ``term_name``,
+and marks rows whose id no longer matches the name that was written as ``method = "user"`` with
+confidence 1.0. The id wins over the name; a written name that is not the id's is reported (a warning).
+Errors name the CSV line.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import pandas as pd
 
 from mmgene.config import check_key
 from mmgene.errors import MappingError, MissingColumnError, _preview
+from mmgene.text.labels import spelling_key
 from mmgene.text.ontology import normalise_term_id
 
 #: columns of a mapping table, in order (``dataset`` comes first when a table covers several datasets).
@@ -45,14 +49,26 @@ def read_mapping(path: str | os.PathLike[str]) -> pd.DataFrame:
 
     table = read_text_table(
         path, what="mapping file", error=MappingError, missing_fix="pass the CSV written by harmonise (mmgene labels harmonise --out)",
-        unreadable_fix="save the edited table as comma-separated CSV (UTF-8) with its header row", na_filter=False, encoding="utf-8-sig",
+        unreadable_fix="save the edited table as CSV (UTF-8; comma, semicolon or tab separated) with its header row",
+        na_filter=False, encoding="utf-8-sig", sep=None,  # a spreadsheet in a decimal-comma locale saves with ";"
     )
-    return validate_mapping(table, str(path), csv_lines=True)
+    checked = validate_mapping(table, str(path), csv_lines=True)
+    checked.attrs["source"] = str(path)  # apply_mapping's messages name the file, not "the mapping table"
+    return checked
+
+
+def _row(i: int, csv_lines: bool) -> str:
+    return f"line {i + 2}" if csv_lines else f"row {i}"
 
 
 def _row_where(source: str, i: int, label: str, csv_lines: bool) -> str:
-    row = f"line {i + 2}" if csv_lines else f"row {i}"
-    return f"{row} of {source} (author label {label!r})"
+    return f"{_row(i, csv_lines)} of {source} (author label {label!r})"
+
+
+def _term_id(written: str) -> str:
+    """The id a reviewer wrote, as ``CL:0000236``: any usual form (``cl:0000236``, ``CL_0000236``, the PURL),
+    blanks inside it too ("CL: 0000236"); other text is returned stripped, for :func:`_check_id` to refuse."""
+    return normalise_term_id("".join(written.split())) or written.strip()
 
 
 def _check_id(term_id: str, where: str) -> None:
@@ -134,6 +150,7 @@ def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = Fals
     seen: dict[tuple[str, str], int] = {}
     rows = table.to_dict(orient="records")
     repeats: list[int] = []
+    mismatched: list[str] = []
     for i, row in enumerate(rows):
         where = _row_where(source, i, row["author_label"], csv_lines)
         if not row["author_label"].strip():
@@ -144,21 +161,24 @@ def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = Fals
         if ident in seen and _same_row(row, rows[seen[ident]]):
             repeats.append(i)  # a row copied twice says one thing: checked like the others, then read once
         elif ident in seen:
-            first = f"line {seen[ident] + 2}" if csv_lines else f"row {seen[ident]}"
+            first = _row(seen[ident], csv_lines)
             raise MappingError(
                 f"author label {row['author_label']!r} is listed twice (also on {first})",
                 where,
                 "keep one row per label",
             )
         seen.setdefault(ident, i)
-        term = row["term_id"].strip()
-        term = normalise_term_id(term) or term  # "cl:0000236", "CL_0000236" or the PURL, as a spreadsheet has it
+        term = _term_id(row["term_id"])
         if term:
             _check_id(term, where)
         blank_confidence = str(row["confidence"]).strip() in ("", "nan")
+        renamed = term != "" and spelling_key(row["term_name"]) != spelling_key(labels[term])
+        if renamed and row["term_name"].strip():
+            mismatched.append(f"{_row(i, csv_lines)}: {row['term_name'].strip()!r} written, {term} is {labels[term]!r}")
         edited = (
             blank_confidence
-            or (term != "" and row["term_name"].strip() != labels.get(term))
+            or renamed
+            or (term != "" and row["method"] == "unmapped")  # a reviewer filled in an id for an unmapped label
             or (term == "" and row["method"] not in ("unmapped", "user"))
         )
         table.at[table.index[i], "term_id"] = term
@@ -166,7 +186,9 @@ def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = Fals
         if edited:
             table.at[table.index[i], "method"] = "user"
             table.at[table.index[i], "confidence"] = 1.0
-    confidence = pd.to_numeric(table["confidence"], errors="coerce")
+    # "0,85": a decimal comma, as a spreadsheet in such a locale saves it
+    written = table["confidence"].map(lambda v: re.sub(r"^\s*(\d*),(\d+)\s*$", r"\1.\2", str(v)))
+    confidence = pd.to_numeric(written, errors="coerce")
     bad = np.flatnonzero(confidence.isna() | ~confidence.between(0.0, 1.0))
     if len(bad):
         i = int(bad[0])
@@ -177,6 +199,14 @@ def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = Fals
         )
     table["confidence"] = confidence.astype(float)
     table["n_cells"] = _cell_counts(table, source, csv_lines)
+    if mismatched:
+        from mmgene.progress import warn
+
+        warn(
+            f"{source}: term_name is not the name of term_id in {len(mismatched)} row(s); the id is used and its name "
+            f"written ({'; '.join(mismatched[:3])}{' ...' if len(mismatched) > 3 else ''}). "
+            "To choose another term, edit term_id (term_name follows it)"
+        )
     if repeats:
         from mmgene.progress import info
 
@@ -184,6 +214,13 @@ def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = Fals
         table = table.drop(index=table.index[repeats])
     ordered = (["dataset"] if "dataset" in table.columns else []) + list(COLUMNS)
     return table[ordered + [c for c in table.columns if c not in ordered]].reset_index(drop=True)
+
+
+def spelled_alike(absent: list[str], listed: Any) -> list[tuple[str, str]]:
+    """``(label, row label)`` for labels of the data that the mapping lists only with other case or blanks
+    (a hand edit's stray space or capital): such a row is meant for the label but must not be guessed."""
+    near = {spelling_key(k): k for k in listed}
+    return [(a, near[spelling_key(a)]) for a in absent if spelling_key(a) in near]
 
 
 def _name_key(key_added: str) -> str:
@@ -231,13 +268,13 @@ def apply_mapping(
     ``mapping_term_ids``, since labels may hold '/'). Returns the AnnData with ``copy=True``, else ``None``.
     """
     from mmgene.harmonise.vocabulary import vocabulary
-    from mmgene.text.labels import label_text, spelling_key
+    from mmgene.text.labels import label_text
     from mmgene.provenance import record
 
     check_key(key_added, "apply_mapping(key_added=...)", "cell_type_ontology_term_id")
     if name_key is not None:
         check_key(name_key, "apply_mapping(name_key=...)", "cell_type_name")
-    source = str(table) if not isinstance(table, pd.DataFrame) else "the mapping table"
+    source = str(table) if not isinstance(table, pd.DataFrame) else table.attrs.get("source", "the mapping table")
     table = read_mapping(table) if not isinstance(table, pd.DataFrame) else validate_mapping(table, source)
     if label_col not in adata.obs.columns:
         raise MissingColumnError(label_col, "obs", list(map(str, adata.obs.columns)))
@@ -267,8 +304,7 @@ def apply_mapping(
     ids = dict(zip(table["author_label"], table["term_id"]))
     absent = sorted(str(v) for v in distinct if v != "" and v not in ids)
     if absent:
-        near = {spelling_key(k): k for k in ids}  # a hand edit's stray blank or case change
-        close = [(a, near[spelling_key(a)]) for a in absent if spelling_key(a) in near]
+        close = spelled_alike(absent, ids)
         hint = (
             f" ({', '.join(f'{a!r} is written {b!r} in the mapping' for a, b in close[:3])}: labels must match exactly)"
             if close else ""
