@@ -151,3 +151,22 @@ def test_apply_names_the_mapping_file_when_given_the_table_read_from_it(tmp_path
         apply_mapping(small_adata(["B cells", "NK cells"]), "cell_type", read_mapping(path))
     assert str(path) in str(info.value)
 
+
+
+def test_labels_a_spreadsheet_would_run_as_formulas_are_written_as_text_and_read_back(tmp_path):
+    """A mapping table carries author labels from someone else's data: opened in a spreadsheet, a label
+    "=HYPERLINK(...)" would be a live formula. It is written with a leading ' and read back as it was."""
+    import csv
+
+    labels = ['=HYPERLINK("http://evil.example","x")', "+CD4 T", "-", "@risk", "B cells", "'quoted"]
+    table = harmonise_labels(labels)
+    path = write_mapping(table, tmp_path / "m.csv")
+    with open(path, newline="", encoding="utf-8") as fh:
+        cells = [row[0] for row in csv.reader(fh)][1:]
+    assert sorted(cells) == sorted(['\'=HYPERLINK("http://evil.example","x")', "'+CD4 T", "'-", "'@risk", "B cells", "'quoted"])
+    assert not any(c.startswith(("=", "+", "-", "@")) for c in cells)
+    back = read_mapping(path)
+    assert sorted(back["author_label"]) == sorted(labels)
+    adata = small_adata(labels)
+    apply_mapping(adata, "cell_type", back)
+    assert adata.obs["cell_type_ontology_term_id"].tolist()[labels.index("B cells")] == "CL:0000236"

@@ -35,23 +35,29 @@ def format_alternatives(alternatives: list[tuple[str, float]], labels: dict[str,
 
 
 def write_mapping(table: pd.DataFrame, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """Write ``table`` as CSV for review (atomically; an existing file only with ``overwrite``)."""
+    """Write ``table`` as CSV for review (atomically; an existing file only with ``overwrite``). Text that a
+    spreadsheet would run as a formula (an author label ``=HYPERLINK(...)``) is written as text
+    (:func:`~mmgene.io.tables.as_spreadsheet_text`); :func:`read_mapping` reads it back as it was."""
     from mmgene.atomic import atomic_path
+    from mmgene.io.tables import as_spreadsheet_text
 
+    text = table.select_dtypes(include=["object", "string"]).columns
+    safe = table.assign(**{c: table[c].map(as_spreadsheet_text) for c in text})
     with atomic_path(path, overwrite=overwrite) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.3f")
+        safe.to_csv(tmp, index=False, float_format="%.3f")
     return Path(path)
 
 
 def read_mapping(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a (reviewed) mapping CSV and check it (see :func:`validate_mapping`)."""
-    from mmgene.io.tables import read_text_table
+    from mmgene.io.tables import from_spreadsheet_text, read_text_table
 
     table = read_text_table(
         path, what="mapping file", error=MappingError, missing_fix="pass the CSV written by harmonise (mmgene labels harmonise --out)",
         unreadable_fix="save the edited table as CSV (UTF-8; comma, semicolon or tab separated) with its header row",
         na_filter=False, encoding="utf-8-sig", sep=None,  # a spreadsheet in a decimal-comma locale saves with ";"
     )
+    table = table.map(from_spreadsheet_text)  # as write_mapping wrote it, when no spreadsheet saved it since
     checked = validate_mapping(table, str(path), csv_lines=True)
     checked.attrs["source"] = str(path)  # apply_mapping's messages name the file, not "the mapping table"
     return checked

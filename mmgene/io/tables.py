@@ -20,6 +20,24 @@ def pick_separator(header: str) -> str:
     return max(SEPARATORS, key=header.count)
 
 
+#: first characters that make a spreadsheet read a cell as a formula ("CSV injection": a label such as
+#: ``=HYPERLINK(...)`` from someone else's data would run when a reviewer opens the table)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_spreadsheet_text(value: Any) -> Any:
+    """``value`` as a spreadsheet shows it as text: a string that starts like a formula gets a leading
+    ``'`` (which spreadsheets hide and do not save back); anything else is returned as it is."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def from_spreadsheet_text(value: Any) -> Any:
+    """Undo :func:`as_spreadsheet_text` for a table read back without a spreadsheet in between."""
+    if isinstance(value, str) and value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
 def read_text_table(
     path: str | os.PathLike[str], *, what: str, error: type[MMGeneError], missing_fix: str, unreadable_fix: str, **read_options: Any
 ) -> Any:
