@@ -211,17 +211,17 @@ def test_reads_are_bounded_by_the_chunk_size(manifest, monkeypatch):
     assert stream.largest_read == 9
 
 
-def test_a_single_anndata_streams_make_pairs_rows_in_order(manifest, tmp_path):
+def streamed_like_make_pairs(path, config, seed: int, chunk_size: int):
+    """``(stream, make_pairs' rows, the stream's rows)`` of one file, after checking that the stream gives
+    make_pairs' training rows column by column, in order."""
     import mmgene.io
     from mmgene.pairs import make_pairs
-    from mmgene.pairs.config import PairsConfig
     from mmgene.pairs.stream import DatasetStream
 
-    path = manifest.parent / "human_pbmc.h5ad"
-    config = PairsConfig(negatives=True, panel_sizes=(4, 8))
-    expected = make_pairs(mmgene.io.read(path), "cell_type", ontology_col="cell_type_ontology_term_id", config=config, seed=5)
+    expected = make_pairs(mmgene.io.read(path), "cell_type", ontology_col="cell_type_ontology_term_id", config=config, seed=seed)
     stream = DatasetStream(
-        mmgene.io.read(path, backed=True), "cell_type", ontology_col="cell_type_ontology_term_id", config=config, seed=5, chunk_size=8,
+        mmgene.io.read(path, backed=True), "cell_type", ontology_col="cell_type_ontology_term_id", config=config, seed=seed,
+        chunk_size=chunk_size,
     ).prepare()
     got: dict[str, list] = {}
     for c in range(stream.n_chunks):
@@ -230,6 +230,15 @@ def test_a_single_anndata_streams_make_pairs_rows_in_order(manifest, tmp_path):
     train = expected["train"].to_dict()
     for column in ("cell", "caption", "negative", "label", "negative_label", "obs_name"):
         assert got[column] == train[column], column
+    return stream, expected, got
+
+
+def test_a_single_anndata_streams_make_pairs_rows_in_order(manifest, tmp_path):
+    from mmgene.pairs.config import PairsConfig
+
+    config = PairsConfig(negatives=True, panel_sizes=(4, 8))
+    stream, expected, got = streamed_like_make_pairs(manifest.parent / "human_pbmc.h5ad", config, seed=5, chunk_size=8)
+    train = expected["train"].to_dict()
     assert got["row"] == list(range(len(train["caption"])))
     assert stream.marker_genes == expected.marker_genes
     assert stream.read.largest == 8 and stream.read.reads == 2 * stream.n_chunks + stream.n_chunks

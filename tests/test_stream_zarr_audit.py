@@ -96,24 +96,13 @@ def test_streamed_training_leaves_out_cells_that_express_no_gene_as_in_memory(ma
 
 
 def test_a_single_stream_of_a_file_with_empty_cells_makes_the_rows_of_make_pairs(manifest):
-    import mmgene.io
-    from mmgene.pairs import make_pairs
+    from test_stream import streamed_like_make_pairs
+
     from mmgene.pairs.config import PairsConfig
-    from mmgene.pairs.stream import DatasetStream
 
     path = manifest.parent / "mouse_pbmc.h5ad"  # empty cells scattered, none a whole chunk
     config = PairsConfig(negatives=True, panel_sizes=(4, 8), test_size=0.25)
-    expected = make_pairs(mmgene.io.read(path), "cell_type", ontology_col="cell_type_ontology_term_id", config=config, seed=3)
-    stream = DatasetStream(
-        mmgene.io.read(path, backed=True), "cell_type", ontology_col="cell_type_ontology_term_id", config=config, seed=3, chunk_size=CHUNK,
-    ).prepare()
-    got: dict[str, list] = {}
-    for c in range(stream.n_chunks):
-        for k, v in stream.rows(c).items():
-            got.setdefault(k, []).extend(v)
-    train = expected["train"].to_dict()
-    for column in ("cell", "caption", "negative", "label", "negative_label", "obs_name"):
-        assert got[column] == train[column], column
+    stream, expected, got = streamed_like_make_pairs(path, config, seed=3, chunk_size=CHUNK)
     assert stream.empty_cells == 3 and (len(stream.plan.train), len(stream.plan.test)) == (18, 7)  # 28 cells, 3 of them empty
     assert len(got["caption"]) == 3 * 18
     assert stream.test_cells(stream.plan.test) == expected["test"]["cell"]
