@@ -84,7 +84,7 @@ def _print(report: dict) -> None:
         mapper = (entry.get("mapper") or {}).get("balanced_accuracy")
         like = (entry["mmgene"].get("mapper_classes") or {}).get("balanced_accuracy")
         versus = entry.get("versus") or {}
-        print(f"{name}: mmgene {ours:.3f}; single-dataset model {_num(single)} (mmgene minus it {_difference(versus.get('single'))}); "
+        print(f"{name}: mmgene {_num(ours)}; single-dataset model {_num(single)} (mmgene minus it {_difference(versus.get('single'))}); "
               f"mapper {_num(mapper)} against mmgene on the mapper's classes and cells {_num(like)} "
               f"(difference {_difference(versus.get('mapper'))})")
     left = [report["datasets"][n]["mmgene"].get("left_out_label") for n in IMMUNE if n in report["datasets"]]

@@ -88,6 +88,15 @@ def info(
     ), as_json=as_json)
 
 
+def _check_not_a_folder(out: Path) -> None:
+    """Refuse a report path that is an (empty) folder before the training, not after it: the report is a
+    file and never replaces a folder (check_output lets an empty folder pass, as a new folder output)."""
+    from mmgene.errors import OutputError
+
+    if out.is_dir():
+        raise OutputError("the output is a file, but a folder of that name exists", str(out), "choose a file path, e.g. inside that folder")
+
+
 @corpus_app.command("cross-dataset")
 def cross_dataset_command(
     manifest: Path = typer.Argument(..., help="A corpus manifest CSV (path, dataset, label_col, ontology_col, species, tissue)."),
@@ -111,7 +120,7 @@ def cross_dataset_command(
     from mmgene.corpus import read_corpus
     from mmgene.corpus.sources import read_manifest
     from mmgene.errors import ParameterError
-    from mmgene.evaluate.cross_dataset import BASELINE, check_dataset_names, cross_dataset, markdown
+    from mmgene.evaluate.cross_dataset import BASELINE, check_dataset_names, check_hold_out, cross_dataset, markdown
     from mmgene.evaluate.report import report_json
 
     if manifest.suffix.lower() != ".csv":
@@ -126,8 +135,9 @@ def cross_dataset_command(
     inputs = [manifest, *(p for p in (s.path if s.path is not None else s.census.uri for s in specs) if p is not None)]  # type: ignore[union-attr]
     if out is not None:
         check_output(out, overwrite=overwrite, inputs=inputs)
+        _check_not_a_folder(out)
     names = [s.dataset for s in specs]
-    check_dataset_names(hold_out, names, "hold out", "option --hold-out")
+    check_hold_out(hold_out, names, "option --hold-out", corpus_where=str(manifest))
     if reference is not None:
         check_dataset_names([reference], names, BASELINE, "option --reference")
     config = overrides(CrossDatasetConfig, {"datasets": tuple(hold_out) or None, "reference": reference, "mapper": mapper, "recentre": recentre, "data_markers": data_markers, "definitions": definitions})

@@ -21,7 +21,12 @@ outlasts the luck of which cells a dataset has. The training seed's share of the
 Classes of the held-out dataset that no training dataset has, nor an ancestor or descendant of (by
 Cell Ontology id and is_a), are *unseen*:
 they are reported separately, with the share of their cells the model calls ``unknown`` when it is
-offered only the seen classes, next to the share of seen-class cells wrongly called ``unknown``.
+offered only the seen classes, next to the share of seen-class cells wrongly called ``unknown``
+(with fewer than two seen classes there is nothing to offer: the unseen classes are named, their rates
+are ``None`` and ``unscored`` says why; cells without a Cell Ontology id are neither seen nor unseen).
+A prompt set of fewer than two classes, and a mapper with fewer than two classes to name
+(``mapper_unscored``), are not scored: one label is the answer for every cell, a perfect figure about
+nothing. Each entry's ``seeds`` are its models' training seeds; ``training`` records the configs.
 ``left_out_label`` asks the same of every class in turn (``cells that are none of the known types``):
 each class of the held-out dataset with at least ``min_left_out_cells`` cells and no ancestor or
 descendant among the others is left out of the labels, and the shares of its cells and of the other
@@ -150,6 +155,8 @@ def _zero_shot(
     if only is not None:
         names = [n for c, n in zip(classes, names) if c in only]
         classes = [c for c in classes if c in only]
+    if len(classes) < 2:
+        return _unscored(int(np.isin(truth, classes).sum()), names)
     scored = _similarities(model, cells, names, _term_ids(classes, prompt_set, _origin(ds, config)), config.hierarchy, prompts_for(ds, config))
     asked = np.isin(truth, classes)
     y = np.array([classes.index(t) for t in truth[asked]])
@@ -167,6 +174,17 @@ def _zero_shot(
             **{m: v for m, v in classification_metrics(y, weighed[asked], names).items() if m in _SUMMARY_METRICS},
             "called_unknown": float(np.mean(_called_unknown(weighed[asked], scored, names, config))),
         },
+    }
+
+
+def _unscored(n: int, names: Sequence[str]) -> dict[str, Any]:
+    """The figures of a prompt set with fewer than two classes: undefined (NaN, ``null`` in JSON), as
+    a question with one label answers it for every cell and would score a perfect 1.0."""
+    nan = float("nan")
+    return {
+        "n": n, "accuracy": nan, "balanced_accuracy": nan, "macro_f1": nan, "macro_auroc": nan, "proportion_error": nan,
+        "unscored": f"{len(names)} class{'' if len(names) == 1 else 'es'} ({_preview(names)}): "
+                    "a question with fewer than two labels measures nothing",
     }
 
 
@@ -191,7 +209,11 @@ def _versus(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> dict[
     (truth, first), (other_truth, second) = ours[CALLS], theirs[CALLS]
     if len(truth) != len(other_truth) or not (truth == other_truth).all():
         return None
-    return balanced_accuracy_difference(truth, first, second)
+    return balanced_accuracy_difference(truth, first, second, seed=BOOTSTRAP_SEED)
+
+
+#: the seed of the paired bootstrap intervals of ``versus`` (recorded in a report's ``training``)
+BOOTSTRAP_SEED = 0
 
 
 def _comparisons(entry: dict[str, Any]) -> dict[str, Any]:
@@ -272,20 +294,36 @@ def _unknown_calls(
 
 
 def _rejection(model: Any, cells: np.ndarray, ds: Any, seen: set[str], config: CrossDatasetConfig) -> dict[str, Any] | None:
-    """Share of unseen-class cells called ``unknown`` when only the seen classes are offered."""
+    """Share of unseen-class cells called ``unknown`` when only the seen classes are offered (None when
+    every cell has a Cell Ontology id and none is of an unseen class). Cells without an id are neither
+    seen nor unseen (``cells_without_id``). With fewer than two seen classes there is no question to
+    offer: the unseen classes are still named, their rates are ``None`` and ``unscored`` says why."""
+    from mmgene.text.ontology import is_term_id
+
     truth, classes, names = _class_names(ds, "ontology")
-    unseen = np.array([t not in seen for t in truth])
-    offered = [(c, n) for c, n in zip(classes, names) if c in seen]
-    if not unseen.any() or len(offered) < 2:
+    has_id = np.array([is_term_id(t) for t in truth], dtype=bool)
+    unseen = has_id & np.array([t not in seen for t in truth], dtype=bool)
+    without_id = int((~has_id).sum())
+    if not unseen.any() and not without_id:
         return None
+    out: dict[str, Any] = {
+        "unseen_classes": sorted({n for c, n in zip(classes, names) if is_term_id(c) and c not in seen}),
+        "unseen_cells": int(unseen.sum()),
+        "cells_without_id": without_id,
+        "unseen_called_unknown": None,
+        "seen_called_unknown": None,
+    }
+    offered = [(c, n) for c, n in zip(classes, names) if c in seen]
+    if not unseen.any():
+        return {**out, "unscored": "no cell with a Cell Ontology id is of an unseen class"}
+    if len(offered) < 2:
+        return {**out, "unscored": f"{len(offered)} seen class{'' if len(offered) == 1 else 'es'} to offer, fewer than two"}
     by_rule, by_others = _unknown_calls(model, cells, ds, offered, config)
     unknown = by_rule | by_others
-    return {
-        "unseen_classes": sorted({n for c, n in zip(classes, names) if c not in seen}),
-        "unseen_cells": int(unseen.sum()),
-        "unseen_called_unknown": float(unknown[unseen].mean()),
-        "seen_called_unknown": float(unknown[~unseen].mean()) if (~unseen).any() else None,
-    }
+    known = has_id & ~unseen
+    out["unseen_called_unknown"] = float(unknown[unseen].mean())
+    out["seen_called_unknown"] = float(unknown[known].mean()) if known.any() else None
+    return out
 
 
 def _left_out_label(model: Any, cells: np.ndarray, ds: Any, config: CrossDatasetConfig) -> dict[str, Any] | None:
@@ -323,9 +361,10 @@ def covering_class(term: str, held: Sequence[str]) -> str | None:
     return max(above, key=lambda h: (len(term_ancestors(h)), h)) if above else None
 
 
-def _mapper(train: Sequence[Any], held: Any) -> dict[str, Any] | None:
+def _mapper(train: Sequence[Any], held: Any) -> tuple[dict[str, Any] | None, str | None]:
     """The supervised reference mapper's metrics on ``held``'s seen classes (matched by Cell Ontology id
-    and is_a: the probabilities of training classes that answer for one held class are summed)."""
+    and is_a: the probabilities of training classes that answer for one held class are summed), or
+    ``(None, why)`` when it has fewer than two of them to name (it would name one class for every cell)."""
     import scipy.sparse as sp
     from sklearn.linear_model import LogisticRegression
 
@@ -334,8 +373,10 @@ def _mapper(train: Sequence[Any], held: Any) -> dict[str, Any] | None:
 
     genes = sorted(set(held.symbols.tolist()) & set().union(*(set(d.symbols.tolist()) for d in train)) - {""})
     labels = np.concatenate([d.ontology_ids for d in train])
-    if len(genes) < 2 or len(set(labels.tolist()) - {""}) < 2:
-        return None
+    if len(genes) < 2:
+        return None, f"{len(genes)} gene{'' if len(genes) == 1 else 's'} shared with the training datasets, fewer than two"
+    if len(set(labels.tolist()) - {""}) < 2:
+        return None, "the training datasets have fewer than two Cell Ontology classes"
     X = sp.vstack([log_expression(d, genes) for d in train]).tocsr()
     weights = np.concatenate([np.full(d.n_cells, 1.0 / d.n_cells) for d in train])  # datasets weigh equally
     fit = labels != ""
@@ -345,7 +386,7 @@ def _mapper(train: Sequence[Any], held: Any) -> dict[str, Any] | None:
     answers = [covering_class(str(c), held_classes) for c in clf.classes_]
     seen = [h for h in held_classes if h in answers]
     if len(seen) < 2:
-        return None
+        return None, f"it can name {len(seen)} of the held-out dataset's {len(held_classes)} Cell Ontology classes, fewer than two"
     cells = np.isin(held.ontology_ids, seen)
     proba = clf.predict_proba(log_expression(held, genes)[np.flatnonzero(cells)])
     scores = np.stack([proba[:, [k for k, a in enumerate(answers) if a == h]].sum(axis=1) for h in seen], axis=1)
@@ -355,7 +396,7 @@ def _mapper(train: Sequence[Any], held: Any) -> dict[str, Any] | None:
     out["classes_scored"] = seen
     out["cells_scored"] = int(cells.sum())
     out["genes"] = len(genes)
-    return out
+    return out, None
 
 
 def _evaluate_model(
@@ -392,6 +433,29 @@ def check_dataset_names(names: Sequence[str], datasets: Sequence[str], action: s
             f"cannot {action} {_preview(unknown)}: the corpus has no such dataset (it has {_preview(datasets, 20)})",
             where,
             "name datasets of the corpus (the dataset column of its manifest)",
+        )
+
+
+def check_hold_out(names: Sequence[str], datasets: Sequence[str], where: str, corpus_where: str | None = None) -> None:
+    """Refuse datasets to hold out that the corpus lacks, a name given twice (its fold would be trained
+    twice and the second report replace the first) and a corpus of fewer than two datasets (nothing
+    would be left to train on; ``corpus_where`` names it, else ``where``): before any training."""
+    if isinstance(names, str):
+        raise ParameterError(
+            f"the datasets to hold out must be a sequence of names, got the text {names!r}", where,
+            f"pass a tuple, e.g. ({names!r},)",
+        )
+    check_dataset_names(names, datasets, "hold out", where)
+    twice = [n for n in dict.fromkeys(names) if list(names).count(n) > 1]
+    if twice:
+        raise ParameterError(
+            f"{_preview(twice)} {'is' if len(twice) == 1 else 'are'} named more than once among the datasets to hold out",
+            where, "name each dataset once",
+        )
+    if len(datasets) < 2:
+        raise ParameterError(
+            f"cannot hold out a dataset of a corpus of {len(datasets)} ({_preview(datasets)}): no dataset is left to train on",
+            corpus_where or where, "name datasets of a corpus that has at least two",
         )
 
 
@@ -434,13 +498,8 @@ def cross_dataset(
     from mmgene.align import train_corpus
 
     config = config or CrossDatasetConfig()
+    check_hold_out(config.datasets, corpus.names, "CrossDatasetConfig.datasets")
     names = list(config.datasets) or corpus.names
-    check_dataset_names(names, corpus.names, "hold out", "CrossDatasetConfig.datasets")
-    if len(corpus) < 2:
-        raise ParameterError(
-            f"cannot hold out {names} from a corpus of {corpus.names}", "CrossDatasetConfig.datasets",
-            "name datasets of a corpus that has at least two",
-        )
     if config.reference is not None and config.reference != DEFAULT_REFERENCE:  # the default: when the corpus has it
         check_dataset_names([config.reference], corpus.names, BASELINE, "CrossDatasetConfig.reference")
     check_shared_genes(corpus, names)
@@ -449,6 +508,7 @@ def cross_dataset(
     if config.reference is not None and config.reference in corpus.names:
         single = train_corpus(_subset(corpus, [config.reference]), **train_kw)
     results: dict[str, Any] = {}
+    trained = single
     for name in names:
         rest = [n for n in corpus.names if n != name]
         info(f"leave-one-dataset-out: {name} held out, training on {len(rest)} datasets")
@@ -456,9 +516,11 @@ def cross_dataset(
         held_ids = sorted(set(held.ontology_ids.tolist()))
         seen = seen_terms(held_ids, sorted(set().union(*(set(corpus[n].ontology_ids.tolist()) for n in rest))))
         aligned = train_corpus(_subset(corpus, rest), **train_kw)
-        mapper = _mapper([corpus[n] for n in rest], held) if config.mapper else None
+        trained = aligned if trained is None else trained
+        mapper, unscored = _mapper([corpus[n] for n in rest], held) if config.mapper else (None, None)
         entry: dict[str, Any] = {
             "cells": held.n_cells, "classes": len(held.classes), "train_seconds": aligned.meta.get("train_seconds"),
+            "seeds": model_seeds(aligned),
             "mmgene": _evaluate_model(aligned, held, seen, config, mapper["classes_scored"] if mapper else None),
         }
         if single is not None and name != config.reference:
@@ -466,15 +528,40 @@ def cross_dataset(
             entry["single"] = _evaluate_model(single, held, seen_terms(held_ids, reference_ids), config)
         if config.mapper:
             entry["mapper"] = mapper
+            if unscored:
+                entry["mapper_unscored"] = unscored
         entry["versus"] = _comparisons(entry)
         results[name] = entry
-    return {"config": asdict(config), "datasets": results, "summary": summarise(results)}
+    return {"config": asdict(config), "training": _training_record(trained), "datasets": results, "summary": summarise(results)}
+
+
+def model_seeds(model: Any) -> list[int]:
+    """The training seed of each model of ``model`` (an ensemble's members, in order; else its own)."""
+    return [int(m.config.training.seed) for m in getattr(model, "members", [model])]
+
+
+def _training_record(model: Any) -> dict[str, Any]:
+    """How every model of the report was trained (they share their configs): the trained model's
+    configs, its members' seeds and the bootstrap's seed of the ``versus`` intervals."""
+    return {**model.config.to_dict(), "seeds": model_seeds(model), "bootstrap_seed": BOOTSTRAP_SEED}
 
 
 def _mean(values: Sequence[float]) -> float:
     """Mean of the finite values (NaN when there is none: e.g. no AUROC could be computed)."""
     finite = [v for v in values if v is not None and np.isfinite(v)]  # a saved report writes NaN as null
     return float(np.mean(finite)) if finite else float("nan")
+
+
+def _means(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
+    """Each metric's mean over ``rows`` (one per dataset, weighing alike) and ``datasets``: how many rows
+    have the first metric (a prompt set of fewer than two classes has none and is not counted)."""
+    out: dict[str, Any] = {m: _mean([r[m] for r in rows]) for m in metrics}
+    out["datasets"] = sum(1 for r in rows if r[metrics[0]] is not None and np.isfinite(r[metrics[0]]))
+    return out
+
+
+#: the figures :func:`summarise` averages over the datasets
+_HEADLINE = ("balanced_accuracy", "macro_f1", "macro_auroc")
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
@@ -484,17 +571,13 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         for prompt_set in sets:
             rows = [r[method] if prompt_set is None else r[method][prompt_set] for r in results.values() if r.get(method)]
             if rows:
-                key = method if prompt_set is None else f"{method}/{prompt_set}"
-                out[key] = {m: _mean([r[m] for r in rows]) for m in ("balanced_accuracy", "macro_f1", "macro_auroc")}
-                out[key]["datasets"] = len(rows)
+                out[method if prompt_set is None else f"{method}/{prompt_set}"] = _means(rows, _HEADLINE)
     like = [r["mmgene"]["mapper_classes"] for r in results.values() if r.get("mmgene", {}).get("mapper_classes")]
     if like:
-        out["mmgene/mapper_classes"] = {m: _mean([r[m] for r in like]) for m in ("balanced_accuracy", "macro_f1", "macro_auroc")}
-        out["mmgene/mapper_classes"]["datasets"] = len(like)
+        out["mmgene/mapper_classes"] = _means(like, _HEADLINE)
     mixed = [r["mmgene"]["mixed_levels"] for r in results.values() if r.get("mmgene", {}).get("mixed_levels")]
     if mixed:
-        out["mmgene/mixed_levels"] = {m: _mean([r[m] for r in mixed]) for m in ("exact_balanced_accuracy", "balanced_partial_credit")}
-        out["mmgene/mixed_levels"]["datasets"] = len(mixed)
+        out["mmgene/mixed_levels"] = _means(mixed, ("exact_balanced_accuracy", "balanced_partial_credit"))
     left = [r["mmgene"]["left_out_label"] for r in results.values() if r.get("mmgene", {}).get("left_out_label")]
     if left:
         out["mmgene/left_out_label"] = {
@@ -521,18 +604,21 @@ def markdown(report: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
 
     def pair(m: dict[str, Any] | None) -> str:
+        if m and m.get("unscored"):
+            return "n/a (fewer than two classes)"
         return f"{_float(m['balanced_accuracy']):.3f} / {_float(m['macro_auroc']):.3f}" if m else "n/a"
 
     def difference(d: dict[str, float] | None) -> str:
         return f"{d['difference']:+.3f} ({d['low']:+.3f} to {d['high']:+.3f})" if d else "n/a"
 
     for name, r in report["datasets"].items():
-        rej = r["mmgene"]["rejection"]
-        unseen = f"{rej['unseen_called_unknown']:.2f} of {rej['unseen_cells']}" if rej else "none unseen"
+        unseen = _unseen_text(r["mmgene"]["rejection"])
         mixed = r["mmgene"].get("mixed_levels")
         levels = f"{mixed['exact_balanced_accuracy']:.3f} / {mixed['balanced_partial_credit']:.3f}" if mixed else "n/a"
         like = r["mmgene"].get("mapper_classes")
         mapper_text = pair(r.get("mapper")) + (f" ({pair(like)})" if like and r.get("mapper") else "")
+        if r.get("mapper_unscored"):
+            mapper_text += f" ({r['mapper_unscored']})"
         versus = r.get("versus") or {}
         left = r["mmgene"].get("left_out_label")
         left_text = (
@@ -546,3 +632,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {levels} | {unseen} | {left_text} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _unseen_text(rejection: dict[str, Any] | None) -> str:
+    """The table's cell for the unseen classes: the share of their cells called unknown, or why none is."""
+    if not rejection:
+        return "none unseen"
+    rate, cells, without = rejection["unseen_called_unknown"], rejection["unseen_cells"], rejection.get("cells_without_id", 0)
+    text = f"n/a of {cells:,} ({rejection.get('unscored')})" if rate is None else f"{rate:.2f} of {cells:,}"
+    return text + (f"; {without:,} cells without a Cell Ontology id" if without else "")
