@@ -12,6 +12,7 @@ from mmgene.errors import ParameterError
 from mmgene.pl._figure import axes, check_ax, check_save, finish
 from mmgene.pl._inputs import class_order, label_values
 from mmgene.pl._options import check_cmap
+from mmgene.text.labels import missing_labels
 
 NORMALIZE = (None, "true", "pred", "all")
 
@@ -38,11 +39,11 @@ def confusion_table(y_true: Sequence[str], y_pred: Sequence[str], *, normalize: 
 
 
 def _labels(values: Sequence[str], name: str) -> np.ndarray:
-    """``values`` as a non-empty 1-D array of label texts; a missing label (None, NaN) is refused."""
+    """``values`` as a non-empty 1-D array of label texts; a missing label (None, NaN, empty or blank) is refused."""
     arr = np.asarray(values.to_numpy() if isinstance(values, pd.Series) else values, dtype=object)
     if arr.ndim != 1 or arr.size == 0:
         raise ParameterError(f"{name} must hold one label per cell, got shape {arr.shape}", f"argument {name}", "pass a non-empty list of labels")
-    missing = pd.isna(pd.Series(arr)).to_numpy()
+    missing = missing_labels(arr)
     if missing.any():
         raise ParameterError(
             f"{int(missing.sum())} cells have no label in {name}, first at position {int(np.flatnonzero(missing)[0])}", f"argument {name}",
@@ -63,6 +64,7 @@ def confusion(
     show: bool | None = None,
     save: bool | str | None = None,
     return_fig: bool = False,
+    overwrite: bool = False,
 ) -> Any:
     """Heat map of :func:`confusion_table` with each cell's value written in it.
 
@@ -70,14 +72,15 @@ def confusion(
     ``normalize`` (default ``'true'``: the fraction of each true class given each prediction) colours
     run from 0 to 1; ``None`` shows counts. ``cmap`` is a name in :data:`matplotlib.colormaps` or a
     Colormap. Returns the Axes, the Figure (``return_fig=True``) or
-    ``None`` (shown), as scanpy's plots do.
+    ``None`` (shown), as scanpy's plots do; ``save`` replaces a file only with ``overwrite=True``.
     """
     check_ax(ax)
-    check_save(save)
+    check_save(save, "mmgene_confusion", overwrite)
     check_cmap(cmap)
     table = confusion_table(label_values(adata, true, "true"), label_values(adata, predicted, "predicted"), normalize=normalize)
     values = table.to_numpy()
     n_rows, n_cols = values.shape
+    made = ax is None
     fig, ax = axes(ax, figsize=(max(3.0, 1.6 + 0.5 * n_cols), max(2.5, 1.2 + 0.42 * n_rows)))
     top = 1.0 if normalize else max(float(values.max()), 1.0)
     ax.imshow(values, cmap=cmap, vmin=0, vmax=top, aspect="auto")
@@ -88,4 +91,5 @@ def confusion(
     ax.set_yticks(range(n_rows), list(table.index), fontsize=8)
     ax.set(xlabel=f"predicted: {predicted}" if isinstance(predicted, str) else "predicted",
            ylabel=f"true: {true}" if isinstance(true, str) else "true", title=title or "")
-    return finish(fig, ax, "mmgene_confusion", show=show, save=save, return_fig=return_fig)
+    return finish(fig, ax, "mmgene_confusion", show=show, save=save, return_fig=return_fig, overwrite=overwrite,
+                  made=made)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from mmgene.errors import ParameterError
+from mmgene.errors import ParameterError, cause
 
 #: keywords of :func:`scanpy.pl.embedding` that read data the plot does not hand it (expression
 #: values, raw, a layer, a neighbour graph): the plot draws only its own scores or labels.
@@ -108,3 +108,21 @@ def check_embedding_kwargs(kwargs: Mapping[str, Any], function: str, own: Iterab
         return dict(normalize_kwargs(dict(kwargs), PathCollection))
     except TypeError as exc:  # two spellings of one property, e.g. ec= and edgecolor=
         raise ParameterError(str(exc), "keyword arguments", "pass each scatter property once") from None
+
+
+def draw_embedding(light: Any, basis: str, function: str, kwargs: Mapping[str, Any], **own: Any) -> None:
+    """:func:`scanpy.pl.embedding` of ``light`` with the plot's ``own`` arguments and the caller's checked
+    ``kwargs``; a value scanpy or matplotlib refuses (``size='big'``, ``alpha='x'``) is a
+    :class:`ParameterError` naming the keyword arguments passed, not a TypeError from deep inside matplotlib."""
+    import scanpy as sc
+
+    try:
+        sc.pl.embedding(light, basis, show=False, **own, **kwargs)
+    except (TypeError, ValueError) as exc:
+        if not kwargs:
+            raise
+        raise ParameterError(
+            f"drawing failed on a value passed through {function} ({cause(exc)})",
+            f"keyword arguments {', '.join(kwargs)} (passed to scanpy.pl.embedding)",
+            "pass values of the types scanpy.pl.embedding and matplotlib's scatter take, e.g. size=20, alpha=0.5",
+        ) from exc

@@ -8,9 +8,9 @@ import numpy as np
 
 from mmgene.config import check_key
 from mmgene.errors import MissingColumnError, ParameterError
-from mmgene.pl._figure import axes, check_ax, check_save, finish
+from mmgene.pl._figure import axes, check_ax, check_save, closed_on_error, finish
 from mmgene.pl._inputs import basis_key, check_anndata, light_anndata, single_text
-from mmgene.pl._options import check_embedding_kwargs
+from mmgene.pl._options import check_embedding_kwargs, draw_embedding
 
 
 #: scanpy.pl.embedding keywords that mmgene.pl.query sets itself.
@@ -58,6 +58,7 @@ def query(
     show: bool | None = None,
     save: bool | str | None = None,
     return_fig: bool = False,
+    overwrite: bool = False,
     **kwargs: Any,
 ) -> Any:
     """Cells on ``obsm['X_<basis>']`` coloured by their cosine similarity to ``text`` (best cells drawn on top).
@@ -66,13 +67,11 @@ def query(
     ``adata.obs[key_added]``. Other keyword arguments go to :func:`scanpy.pl.embedding` (``size``,
     ``cmap``, ``vmin``, ``frameon``...), checked before anything is computed: an unknown keyword or
     colormap is a :class:`~mmgene.errors.ParameterError`. Returns the Axes (``show=False``), the Figure
-    (``return_fig=True``) or ``None`` (shown), as scanpy does.
+    (``return_fig=True``) or ``None`` (shown), as scanpy does; ``save`` replaces a file only with ``overwrite=True``.
     """
-    import scanpy as sc
-
     text = single_text(text)
     check_ax(ax)
-    check_save(save)
+    check_save(save, "mmgene_query", overwrite)
     kwargs = check_embedding_kwargs(kwargs, "mmgene.pl.query", OWN)
     key = basis_key(adata, basis)
     if key_added is not None:
@@ -81,12 +80,15 @@ def query(
         check_key(key_added, "argument key_added", "query_score")
         check_own_columns(adata, [key_added], key_added, "argument key_added")
     scores = text_scores(adata, space, text, use_rep=use_rep)
+    made = ax is None
     fig, ax = axes(ax)
-    if key_added:
+    light, name = light_anndata(adata, key, {"score": scores})
+    with closed_on_error(fig, made):
+        draw_embedding(light, name, "mmgene.pl.query", kwargs, color="score", ax=ax,
+                       title=text if title is None else title)
+    if key_added:  # once drawn: a refused call leaves adata as it was
         from mmgene.provenance import record
 
         adata.obs[key_added] = scores
         record(adata, key_added, text=text, use_rep=use_rep or "")
-    light, name = light_anndata(adata, key, {"score": scores})
-    sc.pl.embedding(light, name, color="score", title=text if title is None else title, ax=ax, show=False, **kwargs)
-    return finish(fig, ax, "mmgene_query", show=show, save=save, return_fig=return_fig)
+    return finish(fig, ax, "mmgene_query", show=show, save=save, return_fig=return_fig, overwrite=overwrite, made=made)
