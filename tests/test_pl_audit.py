@@ -24,21 +24,7 @@ COUNTS = [[1, 1, 0, 0], [0, 1, 0, 1], [0, 0, 2, 0]]  # rows a, b, c; columns a, 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-class CountingSpace:
-    """A 2-D joint space (every text is (1, 0); cells from obsm['X_toy']) that counts the cells it embeds."""
-
-    calls = 0
-
-    def encode_text(self, texts):
-        return np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (len(texts), 1))
-
-    def encode_cells(self, adata):
-        CountingSpace.calls += 1
-        x = np.asarray(adata.obsm["X_toy"], dtype=np.float32)
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-    def describe(self):
-        return {"model": "toy", "inputs": ["X_toy"]}
+from test_plots import CountingSpace  # noqa: E402  (a 2-D joint space that counts the cells it embeds)
 
 
 @pytest.fixture(autouse=True)
