@@ -70,8 +70,9 @@ def _say_unsearchable(symbols: Sequence[str]) -> None:
     if symbols:
         from mmgene.progress import info
 
-        shown = ", ".join(repr(s) for s in symbols[:5]) + (f" and {len(symbols) - 5} more" if len(symbols) > 5 else "")
-        info(f"mmgene: {len(symbols)} gene symbols hold a double quote, which an NCBI search cannot; they get no NCBI text: {shown}")
+        from mmgene.errors import _preview
+
+        info(f"mmgene: {len(symbols)} gene symbols hold a double quote, which an NCBI search cannot; they get no NCBI text: {_preview(symbols)}")
 
 
 class RateLimiter:

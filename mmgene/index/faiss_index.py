@@ -26,7 +26,7 @@ from mmgene.errors import DataError, InputFileError, IntegrityError, MissingColu
 from mmgene.index.folder import (
     CELL_ID, CELLS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, META_FILE, METRIC, ONDISK_FORMAT_VERSION, REBUILD, _check_faiss,
     _check_inside, _faiss, _meta_to_write, _parquet_safe, _read_cells, _read_faiss, _read_meta, cells_checksum,
-    check_lists, lists_checksum,
+    lists_checksum,
 )
 from mmgene.index.params import IndexParams, factory_string, resolve
 from mmgene.vectors import as_unit_vectors, missing_rows
@@ -46,21 +46,12 @@ def check_model(model: Any, dim: int, embedding_key: str | None, where: str) -> 
     A model folder that does not exist yet (written elsewhere and moved beside the index afterwards, as
     ``mmgene demo`` does) cannot be loaded, so it is recorded unchecked; a text query loads it later.
     """
-    from mmgene.query.space import check_model_dim, space_name
+    from mmgene.query.space import check_model_dim, space_name, unwritten_folder
 
-    if _folder_not_written_yet(model):
+    if unwritten_folder(model):
         return
     vectors = f"obsm[{embedding_key!r}]" if embedding_key is not None else "the vectors"
     check_model_dim(model, dim, f"{where}(model={space_name(model, model)!r}): {vectors}")
-
-
-def _folder_not_written_yet(model: Any) -> bool:
-    """Whether ``model`` names a model folder (not ``genept-s`` / ``genept-w``, not ``hf://``) that does not exist."""
-    if not isinstance(model, (str, os.PathLike)):
-        return False
-    text = os.fspath(model)
-    named = text.partition(":")[0].lower() in ("genept-s", "genept-w") or text.startswith("hf://")
-    return not named and not Path(text).expanduser().exists()
 
 
 def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
@@ -625,8 +616,6 @@ class CellIndex:
 
         An existing ``path`` is replaced only with ``overwrite=True`` and only if mmgene wrote it.
         """
-        import shutil
-
         from mmgene.atomic import atomic_path
 
         faiss = _faiss()
@@ -640,24 +629,25 @@ class CellIndex:
                 raise InputFileError("the inverted lists of this index are not in a folder it was loaded from", str(lists), "load the index from its folder before saving it elsewhere")
         with atomic_path(path, overwrite=overwrite) as tmp:
             tmp.mkdir()
-            if lists is not None:
-                check_lists(lists, self.meta.get("lists_checksum"))  # the folder's file, named if it changed since
-                shutil.copyfile(lists, tmp / lists.name)
-            meta = self.write_folder(tmp, cells_checksum(self.cells[CELL_ID]))
+            copied = None
+            if lists is not None:  # copied and checksummed in one read; the folder's file named if it changed since
+                copied = lists_checksum(lists, self.meta.get("lists_checksum"), copy_to=tmp / lists.name)
+            meta = self.write_folder(tmp, cells_checksum(self.cells[CELL_ID]), lists_crc=copied)
             _parquet_safe(self.cells).to_parquet(tmp / CELLS_FILE, index=False)
         self.meta = meta
         return path
 
-    def write_folder(self, folder: Path, checksum: dict[str, Any]) -> dict[str, Any]:
+    def write_folder(self, folder: Path, checksum: dict[str, Any], lists_crc: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write ``index.faiss`` and ``meta.json`` into ``folder`` (which holds, or will hold, the cell
-        table ``checksum`` describes); returns the metadata written."""
+        table ``checksum`` describes; ``lists_crc``: the lists file's checksum entry, when already
+        computed); returns the metadata written."""
         from mmgene.provenance import package_versions
 
         meta = dict(self.meta)
         if self.on_disk:  # a copied lists file must still be the one recorded; a new one gets its checksum
             lists = folder / meta["storage"]["file"]
             meta["storage"] = {**meta["storage"], "bytes": lists.stat().st_size}
-            meta["lists_checksum"] = lists_checksum(lists, meta.get("lists_checksum"))
+            meta["lists_checksum"] = lists_crc or lists_checksum(lists, meta.get("lists_checksum"))
         meta.update(
             format=FORMAT,
             format_version=ONDISK_FORMAT_VERSION if (meta.get("storage") or meta.get("rerank")) else FORMAT_VERSION,

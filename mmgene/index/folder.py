@@ -18,6 +18,7 @@ them; format-3 folders written before the lists checksum have no ``lists_checksu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import zlib
@@ -272,20 +273,24 @@ def _meta_to_write(meta: dict[str, Any]) -> dict[str, Any]:
 _CRC_BLOCK = 1 << 24
 
 
-def file_crc32(path: Path) -> str:
-    """zlib crc32 of a file as 8 hex digits, read a block at a time. It costs about 0.5 s a GiB on a
-    2-core machine (blake2b: 2 s, sha256: 0.8 s), cheap enough to check the lists file at every open."""
+def file_crc32(path: Path, copy_to: Path | None = None) -> str:
+    """zlib crc32 of a file as 8 hex digits, read a block at a time (and written to ``copy_to`` in the same
+    pass, when given). It costs about 0.5 s a GiB on a 2-core machine (blake2b: 2 s, sha256: 0.8 s), cheap
+    enough to check the lists file at every open."""
     crc = 0
-    with open(path, "rb") as fh:
+    with open(path, "rb") as fh, (open(copy_to, "wb") if copy_to is not None else contextlib.nullcontext()) as out:
         while block := fh.read(_CRC_BLOCK):
             crc = zlib.crc32(block, crc)
+            if out is not None:
+                out.write(block)
     return f"{crc:08x}"
 
 
-def lists_checksum(lists: Path, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+def lists_checksum(lists: Path, recorded: dict[str, Any] | None = None, *, copy_to: Path | None = None) -> dict[str, Any]:
     """The ``meta.json['lists_checksum']`` entry of the lists file ``lists``, refused (as by :func:`check_lists`)
-    when it differs from ``recorded``, the entry of the folder the file was copied from."""
-    found = file_crc32(lists)
+    when it differs from ``recorded``, the entry of the folder the file was copied from; ``copy_to`` copies
+    the file in the same read."""
+    found = file_crc32(lists, copy_to)
     if recorded is not None and found != recorded["crc32"]:
         raise _lists_changed(lists, found, recorded["crc32"])
     return {"algorithm": LISTS_CHECKSUM_ALGORITHM, "crc32": found}

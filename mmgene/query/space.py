@@ -250,6 +250,25 @@ def check_model_dim(model: Any, dim: int, where: str) -> None:
         )
 
 
+def _named_space(text: str) -> str | None:
+    """The cache key of a spec that names a space rather than a folder: ``genept-s`` / ``genept-w``
+    (``:<encoder>``, the variant lower-cased) or an explicit Hub model ``hf://...`` (a bare 'owner/name'
+    is never looked up); ``None`` for a path."""
+    head, _, tail = text.partition(":")
+    if head.lower() in ("genept-s", "genept-w"):
+        return f"{head.lower()}:{tail}"
+    return text if text.startswith("hf://") else None
+
+
+def unwritten_folder(spec: Any) -> bool:
+    """Whether ``spec`` names a model folder that does not exist (yet): an index may record a model that is
+    written beside it afterwards, as ``mmgene demo`` does, and a text query loads it later."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return False
+    text = os.fspath(spec)
+    return _named_space(text) is None and not Path(text).expanduser().exists()
+
+
 def load_space(spec: Any) -> Any:
     """Turn a model spec into a joint space.
 
@@ -268,11 +287,8 @@ def load_space(spec: Any) -> Any:
         raise ParameterError(f"{type(spec).__name__} is not a joint space", "model=",
                              "pass an object with encode_text(), encode_cells() and describe(), a folder or 'genept-s'")
     text = os.fspath(spec)
-    head, _, tail = text.partition(":")
-    if head.lower() in ("genept-s", "genept-w"):
-        return _cached_space(f"{head.lower()}:{tail}", 0.0)
-    if text.startswith("hf://"):  # an explicit Hub model; a bare 'owner/name' is never looked up
-        return _cached_space(text, 0.0)
+    if (named := _named_space(text)) is not None:
+        return _cached_space(named, 0.0)
     path = Path(text).expanduser()
     if path.exists():
         stamp = max((p.stat().st_mtime for p in path.iterdir()), default=0.0) if path.is_dir() else path.stat().st_mtime
