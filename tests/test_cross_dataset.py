@@ -110,12 +110,16 @@ def two_datasets(shared_dir):
     return read_corpus(specs)
 
 
-def test_leave_one_dataset_out_on_real_data(two_datasets):
+def test_leave_one_dataset_out_on_real_data(two_datasets, monkeypatch):
     """Hold out the mouse lung dataset, train on human PBMC (a few steps): NK cells and neutrophils
     are unseen, T cells are seen through CD4/CD8 T cells; the mapper scores only the seen classes."""
+    import mmgene.evaluate.cross_dataset as module
     from mmgene.align import CorpusTrainingConfig, TrainingConfig
     from mmgene.evaluate.cross_dataset import cross_dataset
 
+    asked = []
+    rejection_of = module._rejection
+    monkeypatch.setattr(module, "_rejection", lambda *args: asked.append(args) or rejection_of(*args))
     report = cross_dataset(
         two_datasets, config=CrossDatasetConfig(datasets=("zilionis_mouse_lung",), reference=None),
         training=TrainingConfig(max_steps=3, eval_steps=0), balance=CorpusTrainingConfig(members=2),
@@ -133,7 +137,11 @@ def test_leave_one_dataset_out_on_real_data(two_datasets):
         assert all(0.0 <= v <= 1.0 for v in weighed.values())
     rejection = entry["mmgene"]["rejection"]
     assert rejection["unseen_classes"] == ["natural killer cell", "neutrophil"] and rejection["unseen_cells"] == 400
-    assert 0.0 <= rejection["unseen_called_unknown"] <= 1.0
+    assert 0.0 <= rejection["unseen_called_unknown"] <= 1.0 and "rule" not in rejection
+    model, cells, ds, seen, config = asked[0]  # the same fold model asked about B cells alone
+    alone = rejection_of(model, cells, ds, {"CL:0000236"}, config)
+    assert alone["rule"] == "others rule only: one seen class offered" and alone["unseen_cells"] == 600
+    assert 0.0 <= alone["unseen_called_unknown"] <= 1.0 and 0.0 <= alone["seen_called_unknown"] <= 1.0
     left = entry["mmgene"]["left_out_label"]  # B, T, NK, neutrophil: none lies below another
     assert left["classes_left_out"] == 4
     for key in ("others", "without_others"):

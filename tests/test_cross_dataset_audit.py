@@ -110,7 +110,7 @@ def test_cli_refuses_a_report_path_that_is_an_empty_folder_before_training(tmp_p
     assert (tmp_path / "reports").is_dir()
 
 
-def test_unseen_classes_are_reported_when_fewer_than_two_seen_classes_can_be_offered():
+def test_unseen_classes_are_reported_when_no_seen_class_can_be_offered():
     """The kidney and fetal neocortex of the shared corpus (one seen class each) read 'none unseen'."""
     from mmgene.evaluate.cross_dataset import _rejection, _unseen_text
 
@@ -118,13 +118,50 @@ def test_unseen_classes_are_reported_when_fewer_than_two_seen_classes_can_be_off
     all_unseen = _rejection(None, None, ds, set(), CrossDatasetConfig())
     assert all_unseen == {
         "unseen_classes": ["B cell", "T cell", "natural killer cell"], "unseen_cells": 4, "cells_without_id": 0,
-        "unseen_called_unknown": None, "seen_called_unknown": None, "unscored": "0 seen classes to offer, fewer than two",
+        "unseen_called_unknown": None, "seen_called_unknown": None, "unscored": "no seen class to offer",
     }
-    one_seen = _rejection(None, None, ds, {B_CELL}, CrossDatasetConfig())
-    assert one_seen["unseen_cells"] == 3 and one_seen["unscored"] == "1 seen class to offer, fewer than two"
-    assert _unseen_text(one_seen) == "n/a of 3 (1 seen class to offer, fewer than two)"
-    saved = json.loads(json.dumps(one_seen))  # a report read back from its JSON
-    assert _unseen_text(saved) == "n/a of 3 (1 seen class to offer, fewer than two)"
+    assert _unseen_text(all_unseen) == "n/a of 4 (no seen class to offer)"
+    saved = json.loads(json.dumps(all_unseen))  # a report read back from its JSON
+    assert _unseen_text(saved) == "n/a of 4 (no seen class to offer)"
+
+
+def test_one_seen_class_is_offered_alone_and_only_the_others_rule_rejects(monkeypatch):
+    """The kidney and fetal neocortex have one seen class each: their unseen cells went unmeasured. One
+    label has no p_max/z rule (its softmax is 1 everywhere; its z-scores reject half the cells), so
+    the rate is the others rule's, and says so."""
+    import mmgene.evaluate.cross_dataset as module
+
+    ds = _dataset([NK, NK, T_CELL, B_CELL, B_CELL])
+    offered = []
+
+    def unknown_calls(model, cells, dataset, classes, config):
+        offered.append([c for c, _ in classes])
+        return None, np.array([True, False, True, False, True])
+
+    monkeypatch.setattr(module, "_unknown_calls", unknown_calls)
+    got = module._rejection(None, None, ds, {B_CELL}, CrossDatasetConfig())
+    assert offered == [[B_CELL]]
+    assert got == {
+        "unseen_classes": ["T cell", "natural killer cell"], "unseen_cells": 3, "cells_without_id": 0,
+        "unseen_called_unknown": 2 / 3, "seen_called_unknown": 0.5, "rule": "others rule only: one seen class offered",
+    }
+    assert module._unseen_text(got) == "0.67 of 3 (others rule only: one seen class offered)"
+
+
+def test_one_offered_class_has_no_p_z_rule(monkeypatch):
+    """Its softmax is 1 for every cell and its z-scores would call the less-like half unknown."""
+    import mmgene.evaluate.cross_dataset as module
+
+    sims = np.array([[0.9], [0.1], [0.5], [0.2]])
+    monkeypatch.setattr(module, "_similarities", lambda model, cells, names, *rest: SimpleNamespace(
+        similarities=sims, standardised=lambda **kw: (sims - sims.mean(0)) / sims.std(0)
+    ))
+    lead = np.array([-0.1, 0.3, 0.0, 0.05])
+    monkeypatch.setattr("mmgene.query.others.nearest_other_for", lambda *a: SimpleNamespace(rejects=lambda m: lead > m))
+    config = CrossDatasetConfig()
+    by_rule, by_others = module._unknown_calls(None, np.zeros((4, 3)), _dataset([B_CELL] * 4), [(B_CELL, "B cell")], config)
+    assert by_rule is None
+    assert by_others.tolist() == [False, True, False, True]  # beaten by more than the margin
 
 
 def test_cells_without_an_ontology_id_are_neither_seen_nor_unseen(monkeypatch):

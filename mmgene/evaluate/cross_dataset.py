@@ -22,8 +22,9 @@ Classes of the held-out dataset that no training dataset has, nor an ancestor or
 Cell Ontology id and is_a), are *unseen*:
 they are reported separately, with the share of their cells the model calls ``unknown`` when it is
 offered only the seen classes, next to the share of seen-class cells wrongly called ``unknown``
-(with fewer than two seen classes there is nothing to offer: the unseen classes are named, their rates
-are ``None`` and ``unscored`` says why; cells without a Cell Ontology id are neither seen nor unseen).
+(with one seen class annotate's p_max/z rule has nothing to choose between, so only the others rule
+rejects and ``rule`` says so; with none, the unseen classes are named, their rates are ``None`` and
+``unscored`` says why; cells without a Cell Ontology id are neither seen nor unseen).
 A prompt set of fewer than two classes, and a mapper with fewer than two classes to name
 (``mapper_unscored``), are not scored: one label is the answer for every cell, a perfect figure about
 nothing. Each entry's ``seeds`` are its models' training seeds; ``training`` records the configs.
@@ -281,23 +282,31 @@ def _mixed_levels(model: Any, cells: np.ndarray, ds: Any, config: CrossDatasetCo
 
 def _unknown_calls(
     model: Any, cells: np.ndarray, ds: Any, offered: Sequence[tuple[str, str]], config: CrossDatasetConfig
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray | None, np.ndarray]:
     """Which cells of ``ds`` annotate calls ``unknown`` when offered the ``(term id, name)`` classes: by
-    its p_max/z rule, and by the others rule (:mod:`mmgene.query.others`); annotate's default is either."""
+    its p_max/z rule, and by the others rule (:mod:`mmgene.query.others`); annotate's default is either.
+    One class offered has no p_max/z rule (None): its softmax is 1 for every cell and its z-scores
+    would reject whichever half of the cells is less like it."""
     from mmgene.query.others import nearest_other_for
 
     ids, names = [c for c, _ in offered], [n for _, n in offered]
     prompts_of = prompts_for(ds, config)
     scored = _similarities(model, cells, names, ids, config.hierarchy, prompts_of)
     others = nearest_other_for(model, cells, scored.similarities, names, ids, prompts_of).rejects(config.others_margin)
-    return _called_unknown(scored.standardised(), scored, names, config), others
+    by_rule = _called_unknown(scored.standardised(), scored, names, config) if len(offered) > 1 else None
+    return by_rule, others
+
+
+#: the ``rule`` of a rejection rate measured with one seen class offered
+ONE_SEEN_CLASS_RULE = "others rule only: one seen class offered"
 
 
 def _rejection(model: Any, cells: np.ndarray, ds: Any, seen: set[str], config: CrossDatasetConfig) -> dict[str, Any] | None:
     """Share of unseen-class cells called ``unknown`` when only the seen classes are offered (None when
     every cell has a Cell Ontology id and none is of an unseen class). Cells without an id are neither
-    seen nor unseen (``cells_without_id``). With fewer than two seen classes there is no question to
-    offer: the unseen classes are still named, their rates are ``None`` and ``unscored`` says why."""
+    seen nor unseen (``cells_without_id``). One seen class is asked alone and only the others rule can
+    reject (``rule`` says so); with none there is no question to offer: the unseen classes are still
+    named, their rates are ``None`` and ``unscored`` says why."""
     from mmgene.text.ontology import is_term_id
 
     truth, classes, names = _class_names(ds, "ontology")
@@ -316,10 +325,12 @@ def _rejection(model: Any, cells: np.ndarray, ds: Any, seen: set[str], config: C
     offered = [(c, n) for c, n in zip(classes, names) if c in seen]
     if not unseen.any():
         return {**out, "unscored": "no cell with a Cell Ontology id is of an unseen class"}
-    if len(offered) < 2:
-        return {**out, "unscored": f"{len(offered)} seen class{'' if len(offered) == 1 else 'es'} to offer, fewer than two"}
+    if not offered:
+        return {**out, "unscored": "no seen class to offer"}
     by_rule, by_others = _unknown_calls(model, cells, ds, offered, config)
-    unknown = by_rule | by_others
+    if by_rule is None:
+        out["rule"] = ONE_SEEN_CLASS_RULE
+    unknown = by_others if by_rule is None else by_rule | by_others
     known = has_id & ~unseen
     out["unseen_called_unknown"] = float(unknown[unseen].mean())
     out["seen_called_unknown"] = float(unknown[known].mean()) if known.any() else None
@@ -640,4 +651,6 @@ def _unseen_text(rejection: dict[str, Any] | None) -> str:
         return "none unseen"
     rate, cells, without = rejection["unseen_called_unknown"], rejection["unseen_cells"], rejection.get("cells_without_id", 0)
     text = f"n/a of {cells:,} ({rejection.get('unscored')})" if rate is None else f"{rate:.2f} of {cells:,}"
+    if rate is not None and rejection.get("rule"):
+        text += f" ({rejection['rule']})"
     return text + (f"; {without:,} cells without a Cell Ontology id" if without else "")
