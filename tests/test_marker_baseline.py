@@ -99,6 +99,24 @@ def test_given_markers_replace_the_table_and_no_marker_at_all_is_not_scored():
         marker_zero_shot(adata, LABELS, markers={"B cells": ["CD19"], "NK cells": ["NCAM1"]})
 
 
+def test_a_marker_that_is_the_same_in_every_cell_counts_as_not_found():
+    """ACTB's z-score is 0 in every cell: the B class won each cell whose NK markers score below
+    average (cells 0, 1 and 4: B-cell recall 1.0 from a gene that says nothing)."""
+    from mmgene.evaluate import marker_zero_shot
+    from mmgene.evaluate.marker_baseline import NoMarkerGenesError, marker_scores
+
+    adata = _adata(LOG)
+    scores, found = marker_scores(adata, {"B cells": ["ACTB"], "NK cells": ["NKG7"]})
+    assert found == {"B cells": [], "NK cells": ["NKG7"]}
+    nk = _z(LOG[:, 3])
+    np.testing.assert_allclose(scores, np.column_stack([np.full(5, nk.min() - 1.0), nk]), rtol=1e-6)
+    res = marker_zero_shot(adata, LABELS, markers={"B cells": ["ACTB"], "NK cells": ["NKG7"]})
+    assert res["markers_found"] == {"B cells": [], "Dendritic cells": [], "NK cells": ["NKG7"]}
+    assert res["per_class"]["B cells"]["recall"] == 0.0 and res["per_class"]["NK cells"]["recall"] == 1.0
+    with pytest.raises(NoMarkerGenesError, match="or none that varies between its cells"):
+        marker_zero_shot(adata, LABELS, markers={"B cells": ["ACTB"]})
+
+
 def test_bad_input_raises_clear_errors():
     from mmgene.evaluate import marker_zero_shot
 

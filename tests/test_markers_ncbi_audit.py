@@ -28,7 +28,7 @@ LOG = np.array(  # log1p values, used as they are
     ]
 )
 LABELS = ["B cells", "B cells", "NK cells", "NK cells", "Dendritic cells"]
-NOT_SCORED = "no marker gene of any class in the data"
+NOT_SCORED = "no marker gene of any class in the data, or none that varies between its cells"
 
 
 def _adata(matrix: np.ndarray, genes: list[str]) -> ad.AnnData:

@@ -7,8 +7,9 @@ plot is read). It also shows which of a label's markers a dataset
 lacks: a panel of 765 variable genes, as in scanpy's ``pbmc68k_reduced``, has no CD14, CD34, FOXP3 or
 IL2RA, so no method can reach those classes through those genes.
 
-A class with no marker in the table, or none of its markers among the data's genes, gets the same
-score for every cell, below every other score: AUROC 0.5, and it is never predicted (with markers for
+A marker that is the same in every cell (a gene the data lists but no cell expresses) says nothing
+about any cell and counts as not found. A class with no marker in the table, or none of its markers
+found in the data, gets the same score for every cell, below every other score: AUROC 0.5, and it is never predicted (with markers for
 one class only, every cell is called that class; its AUROC still ranks the cells). When no class has a
 marker among the data's genes there is nothing to score: :func:`marker_zero_shot` raises
 :class:`NoMarkerGenesError`, and :func:`mmgene.evaluate.evaluate` reports the baseline as not scored.
@@ -24,11 +25,11 @@ import numpy as np
 from mmgene.errors import GeneIdError, ParameterError
 from mmgene.metrics import classification_metrics
 from mmgene.query.refine import refine_scores
-from mmgene.text.classes import standardise
+from mmgene.text.classes import MIN_SPREAD, standardise
 
 
 #: why a report's marker baseline has no figures (the ``reason`` of :func:`not_scored`)
-NO_MARKERS_FOUND = "no marker gene of any class in the data"
+NO_MARKERS_FOUND = "no marker gene of any class in the data, or none that varies between its cells"
 
 
 class NoMarkerGenesError(GeneIdError):
@@ -83,8 +84,10 @@ def marker_scores(
     """Cells x classes: mean z-scored log1p expression of each class's markers found in ``adata``
     (z-scored by :func:`mmgene.text.classes.standardise`: a gene without spread scores 0).
 
-    Returns the scores and, per class, the markers found (matched by symbol, case-insensitive).
-    Classes without a marker found get a constant below every other score (all zeros when no class has one).
+    Returns the scores and, per class, the markers found (matched by symbol, case-insensitive; one that
+    is the same in every cell is not found: its z-score of 0 everywhere would let the class win every
+    cell the other classes' markers score below average). Classes without a marker found get a constant
+    below every other score (all zeros when no class has one).
     """
     wanted = list(dict.fromkeys(g for genes in markers.values() for g in genes))
     n = adata.n_obs
@@ -94,8 +97,10 @@ def marker_scores(
         if read is not None:
             dense, positions = read
             z = standardise(dense)
+            varies = dense.std(axis=0) > MIN_SPREAD
             for j, pos in enumerate(positions):
-                found_expr[wanted[int(pos)].upper()] = z[:, j]
+                if varies[j]:
+                    found_expr[wanted[int(pos)].upper()] = z[:, j]
     scores = np.zeros((n, len(markers)), dtype=np.float64)
     found: dict[str, list[str]] = {}
     empty = []
