@@ -12,7 +12,7 @@ The rules, shared by every command and ``save`` method that writes:
 - the location is checked for writability before any long work (:func:`check_output`);
 - the result is staged in ``.NAME.<random>.tmp`` beside the target and renamed on success, so a kill
   never leaves a half-written output; such leftovers of killed runs are removed by the next run that
-  writes the same output.
+  writes the same output (a folder output they had moved aside and not yet replaced is put back first).
 """
 
 from __future__ import annotations
@@ -114,22 +114,41 @@ def _writable_ancestor(target: Path) -> Path:
     return parent
 
 
+def _is_staging(folder: Path, name: str) -> bool:
+    """Whether ``folder`` holds nothing but what :func:`atomic_path` stages in it (``name``, the output,
+    and ``.old``, the one it replaces): a user's own folder of a like name is never taken for one."""
+    if not folder.is_dir() or folder.is_symlink():
+        return False
+    try:
+        return all(p.name in (name, ".old") for p in folder.iterdir())
+    except OSError:  # a folder this user may not list is not one mmgene staged
+        return False
+
+
 def stale_temporaries(target: PathLike) -> list[Path]:
-    """Leftovers of killed runs that wrote ``target``: ``.NAME.*.tmp`` beside it."""
+    """Leftovers of killed runs that wrote ``target``: ``.NAME.*.tmp`` folders beside it holding only
+    a staged ``NAME`` (and the ``.old`` output it was replacing)."""
     target = _resolved(target)
     if not target.parent.is_dir():
         return []
     prefix, name_len = f".{target.name}.", len(target.name) + 2
     return sorted(
         p for p in target.parent.iterdir()
-        if p.name.startswith(prefix) and p.name.endswith(".tmp") and len(p.name) > name_len + 4 and p.is_dir() and not p.is_symlink()
+        if p.name.startswith(prefix) and p.name.endswith(".tmp") and len(p.name) > name_len + 4
+        and _is_staging(p, target.name)
     )
 
 
 def _remove_stale(target: Path) -> None:
+    """Remove the leftovers of killed runs; a folder output that one had moved aside (``.old``) and not
+    replaced (the target is missing: killed between the two renames) is first put back."""
     from mmgene.progress import info
 
     for stale in stale_temporaries(target):
+        old = stale / ".old"
+        if old.exists() and not (target.exists() or target.is_symlink()):
+            os.replace(old, target)
+            info(f"put back {target}, moved aside by an earlier run that was stopped before it wrote its output")
         shutil.rmtree(stale, ignore_errors=True)
         info(f"removed {stale}, left by an earlier run that was stopped")
 

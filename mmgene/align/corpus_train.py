@@ -43,6 +43,7 @@ def human_view(ds: Any) -> Any:
     import scipy.sparse as sp
 
     from mmgene.io import expression
+    from mmgene.io.structure import disk_errors
 
     view = expression(ds.adata)
     keep = np.asarray(ds.symbols != "")
@@ -50,7 +51,8 @@ def human_view(ds: Any) -> Any:
         raise ParameterError(
             "no gene of the dataset has a human symbol", f"dataset {ds.name!r}", "check its species and gene symbols"
         )
-    matrix = view.matrix[:, np.flatnonzero(keep)]
+    with disk_errors(view, "the expression matrix"):
+        matrix = view.matrix[:, np.flatnonzero(keep)]
     if not sp.issparse(matrix):
         matrix = sp.csr_matrix(np.asarray(matrix))
     symbols = np.asarray(ds.symbols[keep], dtype=object)

@@ -30,6 +30,20 @@ def _check_replaceable(file: Path) -> None:
         )
 
 
+def _check_anndata_file(file: Path) -> None:
+    """Refuse ``--in-place`` on a Cell Ranger or .loom input: the result is an AnnData, written as
+    .h5ad (or .zarr), so the file would be replaced by another format that its tools (and, for
+    .loom, mmgene itself) can no longer read."""
+    from mmgene.errors import OutputError
+    from mmgene.io.read import is_foreign
+
+    if is_foreign(file):
+        raise OutputError(
+            "the file is a Cell Ranger or .loom file, and the result is an AnnData (.h5ad), so --in-place "
+            "would replace it with another format", str(file), "pass --out NEW.h5ad to write the result beside it",
+        )
+
+
 def anndata_target(file: Path, out: Optional[Path], *, in_place: bool, overwrite: bool) -> Path:
     """The checked output path: ``out`` (new, or replaced with ``overwrite``) or ``file`` with ``in_place``."""
     from mmgene.atomic import check_output
@@ -38,6 +52,7 @@ def anndata_target(file: Path, out: Optional[Path], *, in_place: bool, overwrite
         raise ParameterError("--in-place and --out were both given", "options --in-place/--out", "pass one of them")
     if in_place:
         _check_replaceable(file)
+        _check_anndata_file(file)
         return file
     if out is None:
         raise ParameterError(
@@ -57,7 +72,7 @@ def write_anndata(adata: Any, target: Path, *, file: Path, overwrite: bool) -> N
     if in_place:  # through a symbolic link: the file it points to gets the result, and the link stays a link
         target = Path(file).resolve()
     with atomic_path(target, overwrite=overwrite, inputs=() if in_place else [file], in_place=in_place) as tmp:
-        if Path(target).suffix == ".zarr":
+        if Path(target).suffix.lower() == ".zarr":  # as mmgene.io.read tells a store by its name
             adata.write_zarr(tmp)
         else:
             adata.write_h5ad(tmp)

@@ -35,7 +35,7 @@ from mmgene.errors import (
     NotCountsError,
     ParameterError,
 )
-from mmgene.io.structure import canonical, check_block, check_structure
+from mmgene.io.structure import canonical, check_block, check_structure, disk_errors
 
 Kind = Literal["counts", "log1p"]
 #: rows inspected to decide what a matrix holds (the first ones that hold any value).
@@ -82,7 +82,8 @@ class Expression:
     def chunk(self, start: int, stop: int) -> sp.csr_matrix:
         """Rows ``start:stop`` as a checked float CSR matrix in canonical form (sorted column indices,
         repeated entries summed, on a copy), never the whole matrix at once."""
-        block = self.matrix[start:stop]
+        with disk_errors(self, f"cells {start:,} to {stop - 1:,}"):
+            block = self.matrix[start:stop]
         if not sp.issparse(block):
             block = np.asarray(block)
             block = sp.csr_matrix(block if block.dtype.itemsize >= 4 else block.astype(np.float32))  # SciPy has no float16
@@ -337,7 +338,8 @@ def expression(adata: Any, *, layer: str | None = None, require: Kind | None = N
     for name, matrix, var in _candidates(adata, layer):
         view = Expression(matrix, name, "counts", var, adata.obs_names, origin)
         check_structure(view)  # before anything slices the matrix
-        kind = _classify(_sample(matrix, n_obs))
+        with disk_errors(view, "the first cells"):
+            kind = _classify(_sample(matrix, n_obs))
         seen.append(f"{name}: {kind}")
         chosen.setdefault(kind, view)
     order: list[Kind] = ["counts"] if require == "counts" else ["counts", "log1p"]

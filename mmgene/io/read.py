@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pandas as pd
 from mmgene.errors import InputFileError, MissingColumnError, MMGeneError, ParameterError, cause
 from mmgene.genes.ids import LOOKED_UP, resolve_gene_ids, settle_repeats, split_joined
 from mmgene.io.expression import Kind, expression
-from mmgene.io.tenx import is_mtx_folder, read_mtx_folder
+from mmgene.io.tenx import check_h5_matrix, is_mtx_folder, read_mtx_folder
 from mmgene.lazy import require as require_package
 from mmgene.provenance import check_record_slot, record
 
@@ -20,10 +21,9 @@ from mmgene.provenance import check_record_slot, record
 def _load(path: Path, backed: bool) -> Any:
     import anndata as ad
 
-    if not path.exists():
-        raise InputFileError(f"file not found: {path}", str(path), "check the path (relative paths start from the current folder)")
+    _check_openable(path)
     suffix = path.suffix.lower()
-    if _is_10x(path) or suffix == ".loom":
+    if is_foreign(path):
         return _load_foreign(path, backed)
     try:
         if suffix == ".zarr" or (path.is_dir() and (path / ".zattrs").exists() or (path / "zarr.json").exists()):
@@ -55,9 +55,35 @@ def _load(path: Path, backed: bool) -> Any:
     )
 
 
+def _check_openable(path: Path) -> None:
+    """Refuse a path that is missing, that its user may not read, or that is gzip-compressed, with what
+    to do about it (the readers would call any of them "not an AnnData file")."""
+    if not path.exists():
+        raise InputFileError(
+            f"file not found: {path}", str(path), "check the path (relative paths start from the current folder)"
+        )
+    if not os.access(path, os.R_OK):
+        raise InputFileError(
+            "permission denied: this user may not read it", str(path),
+            "make it readable (chmod u+r) or copy it somewhere readable",
+        )
+    if path.is_file() and path.suffix.lower() == ".gz":
+        raise InputFileError(
+            "the file is gzip-compressed; mmgene reads .h5ad, .h5 and .loom files unpacked", str(path),
+            f"unpack it first (gunzip -k {path.name}); a Cell Ranger folder's .gz files are read as they are",
+        )
+
+
+def is_foreign(path: Path) -> bool:
+    """A Cell Ranger .h5 or matrix folder, or a .loom file: mmgene reads it, but writes AnnData, so such
+    a file is never replaced by a result (``--in-place``)."""
+    return _is_10x(path) or path.suffix.lower() == ".loom"
+
+
 def _is_10x(path: Path) -> bool:
-    """A Cell Ranger output: a ``filtered_feature_bc_matrix``-style folder, or an HDF5 file with its
-    ``matrix`` group (Cell Ranger 3+) or a genome group holding ``barcodes`` (Cell Ranger 2)."""
+    """A Cell Ranger output: a ``filtered_feature_bc_matrix``-style folder, or an HDF5 file with a
+    ``matrix`` group (Cell Ranger 3+; one that lacks a dataset is then refused as an incomplete Cell
+    Ranger file) or a genome group holding ``barcodes`` (Cell Ranger 2)."""
     if path.is_dir():
         return is_mtx_folder(path)
     if path.suffix.lower() != ".h5":
@@ -66,7 +92,7 @@ def _is_10x(path: Path) -> bool:
 
     try:
         with h5py.File(path, "r") as handle:
-            if "matrix" in handle and "barcodes" in handle["matrix"]:
+            if isinstance(handle.get("matrix"), h5py.Group):
                 return True
             return any(isinstance(group, h5py.Group) and "barcodes" in group for group in handle.values())
     except OSError:
@@ -95,6 +121,7 @@ def _load_foreign(path: Path, backed: bool) -> Any:
         elif path.is_dir():
             adata = read_mtx_folder(path)
         else:
+            check_h5_matrix(path)  # scanpy slices the matrix before anything checks it
             adata = sc.read_10x_h5(path, gex_only=True)
     except (MMGeneError, MemoryError):
         raise
@@ -144,7 +171,9 @@ def read(
     """
     if isinstance(path_or_adata, (str, os.PathLike)):
         path = Path(path_or_adata)
-        adata = _load(path, backed)
+        with warnings.catch_warnings():  # repeated names: mmgene's own error names them where they matter
+            warnings.filterwarnings("ignore", r"(Observation|Variable) names are not unique", UserWarning)
+            adata = _load(path, backed)
         origin = str(path)
         check_record_slot(adata, origin)
     else:

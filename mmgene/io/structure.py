@@ -17,12 +17,14 @@ never modified.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from mmgene.errors import DataError, MatrixStructureError
+from mmgene.errors import DataError, InputFileError, MatrixStructureError, MMGeneError, cause
 
 FIX = (
     "the matrix is corrupt: write it again from its source (SciPy's "
@@ -30,6 +32,24 @@ FIX = (
 )
 #: entries of an on-disk index array read at once when it is checked whole (bounded memory).
 READ_BLOCK = 1 << 24
+
+
+@contextmanager
+def disk_errors(view: Any, what: str) -> Iterator[None]:
+    """Report a storage library's error while reading ``what`` of a matrix left on disk (h5py's
+    ``OSError`` for a compressed chunk that fails to decode, a zarr codec's ``RuntimeError``) as an
+    :class:`InputFileError` naming the file, instead of a traceback; a matrix in memory raises as is."""
+    try:
+        yield
+    except (MMGeneError, MemoryError):
+        raise
+    except Exception as exc:
+        if view.in_memory:
+            raise
+        raise InputFileError(
+            f"cannot read {what} of {view.source} ({cause(exc)})", view.origin,
+            "the file is damaged (part of it cannot be decoded): copy it again from its source",
+        ) from exc
 
 
 def _where(view: Any, fmt: str) -> str:
@@ -119,7 +139,8 @@ def _backed_arrays(matrix: Any, view: Any) -> tuple[Any, Any, Any] | None:
     return group["indptr"], group["indices"], group["data"]
 
 
-def _check_on_disk_indices(indices: Any, indptr: np.ndarray, view: Any, fmt: str) -> None:
+def check_on_disk_indices(indices: Any, indptr: np.ndarray, view: Any, fmt: str) -> None:
+    """:func:`check_indices` of an on-disk (h5py/zarr) index array, :data:`READ_BLOCK` entries at a time."""
     for a in range(0, indices.shape[0], READ_BLOCK):
         check_indices(np.asarray(indices[a : a + READ_BLOCK]), indptr, view, fmt, 0, a)
 
@@ -154,10 +175,11 @@ def check_structure(view: Any) -> None:
         )
     fmt = matrix.format
     indptr_arr, indices, data = arrays
-    indptr = np.asarray(indptr_arr[...])
-    check_indptr(indptr, indices.shape[0], data.shape[0], view, fmt)
-    if fmt == "csc":
-        _check_on_disk_indices(indices, indptr, view, fmt)
+    with disk_errors(view, "the index arrays"):
+        indptr = np.asarray(indptr_arr[...])
+        check_indptr(indptr, indices.shape[0], data.shape[0], view, fmt)
+        if fmt == "csc":
+            check_on_disk_indices(indices, indptr, view, fmt)
 
 
 def check_block(block: sp.csr_matrix, view: Any, offset: int) -> None:

@@ -8,12 +8,15 @@ opens ``.gz`` itself) and pandas for the two tables, and builds the AnnData exac
 ``read_10x_mtx(path, var_names="gene_symbols", gex_only=True)`` does: cells x genes, float32, symbols
 as ``var_names`` (made unique), Ensembl ids in ``var['gene_ids']``, ``var['feature_types']`` for a
 Cell Ranger 3 folder, which keeps its ``Gene Expression`` features only.
+
+:func:`check_h5_matrix` checks a Cell Ranger ``.h5`` before scanpy's ``read_10x_h5`` reads it.
 """
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -46,6 +49,35 @@ def _part(folder: Path, part: str) -> Path:
             str(folder), "keep one of them (a gzipped copy and its unpacked file hold the same table)",
         )
     return found[0]
+
+
+def check_h5_matrix(path: Path) -> None:
+    """Check the index arrays of a Cell Ranger 3+ ``.h5`` before scanpy reads it: scanpy builds the
+    matrix without checking its indices and slices out the gene expression features in compiled code,
+    where an index out of range reads outside an array (garbage values, or a crash). A file that lacks
+    an array, or whose barcodes or features disagree with its shape, is left to scanpy, which refuses it
+    before slicing."""
+    import h5py
+    import numpy as np
+
+    from mmgene.io.structure import check_indptr, check_on_disk_indices
+
+    with h5py.File(path, "r") as handle:
+        group = handle.get("matrix")
+        features = group.get("features") if isinstance(group, h5py.Group) else None
+        arrays = ("data", "indices", "indptr", "shape", "barcodes")
+        if not isinstance(features, h5py.Group) or "name" not in features or any(a not in group for a in arrays):
+            return
+        n_genes, n_cells = (int(n) for n in group["shape"][:2])
+        if len(group["barcodes"]) != n_cells or len(features["name"]) != n_genes:
+            return
+        view = SimpleNamespace(
+            origin=str(path), source="matrix", obs_names=pd.Index(group["barcodes"][...].astype(str)),
+            var_names=pd.Index(features["name"][...].astype(str)),
+        )  # stored genes x cells by column: cells x genes by row (CSR)
+        indptr = np.asarray(group["indptr"][...])
+        check_indptr(indptr, group["indices"].shape[0], group["data"].shape[0], view, "csr")
+        check_on_disk_indices(group["indices"], indptr, view, "csr")
 
 
 def _table(path: Path) -> pd.DataFrame:

@@ -38,6 +38,7 @@ def gene_weights(adata: Any, rows: np.ndarray, genes: Sequence[str], *, target_s
     cell over all genes, then log1p; log1p data as it is). Symbols match case-insensitively.
     """
     from mmgene.io import expression
+    from mmgene.io.structure import disk_errors
 
     expr = expression(adata)
     symbols = _upper(expr.symbols(or_names=True))
@@ -52,7 +53,8 @@ def gene_weights(adata: Any, rows: np.ndarray, genes: Sequence[str], *, target_s
             "read the data with mmgene.io.read so that gene symbols are filled, or use gene vectors for these genes",
         )
     order = np.argsort(rows, kind="stable")
-    block = sp.csr_matrix(expr.matrix[np.asarray(rows)[order]])  # increasing rows, as a backed file is read
+    with disk_errors(expr, f"{len(order):,} cells"):
+        block = sp.csr_matrix(expr.matrix[np.asarray(rows)[order]])  # increasing rows, as a backed file is read
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     block = log_normalise(block[inverse], expr.kind, dtype=np.float64, target_sum=target_sum)
@@ -118,11 +120,13 @@ def gene_contributions(
 def _expressed_symbols(adata: Any, cells: Sequence[str]) -> list[str]:
     """Symbols of genes expressed in any of ``cells`` (the only genes their contributions need)."""
     from mmgene.io import expression
+    from mmgene.io.structure import disk_errors
 
     expr = expression(adata)
     rows = np.sort(pd.Index(list(map(str, adata.obs_names))).get_indexer([str(c) for c in cells]))
     rows = rows[rows >= 0]
-    block = expr.matrix[rows]
+    with disk_errors(expr, f"{len(rows):,} cells"):
+        block = expr.matrix[rows]
     cols = np.unique(sp.csr_matrix(block).indices) if rows.size else np.zeros(0, int)
     symbols = _upper(expr.symbols(or_names=True)[cols])
     return sorted({s for s in symbols if s})

@@ -53,6 +53,7 @@ def expression_pcs(adata: Any, n_comps: int = DEFAULT_COMPONENTS) -> np.ndarray:
 
     from mmgene.errors import is_whole_number
     from mmgene.io import expression
+    from mmgene.io.structure import disk_errors
     from mmgene.io.expression import TARGET_SUM
 
     if not is_whole_number(n_comps, 1):
@@ -63,7 +64,8 @@ def expression_pcs(adata: Any, n_comps: int = DEFAULT_COMPONENTS) -> np.ndarray:
             "expression_pcs", "refine on a larger query, or leave refinement off",
         )
     expr = expression(adata)
-    matrix = expr.matrix[np.arange(adata.n_obs)]
+    with disk_errors(expr, "the expression matrix"):
+        matrix = expr.matrix[np.arange(adata.n_obs)]
     work = ad.AnnData(sp.csr_matrix(matrix, dtype=np.float32))
     if expr.kind == "counts":
         sc.pp.normalize_total(work, target_sum=TARGET_SUM)
