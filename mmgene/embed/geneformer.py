@@ -49,7 +49,7 @@ def _dictionaries(dictionaries: Any, version: str | None, vocab_size: int) -> An
     from mmgene.embed.geneformer_model import KNOWN_VOCAB_SIZES
 
     if dictionaries is not None and hasattr(dictionaries, "token_ids"):
-        if version is not None and version != dictionaries.version:
+        if version is not None and str(version).upper() != dictionaries.version:
             raise ParameterError(
                 f"version={version!r} but the dictionaries given are {dictionaries.version}",
                 "arguments version and dictionaries",

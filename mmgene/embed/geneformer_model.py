@@ -18,12 +18,12 @@ import contextlib
 import hashlib
 import pickle
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmgene.errors import ModelError, ParameterError, UnsafeModelError, cause
+from mmgene.errors import ModelError, ParameterError, UnsafeModelError, _preview, cause
 
 #: vocabulary sizes of the published dictionaries, used to guess the version when none is given.
 KNOWN_VOCAB_SIZES = {25_426: "V1", 20_275: "V2"}
@@ -219,16 +219,17 @@ def load_model(spec: str | Path, *, layer: int = -1, revision: str | None = None
 
     try:
         with _quiet_transformers():
-            module = BertModel.from_pretrained(
-                str(folder), add_pooling_layer=False, trust_remote_code=False, local_files_only=True
+            module, loading = BertModel.from_pretrained(
+                str(folder), add_pooling_layer=False, trust_remote_code=False, local_files_only=True, output_loading_info=True
             )
     except pickle.UnpicklingError as exc:  # torch's weights-only loader met an object that is no tensor: never load it
         raise UnsafeModelError(
             "the weights file holds Python objects besides tensors, which could run code when loaded, so it is refused",
             where, "use a checkpoint saved as safetensors, or one whose .bin holds tensors only",
         ) from exc
-    except (OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # a damaged file speaks in its reader's types (SafetensorError, EOFError, KeyError, ...)
         raise ModelError(f"the weights cannot be loaded ({cause(exc)})", where, "pass a complete Geneformer checkpoint") from exc
+    check_complete(loading.get("missing_keys") or (), where)
     module.eval()
     module.encoder.layer = module.encoder.layer[:index]
     module.config.num_hidden_layers = index
@@ -248,6 +249,19 @@ def load_model(spec: str | Path, *, layer: int = -1, revision: str | None = None
         pad_id=0 if pad is None else int(pad),
         architecture=",".join(config.architectures or ["BertModel"]),
     )
+
+
+def check_complete(missing: Iterable[object], where: str) -> None:
+    """Refuse weights that lack tensors of the model ``config.json`` describes: transformers would fill
+    them with random values and the embeddings would silently mean nothing."""
+    names = sorted(map(str, missing))
+    if names:
+        raise ModelError(
+            f"the weights lack {len(names):,} tensors of the model that config.json describes ({_preview(names, 3)}), "
+            "which would be random",
+            where,
+            "pass a complete checkpoint whose config.json matches its weights (e.g. num_hidden_layers)",
+        )
 
 
 def check_vocabulary(model: GeneformerModel, dictionaries: Any) -> None:
