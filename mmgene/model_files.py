@@ -16,6 +16,7 @@ lives here; the aligned model's own classes are added by :mod:`mmgene.align.mode
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -130,13 +131,18 @@ def download(
     from mmgene.lazy import require
 
     require("huggingface_hub", "a model from the Hub")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
+    from mmgene.net.credentials import may_receive_secret
+
+    # huggingface_hub's own token (None) only to an https Hub or one on this machine; elsewhere none (False)
+    token = None if may_receive_secret(constants.ENDPOINT, constants.ENDPOINT) else False
     with _hub_errors(ref):
         root = snapshot_download(
             ref.repo_id,
             repo_type="model",
             revision=ref.revision,
+            token=token,
             allow_patterns=list(allow_patterns) if allow_patterns is not None else None,
             ignore_patterns=list(ignore_patterns) if ignore_patterns is not None else None,
         )
@@ -157,14 +163,46 @@ def resolve_model(spec: str | Any, *, ignore_patterns: Iterable[str] | None = No
 # -- checks: every config that names a class ---------------------------------------------------
 
 
-def read_json(path: Path) -> Any:
-    """A model config file's JSON; an unreadable one is a :class:`ModelError` naming the file."""
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a model config may hold")
+
+
+def read_json(path: Path, *, finite: bool = False) -> Any:
+    """A model config file's JSON; an unreadable one is a :class:`ModelError` naming the file. With
+    ``finite``, ``NaN`` and ``Infinity`` (which Python's JSON reads as numbers) are refused too."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant if finite else None)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ModelError(
             f"{path.name} cannot be read ({exc})", str(path), "pass a complete, unmodified model folder"
         ) from exc
+
+
+def _link_root(folder: Path) -> Path:
+    """The folder a model folder's links may lead into: the folder itself, or for a snapshot in the
+    Hugging Face cache (``models--owner--name/snapshots/<commit>``) its repo's folder, whose ``blobs``
+    hold the files the snapshot links to."""
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return folder.parent.parent
+    return folder
+
+
+def check_links(folder: Path) -> None:
+    """Refuse a model folder holding a link that leads outside it (reading it would take in a file of
+    the user's, e.g. as the gene vocabulary) or anything but files and folders (a pipe or device, such
+    as a link to ``/dev/zero``, would block a read or never end it); nothing in the folder is read."""
+    root = Path(os.path.realpath(_link_root(folder)))
+    fix = "use a model folder as mmgene wrote it, with its files copied in (not linked)"
+    for top, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            path = Path(top, name)
+            real = Path(os.path.realpath(path))
+            if path.is_symlink() and real != root and root not in real.parents:
+                what = f"{path.relative_to(folder)} links to {str(real)!r}, outside the model folder"
+                raise UnsafeModelError(what, str(path), fix)
+            if not (real.is_file() or real.is_dir()):
+                what = f"{path.relative_to(folder)} is not a file or folder (a pipe, a device or a broken link)"
+                raise UnsafeModelError(what, str(path), fix)
 
 
 def refuse(path: Path, what: str, named: str) -> UnsafeModelError:
@@ -352,10 +390,14 @@ def load_text_encoder(folder: Path, device: str = "cpu") -> Any:
     require("sentence_transformers", "a sentence-transformers text model")
     from sentence_transformers import SentenceTransformer
 
+    from pickle import UnpicklingError
+
+    from safetensors import SafetensorError
+
     check_text_encoder(folder)
     try:
         return SentenceTransformer(str(folder), device=device, trust_remote_code=False, local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError, UnpicklingError) as exc:
         raise ModelError(
             f"the text model cannot be loaded ({cause(exc)})",
             str(folder),

@@ -11,12 +11,11 @@ def push_model(model: Any, repo_id: str, *, token: str | None = None, private: b
     """Upload ``model``'s folder with a model card whose code loads it from ``repo_id`` to a model
     repository, created private unless ``private=False`` (as datasets are published); returns its URL.
     Where the model lives (``meta['path']``) is unchanged by its upload."""
-    from huggingface_hub import HfApi
-
     from mmgene.align.card import render_model_card
     from mmgene.atomic import MARKER
+    from mmgene.hub.share import hub_api
 
-    api = HfApi(token=token)
+    api = hub_api(token)  # refuses an HF_ENDPOINT the token would reach in clear text
     url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     saved_at = model.meta.get("path")
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -357,12 +358,48 @@ def _check_router(folder: Path, route_types: dict[str, type], shared_encoder: Pa
         if str(type_name) not in route_types:
             raise refuse(path, "the module class", str(type_name))
         module_folder(folder, name, path)
+    configs = {name: _module_config(folder / name, route_types[str(t)]) for name, t in types.items()}
+    _check_channel_size(folder, types, configs, route_types)
     for name, type_name in types.items():
         if route_types[str(type_name)].__name__ == "TextInput":
             own = module_folder(folder, name, path) / "encoder"
             if shared_encoder is None or own.exists():
                 check_text_encoder(own)
     return config
+
+
+def _module_config(folder: Path, cls: type) -> dict[str, Any]:
+    """A route module's saved config (``{}`` when it has none): a JSON object of finite numbers, so a
+    NaN dropout or temperature is refused here, not met as NaN vectors or an error at the first encoding."""
+    from mmgene.model_files import read_json
+
+    path = folder / cls.config_file_name
+    config = read_json(path, finite=True) if path.is_file() else {}
+    if not isinstance(config, dict):
+        raise ModelError(f"{path.name} is not a JSON object", str(path), "use an unmodified model folder")
+    return config
+
+
+def _check_channel_size(
+    folder: Path, types: dict[str, Any], configs: dict[str, dict[str, Any]], route_types: dict[str, type]
+) -> None:
+    """A GeneChannel's ``vocab_size`` is the length of the gene vocabulary: checked before the channel
+    allocates its lookup table of that size (the other modules' sizes are checked against their weights)."""
+    from mmgene.align.modules.cell_input import VOCAB_FILE
+
+    kinds = {route_types[str(t)].__name__: name for name, t in types.items()}
+    if "GeneChannel" not in kinds or "CellInput" not in kinds:
+        return
+    vocab = folder / kinds["CellInput"] / VOCAB_FILE
+    genes = sum(1 for line in vocab.read_text(encoding="utf-8").split("\n") if line) if vocab.is_file() else 0
+    size = configs[kinds["GeneChannel"]].get("vocab_size")
+    if size != genes:
+        where = folder / kinds["GeneChannel"] / route_types[str(types[kinds["GeneChannel"]])].config_file_name
+        raise ModelError(
+            f"the gene channel's vocab_size is {size!r}, but the vocabulary ({VOCAB_FILE}) has {genes} genes",
+            str(where),
+            "give an unmodified, complete folder written by `mmgene train`",
+        )
 
 
 def _check_stray_listings(folder: Path, allowed: set[str]) -> None:
@@ -449,6 +486,10 @@ def _build_sentence_transformer(folder: Path, device: str, shared: tuple[Path, A
             modules.append(cls.load(str(folder), subfolder=sub, local_files_only=True, trust_remote_code=False))
     settings_file = folder / "config_sentence_transformers.json"
     saved = read_json(settings_file) if settings_file.is_file() else {}
+    if not isinstance(saved, dict):
+        raise ModelError(
+            f"{settings_file.name} is not a JSON object", str(settings_file), "use an unmodified model folder"
+        )
     kwargs = {k: saved[k] for k in ("prompts", "default_prompt_name", "similarity_fn_name") if saved.get(k) is not None}
     return SentenceTransformer(modules=modules, device=device, **kwargs)
 
@@ -465,9 +506,10 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> Any:
     count) as they are.
     """
     from mmgene.align.ensemble import ENSEMBLE_FILE, EnsembleModel, member_folders
-    from mmgene.model_files import resolve_model
+    from mmgene.model_files import check_links, resolve_model
 
     folder, hub = resolve_model(path)
+    check_links(folder)  # before any file is read: a link out of the folder, a pipe or a device is refused
     if (folder / ENSEMBLE_FILE).is_file():
         from mmgene.model_files import check_no_auto_map, check_text_encoder, load_text_encoder
 
@@ -533,10 +575,76 @@ def _load_folder(
     return _checked(AlignedModel(st, inputs, meta, trained_with), inputs, folder)
 
 
+#: the modules of each route of an aligned model, in order, as :func:`build_model` makes them
+_ROUTES = {
+    "cell": re.compile(r"CellInput( GeneTable)? CellHead( GeneChannel)?"),
+    "text": re.compile(r"TextInput( GeneTable)? TextHead( GeneChannel)?"),
+}
+
+
+def _ids_within(ids: Any, genes: int) -> bool:
+    """Whether ``ids`` (a list or array) are whole numbers that index a vocabulary of ``genes``."""
+    try:
+        ids = np.asarray(ids)
+    except ValueError:  # lists nested unevenly
+        return False
+    return ids.ndim == 1 and (ids.size == 0 or (ids.dtype.kind in "iu" and ids.min() >= 0 and ids.max() < genes))
+
+
+def _check_routes(st: Any, folder: Path) -> None:
+    """Each route holds the modules :func:`build_model` puts there, in order (a router edited to drop or
+    reorder them loads otherwise, and fails at the first text or cell)."""
+    routes = getattr(st[0], "sub_modules", None) or {}
+    names = {route: " ".join(type(m).__name__ for m in modules) for route, modules in routes.items()}
+    if set(names) != set(_ROUTES) or not all(_ROUTES[r].fullmatch(n) for r, n in names.items()):
+        layout = "; ".join(f"{route}: {pattern.pattern}" for route, pattern in _ROUTES.items())
+        raise ModelError(
+            f"the model's routes are {names}, not an aligned model's ({layout})",
+            str(folder / "router_config.json"),
+            "give an unmodified, complete folder written by `mmgene train`",
+        )
+
+
+def _check_wiring(st: Any, folder: Path) -> None:
+    """The loaded modules (in their routes, :func:`_check_routes`) fit together as :func:`build_model` made
+    them: gene ids within the vocabulary and the widths one module hands the next. A folder whose modules
+    were edited each to agree with its own weights loads otherwise, and fails at the first text or cell."""
+    fix = "give an unmodified, complete folder written by `mmgene train`"
+    found = {type(m).__name__: m for modules in st[0].sub_modules.values() for m in modules}
+    kinds = ("CellInput", "GeneTable", "CellHead", "TextInput", "TextHead")
+    cell, table, head, text, text_head = (found.get(n) for n in kinds)
+    channel, genes = found.get("GeneChannel"), len(cell.vocab)
+    gene_dim = table.dim if table is not None else 0
+    sizes = [
+        ("the gene table's vocab_size", table.vocab_size if table is not None else genes, genes),
+        ("the cell head's gene_dim", head.gene_dim, gene_dim),
+        ("the cell head's obsm_dim", head.obsm_dim, sum(cell.obsm_dims)),
+        ("the text head's text_dim", text_head.text_dim, text.text_dim()),
+        ("the text head's gene_dim", text_head.gene_dim, gene_dim),
+        ("the text head's out_dim", text_head.out_dim, head.out_dim),
+        ("the gene channel's learned_dim", channel.learned_dim if channel is not None else head.out_dim, head.out_dim),
+    ]
+    if len(text.gene_text_ids) or text.gene_text_vectors.size:
+        bridge = (len(text.gene_text_ids), text.text_dim())
+        sizes.append(("the gene-text vectors' shape", text.gene_text_vectors.shape, bridge))
+    for what, got, expected in sizes:
+        if got != expected:
+            raise ModelError(f"{what} is {got}, but the model's other modules need {expected}", str(folder), fix)
+    mentions = text.mention_index.values()
+    for what, ok in (
+        ("the mention index (mentions.json)", all(isinstance(v, list) and _ids_within(v, genes) for v in mentions)),
+        ("the gene-text bridge (gene_text_ids.npy)", _ids_within(text.gene_text_ids, genes)),
+        ("the gene channel's channel_ids", channel is None or _ids_within(channel.channel_ids, genes)),
+    ):
+        if not ok:
+            raise ModelError(f"{what} names genes outside the vocabulary of {genes} genes", str(folder), fix)
+
+
 def _checked(model: AlignedModel, inputs: Any, folder: Path) -> AlignedModel:
     """``model`` once the fields of its ``mmgene_align.json`` (``inputs`` as read) that encoding and scoring read agree with its
     modules: a hand-edited or incomplete folder is a :class:`ModelError` naming the field here, not a
     traceback at the first cell or class (an empty vocabulary failed with ``KeyError: 'gene_bag'``)."""
+    _check_routes(model.st, folder)
     where, fix = str(folder / MMGENE_CONFIG), "give an unmodified, complete folder written by `mmgene train`"
     if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) and i for i in inputs):
         raise ModelError(f"field 'inputs' must list what the omics tower reads ('genes' and/or obsm keys), got {inputs!r}", where, fix)
@@ -544,6 +652,7 @@ def _checked(model: AlignedModel, inputs: Any, folder: Path) -> AlignedModel:
         from mmgene.align.modules.cell_input import VOCAB_FILE
 
         raise ModelError(f"the model reads genes but its gene vocabulary ({VOCAB_FILE}) is missing or empty", str(folder), fix)
+    _check_wiring(model.st, folder)
     classes = model.meta.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         raise ModelError(f"field 'classes' must be a list of class names, got {type(classes).__name__}", where, fix)

@@ -172,8 +172,8 @@ class TextInput(InputModule):
         files: dict[str, Any] = {"encoder": load_text_encoder(own, device="cpu") if encoder is None or own.exists() else encoder}
         if (folder / MENTIONS_FILE).exists():
             files["mention_index"] = json.loads((folder / MENTIONS_FILE).read_text(encoding="utf-8"))
-        if (folder / BRIDGE_IDS_FILE).exists():
-            files["gene_text_ids"] = np.load(folder / BRIDGE_IDS_FILE, allow_pickle=False)
-            files["gene_text_vectors"] = np.load(folder / BRIDGE_VECTORS_FILE, allow_pickle=False)
+        if (folder / BRIDGE_IDS_FILE).exists():  # mapped first: a header claiming more than the file holds is refused
+            for key, name in (("gene_text_ids", BRIDGE_IDS_FILE), ("gene_text_vectors", BRIDGE_VECTORS_FILE)):
+                files[key] = np.array(np.load(folder / name, allow_pickle=False, mmap_mode="r"))
         defaults = {**(kwargs.pop("init_defaults", None) or {}), **files}
         return super().load(model_name_or_path, subfolder=subfolder, init_defaults=defaults, **kwargs)
