@@ -202,6 +202,10 @@ def atomic_path(
             raise OutputError(
                 "the output is a folder, but a link to a file of that name exists", str(target), "choose another path, or remove the link yourself"
             )
+        if staged.is_dir() and target.is_file() and not target.is_symlink():  # os.replace cannot put a folder there
+            raise OutputError(
+                "the output is a folder, but a file of that name exists", str(target), "choose another path, or move the file away yourself"
+            )
         if target.is_dir() and not target.is_symlink():
             if not staged.is_dir():  # an (empty) folder of the user's is not replaced by a file
                 raise OutputError("the output is a file, but a folder of that name exists", str(target), "choose a file path, e.g. inside that folder")

@@ -256,3 +256,17 @@ def test_refinement_and_gene_weights_report_a_damaged_backed_file(tmp_path):
         gene_weights(adata, np.arange(3000), ["CD3E"])
     with pytest.raises(InputFileError, match=r"^cannot read the expression matrix of X \(OSError"):
         expression_pcs(adata)
+
+
+def test_a_folder_output_over_an_existing_file_is_refused_clearly(tmp_path):
+    """With overwrite, a folder staged for a path holding a file met os.replace's raw NotADirectoryError."""
+    from mmgene.errors import OutputError
+
+    target = tmp_path / "model"
+    target.write_text("a file of the user's")
+    with pytest.raises(OutputError, match="the output is a folder, but a file of that name exists"):
+        with atomic_path(target, overwrite=True) as tmp:
+            tmp.mkdir()
+            (tmp / "config.json").write_text("{}")
+    assert target.read_text() == "a file of the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
