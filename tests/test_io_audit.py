@@ -270,3 +270,19 @@ def test_a_folder_output_over_an_existing_file_is_refused_clearly(tmp_path):
             (tmp / "config.json").write_text("{}")
     assert target.read_text() == "a file of the user's"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_damaged_h5ad_read_whole_is_told_to_copy_it_again(tmp_path):
+    """It was told to "pass an .h5ad", which it is; a file of another kind keeps that advice."""
+    path = _late_damaged_h5ad(tmp_path / "cells.h5ad")
+    with pytest.raises(InputFileError) as caught:
+        read(path)
+    assert str(caught.value).startswith("not an AnnData file (")
+    assert str(caught.value).endswith(
+        "What to do: if it was written as one, it is damaged or incomplete: copy it again from its source "
+        "(pass an .h5ad, a .zarr store, a Cell Ranger .h5 or matrix folder, or a .loom file)."
+    )
+    other = tmp_path / "cells.bin"
+    other.write_text("cell,CD3E\nc1,3\n")
+    with pytest.raises(InputFileError, match=r"What to do: pass an \.h5ad, a \.zarr store"):
+        read(other)

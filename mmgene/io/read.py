@@ -44,10 +44,12 @@ def _load(path: Path, backed: bool) -> Any:
     except (MMGeneError, MemoryError):
         raise
     except Exception as exc:  # anything a library raises on a damaged file (AttributeError: a group where obsm needs an array; anndata's IORegistryError: an unknown encoding)
+        readable = "pass an .h5ad, a .zarr store, a Cell Ranger .h5 or matrix folder, or a .loom file"
+        named = suffix in (".h5ad", ".zarr")  # named as one: more likely damaged than of another kind
         raise InputFileError(
             f"not an AnnData file ({cause(exc)})",
             str(path),
-            "pass an .h5ad, a .zarr store, a Cell Ranger .h5 or matrix folder, or a .loom file",
+            f"if it was written as one, it is damaged or incomplete: copy it again from its source ({readable})" if named else readable,
         ) from exc
     raise InputFileError(
         f"cannot read a folder that is neither a .zarr store nor a Cell Ranger matrix folder: {path}", str(path),
