@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mmgene.errors import ParameterError
+from mmgene.errors import DataError, ParameterError
 
 
 def class_quota(classes: Sequence[int], rows: int) -> dict[int, int]:
@@ -50,6 +50,12 @@ def balanced_rows(labels: Sequence[np.ndarray], rows: int, seed: int = 0) -> lis
     out = []
     for d, lab in enumerate(labels):
         lab = np.asarray(lab, dtype=np.int64)
+        if lab.size == 0:
+            raise DataError(
+                "a dataset has no training rows to draw from (every training cell left out, e.g. as contradicted)",
+                f"dataset {d + 1} of {len(labels)}, in corpus order",
+                "leave that dataset out of the corpus, or keep its cells: CorpusTrainingConfig.drop_contradicted=False",
+            )
         rng = np.random.default_rng([seed, d])
         picked = []
         for cls, m in class_quota(lab.tolist(), rows).items():

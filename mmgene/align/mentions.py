@@ -21,6 +21,9 @@ _NEGATORS = re.compile(r"\b(negative|lacking|lacks|lack|without|absence of)\b", 
 #: suffixes that negate a single marker.
 _NEG_SUFFIX = ("-NEGATIVE", "-NEG", "-LOW", "-LO", "-DIM", "-")
 _POS_SUFFIX = ("-POSITIVE", "-POS", "-HIGH", "-HI", "-BRIGHT", "+")
+#: where a clause ends: ";", brackets, a new line, "but", "and not", and a full stop (a dot followed by a
+#: letter or digit is inside a gene symbol: "RP11-291B21.2", "AC092580.4").
+_CLAUSE_END = re.compile(r"[;()\n]|\.(?![A-Za-z0-9])|\bbut\b|\band not\b")
 #: CD antigens written with an isoform suffix (CD45RA, CD45RO) name the same gene.
 _CD_ISOFORM = re.compile(r"^(CD\d+)R[ABCO]$")
 
@@ -77,7 +80,7 @@ def _lookup(token: str, index: Mapping[str, list[int]]) -> list[int]:
 def find_mentions(text: str, index: Mapping[str, list[int]]) -> list[int]:
     """Indices of genes ``text`` names positively, in order of first mention, without repeats."""
     found: list[int] = []
-    for clause in re.split(r"[;.()\n]|\bbut\b|\band not\b", text):
+    for clause in _CLAUSE_END.split(text):
         negated_from = None
         match = _NEGATORS.search(clause)
         if match:

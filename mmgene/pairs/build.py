@@ -33,8 +33,8 @@ import scipy.sparse as sp
 from mmgene.errors import ParameterError
 from mmgene.io import expression, obs_column
 from mmgene.io.expression import DEFAULT_CHUNK
-from mmgene.io.labels import usable_labels
-from mmgene.text.labels import label_text
+from mmgene.io.labels import require_classes, usable_labels
+from mmgene.text.labels import label_text, spelling_key
 from mmgene.text.captions import ClassText, class_text, marker_caption
 from mmgene.text.origin import Origin
 from mmgene.pairs.config import PairsConfig
@@ -46,7 +46,9 @@ def _classes(
     adata: Any, label_cols: Sequence[str], ontology_col: str | None, origin: Origin
 ) -> tuple[np.ndarray, list[ClassText], int]:
     """Per-cell class ids (classes keyed by the first label column), per-class text, and how many
-    cells have no label there (class id -1: left out of both splits, never a class "nan").
+    cells have no label there (class id -1: left out of both splits, never a class "nan"; also a cell
+    whose ontology id is CELLxGENE's ``unknown``). Labels that differ only in case or blanks are one
+    class (:func:`one_spelling`).
 
     A class's Cell Ontology id (``ontology_col``) is the one most of its cells carry (ties: the first
     in sorted order); cells without an id do not vote.
@@ -54,15 +56,19 @@ def _classes(
     Fewer than two classes is a :class:`~mmgene.errors.LabelError`: contrastive pairs need another
     class to contrast with. Missing values in the other columns just give no name.
     """
-    where = f"obs[{label_cols[0]!r}]"
-    keep, first, n_dropped = usable_labels(obs_column(adata, label_cols[0]), where, "making training pairs")
-    others = [label_text(obs_column(adata, c)) for c in label_cols[1:]]
+    where, task = f"obs[{label_cols[0]!r}]", "making training pairs"
     onto = label_text(obs_column(adata, ontology_col)) if ontology_col else None
+    keep, first, n_dropped = usable_labels(obs_column(adata, label_cols[0]), where, task, min_classes=False)
+    if onto is not None:
+        keep, first, n_dropped = _drop_untyped(keep, first, n_dropped, onto, ontology_col)
+    first = one_spelling(first, where)
+    require_classes(first, where, task, n_dropped)
+    others = [label_text(obs_column(adata, c)) for c in label_cols[1:]]
     names, first_pos, kept_codes = np.unique(first, return_index=True, return_inverse=True)
     rows = np.flatnonzero(keep)
     codes = np.full(len(keep), -1, np.int64)
     codes[rows] = kept_codes
-    majority = majority_terms(first[rows], onto[rows]) if onto is not None else {}
+    majority = majority_terms(first, onto[rows]) if onto is not None else {}
     ids = [majority.get(name, "") for name in names]
     texts = []
     for name, pos, term_id in zip(names, first_pos, ids):
@@ -70,6 +76,40 @@ def _classes(
         values = [name] + [col[i] for col in others]
         texts.append(class_text(values, term_id or None, origin))
     return codes, texts, n_dropped
+
+
+def _drop_untyped(
+    keep: np.ndarray, labels: np.ndarray, n_dropped: int, onto: np.ndarray, ontology_col: str
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """``keep``, ``labels`` (of the kept cells) and the count of cells without a label, once the cells whose
+    Cell Ontology id is CELLxGENE's ``unknown`` (a cell its authors did not type) are left out, as
+    :func:`mmgene.corpus.read_corpus` leaves them out (reported on stderr)."""
+    from mmgene.corpus.corpus import UNANNOTATED_ID
+
+    untyped = keep & (onto == UNANNOTATED_ID)
+    if not untyped.any():
+        return keep, labels, n_dropped
+    info(
+        f"making training pairs: dropped {int(untyped.sum()):,} of {len(keep):,} cells whose obs[{ontology_col!r}] is "
+        f"{UNANNOTATED_ID!r} (CELLxGENE's id for a cell its authors did not type)"
+    )
+    return keep & ~untyped, labels[~untyped[keep]], n_dropped + int(untyped.sum())
+
+
+def one_spelling(labels: np.ndarray, where: str) -> np.ndarray:
+    """``labels`` with the spellings of one name that differ only in case or blanks (:func:`spelling_key`:
+    "B cell", "B cell ", " b cell") written as the most common of them (ties: the first in sorted order).
+    Why: as two classes, their identical captions would be each other's contrastive negatives."""
+    spellings, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    chosen: dict[str, str] = {}
+    for k in sorted(range(len(spellings)), key=lambda k: (-counts[k], spellings[k])):
+        chosen.setdefault(spelling_key(spellings[k]), str(spellings[k]))
+    if len(chosen) == len(spellings):
+        return labels
+    merged = np.array([chosen[spelling_key(s)] for s in spellings], dtype=object)
+    shown = sorted({f"{s!r} as {m!r}" for s, m in zip(spellings, merged) if s != m})
+    info(f"making training pairs: labels of {where} that differ only in case or blanks are one class: " + ", ".join(shown))
+    return merged[inverse]
 
 
 def majority_terms(labels: np.ndarray, ids: np.ndarray) -> dict[str, str]:
