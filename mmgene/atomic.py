@@ -153,16 +153,25 @@ def _remove_stale(target: Path) -> None:
         info(f"removed {stale}, left by an earlier run that was stopped")
 
 
-def check_output(target: PathLike, *, overwrite: bool = False, inputs: Iterable[PathLike] = ()) -> Path:
+def check_output(
+    target: PathLike, *, overwrite: bool = False, inputs: Iterable[PathLike] = (), folder: bool = False
+) -> Path:
     """Refuse an output that would destroy something, before any long work; returns the absolute path.
 
     Checks, in order: the output is not one of ``inputs`` (nor contains nor sits inside one); an
-    existing output may be replaced (``overwrite`` and, for a folder, mmgene's marker); the nearest
-    existing folder above it is writable. Nothing is created or changed.
+    existing output may be replaced (``overwrite`` and, for a folder, mmgene's marker); for a ``folder``
+    output (a model), no file or link has its name (a folder cannot be renamed onto one, so the work
+    would be refused only at its end); the nearest existing folder above it is writable. Nothing is
+    created or changed.
     """
     resolved = _resolved(target)
     _check_inputs(resolved, inputs)
     _check_existing(resolved, overwrite)
+    if folder and (resolved.is_symlink() or resolved.is_file()):
+        raise OutputError(
+            f"the output is a folder, but {'a link' if resolved.is_symlink() else 'a file'} of that name exists",
+            str(resolved), "choose another path, or move it away yourself",
+        )
     _writable_ancestor(resolved)
     return resolved
 

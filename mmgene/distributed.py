@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import InputFileError, ParameterError, is_whole_number
+from mmgene.errors import InputFileError, ParameterError, cause, is_whole_number
 
 #: rows per chunk when a caller gives none
 CHUNK_SIZE = 4096
@@ -385,11 +385,41 @@ def _manifest(folder: Path) -> dict[str, Any]:
             ok = False
             break
         expected = part.get("stop")
-    if not ok or not isinstance(parts, list) or expected != manifest.get("rows"):
+    if not ok or not isinstance(parts, list) or expected != manifest.get("rows") or not _layout_ok(manifest):
         raise InputFileError(
             f"{SHARDS_FILE} does not describe consecutive parts of {SHARDS_FORMAT}", str(path), "write the folder again with write_rows"
         )
     return manifest
+
+
+def _layout_ok(manifest: dict[str, Any]) -> bool:
+    """Whether the manifest's row shape is a list of whole numbers and its dtype one numpy saves without pickling."""
+    shape, dtype = manifest.get("shape"), manifest.get("dtype")
+    if not isinstance(shape, list) or not all(is_whole_number(d) for d in shape) or not isinstance(dtype, str):
+        return False
+    try:
+        return not np.dtype(dtype).hasobject
+    except TypeError:
+        return False
+
+
+def _load_part(folder: Path, part: dict[str, Any], manifest: dict[str, Any], mmap: bool) -> np.ndarray:
+    """One part's rows; a missing or damaged file, or one of other rows, width or dtype than the manifest
+    says, is an :class:`InputFileError`."""
+    try:
+        rows = np.load(folder / part["file"], mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputFileError(
+            f"{part['file']} cannot be read ({cause(exc)})", str(folder), "write the folder again with write_rows"
+        ) from exc
+    want = (part["stop"] - part["start"], *manifest["shape"])
+    if rows.shape != want or rows.dtype != np.dtype(manifest["dtype"]):
+        raise InputFileError(
+            f"{part['file']} holds {rows.shape} rows of {rows.dtype}, the manifest says {want} of {manifest['dtype']}",
+            str(folder),
+            "write the folder again with write_rows",
+        )
+    return rows
 
 
 def iter_rows(folder: str | os.PathLike[str], *, mmap: bool = True) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -397,14 +427,7 @@ def iter_rows(folder: str | os.PathLike[str], *, mmap: bool = True) -> Iterator[
     folder = Path(folder)
     manifest = _manifest(folder)
     for part in manifest["parts"]:
-        rows = np.load(folder / part["file"], mmap_mode="r" if mmap else None, allow_pickle=False)
-        if rows.shape[0] != part["stop"] - part["start"] or list(rows.shape[1:]) != manifest["shape"]:
-            raise InputFileError(
-                f"{part['file']} holds {rows.shape} rows, the manifest says {part['stop'] - part['start']} x {manifest['shape']}",
-                str(folder),
-                "write the folder again with write_rows",
-            )
-        yield part["start"], part["stop"], rows
+        yield part["start"], part["stop"], _load_part(folder, part, manifest, mmap)
 
 
 def read_rows(folder: str | os.PathLike[str]) -> np.ndarray:

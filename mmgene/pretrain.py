@@ -228,9 +228,12 @@ def harmonise_corpus(corpus: Any, config: PretrainConfig | None = None) -> tuple
 
 
 def _source_paths(sources: Any, specs: Sequence[Any]) -> list[Path]:
+    """What the corpus reads on this machine: the sources named, the data files, and local SOMA
+    experiments of Census rows (the output must lie outside all of them)."""
     items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     paths = [Path(s) for s in items if isinstance(s, (str, os.PathLike))]
-    return paths + [s.path for s in specs if s.path is not None]
+    experiments = [Path(s.census.uri) for s in specs if s.census is not None and s.census.uri and "://" not in s.census.uri]
+    return paths + [s.path for s in specs if s.path is not None] + experiments
 
 
 def _recipe(sources: Any, corpus: Any, reports: dict[str, dict[str, Any]], config: PretrainConfig) -> dict[str, Any]:
@@ -311,7 +314,7 @@ def pretrain(
         _check_mapping_datasets(read_mapping(config.mapping), config.mapping, [s.dataset for s in specs])
     if out is not None:
         extra = [p for p in (config.mapping, config.orthology) if p is not None]
-        check_output(out, overwrite=overwrite, inputs=[*_source_paths(sources, specs), *extra])
+        check_output(out, overwrite=overwrite, inputs=[*_source_paths(sources, specs), *extra], folder=True)
     corpus = read_corpus(specs, CorpusOptions(orthology=config.orthology))
     corpus, reports = harmonise_corpus(corpus, config)
     for name, report in reports.items():

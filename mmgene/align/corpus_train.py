@@ -224,7 +224,7 @@ def start_training(
 
     config = config.resolved(defaults)
     if out is not None:
-        check_output(out, overwrite=overwrite)
+        check_output(out, overwrite=overwrite, folder=True)
     if len(corpus) == 0:
         raise ParameterError("the corpus has no dataset", "argument corpus", "list at least one dataset")
     obsm_dims = _obsm_dims(corpus, inputs)

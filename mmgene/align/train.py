@@ -99,7 +99,7 @@ def train(
     config = AlignConfig(pairs or PairsConfig(), model or ModelConfig(), training or TrainingConfig()).resolved(ANNDATA_DEFAULTS)
     opt = config.training
     if out is not None:
-        check_output(out, overwrite=overwrite)
+        check_output(out, overwrite=overwrite, folder=True)
     _check_classes(adata, label_cols)
     torch.set_num_threads(max(1, settings.torch_threads))
     t0 = time.perf_counter()

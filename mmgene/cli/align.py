@@ -142,7 +142,7 @@ def train_command(
             )
         if not label_col:
             raise ParameterError("no label column given", "option --label-col", "pass --label-col COLUMN (the obs column of cell types)")
-        check_output(out, overwrite=overwrite, inputs=[file])
+        check_output(out, overwrite=overwrite, inputs=[file], folder=True)
         import mmgene.io
         from mmgene.align import train  # imports torch and sentence-transformers: after the cheap checks
 
@@ -187,7 +187,7 @@ def _train_corpus(
         raise ParameterError(
             f"--corpus takes at most one --label-col, got {label_col}", "option --label-col", "pass one column (a manifest names its own)"
         )
-    check_output(out, overwrite=overwrite, inputs=[corpus, *([orthology] if orthology is not None else [])])
+    check_output(out, overwrite=overwrite, inputs=[corpus, *([orthology] if orthology is not None else [])], folder=True)
     options = CorpusOptions(orthology=orthology, backed=stream is not None)
     with read_corpus(corpus, options, label_col=label_col[0] if label_col else None, ontology_col=ontology_col) as data:
         if stream is not None:

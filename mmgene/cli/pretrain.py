@@ -82,5 +82,9 @@ def pretrain_command(
         sources, out, config=config, label_col=label_col, ontology_col=ontology_col, species=species, tissue=tissue,
         overwrite=overwrite,
     )
+    from mmgene.distributed import is_main
+
+    if not is_main():  # under torchrun only rank 0 saved the model and reports
+        return
     summary = result.summary()
     emit(summary, lambda: "\n".join(_lines(summary)), as_json=as_json)
