@@ -698,3 +698,26 @@ def test_cli_corpus_info_table_and_json(manifest, corpus):
 
 def test_errors_are_mmgene_errors():
     assert issubclass(CorpusError, MMGeneError)
+
+
+def test_census_unreachable_is_a_corpus_error(monkeypatch):
+    """Offline, cellxgene_census's error escaped as a traceback (exit 1). The Census's directories are
+    served by a server on 127.0.0.1 that answers 503."""
+    pytest.importorskip("cellxgene_census")
+    import cellxgene_census._release_directory as releases
+    from servers.trickle_server import TrickleServer
+
+    from mmgene.corpus.census import CensusQuery, open_source
+    from mmgene.errors import CorpusError
+
+    with TrickleServer(answers={"mirrors.json": [(503, {})], "release.json": [(503, {})]}) as server:
+        for name in ("MIRRORS", "RELEASE"):
+            monkeypatch.setattr(releases, f"CELL_CENSUS_{name}_DIRECTORY_URL", f"{server.url}/files/{name.lower()}.json")
+        with pytest.raises(CorpusError) as caught:
+            open_source(CensusQuery("cell_type == 'B cell'"))
+        assert [path for _, path, _ in server.requests] == ["/files/mirrors.json"]
+    assert str(caught.value).startswith("cannot open the CELLxGENE Census release 'stable' (HTTPError: 503 Server Error")
+    assert "Where: CELLxGENE Census stable (Homo sapiens), obs_value_filter \"cell_type == 'B cell'\"." in str(caught.value)
+    assert str(caught.value).endswith(
+        "What to do: check the network connection and the release name, or read a local SOMA experiment (the query's uri)."
+    )

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.errors import CorpusError, cause, is_whole_number
+from mmgene.errors import CorpusError, MMGeneError, cause, is_whole_number
 from mmgene.lazy import require
 
 #: obs columns every Census experiment has (and a local test experiment must write).
@@ -206,7 +206,16 @@ def _census_experiment(query: CensusQuery, census: Any) -> tuple[Any, Any]:
     """The open Census handle (``census``, or the release ``query`` names) and its experiment for the query's organism."""
     cxg = require("cellxgene_census", "reading CELLxGENE Census")
     if census is None:
-        census = cxg.open_soma(census_version=query.census_version)
+        try:
+            census = cxg.open_soma(census_version=query.census_version)
+        except (MMGeneError, MemoryError):
+            raise
+        except Exception as exc:  # requests' and the release directory's errors: no network, a moved or unknown release
+            raise CorpusError(
+                f"cannot open the CELLxGENE Census release {query.census_version!r} ({cause(exc)})",
+                query.describe(),
+                "check the network connection and the release name, or read a local SOMA experiment (the query's uri)",
+            ) from exc
     try:
         return census, census["census_data"][query.organism.lower().replace(" ", "_")]
     except (KeyError, ValueError) as exc:
