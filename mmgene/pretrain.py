@@ -236,8 +236,11 @@ def _source_paths(sources: Any, specs: Sequence[Any]) -> list[Path]:
     return paths + [s.path for s in specs if s.path is not None] + experiments
 
 
-def _recipe(sources: Any, corpus: Any, reports: dict[str, dict[str, Any]], config: PretrainConfig) -> dict[str, Any]:
-    """What :func:`pretrain` saves in the model's metadata under ``recipe`` (module docstring)."""
+def _recipe(
+    sources: Any, corpus: Any, reports: dict[str, dict[str, Any]], config: PretrainConfig, columns: dict[str, str | None]
+) -> dict[str, Any]:
+    """What :func:`pretrain` saves in the model's metadata under ``recipe`` (module docstring); ``columns``
+    are the label and ontology columns, species and tissue given for files and folders."""
     from mmgene import __version__
 
     summary = corpus.summary()
@@ -272,6 +275,7 @@ def _recipe(sources: Any, corpus: Any, reports: dict[str, dict[str, Any]], confi
         "mmgene_version": __version__,
         "sources": [os.fspath(s) if isinstance(s, (str, os.PathLike)) else s.dataset for s in items],
         "seed": config.seed,
+        "columns": {name: value for name, value in columns.items() if value is not None},
         "config": config.to_dict(),
         "orthology": corpus.orthology.describe(),
         "mapping": mapping,
@@ -326,7 +330,8 @@ def pretrain(
                 f"({_preview(labels['unmapped_labels'])}), {labels['cells_unmapped']:,} cells {what}"
             )
     model = train_corpus(corpus, training=config.training_config(), balance=config.corpus_config())
-    recipe = _recipe(sources, corpus, reports, config)
+    columns = {"label_col": label_col, "ontology_col": ontology_col, "species": species, "tissue": tissue}
+    recipe = _recipe(sources, corpus, reports, config, columns)
     model.meta["recipe"] = recipe
     if out is not None:
         model.save(out, overwrite=overwrite)

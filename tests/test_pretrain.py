@@ -336,6 +336,7 @@ def test_model_card_names_the_training_corpus_and_the_command_that_rebuilds_it(s
     assert f"CELLxGENE Census `{CENSUS_FILTER}`" in rows[2]
     assert f"mmgene pretrain {corpus_dir / 'corpus.csv'} --seed 0 --max-steps 2\n" in section  # the steps it was trained with
     assert "SHA-256" not in section  # no mapping file was used
+    assert "every dataset's labels are Cell Ontology terms.\nThe full recipe is `recipe` in `mmgene_ensemble.json`." in section
 
 
 def test_a_model_trained_without_pretrain_has_no_corpus_section():
@@ -343,12 +344,29 @@ def test_a_model_trained_without_pretrain_has_no_corpus_section():
 
     assert recipe_values(None) == {} and recipe_values({}) == {}
     values = recipe_values({"sources": ["c.csv"], "seed": 3, "mapping": {"file": "m.csv", "sha256": "ab"}, "datasets": []})
-    assert values == {"datasets": [], "command": "mmgene pretrain c.csv --seed 3 --mapping m.csv", "mapping_sha256": "ab", "version": None}
+    assert values == {"datasets": [], "command": "mmgene pretrain c.csv --seed 3 --mapping m.csv", "mapping_sha256": "ab", "version": None,
+                      "keep_unmapped": False, "file": "mmgene_align.json"}
+    assert recipe_values({"sources": ["c.csv"], "datasets": []}, ensemble=True)["file"] == "mmgene_ensemble.json"
     config = {"max_steps": 5, "orthology": "o.csv", "min_confidence": 0.5, "keep_unmapped": True, "members": 2,
               "drop_contradicted": False, "mapping": None, "seed": 3}
     every = recipe_values({"sources": ["c.csv"], "seed": 3, "config": config, "datasets": []})["command"]
     assert every == ("mmgene pretrain c.csv --seed 3 --max-steps 5 --orthology o.csv --min-confidence 0.5 --members 2 "
                      "--keep-unmapped --keep-contradicted")
+
+
+def test_the_rebuild_command_of_files_names_their_columns_species_and_tissue():
+    """Files and folders need --label-col (and were read with their species and tissue): the card's
+    command left them out and failed with "data files need a label column"."""
+    from mmgene.align.card import recipe_values
+
+    columns = {"label_col": "cell_type", "ontology_col": "cl_id", "species": "mouse", "tissue": "lung"}
+    values = recipe_values({"sources": ["a.h5ad", "b.h5ad"], "seed": 0, "columns": columns, "datasets": [],
+                            "config": {"keep_unmapped": True}})
+    assert values["command"] == (
+        "mmgene pretrain a.h5ad b.h5ad --seed 0 --label-col cell_type --ontology-col cl_id --species mouse --tissue lung "
+        "--keep-unmapped"
+    )
+    assert values["keep_unmapped"] is True
 
 
 def test_summary_line_names_each_members_held_out_figure():

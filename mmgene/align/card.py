@@ -84,14 +84,19 @@ def card_values(model: Any, location: str, *, hub: bool = False) -> dict[str, An
         "example_caption": f"a {classes[0]}" if classes else "a T cell",
         "mmgene_version": __version__,
         "created": _dt.date.today().isoformat(),
-        "recipe": recipe_values(meta.get("recipe")),
+        "recipe": recipe_values(meta.get("recipe"), ensemble=bool(members)),
         "members": len(members),
     }
 
 
-def recipe_values(recipe: dict[str, Any] | None) -> dict[str, Any]:
+def recipe_values(recipe: dict[str, Any] | None, *, ensemble: bool = False) -> dict[str, Any]:
     """The card's "Training corpus" section from a :func:`mmgene.pretrain.pretrain` recipe: one row per
-    dataset and the command that rebuilds the model (empty for a model trained otherwise: no section)."""
+    dataset, the command that rebuilds the model (with the label columns, species and tissue given for
+    files and folders) and the file that keeps the recipe (an ensemble's own; empty for a model trained
+    otherwise: no section)."""
+    from mmgene.align.ensemble import ENSEMBLE_FILE
+    from mmgene.align.model import MMGENE_CONFIG
+
     if not recipe:
         return {}
     rows = []
@@ -105,6 +110,8 @@ def recipe_values(recipe: dict[str, Any] | None) -> dict[str, Any]:
         })
     mapping = recipe.get("mapping")
     command = ["mmgene pretrain", *recipe.get("sources", []), "--seed", str(recipe.get("seed", 0))]
+    for name, value in (recipe.get("columns") or {}).items():  # what files and folders were read with
+        command += [f"--{name.replace('_', '-')}", str(value)]
     if mapping:
         command += ["--mapping", str(mapping.get("file"))]
     config = recipe.get("config") or {}
@@ -120,6 +127,8 @@ def recipe_values(recipe: dict[str, Any] | None) -> dict[str, Any]:
         "command": " ".join(command),
         "mapping_sha256": mapping.get("sha256") if mapping else None,
         "version": recipe.get("mmgene_version"),
+        "keep_unmapped": bool(config.get("keep_unmapped")),
+        "file": ENSEMBLE_FILE if ensemble else MMGENE_CONFIG,
     }
 
 
