@@ -141,8 +141,9 @@ def _mapping_rows(table: Any, dataset: str) -> Any:
     return table if len(table) else None
 
 
-def _check_mapping_datasets(table: Any, source: Source, names: Sequence[str]) -> None:
-    """A mapping written for a manifest must name only datasets of this corpus (a typo would be ignored otherwise)."""
+def _check_mapping_datasets(table: Any, source: Source, names: Sequence[str], typed: Sequence[str] = ()) -> None:
+    """A mapping written for a manifest must name only datasets of this corpus that are harmonised, not
+    ``typed`` ones (with an ontology column, whose ids are used as they are): either would be ignored."""
     if table is None or "dataset" not in table.columns:
         return
     unknown = sorted(set(table["dataset"]) - set(names))
@@ -151,6 +152,14 @@ def _check_mapping_datasets(table: Any, source: Source, names: Sequence[str]) ->
             f"the mapping has rows for dataset(s) {_preview(unknown)} that the corpus does not list",
             os.fspath(source),
             f"use the corpus's dataset ids ({_preview(names)}) in the mapping's dataset column",
+        )
+    ignored = sorted(set(table["dataset"]) & set(typed))
+    if ignored:
+        raise MappingError(
+            f"the mapping has rows for dataset(s) {_preview(ignored)}, whose ontology column gives their Cell Ontology "
+            "ids, so the rows would be ignored",
+            os.fspath(source),
+            "drop those rows, or leave the dataset's ontology column out to harmonise its labels with the mapping",
         )
 
 
@@ -211,7 +220,7 @@ def harmonise_corpus(corpus: Any, config: PretrainConfig | None = None) -> tuple
         from mmgene.harmonise import read_mapping
 
         table = read_mapping(config.mapping)
-        _check_mapping_datasets(table, config.mapping, corpus.names)
+        _check_mapping_datasets(table, config.mapping, corpus.names, [ds.name for ds in corpus if ds.spec.ontology_col])
     datasets, reports = [], {}
     for ds in corpus:
         if ds.spec.ontology_col:
@@ -315,7 +324,9 @@ def pretrain(
     if config.mapping is not None:
         from mmgene.harmonise import read_mapping
 
-        _check_mapping_datasets(read_mapping(config.mapping), config.mapping, [s.dataset for s in specs])
+        _check_mapping_datasets(
+            read_mapping(config.mapping), config.mapping, [s.dataset for s in specs], [s.dataset for s in specs if s.ontology_col]
+        )
     if out is not None:
         extra = [p for p in (config.mapping, config.orthology) if p is not None]
         check_output(out, overwrite=overwrite, inputs=[*_source_paths(sources, specs), *extra], folder=True)

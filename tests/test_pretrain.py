@@ -239,6 +239,16 @@ def test_harmonise_corpus_refusals(corpus_dir, tmp_path):
     typo = _mapping(tmp_path / "typo.csv", [("mosue", "T cells", "CL:0000625")])
     with pytest.raises(MappingError, match="'mosue'"):
         harmonise_corpus(corpus, PretrainConfig(mapping=typo))
+    # rows for a dataset whose ontology column gives its ids were ignored without a word
+    typed = read_corpus([corpus_dir / "human.h5ad"], label_col="cell_type", ontology_col="cell_type_ontology_term_id")
+    rows = _mapping(tmp_path / "typed.csv", [("human", "T cell", "CL:0000625")])
+    with pytest.raises(MappingError) as caught:
+        harmonise_corpus(typed, PretrainConfig(mapping=rows))
+    assert str(caught.value) == (
+        "the mapping has rows for dataset(s) 'human', whose ontology column gives their Cell Ontology ids, so the rows "
+        f"would be ignored. Where: {rows}. What to do: drop those rows, or leave the dataset's ontology column out to "
+        "harmonise its labels with the mapping."
+    )
     # a reviewer clears two labels: one mapped class is left, too few to contrast
     cleared = _mapping(tmp_path / "cleared.csv", [("mouse", "B cells", ""), ("mouse", "NK", "")])
     with pytest.raises(LabelError, match="fewer than 2"):
