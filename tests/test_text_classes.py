@@ -153,3 +153,15 @@ def test_class_text_reads_ids_in_their_usual_forms_and_refuses_no_values():
         assert text.term_id == "CL:0000236" and "B lymphocyte" in text.names
     with pytest.raises(ParameterError, match="no label value"):
         class_text([])  # was an IndexError
+
+
+def test_a_label_that_is_a_cell_ontology_id_is_captioned_by_its_term():
+    """A label column of ids (--label-col cell_type_ontology_term_id) gave captions such as "a CL:0000236"."""
+    from mmgene.text.captions import class_text
+
+    text = class_text(["CL:0000236"])
+    assert text.term_id == "CL:0000236" and text.label == "CL:0000236"
+    assert text.names[0] == "B cell" and not any("CL" in n for n in text.names)
+    assert class_text(["cl_0000236"]).names == text.names
+    assert not any("CL:" in c for c in text.name_captions())
+    assert class_text(["CL:0000236"], "CL:0000084").names[0] == "T cell"  # the ontology column wins

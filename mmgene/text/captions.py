@@ -69,18 +69,25 @@ class ClassText:
 
 def class_text(values: Sequence[str], term_id: str | None = None, origin: Origin | None = None) -> ClassText:
     """Names and definitions for one class, from its label values (one per label column), ontology id
-    and the origin of its cells."""
+    and the origin of its cells. A label value that is a Cell Ontology id stands for its term (the
+    ontology id, when none is given) and is no name itself."""
     values = [values] if isinstance(values, str) else list(values)
     if not values:
         raise ParameterError("a class has no label value", "class_text(values=...)", "pass one label value per label column")
+    from mmgene.text.ontology import normalise_term_id
+
     names: list[str] = []
     for value in values:
+        as_id = normalise_term_id(value)
+        if as_id is not None:  # a label column of ids names its term: its names, never "CL:0000236 cell"
+            term_id = term_id or as_id
+            continue
         for name in (clean_label(value), str(value)):
             if name and name not in names:
                 names.append(name)
     definitions: list[str] = []
     if term_id:
-        from mmgene.text.ontology import normalise_term_id, term_text
+        from mmgene.text.ontology import term_text
 
         term_id = normalise_term_id(term_id) or term_id  # "cl:0000236", "CL_0000236" or the PURL
         term = term_text(term_id)  # raises ParameterError for a value that is not a known CL id
