@@ -33,8 +33,8 @@ import scipy.sparse as sp
 from mmgene.errors import ParameterError
 from mmgene.io import expression, obs_column
 from mmgene.io.expression import DEFAULT_CHUNK
-from mmgene.io.labels import require_classes, usable_labels
-from mmgene.text.labels import label_text, spelling_key
+from mmgene.io.labels import require_classes, require_distinct_names, usable_labels
+from mmgene.text.labels import label_text
 from mmgene.text.captions import ClassText, class_text, marker_caption
 from mmgene.text.origin import Origin
 from mmgene.pairs.config import PairsConfig
@@ -47,8 +47,9 @@ def _classes(
 ) -> tuple[np.ndarray, list[ClassText], int]:
     """Per-cell class ids (classes keyed by the first label column), per-class text, and how many
     cells have no label there (class id -1: left out of both splits, never a class "nan"; also a cell
-    whose ontology id is CELLxGENE's ``unknown``). Labels that differ only in case or blanks are one
-    class (:func:`one_spelling`).
+    whose ontology id is CELLxGENE's ``unknown``). Two labels that differ only in case or blanks are a
+    :class:`~mmgene.errors.LabelError`, as in evaluation: as two classes, their identical captions would
+    be each other's contrastive negatives.
 
     A class's Cell Ontology id (``ontology_col``) is the one most of its cells carry (ties: the first
     in sorted order); cells without an id do not vote.
@@ -61,7 +62,7 @@ def _classes(
     keep, first, n_dropped = usable_labels(obs_column(adata, label_cols[0]), where, task, min_classes=False)
     if onto is not None:
         keep, first, n_dropped = _drop_untyped(keep, first, n_dropped, onto, ontology_col)
-    first = one_spelling(first, where)
+    require_distinct_names(first, where, task)
     require_classes(first, where, task, n_dropped)
     others = [label_text(obs_column(adata, c)) for c in label_cols[1:]]
     names, first_pos, kept_codes = np.unique(first, return_index=True, return_inverse=True)
@@ -94,22 +95,6 @@ def _drop_untyped(
         f"{UNANNOTATED_ID!r} (CELLxGENE's id for a cell its authors did not type)"
     )
     return keep & ~untyped, labels[~untyped[keep]], n_dropped + int(untyped.sum())
-
-
-def one_spelling(labels: np.ndarray, where: str) -> np.ndarray:
-    """``labels`` with the spellings of one name that differ only in case or blanks (:func:`spelling_key`:
-    "B cell", "B cell ", " b cell") written as the most common of them (ties: the first in sorted order).
-    Why: as two classes, their identical captions would be each other's contrastive negatives."""
-    spellings, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    chosen: dict[str, str] = {}
-    for k in sorted(range(len(spellings)), key=lambda k: (-counts[k], spellings[k])):
-        chosen.setdefault(spelling_key(spellings[k]), str(spellings[k]))
-    if len(chosen) == len(spellings):
-        return labels
-    merged = np.array([chosen[spelling_key(s)] for s in spellings], dtype=object)
-    shown = sorted({f"{s!r} as {m!r}" for s, m in zip(spellings, merged) if s != m})
-    info(f"making training pairs: labels of {where} that differ only in case or blanks are one class: " + ", ".join(shown))
-    return merged[inverse]
 
 
 def majority_terms(labels: np.ndarray, ids: np.ndarray) -> dict[str, str]:
