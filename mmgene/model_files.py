@@ -388,11 +388,10 @@ def load_text_encoder(folder: Path, device: str = "cpu") -> Any:
     from mmgene.lazy import require
 
     require("sentence_transformers", "a sentence-transformers text model")
-    from sentence_transformers import SentenceTransformer
-
     from pickle import UnpicklingError
 
     from safetensors import SafetensorError
+    from sentence_transformers import SentenceTransformer
 
     check_text_encoder(folder)
     try:

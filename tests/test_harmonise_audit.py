@@ -110,13 +110,20 @@ def test_a_mapping_or_config_of_the_wrong_type_is_refused(kwargs, message):
         harmonise_labels(["B cells"], **kwargs)
 
 
-def test_cli_apply_reads_a_semicolon_mapping_and_reports_a_name_edit_once(tmp_path):
+def _semicolon_mapping(tmp_path, column: str, value: str):
+    """Two cells' AnnData and their mapping written with ";" (as a European spreadsheet saves it),
+    the second row's ``column`` edited to ``value``."""
     data = tmp_path / "cells.h5ad"
     small_adata(["B cells", "NK cells"]).write_h5ad(data)
     table = written(tmp_path)
-    table.loc[1, "term_name"] = "gamma-delta T cell"
+    table.loc[1, column] = value
     mapping = tmp_path / "mapping.csv"
     mapping.write_text(table.to_csv(index=False, sep=";"))
+    return data, mapping
+
+
+def test_cli_apply_reads_a_semicolon_mapping_and_reports_a_name_edit_once(tmp_path):
+    data, mapping = _semicolon_mapping(tmp_path, "term_name", "gamma-delta T cell")
     done = run_cli_here("labels", "apply", data, "--mapping", mapping, "--label-col", "cell_type", "--out", tmp_path / "o.h5ad")
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("mmgene: warning:") == 1, done.stderr
@@ -129,12 +136,7 @@ def test_cli_apply_reads_a_semicolon_mapping_and_reports_a_name_edit_once(tmp_pa
 
 
 def test_cli_refuses_an_obsolete_id_in_a_semicolon_mapping_leaving_files_as_they_were(tmp_path):
-    data = tmp_path / "cells.h5ad"
-    small_adata(["B cells", "NK cells"]).write_h5ad(data)
-    table = written(tmp_path)
-    table.loc[1, "term_id"] = "CL:0000493"
-    mapping = tmp_path / "mapping.csv"
-    mapping.write_text(table.to_csv(index=False, sep=";"))
+    data, mapping = _semicolon_mapping(tmp_path, "term_id", "CL:0000493")
     message = assert_refused(
         ["labels", "apply", data, "--mapping", mapping, "--label-col", "cell_type", "--in-place"],
         [tmp_path],

@@ -43,7 +43,6 @@ def human_view(ds: Any) -> Any:
     import scipy.sparse as sp
 
     from mmgene.io import expression
-    from mmgene.io.structure import disk_errors
 
     view = expression(ds.adata)
     keep = np.asarray(ds.symbols != "")
@@ -51,8 +50,7 @@ def human_view(ds: Any) -> Any:
         raise ParameterError(
             "no gene of the dataset has a human symbol", f"dataset {ds.name!r}", "check its species and gene symbols"
         )
-    with disk_errors(view, "the expression matrix"):
-        matrix = view.matrix[:, np.flatnonzero(keep)]
+    matrix = view.take(cols=np.flatnonzero(keep))
     if not sp.issparse(matrix):
         matrix = sp.csr_matrix(np.asarray(matrix))
     symbols = np.asarray(ds.symbols[keep], dtype=object)

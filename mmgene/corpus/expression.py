@@ -24,7 +24,7 @@ def log_normalised(ds: Any, cells: np.ndarray | None = None, chunk_cells: int = 
     if cells is not None:
         rows = rows[cells]
     if view.in_memory:
-        return view.log_normalise(sp.csr_matrix(view.matrix[rows]), dtype=np.float32)
+        return view.log_normalise(sp.csr_matrix(view.take(rows)), dtype=np.float32)
     parts = []
     for start in range(0, view.shape[0], chunk_cells):
         lo, hi = np.searchsorted(rows, [start, start + chunk_cells])

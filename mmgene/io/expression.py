@@ -79,6 +79,16 @@ class Expression:
         then checking it whole costs one vectorised pass, not a read of the file."""
         return sp.issparse(self.matrix) or isinstance(self.matrix, np.ndarray)
 
+    def take(self, rows: Any = None, cols: Any = None, what: str = "the expression matrix") -> Any:
+        """``matrix[rows]``, ``matrix[:, cols]`` or both, as stored (unchecked); a storage library's error
+        on a damaged file is an :class:`~mmgene.errors.InputFileError` naming ``what`` (:func:`disk_errors`)."""
+        with disk_errors(self, what):
+            if cols is None:
+                return self.matrix[rows if rows is not None else slice(None)]
+            if rows is None:
+                return self.matrix[:, cols]
+            return self.matrix[rows][:, cols]
+
     def chunk(self, start: int, stop: int) -> sp.csr_matrix:
         """Rows ``start:stop`` as a checked float CSR matrix in canonical form (sorted column indices,
         repeated entries summed, on a copy), never the whole matrix at once."""

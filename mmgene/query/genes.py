@@ -38,7 +38,6 @@ def gene_weights(adata: Any, rows: np.ndarray, genes: Sequence[str], *, target_s
     cell over all genes, then log1p; log1p data as it is). Symbols match case-insensitively.
     """
     from mmgene.io import expression
-    from mmgene.io.structure import disk_errors
 
     expr = expression(adata)
     symbols = _upper(expr.symbols(or_names=True))
@@ -53,8 +52,7 @@ def gene_weights(adata: Any, rows: np.ndarray, genes: Sequence[str], *, target_s
             "read the data with mmgene.io.read so that gene symbols are filled, or use gene vectors for these genes",
         )
     order = np.argsort(rows, kind="stable")
-    with disk_errors(expr, f"{len(order):,} cells"):
-        block = sp.csr_matrix(expr.matrix[np.asarray(rows)[order]])  # increasing rows, as a backed file is read
+    block = sp.csr_matrix(expr.take(np.asarray(rows)[order], what=f"{len(order):,} cells"))  # increasing rows, as a backed file is read
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     block = log_normalise(block[inverse], expr.kind, dtype=np.float64, target_sum=target_sum)
@@ -120,13 +118,11 @@ def gene_contributions(
 def _expressed_symbols(adata: Any, cells: Sequence[str]) -> list[str]:
     """Symbols of genes expressed in any of ``cells`` (the only genes their contributions need)."""
     from mmgene.io import expression
-    from mmgene.io.structure import disk_errors
 
     expr = expression(adata)
     rows = np.sort(pd.Index(list(map(str, adata.obs_names))).get_indexer([str(c) for c in cells]))
     rows = rows[rows >= 0]
-    with disk_errors(expr, f"{len(rows):,} cells"):
-        block = expr.matrix[rows]
+    block = expr.take(rows, what=f"{len(rows):,} cells")
     cols = np.unique(sp.csr_matrix(block).indices) if rows.size else np.zeros(0, int)
     symbols = _upper(expr.symbols(or_names=True)[cols])
     return sorted({s for s in symbols if s})

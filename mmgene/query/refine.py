@@ -53,7 +53,6 @@ def expression_pcs(adata: Any, n_comps: int = DEFAULT_COMPONENTS) -> np.ndarray:
 
     from mmgene.errors import is_whole_number
     from mmgene.io import expression
-    from mmgene.io.structure import disk_errors
     from mmgene.io.expression import TARGET_SUM
 
     if not is_whole_number(n_comps, 1):
@@ -64,8 +63,7 @@ def expression_pcs(adata: Any, n_comps: int = DEFAULT_COMPONENTS) -> np.ndarray:
             "expression_pcs", "refine on a larger query, or leave refinement off",
         )
     expr = expression(adata)
-    with disk_errors(expr, "the expression matrix"):
-        matrix = expr.matrix[np.arange(adata.n_obs)]
+    matrix = expr.take(np.arange(adata.n_obs))
     work = ad.AnnData(sp.csr_matrix(matrix, dtype=np.float32))
     if expr.kind == "counts":
         sc.pp.normalize_total(work, target_sum=TARGET_SUM)
