@@ -692,12 +692,13 @@ def _train_capturing(monkeypatch, adata, training, negatives=False):
             seen["datasets"].append(kw["train_dataset"])
             super().__init__(*args, **kw)
 
-    def mine(dataset, model, captions_by_label, top_k=3, seed=0):
+    def mine(dataset, model, captions_by_label, top_k=3, seed=0, related=None):
         seen["top_k"].append(top_k)
+        seen.setdefault("related", []).append(related)
         seen["captions"].append(captions_by_label)
         if top_k == 1:
             seen["expected"].append([row[0] for row in _direct_top(model, dataset, captions_by_label, 1)])
-        return real_mine(dataset, model, captions_by_label, top_k=top_k, seed=seed)
+        return real_mine(dataset, model, captions_by_label, top_k=top_k, seed=seed, related=related)
 
     monkeypatch.setattr(sentence_transformers, "SentenceTransformerTrainer", Recording)
     monkeypatch.setattr(hn, "mine_hard_negatives", mine)

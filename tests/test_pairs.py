@@ -400,3 +400,50 @@ def test_make_pairs_leaves_out_cells_without_counts():
     adata.X = sp.csr_matrix(X)
     with pytest.raises(DataError, match="no training cell expresses a gene"):
         make_pairs(adata, "cell_type", config=config, seed=0)
+
+
+class _FixedModel:
+    """Encodes cells by their ``at`` entry and captions by a table: similarities the test sets exactly."""
+
+    def __init__(self, captions: dict[str, list[float]]):
+        self.captions = captions
+
+    def encode_text(self, texts):
+        return np.array([self.captions[t] for t in texts], dtype=np.float32)
+
+    def encode_inputs(self, cells):
+        return np.array([c["at"] for c in cells], dtype=np.float32)
+
+
+def test_mining_skips_related_classes_and_draws_among_what_is_left():
+    import datasets
+
+    from mmgene.pairs import mine_hard_negatives
+
+    # classes: 0 CD4 T cell, 1 T cell (related to 0 and 2), 2 CD8 T cell, 3 B cell
+    captions = {0: ["cd4"], 1: ["t", "a t"], 2: ["cd8"], 3: ["b"]}
+    model = _FixedModel({"cd4": [1, 0, 0], "t": [0.9, 0.1, 0], "a t": [0.8, 0.2, 0], "cd8": [0.5, 0.5, 0], "b": [0, 0, 1]})
+    cells = [{"at": [1, 0, 0]}, {"at": [0.9, 0.1, 0]}, {"at": [0, 0, 1]}]
+    rows = datasets.Dataset.from_dict({"cell": cells, "caption": ["x", "y", "z"], "label": [0, 1, 3]})
+    related = np.zeros((4, 4), dtype=bool)
+    related[[0, 1, 1, 2], [1, 0, 2, 1]] = True
+    plain = mine_hard_negatives(rows, model, captions, top_k=1)
+    assert plain["negative"] == ["t", "cd4", "cd4"] and plain["negative_label"] == [1, 0, 0]  # B ties: the first listed
+    skipping = mine_hard_negatives(rows, model, captions, top_k=1, related=related)
+    assert skipping["negative"] == ["cd8", "b", "cd4"] and skipping["negative_label"] == [2, 3, 0]
+    for seed in range(6):  # the T cell row has one allowed caption: top_k=3 draws it every time
+        assert mine_hard_negatives(rows, model, captions, top_k=3, seed=seed, related=related)["negative"][1] == "b"
+    everything = np.ones((4, 4), dtype=bool)  # no unrelated class left: the row keeps its closest other caption
+    assert mine_hard_negatives(rows, model, captions, top_k=1, related=everything)["negative"] == ["t", "cd4", "cd4"]
+
+
+def test_captions_without_origin_name_the_type_only():
+    from mmgene.text.captions import class_text
+    from mmgene.text.origin import Origin
+
+    lung = class_text(["NK"], "CL:0000623", Origin("mouse", "lung"))
+    unknown = class_text(["NK"], "CL:0000623")
+    assert lung.all_captions(with_origin=False) == unknown.all_captions()
+    assert "a NK from mouse lung" in lung.all_captions() and "a lung NK" in lung.all_captions()
+    assert not any("lung" in c or "mouse" in c for c in lung.all_captions(with_origin=False))
+    assert len(lung.all_captions()) - len(lung.all_captions(with_origin=False)) == 2 * len(lung.names)

@@ -262,3 +262,39 @@ def test_cli_train_corpus_maps_mouse_genes_through_an_orthology_table(tiny_manif
         "own genes. Where: option --orthology of mmgene train FILE. What to do: leave --orthology out, or train on a corpus "
         "(--corpus MANIFEST, folder or file) to match mouse genes to human ones."
     )
+
+
+def test_corpus_mining_skips_related_classes_and_names_no_origin(tiny_manifest, monkeypatch):
+    """The loss masks a class's ancestors and descendants, so mining never draws them (a "T cell" negative
+    for the mouse CD8 T cells would train nothing); mined captions say no species or tissue."""
+    import mmgene.pairs.hard_negatives as hn
+    from mmgene.align import CorpusTrainingConfig, ModelConfig, TrainingConfig, train_corpus
+    from mmgene.corpus import read_corpus
+    from mmgene.pairs.config import PairsConfig
+
+    seen = []
+    real = hn.mine_hard_negatives
+
+    def mine(dataset, model, captions_by_label, top_k=3, seed=0, related=None):
+        mined = real(dataset, model, captions_by_label, top_k=top_k, seed=seed, related=related)
+        seen.append((captions_by_label, related, mined))
+        return mined
+
+    monkeypatch.setattr(hn, "mine_hard_negatives", mine)
+    aligned = train_corpus(
+        read_corpus(tiny_manifest),
+        pairs=PairsConfig(marker_share=0.0, panel_share=0.0, max_genes=16),
+        model=ModelConfig(gene_dim=16, dim=16, gene_bridge=False),
+        training=TrainingConfig(max_steps=4, batch_size=8, hard_negatives=3, mine_every=2, seed=0),
+        balance=CorpusTrainingConfig(members=1, rows_per_dataset=24, drop_contradicted=False),
+    )
+    assert len(seen) == 1  # rounds at steps 0 and 2: one mining
+    captions, related, mined = seen[0]
+    names = aligned.meta["classes"]
+    t_cell, cd8 = names.index("T cell"), names.index("CD8-positive, alpha-beta T cell")
+    assert related is not None and related[t_cell, cd8] and related[cd8, t_cell]
+    own, negative_of = np.asarray(mined["label"]), np.asarray(mined["negative_label"])
+    assert len(own) == 48 and not related[own, negative_of].any() and (own != negative_of).all()
+    assert set(negative_of[own == t_cell].tolist()) <= {names.index("B cell"), names.index("natural killer cell")}
+    said = [c for caps in captions.values() for c in caps if "blood" in c or "human" in c or "mouse" in c]
+    assert said == []

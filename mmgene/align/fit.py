@@ -237,7 +237,9 @@ def fit_pairs(
     # training in rounds (hard negatives): (first step, steps) of each; one round otherwise
     round_steps = (opt.mine_every or steps_per_epoch) if opt.hard_negatives else total
     rounds = [(start, min(round_steps, total - start)) for start in range(0, total, round_steps)]
-    captions_by_label = {k: examples.class_text[k].all_captions() for k in trained_classes}
+    # negatives name a type only: a global class's text says the origin of the first dataset that has it,
+    # and "a monocyte from human blood" would be given away by its origin to a mouse lung cell
+    captions_by_label = {k: examples.class_text[k].all_captions(with_origin=False) for k in trained_classes}
 
     def round_dataset(r: int) -> Any:
         """Round 0: the pairs as built; later rounds: negatives mined with the model as it is now."""
@@ -246,7 +248,9 @@ def fit_pairs(
             from mmgene.pairs.hard_negatives import mine_hard_negatives
 
             current = _SharedEncoding(AlignedModel(st, list(inputs)))
-            ds = mine_hard_negatives(ds, current, captions_by_label, top_k=opt.hard_negatives, seed=opt.seed + r)
+            ds = mine_hard_negatives(
+                ds, current, captions_by_label, top_k=opt.hard_negatives, seed=opt.seed + r, related=related if opt.loss == "clip" else None
+            )
             st.train()
         with_negative = "negative" in ds.column_names
         if with_negative and opt.loss == "clip" and "negative_label" in ds.column_names:  # the loss masks by the negative's class

@@ -57,14 +57,17 @@ class ClassText:
     #: where this class's cells come from (unknown: captions do not say)
     origin: Origin = field(default_factory=Origin)
 
-    def name_captions(self) -> list[str]:
-        return fill_templates(TEMPLATES, self.names, self.origin)
+    def name_captions(self, with_origin: bool = True) -> list[str]:
+        """Every name through every template; ``with_origin=False`` skips the templates that say where the
+        cells come from."""
+        return fill_templates(TEMPLATES, self.names, self.origin if with_origin else None)
 
-    def all_captions(self) -> list[str]:
+    def all_captions(self, with_origin: bool = True) -> list[str]:
+        """Name captions, then definitions (also prefixed by the first name)."""
         defs = list(self.definitions)
         if self.definitions and self.names:
             defs += [named_definition(self.names[0], d) for d in self.definitions]
-        return list(dict.fromkeys(self.name_captions() + defs))
+        return list(dict.fromkeys(self.name_captions(with_origin) + defs))
 
 
 def class_text(values: Sequence[str], term_id: str | None = None, origin: Origin | None = None) -> ClassText:
