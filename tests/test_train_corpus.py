@@ -298,3 +298,27 @@ def test_corpus_mining_skips_related_classes_and_names_no_origin(tiny_manifest, 
     assert set(negative_of[own == t_cell].tolist()) <= {names.index("B cell"), names.index("natural killer cell")}
     said = [c for caps in captions.values() for c in caps if "blood" in c or "human" in c or "mouse" in c]
     assert said == []
+
+
+def test_corpus_pairs_warn_about_datasets_matched_by_label_only(tmp_path, capsys):
+    from mmgene.align.config import AlignConfig, CorpusTrainingConfig
+    from mmgene.align.corpus_train import corpus_pairs
+    from mmgene.corpus import read_corpus
+    from mmgene.pairs.config import PairsConfig
+
+    human = _adata(HUMAN_GENES, [("T", "CL:0000084", [0, 1, 2]), ("B", "CL:0000236", [3, 4])], 8, 0)
+    other = _adata(HUMAN_GENES, [("T cells", "CL:0000084", [0, 1, 2]), ("B cells", "CL:0000236", [3, 4])], 8, 1)
+    manifest = _manifest(tmp_path, [("with_ids", "human", human), ("plain", "human", other)])
+    lines = manifest.read_text().splitlines()
+    lines[2] = lines[2].replace(",cell_type_ontology_term_id,", ",,")  # the second dataset gives no ontology column
+    manifest.write_text("\n".join(lines) + "\n")
+    config = AlignConfig(pairs=PairsConfig(marker_share=0.0, panel_share=0.0))
+    balance = CorpusTrainingConfig(rows_per_dataset=16)
+    pairs, _ = corpus_pairs(read_corpus(manifest), inputs=("genes",), config=config, balance=balance)
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "['plain'] have no Cell Ontology ids" in warned[0] and "labels harmonise" in warned[0]
+    assert sorted(pairs.classes) == ["B cell", "B cells", "T cell", "T cells"]  # what the warning is about
+    both = tmp_path / "both"
+    both.mkdir()
+    corpus_pairs(read_corpus(_manifest(both, [("a", "human", human), ("b", "human", other)])), inputs=("genes",), config=config, balance=balance)
+    assert "warning" not in capsys.readouterr().err  # every dataset has ids: nothing to say

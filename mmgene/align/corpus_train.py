@@ -30,7 +30,7 @@ from mmgene.atomic import check_output
 from mmgene.errors import ParameterError
 from mmgene.pairs.config import PairsConfig
 from mmgene.pairs.result import TrainingPairs
-from mmgene.progress import info
+from mmgene.progress import info, warn
 from mmgene.text.labels import clean_label
 from mmgene.text.ontology import is_term_id
 
@@ -137,6 +137,7 @@ def corpus_pairs(
     from mmgene.pairs import make_pairs
 
     seed = config.training.seed
+    _warn_label_keyed(corpus)
     classes = GlobalClasses([], [], [])
     trains, tests, per_dataset, trained_cells, markers, unlabelled, cells = [], [], {}, {}, [], 0, 0
     for ds in corpus:
@@ -183,6 +184,18 @@ def corpus_pairs(
         },
     }
     return pairs, record
+
+
+def _warn_label_keyed(corpus: Any) -> None:
+    """Say which datasets have no Cell Ontology ids while others have: their classes meet the others'
+    only by an identical cleaned label, so "T cells" is neither merged with nor masked against CL:0000084."""
+    without = [ds.name for ds in corpus if not any(is_term_id(str(t)) for t in ds.ontology_ids)]
+    if without and len(without) < len(corpus):
+        warn(
+            f"dataset(s) {without} have no Cell Ontology ids: their classes are matched to the other datasets' only "
+            "by label, and the loss does not keep their ancestor or descendant classes out of their negatives; "
+            "give them an ontology column (mmgene labels harmonise, then labels apply), or train with mmgene pretrain, which harmonises"
+        )
 
 
 def _shown(label: str, term_id: str) -> str:
