@@ -165,3 +165,18 @@ def test_a_label_that_is_a_cell_ontology_id_is_captioned_by_its_term():
     assert class_text(["cl_0000236"]).names == text.names
     assert not any("CL:" in c for c in text.name_captions())
     assert class_text(["CL:0000236"], "CL:0000084").names[0] == "T cell"  # the ontology column wins
+
+
+def test_one_table_of_species_spellings_serves_corpus_and_harmoniser():
+    from mmgene.corpus.sources import species_name
+    from mmgene.errors import CorpusError
+    from mmgene.harmonise.config import HarmoniseConfig
+    from mmgene.text.origin import species_word
+
+    assert [species_word(v) for v in ("Homo  Sapiens", " hs", "Mus_musculus", "MM", "Danio rerio")] == [
+        "human", "human", "mouse", "mouse", "danio rerio"
+    ]
+    assert [species_name(v, "here") for v in ("hsapiens", "Mus musculus")] == ["human", "mouse"]
+    assert HarmoniseConfig(species="mmusculus").species == "mouse" and HarmoniseConfig(species="Zebrafish").species == "zebrafish"
+    with pytest.raises(CorpusError, match="unknown species 'Danio rerio'"):
+        species_name("Danio rerio", "here")

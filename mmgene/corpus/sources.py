@@ -32,27 +32,21 @@ import pandas as pd
 
 from mmgene.corpus.census import ORGANISMS, CensusQuery
 from mmgene.errors import CorpusError, InputFileError, MMGeneError, ParameterError, _preview
+from mmgene.text.origin import species_word
 
 REQUIRED_COLUMNS = ("path", "dataset", "label_col", "species")
 OPTIONAL_COLUMNS = ("ontology_col", "tissue")
 CENSUS_COLUMNS = ("obs_value_filter", "max_cells_per_dataset", "max_cells_per_type", "max_cells", "seed")
-#: accepted spellings of each species (lower-cased) -> the name mmgene uses.
-SPECIES = {
-    "human": "human",
-    "homo sapiens": "human",
-    "homo_sapiens": "human",
-    "mouse": "mouse",
-    "mus musculus": "mouse",
-    "mus_musculus": "mouse",
-}
+#: the species a corpus can hold (genes are matched to human symbols)
+SPECIES = ("human", "mouse")
 #: file suffixes read from a folder.
 DATA_SUFFIXES = (".h5ad", ".zarr")
 
 
 def species_name(value: str, where: str) -> str:
     """``'human'`` or ``'mouse'`` for any accepted spelling; a :class:`CorpusError` otherwise."""
-    name = SPECIES.get(str(value).strip().lower())
-    if name is None:
+    name = species_word(value)
+    if name not in SPECIES:
         raise CorpusError(f"unknown species {value!r}", where, "use human or mouse (or Homo sapiens / Mus musculus)")
     return name
 

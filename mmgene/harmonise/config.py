@@ -6,15 +6,7 @@ from dataclasses import dataclass
 from numbers import Real
 
 from mmgene.errors import ParameterError, is_whole_number
-
-_SPECIES_ALIASES = {
-    "homo sapiens": "human",
-    "hsapiens": "human",
-    "hs": "human",
-    "mus musculus": "mouse",
-    "mmusculus": "mouse",
-    "mm": "mouse",
-}
+from mmgene.text.origin import species_word
 
 
 @dataclass(frozen=True)
@@ -81,5 +73,4 @@ class HarmoniseConfig:
                     "HarmoniseConfig.species",
                     "pass species='human', 'mouse', another species name, or None",
                 )
-            name = self.species.strip().lower()
-            object.__setattr__(self, "species", _SPECIES_ALIASES.get(name, name))
+            object.__setattr__(self, "species", species_word(self.species))

@@ -12,6 +12,25 @@ from dataclasses import dataclass
 
 #: how a tissue is said before a cell type, where it differs from the tissue's own name
 PLACE_WORDS = {"blood": "peripheral blood"}
+#: spellings of a species (lower case) -> the word mmgene uses for it
+SPECIES_WORDS = {
+    "human": "human",
+    "homo sapiens": "human",
+    "homo_sapiens": "human",
+    "hsapiens": "human",
+    "hs": "human",
+    "mouse": "mouse",
+    "mus musculus": "mouse",
+    "mus_musculus": "mouse",
+    "mmusculus": "mouse",
+    "mm": "mouse",
+}
+
+
+def species_word(value: str) -> str:
+    """``"human"`` for "Homo sapiens", "hs", ...; any other species as written, in lower case and single-spaced."""
+    name = " ".join(str(value).split()).lower()
+    return SPECIES_WORDS.get(name, name)
 
 
 @dataclass(frozen=True)
