@@ -5,6 +5,7 @@ Layouts (every row also carries ``sample_idx``, ``chunk``, ``cell_id``, ``share_
 
 ``single``
     One row per cell: ``cell_sentence``, ``caption`` (when captions are given), the ``obs`` metadata
+    (a column named like one of mmgene's own is stored as ``obs_<name>``: :func:`metadata_column`)
     and any chosen ``obsm`` embeddings (``emb_<key>``). ``sample_idx`` is the cell's position in the
     AnnData.
 ``pairs``
@@ -46,6 +47,8 @@ RESERVED = {
     "sample_idx", "cell_idx", "chunk", "cell_id", "cell_sentence", "caption", "label", "share_link",
     "chunk_sha256", "anchor", "positive",
 }
+#: prefixes of columns mmgene writes itself; obs columns starting with them are stored as ``obs_<name>`` too
+RESERVED_PREFIXES = ("obs_", "emb_", "negative_")
 
 
 def assign_splits(
@@ -135,12 +138,19 @@ def _require_two_captions(captions: np.ndarray, n_dropped: int, where: str, layo
         )
 
 
+def metadata_column(name: str) -> str:
+    """The dataset column of ``obs[name]``: ``obs_<name>`` for a name mmgene uses itself (:data:`RESERVED`)
+    or that starts like one of its own columns (``obs_``, ``emb_``, ``negative_``), so no obs column
+    replaces an embedding or another obs column, and the card can say where each column comes from."""
+    return f"obs_{name}" if name in RESERVED or name.startswith(RESERVED_PREFIXES) else name
+
+
 def _metadata(adata: Any, keys: Sequence[str] | None) -> dict[str, Any]:
     obs = adata.obs if keys is None else pd.DataFrame({k: obs_column(adata, k) for k in keys})
     out: dict[str, Any] = {}
     for name in obs.columns:
         col = obs[name]
-        key = f"obs_{name}" if str(name) in RESERVED else str(name)
+        key = metadata_column(str(name))
         if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
             out[key] = [None if pd.isna(v) else str(v) for v in col.tolist()]
         elif pd.api.types.is_bool_dtype(col):

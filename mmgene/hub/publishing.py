@@ -122,9 +122,12 @@ def publish(
         check_hub_endpoint()  # the token goes with every write: never over plain http to another machine
     sharing, chunking = config.sharing, config.chunks
     # the share settings are checked even in a dry run; nothing connects until share() is called
+    options = dict(sharing.share_options)
+    if sharing.share == "hub" and token and "token" not in options:  # the chunk files go to the Hub with the same token
+        options["token"] = token
     backend = (
         sharing.share if isinstance(sharing.share, ShareBackend)
-        else make_share(sharing.share, repo_id=repo_id, private=sharing.private, **dict(sharing.share_options))
+        else make_share(sharing.share, repo_id=repo_id, private=sharing.private, **options)
     )
     if hasattr(data, "obs") and not getattr(data, "isbacked", False):
         data = data.copy()  # read() annotates its input; keep the caller's object (and re-runs) unchanged

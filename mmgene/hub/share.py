@@ -117,20 +117,24 @@ class ShareBackend(ABC):
         """Upload what is missing and return one :class:`SharedFile` per file, in order.
 
         When an upload fails, the files this call already uploaded are withdrawn before the error
-        is raised, so a failed run leaves nothing new on the share.
+        is raised, so a failed run leaves nothing new on the share: also the file being uploaded when
+        it failed (its checksum sidecar or its public link could not be made after the file went up).
         """
         for f in files:
             check_name(f.name, f"{self.kind} share")
         out: list[SharedFile] = []
+        sending: list[str] = []  # the file whose upload has begun and whose link is not made yet
         try:
             for f in progress(files, total=len(files), desc=f"share ({self.kind})", unit="file"):
                 present = self.has(f.name, f.sha256, f.size)
                 if not present:
+                    sending[:] = [f.name]
                     self.put(Path(f.path), f.name, f.sha256, f.size)
                 info(f"mmgene: {f.name} {'already shared' if present else 'uploaded'} ({self.kind})")
                 out.append(SharedFile(f.name, f.sha256, f.size, self.link(f.name), not present))
+                sending.clear()
         except BaseException:
-            self.withdraw([s.name for s in out if s.uploaded])
+            self.withdraw([s.name for s in out if s.uploaded] + sending)
             raise
         return out
 
@@ -411,7 +415,8 @@ class _Slice:
 class NextcloudShare(WebDavShare):
     """Nextcloud: WebDAV upload (chunked above ``chunk_limit``) and an OCS public link ending in ``/download``.
 
-    ``url`` is the account's WebDAV root (``https://host/remote.php/dav/files/<user>``). Files of
+    ``url`` is the account's WebDAV root (``https://host/remote.php/dav/files/<user>``) or a folder below
+    it; public links are made for the file's path from the account's root. Files of
     ``chunk_limit`` bytes or more are sent with chunked upload v2 (``MKCOL`` an upload folder under
     ``/remote.php/dav/uploads/<user>/``, ``PUT`` numbered chunks of ``chunk_bytes``, ``MOVE .file``);
     chunks already in the upload folder with the right size are not sent again. The public link is
@@ -432,7 +437,10 @@ class NextcloudShare(WebDavShare):
         if chunk_bytes < 1 or chunk_limit < 1:
             raise ParameterError("chunk_limit and chunk_bytes must be positive", "chunk_limit", "pass byte counts")
         self.base, rest = self.url.split(marker, 1)
-        self.account = unquote(rest.split("/")[0])
+        account, _, below = rest.partition("/")
+        self.account = unquote(account)
+        #: the share URL's folder below the account's root, which the OCS API counts paths from
+        self.root_folder = unquote(below)
         self.chunk_limit, self.chunk_bytes = chunk_limit, chunk_bytes
         self._links: dict[str, str] = {}
 
@@ -506,7 +514,7 @@ class NextcloudShare(WebDavShare):
     def link(self, name: str) -> str:
         if name in self._links:
             return self._links[name]
-        path = "/" + "/".join(p for p in (self.folder, name) if p)
+        path = "/" + "/".join(p for p in (self.root_folder, self.folder, name) if p)
         share = self._public_share(path)
         if share is None:
             try:
