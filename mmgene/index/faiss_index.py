@@ -26,7 +26,7 @@ from mmgene.errors import DataError, InputFileError, IntegrityError, MissingColu
 from mmgene.index.folder import (
     CELL_ID, CELLS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, META_FILE, METRIC, ONDISK_FORMAT_VERSION, REBUILD, _check_faiss,
     _check_inside, _faiss, _meta_to_write, _parquet_safe, _read_cells, _read_faiss, _read_meta, cells_checksum,
-    lists_checksum,
+    check_index_file, index_checksum, lists_checksum,
 )
 from mmgene.index.params import IndexParams, factory_string, resolve
 from mmgene.vectors import as_unit_vectors, missing_rows
@@ -60,6 +60,13 @@ def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
     mask[~mask.any(axis=1), -1] = True
     mask &= np.cumsum(mask, axis=1) == 1  # drop one entry per row only
     return ids[~mask].reshape(len(ids), k)
+
+
+def by_score_then_position(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row best first, equal scores by position (empty slots, -1, last): FAISS returns tied cells in
+    no set order, and :class:`~mmgene.index.shards.IndexShards` and re-ranking order them by position."""
+    order = np.lexsort((np.where(ids >= 0, ids, np.iinfo(np.int64).max), -scores), axis=1)
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
 def hits_table(
@@ -361,14 +368,17 @@ class CellIndex:
         if nprobe is not None:
             if self.kind not in ("ivf", "ivfpq"):
                 raise ParameterError(f"nprobe applies to IVF indexes, this one is {self.kind!r}", "CellIndex.set_search", "use ef_search for hnsw; flat needs nothing")
-            if not 1 <= nprobe <= self.params.nlist:
-                raise ParameterError(f"nprobe={nprobe} must be between 1 and nlist={self.params.nlist}", "CellIndex.set_search", "lower nprobe")
+            if not is_whole_number(nprobe, 1) or nprobe > self.params.nlist:
+                raise ParameterError(
+                    f"nprobe={nprobe!r} must be a whole number between 1 and nlist={self.params.nlist}", "CellIndex.set_search",
+                    f"pass a whole number of lists from 1 to {self.params.nlist}",
+                )
             self.params.nprobe = int(nprobe)
         if ef_search is not None:
             if self.kind != "hnsw":
                 raise ParameterError(f"ef_search applies to HNSW indexes, this one is {self.kind!r}", "CellIndex.set_search", "use nprobe for IVF; flat needs nothing")
-            if ef_search < 1:
-                raise ParameterError(f"ef_search must be positive, got {ef_search}", "CellIndex.set_search", "use e.g. 64")
+            if not is_whole_number(ef_search, 1):
+                raise ParameterError(f"ef_search must be a whole number >= 1, got {ef_search!r}", "CellIndex.set_search", "use e.g. 64")
             self.params.ef_search = int(ef_search)
         self._apply_search_params()
 
@@ -459,7 +469,7 @@ class CellIndex:
                 str(self._path or "the index in memory"), REBUILD,
             )
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
-        return scores, ids.astype(np.int64)
+        return by_score_then_position(scores, ids.astype(np.int64))
 
     def hits(self, queries: Any, k: int = 10, *, query_names: Sequence[str] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Search and return a long table: ``query``, ``rank`` (1-based), ``cell_id``, ``score`` and obs columns."""
@@ -529,10 +539,8 @@ class CellIndex:
         extra = [c for c in new.columns if c not in self.cells.columns]
         if extra:
             raise ParameterError(f"obs columns {extra} are not in the index's cell table", "CellIndex.add", f"pass only columns among {known}")
-        if self._mmapped:  # memory-mapped data is read-only: load it into memory before it grows
-            self._index = _faiss().read_index(str(self._path / INDEX_FILE))
-            self._mmapped = False
-            self._apply_search_params()
+        if self._mmapped:  # memory-mapped data is read-only: copy it into memory before it grows
+            self._into_memory()
         self._index.add(x)
         categorical = [c for c in known if isinstance(self.cells[c].dtype, pd.CategoricalDtype)]
         self.cells = pd.concat([self.cells, new.reindex(columns=self.cells.columns)], ignore_index=True)
@@ -540,6 +548,27 @@ class CellIndex:
             self.cells[col] = self.cells[col].astype("category")
         self._positions = None
         self._gpu = None
+
+    def _into_memory(self) -> None:
+        """Copy the memory-mapped index into memory, from the mapping, not from its file: the folder may have
+        been rebuilt since it was loaded, and its file would hold another index's vectors. A mapped IVF index
+        reads its lists from the mapped file, which FAISS can neither grow nor write to another file."""
+        faiss = _faiss()
+        ivf = faiss.try_extract_index_ivf(self._index)
+        if ivf is not None:
+            mapped, lists = ivf.invlists, faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+            for i in range(ivf.nlist):
+                if mapped.list_size(i):
+                    ids, codes = mapped.get_ids(i), mapped.get_codes(i)
+                    lists.add_entries(i, mapped.list_size(i), ids, codes)
+                    mapped.release_ids(i, ids)
+                    mapped.release_codes(i, codes)
+            ivf.replace_invlists(lists, True)
+            lists.this.disown()  # the index owns its lists now
+        else:
+            self._index = faiss.deserialize_index(faiss.serialize_index(self._index))
+        self._mmapped = False
+        self._apply_search_params()
 
     def add_adata(self, adata: Any, embedding: str | None = None) -> None:
         """Append the cells of ``adata`` using ``obsm[embedding]`` (default: the key the index was built on)."""
@@ -614,7 +643,8 @@ class CellIndex:
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write ``index.faiss``, ``cells.parquet`` and ``meta.json`` into the folder ``path`` (atomically).
 
-        An existing ``path`` is replaced only with ``overwrite=True`` and only if mmgene wrote it.
+        An existing ``path`` is replaced only with ``overwrite=True`` and only if mmgene wrote it. A memory-mapped
+        IVF index is first copied into memory: FAISS would write its lists as a reference to the mapped file.
         """
         from mmgene.atomic import atomic_path
 
@@ -627,6 +657,8 @@ class CellIndex:
             lists = self._path / self.meta["storage"]["file"] if self._path is not None else None
             if lists is None or not lists.is_file():
                 raise InputFileError("the inverted lists of this index are not in a folder it was loaded from", str(lists), "load the index from its folder before saving it elsewhere")
+        if self._mmapped and not self.on_disk and self.kind in ("ivf", "ivfpq"):
+            self._into_memory()  # FAISS writes mapped IVF lists as a reference to the file they were mapped from
         with atomic_path(path, overwrite=overwrite) as tmp:
             tmp.mkdir()
             copied = None
@@ -657,6 +689,7 @@ class CellIndex:
         )
         meta = _meta_to_write(meta)
         _faiss().write_index(self._index, str(folder / INDEX_FILE))
+        meta["index_checksum"] = index_checksum(folder / INDEX_FILE)
         (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
         return meta
 
@@ -671,9 +704,9 @@ class CellIndex:
         raises :class:`~mmgene.errors.MetadataError`; an index.faiss, index.ivfdata or cells.parquet
         that disagrees with it raises :class:`~mmgene.errors.IntegrityError`. A folder that re-ranks
         from vector files opens them (refusing files that changed); ``rerank=False`` does not, and
-        searches use the compressed codes only. Inverted lists on disk are read once to check their
-        crc32 (about 0.5 s a GiB); ``verify=False`` skips that pass (their size and layout are still
-        checked), e.g. for a large folder on slow storage that was just verified.
+        searches use the compressed codes only. ``index.faiss`` and inverted lists on disk are read once to
+        check their crc32 (about 0.5 s a GiB); ``verify=False`` skips that pass (sizes, dimension, kind and
+        layout are still checked), e.g. for a large folder on slow storage that was just verified.
         """
         path = Path(path)
         meta = _read_meta(path)
@@ -687,6 +720,8 @@ class CellIndex:
         else:
             index, mmapped = _read_faiss(path / INDEX_FILE, params, mmap)
         _check_faiss(index, meta, path / INDEX_FILE)
+        if verify:
+            check_index_file(path / INDEX_FILE, meta.get("index_checksum"))
         cells = _read_cells(path / CELLS_FILE, meta)
         source = None
         if rerank and meta.get("rerank") is not None:

@@ -12,8 +12,10 @@ Reading checks ``meta.json`` against :data:`META_RULES`, the FAISS file against 
 ``cells.parquet`` against ``meta.json['cells_checksum']`` (:func:`cell_ids_sha256`), so a shuffled,
 truncated, duplicated or renamed sidecar is refused, and ``index.ivfdata`` against
 ``meta.json['lists_checksum']`` (:func:`file_crc32`), so lists of another index of the same size are
-refused too. Folders of format version 1 (before the cell checksum) are refused with a request to rebuild
-them; format-3 folders written before the lists checksum have no ``lists_checksum`` and open unverified.
+refused too, and ``index.faiss`` against ``meta.json['index_checksum']`` (:func:`check_index_file`), so
+damaged vectors, or the index of other vectors of the same shape, are refused. Folders of format version 1
+(before the cell checksum) are refused with a request to rebuild them; folders written before the lists or
+index checksum lack ``lists_checksum`` / ``index_checksum`` and open without that check.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ CELL_ID = "cell_id"
 METRIC = "inner product of L2-normalised vectors (cosine)"
 CHECKSUM_ALGORITHM = "sha256 of cell ids (count, lengths, utf-8 text)"
 LISTS_CHECKSUM_ALGORITHM = "crc32 (zlib) of the lists file's bytes"
+INDEX_CHECKSUM_ALGORITHM = "crc32 (zlib) of index.faiss's bytes"
 REBUILD = "rebuild the index with `mmgene index build` (or CellIndex.save); do not edit the files of an index folder"
 
 #: the schema of meta.json: field -> rule. Other top-level fields are allowed (free provenance).
@@ -58,6 +61,8 @@ META_RULES: dict[str, Rule] = {
     "cells_checksum": Rule(dict),
     #: format 3 with ``storage``: binds index.ivfdata's bytes to the index; absent in folders written before it
     "lists_checksum": Rule(dict, required=False),
+    #: binds index.faiss's bytes to the folder; absent in folders written before it
+    "index_checksum": Rule(dict, required=False),
     "embedding_key": Rule(str, nullable=True),
     "model": Rule(str, nullable=True),
     "source": Rule(str, nullable=True, required=False),
@@ -77,6 +82,11 @@ STORAGE_RULES: dict[str, Rule] = {
 #: the schema of meta.json['lists_checksum']: the crc32 of the inverted lists file, checked when it is opened.
 LISTS_CHECKSUM_RULES: dict[str, Rule] = {
     "algorithm": Rule(str, choices=(LISTS_CHECKSUM_ALGORITHM,)),
+    "crc32": Rule(str, pattern="[0-9a-f]{8}"),
+}
+#: the schema of meta.json['index_checksum']: the crc32 of index.faiss, checked when it is opened.
+INDEX_CHECKSUM_RULES: dict[str, Rule] = {
+    "algorithm": Rule(str, choices=(INDEX_CHECKSUM_ALGORITHM,)),
     "crc32": Rule(str, pattern="[0-9a-f]{8}"),
 }
 #: the schema of meta.json['rerank']: candidates re-scored exactly from the recorded vector files.
@@ -213,6 +223,7 @@ def meta_problem(meta: Any) -> tuple[str, str] | None:
         first_problem(meta, META_RULES)
         or stored_params_problem(meta["params"])
         or first_problem(meta["cells_checksum"], CHECKSUM_RULES, prefix="cells_checksum.", strict=True)
+        or _index_checksum_problem(meta.get("index_checksum"))
     )
     if found:
         return found
@@ -225,6 +236,11 @@ def meta_problem(meta: Any) -> tuple[str, str] | None:
     if meta["cells_checksum"]["rows"] != meta["ntotal"]:
         return "cells_checksum.rows", f"is {meta['cells_checksum']['rows']} but field 'ntotal' is {meta['ntotal']}"
     return _ondisk_problem(meta)
+
+
+def _index_checksum_problem(entry: Any) -> tuple[str, str] | None:
+    """The first problem of ``meta.json['index_checksum']`` (absent in folders written before it: none)."""
+    return None if entry is None else first_problem(entry, INDEX_CHECKSUM_RULES, prefix="index_checksum.", strict=True)
 
 
 def _ondisk_problem(meta: dict[str, Any]) -> tuple[str, str] | None:
@@ -292,7 +308,7 @@ def lists_checksum(lists: Path, recorded: dict[str, Any] | None = None, *, copy_
     the file in the same read."""
     found = file_crc32(lists, copy_to)
     if recorded is not None and found != recorded["crc32"]:
-        raise _lists_changed(lists, found, recorded["crc32"])
+        raise _file_changed(lists, found, recorded["crc32"], "lists_checksum")
     return {"algorithm": LISTS_CHECKSUM_ALGORITHM, "crc32": found}
 
 
@@ -304,12 +320,27 @@ def check_lists(lists: Path, recorded: dict[str, Any] | None) -> None:
         lists_checksum(lists, recorded)
 
 
-def _lists_changed(lists: Path, found: str, recorded: str) -> IntegrityError:
+def _file_changed(file: Path, found: str, recorded: str, field: str) -> IntegrityError:
     return IntegrityError(
-        f"{lists.name} has crc32 {found} but {META_FILE} field 'lists_checksum.crc32' records {recorded}: "
+        f"{file.name} has crc32 {found} but {META_FILE} field '{field}.crc32' records {recorded}: "
         "its bytes were replaced or damaged since the index was written, so searches would return wrong cells",
-        str(lists), REBUILD,
+        str(file), REBUILD,
     )
+
+
+def index_checksum(index_file: Path) -> dict[str, Any]:
+    """The ``meta.json['index_checksum']`` entry of a written ``index.faiss``."""
+    return {"algorithm": INDEX_CHECKSUM_ALGORITHM, "crc32": file_crc32(index_file)}
+
+
+def check_index_file(index_file: Path, recorded: dict[str, Any] | None) -> None:
+    """Refuse an ``index.faiss`` whose crc32 is not the one ``meta.json['index_checksum']`` records: a damaged
+    vector, or the index of other vectors of the same size, dimension and kind, passes every other check and
+    answers searches with wrong cells. Folders written before the entry existed (``recorded`` None) are not read."""
+    if recorded is not None:
+        found = file_crc32(index_file)
+        if found != recorded["crc32"]:
+            raise _file_changed(index_file, found, recorded["crc32"], "index_checksum")
 
 
 # ---------------------------------------------------------------------- reading a folder
