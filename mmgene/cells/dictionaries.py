@@ -120,7 +120,8 @@ def safe_load_pickle(path: str | os.PathLike[str]) -> Any:
             str(path),
             "use the official Geneformer dictionaries, and never unpickle files from untrusted sources",
         ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+    # OverflowError: a damaged length field (a FRAME or BINBYTES larger than any file)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError) as exc:
         raise InputFileError(
             f"{path.name} is not a valid dictionary pickle ({type(exc).__name__}: {exc})",
             str(path),

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from mmgene.cells._chunks import check_chunk_size
 from mmgene.cells.ranking import rank_chunk
 from mmgene.errors import MissingColumnError, ParameterError, is_whole_number
 from mmgene.io import expression
@@ -70,6 +71,7 @@ def cell_inputs(
         raise ParameterError(f"omics inputs named twice: {twice}", "argument inputs", "name each input once")
     if not is_whole_number(max_genes, 1):
         raise ParameterError(f"max_genes must be a positive integer, got {max_genes!r}", "argument max_genes", "pass e.g. 1024")
+    chunk_size = check_chunk_size(chunk_size)
     cells: list[dict[str, Any]] = [{} for _ in range(adata.n_obs)]
     for key in inputs:
         if key == GENES:

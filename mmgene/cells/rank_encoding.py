@@ -372,8 +372,9 @@ def rank_encode(
     """
     from mmgene.io import expression
     from mmgene.progress import info, progress
-    from mmgene.provenance import record
+    from mmgene.provenance import check_record_slot, record
 
+    check_record_slot(adata, "rank_encode(adata=...)")  # before the work: the provenance goes there
     if output not in ("arrays", "dataset"):
         raise ParameterError(f"unknown output {output!r}", "argument output", "pass 'arrays' or 'dataset'")
     chunk_size = check_chunk_size(chunk_size)  # before the dictionaries load

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.cells import _kernels as k
-from mmgene.cells._chunks import iter_chunks, ordered_map, threads_for
+from mmgene.cells._chunks import check_chunk_size, iter_chunks, ordered_map, threads_for
 from mmgene.cells.ranking import sentence_ids
 from mmgene.cells.vocabulary import Vocabulary, build_vocabulary
 from mmgene.config import check_key
@@ -51,9 +51,9 @@ def iter_sentences(
     from mmgene.progress import progress
 
     limit = _limit(top_k)
+    chunk_size = check_chunk_size(chunk_size)
     threads = threads_for(n_jobs)
-    n = view.shape[0]
-    total = -(-n // chunk_size) if chunk_size > 0 else None
+    total = -(-view.shape[0] // chunk_size)
 
     scratch = threading.local()  # each thread's text buffer, reused from chunk to chunk
 
@@ -117,9 +117,11 @@ def sentences(
     ``list[str]`` when ``inplace=False``; the copy when ``copy=True``; otherwise ``None``.
     """
     from mmgene.io import expression
-    from mmgene.provenance import record
+    from mmgene.provenance import check_record_slot, record
 
     check_key(key_added, "sentences(key_added=...)", "cell_sentence")
+    check_record_slot(adata, "sentences(adata=...)")  # before anything reads or writes adata
+    check_chunk_size(chunk_size)
     if copy:
         if getattr(adata, "isbacked", False):
             raise ParameterError("copy=True is not possible for a backed AnnData", "argument copy", "use inplace=False to get the sentences as a list")

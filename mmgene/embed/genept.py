@@ -28,7 +28,7 @@ from mmgene.config import check_key
 from mmgene.errors import DataError, GeneIdError, ParameterError, is_whole_number
 from mmgene.io import expression
 from mmgene.progress import info, progress
-from mmgene.provenance import record
+from mmgene.provenance import check_record_slot, record
 
 SENTENCE_PREFIX = "A cell with genes ranked by expression: "
 #: cell names listed in ``uns`` (the full flag is in obs).
@@ -129,6 +129,7 @@ def genept_w(
     records the encoder, the text source, the genes matched and the cells with no matched gene.
     """
     check_key(key_added, "genept_w(key_added=...)", "X_genept_w")
+    check_record_slot(adata, "genept_w(adata=...)")  # before anything reads or writes adata
     _check_on_empty(on_empty)
     _check_returns(copy, inplace, "genept_w")
     if not is_whole_number(chunk_size, 1):
@@ -221,6 +222,7 @@ def genept_s(
     leave ``adata`` as it was).
     """
     check_key(key_added, "genept_s(key_added=...)", "X_genept_s")
+    check_record_slot(adata, "genept_s(adata=...)")  # before anything reads or writes adata
     _check_on_empty(on_empty)
     _check_returns(copy, inplace, "genept_s")
     if top_k is not None and not is_whole_number(top_k, 1):
