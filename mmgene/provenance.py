@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -34,6 +34,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def records(adata: Any) -> Mapping[str, Any]:
+    """``adata.uns['mmgene']``, mmgene's records; empty when there are none or when the slot holds something
+    else (reading never fails on it; writing is refused by :func:`check_record_slot`)."""
+    slot = adata.uns.get("mmgene") if hasattr(adata, "uns") else None
+    return slot if isinstance(slot, Mapping) else {}
+
+
+def record_of(adata: Any, key: str) -> Mapping[str, Any]:
+    """The record mmgene keeps under ``key`` (``{}`` when there is none, or when it is not a mapping)."""
+    entry = records(adata).get(key)
+    return entry if isinstance(entry, Mapping) else {}
+
+
+def input_file(adata: Any, default: str) -> str:
+    """The file ``adata`` was read from, as :func:`mmgene.io.read` records it, to name the data in
+    messages; ``default`` for data made in memory."""
+    return str(record_of(adata, "input").get("file", default))
+
+
 def check_own_columns(adata: Any, columns: Sequence[str], key: str, where: str, slot: str = "obs") -> None:
     """Refuse to write ``columns`` of ``adata.obs`` (or another ``slot``, e.g. ``'obsm'``) over existing
     ones that mmgene did not write: one that exists is replaced only when ``uns['mmgene'][key]`` records
@@ -41,7 +60,7 @@ def check_own_columns(adata: Any, columns: Sequence[str], key: str, where: str, 
     without a word)."""
     table = getattr(adata, slot)
     taken = [c for c in columns if c in (table.columns if slot == "obs" else table)]
-    if taken and key not in adata.uns.get("mmgene", {}):
+    if taken and key not in records(adata):
         from mmgene.errors import ParameterError
 
         raise ParameterError(
@@ -53,8 +72,6 @@ def check_own_columns(adata: Any, columns: Sequence[str], key: str, where: str, 
 def check_record_slot(adata: Any, where: str) -> None:
     """Refuse an AnnData whose ``uns['mmgene']`` is not a mapping: something else put a value there, which
     mmgene can neither read its records from nor write over."""
-    from collections.abc import Mapping
-
     slot = adata.uns.get("mmgene") if hasattr(adata, "uns") else None
     if slot is not None and not isinstance(slot, Mapping):
         from mmgene.errors import DataError

@@ -289,3 +289,18 @@ def test_a_uns_mmgene_that_is_not_a_mapping_is_refused_clearly(tmp_path):
     adata.write_h5ad(path)
     line = assert_refused(["info", path], [tmp_path])
     assert line == f"mmgene: error: uns['mmgene'] holds a str, not mmgene's records (a mapping). Where: {path}. What to do: " + refused.value.fix + "."
+
+
+def test_reading_does_not_fail_on_a_foreign_uns_mmgene_it_only_names_the_data_by():
+    """Naming the data in messages reads uns['mmgene']['input']['file']; something else's value there is no
+    record (writing is refused elsewhere), so the expression is read and named by the default."""
+    from mmgene.io.expression import expression
+    from mmgene.provenance import input_file, record_of, records
+
+    adata = make(COUNTS.copy(), uns={"mmgene": "my own note"})
+    assert (records(adata), record_of(adata, "input"), input_file(adata, "x")) == ({}, {}, "x")
+    assert expression(adata).origin == "the AnnData"  # was an AttributeError: 'str' object has no attribute 'get'
+    adata.uns["mmgene"] = {"input": "not a mapping", "sentences": {"top_k": 3}}
+    assert (record_of(adata, "input"), record_of(adata, "sentences"), input_file(adata, "y")) == ({}, {"top_k": 3}, "y")
+    adata.uns["mmgene"] = {"input": {"file": "/data/x.h5ad"}}
+    assert input_file(adata, "y") == "/data/x.h5ad" and expression(adata).origin == "/data/x.h5ad"

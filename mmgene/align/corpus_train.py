@@ -31,6 +31,7 @@ from mmgene.errors import ParameterError
 from mmgene.pairs.config import PairsConfig
 from mmgene.pairs.result import TrainingPairs
 from mmgene.progress import info, warn
+from mmgene.provenance import record_of
 from mmgene.text.labels import clean_label
 from mmgene.text.ontology import is_term_id
 
@@ -56,7 +57,7 @@ def human_view(ds: Any) -> Any:
     symbols = np.asarray(ds.symbols[keep], dtype=object)
     var = pd.DataFrame({"gene_symbol": symbols}, index=pd.Index(symbols.astype(str)))
     obsm = {k: np.asarray(v) for k, v in ds.adata.obsm.items()}
-    uns = {"mmgene": {"input": dict(ds.adata.uns.get("mmgene", {}).get("input", {}))}}  # error messages name the file
+    uns = {"mmgene": {"input": dict(record_of(ds.adata, "input"))}}  # error messages name the file
     return anndata.AnnData(X=sp.csr_matrix(matrix), obs=ds.adata.obs.copy(), var=var, obsm=obsm, uns=uns)
 
 

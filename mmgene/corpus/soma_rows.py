@@ -27,6 +27,7 @@ from mmgene.corpus.census import (
     rows_matrix,
 )
 from mmgene.errors import CorpusError, ParameterError
+from mmgene.provenance import record_of
 
 
 class _Rows:
@@ -101,7 +102,7 @@ class SomaRows:
         stop = max(start, stop)
         matrix = rows_matrix(self._source, self.query, self.joinids[start:stop], self.var)
         adata = as_anndata(matrix, self.obs.iloc[start:stop], self.var)
-        adata.uns["mmgene"] = {"input": dict(self.uns.get("mmgene", {}).get("input", {}))}
+        adata.uns["mmgene"] = {"input": dict(record_of(self, "input"))}
         return adata
 
     def close(self) -> None:

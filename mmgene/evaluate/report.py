@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mmgene.evaluate.config import EvaluateConfig
+from mmgene.provenance import input_file
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc", "proportion_error")
 
@@ -238,7 +239,7 @@ def evaluate(
     retrieval = retrieval_metrics(cells, [index[v] for v in labels], model.encode_text(flat), text_labels)
     clustering = kmeans_scores(cells, labels, seed=config.seed) if len(set(labels.tolist())) > 1 else None
     report: dict[str, Any] = {
-        "dataset": dataset_name or str(adata.uns.get("mmgene", {}).get("input", {}).get("file", "AnnData")),
+        "dataset": dataset_name or input_file(adata, "AnnData"),
         "n_cells": int(adata.n_obs),
         "label_col": label_col,
         "unlabelled_cells": unlabelled,

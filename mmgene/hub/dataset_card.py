@@ -21,6 +21,7 @@ from typing import Any
 from mmgene.cards import code_span, plain_text
 from mmgene.hub.chunks import ChunkFile
 from mmgene.hub.config import PublishConfig
+from mmgene.provenance import records
 
 LAYOUT_EXPLANATIONS = {
     "single": (
@@ -101,7 +102,7 @@ def dataset_card(config: PublishConfig, adata: Any, staged: Staged, sentences: S
 
 def embedding_rows(adata: Any, keys: Sequence[str]) -> list[dict[str, Any]]:
     """How each ``obsm`` embedding was made, from mmgene's provenance (or scanpy's ``uns``)."""
-    prov = adata.uns.get("mmgene", {}) if hasattr(adata, "uns") else {}
+    prov = records(adata)
     rows = []
     for key in keys:
         entry = prov.get(key, {}) if isinstance(prov, Mapping) else {}

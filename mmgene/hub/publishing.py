@@ -34,6 +34,7 @@ from mmgene.hub.layouts import build_dataset
 from mmgene.hub.share import ShareBackend, SharedFile, check_hub_endpoint, hub_api, make_share
 from mmgene.net.credentials import hub_token, redact
 from mmgene.progress import info, progress_enabled
+from mmgene.provenance import record_of, records
 
 
 @dataclass
@@ -57,7 +58,7 @@ class PublishResult:
 def _source_name(adata: Any, data: Any) -> str:
     if isinstance(data, (str, os.PathLike)):
         return Path(data).name
-    entry = adata.uns.get("mmgene", {}).get("input", {}) if hasattr(adata, "uns") else {}
+    entry = record_of(adata, "input")
     return str(entry.get("file") or "an in-memory AnnData") if isinstance(entry, Mapping) else "an in-memory AnnData"
 
 
@@ -138,7 +139,7 @@ def publish(
     _check_keys(adata, str(where))
 
     if config.dataset.obsm_keys is None:
-        made = adata.uns.get("mmgene", {})
+        made = records(adata)
         config = replace(config, dataset=replace(config.dataset, obsm_keys=[k for k in adata.obsm if k in made]))
     layout = config.dataset
     view = mmgene.io.expression(adata)

@@ -29,6 +29,7 @@ from mmgene.index.folder import (
     check_index_file, index_checksum, lists_checksum,
 )
 from mmgene.index.params import IndexParams, factory_string, resolve
+from mmgene.provenance import record_of
 from mmgene.vectors import as_unit_vectors, missing_rows
 
 
@@ -305,7 +306,7 @@ class CellIndex:
                 raise MissingColumnError(col, "obs", list(obs.columns))
         if model is None:
             model = _model_hint(adata, embedding)
-        source = adata.uns.get("mmgene", {}).get("input", {}).get("file") if hasattr(adata, "uns") else None
+        source = record_of(adata, "input").get("file")
         vectors, ids, table = adata.obsm[embedding], list(map(str, adata.obs_names)), obs[list(obs_columns)]
         skipped = 0
         if skip_missing:
@@ -764,7 +765,7 @@ def _model_hint(adata: Any, embedding: str) -> str | None:
     GenePT vectors live in their text encoder's space, so the hint names the encoder the record
     names (``genept-s:hf://owner/name``); none when the record cannot say which it was, and the
     default encoder's space for a conventional key without a record."""
-    entry = adata.uns.get("mmgene", {}).get(embedding, {}) if hasattr(adata, "uns") else {}
+    entry = record_of(adata, embedding)
     entry = entry if isinstance(entry, dict) else {}
     variant = {"GenePT-s": "genept-s", "GenePT-w": "genept-w"}.get(str(entry.get("method", "")))
     if variant is not None:

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from mmgene.io.labels import MIN_CLASSES
+from mmgene.provenance import record_of
 from mmgene.text.labels import label_text, missing_labels
 
 #: a label column has at least 2 and at most this many distinct values.
@@ -50,7 +51,7 @@ def describe(adata: Any) -> dict[str, Any]:
     """
     from mmgene.io.expression import expression
 
-    info = dict(adata.uns.get("mmgene", {}).get("input", {}))
+    info = dict(record_of(adata, "input"))
     info.pop("versions", None)
     info.pop("created", None)
     if info.get("matrix", "not read") != "not read":

@@ -36,6 +36,7 @@ from mmgene.errors import (
     ParameterError,
 )
 from mmgene.io.structure import canonical, check_block, check_structure, disk_errors
+from mmgene.provenance import input_file
 
 Kind = Literal["counts", "log1p"]
 #: rows inspected to decide what a matrix holds (the first ones that hold any value).
@@ -337,7 +338,7 @@ def expression(adata: Any, *, layer: str | None = None, require: Kind | None = N
         How to name the data in error messages (a file path); defaults to ``uns['mmgene']['input']``.
     """
     if origin is None:
-        origin = str(adata.uns.get("mmgene", {}).get("input", {}).get("file", "the AnnData"))
+        origin = input_file(adata, "the AnnData")
     n_obs, n_vars = adata.shape
     if n_obs == 0 or n_vars == 0:
         raise EmptyMatrixError(

@@ -15,7 +15,7 @@ from mmgene.genes.ids import LOOKED_UP, resolve_gene_ids, settle_repeats, split_
 from mmgene.io.expression import Kind, expression
 from mmgene.io.tenx import check_h5_matrix, is_mtx_folder, read_mtx_folder
 from mmgene.lazy import require as require_package
-from mmgene.provenance import check_record_slot, record
+from mmgene.provenance import check_record_slot, input_file, record
 
 
 def _load(path: Path, backed: bool) -> Any:
@@ -185,7 +185,7 @@ def read(
                 f"expected an AnnData or a path, got {type(adata).__name__}", "argument path_or_adata", "pass an AnnData or an .h5ad/.zarr path"
             )
         check_record_slot(adata, "the AnnData in memory")
-        origin = str(adata.uns.get("mmgene", {}).get("input", {}).get("file", "the AnnData in memory"))
+        origin = input_file(adata, "the AnnData in memory")
     # an .h5ad without X is read whole even when asked for backed (anndata's backed mode needs X)
     is_backed = bool(backed and (origin.endswith(".zarr") or (origin.endswith((".h5ad", ".h5", ".hdf5")) and getattr(adata, "isbacked", False))))
     if not expression_needed:
@@ -233,6 +233,6 @@ def check_unique_cells(ids: Sequence[str] | pd.Index, where: str) -> None:
 def obs_column(adata: Any, column: str) -> Any:
     """``adata.obs[column]``, or a :class:`MissingColumnError` listing the columns that exist."""
     if column not in adata.obs.columns:
-        origin = str(adata.uns.get("mmgene", {}).get("input", {}).get("file", ""))
+        origin = input_file(adata, "")
         raise MissingColumnError(column, "obs", list(adata.obs.columns), origin)
     return adata.obs[column]

@@ -43,6 +43,7 @@ import pandas as pd
 
 from mmgene.config import check_key, check_range
 from mmgene.errors import NonFiniteError, ParameterError
+from mmgene.provenance import record_of
 from mmgene.query.config import DEFAULT_TEMPERATURE, UNKNOWN, AnnotateConfig
 from mmgene.query.scoring import label_similarities
 from mmgene.query.terms import label_terms
@@ -485,7 +486,7 @@ def annotate(
     if config.others and reference is None:
         extra.update(_reject_others(adata, space, cells, scored, result, config, labels, term_ids, key_added, prompts_of))
         rule += "; unknown if a trained class outside the labels beats every label's cosine by more than others_margin"
-    elif "others" in adata.uns.get("mmgene", {}).get(f"{key_added}_label", {}):
+    elif "others" in record_of(adata, f"{key_added}_label"):
         # the nearest-other column of an earlier annotate under this key no longer matches the labels
         adata.obs.drop(columns=[f"{key_added}_nearest_other"], errors="ignore", inplace=True)
     if reading:

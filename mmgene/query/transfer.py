@@ -23,6 +23,7 @@ from mmgene.choices import WEIGHTINGS
 from mmgene.config import check_range
 from mmgene.errors import MissingColumnError, ParameterError, is_whole_number
 from mmgene.progress import info
+from mmgene.provenance import record_of
 from mmgene.query.labelling import UNKNOWN, check_unknown
 
 
@@ -38,7 +39,7 @@ def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, 
         names = list(map(str, query.obs_names))
         if key is not None and key in query.obsm:
             vectors = np.asarray(query.obsm[key])
-            made_by = query.uns.get("mmgene", {}).get(key, {})
+            made_by = record_of(query, key)
             genes_read = "genes" in list(made_by.get("inputs", [])) if isinstance(made_by, dict) else False
         elif model is not None or reference.model is not None:
             space = load_space(model if model is not None else reference.model)
