@@ -42,3 +42,15 @@ def test_an_input_named_twice_is_refused():
     adata.obsm["X_e"] = np.ones((3, 4), dtype=np.float32)
     with pytest.raises(ParameterError, match=r"omics inputs named twice: \['genes'\]"):
         cell_inputs(adata, inputs=["genes", "X_e", "genes"])
+
+
+def test_genes_without_a_symbol_are_never_a_cells_input_but_count_towards_its_total():
+    counts = sp.csr_matrix(np.array([[9, 5, 3, 1], [1, 8, 0, 2]], dtype=np.float32))
+    var = pd.DataFrame({"gene_symbol": ["CD3E", None, "LYZ", ""]}, index=["g1", "g2", "g3", "g4"])
+    adata = ad.AnnData(counts, var=var, obs=pd.DataFrame(index=["c1", "c2"]))
+    got = cell_inputs(adata, "genes", max_genes=3)
+    assert [c["genes"] for c in got] == [["CD3E", "LYZ"], ["CD3E"]]
+    # the unnamed genes' counts stay in the total (18): values as if they were there, 4 decimals, float32
+    assert got[0]["values"] == [float(np.float32(round(np.log1p(c / 18 * 1e4), 4))) for c in (9, 3)]
+    named = ad.AnnData(counts, var=pd.DataFrame({"gene_symbol": ["CD3E", "CD14", "LYZ", "NKG7"]}, index=var.index))
+    assert [c["genes"] for c in cell_inputs(named, "genes", max_genes=3)] == [["CD3E", "CD14", "LYZ"], ["CD14", "NKG7", "CD3E"]]

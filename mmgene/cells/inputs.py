@@ -4,7 +4,8 @@ A cell input is a dict: ``"genes"`` (symbols of its expressed genes, highest fir
 (the log-normalised expression of :func:`mmgene.io.expression.log_normalise`, float32), and one list
 of floats per obsm representation the model reads (e.g. ``"X_genept_w"``). Gene symbols make the
 input portable: a model trained on 33,000 genes reads a 765-gene dataset (the genes it does not have
-are simply absent).
+are simply absent). Genes without a symbol count towards a cell's total but are never among its genes:
+they would all share the one name ``''``.
 """
 
 from __future__ import annotations
@@ -99,9 +100,11 @@ def cell_inputs(
     if GENES in inputs:
         view = expression(adata)
         symbols = view.symbols()
-        keep = None
+        keep = symbols != ""  # a gene without a symbol has no name the model could know it by
         if gene_panel is not None:
-            keep = np.isin(np.asarray([str(x).upper() for x in symbols]), [str(g).upper() for g in gene_panel])
+            keep &= np.isin(np.asarray([str(x).upper() for x in symbols]), [str(g).upper() for g in gene_panel])
+        if keep.all():
+            keep = None
         for start, stop, block in view.log_chunks(chunk_size, dtype=np.float32):
             if keep is not None:
                 block.data[~keep[block.indices]] = 0
