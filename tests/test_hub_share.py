@@ -313,3 +313,23 @@ def test_hub_links_are_parsed_and_unsafe_paths_refused(tmp_path, monkeypatch):
         with pytest.raises(ParameterError, match="could leave the cache folder"):
             fetch(f"{end}/datasets/me/cells/resolve/main/{bad}", "0" * 64, cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_size_the_webdav_server_does_not_state_means_upload_again(dav, tmp_path, monkeypatch):
+    """A HEAD whose Content-Length is not a number (a proxy's, say) is no proof the file is there."""
+    f = _file(tmp_path, "c.h5ad", 300, 6)
+    share = make_share("webdav", url=dav.dav_url, folder="ds", public_url=dav.url + "/public")
+    (first,) = share.share([f])
+    assert first.uploaded and share.has(f.name, f.sha256, f.size)
+    real = share._request
+
+    def garbled(method, url, **kw):
+        response = real(method, url, **kw)
+        if method == "HEAD":
+            response.headers["Content-Length"] = "unknown"
+        return response
+
+    monkeypatch.setattr(share, "_request", garbled)
+    assert share.has(f.name, f.sha256, f.size) is False  # was a raw ValueError
+    (again,) = share.share([f])
+    assert again.uploaded and (dav.app.files / "ds" / "c.h5ad").read_bytes() == Path(f.path).read_bytes()

@@ -367,8 +367,9 @@ class WebDavShare(ShareBackend):
     # -- the interface -----------------------------------------------------------------------
     def has(self, name: str, sha256: str, size: int) -> bool:
         head = self._request("HEAD", self._dav(name), ok=(200, 404))
-        if head.status_code != 200 or int(head.headers.get("Content-Length", -1)) != size:
-            return False
+        length = str(head.headers.get("Content-Length", "")).strip()
+        if head.status_code != 200 or not length.isdigit() or int(length) != size:
+            return False  # absent, or a size the server does not say: upload it again
         sidecar = self._request("GET", self._dav(name + ".sha256"), ok=(200, 404))
         return sidecar.status_code == 200 and sidecar.text.split()[:1] == [sha256]
 
