@@ -10,7 +10,7 @@ import typer
 from mmgene.cli.app import app, overwrite_option
 from mmgene.cli.options import TextBackend, json_option
 from mmgene.cli.results import emit
-from mmgene.errors import ParameterError
+from mmgene.errors import InputFileError, ParameterError
 
 genes_app = typer.Typer(help="Gene text (NCBI, offline table, file) and GenePT gene vectors.", no_args_is_help=True)
 app.add_typer(genes_app, name="genes")
@@ -22,12 +22,18 @@ def _symbols(symbols: list[str], genes_from: Optional[Path]) -> list[str] | None
     if genes_from is not None:
         if genes_from.suffix.lower() in (".h5ad", ".zarr", ".h5"):
             from mmgene.io import expression, read
+            from mmgene.io.expression import gene_symbols
 
             view = expression(read(genes_from, backed=genes_from.suffix.lower() != ".zarr"))
-            out.extend(str(s) for s in view.var["gene_symbol"] if str(s))
+            # a gene without a symbol ('' here) is left out, never read as the gene 'NAN'
+            listed = [s for s in gene_symbols(view.var, origin=str(genes_from)) if s]
+            if not listed:  # no genes asked is not all genes
+                raise InputFileError(
+                    "no gene of the matrix has a symbol", f"var['gene_symbol'] of {genes_from}",
+                    "put gene symbols in var['gene_symbol'] (or var_names), or pass a text file with one symbol per line",
+                )
+            out.extend(listed)
         else:
-            from mmgene.errors import InputFileError
-
             if not genes_from.is_file():
                 raise InputFileError(f"gene list not found: {genes_from}", str(genes_from), "pass a text file with one symbol per line or an .h5ad")
             try:

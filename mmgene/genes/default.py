@@ -35,7 +35,7 @@ def default_gene_vectors(encoder: Any = None, genes: Iterable[str] | None = None
         2-core CPU, least cosine 0.998 to torch's vectors; docs/benchmarks.md), ``'torch'`` with
         sentence-transformers' torch model. An encoder object keeps its own backend.
     """
-    from mmgene.errors import ParameterError
+    from mmgene.errors import InputFileError, ParameterError
     from mmgene.text.encoders import BACKENDS, text_encoder
 
     if backend not in BACKENDS:
@@ -51,7 +51,10 @@ def default_gene_vectors(encoder: Any = None, genes: Iterable[str] | None = None
     key = hashlib.sha256(f"{enc.cache_key}|{getattr(enc, 'backend', '')}|{source.version}".encode()).hexdigest()[:16]
     path = Path(settings.cache_dir) / "gene_vectors" / f"offline_{key}_{digest}.parquet"
     if path.is_file():
-        return GeneVectors.load(path)
+        try:
+            return GeneVectors.load(path)
+        except InputFileError:  # a damaged table in mmgene's own cache is made again, not put to the user
+            pass
     vectors = GeneVectors.from_texts(source.texts(wanted), enc, source=source)
     vectors.save(path, overwrite=True)  # mmgene's own cache
     return vectors

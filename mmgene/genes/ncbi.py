@@ -14,9 +14,11 @@ Polite and resumable by construction:
   mirrors), never follows a redirect, and is redacted from every message in any encoding (raw,
   percent-encoded, base64);
 * answers go to a sqlite cache (one transaction per batch of symbols), so a second run makes no request
-  and a run that is killed resumes at the first batch it had not finished.
+  and a run that is killed resumes at the first batch it had not finished; the cache records its organism
+  and refuses to answer for another.
 
-Symbols are looked up in batches: one esearch ``("A"[sym] OR "B"[sym] ...) AND human[orgn]`` by POST, then
+Symbols are looked up in batches: one esearch ``("A"[sym] OR "B"[sym] ...) AND human[orgn]`` by POST (paged on
+with ``retstart`` while it found more ids than it gave), then
 esummary of the ids it returned by POST in batches of at most 200; each returned record is matched
 back to the requested symbol by its official symbol, else by a unique alias. Only live records count
 (status 0: not replaced, not discontinued). A symbol is cached as having no gene only when its batch was
@@ -37,11 +39,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mmgene.errors import ParameterError, RemoteError
+from mmgene.errors import InputFileError, ParameterError, RemoteError, cause
 from mmgene.genes.text_sources import GeneRecord, GeneTextSource, normalise_symbols
 from mmgene.net.credentials import redact, register_secret, require_secure_origin
 from mmgene.progress import progress
@@ -96,24 +99,47 @@ class RateLimiter:
 
 
 class _Cache:
-    """sqlite tables ``symbols(symbol -> gene id or NULL)`` and ``summaries(gene id -> JSON record)``."""
+    """sqlite tables ``symbols(symbol -> gene id or NULL)`` and ``summaries(gene id -> JSON record)``, and
+    ``meta(organism)``: symbols are looked up per organism, so one file never answers for two."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, organism: str = "human") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(str(path), timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS symbols (symbol TEXT PRIMARY KEY, gene_id TEXT, fetched TEXT)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS summaries (gene_id TEXT PRIMARY KEY, doc TEXT NOT NULL, fetched TEXT)")
-        self.db.commit()
+        with self._readable():
+            self.db = sqlite3.connect(str(path), timeout=60)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS symbols (symbol TEXT PRIMARY KEY, gene_id TEXT, fetched TEXT)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS summaries (gene_id TEXT PRIMARY KEY, doc TEXT NOT NULL, fetched TEXT)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('organism', ?)", (organism,))
+            self.db.commit()
+            cached = self.db.execute("SELECT value FROM meta WHERE key = 'organism'").fetchone()[0]
+        if cached != organism:
+            self.db.close()
+            raise InputFileError(
+                f"this NCBI cache holds answers for organism {cached!r}, not {organism!r}", str(path),
+                f"pass another cache path for {organism!r} (symbols of two organisms must not share a cache)",
+            )
+
+    @contextmanager
+    def _readable(self) -> Iterator[None]:
+        """sqlite and JSON failures of the cache file as one :class:`InputFileError` naming the file."""
+        try:
+            yield
+        except (sqlite3.Error, ValueError) as exc:
+            raise InputFileError(
+                f"cannot use the NCBI cache ({cause(exc)})", str(self.path),
+                "if the file is damaged, delete it (it only holds NCBI answers, fetched again); else check it is writable",
+            ) from None
 
     def symbols(self, symbols: Sequence[str]) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
         for i in range(0, len(symbols), 500):
             part = list(symbols[i : i + 500])
-            rows = self.db.execute(
-                f"SELECT symbol, gene_id FROM symbols WHERE symbol IN ({','.join('?' * len(part))})", part
-            ).fetchall()
+            with self._readable():
+                rows = self.db.execute(
+                    f"SELECT symbol, gene_id FROM symbols WHERE symbol IN ({','.join('?' * len(part))})", part
+                ).fetchall()
             out.update({s: g for s, g in rows})
         return out
 
@@ -121,10 +147,11 @@ class _Cache:
         out: dict[str, dict[str, Any]] = {}
         for i in range(0, len(ids), 500):
             part = list(ids[i : i + 500])
-            rows = self.db.execute(
-                f"SELECT gene_id, doc FROM summaries WHERE gene_id IN ({','.join('?' * len(part))})", part
-            ).fetchall()
-            out.update({g: json.loads(d) for g, d in rows})
+            with self._readable():
+                rows = self.db.execute(
+                    f"SELECT gene_id, doc FROM summaries WHERE gene_id IN ({','.join('?' * len(part))})", part
+                ).fetchall()
+                out.update({g: json.loads(d) for g, d in rows})
         return out
 
     def store(self, symbols: dict[str, str | None], docs: dict[str, dict[str, Any]]) -> None:
@@ -240,7 +267,7 @@ class NCBIClient:
         )
         self.deadline = self.http.deadline
         path = Path(cache_path) if cache_path else Path(settings.cache_dir) / "ncbi" / f"gene_{organism.replace(' ', '_')}.sqlite"
-        self.cache = _Cache(path)
+        self.cache = _Cache(path, organism)
         if not self.email:
             from mmgene.progress import info
 
@@ -316,11 +343,37 @@ class NCBIClient:
         if not symbols:
             return []
         terms = " OR ".join(entrez_symbol(s) for s in symbols)
-        body = self.request("esearch.fcgi", {"term": f"({terms}) AND {self.organism}[orgn]", "retmax": str(max(20, 10 * len(symbols)))})
+        params = {"term": f"({terms}) AND {self.organism}[orgn]", "retmax": str(max(20, 10 * len(symbols)))}
+        ids: dict[str, None] = {}
+        received = 0
+        # NCBI gives at most retmax ids a request: page on, so no symbol is cached as 'no gene' for want of an id
+        while True:
+            page, count = self._search_page(self.request("esearch.fcgi", params))
+            ids.update(dict.fromkeys(page))
+            received += len(page)
+            if received >= count:
+                return list(ids)
+            if not page:
+                raise RemoteError(
+                    f"esearch reported {count} ids but gave {received}", f"{self.base_url}/esearch.fcgi",
+                    "try again later; finished batches are cached and will not be fetched again",
+                )
+            params["retstart"] = str(received)
+
+    def _search_page(self, body: dict[str, Any]) -> tuple[list[str], int]:
+        """The ids of one esearch answer and how many the search found in all (``count``)."""
         result = body.get("esearchresult")
+        where = f"{self.base_url}/esearch.fcgi"
         if not isinstance(result, dict):
-            raise RemoteError("esearch answer has no 'esearchresult'", f"{self.base_url}/esearch.fcgi", "check base_url points at E-utilities")
-        return [str(i) for i in result.get("idlist", [])]
+            raise RemoteError("esearch answer has no 'esearchresult'", where, "check base_url points at E-utilities")
+        page = result.get("idlist", [])
+        count = str(result.get("count", len(page) if isinstance(page, list) else "")).strip()
+        if not isinstance(page, list) or not all(isinstance(i, (str, int)) for i in page) or not count.isdigit():
+            raise RemoteError(
+                f"esearch answer has a malformed 'idlist' or 'count' ({redact(str(result)[:200])})", where,
+                "check base_url points at E-utilities",
+            )
+        return [str(i) for i in page], int(count)
 
     def esummary(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Gene documents for ``ids`` (one POST per <= ``summary_batch`` ids)."""
