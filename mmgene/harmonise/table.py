@@ -20,6 +20,7 @@ import pandas as pd
 
 from mmgene.config import check_key
 from mmgene.errors import MappingError, MissingColumnError, _preview
+from mmgene.provenance import record_of
 from mmgene.text.labels import spelling_key
 from mmgene.text.ontology import normalise_term_id
 
@@ -58,9 +59,33 @@ def read_mapping(path: str | os.PathLike[str]) -> pd.DataFrame:
         na_filter=False, encoding="utf-8-sig", sep=None,  # a spreadsheet in a decimal-comma locale saves with ";"
     )
     table = table.map(from_spreadsheet_text)  # as write_mapping wrote it, when no spreadsheet saved it since
+    _check_header(_copied_columns(table.columns), str(path))
     checked = validate_mapping(table, str(path), csv_lines=True)
     checked.attrs["source"] = str(path)  # apply_mapping's messages name the file, not "the mapping table"
     return checked
+
+
+def _copied_columns(columns: Any) -> list[str]:
+    """The mapping's own columns that the header names twice: pandas reads the second ``term_id`` as
+    ``term_id.1`` and would use the first, whichever one the reviewer edited."""
+    own = (*COLUMNS, "dataset")
+    return sorted({m.group(1) for c in columns if (m := re.match(r"^(.+)\.\d+$", str(c))) and m.group(1) in own
+                   and m.group(1) in columns})
+
+
+def _check_header(repeated: list[str], source: str) -> None:
+    """Refuse a header that names a column twice: which copy the reviewer meant cannot be told."""
+    if repeated:
+        raise MappingError(
+            f"the mapping names column {', '.join(map(repr, repeated))} twice in its header",
+            source,
+            "keep one column of each name (delete or rename the copy you did not edit)",
+        )
+
+
+def _text(value: Any) -> str:
+    """A cell as text, ``""`` for a missing one (None, NaN, pandas' NA of nullable columns)."""
+    return "" if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)) else str(value)
 
 
 def _row(i: int, csv_lines: bool) -> str:
@@ -114,7 +139,7 @@ def _same_row(row: dict[str, Any], other: dict[str, Any]) -> bool:
 def _cell_counts(table: pd.DataFrame, source: str, csv_lines: bool) -> pd.Series:
     """The ``n_cells`` column as whole numbers: blank is 0 (none given); anything else that is not a
     count is a :class:`MappingError` naming the row."""
-    text = table["n_cells"].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip())
+    text = table["n_cells"].map(lambda v: _text(v).strip())
     counts = pd.to_numeric(text.replace("", "0"), errors="coerce")
     bad = np.flatnonzero(counts.isna() | (counts < 0) | (counts % 1 != 0))
     if len(bad):
@@ -134,8 +159,9 @@ def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = Fals
     """
     from mmgene.harmonise.vocabulary import vocabulary
 
-    table = table.copy()
+    table = table.copy().reset_index(drop=True)  # rows are set by position: a repeated index label would set several
     table.columns = [str(c).strip() for c in table.columns]
+    _check_header(sorted({c for c in table.columns if list(table.columns).count(c) > 1}), source)
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
         raise MappingError(
@@ -151,7 +177,7 @@ def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = Fals
         ["dataset"] if "dataset" in table.columns else []
     )
     for column in text_columns:
-        table[column] = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in table[column]]
+        table[column] = [_text(v) for v in table[column]]
     labels = vocabulary().labels
     seen: dict[tuple[str, str], int] = {}
     rows = table.to_dict(orient="records")
@@ -177,10 +203,13 @@ def validate_mapping(table: pd.DataFrame, source: str, *, csv_lines: bool = Fals
         term = _term_id(row["term_id"])
         if term:
             _check_id(term, where)
-        blank_confidence = str(row["confidence"]).strip() in ("", "nan")
+        blank_confidence = _text(row["confidence"]).strip() in ("", "nan")
         renamed = term != "" and spelling_key(row["term_name"]) != spelling_key(labels[term])
         if renamed and row["term_name"].strip():
             mismatched.append(f"{_row(i, csv_lines)}: {row['term_name'].strip()!r} written, {term} is {labels[term]!r}")
+        elif term == "" and row["term_name"].strip() and row["method"] in ("", "unmapped", "user"):
+            # a name typed for a label that had no id (a cleared id of a match leaves its name: no report)
+            mismatched.append(f"{_row(i, csv_lines)}: {row['term_name'].strip()!r} written, term_id is empty")
         edited = (
             blank_confidence
             or renamed
@@ -242,7 +271,7 @@ def _check_columns(adata: Any, label_col: str, key_added: str, name_key: str) ->
             f"obs[{label_col!r}] holds the labels and obs[{key_added!r}] / obs[{name_key!r}] take the ids and names: "
             "they must be three columns", "apply_mapping(key_added=..., name_key=...)", "pass other column names (--key)",
         )
-    earlier = adata.uns.get("mmgene", {}).get(key_added, {})
+    earlier = record_of(adata, key_added)
     by_apply = isinstance(earlier, dict) and ("mapping_labels" in earlier or "mapping" in earlier)  # "mapping": files of earlier versions
     ours = {key_added, str(earlier.get("name_key", ""))} if by_apply else set()
     taken = [c for c in (key_added, name_key) if c in adata.obs.columns and c not in ours]
@@ -323,7 +352,8 @@ def apply_mapping(
         )
     name_key = name_key or _name_key(key_added)
     _check_columns(adata, label_col, key_added, name_key)
-    adata = adata.copy() if copy else adata
+    if copy:  # a backed AnnData copies only to a file: its copy in memory
+        adata = adata.to_memory() if getattr(adata, "isbacked", False) else adata.copy()
     names = vocabulary().labels
     per_label = np.array([ids.get(v, "") or None for v in distinct], dtype=object)  # one entry per distinct label
     cell_ids = per_label[codes]
