@@ -41,6 +41,11 @@ CENSUS_COLUMNS = ("obs_value_filter", "max_cells_per_dataset", "max_cells_per_ty
 SPECIES = ("human", "mouse")
 #: file suffixes read from a folder.
 DATA_SUFFIXES = (".h5ad", ".zarr")
+#: how to part two files of one id when ids are file names (no manifest)
+FILE_ID_FIX = (
+    "rename one of the files (a dataset's id is its file name without suffix), or list the files in a manifest CSV "
+    "that gives each its own id"
+)
 
 
 def species_name(value: str, where: str) -> str:
@@ -114,7 +119,7 @@ def _int_field(row: pd.Series, column: str, where: str) -> int | None:
 
 def _census_query(row: pd.Series, base: Path, species: str, where: str) -> CensusQuery:
     path = str(row["path"]).strip()
-    version = path.split(":", 1)[1] if path.startswith("census:") else "stable"
+    version = path.split(":", 1)[1].strip() if path.startswith("census:") else "stable"
     uri = None if path == "census" or path.startswith("census:") else str(base / path)
     caps = {c: _int_field(row, c, where) for c in ("max_cells_per_dataset", "max_cells_per_type", "max_cells")}
     seed = _int_field(row, "seed", where)
@@ -159,11 +164,12 @@ def read_manifest(manifest: str | os.PathLike[str]) -> list[DatasetSpec]:
             str(manifest),
             f"use only {', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS + CENSUS_COLUMNS)} (check the spelling)",
         )
+    # the line each data row starts on (pandas skips blank lines); by position if the two readings disagree
+    lines = [start for start, _ in rows[1:]] if len(rows) == len(table) + 1 else [i + 2 for i in range(len(table))]
+    table, lines = _without_blank_rows(table, lines)
     if table.empty:
         raise CorpusError("the manifest lists no dataset", str(manifest), "add one row per dataset below the header")
     base = manifest.parent
-    # the line each data row starts on (pandas skips blank lines); by position if the two readings disagree
-    lines = [start for start, _ in rows[1:]] if len(rows) == len(table) + 1 else [i + 2 for i in range(len(table))]
     specs = []
     for i, row in table.iterrows():  # one row per dataset: a handful, not per cell
         where = f"line {lines[int(i)]} of {manifest}"
@@ -229,6 +235,13 @@ def _csv_rows(manifest: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def _without_blank_rows(table: pd.DataFrame, lines: list[int]) -> tuple[pd.DataFrame, list[int]]:
+    """``table`` and the line of each row without the rows whose every field is blank: the ``,,,,,``
+    a spreadsheet saves for an empty row holds no dataset, as a blank line holds none."""
+    filled = (table.apply(lambda column: column.str.strip()) != "").any(axis=1).to_numpy()
+    return table[filled].reset_index(drop=True), [line for line, keep in zip(lines, filled) if keep]
+
+
 def _named_columns(table: pd.DataFrame, header: tuple[int, list[str]], manifest: Path) -> pd.DataFrame:
     """``table`` without the columns a trailing separator adds (no name, no value); a name used twice or
     a column with values but no name is a :class:`CorpusError` (pandas would rename them ``tissue.1``
@@ -252,28 +265,41 @@ def _named_columns(table: pd.DataFrame, header: tuple[int, list[str]], manifest:
     return table.drop(columns=table.columns[unnamed])
 
 
-def check_unique(specs: Sequence[DatasetSpec]) -> None:
-    """A :class:`CorpusError` when two datasets share an id (every cell is traced back by it), or two
-    rows read the same file (leaving one out would then still train on its cells)."""
+def check_unique(specs: Sequence[DatasetSpec], id_fix: str = "give every dataset its own id") -> None:
+    """A :class:`CorpusError` when two rows read the same file or run the same Census query (leaving one
+    out would then still train on its cells), or two datasets share an id (every cell is traced back by
+    it; ``id_fix`` says how to change one)."""
     seen: dict[str, DatasetSpec] = {}
-    files: dict[Path, DatasetSpec] = {}
+    sources: dict[object, DatasetSpec] = {}
     for spec in specs:
-        if spec.dataset in seen:
-            raise CorpusError(
-                f"dataset id {spec.dataset!r} is used twice",
-                f"{seen[spec.dataset].location} and {spec.location}",
-                "give every dataset its own id",
-            )
-        seen[spec.dataset] = spec
-        if spec.path is None:
-            continue
-        same = files.setdefault(Path(spec.path).resolve(), spec)
+        same = sources.setdefault(_source_key(spec), spec)
         if same is not spec:
-            raise CorpusError(
-                f"datasets {same.dataset!r} and {spec.dataset!r} are the same file {Path(spec.path).resolve()}",
-                f"{same.location} and {spec.location}",
-                "list each file once",
+            what = f"the same file {Path(spec.path).resolve()}" if spec.path is not None else "the same Census query"
+            named = (
+                f"datasets {same.dataset!r} and {spec.dataset!r} are"
+                if same.dataset != spec.dataset
+                else f"dataset {spec.dataset!r} is listed twice:"
             )
+            raise CorpusError(
+                f"{named} {what}",
+                f"{same.location} and {spec.location}",
+                "list each file once" if spec.path is not None else "list each query once",
+            )
+        if spec.dataset in seen:
+            where = f"{seen[spec.dataset].location} and {spec.location}"
+            raise CorpusError(f"dataset id {spec.dataset!r} is used twice", where, id_fix)
+        seen[spec.dataset] = spec
+
+
+def _source_key(spec: DatasetSpec) -> object:
+    """What a dataset reads, comparable across specs: its resolved file, or its query with a local
+    experiment's folder resolved (``exp`` and ``./exp`` are one experiment)."""
+    if spec.path is not None:
+        return Path(spec.path).resolve()
+    query = spec.census
+    if query is not None and query.uri is not None and "://" not in query.uri:
+        query = replace(query, uri=str(Path(query.uri).resolve()))
+    return query
 
 
 def _data_files(folder: Path) -> list[Path]:
@@ -320,7 +346,7 @@ def specs_from_paths(
         )
         for f in files
     ]
-    check_unique(specs)
+    check_unique(specs, FILE_ID_FIX)
     return specs
 
 
