@@ -78,7 +78,20 @@ def scanpy_path(writekey: str, save: bool | str) -> Path:
     if os.sep in suffix or (os.altsep and os.altsep in suffix):
         raise ParameterError(f"save={save!r} names a folder", "argument save", "pass a file-name suffix; set sc.settings.figdir for the folder")
     ext = ext or sc.settings.file_format_figs
+    if str(ext).lower() not in _writable_formats():  # else matplotlib refuses it only once the plot is drawn
+        raise ParameterError(
+            f"matplotlib cannot save a figure as {ext!r}", "sc.settings.file_format_figs",
+            f"set sc.settings.file_format_figs to one of {', '.join(sorted(_writable_formats()))}, "
+            f"or end save with .{', .'.join(FORMATS)}",
+        )
     return Path(sc.settings.figdir) / f"{writekey}{suffix}{sc.settings.plot_suffix}.{ext}"
+
+
+def _writable_formats() -> set[str]:
+    """The file formats matplotlib can write (png, pdf, svg, jpg, ...)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return set(FigureCanvasBase.get_supported_filetypes())
 
 
 @contextmanager
