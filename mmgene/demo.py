@@ -179,13 +179,19 @@ def run(
     species, tissue = DEFAULT_ORIGIN if file is None else ("", "")  # a user's file: captions and prompts do not guess
     label_col = _pick_label_col(adata, label_col)
     keep, labels, _ = usable_labels(adata.obs[label_col], f"obs[{label_col!r}]", "the demo")
+    given_held_out = None
+    if model is not None:
+        _check_shared_genes(adata, model)
+        given_held_out = _given_model_held_out(adata, model)[keep]  # a split of this file as read
     if not keep.all():
         adata = adata[keep].copy()
+        if given_held_out is not None and given_held_out.all():  # or of its labelled cells, as the demo trains
+            given_held_out = _given_model_held_out(adata, model)
     _step(f"read {adata.n_obs:,} cells x {adata.n_vars:,} genes, labels from obs[{label_col!r}]", t0)
 
     with atomic_path(out, overwrite=overwrite, inputs=inputs) as staged:
         staged.mkdir()
-        plan = _Plan(label_col, model, model_path, training, tuple(queries), species, tissue, seed)
+        plan = _Plan(label_col, model, model_path, training, tuple(queries), species, tissue, seed, given_held_out)
         result.report = _pipeline(adata, labels, plan, staged, result.files, t0)
     result.files = {name: out / path.relative_to(staged) for name, path in result.files.items()}
     result.seconds = time.perf_counter() - t0
@@ -221,6 +227,39 @@ class _Plan:
     species: str
     tissue: str
     seed: int
+    given_held_out: np.ndarray | None = None
+
+
+def _check_shared_genes(adata: Any, model: Any) -> None:
+    """Refuse, before any work, a given model that reads genes none of which the data has: every cell
+    would get the same vector, and the figures would score nothing."""
+    from mmgene.errors import GeneIdError
+    from mmgene.io import expression
+
+    if "genes" not in model.inputs:
+        return
+    vocab = {str(g).upper() for g in model.genes}
+    symbols = {str(s).upper() for s in expression(adata).symbols() if s}
+    if not symbols & vocab:
+        raise GeneIdError(
+            f"none of the data's {len(symbols)} gene symbols is among the model's {len(vocab)} genes "
+            f"(the data has e.g. {', '.join(sorted(symbols)[:3]) or 'no symbols'})",
+            f"var of the input against the model {model.meta.get('path', '')}",
+            "give a model trained on the same kind of gene symbols (human symbols such as CD3E), or train one here",
+        )
+
+
+def _given_model_held_out(adata: Any, model: Any) -> np.ndarray:
+    """Which cells a given model never saw: the test side of its recorded split when ``adata`` holds its
+    training cells (:func:`mmgene.evaluate.heldout.held_out_mask`, which refuses them in another order or
+    a model trained on all of them: training cells would be scored as held out), else every cell."""
+    from mmgene.evaluate.heldout import held_out_mask
+    from mmgene.pairs.splits import cell_ids_record
+
+    split = model.meta.get("split") or {}
+    if not split.get("obs_set_sha256") or split["obs_set_sha256"] != cell_ids_record(adata.obs_names)["obs_set_sha256"]:
+        return np.ones(adata.n_obs, dtype=bool)  # trained elsewhere: every cell is new to it
+    return held_out_mask(adata, model.meta, instead="leave out --model to train a model here")
 
 
 def _pipeline(adata: Any, labels: np.ndarray, plan: _Plan, staged: Path, files: dict[str, Path], t0: float) -> dict[str, Any]:
@@ -256,7 +295,7 @@ def _pipeline(adata: Any, labels: np.ndarray, plan: _Plan, staged: Path, files: 
         held_out = np.isin(adata.obs_names, model.test_obs_names)
         _step(f"trained the alignment model on {int((~held_out).sum())} cells -> {model_path}", t0)
     else:
-        held_out = np.ones(adata.n_obs, dtype=bool)  # trained elsewhere: every cell is new to it
+        held_out = plan.given_held_out  # its recorded test cells, when trained on this file; else every cell
         _step(f"loaded the alignment model {model_path}", t0)
 
     test = adata[held_out].copy()
@@ -288,7 +327,7 @@ def _pipeline(adata: Any, labels: np.ndarray, plan: _Plan, staged: Path, files: 
     n_unknown = int((predicted == "unknown").sum())
     _step(f"zero-shot annotation: {n_unknown} cells 'unknown' -> obs['mmgene_label'], obs['mmgene_score']", t0)
 
-    seen = "none" if held_out.all() else "80%"
+    seen = "none" if held_out.all() else f"{(~held_out).mean():.0%}"
     files.update(_plots(adata, labels, predicted_orig, model, queries[0], staged, label_col=label_col, seen=seen, seed=seed))
     _step("plots", t0)
 

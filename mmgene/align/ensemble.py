@@ -100,6 +100,11 @@ class EnsembleModel:
         return int(sum(m.dim for m in self.members))
 
     @property
+    def genes(self) -> list[str]:
+        """The gene symbols any member knows, in first-seen order."""
+        return list(dict.fromkeys(g for m in self.members for g in m.genes))
+
+    @property
     def training_mean(self) -> np.ndarray | None:
         """The members' training means side by side (None unless every member stores one): cells can be
         recentred only when each member can recentre its own."""

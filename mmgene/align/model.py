@@ -196,6 +196,11 @@ class AlignedModel:
         return int(self.st[0].sub_modules["cell"][0].max_genes)
 
     @property
+    def genes(self) -> list[str]:
+        """The gene symbols the omics tower knows (empty when it reads no genes)."""
+        return list(self.st[0].sub_modules["cell"][0].vocab) if "genes" in self.inputs else []
+
+    @property
     def training_mean(self) -> np.ndarray | None:
         """The mean learned vector of the training data that recentring moves cells onto
         (:mod:`mmgene.align.recentre`); None for a model saved without one."""
