@@ -36,8 +36,7 @@ def class_colors(classes: Sequence[str], palette: Mapping[Any, str] | Sequence[s
             raise ParameterError(f"the palette has no colour for class {missing[0]!r}", "argument palette", "give a colour for every class")
         colors = [palette.get(c, UNKNOWN_COLOR) for c in classes]
     elif isinstance(palette, str) and palette in colormaps:  # scanpy samples the colormap evenly
-        it = iter(colormaps[palette](np.linspace(0, 1, len(known))))
-        colors = [UNKNOWN_COLOR if c == UNKNOWN else next(it) for c in classes]
+        colors = _around_unknown(classes, colormaps[palette](np.linspace(0, 1, len(known))))
     elif palette is not None:
         colors = _listed_colors(classes, known, palette)
     else:
@@ -52,8 +51,6 @@ def _listed_colors(classes: Sequence[str], known: Sequence[str], palette: Any) -
     """Colours from a list or Cycler in class order; with exactly one per known class, 'unknown' is light grey."""
     from cycler import Cycler
 
-    from mmgene.query.labelling import UNKNOWN
-
     if isinstance(palette, Cycler):
         if "color" not in palette.keys:
             raise ParameterError("the palette cycler has no 'color' key", "argument palette",
@@ -67,8 +64,7 @@ def _listed_colors(classes: Sequence[str], known: Sequence[str], palette: Any) -
         )
     colors = [palette] if isinstance(palette, str) else list(palette)
     if len(colors) == len(known) < len(classes):
-        it = iter(colors)
-        return [UNKNOWN_COLOR if c == UNKNOWN else next(it) for c in classes]
+        return _around_unknown(classes, colors)
     if len(colors) < len(classes):
         raise ParameterError(
             f"the palette has {len(colors)} colours for {len(classes)} classes", "argument palette",
@@ -81,8 +77,6 @@ def _default_colors(classes: Sequence[str], known: Sequence[str]) -> list[Any]:
     """scanpy's default palette for the known classes, light grey for 'unknown'."""
     from scanpy.plotting import palettes
 
-    from mmgene.query.labelling import UNKNOWN
-
     pools = (palettes.default_20, palettes.default_28, palettes.default_102)
     pool = next((p for p in pools if len(p) >= len(known)), None)
     if pool is None:  # scanpy's fallback for very many classes
@@ -90,7 +84,14 @@ def _default_colors(classes: Sequence[str], known: Sequence[str]) -> list[Any]:
 
         warn(f"{len(known)} classes are more than scanpy's largest palette holds: all are drawn grey; "
              "pass palette= to colour them")
-    it = iter(list(pool) if pool is not None else ["grey"] * len(known))
+    return _around_unknown(classes, list(pool) if pool is not None else ["grey"] * len(known))
+
+
+def _around_unknown(classes: Sequence[str], colors: Iterable[Any]) -> list[Any]:
+    """``colors`` given in turn to the classes other than 'unknown', which is light grey."""
+    from mmgene.query.labelling import UNKNOWN
+
+    it = iter(colors)
     return [UNKNOWN_COLOR if c == UNKNOWN else next(it) for c in classes]
 
 
