@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mmgene.align.balance import balanced_rows, default_rows
 from mmgene.align.config import (
@@ -190,7 +191,7 @@ def corpus_pairs(
 def _warn_label_keyed(corpus: Any) -> None:
     """Say which datasets have no Cell Ontology ids while others have: their classes meet the others'
     only by an identical cleaned label, so "T cells" is neither merged with nor masked against CL:0000084."""
-    without = [ds.name for ds in corpus if not any(is_term_id(str(t)) for t in ds.ontology_ids)]
+    without = [ds.name for ds in corpus if not any(is_term_id(str(t)) for t in pd.unique(ds.ontology_ids))]
     if without and len(without) < len(corpus):
         warn(
             f"dataset(s) {without} have no Cell Ontology ids: their classes are matched to the other datasets' only "

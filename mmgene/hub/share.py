@@ -123,18 +123,18 @@ class ShareBackend(ABC):
         for f in files:
             check_name(f.name, f"{self.kind} share")
         out: list[SharedFile] = []
-        sending: list[str] = []  # the file whose upload has begun and whose link is not made yet
+        sending: str | None = None  # the file whose upload has begun and whose link is not made yet
         try:
             for f in progress(files, total=len(files), desc=f"share ({self.kind})", unit="file"):
                 present = self.has(f.name, f.sha256, f.size)
                 if not present:
-                    sending[:] = [f.name]
+                    sending = f.name
                     self.put(Path(f.path), f.name, f.sha256, f.size)
                 info(f"mmgene: {f.name} {'already shared' if present else 'uploaded'} ({self.kind})")
                 out.append(SharedFile(f.name, f.sha256, f.size, self.link(f.name), not present))
-                sending.clear()
+                sending = None
         except BaseException:
-            self.withdraw([s.name for s in out if s.uploaded] + sending)
+            self.withdraw([s.name for s in out if s.uploaded] + ([sending] if sending else []))
             raise
         return out
 
