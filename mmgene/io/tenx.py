@@ -3,11 +3,14 @@ each file gzipped or not.
 
 scanpy 1.11's ``read_10x_mtx`` reads a Cell Ranger 3 folder only when all three files are gzipped and a
 Cell Ranger 2 folder only when none is, so a folder someone unpacked (``gunzip *.gz``) is refused. This
-reads every layout the same way, with scanpy's own ``read_mtx`` (scipy's Matrix Market reader, which
-opens ``.gz`` itself) and pandas for the two tables, and builds the AnnData exactly as
+reads every layout the same way, with scipy's Matrix Market reader (which opens ``.gz`` itself; scanpy's
+``read_mtx`` calls it) and pandas for the two tables, and builds the AnnData exactly as
 ``read_10x_mtx(path, var_names="gene_symbols", gex_only=True)`` does: cells x genes, float32, symbols
 as ``var_names`` (made unique), Ensembl ids in ``var['gene_ids']``, ``var['feature_types']`` for a
 Cell Ranger 3 folder, which keeps its ``Gene Expression`` features only.
+
+A matrix whose header declares ``integer`` values is parsed as ``real`` and checked: scipy's integer
+parser stops at the first character that is not a digit, so ``2.5`` would read as 2 without a word.
 
 :func:`check_h5_matrix` checks a Cell Ranger ``.h5`` before scanpy's ``read_10x_h5`` reads it.
 """
@@ -15,9 +18,10 @@ Cell Ranger 3 folder, which keeps its ``Gene Expression`` features only.
 from __future__ import annotations
 
 import csv
+import gzip
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
@@ -25,6 +29,12 @@ from mmgene.errors import InputFileError
 
 #: the three files of a matrix folder; the first name found is used (features.tsv is Cell Ranger 3's genes.tsv)
 _PARTS = {"matrix": ("matrix.mtx",), "features": ("features.tsv", "genes.tsv"), "barcodes": ("barcodes.tsv",)}
+#: every integer up to this magnitude is exact in float64: a declared-integer value read as real is then unchanged
+_EXACT_IN_FLOAT64 = 2**53
+#: the largest magnitude scipy's integer parser (int64) reads; a value beyond it is not a count
+_INT64_LIMIT = 2**63
+#: values checked at a time, so the check's temporary arrays stay small beside the matrix
+_CHECK_CHUNK = 1 << 22
 
 
 def is_mtx_folder(path: Path) -> bool:
@@ -87,6 +97,100 @@ def _table(path: Path) -> pd.DataFrame:
     )
 
 
+class _IntegerAsReal:
+    """A Matrix Market file read with ``first_line`` (its header, ``integer`` swapped for ``real``) in place
+    of its own first line: scipy then parses every value as a float, which shows a fraction instead of
+    cutting it. The file itself is only read."""
+
+    def __init__(self, handle: IO[bytes], first_line: bytes) -> None:
+        self._handle, self._pending = handle, first_line
+
+    def read(self, size: int = -1) -> bytes:
+        """The rewritten first line, then the rest of the file as it is (scipy asks for large blocks)."""
+        if not self._pending:
+            return self._handle.read(size)
+        out, self._pending = self._pending, b""
+        return out
+
+
+def _open_mtx(path: Path) -> IO[bytes]:
+    """``path`` opened for reading bytes, unpacked when its name ends in ``.gz`` (as scipy decides)."""
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")  # noqa: SIM115
+
+
+def _as_real(first_line: bytes) -> bytes | None:
+    """``first_line`` with its field ``integer`` made ``real``; ``None`` when it is not a Matrix Market
+    header declaring integer values (scipy reads such a file as it is, or refuses it)."""
+    words = first_line.split()
+    if len(words) < 5 or words[0].lower() != b"%%matrixmarket" or words[3].lower() != b"integer":
+        return None
+    return b" ".join([*words[:3], b"real", *words[4:]]) + b"\n"
+
+
+def _first_bad(values: Any) -> int | None:
+    """The index of the first value that is not an integer a count can hold (a fraction, NaN, or beyond
+    int64); checked chunk by chunk."""
+    import numpy as np
+
+    for start in range(0, values.size, _CHECK_CHUNK):
+        chunk = values[start:start + _CHECK_CHUNK]
+        hits = np.flatnonzero((chunk != np.round(chunk)) | (np.abs(chunk) > _INT64_LIMIT))
+        if hits.size:
+            return start + int(hits[0])
+    return None
+
+
+def _refuse_value(path: Path, header: bytes, value: float, row: int, column: int) -> InputFileError:
+    """The error for a value of a declared-integer file that is not an integer a count can hold."""
+    place = f"{value!r} at row {row}, column {column} (1-based, as the file counts)"
+    declared = header.decode("ascii", "replace").strip()
+    if abs(value) > _INT64_LIMIT:
+        return InputFileError(
+            f"{path.name} holds {place}, too large for an integer count (at most {_INT64_LIMIT - 1}, a 64-bit integer)",
+            str(path), "check that the file is complete and holds counts; export the counts again from their source",
+        )
+    return InputFileError(
+        f"{path.name} declares integer values ({declared!r}) but holds {place}, which is not an integer; "
+        "reading it as counts would change it",
+        str(path),
+        "if the values are meant to be fractional (normalised data), change 'integer' to 'real' in the file's "
+        "first line (unpack a .gz file first); if they are counts, export them again from their source",
+    )
+
+
+def _check_integers(path: Path, header: bytes, matrix: Any) -> bool:
+    """Refuse a value of ``matrix`` (read as real from a file declaring integer values) that is not an
+    integer; ``True`` when every value is exact in float64 (else the caller reads the file as integers)."""
+    import numpy as np
+
+    sparse = hasattr(matrix, "row")
+    values = matrix.data if sparse else np.asarray(matrix).ravel(order="F")  # an array file lists columns
+    bad = _first_bad(values)
+    if bad is not None:
+        n_rows = matrix.shape[0]
+        row, column = (int(matrix.row[bad]), int(matrix.col[bad])) if sparse else (bad % n_rows, bad // n_rows)
+        raise _refuse_value(path, header, float(values[bad]), row + 1, column + 1)
+    return not values.size or float(np.abs(values).max()) <= _EXACT_IN_FLOAT64
+
+
+def _read_matrix(path: Path) -> Any:
+    """The Matrix Market file at ``path`` as scanpy's ``read_mtx`` reads it (a float32 CSR AnnData, as
+    the file lays it out); a file declaring integer values is parsed once, as real, and a value in it that
+    is not an integer is an :class:`InputFileError`."""
+    import anndata as ad
+    import scanpy as sc
+    import scipy.io
+    import scipy.sparse
+
+    with _open_mtx(path) as handle:
+        header = handle.readline()
+        first_line = _as_real(header)
+        matrix = None if first_line is None else scipy.io.mmread(_IntegerAsReal(handle, first_line))
+    if matrix is None or not _check_integers(path, header, matrix):  # beyond 2**53, float64 may round a count
+        return sc.read_mtx(path)
+    return ad.AnnData(scipy.sparse.csr_matrix(matrix.astype("float32")))  # as scanpy's read_mtx builds it
+
+
 def read_mtx_folder(folder: Path) -> Any:
     """A Cell Ranger 2 or 3 matrix folder, each file gzipped or not, as scanpy's ``read_10x_mtx`` reads it.
 
@@ -95,10 +199,9 @@ def read_mtx_folder(folder: Path) -> Any:
     into an :class:`InputFileError`).
     """
     import anndata as ad
-    import scanpy as sc
 
     matrix_file, features_file, barcodes_file = (_part(folder, part) for part in ("matrix", "features", "barcodes"))
-    adata = sc.read_mtx(matrix_file).T  # Matrix Market holds genes x cells
+    adata = _read_matrix(matrix_file).T  # Matrix Market holds genes x cells
     genes, barcodes = _table(features_file), _table(barcodes_file)
     tables = ((genes, features_file, "genes", adata.n_vars), (barcodes, barcodes_file, "cells", adata.n_obs))
     for table, file, axis, n in tables:
