@@ -42,13 +42,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mmgene.errors import InputFileError, ParameterError, RemoteError, cause
 from mmgene.genes.text_sources import GeneRecord, GeneTextSource, normalise_symbols
 from mmgene.net.credentials import redact, register_secret, require_secure_origin
 from mmgene.progress import progress
 from mmgene.settings import settings
+from mmgene.sqlite_retry import LOCK_WAIT, retry_locked
 
 EUTILS = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
 #: NCBI asks for POST beyond ~200 ids; we never send more than this many ids per esummary call.
@@ -56,6 +57,13 @@ MAX_SUMMARY_BATCH = 200
 SEARCH_BATCH = 100
 #: seconds one request may take in all (connect and every read); E-utilities answers are small
 DEFAULT_DEADLINE = 60.0
+#: seconds a process waits for another one holding the NCBI cache (e.g. creating the same fresh file)
+CACHE_LOCK_WAIT = LOCK_WAIT
+LOCKED_FIX = (
+    "wait for the other process using it (e.g. another mmgene run) to finish and run again, "
+    "or give this run another cache path (cache_path=, --cache) or cache folder ($MMGENE_CACHE)"
+)
+_T = TypeVar("_T")
 
 
 def entrez_symbol(symbol: str) -> str:
@@ -100,26 +108,45 @@ class RateLimiter:
 
 class _Cache:
     """sqlite tables ``symbols(symbol -> gene id or NULL)`` and ``summaries(gene id -> JSON record)``, and
-    ``meta(organism)``: symbols are looked up per organism, so one file never answers for two."""
+    ``meta(organism)``: symbols are looked up per organism, so one file never answers for two.
+
+    Processes may share the file: every read and write waits out another one's lock for at most
+    :data:`CACHE_LOCK_WAIT` seconds (see :mod:`mmgene.sqlite_retry`), then raises
+    :class:`~mmgene.sqlite_retry.CacheLockedError`."""
 
     def __init__(self, path: Path, organism: str = "human") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.lock_wait = CACHE_LOCK_WAIT
         with self._readable():
-            self.db = sqlite3.connect(str(path), timeout=60)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("CREATE TABLE IF NOT EXISTS symbols (symbol TEXT PRIMARY KEY, gene_id TEXT, fetched TEXT)")
-            self.db.execute("CREATE TABLE IF NOT EXISTS summaries (gene_id TEXT PRIMARY KEY, doc TEXT NOT NULL, fetched TEXT)")
-            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('organism', ?)", (organism,))
-            self.db.commit()
-            cached = self.db.execute("SELECT value FROM meta WHERE key = 'organism'").fetchone()[0]
+            self.db = sqlite3.connect(str(path), timeout=self.lock_wait)
+            try:
+                cached = self._retry(lambda: self._create(organism))
+            except BaseException:
+                self.db.close()
+                raise
         if cached != organism:
             self.db.close()
             raise InputFileError(
                 f"this NCBI cache holds answers for organism {cached!r}, not {organism!r}", str(path),
                 f"pass another cache path for {organism!r} (symbols of two organisms must not share a cache)",
             )
+
+    def _create(self, organism: str) -> str:
+        """Switch to WAL, create the tables, record ``organism`` in a new file; the organism the file holds."""
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS symbols (symbol TEXT PRIMARY KEY, gene_id TEXT, fetched TEXT)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS summaries (gene_id TEXT PRIMARY KEY, doc TEXT NOT NULL, fetched TEXT)"
+        )
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('organism', ?)", (organism,))
+        self.db.commit()
+        return str(self.db.execute("SELECT value FROM meta WHERE key = 'organism'").fetchone()[0])
+
+    def _retry(self, op: Callable[[], _T]) -> _T:
+        """``op()`` (one whole transaction or read), run again while another process holds the file."""
+        return retry_locked(self.db, op, self.path, wait=self.lock_wait, what="NCBI cache", fix=LOCKED_FIX)
 
     @contextmanager
     def _readable(self) -> Iterator[None]:
@@ -132,36 +159,38 @@ class _Cache:
                 "if the file is damaged, delete it (it only holds NCBI answers, fetched again); else check it is writable",
             ) from None
 
-    def symbols(self, symbols: Sequence[str]) -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
-        for i in range(0, len(symbols), 500):
-            part = list(symbols[i : i + 500])
+    def _select(self, sql: str, keys: Sequence[str]) -> list[tuple[Any, Any]]:
+        """Rows of ``sql`` (with one ``{}`` for the placeholders) for ``keys``, 500 at a time."""
+        rows: list[tuple[Any, Any]] = []
+        for i in range(0, len(keys), 500):
+            part = list(keys[i : i + 500])
+            query = sql.format(",".join("?" * len(part)))
             with self._readable():
-                rows = self.db.execute(
-                    f"SELECT symbol, gene_id FROM symbols WHERE symbol IN ({','.join('?' * len(part))})", part
-                ).fetchall()
-            out.update({s: g for s, g in rows})
-        return out
+                rows += self._rows(query, part)
+        return rows
+
+    def _rows(self, query: str, params: Sequence[str]) -> list[tuple[Any, Any]]:
+        return self._retry(lambda: self.db.execute(query, params).fetchall())
+
+    def symbols(self, symbols: Sequence[str]) -> dict[str, str | None]:
+        return dict(self._select("SELECT symbol, gene_id FROM symbols WHERE symbol IN ({})", symbols))
 
     def summaries(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(ids), 500):
-            part = list(ids[i : i + 500])
-            with self._readable():
-                rows = self.db.execute(
-                    f"SELECT gene_id, doc FROM summaries WHERE gene_id IN ({','.join('?' * len(part))})", part
-                ).fetchall()
-                out.update({g: json.loads(d) for g, d in rows})
-        return out
+        rows = self._select("SELECT gene_id, doc FROM summaries WHERE gene_id IN ({})", ids)
+        with self._readable():
+            return {g: json.loads(d) for g, d in rows}
 
     def store(self, symbols: dict[str, str | None], docs: dict[str, dict[str, Any]]) -> None:
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        with self.db:  # one transaction: a batch is cached entirely or not at all
-            self.db.executemany(
-                "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?)",
-                [(g, json.dumps(d, sort_keys=True), now) for g, d in docs.items()],
-            )
-            self.db.executemany("INSERT OR REPLACE INTO symbols VALUES (?, ?, ?)", [(s, g, now) for s, g in symbols.items()])
+        summary_rows = [(g, json.dumps(d, sort_keys=True), now) for g, d in docs.items()]
+        symbol_rows = [(s, g, now) for s, g in symbols.items()]
+
+        def write() -> None:
+            with self.db:  # one transaction: a batch is cached entirely or not at all
+                self.db.executemany("INSERT OR REPLACE INTO summaries VALUES (?, ?, ?)", summary_rows)
+                self.db.executemany("INSERT OR REPLACE INTO symbols VALUES (?, ?, ?)", symbol_rows)
+
+        self._retry(write)
 
     def close(self) -> None:
         self.db.close()

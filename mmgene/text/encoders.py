@@ -28,7 +28,6 @@ import os
 import re
 import sqlite3
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import lru_cache
@@ -42,6 +41,7 @@ from mmgene.errors import DependencyError, ParameterError, RemoteError, cause
 from mmgene.lazy import require
 from mmgene.progress import info, progress, progress_enabled
 from mmgene.settings import settings
+from mmgene.sqlite_retry import retry_locked
 
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 #: from this many texts to embed, ``backend='auto'`` runs ONNX Runtime (its one-time export and
@@ -75,26 +75,18 @@ class EmbeddingCache:
         self._create()
 
     def _create(self) -> None:
-        """Switch to WAL and create the table, waiting out other processes doing the same.
+        """Switch to WAL and create the table, waiting out other processes doing the same (see
+        :mod:`mmgene.sqlite_retry`: sqlite answers 'database is locked' at once to concurrent WAL switches)."""
 
-        sqlite answers 'database is locked' at once, without waiting, when two connections change
-        the journal mode of a new file together (e.g. every rank of a torchrun job on a fresh cache).
-        """
-        deadline = time.monotonic() + OPEN_TIMEOUT
-        while True:
-            try:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute(
-                    "CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, sha TEXT NOT NULL, "
-                    "dim INTEGER NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (model, sha))"
-                )
-                self.db.commit()
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                self.db.rollback()
-                time.sleep(0.02)
+        def create() -> None:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, sha TEXT NOT NULL, "
+                "dim INTEGER NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (model, sha))"
+            )
+            self.db.commit()
+
+        retry_locked(self.db, create, self.path, wait=OPEN_TIMEOUT, what="embedding cache")
 
     def get(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
