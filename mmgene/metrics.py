@@ -10,6 +10,7 @@ A base module: zero-shot evaluation (:mod:`mmgene.evaluate`), the evaluator run 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,21 +20,36 @@ from mmgene.config import check_range
 from mmgene.errors import LabelError, NonFiniteError, ParameterError, _preview, is_whole_number
 
 
+def distinct_classes(classes: Sequence[Any], where: str) -> None:
+    """Refuse a class named twice: its cells would be indexed to one of the two columns and the per-class
+    figures of the other overwritten under the same name."""
+    twice = sorted(c for c, n in Counter(map(str, classes)).items() if n > 1)
+    if twice:
+        raise ParameterError(f"classes name {_preview(twice)} more than once", where, "pass each class once")
+
+
+def _check_indices(values: np.ndarray, n_classes: int, what: str, where: str) -> None:
+    """Refuse ``values`` (``what``: true labels, predictions) unless each is a class index below ``n_classes``."""
+    if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer) or values.min() < 0 or values.max() >= n_classes:
+        raise ParameterError(
+            f"{what} must be a 1-d array of class indices from 0 to {n_classes - 1}, "
+            f"got {_preview(dict.fromkeys(values.ravel().tolist()))}",
+            where, "pass each cell's index into classes",
+        )
+
+
 def _checked_scores(y_true: Any, scores: Any, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """``y_true`` and ``scores`` as arrays, refused unless there is one finite row of scores per cell (at
+    """``y_true`` and ``scores`` as arrays, refused unless there is one finite row of numbers per cell (at
     least one), one column per class, and every label is a class index."""
     y_true, scores = np.asarray(y_true), np.asarray(scores)
     where = "classification_metrics"
-    if not len(y_true) or scores.shape != (len(y_true), n_classes):
+    if not len(y_true) or scores.shape != (len(y_true), n_classes) or scores.dtype.kind not in "biuf":
         raise ParameterError(
-            f"scores of shape {scores.shape} for {len(y_true)} cells and {n_classes} classes",
-            where, "pass one row of scores per cell, at least one cell, and one column per class in the order of classes",
+            f"scores of shape {scores.shape} (dtype {scores.dtype}) for {len(y_true)} cells and {n_classes} classes",
+            where,
+            "pass one row of numeric scores per cell, at least one cell, and one column per class in the order of classes",
         )
-    if not np.issubdtype(y_true.dtype, np.integer) or y_true.min() < 0 or y_true.max() >= n_classes:
-        raise ParameterError(
-            f"true labels must be class indices from 0 to {n_classes - 1}, got {_preview(dict.fromkeys(y_true.tolist()))}",
-            where, "pass each cell's index into classes",
-        )
+    _check_indices(y_true, n_classes, "true labels", where)
     bad = ~np.isfinite(scores).all(axis=1)
     if bad.any():
         raise NonFiniteError(
@@ -49,7 +65,8 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequ
 
     A class that no cell has (a label asked of data without that type) has no recall and no F1 (NaN,
     "–" in reports), and one that no cell is called has no precision: a 0.000 would read as a type
-    the model missed. Balanced accuracy is the mean recall over the classes the cells have."""
+    the model missed. Balanced accuracy and macro-F1 are means over the classes the cells have
+    (scikit-learn's default macro-F1 also counts a class only predicted, at 0)."""
     from sklearn.metrics import (
         accuracy_score,
         f1_score,
@@ -57,6 +74,7 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: Sequ
         roc_auc_score,
     )
 
+    distinct_classes(classes, "classification_metrics, argument classes")
     y_true, scores = _checked_scores(y_true, scores, len(classes))
     pred = scores.argmax(1)
     present = np.unique(y_true)
@@ -100,6 +118,8 @@ def proportion_error(y_true: np.ndarray, pred: np.ndarray, n_classes: int) -> fl
         )
     if not len(y_true):
         return float("nan")
+    _check_indices(y_true, n_classes, "true classes", "proportion_error")
+    _check_indices(pred, n_classes, "predictions", "proportion_error")
     true_share = np.bincount(y_true, minlength=n_classes) / len(y_true)
     pred_share = np.bincount(pred, minlength=n_classes) / len(pred)
     return float(0.5 * np.abs(true_share - pred_share).sum())

@@ -16,7 +16,7 @@ import numpy as np
 
 from mmgene.errors import LabelError, ParameterError
 from mmgene.io.labels import MIN_CLASSES, require_classes, require_distinct_names, require_names, usable_labels
-from mmgene.metrics import classification_metrics
+from mmgene.metrics import classification_metrics, distinct_classes
 from mmgene.query.refine import refine_scores
 from mmgene.text.classes import class_vectors, standardise, standardised_cells, standardises, type_weights, unit_rows, zero_shot_scores
 from mmgene.text.labels import label_text, missing_labels
@@ -53,6 +53,7 @@ def label_codes(labels: Sequence[str], n_cells: int, classes: Sequence[str] | No
     classes = [str(c) for c in classes] if classes is not None else require_classes(labels, "argument labels", "zero-shot classification")
     if len(classes) < MIN_CLASSES:
         raise LabelError(f"zero-shot classification needs at least {MIN_CLASSES} classes, got {classes}", "argument classes", "pass two or more classes")
+    distinct_classes(classes, "argument classes")
     index = {c: i for i, c in enumerate(classes)}
     missing = sorted(set(labels.tolist()) - set(index))
     if missing:
@@ -83,6 +84,19 @@ def labelled_cells(adata: Any, label_col: str, task: str = "evaluate", min_class
         subset = adata[keep]
         adata = subset.to_memory() if getattr(adata, "isbacked", False) else subset.copy()
     return adata, labels, n_dropped
+
+
+def _labelled_rows(values: Any, keep: np.ndarray, name: str) -> np.ndarray | None:
+    """The rows of ``values`` (argument ``name``, one per cell or None) of the labelled cells ``keep``."""
+    if values is None:
+        return None
+    values = np.asarray(values)
+    if values.ndim != 2 or len(values) != len(keep):
+        raise ParameterError(
+            f"{name} of shape {values.shape} for {len(keep)} cells", f"argument {name}",
+            "pass one row per cell, in the order of cells",
+        )
+    return values[keep]
 
 
 def _checked(similarities: np.ndarray, n_cells: int, n_classes: int, name: str = "similarities") -> np.ndarray:
@@ -135,9 +149,9 @@ def zero_shot(
         keep = labelled(labels, "argument labels", min_classes=False)  # label_codes counts the classes
         if not keep.all():
             cells, labels = np.asarray(cells)[keep], np.asarray(labels, dtype=object)[keep]
-            refine = refine[keep] if refine is not None else None
-            similarities = np.asarray(similarities)[keep] if similarities is not None else None
-            standardised = np.asarray(standardised)[keep] if standardised is not None else None
+            refine = _labelled_rows(refine, keep, "refine")
+            similarities = _labelled_rows(similarities, keep, "similarities")
+            standardised = _labelled_rows(standardised, keep, "standardised")
     classes, y = label_codes(labels, len(cells), classes)
     prompts = list(prompts) if prompts is not None else class_prompts(classes, ontology=ontology, markers=markers)
     vecs = class_vectors(encode_text, prompts)

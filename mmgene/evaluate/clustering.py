@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmgene.config import check_range
 from mmgene.errors import ParameterError, is_whole_number
 
 
@@ -53,8 +54,7 @@ def knn_classify(X: Any, labels: Any, k: int = 10, test_size: float = 0.2, seed:
     from sklearn.neighbors import KNeighborsClassifier
 
     X, y = _check(X, labels, "knn_classify")
-    if not 0 < test_size < 1:
-        raise ParameterError(f"test_size must be between 0 and 1, got {test_size}", "knn_classify")
+    check_range(test_size, "test_size", "knn_classify", 0.0, 1.0, strict=True, fix="pass e.g. test_size=0.2")
     n_test = int(np.ceil(test_size * len(y)))
     if not is_whole_number(k, 1) or len(y) - n_test < k:
         raise ParameterError(f"k must be between 1 and the {len(y) - n_test} training cells, got {k}", "knn_classify", "use a smaller k")

@@ -105,12 +105,22 @@ def marker_scores(
     found: dict[str, list[str]] = {}
     empty = []
     for k, (cls, genes) in enumerate(markers.items()):
-        found[cls] = [g for g in genes if g.upper() in found_expr]
+        found[cls] = _found_once(genes, found_expr)
         if found[cls]:
             scores[:, k] = np.mean([found_expr[g.upper()] for g in found[cls]], axis=0)
         else:
             empty.append(k)
     return _below_the_rest(scores, empty), found
+
+
+def _found_once(genes: Sequence[str], found_expr: dict[str, np.ndarray]) -> list[str]:
+    """``genes`` found in ``found_expr`` (keyed by upper-case symbol), each once: a gene listed twice, in
+    any case, would weigh twice in its class's mean."""
+    seen: dict[str, str] = {}
+    for g in genes:
+        if g.upper() in found_expr:
+            seen.setdefault(g.upper(), g)
+    return list(seen.values())
 
 
 def _below_the_rest(scores: np.ndarray, columns: Sequence[int]) -> np.ndarray:
@@ -158,7 +168,14 @@ def marker_zero_shot(
         unknown = sorted(set(map(str, markers)) - set(classes))
         if unknown:
             raise ParameterError(f"markers given for classes that are not scored: {unknown[:5]}", "argument markers")
-        table = {c: [str(g) for g in markers.get(c, ())] for c in classes}
+        lone = sorted(str(c) for c, genes in markers.items() if isinstance(genes, str))
+        if lone:  # a string is a sequence of its letters: "GNLY" would look for genes G, N, L and Y
+            raise ParameterError(
+                f"the markers of {lone[:5]} are a string, not a list of genes", "argument markers",
+                "give each class a list, e.g. {'NK cells': ['GNLY']}",
+            )
+        given = {str(c): genes for c, genes in markers.items()}  # keyed as classes are (str)
+        table = {c: [str(g) for g in given.get(c, ())] for c in classes}
     scores, found = marker_scores(adata, table)
     if not any(found.values()):
         raise NoMarkerGenesError(table)

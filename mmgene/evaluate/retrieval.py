@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import NonFiniteError, ParameterError
+from mmgene.errors import NonFiniteError, ParameterError, _preview, is_whole_number
 
 KS = (1, 5, 10)
 
@@ -45,7 +45,15 @@ def _checked(vectors: np.ndarray, labels: np.ndarray, name: str) -> np.ndarray:
 def retrieval_metrics(
     cells: np.ndarray, cell_labels: Sequence[int], texts: np.ndarray, text_labels: Sequence[int], ks: Sequence[int] = KS
 ) -> dict[str, dict[str, float]]:
-    """recall@k and MRR for ``cell->text`` and ``text->cell`` (vectors L2-normalised, labels are class ids)."""
+    """recall@k and MRR for ``cell->text`` and ``text->cell`` (vectors L2-normalised, labels are class ids).
+
+    Cells whose class has no text, and texts whose class has no cell, are not scored; at least one cell
+    and one text must share a class."""
+    if np.ndim(ks) != 1 or not len(ks) or not all(is_whole_number(k, 1) for k in ks):
+        raise ParameterError(
+            f"ks must be whole numbers of at least 1, got {ks!r}", "retrieval_metrics, argument ks",
+            "pass e.g. ks=(1, 5, 10)",
+        )
     cy = np.asarray(cell_labels)
     ty = np.asarray(text_labels)
     cells, texts = _checked(cells, cy, "cells"), _checked(texts, ty, "texts")
@@ -55,9 +63,15 @@ def retrieval_metrics(
         raise ParameterError(
             f"cells have {cells.shape[1]} dimensions, texts {texts.shape[1]}", "retrieval_metrics", "pass vectors of one joint space"
         )
+    relevant = cy[:, None] == ty[None, :]
+    if not relevant.any():
+        raise ParameterError(
+            f"no cell's class has a text: cell classes {_preview(dict.fromkeys(cy.tolist()))} ({cy.dtype}), "
+            f"text classes {_preview(dict.fromkeys(ty.tolist()))} ({ty.dtype})",
+            "retrieval_metrics, arguments cell_labels and text_labels", "label cells and texts with the same class ids",
+        )
     sim = cells @ texts.T  # (cells, texts)
     # cell -> text: rank of the best-scoring relevant text among all texts
-    relevant = cy[:, None] == ty[None, :]
     best_rel = np.where(relevant, sim, -np.inf).max(1)
     has = np.isfinite(best_rel)
     c2t_rank = 1 + (np.where(~relevant, sim, -np.inf) >= best_rel[:, None]).sum(1)
