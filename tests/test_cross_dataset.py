@@ -30,7 +30,7 @@ def test_prompt_sets_use_ontology_names_and_the_authors_labels():
     )
     truth, classes, names = _class_names(ds, "ontology")
     assert list(truth) == [CD8_AB_T, B_CELL, CD8_AB_T, "B cell"]
-    assert classes == ["B cell", B_CELL, CD8_AB_T] and names == ["B cell", "B cell", "CD8-positive, alpha-beta T cell"]
+    assert classes == ["B cell", B_CELL, CD8_AB_T] and names == ["B cell (author label)", "B cell", "CD8-positive, alpha-beta T cell"]  # one name per class
     truth, classes, names = _class_names(ds, "author")
     assert list(truth) == ["T_CD8", "B", "CD8 T", "B"] and classes == names == ["B", "CD8 T", "T_CD8"]
     truth, _, _ = _class_names(ds, "author", author_col="absent")

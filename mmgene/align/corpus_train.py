@@ -33,7 +33,7 @@ from mmgene.pairs.config import PairsConfig
 from mmgene.pairs.result import TrainingPairs
 from mmgene.progress import info, warn
 from mmgene.provenance import record_of
-from mmgene.text.labels import clean_label
+from mmgene.text.labels import clean_label, distinct_name
 from mmgene.text.ontology import is_term_id
 
 
@@ -74,9 +74,8 @@ class GlobalClasses:
         """The global id of ``key`` (a new class when unseen; a clashing name gets the key appended)."""
         if key in self.keys:
             return self.keys.index(key)
-        shown = name if name not in self.names else f"{name} ({key})"
         self.keys.append(key)
-        self.names.append(shown)
+        self.names.append(distinct_name(name, key, self.names))
         self.texts.append(text)
         return len(self.keys) - 1
 

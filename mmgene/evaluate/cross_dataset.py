@@ -88,7 +88,7 @@ def _subset(corpus: Any, names: Sequence[str]) -> Any:
 def _class_names(ds: Any, prompt_set: str, author_col: str = "cell_type") -> tuple[np.ndarray, list[str], list[str]]:
     """``(truth per cell, class keys, class names for prompts)`` of one prompt set: the Cell Ontology
     names of the curated ids, or the authors' labels (``author_col`` when the data has it)."""
-    from mmgene.text.labels import label_text
+    from mmgene.text.labels import distinct_name, label_text
     from mmgene.text.ontology import term_text
 
     if prompt_set == "author":
@@ -100,8 +100,11 @@ def _class_names(ds: Any, prompt_set: str, author_col: str = "cell_type") -> tup
         return truth, classes, classes
     truth = np.where(ds.ontology_ids != "", ds.ontology_ids, ds.labels)
     classes = sorted(set(truth.tolist()))
-    names = [term_text(c).label if c.startswith("CL:") else c for c in classes]
-    return truth, classes, names
+    shown: dict[str, str] = {}
+    for c in sorted(classes, key=lambda c: not c.startswith("CL:")):  # a term keeps its name; a label like it is told apart
+        term = c.startswith("CL:")
+        shown[c] = distinct_name(term_text(c).label if term else c, c if term else "author label", list(shown.values()))
+    return truth, classes, [shown[c] for c in classes]
 
 
 def _origin(ds: Any, config: CrossDatasetConfig) -> Any:

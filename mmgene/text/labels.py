@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -199,6 +200,12 @@ def _noun_last(words: list[str]) -> list[str]:
     if words[0] in _LINEAGE and rest and all(re.search("[A-Za-z]", w) and w not in _LINEAGE and not _CELL_NOUNS.search(w) for w in rest):
         return [*rest, words[0]]
     return words
+
+
+def distinct_name(name: str, qualifier: str, taken: Sequence[str]) -> str:
+    """``name``, or ``"name (qualifier)"`` when another class already shows ``name``: two classes shown
+    alike would be one column of a report and one prompt."""
+    return name if name not in taken else f"{name} ({qualifier})"
 
 
 def clean_label(name: str) -> str:
