@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mmgene.copies import copy_in_memory
 from mmgene.errors import LabelError, ParameterError
 from mmgene.io.labels import MIN_CLASSES, require_classes, require_distinct_names, require_names, usable_labels
 from mmgene.metrics import classification_metrics, distinct_classes
@@ -82,7 +83,7 @@ def labelled_cells(adata: Any, label_col: str, task: str = "evaluate", min_class
     require_distinct_names(labels, f"obs[{label_col!r}]", task)
     if n_dropped:
         subset = adata[keep]
-        adata = subset.to_memory() if getattr(adata, "isbacked", False) else subset.copy()
+        adata = copy_in_memory(subset)
     return adata, labels, n_dropped
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mmgene.config import check_key
+from mmgene.copies import copy_in_memory
 from mmgene.errors import MappingError, MissingColumnError, _preview
 from mmgene.provenance import record_of
 from mmgene.text.labels import spelling_key
@@ -353,7 +354,7 @@ def apply_mapping(
     name_key = name_key or _name_key(key_added)
     _check_columns(adata, label_col, key_added, name_key)
     if copy:  # a backed AnnData copies only to a file: its copy in memory
-        adata = adata.to_memory() if getattr(adata, "isbacked", False) else adata.copy()
+        adata = copy_in_memory(adata)
     names = vocabulary().labels
     per_label = np.array([ids.get(v, "") or None for v in distinct], dtype=object)  # one entry per distinct label
     cell_ids = per_label[codes]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgene.atomic import atomic_path
+from mmgene.copies import copy_in_memory
 from mmgene.errors import DataError, InputFileError, ParameterError, cause, is_whole_number
 from mmgene.progress import progress
 
@@ -149,7 +150,7 @@ def write_chunks(
     for index, start in enumerate(progress(starts, total=len(starts), desc="chunks", unit="file")):
         stop = min(start + chunk_size, n)
         view = adata[start:stop]
-        chunk = view.to_memory() if getattr(adata, "isbacked", False) else view.copy()
+        chunk = copy_in_memory(view)
         _drop_timestamps(chunk)
         if var_fingerprint(chunk.var_names) != fingerprint:  # pragma: no cover - slicing keeps var
             raise DataError("a chunk has a different gene vocabulary", f"cells {start}:{stop}", "report this as a bug")

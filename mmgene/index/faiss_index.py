@@ -55,12 +55,18 @@ def check_model(model: Any, dim: int, embedding_key: str | None, where: str) -> 
     check_model_dim(model, dim, f"{where}(model={space_name(model, model)!r}): {vectors}")
 
 
-def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
-    """Remove each query's own id from its (k+1)-long result row (or the last hit when absent)."""
+def own_hit_mask(ids: np.ndarray, self_ids: np.ndarray) -> np.ndarray:
+    """Per result row, the one entry to drop when a query searches its own index: its own id, else the
+    last hit (the row then holds one more hit than asked for)."""
     mask = ids == self_ids[:, None]
     mask[~mask.any(axis=1), -1] = True
     mask &= np.cumsum(mask, axis=1) == 1  # drop one entry per row only
-    return ids[~mask].reshape(len(ids), k)
+    return mask
+
+
+def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
+    """Remove each query's own id from its (k+1)-long result row (or the last hit when absent)."""
+    return ids[~own_hit_mask(ids, self_ids)].reshape(len(ids), k)
 
 
 def by_score_then_position(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

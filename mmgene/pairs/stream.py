@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mmgene.config import check_whole
+from mmgene.copies import copy_in_memory
 from mmgene.errors import EmptyMatrixError, ParameterError
 from mmgene.io import expression
 from mmgene.io.expression import DEFAULT_CHUNK
@@ -59,7 +60,7 @@ class ChunkReader:
         self.largest = max(self.largest, stop - start)
         self.reads += 1
         chunk = self.adata[start:stop]
-        chunk = chunk.to_memory() if getattr(self.adata, "isbacked", False) else chunk.copy()
+        chunk = copy_in_memory(chunk)
         return self.view(chunk) if self.view is not None else chunk
 
 

@@ -53,13 +53,15 @@ class NearestOther:
 
 def other_classes(vocabulary: Sequence[tuple[str, str]], labels: Sequence[str], term_ids: Sequence[str]) -> list[str]:
     """Names of the ``(name, term id)`` training classes that are none of ``labels`` (by cleaned name or
-    id) and lie neither above nor below any label's term."""
+    id) and lie neither above nor below any label's term. A label that is a class by name has that class's
+    id as a term too: the model's own class names ("Tcm/Naive helper T cells") often resolve to no term by name."""
     from mmgene.text.labels import clean_label
     from mmgene.text.ontology import term_ancestors
 
-    asked = [t for t in term_ids if t]
-    above = set().union(*(term_ancestors(t) for t in asked)) if asked else set()
     names = {clean_label(label).lower() for label in labels}
+    named = [term for name, term in vocabulary if term and clean_label(name).lower() in names]
+    asked = list(dict.fromkeys([*(t for t in term_ids if t), *named]))
+    above = set().union(*(term_ancestors(t) for t in asked)) if asked else set()
     out: list[str] = []
     for name, term in vocabulary:
         if clean_label(name).lower() in names or term in asked or term in above or any(a in term_ancestors(term) for a in asked):

@@ -14,7 +14,8 @@ the text's answer, without labels:
    variable genes (:func:`expression_pcs`, scanpy's defaults), to the pseudo-labels.
 4. **Fuse.** The refined score is the weighted mean of the standardised zero-shot scores and the
    standardised log-probabilities of the fit: ``(z(S) + weight * z(log p)) / (1 + weight)``. A class
-   that wins no cell keeps its standardised zero-shot score.
+   that wins no cell has no fitted probability; its ``z(log p)`` is taken as 0 (a z-score's mean), so its
+   score is ``z(S) / (1 + weight)``.
 
 Self-training amplifies the signal it starts from; it does not create one. With MiniLM's GenePT-s
 scores or random scores as the start it stays near chance (``benchmarks/quality_pbmc.py`` prints
@@ -25,6 +26,7 @@ that benchmark; the README says how much they move its figures.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -80,6 +82,9 @@ def expression_pcs(adata: Any, n_comps: int = DEFAULT_COMPONENTS) -> np.ndarray:
 
 def _check(scores: np.ndarray, features: np.ndarray, fraction: float, C: float, weight: float) -> None:
     where = "refine_scores"
+    for name, value in (("fraction", fraction), ("C", C), ("weight", weight)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # '0.1' would fail as a raw TypeError
+            raise ParameterError(f"{name} must be a number, got {value!r}", f"{where}({name}=...)", "pass a number")
     if scores.ndim != 2 or scores.shape[0] < 2 or scores.shape[1] < 2:
         raise ParameterError(f"scores must be cells x classes with at least 2 of each, got shape {scores.shape}", where, "score at least two cells against at least two classes")
     if features.ndim != 2 or features.shape[0] != scores.shape[0] or features.shape[1] < 1:

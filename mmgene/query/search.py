@@ -45,12 +45,18 @@ def cells_to_cells(index: Any, cells: Any, *, k: int = 20, exclude_self: bool = 
             vectors = cells.obsm[key]
         elif model is not None or index.model is not None:
             vectors = load_space(model if model is not None else index.model).encode_cells(cells)
+        elif key is None:  # an index of bare vectors that names no model: nothing says which of the AnnData's to use
+            raise ParameterError(
+                "the index was built from bare vectors and records neither an obsm key nor a model, so nothing says "
+                "which of the AnnData's vectors to compare with it", "cells_to_cells(cells=...)",
+                "pass the cells' vectors as an array in the index's space, or a model (model=...)",
+            )
         else:
             raise MissingColumnError(str(key), "obsm", list(cells.obsm.keys()))
         names = list(map(str, cells.obs_names))
         return index.hits(vectors, k, query_names=names)
-    if isinstance(cells, np.ndarray) and cells.dtype.kind == "f":
-        return index.hits(cells, k)
+    if _are_vectors(cells):
+        return index.hits(np.asarray(cells, dtype=np.float32), k)
     ids = [str(c) for c in ([cells] if isinstance(cells, str) else cells)]
     if not is_whole_number(k, 1):  # the search asks for k + 1 neighbours, so k = 0 would pass it and return nothing
         raise ParameterError(f"k must be at least 1 (a whole number), got {k!r}", "cells_to_cells(k=...)", "ask for k >= 1 neighbours")
@@ -63,13 +69,26 @@ def cells_to_cells(index: Any, cells: Any, *, k: int = 20, exclude_self: bool = 
     return index.table(scores, found, query_names=ids)
 
 
+def _are_vectors(cells: Any) -> bool:
+    """Whether ``cells`` are vectors, not cell ids: a float array, or numbers in rows (an integer array, a list of
+    lists), which as ids would be looked up as the texts '[1 0 0]'. A flat list of integers stays ids."""
+    if isinstance(cells, str):
+        return False
+    if isinstance(cells, np.ndarray) and cells.dtype.kind == "f":
+        return True
+    try:
+        arr = np.asarray(cells)
+    except ValueError:  # ragged rows: ids or a malformed array, which the id lookup names
+        return False
+    return arr.ndim == 2 and arr.dtype.kind in "iuf"
+
+
 def _drop_own(scores: np.ndarray, found: np.ndarray, own: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Remove each query's own position from its row (or the last hit when it was not found)."""
-    mask = found == own[:, None]
-    mask[~mask.any(axis=1), -1] = True
-    mask &= np.cumsum(mask, axis=1) == 1
+    from mmgene.index.faiss_index import own_hit_mask
+
     n, width = found.shape
-    keep = ~mask
+    keep = ~own_hit_mask(found, own)
     scores = scores[keep].reshape(n, width - 1)[:, :k]
     found = found[keep].reshape(n, width - 1)[:, :k]
     return scores, found

@@ -21,6 +21,7 @@ import pandas as pd
 
 from mmgene.choices import WEIGHTINGS
 from mmgene.config import check_range
+from mmgene.copies import copy_in_memory
 from mmgene.errors import MissingColumnError, ParameterError, is_whole_number
 from mmgene.progress import info
 from mmgene.provenance import record_of
@@ -55,30 +56,40 @@ def _query_vectors(reference: Any, query: Any, model: Any) -> tuple[np.ndarray, 
             raise MissingColumnError(str(key), "obsm", list(query.obsm.keys()))
         return vectors, names, missing_rows(vectors) | cells_without_genes(query, genes_read)
     arr = np.asarray(query)
+    if arr.ndim == 1 and arr.size:  # one cell's vector, as CellIndex.search reads it (not one cell per number)
+        arr = arr[None, :]
     return arr, [str(i) for i in range(len(arr))], missing_rows(arr)
 
 
 def _reference_labels(reference: Any, label_column: str, unknown: Any) -> tuple[np.ndarray, list[str]]:
-    """Each reference cell's code into the reference's labels (``-1``: none) and those labels as ``str``;
-    refuses a column with no label, and an ``unknown`` answer that reads as one of them (the rejected cells
-    would merge with that class)."""
-    cats = pd.Categorical(reference.cells[label_column])  # missing labels get code -1
-    categories = [str(c) for c in cats.categories]
+    """Each reference cell's code into the reference's labels (``-1``: none) and those labels as ``str`` (only
+    labels some cell has; values that read alike as text, 1 and '1', are one label); refuses a column with no
+    label, and an ``unknown`` answer that reads as one of them (the rejected cells would merge with that class)."""
+    cats = pd.Categorical(reference.cells[label_column]).remove_unused_categories()  # missing labels get code -1
+    texts = [str(c) for c in cats.categories]
+    categories = list(dict.fromkeys(texts))  # labels that read alike (1 and '1') are one label: their votes add up
+    merged = np.asarray([categories.index(t) for t in texts] + [-1], dtype=np.int64)
+    codes = merged[np.asarray(cats.codes)]  # a missing label's code, -1, picks the -1 appended
     if not categories:
         raise ParameterError(
             f"the reference has no labels in {label_column!r}", "transfer_labels", "choose a labelled column"
         )
     fix = f"pass another name for unrecognised cells (the default is {UNKNOWN!r})"
     check_unknown(unknown, categories, "transfer_labels(unknown=...)", fix, labels_of=f"the reference's {label_column!r} column")
-    return np.asarray(cats.codes), categories
+    return codes, categories
 
 
 def novelty_threshold(reference: Any, k: int, alpha: float, *, calibration_cells: int = 2000, seed: int = 0) -> float:
     """The ``alpha`` quantile of reference cells' mean similarity to their k nearest other reference cells."""
     from mmgene.query.search import _drop_own
 
-    rng = np.random.default_rng(seed)
     n = reference.ntotal
+    if n < 2:  # no reference cell has another to be near: the threshold would be NaN, and reject no cell
+        raise ParameterError(
+            f"the novelty threshold compares reference cells with their neighbours, but the reference holds {n} cell(s)",
+            "transfer_labels(novelty_alpha=...)", "use a reference of at least 2 cells, or novelty_alpha=None",
+        )
+    rng = np.random.default_rng(seed)
     pos = np.sort(rng.choice(n, min(calibration_cells, n), replace=False))
     scores, found = reference.search(reference.vectors(positions=pos), min(k + 1, n))
     scores, _ = _drop_own(scores, found, pos, min(k, n - 1))
@@ -105,8 +116,9 @@ def transfer_labels(
 
     ``query`` is an AnnData (vectors from ``obsm[reference.embedding_key]``, or embedded by
     ``model``) or an (n, d) array. Returns a table indexed by query cell with ``label``,
-    ``confidence``, ``best`` (the vote winner even when rejected) and ``similarity`` (mean cosine to
-    the neighbours); ``table.attrs['key_added']`` names the obs column written (``None`` for an array).
+    ``confidence``, ``best`` (the vote winner even when rejected; missing when no neighbour voted) and
+    ``similarity`` (mean cosine to the neighbours); ``table.attrs['key_added']`` names the obs column
+    written (``None`` for an array).
 
     With an AnnData, like every mmgene function that annotates one, it writes the result:
     ``obs[key_added]`` (categorical, with ``unknown``), ``obs[key_added + '_confidence']`` and
@@ -167,7 +179,7 @@ def transfer_labels(
     confidence = np.divide(votes[np.arange(n), top], total, out=np.zeros(n), where=total > 0)
     found_count = valid.sum(axis=1)
     similarity = np.divide(np.where(valid, scores, 0.0).sum(axis=1), found_count, out=np.full(n, np.nan), where=found_count > 0)
-    best = np.asarray(categories, dtype=object)[top]
+    best = np.where(total > 0, np.asarray(categories, dtype=object)[top], None)  # no vote, no winner
     reject = (confidence < min_confidence) | (total == 0)
     threshold = None
     if novelty_alpha is not None:
@@ -179,7 +191,7 @@ def transfer_labels(
     if key_added is not None:
         from mmgene.provenance import record
 
-        query = query.copy() if copy else query
+        query = copy_in_memory(query) if copy else query
         query.obs[key_added] = pd.Categorical(label, categories=[*categories, unknown])
         query.obs[f"{key_added}_confidence"] = confidence.astype(np.float32)
         record(
