@@ -135,13 +135,19 @@ def label_prompts(
     when ``definitions``) when ``prompts`` is
     ``None``, else each template with the label, as written, in its ``{label}``.
     :func:`mmgene.text.classes.class_vectors` turns them into label vectors."""
-    from mmgene.text.prompts import check_templates, class_prompts
+    from mmgene.text.prompts import check_templates, class_prompts, fill_templates
 
     labels = _check_labels(labels)
     if prompts is None:
         return class_prompts(labels, markers=markers, origin=origin, definitions=definitions)
     templates = check_templates(prompts, "annotate(prompts=...)")
-    return [[t.format(label=lab) for t in templates] for lab in labels]
+    filled = [fill_templates(templates, [lab], origin) for lab in labels]
+    if labels and not filled[0]:  # every template says an origin ({origin}, {place}) that was not given
+        raise ParameterError(
+            f"every prompt template needs the cells' species and tissue ({templates[0]!r}), and none was given",
+            "annotate(prompts=...)", "give the cells' origin (species= and tissue=, --species/--tissue), or add a template without {origin}/{place}",
+        )
+    return filled
 
 
 def _check_scores(scores: np.ndarray, where: str) -> None:

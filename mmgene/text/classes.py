@@ -54,7 +54,11 @@ def class_vectors(encode_text: Callable[[list[str]], np.ndarray], prompts: Seque
     texts per class (:func:`mmgene.text.prompts.class_prompts`). A class vector that is zero, NaN or
     infinite (the encoder gave its prompts no usable direction) is an error.
     """
-    groups = [list(g) for g in prompts]
+    given = [prompts] if isinstance(prompts, str) else list(prompts)
+    if any(isinstance(g, str) for g in given):  # list("a B cell") would be one prompt per character
+        raise ParameterError("each class needs a list of prompts, got a string", "argument prompts",
+                             "pass one list of prompts per class, e.g. [['a B cell'], ['a T cell']]")
+    groups = [list(g) for g in given]
     flat = [p for group in groups for p in group]
     if not flat or any(len(g) == 0 for g in groups):
         raise ParameterError("every class needs at least one prompt", "argument prompts", "pass one non-empty list of prompts per class")
@@ -87,11 +91,13 @@ def standardise(scores: np.ndarray, weights: np.ndarray | None = None) -> np.nda
     z-scores: every model counts alike, whatever the spread of its cosines, and the result is on the
     scale of one model's z-scores (the scale ``min_z`` and the temperature were chosen on).
     ``weights`` (one non-negative number per cell, e.g. :func:`type_weights`) weigh the cells in each
-    column's mean and standard deviation, in float64.
+    column's mean and standard deviation, in float64. A NaN or infinite score is an error: it would
+    make its whole column's spread NaN, and so the column 0 for every cell.
     """
     scores = np.asarray(scores)
     if not np.issubdtype(scores.dtype, np.floating):
         scores = scores.astype(np.float64)
+    _check_finite(scores)
     if scores.ndim == 3:
         return standardise(np.mean([standardise(member, weights) for member in scores], axis=0), weights)
     if weights is None:
@@ -103,6 +109,16 @@ def standardise(scores: np.ndarray, weights: np.ndarray | None = None) -> np.nda
         mean = share @ scores
         std = np.sqrt(share @ (scores - mean) ** 2)
     return np.divide(scores - mean, std, out=np.zeros(scores.shape, dtype=np.float64), where=std > MIN_SPREAD)
+
+
+def _check_finite(scores: np.ndarray) -> None:
+    """Refuse NaN or infinite scores, saying where the first one is."""
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        axes = "(model, cell, class)" if scores.ndim == 3 else "(cell, class)"
+        raise NonFiniteError(f"{int(bad.sum())} scores are NaN or infinite", f"standardise(scores), first at {axes} {at}",
+                             "score only cells that have a vector (drop NaN rows), or check the model")
 
 
 def _cell_shares(weights: np.ndarray, n_cells: int) -> np.ndarray:

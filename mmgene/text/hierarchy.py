@@ -11,8 +11,9 @@ relation (:func:`mmgene.text.ontology.term_ancestors`):
 * **Inclusive probabilities** (:func:`inclusive`): after the softmax over the labels, a label's
   probability is its own plus that of every label of the set below it, so "T cell" covers "CD8 T cell".
 * **Deepest confident term** (:func:`deepest_confident`): the answer is the most specific label whose
-  inclusive probability is above ``min_prob`` (with ``min_prob >= 0.5`` these labels form one chain;
-  below it, the answer stays on the branch of the most probable confident label).
+  inclusive probability is above ``min_prob`` (with ``min_prob >= 0.5`` these labels form one chain,
+  unless a label lies below two unrelated labels of the set, which can then both be confident; below
+  it, the answer stays on the branch of the most probable confident label).
 
 :func:`partial_credit` scores an answer against the truth: 1 for the true term, for an ancestor the
 share of the truth's path from the root that it covers, 0 otherwise.
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmgene.config import check_range
 from mmgene.errors import ParameterError
 from mmgene.text.labels import missing_labels
 from mmgene.text.ontology import find_term, is_known_term, is_term_id, normalise_term_id, term_ancestors
@@ -75,7 +77,11 @@ class LabelHierarchy:
 
     @classmethod
     def of(cls, labels: Sequence[str], term_ids: Sequence[str]) -> LabelHierarchy:
+        """The relations among ``labels``, whose Cell Ontology ids are ``term_ids`` ('' for none), one per label."""
         ids = [str(t) for t in term_ids]
+        if len(ids) != len(labels):
+            raise ParameterError(f"{len(ids)} term ids for {len(labels)} labels", "LabelHierarchy.of(term_ids=...)",
+                                 "pass one id (or '') per label")
         below = tuple(tuple(j for j, tj in enumerate(ids) if is_below(tj, ti)) for ti in ids)
         return cls(tuple(labels), tuple(ids), below)
 
@@ -112,9 +118,18 @@ def expansions(hierarchy: LabelHierarchy, vocabulary: Sequence[tuple[str, str]])
     return out
 
 
+def _label_columns(probs: np.ndarray, hierarchy: LabelHierarchy, where: str) -> np.ndarray:
+    """``probs`` as float64 cells x labels, one column per label of ``hierarchy`` (else a ParameterError)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != len(hierarchy.labels):
+        raise ParameterError(f"probabilities of shape {probs.shape} for {len(hierarchy.labels)} labels", where,
+                             "pass one row per cell and one column per label, in the hierarchy's order")
+    return probs
+
+
 def inclusive(probs: np.ndarray, hierarchy: LabelHierarchy) -> np.ndarray:
     """Cells x labels probabilities where each label also holds those of the labels below it."""
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = _label_columns(probs, hierarchy, "inclusive(probs=...)")
     out = probs.copy()
     for i, below in enumerate(hierarchy.below):
         if below:
@@ -147,7 +162,8 @@ def deepest_confident(probs_inclusive: np.ndarray, hierarchy: LabelHierarchy, mi
     """Per cell, the index of the most specific label whose inclusive probability is above
     ``min_prob`` (ties: the more probable, then the earlier label); -1 where none is. With ``min_prob``
     below 0.5, only labels on the likeliest confident branch count (:func:`_on_likeliest_branch`)."""
-    p = np.asarray(probs_inclusive, dtype=np.float64)
+    p = _label_columns(probs_inclusive, hierarchy, "deepest_confident(probs_inclusive=...)")
+    min_prob = check_range(min_prob, "min_prob", "deepest_confident(min_prob=...)", 0.0, 1.0, fix="use e.g. 0.5")
     depths = np.array([depth(t) for t in hierarchy.term_ids], dtype=np.float64)
     confident = p > min_prob
     if min_prob < 0.5 and len(p) and p.shape[1]:

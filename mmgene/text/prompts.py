@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mmgene.errors import ParameterError
+from mmgene.errors import ParameterError, cause
 from mmgene.text.labels import clean_label, missing_labels, split_markers
 from mmgene.text.origin import Origin
 
@@ -45,13 +45,32 @@ PROMPTS: tuple[str, ...] = (
 )
 
 
+#: what :func:`check_templates` fills a template's slot with, to see that the label reaches the prompt
+_PROBE = "\x00label\x00"
+
+
+def _template_problem(template: object) -> str | None:
+    """What keeps ``template`` from naming each class in its own prompt, or ``None``: no placeholder,
+    a placeholder written as text (``{{label}}``), or a slot or brace that ``str.format`` cannot fill."""
+    if not isinstance(template, str) or PLACEHOLDER not in template:
+        return f"has no '{PLACEHOLDER}' placeholder"
+    try:
+        filled = template.format(label=_PROBE, origin="", place="")
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        return f"cannot be filled ({cause(exc)}): its only slots are {PLACEHOLDER}, {{origin}} and {{place}}"
+    return None if _PROBE in filled else f"holds '{PLACEHOLDER}' only as text (a doubled brace), so no label reaches it"
+
+
 def check_templates(templates: Sequence[str], where: str = "prompts") -> list[str]:
-    """``templates`` as a list (``[PLACEHOLDER]`` when empty); a template without the placeholder is a
-    :class:`~mmgene.errors.ParameterError`, since it would give every class the same prompt."""
+    """``templates`` as a list (``[PLACEHOLDER]`` when empty); a template without the placeholder, or one
+    ``str.format`` cannot fill with a label, is a :class:`~mmgene.errors.ParameterError`, since it would
+    give every class the same prompt or fail later."""
     templates = [templates] if isinstance(templates, str) else list(templates) or [PLACEHOLDER]
-    bad = [t for t in templates if PLACEHOLDER not in str(t)]
-    if bad:
-        raise ParameterError(f"prompt {bad[0]!r} has no '{PLACEHOLDER}' placeholder", where, f"write prompts like 'a {PLACEHOLDER}.'")
+    for template in templates:
+        problem = _template_problem(template)
+        if problem:
+            raise ParameterError(f"prompt {template!r} {problem}", where,
+                                 f"write prompts like 'a {PLACEHOLDER}.' (a brace that is text is doubled: '{{{{')")
     return templates
 
 
