@@ -8,10 +8,11 @@ strict: every placeholder a template uses must be given a value that is not ``No
 :class:`~mmgene.errors.ParameterError` lists the missing ones; and the template's own text (a raw
 block, say) must leave no ``{{``/``{%`` in the card. Values are data and may hold any text, braces
 included (a cell-type label such as ``{{x}}`` is shown as it is); in a table, the filters ``cell`` and
-``code`` keep a value holding ``|``, backticks or line breaks inside its cell, and ``span`` writes a value
-as one code span in running text. The YAML metadata block (license, tags, task
-categories, size category, configs) is made by huggingface_hub's ``DatasetCardData``/``ModelCardData``
-so the Hub reads it; the final text is checked to hold no registered secret.
+``code`` keep a value holding ``|``, backticks or line breaks inside its cell, ``span`` writes a value
+as one code span in running text, and ``line`` puts a value (a title) on one line. The YAML metadata block
+(license, tags, task categories, size category, configs) is made by huggingface_hub's
+``DatasetCardData``/``ModelCardData`` so the Hub reads it; the final text is checked to hold no registered
+secret, raw or encoded.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgene.errors import InputFileError, ParameterError
-from mmgene.net.credentials import _SECRETS
+from mmgene.net.credentials import redact
 
 #: the card templates: ``MMGENE_CARDS_DIR``, else ``mmgene/_cards`` (package data, so a wheel install has them)
 CARDS_DIR = Path(os.environ.get("MMGENE_CARDS_DIR") or Path(__file__).resolve().parent / "_cards")
@@ -31,15 +32,16 @@ _LEFTOVER = re.compile(r"\{\{|\{%|\{#|%\}|\}\}")
 SIZE_CATEGORIES = [
     (1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
     (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
+    (10_000_000_000, "1B<n<10B"), (100_000_000_000, "10B<n<100B"), (1_000_000_000_000, "100B<n<1T"),
 ]
 
 
 def size_category(n_rows: int) -> str:
-    """The Hub's ``size_categories`` value for a dataset of ``n_rows`` rows."""
+    """The Hub's ``size_categories`` value for a dataset of ``n_rows`` rows (a power of ten opens the upper bin)."""
     for limit, name in SIZE_CATEGORIES:
         if n_rows < limit:
             return name
-    return "1B<n<10B"
+    return "n>1T"
 
 
 def template_path(name: str) -> Path:
@@ -115,7 +117,7 @@ def _environment() -> Any:
             return super().call_binop(context, operator, left, right)
 
     env = CardEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    env.filters.update(cell=table_cell, code=table_code, span=code_span)
+    env.filters.update(cell=table_cell, code=table_code, span=code_span, line=_one_line)
     return env
 
 
@@ -131,10 +133,13 @@ def table_cell(value: Any) -> str:
 
 def code_span(value: Any) -> str:
     """``value`` as one inline code span: on one line, fenced by one backtick more than its longest run
-    of backticks (CommonMark), so no backtick, line break or HTML in it can end the span."""
+    of backticks (CommonMark), so no backtick, line break or HTML in it can end the span. It is padded
+    with a space where CommonMark would take one off: a text that starts or ends with a backtick, or
+    one that starts and ends with a space (``' batch '`` would show as ``batch``)."""
     text = _one_line(value)
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    spaced = text.startswith(" ") and text.endswith(" ") and text.strip(" ") != ""
+    pad = " " if text.startswith("`") or text.endswith("`") or spaced else ""
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
@@ -153,7 +158,9 @@ def plain_text(value: Any) -> str:
 
 
 def _refuse_secrets(text: str, where: str) -> None:
-    if any(secret in text for secret in _SECRETS):
+    """Refuse ``text`` if it holds a registered secret in any form :func:`redact` knows (raw,
+    percent-encoded as in a link, base64 as in an auth header)."""
+    if redact(text) != text:
         raise ParameterError("a token or password would appear in the card", where, "remove credentials from the values passed to the card")
 
 
@@ -177,7 +184,7 @@ def render_dataset_card(
     data = DatasetCardData(
         license=license,
         language=["en"],
-        pretty_name=pretty_name,
+        pretty_name=None if pretty_name is None else _one_line(pretty_name),  # a title is one line, as in the heading
         tags=tags if tags is not None else ["biology", "single-cell", "transcriptomics", "multimodal", "cell-sentences", "anndata", "mmgene"],
         task_categories=task_categories if task_categories is not None else ["feature-extraction", "sentence-similarity", "zero-shot-classification"],
         size_categories=[size_category(n_rows)],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -129,17 +130,23 @@ def embedding_rows(adata: Any, keys: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def _example_row(row: Mapping[str, Any]) -> str:
+    """One row as the card's JSON example: long texts and vectors shortened, a NaN or infinity as ``null``
+    (JSON has no such number, and the block must stay valid JSON)."""
+
+    def number(value: float) -> float | None:
+        return round(value, 4) if math.isfinite(value) else None
+
     def short(value: Any) -> Any:
         if isinstance(value, str):
             words = value.split(" ")
             return " ".join(words[:12]) + " ..." if len(words) > 12 else value
         if isinstance(value, list):
-            return [round(v, 4) if isinstance(v, float) else v for v in value[:4]] + (["..."] if len(value) > 4 else [])
+            return [number(v) if isinstance(v, float) else v for v in value[:4]] + (["..."] if len(value) > 4 else [])
         if isinstance(value, float):
-            return round(value, 4)
+            return number(value)
         return value
 
-    return json.dumps({k: short(v) for k, v in row.items()}, indent=2, ensure_ascii=False)
+    return json.dumps({k: short(v) for k, v in row.items()}, indent=2, ensure_ascii=False, allow_nan=False)
 
 
 def _column_meaning(col: str) -> str:
