@@ -169,10 +169,11 @@ def _no_constant(name: str) -> Any:
 
 def read_json(path: Path, *, finite: bool = False) -> Any:
     """A model config file's JSON; an unreadable one is a :class:`ModelError` naming the file. With
-    ``finite``, ``NaN`` and ``Infinity`` (which Python's JSON reads as numbers) are refused too."""
+    ``finite``, ``NaN`` and ``Infinity`` (which Python's JSON reads as numbers) are refused too; so is JSON
+    nested too deep for Python's reader (a ``RecursionError``)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant if finite else None)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ModelError(
             f"{path.name} cannot be read ({exc})", str(path), "pass a complete, unmodified model folder"
         ) from exc
@@ -180,10 +181,11 @@ def read_json(path: Path, *, finite: bool = False) -> Any:
 
 def _link_root(folder: Path) -> Path:
     """The folder a model folder's links may lead into: the folder itself, or for a snapshot in the
-    Hugging Face cache (``models--owner--name/snapshots/<commit>``) its repo's folder, whose ``blobs``
-    hold the files the snapshot links to."""
-    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
-        return folder.parent.parent
+    Hugging Face cache (``models--owner--name/snapshots/<commit>``) or a folder inside one (a text
+    encoder nested in a model) its repo's folder, whose ``blobs`` hold the files the snapshot links to."""
+    for snapshot in (folder, *folder.parents):
+        if snapshot.parent.name == "snapshots" and snapshot.parent.parent.name.startswith("models--"):
+            return snapshot.parent.parent
     return folder
 
 
@@ -260,7 +262,8 @@ def listed_types(folder: Path) -> list[tuple[Path, str]]:
             listed = isinstance(data, list) and all(isinstance(e, dict) for e in data)
             named = [e.get("type") for e in data] if listed else [data]
         else:
-            named = list((data.get("types") or {}).values()) if isinstance(data, dict) else [data]
+            types = data.get("types") if isinstance(data, dict) else data
+            named = list(types.values()) if isinstance(types, dict) else [] if types is None else [data]
         out += [(path, str(type_name)) for type_name in named]
     return out
 
@@ -289,18 +292,53 @@ def check_transformers_config(folder: Path, *, model_types: Iterable[str] | None
         named = ", ".join(map(str, auto_map.values())) if isinstance(auto_map, Mapping) else str(auto_map)
         raise refuse(path, "custom code through auto_map", named)
     model_type = config.get("model_type")
-    if model_types is None:
-        from mmgene.lazy import require
+    from mmgene.lazy import require
 
-        require("transformers", "checking a model's config")
+    require("transformers", "checking a model's config")
+    if model_types is None:
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-        known = model_type in CONFIG_MAPPING_NAMES
+        known = isinstance(model_type, str) and model_type in CONFIG_MAPPING_NAMES
     else:
-        known = model_type is None or model_type in set(model_types)
+        known = model_type is None or (isinstance(model_type, str) and model_type in set(model_types))
     if not known:
         raise refuse(path, "the model type", str(model_type))
+    _check_architectures(path, config.get("architectures"), model_type)
     return config
+
+
+def _architecture_types() -> dict[str, set[str]]:
+    """Each model class transformers registers (``BertModel``, ``BertForMaskedLM``, ...) -> its model types."""
+    from transformers.models.auto import modeling_auto
+
+    types: dict[str, set[str]] = {}
+    for name, mapping in vars(modeling_auto).items():
+        if not (name.endswith("_MAPPING_NAMES") and isinstance(mapping, Mapping)):
+            continue
+        for model_type, classes in mapping.items():
+            for cls in [classes] if isinstance(classes, str) else classes:
+                types.setdefault(str(cls), set()).add(str(model_type))
+    return types
+
+
+def _check_architectures(path: Path, architectures: Any, model_type: str | None) -> None:
+    """Refuse a config whose ``model_type`` is not that of the ``architectures`` its weights were saved
+    from: transformers would build the other model and fill every weight it does not find with random
+    numbers (a warning, no error), so the model would load and embed nonsense."""
+    if model_type is None or not architectures:
+        return
+    if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
+        raise ModelError(f"config.json's architectures must be a list of class names, got {architectures!r:.200}",
+                         str(path), "use an unmodified model folder (config.json as saved with its weights)")
+    known = _architecture_types()
+    other = sorted({a for a in architectures if a in known and model_type not in known[a]})
+    if other:
+        raise ModelError(
+            f"config.json names the model type {model_type!r}, but its weights were saved from {', '.join(other)} "
+            f"(model type {', '.join(sorted(known[other[0]]))}); loading it would leave the weights unread",
+            str(path),
+            "use an unmodified model folder (config.json as saved with its weights)",
+        )
 
 
 def module_type_names(classes: Iterable[type]) -> dict[str, type]:
@@ -361,8 +399,10 @@ def check_text_encoder(folder: Path) -> None:
 
     Every ``modules.json`` type must be one of :func:`text_encoder_classes`; every Transformer module's
     ``config.json`` must carry no ``auto_map`` and a model type transformers implements; a Dense
-    module's activation must be a ``torch`` class; no config file in the folder may carry ``auto_map``.
+    module's activation must be a ``torch`` class; no config file in the folder may carry ``auto_map``;
+    no link may lead out of the folder (:func:`check_links`), as a user's file would be read as its vocabulary.
     """
+    check_links(folder)
     check_no_auto_map(folder)
     if not (folder / "modules.json").is_file():  # a plain transformers model: mean pooling on top
         check_transformers_config(folder)
@@ -378,7 +418,8 @@ def check_text_encoder(folder: Path) -> None:
         if cls.__name__ == "Transformer":
             check_transformers_config(sub)
         elif cls.__name__ == "Dense" and (sub / "config.json").is_file():
-            activation = read_json(sub / "config.json").get("activation_function")
+            dense = read_json(sub / "config.json")
+            activation = dense.get("activation_function") if isinstance(dense, dict) else dense
             if activation is not None and not str(activation).startswith("torch."):
                 raise refuse(sub / "config.json", "the activation function", str(activation))
 

@@ -449,8 +449,6 @@ def check_model_folder(folder: Path, shared_encoder: Path | None = None) -> None
 def _load_router(folder: Path, sub: str, route_types: dict[str, type], shared: tuple[Path, Any] | None = None) -> Any:
     """Build a Router from its checked config, each module by its allow-listed class (no import by name);
     ``shared`` is an ensemble's shared text model (its folder and the loaded encoder) or None."""
-    import ast
-
     from sentence_transformers.base.modules import Router
 
     config = _check_router(folder / sub, route_types, shared[0] if shared else None)
@@ -467,9 +465,32 @@ def _load_router(folder: Path, sub: str, route_types: dict[str, type], shared: t
     }
     structure = {route: [loaded[n] for n in names] for route, names in config["structure"].items()}
     params = dict(config.get("parameters") or {})
-    if params.get("route_mappings"):  # saved as "('task', 'modality')" strings
-        params["route_mappings"] = {ast.literal_eval(k): v for k, v in params["route_mappings"].items()}
+    if params.get("route_mappings"):
+        params["route_mappings"] = _route_mappings(params["route_mappings"], folder / sub / "router_config.json")
     return Router(structure, **params)
+
+
+def _route_mappings(saved: Any, path: Path) -> dict[tuple[Any, Any], Any]:
+    """A Router's ``route_mappings`` (saved as ``"('task', 'modality')"`` strings), each sending a task to
+    its own route: one sending texts to the cell route (or cells to the text route) would load and encode
+    them with the other tower."""
+    import ast
+
+    fix = "give an unmodified, complete folder written by `mmgene train`"
+    if not isinstance(saved, dict):
+        raise ModelError(f"route_mappings must be an object, got {type(saved).__name__}", str(path), fix)
+    mappings = {}
+    for text, route in saved.items():
+        try:
+            key = ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise ModelError(f"route_mappings holds {str(text)[:80]!r}, which is not a ('task', 'modality') pair",
+                             str(path), fix) from None
+        if not (isinstance(key, tuple) and len(key) == 2 and key[0] == route):
+            raise ModelError(f"route_mappings sends {str(text)[:80]!r} to the route {str(route)[:80]!r}; "
+                             "a task may only be sent to the route of its own name", str(path), fix)
+        mappings[key] = route
+    return mappings
 
 
 def _build_sentence_transformer(folder: Path, device: str, shared: tuple[Path, Any] | None = None) -> Any:
@@ -519,6 +540,7 @@ def load(path: str | os.PathLike[str], device: str = "cpu") -> Any:
         from mmgene.model_files import check_no_auto_map, check_text_encoder, load_text_encoder
 
         folders, shared_folder, meta = member_folders(folder)
+        check_classes(meta, str(folder / ENSEMBLE_FILE))
         check_no_auto_map(folder)
         if shared_folder is not None:
             check_text_encoder(shared_folder)
@@ -597,8 +619,16 @@ def _ids_within(ids: Any, genes: int) -> bool:
 
 
 def _check_routes(st: Any, folder: Path) -> None:
-    """Each route holds the modules :func:`build_model` puts there, in order (a router edited to drop or
-    reorder them loads otherwise, and fails at the first text or cell)."""
+    """The model is the Router then Normalize, and each route holds the modules :func:`build_model` puts
+    there, in order (a router edited to drop or reorder them loads otherwise, and fails at the first text
+    or cell; without Normalize the vectors are not unit vectors)."""
+    layout = [type(m).__name__ for m in st]
+    if layout != ["Router", "Normalize"]:
+        raise ModelError(
+            f"the model's modules are {layout}, not an aligned model's (Router, Normalize)",
+            str(folder / "modules.json"),
+            "give an unmodified, complete folder written by `mmgene train`",
+        )
     routes = getattr(st[0], "sub_modules", None) or {}
     names = {route: " ".join(type(m).__name__ for m in modules) for route, modules in routes.items()}
     if set(names) != set(_ROUTES) or not all(_ROUTES[r].fullmatch(n) for r, n in names.items()):
@@ -653,14 +683,17 @@ def _checked(model: AlignedModel, inputs: Any, folder: Path) -> AlignedModel:
     where, fix = str(folder / MMGENE_CONFIG), "give an unmodified, complete folder written by `mmgene train`"
     if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) and i for i in inputs):
         raise ModelError(f"field 'inputs' must list what the omics tower reads ('genes' and/or obsm keys), got {inputs!r}", where, fix)
-    if "genes" in inputs and not model.st[0].sub_modules["cell"][0].vocab:
+    cell = model.st[0].sub_modules["cell"][0]
+    if "genes" in inputs and not cell.vocab:
         from mmgene.align.modules.cell_input import VOCAB_FILE
 
         raise ModelError(f"the model reads genes but its gene vocabulary ({VOCAB_FILE}) is missing or empty", str(folder), fix)
+    reads = (["genes"] if cell.vocab else []) + list(cell.obsm_keys)
+    if sorted(inputs) != sorted(reads) or [i for i in inputs if i != "genes"] != list(cell.obsm_keys):
+        raise ModelError(f"field 'inputs' is {inputs!r}, but the omics tower reads {reads!r} (cells would be encoded "
+                         "from what it does not read)", where, fix)
     _check_wiring(model.st, folder)
-    classes = model.meta.get("classes")
-    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
-        raise ModelError(f"field 'classes' must be a list of class names, got {type(classes).__name__}", where, fix)
+    check_classes(model.meta, where)
     from mmgene.align.recentre import MEAN_KEY
 
     mean, width = model.meta.get(MEAN_KEY), model._cell_head().out_dim
@@ -670,6 +703,15 @@ def _checked(model: AlignedModel, inputs: Any, folder: Path) -> AlignedModel:
     ):
         raise ModelError(f"field {MEAN_KEY!r} must be {width} finite numbers (the omics tower's learned width)", where, fix)
     return model
+
+
+def check_classes(meta: dict[str, Any], where: str) -> None:
+    """A model's or an ensemble's ``meta['classes']``, when present, is a list of class names (what label
+    defaults and the vocabulary of annotation read: a string would be read as one class per character)."""
+    classes = meta.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise ModelError(f"field 'classes' must be a list of class names, got {type(classes).__name__}", where,
+                         "give an unmodified, complete folder written by `mmgene train`")
 
 
 def _saved_config(data: Any, path: Path) -> AlignConfig | None:
