@@ -3,8 +3,10 @@
 The rules, shared by every command and ``save`` method that writes:
 
 - an output that already exists is replaced only when the caller asked (``overwrite=True``,
-  ``--overwrite``), and a *folder* only when mmgene wrote it (it carries :data:`MARKER`); an empty
-  folder counts as new for a folder output, and is never replaced by a file;
+  ``--overwrite``), and a *folder* only when mmgene wrote it (it carries :data:`MARKER`) and holds
+  nothing else: the marker lists what mmgene wrote there, and a file someone added since is never
+  deleted with it (markers written before the list existed cannot tell); an empty folder counts as
+  new for a folder output, and is never replaced by a file;
 - an output may not be, contain or sit inside one of the command's inputs, however either is spelled
   (a relative path, a link, a hard link, another case on a case-insensitive disk);
 - a link is never written through: a link to a folder counts as a folder mmgene did not write, a link
@@ -30,6 +32,8 @@ from mmgene.errors import OutputError
 
 #: file inside every folder mmgene writes; only such folders may be replaced.
 MARKER = ".mmgene-output"
+#: files a desktop adds to any folder it shows (never a user's work), which do not keep a folder from being replaced
+_SYSTEM_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 PathLike = str | os.PathLike[str]
 
 
@@ -95,6 +99,39 @@ def _check_existing(target: Path, overwrite: bool, in_place: bool = False) -> No
             str(target),
             "choose a new path, or move that folder away yourself",
         )
+    added = _not_written(target) if kind == "folder" else []
+    if added:
+        from mmgene.errors import _preview
+
+        raise OutputError(
+            f"the output folder holds {len(added)} entr{'y' if len(added) == 1 else 'ies'} mmgene did not write "
+            f"({_preview(added)}), so it is not replaced",
+            str(target),
+            "move those out of the folder (or choose a new path), then run again",
+        )
+
+
+def _entries(folder: Path) -> list[str]:
+    """Every file, folder and link below ``folder`` (links not followed), as sorted relative POSIX paths,
+    the marker left out."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            out.append(Path(root, name).relative_to(folder).as_posix())
+    return sorted(e for e in out if e != MARKER)
+
+
+def _not_written(folder: Path) -> list[str]:
+    """What ``folder`` (an mmgene output) holds that its marker does not list: added since mmgene wrote it.
+    [] when the marker lists nothing (written before the list existed, or by :func:`start_output_folder`)."""
+    try:
+        listed = json.loads((folder / MARKER).read_text(encoding="utf-8")).get("entries")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(listed, list):
+        return []
+    known = set(map(str, listed))
+    return [e for e in _entries(folder) if e not in known and Path(e).name not in _SYSTEM_FILES]
 
 
 def _writable_ancestor(target: Path) -> Path:
@@ -176,11 +213,15 @@ def check_output(
     return resolved
 
 
-def mark(folder: PathLike) -> None:
-    """Write mmgene's marker into ``folder``, which mmgene has written."""
+def mark(folder: PathLike, *, listing: bool = True) -> None:
+    """Write mmgene's marker into ``folder``, which mmgene has written; with ``listing`` it names every entry
+    of the folder, so that a file added later is never deleted when the folder is replaced."""
     from mmgene import __version__
 
-    Path(folder, MARKER).write_text(json.dumps({"written_by": "mmgene", "version": __version__}) + "\n", encoding="utf-8")
+    marker = {"written_by": "mmgene", "version": __version__}
+    if listing:
+        marker["entries"] = _entries(Path(folder))
+    Path(folder, MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
 
 
 @contextmanager
@@ -249,5 +290,5 @@ def start_output_folder(target: PathLike, *, overwrite: bool = False, inputs: It
     if is_mmgene_output(target):
         shutil.rmtree(target)
     target.mkdir(parents=True, exist_ok=True)
-    mark(target)
+    mark(target, listing=False)  # filled after marking: what it will hold is not known yet
     return target
