@@ -449,3 +449,18 @@ def test_cli_takes_a_hub_id_for_the_dictionaries(cells40, model_dir, tmp_path):
     assert result.exit_code != 0 and not out.exists()
     assert isinstance(result.exception, RemoteError)  # offline in tests: it tried the Hub repository named
     assert "from the hub repository owner/dicts" in str(result.exception)
+
+
+def test_a_checkpoint_linking_out_of_its_folder_is_refused_before_reading(cells40, model_dir, tmp_path, dicts):
+    from mmgene.embed import geneformer
+    from mmgene.errors import UnsafeModelError
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "config.json").write_text((model_dir / "config.json").read_text())
+    outside = tmp_path / "my_results.safetensors"
+    outside.write_bytes((model_dir / "model.safetensors").read_bytes())
+    (linked / "model.safetensors").symlink_to(outside)
+    with pytest.raises(UnsafeModelError, match="outside the model folder") as err:
+        geneformer(cells40[:2].copy(), linked, dictionaries=dicts)
+    assert err.value.where == str(linked / "model.safetensors")

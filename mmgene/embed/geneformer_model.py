@@ -170,19 +170,20 @@ def _commit_of(folder: Path) -> str:
 def load_config(folder: Path, where: str) -> Any:
     """Read and check ``config.json``: a BERT encoder (Geneformer's architecture), no remote code.
 
-    A config file with ``auto_map`` (code shipped with the checkpoint) is refused before transformers
-    reads it; so is a ``model_type`` other than ``bert``.
+    A folder holding a link that leads out of it, or a config file with ``auto_map`` (code shipped with the
+    checkpoint), is refused before transformers reads it; so is a ``model_type`` other than ``bert``.
     """
     from mmgene.lazy import require
 
     require("transformers", "Geneformer")
     from transformers import BertConfig
 
-    from mmgene.model_files import check_no_auto_map, read_json
+    from mmgene.model_files import check_links, check_no_auto_map, read_json
 
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise ModelError("the checkpoint folder has no config.json", where, "pass a folder saved with save_pretrained")
+    check_links(folder)  # a link out of the folder (a file of the user's read as weights, /dev/zero) is refused
     check_no_auto_map(folder, recursive=False)
     raw = read_json(config_file)
     model_type = raw.get("model_type", "bert") if isinstance(raw, dict) else None
