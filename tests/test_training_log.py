@@ -55,3 +55,16 @@ def test_each_trainer_of_a_model_is_a_run_and_the_log_round_trips(tmp_path):
     trainer.log({"loss": 2.0})
     assert training_log.records(other)[-1]["run"] == 2
     assert training_log.write(_Model(), tmp_path / "none") is None  # no records: no file
+
+
+def test_a_hand_edited_nan_is_read_as_none_so_the_model_saves_again(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / training_log.FILE).write_text('{"run": 0, "step": 5, "loss": NaN, "grad": [Infinity, 1.0]}\nnot json\n')
+    model = _Model()
+    training_log.read(folder, model)
+    assert training_log.records(model) == [{"run": 0, "step": 5, "loss": None, "grad": [None, 1.0]}]
+    out = tmp_path / "again"
+    out.mkdir()
+    path = training_log.write(model, out)
+    assert path.read_text() == '{"run": 0, "step": 5, "loss": null, "grad": [null, 1.0]}\n'

@@ -91,14 +91,15 @@ def write(model: Any, folder: Path) -> Path | None:
 
 def read(folder: Path, model: Any) -> None:
     """Give ``model`` the records of ``folder/training_log.jsonl`` (lines that are not JSON objects are
-    skipped: the log is a record of training, never needed to use the model)."""
+    skipped: the log is a record of training, never needed to use the model; NaN and infinities, which JSON
+    has not and :func:`write` refuses, are read as none)."""
     path = Path(folder) / FILE
     if not path.is_file():
         return
     log = records(model)
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            entry = json.loads(line)
+            entry = json.loads(line, parse_constant=lambda _: None)  # NaN, Infinity: none, as training logs them
         except ValueError:
             continue
         if isinstance(entry, dict):
