@@ -231,6 +231,11 @@ def evaluate_command(
         "species": species, "tissue": tissue, "standardize": standardize, "recentre": recentre, "data_markers": data_markers, "definitions": definitions, "hierarchy": hierarchy, "refine": refine,
         "weigh_types": weigh_types,
     })
+    if out is not None and out.name in ("", ".", ".."):  # '.' has no name to put .json and .md after
+        raise ParameterError(
+            f"--out {str(out)!r} names a folder, but it is the start of the report's file names (<out>.json, <out>.md)",
+            "option --out", "pass a name, e.g. --out eval or --out reports/eval (writes eval.json and eval.md)",
+        )
     target = out if out is not None else file.with_name(file.stem + ".mmgene_eval")
     for path in report_files(target):
         check_output(path, overwrite=overwrite, inputs=[file, model])

@@ -18,6 +18,12 @@ app.add_typer(genes_app, name="genes")
 
 def _symbols(symbols: list[str], genes_from: Optional[Path]) -> list[str] | None:
     """Symbols from the command line and/or a file (.h5ad/.zarr: its genes; else one symbol per line)."""
+    blank = [i for i, s in enumerate(symbols, 1) if not s.strip()]
+    if blank:  # '' is no gene: fetched, it would end as a file of text for 0 genes and exit 0
+        raise ParameterError(
+            f"gene symbol {blank[0]} of {len(symbols)} on the command line is empty", "argument SYMBOLS",
+            "pass gene symbols such as CD3E MS4A1 (quote none of them as ''), or --genes-from FILE",
+        )
     out = list(symbols)
     if genes_from is not None:
         if genes_from.suffix.lower() in (".h5ad", ".zarr", ".h5"):
@@ -70,6 +76,7 @@ def fetch(
     import json
 
     from mmgene.atomic import atomic_path, check_output
+    from mmgene.config import check_range
     from mmgene.genes.sources import gene_text_source
 
     ncbi_options = {
@@ -83,6 +90,8 @@ def fetch(
             f"{', '.join(given)}: options of --source ncbi, which --source {source!r} does not use",
             "options of mmgene genes fetch", "leave those options out, or pass --source ncbi",
         )
+    if timeout is not None:  # requests takes no timeout <= 0: it would fail at the first request, as a traceback
+        check_range(timeout, "--timeout", "option --timeout", 0.0, None, strict=True, fix="pass seconds, e.g. 60")
     check_output(out, overwrite=overwrite, inputs=[p for p in (genes_from, cache) if p is not None])
     wanted = _symbols(symbols or [], genes_from)
     kwargs = dict(given.values(), email=email) if source == "ncbi" else {}  # the key: $NCBI_API_KEY only
@@ -121,6 +130,9 @@ def embed(
     from mmgene.text.encoders import text_encoder
     from mmgene.genes.sources import gene_text_source
     from mmgene.genes.vectors import GeneVectors
+    from mmgene.genes.vectors import _suffix as check_vectors_suffix
+
+    check_vectors_suffix(out)  # the file's kind, before minutes of embedding rather than after
 
     openai = encoder.startswith("openai:")
     if openai and backend != "auto":

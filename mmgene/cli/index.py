@@ -61,7 +61,7 @@ def index_build(
     from mmgene.index import CellIndex
     from mmgene.io import read
 
-    check_output(out, overwrite=overwrite, inputs=[file])
+    check_output(out, overwrite=overwrite, inputs=[file, *_local(model)])  # nor over the model the index names
     tuning = {"--nlist": nlist, "--nprobe": nprobe, "--pq-m": pq_m, "--hnsw-m": hnsw_m, "--ef-search": ef_search, "--target-recall": target_recall}
     recall = {"target_recall": target_recall} if target_recall is not None else {}
     if kind != "auto" and not stream:
@@ -130,6 +130,12 @@ def _check_kind_options(kind: str, given: dict[str, Any], note: str = "") -> Non
                 f"{option} does not apply to --kind {kind}{note}, so it would be ignored", f"option {option}",
                 f"choose --kind {' or '.join(kinds)}, or leave {option} out",
             )
+
+
+def _local(spec: Optional[str]) -> list[Path]:
+    """``spec`` (a model: a folder, ``hf://...``, ``genept-s``) as an input path when it names something on
+    disk, so that an output is never written over or into it."""
+    return [Path(spec)] if spec and Path(spec).exists() else []
 
 
 def _check_model_dim(model: str, dim: int, file: Path, embedding: str) -> None:
@@ -307,7 +313,8 @@ def annotate(
     })
     if min_z == OFF:  # --min-z none: no such rule (an unset option keeps the default)
         rule = rule.replace(min_z=None)
-    target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
+    inputs = [*_local(model), *([reference] if reference is not None else [])]
+    target = anndata_target(file, out, in_place=in_place, overwrite=overwrite, inputs=inputs)
     all_labels = [*labels, *(more_labels or [])]
     chosen = _chosen_terms(all_labels, term, rule.origin)
     checked_labels(all_labels, rule, chosen, calibrated=reference is not None)  # before a large file is read
@@ -350,7 +357,7 @@ def transfer(
     column = label_col_given(label_col, label_column, "--label-column")
     if column is None:
         raise ParameterError("no label column given", "option --label-col", "pass --label-col COLUMN (a column of the index's cell table)")
-    target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
+    target = anndata_target(file, out, in_place=in_place, overwrite=overwrite, inputs=[index_dir])
     adata = read(file)
     table = transfer_labels(
         CellIndex.load(index_dir, rerank=not no_rerank), adata, column, k=k, weighting=weighting, min_confidence=min_confidence,

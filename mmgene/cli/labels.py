@@ -9,7 +9,7 @@ import typer
 
 from mmgene.cli.app import app, overwrite_option
 from mmgene.cli.options import json_option
-from mmgene.cli.outputs import anndata_target, in_place_option, write_anndata
+from mmgene.cli.outputs import anndata_target, check_suffix, in_place_option, write_anndata
 from mmgene.cli.results import emit, table_text
 
 labels_app = typer.Typer(
@@ -25,17 +25,6 @@ def _obs(path: Path) -> Any:
     from mmgene.io import read
 
     return read(path, backed=path.suffix.lower() in (".h5ad", ".h5"), expression_needed=False).obs
-
-
-def _check_suffix(out: Path, suffixes: tuple[str, ...], fix: str) -> None:
-    """Refuse an ``--out`` whose name says another kind of file than the one written (with --overwrite,
-    a mapping CSV would replace an .h5ad of the same name, or an AnnData a CSV)."""
-    from mmgene.errors import ParameterError
-
-    if out.suffix.lower() not in suffixes:
-        raise ParameterError(
-            f"--out must end in {' or '.join(suffixes)}, got {out.name!r}", "option --out", fix
-        )
 
 
 def _label_column(obs: Any, column: str, source: str) -> Any:
@@ -115,7 +104,7 @@ def harmonise(
     from mmgene.atomic import check_output
     from mmgene.harmonise import write_mapping
 
-    _check_suffix(out, (".csv",), "the mapping is written as CSV: pass --out MAPPING.csv")
+    check_suffix(out, (".csv",), "the mapping is written as CSV: pass --out MAPPING.csv")
     check_output(out, overwrite=overwrite, inputs=[source])
     table = _tables(
         source, label_col, tissue, species, {"min_confidence": min_confidence, "use_text_model": text_model}
@@ -146,14 +135,11 @@ def apply(
     as_json: bool = json_option(),
 ) -> None:
     """Write each cell's Cell Ontology id and name into obs, from a reviewed mapping."""
-    from mmgene.atomic import check_output
     from mmgene.harmonise import apply_mapping, read_mapping
     from mmgene.io import read
 
-    if out is not None and not in_place:
-        _check_suffix(out, (".h5ad", ".zarr"), "pass --out NEW.h5ad or NEW.zarr")
-        check_output(out, overwrite=overwrite, inputs=[file, mapping])  # never over the reviewed mapping
-    target = anndata_target(file, out, in_place=in_place, overwrite=overwrite)
+    # never over (nor inside a folder of) the reviewed mapping
+    target = anndata_target(file, out, in_place=in_place, overwrite=overwrite, inputs=[mapping])
     table = read_mapping(mapping)  # checked (once) before the (possibly large) data is read
     adata = read(file, expression_needed=False)
     apply_mapping(adata, label_col, table, key_added=key, dataset=dataset)

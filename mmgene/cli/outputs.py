@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -44,8 +45,23 @@ def _check_anndata_file(file: Path) -> None:
         )
 
 
-def anndata_target(file: Path, out: Optional[Path], *, in_place: bool, overwrite: bool) -> Path:
-    """The checked output path: ``out`` (new, or replaced with ``overwrite``) or ``file`` with ``in_place``."""
+def check_suffix(out: Path, suffixes: tuple[str, ...], fix: str) -> None:
+    """Refuse an ``--out`` whose name says another kind of file than the one written (with --overwrite,
+    an AnnData would replace a CSV of the same name, or a mapping CSV an .h5ad)."""
+    if out.suffix.lower() not in suffixes:
+        raise ParameterError(f"--out must end in {' or '.join(suffixes)}, got {out.name!r}", "option --out", fix)
+
+
+#: what an AnnData output may be called: :func:`write_anndata` writes ``.zarr`` as a store, anything else as .h5ad
+ANNDATA_SUFFIXES = (".h5ad", ".zarr")
+
+
+def anndata_target(
+    file: Path, out: Optional[Path], *, in_place: bool, overwrite: bool, inputs: Iterable[Path] = ()
+) -> Path:
+    """The checked output path: ``out`` (new, or replaced with ``overwrite``) or ``file`` with ``in_place``.
+    ``out`` may not be, contain or sit inside ``file`` nor any of the command's other ``inputs`` (an index
+    folder, a reference AnnData, a model folder)."""
     from mmgene.atomic import check_output
 
     if in_place and out is not None:
@@ -58,7 +74,8 @@ def anndata_target(file: Path, out: Optional[Path], *, in_place: bool, overwrite
         raise ParameterError(
             "no output given", "option --out", f"pass --out NEW.h5ad, or --in-place to write the result into {file}"
         )
-    check_output(out, overwrite=overwrite, inputs=[file])
+    check_suffix(out, ANNDATA_SUFFIXES, "pass --out NEW.h5ad or NEW.zarr")
+    check_output(out, overwrite=overwrite, inputs=[file, *inputs])
     return out
 
 

@@ -70,7 +70,7 @@ def publish_command(
     chunk_format: Optional[ChunkFormat] = typer.Option(None, "--format", help=setting_help("chunk_format")),
     negatives: Optional[int] = typer.Option(None, "--negatives", help=setting_help("n_negatives")),
     cell_negatives: Optional[int] = typer.Option(None, "--cell-negatives", help=setting_help("n_cell_negatives")),
-    seed: Optional[int] = typer.Option(None, "--seed", help=setting_help("seed")),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help=setting_help("seed")),
     public: Optional[bool] = typer.Option(
         None, "--public", help=f"Make the repository public (default: {'private' if default('private') else 'public'})."
     ),
