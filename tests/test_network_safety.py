@@ -387,3 +387,22 @@ def test_cli_ncbi_deadline_is_one_line(server, tmp_path):
     )
     assert time.monotonic() - start < 120  # two 1 s attempts plus interpreter start-up, not minutes
     assert server.count("/trickle-body") == 2
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), (10.0, 0)])
+def test_a_client_refuses_a_timeout_not_above_zero_before_any_request(timeout):
+    from mmgene.errors import ParameterError
+    from mmgene.net.http import HttpClient
+
+    with pytest.raises(ParameterError, match="timeout must be a number above 0.0") as err:
+        HttpClient(timeout=timeout)
+    assert err.value.where == "HttpClient(timeout=...)"
+
+
+def test_an_ncbi_client_with_no_search_batch_says_what_to_pass(tmp_path):
+    from mmgene.errors import ParameterError
+    from mmgene.genes.ncbi import NCBIClient
+
+    with pytest.raises(ParameterError, match="search_batch must be >= 1") as err:
+        NCBIClient(search_batch=0, cache_path=tmp_path / "c.sqlite", email="a@b.c")
+    assert "--batch-size" in err.value.fix and not (tmp_path / "c.sqlite").exists()

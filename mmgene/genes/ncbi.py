@@ -276,7 +276,10 @@ class NCBIClient:
                 f"summary_batch must be between 1 and {MAX_SUMMARY_BATCH}, got {summary_batch}", "NCBIClient", "use at most 200 ids per esummary call"
             )
         if search_batch < 1 or max_retries < 0:
-            raise ParameterError(f"search_batch must be >= 1 and max_retries >= 0 (got {search_batch}, {max_retries})", "NCBIClient")
+            raise ParameterError(
+                f"search_batch must be >= 1 and max_retries >= 0 (got {search_batch}, {max_retries})", "NCBIClient",
+                f"use e.g. search_batch={SEARCH_BATCH} (--batch-size) and max_retries=5 (--retries)",
+            )
         if not base_url.lower().startswith(("https://", "http://")):
             raise ParameterError(f"NCBI base_url must be an http(s):// URL, got {redact(base_url)!r}", "base_url", f"e.g. {EUTILS}")
         self.base_url = base_url.rstrip("/")

@@ -212,8 +212,12 @@ class HttpClient:
     def __init__(self, *, policy: RetryPolicy | None = None, timeout: float | tuple[float, float] = 60.0,
                  deadline: float | None = None, default_deadline: float = 60.0, auth: ScopedAuth | None = None,
                  headers: Mapping[str, str] | None = None, sleep: Callable[[float], None] | None = None) -> None:
+        from mmgene.config import check_range
+
         self.policy = policy if policy is not None else RetryPolicy()
         self.timeout = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        for seconds in self.timeout:  # requests refuses a timeout <= 0 only at the first request, as its own error
+            check_range(seconds, "timeout", "HttpClient(timeout=...)", 0.0, None, strict=True, fix="pass seconds, e.g. 60")
         self.deadline = resolve_deadline(deadline, default_deadline)
         self.session = make_session(auth, headers)
         self._sleep = sleep
