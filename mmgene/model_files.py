@@ -70,6 +70,8 @@ def parse_hub_id(spec: str | Any, *, subfolders: bool = False) -> HubModel | Non
 def local_model_folder(spec: str | Any, *, example: str = "hf://owner/name") -> Path:
     """The existing folder ``spec`` names; a missing path is a :class:`ModelError`, never a Hub lookup."""
     text = str(spec)
+    if not text.strip():  # Path('') is the working folder, which would be read as the model
+        raise ModelError("the model is named by an empty text", "model ''", f"pass a model folder or {example}")
     path = Path(text).expanduser()
     if not path.exists():
         fix = hub_fix(example)

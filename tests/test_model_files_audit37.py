@@ -136,3 +136,14 @@ def test_a_dense_module_config_that_is_not_an_object_is_refused(tmp_path):
     (folder / "9_Dense" / "config.json").write_text("[1]")
     with pytest.raises(UnsafeModelError, match="activation function"):
         check_text_encoder(folder)
+
+
+@pytest.mark.parametrize("spec", ["", "  "])
+def test_a_model_named_by_an_empty_text_is_not_the_working_folder(spec, tmp_path, monkeypatch):
+    from mmgene.errors import ModelError
+    from mmgene.model_files import local_model_folder
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match="empty text") as err:
+        local_model_folder(spec)
+    assert err.value.where == "model ''"
