@@ -204,3 +204,13 @@ def test_caption_template_fills_every_label_and_keeps_literal_braces():
 
     assert fill_caption("A {label} cell ({{CL}}: {label})", "B cell") == "A B cell cell ({CL}: B cell)"
     assert fill_caption("{label}", "{0} odd") == "{0} odd"
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "0"])
+def test_a_layout_seed_must_be_a_whole_number_of_at_least_zero(seed):
+    from mmgene.errors import ParameterError
+    from mmgene.hub.config import LayoutConfig
+
+    with pytest.raises(ParameterError, match="seed must be a whole number >= 0") as err:
+        LayoutConfig(seed=seed)
+    assert err.value.where == "LayoutConfig.seed"

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmgene.config import field_help, freeze, setting
+from mmgene.config import check_whole, field_help, freeze, setting
 from mmgene.errors import ParameterError, is_whole_number
 from mmgene.hub.chunks import FORMATS
 from mmgene.hub.share import SHARE_KINDS, ShareBackend
@@ -103,6 +103,7 @@ class LayoutConfig:
                 "caption_template", "pass e.g. 'A {label} cell.'",
             )
         freeze(self, "splits", check_splits(self.splits))
+        check_whole(self.seed, "seed", "LayoutConfig.seed", "pass a whole number >= 0, e.g. 0 (numpy takes no negative seed)")
 
 
 @dataclass(frozen=True)
