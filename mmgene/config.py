@@ -92,7 +92,7 @@ def check_key(value: Any, where: str, example: str) -> str:
 def check_share(value: Any, name: str, where: str) -> None:
     """Raise a ParameterError unless ``value`` is a number in [0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ParameterError(f"{name} must be in [0, 1], got {value}", where)
+        raise ParameterError(f"{name} must be in [0, 1], got {value!r}", where, "pass a share from 0 to 1, e.g. 0.5")
 
 
 def check_range(

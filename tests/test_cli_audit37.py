@@ -144,3 +144,12 @@ def test_genes_embed_refuses_a_vectors_file_of_another_kind_before_any_work(tmp_
     args = ["genes", "embed", texts, "-o", tmp_path / "vectors.txt", "--encoder", tmp_path / "no-such-encoder"]
     line = assert_refused(args, [tmp_path], contains="gene vectors are saved as .parquet or .safetensors, not '.txt'")
     assert "What to do: name the file *.parquet or *.safetensors." in line
+
+
+def test_a_share_out_of_range_says_what_to_pass():
+    from mmgene.errors import ParameterError
+    from mmgene.pairs.config import PairsConfig
+
+    with pytest.raises(ParameterError, match=r"marker_share must be in \[0, 1\], got 2") as err:
+        PairsConfig(marker_share=2)
+    assert err.value.fix == "pass a share from 0 to 1, e.g. 0.5"
