@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mmgene.errors import DataError, InputFileError, IntegrityError, MissingColumnError, ParameterError, UnknownCellError, is_whole_number
+from mmgene.hits import own_hit_mask
 from mmgene.index.folder import (
     CELL_ID, CELLS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, META_FILE, METRIC, ONDISK_FORMAT_VERSION, REBUILD, _check_faiss,
     _check_inside, _faiss, _meta_to_write, _parquet_safe, _read_cells, _read_faiss, _read_meta, cells_checksum,
@@ -53,15 +54,6 @@ def check_model(model: Any, dim: int, embedding_key: str | None, where: str) -> 
         return
     vectors = f"obsm[{embedding_key!r}]" if embedding_key is not None else "the vectors"
     check_model_dim(model, dim, f"{where}(model={space_name(model, model)!r}): {vectors}")
-
-
-def own_hit_mask(ids: np.ndarray, self_ids: np.ndarray) -> np.ndarray:
-    """Per result row, the one entry to drop when a query searches its own index: its own id, else the
-    last hit (the row then holds one more hit than asked for)."""
-    mask = ids == self_ids[:, None]
-    mask[~mask.any(axis=1), -1] = True
-    mask &= np.cumsum(mask, axis=1) == 1  # drop one entry per row only
-    return mask
 
 
 def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:

@@ -85,7 +85,7 @@ def _are_vectors(cells: Any) -> bool:
 
 def _drop_own(scores: np.ndarray, found: np.ndarray, own: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Remove each query's own position from its row (or the last hit when it was not found)."""
-    from mmgene.index.faiss_index import own_hit_mask
+    from mmgene.hits import own_hit_mask
 
     n, width = found.shape
     keep = ~own_hit_mask(found, own)
