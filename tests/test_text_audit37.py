@@ -118,3 +118,22 @@ def test_annotate_templates_fill_the_cells_origin_or_say_it_is_needed():
     with pytest.raises(ParameterError, match="species and tissue") as err:
         label_prompts(["B cell"], ["a {label} from {origin}"])
     assert err.value.where == "annotate(prompts=...)"
+
+
+def test_class_prompts_say_an_origin_is_needed_when_every_template_needs_one():
+    from mmgene.text.origin import Origin
+
+    with pytest.raises(ParameterError, match="species and tissue") as err:
+        class_prompts(["B cell"], templates=["a {label} from {origin}"])
+    assert err.value.where == "class_prompts(templates=...)"
+    blood = Origin("human", "blood")
+    prompts = class_prompts(["B cell"], templates=["a {label} from {origin}"], ontology=False, markers=False, origin=blood)
+    assert prompts == [["a B cell from human blood"]]
+
+
+def test_type_weights_of_no_class_is_a_parameter_error():
+    from mmgene.text.classes import type_weights
+
+    with pytest.raises(ParameterError, match="at least one class"):
+        type_weights(np.zeros((3, 0)))
+    assert type_weights(np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])).tolist() == [0.5, 1.0, 0.5]

@@ -141,13 +141,7 @@ def label_prompts(
     if prompts is None:
         return class_prompts(labels, markers=markers, origin=origin, definitions=definitions)
     templates = check_templates(prompts, "annotate(prompts=...)")
-    filled = [fill_templates(templates, [lab], origin) for lab in labels]
-    if labels and not filled[0]:  # every template says an origin ({origin}, {place}) that was not given
-        raise ParameterError(
-            f"every prompt template needs the cells' species and tissue ({templates[0]!r}), and none was given",
-            "annotate(prompts=...)", "give the cells' origin (species= and tissue=, --species/--tissue), or add a template without {origin}/{place}",
-        )
-    return filled
+    return [fill_templates(templates, [lab], origin, "annotate(prompts=...)") for lab in labels]
 
 
 def _check_scores(scores: np.ndarray, where: str) -> None:

@@ -136,7 +136,11 @@ def type_weights(scores: np.ndarray) -> np.ndarray:
     """One weight per cell, ``1 / the number of cells whose argmax class is its own``: every class that
     wins some cells weighs as much in total, whatever its share (see the module docstring). ``scores``
     (cells x classes) are the first pass's, usually the plain z-scores."""
-    winner = np.asarray(scores).argmax(axis=1)
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or not scores.shape[1]:  # argmax of no class is numpy's own error
+        raise ParameterError(f"scores of shape {scores.shape}: type weights need cells x classes, at least one class",
+                             "type_weights(scores=...)", "score the cells against at least one class")
+    winner = scores.argmax(axis=1)
     return 1.0 / np.bincount(winner)[winner]
 
 

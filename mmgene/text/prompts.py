@@ -74,12 +74,21 @@ def check_templates(templates: Sequence[str], where: str = "prompts") -> list[st
     return templates
 
 
-def fill_templates(templates: Sequence[str], names: Sequence[str], origin: Origin | None = None) -> list[str]:
+def fill_templates(
+    templates: Sequence[str], names: Sequence[str], origin: Origin | None = None, where: str = "prompts"
+) -> list[str]:
     """Every template applied to every name (names outer, templates inner), each prompt once; a
-    template that says an origin ``{origin}``/``{place}`` is skipped unless ``origin`` knows it."""
+    template that says an origin ``{origin}``/``{place}`` is skipped unless ``origin`` knows it, and
+    names left with no prompt at all (every template needs an origin not given) are a ParameterError."""
     origin = origin or Origin()
     filled = (origin.fill(t, n) for n in names for t in templates)
-    return list(dict.fromkeys(p for p in filled if p is not None))
+    prompts = list(dict.fromkeys(p for p in filled if p is not None))
+    if names and not prompts:
+        raise ParameterError(
+            f"every prompt template needs the cells' species and tissue ({templates[0]!r}), and none was given", where,
+            "give the cells' origin (species= and tissue=, --species/--tissue), or add a template without {origin}/{place}",
+        )
+    return prompts
 
 
 def _has_word(label: object) -> bool:
@@ -169,7 +178,7 @@ def class_prompts(
             genes = marker_genes(names)
             if genes:
                 names = names + [p.format(name=n, genes=join_genes(genes)) for n in names for p in MARKER_PHRASES]
-        prompts = fill_templates(templates, names, origin)
+        prompts = fill_templates(templates, names, origin, "class_prompts(templates=...)")
         if definitions and ontology:
             prompts += [p for p in definition_prompts(label) if p not in prompts]
         out.append(prompts)
