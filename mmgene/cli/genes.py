@@ -130,9 +130,9 @@ def embed(
     from mmgene.text.encoders import text_encoder
     from mmgene.genes.sources import gene_text_source
     from mmgene.genes.vectors import GeneVectors
-    from mmgene.genes.vectors import _suffix as check_vectors_suffix
+    from mmgene.genes.vectors import vectors_suffix
 
-    check_vectors_suffix(out)  # the file's kind, before minutes of embedding rather than after
+    vectors_suffix(out)  # the file's kind, before minutes of embedding rather than after
 
     openai = encoder.startswith("openai:")
     if openai and backend != "auto":

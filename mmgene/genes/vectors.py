@@ -109,7 +109,7 @@ class GeneVectors:
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write to ``.parquet`` or ``.safetensors`` (atomically; an existing file only with ``overwrite``)."""
         path = Path(path)
-        suffix = _suffix(path)
+        suffix = vectors_suffix(path)
         with atomic_path(path, overwrite=overwrite) as tmp:
             if suffix == ".parquet":
                 import pyarrow as pa
@@ -135,7 +135,7 @@ class GeneVectors:
     def load(cls, path: str | os.PathLike[str]) -> GeneVectors:
         """Read a table written by :meth:`save`."""
         path = Path(path)
-        suffix = _suffix(path)
+        suffix = vectors_suffix(path)
         if not path.is_file():
             raise InputFileError(f"gene vectors file not found: {path}", str(path), "run `mmgene genes embed` first or check the path")
         try:
@@ -173,7 +173,9 @@ class GeneVectors:
             ) from exc
 
 
-def _suffix(path: Path) -> str:
+def vectors_suffix(path: Path) -> str:
+    """The suffix of a gene-vectors file, ``.parquet`` or ``.safetensors``; any other is a ParameterError
+    (checked before any work, since the suffix says how the file is written)."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ParameterError(
