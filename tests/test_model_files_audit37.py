@@ -147,3 +147,18 @@ def test_a_model_named_by_an_empty_text_is_not_the_working_folder(spec, tmp_path
     with pytest.raises(ModelError, match="empty text") as err:
         local_model_folder(spec)
     assert err.value.where == "model ''"
+
+
+@pytest.mark.parametrize(("field", "value"), [("label_cols", 5), ("label_cols", {"pbmc3k": 5}), ("members", [1, 2]),
+                                              ("reported_metrics", 5)])
+def test_fields_the_model_card_reads_are_checked_when_loading(hostile, field, value):  # noqa: F811
+    folder, _ = hostile
+    _edit(folder / "mmgene_align.json", **{field: value})
+    with pytest.raises(ModelError, match=f"field '{field}' must be"):
+        _load(folder)
+
+
+def test_a_corpus_models_label_columns_by_dataset_load(hostile):  # noqa: F811
+    folder, _ = hostile
+    _edit(folder / "mmgene_align.json", label_cols={"pbmc3k": "cell_type", "kang": "cell_type_name"})
+    assert _load(folder).meta["label_cols"] == {"pbmc3k": "cell_type", "kang": "cell_type_name"}

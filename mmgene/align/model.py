@@ -707,11 +707,22 @@ def _checked(model: AlignedModel, inputs: Any, folder: Path) -> AlignedModel:
 
 def check_classes(meta: dict[str, Any], where: str) -> None:
     """A model's or an ensemble's ``meta['classes']``, when present, is a list of class names (what label
-    defaults and the vocabulary of annotation read: a string would be read as one class per character)."""
+    defaults and the vocabulary of annotation read: a string would be read as one class per character);
+    the fields its model card reads have their types too (``label_cols``: names, a list for one AnnData or
+    a mapping for a corpus; ``members`` and ``reported_metrics``: lists of records), so a hand-edited one
+    is refused when loaded, not with a raw error when the model is saved or pushed."""
+    fix = "give an unmodified, complete folder written by `mmgene train`"
     classes = meta.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
-        raise ModelError(f"field 'classes' must be a list of class names, got {type(classes).__name__}", where,
-                         "give an unmodified, complete folder written by `mmgene train`")
+        raise ModelError(f"field 'classes' must be a list of class names, got {type(classes).__name__}", where, fix)
+    label_cols = meta.get("label_cols")
+    names = label_cols.values() if isinstance(label_cols, dict) else label_cols if isinstance(label_cols, list) else None
+    if label_cols is not None and (names is None or not all(isinstance(n, str) for n in names)):
+        raise ModelError(f"field 'label_cols' must be label column names (a list, or a mapping by dataset), got {label_cols!r:.100}", where, fix)
+    for field in ("members", "reported_metrics"):
+        records = meta.get(field)
+        if records is not None and not (isinstance(records, list) and all(isinstance(r, dict) for r in records)):
+            raise ModelError(f"field {field!r} must be a list of records, got {records!r:.100}", where, fix)
 
 
 def _saved_config(data: Any, path: Path) -> AlignConfig | None:
