@@ -138,3 +138,11 @@ def test_push_to_hub_public_when_asked(model, monkeypatch):
         with pytest.raises(RuntimeError, match="stop before uploading"):
             model.push_to_hub("me/model", token="hf_not_a_real_token_000", private=private)
     assert asked == [("me/model", False, "model"), ("me/model", True, "model")]
+
+
+def test_a_corpus_models_card_names_each_dataset_with_its_label_column():
+    from mmgene.align.card import _training_data
+
+    meta = {"label_cols": {"pbmc3k": "cell_type", "kang": "cell_type_name"}, "train_cells": 120}
+    assert _training_data(meta) == "2 datasets, labels from pbmc3k (cell_type); kang (cell_type_name); 120 training cells"
+    assert _training_data({"label_cols": ["louvain"], "train_cells": 5}) == "louvain labels; 5 training cells"

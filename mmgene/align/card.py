@@ -28,6 +28,15 @@ def base_model(model: Any) -> str | None:
     return hub.repo_id if hub is not None else None
 
 
+def _training_data(meta: dict[str, Any]) -> str:
+    """What the model learnt from: the label columns of one AnnData, or each dataset of a corpus with its own."""
+    label_cols = meta.get("label_cols") or []
+    if isinstance(label_cols, dict):  # a corpus: dataset -> its label column
+        named = "; ".join(f"{dataset} ({column})" for dataset, column in label_cols.items())
+        return f"{len(label_cols)} datasets, labels from {named}; {meta.get('train_cells', 0)} training cells"
+    return f"{', '.join(label_cols)} labels; {meta.get('train_cells', 0)} training cells"
+
+
 def card_values(model: Any, location: str, *, hub: bool = False) -> dict[str, Any]:
     """The template values of ``mmgene/_cards/model_card.md`` for ``model`` (an
     :class:`~mmgene.align.AlignedModel` or an ensemble of them) at ``location``: a Hub repo id with ``hub``, else a folder path."""
@@ -71,7 +80,7 @@ def card_values(model: Any, location: str, *, hub: bool = False) -> dict[str, An
         "omics_tower": omics,
         "embedding_dim": model.dim,
         "loss": "symmetric InfoNCE (CLIP), learnable temperature" if params.get("loss", "clip") == "clip" else "MultipleNegativesSymmetricRankingLoss",
-        "training_data": f"{', '.join(meta.get('label_cols', []))} labels; {meta.get('train_cells', 0)} training cells",
+        "training_data": _training_data(meta),
         "n_train_pairs": meta.get("train_cells", 0) * int(params.get("captions_per_cell", 1)),
         "n_eval_pairs": meta.get("test_cells", 0),
         "epochs": params.get("epochs", "–"),

@@ -99,7 +99,8 @@ def expansions(hierarchy: LabelHierarchy, vocabulary: Sequence[tuple[str, str]])
     A class below another label that is below this one belongs to that label; a class below two
     labels neither of which is above the other (the ontology's "CD14-low, CD16-positive monocyte" is
     both a "CD14-positive monocyte" and a "non-classical monocyte") would make each label answer for
-    the other's cells, so it stands for neither."""
+    the other's cells, so it stands for neither. Two labels of one term (two spellings of it) are not
+    each other's rivals: both answer for the classes below it."""
     ids = hierarchy.term_ids
     out: list[list[str]] = []
     for i, term in enumerate(ids):
