@@ -18,6 +18,7 @@ import numpy as np
 from mmgene.atomic import atomic_path, check_output
 from mmgene.config import check_whole
 from mmgene.errors import MMGeneError, ParameterError
+from mmgene.model_files import model_on_disk
 from mmgene.progress import info
 
 #: species and tissue of the embedded default (scanpy's pbmc68k_reduced: human PBMC), said in its captions and prompts
@@ -166,7 +167,7 @@ def run(
         )
     queries = _checked_queries(queries)
     check_whole(seed, "seed", "argument seed", "pass e.g. 0")
-    inputs += [model] if model is not None and Path(model).exists() else []
+    inputs += model_on_disk(model)
     check_output(out, overwrite=overwrite, inputs=inputs)
     # the library's defaults, but for the seed and epochs given
     training = overrides(TrainingConfig, {"seed": seed, "epochs": epochs}) if model is None else None

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,12 @@ def parse_hub_id(spec: str | Any, *, subfolders: bool = False) -> HubModel | Non
         shape = "hf://owner/name[/sub/folder][@revision]" if subfolders else "hf://owner/name[@revision]"
         raise ParameterError(f"{text!r} is not a Hub model id", f"model {text!r}", f"write it as {shape}")
     return HubModel("/".join(parts[:2]), "/".join(parts[2:]), revision or None)
+
+
+def model_on_disk(spec: str | os.PathLike[str] | None) -> list[Path]:
+    """``[spec]`` as a path when a model spec (a folder, ``hf://...``, ``genept-s``) names something on
+    disk, else ``[]``: the inputs an output may not be written over or into."""
+    return [Path(spec)] if spec and str(spec).strip() and Path(spec).exists() else []
 
 
 def local_model_folder(spec: str | Any, *, example: str = "hf://owner/name") -> Path:
@@ -309,8 +316,10 @@ def check_transformers_config(folder: Path, *, model_types: Iterable[str] | None
     return config
 
 
+@lru_cache(maxsize=1)
 def _architecture_types() -> dict[str, set[str]]:
-    """Each model class transformers registers (``BertModel``, ``BertForMaskedLM``, ...) -> its model types."""
+    """Each model class transformers registers (``BertModel``, ``BertForMaskedLM``, ...) -> its model types
+    (built once a process: an ensemble's members each check their config)."""
     from transformers.models.auto import modeling_auto
 
     types: dict[str, set[str]] = {}

@@ -26,10 +26,15 @@ LOCK_WAIT = 60.0
 #: processes that collided do not retry in step)
 FIRST_PAUSE = 0.02
 MAX_PAUSE = 0.25
-DEFAULT_FIX = (
-    "wait for the other process using it (e.g. another mmgene run) to finish and run again, "
-    "or give this run another cache folder ($MMGENE_CACHE)"
-)
+def locked_fix(elsewhere: str = "another cache folder ($MMGENE_CACHE)") -> str:
+    """What to do about a cache another process holds: wait, or give this run ``elsewhere`` to keep it."""
+    return (
+        "wait for the other process using it (e.g. another mmgene run) to finish and run again, "
+        f"or give this run {elsewhere}"
+    )
+
+
+DEFAULT_FIX = locked_fix()
 
 
 class CacheLockedError(InputFileError):
@@ -75,4 +80,4 @@ def retry_locked(
             pause = min(2 * pause, MAX_PAUSE)
 
 
-__all__ = ["LOCK_WAIT", "CacheLockedError", "is_locked", "retry_locked"]
+__all__ = ["LOCK_WAIT", "CacheLockedError", "is_locked", "locked_fix", "retry_locked"]

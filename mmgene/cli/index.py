@@ -12,6 +12,7 @@ from mmgene.cli.options import OFF, IndexKind, Weighting, config_option, json_op
 from mmgene.cli.outputs import anndata_target, in_place_option, write_anndata
 from mmgene.cli.results import counts_text, emit, table_text
 from mmgene.config import overrides
+from mmgene.model_files import model_on_disk
 from mmgene.query.config import AnnotateConfig
 
 
@@ -61,7 +62,7 @@ def index_build(
     from mmgene.index import CellIndex
     from mmgene.io import read
 
-    check_output(out, overwrite=overwrite, inputs=[file, *_local(model)])  # nor over the model the index names
+    check_output(out, overwrite=overwrite, inputs=[file, *model_on_disk(model)])  # nor over the model the index names
     tuning = {"--nlist": nlist, "--nprobe": nprobe, "--pq-m": pq_m, "--hnsw-m": hnsw_m, "--ef-search": ef_search, "--target-recall": target_recall}
     recall = {"target_recall": target_recall} if target_recall is not None else {}
     if kind != "auto" and not stream:
@@ -130,12 +131,6 @@ def _check_kind_options(kind: str, given: dict[str, Any], note: str = "") -> Non
                 f"{option} does not apply to --kind {kind}{note}, so it would be ignored", f"option {option}",
                 f"choose --kind {' or '.join(kinds)}, or leave {option} out",
             )
-
-
-def _local(spec: Optional[str]) -> list[Path]:
-    """``spec`` (a model: a folder, ``hf://...``, ``genept-s``) as an input path when it names something on
-    disk, so that an output is never written over or into it."""
-    return [Path(spec)] if spec and Path(spec).exists() else []
 
 
 def _check_model_dim(model: str, dim: int, file: Path, embedding: str) -> None:
@@ -313,7 +308,7 @@ def annotate(
     })
     if min_z == OFF:  # --min-z none: no such rule (an unset option keeps the default)
         rule = rule.replace(min_z=None)
-    inputs = [*_local(model), *([reference] if reference is not None else [])]
+    inputs = [*model_on_disk(model), *([reference] if reference is not None else [])]
     target = anndata_target(file, out, in_place=in_place, overwrite=overwrite, inputs=inputs)
     all_labels = [*labels, *(more_labels or [])]
     chosen = _chosen_terms(all_labels, term, rule.origin)

@@ -49,7 +49,7 @@ from mmgene.genes.text_sources import GeneRecord, GeneTextSource, normalise_symb
 from mmgene.net.credentials import redact, register_secret, require_secure_origin
 from mmgene.progress import progress
 from mmgene.settings import settings
-from mmgene.sqlite_retry import LOCK_WAIT, retry_locked
+from mmgene.sqlite_retry import LOCK_WAIT, locked_fix, retry_locked
 
 EUTILS = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
 #: NCBI asks for POST beyond ~200 ids; we never send more than this many ids per esummary call.
@@ -59,10 +59,7 @@ SEARCH_BATCH = 100
 DEFAULT_DEADLINE = 60.0
 #: seconds a process waits for another one holding the NCBI cache (e.g. creating the same fresh file)
 CACHE_LOCK_WAIT = LOCK_WAIT
-LOCKED_FIX = (
-    "wait for the other process using it (e.g. another mmgene run) to finish and run again, "
-    "or give this run another cache path (cache_path=, --cache) or cache folder ($MMGENE_CACHE)"
-)
+LOCKED_FIX = locked_fix("another cache path (cache_path=, --cache) or cache folder ($MMGENE_CACHE)")
 _T = TypeVar("_T")
 
 

@@ -97,9 +97,14 @@ def standardise(scores: np.ndarray, weights: np.ndarray | None = None) -> np.nda
     scores = np.asarray(scores)
     if not np.issubdtype(scores.dtype, np.floating):
         scores = scores.astype(np.float64)
-    _check_finite(scores)
+    _check_finite(scores)  # once: the members and their mean below are then finite too
+    return _zscores(scores, weights)
+
+
+def _zscores(scores: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """:func:`standardise` of finite float ``scores``."""
     if scores.ndim == 3:
-        return standardise(np.mean([standardise(member, weights) for member in scores], axis=0), weights)
+        return _zscores(np.mean([_zscores(member, weights) for member in scores], axis=0), weights)
     if weights is None:
         mean = scores.mean(axis=0, keepdims=True)
         std = scores.std(axis=0, keepdims=True)
