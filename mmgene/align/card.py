@@ -12,6 +12,8 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
+from mmgene.cards import code_span
+
 #: the text tower when ModelConfig.text_model is None: the offline all-MiniLM-L6-v2
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -76,7 +78,7 @@ def card_values(model: Any, location: str, *, hub: bool = False) -> dict[str, An
             )
         ),
         "text_model": f"{text_model} ({mode})",
-        "omics_inputs": ", ".join(f"`{i}`" for i in model.inputs),
+        "omics_inputs": ", ".join(map(code_span, model.inputs)),
         "omics_tower": omics,
         "embedding_dim": model.dim,
         "loss": "symmetric InfoNCE (CLIP), learnable temperature" if params.get("loss", "clip") == "clip" else "MultipleNegativesSymmetricRankingLoss",
@@ -111,7 +113,7 @@ def recipe_values(recipe: dict[str, Any] | None, *, ensemble: bool = False) -> d
     rows = []
     for d in recipe.get("datasets", []):
         census = d.get("census")
-        source = f"CELLxGENE Census `{census.get('obs_value_filter')}`" if census else f"`{d.get('source')}`"
+        source = f"CELLxGENE Census {code_span(census.get('obs_value_filter'))}" if census else code_span(d.get("source"))
         rows.append({
             "dataset": d.get("dataset"), "species": d.get("species"), "tissue": d.get("tissue") or "–",
             "cells": f"{d.get('n_cells', 0):,}", "share_matched": f"{float(d.get('share_matched', 0.0)):.1%}",

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mmgene.cards import check_license
 from mmgene.config import check_whole, field_help, freeze, setting
 from mmgene.errors import ParameterError, is_whole_number
 from mmgene.hub.chunks import FORMATS
@@ -129,10 +130,13 @@ class ChunkConfig:
 class CardConfig:
     """What the dataset card says that the data cannot tell."""
 
-    license: str = setting("cc-by-4.0", "License id for the card")
+    license: str = setting("cc-by-4.0", "License id for the card, one of the Hub's (apache-2.0, mit, cc-by-4.0 ... or other)")
     pretty_name: str | None = setting(None, "Title of the card; none: the repository name")
     description: str | None = setting(None, "Summary paragraph; none: made from the cells, labels and layout")
     source_citation: str | None = setting(None, "How to cite the study behind the data; none: a reminder to cite it")
+
+    def __post_init__(self) -> None:
+        check_license(self.license, "CardConfig.license")
 
 
 @dataclass(frozen=True)
