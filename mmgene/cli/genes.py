@@ -129,6 +129,7 @@ def embed(
     from mmgene.atomic import check_output
     from mmgene.text.encoders import text_encoder
     from mmgene.genes.sources import gene_text_source
+    from mmgene.genes.user_text import UserGeneText
     from mmgene.genes.vectors import GeneVectors
     from mmgene.genes.vectors import vectors_suffix
 
@@ -145,9 +146,11 @@ def embed(
             f"--base-url is the root of an OpenAI-compatible API; {encoder} runs locally", "option --base-url",
             "leave --base-url out, or pass --encoder openai:<model>",
         )
-    check_output(out, overwrite=overwrite, inputs=[p for p in (Path(texts), genes_from) if p is not None])
-
+    check_output(out, overwrite=overwrite, inputs=[genes_from] if genes_from is not None else [])
     src = gene_text_source(texts)
+    if isinstance(src, UserGeneText):  # a file by the source's own rule: 'offline' is the shipped table, not ./offline
+        check_output(out, overwrite=overwrite, inputs=[src.path])
+
     kwargs: dict = {"dimensions": dimensions, "base_url": base_url} if openai else {"backend": backend}
     enc = text_encoder(encoder, **kwargs)
     if not openai and dimensions is not None and dimensions != enc.dim:  # before any text is embedded

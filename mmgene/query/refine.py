@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.errors import ParameterError
+from mmgene.errors import DataError, ParameterError
 
 DEFAULT_FRACTION = 0.1
 DEFAULT_C = 0.05
@@ -44,9 +44,11 @@ def expression_pcs(adata: Any, n_comps: int = DEFAULT_COMPONENTS) -> np.ndarray:
     The matrix is the one :func:`mmgene.io.expression` picks; counts are normalised to log1p per
     :data:`~mmgene.io.expression.TARGET_SUM` by scanpy itself (whose float32 rounding differs from
     :func:`~mmgene.io.expression.log_normalise` in the last bit, and these are scanpy's components),
-    and log-normalised data is used as it is. Then ``highly_variable_genes`` (Seurat flavour), ``scale``
-    (``max_value=10``) and ``pca`` (``random_state=0``). With fewer than two highly variable genes
-    all genes are used. Fewer components are returned when the data cannot have ``n_comps``.
+    and log-normalised data is used as it is. Genes of one value in every cell are dropped
+    (:func:`_varying_genes`), so the components are those of the data without them. Then
+    ``highly_variable_genes`` (Seurat flavour), ``scale`` (``max_value=10``) and ``pca``
+    (``random_state=0``). With fewer than two highly variable genes all varying genes are used. Fewer
+    components are returned when the data cannot have ``n_comps``.
     Memory: the scaled matrix is dense, cells x highly variable genes.
     """
     import anndata as ad
@@ -70,6 +72,7 @@ def expression_pcs(adata: Any, n_comps: int = DEFAULT_COMPONENTS) -> np.ndarray:
     if expr.kind == "counts":
         sc.pp.normalize_total(work, target_sum=TARGET_SUM)
         sc.pp.log1p(work)
+    work = _varying_genes(work)
     sc.pp.highly_variable_genes(work)
     variable = work.var["highly_variable"].to_numpy()
     chosen = work.X[:, variable] if variable.sum() >= 2 else work.X
@@ -78,6 +81,23 @@ def expression_pcs(adata: Any, n_comps: int = DEFAULT_COMPONENTS) -> np.ndarray:
     n = int(min(n_comps, work.n_obs - 1, work.n_vars - 1))
     sc.pp.pca(work, n_comps=n, random_state=0)
     return np.asarray(work.obsm["X_pca"], dtype=np.float64)
+
+
+def _varying_genes(work: Any) -> Any:
+    """``work`` (an AnnData of the matrix to reduce) without its genes of one value in every cell: they
+    carry no structure, and scanpy's ``highly_variable_genes`` would still bin their means with the other
+    genes' (changing which of those it picks) and give them a NaN dispersion. A :class:`DataError` when
+    fewer than two genes vary, where the components would be those of a constant matrix."""
+    import anndata as ad
+
+    varying = (work.X.max(axis=0) != work.X.min(axis=0)).toarray().ravel()
+    if varying.sum() < 2:
+        raise DataError(
+            f"refinement needs at least 2 genes whose expression varies across the cells; {int(varying.sum())} of "
+            f"the {work.n_vars} genes vary (the others hold one value in every cell)",
+            "expression_pcs", "refine a query whose cells differ in expression, or leave refinement off",
+        )
+    return work if varying.all() else ad.AnnData(work.X[:, np.flatnonzero(varying)])
 
 
 def _check(scores: np.ndarray, features: np.ndarray, fraction: float, C: float, weight: float) -> None:
