@@ -13,24 +13,7 @@ import mmgene.cards
 from mmgene.cards import code_span, render_dataset_card, render_model_card, render_template, table_code
 from mmgene.errors import ParameterError
 from mmgene.hub.config import CardConfig, PublishConfig
-
-CONFIGS = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}]
-
-#: every placeholder of mmgene/_cards/dataset_card.md, with plain values
-DATASET_VALUES = {
-    "pretty_name": "PBMC atlas", "description": "Cells as sentences.", "n_published": 3, "n_cells": 3, "n_genes": 5,
-    "source_name": "pbmc.h5ad", "layout": "single", "layout_explanation": "One row per cell.",
-    "split_table": [{"name": "train", "rows": 3, "cells": 3}], "split_explanation": "per cell", "seed": 0,
-    "columns": [{"name": "cell_sentence", "meaning": "gene symbols ranked by expression"}],
-    "expression_source": "X", "expression_kind": "raw counts", "ties": "alphabetically by symbol", "top_k": 100,
-    "sentence_min": 1, "sentence_max": 4, "sentence_mean": 2.5, "example_row": "{}",
-    "example_link": "https://huggingface.co/datasets/me/pbmc/resolve/main/chunks/c.h5ad", "n_chunks": 1,
-    "chunk_format": "h5ad", "chunk_size": 10, "share_kind": "the Hugging Face Hub", "var_sha256": "ab" * 32,
-    "chunks": [{"name": "c.h5ad", "start": 0, "stop": 3, "size": 100, "sha256": "cd" * 32}],
-    "embeddings_intro": "No embeddings.", "embeddings": [], "repo_id": "me/pbmc", "example_split": "train",
-    "text_column": "cell_sentence", "access_note": "Public.", "mmgene_version": "0.1.0", "anndata_version": "0.12",
-    "created": "2026-01-01", "source_citation": "cite it", "license": "cc-by-4.0",
-}
+from test_cards_audit37 import CONFIGS, DATASET_VALUES
 
 #: every placeholder of mmgene/_cards/model_card.md (no recipe: no training-corpus section)
 MODEL_VALUES = {

@@ -3,7 +3,6 @@ of refinement; ``genes embed`` reads 'offline' as the keyword, not as a path."""
 
 from __future__ import annotations
 
-import gzip
 import json
 
 import anndata as ad
@@ -13,6 +12,7 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 from hostile import snapshot
+from mtx_folders import mtx_folder
 from typer.testing import CliRunner
 
 from mmgene.cli.app import app
@@ -22,30 +22,14 @@ from mmgene.io import tenx
 from mmgene.io.tenx import read_mtx_folder
 from mmgene.query.refine import expression_pcs
 
-GENES = ["CD3E", "MS4A1", "LYZ", "NKG7"]
-BARCODES = ["AAAC-1", "AAAG-1", "AAAT-1"]
 #: (gene, cell, value) as the file lists them, 1-based; Matrix Market holds genes x cells
 ENTRIES = [(2, 1, "3"), (1, 2, "2.5"), (4, 2, "1e-05"), (1, 3, ".5"), (2, 3, "3."), (3, 3, "4E+1")]
 VALUES = np.array([[0, 3, 0, 0], [2.5, 0, 0, 1e-05], [0.5, 3, 40, 0]], dtype=np.float32)  # cells x genes
 
 
 def _folder(root, entries, *, field="real", gzipped=False):
-    """A Cell Ranger 3 folder in ``root`` whose matrix.mtx(.gz) declares ``field`` and lists ``entries``
-    after two comment lines (the first entry is on line 5)."""
-    folder = root / "filtered_feature_bc_matrix"
-    folder.mkdir(parents=True)
-    body = "".join(f"{g} {c} {v}\n" for g, c, v in entries)
-    files = {
-        "matrix.mtx": f"%%MatrixMarket matrix coordinate {field} general\n%\n% by hand\n4 3 {len(entries)}\n{body}",
-        "features.tsv": "".join(f"ENSG{i:011d}\t{g}\tGene Expression\n" for i, g in enumerate(GENES)),
-        "barcodes.tsv": "".join(f"{b}\n" for b in BARCODES),
-    }
-    for name, text in files.items():
-        if gzipped:
-            (folder / f"{name}.gz").write_bytes(gzip.compress(text.encode()))
-        else:
-            (folder / name).write_text(text)
-    return folder
+    """The folder of :func:`mtx_folder` with two comment lines (the first entry is on line 5)."""
+    return mtx_folder(root, entries, field=field, gzipped=gzipped, comments=("%", "% by hand"))
 
 
 def _refusal(tmp_path, folder, reader=read_mtx_folder):

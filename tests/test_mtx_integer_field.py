@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-import gzip
 
 import numpy as np
 import pytest
 import scanpy as sc
 from hostile import assert_refused, snapshot
+from mtx_folders import BARCODES, GENES, mtx_folder
 
 from mmgene.errors import InputFileError, NegativeValuesError
 from mmgene.io import read
 from mmgene.io.tenx import read_mtx_folder
 
-GENES = ["CD3E", "MS4A1", "LYZ", "NKG7"]
-BARCODES = ["AAAC-1", "AAAG-1", "AAAT-1"]
 #: (gene, cell, value) as the file lists them, 1-based; Matrix Market holds genes x cells
 ENTRIES = [(2, 1, "3"), (1, 2, "2"), (4, 2, "5"), (1, 3, "1"), (2, 3, "1"), (3, 3, "4")]
 COUNTS = np.array([[0, 3, 0, 0], [2, 0, 0, 5], [1, 1, 4, 0]], dtype=np.float32)  # cells x genes
 
 
 def _folder(tmp_path, entries, *, field="integer", gzipped=False):
-    """A Cell Ranger 3 folder whose matrix.mtx(.gz) declares ``field`` and lists ``entries``."""
-    folder = tmp_path / "filtered_feature_bc_matrix"
-    folder.mkdir()
-    body = "".join(f"{g} {c} {v}\n" for g, c, v in entries)
-    files = {
-        "matrix.mtx": f"%%MatrixMarket matrix coordinate {field} general\n%\n4 3 {len(entries)}\n{body}",
-        "features.tsv": "".join(f"ENSG{i:011d}\t{g}\tGene Expression\n" for i, g in enumerate(GENES)),
-        "barcodes.tsv": "".join(f"{b}\n" for b in BARCODES),
-    }
-    for name, text in files.items():
-        if gzipped:
-            (folder / f"{name}.gz").write_bytes(gzip.compress(text.encode()))
-        else:
-            (folder / name).write_text(text)
-    return folder
+    return mtx_folder(tmp_path, entries, field=field, gzipped=gzipped)
 
 
 def _matrix_file(folder):
