@@ -12,8 +12,10 @@ from mmgene.errors import DataError, NonFiniteError, ParameterError, cause
 def missing_rows(x: object) -> np.ndarray:
     """Rows that hold no vector: a non-finite value or only zeros once read as float32, as
     :func:`as_unit_vectors` reads them (no direction to compare by cosine), whether the array holds
-    floats, integers or booleans. All False for what is not a 2-D array of real numbers."""
-    arr = np.asarray(x)
+    floats, integers or booleans, dense or sparse. All False for what is not a 2-D array of real numbers."""
+    import scipy.sparse as sp
+
+    arr = x.toarray() if sp.issparse(x) else np.asarray(x)
     if arr.ndim != 2 or arr.dtype.kind not in "biufO":
         return np.zeros(len(arr) if arr.ndim else 0, bool)
     try:
@@ -24,7 +26,7 @@ def missing_rows(x: object) -> np.ndarray:
     return ~np.isfinite(arr).all(axis=1) | ~arr.any(axis=1)
 
 
-def _as_float32(x: object, where: str) -> np.ndarray:
+def as_float32(x: object, where: str) -> np.ndarray:
     """``x`` as a float32 array; text, complex numbers or rows of unequal length are a ParameterError."""
     fix = "pass an (n_cells, dim) array of real numbers or an obsm key"
     try:
@@ -59,11 +61,14 @@ def as_unit_vectors(x: object, names: Sequence[str] | None = None, where: str = 
 
     if sp.issparse(x):
         x = x.toarray()
-    arr = _as_float32(x, where)
+    arr = as_float32(x, where)
+    given = arr.shape  # the message names what was passed, not the one row a 1-D array is read as
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] == 0:
-        raise ParameterError(f"expected a 2-D array of vectors, got shape {arr.shape}", where, "pass an (n_cells, dim) array or an obsm key")
+        raise ParameterError(
+            f"expected a 2-D array of vectors, got shape {given}", where, "pass an (n_cells, dim) array or an obsm key",
+        )
     arr = np.array(arr, dtype=np.float32, order="C", copy=True)
     if arr.shape[0] == 0:
         return arr
@@ -87,3 +92,19 @@ def as_unit_vectors(x: object, names: Sequence[str] | None = None, where: str = 
         )
     arr /= norms[:, None]
     return arr
+
+
+def query_rows(queries: object, dim: int, *, normalize: bool, holder: str, where: str, fix: str) -> np.ndarray:
+    """Search queries as C-contiguous float32 ``(n, dim)`` rows: unit length when ``normalize``
+    (:func:`as_unit_vectors`), else as given; one vector is one query. Text, ragged rows or another
+    shape or dimension are a ParameterError at ``where`` (``holder``: what has ``dim``, as in "the
+    index has"; ``fix``: what to pass instead)."""
+    if normalize:
+        q = as_unit_vectors(queries, where="the query vectors")
+    else:
+        q = as_float32(queries, "the query vectors")
+        q = np.ascontiguousarray(q[None, :] if q.ndim == 1 else q)
+    if q.ndim != 2 or q.shape[1] != dim:
+        got = f"dimension {q.shape[1]}" if q.ndim == 2 else f"shape {q.shape}, not (n_queries, dim)"
+        raise ParameterError(f"query vectors have {got}, {holder} {dim}", where, fix)
+    return q

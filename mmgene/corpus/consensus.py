@@ -234,7 +234,7 @@ def _judge_group(group: Sequence[Any], others: Sequence[Any], reads: _Reads) -> 
     genes = _shared_genes([ds for ds in group if judged[ds.name]], others, reads, config.top_genes, counts)
     if len(genes) < 2:
         return out
-    weights = np.concatenate([np.full(len(r), 1.0 / len(r)) for r in rows])[fit]
+    weights = _dataset_weights([len(r) for r in rows], fit)
     stacked = np.vstack([_standardised(reads.sample(o)[1], o, genes, reads.stats(o)) for o in others])
     if not fit.all():
         stacked = stacked[fit]
@@ -250,6 +250,13 @@ def _judge_group(group: Sequence[Any], others: Sequence[Any], reads: _Reads) -> 
                 at = np.flatnonzero(own[cells] == label)
                 out[ds.name][cells[at]] = proba[np.ix_(at, only_rival)].sum(axis=1) > proba[np.ix_(at, can_be)].sum(axis=1)
     return out
+
+
+def _dataset_weights(sizes: Sequence[int], fit: np.ndarray) -> np.ndarray:
+    """A weight per fitted row (``fit``: the rows with an ontology id, of samples of ``sizes`` one after the
+    other) that gives every dataset the same total: its cells without an id take no share of it."""
+    owner = np.repeat(np.arange(len(sizes)), sizes)[fit]
+    return 1.0 / np.bincount(owner, minlength=len(sizes))[owner]
 
 
 def _groups(datasets: Sequence[Any], max_groups: int) -> list[list[Any]]:

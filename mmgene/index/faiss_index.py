@@ -31,7 +31,7 @@ from mmgene.index.folder import (
 )
 from mmgene.index.params import IndexParams, factory_string, resolve
 from mmgene.provenance import record_of
-from mmgene.vectors import as_unit_vectors, missing_rows
+from mmgene.vectors import as_unit_vectors, missing_rows, query_rows
 
 
 def check_k(k: Any, where: str) -> None:
@@ -451,12 +451,10 @@ class CellIndex:
     def _search(self, queries: Any, k: int, *, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`search` with the index's own scores."""
         check_k(k, "CellIndex.search")
-        q = as_unit_vectors(queries, where="the query vectors") if normalize else np.ascontiguousarray(queries, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != self.dim:
-            raise ParameterError(
-                f"query vectors have dimension {q.shape[-1]}, the index has {self.dim}", "CellIndex.search",
-                f"encode queries with the index's model ({self.model or self.embedding_key or 'the same embedding'})",
-            )
+        q = query_rows(
+            queries, self.dim, normalize=normalize, holder="the index has", where="CellIndex.search",
+            fix=f"encode queries with the index's model ({self.model or self.embedding_key or 'the same embedding'})",
+        )
         k = min(int(k), self.ntotal)
         if q.shape[0] == 0:
             return np.zeros((q.shape[0], k), np.float32), np.zeros((q.shape[0], k), np.int64)

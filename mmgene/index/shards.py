@@ -20,7 +20,7 @@ import pandas as pd
 from mmgene.errors import ParameterError
 from mmgene.index.faiss_index import CellIndex, check_k, hits_table
 from mmgene.index.folder import CELL_ID, first_repeat
-from mmgene.vectors import as_unit_vectors
+from mmgene.vectors import query_rows
 
 
 class IndexShards:
@@ -107,9 +107,8 @@ class IndexShards:
         """Top-``k`` cosine similarities and global positions for each query, best first, merged over
         the shards (see the module docstring); shapes and missing slots as :meth:`CellIndex.search`."""
         check_k(k, "IndexShards.search")
-        q = as_unit_vectors(queries, where="the query vectors") if normalize else np.ascontiguousarray(queries, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != self.dim:
-            raise ParameterError(f"query vectors have dimension {q.shape[-1]}, the shards have {self.dim}", "IndexShards.search", "encode queries with the shards' model")
+        q = query_rows(queries, self.dim, normalize=normalize, holder="the shards have", where="IndexShards.search",
+                       fix="encode queries with the shards' model, one (n_queries, dim) array")
         k = min(int(k), self.ntotal)
         scores, positions = [], []
         for offset, shard in zip(self.offsets, self.shards):
@@ -138,3 +137,4 @@ class IndexShards:
             return pd.DataFrame(columns=[CELL_ID, *columns])
         table = pd.concat(parts, ignore_index=True)
         return table.iloc[np.argsort(np.concatenate(where), kind="stable")]
+

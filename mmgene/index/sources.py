@@ -227,8 +227,13 @@ def _open_npy(path: Path) -> np.ndarray:
         raise InputFileError(f"file not found: {path}", str(path), "check the path of the .npy file")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
         raise InputFileError(f"not a .npy array ({cause(exc)})", str(path), "write the vectors with numpy.save") from exc
+    if not isinstance(array, np.ndarray):  # an .npz archive of arrays, whatever its name
+        array.close()
+        raise InputFileError(
+            "an .npz archive, not a .npy array", str(path), "save each array of vectors with numpy.save",
+        )
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0 or array.dtype.kind not in "fiu":
         raise InputFileError(
             f"expected a non-empty 2-D numeric array, got shape {array.shape} of {array.dtype}", str(path),
@@ -240,7 +245,12 @@ def _open_npy(path: Path) -> np.ndarray:
 def _read_id_file(path: Path, part: _Part) -> list[str]:
     if not path.is_file():
         raise InputFileError(f"file not found: {path}", str(path), "pass a text file with one cell id a line")
-    ids = path.read_text(encoding="utf-8").splitlines()
+    try:
+        ids = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputFileError(
+            f"the id file is not UTF-8 text ({cause(exc)})", str(path), "write one cell id a line, as UTF-8",
+        ) from exc
     if len(ids) != part.rows:
         raise ParameterError(f"{len(ids)} ids for {part.rows} vectors of {part.path.name}", str(path), "write one id a line, one per row")
     return ids
@@ -268,8 +278,12 @@ class AnnDataObsm(VectorSource):
             if obsm is None or key not in obsm:
                 raise MissingColumnError(key, "obsm", list(obsm.keys()) if obsm is not None else [], str(path))
             array = obsm[key]
-            if len(array.shape) != 2 or array.shape[0] == 0:
-                raise InputFileError(f"obsm[{key!r}] is not a non-empty 2-D array (shape {array.shape})", str(path), "store the embedding as a dense (cells, dim) array")
+            _check_dense(array, key, path)
+            if "obs" not in group:
+                raise InputFileError(
+                    "not an AnnData file: it has no obs table of cell names", str(path),
+                    "pass an .h5ad file or a .zarr store",
+                )
             obs = group["obs"]
             index = obs.attrs.get("_index", "_index")
             self._groups.append(array)
@@ -311,6 +325,17 @@ class AnnDataObsm(VectorSource):
                 raise MissingColumnError(missing[0], "obs", [c for c in group.keys() if not c.startswith("_")], str(part.path))
             frames.append(pd.DataFrame({c: read_elem(group[c]) for c in self.obs_columns}))
         return pd.concat(frames, ignore_index=True)
+
+
+def _check_dense(array: Any, key: str, path: Path) -> None:
+    """Refuse ``obsm[key]`` unless it is a dense, non-empty 2-D array (a sparse matrix or a data frame is
+    stored as a group of arrays, which has no rows to read one at a time)."""
+    fix = "store the embedding as a dense (cells, dim) array"
+    if not hasattr(array, "shape"):
+        kind = array.attrs.get("encoding-type", "group")
+        raise InputFileError(f"obsm[{key!r}] is a {kind} stored as a group, not a dense 2-D array", str(path), fix)
+    if len(array.shape) != 2 or array.shape[0] == 0:
+        raise InputFileError(f"obsm[{key!r}] is not a non-empty 2-D array (shape {array.shape})", str(path), fix)
 
 
 def _open_group(path: Path) -> Any:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from mmgene.errors import MissingColumnError, ParameterError, is_whole_number
 from mmgene.query.space import _check_texts, load_space, space_name
+from mmgene.vectors import as_float32
 
 
 def text_to_cells(index: Any, texts: str | Sequence[str], *, model: Any = None, k: int = 20) -> pd.DataFrame:
@@ -56,7 +57,13 @@ def cells_to_cells(index: Any, cells: Any, *, k: int = 20, exclude_self: bool = 
         names = list(map(str, cells.obs_names))
         return index.hits(vectors, k, query_names=names)
     if _are_vectors(cells):
-        return index.hits(np.asarray(cells, dtype=np.float32), k)
+        return index.hits(as_float32(cells, "cells_to_cells(cells=...)"), k)
+    if not hasattr(index, "positions"):  # IndexShards: its cells are looked up one shard at a time
+        raise ParameterError(
+            "cell ids are looked up in one index folder, but these are shards searched as one",
+            "cells_to_cells(cells=...)",
+            "pass the cells' vectors (CellIndex.vectors(ids) of the shard that holds them), or query that shard alone",
+        )
     ids = [str(c) for c in ([cells] if isinstance(cells, str) else cells)]
     if not is_whole_number(k, 1):  # the search asks for k + 1 neighbours, so k = 0 would pass it and return nothing
         raise ParameterError(f"k must be at least 1 (a whole number), got {k!r}", "cells_to_cells(k=...)", "ask for k >= 1 neighbours")
@@ -78,8 +85,8 @@ def _are_vectors(cells: Any) -> bool:
         return True
     try:
         arr = np.asarray(cells)
-    except ValueError:  # ragged rows: ids or a malformed array, which the id lookup names
-        return False
+    except ValueError:  # ragged: rows of unequal length are vectors (refused as such), anything else ids
+        return all(isinstance(row, (Sequence, np.ndarray)) and not isinstance(row, str) for row in cells)
     return arr.ndim == 2 and arr.dtype.kind in "iuf"
 
 
