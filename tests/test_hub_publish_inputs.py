@@ -124,7 +124,7 @@ def test_malformed_repo_ids_are_refused_before_anything_is_written(pbmc68k, tmp_
 
 
 def test_well_formed_repo_ids_are_accepted():
-    from mmgene.hub.publishing import check_repo_id
+    from mmgene.hub.share import check_repo_id
 
     for repo_id in ("me/pbmc_68k.v2", "Org-1/a", "me/" + "x" * 96, "a/b-c_d.e"):
         check_repo_id(repo_id)

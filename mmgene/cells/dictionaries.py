@@ -14,6 +14,7 @@ import io
 import math
 import os
 import pickle
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,8 @@ _NUMERIC_KINDS = "biuf"
 
 def _safe_dtype(spec: Any, align: bool = False, copy: bool = False) -> np.dtype:
     dtype = np.dtype(spec) if isinstance(spec, str) else None
-    if dtype is None or dtype.kind not in _NUMERIC_KINDS:
-        raise pickle.UnpicklingError(f"numpy dtype {spec!r} is not a plain number type")
+    if dtype is None or dtype.kind not in _NUMERIC_KINDS:  # an object scalar is built from raw pointer bytes
+        raise _Refused(f"numpy.dtype({spec!r})")
     return dtype
 
 
@@ -76,7 +77,9 @@ def _safe_scalar(dtype: Any, data: Any = None) -> Any:
 
 
 def _safe_codecs_encode(text: Any, encoding: str = "utf-8") -> bytes:
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+    if encoding not in ("latin1", "latin-1"):  # protocol 2 writes bytes this way; other codecs run other code
+        raise _Refused(f"_codecs.encode with the codec {encoding!r}")
+    if not isinstance(text, str):
         raise pickle.UnpicklingError("only latin-1 text may be encoded")
     return text.encode("latin-1")
 
@@ -112,7 +115,8 @@ def safe_load_pickle(path: str | os.PathLike[str]) -> Any:
     except OSError as exc:
         raise InputFileError(f"cannot read {path.name} ({exc.strerror or exc})", str(path), "check the path and its permissions") from exc
     try:
-        return _RestrictedUnpickler(io.BytesIO(raw)).load()
+        # latin-1: Python 2's 8-bit strings (a numpy scalar's bytes among them) arrive byte for byte
+        return _RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except _Refused as exc:
         raise UnsafePickleError(
             f"refused to load {path.name}: the pickle asks for {exc.name!r}, which is not plain data "
@@ -197,8 +201,9 @@ def _as_str_dict(obj: Any, value: str, path: Path) -> dict:
                 raise InputFileError(f"{path.name}: token id of {key!r} is {val!r}, not an integer", str(path), "pass Geneformer's token dictionary")
             out[key] = int(val)
         elif value == "float":
-            if not isinstance(val, (int, float, np.integer, np.floating)) or not math.isfinite(float(val)) or float(val) <= 0:
-                raise InputFileError(f"{path.name}: median of {key!r} is {val!r}, not a positive number", str(path), "pass Geneformer's gene median dictionary")
+            if not _positive_number(val):
+                raise InputFileError(f"{path.name}: median of {key!r} is {reprlib.repr(val)}, not a positive number",
+                                     str(path), "pass Geneformer's gene median dictionary")
             out[key] = float(val)
         else:
             if not isinstance(val, str):
@@ -207,18 +212,27 @@ def _as_str_dict(obj: Any, value: str, path: Path) -> dict:
     return out
 
 
+def _positive_number(value: Any) -> bool:
+    """Whether ``value`` is a finite number > 0 as a float (not a bool, not an int too large for a float)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return math.isfinite(float(value)) and float(value) > 0
+    except OverflowError:
+        return False
+
+
 def _check_token_ids(tokens: dict[str, int], path: Path | None) -> None:
     """Token ids must be distinct and in ``0 .. len(tokens) - 1`` (rows of the model's embedding table):
     a repeated id would merge two genes, an id out of range would name no row (or wrap around)."""
-    ids = np.fromiter(tokens.values(), np.int64, len(tokens))
-    bad = (ids < 0) | (ids >= len(tokens))
-    if bad.any():
-        names = [name for name, i in tokens.items() if not 0 <= i < len(tokens)]
+    names = [name for name, i in tokens.items() if not 0 <= i < len(tokens)]  # before numpy: an id past int64
+    if names:
         raise InputFileError(
-            f"{int(bad.sum())} token ids lie outside 0..{len(tokens) - 1} ({_preview(f'{n}={tokens[n]}' for n in names)})",
+            f"{len(names)} token ids lie outside 0..{len(tokens) - 1} ({_preview(f'{n}={tokens[n]}' for n in names)})",
             str(path),
             "pass Geneformer's token dictionary (ids 0 .. number of tokens - 1)",
         )
+    ids = np.fromiter(tokens.values(), np.int64, len(tokens))
     if len(np.unique(ids)) != len(ids):
         seen: dict[int, str] = {}
         clash = next((f"{seen[i]!r} and {name!r} share id {i}" for name, i in tokens.items() if seen.setdefault(i, name) != name), "")

@@ -91,7 +91,7 @@ class SomaRows:
     def __getitem__(self, key: Any) -> Any:
         """Rows ``key`` (a slice of consecutive cells) as an in-memory AnnData, read from the experiment."""
         if isinstance(key, tuple):
-            key = key[0]
+            key = self._rows_part(key)
         if not isinstance(key, slice) or key.step not in (None, 1):
             raise ParameterError("a SOMA source reads consecutive rows", "SomaRows[...]", "slice it as rows[start:stop]")
         if self._closed:
@@ -104,6 +104,17 @@ class SomaRows:
         adata = as_anndata(matrix, self.obs.iloc[start:stop], self.var)
         adata.uns["mmgene"] = {"input": dict(record_of(self, "input"))}
         return adata
+
+    def _rows_part(self, key: tuple) -> Any:
+        """The rows of ``rows[a:b, :]`` (every gene, as an AnnData's ``[rows, :]``); a selection of genes would
+        be ignored, so it is refused."""
+        genes = key[1] if len(key) == 2 else slice(None) if len(key) == 1 else None
+        if not isinstance(genes, slice) or genes.indices(self.n_vars) != (0, self.n_vars, 1):
+            raise ParameterError(
+                "a SOMA source reads whole rows (every gene)", "SomaRows[...]",
+                "select genes on what it returns, e.g. rows[a:b][:, genes]",
+            )
+        return key[0]
 
     def close(self) -> None:
         """Close the experiment this object opened (the local one, or the Census release); a Census handle

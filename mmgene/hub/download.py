@@ -295,27 +295,29 @@ def _total_size(response: Any, offset: int) -> int | None:
 
 
 def fetch_anndata(
-    row_or_url: Mapping[str, Any] | str,
+    row_or_url: Mapping[str, Any] | str | Any,
     sha256: str | None = None,
     **kwargs: Any,
 ) -> Any:
     """The AnnData chunk a dataset row points to (``share_link`` + ``chunk_sha256``), fetched and verified.
 
-    Pass a row of a dataset made by :func:`mmgene.hub.publish`, or a link and its sha256. The file
-    is read only after its sha256 matched. Select the row's cell with ``adata[row['cell_id']]``.
+    Pass a row of a dataset made by :func:`mmgene.hub.publish` (a mapping, or a pandas row such as
+    ``table.iloc[i]``), or a link and its sha256. The file is read only after its sha256 matched.
+    Select the row's cell with ``adata[row['cell_id']]``.
     Keyword arguments go to :func:`fetch`; the ``file://`` links of a dry run need ``allow_file=True``.
     """
-    if isinstance(row_or_url, Mapping):
-        missing = [k for k in ("share_link", "chunk_sha256") if k not in row_or_url]
-        if missing:
-            raise ParameterError(
-                f"the row has no {', '.join(missing)} column",
-                "row",
-                "pass a row of a dataset made by mmgene.hub.publish, or a link and its sha256",
-            )
-        url, sha256 = row_or_url["share_link"], row_or_url["chunk_sha256"]
-    else:
+    fix = "pass a row of a dataset made by mmgene.hub.publish, or a link and its sha256"
+    if isinstance(row_or_url, str):
         url = row_or_url
         if sha256 is None:
             raise ParameterError("a link needs its sha256", "sha256", "pass sha256=... (the chunk_sha256 column)")
+    elif isinstance(row_or_url, Mapping) or callable(getattr(row_or_url, "keys", None)):  # a dict, or a pandas row
+        row = row_or_url if isinstance(row_or_url, Mapping) else dict(row_or_url)
+        missing = [k for k in ("share_link", "chunk_sha256") if k not in row]
+        if missing:
+            raise ParameterError(f"the row has no {' or '.join(missing)} column", "row", fix)
+        url, sha256 = row["share_link"], row["chunk_sha256"]
+    else:
+        raise ParameterError(f"fetch_anndata takes a dataset row or a share link, not a {type(row_or_url).__name__}",
+                             "row_or_url", fix)
     return read_chunk(fetch(url, sha256, **kwargs))

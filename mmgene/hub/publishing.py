@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -31,7 +30,7 @@ from mmgene.hub.chunks import ChunkFile, chunk_name, write_chunks
 from mmgene.hub.config import PublishConfig
 from mmgene.hub.dataset_card import Sentences, Staged, dataset_card
 from mmgene.hub.layouts import build_dataset
-from mmgene.hub.share import ShareBackend, SharedFile, check_hub_endpoint, hub_api, make_share
+from mmgene.hub.share import ShareBackend, SharedFile, check_hub_endpoint, check_repo_id, hub_api, make_share
 from mmgene.net.credentials import hub_token, redact
 from mmgene.progress import info, progress_enabled
 from mmgene.provenance import record_of, records
@@ -189,27 +188,6 @@ def publish(
         chunks=manifest["chunks"], shared=shared, out=None if out is None else final, dry_run=dry_run,
         commit_url=commit_url, files=["README.md", "chunks.json", *files], config=config,
     )
-
-
-#: Hub repository names: ASCII letters, digits, '-', '_' and '.', not starting or ending with '-' or '.'
-_REPO_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
-
-
-def check_repo_id(repo_id: str) -> None:
-    """Refuse a repo id the Hub would refuse (huggingface_hub's rules), before anything is read, written
-    or uploaded: a dry run's card must name a repository that can exist, and a real run must not fail
-    at the Hub after the chunk files were shared."""
-    parts = repo_id.split("/") if isinstance(repo_id, str) else []
-    problem = (
-        "is not 'namespace/name'" if len(parts) != 2 or not all(parts)
-        else "may hold only ASCII letters, digits, '-', '_' and '.', neither start nor end with '-' or '.', "
-        "and have at most 96 characters per part" if not all(_REPO_PART.fullmatch(p) for p in parts)
-        else "may not hold '--' or '..'" if "--" in repo_id or ".." in repo_id
-        else "may not end in '.git'" if repo_id.endswith(".git")
-        else None
-    )
-    if problem:
-        raise ParameterError(f"repo id {repo_id!r} {problem}", "repo_id", "pass e.g. 'me/pbmc-cells'")
 
 
 def _check_keys(adata: Any, where: str) -> None:

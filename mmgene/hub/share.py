@@ -27,6 +27,7 @@ after a lost answer: what the server did is looked up instead. The Hub token goe
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
-from mmgene.errors import ParameterError, RemoteError
+from mmgene.errors import IntegrityError, ParameterError, RemoteError, cause, is_whole_number
 from mmgene.hub.chunks import ChunkFile, sha256_file
 from mmgene.net.credentials import (
     PASSWORD_ENV,
@@ -72,6 +73,27 @@ class SharedFile:
         return asdict(self)
 
 
+#: Hub repository names: ASCII letters, digits, '-', '_' and '.', not starting or ending with '-' or '.'
+_REPO_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
+
+
+def check_repo_id(repo_id: str) -> None:
+    """Refuse a repo id the Hub would refuse (huggingface_hub's rules), before anything is read, written
+    or uploaded: a dry run's card must name a repository that can exist, and a real run must not fail
+    at the Hub after the chunk files were shared."""
+    parts = repo_id.split("/") if isinstance(repo_id, str) else []
+    problem = (
+        "is not 'namespace/name'" if len(parts) != 2 or not all(parts)
+        else "may hold only ASCII letters, digits, '-', '_' and '.', neither start nor end with '-' or '.', "
+        "and have at most 96 characters per part" if not all(_REPO_PART.fullmatch(p) for p in parts)
+        else "may not hold '--' or '..'" if "--" in repo_id or ".." in repo_id
+        else "may not end in '.git'" if repo_id.endswith(".git")
+        else None
+    )
+    if problem:
+        raise ParameterError(f"repo id {repo_id!r} {problem}", "repo_id", "pass e.g. 'me/pbmc-cells'")
+
+
 def check_name(name: str, where: str) -> str:
     """``name`` if it is one plain file name; a name with ``..``, ``/``, ``\\`` or ``:`` could land
     outside the share's folder, so it is refused."""
@@ -79,6 +101,12 @@ def check_name(name: str, where: str) -> str:
         raise ParameterError(f"refusing to share a file named {name!r}: the name could leave the share folder", where,
                              "give chunk files plain names (no '..', '/', '\\', ':' or control characters)")
     return name
+
+
+def _changed(path: Path, problem: str) -> IntegrityError:
+    """The error for a chunk file that is no longer what was hashed: its link would serve other bytes."""
+    return IntegrityError(f"{path.name} {problem}: it changed after it was hashed", str(path),
+                          "write the chunk files again (publish again), and leave them unchanged while they are shared")
 
 
 def share_url(url: str, what: str) -> str:
@@ -199,8 +227,7 @@ class HubShare(ShareBackend):
 
     def __init__(self, repo_id: str, *, folder: str = "chunks", revision: str = "main", private: bool = True,
                  token: str | None = None, repo_type: str = "dataset") -> None:
-        if "/" not in repo_id:
-            raise ParameterError(f"repo id {repo_id!r} has no namespace", "repo_id", "pass it as 'user/name'")
+        check_repo_id(repo_id)  # before any request: huggingface_hub would refuse it with its own error
         self.repo_id, self.folder, self.revision = repo_id, check_folder(folder, "share folder"), revision
         self.private, self.repo_type = private, repo_type
         self._token = token
@@ -375,6 +402,9 @@ class WebDavShare(ShareBackend):
 
     def put(self, path: Path, name: str, sha256: str, size: int) -> None:
         check_name(name, redact(self.url))
+        actual = path.stat().st_size
+        if actual != size:  # requests would send the file as it is now, under the old sha256
+            raise _changed(path, f"holds {actual} bytes, not the {size} it had")
         self._mkcols(self.url, self.folder)
         self._upload(path, name, sha256, size)
         self._request("PUT", self._dav(name + ".sha256"), ok=(200, 201, 204), data=f"{sha256}  {name}\n".encode())
@@ -407,8 +437,8 @@ class _Slice:
             left = self.length
             while left > 0:
                 data = fh.read(min(left, 1 << 20))
-                if not data:
-                    break
+                if not data:  # the server would wait for the bytes its Content-Length promised
+                    raise _changed(self.path, f"ends before byte {self.start + self.length}")
                 left -= len(data)
                 yield data
 
@@ -428,6 +458,10 @@ class NextcloudShare(WebDavShare):
 
     def __init__(self, url: str, *, folder: str = "mmgene", user: str | None = None, chunk_limit: int = GB,
                  chunk_bytes: int = 100 * 1024**2, **kwargs: Any) -> None:
+        for name, value in (("chunk_limit", chunk_limit), ("chunk_bytes", chunk_bytes)):
+            if not is_whole_number(value, 1):  # a float or a text would fail only at the first big upload
+                raise ParameterError(f"{name} must be a whole number of bytes >= 1, got {value!r}", name,
+                                     f"pass {name}=<bytes>, e.g. {100 * 1024**2}")
         super().__init__(url, folder=folder, user=user, **kwargs)
         marker = "/remote.php/dav/files/"
         if marker not in self.url:
@@ -435,8 +469,6 @@ class NextcloudShare(WebDavShare):
                 "a Nextcloud share URL must be the account's WebDAV root", "share URL",
                 "pass https://<host>/remote.php/dav/files/<user>",
             )
-        if chunk_bytes < 1 or chunk_limit < 1:
-            raise ParameterError("chunk_limit and chunk_bytes must be positive", "chunk_limit", "pass byte counts")
         self.base, rest = self.url.split(marker, 1)
         account, _, below = rest.partition("/")
         self.account = unquote(account)
@@ -497,20 +529,29 @@ class NextcloudShare(WebDavShare):
         return out
 
     def _ocs(self, method: str, **kwargs: Any) -> Any:
+        """The ``data`` of an OCS answer; a refusal (an OCS status other than 100/200, which the v2 API also
+        sends as HTTP 400/403/404) is raised with the server's own message."""
         url = f"{self.base}/ocs/v2.php/apps/files_sharing/api/v1/shares"
-        response = self._request(method, url, ok=(200,), headers={"OCS-APIRequest": "true", "Accept": "application/json"}, **kwargs)
+        response = self._request(method, url, ok=(200, 400, 403, 404),
+                                 headers={"OCS-APIRequest": "true", "Accept": "application/json"}, **kwargs)
         try:
             payload = response.json()["ocs"]
-            if payload["meta"]["statuscode"] not in (100, 200):
-                raise KeyError(payload["meta"].get("message", "failure"))
-            return payload["data"]
+            meta, data = payload["meta"], payload["data"]
+            code = int(meta["statuscode"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise RemoteError(f"unexpected answer from the Nextcloud share API ({redact(exc)})", redact(url), "check the server is Nextcloud") from None
+            raise RemoteError(f"unexpected answer from the Nextcloud share API (HTTP {response.status_code}, "
+                              f"{redact(cause(exc))})", redact(url), "check the server is Nextcloud") from None
+        if code not in (100, 200) or response.status_code != 200:
+            raise RemoteError(f"the Nextcloud share API refused the {method} (HTTP {response.status_code}, OCS status "
+                              f"{code}: {redact(meta.get('message') or 'no message')})", redact(url),
+                              "check that the file is on the share and that the account may make public links")
+        return data
 
     def _public_share(self, path: str) -> dict[str, Any] | None:
         """The first public link (share type 3) of ``path``, if it has one."""
         existing = self._ocs("GET", params={"path": path, "format": "json"})
-        return next((s for s in existing or [] if int(s.get("share_type", -1)) == 3 and s.get("url")), None)
+        rows = [s for s in existing if isinstance(s, dict)] if isinstance(existing, list) else []
+        return next((s for s in rows if str(s.get("share_type")) == "3" and s.get("url")), None)
 
     def link(self, name: str) -> str:
         if name in self._links:
@@ -525,7 +566,11 @@ class NextcloudShare(WebDavShare):
                 share = self._public_share(path)  # made by a POST whose answer was lost
                 if share is None:
                     raise
-        link = share["url"].rstrip("/") + "/download"
+        url = share.get("url") if isinstance(share, dict) else None
+        if not isinstance(url, str) or not url.strip():
+            raise RemoteError(f"the Nextcloud share API made no public link URL for {path}", redact(self.base),
+                              "check the server is Nextcloud and that the account may make public links")
+        link = url.rstrip("/") + "/download"
         self._links[name] = link
         return link
 
@@ -564,10 +609,13 @@ class HttpFolderShare(ShareBackend):
                 done = 0
             src.seek(done)
             shutil.copyfileobj(src, dst, 1 << 20)
-        if sha256_file(part) != sha256:
+        if sha256_file(part) != sha256:  # the partial copy was of other bytes: copy it whole
             part.unlink()
             with open(path, "rb") as src, open(part, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
+            if sha256_file(part) != sha256:  # the source itself: its sidecar would name bytes it does not hold
+                part.unlink()
+                raise _changed(path, "does not match its sha256")
         os.replace(part, self.root / name)
         (self.root / (name + ".sha256")).write_text(f"{sha256}  {name}\n")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +46,10 @@ def read_text_table(
     """``path`` as a DataFrame of strings (no NaN; header names stripped).
 
     A missing file is an :class:`InputFileError`; an empty file, a file pandas cannot parse and a row
-    with more fields than the header (pandas would silently shift such a row's fields or make the
-    first ones the index) are ``error`` naming ``what`` (and the row's line); extra fields that are
-    blank (a trailing separator) are ignored. ``read_options`` go to :func:`pandas.read_csv`
+    with more fields than the header (pandas would silently shift such a row's fields, make the
+    first ones the index, or, with a separator of several characters, drop the last ones) are
+    ``error`` naming ``what`` (and, for a one-character separator, the row's line); extra fields
+    that are blank (a trailing separator) are ignored. ``read_options`` go to :func:`pandas.read_csv`
     (separator, encoding); ``sep=None`` picks comma, tab or semicolon from the header line
     (:func:`pick_separator`), not from pandas' sniffer, which takes a letter for the separator of a
     one-column table.
@@ -72,7 +75,15 @@ def read_text_table(
     if width is not None:
         read_options["usecols"] = range(width)  # blank fields past the header's: not columns
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False, **read_options)
+        with warnings.catch_warnings():  # a separator of several characters: pandas only warns, and drops the fields
+            warnings.filterwarnings("error", "Length of header or names does not match", pd.errors.ParserWarning)
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False, **read_options)
+    except pd.errors.ParserWarning:
+        header = [h.strip() for h in re.split(read_options.get("sep", ","), lines[0].strip())]
+        raise error(
+            f"a row of the {what} has more fields than its header has names ({_preview(header, 10)}), so its last "
+            "fields would be dropped", str(path), f"give every row the header's {len(header)} fields",
+        ) from None
     except (ValueError, UnicodeDecodeError, csv.Error, pd.errors.ParserError) as exc:
         raise error(f"cannot read the {what} ({cause(exc)})", str(path), unreadable_fix) from exc
     table.columns = [str(c).strip() for c in table.columns]
