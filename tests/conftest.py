@@ -17,10 +17,15 @@ import atexit  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
-# One cache for the whole session, shared with subprocesses and notebook kernels, never the user's.
-_CACHE = tempfile.mkdtemp(prefix="mmgene-test-cache-")
+# One cache for the whole run, never the user's: made by the first process that loads this file (pytest
+# itself, or xdist's controller before it starts its workers) and removed when that process exits; the
+# workers, their subprocesses and notebook kernels inherit it, so no text is embedded once per worker.
+_CACHE = os.environ.get("MMGENE_TEST_CACHE", "")
+if not _CACHE:
+    _CACHE = tempfile.mkdtemp(prefix="mmgene-test-cache-")
+    os.environ["MMGENE_TEST_CACHE"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, True)
 os.environ["MMGENE_CACHE"] = _CACHE
-atexit.register(shutil.rmtree, _CACHE, True)
 
 from pathlib import Path  # noqa: E402
 

@@ -223,7 +223,7 @@ def test_harmonise_corpus_uses_a_reviewed_mapping_and_keeps_unmapped_on_request(
     # the README's review step: `mmgene labels harmonise FILE` writes a mapping of one file (no dataset
     # column), which then applies to every harmonised dataset
     written = tmp_path / "written.csv"
-    res = run_cli("labels", "harmonise", corpus_dir / "mouse.h5ad", "--label-col", "cell_type", "--tissue", "blood", "--out", written)
+    res = run_cli_here("labels", "harmonise", corpus_dir / "mouse.h5ad", "--label-col", "cell_type", "--tissue", "blood", "--out", written)
     assert res.returncode == 0, res.stderr[-2000:]
     _, reports = harmonise_corpus(corpus, PretrainConfig(mapping=written))
     assert reports["mouse"]["labels"]["from_mapping"] == ["B cells", "NK", "T cells", "doublets"]
@@ -282,18 +282,19 @@ def test_cli_refuses_bad_input_and_leaves_files(seed0, corpus_dir, tmp_path):
 
 @pytest.mark.slow
 def test_readme_commands_annotate_demo_query_with_the_model(seed0, corpus_dir, tmp_path):
-    """manifest -> pretrain (the fixture) -> annotate --model, demo --model (trains nothing), query the demo's index."""
+    """manifest -> pretrain (the fixture) -> annotate --model, demo --model (trains nothing), query the demo's index
+    (the CLI's entry point run in this process: four fresh interpreters would add only their start-up)."""
     import anndata as ad
 
     model, human = corpus_dir / "lib0", corpus_dir / "human.h5ad"
-    res = run_cli(
+    res = run_cli_here(
         "annotate", human, "--model", model, "--labels", "T cell", "B cell", "natural killer cell", "--out", tmp_path / "a.h5ad"
     )
     assert res.returncode == 0, res.stderr[-3000:]
     labels = ad.read_h5ad(tmp_path / "a.h5ad").obs["mmgene_label"].astype(str)
     assert set(labels) <= {"T cell", "B cell", "natural killer cell", "unknown"} and len(labels) == 120
     # asked without B cells, the general model's own B cell class is the other class a cell may fit better
-    res = run_cli("annotate", human, "--model", model, "--labels", "T cell", "natural killer cell", "--out", tmp_path / "b.h5ad")
+    res = run_cli_here("annotate", human, "--model", model, "--labels", "T cell", "natural killer cell", "--out", tmp_path / "b.h5ad")
     assert res.returncode == 0, res.stderr[-3000:]
     annotated = ad.read_h5ad(tmp_path / "b.h5ad")
     record = annotated.uns["mmgene"]["mmgene_label"]
@@ -303,7 +304,7 @@ def test_readme_commands_annotate_demo_query_with_the_model(seed0, corpus_dir, t
     assert (annotated.obs["mmgene_label"][nearest.notna()] == "unknown").all()
 
     demo = tmp_path / "demo"
-    res = run_cli("demo", human, "--label-col", "cell_type", "--model", model, "--out", demo)
+    res = run_cli_here("demo", human, "--label-col", "cell_type", "--model", model, "--out", demo)
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((demo / "report.json").read_text())["demo"]
     assert report["model"] == str(model) and report["train_cells"] == 0 and report["held_out_cells"] == 120
@@ -311,7 +312,7 @@ def test_readme_commands_annotate_demo_query_with_the_model(seed0, corpus_dir, t
     assert not (demo / "model").exists()
     assert f"alignment model `{model}` (trained on other data)" in (demo / "report.md").read_text()
 
-    res = run_cli("query", demo / "index", "natural killer cells", "-k", "5", "--json")
+    res = run_cli_here("query", demo / "index", "natural killer cells", "-k", "5", "--json")
     assert res.returncode == 0, res.stderr[-3000:]
     rows = json.loads(res.stdout)["hits"]
     assert len(rows) == 5 and {r["cell_type"] for r in rows} <= {"T cell", "B cell", "natural killer cell"}
