@@ -248,10 +248,15 @@ def check_no_auto_map(folder: Path, *, recursive: bool = True) -> None:
     for path in sorted(files):
         if not path.is_file():
             continue
-        auto_map = _find_key(read_json(path), "auto_map")
-        if auto_map is not None:
-            named = ", ".join(map(str, auto_map.values())) if isinstance(auto_map, Mapping) else str(auto_map)
-            raise refuse(path, "custom code through auto_map", named)
+        _refuse_auto_map(path, read_json(path))
+
+
+def _refuse_auto_map(path: Path, config: Any) -> None:
+    """Refuse the JSON ``config`` read from ``path`` when it carries ``auto_map`` anywhere (code to import)."""
+    auto_map = _find_key(config, "auto_map")
+    if auto_map is not None:
+        named = ", ".join(map(str, auto_map.values())) if isinstance(auto_map, Mapping) else str(auto_map)
+        raise refuse(path, "custom code through auto_map", named)
 
 
 #: packages whose classes a model folder may name at all: a class from anywhere else is refused before
@@ -296,10 +301,7 @@ def check_transformers_config(folder: Path, *, model_types: Iterable[str] | None
     config = read_json(path)
     if not isinstance(config, dict):
         raise ModelError("config.json is not a JSON object", str(path), "pass a folder saved with save_pretrained")
-    auto_map = _find_key(config, "auto_map")
-    if auto_map is not None:
-        named = ", ".join(map(str, auto_map.values())) if isinstance(auto_map, Mapping) else str(auto_map)
-        raise refuse(path, "custom code through auto_map", named)
+    _refuse_auto_map(path, config)
     model_type = config.get("model_type")
     from mmgene.lazy import require
 

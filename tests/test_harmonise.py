@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 pytest.importorskip("cellxgene_ontology_guide")
 
-from hostile import assert_refused, run_cli  # noqa: E402
+from hostile import assert_refused, run_cli, run_cli_here  # noqa: E402
 
 from mmgene.errors import MappingError, MissingColumnError, OutputError, ParameterError  # noqa: E402
 from mmgene.harmonise import HarmoniseConfig, apply_mapping, harmonise_labels, read_mapping, write_mapping  # noqa: E402
@@ -590,3 +591,46 @@ def test_cli_outputs_never_replace_a_file_of_another_kind(tmp_path):
             ["labels", "apply", data, "--mapping", mapping, "--label-col", "cell_type", "--out", out, "--overwrite"],
             [tmp_path], contains="--out must end in .h5ad or .zarr",
         )
+
+
+def test_cli_harmonise_a_manifest_with_each_datasets_tissue_then_apply_one_dataset(tmp_path):
+    """`labels harmonise MANIFEST`: each dataset's labels read with its own label column, tissue and species
+    (the same word "alpha" is a pancreatic A cell in pancreas, an alpha-beta T cell in blood), one table with a dataset column; `labels
+    apply --dataset` takes that dataset's rows; a Census row is refused before any file is written."""
+    import anndata as ad
+
+    small_adata(["alpha", "alpha", "beta"]).write_h5ad(tmp_path / "islets.h5ad")
+    blood = small_adata(["T_CD8", "NK cells", "NK cells", "alpha"])
+    blood.obs = blood.obs.rename(columns={"cell_type": "author"})
+    blood.write_h5ad(tmp_path / "blood.h5ad")
+    manifest = tmp_path / "corpus.csv"
+    manifest.write_text(
+        "path,dataset,label_col,ontology_col,species,tissue\n"
+        "islets.h5ad,islets,cell_type,,human,pancreas\nblood.h5ad,blood,author,,human,blood\n"
+    )
+    mapping = tmp_path / "mapping.csv"
+    done = run_cli_here("labels", "harmonise", manifest, "--out", mapping, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["labels"] == 5
+    table = read_mapping(mapping)
+    assert list(table.columns[:3]) == ["dataset", "author_label", "term_id"]
+    assert [(r.dataset, r.author_label, r.term_id, r.n_cells) for r in table.itertuples()] == [
+        ("islets", "alpha", "CL:0000171", 2), ("islets", "beta", "CL:0000169", 1),
+        ("blood", "T_CD8", "CL:0000625", 1), ("blood", "NK cells", "CL:0000623", 2), ("blood", "alpha", "CL:0000789", 1),
+    ]
+    out = tmp_path / "islets_labelled.h5ad"
+    done = run_cli_here("labels", "apply", tmp_path / "islets.h5ad", "--mapping", mapping, "--label-col", "cell_type",
+                        "--dataset", "islets", "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert ad.read_h5ad(out).obs["cell_type_name"].astype(object).tolist() == ["pancreatic A cell"] * 2 + ["type B pancreatic cell"]
+    assert_refused(  # without --dataset a two-dataset mapping does not say which rows apply
+        ["labels", "apply", tmp_path / "blood.h5ad", "--mapping", mapping, "--label-col", "author", "--out", tmp_path / "b.h5ad"],
+        [tmp_path], contains="covers 2 datasets",
+    )
+    census = tmp_path / "census.csv"
+    census.write_text(
+        "path,dataset,label_col,ontology_col,species,tissue,obs_value_filter\n"
+        "islets.h5ad,islets,cell_type,,human,pancreas,\n"
+        f"{tmp_path / 'soma'},atlas,cell_type,cell_type_ontology_term_id,human,blood,tissue_general == 'blood'\n"
+    )
+    assert_refused(["labels", "harmonise", census, "--out", tmp_path / "m2.csv"], [tmp_path], contains="is a Census query")

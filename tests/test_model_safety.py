@@ -492,3 +492,14 @@ def test_a_model_that_reads_genes_without_its_vocabulary_is_refused(hostile):
 
 def test_errors_are_mmgene_errors():
     assert issubclass(UnsafeModelError, ModelError) and issubclass(ModelError, MMGeneError)
+
+
+@pytest.mark.parametrize("where", [{"auto_map": {"AutoModel": "evil.Model"}}, {"nested": [{"auto_map": "evil.Model"}]}])
+def test_a_transformers_config_checked_on_its_own_refuses_auto_map_anywhere_in_it(tmp_path, where):
+    """check_transformers_config is also called for a Transformer module's own folder: it refuses
+    auto_map itself, nested or not, before it asks transformers which model types exist."""
+    from mmgene.model_files import check_transformers_config
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", **where}))
+    with pytest.raises(UnsafeModelError, match="custom code through auto_map.*evil.Model"):
+        check_transformers_config(tmp_path)
