@@ -61,6 +61,23 @@ def test_info_pbmc3k(pbmc3k_path):
     assert "cell_type (8)" in text
 
 
+def test_info_names_mouse_symbols_and_what_their_looked_up_ids_are(tmp_path):
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    names = ["Cd3e", "Ms4a1", "Nkg7", "0610005C13Rik", "Gm12345"]
+    ad.AnnData(np.ones((3, len(names)), dtype=np.float32), var=pd.DataFrame(index=names)).write_h5ad(tmp_path / "m.h5ad")
+    out = run("info", str(tmp_path / "m.h5ad"))
+    assert out.returncode == 0, out.stderr
+    assert (
+        "gene symbols:   from index, 5 genes (100.0%)\n"
+        "species:        mouse, by its symbols (5 in mouse style: Cd3e, ...Rik, Gm...); "
+        "the Ensembl ids are the human genes of the same symbol\n"
+        "Ensembl ids:    from gene table, 3 genes (60.0%)\n"
+    ) in out.stdout
+
+
 def test_info_json_on_zarr(tmp_path):
     import mmgene.data
 

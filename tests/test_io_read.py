@@ -189,6 +189,9 @@ def test_pbmc3k(pbmc3k):
     assert list(pbmc3k.var.loc[["PSMA2", "PSMA2-1", "UQCR11-1"], "gene_symbol"]) == ["ENSG00000256646", "PSMA2", "UQCR11"]
     # hg19-era ids: most, not all, are still current GENCODE v44 genes.
     assert 0.9 < rec["gene_table_rate"] < 1.0
+    # its 87 lower-case names (XXyac-YX155B6.7, hsa-mir-7515; the C1orf/CXorf genes are human style) are
+    # 0.3% of 32,738: human
+    assert (rec["mouse_style_symbols"], rec["symbols_look_mouse"]) == (87, False)
 
 
 def test_describe_pbmc3k(pbmc3k):
@@ -304,3 +307,38 @@ def test_reading_does_not_fail_on_a_foreign_uns_mmgene_it_only_names_the_data_by
     assert (record_of(adata, "input"), record_of(adata, "sentences"), input_file(adata, "y")) == ({}, {"top_k": 3}, "y")
     adata.uns["mmgene"] = {"input": {"file": "/data/x.h5ad"}}
     assert input_file(adata, "y") == "/data/x.h5ad" and expression(adata).origin == "/data/x.h5ad"
+
+
+MOUSE = ["Cd3e", "Ms4a1", "Nkg7", "Lyz2", "0610005C13Rik", "Gm12345", "mt-Co1"]
+
+
+HUMAN_40 = sorted(gene_table().symbol_to_ensembl)[1000:1040]
+
+
+@pytest.mark.parametrize(
+    ("names", "n_mouse", "mouse"),
+    [
+        (MOUSE, 7, True),
+        ([g.upper() for g in MOUSE], 2, True),  # upper-cased mouse symbols: the RIKEN and Gm names still tell
+        (["CD3E", "MS4A1", "C1orf112", "CXorf21", "CYorf15A", "GRIK2", "GM2A", "MT-CO1"], 0, False),
+        ([*HUMAN_40, "hsa-mir-7515"], 1, False),  # one lower-case name in 41: under 5%
+    ],
+)
+def test_symbols_written_as_mouse_genes_are_counted_and_named(names, n_mouse, mouse):
+    ids = resolve_gene_ids(pd.DataFrame(index=names))
+    assert (ids.n_mouse_style, ids.looks_mouse) == (n_mouse, mouse)
+    assert ids.summary()["symbols_look_mouse"] is mouse
+
+
+def test_reading_mouse_symbols_says_their_ids_are_the_human_genes_of_the_same_symbol(capsys, monkeypatch):
+    from mmgene.settings import settings
+
+    monkeypatch.setattr(settings, "quiet", False)
+    adata = mmgene.io.read(make(sp.csr_matrix(np.ones((2, len(MOUSE)), dtype=np.float32)), var=pd.DataFrame(index=MOUSE)))
+    assert adata.var.loc["Cd3e", "ensembl_id"] == ENSEMBL["CD3E"]  # the human CD3E
+    err = capsys.readouterr().err
+    assert "the gene symbols read as mouse genes (7 written in mouse style)" in err
+    assert "var['ensembl_id'] holds the human genes of the same symbol" in err
+    own = pd.DataFrame({"ensembl_id": [f"ENSMUSG{i:011d}" for i in range(len(MOUSE))]}, index=MOUSE)
+    mmgene.io.read(make(sp.csr_matrix(np.ones((2, len(MOUSE)), dtype=np.float32)), var=own))
+    assert "mouse" not in capsys.readouterr().err  # the data's own ids: nothing was looked up

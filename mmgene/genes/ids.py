@@ -33,6 +33,13 @@ ID_COLUMNS = ("gene_symbol", "feature_name", "gene_name", "gene_symbols", "symbo
 MIN_SYMBOL_FRACTION = 0.2
 #: the source of symbols or ids that were looked up in the shipped gene table, not read from the data
 LOOKED_UP = "gene table"
+#: symbols only mouse (MGI) nomenclature writes: title case ("Cd3e", "mt-Co1"; not a human "C1orf112"),
+#: RIKEN clone names ("0610005C13Rik") and predicted genes ("Gm12345"), the last two in any case
+MOUSE_STYLE_RE = re.compile(
+    r"^(?:(?!C(?:\d+|X|Y)orf)[A-Za-z][A-Za-z0-9.-]*[a-z][A-Za-z0-9.-]*|[0-9A-Za-z]{6,}(?i:rik)\d*|(?i:gm)\d{3,})$"
+)
+#: a gene set reads as mouse when at least this share of its symbols is written in mouse style
+MOUSE_STYLE_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,14 @@ class GeneIds:
     """Names that joined a symbol and an Ensembl id (:data:`JOINED_RE`), read as the symbol."""
     n_settled: int = 0
     """Genes whose repeated symbol was settled by their Ensembl id (:func:`settle_repeats`)."""
+    n_mouse_style: int = 0
+    """The data's symbols written as only mouse nomenclature writes them (:data:`MOUSE_STYLE_RE`)."""
+
+    @property
+    def looks_mouse(self) -> bool:
+        """Whether the symbols read as mouse genes: then Ensembl ids looked up by symbol are the human
+        genes of the same symbol (the one-to-one orthologs, for most genes), not the data's own."""
+        return self.n_mouse_style > 0 and self.n_mouse_style >= MOUSE_STYLE_SHARE * self.n_with_symbol
 
     @property
     def n_genes(self) -> int:
@@ -187,6 +202,8 @@ class GeneIds:
             "gene_table": self.table_version,
             "joined_names_split": self.n_joined,
             "repeated_symbols_settled": self.n_settled,
+            "mouse_style_symbols": self.n_mouse_style,
+            "symbols_look_mouse": self.looks_mouse,
         }
 
 
@@ -251,4 +268,8 @@ def resolve_gene_ids(var: pd.DataFrame, *, source: str = "the AnnData") -> GeneI
         symbols = pd.Series(ensembl).map(table.ensembl_to_symbol).fillna("").to_numpy(dtype=object)
         sym_source = LOOKED_UP
     in_table = int(pd.Series(ensembl).isin(table.ensembl_to_symbol.keys()).sum())
-    return GeneIds(symbols, ensembl, sym_source, ens_source, table.version, columns, in_table, int((joined_ensembl != "").sum()), n_settled)
+    n_mouse = int(pd.Series(symbols).str.match(MOUSE_STYLE_RE).sum()) if sym_source != LOOKED_UP else 0
+    return GeneIds(
+        symbols, ensembl, sym_source, ens_source, table.version, columns, in_table, int((joined_ensembl != "").sum()),
+        n_settled, n_mouse,
+    )
