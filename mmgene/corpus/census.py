@@ -76,7 +76,7 @@ class CensusQuery:
                 )
         if not is_whole_number(self.seed):
             raise CorpusError(
-                f"seed must be a whole number >= 0, got {self.seed!r}", "Census query", "pass seed=0 or another integer"
+                f"seed must be a whole number >= 0, got {self.seed!r}", "Census query", "pass seed=0 or another integer >= 0"
             )
         if self.uri is None and not self.obs_value_filter.strip():
             raise CorpusError(

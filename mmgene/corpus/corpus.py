@@ -6,7 +6,8 @@ comparable is one human gene symbol per gene (``CorpusDataset.symbols``, also wr
 ``var['human_symbol']`` of the expression matrix's gene table): the upper-cased symbol for human data,
 the ortholog's symbol for mouse data (:mod:`mmgene.corpus.orthology`), ``""`` when none matches. When
 two genes of a dataset get the same human symbol, the first (in var order) keeps it and the others
-are left unmatched, so symbols stay unique within a dataset.
+are left unmatched, so symbols stay unique within a dataset. A dataset listed as human (files are,
+by default) whose symbols read as mouse genes (:mod:`mmgene.genes.ids`) is an error.
 
 Cells without a label (see :mod:`mmgene.io.labels`) are left out of the corpus and counted; a dataset
 with fewer than two labelled classes is an error. Several datasets are small fixed-size subsets, so a
@@ -295,6 +296,24 @@ def _check_ontology_ids(spec: DatasetSpec, ids: np.ndarray) -> None:
     )
 
 
+def _check_species(spec: DatasetSpec, adata: Any) -> None:
+    """Refuse a dataset listed as human whose gene symbols read as mouse genes (as :func:`mmgene.io.read`
+    records it): each symbol would count as a human one, and its cells would be captioned human."""
+    from mmgene.provenance import record_of
+
+    found = record_of(adata, "input")
+    if spec.species != "human" or not found.get("symbols_look_mouse"):
+        return
+    raise CorpusError(
+        f"dataset {spec.dataset!r} is listed as human, but its gene symbols read as mouse genes "
+        f"({int(found.get('mouse_style_symbols', 0)):,} of {int(found.get('n_vars', 0)):,} written in mouse style: "
+        "Cd3e, ...Rik, Gm...), so every symbol would count as a human one and its cells would be called human",
+        f"the gene symbols of {spec.source}",
+        "set its species to mouse (the manifest's species column; --species mouse or species='mouse' for files, "
+        "which are human by default); if it is human data, write its gene symbols in upper case",
+    )
+
+
 def _raw_symbols(adata: Any, options: CorpusOptions) -> tuple[pd.DataFrame, pd.Series]:
     """The expression matrix's gene table and its symbols (as :func:`mmgene.io.read` filled them)."""
     from mmgene.io import expression
@@ -389,6 +408,7 @@ def read_corpus(
             try:
                 adata = _read(spec, options)
                 opened.append(adata)
+                _check_species(spec, adata)
                 keep, labels, ontology, n_dropped = _labelled(spec, adata)
                 var, symbols = _raw_symbols(adata, options)
             except MMGeneError as exc:

@@ -105,24 +105,31 @@ def located(exc: MMGeneError, context: str) -> MMGeneError:
     return new
 
 
-def _int_field(row: pd.Series, column: str, where: str) -> int | None:
+def _int_field(row: pd.Series, column: str, where: str, minimum: int) -> int | None:
+    """A cap or seed column's whole number (``None`` when blank), at least ``minimum``; refused in the
+    manifest's own terms (its column and line), not in CensusQuery's keyword arguments."""
     text = str(row.get(column, "")).strip()
     if not text:
         return None
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
+        value = None
+    if value is None or value < minimum:
         raise CorpusError(
-            f"{column} must be a whole number, got {text!r}", where, f"write an integer in {column} or leave it blank"
-        ) from None
+            f"{column} must be a whole number of at least {minimum}, got {text!r}",
+            f"{where}, column {column!r}",
+            f"write an integer >= {minimum} in {column}, or leave it blank",
+        )
+    return value
 
 
 def _census_query(row: pd.Series, base: Path, species: str, where: str) -> CensusQuery:
     path = str(row["path"]).strip()
     version = path.split(":", 1)[1].strip() if path.startswith("census:") else "stable"
     uri = None if path == "census" or path.startswith("census:") else str(base / path)
-    caps = {c: _int_field(row, c, where) for c in ("max_cells_per_dataset", "max_cells_per_type", "max_cells")}
-    seed = _int_field(row, "seed", where)
+    caps = {c: _int_field(row, c, where, 1) for c in ("max_cells_per_dataset", "max_cells_per_type", "max_cells")}
+    seed = _int_field(row, "seed", where, 0)
     try:
         return CensusQuery(
             obs_value_filter=str(row["obs_value_filter"]).strip(),
