@@ -303,7 +303,7 @@ class CellIndex:
             if col not in obs.columns:
                 raise MissingColumnError(col, "obs", list(obs.columns))
         if model is None:
-            model = _model_hint(adata, embedding)
+            model = model_hint(adata, embedding)
         source = record_of(adata, "input").get("file")
         vectors, ids, table = adata.obsm[embedding], list(map(str, adata.obs_names)), obs[list(obs_columns)]
         skipped = 0
@@ -755,7 +755,7 @@ def _cells_table(ids: list[str], obs: pd.DataFrame | None) -> pd.DataFrame:
     return pd.concat([cells, obs], axis=1)
 
 
-def _model_hint(adata: Any, embedding: str) -> str | None:
+def model_hint(adata: Any, embedding: str) -> str | None:
     """The joint space an obsm key belongs to, from provenance or the key's conventional name.
 
     GenePT vectors live in their text encoder's space, so the hint names the encoder the record

@@ -79,6 +79,28 @@ def _reference_labels(reference: Any, label_column: str, unknown: Any) -> tuple[
     return codes, categories
 
 
+def _check_k(k: int, ntotal: int) -> None:
+    """Refuse more neighbours than the reference holds: every query cell would take the whole reference as its
+    neighbours, so its vote would be (nearly) the reference's own label counts, while ``k`` recorded says otherwise."""
+    if k > ntotal:
+        raise ParameterError(
+            f"k={k} is more than the {ntotal:,} cells of the reference index: every query cell would take all of them "
+            "as neighbours and get (nearly) the reference's most common label", "transfer_labels(k=...)",
+            f"use k of at most {ntotal:,} (e.g. {min(15, ntotal)}), or a larger reference",
+        )
+
+
+def _no_labelled_neighbour(codes: np.ndarray, label_column: str, voters: np.ndarray, unknown: str) -> None:
+    """Say how many query cells found only unlabelled reference cells among their neighbours (called ``unknown``),
+    so that those calls are not mistaken for cells off the reference."""
+    unlabelled = int((codes < 0).sum())
+    if unlabelled and voters.any():
+        info(
+            f"{unlabelled:,} of {len(codes):,} reference cells have no label in {label_column!r} and do not vote; "
+            f"{int(voters.sum()):,} query cells found no labelled neighbour: called {unknown!r}"
+        )
+
+
 def novelty_threshold(reference: Any, k: int, alpha: float, *, calibration_cells: int = 2000, seed: int = 0) -> float:
     """The ``alpha`` quantile of reference cells' mean similarity to their k nearest other reference cells."""
     from mmgene.query.search import _drop_own
@@ -115,10 +137,10 @@ def transfer_labels(
     """Predict ``label_column`` of the reference's cell table for each query cell.
 
     ``query`` is an AnnData (vectors from ``obsm[reference.embedding_key]``, or embedded by
-    ``model``) or an (n, d) array. Returns a table indexed by query cell with ``label``,
-    ``confidence``, ``best`` (the vote winner even when rejected; missing when no neighbour voted) and
-    ``similarity`` (mean cosine to the neighbours); ``table.attrs['key_added']`` names the obs column
-    written (``None`` for an array).
+    ``model``) or an (n, d) array; ``k`` is at most the reference's cells. Returns a table indexed by query
+    cell with ``label``, ``confidence``, ``best`` (the vote winner even when rejected; missing when no
+    neighbour voted: unlabelled reference cells do not vote) and ``similarity`` (mean cosine to the
+    neighbours); ``table.attrs['key_added']`` names the obs column written (``None`` for an array).
 
     With an AnnData, like every mmgene function that annotates one, it writes the result:
     ``obs[key_added]`` (categorical, with ``unknown``), ``obs[key_added + '_confidence']`` and
@@ -139,6 +161,7 @@ def transfer_labels(
     if label_column not in reference.cells.columns:
         raise MissingColumnError(label_column, "the reference index's cell table", [c for c in reference.cells.columns if c != "cell_id"])
     codes, categories = _reference_labels(reference, label_column, unknown)
+    _check_k(k, int(reference.ntotal))
     is_anndata = hasattr(query, "obs")
     if is_anndata:
         from mmgene.provenance import check_record_slot
@@ -175,6 +198,7 @@ def transfer_labels(
     use = nb_codes.ravel() >= 0
     np.add.at(votes, (rows[use], nb_codes.ravel()[use]), w.ravel()[use])
     total = votes.sum(axis=1)
+    _no_labelled_neighbour(codes, label_column, (total == 0) & valid.any(axis=1), unknown)
     top = votes.argmax(axis=1)
     confidence = np.divide(votes[np.arange(n), top], total, out=np.zeros(n), where=total > 0)
     found_count = valid.sum(axis=1)
