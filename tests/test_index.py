@@ -440,3 +440,18 @@ def test_k_must_be_a_whole_number_and_one_column_name_is_one_column(pca, flat):
     shards = IndexShards([a, CellIndex.from_vectors(pca.X[100:200], pca.names[100:200], kind="flat")])
     with pytest.raises(ParameterError, match="k must be at least 1"):
         shards.search(pca.X[:1], 1.5)
+
+
+def test_short_of_the_target_calibration_keeps_the_best_value_tried_not_the_last(monkeypatch):
+    """With compressed codes recall need not grow with nprobe; when no value reaches the target, the one
+    with the highest recall (fewest lists among equals) is kept, not the last one tried."""
+    import mmgene.index.faiss_index as faiss_index
+    from mmgene.index import CellIndex
+
+    recalls = iter([0.5, 0.8, 0.7, 0.8, 0.75])  # nprobe 1, 2, 4, 8, 16 of 16 lists
+    monkeypatch.setattr(faiss_index, "recall_at_k", lambda found, truth: next(recalls))
+    x = np.random.default_rng(0).normal(size=(600, 8)).astype(np.float32)
+    idx = CellIndex.from_vectors(x, [f"c{i}" for i in range(600)], kind="ivf", nlist=16)
+    cal = idx.params.calibrated
+    assert cal["curve"] == [(1, 0.5), (2, 0.8), (4, 0.7), (8, 0.8), (16, 0.75)]
+    assert (cal["value"], cal["recall"], idx.params.nprobe) == (2, 0.8, 2)

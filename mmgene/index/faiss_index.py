@@ -625,6 +625,10 @@ class CellIndex:
                 break
             if p.kind == "ivfpq" and len(curve) >= 3 and r - curve[-3][1] < 0.005:
                 break  # compressed codes saturate below the target: stop where more probes stop helping
+        if reached is not None and reached < p.target_recall:
+            # short of the target, the best value tried (fewest lists among equals): with compressed codes more
+            # probes can rank more far candidates above near ones, so recall need not grow with nprobe
+            chosen, reached = max(curve, key=lambda point: (point[1], -point[0]))
         setattr(p, name, int(chosen))
         if reached is not None and reached < p.target_recall:
             from mmgene.progress import warn
