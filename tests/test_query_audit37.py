@@ -48,7 +48,7 @@ def test_novelty_on_a_one_cell_reference_is_refused_not_silently_off():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ParameterError, match="novelty_alpha"):
-            transfer_labels(ref, AXES[1:3], "ct", k=2, novelty_alpha=0.1)
+            transfer_labels(ref, AXES[1:3], "ct", k=1, novelty_alpha=0.1)
 
 
 def test_unused_categories_of_the_label_column_are_no_labels():
