@@ -330,15 +330,30 @@ def test_symbols_written_as_mouse_genes_are_counted_and_named(names, n_mouse, mo
     assert ids.summary()["symbols_look_mouse"] is mouse
 
 
-def test_reading_mouse_symbols_says_their_ids_are_the_human_genes_of_the_same_symbol(capsys, monkeypatch):
+def test_mouse_symbols_are_said_to_be_read_as_human_genes_by_human_models_only(capsys, monkeypatch, tmp_path):
+    """`read` records that the symbols look like mouse genes and says nothing; Geneformer's tokenizer (and
+    GenePT's default vectors) say they read them as the human genes of the same symbol."""
+    from mmgene.cells import rank_encode
+    from mmgene.cells.rank_encoding import GeneformerDictionaries
     from mmgene.settings import settings
 
     monkeypatch.setattr(settings, "quiet", False)
-    adata = mmgene.io.read(make(sp.csr_matrix(np.ones((2, len(MOUSE)), dtype=np.float32)), var=pd.DataFrame(index=MOUSE)))
+    counts = sp.csr_matrix(np.arange(1, 15, dtype=np.float32).reshape(2, len(MOUSE)))
+    adata = mmgene.io.read(make(counts, var=pd.DataFrame(index=MOUSE)))
     assert adata.var.loc["Cd3e", "ensembl_id"] == ENSEMBL["CD3E"]  # the human CD3E
-    err = capsys.readouterr().err
-    assert "the gene symbols read as mouse genes (7 written in mouse style)" in err
-    assert "var['ensembl_id'] holds the human genes of the same symbol" in err
-    own = pd.DataFrame({"ensembl_id": [f"ENSMUSG{i:011d}" for i in range(len(MOUSE))]}, index=MOUSE)
-    mmgene.io.read(make(sp.csr_matrix(np.ones((2, len(MOUSE)), dtype=np.float32)), var=own))
-    assert "mouse" not in capsys.readouterr().err  # the data's own ids: nothing was looked up
+    assert adata.uns["mmgene"]["input"]["symbols_look_mouse"] is True and capsys.readouterr().err == ""
+    tokens = {"<pad>": 0, "<mask>": 1, ENSEMBL["CD3E"]: 2, ENSEMBL["NKG7"]: 3}
+    dicts = GeneformerDictionaries(tokens, {ENSEMBL["CD3E"]: 1.0, ENSEMBL["NKG7"]: 1.0}, {}, None, "V1")
+    assert rank_encode(adata, dictionaries=dicts, n_jobs=1).input_ids[0].tolist() == [3, 2]
+    assert (
+        "its gene symbols read as mouse genes (7 written in mouse style): Geneformer's V1 vocabulary reads them as "
+        "the human genes of the same symbol" in capsys.readouterr().err
+    )
+    from mmgene.embed import genept_w
+
+    genept_w(adata)
+    assert "GenePT's default gene vectors (the NCBI text of human genes) reads them as the human" in capsys.readouterr().err
+    human = mmgene.io.read(make(COUNTS.copy()))
+    rank_encode(human, dictionaries=dicts, n_jobs=1)
+    genept_w(human)
+    assert "mouse" not in capsys.readouterr().err

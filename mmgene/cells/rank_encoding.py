@@ -370,6 +370,7 @@ def rank_encode(
     :class:`RankEncoding` (``input_ids``, ``length``, ``obs_names``, ``empty_cells``, ``cells``: the
     encoded cells' positions), or its ``to_dataset()``. Provenance goes to ``adata.uns['mmgene']['rank_encoding']``.
     """
+    from mmgene.genes.ids import note_mouse_symbols
     from mmgene.io import expression
     from mmgene.progress import info, progress
     from mmgene.provenance import check_record_slot, record
@@ -393,6 +394,7 @@ def rank_encode(
         raise ParameterError("V2 dictionaries need <cls> and <eos> tokens, and these have none", dicts.source or "argument dictionaries", "pass the V2 (gc104M) dictionaries, or version='V1'")
     view = expression(adata, require="counts")
     plan = plan_tokens(view.var, dicts, view.origin)
+    note_mouse_symbols(adata, f"Geneformer's {dicts.version} vocabulary")
     given = _n_counts(adata, view.shape[0], view.origin)
     passing = _filter_pass(adata, filter_pass, view.origin)
     if passing is not None and not passing.all():

@@ -26,6 +26,7 @@ import pandas as pd
 from mmgene.choices import OnEmpty
 from mmgene.config import check_key
 from mmgene.errors import DataError, GeneIdError, ParameterError, is_whole_number
+from mmgene.genes.ids import note_mouse_symbols
 from mmgene.io import expression
 from mmgene.progress import info, progress
 from mmgene.provenance import check_record_slot, record
@@ -140,6 +141,8 @@ def genept_w(
     expressed = _expressed_genes(view, chunk_size) if gene_vectors is None else np.ones(len(symbols), dtype=bool)
     gv = _resolve_vectors(gene_vectors, encoder, symbols, expressed)
     rows = gv.lookup(symbols)
+    if gene_vectors is None:  # the default vectors embed human genes' NCBI text
+        note_mouse_symbols(adata, "GenePT's default gene vectors (the NCBI text of human genes)")
     matched = np.flatnonzero(rows >= 0)
     if matched.size == 0:
         raise GeneIdError(

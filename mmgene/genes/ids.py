@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -273,3 +274,18 @@ def resolve_gene_ids(var: pd.DataFrame, *, source: str = "the AnnData") -> GeneI
         symbols, ensembl, sym_source, ens_source, table.version, columns, in_table, int((joined_ensembl != "").sum()),
         n_settled, n_mouse,
     )
+
+
+def note_mouse_symbols(adata: Any, reader: str) -> None:
+    """Say on stderr that ``reader`` (a human model: Geneformer, GenePT) reads the genes of ``adata`` as the
+    human genes of the same symbol, when :func:`mmgene.io.read` found its symbols written as mouse genes."""
+    from mmgene.progress import info
+    from mmgene.provenance import input_file, record_of
+
+    found = record_of(adata, "input")
+    if found.get("symbols_look_mouse"):
+        info(
+            f"{input_file(adata, 'the AnnData')}: its gene symbols read as mouse genes "
+            f"({int(found.get('mouse_style_symbols', 0)):,} written in mouse style): {reader} reads them as the "
+            "human genes of the same symbol, for most genes their one-to-one orthologs"
+        )

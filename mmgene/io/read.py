@@ -205,14 +205,6 @@ def read(
             view.var["gene_symbol"] = settled
     if "ensembl_id" not in view.var.columns:
         view.var["ensembl_id"] = ids.ensembl
-        if ids.looks_mouse and ids.ensembl_source == LOOKED_UP:
-            from mmgene.progress import info
-
-            info(
-                f"{origin}: the gene symbols read as mouse genes ({ids.n_mouse_style:,} written in mouse style): "
-                "var['ensembl_id'] holds the human genes of the same symbol, for most genes their one-to-one orthologs "
-                "(Geneformer and GenePT are human models)"
-            )
     record(
         adata,
         "input",
