@@ -54,11 +54,11 @@ def _text(summary: dict) -> str:
     if renamed:
         lines.insert(7, f"gene names:     {'; '.join(renamed)}")
     if summary.get("symbols_look_mouse"):
-        from mmgene.genes.ids import LOOKED_UP
+        from mmgene.genes.ids import LOOKED_UP, MOUSE_STYLE_EXAMPLES
 
         looked_up = summary["ensembl_source"] == LOOKED_UP
         lines.insert(5, (
-            f"species:        mouse, by its symbols ({summary['mouse_style_symbols']:,} in mouse style: Cd3e, ...Rik, Gm...)"
+            f"species:        mouse, by its symbols ({summary['mouse_style_symbols']:,} in mouse style: {MOUSE_STYLE_EXAMPLES})"
             + ("; the Ensembl ids are the human genes of the same symbol" if looked_up else "")
         ))
     return "\n".join(lines)

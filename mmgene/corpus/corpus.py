@@ -299,6 +299,7 @@ def _check_ontology_ids(spec: DatasetSpec, ids: np.ndarray) -> None:
 def _check_species(spec: DatasetSpec, adata: Any) -> None:
     """Refuse a dataset listed as human whose gene symbols read as mouse genes (as :func:`mmgene.io.read`
     records it): each symbol would count as a human one, and its cells would be captioned human."""
+    from mmgene.genes.ids import MOUSE_STYLE_EXAMPLES
     from mmgene.provenance import record_of
 
     found = record_of(adata, "input")
@@ -307,7 +308,7 @@ def _check_species(spec: DatasetSpec, adata: Any) -> None:
     raise CorpusError(
         f"dataset {spec.dataset!r} is listed as human, but its gene symbols read as mouse genes "
         f"({int(found.get('mouse_style_symbols', 0)):,} of {int(found.get('n_vars', 0)):,} written in mouse style: "
-        "Cd3e, ...Rik, Gm...), so every symbol would count as a human one and its cells would be called human",
+        f"{MOUSE_STYLE_EXAMPLES}), so every symbol would count as a human one and its cells would be called human",
         f"the gene symbols of {spec.source}",
         "set its species to mouse (the manifest's species column; --species mouse or species='mouse' for files, "
         "which are human by default); if it is human data, write its gene symbols in upper case",

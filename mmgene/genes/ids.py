@@ -41,6 +41,8 @@ MOUSE_STYLE_RE = re.compile(
 )
 #: a gene set reads as mouse when at least this share of its symbols is written in mouse style
 MOUSE_STYLE_SHARE = 0.05
+#: what messages show of :data:`MOUSE_STYLE_RE`
+MOUSE_STYLE_EXAMPLES = "Cd3e, ...Rik, Gm..."
 
 
 @dataclass(frozen=True)
