@@ -17,6 +17,7 @@ The AnnData has ``obs`` columns ``soma_joinid`` plus :attr:`CensusQuery.obs_colu
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +36,9 @@ CENSUS_OBS_COLUMNS = ("dataset_id", "assay", "cell_type", "cell_type_ontology_te
 CENSUS_VAR_COLUMNS = ("feature_id", "feature_name")
 #: Census organism name for each species mmgene knows.
 ORGANISMS = {"human": "Homo sapiens", "mouse": "Mus musculus"}
+#: seconds opening a Census release (its mirror and release directories, then the SOMA collection)
+#: may take when ``$MMGENE_HTTP_DEADLINE`` is not set.
+OPEN_DEADLINE = 120.0
 
 
 @dataclass(frozen=True)
@@ -202,12 +206,90 @@ def _open_local(query: CensusQuery) -> Any:
         ) from exc
 
 
+class _Opening:
+    """``open_()`` run on a daemon thread, so that the caller can stop waiting for it.
+
+    cellxgene_census fetches its directories with ``requests.get`` and no timeout: a server that takes
+    the connection and never answers would block the caller for ever. A daemon thread (unlike a thread
+    pool's worker) does not hold up interpreter exit, and a handle that arrives after the caller gave
+    up is closed on arrival, so nothing it opened stays open."""
+
+    def __init__(self, open_: Callable[[], Any]) -> None:
+        self._open = open_
+        self._lock = threading.Lock()
+        self._finished = threading.Event()
+        self._abandoned = False
+        self._result: Any = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, name="mmgene-census-open", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._open()
+        except BaseException as exc:  # handed to the waiting thread, which decides
+            self._error = exc
+        with self._lock:
+            self._finished.set()
+            late = self._abandoned
+        if late:
+            self._discard()
+
+    def wait(self, seconds: float) -> bool:
+        """Whether ``open_`` finished within ``seconds`` (then :meth:`result` has its outcome)."""
+        try:
+            finished = self._finished.wait(seconds)
+        except BaseException:  # e.g. KeyboardInterrupt: the result will never be collected
+            self._give_up()
+            raise
+        if not finished:
+            self._give_up()
+        return finished
+
+    def result(self) -> Any:
+        """The opened handle, or the error ``open_`` raised (call after :meth:`wait` returned ``True``)."""
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def _give_up(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            finished = self._finished.is_set()
+        if finished:  # else ``_run`` discards the result when it comes
+            self._discard()
+
+    def _discard(self) -> None:
+        close = getattr(self._result, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # nobody is left to tell; the handle is unreachable either way
+                pass
+
+
+def _open_release(cxg: Any, query: CensusQuery) -> Any:
+    """``cxg.open_soma`` for the release ``query`` names, given up after the deadline (``$MMGENE_HTTP_DEADLINE``
+    or :data:`OPEN_DEADLINE` seconds) with a :class:`CorpusError`."""
+    from mmgene.net.deadline import resolve_deadline
+
+    seconds = resolve_deadline(None, OPEN_DEADLINE)
+    opening = _Opening(lambda: cxg.open_soma(census_version=query.census_version))
+    if not opening.wait(seconds):
+        raise CorpusError(
+            f"the CELLxGENE Census release {query.census_version!r} did not answer within {seconds:g} s",
+            query.describe(),
+            f"check the network connection, allow more time with MMGENE_HTTP_DEADLINE=<seconds> (now {seconds:g}), "
+            "or read a local SOMA experiment (the query's uri)",
+        )
+    return opening.result()
+
+
 def _census_experiment(query: CensusQuery, census: Any) -> tuple[Any, Any]:
     """The open Census handle (``census``, or the release ``query`` names) and its experiment for the query's organism."""
     cxg = require("cellxgene_census", "reading CELLxGENE Census")
     if census is None:
         try:
-            census = cxg.open_soma(census_version=query.census_version)
+            census = _open_release(cxg, query)
         except (MMGeneError, MemoryError):
             raise
         except Exception as exc:  # requests' and the release directory's errors: no network, a moved or unknown release
