@@ -46,6 +46,7 @@ def test_build_info_and_query(h5ad, tmp_path, small, encoder):  # noqa: F811
     assert json.loads(info.stdout) == {
         "index": str(out), "cells": 120, "skipped_cells": 0, "dim": 384, "kind": "flat", "factory": "Flat",
         "embedding": "X_genept_s", "model": "genept-s", "obs_columns": ["cell_type"], "search": None, "rerank": None,
+        "genes": {"count": 32721, "species": "human"},  # PBMC 3k's 32,738 genes less 17 repeated symbols
     }
     res = invoke("index", "build", h5ad, "--embedding", "X_genept_s", "--out", tmp_path / "hnsw", "--kind", "hnsw", "--json")
     assert res.exit_code == 0, res.output
@@ -259,6 +260,8 @@ def test_transfer_labels_from_a_reference_index(h5ad, small, tmp_path):  # noqa:
     assert result == {
         "out": str(out), "label_key": "cell_type_transferred", "confidence_key": "cell_type_transferred_confidence",
         "cells": small.n_obs, "mean_confidence": 1.0, "counts": small.obs["cell_type"].astype(str).value_counts().to_dict(),
+        "genes": {"shared_genes": 32721, "reference_genes": 32721, "query_genes": 32721, "reference_species": "human",
+                  "query_species": "human"},
     }
     res = invoke("transfer", ref, h5ad, "--label-col", "nope", "-o", out, "--overwrite")
     assert isinstance(res.exception, MissingColumnError)

@@ -172,9 +172,14 @@ def _report(index: Any, path: Path, as_json: bool) -> None:
         "index": str(path), "cells": int(index.ntotal), "skipped_cells": int(index.meta.get("skipped_cells") or 0),
         "dim": int(index.dim), "kind": index.kind, "factory": index.meta.get("factory"), "embedding": index.embedding_key,
         "model": index.model, "obs_columns": list(index.meta.get("obs_columns", [])), "search": index.params.calibrated or None,
-        "rerank": rerank,
+        "rerank": rerank, "genes": _panel_summary(index.gene_panel),
     }
     emit(result, lambda: _describe(index, path, rerank), as_json=as_json)
+
+
+def _panel_summary(panel: Any) -> Optional[dict[str, Any]]:
+    """The recorded gene panel of an index as its count and species; None when it records none."""
+    return None if panel is None else {"count": len(panel.symbols), "species": panel.species}
 
 
 def _describe(index: Any, path: Path, rerank: Optional[dict[str, Any]]) -> str:
@@ -188,6 +193,9 @@ def _describe(index: Any, path: Path, rerank: Optional[dict[str, Any]]) -> str:
         f"model:      {index.model or 'none (only cell -> cell queries)'}",
         f"columns:    {', '.join(index.meta.get('obs_columns', [])) or 'none'}",
     ]
+    panel = _panel_summary(index.gene_panel)
+    if panel is not None:
+        lines.append(f"genes:      {panel['count']:,} ({panel['species']}), compared with a query's by transfer")
     if cal:
         lines.append(f"search:     {cal['parameter']}={cal['value']}, recall@{cal['k']} {cal['recall']:.3f} on {cal['queries']} indexed cells")
     if rerank is not None:
@@ -389,6 +397,7 @@ def transfer(
     result = {
         "out": str(target), "label_key": key, "confidence_key": f"{key}_confidence", "cells": adata.n_obs,
         "mean_confidence": float(table["confidence"].mean()), "counts": {str(label): int(n) for label, n in counts.items()},
+        "genes": table.attrs.get("genes"),
     }
     emit(result, lambda: (
         f"wrote obs['{key}'], obs['{key}_confidence'] to {target} (mean confidence {result['mean_confidence']:.3f})\n"

@@ -45,6 +45,17 @@ MOUSE_STYLE_SHARE = 0.05
 MOUSE_STYLE_EXAMPLES = "Cd3e, ...Rik, Gm..."
 
 
+def mouse_style_count(symbols: Any) -> int:
+    """How many of ``symbols`` are written as only mouse nomenclature writes them (:data:`MOUSE_STYLE_RE`)."""
+    return int(pd.Series(np.asarray(symbols, dtype=object), dtype=object).fillna("").astype(str).str.match(MOUSE_STYLE_RE).sum())
+
+
+def reads_as_mouse(n_mouse_style: int, n_with_symbol: int) -> bool:
+    """Whether a gene set with ``n_mouse_style`` mouse-style symbols of ``n_with_symbol`` reads as mouse
+    (:data:`MOUSE_STYLE_SHARE`)."""
+    return n_mouse_style > 0 and n_mouse_style >= MOUSE_STYLE_SHARE * n_with_symbol
+
+
 @dataclass(frozen=True)
 class GeneTable:
     """Upper-cased symbol -> Ensembl id and Ensembl id -> symbol, with the table's version."""
@@ -174,7 +185,7 @@ class GeneIds:
     def looks_mouse(self) -> bool:
         """Whether the symbols read as mouse genes: then Ensembl ids looked up by symbol are the human
         genes of the same symbol (the one-to-one orthologs, for most genes), not the data's own."""
-        return self.n_mouse_style > 0 and self.n_mouse_style >= MOUSE_STYLE_SHARE * self.n_with_symbol
+        return reads_as_mouse(self.n_mouse_style, self.n_with_symbol)
 
     @property
     def n_genes(self) -> int:
@@ -271,7 +282,7 @@ def resolve_gene_ids(var: pd.DataFrame, *, source: str = "the AnnData") -> GeneI
         symbols = pd.Series(ensembl).map(table.ensembl_to_symbol).fillna("").to_numpy(dtype=object)
         sym_source = LOOKED_UP
     in_table = int(pd.Series(ensembl).isin(table.ensembl_to_symbol.keys()).sum())
-    n_mouse = int(pd.Series(symbols).str.match(MOUSE_STYLE_RE).sum()) if sym_source != LOOKED_UP else 0
+    n_mouse = mouse_style_count(symbols) if sym_source != LOOKED_UP else 0
     return GeneIds(
         symbols, ensembl, sym_source, ens_source, table.version, columns, in_table, int((joined_ensembl != "").sum()),
         n_settled, n_mouse,

@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ from mmgene.index.folder import (
 from mmgene.index.params import IndexParams, factory_string, resolve
 from mmgene.provenance import record_of
 from mmgene.vectors import as_unit_vectors, missing_rows, query_rows
+
+if TYPE_CHECKING:
+    from mmgene.io.panel import GenePanel
 
 
 def check_k(k: Any, where: str) -> None:
@@ -323,6 +326,11 @@ class CellIndex:
         )
         index.meta["model"] = model
         index.meta["skipped_cells"] = skipped
+        from mmgene.io.panel import GenePanel
+
+        panel = GenePanel.of(adata)
+        if panel is not None:  # what queries from another gene panel or species are compared with (mmgene.io.panel)
+            index.meta["genes"] = panel.to_meta()
         return index
 
     # ------------------------------------------------------------------ properties
@@ -357,6 +365,19 @@ class CellIndex:
     @property
     def model(self) -> str | None:
         return self.meta.get("model")
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder the index was loaded from; None for an index built in memory and not loaded."""
+        return self._path
+
+    @property
+    def gene_panel(self) -> GenePanel | None:
+        """The genes of the AnnData the indexed vectors came from (``meta.json['genes']``, :mod:`mmgene.io.panel`);
+        None for an index of bare vectors."""
+        from mmgene.io.panel import GenePanel
+
+        return GenePanel.from_meta(self.meta.get("genes"))
 
     def __repr__(self) -> str:
         return f"CellIndex({self.ntotal:,} cells, dim={self.dim}, {self.meta.get('factory')}, embedding={self.embedding_key!r}, model={self.model!r})"

@@ -72,6 +72,8 @@ META_RULES: dict[str, Rule] = {
     "saved": Rule(str, required=False),
     "storage": Rule(dict, required=False),
     "rerank": Rule(dict, required=False),
+    #: the genes of the AnnData the vectors came from (:mod:`mmgene.io.panel`); absent for bare vectors
+    "genes": Rule(dict, required=False),
 }
 #: the schema of meta.json['storage']: inverted lists kept in a file of the folder (format version 3).
 STORAGE_RULES: dict[str, Rule] = {
@@ -104,6 +106,11 @@ SOURCE_FILE_RULES: dict[str, Rule] = {
     "path": Rule(str),
     "rows": Rule(int, low=1),
     "fingerprint": Rule(str, pattern="[0-9a-f]{64}"),
+}
+#: the schema of meta.json['genes']: the gene panel of the indexed cells (:meth:`mmgene.io.panel.GenePanel.to_meta`).
+GENES_RULES: dict[str, Rule] = {
+    "symbols": Rule(list, items=str),
+    "looks_mouse": Rule(bool),
 }
 #: the schema of meta.json['cells_checksum'], which binds cells.parquet to the index.
 CHECKSUM_RULES: dict[str, Rule] = {
@@ -224,6 +231,7 @@ def meta_problem(meta: Any) -> tuple[str, str] | None:
         or stored_params_problem(meta["params"])
         or first_problem(meta["cells_checksum"], CHECKSUM_RULES, prefix="cells_checksum.", strict=True)
         or _index_checksum_problem(meta.get("index_checksum"))
+        or _optional_problem(meta.get("genes"), GENES_RULES, "genes.")
     )
     if found:
         return found
@@ -240,7 +248,12 @@ def meta_problem(meta: Any) -> tuple[str, str] | None:
 
 def _index_checksum_problem(entry: Any) -> tuple[str, str] | None:
     """The first problem of ``meta.json['index_checksum']`` (absent in folders written before it: none)."""
-    return None if entry is None else first_problem(entry, INDEX_CHECKSUM_RULES, prefix="index_checksum.", strict=True)
+    return _optional_problem(entry, INDEX_CHECKSUM_RULES, "index_checksum.")
+
+
+def _optional_problem(entry: Any, rules: dict[str, Rule], prefix: str) -> tuple[str, str] | None:
+    """The first problem of an optional entry of meta.json, checked strictly (absent: none)."""
+    return None if entry is None else first_problem(entry, rules, prefix=prefix, strict=True)
 
 
 def _ondisk_problem(meta: dict[str, Any]) -> tuple[str, str] | None:

@@ -271,6 +271,9 @@ def build_streamed(
         }
         if config.rerank:
             meta["rerank"] = {"candidates": config.rerank_candidates, "source": source.record()}
+        panel = source.gene_panel()
+        if panel is not None:  # AnnData files: what queries from another gene panel are compared with (mmgene.io.panel)
+            meta["genes"] = panel.to_meta()
         built = CellIndex(index, pd.DataFrame({CELL_ID: []}), p, meta, path=tmp, rerank=source if config.rerank else None)
         if exact is not None:
             built._calibrate_against(exact.queries, qi, _drop_self(exact.result(), qi, k))

@@ -10,9 +10,10 @@ in two shards.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,9 @@ from mmgene.errors import ParameterError
 from mmgene.index.faiss_index import CellIndex, check_k, hits_table
 from mmgene.index.folder import CELL_ID, first_repeat
 from mmgene.vectors import query_rows
+
+if TYPE_CHECKING:
+    from mmgene.io.panel import GenePanel
 
 
 class IndexShards:
@@ -90,6 +94,14 @@ class IndexShards:
     @property
     def embedding_key(self) -> str | None:
         return self.shards[0].embedding_key
+
+    @property
+    def gene_panel(self) -> GenePanel | None:
+        """The genes of every shard together; None when a shard records none (its cells' genes are unknown)."""
+        panels = [shard.gene_panel for shard in self.shards]
+        if any(panel is None for panel in panels):
+            return None
+        return functools.reduce(lambda a, b: a.union(b), panels)  # type: ignore[union-attr]
 
     def __repr__(self) -> str:
         return f"IndexShards({len(self.shards)} shards, {self.ntotal:,} cells, dim={self.dim}, model={self.model!r})"

@@ -19,12 +19,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mmgene.errors import InputFileError, IntegrityError, MissingColumnError, ParameterError, cause
+
+if TYPE_CHECKING:
+    from mmgene.io.panel import GenePanel
 
 #: rows per chunk when none is given (256-d float32: 64 MiB).
 DEFAULT_CHUNK = 65_536
@@ -74,6 +77,10 @@ class VectorSource(ABC):
     def describe(self) -> str:
         names = ", ".join(p.path.name for p in self.parts[:3]) + (f" and {len(self.parts) - 3} more" if len(self.parts) > 3 else "")
         return f"{self.n:,} vectors of dimension {self.dim} in {len(self.parts)} {self.kind} file(s) ({names})"
+
+    def gene_panel(self) -> GenePanel | None:
+        """The genes the vectors were made from, when the files say (AnnData files); None for bare vectors."""
+        return None
 
     # ---------------------------------------------------------------- reading
     @abstractmethod
@@ -325,6 +332,23 @@ class AnnDataObsm(VectorSource):
                 raise MissingColumnError(missing[0], "obs", [c for c in group.keys() if not c.startswith("_")], str(part.path))
             frames.append(pd.DataFrame({c: read_elem(group[c]) for c in self.obs_columns}))
         return pd.concat(frames, ignore_index=True)
+
+    def gene_panel(self) -> GenePanel | None:
+        """The genes the files measured (their union), read without the expression matrix: the panel the
+        vectors were made from, which the index records (:mod:`mmgene.io.panel`); None when no file has genes."""
+        from anndata.io import read_elem
+
+        from mmgene.io.panel import GenePanel
+
+        found: GenePanel | None = None
+        for part in self.parts:
+            group = _open_group(part.path)
+            if "var" not in group:
+                continue
+            panel = GenePanel.of_var(pd.DataFrame(read_elem(group["var"])), origin=str(part.path))
+            if panel is not None:
+                found = panel if found is None else found.union(panel)
+        return found
 
 
 def _check_dense(array: Any, key: str, path: Path) -> None:

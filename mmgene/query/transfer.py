@@ -23,7 +23,7 @@ from mmgene.choices import WEIGHTINGS
 from mmgene.config import check_range
 from mmgene.copies import copy_in_memory
 from mmgene.errors import MissingColumnError, ParameterError, is_whole_number
-from mmgene.progress import info
+from mmgene.progress import info, warn
 from mmgene.provenance import record_of
 from mmgene.query.labelling import UNKNOWN, check_unknown
 
@@ -101,6 +101,29 @@ def _no_labelled_neighbour(codes: np.ndarray, label_column: str, voters: np.ndar
         )
 
 
+def _panel_match(reference: Any, query: Any) -> dict[str, Any] | None:
+    """How the query AnnData's genes meet those the reference index records (:mod:`mmgene.io.panel`), said on
+    stderr when the two panels mostly differ or read as two species: the votes would still look confident.
+    None when either side has no gene panel (an array query, an index of bare vectors)."""
+    from mmgene.io.panel import GenePanel, compare_panels
+
+    recorded = getattr(reference, "gene_panel", None)
+    own = GenePanel.of(query, "the query AnnData") if hasattr(query, "obs") else None
+    if recorded is None or own is None:
+        return None
+    match = compare_panels(recorded, own)
+    note = match.note()
+    if note:
+        warn(f"transfer_labels: {note}")
+    return match.record()
+
+
+def _reference_name(reference: Any) -> str:
+    """The reference as provenance names it: its index folder, else the file its vectors came from."""
+    folder = getattr(reference, "folder", None)
+    return str(folder or reference.meta.get("source") or reference)
+
+
 def novelty_threshold(reference: Any, k: int, alpha: float, *, calibration_cells: int = 2000, seed: int = 0) -> float:
     """The ``alpha`` quantile of reference cells' mean similarity to their k nearest other reference cells."""
     from mmgene.query.search import _drop_own
@@ -146,6 +169,10 @@ def transfer_labels(
     ``obs[key_added]`` (categorical, with ``unknown``), ``obs[key_added + '_confidence']`` and
     provenance in ``uns['mmgene'][key_added]``; ``key_added`` defaults to ``<label_column>_transferred``.
     ``copy=True`` writes into a copy of ``query`` and returns that copy instead of the table.
+
+    When the index records the genes its cells were read from and ``query`` is an AnnData, the two gene panels
+    are compared (:mod:`mmgene.io.panel`): ``table.attrs['genes']`` holds the shared and total counts and the
+    species, and stderr says so when the panels mostly differ or read as two species.
     """
     if weighting not in WEIGHTINGS:
         raise ParameterError(f"unknown weighting {weighting!r}", "transfer_labels(weighting=...)", f"use one of {WEIGHTINGS}")
@@ -178,6 +205,7 @@ def transfer_labels(
 
         check_own_columns(query, [key_added, f"{key_added}_confidence"], key_added, "transfer_labels(key_added=...)")
     vectors, names, silent = _query_vectors(reference, query, model)
+    genes = _panel_match(reference, query)
     scores = np.full((len(vectors), k), np.nan, dtype=np.float32)
     pos = np.full((len(vectors), k), -1, dtype=np.int64)
     if (~silent).any() or not len(vectors):  # a silent cell has no neighbours, so no votes: unknown
@@ -211,7 +239,7 @@ def transfer_labels(
         reject |= similarity < threshold
     label = np.where(reject, unknown, best).astype(object)
     out = pd.DataFrame({"label": label, "confidence": confidence.astype(np.float32), "best": best, "similarity": similarity.astype(np.float32)}, index=pd.Index(names, name="cell_id"))
-    out.attrs.update(k=k, weighting=weighting, novelty_threshold=threshold, labels=categories, key_added=key_added)
+    out.attrs.update(k=k, weighting=weighting, novelty_threshold=threshold, labels=categories, key_added=key_added, genes=genes)
     if key_added is not None:
         from mmgene.provenance import record
 
@@ -219,7 +247,8 @@ def transfer_labels(
         query.obs[key_added] = pd.Categorical(label, categories=[*categories, unknown])
         query.obs[f"{key_added}_confidence"] = confidence.astype(np.float32)
         record(
-            query, key_added, packages=("faiss-cpu",), reference=str(reference.meta.get("source") or reference), label_column=label_column,
-            k=k, weighting=weighting, min_confidence=min_confidence, novelty_alpha=novelty_alpha, novelty_threshold=threshold,
+            query, key_added, packages=("faiss-cpu",), reference=_reference_name(reference),
+            reference_source=reference.meta.get("source"), label_column=label_column, k=k, weighting=weighting,
+            min_confidence=min_confidence, novelty_alpha=novelty_alpha, novelty_threshold=threshold, genes=genes,
         )
     return query if copy else out
