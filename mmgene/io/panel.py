@@ -38,12 +38,13 @@ class GenePanel:
     @classmethod
     def of_var(cls, var: pd.DataFrame, origin: str = "the AnnData") -> GenePanel | None:
         """The panel of a gene table (``var``); None when it has no genes."""
-        from mmgene.genes.ids import mouse_style_count, reads_as_mouse
+        from mmgene.genes.ids import mouse_style_count, reads_as_mouse, split_joined
         from mmgene.io.expression import gene_symbols
 
         if not len(var):
             return None
-        symbols = [s for s in gene_symbols(var, origin=origin, or_names=True) if s]
+        names, _ = split_joined(gene_symbols(var, origin=origin, or_names=True))  # as mmgene.io.read reads them
+        symbols = [s for s in names if s]
         return cls(frozenset(s.upper() for s in symbols), reads_as_mouse(mouse_style_count(symbols), len(symbols)))
 
     @classmethod
