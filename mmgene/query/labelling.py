@@ -236,7 +236,7 @@ def assign_nested(
     """The decision rule for a label set whose labels lie below one another (``hierarchy``, a
     :class:`mmgene.text.hierarchy.LabelHierarchy`): the softmax as in :func:`assign_labels`, then each
     label's probability includes the labels below it, and the answer is the deepest label whose
-    probability is above ``min_prob`` (below 0.5, on the likeliest branch: :func:`~mmgene.text.hierarchy.deepest_confident`;
+    probability is above ``min_prob`` (below 0.5, on its probable path: :func:`~mmgene.text.hierarchy.deepest_confident`;
     ``unknown`` if none; also when the best label's score is below its threshold). ``probs`` are the
     inclusive probabilities, ``score`` the answer's."""
     from mmgene.text.hierarchy import deepest_confident, inclusive

@@ -13,7 +13,8 @@ relation (:func:`mmgene.text.ontology.term_ancestors`):
 * **Deepest confident term** (:func:`deepest_confident`): the answer is the most specific label whose
   inclusive probability is above ``min_prob`` (with ``min_prob >= 0.5`` these labels form one chain,
   unless a label lies below two unrelated labels of the set, which can then both be confident; below
-  it, the answer stays on the branch of the most probable confident label).
+  it, the answer stays on the cell's probable path: down from the likeliest top label into the likeliest
+  label below while that one is likelier than the label above keeps for itself).
 
 :func:`partial_credit` scores an answer against the truth: 1 for the true term, for an ancestor the
 share of the truth's path from the root that it covers, 0 otherwise.
@@ -147,28 +148,46 @@ def _below_matrix(hierarchy: LabelHierarchy) -> np.ndarray:
     return below
 
 
-def _on_likeliest_branch(confident: np.ndarray, p: np.ndarray, hierarchy: LabelHierarchy) -> np.ndarray:
-    """``confident`` kept only on each cell's likeliest branch: the one ending at the most probable
-    confident label with no confident label below it, and the labels above that end. Below ``min_prob``
-    0.5 the confident labels may lie on several branches, whose deepest is not the answer (a cell that
-    is 75% B cell is not the CD8 T cell it is 21% like)."""
+def _on_probable_path(confident: np.ndarray, p: np.ndarray, hierarchy: LabelHierarchy) -> np.ndarray:
+    """``confident`` kept only on each cell's probable path: from the likeliest label with none above it, down
+    into the likeliest label directly below while that one is likelier than staying (the probability the
+    current label keeps for itself, its inclusive one less that of the labels directly below it; a tie stays).
+
+    Below ``min_prob`` 0.5 the confident labels may lie on several branches, and a label below a confident
+    one may be confident only because the threshold is low: a cell that is 75% B cell is not the CD8 T cell it
+    is 21% like, and a CD14 monocyte that is 60% "CD14-positive monocyte" (its own share) and 35% "CD16-positive
+    monocyte" (a term below it) is not the latter. With ``min_prob`` 0.5 or above this path holds every
+    confident label, so the rule is unchanged there."""
     below = _below_matrix(hierarchy)
-    ends = confident & ~((confident.astype(np.int64) @ below.T.astype(np.int64)) > 0)
-    end = np.where(ends, p, -np.inf).argmax(axis=1)
-    branch = below.T[end] | (np.arange(len(below))[None, :] == end[:, None])
-    return confident & branch
+    direct = below & ~((below.astype(np.int64) @ below.astype(np.int64)) > 0)  # [i, j]: j below i, no label between
+    rows = np.arange(len(p))
+    current = np.where(~below.any(axis=0)[None, :], p, -np.inf).argmax(axis=1)
+    path = np.zeros_like(confident)
+    path[rows, current] = True
+    for _ in range(p.shape[1]):  # one step down a level per round; a path has at most one label per level
+        children = direct[current]
+        child_p = np.where(children, p, -np.inf)
+        best = child_p.argmax(axis=1)
+        stay = p[rows, current] - np.where(children, p, 0.0).sum(axis=1)
+        move = children.any(axis=1) & (child_p[rows, best] > stay)
+        if not move.any():
+            break
+        current = np.where(move, best, current)
+        path[rows[move], best[move]] = True
+    return confident & path
 
 
 def deepest_confident(probs_inclusive: np.ndarray, hierarchy: LabelHierarchy, min_prob: float) -> np.ndarray:
     """Per cell, the index of the most specific label whose inclusive probability is above
     ``min_prob`` (ties: the more probable, then the earlier label); -1 where none is. With ``min_prob``
-    below 0.5, only labels on the likeliest confident branch count (:func:`_on_likeliest_branch`)."""
+    below 0.5, only labels on the cell's probable path count (:func:`_on_probable_path`), so that a low
+    ``min_prob`` calls fewer cells unknown without sending them to deeper labels."""
     p = _label_columns(probs_inclusive, hierarchy, "deepest_confident(probs_inclusive=...)")
     min_prob = check_range(min_prob, "min_prob", "deepest_confident(min_prob=...)", 0.0, 1.0, fix="use e.g. 0.5")
     depths = np.array([depth(t) for t in hierarchy.term_ids], dtype=np.float64)
     confident = p > min_prob
     if min_prob < 0.5 and len(p) and p.shape[1]:
-        confident = _on_likeliest_branch(confident, p, hierarchy)
+        confident = _on_probable_path(confident, p, hierarchy)
     # rank by depth first, probability second; labels that are not confident never win
     key = np.where(confident, depths[None, :] * 2.0 + p, -np.inf)
     best = key.argmax(axis=1) if p.shape[1] else np.zeros(len(p), dtype=int)
