@@ -30,7 +30,7 @@ def overwrite_option() -> bool:
 
 
 #: modules under mmgene.cli that register commands on ``app`` when imported.
-COMMAND_MODULES = ("info", "embed", "embed_geneformer", "genes", "embed_genept", "index", "publish", "align", "cells", "demo", "corpus", "labels", "pretrain")
+COMMAND_MODULES = ("info", "embed", "embed_geneformer", "genes", "embed_genept", "embed_model", "index", "publish", "align", "cells", "demo", "corpus", "labels", "pretrain")
 
 
 def _version(value: bool) -> None:

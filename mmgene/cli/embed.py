@@ -6,5 +6,5 @@ import typer
 
 from mmgene.cli.app import app
 
-embed_app = typer.Typer(help="Compute cell embeddings into obsm (GenePT-w, GenePT-s, Geneformer).", no_args_is_help=True)
+embed_app = typer.Typer(help="Compute cell embeddings into obsm (GenePT-w, GenePT-s, Geneformer, a trained mmgene model).", no_args_is_help=True)
 app.add_typer(embed_app, name="embed")
