@@ -81,3 +81,16 @@ def test_what_is_not_a_trained_model_or_a_free_key_is_refused_and_nothing_is_wri
 def test_embed_lists_the_command():
     out = run_cli_here("embed", "--help")
     assert "model       A trained mmgene model's cell vectors into" in out.stdout
+
+
+def test_a_streamed_index_of_the_vectors_names_the_model_they_record(files, tmp_path):
+    from mmgene.index import AnnDataObsm, build_streamed
+
+    assert run_cli_here("embed", "model", files / "cells.h5ad", "-m", files / "model", "-o", tmp_path / "out.h5ad").returncode == 0
+    source = AnnDataObsm([tmp_path / "out.h5ad"], "X_mmgene", obs_columns=["bulk_labels"])
+    assert source.recorded_model() == str(files / "model")
+    index = build_streamed(source, tmp_path / "idx", kind="ivf", nlist=2, nprobe=2, embedding_key="X_mmgene")
+    assert index.model == str(files / "model")  # as CellIndex.build takes it; text queries need it
+    assert run_cli_here("index", "build", tmp_path / "out.h5ad", "-e", "X_mmgene", "--stream", "--kind", "ivf", "--nlist", "2",
+                        "-o", tmp_path / "cli-idx").returncode == 0
+    assert json.loads((tmp_path / "cli-idx" / "meta.json").read_text())["model"] == str(files / "model")

@@ -89,10 +89,8 @@ def index_build(
             )
         _check_kind_options("ivfpq" if kind == "auto" else kind, tuning)
         source = AnnDataObsm([file], embedding, obs_columns=obs)
-        if model is not None:
+        if model is not None:  # else build_streamed takes the joint space FILE records for the vectors
             _check_model_dim(model, source.dim, file, embedding)
-        else:  # as an in-memory build does: the joint space FILE records for the vectors (text queries, transfer)
-            model = _recorded_model(file, embedding, source.dim)
         index = build_streamed(
             source, out, kind="ivfpq" if kind == "auto" else kind, embedding_key=embedding,
             model=model, nlist=nlist, nprobe=nprobe, pq_m=pq_m, seed=seed, overwrite=overwrite, **recall,
@@ -114,29 +112,6 @@ def index_build(
         _check_kind_options(index.kind, tuning, f" (--kind auto chose it for {index.ntotal:,} cells)")
     index.save(out, overwrite=overwrite)
     _report(index, out, as_json)
-
-
-def _recorded_model(file: Path, embedding: str, dim: int) -> Optional[str]:
-    """The joint space of ``obsm[embedding]`` that FILE's provenance (or the key's usual name) gives, read without
-    the expression matrix, so that ``--stream`` names the model an in-memory build of the same file names; none
-    when that space has another dimension than the vectors (a guess from the key's name, not a model asked for)."""
-    from mmgene.errors import ParameterError
-    from mmgene.index.faiss_index import model_hint
-    from mmgene.io import read
-    from mmgene.query.space import check_model_dim
-
-    adata = read(file, backed=True, expression_needed=False)
-    try:
-        model = model_hint(adata, embedding)
-    finally:
-        if adata.isbacked:
-            adata.file.close()
-    try:
-        if model is not None:
-            check_model_dim(model, dim, f"obsm[{embedding!r}] of {file}")
-    except ParameterError:
-        return None
-    return model
 
 
 #: options of `index build` that tune one kind of index -> the kinds they apply to

@@ -193,8 +193,9 @@ def build_streamed(
     ``kind`` is ``'ivfpq'`` (compressed codes: ``pq_m`` bytes a vector) or ``'ivf'`` (full vectors in
     the lists); other keyword arguments are :class:`~mmgene.index.params.IndexParams` fields. ``obs``
     (one row per vector, in source order) is kept beside the ids; an
-    :class:`~mmgene.index.sources.AnnDataObsm` source gives its ``obs_columns`` itself. A ``model``
-    whose joint space has another dimension than the vectors is refused before anything is written.
+    :class:`~mmgene.index.sources.AnnDataObsm` source gives its ``obs_columns`` itself, and, without a
+    ``model``, the one its files record for the vectors (:meth:`~mmgene.index.sources.AnnDataObsm.recorded_model`).
+    A ``model`` whose joint space has another dimension than the vectors is refused before anything is written.
     """
     from mmgene.atomic import atomic_path, check_output
     from mmgene.progress import info, progress
@@ -212,6 +213,8 @@ def build_streamed(
     n, d = source.n, source.dim
     if model is not None:  # before anything is written
         check_model(model, d, embedding_key, "build_streamed")
+    else:  # as CellIndex.build does: the joint space AnnData files record for the vectors (text queries, transfer)
+        model = source.recorded_model()
     p = resolve(IndexParams(kind=kind, **params), n, d)
     if obs is None and hasattr(source, "obs"):
         obs = source.obs()

@@ -82,6 +82,10 @@ class VectorSource(ABC):
         """The genes the vectors were made from, when the files say (AnnData files); None for bare vectors."""
         return None
 
+    def recorded_model(self) -> str | None:
+        """The joint space the files record for their vectors (AnnData files); None for bare vectors."""
+        return None
+
     # ---------------------------------------------------------------- reading
     @abstractmethod
     def _array(self, part: int) -> Any:
@@ -332,6 +336,32 @@ class AnnDataObsm(VectorSource):
                 raise MissingColumnError(missing[0], "obs", [c for c in group.keys() if not c.startswith("_")], str(part.path))
             frames.append(pd.DataFrame({c: read_elem(group[c]) for c in self.obs_columns}))
         return pd.concat(frames, ignore_index=True)
+
+    def recorded_model(self) -> str | None:
+        """The joint space every file records for ``obsm[key]`` (its provenance, or the key's usual name:
+        :func:`mmgene.index.faiss_index.model_hint`), read without the expression matrix, so that a streamed
+        index names the model an in-memory build of the same file names; None when the files disagree, or
+        when that space has another dimension than the vectors (a guess from the key's name, not a model asked for)."""
+        from mmgene.errors import ParameterError
+        from mmgene.index.faiss_index import model_hint
+        from mmgene.io import read
+        from mmgene.query.space import check_model_dim
+
+        hints = set()
+        for part in self.parts:
+            adata = read(part.path, backed=True, expression_needed=False)
+            try:
+                hints.add(model_hint(adata, self.key))
+            finally:
+                if adata.isbacked:
+                    adata.file.close()
+        model = hints.pop() if len(hints) == 1 else None
+        try:
+            if model is not None:
+                check_model_dim(model, self.dim, f"obsm[{self.key!r}] of {self.parts[0].path}")
+        except ParameterError:
+            return None
+        return model
 
     def gene_panel(self) -> GenePanel | None:
         """The genes the files measured (their union), read without the expression matrix: the panel the
