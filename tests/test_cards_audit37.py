@@ -19,7 +19,7 @@ CONFIGS = [{"config_name": "default", "data_files": [{"split": "train", "path": 
 DATASET_VALUES = {
     "pretty_name": "PBMC atlas", "description": "Cells as sentences.", "n_published": 3, "n_cells": 3, "n_genes": 5,
     "source_name": "pbmc.h5ad", "layout": "single", "layout_explanation": "One row per cell.",
-    "split_table": [{"name": "train", "rows": 3, "cells": 3}], "split_explanation": "per cell", "seed": 0,
+    "split_table": [{"name": "train", "rows": 3, "cells": 3}], "split_explanation": "per cell", "split_note": "cells may share donors.", "seed": 0,
     "columns": [{"name": "cell_sentence", "meaning": "gene symbols ranked by expression"}],
     "expression_source": "X", "expression_kind": "raw counts", "ties": "alphabetically by symbol", "top_k": 100,
     "sentence_min": 1, "sentence_max": 4, "sentence_mean": 2.5, "example_row": "{}",

@@ -24,6 +24,13 @@ from mmgene.hub.chunks import ChunkFile
 from mmgene.hub.config import PublishConfig
 from mmgene.provenance import records
 
+#: what a card says a split rule guarantees: by groups (True) or per cell (False)
+SPLIT_NOTES = {
+    True: "no group appears in two splits.",
+    False: "the cells of one donor or sample can fall in different splits, so a model tested on the test split "
+           "may have seen its donors (publish with `--split-by` to keep such groups apart).",
+}
+
 LAYOUT_EXPLANATIONS = {
     "single": (
         "One row per cell: its cell sentence, its caption (when captions were given), the cell's "
@@ -86,6 +93,7 @@ class Sentences:
     view: Any
     """The :class:`~mmgene.io.Expression` they were ranked on."""
     lengths: Sequence[int]
+
 
 
 def dataset_card(config: PublishConfig, adata: Any, staged: Staged, sentences: Sentences) -> str:
@@ -253,6 +261,7 @@ def card_values(config: PublishConfig, adata: Any, staged: Staged, sentences: Se
         ),
         "split_table": split_table,
         "split_explanation": f"by the groups of {_obs_part('obs', layout.split_by)}" if layout.split_by else "per cell",
+        "split_note": SPLIT_NOTES[bool(layout.split_by)],
         "seed": layout.seed,
         "columns": columns,
         "expression_source": view.source,
