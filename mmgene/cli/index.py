@@ -288,7 +288,7 @@ def annotate(
     temperature: Optional[float] = _rule("temperature"),
     min_prob: Optional[float] = _rule("min_prob"),
     min_z: Optional[str] = _rule("min_z", parser=number_or_off, metavar="FLOAT|none"),
-    reference: Optional[Path] = typer.Option(None, help="Labelled .h5ad to calibrate the temperature and per-label thresholds on."),
+    reference: Optional[Path] = typer.Option(None, help="Labelled cells of the same data (a labelled part of FILE's batch) to calibrate the temperature and per-label thresholds on; a reference from another dataset can call most of a type unknown."),
     reference_column: str = typer.Option("cell_type", help="obs column of --reference holding the labels."),
     alpha: Optional[float] = _rule("alpha"),
     refine: Optional[bool] = _rule("refine", "--refine/--no-refine"),

@@ -28,7 +28,8 @@ With labelled cells (a reference), :func:`calibrate` fits both knobs from data i
 temperature by minimising the negative log-likelihood of the true labels (temperature scaling,
 Guo et al. 2017), and one threshold per label at the ``alpha`` quantile of the scores that cells of
 that label get for it (a split-conformal bound: about ``alpha`` of a known type's cells fall below
-it, while a type absent from the label list falls below every label's threshold).
+it, while a type absent from the label list falls below every label's threshold). The bound needs the
+labelled cells to be like the cells annotated (the same data and batch); across datasets it does not hold.
 """
 
 from __future__ import annotations
@@ -398,7 +399,10 @@ def annotate(
     ``reference=(labelled_adata, label_column)`` calibrates instead on labelled cells: raw cosine
     similarities, the temperature fitted by :func:`calibrate` and per-label ``alpha``-quantile
     thresholds (``temperature``, ``min_z`` and ``standardize`` are then not used). Reference cells
-    whose label is not among ``labels`` are ignored; every label needs reference cells.
+    whose label is not among ``labels`` are ignored; every label needs reference cells. The thresholds hold
+    (about ``alpha`` of a type's cells below its own) for cells like the reference's: give labelled cells
+    of the same data. From another dataset they need not: with PBMC 3k as the reference for Kang's PBMCs
+    (a leave-one-dataset-out model) 75% of Kang's B cells fell below their threshold and were called unknown.
 
     ``others=True`` (default; not with ``reference``) also calls a cell ``unknown`` when a class the
     model was trained on (with a Cell Ontology id) that is not asked, nor above or below an asked
