@@ -786,7 +786,11 @@ def model_hint(adata: Any, embedding: str) -> str | None:
     GenePT vectors live in their text encoder's space, so the hint names the encoder the record
     names (``genept-s:hf://owner/name``); none when the record cannot say which it was, and the
     default encoder's space for a conventional key without a record."""
-    entry = record_of(adata, embedding)
+    return hint_of_record(record_of(adata, embedding), embedding)
+
+
+def hint_of_record(entry: Any, embedding: str) -> str | None:
+    """:func:`model_hint` from the provenance record of ``obsm[embedding]`` itself (``{}`` without one)."""
     entry = entry if isinstance(entry, dict) else {}
     variant = {"GenePT-s": "genept-s", "GenePT-w": "genept-w"}.get(str(entry.get("method", "")))
     if variant is not None:

@@ -339,22 +339,13 @@ class AnnDataObsm(VectorSource):
 
     def recorded_model(self) -> str | None:
         """The joint space every file records for ``obsm[key]`` (its provenance, or the key's usual name:
-        :func:`mmgene.index.faiss_index.model_hint`), read without the expression matrix, so that a streamed
-        index names the model an in-memory build of the same file names; None when the files disagree, or
-        when that space has another dimension than the vectors (a guess from the key's name, not a model asked for)."""
-        from mmgene.errors import ParameterError
-        from mmgene.index.faiss_index import model_hint
-        from mmgene.io import read
+        :func:`mmgene.index.faiss_index.model_hint`), read from that record alone, so that a streamed index
+        names the model an in-memory build of the same file names; None when the files disagree, or when
+        that space has another dimension than the vectors (a guess from the key's name, not a model asked for)."""
+        from mmgene.index.faiss_index import hint_of_record
         from mmgene.query.space import check_model_dim
 
-        hints = set()
-        for part in self.parts:
-            adata = read(part.path, backed=True, expression_needed=False)
-            try:
-                hints.add(model_hint(adata, self.key))
-            finally:
-                if adata.isbacked:
-                    adata.file.close()
+        hints = {hint_of_record(_provenance(_open_group(part.path), self.key), self.key) for part in self.parts}
         model = hints.pop() if len(hints) == 1 else None
         try:
             if model is not None:
@@ -379,6 +370,15 @@ class AnnDataObsm(VectorSource):
             if panel is not None:
                 found = panel if found is None else found.union(panel)
         return found
+
+
+def _provenance(group: Any, key: str) -> Any:
+    """``uns['mmgene'][key]`` of an AnnData file opened as a group (``{}`` when absent), read alone: the
+    file's obs, which :func:`mmgene.io.read` would load, can hold millions of cells."""
+    from anndata.io import read_elem
+
+    records = group["uns"]["mmgene"] if "uns" in group and "mmgene" in group["uns"] else None
+    return read_elem(records[key]) if records is not None and key in records else {}
 
 
 def _check_dense(array: Any, key: str, path: Path) -> None:
