@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hostile import assert_refused, run_cli
+from hostile import assert_refused, run_cli_here
 from test_train_corpus import HUMAN_GENES, MOUSE_GENES, _adata, _manifest
 
 T_CELL, CD8_T, B_CELL, NK, LEUKOCYTE, NEUTROPHIL = (
@@ -100,7 +100,7 @@ def test_cli_trains_without_the_contradicted_cells_on_request(judged_manifest, t
 
     out = tmp_path / "model"
     args = ["train", "--corpus", judged_manifest, "--out", out, "--max-steps", "2", "--batch-size", "8", "--members", "1", "--no-gene-bridge"]
-    res = run_cli(*args, "--drop-contradicted")
+    res = run_cli_here(*args, "--drop-contradicted")
     assert res.returncode == 0, res.stderr
     meta = json.loads((out / "mmgene_align.json").read_text())
     assert meta["balance"]["contradicted_cells"] == {"first": 0, "second": 0, "swapped": 3, "mouse": 0}
@@ -251,15 +251,20 @@ def test_a_streamed_corpus_is_judged_alike_and_trains_without_the_same_rows(judg
 
 def test_launched_ranks_train_a_streamed_corpus_without_the_contradicted_cells(judged_manifest, tmp_path):
     """``torchrun --nproc_per_node 2 -m mmgene train --corpus M --stream --drop-contradicted``: the ranks judge
-    their shares, both leave out the same cells (else their lanes would differ), and rank 0 writes the model."""
+    their shares, both leave out the same cells (else their lanes would differ), each reads its own lane's
+    blocks only, and rank 0 writes the model. (test_stream launches the same under ``accelerate launch``.)"""
     import json
     import os
     import subprocess
     import sys
 
+    from test_stream import LAUNCHERS, LOGGING_MMGENE
+
+    inputs = {p.name for p in tmp_path.iterdir()}  # the manifest and its files
+    (tmp_path / "mmgene_logging.py").write_text(LOGGING_MMGENE)
     out = tmp_path / "model"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MMGENE_QUIET": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mmgene"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MMGENE_QUIET": "1", "READ_LOG": str(tmp_path / "reads")}
+    command = [sys.executable, *LAUNCHERS["torchrun"], str(tmp_path / "mmgene_logging.py")]
     command += ["train", "--corpus", str(judged_manifest), "--stream", "--drop-contradicted", "--chunk-size", "7", "--eval-cells", "0"]
     command += ["--out", str(out), "--max-steps", "2", "--batch-size", "8", "--no-gene-bridge", "--gene-dim", "16", "--dim", "16"]
     command += ["--hidden", "32", "--device", "cpu"]
@@ -268,6 +273,12 @@ def test_launched_ranks_train_a_streamed_corpus_without_the_contradicted_cells(j
     meta = json.loads((out / "mmgene_align.json").read_text())
     assert meta["balance"]["contradicted_cells"] == {"first": 0, "second": 0, "swapped": 3, "mouse": 0}
     assert meta["run"]["steps"] == 2
+    logs = [[json.loads(line) for line in (tmp_path / f"reads.{r}").read_text().splitlines()] for r in range(2)]
+    lanes = [[e["lanes"] for e in log if "lanes" in e] for log in logs]
+    assert lanes[0][0] == [0] and lanes[1][0] == [1] and all(e.get("world", 2) == 2 for log in logs for e in log)
+    blocks = [{tuple(e["block"]) for e in log if "block" in e} for log in logs]
+    assert blocks[0] and blocks[1] and not blocks[0] & blocks[1]  # nothing is read once and sent out
+    assert sorted({p.name for p in tmp_path.iterdir()} - inputs) == ["mmgene_logging.py", "model", "reads.0", "reads.1"]
 
 
 def test_a_census_corpus_is_judged_alike_from_its_soma_experiments(tmp_path):

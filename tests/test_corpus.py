@@ -29,7 +29,7 @@ from mmgene.corpus import (
 )
 from mmgene.errors import CorpusError, InputFileError, LabelError, MissingColumnError, MMGeneError, ParameterError
 from mmgene.genes.ids import settle_repeats, split_joined
-from tests.hostile import assert_refused, run_cli
+from tests.hostile import assert_refused, run_cli_here
 
 HEADER = "path,dataset,label_col,ontology_col,species,tissue\n"
 
@@ -291,7 +291,7 @@ def test_folder_of_files_with_a_label_column(shared_dir, tmp_path):
     baron = ad.read_h5ad(folder / "baron_pancreas_human.h5ad", backed="r")
     assert corpus["baron_pancreas_human"].classes == sorted(baron.obs["cell_type"].astype(str).unique())
     assert corpus.sizes() == {"baron_pancreas_human": 175, "camp_fetal_neocortex": 220}
-    out = run_cli("corpus", "info", folder, "--label-col", "cell_type", "--json")
+    out = run_cli_here("corpus", "info", folder, "--label-col", "cell_type", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)["datasets"]
     assert [(d["dataset"], d["n_cells"], d["label_col"]) for d in data] == [
@@ -678,7 +678,7 @@ def test_census_errors_name_the_query(soma_source, tmp_path):
 
 
 def test_cli_corpus_info_table_and_json(manifest, corpus):
-    out = run_cli("corpus", "info", manifest)
+    out = run_cli_here("corpus", "info", manifest)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split()[:4] == ["dataset", "species", "tissue", "cells"] and len(lines) == 10
@@ -687,11 +687,11 @@ def test_cli_corpus_info_table_and_json(manifest, corpus):
     n, share = report.loc["tabula_muris_kidney", ["n_matched", "share_matched"]]
     assert f"{n:,} ({share:.1%})" in kidney and "cell_type_name" in kidney
     assert lines[-1].startswith("8 datasets, 7,504 cells")
-    data = json.loads(run_cli("corpus", "info", manifest, "--json").stdout)
+    data = json.loads(run_cli_here("corpus", "info", manifest, "--json").stdout)
     got = {d["dataset"]: (d["n_cells"], d["n_genes"], d["n_matched"], d["n_classes"]) for d in data["datasets"]}
     assert got == {ds.name: (ds.n_cells, ds.n_genes, ds.n_matched, len(ds.classes)) for ds in corpus}
     assert data["orthology"]["source"].startswith("case-insensitive")
-    one = run_cli("corpus", "info", manifest.parent / "kang_ifnb_pbmc.h5ad", "--label-col", "cell_type")
+    one = run_cli_here("corpus", "info", manifest.parent / "kang_ifnb_pbmc.h5ad", "--label-col", "cell_type")
     assert one.returncode == 0, one.stderr
     assert one.stdout.splitlines()[-1] == "1 dataset, 1,556 cells"  # no mouse dataset: no word on mouse genes
 

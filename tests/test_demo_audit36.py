@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -64,15 +61,10 @@ def test_model_trained_on_this_file_is_evaluated_on_the_cells_it_held_out(traine
 def test_model_that_cannot_be_evaluated_on_the_data_is_refused_before_any_output(trained, tmp_path, data, message):
     """No gene in common (every cell would get one vector), or the model's training cells reordered (its
     held-out cells cannot be told apart): exit 2 with the reason, nothing written, the input as it was."""
-    from mmgene.settings import settings
+    from hostile import run_cli_here
 
     before = _digests(trained)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MMGENE_CACHE": str(settings.cache_dir)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mmgene", "demo", str(trained / data),
-         "--model", str(trained / "model"), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, env=env, timeout=1200,
-    )
+    proc = run_cli_here("demo", trained / data, "--model", trained / "model", "--out", tmp_path / "out")
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from hostile import assert_refused, run_cli, snapshot
+from hostile import assert_refused, run_cli_here, snapshot
 
 from mmgene.atomic import MARKER, atomic_path, check_output, is_mmgene_output, stale_temporaries, start_output_folder
 from mmgene.errors import OutputError
@@ -297,11 +297,11 @@ def test_sentences_into_a_user_folder_holding_the_input_is_refused(tmp_path):
 
 def test_sentences_and_tokenize_refuse_an_existing_output_without_overwrite(tmp_path, h5ad):
     out = tmp_path / "sentences"
-    first = run_cli("sentences", h5ad, out)
+    first = run_cli_here("sentences", h5ad, out)
     assert first.returncode == 0, first.stderr
     assert is_mmgene_output(out)
     assert_refused(["sentences", h5ad, out], [tmp_path], contains="--overwrite")
-    again = run_cli("sentences", h5ad, out, "--overwrite")
+    again = run_cli_here("sentences", h5ad, out, "--overwrite")
     assert again.returncode == 0, again.stderr
     mine = user_folder(tmp_path / "mine")
     assert_refused(["sentences", h5ad, mine, "--overwrite"], [tmp_path], contains="not written by mmgene")
@@ -350,7 +350,7 @@ def test_adding_to_an_anndata_needs_out_or_in_place(tmp_path, h5ad, command):
 
 
 def test_in_place_updates_the_input(tmp_path, h5ad):
-    res = run_cli("embed", "genept-s", h5ad, "--top-k", "3", "--in-place")
+    res = run_cli_here("embed", "genept-s", h5ad, "--top-k", "3", "--in-place")
     assert res.returncode == 0, res.stderr
     assert "X_genept_s" in ad.read_h5ad(h5ad).obsm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.h5ad"]
@@ -366,7 +366,7 @@ def test_in_place_refuses_a_read_only_file_and_keeps_a_files_mode(tmp_path, h5ad
     message = assert_refused(["embed", "genept-s", h5ad, "--top-k", "3", "--in-place"], [tmp_path])
     assert message.startswith("mmgene: error: the file is read-only, so --in-place does not replace it")
     h5ad.chmod(0o600)
-    res = run_cli("embed", "genept-s", h5ad, "--top-k", "3", "--in-place")
+    res = run_cli_here("embed", "genept-s", h5ad, "--top-k", "3", "--in-place")
     assert res.returncode == 0, res.stderr
     assert "X_genept_s" in ad.read_h5ad(h5ad).obsm and stat.S_IMODE(os.stat(h5ad).st_mode) == 0o600
 
@@ -376,7 +376,7 @@ def test_in_place_through_a_link_writes_the_file_it_points_to(tmp_path, h5ad):
     without the result; now the file behind the link is rewritten and the link stays."""
     link = tmp_path / "link.h5ad"
     link.symlink_to(h5ad)
-    res = run_cli("embed", "genept-s", link, "--top-k", "3", "--in-place")
+    res = run_cli_here("embed", "genept-s", link, "--top-k", "3", "--in-place")
     assert res.returncode == 0, res.stderr
     assert link.is_symlink() and link.resolve() == h5ad.resolve()
     assert "X_genept_s" in ad.read_h5ad(h5ad).obsm
@@ -485,10 +485,10 @@ def test_publish_refuses_repeated_cell_ids_whose_rows_could_not_be_told_apart(tm
 def test_publish_dry_run_twice_with_overwrite_replaces_its_own_stage(tmp_path, h5ad):
     out = tmp_path / "staged"
     args = ["publish", h5ad, "--repo-id", "me/cells", "--dry-run", "--out", out, "--label-key", "cell_type", "--chunk-size", "10"]
-    assert run_cli(*args).returncode == 0
+    assert run_cli_here(*args).returncode == 0
     assert [p.name[:11] for p in sorted((out / "chunks").iterdir())] == [f"chunk-0000{i}" for i in range(4)]
     assert_refused(args, [tmp_path], contains="already exists")
-    res = run_cli(*args[:-1], "20", "--overwrite")
+    res = run_cli_here(*args[:-1], "20", "--overwrite")
     assert res.returncode == 0, res.stderr
     assert [p.name[:11] for p in sorted((out / "chunks").iterdir())] == ["chunk-00000", "chunk-00001"]
     manifest = json.loads((out / "chunks.json").read_text())

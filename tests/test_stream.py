@@ -405,10 +405,10 @@ def test_bad_settings_are_refused(manifest, tmp_path):
 def test_cli_trains_on_a_streamed_corpus_and_refuses_stream_options_alone(manifest, tmp_path):
     import json
 
-    from hostile import assert_refused, run_cli
+    from hostile import assert_refused, run_cli_here
 
     out = tmp_path / "model"
-    res = run_cli(
+    res = run_cli_here(
         "train", "--corpus", str(manifest), "--stream", "--chunk-size", "16", "--eval-cells", "8", "--out", str(out),
         "--max-steps", "2", "--batch-size", "8", "--no-gene-bridge", "--gene-dim", "16", "--dim", "16", "--hidden", "32", "--json",
     )
@@ -456,11 +456,10 @@ LAUNCHERS = {
 
 
 @pytest.mark.slow  # two fresh interpreters import torch, transformers and sentence-transformers
-@pytest.mark.parametrize("launcher", list(LAUNCHERS))
-def test_launched_ranks_each_read_their_own_lane_of_a_streamed_corpus(manifest, tmp_path, launcher):
-    """``torchrun --nproc_per_node 2`` / ``accelerate launch --num_processes 2`` of ``mmgene train
-    --corpus M --stream``: rank r reads lane r's blocks only (none is read by both: nothing is read
-    once and sent out), and rank 0 alone writes the model, which loads with the steps asked for."""
+def test_launched_ranks_each_read_their_own_lane_of_a_streamed_corpus(manifest, tmp_path):
+    """``accelerate launch --num_processes 2`` of ``mmgene train --corpus M --stream``: rank r reads lane
+    r's blocks only (none is read by both: nothing is read once and sent out), and rank 0 alone writes the
+    model, which loads with the steps asked for. test_consensus checks the same under ``torchrun``."""
     import json
     import os
     import subprocess
@@ -471,7 +470,7 @@ def test_launched_ranks_each_read_their_own_lane_of_a_streamed_corpus(manifest, 
     (tmp_path / "mmgene_logging.py").write_text(LOGGING_MMGENE)
     out = tmp_path / "model"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MMGENE_QUIET": "1", "READ_LOG": str(tmp_path / "reads")}
-    command = [sys.executable, *LAUNCHERS[launcher], str(tmp_path / "mmgene_logging.py")]
+    command = [sys.executable, *LAUNCHERS["accelerate"], str(tmp_path / "mmgene_logging.py")]
     command += ["train", "--corpus", str(manifest), "--stream", "--chunk-size", "8", "--eval-cells", "0", "--out", str(out), "--max-steps", "4"]
     command += ["--batch-size", "8", "--no-gene-bridge", "--gene-dim", "16", "--dim", "16", "--hidden", "32", "--device", "cpu"]
     done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=600)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hostile import assert_refused, run_cli
+from hostile import assert_refused, run_cli_here
 
 HUMAN_GENES = ["CD3E", "CD3D", "CD8A", "MS4A1", "CD79A", "LYZ", "NKG7", "GNLY", "ACTB", "MALAT1"]
 MOUSE_GENES = ["Cd3e", "Cd3d", "Cd8a", "Ms4a1", "Cd79a", "Lyz2", "Nkg7", "Gm12345", "Actb", "Malat1"]
@@ -204,7 +204,7 @@ def test_train_corpus_on_shared_datasets_saves_a_model_that_reads_mouse_cells(sh
 
 def test_cli_train_corpus(tiny_manifest, tmp_path):
     out = tmp_path / "model"
-    res = run_cli("train", "--corpus", tiny_manifest, "--out", out, "--max-steps", "2", "--batch-size", "8", "--no-gene-bridge")
+    res = run_cli_here("train", "--corpus", tiny_manifest, "--out", out, "--max-steps", "2", "--batch-size", "8", "--no-gene-bridge")
     assert res.returncode == 0, res.stderr
     import json
 
@@ -238,7 +238,7 @@ def test_cli_train_corpus_maps_mouse_genes_through_an_orthology_table(tiny_manif
     table = tmp_path / "orthologs.csv"
     table.write_text("mouse_symbol,human_symbol\nLyz2,LYZ\nCd3e,CD3E\nGm12345,ACTB\nActb,ACTB\n")
     out = tmp_path / "model"
-    res = run_cli(
+    res = run_cli_here(
         "train", "--corpus", tiny_manifest, "--orthology", table, "--out", out, "--max-steps", "1", "--members", "1",
         "--batch-size", "8", "--no-gene-bridge",
     )
