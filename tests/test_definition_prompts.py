@@ -19,7 +19,7 @@ def cells(_pbmc68k_cached):
 @pytest.fixture(scope="module")
 def model(cells, tmp_path_factory):
     """A 4-step model of one AnnData (pbmc68k_reduced)."""
-    return tiny_model(cells, tmp_path_factory.mktemp("definitions") / "model")
+    return tiny_model(cells, tmp_path_factory.mktemp("definitions") / "model", gene_bridge=False)
 
 
 @pytest.fixture(scope="module")
