@@ -142,30 +142,33 @@ def test_openai_configuration_errors(monkeypatch):
         text_encoder("openai:")
 
 
-def _open_cache(path: str, barrier, results) -> None:
-    barrier.wait()
-    try:
-        cache = EmbeddingCache(path)
-        cache.put("m", ["h"], np.ones((1, 2), dtype=np.float32))
-        results.put("ok")
-    except Exception as exc:  # reported to the parent, which asserts on it
-        results.put(repr(exc))
+def _open_caches(paths: list[str], barrier, results) -> None:
+    """Open each fresh cache in turn, all processes at once (the barrier), and report each outcome."""
+    for path in paths:
+        barrier.wait()
+        try:
+            cache = EmbeddingCache(path)
+            cache.put("m", ["h"], np.ones((1, 2), dtype=np.float32))
+            results.put((path, "ok"))
+        except Exception as exc:  # reported to the parent, which asserts on it
+            results.put((path, repr(exc)))
 
 
 def test_processes_opening_a_new_cache_together_wait_for_each_other(tmp_path):
     # every rank of a torchrun job opens the same fresh cache at once; sqlite refuses concurrent WAL
-    # switches without waiting, which once failed a rank with 'database is locked'
+    # switches without waiting, which once failed a rank with 'database is locked'. Eight processes
+    # open sixteen fresh caches together, one after another (starting processes is the slow part).
     import multiprocessing
+    from collections import Counter
 
     ctx = multiprocessing.get_context("spawn")
-    for trial in range(8):
-        path = str(tmp_path / f"emb{trial}.sqlite")
-        barrier, results = ctx.Barrier(8), ctx.Queue()
-        procs = [ctx.Process(target=_open_cache, args=(path, barrier, results)) for _ in range(8)]
-        for proc in procs:
-            proc.start()
-        outcomes = [results.get(timeout=120) for _ in procs]
-        for proc in procs:
-            proc.join()
-        assert outcomes == ["ok"] * 8
-        assert EmbeddingCache(path).count("m") == 1
+    paths = [str(tmp_path / f"emb{trial}.sqlite") for trial in range(16)]
+    barrier, results = ctx.Barrier(8), ctx.Queue()
+    procs = [ctx.Process(target=_open_caches, args=(paths, barrier, results)) for _ in range(8)]
+    for proc in procs:
+        proc.start()
+    outcomes = Counter(results.get(timeout=120) for _ in range(8 * len(paths)))
+    for proc in procs:
+        proc.join()
+    assert outcomes == Counter({(path, "ok"): 8 for path in paths})
+    assert [EmbeddingCache(path).count("m") for path in paths] == [1] * len(paths)
