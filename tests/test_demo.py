@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -17,12 +14,11 @@ EXPECTED = [
 
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory):
+    """``mmgene demo`` with no argument, as a fresh process would run it (in this one: tests/hostile.py)."""
+    from hostile import run_cli_here
+
     out = tmp_path_factory.mktemp("demo")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mmgene", "demo", "--out", str(out / "result")],
-        capture_output=True, text=True, env=env, timeout=1200,
-    )
+    proc = run_cli_here("demo", "--out", out / "result")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out / "result", proc.stdout
 
