@@ -8,11 +8,14 @@ STAMP := $(VENV)/.mmgene-installed
 
 .PHONY: demo test setup clean
 
+# pip installs torch (it finds a local CPU wheel or PIP_EXTRA_INDEX_URL's build); uv then installs the rest in
+# parallel (40 s against pip's 100 s here), keeping the torch that is there, and compiles the bytecode that
+# PYTHONDONTWRITEBYTECODE=1 would otherwise leave every process to compile anew
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip uv
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[all,dev]" "$(TORCH_SPEC)"
+	$(PY) -m uv pip install -q --python $(PY) --compile-bytecode -e ".[all,dev]" "$(TORCH_SPEC)"
 	touch $(STAMP)
 
 setup: $(STAMP)
