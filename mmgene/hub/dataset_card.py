@@ -95,7 +95,6 @@ class Sentences:
     lengths: Sequence[int]
 
 
-
 def dataset_card(config: PublishConfig, adata: Any, staged: Staged, sentences: Sentences) -> str:
     """The rendered dataset card (YAML metadata + text)."""
     from mmgene.cards import render_dataset_card

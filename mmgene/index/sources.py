@@ -279,6 +279,7 @@ class AnnDataObsm(VectorSource):
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         self.key = key
+        self._roots: list[Any] = []  # each file's root group, opened once for every read below
         self._groups: list[Any] = []
         self._names: list[Any] = []
         self.parts = []
@@ -297,6 +298,7 @@ class AnnDataObsm(VectorSource):
                 )
             obs = group["obs"]
             index = obs.attrs.get("_index", "_index")
+            self._roots.append(group)
             self._groups.append(array)
             self._names.append(obs[index])
             dims.add(int(array.shape[1]))
@@ -306,7 +308,7 @@ class AnnDataObsm(VectorSource):
             raise ParameterError(f"obsm[{key!r}] has different widths {sorted(dims)} in these files", ", ".join(map(str, paths)), "pass files of one embedding")
         self.dim = dims.pop()
         if obs_columns is None:
-            obs_columns = [str(c) for c in _open_group(self.parts[0].path)["obs"].attrs.get("column-order", [])]
+            obs_columns = [str(c) for c in self._roots[0]["obs"].attrs.get("column-order", [])]
         self.obs_columns = list(obs_columns)
 
     def _array(self, part: int) -> Any:
@@ -329,8 +331,8 @@ class AnnDataObsm(VectorSource):
         from anndata.io import read_elem
 
         frames = []
-        for part in self.parts:
-            group = _open_group(part.path)["obs"]
+        for part, root in zip(self.parts, self._roots):
+            group = root["obs"]
             missing = [c for c in self.obs_columns if c not in group]
             if missing:
                 raise MissingColumnError(missing[0], "obs", [c for c in group.keys() if not c.startswith("_")], str(part.path))
@@ -345,7 +347,7 @@ class AnnDataObsm(VectorSource):
         from mmgene.index.faiss_index import hint_of_record
         from mmgene.query.space import check_model_dim
 
-        hints = {hint_of_record(_provenance(_open_group(part.path), self.key), self.key) for part in self.parts}
+        hints = {hint_of_record(_provenance(root, self.key), self.key) for root in self._roots}
         model = hints.pop() if len(hints) == 1 else None
         try:
             if model is not None:
@@ -362,8 +364,7 @@ class AnnDataObsm(VectorSource):
         from mmgene.io.panel import GenePanel
 
         found: GenePanel | None = None
-        for part in self.parts:
-            group = _open_group(part.path)
+        for part, group in zip(self.parts, self._roots):
             if "var" not in group:
                 continue
             panel = GenePanel.of_var(pd.DataFrame(read_elem(group["var"])), origin=str(part.path))
