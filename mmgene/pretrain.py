@@ -262,6 +262,7 @@ def _recipe(
             "species": ds.species,
             "tissue": spec.tissue,
             "label_col": spec.label_col,
+            "weight": spec.weight,
             "n_cells": ds.n_cells,
             "n_unlabelled": ds.n_dropped,
             "n_genes": ds.n_genes,

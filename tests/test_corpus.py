@@ -317,10 +317,10 @@ C = "{corpus}/camp_fetal_neocortex.h5ad"
 BAD = {
     "missing column": ("path,dataset,species\n", f"{B},b,human\n", CorpusError, "no column 'label_col'", None),
     "unknown column": (
-        HEADER.strip() + ",weight\n",
+        HEADER.strip() + ",weights\n",  # misspelt: the column is weight
         f"{B},b,cell_type,,human,,2\n",
         CorpusError,
-        "unknown column 'weight'",
+        "unknown column 'weights'",
         None,
     ),
     "missing file": (

@@ -76,7 +76,7 @@ def test_a_manifest_column_with_values_but_no_name_is_refused(data):
         read_manifest(manifest)
     assert str(info.value) == (
         f"column 7 of the manifest holds values but has no name. Where: line 1 of {manifest} (the header row). "
-        "What to do: name it in the header row (path, dataset, label_col, species, ontology_col, tissue) or delete "
+        "What to do: name it in the header row (path, dataset, label_col, species, ontology_col, tissue, weight) or delete "
         "its values."
     )
 

@@ -122,6 +122,7 @@ def test_recipe_records_datasets_census_query_labels_and_config(seed0, corpus_di
         (120, 10, 10, 1.0), (90, 10, 8, 0.8), (30, 10, 10, 1.0), (15, 10, 10, 1.0)
     ]
     assert [d["labels_from"] for d in rows.values()] == ["ontology column", "harmonisation"] + ["ontology column"] * 2
+    assert [d["weight"] for d in rows.values()] == [1.0] * 4  # no weight column: every dataset alike
     census = rows["census_3p"]["census"]
     assert census["obs_value_filter"] == CENSUS_FILTER and census["max_cells_per_dataset"] == 15
     assert census["uri"] == str(corpus_dir / "soma") and census["seed"] == 0
@@ -344,12 +345,13 @@ def test_model_card_names_the_training_corpus_and_the_command_that_rebuilds_it(s
     card = (corpus_dir / "lib0" / "README.md").read_text()
     section = card.split("## Training corpus", 1)[1].split("## Evaluation", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| dataset")]
-    assert [row.split(" | ")[:6] for row in rows] == [
-        ["| human", "human", "blood", "120", "100.0%", "ontology column"],
-        ["| mouse", "mouse", "blood", "90", "80.0%", "harmonisation"],
-        ["| census_3p", "human", "blood", "30", "100.0%", "ontology column"],
-        ["| census_all", "human", "blood", "15", "100.0%", "ontology column"],
+    assert [row.split(" | ")[:7] for row in rows] == [
+        ["| human", "human", "blood", "120", "100.0%", "ontology column", "1"],
+        ["| mouse", "mouse", "blood", "90", "80.0%", "harmonisation", "1"],
+        ["| census_3p", "human", "blood", "30", "100.0%", "ontology column", "1"],
+        ["| census_all", "human", "blood", "15", "100.0%", "ontology column", "1"],
     ]
+    assert "| labels from | training weight | source |" in section
     assert f"CELLxGENE Census `{CENSUS_FILTER}`" in rows[2]
     assert f"mmgene pretrain {corpus_dir / 'corpus.csv'} --seed 0 --max-steps 2\n" in section  # the steps it was trained with
     assert "SHA-256" not in section  # no mapping file was used

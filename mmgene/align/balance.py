@@ -5,7 +5,8 @@ with one of 1,000. Drawn by cell, the big dataset and its big classes would deci
 every dataset contributes the same number of rows, and within a dataset every class the same share
 of them:
 
-- dataset ``d`` gives ``rows`` rows; its ``K`` classes (those in its training split, in class-id
+- dataset ``d`` gives ``rows`` rows (times its manifest ``weight``, rounded, at least 1:
+  :func:`weighted_rows`); its ``K`` classes (those in its training split, in class-id
   order) get ``rows // K`` each, and the first ``rows % K`` of them one more;
 - a class with ``n`` rows that must give ``m``: ``m // n`` full seeded permutations of its rows,
   then the first ``m % n`` of one more (so no row repeats before every row was used once).
@@ -40,12 +41,20 @@ def _draw(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def balanced_rows(labels: Sequence[np.ndarray], rows: int, seed: int = 0) -> list[np.ndarray]:
-    """For each dataset's row labels, the row positions to train on (``rows`` per dataset, classes
-    evenly; see the module docstring). Rows repeat where a dataset or class has fewer."""
-    if rows < 1:
+def weighted_rows(rows: int, weights: Sequence[float]) -> list[int]:
+    """Each dataset's rows: ``rows`` times its weight, rounded half to even, at least 1."""
+    return [max(1, int(round(rows * float(w)))) for w in weights]
+
+
+def balanced_rows(labels: Sequence[np.ndarray], rows: int | Sequence[int], seed: int = 0) -> list[np.ndarray]:
+    """For each dataset's row labels, the row positions to train on (``rows`` per dataset, or
+    ``rows[d]`` for dataset ``d``; classes evenly; see the module docstring). Rows repeat where a
+    dataset or class has fewer."""
+    quotas = [int(rows)] * len(labels) if np.ndim(rows) == 0 else [int(r) for r in rows]  # type: ignore[arg-type]
+    if len(quotas) != len(labels) or min(quotas, default=1) < 1:
         raise ParameterError(
-            f"rows per dataset must be at least 1, got {rows}", "CorpusTrainingConfig.rows_per_dataset", "pass 0 or a row count"
+            f"rows per dataset must be at least 1 for each of the {len(labels)} datasets, got {rows}",
+            "CorpusTrainingConfig.rows_per_dataset", "pass 0 or a row count",
         )
     out = []
     for d, lab in enumerate(labels):
@@ -58,7 +67,7 @@ def balanced_rows(labels: Sequence[np.ndarray], rows: int, seed: int = 0) -> lis
             )
         rng = np.random.default_rng([seed, d])
         picked = []
-        for cls, m in class_quota(lab.tolist(), rows).items():
+        for cls, m in class_quota(lab.tolist(), quotas[d]).items():
             where = np.flatnonzero(lab == cls)
             picked.append(where[_draw(len(where), m, rng)])
         out.append(np.concatenate(picked))

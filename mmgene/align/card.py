@@ -117,7 +117,7 @@ def recipe_values(recipe: dict[str, Any] | None, *, ensemble: bool = False) -> d
         rows.append({
             "dataset": d.get("dataset"), "species": d.get("species"), "tissue": d.get("tissue") or "–",
             "cells": f"{d.get('n_cells', 0):,}", "share_matched": f"{float(d.get('share_matched', 0.0)):.1%}",
-            "labels_from": d.get("labels_from"), "source": source,
+            "labels_from": d.get("labels_from"), "weight": f"{float(d.get('weight', 1.0)):g}", "source": source,
         })
     mapping = recipe.get("mapping")
     command = ["mmgene pretrain", *recipe.get("sources", []), "--seed", str(recipe.get("seed", 0))]

@@ -5,7 +5,7 @@ ontology columns, its own held-out cells), from a copy of the data whose genes a
 *human* symbols (``CorpusDataset.symbols``; genes without one are dropped, so a mouse cell reads
 "CD3E", not "Cd3e", and is normalised over the genes it shares with human data). The datasets'
 training rows are then resampled so that datasets, and classes within a dataset, weigh equally
-(:mod:`mmgene.align.balance`). Classes are global: two datasets' classes are one class when they
+(:mod:`mmgene.align.balance`; a manifest's ``weight`` column changes a dataset's share). Classes are global: two datasets' classes are one class when they
 have the same Cell Ontology id (else the same cleaned label). The loss keeps a cell's ancestor and
 descendant classes out of its negatives (:func:`mmgene.text.ontology.related_terms`). Everything
 after the pairs is :func:`mmgene.align.fit.fit_pairs`, shared with :func:`mmgene.align.train`.
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.align.balance import balanced_rows, default_rows
+from mmgene.align.balance import balanced_rows, default_rows, weighted_rows
 from mmgene.align.config import (
     CORPUS_DEFAULTS, AlignConfig, CorpusTrainingConfig, ModelConfig, TrainerDefaults, TrainingConfig,
 )
@@ -167,7 +167,8 @@ def corpus_pairs(
         cells += len(set(train["obs_name"]))
     sizes = [len(t) for t in trains]
     rows = balance.rows_per_dataset or default_rows(sizes)
-    picked = balanced_rows([np.asarray(t["label"]) for t in trains], rows, seed)
+    weights = [ds.spec.weight for ds in corpus]
+    picked = balanced_rows([np.asarray(t["label"]) for t in trains], weighted_rows(rows, weights), seed)
     train = datasets.concatenate_datasets([t.select(p.tolist()) for t, p in zip(trains, picked)])
     splits = {"train": train}
     if tests:
@@ -181,6 +182,7 @@ def corpus_pairs(
         "trained_cells": trained_cells,
         "balance": {
             "rows_per_dataset": rows, "dataset_rows": dict(zip(corpus.names, sizes)), "mask_related": balance.mask_related,
+            "dataset_weights": dict(zip(corpus.names, weights)),
             **contradicted_record(left_out),
         },
     }

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.align.balance import balanced_rows, default_rows
+from mmgene.align.balance import balanced_rows, default_rows, weighted_rows
 from mmgene.align.config import STREAMED_DEFAULTS, AlignConfig, CorpusTrainingConfig, ModelConfig, TrainingConfig
 from mmgene.align.corpus_train import (
     GlobalClasses, _merge_markers, _shown, class_key, contradicted_obs, contradicted_record, corpus_meta, dataset_pairs, human_view,
@@ -114,7 +114,9 @@ class CorpusStream:
         sizes = [len(k) for k in kept]
         self.rows_per_dataset = balance.rows_per_dataset or default_rows(sizes)
         self.dataset_rows = dict(zip(self.names, sizes))
-        picked = balanced_rows([m[d.row_labels[k]] for m, d, k in zip(self.mappings, self.datasets, kept)], self.rows_per_dataset, seed)
+        self.dataset_weights = {ds.name: ds.spec.weight for ds in corpus}
+        quotas = weighted_rows(self.rows_per_dataset, list(self.dataset_weights.values()))
+        picked = balanced_rows([m[d.row_labels[k]] for m, d, k in zip(self.mappings, self.datasets, kept)], quotas, seed)
         self.picked = [k[p] for k, p in zip(kept, picked)]
         for name, d, k, picked in zip(self.names, self.datasets, kept, self.picked):
             dropped = len(d.plan.train) - len(k) // d.captions
@@ -334,6 +336,7 @@ def _train_model(
         "train_cells": sum(len(np.unique(d.plan.train[p // d.captions])) for d, p in zip(source.datasets, source.picked)),
         "balance": {
             "rows_per_dataset": source.rows_per_dataset, "dataset_rows": source.dataset_rows, "mask_related": balance.mask_related,
+            "dataset_weights": source.dataset_weights,
             **contradicted_record(left_out),
         },
     }

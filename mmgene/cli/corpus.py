@@ -19,7 +19,7 @@ corpus_app = typer.Typer(
 )
 app.add_typer(corpus_app, name="corpus")
 
-COLUMNS = ("dataset", "species", "tissue", "cells", "genes", "matched", "label column", "classes")
+COLUMNS = ("dataset", "species", "tissue", "cells", "genes", "matched", "label column", "classes", "weight")
 
 
 def _rows(summary: Any) -> list[tuple[str, ...]]:
@@ -33,6 +33,7 @@ def _rows(summary: Any) -> list[tuple[str, ...]]:
             f"{r.n_matched:,} ({r.share_matched:.1%})",
             r.label_col,
             str(r.n_classes),
+            f"{r.weight:g}",
         )
         for r in summary.itertuples()
     ]
@@ -65,7 +66,7 @@ def info(
     backed: bool = typer.Option(False, help="Open .h5ad files on disk instead of loading them."),
     as_json: bool = json_option(),
 ) -> None:
-    """Per dataset: species, tissue, cells, genes, share of genes matched to human symbols, label column, classes."""
+    """Per dataset: species, tissue, cells, genes, share of genes matched to human symbols, label column, classes, training weight."""
     from mmgene.corpus import CorpusOptions, read_corpus
 
     corpus = read_corpus(

@@ -169,7 +169,7 @@ class Corpus:
         return pd.DataFrame(rows)
 
     def summary(self) -> pd.DataFrame:
-        """The gene report plus tissue, cells kept and dropped, label column and classes per dataset."""
+        """The gene report plus tissue, cells kept and dropped, label column, classes and training weight per dataset."""
         extra = pd.DataFrame(
             [
                 {
@@ -181,6 +181,7 @@ class Corpus:
                     "n_classes": len(ds.classes),
                     "classes": ds.classes,
                     "source": ds.spec.source,
+                    "weight": ds.spec.weight,
                 }
                 for ds in self.datasets
             ]

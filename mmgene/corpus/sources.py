@@ -12,7 +12,13 @@ label_col      yes      the ``obs`` column holding this dataset's cell-type labe
 species        yes      ``human`` or ``mouse`` (``Homo sapiens``/``Mus musculus`` also read)
 ontology_col   no       the ``obs`` column of Cell Ontology ids (blank: none)
 tissue         no       free text (blank: none)
+weight         no       the dataset's share of training rows against the others' (blank: 1)
 ============== ======== ===================================================================
+
+Training gives every dataset the same number of rows (:mod:`mmgene.align.balance`); a ``weight`` of 0.5
+halves a dataset's rows and 2 doubles them, e.g. to lean less on a dataset whose labels came from
+correlation with sorted bulk profiles rather than from its cells' own clusters. It must be a positive
+number; it changes only how often a dataset's cells are trained on, not which cells the consensus judges.
 
 A row with a non-blank ``obs_value_filter`` (optional column) is a Census query instead of a file:
 ``path`` is then ``census`` (CELLxGENE Census, stable release), ``census:VERSION``, or a local SOMA
@@ -35,7 +41,7 @@ from mmgene.errors import CorpusError, InputFileError, MMGeneError, ParameterErr
 from mmgene.text.origin import species_word
 
 REQUIRED_COLUMNS = ("path", "dataset", "label_col", "species")
-OPTIONAL_COLUMNS = ("ontology_col", "tissue")
+OPTIONAL_COLUMNS = ("ontology_col", "tissue", "weight")
 CENSUS_COLUMNS = ("obs_value_filter", "max_cells_per_dataset", "max_cells_per_type", "max_cells", "seed")
 #: the species a corpus can hold (genes are matched to human symbols)
 SPECIES = ("human", "mouse")
@@ -67,6 +73,8 @@ class DatasetSpec:
     census: CensusQuery | None = None
     ontology_col: str | None = None
     tissue: str = ""
+    #: the dataset's share of training rows against the others' (1: the same as every other)
+    weight: float = 1.0
     #: where the spec was written (e.g. ``line 3 of corpus.csv``), for error messages.
     where: str = field(default="", compare=False)
 
@@ -84,6 +92,7 @@ class DatasetSpec:
         if self.path is not None:
             object.__setattr__(self, "path", Path(self.path))
         object.__setattr__(self, "ontology_col", self.ontology_col or None)
+        object.__setattr__(self, "weight", dataset_weight(self.weight, where))
 
     @property
     def source(self) -> str:
@@ -94,6 +103,32 @@ class DatasetSpec:
     def location(self) -> str:
         """Where to point a user who must fix this dataset."""
         return self.where or f"dataset {self.dataset!r} ({self.source})"
+
+
+def dataset_weight(value: object, where: str) -> float:
+    """``value`` as a dataset's weight: a finite number above 0 (a bool, text or NaN is a :class:`CorpusError`)."""
+    import math
+
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise CorpusError(
+            f"a dataset's weight must be a number above 0, got {value!r}",
+            where,
+            "write a positive number such as 0.5, 1 or 2 (blank in a manifest: 1); leave a dataset out by deleting its row",
+        )
+    return float(number)
+
+
+def _weight_field(row: pd.Series, where: str) -> float:
+    """The manifest row's ``weight`` (1 when blank), refused in the manifest's terms."""
+    text = str(row.get("weight", "")).strip()
+    if not text:
+        return 1.0
+    try:
+        value: object = float(text)
+    except ValueError:
+        value = text
+    return dataset_weight(value, f"{where}, column 'weight'")
 
 
 def located(exc: MMGeneError, context: str) -> MMGeneError:
@@ -216,6 +251,7 @@ def read_manifest(manifest: str | os.PathLike[str]) -> list[DatasetSpec]:
                 census=census,
                 ontology_col=row.get("ontology_col", "") or None,
                 tissue=row.get("tissue", ""),
+                weight=_weight_field(row, where),
                 where=where,
             )
         )
