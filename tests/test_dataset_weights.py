@@ -71,7 +71,11 @@ def test_a_spec_refuses_a_bad_weight_given_in_python():
 def test_weighted_rows_round_half_to_even_and_keep_one_row():
     from mmgene.align.balance import balanced_rows, weighted_rows
 
-    assert weighted_rows(12, [1, 0.5, 2, 0.25, 0.125, 0.01]) == [12, 6, 24, 3, 2, 1]
+    assert weighted_rows(10, [1, 3]) == [5, 15]  # the same 20 rows an epoch, shared 1 : 3
+    assert weighted_rows(10, [2, 2]) == weighted_rows(10, [1, 1]) == [10, 10]  # equal weights change nothing
+    assert weighted_rows(10, [0.5]) == [10]  # a lone dataset keeps its rows
+    assert weighted_rows(10, [1, 1000]) == [1, 20]  # at least one row
+    assert weighted_rows(7, [1, 2, 4]) == [3, 6, 12]  # 7 * (1, 2, 4) / (7 / 3), rounded
     labels = [np.array([0, 0, 0, 1]), np.array([2, 3, 3, 3, 4])]
     picked = balanced_rows(labels, [5, 9], seed=1)
     assert [len(p) for p in picked] == [5, 9]
@@ -94,15 +98,15 @@ def test_corpus_pairs_give_each_dataset_its_weighted_rows_and_record_the_weights
     from mmgene.pairs.config import PairsConfig
 
     config = AlignConfig(pairs=PairsConfig(marker_share=0.0, panel_share=0.0))
-    pairs, record = corpus_pairs(read_corpus(_weighted(files, "0.5", "2")), inputs=("genes",), config=config,
+    pairs, record = corpus_pairs(read_corpus(_weighted(files, "1", "3")), inputs=("genes",), config=config,
                                  balance=CorpusTrainingConfig(rows_per_dataset=12))
     dataset = np.array([n.split(":")[0] for n in pairs["train"]["obs_name"]])
     labels = np.asarray(pairs["train"]["label"])
-    assert Counter(dataset.tolist()) == {"human_pbmc": 6, "mouse_pbmc": 24}
+    assert Counter(dataset.tolist()) == {"human_pbmc": 6, "mouse_pbmc": 18}
     assert sorted(Counter(labels[dataset == "human_pbmc"].tolist()).values()) == [3, 3]
-    assert sorted(Counter(labels[dataset == "mouse_pbmc"].tolist()).values()) == [8, 8, 8]
+    assert sorted(Counter(labels[dataset == "mouse_pbmc"].tolist()).values()) == [6, 6, 6]
     assert record["balance"]["rows_per_dataset"] == 12
-    assert record["balance"]["dataset_weights"] == {"human_pbmc": 0.5, "mouse_pbmc": 2.0}
+    assert record["balance"]["dataset_weights"] == {"human_pbmc": 1.0, "mouse_pbmc": 3.0}
     unweighted, plain = corpus_pairs(read_corpus(_weighted(files, "", "")), inputs=("genes",), config=config,
                                      balance=CorpusTrainingConfig(rows_per_dataset=12))
     assert len(unweighted["train"]) == 24 and plain["balance"]["dataset_weights"] == {"human_pbmc": 1.0, "mouse_pbmc": 1.0}

@@ -5,8 +5,8 @@ with one of 1,000. Drawn by cell, the big dataset and its big classes would deci
 every dataset contributes the same number of rows, and within a dataset every class the same share
 of them:
 
-- dataset ``d`` gives ``rows`` rows (times its manifest ``weight``, rounded, at least 1:
-  :func:`weighted_rows`); its ``K`` classes (those in its training split, in class-id
+- dataset ``d`` gives ``rows`` rows (times its manifest ``weight`` over the mean weight, rounded, at
+  least 1: :func:`weighted_rows`); its ``K`` classes (those in its training split, in class-id
   order) get ``rows // K`` each, and the first ``rows % K`` of them one more;
 - a class with ``n`` rows that must give ``m``: ``m // n`` full seeded permutations of its rows,
   then the first ``m % n`` of one more (so no row repeats before every row was used once).
@@ -42,8 +42,11 @@ def _draw(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def weighted_rows(rows: int, weights: Sequence[float]) -> list[int]:
-    """Each dataset's rows: ``rows`` times its weight, rounded half to even, at least 1."""
-    return [max(1, int(round(rows * float(w)))) for w in weights]
+    """Each dataset's rows: ``rows`` times its weight over the datasets' mean weight (rounded half to even,
+    at least 1), so weights share out the same rows an epoch: equal weights, whatever their value, change
+    nothing, and a lone dataset keeps ``rows``."""
+    mean = float(np.mean(np.asarray(weights, dtype=np.float64))) if len(weights) else 1.0
+    return [max(1, int(round(rows * float(w) / mean))) for w in weights]
 
 
 def balanced_rows(labels: Sequence[np.ndarray], rows: int | Sequence[int], seed: int = 0) -> list[np.ndarray]:

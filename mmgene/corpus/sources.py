@@ -15,10 +15,11 @@ tissue         no       free text (blank: none)
 weight         no       the dataset's share of training rows against the others' (blank: 1)
 ============== ======== ===================================================================
 
-Training gives every dataset the same number of rows (:mod:`mmgene.align.balance`); a ``weight`` of 0.5
-halves a dataset's rows and 2 doubles them, e.g. to lean less on a dataset whose labels came from
-correlation with sorted bulk profiles rather than from its cells' own clusters. It must be a positive
-number; it changes only how often a dataset's cells are trained on, not which cells the consensus judges.
+Training gives every dataset the same number of rows (:mod:`mmgene.align.balance`); ``weight`` shares
+them out unevenly instead: a dataset of weight 2 gets twice the rows of one of weight 1, the rows of an
+epoch staying the same in all, e.g. to lean less on a dataset whose labels came from correlation with
+sorted bulk profiles rather than from its cells' own clusters. It must be a positive number; it changes
+only how often a dataset's cells are trained on, not which cells the consensus judges.
 
 A row with a non-blank ``obs_value_filter`` (optional column) is a Census query instead of a file:
 ``path`` is then ``census`` (CELLxGENE Census, stable release), ``census:VERSION``, or a local SOMA
