@@ -76,6 +76,7 @@ def test_weighted_rows_round_half_to_even_and_keep_one_row():
     assert weighted_rows(10, [0.5]) == [10]  # a lone dataset keeps its rows
     assert weighted_rows(10, [1, 1000]) == [1, 20]  # at least one row
     assert weighted_rows(7, [1, 2, 4]) == [3, 6, 12]  # 7 * (1, 2, 4) / (7 / 3), rounded
+    assert weighted_rows(10, [1e308, 1e308]) == [10, 10] and weighted_rows(10, []) == []  # no overflow
     labels = [np.array([0, 0, 0, 1]), np.array([2, 3, 3, 3, 4])]
     picked = balanced_rows(labels, [5, 9], seed=1)
     assert [len(p) for p in picked] == [5, 9]

@@ -45,8 +45,11 @@ def weighted_rows(rows: int, weights: Sequence[float]) -> list[int]:
     """Each dataset's rows: ``rows`` times its weight over the datasets' mean weight (rounded half to even,
     at least 1), so weights share out the same rows an epoch: equal weights, whatever their value, change
     nothing, and a lone dataset keeps ``rows``."""
-    mean = float(np.mean(np.asarray(weights, dtype=np.float64))) if len(weights) else 1.0
-    return [max(1, int(round(rows * float(w) / mean))) for w in weights]
+    if not len(weights):
+        return []
+    relative = np.asarray(weights, dtype=np.float64)
+    relative = relative / relative.max()  # weights of 1e308 would sum to infinity
+    return [max(1, int(round(rows * float(w) / float(relative.mean())))) for w in relative]
 
 
 def balanced_rows(labels: Sequence[np.ndarray], rows: int | Sequence[int], seed: int = 0) -> list[np.ndarray]:
