@@ -5,10 +5,11 @@ ontology columns, its own held-out cells), from a copy of the data whose genes a
 *human* symbols (``CorpusDataset.symbols``; genes without one are dropped, so a mouse cell reads
 "CD3E", not "Cd3e", and is normalised over the genes it shares with human data). The datasets'
 training rows are then resampled so that datasets, and classes within a dataset, weigh equally
-(:mod:`mmgene.align.balance`; a manifest's ``weight`` column changes a dataset's share). Classes are global: two datasets' classes are one class when they
-have the same Cell Ontology id (else the same cleaned label). The loss keeps a cell's ancestor and
-descendant classes out of its negatives (:func:`mmgene.text.ontology.related_terms`). Everything
-after the pairs is :func:`mmgene.align.fit.fit_pairs`, shared with :func:`mmgene.align.train`.
+(:mod:`mmgene.align.balance`; a manifest's ``weight`` column changes a dataset's share). Classes are
+global: two datasets' classes are one class when they have the same Cell Ontology id (else the same
+cleaned label). The loss keeps a cell's ancestor and descendant classes out of its negatives
+(:func:`mmgene.text.ontology.related_terms`). Everything after the pairs is
+:func:`mmgene.align.fit.fit_pairs`, shared with :func:`mmgene.align.train`.
 """
 
 from __future__ import annotations
