@@ -83,3 +83,10 @@ def balanced_rows(labels: Sequence[np.ndarray], rows: int | Sequence[int], seed:
 def default_rows(sizes: Sequence[int]) -> int:
     """Rows per dataset when none is asked for: the median of the datasets' training rows."""
     return max(1, int(np.median(np.asarray(sizes, dtype=np.float64))))
+
+
+def dataset_quotas(sizes: Sequence[int], weights: Sequence[float], asked: int = 0) -> tuple[int, list[int]]:
+    """The rows per dataset (``asked``, or :func:`default_rows` of ``sizes`` when 0) and each dataset's
+    share of them by its weight (:func:`weighted_rows`): what both corpus trainers draw."""
+    rows = asked or default_rows(sizes)
+    return rows, weighted_rows(rows, weights)

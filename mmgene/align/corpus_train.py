@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmgene.align.balance import balanced_rows, default_rows, weighted_rows
+from mmgene.align.balance import balanced_rows, dataset_quotas
 from mmgene.align.config import (
     CORPUS_DEFAULTS, AlignConfig, CorpusTrainingConfig, ModelConfig, TrainerDefaults, TrainingConfig,
 )
@@ -167,9 +167,9 @@ def corpus_pairs(
         unlabelled += pairs.unlabelled_cells
         cells += len(set(train["obs_name"]))
     sizes = [len(t) for t in trains]
-    rows = balance.rows_per_dataset or default_rows(sizes)
     weights = [ds.spec.weight for ds in corpus]
-    picked = balanced_rows([np.asarray(t["label"]) for t in trains], weighted_rows(rows, weights), seed)
+    rows, quotas = dataset_quotas(sizes, weights, balance.rows_per_dataset)
+    picked = balanced_rows([np.asarray(t["label"]) for t in trains], quotas, seed)
     train = datasets.concatenate_datasets([t.select(p.tolist()) for t, p in zip(trains, picked)])
     splits = {"train": train}
     if tests:

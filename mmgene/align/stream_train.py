@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from mmgene.align.balance import balanced_rows, default_rows, weighted_rows
+from mmgene.align.balance import balanced_rows, dataset_quotas
 from mmgene.align.config import STREAMED_DEFAULTS, AlignConfig, CorpusTrainingConfig, ModelConfig, TrainingConfig
 from mmgene.align.corpus_train import (
     GlobalClasses, _merge_markers, _shown, class_key, contradicted_obs, contradicted_record, corpus_meta, dataset_pairs, human_view,
@@ -112,10 +112,9 @@ class CorpusStream:
         self.classes = classes
         kept = [_kept_rows(d, ds.adata.obs_names, (left_out or {}).get(ds.name)) for d, ds in zip(self.datasets, corpus)]
         sizes = [len(k) for k in kept]
-        self.rows_per_dataset = balance.rows_per_dataset or default_rows(sizes)
         self.dataset_rows = dict(zip(self.names, sizes))
         self.dataset_weights = {ds.name: ds.spec.weight for ds in corpus}
-        quotas = weighted_rows(self.rows_per_dataset, list(self.dataset_weights.values()))
+        self.rows_per_dataset, quotas = dataset_quotas(sizes, list(self.dataset_weights.values()), balance.rows_per_dataset)
         picked = balanced_rows([m[d.row_labels[k]] for m, d, k in zip(self.mappings, self.datasets, kept)], quotas, seed)
         self.picked = [k[p] for k, p in zip(kept, picked)]
         for name, d, k, picked in zip(self.names, self.datasets, kept, self.picked):

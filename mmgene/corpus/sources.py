@@ -30,6 +30,7 @@ are refused). Any other column is refused, so a misspelt column name is not sile
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -108,8 +109,6 @@ class DatasetSpec:
 
 def dataset_weight(value: object, where: str) -> float:
     """``value`` as a dataset's weight: a finite number above 0 (a bool, text or NaN is a :class:`CorpusError`)."""
-    import math
-
     number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     if number is None or not math.isfinite(number) or number <= 0:
         raise CorpusError(
